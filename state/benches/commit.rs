@@ -1,0 +1,78 @@
+//! Keys updated + merkleized + committed per second through `Store::commit`, against raw
+//! batched RocksDB puts of the same keys and values in the same run (same machine, same
+//! moment), so the figure is a ratio, not a bare time.
+//!
+//! Run: `scripts/bench` (or `cargo bench --profile ci -p keel-state --bench commit`).
+
+use keel_state::{CommitRequest, StateDiff, Store, StoreOptions};
+use keel_types::{Address, StateKey};
+use rand::{Rng, SeedableRng};
+use std::time::Instant;
+
+const BLOCKS: usize = 60;
+const KEYS_PER_BLOCK: usize = 2_000;
+/// Key universe: new keys mostly, with updates as the tree fills.
+const UNIVERSE: u32 = 200_000;
+
+fn workload() -> Vec<Vec<(StateKey, [u8; 32])>> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
+    (0..BLOCKS)
+        .map(|_| {
+            (0..KEYS_PER_BLOCK)
+                .map(|_| {
+                    let n: u32 = rng.gen_range(0..UNIVERSE);
+                    let mut slot = [0u8; 32];
+                    slot[28..].copy_from_slice(&n.to_be_bytes());
+                    (StateKey::Storage(Address([(n % 251) as u8; 20]), slot), rng.gen())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn raw_rocksdb(blocks: &[Vec<(StateKey, [u8; 32])>]) -> f64 {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut opts = rocksdb::Options::default();
+    opts.create_if_missing(true);
+    opts.set_write_buffer_size(StoreOptions::default().write_buffer_bytes);
+    let db = rocksdb::DB::open(&opts, dir.path()).expect("open raw");
+    let start = Instant::now();
+    for block in blocks {
+        let mut batch = rocksdb::WriteBatch::default();
+        for (key, value) in block {
+            // The same 32-byte key the store derives, so both sides write identical key bytes.
+            batch.put(key.key_hash().0, value);
+        }
+        db.write(batch).expect("write");
+    }
+    db.flush().expect("flush");
+    (blocks.len() * KEYS_PER_BLOCK) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn keel_store(blocks: &[Vec<(StateKey, [u8; 32])>], sync_writes: bool) -> f64 {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreOptions { sync_writes, ..StoreOptions::default() })
+        .expect("open store");
+    let start = Instant::now();
+    for (height, block) in blocks.iter().enumerate() {
+        let diff: StateDiff = block.iter().map(|(k, v)| (k.clone(), Some(v.to_vec()))).collect();
+        store
+            .commit(CommitRequest { height: height as u64, diff: &diff, block: None, receipts: &[] })
+            .expect("commit");
+    }
+    (blocks.len() * KEYS_PER_BLOCK) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` passes nothing we need.
+    let blocks = workload();
+    let raw = raw_rocksdb(&blocks);
+    let keel = keel_store(&blocks, false);
+    let keel_sync = keel_store(&blocks, true);
+    println!("state commit benchmark: {BLOCKS} blocks x {KEYS_PER_BLOCK} keys (32-byte keys, 32-byte values)");
+    println!("| path | keys/s | ratio to raw RocksDB |");
+    println!("|---|---:|---:|");
+    println!("| raw batched RocksDB puts (baseline) | {raw:.0} | 1.000 |");
+    println!("| keel Store::commit (JMT + versioned values + preimages), no fsync | {keel:.0} | {:.3} |", keel / raw);
+    println!("| keel Store::commit, fsync per block (node default) | {keel_sync:.0} | {:.3} |", keel_sync / raw);
+}

@@ -1,0 +1,59 @@
+//! Column families and key layouts. Heights are big-endian so RocksDB's byte order is
+//! numeric order, which range deletes and "latest version ≤ h" seeks rely on.
+
+use keel_types::Height;
+
+/// Small records: latest commit, oldest retained height.
+pub const CF_META: &str = "meta";
+/// Jellyfish Merkle tree nodes: borsh(NodeKey) → borsh(Node).
+pub const CF_NODES: &str = "jmt_nodes";
+/// Versioned values: key_hash (32) ‖ height (8, BE) → borsh(Option<value>); `None` is a delete.
+pub const CF_VALUES: &str = "values";
+/// key_hash → canonical StateKey bytes, so the expiry sweep and debugging can name keys.
+pub const CF_PREIMAGES: &str = "preimages";
+/// stale_since_height (8, BE) ‖ borsh(NodeKey) → (): tree nodes the pruner may drop.
+pub const CF_STALE: &str = "stale_nodes";
+/// height (BE) → state root after executing that height.
+pub const CF_ROOTS: &str = "roots";
+/// height (BE) → canonical Block.
+pub const CF_BLOCKS: &str = "blocks";
+/// block hash → height (BE).
+pub const CF_BLOCK_INDEX: &str = "block_index";
+/// height (BE) → canonical BlockReceipts.
+pub const CF_RECEIPTS: &str = "receipts";
+/// tx hash → height (BE) ‖ index (4, BE).
+pub const CF_TX_INDEX: &str = "tx_index";
+
+pub const ALL_CFS: &[&str] = &[
+    CF_META,
+    CF_NODES,
+    CF_VALUES,
+    CF_PREIMAGES,
+    CF_STALE,
+    CF_ROOTS,
+    CF_BLOCKS,
+    CF_BLOCK_INDEX,
+    CF_RECEIPTS,
+    CF_TX_INDEX,
+];
+
+pub const META_LATEST: &[u8] = b"latest";
+pub const META_OLDEST: &[u8] = b"oldest_retained";
+
+/// Length of the key-hash prefix in `CF_VALUES`.
+pub const KEY_HASH_BYTES: usize = 32;
+
+pub fn height_key(height: Height) -> [u8; 8] {
+    height.to_be_bytes()
+}
+
+pub fn value_key(key_hash: &[u8; 32], height: Height) -> [u8; 40] {
+    let mut out = [0u8; 40];
+    out[..32].copy_from_slice(key_hash);
+    out[32..].copy_from_slice(&height.to_be_bytes());
+    out
+}
+
+pub fn decode_height(bytes: &[u8]) -> Option<Height> {
+    Some(Height::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
+}

@@ -1,0 +1,406 @@
+//! The store: open, commit one block atomically, and read state, roots, proofs, blocks and
+//! receipts at any retained height.
+
+use crate::error::StateError;
+use crate::overlay::{StateDiff, StateView};
+use crate::schema::*;
+use crate::tree::{newest_value_at, DbTreeReader};
+use borsh::{BorshDeserialize, BorshSerialize};
+use keel_types::hash::JmtHasher;
+use keel_types::limits::MAX_STATE_VALUE_BYTES;
+use keel_types::receipt::BlockReceipts;
+use keel_types::{Block, Canonical, Hash, Height, Receipt, StateKey, StateProof};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, Options, SliceTransform, WriteBatch,
+    WriteOptions, DB,
+};
+use std::path::Path;
+use std::sync::{Mutex, RwLock};
+
+type Jmt<'a> = jmt::JellyfishMerkleTree<'a, DbTreeReader<'a>, JmtHasher>;
+
+/// Store tuning. Every field bounds a resource.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// fsync the WAL on every commit. Off only for benchmarks and throwaway stores: with it
+    /// off a machine crash (not a process crash) can lose the newest commits.
+    pub sync_writes: bool,
+    /// Shared block cache for all column families.
+    pub block_cache_bytes: usize,
+    /// Memtable size per column family before it is flushed.
+    pub write_buffer_bytes: usize,
+    /// Open file handles RocksDB may keep.
+    pub max_open_files: i32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            sync_writes: true,
+            block_cache_bytes: 64 * 1024 * 1024,
+            write_buffer_bytes: 32 * 1024 * 1024,
+            max_open_files: 512,
+        }
+    }
+}
+
+/// What the latest commit produced; stored under `meta/latest` in the same batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct CommitInfo {
+    pub height: Height,
+    /// State root after executing `height`.
+    pub state_root: Hash,
+    /// Hash of the block at `height` (`Hash::ZERO` if the commit carried no block).
+    pub block_hash: Hash,
+}
+
+/// One block's worth of changes to commit.
+#[derive(Debug, Clone, Copy)]
+pub struct CommitRequest<'a> {
+    pub height: Height,
+    pub diff: &'a StateDiff,
+    pub block: Option<&'a Block>,
+    pub receipts: &'a [Receipt],
+}
+
+/// The node's database. Commits are serialised; reads run concurrently with them and see
+/// either all of a block or none of it.
+pub struct Store {
+    db: DB,
+    options: StoreOptions,
+    latest: RwLock<Option<CommitInfo>>,
+    commit_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("latest", &self.latest()).finish_non_exhaustive()
+    }
+}
+
+fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, StateError> {
+    db.cf_handle(name).ok_or_else(|| StateError::Corrupt(format!("missing column family {name}")))
+}
+
+fn tree_err(e: anyhow::Error) -> StateError {
+    StateError::Tree(format!("{e:#}"))
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path` and checks that the latest commit's root is the
+    /// root of the tree actually on disk.
+    pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StateError> {
+        let cache = Cache::new_lru_cache(options.block_cache_bytes);
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        table.set_bloom_filter(10.0, false);
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.set_max_open_files(options.max_open_files);
+        db_opts.set_write_buffer_size(options.write_buffer_bytes);
+        let descriptors = ALL_CFS.iter().map(|name| {
+            let mut cf_opts = Options::default();
+            cf_opts.set_block_based_table_factory(&table);
+            cf_opts.set_write_buffer_size(options.write_buffer_bytes);
+            if *name == CF_VALUES {
+                cf_opts.set_prefix_extractor(SliceTransform::create_fixed_prefix(KEY_HASH_BYTES));
+            }
+            ColumnFamilyDescriptor::new(*name, cf_opts)
+        });
+        let db = DB::open_cf_descriptors(&db_opts, path, descriptors)?;
+        let latest = match db.get_cf(cf(&db, CF_META)?, META_LATEST)? {
+            None => None,
+            Some(raw) => Some(
+                CommitInfo::try_from_slice(&raw)
+                    .map_err(|e| StateError::Corrupt(format!("meta/latest: {e}")))?,
+            ),
+        };
+        let store = Store { db, options, latest: RwLock::new(latest), commit_lock: Mutex::new(()) };
+        store.check_latest()?;
+        Ok(store)
+    }
+
+    /// The latest commit's root must equal both the stored root for its height and the hash
+    /// of the tree's root node at that version.
+    fn check_latest(&self) -> Result<(), StateError> {
+        let Some(latest) = self.latest() else { return Ok(()) };
+        let recorded = self.state_root(latest.height)?;
+        let reader = DbTreeReader { db: &self.db };
+        let tree = Jmt::new(&reader);
+        let computed = tree.get_root_hash(latest.height).map_err(tree_err)?;
+        if recorded != latest.state_root || computed.0 != latest.state_root.0 {
+            return Err(StateError::Corrupt(format!(
+                "height {}: meta root {}, recorded root {}, tree root {}",
+                latest.height,
+                latest.state_root,
+                recorded,
+                Hash(computed.0)
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn latest(&self) -> Option<CommitInfo> {
+        *self.latest.read().expect("latest lock poisoned")
+    }
+
+    /// The height the next commit must carry.
+    pub fn next_height(&self) -> Height {
+        self.latest().map_or(0, |l| l.height + 1)
+    }
+
+    /// The oldest height whose state, blocks and receipts are still retained.
+    pub fn oldest_retained(&self) -> Result<Height, StateError> {
+        Ok(self
+            .db
+            .get_cf(cf(&self.db, CF_META)?, META_OLDEST)?
+            .and_then(|raw| decode_height(&raw))
+            .unwrap_or(0))
+    }
+
+    fn check_readable(&self, height: Height) -> Result<(), StateError> {
+        let latest = self.latest().map(|l| l.height);
+        if latest.is_none_or(|l| height > l) {
+            return Err(StateError::FutureHeight { height, latest });
+        }
+        let oldest = self.oldest_retained()?;
+        if height < oldest {
+            return Err(StateError::Pruned { height, oldest });
+        }
+        Ok(())
+    }
+
+    /// Computes the state root `diff` would produce at `height` without writing anything.
+    pub fn preview_root(&self, height: Height, diff: &StateDiff) -> Result<Hash, StateError> {
+        let expected = self.next_height();
+        if height != expected {
+            return Err(StateError::NotNextHeight { expected, got: height });
+        }
+        let reader = DbTreeReader { db: &self.db };
+        let tree = Jmt::new(&reader);
+        let (root, _) = tree.put_value_set(tree_updates(diff), height).map_err(tree_err)?;
+        Ok(Hash(root.0))
+    }
+
+    /// Commits one height: the state diff, its tree nodes, the block, receipts and indexes,
+    /// and the new latest pointer, in one atomic WriteBatch.
+    pub fn commit(&self, request: CommitRequest<'_>) -> Result<CommitInfo, StateError> {
+        let _guard = self.commit_lock.lock().expect("commit lock poisoned");
+        let height = request.height;
+        let expected = self.next_height();
+        if height != expected {
+            return Err(StateError::NotNextHeight { expected, got: height });
+        }
+        for (key, value) in request.diff {
+            if let Some(v) = value {
+                if v.len() > MAX_STATE_VALUE_BYTES {
+                    return Err(StateError::ValueTooLarge {
+                        key: format!("{key:?}"),
+                        len_bytes: v.len(),
+                        max_bytes: MAX_STATE_VALUE_BYTES,
+                    });
+                }
+            }
+        }
+        let reader = DbTreeReader { db: &self.db };
+        let tree = Jmt::new(&reader);
+        let (root, update) =
+            tree.put_value_set(tree_updates(request.diff), height).map_err(tree_err)?;
+        let state_root = Hash(root.0);
+
+        let db = &self.db;
+        let mut batch = WriteBatch::default();
+        let nodes = cf(db, CF_NODES)?;
+        for (node_key, node) in update.node_batch.nodes() {
+            batch.put_cf(nodes, borsh::to_vec(node_key).map_err(io_corrupt)?, borsh::to_vec(node).map_err(io_corrupt)?);
+        }
+        let values = cf(db, CF_VALUES)?;
+        for ((version, key_hash), value) in update.node_batch.values() {
+            batch.put_cf(values, value_key(&key_hash.0, *version), borsh::to_vec(value).map_err(io_corrupt)?);
+        }
+        let preimages = cf(db, CF_PREIMAGES)?;
+        for key in request.diff.keys() {
+            batch.put_cf(preimages, key.key_hash().0, key.to_bytes());
+        }
+        let stale = cf(db, CF_STALE)?;
+        for index in &update.stale_node_index_batch {
+            let mut k = height_key(index.stale_since_version).to_vec();
+            k.extend(borsh::to_vec(&index.node_key).map_err(io_corrupt)?);
+            batch.put_cf(stale, k, []);
+        }
+        batch.put_cf(cf(db, CF_ROOTS)?, height_key(height), state_root.0);
+        let mut block_hash = Hash::ZERO;
+        if let Some(block) = request.block {
+            if block.header.height != height {
+                return Err(StateError::NotNextHeight { expected: height, got: block.header.height });
+            }
+            block_hash = block.hash();
+            batch.put_cf(cf(db, CF_BLOCKS)?, height_key(height), block.encode());
+            batch.put_cf(cf(db, CF_BLOCK_INDEX)?, block_hash.0, height_key(height));
+            let tx_index = cf(db, CF_TX_INDEX)?;
+            for (i, tx) in block.transactions.iter().enumerate() {
+                let mut location = height_key(height).to_vec();
+                location.extend((i as u32).to_be_bytes());
+                batch.put_cf(tx_index, tx.hash().0, location);
+            }
+        }
+        batch.put_cf(
+            cf(db, CF_RECEIPTS)?,
+            height_key(height),
+            BlockReceipts(request.receipts.to_vec()).encode(),
+        );
+        let info = CommitInfo { height, state_root, block_hash };
+        batch.put_cf(cf(db, CF_META)?, META_LATEST, borsh::to_vec(&info).map_err(io_corrupt)?);
+
+        let mut write = WriteOptions::default();
+        write.set_sync(self.options.sync_writes);
+        db.write_opt(batch, &write)?;
+        *self.latest.write().expect("latest lock poisoned") = Some(info);
+        tracing::debug!(height, root = %state_root, "committed");
+        Ok(info)
+    }
+
+    /// The state root after executing `height`.
+    pub fn state_root(&self, height: Height) -> Result<Hash, StateError> {
+        let raw = self
+            .db
+            .get_cf(cf(&self.db, CF_ROOTS)?, height_key(height))?
+            .ok_or(StateError::FutureHeight { height, latest: self.latest().map(|l| l.height) })?;
+        Ok(Hash(raw.as_slice().try_into().map_err(|_| StateError::Corrupt("root length".into()))?))
+    }
+
+    /// The value of `key` as of `height`.
+    pub fn get(&self, key: &StateKey, height: Height) -> Result<Option<Vec<u8>>, StateError> {
+        self.check_readable(height)?;
+        newest_value_at(&self.db, &key.key_hash().0, height)
+            .map(Option::flatten)
+            .map_err(tree_err)
+    }
+
+    /// A membership (or non-membership) proof for `key` against the root at `height`.
+    pub fn prove(&self, key: &StateKey, height: Height) -> Result<StateProof, StateError> {
+        self.check_readable(height)?;
+        let reader = DbTreeReader { db: &self.db };
+        let tree = Jmt::new(&reader);
+        let (value, proof) =
+            tree.get_with_proof(jmt::KeyHash(key.key_hash().0), height).map_err(tree_err)?;
+        Ok(StateProof { height, key: key.clone(), value, proof })
+    }
+
+    pub fn block(&self, height: Height) -> Result<Option<Block>, StateError> {
+        self.db
+            .get_cf(cf(&self.db, CF_BLOCKS)?, height_key(height))?
+            .map(|raw| Block::decode(&raw).map_err(StateError::decode("block")))
+            .transpose()
+    }
+
+    pub fn block_height(&self, hash: &Hash) -> Result<Option<Height>, StateError> {
+        Ok(self.db.get_cf(cf(&self.db, CF_BLOCK_INDEX)?, hash.0)?.and_then(|raw| decode_height(&raw)))
+    }
+
+    pub fn receipts(&self, height: Height) -> Result<Option<Vec<Receipt>>, StateError> {
+        self.db
+            .get_cf(cf(&self.db, CF_RECEIPTS)?, height_key(height))?
+            .map(|raw| BlockReceipts::decode(&raw).map(|r| r.0).map_err(StateError::decode("receipts")))
+            .transpose()
+    }
+
+    /// Where a transaction landed: (height, index in block).
+    pub fn tx_location(&self, tx_hash: &Hash) -> Result<Option<(Height, u32)>, StateError> {
+        let Some(raw) = self.db.get_cf(cf(&self.db, CF_TX_INDEX)?, tx_hash.0)? else {
+            return Ok(None);
+        };
+        let height = decode_height(&raw).ok_or_else(|| StateError::Corrupt("tx index".into()))?;
+        let index = raw
+            .get(8..12)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes)
+            .ok_or_else(|| StateError::Corrupt("tx index".into()))?;
+        Ok(Some((height, index)))
+    }
+
+    /// A read-only view of state as of `height`.
+    pub fn view(&self, height: Height) -> Result<StoreView<'_>, StateError> {
+        self.check_readable(height)?;
+        Ok(StoreView { store: self, height })
+    }
+
+    /// A view of the latest committed state (empty state before the first commit).
+    pub fn latest_view(&self) -> StoreView<'_> {
+        StoreView { store: self, height: self.latest().map_or(0, |l| l.height) }
+    }
+
+    /// Recomputes the tree root at `height` from the stored nodes and compares it with the
+    /// recorded root: the deep consistency check the crash test runs after every restart.
+    pub fn verify_root(&self, height: Height) -> Result<Hash, StateError> {
+        let recorded = self.state_root(height)?;
+        let reader = DbTreeReader { db: &self.db };
+        let tree = Jmt::new(&reader);
+        let computed = Hash(tree.get_root_hash(height).map_err(tree_err)?.0);
+        if computed != recorded {
+            return Err(StateError::Corrupt(format!(
+                "height {height}: recorded root {recorded}, tree root {computed}"
+            )));
+        }
+        Ok(recorded)
+    }
+
+    /// Whether anything is stored for a height above the latest commit (must never be true:
+    /// a commit is all-or-nothing).
+    pub fn has_data_above_latest(&self) -> Result<bool, StateError> {
+        let next = height_key(self.next_height());
+        for name in [CF_ROOTS, CF_BLOCKS, CF_RECEIPTS] {
+            let mut iter = self.db.iterator_cf(
+                cf(&self.db, name)?,
+                rocksdb::IteratorMode::From(&next, rocksdb::Direction::Forward),
+            );
+            if iter.next().transpose()?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Approximate on-disk size of all column families (live SST files), for metrics.
+    pub fn disk_size_bytes(&self) -> Result<u64, StateError> {
+        let mut total = 0u64;
+        for name in ALL_CFS {
+            total += self
+                .db
+                .property_int_value_cf(cf(&self.db, name)?, "rocksdb.total-sst-files-size")?
+                .unwrap_or(0);
+        }
+        Ok(total)
+    }
+}
+
+fn io_corrupt(e: std::io::Error) -> StateError {
+    StateError::Corrupt(format!("encoding for storage: {e}"))
+}
+
+fn tree_updates(diff: &StateDiff) -> Vec<(jmt::KeyHash, Option<jmt::OwnedValue>)> {
+    diff.iter().map(|(k, v)| (jmt::KeyHash(k.key_hash().0), v.clone())).collect()
+}
+
+/// State as of one committed height.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreView<'a> {
+    store: &'a Store,
+    height: Height,
+}
+
+impl StoreView<'_> {
+    pub fn height(&self) -> Height {
+        self.height
+    }
+}
+
+impl StateView for StoreView<'_> {
+    fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StateError> {
+        if self.store.latest().is_none() {
+            return Ok(None);
+        }
+        self.store.get(key, self.height)
+    }
+}

@@ -1,0 +1,184 @@
+//! Property tests of the store against a model: roots equal a from-scratch recomputation,
+//! proofs verify (and fail when tampered), and old retained heights read old values.
+
+use keel_state::{CommitRequest, Overlay, StateDiff, StateView, StateViewExt, Store, StoreOptions};
+use keel_types::{Address, Canonical, Hash, StateKey, StateProof};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+
+/// A small key universe so sequences hit updates, deletes and re-inserts often.
+fn key(index: u8) -> StateKey {
+    let addr = Address([index % 7; 20]);
+    match index % 3 {
+        0 => StateKey::Account(addr),
+        1 => StateKey::Storage(addr, [index; 32]),
+        _ => StateKey::Code(Hash([index; 32])),
+    }
+}
+
+const KEYS: u8 = 40;
+
+fn options() -> StoreOptions {
+    StoreOptions { sync_writes: false, ..StoreOptions::default() }
+}
+
+type Model = BTreeMap<StateKey, Vec<u8>>;
+
+fn arb_blocks() -> impl Strategy<Value = Vec<Vec<(u8, Option<Vec<u8>>)>>> {
+    let op = (0..KEYS, prop::option::weighted(0.75, prop::collection::vec(any::<u8>(), 1..48)));
+    prop::collection::vec(prop::collection::vec(op, 0..12), 1..16)
+}
+
+/// The root of `model` computed from nothing: a fresh store, one commit.
+fn scratch_root(model: &Model) -> Hash {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), options()).expect("open");
+    let diff: StateDiff = model.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
+    store.commit(CommitRequest { height: 0, diff: &diff, block: None, receipts: &[] }).expect("commit").state_root
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn store_matches_model(blocks in arb_blocks()) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), options()).expect("open");
+        let mut model = Model::new();
+        let mut history: Vec<(Model, Hash)> = Vec::new();
+        for (height, ops) in blocks.iter().enumerate() {
+            let height = height as u64;
+            let mut diff = StateDiff::new();
+            for (k, v) in ops {
+                diff.insert(key(*k), v.clone());
+            }
+            for (k, v) in &diff {
+                match v {
+                    Some(v) => { model.insert(k.clone(), v.clone()); }
+                    None => { model.remove(k); }
+                }
+            }
+            let preview = store.preview_root(height, &diff).expect("preview");
+            let info = store.commit(CommitRequest { height, diff: &diff, block: None, receipts: &[] }).expect("commit");
+            prop_assert_eq!(preview, info.state_root);
+            prop_assert_eq!(store.verify_root(height).expect("verify"), info.state_root);
+            history.push((model.clone(), info.state_root));
+        }
+        // The final root, and one from the middle, equal a from-scratch recomputation.
+        let last = history.len() - 1;
+        prop_assert_eq!(scratch_root(&history[last].0), history[last].1);
+        prop_assert_eq!(scratch_root(&history[last / 2].0), history[last / 2].1);
+
+        // Every retained height reads its own values, and proves them against its own root.
+        for (height, (snapshot, root)) in history.iter().enumerate() {
+            let height = height as u64;
+            for k in 0..KEYS {
+                let key = key(k);
+                let value = store.get(&key, height).expect("get");
+                prop_assert_eq!(value.as_ref(), snapshot.get(&key));
+                let proof = store.prove(&key, height).expect("prove");
+                prop_assert_eq!(proof.value.as_ref(), snapshot.get(&key));
+                proof.verify(*root).expect("proof verifies");
+                // The proof travels as bytes and still verifies.
+                let decoded = StateProof::decode(&proof.encode()).expect("decode proof");
+                decoded.verify(*root).expect("decoded proof verifies");
+            }
+        }
+        // Reopening finds the same latest commit.
+        let latest = store.latest().expect("latest");
+        drop(store);
+        let store = Store::open(dir.path(), options()).expect("reopen");
+        prop_assert_eq!(store.latest(), Some(latest));
+    }
+
+    #[test]
+    fn tampered_proofs_fail(blocks in arb_blocks(), target in 0..KEYS, flip in any::<usize>(), bit in 0u8..8) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), options()).expect("open");
+        for (height, ops) in blocks.iter().enumerate() {
+            let diff: StateDiff = ops.iter().map(|(k, v)| (key(*k), v.clone())).collect();
+            store.commit(CommitRequest { height: height as u64, diff: &diff, block: None, receipts: &[] }).expect("commit");
+        }
+        let latest = store.latest().expect("latest");
+        let root = latest.state_root;
+        let proof = store.prove(&key(target), latest.height).expect("prove");
+        proof.verify(root).expect("honest proof verifies");
+
+        // Wrong value: claim a different value (or presence for an absent key).
+        let mut wrong_value = proof.clone();
+        wrong_value.value = match &proof.value {
+            Some(v) => { let mut v = v.clone(); v[0] ^= 1; Some(v) }
+            None => Some(vec![1, 2, 3]),
+        };
+        prop_assert!(wrong_value.verify(root).is_err());
+        // Claiming absence for a present key fails too.
+        if proof.value.is_some() {
+            let mut absent = proof.clone();
+            absent.value = None;
+            prop_assert!(absent.verify(root).is_err());
+        }
+        // Wrong key: the same path does not prove another key's value.
+        let mut wrong_key = proof.clone();
+        wrong_key.key = key((target + 1) % KEYS);
+        if store.get(&wrong_key.key, latest.height).expect("get") != proof.value || proof.value.is_some() {
+            prop_assert!(wrong_key.verify(root).is_err());
+        }
+        // Wrong root.
+        let mut other_root = root;
+        other_root.0[0] ^= 1;
+        prop_assert!(proof.verify(other_root).is_err());
+        // A flipped bit anywhere in the encoded proof: it fails to decode, fails to verify,
+        // or (soundness) what it then proves is true of the store, e.g. a flipped key that is
+        // genuinely absent under the same empty subtree.
+        let mut bytes = proof.encode();
+        let index = flip % bytes.len();
+        bytes[index] ^= 1 << bit;
+        if let Ok(decoded) = StateProof::decode(&bytes) {
+            if decoded.verify(root).is_ok() {
+                prop_assert_eq!(store.get(&decoded.key, latest.height).expect("get"), decoded.value);
+            }
+        }
+    }
+}
+
+#[test]
+fn overlay_reads_through_and_reverts_checkpoints() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), options()).expect("open");
+    let a = Address([1; 20]);
+    let mut genesis = Overlay::new(store.latest_view());
+    genesis.put_storage(a, [1; 32], [7; 32]).expect("put");
+    let diff = genesis.into_diff();
+    store.commit(CommitRequest { height: 0, diff: &diff, block: None, receipts: &[] }).expect("commit");
+
+    let mut overlay = Overlay::new(store.latest_view());
+    assert_eq!(overlay.storage(&a, &[1; 32]).expect("read"), [7; 32]);
+    assert_eq!(overlay.storage(&a, &[2; 32]).expect("read"), [0; 32]);
+    let outer = overlay.checkpoint();
+    overlay.put_storage(a, [2; 32], [9; 32]).expect("put");
+    let inner = overlay.checkpoint();
+    overlay.put_storage(a, [1; 32], [0; 32]).expect("put zero deletes");
+    assert_eq!(overlay.storage(&a, &[1; 32]).expect("read"), [0; 32]);
+    overlay.revert_to(inner);
+    assert_eq!(overlay.storage(&a, &[1; 32]).expect("read"), [7; 32]);
+    assert_eq!(overlay.storage(&a, &[2; 32]).expect("read"), [9; 32]);
+    overlay.revert_to(outer);
+    assert!(overlay.diff().is_empty());
+    // Writing zero produces a delete in the diff, so a zero slot is never stored.
+    overlay.put_storage(a, [1; 32], [0; 32]).expect("put");
+    assert_eq!(overlay.diff().get(&StateKey::Storage(a, [1; 32])), Some(&None));
+    assert_eq!(overlay.get(&StateKey::Storage(a, [1; 32])).expect("get"), None);
+}
+
+#[test]
+fn commits_must_be_in_order_and_future_reads_fail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), options()).expect("open");
+    let diff = StateDiff::new();
+    let err = store.commit(CommitRequest { height: 1, diff: &diff, block: None, receipts: &[] });
+    assert!(matches!(err, Err(keel_state::StateError::NotNextHeight { expected: 0, got: 1 })));
+    store.commit(CommitRequest { height: 0, diff: &diff, block: None, receipts: &[] }).expect("commit 0");
+    store.commit(CommitRequest { height: 1, diff: &diff, block: None, receipts: &[] }).expect("empty commit 1");
+    assert_eq!(store.state_root(0).expect("root0"), store.state_root(1).expect("root1"));
+    assert!(matches!(store.get(&key(1), 5), Err(keel_state::StateError::FutureHeight { height: 5, .. })));
+}

@@ -1,0 +1,165 @@
+//! 32-byte blake3 hashes with one domain per object kind.
+//!
+//! Every hash is `blake3::derive_key(context, bytes)` with a context string unique to what is
+//! hashed, so a transaction hash can never collide with a header hash or a tree node, even if
+//! an attacker finds bytes that parse as both.
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use std::fmt;
+
+/// What is being hashed. Each variant has its own blake3 key-derivation context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Domain {
+    /// The signing payload and identity of a transaction.
+    Transaction,
+    /// A block header; the block hash.
+    Header,
+    /// A leaf of the transaction root.
+    TxRootLeaf,
+    /// An inner node of the transaction and receipt roots.
+    MerkleNode,
+    /// A receipt, as a leaf of the receipts root.
+    Receipt,
+    /// A state key, giving its position in the authenticated tree.
+    StateKey,
+    /// Nodes and values inside the Jellyfish Merkle tree.
+    Jmt,
+    /// An ed25519 public key, giving an account address.
+    Address,
+    /// Contract code, giving its code hash.
+    Code,
+    /// A consensus vote's signing payload.
+    Vote,
+    /// Consensus proposal signing payload.
+    Proposal,
+    /// Canonical in-block ordering key.
+    TxOrder,
+}
+
+impl Domain {
+    /// The blake3 context string. Changing one is a hard fork: never edit, only add.
+    pub const fn context(self) -> &'static str {
+        match self {
+            Domain::Transaction => "keel 2026-11 transaction v1",
+            Domain::Header => "keel 2026-11 header v1",
+            Domain::TxRootLeaf => "keel 2026-11 tx-root leaf v1",
+            Domain::MerkleNode => "keel 2026-11 merkle node v1",
+            Domain::Receipt => "keel 2026-11 receipt v1",
+            Domain::StateKey => "keel 2026-11 state key v1",
+            Domain::Jmt => "keel 2026-11 jmt v1",
+            Domain::Address => "keel 2026-11 address v1",
+            Domain::Code => "keel 2026-11 code v1",
+            Domain::Vote => "keel 2026-11 vote v1",
+            Domain::Proposal => "keel 2026-11 proposal v1",
+            Domain::TxOrder => "keel 2026-11 tx order v1",
+        }
+    }
+}
+
+/// A 32-byte blake3 digest.
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, BorshSerialize, BorshDeserialize,
+)]
+pub struct Hash(pub [u8; 32]);
+
+impl Hash {
+    /// The all-zero hash, used where a value is absent (e.g. the parent of genesis).
+    pub const ZERO: Hash = Hash([0; 32]);
+
+    /// Hashes `bytes` in `domain`.
+    pub fn digest(domain: Domain, bytes: &[u8]) -> Hash {
+        Hash(blake3::Hasher::new_derive_key(domain.context()).update(bytes).finalize().into())
+    }
+
+    /// Hashes the concatenation of `parts` in `domain` without allocating.
+    pub fn digest_parts(domain: Domain, parts: &[&[u8]]) -> Hash {
+        let mut hasher = blake3::Hasher::new_derive_key(domain.context());
+        for part in parts {
+            hasher.update(part);
+        }
+        Hash(hasher.finalize().into())
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    pub fn to_hex(&self) -> String {
+        format!("0x{}", hex::encode(self.0))
+    }
+
+    /// Parses `0x`-prefixed or bare hex of exactly 32 bytes.
+    pub fn from_hex(text: &str) -> Result<Hash, hex::FromHexError> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(text.strip_prefix("0x").unwrap_or(text), &mut out)?;
+        Ok(Hash(out))
+    }
+}
+
+impl fmt::Debug for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Hash({})", self.to_hex())
+    }
+}
+
+impl fmt::Display for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl serde::Serialize for Hash {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Hash {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+        Hash::from_hex(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Binary Merkle root over `leaves` (already domain-hashed), with inner nodes hashed in
+/// [`Domain::MerkleNode`]. An odd node is promoted unchanged to the next level, so no leaf is
+/// ever duplicated (the CVE-2012-2459 ambiguity of Bitcoin's tree cannot arise). The root of
+/// no leaves is [`Hash::ZERO`].
+pub fn merkle_root(leaves: &[Hash]) -> Hash {
+    if leaves.is_empty() {
+        return Hash::ZERO;
+    }
+    let mut level: Vec<Hash> = leaves.to_vec();
+    while level.len() > 1 {
+        let mut next = Vec::with_capacity(level.len().div_ceil(2));
+        for pair in level.chunks(2) {
+            match pair {
+                [left, right] => {
+                    next.push(Hash::digest_parts(Domain::MerkleNode, &[&left.0, &right.0]))
+                }
+                [single] => next.push(*single),
+                _ => unreachable!("chunks(2) yields one or two items"),
+            }
+        }
+        level = next;
+    }
+    level[0]
+}
+
+/// blake3 adapter for the Jellyfish Merkle tree, keyed with [`Domain::Jmt`].
+#[derive(Debug, Clone)]
+pub struct JmtHasher(blake3::Hasher);
+
+impl jmt::SimpleHasher for JmtHasher {
+    fn new() -> Self {
+        JmtHasher(blake3::Hasher::new_derive_key(Domain::Jmt.context()))
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    fn finalize(self) -> [u8; 32] {
+        self.0.finalize().into()
+    }
+}

@@ -1,0 +1,40 @@
+//! Every size bound on untrusted input, in one place, so the limits are documented once and
+//! decoders, the mempool and RPC enforce the same numbers.
+
+/// Largest contract code (EVM creation bytecode or a WASM module) a deploy may carry.
+/// Stylus caps uncompressed WASM at 128 KiB; EIP-3860 caps EVM initcode at 48 KiB.
+pub const MAX_CODE_BYTES: usize = 128 * 1024;
+/// Largest call data or constructor argument blob.
+pub const MAX_CALLDATA_BYTES: usize = 128 * 1024;
+/// Largest revival proof payload (a 256-level sparse Merkle path is ~8.3 KiB; the entry value
+/// is bounded separately by [`MAX_STATE_VALUE_BYTES`]).
+pub const MAX_PROOF_BYTES: usize = 64 * 1024;
+/// Largest encoded signed transaction (a maximal deploy plus its header fields).
+pub const MAX_TX_BYTES: usize = MAX_CODE_BYTES + MAX_CALLDATA_BYTES + 1024;
+/// Most transactions in one block.
+pub const MAX_BLOCK_TXS: usize = 10_000;
+/// Largest encoded block.
+pub const MAX_BLOCK_BYTES: usize = 16 * 1024 * 1024;
+/// Most topics on one log, as in the EVM's LOG0..LOG4.
+pub const MAX_LOG_TOPICS: usize = 4;
+/// Largest data payload of one log.
+pub const MAX_LOG_DATA_BYTES: usize = 64 * 1024;
+/// Most logs one transaction may emit.
+pub const MAX_LOGS_PER_TX: usize = 1024;
+/// Largest return or revert data kept in a receipt.
+pub const MAX_OUTPUT_BYTES: usize = 64 * 1024;
+/// Most log data (sum over all logs) one transaction may emit.
+pub const MAX_TOTAL_LOG_DATA_BYTES: usize = 1024 * 1024;
+/// Largest encoded receipt: output, all log data, and per-log framing (address, four topics,
+/// length prefixes).
+pub const MAX_RECEIPT_BYTES: usize =
+    MAX_OUTPUT_BYTES + MAX_TOTAL_LOG_DATA_BYTES + MAX_LOGS_PER_TX * 192 + 4096;
+/// Largest value stored under one state key (account records and slots are small; code is
+/// bounded by [`MAX_CODE_BYTES`]).
+pub const MAX_STATE_VALUE_BYTES: usize = MAX_CODE_BYTES + 64;
+/// Largest human-readable error string carried in a receipt.
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
+/// Most validators in one epoch's set.
+pub const MAX_VALIDATORS: usize = 256;
+/// Largest encoded consensus certificate.
+pub const MAX_CERTIFICATE_BYTES: usize = 64 + MAX_VALIDATORS * (2 + 64) + 64;

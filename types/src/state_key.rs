@@ -1,0 +1,121 @@
+//! The keys and values of keel's one state, shared by the EVM and WASM environments.
+//!
+//! Three kinds of entry: an account record per address, code blobs by code hash, and
+//! 32-byte storage slots per (contract, slot) — the same slot model in both environments, as
+//! in Arbitrum Stylus. Each key has a canonical byte form (a tag byte then fixed-width fields)
+//! and a position in the authenticated tree, `blake3_derive_key(StateKey, canonical bytes)`.
+
+use crate::address::Address;
+use crate::encoding::{check_len, Canonical, DecodeError};
+use crate::hash::{Domain, Hash};
+use crate::limits::MAX_CODE_BYTES;
+use crate::U256;
+use borsh::{BorshDeserialize, BorshSerialize};
+
+/// Which execution environment runs a contract's code.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize,
+)]
+#[borsh(use_discriminant = true)]
+pub enum Env {
+    Evm = 0,
+    Wasm = 1,
+}
+
+impl Env {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Env::Evm => "evm",
+            Env::Wasm => "wasm",
+        }
+    }
+}
+
+/// A key in the state.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize)]
+pub enum StateKey {
+    /// The account record of an address.
+    Account(Address),
+    /// Contract code by its code hash (shared by every contract with the same code).
+    Code(Hash),
+    /// One 32-byte storage slot of a contract.
+    Storage(Address, [u8; 32]),
+}
+
+/// Longest canonical key: tag + address + slot.
+pub const MAX_STATE_KEY_BYTES: usize = 1 + 20 + 32;
+
+impl StateKey {
+    /// Canonical bytes: the borsh form, which is a tag byte and fixed-width fields.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        borsh::to_vec(self).expect("borsh into Vec<u8> is infallible")
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<StateKey, DecodeError> {
+        const KIND: &str = "StateKey";
+        if bytes.len() > MAX_STATE_KEY_BYTES {
+            return Err(DecodeError::TooLarge {
+                kind: KIND,
+                len_bytes: bytes.len(),
+                max_bytes: MAX_STATE_KEY_BYTES,
+            });
+        }
+        borsh::from_slice(bytes).map_err(|e| DecodeError::Malformed { kind: KIND, reason: e.to_string() })
+    }
+
+    /// Position in the authenticated tree.
+    pub fn key_hash(&self) -> Hash {
+        Hash::digest(Domain::StateKey, &self.to_bytes())
+    }
+}
+
+/// Where an account's code lives and which environment runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct CodeRef {
+    pub env: Env,
+    pub code_hash: Hash,
+}
+
+/// The value under `StateKey::Account`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, BorshSerialize, BorshDeserialize)]
+pub struct AccountRecord {
+    pub nonce: u64,
+    pub balance: U256,
+    /// `None` for externally owned (agent or Ethereum) accounts.
+    pub code: Option<CodeRef>,
+}
+
+impl Canonical for AccountRecord {
+    const KIND: &'static str = "AccountRecord";
+    const VERSION: u8 = 1;
+    const MAX_ENCODED_BYTES: usize = 1 + 8 + 32 + 1 + 1 + 32;
+}
+
+/// Code blob stored under `StateKey::Code`.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct CodeBlob {
+    pub env: Env,
+    pub code: Vec<u8>,
+}
+
+impl CodeBlob {
+    pub fn code_hash(&self) -> Hash {
+        code_hash(self.env, &self.code)
+    }
+}
+
+/// The hash of code for an environment (the environment is part of the hash, so identical
+/// bytes deployed as EVM and as WASM never share an entry).
+pub fn code_hash(env: Env, code: &[u8]) -> Hash {
+    Hash::digest_parts(Domain::Code, &[&[env as u8], code])
+}
+
+impl Canonical for CodeBlob {
+    const KIND: &'static str = "CodeBlob";
+    const VERSION: u8 = 1;
+    const MAX_ENCODED_BYTES: usize = 1 + 1 + 4 + MAX_CODE_BYTES;
+
+    fn validate(&self) -> Result<(), DecodeError> {
+        check_len(Self::KIND, "code", self.code.len(), MAX_CODE_BYTES)
+    }
+}

@@ -1,0 +1,337 @@
+//! Canonical encoding: every type round-trips; truncated, oversized, trailing-byte,
+//! wrong-version and over-bound inputs are rejected with typed errors, never a panic.
+
+use keel_types::block::{canonical_order, is_canonical_order, tx_root};
+use keel_types::consensus::{Certificate, SignedVote, Vote, VoteKind};
+use keel_types::crypto::verify_batch;
+use keel_types::limits::*;
+use keel_types::receipt::BlockReceipts;
+use keel_types::state_key::CodeBlob;
+use keel_types::*;
+use proptest::prelude::*;
+
+fn arb_hash() -> impl Strategy<Value = Hash> {
+    any::<[u8; 32]>().prop_map(Hash)
+}
+fn arb_address() -> impl Strategy<Value = Address> {
+    any::<[u8; 20]>().prop_map(Address)
+}
+fn arb_u256() -> impl Strategy<Value = U256> {
+    any::<[u64; 4]>().prop_map(U256::from_limbs)
+}
+fn arb_env() -> impl Strategy<Value = Env> {
+    prop_oneof![Just(Env::Evm), Just(Env::Wasm)]
+}
+fn arb_bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(any::<u8>(), 0..max)
+}
+fn arb_body() -> impl Strategy<Value = TxBody> {
+    prop_oneof![
+        (arb_address(), arb_u256()).prop_map(|(to, amount)| TxBody::Transfer { to, amount }),
+        (arb_env(), arb_bytes(300), arb_bytes(64), arb_u256())
+            .prop_map(|(env, code, args, value)| TxBody::Deploy { env, code, args, value }),
+        (arb_address(), arb_bytes(200), arb_u256())
+            .prop_map(|(to, data, value)| TxBody::Call { to, data, value }),
+        arb_bytes(200).prop_map(|proof| TxBody::Revive { proof }),
+    ]
+}
+fn arb_tx() -> impl Strategy<Value = Transaction> {
+    (any::<u64>(), any::<[u8; 32]>(), any::<u64>(), any::<u64>(), any::<u128>(), arb_body()).prop_map(
+        |(chain_id, sender, nonce, gas_limit, gas_price, body)| Transaction {
+            chain_id,
+            sender: PublicKey(sender),
+            nonce,
+            gas_limit,
+            gas_price,
+            body,
+        },
+    )
+}
+fn arb_signed() -> impl Strategy<Value = SignedTransaction> {
+    (arb_tx(), any::<[u8; 32]>(), any::<[u8; 32]>()).prop_map(|(tx, a, b)| {
+        let mut sig = [0u8; 64];
+        sig[..32].copy_from_slice(&a);
+        sig[32..].copy_from_slice(&b);
+        SignedTransaction { tx, signature: Signature(sig) }
+    })
+}
+fn arb_header() -> impl Strategy<Value = Header> {
+    (
+        (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()),
+        (arb_hash(), any::<[u8; 32]>(), arb_hash(), arb_hash(), arb_hash(), arb_hash()),
+    )
+        .prop_map(|((chain_id, height, epoch, view, timestamp_ms), (p, k, t, s, r, a))| Header {
+            chain_id,
+            height,
+            epoch,
+            view,
+            parent_hash: p,
+            proposer: PublicKey(k),
+            timestamp_ms,
+            tx_root: t,
+            parent_state_root: s,
+            parent_receipts_root: r,
+            archive_root: a,
+        })
+}
+fn arb_log() -> impl Strategy<Value = Log> {
+    (arb_address(), prop::collection::vec(any::<[u8; 32]>(), 0..=4), arb_bytes(100))
+        .prop_map(|(address, topics, data)| Log { address, topics, data })
+}
+fn arb_tx_error() -> impl Strategy<Value = TxError> {
+    prop_oneof![
+        (any::<u64>(), any::<u64>()).prop_map(|(expected, got)| TxError::BadNonce { expected, got }),
+        Just(TxError::OutOfGas),
+        (arb_u256(), arb_u256())
+            .prop_map(|(needed, available)| TxError::InsufficientBalance { needed, available }),
+        ("[a-z ]{0,40}", any::<u64>())
+            .prop_map(|(key, expired_epoch)| TxError::Expired { key, expired_epoch }),
+        "[a-z ]{0,40}".prop_map(|reason| TxError::Execution { reason }),
+    ]
+}
+fn arb_receipt() -> impl Strategy<Value = Receipt> {
+    (
+        arb_hash(),
+        prop_oneof![Just(TxStatus::Success), Just(TxStatus::Revert), Just(TxStatus::Rejected)],
+        any::<u64>(),
+        arb_bytes(100),
+        prop::collection::vec(arb_log(), 0..4),
+        prop::option::of(arb_address()),
+        prop::option::of(arb_tx_error()),
+    )
+        .prop_map(|(tx_hash, status, gas_used, output, logs, contract_address, error)| Receipt {
+            tx_hash,
+            status,
+            gas_used,
+            output,
+            logs,
+            contract_address,
+            error,
+        })
+}
+fn arb_vote() -> impl Strategy<Value = Vote> {
+    (
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+        prop_oneof![Just(VoteKind::Notarize), Just(VoteKind::Nullify), Just(VoteKind::Finalize)],
+        arb_hash(),
+    )
+        .prop_map(|(chain_id, epoch, view, kind, block)| Vote { chain_id, epoch, view, kind, block })
+}
+
+/// The rejection checks every canonical type must pass.
+fn check_rejections<T: Canonical + std::fmt::Debug + PartialEq>(value: &T) {
+    let bytes = value.encode();
+    assert!(bytes.len() <= T::MAX_ENCODED_BYTES, "{} encodes over its bound", T::KIND);
+    assert_eq!(T::decode(&bytes).as_ref(), Ok(value));
+    // Every strict prefix fails (borsh is self-delimiting, so no prefix is a whole value).
+    for cut in 0..bytes.len() {
+        assert!(T::decode(&bytes[..cut]).is_err(), "{} prefix of {cut} bytes decoded", T::KIND);
+    }
+    assert_eq!(T::decode(&[]), Err(DecodeError::Empty { kind: T::KIND }));
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    assert!(matches!(
+        T::decode(&trailing),
+        Err(DecodeError::TrailingBytes { count: 1, .. }) | Err(DecodeError::TooLarge { .. })
+    ));
+    let mut wrong_version = bytes.clone();
+    wrong_version[0] = T::VERSION.wrapping_add(1);
+    assert!(matches!(T::decode(&wrong_version), Err(DecodeError::UnknownVersion { .. })));
+    let oversized = vec![T::VERSION; T::MAX_ENCODED_BYTES + 1];
+    assert!(matches!(T::decode(&oversized), Err(DecodeError::TooLarge { .. })));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn transaction_roundtrip(tx in arb_tx()) { check_rejections(&tx); }
+
+    #[test]
+    fn signed_transaction_roundtrip(tx in arb_signed()) { check_rejections(&tx); }
+
+    #[test]
+    fn header_roundtrip(h in arb_header()) { check_rejections(&h); }
+
+    #[test]
+    fn block_roundtrip(header in arb_header(), txs in prop::collection::vec(arb_signed(), 0..4)) {
+        check_rejections(&Block { header, transactions: txs });
+    }
+
+    #[test]
+    fn receipt_roundtrip(r in arb_receipt()) { check_rejections(&r); }
+
+    #[test]
+    fn block_receipts_roundtrip(rs in prop::collection::vec(arb_receipt(), 0..4)) {
+        check_rejections(&BlockReceipts(rs));
+    }
+
+    #[test]
+    fn vote_roundtrip(v in arb_vote(), signer in any::<u16>(), sig in any::<[u8; 32]>()) {
+        check_rejections(&v);
+        let mut s = [0u8; 64];
+        s[..32].copy_from_slice(&sig);
+        check_rejections(&SignedVote { vote: v, signer, signature: Signature(s) });
+    }
+
+    #[test]
+    fn certificate_roundtrip(v in arb_vote(), signers in prop::collection::btree_set(any::<u16>(), 0..8)) {
+        let signers: Vec<u16> = signers.into_iter().collect();
+        let signatures = signers.iter().map(|_| Signature::ZERO).collect();
+        check_rejections(&Certificate { vote: v, signers, signatures });
+    }
+
+    #[test]
+    fn account_and_code_roundtrip(nonce in any::<u64>(), balance in arb_u256(), env in arb_env(),
+                                  h in prop::option::of(arb_hash()), code in arb_bytes(300)) {
+        let record = AccountRecord { nonce, balance, code: h.map(|code_hash| CodeRef { env, code_hash }) };
+        check_rejections(&record);
+        check_rejections(&CodeBlob { env, code });
+    }
+
+    #[test]
+    fn state_key_roundtrip(a in arb_address(), slot in any::<[u8; 32]>(), h in arb_hash()) {
+        for key in [StateKey::Account(a), StateKey::Storage(a, slot), StateKey::Code(h)] {
+            prop_assert_eq!(StateKey::from_bytes(&key.to_bytes()), Ok(key.clone()));
+        }
+    }
+
+    /// Arbitrary bytes never panic any decoder.
+    #[test]
+    fn garbage_never_panics(bytes in arb_bytes(600)) {
+        let _ = Transaction::decode(&bytes);
+        let _ = SignedTransaction::decode(&bytes);
+        let _ = Header::decode(&bytes);
+        let _ = Block::decode(&bytes);
+        let _ = Receipt::decode(&bytes);
+        let _ = BlockReceipts::decode(&bytes);
+        let _ = Vote::decode(&bytes);
+        let _ = SignedVote::decode(&bytes);
+        let _ = Certificate::decode(&bytes);
+        let _ = AccountRecord::decode(&bytes);
+        let _ = CodeBlob::decode(&bytes);
+        let _ = StateProof::decode(&bytes);
+        let _ = StateKey::from_bytes(&bytes);
+    }
+
+    /// Canonical order is a pure function of the set, keeps each sender's nonces increasing,
+    /// and is recognised by `is_canonical_order`.
+    #[test]
+    fn canonical_order_is_deterministic(parent in arb_hash(), txs in prop::collection::vec(arb_signed(), 0..24), seed in any::<u64>()) {
+        let ordered = canonical_order(&parent, txs.clone());
+        let mut shuffled = txs.clone();
+        // A deterministic permutation from the seed.
+        shuffled.sort_by_key(|t| Hash::digest_parts(Domain::TxOrder, &[&seed.to_le_bytes(), &t.hash().0]));
+        let again = canonical_order(&parent, shuffled);
+        prop_assert_eq!(&ordered, &again);
+        prop_assert!(is_canonical_order(&parent, &ordered));
+        prop_assert_eq!(tx_root(&ordered), tx_root(&again));
+        for (i, a) in ordered.iter().enumerate() {
+            for b in &ordered[i + 1..] {
+                if a.tx.sender == b.tx.sender {
+                    prop_assert!(a.tx.nonce <= b.tx.nonce);
+                }
+            }
+        }
+    }
+}
+
+fn keypair(seed: u8) -> SecretKey {
+    SecretKey::from_seed([seed; 32])
+}
+
+fn transfer(key: &SecretKey, nonce: u64) -> SignedTransaction {
+    Transaction {
+        chain_id: 7,
+        sender: key.public_key(),
+        nonce,
+        gas_limit: 21_000,
+        gas_price: 1,
+        body: TxBody::Transfer { to: Address([9; 20]), amount: U256::from(5u64) },
+    }
+    .sign(key)
+}
+
+#[test]
+fn field_bounds_are_typed_errors() {
+    let key = keypair(1);
+    let mut tx = transfer(&key, 0).tx;
+    tx.body = TxBody::Deploy { env: Env::Wasm, code: vec![0; MAX_CODE_BYTES + 1], args: vec![], value: U256::ZERO };
+    assert!(matches!(
+        Transaction::decode(&tx.encode()),
+        Err(DecodeError::FieldTooLarge { field: "code", .. })
+    ));
+    let log = Log { address: Address::ZERO, topics: vec![[0; 32]; 5], data: vec![] };
+    let receipt = Receipt {
+        tx_hash: Hash::ZERO,
+        status: TxStatus::Success,
+        gas_used: 0,
+        output: vec![],
+        logs: vec![log],
+        contract_address: None,
+        error: None,
+    };
+    assert!(matches!(
+        Receipt::decode(&receipt.encode()),
+        Err(DecodeError::FieldTooLarge { field: "log.topics", .. })
+    ));
+    let cert = Certificate { vote: Vote { chain_id: 1, epoch: 0, view: 1, kind: VoteKind::Finalize, block: Hash::ZERO }, signers: vec![2, 1], signatures: vec![Signature::ZERO; 2] };
+    assert!(matches!(Certificate::decode(&cert.encode()), Err(DecodeError::InvalidField { field: "signers", .. })));
+}
+
+#[test]
+fn unknown_enum_tag_is_malformed() {
+    let key = keypair(2);
+    let mut bytes = transfer(&key, 0).tx.encode();
+    // The body tag follows version(1) chain_id(8) sender(32) nonce(8) gas_limit(8) gas_price(16).
+    bytes[1 + 8 + 32 + 8 + 8 + 16] = 9;
+    assert!(matches!(Transaction::decode(&bytes), Err(DecodeError::Malformed { .. })));
+}
+
+#[test]
+fn signatures_and_batch_verification() {
+    let keys: Vec<SecretKey> = (1..=16).map(keypair).collect();
+    let txs: Vec<SignedTransaction> = keys.iter().enumerate().map(|(i, k)| transfer(k, i as u64)).collect();
+    for tx in &txs {
+        tx.verify_signature().expect("valid signature");
+    }
+    let hashes: Vec<Hash> = txs.iter().map(|t| t.hash()).collect();
+    let items: Vec<(&[u8], PublicKey, Signature)> =
+        txs.iter().zip(&hashes).map(|(t, h)| (&h.0[..], t.tx.sender, t.signature)).collect();
+    verify_batch(&items).expect("batch verifies");
+
+    let mut bad = items.clone();
+    bad[3].2 = bad[4].2;
+    bad[11].1 = keys[0].public_key();
+    assert_eq!(verify_batch(&bad), Err(CryptoError::BadSignatures { bad: vec![3, 11], total: 16 }));
+
+    let mut tampered = txs[0].clone();
+    tampered.tx.nonce += 1;
+    assert_eq!(tampered.verify_signature(), Err(CryptoError::BadSignature));
+    // Not a curve point: a typed error, not a panic.
+    let mut invalid = items.clone();
+    invalid[0].1 = PublicKey([0xff; 32]);
+    assert!(verify_batch(&invalid).is_err());
+}
+
+#[test]
+fn domains_separate_hashes() {
+    let bytes = b"same bytes";
+    let all = [Domain::Transaction, Domain::Header, Domain::TxRootLeaf, Domain::MerkleNode, Domain::Receipt,
+               Domain::StateKey, Domain::Jmt, Domain::Address, Domain::Code, Domain::Vote, Domain::Proposal, Domain::TxOrder];
+    let hashes: std::collections::BTreeSet<Hash> = all.iter().map(|d| Hash::digest(*d, bytes)).collect();
+    assert_eq!(hashes.len(), all.len());
+}
+
+#[test]
+fn merkle_root_has_no_duplicate_leaf_ambiguity() {
+    use keel_types::hash::merkle_root;
+    let a = Hash([1; 32]);
+    let b = Hash([2; 32]);
+    let c = Hash([3; 32]);
+    assert_ne!(merkle_root(&[a, b, c]), merkle_root(&[a, b, c, c]));
+    assert_eq!(merkle_root(&[a]), a);
+    assert_eq!(merkle_root(&[]), Hash::ZERO);
+}
