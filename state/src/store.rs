@@ -179,8 +179,8 @@ impl Store {
         }
         let reader = DbTreeReader { db: &self.db };
         let tree = Jmt::new(&reader);
-        let (root, _) = tree.put_value_set(tree_updates(diff), height).map_err(tree_err)?;
-        Ok(Hash(root.0))
+        let (root, _) = update_tree(&tree, diff, height)?;
+        Ok(root)
     }
 
     /// Commits one height: the state diff, its tree nodes, the block, receipts and indexes,
@@ -205,9 +205,7 @@ impl Store {
         }
         let reader = DbTreeReader { db: &self.db };
         let tree = Jmt::new(&reader);
-        let (root, update) =
-            tree.put_value_set(tree_updates(request.diff), height).map_err(tree_err)?;
-        let state_root = Hash(root.0);
+        let (state_root, update) = update_tree(&tree, request.diff, height)?;
 
         let db = &self.db;
         let mut batch = WriteBatch::default();
@@ -379,8 +377,31 @@ fn io_corrupt(e: std::io::Error) -> StateError {
     StateError::Corrupt(format!("encoding for storage: {e}"))
 }
 
-fn tree_updates(diff: &StateDiff) -> Vec<(jmt::KeyHash, Option<jmt::OwnedValue>)> {
-    diff.iter().map(|(k, v)| (jmt::KeyHash(k.key_hash().0), v.clone())).collect()
+/// Applies `diff` as tree version `height`. jmt's batch insertion (sorted keys, subtrees
+/// built bottom-up) is several times faster than key-at-a-time insertion but cannot delete
+/// and rejects an empty set, so it is used for diffs of inserts and updates only. A Jellyfish
+/// tree's shape depends only on its key set, so both paths give the same root; the store
+/// property tests check this (from-scratch roots take the batch path, mixed histories the
+/// other).
+fn update_tree(
+    tree: &Jmt<'_>,
+    diff: &StateDiff,
+    height: Height,
+) -> Result<(Hash, jmt::storage::TreeUpdateBatch), StateError> {
+    let has_delete = diff.values().any(Option::is_none);
+    let (roots, update) = if diff.is_empty() || has_delete {
+        let updates: Vec<(jmt::KeyHash, Option<jmt::OwnedValue>)> =
+            diff.iter().map(|(k, v)| (jmt::KeyHash(k.key_hash().0), v.clone())).collect();
+        tree.put_value_sets(vec![updates], height).map_err(tree_err)?
+    } else {
+        let updates: Vec<(jmt::KeyHash, jmt::OwnedValue)> = diff
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (jmt::KeyHash(k.key_hash().0), v.clone())))
+            .collect();
+        tree.batch_put_value_sets(vec![updates], None, height).map_err(tree_err)?
+    };
+    let root = roots.first().ok_or_else(|| StateError::Tree("no root for the version".into()))?;
+    Ok((Hash(root.0), update))
 }
 
 /// State as of one committed height.

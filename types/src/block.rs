@@ -103,7 +103,7 @@ pub fn canonical_order(parent: &Hash, transactions: Vec<SignedTransaction>) -> V
             (order_key(parent, &h), h, t)
         })
         .collect();
-    keyed.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    keyed.sort_by_key(|a| (a.0, a.1));
     // Per sender: its transactions in (nonce, hash) order, consumed as its slots come up.
     let mut per_sender: BTreeMap<PublicKey, Vec<(u64, Hash, usize)>> = BTreeMap::new();
     for (index, (_, hash, tx)) in keyed.iter().enumerate() {

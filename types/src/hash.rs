@@ -1,8 +1,10 @@
 //! 32-byte blake3 hashes with one domain per object kind.
 //!
-//! Every hash is `blake3::derive_key(context, bytes)` with a context string unique to what is
-//! hashed, so a transaction hash can never collide with a header hash or a tree node, even if
-//! an attacker finds bytes that parse as both.
+//! Every hash is blake3 in keyed mode, `blake3::keyed_hash(K_d, bytes)`, where the key
+//! `K_d = blake3::derive_key(context_d, b"")` is derived once from a context string unique to
+//! what is hashed. So a transaction hash can never collide with a header hash or a tree node,
+//! even if an attacker finds bytes that parse as both, and no hash pays for re-deriving its
+//! key (the Merkle tree hashes ~15 times per internal node, so that cost was measurable).
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use std::fmt;
@@ -54,6 +56,37 @@ impl Domain {
             Domain::TxOrder => "keel 2026-11 tx order v1",
         }
     }
+
+    /// Every domain, in declaration order.
+    pub const ALL: [Domain; 12] = [
+        Domain::Transaction,
+        Domain::Header,
+        Domain::TxRootLeaf,
+        Domain::MerkleNode,
+        Domain::Receipt,
+        Domain::StateKey,
+        Domain::Jmt,
+        Domain::Address,
+        Domain::Code,
+        Domain::Vote,
+        Domain::Proposal,
+        Domain::TxOrder,
+    ];
+
+    /// The 32-byte blake3 key of this domain, derived from its context once per process.
+    pub fn key(self) -> &'static [u8; 32] {
+        static KEYS: std::sync::LazyLock<[[u8; 32]; 12]> = std::sync::LazyLock::new(|| {
+            Domain::ALL.map(|d| blake3::derive_key(d.context(), b""))
+        });
+        // ALL lists the variants in declaration order, so the discriminant is the index
+        // (checked by the `domain_keys_are_indexed_by_discriminant` test).
+        &KEYS[self as usize]
+    }
+
+    /// A fresh keyed hasher for this domain.
+    pub fn hasher(self) -> blake3::Hasher {
+        blake3::Hasher::new_keyed(self.key())
+    }
 }
 
 /// A 32-byte blake3 digest.
@@ -68,12 +101,12 @@ impl Hash {
 
     /// Hashes `bytes` in `domain`.
     pub fn digest(domain: Domain, bytes: &[u8]) -> Hash {
-        Hash(blake3::Hasher::new_derive_key(domain.context()).update(bytes).finalize().into())
+        Hash(blake3::keyed_hash(domain.key(), bytes).into())
     }
 
     /// Hashes the concatenation of `parts` in `domain` without allocating.
     pub fn digest_parts(domain: Domain, parts: &[&[u8]]) -> Hash {
-        let mut hasher = blake3::Hasher::new_derive_key(domain.context());
+        let mut hasher = domain.hasher();
         for part in parts {
             hasher.update(part);
         }
@@ -152,7 +185,7 @@ pub struct JmtHasher(blake3::Hasher);
 
 impl jmt::SimpleHasher for JmtHasher {
     fn new() -> Self {
-        JmtHasher(blake3::Hasher::new_derive_key(Domain::Jmt.context()))
+        JmtHasher(Domain::Jmt.hasher())
     }
 
     fn update(&mut self, data: &[u8]) {
@@ -161,5 +194,18 @@ impl jmt::SimpleHasher for JmtHasher {
 
     fn finalize(self) -> [u8; 32] {
         self.0.finalize().into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_keys_are_indexed_by_discriminant() {
+        for (i, d) in Domain::ALL.iter().enumerate() {
+            assert_eq!(*d as usize, i);
+            assert_eq!(d.key(), &blake3::derive_key(d.context(), b""));
+        }
     }
 }
