@@ -79,29 +79,9 @@ impl PublicKey {
         // intersection of both, whatever a future dalek changes in either.
         key.verify(message, &sig).map_err(|_| CryptoError::BadSignature)
     }
-
-    pub fn to_hex(&self) -> String {
-        format!("0x{}", hex::encode(self.0))
-    }
-
-    pub fn from_hex(text: &str) -> Result<PublicKey, hex::FromHexError> {
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(text.strip_prefix("0x").unwrap_or(text), &mut out)?;
-        Ok(PublicKey(out))
-    }
 }
 
-impl fmt::Debug for PublicKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PublicKey({})", self.to_hex())
-    }
-}
-
-impl fmt::Display for PublicKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
+crate::hex_bytes::hex_bytes!(PublicKey, 32);
 
 impl fmt::Debug for Signature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

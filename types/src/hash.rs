@@ -7,7 +7,6 @@
 //! key (the Merkle tree hashes ~15 times per internal node, so that cost was measurable).
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use std::fmt;
 
 /// What is being hashed. Each variant has its own blake3 key-derivation context.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,43 +115,9 @@ impl Hash {
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
-
-    pub fn to_hex(&self) -> String {
-        format!("0x{}", hex::encode(self.0))
-    }
-
-    /// Parses `0x`-prefixed or bare hex of exactly 32 bytes.
-    pub fn from_hex(text: &str) -> Result<Hash, hex::FromHexError> {
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(text.strip_prefix("0x").unwrap_or(text), &mut out)?;
-        Ok(Hash(out))
-    }
 }
 
-impl fmt::Debug for Hash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Hash({})", self.to_hex())
-    }
-}
-
-impl fmt::Display for Hash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-impl serde::Serialize for Hash {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_hex())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Hash {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = <String as serde::Deserialize>::deserialize(deserializer)?;
-        Hash::from_hex(&text).map_err(serde::de::Error::custom)
-    }
-}
+crate::hex_bytes::hex_bytes!(Hash, 32);
 
 /// Binary Merkle root over `leaves` (already domain-hashed), with inner nodes hashed in
 /// [`Domain::MerkleNode`]. An odd node is promoted unchanged to the next level, so no leaf is

@@ -13,6 +13,7 @@ pub mod consensus;
 pub mod crypto;
 pub mod encoding;
 pub mod hash;
+mod hex_bytes;
 pub mod limits;
 pub mod proof;
 pub mod receipt;
