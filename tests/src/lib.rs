@@ -3,4 +3,5 @@
 
 #![forbid(unsafe_code)]
 
+pub mod sim;
 pub mod workload;

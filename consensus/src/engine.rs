@@ -1,0 +1,672 @@
+//! The Simplex state machine. See docs/consensus.md for the rules and the safety argument;
+//! comments here name the rule each branch implements.
+
+use crate::message::Message;
+use crate::quorum::{verify_certificate, ValidatorSet};
+use crate::votelog::VoteRecord;
+use keel_types::{Block, Certificate, Hash, Height, SecretKey, Signature, SignedVote, View, Vote, VoteKind};
+use std::collections::BTreeMap;
+
+/// Engine parameters. Every bound on memory or time is here.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub chain_id: u64,
+    pub validators: ValidatorSet,
+    /// This validator's index and key; `None` runs an observer that only follows.
+    pub me: Option<(u16, SecretKey)>,
+    /// The last block the application has finalized (genesis at start): height, hash, view.
+    pub finalized_tip: (Height, Hash, View),
+    /// First view timeout; doubles per consecutive nullified view up to `timeout_max_ms`.
+    pub timeout_base_ms: u64,
+    pub timeout_max_ms: u64,
+    /// A leader with no vote seen for this many views is skipped at once (nullify on entry).
+    pub skip_after_views: u64,
+    /// Votes and proposals more than this many views ahead are dropped (memory bound);
+    /// certificates are verified and may move the view any distance.
+    pub max_views_ahead: u64,
+}
+
+/// What the driver feeds in.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// Begin (or resume after a restart): arms the timer and proposes if leader.
+    Start,
+    Message { from: u16, message: Message },
+    Timeout { view: View },
+    /// The application built the block asked for by `Action::BuildProposal`.
+    Proposal { view: View, block: Block },
+    /// The application's verdict on a block asked for by `Action::Verify`.
+    Verified { view: View, block: Hash, valid: bool },
+}
+
+/// What the driver must do, in order. A `Persist` must be durable before any later action
+/// of the same batch is carried out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Persist(VoteRecord),
+    Broadcast(Message),
+    Send { to: u16, message: Message },
+    SetTimer { view: View, after_ms: u64 },
+    BuildProposal { view: View, parent: Hash, height: Height },
+    Verify { view: View, block: Block },
+    /// Finalized blocks, delivered exactly once each, in height order. `certificate` is the
+    /// finalization certificate when this block was finalized directly (else a descendant's
+    /// certificate finalized it).
+    Finalized { block: Block, certificate: Option<Certificate> },
+    /// A peer asked for finalized blocks from `from_height`: answer with `SyncResponse`.
+    ServeSync { to: u16, from_height: Height },
+}
+
+#[derive(Debug, Default)]
+struct ViewState {
+    proposal: Option<Hash>,
+    verifying: bool,
+    proposing: bool,
+    /// First notarize / finalize vote per signer (a second, conflicting one is evidence,
+    /// not a vote), and nullifies per signer.
+    notarizes: BTreeMap<u16, (Hash, Signature)>,
+    finalizes: BTreeMap<u16, (Hash, Signature)>,
+    nullifies: BTreeMap<u16, Signature>,
+    notarization: Option<Certificate>,
+    nullification: Option<Certificate>,
+    finalization: Option<Certificate>,
+    my_notarize: Option<Hash>,
+    my_nullify: bool,
+    my_finalize: Option<Hash>,
+}
+
+/// The consensus core of one validator for one epoch.
+#[derive(Debug)]
+pub struct Engine {
+    cfg: Config,
+    view: View,
+    views: BTreeMap<View, ViewState>,
+    /// Known blocks not yet finalized (plus the finalized tip's header for parent checks).
+    blocks: BTreeMap<Hash, Block>,
+    tip: (Height, Hash, View),
+    /// Highest view each validator was last heard voting in (for skipping dead leaders).
+    last_heard: Vec<View>,
+    nullified_streak: u32,
+    /// The highest finalization we could not yet connect to the tip (drives sync).
+    pending_finalization: Option<(View, Hash)>,
+    actions: Vec<Action>,
+    /// Signatures this engine has verified (single votes plus certificate members).
+    signatures_verified: u64,
+    /// The newest finalization certificate this engine formed, received or synced; re-sent
+    /// on timeouts so lagging validators learn where the chain is and sync to it.
+    latest_finalization: Option<Certificate>,
+}
+
+impl Engine {
+    /// Builds the engine from its config and the records of its vote log (empty on first
+    /// start). Restored records are binding: it will never sign against them.
+    pub fn new(cfg: Config, restored: &[VoteRecord]) -> Engine {
+        let n = cfg.validators.len();
+        let tip = cfg.finalized_tip;
+        let mut engine = Engine {
+            view: tip.2 + 1,
+            views: BTreeMap::new(),
+            blocks: BTreeMap::new(),
+            tip,
+            last_heard: vec![tip.2; n],
+            nullified_streak: 0,
+            pending_finalization: None,
+            actions: Vec::new(),
+            signatures_verified: 0,
+            latest_finalization: None,
+            cfg,
+        };
+        let epoch = engine.cfg.validators.epoch;
+        for record in restored {
+            match *record {
+                VoteRecord::EnteredView { epoch: e, view } if e == epoch => {
+                    engine.view = engine.view.max(view);
+                }
+                VoteRecord::Notarized { epoch: e, view, block } if e == epoch => {
+                    engine.view_mut(view).my_notarize = Some(block);
+                    engine.view = engine.view.max(view);
+                }
+                VoteRecord::Nullified { epoch: e, view } if e == epoch => {
+                    engine.view_mut(view).my_nullify = true;
+                    engine.view = engine.view.max(view);
+                }
+                VoteRecord::Finalized { epoch: e, view, block } if e == epoch => {
+                    engine.view_mut(view).my_finalize = Some(block);
+                    engine.view = engine.view.max(view);
+                }
+                _ => {}
+            }
+        }
+        engine
+    }
+
+    /// Signatures verified so far (for the cost-per-block measurement).
+    pub fn signatures_verified(&self) -> u64 {
+        self.signatures_verified
+    }
+
+    /// A one-line summary of what this engine knows about `view` (for logs and debugging).
+    pub fn describe_view(&self, view: View) -> String {
+        let Some(s) = self.views.get(&view) else { return format!("view {view}: nothing") };
+        format!(
+            "view {view}: proposal={:?} verifying={} proposing={} notarizes={} nullifies={} finalizes={} notarized={} nullified={} finalized={} mine=({:?},{},{:?}) parent={:?}",
+            s.proposal.map(|h| h.to_hex()[..10].to_string()), s.verifying, s.proposing,
+            s.notarizes.len(), s.nullifies.len(), s.finalizes.len(),
+            s.notarization.is_some(), s.nullification.is_some(), s.finalization.is_some(),
+            s.my_notarize.map(|h| h.to_hex()[..10].to_string()), s.my_nullify, s.my_finalize.map(|h| h.to_hex()[..10].to_string()),
+            self.parent_for(view).map(|(h, v)| (h.to_hex()[..10].to_string(), v)),
+        )
+    }
+
+    pub fn view(&self) -> View {
+        self.view
+    }
+
+    pub fn finalized_tip(&self) -> (Height, Hash, View) {
+        self.tip
+    }
+
+    pub fn leader(&self, view: View) -> u16 {
+        (view % self.cfg.validators.len() as u64) as u16
+    }
+
+    fn me(&self) -> Option<u16> {
+        self.cfg.me.as_ref().map(|(i, _)| *i)
+    }
+
+    fn view_mut(&mut self, view: View) -> &mut ViewState {
+        self.views.entry(view).or_default()
+    }
+
+    fn vote(&self, view: View, kind: VoteKind, block: Hash) -> Vote {
+        Vote { chain_id: self.cfg.chain_id, epoch: self.cfg.validators.epoch, view, kind, block }
+    }
+
+    fn sign(&self, vote: Vote) -> Option<SignedVote> {
+        let (index, key) = self.cfg.me.as_ref()?;
+        Some(SignedVote { vote, signer: *index, signature: key.sign(&vote.signing_hash().0) })
+    }
+
+    /// Feeds one input; returns the actions to carry out, in order.
+    pub fn handle(&mut self, input: Input) -> Vec<Action> {
+        match input {
+            Input::Start => self.start_view(),
+            Input::Message { from, message } => self.on_message(from, message),
+            Input::Timeout { view } => self.on_timeout(view),
+            Input::Proposal { view, block } => self.on_built(view, block),
+            Input::Verified { view, block, valid } => self.on_verified(view, block, valid),
+        }
+        std::mem::take(&mut self.actions)
+    }
+
+    fn timeout_ms(&self) -> u64 {
+        let factor = 1u64 << self.nullified_streak.min(16);
+        self.cfg.timeout_base_ms.saturating_mul(factor).min(self.cfg.timeout_max_ms)
+    }
+
+    fn start_view(&mut self) {
+        let view = self.view;
+        self.actions.push(Action::SetTimer { view, after_ms: self.timeout_ms() });
+        // Skip a leader that has been silent for a while: nullify at once instead of
+        // waiting out the timer (liveness under crashed leaders).
+        let leader = self.leader(view);
+        let silent = view.saturating_sub(self.last_heard[usize::from(leader)]);
+        if silent > self.cfg.skip_after_views && Some(leader) != self.me() {
+            self.nullify(view);
+        }
+        self.try_propose();
+        self.try_verify(view);
+    }
+
+    fn enter_view(&mut self, view: View, after_nullification: bool) {
+        if view <= self.view {
+            return;
+        }
+        self.nullified_streak = if after_nullification { self.nullified_streak + 1 } else { 0 };
+        self.view = view;
+        self.gc();
+        self.start_view();
+    }
+
+    /// Drops views below the finalized tip's view and blocks at or below the tip.
+    fn gc(&mut self) {
+        let floor = self.tip.2;
+        self.views = self.views.split_off(&floor);
+        let tip_height = self.tip.0;
+        let tip_hash = self.tip.1;
+        self.blocks.retain(|h, b| b.header.height > tip_height || *h == tip_hash);
+    }
+
+    /// Rule PARENT: the parent for a proposal or vote in `view` is the block notarized in the
+    /// highest earlier view u such that every view in (u, view) has a nullification, or the
+    /// finalized tip if all views since it are nullified. `None` while that is not yet known.
+    fn parent_for(&self, view: View) -> Option<(Hash, View)> {
+        let mut u = view.checked_sub(1)?;
+        loop {
+            if u <= self.tip.2 {
+                return Some((self.tip.1, self.tip.2));
+            }
+            let state = self.views.get(&u)?;
+            if let Some(cert) = &state.notarization {
+                return Some((cert.vote.block, u));
+            }
+            state.nullification.as_ref()?;
+            u -= 1;
+        }
+    }
+
+    fn block_height(&self, hash: &Hash) -> Option<Height> {
+        if *hash == self.tip.1 {
+            return Some(self.tip.0);
+        }
+        self.blocks.get(hash).map(|b| b.header.height)
+    }
+
+    fn try_propose(&mut self) {
+        let view = self.view;
+        if Some(self.leader(view)) != self.me() {
+            return;
+        }
+        let state = self.views.get(&view);
+        if state.is_some_and(|s| s.proposing || s.my_notarize.is_some() || s.my_nullify) {
+            return;
+        }
+        let Some((parent, _)) = self.parent_for(view) else { return };
+        let Some(parent_height) = self.block_height(&parent) else {
+            self.actions.push(Action::Broadcast(Message::BlockRequest(parent)));
+            return;
+        };
+        self.view_mut(view).proposing = true;
+        self.actions.push(Action::BuildProposal { view, parent, height: parent_height + 1 });
+    }
+
+    fn on_built(&mut self, view: View, block: Block) {
+        let hash = block.hash();
+        let Some(state) = self.views.get(&view) else { return };
+        if view != self.view || !state.proposing || state.my_notarize.is_some() || state.my_nullify {
+            return;
+        }
+        let Some((parent, _)) = self.parent_for(view) else { return };
+        if block.header.view != view || block.header.parent_hash != parent {
+            return;
+        }
+        let Some(vote) = self.sign(self.vote(view, VoteKind::Notarize, hash)) else { return };
+        self.blocks.insert(hash, block.clone());
+        let state = self.view_mut(view);
+        state.proposal = Some(hash);
+        state.my_notarize = Some(hash);
+        self.actions.push(Action::Persist(VoteRecord::Notarized { epoch: vote.vote.epoch, view, block: hash }));
+        self.actions.push(Action::Broadcast(Message::Propose { block, vote }));
+        self.record_vote(vote);
+    }
+
+    /// Rule VOTE: notarize the leader's first proposal of the current view if its parent
+    /// satisfies PARENT, its height is the parent's + 1, and the application accepts it;
+    /// never after nullifying the view, and at most one block per view.
+    fn try_verify(&mut self, view: View) {
+        if view != self.view {
+            return;
+        }
+        let Some(state) = self.views.get(&view) else { return };
+        if state.verifying || state.my_notarize.is_some() || state.my_nullify || self.me().is_none() {
+            return;
+        }
+        let Some(hash) = state.proposal else { return };
+        let Some(block) = self.blocks.get(&hash) else { return };
+        let Some((parent, _)) = self.parent_for(view) else { return };
+        if block.header.parent_hash != parent {
+            return; // not (yet) the parent PARENT requires; re-checked as certificates arrive
+        }
+        let Some(parent_height) = self.block_height(&parent) else {
+            self.actions.push(Action::Broadcast(Message::BlockRequest(parent)));
+            return;
+        };
+        if block.header.height != parent_height + 1 || block.header.chain_id != self.cfg.chain_id {
+            return;
+        }
+        let block = block.clone();
+        self.view_mut(view).verifying = true;
+        self.actions.push(Action::Verify { view, block });
+    }
+
+    fn on_verified(&mut self, view: View, hash: Hash, valid: bool) {
+        let Some(state) = self.views.get_mut(&view) else { return };
+        state.verifying = false;
+        if !valid || view != self.view || state.proposal != Some(hash) || state.my_notarize.is_some() || state.my_nullify {
+            return;
+        }
+        let Some(vote) = self.sign(self.vote(view, VoteKind::Notarize, hash)) else { return };
+        self.view_mut(view).my_notarize = Some(hash);
+        self.actions.push(Action::Persist(VoteRecord::Notarized { epoch: vote.vote.epoch, view, block: hash }));
+        self.actions.push(Action::Broadcast(Message::Vote(vote)));
+        self.record_vote(vote);
+    }
+
+    /// Rule NULLIFY: on timeout, nullify the current view unless this validator already
+    /// signed finalize for it (then the view is notarized and over).
+    fn nullify(&mut self, view: View) {
+        let epoch = self.cfg.validators.epoch;
+        let Some(state) = self.views.get(&view) else {
+            self.view_mut(view);
+            return self.nullify(view);
+        };
+        if state.my_finalize.is_some() || self.me().is_none() {
+            return;
+        }
+        let Some(vote) = self.sign(self.vote(view, VoteKind::Nullify, Hash::ZERO)) else { return };
+        if !state.my_nullify {
+            self.view_mut(view).my_nullify = true;
+            self.actions.push(Action::Persist(VoteRecord::Nullified { epoch, view }));
+        }
+        self.actions.push(Action::Broadcast(Message::Vote(vote)));
+        self.record_vote(vote);
+    }
+
+    fn on_timeout(&mut self, view: View) {
+        if view != self.view {
+            return;
+        }
+        self.nullify(view);
+        // Re-send what peers may have missed on a lossy network or while down: our notarize
+        // for this view, the certificates that justify this view's parent (the parent's
+        // notarization and the nullifications after it — bounded by the views since the
+        // parent), and the newest finalization so laggards sync.
+        let my_notarize = self.views.get(&view).and_then(|s| s.my_notarize);
+        if let Some(vote) = my_notarize.and_then(|h| self.sign(self.vote(view, VoteKind::Notarize, h))) {
+            self.actions.push(Action::Broadcast(Message::Vote(vote)));
+        }
+        let mut justification = Vec::new();
+        let mut u = view;
+        while u > self.tip.2 + 1 {
+            u -= 1;
+            let Some(state) = self.views.get(&u) else { break };
+            if let Some(cert) = &state.notarization {
+                justification.push(cert.clone());
+                break;
+            }
+            match &state.nullification {
+                Some(cert) => justification.push(cert.clone()),
+                None => break,
+            }
+        }
+        justification.extend(self.latest_finalization.clone());
+        for cert in justification {
+            self.actions.push(Action::Broadcast(Message::Certificate(cert)));
+        }
+        if self.pending_finalization.is_some() {
+            self.request_sync(None);
+        }
+        self.actions.push(Action::SetTimer { view, after_ms: self.timeout_ms() });
+    }
+
+    fn on_message(&mut self, from: u16, message: Message) {
+        if usize::from(from) >= self.cfg.validators.len() {
+            return;
+        }
+        match message {
+            Message::Propose { block, vote } => self.on_propose(block, vote),
+            Message::Vote(vote) => {
+                if self.check_vote(&vote) {
+                    self.record_vote(vote);
+                }
+            }
+            Message::Certificate(cert) => self.on_certificate(from, cert),
+            Message::BlockRequest(hash) => {
+                if let Some(block) = self.blocks.get(&hash) {
+                    self.actions.push(Action::Send { to: from, message: Message::BlockResponse(block.clone()) });
+                }
+            }
+            Message::BlockResponse(block) => self.on_block(block),
+            Message::SyncRequest { from_height } => {
+                self.actions.push(Action::ServeSync { to: from, from_height });
+            }
+            Message::SyncResponse { blocks, finalization } => self.on_sync(from, blocks, finalization),
+        }
+    }
+
+    /// Signature, chain, epoch, signer and view-window checks for a single vote.
+    fn check_vote(&mut self, vote: &SignedVote) -> bool {
+        let v = &vote.vote;
+        if v.chain_id != self.cfg.chain_id || v.epoch != self.cfg.validators.epoch {
+            return false;
+        }
+        if v.view <= self.tip.2 || v.view > self.view + self.cfg.max_views_ahead {
+            return false;
+        }
+        let Some(key) = self.cfg.validators.key(vote.signer) else { return false };
+        self.signatures_verified += 1;
+        vote.verify(key).is_ok()
+    }
+
+    fn on_propose(&mut self, block: Block, vote: SignedVote) {
+        let view = vote.vote.view;
+        let hash = block.hash();
+        if vote.vote.kind != VoteKind::Notarize || vote.vote.block != hash || block.header.view != view
+            || vote.signer != self.leader(view) || !self.check_vote(&vote)
+        {
+            return;
+        }
+        let state = self.view_mut(view);
+        if state.proposal.is_none() {
+            state.proposal = Some(hash);
+        }
+        self.blocks.entry(hash).or_insert(block);
+        self.record_vote(vote);
+        self.try_verify(view);
+    }
+
+    fn on_block(&mut self, block: Block) {
+        let hash = block.hash();
+        if block.header.height <= self.tip.0 || self.blocks.contains_key(&hash) {
+            return;
+        }
+        // Keep only blocks a certificate or a pending proposal refers to, or a parent of one.
+        let wanted = self.views.values().any(|s| {
+            [&s.notarization, &s.finalization].into_iter().flatten().any(|c| c.vote.block == hash)
+        }) || self.blocks.values().any(|b| b.header.parent_hash == hash);
+        if !wanted {
+            return;
+        }
+        self.blocks.insert(hash, block);
+        self.after_progress();
+    }
+
+    /// Re-checks everything that may have been waiting on a block or certificate.
+    fn after_progress(&mut self) {
+        self.try_finalize_pending();
+        self.try_propose();
+        self.try_verify(self.view);
+    }
+
+    /// Tallies a verified vote; forms a certificate at quorum.
+    fn record_vote(&mut self, vote: SignedVote) {
+        let view = vote.vote.view;
+        let signer = vote.signer;
+        if let Some(slot) = self.last_heard.get_mut(usize::from(signer)) {
+            *slot = (*slot).max(view);
+        }
+        let quorum = self.cfg.validators.quorum();
+        let state = self.view_mut(view);
+        let cert = match vote.vote.kind {
+            VoteKind::Notarize => {
+                state.notarizes.entry(signer).or_insert((vote.vote.block, vote.signature));
+                let count = state.notarizes.values().filter(|(h, _)| *h == vote.vote.block).count();
+                (state.notarization.is_none() && count >= quorum).then(|| {
+                    collect(vote.vote, state.notarizes.iter().filter(|(_, (h, _))| *h == vote.vote.block).map(|(s, (_, sig))| (*s, *sig)))
+                })
+            }
+            VoteKind::Finalize => {
+                state.finalizes.entry(signer).or_insert((vote.vote.block, vote.signature));
+                let count = state.finalizes.values().filter(|(h, _)| *h == vote.vote.block).count();
+                (state.finalization.is_none() && count >= quorum).then(|| {
+                    collect(vote.vote, state.finalizes.iter().filter(|(_, (h, _))| *h == vote.vote.block).map(|(s, (_, sig))| (*s, *sig)))
+                })
+            }
+            VoteKind::Nullify => {
+                state.nullifies.entry(signer).or_insert(vote.signature);
+                (state.nullification.is_none() && state.nullifies.len() >= quorum)
+                    .then(|| collect(vote.vote, state.nullifies.iter().map(|(s, sig)| (*s, *sig))))
+            }
+        };
+        if let Some(cert) = cert {
+            self.actions.push(Action::Broadcast(Message::Certificate(cert.clone())));
+            self.apply_certificate(cert);
+        }
+    }
+
+    fn on_certificate(&mut self, from: u16, cert: Certificate) {
+        let view = cert.vote.view;
+        if view <= self.tip.2 {
+            return;
+        }
+        let known = self.views.get(&view).is_some_and(|s| match cert.vote.kind {
+            VoteKind::Notarize => s.notarization.is_some(),
+            VoteKind::Nullify => s.nullification.is_some(),
+            VoteKind::Finalize => s.finalization.is_some(),
+        });
+        if known {
+            return;
+        }
+        self.signatures_verified += cert.signers.len() as u64;
+        if verify_certificate(self.cfg.chain_id, &self.cfg.validators, &cert).is_err() {
+            return;
+        }
+        let block = cert.vote.block;
+        let is_nullify = cert.vote.kind == VoteKind::Nullify;
+        self.apply_certificate(cert);
+        if !is_nullify && self.block_height(&block).is_none() {
+            self.actions.push(Action::Send { to: from, message: Message::BlockRequest(block) });
+        }
+    }
+
+    fn apply_certificate(&mut self, cert: Certificate) {
+        let view = cert.vote.view;
+        let block = cert.vote.block;
+        match cert.vote.kind {
+            VoteKind::Notarize => {
+                self.view_mut(view).notarization = Some(cert);
+                // Rule FINALIZE: seeing a notarization for a view this validator did not
+                // nullify, sign finalize for that block.
+                let state = self.view_mut(view);
+                if !state.my_nullify && state.my_finalize.is_none() && self.me().is_some() {
+                    if let Some(vote) = self.sign(self.vote(view, VoteKind::Finalize, block)) {
+                        self.view_mut(view).my_finalize = Some(block);
+                        self.actions.push(Action::Persist(VoteRecord::Finalized { epoch: vote.vote.epoch, view, block }));
+                        self.actions.push(Action::Broadcast(Message::Vote(vote)));
+                        self.record_vote(vote);
+                    }
+                }
+                self.enter_view(view + 1, false);
+            }
+            VoteKind::Nullify => {
+                self.view_mut(view).nullification = Some(cert);
+                self.enter_view(view + 1, true);
+            }
+            VoteKind::Finalize => {
+                if self.latest_finalization.as_ref().is_none_or(|c| c.vote.view < view) {
+                    self.latest_finalization = Some(cert.clone());
+                }
+                self.view_mut(view).finalization = Some(cert);
+                if self.pending_finalization.is_none_or(|(v, _)| v < view) {
+                    self.pending_finalization = Some((view, block));
+                }
+                self.enter_view(view + 1, false);
+            }
+        }
+        self.after_progress();
+    }
+
+    /// Finalizes the chain up to the highest finalization certificate if every block from
+    /// the tip to it is known; otherwise asks a peer for the missing range.
+    fn try_finalize_pending(&mut self) {
+        let Some((view, hash)) = self.pending_finalization else { return };
+        if view <= self.tip.2 {
+            self.pending_finalization = None;
+            return;
+        }
+        let mut chain = Vec::new();
+        let mut cursor = hash;
+        while cursor != self.tip.1 {
+            let Some(block) = self.blocks.get(&cursor) else {
+                self.request_sync(None);
+                return;
+            };
+            if block.header.height <= self.tip.0 {
+                // Conflicts with our finalized chain: impossible with ≤ f faults; never apply.
+                self.pending_finalization = None;
+                return;
+            }
+            chain.push(block.clone());
+            cursor = block.header.parent_hash;
+        }
+        chain.reverse();
+        let certificate = self.views.get(&view).and_then(|s| s.finalization.clone());
+        self.deliver(chain, certificate);
+        self.pending_finalization = None;
+    }
+
+    fn deliver(&mut self, chain: Vec<Block>, certificate: Option<Certificate>) {
+        let last = chain.len().saturating_sub(1);
+        for (i, block) in chain.into_iter().enumerate() {
+            self.tip = (block.header.height, block.hash(), block.header.view);
+            let cert = if i == last { certificate.clone() } else { None };
+            self.actions.push(Action::Finalized { block, certificate: cert });
+        }
+        self.gc();
+    }
+
+    fn request_sync(&mut self, to: Option<u16>) {
+        let message = Message::SyncRequest { from_height: self.tip.0 + 1 };
+        match to {
+            Some(to) => self.actions.push(Action::Send { to, message }),
+            None => self.actions.push(Action::Broadcast(message)),
+        }
+    }
+
+    /// Rule SYNC: accept consecutive blocks from the tip if the last carries a valid
+    /// finalization certificate and each links to the one before by parent hash.
+    fn on_sync(&mut self, from: u16, blocks: Vec<Block>, finalization: Certificate) {
+        let Some(last) = blocks.last() else { return };
+        if finalization.vote.kind != VoteKind::Finalize || finalization.vote.block != last.hash() {
+            return;
+        }
+        self.signatures_verified += finalization.signers.len() as u64;
+        if verify_certificate(self.cfg.chain_id, &self.cfg.validators, &finalization).is_err() {
+            return;
+        }
+        let mut parent = self.tip.1;
+        let mut height = self.tip.0;
+        let mut fresh = Vec::new();
+        for block in &blocks {
+            if block.header.height <= self.tip.0 {
+                continue;
+            }
+            if block.header.parent_hash != parent || block.header.height != height + 1 {
+                return;
+            }
+            parent = block.hash();
+            height += 1;
+            fresh.push(block.clone());
+        }
+        if fresh.is_empty() {
+            return;
+        }
+        let view = finalization.vote.view;
+        let full = blocks.len() >= crate::message::MAX_SYNC_BLOCKS;
+        if self.latest_finalization.as_ref().is_none_or(|c| c.vote.view < view) {
+            self.latest_finalization = Some(finalization.clone());
+        }
+        self.deliver(fresh, Some(finalization));
+        if full {
+            self.request_sync(Some(from));
+        }
+        self.enter_view(view + 1, false);
+        self.after_progress();
+    }
+}
+
+fn collect(vote: Vote, signatures: impl Iterator<Item = (u16, Signature)>) -> Certificate {
+    // BTreeMap iteration is by signer index, so signers come out strictly increasing.
+    let (signers, signatures) = signatures.unzip();
+    Certificate { vote, signers, signatures }
+}

@@ -1,0 +1,16 @@
+//! keel-consensus: the BFT sequencer as a pure state machine (Simplex: propose → notarize →
+//! finalize, nullify on timeout) plus the durable vote log that keeps a restarted validator
+//! from ever signing two conflicting messages. No clock, RNG, threads or network inside: a
+//! driver feeds [`Input`]s and carries out the [`Action`]s (see docs/consensus.md).
+
+#![forbid(unsafe_code)]
+
+mod engine;
+mod message;
+mod quorum;
+pub mod votelog;
+
+pub use engine::{Action, Config, Engine, Input};
+pub use message::{Message, MAX_MESSAGE_BYTES, MAX_SYNC_BLOCKS};
+pub use quorum::{quorum_size, verify_certificate, CertificateError, ValidatorSet};
+pub use votelog::{FileVoteLog, VoteLogError, VoteRecord};

@@ -1,0 +1,165 @@
+//! The vote log: what a validator has signed, made durable (fsync) before the signed message
+//! may leave the node, so that after a crash at any point it never signs a conflicting one.
+//!
+//! Format: an append-only file of records, each `len (u32 LE) ‖ borsh(VoteRecord) ‖
+//! blake3(len ‖ body)[..8]`. A crash can tear only the last record; `open` detects it by
+//! length or checksum, truncates the tail, and returns the intact records. A torn record was
+//! never acknowledged, so the message that depended on it was never sent.
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use keel_types::{Epoch, Hash, View};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// One safety-relevant fact about this validator's own signing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum VoteRecord {
+    /// Entered `view` of `epoch` (views never go back after a restart).
+    EnteredView { epoch: Epoch, view: View },
+    /// Signed notarize(view, block): no other block may be notarized in this view.
+    Notarized { epoch: Epoch, view: View, block: Hash },
+    /// Signed nullify(view): finalize(view) may never be signed.
+    Nullified { epoch: Epoch, view: View },
+    /// Signed finalize(view, block): nullify(view) may never be signed.
+    Finalized { epoch: Epoch, view: View, block: Hash },
+}
+
+/// Largest encoded record body (bounds what `open` will allocate per record).
+const MAX_RECORD_BYTES: usize = 64;
+const CHECKSUM_BYTES: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VoteLogError {
+    #[error("vote log {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// The file-backed vote log.
+#[derive(Debug)]
+pub struct FileVoteLog {
+    path: PathBuf,
+    file: File,
+}
+
+fn checksum(len: &[u8], body: &[u8]) -> [u8; CHECKSUM_BYTES] {
+    let mut hasher = blake3::Hasher::new_derive_key("keel 2026-11 vote log record v1");
+    hasher.update(len);
+    hasher.update(body);
+    let mut out = [0u8; CHECKSUM_BYTES];
+    out.copy_from_slice(&hasher.finalize().as_bytes()[..CHECKSUM_BYTES]);
+    out
+}
+
+/// Encodes one framed record.
+pub fn frame(record: &VoteRecord) -> Vec<u8> {
+    let body = borsh::to_vec(record).expect("borsh into Vec<u8> is infallible");
+    let len = (body.len() as u32).to_le_bytes();
+    let mut out = Vec::with_capacity(4 + body.len() + CHECKSUM_BYTES);
+    out.extend_from_slice(&len);
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&checksum(&len, &body));
+    out
+}
+
+/// Parses framed records; returns them and the byte length of the intact prefix.
+pub fn parse(bytes: &[u8]) -> (Vec<VoteRecord>, usize) {
+    let mut records = Vec::new();
+    let mut offset = 0usize;
+    while let Some(len_bytes) = bytes.get(offset..offset + 4) {
+        let len = u32::from_le_bytes(len_bytes.try_into().expect("4 bytes")) as usize;
+        if len > MAX_RECORD_BYTES {
+            break;
+        }
+        let body_end = offset + 4 + len;
+        let (Some(body), Some(sum)) =
+            (bytes.get(offset + 4..body_end), bytes.get(body_end..body_end + CHECKSUM_BYTES))
+        else {
+            break;
+        };
+        if checksum(len_bytes, body) != sum {
+            break;
+        }
+        let Ok(record) = borsh::from_slice::<VoteRecord>(body) else { break };
+        records.push(record);
+        offset = body_end + CHECKSUM_BYTES;
+    }
+    (records, offset)
+}
+
+impl FileVoteLog {
+    /// Opens (creating if absent) the log, drops a torn tail, and returns the intact records.
+    pub fn open(path: &Path) -> Result<(FileVoteLog, Vec<VoteRecord>), VoteLogError> {
+        let io = |source| VoteLogError::Io { path: path.to_path_buf(), source };
+        let mut file =
+            OpenOptions::new().read(true).append(true).create(true).open(path).map_err(io)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io)?;
+        let (records, intact) = parse(&bytes);
+        if intact < bytes.len() {
+            file.set_len(intact as u64).map_err(io)?;
+            file.sync_all().map_err(io)?;
+        }
+        file.seek(SeekFrom::End(0)).map_err(io)?;
+        Ok((FileVoteLog { path: path.to_path_buf(), file }, records))
+    }
+
+    /// Appends a record and fsyncs; only after this returns may a message that depends on
+    /// the record be sent.
+    pub fn append(&mut self, record: &VoteRecord) -> Result<(), VoteLogError> {
+        let io = |source| VoteLogError::Io { path: self.path.clone(), source };
+        self.file.write_all(&frame(record)).map_err(io)?;
+        self.file.sync_data().map_err(io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records() -> Vec<VoteRecord> {
+        vec![
+            VoteRecord::EnteredView { epoch: 0, view: 1 },
+            VoteRecord::Notarized { epoch: 0, view: 1, block: Hash([1; 32]) },
+            VoteRecord::Finalized { epoch: 0, view: 1, block: Hash([1; 32]) },
+            VoteRecord::Nullified { epoch: 0, view: 2 },
+        ]
+    }
+
+    #[test]
+    fn every_torn_tail_recovers_the_intact_prefix() {
+        let all: Vec<u8> = records().iter().flat_map(frame).collect();
+        let boundaries: Vec<usize> = records()
+            .iter()
+            .scan(0, |acc, r| {
+                *acc += frame(r).len();
+                Some(*acc)
+            })
+            .collect();
+        for cut in 0..=all.len() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("votes");
+            std::fs::write(&path, &all[..cut]).expect("write");
+            let (mut log, recovered) = FileVoteLog::open(&path).expect("open");
+            let whole = boundaries.iter().filter(|b| **b <= cut).count();
+            assert_eq!(recovered, records()[..whole].to_vec(), "cut at {cut}");
+            // The torn tail is gone: appending continues a clean log.
+            let extra = VoteRecord::Nullified { epoch: 0, view: 9 };
+            log.append(&extra).expect("append");
+            drop(log);
+            let (_, again) = FileVoteLog::open(&path).expect("reopen");
+            assert_eq!(again.len(), whole + 1);
+            assert_eq!(again.last(), Some(&extra));
+        }
+    }
+
+    #[test]
+    fn corrupted_record_stops_the_log_there() {
+        let mut all: Vec<u8> = records().iter().flat_map(frame).collect();
+        let second = frame(&records()[0]).len() + 6;
+        all[second] ^= 0x40;
+        let (parsed, intact) = parse(&all);
+        assert_eq!(parsed, records()[..1].to_vec());
+        assert_eq!(intact, frame(&records()[0]).len());
+    }
+}

@@ -1,0 +1,502 @@
+//! A deterministic cluster simulator for the consensus engine: one seeded RNG drives message
+//! delay, loss, duplication and reordering, partitions, crashes (between and inside action
+//! batches) and restarts from the durable vote log, and Byzantine validators. The same seed
+//! replays the same run exactly: no wall clock, threads or hash-ordered collections.
+
+use keel_consensus::{Action, Config, Engine, Input, Message, ValidatorSet, VoteRecord, MAX_SYNC_BLOCKS};
+use keel_types::{Block, Certificate, Hash, Header, PublicKey, SecretKey, SignedVote, Vote, VoteKind};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet};
+
+pub const CHAIN_ID: u64 = 7;
+
+/// How a validator misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Honest,
+    /// Never sends anything.
+    Silent,
+    /// As leader, proposes two different blocks to the two halves of the cluster.
+    EquivocatingLeader,
+    /// Sends every notarize vote also for a conflicting block, and nullifies views it
+    /// finalizes, to different halves.
+    DoubleVoter,
+    /// Two instances share this key and vote log-free of each other (Twins).
+    Twins,
+}
+
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub n: usize,
+    pub seed: u64,
+    pub faults: Vec<Fault>,
+    /// Simulated milliseconds to run.
+    pub duration_ms: u64,
+    /// Message delay range (ms); jitter reorders messages.
+    pub delay_ms: (u64, u64),
+    pub loss: f64,
+    pub duplicate: f64,
+    /// Partitions before this time split the cluster in two random halves, healing at it.
+    pub partition_until_ms: u64,
+    /// Honest validators crash at random with this probability per action executed
+    /// (a crash point inside the vote path), until `faults_until_ms`.
+    pub crash_per_action: f64,
+    pub faults_until_ms: u64,
+    /// One honest validator is taken offline for this window (catch-up).
+    pub offline: Option<(usize, u64, u64)>,
+    pub timeout_base_ms: u64,
+    /// Crash process `.0` just before it carries out its `.1`-th action (0-based): one
+    /// exact crash point in the vote path, for the systematic crash-point test.
+    pub crash_at_action: Option<(usize, u64)>,
+}
+
+impl Scenario {
+    pub fn new(n: usize, seed: u64) -> Scenario {
+        Scenario {
+            n,
+            seed,
+            faults: vec![Fault::Honest; n],
+            duration_ms: 20_000,
+            delay_ms: (5, 40),
+            loss: 0.0,
+            duplicate: 0.0,
+            partition_until_ms: 0,
+            crash_per_action: 0.0,
+            faults_until_ms: 0,
+            offline: None,
+            timeout_base_ms: 300,
+            crash_at_action: None,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Event {
+    Deliver { to: usize, from: u16, message: Box<Message> },
+    Timer { node: usize, incarnation: u64, view: u64 },
+    Restart { node: usize },
+    GoOffline { node: usize },
+}
+
+/// One simulated process (a Twin pair is two of these with one key index).
+struct Node {
+    index: u16,
+    key: SecretKey,
+    fault: Fault,
+    engine: Option<Engine>,
+    durable: Vec<VoteRecord>,
+    incarnation: u64,
+    /// The application's finalized chain (survives crashes, like the node's store).
+    chain: Vec<(Block, Option<Certificate>)>,
+    offline: bool,
+    actions_executed: u64,
+}
+
+/// What a run produced, for assertions and measurements.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Finalized block hashes per honest process, by height.
+    pub chains: BTreeMap<usize, Vec<Hash>>,
+    /// Honest chain lengths at the time faults stopped.
+    pub heights_at_heal: BTreeMap<usize, usize>,
+    pub violations: Vec<String>,
+    pub signatures_verified: u64,
+    pub finalized_blocks: u64,
+    pub crashes: u64,
+    /// Each process's view at the end (`None` if crashed or offline then).
+    pub final_views: BTreeMap<usize, Option<u64>>,
+    /// Each live process's summary of its current and previous view.
+    pub final_states: Vec<String>,
+}
+
+#[allow(missing_debug_implementations)] // holds engines and an RNG; the Report is what is printed
+pub struct Sim {
+    s: Scenario,
+    rng: ChaCha8Rng,
+    now: u64,
+    seq: u64,
+    queue: BTreeMap<(u64, u64), Event>,
+    nodes: Vec<Node>,
+    set: ValidatorSet,
+    genesis: Hash,
+    partition: BTreeSet<u16>,
+    /// Every vote an honest key ever signed and sent: (signer, view, kind) → blocks.
+    sent_votes: BTreeMap<(u16, u64, VoteKind), BTreeSet<Hash>>,
+    report: Report,
+    /// Per honest process: (height, time finalized) for latency measurement.
+    pub finalized_at: BTreeMap<(usize, u64), u64>,
+    /// Time each block was proposed.
+    pub proposed_at: BTreeMap<Hash, u64>,
+}
+
+fn genesis_hash() -> Hash {
+    Hash::digest(keel_types::Domain::Header, b"keel simulation genesis")
+}
+
+impl Sim {
+    pub fn new(s: Scenario) -> Sim {
+        let keys: Vec<SecretKey> = (0..s.n).map(|i| SecretKey::from_seed([i as u8 + 1; 32])).collect();
+        let set = ValidatorSet { epoch: 0, keys: keys.iter().map(SecretKey::public_key).collect() };
+        let mut nodes = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let copies = if s.faults[i] == Fault::Twins { 2 } else { 1 };
+            for _ in 0..copies {
+                nodes.push(Node {
+                    index: i as u16,
+                    key: key.clone(),
+                    fault: s.faults[i],
+                    engine: None,
+                    durable: Vec::new(),
+                    incarnation: 0,
+                    chain: Vec::new(),
+                    offline: s.faults[i] == Fault::Silent,
+                    actions_executed: 0,
+                });
+            }
+        }
+        let rng = ChaCha8Rng::seed_from_u64(s.seed);
+        let mut sim = Sim {
+            s,
+            rng,
+            now: 0,
+            seq: 0,
+            queue: BTreeMap::new(),
+            nodes,
+            set,
+            genesis: genesis_hash(),
+            partition: BTreeSet::new(),
+            sent_votes: BTreeMap::new(),
+            report: Report::default(),
+            finalized_at: BTreeMap::new(),
+            proposed_at: BTreeMap::new(),
+        };
+        if sim.s.partition_until_ms > 0 {
+            for i in 0..sim.s.n as u16 {
+                if sim.rng.gen_bool(0.5) {
+                    sim.partition.insert(i);
+                }
+            }
+        }
+        sim
+    }
+
+    fn config(&self, node: usize) -> Config {
+        let n = &self.nodes[node];
+        let tip = n.chain.last().map_or((0, self.genesis, 0), |(b, _)| (b.header.height, b.hash(), b.header.view));
+        Config {
+            chain_id: CHAIN_ID,
+            validators: self.set.clone(),
+            me: Some((n.index, n.key.clone())),
+            finalized_tip: tip,
+            timeout_base_ms: self.s.timeout_base_ms,
+            timeout_max_ms: self.s.timeout_base_ms * 16,
+            skip_after_views: 2 * self.s.n as u64,
+            max_views_ahead: 64,
+        }
+    }
+
+    fn push(&mut self, at: u64, event: Event) {
+        self.seq += 1;
+        self.queue.insert((at, self.seq), event);
+    }
+
+    fn honest(&self, node: usize) -> bool {
+        self.nodes[node].fault == Fault::Honest
+    }
+
+    fn start(&mut self, node: usize) {
+        let engine = Engine::new(self.config(node), &self.nodes[node].durable);
+        self.nodes[node].engine = Some(engine);
+        self.nodes[node].incarnation += 1;
+        self.feed(node, Input::Start);
+    }
+
+    fn crash(&mut self, node: usize) {
+        self.nodes[node].engine = None;
+        self.report.crashes += 1;
+        let back = self.now + self.rng.gen_range(50..2_000);
+        self.push(back, Event::Restart { node });
+    }
+
+    /// Runs the scenario and checks safety (no conflicting finalization, honest chains are
+    /// prefixes of each other, no honest equivocation) and liveness (progress after heal).
+    pub fn run(mut self) -> Report {
+        for node in 0..self.nodes.len() {
+            if !self.nodes[node].offline {
+                self.start(node);
+            }
+        }
+        if let Some((node, from, until)) = self.s.offline {
+            self.push(from, Event::GoOffline { node });
+            self.push(until, Event::Restart { node });
+        }
+        let heal = self.s.partition_until_ms.max(self.s.faults_until_ms).max(self.s.offline.map_or(0, |o| o.2));
+        let mut healed = false;
+        while let Some((&(at, seq), _)) = self.queue.iter().next() {
+            if at > self.s.duration_ms {
+                break;
+            }
+            let event = self.queue.remove(&(at, seq)).expect("present");
+            self.now = at;
+            if !healed && at >= heal {
+                healed = true;
+                self.partition.clear();
+                for (i, n) in self.nodes.iter().enumerate() {
+                    if n.fault == Fault::Honest {
+                        self.report.heights_at_heal.insert(i, n.chain.len());
+                    }
+                }
+            }
+            match event {
+                Event::Deliver { to, from, message } => {
+                    if self.nodes[to].engine.is_some() {
+                        self.feed(to, Input::Message { from, message: *message });
+                    }
+                }
+                Event::Timer { node, incarnation, view } => {
+                    if self.nodes[node].engine.is_some() && self.nodes[node].incarnation == incarnation {
+                        self.feed(node, Input::Timeout { view });
+                    }
+                }
+                Event::GoOffline { node } => {
+                    self.nodes[node].engine = None;
+                    self.nodes[node].offline = true;
+                }
+                Event::Restart { node } => {
+                    self.nodes[node].offline = false;
+                    if self.nodes[node].engine.is_none() {
+                        self.start(node);
+                    }
+                }
+            }
+        }
+        self.check();
+        self.report
+    }
+
+    fn check(&mut self) {
+        let mut by_height: BTreeMap<u64, (Hash, usize)> = BTreeMap::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if node.fault != Fault::Honest {
+                continue;
+            }
+            let hashes: Vec<Hash> = node.chain.iter().map(|(b, _)| b.hash()).collect();
+            for (b, _) in &node.chain {
+                match by_height.get(&b.header.height) {
+                    Some((h, other)) if *h != b.hash() => self.report.violations.push(format!(
+                        "SAFETY: validators {other} and {i} finalized different blocks at height {}",
+                        b.header.height
+                    )),
+                    Some(_) => {}
+                    None => {
+                        by_height.insert(b.header.height, (b.hash(), i));
+                    }
+                }
+            }
+            self.report.chains.insert(i, hashes);
+        }
+        for ((signer, view, kind), blocks) in &self.sent_votes {
+            if self.s.faults[usize::from(*signer)] != Fault::Honest {
+                continue;
+            }
+            if blocks.len() > 1 {
+                self.report.violations.push(format!("EQUIVOCATION: honest {signer} signed {kind:?} for {} blocks in view {view}", blocks.len()));
+            }
+            if *kind == VoteKind::Nullify && self.sent_votes.contains_key(&(*signer, *view, VoteKind::Finalize)) {
+                self.report.violations.push(format!("EQUIVOCATION: honest {signer} signed nullify and finalize in view {view}"));
+            }
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            self.report.final_views.insert(i, node.engine.as_ref().map(Engine::view));
+            if let Some(e) = &node.engine {
+                for v in e.view().saturating_sub(2)..=e.view() {
+                    self.report.final_states.push(format!("p{i} {}", e.describe_view(v)));
+                }
+            }
+            if let Some(engine) = &node.engine {
+                self.report.signatures_verified += engine.signatures_verified();
+            }
+            if node.fault == Fault::Honest {
+                self.report.finalized_blocks = self.report.finalized_blocks.max(node.chain.len() as u64);
+                let _ = i;
+            }
+        }
+    }
+
+    fn delay(&mut self) -> u64 {
+        let (lo, hi) = self.s.delay_ms;
+        if lo >= hi { lo } else { self.rng.gen_range(lo..=hi) }
+    }
+
+    fn send(&mut self, from_node: usize, to_index: u16, message: Message) {
+        let from = self.nodes[from_node].index;
+        if self.s.partition_until_ms > self.now && self.partition.contains(&from) != self.partition.contains(&to_index) {
+            return;
+        }
+        if self.s.loss > 0.0 && self.now < self.s.faults_until_ms.max(self.s.partition_until_ms) && self.rng.gen_bool(self.s.loss) {
+            return;
+        }
+        let copies = if self.s.duplicate > 0.0 && self.rng.gen_bool(self.s.duplicate) { 2 } else { 1 };
+        for to in 0..self.nodes.len() {
+            if self.nodes[to].index != to_index || to == from_node {
+                continue;
+            }
+            for _ in 0..copies {
+                let at = self.now + self.delay();
+                self.push(at, Event::Deliver { to, from, message: Box::new(message.clone()) });
+            }
+        }
+    }
+
+    fn broadcast(&mut self, from_node: usize, message: &Message) {
+        for to in 0..self.s.n as u16 {
+            if to != self.nodes[from_node].index || self.nodes[from_node].fault == Fault::Twins {
+                self.send(from_node, to, message.clone());
+            }
+        }
+    }
+
+    fn note_vote(&mut self, node: usize, vote: &SignedVote) {
+        if self.honest(node) {
+            self.sent_votes.entry((vote.signer, vote.vote.view, vote.vote.kind)).or_default().insert(vote.vote.block);
+        }
+    }
+
+    fn sign(&self, node: usize, vote: Vote) -> SignedVote {
+        let n = &self.nodes[node];
+        SignedVote { vote, signer: n.index, signature: n.key.sign(&vote.signing_hash().0) }
+    }
+
+    fn feed(&mut self, node: usize, input: Input) {
+        let mut inputs = vec![input];
+        while let Some(input) = inputs.pop() {
+            let Some(engine) = self.nodes[node].engine.as_mut() else { return };
+            let actions = engine.handle(input);
+            for action in actions {
+                // A crash point: the process dies before carrying out this action.
+                let count = self.nodes[node].actions_executed;
+                self.nodes[node].actions_executed += 1;
+                if self.s.crash_at_action == Some((node, count)) {
+                    self.crash(node);
+                    return;
+                }
+                if self.honest(node) && self.now < self.s.faults_until_ms && self.s.crash_per_action > 0.0
+                    && self.rng.gen_bool(self.s.crash_per_action)
+                {
+                    self.crash(node);
+                    return;
+                }
+                self.execute(node, action, &mut inputs);
+            }
+        }
+    }
+
+    fn execute(&mut self, node: usize, action: Action, inputs: &mut Vec<Input>) {
+        match action {
+            Action::Persist(record) => self.nodes[node].durable.push(record),
+            Action::Broadcast(message) => self.byzantine_broadcast(node, message),
+            Action::Send { to, message } => self.send(node, to, message),
+            Action::SetTimer { view, after_ms } => {
+                let incarnation = self.nodes[node].incarnation;
+                self.push(self.now + after_ms, Event::Timer { node, incarnation, view });
+            }
+            Action::BuildProposal { view, parent, height } => {
+                let block = self.make_block(node, view, parent, height, 0);
+                self.proposed_at.entry(block.hash()).or_insert(self.now);
+                inputs.push(Input::Proposal { view, block });
+            }
+            Action::Verify { view, block } => {
+                let valid = block.header.chain_id == CHAIN_ID && block.compute_tx_root() == block.header.tx_root;
+                inputs.push(Input::Verified { view, block: block.hash(), valid });
+            }
+            Action::Finalized { block, certificate } => {
+                let n = &mut self.nodes[node];
+                let (expect_height, expect_parent) = n.chain.last().map_or((1, self.genesis), |(b, _)| (b.header.height + 1, b.hash()));
+                if block.header.height != expect_height || block.header.parent_hash != expect_parent {
+                    self.report.violations.push(format!(
+                        "DELIVERY: process {node} got height {} (parent {}) after {}", block.header.height, block.header.parent_hash, expect_height - 1
+                    ));
+                }
+                self.finalized_at.insert((node, block.header.height), self.now);
+                n.chain.push((block, certificate));
+            }
+            Action::ServeSync { to, from_height } => {
+                if let Some(message) = self.sync_response(node, from_height) {
+                    self.send(node, to, message);
+                }
+            }
+        }
+    }
+
+    /// Serves finalized blocks from `from_height` up to the highest directly certified block
+    /// within `MAX_SYNC_BLOCKS`.
+    fn sync_response(&self, node: usize, from_height: u64) -> Option<Message> {
+        let chain = &self.nodes[node].chain;
+        let start = usize::try_from(from_height.checked_sub(1)?).ok()?;
+        let window = chain.get(start..)?;
+        let window = &window[..window.len().min(MAX_SYNC_BLOCKS)];
+        let last_certified = window.iter().rposition(|(_, c)| c.is_some())?;
+        let (_, cert) = &window[last_certified];
+        Some(Message::SyncResponse {
+            blocks: window[..=last_certified].iter().map(|(b, _)| b.clone()).collect(),
+            finalization: cert.clone()?,
+        })
+    }
+
+    fn make_block(&self, node: usize, view: u64, parent: Hash, height: u64, salt: u64) -> Block {
+        let header = Header {
+            chain_id: CHAIN_ID,
+            height,
+            epoch: 0,
+            view,
+            parent_hash: parent,
+            proposer: self.nodes[node].key.public_key(),
+            timestamp_ms: view * 1_000 + salt,
+            tx_root: Hash::ZERO,
+            parent_state_root: Hash::ZERO,
+            parent_receipts_root: Hash::ZERO,
+            archive_root: Hash::ZERO,
+        };
+        Block { header, transactions: vec![] }
+    }
+
+    /// Broadcast, with Byzantine rewrites for faulty validators.
+    fn byzantine_broadcast(&mut self, node: usize, message: Message) {
+        let fault = self.nodes[node].fault;
+        match (&message, fault) {
+            (Message::Propose { block, vote }, Fault::EquivocatingLeader) => {
+                let mut other = block.clone();
+                other.header.timestamp_ms += 1;
+                let other_vote = self.sign(node, Vote { block: other.hash(), ..vote.vote });
+                for to in 0..self.s.n as u16 {
+                    let m = if to % 2 == 0 { message.clone() } else { Message::Propose { block: other.clone(), vote: other_vote } };
+                    self.send(node, to, m);
+                }
+            }
+            (Message::Vote(vote), Fault::DoubleVoter) => {
+                let conflicting = match vote.vote.kind {
+                    VoteKind::Notarize => Vote { block: Hash([0xee; 32]), ..vote.vote },
+                    VoteKind::Finalize => Vote { kind: VoteKind::Nullify, block: Hash::ZERO, ..vote.vote },
+                    VoteKind::Nullify => Vote { kind: VoteKind::Finalize, block: Hash([0xee; 32]), ..vote.vote },
+                };
+                let conflicting = self.sign(node, conflicting);
+                for to in 0..self.s.n as u16 {
+                    let m = if to % 2 == 0 { message.clone() } else { Message::Vote(conflicting) };
+                    self.send(node, to, m);
+                }
+            }
+            _ => {
+                if let Message::Vote(vote) | Message::Propose { vote, .. } = &message {
+                    self.note_vote(node, vote);
+                }
+                self.broadcast(node, &message);
+            }
+        }
+    }
+}
+
+/// The public key of validator `i` in every simulation (for tests that build messages).
+pub fn validator_key(i: usize) -> PublicKey {
+    SecretKey::from_seed([i as u8 + 1; 32]).public_key()
+}
