@@ -7,6 +7,10 @@ use crate::votelog::VoteRecord;
 use keel_types::{Block, Certificate, Hash, Height, SecretKey, Signature, SignedVote, View, Vote, VoteKind};
 use std::collections::BTreeMap;
 
+/// On a timeout, this validator re-sends its own votes for at most this many unfinalized
+/// views back: a certificate lost with a crashed peer's memory can re-form from them.
+pub const MAX_RESEND_VIEWS: u64 = 32;
+
 /// Engine parameters. Every bound on memory or time is here.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -190,13 +194,52 @@ impl Engine {
     /// Feeds one input; returns the actions to carry out, in order.
     pub fn handle(&mut self, input: Input) -> Vec<Action> {
         match input {
-            Input::Start => self.start_view(),
+            Input::Start => {
+                self.recount_own_votes();
+                self.start_view();
+            }
             Input::Message { from, message } => self.on_message(from, message),
             Input::Timeout { view } => self.on_timeout(view),
             Input::Proposal { view, block } => self.on_built(view, block),
             Input::Verified { view, block, valid } => self.on_verified(view, block, valid),
         }
         std::mem::take(&mut self.actions)
+    }
+
+    /// This validator's own signed votes for unfinalized views, from its safety state
+    /// (restored from the vote log after a restart). Signing is deterministic, so these are
+    /// the very votes it sent before.
+    fn own_votes(&self, from_view: View) -> Vec<SignedVote> {
+        let mut votes = Vec::new();
+        for (&view, state) in self.views.range(from_view.max(self.tip.2 + 1)..) {
+            let mut unsigned = Vec::new();
+            if let Some(block) = state.my_notarize {
+                unsigned.push(self.vote(view, VoteKind::Notarize, block));
+            }
+            if state.my_nullify {
+                unsigned.push(self.vote(view, VoteKind::Nullify, Hash::ZERO));
+            }
+            if let Some(block) = state.my_finalize {
+                unsigned.push(self.vote(view, VoteKind::Finalize, block));
+            }
+            votes.extend(unsigned.into_iter().filter_map(|v| self.sign(v)));
+        }
+        votes
+    }
+
+    /// After a restart the tallies are empty: count our own logged votes again, so the
+    /// certificates they belong to can re-form when peers re-send theirs.
+    fn recount_own_votes(&mut self) {
+        for vote in self.own_votes(0) {
+            let already = self.views.get(&vote.vote.view).is_some_and(|s| match vote.vote.kind {
+                VoteKind::Notarize => s.notarizes.contains_key(&vote.signer),
+                VoteKind::Finalize => s.finalizes.contains_key(&vote.signer),
+                VoteKind::Nullify => s.nullifies.contains_key(&vote.signer),
+            });
+            if !already {
+                self.record_vote(vote);
+            }
+        }
     }
 
     fn timeout_ms(&self) -> u64 {
@@ -367,13 +410,14 @@ impl Engine {
             return;
         }
         self.nullify(view);
-        // Re-send what peers may have missed on a lossy network or while down: our notarize
-        // for this view, the certificates that justify this view's parent (the parent's
+        // Re-send what peers may have missed on a lossy network or while down: our own votes
+        // for recent unfinalized views (the nullify for this view was just sent), the certificates that justify this view's parent (the parent's
         // notarization and the nullifications after it — bounded by the views since the
         // parent), and the newest finalization so laggards sync.
-        let my_notarize = self.views.get(&view).and_then(|s| s.my_notarize);
-        if let Some(vote) = my_notarize.and_then(|h| self.sign(self.vote(view, VoteKind::Notarize, h))) {
-            self.actions.push(Action::Broadcast(Message::Vote(vote)));
+        for vote in self.own_votes(view.saturating_sub(MAX_RESEND_VIEWS)) {
+            if !(vote.vote.view == view && vote.vote.kind == VoteKind::Nullify) {
+                self.actions.push(Action::Broadcast(Message::Vote(vote)));
+            }
         }
         let mut justification = Vec::new();
         let mut u = view;
@@ -406,7 +450,7 @@ impl Engine {
         match message {
             Message::Propose { block, vote } => self.on_propose(block, vote),
             Message::Vote(vote) => {
-                if self.check_vote(&vote) {
+                if self.check_vote(&vote) == VoteCheck::New {
                     self.record_vote(vote);
                 }
             }
@@ -425,25 +469,43 @@ impl Engine {
     }
 
     /// Signature, chain, epoch, signer and view-window checks for a single vote.
-    fn check_vote(&mut self, vote: &SignedVote) -> bool {
+    fn check_vote(&mut self, vote: &SignedVote) -> VoteCheck {
         let v = &vote.vote;
         if v.chain_id != self.cfg.chain_id || v.epoch != self.cfg.validators.epoch {
-            return false;
+            return VoteCheck::Invalid;
         }
         if v.view <= self.tip.2 || v.view > self.view + self.cfg.max_views_ahead {
-            return false;
+            return VoteCheck::Invalid;
         }
-        let Some(key) = self.cfg.validators.key(vote.signer) else { return false };
+        let Some(key) = self.cfg.validators.key(vote.signer) else { return VoteCheck::Invalid };
+        // A vote this signer already has counted for the same view, kind and block adds
+        // nothing (duplicates, re-broadcasts): skip the signature check and the tally.
+        if let Some(state) = self.views.get(&v.view) {
+            let counted = match v.kind {
+                VoteKind::Notarize => state.notarizes.get(&vote.signer).map(|(h, _)| *h == v.block),
+                VoteKind::Finalize => state.finalizes.get(&vote.signer).map(|(h, _)| *h == v.block),
+                VoteKind::Nullify => state.nullifies.get(&vote.signer).map(|_| true),
+            };
+            if counted == Some(true) {
+                return VoteCheck::AlreadyCounted;
+            }
+        }
         self.signatures_verified += 1;
-        vote.verify(key).is_ok()
+        if vote.verify(key).is_ok() { VoteCheck::New } else { VoteCheck::Invalid }
     }
 
     fn on_propose(&mut self, block: Block, vote: SignedVote) {
         let view = vote.vote.view;
         let hash = block.hash();
         if vote.vote.kind != VoteKind::Notarize || vote.vote.block != hash || block.header.view != view
-            || vote.signer != self.leader(view) || !self.check_vote(&vote)
+            || vote.signer != self.leader(view)
         {
+            return;
+        }
+        // The leader's vote may already be counted (it also travels alone on re-sends); the
+        // block is still new to us then.
+        let check = self.check_vote(&vote);
+        if check == VoteCheck::Invalid {
             return;
         }
         let state = self.view_mut(view);
@@ -451,7 +513,9 @@ impl Engine {
             state.proposal = Some(hash);
         }
         self.blocks.entry(hash).or_insert(block);
-        self.record_vote(vote);
+        if check == VoteCheck::New {
+            self.record_vote(vote);
+        }
         self.try_verify(view);
     }
 
@@ -663,6 +727,13 @@ impl Engine {
         self.enter_view(view + 1, false);
         self.after_progress();
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VoteCheck {
+    Invalid,
+    New,
+    AlreadyCounted,
 }
 
 fn collect(vote: Vote, signatures: impl Iterator<Item = (u16, Signature)>) -> Certificate {

@@ -8,7 +8,7 @@
 //! pure function of the block.
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use ed25519_dalek::{Signer, Verifier};
+use ed25519_dalek::Signer;
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,10 +74,8 @@ impl PublicKey {
     pub fn verify(&self, message: &[u8], signature: &Signature) -> Result<(), CryptoError> {
         let key = self.dalek()?;
         let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
-        key.verify_strict(message, &sig).map_err(|_| CryptoError::BadSignature)?;
-        // verify_strict implies verify; keep the plain check too so the rule is the
-        // intersection of both, whatever a future dalek changes in either.
-        key.verify(message, &sig).map_err(|_| CryptoError::BadSignature)
+        // verify_strict is plain verification plus rejection of small-order keys and R values.
+        key.verify_strict(message, &sig).map_err(|_| CryptoError::BadSignature)
     }
 }
 
