@@ -4,7 +4,7 @@
 use crate::message::Message;
 use crate::quorum::{verify_certificate, ValidatorSet};
 use crate::votelog::VoteRecord;
-use keel_types::{Block, Certificate, Hash, Height, SecretKey, Signature, SignedVote, View, Vote, VoteKind};
+use keel_types::{Block, Certificate, Hash, Header, Height, SecretKey, Signature, SignedVote, View, Vote, VoteKind};
 use std::collections::BTreeMap;
 
 /// On a timeout, this validator re-sends its own votes for at most this many unfinalized
@@ -28,6 +28,15 @@ pub struct Config {
     /// Votes and proposals more than this many views ahead are dropped (memory bound);
     /// certificates are verified and may move the view any distance.
     pub max_views_ahead: u64,
+    /// Blocks per epoch, and the first height this engine's epoch orders (the height after
+    /// the previous epoch's last finalized block; 1 for epoch 0). The epoch's last height is
+    /// `first + length − 1`. Past it leaders propose *empty* suffix blocks (as Aptos does
+    /// after a reconfiguration block) so the last block is always finalizable through a
+    /// descendant; suffix blocks are never delivered, so the epoch ends exactly at its last
+    /// height on every validator, and the driver starts the next epoch's engine (with the
+    /// set the application gives) at the height after it. `u64::MAX` for one endless epoch.
+    pub epoch_length: u64,
+    pub epoch_first_height: Height,
 }
 
 /// What the driver feeds in.
@@ -51,7 +60,9 @@ pub enum Action {
     Broadcast(Message),
     Send { to: u16, message: Message },
     SetTimer { view: View, after_ms: u64 },
-    BuildProposal { view: View, parent: Hash, height: Height },
+    /// Build a block for `view` on `parent`. `empty`: a suffix block past the epoch's last
+    /// height, which must carry no transactions.
+    BuildProposal { view: View, parent: Hash, height: Height, epoch: u64, empty: bool },
     Verify { view: View, block: Block },
     /// Finalized blocks, delivered exactly once each, in height order. `certificate` is the
     /// finalization certificate when this block was finalized directly (else a descendant's
@@ -59,6 +70,11 @@ pub enum Action {
     Finalized { block: Block, certificate: Option<Certificate> },
     /// A peer asked for finalized blocks from `from_height`: answer with `SyncResponse`.
     ServeSync { to: u16, from_height: Height },
+    /// The epoch's last block (`tip`: height, hash, view) is finalized: this engine is done.
+    /// Start the next epoch's engine from `tip` with the next validator set. If the last
+    /// block was finalized through empty suffix blocks (never delivered), `suffix` holds
+    /// their headers and the certificate of the top one: the proof to keep and serve in sync.
+    EpochEnded { epoch: u64, tip: (Height, Hash, View), suffix: Option<(Vec<Header>, Certificate)> },
 }
 
 #[derive(Debug, Default)]
@@ -99,6 +115,10 @@ pub struct Engine {
     /// The newest finalization certificate this engine formed, received or synced; re-sent
     /// on timeouts so lagging validators learn where the chain is and sync to it.
     latest_finalization: Option<Certificate>,
+    /// Heard traffic from a later epoch: this validator is behind and should sync.
+    behind: bool,
+    /// The epoch's last block is finalized; only requests for data are still answered.
+    ended: bool,
 }
 
 impl Engine {
@@ -118,6 +138,8 @@ impl Engine {
             actions: Vec::new(),
             signatures_verified: 0,
             latest_finalization: None,
+            behind: false,
+            ended: false,
             cfg,
         };
         let epoch = engine.cfg.validators.epoch;
@@ -170,6 +192,15 @@ impl Engine {
         self.tip
     }
 
+    /// The last height this engine's epoch orders.
+    pub fn epoch_last_height(&self) -> Height {
+        self.cfg.epoch_first_height.saturating_add(self.cfg.epoch_length.max(1) - 1)
+    }
+
+    pub fn has_ended(&self) -> bool {
+        self.ended
+    }
+
     pub fn leader(&self, view: View) -> u16 {
         (view % self.cfg.validators.len() as u64) as u16
     }
@@ -193,6 +224,15 @@ impl Engine {
 
     /// Feeds one input; returns the actions to carry out, in order.
     pub fn handle(&mut self, input: Input) -> Vec<Action> {
+        if self.ended {
+            // Done ordering; still serve what lagging peers ask for.
+            if let Input::Message { from, message } = input {
+                if matches!(message, Message::SyncRequest { .. } | Message::BlockRequest(_)) {
+                    self.on_message(from, message);
+                }
+            }
+            return std::mem::take(&mut self.actions);
+        }
         match input {
             Input::Start => {
                 self.recount_own_votes();
@@ -320,7 +360,10 @@ impl Engine {
             return;
         };
         self.view_mut(view).proposing = true;
-        self.actions.push(Action::BuildProposal { view, parent, height: parent_height + 1 });
+        let height = parent_height + 1;
+        let empty = height > self.epoch_last_height();
+        let epoch = self.cfg.validators.epoch;
+        self.actions.push(Action::BuildProposal { view, parent, height, epoch, empty });
     }
 
     fn on_built(&mut self, view: View, block: Block) {
@@ -364,7 +407,11 @@ impl Engine {
             self.actions.push(Action::Broadcast(Message::BlockRequest(parent)));
             return;
         };
-        if block.header.height != parent_height + 1 || block.header.chain_id != self.cfg.chain_id {
+        if block.header.height != parent_height + 1
+            || block.header.chain_id != self.cfg.chain_id
+            || block.header.epoch != self.cfg.validators.epoch
+            || (block.header.height > self.epoch_last_height() && !block.transactions.is_empty())
+        {
             return;
         }
         let block = block.clone();
@@ -437,7 +484,8 @@ impl Engine {
         for cert in justification {
             self.actions.push(Action::Broadcast(Message::Certificate(cert)));
         }
-        if self.pending_finalization.is_some() {
+        if self.pending_finalization.is_some() || self.behind {
+            self.behind = false;
             self.request_sync(None);
         }
         self.actions.push(Action::SetTimer { view, after_ms: self.timeout_ms() });
@@ -445,6 +493,17 @@ impl Engine {
 
     fn on_message(&mut self, from: u16, message: Message) {
         if usize::from(from) >= self.cfg.validators.len() {
+            return;
+        }
+        let epoch = match &message {
+            Message::Propose { vote, .. } | Message::Vote(vote) => Some(vote.vote.epoch),
+            Message::Certificate(cert) => Some(cert.vote.epoch),
+            _ => None,
+        };
+        if epoch.is_some_and(|e| e > self.cfg.validators.epoch) {
+            // Unverifiable here (another epoch's set), but a cheap hint that the chain moved
+            // on: sync on the next timeout. A liar can only make us ask, at timer rate.
+            self.behind = true;
             return;
         }
         match message {
@@ -464,7 +523,9 @@ impl Engine {
             Message::SyncRequest { from_height } => {
                 self.actions.push(Action::ServeSync { to: from, from_height });
             }
-            Message::SyncResponse { blocks, finalization } => self.on_sync(from, blocks, finalization),
+            Message::SyncResponse { blocks, headers, finalization } => {
+                self.on_sync(from, blocks, headers, finalization)
+            }
         }
     }
 
@@ -665,18 +726,36 @@ impl Engine {
         }
         chain.reverse();
         let certificate = self.views.get(&view).and_then(|s| s.finalization.clone());
-        self.deliver(chain, certificate);
+        self.deliver(chain, Vec::new(), certificate);
         self.pending_finalization = None;
     }
 
-    fn deliver(&mut self, chain: Vec<Block>, certificate: Option<Certificate>) {
-        let last = chain.len().saturating_sub(1);
-        for (i, block) in chain.into_iter().enumerate() {
+    /// Delivers finalized blocks up to the epoch's last height. `certificate` names the top
+    /// of `chain ++ trailing` (the headers after the chain, from a sync response). Blocks and
+    /// headers past the epoch's last height are suffix blocks: they are never delivered, so
+    /// every validator's epoch ends at the same block (the one at the last height, on which
+    /// all honest validators agree) whatever batches its blocks arrived in.
+    fn deliver(&mut self, chain: Vec<Block>, trailing: Vec<Header>, certificate: Option<Certificate>) {
+        let last_height = self.epoch_last_height();
+        let (keep, suffix): (Vec<Block>, Vec<Block>) =
+            chain.into_iter().partition(|b| b.header.height <= last_height);
+        let mut extra: Vec<Header> = suffix.into_iter().map(|b| b.header).collect();
+        extra.extend(trailing);
+        let count = keep.len();
+        for (i, block) in keep.into_iter().enumerate() {
             self.tip = (block.header.height, block.hash(), block.header.view);
-            let cert = if i == last { certificate.clone() } else { None };
+            let cert = if i + 1 == count && extra.is_empty() { certificate.clone() } else { None };
             self.actions.push(Action::Finalized { block, certificate: cert });
         }
         self.gc();
+        if self.tip.0 >= last_height && !self.ended {
+            self.ended = true;
+            let suffix = match (extra.is_empty(), certificate) {
+                (false, Some(cert)) => Some((extra, cert)),
+                _ => None,
+            };
+            self.actions.push(Action::EpochEnded { epoch: self.cfg.validators.epoch, tip: self.tip, suffix });
+        }
     }
 
     fn request_sync(&mut self, to: Option<u16>) {
@@ -687,16 +766,26 @@ impl Engine {
         }
     }
 
-    /// Rule SYNC: accept consecutive blocks from the tip if the last carries a valid
-    /// finalization certificate and each links to the one before by parent hash.
-    fn on_sync(&mut self, from: u16, blocks: Vec<Block>, finalization: Certificate) {
-        let Some(last) = blocks.last() else { return };
-        if finalization.vote.kind != VoteKind::Finalize || finalization.vote.block != last.hash() {
+    /// Rule SYNC: accept consecutive blocks from the tip if a valid finalization certificate
+    /// names the last of them, or names the last of the headers that follow them, each block
+    /// and header linking to the one before by parent hash and consecutive height.
+    fn on_sync(&mut self, from: u16, blocks: Vec<Block>, headers: Vec<Header>, finalization: Certificate) {
+        let Some(last_block) = blocks.last() else { return };
+        let certified = headers.last().map_or_else(|| last_block.hash(), Header::hash);
+        if finalization.vote.kind != VoteKind::Finalize || finalization.vote.block != certified {
             return;
         }
         self.signatures_verified += finalization.signers.len() as u64;
         if verify_certificate(self.cfg.chain_id, &self.cfg.validators, &finalization).is_err() {
             return;
+        }
+        // The headers link the last block to the certified one.
+        let mut parent = last_block.hash();
+        for (height, header) in (last_block.header.height + 1..).zip(&headers) {
+            if header.parent_hash != parent || header.height != height || header.epoch != self.cfg.validators.epoch {
+                return;
+            }
+            parent = header.hash();
         }
         let mut parent = self.tip.1;
         let mut height = self.tip.0;
@@ -705,7 +794,9 @@ impl Engine {
             if block.header.height <= self.tip.0 {
                 continue;
             }
-            if block.header.parent_hash != parent || block.header.height != height + 1 {
+            if block.header.parent_hash != parent || block.header.height != height + 1
+                || block.header.epoch != self.cfg.validators.epoch
+            {
                 return;
             }
             parent = block.hash();
@@ -716,12 +807,12 @@ impl Engine {
             return;
         }
         let view = finalization.vote.view;
-        let full = blocks.len() >= crate::message::MAX_SYNC_BLOCKS;
+        let more = !headers.is_empty() || blocks.len() >= crate::message::MAX_SYNC_BLOCKS;
         if self.latest_finalization.as_ref().is_none_or(|c| c.vote.view < view) {
             self.latest_finalization = Some(finalization.clone());
         }
-        self.deliver(fresh, Some(finalization));
-        if full {
+        self.deliver(fresh, headers, Some(finalization));
+        if more && !self.ended {
             self.request_sync(Some(from));
         }
         self.enter_view(view + 1, false);

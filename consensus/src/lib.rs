@@ -11,6 +11,6 @@ mod quorum;
 pub mod votelog;
 
 pub use engine::{Action, Config, Engine, Input, MAX_RESEND_VIEWS};
-pub use message::{Message, MAX_MESSAGE_BYTES, MAX_SYNC_BLOCKS};
+pub use message::{Message, MAX_MESSAGE_BYTES, MAX_SYNC_BLOCKS, MAX_SYNC_HEADERS};
 pub use quorum::{quorum_size, verify_certificate, CertificateError, ValidatorSet};
 pub use votelog::{FileVoteLog, VoteLogError, VoteRecord};

@@ -3,10 +3,13 @@
 use borsh::{BorshDeserialize, BorshSerialize};
 use keel_types::encoding::{check_len, Canonical, DecodeError};
 use keel_types::limits::{MAX_BLOCK_BYTES, MAX_CERTIFICATE_BYTES};
-use keel_types::{Block, Certificate, Hash, Height, SignedVote};
+use keel_types::{Block, Certificate, Hash, Header, Height, SignedVote};
 
 /// Most finalized blocks one sync response carries (bounds its size and the work to check it).
 pub const MAX_SYNC_BLOCKS: usize = 64;
+/// Most headers a sync response may carry to link its blocks to a certified block further on
+/// (blocks finalized only through a descendant have no certificate of their own).
+pub const MAX_SYNC_HEADERS: usize = 4096;
 /// Largest encoded message: a sync response of blocks (their sum bounded by this too).
 pub const MAX_MESSAGE_BYTES: usize = MAX_BLOCK_BYTES + MAX_CERTIFICATE_BYTES + 64;
 
@@ -23,8 +26,9 @@ pub enum Message {
     BlockResponse(Block),
     /// Ask for finalized blocks from `from_height` on.
     SyncRequest { from_height: Height },
-    /// Consecutive finalized blocks and a finalization certificate for the last of them.
-    SyncResponse { blocks: Vec<Block>, finalization: Certificate },
+    /// Consecutive finalized blocks, then the consecutive headers after them up to a block
+    /// with a finalization certificate (`headers` is empty when the last block has one).
+    SyncResponse { blocks: Vec<Block>, headers: Vec<Header>, finalization: Certificate },
 }
 
 impl Canonical for Message {
@@ -36,8 +40,9 @@ impl Canonical for Message {
         match self {
             Message::Propose { block, .. } | Message::BlockResponse(block) => block.validate(),
             Message::Certificate(cert) => cert.validate(),
-            Message::SyncResponse { blocks, finalization } => {
+            Message::SyncResponse { blocks, headers, finalization } => {
                 check_len(Self::KIND, "blocks", blocks.len(), MAX_SYNC_BLOCKS)?;
+                check_len(Self::KIND, "headers", headers.len(), MAX_SYNC_HEADERS)?;
                 blocks.iter().try_for_each(Canonical::validate)?;
                 finalization.validate()
             }

@@ -22,6 +22,8 @@ fn config(me: usize) -> Config {
         timeout_max_ms: 400,
         skip_after_views: 4,
         max_views_ahead: 16,
+        epoch_length: u64::MAX,
+        epoch_first_height: 1,
     }
 }
 
@@ -93,7 +95,7 @@ fn restored_log_binds_the_engine() {
 fn persist_precedes_every_vote() {
     let mut engine = Engine::new(config(1), &[]);
     let actions = engine.handle(Input::Start);
-    let Some(Action::BuildProposal { view, parent, height }) = actions.iter().find(|a| matches!(a, Action::BuildProposal { .. })).cloned() else {
+    let Some(Action::BuildProposal { view, parent, height, .. }) = actions.iter().find(|a| matches!(a, Action::BuildProposal { .. })).cloned() else {
         panic!("validator 1 leads view 1 and must ask for a proposal: {actions:?}");
     };
     let mut b = block(view, 5);

@@ -3,7 +3,7 @@
 //! batches) and restarts from the durable vote log, and Byzantine validators. The same seed
 //! replays the same run exactly: no wall clock, threads or hash-ordered collections.
 
-use keel_consensus::{Action, Config, Engine, Input, Message, ValidatorSet, VoteRecord, MAX_SYNC_BLOCKS};
+use keel_consensus::{Action, Config, Engine, Input, Message, ValidatorSet, VoteRecord, MAX_SYNC_BLOCKS, MAX_SYNC_HEADERS};
 use keel_types::{Block, Certificate, Hash, Header, PublicKey, SecretKey, SignedVote, Vote, VoteKind};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -51,6 +51,13 @@ pub struct Scenario {
     pub crash_at_action: Option<(usize, u64)>,
     /// The validators on one side of the partition; `None` picks a random side.
     pub partition_side: Option<Vec<u16>>,
+    /// Blocks per epoch (`u64::MAX`: one epoch).
+    pub epoch_length: u64,
+    /// Each new epoch's set replaces the last validator's key with a fresh one.
+    pub rotate_keys: bool,
+    /// Before this time the network drops every finalize vote and finalization certificate,
+    /// so long chains are finalized only through a later descendant's certificate.
+    pub drop_finalize_until_ms: u64,
 }
 
 impl Scenario {
@@ -70,6 +77,9 @@ impl Scenario {
             timeout_base_ms: 300,
             crash_at_action: None,
             partition_side: None,
+            epoch_length: u64::MAX,
+            rotate_keys: false,
+            drop_finalize_until_ms: 0,
         }
     }
 }
@@ -94,6 +104,13 @@ struct Node {
     chain: Vec<(Block, Option<Certificate>)>,
     offline: bool,
     actions_executed: u64,
+    /// The epoch this process orders and its first height (application state: survives
+    /// crashes with the chain).
+    epoch: u64,
+    epoch_first: u64,
+    /// Per ended epoch: the suffix headers and certificate that finalized its last block,
+    /// when it was finalized through suffix blocks (application state, served in sync).
+    epoch_proofs: BTreeMap<u64, (Vec<Header>, Certificate)>,
 }
 
 /// What a run produced, for assertions and measurements.
@@ -111,6 +128,10 @@ pub struct Report {
     pub final_views: BTreeMap<usize, Option<u64>>,
     /// Each live process's summary of its current and previous view.
     pub final_states: Vec<String>,
+    /// The epoch of each honest process's last finalized block.
+    pub epochs: BTreeMap<usize, u64>,
+    /// Headers served in sync responses (blocks linked to a later certificate).
+    pub sync_headers_served: u64,
 }
 
 #[allow(missing_debug_implementations)] // holds engines and an RNG; the Report is what is printed
@@ -121,11 +142,10 @@ pub struct Sim {
     seq: u64,
     queue: BTreeMap<(u64, u64), Event>,
     nodes: Vec<Node>,
-    set: ValidatorSet,
     genesis: Hash,
     partition: BTreeSet<u16>,
-    /// Every vote an honest key ever signed and sent: (signer, view, kind) → blocks.
-    sent_votes: BTreeMap<(u16, u64, VoteKind), BTreeSet<Hash>>,
+    /// Every vote an honest key ever signed and sent: (signer, epoch, view, kind) → blocks.
+    sent_votes: BTreeMap<(u16, u64, u64, VoteKind), BTreeSet<Hash>>,
     report: Report,
     /// Per honest process: (height, time finalized) for latency measurement.
     pub finalized_at: BTreeMap<(usize, u64), u64>,
@@ -139,8 +159,7 @@ fn genesis_hash() -> Hash {
 
 impl Sim {
     pub fn new(s: Scenario) -> Sim {
-        let keys: Vec<SecretKey> = (0..s.n).map(|i| SecretKey::from_seed([i as u8 + 1; 32])).collect();
-        let set = ValidatorSet { epoch: 0, keys: keys.iter().map(SecretKey::public_key).collect() };
+        let keys: Vec<SecretKey> = (0..s.n).map(|i| key_for(&s, 0, i)).collect();
         let mut nodes = Vec::new();
         for (i, key) in keys.iter().enumerate() {
             let copies = if s.faults[i] == Fault::Twins { 2 } else { 1 };
@@ -155,6 +174,9 @@ impl Sim {
                     chain: Vec::new(),
                     offline: s.faults[i] == Fault::Silent,
                     actions_executed: 0,
+                    epoch: 0,
+                    epoch_first: 1,
+                    epoch_proofs: BTreeMap::new(),
                 });
             }
         }
@@ -166,7 +188,6 @@ impl Sim {
             seq: 0,
             queue: BTreeMap::new(),
             nodes,
-            set,
             genesis: genesis_hash(),
             partition: BTreeSet::new(),
             sent_votes: BTreeMap::new(),
@@ -189,9 +210,12 @@ impl Sim {
     fn config(&self, node: usize) -> Config {
         let n = &self.nodes[node];
         let tip = n.chain.last().map_or((0, self.genesis, 0), |(b, _)| (b.header.height, b.hash(), b.header.view));
+        let keys = (0..self.s.n).map(|i| key_for(&self.s, n.epoch, i).public_key()).collect();
         Config {
             chain_id: CHAIN_ID,
-            validators: self.set.clone(),
+            validators: ValidatorSet { epoch: n.epoch, keys },
+            epoch_length: self.s.epoch_length,
+            epoch_first_height: n.epoch_first,
             me: Some((n.index, n.key.clone())),
             finalized_tip: tip,
             timeout_base_ms: self.s.timeout_base_ms,
@@ -295,6 +319,14 @@ impl Sim {
                 continue;
             }
             let hashes: Vec<Hash> = node.chain.iter().map(|(b, _)| b.hash()).collect();
+            if node.chain.windows(2).any(|w| w[1].0.header.epoch < w[0].0.header.epoch) {
+                self.report.violations.push(format!("EPOCH: validator {i}'s chain goes back an epoch"));
+            }
+            // Epochs are exactly `epoch_length` blocks: height h (from 1) is in (h − 1) / L.
+            if let Some((b, _)) = node.chain.iter().find(|(b, _)| b.header.epoch != (b.header.height - 1) / self.s.epoch_length) {
+                self.report.violations.push(format!("EPOCH: validator {i} has height {} in epoch {}", b.header.height, b.header.epoch));
+            }
+            self.report.epochs.insert(i, node.chain.last().map_or(0, |(b, _)| b.header.epoch));
             for (b, _) in &node.chain {
                 match by_height.get(&b.header.height) {
                     Some((h, other)) if *h != b.hash() => self.report.violations.push(format!(
@@ -309,14 +341,14 @@ impl Sim {
             }
             self.report.chains.insert(i, hashes);
         }
-        for ((signer, view, kind), blocks) in &self.sent_votes {
+        for ((signer, epoch, view, kind), blocks) in &self.sent_votes {
             if self.s.faults[usize::from(*signer)] != Fault::Honest {
                 continue;
             }
             if blocks.len() > 1 {
                 self.report.violations.push(format!("EQUIVOCATION: honest {signer} signed {kind:?} for {} blocks in view {view}", blocks.len()));
             }
-            if *kind == VoteKind::Nullify && self.sent_votes.contains_key(&(*signer, *view, VoteKind::Finalize)) {
+            if *kind == VoteKind::Nullify && self.sent_votes.contains_key(&(*signer, *epoch, *view, VoteKind::Finalize)) {
                 self.report.violations.push(format!("EQUIVOCATION: honest {signer} signed nullify and finalize in view {view}"));
             }
         }
@@ -344,6 +376,14 @@ impl Sim {
 
     fn send(&mut self, from_node: usize, to_index: u16, message: Message) {
         let from = self.nodes[from_node].index;
+        let is_finalize = match &message {
+            Message::Vote(v) => v.vote.kind == VoteKind::Finalize,
+            Message::Certificate(c) => c.vote.kind == VoteKind::Finalize,
+            _ => false,
+        };
+        if is_finalize && self.now < self.s.drop_finalize_until_ms {
+            return;
+        }
         if self.s.partition_until_ms > self.now && self.partition.contains(&from) != self.partition.contains(&to_index) {
             return;
         }
@@ -372,7 +412,7 @@ impl Sim {
 
     fn note_vote(&mut self, node: usize, vote: &SignedVote) {
         if self.honest(node) {
-            self.sent_votes.entry((vote.signer, vote.vote.view, vote.vote.kind)).or_default().insert(vote.vote.block);
+            self.sent_votes.entry((vote.signer, vote.vote.epoch, vote.vote.view, vote.vote.kind)).or_default().insert(vote.vote.block);
         }
     }
 
@@ -414,8 +454,10 @@ impl Sim {
                 let incarnation = self.nodes[node].incarnation;
                 self.push(self.now + after_ms, Event::Timer { node, incarnation, view });
             }
-            Action::BuildProposal { view, parent, height } => {
-                let block = self.make_block(node, view, parent, height, 0);
+            Action::BuildProposal { view, parent, height, epoch, empty: _ } => {
+                // Simulated blocks carry no transactions, so suffix blocks need no special case.
+                let mut block = self.make_block(node, view, parent, height, 0);
+                block.header.epoch = epoch;
                 self.proposed_at.entry(block.hash()).or_insert(self.now);
                 inputs.push(Input::Proposal { view, block });
             }
@@ -434,27 +476,65 @@ impl Sim {
                 self.finalized_at.insert((node, block.header.height), self.now);
                 n.chain.push((block, certificate));
             }
+            Action::EpochEnded { epoch, tip, suffix } => {
+                let index = self.nodes[node].index as usize;
+                let next = key_for(&self.s, epoch + 1, index);
+                let n = &mut self.nodes[node];
+                if let Some(proof) = suffix {
+                    n.epoch_proofs.insert(epoch, proof);
+                }
+                n.epoch = epoch + 1;
+                n.epoch_first = tip.0 + 1;
+                n.key = next;
+                self.start(node);
+            }
             Action::ServeSync { to, from_height } => {
                 if let Some(message) = self.sync_response(node, from_height) {
+                    if let Message::SyncResponse { headers, .. } = &message {
+                        self.report.sync_headers_served += headers.len() as u64;
+                    }
                     self.send(node, to, message);
                 }
             }
         }
     }
 
-    /// Serves finalized blocks from `from_height` up to the highest directly certified block
-    /// within `MAX_SYNC_BLOCKS`.
+    /// Serves up to `MAX_SYNC_BLOCKS` finalized blocks from `from_height` within one epoch,
+    /// plus the headers after them up to the next block that has its own finalization
+    /// certificate (at most `MAX_SYNC_HEADERS`).
     fn sync_response(&self, node: usize, from_height: u64) -> Option<Message> {
         let chain = &self.nodes[node].chain;
         let start = usize::try_from(from_height.checked_sub(1)?).ok()?;
-        let window = chain.get(start..)?;
-        let window = &window[..window.len().min(MAX_SYNC_BLOCKS)];
-        let last_certified = window.iter().rposition(|(_, c)| c.is_some())?;
-        let (_, cert) = &window[last_certified];
-        Some(Message::SyncResponse {
-            blocks: window[..=last_certified].iter().map(|(b, _)| b.clone()).collect(),
-            finalization: cert.clone()?,
-        })
+        let rest = chain.get(start..)?;
+        // One epoch per response: the certificate must verify against the requester's set.
+        let epoch = rest.first()?.0.header.epoch;
+        let same_epoch = rest.iter().take_while(|(b, _)| b.header.epoch == epoch).count();
+        let rest = &rest[..same_epoch.min(MAX_SYNC_BLOCKS + MAX_SYNC_HEADERS)];
+        let blocks = &rest[..rest.len().min(MAX_SYNC_BLOCKS)];
+        // 1. End on the last block in the window that has its own certificate.
+        if let Some(top) = blocks.iter().rposition(|(_, c)| c.is_some()) {
+            return Some(Message::SyncResponse {
+                blocks: rest[..=top].iter().map(|(b, _)| b.clone()).collect(),
+                headers: vec![],
+                finalization: rest[top].1.clone()?,
+            });
+        }
+        // 2. Link the window by headers to the next certified block of the epoch, or, at the
+        //    epoch's end, to the suffix proof of its last block.
+        let (mut headers, finalization) = match rest.iter().position(|(_, c)| c.is_some()) {
+            Some(top) => (rest[blocks.len()..=top].iter().map(|(b, _)| b.header.clone()).collect::<Vec<_>>(), rest[top].1.clone()?),
+            None => {
+                let (suffix, cert) = self.nodes[node].epoch_proofs.get(&epoch)?;
+                let mut headers: Vec<Header> = rest[blocks.len()..].iter().map(|(b, _)| b.header.clone()).collect();
+                headers.extend(suffix.iter().cloned());
+                (headers, cert.clone())
+            }
+        };
+        headers.truncate(MAX_SYNC_HEADERS + 1);
+        if headers.len() > MAX_SYNC_HEADERS {
+            return None;
+        }
+        Some(Message::SyncResponse { blocks: blocks.iter().map(|(b, _)| b.clone()).collect(), headers, finalization })
     }
 
     fn make_block(&self, node: usize, view: u64, parent: Hash, height: u64, salt: u64) -> Block {
@@ -509,7 +589,18 @@ impl Sim {
     }
 }
 
-/// The public key of validator `i` in every simulation (for tests that build messages).
+/// Validator `i`'s key in `epoch`: fixed, except that with `rotate_keys` the last
+/// validator gets a fresh key every epoch (a set change at each boundary).
+pub fn key_for(s: &Scenario, epoch: u64, i: usize) -> SecretKey {
+    if s.rotate_keys && i + 1 == s.n && epoch > 0 {
+        let mut seed = [0xa0; 32];
+        seed[..8].copy_from_slice(&epoch.to_le_bytes());
+        return SecretKey::from_seed(seed);
+    }
+    SecretKey::from_seed([i as u8 + 1; 32])
+}
+
+/// The public key of validator `i` in epoch 0 (for tests that build messages).
 pub fn validator_key(i: usize) -> PublicKey {
     SecretKey::from_seed([i as u8 + 1; 32]).public_key()
 }
