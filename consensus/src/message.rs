@@ -16,7 +16,10 @@ pub const MAX_MESSAGE_BYTES: usize = MAX_BLOCK_BYTES + MAX_CERTIFICATE_BYTES + 6
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub enum Message {
     /// The leader's block for its view, with the leader's own notarize vote as its signature.
-    Propose { block: Block, vote: SignedVote },
+    Propose {
+        block: Block,
+        vote: SignedVote,
+    },
     /// A notarize, nullify or finalize vote.
     Vote(SignedVote),
     /// A quorum certificate, forwarded so peers that missed votes can advance.
@@ -25,10 +28,16 @@ pub enum Message {
     BlockRequest(Hash),
     BlockResponse(Block),
     /// Ask for finalized blocks from `from_height` on.
-    SyncRequest { from_height: Height },
+    SyncRequest {
+        from_height: Height,
+    },
     /// Consecutive finalized blocks, then the consecutive headers after them up to a block
     /// with a finalization certificate (`headers` is empty when the last block has one).
-    SyncResponse { blocks: Vec<Block>, headers: Vec<Header>, finalization: Certificate },
+    SyncResponse {
+        blocks: Vec<Block>,
+        headers: Vec<Header>,
+        finalization: Certificate,
+    },
 }
 
 impl Canonical for Message {
@@ -40,7 +49,11 @@ impl Canonical for Message {
         match self {
             Message::Propose { block, .. } | Message::BlockResponse(block) => block.validate(),
             Message::Certificate(cert) => cert.validate(),
-            Message::SyncResponse { blocks, headers, finalization } => {
+            Message::SyncResponse {
+                blocks,
+                headers,
+                finalization,
+            } => {
                 check_len(Self::KIND, "blocks", blocks.len(), MAX_SYNC_BLOCKS)?;
                 check_len(Self::KIND, "headers", headers.len(), MAX_SYNC_HEADERS)?;
                 blocks.iter().try_for_each(Canonical::validate)?;

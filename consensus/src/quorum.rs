@@ -60,20 +60,32 @@ pub fn verify_certificate(
 ) -> Result<(), CertificateError> {
     let vote: &Vote = &cert.vote;
     if vote.chain_id != chain_id {
-        return Err(CertificateError::WrongChain { expected: chain_id, got: vote.chain_id });
+        return Err(CertificateError::WrongChain {
+            expected: chain_id,
+            got: vote.chain_id,
+        });
     }
     if vote.epoch != set.epoch {
-        return Err(CertificateError::WrongEpoch { expected: set.epoch, got: vote.epoch });
+        return Err(CertificateError::WrongEpoch {
+            expected: set.epoch,
+            got: vote.epoch,
+        });
     }
     use keel_types::Canonical;
-    cert.validate().map_err(|e| CertificateError::Malformed(e.to_string()))?;
+    cert.validate()
+        .map_err(|e| CertificateError::Malformed(e.to_string()))?;
     if cert.signers.len() < set.quorum() {
-        return Err(CertificateError::NoQuorum { got: cert.signers.len(), quorum: set.quorum() });
+        return Err(CertificateError::NoQuorum {
+            got: cert.signers.len(),
+            quorum: set.quorum(),
+        });
     }
     let message = vote.signing_hash();
     let mut items = Vec::with_capacity(cert.signers.len());
     for (signer, signature) in cert.signers.iter().zip(&cert.signatures) {
-        let key = set.key(*signer).ok_or(CertificateError::UnknownSigner(*signer))?;
+        let key = set
+            .key(*signer)
+            .ok_or(CertificateError::UnknownSigner(*signer))?;
         items.push((&message.0[..], *key, *signature));
     }
     verify_batch(&items).map_err(|_| CertificateError::BadSignatures)

@@ -18,11 +18,19 @@ pub enum VoteRecord {
     /// Entered `view` of `epoch` (views never go back after a restart).
     EnteredView { epoch: Epoch, view: View },
     /// Signed notarize(view, block): no other block may be notarized in this view.
-    Notarized { epoch: Epoch, view: View, block: Hash },
+    Notarized {
+        epoch: Epoch,
+        view: View,
+        block: Hash,
+    },
     /// Signed nullify(view): finalize(view) may never be signed.
     Nullified { epoch: Epoch, view: View },
     /// Signed finalize(view, block): nullify(view) may never be signed.
-    Finalized { epoch: Epoch, view: View, block: Hash },
+    Finalized {
+        epoch: Epoch,
+        view: View,
+        block: Hash,
+    },
 }
 
 /// Largest encoded record body (bounds what `open` will allocate per record).
@@ -32,7 +40,10 @@ const CHECKSUM_BYTES: usize = 8;
 #[derive(Debug, thiserror::Error)]
 pub enum VoteLogError {
     #[error("vote log {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The file-backed vote log.
@@ -72,15 +83,18 @@ pub fn parse(bytes: &[u8]) -> (Vec<VoteRecord>, usize) {
             break;
         }
         let body_end = offset + 4 + len;
-        let (Some(body), Some(sum)) =
-            (bytes.get(offset + 4..body_end), bytes.get(body_end..body_end + CHECKSUM_BYTES))
-        else {
+        let (Some(body), Some(sum)) = (
+            bytes.get(offset + 4..body_end),
+            bytes.get(body_end..body_end + CHECKSUM_BYTES),
+        ) else {
             break;
         };
         if checksum(len_bytes, body) != sum {
             break;
         }
-        let Ok(record) = borsh::from_slice::<VoteRecord>(body) else { break };
+        let Ok(record) = borsh::from_slice::<VoteRecord>(body) else {
+            break;
+        };
         records.push(record);
         offset = body_end + CHECKSUM_BYTES;
     }
@@ -90,9 +104,16 @@ pub fn parse(bytes: &[u8]) -> (Vec<VoteRecord>, usize) {
 impl FileVoteLog {
     /// Opens (creating if absent) the log, drops a torn tail, and returns the intact records.
     pub fn open(path: &Path) -> Result<(FileVoteLog, Vec<VoteRecord>), VoteLogError> {
-        let io = |source| VoteLogError::Io { path: path.to_path_buf(), source };
-        let mut file =
-            OpenOptions::new().read(true).append(true).create(true).open(path).map_err(io)?;
+        let io = |source| VoteLogError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(io)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io)?;
         let (records, intact) = parse(&bytes);
@@ -101,13 +122,22 @@ impl FileVoteLog {
             file.sync_all().map_err(io)?;
         }
         file.seek(SeekFrom::End(0)).map_err(io)?;
-        Ok((FileVoteLog { path: path.to_path_buf(), file }, records))
+        Ok((
+            FileVoteLog {
+                path: path.to_path_buf(),
+                file,
+            },
+            records,
+        ))
     }
 
     /// Appends a record and fsyncs; only after this returns may a message that depends on
     /// the record be sent.
     pub fn append(&mut self, record: &VoteRecord) -> Result<(), VoteLogError> {
-        let io = |source| VoteLogError::Io { path: self.path.clone(), source };
+        let io = |source| VoteLogError::Io {
+            path: self.path.clone(),
+            source,
+        };
         self.file.write_all(&frame(record)).map_err(io)?;
         self.file.sync_data().map_err(io)
     }
@@ -120,8 +150,16 @@ mod tests {
     fn records() -> Vec<VoteRecord> {
         vec![
             VoteRecord::EnteredView { epoch: 0, view: 1 },
-            VoteRecord::Notarized { epoch: 0, view: 1, block: Hash([1; 32]) },
-            VoteRecord::Finalized { epoch: 0, view: 1, block: Hash([1; 32]) },
+            VoteRecord::Notarized {
+                epoch: 0,
+                view: 1,
+                block: Hash([1; 32]),
+            },
+            VoteRecord::Finalized {
+                epoch: 0,
+                view: 1,
+                block: Hash([1; 32]),
+            },
             VoteRecord::Nullified { epoch: 0, view: 2 },
         ]
     }

@@ -26,7 +26,10 @@ fn workload() -> Vec<Vec<(StateKey, [u8; 32])>> {
                     let n: u32 = rng.gen_range(0..UNIVERSE);
                     let mut slot = [0u8; 32];
                     slot[28..].copy_from_slice(&n.to_be_bytes());
-                    (StateKey::Storage(Address([(n % 251) as u8; 20]), slot), rng.gen())
+                    (
+                        StateKey::Storage(Address([(n % 251) as u8; 20]), slot),
+                        rng.gen(),
+                    )
                 })
                 .collect()
         })
@@ -54,13 +57,27 @@ fn raw_rocksdb(blocks: &[Vec<(StateKey, [u8; 32])>]) -> f64 {
 
 fn keel_store(blocks: &[Vec<(StateKey, [u8; 32])>], sync_writes: bool) -> f64 {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path(), StoreOptions { sync_writes, ..StoreOptions::default() })
-        .expect("open store");
+    let store = Store::open(
+        dir.path(),
+        StoreOptions {
+            sync_writes,
+            ..StoreOptions::default()
+        },
+    )
+    .expect("open store");
     let start = Instant::now();
     for (height, block) in blocks.iter().enumerate() {
-        let diff: StateDiff = block.iter().map(|(k, v)| (k.clone(), Some(v.to_vec()))).collect();
+        let diff: StateDiff = block
+            .iter()
+            .map(|(k, v)| (k.clone(), Some(v.to_vec())))
+            .collect();
         store
-            .commit(CommitRequest { height: height as u64, diff: &diff, block: None, receipts: &[] })
+            .commit(CommitRequest {
+                height: height as u64,
+                diff: &diff,
+                block: None,
+                receipts: &[],
+            })
             .expect("commit");
     }
     (blocks.len() * KEYS_PER_BLOCK) as f64 / start.elapsed().as_secs_f64()
@@ -76,6 +93,12 @@ fn main() {
     println!("| path | keys/s | ratio to raw RocksDB |");
     println!("|---|---:|---:|");
     println!("| raw batched RocksDB puts (baseline) | {raw:.0} | 1.000 |");
-    println!("| keel Store::commit (JMT + versioned values + preimages), no fsync | {keel:.0} | {:.3} |", keel / raw);
-    println!("| keel Store::commit, fsync per block (node default) | {keel_sync:.0} | {:.3} |", keel_sync / raw);
+    println!(
+        "| keel Store::commit (JMT + versioned values + preimages), no fsync | {keel:.0} | {:.3} |",
+        keel / raw
+    );
+    println!(
+        "| keel Store::commit, fsync per block (node default) | {keel_sync:.0} | {:.3} |",
+        keel_sync / raw
+    );
 }

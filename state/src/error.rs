@@ -9,17 +9,27 @@ pub enum StateError {
     #[error("store is corrupt: {0}")]
     Corrupt(String),
     #[error("decoding stored {what}: {source}")]
-    Decode { what: &'static str, source: DecodeError },
+    Decode {
+        what: &'static str,
+        source: DecodeError,
+    },
     #[error("commit out of order: next height is {expected}, got {got}")]
     NotNextHeight { expected: Height, got: Height },
     #[error("height {height} is not committed yet (latest is {latest:?})")]
-    FutureHeight { height: Height, latest: Option<Height> },
+    FutureHeight {
+        height: Height,
+        latest: Option<Height>,
+    },
     #[error("height {height} was pruned (oldest retained is {oldest})")]
     Pruned { height: Height, oldest: Height },
     #[error("merkle tree: {0}")]
     Tree(String),
     #[error("value for {key} is {len_bytes} bytes, over the bound of {max_bytes}")]
-    ValueTooLarge { key: String, len_bytes: usize, max_bytes: usize },
+    ValueTooLarge {
+        key: String,
+        len_bytes: usize,
+        max_bytes: usize,
+    },
 }
 
 impl StateError {

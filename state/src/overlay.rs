@@ -65,7 +65,11 @@ pub struct Overlay<V> {
 
 impl<V: StateView> Overlay<V> {
     pub fn new(base: V) -> Overlay<V> {
-        Overlay { base, writes: BTreeMap::new(), journal: Vec::new() }
+        Overlay {
+            base,
+            writes: BTreeMap::new(),
+            journal: Vec::new(),
+        }
     }
 
     pub fn base(&self) -> &V {
@@ -88,13 +92,26 @@ impl<V: StateView> Overlay<V> {
         Ok(())
     }
 
-    pub fn put_account(&mut self, address: Address, record: &AccountRecord) -> Result<(), StateError> {
+    pub fn put_account(
+        &mut self,
+        address: Address,
+        record: &AccountRecord,
+    ) -> Result<(), StateError> {
         self.set(StateKey::Account(address), Some(record.encode()))
     }
 
     /// Writes a slot; writing zero deletes it, so an all-zero slot is never stored.
-    pub fn put_storage(&mut self, address: Address, slot: [u8; 32], value: [u8; 32]) -> Result<(), StateError> {
-        let stored = if value == [0; 32] { None } else { Some(value.to_vec()) };
+    pub fn put_storage(
+        &mut self,
+        address: Address,
+        slot: [u8; 32],
+        value: [u8; 32],
+    ) -> Result<(), StateError> {
+        let stored = if value == [0; 32] {
+            None
+        } else {
+            Some(value.to_vec())
+        };
         self.set(StateKey::Storage(address, slot), stored)
     }
 
@@ -112,7 +129,10 @@ impl<V: StateView> Overlay<V> {
     /// Undoes every write made since `checkpoint`, newest first.
     pub fn revert_to(&mut self, checkpoint: Checkpoint) {
         while self.journal.len() > checkpoint.0 {
-            let (key, previous) = self.journal.pop().expect("journal is longer than checkpoint");
+            let (key, previous) = self
+                .journal
+                .pop()
+                .expect("journal is longer than checkpoint");
             match previous {
                 Some(value) => {
                     self.writes.insert(key, value);

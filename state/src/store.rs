@@ -74,12 +74,15 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("latest", &self.latest()).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("latest", &self.latest())
+            .finish_non_exhaustive()
     }
 }
 
 fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, StateError> {
-    db.cf_handle(name).ok_or_else(|| StateError::Corrupt(format!("missing column family {name}")))
+    db.cf_handle(name)
+        .ok_or_else(|| StateError::Corrupt(format!("missing column family {name}")))
 }
 
 fn tree_err(e: anyhow::Error) -> StateError {
@@ -116,7 +119,12 @@ impl Store {
                     .map_err(|e| StateError::Corrupt(format!("meta/latest: {e}")))?,
             ),
         };
-        let store = Store { db, options, latest: RwLock::new(latest), commit_lock: Mutex::new(()) };
+        let store = Store {
+            db,
+            options,
+            latest: RwLock::new(latest),
+            commit_lock: Mutex::new(()),
+        };
         store.check_latest()?;
         Ok(store)
     }
@@ -124,7 +132,9 @@ impl Store {
     /// The latest commit's root must equal both the stored root for its height and the hash
     /// of the tree's root node at that version.
     fn check_latest(&self) -> Result<(), StateError> {
-        let Some(latest) = self.latest() else { return Ok(()) };
+        let Some(latest) = self.latest() else {
+            return Ok(());
+        };
         let recorded = self.state_root(latest.height)?;
         let reader = DbTreeReader { db: &self.db };
         let tree = Jmt::new(&reader);
@@ -175,7 +185,10 @@ impl Store {
     pub fn preview_root(&self, height: Height, diff: &StateDiff) -> Result<Hash, StateError> {
         let expected = self.next_height();
         if height != expected {
-            return Err(StateError::NotNextHeight { expected, got: height });
+            return Err(StateError::NotNextHeight {
+                expected,
+                got: height,
+            });
         }
         let reader = DbTreeReader { db: &self.db };
         let tree = Jmt::new(&reader);
@@ -190,7 +203,10 @@ impl Store {
         let height = request.height;
         let expected = self.next_height();
         if height != expected {
-            return Err(StateError::NotNextHeight { expected, got: height });
+            return Err(StateError::NotNextHeight {
+                expected,
+                got: height,
+            });
         }
         for (key, value) in request.diff {
             if let Some(v) = value {
@@ -211,11 +227,19 @@ impl Store {
         let mut batch = WriteBatch::default();
         let nodes = cf(db, CF_NODES)?;
         for (node_key, node) in update.node_batch.nodes() {
-            batch.put_cf(nodes, borsh::to_vec(node_key).map_err(io_corrupt)?, borsh::to_vec(node).map_err(io_corrupt)?);
+            batch.put_cf(
+                nodes,
+                borsh::to_vec(node_key).map_err(io_corrupt)?,
+                borsh::to_vec(node).map_err(io_corrupt)?,
+            );
         }
         let values = cf(db, CF_VALUES)?;
         for ((version, key_hash), value) in update.node_batch.values() {
-            batch.put_cf(values, value_key(&key_hash.0, *version), borsh::to_vec(value).map_err(io_corrupt)?);
+            batch.put_cf(
+                values,
+                value_key(&key_hash.0, *version),
+                borsh::to_vec(value).map_err(io_corrupt)?,
+            );
         }
         let preimages = cf(db, CF_PREIMAGES)?;
         for key in request.diff.keys() {
@@ -231,7 +255,10 @@ impl Store {
         let mut block_hash = Hash::ZERO;
         if let Some(block) = request.block {
             if block.header.height != height {
-                return Err(StateError::NotNextHeight { expected: height, got: block.header.height });
+                return Err(StateError::NotNextHeight {
+                    expected: height,
+                    got: block.header.height,
+                });
             }
             block_hash = block.hash();
             batch.put_cf(cf(db, CF_BLOCKS)?, height_key(height), block.encode());
@@ -248,8 +275,16 @@ impl Store {
             height_key(height),
             BlockReceipts(request.receipts.to_vec()).encode(),
         );
-        let info = CommitInfo { height, state_root, block_hash };
-        batch.put_cf(cf(db, CF_META)?, META_LATEST, borsh::to_vec(&info).map_err(io_corrupt)?);
+        let info = CommitInfo {
+            height,
+            state_root,
+            block_hash,
+        };
+        batch.put_cf(
+            cf(db, CF_META)?,
+            META_LATEST,
+            borsh::to_vec(&info).map_err(io_corrupt)?,
+        );
 
         let mut write = WriteOptions::default();
         write.set_sync(self.options.sync_writes);
@@ -264,8 +299,15 @@ impl Store {
         let raw = self
             .db
             .get_cf(cf(&self.db, CF_ROOTS)?, height_key(height))?
-            .ok_or(StateError::FutureHeight { height, latest: self.latest().map(|l| l.height) })?;
-        Ok(Hash(raw.as_slice().try_into().map_err(|_| StateError::Corrupt("root length".into()))?))
+            .ok_or(StateError::FutureHeight {
+                height,
+                latest: self.latest().map(|l| l.height),
+            })?;
+        Ok(Hash(
+            raw.as_slice()
+                .try_into()
+                .map_err(|_| StateError::Corrupt("root length".into()))?,
+        ))
     }
 
     /// The value of `key` as of `height`.
@@ -281,9 +323,15 @@ impl Store {
         self.check_readable(height)?;
         let reader = DbTreeReader { db: &self.db };
         let tree = Jmt::new(&reader);
-        let (value, proof) =
-            tree.get_with_proof(jmt::KeyHash(key.key_hash().0), height).map_err(tree_err)?;
-        Ok(StateProof { height, key: key.clone(), value, proof })
+        let (value, proof) = tree
+            .get_with_proof(jmt::KeyHash(key.key_hash().0), height)
+            .map_err(tree_err)?;
+        Ok(StateProof {
+            height,
+            key: key.clone(),
+            value,
+            proof,
+        })
     }
 
     pub fn block(&self, height: Height) -> Result<Option<Block>, StateError> {
@@ -294,13 +342,20 @@ impl Store {
     }
 
     pub fn block_height(&self, hash: &Hash) -> Result<Option<Height>, StateError> {
-        Ok(self.db.get_cf(cf(&self.db, CF_BLOCK_INDEX)?, hash.0)?.and_then(|raw| decode_height(&raw)))
+        Ok(self
+            .db
+            .get_cf(cf(&self.db, CF_BLOCK_INDEX)?, hash.0)?
+            .and_then(|raw| decode_height(&raw)))
     }
 
     pub fn receipts(&self, height: Height) -> Result<Option<Vec<Receipt>>, StateError> {
         self.db
             .get_cf(cf(&self.db, CF_RECEIPTS)?, height_key(height))?
-            .map(|raw| BlockReceipts::decode(&raw).map(|r| r.0).map_err(StateError::decode("receipts")))
+            .map(|raw| {
+                BlockReceipts::decode(&raw)
+                    .map(|r| r.0)
+                    .map_err(StateError::decode("receipts"))
+            })
             .transpose()
     }
 
@@ -321,12 +376,18 @@ impl Store {
     /// A read-only view of state as of `height`.
     pub fn view(&self, height: Height) -> Result<StoreView<'_>, StateError> {
         self.check_readable(height)?;
-        Ok(StoreView { store: self, height })
+        Ok(StoreView {
+            store: self,
+            height,
+        })
     }
 
     /// A view of the latest committed state (empty state before the first commit).
     pub fn latest_view(&self) -> StoreView<'_> {
-        StoreView { store: self, height: self.latest().map_or(0, |l| l.height) }
+        StoreView {
+            store: self,
+            height: self.latest().map_or(0, |l| l.height),
+        }
     }
 
     /// Recomputes the tree root at `height` from the stored nodes and compares it with the
@@ -390,17 +451,26 @@ fn update_tree(
 ) -> Result<(Hash, jmt::storage::TreeUpdateBatch), StateError> {
     let has_delete = diff.values().any(Option::is_none);
     let (roots, update) = if diff.is_empty() || has_delete {
-        let updates: Vec<(jmt::KeyHash, Option<jmt::OwnedValue>)> =
-            diff.iter().map(|(k, v)| (jmt::KeyHash(k.key_hash().0), v.clone())).collect();
-        tree.put_value_sets(vec![updates], height).map_err(tree_err)?
+        let updates: Vec<(jmt::KeyHash, Option<jmt::OwnedValue>)> = diff
+            .iter()
+            .map(|(k, v)| (jmt::KeyHash(k.key_hash().0), v.clone()))
+            .collect();
+        tree.put_value_sets(vec![updates], height)
+            .map_err(tree_err)?
     } else {
         let updates: Vec<(jmt::KeyHash, jmt::OwnedValue)> = diff
             .iter()
-            .filter_map(|(k, v)| v.as_ref().map(|v| (jmt::KeyHash(k.key_hash().0), v.clone())))
+            .filter_map(|(k, v)| {
+                v.as_ref()
+                    .map(|v| (jmt::KeyHash(k.key_hash().0), v.clone()))
+            })
             .collect();
-        tree.batch_put_value_sets(vec![updates], None, height).map_err(tree_err)?
+        tree.batch_put_value_sets(vec![updates], None, height)
+            .map_err(tree_err)?
     };
-    let root = roots.first().ok_or_else(|| StateError::Tree("no root for the version".into()))?;
+    let root = roots
+        .first()
+        .ok_or_else(|| StateError::Tree("no root for the version".into()))?;
     Ok((Hash(root.0), update))
 }
 

@@ -12,7 +12,8 @@ pub(crate) struct DbTreeReader<'a> {
 }
 
 fn cf<'a>(db: &'a DB, name: &str) -> anyhow::Result<&'a rocksdb::ColumnFamily> {
-    db.cf_handle(name).ok_or_else(|| anyhow::anyhow!("missing column family {name}"))
+    db.cf_handle(name)
+        .ok_or_else(|| anyhow::anyhow!("missing column family {name}"))
 }
 
 /// The newest stored value record for `key_hash` at or below `max_version`:
@@ -27,8 +28,11 @@ pub(crate) fn newest_value_at(
     let mut read = ReadOptions::default();
     // Values of one key share a 32-byte prefix; the prefix bloom filter skips other files.
     read.set_prefix_same_as_start(true);
-    let mut iter =
-        db.iterator_cf_opt(values, read, IteratorMode::From(&target, Direction::Reverse));
+    let mut iter = db.iterator_cf_opt(
+        values,
+        read,
+        IteratorMode::From(&target, Direction::Reverse),
+    );
     match iter.next() {
         None => Ok(None),
         Some(item) => {

@@ -19,13 +19,19 @@ fn key(index: u8) -> StateKey {
 const KEYS: u8 = 40;
 
 fn options() -> StoreOptions {
-    StoreOptions { sync_writes: false, ..StoreOptions::default() }
+    StoreOptions {
+        sync_writes: false,
+        ..StoreOptions::default()
+    }
 }
 
 type Model = BTreeMap<StateKey, Vec<u8>>;
 
 fn arb_blocks() -> impl Strategy<Value = Vec<Vec<(u8, Option<Vec<u8>>)>>> {
-    let op = (0..KEYS, prop::option::weighted(0.75, prop::collection::vec(any::<u8>(), 1..48)));
+    let op = (
+        0..KEYS,
+        prop::option::weighted(0.75, prop::collection::vec(any::<u8>(), 1..48)),
+    );
     prop::collection::vec(prop::collection::vec(op, 0..12), 1..16)
 }
 
@@ -33,8 +39,19 @@ fn arb_blocks() -> impl Strategy<Value = Vec<Vec<(u8, Option<Vec<u8>>)>>> {
 fn scratch_root(model: &Model) -> Hash {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path(), options()).expect("open");
-    let diff: StateDiff = model.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
-    store.commit(CommitRequest { height: 0, diff: &diff, block: None, receipts: &[] }).expect("commit").state_root
+    let diff: StateDiff = model
+        .iter()
+        .map(|(k, v)| (k.clone(), Some(v.clone())))
+        .collect();
+    store
+        .commit(CommitRequest {
+            height: 0,
+            diff: &diff,
+            block: None,
+            receipts: &[],
+        })
+        .expect("commit")
+        .state_root
 }
 
 proptest! {
@@ -149,7 +166,14 @@ fn overlay_reads_through_and_reverts_checkpoints() {
     let mut genesis = Overlay::new(store.latest_view());
     genesis.put_storage(a, [1; 32], [7; 32]).expect("put");
     let diff = genesis.into_diff();
-    store.commit(CommitRequest { height: 0, diff: &diff, block: None, receipts: &[] }).expect("commit");
+    store
+        .commit(CommitRequest {
+            height: 0,
+            diff: &diff,
+            block: None,
+            receipts: &[],
+        })
+        .expect("commit");
 
     let mut overlay = Overlay::new(store.latest_view());
     assert_eq!(overlay.storage(&a, &[1; 32]).expect("read"), [7; 32]);
@@ -157,7 +181,9 @@ fn overlay_reads_through_and_reverts_checkpoints() {
     let outer = overlay.checkpoint();
     overlay.put_storage(a, [2; 32], [9; 32]).expect("put");
     let inner = overlay.checkpoint();
-    overlay.put_storage(a, [1; 32], [0; 32]).expect("put zero deletes");
+    overlay
+        .put_storage(a, [1; 32], [0; 32])
+        .expect("put zero deletes");
     assert_eq!(overlay.storage(&a, &[1; 32]).expect("read"), [0; 32]);
     overlay.revert_to(inner);
     assert_eq!(overlay.storage(&a, &[1; 32]).expect("read"), [7; 32]);
@@ -166,8 +192,14 @@ fn overlay_reads_through_and_reverts_checkpoints() {
     assert!(overlay.diff().is_empty());
     // Writing zero produces a delete in the diff, so a zero slot is never stored.
     overlay.put_storage(a, [1; 32], [0; 32]).expect("put");
-    assert_eq!(overlay.diff().get(&StateKey::Storage(a, [1; 32])), Some(&None));
-    assert_eq!(overlay.get(&StateKey::Storage(a, [1; 32])).expect("get"), None);
+    assert_eq!(
+        overlay.diff().get(&StateKey::Storage(a, [1; 32])),
+        Some(&None)
+    );
+    assert_eq!(
+        overlay.get(&StateKey::Storage(a, [1; 32])).expect("get"),
+        None
+    );
 }
 
 #[test]
@@ -175,10 +207,41 @@ fn commits_must_be_in_order_and_future_reads_fail() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path(), options()).expect("open");
     let diff = StateDiff::new();
-    let err = store.commit(CommitRequest { height: 1, diff: &diff, block: None, receipts: &[] });
-    assert!(matches!(err, Err(keel_state::StateError::NotNextHeight { expected: 0, got: 1 })));
-    store.commit(CommitRequest { height: 0, diff: &diff, block: None, receipts: &[] }).expect("commit 0");
-    store.commit(CommitRequest { height: 1, diff: &diff, block: None, receipts: &[] }).expect("empty commit 1");
-    assert_eq!(store.state_root(0).expect("root0"), store.state_root(1).expect("root1"));
-    assert!(matches!(store.get(&key(1), 5), Err(keel_state::StateError::FutureHeight { height: 5, .. })));
+    let err = store.commit(CommitRequest {
+        height: 1,
+        diff: &diff,
+        block: None,
+        receipts: &[],
+    });
+    assert!(matches!(
+        err,
+        Err(keel_state::StateError::NotNextHeight {
+            expected: 0,
+            got: 1
+        })
+    ));
+    store
+        .commit(CommitRequest {
+            height: 0,
+            diff: &diff,
+            block: None,
+            receipts: &[],
+        })
+        .expect("commit 0");
+    store
+        .commit(CommitRequest {
+            height: 1,
+            diff: &diff,
+            block: None,
+            receipts: &[],
+        })
+        .expect("empty commit 1");
+    assert_eq!(
+        store.state_root(0).expect("root0"),
+        store.state_root(1).expect("root1")
+    );
+    assert!(matches!(
+        store.get(&key(1), 5),
+        Err(keel_state::StateError::FutureHeight { height: 5, .. })
+    ));
 }

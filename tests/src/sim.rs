@@ -3,8 +3,13 @@
 //! batches) and restarts from the durable vote log, and Byzantine validators. The same seed
 //! replays the same run exactly: no wall clock, threads or hash-ordered collections.
 
-use keel_consensus::{Action, Config, Engine, Input, Message, ValidatorSet, VoteRecord, MAX_SYNC_BLOCKS, MAX_SYNC_HEADERS};
-use keel_types::{Block, Certificate, Hash, Header, PublicKey, SecretKey, SignedVote, Vote, VoteKind};
+use keel_consensus::{
+    Action, Config, Engine, Input, Message, ValidatorSet, VoteRecord, MAX_SYNC_BLOCKS,
+    MAX_SYNC_HEADERS,
+};
+use keel_types::{
+    Block, Certificate, Hash, Header, PublicKey, SecretKey, SignedVote, Vote, VoteKind,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
@@ -86,10 +91,22 @@ impl Scenario {
 
 #[derive(Debug)]
 enum Event {
-    Deliver { to: usize, from: u16, message: Box<Message> },
-    Timer { node: usize, incarnation: u64, view: u64 },
-    Restart { node: usize },
-    GoOffline { node: usize },
+    Deliver {
+        to: usize,
+        from: u16,
+        message: Box<Message>,
+    },
+    Timer {
+        node: usize,
+        incarnation: u64,
+        view: u64,
+    },
+    Restart {
+        node: usize,
+    },
+    GoOffline {
+        node: usize,
+    },
 }
 
 /// One simulated process (a Twin pair is two of these with one key index).
@@ -209,11 +226,18 @@ impl Sim {
 
     fn config(&self, node: usize) -> Config {
         let n = &self.nodes[node];
-        let tip = n.chain.last().map_or((0, self.genesis, 0), |(b, _)| (b.header.height, b.hash(), b.header.view));
-        let keys = (0..self.s.n).map(|i| key_for(&self.s, n.epoch, i).public_key()).collect();
+        let tip = n.chain.last().map_or((0, self.genesis, 0), |(b, _)| {
+            (b.header.height, b.hash(), b.header.view)
+        });
+        let keys = (0..self.s.n)
+            .map(|i| key_for(&self.s, n.epoch, i).public_key())
+            .collect();
         Config {
             chain_id: CHAIN_ID,
-            validators: ValidatorSet { epoch: n.epoch, keys },
+            validators: ValidatorSet {
+                epoch: n.epoch,
+                keys,
+            },
             epoch_length: self.s.epoch_length,
             epoch_first_height: n.epoch_first,
             me: Some((n.index, n.key.clone())),
@@ -267,7 +291,11 @@ impl Sim {
             self.push(from, Event::GoOffline { node });
             self.push(until, Event::Restart { node });
         }
-        let heal = self.s.partition_until_ms.max(self.s.faults_until_ms).max(self.s.offline.map_or(0, |o| o.2));
+        let heal = self
+            .s
+            .partition_until_ms
+            .max(self.s.faults_until_ms)
+            .max(self.s.offline.map_or(0, |o| o.2));
         let mut healed = false;
         while let Some((&(at, seq), _)) = self.queue.iter().next() {
             if at > self.s.duration_ms {
@@ -287,11 +315,23 @@ impl Sim {
             match event {
                 Event::Deliver { to, from, message } => {
                     if self.nodes[to].engine.is_some() {
-                        self.feed(to, Input::Message { from, message: *message });
+                        self.feed(
+                            to,
+                            Input::Message {
+                                from,
+                                message: *message,
+                            },
+                        );
                     }
                 }
-                Event::Timer { node, incarnation, view } => {
-                    if self.nodes[node].engine.is_some() && self.nodes[node].incarnation == incarnation {
+                Event::Timer {
+                    node,
+                    incarnation,
+                    view,
+                } => {
+                    if self.nodes[node].engine.is_some()
+                        && self.nodes[node].incarnation == incarnation
+                    {
                         self.feed(node, Input::Timeout { view });
                     }
                 }
@@ -319,14 +359,29 @@ impl Sim {
                 continue;
             }
             let hashes: Vec<Hash> = node.chain.iter().map(|(b, _)| b.hash()).collect();
-            if node.chain.windows(2).any(|w| w[1].0.header.epoch < w[0].0.header.epoch) {
-                self.report.violations.push(format!("EPOCH: validator {i}'s chain goes back an epoch"));
+            if node
+                .chain
+                .windows(2)
+                .any(|w| w[1].0.header.epoch < w[0].0.header.epoch)
+            {
+                self.report
+                    .violations
+                    .push(format!("EPOCH: validator {i}'s chain goes back an epoch"));
             }
             // Epochs are exactly `epoch_length` blocks: height h (from 1) is in (h − 1) / L.
-            if let Some((b, _)) = node.chain.iter().find(|(b, _)| b.header.epoch != (b.header.height - 1) / self.s.epoch_length) {
-                self.report.violations.push(format!("EPOCH: validator {i} has height {} in epoch {}", b.header.height, b.header.epoch));
+            if let Some((b, _)) = node
+                .chain
+                .iter()
+                .find(|(b, _)| b.header.epoch != (b.header.height - 1) / self.s.epoch_length)
+            {
+                self.report.violations.push(format!(
+                    "EPOCH: validator {i} has height {} in epoch {}",
+                    b.header.height, b.header.epoch
+                ));
             }
-            self.report.epochs.insert(i, node.chain.last().map_or(0, |(b, _)| b.header.epoch));
+            self.report
+                .epochs
+                .insert(i, node.chain.last().map_or(0, |(b, _)| b.header.epoch));
             for (b, _) in &node.chain {
                 match by_height.get(&b.header.height) {
                     Some((h, other)) if *h != b.hash() => self.report.violations.push(format!(
@@ -346,24 +401,38 @@ impl Sim {
                 continue;
             }
             if blocks.len() > 1 {
-                self.report.violations.push(format!("EQUIVOCATION: honest {signer} signed {kind:?} for {} blocks in view {view}", blocks.len()));
+                self.report.violations.push(format!(
+                    "EQUIVOCATION: honest {signer} signed {kind:?} for {} blocks in view {view}",
+                    blocks.len()
+                ));
             }
-            if *kind == VoteKind::Nullify && self.sent_votes.contains_key(&(*signer, *epoch, *view, VoteKind::Finalize)) {
-                self.report.violations.push(format!("EQUIVOCATION: honest {signer} signed nullify and finalize in view {view}"));
+            if *kind == VoteKind::Nullify
+                && self
+                    .sent_votes
+                    .contains_key(&(*signer, *epoch, *view, VoteKind::Finalize))
+            {
+                self.report.violations.push(format!(
+                    "EQUIVOCATION: honest {signer} signed nullify and finalize in view {view}"
+                ));
             }
         }
         for (i, node) in self.nodes.iter().enumerate() {
-            self.report.final_views.insert(i, node.engine.as_ref().map(Engine::view));
+            self.report
+                .final_views
+                .insert(i, node.engine.as_ref().map(Engine::view));
             if let Some(e) = &node.engine {
                 for v in e.view().saturating_sub(2)..=e.view() {
-                    self.report.final_states.push(format!("p{i} {}", e.describe_view(v)));
+                    self.report
+                        .final_states
+                        .push(format!("p{i} {}", e.describe_view(v)));
                 }
             }
             if let Some(engine) = &node.engine {
                 self.report.signatures_verified += engine.signatures_verified();
             }
             if node.fault == Fault::Honest {
-                self.report.finalized_blocks = self.report.finalized_blocks.max(node.chain.len() as u64);
+                self.report.finalized_blocks =
+                    self.report.finalized_blocks.max(node.chain.len() as u64);
                 let _ = i;
             }
         }
@@ -371,7 +440,11 @@ impl Sim {
 
     fn delay(&mut self) -> u64 {
         let (lo, hi) = self.s.delay_ms;
-        if lo >= hi { lo } else { self.rng.gen_range(lo..=hi) }
+        if lo >= hi {
+            lo
+        } else {
+            self.rng.gen_range(lo..=hi)
+        }
     }
 
     fn send(&mut self, from_node: usize, to_index: u16, message: Message) {
@@ -384,20 +457,36 @@ impl Sim {
         if is_finalize && self.now < self.s.drop_finalize_until_ms {
             return;
         }
-        if self.s.partition_until_ms > self.now && self.partition.contains(&from) != self.partition.contains(&to_index) {
+        if self.s.partition_until_ms > self.now
+            && self.partition.contains(&from) != self.partition.contains(&to_index)
+        {
             return;
         }
-        if self.s.loss > 0.0 && self.now < self.s.faults_until_ms.max(self.s.partition_until_ms) && self.rng.gen_bool(self.s.loss) {
+        if self.s.loss > 0.0
+            && self.now < self.s.faults_until_ms.max(self.s.partition_until_ms)
+            && self.rng.gen_bool(self.s.loss)
+        {
             return;
         }
-        let copies = if self.s.duplicate > 0.0 && self.rng.gen_bool(self.s.duplicate) { 2 } else { 1 };
+        let copies = if self.s.duplicate > 0.0 && self.rng.gen_bool(self.s.duplicate) {
+            2
+        } else {
+            1
+        };
         for to in 0..self.nodes.len() {
             if self.nodes[to].index != to_index || to == from_node {
                 continue;
             }
             for _ in 0..copies {
                 let at = self.now + self.delay();
-                self.push(at, Event::Deliver { to, from, message: Box::new(message.clone()) });
+                self.push(
+                    at,
+                    Event::Deliver {
+                        to,
+                        from,
+                        message: Box::new(message.clone()),
+                    },
+                );
             }
         }
     }
@@ -412,19 +501,28 @@ impl Sim {
 
     fn note_vote(&mut self, node: usize, vote: &SignedVote) {
         if self.honest(node) {
-            self.sent_votes.entry((vote.signer, vote.vote.epoch, vote.vote.view, vote.vote.kind)).or_default().insert(vote.vote.block);
+            self.sent_votes
+                .entry((vote.signer, vote.vote.epoch, vote.vote.view, vote.vote.kind))
+                .or_default()
+                .insert(vote.vote.block);
         }
     }
 
     fn sign(&self, node: usize, vote: Vote) -> SignedVote {
         let n = &self.nodes[node];
-        SignedVote { vote, signer: n.index, signature: n.key.sign(&vote.signing_hash().0) }
+        SignedVote {
+            vote,
+            signer: n.index,
+            signature: n.key.sign(&vote.signing_hash().0),
+        }
     }
 
     fn feed(&mut self, node: usize, input: Input) {
         let mut inputs = vec![input];
         while let Some(input) = inputs.pop() {
-            let Some(engine) = self.nodes[node].engine.as_mut() else { return };
+            let Some(engine) = self.nodes[node].engine.as_mut() else {
+                return;
+            };
             let actions = engine.handle(input);
             for action in actions {
                 // A crash point: the process dies before carrying out this action.
@@ -434,7 +532,9 @@ impl Sim {
                     self.crash(node);
                     return;
                 }
-                if self.honest(node) && self.now < self.s.faults_until_ms && self.s.crash_per_action > 0.0
+                if self.honest(node)
+                    && self.now < self.s.faults_until_ms
+                    && self.s.crash_per_action > 0.0
                     && self.rng.gen_bool(self.s.crash_per_action)
                 {
                     self.crash(node);
@@ -452,9 +552,22 @@ impl Sim {
             Action::Send { to, message } => self.send(node, to, message),
             Action::SetTimer { view, after_ms } => {
                 let incarnation = self.nodes[node].incarnation;
-                self.push(self.now + after_ms, Event::Timer { node, incarnation, view });
+                self.push(
+                    self.now + after_ms,
+                    Event::Timer {
+                        node,
+                        incarnation,
+                        view,
+                    },
+                );
             }
-            Action::BuildProposal { view, parent, height, epoch, empty: _ } => {
+            Action::BuildProposal {
+                view,
+                parent,
+                height,
+                epoch,
+                empty: _,
+            } => {
                 // Simulated blocks carry no transactions, so suffix blocks need no special case.
                 let mut block = self.make_block(node, view, parent, height, 0);
                 block.header.epoch = epoch;
@@ -462,18 +575,31 @@ impl Sim {
                 inputs.push(Input::Proposal { view, block });
             }
             Action::Verify { view, block } => {
-                let valid = block.header.chain_id == CHAIN_ID && block.compute_tx_root() == block.header.tx_root;
-                inputs.push(Input::Verified { view, block: block.hash(), valid });
+                let valid = block.header.chain_id == CHAIN_ID
+                    && block.compute_tx_root() == block.header.tx_root;
+                inputs.push(Input::Verified {
+                    view,
+                    block: block.hash(),
+                    valid,
+                });
             }
             Action::Finalized { block, certificate } => {
                 let n = &mut self.nodes[node];
-                let (expect_height, expect_parent) = n.chain.last().map_or((1, self.genesis), |(b, _)| (b.header.height + 1, b.hash()));
-                if block.header.height != expect_height || block.header.parent_hash != expect_parent {
+                let (expect_height, expect_parent) = n
+                    .chain
+                    .last()
+                    .map_or((1, self.genesis), |(b, _)| (b.header.height + 1, b.hash()));
+                if block.header.height != expect_height || block.header.parent_hash != expect_parent
+                {
                     self.report.violations.push(format!(
-                        "DELIVERY: process {node} got height {} (parent {}) after {}", block.header.height, block.header.parent_hash, expect_height - 1
+                        "DELIVERY: process {node} got height {} (parent {}) after {}",
+                        block.header.height,
+                        block.header.parent_hash,
+                        expect_height - 1
                     ));
                 }
-                self.finalized_at.insert((node, block.header.height), self.now);
+                self.finalized_at
+                    .insert((node, block.header.height), self.now);
                 n.chain.push((block, certificate));
             }
             Action::EpochEnded { epoch, tip, suffix } => {
@@ -508,7 +634,10 @@ impl Sim {
         let rest = chain.get(start..)?;
         // One epoch per response: the certificate must verify against the requester's set.
         let epoch = rest.first()?.0.header.epoch;
-        let same_epoch = rest.iter().take_while(|(b, _)| b.header.epoch == epoch).count();
+        let same_epoch = rest
+            .iter()
+            .take_while(|(b, _)| b.header.epoch == epoch)
+            .count();
         let rest = &rest[..same_epoch.min(MAX_SYNC_BLOCKS + MAX_SYNC_HEADERS)];
         let blocks = &rest[..rest.len().min(MAX_SYNC_BLOCKS)];
         // 1. End on the last block in the window that has its own certificate.
@@ -522,10 +651,19 @@ impl Sim {
         // 2. Link the window by headers to the next certified block of the epoch, or, at the
         //    epoch's end, to the suffix proof of its last block.
         let (mut headers, finalization) = match rest.iter().position(|(_, c)| c.is_some()) {
-            Some(top) => (rest[blocks.len()..=top].iter().map(|(b, _)| b.header.clone()).collect::<Vec<_>>(), rest[top].1.clone()?),
+            Some(top) => (
+                rest[blocks.len()..=top]
+                    .iter()
+                    .map(|(b, _)| b.header.clone())
+                    .collect::<Vec<_>>(),
+                rest[top].1.clone()?,
+            ),
             None => {
                 let (suffix, cert) = self.nodes[node].epoch_proofs.get(&epoch)?;
-                let mut headers: Vec<Header> = rest[blocks.len()..].iter().map(|(b, _)| b.header.clone()).collect();
+                let mut headers: Vec<Header> = rest[blocks.len()..]
+                    .iter()
+                    .map(|(b, _)| b.header.clone())
+                    .collect();
                 headers.extend(suffix.iter().cloned());
                 (headers, cert.clone())
             }
@@ -534,7 +672,11 @@ impl Sim {
         if headers.len() > MAX_SYNC_HEADERS {
             return None;
         }
-        Some(Message::SyncResponse { blocks: blocks.iter().map(|(b, _)| b.clone()).collect(), headers, finalization })
+        Some(Message::SyncResponse {
+            blocks: blocks.iter().map(|(b, _)| b.clone()).collect(),
+            headers,
+            finalization,
+        })
     }
 
     fn make_block(&self, node: usize, view: u64, parent: Hash, height: u64, salt: u64) -> Block {
@@ -551,7 +693,10 @@ impl Sim {
             parent_receipts_root: Hash::ZERO,
             archive_root: Hash::ZERO,
         };
-        Block { header, transactions: vec![] }
+        Block {
+            header,
+            transactions: vec![],
+        }
     }
 
     /// Broadcast, with Byzantine rewrites for faulty validators.
@@ -561,21 +706,49 @@ impl Sim {
             (Message::Propose { block, vote }, Fault::EquivocatingLeader) => {
                 let mut other = block.clone();
                 other.header.timestamp_ms += 1;
-                let other_vote = self.sign(node, Vote { block: other.hash(), ..vote.vote });
+                let other_vote = self.sign(
+                    node,
+                    Vote {
+                        block: other.hash(),
+                        ..vote.vote
+                    },
+                );
                 for to in 0..self.s.n as u16 {
-                    let m = if to % 2 == 0 { message.clone() } else { Message::Propose { block: other.clone(), vote: other_vote } };
+                    let m = if to % 2 == 0 {
+                        message.clone()
+                    } else {
+                        Message::Propose {
+                            block: other.clone(),
+                            vote: other_vote,
+                        }
+                    };
                     self.send(node, to, m);
                 }
             }
             (Message::Vote(vote), Fault::DoubleVoter) => {
                 let conflicting = match vote.vote.kind {
-                    VoteKind::Notarize => Vote { block: Hash([0xee; 32]), ..vote.vote },
-                    VoteKind::Finalize => Vote { kind: VoteKind::Nullify, block: Hash::ZERO, ..vote.vote },
-                    VoteKind::Nullify => Vote { kind: VoteKind::Finalize, block: Hash([0xee; 32]), ..vote.vote },
+                    VoteKind::Notarize => Vote {
+                        block: Hash([0xee; 32]),
+                        ..vote.vote
+                    },
+                    VoteKind::Finalize => Vote {
+                        kind: VoteKind::Nullify,
+                        block: Hash::ZERO,
+                        ..vote.vote
+                    },
+                    VoteKind::Nullify => Vote {
+                        kind: VoteKind::Finalize,
+                        block: Hash([0xee; 32]),
+                        ..vote.vote
+                    },
                 };
                 let conflicting = self.sign(node, conflicting);
                 for to in 0..self.s.n as u16 {
-                    let m = if to % 2 == 0 { message.clone() } else { Message::Vote(conflicting) };
+                    let m = if to % 2 == 0 {
+                        message.clone()
+                    } else {
+                        Message::Vote(conflicting)
+                    };
                     self.send(node, to, m);
                 }
             }

@@ -33,11 +33,18 @@ pub fn diff(height: u64) -> StateDiff {
         let slot_index: u16 = r.gen_range(0..SLOTS_PER_CONTRACT);
         let mut slot = [0u8; 32];
         slot[30..].copy_from_slice(&slot_index.to_be_bytes());
-        let value = if r.gen_bool(0.15) { None } else { Some(r.gen::<[u8; 32]>().to_vec()) };
+        let value = if r.gen_bool(0.15) {
+            None
+        } else {
+            Some(r.gen::<[u8; 32]>().to_vec())
+        };
         diff.insert(StateKey::Storage(contract, slot), value);
     }
     let account = Address([r.gen_range(0..CONTRACTS).wrapping_add(100); 20]);
-    diff.insert(StateKey::Account(account), Some(height.to_le_bytes().to_vec()));
+    diff.insert(
+        StateKey::Account(account),
+        Some(height.to_le_bytes().to_vec()),
+    );
     diff
 }
 
@@ -53,7 +60,10 @@ pub fn block(height: u64, parent_hash: Hash) -> (Block, Vec<Receipt>) {
                 nonce: height * TXS_PER_BLOCK as u64 + i as u64,
                 gas_limit: 21_000,
                 gas_price: 1,
-                body: TxBody::Transfer { to: Address(r.gen()), amount: U256::from(r.gen::<u64>()) },
+                body: TxBody::Transfer {
+                    to: Address(r.gen()),
+                    amount: U256::from(r.gen::<u64>()),
+                },
             }
             .sign(&key)
         })
@@ -83,5 +93,11 @@ pub fn block(height: u64, parent_hash: Hash) -> (Block, Vec<Receipt>) {
         parent_receipts_root: Hash::ZERO,
         archive_root: Hash::ZERO,
     };
-    (Block { header, transactions }, receipts)
+    (
+        Block {
+            header,
+            transactions,
+        },
+        receipts,
+    )
 }

@@ -16,16 +16,29 @@ fn scenario(seed: u64) -> Scenario {
     let f = (n - 1) / 3;
     let mut s = Scenario::new(n, seed);
     let byzantine = rng.gen_range(0..=f);
-    let kinds = [Fault::Silent, Fault::EquivocatingLeader, Fault::DoubleVoter, Fault::Twins];
+    let kinds = [
+        Fault::Silent,
+        Fault::EquivocatingLeader,
+        Fault::DoubleVoter,
+        Fault::Twins,
+    ];
     for _ in 0..byzantine {
         let i = rng.gen_range(0..n);
         s.faults[i] = kinds[rng.gen_range(0..kinds.len())];
     }
     let max_delay = rng.gen_range(5..80);
     s.delay_ms = (rng.gen_range(1..=max_delay), max_delay);
-    s.loss = if rng.gen_bool(0.5) { rng.gen_range(0.0..0.2) } else { 0.0 };
+    s.loss = if rng.gen_bool(0.5) {
+        rng.gen_range(0.0..0.2)
+    } else {
+        0.0
+    };
     s.duplicate = rng.gen_range(0.0..0.1);
-    s.partition_until_ms = if rng.gen_bool(0.4) { rng.gen_range(300..2_000) } else { 0 };
+    s.partition_until_ms = if rng.gen_bool(0.4) {
+        rng.gen_range(300..2_000)
+    } else {
+        0
+    };
     s.faults_until_ms = 2_000;
     s.crash_per_action = if rng.gen_bool(0.4) { 0.002 } else { 0.0 };
     s.duration_ms = 6_000;
@@ -58,11 +71,19 @@ fn run_seeds(range: std::ops::Range<u64>) {
             failures.push(format!("seed {seed}: {e}\n  replay: KEEL_SIM_SEED={seed} cargo test --profile ci -p keel-tests --test consensus_sim replay -- --nocapture"));
         }
     }
-    assert!(failures.is_empty(), "{} failing seeds:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failing seeds:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 fn seed_count() -> u64 {
-    std::env::var("KEEL_SIM_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000)
+    std::env::var("KEEL_SIM_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000)
 }
 
 // The campaign is split in four so the test harness runs the parts on both cores.
@@ -90,16 +111,32 @@ fn random_seeds_part_3() {
 /// Replays one seed (set KEEL_SIM_SEED) with its full report.
 #[test]
 fn replay() {
-    let Some(seed) = std::env::var("KEEL_SIM_SEED").ok().and_then(|v| v.parse().ok()) else { return };
+    let Some(seed) = std::env::var("KEEL_SIM_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    else {
+        return;
+    };
     let s = scenario(seed);
     eprintln!("scenario: {s:?}");
     let report = Sim::new(s.clone()).run();
-    eprintln!("final views: {:?}, crashes {}", report.final_views, report.crashes);
+    eprintln!(
+        "final views: {:?}, crashes {}",
+        report.final_views, report.crashes
+    );
     for line in &report.final_states {
         eprintln!("  {line}");
     }
-    eprintln!("violations: {:#?}\nheights at heal: {:?}\nfinal heights: {:?}", report.violations, report.heights_at_heal,
-        report.chains.iter().map(|(k, v)| (*k, v.len())).collect::<Vec<_>>());
+    eprintln!(
+        "violations: {:#?}\nheights at heal: {:?}\nfinal heights: {:?}",
+        report.violations,
+        report.heights_at_heal,
+        report
+            .chains
+            .iter()
+            .map(|(k, v)| (*k, v.len()))
+            .collect::<Vec<_>>()
+    );
     check(&report, &s).expect("seed passes");
 }
 
@@ -119,7 +156,10 @@ fn runs_replay_exactly() {
 /// log. No restart may produce an equivocation, and the cluster stays safe and live.
 #[test]
 fn crash_at_every_point_of_the_vote_path() {
-    let points: u64 = std::env::var("KEEL_CRASH_POINTS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let points: u64 = std::env::var("KEEL_CRASH_POINTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
     let mut failures = Vec::new();
     for point in 0..points {
         let mut s = Scenario::new(4, 1_000 + point);
@@ -137,7 +177,12 @@ fn crash_at_every_point_of_the_vote_path() {
 /// Each Byzantine kind alone, at n = 4 (f = 1), on a clean network.
 #[test]
 fn each_byzantine_kind_is_tolerated() {
-    for fault in [Fault::Silent, Fault::EquivocatingLeader, Fault::DoubleVoter, Fault::Twins] {
+    for fault in [
+        Fault::Silent,
+        Fault::EquivocatingLeader,
+        Fault::DoubleVoter,
+        Fault::Twins,
+    ] {
         for seed in 0..10 {
             let mut s = Scenario::new(4, seed);
             s.faults[(seed % 4) as usize] = fault;
@@ -145,7 +190,10 @@ fn each_byzantine_kind_is_tolerated() {
             let report = Sim::new(s.clone()).run();
             check(&report, &s).unwrap_or_else(|e| panic!("{fault:?} seed {seed}: {e}"));
             let min = report.chains.values().map(Vec::len).min().unwrap_or(0);
-            assert!(min >= 20, "{fault:?} seed {seed}: only {min} blocks finalized");
+            assert!(
+                min >= 20,
+                "{fault:?} seed {seed}: only {min} blocks finalized"
+            );
         }
     }
 }
@@ -164,8 +212,14 @@ fn offline_validator_catches_up() {
     let best = report.chains.values().map(Vec::len).max().unwrap_or(0);
     let missed = report.heights_at_heal[&0] - report.heights_at_heal[&3];
     eprintln!("catch-up: missed {missed} blocks while offline; at the end {lagger} vs {best}");
-    assert!(missed >= 200, "the validator should miss hundreds of blocks, missed {missed}");
-    assert!(best - lagger <= 5, "validator 3 did not catch up: {lagger} vs {best}");
+    assert!(
+        missed >= 200,
+        "the validator should miss hundreds of blocks, missed {missed}"
+    );
+    assert!(
+        best - lagger <= 5,
+        "validator 3 did not catch up: {lagger} vs {best}"
+    );
 }
 
 /// Finality latency in message delays (fixed delay δ, so time / δ counts delays) and
@@ -220,7 +274,10 @@ fn measure_finality_latency() {
         s.delay_ms = (DELTA, DELTA);
         s.duration_ms = 5_000;
         let (median, _) = measure("good case", s, 0);
-        assert!(median <= 3.0, "good-case finality took {median} message delays at n={n}");
+        assert!(
+            median <= 3.0,
+            "good-case finality took {median} message delays at n={n}"
+        );
     }
     let mut s = Scenario::new(4, 2);
     s.delay_ms = (DELTA, DELTA);
@@ -252,9 +309,16 @@ fn validator_set_changes_at_epoch_boundaries() {
         let report = Sim::new(s.clone()).run();
         check(&report, &s).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         let min_epoch = report.epochs.values().min().copied().unwrap_or(0);
-        assert!(min_epoch >= 4, "seed {seed}: slowest validator only reached epoch {min_epoch}: {:?}", report.epochs);
+        assert!(
+            min_epoch >= 4,
+            "seed {seed}: slowest validator only reached epoch {min_epoch}: {:?}",
+            report.epochs
+        );
         let lens: Vec<usize> = report.chains.values().map(Vec::len).collect();
-        assert!(lens.iter().max().unwrap_or(&0) - lens.iter().min().unwrap_or(&0) <= 5, "seed {seed}: {lens:?}");
+        assert!(
+            lens.iter().max().unwrap_or(&0) - lens.iter().min().unwrap_or(&0) <= 5,
+            "seed {seed}: {lens:?}"
+        );
     }
 }
 
@@ -273,8 +337,20 @@ fn sync_across_blocks_without_their_own_certificates() {
     check(&report, &s).expect("safe and live");
     let lens: Vec<usize> = report.chains.values().map(Vec::len).collect();
     let best = *lens.iter().max().unwrap_or(&0);
-    assert!(best > 300, "chain too short to exercise the headers path: {lens:?}");
-    assert!(report.sync_headers_served > 0, "the headers path was not exercised");
-    eprintln!("sync across uncertified stretch: {} headers served, chains {lens:?}", report.sync_headers_served);
-    assert!(best - lens.iter().min().unwrap_or(&0) <= 5, "validator 3 did not catch up: {lens:?}");
+    assert!(
+        best > 300,
+        "chain too short to exercise the headers path: {lens:?}"
+    );
+    assert!(
+        report.sync_headers_served > 0,
+        "the headers path was not exercised"
+    );
+    eprintln!(
+        "sync across uncertified stretch: {} headers served, chains {lens:?}",
+        report.sync_headers_served
+    );
+    assert!(
+        best - lens.iter().min().unwrap_or(&0) <= 5,
+        "validator 3 did not catch up: {lens:?}"
+    );
 }

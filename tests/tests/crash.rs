@@ -16,14 +16,26 @@ const MAX_HEIGHT: u64 = 1_000_000;
 
 #[test]
 fn sigkill_during_commits_never_leaves_a_torn_store() -> anyhow::Result<()> {
-    let kills: usize = std::env::var("KEEL_CRASH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_KILLS);
-    let seed: u64 = std::env::var("KEEL_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x6b65656c);
+    let kills: usize = std::env::var("KEEL_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_KILLS);
+    let seed: u64 = std::env::var("KEEL_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x6b65656c);
     eprintln!("crash test: seed {seed}, {kills} kills (replay with KEEL_CRASH_SEED={seed})");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let dir = tempfile::tempdir()?;
     let db_path = dir.path().join("db");
     let reference_dir = tempfile::tempdir()?;
-    let reference = Store::open(reference_dir.path(), StoreOptions { sync_writes: false, ..StoreOptions::default() })?;
+    let reference = Store::open(
+        reference_dir.path(),
+        StoreOptions {
+            sync_writes: false,
+            ..StoreOptions::default()
+        },
+    )?;
     let mut reference_parent = Hash::ZERO;
 
     let mut last_height: Option<u64> = None;
@@ -54,17 +66,30 @@ fn sigkill_during_commits_never_leaves_a_torn_store() -> anyhow::Result<()> {
         };
         let h = latest.height;
         if let Some(prev) = last_height {
-            anyhow::ensure!(h >= prev, "round {round}: latest height went back from {prev} to {h}");
+            anyhow::ensure!(
+                h >= prev,
+                "round {round}: latest height went back from {prev} to {h}"
+            );
         }
         if last_height != Some(h) {
             distinct_heights += 1;
         }
         last_height = Some(h);
-        anyhow::ensure!(store.verify_root(h)? == latest.state_root, "round {round}: root mismatch at {h}");
-        anyhow::ensure!(!store.has_data_above_latest()?, "round {round}: data above latest height {h}");
-        let block: Block = store.block(h)?.ok_or_else(|| anyhow::anyhow!("block {h} missing"))?;
+        anyhow::ensure!(
+            store.verify_root(h)? == latest.state_root,
+            "round {round}: root mismatch at {h}"
+        );
+        anyhow::ensure!(
+            !store.has_data_above_latest()?,
+            "round {round}: data above latest height {h}"
+        );
+        let block: Block = store
+            .block(h)?
+            .ok_or_else(|| anyhow::anyhow!("block {h} missing"))?;
         anyhow::ensure!(block.hash() == latest.block_hash && block.header.height == h);
-        let receipts = store.receipts(h)?.ok_or_else(|| anyhow::anyhow!("receipts {h} missing"))?;
+        let receipts = store
+            .receipts(h)?
+            .ok_or_else(|| anyhow::anyhow!("receipts {h} missing"))?;
         anyhow::ensure!(receipts.len() == block.transactions.len());
         for tx in &block.transactions {
             anyhow::ensure!(store.tx_location(&tx.hash())?.map(|l| l.0) == Some(h));
@@ -75,7 +100,12 @@ fn sigkill_during_commits_never_leaves_a_torn_store() -> anyhow::Result<()> {
             let height = reference.next_height();
             let diff = workload::diff(height);
             let (block, receipts) = workload::block(height, reference_parent);
-            let info = reference.commit(CommitRequest { height, diff: &diff, block: Some(&block), receipts: &receipts })?;
+            let info = reference.commit(CommitRequest {
+                height,
+                diff: &diff,
+                block: Some(&block),
+                receipts: &receipts,
+            })?;
             reference_parent = info.block_hash;
         }
         anyhow::ensure!(
@@ -88,6 +118,9 @@ fn sigkill_during_commits_never_leaves_a_torn_store() -> anyhow::Result<()> {
     }
     let last = last_height.ok_or_else(|| anyhow::anyhow!("no commit ever landed"))?;
     eprintln!("crash test: {kills} kills, final height {last}, {distinct_heights} distinct recovery heights");
-    anyhow::ensure!(distinct_heights * 2 >= kills, "kills did not land during commits often enough");
+    anyhow::ensure!(
+        distinct_heights * 2 >= kills,
+        "kills did not land during commits often enough"
+    );
     Ok(())
 }

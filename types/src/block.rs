@@ -70,7 +70,12 @@ impl Canonical for Block {
     const MAX_ENCODED_BYTES: usize = MAX_BLOCK_BYTES;
 
     fn validate(&self) -> Result<(), DecodeError> {
-        check_len(Self::KIND, "transactions", self.transactions.len(), MAX_BLOCK_TXS)?;
+        check_len(
+            Self::KIND,
+            "transactions",
+            self.transactions.len(),
+            MAX_BLOCK_TXS,
+        )?;
         for tx in &self.transactions {
             tx.validate()?;
         }
@@ -80,8 +85,10 @@ impl Canonical for Block {
 
 /// Merkle root of the transaction hashes, each hashed again as a leaf.
 pub fn tx_root(transactions: &[SignedTransaction]) -> Hash {
-    let leaves: Vec<Hash> =
-        transactions.iter().map(|t| Hash::digest(Domain::TxRootLeaf, &t.hash().0)).collect();
+    let leaves: Vec<Hash> = transactions
+        .iter()
+        .map(|t| Hash::digest(Domain::TxRootLeaf, &t.hash().0))
+        .collect();
     merkle_root(&leaves)
 }
 
@@ -95,7 +102,10 @@ fn order_key(parent: &Hash, tx_hash: &Hash) -> Hash {
 /// transactions in nonce order. The proposer picks *which* transactions; this picks their
 /// order, so a proposer cannot front-run by ordering. Ties (duplicate hashes) keep a total
 /// order through the hash itself.
-pub fn canonical_order(parent: &Hash, transactions: Vec<SignedTransaction>) -> Vec<SignedTransaction> {
+pub fn canonical_order(
+    parent: &Hash,
+    transactions: Vec<SignedTransaction>,
+) -> Vec<SignedTransaction> {
     let mut keyed: Vec<(Hash, Hash, SignedTransaction)> = transactions
         .into_iter()
         .map(|t| {
@@ -107,17 +117,23 @@ pub fn canonical_order(parent: &Hash, transactions: Vec<SignedTransaction>) -> V
     // Per sender: its transactions in (nonce, hash) order, consumed as its slots come up.
     let mut per_sender: BTreeMap<PublicKey, Vec<(u64, Hash, usize)>> = BTreeMap::new();
     for (index, (_, hash, tx)) in keyed.iter().enumerate() {
-        per_sender.entry(tx.tx.sender).or_default().push((tx.tx.nonce, *hash, index));
+        per_sender
+            .entry(tx.tx.sender)
+            .or_default()
+            .push((tx.tx.nonce, *hash, index));
     }
     for list in per_sender.values_mut() {
         list.sort();
         list.reverse(); // pop() yields the lowest nonce first
     }
     let senders: Vec<PublicKey> = keyed.iter().map(|(_, _, t)| t.tx.sender).collect();
-    let mut slots: Vec<Option<SignedTransaction>> = keyed.into_iter().map(|(_, _, t)| Some(t)).collect();
+    let mut slots: Vec<Option<SignedTransaction>> =
+        keyed.into_iter().map(|(_, _, t)| Some(t)).collect();
     let mut out = Vec::with_capacity(slots.len());
     for sender in senders {
-        let list = per_sender.get_mut(&sender).expect("every sender was indexed");
+        let list = per_sender
+            .get_mut(&sender)
+            .expect("every sender was indexed");
         let (_, _, index) = list.pop().expect("a sender has as many entries as slots");
         out.push(slots[index].take().expect("each index is taken once"));
     }
@@ -127,5 +143,8 @@ pub fn canonical_order(parent: &Hash, transactions: Vec<SignedTransaction>) -> V
 /// Whether `transactions` are exactly in canonical order under `parent`.
 pub fn is_canonical_order(parent: &Hash, transactions: &[SignedTransaction]) -> bool {
     let reordered = canonical_order(parent, transactions.to_vec());
-    reordered.iter().zip(transactions).all(|(a, b)| a.hash() == b.hash())
+    reordered
+        .iter()
+        .zip(transactions)
+        .all(|(a, b)| a.hash() == b.hash())
 }

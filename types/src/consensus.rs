@@ -22,7 +22,9 @@ pub enum VoteKind {
 }
 
 /// What a validator signs. `block` is `Hash::ZERO` for a nullify.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize,
+)]
 pub struct Vote {
     pub chain_id: u64,
     pub epoch: Epoch,

@@ -75,7 +75,8 @@ impl PublicKey {
         let key = self.dalek()?;
         let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
         // verify_strict is plain verification plus rejection of small-order keys and R values.
-        key.verify_strict(message, &sig).map_err(|_| CryptoError::BadSignature)
+        key.verify_strict(message, &sig)
+            .map_err(|_| CryptoError::BadSignature)
     }
 }
 
@@ -106,8 +107,10 @@ pub fn verify_batch(items: &[(&[u8], PublicKey, Signature)]) -> Result<(), Crypt
     }
     if all_keys_valid {
         let messages: Vec<&[u8]> = items.iter().map(|(m, _, _)| *m).collect();
-        let signatures: Vec<ed25519_dalek::Signature> =
-            items.iter().map(|(_, _, s)| ed25519_dalek::Signature::from_bytes(&s.0)).collect();
+        let signatures: Vec<ed25519_dalek::Signature> = items
+            .iter()
+            .map(|(_, _, s)| ed25519_dalek::Signature::from_bytes(&s.0))
+            .collect();
         if ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok() {
             return Ok(());
         }
@@ -122,7 +125,13 @@ pub fn verify_batch(items: &[(&[u8], PublicKey, Signature)]) -> Result<(), Crypt
         // The batch equation rejected a set whose members each pass strict verification
         // (possible only with crafted torsion components). Reject the whole set: the verdict
         // must not depend on which path ran, and this set is adversarial.
-        return Err(CryptoError::BadSignatures { bad: (0..items.len()).collect(), total: items.len() });
+        return Err(CryptoError::BadSignatures {
+            bad: (0..items.len()).collect(),
+            total: items.len(),
+        });
     }
-    Err(CryptoError::BadSignatures { bad, total: items.len() })
+    Err(CryptoError::BadSignatures {
+        bad,
+        total: items.len(),
+    })
 }

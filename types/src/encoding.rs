@@ -18,9 +18,17 @@ pub enum DecodeError {
     #[error("{kind}: input is empty")]
     Empty { kind: &'static str },
     #[error("{kind}: {len_bytes} bytes exceeds the bound of {max_bytes} bytes")]
-    TooLarge { kind: &'static str, len_bytes: usize, max_bytes: usize },
+    TooLarge {
+        kind: &'static str,
+        len_bytes: usize,
+        max_bytes: usize,
+    },
     #[error("{kind}: unknown encoding version {got} (this node knows version {known})")]
-    UnknownVersion { kind: &'static str, got: u8, known: u8 },
+    UnknownVersion {
+        kind: &'static str,
+        got: u8,
+        known: u8,
+    },
     #[error("{kind}: input ends before the value is complete")]
     Truncated { kind: &'static str },
     #[error("{kind}: {count} trailing bytes after the value")]
@@ -28,9 +36,18 @@ pub enum DecodeError {
     #[error("{kind}: malformed: {reason}")]
     Malformed { kind: &'static str, reason: String },
     #[error("{kind}: field {field} has {len} elements/bytes, over the bound of {max}")]
-    FieldTooLarge { kind: &'static str, field: &'static str, len: usize, max: usize },
+    FieldTooLarge {
+        kind: &'static str,
+        field: &'static str,
+        len: usize,
+        max: usize,
+    },
     #[error("{kind}: invalid field {field}: {reason}")]
-    InvalidField { kind: &'static str, field: &'static str, reason: String },
+    InvalidField {
+        kind: &'static str,
+        field: &'static str,
+        reason: String,
+    },
 }
 
 /// A type with one canonical, versioned binary form.
@@ -68,12 +85,19 @@ pub trait Canonical: BorshSerialize + BorshDeserialize + Sized {
         }
         let (&version, mut body) = bytes.split_first().ok_or(DecodeError::Empty { kind })?;
         if version != Self::VERSION {
-            return Err(DecodeError::UnknownVersion { kind, got: version, known: Self::VERSION });
+            return Err(DecodeError::UnknownVersion {
+                kind,
+                got: version,
+                known: Self::VERSION,
+            });
         }
         let value = <Self as BorshDeserialize>::deserialize(&mut body)
             .map_err(|e| borsh_error(kind, &e))?;
         if !body.is_empty() {
-            return Err(DecodeError::TrailingBytes { kind, count: body.len() });
+            return Err(DecodeError::TrailingBytes {
+                kind,
+                count: body.len(),
+            });
         }
         value.validate()?;
         Ok(value)
@@ -89,7 +113,10 @@ fn borsh_error(kind: &'static str, error: &std::io::Error) -> DecodeError {
     {
         DecodeError::Truncated { kind }
     } else {
-        DecodeError::Malformed { kind, reason: message }
+        DecodeError::Malformed {
+            kind,
+            reason: message,
+        }
     }
 }
 
@@ -101,7 +128,12 @@ pub fn check_len(
     max: usize,
 ) -> Result<(), DecodeError> {
     if len > max {
-        return Err(DecodeError::FieldTooLarge { kind, field, len, max });
+        return Err(DecodeError::FieldTooLarge {
+            kind,
+            field,
+            len,
+            max,
+        });
     }
     Ok(())
 }

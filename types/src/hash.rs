@@ -74,9 +74,8 @@ impl Domain {
 
     /// The 32-byte blake3 key of this domain, derived from its context once per process.
     pub fn key(self) -> &'static [u8; 32] {
-        static KEYS: std::sync::LazyLock<[[u8; 32]; 12]> = std::sync::LazyLock::new(|| {
-            Domain::ALL.map(|d| blake3::derive_key(d.context(), b""))
-        });
+        static KEYS: std::sync::LazyLock<[[u8; 32]; 12]> =
+            std::sync::LazyLock::new(|| Domain::ALL.map(|d| blake3::derive_key(d.context(), b"")));
         // ALL lists the variants in declaration order, so the discriminant is the index
         // (checked by the `domain_keys_are_indexed_by_discriminant` test).
         &KEYS[self as usize]

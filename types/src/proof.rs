@@ -55,5 +55,8 @@ pub fn verify_state_proof(
 ) -> Result<(), ProofError> {
     proof
         .verify(jmt::RootHash(root.0), jmt::KeyHash(key.key_hash().0), value)
-        .map_err(|e| ProofError::Mismatch { root, reason: e.to_string() })
+        .map_err(|e| ProofError::Mismatch {
+            root,
+            reason: e.to_string(),
+        })
 }

@@ -5,8 +5,8 @@ use crate::address::Address;
 use crate::encoding::{check_len, Canonical, DecodeError};
 use crate::hash::{merkle_root, Domain, Hash};
 use crate::limits::{
-    MAX_ERROR_MESSAGE_BYTES, MAX_LOGS_PER_TX, MAX_LOG_DATA_BYTES, MAX_LOG_TOPICS,
-    MAX_OUTPUT_BYTES, MAX_RECEIPT_BYTES, MAX_TOTAL_LOG_DATA_BYTES,
+    MAX_ERROR_MESSAGE_BYTES, MAX_LOGS_PER_TX, MAX_LOG_DATA_BYTES, MAX_LOG_TOPICS, MAX_OUTPUT_BYTES,
+    MAX_RECEIPT_BYTES, MAX_TOTAL_LOG_DATA_BYTES,
 };
 use crate::U256;
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -55,9 +55,15 @@ pub enum TxError {
     #[error("gas limit {gas_limit} is below the intrinsic cost {intrinsic}")]
     IntrinsicGasTooLow { gas_limit: u64, intrinsic: u64 },
     #[error("gas limit {gas_limit} exceeds the block gas limit {block_gas_limit}")]
-    GasLimitTooHigh { gas_limit: u64, block_gas_limit: u64 },
+    GasLimitTooHigh {
+        gas_limit: u64,
+        block_gas_limit: u64,
+    },
     #[error("gas price {gas_price} is below the minimum {min_gas_price}")]
-    GasPriceTooLow { gas_price: u128, min_gas_price: u128 },
+    GasPriceTooLow {
+        gas_price: u128,
+        min_gas_price: u128,
+    },
     #[error("out of gas")]
     OutOfGas,
     #[error("execution reverted")]
@@ -118,9 +124,19 @@ impl Canonical for Receipt {
             check_len(Self::KIND, "log.data", log.data.len(), MAX_LOG_DATA_BYTES)?;
             total += log.data.len();
         }
-        check_len(Self::KIND, "total log data", total, MAX_TOTAL_LOG_DATA_BYTES)?;
+        check_len(
+            Self::KIND,
+            "total log data",
+            total,
+            MAX_TOTAL_LOG_DATA_BYTES,
+        )?;
         if let Some(error) = &self.error {
-            check_len(Self::KIND, "error", error_text_len(error), MAX_ERROR_MESSAGE_BYTES)?;
+            check_len(
+                Self::KIND,
+                "error",
+                error_text_len(error),
+                MAX_ERROR_MESSAGE_BYTES,
+            )?;
         }
         Ok(())
     }
@@ -143,7 +159,12 @@ impl Canonical for BlockReceipts {
     const MAX_ENCODED_BYTES: usize = 256 * 1024 * 1024;
 
     fn validate(&self) -> Result<(), DecodeError> {
-        check_len(Self::KIND, "receipts", self.0.len(), crate::limits::MAX_BLOCK_TXS)?;
+        check_len(
+            Self::KIND,
+            "receipts",
+            self.0.len(),
+            crate::limits::MAX_BLOCK_TXS,
+        )?;
         self.0.iter().try_for_each(Canonical::validate)
     }
 }

@@ -60,7 +60,10 @@ impl StateKey {
                 max_bytes: MAX_STATE_KEY_BYTES,
             });
         }
-        borsh::from_slice(bytes).map_err(|e| DecodeError::Malformed { kind: KIND, reason: e.to_string() })
+        borsh::from_slice(bytes).map_err(|e| DecodeError::Malformed {
+            kind: KIND,
+            reason: e.to_string(),
+        })
     }
 
     /// Position in the authenticated tree.

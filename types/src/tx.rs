@@ -18,9 +18,18 @@ pub enum TxBody {
     /// Move native balance.
     Transfer { to: Address, amount: U256 },
     /// Create a contract in an environment; `args` are passed to its constructor.
-    Deploy { env: Env, code: Vec<u8>, args: Vec<u8>, value: U256 },
+    Deploy {
+        env: Env,
+        code: Vec<u8>,
+        args: Vec<u8>,
+        value: U256,
+    },
     /// Call a contract (either environment) or send value with data.
-    Call { to: Address, data: Vec<u8>, value: U256 },
+    Call {
+        to: Address,
+        data: Vec<u8>,
+        value: U256,
+    },
     /// Bring an expired state entry back: the encoded revival proof (see docs/expiry.md).
     Revive { proof: Vec<u8> },
 }
@@ -48,7 +57,10 @@ impl Transaction {
 
     pub fn sign(self, key: &SecretKey) -> SignedTransaction {
         let signature = key.sign(&self.hash().0);
-        SignedTransaction { tx: self, signature }
+        SignedTransaction {
+            tx: self,
+            signature,
+        }
     }
 
     /// The most this transaction can pay in fees: `gas_limit * gas_price`.
@@ -69,8 +81,12 @@ impl Canonical for Transaction {
                 check_len(Self::KIND, "code", code.len(), MAX_CODE_BYTES)?;
                 check_len(Self::KIND, "args", args.len(), MAX_CALLDATA_BYTES)
             }
-            TxBody::Call { data, .. } => check_len(Self::KIND, "data", data.len(), MAX_CALLDATA_BYTES),
-            TxBody::Revive { proof } => check_len(Self::KIND, "proof", proof.len(), MAX_PROOF_BYTES),
+            TxBody::Call { data, .. } => {
+                check_len(Self::KIND, "data", data.len(), MAX_CALLDATA_BYTES)
+            }
+            TxBody::Revive { proof } => {
+                check_len(Self::KIND, "proof", proof.len(), MAX_PROOF_BYTES)
+            }
         }
     }
 }

@@ -28,59 +28,103 @@ fn arb_bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
 fn arb_body() -> impl Strategy<Value = TxBody> {
     prop_oneof![
         (arb_address(), arb_u256()).prop_map(|(to, amount)| TxBody::Transfer { to, amount }),
-        (arb_env(), arb_bytes(300), arb_bytes(64), arb_u256())
-            .prop_map(|(env, code, args, value)| TxBody::Deploy { env, code, args, value }),
-        (arb_address(), arb_bytes(200), arb_u256())
-            .prop_map(|(to, data, value)| TxBody::Call { to, data, value }),
+        (arb_env(), arb_bytes(300), arb_bytes(64), arb_u256()).prop_map(
+            |(env, code, args, value)| TxBody::Deploy {
+                env,
+                code,
+                args,
+                value
+            }
+        ),
+        (arb_address(), arb_bytes(200), arb_u256()).prop_map(|(to, data, value)| TxBody::Call {
+            to,
+            data,
+            value
+        }),
         arb_bytes(200).prop_map(|proof| TxBody::Revive { proof }),
     ]
 }
 fn arb_tx() -> impl Strategy<Value = Transaction> {
-    (any::<u64>(), any::<[u8; 32]>(), any::<u64>(), any::<u64>(), any::<u128>(), arb_body()).prop_map(
-        |(chain_id, sender, nonce, gas_limit, gas_price, body)| Transaction {
-            chain_id,
-            sender: PublicKey(sender),
-            nonce,
-            gas_limit,
-            gas_price,
-            body,
-        },
+    (
+        any::<u64>(),
+        any::<[u8; 32]>(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<u128>(),
+        arb_body(),
     )
+        .prop_map(
+            |(chain_id, sender, nonce, gas_limit, gas_price, body)| Transaction {
+                chain_id,
+                sender: PublicKey(sender),
+                nonce,
+                gas_limit,
+                gas_price,
+                body,
+            },
+        )
 }
 fn arb_signed() -> impl Strategy<Value = SignedTransaction> {
     (arb_tx(), any::<[u8; 32]>(), any::<[u8; 32]>()).prop_map(|(tx, a, b)| {
         let mut sig = [0u8; 64];
         sig[..32].copy_from_slice(&a);
         sig[32..].copy_from_slice(&b);
-        SignedTransaction { tx, signature: Signature(sig) }
+        SignedTransaction {
+            tx,
+            signature: Signature(sig),
+        }
     })
 }
 fn arb_header() -> impl Strategy<Value = Header> {
     (
-        (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()),
-        (arb_hash(), any::<[u8; 32]>(), arb_hash(), arb_hash(), arb_hash(), arb_hash()),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+        ),
+        (
+            arb_hash(),
+            any::<[u8; 32]>(),
+            arb_hash(),
+            arb_hash(),
+            arb_hash(),
+            arb_hash(),
+        ),
     )
-        .prop_map(|((chain_id, height, epoch, view, timestamp_ms), (p, k, t, s, r, a))| Header {
-            chain_id,
-            height,
-            epoch,
-            view,
-            parent_hash: p,
-            proposer: PublicKey(k),
-            timestamp_ms,
-            tx_root: t,
-            parent_state_root: s,
-            parent_receipts_root: r,
-            archive_root: a,
-        })
+        .prop_map(
+            |((chain_id, height, epoch, view, timestamp_ms), (p, k, t, s, r, a))| Header {
+                chain_id,
+                height,
+                epoch,
+                view,
+                parent_hash: p,
+                proposer: PublicKey(k),
+                timestamp_ms,
+                tx_root: t,
+                parent_state_root: s,
+                parent_receipts_root: r,
+                archive_root: a,
+            },
+        )
 }
 fn arb_log() -> impl Strategy<Value = Log> {
-    (arb_address(), prop::collection::vec(any::<[u8; 32]>(), 0..=4), arb_bytes(100))
-        .prop_map(|(address, topics, data)| Log { address, topics, data })
+    (
+        arb_address(),
+        prop::collection::vec(any::<[u8; 32]>(), 0..=4),
+        arb_bytes(100),
+    )
+        .prop_map(|(address, topics, data)| Log {
+            address,
+            topics,
+            data,
+        })
 }
 fn arb_tx_error() -> impl Strategy<Value = TxError> {
     prop_oneof![
-        (any::<u64>(), any::<u64>()).prop_map(|(expected, got)| TxError::BadNonce { expected, got }),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(expected, got)| TxError::BadNonce { expected, got }),
         Just(TxError::OutOfGas),
         (arb_u256(), arb_u256())
             .prop_map(|(needed, available)| TxError::InsufficientBalance { needed, available }),
@@ -92,42 +136,66 @@ fn arb_tx_error() -> impl Strategy<Value = TxError> {
 fn arb_receipt() -> impl Strategy<Value = Receipt> {
     (
         arb_hash(),
-        prop_oneof![Just(TxStatus::Success), Just(TxStatus::Revert), Just(TxStatus::Rejected)],
+        prop_oneof![
+            Just(TxStatus::Success),
+            Just(TxStatus::Revert),
+            Just(TxStatus::Rejected)
+        ],
         any::<u64>(),
         arb_bytes(100),
         prop::collection::vec(arb_log(), 0..4),
         prop::option::of(arb_address()),
         prop::option::of(arb_tx_error()),
     )
-        .prop_map(|(tx_hash, status, gas_used, output, logs, contract_address, error)| Receipt {
-            tx_hash,
-            status,
-            gas_used,
-            output,
-            logs,
-            contract_address,
-            error,
-        })
+        .prop_map(
+            |(tx_hash, status, gas_used, output, logs, contract_address, error)| Receipt {
+                tx_hash,
+                status,
+                gas_used,
+                output,
+                logs,
+                contract_address,
+                error,
+            },
+        )
 }
 fn arb_vote() -> impl Strategy<Value = Vote> {
     (
         any::<u64>(),
         any::<u64>(),
         any::<u64>(),
-        prop_oneof![Just(VoteKind::Notarize), Just(VoteKind::Nullify), Just(VoteKind::Finalize)],
+        prop_oneof![
+            Just(VoteKind::Notarize),
+            Just(VoteKind::Nullify),
+            Just(VoteKind::Finalize)
+        ],
         arb_hash(),
     )
-        .prop_map(|(chain_id, epoch, view, kind, block)| Vote { chain_id, epoch, view, kind, block })
+        .prop_map(|(chain_id, epoch, view, kind, block)| Vote {
+            chain_id,
+            epoch,
+            view,
+            kind,
+            block,
+        })
 }
 
 /// The rejection checks every canonical type must pass.
 fn check_rejections<T: Canonical + std::fmt::Debug + PartialEq>(value: &T) {
     let bytes = value.encode();
-    assert!(bytes.len() <= T::MAX_ENCODED_BYTES, "{} encodes over its bound", T::KIND);
+    assert!(
+        bytes.len() <= T::MAX_ENCODED_BYTES,
+        "{} encodes over its bound",
+        T::KIND
+    );
     assert_eq!(T::decode(&bytes).as_ref(), Ok(value));
     // Every strict prefix fails (borsh is self-delimiting, so no prefix is a whole value).
     for cut in 0..bytes.len() {
-        assert!(T::decode(&bytes[..cut]).is_err(), "{} prefix of {cut} bytes decoded", T::KIND);
+        assert!(
+            T::decode(&bytes[..cut]).is_err(),
+            "{} prefix of {cut} bytes decoded",
+            T::KIND
+        );
     }
     assert_eq!(T::decode(&[]), Err(DecodeError::Empty { kind: T::KIND }));
     let mut trailing = bytes.clone();
@@ -138,9 +206,15 @@ fn check_rejections<T: Canonical + std::fmt::Debug + PartialEq>(value: &T) {
     ));
     let mut wrong_version = bytes.clone();
     wrong_version[0] = T::VERSION.wrapping_add(1);
-    assert!(matches!(T::decode(&wrong_version), Err(DecodeError::UnknownVersion { .. })));
+    assert!(matches!(
+        T::decode(&wrong_version),
+        Err(DecodeError::UnknownVersion { .. })
+    ));
     let oversized = vec![T::VERSION; T::MAX_ENCODED_BYTES + 1];
-    assert!(matches!(T::decode(&oversized), Err(DecodeError::TooLarge { .. })));
+    assert!(matches!(
+        T::decode(&oversized),
+        Err(DecodeError::TooLarge { .. })
+    ));
 }
 
 proptest! {
@@ -249,7 +323,10 @@ fn transfer(key: &SecretKey, nonce: u64) -> SignedTransaction {
         nonce,
         gas_limit: 21_000,
         gas_price: 1,
-        body: TxBody::Transfer { to: Address([9; 20]), amount: U256::from(5u64) },
+        body: TxBody::Transfer {
+            to: Address([9; 20]),
+            amount: U256::from(5u64),
+        },
     }
     .sign(key)
 }
@@ -258,12 +335,21 @@ fn transfer(key: &SecretKey, nonce: u64) -> SignedTransaction {
 fn field_bounds_are_typed_errors() {
     let key = keypair(1);
     let mut tx = transfer(&key, 0).tx;
-    tx.body = TxBody::Deploy { env: Env::Wasm, code: vec![0; MAX_CODE_BYTES + 1], args: vec![], value: U256::ZERO };
+    tx.body = TxBody::Deploy {
+        env: Env::Wasm,
+        code: vec![0; MAX_CODE_BYTES + 1],
+        args: vec![],
+        value: U256::ZERO,
+    };
     assert!(matches!(
         Transaction::decode(&tx.encode()),
         Err(DecodeError::FieldTooLarge { field: "code", .. })
     ));
-    let log = Log { address: Address::ZERO, topics: vec![[0; 32]; 5], data: vec![] };
+    let log = Log {
+        address: Address::ZERO,
+        topics: vec![[0; 32]; 5],
+        data: vec![],
+    };
     let receipt = Receipt {
         tx_hash: Hash::ZERO,
         status: TxStatus::Success,
@@ -275,10 +361,29 @@ fn field_bounds_are_typed_errors() {
     };
     assert!(matches!(
         Receipt::decode(&receipt.encode()),
-        Err(DecodeError::FieldTooLarge { field: "log.topics", .. })
+        Err(DecodeError::FieldTooLarge {
+            field: "log.topics",
+            ..
+        })
     ));
-    let cert = Certificate { vote: Vote { chain_id: 1, epoch: 0, view: 1, kind: VoteKind::Finalize, block: Hash::ZERO }, signers: vec![2, 1], signatures: vec![Signature::ZERO; 2] };
-    assert!(matches!(Certificate::decode(&cert.encode()), Err(DecodeError::InvalidField { field: "signers", .. })));
+    let cert = Certificate {
+        vote: Vote {
+            chain_id: 1,
+            epoch: 0,
+            view: 1,
+            kind: VoteKind::Finalize,
+            block: Hash::ZERO,
+        },
+        signers: vec![2, 1],
+        signatures: vec![Signature::ZERO; 2],
+    };
+    assert!(matches!(
+        Certificate::decode(&cert.encode()),
+        Err(DecodeError::InvalidField {
+            field: "signers",
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -287,25 +392,41 @@ fn unknown_enum_tag_is_malformed() {
     let mut bytes = transfer(&key, 0).tx.encode();
     // The body tag follows version(1) chain_id(8) sender(32) nonce(8) gas_limit(8) gas_price(16).
     bytes[1 + 8 + 32 + 8 + 8 + 16] = 9;
-    assert!(matches!(Transaction::decode(&bytes), Err(DecodeError::Malformed { .. })));
+    assert!(matches!(
+        Transaction::decode(&bytes),
+        Err(DecodeError::Malformed { .. })
+    ));
 }
 
 #[test]
 fn signatures_and_batch_verification() {
     let keys: Vec<SecretKey> = (1..=16).map(keypair).collect();
-    let txs: Vec<SignedTransaction> = keys.iter().enumerate().map(|(i, k)| transfer(k, i as u64)).collect();
+    let txs: Vec<SignedTransaction> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| transfer(k, i as u64))
+        .collect();
     for tx in &txs {
         tx.verify_signature().expect("valid signature");
     }
     let hashes: Vec<Hash> = txs.iter().map(|t| t.hash()).collect();
-    let items: Vec<(&[u8], PublicKey, Signature)> =
-        txs.iter().zip(&hashes).map(|(t, h)| (&h.0[..], t.tx.sender, t.signature)).collect();
+    let items: Vec<(&[u8], PublicKey, Signature)> = txs
+        .iter()
+        .zip(&hashes)
+        .map(|(t, h)| (&h.0[..], t.tx.sender, t.signature))
+        .collect();
     verify_batch(&items).expect("batch verifies");
 
     let mut bad = items.clone();
     bad[3].2 = bad[4].2;
     bad[11].1 = keys[0].public_key();
-    assert_eq!(verify_batch(&bad), Err(CryptoError::BadSignatures { bad: vec![3, 11], total: 16 }));
+    assert_eq!(
+        verify_batch(&bad),
+        Err(CryptoError::BadSignatures {
+            bad: vec![3, 11],
+            total: 16
+        })
+    );
 
     let mut tampered = txs[0].clone();
     tampered.tx.nonce += 1;
@@ -319,9 +440,22 @@ fn signatures_and_batch_verification() {
 #[test]
 fn domains_separate_hashes() {
     let bytes = b"same bytes";
-    let all = [Domain::Transaction, Domain::Header, Domain::TxRootLeaf, Domain::MerkleNode, Domain::Receipt,
-               Domain::StateKey, Domain::Jmt, Domain::Address, Domain::Code, Domain::Vote, Domain::Proposal, Domain::TxOrder];
-    let hashes: std::collections::BTreeSet<Hash> = all.iter().map(|d| Hash::digest(*d, bytes)).collect();
+    let all = [
+        Domain::Transaction,
+        Domain::Header,
+        Domain::TxRootLeaf,
+        Domain::MerkleNode,
+        Domain::Receipt,
+        Domain::StateKey,
+        Domain::Jmt,
+        Domain::Address,
+        Domain::Code,
+        Domain::Vote,
+        Domain::Proposal,
+        Domain::TxOrder,
+    ];
+    let hashes: std::collections::BTreeSet<Hash> =
+        all.iter().map(|d| Hash::digest(*d, bytes)).collect();
     assert_eq!(hashes.len(), all.len());
 }
 

@@ -7,8 +7,13 @@ use keel_types::Hash;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let dir = args.next().ok_or_else(|| anyhow::anyhow!("usage: keel-crash-writer DIR MAX_HEIGHT"))?;
-    let max_height: u64 = args.next().ok_or_else(|| anyhow::anyhow!("missing MAX_HEIGHT"))?.parse()?;
+    let dir = args
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("usage: keel-crash-writer DIR MAX_HEIGHT"))?;
+    let max_height: u64 = args
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("missing MAX_HEIGHT"))?
+        .parse()?;
     // sync_writes on: the production setting, so the test exercises the real commit path.
     let store = Store::open(std::path::Path::new(&dir), StoreOptions::default())?;
     let mut parent = match store.latest() {
@@ -18,7 +23,12 @@ fn main() -> anyhow::Result<()> {
     for height in store.next_height()..=max_height {
         let diff = workload::diff(height);
         let (block, receipts) = workload::block(height, parent);
-        let info = store.commit(CommitRequest { height, diff: &diff, block: Some(&block), receipts: &receipts })?;
+        let info = store.commit(CommitRequest {
+            height,
+            diff: &diff,
+            block: Some(&block),
+            receipts: &receipts,
+        })?;
         parent = info.block_hash;
     }
     Ok(())

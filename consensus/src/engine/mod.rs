@@ -1,10 +1,15 @@
 //! The Simplex state machine. See docs/consensus.md for the rules and the safety argument;
 //! comments here name the rule each branch implements.
 
+mod sync;
+
 use crate::message::Message;
 use crate::quorum::{verify_certificate, ValidatorSet};
 use crate::votelog::VoteRecord;
-use keel_types::{Block, Certificate, Hash, Header, Height, SecretKey, Signature, SignedVote, View, Vote, VoteKind};
+use keel_types::{
+    Block, Certificate, Hash, Header, Height, SecretKey, Signature, SignedVote, View, Vote,
+    VoteKind,
+};
 use std::collections::BTreeMap;
 
 /// On a timeout, this validator re-sends its own votes for at most this many unfinalized
@@ -44,12 +49,24 @@ pub struct Config {
 pub enum Input {
     /// Begin (or resume after a restart): arms the timer and proposes if leader.
     Start,
-    Message { from: u16, message: Message },
-    Timeout { view: View },
+    Message {
+        from: u16,
+        message: Message,
+    },
+    Timeout {
+        view: View,
+    },
     /// The application built the block asked for by `Action::BuildProposal`.
-    Proposal { view: View, block: Block },
+    Proposal {
+        view: View,
+        block: Block,
+    },
     /// The application's verdict on a block asked for by `Action::Verify`.
-    Verified { view: View, block: Hash, valid: bool },
+    Verified {
+        view: View,
+        block: Hash,
+        valid: bool,
+    },
 }
 
 /// What the driver must do, in order. A `Persist` must be durable before any later action
@@ -58,23 +75,48 @@ pub enum Input {
 pub enum Action {
     Persist(VoteRecord),
     Broadcast(Message),
-    Send { to: u16, message: Message },
-    SetTimer { view: View, after_ms: u64 },
+    Send {
+        to: u16,
+        message: Message,
+    },
+    SetTimer {
+        view: View,
+        after_ms: u64,
+    },
     /// Build a block for `view` on `parent`. `empty`: a suffix block past the epoch's last
     /// height, which must carry no transactions.
-    BuildProposal { view: View, parent: Hash, height: Height, epoch: u64, empty: bool },
-    Verify { view: View, block: Block },
+    BuildProposal {
+        view: View,
+        parent: Hash,
+        height: Height,
+        epoch: u64,
+        empty: bool,
+    },
+    Verify {
+        view: View,
+        block: Block,
+    },
     /// Finalized blocks, delivered exactly once each, in height order. `certificate` is the
     /// finalization certificate when this block was finalized directly (else a descendant's
     /// certificate finalized it).
-    Finalized { block: Block, certificate: Option<Certificate> },
+    Finalized {
+        block: Block,
+        certificate: Option<Certificate>,
+    },
     /// A peer asked for finalized blocks from `from_height`: answer with `SyncResponse`.
-    ServeSync { to: u16, from_height: Height },
+    ServeSync {
+        to: u16,
+        from_height: Height,
+    },
     /// The epoch's last block (`tip`: height, hash, view) is finalized: this engine is done.
     /// Start the next epoch's engine from `tip` with the next validator set. If the last
     /// block was finalized through empty suffix blocks (never delivered), `suffix` holds
     /// their headers and the certificate of the top one: the proof to keep and serve in sync.
-    EpochEnded { epoch: u64, tip: (Height, Hash, View), suffix: Option<(Vec<Header>, Certificate)> },
+    EpochEnded {
+        epoch: u64,
+        tip: (Height, Hash, View),
+        suffix: Option<(Vec<Header>, Certificate)>,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -148,7 +190,11 @@ impl Engine {
                 VoteRecord::EnteredView { epoch: e, view } if e == epoch => {
                     engine.view = engine.view.max(view);
                 }
-                VoteRecord::Notarized { epoch: e, view, block } if e == epoch => {
+                VoteRecord::Notarized {
+                    epoch: e,
+                    view,
+                    block,
+                } if e == epoch => {
                     engine.view_mut(view).my_notarize = Some(block);
                     engine.view = engine.view.max(view);
                 }
@@ -156,7 +202,11 @@ impl Engine {
                     engine.view_mut(view).my_nullify = true;
                     engine.view = engine.view.max(view);
                 }
-                VoteRecord::Finalized { epoch: e, view, block } if e == epoch => {
+                VoteRecord::Finalized {
+                    epoch: e,
+                    view,
+                    block,
+                } if e == epoch => {
                     engine.view_mut(view).my_finalize = Some(block);
                     engine.view = engine.view.max(view);
                 }
@@ -173,7 +223,9 @@ impl Engine {
 
     /// A one-line summary of what this engine knows about `view` (for logs and debugging).
     pub fn describe_view(&self, view: View) -> String {
-        let Some(s) = self.views.get(&view) else { return format!("view {view}: nothing") };
+        let Some(s) = self.views.get(&view) else {
+            return format!("view {view}: nothing");
+        };
         format!(
             "view {view}: proposal={:?} verifying={} proposing={} notarizes={} nullifies={} finalizes={} notarized={} nullified={} finalized={} mine=({:?},{},{:?}) parent={:?}",
             s.proposal.map(|h| h.to_hex()[..10].to_string()), s.verifying, s.proposing,
@@ -194,7 +246,9 @@ impl Engine {
 
     /// The last height this engine's epoch orders.
     pub fn epoch_last_height(&self) -> Height {
-        self.cfg.epoch_first_height.saturating_add(self.cfg.epoch_length.max(1) - 1)
+        self.cfg
+            .epoch_first_height
+            .saturating_add(self.cfg.epoch_length.max(1) - 1)
     }
 
     pub fn has_ended(&self) -> bool {
@@ -214,12 +268,22 @@ impl Engine {
     }
 
     fn vote(&self, view: View, kind: VoteKind, block: Hash) -> Vote {
-        Vote { chain_id: self.cfg.chain_id, epoch: self.cfg.validators.epoch, view, kind, block }
+        Vote {
+            chain_id: self.cfg.chain_id,
+            epoch: self.cfg.validators.epoch,
+            view,
+            kind,
+            block,
+        }
     }
 
     fn sign(&self, vote: Vote) -> Option<SignedVote> {
         let (index, key) = self.cfg.me.as_ref()?;
-        Some(SignedVote { vote, signer: *index, signature: key.sign(&vote.signing_hash().0) })
+        Some(SignedVote {
+            vote,
+            signer: *index,
+            signature: key.sign(&vote.signing_hash().0),
+        })
     }
 
     /// Feeds one input; returns the actions to carry out, in order.
@@ -227,7 +291,10 @@ impl Engine {
         if self.ended {
             // Done ordering; still serve what lagging peers ask for.
             if let Input::Message { from, message } = input {
-                if matches!(message, Message::SyncRequest { .. } | Message::BlockRequest(_)) {
+                if matches!(
+                    message,
+                    Message::SyncRequest { .. } | Message::BlockRequest(_)
+                ) {
                     self.on_message(from, message);
                 }
             }
@@ -271,11 +338,14 @@ impl Engine {
     /// certificates they belong to can re-form when peers re-send theirs.
     fn recount_own_votes(&mut self) {
         for vote in self.own_votes(0) {
-            let already = self.views.get(&vote.vote.view).is_some_and(|s| match vote.vote.kind {
-                VoteKind::Notarize => s.notarizes.contains_key(&vote.signer),
-                VoteKind::Finalize => s.finalizes.contains_key(&vote.signer),
-                VoteKind::Nullify => s.nullifies.contains_key(&vote.signer),
-            });
+            let already = self
+                .views
+                .get(&vote.vote.view)
+                .is_some_and(|s| match vote.vote.kind {
+                    VoteKind::Notarize => s.notarizes.contains_key(&vote.signer),
+                    VoteKind::Finalize => s.finalizes.contains_key(&vote.signer),
+                    VoteKind::Nullify => s.nullifies.contains_key(&vote.signer),
+                });
             if !already {
                 self.record_vote(vote);
             }
@@ -284,12 +354,18 @@ impl Engine {
 
     fn timeout_ms(&self) -> u64 {
         let factor = 1u64 << self.nullified_streak.min(16);
-        self.cfg.timeout_base_ms.saturating_mul(factor).min(self.cfg.timeout_max_ms)
+        self.cfg
+            .timeout_base_ms
+            .saturating_mul(factor)
+            .min(self.cfg.timeout_max_ms)
     }
 
     fn start_view(&mut self) {
         let view = self.view;
-        self.actions.push(Action::SetTimer { view, after_ms: self.timeout_ms() });
+        self.actions.push(Action::SetTimer {
+            view,
+            after_ms: self.timeout_ms(),
+        });
         // Skip a leader that has been silent for a while: nullify at once instead of
         // waiting out the timer (liveness under crashed leaders).
         let leader = self.leader(view);
@@ -305,7 +381,11 @@ impl Engine {
         if view <= self.view {
             return;
         }
-        self.nullified_streak = if after_nullification { self.nullified_streak + 1 } else { 0 };
+        self.nullified_streak = if after_nullification {
+            self.nullified_streak + 1
+        } else {
+            0
+        };
         self.view = view;
         self.gc();
         self.start_view();
@@ -317,7 +397,8 @@ impl Engine {
         self.views = self.views.split_off(&floor);
         let tip_height = self.tip.0;
         let tip_hash = self.tip.1;
-        self.blocks.retain(|h, b| b.header.height > tip_height || *h == tip_hash);
+        self.blocks
+            .retain(|h, b| b.header.height > tip_height || *h == tip_hash);
     }
 
     /// Rule PARENT: the parent for a proposal or vote in `view` is the block notarized in the
@@ -354,35 +435,58 @@ impl Engine {
         if state.is_some_and(|s| s.proposing || s.my_notarize.is_some() || s.my_nullify) {
             return;
         }
-        let Some((parent, _)) = self.parent_for(view) else { return };
+        let Some((parent, _)) = self.parent_for(view) else {
+            return;
+        };
         let Some(parent_height) = self.block_height(&parent) else {
-            self.actions.push(Action::Broadcast(Message::BlockRequest(parent)));
+            self.actions
+                .push(Action::Broadcast(Message::BlockRequest(parent)));
             return;
         };
         self.view_mut(view).proposing = true;
-        let height = parent_height + 1;
+        let Some(height) = parent_height.checked_add(1) else {
+            return;
+        };
         let empty = height > self.epoch_last_height();
         let epoch = self.cfg.validators.epoch;
-        self.actions.push(Action::BuildProposal { view, parent, height, epoch, empty });
+        self.actions.push(Action::BuildProposal {
+            view,
+            parent,
+            height,
+            epoch,
+            empty,
+        });
     }
 
     fn on_built(&mut self, view: View, block: Block) {
         let hash = block.hash();
-        let Some(state) = self.views.get(&view) else { return };
-        if view != self.view || !state.proposing || state.my_notarize.is_some() || state.my_nullify {
+        let Some(state) = self.views.get(&view) else {
+            return;
+        };
+        if view != self.view || !state.proposing || state.my_notarize.is_some() || state.my_nullify
+        {
             return;
         }
-        let Some((parent, _)) = self.parent_for(view) else { return };
+        let Some((parent, _)) = self.parent_for(view) else {
+            return;
+        };
         if block.header.view != view || block.header.parent_hash != parent {
             return;
         }
-        let Some(vote) = self.sign(self.vote(view, VoteKind::Notarize, hash)) else { return };
+        let Some(vote) = self.sign(self.vote(view, VoteKind::Notarize, hash)) else {
+            return;
+        };
         self.blocks.insert(hash, block.clone());
         let state = self.view_mut(view);
         state.proposal = Some(hash);
         state.my_notarize = Some(hash);
-        self.actions.push(Action::Persist(VoteRecord::Notarized { epoch: vote.vote.epoch, view, block: hash }));
-        self.actions.push(Action::Broadcast(Message::Propose { block, vote }));
+        self.actions.push(Action::Persist(VoteRecord::Notarized {
+            epoch: vote.vote.epoch,
+            view,
+            block: hash,
+        }));
+        self.actions
+            .push(Action::Broadcast(Message::Propose { block, vote }));
         self.record_vote(vote);
     }
 
@@ -393,21 +497,29 @@ impl Engine {
         if view != self.view {
             return;
         }
-        let Some(state) = self.views.get(&view) else { return };
-        if state.verifying || state.my_notarize.is_some() || state.my_nullify || self.me().is_none() {
+        let Some(state) = self.views.get(&view) else {
+            return;
+        };
+        if state.verifying || state.my_notarize.is_some() || state.my_nullify || self.me().is_none()
+        {
             return;
         }
         let Some(hash) = state.proposal else { return };
-        let Some(block) = self.blocks.get(&hash) else { return };
-        let Some((parent, _)) = self.parent_for(view) else { return };
+        let Some(block) = self.blocks.get(&hash) else {
+            return;
+        };
+        let Some((parent, _)) = self.parent_for(view) else {
+            return;
+        };
         if block.header.parent_hash != parent {
             return; // not (yet) the parent PARENT requires; re-checked as certificates arrive
         }
         let Some(parent_height) = self.block_height(&parent) else {
-            self.actions.push(Action::Broadcast(Message::BlockRequest(parent)));
+            self.actions
+                .push(Action::Broadcast(Message::BlockRequest(parent)));
             return;
         };
-        if block.header.height != parent_height + 1
+        if parent_height.checked_add(1) != Some(block.header.height)
             || block.header.chain_id != self.cfg.chain_id
             || block.header.epoch != self.cfg.validators.epoch
             || (block.header.height > self.epoch_last_height() && !block.transactions.is_empty())
@@ -420,14 +532,27 @@ impl Engine {
     }
 
     fn on_verified(&mut self, view: View, hash: Hash, valid: bool) {
-        let Some(state) = self.views.get_mut(&view) else { return };
+        let Some(state) = self.views.get_mut(&view) else {
+            return;
+        };
         state.verifying = false;
-        if !valid || view != self.view || state.proposal != Some(hash) || state.my_notarize.is_some() || state.my_nullify {
+        if !valid
+            || view != self.view
+            || state.proposal != Some(hash)
+            || state.my_notarize.is_some()
+            || state.my_nullify
+        {
             return;
         }
-        let Some(vote) = self.sign(self.vote(view, VoteKind::Notarize, hash)) else { return };
+        let Some(vote) = self.sign(self.vote(view, VoteKind::Notarize, hash)) else {
+            return;
+        };
         self.view_mut(view).my_notarize = Some(hash);
-        self.actions.push(Action::Persist(VoteRecord::Notarized { epoch: vote.vote.epoch, view, block: hash }));
+        self.actions.push(Action::Persist(VoteRecord::Notarized {
+            epoch: vote.vote.epoch,
+            view,
+            block: hash,
+        }));
         self.actions.push(Action::Broadcast(Message::Vote(vote)));
         self.record_vote(vote);
     }
@@ -436,17 +561,18 @@ impl Engine {
     /// signed finalize for it (then the view is notarized and over).
     fn nullify(&mut self, view: View) {
         let epoch = self.cfg.validators.epoch;
-        let Some(state) = self.views.get(&view) else {
-            self.view_mut(view);
-            return self.nullify(view);
-        };
-        if state.my_finalize.is_some() || self.me().is_none() {
+        let state = self.view_mut(view);
+        let (finalized, nullified) = (state.my_finalize.is_some(), state.my_nullify);
+        if finalized {
             return;
         }
-        let Some(vote) = self.sign(self.vote(view, VoteKind::Nullify, Hash::ZERO)) else { return };
-        if !state.my_nullify {
+        let Some(vote) = self.sign(self.vote(view, VoteKind::Nullify, Hash::ZERO)) else {
+            return; // an observer signs nothing
+        };
+        if !nullified {
             self.view_mut(view).my_nullify = true;
-            self.actions.push(Action::Persist(VoteRecord::Nullified { epoch, view }));
+            self.actions
+                .push(Action::Persist(VoteRecord::Nullified { epoch, view }));
         }
         self.actions.push(Action::Broadcast(Message::Vote(vote)));
         self.record_vote(vote);
@@ -470,7 +596,9 @@ impl Engine {
         let mut u = view;
         while u > self.tip.2 + 1 {
             u -= 1;
-            let Some(state) = self.views.get(&u) else { break };
+            let Some(state) = self.views.get(&u) else {
+                break;
+            };
             if let Some(cert) = &state.notarization {
                 justification.push(cert.clone());
                 break;
@@ -482,13 +610,17 @@ impl Engine {
         }
         justification.extend(self.latest_finalization.clone());
         for cert in justification {
-            self.actions.push(Action::Broadcast(Message::Certificate(cert)));
+            self.actions
+                .push(Action::Broadcast(Message::Certificate(cert)));
         }
         if self.pending_finalization.is_some() || self.behind {
             self.behind = false;
             self.request_sync(None);
         }
-        self.actions.push(Action::SetTimer { view, after_ms: self.timeout_ms() });
+        self.actions.push(Action::SetTimer {
+            view,
+            after_ms: self.timeout_ms(),
+        });
     }
 
     fn on_message(&mut self, from: u16, message: Message) {
@@ -516,16 +648,24 @@ impl Engine {
             Message::Certificate(cert) => self.on_certificate(from, cert),
             Message::BlockRequest(hash) => {
                 if let Some(block) = self.blocks.get(&hash) {
-                    self.actions.push(Action::Send { to: from, message: Message::BlockResponse(block.clone()) });
+                    self.actions.push(Action::Send {
+                        to: from,
+                        message: Message::BlockResponse(block.clone()),
+                    });
                 }
             }
             Message::BlockResponse(block) => self.on_block(block),
             Message::SyncRequest { from_height } => {
-                self.actions.push(Action::ServeSync { to: from, from_height });
+                self.actions.push(Action::ServeSync {
+                    to: from,
+                    from_height,
+                });
             }
-            Message::SyncResponse { blocks, headers, finalization } => {
-                self.on_sync(from, blocks, headers, finalization)
-            }
+            Message::SyncResponse {
+                blocks,
+                headers,
+                finalization,
+            } => self.on_sync(from, blocks, headers, finalization),
         }
     }
 
@@ -535,16 +675,24 @@ impl Engine {
         if v.chain_id != self.cfg.chain_id || v.epoch != self.cfg.validators.epoch {
             return VoteCheck::Invalid;
         }
-        if v.view <= self.tip.2 || v.view > self.view + self.cfg.max_views_ahead {
+        if v.view <= self.tip.2 || v.view > self.view.saturating_add(self.cfg.max_views_ahead) {
             return VoteCheck::Invalid;
         }
-        let Some(key) = self.cfg.validators.key(vote.signer) else { return VoteCheck::Invalid };
+        let Some(key) = self.cfg.validators.key(vote.signer) else {
+            return VoteCheck::Invalid;
+        };
         // A vote this signer already has counted for the same view, kind and block adds
         // nothing (duplicates, re-broadcasts): skip the signature check and the tally.
         if let Some(state) = self.views.get(&v.view) {
             let counted = match v.kind {
-                VoteKind::Notarize => state.notarizes.get(&vote.signer).map(|(h, _)| *h == v.block),
-                VoteKind::Finalize => state.finalizes.get(&vote.signer).map(|(h, _)| *h == v.block),
+                VoteKind::Notarize => state
+                    .notarizes
+                    .get(&vote.signer)
+                    .map(|(h, _)| *h == v.block),
+                VoteKind::Finalize => state
+                    .finalizes
+                    .get(&vote.signer)
+                    .map(|(h, _)| *h == v.block),
                 VoteKind::Nullify => state.nullifies.get(&vote.signer).map(|_| true),
             };
             if counted == Some(true) {
@@ -552,13 +700,19 @@ impl Engine {
             }
         }
         self.signatures_verified += 1;
-        if vote.verify(key).is_ok() { VoteCheck::New } else { VoteCheck::Invalid }
+        if vote.verify(key).is_ok() {
+            VoteCheck::New
+        } else {
+            VoteCheck::Invalid
+        }
     }
 
     fn on_propose(&mut self, block: Block, vote: SignedVote) {
         let view = vote.vote.view;
         let hash = block.hash();
-        if vote.vote.kind != VoteKind::Notarize || vote.vote.block != hash || block.header.view != view
+        if vote.vote.kind != VoteKind::Notarize
+            || vote.vote.block != hash
+            || block.header.view != view
             || vote.signer != self.leader(view)
         {
             return;
@@ -580,22 +734,6 @@ impl Engine {
         self.try_verify(view);
     }
 
-    fn on_block(&mut self, block: Block) {
-        let hash = block.hash();
-        if block.header.height <= self.tip.0 || self.blocks.contains_key(&hash) {
-            return;
-        }
-        // Keep only blocks a certificate or a pending proposal refers to, or a parent of one.
-        let wanted = self.views.values().any(|s| {
-            [&s.notarization, &s.finalization].into_iter().flatten().any(|c| c.vote.block == hash)
-        }) || self.blocks.values().any(|b| b.header.parent_hash == hash);
-        if !wanted {
-            return;
-        }
-        self.blocks.insert(hash, block);
-        self.after_progress();
-    }
-
     /// Re-checks everything that may have been waiting on a block or certificate.
     fn after_progress(&mut self) {
         self.try_finalize_pending();
@@ -614,17 +752,45 @@ impl Engine {
         let state = self.view_mut(view);
         let cert = match vote.vote.kind {
             VoteKind::Notarize => {
-                state.notarizes.entry(signer).or_insert((vote.vote.block, vote.signature));
-                let count = state.notarizes.values().filter(|(h, _)| *h == vote.vote.block).count();
+                state
+                    .notarizes
+                    .entry(signer)
+                    .or_insert((vote.vote.block, vote.signature));
+                let count = state
+                    .notarizes
+                    .values()
+                    .filter(|(h, _)| *h == vote.vote.block)
+                    .count();
                 (state.notarization.is_none() && count >= quorum).then(|| {
-                    collect(vote.vote, state.notarizes.iter().filter(|(_, (h, _))| *h == vote.vote.block).map(|(s, (_, sig))| (*s, *sig)))
+                    collect(
+                        vote.vote,
+                        state
+                            .notarizes
+                            .iter()
+                            .filter(|(_, (h, _))| *h == vote.vote.block)
+                            .map(|(s, (_, sig))| (*s, *sig)),
+                    )
                 })
             }
             VoteKind::Finalize => {
-                state.finalizes.entry(signer).or_insert((vote.vote.block, vote.signature));
-                let count = state.finalizes.values().filter(|(h, _)| *h == vote.vote.block).count();
+                state
+                    .finalizes
+                    .entry(signer)
+                    .or_insert((vote.vote.block, vote.signature));
+                let count = state
+                    .finalizes
+                    .values()
+                    .filter(|(h, _)| *h == vote.vote.block)
+                    .count();
                 (state.finalization.is_none() && count >= quorum).then(|| {
-                    collect(vote.vote, state.finalizes.iter().filter(|(_, (h, _))| *h == vote.vote.block).map(|(s, (_, sig))| (*s, *sig)))
+                    collect(
+                        vote.vote,
+                        state
+                            .finalizes
+                            .iter()
+                            .filter(|(_, (h, _))| *h == vote.vote.block)
+                            .map(|(s, (_, sig))| (*s, *sig)),
+                    )
                 })
             }
             VoteKind::Nullify => {
@@ -634,7 +800,8 @@ impl Engine {
             }
         };
         if let Some(cert) = cert {
-            self.actions.push(Action::Broadcast(Message::Certificate(cert.clone())));
+            self.actions
+                .push(Action::Broadcast(Message::Certificate(cert.clone())));
             self.apply_certificate(cert);
         }
     }
@@ -660,7 +827,10 @@ impl Engine {
         let is_nullify = cert.vote.kind == VoteKind::Nullify;
         self.apply_certificate(cert);
         if !is_nullify && self.block_height(&block).is_none() {
-            self.actions.push(Action::Send { to: from, message: Message::BlockRequest(block) });
+            self.actions.push(Action::Send {
+                to: from,
+                message: Message::BlockRequest(block),
+            });
         }
     }
 
@@ -676,146 +846,36 @@ impl Engine {
                 if !state.my_nullify && state.my_finalize.is_none() && self.me().is_some() {
                     if let Some(vote) = self.sign(self.vote(view, VoteKind::Finalize, block)) {
                         self.view_mut(view).my_finalize = Some(block);
-                        self.actions.push(Action::Persist(VoteRecord::Finalized { epoch: vote.vote.epoch, view, block }));
+                        self.actions.push(Action::Persist(VoteRecord::Finalized {
+                            epoch: vote.vote.epoch,
+                            view,
+                            block,
+                        }));
                         self.actions.push(Action::Broadcast(Message::Vote(vote)));
                         self.record_vote(vote);
                     }
                 }
-                self.enter_view(view + 1, false);
+                self.enter_view(view.saturating_add(1), false);
             }
             VoteKind::Nullify => {
                 self.view_mut(view).nullification = Some(cert);
-                self.enter_view(view + 1, true);
+                self.enter_view(view.saturating_add(1), true);
             }
             VoteKind::Finalize => {
-                if self.latest_finalization.as_ref().is_none_or(|c| c.vote.view < view) {
+                if self
+                    .latest_finalization
+                    .as_ref()
+                    .is_none_or(|c| c.vote.view < view)
+                {
                     self.latest_finalization = Some(cert.clone());
                 }
                 self.view_mut(view).finalization = Some(cert);
                 if self.pending_finalization.is_none_or(|(v, _)| v < view) {
                     self.pending_finalization = Some((view, block));
                 }
-                self.enter_view(view + 1, false);
+                self.enter_view(view.saturating_add(1), false);
             }
         }
-        self.after_progress();
-    }
-
-    /// Finalizes the chain up to the highest finalization certificate if every block from
-    /// the tip to it is known; otherwise asks a peer for the missing range.
-    fn try_finalize_pending(&mut self) {
-        let Some((view, hash)) = self.pending_finalization else { return };
-        if view <= self.tip.2 {
-            self.pending_finalization = None;
-            return;
-        }
-        let mut chain = Vec::new();
-        let mut cursor = hash;
-        while cursor != self.tip.1 {
-            let Some(block) = self.blocks.get(&cursor) else {
-                self.request_sync(None);
-                return;
-            };
-            if block.header.height <= self.tip.0 {
-                // Conflicts with our finalized chain: impossible with ≤ f faults; never apply.
-                self.pending_finalization = None;
-                return;
-            }
-            chain.push(block.clone());
-            cursor = block.header.parent_hash;
-        }
-        chain.reverse();
-        let certificate = self.views.get(&view).and_then(|s| s.finalization.clone());
-        self.deliver(chain, Vec::new(), certificate);
-        self.pending_finalization = None;
-    }
-
-    /// Delivers finalized blocks up to the epoch's last height. `certificate` names the top
-    /// of `chain ++ trailing` (the headers after the chain, from a sync response). Blocks and
-    /// headers past the epoch's last height are suffix blocks: they are never delivered, so
-    /// every validator's epoch ends at the same block (the one at the last height, on which
-    /// all honest validators agree) whatever batches its blocks arrived in.
-    fn deliver(&mut self, chain: Vec<Block>, trailing: Vec<Header>, certificate: Option<Certificate>) {
-        let last_height = self.epoch_last_height();
-        let (keep, suffix): (Vec<Block>, Vec<Block>) =
-            chain.into_iter().partition(|b| b.header.height <= last_height);
-        let mut extra: Vec<Header> = suffix.into_iter().map(|b| b.header).collect();
-        extra.extend(trailing);
-        let count = keep.len();
-        for (i, block) in keep.into_iter().enumerate() {
-            self.tip = (block.header.height, block.hash(), block.header.view);
-            let cert = if i + 1 == count && extra.is_empty() { certificate.clone() } else { None };
-            self.actions.push(Action::Finalized { block, certificate: cert });
-        }
-        self.gc();
-        if self.tip.0 >= last_height && !self.ended {
-            self.ended = true;
-            let suffix = match (extra.is_empty(), certificate) {
-                (false, Some(cert)) => Some((extra, cert)),
-                _ => None,
-            };
-            self.actions.push(Action::EpochEnded { epoch: self.cfg.validators.epoch, tip: self.tip, suffix });
-        }
-    }
-
-    fn request_sync(&mut self, to: Option<u16>) {
-        let message = Message::SyncRequest { from_height: self.tip.0 + 1 };
-        match to {
-            Some(to) => self.actions.push(Action::Send { to, message }),
-            None => self.actions.push(Action::Broadcast(message)),
-        }
-    }
-
-    /// Rule SYNC: accept consecutive blocks from the tip if a valid finalization certificate
-    /// names the last of them, or names the last of the headers that follow them, each block
-    /// and header linking to the one before by parent hash and consecutive height.
-    fn on_sync(&mut self, from: u16, blocks: Vec<Block>, headers: Vec<Header>, finalization: Certificate) {
-        let Some(last_block) = blocks.last() else { return };
-        let certified = headers.last().map_or_else(|| last_block.hash(), Header::hash);
-        if finalization.vote.kind != VoteKind::Finalize || finalization.vote.block != certified {
-            return;
-        }
-        self.signatures_verified += finalization.signers.len() as u64;
-        if verify_certificate(self.cfg.chain_id, &self.cfg.validators, &finalization).is_err() {
-            return;
-        }
-        // The headers link the last block to the certified one.
-        let mut parent = last_block.hash();
-        for (height, header) in (last_block.header.height + 1..).zip(&headers) {
-            if header.parent_hash != parent || header.height != height || header.epoch != self.cfg.validators.epoch {
-                return;
-            }
-            parent = header.hash();
-        }
-        let mut parent = self.tip.1;
-        let mut height = self.tip.0;
-        let mut fresh = Vec::new();
-        for block in &blocks {
-            if block.header.height <= self.tip.0 {
-                continue;
-            }
-            if block.header.parent_hash != parent || block.header.height != height + 1
-                || block.header.epoch != self.cfg.validators.epoch
-            {
-                return;
-            }
-            parent = block.hash();
-            height += 1;
-            fresh.push(block.clone());
-        }
-        if fresh.is_empty() {
-            return;
-        }
-        let view = finalization.vote.view;
-        let more = !headers.is_empty() || blocks.len() >= crate::message::MAX_SYNC_BLOCKS;
-        if self.latest_finalization.as_ref().is_none_or(|c| c.vote.view < view) {
-            self.latest_finalization = Some(finalization.clone());
-        }
-        self.deliver(fresh, headers, Some(finalization));
-        if more && !self.ended {
-            self.request_sync(Some(from));
-        }
-        self.enter_view(view + 1, false);
         self.after_progress();
     }
 }
@@ -830,5 +890,9 @@ enum VoteCheck {
 fn collect(vote: Vote, signatures: impl Iterator<Item = (u16, Signature)>) -> Certificate {
     // BTreeMap iteration is by signer index, so signers come out strictly increasing.
     let (signers, signatures) = signatures.unzip();
-    Certificate { vote, signers, signatures }
+    Certificate {
+        vote,
+        signers,
+        signatures,
+    }
 }
