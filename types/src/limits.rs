@@ -17,14 +17,19 @@ pub const MAX_BLOCK_TXS: usize = 10_000;
 pub const MAX_BLOCK_BYTES: usize = 16 * 1024 * 1024;
 /// Most topics on one log, as in the EVM's LOG0..LOG4.
 pub const MAX_LOG_TOPICS: usize = 4;
-/// Largest data payload of one log.
-pub const MAX_LOG_DATA_BYTES: usize = 64 * 1024;
-/// Most logs one transaction may emit.
-pub const MAX_LOGS_PER_TX: usize = 1024;
-/// Largest return or revert data kept in a receipt.
+/// Most gas one transaction may use: EIP-7825's cap (Osaka), which also bounds what one
+/// transaction can emit, since every log costs gas.
+pub const MAX_TX_GAS: u64 = 1 << 24;
+/// Gas a block may use in total (every transaction's limit counts against it).
+pub const BLOCK_GAS_LIMIT: u64 = 60_000_000;
+/// Largest data payload of one log: what `MAX_TX_GAS` buys at 8 gas per byte.
+pub const MAX_LOG_DATA_BYTES: usize = (MAX_TX_GAS / 8) as usize;
+/// Most logs one transaction may emit: what `MAX_TX_GAS` buys at 375 gas per log.
+pub const MAX_LOGS_PER_TX: usize = (MAX_TX_GAS / 375) as usize + 1;
+/// Largest return or revert data kept in a receipt (longer output is truncated there).
 pub const MAX_OUTPUT_BYTES: usize = 64 * 1024;
-/// Most log data (sum over all logs) one transaction may emit.
-pub const MAX_TOTAL_LOG_DATA_BYTES: usize = 1024 * 1024;
+/// Most log data (sum over all logs) one transaction may emit (8 gas per byte).
+pub const MAX_TOTAL_LOG_DATA_BYTES: usize = (MAX_TX_GAS / 8) as usize;
 /// Largest encoded receipt: output, all log data, and per-log framing (address, four topics,
 /// length prefixes).
 pub const MAX_RECEIPT_BYTES: usize =

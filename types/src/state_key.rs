@@ -107,6 +107,10 @@ impl CodeBlob {
     }
 }
 
+/// Prefix marking WASM code in the EVM's view of an account (as Arbitrum Stylus does):
+/// `0xEF` starts no EVM code deployable since EIP-3541, so EVM code can never pose as WASM.
+pub const WASM_CODE_PREFIX: [u8; 3] = [0xEF, 0xF0, 0x00];
+
 /// The hash of code for an environment (the environment is part of the hash, so identical
 /// bytes deployed as EVM and as WASM never share an entry).
 pub fn code_hash(env: Env, code: &[u8]) -> Hash {

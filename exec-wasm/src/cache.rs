@@ -1,0 +1,185 @@
+//! Compilation and the compiled-module cache (memory, then disk, then compile).
+//!
+//! Every module is compiled once with singlepass plus the keel middlewares, serialized, and
+//! from then on only ever *loaded* into the shared headless engine: a cold call (compile then
+//! load) and a warm call (load from memory or disk) run the very same artifact bytes, so
+//! warm and cold results cannot differ. The disk copy lets a restarted node skip compiling
+//! everything again, as Stylus' activation does.
+
+use crate::meter::{operator_cost, CallDepth};
+use crate::validate::{validate, ValidationError};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use wasmer::sys::{CompilerConfig, EngineBuilder, NativeEngineExt, Singlepass};
+use wasmer::{Engine, Module};
+use wasmer_middlewares::Metering;
+
+/// Bumped whenever the cost table, the middlewares or the wasmer version change: artifacts
+/// built under another version are never loaded.
+pub const ARTIFACT_VERSION: u32 = 1;
+const FILE_MAGIC: &[u8; 8] = b"KEELWASM";
+
+/// Why a module could not be made runnable.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("compilation failed: {0}")]
+    Compile(String),
+    #[error("module cache I/O: {0}")]
+    Io(String),
+}
+
+/// Counters for metrics and tests.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    pub memory_hits: AtomicU64,
+    pub disk_hits: AtomicU64,
+    pub compiles: AtomicU64,
+}
+
+/// Compiles and caches modules by code hash.
+#[derive(Debug)]
+pub struct ModuleCache {
+    engine: Engine,
+    dir: Option<PathBuf>,
+    memory: Mutex<BTreeMap<[u8; 32], (Module, u64)>>,
+    clock: AtomicU64,
+    capacity: usize,
+    pub stats: CacheStats,
+}
+
+fn integrity_tag(key: &[u8; 32], artifact: &[u8]) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new_derive_key("keel wasm artifact v1");
+    hasher.update(&ARTIFACT_VERSION.to_le_bytes());
+    hasher.update(key);
+    hasher.update(artifact);
+    *hasher.finalize().as_bytes()
+}
+
+/// Validate and compile `code` into serialized artifact bytes (singlepass + middlewares).
+/// Each compile gets a fresh engine because the middlewares record per-module state.
+pub fn compile_artifact(code: &[u8]) -> Result<Vec<u8>, CacheError> {
+    validate(code)?;
+    let mut compiler = Singlepass::new();
+    compiler.push_middleware(Arc::new(CallDepth::default()));
+    compiler.push_middleware(Arc::new(Metering::new(0, operator_cost)));
+    let engine: Engine = EngineBuilder::new(compiler).engine().into();
+    let module = Module::new(&engine, code).map_err(|e| CacheError::Compile(e.to_string()))?;
+    let bytes = module
+        .serialize()
+        .map_err(|e| CacheError::Compile(e.to_string()))?;
+    Ok(bytes.to_vec())
+}
+
+impl ModuleCache {
+    /// A cache keeping up to `capacity` modules in memory and, if `dir` is given, every
+    /// artifact on disk.
+    pub fn new(dir: Option<PathBuf>, capacity: usize) -> Result<ModuleCache, CacheError> {
+        if let Some(dir) = &dir {
+            std::fs::create_dir_all(dir).map_err(|e| CacheError::Io(e.to_string()))?;
+        }
+        wasmer_vm::set_stack_size(crate::limits::WASM_STACK_BYTES);
+        Ok(ModuleCache {
+            engine: <Engine as NativeEngineExt>::headless(),
+            dir,
+            memory: Mutex::new(BTreeMap::new()),
+            clock: AtomicU64::new(0),
+            capacity: capacity.max(1),
+            stats: CacheStats::default(),
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    fn path(&self, key: &[u8; 32]) -> Option<PathBuf> {
+        let name: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        self.dir.as_ref().map(|d| d.join(format!("{name}.wasmer")))
+    }
+
+    fn load(&self, artifact: &[u8]) -> Result<Module, CacheError> {
+        // SAFETY: `Module::deserialize` trusts its input to be an artifact wasmer produced.
+        // Every byte string passed here either comes straight from `compile_artifact` in this
+        // process or from a cache file whose keyed blake3 tag (over version, code hash and
+        // artifact) was checked just before; anything else is recompiled instead.
+        #[allow(unsafe_code)]
+        let module = unsafe { Module::deserialize(&self.engine, artifact.to_vec()) };
+        module.map_err(|e| CacheError::Compile(e.to_string()))
+    }
+
+    fn read_disk(&self, key: &[u8; 32]) -> Option<Vec<u8>> {
+        let bytes = std::fs::read(self.path(key)?).ok()?;
+        let header = FILE_MAGIC.len() + 4 + 32;
+        if bytes.len() < header || &bytes[..8] != FILE_MAGIC {
+            return None;
+        }
+        let version = u32::from_le_bytes(bytes[8..12].try_into().ok()?);
+        let artifact = &bytes[header..];
+        (version == ARTIFACT_VERSION && bytes[12..header] == integrity_tag(key, artifact))
+            .then(|| artifact.to_vec())
+    }
+
+    fn write_disk(&self, key: &[u8; 32], artifact: &[u8]) -> Result<(), CacheError> {
+        let Some(path) = self.path(key) else {
+            return Ok(());
+        };
+        let mut file = Vec::with_capacity(artifact.len() + 44);
+        file.extend_from_slice(FILE_MAGIC);
+        file.extend_from_slice(&ARTIFACT_VERSION.to_le_bytes());
+        file.extend_from_slice(&integrity_tag(key, artifact));
+        file.extend_from_slice(artifact);
+        // Write then rename, so a crash never leaves a torn file under the final name.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, &file).map_err(|e| CacheError::Io(e.to_string()))?;
+        std::fs::rename(&tmp, &path).map_err(|e| CacheError::Io(e.to_string()))
+    }
+
+    /// The runnable module for `code`, whose code hash is `key`.
+    pub fn get(&self, key: &[u8; 32], code: &[u8]) -> Result<Module, CacheError> {
+        let tick = self.clock.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut memory) = self.memory.lock() {
+            if let Some((module, used)) = memory.get_mut(key) {
+                *used = tick;
+                self.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(module.clone());
+            }
+        }
+        let module = match self.read_disk(key) {
+            Some(artifact) => {
+                self.stats.disk_hits.fetch_add(1, Ordering::Relaxed);
+                self.load(&artifact)?
+            }
+            None => {
+                let artifact = compile_artifact(code)?;
+                self.stats.compiles.fetch_add(1, Ordering::Relaxed);
+                self.write_disk(key, &artifact)?;
+                self.load(&artifact)?
+            }
+        };
+        if let Ok(mut memory) = self.memory.lock() {
+            if memory.len() >= self.capacity {
+                // Evict the least recently used entry (ties cannot happen: ticks are unique).
+                if let Some(oldest) = memory
+                    .iter()
+                    .min_by_key(|(_, (_, used))| *used)
+                    .map(|(k, _)| *k)
+                {
+                    memory.remove(&oldest);
+                }
+            }
+            memory.insert(*key, (module.clone(), tick));
+        }
+        Ok(module)
+    }
+
+    /// Drop the in-memory entries (tests use this to force the disk path).
+    pub fn clear_memory(&self) {
+        if let Ok(mut memory) = self.memory.lock() {
+            memory.clear();
+        }
+    }
+}
