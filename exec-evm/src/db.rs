@@ -1,0 +1,144 @@
+//! revm's `Database` over a keel `StateView`.
+
+use keel_state::{StateError, StateView, StateViewExt};
+use keel_types::{Address, Env, Hash};
+use revm::bytecode::Bytecode;
+use revm::database_interface::{DBErrorMarker, Database};
+use revm::primitives::{keccak256, B256, KECCAK_EMPTY, U256};
+use revm::state::AccountInfo;
+
+use keel_types::state_key::WASM_CODE_PREFIX;
+
+/// A state read failed: the node's problem, never a transaction outcome.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("state read failed: {0}")]
+pub struct DbError(pub String);
+
+impl DBErrorMarker for DbError {}
+
+impl From<StateError> for DbError {
+    fn from(e: StateError) -> Self {
+        DbError(e.to_string())
+    }
+}
+
+/// Hashes of recent blocks for the `BLOCKHASH` opcode.
+pub trait BlockHashes {
+    fn block_hash(&self, height: u64) -> Option<Hash>;
+}
+
+/// No history (genesis, tests): `BLOCKHASH` returns zero.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoBlockHashes;
+
+impl BlockHashes for NoBlockHashes {
+    fn block_hash(&self, _: u64) -> Option<Hash> {
+        None
+    }
+}
+
+struct EmptyView;
+
+impl StateView for EmptyView {
+    fn get(&self, _: &keel_types::StateKey) -> Result<Option<Vec<u8>>, StateError> {
+        Ok(None)
+    }
+}
+
+static EMPTY_VIEW: EmptyView = EmptyView;
+static NO_BLOCK_HASHES: NoBlockHashes = NoBlockHashes;
+
+/// revm's database: reads accounts, code and slots from a keel view.
+#[derive(Clone, Copy)]
+pub struct KeelDb<'a> {
+    view: &'a dyn StateView,
+    hashes: &'a dyn BlockHashes,
+}
+
+impl std::fmt::Debug for KeelDb<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeelDb")
+    }
+}
+
+impl<'a> KeelDb<'a> {
+    pub fn new(view: &'a dyn StateView, hashes: &'a dyn BlockHashes) -> KeelDb<'a> {
+        KeelDb { view, hashes }
+    }
+
+    /// A database over nothing: the stand-in left in a context while it is lent to a nested
+    /// EVM run.
+    pub fn empty() -> KeelDb<'a> {
+        KeelDb {
+            view: &EMPTY_VIEW,
+            hashes: &NO_BLOCK_HASHES,
+        }
+    }
+}
+
+/// The bytes the EVM sees as an account's code.
+pub fn evm_code_bytes(env: Env, code: &[u8]) -> Vec<u8> {
+    match env {
+        Env::Evm => code.to_vec(),
+        Env::Wasm => [&WASM_CODE_PREFIX[..], code].concat(),
+    }
+}
+
+impl Database for KeelDb<'_> {
+    type Error = DbError;
+
+    fn basic(
+        &mut self,
+        address: revm::primitives::Address,
+    ) -> Result<Option<AccountInfo>, DbError> {
+        let Some(record) = self.view.account(&Address(address.0 .0))? else {
+            return Ok(None);
+        };
+        let (code_hash, code) = match record.code {
+            None => (KECCAK_EMPTY, Bytecode::default()),
+            Some(code_ref) => {
+                let blob = self.view.code(&code_ref.code_hash)?.ok_or_else(|| {
+                    DbError(format!(
+                        "account {address} names missing code {}",
+                        code_ref.code_hash
+                    ))
+                })?;
+                let bytes = evm_code_bytes(blob.env, &blob.code);
+                (keccak256(&bytes), Bytecode::new_raw(bytes.into()))
+            }
+        };
+        Ok(Some(AccountInfo {
+            balance: crate::u256_to_revm(&record.balance),
+            nonce: record.nonce,
+            code_hash,
+            code: Some(code),
+            ..Default::default()
+        }))
+    }
+
+    fn code_by_hash(&mut self, code_hash: B256) -> Result<Bytecode, DbError> {
+        // `basic` always returns the code with the account, so revm never asks by hash.
+        Err(DbError(format!(
+            "code_by_hash({code_hash}) is not supported"
+        )))
+    }
+
+    fn storage(
+        &mut self,
+        address: revm::primitives::Address,
+        index: U256,
+    ) -> Result<U256, DbError> {
+        let slot = self
+            .view
+            .storage(&Address(address.0 .0), &index.to_be_bytes::<32>())?;
+        Ok(U256::from_be_bytes(slot))
+    }
+
+    fn block_hash(&mut self, number: u64) -> Result<B256, DbError> {
+        Ok(self
+            .hashes
+            .block_hash(number)
+            .map(|h| B256::from(h.0))
+            .unwrap_or_default())
+    }
+}

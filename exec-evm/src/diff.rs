@@ -1,0 +1,86 @@
+//! revm's post-transaction state → writes on a keel overlay.
+
+use keel_state::{Overlay, StateError, StateView};
+use keel_types::state_key::WASM_CODE_PREFIX;
+use keel_types::state_key::{CodeBlob, CodeRef};
+use keel_types::{AccountRecord, Address, Env, StateKey};
+use revm::state::{Account, EvmState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+fn code_of(account: &Account) -> Option<CodeBlob> {
+    let bytecode = account.info.code.as_ref()?;
+    let bytes = bytecode.original_byte_slice();
+    if bytes.is_empty() {
+        return None;
+    }
+    Some(match bytes.strip_prefix(&WASM_CODE_PREFIX[..]) {
+        Some(module) => CodeBlob {
+            env: Env::Wasm,
+            code: module.to_vec(),
+        },
+        None => CodeBlob {
+            env: Env::Evm,
+            code: bytes.to_vec(),
+        },
+    })
+}
+
+/// Write every change revm made in one transaction into `overlay`, in address order (revm's
+/// map is unordered; the overlay is a BTreeMap, so the result does not depend on it either).
+///
+/// Self-destructed accounts (EIP-6780: only contracts created in the same transaction) and
+/// touched empty accounts (EIP-161) are deleted with the slots the transaction wrote.
+pub fn apply_evm_state<V: StateView>(
+    overlay: &mut Overlay<V>,
+    state: EvmState,
+) -> Result<(), DiffError> {
+    let mut accounts: Vec<_> = state.into_iter().collect();
+    accounts.sort_by_key(|(address, _)| address.0 .0);
+    for (address, account) in accounts {
+        if !account.is_touched() {
+            continue;
+        }
+        let address = Address(address.0 .0);
+        let code = code_of(&account);
+        let deleted = account.is_selfdestructed()
+            || (account.info.nonce == 0 && account.info.balance.is_zero() && code.is_none());
+        for (slot, value) in account.changed_storage_slots() {
+            let value = if deleted {
+                [0u8; 32]
+            } else {
+                value.present_value().to_be_bytes::<32>()
+            };
+            overlay.put_storage(address, slot.to_be_bytes::<32>(), value)?;
+        }
+        if deleted {
+            overlay.set(StateKey::Account(address), None)?;
+            continue;
+        }
+        let code = match code {
+            None => None,
+            Some(blob) => {
+                let code_hash = if account.is_created() {
+                    overlay.put_code(&blob)?
+                } else {
+                    blob.code_hash()
+                };
+                Some(CodeRef {
+                    env: blob.env,
+                    code_hash,
+                })
+            }
+        };
+        let record = AccountRecord {
+            nonce: account.info.nonce,
+            balance: crate::u256_from_revm(&account.info.balance),
+            code,
+        };
+        overlay.put_account(address, &record)?;
+    }
+    Ok(())
+}
