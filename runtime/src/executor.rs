@@ -1,0 +1,376 @@
+//! The block executor: a pure function of (parent state, block) → (receipts, state diff).
+
+use crate::bridge::{deploy_input, KeelCtx, KeelEvm, KeelPrecompiles, WASM_DEPLOYER};
+use keel_exec_evm::revm::context::result::{
+    EVMError, ExecutionResult, HaltReason, InvalidTransaction, OutOfGasError, Output,
+};
+use keel_exec_evm::revm::context::{Context, Evm, FrameStack, TxEnv};
+use keel_exec_evm::revm::handler::instructions::EthInstructions;
+use keel_exec_evm::revm::primitives::{Bytes, TxKind};
+use keel_exec_evm::revm::ExecuteEvm;
+use keel_exec_evm::{
+    apply_evm_state, block_env, cfg_env, revm, to_revm, u256_to_revm, BlockContext, BlockHashes,
+    KeelDb, SPEC,
+};
+use keel_exec_wasm::ModuleCache;
+use keel_state::{Overlay, StateDiff, StateView, StateViewExt};
+use keel_types::limits::{BLOCK_GAS_LIMIT, MAX_OUTPUT_BYTES, MAX_TX_GAS};
+use keel_types::{
+    Address, Block, Env, Log, Receipt, SignedTransaction, TxBody, TxError, TxStatus, U256,
+};
+use std::sync::Arc;
+
+/// Chain parameters the executor needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    pub chain_id: u64,
+    pub block_gas_limit: u64,
+    pub min_gas_price: u128,
+}
+
+impl RuntimeConfig {
+    pub fn new(chain_id: u64) -> RuntimeConfig {
+        RuntimeConfig {
+            chain_id,
+            block_gas_limit: BLOCK_GAS_LIMIT,
+            min_gas_price: 0,
+        }
+    }
+}
+
+/// A failure of the node (storage, compile cache), not of a transaction: the block cannot
+/// be executed here and the node must stop rather than diverge.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("state: {0}")]
+    State(#[from] keel_state::StateError),
+    #[error("execution environment: {0}")]
+    Fatal(String),
+}
+
+/// What executing a block produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockOutput {
+    pub receipts: Vec<Receipt>,
+    pub diff: StateDiff,
+    pub gas_used: u64,
+}
+
+/// Executes blocks; holds the WASM module cache shared across blocks.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    config: RuntimeConfig,
+    wasm: Arc<ModuleCache>,
+}
+
+fn rejected(tx: &SignedTransaction, error: TxError) -> Receipt {
+    Receipt {
+        tx_hash: tx.hash(),
+        status: TxStatus::Rejected,
+        gas_used: 0,
+        output: Vec::new(),
+        logs: Vec::new(),
+        contract_address: None,
+        error: Some(error),
+    }
+}
+
+fn map_invalid(tx: &SignedTransaction, invalid: InvalidTransaction, balance: U256) -> TxError {
+    match invalid {
+        InvalidTransaction::NonceTooHigh { tx: got, state }
+        | InvalidTransaction::NonceTooLow { tx: got, state } => TxError::BadNonce {
+            expected: state,
+            got,
+        },
+        InvalidTransaction::LackOfFundForMaxFee { .. } => TxError::InsufficientBalance {
+            needed: tx.tx.max_fee() + tx_value(&tx.tx.body),
+            available: balance,
+        },
+        InvalidTransaction::CallGasCostMoreThanGasLimit {
+            initial_gas,
+            gas_limit,
+        }
+        | InvalidTransaction::GasFloorMoreThanGasLimit {
+            gas_floor: initial_gas,
+            gas_limit,
+        } => TxError::IntrinsicGasTooLow {
+            gas_limit,
+            intrinsic: initial_gas,
+        },
+        InvalidTransaction::InvalidChainId | InvalidTransaction::MissingChainId => {
+            TxError::WrongChainId {
+                expected: 0,
+                got: tx.tx.chain_id,
+            }
+        }
+        other => TxError::Execution {
+            reason: other.to_string(),
+        },
+    }
+}
+
+fn tx_value(body: &TxBody) -> U256 {
+    match body {
+        TxBody::Transfer { amount, .. } => *amount,
+        TxBody::Deploy { value, .. } | TxBody::Call { value, .. } => *value,
+        TxBody::Revive { .. } => U256::ZERO,
+    }
+}
+
+fn halt_error(reason: &HaltReason, trap: Option<String>) -> TxError {
+    match reason {
+        HaltReason::OutOfGas(_) => TxError::OutOfGas,
+        HaltReason::CallTooDeep => TxError::CallDepthExceeded,
+        other => TxError::Execution {
+            reason: trap.unwrap_or_else(|| format!("{other:?}")),
+        },
+    }
+}
+
+fn truncate(mut output: Vec<u8>) -> Vec<u8> {
+    output.truncate(MAX_OUTPUT_BYTES);
+    output
+}
+
+fn convert_logs(logs: Vec<revm::primitives::Log>) -> Vec<Log> {
+    logs.into_iter()
+        .map(|log| Log {
+            address: Address(log.address.0 .0),
+            topics: log.data.topics().iter().map(|t| t.0).collect(),
+            data: log.data.data.to_vec(),
+        })
+        .collect()
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig, wasm: Arc<ModuleCache>) -> Runtime {
+        Runtime { config, wasm }
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    pub fn module_cache(&self) -> &Arc<ModuleCache> {
+        &self.wasm
+    }
+
+    /// Execute `block` over `parent` (the state after the parent block).
+    pub fn execute_block(
+        &self,
+        parent: &dyn StateView,
+        hashes: &dyn BlockHashes,
+        block: &Block,
+    ) -> Result<BlockOutput, RuntimeError> {
+        let header = &block.header;
+        let context = BlockContext {
+            chain_id: self.config.chain_id,
+            height: header.height,
+            epoch: header.epoch,
+            timestamp_ms: header.timestamp_ms,
+            beneficiary: Address::from_public_key(&header.proposer),
+            parent_hash: header.parent_hash,
+            gas_limit: self.config.block_gas_limit,
+        };
+        // Signatures first, as one batch (the verdict per index is deterministic).
+        let hashes_of: Vec<[u8; 32]> = block.transactions.iter().map(|t| t.hash().0).collect();
+        let items: Vec<(&[u8], keel_types::PublicKey, keel_types::Signature)> = block
+            .transactions
+            .iter()
+            .zip(&hashes_of)
+            .map(|(t, h)| (h.as_slice(), t.tx.sender, t.signature))
+            .collect();
+        let bad: Vec<usize> = match keel_types::crypto::verify_batch(&items) {
+            Ok(()) => Vec::new(),
+            Err(keel_types::CryptoError::BadSignatures { bad, .. }) => bad,
+            Err(_) => (0..items.len()).collect(),
+        };
+
+        let mut overlay = Overlay::new(parent);
+        let mut receipts = Vec::with_capacity(block.transactions.len());
+        let mut block_gas_used = 0u64;
+        for (index, tx) in block.transactions.iter().enumerate() {
+            let receipt = if bad.binary_search(&index).is_ok() {
+                rejected(tx, TxError::BadSignature)
+            } else {
+                self.execute_tx(&mut overlay, hashes, &context, tx, block_gas_used)?
+            };
+            block_gas_used += receipt.gas_used;
+            receipts.push(receipt);
+        }
+        Ok(BlockOutput {
+            receipts,
+            diff: overlay.into_diff(),
+            gas_used: block_gas_used,
+        })
+    }
+
+    fn execute_tx(
+        &self,
+        overlay: &mut Overlay<&dyn StateView>,
+        hashes: &dyn BlockHashes,
+        block: &BlockContext,
+        tx: &SignedTransaction,
+        block_gas_used: u64,
+    ) -> Result<Receipt, RuntimeError> {
+        let t = &tx.tx;
+        if t.chain_id != self.config.chain_id {
+            return Ok(rejected(
+                tx,
+                TxError::WrongChainId {
+                    expected: self.config.chain_id,
+                    got: t.chain_id,
+                },
+            ));
+        }
+        let block_left = self.config.block_gas_limit.saturating_sub(block_gas_used);
+        if t.gas_limit > MAX_TX_GAS.min(block_left) {
+            return Ok(rejected(
+                tx,
+                TxError::GasLimitTooHigh {
+                    gas_limit: t.gas_limit,
+                    block_gas_limit: MAX_TX_GAS.min(block_left),
+                },
+            ));
+        }
+        if t.gas_price < self.config.min_gas_price {
+            return Ok(rejected(
+                tx,
+                TxError::GasPriceTooLow {
+                    gas_price: t.gas_price,
+                    min_gas_price: self.config.min_gas_price,
+                },
+            ));
+        }
+        let sender = t.sender_address();
+        let (kind, data, value) = match &t.body {
+            TxBody::Transfer { to, amount } => (TxKind::Call(to_revm(to)), Vec::new(), *amount),
+            TxBody::Call { to, data, value } => (TxKind::Call(to_revm(to)), data.clone(), *value),
+            TxBody::Deploy {
+                env: Env::Evm,
+                code,
+                args,
+                value,
+            } => (TxKind::Create, [code.as_slice(), args].concat(), *value),
+            TxBody::Deploy {
+                env: Env::Wasm,
+                code,
+                args,
+                value,
+            } => (
+                TxKind::Call(WASM_DEPLOYER),
+                deploy_input(code, args),
+                *value,
+            ),
+            TxBody::Revive { .. } => {
+                return Ok(rejected(
+                    tx,
+                    TxError::InvalidRevival {
+                        reason: "state expiry and revival are not enabled on this chain yet".into(),
+                    },
+                ))
+            }
+        };
+        let tx_env = TxEnv {
+            caller: to_revm(&sender),
+            gas_limit: t.gas_limit,
+            gas_price: t.gas_price,
+            kind,
+            value: u256_to_revm(&value),
+            data: Bytes::from(data),
+            nonce: t.nonce,
+            chain_id: Some(self.config.chain_id),
+            ..Default::default()
+        };
+        let precompiles = KeelPrecompiles::new(self.wasm.clone(), block.epoch, block.timestamp_ms);
+        let (result, state) = {
+            let db = KeelDb::new(&*overlay, hashes);
+            let mut ctx: KeelCtx<'_> = Context::new(db, SPEC);
+            ctx.cfg = cfg_env(self.config.chain_id);
+            ctx.cfg.tx_gas_limit_cap = Some(MAX_TX_GAS);
+            ctx.block = block_env(block);
+            let mut evm: KeelEvm<'_> = Evm {
+                ctx,
+                inspector: (),
+                instruction: EthInstructions::new_mainnet_with_spec(SPEC),
+                precompiles: precompiles.clone(),
+                frame_stack: FrameStack::new_prealloc(8),
+            };
+            match evm.transact(tx_env) {
+                Ok(out) => (out.result, out.state),
+                Err(EVMError::Transaction(invalid)) => {
+                    let balance = overlay
+                        .account(&sender)?
+                        .map(|a| a.balance)
+                        .unwrap_or_default();
+                    return Ok(rejected(tx, map_invalid(tx, invalid, balance)));
+                }
+                Err(EVMError::Header(e)) => return Err(RuntimeError::Fatal(e.to_string())),
+                Err(e) => return Err(RuntimeError::Fatal(e.to_string())),
+            }
+        };
+        apply_evm_state(overlay, state).map_err(|e| RuntimeError::Fatal(e.to_string()))?;
+        let is_wasm_deploy = matches!(t.body, TxBody::Deploy { env: Env::Wasm, .. });
+        let trap = precompiles.take_trap();
+        // What the sender paid for: spent minus the EIP-3529 refund, at least the EIP-7623 floor.
+        let gas_used = result.tx_gas_used();
+        Ok(match result {
+            ExecutionResult::Success { logs, output, .. } => {
+                let (output, contract_address) = match output {
+                    Output::Create(bytes, address) => {
+                        (bytes.to_vec(), address.map(|a| Address(a.0 .0)))
+                    }
+                    Output::Call(bytes) if is_wasm_deploy && bytes.len() == 32 => {
+                        let mut address = [0u8; 20];
+                        address.copy_from_slice(&bytes[12..]);
+                        (Vec::new(), Some(Address(address)))
+                    }
+                    Output::Call(bytes) => (bytes.to_vec(), None),
+                };
+                Receipt {
+                    tx_hash: tx.hash(),
+                    status: TxStatus::Success,
+                    gas_used,
+                    output: truncate(output),
+                    logs: convert_logs(logs),
+                    contract_address,
+                    error: None,
+                }
+            }
+            ExecutionResult::Revert { output, .. } => {
+                let error = match (is_wasm_deploy, String::from_utf8(output.to_vec())) {
+                    (true, Ok(text)) if text.starts_with("invalid code: ") => {
+                        TxError::InvalidCode {
+                            reason: text["invalid code: ".len()..].chars().take(900).collect(),
+                        }
+                    }
+                    _ => TxError::Reverted,
+                };
+                Receipt {
+                    tx_hash: tx.hash(),
+                    status: TxStatus::Revert,
+                    gas_used,
+                    output: truncate(output.to_vec()),
+                    logs: Vec::new(),
+                    contract_address: None,
+                    error: Some(error),
+                }
+            }
+            ExecutionResult::Halt { reason, .. } => {
+                let error = match reason {
+                    HaltReason::OutOfGas(OutOfGasError::Basic) => TxError::OutOfGas,
+                    ref other => halt_error(other, trap),
+                };
+                Receipt {
+                    tx_hash: tx.hash(),
+                    status: TxStatus::Revert,
+                    gas_used,
+                    output: Vec::new(),
+                    logs: Vec::new(),
+                    contract_address: None,
+                    error: Some(error),
+                }
+            }
+        })
+    }
+}

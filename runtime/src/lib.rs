@@ -1,0 +1,9 @@
+//! keel's runtime: the block executor that validates each transaction, runs it in the EVM
+//! or WASM over one journaled state (with calls across environments in both directions),
+//! charges fees and produces receipts and the block's state diff.
+
+pub mod bridge;
+pub mod executor;
+
+pub use bridge::{deploy_input, WASM_DEPLOYER};
+pub use executor::{BlockOutput, Runtime, RuntimeConfig, RuntimeError};

@@ -1,0 +1,248 @@
+//! A small chain for runtime tests: a real RocksDB store in a temp dir, a genesis with funded
+//! accounts, and blocks executed by the runtime and committed in order.
+#![allow(dead_code)]
+
+use keel_exec_evm::NoBlockHashes;
+use keel_exec_wasm::limits::MODULE_CACHE_ENTRIES;
+use keel_exec_wasm::ModuleCache;
+use keel_runtime::{BlockOutput, Runtime, RuntimeConfig};
+use keel_state::{CommitRequest, Overlay, StateViewExt, Store, StoreOptions};
+use keel_types::{
+    AccountRecord, Address, Block, Env, Hash, Header, Receipt, SecretKey, SignedTransaction,
+    Transaction, TxBody, U256,
+};
+use std::path::Path;
+use std::sync::Arc;
+
+pub const CHAIN_ID: u64 = 7;
+pub const GAS_PRICE: u128 = 1;
+pub const FUNDS: u64 = 1_000_000_000_000;
+
+pub fn key(i: u8) -> SecretKey {
+    SecretKey::from_seed([i; 32])
+}
+
+pub fn addr(k: &SecretKey) -> Address {
+    Address::from_public_key(&k.public_key())
+}
+
+/// Checked-in contract artifacts (contracts/build, rebuilt by scripts/contracts).
+pub fn artifact(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../contracts/build")
+        .join(name);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    if name.ends_with(".bin") {
+        hex::decode(String::from_utf8(bytes).expect("utf8").trim()).expect("hex bytecode")
+    } else {
+        bytes
+    }
+}
+
+pub struct Chain {
+    pub dir: tempfile::TempDir,
+    pub store: Store,
+    pub runtime: Runtime,
+    pub height: u64,
+    pub parent_hash: Hash,
+    nonces: std::collections::BTreeMap<[u8; 32], u64>,
+}
+
+/// ABI helpers for the Solidity-compatible test contracts.
+pub mod abi {
+    use keel_types::{Address, U256};
+
+    pub fn selector(signature: &str) -> [u8; 4] {
+        let h = keel_exec_wasm::keccak256(signature.as_bytes());
+        [h[0], h[1], h[2], h[3]]
+    }
+    pub fn address(a: &Address) -> [u8; 32] {
+        let mut w = [0u8; 32];
+        w[12..].copy_from_slice(&a.0);
+        w
+    }
+    pub fn uint(v: U256) -> [u8; 32] {
+        v.to_be_bytes::<32>()
+    }
+    pub fn u(v: u64) -> [u8; 32] {
+        uint(U256::from(v))
+    }
+    pub fn call(signature: &str, args: &[[u8; 32]]) -> Vec<u8> {
+        let mut out = selector(signature).to_vec();
+        for a in args {
+            out.extend_from_slice(a);
+        }
+        out
+    }
+    /// `error Name(uint256, uint256)` revert data.
+    pub fn error2(signature: &str, a: u64, b: u64) -> Vec<u8> {
+        call(signature, &[u(a), u(b)])
+    }
+    pub fn word(output: &[u8]) -> U256 {
+        U256::from_be_slice(output)
+    }
+}
+
+impl Chain {
+    /// A fresh chain whose genesis funds the given keys, with a module cache in `cache_dir`
+    /// (or a fresh one in the chain's temp dir).
+    pub fn new(funded: &[&SecretKey]) -> Chain {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = Arc::new(
+            ModuleCache::new(Some(dir.path().join("wasm-cache")), MODULE_CACHE_ENTRIES)
+                .expect("cache"),
+        );
+        Chain::with_cache(dir, funded, cache)
+    }
+
+    pub fn with_cache(
+        dir: tempfile::TempDir,
+        funded: &[&SecretKey],
+        cache: Arc<ModuleCache>,
+    ) -> Chain {
+        let options = StoreOptions {
+            sync_writes: false,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(&dir.path().join("db"), options).expect("open store");
+        let mut genesis = {
+            let view = store.latest_view();
+            let mut overlay = Overlay::new(&view);
+            for k in funded {
+                let record = AccountRecord {
+                    nonce: 0,
+                    balance: U256::from(FUNDS),
+                    code: None,
+                };
+                overlay.put_account(addr(k), &record).expect("genesis");
+            }
+            overlay.into_diff()
+        };
+        let info = store
+            .commit(CommitRequest {
+                height: 0,
+                diff: &std::mem::take(&mut genesis),
+                block: None,
+                receipts: &[],
+            })
+            .expect("genesis commit");
+        let runtime = Runtime::new(RuntimeConfig::new(CHAIN_ID), cache);
+        Chain {
+            dir,
+            store,
+            runtime,
+            height: 0,
+            parent_hash: info.block_hash,
+            nonces: Default::default(),
+        }
+    }
+
+    pub fn tx(&mut self, k: &SecretKey, gas_limit: u64, body: TxBody) -> SignedTransaction {
+        let nonce = self.nonces.entry(k.public_key().0).or_insert(0);
+        let tx = Transaction {
+            chain_id: CHAIN_ID,
+            sender: k.public_key(),
+            nonce: *nonce,
+            gas_limit,
+            gas_price: GAS_PRICE,
+            body,
+        }
+        .sign(k);
+        *nonce += 1;
+        tx
+    }
+
+    /// Execute one block holding `txs` and commit it; returns the output and the new root.
+    pub fn block(&mut self, txs: Vec<SignedTransaction>) -> (BlockOutput, Hash) {
+        let height = self.height + 1;
+        let block = Block {
+            header: Header {
+                chain_id: CHAIN_ID,
+                height,
+                epoch: 0,
+                view: height,
+                parent_hash: self.parent_hash,
+                proposer: key(250).public_key(),
+                timestamp_ms: 1_700_000_000_000 + height * 1_000,
+                tx_root: keel_types::block::tx_root(&txs),
+                parent_state_root: Hash::ZERO,
+                parent_receipts_root: Hash::ZERO,
+                archive_root: Hash::ZERO,
+            },
+            transactions: txs,
+        };
+        let output = {
+            let view = self.store.latest_view();
+            self.runtime
+                .execute_block(&view, &NoBlockHashes, &block)
+                .expect("execute block")
+        };
+        let info = self
+            .store
+            .commit(CommitRequest {
+                height,
+                diff: &output.diff,
+                block: Some(&block),
+                receipts: &output.receipts,
+            })
+            .expect("commit");
+        self.height = height;
+        self.parent_hash = block.hash();
+        (output, info.state_root)
+    }
+
+    /// One transaction in its own block; its receipt.
+    pub fn run(&mut self, k: &SecretKey, gas_limit: u64, body: TxBody) -> Receipt {
+        let tx = self.tx(k, gas_limit, body);
+        let (mut out, _) = self.block(vec![tx]);
+        out.receipts.remove(0)
+    }
+
+    pub fn deploy(&mut self, k: &SecretKey, env: Env, code: Vec<u8>, args: Vec<u8>) -> Address {
+        let r = self.run(
+            k,
+            10_000_000,
+            TxBody::Deploy {
+                env,
+                code,
+                args,
+                value: U256::ZERO,
+            },
+        );
+        assert_eq!(
+            r.status,
+            keel_types::TxStatus::Success,
+            "deploy failed: {r:?}"
+        );
+        r.contract_address.expect("contract address")
+    }
+
+    pub fn call(&mut self, k: &SecretKey, to: Address, data: Vec<u8>) -> Receipt {
+        self.run(
+            k,
+            5_000_000,
+            TxBody::Call {
+                to,
+                data,
+                value: U256::ZERO,
+            },
+        )
+    }
+
+    pub fn balance(&self, a: &Address) -> U256 {
+        self.store
+            .latest_view()
+            .account(a)
+            .expect("read")
+            .map(|r| r.balance)
+            .unwrap_or_default()
+    }
+
+    pub fn storage(&self, a: &Address, slot: [u8; 32]) -> [u8; 32] {
+        self.store.latest_view().storage(a, &slot).expect("read")
+    }
+
+    pub fn root(&self) -> Hash {
+        self.store.latest().expect("latest").state_root
+    }
+}

@@ -1,0 +1,195 @@
+//! Hostile WASM: every attack ends in a typed outcome, and running the same attacks on two
+//! fresh stores gives byte-identical receipts and state roots.
+
+mod common;
+
+use common::{key, Chain};
+use keel_types::{Env, Hash, Receipt, TxBody, TxError, TxStatus, U256};
+
+const GAS: u64 = 3_000_000;
+
+const INFINITE_LOOP: &str = r#"(module
+  (memory (export "memory") 1 1)
+  (func (export "call") (param i32) (result i32) (loop $l (br $l)) (i32.const 0)))"#;
+
+/// Grows memory one page at a time until refused, forever; returns the final size if the
+/// growth were ever to stop. Bounded by the declared maximum: grow returns -1 past it.
+const GROW_BOMB: &str = r#"(module
+  (import "keel" "return_data" (func $ret (param i32 i32)))
+  (memory (export "memory") 1 32)
+  (func (export "call") (param i32) (result i32)
+    (block $done (loop $l
+      (br_if $done (i32.eq (memory.grow (i32.const 1)) (i32.const -1)))
+      (br $l)))
+    ;; Past the maximum now: a huge request is refused too, and memory stays 32 pages.
+    (i32.store (i32.const 0) (memory.grow (i32.const 65536)))
+    (i32.store (i32.const 4) (memory.size))
+    (call $ret (i32.const 0) (i32.const 8))
+    (i32.const 0)))"#;
+
+const DEEP_RECURSION: &str = r#"(module
+  (memory (export "memory") 1 1)
+  (func $f (param i32) (result i32) (call $f (i32.add (local.get 0) (i32.const 1))))
+  (func (export "call") (param i32) (result i32) (call $f (i32.const 0))))"#;
+
+const UNREACHABLE: &str = r#"(module
+  (memory (export "memory") 1 1)
+  (func (export "call") (param i32) (result i32) unreachable))"#;
+
+const DISALLOWED_IMPORT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1 1)
+  (func (export "call") (param i32) (result i32) (i32.const 0)))"#;
+
+const WRONG_HOST_SIGNATURE: &str = r#"(module
+  (import "keel" "storage_load" (func (param i32) (result i32)))
+  (memory (export "memory") 1 1)
+  (func (export "call") (param i32) (result i32) (i32.const 0)))"#;
+
+/// A NaN with a payload: the bits a float unit may or may not preserve differ across CPUs,
+/// so keel rejects float instructions at deploy instead of canonicalizing.
+const FLOAT_NAN: &str = r#"(module
+  (memory (export "memory") 1 1)
+  (func (export "call") (param i32) (result i32)
+    (i32.reinterpret_f32 (f32.add (f32.const nan:0x200001) (f32.const -nan:0x7fffff)))))"#;
+
+const NO_MEMORY_MAX: &str = r#"(module
+  (memory (export "memory") 1)
+  (func (export "call") (param i32) (result i32) (i32.const 0)))"#;
+
+const TOO_MUCH_MEMORY: &str = r#"(module
+  (memory (export "memory") 1 33)
+  (func (export "call") (param i32) (result i32) (i32.const 0)))"#;
+
+const START_FUNCTION: &str = r#"(module
+  (memory (export "memory") 1 1)
+  (func $s)
+  (start $s)
+  (func (export "call") (param i32) (result i32) (i32.const 0)))"#;
+
+fn deploy(chain: &mut Chain, code: Vec<u8>, gas: u64) -> Receipt {
+    chain.run(
+        &key(1),
+        gas,
+        TxBody::Deploy {
+            env: Env::Wasm,
+            code,
+            args: Vec::new(),
+            value: U256::ZERO,
+        },
+    )
+}
+
+fn invalid_code(r: &Receipt) -> String {
+    assert_eq!(r.status, TxStatus::Revert, "{r:?}");
+    match &r.error {
+        Some(TxError::InvalidCode { reason }) => reason.clone(),
+        other => panic!("expected InvalidCode, got {other:?}"),
+    }
+}
+
+fn call(chain: &mut Chain, to: keel_types::Address) -> Receipt {
+    chain.run(
+        &key(1),
+        GAS,
+        TxBody::Call {
+            to,
+            data: Vec::new(),
+            value: U256::ZERO,
+        },
+    )
+}
+
+/// Every attack once; returns all receipts and the final root.
+fn attacks() -> (Vec<Receipt>, Hash) {
+    let mut chain = Chain::new(&[&key(1)]);
+    let mut receipts = Vec::new();
+    let wat = |s: &str| wat::parse_str(s).expect("wat");
+
+    // Infinite loop: out of gas, all of the call's gas spent.
+    let r = deploy(&mut chain, wat(INFINITE_LOOP), GAS);
+    let looper = r.contract_address.expect("deployed");
+    receipts.push(r);
+    let r = call(&mut chain, looper);
+    assert_eq!(
+        (r.status, r.error.clone()),
+        (TxStatus::Revert, Some(TxError::OutOfGas))
+    );
+    assert_eq!(r.gas_used, GAS);
+    receipts.push(r);
+
+    // memory.grow bomb: bounded at the declared 32 pages; grows past it return -1.
+    let r = deploy(&mut chain, wat(GROW_BOMB), GAS);
+    let bomb = r.contract_address.expect("deployed");
+    receipts.push(r);
+    let r = call(&mut chain, bomb);
+    assert_eq!(r.status, TxStatus::Success, "{r:?}");
+    assert_eq!(r.output[..4], (-1i32).to_le_bytes());
+    assert_eq!(r.output[4..8], 32u32.to_le_bytes());
+    receipts.push(r);
+
+    // Deep recursion: trapped by the call-depth instrumentation, long before the native
+    // stack could overflow.
+    let r = deploy(&mut chain, wat(DEEP_RECURSION), GAS);
+    let recurse = r.contract_address.expect("deployed");
+    receipts.push(r);
+    let r = call(&mut chain, recurse);
+    assert_eq!(
+        (r.status, r.error.clone()),
+        (TxStatus::Revert, Some(TxError::CallDepthExceeded))
+    );
+    receipts.push(r);
+
+    // A trap: typed, with the reason.
+    let r = deploy(&mut chain, wat(UNREACHABLE), GAS);
+    let trap = r.contract_address.expect("deployed");
+    receipts.push(r);
+    let r = call(&mut chain, trap);
+    assert_eq!(r.status, TxStatus::Revert);
+    assert!(
+        matches!(&r.error, Some(TxError::Execution { reason }) if reason.contains("Unreachable")),
+        "{r:?}"
+    );
+    receipts.push(r);
+
+    // Refused at deploy, each with its typed reason.
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            b"\0asm\x01\0\0\0\x01\xff\xff".to_vec(),
+            "not a valid WASM module",
+        ),
+        (b"definitely not wasm".to_vec(), "not a valid WASM module"),
+        (wat(DISALLOWED_IMPORT), "is not part of the host API"),
+        (wat(WRONG_HOST_SIGNATURE), "wrong signature"),
+        (
+            wat(FLOAT_NAN),
+            "float instructions and types are not allowed",
+        ),
+        (wat(NO_MEMORY_MAX), "declared maximum"),
+        (wat(TOO_MUCH_MEMORY), "declared maximum"),
+        (wat(START_FUNCTION), "start functions are not allowed"),
+        (
+            vec![0u8; keel_types::limits::MAX_CODE_BYTES + 1],
+            "bytes, the limit is",
+        ),
+    ];
+    for (code, expected) in cases {
+        let r = deploy(&mut chain, code, GAS);
+        let reason = invalid_code(&r);
+        assert!(
+            reason.contains(expected),
+            "{reason:?} should contain {expected:?}"
+        );
+        assert!(r.contract_address.is_none());
+        receipts.push(r);
+    }
+    (receipts, chain.root())
+}
+
+#[test]
+fn hostile_modules_get_typed_outcomes_and_identical_results_on_fresh_stores() {
+    let (first, first_root) = attacks();
+    let (second, second_root) = attacks();
+    assert_eq!(first, second);
+    assert_eq!(first_root, second_root);
+}
