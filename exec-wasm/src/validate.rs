@@ -4,7 +4,7 @@
 //! Everything here runs on untrusted bytes, so every failure is a typed [`ValidationError`];
 //! nothing panics and nothing is compiled before the whole module has passed.
 
-use crate::host_api::{import_signature, ENTRY_POINT, HOST_MODULE, MEMORY_EXPORT};
+use crate::host_api::{import_signature, CONSTRUCTOR, ENTRY_POINT, HOST_MODULE, MEMORY_EXPORT};
 use crate::limits::*;
 use wasmparser::{
     ExternalKind, FuncType, Parser, Payload, TypeRef, ValType, Validator, WasmFeatures,
@@ -35,7 +35,7 @@ pub enum ValidationError {
         "the module must define exactly one memory with a declared maximum <= {max_pages} pages"
     )]
     Memory { max_pages: u64 },
-    #[error("missing export `{0}` of the right kind and type")]
+    #[error("missing or mistyped export `{0}` (must be a function (i32) -> i32, or the memory)")]
     MissingExport(&'static str),
     #[error("start functions are not allowed (they would run outside any call frame)")]
     StartFunction,
@@ -250,6 +250,17 @@ pub fn validate(code: &[u8]) -> Result<ModuleFacts, ValidationError> {
                 .and_then(|t| types.get(*t as usize));
             entry_ok =
                 sig.is_some_and(|f| f.params() == [ValType::I32] && f.results() == [ValType::I32]);
+        }
+        if name == CONSTRUCTOR {
+            let sig = func_type_of
+                .get(*index as usize)
+                .and_then(|t| types.get(*t as usize));
+            let ok = *kind == ExternalKind::Func
+                && sig
+                    .is_some_and(|f| f.params() == [ValType::I32] && f.results() == [ValType::I32]);
+            if !ok {
+                return Err(ValidationError::MissingExport(CONSTRUCTOR));
+            }
         }
         if name == MEMORY_EXPORT && *kind == ExternalKind::Memory {
             memory_export_ok = true;

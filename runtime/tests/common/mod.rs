@@ -152,10 +152,10 @@ impl Chain {
         tx
     }
 
-    /// Execute one block holding `txs` and commit it; returns the output and the new root.
-    pub fn block(&mut self, txs: Vec<SignedTransaction>) -> (BlockOutput, Hash) {
+    /// The next block holding `txs`.
+    pub fn make_block(&self, txs: Vec<SignedTransaction>) -> Block {
         let height = self.height + 1;
-        let block = Block {
+        Block {
             header: Header {
                 chain_id: CHAIN_ID,
                 height,
@@ -170,25 +170,39 @@ impl Chain {
                 archive_root: Hash::ZERO,
             },
             transactions: txs,
-        };
-        let output = {
-            let view = self.store.latest_view();
-            self.runtime
-                .execute_block(&view, &NoBlockHashes, &block)
-                .expect("execute block")
-        };
+        }
+    }
+
+    /// Execute `block` over the latest state (nothing is committed).
+    pub fn execute(&self, block: &Block) -> BlockOutput {
+        let view = self.store.latest_view();
+        self.runtime
+            .execute_block(&view, &NoBlockHashes, block)
+            .expect("execute block")
+    }
+
+    /// Commit an executed block; returns the new state root.
+    pub fn commit(&mut self, block: &Block, output: &BlockOutput) -> Hash {
         let info = self
             .store
             .commit(CommitRequest {
-                height,
+                height: block.header.height,
                 diff: &output.diff,
-                block: Some(&block),
+                block: Some(block),
                 receipts: &output.receipts,
             })
             .expect("commit");
-        self.height = height;
+        self.height = block.header.height;
         self.parent_hash = block.hash();
-        (output, info.state_root)
+        info.state_root
+    }
+
+    /// Execute one block holding `txs` and commit it; returns the output and the new root.
+    pub fn block(&mut self, txs: Vec<SignedTransaction>) -> (BlockOutput, Hash) {
+        let block = self.make_block(txs);
+        let output = self.execute(&block);
+        let root = self.commit(&block, &output);
+        (output, root)
     }
 
     /// One transaction in its own block; its receipt.
