@@ -167,6 +167,16 @@ fn keel_transfers(senders: &[SecretKey], transfers: &[(Address, Vec<u8>)]) -> (f
         keel_types::crypto::verify_batch(chunk).expect("valid signatures");
     }
     let signatures = start.elapsed();
+    for threads in [1, 2] {
+        let start = Instant::now();
+        for chunk in txs.chunks(BLOCK_TXS) {
+            assert!(keel_runtime::signatures::bad_signatures(chunk, threads).is_empty());
+        }
+        println!(
+            "keel block signature check, {threads} thread(s): {:.2?}",
+            start.elapsed()
+        );
+    }
 
     let (mut execute, mut commit) = (Duration::ZERO, Duration::ZERO);
     let start = Instant::now();

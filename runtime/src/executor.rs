@@ -26,6 +26,8 @@ pub struct RuntimeConfig {
     pub chain_id: u64,
     pub block_gas_limit: u64,
     pub min_gas_price: u128,
+    /// Threads that verify a block's signatures (timing only; never the result).
+    pub verify_threads: usize,
 }
 
 impl RuntimeConfig {
@@ -34,6 +36,7 @@ impl RuntimeConfig {
             chain_id,
             block_gas_limit: BLOCK_GAS_LIMIT,
             min_gas_price: 0,
+            verify_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -172,19 +175,10 @@ impl Runtime {
             parent_hash: header.parent_hash,
             gas_limit: self.config.block_gas_limit,
         };
-        // Signatures first, as one batch (the verdict per index is deterministic).
-        let hashes_of: Vec<[u8; 32]> = block.transactions.iter().map(|t| t.hash().0).collect();
-        let items: Vec<(&[u8], keel_types::PublicKey, keel_types::Signature)> = block
-            .transactions
-            .iter()
-            .zip(&hashes_of)
-            .map(|(t, h)| (h.as_slice(), t.tx.sender, t.signature))
-            .collect();
-        let bad: Vec<usize> = match keel_types::crypto::verify_batch(&items) {
-            Ok(()) => Vec::new(),
-            Err(keel_types::CryptoError::BadSignatures { bad, .. }) => bad,
-            Err(_) => (0..items.len()).collect(),
-        };
+        // Signatures first, batch-verified in fixed-size chunks over the configured threads
+        // (the verdict depends only on the block).
+        let bad =
+            crate::signatures::bad_signatures(&block.transactions, self.config.verify_threads);
 
         let mut overlay = Overlay::new(parent);
         let mut receipts = Vec::with_capacity(block.transactions.len());

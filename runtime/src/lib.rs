@@ -4,6 +4,7 @@
 
 pub mod bridge;
 pub mod executor;
+pub mod signatures;
 
 pub use bridge::{deploy_input, WASM_DEPLOYER};
 pub use executor::{BlockOutput, Runtime, RuntimeConfig, RuntimeError};

@@ -386,3 +386,109 @@ fn the_evm_sees_wasm_code_with_its_prefix() {
         "{r:?}"
     );
 }
+
+#[test]
+fn precompiles_refunds_and_block_context_follow_ethereum() {
+    let alice = key(1);
+    let mut chain = Chain::new(&[&alice]);
+    // SHA-256 precompile at 0x02, called by a transaction.
+    let mut sha = [0u8; 20];
+    sha[19] = 2;
+    let r = chain.call(&alice, Address(sha), b"abc".to_vec());
+    assert_eq!(r.status, TxStatus::Success, "{r:?}");
+    assert_eq!(
+        hex::encode(&r.output),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+
+    // Clearing a slot is refunded (EIP-3529): emptying a balance costs less than lowering it.
+    let token = chain.deploy(
+        &alice,
+        Env::Evm,
+        common::artifact("Token.bin"),
+        abi::u(1_000).to_vec(),
+    );
+    let bob = addr(&key(2));
+    let to_bob = |n| {
+        abi::call(
+            "transfer(address,uint256)",
+            &[abi::address(&bob), abi::u(n)],
+        )
+    };
+    chain.call(&alice, token, to_bob(10));
+    let partial = chain.call(&alice, token, to_bob(10));
+    let all = chain.call(&alice, token, to_bob(980));
+    assert_eq!(
+        (partial.status, all.status),
+        (TxStatus::Success, TxStatus::Success)
+    );
+    assert!(
+        all.gas_used < partial.gas_used,
+        "{} vs {}",
+        all.gas_used,
+        partial.gas_used
+    );
+
+    // NUMBER, TIMESTAMP (seconds), CHAINID, PREVRANDAO (= parent hash) into slots 0..3.
+    let runtime = [
+        0x43, 0x60, 0, 0x55, 0x42, 0x60, 1, 0x55, 0x46, 0x60, 2, 0x55, 0x44, 0x60, 3, 0x55, 0x00,
+    ];
+    let probe = chain.deploy(&alice, Env::Evm, creation(&runtime), Vec::new());
+    let parent = chain.parent_hash;
+    chain.call(&alice, probe, Vec::new());
+    let height = chain.height;
+    assert_eq!(chain.storage(&probe, abi::u(0)), abi::u(height));
+    assert_eq!(
+        chain.storage(&probe, abi::u(1)),
+        abi::u(1_700_000_000 + height)
+    );
+    assert_eq!(chain.storage(&probe, abi::u(2)), abi::u(CHAIN_ID));
+    assert_eq!(chain.storage(&probe, abi::u(3)), parent.0);
+}
+
+/// Stores block_height, block_timestamp (ms) and block_epoch into slots 0, 1, 2.
+const BLOCK_PROBE: &str = r#"(module
+  (import "keel" "block_height" (func $h (result i64)))
+  (import "keel" "block_timestamp" (func $t (result i64)))
+  (import "keel" "block_epoch" (func $e (result i64)))
+  (import "keel" "storage_store" (func $store (param i32 i32)))
+  (memory (export "memory") 1 1)
+  (func $put (param $slot i32) (param $v i64)
+    ;; key at 0 (slot in the last byte), value big-endian at 32..64
+    (i32.store8 (i32.const 31) (local.get $slot))
+    (i64.store (i32.const 56) (i64.or
+      (i64.or (i64.or (i64.shl (local.get $v) (i64.const 56))
+                      (i64.and (i64.shl (local.get $v) (i64.const 40)) (i64.const 0x00ff000000000000)))
+              (i64.or (i64.and (i64.shl (local.get $v) (i64.const 24)) (i64.const 0x0000ff0000000000))
+                      (i64.and (i64.shl (local.get $v) (i64.const 8)) (i64.const 0x000000ff00000000))))
+      (i64.or (i64.or (i64.and (i64.shr_u (local.get $v) (i64.const 8)) (i64.const 0x00000000ff000000))
+                      (i64.and (i64.shr_u (local.get $v) (i64.const 24)) (i64.const 0x0000000000ff0000)))
+              (i64.or (i64.and (i64.shr_u (local.get $v) (i64.const 40)) (i64.const 0x000000000000ff00))
+                      (i64.shr_u (local.get $v) (i64.const 56))))))
+    (call $store (i32.const 0) (i32.const 32)))
+  (func (export "call") (param i32) (result i32)
+    (call $put (i32.const 0) (call $h))
+    (call $put (i32.const 1) (call $t))
+    (call $put (i32.const 2) (call $e))
+    (i32.const 0)))"#;
+
+#[test]
+fn wasm_sees_the_same_block() {
+    let alice = key(1);
+    let mut chain = Chain::new(&[&alice]);
+    let probe = chain.deploy(
+        &alice,
+        Env::Wasm,
+        wat::parse_str(BLOCK_PROBE).expect("wat"),
+        Vec::new(),
+    );
+    let r = chain.call(&alice, probe, Vec::new());
+    assert_eq!(r.status, TxStatus::Success, "{r:?}");
+    let height = chain.height;
+    assert_eq!(chain.storage(&probe, abi::u(0)), abi::u(height));
+    assert_eq!(
+        chain.storage(&probe, abi::u(1)),
+        abi::u(1_700_000_000_000 + height * 1_000)
+    );
+    assert_eq!(chain.storage(&probe, abi::u(2)), abi::u(0));
+}

@@ -1,0 +1,113 @@
+//! Signature checks for a block, batched and spread over threads.
+//!
+//! The verdict must be a function of the block alone: the transactions are cut into chunks of
+//! a fixed size ([`SIGNATURE_CHUNK`]) and each chunk is batch-verified on its own, so the
+//! result does not depend on how many threads ran or which finished first (verify_batch's
+//! fallback for adversarial sets is per chunk, and the chunking is fixed).
+
+use keel_types::crypto::verify_batch;
+use keel_types::{CryptoError, PublicKey, Signature, SignedTransaction};
+
+/// Transactions per batch verification. Large enough that batching pays (the batch equation
+/// costs about half of verifying one by one), small enough to spread a block over cores.
+pub const SIGNATURE_CHUNK: usize = 128;
+
+fn verify_chunk(items: &[(&[u8], PublicKey, Signature)]) -> Vec<usize> {
+    match verify_batch(items) {
+        Ok(()) => Vec::new(),
+        Err(CryptoError::BadSignatures { bad, .. }) => bad,
+        Err(_) => (0..items.len()).collect(),
+    }
+}
+
+/// Indices (ascending) of the transactions whose signature does not verify, using up to
+/// `threads` threads.
+pub fn bad_signatures(transactions: &[SignedTransaction], threads: usize) -> Vec<usize> {
+    let hashes: Vec<[u8; 32]> = transactions.iter().map(|t| t.hash().0).collect();
+    let items: Vec<(&[u8], PublicKey, Signature)> = transactions
+        .iter()
+        .zip(&hashes)
+        .map(|(t, h)| (h.as_slice(), t.tx.sender, t.signature))
+        .collect();
+    let chunks: Vec<&[(&[u8], PublicKey, Signature)]> = items.chunks(SIGNATURE_CHUNK).collect();
+    let threads = threads.clamp(1, chunks.len().max(1));
+    let verdicts: Vec<Vec<usize>> = if threads == 1 {
+        chunks.iter().map(|c| verify_chunk(c)).collect()
+    } else {
+        // Thread t takes chunks t, t + threads, …; results are put back by chunk index.
+        let mut verdicts = vec![Vec::new(); chunks.len()];
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let chunks = &chunks;
+                    scope.spawn(move || {
+                        (t..chunks.len())
+                            .step_by(threads)
+                            .map(|i| (i, verify_chunk(chunks[i])))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for handle in handles {
+                // A panic in verification is a bug; re-raise it rather than guess a verdict.
+                let results = handle
+                    .join()
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+                for (i, bad) in results {
+                    verdicts[i] = bad;
+                }
+            }
+        });
+        verdicts
+    };
+    verdicts
+        .into_iter()
+        .enumerate()
+        .flat_map(|(chunk, bad)| bad.into_iter().map(move |i| chunk * SIGNATURE_CHUNK + i))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_types::{Address, SecretKey, Transaction, TxBody, U256};
+
+    fn txs(n: usize, bad: &[usize]) -> Vec<SignedTransaction> {
+        (0..n)
+            .map(|i| {
+                let key = SecretKey::from_seed([(i % 200) as u8 + 1; 32]);
+                let mut tx = Transaction {
+                    chain_id: 1,
+                    sender: key.public_key(),
+                    nonce: i as u64,
+                    gas_limit: 21_000,
+                    gas_price: 1,
+                    body: TxBody::Transfer {
+                        to: Address([7; 20]),
+                        amount: U256::from(i),
+                    },
+                }
+                .sign(&key);
+                if bad.contains(&i) {
+                    tx.signature.0[5] ^= 0x40;
+                }
+                tx
+            })
+            .collect()
+    }
+
+    #[test]
+    fn same_verdict_for_any_thread_count() {
+        let bad = [0, 127, 128, 300, 511];
+        let block = txs(512, &bad);
+        for threads in [1, 2, 3, 8] {
+            assert_eq!(
+                bad_signatures(&block, threads),
+                bad.to_vec(),
+                "{threads} threads"
+            );
+        }
+        assert!(bad_signatures(&txs(10, &[]), 4).is_empty());
+        assert!(bad_signatures(&[], 4).is_empty());
+    }
+}
