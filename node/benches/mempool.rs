@@ -1,0 +1,86 @@
+//! Mempool admission rate (decode, checks, batch signature verification, state reads,
+//! queue insertion) against raw ed25519 batch verification of the same signatures, in the
+//! same run.
+//!
+//! Run: `scripts/bench` (or `cargo bench --profile ci -p keel-node --bench mempool`).
+
+// Floats only format the measured rates; nothing here reaches state.
+#![allow(clippy::float_arithmetic)]
+
+#[path = "../../runtime/tests/common/mod.rs"]
+mod common;
+
+use common::{addr, key, Chain, CHAIN_ID};
+use keel_node::{Mempool, MempoolConfig};
+use keel_types::{Canonical, SecretKey, Transaction, TxBody, U256};
+use std::time::Instant;
+
+const SENDERS: u8 = 200;
+const PER_SENDER: u64 = 50;
+const BATCH: usize = 500;
+
+fn main() {
+    let keys: Vec<SecretKey> = (0..SENDERS).map(|i| key(i.wrapping_add(1))).collect();
+    let chain = Chain::new(&keys.iter().collect::<Vec<_>>());
+    let view = chain.store.latest_view();
+    let mut raw: Vec<Vec<u8>> = Vec::new();
+    for nonce in 0..PER_SENDER {
+        for k in &keys {
+            let tx = Transaction {
+                chain_id: CHAIN_ID,
+                sender: k.public_key(),
+                nonce,
+                gas_limit: 21_000,
+                gas_price: 1,
+                body: TxBody::Transfer {
+                    to: addr(&key(250)),
+                    amount: U256::from(1),
+                },
+            }
+            .sign(k);
+            raw.push(tx.encode());
+        }
+    }
+    let n = raw.len();
+
+    // Baseline: raw batch verification of the same (message, key, signature) triples.
+    let decoded: Vec<keel_types::SignedTransaction> = raw
+        .iter()
+        .map(|b| keel_types::SignedTransaction::decode(b).expect("decode"))
+        .collect();
+    let hashes: Vec<[u8; 32]> = decoded.iter().map(|t| t.hash().0).collect();
+    let items: Vec<_> = decoded
+        .iter()
+        .zip(&hashes)
+        .map(|(t, h)| (h.as_slice(), t.tx.sender, t.signature))
+        .collect();
+    let start = Instant::now();
+    for chunk in items.chunks(BATCH) {
+        keel_types::crypto::verify_batch(chunk).expect("valid");
+    }
+    let raw_rate = n as f64 / start.elapsed().as_secs_f64();
+
+    let mut pool = Mempool::new(
+        MempoolConfig {
+            max_txs: n,
+            max_per_sender: PER_SENDER as usize,
+            ..MempoolConfig::default()
+        },
+        CHAIN_ID,
+        1,
+    );
+    let start = Instant::now();
+    for chunk in raw.chunks(BATCH) {
+        for result in pool.admit_raw(&view, chunk) {
+            result.expect("admitted");
+        }
+    }
+    let keel_rate = n as f64 / start.elapsed().as_secs_f64();
+    assert_eq!(pool.len(), n);
+
+    println!("\n## Mempool admission ({n} transfers from {SENDERS} senders, batches of {BATCH})");
+    println!("| path | tx/s | ratio to raw batch verification |");
+    println!("|---|---:|---:|");
+    println!("| raw ed25519 batch verification (baseline) | {raw_rate:.0} | 1.000 |");
+    println!("| keel mempool admission (decode, checks, signatures, state, queues) | {keel_rate:.0} | {:.3} |", keel_rate / raw_rate);
+}

@@ -1,0 +1,445 @@
+//! The mempool: transactions admitted for inclusion, bounded in count, bytes and per sender.
+//!
+//! Admission checks what can be checked against the latest state (size, decoding, chain id,
+//! gas bounds, signature — batch-verified —, a nonce window and the balance for the maximum
+//! cost of the sender's queued transactions), so a flood of garbage never reaches a block.
+//! Each sender has a nonce-ordered queue; when the pool is full a new transaction displaces
+//! the cheapest transactions of other senders if it pays more (with their later nonces,
+//! which could no longer run), so a flood keeps the best-paying transactions and never
+//! leaves holes in a queue. After each committed block [`Mempool::revalidate`] drops what the block made stale.
+//!
+//! Everything is ordered (BTreeMap), so two nodes with the same inputs hold the same pool.
+
+use keel_runtime::signatures::bad_signatures;
+use keel_state::{StateError, StateView, StateViewExt};
+use keel_types::limits::{MAX_TX_BYTES, MAX_TX_GAS};
+use keel_types::{Address, Canonical, Hash, SignedTransaction, TxBody, U256};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Mempool bounds. Every field bounds memory or work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MempoolConfig {
+    /// Transactions held in total.
+    pub max_txs: usize,
+    /// Encoded bytes held in total.
+    pub max_bytes: usize,
+    /// Transactions held per sender.
+    pub max_per_sender: usize,
+    /// A transaction's nonce may be at most this far above the sender's account nonce.
+    pub nonce_window: u64,
+    /// A same-nonce replacement must raise the gas price by at least this percentage.
+    pub replace_bump_percent: u128,
+    /// Threads for batch signature verification (timing only).
+    pub verify_threads: usize,
+}
+
+impl Default for MempoolConfig {
+    fn default() -> Self {
+        MempoolConfig {
+            max_txs: 20_000,
+            max_bytes: 64 * 1024 * 1024,
+            max_per_sender: 64,
+            nonce_window: 64,
+            replace_bump_percent: 10,
+            verify_threads: 1,
+        }
+    }
+}
+
+/// Why a transaction was not admitted. Every variant says what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdmitError {
+    #[error("transaction is {len} bytes, the limit is {max}")]
+    TooLarge { len: usize, max: usize },
+    #[error("transaction does not decode: {0}")]
+    Decode(String),
+    #[error("wrong chain id: expected {expected}, got {got}")]
+    WrongChainId { expected: u64, got: u64 },
+    #[error("bad signature")]
+    BadSignature,
+    #[error("gas limit {gas_limit} exceeds the per-transaction limit {max}")]
+    GasLimitTooHigh { gas_limit: u64, max: u64 },
+    #[error("gas price {gas_price} is below the minimum {min}")]
+    GasPriceTooLow { gas_price: u128, min: u128 },
+    #[error("nonce {got} is already used: the account nonce is {next}")]
+    NonceTooLow { next: u64, got: u64 },
+    #[error("nonce {got} is too far ahead: the account nonce is {next}, the window is {window}")]
+    NonceTooFarAhead { next: u64, got: u64, window: u64 },
+    #[error("insufficient balance for this and the sender's queued transactions: need {needed}, have {available}")]
+    InsufficientBalance { needed: U256, available: U256 },
+    #[error("transaction is already in the mempool")]
+    AlreadyKnown,
+    #[error("a transaction with this nonce is queued at gas price {queued}; a replacement must pay at least {required}")]
+    ReplacementUnderpriced { queued: u128, required: u128 },
+    #[error("sender already has {max} queued transactions; wait for some to be included")]
+    SenderFull { max: usize },
+    #[error("mempool full ({max_txs} transactions); retry later or raise the gas price")]
+    Full { max_txs: usize },
+    #[error("state read failed: {0}")]
+    State(String),
+}
+
+impl From<StateError> for AdmitError {
+    fn from(e: StateError) -> Self {
+        AdmitError::State(e.to_string())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    tx: SignedTransaction,
+    hash: Hash,
+    bytes: usize,
+}
+
+impl Entry {
+    /// The most this transaction can take from the sender's balance.
+    fn max_cost(&self) -> U256 {
+        let value = match &self.tx.tx.body {
+            TxBody::Transfer { amount, .. } => *amount,
+            TxBody::Deploy { value, .. } | TxBody::Call { value, .. } => *value,
+            TxBody::Revive { .. } => U256::ZERO,
+        };
+        self.tx.tx.max_fee().saturating_add(value)
+    }
+}
+
+/// The pool. Not thread-safe by itself: the node wraps it in one lock.
+#[derive(Debug)]
+pub struct Mempool {
+    config: MempoolConfig,
+    chain_id: u64,
+    min_gas_price: u128,
+    senders: BTreeMap<Address, BTreeMap<u64, Entry>>,
+    hashes: BTreeMap<Hash, (Address, u64)>,
+    /// Every entry by (gas price, sender, nonce): the eviction order.
+    by_price: BTreeSet<(u128, Address, u64)>,
+    bytes: usize,
+}
+
+impl Mempool {
+    pub fn new(config: MempoolConfig, chain_id: u64, min_gas_price: u128) -> Mempool {
+        Mempool {
+            config,
+            chain_id,
+            min_gas_price,
+            senders: BTreeMap::new(),
+            hashes: BTreeMap::new(),
+            by_price: BTreeSet::new(),
+            bytes: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.hashes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+
+    /// Encoded bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn contains(&self, hash: &Hash) -> bool {
+        self.hashes.contains_key(hash)
+    }
+
+    /// Every held transaction, by sender then nonce.
+    pub fn transactions(&self) -> impl Iterator<Item = &SignedTransaction> {
+        self.senders
+            .values()
+            .flat_map(|q| q.values().map(|e| &e.tx))
+    }
+
+    pub fn config(&self) -> &MempoolConfig {
+        &self.config
+    }
+
+    /// Decode and admit raw transactions (as received over RPC or gossip).
+    pub fn admit_raw(
+        &mut self,
+        state: &dyn StateView,
+        raw: &[Vec<u8>],
+    ) -> Vec<Result<Hash, AdmitError>> {
+        let mut results: Vec<Option<Result<Hash, AdmitError>>> = vec![None; raw.len()];
+        let mut decoded = Vec::new();
+        let mut positions = Vec::new();
+        for (i, bytes) in raw.iter().enumerate() {
+            if bytes.len() > MAX_TX_BYTES {
+                results[i] = Some(Err(AdmitError::TooLarge {
+                    len: bytes.len(),
+                    max: MAX_TX_BYTES,
+                }));
+                continue;
+            }
+            match SignedTransaction::decode(bytes) {
+                Ok(tx) => {
+                    decoded.push(tx);
+                    positions.push(i);
+                }
+                Err(e) => results[i] = Some(Err(AdmitError::Decode(e.to_string()))),
+            }
+        }
+        for (i, result) in positions.into_iter().zip(self.admit(state, decoded)) {
+            results[i] = Some(result);
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(AdmitError::Decode("not processed".into()))))
+            .collect()
+    }
+
+    /// Admit decoded transactions; one result per transaction, in order. Signatures of the
+    /// whole batch are verified together.
+    pub fn admit(
+        &mut self,
+        state: &dyn StateView,
+        txs: Vec<SignedTransaction>,
+    ) -> Vec<Result<Hash, AdmitError>> {
+        let bad = bad_signatures(&txs, self.config.verify_threads);
+        txs.into_iter()
+            .enumerate()
+            .map(|(i, tx)| {
+                if bad.binary_search(&i).is_ok() {
+                    return Err(AdmitError::BadSignature);
+                }
+                self.insert(state, tx)
+            })
+            .collect()
+    }
+
+    fn stateless_checks(&self, tx: &SignedTransaction, len: usize) -> Result<(), AdmitError> {
+        if len > MAX_TX_BYTES {
+            return Err(AdmitError::TooLarge {
+                len,
+                max: MAX_TX_BYTES,
+            });
+        }
+        let t = &tx.tx;
+        if t.chain_id != self.chain_id {
+            return Err(AdmitError::WrongChainId {
+                expected: self.chain_id,
+                got: t.chain_id,
+            });
+        }
+        if t.gas_limit > MAX_TX_GAS {
+            return Err(AdmitError::GasLimitTooHigh {
+                gas_limit: t.gas_limit,
+                max: MAX_TX_GAS,
+            });
+        }
+        if t.gas_price < self.min_gas_price {
+            return Err(AdmitError::GasPriceTooLow {
+                gas_price: t.gas_price,
+                min: self.min_gas_price,
+            });
+        }
+        Ok(())
+    }
+
+    /// Admit one transaction whose signature has been verified.
+    fn insert(&mut self, state: &dyn StateView, tx: SignedTransaction) -> Result<Hash, AdmitError> {
+        let bytes = tx.encode().len();
+        self.stateless_checks(&tx, bytes)?;
+        let hash = tx.hash();
+        if self.hashes.contains_key(&hash) {
+            return Err(AdmitError::AlreadyKnown);
+        }
+        let sender = tx.tx.sender_address();
+        let nonce = tx.tx.nonce;
+        let account = state.account(&sender)?.unwrap_or_default();
+        if nonce < account.nonce {
+            return Err(AdmitError::NonceTooLow {
+                next: account.nonce,
+                got: nonce,
+            });
+        }
+        if nonce - account.nonce >= self.config.nonce_window {
+            return Err(AdmitError::NonceTooFarAhead {
+                next: account.nonce,
+                got: nonce,
+                window: self.config.nonce_window,
+            });
+        }
+        let entry = Entry { tx, hash, bytes };
+        let queue = self.senders.get(&sender);
+        let replaced = queue.and_then(|q| q.get(&nonce));
+        if let Some(old) = replaced {
+            let queued = old.tx.tx.gas_price;
+            let required = queued
+                .saturating_mul(100 + self.config.replace_bump_percent)
+                .div_ceil(100)
+                .max(queued.saturating_add(1));
+            if entry.tx.tx.gas_price < required {
+                return Err(AdmitError::ReplacementUnderpriced { queued, required });
+            }
+        } else if queue.is_some_and(|q| q.len() >= self.config.max_per_sender) {
+            return Err(AdmitError::SenderFull {
+                max: self.config.max_per_sender,
+            });
+        }
+        // The balance must cover this transaction and every queued one with a lower nonce
+        // (they run first); higher ones are re-checked when their turn comes.
+        let ahead: U256 = queue
+            .map(|q| {
+                q.range(..nonce)
+                    .map(|(_, e)| e.max_cost())
+                    .fold(U256::ZERO, U256::saturating_add)
+            })
+            .unwrap_or(U256::ZERO);
+        let needed = ahead.saturating_add(entry.max_cost());
+        if needed > account.balance {
+            return Err(AdmitError::InsufficientBalance {
+                needed,
+                available: account.balance,
+            });
+        }
+        let freed = replaced.map_or(0, |e| e.bytes);
+        self.make_room(&sender, &entry, freed)?;
+        self.remove(&sender, nonce);
+        self.by_price.insert((entry.tx.tx.gas_price, sender, nonce));
+        self.senders.entry(sender).or_default().insert(nonce, entry);
+        self.hashes.insert(hash, (sender, nonce));
+        self.bytes += bytes;
+        Ok(hash)
+    }
+
+    /// Evict the cheapest transactions of other senders (each with its sender's later
+    /// nonces, which could no longer run) while they pay less than `entry`, until it fits;
+    /// or refuse it. O(log n) per eviction through the price index.
+    fn make_room(
+        &mut self,
+        sender: &Address,
+        entry: &Entry,
+        freed: usize,
+    ) -> Result<(), AdmitError> {
+        let is_replacement = freed > 0;
+        loop {
+            let count = self.hashes.len() + usize::from(!is_replacement);
+            let bytes = self.bytes - freed + entry.bytes;
+            if count <= self.config.max_txs && bytes <= self.config.max_bytes {
+                return Ok(());
+            }
+            // Never the new transaction's own sender: that could leave a gap below it.
+            let victim = self.by_price.iter().find(|(_, a, _)| a != sender).copied();
+            match victim {
+                Some((price, a, n)) if price < entry.tx.tx.gas_price => {
+                    let later: Vec<u64> = self
+                        .senders
+                        .get(&a)
+                        .map(|q| q.range(n..).map(|(k, _)| *k).collect())
+                        .unwrap_or_default();
+                    for k in later {
+                        self.remove(&a, k);
+                    }
+                }
+                _ => {
+                    return Err(AdmitError::Full {
+                        max_txs: self.config.max_txs,
+                    })
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, sender: &Address, nonce: u64) {
+        let Some(queue) = self.senders.get_mut(sender) else {
+            return;
+        };
+        if let Some(e) = queue.remove(&nonce) {
+            self.hashes.remove(&e.hash);
+            self.by_price.remove(&(e.tx.tx.gas_price, *sender, nonce));
+            self.bytes -= e.bytes;
+        }
+        if queue.is_empty() {
+            self.senders.remove(sender);
+        }
+    }
+
+    /// After a block is committed: drop transactions whose nonce is used, and those the
+    /// sender can no longer pay for (with everything queued before them). Returns how many
+    /// were dropped.
+    pub fn revalidate(&mut self, state: &dyn StateView) -> Result<usize, AdmitError> {
+        let before = self.len();
+        let senders: Vec<Address> = self.senders.keys().copied().collect();
+        for sender in senders {
+            let account = state.account(&sender)?.unwrap_or_default();
+            let Some(queue) = self.senders.get(&sender) else {
+                continue;
+            };
+            let mut drop = Vec::new();
+            let mut spent = U256::ZERO;
+            for (nonce, entry) in queue {
+                spent = spent.saturating_add(entry.max_cost());
+                let stale = *nonce < account.nonce;
+                let unpayable = !stale && spent > account.balance;
+                let out_of_window = nonce.saturating_sub(account.nonce) >= self.config.nonce_window;
+                if stale {
+                    spent = spent.saturating_sub(entry.max_cost());
+                }
+                if stale || unpayable || out_of_window {
+                    drop.push(*nonce);
+                }
+            }
+            for nonce in drop {
+                self.remove(&sender, nonce);
+            }
+        }
+        Ok(before - self.len())
+    }
+
+    /// Transactions for a proposal: for each sender the run of consecutive nonces starting
+    /// at its account nonce, merged by gas price (highest first; ties by sender address),
+    /// within the given limits. The caller puts them in canonical block order.
+    pub fn select(
+        &self,
+        state: &dyn StateView,
+        max_txs: usize,
+        max_bytes: usize,
+        max_gas: u64,
+    ) -> Result<Vec<SignedTransaction>, AdmitError> {
+        // Per sender, its ready run, as a cursor.
+        let mut runs: Vec<Vec<&Entry>> = Vec::new();
+        for (sender, queue) in &self.senders {
+            let first = state.account(sender)?.unwrap_or_default().nonce;
+            let mut run: Vec<&Entry> = (first..)
+                .zip(queue.range(first..))
+                .take_while(|(expected, (nonce, _))| expected == *nonce)
+                .map(|(_, (_, entry))| entry)
+                .collect();
+            if !run.is_empty() {
+                run.reverse(); // pop() gives the lowest nonce
+                runs.push(run);
+            }
+        }
+        let (mut out, mut bytes, mut gas) = (Vec::new(), 0usize, 0u64);
+        while out.len() < max_txs {
+            // The run whose next transaction pays most (stable: runs are in address order).
+            let best = runs
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| r.last().map(|e| (e.tx.tx.gas_price, std::cmp::Reverse(i))))
+                .max();
+            let Some((_, std::cmp::Reverse(i))) = best else {
+                break;
+            };
+            let Some(entry) = runs[i].pop() else {
+                break;
+            };
+            if bytes + entry.bytes > max_bytes
+                || gas.saturating_add(entry.tx.tx.gas_limit) > max_gas
+            {
+                // This sender's later nonces cannot go without this one.
+                runs[i].clear();
+                continue;
+            }
+            bytes += entry.bytes;
+            gas += entry.tx.tx.gas_limit;
+            out.push(entry.tx.clone());
+        }
+        Ok(out)
+    }
+}

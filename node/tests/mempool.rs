@@ -1,0 +1,317 @@
+//! The mempool against a real store: typed admission errors, replacement, the global bound
+//! under a 10× flood, selection of ready nonce runs, and re-validation after a block.
+
+#[path = "../../runtime/tests/common/mod.rs"]
+mod common;
+
+use common::{addr, key, Chain, CHAIN_ID, FUNDS};
+use keel_node::{AdmitError, Mempool, MempoolConfig};
+use keel_types::{Canonical, Hash, SecretKey, SignedTransaction, Transaction, TxBody, U256};
+
+fn transfer(k: &SecretKey, nonce: u64, gas_price: u128, amount: u64) -> SignedTransaction {
+    Transaction {
+        chain_id: CHAIN_ID,
+        sender: k.public_key(),
+        nonce,
+        gas_limit: 21_000,
+        gas_price,
+        body: TxBody::Transfer {
+            to: addr(&key(200)),
+            amount: U256::from(amount),
+        },
+    }
+    .sign(k)
+}
+
+fn pool(max_txs: usize) -> Mempool {
+    Mempool::new(
+        MempoolConfig {
+            max_txs,
+            ..MempoolConfig::default()
+        },
+        CHAIN_ID,
+        1,
+    )
+}
+
+#[test]
+fn admission_errors_are_typed() {
+    let (alice, poor) = (key(1), key(2));
+    let chain = Chain::new(&[&alice]);
+    let view = chain.store.latest_view();
+    let mut pool = pool(100);
+    let mut wrong_chain = transfer(&alice, 0, 1, 1);
+    wrong_chain.tx.chain_id = CHAIN_ID + 1;
+    let wrong_chain = wrong_chain.tx.sign(&alice);
+    let mut forged = transfer(&alice, 0, 1, 1);
+    forged.signature.0[1] ^= 1;
+    let mut huge_gas = transfer(&alice, 0, 1, 1).tx;
+    huge_gas.gas_limit = keel_types::limits::MAX_TX_GAS + 1;
+    let mut free = transfer(&alice, 0, 1, 1).tx;
+    free.gas_price = 0;
+    let results = pool.admit(
+        &view,
+        vec![
+            transfer(&alice, 0, 1, 1),
+            transfer(&alice, 0, 1, 1),
+            wrong_chain,
+            forged,
+            huge_gas.sign(&alice),
+            free.sign(&alice),
+            transfer(&alice, 64, 1, 1),
+            transfer(&poor, 0, 1, 1),
+            transfer(&alice, 1, 1, FUNDS),
+            transfer(&alice, 0, 1, 2),
+        ],
+    );
+    assert!(results[0].is_ok());
+    assert_eq!(results[1], Err(AdmitError::AlreadyKnown));
+    assert_eq!(
+        results[2],
+        Err(AdmitError::WrongChainId {
+            expected: CHAIN_ID,
+            got: CHAIN_ID + 1
+        })
+    );
+    assert_eq!(results[3], Err(AdmitError::BadSignature));
+    assert!(matches!(
+        results[4],
+        Err(AdmitError::GasLimitTooHigh { .. })
+    ));
+    assert!(matches!(
+        results[5],
+        Err(AdmitError::GasPriceTooLow {
+            gas_price: 0,
+            min: 1
+        })
+    ));
+    assert_eq!(
+        results[6],
+        Err(AdmitError::NonceTooFarAhead {
+            next: 0,
+            got: 64,
+            window: 64
+        })
+    );
+    assert!(matches!(
+        results[7],
+        Err(AdmitError::InsufficientBalance { .. })
+    ));
+    // Nonce 1 must also leave room for nonce 0's cost: FUNDS alone is too much.
+    assert!(matches!(
+        results[8],
+        Err(AdmitError::InsufficientBalance { .. })
+    ));
+    assert_eq!(
+        results[9],
+        Err(AdmitError::ReplacementUnderpriced {
+            queued: 1,
+            required: 2
+        })
+    );
+    assert_eq!(pool.len(), 1);
+
+    // Raw bytes: garbage and oversized input get typed errors too.
+    let raw = vec![
+        vec![0xde, 0xad],
+        vec![0u8; keel_types::limits::MAX_TX_BYTES + 1],
+        transfer(&alice, 1, 1, 1).encode(),
+    ];
+    let results = pool.admit_raw(&view, &raw);
+    assert!(matches!(results[0], Err(AdmitError::Decode(_))));
+    assert!(matches!(results[1], Err(AdmitError::TooLarge { .. })));
+    assert!(results[2].is_ok());
+    assert_eq!(pool.len(), 2);
+}
+
+#[test]
+fn a_replacement_needs_a_price_bump() {
+    let alice = key(1);
+    let chain = Chain::new(&[&alice]);
+    let view = chain.store.latest_view();
+    let mut pool = pool(100);
+    assert!(pool.admit(&view, vec![transfer(&alice, 0, 10, 1)])[0].is_ok());
+    assert_eq!(
+        pool.admit(&view, vec![transfer(&alice, 0, 10, 2)])[0],
+        Err(AdmitError::ReplacementUnderpriced {
+            queued: 10,
+            required: 11
+        })
+    );
+    let replacement = transfer(&alice, 0, 11, 2);
+    assert!(pool.admit(&view, vec![replacement.clone()])[0].is_ok());
+    assert_eq!(pool.len(), 1);
+    assert!(pool.contains(&replacement.hash()));
+    assert_eq!(pool.bytes(), replacement.encode().len());
+}
+
+#[test]
+fn a_flood_at_ten_times_capacity_stays_bounded_and_keeps_the_best_paying() {
+    const CAPACITY: usize = 200;
+    let senders: Vec<SecretKey> = (0..100).map(|i| key(10 + i)).collect();
+    let spammers: Vec<SecretKey> = (0..50).map(|i| key(150 + i)).collect();
+    let refs: Vec<&SecretKey> = senders.iter().chain(&spammers).collect();
+    let chain = Chain::new(&refs);
+    let view = chain.store.latest_view();
+    let mut pool = pool(CAPACITY);
+    let mut full = 0;
+    // 20 transactions per sender = 2,000 = 10× capacity, at pseudo-random prices 1..=100.
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut offered = 0u128;
+    for round in 0..20u64 {
+        let batch: Vec<SignedTransaction> = senders
+            .iter()
+            .map(|s| {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                let price = 1 + u128::from(seed >> 33) % 100;
+                offered += price;
+                transfer(s, round, price, 1)
+            })
+            .collect();
+        for result in pool.admit(&view, batch) {
+            match result {
+                Ok(_) => {}
+                Err(AdmitError::Full { max_txs }) => {
+                    assert_eq!(max_txs, CAPACITY);
+                    full += 1;
+                }
+                Err(e) => panic!("unexpected {e}"),
+            }
+            assert!(pool.len() <= CAPACITY);
+        }
+    }
+    assert_eq!(pool.len(), CAPACITY);
+    assert!(full > 0);
+    let bytes: usize = pool.transactions().map(|t| t.encode().len()).sum();
+    assert_eq!(
+        bytes,
+        pool.bytes(),
+        "byte accounting matches the held transactions"
+    );
+    let prices: Vec<u128> = pool.transactions().map(|t| t.tx.gas_price).collect();
+    let held = prices.iter().sum::<u128>() / prices.len() as u128;
+    let offered = offered / 2_000;
+    eprintln!("average price offered {offered}, held {held}");
+    assert!(
+        held > offered + 20,
+        "eviction favours better payers: held {held}, offered {offered}"
+    );
+    // Cheap spam against a pool of better payers is refused outright.
+    let spam: Vec<SignedTransaction> = spammers.iter().map(|k| transfer(k, 0, 1, 1)).collect();
+    let before: Vec<Hash> = pool.transactions().map(SignedTransaction::hash).collect();
+    for result in pool.admit(&view, spam) {
+        assert_eq!(result, Err(AdmitError::Full { max_txs: CAPACITY }));
+    }
+    let after: Vec<Hash> = pool.transactions().map(SignedTransaction::hash).collect();
+    assert_eq!(before, after);
+    let ready = pool
+        .select(&view, usize::MAX, usize::MAX, u64::MAX)
+        .expect("select");
+    assert!(ready.len() <= CAPACITY);
+}
+
+#[test]
+fn selection_takes_ready_runs_and_revalidation_drops_what_a_block_used() {
+    let (alice, bob) = (key(1), key(2));
+    let mut chain = Chain::new(&[&alice, &bob]);
+    let mut pool = pool(100);
+    {
+        let view = chain.store.latest_view();
+        let txs = vec![
+            transfer(&alice, 0, 5, 1),
+            transfer(&alice, 1, 5, 1),
+            transfer(&alice, 3, 50, 1), // gap at 2: not ready
+            transfer(&bob, 0, 7, 1),
+        ];
+        assert!(pool.admit(&view, txs).iter().all(Result::is_ok));
+        let picked = pool
+            .select(&view, 10, usize::MAX, u64::MAX)
+            .expect("select");
+        let got: Vec<(u8, u64)> = picked
+            .iter()
+            .map(|t| {
+                (
+                    if t.tx.sender == alice.public_key() {
+                        b'a'
+                    } else {
+                        b'b'
+                    },
+                    t.tx.nonce,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![(b'b', 0), (b'a', 0), (b'a', 1)],
+            "highest price first, nonces in order"
+        );
+        // Limits: a gas budget for two transfers takes two.
+        assert_eq!(
+            pool.select(&view, 10, usize::MAX, 42_000)
+                .expect("select")
+                .len(),
+            2
+        );
+        assert_eq!(
+            pool.select(&view, 1, usize::MAX, u64::MAX)
+                .expect("select")
+                .len(),
+            1
+        );
+    }
+    // Execute and commit the selected block; the pool then drops exactly those three.
+    let picked = pool
+        .select(&chain.store.latest_view(), 10, usize::MAX, u64::MAX)
+        .expect("select");
+    let picked = keel_types::block::canonical_order(&chain.parent_hash, picked);
+    let (out, _) = chain.block(picked);
+    assert!(out
+        .receipts
+        .iter()
+        .all(|r| r.status == keel_types::TxStatus::Success));
+    let dropped = pool
+        .revalidate(&chain.store.latest_view())
+        .expect("revalidate");
+    assert_eq!(dropped, 3);
+    assert_eq!(pool.len(), 1, "alice's nonce 3 waits for nonce 2");
+    assert!(
+        pool.admit(&chain.store.latest_view(), vec![transfer(&alice, 0, 9, 1)])[0]
+            == Err(AdmitError::NonceTooLow { next: 2, got: 0 })
+    );
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Any sequence of admissions and re-validations keeps the bounds and the accounting.
+        #[test]
+        fn bounds_and_accounting_hold(ops in proptest::collection::vec((0u8..12, 0u64..10, 1u128..50, any::<bool>()), 1..120)) {
+            let keys: Vec<SecretKey> = (0..12).map(|i| key(20 + i)).collect();
+            let chain = Chain::new(&keys.iter().collect::<Vec<_>>());
+            let view = chain.store.latest_view();
+            let config = MempoolConfig { max_txs: 16, max_per_sender: 4, nonce_window: 8, ..MempoolConfig::default() };
+            let mut pool = Mempool::new(config.clone(), CHAIN_ID, 1);
+            for (who, nonce, price, revalidate) in ops {
+                if revalidate {
+                    pool.revalidate(&view).expect("revalidate");
+                }
+                let _ = pool.admit(&view, vec![transfer(&keys[usize::from(who)], nonce, price, 1)]);
+                prop_assert!(pool.len() <= config.max_txs);
+                let held: Vec<&SignedTransaction> = pool.transactions().collect();
+                prop_assert_eq!(held.len(), pool.len());
+                prop_assert_eq!(held.iter().map(|t| t.encode().len()).sum::<usize>(), pool.bytes());
+                let mut per_sender = std::collections::BTreeMap::new();
+                for t in &held {
+                    prop_assert!(pool.contains(&t.hash()));
+                    prop_assert!(t.tx.nonce < config.nonce_window);
+                    *per_sender.entry(t.tx.sender).or_insert(0usize) += 1;
+                }
+                prop_assert!(per_sender.values().all(|n| *n <= config.max_per_sender));
+            }
+        }
+    }
+}
