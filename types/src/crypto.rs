@@ -70,6 +70,15 @@ impl PublicKey {
         ed25519_dalek::VerifyingKey::from_bytes(&self.0).map_err(|_| CryptoError::InvalidPublicKey)
     }
 
+    /// Whether the bytes are a valid, non-small-order ed25519 point (a key that can sign).
+    pub fn validate(&self) -> Result<(), CryptoError> {
+        let key = self.dalek()?;
+        if key.is_weak() {
+            return Err(CryptoError::InvalidPublicKey);
+        }
+        Ok(())
+    }
+
     /// Strict single verification: rejects small-order keys and R values and non-canonical S.
     pub fn verify(&self, message: &[u8], signature: &Signature) -> Result<(), CryptoError> {
         let key = self.dalek()?;

@@ -1,0 +1,217 @@
+//! config.toml: one node's settings. Every field has a documented default and every bound
+//! on memory or work is here.
+
+use crate::mempool::MempoolConfig;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    pub p2p: P2pConfig,
+    pub rpc: RpcConfig,
+    pub metrics: MetricsConfig,
+    pub mempool: MempoolSection,
+    pub consensus: ConsensusSection,
+    pub storage: StorageSection,
+    pub log: LogSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct P2pConfig {
+    /// Address this validator listens on for peers.
+    pub listen: String,
+    /// Largest frame a peer may send, in bytes.
+    pub max_frame_bytes: u32,
+    /// Outbound messages queued per peer before the oldest are dropped.
+    pub peer_queue_len: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RpcConfig {
+    /// JSON-RPC (HTTP and WebSocket); loopback unless the operator says otherwise.
+    pub listen: String,
+    pub max_request_bytes: u32,
+    pub max_batch: u32,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `/metrics` (Prometheus) and `/health`.
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MempoolSection {
+    pub max_txs: usize,
+    pub max_bytes: usize,
+    pub max_per_sender: usize,
+    pub nonce_window: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsensusSection {
+    /// Target time between blocks.
+    pub block_time_ms: u64,
+    pub timeout_base_ms: u64,
+    pub timeout_max_ms: u64,
+    /// Transactions per proposed block.
+    pub max_block_txs: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    /// Heights of state, blocks and receipts kept; 0 keeps everything (archive).
+    pub retain_heights: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// "terminal" or "json".
+    pub format: String,
+    /// A tracing filter, e.g. "info" or "keel=debug".
+    pub level: String,
+}
+
+impl Default for P2pConfig {
+    fn default() -> Self {
+        P2pConfig {
+            listen: "127.0.0.1:26600".into(),
+            max_frame_bytes: 4 * 1024 * 1024,
+            peer_queue_len: 1_024,
+        }
+    }
+}
+
+impl Default for RpcConfig {
+    fn default() -> Self {
+        RpcConfig {
+            listen: "127.0.0.1:8545".into(),
+            max_request_bytes: 1024 * 1024,
+            max_batch: 64,
+            max_connections: 256,
+        }
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: "127.0.0.1:9615".into(),
+        }
+    }
+}
+
+impl Default for MempoolSection {
+    fn default() -> Self {
+        let d = MempoolConfig::default();
+        MempoolSection {
+            max_txs: d.max_txs,
+            max_bytes: d.max_bytes,
+            max_per_sender: d.max_per_sender,
+            nonce_window: d.nonce_window,
+        }
+    }
+}
+
+impl Default for ConsensusSection {
+    fn default() -> Self {
+        ConsensusSection {
+            block_time_ms: 500,
+            timeout_base_ms: 2_000,
+            timeout_max_ms: 30_000,
+            max_block_txs: 5_000,
+        }
+    }
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            format: "terminal".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl NodeConfig {
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let read = |reason: String| ConfigError::Read {
+            path: path.display().to_string(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| read(e.to_string()))?;
+        let config: NodeConfig = toml::from_str(&text).map_err(|e| read(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        for (name, addr) in [
+            ("p2p.listen", &self.p2p.listen),
+            ("rpc.listen", &self.rpc.listen),
+            ("metrics.listen", &self.metrics.listen),
+        ] {
+            if addr.parse::<std::net::SocketAddr>().is_err() {
+                return invalid(format!("{name} = {addr:?} is not host:port"));
+            }
+        }
+        if !matches!(self.log.format.as_str(), "terminal" | "json") {
+            return invalid(format!(
+                "log.format = {:?}: use \"terminal\" or \"json\"",
+                self.log.format
+            ));
+        }
+        if self.p2p.max_frame_bytes < 1024 || self.p2p.peer_queue_len == 0 {
+            return invalid(
+                "p2p.max_frame_bytes must be >= 1024 and p2p.peer_queue_len >= 1".into(),
+            );
+        }
+        if self.mempool.max_txs == 0
+            || self.mempool.max_per_sender == 0
+            || self.mempool.nonce_window == 0
+        {
+            return invalid("mempool bounds must be positive".into());
+        }
+        if self.consensus.block_time_ms == 0
+            || self.consensus.timeout_base_ms == 0
+            || self.consensus.timeout_max_ms < self.consensus.timeout_base_ms
+        {
+            return invalid(
+                "consensus timings must be positive and timeout_max_ms >= timeout_base_ms".into(),
+            );
+        }
+        Ok(())
+    }
+
+    pub fn mempool_config(&self) -> MempoolConfig {
+        MempoolConfig {
+            max_txs: self.mempool.max_txs,
+            max_bytes: self.mempool.max_bytes,
+            max_per_sender: self.mempool.max_per_sender,
+            nonce_window: self.mempool.nonce_window,
+            ..MempoolConfig::default()
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! `keel init`: keys, genesis and configs for a local network of N validators, plus funded
+//! development accounts, under one directory.
+
+use crate::config::NodeConfig;
+use crate::genesis::{Genesis, GenesisBalance, GenesisValidator};
+use crate::keys;
+use keel_types::U256;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Validators `keel init` will lay out (the consensus limit is higher; this bounds ports).
+pub const MAX_INIT_VALIDATORS: usize = 64;
+/// Funded development accounts.
+pub const MAX_DEV_ACCOUNTS: usize = 1_000;
+
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub home: PathBuf,
+    pub validators: usize,
+    pub chain_id: u64,
+    pub epoch_length: u64,
+    pub expiry_epochs: u64,
+    pub block_time_ms: u64,
+    /// Node i listens for peers on base+i, RPC on base+100+i, metrics on base+200+i.
+    pub base_port: u16,
+    pub dev_accounts: usize,
+    pub genesis_time_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NodeLayout {
+    pub validator: usize,
+    pub home: String,
+    pub p2p: String,
+    pub rpc: String,
+    pub metrics: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InitReport {
+    pub chain_id: u64,
+    pub genesis_hash: String,
+    pub nodes: Vec<NodeLayout>,
+    pub accounts: String,
+}
+
+#[derive(Debug, Serialize)]
+struct DevAccount {
+    address: String,
+    key_file: String,
+}
+
+fn err(context: &str, e: impl std::fmt::Display) -> String {
+    format!("{context}: {e}")
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| err(&path.display().to_string(), e))
+}
+
+/// Lay out the network. Refuses to touch a directory that already holds node0.
+pub fn init(opts: &InitOptions) -> Result<InitReport, String> {
+    if opts.validators == 0 || opts.validators > MAX_INIT_VALIDATORS {
+        return Err(format!("--validators must be 1 to {MAX_INIT_VALIDATORS}"));
+    }
+    if opts.dev_accounts > MAX_DEV_ACCOUNTS {
+        return Err(format!("--dev-accounts must be at most {MAX_DEV_ACCOUNTS}"));
+    }
+    let top = usize::from(opts.base_port) + 200 + opts.validators;
+    if top > usize::from(u16::MAX) {
+        return Err(format!(
+            "--base-port {} leaves no room for {} nodes' ports",
+            opts.base_port, opts.validators
+        ));
+    }
+    let node0 = opts.home.join("node0");
+    if node0.exists() {
+        return Err(format!(
+            "{} already exists; remove it or pick another --home",
+            node0.display()
+        ));
+    }
+    let port =
+        |offset: usize, i: usize| format!("127.0.0.1:{}", usize::from(opts.base_port) + offset + i);
+
+    let mut validators = Vec::new();
+    let mut nodes = Vec::new();
+    for i in 0..opts.validators {
+        let home = opts.home.join(format!("node{i}"));
+        let key = keys::generate();
+        keys::write(&home.join("keys/validator.json"), &key).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(home.join("data")).map_err(|e| err("data dir", e))?;
+        validators.push(GenesisValidator {
+            public_key: key.public_key(),
+            p2p: port(0, i),
+        });
+        nodes.push(NodeLayout {
+            validator: i,
+            home: home.display().to_string(),
+            p2p: port(0, i),
+            rpc: format!("http://{}", port(100, i)),
+            metrics: format!("http://{}", port(200, i)),
+        });
+    }
+
+    let accounts_dir = opts.home.join("accounts");
+    let mut balances = Vec::new();
+    let mut accounts = Vec::new();
+    for j in 0..opts.dev_accounts {
+        let path = accounts_dir.join(format!("dev{j}.json"));
+        let file = keys::write(&path, &keys::generate()).map_err(|e| e.to_string())?;
+        balances.push(GenesisBalance {
+            address: file.address,
+            balance: U256::from(10u128.pow(24)),
+        });
+        accounts.push(DevAccount {
+            address: file.address.to_hex(),
+            key_file: path.display().to_string(),
+        });
+    }
+    let genesis = Genesis {
+        chain_id: opts.chain_id,
+        genesis_time_ms: opts.genesis_time_ms,
+        epoch_length: opts.epoch_length,
+        expiry_epochs: opts.expiry_epochs,
+        block_gas_limit: keel_types::limits::BLOCK_GAS_LIMIT,
+        min_gas_price: 1,
+        validators,
+        balances,
+    };
+    genesis.validate().map_err(|e| e.to_string())?;
+    let accounts_file = opts.home.join("accounts.json");
+    let json = serde_json::to_string_pretty(&accounts).map_err(|e| err("accounts.json", e))?;
+    write_file(&accounts_file, &(json + "\n"))?;
+
+    for (i, node) in nodes.iter().enumerate() {
+        let home = PathBuf::from(&node.home);
+        let mut config = NodeConfig::default();
+        config.p2p.listen = port(0, i);
+        config.rpc.listen = port(100, i);
+        config.metrics.listen = port(200, i);
+        config.consensus.block_time_ms = opts.block_time_ms;
+        config.validate().map_err(|e| e.to_string())?;
+        write_file(&home.join("config.toml"), &config.to_toml())?;
+        write_file(&home.join("genesis.json"), &genesis.to_json())?;
+    }
+    Ok(InitReport {
+        chain_id: genesis.chain_id,
+        genesis_hash: genesis.hash().to_hex(),
+        nodes,
+        accounts: accounts_file.display().to_string(),
+    })
+}
