@@ -12,7 +12,7 @@ mod db;
 mod diff;
 mod env;
 
-pub use db::{BlockHashes, DbError, KeelDb, NoBlockHashes};
+pub use db::{evm_code_bytes, BlockHashes, DbError, KeelDb, NoBlockHashes};
 pub use diff::{apply_evm_state, DiffError};
 pub use env::{block_env, cfg_env, BlockContext, SPEC};
 pub use revm;
