@@ -199,14 +199,16 @@ impl Mempool {
         state: &dyn StateView,
         txs: Vec<SignedTransaction>,
     ) -> Vec<Result<Hash, AdmitError>> {
-        let bad = bad_signatures(&txs, self.config.verify_threads);
+        let hashes: Vec<Hash> = txs.iter().map(SignedTransaction::hash).collect();
+        let bad = bad_signatures(&txs, &hashes, self.config.verify_threads);
         txs.into_iter()
+            .zip(hashes)
             .enumerate()
-            .map(|(i, tx)| {
+            .map(|(i, (tx, hash))| {
                 if bad.binary_search(&i).is_ok() {
                     return Err(AdmitError::BadSignature);
                 }
-                self.insert(state, tx)
+                self.insert(state, tx, hash)
             })
             .collect()
     }
@@ -241,10 +243,14 @@ impl Mempool {
     }
 
     /// Admit one transaction whose signature has been verified.
-    fn insert(&mut self, state: &dyn StateView, tx: SignedTransaction) -> Result<Hash, AdmitError> {
+    fn insert(
+        &mut self,
+        state: &dyn StateView,
+        tx: SignedTransaction,
+        hash: Hash,
+    ) -> Result<Hash, AdmitError> {
         let bytes = tx.encode().len();
         self.stateless_checks(&tx, bytes)?;
-        let hash = tx.hash();
         if self.hashes.contains_key(&hash) {
             return Err(AdmitError::AlreadyKnown);
         }

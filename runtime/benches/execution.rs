@@ -170,7 +170,8 @@ fn keel_transfers(senders: &[SecretKey], transfers: &[(Address, Vec<u8>)]) -> (f
     for threads in [1, 2] {
         let start = Instant::now();
         for chunk in txs.chunks(BLOCK_TXS) {
-            assert!(keel_runtime::signatures::bad_signatures(chunk, threads).is_empty());
+            let hashes: Vec<keel_types::Hash> = chunk.iter().map(SignedTransaction::hash).collect();
+            assert!(keel_runtime::signatures::bad_signatures(chunk, &hashes, threads).is_empty());
         }
         println!(
             "keel block signature check, {threads} thread(s): {:.2?}",

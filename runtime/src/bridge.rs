@@ -352,10 +352,11 @@ impl<'a> PrecompileProvider<KeelCtx<'a>> for KeelPrecompiles {
         if inputs.bytecode_address == WASM_DEPLOYER {
             return self.deploy(ctx, inputs).map(Some);
         }
-        let code = inputs.known_bytecode.1.original_byte_slice();
-        if let Some(module) = wasm_module_of(code) {
-            let module = module.to_vec();
-            return self.run_wasm(ctx, inputs, &module).map(Some);
+        // `Bytecode` shares its bytes: this clone is a reference count, not a copy of the
+        // module (which `run_wasm` needs only on a cache miss).
+        let code = inputs.known_bytecode.1.clone();
+        if let Some(module) = wasm_module_of(code.original_byte_slice()) {
+            return self.run_wasm(ctx, inputs, module).map(Some);
         }
         self.eth.run(ctx, inputs)
     }

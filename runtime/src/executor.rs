@@ -16,7 +16,7 @@ use keel_exec_wasm::ModuleCache;
 use keel_state::{Overlay, StateDiff, StateView, StateViewExt};
 use keel_types::limits::{BLOCK_GAS_LIMIT, MAX_OUTPUT_BYTES, MAX_TX_GAS};
 use keel_types::{
-    Address, Block, Env, Log, Receipt, SignedTransaction, TxBody, TxError, TxStatus, U256,
+    Address, Block, Env, Hash, Log, Receipt, SignedTransaction, TxBody, TxError, TxStatus, U256,
 };
 use std::sync::Arc;
 
@@ -66,9 +66,9 @@ pub struct Runtime {
     wasm: Arc<ModuleCache>,
 }
 
-fn rejected(tx: &SignedTransaction, error: TxError) -> Receipt {
+fn rejected(tx_hash: Hash, error: TxError) -> Receipt {
     Receipt {
-        tx_hash: tx.hash(),
+        tx_hash,
         status: TxStatus::Rejected,
         gas_used: 0,
         output: Vec::new(),
@@ -177,17 +177,27 @@ impl Runtime {
         };
         // Signatures first, batch-verified in fixed-size chunks over the configured threads
         // (the verdict depends only on the block).
-        let bad =
-            crate::signatures::bad_signatures(&block.transactions, self.config.verify_threads);
+        // Each transaction is hashed once, here, for its signature and its receipt.
+        let tx_hashes: Vec<Hash> = block
+            .transactions
+            .iter()
+            .map(SignedTransaction::hash)
+            .collect();
+        let bad = crate::signatures::bad_signatures(
+            &block.transactions,
+            &tx_hashes,
+            self.config.verify_threads,
+        );
 
         let mut overlay = Overlay::new(parent);
         let mut receipts = Vec::with_capacity(block.transactions.len());
         let mut block_gas_used = 0u64;
-        for (index, tx) in block.transactions.iter().enumerate() {
+        for (index, (tx, tx_hash)) in block.transactions.iter().zip(&tx_hashes).enumerate() {
+            let tx_hash = *tx_hash;
             let receipt = if bad.binary_search(&index).is_ok() {
-                rejected(tx, TxError::BadSignature)
+                rejected(tx_hash, TxError::BadSignature)
             } else {
-                self.execute_tx(&mut overlay, hashes, &context, tx, block_gas_used)?
+                self.execute_tx(&mut overlay, hashes, &context, tx, tx_hash, block_gas_used)?
             };
             block_gas_used += receipt.gas_used;
             receipts.push(receipt);
@@ -205,12 +215,13 @@ impl Runtime {
         hashes: &dyn BlockHashes,
         block: &BlockContext,
         tx: &SignedTransaction,
+        tx_hash: Hash,
         block_gas_used: u64,
     ) -> Result<Receipt, RuntimeError> {
         let t = &tx.tx;
         if t.chain_id != self.config.chain_id {
             return Ok(rejected(
-                tx,
+                tx_hash,
                 TxError::WrongChainId {
                     expected: self.config.chain_id,
                     got: t.chain_id,
@@ -220,7 +231,7 @@ impl Runtime {
         let block_left = self.config.block_gas_limit.saturating_sub(block_gas_used);
         if t.gas_limit > MAX_TX_GAS.min(block_left) {
             return Ok(rejected(
-                tx,
+                tx_hash,
                 TxError::GasLimitTooHigh {
                     gas_limit: t.gas_limit,
                     block_gas_limit: MAX_TX_GAS.min(block_left),
@@ -229,7 +240,7 @@ impl Runtime {
         }
         if t.gas_price < self.config.min_gas_price {
             return Ok(rejected(
-                tx,
+                tx_hash,
                 TxError::GasPriceTooLow {
                     gas_price: t.gas_price,
                     min_gas_price: self.config.min_gas_price,
@@ -258,7 +269,7 @@ impl Runtime {
             ),
             TxBody::Revive { .. } => {
                 return Ok(rejected(
-                    tx,
+                    tx_hash,
                     TxError::InvalidRevival {
                         reason: "state expiry and revival are not enabled on this chain yet".into(),
                     },
@@ -297,7 +308,7 @@ impl Runtime {
                         .account(&sender)?
                         .map(|a| a.balance)
                         .unwrap_or_default();
-                    return Ok(rejected(tx, map_invalid(tx, invalid, balance)));
+                    return Ok(rejected(tx_hash, map_invalid(tx, invalid, balance)));
                 }
                 Err(EVMError::Header(e)) => return Err(RuntimeError::Fatal(e.to_string())),
                 Err(e) => return Err(RuntimeError::Fatal(e.to_string())),
@@ -322,7 +333,7 @@ impl Runtime {
                     Output::Call(bytes) => (bytes.to_vec(), None),
                 };
                 Receipt {
-                    tx_hash: tx.hash(),
+                    tx_hash,
                     status: TxStatus::Success,
                     gas_used,
                     output: truncate(output),
@@ -341,7 +352,7 @@ impl Runtime {
                     _ => TxError::Reverted,
                 };
                 Receipt {
-                    tx_hash: tx.hash(),
+                    tx_hash,
                     status: TxStatus::Revert,
                     gas_used,
                     output: truncate(output.to_vec()),
@@ -356,7 +367,7 @@ impl Runtime {
                     ref other => halt_error(other, trap),
                 };
                 Receipt {
-                    tx_hash: tx.hash(),
+                    tx_hash,
                     status: TxStatus::Revert,
                     gas_used,
                     output: Vec::new(),

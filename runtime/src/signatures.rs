@@ -6,7 +6,7 @@
 //! fallback for adversarial sets is per chunk, and the chunking is fixed).
 
 use keel_types::crypto::verify_batch;
-use keel_types::{CryptoError, PublicKey, Signature, SignedTransaction};
+use keel_types::{CryptoError, Hash, PublicKey, Signature, SignedTransaction};
 
 /// Transactions per batch verification. Large enough that batching pays (the batch equation
 /// costs about half of verifying one by one), small enough to spread a block over cores.
@@ -22,12 +22,19 @@ fn verify_chunk(items: &[(&[u8], PublicKey, Signature)]) -> Vec<usize> {
 
 /// Indices (ascending) of the transactions whose signature does not verify, using up to
 /// `threads` threads.
-pub fn bad_signatures(transactions: &[SignedTransaction], threads: usize) -> Vec<usize> {
-    let hashes: Vec<[u8; 32]> = transactions.iter().map(|t| t.hash().0).collect();
+///
+/// `hashes[i]` is `transactions[i].hash()` (the signed payload), computed once by the caller,
+/// which needs it again.
+pub fn bad_signatures(
+    transactions: &[SignedTransaction],
+    hashes: &[Hash],
+    threads: usize,
+) -> Vec<usize> {
+    assert_eq!(transactions.len(), hashes.len(), "one hash per transaction");
     let items: Vec<(&[u8], PublicKey, Signature)> = transactions
         .iter()
-        .zip(&hashes)
-        .map(|(t, h)| (h.as_slice(), t.tx.sender, t.signature))
+        .zip(hashes)
+        .map(|(t, h)| (h.0.as_slice(), t.tx.sender, t.signature))
         .collect();
     let chunks: Vec<&[(&[u8], PublicKey, Signature)]> = items.chunks(SIGNATURE_CHUNK).collect();
     let threads = threads.clamp(1, chunks.len().max(1));
@@ -96,18 +103,19 @@ mod tests {
             .collect()
     }
 
+    fn check(block: &[SignedTransaction], threads: usize) -> Vec<usize> {
+        let hashes: Vec<Hash> = block.iter().map(SignedTransaction::hash).collect();
+        bad_signatures(block, &hashes, threads)
+    }
+
     #[test]
     fn same_verdict_for_any_thread_count() {
         let bad = [0, 127, 128, 300, 511];
         let block = txs(512, &bad);
         for threads in [1, 2, 3, 8] {
-            assert_eq!(
-                bad_signatures(&block, threads),
-                bad.to_vec(),
-                "{threads} threads"
-            );
+            assert_eq!(check(&block, threads), bad.to_vec(), "{threads} threads");
         }
-        assert!(bad_signatures(&txs(10, &[]), 4).is_empty());
-        assert!(bad_signatures(&[], 4).is_empty());
+        assert!(check(&txs(10, &[]), 4).is_empty());
+        assert!(check(&[], 4).is_empty());
     }
 }

@@ -32,6 +32,22 @@ const DEEP_RECURSION: &str = r#"(module
   (func $f (param i32) (result i32) (call $f (i32.add (local.get 0) (i32.const 1))))
   (func (export "call") (param i32) (result i32) (call $f (i32.const 0))))"#;
 
+/// Recurses 400 WASM calls deep, then calls its own address again from the bottom: deep
+/// native stacks stacked across nested frames must still end in a typed outcome.
+const DEEP_THEN_NESTED: &str = r#"(module
+  (import "keel" "address" (func $address (param i32)))
+  (import "keel" "call" (func $call (param i32 i32 i32 i32 i64) (result i32)))
+  (memory (export "memory") 1 1)
+  (func $down (param $n i32) (result i32)
+    (if (result i32) (i32.eqz (local.get $n))
+      (then
+        (call $address (i32.const 0))
+        (call $call (i32.const 0) (i32.const 64) (i32.const 128) (i32.const 0) (i64.const 0)))
+      (else (call $down (i32.sub (local.get $n) (i32.const 1))))))
+  (func (export "call") (param i32) (result i32)
+    (drop (call $down (i32.const 400)))
+    (i32.const 0)))"#;
+
 const UNREACHABLE: &str = r#"(module
   (memory (export "memory") 1 1)
   (func (export "call") (param i32) (result i32) unreachable))"#;
@@ -138,6 +154,22 @@ fn attacks() -> (Vec<Receipt>, Hash) {
         (r.status, r.error.clone()),
         (TxStatus::Revert, Some(TxError::CallDepthExceeded))
     );
+    receipts.push(r);
+
+    // Deep recursion in every one of the nested frames: bounded by the frame limit, no crash.
+    let r = deploy(&mut chain, wat(DEEP_THEN_NESTED), GAS);
+    let deep = r.contract_address.expect("deployed");
+    receipts.push(r);
+    let r = chain.run(
+        &key(1),
+        10_000_000,
+        TxBody::Call {
+            to: deep,
+            data: Vec::new(),
+            value: U256::ZERO,
+        },
+    );
+    assert_eq!(r.status, TxStatus::Success, "{r:?}");
     receipts.push(r);
 
     // A trap: typed, with the reason.

@@ -29,7 +29,7 @@ fn run(dir: &Path) -> (usize, usize, Vec<String>) {
 
 #[test]
 fn vendored_cancun_fixtures_pass() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/Cancun");
+    let dir = manifest_dir().join("fixtures/Cancun");
     let (passed, _, failures) = run(&dir);
     assert!(
         failures.is_empty(),
@@ -43,7 +43,7 @@ fn vendored_cancun_fixtures_pass() {
 #[test]
 fn shared_fixture_set_passes() {
     let dir: PathBuf = std::env::var_os("KEEL_STATE_TESTS").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/ethereum-state-tests"),
+        || manifest_dir().join("../../shared/fixtures/ethereum-state-tests"),
         PathBuf::from,
     );
     if !dir.exists() {
@@ -64,4 +64,14 @@ fn shared_fixture_set_passes() {
         failures.join("\n")
     );
     assert!(passed >= 11_000, "only {passed} cases ran");
+}
+
+/// The package directory of the running test. Read at run time (cargo sets it for every test
+/// and bench process): the compile-time value can name another clone when clones share one
+/// target directory, as the scripts' persistent `CARGO_TARGET_DIR` makes them do.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        std::path::PathBuf::from,
+    )
 }

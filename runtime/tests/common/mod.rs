@@ -11,7 +11,6 @@ use keel_types::{
     AccountRecord, Address, Block, Env, Hash, Header, Receipt, SecretKey, SignedTransaction,
     Transaction, TxBody, U256,
 };
-use std::path::Path;
 use std::sync::Arc;
 
 pub const CHAIN_ID: u64 = 7;
@@ -28,9 +27,7 @@ pub fn addr(k: &SecretKey) -> Address {
 
 /// Checked-in contract artifacts (contracts/build, rebuilt by scripts/contracts).
 pub fn artifact(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../contracts/build")
-        .join(name);
+    let path = manifest_dir().join("../contracts/build").join(name);
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     if name.ends_with(".bin") {
         hex::decode(String::from_utf8(bytes).expect("utf8").trim()).expect("hex bytecode")
@@ -259,4 +256,14 @@ impl Chain {
     pub fn root(&self) -> Hash {
         self.store.latest().expect("latest").state_root
     }
+}
+
+/// The package directory of the running test. Read at run time (cargo sets it for every test
+/// and bench process): the compile-time value can name another clone when clones share one
+/// target directory, as the scripts' persistent `CARGO_TARGET_DIR` makes them do.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        std::path::PathBuf::from,
+    )
 }
