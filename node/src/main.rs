@@ -1,10 +1,14 @@
-//! The `keel` command (../shared/INTERFACES.md). Data goes to stdout as JSON; errors are one
-//! line on stderr and a non-zero exit. Commands land as their issues do: `keys new` and
-//! `init` so far.
+//! The `keel` command (../shared/INTERFACES.md). Data goes to stdout as JSON; logs and
+//! errors go to stderr; every error is one line and a non-zero exit.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use keel_node::client::{self, Client, TxRequest};
+use keel_node::devnet::{devnet, DevnetOptions};
+use keel_node::driver::now_ms;
 use keel_node::init::{init, InitOptions};
 use keel_node::keys;
+use keel_types::{Env, TxBody};
+use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -17,11 +21,25 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Start a local multi-validator devnet (separate `keel run` processes on loopback).
+    Devnet(DevnetArgs),
+    /// Write keys, genesis and configs for N validators under --home (DIR/node0 … nodeN-1).
+    Init(GenesisArgs),
+    /// Run one validator in the foreground from its home directory.
+    Run {
+        /// A validator home written by `keel init` (config.toml, genesis.json, keys/, data/).
+        #[arg(long)]
+        home: PathBuf,
+    },
     /// Key management.
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// Write keys, genesis and configs for N validators under --home (DIR/node0 … nodeN-1).
-    Init(InitArgs),
+    /// Sign and submit transactions.
+    #[command(subcommand)]
+    Tx(TxCommand),
+    /// Read chain state.
+    #[command(subcommand)]
+    Query(QueryCommand),
 }
 
 #[derive(Subcommand)]
@@ -34,9 +52,9 @@ enum KeysCommand {
     },
 }
 
-#[derive(Args)]
-struct InitArgs {
-    #[arg(long)]
+#[derive(Args, Clone)]
+struct GenesisArgs {
+    #[arg(long, default_value = "./devnet")]
     home: PathBuf,
     #[arg(long, default_value_t = 4)]
     validators: usize,
@@ -61,51 +79,323 @@ struct InitArgs {
     genesis_time_ms: Option<u64>,
 }
 
-fn now_ms() -> u64 {
-    // Configuration time, not execution: the genesis timestamp is chosen once and written
-    // into genesis.json, which every node then reads.
-    #[allow(clippy::disallowed_methods)]
-    let now = std::time::SystemTime::now();
-    now.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-fn run(cli: Cli) -> Result<serde_json::Value, String> {
-    match cli.command {
-        Command::Keys(KeysCommand::New { out }) => {
-            let file = keys::write(&out, &keys::generate()).map_err(|e| e.to_string())?;
-            Ok(serde_json::json!({
-                "address": file.address,
-                "public_key": file.public_key,
-                "key_file": out.display().to_string(),
-            }))
-        }
-        Command::Init(a) => {
-            let report = init(&InitOptions {
-                home: a.home,
-                validators: a.validators,
-                chain_id: a.chain_id,
-                epoch_length: a.epoch_length,
-                expiry_epochs: a.expiry_epochs,
-                block_time_ms: a.block_time_ms,
-                base_port: a.base_port,
-                dev_accounts: a.dev_accounts,
-                genesis_time_ms: a.genesis_time_ms.unwrap_or_else(now_ms),
-            })?;
-            serde_json::to_value(report).map_err(|e| e.to_string())
+impl GenesisArgs {
+    fn options(self) -> InitOptions {
+        InitOptions {
+            home: self.home,
+            validators: self.validators,
+            chain_id: self.chain_id,
+            epoch_length: self.epoch_length,
+            expiry_epochs: self.expiry_epochs,
+            block_time_ms: self.block_time_ms,
+            base_port: self.base_port,
+            dev_accounts: self.dev_accounts,
+            genesis_time_ms: self.genesis_time_ms.unwrap_or_else(now_ms),
         }
     }
 }
 
+#[derive(Args)]
+struct DevnetArgs {
+    #[command(flatten)]
+    genesis: GenesisArgs,
+    /// Wipe DIR first instead of resuming the chain in it.
+    #[arg(long)]
+    fresh: bool,
+}
+
+#[derive(Args)]
+struct RpcArg {
+    /// Node RPC endpoint.
+    #[arg(long, env = "KEEL_RPC", default_value = "http://127.0.0.1:8545")]
+    rpc: String,
+}
+
+#[derive(Args)]
+struct SendArgs {
+    #[command(flatten)]
+    rpc: RpcArg,
+    /// Key file of the sender (from `keel keys new` or accounts.json).
+    #[arg(long)]
+    key: PathBuf,
+    /// Gas limit (defaults: transfer 21000, deploy 8000000, call 1000000).
+    #[arg(long)]
+    gas: Option<u64>,
+    /// Gas price (default: the chain's minimum).
+    #[arg(long)]
+    gas_price: Option<u128>,
+    /// Nonce (default: the account's next, counting its queued transactions).
+    #[arg(long)]
+    nonce: Option<u64>,
+    /// Wait for finality and print the receipt.
+    #[arg(long)]
+    wait: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum EnvArg {
+    Evm,
+    Wasm,
+}
+
+#[derive(Subcommand)]
+enum TxCommand {
+    /// Send native balance.
+    Transfer {
+        #[command(flatten)]
+        send: SendArgs,
+        #[arg(long)]
+        to: String,
+        /// Decimal or 0x-hex.
+        #[arg(long)]
+        amount: String,
+    },
+    /// Deploy a contract: EVM creation bytecode (hex file) or WASM (.wasm or .wat).
+    Deploy {
+        #[command(flatten)]
+        send: SendArgs,
+        #[arg(long, value_enum)]
+        env: EnvArg,
+        #[arg(long)]
+        code: PathBuf,
+        /// Constructor arguments, hex.
+        #[arg(long, default_value = "")]
+        args: String,
+        #[arg(long, default_value = "0")]
+        value: String,
+    },
+    /// Call a contract in either environment.
+    Call {
+        #[command(flatten)]
+        send: SendArgs,
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        data: String,
+        #[arg(long, default_value = "0")]
+        value: String,
+    },
+    /// Bring an expired state entry back with a proof from `keel query proof`.
+    Revive {
+        #[command(flatten)]
+        send: SendArgs,
+        #[arg(long)]
+        proof: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueryCommand {
+    /// Height, finalized height, epoch, state root, validators, peers.
+    Status(RpcArg),
+    /// {"nonce","balance","code_hash","env"} of an address.
+    Account {
+        address: String,
+        #[command(flatten)]
+        rpc: RpcArg,
+    },
+    /// One 32-byte storage slot: {"value":"0x…"}.
+    Storage {
+        address: String,
+        slot: String,
+        #[command(flatten)]
+        rpc: RpcArg,
+    },
+    /// Read-only call: {"output","gas_used",…}.
+    Call {
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        data: String,
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        gas: Option<u64>,
+        #[command(flatten)]
+        rpc: RpcArg,
+    },
+    /// A transaction's receipt (null if not finalized).
+    Receipt {
+        tx_hash: String,
+        #[command(flatten)]
+        rpc: RpcArg,
+    },
+    /// A block by height, or `latest`.
+    Block {
+        height: String,
+        #[command(flatten)]
+        rpc: RpcArg,
+    },
+    /// Membership proof of an account or slot against the latest state root.
+    Proof {
+        address: String,
+        slot: Option<String>,
+        #[arg(long)]
+        epoch: Option<u64>,
+        #[command(flatten)]
+        rpc: RpcArg,
+    },
+}
+
+async fn send_tx(send: SendArgs, body: TxBody) -> Result<Value, String> {
+    let key = client::read_key(&send.key)?;
+    let client = Client::new(&send.rpc.rpc)?;
+    client::send(
+        &client,
+        &key,
+        TxRequest {
+            body,
+            gas: send.gas,
+            gas_price: send.gas_price,
+            nonce: send.nonce,
+            wait: send.wait,
+        },
+    )
+    .await
+}
+
+async fn tx(command: TxCommand) -> Result<Value, String> {
+    match command {
+        TxCommand::Transfer { send, to, amount } => {
+            let body = TxBody::Transfer {
+                to: client::parse_address(&to)?,
+                amount: client::parse_amount(&amount)?,
+            };
+            send_tx(send, body).await
+        }
+        TxCommand::Deploy {
+            send,
+            env,
+            code,
+            args,
+            value,
+        } => {
+            let env = match env {
+                EnvArg::Evm => Env::Evm,
+                EnvArg::Wasm => Env::Wasm,
+            };
+            let body = TxBody::Deploy {
+                env,
+                code: client::read_code(env, &code)?,
+                args: client::parse_hex(&args, "--args")?,
+                value: client::parse_amount(&value)?,
+            };
+            send_tx(send, body).await
+        }
+        TxCommand::Call {
+            send,
+            to,
+            data,
+            value,
+        } => {
+            let body = TxBody::Call {
+                to: client::parse_address(&to)?,
+                data: client::parse_hex(&data, "--data")?,
+                value: client::parse_amount(&value)?,
+            };
+            send_tx(send, body).await
+        }
+        TxCommand::Revive { send, proof } => {
+            let text =
+                std::fs::read_to_string(&proof).map_err(|e| format!("{}: {e}", proof.display()))?;
+            let body = TxBody::Revive {
+                proof: client::parse_hex(text.trim(), "proof")?,
+            };
+            send_tx(send, body).await
+        }
+    }
+}
+
+async fn query(command: QueryCommand) -> Result<Value, String> {
+    let (rpc, method, params) = match command {
+        QueryCommand::Status(rpc) => (rpc, "keel_status", vec![]),
+        QueryCommand::Account { address, rpc } => (rpc, "keel_getAccount", vec![json!(address)]),
+        QueryCommand::Storage { address, slot, rpc } => {
+            (rpc, "keel_getStorage", vec![json!(address), json!(slot)])
+        }
+        QueryCommand::Call {
+            to,
+            data,
+            from,
+            gas,
+            rpc,
+        } => (
+            rpc,
+            "keel_call",
+            vec![json!({"to": to, "data": data, "from": from, "gas": gas})],
+        ),
+        QueryCommand::Receipt { tx_hash, rpc } => (rpc, "keel_getReceipt", vec![json!(tx_hash)]),
+        QueryCommand::Block { height, rpc } => {
+            let which = match height.parse::<u64>() {
+                Ok(h) => json!(h),
+                Err(_) => json!(height),
+            };
+            (rpc, "keel_getBlock", vec![which])
+        }
+        QueryCommand::Proof {
+            address,
+            slot,
+            epoch,
+            rpc,
+        } => {
+            let mut params = vec![json!(address)];
+            if slot.is_some() || epoch.is_some() {
+                params.push(json!(slot));
+            }
+            if let Some(e) = epoch {
+                params.push(json!(e));
+            }
+            (rpc, "keel_getProof", params)
+        }
+    };
+    Client::new(&rpc.rpc)?.request(method, params).await
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the async runtime: {e}"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
-        Ok(value) => {
+    let result: Result<Option<Value>, String> = match cli.command {
+        Command::Keys(KeysCommand::New { out }) => keys::write(&out, &keys::generate())
+            .map(|file| {
+                Some(json!({
+                    "address": file.address,
+                    "public_key": file.public_key,
+                    "key_file": out.display().to_string(),
+                }))
+            })
+            .map_err(|e| e.to_string()),
+        Command::Init(a) => init(&a.options())
+            .and_then(|report| serde_json::to_value(report).map_err(|e| e.to_string()))
+            .map(Some),
+        Command::Run { home } => runtime().and_then(|rt| {
+            rt.block_on(keel_node::run::run(&home))
+                .map(|()| None)
+                .map_err(|e| format!("{e:#}"))
+        }),
+        Command::Devnet(a) => runtime().and_then(|rt| {
+            rt.block_on(devnet(DevnetOptions {
+                init: a.genesis.options(),
+                fresh: a.fresh,
+            }))
+            .map(|()| None)
+        }),
+        Command::Tx(command) => runtime().and_then(|rt| rt.block_on(tx(command)).map(Some)),
+        Command::Query(command) => runtime().and_then(|rt| rt.block_on(query(command)).map(Some)),
+    };
+    match result {
+        Ok(Some(value)) => {
             println!("{value}");
             ExitCode::SUCCESS
         }
+        Ok(None) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", e.replace('\n', " "));
             ExitCode::FAILURE
         }
     }

@@ -134,6 +134,22 @@ impl Mempool {
         self.hashes.len()
     }
 
+    /// The nonce a sender's next transaction should carry: after its queued transactions
+    /// that follow `state_nonce` without a gap.
+    pub fn pending_nonce(&self, sender: &Address, state_nonce: u64) -> u64 {
+        let Some(queue) = self.senders.get(sender) else {
+            return state_nonce;
+        };
+        let mut next = state_nonce;
+        for nonce in queue.range(state_nonce..).map(|(n, _)| *n) {
+            if nonce != next {
+                break;
+            }
+            next += 1;
+        }
+        next
+    }
+
     pub fn is_empty(&self) -> bool {
         self.hashes.is_empty()
     }

@@ -59,6 +59,15 @@ pub struct BlockOutput {
     pub gas_used: u64,
 }
 
+/// A read-only call (see [`Runtime::call`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRequest {
+    pub from: Address,
+    pub to: Address,
+    pub data: Vec<u8>,
+    pub gas_limit: u64,
+}
+
 /// Executes blocks; holds the WASM module cache shared across blocks.
 #[derive(Debug, Clone)]
 pub struct Runtime {
@@ -158,6 +167,19 @@ impl Runtime {
         &self.wasm
     }
 
+    /// The execution context of a block with this header.
+    pub fn context(&self, header: &keel_types::Header) -> BlockContext {
+        BlockContext {
+            chain_id: self.config.chain_id,
+            height: header.height,
+            epoch: header.epoch,
+            timestamp_ms: header.timestamp_ms,
+            beneficiary: Address::from_public_key(&header.proposer),
+            parent_hash: header.parent_hash,
+            gas_limit: self.config.block_gas_limit,
+        }
+    }
+
     /// Execute `block` over `parent` (the state after the parent block).
     pub fn execute_block(
         &self,
@@ -166,15 +188,7 @@ impl Runtime {
         block: &Block,
     ) -> Result<BlockOutput, RuntimeError> {
         let header = &block.header;
-        let context = BlockContext {
-            chain_id: self.config.chain_id,
-            height: header.height,
-            epoch: header.epoch,
-            timestamp_ms: header.timestamp_ms,
-            beneficiary: Address::from_public_key(&header.proposer),
-            parent_hash: header.parent_hash,
-            gas_limit: self.config.block_gas_limit,
-        };
+        let context = self.context(header);
         // Signatures first, batch-verified in fixed-size chunks over the configured threads
         // (the verdict depends only on the block).
         // Each transaction is hashed once, here, for its signature and its receipt.
@@ -287,12 +301,36 @@ impl Runtime {
             chain_id: Some(self.config.chain_id),
             ..Default::default()
         };
+        let is_wasm_deploy = matches!(t.body, TxBody::Deploy { env: Env::Wasm, .. });
+        match self.transact(overlay, hashes, block, tx_env, false)? {
+            Ok((result, trap)) => Ok(receipt_from(result, tx_hash, is_wasm_deploy, trap)),
+            Err(invalid) => {
+                let balance = overlay
+                    .account(&sender)?
+                    .map(|a| a.balance)
+                    .unwrap_or_default();
+                Ok(rejected(tx_hash, map_invalid(tx, invalid, balance)))
+            }
+        }
+    }
+
+    /// Runs one EVM transaction (WASM frames included) over `overlay` and applies its state
+    /// changes there. `Err(invalid)` is a transaction revm refused before executing it.
+    fn transact(
+        &self,
+        overlay: &mut Overlay<&dyn StateView>,
+        hashes: &dyn BlockHashes,
+        block: &BlockContext,
+        tx_env: TxEnv,
+        skip_nonce_check: bool,
+    ) -> Result<Result<(ExecutionResult, Option<String>), InvalidTransaction>, RuntimeError> {
         let precompiles = KeelPrecompiles::new(self.wasm.clone(), block.epoch, block.timestamp_ms);
         let (result, state) = {
             let db = KeelDb::new(&*overlay, hashes);
             let mut ctx: KeelCtx<'_> = Context::new(db, SPEC);
             ctx.cfg = cfg_env(self.config.chain_id);
             ctx.cfg.tx_gas_limit_cap = Some(MAX_TX_GAS);
+            ctx.cfg.disable_nonce_check = skip_nonce_check;
             ctx.block = block_env(block);
             let mut evm: KeelEvm<'_> = Evm {
                 ctx,
@@ -303,79 +341,125 @@ impl Runtime {
             };
             match evm.transact(tx_env) {
                 Ok(out) => (out.result, out.state),
-                Err(EVMError::Transaction(invalid)) => {
-                    let balance = overlay
-                        .account(&sender)?
-                        .map(|a| a.balance)
-                        .unwrap_or_default();
-                    return Ok(rejected(tx_hash, map_invalid(tx, invalid, balance)));
-                }
-                Err(EVMError::Header(e)) => return Err(RuntimeError::Fatal(e.to_string())),
+                Err(EVMError::Transaction(invalid)) => return Ok(Err(invalid)),
                 Err(e) => return Err(RuntimeError::Fatal(e.to_string())),
             }
         };
         apply_evm_state(overlay, state).map_err(|e| RuntimeError::Fatal(e.to_string()))?;
-        let is_wasm_deploy = matches!(t.body, TxBody::Deploy { env: Env::Wasm, .. });
-        let trap = precompiles.take_trap();
-        // What the sender paid for: spent minus the EIP-3529 refund, at least the EIP-7623 floor.
-        let gas_used = result.tx_gas_used();
-        Ok(match result {
-            ExecutionResult::Success { logs, output, .. } => {
-                let (output, contract_address) = match output {
-                    Output::Create(bytes, address) => {
-                        (bytes.to_vec(), address.map(|a| Address(a.0 .0)))
-                    }
-                    Output::Call(bytes) if is_wasm_deploy && bytes.len() == 32 => {
-                        let mut address = [0u8; 20];
-                        address.copy_from_slice(&bytes[12..]);
-                        (Vec::new(), Some(Address(address)))
-                    }
-                    Output::Call(bytes) => (bytes.to_vec(), None),
-                };
-                Receipt {
-                    tx_hash,
-                    status: TxStatus::Success,
-                    gas_used,
-                    output: truncate(output),
-                    logs: convert_logs(logs),
-                    contract_address,
-                    error: None,
+        Ok(Ok((result, precompiles.take_trap())))
+    }
+
+    /// A read-only call (RPC `keel_call`): `from` calls `to` with `data` at `state`, without
+    /// signature, nonce or fee checks (gas price zero); every write is discarded.
+    pub fn call(
+        &self,
+        state: &dyn StateView,
+        hashes: &dyn BlockHashes,
+        block: &BlockContext,
+        request: CallRequest,
+    ) -> Result<Receipt, RuntimeError> {
+        let mut overlay = Overlay::new(state);
+        let tx_env = TxEnv {
+            caller: to_revm(&request.from),
+            gas_limit: request.gas_limit.min(MAX_TX_GAS),
+            gas_price: 0,
+            kind: TxKind::Call(to_revm(&request.to)),
+            data: Bytes::from(request.data),
+            chain_id: Some(self.config.chain_id),
+            ..Default::default()
+        };
+        match self.transact(&mut overlay, hashes, block, tx_env, true)? {
+            Ok((result, trap)) => Ok(receipt_from(result, Hash::ZERO, false, trap)),
+            Err(invalid) => Ok(rejected(
+                Hash::ZERO,
+                TxError::Execution {
+                    reason: invalid.to_string(),
+                },
+            )),
+        }
+    }
+
+    /// What `tx` would do if it were the first transaction of the next block over `state`
+    /// (RPC `keel_simulate`): every check a block applies, signature included; nothing is
+    /// written.
+    pub fn simulate(
+        &self,
+        state: &dyn StateView,
+        hashes: &dyn BlockHashes,
+        block: &BlockContext,
+        tx: &SignedTransaction,
+    ) -> Result<Receipt, RuntimeError> {
+        let tx_hash = tx.hash();
+        if tx.verify_signature().is_err() {
+            return Ok(rejected(tx_hash, TxError::BadSignature));
+        }
+        let mut overlay = Overlay::new(state);
+        self.execute_tx(&mut overlay, hashes, block, tx, tx_hash, 0)
+    }
+}
+
+fn receipt_from(
+    result: ExecutionResult,
+    tx_hash: Hash,
+    is_wasm_deploy: bool,
+    trap: Option<String>,
+) -> Receipt {
+    // What the sender paid for: spent minus the EIP-3529 refund, at least the EIP-7623 floor.
+    let gas_used = result.tx_gas_used();
+    match result {
+        ExecutionResult::Success { logs, output, .. } => {
+            let (output, contract_address) = match output {
+                Output::Create(bytes, address) => {
+                    (bytes.to_vec(), address.map(|a| Address(a.0 .0)))
                 }
-            }
-            ExecutionResult::Revert { output, .. } => {
-                let error = match (is_wasm_deploy, String::from_utf8(output.to_vec())) {
-                    (true, Ok(text)) if text.starts_with("invalid code: ") => {
-                        TxError::InvalidCode {
-                            reason: text["invalid code: ".len()..].chars().take(900).collect(),
-                        }
-                    }
-                    _ => TxError::Reverted,
-                };
-                Receipt {
-                    tx_hash,
-                    status: TxStatus::Revert,
-                    gas_used,
-                    output: truncate(output.to_vec()),
-                    logs: Vec::new(),
-                    contract_address: None,
-                    error: Some(error),
+                Output::Call(bytes) if is_wasm_deploy && bytes.len() == 32 => {
+                    let mut address = [0u8; 20];
+                    address.copy_from_slice(&bytes[12..]);
+                    (Vec::new(), Some(Address(address)))
                 }
+                Output::Call(bytes) => (bytes.to_vec(), None),
+            };
+            Receipt {
+                tx_hash,
+                status: TxStatus::Success,
+                gas_used,
+                output: truncate(output),
+                logs: convert_logs(logs),
+                contract_address,
+                error: None,
             }
-            ExecutionResult::Halt { reason, .. } => {
-                let error = match reason {
-                    HaltReason::OutOfGas(OutOfGasError::Basic) => TxError::OutOfGas,
-                    ref other => halt_error(other, trap),
-                };
-                Receipt {
-                    tx_hash,
-                    status: TxStatus::Revert,
-                    gas_used,
-                    output: Vec::new(),
-                    logs: Vec::new(),
-                    contract_address: None,
-                    error: Some(error),
-                }
+        }
+        ExecutionResult::Revert { output, .. } => {
+            let error = match (is_wasm_deploy, String::from_utf8(output.to_vec())) {
+                (true, Ok(text)) if text.starts_with("invalid code: ") => TxError::InvalidCode {
+                    reason: text["invalid code: ".len()..].chars().take(900).collect(),
+                },
+                _ => TxError::Reverted,
+            };
+            Receipt {
+                tx_hash,
+                status: TxStatus::Revert,
+                gas_used,
+                output: truncate(output.to_vec()),
+                logs: Vec::new(),
+                contract_address: None,
+                error: Some(error),
             }
-        })
+        }
+        ExecutionResult::Halt { reason, .. } => {
+            let error = match reason {
+                HaltReason::OutOfGas(OutOfGasError::Basic) => TxError::OutOfGas,
+                ref other => halt_error(other, trap),
+            };
+            Receipt {
+                tx_hash,
+                status: TxStatus::Revert,
+                gas_used,
+                output: Vec::new(),
+                logs: Vec::new(),
+                contract_address: None,
+                error: Some(error),
+            }
+        }
     }
 }

@@ -7,4 +7,5 @@ pub mod executor;
 pub mod signatures;
 
 pub use bridge::{deploy_input, WASM_DEPLOYER};
-pub use executor::{BlockOutput, Runtime, RuntimeConfig, RuntimeError};
+pub use executor::{BlockOutput, CallRequest, Runtime, RuntimeConfig, RuntimeError};
+pub use keel_exec_evm::{BlockContext, BlockHashes};

@@ -24,6 +24,9 @@ pub const CF_RECEIPTS: &str = "receipts";
 /// tx hash → height (BE) ‖ index (4, BE).
 pub const CF_TX_INDEX: &str = "tx_index";
 
+/// Node records that are not state (consensus certificates, epoch proofs): key → value.
+pub const CF_AUX: &str = "aux";
+
 pub const ALL_CFS: &[&str] = &[
     CF_META,
     CF_NODES,
@@ -35,6 +38,7 @@ pub const ALL_CFS: &[&str] = &[
     CF_BLOCK_INDEX,
     CF_RECEIPTS,
     CF_TX_INDEX,
+    CF_AUX,
 ];
 
 pub const META_LATEST: &[u8] = b"latest";

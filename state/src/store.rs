@@ -54,6 +54,9 @@ pub struct CommitInfo {
     pub block_hash: Hash,
 }
 
+/// A node record outside the state: key and value.
+pub type AuxRecord = (Vec<u8>, Vec<u8>);
+
 /// One block's worth of changes to commit.
 #[derive(Debug, Clone, Copy)]
 pub struct CommitRequest<'a> {
@@ -292,6 +295,32 @@ impl Store {
         *self.latest.write().expect("latest lock poisoned") = Some(info);
         tracing::debug!(height, root = %state_root, "committed");
         Ok(info)
+    }
+
+    /// Writes a node record outside the state (not part of any root), durably.
+    pub fn put_aux(&self, key: &[u8], value: &[u8]) -> Result<(), StateError> {
+        let mut write = WriteOptions::default();
+        write.set_sync(self.options.sync_writes);
+        self.db
+            .put_cf_opt(cf(&self.db, CF_AUX)?, key, value, &write)?;
+        Ok(())
+    }
+
+    pub fn get_aux(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        Ok(self.db.get_cf(cf(&self.db, CF_AUX)?, key)?)
+    }
+
+    /// The first aux record with key ≥ `from` that still starts with `prefix`.
+    pub fn next_aux(&self, prefix: &[u8], from: &[u8]) -> Result<Option<AuxRecord>, StateError> {
+        let mut iter = self.db.raw_iterator_cf(cf(&self.db, CF_AUX)?);
+        iter.seek(from);
+        match (iter.key(), iter.value()) {
+            (Some(k), Some(v)) if k.starts_with(prefix) => Ok(Some((k.to_vec(), v.to_vec()))),
+            _ => {
+                iter.status()?;
+                Ok(None)
+            }
+        }
     }
 
     /// The state root after executing `height`.

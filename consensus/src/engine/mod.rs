@@ -236,6 +236,10 @@ impl Engine {
         )
     }
 
+    pub fn epoch(&self) -> keel_types::Epoch {
+        self.cfg.validators.epoch
+    }
+
     pub fn view(&self) -> View {
         self.view
     }

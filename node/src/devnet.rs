@@ -1,0 +1,189 @@
+//! `keel devnet`: a local cluster of separate `keel run` processes on loopback, from
+//! embedded defaults, resumed when its directory already holds one.
+
+use crate::client::Client;
+use crate::config::NodeConfig;
+use crate::init::{init, InitOptions};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long the cluster may take to finalize its first block.
+pub const READY_TIMEOUT_MS: u64 = 120_000;
+/// How long children get to exit after SIGTERM before SIGKILL.
+pub const STOP_TIMEOUT_MS: u64 = 10_000;
+
+#[derive(Debug, Clone)]
+pub struct DevnetOptions {
+    pub init: InitOptions,
+    pub fresh: bool,
+}
+
+struct Node {
+    index: usize,
+    home: PathBuf,
+    config: NodeConfig,
+    child: Child,
+}
+
+fn node_homes(dir: &Path) -> Vec<PathBuf> {
+    (0..)
+        .map(|i| dir.join(format!("node{i}")))
+        .take_while(|p| p.join("config.toml").exists())
+        .collect()
+}
+
+fn spawn(home: &Path) -> Result<Child, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("locating the keel binary: {e}"))?;
+    let log_path = home.join("node.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let err = log.try_clone().map_err(|e| e.to_string())?;
+    Command::new(exe)
+        .arg("run")
+        .arg("--home")
+        .arg(home)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("starting keel run --home {}: {e}", home.display()))
+}
+
+fn signal(child: &Child, name: &str) {
+    // std offers only SIGKILL; `kill -TERM` lets the node stop cleanly.
+    let _ = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status();
+}
+
+fn stop(nodes: &mut [Node]) {
+    for node in nodes.iter() {
+        signal(&node.child, "TERM");
+    }
+    let deadline = Instant::now() + Duration::from_millis(STOP_TIMEOUT_MS);
+    for node in nodes.iter_mut() {
+        loop {
+            match node.child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if Instant::now() >= deadline => {
+                    let _ = node.child.kill();
+                    let _ = node.child.wait();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+}
+
+/// Runs the devnet until SIGINT/SIGTERM; prints one JSON line per validator, then ready.
+pub async fn devnet(opts: DevnetOptions) -> Result<(), String> {
+    let dir = opts.init.home.clone();
+    if opts.fresh && dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| format!("wiping {}: {e}", dir.display()))?;
+    }
+    if !dir.join("node0").join("config.toml").exists() {
+        init(&opts.init)?;
+    }
+    let mut nodes = Vec::new();
+    for (index, home) in node_homes(&dir).into_iter().enumerate() {
+        let config = NodeConfig::load(&home.join("config.toml")).map_err(|e| e.to_string())?;
+        let child = match spawn(&home) {
+            Ok(c) => c,
+            Err(e) => {
+                stop(&mut nodes);
+                return Err(e);
+            }
+        };
+        nodes.push(Node {
+            index,
+            home,
+            config,
+            child,
+        });
+    }
+    if let Err(e) = wait_ready(&mut nodes).await {
+        stop(&mut nodes);
+        return Err(e);
+    }
+    for node in &nodes {
+        println!(
+            "{}",
+            json!({
+                "validator": node.index,
+                "rpc": format!("http://{}", node.config.rpc.listen),
+                "p2p": node.config.p2p.listen,
+                "metrics": format!("http://{}", node.config.metrics.listen),
+                "home": node.home.display().to_string(),
+                "pid": node.child.id(),
+            })
+        );
+    }
+    println!(
+        "{}",
+        json!({"ready": true, "accounts": dir.join("accounts.json").display().to_string()})
+    );
+    shutdown_signal().await;
+    eprintln!("stopping {} validators", nodes.len());
+    stop(&mut nodes);
+    Ok(())
+}
+
+async fn wait_ready(nodes: &mut [Node]) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_millis(READY_TIMEOUT_MS);
+    let clients: Vec<Client> = nodes
+        .iter()
+        .map(|n| Client::new(&format!("http://{}", n.config.rpc.listen)))
+        .collect::<Result<_, _>>()?;
+    let mut first_seen: Vec<Option<u64>> = vec![None; clients.len()];
+    loop {
+        for node in nodes.iter_mut() {
+            if let Ok(Some(status)) = node.child.try_wait() {
+                return Err(format!(
+                    "validator {} exited ({status}); see {}",
+                    node.index,
+                    node.home.join("node.log").display()
+                ));
+            }
+        }
+        // Ready once every validator has finalized a block since it was first seen (a
+        // fresh chain: height 1; a resumed one: past where it restarted).
+        let mut ready = 0;
+        for (client, first) in clients.iter().zip(first_seen.iter_mut()) {
+            if let Ok(status) = client.request("keel_status", vec![]).await {
+                let height = status.get("height").and_then(|h| h.as_u64()).unwrap_or(0);
+                let base = *first.get_or_insert(height);
+                if height >= 1 && (base == 0 || height > base) {
+                    ready += 1;
+                }
+            }
+        }
+        if ready == clients.len() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "the devnet did not finalize a block within {} s; see the node.log files",
+                READY_TIMEOUT_MS / 1000
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,569 @@
+//! The consensus driver: runs the sans-IO engine, carries out its actions (persist the vote
+//! log before sending, broadcast, timers, build and verify proposals, commit finalized
+//! blocks), and halts loudly if the network finalizes a root this node cannot reproduce.
+//!
+//! It runs on its own thread (execution is CPU work and must not stall network tasks).
+//! Verification needs only the parent's execution, never its finality (see chain.rs);
+//! after voting for a block it executes it at once, so its root is ready for the next
+//! proposal while the finalize round is still in flight: execution of block h overlaps
+//! consensus on h, and committing h on finality is one write of a diff already computed.
+
+pub mod chain;
+pub mod sync;
+
+use crate::mempool::Mempool;
+use crate::metrics as m;
+use crate::net::{Inbound, NetMessage, Network};
+use crate::shared::{FinalizedEvent, Shared};
+use chain::{Chain, ChainError, ParentInfo};
+use keel_consensus::{Action, Config, Engine, FileVoteLog, Input, Message, ValidatorSet};
+use keel_types::block::{canonical_order, is_canonical_order, tx_root};
+use keel_types::limits::MAX_BLOCK_BYTES;
+use keel_types::{Block, Certificate, Hash, Header, Height, PublicKey, SecretKey, View};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// A proposal's timestamp may be at most this far ahead of this node's clock.
+pub const MAX_FUTURE_DRIFT_MS: u64 = 5_000;
+/// Proposals waiting for their parent's chain to become known.
+pub const MAX_DEFERRED_VERIFICATIONS: usize = 64;
+/// Retry interval when a proposal's parent is not executable yet.
+const BUILD_RETRY_MS: u64 = 50;
+/// Bytes of a block left for the header and framing.
+const BLOCK_BYTES_MARGIN: usize = 64 * 1024;
+
+/// Wall-clock milliseconds. Used for proposal timestamps and their bounds check only; the
+/// timestamp that execution sees is the one in the header.
+pub fn now_ms() -> u64 {
+    #[allow(clippy::disallowed_methods)]
+    let now = std::time::SystemTime::now();
+    now.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    pub chain_id: u64,
+    pub epoch_length: u64,
+    pub validators: Vec<PublicKey>,
+    pub me: u16,
+    pub timeout_base_ms: u64,
+    pub timeout_max_ms: u64,
+    pub block_time_ms: u64,
+    pub max_block_txs: usize,
+    pub block_gas_limit: u64,
+}
+
+#[derive(Debug, Clone)]
+struct BuildRequest {
+    view: View,
+    parent: Hash,
+    height: Height,
+    epoch: u64,
+    empty: bool,
+}
+
+enum Verdict {
+    Valid,
+    Invalid(String),
+    /// The parent's chain is not known yet.
+    Deferred,
+}
+
+#[derive(Debug)]
+pub struct Driver {
+    cfg: DriverConfig,
+    key: SecretKey,
+    engine: Engine,
+    votelog: FileVoteLog,
+    chain: Chain,
+    mempool: Arc<Mutex<Mempool>>,
+    net: Network,
+    shared: Arc<Shared>,
+    timer: Option<(Instant, View)>,
+    build: Option<(Instant, BuildRequest)>,
+    deferred: BTreeMap<View, Block>,
+    to_execute: Vec<Hash>,
+    inputs: VecDeque<Input>,
+    halted: bool,
+}
+
+fn engine_config(cfg: &DriverConfig, key: &SecretKey, tip: (Height, Hash, View)) -> Config {
+    // Epoch e orders heights e·L+1 ..= (e+1)·L; the next height after the tip decides.
+    let epoch = tip.0 / cfg.epoch_length;
+    Config {
+        chain_id: cfg.chain_id,
+        validators: ValidatorSet {
+            epoch,
+            keys: cfg.validators.clone(),
+        },
+        me: Some((cfg.me, key.clone())),
+        finalized_tip: tip,
+        timeout_base_ms: cfg.timeout_base_ms,
+        timeout_max_ms: cfg.timeout_max_ms,
+        skip_after_views: 20,
+        max_views_ahead: 256,
+        epoch_length: cfg.epoch_length,
+        epoch_first_height: epoch * cfg.epoch_length + 1,
+    }
+}
+
+impl Driver {
+    pub fn new(
+        cfg: DriverConfig,
+        key: SecretKey,
+        chain: Chain,
+        votelog_path: &std::path::Path,
+        mempool: Arc<Mutex<Mempool>>,
+        net: Network,
+        shared: Arc<Shared>,
+    ) -> Result<Driver, String> {
+        let (votelog, restored) = FileVoteLog::open(votelog_path).map_err(|e| e.to_string())?;
+        let tip = Self::engine_tip(&chain)?;
+        let engine = Engine::new(engine_config(&cfg, &key, tip), &restored);
+        Ok(Driver {
+            cfg,
+            key,
+            engine,
+            votelog,
+            chain,
+            mempool,
+            net,
+            shared,
+            timer: None,
+            build: None,
+            deferred: BTreeMap::new(),
+            to_execute: Vec::new(),
+            inputs: VecDeque::new(),
+            halted: false,
+        })
+    }
+
+    fn engine_tip(chain: &Chain) -> Result<(Height, Hash, View), String> {
+        let (height, hash) = chain.tip();
+        if height == 0 {
+            return Ok((0, hash, 0));
+        }
+        let block = chain
+            .store()
+            .block(height)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("finalized block {height} missing from the store"))?;
+        Ok((height, hash, block.header.view))
+    }
+
+    /// Runs until the inbound stream closes.
+    pub async fn run(mut self, mut inbound: mpsc::Receiver<Inbound>) {
+        self.push(Input::Start);
+        self.drain();
+        loop {
+            let deadline = [self.timer.map(|t| t.0), self.build.as_ref().map(|b| b.0)]
+                .into_iter()
+                .flatten()
+                .min();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                message = inbound.recv() => match message {
+                    Some((from, NetMessage::Consensus(message))) => self.on_message(from, *message),
+                    Some((_, NetMessage::Transactions(_))) => {} // routed to the mempool task
+                    None => return,
+                },
+                () = sleep => self.on_deadline(),
+            }
+            self.drain();
+            self.shared.update(|s| {
+                s.view = self.engine.view();
+                s.peers = self.net.peer_count();
+            });
+            metrics::gauge!(m::VIEW).set(self.engine.view() as f64);
+        }
+    }
+
+    fn on_message(&mut self, from: u16, message: Message) {
+        match &message {
+            Message::Propose { block, .. } | Message::BlockResponse(block) => {
+                self.chain.remember(block);
+                self.retry_deferred();
+            }
+            _ => {}
+        }
+        self.push(Input::Message { from, message });
+    }
+
+    fn on_deadline(&mut self) {
+        let now = Instant::now();
+        if let Some((at, view)) = self.timer {
+            if at <= now {
+                self.timer = None;
+                self.push(Input::Timeout { view });
+            }
+        }
+        if self.build.as_ref().is_some_and(|(at, _)| *at <= now) {
+            if let Some((_, request)) = self.build.take() {
+                self.build_proposal(request);
+            }
+        }
+    }
+
+    fn push(&mut self, input: Input) {
+        self.inputs.push_back(input);
+    }
+
+    /// Feeds queued inputs to the engine and carries out the actions, then executes the
+    /// blocks voted for.
+    fn drain(&mut self) {
+        loop {
+            while let Some(input) = self.inputs.pop_front() {
+                if self.halted {
+                    self.inputs.clear();
+                    return;
+                }
+                for action in self.engine.handle(input) {
+                    self.perform(action);
+                }
+            }
+            let hashes = std::mem::take(&mut self.to_execute);
+            if hashes.is_empty() {
+                return;
+            }
+            for hash in hashes {
+                if let Err(e) = self.chain.execute(&hash) {
+                    self.halt(format!("executing block {hash}: {e}"));
+                    return;
+                }
+            }
+            self.retry_deferred();
+        }
+    }
+
+    fn perform(&mut self, action: Action) {
+        match action {
+            Action::Persist(record) => {
+                let started = Instant::now();
+                if let Err(e) = self.votelog.append(&record) {
+                    // Cannot make the vote durable: must not send it, nor any later vote.
+                    self.halt(format!("vote log: {e}"));
+                    return;
+                }
+                metrics::histogram!(m::VOTELOG_FSYNC).record(started.elapsed().as_secs_f64());
+            }
+            Action::Broadcast(message) => {
+                if let Message::Propose { block, .. } = &message {
+                    self.chain.remember(block);
+                }
+                self.net
+                    .broadcast(&NetMessage::Consensus(Box::new(message)));
+            }
+            Action::Send { to, message } => {
+                self.net.send(to, &NetMessage::Consensus(Box::new(message)))
+            }
+            Action::SetTimer { view, after_ms } => {
+                self.timer = Some((Instant::now() + Duration::from_millis(after_ms), view));
+            }
+            Action::BuildProposal {
+                view,
+                parent,
+                height,
+                epoch,
+                empty,
+            } => self.schedule_build(BuildRequest {
+                view,
+                parent,
+                height,
+                epoch,
+                empty,
+            }),
+            Action::Verify { view, block } => {
+                self.chain.remember(&block);
+                self.verify(view, block);
+            }
+            Action::Finalized { block, certificate } => self.on_finalized(block, certificate),
+            Action::ServeSync { to, from_height } => {
+                match sync::response(self.chain.store(), from_height, self.cfg.epoch_length) {
+                    Ok(Some(message)) => {
+                        self.net.send(to, &NetMessage::Consensus(Box::new(message)))
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, from_height, "cannot serve sync"),
+                }
+            }
+            Action::EpochEnded { epoch, tip, suffix } => {
+                if let Some((headers, cert)) = suffix {
+                    if let Err(e) =
+                        sync::put_epoch_suffix(self.chain.store(), epoch, &headers, &cert)
+                    {
+                        tracing::warn!(error = %e, epoch, "cannot record the epoch's suffix proof");
+                    }
+                }
+                tracing::info!(epoch, height = tip.0, "epoch ended");
+                // The validator set is genesis' for every epoch until reconfiguration lands.
+                // A live transition has no records for the new epoch yet (a restart inside
+                // it restores them in `new`).
+                self.engine = Engine::new(engine_config(&self.cfg, &self.key, tip), &[]);
+                self.build = None;
+                self.deferred.clear();
+                self.shared.update(|s| s.epoch = epoch + 1);
+                metrics::gauge!(m::EPOCH).set((epoch + 1) as f64);
+                self.push(Input::Start);
+            }
+        }
+    }
+
+    fn schedule_build(&mut self, request: BuildRequest) {
+        // Pace blocks: not before the parent's timestamp plus the block time.
+        let wait_ms = match self.chain.parent_info(&request.parent) {
+            Ok(Some(parent)) => {
+                (parent.timestamp_ms + self.cfg.block_time_ms).saturating_sub(now_ms())
+            }
+            Ok(None) => BUILD_RETRY_MS,
+            Err(e) => return self.halt(format!("executing the parent of a proposal: {e}")),
+        };
+        self.build = Some((Instant::now() + Duration::from_millis(wait_ms), request));
+    }
+
+    fn build_proposal(&mut self, request: BuildRequest) {
+        if self.engine.view() > request.view {
+            return; // the view moved on
+        }
+        let parent = match self.chain.parent_info(&request.parent) {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                let at = Instant::now() + Duration::from_millis(BUILD_RETRY_MS);
+                self.build = Some((at, request));
+                return;
+            }
+            Err(e) => return self.halt(format!("executing the parent of a proposal: {e}")),
+        };
+        let transactions = if request.empty {
+            Vec::new()
+        } else {
+            let mempool = self.mempool.clone();
+            let (max_txs, gas) = (self.cfg.max_block_txs, self.cfg.block_gas_limit);
+            let selected = self.chain.with_state_after(&parent.hash, |state| {
+                mempool.lock().expect("mempool lock").select(
+                    state,
+                    max_txs,
+                    MAX_BLOCK_BYTES - BLOCK_BYTES_MARGIN,
+                    gas,
+                )
+            });
+            match selected {
+                Ok(Some(Ok(txs))) => txs,
+                Ok(Some(Err(e))) => {
+                    tracing::warn!(error = %e, "mempool selection failed; proposing empty");
+                    Vec::new()
+                }
+                Ok(None) => Vec::new(),
+                Err(e) => return self.halt(format!("reading state for a proposal: {e}")),
+            }
+        };
+        let transactions = canonical_order(&parent.hash, transactions);
+        let header = Header {
+            chain_id: self.cfg.chain_id,
+            height: request.height,
+            epoch: request.epoch,
+            view: request.view,
+            parent_hash: parent.hash,
+            proposer: self.key.public_key(),
+            timestamp_ms: now_ms().max(parent.timestamp_ms + 1),
+            tx_root: tx_root(&transactions),
+            parent_state_root: parent.state_root,
+            parent_receipts_root: parent.receipts_root,
+            archive_root: Hash::ZERO,
+        };
+        let block = Block {
+            header,
+            transactions,
+        };
+        tracing::debug!(
+            height = request.height,
+            view = request.view,
+            txs = block.transactions.len(),
+            "proposing"
+        );
+        self.chain.remember(&block);
+        self.to_execute.push(block.hash());
+        self.push(Input::Proposal {
+            view: request.view,
+            block,
+        });
+    }
+
+    fn check(&mut self, block: &Block) -> Result<Verdict, ChainError> {
+        let h = &block.header;
+        let invalid = |reason: String| Ok(Verdict::Invalid(reason));
+        if h.chain_id != self.cfg.chain_id {
+            return invalid(format!("chain id {}", h.chain_id));
+        }
+        if h.epoch != self.engine.epoch() {
+            return invalid(format!(
+                "epoch {} in epoch {}",
+                h.epoch,
+                self.engine.epoch()
+            ));
+        }
+        if h.archive_root != Hash::ZERO {
+            return invalid("archive root set while expiry is off".into());
+        }
+        if block.compute_tx_root() != h.tx_root {
+            return invalid("tx root does not match the body".into());
+        }
+        if h.height > self.engine.epoch_last_height() && !block.transactions.is_empty() {
+            return invalid("suffix block past the epoch's end carries transactions".into());
+        }
+        let gas: u64 = block
+            .transactions
+            .iter()
+            .fold(0u64, |a, t| a.saturating_add(t.tx.gas_limit));
+        if gas > self.cfg.block_gas_limit {
+            return invalid(format!("gas limits sum to {gas}, above the block limit"));
+        }
+        if !is_canonical_order(&h.parent_hash, &block.transactions) {
+            return invalid("transactions are not in canonical order".into());
+        }
+        let Some(parent): Option<ParentInfo> = self.chain.parent_info(&h.parent_hash)? else {
+            return Ok(Verdict::Deferred);
+        };
+        if h.height != parent.height + 1 {
+            return invalid(format!("height {} on parent {}", h.height, parent.height));
+        }
+        if h.timestamp_ms <= parent.timestamp_ms || h.timestamp_ms > now_ms() + MAX_FUTURE_DRIFT_MS
+        {
+            return invalid(format!("timestamp {} out of bounds", h.timestamp_ms));
+        }
+        if h.parent_state_root != parent.state_root
+            || h.parent_receipts_root != parent.receipts_root
+        {
+            // The proposer or this node diverged; refuse the vote. If the network finalizes
+            // it anyway, on_finalized halts this node.
+            tracing::error!(
+                height = h.height,
+                theirs = %h.parent_state_root,
+                ours = %parent.state_root,
+                "proposal commits a parent state root this node did not compute"
+            );
+            return invalid("parent state root differs from this node's".into());
+        }
+        Ok(Verdict::Valid)
+    }
+
+    fn verify(&mut self, view: View, block: Block) {
+        match self.check(&block) {
+            Ok(Verdict::Valid) => {
+                let hash = block.hash();
+                self.to_execute.push(hash);
+                self.push(Input::Verified {
+                    view,
+                    block: hash,
+                    valid: true,
+                });
+            }
+            Ok(Verdict::Invalid(reason)) => {
+                tracing::warn!(view, height = block.header.height, %reason, "rejecting proposal");
+                self.push(Input::Verified {
+                    view,
+                    block: block.hash(),
+                    valid: false,
+                });
+            }
+            Ok(Verdict::Deferred) => {
+                if self.deferred.len() >= MAX_DEFERRED_VERIFICATIONS {
+                    self.deferred.pop_first();
+                }
+                self.deferred.insert(view, block);
+            }
+            Err(e) => self.halt(format!("checking a proposal: {e}")),
+        }
+    }
+
+    fn retry_deferred(&mut self) {
+        let pending = std::mem::take(&mut self.deferred);
+        for (view, block) in pending {
+            if view
+                >= self
+                    .engine
+                    .view()
+                    .saturating_sub(MAX_DEFERRED_VERIFICATIONS as u64)
+            {
+                self.verify(view, block);
+            }
+        }
+    }
+
+    fn on_finalized(&mut self, block: Block, certificate: Option<Certificate>) {
+        let height = block.header.height;
+        // The header commits its parent's root: if the network finalized a root this node
+        // did not compute, this node's state is wrong. Stop before committing on top of it.
+        match self.chain.parent_info(&block.header.parent_hash) {
+            Ok(Some(parent))
+                if parent.state_root == block.header.parent_state_root
+                    && parent.receipts_root == block.header.parent_receipts_root => {}
+            Ok(Some(parent)) => {
+                return self.halt(format!(
+                "finalized block {height} commits parent state root {} but this node computed {}",
+                block.header.parent_state_root, parent.state_root
+            ))
+            }
+            Ok(None) => {
+                return self.halt(format!(
+                    "finalized block {height} does not extend this node's finalized chain"
+                ))
+            }
+            Err(e) => return self.halt(format!("finalizing block {height}: {e}")),
+        }
+        let (info, receipts) = match self.chain.finalize(&block) {
+            Ok(done) => done,
+            Err(e) => return self.halt(format!("committing block {height}: {e}")),
+        };
+        if let Some(cert) = &certificate {
+            if let Err(e) = sync::put_certificate(self.chain.store(), height, cert) {
+                tracing::warn!(error = %e, height, "cannot record the finalization certificate");
+            }
+        }
+        let store = self.chain.store().clone();
+        let pool_len = {
+            let mut pool = self.mempool.lock().expect("mempool lock");
+            if let Err(e) = pool.revalidate(&store.latest_view()) {
+                tracing::warn!(error = %e, "mempool revalidation failed");
+            }
+            metrics::gauge!(m::MEMPOOL_BYTES).set(pool.bytes() as f64);
+            pool.len()
+        };
+        metrics::gauge!(m::MEMPOOL_SIZE).set(pool_len as f64);
+        metrics::gauge!(m::HEIGHT).set(height as f64);
+        metrics::gauge!(m::FINALIZED_HEIGHT).set(height as f64);
+        let latency_ms = now_ms().saturating_sub(block.header.timestamp_ms);
+        metrics::histogram!(m::FINALITY_LATENCY)
+            .record(Duration::from_millis(latency_ms).as_secs_f64());
+        tracing::info!(height, txs = block.transactions.len(), root = %info.state_root, "finalized");
+        self.shared.publish(FinalizedEvent {
+            height,
+            hash: info.block_hash,
+            state_root: info.state_root,
+            block,
+            receipts,
+        });
+        self.retry_deferred();
+    }
+
+    /// Stops voting for good: error log, metric, health, and no more engine inputs.
+    fn halt(&mut self, reason: String) {
+        if self.halted {
+            return;
+        }
+        self.halted = true;
+        tracing::error!(%reason, "HALTED: this node stops voting");
+        metrics::gauge!(m::HALTED).set(1.0);
+        self.shared.update(|s| s.halted = Some(reason));
+        self.inputs.clear();
+        self.timer = None;
+        self.build = None;
+    }
+}

@@ -1,0 +1,91 @@
+//! Prometheus metrics (`GET /metrics`) and liveness (`GET /health`) on the metrics port.
+//! Metric names are constants here so every emitter and the docs agree.
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Request, Response, StatusCode};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub const HEIGHT: &str = "keel_height";
+pub const FINALIZED_HEIGHT: &str = "keel_finalized_height";
+pub const VIEW: &str = "keel_view";
+pub const EPOCH: &str = "keel_epoch";
+pub const FINALITY_LATENCY: &str = "keel_finality_latency_seconds";
+pub const MEMPOOL_SIZE: &str = "keel_mempool_size";
+pub const MEMPOOL_BYTES: &str = "keel_mempool_bytes";
+pub const MEMPOOL_REJECTED: &str = "keel_mempool_rejected_total";
+pub const EXECUTED_GAS: &str = "keel_executed_gas_total";
+pub const EXECUTED_TXS: &str = "keel_executed_txs_total";
+pub const PEERS: &str = "keel_peers";
+pub const VOTELOG_FSYNC: &str = "keel_votelog_fsync_seconds";
+pub const P2P_REJECTED: &str = "keel_p2p_rejected_total";
+pub const P2P_DROPPED: &str = "keel_p2p_dropped_total";
+pub const HALTED: &str = "keel_halted";
+pub const BLOCK_EXECUTION: &str = "keel_block_execution_seconds";
+pub const RPC_REQUESTS: &str = "keel_rpc_requests_total";
+
+/// What `/health` reports.
+pub trait Health: Send + Sync + 'static {
+    /// `Ok(summary)` when the node is live, `Err(reason)` when halted.
+    fn health(&self) -> Result<String, String>;
+}
+
+/// Installs the global recorder (once per process) and returns its handle.
+pub fn install() -> Result<PrometheusHandle, String> {
+    let buckets = [
+        0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0,
+    ];
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
+            &buckets,
+        )
+        .map_err(|e| e.to_string())?
+        .install_recorder()
+        .map_err(|e| format!("metrics recorder: {e}"))
+}
+
+/// Serves `/metrics` and `/health` until the process ends.
+pub async fn serve(
+    addr: SocketAddr,
+    handle: PrometheusHandle,
+    health: Arc<dyn Health>,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let handle = handle.clone();
+            let health = health.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: Request<_>| {
+                    let response = respond(req.uri().path(), &handle, health.as_ref());
+                    async move { Ok::<_, std::convert::Infallible>(response) }
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await;
+            });
+        }
+    });
+    Ok(())
+}
+
+fn respond(path: &str, handle: &PrometheusHandle, health: &dyn Health) -> Response<Full<Bytes>> {
+    let (status, body) = match path {
+        "/metrics" => (StatusCode::OK, handle.render()),
+        "/health" => match health.health() {
+            Ok(summary) => (StatusCode::OK, summary),
+            Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason),
+        },
+        _ => (StatusCode::NOT_FOUND, "try /metrics or /health\n".into()),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+}

@@ -1,0 +1,368 @@
+//! Authenticated, encrypted links between validators.
+//!
+//! Each TCP connection runs a Noise XX handshake (`snow`, X25519 + ChaChaPoly + BLAKE2s, a
+//! fresh static key per process) with the chain id and genesis hash as the prologue, so only
+//! nodes of the same chain complete it. Each side then sends, encrypted, its validator
+//! ed25519 public key and a signature over the handshake hash: the hash is unique to this
+//! session and covers both Noise keys, so the signature binds the session to the validator
+//! key (a relay or replay cannot reuse it). A key outside the validator set is dropped.
+//!
+//! After the handshake a message is `u32` length (checked against the configured maximum
+//! before anything is allocated) then the bytes, carried in Noise transport messages of at
+//! most 65,535 bytes, each `u16` length-prefixed on the wire. Garbage fails decryption and
+//! closes the connection. Outbound queues are bounded per peer; a full queue drops the
+//! message (consensus re-sends on timeouts, gossip is best effort).
+
+mod wire;
+
+use crate::metrics as m;
+use borsh::{BorshDeserialize, BorshSerialize};
+use keel_consensus::Message;
+use keel_types::encoding::{check_len, Canonical, DecodeError};
+use keel_types::{Hash, PublicKey, SecretKey, Signature, SignedTransaction};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use wire::{Link, WireError};
+
+/// Noise pattern and primitives.
+pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
+/// A handshake (both round trips and the identity exchange) must finish within this.
+pub const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
+/// Handshakes in progress at once on the listener (bounds what strangers can make us do).
+pub const MAX_PENDING_HANDSHAKES: usize = 64;
+/// Reconnect backoff: doubles from the minimum up to the maximum.
+pub const DIAL_BACKOFF_MIN_MS: u64 = 100;
+pub const DIAL_BACKOFF_MAX_MS: u64 = 5_000;
+/// Messages from all peers waiting for the driver.
+pub const INBOUND_QUEUE_LEN: usize = 8_192;
+/// Gossiped transaction batches waiting for the mempool.
+pub const GOSSIP_QUEUE_LEN: usize = 256;
+/// Transactions in one gossip message.
+pub const MAX_GOSSIP_TXS: usize = 512;
+/// What a validator signs to bind its key to a Noise session.
+const IDENTITY_DOMAIN: &[u8] = b"keel 2026-11 p2p identity v1";
+
+/// What validators send each other.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum NetMessage {
+    Consensus(Box<Message>),
+    /// Transactions admitted by the sender's mempool (each is re-checked on arrival).
+    Transactions(Vec<SignedTransaction>),
+}
+
+impl Canonical for NetMessage {
+    const KIND: &'static str = "NetMessage";
+    const VERSION: u8 = 1;
+    const MAX_ENCODED_BYTES: usize = keel_consensus::MAX_MESSAGE_BYTES + 64;
+
+    fn validate(&self) -> Result<(), DecodeError> {
+        match self {
+            NetMessage::Consensus(message) => message.validate(),
+            NetMessage::Transactions(txs) => {
+                check_len(Self::KIND, "transactions", txs.len(), MAX_GOSSIP_TXS)?;
+                txs.iter().try_for_each(Canonical::validate)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, BorshSerialize, BorshDeserialize)]
+struct Identity {
+    public_key: PublicKey,
+    signature: Signature,
+}
+
+/// A connected peer: the connection's generation (a newer connection replaces an older
+/// one) and its bounded outbound queue of encoded messages.
+type Peer = (u64, mpsc::Sender<Arc<Vec<u8>>>);
+
+/// Everything the network needs to know; fixed for the process.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    pub listen: SocketAddr,
+    /// Validator keys in set order (index = validator index) and where to dial them.
+    pub validators: Vec<(PublicKey, String)>,
+    pub me: u16,
+    pub chain_id: u64,
+    pub genesis_hash: Hash,
+    pub max_frame_bytes: usize,
+    pub peer_queue_len: usize,
+}
+
+/// An inbound message and the validator it came from.
+pub type Inbound = (u16, NetMessage);
+
+/// Handle to the running network: send and broadcast encoded messages.
+#[derive(Debug, Clone)]
+pub struct Network {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: NetConfig,
+    key: SecretKey,
+    /// Connected peers: index → (connection generation, outbound queue).
+    peers: Mutex<BTreeMap<u16, Peer>>,
+    next_generation: Mutex<u64>,
+    inbound: mpsc::Sender<Inbound>,
+    gossip: mpsc::Sender<Vec<SignedTransaction>>,
+}
+
+impl Network {
+    /// Binds the listener, starts dialing every validator with a higher index (so each pair
+    /// has one dialer) and returns the handle, the stream of inbound consensus messages and
+    /// the stream of gossiped transactions (kept apart so a transaction flood never delays
+    /// a vote).
+    pub async fn start(
+        config: NetConfig,
+        key: SecretKey,
+    ) -> std::io::Result<(
+        Network,
+        mpsc::Receiver<Inbound>,
+        mpsc::Receiver<Vec<SignedTransaction>>,
+    )> {
+        let listener = TcpListener::bind(config.listen).await?;
+        let (inbound, rx) = mpsc::channel(INBOUND_QUEUE_LEN);
+        let (gossip, gossip_rx) = mpsc::channel(GOSSIP_QUEUE_LEN);
+        let net = Network {
+            inner: Arc::new(Inner {
+                config,
+                key,
+                peers: Mutex::new(BTreeMap::new()),
+                next_generation: Mutex::new(0),
+                inbound,
+                gossip,
+            }),
+        };
+        tokio::spawn(net.clone().accept_loop(listener));
+        let me = net.inner.config.me;
+        for (index, (_, addr)) in net.inner.config.validators.iter().enumerate() {
+            let index = u16::try_from(index).unwrap_or(u16::MAX);
+            if index > me {
+                tokio::spawn(net.clone().dial_loop(index, addr.clone()));
+            }
+        }
+        Ok((net, rx, gossip_rx))
+    }
+
+    pub fn peer_count(&self) -> usize {
+        self.inner.peers.lock().expect("peers lock").len()
+    }
+
+    /// Queues `message` for one peer; drops it if the peer is not connected or its queue is
+    /// full.
+    pub fn send(&self, to: u16, message: &NetMessage) {
+        let bytes = Arc::new(message.encode());
+        self.send_bytes(to, bytes);
+    }
+
+    /// Queues `message` for every connected peer (encoded once).
+    pub fn broadcast(&self, message: &NetMessage) {
+        let bytes = Arc::new(message.encode());
+        let peers: Vec<u16> = self
+            .inner
+            .peers
+            .lock()
+            .expect("peers lock")
+            .keys()
+            .copied()
+            .collect();
+        for peer in peers {
+            self.send_bytes(peer, bytes.clone());
+        }
+    }
+
+    fn send_bytes(&self, to: u16, bytes: Arc<Vec<u8>>) {
+        let sender = self
+            .inner
+            .peers
+            .lock()
+            .expect("peers lock")
+            .get(&to)
+            .map(|(_, s)| s.clone());
+        match sender {
+            Some(sender) => {
+                if sender.try_send(bytes).is_err() {
+                    metrics::counter!(m::P2P_DROPPED, "reason" => "queue_full").increment(1);
+                }
+            }
+            None => {
+                metrics::counter!(m::P2P_DROPPED, "reason" => "not_connected").increment(1);
+            }
+        }
+    }
+
+    async fn accept_loop(self, listener: TcpListener) {
+        let permits = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
+        loop {
+            let (stream, addr) = match listener.accept().await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "p2p accept failed");
+                    tokio::time::sleep(Duration::from_millis(DIAL_BACKOFF_MIN_MS)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                metrics::counter!(m::P2P_REJECTED, "reason" => "too_many_handshakes").increment(1);
+                continue;
+            };
+            let net = self.clone();
+            tokio::spawn(async move {
+                let result = net.handshake(stream, false, None).await;
+                drop(permit);
+                match result {
+                    Ok((peer, link)) => net.run_connection(peer, link).await,
+                    Err(e) => {
+                        metrics::counter!(m::P2P_REJECTED, "reason" => e.label()).increment(1);
+                        tracing::debug!(%addr, error = %e, "inbound p2p connection rejected");
+                    }
+                }
+            });
+        }
+    }
+
+    async fn dial_loop(self, peer: u16, addr: String) {
+        let mut backoff_ms = DIAL_BACKOFF_MIN_MS;
+        loop {
+            match TcpStream::connect(&addr).await {
+                Ok(stream) => match self.handshake(stream, true, Some(peer)).await {
+                    Ok((peer, link)) => {
+                        backoff_ms = DIAL_BACKOFF_MIN_MS;
+                        self.run_connection(peer, link).await;
+                    }
+                    Err(e) => {
+                        metrics::counter!(m::P2P_REJECTED, "reason" => e.label()).increment(1);
+                        tracing::debug!(peer, %addr, error = %e, "outbound handshake failed");
+                    }
+                },
+                Err(e) => tracing::trace!(peer, %addr, error = %e, "dial failed"),
+            }
+            tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
+            backoff_ms = (backoff_ms * 2).min(DIAL_BACKOFF_MAX_MS);
+        }
+    }
+
+    /// Noise XX, then the identity exchange; returns the peer's validator index.
+    async fn handshake(
+        &self,
+        stream: TcpStream,
+        initiator: bool,
+        expect: Option<u16>,
+    ) -> Result<(u16, Link), WireError> {
+        let config = &self.inner.config;
+        let mut prologue = b"keel p2p v1".to_vec();
+        prologue.extend(config.chain_id.to_be_bytes());
+        prologue.extend(config.genesis_hash.0);
+        let timeout = Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
+        let work = async {
+            let mut link =
+                Link::handshake(stream, initiator, &prologue, config.max_frame_bytes).await?;
+            let mut signed = IDENTITY_DOMAIN.to_vec();
+            signed.extend_from_slice(link.handshake_hash());
+            let mine = Identity {
+                public_key: self.inner.key.public_key(),
+                signature: self.inner.key.sign(&signed),
+            };
+            link.send(&borsh::to_vec(&mine).map_err(|e| WireError::Io(e.to_string()))?)
+                .await?;
+            let theirs = link.recv().await?;
+            let theirs = Identity::try_from_slice(&theirs)
+                .map_err(|e| WireError::Protocol(format!("identity: {e}")))?;
+            theirs
+                .public_key
+                .verify(&signed, &theirs.signature)
+                .map_err(|_| WireError::Identity("identity signature does not verify".into()))?;
+            let index = config
+                .validators
+                .iter()
+                .position(|(k, _)| *k == theirs.public_key)
+                .and_then(|i| u16::try_from(i).ok())
+                .ok_or_else(|| {
+                    WireError::Identity(format!(
+                        "{} is not a validator of this chain",
+                        theirs.public_key
+                    ))
+                })?;
+            if index == config.me || expect.is_some_and(|e| e != index) {
+                return Err(WireError::Identity(format!(
+                    "peer is validator {index}, expected {expect:?}"
+                )));
+            }
+            Ok((index, link))
+        };
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| WireError::Timeout)?
+    }
+
+    /// Registers the connection (replacing an older one to the same peer), then pumps both
+    /// directions until either fails.
+    async fn run_connection(&self, peer: u16, link: Link) {
+        let (tx, mut rx) = mpsc::channel::<Arc<Vec<u8>>>(self.inner.config.peer_queue_len);
+        let generation = {
+            let mut g = self.inner.next_generation.lock().expect("generation lock");
+            *g += 1;
+            *g
+        };
+        self.inner
+            .peers
+            .lock()
+            .expect("peers lock")
+            .insert(peer, (generation, tx));
+        metrics::gauge!(m::PEERS).set(self.peer_count() as f64);
+        tracing::info!(peer, "p2p connected");
+        let (mut reader, mut writer) = link.split();
+        let write = async {
+            while let Some(bytes) = rx.recv().await {
+                if let Err(e) = writer.send(&bytes).await {
+                    return e;
+                }
+            }
+            WireError::Closed
+        };
+        let inbound = self.inner.inbound.clone();
+        let gossip = self.inner.gossip.clone();
+        let read = async {
+            loop {
+                let bytes = match reader.recv().await {
+                    Ok(bytes) => bytes,
+                    Err(e) => return e,
+                };
+                match NetMessage::decode(&bytes) {
+                    Ok(NetMessage::Transactions(txs)) => {
+                        if gossip.try_send(txs).is_err() {
+                            metrics::counter!(m::P2P_DROPPED, "reason" => "gossip_queue_full")
+                                .increment(1);
+                        }
+                    }
+                    Ok(message) => {
+                        if inbound.send((peer, message)).await.is_err() {
+                            return WireError::Closed;
+                        }
+                    }
+                    Err(e) => return WireError::Protocol(format!("message: {e}")),
+                }
+            }
+        };
+        let error = tokio::select! {
+            e = write => e,
+            e = read => e,
+        };
+        if !matches!(error, WireError::Closed | WireError::Eof) {
+            metrics::counter!(m::P2P_REJECTED, "reason" => error.label()).increment(1);
+        }
+        tracing::info!(peer, error = %error, "p2p disconnected");
+        let mut peers = self.inner.peers.lock().expect("peers lock");
+        if peers.get(&peer).is_some_and(|(g, _)| *g == generation) {
+            peers.remove(&peer);
+        }
+        drop(peers);
+        metrics::gauge!(m::PEERS).set(self.peer_count() as f64);
+    }
+}

@@ -1,0 +1,479 @@
+//! JSON-RPC 2.0 over HTTP and WebSocket (jsonrpsee): the native `keel_*` methods of
+//! INTERFACES.md. Bound to loopback by default, with request size, batch and connection
+//! limits from config.toml. Every bad input is a JSON-RPC error with a message saying what
+//! was wrong; nothing a client sends can panic the node.
+
+pub mod json;
+
+use crate::driver::now_ms;
+use crate::mempool::{AdmitError, Mempool};
+use crate::metrics as m;
+use crate::shared::Shared;
+use jsonrpsee::server::{
+    BatchRequestConfig, RpcModule, Server, ServerConfig, ServerHandle, SubscriptionMessage,
+};
+use jsonrpsee::types::{ErrorObjectOwned, Params};
+use keel_runtime::{BlockHashes, CallRequest, Runtime};
+use keel_state::{StateViewExt, Store};
+use keel_types::{Address, Canonical, Hash, Header, PublicKey, SignedTransaction, StateKey};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// Invalid parameters (JSON-RPC standard code).
+pub const INVALID_PARAMS: i32 = -32602;
+/// The transaction was not admitted; `data.reason` names why.
+pub const TX_REJECTED: i32 = -32003;
+/// The mempool is full; retry later or pay more.
+pub const MEMPOOL_FULL: i32 = -32005;
+/// The node cannot answer (state read failed, or it halted).
+pub const NODE_ERROR: i32 = -32000;
+/// A feature that is not enabled on this chain (state expiry and revival, for now).
+pub const NOT_ENABLED: i32 = -32004;
+/// Largest response (a full block's receipts fit).
+pub const MAX_RESPONSE_BYTES: u32 = 64 * 1024 * 1024;
+/// Default and largest gas for `keel_call`.
+pub const CALL_GAS_DEFAULT: u64 = 10_000_000;
+
+/// What RPC handlers read and where admitted transactions go for gossip.
+#[derive(Debug)]
+pub struct RpcContext {
+    pub store: Arc<Store>,
+    pub mempool: Arc<Mutex<Mempool>>,
+    pub runtime: Runtime,
+    pub shared: Arc<Shared>,
+    pub gossip: mpsc::Sender<SignedTransaction>,
+    pub chain_id: u64,
+    pub genesis_hash: Hash,
+    pub validators: usize,
+    pub min_gas_price: u128,
+    pub epoch_length: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct RpcLimits {
+    pub max_request_bytes: u32,
+    pub max_batch: u32,
+    pub max_connections: u32,
+}
+
+fn err(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(code, message.into(), None::<()>)
+}
+
+fn bad_params(message: impl Into<String>) -> ErrorObjectOwned {
+    err(INVALID_PARAMS, message)
+}
+
+fn node_err(e: impl std::fmt::Display) -> ErrorObjectOwned {
+    err(NODE_ERROR, e.to_string())
+}
+
+fn parse_address(text: &str) -> Result<Address, ErrorObjectOwned> {
+    Address::from_hex(text)
+        .map_err(|_| bad_params(format!("{text:?} is not a 20-byte hex address")))
+}
+
+fn parse_hash(text: &str) -> Result<Hash, ErrorObjectOwned> {
+    Hash::from_hex(text).map_err(|_| bad_params(format!("{text:?} is not a 32-byte hex hash")))
+}
+
+fn parse_bytes(text: &str) -> Result<Vec<u8>, ErrorObjectOwned> {
+    hex::decode(text.strip_prefix("0x").unwrap_or(text))
+        .map_err(|e| bad_params(format!("not hex: {e}")))
+}
+
+fn parse_slot(text: &str) -> Result<[u8; 32], ErrorObjectOwned> {
+    let raw = parse_bytes(text)?;
+    if raw.len() > 32 {
+        return Err(bad_params("a slot is at most 32 bytes"));
+    }
+    let mut slot = [0u8; 32];
+    slot[32 - raw.len()..].copy_from_slice(&raw);
+    Ok(slot)
+}
+
+fn admit_error(e: &AdmitError) -> ErrorObjectOwned {
+    let (code, reason) = match e {
+        AdmitError::Full { .. } => (MEMPOOL_FULL, "mempool_full"),
+        AdmitError::TooLarge { .. } => (TX_REJECTED, "too_large"),
+        AdmitError::Decode(_) => (INVALID_PARAMS, "malformed"),
+        AdmitError::WrongChainId { .. } => (TX_REJECTED, "wrong_chain_id"),
+        AdmitError::BadSignature => (TX_REJECTED, "bad_signature"),
+        AdmitError::GasLimitTooHigh { .. } => (TX_REJECTED, "gas_limit_too_high"),
+        AdmitError::GasPriceTooLow { .. } => (TX_REJECTED, "gas_price_too_low"),
+        AdmitError::NonceTooLow { .. } => (TX_REJECTED, "nonce_too_low"),
+        AdmitError::NonceTooFarAhead { .. } => (TX_REJECTED, "nonce_too_far_ahead"),
+        AdmitError::InsufficientBalance { .. } => (TX_REJECTED, "insufficient_balance"),
+        AdmitError::AlreadyKnown => (TX_REJECTED, "already_known"),
+        AdmitError::ReplacementUnderpriced { .. } => (TX_REJECTED, "replacement_underpriced"),
+        AdmitError::SenderFull { .. } => (TX_REJECTED, "sender_full"),
+        AdmitError::State(_) => (NODE_ERROR, "state"),
+    };
+    metrics::counter!(m::MEMPOOL_REJECTED, "reason" => reason).increment(1);
+    ErrorObjectOwned::owned(code, e.to_string(), Some(json!({ "reason": reason })))
+}
+
+/// BLOCKHASH for read-only calls: finalized blocks from the store.
+struct StoreHashes<'a>(&'a Store);
+
+impl BlockHashes for StoreHashes<'_> {
+    fn block_hash(&self, height: u64) -> Option<Hash> {
+        self.0.block(height).ok().flatten().map(|b| b.hash())
+    }
+}
+
+impl RpcContext {
+    fn latest_height(&self) -> u64 {
+        self.store.latest().map_or(0, |l| l.height)
+    }
+
+    /// A header for "the next block" that read-only execution runs in.
+    fn next_header(&self) -> Header {
+        let latest = self.store.latest();
+        let height = latest.map_or(0, |l| l.height) + 1;
+        Header {
+            chain_id: self.chain_id,
+            height,
+            epoch: (height - 1) / self.epoch_length,
+            view: 0,
+            parent_hash: latest.map_or(self.genesis_hash, |l| l.block_hash),
+            proposer: PublicKey([0; 32]),
+            timestamp_ms: now_ms(),
+            tx_root: Hash::ZERO,
+            parent_state_root: latest.map_or(Hash::ZERO, |l| l.state_root),
+            parent_receipts_root: Hash::ZERO,
+            archive_root: Hash::ZERO,
+        }
+    }
+
+    fn status(&self) -> Value {
+        let latest = self.store.latest();
+        let status = self.shared.status();
+        let height = latest.map_or(0, |l| l.height);
+        json!({
+            "chain_id": self.chain_id,
+            "genesis_hash": self.genesis_hash.to_hex(),
+            "height": height,
+            "finalized_height": height,
+            "epoch": status.epoch,
+            "view": status.view,
+            "state_root": latest.map(|l| l.state_root.to_hex()),
+            "block_hash": latest.map(|l| l.block_hash.to_hex()),
+            "validators": self.validators,
+            "peers": status.peers,
+            "mempool_size": self.mempool.lock().expect("mempool lock").len(),
+            "min_gas_price": self.min_gas_price.to_string(),
+            "halted": status.halted,
+        })
+    }
+
+    fn send_transaction(&self, raw: &str) -> Result<Value, ErrorObjectOwned> {
+        let bytes = parse_bytes(raw)?;
+        let view = self.store.latest_view();
+        let result = {
+            let mut pool = self.mempool.lock().expect("mempool lock");
+            let r = pool.admit_raw(&view, std::slice::from_ref(&bytes));
+            metrics::gauge!(m::MEMPOOL_SIZE).set(pool.len() as f64);
+            r
+        };
+        match result.into_iter().next() {
+            Some(Ok(hash)) => {
+                if let Ok(tx) = SignedTransaction::decode(&bytes) {
+                    // Best effort: peers also get it when it is proposed.
+                    let _ = self.gossip.try_send(tx);
+                }
+                Ok(json!({ "tx_hash": hash.to_hex() }))
+            }
+            Some(Err(e)) => Err(admit_error(&e)),
+            None => Err(node_err("no admission result")),
+        }
+    }
+
+    fn receipt(&self, hash: &str) -> Result<Value, ErrorObjectOwned> {
+        let hash = parse_hash(hash)?;
+        let Some((height, index)) = self.store.tx_location(&hash).map_err(node_err)? else {
+            return Ok(Value::Null);
+        };
+        let receipts = self
+            .store
+            .receipts(height)
+            .map_err(node_err)?
+            .unwrap_or_default();
+        Ok(receipts
+            .get(index as usize)
+            .map_or(Value::Null, |r| json::receipt(r, Some(height))))
+    }
+
+    fn block(&self, which: &Value) -> Result<Value, ErrorObjectOwned> {
+        let height = match which {
+            Value::String(s) if s == "latest" => self.latest_height(),
+            Value::String(s) => match s.strip_prefix("0x") {
+                Some(hex) => u64::from_str_radix(hex, 16),
+                None => s.parse(),
+            }
+            .map_err(|_| bad_params(format!("{s:?}: use a height or \"latest\"")))?,
+            Value::Number(n) => n
+                .as_u64()
+                .ok_or_else(|| bad_params("height must be a non-negative integer"))?,
+            _ => return Err(bad_params("use a height or \"latest\"")),
+        };
+        let Some(block) = self.store.block(height).map_err(node_err)? else {
+            return Ok(Value::Null);
+        };
+        let root = self.store.state_root(height).map_err(node_err)?;
+        Ok(json::block(&block, root))
+    }
+
+    fn account(&self, address: &str) -> Result<Value, ErrorObjectOwned> {
+        let address = parse_address(address)?;
+        let account = self
+            .store
+            .latest_view()
+            .account(&address)
+            .map_err(node_err)?
+            .unwrap_or_default();
+        let pending = self
+            .mempool
+            .lock()
+            .expect("mempool lock")
+            .pending_nonce(&address, account.nonce);
+        Ok(json!({
+            "nonce": account.nonce,
+            "pending_nonce": pending,
+            "balance": json::qty256(&account.balance),
+            "code_hash": account.code.map(|c| c.code_hash.to_hex()),
+            "env": account.code.map(|c| c.env.as_str()),
+        }))
+    }
+
+    fn storage(&self, address: &str, slot: &str) -> Result<Value, ErrorObjectOwned> {
+        let address = parse_address(address)?;
+        let slot = parse_slot(slot)?;
+        let value = self
+            .store
+            .latest_view()
+            .storage(&address, &slot)
+            .map_err(node_err)?;
+        Ok(json!({ "value": json::bytes(&value) }))
+    }
+
+    fn call(&self, request: &Value) -> Result<Value, ErrorObjectOwned> {
+        let field = |name: &str| request.get(name).and_then(Value::as_str);
+        let to = parse_address(field("to").ok_or_else(|| bad_params("missing \"to\""))?)?;
+        let from = field("from")
+            .map(parse_address)
+            .transpose()?
+            .unwrap_or_default();
+        let data = field("data")
+            .map(parse_bytes)
+            .transpose()?
+            .unwrap_or_default();
+        let gas = match request.get("gas") {
+            None | Some(Value::Null) => CALL_GAS_DEFAULT,
+            Some(Value::Number(n)) => n.as_u64().ok_or_else(|| bad_params("gas: integer"))?,
+            Some(Value::String(s)) => u64::from_str_radix(s.trim_start_matches("0x"), 16)
+                .map_err(|_| bad_params("gas: hex quantity"))?,
+            Some(_) => return Err(bad_params("gas: integer or hex quantity")),
+        };
+        let header = self.next_header();
+        let context = self.runtime.context(&header);
+        let view = self.store.latest_view();
+        let receipt = self
+            .runtime
+            .call(
+                &view,
+                &StoreHashes(&self.store),
+                &context,
+                CallRequest {
+                    from,
+                    to,
+                    data,
+                    gas_limit: gas.min(CALL_GAS_DEFAULT),
+                },
+            )
+            .map_err(node_err)?;
+        let mut out = json::receipt(&receipt, None);
+        let obj = out.as_object_mut().expect("receipt is an object");
+        obj.remove("tx_hash");
+        obj.remove("block");
+        obj.remove("contract_address");
+        Ok(out)
+    }
+
+    fn simulate(&self, raw: &str) -> Result<Value, ErrorObjectOwned> {
+        let bytes = parse_bytes(raw)?;
+        let tx = SignedTransaction::decode(&bytes)
+            .map_err(|e| bad_params(format!("transaction does not decode: {e}")))?;
+        let header = self.next_header();
+        let context = self.runtime.context(&header);
+        let view = self.store.latest_view();
+        let receipt = self
+            .runtime
+            .simulate(&view, &StoreHashes(&self.store), &context, &tx)
+            .map_err(node_err)?;
+        Ok(json::receipt(&receipt, None))
+    }
+
+    fn proof(&self, params: Params<'_>) -> Result<Value, ErrorObjectOwned> {
+        let mut seq = params.sequence();
+        let address: String = seq
+            .next()
+            .map_err(|e| bad_params(e.message().to_string()))?;
+        let slot: Option<String> = seq
+            .optional_next()
+            .map_err(|e| bad_params(e.message().to_string()))?;
+        let epoch: Option<u64> = seq
+            .optional_next()
+            .map_err(|e| bad_params(e.message().to_string()))?;
+        if epoch.is_some() {
+            return Err(err(
+                NOT_ENABLED,
+                "state expiry is not enabled on this chain: there are no archive epochs; omit the epoch for a proof against the latest state",
+            ));
+        }
+        let address = parse_address(&address)?;
+        let key = match slot {
+            Some(s) => StateKey::Storage(address, parse_slot(&s)?),
+            None => StateKey::Account(address),
+        };
+        let height = self.latest_height();
+        let proof = self.store.prove(&key, height).map_err(node_err)?;
+        let root = self.store.state_root(height).map_err(node_err)?;
+        let encoded = borsh::to_vec(&proof).map_err(node_err)?;
+        Ok(json!({
+            "height": height,
+            "state_root": root.to_hex(),
+            "key": json::bytes(&key.to_bytes()),
+            "value": proof.value.as_deref().map(json::bytes),
+            "proof": json::bytes(&encoded),
+        }))
+    }
+}
+
+fn one_string(params: &Params<'_>) -> Result<String, ErrorObjectOwned> {
+    params
+        .one::<String>()
+        .map_err(|e| bad_params(e.message().to_string()))
+}
+
+/// Builds the module of `keel_*` methods.
+pub fn module(ctx: RpcContext) -> Result<RpcModule<RpcContext>, String> {
+    let mut module = RpcModule::new(ctx);
+    let e = |e: jsonrpsee::core::RegisterMethodError| e.to_string();
+    module
+        .register_method("keel_status", |_, ctx, _| {
+            metrics::counter!(m::RPC_REQUESTS, "method" => "keel_status").increment(1);
+            ctx.status()
+        })
+        .map_err(e)?;
+    module
+        .register_blocking_method("keel_sendTransaction", |params, ctx, _| {
+            metrics::counter!(m::RPC_REQUESTS, "method" => "keel_sendTransaction").increment(1);
+            ctx.send_transaction(&one_string(&params)?)
+        })
+        .map_err(e)?;
+    module
+        .register_method("keel_getReceipt", |params, ctx, _| {
+            ctx.receipt(&one_string(&params)?)
+        })
+        .map_err(e)?;
+    module
+        .register_method("keel_getBlock", |params, ctx, _| {
+            let which: Value = params
+                .one()
+                .map_err(|e| bad_params(e.message().to_string()))?;
+            ctx.block(&which)
+        })
+        .map_err(e)?;
+    module
+        .register_method("keel_getAccount", |params, ctx, _| {
+            ctx.account(&one_string(&params)?)
+        })
+        .map_err(e)?;
+    module
+        .register_method("keel_getStorage", |params, ctx, _| {
+            let (address, slot): (String, String) = params
+                .parse()
+                .map_err(|e| bad_params(e.message().to_string()))?;
+            ctx.storage(&address, &slot)
+        })
+        .map_err(e)?;
+    module
+        .register_blocking_method("keel_call", |params, ctx, _| {
+            let request: Value = params
+                .one()
+                .map_err(|e| bad_params(e.message().to_string()))?;
+            ctx.call(&request)
+        })
+        .map_err(e)?;
+    module
+        .register_blocking_method("keel_simulate", |params, ctx, _| {
+            ctx.simulate(&one_string(&params)?)
+        })
+        .map_err(e)?;
+    module
+        .register_blocking_method("keel_getProof", |params, ctx, _| ctx.proof(params))
+        .map_err(e)?;
+    module
+        .register_subscription(
+            "keel_subscribe",
+            "keel_subscription",
+            "keel_unsubscribe",
+            |params, pending, ctx, _| async move {
+                let kind: String = match params.one() {
+                    Ok(k) => k,
+                    Err(e) => {
+                        pending.reject(bad_params(e.message().to_string())).await;
+                        return Ok(());
+                    }
+                };
+                if kind != "finalizedBlocks" {
+                    pending
+                        .reject(bad_params(format!(
+                            "unknown subscription {kind:?}; use \"finalizedBlocks\""
+                        )))
+                        .await;
+                    return Ok(());
+                }
+                let mut rx = ctx.shared.subscribe();
+                let sink = pending.accept().await?;
+                loop {
+                    let event = match rx.recv().await {
+                        Ok(event) => event,
+                        // A slow subscriber skips what it missed rather than stalling others.
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+                    };
+                    let value = json::block(&event.block, event.state_root);
+                    let message = SubscriptionMessage::new(
+                        sink.method_name(),
+                        sink.subscription_id(),
+                        &value,
+                    )?;
+                    if sink.send(message).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            },
+        )
+        .map_err(e)?;
+    Ok(module)
+}
+
+/// Starts the server; it runs until the handle is stopped or dropped with the process.
+pub async fn serve(
+    addr: SocketAddr,
+    limits: &RpcLimits,
+    module: RpcModule<RpcContext>,
+) -> std::io::Result<ServerHandle> {
+    let config = ServerConfig::builder()
+        .max_request_body_size(limits.max_request_bytes)
+        .max_response_body_size(MAX_RESPONSE_BYTES)
+        .max_connections(limits.max_connections)
+        .set_batch_request_config(BatchRequestConfig::Limit(limits.max_batch))
+        .build();
+    let server = Server::builder().set_config(config).build(addr).await?;
+    Ok(server.start(module))
+}

@@ -1,0 +1,276 @@
+//! `keel run`: one validator in the foreground. Reads HOME/{config.toml, genesis.json,
+//! keys/validator.json}, opens (or creates) HOME/data, and wires the store, runtime,
+//! mempool, network, driver, RPC and metrics together.
+
+use crate::config::NodeConfig;
+use crate::driver::chain::Chain;
+use crate::driver::{Driver, DriverConfig};
+use crate::genesis::Genesis;
+use crate::keys;
+use crate::mempool::Mempool;
+use crate::metrics::{self as m, Health};
+use crate::net::{NetConfig, NetMessage, Network, MAX_GOSSIP_TXS};
+use crate::rpc::{self, RpcContext, RpcLimits};
+use crate::shared::Shared;
+use anyhow::{bail, Context};
+use keel_exec_wasm::ModuleCache;
+use keel_runtime::{Runtime, RuntimeConfig};
+use keel_state::{Store, StoreOptions};
+use keel_types::{Canonical, SignedTransaction};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Compiled WASM modules kept in memory.
+pub const MODULE_CACHE_ENTRIES: usize = 256;
+/// Admitted transactions waiting to be gossiped.
+pub const GOSSIP_OUT_QUEUE_LEN: usize = 16_384;
+/// Encoded bytes of one gossip message (well under the p2p message limit).
+pub const GOSSIP_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// How long the gossip task gathers transactions into one message.
+pub const GOSSIP_BATCH_MS: u64 = 20;
+
+struct NodeHealth {
+    shared: Arc<Shared>,
+    store: Arc<Store>,
+}
+
+impl Health for NodeHealth {
+    fn health(&self) -> Result<String, String> {
+        let status = self.shared.status();
+        match status.halted {
+            Some(reason) => Err(format!("halted: {reason}\n")),
+            None => Ok(format!(
+                "ok height={} view={} peers={}\n",
+                self.store.latest().map_or(0, |l| l.height),
+                status.view,
+                status.peers
+            )),
+        }
+    }
+}
+
+/// Sets up tracing from config.toml (`log.format`, `log.level`; `RUST_LOG` overrides).
+pub fn init_logging(config: &NodeConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if config.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+pub async fn run(home: &Path) -> anyhow::Result<()> {
+    let config_path = home.join("config.toml");
+    let config = NodeConfig::load(&config_path)?;
+    init_logging(&config);
+    let genesis = Genesis::load(&home.join("genesis.json"))?;
+    let key = keys::read(&home.join("keys/validator.json"))?;
+    let Some(me) = genesis
+        .validators
+        .iter()
+        .position(|v| v.public_key == key.public_key())
+    else {
+        bail!(
+            "{} is not a validator in genesis.json; a validator home needs one of the genesis keys",
+            key.public_key()
+        );
+    };
+    let me = u16::try_from(me).context("validator index")?;
+    let data = home.join("data");
+    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+    let store = Arc::new(
+        Store::open(&data.join("state"), StoreOptions::default())
+            .with_context(|| format!("opening the store in {}", data.display()))?,
+    );
+    genesis.apply(&store, &data)?;
+    let genesis_hash = genesis.hash();
+    let cache = Arc::new(
+        ModuleCache::new(Some(data.join("wasm-cache")), MODULE_CACHE_ENTRIES)
+            .context("opening the WASM module cache")?,
+    );
+    let runtime = Runtime::new(
+        RuntimeConfig {
+            chain_id: genesis.chain_id,
+            block_gas_limit: genesis.block_gas_limit,
+            min_gas_price: genesis.min_gas_price,
+            verify_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        },
+        cache,
+    );
+    let mempool = Arc::new(Mutex::new(Mempool::new(
+        config.mempool_config(),
+        genesis.chain_id,
+        genesis.min_gas_price,
+    )));
+    let prometheus = m::install().map_err(anyhow::Error::msg)?;
+    let shared = Arc::new(Shared::default());
+
+    let (net, inbound, gossip_in) = Network::start(
+        NetConfig {
+            listen: config.p2p.listen.parse()?,
+            validators: genesis
+                .validators
+                .iter()
+                .map(|v| (v.public_key, v.p2p.clone()))
+                .collect(),
+            me,
+            chain_id: genesis.chain_id,
+            genesis_hash,
+            max_frame_bytes: config.p2p.max_frame_bytes as usize,
+            peer_queue_len: config.p2p.peer_queue_len,
+        },
+        key.clone(),
+    )
+    .await
+    .with_context(|| format!("binding p2p on {}", config.p2p.listen))?;
+    tokio::spawn(admit_gossip(gossip_in, mempool.clone(), store.clone()));
+    let (gossip_out, gossip_rx) = mpsc::channel(GOSSIP_OUT_QUEUE_LEN);
+    tokio::spawn(send_gossip(gossip_rx, net.clone()));
+
+    let module = rpc::module(RpcContext {
+        store: store.clone(),
+        mempool: mempool.clone(),
+        runtime: runtime.clone(),
+        shared: shared.clone(),
+        gossip: gossip_out,
+        chain_id: genesis.chain_id,
+        genesis_hash,
+        validators: genesis.validators.len(),
+        min_gas_price: genesis.min_gas_price,
+        epoch_length: genesis.epoch_length,
+    })
+    .map_err(anyhow::Error::msg)?;
+    let rpc_limits = RpcLimits {
+        max_request_bytes: config.rpc.max_request_bytes,
+        max_batch: config.rpc.max_batch,
+        max_connections: config.rpc.max_connections,
+    };
+    let rpc_handle = rpc::serve(config.rpc.listen.parse()?, &rpc_limits, module)
+        .await
+        .with_context(|| format!("binding RPC on {}", config.rpc.listen))?;
+    m::serve(
+        config.metrics.listen.parse()?,
+        prometheus,
+        Arc::new(NodeHealth {
+            shared: shared.clone(),
+            store: store.clone(),
+        }),
+    )
+    .await
+    .with_context(|| format!("binding metrics on {}", config.metrics.listen))?;
+
+    let chain = Chain::new(
+        store.clone(),
+        runtime,
+        genesis_hash,
+        genesis.genesis_time_ms,
+    );
+    let driver = Driver::new(
+        DriverConfig {
+            chain_id: genesis.chain_id,
+            epoch_length: genesis.epoch_length,
+            validators: genesis.validators.iter().map(|v| v.public_key).collect(),
+            me,
+            timeout_base_ms: config.consensus.timeout_base_ms,
+            timeout_max_ms: config.consensus.timeout_max_ms,
+            block_time_ms: config.consensus.block_time_ms,
+            max_block_txs: config.consensus.max_block_txs,
+            block_gas_limit: genesis.block_gas_limit,
+        },
+        key,
+        chain,
+        &data.join("votes.log"),
+        mempool,
+        net,
+        shared,
+    )
+    .map_err(anyhow::Error::msg)?;
+    tracing::info!(
+        validator = me,
+        p2p = %config.p2p.listen,
+        rpc = %config.rpc.listen,
+        metrics = %config.metrics.listen,
+        height = store.latest().map_or(0, |l| l.height),
+        "keel validator started"
+    );
+    // The driver gets its own thread: block execution is CPU work that must not hold up
+    // the network and RPC tasks.
+    let driver_thread = std::thread::Builder::new()
+        .name("keel-driver".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("driver runtime");
+            rt.block_on(driver.run(inbound));
+        })?;
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = rpc_handle.stop();
+    // Votes and commits are durable as they happen (fsync); nothing else needs flushing.
+    drop(driver_thread);
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Admits transactions gossiped by peers (signatures batch-verified per message).
+async fn admit_gossip(
+    mut rx: mpsc::Receiver<Vec<SignedTransaction>>,
+    mempool: Arc<Mutex<Mempool>>,
+    store: Arc<Store>,
+) {
+    while let Some(txs) = rx.recv().await {
+        let store = store.clone();
+        let mempool = mempool.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let view = store.latest_view();
+            let mut pool = mempool.lock().expect("mempool lock");
+            pool.admit(&view, txs);
+            metrics::gauge!(m::MEMPOOL_SIZE).set(pool.len() as f64);
+        })
+        .await;
+    }
+}
+
+/// Gathers admitted transactions for a few milliseconds and broadcasts them in one message.
+async fn send_gossip(mut rx: mpsc::Receiver<SignedTransaction>, net: Network) {
+    while let Some(first) = rx.recv().await {
+        let mut bytes = first.encode().len();
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(GOSSIP_BATCH_MS);
+        while batch.len() < MAX_GOSSIP_TXS && bytes < GOSSIP_BATCH_BYTES {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(tx)) => {
+                    let len = tx.encode().len();
+                    if bytes + len > GOSSIP_BATCH_BYTES {
+                        net.broadcast(&NetMessage::Transactions(std::mem::take(&mut batch)));
+                        bytes = 0;
+                    }
+                    bytes += len;
+                    batch.push(tx);
+                }
+                _ => break,
+            }
+        }
+        if !batch.is_empty() {
+            net.broadcast(&NetMessage::Transactions(batch));
+        }
+    }
+}
