@@ -9,6 +9,7 @@ pub mod driver;
 pub mod genesis;
 pub mod init;
 pub mod keys;
+pub mod load;
 pub mod mempool;
 pub mod metrics;
 pub mod net;

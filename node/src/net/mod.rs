@@ -26,7 +26,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
-use wire::{Link, WireError};
+use wire::Link;
+pub use wire::WireError;
 
 /// Noise pattern and primitives.
 pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
@@ -365,4 +366,43 @@ impl Network {
         drop(peers);
         metrics::gauge!(m::PEERS).set(self.peer_count() as f64);
     }
+}
+
+/// Connects to a node's p2p port as `key`, completes the handshake, optionally sends one
+/// raw message, and reports whether the node keeps talking: `Ok` once it sends anything,
+/// `Err` if it closes the connection (a rejected identity, an oversized frame). For
+/// operators checking connectivity and for the adversarial tests.
+pub async fn probe(
+    addr: &str,
+    key: &SecretKey,
+    chain_id: u64,
+    genesis_hash: Hash,
+    send: Option<Vec<u8>>,
+) -> Result<(), WireError> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| WireError::Io(e.to_string()))?;
+    let mut prologue = b"keel p2p v1".to_vec();
+    prologue.extend(chain_id.to_be_bytes());
+    prologue.extend(genesis_hash.0);
+    let work = async {
+        let max = keel_consensus::MAX_MESSAGE_BYTES + 1024;
+        let mut link = Link::handshake(stream, true, &prologue, max).await?;
+        let mut signed = IDENTITY_DOMAIN.to_vec();
+        signed.extend_from_slice(link.handshake_hash());
+        let mine = Identity {
+            public_key: key.public_key(),
+            signature: key.sign(&signed),
+        };
+        link.send(&borsh::to_vec(&mine).map_err(|e| WireError::Io(e.to_string()))?)
+            .await?;
+        let _their_identity = link.recv().await?;
+        if let Some(bytes) = send {
+            link.send(&bytes).await?;
+        }
+        link.recv().await.map(|_| ())
+    };
+    tokio::time::timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS), work)
+        .await
+        .map_err(|_| WireError::Timeout)?
 }

@@ -1,0 +1,320 @@
+//! Load generation for a running cluster (devnet/load, the devnet tests and BENCHMARKS.md):
+//! funds fresh sender keys from dev accounts, sends simple transfers at a target rate
+//! through RPC, timestamps each at submission and at finality (from the finalized-block
+//! subscription), and checks that every validator reports the same state root at every
+//! height they share.
+
+use crate::client::{self, Client, TxRequest};
+use jsonrpsee::core::client::{Subscription, SubscriptionClientT};
+use jsonrpsee::core::params::ArrayParams;
+use keel_types::{Address, Canonical, Hash, SecretKey, Transaction, TxBody, U256};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Requests in flight at once.
+pub const MAX_IN_FLIGHT: usize = 64;
+/// Sending ticks per second (the rate is spread over them).
+const TICKS_PER_SECOND: u64 = 50;
+/// Native units each fresh sender gets.
+const SENDER_FUNDING: u64 = 1_000_000_000_000;
+
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Every validator's RPC URL; transactions go round-robin, roots are checked on all.
+    pub rpcs: Vec<String>,
+    /// Funded key files (accounts.json of a devnet).
+    pub funders: Vec<SecretKey>,
+    pub senders: usize,
+    pub rate_per_s: u64,
+    pub duration_s: u64,
+    /// After sending stops, wait up to this long for the rest to finalize.
+    pub settle_s: u64,
+    /// Deterministic sender keys and recipients.
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LoadReport {
+    pub target_rate_per_s: u64,
+    pub duration_s: u64,
+    pub submitted: u64,
+    pub accepted: u64,
+    pub rejected: BTreeMap<String, u64>,
+    pub finalized: u64,
+    /// Finalized accepted transactions per second over the sending window plus settling.
+    pub finalized_per_s: u64,
+    pub latency_p50_ms: u64,
+    pub latency_p99_ms: u64,
+    pub latency_max_ms: u64,
+    /// Heights compared on every validator; a mismatch fails the run instead.
+    pub roots_checked: u64,
+    pub lost: u64,
+}
+
+fn percentile(sorted: &[u64], per_mille: usize) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[(sorted.len() * per_mille / 1000).min(sorted.len() - 1)]
+}
+
+fn sender_key(seed: u64, i: usize) -> SecretKey {
+    let mut material = b"keel load sender".to_vec();
+    material.extend(seed.to_be_bytes());
+    material.extend((i as u64).to_be_bytes());
+    SecretKey::from_seed(*blake3::hash(&material).as_bytes())
+}
+
+fn ws_url(http: &str) -> String {
+    http.replacen("http://", "ws://", 1)
+}
+
+async fn status_field(client: &Client, name: &str) -> Result<Value, String> {
+    let status = client.request("keel_status", vec![]).await?;
+    Ok(status.get(name).cloned().unwrap_or(Value::Null))
+}
+
+async fn nonce_of(client: &Client, address: &Address) -> Result<u64, String> {
+    let account = client
+        .request("keel_getAccount", vec![json!(address.to_hex())])
+        .await?;
+    account
+        .get("pending_nonce")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| "account without pending_nonce".to_string())
+}
+
+/// Gives each fresh sender a balance, from the funders in turn, and waits for finality.
+async fn fund(client: &Client, opts: &LoadOptions, senders: &[SecretKey]) -> Result<(), String> {
+    let mut last = None;
+    for (i, sender) in senders.iter().enumerate() {
+        let funder = &opts.funders[i % opts.funders.len()];
+        let sent = client::send(
+            client,
+            funder,
+            TxRequest {
+                body: TxBody::Transfer {
+                    to: Address::from_public_key(&sender.public_key()),
+                    amount: U256::from(SENDER_FUNDING),
+                },
+                gas: None,
+                gas_price: None,
+                nonce: None,
+                wait: false,
+            },
+        )
+        .await?;
+        last = sent
+            .get("tx_hash")
+            .and_then(Value::as_str)
+            .map(String::from);
+    }
+    if let Some(hash) = last {
+        let hash = Hash::from_hex(&hash).map_err(|e| e.to_string())?;
+        client::wait_receipt(client, &hash).await?;
+    }
+    // Every funding transfer of a funder precedes its last; wait for all funders' last.
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    Ok(())
+}
+
+/// Runs the load and the cross-node root check.
+pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
+    if opts.rpcs.is_empty() || opts.funders.is_empty() || opts.senders == 0 {
+        return Err("need at least one RPC URL, one funded key and one sender".into());
+    }
+    let clients: Vec<Arc<Client>> = opts
+        .rpcs
+        .iter()
+        .map(|u| Client::new(u).map(Arc::new))
+        .collect::<Result<_, _>>()?;
+    let chain_id = status_field(&clients[0], "chain_id")
+        .await?
+        .as_u64()
+        .ok_or("status without chain_id")?;
+    let gas_price: u128 = status_field(&clients[0], "min_gas_price")
+        .await?
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let senders: Vec<SecretKey> = (0..opts.senders)
+        .map(|i| sender_key(opts.seed, i))
+        .collect();
+    fund(&clients[0], &opts, &senders).await?;
+    let mut nonces = Vec::new();
+    for s in &senders {
+        nonces.push(nonce_of(&clients[0], &Address::from_public_key(&s.public_key())).await?);
+    }
+
+    // Finality times from node0's subscription.
+    let finalized: Arc<Mutex<BTreeMap<Hash, Instant>>> = Arc::default();
+    let ws = jsonrpsee_ws_client::WsClientBuilder::default()
+        .build(ws_url(&opts.rpcs[0]))
+        .await
+        .map_err(|e| format!("websocket to {}: {e}", opts.rpcs[0]))?;
+    let mut params = ArrayParams::new();
+    params
+        .insert("finalizedBlocks")
+        .map_err(|e| e.to_string())?;
+    let mut sub: Subscription<Value> = ws
+        .subscribe("keel_subscribe", params, "keel_unsubscribe")
+        .await
+        .map_err(|e| format!("keel_subscribe: {e}"))?;
+    let watcher = {
+        let finalized = finalized.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(block)) = sub.next().await {
+                let now = Instant::now();
+                let mut f = finalized.lock().expect("finalized lock");
+                for h in block["transactions"].as_array().into_iter().flatten() {
+                    if let Some(hash) = h.as_str().and_then(|s| Hash::from_hex(s).ok()) {
+                        f.insert(hash, now);
+                    }
+                }
+            }
+        })
+    };
+
+    let submitted_at: Arc<Mutex<BTreeMap<Hash, Instant>>> = Arc::default();
+    let rejected: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+    let start = Instant::now();
+    let total = opts.rate_per_s * opts.duration_s;
+    let mut sent = 0u64;
+    let mut tick = 0u64;
+    let mut tasks = Vec::new();
+    while sent < total {
+        tick += 1;
+        let due = (opts.rate_per_s * tick / TICKS_PER_SECOND).min(total);
+        while sent < due {
+            let i = (sent % senders.len() as u64) as usize;
+            let tx = Transaction {
+                chain_id,
+                sender: senders[i].public_key(),
+                nonce: nonces[i],
+                gas_limit: client::TRANSFER_GAS,
+                gas_price,
+                body: TxBody::Transfer {
+                    to: Address::from_public_key(&sender_key(opts.seed ^ 0xdead, i).public_key()),
+                    amount: U256::from(1u64),
+                },
+            }
+            .sign(&senders[i]);
+            nonces[i] += 1;
+            let client = clients[(sent as usize) % clients.len()].clone();
+            let permit = permits
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|e| e.to_string())?;
+            let (submitted_at, rejected) = (submitted_at.clone(), rejected.clone());
+            tasks.push(tokio::spawn(async move {
+                let raw = format!("0x{}", hex::encode(tx.encode()));
+                let at = Instant::now();
+                match client
+                    .request("keel_sendTransaction", vec![json!(raw)])
+                    .await
+                {
+                    Ok(_) => {
+                        submitted_at.lock().expect("lock").insert(tx.hash(), at);
+                    }
+                    Err(e) => {
+                        let reason = e.split(" (").next().unwrap_or("error").to_string();
+                        *rejected.lock().expect("lock").entry(reason).or_default() += 1;
+                    }
+                }
+                drop(permit);
+            }));
+            sent += 1;
+        }
+        let next = start + Duration::from_millis(tick * 1000 / TICKS_PER_SECOND);
+        tokio::time::sleep_until(next.into()).await;
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let send_end = Instant::now();
+    // Settle: wait for the accepted transactions to finalize.
+    let settle_deadline = send_end + Duration::from_secs(opts.settle_s);
+    loop {
+        let pending = {
+            let f = finalized.lock().expect("lock");
+            submitted_at
+                .lock()
+                .expect("lock")
+                .keys()
+                .filter(|h| !f.contains_key(h))
+                .count()
+        };
+        if pending == 0 || Instant::now() >= settle_deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    watcher.abort();
+
+    let submitted_at = submitted_at.lock().expect("lock").clone();
+    let finalized = finalized.lock().expect("lock").clone();
+    let mut latencies: Vec<u64> = submitted_at
+        .iter()
+        .filter_map(|(h, at)| finalized.get(h).map(|f| f.saturating_duration_since(*at)))
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .collect();
+    latencies.sort_unstable();
+    let last_final = submitted_at
+        .keys()
+        .filter_map(|h| finalized.get(h))
+        .max()
+        .copied()
+        .unwrap_or(send_end);
+    let window_ms = u64::try_from(last_final.saturating_duration_since(start).as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    let mut report = LoadReport {
+        target_rate_per_s: opts.rate_per_s,
+        duration_s: opts.duration_s,
+        submitted: sent,
+        accepted: submitted_at.len() as u64,
+        rejected: rejected.lock().expect("lock").clone(),
+        finalized: latencies.len() as u64,
+        finalized_per_s: latencies.len() as u64 * 1000 / window_ms,
+        latency_p50_ms: percentile(&latencies, 500),
+        latency_p99_ms: percentile(&latencies, 990),
+        latency_max_ms: latencies.last().copied().unwrap_or(0),
+        roots_checked: 0,
+        lost: (submitted_at.len() - latencies.len()) as u64,
+    };
+    report.roots_checked = check_roots(&clients).await?;
+    Ok(report)
+}
+
+/// Compares every validator's state root at every height all of them have; an error names
+/// the first height where they differ.
+pub async fn check_roots(clients: &[Arc<Client>]) -> Result<u64, String> {
+    let mut common = u64::MAX;
+    for c in clients {
+        let h = status_field(c, "height").await?.as_u64().unwrap_or(0);
+        common = common.min(h);
+    }
+    for height in 1..=common {
+        let mut first: Option<(String, String)> = None;
+        for (i, c) in clients.iter().enumerate() {
+            let block = c.request("keel_getBlock", vec![json!(height)]).await?;
+            let root = block["state_root"].as_str().unwrap_or_default().to_string();
+            let hash = block["hash"].as_str().unwrap_or_default().to_string();
+            match &first {
+                None => first = Some((root, hash)),
+                Some((r, h)) if *r == root && *h == hash => {}
+                Some((r, h)) => {
+                    return Err(format!(
+                        "DIVERGENCE at height {height}: validator 0 has block {h} root {r}, validator {i} has block {hash} root {root}"
+                    ))
+                }
+            }
+        }
+    }
+    Ok(common)
+}

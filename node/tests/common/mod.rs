@@ -1,0 +1,269 @@
+//! A cluster of real `keel run` processes on 127.0.0.1 for the devnet tests.
+
+#![allow(dead_code)]
+
+use keel_consensus::votelog::{parse, VoteRecord};
+use keel_node::client::Client;
+use keel_node::config::NodeConfig;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// One cluster at a time: 4 validators each already share this machine's 2 cores.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub const KEEL: &str = env!("CARGO_BIN_EXE_keel");
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub n: usize,
+    children: Vec<Option<Child>>,
+    pub rt: tokio::runtime::Runtime,
+    pub configs: Vec<NodeConfig>,
+}
+
+pub fn keel(args: &[&str]) -> (bool, Value, String) {
+    let out = Command::new(KEEL).args(args).output().expect("run keel");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let json = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
+    (out.status.success(), json, stderr)
+}
+
+impl Cluster {
+    /// `keel init`, config tweaks, then every validator started; returns once all have
+    /// finalized a block.
+    pub fn start(
+        n: usize,
+        base_port: u16,
+        block_time_ms: u64,
+        dev_accounts: usize,
+        tweak: impl Fn(&mut NodeConfig),
+    ) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = dir.path().to_str().expect("utf8").to_string();
+        let (ok, _, err) = keel(&[
+            "init",
+            "--home",
+            &home,
+            "--validators",
+            &n.to_string(),
+            "--base-port",
+            &base_port.to_string(),
+            "--block-time-ms",
+            &block_time_ms.to_string(),
+            "--dev-accounts",
+            &dev_accounts.to_string(),
+        ]);
+        assert!(ok, "init: {err}");
+        let mut configs = Vec::new();
+        for i in 0..n {
+            let path = dir.path().join(format!("node{i}/config.toml"));
+            let mut config = NodeConfig::load(&path).expect("config");
+            tweak(&mut config);
+            std::fs::write(&path, config.to_toml()).expect("write config");
+            configs.push(config);
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let mut cluster = Cluster {
+            dir,
+            n,
+            children: (0..n).map(|_| None).collect(),
+            rt,
+            configs,
+        };
+        for i in 0..n {
+            cluster.spawn(i);
+        }
+        let all: Vec<usize> = (0..n).collect();
+        cluster.wait_height(&all, 1, Duration::from_secs(90));
+        cluster
+    }
+
+    pub fn home(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("node{i}"))
+    }
+
+    pub fn spawn(&mut self, i: usize) {
+        let home = self.home(i);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(home.join("node.log"))
+            .expect("log");
+        let child = Command::new(KEEL)
+            .args(["run", "--home", home.to_str().expect("utf8")])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn keel run");
+        self.children[i] = Some(child);
+    }
+
+    /// SIGKILL: no shutdown path runs.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut child) = self.children[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.children[i].as_ref().map(Child::id)
+    }
+
+    pub fn rpc(&self, i: usize) -> String {
+        format!("http://{}", self.configs[i].rpc.listen)
+    }
+
+    pub fn p2p(&self, i: usize) -> String {
+        self.configs[i].p2p.listen.clone()
+    }
+
+    pub fn metrics_url(&self, i: usize) -> String {
+        self.configs[i].metrics.listen.clone()
+    }
+
+    pub fn client(&self, i: usize) -> Arc<Client> {
+        Arc::new(Client::new(&self.rpc(i)).expect("client"))
+    }
+
+    pub fn call(&self, i: usize, method: &str, params: Vec<Value>) -> Result<Value, String> {
+        let client = self.client(i);
+        self.rt.block_on(client.request(method, params))
+    }
+
+    pub fn height(&self, i: usize) -> Option<u64> {
+        self.call(i, "keel_status", vec![])
+            .ok()
+            .and_then(|s| s["height"].as_u64())
+    }
+
+    pub fn wait_height(&self, nodes: &[usize], height: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let heights: Vec<Option<u64>> = nodes.iter().map(|&i| self.height(i)).collect();
+            if heights.iter().all(|h| h.is_some_and(|h| h >= height)) {
+                return;
+            }
+            if Instant::now() > deadline {
+                self.dump_logs();
+                panic!("nodes {nodes:?} did not reach height {height}: {heights:?}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn dev_key(&self, j: usize) -> PathBuf {
+        self.dir.path().join(format!("accounts/dev{j}.json"))
+    }
+
+    /// Every validator's block hash and state root agree at every shared height.
+    pub fn check_roots(&self) -> u64 {
+        let clients: Vec<_> = (0..self.n).map(|i| self.client(i)).collect();
+        match self.rt.block_on(keel_node::load::check_roots(&clients)) {
+            Ok(h) => h,
+            Err(e) => {
+                self.dump_logs();
+                panic!("{e}")
+            }
+        }
+    }
+
+    /// Votes in each node's log that conflict (equivocation): two notarizes or two
+    /// finalizes for different blocks in one view, or a nullify and a finalize in one view.
+    pub fn equivocations(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for i in 0..self.n {
+            let bytes = std::fs::read(self.home(i).join("data/votes.log")).unwrap_or_default();
+            let (records, _) = parse(&bytes);
+            let mut notarized: BTreeMap<(u64, u64), keel_types::Hash> = BTreeMap::new();
+            let mut finalized: BTreeMap<(u64, u64), keel_types::Hash> = BTreeMap::new();
+            let mut nullified = std::collections::BTreeSet::new();
+            for r in records {
+                match r {
+                    VoteRecord::Notarized { epoch, view, block } => {
+                        if let Some(b) = notarized.insert((epoch, view), block) {
+                            if b != block {
+                                out.push(format!("node {i}: two notarizes in view {view}"));
+                            }
+                        }
+                    }
+                    VoteRecord::Finalized { epoch, view, block } => {
+                        if let Some(b) = finalized.insert((epoch, view), block) {
+                            if b != block {
+                                out.push(format!("node {i}: two finalizes in view {view}"));
+                            }
+                        }
+                    }
+                    VoteRecord::Nullified { epoch, view } => {
+                        nullified.insert((epoch, view));
+                    }
+                    VoteRecord::EnteredView { .. } => {}
+                }
+            }
+            for k in finalized.keys() {
+                if nullified.contains(k) {
+                    out.push(format!("node {i}: nullify and finalize in view {}", k.1));
+                }
+            }
+        }
+        out
+    }
+
+    pub fn metrics_text(&self, i: usize) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.metrics_url(i)).expect("metrics");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("write");
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        text
+    }
+
+    pub fn dump_logs(&self) {
+        for i in 0..self.n {
+            let log = std::fs::read_to_string(self.home(i).join("node.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            eprintln!("--- node {i} log (last lines, newest first) ---");
+            for line in tail {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.n {
+            self.kill9(i);
+        }
+    }
+}
+
+pub fn contract(name: &str) -> PathBuf {
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("manifest dir"))
+        .join("../contracts/build")
+        .join(name)
+}
+
+/// Sum of a metric's samples whose line contains `filter`.
+pub fn metric_sum(text: &str, name: &str, filter: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
