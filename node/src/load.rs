@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 pub const MAX_IN_FLIGHT: usize = 64;
 /// Sending ticks per second (the rate is spread over them).
 const TICKS_PER_SECOND: u64 = 50;
+/// Unfinalized transactions are sent again (to every validator) this often while settling.
+const REBROADCAST_AFTER_S: u64 = 3;
 /// Native units each fresh sender gets.
 const SENDER_FUNDING: u64 = 1_000_000_000_000;
 
@@ -180,6 +182,7 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
 
     let submitted_at: Arc<Mutex<BTreeMap<Hash, Instant>>> = Arc::default();
     let rejected: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+    let raws: Arc<Mutex<BTreeMap<Hash, String>>> = Arc::default();
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     let start = Instant::now();
     let total = opts.rate_per_s * opts.duration_s;
@@ -204,22 +207,37 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
             }
             .sign(&senders[i]);
             nonces[i] += 1;
-            let client = clients[(sent as usize) % clients.len()].clone();
+            let first = (sent as usize) % clients.len();
+            let clients = clients.clone();
             let permit = permits
                 .clone()
                 .acquire_owned()
                 .await
                 .map_err(|e| e.to_string())?;
-            let (submitted_at, rejected) = (submitted_at.clone(), rejected.clone());
+            let (submitted_at, rejected, raws) =
+                (submitted_at.clone(), rejected.clone(), raws.clone());
             tasks.push(tokio::spawn(async move {
                 let raw = format!("0x{}", hex::encode(tx.encode()));
                 let at = Instant::now();
-                match client
-                    .request("keel_sendTransaction", vec![json!(raw)])
-                    .await
-                {
+                // A node that is down (chaos, kill -9) is skipped: the next one gets it, so
+                // a sender's nonces never gap because one validator was away.
+                let mut outcome = Err(String::new());
+                for k in 0..clients.len() {
+                    let client = &clients[(first + k) % clients.len()];
+                    outcome = client
+                        .request("keel_sendTransaction", vec![json!(raw)])
+                        .await;
+                    if !outcome
+                        .as_ref()
+                        .is_err_and(|e| e.starts_with("cannot reach"))
+                    {
+                        break;
+                    }
+                }
+                match outcome {
                     Ok(_) => {
                         submitted_at.lock().expect("lock").insert(tx.hash(), at);
+                        raws.lock().expect("lock").insert(tx.hash(), raw);
                     }
                     Err(e) => {
                         let reason = e.split(" (").next().unwrap_or("error").to_string();
@@ -237,20 +255,38 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
         let _ = t.await;
     }
     let send_end = Instant::now();
-    // Settle: wait for the accepted transactions to finalize.
+    // Settle: wait for the accepted transactions to finalize. A mempool is not durable: a
+    // validator killed right after admitting a transaction may take it along before gossip,
+    // so, as a wallet would, rebroadcast what is still unfinalized every few seconds.
     let settle_deadline = send_end + Duration::from_secs(opts.settle_s);
+    let mut next_rebroadcast = Instant::now() + Duration::from_secs(REBROADCAST_AFTER_S);
     loop {
-        let pending = {
+        let pending: Vec<Hash> = {
             let f = finalized.lock().expect("lock");
             submitted_at
                 .lock()
                 .expect("lock")
                 .keys()
                 .filter(|h| !f.contains_key(h))
-                .count()
+                .copied()
+                .collect()
         };
-        if pending == 0 || Instant::now() >= settle_deadline {
+        if pending.is_empty() || Instant::now() >= settle_deadline {
             break;
+        }
+        if Instant::now() >= next_rebroadcast {
+            let raws: Vec<String> = {
+                let r = raws.lock().expect("lock");
+                pending.iter().filter_map(|h| r.get(h).cloned()).collect()
+            };
+            for raw in raws {
+                for client in &clients {
+                    let _ = client
+                        .request("keel_sendTransaction", vec![json!(raw)])
+                        .await;
+                }
+            }
+            next_rebroadcast = Instant::now() + Duration::from_secs(REBROADCAST_AFTER_S);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
