@@ -59,6 +59,44 @@ impl Client {
     }
 }
 
+impl Client {
+    /// One JSON-RPC batch of calls to the same method; per-call results in order. `Err` if
+    /// the batch as a whole failed (transport, or the node refused the batch).
+    pub async fn request_batch(
+        &self,
+        method: &str,
+        calls: Vec<Vec<Value>>,
+    ) -> Result<Vec<Result<Value, String>>, String> {
+        let mut batch = jsonrpsee::core::params::BatchRequestBuilder::new();
+        for params in calls {
+            let mut array = ArrayParams::new();
+            for p in params {
+                array.insert(p).map_err(|e| e.to_string())?;
+            }
+            batch.insert(method, array).map_err(|e| e.to_string())?;
+        }
+        let response = self
+            .http
+            .batch_request::<Value>(batch)
+            .await
+            .map_err(|e| match e {
+                jsonrpsee::core::ClientError::Transport(t) => {
+                    format!("cannot reach the node at {}: {t}", self.url)
+                }
+                other => format!("{method} batch: {other}"),
+            })?;
+        Ok(response
+            .into_iter()
+            .map(|entry| {
+                entry.map_err(|obj| match obj.data() {
+                    Some(data) => format!("{} ({}): {}", obj.message(), obj.code(), data.get()),
+                    None => format!("{} ({})", obj.message(), obj.code()),
+                })
+            })
+            .collect())
+    }
+}
+
 /// What a transaction command sends.
 #[derive(Debug)]
 pub struct TxRequest {

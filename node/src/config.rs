@@ -85,7 +85,9 @@ impl Default for P2pConfig {
     fn default() -> Self {
         P2pConfig {
             listen: "127.0.0.1:26600".into(),
-            max_frame_bytes: 4 * 1024 * 1024,
+            // A consensus message carries at most one maximal block (16 MiB) or one sync
+            // response of that size.
+            max_frame_bytes: (keel_consensus::MAX_MESSAGE_BYTES + 1024) as u32,
             peer_queue_len: 1_024,
         }
     }
@@ -183,9 +185,11 @@ impl NodeConfig {
                 self.log.format
             ));
         }
-        if self.p2p.max_frame_bytes < 1024 || self.p2p.peer_queue_len == 0 {
+        // Below 1 MiB a validator could not carry an ordinary block (and its proposals
+        // would be cut to nothing past the header margin).
+        if self.p2p.max_frame_bytes < 1024 * 1024 || self.p2p.peer_queue_len == 0 {
             return invalid(
-                "p2p.max_frame_bytes must be >= 1024 and p2p.peer_queue_len >= 1".into(),
+                "p2p.max_frame_bytes must be >= 1048576 and p2p.peer_queue_len >= 1".into(),
             );
         }
         if self.mempool.max_txs == 0

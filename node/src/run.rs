@@ -182,6 +182,7 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
             block_time_ms: config.consensus.block_time_ms,
             max_block_txs: config.consensus.max_block_txs,
             block_gas_limit: genesis.block_gas_limit,
+            max_frame_bytes: config.p2p.max_frame_bytes as usize,
         },
         key,
         chain,

@@ -146,7 +146,11 @@ fn kill_9_under_load_loses_nothing_and_roots_stay_equal() {
 #[test]
 fn a_validator_down_for_many_blocks_rejoins_by_catching_up() {
     let _guard = serial();
-    let mut cluster = Cluster::start(4, 21_800, 100, 2, |_| {});
+    // 25-block epochs: the outage spans six epoch boundaries, so catch-up syncs across them.
+    // Short view timeouts: the down validator's views time out until it is skipped.
+    let mut cluster = Cluster::start_with_epochs(4, 21_800, 100, 2, 25, |c| {
+        c.consensus.timeout_base_ms = 500;
+    });
     cluster.kill9(3);
     let down_at = cluster.height(0).expect("height");
     // Three validators are a quorum of four: the chain goes on without it.
@@ -155,6 +159,8 @@ fn a_validator_down_for_many_blocks_rejoins_by_catching_up() {
     let top = cluster.height(0).expect("height");
     cluster.wait_height(&[3], top, Duration::from_secs(90));
     assert!(cluster.check_roots() >= top);
+    let status = cluster.call(3, "keel_status", vec![]).expect("status");
+    assert!(status["epoch"].as_u64().expect("epoch") >= 6, "{status}");
     // And it takes part again: with validator 2 down as well, 0, 1 and 3 must finalize.
     cluster.kill9(2);
     let h = cluster.height(0).expect("height");

@@ -54,6 +54,8 @@ pub struct DriverConfig {
     pub block_time_ms: u64,
     pub max_block_txs: usize,
     pub block_gas_limit: u64,
+    /// The p2p frame limit (every validator is assumed to run the same or larger).
+    pub max_frame_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -123,6 +125,8 @@ impl Driver {
         let (votelog, restored) = FileVoteLog::open(votelog_path).map_err(|e| e.to_string())?;
         let tip = Self::engine_tip(&chain)?;
         let engine = Engine::new(engine_config(&cfg, &key, tip), &restored);
+        shared.update(|s| s.epoch = engine.epoch());
+        metrics::gauge!(m::EPOCH).set(engine.epoch() as f64);
         Ok(Driver {
             cfg,
             key,
@@ -346,13 +350,13 @@ impl Driver {
         } else {
             let mempool = self.mempool.clone();
             let (max_txs, gas) = (self.cfg.max_block_txs, self.cfg.block_gas_limit);
+            // A block must fit in one frame the peers accept.
+            let max_bytes = MAX_BLOCK_BYTES.min(self.cfg.max_frame_bytes) - BLOCK_BYTES_MARGIN;
             let selected = self.chain.with_state_after(&parent.hash, |state| {
-                mempool.lock().expect("mempool lock").select(
-                    state,
-                    max_txs,
-                    MAX_BLOCK_BYTES - BLOCK_BYTES_MARGIN,
-                    gas,
-                )
+                mempool
+                    .lock()
+                    .expect("mempool lock")
+                    .select(state, max_txs, max_bytes, gas)
             });
             match selected {
                 Ok(Some(Ok(txs))) => txs,

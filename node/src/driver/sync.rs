@@ -6,6 +6,10 @@ use keel_state::{StateError, Store};
 use keel_types::{Canonical, Certificate, Header, Height};
 
 const CERT_PREFIX: &[u8] = b"cert/";
+/// Bytes of blocks in one sync response: the message limit less room for the headers (each
+/// ≤ 233 bytes) and the certificate.
+const SYNC_RESPONSE_BUDGET_BYTES: usize =
+    keel_consensus::MAX_MESSAGE_BYTES - MAX_SYNC_HEADERS * 256 - 64 * 1024;
 const SUFFIX_PREFIX: &[u8] = b"suffix/";
 
 fn key(prefix: &[u8], n: u64) -> Vec<u8> {
@@ -79,13 +83,21 @@ pub fn response(
     let window_end = tip
         .min(epoch_last)
         .min(from_height + MAX_SYNC_BLOCKS as u64 - 1);
+    // Blocks up to the window's end, and within the message size (a response must decode
+    // on the other side; at least one block always goes).
     let mut blocks = Vec::new();
+    let mut bytes = 0usize;
     for h in from_height..=window_end {
-        match store.block(h)? {
-            Some(b) => blocks.push(b),
-            None => return Ok(None), // pruned
+        let Some(b) = store.block(h)? else {
+            return Ok(None); // pruned
+        };
+        bytes += b.encode().len();
+        if !blocks.is_empty() && bytes > SYNC_RESPONSE_BUDGET_BYTES {
+            break;
         }
+        blocks.push(b);
     }
+    let window_end = from_height + blocks.len() as u64 - 1;
     // 1. The last block in the window with its own certificate.
     if let Some((h, cert)) = certificate_at_or_after(store, from_height)? {
         if h <= window_end {

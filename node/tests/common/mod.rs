@@ -47,6 +47,18 @@ impl Cluster {
         dev_accounts: usize,
         tweak: impl Fn(&mut NodeConfig),
     ) -> Cluster {
+        Cluster::start_with_epochs(n, base_port, block_time_ms, dev_accounts, 1_000, tweak)
+    }
+
+    /// As `start`, with `epoch_length` blocks per epoch.
+    pub fn start_with_epochs(
+        n: usize,
+        base_port: u16,
+        block_time_ms: u64,
+        dev_accounts: usize,
+        epoch_length: u64,
+        tweak: impl Fn(&mut NodeConfig),
+    ) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let home = dir.path().to_str().expect("utf8").to_string();
         let (ok, _, err) = keel(&[
@@ -61,6 +73,8 @@ impl Cluster {
             &block_time_ms.to_string(),
             "--dev-accounts",
             &dev_accounts.to_string(),
+            "--epoch-length",
+            &epoch_length.to_string(),
         ]);
         assert!(ok, "init: {err}");
         let mut configs = Vec::new();
