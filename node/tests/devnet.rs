@@ -18,7 +18,7 @@ fn word_address(addr: &str) -> String {
 #[test]
 fn four_validators_deploy_and_call_evm_and_wasm_through_the_cli_with_equal_roots() {
     let _guard = serial();
-    let cluster = Cluster::start(4, 21_000, 300, 4, |_| {});
+    let cluster = Cluster::start(4, 21_000, 300, 4, |c| c.log.format = "json".into());
     let rpc = cluster.rpc(1);
     let key = cluster.dev_key(0);
     let key = key.to_str().expect("utf8");
@@ -96,6 +96,31 @@ fn four_validators_deploy_and_call_evm_and_wasm_through_the_cli_with_equal_roots
     let (ok, block, _) = keel(&["query", "block", "latest", "--rpc", &cluster.rpc(2)]);
     assert!(ok && block["state_root"].is_string(), "{block}");
     assert!(cluster.equivocations().is_empty());
+    // Observability: health, Prometheus text with keel_ names, JSON log lines.
+    let health = cluster.http_get(2, "/health");
+    assert!(
+        health.starts_with("HTTP/1.1 200") && health.contains("ok height="),
+        "{health}"
+    );
+    let metrics = cluster.metrics_text(2);
+    for name in [
+        "keel_height",
+        "keel_view",
+        "keel_peers",
+        "keel_finality_latency_seconds_bucket",
+        "keel_votelog_fsync_seconds_count",
+        "keel_executed_gas_total",
+        "keel_mempool_size",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+    let log = std::fs::read_to_string(cluster.home(0).join("node.log")).expect("log");
+    let line = log
+        .lines()
+        .find(|l| l.contains("finalized"))
+        .expect("a finalized line");
+    let parsed: Value = serde_json::from_str(line).expect("JSON log line");
+    assert_eq!(parsed["fields"]["message"], "finalized");
 }
 
 #[test]

@@ -239,10 +239,15 @@ impl Cluster {
     }
 
     pub fn metrics_text(&self, i: usize) -> String {
+        self.http_get(i, "/metrics")
+    }
+
+    /// A GET on validator i's metrics port; the whole HTTP response.
+    pub fn http_get(&self, i: usize, path: &str) -> String {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(self.metrics_url(i)).expect("metrics");
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .expect("write");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        s.write_all(request.as_bytes()).expect("write");
         let mut text = String::new();
         let _ = s.read_to_string(&mut text);
         text
