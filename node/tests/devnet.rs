@@ -193,6 +193,53 @@ fn a_validator_down_for_many_blocks_rejoins_by_catching_up() {
     assert!(cluster.equivocations().is_empty());
 }
 
+#[test]
+fn a_validator_whose_state_diverges_halts_loudly_and_the_rest_go_on() {
+    let _guard = serial();
+    let mut cluster = Cluster::start(4, 23_400, 150, 2, |_| {});
+    cluster.kill9(3);
+    let diverge_at = cluster.height(0).expect("height") + 15;
+    cluster.spawn_with_env(
+        3,
+        &[(
+            keel_node::driver::chain::FAULT_DIVERGE_ENV,
+            diverge_at.to_string(),
+        )],
+    );
+    cluster.wait_height(&[0, 1, 2], diverge_at + 15, Duration::from_secs(90));
+    let status = cluster.call(3, "keel_status", vec![]).expect("status");
+    let reason = status["halted"].as_str().unwrap_or_else(|| {
+        cluster.dump_logs();
+        panic!("validator 3 did not halt: {status}")
+    });
+    assert!(reason.contains("parent state root"), "{reason}");
+    assert_eq!(
+        status["height"], diverge_at,
+        "it committed up to the diverging block"
+    );
+    let health = cluster.http_get(3, "/health");
+    assert!(
+        health.starts_with("HTTP/1.1 503") && health.contains("halted"),
+        "{health}"
+    );
+    assert!(cluster.metrics_text(3).contains("keel_halted 1"));
+    let log = std::fs::read_to_string(cluster.home(3).join("node.log")).expect("log");
+    assert!(log.contains("HALTED"));
+    // It refuses to vote: its vote log stops growing while the others finalize on.
+    let votes = || std::fs::metadata(cluster.home(3).join("data/votes.log")).map_or(0, |m| m.len());
+    let before = votes();
+    let h = cluster.height(0).expect("height");
+    cluster.wait_height(&[0, 1, 2], h + 10, Duration::from_secs(60));
+    assert_eq!(votes(), before, "a halted validator signs nothing");
+    assert_eq!(cluster.height(3), Some(diverge_at));
+    // The others agree among themselves at every height.
+    let clients: Vec<_> = (0..3).map(|i| cluster.client(i)).collect();
+    cluster
+        .rt
+        .block_on(keel_node::load::check_roots(&clients))
+        .expect("honest roots agree");
+}
+
 fn rpc_error(result: Result<Value, String>) -> String {
     match result {
         Ok(v) => panic!("expected an error, got {v}"),

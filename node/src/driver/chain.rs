@@ -15,6 +15,12 @@ use keel_types::{Block, Hash, Height, Receipt, StateKey};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// Fault injection for the halt test: a node started with this variable set to a height
+/// writes one extra storage slot when it executes that height, so its state (and root)
+/// diverges from the network's exactly as a nondeterminism bug would. Read once at start;
+/// never set in production (the node logs a warning when it is).
+pub const FAULT_DIVERGE_ENV: &str = "KEEL_FAULT_DIVERGE_AT_HEIGHT";
+
 /// Unfinalized blocks kept (known or executed). Honest runs hold a handful; this bounds
 /// what peers can make us hold.
 pub const MAX_UNFINALIZED_BLOCKS: usize = 512;
@@ -45,6 +51,7 @@ pub struct Chain {
     genesis_time_ms: u64,
     blocks: BTreeMap<Hash, Block>,
     executed: BTreeMap<Hash, Executed>,
+    diverge_at: Option<Height>,
 }
 
 /// State as of an unfinalized block: its ancestors' diffs (newest first) over the store.
@@ -104,6 +111,10 @@ impl Chain {
             genesis_time_ms,
             blocks: BTreeMap::new(),
             executed: BTreeMap::new(),
+            diverge_at: std::env::var(FAULT_DIVERGE_ENV).ok().and_then(|v| {
+                tracing::warn!(height = %v, "{FAULT_DIVERGE_ENV} is set: this node will diverge on purpose");
+                v.parse().ok()
+            }),
         }
     }
 
@@ -230,7 +241,13 @@ impl Chain {
                 .collect(),
         };
         let started = std::time::Instant::now();
-        let output = self.runtime.execute_block(&view, &hashes, block)?;
+        let mut output = self.runtime.execute_block(&view, &hashes, block)?;
+        if self.diverge_at == Some(block.header.height) {
+            output.diff.insert(
+                StateKey::Storage(keel_types::Address([0xfa; 20]), [0xfa; 32]),
+                Some(vec![1; 32]),
+            );
+        }
         metrics::histogram!(crate::metrics::BLOCK_EXECUTION)
             .record(started.elapsed().as_secs_f64());
         // The root the store will have once this chain is committed: the JMT root depends

@@ -110,6 +110,10 @@ impl Cluster {
     }
 
     pub fn spawn(&mut self, i: usize) {
+        self.spawn_with_env(i, &[]);
+    }
+
+    pub fn spawn_with_env(&mut self, i: usize, env: &[(&str, String)]) {
         let home = self.home(i);
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -119,6 +123,7 @@ impl Cluster {
         let child = Command::new(KEEL)
             .args(["run", "--home", home.to_str().expect("utf8")])
             .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
