@@ -129,7 +129,7 @@ pub async fn devnet(opts: DevnetOptions) -> Result<(), String> {
         "{}",
         json!({"ready": true, "accounts": dir.join("accounts.json").display().to_string()})
     );
-    shutdown_signal().await;
+    crate::run::shutdown_signal().await;
     eprintln!("stopping {} validators", nodes.len());
     stop(&mut nodes);
     Ok(())
@@ -174,16 +174,5 @@ async fn wait_ready(nodes: &mut [Node]) -> Result<(), String> {
             ));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }

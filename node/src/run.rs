@@ -220,7 +220,8 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM (the validator and `keel devnet` both stop on either).
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut term) = signal(SignalKind::terminate()) else {
         return std::future::pending().await;
