@@ -60,6 +60,19 @@ pub struct LoadReport {
     pub lost: u64,
 }
 
+/// A rejection's stable reason: the RPC error's `data.reason` when it has one (so the
+/// report groups by kind, not by nonce), else the message up to its first detail.
+fn reason_of(error: &str) -> String {
+    if let Some(rest) = error.split("\"reason\":\"").nth(1) {
+        return rest.split('"').next().unwrap_or("error").to_string();
+    }
+    error
+        .split([' ', '('])
+        .take(4)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn percentile(sorted: &[u64], per_mille: usize) -> u64 {
     if sorted.is_empty() {
         return 0;
@@ -122,9 +135,99 @@ async fn fund(client: &Client, opts: &LoadOptions, senders: &[SecretKey]) -> Res
         let hash = Hash::from_hex(&hash).map_err(|e| e.to_string())?;
         client::wait_receipt(client, &hash).await?;
     }
-    // Every funding transfer of a funder precedes its last; wait for all funders' last.
+    // Every funding transfer of a funder precedes its last; wait for all funders' last,
+    // then check: a transfer admitted by a validator that died before gossiping it is lost.
     tokio::time::sleep(Duration::from_millis(2_000)).await;
+    for sender in senders {
+        let account = client
+            .request(
+                "keel_getAccount",
+                vec![json!(
+                    Address::from_public_key(&sender.public_key()).to_hex()
+                )],
+            )
+            .await?;
+        if account["balance"] == "0x0" {
+            return Err("a funding transfer was lost; funding again".into());
+        }
+    }
     Ok(())
+}
+
+async fn subscribe(
+    url: &str,
+) -> Result<(jsonrpsee_ws_client::WsClient, Subscription<Value>), String> {
+    let ws = jsonrpsee_ws_client::WsClientBuilder::default()
+        .build(ws_url(url))
+        .await
+        .map_err(|e| format!("websocket to {url}: {e}"))?;
+    let mut params = ArrayParams::new();
+    params
+        .insert("finalizedBlocks")
+        .map_err(|e| e.to_string())?;
+    let sub = ws
+        .subscribe("keel_subscribe", params, "keel_unsubscribe")
+        .await
+        .map_err(|e| format!("keel_subscribe: {e}"))?;
+    Ok((ws, sub))
+}
+
+/// Records when each transaction's block arrives, resubscribing round-robin on failure.
+async fn watch(rpcs: Vec<String>, finalized: Arc<Mutex<BTreeMap<Hash, Instant>>>) {
+    for url in rpcs.iter().cycle() {
+        let Ok((_ws, mut sub)) = subscribe(url).await else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        while let Some(Ok(block)) = sub.next().await {
+            let now = Instant::now();
+            let mut f = finalized.lock().expect("finalized lock");
+            for h in block["transactions"].as_array().into_iter().flatten() {
+                if let Some(hash) = h.as_str().and_then(|s| Hash::from_hex(s).ok()) {
+                    f.insert(hash, now);
+                }
+            }
+        }
+    }
+}
+
+/// Marks as finalized (now) the pending transactions that have a receipt: blocks the
+/// subscription missed while it was reconnecting.
+async fn backfill(
+    clients: &[Arc<Client>],
+    pending: &[Hash],
+    finalized: &Mutex<BTreeMap<Hash, Instant>>,
+) {
+    let Ok(client) = live(clients).await else {
+        return;
+    };
+    for chunk in pending.chunks(BATCH_TXS as usize) {
+        let calls = chunk.iter().map(|h| vec![json!(h.to_hex())]).collect();
+        let Ok(results) = client.request_batch("keel_getReceipt", calls).await else {
+            return;
+        };
+        let now = Instant::now();
+        let mut f = finalized.lock().expect("finalized lock");
+        for (hash, result) in chunk.iter().zip(results) {
+            if result.is_ok_and(|r| !r.is_null()) {
+                f.entry(*hash).or_insert(now);
+            }
+        }
+    }
+}
+
+/// The first validator that answers (set-up must not depend on one validator being up
+/// while chaos runs).
+async fn live(clients: &[Arc<Client>]) -> Result<Arc<Client>, String> {
+    for _ in 0..50 {
+        for c in clients {
+            if c.request("keel_status", vec![]).await.is_ok() {
+                return Ok(c.clone());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err("no validator answers on any RPC URL".into())
 }
 
 /// Runs the load and the cross-node root check.
@@ -137,11 +240,12 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
         .iter()
         .map(|u| Client::new(u).map(Arc::new))
         .collect::<Result<_, _>>()?;
-    let chain_id = status_field(&clients[0], "chain_id")
+    let setup = live(&clients).await?;
+    let chain_id = status_field(&setup, "chain_id")
         .await?
         .as_u64()
         .ok_or("status without chain_id")?;
-    let gas_price: u128 = status_field(&clients[0], "min_gas_price")
+    let gas_price: u128 = status_field(&setup, "min_gas_price")
         .await?
         .as_str()
         .and_then(|s| s.parse().ok())
@@ -149,40 +253,28 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
     let senders: Vec<SecretKey> = (0..opts.senders)
         .map(|i| sender_key(opts.seed, i))
         .collect();
-    fund(&clients[0], &opts, &senders).await?;
+    // Funding retries on another validator if the one it used went away mid-way (a
+    // transfer already admitted is "already known" or its nonce used: both fine).
+    let mut funded = Err(String::new());
+    for _ in 0..5 {
+        let client = live(&clients).await?;
+        funded = fund(&client, &opts, &senders).await;
+        if funded.is_ok() {
+            break;
+        }
+    }
+    funded?;
     let mut nonces = Vec::new();
     for s in &senders {
-        nonces.push(nonce_of(&clients[0], &Address::from_public_key(&s.public_key())).await?);
+        let client = live(&clients).await?;
+        nonces.push(nonce_of(&client, &Address::from_public_key(&s.public_key())).await?);
     }
 
-    // Finality times from node0's subscription.
+    // Finality times from a finalized-block subscription; if its validator goes away
+    // (chaos), the watcher resubscribes on the next one, and the settle phase looks up
+    // receipts for anything a gap in the stream missed.
     let finalized: Arc<Mutex<BTreeMap<Hash, Instant>>> = Arc::default();
-    let ws = jsonrpsee_ws_client::WsClientBuilder::default()
-        .build(ws_url(&opts.rpcs[0]))
-        .await
-        .map_err(|e| format!("websocket to {}: {e}", opts.rpcs[0]))?;
-    let mut params = ArrayParams::new();
-    params
-        .insert("finalizedBlocks")
-        .map_err(|e| e.to_string())?;
-    let mut sub: Subscription<Value> = ws
-        .subscribe("keel_subscribe", params, "keel_unsubscribe")
-        .await
-        .map_err(|e| format!("keel_subscribe: {e}"))?;
-    let watcher = {
-        let finalized = finalized.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(block)) = sub.next().await {
-                let now = Instant::now();
-                let mut f = finalized.lock().expect("finalized lock");
-                for h in block["transactions"].as_array().into_iter().flatten() {
-                    if let Some(hash) = h.as_str().and_then(|s| Hash::from_hex(s).ok()) {
-                        f.insert(hash, now);
-                    }
-                }
-            }
-        })
-    };
+    let watcher = tokio::spawn(watch(opts.rpcs.clone(), finalized.clone()));
 
     let submitted_at: Arc<Mutex<BTreeMap<Hash, Instant>>> = Arc::default();
     let rejected: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
@@ -260,7 +352,7 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
                             raws.lock().expect("lock").insert(hash, raw);
                         }
                         Err(e) => {
-                            let reason = e.split(" (").next().unwrap_or("error").to_string();
+                            let reason = reason_of(&e);
                             *rejected.lock().expect("lock").entry(reason).or_default() += 1;
                         }
                     }
@@ -298,6 +390,7 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
             break;
         }
         if Instant::now() >= next_rebroadcast {
+            backfill(&clients, &pending, &finalized).await;
             let raws: Vec<String> = {
                 let r = raws.lock().expect("lock");
                 pending.iter().filter_map(|h| r.get(h).cloned()).collect()
@@ -356,8 +449,16 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
 pub async fn check_roots(clients: &[Arc<Client>]) -> Result<u64, String> {
     let mut common = u64::MAX;
     for c in clients {
-        let h = status_field(c, "height").await?.as_u64().unwrap_or(0);
-        common = common.min(h);
+        // A validator restarting (chaos, kill -9) gets up to 30 s to answer.
+        let mut answer = status_field(c, "height").await;
+        for _ in 0..30 {
+            if answer.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            answer = status_field(c, "height").await;
+        }
+        common = common.min(answer?.as_u64().unwrap_or(0));
     }
     for height in 1..=common {
         let mut first: Option<(String, String)> = None;
