@@ -19,18 +19,13 @@ static const u8 SWAP_TOPIC[32] = {
 #define EMPTY_POOL 0x11077125u
 #define SLIPPAGE 0x2746152au
 
-static void revert_selector(u32 selector) {
-    scratch[0] = selector >> 24; scratch[1] = selector >> 16; scratch[2] = selector >> 8; scratch[3] = selector;
-    keel_revert(scratch, 4);
-}
-
 /* A uint256 argument as u64 if it is at most `max`, else TooLarge(). */
 static u64 bounded(const u8 *w, u64 max) {
     word v;
     copy(v.b, w, 32);
-    if (!is_zero(v.b, 24)) revert_selector(TOO_LARGE);
+    if (!is_zero(v.b, 24)) revert_error0(TOO_LARGE);
     u64 x = word_low_u64(&v);
-    if (x > max) revert_selector(TOO_LARGE);
+    if (x > max) revert_error0(TOO_LARGE);
     return x;
 }
 
@@ -74,7 +69,7 @@ EXPORT(call) int call(u32 len) {
         u64 a0 = bounded(arg(input, 0), MAX_AMOUNT);
         u64 a1 = bounded(arg(input, 1), MAX_AMOUNT);
         u64 r0 = load_u64(0) + a0, r1 = load_u64(1) + a1;
-        if (r0 > MAX_RESERVE || r1 > MAX_RESERVE) revert_selector(TOO_LARGE);
+        if (r0 > MAX_RESERVE || r1 > MAX_RESERVE) revert_error0(TOO_LARGE);
         store_u64(0, r0);
         store_u64(1, r1);
         sender(&who);
@@ -98,16 +93,16 @@ EXPORT(call) int call(u32 len) {
         if (args < 3) revert_empty();
         int dir = !is_zero(arg(input, 0), 32);
         u64 amount_in = bounded(arg(input, 1), MAX_AMOUNT);
-        if (amount_in == 0) revert_selector(TOO_LARGE);
+        if (amount_in == 0) revert_error0(TOO_LARGE);
         u64 r0 = load_u64(0), r1 = load_u64(1);
         u64 r_in = dir ? r0 : r1, r_out = dir ? r1 : r0;
-        if (r_in == 0 || r_out == 0) revert_selector(EMPTY_POOL);
+        if (r_in == 0 || r_out == 0) revert_error0(EMPTY_POOL);
         u64 out = (amount_in * 997 * r_out) / (r_in * 1000 + amount_in * 997);
         word out_w, min_out;
         word_from_u64(&out_w, out);
         copy(min_out.b, arg(input, 2), 32);
         if (word_lt(&out_w, &min_out)) revert_error2(SLIPPAGE, &out_w, &min_out);
-        if (r_in + amount_in > MAX_RESERVE) revert_selector(TOO_LARGE);
+        if (r_in + amount_in > MAX_RESERVE) revert_error0(TOO_LARGE);
         if (dir) { store_u64(0, r_in + amount_in); store_u64(1, r_out - out); }
         else { store_u64(1, r_in + amount_in); store_u64(0, r_out - out); }
         sender(&who);

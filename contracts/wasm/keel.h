@@ -93,6 +93,16 @@ __attribute__((noreturn)) static void revert_error2(u32 selector, const word *a,
     keel_revert(scratch, 68);
 }
 
+/* Solidity `error Name()` and `error Name(uint256 a)`. */
+__attribute__((noreturn, unused)) static void revert_error0(u32 selector) {
+    scratch[0] = selector >> 24; scratch[1] = selector >> 16; scratch[2] = selector >> 8; scratch[3] = selector;
+    keel_revert(scratch, 4);
+}
+__attribute__((noreturn, unused)) static void revert_error1(u32 selector, const word *a) {
+    scratch[0] = selector >> 24; scratch[1] = selector >> 16; scratch[2] = selector >> 8; scratch[3] = selector;
+    copy(scratch + 4, a->b, 32);
+    keel_revert(scratch, 36);
+}
 /* Panic(uint256 code), as solc's checked arithmetic reverts. */
 __attribute__((noreturn)) static void revert_panic(u64 code) {
     word c;

@@ -58,11 +58,7 @@ EXPORT(call) int call(u32 len) {
         word n, max, start, index, k;
         copy(n.b, arg(input, 1), 32);
         word_from_u64(&max, MAX_RANGE);
-        if (word_lt(&max, &n)) {
-            scratch[0] = TOO_MANY >> 24; scratch[1] = TOO_MANY >> 16; scratch[2] = TOO_MANY >> 8; scratch[3] = TOO_MANY & 0xff;
-            copy(scratch + 4, n.b, 32);
-            keel_revert(scratch, 36);
-        }
+        if (word_lt(&max, &n)) revert_error1(TOO_MANY, &n);
         copy(start.b, arg(input, 0), 32);
         copy(value.b, arg(input, 2), 32);
         u64 count = word_low_u64(&n);

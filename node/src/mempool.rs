@@ -134,6 +134,12 @@ impl Mempool {
         self.hashes.len()
     }
 
+    /// A pooled transaction by hash.
+    pub fn get(&self, hash: &Hash) -> Option<&SignedTransaction> {
+        let (sender, nonce) = self.hashes.get(hash)?;
+        self.senders.get(sender)?.get(nonce).map(|e| &e.tx)
+    }
+
     /// The nonce a sender's next transaction should carry: after its queued transactions
     /// that follow `state_nonce` without a gap.
     pub fn pending_nonce(&self, sender: &Address, state_nonce: u64) -> u64 {

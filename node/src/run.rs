@@ -16,7 +16,7 @@ use anyhow::{bail, Context};
 use keel_exec_wasm::ModuleCache;
 use keel_runtime::{Runtime, RuntimeConfig};
 use keel_state::{Store, StoreOptions};
-use keel_types::{Canonical, SignedTransaction};
+use keel_types::SignedTransaction;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -252,15 +252,13 @@ async fn admit_gossip(
 }
 
 /// Gathers admitted transactions for a few milliseconds and broadcasts them in one message.
-async fn send_gossip(mut rx: mpsc::Receiver<SignedTransaction>, net: Network) {
-    while let Some(first) = rx.recv().await {
-        let mut bytes = first.encode().len();
+async fn send_gossip(mut rx: mpsc::Receiver<(SignedTransaction, usize)>, net: Network) {
+    while let Some((first, mut bytes)) = rx.recv().await {
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + Duration::from_millis(GOSSIP_BATCH_MS);
         while batch.len() < MAX_GOSSIP_TXS && bytes < GOSSIP_BATCH_BYTES {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(tx)) => {
-                    let len = tx.encode().len();
+                Ok(Some((tx, len))) => {
                     if bytes + len > GOSSIP_BATCH_BYTES {
                         net.broadcast(&NetMessage::Transactions(std::mem::take(&mut batch)));
                         bytes = 0;

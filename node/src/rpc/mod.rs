@@ -43,7 +43,8 @@ pub struct RpcContext {
     pub mempool: Arc<Mutex<Mempool>>,
     pub runtime: Runtime,
     pub shared: Arc<Shared>,
-    pub gossip: mpsc::Sender<SignedTransaction>,
+    /// Admitted transactions and their encoded length, for the gossip task.
+    pub gossip: mpsc::Sender<(SignedTransaction, usize)>,
     pub chain_id: u64,
     pub genesis_hash: Hash,
     pub validators: usize,
@@ -172,17 +173,22 @@ impl RpcContext {
     fn send_transaction(&self, raw: &str) -> Result<Value, ErrorObjectOwned> {
         let bytes = parse_bytes(raw)?;
         let view = self.store.latest_view();
-        let result = {
+        let (result, admitted) = {
             let mut pool = self.mempool.lock().expect("mempool lock");
             let r = pool.admit_raw(&view, std::slice::from_ref(&bytes));
             metrics::gauge!(m::MEMPOOL_SIZE).set(pool.len() as f64);
-            r
+            // The pool's decoded copy, for gossip (no second decode).
+            let admitted = match r.first() {
+                Some(Ok(hash)) => pool.get(hash).cloned(),
+                _ => None,
+            };
+            (r, admitted)
         };
         match result.into_iter().next() {
             Some(Ok(hash)) => {
-                if let Ok(tx) = SignedTransaction::decode(&bytes) {
+                if let Some(tx) = admitted {
                     // Best effort: peers also get it when it is proposed.
-                    let _ = self.gossip.try_send(tx);
+                    let _ = self.gossip.try_send((tx, bytes.len()));
                 }
                 Ok(json!({ "tx_hash": hash.to_hex() }))
             }
