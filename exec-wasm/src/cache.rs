@@ -6,15 +6,14 @@
 //! warm and cold results cannot differ. The disk copy lets a restarted node skip compiling
 //! everything again, as Stylus' activation does.
 
-use crate::meter::{operator_cost, CallDepth};
+use crate::meter::keel_middlewares;
 use crate::validate::{validate, ValidationError};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use wasmer::sys::{CompilerConfig, EngineBuilder, NativeEngineExt, Singlepass};
 use wasmer::{Engine, Module};
-use wasmer_middlewares::Metering;
 
 /// Bumped whenever the cost table, the middlewares or the wasmer version change: artifacts
 /// built under another version are never loaded.
@@ -64,8 +63,9 @@ fn integrity_tag(key: &[u8; 32], artifact: &[u8]) -> [u8; 32] {
 pub fn compile_artifact(code: &[u8]) -> Result<Vec<u8>, CacheError> {
     validate(code)?;
     let mut compiler = Singlepass::new();
-    compiler.push_middleware(Arc::new(CallDepth::default()));
-    compiler.push_middleware(Arc::new(Metering::new(0, operator_cost)));
+    for middleware in keel_middlewares() {
+        compiler.push_middleware(middleware);
+    }
     let engine: Engine = EngineBuilder::new(compiler).engine().into();
     let module = Module::new(&engine, code).map_err(|e| CacheError::Compile(e.to_string()))?;
     let bytes = module

@@ -12,8 +12,9 @@ use wasmer::{
     TypedFunction, Value,
 };
 
-const INK_EXPORT: &str = "wasmer_metering_remaining_points";
-const EXHAUSTED_EXPORT: &str = "wasmer_metering_points_exhausted";
+/// Export names wasmer-middlewares' `Metering` gives its two globals.
+pub(crate) const INK_EXPORT: &str = "wasmer_metering_remaining_points";
+pub(crate) const EXHAUSTED_EXPORT: &str = "wasmer_metering_points_exhausted";
 
 /// What a frame knows about itself and its block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -92,6 +93,11 @@ pub enum TrapKind {
     Unreachable,
     CallDepth,
     MemoryOutOfBounds,
+    TableOutOfBounds,
+    /// `call_indirect` through a table slot that holds no function.
+    IndirectCallToNull,
+    /// `call_indirect` to a function whose type differs from the expected one.
+    BadSignature,
     IntegerOverflowOrDivideByZero,
     StackOverflow,
     StaticStateChange,
@@ -517,7 +523,7 @@ pub fn keccak256(data: &[u8]) -> [u8; 32] {
     sha3::Keccak256::digest(data).into()
 }
 
-fn classify(
+pub(crate) fn classify(
     error: wasmer::RuntimeError,
     exhausted: bool,
     depth: Option<u32>,
@@ -538,9 +544,10 @@ fn classify(
     use wasmer_vm::TrapCode;
     Ok(Exit::Trap(match error.clone().to_trap() {
         Some(TrapCode::UnreachableCodeReached) => TrapKind::Unreachable,
-        Some(TrapCode::HeapAccessOutOfBounds | TrapCode::TableAccessOutOfBounds) => {
-            TrapKind::MemoryOutOfBounds
-        }
+        Some(TrapCode::HeapAccessOutOfBounds) => TrapKind::MemoryOutOfBounds,
+        Some(TrapCode::TableAccessOutOfBounds) => TrapKind::TableOutOfBounds,
+        Some(TrapCode::IndirectCallToNull) => TrapKind::IndirectCallToNull,
+        Some(TrapCode::BadSignature) => TrapKind::BadSignature,
         Some(TrapCode::IntegerOverflow | TrapCode::IntegerDivisionByZero) => {
             TrapKind::IntegerOverflowOrDivideByZero
         }

@@ -9,6 +9,7 @@ pub mod exec;
 pub mod host_api;
 pub mod limits;
 pub mod meter;
+pub mod standalone;
 pub mod validate;
 
 pub use cache::{compile_artifact, CacheError, ModuleCache};
@@ -16,6 +17,8 @@ pub use exec::{
     execute, keccak256, CallRequest, CallResult, Exit, FrameContext, Host, HostError, Outcome,
     StoreCost, TrapKind,
 };
+pub use meter::keel_middlewares;
+pub use standalone::{ExportCall, IntValue, StandaloneError, StandaloneInstance};
 pub use validate::{validate, ModuleFacts, ValidationError};
 
 pub use keel_types::state_key::WASM_CODE_PREFIX;

@@ -8,11 +8,24 @@
 //! native stack a frame can use on every machine, so "too deep" is a deterministic outcome.
 
 use crate::limits::MAX_CALL_DEPTH;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use wasmer::sys::{FunctionMiddleware, MiddlewareError, MiddlewareReaderState, ModuleMiddleware};
 use wasmer::wasmparser::Operator;
 use wasmer::ExportIndex;
 use wasmer::{GlobalInit, GlobalType, LocalFunctionIndex, ModuleInfo, Mutability, Type};
+use wasmer_middlewares::Metering;
+
+/// keel's compile-time instrumentation, in order: call depth first, then metering, so the
+/// depth counter's own instructions are metered too. Fresh instances per module (both
+/// middlewares record the indices of the globals they add). Any compiler configured with
+/// these runs a module exactly as keel charges it — the reference differential compiles
+/// with cranelift this way and compares against singlepass.
+pub fn keel_middlewares() -> [Arc<dyn ModuleMiddleware>; 2] {
+    [
+        Arc::new(CallDepth::default()),
+        Arc::new(Metering::new(0, operator_cost)),
+    ]
+}
 
 /// Ink per EVM gas unit. A simple WASM operator costs a few ink, so WASM compute is roughly
 /// two orders of magnitude cheaper than the same EVM opcodes, as its native speed warrants.
