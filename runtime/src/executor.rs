@@ -63,8 +63,10 @@ pub struct BlockOutput {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallRequest {
     pub from: Address,
-    pub to: Address,
+    /// `None` runs `data` as EVM creation code (what `eth_estimateGas` of a deployment asks).
+    pub to: Option<Address>,
     pub data: Vec<u8>,
+    pub value: U256,
     pub gas_limit: u64,
 }
 
@@ -349,8 +351,9 @@ impl Runtime {
         Ok(Ok((result, precompiles.take_trap())))
     }
 
-    /// A read-only call (RPC `keel_call`): `from` calls `to` with `data` at `state`, without
-    /// signature, nonce or fee checks (gas price zero); every write is discarded.
+    /// A read-only call (RPC `keel_call`, `eth_call`, `eth_estimateGas`): `from` calls `to`
+    /// (or creates, with `to` unset) with `data` and `value` at `state`, without signature,
+    /// nonce or fee checks (gas price zero); every write is discarded.
     pub fn call(
         &self,
         state: &dyn StateView,
@@ -363,8 +366,12 @@ impl Runtime {
             caller: to_revm(&request.from),
             gas_limit: request.gas_limit.min(MAX_TX_GAS),
             gas_price: 0,
-            kind: TxKind::Call(to_revm(&request.to)),
+            kind: match request.to {
+                Some(to) => TxKind::Call(to_revm(&to)),
+                None => TxKind::Create,
+            },
             data: Bytes::from(request.data),
+            value: u256_to_revm(&request.value),
             chain_id: Some(self.config.chain_id),
             ..Default::default()
         };

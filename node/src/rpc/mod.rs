@@ -3,6 +3,7 @@
 //! limits from config.toml. Every bad input is a JSON-RPC error with a message saying what
 //! was wrong; nothing a client sends can panic the node.
 
+pub mod eth;
 pub mod json;
 
 use crate::driver::now_ms;
@@ -294,8 +295,9 @@ impl RpcContext {
                 &context,
                 CallRequest {
                     from,
-                    to,
+                    to: Some(to),
                     data,
+                    value: keel_types::U256::ZERO,
                     gas_limit: gas.min(CALL_GAS_DEFAULT),
                 },
             )
@@ -422,6 +424,7 @@ pub fn module(ctx: RpcContext) -> Result<RpcModule<RpcContext>, String> {
     module
         .register_blocking_method("keel_getProof", |params, ctx, _| ctx.proof(params))
         .map_err(e)?;
+    eth::register(&mut module)?;
     module
         .register_subscription(
             "keel_subscribe",

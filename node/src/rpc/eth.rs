@@ -1,0 +1,878 @@
+//! Ethereum JSON-RPC over keel's one state, in Ethereum's shapes, so stock clients (web3.py,
+//! viem, ethers, cast) read keel unmodified.
+//!
+//! keel finalizes every block it stores, so `latest`, `safe`, `finalized` and `pending` all
+//! name the last finalized height (`pending` additionally counts pool transactions in
+//! `eth_getTransactionCount`). Fees: keel charges one flat gas price; it is reported as every
+//! block's `baseFeePerGas` and as `eth_gasPrice`, and the priority fee is zero, so an
+//! EIP-1559 client's `maxFeePerGas = 2·base + 0` always covers it.
+
+use super::{bad_params, err, node_err, parse_address, parse_bytes, parse_hash};
+use super::{RpcContext, StoreHashes, INVALID_PARAMS};
+use crate::metrics as m;
+use jsonrpsee::server::RpcModule;
+use jsonrpsee::types::{ErrorObjectOwned, Params};
+use keel_runtime::CallRequest;
+use keel_state::{StateViewExt, StoreView};
+use keel_types::limits::{BLOCK_GAS_LIMIT, MAX_TX_GAS};
+use keel_types::state_key::WASM_CODE_PREFIX;
+use keel_types::{
+    Address, Block, Canonical, Env, Hash, Height, Log, Receipt, SignedTransaction, TxBody,
+    TxStatus, U256,
+};
+use serde_json::{json, Value};
+
+/// Error code geth uses for a reverted `eth_call` / `eth_estimateGas`, with the revert data.
+pub const EXECUTION_REVERTED: i32 = 3;
+/// Error code for a query over its limit (the code Infura and Alchemy use; viem knows it).
+pub const LIMIT_EXCEEDED: i32 = -32005;
+/// Most blocks one `eth_getLogs` may scan.
+pub const MAX_LOG_BLOCK_RANGE: u64 = 5_000;
+/// Most logs one `eth_getLogs` may return.
+pub const MAX_LOGS_PER_QUERY: usize = 10_000;
+/// Most blocks one `eth_feeHistory` may cover (geth's limit).
+pub const MAX_FEE_HISTORY_BLOCKS: u64 = 1_024;
+/// Reported as `web3_clientVersion`.
+pub const CLIENT_VERSION: &str = concat!("keel/v", env!("CARGO_PKG_VERSION"));
+/// keccak256 of the RLP of an empty list: every keel block has no uncles.
+const EMPTY_UNCLES_HASH: &str =
+    "0x1dcc4de8dec75d7aab85b567b6ccd41ad312451b948a7413f0a142fd40d49347";
+/// `Error(string)` selector of Solidity reverts.
+const ERROR_SELECTOR: [u8; 4] = [0x08, 0xc3, 0x79, 0xa0];
+
+fn qty(n: u64) -> String {
+    super::json::qty(n)
+}
+
+fn qty256(n: &U256) -> String {
+    super::json::qty256(n)
+}
+
+fn hexb(b: &[u8]) -> String {
+    super::json::bytes(b)
+}
+
+fn parse_qty(v: &Value, what: &str) -> Result<u64, ErrorObjectOwned> {
+    match v {
+        Value::Number(n) => n
+            .as_u64()
+            .ok_or_else(|| bad_params(format!("{what}: non-negative integer"))),
+        Value::String(s) => match s.strip_prefix("0x") {
+            Some(h) => u64::from_str_radix(h, 16),
+            None => s.parse(),
+        }
+        .map_err(|_| bad_params(format!("{what}: {s:?} is not a quantity"))),
+        _ => Err(bad_params(format!("{what}: integer or hex quantity"))),
+    }
+}
+
+fn parse_qty256(v: &Value, what: &str) -> Result<U256, ErrorObjectOwned> {
+    match v {
+        Value::Number(n) => n
+            .as_u64()
+            .map(U256::from)
+            .ok_or_else(|| bad_params(format!("{what}: non-negative integer"))),
+        Value::String(s) => {
+            let digits = s.strip_prefix("0x").unwrap_or(s);
+            U256::from_str_radix(digits, 16)
+                .map_err(|_| bad_params(format!("{what}: {s:?} is not a hex quantity")))
+        }
+        _ => Err(bad_params(format!("{what}: hex quantity"))),
+    }
+}
+
+/// keccak256, for log blooms.
+fn keccak(data: &[u8]) -> [u8; 32] {
+    use sha3::Digest;
+    sha3::Keccak256::digest(data).into()
+}
+
+/// The 2048-bit Ethereum bloom of logs (yellow paper §4.3.1: three 11-bit indices per item).
+fn logs_bloom<'a>(logs: impl IntoIterator<Item = &'a Log>) -> [u8; 256] {
+    let mut bloom = [0u8; 256];
+    let mut add = |item: &[u8]| {
+        let h = keccak(item);
+        for i in 0..3 {
+            let bit = (usize::from(h[2 * i]) << 8 | usize::from(h[2 * i + 1])) & 2047;
+            bloom[255 - bit / 8] |= 1 << (bit % 8);
+        }
+    };
+    for log in logs {
+        add(&log.address.0);
+        for topic in &log.topics {
+            add(topic);
+        }
+    }
+    bloom
+}
+
+/// What a native transaction looks like to an Ethereum client: (to, value, input).
+fn eth_view(tx: &SignedTransaction) -> (Option<Address>, U256, Vec<u8>) {
+    match &tx.tx.body {
+        TxBody::Transfer { to, amount } => (Some(*to), *amount, Vec::new()),
+        TxBody::Call { to, data, value } => (Some(*to), *value, data.clone()),
+        TxBody::Deploy {
+            env,
+            code,
+            args,
+            value,
+            ..
+        } => {
+            let mut input = match env {
+                Env::Evm => Vec::new(),
+                Env::Wasm => WASM_CODE_PREFIX.to_vec(),
+            };
+            input.extend_from_slice(code);
+            input.extend_from_slice(args);
+            (None, *value, input)
+        }
+        TxBody::Revive { proof } => (None, U256::ZERO, proof.clone()),
+    }
+}
+
+/// A revert as geth reports it: code 3, "execution reverted[: reason]", data = revert bytes.
+fn reverted(output: &[u8]) -> ErrorObjectOwned {
+    let reason = output
+        .strip_prefix(&ERROR_SELECTOR[..])
+        .and_then(decode_abi_string);
+    let message = match reason {
+        Some(r) => format!("execution reverted: {r}"),
+        None => "execution reverted".to_string(),
+    };
+    ErrorObjectOwned::owned(EXECUTION_REVERTED, message, Some(hexb(output)))
+}
+
+/// Decodes one ABI-encoded `string` argument (offset, length, bytes), bounded by the input.
+fn decode_abi_string(data: &[u8]) -> Option<String> {
+    let word = |at: usize| -> Option<usize> {
+        let w = data.get(at..at + 32)?;
+        if w[..24].iter().any(|b| *b != 0) {
+            return None;
+        }
+        usize::try_from(u64::from_be_bytes(w[24..].try_into().ok()?)).ok()
+    };
+    let offset = word(0)?;
+    let len = word(offset)?;
+    let start = offset.checked_add(32)?;
+    let bytes = data.get(start..start.checked_add(len)?)?;
+    String::from_utf8(bytes.to_vec()).ok()
+}
+
+impl RpcContext {
+    /// The height a block tag or number names (EIP-1898 objects included), which must exist.
+    fn tag_height(&self, tag: Option<&Value>) -> Result<Height, ErrorObjectOwned> {
+        let latest = self.latest_height();
+        let height = self.requested_height(tag)?;
+        if height > latest {
+            return Err(err(
+                -32000,
+                format!("header not found: block {height} is above the latest {latest}"),
+            ));
+        }
+        Ok(height)
+    }
+
+    /// The height a tag or number asks for, possibly above the latest block.
+    fn requested_height(&self, tag: Option<&Value>) -> Result<Height, ErrorObjectOwned> {
+        Ok(match tag {
+            None | Some(Value::Null) => self.latest_height(),
+            Some(Value::String(s))
+                if matches!(s.as_str(), "latest" | "safe" | "finalized" | "pending") =>
+            {
+                self.latest_height()
+            }
+            Some(Value::String(s)) if s == "earliest" => {
+                self.store.oldest_retained().map_err(node_err)?
+            }
+            Some(Value::Object(o)) => {
+                if let Some(hash) = o.get("blockHash").and_then(Value::as_str) {
+                    let hash = parse_hash(hash)?;
+                    self.store
+                        .block_height(&hash)
+                        .map_err(node_err)?
+                        .ok_or_else(|| err(-32000, format!("block {} not found", hash.to_hex())))?
+                } else if let Some(n) = o.get("blockNumber") {
+                    parse_qty(n, "blockNumber")?
+                } else {
+                    return Err(bad_params("block object needs blockHash or blockNumber"));
+                }
+            }
+            Some(v) => parse_qty(v, "block")?,
+        })
+    }
+
+    fn view_at(&self, tag: Option<&Value>) -> Result<StoreView<'_>, ErrorObjectOwned> {
+        let height = self.tag_height(tag)?;
+        if self.store.latest().is_none() {
+            return Ok(self.store.latest_view());
+        }
+        self.store.view(height).map_err(node_err)
+    }
+
+    fn eth_balance(&self, p: &[Value]) -> Result<Value, ErrorObjectOwned> {
+        let address = parse_address(str_param(p, 0, "address")?)?;
+        let account = self
+            .view_at(p.get(1))?
+            .account(&address)
+            .map_err(node_err)?;
+        Ok(json!(qty256(&account.unwrap_or_default().balance)))
+    }
+
+    fn eth_nonce(&self, p: &[Value]) -> Result<Value, ErrorObjectOwned> {
+        let address = parse_address(str_param(p, 0, "address")?)?;
+        let nonce = self
+            .view_at(p.get(1))?
+            .account(&address)
+            .map_err(node_err)?
+            .unwrap_or_default()
+            .nonce;
+        let nonce = if p.get(1).and_then(Value::as_str) == Some("pending") {
+            let pool = self.mempool.lock().expect("mempool lock");
+            pool.pending_nonce(&address, nonce)
+        } else {
+            nonce
+        };
+        Ok(json!(qty(nonce)))
+    }
+
+    fn eth_code(&self, p: &[Value]) -> Result<Value, ErrorObjectOwned> {
+        let address = parse_address(str_param(p, 0, "address")?)?;
+        let view = self.view_at(p.get(1))?;
+        let Some(code) = view
+            .account(&address)
+            .map_err(node_err)?
+            .and_then(|a| a.code)
+        else {
+            return Ok(json!("0x"));
+        };
+        let blob = view.code(&code.code_hash).map_err(node_err)?;
+        Ok(json!(blob.map_or_else(
+            || "0x".to_string(),
+            |b| match b.env {
+                Env::Evm => hexb(&b.code),
+                // What the EVM sees at a WASM contract: the marker, then the module.
+                Env::Wasm => hexb(&[&WASM_CODE_PREFIX[..], &b.code].concat()),
+            }
+        )))
+    }
+
+    fn eth_storage(&self, p: &[Value]) -> Result<Value, ErrorObjectOwned> {
+        let address = parse_address(str_param(p, 0, "address")?)?;
+        // A quantity ("0x2") in Ethereum, not necessarily an even-length byte string.
+        let slot = parse_qty256(p.get(1).unwrap_or(&Value::Null), "slot")?.to_be_bytes::<32>();
+        let value = self
+            .view_at(p.get(2))?
+            .storage(&address, &slot)
+            .map_err(node_err)?;
+        Ok(json!(hexb(&value)))
+    }
+
+    /// Runs a call object at a block; `Err` carries geth's error shapes.
+    fn run_call(
+        &self,
+        call: &Value,
+        tag: Option<&Value>,
+        gas: u64,
+    ) -> Result<Receipt, ErrorObjectOwned> {
+        let obj = call
+            .as_object()
+            .ok_or_else(|| bad_params("call: an object {from?, to?, data?, value?, gas?}"))?;
+        let field = |name: &str| obj.get(name).filter(|v| !v.is_null());
+        let from = field("from")
+            .and_then(Value::as_str)
+            .map(parse_address)
+            .transpose()?
+            .unwrap_or_default();
+        let to = field("to")
+            .and_then(Value::as_str)
+            .map(parse_address)
+            .transpose()?;
+        let data = field("input")
+            .or_else(|| field("data"))
+            .and_then(Value::as_str)
+            .map(parse_bytes)
+            .transpose()?
+            .unwrap_or_default();
+        let value = field("value")
+            .map(|v| parse_qty256(v, "value"))
+            .transpose()?
+            .unwrap_or_default();
+        let view = self.view_at(tag)?;
+        let header = self.next_header();
+        let context = self.runtime.context(&header);
+        self.runtime
+            .call(
+                &view,
+                &StoreHashes(&self.store),
+                &context,
+                CallRequest {
+                    from,
+                    to,
+                    data,
+                    value,
+                    gas_limit: gas,
+                },
+            )
+            .map_err(node_err)
+    }
+
+    fn call_gas(call: &Value) -> Result<u64, ErrorObjectOwned> {
+        Ok(match call.get("gas").filter(|v| !v.is_null()) {
+            Some(v) => parse_qty(v, "gas")?.min(MAX_TX_GAS),
+            None => MAX_TX_GAS,
+        })
+    }
+
+    fn eth_call(&self, p: &[Value]) -> Result<Value, ErrorObjectOwned> {
+        let call = p.first().ok_or_else(|| bad_params("missing call object"))?;
+        if p.get(2).is_some_and(|v| !v.is_null()) {
+            return Err(bad_params("state overrides are not supported"));
+        }
+        let receipt = self.run_call(call, p.get(1), Self::call_gas(call)?)?;
+        match receipt.status {
+            TxStatus::Success => Ok(json!(hexb(&receipt.output))),
+            TxStatus::Revert => Err(reverted(&receipt.output)),
+            TxStatus::Rejected => Err(err(
+                -32000,
+                receipt
+                    .error
+                    .map_or("rejected".to_string(), |e| e.to_string()),
+            )),
+        }
+    }
+
+    /// The least gas limit under which the call succeeds (binary search, as geth does), so
+    /// refunds and the 63/64 rule cannot make the estimate too low.
+    fn eth_estimate_gas(&self, p: &[Value]) -> Result<Value, ErrorObjectOwned> {
+        let call = p.first().ok_or_else(|| bad_params("missing call object"))?;
+        let tag = p.get(1);
+        let cap = Self::call_gas(call)?;
+        let first = self.run_call(call, tag, cap)?;
+        match first.status {
+            TxStatus::Success => {}
+            TxStatus::Revert => return Err(reverted(&first.output)),
+            TxStatus::Rejected => {
+                return Err(err(
+                    -32000,
+                    first
+                        .error
+                        .map_or("rejected".to_string(), |e| e.to_string()),
+                ))
+            }
+        }
+        // Invariant: `hi` succeeds, `lo` fails (gas used minus one cannot succeed).
+        let (mut lo, mut hi) = (first.gas_used.saturating_sub(1), cap);
+        if self.run_call(call, tag, first.gas_used)?.status == TxStatus::Success {
+            hi = first.gas_used;
+        }
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if self.run_call(call, tag, mid)?.status == TxStatus::Success {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        Ok(json!(qty(hi)))
+    }
+
+    fn block_of(&self, height: Height) -> Result<Option<(Block, Vec<Receipt>)>, ErrorObjectOwned> {
+        let Some(block) = self.store.block(height).map_err(node_err)? else {
+            return Ok(None);
+        };
+        let receipts = self
+            .store
+            .receipts(height)
+            .map_err(node_err)?
+            .unwrap_or_default();
+        Ok(Some((block, receipts)))
+    }
+
+    fn eth_tx_json(&self, block: &Block, index: usize) -> Value {
+        let tx = &block.transactions[index];
+        let (to, value, input) = eth_view(tx);
+        json!({
+            "hash": tx.hash().to_hex(),
+            "nonce": qty(tx.tx.nonce),
+            "blockHash": block.hash().to_hex(),
+            "blockNumber": qty(block.header.height),
+            "transactionIndex": qty(index as u64),
+            "from": tx.tx.sender_address().to_hex(),
+            "to": to.map(|a| a.to_hex()),
+            "value": qty256(&value),
+            "gas": qty(tx.tx.gas_limit),
+            "gasPrice": format!("{:#x}", tx.tx.gas_price),
+            "input": hexb(&input),
+            "type": "0x0",
+            "chainId": qty(tx.tx.chain_id),
+            // Native transactions are ed25519-signed: there is no secp256k1 (v, r, s).
+            "v": "0x0",
+            "r": "0x0",
+            "s": "0x0",
+        })
+    }
+
+    fn eth_block_json(
+        &self,
+        block: &Block,
+        receipts: &[Receipt],
+        full: bool,
+    ) -> Result<Value, ErrorObjectOwned> {
+        let h = &block.header;
+        let state_root = self.store.state_root(h.height).map_err(node_err)?;
+        let gas_used: u64 = receipts.iter().map(|r| r.gas_used).sum();
+        let transactions: Vec<Value> = (0..block.transactions.len())
+            .map(|i| {
+                if full {
+                    self.eth_tx_json(block, i)
+                } else {
+                    json!(block.transactions[i].hash().to_hex())
+                }
+            })
+            .collect();
+        Ok(json!({
+            "number": qty(h.height),
+            "hash": block.hash().to_hex(),
+            "parentHash": h.parent_hash.to_hex(),
+            "nonce": "0x0000000000000000",
+            "sha3Uncles": EMPTY_UNCLES_HASH,
+            "logsBloom": hexb(&logs_bloom(receipts.iter().flat_map(|r| &r.logs))),
+            "transactionsRoot": h.tx_root.to_hex(),
+            "stateRoot": state_root.to_hex(),
+            "receiptsRoot": keel_types::receipt::receipts_root(receipts).to_hex(),
+            "miner": Address::from_public_key(&h.proposer).to_hex(),
+            "difficulty": "0x0",
+            "totalDifficulty": "0x0",
+            "extraData": "0x",
+            "size": qty(block.encode().len() as u64),
+            "gasLimit": qty(BLOCK_GAS_LIMIT),
+            "gasUsed": qty(gas_used),
+            "timestamp": qty(h.timestamp_ms / 1000),
+            "transactions": transactions,
+            "uncles": [],
+            "baseFeePerGas": format!("{:#x}", self.min_gas_price),
+            "mixHash": Hash::ZERO.to_hex(),
+        }))
+    }
+
+    fn eth_block_by_number(&self, p: &[Value]) -> Result<Value, ErrorObjectOwned> {
+        let height = match self.tag_height(p.first()) {
+            Ok(h) => h,
+            // geth answers null for a block that does not exist yet.
+            Err(e) if e.code() == -32000 => return Ok(Value::Null),
+            Err(e) => return Err(e),
+        };
+        let full = p.get(1).and_then(Value::as_bool).unwrap_or(false);
+        match self.block_of(height)? {
+            Some((block, receipts)) => self.eth_block_json(&block, &receipts, full),
+            None => Ok(Value::Null),
+        }
+    }
+
+    fn eth_block_by_hash(&self, p: &[Value]) -> Result<Value, ErrorObjectOwned> {
+        let hash = parse_hash(str_param(p, 0, "block hash")?)?;
+        let full = p.get(1).and_then(Value::as_bool).unwrap_or(false);
+        let Some(height) = self.store.block_height(&hash).map_err(node_err)? else {
+            return Ok(Value::Null);
+        };
+        match self.block_of(height)? {
+            Some((block, receipts)) => self.eth_block_json(&block, &receipts, full),
+            None => Ok(Value::Null),
+        }
+    }
+
+    fn located(
+        &self,
+        p: &[Value],
+    ) -> Result<Option<(Block, Vec<Receipt>, usize)>, ErrorObjectOwned> {
+        let hash = parse_hash(str_param(p, 0, "transaction hash")?)?;
+        let Some((height, index)) = self.store.tx_location(&hash).map_err(node_err)? else {
+            return Ok(None);
+        };
+        let Some((block, receipts)) = self.block_of(height)? else {
+            return Ok(None);
+        };
+        let index = index as usize;
+        if index >= block.transactions.len() || index >= receipts.len() {
+            return Err(node_err(format!(
+                "index of {} is inconsistent",
+                hash.to_hex()
+            )));
+        }
+        Ok(Some((block, receipts, index)))
+    }
+
+    fn eth_tx_by_hash(&self, p: &[Value]) -> Result<Value, ErrorObjectOwned> {
+        Ok(match self.located(p)? {
+            Some((block, _, index)) => self.eth_tx_json(&block, index),
+            None => Value::Null,
+        })
+    }
+
+    fn eth_receipt(&self, p: &[Value]) -> Result<Value, ErrorObjectOwned> {
+        let Some((block, receipts, index)) = self.located(p)? else {
+            return Ok(Value::Null);
+        };
+        let tx = &block.transactions[index];
+        let r = &receipts[index];
+        let (to, _, _) = eth_view(tx);
+        let first_log: usize = receipts[..index].iter().map(|r| r.logs.len()).sum();
+        let cumulative: u64 = receipts[..=index].iter().map(|r| r.gas_used).sum();
+        let logs: Vec<Value> = r
+            .logs
+            .iter()
+            .enumerate()
+            .map(|(i, log)| log_json(log, &block, tx.hash(), index, first_log + i))
+            .collect();
+        Ok(json!({
+            "transactionHash": tx.hash().to_hex(),
+            "transactionIndex": qty(index as u64),
+            "blockHash": block.hash().to_hex(),
+            "blockNumber": qty(block.header.height),
+            "from": tx.tx.sender_address().to_hex(),
+            "to": to.map(|a| a.to_hex()),
+            "cumulativeGasUsed": qty(cumulative),
+            "gasUsed": qty(r.gas_used),
+            "effectiveGasPrice": format!("{:#x}", tx.tx.gas_price),
+            "contractAddress": r.contract_address.map(|a| a.to_hex()),
+            "logs": logs,
+            "logsBloom": hexb(&logs_bloom(&r.logs)),
+            "status": if r.status == TxStatus::Success { "0x1" } else { "0x0" },
+            "type": "0x0",
+        }))
+    }
+
+    fn eth_get_logs(&self, p: &[Value]) -> Result<Value, ErrorObjectOwned> {
+        let filter = p
+            .first()
+            .and_then(Value::as_object)
+            .ok_or_else(|| bad_params("eth_getLogs takes one filter object"))?;
+        let filter = LogFilter::parse(filter)?;
+        let (from, to) = match &filter.block_hash {
+            Some(hash) => {
+                let h = self
+                    .store
+                    .block_height(hash)
+                    .map_err(node_err)?
+                    .ok_or_else(|| err(-32000, format!("block {} not found", hash.to_hex())))?;
+                (h, h)
+            }
+            None => (
+                self.requested_height(filter.from_block.as_ref())?,
+                self.requested_height(filter.to_block.as_ref())?,
+            ),
+        };
+        // The limit applies to the range asked for; then the range is cut at the latest
+        // block (as geth does), so "toBlock: latest" and a number past it behave alike.
+        let last_allowed = from.saturating_add(MAX_LOG_BLOCK_RANGE - 1);
+        if to > last_allowed {
+            return Err(ErrorObjectOwned::owned(
+                LIMIT_EXCEEDED,
+                format!(
+                    "block range {from:#x}..{to:#x} spans {} blocks, more than the limit of {MAX_LOG_BLOCK_RANGE}; try with this block range [{from:#x}, {last_allowed:#x}]",
+                    to - from + 1
+                ),
+                Some(json!({ "from": qty(from), "to": qty(last_allowed) })),
+            ));
+        }
+        let to = to.min(self.latest_height());
+        if from > to {
+            return Ok(json!([]));
+        }
+        let oldest = self.store.oldest_retained().map_err(node_err)?;
+        let mut out = Vec::new();
+        for height in from.max(oldest)..=to {
+            let Some((block, receipts)) = self.block_of(height)? else {
+                continue;
+            };
+            let mut log_index = 0usize;
+            for (i, r) in receipts.iter().enumerate() {
+                for log in &r.logs {
+                    if filter.matches(log) {
+                        if out.len() == MAX_LOGS_PER_QUERY {
+                            let end = height.saturating_sub(1).max(from);
+                            return Err(ErrorObjectOwned::owned(
+                                LIMIT_EXCEEDED,
+                                format!("query returns more than {MAX_LOGS_PER_QUERY} logs; try with this block range [{from:#x}, {end:#x}]"),
+                                Some(json!({ "from": qty(from), "to": qty(end) })),
+                            ));
+                        }
+                        let tx_hash = block.transactions.get(i).map_or(r.tx_hash, |t| t.hash());
+                        out.push(log_json(log, &block, tx_hash, i, log_index));
+                    }
+                    log_index += 1;
+                }
+            }
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn eth_fee_history(&self, p: &[Value]) -> Result<Value, ErrorObjectOwned> {
+        let count = parse_qty(
+            p.first().ok_or_else(|| bad_params("missing blockCount"))?,
+            "blockCount",
+        )?;
+        let count = count.min(MAX_FEE_HISTORY_BLOCKS);
+        let newest = self.tag_height(p.get(1))?;
+        let percentiles = match p.get(2) {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(a)) => Some(a.len()),
+            Some(_) => return Err(bad_params("rewardPercentiles: an array of numbers")),
+        };
+        let oldest = newest
+            .saturating_add(1)
+            .saturating_sub(count)
+            .max(self.store.oldest_retained().map_err(node_err)?);
+        let count = if count == 0 { 0 } else { newest + 1 - oldest };
+        let base = format!("{:#x}", self.min_gas_price);
+        let mut ratios = Vec::new();
+        let mut rewards = Vec::new();
+        for height in oldest..oldest + count {
+            let used: u64 = self
+                .store
+                .receipts(height)
+                .map_err(node_err)?
+                .unwrap_or_default()
+                .iter()
+                .map(|r| r.gas_used)
+                .sum();
+            // A ratio in [0, 1] with 6 decimals, formatted from integers (no float math).
+            let micro = u128::from(used) * 1_000_000 / u128::from(BLOCK_GAS_LIMIT);
+            let ratio: Value =
+                serde_json::from_str(&format!("{}.{:06}", micro / 1_000_000, micro % 1_000_000))
+                    .map_err(node_err)?;
+            ratios.push(ratio);
+            if let Some(n) = percentiles {
+                rewards.push(vec!["0x0"; n]);
+            }
+        }
+        let mut out = json!({
+            "oldestBlock": qty(oldest),
+            "baseFeePerGas": vec![base; count as usize + 1],
+            "gasUsedRatio": ratios,
+        });
+        if percentiles.is_some() {
+            out["reward"] = json!(rewards);
+        }
+        Ok(out)
+    }
+}
+
+fn log_json(log: &Log, block: &Block, tx_hash: Hash, tx_index: usize, log_index: usize) -> Value {
+    json!({
+        "address": log.address.to_hex(),
+        "topics": log.topics.iter().map(|t| hexb(t)).collect::<Vec<_>>(),
+        "data": hexb(&log.data),
+        "blockNumber": qty(block.header.height),
+        "blockHash": block.hash().to_hex(),
+        "transactionHash": tx_hash.to_hex(),
+        "transactionIndex": qty(tx_index as u64),
+        "logIndex": qty(log_index as u64),
+        "removed": false,
+    })
+}
+
+/// An `eth_getLogs` filter: addresses (any of), topics per position (null = any, a list =
+/// any of), and a block range or one block hash.
+struct LogFilter {
+    addresses: Vec<Address>,
+    topics: Vec<Option<Vec<[u8; 32]>>>,
+    from_block: Option<Value>,
+    to_block: Option<Value>,
+    block_hash: Option<Hash>,
+}
+
+/// Topic positions a log can have (LOG0..LOG4).
+const MAX_TOPIC_POSITIONS: usize = 4;
+
+fn parse_topic(v: &Value) -> Result<[u8; 32], ErrorObjectOwned> {
+    let s = v
+        .as_str()
+        .ok_or_else(|| bad_params("topic: a 32-byte hex string"))?;
+    Ok(parse_hash(s)?.0)
+}
+
+impl LogFilter {
+    fn parse(o: &serde_json::Map<String, Value>) -> Result<LogFilter, ErrorObjectOwned> {
+        let addresses = match o.get("address") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::String(s)) => vec![parse_address(s)?],
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .ok_or_else(|| bad_params("address: hex string"))
+                        .and_then(parse_address)
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(bad_params("address: a hex address or a list of them")),
+        };
+        let topics = match o.get("topics") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) if a.len() <= MAX_TOPIC_POSITIONS => a
+                .iter()
+                .map(|t| match t {
+                    Value::Null => Ok(None),
+                    Value::Array(any) => any
+                        .iter()
+                        .map(parse_topic)
+                        .collect::<Result<_, _>>()
+                        .map(Some),
+                    one => parse_topic(one).map(|t| Some(vec![t])),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(bad_params("topics: a list of at most 4 positions")),
+        };
+        let block_hash = o
+            .get("blockHash")
+            .and_then(Value::as_str)
+            .map(parse_hash)
+            .transpose()?;
+        let from_block = o.get("fromBlock").cloned();
+        let to_block = o.get("toBlock").cloned();
+        if block_hash.is_some() && (from_block.is_some() || to_block.is_some()) {
+            return Err(ErrorObjectOwned::owned(
+                INVALID_PARAMS,
+                "use either blockHash or fromBlock/toBlock",
+                None::<()>,
+            ));
+        }
+        Ok(LogFilter {
+            addresses,
+            topics,
+            from_block,
+            to_block,
+            block_hash,
+        })
+    }
+
+    fn matches(&self, log: &Log) -> bool {
+        if !self.addresses.is_empty() && !self.addresses.contains(&log.address) {
+            return false;
+        }
+        self.topics.iter().enumerate().all(|(i, want)| match want {
+            None => true,
+            Some(any) => log.topics.get(i).is_some_and(|t| any.contains(t)),
+        })
+    }
+}
+
+fn str_param<'a>(p: &'a [Value], i: usize, what: &str) -> Result<&'a str, ErrorObjectOwned> {
+    p.get(i)
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad_params(format!("parameter {i} ({what}): a hex string")))
+}
+
+fn params_vec(params: &Params<'_>) -> Result<Vec<Value>, ErrorObjectOwned> {
+    if params.as_str().is_none() {
+        return Ok(Vec::new());
+    }
+    params
+        .parse::<Vec<Value>>()
+        .map_err(|e| bad_params(e.message().to_string()))
+}
+
+type Handler = fn(&RpcContext, &[Value]) -> Result<Value, ErrorObjectOwned>;
+
+/// Registers the Ethereum methods. Methods that execute (call, estimateGas) or scan
+/// (getLogs, feeHistory) run on the blocking pool.
+pub fn register(module: &mut RpcModule<RpcContext>) -> Result<(), String> {
+    let simple: &[(&'static str, Handler)] = &[
+        ("eth_chainId", |c, _| Ok(json!(qty(c.chain_id)))),
+        ("net_version", |c, _| Ok(json!(c.chain_id.to_string()))),
+        ("net_listening", |_, _| Ok(json!(true))),
+        ("web3_clientVersion", |_, _| Ok(json!(CLIENT_VERSION))),
+        ("eth_syncing", |_, _| Ok(json!(false))),
+        ("eth_accounts", |_, _| Ok(json!([]))),
+        ("eth_blockNumber", |c, _| Ok(json!(qty(c.latest_height())))),
+        ("eth_gasPrice", |c, _| {
+            Ok(json!(format!("{:#x}", c.min_gas_price)))
+        }),
+        ("eth_maxPriorityFeePerGas", |_, _| Ok(json!("0x0"))),
+        ("eth_getBalance", RpcContext::eth_balance),
+        ("eth_getTransactionCount", RpcContext::eth_nonce),
+        ("eth_getCode", RpcContext::eth_code),
+        ("eth_getStorageAt", RpcContext::eth_storage),
+        ("eth_getBlockByNumber", RpcContext::eth_block_by_number),
+        ("eth_getBlockByHash", RpcContext::eth_block_by_hash),
+        ("eth_getTransactionByHash", RpcContext::eth_tx_by_hash),
+        ("eth_getTransactionReceipt", RpcContext::eth_receipt),
+    ];
+    let blocking: &[(&'static str, Handler)] = &[
+        ("eth_call", RpcContext::eth_call),
+        ("eth_estimateGas", RpcContext::eth_estimate_gas),
+        ("eth_getLogs", RpcContext::eth_get_logs),
+        ("eth_feeHistory", RpcContext::eth_fee_history),
+    ];
+    for &(name, handler) in simple {
+        module
+            .register_method(name, move |params, ctx, _| {
+                metrics::counter!(m::RPC_REQUESTS, "method" => name).increment(1);
+                handler(ctx, &params_vec(&params)?)
+            })
+            .map_err(|e| e.to_string())?;
+    }
+    for &(name, handler) in blocking {
+        module
+            .register_blocking_method(name, move |params, ctx, _| {
+                metrics::counter!(m::RPC_REQUESTS, "method" => name).increment(1);
+                handler(&ctx, &params_vec(&params)?)
+            })
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_exec_evm::revm::primitives::{self as p, alloy_primitives::Bloom};
+
+    #[test]
+    fn logs_bloom_matches_alloys() {
+        let logs = vec![
+            Log {
+                address: Address([7; 20]),
+                topics: vec![[1; 32], [2; 32]],
+                data: vec![1, 2, 3],
+            },
+            Log {
+                address: Address([9; 20]),
+                topics: vec![],
+                data: vec![],
+            },
+        ];
+        let mut expected = Bloom::default();
+        for log in &logs {
+            let topics = log.topics.iter().map(|t| p::B256::from(*t)).collect();
+            expected.accrue_log(&p::Log::new_unchecked(
+                p::Address::from(log.address.0),
+                topics,
+                p::Bytes::from(log.data.clone()),
+            ));
+        }
+        assert_eq!(logs_bloom(&logs), expected.0 .0);
+    }
+
+    #[test]
+    fn revert_reasons_decode_error_string_and_keep_raw_data() {
+        // Error("nope"): selector, offset 32, length 4, "nope" padded.
+        let mut data = ERROR_SELECTOR.to_vec();
+        data.extend([0u8; 31]);
+        data.push(32);
+        data.extend([0u8; 31]);
+        data.push(4);
+        data.extend(b"nope");
+        data.extend([0u8; 28]);
+        let e = reverted(&data);
+        assert_eq!(e.code(), EXECUTION_REVERTED);
+        assert_eq!(e.message(), "execution reverted: nope");
+        assert_eq!(
+            e.data().map(|d| d.get().to_string()),
+            Some(format!("\"{}\"", hexb(&data)))
+        );
+        // Custom errors and truncated strings: no reason, data kept.
+        assert_eq!(reverted(&[1, 2, 3, 4]).message(), "execution reverted");
+        assert_eq!(reverted(&data[..40]).message(), "execution reverted");
+    }
+}

@@ -1,0 +1,120 @@
+//! Issue 8 (read side): a stock Ethereum client — web3.py from PyPI, installed by
+//! scripts/setup — reads a 4-validator keel devnet through the `eth_*` methods with no
+//! change and no shims: blocks by tag/number/hash, balances and nonces equal to keel's own
+//! view, code and storage of EVM and WASM contracts, `eth_call` through the ABI into both
+//! environments, gas estimation, revert data under code 3, logs with filters and the range
+//! limit, transactions and receipts, fee history, and -32601 for unknown methods.
+
+mod common;
+
+use common::{contract, keel, serial, Cluster};
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::Command;
+
+const SUPPLY: &str = "00000000000000000000000000000000000000000000000000000000000f4240";
+const BOB: &str = "0x00000000000000000000000000000000000000bb";
+
+/// The Python with web3.py that scripts/setup installs (`KEEL_PYTHON` overrides).
+fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("KEEL_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var("HOME").expect("HOME");
+    PathBuf::from(home).join(".cache/keel-py/bin/python")
+}
+
+#[test]
+fn web3_py_reads_evm_and_wasm_contracts_unmodified() {
+    let python = python();
+    assert!(
+        python.exists(),
+        "{} missing: run scripts/setup (it installs web3.py into a venv)",
+        python.display()
+    );
+    let _guard = serial();
+    let cluster = Cluster::start(4, 23_800, 300, 4, |_| {});
+    let rpc = cluster.rpc(1);
+    let key = cluster.dev_key(0);
+    let key = key.to_str().expect("utf8");
+    let mut ctx = json!({
+        "rpc": rpc,
+        "token_abi": contract("Token.abi"),
+        "bob": BOB,
+    });
+    for (env, code) in [("evm", "Token.bin"), ("wasm", "token.wasm")] {
+        let code = contract(code);
+        let (ok, receipt, err) = keel(&[
+            "tx",
+            "deploy",
+            "--rpc",
+            &rpc,
+            "--key",
+            key,
+            "--env",
+            env,
+            "--code",
+            code.to_str().expect("utf8"),
+            "--args",
+            SUPPLY,
+            "--wait",
+        ]);
+        assert!(
+            ok && receipt["status"] == "success",
+            "{env} deploy: {err} {receipt}"
+        );
+        let token = receipt["contract_address"]
+            .as_str()
+            .expect("address")
+            .to_string();
+        if env == "evm" {
+            ctx["deploy_tx"] = receipt["tx_hash"].clone();
+        }
+        let data = format!(
+            "0xa9059cbb{:0>64}{:064x}",
+            BOB.trim_start_matches("0x"),
+            100
+        );
+        let (ok, receipt, err) = keel(&[
+            "tx", "call", "--rpc", &rpc, "--key", key, "--to", &token, "--data", &data, "--wait",
+        ]);
+        assert!(
+            ok && receipt["status"] == "success",
+            "{env} transfer: {err} {receipt}"
+        );
+        if env == "evm" {
+            ctx["transfer_tx"] = receipt["tx_hash"].clone();
+            ctx["min_height"] = receipt["block"].clone();
+        }
+        ctx[format!("{env}_token")] = json!(token);
+    }
+    let (ok, status, _) = keel(&["query", "status", "--rpc", &rpc]);
+    assert!(ok);
+    ctx["chain_id"] = status["chain_id"].clone();
+    ctx["min_gas_price"] = json!(status["min_gas_price"]
+        .as_str()
+        .and_then(|s| s.parse::<u128>().ok())
+        .expect("min gas price"));
+    let holder = keel_node::keys::read(&cluster.dev_key(0)).expect("key");
+    let holder = keel_types::Address::from_public_key(&holder.public_key()).to_hex();
+    let (ok, account, _) = keel(&["query", "account", &holder, "--rpc", &rpc]);
+    assert!(ok, "{account}");
+    ctx["holder"] = json!(holder);
+    ctx["holder_balance"] = account["balance"].clone();
+    ctx["holder_nonce"] = account["nonce"].clone();
+
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/eth/web3_read.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg(ctx.to_string())
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "web3.py checks failed:\n{stdout}\n{stderr}\ncontext: {ctx}"
+    );
+    let result: serde_json::Value = serde_json::from_str(stdout.trim()).expect("summary");
+    assert!(result["checks"].as_u64().expect("count") >= 50, "{result}");
+}
