@@ -28,7 +28,7 @@ fn main() {
         for k in &keys {
             let tx = Transaction {
                 chain_id: CHAIN_ID,
-                sender: k.public_key(),
+                sender: k.public_key().into(),
                 nonce,
                 gas_limit: 21_000,
                 gas_price: 1,
@@ -52,7 +52,10 @@ fn main() {
     let items: Vec<_> = decoded
         .iter()
         .zip(&hashes)
-        .map(|(t, h)| (h.as_slice(), t.tx.sender, t.signature))
+        .map(|(t, h)| {
+            let (key, sig) = t.ed25519().expect("agent transaction");
+            (h.as_slice(), key, sig)
+        })
         .collect();
     let start = Instant::now();
     for chunk in items.chunks(BATCH) {

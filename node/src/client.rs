@@ -173,7 +173,7 @@ pub async fn send(client: &Client, key: &SecretKey, request: TxRequest) -> Resul
     });
     let tx = Transaction {
         chain_id,
-        sender: key.public_key(),
+        sender: key.public_key().into(),
         nonce,
         gas_limit,
         gas_price: request.gas_price.unwrap_or(min_price).max(min_price),

@@ -297,7 +297,7 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
                 let i = (sent % senders.len() as u64) as usize;
                 let tx = Transaction {
                     chain_id,
-                    sender: senders[i].public_key(),
+                    sender: senders[i].public_key().into(),
                     nonce: nonces[i],
                     gas_limit: client::TRANSFER_GAS,
                     gas_price,

@@ -259,7 +259,7 @@ fn bad_input_gets_typed_errors_while_the_chain_keeps_finalizing() {
     let transfer = |nonce: u64, chain_id: u64| {
         Transaction {
             chain_id,
-            sender: key.public_key(),
+            sender: key.public_key().into(),
             nonce,
             gas_limit: 21_000,
             gas_price: 1,
@@ -282,7 +282,9 @@ fn bad_input_gets_typed_errors_while_the_chain_keeps_finalizing() {
     assert!(e.contains("(-32602)") && e.contains("malformed"), "{e}");
     // Bad signature.
     let mut bad = transfer(0, chain_id);
-    bad.signature.0[5] ^= 1;
+    if let keel_types::Authorization::Ed25519(s) = &mut bad.signature {
+        s.0[5] ^= 1;
+    }
     let e = rpc_error(send(bad.encode()));
     assert!(e.contains("bad_signature"), "{e}");
     // Wrong chain id.
@@ -309,7 +311,7 @@ fn bad_input_gets_typed_errors_while_the_chain_keeps_finalizing() {
     // Oversized transaction (under the RPC body limit, over the transaction limit).
     let big = Transaction {
         chain_id,
-        sender: key.public_key(),
+        sender: key.public_key().into(),
         nonce: 1,
         gas_limit: 1_000_000,
         gas_price: 1,
@@ -432,7 +434,7 @@ fn mempool_flood_at_ten_times_capacity_stays_bounded_and_the_chain_finalizes() {
         for nonce in 0..50 {
             let tx = Transaction {
                 chain_id,
-                sender: key.public_key(),
+                sender: key.public_key().into(),
                 nonce,
                 gas_limit: 21_000,
                 gas_price: 1,

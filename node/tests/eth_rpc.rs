@@ -1,9 +1,17 @@
-//! Issue 8 (read side): a stock Ethereum client — web3.py from PyPI, installed by
-//! scripts/setup — reads a 4-validator keel devnet through the `eth_*` methods with no
-//! change and no shims: blocks by tag/number/hash, balances and nonces equal to keel's own
-//! view, code and storage of EVM and WASM contracts, `eth_call` through the ABI into both
-//! environments, gas estimation, revert data under code 3, logs with filters and the range
-//! limit, transactions and receipts, fee history, and -32601 for unknown methods.
+//! Issue 8's acceptance: a stock Ethereum client — web3.py from PyPI, installed by
+//! scripts/setup — against a 4-validator keel devnet, with no change and no shims.
+//!
+//! Read side (web3_read.py, over contracts the keel CLI deployed): blocks by tag/number/hash,
+//! balances and nonces equal to keel's own view, code and storage of EVM and WASM contracts,
+//! `eth_call` through the ABI into both environments, gas estimation, revert data under
+//! code 3, logs with filters and the range limit, transactions and receipts, fee history,
+//! -32601 for unknown methods.
+//!
+//! Write side (web3_write.py): an account funded from a dev key deploys the solc-compiled
+//! token with a secp256k1-signed EIP-1559 transaction, transfers with an event read back by
+//! filter, gets a revert reason, sends legacy and EIP-2930 transactions, calls the WASM token,
+//! and sees nonce and balance equal in the Ethereum and native views; replays, wrong chain
+//! ids and malformed envelopes are refused. Then every validator's roots agree.
 
 mod common;
 
@@ -14,6 +22,10 @@ use std::process::Command;
 
 const SUPPLY: &str = "00000000000000000000000000000000000000000000000000000000000f4240";
 const BOB: &str = "0x00000000000000000000000000000000000000bb";
+/// A well-known test key (Hardhat/Anvil account 0) and its address; only ever used on
+/// throwaway devnets.
+const ETH_KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+const ETH_ADDRESS: &str = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
 
 /// The Python with web3.py that scripts/setup installs (`KEEL_PYTHON` overrides).
 fn python() -> PathBuf {
@@ -25,7 +37,7 @@ fn python() -> PathBuf {
 }
 
 #[test]
-fn web3_py_reads_evm_and_wasm_contracts_unmodified() {
+fn web3_py_deploys_transacts_and_reads_evm_and_wasm_contracts_unmodified() {
     let python = python();
     assert!(
         python.exists(),
@@ -117,4 +129,47 @@ fn web3_py_reads_evm_and_wasm_contracts_unmodified() {
     );
     let result: serde_json::Value = serde_json::from_str(stdout.trim()).expect("summary");
     assert!(result["checks"].as_u64().expect("count") >= 50, "{result}");
+
+    // Write side: fund a secp256k1 account from the dev key with the native CLI, then
+    // web3.py deploys, transacts (EIP-1559, legacy, EIP-2930), calls the WASM token and
+    // checks nonces and balances against the native view.
+    let funded = "1000000000000000000000";
+    let (ok, receipt, err) = keel(&[
+        "tx",
+        "transfer",
+        "--rpc",
+        &rpc,
+        "--key",
+        key,
+        "--to",
+        ETH_ADDRESS,
+        "--amount",
+        funded,
+        "--wait",
+    ]);
+    assert!(
+        ok && receipt["status"] == "success",
+        "funding: {err} {receipt}"
+    );
+    ctx["eth_key"] = json!(ETH_KEY);
+    ctx["funded"] = json!(funded);
+    ctx["token_bin"] = json!(contract("Token.bin"));
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/eth/web3_write.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg(ctx.to_string())
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "web3.py write checks failed:\n{stdout}\n{stderr}\ncontext: {ctx}"
+    );
+    let result: serde_json::Value = serde_json::from_str(stdout.trim()).expect("summary");
+    assert!(result["checks"].as_u64().expect("count") >= 30, "{result}");
+    // Every validator executed the Ethereum transactions identically.
+    let height = cluster.height(1).expect("height");
+    cluster.wait_height(&[0, 1, 2, 3], height, std::time::Duration::from_secs(30));
+    assert!(cluster.check_roots() >= height);
 }

@@ -11,7 +11,7 @@ use keel_types::{Canonical, Hash, SecretKey, SignedTransaction, Transaction, TxB
 fn transfer(k: &SecretKey, nonce: u64, gas_price: u128, amount: u64) -> SignedTransaction {
     Transaction {
         chain_id: CHAIN_ID,
-        sender: k.public_key(),
+        sender: k.public_key().into(),
         nonce,
         gas_limit: 21_000,
         gas_price,
@@ -44,7 +44,9 @@ fn admission_errors_are_typed() {
     wrong_chain.tx.chain_id = CHAIN_ID + 1;
     let wrong_chain = wrong_chain.tx.sign(&alice);
     let mut forged = transfer(&alice, 0, 1, 1);
-    forged.signature.0[1] ^= 1;
+    if let keel_types::Authorization::Ed25519(s) = &mut forged.signature {
+        s.0[1] ^= 1;
+    }
     let mut huge_gas = transfer(&alice, 0, 1, 1).tx;
     huge_gas.gas_limit = keel_types::limits::MAX_TX_GAS + 1;
     let mut free = transfer(&alice, 0, 1, 1).tx;
@@ -231,7 +233,7 @@ fn selection_takes_ready_runs_and_revalidation_drops_what_a_block_used() {
             .iter()
             .map(|t| {
                 (
-                    if t.tx.sender == alice.public_key() {
+                    if t.tx.sender == alice.public_key().into() {
                         b'a'
                     } else {
                         b'b'

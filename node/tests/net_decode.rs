@@ -10,7 +10,7 @@ fn valid_messages() -> Vec<Vec<u8>> {
     let key = SecretKey::from_seed([3; 32]);
     let tx = Transaction {
         chain_id: 1,
-        sender: key.public_key(),
+        sender: key.public_key().into(),
         nonce: 0,
         gas_limit: 21_000,
         gas_price: 1,

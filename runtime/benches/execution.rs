@@ -160,7 +160,10 @@ fn keel_transfers(senders: &[SecretKey], transfers: &[(Address, Vec<u8>)]) -> (f
     let items: Vec<_> = txs
         .iter()
         .zip(&hashes)
-        .map(|(t, h)| (h.as_slice(), t.tx.sender, t.signature))
+        .map(|(t, h)| {
+            let (key, sig) = t.ed25519().expect("agent transaction");
+            (h.as_slice(), key, sig)
+        })
         .collect();
     let start = Instant::now();
     for chunk in items.chunks(BLOCK_TXS) {

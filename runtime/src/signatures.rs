@@ -31,11 +31,24 @@ pub fn bad_signatures(
     threads: usize,
 ) -> Vec<usize> {
     assert_eq!(transactions.len(), hashes.len(), "one hash per transaction");
-    let items: Vec<(&[u8], PublicKey, Signature)> = transactions
-        .iter()
-        .zip(hashes)
-        .map(|(t, h)| (h.0.as_slice(), t.tx.sender, t.signature))
-        .collect();
+    // ed25519 transactions are batch-verified; `positions[k]` is the block index of item k.
+    // Ethereum ones (secp256k1 recovery, no batching) are checked one by one below.
+    let mut positions = Vec::with_capacity(transactions.len());
+    let mut items: Vec<(&[u8], PublicKey, Signature)> = Vec::with_capacity(transactions.len());
+    let mut bad: Vec<usize> = Vec::new();
+    for (i, (t, h)) in transactions.iter().zip(hashes).enumerate() {
+        match t.ed25519() {
+            Some((key, signature)) => {
+                positions.push(i);
+                items.push((h.0.as_slice(), key, signature));
+            }
+            None => {
+                if t.verify_signature().is_err() {
+                    bad.push(i);
+                }
+            }
+        }
+    }
     let chunks: Vec<&[(&[u8], PublicKey, Signature)]> = items.chunks(SIGNATURE_CHUNK).collect();
     let threads = threads.clamp(1, chunks.len().max(1));
     let verdicts: Vec<Vec<usize>> = if threads == 1 {
@@ -67,11 +80,15 @@ pub fn bad_signatures(
         });
         verdicts
     };
-    verdicts
-        .into_iter()
-        .enumerate()
-        .flat_map(|(chunk, bad)| bad.into_iter().map(move |i| chunk * SIGNATURE_CHUNK + i))
-        .collect()
+    bad.extend(
+        verdicts
+            .into_iter()
+            .enumerate()
+            .flat_map(|(chunk, bad)| bad.into_iter().map(move |i| chunk * SIGNATURE_CHUNK + i))
+            .map(|k| positions[k]),
+    );
+    bad.sort_unstable();
+    bad
 }
 
 #[cfg(test)]
@@ -85,7 +102,7 @@ mod tests {
                 let key = SecretKey::from_seed([(i % 200) as u8 + 1; 32]);
                 let mut tx = Transaction {
                     chain_id: 1,
-                    sender: key.public_key(),
+                    sender: key.public_key().into(),
                     nonce: i as u64,
                     gas_limit: 21_000,
                     gas_price: 1,
@@ -96,7 +113,9 @@ mod tests {
                 }
                 .sign(&key);
                 if bad.contains(&i) {
-                    tx.signature.0[5] ^= 0x40;
+                    if let keel_types::Authorization::Ed25519(s) = &mut tx.signature {
+                        s.0[5] ^= 0x40;
+                    }
                 }
                 tx
             })

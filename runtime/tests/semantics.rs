@@ -15,7 +15,7 @@ fn tx(
 ) -> keel_types::SignedTransaction {
     Transaction {
         chain_id,
-        sender: k.public_key(),
+        sender: k.public_key().into(),
         nonce,
         gas_limit,
         gas_price: GAS_PRICE,
@@ -37,7 +37,9 @@ fn invalid_transactions_are_rejected_with_typed_reasons_and_no_effect() {
     let mut chain = Chain::new(&[&alice, &bob]);
     let b = addr(&bob);
     let mut forged = tx(&alice, 0, CHAIN_ID, 21_000, transfer(&b, 1));
-    forged.signature.0[0] ^= 1;
+    if let keel_types::Authorization::Ed25519(s) = &mut forged.signature {
+        s.0[0] ^= 1;
+    }
     let good = tx(&alice, 0, CHAIN_ID, 21_000, transfer(&b, 5));
     let txs = vec![
         tx(&alice, 0, CHAIN_ID + 1, 21_000, transfer(&b, 1)),

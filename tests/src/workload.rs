@@ -56,7 +56,7 @@ pub fn block(height: u64, parent_hash: Hash) -> (Block, Vec<Receipt>) {
         .map(|i| {
             Transaction {
                 chain_id: 1,
-                sender: key.public_key(),
+                sender: key.public_key().into(),
                 nonce: height * TXS_PER_BLOCK as u64 + i as u64,
                 gas_limit: 21_000,
                 gas_price: 1,

@@ -115,10 +115,10 @@ pub fn canonical_order(
         .collect();
     keyed.sort_by_key(|a| (a.0, a.1));
     // Per sender: its transactions in (nonce, hash) order, consumed as its slots come up.
-    let mut per_sender: BTreeMap<PublicKey, Vec<(u64, Hash, usize)>> = BTreeMap::new();
+    let mut per_sender: BTreeMap<crate::Address, Vec<(u64, Hash, usize)>> = BTreeMap::new();
     for (index, (_, hash, tx)) in keyed.iter().enumerate() {
         per_sender
-            .entry(tx.tx.sender)
+            .entry(tx.tx.sender_address())
             .or_default()
             .push((tx.tx.nonce, *hash, index));
     }
@@ -126,7 +126,10 @@ pub fn canonical_order(
         list.sort();
         list.reverse(); // pop() yields the lowest nonce first
     }
-    let senders: Vec<PublicKey> = keyed.iter().map(|(_, _, t)| t.tx.sender).collect();
+    let senders: Vec<crate::Address> = keyed
+        .iter()
+        .map(|(_, _, t)| t.tx.sender_address())
+        .collect();
     let mut slots: Vec<Option<SignedTransaction>> =
         keyed.into_iter().map(|(_, _, t)| Some(t)).collect();
     let mut out = Vec::with_capacity(slots.len());

@@ -12,6 +12,7 @@ pub mod block;
 pub mod consensus;
 pub mod crypto;
 pub mod encoding;
+pub mod eth;
 pub mod hash;
 mod hex_bytes;
 pub mod limits;
@@ -29,7 +30,7 @@ pub use hash::{Domain, Hash};
 pub use proof::{verify_state_proof, ProofError, StateProof};
 pub use receipt::{Log, Receipt, TxError, TxStatus};
 pub use state_key::{AccountRecord, CodeRef, Env, StateKey};
-pub use tx::{SignedTransaction, Transaction, TxBody};
+pub use tx::{Authorization, Sender, SignedTransaction, Transaction, TxBody};
 
 /// 256-bit unsigned integer used for balances and values, identical to revm's `U256`.
 pub use ruint::aliases::U256;

@@ -1,7 +1,11 @@
-//! Transactions: versioned, signed by an ed25519 agent key.
+//! Transactions: versioned, signed by an ed25519 agent key — or standard Ethereum
+//! transactions (legacy, EIP-2930, EIP-1559) signed with secp256k1, carried verbatim.
 //!
-//! The signature covers `blake3_derive_key(Transaction, canonical bytes of Transaction)`, the
-//! transaction hash, so the hash both identifies the transaction and is what is signed.
+//! An agent's signature covers `blake3_derive_key(Transaction, canonical bytes of
+//! Transaction)`, the transaction hash, so the hash both identifies the transaction and is
+//! what is signed. An Ethereum transaction is identified by its Ethereum hash (keccak256 of
+//! the EIP-2718 envelope); its [`Transaction`] fields are derived from the envelope and
+//! re-derived on every verification, so they cannot disagree with what the key signed.
 
 use crate::address::Address;
 use crate::crypto::{CryptoError, PublicKey, SecretKey, Signature};
@@ -34,11 +38,37 @@ pub enum TxBody {
     Revive { proof: Vec<u8> },
 }
 
+/// Who authorises a transaction.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize,
+)]
+pub enum Sender {
+    /// An agent's ed25519 key (keel's native scheme).
+    Agent(PublicKey),
+    /// An Ethereum account, recovered from the secp256k1 signature of its envelope.
+    Ethereum(Address),
+}
+
+impl Sender {
+    pub fn address(&self) -> Address {
+        match self {
+            Sender::Agent(key) => Address::from_public_key(key),
+            Sender::Ethereum(address) => *address,
+        }
+    }
+}
+
+impl From<PublicKey> for Sender {
+    fn from(key: PublicKey) -> Sender {
+        Sender::Agent(key)
+    }
+}
+
 /// An unsigned transaction.
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct Transaction {
     pub chain_id: u64,
-    pub sender: PublicKey,
+    pub sender: Sender,
     pub nonce: u64,
     pub gas_limit: u64,
     /// Price per gas unit in the native token's smallest unit.
@@ -52,14 +82,14 @@ impl Transaction {
     }
 
     pub fn sender_address(&self) -> Address {
-        Address::from_public_key(&self.sender)
+        self.sender.address()
     }
 
     pub fn sign(self, key: &SecretKey) -> SignedTransaction {
         let signature = key.sign(&self.hash().0);
         SignedTransaction {
             tx: self,
-            signature,
+            signature: Authorization::Ed25519(signature),
         }
     }
 
@@ -91,30 +121,64 @@ impl Canonical for Transaction {
     }
 }
 
-/// A transaction and its sender's signature over its hash.
+/// What proves the sender authorised a transaction.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum Authorization {
+    /// The agent's ed25519 signature over the transaction hash.
+    Ed25519(Signature),
+    /// The signed EIP-2718 envelope exactly as the client sent it (`eth_sendRawTransaction`).
+    Ethereum(Vec<u8>),
+}
+
+/// A transaction and its sender's authorization.
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct SignedTransaction {
     pub tx: Transaction,
-    pub signature: Signature,
+    pub signature: Authorization,
 }
 
 impl SignedTransaction {
     pub fn hash(&self) -> Hash {
-        self.tx.hash()
+        match &self.signature {
+            Authorization::Ed25519(_) => self.tx.hash(),
+            Authorization::Ethereum(raw) => Hash(crate::eth::keccak256(raw)),
+        }
     }
 
-    /// Checks the signature alone (use `crypto::verify_batch` for many).
+    /// The ed25519 key, message and signature, for batch verification (`None` for
+    /// Ethereum transactions, which are checked one by one with [`Self::verify_signature`]).
+    pub fn ed25519(&self) -> Option<(PublicKey, Signature)> {
+        match (&self.tx.sender, &self.signature) {
+            (Sender::Agent(key), Authorization::Ed25519(sig)) => Some((*key, *sig)),
+            _ => None,
+        }
+    }
+
+    /// Checks the authorization alone (use `crypto::verify_batch` for many ed25519 ones).
     pub fn verify_signature(&self) -> Result<(), CryptoError> {
-        self.tx.sender.verify(&self.hash().0, &self.signature)
+        match (&self.tx.sender, &self.signature) {
+            (Sender::Agent(key), Authorization::Ed25519(sig)) => key.verify(&self.hash().0, sig),
+            (Sender::Ethereum(_), Authorization::Ethereum(raw)) => {
+                match crate::eth::decode(raw, self.tx.chain_id) {
+                    Ok(derived) if derived == *self => Ok(()),
+                    _ => Err(CryptoError::BadSignature),
+                }
+            }
+            _ => Err(CryptoError::BadSignature),
+        }
     }
 }
 
 impl Canonical for SignedTransaction {
     const KIND: &'static str = "SignedTransaction";
     const VERSION: u8 = 1;
-    const MAX_ENCODED_BYTES: usize = MAX_TX_BYTES + 64 + 1;
+    // An Ethereum transaction carries its envelope besides the derived fields.
+    const MAX_ENCODED_BYTES: usize = 2 * MAX_TX_BYTES + 128;
 
     fn validate(&self) -> Result<(), DecodeError> {
+        if let Authorization::Ethereum(raw) = &self.signature {
+            check_len(Self::KIND, "ethereum envelope", raw.len(), MAX_TX_BYTES)?;
+        }
         self.tx.validate()
     }
 }

@@ -56,7 +56,7 @@ fn arb_tx() -> impl Strategy<Value = Transaction> {
         .prop_map(
             |(chain_id, sender, nonce, gas_limit, gas_price, body)| Transaction {
                 chain_id,
-                sender: PublicKey(sender),
+                sender: PublicKey(sender).into(),
                 nonce,
                 gas_limit,
                 gas_price,
@@ -71,7 +71,7 @@ fn arb_signed() -> impl Strategy<Value = SignedTransaction> {
         sig[32..].copy_from_slice(&b);
         SignedTransaction {
             tx,
-            signature: Signature(sig),
+            signature: keel_types::Authorization::Ed25519(Signature(sig)),
         }
     })
 }
@@ -319,7 +319,7 @@ fn keypair(seed: u8) -> SecretKey {
 fn transfer(key: &SecretKey, nonce: u64) -> SignedTransaction {
     Transaction {
         chain_id: 7,
-        sender: key.public_key(),
+        sender: key.public_key().into(),
         nonce,
         gas_limit: 21_000,
         gas_price: 1,
@@ -413,7 +413,10 @@ fn signatures_and_batch_verification() {
     let items: Vec<(&[u8], PublicKey, Signature)> = txs
         .iter()
         .zip(&hashes)
-        .map(|(t, h)| (&h.0[..], t.tx.sender, t.signature))
+        .map(|(t, h)| {
+            let (key, sig) = t.ed25519().expect("agent transaction");
+            (&h.0[..], key, sig)
+        })
         .collect();
     verify_batch(&items).expect("batch verifies");
 

@@ -7,20 +7,26 @@
 //! block's `baseFeePerGas` and as `eth_gasPrice`, and the priority fee is zero, so an
 //! EIP-1559 client's `maxFeePerGas = 2·base + 0` always covers it.
 
+use super::{admit_error, RpcContext, StoreHashes, INVALID_PARAMS};
 use super::{bad_params, err, node_err, parse_address, parse_bytes, parse_hash};
-use super::{RpcContext, StoreHashes, INVALID_PARAMS};
+use crate::mempool::AdmitError;
 use crate::metrics as m;
 use jsonrpsee::server::RpcModule;
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use keel_runtime::CallRequest;
 use keel_state::{StateViewExt, StoreView};
-use keel_types::limits::{BLOCK_GAS_LIMIT, MAX_TX_GAS};
+use keel_types::eth;
+use keel_types::limits::{BLOCK_GAS_LIMIT, MAX_TX_BYTES, MAX_TX_GAS};
 use keel_types::state_key::WASM_CODE_PREFIX;
 use keel_types::{
-    Address, Block, Canonical, Env, Hash, Height, Log, Receipt, SignedTransaction, TxBody,
-    TxStatus, U256,
+    Address, Authorization, Block, Canonical, Env, Hash, Height, Log, Receipt, SignedTransaction,
+    TxBody, TxStatus, U256,
 };
 use serde_json::{json, Value};
+
+mod logs;
+
+use logs::{log_json, logs_bloom};
 
 /// Error code geth uses for a reverted `eth_call` / `eth_estimateGas`, with the revert data.
 pub const EXECUTION_REVERTED: i32 = 3;
@@ -81,31 +87,6 @@ fn parse_qty256(v: &Value, what: &str) -> Result<U256, ErrorObjectOwned> {
     }
 }
 
-/// keccak256, for log blooms.
-fn keccak(data: &[u8]) -> [u8; 32] {
-    use sha3::Digest;
-    sha3::Keccak256::digest(data).into()
-}
-
-/// The 2048-bit Ethereum bloom of logs (yellow paper §4.3.1: three 11-bit indices per item).
-fn logs_bloom<'a>(logs: impl IntoIterator<Item = &'a Log>) -> [u8; 256] {
-    let mut bloom = [0u8; 256];
-    let mut add = |item: &[u8]| {
-        let h = keccak(item);
-        for i in 0..3 {
-            let bit = (usize::from(h[2 * i]) << 8 | usize::from(h[2 * i + 1])) & 2047;
-            bloom[255 - bit / 8] |= 1 << (bit % 8);
-        }
-    };
-    for log in logs {
-        add(&log.address.0);
-        for topic in &log.topics {
-            add(topic);
-        }
-    }
-    bloom
-}
-
 /// What a native transaction looks like to an Ethereum client: (to, value, input).
 fn eth_view(tx: &SignedTransaction) -> (Option<Address>, U256, Vec<u8>) {
     match &tx.tx.body {
@@ -127,6 +108,14 @@ fn eth_view(tx: &SignedTransaction) -> (Option<Address>, U256, Vec<u8>) {
             (None, *value, input)
         }
         TxBody::Revive { proof } => (None, U256::ZERO, proof.clone()),
+    }
+}
+
+/// The envelope fields of an Ethereum transaction (`None` for native ones).
+fn eth_fields(tx: &SignedTransaction) -> Option<eth::EnvelopeFields> {
+    match &tx.signature {
+        Authorization::Ethereum(raw) => eth::envelope_fields(raw),
+        Authorization::Ed25519(_) => None,
     }
 }
 
@@ -391,7 +380,7 @@ impl RpcContext {
     fn eth_tx_json(&self, block: &Block, index: usize) -> Value {
         let tx = &block.transactions[index];
         let (to, value, input) = eth_view(tx);
-        json!({
+        let mut out = json!({
             "hash": tx.hash().to_hex(),
             "nonce": qty(tx.tx.nonce),
             "blockHash": block.hash().to_hex(),
@@ -409,7 +398,42 @@ impl RpcContext {
             "v": "0x0",
             "r": "0x0",
             "s": "0x0",
-        })
+        });
+        if let Some(f) = eth_fields(tx) {
+            out["type"] = json!(qty(u64::from(f.tx_type)));
+            out["v"] = json!(qty(f.v));
+            out["r"] = json!(qty256(&f.r));
+            out["s"] = json!(qty256(&f.s));
+            if f.tx_type > 0 {
+                out["yParity"] = json!(qty(u64::from(f.y_parity)));
+                out["accessList"] = json!([]);
+            }
+            if let (Some(max), Some(tip)) = (f.max_fee_per_gas, f.max_priority_fee_per_gas) {
+                out["maxFeePerGas"] = json!(format!("{max:#x}"));
+                out["maxPriorityFeePerGas"] = json!(format!("{tip:#x}"));
+            }
+        }
+        out
+    }
+
+    fn eth_send_raw(&self, p: &[Value]) -> Result<Value, ErrorObjectOwned> {
+        let raw = parse_bytes(str_param(p, 0, "signed transaction")?)?;
+        if raw.len() > MAX_TX_BYTES {
+            return Err(admit_error(&AdmitError::TooLarge {
+                len: raw.len(),
+                max: MAX_TX_BYTES,
+            }));
+        }
+        let tx = eth::decode(&raw, self.chain_id).map_err(|e| match e {
+            eth::EthTxError::WrongChainId { expected, got } => {
+                admit_error(&AdmitError::WrongChainId { expected, got })
+            }
+            eth::EthTxError::BadSignature(_) => admit_error(&AdmitError::BadSignature),
+            other => admit_error(&AdmitError::Decode(other.to_string())),
+        })?;
+        let encoded_len = tx.encode().len();
+        let hash = self.admit_one(tx, encoded_len)?;
+        Ok(json!(hash.to_hex()))
     }
 
     fn eth_block_json(
@@ -538,73 +562,8 @@ impl RpcContext {
             "logs": logs,
             "logsBloom": hexb(&logs_bloom(&r.logs)),
             "status": if r.status == TxStatus::Success { "0x1" } else { "0x0" },
-            "type": "0x0",
+            "type": qty(eth_fields(tx).map_or(0, |f| u64::from(f.tx_type))),
         }))
-    }
-
-    fn eth_get_logs(&self, p: &[Value]) -> Result<Value, ErrorObjectOwned> {
-        let filter = p
-            .first()
-            .and_then(Value::as_object)
-            .ok_or_else(|| bad_params("eth_getLogs takes one filter object"))?;
-        let filter = LogFilter::parse(filter)?;
-        let (from, to) = match &filter.block_hash {
-            Some(hash) => {
-                let h = self
-                    .store
-                    .block_height(hash)
-                    .map_err(node_err)?
-                    .ok_or_else(|| err(-32000, format!("block {} not found", hash.to_hex())))?;
-                (h, h)
-            }
-            None => (
-                self.requested_height(filter.from_block.as_ref())?,
-                self.requested_height(filter.to_block.as_ref())?,
-            ),
-        };
-        // The limit applies to the range asked for; then the range is cut at the latest
-        // block (as geth does), so "toBlock: latest" and a number past it behave alike.
-        let last_allowed = from.saturating_add(MAX_LOG_BLOCK_RANGE - 1);
-        if to > last_allowed {
-            return Err(ErrorObjectOwned::owned(
-                LIMIT_EXCEEDED,
-                format!(
-                    "block range {from:#x}..{to:#x} spans {} blocks, more than the limit of {MAX_LOG_BLOCK_RANGE}; try with this block range [{from:#x}, {last_allowed:#x}]",
-                    to - from + 1
-                ),
-                Some(json!({ "from": qty(from), "to": qty(last_allowed) })),
-            ));
-        }
-        let to = to.min(self.latest_height());
-        if from > to {
-            return Ok(json!([]));
-        }
-        let oldest = self.store.oldest_retained().map_err(node_err)?;
-        let mut out = Vec::new();
-        for height in from.max(oldest)..=to {
-            let Some((block, receipts)) = self.block_of(height)? else {
-                continue;
-            };
-            let mut log_index = 0usize;
-            for (i, r) in receipts.iter().enumerate() {
-                for log in &r.logs {
-                    if filter.matches(log) {
-                        if out.len() == MAX_LOGS_PER_QUERY {
-                            let end = height.saturating_sub(1).max(from);
-                            return Err(ErrorObjectOwned::owned(
-                                LIMIT_EXCEEDED,
-                                format!("query returns more than {MAX_LOGS_PER_QUERY} logs; try with this block range [{from:#x}, {end:#x}]"),
-                                Some(json!({ "from": qty(from), "to": qty(end) })),
-                            ));
-                        }
-                        let tx_hash = block.transactions.get(i).map_or(r.tx_hash, |t| t.hash());
-                        out.push(log_json(log, &block, tx_hash, i, log_index));
-                    }
-                    log_index += 1;
-                }
-            }
-        }
-        Ok(Value::Array(out))
     }
 
     fn eth_fee_history(&self, p: &[Value]) -> Result<Value, ErrorObjectOwned> {
@@ -658,105 +617,6 @@ impl RpcContext {
     }
 }
 
-fn log_json(log: &Log, block: &Block, tx_hash: Hash, tx_index: usize, log_index: usize) -> Value {
-    json!({
-        "address": log.address.to_hex(),
-        "topics": log.topics.iter().map(|t| hexb(t)).collect::<Vec<_>>(),
-        "data": hexb(&log.data),
-        "blockNumber": qty(block.header.height),
-        "blockHash": block.hash().to_hex(),
-        "transactionHash": tx_hash.to_hex(),
-        "transactionIndex": qty(tx_index as u64),
-        "logIndex": qty(log_index as u64),
-        "removed": false,
-    })
-}
-
-/// An `eth_getLogs` filter: addresses (any of), topics per position (null = any, a list =
-/// any of), and a block range or one block hash.
-struct LogFilter {
-    addresses: Vec<Address>,
-    topics: Vec<Option<Vec<[u8; 32]>>>,
-    from_block: Option<Value>,
-    to_block: Option<Value>,
-    block_hash: Option<Hash>,
-}
-
-/// Topic positions a log can have (LOG0..LOG4).
-const MAX_TOPIC_POSITIONS: usize = 4;
-
-fn parse_topic(v: &Value) -> Result<[u8; 32], ErrorObjectOwned> {
-    let s = v
-        .as_str()
-        .ok_or_else(|| bad_params("topic: a 32-byte hex string"))?;
-    Ok(parse_hash(s)?.0)
-}
-
-impl LogFilter {
-    fn parse(o: &serde_json::Map<String, Value>) -> Result<LogFilter, ErrorObjectOwned> {
-        let addresses = match o.get("address") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::String(s)) => vec![parse_address(s)?],
-            Some(Value::Array(a)) => a
-                .iter()
-                .map(|v| {
-                    v.as_str()
-                        .ok_or_else(|| bad_params("address: hex string"))
-                        .and_then(parse_address)
-                })
-                .collect::<Result<_, _>>()?,
-            Some(_) => return Err(bad_params("address: a hex address or a list of them")),
-        };
-        let topics = match o.get("topics") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(a)) if a.len() <= MAX_TOPIC_POSITIONS => a
-                .iter()
-                .map(|t| match t {
-                    Value::Null => Ok(None),
-                    Value::Array(any) => any
-                        .iter()
-                        .map(parse_topic)
-                        .collect::<Result<_, _>>()
-                        .map(Some),
-                    one => parse_topic(one).map(|t| Some(vec![t])),
-                })
-                .collect::<Result<_, _>>()?,
-            Some(_) => return Err(bad_params("topics: a list of at most 4 positions")),
-        };
-        let block_hash = o
-            .get("blockHash")
-            .and_then(Value::as_str)
-            .map(parse_hash)
-            .transpose()?;
-        let from_block = o.get("fromBlock").cloned();
-        let to_block = o.get("toBlock").cloned();
-        if block_hash.is_some() && (from_block.is_some() || to_block.is_some()) {
-            return Err(ErrorObjectOwned::owned(
-                INVALID_PARAMS,
-                "use either blockHash or fromBlock/toBlock",
-                None::<()>,
-            ));
-        }
-        Ok(LogFilter {
-            addresses,
-            topics,
-            from_block,
-            to_block,
-            block_hash,
-        })
-    }
-
-    fn matches(&self, log: &Log) -> bool {
-        if !self.addresses.is_empty() && !self.addresses.contains(&log.address) {
-            return false;
-        }
-        self.topics.iter().enumerate().all(|(i, want)| match want {
-            None => true,
-            Some(any) => log.topics.get(i).is_some_and(|t| any.contains(t)),
-        })
-    }
-}
-
 fn str_param<'a>(p: &'a [Value], i: usize, what: &str) -> Result<&'a str, ErrorObjectOwned> {
     p.get(i)
         .and_then(Value::as_str)
@@ -803,6 +663,7 @@ pub fn register(module: &mut RpcModule<RpcContext>) -> Result<(), String> {
         ("eth_estimateGas", RpcContext::eth_estimate_gas),
         ("eth_getLogs", RpcContext::eth_get_logs),
         ("eth_feeHistory", RpcContext::eth_fee_history),
+        ("eth_sendRawTransaction", RpcContext::eth_send_raw),
     ];
     for &(name, handler) in simple {
         module
@@ -826,33 +687,6 @@ pub fn register(module: &mut RpcModule<RpcContext>) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keel_exec_evm::revm::primitives::{self as p, alloy_primitives::Bloom};
-
-    #[test]
-    fn logs_bloom_matches_alloys() {
-        let logs = vec![
-            Log {
-                address: Address([7; 20]),
-                topics: vec![[1; 32], [2; 32]],
-                data: vec![1, 2, 3],
-            },
-            Log {
-                address: Address([9; 20]),
-                topics: vec![],
-                data: vec![],
-            },
-        ];
-        let mut expected = Bloom::default();
-        for log in &logs {
-            let topics = log.topics.iter().map(|t| p::B256::from(*t)).collect();
-            expected.accrue_log(&p::Log::new_unchecked(
-                p::Address::from(log.address.0),
-                topics,
-                p::Bytes::from(log.data.clone()),
-            ));
-        }
-        assert_eq!(logs_bloom(&logs), expected.0 .0);
-    }
 
     #[test]
     fn revert_reasons_decode_error_string_and_keep_raw_data() {

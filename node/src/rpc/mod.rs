@@ -173,12 +173,30 @@ impl RpcContext {
 
     fn send_transaction(&self, raw: &str) -> Result<Value, ErrorObjectOwned> {
         let bytes = parse_bytes(raw)?;
+        if bytes.len() > keel_types::limits::MAX_TX_BYTES {
+            return Err(admit_error(&AdmitError::TooLarge {
+                len: bytes.len(),
+                max: keel_types::limits::MAX_TX_BYTES,
+            }));
+        }
+        let tx = SignedTransaction::decode(&bytes)
+            .map_err(|e| admit_error(&AdmitError::Decode(e.to_string())))?;
+        let hash = self.admit_one(tx, bytes.len())?;
+        Ok(json!({ "tx_hash": hash.to_hex() }))
+    }
+
+    /// Admits one decoded transaction to the pool and hands it to gossip.
+    fn admit_one(
+        &self,
+        tx: SignedTransaction,
+        encoded_len: usize,
+    ) -> Result<Hash, ErrorObjectOwned> {
         let view = self.store.latest_view();
         let (result, admitted) = {
             let mut pool = self.mempool.lock().expect("mempool lock");
-            let r = pool.admit_raw(&view, std::slice::from_ref(&bytes));
+            let r = pool.admit(&view, vec![tx]);
             metrics::gauge!(m::MEMPOOL_SIZE).set(pool.len() as f64);
-            // The pool's decoded copy, for gossip (no second decode).
+            // The pool's copy, for gossip (no second decode).
             let admitted = match r.first() {
                 Some(Ok(hash)) => pool.get(hash).cloned(),
                 _ => None,
@@ -189,9 +207,9 @@ impl RpcContext {
             Some(Ok(hash)) => {
                 if let Some(tx) = admitted {
                     // Best effort: peers also get it when it is proposed.
-                    let _ = self.gossip.try_send((tx, bytes.len()));
+                    let _ = self.gossip.try_send((tx, encoded_len));
                 }
-                Ok(json!({ "tx_hash": hash.to_hex() }))
+                Ok(hash)
             }
             Some(Err(e)) => Err(admit_error(&e)),
             None => Err(node_err("no admission result")),

@@ -138,7 +138,7 @@ impl Chain {
         let nonce = self.nonces.entry(k.public_key().0).or_insert(0);
         let tx = Transaction {
             chain_id: CHAIN_ID,
-            sender: k.public_key(),
+            sender: k.public_key().into(),
             nonce: *nonce,
             gas_limit,
             gas_price: GAS_PRICE,

@@ -1,0 +1,111 @@
+"""Stock web3.py transacting on keel with secp256k1-signed Ethereum transactions.
+
+Called by node/tests/eth_rpc.rs after it funded ETH_KEY's account from a dev key with the
+keel CLI. web3.py builds (estimating gas, reading the nonce and fee data), signs locally and
+sends through eth_sendRawTransaction — its standard flow, nothing patched.
+"""
+
+import json
+import sys
+
+from eth_account import Account
+from web3 import Web3
+from web3.exceptions import ContractCustomError
+
+ctx = json.loads(sys.argv[1])
+w3 = Web3(Web3.HTTPProvider(ctx["rpc"], request_kwargs={"timeout": 30}))
+acct = Account.from_key(ctx["eth_key"])
+abi = json.load(open(ctx["token_abi"]))
+bytecode = open(ctx["token_bin"]).read().strip()
+bob = Web3.to_checksum_address(ctx["bob"])
+checks = []
+
+
+def check(name, condition, detail=""):
+    if not condition:
+        raise AssertionError(f"{name}: {detail}")
+    checks.append(name)
+
+
+def send(tx):
+    signed = acct.sign_transaction(tx)
+    tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+    check("ethereum hash", tx_hash == signed.hash, (tx_hash.hex(), signed.hash.hex()))
+    return w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60, poll_latency=0.2)
+
+
+def native_account(address):
+    return w3.provider.make_request("keel_getAccount", [address])["result"]
+
+
+# Funded through the native CLI: the same balance in both views.
+funded = int(ctx["funded"])
+check("funded balance", w3.eth.get_balance(acct.address) == funded, w3.eth.get_balance(acct.address))
+check("fresh nonce", w3.eth.get_transaction_count(acct.address) == 0)
+
+# 1. Deploy the solc-compiled token: EIP-1559 (web3.py's default), gas estimated by the node.
+Token = w3.eth.contract(abi=abi, bytecode=bytecode)
+deploy = Token.constructor(1_000_000).build_transaction({"from": acct.address, "nonce": 0})
+check("1559 by default", "maxFeePerGas" in deploy, deploy.keys())
+rc = send(deploy)
+check("deploy status", rc.status == 1, rc)
+check("deploy address", rc.contractAddress is not None, rc)
+token = w3.eth.contract(address=rc.contractAddress, abi=abi)
+check("deployed code", len(w3.eth.get_code(token.address)) > 0)
+check("minted", token.functions.balanceOf(acct.address).call() == 1_000_000)
+tx = w3.eth.get_transaction(rc.transactionHash)
+check("tx type 2", tx.type == 2 and tx["from"] == acct.address and tx.to is None, tx)
+
+# 2. A contract call with an event, read back with filters.
+estimate = token.functions.transfer(bob, 250).estimate_gas({"from": acct.address})
+rc = send(token.functions.transfer(bob, 250).build_transaction({"from": acct.address, "nonce": 1, "gas": estimate}))
+check("transfer status", rc.status == 1 and rc.gasUsed <= estimate, (rc, estimate))
+events = token.events.Transfer().process_receipt(rc)
+check("event in receipt", len(events) == 1 and events[0].args.value == 250 and events[0].args.to == bob, events)
+logs = token.events.Transfer.get_logs(from_block=rc.blockNumber, argument_filters={"from": acct.address})
+check("event by filter", [l.transactionHash for l in logs] == [rc.transactionHash], logs)
+check("balance moved", token.functions.balanceOf(bob).call() == 250)
+
+# 3. A revert reason before sending (custom error data under code 3).
+try:
+    token.functions.transfer(bob, 10**30).call({"from": acct.address})
+    raise AssertionError("no revert")
+except ContractCustomError as e:
+    check("revert data", Web3.keccak(text="InsufficientBalance(uint256,uint256)")[:4].hex() in str(e.data), e.data)
+
+# 4. Legacy (EIP-155) and EIP-2930 value transfers.
+price = w3.eth.gas_price
+before = w3.eth.get_balance(bob)
+rc = send({"to": bob, "value": 7, "gas": 21_000, "gasPrice": price, "nonce": 2, "chainId": w3.eth.chain_id})
+check("legacy status", rc.status == 1 and w3.eth.get_transaction(rc.transactionHash).type == 0, rc)
+rc = send({"to": bob, "value": 11, "gas": 30_000, "gasPrice": price, "nonce": 3, "chainId": w3.eth.chain_id, "accessList": []})
+check("2930 status", rc.status == 1 and w3.eth.get_transaction(rc.transactionHash).type == 1, rc)
+check("value arrived", w3.eth.get_balance(bob) == before + 18, w3.eth.get_balance(bob) - before)
+
+# 5. A WASM contract through the same methods: approve on the WASM token emits Approval.
+wasm = w3.eth.contract(address=Web3.to_checksum_address(ctx["wasm_token"]), abi=abi)
+rc = send(wasm.functions.approve(bob, 99).build_transaction({"from": acct.address, "nonce": 4}))
+check("wasm call status", rc.status == 1, rc)
+approvals = wasm.events.Approval().process_receipt(rc)
+check("wasm event", len(approvals) == 1 and approvals[0].args.value == 99, approvals)
+check("wasm read", wasm.functions.allowance(acct.address, bob).call() == 99)
+check("wasm logs filter", len(w3.eth.get_logs({"fromBlock": rc.blockNumber, "address": wasm.address, "topics": [Web3.keccak(text="Approval(address,address,uint256)")]})) == 1)
+
+# 6. Nonces and balances shared with the native view.
+check("nonce", w3.eth.get_transaction_count(acct.address) == 5, w3.eth.get_transaction_count(acct.address))
+native = native_account(acct.address.lower())
+check("native nonce", native["nonce"] == 5, native)
+check("native balance", int(native["balance"], 16) == w3.eth.get_balance(acct.address), native)
+check("fees paid", w3.eth.get_balance(acct.address) < funded - 18)
+
+# 7. Refusals: replay, wrong chain id, a bad signature.
+stale = acct.sign_transaction({"to": bob, "value": 1, "gas": 21_000, "gasPrice": price, "nonce": 0, "chainId": w3.eth.chain_id})
+r = w3.provider.make_request("eth_sendRawTransaction", [stale.raw_transaction.to_0x_hex()])
+check("stale nonce refused", "error" in r and "nonce" in r["error"]["message"], r)
+wrong = acct.sign_transaction({"to": bob, "value": 1, "gas": 21_000, "gasPrice": price, "nonce": 5, "chainId": w3.eth.chain_id + 1})
+r = w3.provider.make_request("eth_sendRawTransaction", [wrong.raw_transaction.to_0x_hex()])
+check("wrong chain refused", r.get("error", {}).get("data", {}).get("reason") == "wrong_chain_id", r)
+r = w3.provider.make_request("eth_sendRawTransaction", ["0x02deadbeef"])
+check("malformed refused", r.get("error", {}).get("code") == -32602, r)
+
+print(json.dumps({"checks": len(checks), "address": acct.address}))
