@@ -4,7 +4,7 @@
 use crate::config::NodeConfig;
 use crate::genesis::{Genesis, GenesisBalance, GenesisValidator};
 use crate::keys;
-use keel_types::U256;
+use keel_types::{Address, U256};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -43,6 +43,16 @@ pub struct InitReport {
     pub nodes: Vec<NodeLayout>,
     pub accounts: String,
 }
+
+/// A prefunded Ethereum (secp256k1) development account, so stock Ethereum clients can
+/// transact on a devnet without the keel CLI: Hardhat's and Anvil's well-known account 0.
+/// Its key is public knowledge — it exists only in genesis files `keel init` writes with
+/// development accounts, never on a real network.
+pub const ETH_DEV_PRIVATE_KEY: &str =
+    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+pub const ETH_DEV_ADDRESS: &str = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
+/// Where `keel init` writes that account's address and key.
+pub const ETH_DEV_ACCOUNT_FILE: &str = "ethereum-dev-account.json";
 
 #[derive(Debug, Serialize)]
 struct DevAccount {
@@ -117,6 +127,18 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, String> {
             address: file.address.to_hex(),
             key_file: path.display().to_string(),
         });
+    }
+    if opts.dev_accounts > 0 {
+        balances.push(GenesisBalance {
+            address: Address::from_hex(ETH_DEV_ADDRESS).map_err(|e| err("dev address", e))?,
+            balance: U256::from(10u128.pow(24)),
+        });
+        let eth = serde_json::json!({
+            "address": ETH_DEV_ADDRESS,
+            "private_key": ETH_DEV_PRIVATE_KEY,
+            "note": "well-known development key (Hardhat/Anvil account 0); devnets only",
+        });
+        write_file(&opts.home.join(ETH_DEV_ACCOUNT_FILE), &format!("{eth:#}\n"))?;
     }
     let genesis = Genesis {
         chain_id: opts.chain_id,

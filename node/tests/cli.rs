@@ -84,7 +84,13 @@ fn init_lays_out_a_network_whose_genesis_every_node_shares() {
     let genesis = Genesis::load(&home.join("node0/genesis.json")).expect("genesis");
     assert_eq!(report["genesis_hash"], genesis.hash().to_hex());
     assert_eq!(genesis.validators.len(), 4);
-    assert_eq!(genesis.balances.len(), 3);
+    // Three agent dev accounts and the prefunded Ethereum dev account.
+    assert_eq!(genesis.balances.len(), 4);
+    assert_eq!(
+        genesis.balances[3].address.to_hex(),
+        keel_node::init::ETH_DEV_ADDRESS
+    );
+    assert!(home.join(keel_node::init::ETH_DEV_ACCOUNT_FILE).exists());
     for i in 0..4 {
         let node = home.join(format!("node{i}"));
         assert_eq!(

@@ -7,7 +7,8 @@
 //! code 3, logs with filters and the range limit, transactions and receipts, fee history,
 //! -32601 for unknown methods.
 //!
-//! Write side (web3_write.py): an account funded from a dev key deploys the solc-compiled
+//! Write side (web3_write.py): web3.py funds a fresh account from the devnet's Ethereum dev
+//! key (`keel init` prefunds it), and that account deploys the solc-compiled
 //! token with a secp256k1-signed EIP-1559 transaction, transfers with an event read back by
 //! filter, gets a revert reason, sends legacy and EIP-2930 transactions, calls the WASM token,
 //! and sees nonce and balance equal in the Ethereum and native views; replays, wrong chain
@@ -16,16 +17,13 @@
 mod common;
 
 use common::{contract, keel, serial, Cluster};
+use keel_node::init::{ETH_DEV_ACCOUNT_FILE, ETH_DEV_ADDRESS};
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::Command;
 
 const SUPPLY: &str = "00000000000000000000000000000000000000000000000000000000000f4240";
 const BOB: &str = "0x00000000000000000000000000000000000000bb";
-/// A well-known test key (Hardhat/Anvil account 0) and its address; only ever used on
-/// throwaway devnets.
-const ETH_KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
-const ETH_ADDRESS: &str = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
 
 /// The Python with web3.py that scripts/setup installs (`KEEL_PYTHON` overrides).
 fn python() -> PathBuf {
@@ -130,29 +128,16 @@ fn web3_py_deploys_transacts_and_reads_evm_and_wasm_contracts_unmodified() {
     let result: serde_json::Value = serde_json::from_str(stdout.trim()).expect("summary");
     assert!(result["checks"].as_u64().expect("count") >= 50, "{result}");
 
-    // Write side: fund a secp256k1 account from the dev key with the native CLI, then
-    // web3.py deploys, transacts (EIP-1559, legacy, EIP-2930), calls the WASM token and
-    // checks nonces and balances against the native view.
-    let funded = "1000000000000000000000";
-    let (ok, receipt, err) = keel(&[
-        "tx",
-        "transfer",
-        "--rpc",
-        &rpc,
-        "--key",
-        key,
-        "--to",
-        ETH_ADDRESS,
-        "--amount",
-        funded,
-        "--wait",
-    ]);
-    assert!(
-        ok && receipt["status"] == "success",
-        "funding: {err} {receipt}"
-    );
-    ctx["eth_key"] = json!(ETH_KEY);
-    ctx["funded"] = json!(funded);
+    // Write side: web3.py funds a fresh secp256k1 account from the devnet's Ethereum dev
+    // key, deploys, transacts (EIP-1559, legacy, EIP-2930), calls the WASM token and checks
+    // nonces and balances against the native view.
+    let dev: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(cluster.dir.path().join(ETH_DEV_ACCOUNT_FILE))
+            .expect("keel init wrote the Ethereum dev account"),
+    )
+    .expect("json");
+    assert_eq!(dev["address"], ETH_DEV_ADDRESS);
+    ctx["eth_dev_key"] = dev["private_key"].clone();
     ctx["token_bin"] = json!(contract("Token.bin"));
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/eth/web3_write.py");
     let out = Command::new(&python)

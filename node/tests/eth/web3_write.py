@@ -1,8 +1,9 @@
 """Stock web3.py transacting on keel with secp256k1-signed Ethereum transactions.
 
-Called by node/tests/eth_rpc.rs after it funded ETH_KEY's account from a dev key with the
-keel CLI. web3.py builds (estimating gas, reading the nonce and fee data), signs locally and
-sends through eth_sendRawTransaction — its standard flow, nothing patched.
+Called by node/tests/eth_rpc.rs with the devnet's prefunded Ethereum dev key (written by
+`keel init` to ethereum-dev-account.json). web3.py funds a fresh account from it, then
+builds (estimating gas, reading the nonce and fee data), signs locally and sends through
+eth_sendRawTransaction — its standard flow, nothing patched.
 """
 
 import json
@@ -14,7 +15,8 @@ from web3.exceptions import ContractCustomError
 
 ctx = json.loads(sys.argv[1])
 w3 = Web3(Web3.HTTPProvider(ctx["rpc"], request_kwargs={"timeout": 30}))
-acct = Account.from_key(ctx["eth_key"])
+dev = Account.from_key(ctx["eth_dev_key"])
+acct = Account.from_key(Web3.keccak(text="keel web3.py test account"))
 abi = json.load(open(ctx["token_abi"]))
 bytecode = open(ctx["token_bin"]).read().strip()
 bob = Web3.to_checksum_address(ctx["bob"])
@@ -27,8 +29,8 @@ def check(name, condition, detail=""):
     checks.append(name)
 
 
-def send(tx):
-    signed = acct.sign_transaction(tx)
+def send(tx, signer=None):
+    signed = (signer or acct).sign_transaction(tx)
     tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
     check("ethereum hash", tx_hash == signed.hash, (tx_hash.hex(), signed.hash.hex()))
     return w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60, poll_latency=0.2)
@@ -38,10 +40,16 @@ def native_account(address):
     return w3.provider.make_request("keel_getAccount", [address])["result"]
 
 
-# Funded through the native CLI: the same balance in both views.
-funded = int(ctx["funded"])
+# Fund a fresh account from the dev key (a plain EIP-1559 value transfer).
+funded = 10**21
+check("dev key funded", w3.eth.get_balance(dev.address) >= funded, w3.eth.get_balance(dev.address))
+check("fresh account", w3.eth.get_balance(acct.address) == 0 and w3.eth.get_transaction_count(acct.address) == 0)
+rc = send({"to": acct.address, "value": funded, "gas": 21_000, "maxFeePerGas": 2 * w3.eth.gas_price,
+           "maxPriorityFeePerGas": w3.eth.max_priority_fee, "nonce": w3.eth.get_transaction_count(dev.address),
+           "chainId": w3.eth.chain_id}, signer=dev)
+check("funding status", rc.status == 1 and rc.gasUsed == 21_000, rc)
 check("funded balance", w3.eth.get_balance(acct.address) == funded, w3.eth.get_balance(acct.address))
-check("fresh nonce", w3.eth.get_transaction_count(acct.address) == 0)
+check("funded native view", int(native_account(acct.address.lower())["balance"], 16) == funded)
 
 # 1. Deploy the solc-compiled token: EIP-1559 (web3.py's default), gas estimated by the node.
 Token = w3.eth.contract(abi=abi, bytecode=bytecode)
