@@ -390,8 +390,16 @@ fn field_bounds_are_typed_errors() {
 fn unknown_enum_tag_is_malformed() {
     let key = keypair(2);
     let mut bytes = transfer(&key, 0).tx.encode();
-    // The body tag follows version(1) chain_id(8) sender(32) nonce(8) gas_limit(8) gas_price(16).
-    bytes[1 + 8 + 32 + 8 + 8 + 16] = 9;
+    // The body tag follows version(1) chain_id(8) sender(tag 1 + key 32) nonce(8)
+    // gas_limit(8) gas_price(16).
+    let mut body_tag = bytes.clone();
+    body_tag[1 + 8 + 33 + 8 + 8 + 16] = 9;
+    assert!(matches!(
+        Transaction::decode(&body_tag),
+        Err(DecodeError::Malformed { .. })
+    ));
+    // The sender tag (0 agent, 1 Ethereum) right after the chain id.
+    bytes[1 + 8] = 7;
     assert!(matches!(
         Transaction::decode(&bytes),
         Err(DecodeError::Malformed { .. })

@@ -11,7 +11,7 @@ import sys
 
 from eth_account import Account
 from web3 import Web3
-from web3.exceptions import ContractCustomError
+from web3.exceptions import ContractCustomError, ContractLogicError
 
 ctx = json.loads(sys.argv[1])
 w3 = Web3(Web3.HTTPProvider(ctx["rpc"], request_kwargs={"timeout": 30}))
@@ -81,18 +81,29 @@ try:
 except ContractCustomError as e:
     check("revert data", Web3.keccak(text="InsufficientBalance(uint256,uint256)")[:4].hex() in str(e.data), e.data)
 
+# 3b. A revert *reason* string: the solc-compiled Router reverts with "router: mode 2".
+build_dir = ctx["token_abi"].rsplit("/", 1)[0]
+Router = w3.eth.contract(abi=json.load(open(f"{build_dir}/Router.abi")), bytecode=open(f"{build_dir}/Router.bin").read().strip())
+rc = send(Router.constructor().build_transaction({"from": acct.address, "nonce": 2}))
+router = w3.eth.contract(address=rc.contractAddress, abi=Router.abi)
+try:
+    router.functions.relay(token.address, bob, 1, 2).call({"from": acct.address})
+    raise AssertionError("relay mode 2 did not revert")
+except ContractLogicError as e:
+    check("revert reason", "router: mode 2" in str(e), str(e))
+
 # 4. Legacy (EIP-155) and EIP-2930 value transfers.
 price = w3.eth.gas_price
 before = w3.eth.get_balance(bob)
-rc = send({"to": bob, "value": 7, "gas": 21_000, "gasPrice": price, "nonce": 2, "chainId": w3.eth.chain_id})
+rc = send({"to": bob, "value": 7, "gas": 21_000, "gasPrice": price, "nonce": 3, "chainId": w3.eth.chain_id})
 check("legacy status", rc.status == 1 and w3.eth.get_transaction(rc.transactionHash).type == 0, rc)
-rc = send({"to": bob, "value": 11, "gas": 30_000, "gasPrice": price, "nonce": 3, "chainId": w3.eth.chain_id, "accessList": []})
+rc = send({"to": bob, "value": 11, "gas": 30_000, "gasPrice": price, "nonce": 4, "chainId": w3.eth.chain_id, "accessList": []})
 check("2930 status", rc.status == 1 and w3.eth.get_transaction(rc.transactionHash).type == 1, rc)
 check("value arrived", w3.eth.get_balance(bob) == before + 18, w3.eth.get_balance(bob) - before)
 
 # 5. A WASM contract through the same methods: approve on the WASM token emits Approval.
 wasm = w3.eth.contract(address=Web3.to_checksum_address(ctx["wasm_token"]), abi=abi)
-rc = send(wasm.functions.approve(bob, 99).build_transaction({"from": acct.address, "nonce": 4}))
+rc = send(wasm.functions.approve(bob, 99).build_transaction({"from": acct.address, "nonce": 5}))
 check("wasm call status", rc.status == 1, rc)
 approvals = wasm.events.Approval().process_receipt(rc)
 check("wasm event", len(approvals) == 1 and approvals[0].args.value == 99, approvals)
@@ -100,9 +111,9 @@ check("wasm read", wasm.functions.allowance(acct.address, bob).call() == 99)
 check("wasm logs filter", len(w3.eth.get_logs({"fromBlock": rc.blockNumber, "address": wasm.address, "topics": [Web3.keccak(text="Approval(address,address,uint256)")]})) == 1)
 
 # 6. Nonces and balances shared with the native view.
-check("nonce", w3.eth.get_transaction_count(acct.address) == 5, w3.eth.get_transaction_count(acct.address))
+check("nonce", w3.eth.get_transaction_count(acct.address) == 6, w3.eth.get_transaction_count(acct.address))
 native = native_account(acct.address.lower())
-check("native nonce", native["nonce"] == 5, native)
+check("native nonce", native["nonce"] == 6, native)
 check("native balance", int(native["balance"], 16) == w3.eth.get_balance(acct.address), native)
 check("fees paid", w3.eth.get_balance(acct.address) < funded - 18)
 
@@ -110,7 +121,7 @@ check("fees paid", w3.eth.get_balance(acct.address) < funded - 18)
 stale = acct.sign_transaction({"to": bob, "value": 1, "gas": 21_000, "gasPrice": price, "nonce": 0, "chainId": w3.eth.chain_id})
 r = w3.provider.make_request("eth_sendRawTransaction", [stale.raw_transaction.to_0x_hex()])
 check("stale nonce refused", "error" in r and "nonce" in r["error"]["message"], r)
-wrong = acct.sign_transaction({"to": bob, "value": 1, "gas": 21_000, "gasPrice": price, "nonce": 5, "chainId": w3.eth.chain_id + 1})
+wrong = acct.sign_transaction({"to": bob, "value": 1, "gas": 21_000, "gasPrice": price, "nonce": 6, "chainId": w3.eth.chain_id + 1})
 r = w3.provider.make_request("eth_sendRawTransaction", [wrong.raw_transaction.to_0x_hex()])
 check("wrong chain refused", r.get("error", {}).get("data", {}).get("reason") == "wrong_chain_id", r)
 r = w3.provider.make_request("eth_sendRawTransaction", ["0x02deadbeef"])
