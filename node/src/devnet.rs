@@ -127,7 +127,12 @@ pub async fn devnet(opts: DevnetOptions) -> Result<(), String> {
     }
     println!(
         "{}",
-        json!({"ready": true, "accounts": dir.join("accounts.json").display().to_string()})
+        json!({
+            "ready": true,
+            "accounts": dir.join("accounts.json").display().to_string(),
+            // For Ethereum clients (web3.py, viem, cast): a prefunded secp256k1 key.
+            "ethereum_dev_account": dir.join(crate::init::ETH_DEV_ACCOUNT_FILE).display().to_string(),
+        })
     );
     crate::run::shutdown_signal().await;
     eprintln!("stopping {} validators", nodes.len());
