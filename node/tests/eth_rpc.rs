@@ -34,6 +34,30 @@ fn python() -> PathBuf {
     PathBuf::from(home).join(".cache/keel-py/bin/python")
 }
 
+/// Runs one web3.py script with the test context; it must exit 0 and report at least
+/// `min_checks` passed checks.
+fn run_web3(python: &PathBuf, script: &str, ctx: &serde_json::Value, min_checks: u64) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/eth")
+        .join(script);
+    let out = Command::new(python)
+        .arg(&path)
+        .arg(ctx.to_string())
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{stdout}\n{stderr}\ncontext: {ctx}"
+    );
+    let result: serde_json::Value = serde_json::from_str(stdout.trim()).expect("summary");
+    assert!(
+        result["checks"].as_u64().expect("count") >= min_checks,
+        "{result}"
+    );
+}
+
 #[test]
 fn web3_py_deploys_transacts_and_reads_evm_and_wasm_contracts_unmodified() {
     let python = python();
@@ -113,20 +137,7 @@ fn web3_py_deploys_transacts_and_reads_evm_and_wasm_contracts_unmodified() {
     ctx["holder_balance"] = account["balance"].clone();
     ctx["holder_nonce"] = account["nonce"].clone();
 
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/eth/web3_read.py");
-    let out = Command::new(&python)
-        .arg(&script)
-        .arg(ctx.to_string())
-        .output()
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "web3.py checks failed:\n{stdout}\n{stderr}\ncontext: {ctx}"
-    );
-    let result: serde_json::Value = serde_json::from_str(stdout.trim()).expect("summary");
-    assert!(result["checks"].as_u64().expect("count") >= 50, "{result}");
+    run_web3(&python, "web3_read.py", &ctx, 50);
 
     // Write side: web3.py funds a fresh secp256k1 account from the devnet's Ethereum dev
     // key, deploys, transacts (EIP-1559, legacy, EIP-2930), calls the WASM token and checks
@@ -139,20 +150,7 @@ fn web3_py_deploys_transacts_and_reads_evm_and_wasm_contracts_unmodified() {
     assert_eq!(dev["address"], ETH_DEV_ADDRESS);
     ctx["eth_dev_key"] = dev["private_key"].clone();
     ctx["token_bin"] = json!(contract("Token.bin"));
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/eth/web3_write.py");
-    let out = Command::new(&python)
-        .arg(&script)
-        .arg(ctx.to_string())
-        .output()
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "web3.py write checks failed:\n{stdout}\n{stderr}\ncontext: {ctx}"
-    );
-    let result: serde_json::Value = serde_json::from_str(stdout.trim()).expect("summary");
-    assert!(result["checks"].as_u64().expect("count") >= 30, "{result}");
+    run_web3(&python, "web3_write.py", &ctx, 30);
     // Every validator executed the Ethereum transactions identically.
     let height = cluster.height(1).expect("height");
     cluster.wait_height(&[0, 1, 2, 3], height, std::time::Duration::from_secs(30));

@@ -134,7 +134,8 @@ fn reverted(output: &[u8]) -> ErrorObjectOwned {
 /// Decodes one ABI-encoded `string` argument (offset, length, bytes), bounded by the input.
 fn decode_abi_string(data: &[u8]) -> Option<String> {
     let word = |at: usize| -> Option<usize> {
-        let w = data.get(at..at + 32)?;
+        // Revert data is contract-chosen: an offset near usize::MAX must not overflow.
+        let w = data.get(at..at.checked_add(32)?)?;
         if w[..24].iter().any(|b| *b != 0) {
             return None;
         }
@@ -708,5 +709,10 @@ mod tests {
         // Custom errors and truncated strings: no reason, data kept.
         assert_eq!(reverted(&[1, 2, 3, 4]).message(), "execution reverted");
         assert_eq!(reverted(&data[..40]).message(), "execution reverted");
+        // An offset word of u64::MAX (contract-chosen) is refused, not an overflow panic.
+        let mut hostile = ERROR_SELECTOR.to_vec();
+        hostile.extend([0u8; 24]);
+        hostile.extend([0xff; 8]);
+        assert_eq!(reverted(&hostile).message(), "execution reverted");
     }
 }
