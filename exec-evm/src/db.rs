@@ -40,7 +40,7 @@ impl BlockHashes for NoBlockHashes {
 struct EmptyView;
 
 impl StateView for EmptyView {
-    fn get(&self, _: &keel_types::StateKey) -> Result<Option<Vec<u8>>, StateError> {
+    fn entry(&self, _: &keel_types::StateKey) -> Result<Option<keel_state::Entry>, StateError> {
         Ok(None)
     }
 }

@@ -65,11 +65,29 @@ pub struct ConsensusSection {
     pub max_block_txs: usize,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageSection {
     /// Heights of state, blocks and receipts kept; 0 keeps everything (archive).
     pub retain_heights: u64,
+    /// Keep the expiry archive and serve revival proofs (`keel_getProof` with an epoch).
+    /// A chain needs at least one node that keeps it, or expired entries cannot come back.
+    pub keep_archive: bool,
+    /// How often the pruner looks for heights to drop.
+    pub prune_interval_ms: u64,
+    /// Heights one pruning step drops at most (one RocksDB batch; bounds its memory).
+    pub prune_batch_heights: u64,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection {
+            retain_heights: 0,
+            keep_archive: true,
+            prune_interval_ms: 1_000,
+            prune_batch_heights: 256,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,6 +222,12 @@ impl NodeConfig {
         {
             return invalid(
                 "consensus timings must be positive and timeout_max_ms >= timeout_base_ms".into(),
+            );
+        }
+        if self.storage.prune_batch_heights == 0 || self.storage.prune_interval_ms == 0 {
+            return invalid(
+                "storage.prune_batch_heights and storage.prune_interval_ms must be at least 1"
+                    .into(),
             );
         }
         Ok(())

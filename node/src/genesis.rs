@@ -165,6 +165,7 @@ impl Genesis {
             diff: &diff,
             block: None,
             receipts: &[],
+            archive: &keel_state::ArchiveBatch::default(),
         })?;
         std::fs::write(&marker, expected.to_hex() + "\n").map_err(|e| GenesisError::Read {
             path: marker.display().to_string(),

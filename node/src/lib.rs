@@ -13,6 +13,7 @@ pub mod load;
 pub mod mempool;
 pub mod metrics;
 pub mod net;
+pub mod pruner;
 pub mod rpc;
 pub mod run;
 pub mod shared;

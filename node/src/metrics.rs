@@ -25,6 +25,12 @@ pub const P2P_DROPPED: &str = "keel_p2p_dropped_total";
 pub const HALTED: &str = "keel_halted";
 pub const BLOCK_EXECUTION: &str = "keel_block_execution_seconds";
 pub const RPC_REQUESTS: &str = "keel_rpc_requests_total";
+pub const ACTIVE_ENTRIES: &str = "keel_state_active_entries";
+pub const EXPIRED_ENTRIES: &str = "keel_state_expired_entries";
+pub const REVIVED_ENTRIES: &str = "keel_state_revived_entries_total";
+pub const PRUNED_BYTES: &str = "keel_pruned_bytes_total";
+pub const DISK_SIZE: &str = "keel_disk_size_bytes";
+pub const OLDEST_RETAINED: &str = "keel_oldest_retained_height";
 
 /// What `/health` reports.
 pub trait Health: Send + Sync + 'static {

@@ -85,8 +85,14 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
     let data = home.join("data");
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
     let store = Arc::new(
-        Store::open(&data.join("state"), StoreOptions::default())
-            .with_context(|| format!("opening the store in {}", data.display()))?,
+        Store::open(
+            &data.join("state"),
+            StoreOptions {
+                keep_archive: config.storage.keep_archive,
+                ..StoreOptions::default()
+            },
+        )
+        .with_context(|| format!("opening the store in {}", data.display()))?,
     );
     genesis.apply(&store, &data)?;
     let genesis_hash = genesis.hash();
@@ -100,6 +106,7 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
             block_gas_limit: genesis.block_gas_limit,
             min_gas_price: genesis.min_gas_price,
             verify_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            expiry_epochs: genesis.expiry_epochs,
         },
         cache,
     );
@@ -192,6 +199,15 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
         shared,
     )
     .map_err(anyhow::Error::msg)?;
+    crate::pruner::spawn(
+        store.clone(),
+        crate::pruner::PrunerConfig {
+            retain_heights: config.storage.retain_heights,
+            interval: std::time::Duration::from_millis(config.storage.prune_interval_ms),
+            batch_heights: config.storage.prune_batch_heights,
+        },
+    )
+    .context("starting the pruner")?;
     tracing::info!(
         validator = me,
         p2p = %config.p2p.listen,

@@ -13,7 +13,7 @@ use keel_exec_evm::{
     KeelDb, SPEC,
 };
 use keel_exec_wasm::ModuleCache;
-use keel_state::{Overlay, StateDiff, StateView, StateViewExt};
+use keel_state::{ArchiveBatch, Overlay, StateDiff, StateView, StateViewExt};
 use keel_types::limits::{BLOCK_GAS_LIMIT, MAX_OUTPUT_BYTES, MAX_TX_GAS};
 use keel_types::{
     Address, Block, Env, Hash, Log, Receipt, SignedTransaction, TxBody, TxError, TxStatus, U256,
@@ -28,6 +28,8 @@ pub struct RuntimeConfig {
     pub min_gas_price: u128,
     /// Threads that verify a block's signatures (timing only; never the result).
     pub verify_threads: usize,
+    /// Epochs an untouched entry stays live (0: expiry off).
+    pub expiry_epochs: u64,
 }
 
 impl RuntimeConfig {
@@ -37,6 +39,7 @@ impl RuntimeConfig {
             block_gas_limit: BLOCK_GAS_LIMIT,
             min_gas_price: 0,
             verify_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            expiry_epochs: 0,
         }
     }
 }
@@ -57,6 +60,8 @@ pub struct BlockOutput {
     pub receipts: Vec<Receipt>,
     pub diff: StateDiff,
     pub gas_used: u64,
+    /// Entries this block moved to the expiry archive.
+    pub archive: ArchiveBatch,
 }
 
 /// A read-only call (see [`Runtime::call`]).
@@ -75,6 +80,20 @@ pub struct CallRequest {
 pub struct Runtime {
     config: RuntimeConfig,
     wasm: Arc<ModuleCache>,
+}
+
+/// Why revm did not run a transaction.
+enum Refused {
+    Invalid(InvalidTransaction),
+    /// It touched an expired entry.
+    Expired(TxError),
+}
+
+fn expired_error(key: &keel_types::StateKey, epoch: u64) -> TxError {
+    TxError::Expired {
+        key: key.to_string(),
+        expired_epoch: epoch,
+    }
 }
 
 fn rejected(tx_hash: Hash, error: TxError) -> Receipt {
@@ -205,7 +224,10 @@ impl Runtime {
             self.config.verify_threads,
         );
 
-        let mut overlay = Overlay::new(parent);
+        let mut overlay = Overlay::at_epoch(parent, header.epoch);
+        // Expiry first: this block's transactions see the entries it archives as expired.
+        let archive = crate::expiry::sweep(&mut overlay, header.epoch, self.config.expiry_epochs)?;
+        overlay.discard_journal();
         let mut receipts = Vec::with_capacity(block.transactions.len());
         let mut block_gas_used = 0u64;
         for (index, (tx, tx_hash)) in block.transactions.iter().zip(&tx_hashes).enumerate() {
@@ -222,6 +244,7 @@ impl Runtime {
             receipts,
             diff: overlay.into_diff(),
             gas_used: block_gas_used,
+            archive,
         })
     }
 
@@ -283,13 +306,8 @@ impl Runtime {
                 deploy_input(code, args),
                 *value,
             ),
-            TxBody::Revive { .. } => {
-                return Ok(rejected(
-                    tx_hash,
-                    TxError::InvalidRevival {
-                        reason: "state expiry and revival are not enabled on this chain yet".into(),
-                    },
-                ))
+            TxBody::Revive { proof } => {
+                return self.revive(overlay, block, tx, tx_hash, proof);
             }
         };
         let tx_env = TxEnv {
@@ -306,14 +324,82 @@ impl Runtime {
         let is_wasm_deploy = matches!(t.body, TxBody::Deploy { env: Env::Wasm, .. });
         match self.transact(overlay, hashes, block, tx_env, false)? {
             Ok((result, trap)) => Ok(receipt_from(result, tx_hash, is_wasm_deploy, trap)),
-            Err(invalid) => {
-                let balance = overlay
-                    .account(&sender)?
-                    .map(|a| a.balance)
-                    .unwrap_or_default();
+            Err(Refused::Expired(error)) => Ok(rejected(tx_hash, error)),
+            Err(Refused::Invalid(invalid)) => {
+                let balance = match overlay.account(&sender) {
+                    Ok(a) => a.map(|a| a.balance).unwrap_or_default(),
+                    Err(keel_state::StateError::Expired { .. }) => U256::ZERO,
+                    Err(e) => return Err(e.into()),
+                };
                 Ok(rejected(tx_hash, map_invalid(tx, invalid, balance)))
             }
         }
+    }
+
+    /// A revival: the same nonce and fee rules as every transaction, then the proof checks
+    /// of `expiry::check_revival`. A refused revival is rejected without a fee.
+    fn revive(
+        &self,
+        overlay: &mut Overlay<&dyn StateView>,
+        block: &BlockContext,
+        tx: &SignedTransaction,
+        tx_hash: Hash,
+        proof: &[u8],
+    ) -> Result<Receipt, RuntimeError> {
+        let t = &tx.tx;
+        let sender = t.sender_address();
+        let account = match overlay.account(&sender) {
+            Ok(a) => a.unwrap_or_default(),
+            Err(keel_state::StateError::Expired { key, epoch, .. }) => {
+                return Ok(rejected(tx_hash, expired_error(&key, epoch)))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if account.nonce != t.nonce {
+            return Ok(rejected(
+                tx_hash,
+                TxError::BadNonce {
+                    expected: account.nonce,
+                    got: t.nonce,
+                },
+            ));
+        }
+        let intrinsic = crate::expiry::revival_gas(proof.len());
+        if t.gas_limit < intrinsic {
+            return Ok(rejected(
+                tx_hash,
+                TxError::IntrinsicGasTooLow {
+                    gas_limit: t.gas_limit,
+                    intrinsic,
+                },
+            ));
+        }
+        if account.balance < t.max_fee() {
+            return Ok(rejected(
+                tx_hash,
+                TxError::InsufficientBalance {
+                    needed: t.max_fee(),
+                    available: account.balance,
+                },
+            ));
+        }
+        let checked = crate::expiry::check_revival(&*overlay, proof, self.config.expiry_epochs)?;
+        let proof = match checked {
+            Ok(p) => p,
+            Err(error) => return Ok(rejected(tx_hash, error)),
+        };
+        let fee = U256::from(intrinsic) * U256::from(t.gas_price);
+        crate::expiry::apply_revival(overlay, sender, block.beneficiary, fee, proof)?;
+        overlay.discard_journal();
+        Ok(Receipt {
+            tx_hash,
+            status: TxStatus::Success,
+            gas_used: intrinsic,
+            output: Vec::new(),
+            logs: Vec::new(),
+            contract_address: None,
+            error: None,
+        })
     }
 
     /// Runs one EVM transaction (WASM frames included) over `overlay` and applies its state
@@ -325,7 +411,7 @@ impl Runtime {
         block: &BlockContext,
         tx_env: TxEnv,
         skip_nonce_check: bool,
-    ) -> Result<Result<(ExecutionResult, Option<String>), InvalidTransaction>, RuntimeError> {
+    ) -> Result<Result<(ExecutionResult, Option<String>), Refused>, RuntimeError> {
         let precompiles = KeelPrecompiles::new(self.wasm.clone(), block.epoch, block.timestamp_ms);
         let (result, state) = {
             let db = KeelDb::new(&*overlay, hashes);
@@ -341,9 +427,16 @@ impl Runtime {
                 precompiles: precompiles.clone(),
                 frame_stack: FrameStack::new_prealloc(8),
             };
-            match evm.transact(tx_env) {
+            let outcome = evm.transact(tx_env);
+            // A read of an expired entry aborts the transaction whichever way the failure
+            // surfaced (a database error in the EVM, a host error in WASM, or a WASM caller
+            // that turned it into a revert): nothing it did is applied.
+            if let Some((key, epoch, _)) = overlay.take_expired_hit() {
+                return Ok(Err(Refused::Expired(expired_error(&key, epoch))));
+            }
+            match outcome {
                 Ok(out) => (out.result, out.state),
-                Err(EVMError::Transaction(invalid)) => return Ok(Err(invalid)),
+                Err(EVMError::Transaction(invalid)) => return Ok(Err(Refused::Invalid(invalid))),
                 Err(e) => return Err(RuntimeError::Fatal(e.to_string())),
             }
         };
@@ -361,7 +454,7 @@ impl Runtime {
         block: &BlockContext,
         request: CallRequest,
     ) -> Result<Receipt, RuntimeError> {
-        let mut overlay = Overlay::new(state);
+        let mut overlay = Overlay::at_epoch(state, block.epoch);
         let tx_env = TxEnv {
             caller: to_revm(&request.from),
             gas_limit: request.gas_limit.min(MAX_TX_GAS),
@@ -377,7 +470,8 @@ impl Runtime {
         };
         match self.transact(&mut overlay, hashes, block, tx_env, true)? {
             Ok((result, trap)) => Ok(receipt_from(result, Hash::ZERO, false, trap)),
-            Err(invalid) => Ok(rejected(
+            Err(Refused::Expired(error)) => Ok(rejected(Hash::ZERO, error)),
+            Err(Refused::Invalid(invalid)) => Ok(rejected(
                 Hash::ZERO,
                 TxError::Execution {
                     reason: invalid.to_string(),
@@ -400,7 +494,7 @@ impl Runtime {
         if tx.verify_signature().is_err() {
             return Ok(rejected(tx_hash, TxError::BadSignature));
         }
-        let mut overlay = Overlay::new(state);
+        let mut overlay = Overlay::at_epoch(state, block.epoch);
         self.execute_tx(&mut overlay, hashes, block, tx, tx_hash, 0)
     }
 }

@@ -60,6 +60,7 @@ fn keel_store(blocks: &[Vec<(StateKey, [u8; 32])>], sync_writes: bool) -> f64 {
     let store = Store::open(
         dir.path(),
         StoreOptions {
+            keep_archive: true,
             sync_writes,
             ..StoreOptions::default()
         },
@@ -77,6 +78,7 @@ fn keel_store(blocks: &[Vec<(StateKey, [u8; 32])>], sync_writes: bool) -> f64 {
                 diff: &diff,
                 block: None,
                 receipts: &[],
+                archive: &keel_state::ArchiveBatch::default(),
             })
             .expect("commit");
     }

@@ -1,4 +1,4 @@
-use keel_types::{DecodeError, Height};
+use keel_types::{DecodeError, Epoch, Height, StateKey};
 
 /// Errors from the store. `Corrupt` means the database contradicts itself (a bug or disk
 /// damage): callers must halt rather than continue on wrong state.
@@ -22,6 +22,15 @@ pub enum StateError {
     },
     #[error("height {height} was pruned (oldest retained is {oldest})")]
     Pruned { height: Height, oldest: Height },
+    /// The entry expired: a typed outcome for the transaction or query that touched it.
+    #[error(
+        "{key} expired in epoch {epoch}; revive it with `keel query proof` then `keel tx revive`"
+    )]
+    Expired {
+        key: StateKey,
+        epoch: Epoch,
+        leaf: u64,
+    },
     #[error("merkle tree: {0}")]
     Tree(String),
     #[error("value for {key} is {len_bytes} bytes, over the bound of {max_bytes}")]

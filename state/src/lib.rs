@@ -5,12 +5,18 @@
 
 #![forbid(unsafe_code)]
 
+mod entry;
 mod error;
+mod expiry;
 mod overlay;
+mod prune;
 mod schema;
 mod store;
 mod tree;
 
+pub use entry::{encode_live, Entry, ENTRY_OVERHEAD_BYTES};
 pub use error::StateError;
-pub use overlay::{Checkpoint, Overlay, StateDiff, StateView, StateViewExt};
+pub use expiry::{ArchiveBatch, ExpiryCounts, ProofUnavailable};
+pub use overlay::{live_value, Checkpoint, Overlay, StateDiff, StateView, StateViewExt};
+pub use prune::PruneOutcome;
 pub use store::{CommitInfo, CommitRequest, Store, StoreOptions, StoreView};

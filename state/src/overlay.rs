@@ -1,24 +1,68 @@
 //! The read/write interface execution uses: `StateView` for reads, `Overlay` to buffer a
-//! block's (or a call's) writes over any view, with checkpoints for nested-call rollback.
+//! block's (or a call's) writes over any view, with checkpoints for nested-call rollback,
+//! and the touch tracking that keeps read entries from expiring.
 
+use crate::entry::{encode_live, Entry};
 use crate::error::StateError;
 use keel_types::limits::MAX_STATE_VALUE_BYTES;
 use keel_types::state_key::CodeBlob;
-use keel_types::{AccountRecord, Address, Canonical, Hash, StateKey};
+use keel_types::{AccountRecord, Address, Canonical, Epoch, Hash, StateKey};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-/// The writes of a block: key → new value, `None` deletes. A BTreeMap so every iteration
-/// (tree update, write batch, hashing) is in key order on every node.
+/// The writes of a block: key → new encoded [`Entry`], `None` deletes. A BTreeMap so every
+/// iteration (tree update, write batch, hashing) is in key order on every node.
 pub type StateDiff = BTreeMap<StateKey, Option<Vec<u8>>>;
 
 /// Read access to state at one point (a committed height, or an overlay over one).
 pub trait StateView {
-    fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StateError>;
+    /// The stored entry: live (with its touch epoch) or an expired stub.
+    fn entry(&self, key: &StateKey) -> Result<Option<Entry>, StateError>;
+
+    /// The live value; an expired entry is `StateError::Expired`, never a zero.
+    fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StateError> {
+        live_value(key, self.entry(key)?)
+    }
+
+    /// Up to `limit` live entries that take part in expiry and were last touched before
+    /// `before_epoch`, oldest touch first then by key hash. Views that cannot answer (past
+    /// heights, test views) return none, so they never expire anything.
+    fn expiry_candidates(
+        &self,
+        _before_epoch: Epoch,
+        _limit: usize,
+    ) -> Result<Vec<StateKey>, StateError> {
+        Ok(Vec::new())
+    }
+}
+
+/// The value of a looked-up entry, or the typed expiry error.
+pub fn live_value(key: &StateKey, entry: Option<Entry>) -> Result<Option<Vec<u8>>, StateError> {
+    match entry {
+        None => Ok(None),
+        Some(Entry::Live { value, .. }) => Ok(Some(value)),
+        Some(Entry::Expired { epoch, leaf }) => Err(StateError::Expired {
+            key: key.clone(),
+            epoch,
+            leaf,
+        }),
+    }
+}
+
+/// Decodes a stored entry (or `None` for absent or deleted).
+pub fn decode_entry(raw: Option<&Vec<u8>>) -> Result<Option<Entry>, StateError> {
+    raw.map(|r| Entry::decode(r)).transpose()
 }
 
 impl<T: StateView + ?Sized> StateView for &T {
+    fn entry(&self, key: &StateKey) -> Result<Option<Entry>, StateError> {
+        (**self).entry(key)
+    }
     fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StateError> {
         (**self).get(key)
+    }
+    fn expiry_candidates(&self, before: Epoch, limit: usize) -> Result<Vec<StateKey>, StateError> {
+        (**self).expiry_candidates(before, limit)
     }
 }
 
@@ -55,20 +99,37 @@ impl<T: StateView + ?Sized> StateViewExt for T {}
 pub struct Checkpoint(usize);
 
 /// Buffers writes over a base view: reads see the buffered writes first.
+///
+/// Writes are stamped with the overlay's epoch. Reads of base entries last touched in an
+/// earlier epoch are remembered, and [`Overlay::into_diff`] re-stamps them: reading keeps an
+/// entry alive exactly as writing does. The first expired entry a read hits is remembered too,
+/// so the executor can turn a failed execution into the typed `Expired` receipt.
 #[derive(Debug)]
 pub struct Overlay<V> {
     base: V,
+    epoch: Epoch,
     writes: StateDiff,
     /// (key, the write-set entry it replaced): `None` = the key had no buffered write.
     journal: Vec<(StateKey, Option<Option<Vec<u8>>>)>,
+    touched: RefCell<BTreeMap<StateKey, Vec<u8>>>,
+    expired_hit: RefCell<Option<(StateKey, Epoch, u64)>>,
 }
 
 impl<V: StateView> Overlay<V> {
+    /// An overlay whose writes are stamped with epoch 0 (genesis, read-only calls).
     pub fn new(base: V) -> Overlay<V> {
+        Overlay::at_epoch(base, 0)
+    }
+
+    /// An overlay for executing a block of `epoch`.
+    pub fn at_epoch(base: V, epoch: Epoch) -> Overlay<V> {
         Overlay {
             base,
+            epoch,
             writes: BTreeMap::new(),
             journal: Vec::new(),
+            touched: RefCell::new(BTreeMap::new()),
+            expired_hit: RefCell::new(None),
         }
     }
 
@@ -76,7 +137,11 @@ impl<V: StateView> Overlay<V> {
         &self.base
     }
 
-    /// Buffers a write; `None` deletes the key.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// Buffers a write of a live value; `None` deletes the key.
     pub fn set(&mut self, key: StateKey, value: Option<Vec<u8>>) -> Result<(), StateError> {
         if let Some(v) = &value {
             if v.len() > MAX_STATE_VALUE_BYTES {
@@ -87,9 +152,19 @@ impl<V: StateView> Overlay<V> {
                 });
             }
         }
-        let previous = self.writes.insert(key.clone(), value);
-        self.journal.push((key, previous));
+        let stored = value.map(|v| encode_live(self.epoch, &v));
+        self.set_raw(key, stored);
         Ok(())
+    }
+
+    /// Buffers an entry as is (expiry stubs).
+    pub fn set_entry(&mut self, key: StateKey, entry: &Entry) {
+        self.set_raw(key, Some(entry.encode()));
+    }
+
+    fn set_raw(&mut self, key: StateKey, stored: Option<Vec<u8>>) {
+        let previous = self.writes.insert(key.clone(), stored);
+        self.journal.push((key, previous));
     }
 
     pub fn put_account(
@@ -149,20 +224,60 @@ impl<V: StateView> Overlay<V> {
         self.journal.clear();
     }
 
+    /// The first expired entry a read hit since the last call, if any.
+    pub fn take_expired_hit(&self) -> Option<(StateKey, Epoch, u64)> {
+        self.expired_hit.borrow_mut().take()
+    }
+
+    /// The buffered writes (without the touch re-stamps `into_diff` adds).
     pub fn diff(&self) -> &StateDiff {
         &self.writes
     }
 
+    /// The writes plus a re-stamp of every entry read from the base in an older epoch.
     pub fn into_diff(self) -> StateDiff {
-        self.writes
+        let mut writes = self.writes;
+        for (key, value) in self.touched.into_inner() {
+            writes
+                .entry(key)
+                .or_insert_with(|| Some(encode_live(self.epoch, &value)));
+        }
+        writes
     }
 }
 
 impl<V: StateView> StateView for Overlay<V> {
-    fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StateError> {
-        match self.writes.get(key) {
-            Some(value) => Ok(value.clone()),
-            None => self.base.get(key),
+    fn entry(&self, key: &StateKey) -> Result<Option<Entry>, StateError> {
+        if let Some(raw) = self.writes.get(key) {
+            return decode_entry(raw.as_ref());
         }
+        let entry = self.base.entry(key)?;
+        if let Some(Entry::Live {
+            touched_epoch,
+            value,
+        }) = &entry
+        {
+            if *touched_epoch < self.epoch && key.expires() {
+                self.touched
+                    .borrow_mut()
+                    .entry(key.clone())
+                    .or_insert_with(|| value.clone());
+            }
+        }
+        Ok(entry)
+    }
+
+    fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StateError> {
+        let result = live_value(key, self.entry(key)?);
+        if let Err(StateError::Expired { key, epoch, leaf }) = &result {
+            self.expired_hit
+                .borrow_mut()
+                .get_or_insert_with(|| (key.clone(), *epoch, *leaf));
+        }
+        result
+    }
+
+    fn expiry_candidates(&self, before: Epoch, limit: usize) -> Result<Vec<StateKey>, StateError> {
+        self.base.expiry_candidates(before, limit)
     }
 }

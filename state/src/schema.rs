@@ -27,6 +27,16 @@ pub const CF_TX_INDEX: &str = "tx_index";
 /// Node records that are not state (consensus certificates, epoch proofs): key → value.
 pub const CF_AUX: &str = "aux";
 
+/// touched_epoch (8, BE) ‖ key_hash → StateKey bytes: live expiring entries by last touch,
+/// so the expiry sweep finds the oldest without scanning state.
+pub const CF_TOUCH: &str = "touch_index";
+/// superseded_at (8, BE) ‖ key_hash ‖ old_height (8, BE) → (): value versions the pruner may
+/// drop once `superseded_at` is below the retention window (a delete supersedes itself).
+pub const CF_HISTORY: &str = "value_history";
+/// The expiry archive (kept when the node keeps archives): `n` ‖ level (4, BE) ‖ index (8,
+/// BE) → node hash; `l` ‖ leaf index (8, BE) → borsh(ArchivedLeaf).
+pub const CF_ARCHIVE: &str = "archive";
+
 pub const ALL_CFS: &[&str] = &[
     CF_META,
     CF_NODES,
@@ -39,10 +49,21 @@ pub const ALL_CFS: &[&str] = &[
     CF_RECEIPTS,
     CF_TX_INDEX,
     CF_AUX,
+    CF_TOUCH,
+    CF_HISTORY,
+    CF_ARCHIVE,
 ];
 
 pub const META_LATEST: &[u8] = b"latest";
 pub const META_OLDEST: &[u8] = b"oldest_retained";
+/// Live entries that take part in expiry (u64 BE).
+pub const META_ACTIVE: &[u8] = b"active_entries";
+/// Expired stubs in the active tree (u64 BE).
+pub const META_EXPIRED: &[u8] = b"expired_entries";
+/// Revivals ever committed (u64 BE).
+pub const META_REVIVED: &[u8] = b"revived_entries";
+/// Bytes of keys and values the pruner has deleted (u64 BE).
+pub const META_PRUNED_BYTES: &[u8] = b"pruned_bytes";
 
 /// Length of the key-hash prefix in `CF_VALUES`.
 pub const KEY_HASH_BYTES: usize = 32;
@@ -60,4 +81,34 @@ pub fn value_key(key_hash: &[u8; 32], height: Height) -> [u8; 40] {
 
 pub fn decode_height(bytes: &[u8]) -> Option<Height> {
     Some(Height::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
+}
+
+pub fn touch_key(epoch: u64, key_hash: &[u8; 32]) -> [u8; 40] {
+    let mut out = [0u8; 40];
+    out[..8].copy_from_slice(&epoch.to_be_bytes());
+    out[8..].copy_from_slice(key_hash);
+    out
+}
+
+pub fn history_key(superseded_at: Height, key_hash: &[u8; 32], old: Height) -> [u8; 48] {
+    let mut out = [0u8; 48];
+    out[..8].copy_from_slice(&superseded_at.to_be_bytes());
+    out[8..40].copy_from_slice(key_hash);
+    out[40..].copy_from_slice(&old.to_be_bytes());
+    out
+}
+
+pub fn archive_node_key(level: u32, index: u64) -> [u8; 13] {
+    let mut out = [0u8; 13];
+    out[0] = b'n';
+    out[1..5].copy_from_slice(&level.to_be_bytes());
+    out[5..].copy_from_slice(&index.to_be_bytes());
+    out
+}
+
+pub fn archive_leaf_key(index: u64) -> [u8; 9] {
+    let mut out = [0u8; 9];
+    out[0] = b'l';
+    out[1..].copy_from_slice(&index.to_be_bytes());
+    out
 }

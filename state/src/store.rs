@@ -1,11 +1,14 @@
 //! The store: open, commit one block atomically, and read state, roots, proofs, blocks and
 //! receipts at any retained height.
 
+use crate::entry::Entry;
 use crate::error::StateError;
-use crate::overlay::{StateDiff, StateView};
+use crate::expiry::{ArchiveBatch, ExpiryCounts};
+use crate::overlay::{decode_entry, StateDiff, StateView};
 use crate::schema::*;
 use crate::tree::{newest_value_at, DbTreeReader};
 use borsh::{BorshDeserialize, BorshSerialize};
+use keel_types::archive::ArchivedLeaf;
 use keel_types::hash::JmtHasher;
 use keel_types::limits::MAX_STATE_VALUE_BYTES;
 use keel_types::receipt::BlockReceipts;
@@ -31,6 +34,9 @@ pub struct StoreOptions {
     pub write_buffer_bytes: usize,
     /// Open file handles RocksDB may keep.
     pub max_open_files: i32,
+    /// Keep the expiry archive (expired entries and the nodes to prove them), so this node
+    /// can serve revival proofs. Validators that turn it off still commit to the archive.
+    pub keep_archive: bool,
 }
 
 impl Default for StoreOptions {
@@ -40,6 +46,7 @@ impl Default for StoreOptions {
             block_cache_bytes: 64 * 1024 * 1024,
             write_buffer_bytes: 32 * 1024 * 1024,
             max_open_files: 512,
+            keep_archive: true,
         }
     }
 }
@@ -64,13 +71,15 @@ pub struct CommitRequest<'a> {
     pub diff: &'a StateDiff,
     pub block: Option<&'a Block>,
     pub receipts: &'a [Receipt],
+    /// Entries this height moved to the expiry archive.
+    pub archive: &'a ArchiveBatch,
 }
 
 /// The node's database. Commits are serialised; reads run concurrently with them and see
 /// either all of a block or none of it.
 pub struct Store {
-    db: DB,
-    options: StoreOptions,
+    pub(crate) db: DB,
+    pub(crate) options: StoreOptions,
     latest: RwLock<Option<CommitInfo>>,
     commit_lock: Mutex<()>,
 }
@@ -83,7 +92,7 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, StateError> {
+pub(crate) fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, StateError> {
     db.cf_handle(name)
         .ok_or_else(|| StateError::Corrupt(format!("missing column family {name}")))
 }
@@ -228,6 +237,10 @@ impl Store {
 
         let db = &self.db;
         let mut batch = WriteBatch::default();
+        crate::expiry::bookkeep(db, &mut batch, height, request.diff)?;
+        if self.options.keep_archive {
+            crate::expiry::write_archive(db, &mut batch, request.archive)?;
+        }
         let nodes = cf(db, CF_NODES)?;
         for (node_key, node) in update.node_batch.nodes() {
             batch.put_cf(
@@ -323,8 +336,48 @@ impl Store {
         }
     }
 
+    /// Live, expired and revived entry counts as of the latest commit.
+    pub fn expiry_counts(&self) -> Result<ExpiryCounts, StateError> {
+        crate::expiry::counts(&self.db)
+    }
+
+    /// Whether this node keeps the expiry archive.
+    pub fn keeps_archive(&self) -> bool {
+        self.options.keep_archive
+    }
+
+    /// An archive node hash, if this node keeps the archive.
+    pub fn archive_node(&self, level: u32, index: u64) -> Result<Option<Hash>, StateError> {
+        let raw = self
+            .db
+            .get_cf(cf(&self.db, CF_ARCHIVE)?, archive_node_key(level, index))?;
+        raw.map(|r| {
+            r.as_slice()
+                .try_into()
+                .map(Hash)
+                .map_err(|_| StateError::Corrupt("archive node length".into()))
+        })
+        .transpose()
+    }
+
+    /// An archived entry by leaf index, if this node keeps the archive.
+    pub fn archive_leaf(&self, index: u64) -> Result<Option<ArchivedLeaf>, StateError> {
+        let raw = self
+            .db
+            .get_cf(cf(&self.db, CF_ARCHIVE)?, archive_leaf_key(index))?;
+        raw.map(|r| {
+            ArchivedLeaf::try_from_slice(&r)
+                .map_err(|e| StateError::Corrupt(format!("archive leaf {index}: {e}")))
+        })
+        .transpose()
+    }
+
     /// The state root after executing `height`.
     pub fn state_root(&self, height: Height) -> Result<Hash, StateError> {
+        let oldest = self.oldest_retained()?;
+        if height < oldest {
+            return Err(StateError::Pruned { height, oldest });
+        }
         let raw = self
             .db
             .get_cf(cf(&self.db, CF_ROOTS)?, height_key(height))?
@@ -339,12 +392,18 @@ impl Store {
         ))
     }
 
-    /// The value of `key` as of `height`.
-    pub fn get(&self, key: &StateKey, height: Height) -> Result<Option<Vec<u8>>, StateError> {
+    /// The stored entry (live or expired stub) of `key` as of `height`.
+    pub fn entry(&self, key: &StateKey, height: Height) -> Result<Option<Entry>, StateError> {
         self.check_readable(height)?;
-        newest_value_at(&self.db, &key.key_hash().0, height)
+        let raw = newest_value_at(&self.db, &key.key_hash().0, height)
             .map(Option::flatten)
-            .map_err(tree_err)
+            .map_err(tree_err)?;
+        decode_entry(raw.as_ref())
+    }
+
+    /// The live value of `key` as of `height` (`StateError::Expired` for an expired entry).
+    pub fn get(&self, key: &StateKey, height: Height) -> Result<Option<Vec<u8>>, StateError> {
+        crate::overlay::live_value(key, self.entry(key, height)?)
     }
 
     /// A membership (or non-membership) proof for `key` against the root at `height`.
@@ -463,7 +522,7 @@ impl Store {
     }
 }
 
-fn io_corrupt(e: std::io::Error) -> StateError {
+pub(crate) fn io_corrupt(e: std::io::Error) -> StateError {
     StateError::Corrupt(format!("encoding for storage: {e}"))
 }
 
@@ -517,10 +576,23 @@ impl StoreView<'_> {
 }
 
 impl StateView for StoreView<'_> {
-    fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StateError> {
+    fn entry(&self, key: &StateKey) -> Result<Option<Entry>, StateError> {
         if self.store.latest().is_none() {
             return Ok(None);
         }
-        self.store.get(key, self.height)
+        self.store.entry(key, self.height)
+    }
+
+    /// The touch index describes the latest commit only: a view of an older height (a
+    /// query, never block execution) has no candidates.
+    fn expiry_candidates(
+        &self,
+        before_epoch: keel_types::Epoch,
+        limit: usize,
+    ) -> Result<Vec<StateKey>, StateError> {
+        if self.store.latest().map(|l| l.height) != Some(self.height) {
+            return Ok(Vec::new());
+        }
+        crate::expiry::candidates(&self.store.db, before_epoch, limit)
     }
 }

@@ -23,6 +23,15 @@ pub(crate) fn newest_value_at(
     key_hash: &[u8; 32],
     max_version: Version,
 ) -> anyhow::Result<Option<Option<OwnedValue>>> {
+    Ok(newest_record_at(db, key_hash, max_version)?.map(|(_, record)| record))
+}
+
+/// Like [`newest_value_at`], with the version the record was written at.
+pub(crate) fn newest_record_at(
+    db: &DB,
+    key_hash: &[u8; 32],
+    max_version: Version,
+) -> anyhow::Result<Option<(Version, Option<OwnedValue>)>> {
     let values = cf(db, CF_VALUES)?;
     let target = value_key(key_hash, max_version);
     let mut read = ReadOptions::default();
@@ -41,7 +50,9 @@ pub(crate) fn newest_value_at(
                 return Ok(None);
             }
             let record: Option<OwnedValue> = borsh::from_slice(&raw)?;
-            Ok(Some(record))
+            let version = crate::schema::decode_height(&key[KEY_HASH_BYTES..])
+                .ok_or_else(|| anyhow::anyhow!("value key without a height"))?;
+            Ok(Some((version, record)))
         }
     }
 }

@@ -31,8 +31,19 @@ fn arb_blocks() -> impl Strategy<Value = Vec<Vec<(u8, Option<Vec<u8>>)>>> {
     let op = (
         0..KEYS,
         prop::option::weighted(0.75, prop::collection::vec(any::<u8>(), 1..48)),
-    );
+    )
+        // The store holds encoded entries; the touch epoch is part of what is committed.
+        .prop_map(|(k, v)| (k, v.map(|v| keel_state::encode_live(u64::from(k % 3), &v))));
     prop::collection::vec(prop::collection::vec(op, 0..12), 1..16)
+}
+
+/// The stored (encoded) entry of `key` at `height`.
+fn raw(
+    store: &Store,
+    key: &StateKey,
+    height: u64,
+) -> Result<Option<Vec<u8>>, keel_state::StateError> {
+    Ok(store.entry(key, height)?.map(|e| e.encode()))
 }
 
 /// The root of `model` computed from nothing: a fresh store, one commit.
@@ -49,6 +60,7 @@ fn scratch_root(model: &Model) -> Hash {
             diff: &diff,
             block: None,
             receipts: &[],
+            archive: &keel_state::ArchiveBatch::default(),
         })
         .expect("commit")
         .state_root
@@ -76,7 +88,7 @@ proptest! {
                 }
             }
             let preview = store.preview_root(height, &diff).expect("preview");
-            let info = store.commit(CommitRequest { height, diff: &diff, block: None, receipts: &[] }).expect("commit");
+            let info = store.commit(CommitRequest { height, diff: &diff, block: None, receipts: &[], archive: &keel_state::ArchiveBatch::default(), }).expect("commit");
             prop_assert_eq!(preview, info.state_root);
             prop_assert_eq!(store.verify_root(height).expect("verify"), info.state_root);
             history.push((model.clone(), info.state_root));
@@ -91,7 +103,7 @@ proptest! {
             let height = height as u64;
             for k in 0..KEYS {
                 let key = key(k);
-                let value = store.get(&key, height).expect("get");
+                let value = raw(&store, &key, height).expect("get");
                 prop_assert_eq!(value.as_ref(), snapshot.get(&key));
                 let proof = store.prove(&key, height).expect("prove");
                 prop_assert_eq!(proof.value.as_ref(), snapshot.get(&key));
@@ -114,7 +126,7 @@ proptest! {
         let store = Store::open(dir.path(), options()).expect("open");
         for (height, ops) in blocks.iter().enumerate() {
             let diff: StateDiff = ops.iter().map(|(k, v)| (key(*k), v.clone())).collect();
-            store.commit(CommitRequest { height: height as u64, diff: &diff, block: None, receipts: &[] }).expect("commit");
+            store.commit(CommitRequest { height: height as u64, diff: &diff, block: None, receipts: &[], archive: &keel_state::ArchiveBatch::default(), }).expect("commit");
         }
         let latest = store.latest().expect("latest");
         let root = latest.state_root;
@@ -137,7 +149,7 @@ proptest! {
         // Wrong key: the same path does not prove another key's value.
         let mut wrong_key = proof.clone();
         wrong_key.key = key((target + 1) % KEYS);
-        if store.get(&wrong_key.key, latest.height).expect("get") != proof.value || proof.value.is_some() {
+        if raw(&store, &wrong_key.key, latest.height).expect("get") != proof.value || proof.value.is_some() {
             prop_assert!(wrong_key.verify(root).is_err());
         }
         // Wrong root.
@@ -152,7 +164,7 @@ proptest! {
         bytes[index] ^= 1 << bit;
         if let Ok(decoded) = StateProof::decode(&bytes) {
             if decoded.verify(root).is_ok() {
-                prop_assert_eq!(store.get(&decoded.key, latest.height).expect("get"), decoded.value);
+                prop_assert_eq!(raw(&store, &decoded.key, latest.height).expect("get"), decoded.value);
             }
         }
     }
@@ -172,6 +184,7 @@ fn overlay_reads_through_and_reverts_checkpoints() {
             diff: &diff,
             block: None,
             receipts: &[],
+            archive: &keel_state::ArchiveBatch::default(),
         })
         .expect("commit");
 
@@ -212,6 +225,7 @@ fn commits_must_be_in_order_and_future_reads_fail() {
         diff: &diff,
         block: None,
         receipts: &[],
+        archive: &keel_state::ArchiveBatch::default(),
     });
     assert!(matches!(
         err,
@@ -226,6 +240,7 @@ fn commits_must_be_in_order_and_future_reads_fail() {
             diff: &diff,
             block: None,
             receipts: &[],
+            archive: &keel_state::ArchiveBatch::default(),
         })
         .expect("commit 0");
     store
@@ -234,6 +249,7 @@ fn commits_must_be_in_order_and_future_reads_fail() {
             diff: &diff,
             block: None,
             receipts: &[],
+            archive: &keel_state::ArchiveBatch::default(),
         })
         .expect("empty commit 1");
     assert_eq!(

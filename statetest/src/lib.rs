@@ -26,8 +26,13 @@ pub const MAX_FIXTURE_BYTES: u64 = 64 * 1024 * 1024;
 pub struct MemView(pub StateDiff);
 
 impl StateView for MemView {
-    fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StateError> {
-        Ok(self.0.get(key).cloned().flatten())
+    fn entry(&self, key: &StateKey) -> Result<Option<keel_state::Entry>, StateError> {
+        self.0
+            .get(key)
+            .cloned()
+            .flatten()
+            .map(|raw| keel_state::Entry::decode(&raw))
+            .transpose()
     }
 }
 
@@ -91,6 +96,17 @@ fn pre_state(unit: &TestUnit) -> Result<MemView, StateError> {
 
 /// The Ethereum state root of a keel state (accounts with their code and storage).
 pub fn ethereum_state_root(state: &StateDiff) -> Result<B256, String> {
+    // The diff holds stored entries; the Ethereum root is over their live values.
+    let mut live = StateDiff::new();
+    for (key, raw) in state {
+        let value = match raw.as_deref().map(keel_state::Entry::decode).transpose() {
+            Ok(Some(keel_state::Entry::Live { value, .. })) => Some(value),
+            Ok(_) => None,
+            Err(e) => return Err(format!("{key}: {e}")),
+        };
+        live.insert(key.clone(), value);
+    }
+    let state = &live;
     let mut storage: BTreeMap<[u8; 20], Vec<(B256, U256)>> = BTreeMap::new();
     for (key, value) in state {
         if let (StateKey::Storage(address, slot), Some(value)) = (key, value) {

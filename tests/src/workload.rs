@@ -36,14 +36,14 @@ pub fn diff(height: u64) -> StateDiff {
         let value = if r.gen_bool(0.15) {
             None
         } else {
-            Some(r.gen::<[u8; 32]>().to_vec())
+            Some(keel_state::encode_live(height / 16, &r.gen::<[u8; 32]>()))
         };
         diff.insert(StateKey::Storage(contract, slot), value);
     }
     let account = Address([r.gen_range(0..CONTRACTS).wrapping_add(100); 20]);
     diff.insert(
         StateKey::Account(account),
-        Some(height.to_le_bytes().to_vec()),
+        Some(keel_state::encode_live(height / 16, &height.to_le_bytes())),
     );
     diff
 }

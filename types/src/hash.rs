@@ -35,6 +35,10 @@ pub enum Domain {
     Proposal,
     /// Canonical in-block ordering key.
     TxOrder,
+    /// A leaf of the expiry archive (an expired entry: key, epoch, value).
+    ArchiveLeaf,
+    /// An inner node or the bagged root of the expiry archive.
+    ArchiveNode,
 }
 
 impl Domain {
@@ -53,11 +57,13 @@ impl Domain {
             Domain::Vote => "keel 2026-11 vote v1",
             Domain::Proposal => "keel 2026-11 proposal v1",
             Domain::TxOrder => "keel 2026-11 tx order v1",
+            Domain::ArchiveLeaf => "keel 2026-11 archive leaf v1",
+            Domain::ArchiveNode => "keel 2026-11 archive node v1",
         }
     }
 
     /// Every domain, in declaration order.
-    pub const ALL: [Domain; 12] = [
+    pub const ALL: [Domain; 14] = [
         Domain::Transaction,
         Domain::Header,
         Domain::TxRootLeaf,
@@ -70,11 +76,13 @@ impl Domain {
         Domain::Vote,
         Domain::Proposal,
         Domain::TxOrder,
+        Domain::ArchiveLeaf,
+        Domain::ArchiveNode,
     ];
 
     /// The 32-byte blake3 key of this domain, derived from its context once per process.
     pub fn key(self) -> &'static [u8; 32] {
-        static KEYS: std::sync::LazyLock<[[u8; 32]; 12]> =
+        static KEYS: std::sync::LazyLock<[[u8; 32]; 14]> =
             std::sync::LazyLock::new(|| Domain::ALL.map(|d| blake3::derive_key(d.context(), b"")));
         // ALL lists the variants in declaration order, so the discriminant is the index
         // (checked by the `domain_keys_are_indexed_by_discriminant` test).

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod address;
+pub mod archive;
 pub mod block;
 pub mod consensus;
 pub mod crypto;
@@ -28,7 +29,7 @@ pub use crypto::{CryptoError, PublicKey, SecretKey, Signature};
 pub use encoding::{Canonical, DecodeError};
 pub use hash::{Domain, Hash};
 pub use proof::{verify_state_proof, ProofError, StateProof};
-pub use receipt::{Log, Receipt, TxError, TxStatus};
+pub use receipt::{Log, Receipt, RevivalError, TxError, TxStatus};
 pub use state_key::{AccountRecord, CodeRef, Env, StateKey};
 pub use tx::{Authorization, Sender, SignedTransaction, Transaction, TxBody};
 

@@ -77,9 +77,51 @@ pub enum TxError {
     #[error("state entry {key} expired in epoch {expired_epoch}; revive it with `keel query proof` then `keel tx revive`")]
     Expired { key: String, expired_epoch: u64 },
     #[error("invalid revival: {reason}")]
-    InvalidRevival { reason: String },
+    InvalidRevival { reason: RevivalError },
     #[error("execution failed: {reason}")]
     Execution { reason: String },
+}
+
+/// Why a revival was refused. Each names what to do instead.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, thiserror::Error)]
+pub enum RevivalError {
+    #[error("the revival proof does not decode: {0}")]
+    Malformed(String),
+    #[error("state expiry is off on this chain (genesis expiry_epochs = 0)")]
+    ExpiryOff,
+    #[error("{key} is live; there is nothing to revive (a second revival, or a newer value)")]
+    AlreadyLive { key: String },
+    #[error("{key} is not expired (it does not exist, or was deleted)")]
+    NotExpired { key: String },
+    #[error("stale version: {key} last expired in epoch {latest_epoch} (archive leaf {latest_leaf}); the proof is for epoch {proof_epoch} leaf {proof_leaf}. Fetch a fresh proof")]
+    StaleVersion {
+        key: String,
+        latest_epoch: u64,
+        latest_leaf: u64,
+        proof_epoch: u64,
+        proof_leaf: u64,
+    },
+    #[error(
+        "no archive is sealed for epoch {sealed_epoch} yet (archives seal when their epoch ends)"
+    )]
+    UnsealedEpoch { sealed_epoch: u64 },
+    #[error(
+        "the proof does not hold against the archive sealed in epoch {sealed_epoch}: {reason}"
+    )]
+    BadProof { sealed_epoch: u64, reason: String },
+}
+
+impl RevivalError {
+    fn text_len(&self) -> usize {
+        match self {
+            RevivalError::Malformed(s) => s.len(),
+            RevivalError::AlreadyLive { key }
+            | RevivalError::NotExpired { key }
+            | RevivalError::StaleVersion { key, .. } => key.len(),
+            RevivalError::BadProof { reason, .. } => reason.len(),
+            RevivalError::ExpiryOff | RevivalError::UnsealedEpoch { .. } => 0,
+        }
+    }
 }
 
 /// The outcome of one transaction.
@@ -102,9 +144,8 @@ impl Receipt {
 
 fn error_text_len(error: &TxError) -> usize {
     match error {
-        TxError::InvalidCode { reason }
-        | TxError::InvalidRevival { reason }
-        | TxError::Execution { reason } => reason.len(),
+        TxError::InvalidCode { reason } | TxError::Execution { reason } => reason.len(),
+        TxError::InvalidRevival { reason } => reason.text_len(),
         TxError::Expired { key, .. } => key.len(),
         _ => 0,
     }

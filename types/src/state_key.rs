@@ -40,6 +40,23 @@ pub enum StateKey {
     Code(Hash),
     /// One 32-byte storage slot of a contract.
     Storage(Address, [u8; 32]),
+    /// The expiry archive's accumulator (leaf count and peaks; see `archive`). Never expires.
+    ArchiveAccumulator,
+    /// The archive root sealed at the end of an epoch (see `archive::SealedArchive`).
+    /// Never expires.
+    ArchiveRoot(u64),
+}
+
+impl std::fmt::Display for StateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateKey::Account(a) => write!(f, "account {a}"),
+            StateKey::Code(h) => write!(f, "code {h}"),
+            StateKey::Storage(a, slot) => write!(f, "storage {a} slot 0x{}", hex::encode(slot)),
+            StateKey::ArchiveAccumulator => f.write_str("archive accumulator"),
+            StateKey::ArchiveRoot(e) => write!(f, "archive root of epoch {e}"),
+        }
+    }
 }
 
 /// Longest canonical key: tag + address + slot.
@@ -64,6 +81,15 @@ impl StateKey {
             kind: KIND,
             reason: e.to_string(),
         })
+    }
+
+    /// Whether the entry takes part in expiry: accounts, code and slots do; the archive's
+    /// own bookkeeping does not (it is what makes revival possible).
+    pub fn expires(&self) -> bool {
+        matches!(
+            self,
+            StateKey::Account(_) | StateKey::Code(_) | StateKey::Storage(..)
+        )
     }
 
     /// Position in the authenticated tree.

@@ -9,7 +9,9 @@
 //! already has (one RocksDB batch; no re-execution). Forks that lose are dropped.
 
 use keel_runtime::{BlockHashes, BlockOutput, Runtime, RuntimeError};
-use keel_state::{CommitInfo, CommitRequest, StateDiff, StateError, StateView, Store, StoreView};
+use keel_state::{
+    CommitInfo, CommitRequest, Entry, StateDiff, StateError, StateView, Store, StoreView,
+};
 use keel_types::receipt::receipts_root;
 use keel_types::{Block, Hash, Height, Receipt, StateKey};
 use std::collections::BTreeMap;
@@ -40,6 +42,8 @@ struct Executed {
     output: BlockOutput,
     root: Hash,
     receipts_root: Hash,
+    /// The expiry archive's root after this block (what a child's header commits).
+    archive_root: Hash,
 }
 
 /// The finalized store plus the unfinalized blocks above it.
@@ -61,14 +65,51 @@ struct ChainView<'a> {
 }
 
 impl StateView for ChainView<'_> {
-    fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StateError> {
+    fn entry(&self, key: &StateKey) -> Result<Option<Entry>, StateError> {
         for diff in &self.diffs {
             if let Some(value) = diff.get(key) {
-                return Ok(value.clone());
+                return value.as_deref().map(Entry::decode).transpose();
             }
         }
-        self.base.get(key)
+        self.base.entry(key)
     }
+
+    /// The store's candidates (the tip's touch index) less those the unfinalized ancestors
+    /// touched, expired or deleted. Ancestors write at their own, recent epoch, so they never
+    /// add a candidate; asking the store for as many extra as they wrote keeps the first
+    /// `limit` exactly those of the state this view describes, whatever the tip is.
+    fn expiry_candidates(&self, before: u64, limit: usize) -> Result<Vec<StateKey>, StateError> {
+        let extra: usize = self.diffs.iter().map(|d| d.len()).sum();
+        let mut out = Vec::with_capacity(limit);
+        for key in self.base.expiry_candidates(before, limit + extra)? {
+            if out.len() == limit {
+                break;
+            }
+            let still = match self.diffs.iter().find_map(|d| d.get(&key)) {
+                None => true,
+                Some(raw) => matches!(
+                    raw.as_deref().map(Entry::decode).transpose()?,
+                    Some(Entry::Live { touched_epoch, .. }) if touched_epoch < before
+                ),
+            };
+            if still {
+                out.push(key);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The root of the expiry archive in `view` (zero before anything expired).
+fn archive_root(view: &dyn StateView) -> Result<Hash, StateError> {
+    use keel_types::archive::ArchiveAccumulator;
+    use keel_types::Canonical;
+    Ok(match view.get(&StateKey::ArchiveAccumulator)? {
+        None => Hash::ZERO,
+        Some(raw) => ArchiveAccumulator::decode(&raw)
+            .map_err(|e| StateError::Corrupt(format!("archive accumulator: {e}")))?
+            .root(),
+    })
 }
 
 /// BLOCKHASH over finalized heights (the store) and the unfinalized ancestry.
@@ -95,6 +136,8 @@ pub struct ParentInfo {
     /// Post-state root and receipts root of the parent (what the child's header commits).
     pub state_root: Hash,
     pub receipts_root: Hash,
+    /// The expiry archive's root after the parent.
+    pub archive_root: Hash,
 }
 
 impl Chain {
@@ -190,6 +233,7 @@ impl Chain {
                 timestamp_ms,
                 state_root: self.store.state_root(tip_height)?,
                 receipts_root: receipts_root(&receipts),
+                archive_root: archive_root(&self.store.latest_view())?,
             }));
         }
         if !self.execute(parent)? {
@@ -203,6 +247,7 @@ impl Chain {
             timestamp_ms: block.header.timestamp_ms,
             state_root: executed.root,
             receipts_root: executed.receipts_root,
+            archive_root: executed.archive_root,
         }))
     }
 
@@ -245,7 +290,7 @@ impl Chain {
         if self.diverge_at == Some(block.header.height) {
             output.diff.insert(
                 StateKey::Storage(keel_types::Address([0xfa; 20]), [0xfa; 32]),
-                Some(vec![1; 32]),
+                Some(keel_state::encode_live(block.header.epoch, &[1; 32])),
             );
         }
         metrics::histogram!(crate::metrics::BLOCK_EXECUTION)
@@ -265,10 +310,18 @@ impl Chain {
         merged.extend(output.diff.iter().map(|(k, v)| (k.clone(), v.clone())));
         let root = self.store.preview_root(tip_height + 1, &merged)?;
         let receipts_root = receipts_root(&output.receipts);
+        let archive_root = match merged.get(&StateKey::ArchiveAccumulator) {
+            Some(_) => archive_root(&ChainView {
+                base: self.store.view(tip_height)?,
+                diffs: vec![&merged],
+            })?,
+            None => archive_root(&self.store.view(tip_height)?)?,
+        };
         Ok(Executed {
             output,
             root,
             receipts_root,
+            archive_root,
         })
     }
 
@@ -317,6 +370,7 @@ impl Chain {
             diff: &executed.output.diff,
             block: Some(block),
             receipts: &executed.output.receipts,
+            archive: &executed.output.archive,
         })?;
         if info.state_root != executed.root {
             // The preview and the commit compute the same function; a difference is a bug in

@@ -380,7 +380,7 @@ impl Driver {
             tx_root: tx_root(&transactions),
             parent_state_root: parent.state_root,
             parent_receipts_root: parent.receipts_root,
-            archive_root: Hash::ZERO,
+            archive_root: parent.archive_root,
         };
         let block = Block {
             header,
@@ -413,9 +413,6 @@ impl Driver {
                 self.engine.epoch()
             ));
         }
-        if h.archive_root != Hash::ZERO {
-            return invalid("archive root set while expiry is off".into());
-        }
         if block.compute_tx_root() != h.tx_root {
             return invalid("tx root does not match the body".into());
         }
@@ -441,6 +438,12 @@ impl Driver {
         if h.timestamp_ms <= parent.timestamp_ms || h.timestamp_ms > now_ms() + MAX_FUTURE_DRIFT_MS
         {
             return invalid(format!("timestamp {} out of bounds", h.timestamp_ms));
+        }
+        if h.archive_root != parent.archive_root {
+            return invalid(format!(
+                "archive root {} differs from this node's {}",
+                h.archive_root, parent.archive_root
+            ));
         }
         if h.parent_state_root != parent.state_root
             || h.parent_receipts_root != parent.receipts_root
@@ -508,7 +511,8 @@ impl Driver {
         match self.chain.parent_info(&block.header.parent_hash) {
             Ok(Some(parent))
                 if parent.state_root == block.header.parent_state_root
-                    && parent.receipts_root == block.header.parent_receipts_root => {}
+                    && parent.receipts_root == block.header.parent_receipts_root
+                    && parent.archive_root == block.header.archive_root => {}
             Ok(Some(parent)) => {
                 return self.halt(format!(
                 "finalized block {height} commits parent state root {} but this node computed {}",

@@ -30,8 +30,12 @@ pub const TX_REJECTED: i32 = -32003;
 pub const MEMPOOL_FULL: i32 = -32005;
 /// The node cannot answer (state read failed, or it halted).
 pub const NODE_ERROR: i32 = -32000;
-/// A feature that is not enabled on this chain (state expiry and revival, for now).
+/// A feature that is not enabled on this chain or this node (an archive proof from a node
+/// that does not keep the archive, an epoch argument while expiry is off).
 pub const NOT_ENABLED: i32 = -32004;
+/// The entry expired; `data` has `key`, `expired_epoch` and `leaf_index`, and the message
+/// says how to revive it.
+pub const EXPIRED: i32 = -32006;
 /// Largest response (a full block's receipts fit).
 pub const MAX_RESPONSE_BYTES: u32 = 64 * 1024 * 1024;
 /// Default and largest gas for `keel_call`.
@@ -70,6 +74,22 @@ fn bad_params(message: impl Into<String>) -> ErrorObjectOwned {
 
 fn node_err(e: impl std::fmt::Display) -> ErrorObjectOwned {
     err(NODE_ERROR, e.to_string())
+}
+
+/// A state read's error: the typed `EXPIRED` for an expired entry, else a node error.
+pub(crate) fn state_err(e: keel_state::StateError) -> ErrorObjectOwned {
+    match &e {
+        keel_state::StateError::Expired { key, epoch, leaf } => ErrorObjectOwned::owned(
+            EXPIRED,
+            e.to_string(),
+            Some(json!({
+                "key": key.to_string(),
+                "expired_epoch": epoch,
+                "leaf_index": leaf,
+            })),
+        ),
+        _ => node_err(e),
+    }
 }
 
 fn parse_address(text: &str) -> Result<Address, ErrorObjectOwned> {
@@ -257,7 +277,7 @@ impl RpcContext {
             .store
             .latest_view()
             .account(&address)
-            .map_err(node_err)?
+            .map_err(state_err)?
             .unwrap_or_default();
         let pending = self
             .mempool
@@ -280,7 +300,7 @@ impl RpcContext {
             .store
             .latest_view()
             .storage(&address, &slot)
-            .map_err(node_err)?;
+            .map_err(state_err)?;
         Ok(json!({ "value": json::bytes(&value) }))
     }
 
@@ -353,27 +373,96 @@ impl RpcContext {
         let epoch: Option<u64> = seq
             .optional_next()
             .map_err(|e| bad_params(e.message().to_string()))?;
-        if epoch.is_some() {
-            return Err(err(
-                NOT_ENABLED,
-                "state expiry is not enabled on this chain: there are no archive epochs; omit the epoch for a proof against the latest state",
-            ));
-        }
         let address = parse_address(&address)?;
         let key = match slot {
             Some(s) => StateKey::Storage(address, parse_slot(&s)?),
             None => StateKey::Account(address),
         };
         let height = self.latest_height();
+        let entry = self.store.entry(&key, height).map_err(node_err)?;
+        if let Some(keel_state::Entry::Expired {
+            epoch: expired,
+            leaf,
+        }) = entry
+        {
+            return self.revival_proof(key, expired, leaf, epoch);
+        }
+        if epoch.is_some() {
+            return Err(err(
+                INVALID_PARAMS,
+                format!(
+                    "{key} is not expired: omit the epoch for a proof against the latest state"
+                ),
+            ));
+        }
         let proof = self.store.prove(&key, height).map_err(node_err)?;
         let root = self.store.state_root(height).map_err(node_err)?;
         let encoded = borsh::to_vec(&proof).map_err(node_err)?;
+        let value = match &entry {
+            Some(keel_state::Entry::Live { value, .. }) => Some(json::bytes(value)),
+            _ => None,
+        };
         Ok(json!({
             "height": height,
             "state_root": root.to_hex(),
             "key": json::bytes(&key.to_bytes()),
-            "value": proof.value.as_deref().map(json::bytes),
+            "expired": false,
+            "value": value,
+            "entry": proof.value.as_deref().map(json::bytes),
             "proof": json::bytes(&encoded),
+        }))
+    }
+
+    /// The revival proof of an expired entry against the archive sealed at the end of
+    /// `sealed_epoch` (default: the newest sealed archive that holds its leaf).
+    fn revival_proof(
+        &self,
+        key: StateKey,
+        expired_epoch: u64,
+        leaf: u64,
+        sealed_epoch: Option<u64>,
+    ) -> Result<Value, ErrorObjectOwned> {
+        let view = self.store.latest_view();
+        // The epoch of the newest block: archives up to the one before it are sealed.
+        let current = self
+            .store
+            .block(self.latest_height())
+            .map_err(node_err)?
+            .map_or(0, |b| b.header.epoch);
+        let sealed_epoch = match sealed_epoch {
+            Some(e) => e,
+            None => current.checked_sub(1).ok_or_else(|| {
+                err(
+                    NOT_ENABLED,
+                    "no archive is sealed yet: wait for the epoch to end",
+                )
+            })?,
+        };
+        let proof = match self
+            .store
+            .revival_proof(&key, sealed_epoch)
+            .map_err(node_err)?
+        {
+            Ok(p) => p,
+            Err(why) => {
+                return Err(err(
+                    NOT_ENABLED,
+                    format!("{why} (the current epoch is {current})"),
+                ))
+            }
+        };
+        let sealed = keel_runtime::expiry::sealed_archive(&view, sealed_epoch)
+            .map_err(node_err)?
+            .map(|s| s.root.to_hex());
+        Ok(json!({
+            "key": json::bytes(&key.to_bytes()),
+            "expired": true,
+            "expired_epoch": expired_epoch,
+            "leaf_index": leaf,
+            "sealed_epoch": sealed_epoch,
+            "archive_root": sealed,
+            "value": json::bytes(&proof.value),
+            "proof": json::bytes(&proof.encode()),
         }))
     }
 }

@@ -42,6 +42,8 @@ pub struct Chain {
     pub runtime: Runtime,
     pub height: u64,
     pub parent_hash: Hash,
+    /// The epoch the next block is in (tests move it forward by hand).
+    pub epoch: u64,
     nonces: std::collections::BTreeMap<[u8; 32], u64>,
 }
 
@@ -98,6 +100,7 @@ impl Chain {
         cache: Arc<ModuleCache>,
     ) -> Chain {
         let options = StoreOptions {
+            keep_archive: true,
             sync_writes: false,
             ..StoreOptions::default()
         };
@@ -121,6 +124,7 @@ impl Chain {
                 diff: &std::mem::take(&mut genesis),
                 block: None,
                 receipts: &[],
+                archive: &keel_state::ArchiveBatch::default(),
             })
             .expect("genesis commit");
         let runtime = Runtime::new(RuntimeConfig::new(CHAIN_ID), cache);
@@ -130,8 +134,16 @@ impl Chain {
             runtime,
             height: 0,
             parent_hash: info.block_hash,
+            epoch: 0,
             nonces: Default::default(),
         }
+    }
+
+    /// Turns state expiry on: entries untouched for `epochs` epochs expire.
+    pub fn set_expiry_epochs(&mut self, epochs: u64) {
+        let mut config = *self.runtime.config();
+        config.expiry_epochs = epochs;
+        self.runtime = Runtime::new(config, self.runtime.module_cache().clone());
     }
 
     pub fn tx(&mut self, k: &SecretKey, gas_limit: u64, body: TxBody) -> SignedTransaction {
@@ -156,7 +168,7 @@ impl Chain {
             header: Header {
                 chain_id: CHAIN_ID,
                 height,
-                epoch: 0,
+                epoch: self.epoch,
                 view: height,
                 parent_hash: self.parent_hash,
                 proposer: key(250).public_key(),
@@ -187,6 +199,7 @@ impl Chain {
                 diff: &output.diff,
                 block: Some(block),
                 receipts: &output.receipts,
+                archive: &output.archive,
             })
             .expect("commit");
         self.height = block.header.height;
@@ -206,7 +219,12 @@ impl Chain {
     pub fn run(&mut self, k: &SecretKey, gas_limit: u64, body: TxBody) -> Receipt {
         let tx = self.tx(k, gas_limit, body);
         let (mut out, _) = self.block(vec![tx]);
-        out.receipts.remove(0)
+        let receipt = out.receipts.remove(0);
+        if receipt.status == keel_types::TxStatus::Rejected {
+            // A rejected transaction does not use its nonce.
+            *self.nonces.entry(k.public_key().0).or_insert(1) -= 1;
+        }
+        receipt
     }
 
     pub fn deploy(&mut self, k: &SecretKey, env: Env, code: Vec<u8>, args: Vec<u8>) -> Address {

@@ -5,6 +5,9 @@ use keel_state::{CommitRequest, Store, StoreOptions};
 use keel_tests::workload;
 use keel_types::Hash;
 
+/// Heights the writer keeps behind its tip (the crash test checks the pruned boundary).
+const PRUNE_RETAIN_HEIGHTS: u64 = 6;
+
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let dir = args
@@ -28,8 +31,11 @@ fn main() -> anyhow::Result<()> {
             diff: &diff,
             block: Some(&block),
             receipts: &receipts,
+            archive: &keel_state::ArchiveBatch::default(),
         })?;
         parent = info.block_hash;
+        // Prune behind the tip as a node does, so SIGKILL also lands mid-prune.
+        store.prune_step(height.saturating_sub(PRUNE_RETAIN_HEIGHTS), 3, &[])?;
     }
     Ok(())
 }

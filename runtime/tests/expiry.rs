@@ -1,0 +1,260 @@
+//! State expiry end to end through the runtime and a real store: EVM and WASM slots expire
+//! after `expiry_epochs` idle epochs, touching them is the typed `Expired` error (never a
+//! zero), and revival brings back exactly the latest archived value, once — every adversarial
+//! revival is rejected with its typed reason.
+
+mod common;
+
+use common::{abi, addr, artifact, key, Chain};
+use keel_state::{Entry, StateView};
+use keel_types::archive::RevivalProof;
+use keel_types::{
+    Address, Canonical, Env, Receipt, RevivalError, SecretKey, StateKey, TxBody, TxError, TxStatus,
+    U256,
+};
+
+const EXPIRY_EPOCHS: u64 = 2;
+
+fn get(chain: &mut Chain, k: &SecretKey, registry: Address, key: u64) -> Receipt {
+    chain.call(k, registry, abi::call("get(uint256)", &[abi::u(key)]))
+}
+
+/// A block in each epoch up to `epoch` in which `keeper` reads `count()` of every registry,
+/// so the contracts (account, code, count slot) stay live while other slots go idle.
+fn idle_until(chain: &mut Chain, keeper: &SecretKey, registries: &[Address], epoch: u64) {
+    while chain.epoch < epoch {
+        chain.epoch += 1;
+        for r in registries {
+            let receipt = chain.call(keeper, *r, abi::call("count()", &[]));
+            assert_eq!(receipt.status, TxStatus::Success, "{receipt:?}");
+        }
+    }
+}
+
+fn revive(chain: &mut Chain, k: &SecretKey, proof: &RevivalProof) -> Receipt {
+    chain.run(
+        k,
+        1_000_000,
+        TxBody::Revive {
+            proof: proof.encode(),
+        },
+    )
+}
+
+fn refused(receipt: &Receipt) -> RevivalError {
+    assert_eq!(receipt.status, TxStatus::Rejected, "{receipt:?}");
+    match &receipt.error {
+        Some(TxError::InvalidRevival { reason }) => reason.clone(),
+        other => panic!("expected an invalid revival, got {other:?}"),
+    }
+}
+
+fn expired_slot(chain: &Chain, contract: Address) -> StateKey {
+    let latest = chain.store.latest().expect("latest").height;
+    let view = chain.store.view(latest).expect("view");
+    // The slot of key 1 is the only storage of the contract that went idle.
+    let stubs: Vec<StateKey> = chain_slots(chain, contract)
+        .into_iter()
+        .filter(|k| matches!(view.entry(k), Ok(Some(Entry::Expired { .. }))))
+        .collect();
+    assert_eq!(stubs.len(), 1, "one expired slot in {contract}: {stubs:?}");
+    stubs[0].clone()
+}
+
+/// Every storage key of `contract` that was ever archived (from the archive leaves).
+fn chain_slots(chain: &Chain, contract: Address) -> Vec<StateKey> {
+    let mut out = Vec::new();
+    let mut index = 0u64;
+    while let Some(leaf) = chain.store.archive_leaf(index).expect("archive leaf") {
+        if matches!(leaf.key, StateKey::Storage(a, _) if a == contract) && !out.contains(&leaf.key)
+        {
+            out.push(leaf.key);
+        }
+        index += 1;
+    }
+    out
+}
+
+fn slot_lifecycle(env: Env) {
+    let (writer, keeper) = (key(1), key(2));
+    let mut chain = Chain::new(&[&writer, &keeper]);
+    chain.set_expiry_epochs(EXPIRY_EPOCHS);
+    let code = match env {
+        Env::Evm => artifact("Registry.bin"),
+        Env::Wasm => artifact("registry.wasm"),
+    };
+    let registry = chain.deploy(&writer, env, code, Vec::new());
+    let set = chain.call(
+        &writer,
+        registry,
+        abi::call("set(uint256,uint256)", &[abi::u(1), abi::u(42)]),
+    );
+    assert_eq!(set.status, TxStatus::Success, "{set:?}");
+
+    // Idle past expiry: touched in epoch 0, swept at the first block of epoch 3.
+    idle_until(&mut chain, &keeper, &[registry], 3);
+    let slot = expired_slot(&chain, registry);
+    let read = get(&mut chain, &keeper, registry, 1);
+    assert_eq!(read.status, TxStatus::Rejected, "{read:?}");
+    match &read.error {
+        Some(TxError::Expired { key, expired_epoch }) => {
+            assert_eq!(*expired_epoch, 3);
+            assert_eq!(key, &slot.to_string());
+        }
+        other => panic!("reading an expired slot must be the typed error, got {other:?}"),
+    }
+    // The store says the same to queries.
+    let latest = chain.store.latest().expect("latest").height;
+    assert!(matches!(
+        chain.store.get(&slot, latest),
+        Err(keel_state::StateError::Expired { epoch: 3, .. })
+    ));
+
+    // Epoch 3's archive seals at the first block of epoch 4.
+    assert!(matches!(
+        chain.store.revival_proof(&slot, 3).expect("proof"),
+        Err(keel_state::ProofUnavailable::Unsealed(3))
+    ));
+    idle_until(&mut chain, &keeper, &[registry], 4);
+    let proof = chain
+        .store
+        .revival_proof(&slot, 3)
+        .expect("read")
+        .expect("proof");
+    assert_eq!(U256::from_be_slice(&proof.value), U256::from(42));
+
+    // Forged value, wrong sealed epoch, wrong version, a key that never expired.
+    let mut forged = proof.clone();
+    forged.value[31] = 43;
+    assert!(matches!(
+        refused(&revive(&mut chain, &keeper, &forged)),
+        RevivalError::BadProof { .. }
+    ));
+    let mut unsealed = proof.clone();
+    unsealed.sealed_epoch = 9;
+    assert!(matches!(
+        refused(&revive(&mut chain, &keeper, &unsealed)),
+        RevivalError::UnsealedEpoch { sealed_epoch: 9 }
+    ));
+    let mut other_epoch = proof.clone();
+    other_epoch.expired_epoch = 2;
+    assert!(matches!(
+        refused(&revive(&mut chain, &keeper, &other_epoch)),
+        RevivalError::StaleVersion {
+            latest_epoch: 3,
+            proof_epoch: 2,
+            ..
+        }
+    ));
+    let mut never = proof.clone();
+    never.key = StateKey::Storage(registry, [0xee; 32]);
+    assert!(matches!(
+        refused(&revive(&mut chain, &keeper, &never)),
+        RevivalError::NotExpired { .. }
+    ));
+    let mut garbage = proof.encode();
+    garbage.truncate(garbage.len() / 2);
+    let r = chain.run(&keeper, 1_000_000, TxBody::Revive { proof: garbage });
+    assert!(matches!(refused(&r), RevivalError::Malformed(_)));
+
+    // The honest revival: the value is back and reads normally.
+    let revived = revive(&mut chain, &keeper, &proof);
+    assert_eq!(revived.status, TxStatus::Success, "{revived:?}");
+    let read = get(&mut chain, &keeper, registry, 1);
+    assert_eq!(read.status, TxStatus::Success, "{read:?}");
+    assert_eq!(abi::word(&read.output), U256::from(42));
+    assert_eq!(chain.store.expiry_counts().expect("counts").revived, 1);
+
+    // Twice: rejected. Over a newer value: rejected.
+    assert!(matches!(
+        refused(&revive(&mut chain, &keeper, &proof)),
+        RevivalError::AlreadyLive { .. }
+    ));
+    let newer = chain.call(
+        &keeper,
+        registry,
+        abi::call("set(uint256,uint256)", &[abi::u(1), abi::u(77)]),
+    );
+    assert_eq!(newer.status, TxStatus::Success, "{newer:?}");
+    assert!(matches!(
+        refused(&revive(&mut chain, &keeper, &proof)),
+        RevivalError::AlreadyLive { .. }
+    ));
+
+    // It expires again (epoch of the write + 3); the old proof is now a stale version, and
+    // only a fresh proof brings back the newest value.
+    let write_epoch = chain.epoch;
+    idle_until(
+        &mut chain,
+        &keeper,
+        &[registry],
+        write_epoch + EXPIRY_EPOCHS + 2,
+    );
+    let stale = refused(&revive(&mut chain, &keeper, &proof));
+    assert!(
+        matches!(stale, RevivalError::StaleVersion { proof_epoch: 3, .. }),
+        "{stale:?}"
+    );
+    let sealed = chain.epoch - 1;
+    let fresh = chain
+        .store
+        .revival_proof(&slot, sealed)
+        .expect("read")
+        .expect("proof");
+    let again = revive(&mut chain, &keeper, &fresh);
+    assert_eq!(again.status, TxStatus::Success, "{again:?}");
+    let read = get(&mut chain, &keeper, registry, 1);
+    assert_eq!(abi::word(&read.output), U256::from(77));
+
+    // An idle externally owned account expired too: its own transactions are refused with
+    // the typed error until someone revives it.
+    let writer_key = StateKey::Account(addr(&writer));
+    let latest = chain.store.latest().expect("latest").height;
+    assert!(matches!(
+        chain.store.entry(&writer_key, latest).expect("entry"),
+        Some(Entry::Expired { .. })
+    ));
+    let r = chain.run(
+        &writer,
+        100_000,
+        TxBody::Transfer {
+            to: addr(&keeper),
+            amount: U256::from(1u64),
+        },
+    );
+    assert!(matches!(r.error, Some(TxError::Expired { .. })), "{r:?}");
+}
+
+#[test]
+fn evm_slot_expires_and_revives_once_latest_only() {
+    slot_lifecycle(Env::Evm);
+}
+
+#[test]
+fn wasm_slot_expires_and_revives_once_latest_only() {
+    slot_lifecycle(Env::Wasm);
+}
+
+#[test]
+fn expiry_off_keeps_everything_and_refuses_revival() {
+    let (writer, keeper) = (key(1), key(2));
+    let mut chain = Chain::new(&[&writer, &keeper]);
+    let registry = chain.deploy(&writer, Env::Evm, artifact("Registry.bin"), Vec::new());
+    chain.call(
+        &writer,
+        registry,
+        abi::call("set(uint256,uint256)", &[abi::u(1), abi::u(42)]),
+    );
+    idle_until(&mut chain, &keeper, &[registry], 8);
+    let read = get(&mut chain, &keeper, registry, 1);
+    assert_eq!(abi::word(&read.output), U256::from(42));
+    let r = chain.run(
+        &keeper,
+        1_000_000,
+        TxBody::Revive {
+            proof: vec![1, 2, 3],
+        },
+    );
+    assert!(matches!(refused(&r), RevivalError::ExpiryOff));
+    assert_eq!(chain.store.expiry_counts().expect("counts").expired, 0);
+}

@@ -1,0 +1,239 @@
+//! Expiry bookkeeping done inside each commit's batch: the touch index the sweep reads, the
+//! value-history index the pruner reads, the entry counters, and the archive (when kept).
+
+use crate::entry::Entry;
+use crate::error::StateError;
+use crate::overlay::StateDiff;
+use crate::schema::*;
+use crate::tree::newest_record_at;
+use keel_types::archive::{ArchiveNode, ArchivedLeaf};
+use keel_types::{Height, StateKey};
+use rocksdb::{WriteBatch, DB};
+
+/// What a block appended to the expiry archive: the expired entries and the archive nodes
+/// their leaves completed. Written only by nodes that keep the archive.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchiveBatch {
+    pub leaves: Vec<ArchivedLeaf>,
+    pub nodes: Vec<ArchiveNode>,
+}
+
+/// Counts of entries that take part in expiry, kept exactly by every commit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExpiryCounts {
+    /// Live accounts, code and slots.
+    pub active: u64,
+    /// Expired stubs in the active tree.
+    pub expired: u64,
+    /// Revivals ever committed.
+    pub revived: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Absent,
+    Live(u64),
+    Stub,
+}
+
+fn kind(raw: Option<&[u8]>) -> Result<Kind, StateError> {
+    Ok(match raw.map(Entry::decode).transpose()? {
+        None => Kind::Absent,
+        Some(Entry::Live { touched_epoch, .. }) => Kind::Live(touched_epoch),
+        Some(Entry::Expired { .. }) => Kind::Stub,
+    })
+}
+
+fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, StateError> {
+    db.cf_handle(name)
+        .ok_or_else(|| StateError::Corrupt(format!("missing column family {name}")))
+}
+
+pub(crate) fn read_counter(db: &DB, name: &[u8]) -> Result<u64, StateError> {
+    Ok(db
+        .get_cf(cf(db, CF_META)?, name)?
+        .and_then(|raw| decode_height(&raw))
+        .unwrap_or(0))
+}
+
+/// Adds the index and counter updates for committing `diff` at `height` (the previous
+/// commit is `height - 1`) to `batch`.
+pub(crate) fn bookkeep(
+    db: &DB,
+    batch: &mut WriteBatch,
+    height: Height,
+    diff: &StateDiff,
+) -> Result<(), StateError> {
+    let touch = cf(db, CF_TOUCH)?;
+    let history = cf(db, CF_HISTORY)?;
+    let mut counts = ExpiryCounts {
+        active: read_counter(db, META_ACTIVE)?,
+        expired: read_counter(db, META_EXPIRED)?,
+        revived: read_counter(db, META_REVIVED)?,
+    };
+    for (key, new) in diff {
+        let key_hash = key.key_hash().0;
+        let old = match height.checked_sub(1) {
+            None => None,
+            Some(previous) => newest_record_at(db, &key_hash, previous)
+                .map_err(|e| StateError::Tree(format!("{e:#}")))?,
+        };
+        if let Some((old_height, _)) = &old {
+            batch.put_cf(history, history_key(height, &key_hash, *old_height), []);
+        }
+        if new.is_none() {
+            // A delete supersedes itself: once pruned past, the key reads as absent anyway.
+            batch.put_cf(history, history_key(height, &key_hash, height), []);
+        }
+        if !key.expires() {
+            continue;
+        }
+        let old_kind = kind(old.as_ref().and_then(|(_, r)| r.as_deref()))?;
+        let new_kind = kind(new.as_deref())?;
+        match old_kind {
+            Kind::Live(epoch) => {
+                batch.delete_cf(touch, touch_key(epoch, &key_hash));
+                counts.active -= 1;
+            }
+            Kind::Stub => counts.expired -= 1,
+            Kind::Absent => {}
+        }
+        match new_kind {
+            Kind::Live(epoch) => {
+                batch.put_cf(touch, touch_key(epoch, &key_hash), key.to_bytes());
+                counts.active += 1;
+                if old_kind == Kind::Stub {
+                    counts.revived += 1;
+                }
+            }
+            Kind::Stub => counts.expired += 1,
+            Kind::Absent => {}
+        }
+    }
+    let meta = cf(db, CF_META)?;
+    batch.put_cf(meta, META_ACTIVE, counts.active.to_be_bytes());
+    batch.put_cf(meta, META_EXPIRED, counts.expired.to_be_bytes());
+    batch.put_cf(meta, META_REVIVED, counts.revived.to_be_bytes());
+    Ok(())
+}
+
+pub(crate) fn counts(db: &DB) -> Result<ExpiryCounts, StateError> {
+    Ok(ExpiryCounts {
+        active: read_counter(db, META_ACTIVE)?,
+        expired: read_counter(db, META_EXPIRED)?,
+        revived: read_counter(db, META_REVIVED)?,
+    })
+}
+
+pub(crate) fn write_archive(
+    db: &DB,
+    batch: &mut WriteBatch,
+    archive: &ArchiveBatch,
+) -> Result<(), StateError> {
+    let cf = cf(db, CF_ARCHIVE)?;
+    for leaf in &archive.leaves {
+        let encoded = borsh::to_vec(leaf).map_err(|e| StateError::Corrupt(e.to_string()))?;
+        batch.put_cf(cf, archive_leaf_key(leaf.index), encoded);
+    }
+    for (level, index, hash) in &archive.nodes {
+        batch.put_cf(cf, archive_node_key(*level, *index), hash.0);
+    }
+    Ok(())
+}
+
+/// Up to `limit` live entries last touched before `before_epoch`, oldest first.
+pub(crate) fn candidates(
+    db: &DB,
+    before_epoch: u64,
+    limit: usize,
+) -> Result<Vec<StateKey>, StateError> {
+    let mut out = Vec::new();
+    let end = touch_key(before_epoch, &[0; 32]);
+    let mut iter = db.raw_iterator_cf(cf(db, CF_TOUCH)?);
+    iter.seek_to_first();
+    while out.len() < limit {
+        let (Some(k), Some(v)) = (iter.key(), iter.value()) else {
+            break;
+        };
+        if k >= &end[..] {
+            break;
+        }
+        out.push(
+            StateKey::from_bytes(v)
+                .map_err(|e| StateError::Corrupt(format!("touch index key: {e}")))?,
+        );
+        iter.next();
+    }
+    iter.status()?;
+    Ok(out)
+}
+
+/// Why this node cannot build a revival proof.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProofUnavailable {
+    #[error("{0} is not expired")]
+    NotExpired(StateKey),
+    #[error("this node does not keep the expiry archive (storage.keep_archive = false); ask a node that does")]
+    NoArchive,
+    #[error("no archive is sealed for epoch {0} (archives seal when their epoch ends)")]
+    Unsealed(u64),
+    #[error("leaf {leaf} is not in the archive sealed for epoch {sealed_epoch} ({leaf_count} leaves): use a later epoch")]
+    NotYetArchived {
+        leaf: u64,
+        sealed_epoch: u64,
+        leaf_count: u64,
+    },
+}
+
+struct StoreNodes<'a>(&'a crate::Store);
+
+impl keel_types::archive::ArchiveNodes for StoreNodes<'_> {
+    type Error = StateError;
+    fn node(&self, level: u32, index: u64) -> Result<Option<keel_types::Hash>, StateError> {
+        self.0.archive_node(level, index)
+    }
+}
+
+impl crate::Store {
+    /// The revival proof of expired `key` (as of the latest commit) against the archive
+    /// sealed at the end of `sealed_epoch`.
+    pub fn revival_proof(
+        &self,
+        key: &StateKey,
+        sealed_epoch: u64,
+    ) -> Result<Result<keel_types::archive::RevivalProof, ProofUnavailable>, StateError> {
+        use keel_types::archive::{prove, RevivalProof, SealedArchive};
+        use keel_types::Canonical;
+        let height = self.latest().map_or(0, |l| l.height);
+        let Some(Entry::Expired { epoch, leaf }) = self.entry(key, height)? else {
+            return Ok(Err(ProofUnavailable::NotExpired(key.clone())));
+        };
+        if !self.keeps_archive() {
+            return Ok(Err(ProofUnavailable::NoArchive));
+        }
+        let Some(raw) = self.get(&StateKey::ArchiveRoot(sealed_epoch), height)? else {
+            return Ok(Err(ProofUnavailable::Unsealed(sealed_epoch)));
+        };
+        let sealed = SealedArchive::decode(&raw).map_err(StateError::decode("sealed archive"))?;
+        let Some((siblings, other_peaks)) = prove(&StoreNodes(self), sealed.leaf_count, leaf)?
+        else {
+            return Ok(Err(ProofUnavailable::NotYetArchived {
+                leaf,
+                sealed_epoch,
+                leaf_count: sealed.leaf_count,
+            }));
+        };
+        let archived = self
+            .archive_leaf(leaf)?
+            .ok_or_else(|| StateError::Corrupt(format!("archive leaf {leaf} is missing")))?;
+        Ok(Ok(RevivalProof {
+            key: key.clone(),
+            value: archived.value,
+            expired_epoch: epoch,
+            leaf_index: leaf,
+            sealed_epoch,
+            siblings,
+            other_peaks,
+        }))
+    }
+}

@@ -1,0 +1,168 @@
+//! The pruner's store side: drop everything only heights below the retention window need —
+//! superseded value versions, stale tree nodes, blocks, receipts, roots and their indexes —
+//! in one atomic batch per step that also advances `oldest_retained`, then compact what was
+//! deleted so the disk space is actually returned.
+//!
+//! A step is idempotent and its batch atomic, so a crash at any point leaves either the old
+//! or the new oldest height, never a half-pruned one that claims to be readable.
+
+use crate::error::StateError;
+use crate::schema::*;
+use crate::store::{cf, Store};
+use keel_types::{Block, Canonical, Height};
+use rocksdb::{WriteBatch, WriteOptions};
+
+/// What one pruning step did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneOutcome {
+    /// The oldest retained height after the step.
+    pub oldest_retained: Height,
+    /// Heights whose history the step removed.
+    pub heights: u64,
+    /// Bytes of keys and values deleted.
+    pub deleted_bytes: u64,
+}
+
+fn delete_prefix_below(
+    store: &Store,
+    batch: &mut WriteBatch,
+    name: &str,
+    below: &[u8],
+    mut on_key: impl FnMut(&[u8], &[u8]) -> Result<(), StateError>,
+) -> Result<u64, StateError> {
+    let handle = cf(&store.db, name)?;
+    let mut iter = store.db.raw_iterator_cf(handle);
+    iter.seek_to_first();
+    let mut bytes = 0u64;
+    while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
+        if k >= below {
+            break;
+        }
+        bytes += (k.len() + v.len()) as u64;
+        on_key(k, v)?;
+        batch.delete_cf(handle, k);
+        iter.next();
+    }
+    iter.status()?;
+    Ok(bytes)
+}
+
+impl Store {
+    /// Prunes history below `target` (exclusive), at most `max_heights` heights in this step.
+    /// `aux_prefixes` name aux records keyed by `prefix ‖ height (8, BE)` that go with them.
+    pub fn prune_step(
+        &self,
+        target: Height,
+        max_heights: u64,
+        aux_prefixes: &[&[u8]],
+    ) -> Result<PruneOutcome, StateError> {
+        let oldest = self.oldest_retained()?;
+        let latest = self.latest().map_or(0, |l| l.height);
+        // The latest state must always stay readable.
+        let new_oldest = target.min(latest).min(oldest.saturating_add(max_heights));
+        if new_oldest <= oldest {
+            return Ok(PruneOutcome {
+                oldest_retained: oldest,
+                ..PruneOutcome::default()
+            });
+        }
+        let db = &self.db;
+        let mut batch = WriteBatch::default();
+        let mut bytes = 0u64;
+        // Versions ≥ new_oldest stay readable: a node made stale at version ≤ new_oldest is
+        // in no tree from new_oldest on, and a value superseded at ≤ new_oldest is shadowed
+        // there by its newer version.
+        let stale_end = height_key(new_oldest + 1);
+        let nodes = cf(db, CF_NODES)?;
+        let stale = cf(db, CF_STALE)?;
+        for stale_key in collect_below(self, CF_STALE, &stale_end, <[u8]>::to_vec)? {
+            // A node is ~100 bytes; the index key holds its key.
+            bytes += 2 * stale_key.len() as u64 + 100;
+            batch.delete_cf(nodes, &stale_key[8..]);
+            batch.delete_cf(stale, stale_key);
+        }
+        let values = cf(db, CF_VALUES)?;
+        let history = cf(db, CF_HISTORY)?;
+        for history_key in collect_below(self, CF_HISTORY, &stale_end, <[u8]>::to_vec)? {
+            // key_hash ‖ old height is exactly the value's key.
+            bytes += history_key.len() as u64 + 40 + 40;
+            batch.delete_cf(values, &history_key[8..48]);
+            batch.delete_cf(history, history_key);
+        }
+        let end = height_key(new_oldest);
+        let block_index = cf(db, CF_BLOCK_INDEX)?;
+        let tx_index = cf(db, CF_TX_INDEX)?;
+        let mut index_keys: Vec<Vec<u8>> = Vec::new();
+        bytes += delete_prefix_below(self, &mut batch, CF_BLOCKS, &end, |_, v| {
+            let block = Block::decode(v).map_err(StateError::decode("block"))?;
+            index_keys.push(block.hash().0.to_vec());
+            for tx in &block.transactions {
+                index_keys.push([b"tx".as_slice(), &tx.hash().0].concat());
+            }
+            Ok(())
+        })?;
+        for k in index_keys {
+            bytes += k.len() as u64 + 8;
+            match k.strip_prefix(b"tx".as_slice()) {
+                Some(tx) if k.len() == 34 => batch.delete_cf(tx_index, tx),
+                _ => batch.delete_cf(block_index, k),
+            }
+        }
+        for name in [CF_RECEIPTS, CF_ROOTS] {
+            bytes += delete_prefix_below(self, &mut batch, name, &end, |_, _| Ok(()))?;
+        }
+        let aux = cf(db, CF_AUX)?;
+        for prefix in aux_prefixes {
+            let lo = [*prefix, &height_key(0)[..]].concat();
+            let hi = [*prefix, &end[..]].concat();
+            batch.delete_range_cf(aux, lo, hi);
+        }
+        let pruned_total = crate::expiry::read_counter(db, META_PRUNED_BYTES)? + bytes;
+        let meta = cf(db, CF_META)?;
+        batch.put_cf(meta, META_OLDEST, height_key(new_oldest));
+        batch.put_cf(meta, META_PRUNED_BYTES, pruned_total.to_be_bytes());
+        let mut write = WriteOptions::default();
+        write.set_sync(self.options.sync_writes);
+        db.write_opt(batch, &write)?;
+        Ok(PruneOutcome {
+            oldest_retained: new_oldest,
+            heights: new_oldest - oldest,
+            deleted_bytes: bytes,
+        })
+    }
+
+    /// Bytes the pruner has deleted over this store's life.
+    pub fn pruned_bytes(&self) -> Result<u64, StateError> {
+        crate::expiry::read_counter(&self.db, META_PRUNED_BYTES)
+    }
+
+    /// Compacts every column family so deleted keys leave the disk (RocksDB otherwise keeps
+    /// them in older files until a size-triggered compaction happens to reach them).
+    pub fn compact(&self) -> Result<(), StateError> {
+        for name in ALL_CFS {
+            self.db
+                .compact_range_cf(cf(&self.db, name)?, None::<&[u8]>, None::<&[u8]>);
+        }
+        Ok(())
+    }
+}
+
+fn collect_below<T>(
+    store: &Store,
+    name: &str,
+    below: &[u8],
+    map: impl Fn(&[u8]) -> T,
+) -> Result<Vec<T>, StateError> {
+    let mut iter = store.db.raw_iterator_cf(cf(&store.db, name)?);
+    iter.seek_to_first();
+    let mut out = Vec::new();
+    while let Some(k) = iter.key() {
+        if k >= below {
+            break;
+        }
+        out.push(map(k));
+        iter.next();
+    }
+    iter.status()?;
+    Ok(out)
+}
