@@ -394,7 +394,23 @@ impl Mempool {
         let before = self.len();
         let senders: Vec<Address> = self.senders.keys().copied().collect();
         for sender in senders {
-            let account = state.account(&sender)?.unwrap_or_default();
+            let account = match state.account(&sender) {
+                Ok(a) => a.unwrap_or_default(),
+                // The sender's account expired while its transactions waited: none of them
+                // can run until someone revives it, so they leave the pool.
+                Err(StateError::Expired { .. }) => {
+                    let nonces: Vec<u64> = self
+                        .senders
+                        .get(&sender)
+                        .map(|q| q.keys().copied().collect())
+                        .unwrap_or_default();
+                    for nonce in nonces {
+                        self.remove(&sender, nonce);
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             let Some(queue) = self.senders.get(&sender) else {
                 continue;
             };
@@ -432,7 +448,13 @@ impl Mempool {
         // Per sender, its ready run, as a cursor.
         let mut runs: Vec<Vec<&Entry>> = Vec::new();
         for (sender, queue) in &self.senders {
-            let first = state.account(sender)?.unwrap_or_default().nonce;
+            let first = match state.account(sender) {
+                Ok(a) => a.unwrap_or_default().nonce,
+                // An expired sender's transactions would be rejected; one such sender must
+                // not empty every proposal.
+                Err(StateError::Expired { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
             let mut run: Vec<&Entry> = (first..)
                 .zip(queue.range(first..))
                 .take_while(|(expected, (nonce, _))| expected == *nonce)
