@@ -6,6 +6,7 @@ mod common;
 
 use common::{addr, key, Chain, CHAIN_ID, FUNDS};
 use keel_node::{AdmitError, Mempool, MempoolConfig};
+use keel_state::StateViewExt;
 use keel_types::{Canonical, Hash, SecretKey, SignedTransaction, Transaction, TxBody, U256};
 
 fn transfer(k: &SecretKey, nonce: u64, gas_price: u128, amount: u64) -> SignedTransaction {
@@ -280,6 +281,52 @@ fn selection_takes_ready_runs_and_revalidation_drops_what_a_block_used() {
         pool.admit(&chain.store.latest_view(), vec![transfer(&alice, 0, 9, 1)])[0]
             == Err(AdmitError::NonceTooLow { next: 2, got: 0 })
     );
+}
+
+/// A sender whose account expires while its transactions wait neither blocks selection
+/// (every other sender's transactions are still proposed) nor stays in the pool.
+#[test]
+fn an_expired_sender_is_skipped_by_selection_and_dropped_by_revalidation() {
+    let (idle, busy) = (key(1), key(2));
+    let mut chain = Chain::new(&[&idle, &busy]);
+    chain.set_expiry_epochs(2);
+    let mut pool = pool(100);
+    let queued = vec![transfer(&idle, 0, 9, 1), transfer(&idle, 1, 9, 1)];
+    assert!(pool
+        .admit(&chain.store.latest_view(), queued)
+        .iter()
+        .all(Result::is_ok));
+    // `idle` was last touched at genesis (epoch 0); it expires in epoch 3.
+    let to = addr(&key(200));
+    while chain.epoch < 3 {
+        chain.epoch += 1;
+        let tx = chain.tx(
+            &busy,
+            21_000,
+            TxBody::Transfer {
+                to,
+                amount: U256::from(1u64),
+            },
+        );
+        chain.block(vec![tx]);
+    }
+    let view = chain.store.latest_view();
+    assert!(matches!(
+        view.account(&addr(&idle)),
+        Err(keel_state::StateError::Expired { .. })
+    ));
+    let next = transfer(&busy, 3, 1, 1);
+    assert!(pool.admit(&view, vec![next.clone()])[0].is_ok());
+    let picked = pool
+        .select(&view, 10, usize::MAX, u64::MAX)
+        .expect("select");
+    assert_eq!(
+        picked,
+        vec![next],
+        "the expired sender is skipped, not fatal"
+    );
+    assert_eq!(pool.revalidate(&view).expect("revalidate"), 2);
+    assert_eq!(pool.len(), 1);
 }
 
 mod properties {

@@ -201,6 +201,21 @@ impl Runtime {
         }
     }
 
+    /// `block` with its fees going to `fee_recipient` (the proposer, or the burn address if
+    /// the proposer's account has expired).
+    fn paying_context(
+        &self,
+        overlay: &mut Overlay<&dyn StateView>,
+        block: &BlockContext,
+    ) -> Result<BlockContext, RuntimeError> {
+        let beneficiary =
+            crate::expiry::fee_recipient(overlay, block.beneficiary, self.config.expiry_epochs)?;
+        Ok(BlockContext {
+            beneficiary,
+            ..*block
+        })
+    }
+
     /// Execute `block` over `parent` (the state after the parent block).
     pub fn execute_block(
         &self,
@@ -209,7 +224,6 @@ impl Runtime {
         block: &Block,
     ) -> Result<BlockOutput, RuntimeError> {
         let header = &block.header;
-        let context = self.context(header);
         // Signatures first, batch-verified in fixed-size chunks over the configured threads
         // (the verdict depends only on the block).
         // Each transaction is hashed once, here, for its signature and its receipt.
@@ -227,6 +241,7 @@ impl Runtime {
         let mut overlay = Overlay::at_epoch(parent, header.epoch);
         // Expiry first: this block's transactions see the entries it archives as expired.
         let archive = crate::expiry::sweep(&mut overlay, header.epoch, self.config.expiry_epochs)?;
+        let context = self.paying_context(&mut overlay, &self.context(header))?;
         overlay.discard_journal();
         let mut receipts = Vec::with_capacity(block.transactions.len());
         let mut block_gas_used = 0u64;
@@ -455,6 +470,7 @@ impl Runtime {
         request: CallRequest,
     ) -> Result<Receipt, RuntimeError> {
         let mut overlay = Overlay::at_epoch(state, block.epoch);
+        let block = &self.paying_context(&mut overlay, block)?;
         let tx_env = TxEnv {
             caller: to_revm(&request.from),
             gas_limit: request.gas_limit.min(MAX_TX_GAS),
@@ -495,6 +511,7 @@ impl Runtime {
             return Ok(rejected(tx_hash, TxError::BadSignature));
         }
         let mut overlay = Overlay::at_epoch(state, block.epoch);
+        let block = &self.paying_context(&mut overlay, block)?;
         self.execute_tx(&mut overlay, hashes, block, tx, tx_hash, 0)
     }
 }

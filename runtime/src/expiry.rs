@@ -44,6 +44,28 @@ pub fn sealed_archive(
         .transpose()
 }
 
+/// Who receives a block's fees: its proposer, whose account is read here so that proposing
+/// keeps it live; `Address::FEE_BURN` (which never expires) if the proposer's account has
+/// expired, so that paying the coinbase cannot fail every transaction of the block.
+pub fn fee_recipient(
+    overlay: &mut Ov<'_>,
+    proposer: Address,
+    expiry_epochs: u64,
+) -> Result<Address, StateError> {
+    if expiry_epochs == 0 {
+        return Ok(proposer);
+    }
+    match overlay.account(&proposer) {
+        Ok(_) => Ok(proposer),
+        Err(StateError::Expired { .. }) => {
+            // Not a transaction's hit: forget it so the first transaction is not blamed.
+            overlay.take_expired_hit();
+            Ok(Address::FEE_BURN)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Seals the previous epoch's archive (first block of an epoch) and expires up to
 /// [`MAX_EXPIRIES_PER_BLOCK`] entries last touched before `epoch - expiry_epochs`.
 pub fn sweep(
@@ -160,17 +182,11 @@ pub fn apply_revival(
     account.balance -= fee;
     overlay.put_account(sender, &account)?;
     if !fee.is_zero() {
-        // A proposer whose own account expired does not get the fee (it is burned): reading
-        // it must not fail the block on every validator.
-        match overlay.account(&beneficiary) {
-            Ok(paid) => {
-                let mut paid = paid.unwrap_or_default();
-                paid.balance = paid.balance.saturating_add(fee);
-                overlay.put_account(beneficiary, &paid)?;
-            }
-            Err(StateError::Expired { .. }) => {}
-            Err(e) => return Err(e),
-        }
+        // `beneficiary` is live or the fee burn (see `fee_recipient`), so this cannot fail on
+        // an expired account.
+        let mut paid = overlay.account(&beneficiary)?.unwrap_or_default();
+        paid.balance = paid.balance.saturating_add(fee);
+        overlay.put_account(beneficiary, &paid)?;
     }
     overlay.set(proof.key, Some(proof.value))
 }

@@ -258,3 +258,87 @@ fn expiry_off_keeps_everything_and_refuses_revival() {
     assert!(matches!(refused(&r), RevivalError::ExpiryOff));
     assert_eq!(chain.store.expiry_counts().expect("counts").expired, 0);
 }
+
+/// A validator that stops proposing has its account expire like any other; when it proposes
+/// again, its block's transactions (a revival included) still run and their fees are burned,
+/// never a block where every transaction fails on the coinbase. A validator that keeps
+/// proposing stays live through its proposals alone, even in blocks without fees.
+#[test]
+fn an_expired_proposer_burns_its_fees_and_its_blocks_still_run() {
+    let (agent, other, keeper) = (key(1), key(2), key(3));
+    let mut chain = Chain::new(&[&agent, &other, &keeper]);
+    chain.set_expiry_epochs(EXPIRY_EPOCHS);
+    let (idle, busy, payee) = (key(250), key(251), key(252));
+    let registry = chain.deploy(&agent, Env::Evm, artifact("Registry.bin"), Vec::new());
+    let set = chain.call(
+        &agent,
+        registry,
+        abi::call("set(uint256,uint256)", &[abi::u(1), abi::u(42)]),
+    );
+    assert_eq!(set.status, TxStatus::Success, "{set:?}");
+    let earned = chain.balance(&addr(&idle));
+    assert!(earned > U256::ZERO, "the epoch-0 proposer earned fees");
+    let transfer = TxBody::Transfer {
+        to: addr(&other),
+        amount: U256::from(1u64),
+    };
+    // Epochs 1..=4: `busy` proposes one paying block in epoch 1 and only empty blocks after
+    // it (without its proposals its account would expire in epoch 4); `payee` proposes the
+    // blocks with transactions.
+    while chain.epoch < 4 {
+        chain.epoch += 1;
+        chain.proposer = busy.clone();
+        if chain.epoch == 1 {
+            assert_eq!(
+                chain.run(&agent, 21_000, transfer.clone()).status,
+                TxStatus::Success
+            );
+        } else {
+            chain.block(Vec::new());
+        }
+        chain.proposer = payee.clone();
+        assert_eq!(
+            chain.run(&agent, 21_000, transfer.clone()).status,
+            TxStatus::Success
+        );
+        let count = chain.call(&keeper, registry, abi::call("count()", &[]));
+        assert_eq!(count.status, TxStatus::Success, "{count:?}");
+    }
+    let latest = chain.store.latest().expect("latest").height;
+    let entry = |k: &SecretKey| {
+        chain
+            .store
+            .entry(&StateKey::Account(addr(k)), latest)
+            .expect("entry")
+    };
+    assert!(matches!(entry(&idle), Some(Entry::Expired { .. })));
+    assert!(
+        matches!(entry(&busy), Some(Entry::Live { .. })),
+        "proposing keeps a validator's account live"
+    );
+    let slot = expired_slot(&chain, registry);
+    let proof = chain
+        .store
+        .revival_proof(&slot, chain.epoch - 1)
+        .expect("read")
+        .expect("proof");
+
+    // `idle` proposes again: a transfer and a revival succeed, the fees go to the burn.
+    chain.proposer = idle.clone();
+    let burned = chain.balance(&Address::FEE_BURN);
+    let paid = chain.run(&agent, 21_000, transfer.clone());
+    assert_eq!(paid.status, TxStatus::Success, "{paid:?}");
+    let revived = revive(&mut chain, &keeper, &proof);
+    assert_eq!(revived.status, TxStatus::Success, "{revived:?}");
+    assert!(chain.balance(&Address::FEE_BURN) > burned, "fees burned");
+    let latest = chain.store.latest().expect("latest").height;
+    assert!(matches!(
+        chain
+            .store
+            .entry(&StateKey::Account(addr(&idle)), latest)
+            .expect("entry"),
+        Some(Entry::Expired { .. })
+    ));
+    let read = get(&mut chain, &keeper, registry, 1);
+    assert_eq!(abi::word(&read.output), U256::from(42));
+}

@@ -15,6 +15,12 @@ pub struct Address(pub [u8; 20]);
 
 impl Address {
     pub const ZERO: Address = Address([0; 20]);
+    /// Receives the fees of a block whose proposer's account has expired (nobody holds its
+    /// key, so they are burned). It never expires itself: a block must always have somewhere
+    /// to pay fees that cannot fail.
+    pub const FEE_BURN: Address = Address([
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfe, 0xeb,
+    ]);
 
     /// The address of an ed25519 agent key.
     pub fn from_public_key(key: &PublicKey) -> Address {

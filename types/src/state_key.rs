@@ -84,12 +84,14 @@ impl StateKey {
     }
 
     /// Whether the entry takes part in expiry: accounts, code and slots do; the archive's
-    /// own bookkeeping does not (it is what makes revival possible).
+    /// own bookkeeping does not (it is what makes revival possible), nor does the fee burn
+    /// account (`Address::FEE_BURN`), the fallback that keeps fee payment infallible.
     pub fn expires(&self) -> bool {
-        matches!(
-            self,
-            StateKey::Account(_) | StateKey::Code(_) | StateKey::Storage(..)
-        )
+        match self {
+            StateKey::Account(a) => *a != crate::Address::FEE_BURN,
+            StateKey::Code(_) | StateKey::Storage(..) => true,
+            StateKey::ArchiveAccumulator | StateKey::ArchiveRoot(_) => false,
+        }
     }
 
     /// Position in the authenticated tree.

@@ -44,6 +44,8 @@ pub struct Chain {
     pub parent_hash: Hash,
     /// The epoch the next block is in (tests move it forward by hand).
     pub epoch: u64,
+    /// Who proposes the next block (and receives its fees).
+    pub proposer: SecretKey,
     nonces: std::collections::BTreeMap<[u8; 32], u64>,
 }
 
@@ -135,6 +137,7 @@ impl Chain {
             height: 0,
             parent_hash: info.block_hash,
             epoch: 0,
+            proposer: key(250),
             nonces: Default::default(),
         }
     }
@@ -171,7 +174,7 @@ impl Chain {
                 epoch: self.epoch,
                 view: height,
                 parent_hash: self.parent_hash,
-                proposer: key(250).public_key(),
+                proposer: self.proposer.public_key(),
                 timestamp_ms: 1_700_000_000_000 + height * 1_000,
                 tx_root: keel_types::block::tx_root(&txs),
                 parent_state_root: Hash::ZERO,
