@@ -150,14 +150,18 @@ impl Genesis {
         let marker = data_dir.join("genesis.hash");
         let expected = self.hash();
         if store.latest().is_some() {
-            let found = std::fs::read_to_string(&marker)
-                .ok()
-                .and_then(|t| Hash::from_hex(t.trim()).ok())
-                .unwrap_or(Hash::ZERO);
+            // The marker holds the genesis hash, then the genesis state root (height 0 may
+            // since have been pruned, so the store cannot always answer).
+            let text = std::fs::read_to_string(&marker).unwrap_or_default();
+            let mut lines = text.lines().map(|l| Hash::from_hex(l.trim()).ok());
+            let found = lines.next().flatten().unwrap_or(Hash::ZERO);
             if found != expected {
                 return Err(GenesisError::Mismatch { expected, found });
             }
-            return Ok(store.state_root(0)?);
+            return match lines.next().flatten() {
+                Some(root) => Ok(root),
+                None => Ok(store.state_root(0)?),
+            };
         }
         let diff = self.state_diff(store)?;
         let info = store.commit(CommitRequest {
@@ -167,7 +171,8 @@ impl Genesis {
             receipts: &[],
             archive: &keel_state::ArchiveBatch::default(),
         })?;
-        std::fs::write(&marker, expected.to_hex() + "\n").map_err(|e| GenesisError::Read {
+        let text = format!("{}\n{}\n", expected.to_hex(), info.state_root.to_hex());
+        std::fs::write(&marker, text).map_err(|e| GenesisError::Read {
             path: marker.display().to_string(),
             reason: e.to_string(),
         })?;

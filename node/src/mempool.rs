@@ -387,6 +387,19 @@ impl Mempool {
         }
     }
 
+    /// After a block is committed: drop the transactions it included. Those that ran are
+    /// also dropped by `revalidate` (their nonce is used); a rejected one keeps its nonce
+    /// unused and would otherwise be proposed again and again, block after block.
+    pub fn remove_included<'a>(&mut self, hashes: impl IntoIterator<Item = &'a Hash>) -> usize {
+        let before = self.len();
+        for hash in hashes {
+            if let Some((sender, nonce)) = self.hashes.get(hash).copied() {
+                self.remove(&sender, nonce);
+            }
+        }
+        before - self.len()
+    }
+
     /// After a block is committed: drop transactions whose nonce is used, and those the
     /// sender can no longer pay for (with everything queued before them). Returns how many
     /// were dropped.

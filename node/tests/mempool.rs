@@ -283,6 +283,34 @@ fn selection_takes_ready_runs_and_revalidation_drops_what_a_block_used() {
     );
 }
 
+/// A transaction a block rejected did not use its nonce, but it was included: the pool
+/// drops it after the block instead of proposing it again in every later block.
+#[test]
+fn a_rejected_transaction_leaves_the_pool_with_its_block() {
+    let alice = key(1);
+    let mut chain = Chain::new(&[&alice]);
+    let mut pool = pool(100);
+    let garbage = chain.tx(&alice, 100_000, TxBody::Revive { proof: vec![7; 9] });
+    assert!(pool.admit(&chain.store.latest_view(), vec![garbage.clone()])[0].is_ok());
+    let picked = pool
+        .select(&chain.store.latest_view(), 10, usize::MAX, u64::MAX)
+        .expect("select");
+    assert_eq!(picked, vec![garbage.clone()]);
+    let (out, _) = chain.block(picked);
+    assert_eq!(out.receipts[0].status, keel_types::TxStatus::Rejected);
+    // Revalidation alone keeps it (nonce 0 is still unused): it would be proposed again.
+    assert_eq!(
+        pool.revalidate(&chain.store.latest_view())
+            .expect("revalidate"),
+        0
+    );
+    assert_eq!(
+        pool.remove_included(out.receipts.iter().map(|r| &r.tx_hash)),
+        1
+    );
+    assert!(pool.is_empty());
+}
+
 /// A sender whose account expires while its transactions wait neither blocks selection
 /// (every other sender's transactions are still proposed) nor stays in the pool.
 #[test]

@@ -538,6 +538,7 @@ impl Driver {
         let store = self.chain.store().clone();
         let pool_len = {
             let mut pool = self.mempool.lock().expect("mempool lock");
+            pool.remove_included(receipts.iter().map(|r| &r.tx_hash));
             if let Err(e) = pool.revalidate(&store.latest_view()) {
                 tracing::warn!(error = %e, "mempool revalidation failed");
             }

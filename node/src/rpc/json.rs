@@ -1,6 +1,6 @@
 //! The JSON shapes of INTERFACES.md: hex strings for bytes, 0x-prefixed quantities.
 
-use keel_types::{Block, Hash, Height, Receipt, TxError, U256};
+use keel_types::{Block, Hash, Height, Receipt, RevivalError, TxError, U256};
 use serde_json::{json, Value};
 
 pub fn qty(n: u64) -> String {
@@ -50,8 +50,37 @@ pub fn receipt(r: &Receipt, block: Option<Height>) -> Value {
             "topics": l.topics.iter().map(|t| bytes(t)).collect::<Vec<_>>(),
             "data": bytes(&l.data),
         })).collect::<Vec<_>>(),
-        "error": r.error.as_ref().map(|e| json!({"code": error_code(e), "message": e.to_string()})),
+        "error": r.error.as_ref().map(error),
     })
+}
+
+/// A receipt's error: its stable `code` and human `message`, plus the fields an agent acts
+/// on without parsing text — the expired `key` and `expired_epoch`, a refused revival's
+/// `reason`.
+fn error(e: &TxError) -> Value {
+    let mut out = json!({"code": error_code(e), "message": e.to_string()});
+    match e {
+        TxError::Expired { key, expired_epoch } => {
+            out["key"] = json!(key);
+            out["expired_epoch"] = json!(expired_epoch);
+        }
+        TxError::InvalidRevival { reason } => out["reason"] = json!(revival_code(reason)),
+        _ => {}
+    }
+    out
+}
+
+/// Stable codes of refused revivals (`error.reason` in a receipt).
+pub fn revival_code(reason: &RevivalError) -> &'static str {
+    match reason {
+        RevivalError::Malformed(_) => "malformed",
+        RevivalError::ExpiryOff => "expiry_off",
+        RevivalError::AlreadyLive { .. } => "already_live",
+        RevivalError::NotExpired { .. } => "not_expired",
+        RevivalError::StaleVersion { .. } => "stale_version",
+        RevivalError::UnsealedEpoch { .. } => "unsealed_epoch",
+        RevivalError::BadProof { .. } => "bad_proof",
+    }
 }
 
 /// A block header, its post-state root, and its transaction hashes.

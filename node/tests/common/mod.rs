@@ -59,6 +59,27 @@ impl Cluster {
         epoch_length: u64,
         tweak: impl Fn(&mut NodeConfig),
     ) -> Cluster {
+        Cluster::start_with_expiry(
+            n,
+            base_port,
+            block_time_ms,
+            dev_accounts,
+            epoch_length,
+            0,
+            tweak,
+        )
+    }
+
+    /// As `start_with_epochs`, with state entries expiring after `expiry_epochs` idle epochs.
+    pub fn start_with_expiry(
+        n: usize,
+        base_port: u16,
+        block_time_ms: u64,
+        dev_accounts: usize,
+        epoch_length: u64,
+        expiry_epochs: u64,
+        tweak: impl Fn(&mut NodeConfig),
+    ) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let home = dir.path().to_str().expect("utf8").to_string();
         let (ok, _, err) = keel(&[
@@ -75,6 +96,8 @@ impl Cluster {
             &dev_accounts.to_string(),
             "--epoch-length",
             &epoch_length.to_string(),
+            "--expiry-epochs",
+            &expiry_epochs.to_string(),
         ]);
         assert!(ok, "init: {err}");
         let mut configs = Vec::new();
