@@ -96,13 +96,32 @@ impl Chain {
         Chain::with_cache(dir, funded, cache)
     }
 
+    /// As `new`, for a node that does not keep the expiry archive (`keep_archive = false`).
+    pub fn without_archive(funded: &[&SecretKey]) -> Chain {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = Arc::new(
+            ModuleCache::new(Some(dir.path().join("wasm-cache")), MODULE_CACHE_ENTRIES)
+                .expect("cache"),
+        );
+        Chain::open(dir, funded, cache, false)
+    }
+
     pub fn with_cache(
         dir: tempfile::TempDir,
         funded: &[&SecretKey],
         cache: Arc<ModuleCache>,
     ) -> Chain {
+        Chain::open(dir, funded, cache, true)
+    }
+
+    fn open(
+        dir: tempfile::TempDir,
+        funded: &[&SecretKey],
+        cache: Arc<ModuleCache>,
+        keep_archive: bool,
+    ) -> Chain {
         let options = StoreOptions {
-            keep_archive: true,
+            keep_archive,
             sync_writes: false,
             ..StoreOptions::default()
         };
