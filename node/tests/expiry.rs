@@ -313,7 +313,7 @@ fn kill_9_on_epoch_boundaries_while_expiring_and_pruning_keeps_roots_equal() {
         let after = boundaries.last().copied().unwrap_or(RETAIN);
         loop {
             let h = cluster.height(3).unwrap_or(0);
-            if h > after && h % EPOCH == 0 {
+            if h > after && h.is_multiple_of(EPOCH) {
                 boundaries.push(h);
                 break;
             }
