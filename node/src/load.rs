@@ -444,26 +444,40 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
     Ok(report)
 }
 
-/// Compares every validator's state root at every height all of them have; an error names
-/// the first height where they differ.
+/// Compares every validator's state root at every height all of them have and retain (a
+/// height pruned while the check runs is skipped); an error names the first height where
+/// they differ.
 pub async fn check_roots(clients: &[Arc<Client>]) -> Result<u64, String> {
     let mut common = u64::MAX;
+    let mut from = 1u64;
     for c in clients {
         // A validator restarting (chaos, kill -9) gets up to 30 s to answer.
-        let mut answer = status_field(c, "height").await;
+        let mut answer = c.request("keel_status", vec![]).await;
         for _ in 0..30 {
             if answer.is_ok() {
                 break;
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
-            answer = status_field(c, "height").await;
+            answer = c.request("keel_status", vec![]).await;
         }
-        common = common.min(answer?.as_u64().unwrap_or(0));
+        let status = answer?;
+        common = common.min(status["height"].as_u64().unwrap_or(0));
+        // Heights a validator pruned cannot be compared.
+        from = from.max(status["oldest_retained"].as_u64().unwrap_or(0));
     }
-    for height in 1..=common {
+    for height in from..=common {
         let mut first: Option<(String, String)> = None;
         for (i, c) in clients.iter().enumerate() {
             let block = c.request("keel_getBlock", vec![json!(height)]).await?;
+            if block.is_null() {
+                // Pruned since the check began (the pruner runs on), or missing: only the
+                // first is fine.
+                let status = c.request("keel_status", vec![]).await?;
+                if status["oldest_retained"].as_u64().unwrap_or(0) > height {
+                    break;
+                }
+                return Err(format!("validator {i} has no block at height {height}"));
+            }
             let root = block["state_root"].as_str().unwrap_or_default().to_string();
             let hash = block["hash"].as_str().unwrap_or_default().to_string();
             match &first {

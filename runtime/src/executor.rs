@@ -201,6 +201,16 @@ impl Runtime {
         }
     }
 
+    /// An overlay for a block of `epoch`: reads re-stamp touch epochs only when expiry is on.
+    fn overlay<'a>(&self, base: &'a dyn StateView, epoch: u64) -> Overlay<&'a dyn StateView> {
+        let overlay = Overlay::at_epoch(base, epoch);
+        if self.config.expiry_epochs == 0 {
+            overlay.without_read_touches()
+        } else {
+            overlay
+        }
+    }
+
     /// `block` with its fees going to `fee_recipient` (the proposer, or the burn address if
     /// the proposer's account has expired).
     fn paying_context(
@@ -238,7 +248,7 @@ impl Runtime {
             self.config.verify_threads,
         );
 
-        let mut overlay = Overlay::at_epoch(parent, header.epoch);
+        let mut overlay = self.overlay(parent, header.epoch);
         // Expiry first: this block's transactions see the entries it archives as expired.
         let archive = crate::expiry::sweep(&mut overlay, header.epoch, self.config.expiry_epochs)?;
         let context = self.paying_context(&mut overlay, &self.context(header))?;
@@ -469,7 +479,7 @@ impl Runtime {
         block: &BlockContext,
         request: CallRequest,
     ) -> Result<Receipt, RuntimeError> {
-        let mut overlay = Overlay::at_epoch(state, block.epoch);
+        let mut overlay = self.overlay(state, block.epoch);
         let block = &self.paying_context(&mut overlay, block)?;
         let tx_env = TxEnv {
             caller: to_revm(&request.from),
@@ -510,7 +520,7 @@ impl Runtime {
         if tx.verify_signature().is_err() {
             return Ok(rejected(tx_hash, TxError::BadSignature));
         }
-        let mut overlay = Overlay::at_epoch(state, block.epoch);
+        let mut overlay = self.overlay(state, block.epoch);
         let block = &self.paying_context(&mut overlay, block)?;
         self.execute_tx(&mut overlay, hashes, block, tx, tx_hash, 0)
     }

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{abi, addr, artifact, key, Chain};
-use keel_state::{Entry, StateView};
+use keel_state::{Entry, StateView, StateViewExt};
 use keel_types::archive::RevivalProof;
 use keel_types::{
     Address, Canonical, Env, Receipt, RevivalError, SecretKey, StateKey, TxBody, TxError, TxStatus,
@@ -257,6 +257,23 @@ fn expiry_off_keeps_everything_and_refuses_revival() {
     );
     assert!(matches!(refused(&r), RevivalError::ExpiryOff));
     assert_eq!(chain.store.expiry_counts().expect("counts").expired, 0);
+    // Nothing re-stamps what is only read: the code, read by every call since epoch 0, was
+    // not rewritten once per epoch.
+    let latest = chain.store.latest().expect("latest").height;
+    let code = chain
+        .store
+        .latest_view()
+        .account(&registry)
+        .expect("read")
+        .and_then(|a| a.code)
+        .expect("contract");
+    assert!(matches!(
+        chain.store.entry(&StateKey::Code(code.code_hash), latest),
+        Ok(Some(Entry::Live {
+            touched_epoch: 0,
+            ..
+        }))
+    ));
 }
 
 /// A validator that stops proposing has its account expire like any other; when it proposes

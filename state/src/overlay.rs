@@ -112,6 +112,8 @@ pub struct Overlay<V> {
     /// (key, the write-set entry it replaced): `None` = the key had no buffered write.
     journal: Vec<(StateKey, Option<Option<Vec<u8>>>)>,
     touched: RefCell<BTreeMap<StateKey, Vec<u8>>>,
+    /// Whether reads re-stamp (see `without_read_touches`).
+    touch_reads: bool,
     expired_hit: RefCell<Option<(StateKey, Epoch, u64)>>,
 }
 
@@ -129,8 +131,17 @@ impl<V: StateView> Overlay<V> {
             writes: BTreeMap::new(),
             journal: Vec::new(),
             touched: RefCell::new(BTreeMap::new()),
+            touch_reads: true,
             expired_hit: RefCell::new(None),
         }
+    }
+
+    /// Reads no longer re-stamp entries. For chains with expiry off, where nothing ever
+    /// looks at a touch epoch: re-stamping would rewrite every entry a block only reads (a
+    /// contract's code included) once per epoch, for nothing. Writes are still stamped.
+    pub fn without_read_touches(mut self) -> Overlay<V> {
+        self.touch_reads = false;
+        self
     }
 
     pub fn base(&self) -> &V {
@@ -257,7 +268,7 @@ impl<V: StateView> StateView for Overlay<V> {
             value,
         }) = &entry
         {
-            if *touched_epoch < self.epoch && key.expires() {
+            if self.touch_reads && *touched_epoch < self.epoch && key.expires() {
                 self.touched
                     .borrow_mut()
                     .entry(key.clone())

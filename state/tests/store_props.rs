@@ -215,6 +215,56 @@ fn overlay_reads_through_and_reverts_checkpoints() {
     );
 }
 
+/// A read in a later epoch re-stamps the entry (expiry on: reading keeps it alive); an
+/// overlay without read touches (expiry off) leaves it alone, and writes are stamped either way.
+#[test]
+fn reads_re_stamp_only_when_read_touches_are_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), options()).expect("open");
+    let a = Address([1; 20]);
+    let mut genesis = Overlay::new(store.latest_view());
+    genesis.put_storage(a, [1; 32], [7; 32]).expect("put");
+    let diff = genesis.into_diff();
+    store
+        .commit(CommitRequest {
+            height: 0,
+            diff: &diff,
+            block: None,
+            receipts: &[],
+            archive: &keel_state::ArchiveBatch::default(),
+        })
+        .expect("commit");
+    let slot = StateKey::Storage(a, [1; 32]);
+    let touching = Overlay::at_epoch(store.latest_view(), 5);
+    assert_eq!(touching.storage(&a, &[1; 32]).expect("read"), [7; 32]);
+    let restamped = touching.into_diff();
+    let entry = restamped.get(&slot).cloned().flatten().expect("re-stamped");
+    assert_eq!(
+        keel_state::Entry::decode(&entry).expect("entry"),
+        keel_state::Entry::Live {
+            touched_epoch: 5,
+            value: [7; 32].to_vec()
+        }
+    );
+    let mut quiet = Overlay::at_epoch(store.latest_view(), 5).without_read_touches();
+    assert_eq!(quiet.storage(&a, &[1; 32]).expect("read"), [7; 32]);
+    quiet.put_storage(a, [2; 32], [9; 32]).expect("put");
+    let diff = quiet.into_diff();
+    assert!(!diff.contains_key(&slot), "a read alone wrote nothing");
+    let written = diff
+        .get(&StateKey::Storage(a, [2; 32]))
+        .cloned()
+        .flatten()
+        .expect("written");
+    assert!(matches!(
+        keel_state::Entry::decode(&written),
+        Ok(keel_state::Entry::Live {
+            touched_epoch: 5,
+            ..
+        })
+    ));
+}
+
 #[test]
 fn commits_must_be_in_order_and_future_reads_fail() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -179,6 +179,8 @@ impl RpcContext {
             "genesis_hash": self.genesis_hash.to_hex(),
             "height": height,
             "finalized_height": height,
+            // Heights below it are pruned (0 on an archive node).
+            "oldest_retained": self.store.oldest_retained().unwrap_or(0),
             "epoch": status.epoch,
             "view": status.view,
             "state_root": latest.map(|l| l.state_root.to_hex()),
