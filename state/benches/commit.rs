@@ -70,7 +70,7 @@ fn keel_store(blocks: &[Vec<(StateKey, [u8; 32])>], sync_writes: bool) -> f64 {
     for (height, block) in blocks.iter().enumerate() {
         let diff: StateDiff = block
             .iter()
-            .map(|(k, v)| (k.clone(), Some(v.to_vec())))
+            .map(|(k, v)| (k.clone(), Some(keel_state::encode_live(0, v))))
             .collect();
         store
             .commit(CommitRequest {
