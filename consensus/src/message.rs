@@ -38,6 +38,12 @@ pub enum Message {
         headers: Vec<Header>,
         finalization: Certificate,
     },
+    /// The answer to a `SyncRequest` for heights this node has pruned: it keeps blocks from
+    /// `oldest_retained` on only. Unauthenticated, so a requester only reports it.
+    SyncPruned {
+        from_height: Height,
+        oldest_retained: Height,
+    },
 }
 
 impl Canonical for Message {
@@ -59,7 +65,10 @@ impl Canonical for Message {
                 blocks.iter().try_for_each(Canonical::validate)?;
                 finalization.validate()
             }
-            Message::Vote(_) | Message::BlockRequest(_) | Message::SyncRequest { .. } => Ok(()),
+            Message::Vote(_)
+            | Message::BlockRequest(_)
+            | Message::SyncRequest { .. }
+            | Message::SyncPruned { .. } => Ok(()),
         }
     }
 }

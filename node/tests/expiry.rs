@@ -365,3 +365,49 @@ fn kill_9_on_epoch_boundaries_while_expiring_and_pruning_keeps_roots_equal() {
     ]);
     assert!(ok && block["state_root"].is_string(), "{block} {err}");
 }
+
+/// A validator that was down longer than every peer retains blocks cannot catch up by block
+/// sync; its peers answer that they pruned the range, and it says so in its log instead of
+/// waiting in silence.
+#[test]
+fn a_validator_behind_its_peers_retention_reports_it_cannot_catch_up() {
+    let _guard = serial();
+    const RETAIN: u64 = 12;
+    let mut cluster = Cluster::start_with_expiry(4, 25_000, 100, 1, 1_000, 0, |c| {
+        c.storage.retain_heights = RETAIN;
+        c.storage.prune_interval_ms = 50;
+        c.consensus.timeout_base_ms = 500;
+    });
+    cluster.kill9(3);
+    let down_at = cluster.height(0).expect("height");
+    // The others go on and prune past everything validator 3 would need.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let oldest = cluster
+            .call(0, "keel_status", vec![])
+            .ok()
+            .and_then(|s| s["oldest_retained"].as_u64())
+            .unwrap_or(0);
+        if oldest > down_at + 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no pruning past {down_at}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    cluster.spawn(3);
+    let log = cluster.home(3).join("node.log");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("cannot catch up from this peer") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no report in validator 3's log");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let behind = cluster.height(3).expect("validator 3 answers");
+    assert!(
+        behind < cluster.height(0).expect("height"),
+        "it did not catch up"
+    );
+}

@@ -670,6 +670,8 @@ impl Engine {
                 headers,
                 finalization,
             } => self.on_sync(from, blocks, headers, finalization),
+            // Nothing to order: the driver reports it to the operator.
+            Message::SyncPruned { .. } => {}
         }
     }
 

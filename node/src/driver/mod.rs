@@ -31,6 +31,8 @@ pub const MAX_FUTURE_DRIFT_MS: u64 = 5_000;
 pub const MAX_DEFERRED_VERIFICATIONS: usize = 64;
 /// Retry interval when a proposal's parent is not executable yet.
 const BUILD_RETRY_MS: u64 = 50;
+/// How often a validator that cannot catch up (its peers pruned what it needs) says so.
+const PRUNED_WARNING_EVERY: Duration = Duration::from_secs(30);
 /// Bytes of a block left for the header and framing.
 const BLOCK_BYTES_MARGIN: usize = 64 * 1024;
 
@@ -86,6 +88,8 @@ pub struct Driver {
     shared: Arc<Shared>,
     timer: Option<(Instant, View)>,
     build: Option<(Instant, BuildRequest)>,
+    /// When the last "peers pruned what this node needs" error was logged.
+    pruned_warned: Option<Instant>,
     deferred: BTreeMap<View, Block>,
     to_execute: Vec<Hash>,
     inputs: VecDeque<Input>,
@@ -138,6 +142,7 @@ impl Driver {
             shared,
             timer: None,
             build: None,
+            pruned_warned: None,
             deferred: BTreeMap::new(),
             to_execute: Vec::new(),
             inputs: VecDeque::new(),
@@ -195,6 +200,27 @@ impl Driver {
             Message::Propose { block, .. } | Message::BlockResponse(block) => {
                 self.chain.remember(block);
                 self.retry_deferred();
+            }
+            Message::SyncPruned {
+                from_height,
+                oldest_retained,
+            } => {
+                let now = Instant::now();
+                if self
+                    .pruned_warned
+                    .is_none_or(|at| now >= at + PRUNED_WARNING_EVERY)
+                {
+                    self.pruned_warned = Some(now);
+                    tracing::error!(
+                        peer = from,
+                        from_height,
+                        oldest_retained,
+                        "cannot catch up from this peer: it pruned the blocks this node needs \
+                         (block sync only; no state sync yet). Copy the data directory of a \
+                         synced validator, or sync from an archive node (storage.retain_heights = 0)"
+                    );
+                }
+                return;
             }
             _ => {}
         }
@@ -294,7 +320,18 @@ impl Driver {
                     Ok(Some(message)) => {
                         self.net.send(to, &NetMessage::Consensus(Box::new(message)))
                     }
-                    Ok(None) => {}
+                    Ok(None) => {
+                        // Say so when the gap is ours (pruned), so the requester can tell
+                        // its operator rather than wait forever.
+                        let oldest_retained = self.chain.store().oldest_retained().unwrap_or(0);
+                        if from_height < oldest_retained {
+                            let message = Message::SyncPruned {
+                                from_height,
+                                oldest_retained,
+                            };
+                            self.net.send(to, &NetMessage::Consensus(Box::new(message)));
+                        }
+                    }
                     Err(e) => tracing::warn!(error = %e, from_height, "cannot serve sync"),
                 }
             }
