@@ -89,6 +89,7 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
             &data.join("state"),
             StoreOptions {
                 keep_archive: config.storage.keep_archive,
+                index_touches: genesis.expiry_epochs > 0,
                 ..StoreOptions::default()
             },
         )

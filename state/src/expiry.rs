@@ -57,12 +57,13 @@ pub(crate) fn read_counter(db: &DB, name: &[u8]) -> Result<u64, StateError> {
 }
 
 /// Adds the index and counter updates for committing `diff` at `height` (the previous
-/// commit is `height - 1`) to `batch`.
+/// commit is `height - 1`) to `batch`; the touch index only if `index_touches`.
 pub(crate) fn bookkeep(
     db: &DB,
     batch: &mut WriteBatch,
     height: Height,
     diff: &StateDiff,
+    index_touches: bool,
 ) -> Result<(), StateError> {
     let touch = cf(db, CF_TOUCH)?;
     let history = cf(db, CF_HISTORY)?;
@@ -92,7 +93,9 @@ pub(crate) fn bookkeep(
         let new_kind = kind(new.as_deref())?;
         match old_kind {
             Kind::Live(epoch) => {
-                batch.delete_cf(touch, touch_key(epoch, &key_hash));
+                if index_touches {
+                    batch.delete_cf(touch, touch_key(epoch, &key_hash));
+                }
                 counts.active -= 1;
             }
             Kind::Stub => counts.expired -= 1,
@@ -100,7 +103,9 @@ pub(crate) fn bookkeep(
         }
         match new_kind {
             Kind::Live(epoch) => {
-                batch.put_cf(touch, touch_key(epoch, &key_hash), key.to_bytes());
+                if index_touches {
+                    batch.put_cf(touch, touch_key(epoch, &key_hash), key.to_bytes());
+                }
                 counts.active += 1;
                 if old_kind == Kind::Stub {
                     counts.revived += 1;

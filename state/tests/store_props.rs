@@ -265,6 +265,42 @@ fn reads_re_stamp_only_when_read_touches_are_on() {
     ));
 }
 
+/// The touch index feeds the expiry sweep; a store for a chain without expiry skips it, and
+/// then has no candidates (but still counts its entries).
+#[test]
+fn the_touch_index_is_kept_only_when_asked() {
+    for index_touches in [true, false] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let opts = StoreOptions {
+            index_touches,
+            ..options()
+        };
+        let store = Store::open(dir.path(), opts).expect("open");
+        let mut genesis = Overlay::new(store.latest_view());
+        for i in 0..5u8 {
+            genesis
+                .put_storage(Address([1; 20]), [i; 32], [7; 32])
+                .expect("put");
+        }
+        let diff = genesis.into_diff();
+        store
+            .commit(CommitRequest {
+                height: 0,
+                diff: &diff,
+                block: None,
+                receipts: &[],
+                archive: &keel_state::ArchiveBatch::default(),
+            })
+            .expect("commit");
+        let candidates = store
+            .latest_view()
+            .expiry_candidates(1, 100)
+            .expect("candidates");
+        assert_eq!(candidates.len(), if index_touches { 5 } else { 0 });
+        assert_eq!(store.expiry_counts().expect("counts").active, 5);
+    }
+}
+
 #[test]
 fn commits_must_be_in_order_and_future_reads_fail() {
     let dir = tempfile::tempdir().expect("tempdir");
