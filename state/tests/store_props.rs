@@ -170,13 +170,20 @@ proptest! {
     }
 }
 
-#[test]
-fn overlay_reads_through_and_reverts_checkpoints() {
+/// The contract whose slots `genesis_store` fills.
+const SLOT_OWNER: Address = Address([1; 20]);
+
+/// A store in a temp dir whose genesis (epoch 0) sets slot `[i; 32]` of `SLOT_OWNER` to
+/// `[7; 32]` for each `i` in `slots`.
+fn genesis_store(opts: StoreOptions, slots: &[u8]) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path(), options()).expect("open");
-    let a = Address([1; 20]);
+    let store = Store::open(dir.path(), opts).expect("open");
     let mut genesis = Overlay::new(store.latest_view());
-    genesis.put_storage(a, [1; 32], [7; 32]).expect("put");
+    for i in slots {
+        genesis
+            .put_storage(SLOT_OWNER, [*i; 32], [7; 32])
+            .expect("put");
+    }
     let diff = genesis.into_diff();
     store
         .commit(CommitRequest {
@@ -187,6 +194,13 @@ fn overlay_reads_through_and_reverts_checkpoints() {
             archive: &keel_state::ArchiveBatch::default(),
         })
         .expect("commit");
+    (dir, store)
+}
+
+#[test]
+fn overlay_reads_through_and_reverts_checkpoints() {
+    let (_dir, store) = genesis_store(options(), &[1]);
+    let a = SLOT_OWNER;
 
     let mut overlay = Overlay::new(store.latest_view());
     assert_eq!(overlay.storage(&a, &[1; 32]).expect("read"), [7; 32]);
@@ -219,21 +233,8 @@ fn overlay_reads_through_and_reverts_checkpoints() {
 /// overlay without read touches (expiry off) leaves it alone, and writes are stamped either way.
 #[test]
 fn reads_re_stamp_only_when_read_touches_are_on() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path(), options()).expect("open");
-    let a = Address([1; 20]);
-    let mut genesis = Overlay::new(store.latest_view());
-    genesis.put_storage(a, [1; 32], [7; 32]).expect("put");
-    let diff = genesis.into_diff();
-    store
-        .commit(CommitRequest {
-            height: 0,
-            diff: &diff,
-            block: None,
-            receipts: &[],
-            archive: &keel_state::ArchiveBatch::default(),
-        })
-        .expect("commit");
+    let (_dir, store) = genesis_store(options(), &[1]);
+    let a = SLOT_OWNER;
     let slot = StateKey::Storage(a, [1; 32]);
     let touching = Overlay::at_epoch(store.latest_view(), 5);
     assert_eq!(touching.storage(&a, &[1; 32]).expect("read"), [7; 32]);
@@ -270,28 +271,11 @@ fn reads_re_stamp_only_when_read_touches_are_on() {
 #[test]
 fn the_touch_index_is_kept_only_when_asked() {
     for index_touches in [true, false] {
-        let dir = tempfile::tempdir().expect("tempdir");
         let opts = StoreOptions {
             index_touches,
             ..options()
         };
-        let store = Store::open(dir.path(), opts).expect("open");
-        let mut genesis = Overlay::new(store.latest_view());
-        for i in 0..5u8 {
-            genesis
-                .put_storage(Address([1; 20]), [i; 32], [7; 32])
-                .expect("put");
-        }
-        let diff = genesis.into_diff();
-        store
-            .commit(CommitRequest {
-                height: 0,
-                diff: &diff,
-                block: None,
-                receipts: &[],
-                archive: &keel_state::ArchiveBatch::default(),
-            })
-            .expect("commit");
+        let (_dir, store) = genesis_store(opts, &[0, 1, 2, 3, 4]);
         let candidates = store
             .latest_view()
             .expiry_candidates(1, 100)
