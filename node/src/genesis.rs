@@ -26,6 +26,13 @@ pub struct GenesisBalance {
     pub balance: U256,
 }
 
+/// `fold_epochs` of a genesis that does not say.
+pub const DEFAULT_FOLD_EPOCHS: u64 = 2;
+
+fn default_fold_epochs() -> u64 {
+    DEFAULT_FOLD_EPOCHS
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Genesis {
@@ -36,6 +43,10 @@ pub struct Genesis {
     pub epoch_length: u64,
     /// Epochs an untouched entry stays live (0: expiry off).
     pub expiry_epochs: u64,
+    /// Epochs an expired entry's stub stays in the tree (exact errors, one-leaf revival
+    /// proofs) before a fold page takes it out (0: never; disk then grows with stubs).
+    #[serde(default = "default_fold_epochs")]
+    pub fold_epochs: u64,
     pub block_gas_limit: u64,
     pub min_gas_price: u128,
     pub validators: Vec<GenesisValidator>,

@@ -20,6 +20,7 @@ pub struct InitOptions {
     pub chain_id: u64,
     pub epoch_length: u64,
     pub expiry_epochs: u64,
+    pub fold_epochs: u64,
     pub block_time_ms: u64,
     /// Node i listens for peers on base+i, RPC on base+100+i, metrics on base+200+i.
     pub base_port: u16,
@@ -145,6 +146,7 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, String> {
         genesis_time_ms: opts.genesis_time_ms,
         epoch_length: opts.epoch_length,
         expiry_epochs: opts.expiry_epochs,
+        fold_epochs: opts.fold_epochs,
         block_gas_limit: keel_types::limits::BLOCK_GAS_LIMIT,
         min_gas_price: 1,
         validators,

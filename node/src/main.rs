@@ -66,6 +66,9 @@ struct GenesisArgs {
     /// Epochs an untouched state entry stays live (0: expiry off).
     #[arg(long, default_value_t = 0)]
     expiry_epochs: u64,
+    /// Epochs an expired entry's stub stays in the tree before a fold page takes it (0: never).
+    #[arg(long, default_value_t = keel_node::genesis::DEFAULT_FOLD_EPOCHS)]
+    fold_epochs: u64,
     #[arg(long, default_value_t = 500)]
     block_time_ms: u64,
     /// Node i: p2p on P+i, RPC on P+100+i, metrics on P+200+i (node0's RPC is 8545 by default).
@@ -87,6 +90,7 @@ impl GenesisArgs {
             chain_id: self.chain_id,
             epoch_length: self.epoch_length,
             expiry_epochs: self.expiry_epochs,
+            fold_epochs: self.fold_epochs,
             block_time_ms: self.block_time_ms,
             base_port: self.base_port,
             dev_accounts: self.dev_accounts,

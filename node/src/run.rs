@@ -108,6 +108,7 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
             min_gas_price: genesis.min_gas_price,
             verify_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             expiry_epochs: genesis.expiry_epochs,
+            fold_epochs: genesis.fold_epochs,
         },
         cache,
     );

@@ -30,6 +30,8 @@ pub struct RuntimeConfig {
     pub verify_threads: usize,
     /// Epochs an untouched entry stays live (0: expiry off).
     pub expiry_epochs: u64,
+    /// Epochs an expired stub stays in the tree before a fold page takes it (0: never fold).
+    pub fold_epochs: u64,
 }
 
 impl RuntimeConfig {
@@ -40,6 +42,7 @@ impl RuntimeConfig {
             min_gas_price: 0,
             verify_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             expiry_epochs: 0,
+            fold_epochs: 0,
         }
     }
 }
@@ -250,7 +253,12 @@ impl Runtime {
 
         let mut overlay = self.overlay(parent, header.epoch);
         // Expiry first: this block's transactions see the entries it archives as expired.
-        let archive = crate::expiry::sweep(&mut overlay, header.epoch, self.config.expiry_epochs)?;
+        let archive = crate::expiry::sweep(
+            &mut overlay,
+            header.epoch,
+            self.config.expiry_epochs,
+            self.config.fold_epochs,
+        )?;
         let context = self.paying_context(&mut overlay, &self.context(header))?;
         overlay.discard_journal();
         let mut receipts = Vec::with_capacity(block.transactions.len());

@@ -3,10 +3,12 @@
 //! is not a latency spike), the sealing of each epoch's archive root, and revival.
 //! docs/expiry.md argues the design.
 
+use keel_state::fold::{fold_count, fold_page};
 use keel_state::{ArchiveBatch, Entry, Overlay, StateError, StateView, StateViewExt};
 use keel_types::archive::{
     leaf_hash, ArchiveAccumulator, ArchivedLeaf, RevivalProof, SealedArchive,
 };
+use keel_types::fold::{FoldPage, FoldedRevival, FoldedStub, MAX_FOLD_KEYS_PER_PAGE};
 use keel_types::{Address, Canonical, Epoch, RevivalError, StateKey, TxError};
 
 /// Entries one block moves to the archive at most. An epoch's backlog beyond
@@ -66,12 +68,15 @@ pub fn fee_recipient(
     }
 }
 
-/// Seals the previous epoch's archive (first block of an epoch) and expires up to
-/// [`MAX_EXPIRIES_PER_BLOCK`] entries last touched before `epoch - expiry_epochs`.
+/// Seals the previous epoch's archive (first block of an epoch), folds up to
+/// [`MAX_FOLD_KEYS_PER_PAGE`] stubs that expired before `epoch - fold_epochs` into a fold
+/// page, and expires up to [`MAX_EXPIRIES_PER_BLOCK`] entries last touched before
+/// `epoch - expiry_epochs`.
 pub fn sweep(
     overlay: &mut Ov<'_>,
     epoch: Epoch,
     expiry_epochs: u64,
+    fold_epochs: u64,
 ) -> Result<ArchiveBatch, StateError> {
     let mut batch = ArchiveBatch::default();
     if expiry_epochs == 0 {
@@ -84,6 +89,11 @@ pub fn sweep(
             root: acc.root(),
         };
         overlay.set(StateKey::ArchiveRoot(epoch - 1), Some(sealed.encode()))?;
+    }
+    // Stubs this block's unfinalized ancestors wrote expired in their own (recent) epoch, at
+    // or after `epoch - 1`, so with `fold_epochs ≥ 1` they are never candidates here.
+    if let Some(before) = epoch.checked_sub(fold_epochs).filter(|_| fold_epochs > 0) {
+        fold(overlay, before, &mut batch)?;
     }
     let Some(threshold) = epoch.checked_sub(expiry_epochs) else {
         return Ok(batch);
@@ -116,6 +126,96 @@ pub fn sweep(
     Ok(batch)
 }
 
+/// Moves up to [`MAX_FOLD_KEYS_PER_PAGE`] stubs that expired before `before` out of the tree
+/// into a new fold page (keel_types::fold says why that keeps expiry's promises).
+fn fold(overlay: &mut Ov<'_>, before: Epoch, batch: &mut ArchiveBatch) -> Result<(), StateError> {
+    let mut stubs = Vec::new();
+    for key in overlay.fold_candidates(before, MAX_FOLD_KEYS_PER_PAGE)? {
+        if let Some(Entry::Expired { epoch, leaf }) = overlay.entry(&key)? {
+            if epoch < before {
+                let key_hash = key.key_hash();
+                stubs.push((
+                    FoldedStub {
+                        key_hash,
+                        epoch,
+                        leaf,
+                    },
+                    key,
+                ));
+            }
+        }
+    }
+    if stubs.is_empty() {
+        return Ok(());
+    }
+    stubs.sort_by_key(|(stub, _)| stub.key_hash);
+    let page = fold_count(overlay)?;
+    let list: Vec<FoldedStub> = stubs.iter().map(|(stub, _)| *stub).collect();
+    overlay.set(
+        StateKey::FoldPage(page),
+        Some(FoldPage::build(page, &list).encode()),
+    )?;
+    overlay.set(StateKey::FoldCount, Some((page + 1).to_be_bytes().to_vec()))?;
+    for (_, key) in stubs {
+        overlay.delete_folded(key);
+    }
+    batch.folds.push((page, list));
+    Ok(())
+}
+
+/// Checks the fold part of a revival of an entry absent from the tree: the page that folded
+/// it holds exactly this version, and every later page that flags the key proves it does not
+/// hold the key (so no newer version was folded after it).
+fn check_folded(
+    view: &dyn StateView,
+    proof: &RevivalProof,
+    folded: &FoldedRevival,
+) -> Result<Result<(), RevivalError>, StateError> {
+    let refuse = |page, reason: String| Ok(Err(RevivalError::BadFoldProof { page, reason }));
+    let key_hash = proof.key.key_hash();
+    let Some(page) = fold_page(view, folded.page)? else {
+        return refuse(folded.page, "no such fold page".into());
+    };
+    let version = FoldedStub {
+        key_hash,
+        epoch: proof.expired_epoch,
+        leaf: proof.leaf_index,
+    };
+    if folded.member.stub != version {
+        return refuse(
+            folded.page,
+            "the page leaf is not this key's archived version".into(),
+        );
+    }
+    if let Err(e) = page.verify_leaf(&folded.member) {
+        return refuse(folded.page, e.to_string());
+    }
+    let mut absences = folded.absent.iter();
+    for later in folded.page + 1..fold_count(view)? {
+        let page = fold_page(view, later)?
+            .ok_or_else(|| StateError::Corrupt(format!("fold page {later} is missing")))?;
+        if !page.flags(later, &key_hash) {
+            continue;
+        }
+        let Some(absence) = absences.next().filter(|a| a.page == later) else {
+            return refuse(
+                later,
+                "this later page flags the key and the proof does not show it holds no newer version".into(),
+            );
+        };
+        if let Err(e) = page.verify_absent(&key_hash, absence) {
+            return refuse(later, e.to_string());
+        }
+    }
+    if let Some(extra) = absences.next() {
+        return refuse(
+            extra.page,
+            "an absence proof for a page that does not flag the key".into(),
+        );
+    }
+    Ok(Ok(()))
+}
+
 /// Checks a revival against the state; on success returns the entry to restore.
 pub fn check_revival(
     view: &dyn StateView,
@@ -135,10 +235,20 @@ pub fn check_revival(
         return refuse(RevivalError::NotExpired { key });
     }
     match view.entry(&proof.key)? {
-        None => return refuse(RevivalError::NotExpired { key }),
+        None => match &proof.folded {
+            None => return refuse(RevivalError::NotExpired { key }),
+            Some(folded) => {
+                if let Err(reason) = check_folded(view, &proof, folded)? {
+                    return refuse(reason);
+                }
+            }
+        },
+        // Live includes a deletion marker: a deleted key is newer than any archived value.
         Some(Entry::Live { .. }) => return refuse(RevivalError::AlreadyLive { key }),
+        // A stub in the tree is the latest version; a folded version is older than it.
         Some(Entry::Expired { epoch, leaf })
-            if (epoch, leaf) != (proof.expired_epoch, proof.leaf_index) =>
+            if (epoch, leaf) != (proof.expired_epoch, proof.leaf_index)
+                || proof.folded.is_some() =>
         {
             return refuse(RevivalError::StaleVersion {
                 key,

@@ -23,13 +23,15 @@ pub enum StateError {
     #[error("height {height} was pruned (oldest retained is {oldest})")]
     Pruned { height: Height, oldest: Height },
     /// The entry expired: a typed outcome for the transaction or query that touched it.
+    /// `leaf` is its archive leaf while its stub is in the tree; `None` once the stub was
+    /// folded into a fold page (then `epoch` is the newest epoch of the page that flags it).
     #[error(
         "{key} expired in epoch {epoch}; revive it with `keel query proof` then `keel tx revive`"
     )]
     Expired {
         key: StateKey,
         epoch: Epoch,
-        leaf: u64,
+        leaf: Option<u64>,
     },
     #[error("merkle tree: {0}")]
     Tree(String),

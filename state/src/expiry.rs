@@ -7,6 +7,7 @@ use crate::overlay::StateDiff;
 use crate::schema::*;
 use crate::tree::newest_record_at;
 use keel_types::archive::{ArchiveNode, ArchivedLeaf};
+use keel_types::fold::{Absence, FoldedRevival, FoldedStub, PageLeafProof};
 use keel_types::{Height, StateKey};
 use rocksdb::{WriteBatch, DB};
 
@@ -16,6 +17,8 @@ use rocksdb::{WriteBatch, DB};
 pub struct ArchiveBatch {
     pub leaves: Vec<ArchivedLeaf>,
     pub nodes: Vec<ArchiveNode>,
+    /// Fold pages the block wrote: (page index, its stubs sorted by key hash).
+    pub folds: Vec<(u64, Vec<FoldedStub>)>,
 }
 
 /// Counts of entries that take part in expiry, kept exactly by every commit.
@@ -33,14 +36,14 @@ pub struct ExpiryCounts {
 enum Kind {
     Absent,
     Live(u64),
-    Stub,
+    Stub(u64),
 }
 
 fn kind(raw: Option<&[u8]>) -> Result<Kind, StateError> {
     Ok(match raw.map(Entry::decode).transpose()? {
         None => Kind::Absent,
         Some(Entry::Live { touched_epoch, .. }) => Kind::Live(touched_epoch),
-        Some(Entry::Expired { .. }) => Kind::Stub,
+        Some(Entry::Expired { epoch, .. }) => Kind::Stub(epoch),
     })
 }
 
@@ -66,6 +69,7 @@ pub(crate) fn bookkeep(
     index_touches: bool,
 ) -> Result<(), StateError> {
     let touch = cf(db, CF_TOUCH)?;
+    let stubs = cf(db, CF_STUBS)?;
     let history = cf(db, CF_HISTORY)?;
     let mut counts = ExpiryCounts {
         active: read_counter(db, META_ACTIVE)?,
@@ -98,7 +102,12 @@ pub(crate) fn bookkeep(
                 }
                 counts.active -= 1;
             }
-            Kind::Stub => counts.expired -= 1,
+            Kind::Stub(epoch) => {
+                if index_touches {
+                    batch.delete_cf(stubs, touch_key(epoch, &key_hash));
+                }
+                counts.expired -= 1;
+            }
             Kind::Absent => {}
         }
         match new_kind {
@@ -107,11 +116,16 @@ pub(crate) fn bookkeep(
                     batch.put_cf(touch, touch_key(epoch, &key_hash), key.to_bytes());
                 }
                 counts.active += 1;
-                if old_kind == Kind::Stub {
+                if matches!(old_kind, Kind::Stub(_)) {
                     counts.revived += 1;
                 }
             }
-            Kind::Stub => counts.expired += 1,
+            Kind::Stub(epoch) => {
+                if index_touches {
+                    batch.put_cf(stubs, touch_key(epoch, &key_hash), key.to_bytes());
+                }
+                counts.expired += 1;
+            }
             Kind::Absent => {}
         }
     }
@@ -143,18 +157,26 @@ pub(crate) fn write_archive(
     for (level, index, hash) in &archive.nodes {
         batch.put_cf(cf, archive_node_key(*level, *index), hash.0);
     }
+    for (page, stubs) in &archive.folds {
+        for stub in stubs {
+            let encoded = borsh::to_vec(stub).map_err(|e| StateError::Corrupt(e.to_string()))?;
+            batch.put_cf(cf, fold_list_key(*page, &stub.key_hash.0), encoded);
+        }
+    }
     Ok(())
 }
 
-/// Up to `limit` live entries last touched before `before_epoch`, oldest first.
+/// Up to `limit` keys of an (epoch ‖ key hash → key) index (`CF_TOUCH`: live entries last
+/// touched before `before_epoch`; `CF_STUBS`: stubs expired before it), oldest first.
 pub(crate) fn candidates(
     db: &DB,
+    index: &str,
     before_epoch: u64,
     limit: usize,
 ) -> Result<Vec<StateKey>, StateError> {
     let mut out = Vec::new();
     let end = touch_key(before_epoch, &[0; 32]);
-    let mut iter = db.raw_iterator_cf(cf(db, CF_TOUCH)?);
+    let mut iter = db.raw_iterator_cf(cf(db, index)?);
     iter.seek_to_first();
     while out.len() < limit {
         let (Some(k), Some(v)) = (iter.key(), iter.value()) else {
@@ -165,7 +187,7 @@ pub(crate) fn candidates(
         }
         out.push(
             StateKey::from_bytes(v)
-                .map_err(|e| StateError::Corrupt(format!("touch index key: {e}")))?,
+                .map_err(|e| StateError::Corrupt(format!("{index} key: {e}")))?,
         );
         iter.next();
     }
@@ -200,8 +222,78 @@ impl keel_types::archive::ArchiveNodes for StoreNodes<'_> {
 }
 
 impl crate::Store {
+    /// The sorted stub list of fold page `page` (archive nodes keep it).
+    fn fold_list(&self, page: u64) -> Result<Vec<FoldedStub>, StateError> {
+        use borsh::BorshDeserialize;
+        let prefix = fold_list_key(page, &[0; 32]);
+        let mut out = Vec::new();
+        let mut iter = self.db.raw_iterator_cf(cf(&self.db, CF_ARCHIVE)?);
+        iter.seek(prefix);
+        while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
+            if !k.starts_with(&prefix[..9]) {
+                break;
+            }
+            out.push(
+                FoldedStub::try_from_slice(v)
+                    .map_err(|e| StateError::Corrupt(format!("fold page {page} list: {e}")))?,
+            );
+            iter.next();
+        }
+        iter.status()?;
+        Ok(out)
+    }
+
+    /// Where the latest version of `key`, absent from the tree at `height`, was folded: its
+    /// stub and the fold proof (membership in the newest page holding it, absence from every
+    /// later page that flags it). `None` if no page holds it (never expired, or deleted).
+    fn folded_version(
+        &self,
+        key: &StateKey,
+        height: Height,
+    ) -> Result<Option<(FoldedStub, FoldedRevival)>, StateError> {
+        let key_hash = key.key_hash();
+        let flagged = crate::fold::flagging_pages(&self.view(height)?, key)?;
+        let archive = cf(&self.db, CF_ARCHIVE)?;
+        let mut later = Vec::new();
+        for (page, _) in flagged.iter().rev() {
+            if self
+                .db
+                .get_cf(archive, fold_list_key(*page, &key_hash.0))?
+                .is_none()
+            {
+                later.push(*page);
+                continue;
+            }
+            let list = self.fold_list(*page)?;
+            let position = list
+                .binary_search_by(|s| s.key_hash.cmp(&key_hash))
+                .map_err(|_| StateError::Corrupt(format!("fold page {page} list")))?;
+            let member = PageLeafProof::build(&list, position)
+                .ok_or_else(|| StateError::Corrupt(format!("fold page {page} list")))?;
+            let mut absent = Vec::with_capacity(later.len());
+            for q in later.iter().rev() {
+                absent.push(
+                    Absence::build(*q, &self.fold_list(*q)?, &key_hash).ok_or_else(|| {
+                        StateError::Corrupt(format!("fold page {q} holds {key} twice"))
+                    })?,
+                );
+            }
+            let stub = member.stub;
+            return Ok(Some((
+                stub,
+                FoldedRevival {
+                    page: *page,
+                    member,
+                    absent,
+                },
+            )));
+        }
+        Ok(None)
+    }
+
     /// The revival proof of expired `key` (as of the latest commit) against the archive
-    /// sealed at the end of `sealed_epoch`.
+    /// sealed at the end of `sealed_epoch` — from its stub, or, once the stub was folded, from
+    /// the fold pages.
     pub fn revival_proof(
         &self,
         key: &StateKey,
@@ -210,8 +302,18 @@ impl crate::Store {
         use keel_types::archive::{prove, RevivalProof, SealedArchive};
         use keel_types::Canonical;
         let height = self.latest().map_or(0, |l| l.height);
-        let Some(Entry::Expired { epoch, leaf }) = self.entry(key, height)? else {
-            return Ok(Err(ProofUnavailable::NotExpired(key.clone())));
+        let (epoch, leaf, folded) = match self.entry(key, height)? {
+            Some(Entry::Expired { epoch, leaf }) => (epoch, leaf, None),
+            Some(Entry::Live { .. }) => return Ok(Err(ProofUnavailable::NotExpired(key.clone()))),
+            None => {
+                if !self.keeps_archive() {
+                    return Ok(Err(ProofUnavailable::NoArchive));
+                }
+                match self.folded_version(key, height)? {
+                    Some((stub, folded)) => (stub.epoch, stub.leaf, Some(folded)),
+                    None => return Ok(Err(ProofUnavailable::NotExpired(key.clone()))),
+                }
+            }
         };
         if !self.keeps_archive() {
             return Ok(Err(ProofUnavailable::NoArchive));
@@ -239,6 +341,7 @@ impl crate::Store {
             sealed_epoch,
             siblings,
             other_peaks,
+            folded,
         }))
     }
 }

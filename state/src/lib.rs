@@ -8,6 +8,7 @@
 mod entry;
 mod error;
 mod expiry;
+pub mod fold;
 mod overlay;
 mod prune;
 mod schema;

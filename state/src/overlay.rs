@@ -4,6 +4,7 @@
 
 use crate::entry::{encode_live, Entry};
 use crate::error::StateError;
+use keel_types::fold::FoldPage;
 use keel_types::limits::MAX_STATE_VALUE_BYTES;
 use keel_types::state_key::CodeBlob;
 use keel_types::{AccountRecord, Address, Canonical, Epoch, Hash, StateKey};
@@ -19,9 +20,17 @@ pub trait StateView {
     /// The stored entry: live (with its touch epoch) or an expired stub.
     fn entry(&self, key: &StateKey) -> Result<Option<Entry>, StateError>;
 
-    /// The live value; an expired entry is `StateError::Expired`, never a zero.
+    /// The live value; an expired entry is `StateError::Expired`, never a zero — also when
+    /// its stub was folded out of the tree and only a fold page's filter remembers it.
     fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StateError> {
-        live_value(key, self.entry(key)?)
+        let entry = self.entry(key)?;
+        if entry.is_none() && key.expires() {
+            let pages = crate::fold::flagging_pages(self, key)?;
+            if let Some(e) = crate::fold::folded_error(&pages, key) {
+                return Err(e);
+            }
+        }
+        live_value(key, entry)
     }
 
     /// Up to `limit` live entries that take part in expiry and were last touched before
@@ -34,17 +43,30 @@ pub trait StateView {
     ) -> Result<Vec<StateKey>, StateError> {
         Ok(Vec::new())
     }
+
+    /// Up to `limit` expired stubs that expired before `before_epoch`, oldest first then by
+    /// key hash: what the next fold page takes. Views that cannot answer return none.
+    fn fold_candidates(
+        &self,
+        _before_epoch: Epoch,
+        _limit: usize,
+    ) -> Result<Vec<StateKey>, StateError> {
+        Ok(Vec::new())
+    }
 }
 
-/// The value of a looked-up entry, or the typed expiry error.
+/// The value of a looked-up entry, or the typed expiry error. A live entry with an empty
+/// value is a *deletion marker* (a deleted key some fold page flags, kept so it cannot read
+/// as archived): it reads as absent. No account, code or slot encodes to empty bytes.
 pub fn live_value(key: &StateKey, entry: Option<Entry>) -> Result<Option<Vec<u8>>, StateError> {
     match entry {
         None => Ok(None),
+        Some(Entry::Live { value, .. }) if value.is_empty() => Ok(None),
         Some(Entry::Live { value, .. }) => Ok(Some(value)),
         Some(Entry::Expired { epoch, leaf }) => Err(StateError::Expired {
             key: key.clone(),
             epoch,
-            leaf,
+            leaf: Some(leaf),
         }),
     }
 }
@@ -63,6 +85,9 @@ impl<T: StateView + ?Sized> StateView for &T {
     }
     fn expiry_candidates(&self, before: Epoch, limit: usize) -> Result<Vec<StateKey>, StateError> {
         (**self).expiry_candidates(before, limit)
+    }
+    fn fold_candidates(&self, before: Epoch, limit: usize) -> Result<Vec<StateKey>, StateError> {
+        (**self).fold_candidates(before, limit)
     }
 }
 
@@ -114,7 +139,10 @@ pub struct Overlay<V> {
     touched: RefCell<BTreeMap<StateKey, Vec<u8>>>,
     /// Whether reads re-stamp (see `without_read_touches`).
     touch_reads: bool,
-    expired_hit: RefCell<Option<(StateKey, Epoch, u64)>>,
+    expired_hit: RefCell<Option<(StateKey, Epoch, Option<u64>)>>,
+    /// The fold pages, read once per overlay on the first absent read (pages only change by
+    /// this overlay's own writes, which reset it).
+    pages: RefCell<Option<Vec<(u64, FoldPage)>>>,
 }
 
 impl<V: StateView> Overlay<V> {
@@ -133,6 +161,7 @@ impl<V: StateView> Overlay<V> {
             touched: RefCell::new(BTreeMap::new()),
             touch_reads: true,
             expired_hit: RefCell::new(None),
+            pages: RefCell::new(None),
         }
     }
 
@@ -152,7 +181,9 @@ impl<V: StateView> Overlay<V> {
         self.epoch
     }
 
-    /// Buffers a write of a live value; `None` deletes the key.
+    /// Buffers a write of a live value; `None` deletes the key — or, if a fold page flags the
+    /// key, writes a deletion marker (see `live_value`), so that an archived older version
+    /// cannot be revived over the deletion.
     pub fn set(&mut self, key: StateKey, value: Option<Vec<u8>>) -> Result<(), StateError> {
         if let Some(v) = &value {
             if v.len() > MAX_STATE_VALUE_BYTES {
@@ -163,9 +194,31 @@ impl<V: StateView> Overlay<V> {
                 });
             }
         }
+        let value = match value {
+            None if key.expires() && self.folded(&key)?.is_some() => Some(Vec::new()),
+            value => value,
+        };
         let stored = value.map(|v| encode_live(self.epoch, &v));
         self.set_raw(key, stored);
         Ok(())
+    }
+
+    /// Removes a stub that a fold page now holds (no deletion marker: the page is the record).
+    pub fn delete_folded(&mut self, key: StateKey) {
+        self.set_raw(key, None);
+    }
+
+    /// The error for reading `key` if it is absent here and a fold page flags it.
+    fn folded(&self, key: &StateKey) -> Result<Option<StateError>, StateError> {
+        if self.pages.borrow().is_none() {
+            let pages = crate::fold::all_pages(self)?;
+            *self.pages.borrow_mut() = Some(pages);
+        }
+        let pages = self.pages.borrow();
+        Ok(crate::fold::folded_error(
+            pages.as_deref().unwrap_or_default(),
+            key,
+        ))
     }
 
     /// Buffers an entry as is (expiry stubs).
@@ -174,6 +227,9 @@ impl<V: StateView> Overlay<V> {
     }
 
     fn set_raw(&mut self, key: StateKey, stored: Option<Vec<u8>>) {
+        if matches!(key, StateKey::FoldCount | StateKey::FoldPage(_)) {
+            *self.pages.get_mut() = None;
+        }
         let previous = self.writes.insert(key.clone(), stored);
         self.journal.push((key, previous));
     }
@@ -214,6 +270,7 @@ impl<V: StateView> Overlay<V> {
 
     /// Undoes every write made since `checkpoint`, newest first.
     pub fn revert_to(&mut self, checkpoint: Checkpoint) {
+        *self.pages.get_mut() = None;
         while self.journal.len() > checkpoint.0 {
             let (key, previous) = self
                 .journal
@@ -236,7 +293,7 @@ impl<V: StateView> Overlay<V> {
     }
 
     /// The first expired entry a read hit since the last call, if any.
-    pub fn take_expired_hit(&self) -> Option<(StateKey, Epoch, u64)> {
+    pub fn take_expired_hit(&self) -> Option<(StateKey, Epoch, Option<u64>)> {
         self.expired_hit.borrow_mut().take()
     }
 
@@ -279,7 +336,15 @@ impl<V: StateView> StateView for Overlay<V> {
     }
 
     fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StateError> {
-        let result = live_value(key, self.entry(key)?);
+        let entry = self.entry(key)?;
+        let folded = match entry {
+            None if key.expires() => self.folded(key)?,
+            _ => None,
+        };
+        let result = match folded {
+            Some(e) => Err(e),
+            None => live_value(key, entry),
+        };
         if let Err(StateError::Expired { key, epoch, leaf }) = &result {
             self.expired_hit
                 .borrow_mut()
@@ -290,5 +355,9 @@ impl<V: StateView> StateView for Overlay<V> {
 
     fn expiry_candidates(&self, before: Epoch, limit: usize) -> Result<Vec<StateKey>, StateError> {
         self.base.expiry_candidates(before, limit)
+    }
+
+    fn fold_candidates(&self, before: Epoch, limit: usize) -> Result<Vec<StateKey>, StateError> {
+        self.base.fold_candidates(before, limit)
     }
 }

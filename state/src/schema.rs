@@ -30,11 +30,16 @@ pub const CF_AUX: &str = "aux";
 /// touched_epoch (8, BE) ‖ key_hash → StateKey bytes: live expiring entries by last touch,
 /// so the expiry sweep finds the oldest without scanning state.
 pub const CF_TOUCH: &str = "touch_index";
+/// expired_epoch (8, BE) ‖ key_hash → StateKey bytes: the stubs in the tree by the epoch
+/// they expired in, so a block folds the oldest without scanning state.
+pub const CF_STUBS: &str = "stub_index";
 /// superseded_at (8, BE) ‖ key_hash ‖ old_height (8, BE) → (): value versions the pruner may
 /// drop once `superseded_at` is below the retention window (a delete supersedes itself).
 pub const CF_HISTORY: &str = "value_history";
 /// The expiry archive (kept when the node keeps archives): `n` ‖ level (4, BE) ‖ index (8,
-/// BE) → node hash; `l` ‖ leaf index (8, BE) → borsh(ArchivedLeaf).
+/// BE) → node hash; `l` ‖ leaf index (8, BE) → borsh(ArchivedLeaf); `f` ‖ fold page (8, BE)
+/// ‖ key_hash → borsh(FoldedStub): each fold page's sorted list, to prove membership and
+/// absence.
 pub const CF_ARCHIVE: &str = "archive";
 
 pub const ALL_CFS: &[&str] = &[
@@ -50,6 +55,7 @@ pub const ALL_CFS: &[&str] = &[
     CF_TX_INDEX,
     CF_AUX,
     CF_TOUCH,
+    CF_STUBS,
     CF_HISTORY,
     CF_ARCHIVE,
 ];
@@ -110,5 +116,13 @@ pub fn archive_leaf_key(index: u64) -> [u8; 9] {
     let mut out = [0u8; 9];
     out[0] = b'l';
     out[1..].copy_from_slice(&index.to_be_bytes());
+    out
+}
+
+pub fn fold_list_key(page: u64, key_hash: &[u8; 32]) -> [u8; 41] {
+    let mut out = [0u8; 41];
+    out[0] = b'f';
+    out[1..9].copy_from_slice(&page.to_be_bytes());
+    out[9..].copy_from_slice(key_hash);
     out
 }

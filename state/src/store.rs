@@ -269,8 +269,13 @@ impl Store {
             );
         }
         let preimages = cf(db, CF_PREIMAGES)?;
-        for key in request.diff.keys() {
-            batch.put_cf(preimages, key.key_hash().0, key.to_bytes());
+        for (key, value) in request.diff {
+            // A deleted key needs no preimage (nothing reads one for an absent key), and
+            // keeping it would grow disk by one row per key ever folded or deleted.
+            match value {
+                Some(_) => batch.put_cf(preimages, key.key_hash().0, key.to_bytes()),
+                None => batch.delete_cf(preimages, key.key_hash().0),
+            }
         }
         let stale = cf(db, CF_STALE)?;
         for index in &update.stale_node_index_batch {
@@ -604,6 +609,18 @@ impl StateView for StoreView<'_> {
         if self.store.latest().map(|l| l.height) != Some(self.height) {
             return Ok(Vec::new());
         }
-        crate::expiry::candidates(&self.store.db, before_epoch, limit)
+        crate::expiry::candidates(&self.store.db, CF_TOUCH, before_epoch, limit)
+    }
+
+    /// As `expiry_candidates`, from the stub index.
+    fn fold_candidates(
+        &self,
+        before_epoch: keel_types::Epoch,
+        limit: usize,
+    ) -> Result<Vec<StateKey>, StateError> {
+        if self.store.latest().map(|l| l.height) != Some(self.height) {
+            return Ok(Vec::new());
+        }
+        crate::expiry::candidates(&self.store.db, CF_STUBS, before_epoch, limit)
     }
 }

@@ -151,21 +151,29 @@ pub struct RevivalProof {
     pub siblings: Vec<Hash>,
     /// The peaks of every other tree of the sealed archive, largest first.
     pub other_peaks: Vec<Hash>,
+    /// For an entry whose stub was folded out of the tree: where it was folded and that no
+    /// later fold holds a newer version (`fold`). `None` while the stub is in the tree.
+    pub folded: Option<crate::fold::FoldedRevival>,
 }
 
 impl Canonical for RevivalProof {
     const KIND: &'static str = "RevivalProof";
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
     const MAX_ENCODED_BYTES: usize = 1
         + crate::state_key::MAX_STATE_KEY_BYTES
         + 4
         + MAX_STATE_VALUE_BYTES
         + 8 * 3
         + 8
-        + 32 * MAX_ARCHIVE_LEVELS * 2;
+        + 32 * MAX_ARCHIVE_LEVELS * 2
+        + 1
+        + crate::fold::MAX_FOLDED_REVIVAL_BYTES;
 
     fn validate(&self) -> Result<(), DecodeError> {
         check_len(Self::KIND, "value", self.value.len(), MAX_STATE_VALUE_BYTES)?;
+        if let Some(folded) = &self.folded {
+            folded.validate()?;
+        }
         check_len(
             Self::KIND,
             "siblings",
@@ -212,47 +220,65 @@ impl RevivalProof {
 
     /// Checks the inclusion of this entry at `leaf_index` in `sealed`.
     pub fn verify(&self, sealed: &SealedArchive) -> Result<(), ArchiveProofError> {
-        let (count, index) = (sealed.leaf_count, self.leaf_index);
-        if index >= count {
-            return Err(ArchiveProofError::OutOfRange {
-                leaf_index: index,
-                leaf_count: count,
-            });
-        }
-        let trees = trees(count);
-        let (position, &(level, _)) = trees
-            .iter()
-            .enumerate()
-            .find(|(_, (level, first))| index >= *first && index < first + (1u64 << level))
-            .expect("an index below the count lies in one tree");
-        let shape = |what, expected: usize, got: usize| {
-            if expected == got {
-                Ok(())
-            } else {
-                Err(ArchiveProofError::Shape {
-                    what,
-                    expected,
-                    got,
-                })
-            }
-        };
-        shape("siblings", level as usize, self.siblings.len())?;
-        shape("other peaks", trees.len() - 1, self.other_peaks.len())?;
-        let mut node = self.leaf_hash();
-        for (l, sibling) in self.siblings.iter().enumerate() {
-            node = if (index >> l) & 1 == 1 {
-                node_hash(sibling, &node)
-            } else {
-                node_hash(&node, sibling)
-            };
-        }
-        let mut peaks = self.other_peaks.clone();
-        peaks.insert(position, node);
-        if bag_peaks(count, &peaks) == sealed.root {
+        verify_path(
+            self.leaf_hash(),
+            self.leaf_index,
+            sealed.leaf_count,
+            (&self.siblings, &self.other_peaks),
+            &sealed.root,
+        )
+    }
+}
+
+/// Checks that `leaf` sits at `index` of the mountain range of `count` leaves whose root is
+/// `root`, given its siblings (lowest first) and the other peaks (largest first). Shared by
+/// the expiry archive and fold pages (which are the same shape built at once).
+pub fn verify_path(
+    leaf: Hash,
+    index: u64,
+    count: u64,
+    (siblings, other_peaks): (&[Hash], &[Hash]),
+    root: &Hash,
+) -> Result<(), ArchiveProofError> {
+    if index >= count {
+        return Err(ArchiveProofError::OutOfRange {
+            leaf_index: index,
+            leaf_count: count,
+        });
+    }
+    let trees = trees(count);
+    let (position, &(level, _)) = trees
+        .iter()
+        .enumerate()
+        .find(|(_, (level, first))| index >= *first && index < first + (1u64 << level))
+        .expect("an index below the count lies in one tree");
+    let shape = |what, expected: usize, got: usize| {
+        if expected == got {
             Ok(())
         } else {
-            Err(ArchiveProofError::RootMismatch)
+            Err(ArchiveProofError::Shape {
+                what,
+                expected,
+                got,
+            })
         }
+    };
+    shape("siblings", level as usize, siblings.len())?;
+    shape("other peaks", trees.len() - 1, other_peaks.len())?;
+    let mut node = leaf;
+    for (l, sibling) in siblings.iter().enumerate() {
+        node = if (index >> l) & 1 == 1 {
+            node_hash(sibling, &node)
+        } else {
+            node_hash(&node, sibling)
+        };
+    }
+    let mut peaks = other_peaks.to_vec();
+    peaks.insert(position, node);
+    if bag_peaks(count, &peaks) == *root {
+        Ok(())
+    } else {
+        Err(ArchiveProofError::RootMismatch)
     }
 }
 
@@ -344,6 +370,7 @@ mod tests {
                     sealed_epoch: 0,
                     siblings,
                     other_peaks,
+                    folded: None,
                 };
                 assert_eq!(proof.verify(seal), Ok(()));
                 proof.value[7] ^= 1;

@@ -39,6 +39,10 @@ pub enum Domain {
     ArchiveLeaf,
     /// An inner node or the bagged root of the expiry archive.
     ArchiveNode,
+    /// A folded stub, as a leaf of its fold page's sorted key list.
+    FoldLeaf,
+    /// The Bloom filter probes of a key in a fold page.
+    FoldProbe,
 }
 
 impl Domain {
@@ -59,11 +63,13 @@ impl Domain {
             Domain::TxOrder => "keel 2026-11 tx order v1",
             Domain::ArchiveLeaf => "keel 2026-11 archive leaf v1",
             Domain::ArchiveNode => "keel 2026-11 archive node v1",
+            Domain::FoldLeaf => "keel 2026-11 fold leaf v1",
+            Domain::FoldProbe => "keel 2026-11 fold probe v1",
         }
     }
 
     /// Every domain, in declaration order.
-    pub const ALL: [Domain; 14] = [
+    pub const ALL: [Domain; 16] = [
         Domain::Transaction,
         Domain::Header,
         Domain::TxRootLeaf,
@@ -78,11 +84,13 @@ impl Domain {
         Domain::TxOrder,
         Domain::ArchiveLeaf,
         Domain::ArchiveNode,
+        Domain::FoldLeaf,
+        Domain::FoldProbe,
     ];
 
     /// The 32-byte blake3 key of this domain, derived from its context once per process.
     pub fn key(self) -> &'static [u8; 32] {
-        static KEYS: std::sync::LazyLock<[[u8; 32]; 14]> =
+        static KEYS: std::sync::LazyLock<[[u8; 32]; 16]> =
             std::sync::LazyLock::new(|| Domain::ALL.map(|d| blake3::derive_key(d.context(), b"")));
         // ALL lists the variants in declaration order, so the discriminant is the index
         // (checked by the `domain_keys_are_indexed_by_discriminant` test).

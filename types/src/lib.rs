@@ -14,6 +14,7 @@ pub mod consensus;
 pub mod crypto;
 pub mod encoding;
 pub mod eth;
+pub mod fold;
 pub mod hash;
 mod hex_bytes;
 pub mod limits;

@@ -7,8 +7,9 @@ pub const MAX_CODE_BYTES: usize = 128 * 1024;
 /// Largest call data or constructor argument blob.
 pub const MAX_CALLDATA_BYTES: usize = 128 * 1024;
 /// Largest revival proof payload: the archived entry (up to [`MAX_STATE_VALUE_BYTES`], code
-/// included) plus an archive path (at most 2 × 64 hashes, 4 KiB) and framing.
-pub const MAX_PROOF_BYTES: usize = MAX_STATE_VALUE_BYTES + 8 * 1024;
+/// included) plus an archive path (at most 2 × 64 hashes, 4 KiB) and framing, plus the fold
+/// proof of an entry folded out of the tree (`fold::MAX_FOLDED_REVIVAL_BYTES`, ≤ 32 KiB).
+pub const MAX_PROOF_BYTES: usize = MAX_STATE_VALUE_BYTES + 40 * 1024;
 /// Largest encoded signed transaction (a maximal deploy plus its header fields).
 pub const MAX_TX_BYTES: usize = MAX_CODE_BYTES + MAX_CALLDATA_BYTES + 1024;
 /// Most transactions in one block.

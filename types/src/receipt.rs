@@ -109,6 +109,10 @@ pub enum RevivalError {
         "the proof does not hold against the archive sealed in epoch {sealed_epoch}: {reason}"
     )]
     BadProof { sealed_epoch: u64, reason: String },
+    /// The entry's stub was folded out of the tree and the fold proof does not show that this
+    /// is the latest folded version (a stale version, or a forged page proof).
+    #[error("the fold proof against fold page {page} does not hold: {reason}. Fetch a fresh proof with `keel query proof`")]
+    BadFoldProof { page: u64, reason: String },
 }
 
 impl RevivalError {
@@ -118,7 +122,9 @@ impl RevivalError {
             RevivalError::AlreadyLive { key }
             | RevivalError::NotExpired { key }
             | RevivalError::StaleVersion { key, .. } => key.len(),
-            RevivalError::BadProof { reason, .. } => reason.len(),
+            RevivalError::BadProof { reason, .. } | RevivalError::BadFoldProof { reason, .. } => {
+                reason.len()
+            }
             RevivalError::ExpiryOff | RevivalError::UnsealedEpoch { .. } => 0,
         }
     }

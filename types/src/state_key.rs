@@ -45,6 +45,10 @@ pub enum StateKey {
     /// The archive root sealed at the end of an epoch (see `archive::SealedArchive`).
     /// Never expires.
     ArchiveRoot(u64),
+    /// How many fold pages exist (u64 BE); pages are numbered from 0. Never expires.
+    FoldCount,
+    /// A fold page of expired stubs taken out of the tree (see `fold`). Never expires.
+    FoldPage(u64),
 }
 
 impl std::fmt::Display for StateKey {
@@ -55,6 +59,8 @@ impl std::fmt::Display for StateKey {
             StateKey::Storage(a, slot) => write!(f, "storage {a} slot 0x{}", hex::encode(slot)),
             StateKey::ArchiveAccumulator => f.write_str("archive accumulator"),
             StateKey::ArchiveRoot(e) => write!(f, "archive root of epoch {e}"),
+            StateKey::FoldCount => f.write_str("fold page count"),
+            StateKey::FoldPage(n) => write!(f, "fold page {n}"),
         }
     }
 }
@@ -90,7 +96,10 @@ impl StateKey {
         match self {
             StateKey::Account(a) => *a != crate::Address::FEE_BURN,
             StateKey::Code(_) | StateKey::Storage(..) => true,
-            StateKey::ArchiveAccumulator | StateKey::ArchiveRoot(_) => false,
+            StateKey::ArchiveAccumulator
+            | StateKey::ArchiveRoot(_)
+            | StateKey::FoldCount
+            | StateKey::FoldPage(_) => false,
         }
     }
 

@@ -79,20 +79,50 @@ impl StateView for ChainView<'_> {
     /// add a candidate; asking the store for as many extra as they wrote keeps the first
     /// `limit` exactly those of the state this view describes, whatever the tip is.
     fn expiry_candidates(&self, before: u64, limit: usize) -> Result<Vec<StateKey>, StateError> {
-        let extra: usize = self.diffs.iter().map(|d| d.len()).sum();
+        let stored = self
+            .base
+            .expiry_candidates(before, limit + self.written())?;
+        self.still_candidates(stored, limit, |entry| {
+            matches!(entry, Some(Entry::Live { touched_epoch, .. }) if touched_epoch < before)
+        })
+    }
+
+    /// The store's stubs less those the unfinalized ancestors revived or folded. Ancestors
+    /// only add stubs of their own epoch, never one old enough to fold (see `sweep`).
+    fn fold_candidates(&self, before: u64, limit: usize) -> Result<Vec<StateKey>, StateError> {
+        let stored = self.base.fold_candidates(before, limit + self.written())?;
+        self.still_candidates(
+            stored,
+            limit,
+            |entry| matches!(entry, Some(Entry::Expired { epoch, .. }) if epoch < before),
+        )
+    }
+}
+
+impl ChainView<'_> {
+    /// Entries the unfinalized ancestors wrote.
+    fn written(&self) -> usize {
+        self.diffs.iter().map(|d| d.len()).sum()
+    }
+
+    /// The first `limit` of `stored` that an ancestor did not write, or wrote so that they
+    /// are `still` candidates.
+    fn still_candidates(
+        &self,
+        stored: Vec<StateKey>,
+        limit: usize,
+        still: impl Fn(Option<Entry>) -> bool,
+    ) -> Result<Vec<StateKey>, StateError> {
         let mut out = Vec::with_capacity(limit);
-        for key in self.base.expiry_candidates(before, limit + extra)? {
+        for key in stored {
             if out.len() == limit {
                 break;
             }
-            let still = match self.diffs.iter().find_map(|d| d.get(&key)) {
+            let keep = match self.diffs.iter().find_map(|d| d.get(&key)) {
                 None => true,
-                Some(raw) => matches!(
-                    raw.as_deref().map(Entry::decode).transpose()?,
-                    Some(Entry::Live { touched_epoch, .. }) if touched_epoch < before
-                ),
+                Some(raw) => still(raw.as_deref().map(Entry::decode).transpose()?),
             };
-            if still {
+            if keep {
                 out.push(key);
             }
         }

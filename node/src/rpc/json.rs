@@ -80,6 +80,7 @@ pub fn revival_code(reason: &RevivalError) -> &'static str {
         RevivalError::StaleVersion { .. } => "stale_version",
         RevivalError::UnsealedEpoch { .. } => "unsealed_epoch",
         RevivalError::BadProof { .. } => "bad_proof",
+        RevivalError::BadFoldProof { .. } => "bad_fold_proof",
     }
 }
 

@@ -86,6 +86,8 @@ pub(crate) fn state_err(e: keel_state::StateError) -> ErrorObjectOwned {
                 "key": key.to_string(),
                 "expired_epoch": epoch,
                 "leaf_index": leaf,
+                // Its stub was folded into a fold page: the proof carries a fold part.
+                "folded": leaf.is_none(),
             })),
         ),
         _ => node_err(e),

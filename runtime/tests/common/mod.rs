@@ -168,6 +168,13 @@ impl Chain {
         self.runtime = Runtime::new(config, self.runtime.module_cache().clone());
     }
 
+    /// Expired stubs older than `epochs` epochs are folded out of the tree (0: never).
+    pub fn set_fold_epochs(&mut self, epochs: u64) {
+        let mut config = *self.runtime.config();
+        config.fold_epochs = epochs;
+        self.runtime = Runtime::new(config, self.runtime.module_cache().clone());
+    }
+
     pub fn tx(&mut self, k: &SecretKey, gas_limit: u64, body: TxBody) -> SignedTransaction {
         let nonce = self.nonces.entry(k.public_key().0).or_insert(0);
         let tx = Transaction {
