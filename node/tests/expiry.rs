@@ -94,11 +94,54 @@ fn fetch_proof(rpc: &str, args: &[&str], dir: &std::path::Path, name: &str) -> s
     }
 }
 
+/// Keeps `registries` live (a `count()` call each) while waiting until `keel query proof`
+/// of every key in `keys` (CLI arguments) shows its stub folded into a fold page.
+fn wait_folded(rpc: &str, keeper: &str, registries: &[String], keys: &[Vec<&str>]) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let folded = keys.iter().all(|args| {
+            let mut all = vec!["query", "proof", "--rpc", rpc];
+            all.extend_from_slice(args);
+            let (ok, proof, _) = keel(&all);
+            ok && proof["fold_page"].is_u64()
+        });
+        if folded {
+            return;
+        }
+        assert!(Instant::now() < deadline, "stubs never folded");
+        let e = epoch(rpc);
+        for r in registries {
+            let touched = call(rpc, keeper, r, &call_data("count()", &[]));
+            assert_eq!(touched["status"], "success", "{touched}");
+        }
+        wait_epoch(rpc, e + 1);
+    }
+}
+
+/// Stubs stay in the tree: proofs are one archive path.
 #[test]
 fn an_agent_revives_its_expired_evm_and_wasm_slots_through_the_cli_with_equal_roots() {
+    revive_through_the_cli(24_200, 1_000);
+}
+
+/// Stubs are folded out of the tree one epoch after expiring: reads are still the typed
+/// error, proofs carry the fold part, and the same CLI revival brings the values back.
+#[test]
+fn an_agent_revives_its_folded_evm_and_wasm_slots_through_the_cli_with_equal_roots() {
+    revive_through_the_cli(25_400, 1);
+}
+
+fn revive_through_the_cli(base_port: u16, fold_epochs: u64) {
     let _guard = serial();
-    let cluster =
-        Cluster::start_with_expiry(4, 24_200, 100, 2, EPOCH_LENGTH, EXPIRY_EPOCHS, |_| {});
+    let cluster = Cluster::start_with_expiry(
+        4,
+        base_port,
+        100,
+        2,
+        EPOCH_LENGTH,
+        (EXPIRY_EPOCHS, fold_epochs),
+        |_| {},
+    );
     let (rpc, other) = (cluster.rpc(1), cluster.rpc(2));
     let agent = cluster.dev_key(0);
     let agent = agent.to_str().expect("utf8");
@@ -152,6 +195,25 @@ fn an_agent_revives_its_expired_evm_and_wasm_slots_through_the_cli_with_equal_ro
         }
         e += 1;
         wait_epoch(&rpc, e);
+    }
+
+    if fold_epochs < 100 {
+        let slot_keys: Vec<Vec<String>> = registries
+            .iter()
+            .map(|r| {
+                let out = read(&other, r);
+                let key = out["error"]["key"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{out}"));
+                vec![r.clone(), slot_of(key)]
+            })
+            .collect();
+        let mut keys: Vec<Vec<&str>> = slot_keys
+            .iter()
+            .map(|k| k.iter().map(String::as_str).collect())
+            .collect();
+        keys.push(vec![agent_address.as_str()]);
+        wait_folded(&other, keeper, &registries, &keys);
     }
 
     // Reading is the typed error, never a zero: a read-only call names the slot and epoch,
@@ -245,7 +307,8 @@ fn an_agent_revives_its_expired_evm_and_wasm_slots_through_the_cli_with_equal_ro
             let metrics = cluster.metrics_text(node);
             let expired = metric_sum(&metrics, "keel_state_expired_entries", "");
             let revived = metric_sum(&metrics, "keel_state_revived_entries_total", "");
-            if revived == 3 && expired >= 1 {
+            // Folded stubs leave the tree (and the expired gauge); unfolded ones stay.
+            if revived == 3 && (expired >= 1 || fold_epochs < 100) {
                 break;
             }
             assert!(
@@ -292,7 +355,7 @@ fn kill_9_on_epoch_boundaries_while_expiring_and_pruning_keeps_roots_equal() {
     // Four epochs of history: enough for a validator restarting after a kill to catch up
     // from its peers, short enough that pruning runs all through the test.
     const RETAIN: u64 = 4 * EPOCH;
-    let mut cluster = Cluster::start_with_expiry(4, 24_600, 100, 3, EPOCH, 1, |c| {
+    let mut cluster = Cluster::start_with_expiry(4, 24_600, 100, 3, EPOCH, (1, 1), |c| {
         c.storage.retain_heights = RETAIN;
         c.storage.prune_interval_ms = 50;
         c.storage.prune_batch_heights = 2;
@@ -373,7 +436,7 @@ fn kill_9_on_epoch_boundaries_while_expiring_and_pruning_keeps_roots_equal() {
 fn a_validator_behind_its_peers_retention_reports_it_cannot_catch_up() {
     let _guard = serial();
     const RETAIN: u64 = 12;
-    let mut cluster = Cluster::start_with_expiry(4, 25_000, 100, 1, 1_000, 0, |c| {
+    let mut cluster = Cluster::start_with_expiry(4, 25_000, 100, 1, 1_000, (0, 0), |c| {
         c.storage.retain_heights = RETAIN;
         c.storage.prune_interval_ms = 50;
         c.consensus.timeout_base_ms = 500;

@@ -253,7 +253,7 @@ impl Runtime {
 
         let mut overlay = self.overlay(parent, header.epoch);
         // Expiry first: this block's transactions see the entries it archives as expired.
-        let archive = crate::expiry::sweep(
+        let mut archive = crate::expiry::sweep(
             &mut overlay,
             header.epoch,
             self.config.expiry_epochs,
@@ -273,6 +273,7 @@ impl Runtime {
             block_gas_used += receipt.gas_used;
             receipts.push(receipt);
         }
+        archive.folded_revivals = overlay.folded_revivals();
         Ok(BlockOutput {
             receipts,
             diff: overlay.into_diff(),

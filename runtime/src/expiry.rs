@@ -298,5 +298,8 @@ pub fn apply_revival(
         paid.balance = paid.balance.saturating_add(fee);
         overlay.put_account(beneficiary, &paid)?;
     }
+    if proof.folded.is_some() {
+        overlay.count_folded_revival();
+    }
     overlay.set(proof.key, Some(proof.value))
 }

@@ -19,6 +19,8 @@ pub struct ArchiveBatch {
     pub nodes: Vec<ArchiveNode>,
     /// Fold pages the block wrote: (page index, its stubs sorted by key hash).
     pub folds: Vec<(u64, Vec<FoldedStub>)>,
+    /// Revivals of folded entries in the block (counted in `ExpiryCounts::revived`).
+    pub folded_revivals: u64,
 }
 
 /// Counts of entries that take part in expiry, kept exactly by every commit.
@@ -66,6 +68,7 @@ pub(crate) fn bookkeep(
     batch: &mut WriteBatch,
     height: Height,
     diff: &StateDiff,
+    folded_revivals: u64,
     index_touches: bool,
 ) -> Result<(), StateError> {
     let touch = cf(db, CF_TOUCH)?;
@@ -74,7 +77,7 @@ pub(crate) fn bookkeep(
     let mut counts = ExpiryCounts {
         active: read_counter(db, META_ACTIVE)?,
         expired: read_counter(db, META_EXPIRED)?,
-        revived: read_counter(db, META_REVIVED)?,
+        revived: read_counter(db, META_REVIVED)? + folded_revivals,
     };
     for (key, new) in diff {
         let key_hash = key.key_hash().0;

@@ -143,6 +143,9 @@ pub struct Overlay<V> {
     /// The fold pages, read once per overlay on the first absent read (pages only change by
     /// this overlay's own writes, which reset it).
     pages: RefCell<Option<Vec<(u64, FoldPage)>>>,
+    /// Revivals of folded entries applied here (their diff is absent → live, which the
+    /// commit's counters cannot tell from a creation).
+    folded_revivals: u64,
 }
 
 impl<V: StateView> Overlay<V> {
@@ -162,6 +165,7 @@ impl<V: StateView> Overlay<V> {
             touch_reads: true,
             expired_hit: RefCell::new(None),
             pages: RefCell::new(None),
+            folded_revivals: 0,
         }
     }
 
@@ -201,6 +205,15 @@ impl<V: StateView> Overlay<V> {
         let stored = value.map(|v| encode_live(self.epoch, &v));
         self.set_raw(key, stored);
         Ok(())
+    }
+
+    /// Records that a revival of a folded entry was applied (for the revived counter).
+    pub fn count_folded_revival(&mut self) {
+        self.folded_revivals += 1;
+    }
+
+    pub fn folded_revivals(&self) -> u64 {
+        self.folded_revivals
     }
 
     /// Removes a stub that a fold page now holds (no deletion marker: the page is the record).

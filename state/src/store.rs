@@ -247,6 +247,7 @@ impl Store {
             &mut batch,
             height,
             request.diff,
+            request.archive.folded_revivals,
             self.options.index_touches,
         )?;
         if self.options.keep_archive {
@@ -417,9 +418,10 @@ impl Store {
         decode_entry(raw.as_ref())
     }
 
-    /// The live value of `key` as of `height` (`StateError::Expired` for an expired entry).
+    /// The live value of `key` as of `height` (`StateError::Expired` for an expired entry,
+    /// its stub in the tree or folded into a page that flags it).
     pub fn get(&self, key: &StateKey, height: Height) -> Result<Option<Vec<u8>>, StateError> {
-        crate::overlay::live_value(key, self.entry(key, height)?)
+        StateView::get(&self.view(height)?, key)
     }
 
     /// A membership (or non-membership) proof for `key` against the root at `height`.

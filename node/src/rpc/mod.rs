@@ -384,12 +384,13 @@ impl RpcContext {
         };
         let height = self.latest_height();
         let entry = self.store.entry(&key, height).map_err(node_err)?;
-        if let Some(keel_state::Entry::Expired {
-            epoch: expired,
-            leaf,
-        }) = entry
-        {
-            return self.revival_proof(key, expired, leaf, epoch);
+        let folded = entry.is_none()
+            && matches!(
+                keel_state::StateView::get(&self.store.latest_view(), &key),
+                Err(keel_state::StateError::Expired { leaf: None, .. })
+            );
+        if folded || matches!(entry, Some(keel_state::Entry::Expired { .. })) {
+            return self.revival_proof(key, epoch);
         }
         if epoch.is_some() {
             return Err(err(
@@ -422,8 +423,6 @@ impl RpcContext {
     fn revival_proof(
         &self,
         key: StateKey,
-        expired_epoch: u64,
-        leaf: u64,
         sealed_epoch: Option<u64>,
     ) -> Result<Value, ErrorObjectOwned> {
         let view = self.store.latest_view();
@@ -461,8 +460,10 @@ impl RpcContext {
         Ok(json!({
             "key": json::bytes(&key.to_bytes()),
             "expired": true,
-            "expired_epoch": expired_epoch,
-            "leaf_index": leaf,
+            "expired_epoch": proof.expired_epoch,
+            "leaf_index": proof.leaf_index,
+            // The fold page that holds it, once its stub was folded out of the tree.
+            "fold_page": proof.folded.as_ref().map(|f| f.page),
             "sealed_epoch": sealed_epoch,
             "archive_root": sealed,
             "value": json::bytes(&proof.value),

@@ -65,19 +65,20 @@ impl Cluster {
             block_time_ms,
             dev_accounts,
             epoch_length,
-            0,
+            (0, keel_node::genesis::DEFAULT_FOLD_EPOCHS),
             tweak,
         )
     }
 
-    /// As `start_with_epochs`, with state entries expiring after `expiry_epochs` idle epochs.
+    /// As `start_with_epochs`, with state entries expiring after `expiry_epochs` idle epochs
+    /// and their stubs folded `fold_epochs` after that.
     pub fn start_with_expiry(
         n: usize,
         base_port: u16,
         block_time_ms: u64,
         dev_accounts: usize,
         epoch_length: u64,
-        expiry_epochs: u64,
+        (expiry_epochs, fold_epochs): (u64, u64),
         tweak: impl Fn(&mut NodeConfig),
     ) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -98,6 +99,8 @@ impl Cluster {
             &epoch_length.to_string(),
             "--expiry-epochs",
             &expiry_epochs.to_string(),
+            "--fold-epochs",
+            &fold_epochs.to_string(),
         ]);
         assert!(ok, "init: {err}");
         let mut configs = Vec::new();

@@ -1,0 +1,273 @@
+//! Folding end to end through the runtime and a real store: once an expired slot's stub is
+//! folded out of the tree into a fold page, reading it is still the typed `Expired` error
+//! (never a zero), a proof built from the fold pages revives exactly its latest archived
+//! value, once, and every adversarial revival of a folded entry — forged page leaf, missing
+//! page, stale folded version, a folded proof while a newer stub is in the tree, revival over
+//! a deletion — is rejected with its typed reason. Keys no page flags still read as zero.
+
+mod common;
+
+use common::{abi, addr, artifact, key, Chain};
+use keel_state::{Entry, StateError};
+use keel_types::archive::RevivalProof;
+use keel_types::fold::Absence;
+use keel_types::{
+    Address, Canonical, Env, Receipt, RevivalError, SecretKey, StateKey, TxBody, TxError, TxStatus,
+    U256,
+};
+
+const EXPIRY_EPOCHS: u64 = 2;
+const FOLD_EPOCHS: u64 = 1;
+
+fn call(chain: &mut Chain, k: &SecretKey, registry: Address, sig: &str, args: &[u64]) -> Receipt {
+    let words: Vec<_> = args.iter().map(|a| abi::u(*a)).collect();
+    chain.call(k, registry, abi::call(sig, &words))
+}
+
+/// A block per epoch up to `epoch` in which `keeper` keeps the registry itself live.
+fn idle_until(chain: &mut Chain, keeper: &SecretKey, registry: Address, epoch: u64) {
+    while chain.epoch < epoch {
+        chain.epoch += 1;
+        let r = call(chain, keeper, registry, "count()", &[]);
+        assert_eq!(r.status, TxStatus::Success, "{r:?}");
+    }
+}
+
+fn revive(chain: &mut Chain, k: &SecretKey, proof: &RevivalProof) -> Receipt {
+    chain.run(
+        k,
+        1_000_000,
+        TxBody::Revive {
+            proof: proof.encode(),
+        },
+    )
+}
+
+fn refused(receipt: &Receipt) -> RevivalError {
+    assert_eq!(receipt.status, TxStatus::Rejected, "{receipt:?}");
+    match &receipt.error {
+        Some(TxError::InvalidRevival { reason }) => reason.clone(),
+        other => panic!("expected an invalid revival, got {other:?}"),
+    }
+}
+
+fn entry(chain: &Chain, key: &StateKey) -> Option<Entry> {
+    let latest = chain.store.latest().expect("latest").height;
+    chain.store.entry(key, latest).expect("entry")
+}
+
+fn fold_pages(chain: &Chain) -> u64 {
+    keel_state::fold::fold_count(&chain.store.latest_view()).expect("fold count")
+}
+
+fn proof(chain: &Chain, key: &StateKey) -> RevivalProof {
+    chain
+        .store
+        .revival_proof(key, chain.epoch - 1)
+        .expect("read")
+        .expect("proof")
+}
+
+fn folded_lifecycle(env: Env) {
+    let (writer, keeper) = (key(1), key(2));
+    let mut chain = Chain::new(&[&writer, &keeper]);
+    chain.set_expiry_epochs(EXPIRY_EPOCHS);
+    chain.set_fold_epochs(FOLD_EPOCHS);
+    let code = match env {
+        Env::Evm => artifact("Registry.bin"),
+        Env::Wasm => artifact("registry.wasm"),
+    };
+    let registry = chain.deploy(&writer, env, code, Vec::new());
+    let set = call(
+        &mut chain,
+        &writer,
+        registry,
+        "set(uint256,uint256)",
+        &[1, 42],
+    );
+    assert_eq!(set.status, TxStatus::Success, "{set:?}");
+
+    // Touched in epoch 0, expired at the start of epoch 3, folded at the start of epoch 5
+    // (its stub's epoch 3 is then more than FOLD_EPOCHS behind).
+    idle_until(&mut chain, &keeper, registry, 4);
+    let mut stubs = Vec::new();
+    let mut leaf = 0;
+    while let Some(archived) = chain.store.archive_leaf(leaf).expect("leaf") {
+        if matches!(archived.key, StateKey::Storage(a, _) if a == registry) {
+            stubs.push(archived.key);
+        }
+        leaf += 1;
+    }
+    assert_eq!(
+        stubs.len(),
+        1,
+        "key 1's slot is the registry's only idle slot"
+    );
+    let slot = stubs.remove(0);
+    assert!(matches!(
+        entry(&chain, &slot),
+        Some(Entry::Expired { epoch: 3, .. })
+    ));
+    assert_eq!(fold_pages(&chain), 0);
+    idle_until(&mut chain, &keeper, registry, 5);
+    assert_eq!(entry(&chain, &slot), None, "the stub left the tree");
+    assert!(fold_pages(&chain) >= 1);
+
+    // Still the typed error, never a zero: in a transaction and in a query.
+    let read = call(&mut chain, &keeper, registry, "get(uint256)", &[1]);
+    match &read.error {
+        Some(TxError::Expired { key, expired_epoch }) => {
+            assert_eq!(
+                (key.as_str(), *expired_epoch),
+                (slot.to_string().as_str(), 3)
+            );
+        }
+        other => panic!("a folded slot must read as expired, got {other:?}"),
+    }
+    let latest = chain.store.latest().expect("latest").height;
+    assert!(matches!(
+        chain.store.get(&slot, latest),
+        Err(StateError::Expired { leaf: None, .. })
+    ));
+    // A slot that never existed is still zero; so is an account nobody created.
+    let fresh = call(&mut chain, &keeper, registry, "get(uint256)", &[999]);
+    assert_eq!(fresh.status, TxStatus::Success, "{fresh:?}");
+    assert_eq!(abi::word(&fresh.output), U256::ZERO);
+    // The writer's own account folded too: its transactions are refused with the typed
+    // error, and so is paying it.
+    let pay_writer = chain.run(
+        &keeper,
+        21_000,
+        TxBody::Transfer {
+            to: addr(&writer),
+            amount: U256::from(1u64),
+        },
+    );
+    assert!(
+        matches!(pay_writer.error, Some(TxError::Expired { .. })),
+        "{pay_writer:?}"
+    );
+
+    let honest = proof(&chain, &slot);
+    let folded = honest.folded.clone().expect("a fold proof");
+    assert_eq!(U256::from_be_slice(&honest.value), U256::from(42));
+
+    // Forgeries: a stub-style proof, another version's page leaf, a page that does not
+    // exist, an absence proof nobody asked for, a forged archived value.
+    let mut no_fold = honest.clone();
+    no_fold.folded = None;
+    assert!(matches!(
+        refused(&revive(&mut chain, &keeper, &no_fold)),
+        RevivalError::NotExpired { .. }
+    ));
+    let mut other_leaf = honest.clone();
+    other_leaf.leaf_index += 1;
+    assert!(matches!(
+        refused(&revive(&mut chain, &keeper, &other_leaf)),
+        RevivalError::BadFoldProof { .. }
+    ));
+    let mut no_page = honest.clone();
+    if let Some(f) = &mut no_page.folded {
+        f.page = 1_000;
+    }
+    assert!(matches!(
+        refused(&revive(&mut chain, &keeper, &no_page)),
+        RevivalError::BadFoldProof { page: 1_000, .. }
+    ));
+    let mut extra = honest.clone();
+    if let Some(f) = &mut extra.folded {
+        f.absent.push(Absence {
+            page: folded.page,
+            below: None,
+            above: None,
+        });
+    }
+    assert!(matches!(
+        refused(&revive(&mut chain, &keeper, &extra)),
+        RevivalError::BadFoldProof { .. }
+    ));
+    let mut forged = honest.clone();
+    forged.value[31] = 43;
+    assert!(matches!(
+        refused(&revive(&mut chain, &keeper, &forged)),
+        RevivalError::BadProof { .. }
+    ));
+
+    // The honest revival, then twice: rejected.
+    let revived = revive(&mut chain, &keeper, &honest);
+    assert_eq!(revived.status, TxStatus::Success, "{revived:?}");
+    let read = call(&mut chain, &keeper, registry, "get(uint256)", &[1]);
+    assert_eq!(abi::word(&read.output), U256::from(42));
+    assert!(matches!(
+        refused(&revive(&mut chain, &keeper, &honest)),
+        RevivalError::AlreadyLive { .. }
+    ));
+
+    // Deleting it writes a marker (a page still flags the key), so the archived 42 cannot
+    // come back over the deletion.
+    let delete = call(
+        &mut chain,
+        &keeper,
+        registry,
+        "set(uint256,uint256)",
+        &[1, 0],
+    );
+    assert_eq!(delete.status, TxStatus::Success, "{delete:?}");
+    assert!(matches!(
+        entry(&chain, &slot),
+        Some(Entry::Live { value, .. }) if value.is_empty()
+    ));
+    let read = call(&mut chain, &keeper, registry, "get(uint256)", &[1]);
+    assert_eq!(abi::word(&read.output), U256::ZERO);
+    assert!(matches!(
+        refused(&revive(&mut chain, &keeper, &honest)),
+        RevivalError::AlreadyLive { .. }
+    ));
+
+    // The marker goes idle and expires: while its stub is in the tree, the old folded proof
+    // is a stale version; once folded into a later page, the old proof lacks that page's
+    // absence proof, and only a fresh proof (of the deletion) revives.
+    let deleted_in = chain.epoch;
+    idle_until(
+        &mut chain,
+        &keeper,
+        registry,
+        deleted_in + EXPIRY_EPOCHS + 1,
+    );
+    assert!(matches!(entry(&chain, &slot), Some(Entry::Expired { .. })));
+    assert!(matches!(
+        refused(&revive(&mut chain, &keeper, &honest)),
+        RevivalError::StaleVersion { .. }
+    ));
+    let pages_before = fold_pages(&chain);
+    let fold_at = chain.epoch + FOLD_EPOCHS + 1;
+    idle_until(&mut chain, &keeper, registry, fold_at);
+    assert_eq!(entry(&chain, &slot), None);
+    assert!(fold_pages(&chain) > pages_before);
+    assert!(matches!(
+        refused(&revive(&mut chain, &keeper, &honest)),
+        RevivalError::BadFoldProof { .. }
+    ));
+    let latest_proof = proof(&chain, &slot);
+    assert!(
+        latest_proof.value.is_empty(),
+        "the latest version is the deletion"
+    );
+    assert!(latest_proof.folded.as_ref().expect("folded").page > folded.page);
+    let back = revive(&mut chain, &keeper, &latest_proof);
+    assert_eq!(back.status, TxStatus::Success, "{back:?}");
+    let read = call(&mut chain, &keeper, registry, "get(uint256)", &[1]);
+    assert_eq!(read.status, TxStatus::Success, "{read:?}");
+    assert_eq!(abi::word(&read.output), U256::ZERO);
+    assert_eq!(chain.store.expiry_counts().expect("counts").revived, 2);
+}
+
+#[test]
+fn evm_folded_slot_revives_once_latest_only() {
+    folded_lifecycle(Env::Evm);
+}
+
+#[test]
+fn wasm_folded_slot_revives_once_latest_only() {
+    folded_lifecycle(Env::Wasm);
+}
