@@ -5,9 +5,8 @@
 
 mod common;
 
-use common::{abi, addr, artifact, key, Chain};
+use common::{abi, addr, artifact, key, refused, Chain};
 use keel_state::{Entry, StateView, StateViewExt};
-use keel_types::archive::RevivalProof;
 use keel_types::{
     Address, Canonical, Env, Receipt, RevivalError, SecretKey, StateKey, TxBody, TxError, TxStatus,
     U256,
@@ -28,24 +27,6 @@ fn idle_until(chain: &mut Chain, keeper: &SecretKey, registries: &[Address], epo
             let receipt = chain.call(keeper, *r, abi::call("count()", &[]));
             assert_eq!(receipt.status, TxStatus::Success, "{receipt:?}");
         }
-    }
-}
-
-fn revive(chain: &mut Chain, k: &SecretKey, proof: &RevivalProof) -> Receipt {
-    chain.run(
-        k,
-        1_000_000,
-        TxBody::Revive {
-            proof: proof.encode(),
-        },
-    )
-}
-
-fn refused(receipt: &Receipt) -> RevivalError {
-    assert_eq!(receipt.status, TxStatus::Rejected, "{receipt:?}");
-    match &receipt.error {
-        Some(TxError::InvalidRevival { reason }) => reason.clone(),
-        other => panic!("expected an invalid revival, got {other:?}"),
     }
 }
 
@@ -127,19 +108,19 @@ fn slot_lifecycle(env: Env) {
     let mut forged = proof.clone();
     forged.value[31] = 43;
     assert!(matches!(
-        refused(&revive(&mut chain, &keeper, &forged)),
+        refused(&chain.revive(&keeper, &forged)),
         RevivalError::BadProof { .. }
     ));
     let mut unsealed = proof.clone();
     unsealed.sealed_epoch = 9;
     assert!(matches!(
-        refused(&revive(&mut chain, &keeper, &unsealed)),
+        refused(&chain.revive(&keeper, &unsealed)),
         RevivalError::UnsealedEpoch { sealed_epoch: 9 }
     ));
     let mut other_epoch = proof.clone();
     other_epoch.expired_epoch = 2;
     assert!(matches!(
-        refused(&revive(&mut chain, &keeper, &other_epoch)),
+        refused(&chain.revive(&keeper, &other_epoch)),
         RevivalError::StaleVersion {
             latest_epoch: 3,
             proof_epoch: 2,
@@ -149,7 +130,7 @@ fn slot_lifecycle(env: Env) {
     let mut never = proof.clone();
     never.key = StateKey::Storage(registry, [0xee; 32]);
     assert!(matches!(
-        refused(&revive(&mut chain, &keeper, &never)),
+        refused(&chain.revive(&keeper, &never)),
         RevivalError::NotExpired { .. }
     ));
     let mut garbage = proof.encode();
@@ -158,7 +139,7 @@ fn slot_lifecycle(env: Env) {
     assert!(matches!(refused(&r), RevivalError::Malformed(_)));
 
     // The honest revival: the value is back and reads normally.
-    let revived = revive(&mut chain, &keeper, &proof);
+    let revived = chain.revive(&keeper, &proof);
     assert_eq!(revived.status, TxStatus::Success, "{revived:?}");
     let read = get(&mut chain, &keeper, registry, 1);
     assert_eq!(read.status, TxStatus::Success, "{read:?}");
@@ -167,7 +148,7 @@ fn slot_lifecycle(env: Env) {
 
     // Twice: rejected. Over a newer value: rejected.
     assert!(matches!(
-        refused(&revive(&mut chain, &keeper, &proof)),
+        refused(&chain.revive(&keeper, &proof)),
         RevivalError::AlreadyLive { .. }
     ));
     let newer = chain.call(
@@ -177,7 +158,7 @@ fn slot_lifecycle(env: Env) {
     );
     assert_eq!(newer.status, TxStatus::Success, "{newer:?}");
     assert!(matches!(
-        refused(&revive(&mut chain, &keeper, &proof)),
+        refused(&chain.revive(&keeper, &proof)),
         RevivalError::AlreadyLive { .. }
     ));
 
@@ -190,7 +171,7 @@ fn slot_lifecycle(env: Env) {
         &[registry],
         write_epoch + EXPIRY_EPOCHS + 2,
     );
-    let stale = refused(&revive(&mut chain, &keeper, &proof));
+    let stale = refused(&chain.revive(&keeper, &proof));
     assert!(
         matches!(stale, RevivalError::StaleVersion { proof_epoch: 3, .. }),
         "{stale:?}"
@@ -201,7 +182,7 @@ fn slot_lifecycle(env: Env) {
         .revival_proof(&slot, sealed)
         .expect("read")
         .expect("proof");
-    let again = revive(&mut chain, &keeper, &fresh);
+    let again = chain.revive(&keeper, &fresh);
     assert_eq!(again.status, TxStatus::Success, "{again:?}");
     let read = get(&mut chain, &keeper, registry, 1);
     assert_eq!(abi::word(&read.output), U256::from(77));
@@ -345,7 +326,7 @@ fn an_expired_proposer_burns_its_fees_and_its_blocks_still_run() {
     let burned = chain.balance(&Address::FEE_BURN);
     let paid = chain.run(&agent, 21_000, transfer.clone());
     assert_eq!(paid.status, TxStatus::Success, "{paid:?}");
-    let revived = revive(&mut chain, &keeper, &proof);
+    let revived = chain.revive(&keeper, &proof);
     assert_eq!(revived.status, TxStatus::Success, "{revived:?}");
     assert!(chain.balance(&Address::FEE_BURN) > burned, "fees burned");
     let latest = chain.store.latest().expect("latest").height;

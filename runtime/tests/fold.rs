@@ -7,13 +7,12 @@
 
 mod common;
 
-use common::{abi, addr, artifact, key, Chain};
+use common::{abi, addr, artifact, key, refused, Chain};
 use keel_state::{Entry, StateError};
 use keel_types::archive::RevivalProof;
 use keel_types::fold::Absence;
 use keel_types::{
-    Address, Canonical, Env, Receipt, RevivalError, SecretKey, StateKey, TxBody, TxError, TxStatus,
-    U256,
+    Address, Env, Receipt, RevivalError, SecretKey, StateKey, TxBody, TxError, TxStatus, U256,
 };
 
 const EXPIRY_EPOCHS: u64 = 2;
@@ -30,24 +29,6 @@ fn idle_until(chain: &mut Chain, keeper: &SecretKey, registry: Address, epoch: u
         chain.epoch += 1;
         let r = call(chain, keeper, registry, "count()", &[]);
         assert_eq!(r.status, TxStatus::Success, "{r:?}");
-    }
-}
-
-fn revive(chain: &mut Chain, k: &SecretKey, proof: &RevivalProof) -> Receipt {
-    chain.run(
-        k,
-        1_000_000,
-        TxBody::Revive {
-            proof: proof.encode(),
-        },
-    )
-}
-
-fn refused(receipt: &Receipt) -> RevivalError {
-    assert_eq!(receipt.status, TxStatus::Rejected, "{receipt:?}");
-    match &receipt.error {
-        Some(TxError::InvalidRevival { reason }) => reason.clone(),
-        other => panic!("expected an invalid revival, got {other:?}"),
     }
 }
 
@@ -157,13 +138,13 @@ fn folded_lifecycle(env: Env) {
     let mut no_fold = honest.clone();
     no_fold.folded = None;
     assert!(matches!(
-        refused(&revive(&mut chain, &keeper, &no_fold)),
+        refused(&chain.revive(&keeper, &no_fold)),
         RevivalError::NotExpired { .. }
     ));
     let mut other_leaf = honest.clone();
     other_leaf.leaf_index += 1;
     assert!(matches!(
-        refused(&revive(&mut chain, &keeper, &other_leaf)),
+        refused(&chain.revive(&keeper, &other_leaf)),
         RevivalError::BadFoldProof { .. }
     ));
     let mut no_page = honest.clone();
@@ -171,7 +152,7 @@ fn folded_lifecycle(env: Env) {
         f.page = 1_000;
     }
     assert!(matches!(
-        refused(&revive(&mut chain, &keeper, &no_page)),
+        refused(&chain.revive(&keeper, &no_page)),
         RevivalError::BadFoldProof { page: 1_000, .. }
     ));
     let mut extra = honest.clone();
@@ -183,23 +164,23 @@ fn folded_lifecycle(env: Env) {
         });
     }
     assert!(matches!(
-        refused(&revive(&mut chain, &keeper, &extra)),
+        refused(&chain.revive(&keeper, &extra)),
         RevivalError::BadFoldProof { .. }
     ));
     let mut forged = honest.clone();
     forged.value[31] = 43;
     assert!(matches!(
-        refused(&revive(&mut chain, &keeper, &forged)),
+        refused(&chain.revive(&keeper, &forged)),
         RevivalError::BadProof { .. }
     ));
 
     // The honest revival, then twice: rejected.
-    let revived = revive(&mut chain, &keeper, &honest);
+    let revived = chain.revive(&keeper, &honest);
     assert_eq!(revived.status, TxStatus::Success, "{revived:?}");
     let read = call(&mut chain, &keeper, registry, "get(uint256)", &[1]);
     assert_eq!(abi::word(&read.output), U256::from(42));
     assert!(matches!(
-        refused(&revive(&mut chain, &keeper, &honest)),
+        refused(&chain.revive(&keeper, &honest)),
         RevivalError::AlreadyLive { .. }
     ));
 
@@ -220,7 +201,7 @@ fn folded_lifecycle(env: Env) {
     let read = call(&mut chain, &keeper, registry, "get(uint256)", &[1]);
     assert_eq!(abi::word(&read.output), U256::ZERO);
     assert!(matches!(
-        refused(&revive(&mut chain, &keeper, &honest)),
+        refused(&chain.revive(&keeper, &honest)),
         RevivalError::AlreadyLive { .. }
     ));
 
@@ -236,7 +217,7 @@ fn folded_lifecycle(env: Env) {
     );
     assert!(matches!(entry(&chain, &slot), Some(Entry::Expired { .. })));
     assert!(matches!(
-        refused(&revive(&mut chain, &keeper, &honest)),
+        refused(&chain.revive(&keeper, &honest)),
         RevivalError::StaleVersion { .. }
     ));
     let pages_before = fold_pages(&chain);
@@ -245,7 +226,7 @@ fn folded_lifecycle(env: Env) {
     assert_eq!(entry(&chain, &slot), None);
     assert!(fold_pages(&chain) > pages_before);
     assert!(matches!(
-        refused(&revive(&mut chain, &keeper, &honest)),
+        refused(&chain.revive(&keeper, &honest)),
         RevivalError::BadFoldProof { .. }
     ));
     let latest_proof = proof(&chain, &slot);
@@ -254,7 +235,7 @@ fn folded_lifecycle(env: Env) {
         "the latest version is the deletion"
     );
     assert!(latest_proof.folded.as_ref().expect("folded").page > folded.page);
-    let back = revive(&mut chain, &keeper, &latest_proof);
+    let back = chain.revive(&keeper, &latest_proof);
     assert_eq!(back.status, TxStatus::Success, "{back:?}");
     let read = call(&mut chain, &keeper, registry, "get(uint256)", &[1]);
     assert_eq!(read.status, TxStatus::Success, "{read:?}");

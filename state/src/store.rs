@@ -591,6 +591,20 @@ impl StoreView<'_> {
     pub fn height(&self) -> Height {
         self.height
     }
+
+    /// Candidates from the touch or stub index. The indexes describe the latest commit only:
+    /// a view of an older height (a query, never block execution) has none.
+    fn indexed(
+        &self,
+        index: &str,
+        before_epoch: keel_types::Epoch,
+        limit: usize,
+    ) -> Result<Vec<StateKey>, StateError> {
+        if self.store.latest().map(|l| l.height) != Some(self.height) {
+            return Ok(Vec::new());
+        }
+        crate::expiry::candidates(&self.store.db, index, before_epoch, limit)
+    }
 }
 
 impl StateView for StoreView<'_> {
@@ -601,28 +615,19 @@ impl StateView for StoreView<'_> {
         self.store.entry(key, self.height)
     }
 
-    /// The touch index describes the latest commit only: a view of an older height (a
-    /// query, never block execution) has no candidates.
     fn expiry_candidates(
         &self,
         before_epoch: keel_types::Epoch,
         limit: usize,
     ) -> Result<Vec<StateKey>, StateError> {
-        if self.store.latest().map(|l| l.height) != Some(self.height) {
-            return Ok(Vec::new());
-        }
-        crate::expiry::candidates(&self.store.db, CF_TOUCH, before_epoch, limit)
+        self.indexed(CF_TOUCH, before_epoch, limit)
     }
 
-    /// As `expiry_candidates`, from the stub index.
     fn fold_candidates(
         &self,
         before_epoch: keel_types::Epoch,
         limit: usize,
     ) -> Result<Vec<StateKey>, StateError> {
-        if self.store.latest().map(|l| l.height) != Some(self.height) {
-            return Ok(Vec::new());
-        }
-        crate::expiry::candidates(&self.store.db, CF_STUBS, before_epoch, limit)
+        self.indexed(CF_STUBS, before_epoch, limit)
     }
 }

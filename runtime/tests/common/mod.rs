@@ -287,6 +287,18 @@ impl Chain {
         )
     }
 
+    /// Sends a revival carrying `proof`.
+    pub fn revive(&mut self, k: &SecretKey, proof: &keel_types::archive::RevivalProof) -> Receipt {
+        use keel_types::Canonical;
+        self.run(
+            k,
+            1_000_000,
+            TxBody::Revive {
+                proof: proof.encode(),
+            },
+        )
+    }
+
     pub fn balance(&self, a: &Address) -> U256 {
         self.store
             .latest_view()
@@ -313,4 +325,17 @@ fn manifest_dir() -> std::path::PathBuf {
         || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
         std::path::PathBuf::from,
     )
+}
+
+/// The reason a revival was refused (panics if it was not).
+pub fn refused(receipt: &Receipt) -> keel_types::RevivalError {
+    assert_eq!(
+        receipt.status,
+        keel_types::TxStatus::Rejected,
+        "{receipt:?}"
+    );
+    match &receipt.error {
+        Some(keel_types::TxError::InvalidRevival { reason }) => reason.clone(),
+        other => panic!("expected an invalid revival, got {other:?}"),
+    }
 }
