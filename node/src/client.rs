@@ -169,7 +169,7 @@ pub async fn send(client: &Client, key: &SecretKey, request: TxRequest) -> Resul
     let gas_limit = request.gas.unwrap_or(match request.body {
         TxBody::Transfer { .. } => TRANSFER_GAS,
         TxBody::Deploy { .. } => DEPLOY_GAS,
-        TxBody::Call { .. } | TxBody::Revive { .. } => CALL_GAS,
+        TxBody::Call { .. } | TxBody::Revive { .. } | TxBody::Unflag { .. } => CALL_GAS,
     });
     let tx = Transaction {
         chain_id,

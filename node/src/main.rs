@@ -302,19 +302,25 @@ async fn tx(command: TxCommand) -> Result<Value, String> {
         TxCommand::Revive { send, proof } => {
             let text =
                 std::fs::read_to_string(&proof).map_err(|e| format!("{}: {e}", proof.display()))?;
-            // The file is what `keel query proof` printed (its "proof" field), or bare hex.
-            let text = match serde_json::from_str::<serde_json::Value>(&text) {
-                Ok(v) => v
-                    .get("proof")
-                    .and_then(|p| p.as_str())
-                    .map(str::to_string)
-                    .ok_or_else(|| {
-                        format!("{}: JSON without a \"proof\" string", proof.display())
-                    })?,
-                Err(_) => text,
+            // The file is what `keel query proof` printed (its "proof" field; `"unflag": true`
+            // for a fold filter's false positive), or bare hex of a revival proof.
+            let (text, unflag) = match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(v) => (
+                    v.get("proof")
+                        .and_then(|p| p.as_str())
+                        .map(str::to_string)
+                        .ok_or_else(|| {
+                            format!("{}: JSON without a \"proof\" string", proof.display())
+                        })?,
+                    v.get("unflag") == Some(&Value::Bool(true)),
+                ),
+                Err(_) => (text, false),
             };
-            let body = TxBody::Revive {
-                proof: client::parse_hex(text.trim(), "proof")?,
+            let proof = client::parse_hex(text.trim(), "proof")?;
+            let body = if unflag {
+                TxBody::Unflag { proof }
+            } else {
+                TxBody::Revive { proof }
             };
             send_tx(send, body).await
         }

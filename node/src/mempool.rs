@@ -98,7 +98,7 @@ impl Entry {
         let value = match &self.tx.tx.body {
             TxBody::Transfer { amount, .. } => *amount,
             TxBody::Deploy { value, .. } | TxBody::Call { value, .. } => *value,
-            TxBody::Revive { .. } => U256::ZERO,
+            TxBody::Revive { .. } | TxBody::Unflag { .. } => U256::ZERO,
         };
         self.tx.tx.max_fee().saturating_add(value)
     }

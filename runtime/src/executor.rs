@@ -149,7 +149,7 @@ fn tx_value(body: &TxBody) -> U256 {
     match body {
         TxBody::Transfer { amount, .. } => *amount,
         TxBody::Deploy { value, .. } | TxBody::Call { value, .. } => *value,
-        TxBody::Revive { .. } => U256::ZERO,
+        TxBody::Revive { .. } | TxBody::Unflag { .. } => U256::ZERO,
     }
 }
 
@@ -341,7 +341,10 @@ impl Runtime {
                 *value,
             ),
             TxBody::Revive { proof } => {
-                return self.revive(overlay, block, tx, tx_hash, proof);
+                return self.revive(overlay, block, tx, tx_hash, (proof, false));
+            }
+            TxBody::Unflag { proof } => {
+                return self.revive(overlay, block, tx, tx_hash, (proof, true));
             }
         };
         let tx_env = TxEnv {
@@ -370,15 +373,16 @@ impl Runtime {
         }
     }
 
-    /// A revival: the same nonce and fee rules as every transaction, then the proof checks
-    /// of `expiry::check_revival`. A refused revival is rejected without a fee.
+    /// A revival (or, with `unflag`, the clearing of a fold filter's false positive): the
+    /// same nonce and fee rules as every transaction, then the proof checks of
+    /// `expiry::check_revival` (`check_unflag`). A refused one is rejected without a fee.
     fn revive(
         &self,
         overlay: &mut Overlay<&dyn StateView>,
         block: &BlockContext,
         tx: &SignedTransaction,
         tx_hash: Hash,
-        proof: &[u8],
+        (proof, unflag): (&[u8], bool),
     ) -> Result<Receipt, RuntimeError> {
         let t = &tx.tx;
         let sender = t.sender_address();
@@ -417,13 +421,18 @@ impl Runtime {
                 },
             ));
         }
-        let checked = crate::expiry::check_revival(&*overlay, proof, self.config.expiry_epochs)?;
-        let proof = match checked {
-            Ok(p) => p,
+        let expiry_epochs = self.config.expiry_epochs;
+        let checked = if unflag {
+            crate::expiry::check_unflag(&*overlay, proof, expiry_epochs)?
+        } else {
+            crate::expiry::check_revival(&*overlay, proof, expiry_epochs)?
+        };
+        let restore = match checked {
+            Ok(r) => r,
             Err(error) => return Ok(rejected(tx_hash, error)),
         };
         let fee = U256::from(intrinsic) * U256::from(t.gas_price);
-        crate::expiry::apply_revival(overlay, sender, block.beneficiary, fee, proof)?;
+        crate::expiry::apply_revival(overlay, sender, block.beneficiary, fee, restore)?;
         overlay.discard_journal();
         Ok(Receipt {
             tx_hash,

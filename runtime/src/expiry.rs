@@ -8,7 +8,9 @@ use keel_state::{ArchiveBatch, Entry, Overlay, StateError, StateView, StateViewE
 use keel_types::archive::{
     leaf_hash, ArchiveAccumulator, ArchivedLeaf, RevivalProof, SealedArchive,
 };
-use keel_types::fold::{FoldPage, FoldedRevival, FoldedStub, MAX_FOLD_KEYS_PER_PAGE};
+use keel_types::fold::{
+    Absence, FoldPage, FoldedRevival, FoldedStub, UnflagProof, MAX_FOLD_KEYS_PER_PAGE,
+};
 use keel_types::{Address, Canonical, Epoch, RevivalError, StateKey, TxError};
 
 /// Entries one block moves to the archive at most. An epoch's backlog beyond
@@ -190,30 +192,94 @@ fn check_folded(
     if let Err(e) = page.verify_leaf(&folded.member) {
         return refuse(folded.page, e.to_string());
     }
-    let mut absences = folded.absent.iter();
-    for later in folded.page + 1..fold_count(view)? {
+    check_absences(view, &key_hash, folded.page + 1, &folded.absent).map(|r| r.map(|_| ()))
+}
+
+/// Checks that `absent` proves, for every page from `first_page` on whose filter flags the
+/// key, in page order, that the page does not hold it — and nothing else. Returns how many
+/// pages flag it.
+fn check_absences(
+    view: &dyn StateView,
+    key_hash: &keel_types::Hash,
+    first_page: u64,
+    absent: &[Absence],
+) -> Result<Result<u64, RevivalError>, StateError> {
+    let refuse = |page, reason: &str| {
+        Ok(Err(RevivalError::BadFoldProof {
+            page,
+            reason: reason.to_string(),
+        }))
+    };
+    let mut absences = absent.iter();
+    let mut flagging = 0;
+    for later in first_page..fold_count(view)? {
         let page = fold_page(view, later)?
             .ok_or_else(|| StateError::Corrupt(format!("fold page {later} is missing")))?;
-        if !page.flags(later, &key_hash) {
+        if !page.flags(later, key_hash) {
             continue;
         }
+        flagging += 1;
         let Some(absence) = absences.next().filter(|a| a.page == later) else {
             return refuse(
                 later,
-                "this later page flags the key and the proof does not show it holds no newer version".into(),
+                "this page flags the key and the proof does not show it does not hold it",
             );
         };
-        if let Err(e) = page.verify_absent(&key_hash, absence) {
-            return refuse(later, e.to_string());
+        if let Err(e) = page.verify_absent(key_hash, absence) {
+            return refuse(later, &e.to_string());
         }
     }
     if let Some(extra) = absences.next() {
         return refuse(
             extra.page,
-            "an absence proof for a page that does not flag the key".into(),
+            "an absence proof for a page that does not flag the key",
         );
     }
-    Ok(Ok(()))
+    Ok(Ok(flagging))
+}
+
+/// What an accepted revival or unflag writes back: `value` under `key` (empty: a deletion
+/// marker), and whether it came from a fold page (for the revived counter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restore {
+    pub key: StateKey,
+    pub value: Vec<u8>,
+    pub folded: bool,
+}
+
+/// Checks an unflag: `key` is absent from the tree, and every fold page whose filter flags
+/// it proves it does not hold it — a false positive. A key that some page holds is archived
+/// and cannot be unflagged (that would put a marker over its archived value); it is revived.
+pub fn check_unflag(
+    view: &dyn StateView,
+    proof_bytes: &[u8],
+    expiry_epochs: u64,
+) -> Result<Result<Restore, TxError>, StateError> {
+    let refuse = |reason| Ok(Err(TxError::InvalidRevival { reason }));
+    if expiry_epochs == 0 {
+        return refuse(RevivalError::ExpiryOff);
+    }
+    let proof = match UnflagProof::decode(proof_bytes) {
+        Ok(p) => p,
+        Err(e) => return refuse(RevivalError::Malformed(e.to_string())),
+    };
+    let key = proof.key.to_string();
+    match view.entry(&proof.key)? {
+        Some(Entry::Live { .. }) => return refuse(RevivalError::AlreadyLive { key }),
+        Some(Entry::Expired { .. }) => return refuse(RevivalError::Archived { key }),
+        None if !proof.key.expires() => return refuse(RevivalError::NotExpired { key }),
+        None => {}
+    }
+    match check_absences(view, &proof.key.key_hash(), 0, &proof.absent)? {
+        Err(reason) => refuse(reason),
+        // No page flags it: it already reads as absent, there is nothing to clear.
+        Ok(0) => refuse(RevivalError::NotExpired { key }),
+        Ok(_) => Ok(Ok(Restore {
+            key: proof.key,
+            value: Vec::new(),
+            folded: false,
+        })),
+    }
 }
 
 /// Checks a revival against the state; on success returns the entry to restore.
@@ -221,7 +287,7 @@ pub fn check_revival(
     view: &dyn StateView,
     proof_bytes: &[u8],
     expiry_epochs: u64,
-) -> Result<Result<RevivalProof, TxError>, StateError> {
+) -> Result<Result<Restore, TxError>, StateError> {
     let refuse = |reason| Ok(Err(TxError::InvalidRevival { reason }));
     if expiry_epochs == 0 {
         return refuse(RevivalError::ExpiryOff);
@@ -271,7 +337,11 @@ pub fn check_revival(
             reason: e.to_string(),
         });
     }
-    Ok(Ok(proof))
+    Ok(Ok(Restore {
+        folded: proof.folded.is_some(),
+        key: proof.key,
+        value: proof.value,
+    }))
 }
 
 /// The intrinsic gas of a revival carrying `proof_len` bytes.
@@ -279,13 +349,14 @@ pub fn revival_gas(proof_len: usize) -> u64 {
     REVIVAL_BASE_GAS.saturating_add(REVIVAL_GAS_PER_BYTE.saturating_mul(proof_len as u64))
 }
 
-/// Charges `sender` for a revival and restores the entry. The caller has checked the proof.
+/// Charges `sender` for a revival (or unflag) and restores the entry. The caller has checked
+/// the proof.
 pub fn apply_revival(
     overlay: &mut Ov<'_>,
     sender: Address,
     beneficiary: Address,
     fee: keel_types::U256,
-    proof: RevivalProof,
+    restore: Restore,
 ) -> Result<(), StateError> {
     let mut account = overlay.account(&sender)?.unwrap_or_default();
     account.nonce += 1;
@@ -298,8 +369,8 @@ pub fn apply_revival(
         paid.balance = paid.balance.saturating_add(fee);
         overlay.put_account(beneficiary, &paid)?;
     }
-    if proof.folded.is_some() {
+    if restore.folded {
         overlay.count_folded_revival();
     }
-    overlay.set(proof.key, Some(proof.value))
+    overlay.set(restore.key, Some(restore.value))
 }

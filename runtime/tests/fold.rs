@@ -10,9 +10,10 @@ mod common;
 use common::{abi, addr, artifact, key, refused, Chain};
 use keel_state::{Entry, StateError};
 use keel_types::archive::RevivalProof;
-use keel_types::fold::Absence;
+use keel_types::fold::{Absence, UnflagProof};
 use keel_types::{
-    Address, Env, Receipt, RevivalError, SecretKey, StateKey, TxBody, TxError, TxStatus, U256,
+    Address, Canonical, Env, Receipt, RevivalError, SecretKey, StateKey, TxBody, TxError, TxStatus,
+    U256,
 };
 
 const EXPIRY_EPOCHS: u64 = 2;
@@ -251,4 +252,140 @@ fn evm_folded_slot_revives_once_latest_only() {
 #[test]
 fn wasm_folded_slot_revives_once_latest_only() {
     folded_lifecycle(Env::Wasm);
+}
+
+/// A key that never existed but that a fold page's filter flags (a false positive, ≈ 2 × 10⁻⁷
+/// per page, found here by search) reads as expired; an unflag proves that no flagging page
+/// holds it and clears it, after which it is an ordinary absent key. Unflagging an archived
+/// key is refused: it would put a marker over its archived value.
+#[test]
+fn a_filter_false_positive_is_cleared_by_an_unflag() {
+    let (agent, keeper) = (key(1), key(2));
+    let mut chain = Chain::new(&[&agent, &keeper]);
+    chain.set_expiry_epochs(1);
+    chain.set_fold_epochs(1);
+    let fresh = |i: u64| {
+        let mut a = [0xc0u8; 20];
+        a[..8].copy_from_slice(&i.to_be_bytes());
+        Address(a)
+    };
+    // Every epoch the agent pays 64 fresh accounts, which idle, expire and fold.
+    for epoch in 1..=8u64 {
+        chain.epoch = epoch;
+        let mut txs: Vec<_> = (0..64)
+            .map(|i| chain.tx(&agent, 21_000, transfer(fresh(epoch * 1_000 + i))))
+            .collect();
+        txs.push(chain.tx(&keeper, 21_000, transfer(addr(&agent))));
+        let (output, _) = chain.block(txs);
+        assert!(output
+            .receipts
+            .iter()
+            .all(|r| r.status == TxStatus::Success));
+    }
+    let pages = keel_state::fold::all_pages(&chain.store.latest_view()).expect("pages");
+    assert!(pages.len() >= 4, "{} fold pages", pages.len());
+
+    // Search addresses nobody ever used for one a page flags.
+    const SEARCH_LIMIT: u64 = 100_000_000;
+    let victim = (0..SEARCH_LIMIT)
+        .map(|i| {
+            let mut a = [0xfau8; 20];
+            a[..8].copy_from_slice(&i.to_be_bytes());
+            Address(a)
+        })
+        .find(|a| {
+            let hash = StateKey::Account(*a).key_hash();
+            pages.iter().any(|(n, page)| page.flags(*n, &hash))
+        })
+        .expect("a false positive within the search limit");
+    let victim_key = StateKey::Account(victim);
+
+    // It reads as expired, and no page holds it, so there is no revival proof.
+    let paid = chain.run(&keeper, 21_000, transfer(victim));
+    assert!(
+        matches!(paid.error, Some(TxError::Expired { .. })),
+        "{paid:?}"
+    );
+    assert!(matches!(
+        chain
+            .store
+            .revival_proof(&victim_key, chain.epoch - 1)
+            .expect("read"),
+        Err(keel_state::ProofUnavailable::NotExpired(_))
+    ));
+    let unflag = chain
+        .store
+        .unflag_proof(&victim_key)
+        .expect("read")
+        .expect("an unflag proof");
+    assert!(!unflag.absent.is_empty());
+
+    // Without its absence proofs: refused. An archived key (a folded fresh account, or one
+    // whose stub is still in the tree) cannot be unflagged.
+    let run_unflag = |chain: &mut Chain, proof: &UnflagProof| {
+        chain.run(
+            &keeper,
+            1_000_000,
+            TxBody::Unflag {
+                proof: proof.encode(),
+            },
+        )
+    };
+    let bare = UnflagProof {
+        key: victim_key.clone(),
+        absent: Vec::new(),
+    };
+    assert!(matches!(
+        refused(&run_unflag(&mut chain, &bare)),
+        RevivalError::BadFoldProof { .. }
+    ));
+    let folded_key = StateKey::Account(fresh(1_000));
+    assert_eq!(entry(&chain, &folded_key), None);
+    assert!(matches!(
+        chain.store.unflag_proof(&folded_key).expect("read"),
+        Err(keel_state::ProofUnavailable::Archived(_))
+    ));
+    let forged = UnflagProof {
+        key: folded_key,
+        absent: Vec::new(),
+    };
+    assert!(matches!(
+        refused(&run_unflag(&mut chain, &forged)),
+        RevivalError::BadFoldProof { .. }
+    ));
+    let stub_key = StateKey::Account(fresh(6_000));
+    assert!(matches!(
+        entry(&chain, &stub_key),
+        Some(Entry::Expired { .. })
+    ));
+    let stub = UnflagProof {
+        key: stub_key,
+        absent: Vec::new(),
+    };
+    assert!(matches!(
+        refused(&run_unflag(&mut chain, &stub)),
+        RevivalError::Archived { .. }
+    ));
+
+    // The honest unflag clears it: a marker, then the key is an ordinary absent account.
+    let cleared = run_unflag(&mut chain, &unflag);
+    assert_eq!(cleared.status, TxStatus::Success, "{cleared:?}");
+    assert!(matches!(
+        entry(&chain, &victim_key),
+        Some(Entry::Live { value, .. }) if value.is_empty()
+    ));
+    let paid = chain.run(&keeper, 21_000, transfer(victim));
+    assert_eq!(paid.status, TxStatus::Success, "{paid:?}");
+    assert_eq!(chain.balance(&victim), U256::from(1u64));
+    assert!(matches!(
+        refused(&run_unflag(&mut chain, &unflag)),
+        RevivalError::AlreadyLive { .. }
+    ));
+}
+
+fn transfer(to: Address) -> TxBody {
+    TxBody::Transfer {
+        to,
+        amount: U256::from(1u64),
+    }
 }

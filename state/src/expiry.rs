@@ -7,7 +7,9 @@ use crate::overlay::StateDiff;
 use crate::schema::*;
 use crate::tree::newest_record_at;
 use keel_types::archive::{ArchiveNode, ArchivedLeaf};
-use keel_types::fold::{Absence, FoldedRevival, FoldedStub, PageLeafProof};
+use keel_types::fold::{
+    Absence, FoldedRevival, FoldedStub, PageLeafProof, UnflagProof, MAX_ABSENCES_PER_REVIVAL,
+};
 use keel_types::{Height, StateKey};
 use rocksdb::{WriteBatch, DB};
 
@@ -207,6 +209,14 @@ pub enum ProofUnavailable {
     NoArchive,
     #[error("no archive is sealed for epoch {0} (archives seal when their epoch ends)")]
     Unsealed(u64),
+    #[error("{0} is archived (a fold page holds it): ask for its revival proof")]
+    Archived(StateKey),
+    #[error("{key} is flagged by {pages} fold pages, more than an unflag can carry ({max})")]
+    TooManyFlags {
+        key: StateKey,
+        pages: usize,
+        max: usize,
+    },
     #[error("leaf {leaf} is not in the archive sealed for epoch {sealed_epoch} ({leaf_count} leaves): use a later epoch")]
     NotYetArchived {
         leaf: u64,
@@ -292,6 +302,46 @@ impl crate::Store {
             )));
         }
         Ok(None)
+    }
+
+    /// The unflag proof of `key`: absent from the tree at the latest commit, flagged by fold
+    /// pages that do not hold it (a filter false positive).
+    pub fn unflag_proof(
+        &self,
+        key: &StateKey,
+    ) -> Result<Result<UnflagProof, ProofUnavailable>, StateError> {
+        let height = self.latest().map_or(0, |l| l.height);
+        match self.entry(key, height)? {
+            Some(Entry::Expired { .. }) => return Ok(Err(ProofUnavailable::Archived(key.clone()))),
+            Some(Entry::Live { .. }) => return Ok(Err(ProofUnavailable::NotExpired(key.clone()))),
+            None => {}
+        }
+        if !self.keeps_archive() {
+            return Ok(Err(ProofUnavailable::NoArchive));
+        }
+        let flagged = crate::fold::flagging_pages(&self.view(height)?, key)?;
+        if flagged.is_empty() {
+            return Ok(Err(ProofUnavailable::NotExpired(key.clone())));
+        }
+        if flagged.len() > MAX_ABSENCES_PER_REVIVAL {
+            return Ok(Err(ProofUnavailable::TooManyFlags {
+                key: key.clone(),
+                pages: flagged.len(),
+                max: MAX_ABSENCES_PER_REVIVAL,
+            }));
+        }
+        let key_hash = key.key_hash();
+        let mut absent = Vec::with_capacity(flagged.len());
+        for (page, _) in flagged {
+            match Absence::build(page, &self.fold_list(page)?, &key_hash) {
+                Some(a) => absent.push(a),
+                None => return Ok(Err(ProofUnavailable::Archived(key.clone()))),
+            }
+        }
+        Ok(Ok(UnflagProof {
+            key: key.clone(),
+            absent,
+        }))
     }
 
     /// The revival proof of expired `key` (as of the latest commit) against the archive

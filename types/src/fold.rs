@@ -310,13 +310,46 @@ impl FoldedRevival {
             MAX_ABSENCES_PER_REVIVAL,
         )?;
         self.member.validate()?;
-        for a in &self.absent {
-            for leaf in a.below.iter().chain(&a.above) {
-                leaf.validate()?;
-            }
-        }
-        Ok(())
+        validate_absences(&self.absent)
     }
+}
+
+/// What an unflag transaction carries: for a key absent from the tree that fold pages flag
+/// although it never expired (a filter false positive), the absence of the key from every
+/// page that flags it, in page order. Accepted, it writes a deletion marker, after which the
+/// key reads as absent.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct UnflagProof {
+    pub key: crate::StateKey,
+    pub absent: Vec<Absence>,
+}
+
+impl Canonical for UnflagProof {
+    const KIND: &'static str = "UnflagProof";
+    const VERSION: u8 = 1;
+    const MAX_ENCODED_BYTES: usize = 1
+        + crate::state_key::MAX_STATE_KEY_BYTES
+        + 4
+        + MAX_ABSENCES_PER_REVIVAL * (8 + 2 * (1 + MAX_LEAF_PROOF_BYTES));
+
+    fn validate(&self) -> Result<(), DecodeError> {
+        check_len(
+            Self::KIND,
+            "absent",
+            self.absent.len(),
+            MAX_ABSENCES_PER_REVIVAL,
+        )?;
+        validate_absences(&self.absent)
+    }
+}
+
+fn validate_absences(absent: &[Absence]) -> Result<(), DecodeError> {
+    for a in absent {
+        for leaf in a.below.iter().chain(&a.above) {
+            leaf.validate()?;
+        }
+    }
+    Ok(())
 }
 
 /// Why a fold proof does not hold.

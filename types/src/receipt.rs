@@ -113,6 +113,9 @@ pub enum RevivalError {
     /// is the latest folded version (a stale version, or a forged page proof).
     #[error("the fold proof against fold page {page} does not hold: {reason}. Fetch a fresh proof with `keel query proof`")]
     BadFoldProof { page: u64, reason: String },
+    /// An unflag of a key that is archived (its stub is in the tree, or a page holds it).
+    #[error("{key} is archived, not a filter false positive: revive it (`keel query proof`, then `keel tx revive`)")]
+    Archived { key: String },
 }
 
 impl RevivalError {
@@ -121,7 +124,8 @@ impl RevivalError {
             RevivalError::Malformed(s) => s.len(),
             RevivalError::AlreadyLive { key }
             | RevivalError::NotExpired { key }
-            | RevivalError::StaleVersion { key, .. } => key.len(),
+            | RevivalError::StaleVersion { key, .. }
+            | RevivalError::Archived { key } => key.len(),
             RevivalError::BadProof { reason, .. } | RevivalError::BadFoldProof { reason, .. } => {
                 reason.len()
             }

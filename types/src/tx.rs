@@ -36,6 +36,10 @@ pub enum TxBody {
     },
     /// Bring an expired state entry back: the encoded revival proof (see docs/expiry.md).
     Revive { proof: Vec<u8> },
+    /// Clear a fold filter's false positive: an encoded `fold::UnflagProof` showing that no
+    /// fold page that flags a key holds it. Writes a deletion marker, after which the key
+    /// reads as absent (zero) instead of expired (see docs/expiry.md).
+    Unflag { proof: Vec<u8> },
 }
 
 /// Who authorises a transaction.
@@ -114,7 +118,7 @@ impl Canonical for Transaction {
             TxBody::Call { data, .. } => {
                 check_len(Self::KIND, "data", data.len(), MAX_CALLDATA_BYTES)
             }
-            TxBody::Revive { proof } => {
+            TxBody::Revive { proof } | TxBody::Unflag { proof } => {
                 check_len(Self::KIND, "proof", proof.len(), MAX_PROOF_BYTES)
             }
         }

@@ -42,6 +42,7 @@ fn arb_body() -> impl Strategy<Value = TxBody> {
             value
         }),
         arb_bytes(200).prop_map(|proof| TxBody::Revive { proof }),
+        arb_bytes(200).prop_map(|proof| TxBody::Unflag { proof }),
     ]
 }
 fn arb_tx() -> impl Strategy<Value = Transaction> {

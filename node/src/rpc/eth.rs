@@ -107,7 +107,7 @@ fn eth_view(tx: &SignedTransaction) -> (Option<Address>, U256, Vec<u8>) {
             input.extend_from_slice(args);
             (None, *value, input)
         }
-        TxBody::Revive { proof } => (None, U256::ZERO, proof.clone()),
+        TxBody::Revive { proof } | TxBody::Unflag { proof } => (None, U256::ZERO, proof.clone()),
     }
 }
 

@@ -81,6 +81,7 @@ pub fn revival_code(reason: &RevivalError) -> &'static str {
         RevivalError::UnsealedEpoch { .. } => "unsealed_epoch",
         RevivalError::BadProof { .. } => "bad_proof",
         RevivalError::BadFoldProof { .. } => "bad_fold_proof",
+        RevivalError::Archived { .. } => "archived",
     }
 }
 

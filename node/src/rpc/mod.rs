@@ -447,6 +447,20 @@ impl RpcContext {
             .map_err(node_err)?
         {
             Ok(p) => p,
+            // Absent, flagged, and no page holds it: a filter false positive, cleared by an
+            // unflag (which `keel tx revive` sends for this JSON).
+            Err(keel_state::ProofUnavailable::NotExpired(_)) => {
+                return match self.store.unflag_proof(&key).map_err(node_err)? {
+                    Ok(unflag) => Ok(json!({
+                        "key": json::bytes(&key.to_bytes()),
+                        "expired": true,
+                        "unflag": true,
+                        "flagged_pages": unflag.absent.iter().map(|a| a.page).collect::<Vec<_>>(),
+                        "proof": json::bytes(&unflag.encode()),
+                    })),
+                    Err(why) => Err(err(NOT_ENABLED, why.to_string())),
+                };
+            }
             Err(why) => {
                 return Err(err(
                     NOT_ENABLED,
