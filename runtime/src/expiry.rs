@@ -9,7 +9,7 @@ use keel_types::archive::{
     leaf_hash, ArchiveAccumulator, ArchivedLeaf, RevivalProof, SealedArchive,
 };
 use keel_types::fold::{
-    Absence, FoldPage, FoldedRevival, FoldedStub, UnflagProof, MAX_FOLD_KEYS_PER_PAGE,
+    Absence, FoldPage, FoldedRevival, FoldedStub, KeyProbes, UnflagProof, MAX_FOLD_KEYS_PER_PAGE,
 };
 use keel_types::{Address, Canonical, Epoch, RevivalError, StateKey, TxError};
 
@@ -210,12 +210,13 @@ fn check_absences(
             reason: reason.to_string(),
         }))
     };
+    let probes = KeyProbes::new(key_hash);
     let mut absences = absent.iter();
     let mut flagging = 0;
     for later in first_page..fold_count(view)? {
         let page = fold_page(view, later)?
             .ok_or_else(|| StateError::Corrupt(format!("fold page {later} is missing")))?;
-        if !page.flags(later, key_hash) {
+        if !page.flags_probes(later, &probes) {
             continue;
         }
         flagging += 1;

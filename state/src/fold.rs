@@ -3,7 +3,7 @@
 
 use crate::error::StateError;
 use crate::overlay::StateView;
-use keel_types::fold::FoldPage;
+use keel_types::fold::{FoldPage, KeyProbes};
 use keel_types::{Canonical, StateKey};
 
 /// Fold pages in `view` (pages are numbered `0..count`).
@@ -41,12 +41,12 @@ pub fn flagging_pages<V: StateView + ?Sized>(
     if count == 0 || !key.expires() {
         return Ok(Vec::new());
     }
-    let key_hash = key.key_hash();
+    let probes = KeyProbes::new(&key.key_hash());
     let mut out = Vec::new();
     for index in 0..count {
         let page = fold_page(view, index)?
             .ok_or_else(|| StateError::Corrupt(format!("fold page {index} is missing")))?;
-        if page.flags(index, &key_hash) {
+        if page.flags_probes(index, &probes) {
             out.push((index, page));
         }
     }
@@ -56,11 +56,11 @@ pub fn flagging_pages<V: StateView + ?Sized>(
 /// The typed error for reading `key`, absent from the tree, if a fold page flags it: the
 /// entry may be archived, so it is not a zero (epoch: the newest flagging page's).
 pub fn folded_error(pages: &[(u64, FoldPage)], key: &StateKey) -> Option<StateError> {
-    let key_hash = key.key_hash();
+    let probes = KeyProbes::new(&key.key_hash());
     pages
         .iter()
         .rev()
-        .find(|(index, page)| page.flags(*index, &key_hash))
+        .find(|(index, page)| page.flags_probes(*index, &probes))
         .map(|(_, page)| StateError::Expired {
             key: key.clone(),
             epoch: page.newest_epoch,

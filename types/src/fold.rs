@@ -91,21 +91,46 @@ pub fn filter_bits(key_count: u64) -> u64 {
         * 8
 }
 
-/// The filter bits `key_hash` sets in page `page`: independent positions read from one
-/// keyed blake3 output stream per (key, page). (Double hashing, h1 + i·h2, was measured
-/// here to flag outsiders ~100× too often on small pages: its probes form an arithmetic
-/// progression, so keys sharing a step overlap.) The page index is hashed in, so a key that
-/// collides in one page is independent in the next.
-fn probes(page: u64, key_hash: &Hash, bits: u64) -> impl Iterator<Item = u64> {
-    let mut stream = blake3::Hasher::new_keyed(Domain::FoldProbe.key());
-    stream.update(&key_hash.0).update(&page.to_be_bytes());
-    let mut reader = stream.finalize_xof();
-    (0..FOLD_FILTER_PROBES).map(move |_| {
-        let mut word = [0u8; 8];
-        reader.fill(&mut word);
-        // bits ≤ 2¹⁵, so the modulo bias is below 2⁻⁴⁸.
-        u64::from_be_bytes(word) % bits
-    })
+/// A key's filter probes, hashed once and reused for every page: 22 words from one keyed
+/// blake3 output stream of the key hash. (A read of an absent key probes every page, so the
+/// hash is paid once per read, not once per page. Double hashing, h1 + i·h2, was measured
+/// here to flag outsiders ~100× too often on small pages — its probes form an arithmetic
+/// progression, so keys sharing a step overlap — and is not used.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyProbes([u64; FOLD_FILTER_PROBES as usize]);
+
+impl KeyProbes {
+    pub fn new(key_hash: &Hash) -> KeyProbes {
+        let mut stream = blake3::Hasher::new_keyed(Domain::FoldProbe.key());
+        stream.update(&key_hash.0);
+        let mut bytes = [0u8; 8 * FOLD_FILTER_PROBES as usize];
+        stream.finalize_xof().fill(&mut bytes);
+        let mut words = [0u64; FOLD_FILTER_PROBES as usize];
+        for (word, chunk) in words.iter_mut().zip(bytes.chunks_exact(8)) {
+            *word = u64::from_be_bytes(chunk.try_into().expect("8-byte chunks"));
+        }
+        KeyProbes(words)
+    }
+
+    /// The bits the key sets in page `page` of `bits` bits: each word mixed with the page
+    /// index through a bijective 64-bit finalizer, so a key that collides in one page is
+    /// independent in the next. `bits ≤ 2¹⁵`, so the modulo bias is below 2⁻⁴⁸.
+    fn positions(&self, page: u64, bits: u64) -> impl Iterator<Item = u64> + '_ {
+        let salt = page.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0
+            .iter()
+            .enumerate()
+            .map(move |(i, w)| fmix64(w ^ salt.rotate_left(i as u32)) % bits)
+    }
+}
+
+/// MurmurHash3's 64-bit finalizer: a bijection that spreads every input bit.
+fn fmix64(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
 }
 
 struct Mem(BTreeMap<(u32, u64), Hash>);
@@ -137,7 +162,7 @@ impl FoldPage {
         let bits = filter_bits(stubs.len() as u64);
         let mut filter = vec![0u8; (bits / 8) as usize];
         for stub in stubs {
-            for bit in probes(index, &stub.key_hash, bits) {
+            for bit in KeyProbes::new(&stub.key_hash).positions(index, bits) {
                 filter[(bit / 8) as usize] |= 1 << (bit % 8);
             }
         }
@@ -151,9 +176,15 @@ impl FoldPage {
 
     /// Whether page `index` may hold `key_hash` (false positives ≈ 2 × 10⁻⁷).
     pub fn flags(&self, index: u64, key_hash: &Hash) -> bool {
+        self.flags_probes(index, &KeyProbes::new(key_hash))
+    }
+
+    /// As `flags`, with the key's probes computed once for many pages.
+    pub fn flags_probes(&self, index: u64, probes: &KeyProbes) -> bool {
         let bits = self.filter.len() as u64 * 8;
         bits > 0
-            && probes(index, key_hash, bits)
+            && probes
+                .positions(index, bits)
                 .all(|bit| self.filter[(bit / 8) as usize] & (1 << (bit % 8)) != 0)
     }
 
