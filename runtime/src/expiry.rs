@@ -248,6 +248,14 @@ pub struct Restore {
     pub folded: bool,
 }
 
+/// The proof a revival or unflag carries, or why it is refused before looking at state.
+fn decode_proof<P: Canonical>(bytes: &[u8], expiry_epochs: u64) -> Result<P, RevivalError> {
+    if expiry_epochs == 0 {
+        return Err(RevivalError::ExpiryOff);
+    }
+    P::decode(bytes).map_err(|e| RevivalError::Malformed(e.to_string()))
+}
+
 /// Checks an unflag: `key` is absent from the tree, and every fold page whose filter flags
 /// it proves it does not hold it — a false positive. A key that some page holds is archived
 /// and cannot be unflagged (that would put a marker over its archived value); it is revived.
@@ -257,12 +265,9 @@ pub fn check_unflag(
     expiry_epochs: u64,
 ) -> Result<Result<Restore, TxError>, StateError> {
     let refuse = |reason| Ok(Err(TxError::InvalidRevival { reason }));
-    if expiry_epochs == 0 {
-        return refuse(RevivalError::ExpiryOff);
-    }
-    let proof = match UnflagProof::decode(proof_bytes) {
+    let proof: UnflagProof = match decode_proof(proof_bytes, expiry_epochs) {
         Ok(p) => p,
-        Err(e) => return refuse(RevivalError::Malformed(e.to_string())),
+        Err(reason) => return refuse(reason),
     };
     let key = proof.key.to_string();
     match view.entry(&proof.key)? {
@@ -290,12 +295,9 @@ pub fn check_revival(
     expiry_epochs: u64,
 ) -> Result<Result<Restore, TxError>, StateError> {
     let refuse = |reason| Ok(Err(TxError::InvalidRevival { reason }));
-    if expiry_epochs == 0 {
-        return refuse(RevivalError::ExpiryOff);
-    }
-    let proof = match RevivalProof::decode(proof_bytes) {
+    let proof: RevivalProof = match decode_proof(proof_bytes, expiry_epochs) {
         Ok(p) => p,
-        Err(e) => return refuse(RevivalError::Malformed(e.to_string())),
+        Err(reason) => return refuse(reason),
     };
     let key = proof.key.to_string();
     if !proof.key.expires() {

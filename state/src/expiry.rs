@@ -256,9 +256,10 @@ impl crate::Store {
         Ok(out)
     }
 
-    /// Where the latest version of `key`, absent from the tree at `height`, was folded: its
-    /// stub and the fold proof (membership in the newest page holding it, absence from every
-    /// later page that flags it). `None` if no page holds it (never expired, or deleted).
+    /// Where the latest version of `key`, absent from the tree at `height`, was folded: the
+    /// page's record of it (expiry epoch, archive leaf) and the fold proof (membership in the
+    /// newest page holding it, absence from every later page that flags it). `None` if no page
+    /// holds it (never expired, or deleted).
     fn folded_version(
         &self,
         key: &StateKey,
