@@ -10,7 +10,10 @@ mod message;
 mod quorum;
 pub mod votelog;
 
-pub use engine::{Action, Config, Engine, Input, MAX_RESEND_VIEWS};
+pub use engine::{
+    Action, Config, Engine, Input, MAX_PROPOSALS_PER_VIEW, MAX_RESEND_VIEWS,
+    MAX_UNCERTIFIED_PARENTS_PER_VIEW,
+};
 pub use message::{Message, MAX_MESSAGE_BYTES, MAX_SYNC_BLOCKS, MAX_SYNC_HEADERS};
 pub use quorum::{quorum_size, verify_certificate, CertificateError, ValidatorSet};
 pub use votelog::{FileVoteLog, VoteLogError, VoteRecord};

@@ -1,7 +1,7 @@
 //! Validator sets, quorum sizes, and certificate verification (signatures batch-verified).
 
 use keel_types::crypto::verify_batch;
-use keel_types::{Certificate, Epoch, PublicKey, Vote};
+use keel_types::{Certificate, Epoch, Hash, PublicKey, Vote, VoteKind};
 
 /// Largest f with n ≥ 3f + 1, and the quorum 2f + 1... generalised to n − f so that any two
 /// quorums intersect in at least f + 1 validators (one honest) for every n, not only 3f + 1.
@@ -49,10 +49,13 @@ pub enum CertificateError {
     Malformed(String),
     #[error("certificate signatures do not verify")]
     BadSignatures,
+    #[error("nullification names block {0}; a nullify vote names no block")]
+    NullifyNamesBlock(Hash),
 }
 
-/// Checks a certificate against `set`: right chain and epoch, strictly increasing known
-/// signers, a quorum of them, and every signature (one batch verification).
+/// Checks a certificate against `set`: right chain and epoch, a nullification naming no
+/// block, strictly increasing known signers, a quorum of them, and every signature (one
+/// batch verification).
 pub fn verify_certificate(
     chain_id: u64,
     set: &ValidatorSet,
@@ -70,6 +73,9 @@ pub fn verify_certificate(
             expected: set.epoch,
             got: vote.epoch,
         });
+    }
+    if vote.kind == VoteKind::Nullify && vote.block != Hash::ZERO {
+        return Err(CertificateError::NullifyNamesBlock(vote.block));
     }
     use keel_types::Canonical;
     cert.validate()

@@ -1,7 +1,11 @@
-//! Engine-level tests without the simulator: restored vote logs bind the engine, and the
-//! message decoder rejects every malformed input with a typed error.
+//! Engine-level tests without the simulator: restored vote logs bind the engine, the message
+//! decoder rejects every malformed input with a typed error, and Byzantine inputs (forged
+//! sync chains, absurd views, malformed votes, floods of proposals) are refused.
 
-use keel_consensus::{Action, Config, Engine, Input, Message, ValidatorSet, VoteRecord};
+use keel_consensus::{
+    verify_certificate, Action, CertificateError, Config, Engine, Input, Message, ValidatorSet,
+    VoteRecord, MAX_PROPOSALS_PER_VIEW, MAX_UNCERTIFIED_PARENTS_PER_VIEW,
+};
 use keel_types::{
     Block, Canonical, Certificate, Hash, Header, SecretKey, Signature, SignedVote, Vote, VoteKind,
 };
@@ -322,4 +326,403 @@ fn sync_response_with_overflowing_heights_is_refused() {
             .any(|a| matches!(a, Action::Finalized { .. })));
         assert_eq!(engine.finalized_tip().0, 0);
     }
+}
+
+// ---- Byzantine inputs (issue 24) ----
+
+fn vote(view: u64, kind: VoteKind, block: Hash) -> Vote {
+    Vote {
+        chain_id: CHAIN,
+        epoch: 0,
+        view,
+        kind,
+        block,
+    }
+}
+
+/// A certificate on `vote` signed by `signers` (a genuine quorum when three of the four).
+fn certificate(vote: Vote, signers: &[usize]) -> Certificate {
+    Certificate {
+        vote,
+        signers: signers.iter().map(|&s| s as u16).collect(),
+        signatures: signers
+            .iter()
+            .map(|&s| keys()[s].sign(&vote.signing_hash().0))
+            .collect(),
+    }
+}
+
+fn send(engine: &mut Engine, from: usize, message: Message) -> Vec<Action> {
+    engine.handle(Input::Message {
+        from: from as u16,
+        message,
+    })
+}
+
+fn finalized(actions: &[Action]) -> Vec<Hash> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Finalized { block, .. } => Some(block.hash()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A block of `view` at `height` on `parent`, naming the view's leader as proposer.
+fn child(view: u64, height: u64, parent: Hash, salt: u64) -> Block {
+    let mut b = block(view, salt);
+    b.header.height = height;
+    b.header.parent_hash = parent;
+    b
+}
+
+fn propose(leader: usize, b: &Block) -> Message {
+    Message::Propose {
+        block: b.clone(),
+        vote: signed(leader, vote(b.header.view, VoteKind::Notarize, b.hash())),
+    }
+}
+
+/// Validator 0 finalizes T (height 1, view 1) the ordinary way: validator 1's proposal,
+/// the application's verdict, then notarize and finalize votes from a quorum.
+fn engine_with_t_finalized() -> (Engine, Block) {
+    let t = block(1, 1);
+    let mut engine = Engine::new(config(0), &[]);
+    engine.handle(Input::Start);
+    let mut actions = send(&mut engine, 1, propose(1, &t));
+    assert!(
+        actions.iter().any(|a| matches!(a, Action::Verify { .. })),
+        "{actions:?}"
+    );
+    actions.extend(engine.handle(Input::Verified {
+        view: 1,
+        block: t.hash(),
+        valid: true,
+    }));
+    for kind in [VoteKind::Notarize, VoteKind::Finalize] {
+        for signer in [2, 3] {
+            let v = signed(signer, vote(1, kind, t.hash()));
+            actions.extend(send(&mut engine, signer, Message::Vote(v)));
+        }
+    }
+    assert_eq!(finalized(&actions), vec![t.hash()], "{actions:?}");
+    assert_eq!(engine.finalized_tip(), (1, t.hash(), 1));
+    (engine, t)
+}
+
+/// Issue 24: a sync response must be one chain ending in the certified block. `[X, T]` with
+/// T's real finalization certificate (T already final here) used to deliver X, a block no
+/// quorum signed; so did other orders that put uncertified blocks above the tip.
+#[test]
+fn sync_delivers_only_a_chain_ending_in_the_certified_block() {
+    let (mut engine, t) = engine_with_t_finalized();
+    let cert_t = certificate(vote(1, VoteKind::Finalize, t.hash()), &[0, 1, 2]);
+    // X: any block on the tip. H: the real height-2 block, finalized by a quorum elsewhere.
+    let x = child(2, 2, t.hash(), 66);
+    let x2 = child(3, 3, x.hash(), 67);
+    let h = child(2, 2, t.hash(), 2);
+    let cert_h = certificate(vote(2, VoteKind::Finalize, h.hash()), &[1, 2, 3]);
+    let s = block(1, 99);
+    let y = child(2, 2, s.hash(), 5);
+    let cert_y = certificate(vote(2, VoteKind::Finalize, y.hash()), &[1, 2, 3]);
+    let forged: Vec<(Vec<Block>, Vec<Header>, Certificate)> = vec![
+        // The exact response from the issue.
+        (vec![x.clone(), t.clone()], vec![], cert_t.clone()),
+        (
+            vec![x.clone(), x2.clone(), t.clone()],
+            vec![],
+            cert_t.clone(),
+        ),
+        (
+            vec![x.clone(), t.clone(), t.clone()],
+            vec![],
+            cert_t.clone(),
+        ),
+        // Reordered and truncated: the certificate does not name the top.
+        (vec![t.clone(), x.clone()], vec![], cert_t.clone()),
+        (vec![x.clone()], vec![], cert_t.clone()),
+        (vec![x.clone()], vec![t.header.clone()], cert_t.clone()),
+        // A stale block after X, then a header the certificate really names: X still sits
+        // on the tip and the header still links from T.
+        (
+            vec![x.clone(), t.clone()],
+            vec![h.header.clone()],
+            cert_h.clone(),
+        ),
+        // Even a quorum-certified chain is refused if its stale prefix is not our chain.
+        (vec![s.clone(), y.clone()], vec![], cert_y),
+    ];
+    for (i, (blocks, headers, finalization)) in forged.into_iter().enumerate() {
+        let actions = send(
+            &mut engine,
+            3,
+            Message::SyncResponse {
+                blocks,
+                headers,
+                finalization,
+            },
+        );
+        assert!(finalized(&actions).is_empty(), "variant {i}: {actions:?}");
+        assert_eq!(engine.finalized_tip(), (1, t.hash(), 1), "variant {i}");
+    }
+    // The honest response, with our own T as a stale prefix, delivers H alone.
+    let actions = send(
+        &mut engine,
+        3,
+        Message::SyncResponse {
+            blocks: vec![t.clone(), h.clone()],
+            headers: vec![],
+            finalization: cert_h,
+        },
+    );
+    assert_eq!(finalized(&actions), vec![h.hash()], "{actions:?}");
+    assert_eq!(engine.finalized_tip(), (2, h.hash(), 2));
+}
+
+/// Issue 24: views come from peers. A proposal, votes and certificates at view u64::MAX, a
+/// quorum-certified block at that view becoming the finalized tip, timeouts there, and
+/// restarts from the vote log and that tip never panic (`tip.view + 1` used to overflow).
+#[test]
+fn views_at_u64_max_never_panic_even_across_restarts() {
+    const MAX: u64 = u64::MAX;
+    let leader = (MAX % 4) as usize;
+    let top = block(MAX, 1);
+    assert_eq!(top.header.proposer, keys()[leader].public_key());
+    let messages = || {
+        vec![
+            (leader, propose(leader, &top)),
+            (
+                1,
+                Message::Vote(signed(1, vote(MAX, VoteKind::Notarize, top.hash()))),
+            ),
+            (
+                2,
+                Message::Vote(signed(2, vote(MAX, VoteKind::Nullify, Hash::ZERO))),
+            ),
+            (
+                1,
+                Message::Certificate(certificate(
+                    vote(MAX, VoteKind::Nullify, Hash::ZERO),
+                    &[1, 2, 3],
+                )),
+            ),
+            (
+                1,
+                Message::Certificate(certificate(
+                    vote(MAX, VoteKind::Notarize, top.hash()),
+                    &[1, 2, 3],
+                )),
+            ),
+            (
+                1,
+                Message::Certificate(certificate(
+                    vote(MAX, VoteKind::Finalize, top.hash()),
+                    &[1, 2, 3],
+                )),
+            ),
+            (1, Message::BlockResponse(top.clone())),
+            (
+                1,
+                Message::SyncResponse {
+                    blocks: vec![top.clone()],
+                    headers: vec![],
+                    finalization: certificate(
+                        vote(MAX, VoteKind::Finalize, top.hash()),
+                        &[1, 2, 3],
+                    ),
+                },
+            ),
+        ]
+    };
+    let drive = |engine: &mut Engine, log: &mut Vec<VoteRecord>| {
+        let mut actions = engine.handle(Input::Start);
+        for (from, message) in messages() {
+            actions.extend(send(engine, from, message));
+            actions.extend(engine.handle(Input::Timeout {
+                view: engine.view(),
+            }));
+        }
+        actions.extend(engine.handle(Input::Timeout { view: MAX }));
+        log.extend(actions.iter().filter_map(|a| match a {
+            Action::Persist(r) => Some(*r),
+            _ => None,
+        }));
+    };
+    let mut log = Vec::new();
+    let mut engine = Engine::new(config(0), &[]);
+    drive(&mut engine, &mut log);
+    // A full quorum signed it, so it is final: at the highest view there is.
+    assert_eq!(engine.finalized_tip(), (1, top.hash(), MAX));
+    // Restart from the vote log and that tip, twice (every restart used to panic).
+    for _ in 0..2 {
+        let mut cfg = config(0);
+        cfg.finalized_tip = engine.finalized_tip();
+        engine = Engine::new(cfg, &log);
+        drive(&mut engine, &mut log);
+        assert_eq!(engine.view(), MAX);
+    }
+    // A vote log naming u64::MAX in every record, on a genesis tip.
+    let records = [
+        VoteRecord::EnteredView {
+            epoch: 0,
+            view: MAX,
+        },
+        VoteRecord::Notarized {
+            epoch: 0,
+            view: MAX,
+            block: top.hash(),
+        },
+        VoteRecord::Nullified {
+            epoch: 0,
+            view: MAX,
+        },
+        VoteRecord::Finalized {
+            epoch: 0,
+            view: MAX,
+            block: top.hash(),
+        },
+    ];
+    let mut engine = Engine::new(config(2), &records);
+    drive(&mut engine, &mut Vec::new());
+    assert_eq!(engine.view(), MAX);
+}
+
+/// Issue 24: a nullify vote names no block. One that names a block is not counted, and a
+/// nullification naming a block does not verify.
+#[test]
+fn nullify_votes_naming_a_block_are_refused() {
+    let junk = Hash([0xee; 32]);
+    let mut engine = Engine::new(config(0), &[]);
+    engine.handle(Input::Start);
+    send(
+        &mut engine,
+        1,
+        Message::Vote(signed(1, vote(1, VoteKind::Nullify, junk))),
+    );
+    for signer in [2, 3] {
+        send(
+            &mut engine,
+            signer,
+            Message::Vote(signed(signer, vote(1, VoteKind::Nullify, Hash::ZERO))),
+        );
+    }
+    assert_eq!(engine.view(), 1, "a nullify naming a block was counted");
+    let cert = certificate(vote(1, VoteKind::Nullify, junk), &[1, 2, 3]);
+    assert_eq!(
+        verify_certificate(CHAIN, &config(0).validators, &cert),
+        Err(CertificateError::NullifyNamesBlock(junk))
+    );
+    send(&mut engine, 1, Message::Certificate(cert));
+    assert_eq!(
+        engine.view(),
+        1,
+        "a nullification naming a block was applied"
+    );
+    // The well-formed vote from validator 1 completes the nullification.
+    send(
+        &mut engine,
+        1,
+        Message::Vote(signed(1, vote(1, VoteKind::Nullify, Hash::ZERO))),
+    );
+    assert_eq!(engine.view(), 2);
+}
+
+/// Issue 24: rule PROPOSER. The leader's signed proposal naming another validator as
+/// proposer (who would be paid its fees) is not verified or voted for.
+#[test]
+fn proposal_naming_another_proposer_is_not_voted_for() {
+    let mut engine = Engine::new(config(0), &[]);
+    engine.handle(Input::Start);
+    let mut wrong = block(1, 1);
+    wrong.header.proposer = keys()[2].public_key();
+    let mut actions = send(&mut engine, 1, propose(1, &wrong));
+    assert!(
+        !actions.iter().any(|a| matches!(a, Action::Verify { .. })),
+        "{actions:?}"
+    );
+    actions.extend(engine.handle(Input::Verified {
+        view: 1,
+        block: wrong.hash(),
+        valid: true,
+    }));
+    assert!(
+        !votes_sent(&actions).iter().any(|v| v.block == wrong.hash()),
+        "{actions:?}"
+    );
+    // The leader's proposal naming itself is still taken.
+    let right = block(1, 2);
+    let actions = send(&mut engine, 1, propose(1, &right));
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Verify { block, .. } if block.hash() == right.hash())),
+        "{actions:?}"
+    );
+}
+
+/// Issue 24: a Byzantine leader signing 10,000 distinct proposals for one view, or spread
+/// over the views it leads, or inventing 10,000 ancestors for one, leaves a bounded number
+/// of blocks in memory (and the refused ones cost no signature check).
+#[test]
+fn proposals_kept_per_view_are_bounded() {
+    const FLOOD: u64 = 10_000;
+    // One view.
+    let mut engine = Engine::new(config(0), &[]);
+    engine.handle(Input::Start);
+    let mut verifies = 0;
+    for salt in 0..FLOOD {
+        let actions = send(&mut engine, 1, propose(1, &block(1, salt)));
+        verifies += actions
+            .iter()
+            .filter(|a| matches!(a, Action::Verify { .. }))
+            .count();
+    }
+    assert_eq!(verifies, 1, "only the first proposal is verified");
+    assert!(engine.retained_blocks() <= MAX_PROPOSALS_PER_VIEW);
+    assert!(engine.signatures_verified() <= MAX_PROPOSALS_PER_VIEW as u64);
+
+    // Many views: validator 1 leads views 1, 5, 9, …; those within max_views_ahead (16)
+    // of view 1 are 1, 5, 9, 13 and 17.
+    let mut engine = Engine::new(config(0), &[]);
+    engine.handle(Input::Start);
+    for salt in 0..FLOOD {
+        let view = 1 + 4 * (salt % 25);
+        send(&mut engine, 1, propose(1, &block(view, salt)));
+    }
+    assert!(
+        engine.retained_blocks() <= 5 * MAX_PROPOSALS_PER_VIEW,
+        "{} blocks retained",
+        engine.retained_blocks()
+    );
+
+    // Invented ancestors: the leader's two proposals in view 17 (the second one equivocates)
+    // each sit on a chain of 5,000 junk blocks that anyone can send, unsigned, as block
+    // responses, top first, their views counting down 16, 15, …, 1 and around again.
+    let mut engine = Engine::new(config(0), &[]);
+    engine.handle(Input::Start);
+    for fork in 0..2 {
+        let mut chain = Vec::new();
+        let mut parent = Hash([9; 32]);
+        let length = FLOOD / 2;
+        for i in 0..length {
+            let view = 16 - (length - 1 - i) % 16;
+            let junk = child(view, 1 + i, parent, fork * FLOOD + i);
+            parent = junk.hash();
+            chain.push(junk);
+        }
+        send(
+            &mut engine,
+            1,
+            propose(1, &child(17, length + 1, parent, fork)),
+        );
+        for junk in chain.into_iter().rev() {
+            send(&mut engine, 2, Message::BlockResponse(junk));
+        }
+    }
+    assert!(
+        engine.retained_blocks() <= MAX_PROPOSALS_PER_VIEW + 16 * MAX_UNCERTIFIED_PARENTS_PER_VIEW,
+        "{} blocks retained",
+        engine.retained_blocks()
+    );
 }

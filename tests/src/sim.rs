@@ -29,6 +29,10 @@ pub enum Fault {
     DoubleVoter,
     /// Two instances share this key and vote log-free of each other (Twins).
     Twins,
+    /// Votes honestly, but on each block it finalizes with a certificate T, sends every
+    /// peer the sync response `[X, T]` with T's real certificate, X an invented block on T
+    /// (issue 24: such a response used to finalize X at peers whose tip was T).
+    ForgedSync,
 }
 
 #[derive(Debug, Clone)]
@@ -149,6 +153,8 @@ pub struct Report {
     pub epochs: BTreeMap<usize, u64>,
     /// Headers served in sync responses (blocks linked to a later certificate).
     pub sync_headers_served: u64,
+    /// Forged sync responses sent by `Fault::ForgedSync` validators.
+    pub forged_sync_responses: u64,
 }
 
 #[allow(missing_debug_implementations)] // holds engines and an RNG; the Report is what is printed
@@ -600,7 +606,10 @@ impl Sim {
                 }
                 self.finalized_at
                     .insert((node, block.header.height), self.now);
-                n.chain.push((block, certificate));
+                n.chain.push((block.clone(), certificate.clone()));
+                if let (Fault::ForgedSync, Some(cert)) = (self.nodes[node].fault, certificate) {
+                    self.forge_sync(node, block, cert);
+                }
             }
             Action::EpochEnded { epoch, tip, suffix } => {
                 let index = self.nodes[node].index as usize;
@@ -687,7 +696,7 @@ impl Sim {
             view,
             parent_hash: parent,
             proposer: self.nodes[node].key.public_key(),
-            timestamp_ms: view * 1_000 + salt,
+            timestamp_ms: view.saturating_mul(1_000).saturating_add(salt),
             tx_root: Hash::ZERO,
             parent_state_root: Hash::ZERO,
             parent_receipts_root: Hash::ZERO,
@@ -697,6 +706,25 @@ impl Sim {
             header,
             transactions: vec![],
         }
+    }
+
+    /// `Fault::ForgedSync`: `[X, T]` with T's real certificate, X invented on T.
+    fn forge_sync(&mut self, node: usize, t: Block, cert: Certificate) {
+        let mut x = self.make_block(
+            node,
+            t.header.view.saturating_add(1),
+            t.hash(),
+            t.header.height.saturating_add(1),
+            0xbad,
+        );
+        x.header.epoch = t.header.epoch;
+        let message = Message::SyncResponse {
+            blocks: vec![x, t],
+            headers: vec![],
+            finalization: cert,
+        };
+        self.report.forged_sync_responses += 1;
+        self.broadcast(node, &message);
     }
 
     /// Broadcast, with Byzantine rewrites for faulty validators.

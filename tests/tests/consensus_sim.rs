@@ -182,6 +182,7 @@ fn each_byzantine_kind_is_tolerated() {
         Fault::EquivocatingLeader,
         Fault::DoubleVoter,
         Fault::Twins,
+        Fault::ForgedSync,
     ] {
         for seed in 0..10 {
             let mut s = Scenario::new(4, seed);
@@ -189,6 +190,12 @@ fn each_byzantine_kind_is_tolerated() {
             s.duration_ms = 8_000;
             let report = Sim::new(s.clone()).run();
             check(&report, &s).unwrap_or_else(|e| panic!("{fault:?} seed {seed}: {e}"));
+            if fault == Fault::ForgedSync {
+                assert!(
+                    report.forged_sync_responses > 0,
+                    "seed {seed}: nothing forged"
+                );
+            }
             let min = report.chains.values().map(Vec::len).min().unwrap_or(0);
             assert!(
                 min >= 20,

@@ -1,6 +1,7 @@
 //! The Simplex state machine. See docs/consensus.md for the rules and the safety argument;
 //! comments here name the rule each branch implements.
 
+mod propose;
 mod sync;
 
 use crate::message::Message;
@@ -15,6 +16,19 @@ use std::collections::BTreeMap;
 /// On a timeout, this validator re-sends its own votes for at most this many unfinalized
 /// views back: a certificate lost with a crashed peer's memory can re-form from them.
 pub const MAX_RESEND_VIEWS: u64 = 32;
+
+/// Most distinct proposals kept per view: the leader's first (the only one this validator
+/// may notarize) and one conflicting one, which with the leader's two signed notarize votes
+/// is the equivocation evidence. A leader that signs thousands of blocks for one view (or
+/// for every view it leads within `max_views_ahead`) costs this node at most this many
+/// blocks per view; further ones are dropped before their signature is even checked.
+pub const MAX_PROPOSALS_PER_VIEW: usize = 2;
+
+/// Most blocks kept per view that arrive unsigned, only as the parent of a known block
+/// (blocks a certificate names are always kept: at most two per view). An honest chain has
+/// at most one block per view, so one is enough to fetch it; junk that takes the slot costs
+/// only a fall-back to sync, and bounds how far a chain of invented ancestors can grow.
+pub const MAX_UNCERTIFIED_PARENTS_PER_VIEW: usize = 1;
 
 /// Engine parameters. Every bound on memory or time is here.
 #[derive(Debug, Clone)]
@@ -121,7 +135,13 @@ pub enum Action {
 
 #[derive(Debug, Default)]
 struct ViewState {
+    /// The leader's first proposal: the only block this validator may notarize in the view.
     proposal: Option<Hash>,
+    /// Every proposal kept for the view, `proposal` first (at most `MAX_PROPOSALS_PER_VIEW`).
+    proposals: Vec<Hash>,
+    /// Blocks of this view kept only as the parent of a known block (at most
+    /// `MAX_UNCERTIFIED_PARENTS_PER_VIEW`).
+    uncertified_parents: usize,
     verifying: bool,
     proposing: bool,
     /// First notarize / finalize vote per signer (a second, conflicting one is evidence,
@@ -170,7 +190,9 @@ impl Engine {
         let n = cfg.validators.len();
         let tip = cfg.finalized_tip;
         let mut engine = Engine {
-            view: tip.2 + 1,
+            // Saturating: the tip's view comes from a block peers certified, and a view of
+            // u64::MAX there must not panic every restart.
+            view: tip.2.saturating_add(1),
             views: BTreeMap::new(),
             blocks: BTreeMap::new(),
             tip,
@@ -214,6 +236,11 @@ impl Engine {
             }
         }
         engine
+    }
+
+    /// Blocks this engine holds in memory (for tests of its bounds).
+    pub fn retained_blocks(&self) -> usize {
+        self.blocks.len()
     }
 
     /// Signatures verified so far (for the cost-per-block measurement).
@@ -260,7 +287,12 @@ impl Engine {
     }
 
     pub fn leader(&self, view: View) -> u16 {
-        (view % self.cfg.validators.len() as u64) as u16
+        (view % (self.cfg.validators.len() as u64).max(1)) as u16
+    }
+
+    /// The key the leader of `view` signs with, which its proposal's header must name.
+    fn leader_key(&self, view: View) -> Option<&keel_types::PublicKey> {
+        self.cfg.validators.key(self.leader(view))
     }
 
     fn me(&self) -> Option<u16> {
@@ -322,7 +354,8 @@ impl Engine {
     /// the very votes it sent before.
     fn own_votes(&self, from_view: View) -> Vec<SignedVote> {
         let mut votes = Vec::new();
-        for (&view, state) in self.views.range(from_view.max(self.tip.2 + 1)..) {
+        let floor = from_view.max(self.tip.2.saturating_add(1));
+        for (&view, state) in self.views.range(floor..) {
             let mut unsigned = Vec::new();
             if let Some(block) = state.my_notarize {
                 unsigned.push(self.vote(view, VoteKind::Notarize, block));
@@ -373,7 +406,8 @@ impl Engine {
         // Skip a leader that has been silent for a while: nullify at once instead of
         // waiting out the timer (liveness under crashed leaders).
         let leader = self.leader(view);
-        let silent = view.saturating_sub(self.last_heard[usize::from(leader)]);
+        let heard = self.last_heard.get(usize::from(leader)).copied();
+        let silent = view.saturating_sub(heard.unwrap_or(view));
         if silent > self.cfg.skip_after_views && Some(leader) != self.me() {
             self.nullify(view);
         }
@@ -386,7 +420,7 @@ impl Engine {
             return;
         }
         self.nullified_streak = if after_nullification {
-            self.nullified_streak + 1
+            self.nullified_streak.saturating_add(1)
         } else {
             0
         };
@@ -395,14 +429,26 @@ impl Engine {
         self.start_view();
     }
 
-    /// Drops views below the finalized tip's view and blocks at or below the tip.
+    /// Drops views below the finalized tip's view, and blocks that cannot descend from the
+    /// tip: at or below its height, or proposed in its view or earlier (views strictly
+    /// increase along a chain), so proposals of nullified views go once a later block is final.
     fn gc(&mut self) {
         let floor = self.tip.2;
         self.views = self.views.split_off(&floor);
-        let tip_height = self.tip.0;
-        let tip_hash = self.tip.1;
-        self.blocks
-            .retain(|h, b| b.header.height > tip_height || *h == tip_hash);
+        let (tip_height, tip_hash, tip_view) = self.tip;
+        self.blocks.retain(|h, b| {
+            (b.header.height > tip_height && b.header.view > tip_view) || *h == tip_hash
+        });
+    }
+
+    /// Whether a certificate this engine holds names `hash` (such a block is always kept).
+    fn named_by_certificate(&self, hash: &Hash) -> bool {
+        self.views.values().any(|s| {
+            [&s.notarization, &s.finalization]
+                .into_iter()
+                .flatten()
+                .any(|c| c.vote.block == *hash)
+        })
     }
 
     /// Rule PARENT: the parent for a proposal or vote in `view` is the block notarized in the
@@ -428,137 +474,6 @@ impl Engine {
             return Some(self.tip.0);
         }
         self.blocks.get(hash).map(|b| b.header.height)
-    }
-
-    fn try_propose(&mut self) {
-        let view = self.view;
-        if Some(self.leader(view)) != self.me() {
-            return;
-        }
-        let state = self.views.get(&view);
-        if state.is_some_and(|s| s.proposing || s.my_notarize.is_some() || s.my_nullify) {
-            return;
-        }
-        let Some((parent, _)) = self.parent_for(view) else {
-            return;
-        };
-        let Some(parent_height) = self.block_height(&parent) else {
-            self.actions
-                .push(Action::Broadcast(Message::BlockRequest(parent)));
-            return;
-        };
-        self.view_mut(view).proposing = true;
-        let Some(height) = parent_height.checked_add(1) else {
-            return;
-        };
-        let empty = height > self.epoch_last_height();
-        let epoch = self.cfg.validators.epoch;
-        self.actions.push(Action::BuildProposal {
-            view,
-            parent,
-            height,
-            epoch,
-            empty,
-        });
-    }
-
-    fn on_built(&mut self, view: View, block: Block) {
-        let hash = block.hash();
-        let Some(state) = self.views.get(&view) else {
-            return;
-        };
-        if view != self.view || !state.proposing || state.my_notarize.is_some() || state.my_nullify
-        {
-            return;
-        }
-        let Some((parent, _)) = self.parent_for(view) else {
-            return;
-        };
-        if block.header.view != view || block.header.parent_hash != parent {
-            return;
-        }
-        let Some(vote) = self.sign(self.vote(view, VoteKind::Notarize, hash)) else {
-            return;
-        };
-        self.blocks.insert(hash, block.clone());
-        let state = self.view_mut(view);
-        state.proposal = Some(hash);
-        state.my_notarize = Some(hash);
-        self.actions.push(Action::Persist(VoteRecord::Notarized {
-            epoch: vote.vote.epoch,
-            view,
-            block: hash,
-        }));
-        self.actions
-            .push(Action::Broadcast(Message::Propose { block, vote }));
-        self.record_vote(vote);
-    }
-
-    /// Rule VOTE: notarize the leader's first proposal of the current view if its parent
-    /// satisfies PARENT, its height is the parent's + 1, and the application accepts it;
-    /// never after nullifying the view, and at most one block per view.
-    fn try_verify(&mut self, view: View) {
-        if view != self.view {
-            return;
-        }
-        let Some(state) = self.views.get(&view) else {
-            return;
-        };
-        if state.verifying || state.my_notarize.is_some() || state.my_nullify || self.me().is_none()
-        {
-            return;
-        }
-        let Some(hash) = state.proposal else { return };
-        let Some(block) = self.blocks.get(&hash) else {
-            return;
-        };
-        let Some((parent, _)) = self.parent_for(view) else {
-            return;
-        };
-        if block.header.parent_hash != parent {
-            return; // not (yet) the parent PARENT requires; re-checked as certificates arrive
-        }
-        let Some(parent_height) = self.block_height(&parent) else {
-            self.actions
-                .push(Action::Broadcast(Message::BlockRequest(parent)));
-            return;
-        };
-        if parent_height.checked_add(1) != Some(block.header.height)
-            || block.header.chain_id != self.cfg.chain_id
-            || block.header.epoch != self.cfg.validators.epoch
-            || (block.header.height > self.epoch_last_height() && !block.transactions.is_empty())
-        {
-            return;
-        }
-        let block = block.clone();
-        self.view_mut(view).verifying = true;
-        self.actions.push(Action::Verify { view, block });
-    }
-
-    fn on_verified(&mut self, view: View, hash: Hash, valid: bool) {
-        let Some(state) = self.views.get_mut(&view) else {
-            return;
-        };
-        state.verifying = false;
-        if !valid
-            || view != self.view
-            || state.proposal != Some(hash)
-            || state.my_notarize.is_some()
-            || state.my_nullify
-        {
-            return;
-        }
-        let Some(vote) = self.sign(self.vote(view, VoteKind::Notarize, hash)) else {
-            return;
-        };
-        self.view_mut(view).my_notarize = Some(hash);
-        self.actions.push(Action::Persist(VoteRecord::Notarized {
-            epoch: vote.vote.epoch,
-            view,
-            block: hash,
-        }));
-        self.actions.push(Action::Broadcast(Message::Vote(vote)));
-        self.record_vote(vote);
     }
 
     /// Rule NULLIFY: on timeout, nullify the current view unless this validator already
@@ -598,7 +513,7 @@ impl Engine {
         }
         let mut justification = Vec::new();
         let mut u = view;
-        while u > self.tip.2 + 1 {
+        while u > self.tip.2.saturating_add(1) {
             u -= 1;
             let Some(state) = self.views.get(&u) else {
                 break;
@@ -681,6 +596,11 @@ impl Engine {
         if v.chain_id != self.cfg.chain_id || v.epoch != self.cfg.validators.epoch {
             return VoteCheck::Invalid;
         }
+        // A nullify names no block: one that does would make the nullification formed from
+        // it carry a message the other signers never signed.
+        if v.kind == VoteKind::Nullify && v.block != Hash::ZERO {
+            return VoteCheck::Invalid;
+        }
         if v.view <= self.tip.2 || v.view > self.view.saturating_add(self.cfg.max_views_ahead) {
             return VoteCheck::Invalid;
         }
@@ -711,33 +631,6 @@ impl Engine {
         } else {
             VoteCheck::Invalid
         }
-    }
-
-    fn on_propose(&mut self, block: Block, vote: SignedVote) {
-        let view = vote.vote.view;
-        let hash = block.hash();
-        if vote.vote.kind != VoteKind::Notarize
-            || vote.vote.block != hash
-            || block.header.view != view
-            || vote.signer != self.leader(view)
-        {
-            return;
-        }
-        // The leader's vote may already be counted (it also travels alone on re-sends); the
-        // block is still new to us then.
-        let check = self.check_vote(&vote);
-        if check == VoteCheck::Invalid {
-            return;
-        }
-        let state = self.view_mut(view);
-        if state.proposal.is_none() {
-            state.proposal = Some(hash);
-        }
-        self.blocks.entry(hash).or_insert(block);
-        if check == VoteCheck::New {
-            self.record_vote(vote);
-        }
-        self.try_verify(view);
     }
 
     /// Re-checks everything that may have been waiting on a block or certificate.

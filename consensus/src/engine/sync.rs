@@ -1,26 +1,40 @@
 //! Catch-up: fetching certified blocks, finalizing chains once every block is known, and
 //! syncing finalized ranges (blocks, then headers up to a certified block) from peers.
 
-use super::{Action, Engine};
+use super::{Action, Engine, MAX_UNCERTIFIED_PARENTS_PER_VIEW};
 use crate::message::Message;
 use crate::quorum::verify_certificate;
-use keel_types::{Block, Certificate, Hash, Header, Height, VoteKind};
+use keel_types::{Block, Certificate, Hash, Header, VoteKind};
 
 impl Engine {
+    /// A block a peer sent in answer to a `BlockRequest`. Kept only if a certificate names
+    /// it, or as the parent of a known later block (at most
+    /// `MAX_UNCERTIFIED_PARENTS_PER_VIEW` per view), and only in the views this engine can
+    /// still use: after the tip's and at most `max_views_ahead` past the current one.
     pub(super) fn on_block(&mut self, block: Block) {
         let hash = block.hash();
-        if block.header.height <= self.tip.0 || self.blocks.contains_key(&hash) {
+        let (height, view) = (block.header.height, block.header.view);
+        if height <= self.tip.0
+            || view <= self.tip.2
+            || view > self.view.saturating_add(self.cfg.max_views_ahead)
+            || self.blocks.contains_key(&hash)
+        {
             return;
         }
-        // Keep only blocks a certificate or a pending proposal refers to, or a parent of one.
-        let wanted = self.views.values().any(|s| {
-            [&s.notarization, &s.finalization]
-                .into_iter()
-                .flatten()
-                .any(|c| c.vote.block == hash)
-        }) || self.blocks.values().any(|b| b.header.parent_hash == hash);
-        if !wanted {
-            return;
+        if !self.named_by_certificate(&hash) {
+            // Views strictly increase along a chain: a parent is from an earlier view.
+            let parent_of_known = self
+                .blocks
+                .values()
+                .any(|b| b.header.parent_hash == hash && b.header.view > view);
+            if !parent_of_known {
+                return;
+            }
+            let state = self.view_mut(view);
+            if state.uncertified_parents >= MAX_UNCERTIFIED_PARENTS_PER_VIEW {
+                return;
+            }
+            state.uncertified_parents += 1;
         }
         self.blocks.insert(hash, block);
         self.after_progress();
@@ -104,7 +118,7 @@ impl Engine {
 
     pub(super) fn request_sync(&mut self, to: Option<u16>) {
         let message = Message::SyncRequest {
-            from_height: self.tip.0 + 1,
+            from_height: self.tip.0.saturating_add(1),
         };
         match to {
             Some(to) => self.actions.push(Action::Send { to, message }),
@@ -112,9 +126,11 @@ impl Engine {
         }
     }
 
-    /// Rule SYNC: accept consecutive blocks from the tip if a valid finalization certificate
-    /// names the last of them, or names the last of the headers that follow them, each block
-    /// and header linking to the one before by parent hash and consecutive height.
+    /// Rule SYNC: accept a response only if its blocks and headers form one chain (each
+    /// linking to the one before by parent hash, consecutive height and a later view, all in
+    /// this epoch) that a valid finalization certificate names the top of, and that passes
+    /// through our tip: blocks at or below the tip may appear only as a prefix ending at it
+    /// (so they are our own finalized blocks). Only the blocks above the tip are delivered.
     pub(super) fn on_sync(
         &mut self,
         from: u16,
@@ -122,50 +138,11 @@ impl Engine {
         headers: Vec<Header>,
         finalization: Certificate,
     ) {
-        let Some(last_block) = blocks.last() else {
+        // Cheap structural checks first, so a malformed response never costs signature
+        // verifications.
+        let Ok(fresh_start) = self.check_sync_chain(&blocks, &headers, &finalization) else {
             return;
         };
-        let certified = headers
-            .last()
-            .map_or_else(|| last_block.hash(), Header::hash);
-        if finalization.vote.kind != VoteKind::Finalize || finalization.vote.block != certified {
-            return;
-        }
-        // Cheap structural checks first (hash links, consecutive heights, one epoch), so a
-        // malformed response never costs signature verifications. Heights come from the
-        // peer: checked arithmetic, never an overflow.
-        let epoch = self.cfg.validators.epoch;
-        let links = |parent: &Hash, height: Height, header: &Header| {
-            header.parent_hash == *parent
-                && height.checked_add(1) == Some(header.height)
-                && header.epoch == epoch
-        };
-        let mut parent = last_block.hash();
-        let mut height = last_block.header.height;
-        for header in &headers {
-            if !links(&parent, height, header) {
-                return;
-            }
-            parent = header.hash();
-            height = header.height;
-        }
-        let mut parent = self.tip.1;
-        let mut height = self.tip.0;
-        let mut fresh = Vec::new();
-        for block in &blocks {
-            if block.header.height <= self.tip.0 {
-                continue;
-            }
-            if !links(&parent, height, &block.header) {
-                return;
-            }
-            parent = block.hash();
-            height = block.header.height;
-            fresh.push(block.clone());
-        }
-        if fresh.is_empty() {
-            return;
-        }
         self.signatures_verified += finalization.signers.len() as u64;
         if verify_certificate(self.cfg.chain_id, &self.cfg.validators, &finalization).is_err() {
             return;
@@ -179,6 +156,8 @@ impl Engine {
         {
             self.latest_finalization = Some(finalization.clone());
         }
+        let mut blocks = blocks;
+        let fresh = blocks.split_off(fresh_start);
         self.deliver(fresh, headers, Some(finalization));
         if more && !self.ended {
             self.request_sync(Some(from));
@@ -186,4 +165,74 @@ impl Engine {
         self.enter_view(view.saturating_add(1), false);
         self.after_progress();
     }
+
+    /// The structural half of rule SYNC (everything but the signatures): returns the index
+    /// of the first block above our tip. Heights and views come from the peer: checked
+    /// arithmetic and comparisons only, never an overflow.
+    fn check_sync_chain(
+        &self,
+        blocks: &[Block],
+        headers: &[Header],
+        finalization: &Certificate,
+    ) -> Result<usize, SyncRefusal> {
+        if finalization.vote.kind != VoteKind::Finalize {
+            return Err(SyncRefusal::NotAFinalization);
+        }
+        let (chain_id, epoch) = (self.cfg.chain_id, self.cfg.validators.epoch);
+        let mut previous: Option<(Hash, &Header)> = None;
+        for header in blocks.iter().map(|b| &b.header).chain(headers) {
+            if header.chain_id != chain_id || header.epoch != epoch {
+                return Err(SyncRefusal::WrongChainOrEpoch);
+            }
+            if let Some((parent, p)) = previous {
+                if header.parent_hash != parent
+                    || p.height.checked_add(1) != Some(header.height)
+                    || header.view <= p.view
+                {
+                    return Err(SyncRefusal::Unlinked);
+                }
+            }
+            previous = Some((header.hash(), header));
+        }
+        let Some((top_hash, top)) = previous else {
+            return Err(SyncRefusal::Empty);
+        };
+        // The certificate names the top of the whole chain, in the view it was proposed in.
+        if finalization.vote.block != top_hash || finalization.vote.view != top.view {
+            return Err(SyncRefusal::NotCertified);
+        }
+        // Heights increase along the chain, so blocks at or below the tip form a prefix; the
+        // first block above it must sit on our tip, which makes that prefix (hash-linked to
+        // it) our own finalized blocks.
+        let Some(start) = blocks.iter().position(|b| b.header.height > self.tip.0) else {
+            return Err(SyncRefusal::NothingNew);
+        };
+        let first = &blocks[start].header;
+        if first.parent_hash != self.tip.1
+            || self.tip.0.checked_add(1) != Some(first.height)
+            || first.view <= self.tip.2
+        {
+            return Err(SyncRefusal::OffTip);
+        }
+        Ok(start)
+    }
+}
+
+/// Why a sync response was refused before its signatures were checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(super) enum SyncRefusal {
+    #[error("the certificate is not a finalization")]
+    NotAFinalization,
+    #[error("a block or header is for another chain or epoch")]
+    WrongChainOrEpoch,
+    #[error("a block or header does not link to the one before it")]
+    Unlinked,
+    #[error("the response carries no blocks")]
+    Empty,
+    #[error("the certificate does not name the last block or header")]
+    NotCertified,
+    #[error("every block is at or below our finalized tip")]
+    NothingNew,
+    #[error("the first block above our tip does not extend it")]
+    OffTip,
 }
