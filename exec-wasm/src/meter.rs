@@ -27,18 +27,30 @@ pub fn keel_middlewares() -> [Arc<dyn ModuleMiddleware>; 2] {
     ]
 }
 
-/// Ink per EVM gas unit. A simple WASM operator costs a few ink, so WASM compute is roughly
-/// two orders of magnitude cheaper than the same EVM opcodes, as its native speed warrants.
+/// Ink per EVM gas unit: ink is the finer unit so that cheap operators can be priced below
+/// one gas without rounding.
 pub const INK_PER_GAS: u64 = 1_000;
 
 /// Name under which the depth counter global is exported (for diagnosis after a trap).
 pub const DEPTH_GLOBAL_EXPORT: &str = "keel_call_depth";
 
 /// The per-operator cost table, in ink (docs/wasm-host-api.md lists the same classes).
+///
+/// Calibrated so that WASM gas means the same wall time as EVM gas (as Stylus prices ink):
+/// `cargo bench --profile ci --workspace --bench execution` measures the marginal ns per gas
+/// of compute-, memory- and host-call-heavy loops in both environments, and this table puts
+/// WASM's within 0.5–2× of the EVM's on each (BENCHMARKS.md, "Gas that means time"). The
+/// first table (≈ 5–15× cheaper in time than EVM gas) let a block at the gas limit of WASM
+/// compute run ≈ 5× longer than one of EVM compute. Why the classes differ so much: the
+/// costly WASM programs are latency-bound chains (each operator waits for the one before),
+/// where a multiply costs 3–4 cycles and a division 20–40, while constants and locals mostly
+/// compile to immediates and registers. Pricing the chain's critical operators high keeps
+/// the cheapest-per-gas program an attacker can write within the bound.
 pub fn operator_cost(op: &Operator) -> u64 {
     use Operator::*;
     match op {
-        // Structure and constants: nearly free, but never zero so empty loops still pay.
+        // Structure, constants and locals: mostly free once compiled, never zero so empty
+        // loops still pay.
         Nop
         | Drop
         | Block { .. }
@@ -49,13 +61,13 @@ pub fn operator_cost(op: &Operator) -> u64 {
         | I64Const { .. }
         | LocalGet { .. }
         | LocalSet { .. }
-        | LocalTee { .. } => 5,
-        GlobalGet { .. } | GlobalSet { .. } | Select => 10,
-        // Branches pay for the metering check they carry.
-        Br { .. } | BrIf { .. } | If { .. } | Return | Unreachable => 30,
-        BrTable { targets } => 30 + 2 * u64::from(targets.len()),
-        Call { .. } => 100,
-        CallIndirect { .. } => 150,
+        | LocalTee { .. } => 25,
+        GlobalGet { .. } | GlobalSet { .. } | Select => 50,
+        // Branches pay for the metering check each basic block carries.
+        Br { .. } | BrIf { .. } | If { .. } | Return | Unreachable => 150,
+        BrTable { targets } => 150 + 10 * u64::from(targets.len()),
+        Call { .. } => 500,
+        CallIndirect { .. } => 750,
         // Memory.
         I32Load { .. }
         | I64Load { .. }
@@ -68,21 +80,21 @@ pub fn operator_cost(op: &Operator) -> u64 {
         | I64Load16S { .. }
         | I64Load16U { .. }
         | I64Load32S { .. }
-        | I64Load32U { .. } => 25,
+        | I64Load32U { .. } => 125,
         I32Store { .. }
         | I64Store { .. }
         | I32Store8 { .. }
         | I32Store16 { .. }
         | I64Store8 { .. }
         | I64Store16 { .. }
-        | I64Store32 { .. } => 30,
-        MemorySize { .. } => 10,
+        | I64Store32 { .. } => 150,
+        MemorySize { .. } => 50,
         // Growth zero-fills up to the declared maximum; priced high per call.
         MemoryGrow { .. } => 1_000_000,
-        // Arithmetic.
-        I32Mul | I64Mul => 15,
-        I32DivS | I32DivU | I32RemS | I32RemU | I64DivS | I64DivU | I64RemS | I64RemU => 60,
-        _ => 8,
+        // Arithmetic: multiplies and divisions are the long-latency links of a dependent chain.
+        I32Mul | I64Mul => 900,
+        I32DivS | I32DivU | I32RemS | I32RemU | I64DivS | I64DivU | I64RemS | I64RemU => 3_000,
+        _ => 40,
     }
 }
 

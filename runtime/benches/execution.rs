@@ -3,8 +3,9 @@
 //! 1. ERC-20 transfers/s through `Runtime::execute_block` + `Store::commit` (signatures,
 //!    nonces, fees, receipts, state diff, Merkle commit to RocksDB) versus raw revm executing
 //!    the same token bytecode and calldata over an in-memory `CacheDB`.
-//! 2. The same compute loop as EVM bytecode and as a WASM module, wall time per call, through
-//!    the runtime, with raw revm on the EVM bytecode as the baseline.
+//! 2. Gas that means time: the same compute-, memory- and host-call-heavy loops as EVM
+//!    bytecode and as a WASM module, marginal nanoseconds per gas through the runtime, with raw
+//!    revm on the EVM bytecode as the baseline (this calibrates the WASM ink table).
 //! 3. WASM module compile time per KB (validation + singlepass + metering + serialization)
 //!    versus raw singlepass without keel's middlewares, and cache-hit time (memory, disk).
 //!
@@ -28,8 +29,9 @@ use std::time::{Duration, Instant};
 const SENDERS: u8 = 100;
 const TRANSFERS_PER_SENDER: usize = 40;
 const BLOCK_TXS: usize = 500;
-const COMPUTE_ROUNDS: u64 = 20_000;
-const COMPUTE_CALLS: usize = 20;
+/// Calls per measured block, each with `COMPUTE_GAS` (the block gas limit bounds their sum).
+const COMPUTE_CALLS: usize = 4;
+const COMPUTE_GAS: u64 = keel_types::limits::BLOCK_GAS_LIMIT / COMPUTE_CALLS as u64;
 
 fn raw_revm_db() -> CacheDB<EmptyDB> {
     CacheDB::new(EmptyDB::default())
@@ -238,79 +240,158 @@ fn erc20() {
     );
 }
 
-fn compute() {
-    let (alice, bob) = (key(1), key(2));
-    let mut chain = Chain::new(&[&alice, &bob]);
-    let evm = chain.deploy(&alice, Env::Evm, artifact("Compute.bin"), Vec::new());
-    let wasm = chain.deploy(&alice, Env::Wasm, artifact("compute.wasm"), Vec::new());
-    let data = abi::call("run(uint256)", &[abi::u(COMPUTE_ROUNDS)]);
-    // Blocks are executed, not committed: each measurement uses its own sender so nonces hold.
-    let mut per_call = |sender: &SecretKey, to: Address| -> (Duration, Vec<u8>, u64) {
-        let txs: Vec<SignedTransaction> = (0..COMPUTE_CALLS)
-            .map(|_| {
-                chain.tx(
-                    sender,
-                    10_000_000,
-                    TxBody::Call {
-                        to,
-                        data: data.clone(),
-                        value: U256::ZERO,
-                    },
-                )
-            })
-            .collect();
-        let block = chain.make_block(txs);
+/// The benchmark set that calibrates WASM's ink table (issue 24): the same compute-,
+/// memory- and host-call-heavy loops in both environments (`contracts/evm/Compute.sol`,
+/// `contracts/wasm/compute.c`; outputs asserted equal).
+const WORKLOADS: [(&str, &str); 3] = [
+    ("compute (64-bit LCG)", "run(uint256)"),
+    ("memory (load + store, 4 KiB array)", "mem(uint256)"),
+    ("host calls (chained keccak-256)", "hash(uint256)"),
+];
+/// Rounds per call at the two measuring points: the slope between them is the marginal
+/// cost, free of per-transaction overhead (signature, nonce, fee, instantiation, intrinsic
+/// gas), which is what the ink table prices.
+const ROUNDS_LO: u64 = 5_000;
+const ROUNDS_HI: u64 = 25_000;
+/// Repetitions of each measured block; the median is kept (this machine is shared).
+const REPEATS: usize = 7;
+
+/// One measuring point: median wall time per call, gas per call, output.
+struct Point {
+    time: Duration,
+    gas: u64,
+    output: Vec<u8>,
+}
+
+fn keel_point(chain: &mut Chain, sender: &SecretKey, to: Address, data: &[u8]) -> Point {
+    let txs: Vec<SignedTransaction> = (0..COMPUTE_CALLS)
+        .map(|_| {
+            chain.tx(
+                sender,
+                COMPUTE_GAS,
+                TxBody::Call {
+                    to,
+                    data: data.to_vec(),
+                    value: U256::ZERO,
+                },
+            )
+        })
+        .collect();
+    // The block is executed, never committed, so the same block can be measured repeatedly.
+    let block = chain.make_block(txs);
+    let mut times = Vec::with_capacity(REPEATS);
+    let mut receipt = None;
+    for _ in 0..REPEATS {
         let start = Instant::now();
         let out = chain.execute(&block);
-        let elapsed = start.elapsed() / COMPUTE_CALLS as u32;
-        let r = &out.receipts[0];
-        assert_eq!(r.status, keel_types::TxStatus::Success, "{r:?}");
-        (elapsed, r.output.clone(), r.gas_used)
-    };
-    let (evm_t, evm_out, evm_gas) = per_call(&alice, evm);
-    let (wasm_t, wasm_out, wasm_gas) = per_call(&bob, wasm);
-    assert_eq!(
-        evm_out, wasm_out,
-        "both environments compute the same value"
-    );
+        times.push(start.elapsed() / COMPUTE_CALLS as u32);
+        receipt = Some(out.receipts[0].clone());
+    }
+    let r = receipt.expect("at least one repetition");
+    assert_eq!(r.status, keel_types::TxStatus::Success, "{r:?}");
+    Point {
+        time: median(times),
+        gas: r.gas_used,
+        output: r.output,
+    }
+}
 
-    // Raw revm on the same bytecode.
+fn raw_point(code: &[u8], data: &[u8]) -> Point {
     let mut db = raw_revm_db();
     let target = revm::primitives::Address::repeat_byte(0xcc);
-    let runtime_code = deployed_code("Compute.bin");
     db.insert_account_info(
         target,
-        AccountInfo::default().with_code(Bytecode::new_raw(runtime_code.into())),
+        AccountInfo::default().with_code(Bytecode::new_raw(code.to_vec().into())),
     );
     let mut raw = revm::Context::mainnet().with_db(db).build_mainnet();
-    let start = Instant::now();
-    for nonce in 0..COMPUTE_CALLS as u64 {
+    let mut times = Vec::with_capacity(REPEATS);
+    let mut gas = 0;
+    for nonce in 0..REPEATS as u64 {
         let tx = TxEnv::builder()
             .kind(TxKind::Call(target))
-            .data(Bytes::from(data.clone()))
-            .gas_limit(10_000_000)
+            .data(Bytes::from(data.to_vec()))
+            .gas_limit(COMPUTE_GAS)
             .nonce(nonce)
             .build()
             .expect("tx");
+        let start = Instant::now();
         let r = raw.transact_commit(tx).expect("raw compute");
-        assert!(r.is_success());
+        times.push(start.elapsed());
+        assert!(r.is_success(), "{r:?}");
+        gas = r.tx_gas_used();
     }
-    let raw_t = start.elapsed() / COMPUTE_CALLS as u32;
-    println!("\n## Compute loop, {COMPUTE_ROUNDS} rounds per call (wall time per call)");
-    println!("| path | time per call | gas | ratio to raw revm |");
-    println!("|---|---:|---:|---:|");
-    println!("| raw revm, EVM bytecode (baseline) | {raw_t:.2?} | | 1.000 |");
+    Point {
+        time: median(times),
+        gas,
+        output: Vec::new(),
+    }
+}
+
+/// Marginal nanoseconds per gas between two measuring points.
+fn ns_per_gas(lo: &Point, hi: &Point) -> f64 {
+    let dt = hi.time.as_secs_f64() - lo.time.as_secs_f64();
+    let dg = hi.gas.saturating_sub(lo.gas).max(1) as f64;
+    dt * 1e9 / dg
+}
+
+fn compute() {
+    let alice = key(1);
+    // One fresh sender per measured block: blocks are executed, never committed, so each
+    // block's nonces must start at the sender's (unchanged) nonce.
+    let senders: Vec<SecretKey> = (0..4 * WORKLOADS.len() as u8)
+        .map(|i| key(40 + i))
+        .collect();
+    let mut funded: Vec<&SecretKey> = senders.iter().collect();
+    funded.push(&alice);
+    let mut chain = Chain::new(&funded);
+    let mut fresh = senders.iter();
+    let evm = chain.deploy(&alice, Env::Evm, artifact("Compute.bin"), Vec::new());
+    let wasm = chain.deploy(&alice, Env::Wasm, artifact("compute.wasm"), Vec::new());
+    let runtime_code = deployed_code("Compute.bin");
     println!(
-        "| keel runtime, EVM | {evm_t:.2?} | {evm_gas} | {:.3} |",
-        evm_t.as_secs_f64() / raw_t.as_secs_f64()
+        "\n## Gas that means time: marginal ns per gas, {ROUNDS_LO} -> {ROUNDS_HI} rounds per call"
     );
+    println!("| workload | raw revm ns/gas (baseline) | keel EVM ns/gas | keel WASM ns/gas | WASM ÷ EVM ns/gas | WASM ÷ raw revm | EVM Mgas/s | WASM Mgas/s | WASM ÷ EVM gas, same work | WASM ÷ EVM wall time, same work |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut ratios = Vec::new();
+    for (name, signature) in WORKLOADS {
+        let mut points = |rounds: u64, chain: &mut Chain| {
+            let data = abi::call(signature, &[abi::u(rounds)]);
+            let e = keel_point(chain, fresh.next().expect("sender"), evm, &data);
+            let w = keel_point(chain, fresh.next().expect("sender"), wasm, &data);
+            assert_eq!(
+                e.output, w.output,
+                "{name}: both environments compute the same value"
+            );
+            (raw_point(&runtime_code, &data), e, w)
+        };
+        let (raw_lo, evm_lo, wasm_lo) = points(ROUNDS_LO, &mut chain);
+        let (raw_hi, evm_hi, wasm_hi) = points(ROUNDS_HI, &mut chain);
+        let raw = ns_per_gas(&raw_lo, &raw_hi);
+        let e = ns_per_gas(&evm_lo, &evm_hi);
+        let w = ns_per_gas(&wasm_lo, &wasm_hi);
+        let dgas = |lo: &Point, hi: &Point| (hi.gas - lo.gas) as f64;
+        let dtime = |lo: &Point, hi: &Point| hi.time.as_secs_f64() - lo.time.as_secs_f64();
+        ratios.push(w / e);
+        println!(
+            "| {name} | {raw:.2} | {e:.2} | {w:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.3} | {:.3} |",
+            w / e,
+            w / raw,
+            1e3 / e,
+            1e3 / w,
+            dgas(&wasm_lo, &wasm_hi) / dgas(&evm_lo, &evm_hi),
+            dtime(&wasm_lo, &wasm_hi) / dtime(&evm_lo, &evm_hi),
+        );
+    }
+    // Each workload is a different program, so the set is summarized by the range and the
+    // geometric mean of the per-workload ratios (pooling their times would weight them by
+    // how much gas each happens to burn).
+    let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = ratios.iter().copied().fold(0.0, f64::max);
+    let mean = ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len() as f64;
     println!(
-        "| keel runtime, WASM | {wasm_t:.2?} | {wasm_gas} | {:.3} |",
-        wasm_t.as_secs_f64() / raw_t.as_secs_f64()
-    );
-    println!(
-        "WASM ÷ EVM wall time through the runtime: {:.3}",
-        wasm_t.as_secs_f64() / evm_t.as_secs_f64()
+        "WASM ÷ EVM ns per gas over the set: min {min:.2}, max {max:.2}, geometric mean {:.2} (target 0.5–2)",
+        mean.exp()
     );
 }
 
