@@ -8,12 +8,13 @@
 
 use crate::meter::keel_middlewares;
 use crate::validate::{validate, ValidationError};
+use keel_types::receipt::CodeError;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use wasmer::sys::{CompilerConfig, EngineBuilder, NativeEngineExt, Singlepass};
-use wasmer::{Engine, Module};
+use wasmer::{CompileError, Engine, Module};
 
 /// Bumped whenever the cost table, the middlewares or the wasmer version change: artifacts
 /// built under another version are never loaded.
@@ -21,14 +22,55 @@ pub const ARTIFACT_VERSION: u32 = 1;
 const FILE_MAGIC: &[u8; 8] = b"KEELWASM";
 
 /// Why a module could not be made runnable.
+///
+/// `Invalid` and `Compile` are properties of the module — every node reaches the same
+/// verdict — so the transaction is refused ([`CacheError::refusal`]). `Resource` and `Io` are
+/// this machine's problem (memory, disk): the node must stop rather than decide differently
+/// from its peers.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     #[error(transparent)]
     Invalid(#[from] ValidationError),
+    /// The compiler refused a module that passed validation (wasmer's message, for logs).
     #[error("compilation failed: {0}")]
     Compile(String),
+    /// Compiling, serializing or loading ran out of some resource of this machine.
+    #[error("compiler resources: {0}")]
+    Resource(String),
     #[error("module cache I/O: {0}")]
     Io(String),
+}
+
+impl CacheError {
+    /// The deploy refusal this error stands for, or `None` if it is the node's failure.
+    pub fn refusal(&self) -> Option<CodeError> {
+        match self {
+            CacheError::Invalid(e) => Some(e.code()),
+            CacheError::Compile(_) => Some(CodeError::CompileFailed),
+            CacheError::Resource(_) | CacheError::Io(_) => None,
+        }
+    }
+}
+
+/// Sorts wasmer's compile errors: the module's fault (the same on every node) or the
+/// machine's.
+fn compile_error(e: CompileError) -> CacheError {
+    match e {
+        // singlepass reports a thread pool it could not start (the machine's resources) as a
+        // codegen error. Matching its text only decides whether this node stops; nothing of
+        // it reaches a receipt.
+        CompileError::Codegen(ref message) if message.starts_with("failed to build rayon") => {
+            CacheError::Resource(e.to_string())
+        }
+        CompileError::Wasm(_)
+        | CompileError::Codegen(_)
+        | CompileError::Validate(_)
+        | CompileError::UnsupportedFeature(_)
+        | CompileError::MiddlewareError(_) => CacheError::Compile(e.to_string()),
+        CompileError::UnsupportedTarget(_)
+        | CompileError::Resource(_)
+        | CompileError::Aborted(_) => CacheError::Resource(e.to_string()),
+    }
 }
 
 /// Counters for metrics and tests.
@@ -67,10 +109,11 @@ pub fn compile_artifact(code: &[u8]) -> Result<Vec<u8>, CacheError> {
         compiler.push_middleware(middleware);
     }
     let engine: Engine = EngineBuilder::new(compiler).engine().into();
-    let module = Module::new(&engine, code).map_err(|e| CacheError::Compile(e.to_string()))?;
+    let module = Module::new(&engine, code).map_err(compile_error)?;
+    // Serializing a compiled module in memory fails only for want of resources.
     let bytes = module
         .serialize()
-        .map_err(|e| CacheError::Compile(e.to_string()))?;
+        .map_err(|e| CacheError::Resource(e.to_string()))?;
     Ok(bytes.to_vec())
 }
 
@@ -108,7 +151,9 @@ impl ModuleCache {
         // artifact) was checked just before; anything else is recompiled instead.
         #[allow(unsafe_code)]
         let module = unsafe { Module::deserialize(&self.engine, artifact.to_vec()) };
-        module.map_err(|e| CacheError::Compile(e.to_string()))
+        // The artifact is one this build produced: failing to load it is the machine's
+        // problem (memory for the code pages), not the module's.
+        module.map_err(|e| CacheError::Resource(e.to_string()))
     }
 
     fn read_disk(&self, key: &[u8; 32]) -> Option<Vec<u8>> {
@@ -148,10 +193,21 @@ impl ModuleCache {
                 return Ok(module.clone());
             }
         }
-        let module = match self.read_disk(key) {
-            Some(artifact) => {
+        // A disk artifact that does not load (say, written by another wasmer under the same
+        // ARTIFACT_VERSION) is recompiled rather than failing the call.
+        let from_disk = self
+            .read_disk(key)
+            .and_then(|artifact| match self.load(&artifact) {
+                Ok(module) => Some(module),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cached WASM artifact does not load; recompiling");
+                    None
+                }
+            });
+        let module = match from_disk {
+            Some(module) => {
                 self.stats.disk_hits.fetch_add(1, Ordering::Relaxed);
-                self.load(&artifact)?
+                module
             }
             None => {
                 let artifact = compile_artifact(code)?;
@@ -181,5 +237,65 @@ impl ModuleCache {
         if let Ok(mut memory) = self.memory.lock() {
             memory.clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MODULE: &str = r#"(module
+      (memory (export "memory") 1 1)
+      (func (export "call") (param i32) (result i32) (i32.const 0)))"#;
+
+    #[test]
+    fn compile_errors_of_the_module_are_refusals_and_of_the_machine_are_not() {
+        let refused = [
+            CompileError::Codegen("x".into()),
+            CompileError::Validate("x".into()),
+            CompileError::UnsupportedFeature("x".into()),
+            CompileError::MiddlewareError("x".into()),
+        ];
+        for e in refused {
+            assert_eq!(
+                compile_error(e).refusal(),
+                Some(CodeError::CompileFailed),
+                "a module the compiler refuses fails its deploy"
+            );
+        }
+        let node = [
+            CompileError::Codegen("failed to build rayon thread pool: no threads".into()),
+            CompileError::Resource("x".into()),
+            CompileError::UnsupportedTarget("x".into()),
+        ];
+        for e in node {
+            assert_eq!(compile_error(e).refusal(), None, "the machine's failure");
+        }
+        assert_eq!(CacheError::Io("disk".into()).refusal(), None);
+        let invalid = CacheError::from(ValidationError::StartFunction);
+        assert_eq!(invalid.refusal(), Some(CodeError::StartFunction));
+    }
+
+    /// A disk artifact with a valid tag that wasmer cannot load (another wasmer build under
+    /// the same ARTIFACT_VERSION, or a bad disk) is recompiled. It used to be a compile
+    /// error, which the runtime turned into a node halt on the next call.
+    #[test]
+    fn an_artifact_that_does_not_load_is_recompiled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let code = wat::parse_str(MODULE).expect("wat");
+        let key = [7u8; 32];
+        let cache = ModuleCache::new(Some(dir.path().to_path_buf()), 4).expect("cache");
+        cache
+            .write_disk(&key, b"not a wasmer artifact")
+            .expect("write");
+        assert!(cache.read_disk(&key).is_some(), "the tag checks out");
+        let module = cache.get(&key, &code).expect("recompiled, not an error");
+        assert!(module.exports().any(|e| e.name() == "call"));
+        assert_eq!(cache.stats.compiles.load(Ordering::Relaxed), 1);
+        assert_eq!(cache.stats.disk_hits.load(Ordering::Relaxed), 0);
+        // The recompiled artifact replaced the bad one.
+        cache.clear_memory();
+        cache.get(&key, &code).expect("loads");
+        assert_eq!(cache.stats.disk_hits.load(Ordering::Relaxed), 1);
     }
 }

@@ -6,6 +6,8 @@
 use crate::host_api::{gas, HOST_MODULE};
 use crate::limits::{MAX_CALL_DEPTH, MAX_IO_BYTES, MAX_LOG_TOPICS};
 use crate::meter::{DEPTH_GLOBAL_EXPORT, INK_PER_GAS};
+use keel_types::receipt::{ExecError, HostArgument};
+use keel_types::TxError;
 use std::ptr::NonNull;
 use wasmer::{
     imports, Function, FunctionEnv, FunctionEnvMut, Global, Instance, Memory, Module, Store,
@@ -101,9 +103,37 @@ pub enum TrapKind {
     IntegerOverflowOrDivideByZero,
     StackOverflow,
     StaticStateChange,
-    BadHostArgument(&'static str),
+    BadHostArgument(HostArgument),
+    /// The module could not be instantiated (wasmer's message, for diagnosis only).
     Instantiate(String),
+    /// A deployed module that did not compile when called.
+    CompileFailed,
+    /// A trap keel does not classify further (wasmer's message, for diagnosis only).
     Other(String),
+}
+
+impl TrapKind {
+    /// The error a receipt carries for a transaction that ended in this trap: keel's own
+    /// code, never the text some variants keep for diagnosis.
+    pub fn tx_error(&self) -> TxError {
+        let code = match self {
+            TrapKind::CallDepth | TrapKind::StackOverflow => return TxError::CallDepthExceeded,
+            TrapKind::Unreachable => ExecError::WasmUnreachable,
+            TrapKind::MemoryOutOfBounds => ExecError::WasmMemoryOutOfBounds,
+            TrapKind::TableOutOfBounds => ExecError::WasmTableOutOfBounds,
+            TrapKind::IndirectCallToNull => ExecError::WasmIndirectCallToNull,
+            TrapKind::BadSignature => ExecError::WasmBadSignature,
+            TrapKind::IntegerOverflowOrDivideByZero => ExecError::WasmIntegerOverflowOrDivideByZero,
+            TrapKind::StaticStateChange => ExecError::WasmStaticStateChange,
+            TrapKind::BadHostArgument(argument) => ExecError::WasmBadHostArgument {
+                argument: *argument,
+            },
+            TrapKind::Instantiate(_) => ExecError::WasmInstantiate,
+            TrapKind::CompileFailed => ExecError::WasmCompileFailed,
+            TrapKind::Other(_) => ExecError::WasmOther,
+        };
+        TxError::Execution { code }
+    }
 }
 
 /// How a frame ended.
@@ -206,7 +236,7 @@ fn host<'a>(env: &'a mut Ctx<'_>) -> &'a mut dyn Host {
 fn read(env: &mut Ctx<'_>, ptr: i32, len: u32) -> Result<Vec<u8>, Abort> {
     if len > MAX_IO_BYTES {
         return Err(Abort::Trap(TrapKind::BadHostArgument(
-            "length over the I/O limit",
+            HostArgument::LengthOverLimit,
         )));
     }
     let (data, store) = env.data_and_store_mut();
@@ -242,7 +272,8 @@ fn write(env: &mut Ctx<'_>, ptr: i32, bytes: &[u8]) -> Result<(), Abort> {
 }
 
 fn length(len: i32) -> Result<u32, Abort> {
-    u32::try_from(len).map_err(|_| Abort::Trap(TrapKind::BadHostArgument("negative length")))
+    u32::try_from(len)
+        .map_err(|_| Abort::Trap(TrapKind::BadHostArgument(HostArgument::NegativeLength)))
 }
 
 fn not_static(env: &mut Ctx<'_>) -> Result<(), Abort> {
@@ -357,7 +388,9 @@ fn emit_log(
     not_static(&mut env)?;
     let topic_count = length(topic_count)?;
     if topic_count > MAX_LOG_TOPICS {
-        return Err(Abort::Trap(TrapKind::BadHostArgument("more than 4 topics")));
+        return Err(Abort::Trap(TrapKind::BadHostArgument(
+            HostArgument::TooManyTopics,
+        )));
     }
     let data_len = length(data_len)?;
     charge(
@@ -465,7 +498,7 @@ fn return_data_copy(mut env: Ctx<'_>, out_ptr: i32, offset: i32, len: i32) -> Re
         .map(<[u8]>::to_vec);
     env.data_mut().return_data = data;
     let slice = slice.ok_or(Abort::Trap(TrapKind::BadHostArgument(
-        "return data range out of bounds",
+        HostArgument::ReturnDataOutOfBounds,
     )))?;
     write(&mut env, out_ptr, &slice)
 }

@@ -6,28 +6,43 @@
 
 use crate::host_api::{import_signature, CONSTRUCTOR, ENTRY_POINT, HOST_MODULE, MEMORY_EXPORT};
 use crate::limits::*;
+use keel_types::receipt::{CodeError, ModuleLimit, RequiredExport};
 use wasmparser::{
     ExternalKind, FuncType, Parser, Payload, TypeRef, ValType, Validator, WasmFeatures,
 };
 
-/// Why a module was refused at deploy.
+/// Why a module was refused at deploy. The human text (wasmparser's message, the import's
+/// names) is for logs and tools; what reaches a receipt is [`ValidationError::code`], which
+/// keeps only keel's own code and bounded numbers.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
     #[error("module is {len_bytes} bytes, the limit is {max_bytes}")]
     TooLarge { len_bytes: usize, max_bytes: usize },
-    #[error("not a valid WASM module: {0}")]
-    Malformed(String),
+    #[error("not a valid WASM module: {message} (offset {offset})")]
+    Malformed { offset: u64, message: String },
     #[error("float instructions and types are not allowed (offset {offset})")]
     FloatsNotAllowed { offset: u64 },
-    #[error("import {module}.{name} is not part of the host API")]
-    DisallowedImport { module: String, name: String },
-    #[error("import {module}.{name} has the wrong signature")]
-    ImportSignature { module: String, name: String },
-    #[error("only function imports are allowed ({module}.{name})")]
-    NonFunctionImport { module: String, name: String },
+    #[error("import #{index} {module}.{name} is not part of the host API")]
+    DisallowedImport {
+        index: u32,
+        module: String,
+        name: String,
+    },
+    #[error("import #{index} {module}.{name} has the wrong signature")]
+    ImportSignature {
+        index: u32,
+        module: String,
+        name: String,
+    },
+    #[error("only function imports are allowed (import #{index} {module}.{name})")]
+    NonFunctionImport {
+        index: u32,
+        module: String,
+        name: String,
+    },
     #[error("{what}: {count} exceeds the limit {max}")]
     LimitExceeded {
-        what: &'static str,
+        what: ModuleLimit,
         count: u64,
         max: u64,
     },
@@ -41,6 +56,53 @@ pub enum ValidationError {
     StartFunction,
     #[error("an `if` with block parameters needs an explicit `else` (offset {offset}): wasmer's singlepass compiler miscompiles the implicit one")]
     IfWithParamsWithoutElse { offset: u64 },
+}
+
+impl ValidationError {
+    /// The code a receipt carries: keel's own, with bounded numbers and no text.
+    pub fn code(&self) -> CodeError {
+        match self {
+            ValidationError::TooLarge {
+                len_bytes,
+                max_bytes,
+            } => CodeError::TooLarge {
+                len_bytes: *len_bytes as u64,
+                max_bytes: *max_bytes as u64,
+            },
+            ValidationError::Malformed { offset, .. } => CodeError::Malformed { offset: *offset },
+            ValidationError::FloatsNotAllowed { offset } => {
+                CodeError::FloatsNotAllowed { offset: *offset }
+            }
+            ValidationError::DisallowedImport { index, .. } => {
+                CodeError::DisallowedImport { index: *index }
+            }
+            ValidationError::ImportSignature { index, .. } => {
+                CodeError::ImportSignature { index: *index }
+            }
+            ValidationError::NonFunctionImport { index, .. } => {
+                CodeError::NonFunctionImport { index: *index }
+            }
+            ValidationError::LimitExceeded { what, count, max } => CodeError::LimitExceeded {
+                limit: *what,
+                count: *count,
+                max: *max,
+            },
+            ValidationError::Memory { max_pages } => CodeError::Memory {
+                max_pages: *max_pages,
+            },
+            ValidationError::MissingExport(name) => CodeError::MissingExport {
+                export: match *name {
+                    CONSTRUCTOR => RequiredExport::Deploy,
+                    MEMORY_EXPORT => RequiredExport::Memory,
+                    _ => RequiredExport::Call,
+                },
+            },
+            ValidationError::StartFunction => CodeError::StartFunction,
+            ValidationError::IfWithParamsWithoutElse { offset } => {
+                CodeError::IfWithParamsWithoutElse { offset: *offset }
+            }
+        }
+    }
 }
 
 /// What validation learned about an accepted module.
@@ -60,15 +122,25 @@ pub fn features() -> WasmFeatures {
 }
 
 fn malformed(e: wasmparser::BinaryReaderError) -> ValidationError {
-    // wasmparser's float rejection is a plain message; keep it typed for callers.
-    if e.message().contains("floating-point") {
-        ValidationError::FloatsNotAllowed { offset: e.offset() }
-    } else {
-        ValidationError::Malformed(format!("{} (offset {})", e.message(), e.offset()))
+    ValidationError::Malformed {
+        offset: e.offset(),
+        message: e.message().to_string(),
     }
 }
 
-fn limit(what: &'static str, count: u64, max: u64) -> Result<(), ValidationError> {
+/// Whether wasmparser's refusal at `offset` is due to floats: the same module validates past
+/// that offset once floats are enabled. Decided by what the module is, not by the wording of
+/// wasmparser's message, which may change with any version (and would then fork the code
+/// in receipts).
+fn refused_for_floats(code: &[u8], offset: u64) -> bool {
+    let mut with_floats = Validator::new_with_features(features() | WasmFeatures::FLOATS);
+    match with_floats.validate_all(code) {
+        Ok(_) => true,
+        Err(e) => e.offset() > offset,
+    }
+}
+
+fn limit(what: ModuleLimit, count: u64, max: u64) -> Result<(), ValidationError> {
     if count > max {
         return Err(ValidationError::LimitExceeded { what, count, max });
     }
@@ -79,7 +151,6 @@ fn is_float(t: &ValType) -> bool {
     matches!(t, ValType::F32 | ValType::F64)
 }
 
-/// Validate a module for deployment.
 /// Found by the reference differential (exec-wasm/tests/reference_diff.rs, wasm-smith seed 1):
 /// wasmer 7.4's singlepass compiles `if (param …) … end` without an `else` wrongly — the
 /// implicit else must pass the parameters through, and singlepass loses them (a later
@@ -120,7 +191,17 @@ fn check_if_params(
     Ok(())
 }
 
+/// Validate a module for deployment.
 pub fn validate(code: &[u8]) -> Result<ModuleFacts, ValidationError> {
+    match validate_module(code) {
+        Err(ValidationError::Malformed { offset, .. }) if refused_for_floats(code, offset) => {
+            Err(ValidationError::FloatsNotAllowed { offset })
+        }
+        other => other,
+    }
+}
+
+fn validate_module(code: &[u8]) -> Result<ModuleFacts, ValidationError> {
     if code.len() > MAX_MODULE_BYTES {
         return Err(ValidationError::TooLarge {
             len_bytes: code.len(),
@@ -139,6 +220,8 @@ pub fn validate(code: &[u8]) -> Result<ModuleFacts, ValidationError> {
     let mut max_operand_stack = 0u32;
     let mut allocs = wasmparser::FuncValidatorAllocations::default();
     let mut exports: Vec<(String, ExternalKind, u32)> = Vec::new();
+    // An import of a type index that does not exist, at this section offset.
+    let mut unknown_type: Option<u64> = None;
 
     for payload in Parser::new(0).parse_all(code) {
         let payload = payload.map_err(malformed)?;
@@ -159,24 +242,40 @@ pub fn validate(code: &[u8]) -> Result<ModuleFacts, ValidationError> {
                 }
             }
             Payload::ImportSection(reader) => {
-                for import in reader.clone().into_imports() {
+                // Imports are named by their position: the names are the module's own text,
+                // which must not reach a receipt.
+                for (index, import) in (0u32..).zip(reader.clone().into_imports()) {
                     let import = import.map_err(malformed)?;
                     let (module, name) = (import.module.to_string(), import.name.to_string());
                     let TypeRef::Func(type_index) = import.ty else {
-                        return Err(ValidationError::NonFunctionImport { module, name });
+                        return Err(ValidationError::NonFunctionImport {
+                            index,
+                            module,
+                            name,
+                        });
                     };
-                    let expected = (module == HOST_MODULE)
+                    let Some(expected) = (module == HOST_MODULE)
                         .then(|| import_signature(&name))
                         .flatten()
-                        .ok_or_else(|| ValidationError::DisallowedImport {
-                            module: module.clone(),
-                            name: name.clone(),
-                        })?;
-                    let actual = types
-                        .get(type_index as usize)
-                        .ok_or_else(|| ValidationError::Malformed("bad type index".into()))?;
+                    else {
+                        return Err(ValidationError::DisallowedImport {
+                            index,
+                            module,
+                            name,
+                        });
+                    };
+                    let Some(actual) = types.get(type_index as usize) else {
+                        // wasmparser's validator refuses the section just below, at the
+                        // import's own offset (which decides the float question too).
+                        unknown_type = Some(reader.range().start);
+                        break;
+                    };
                     if actual.params() != expected.0 || actual.results() != expected.1 {
-                        return Err(ValidationError::ImportSignature { module, name });
+                        return Err(ValidationError::ImportSignature {
+                            index,
+                            module,
+                            name,
+                        });
                     }
                     imported_functions += 1;
                     func_type_of.push(type_index);
@@ -188,7 +287,7 @@ pub fn validate(code: &[u8]) -> Result<ModuleFacts, ValidationError> {
                     defined_functions += 1;
                 }
                 limit(
-                    "functions",
+                    ModuleLimit::Functions,
                     u64::from(imported_functions + defined_functions),
                     u64::from(MAX_FUNCTIONS),
                 )?;
@@ -198,7 +297,7 @@ pub fn validate(code: &[u8]) -> Result<ModuleFacts, ValidationError> {
                     let table = table.map_err(malformed)?;
                     let max = table.ty.maximum.unwrap_or(u64::MAX);
                     limit(
-                        "table elements",
+                        ModuleLimit::TableElements,
                         table.ty.initial.max(max),
                         MAX_TABLE_ELEMENTS,
                     )?;
@@ -210,7 +309,11 @@ pub fn validate(code: &[u8]) -> Result<ModuleFacts, ValidationError> {
                 }
             }
             Payload::GlobalSection(reader) => {
-                limit("globals", u64::from(reader.count()), u64::from(MAX_GLOBALS))?;
+                limit(
+                    ModuleLimit::Globals,
+                    u64::from(reader.count()),
+                    u64::from(MAX_GLOBALS),
+                )?;
                 for global in reader.clone() {
                     if is_float(&global.map_err(malformed)?.ty.content_type) {
                         return Err(ValidationError::FloatsNotAllowed {
@@ -228,7 +331,7 @@ pub fn validate(code: &[u8]) -> Result<ModuleFacts, ValidationError> {
             Payload::StartSection { .. } => return Err(ValidationError::StartFunction),
             Payload::DataSection(reader) => {
                 limit(
-                    "data segments",
+                    ModuleLimit::DataSegments,
                     u64::from(reader.count()),
                     u64::from(MAX_DATA_SEGMENTS),
                 )?;
@@ -236,19 +339,24 @@ pub fn validate(code: &[u8]) -> Result<ModuleFacts, ValidationError> {
                 for data in reader.clone() {
                     total += data.map_err(malformed)?.data.len() as u64;
                 }
-                limit("data bytes", total, MAX_DATA_BYTES)?;
+                limit(ModuleLimit::DataBytes, total, MAX_DATA_BYTES)?;
             }
             _ => {}
         }
-        if let wasmparser::ValidPayload::Func(to_validate, body) =
-            validator.payload(&payload).map_err(malformed)?
-        {
+        let valid = validator.payload(&payload).map_err(malformed)?;
+        if let Some(offset) = unknown_type {
+            return Err(ValidationError::Malformed {
+                offset,
+                message: "import of an unknown type".into(),
+            });
+        }
+        if let wasmparser::ValidPayload::Func(to_validate, body) = valid {
             let mut func = to_validate.into_validator(std::mem::take(&mut allocs));
             let mut locals = body.get_binary_reader();
             locals.set_features(features());
             func.read_locals(&mut locals).map_err(malformed)?;
             limit(
-                "locals in one function",
+                ModuleLimit::LocalsPerFunction,
                 u64::from(func.len_locals()),
                 u64::from(MAX_LOCALS_PER_FUNCTION),
             )?;
@@ -267,7 +375,7 @@ pub fn validate(code: &[u8]) -> Result<ModuleFacts, ValidationError> {
             }
             reader.finish().map_err(malformed)?;
             limit(
-                "operand stack height in one function",
+                ModuleLimit::OperandStackPerFunction,
                 u64::from(height),
                 u64::from(MAX_OPERAND_STACK_PER_FUNCTION),
             )?;
@@ -324,4 +432,62 @@ pub fn validate(code: &[u8]) -> Result<ModuleFacts, ValidationError> {
         max_operand_stack,
         memory_max_pages: memory.maximum.unwrap_or(0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code_of(wat: &str) -> CodeError {
+        let bytes = wat::parse_str(wat).expect("wat");
+        validate(&bytes).expect_err("refused").code()
+    }
+
+    #[test]
+    fn floats_are_told_apart_by_the_module_not_by_wasmparser_text() {
+        let body = |f: &str| {
+            format!(
+                r#"(module (memory (export "memory") 1 1)
+                  (func (export "call") (param i32) (result i32) {f}))"#
+            )
+        };
+        for f in [
+            "(i32.reinterpret_f32 (f32.const 1))",
+            "(local f64) (i32.const 0)",
+            "(drop (f64.const 0)) (i32.const 0)",
+        ] {
+            assert!(
+                matches!(code_of(&body(f)), CodeError::FloatsNotAllowed { .. }),
+                "{f}"
+            );
+        }
+        // A type error that has nothing to do with floats stays malformed.
+        assert!(matches!(
+            code_of(&body("(i64.const 0)")),
+            CodeError::Malformed { .. }
+        ));
+    }
+
+    #[test]
+    fn codes_name_imports_by_position_and_keep_no_text() {
+        let name = "\u{1D11E}".repeat(900);
+        let wat = format!(
+            r#"(module
+              (import "keel" "caller" (func (param i32)))
+              (import "keel" "{name}" (func))
+              (memory (export "memory") 1 1)
+              (func (export "call") (param i32) (result i32) (i32.const 0)))"#
+        );
+        let bytes = wat::parse_str(&wat).expect("wat");
+        let error = validate(&bytes).expect_err("refused");
+        // The human text keeps the name (for logs); the code does not.
+        assert!(error.to_string().contains(&name));
+        assert_eq!(error.code(), CodeError::DisallowedImport { index: 1 });
+        let duplicate = format!(
+            r#"(module (memory (export "memory") 1 1)
+              (func $f (param i32) (result i32) (i32.const 0))
+              (export "call" (func $f)) (export "{name}" (func $f)) (export "{name}" (func $f)))"#
+        );
+        assert!(matches!(code_of(&duplicate), CodeError::Malformed { .. }));
+    }
 }

@@ -5,6 +5,12 @@ use crate::mempool::MempoolConfig;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+/// The fewest heights a pruning node keeps (`storage.retain_heights`, unless 0 = archive):
+/// the EVM's `BLOCKHASH` window. Execution reads the hashes of the last 256 blocks from the
+/// store; a node that pruned one of them would read zero where its peers read the hash, and
+/// fork from them.
+pub const MIN_RETAIN_HEIGHTS: u64 = 256;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
@@ -68,7 +74,8 @@ pub struct ConsensusSection {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageSection {
-    /// Heights of state, blocks and receipts kept; 0 keeps everything (archive).
+    /// Heights of state, blocks and receipts kept; 0 keeps everything (archive), otherwise
+    /// at least [`MIN_RETAIN_HEIGHTS`].
     pub retain_heights: u64,
     /// Keep the expiry archive and serve revival proofs (`keel_getProof` with an epoch).
     /// A chain needs at least one node that keeps it, or expired entries cannot come back.
@@ -224,6 +231,14 @@ impl NodeConfig {
                 "consensus timings must be positive and timeout_max_ms >= timeout_base_ms".into(),
             );
         }
+        if self.storage.retain_heights != 0 && self.storage.retain_heights < MIN_RETAIN_HEIGHTS {
+            return invalid(format!(
+                "storage.retain_heights = {}: use 0 (archive) or at least {MIN_RETAIN_HEIGHTS} \
+                 (BLOCKHASH reads the last {MIN_RETAIN_HEIGHTS} block hashes, so every node \
+                 must keep them)",
+                self.storage.retain_heights
+            ));
+        }
         if self.storage.prune_batch_heights == 0 || self.storage.prune_interval_ms == 0 {
             return invalid(
                 "storage.prune_batch_heights and storage.prune_interval_ms must be at least 1"
@@ -241,5 +256,36 @@ impl NodeConfig {
             nonce_window: self.mempool.nonce_window,
             ..MempoolConfig::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_retention(retain_heights: u64) -> NodeConfig {
+        let mut config = NodeConfig::default();
+        config.storage.retain_heights = retain_heights;
+        config
+    }
+
+    #[test]
+    fn retention_below_the_blockhash_window_is_refused() {
+        for short in [1, 10, MIN_RETAIN_HEIGHTS - 1] {
+            let err = with_retention(short).validate().expect_err("too short");
+            assert!(err.to_string().contains("retain_heights"), "{err}");
+        }
+        for ok in [0, MIN_RETAIN_HEIGHTS, 10_000] {
+            with_retention(ok).validate().expect("valid retention");
+        }
+    }
+
+    #[test]
+    fn a_config_file_with_short_retention_does_not_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "[storage]\nretain_heights = 10\n").expect("write");
+        let err = NodeConfig::load(&path).expect_err("refused");
+        assert!(matches!(err, ConfigError::Invalid(_)), "{err}");
     }
 }

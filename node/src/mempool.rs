@@ -10,10 +10,11 @@
 //!
 //! Everything is ordered (BTreeMap), so two nodes with the same inputs hold the same pool.
 
+use keel_runtime::precheck::check_stateless;
 use keel_runtime::signatures::bad_signatures;
 use keel_state::{StateError, StateView, StateViewExt};
 use keel_types::limits::{MAX_TX_BYTES, MAX_TX_GAS};
-use keel_types::{Address, Canonical, Hash, SignedTransaction, TxBody, U256};
+use keel_types::{Address, Canonical, Hash, SignedTransaction, TxBody, TxError, U256};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Mempool bounds. Every field bounds memory or work.
@@ -61,6 +62,11 @@ pub enum AdmitError {
     GasLimitTooHigh { gas_limit: u64, max: u64 },
     #[error("gas price {gas_price} is below the minimum {min}")]
     GasPriceTooLow { gas_price: u128, min: u128 },
+    #[error("gas limit {gas_limit} is below the transaction's intrinsic gas {intrinsic}")]
+    IntrinsicGasTooLow { gas_limit: u64, intrinsic: u64 },
+    /// Any other refusal of the runtime's stateless checks.
+    #[error("refused: {0}")]
+    Refused(TxError),
     #[error("nonce {got} is already used: the account nonce is {next}")]
     NonceTooLow { next: u64, got: u64 },
     #[error("nonce {got} is too far ahead: the account nonce is {next}, the window is {window}")]
@@ -77,6 +83,37 @@ pub enum AdmitError {
     Full { max_txs: usize },
     #[error("state read failed: {0}")]
     State(String),
+}
+
+/// The runtime's stateless refusals, as admission errors.
+impl From<TxError> for AdmitError {
+    fn from(e: TxError) -> Self {
+        match e {
+            TxError::WrongChainId { expected, got } => AdmitError::WrongChainId { expected, got },
+            TxError::GasLimitTooHigh {
+                gas_limit,
+                block_gas_limit,
+            } => AdmitError::GasLimitTooHigh {
+                gas_limit,
+                max: block_gas_limit,
+            },
+            TxError::GasPriceTooLow {
+                gas_price,
+                min_gas_price,
+            } => AdmitError::GasPriceTooLow {
+                gas_price,
+                min: min_gas_price,
+            },
+            TxError::IntrinsicGasTooLow {
+                gas_limit,
+                intrinsic,
+            } => AdmitError::IntrinsicGasTooLow {
+                gas_limit,
+                intrinsic,
+            },
+            other => AdmitError::Refused(other),
+        }
+    }
 }
 
 impl From<StateError> for AdmitError {
@@ -235,6 +272,8 @@ impl Mempool {
             .collect()
     }
 
+    /// Size, then the runtime's own stateless checks (`keel_runtime::precheck`: chain id, gas
+    /// bounds, gas price, intrinsic gas), so the pool refuses what a block would refuse.
     fn stateless_checks(&self, tx: &SignedTransaction, len: usize) -> Result<(), AdmitError> {
         if len > MAX_TX_BYTES {
             return Err(AdmitError::TooLarge {
@@ -242,26 +281,8 @@ impl Mempool {
                 max: MAX_TX_BYTES,
             });
         }
-        let t = &tx.tx;
-        if t.chain_id != self.chain_id {
-            return Err(AdmitError::WrongChainId {
-                expected: self.chain_id,
-                got: t.chain_id,
-            });
-        }
-        if t.gas_limit > MAX_TX_GAS {
-            return Err(AdmitError::GasLimitTooHigh {
-                gas_limit: t.gas_limit,
-                max: MAX_TX_GAS,
-            });
-        }
-        if t.gas_price < self.min_gas_price {
-            return Err(AdmitError::GasPriceTooLow {
-                gas_price: t.gas_price,
-                min: self.min_gas_price,
-            });
-        }
-        Ok(())
+        check_stateless(&tx.tx, self.chain_id, self.min_gas_price, MAX_TX_GAS)
+            .map_err(AdmitError::from)
     }
 
     /// Admit one transaction whose signature has been verified.
@@ -387,9 +408,9 @@ impl Mempool {
         }
     }
 
-    /// After a block is committed: drop the transactions it included. Those that ran are
-    /// also dropped by `revalidate` (their nonce is used); a rejected one keeps its nonce
-    /// unused and would otherwise be proposed again and again, block after block.
+    /// Drop these transactions: those a committed block included (also dropped by
+    /// `revalidate`, their nonce being used), and those a proposer left out because they
+    /// cannot be charged (they would otherwise be selected again for every proposal).
     pub fn remove_included<'a>(&mut self, hashes: impl IntoIterator<Item = &'a Hash>) -> usize {
         let before = self.len();
         for hash in hashes {

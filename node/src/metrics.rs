@@ -82,7 +82,11 @@ pub async fn serve(
     Ok(())
 }
 
-fn respond(path: &str, handle: &PrometheusHandle, health: &dyn Health) -> Response<Full<Bytes>> {
+pub(crate) fn respond(
+    path: &str,
+    handle: &PrometheusHandle,
+    health: &dyn Health,
+) -> Response<Full<Bytes>> {
     let (status, body) = match path {
         "/metrics" => (StatusCode::OK, handle.render()),
         "/health" => match health.health() {

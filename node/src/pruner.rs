@@ -6,6 +6,7 @@
 //! commit or execution reads, so consensus never waits for it. Progress lives in the store
 //! (`oldest_retained`, written in each step's batch), so a restart resumes where it stopped.
 
+use crate::config::MIN_RETAIN_HEIGHTS;
 use crate::metrics as m;
 use keel_state::{StateError, Store};
 use std::sync::Arc;
@@ -19,10 +20,20 @@ const COMPACT_FRACTION_DENOMINATOR: u64 = 4;
 
 #[derive(Debug, Clone, Copy)]
 pub struct PrunerConfig {
-    /// 0 keeps everything (archive mode): the pruner only reports.
+    /// 0 keeps everything (archive mode): the pruner only reports. Otherwise at least
+    /// `MIN_RETAIN_HEIGHTS` are kept whatever this says (see [`retained`]).
     pub retain_heights: u64,
     pub interval: Duration,
     pub batch_heights: u64,
+}
+
+/// Heights a pass keeps for `retain_heights` > 0: never fewer than the `BLOCKHASH` window
+/// (config validation refuses less; this holds even for a config built in code), so the
+/// hashes execution may read are always in the store. Pruning stops below
+/// `latest - retained`, keeping heights `latest - retained ..= latest`: the block at
+/// `latest + 1` reads hashes from `latest - 255` on.
+pub fn retained(retain_heights: u64) -> u64 {
+    retain_heights.max(MIN_RETAIN_HEIGHTS)
 }
 
 /// One pass: prune to `latest - retain_heights` in steps, compact if due. Returns bytes
@@ -35,7 +46,7 @@ pub fn prune_pass(
     let mut deleted = 0;
     if config.retain_heights > 0 {
         let latest = store.latest().map_or(0, |l| l.height);
-        let target = latest.saturating_sub(config.retain_heights);
+        let target = latest.saturating_sub(retained(config.retain_heights));
         loop {
             let step = store.prune_step(target, config.batch_heights, PRUNED_AUX_PREFIXES)?;
             deleted += step.deleted_bytes;
@@ -85,4 +96,38 @@ pub fn spawn(store: Arc<Store>, config: PrunerConfig) -> std::io::Result<()> {
             }
         })
         .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_state::{ArchiveBatch, CommitRequest, StateDiff, StoreOptions};
+
+    #[test]
+    fn a_pass_keeps_the_blockhash_window_whatever_the_config_says() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
+        let latest = MIN_RETAIN_HEIGHTS + 50;
+        for height in 0..=latest {
+            store
+                .commit(CommitRequest {
+                    height,
+                    diff: &StateDiff::new(),
+                    block: None,
+                    receipts: &[],
+                    archive: &ArchiveBatch::default(),
+                })
+                .expect("commit");
+        }
+        let config = PrunerConfig {
+            retain_heights: 10,
+            interval: Duration::from_millis(1),
+            batch_heights: 1_000,
+        };
+        prune_pass(&store, &config, &mut 0).expect("prune");
+        assert_eq!(
+            store.oldest_retained().expect("oldest"),
+            latest - MIN_RETAIN_HEIGHTS
+        );
+    }
 }

@@ -9,9 +9,9 @@ use crate::genesis::Genesis;
 use crate::keys;
 use crate::mempool::Mempool;
 use crate::metrics::{self as m, Health};
-use crate::net::{NetConfig, NetMessage, Network, MAX_GOSSIP_TXS};
+use crate::net::{InboundBudget, NetConfig, NetMessage, Network, MAX_GOSSIP_TXS};
 use crate::rpc::{self, RpcContext, RpcLimits};
-use crate::shared::Shared;
+use crate::shared::{Shared, Status};
 use anyhow::{bail, Context};
 use keel_exec_wasm::ModuleCache;
 use keel_runtime::{Runtime, RuntimeConfig};
@@ -38,16 +38,22 @@ struct NodeHealth {
 
 impl Health for NodeHealth {
     fn health(&self) -> Result<String, String> {
-        let status = self.shared.status();
-        match status.halted {
-            Some(reason) => Err(format!("halted: {reason}\n")),
-            None => Ok(format!(
-                "ok height={} view={} peers={}\n",
-                self.store.latest().map_or(0, |l| l.height),
-                status.view,
-                status.peers
-            )),
-        }
+        health_report(
+            &self.shared.status(),
+            self.store.latest().map_or(0, |l| l.height),
+        )
+    }
+}
+
+/// `/health`'s answer: unhealthy once the node halted, which includes a driver thread that
+/// stopped or panicked (see `Shared::driver_guard`).
+fn health_report(status: &Status, height: u64) -> Result<String, String> {
+    match &status.halted {
+        Some(reason) => Err(format!("halted: {reason}\n")),
+        None => Ok(format!(
+            "ok height={height} view={} peers={}\n",
+            status.view, status.peers
+        )),
     }
 }
 
@@ -180,6 +186,7 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
         genesis_hash,
         genesis.genesis_time_ms,
     );
+    let alive = shared.driver_guard();
     let driver = Driver::new(
         DriverConfig {
             chain_id: genesis.chain_id,
@@ -223,6 +230,8 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
     let driver_thread = std::thread::Builder::new()
         .name("keel-driver".into())
         .spawn(move || {
+            // Dropped when this thread ends, normally or by a panic: /health then says so.
+            let _alive = alive;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -252,14 +261,16 @@ pub async fn shutdown_signal() {
 
 /// Admits transactions gossiped by peers (signatures batch-verified per message).
 async fn admit_gossip(
-    mut rx: mpsc::Receiver<Vec<SignedTransaction>>,
+    mut rx: mpsc::Receiver<(Vec<SignedTransaction>, InboundBudget)>,
     mempool: Arc<Mutex<Mempool>>,
     store: Arc<Store>,
 ) {
-    while let Some(txs) = rx.recv().await {
+    while let Some((txs, budget)) = rx.recv().await {
         let store = store.clone();
         let mempool = mempool.clone();
         let _ = tokio::task::spawn_blocking(move || {
+            // The peer's byte budget is returned once its batch is admitted.
+            let _budget = budget;
             let view = store.latest_view();
             let mut pool = mempool.lock().expect("mempool lock");
             pool.admit(&view, txs);
@@ -290,5 +301,35 @@ async fn send_gossip(mut rx: mpsc::Receiver<(SignedTransaction, usize)>, net: Ne
         if !batch.is_empty() {
             net.broadcast(&NetMessage::Transactions(batch));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_is_unavailable_once_the_driver_thread_died() {
+        let shared = Arc::new(Shared::default());
+        assert!(health_report(&shared.status(), 3).is_ok());
+        let guard = shared.driver_guard();
+        let _ = std::thread::spawn(move || {
+            let _alive = guard;
+            panic!("driver bug");
+        })
+        .join();
+        let report = health_report(&shared.status(), 3).expect_err("unhealthy");
+        assert!(report.contains("panicked"), "{report}");
+        struct Dead(Arc<Shared>);
+        impl Health for Dead {
+            fn health(&self) -> Result<String, String> {
+                health_report(&self.0.status(), 3)
+            }
+        }
+        let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .build_recorder()
+            .handle();
+        let response = m::respond("/health", &handle, &Dead(shared));
+        assert_eq!(response.status(), hyper::StatusCode::SERVICE_UNAVAILABLE);
     }
 }

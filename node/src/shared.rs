@@ -44,11 +44,28 @@ impl Default for Shared {
 
 impl Shared {
     pub fn status(&self) -> Status {
-        self.status.lock().expect("status lock").clone()
+        self.lock().clone()
     }
 
     pub fn update(&self, f: impl FnOnce(&mut Status)) {
-        f(&mut self.status.lock().expect("status lock"));
+        f(&mut self.lock());
+    }
+
+    /// The status, even if a thread panicked while holding it: a dead driver must still be
+    /// reported by `/health`, not take the health handler down with it.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Status> {
+        self.status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A guard for the driver thread's lifetime: when it is dropped (the driver returned or
+    /// panicked) the node is marked halted, so `/health` stops answering 200 for a node that
+    /// no longer votes.
+    pub fn driver_guard(self: &Arc<Self>) -> DriverGuard {
+        DriverGuard {
+            shared: self.clone(),
+        }
     }
 
     pub fn publish(&self, event: FinalizedEvent) {
@@ -58,5 +75,64 @@ impl Shared {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<FinalizedEvent>> {
         self.finalized.subscribe()
+    }
+}
+
+/// See [`Shared::driver_guard`].
+#[derive(Debug)]
+pub struct DriverGuard {
+    shared: Arc<Shared>,
+}
+
+impl Drop for DriverGuard {
+    fn drop(&mut self) {
+        let reason = if std::thread::panicking() {
+            "the driver thread panicked"
+        } else {
+            "the driver thread stopped"
+        };
+        metrics::gauge!(crate::metrics::HALTED).set(1.0);
+        // Keep an earlier halt's reason: it says why the driver stopped voting.
+        self.shared.update(|s| {
+            s.halted.get_or_insert_with(|| reason.to_string());
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_driver_marks_the_node_halted() {
+        let shared = Arc::new(Shared::default());
+        let guard = shared.driver_guard();
+        let inner = shared.clone();
+        let result = std::thread::spawn(move || {
+            let _guard = guard;
+            // Panic while holding the status lock: the flag must still be set and readable.
+            inner.update(|_| panic!("driver bug"));
+        })
+        .join();
+        assert!(result.is_err());
+        let halted = shared.status().halted.expect("halted");
+        assert!(halted.contains("panicked"), "{halted}");
+    }
+
+    #[test]
+    fn a_driver_that_returns_marks_the_node_halted_and_keeps_an_earlier_reason() {
+        let shared = Arc::new(Shared::default());
+        drop(shared.driver_guard());
+        assert_eq!(
+            shared.status().halted.as_deref(),
+            Some("the driver thread stopped")
+        );
+        let shared = Arc::new(Shared::default());
+        shared.update(|s| s.halted = Some("vote log: disk full".into()));
+        drop(shared.driver_guard());
+        assert_eq!(
+            shared.status().halted.as_deref(),
+            Some("vote log: disk full")
+        );
     }
 }

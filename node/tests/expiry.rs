@@ -278,9 +278,9 @@ fn revive_through_the_cli(base_port: u16, fold_epochs: u64) {
         let proof = proof.to_str().expect("utf8");
         let revived = tx(&rpc, agent, &["revive", "--proof", proof]);
         assert_eq!(revived["status"], "success", "{revived}");
-        // The same proof again: the entry is live, a typed refusal.
+        // The same proof again: the entry is live, a typed refusal, charged (docs/execution.md).
         let twice = tx(&rpc, agent, &["revive", "--proof", proof]);
-        assert_eq!(twice["status"], "rejected", "{twice}");
+        assert_eq!(twice["status"], "revert", "{twice}");
         assert_eq!(twice["error"]["code"], "invalid_revival", "{twice}");
         assert_eq!(twice["error"]["reason"], "already_live", "{twice}");
         // The value is back, at every node.
@@ -352,9 +352,10 @@ fn churn(client: Arc<Client>, funders: Vec<keel_types::SecretKey>, stop: Arc<Ato
 fn kill_9_on_epoch_boundaries_while_expiring_and_pruning_keeps_roots_equal() {
     let _guard = serial();
     const EPOCH: u64 = 6;
-    // Four epochs of history: enough for a validator restarting after a kill to catch up
-    // from its peers, short enough that pruning runs all through the test.
-    const RETAIN: u64 = 4 * EPOCH;
+    // The shortest retention a node accepts (the BLOCKHASH window): enough for a validator
+    // restarting after a kill to catch up from its peers; pruning runs once the chain is
+    // past it, before the first kill.
+    const RETAIN: u64 = keel_node::config::MIN_RETAIN_HEIGHTS;
     let mut cluster = Cluster::start_with_expiry(4, 24_600, 100, 3, EPOCH, (1, 1), |c| {
         c.storage.retain_heights = RETAIN;
         c.storage.prune_interval_ms = 50;
@@ -372,7 +373,9 @@ fn kill_9_on_epoch_boundaries_while_expiring_and_pruning_keeps_roots_equal() {
     // it executes and commits the first block of the next (the sweep and the seal).
     let mut boundaries: Vec<u64> = Vec::new();
     for round in 0..6u64 {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // The first round waits for the chain to pass RETAIN heights.
+        let wait = if round == 0 { 150 } else { 60 };
+        let deadline = Instant::now() + Duration::from_secs(wait);
         let after = boundaries.last().copied().unwrap_or(RETAIN);
         loop {
             let h = cluster.height(3).unwrap_or(0);
@@ -435,7 +438,7 @@ fn kill_9_on_epoch_boundaries_while_expiring_and_pruning_keeps_roots_equal() {
 #[test]
 fn a_validator_behind_its_peers_retention_reports_it_cannot_catch_up() {
     let _guard = serial();
-    const RETAIN: u64 = 12;
+    const RETAIN: u64 = keel_node::config::MIN_RETAIN_HEIGHTS;
     let mut cluster = Cluster::start_with_expiry(4, 25_000, 100, 1, 1_000, (0, 0), |c| {
         c.storage.retain_heights = RETAIN;
         c.storage.prune_interval_ms = 50;
@@ -443,8 +446,9 @@ fn a_validator_behind_its_peers_retention_reports_it_cannot_catch_up() {
     });
     cluster.kill9(3);
     let down_at = cluster.height(0).expect("height");
-    // The others go on and prune past everything validator 3 would need.
-    let deadline = Instant::now() + Duration::from_secs(90);
+    // The others go on and prune past everything validator 3 would need (RETAIN heights
+    // and more at ~100 ms a block).
+    let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let oldest = cluster
             .call(0, "keel_status", vec![])

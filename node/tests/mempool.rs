@@ -283,10 +283,10 @@ fn selection_takes_ready_runs_and_revalidation_drops_what_a_block_used() {
     );
 }
 
-/// A transaction a block rejected did not use its nonce, but it was included: the pool
-/// drops it after the block instead of proposing it again in every later block.
+/// A junk revival (a proof that does not even decode) is charged: its nonce is used, so
+/// revalidation drops it after its block and it can never be admitted or included again.
 #[test]
-fn a_rejected_transaction_leaves_the_pool_with_its_block() {
+fn a_junk_revival_is_charged_and_leaves_the_pool() {
     let alice = key(1);
     let mut chain = Chain::new(&[&alice]);
     let mut pool = pool(100);
@@ -297,18 +297,214 @@ fn a_rejected_transaction_leaves_the_pool_with_its_block() {
         .expect("select");
     assert_eq!(picked, vec![garbage.clone()]);
     let (out, _) = chain.block(picked);
-    assert_eq!(out.receipts[0].status, keel_types::TxStatus::Rejected);
-    // Revalidation alone keeps it (nonce 0 is still unused): it would be proposed again.
+    assert_eq!(out.receipts[0].status, keel_types::TxStatus::Revert);
+    assert_eq!(
+        out.receipts[0].gas_used,
+        keel_runtime::expiry::revival_gas(9)
+    );
     assert_eq!(
         pool.revalidate(&chain.store.latest_view())
             .expect("revalidate"),
-        0
-    );
-    assert_eq!(
-        pool.remove_included(out.receipts.iter().map(|r| &r.tx_hash)),
         1
     );
     assert!(pool.is_empty());
+    assert_eq!(
+        pool.admit(&chain.store.latest_view(), vec![garbage])[0],
+        Err(AdmitError::NonceTooLow { next: 1, got: 0 })
+    );
+}
+
+/// Admission refuses what execution would refuse with the same check (one shared function):
+/// a gas limit under the intrinsic gas, for a transfer and for a revival.
+#[test]
+fn admission_refuses_a_gas_limit_under_the_intrinsic_gas() {
+    let alice = key(1);
+    let chain = Chain::new(&[&alice]);
+    let mut pool = pool(100);
+    let mut short = transfer(&alice, 0, 1, 1).tx;
+    short.gas_limit = 20_000;
+    let revival = Transaction {
+        chain_id: CHAIN_ID,
+        sender: alice.public_key().into(),
+        nonce: 0,
+        gas_limit: 100,
+        gas_price: 1,
+        body: TxBody::Revive { proof: vec![7; 9] },
+    };
+    let results = pool.admit(
+        &chain.store.latest_view(),
+        vec![short.sign(&alice), revival.sign(&alice)],
+    );
+    assert_eq!(
+        results[0],
+        Err(AdmitError::IntrinsicGasTooLow {
+            gas_limit: 20_000,
+            intrinsic: 21_000
+        })
+    );
+    assert_eq!(
+        results[1],
+        Err(AdmitError::IntrinsicGasTooLow {
+            gas_limit: 100,
+            intrinsic: keel_runtime::expiry::revival_gas(9)
+        })
+    );
+    assert!(pool.is_empty());
+}
+
+/// The validators' block check (node/src/driver/charge.rs): a driver chain over a real store.
+mod block_check {
+    use super::*;
+    use keel_node::driver::chain::Chain as DriverChain;
+    use keel_node::driver::charge::{chargeable_block, check_charged, Charged};
+    use keel_types::block::canonical_order;
+    use keel_types::{Block, Header, TxError, TxStatus};
+    use std::sync::Arc;
+
+    const GENESIS_MS: u64 = 1_700_000_000_000;
+
+    fn driver_chain(funded: &[&SecretKey]) -> (tempfile::TempDir, DriverChain, Hash) {
+        let Chain {
+            dir,
+            store,
+            runtime,
+            parent_hash,
+            ..
+        } = Chain::new(funded);
+        let chain = DriverChain::new(Arc::new(store), runtime, parent_hash, GENESIS_MS);
+        (dir, chain, parent_hash)
+    }
+
+    fn header(parent: Hash, height: u64) -> Header {
+        Header {
+            chain_id: CHAIN_ID,
+            height,
+            epoch: 0,
+            view: height,
+            parent_hash: parent,
+            proposer: key(250).public_key(),
+            timestamp_ms: GENESIS_MS + height * 1_000,
+            tx_root: Hash::ZERO,
+            parent_state_root: Hash::ZERO,
+            parent_receipts_root: Hash::ZERO,
+            archive_root: Hash::ZERO,
+        }
+    }
+
+    fn block(parent: Hash, height: u64, transactions: Vec<SignedTransaction>) -> Block {
+        Block {
+            header: Header {
+                tx_root: keel_types::block::tx_root(&transactions),
+                ..header(parent, height)
+            },
+            transactions,
+        }
+    }
+
+    fn refusal(verdict: Charged) -> (usize, Option<TxError>) {
+        match verdict {
+            Charged::Refused { index, error, .. } => (index, error),
+            other => panic!("expected a refused block, got {other:?}"),
+        }
+    }
+
+    /// A block holding a transaction its sender cannot be charged for — a bad nonce, an
+    /// unfunded sender, the same transaction twice, a transaction already included — is
+    /// invalid; the same block without it, and the empty block, are valid.
+    #[test]
+    fn a_block_with_a_transaction_that_cannot_be_charged_is_refused() {
+        let (alice, poor) = (key(1), key(2));
+        let (_dir, mut chain, genesis) = driver_chain(&[&alice]);
+        let good = transfer(&alice, 0, 1, 5);
+        let check = |chain: &mut DriverChain, b: &Block| check_charged(chain, b).expect("check");
+
+        let bad_nonce = block(genesis, 1, vec![good.clone(), transfer(&alice, 5, 1, 1)]);
+        assert_eq!(
+            refusal(check(&mut chain, &bad_nonce)),
+            (
+                1,
+                Some(TxError::BadNonce {
+                    expected: 1,
+                    got: 5
+                })
+            )
+        );
+        let unfunded = block(genesis, 1, vec![transfer(&poor, 0, 1, 1)]);
+        let (index, error) = refusal(check(&mut chain, &unfunded));
+        assert_eq!(index, 0);
+        assert!(
+            matches!(error, Some(TxError::InsufficientBalance { .. })),
+            "{error:?}"
+        );
+        let twice = block(genesis, 1, vec![good.clone(), good.clone()]);
+        assert_eq!(
+            refusal(check(&mut chain, &twice)),
+            (
+                1,
+                Some(TxError::BadNonce {
+                    expected: 1,
+                    got: 0
+                })
+            )
+        );
+        assert_eq!(
+            check(&mut chain, &block(genesis, 1, Vec::new())),
+            Charged::All
+        );
+        let first = block(genesis, 1, vec![good.clone()]);
+        assert_eq!(check(&mut chain, &first), Charged::All);
+        let receipts = chain.executed_receipts(&first.hash()).expect("executed");
+        assert_eq!(receipts[0].status, TxStatus::Success);
+        // The same transaction again in a child block: its nonce is used.
+        let replay = block(first.hash(), 2, vec![good]);
+        assert_eq!(
+            refusal(check(&mut chain, &replay)),
+            (
+                0,
+                Some(TxError::BadNonce {
+                    expected: 1,
+                    got: 0
+                })
+            )
+        );
+    }
+
+    /// The proposer executes its candidate and leaves out what cannot be charged, so its
+    /// block passes the check; with nothing chargeable it proposes the empty block.
+    #[test]
+    fn the_proposer_leaves_out_what_cannot_be_charged() {
+        let (alice, poor) = (key(1), key(2));
+        let (_dir, mut chain, genesis) = driver_chain(&[&alice]);
+        let good = transfer(&alice, 0, 1, 5);
+        let bad_nonce = transfer(&alice, 5, 1, 1);
+        let unfunded = transfer(&poor, 0, 1, 1);
+        let candidate = canonical_order(
+            &genesis,
+            vec![bad_nonce.clone(), good.clone(), unfunded.clone()],
+        );
+        let (built, dropped) =
+            chargeable_block(&mut chain, &header(genesis, 1), candidate).expect("build");
+        assert_eq!(built.transactions, vec![good]);
+        assert_eq!(built.header.tx_root, built.compute_tx_root());
+        let mut expected = vec![bad_nonce.hash(), unfunded.hash()];
+        expected.sort();
+        let mut dropped = dropped;
+        dropped.sort();
+        assert_eq!(dropped, expected);
+        assert_eq!(
+            check_charged(&mut chain, &built).expect("check"),
+            Charged::All
+        );
+
+        let (empty, dropped) =
+            chargeable_block(&mut chain, &header(genesis, 1), vec![unfunded]).expect("build");
+        assert!(empty.transactions.is_empty());
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(
+            check_charged(&mut chain, &empty).expect("check"),
+            Charged::All
+        );
+    }
 }
 
 /// A sender whose account expires while its transactions wait neither blocks selection

@@ -13,9 +13,12 @@ use keel_exec_wasm::{
     execute, wasm_module_of, CallRequest, CallResult, Exit, FrameContext, Host, HostError,
     ModuleCache, Outcome, StoreCost, TrapKind, WASM_CODE_PREFIX,
 };
+use keel_types::receipt::{CodeError, ExecError};
+use keel_types::TxError;
 use revm::bytecode::Bytecode;
 use revm::context::{BlockEnv, CfgEnv, Context, Evm, FrameStack, Journal, TxEnv};
 use revm::context_interface::journaled_state::account::JournaledAccountTr;
+use revm::context_interface::journaled_state::TransferError;
 use revm::context_interface::{ContextTr, JournalTr, LocalContextTr};
 use revm::handler::instructions::EthInstructions;
 use revm::handler::{
@@ -62,8 +65,10 @@ pub struct KeelPrecompiles {
     timestamp_ms: u64,
     /// WASM frames already on the native stack below this provider's frames.
     wasm_frames: usize,
-    /// The reason the most recent failing WASM frame gave (for the receipt).
-    last_trap: Rc<RefCell<Option<String>>>,
+    /// The typed reason the most recently finished WASM frame or deploy failed with, `None`
+    /// if it did not fail that way (for the receipt: a top-level WASM call or deploy is the
+    /// last one to finish). Never text: receipts are hashed.
+    last_trap: Rc<RefCell<Option<TxError>>>,
 }
 
 impl KeelPrecompiles {
@@ -78,8 +83,8 @@ impl KeelPrecompiles {
         }
     }
 
-    /// Take the reason recorded by the last failing WASM frame, if any.
-    pub fn take_trap(&self) -> Option<String> {
+    /// Take the reason recorded by the last WASM frame or deploy to finish, if it failed.
+    pub fn take_trap(&self) -> Option<TxError> {
         self.last_trap.borrow_mut().take()
     }
 
@@ -116,10 +121,22 @@ impl KeelPrecompiles {
         input: Vec<u8>,
         gas_limit: u64,
     ) -> Result<Outcome, String> {
-        let module = self
-            .wasm
-            .get(&key.0, module_bytes)
-            .map_err(|e| e.to_string())?;
+        let module = match self.wasm.get(&key.0, module_bytes) {
+            Ok(module) => module,
+            // A module that does not compile fails its frame like a trap (every node reaches
+            // the same verdict); only this machine's own failures (I/O, memory) stop the node.
+            Err(e) if e.refusal().is_some() => {
+                tracing::debug!(error = %e, "a deployed WASM module does not compile");
+                *self.last_trap.borrow_mut() = Some(TrapKind::CompileFailed.tx_error());
+                return Ok(Outcome {
+                    exit: Exit::Trap(TrapKind::CompileFailed),
+                    output: Vec::new(),
+                    gas_used: gas_limit,
+                    refund: 0,
+                });
+            }
+            Err(e) => return Err(e.to_string()),
+        };
         let mut host = RevmHost {
             ctx,
             address: Address::from(frame.address),
@@ -135,9 +152,14 @@ impl KeelPrecompiles {
             &mut host,
         )
         .map_err(|e| e.0)?;
-        if let Exit::Trap(kind) = &outcome.exit {
-            *self.last_trap.borrow_mut() = Some(format!("wasm trap: {kind:?}"));
+        if let Exit::Trap(TrapKind::Instantiate(message) | TrapKind::Other(message)) = &outcome.exit
+        {
+            tracing::debug!(%message, "WASM frame trapped");
         }
+        *self.last_trap.borrow_mut() = match &outcome.exit {
+            Exit::Trap(kind) => Some(kind.tx_error()),
+            _ => None,
+        };
         Ok(outcome)
     }
 
@@ -171,15 +193,16 @@ impl KeelPrecompiles {
         inputs: &CallInputs,
     ) -> Result<InterpreterResult, String> {
         let gas_limit = inputs.gas_limit;
-        let revert = |gas_used: u64, message: String| {
+        *self.last_trap.borrow_mut() = None;
+        // A refused deploy: the typed reason goes to the receipt, the revert data is empty
+        // (it used to be text, including wasmparser's and revm's, which must not be hashed).
+        let revert = |gas_used: u64, error: TxError| {
+            *self.last_trap.borrow_mut() = Some(error);
             let mut gas = Gas::new(gas_limit);
             let _ = gas.record_regular_cost(gas_used.min(gas_limit));
-            InterpreterResult::new(
-                InstructionResult::Revert,
-                Bytes::from(message.into_bytes()),
-                gas,
-            )
+            InterpreterResult::new(InstructionResult::Revert, Bytes::new(), gas)
         };
+        let invalid = |code: CodeError| TxError::InvalidCode { code };
         if inputs.is_static || self.wasm_frames >= MAX_WASM_FRAME_DEPTH {
             return Ok(failed(
                 InstructionResult::StateChangeDuringStaticCall,
@@ -188,27 +211,33 @@ impl KeelPrecompiles {
         }
         let input = inputs.input.bytes(ctx);
         let Some((module, args)) = split_deploy_input(&input) else {
-            return Ok(revert(
-                0,
-                "deploy input: expected u32 length ‖ module ‖ args".into(),
-            ));
+            return Ok(revert(0, invalid(CodeError::BadDeployInput)));
         };
         let cost = wasm_gas::DEPLOY_BASE + wasm_gas::DEPLOY_PER_BYTE * module.len() as u64;
         // Validation first (linear in the module, which the transaction already paid for as
         // calldata), so an invalid module gets its typed reason even when the deploy cost
         // exceeds the gas limit; it is charged the deploy cost up to the limit either way.
         if let Err(e) = keel_exec_wasm::validate(module) {
-            return Ok(revert(cost, format!("invalid code: {e}")));
+            tracing::debug!(error = %e, "WASM deploy refused");
+            return Ok(revert(cost, invalid(e.code())));
         }
         if cost > gas_limit {
             return Ok(failed(InstructionResult::OutOfGas, gas_limit));
         }
         let code = [&WASM_CODE_PREFIX[..], module].concat();
         let code_hash = keccak256(&code);
-        let compiled = self
-            .wasm
-            .get(&code_hash.0, module)
-            .map_err(|e| e.to_string())?;
+        // A module the compiler refuses is refused like an invalid one, at the same cost;
+        // only this machine's own failures (I/O, memory) stop the node.
+        let compiled = match self.wasm.get(&code_hash.0, module) {
+            Ok(compiled) => compiled,
+            Err(e) => match e.refusal() {
+                Some(code) => {
+                    tracing::debug!(error = %e, "WASM deploy refused at compilation");
+                    return Ok(revert(cost, invalid(code)));
+                }
+                None => return Err(e.to_string()),
+            },
+        };
         // Address: keccak("keel.wasm.create" ‖ deployer ‖ per-deployer counter), the counter
         // kept in the deployer account's storage so reverts roll it back too.
         let counter_slot = U256::from_be_slice(inputs.caller.as_slice());
@@ -242,13 +271,25 @@ impl KeelPrecompiles {
             .load_account_with_code(new_address)
             .map_err(|e| e.to_string())?;
         if existing.info.nonce != 0 || !existing.info.is_empty_code_hash() {
-            return Ok(revert(cost, "address collision".into()));
+            return Ok(revert(
+                cost,
+                TxError::Execution {
+                    code: ExecError::CreateCollision,
+                },
+            ));
         }
         let value = inputs.value.get();
         let checkpoint =
             match journal.create_account_checkpoint(WASM_DEPLOYER, new_address, value, SPEC) {
                 Ok(checkpoint) => checkpoint,
-                Err(e) => return Ok(revert(cost, format!("deploy failed: {e:?}"))),
+                Err(e) => {
+                    let code = match e {
+                        TransferError::OutOfFunds => ExecError::OutOfFunds,
+                        TransferError::OverflowPayment => ExecError::OverflowPayment,
+                        TransferError::CreateCollision => ExecError::CreateCollision,
+                    };
+                    return Ok(revert(cost, TxError::Execution { code }));
+                }
             };
         journal.set_code_with_hash(
             new_address,

@@ -1,6 +1,6 @@
 //! The block executor: a pure function of (parent state, block) → (receipts, state diff).
 
-use crate::bridge::{deploy_input, KeelCtx, KeelEvm, KeelPrecompiles, WASM_DEPLOYER};
+use crate::bridge::{KeelCtx, KeelEvm, KeelPrecompiles};
 use keel_exec_evm::revm::context::result::{
     EVMError, ExecutionResult, HaltReason, InvalidTransaction, OutOfGasError, Output,
 };
@@ -15,6 +15,7 @@ use keel_exec_evm::{
 use keel_exec_wasm::ModuleCache;
 use keel_state::{ArchiveBatch, Overlay, StateDiff, StateView, StateViewExt};
 use keel_types::limits::{BLOCK_GAS_LIMIT, MAX_OUTPUT_BYTES, MAX_TX_GAS};
+use keel_types::receipt::ExecError;
 use keel_types::{
     Address, Block, Env, Hash, Log, Receipt, SignedTransaction, TxBody, TxError, TxStatus, U256,
 };
@@ -94,7 +95,7 @@ enum Refused {
 
 fn expired_error(key: &keel_types::StateKey, epoch: u64) -> TxError {
     TxError::Expired {
-        key: key.to_string(),
+        key: key.clone(),
         expired_epoch: epoch,
     }
 }
@@ -139,10 +140,18 @@ fn map_invalid(tx: &SignedTransaction, invalid: InvalidTransaction, balance: U25
                 got: tx.tx.chain_id,
             }
         }
-        other => TxError::Execution {
-            reason: other.to_string(),
-        },
+        other => refused_by_revm(&other),
     }
+}
+
+/// A transaction revm refused before running it, for a reason keel's own checks do not
+/// name: a typed code chosen by revm's variant, never its text (receipts are hashed).
+fn refused_by_revm(invalid: &InvalidTransaction) -> TxError {
+    let code = match invalid {
+        InvalidTransaction::CreateInitCodeSizeLimit => ExecError::CreateInitCodeSizeLimit,
+        _ => ExecError::InvalidTransaction,
+    };
+    TxError::Execution { code }
 }
 
 fn tx_value(body: &TxBody) -> U256 {
@@ -153,14 +162,40 @@ fn tx_value(body: &TxBody) -> U256 {
     }
 }
 
-fn halt_error(reason: &HaltReason, trap: Option<String>) -> TxError {
-    match reason {
-        HaltReason::OutOfGas(_) => TxError::OutOfGas,
-        HaltReason::CallTooDeep => TxError::CallDepthExceeded,
-        other => TxError::Execution {
-            reason: trap.unwrap_or_else(|| format!("{other:?}")),
+/// The error of an exceptional halt, mapped from revm's `HaltReason` variant by variant
+/// (never from its text or `Debug`: receipts are hashed, and a revm update that rewords a
+/// message must not change one). `trap` is the typed reason the last WASM frame or deploy to
+/// finish failed with.
+fn halt_error(reason: &HaltReason, trap: Option<TxError>) -> TxError {
+    let code = match reason {
+        HaltReason::OutOfGas(_) => return TxError::OutOfGas,
+        HaltReason::CallTooDeep => return TxError::CallDepthExceeded,
+        // A top-level WASM frame's trap surfaces as a precompile error
+        // (`bridge::to_interpreter_result`); it is the last WASM frame to finish.
+        HaltReason::PrecompileError => match trap {
+            Some(error) => return error,
+            None => ExecError::PrecompileError,
         },
-    }
+        // The context is a precompile's message: not kept.
+        HaltReason::PrecompileErrorWithContext(_) => ExecError::PrecompileError,
+        HaltReason::OpcodeNotFound => ExecError::OpcodeNotFound,
+        HaltReason::InvalidFEOpcode => ExecError::InvalidFEOpcode,
+        HaltReason::InvalidJump => ExecError::InvalidJump,
+        HaltReason::NotActivated => ExecError::NotActivated,
+        HaltReason::StackUnderflow => ExecError::StackUnderflow,
+        HaltReason::StackOverflow => ExecError::StackOverflow,
+        HaltReason::OutOfOffset => ExecError::OutOfOffset,
+        HaltReason::CreateCollision => ExecError::CreateCollision,
+        HaltReason::NonceOverflow => ExecError::NonceOverflow,
+        HaltReason::CreateContractSizeLimit => ExecError::CreateContractSizeLimit,
+        HaltReason::CreateContractStartingWithEF => ExecError::CreateContractStartingWithEF,
+        HaltReason::CreateInitCodeSizeLimit => ExecError::CreateInitCodeSizeLimit,
+        HaltReason::OverflowPayment => ExecError::OverflowPayment,
+        HaltReason::StateChangeDuringStaticCall => ExecError::StateChangeDuringStaticCall,
+        HaltReason::CallNotAllowedInsideStatic => ExecError::CallNotAllowedInsideStatic,
+        HaltReason::OutOfFunds => ExecError::OutOfFunds,
+    };
+    TxError::Execution { code }
 }
 
 fn truncate(mut output: Vec<u8>) -> Vec<u8> {
@@ -291,15 +326,21 @@ impl Runtime {
         tx_hash: Hash,
         block_gas_used: u64,
     ) -> Result<Receipt, RuntimeError> {
+        // A hit left by an earlier refusal (a read of an expired sender) is not this one's.
+        overlay.take_expired_hit();
         let t = &tx.tx;
-        if t.chain_id != self.config.chain_id {
-            return Ok(rejected(
-                tx_hash,
-                TxError::WrongChainId {
-                    expected: self.config.chain_id,
-                    got: t.chain_id,
-                },
-            ));
+        // The same stateless checks as mempool admission (`precheck`), then what is left of
+        // the block's gas: the block check bounds the sum of gas limits, so this only
+        // refuses in blocks that are invalid anyway.
+        let gas_cap = MAX_TX_GAS.min(self.config.block_gas_limit);
+        let checked = crate::precheck::check_stateless(
+            t,
+            self.config.chain_id,
+            self.config.min_gas_price,
+            gas_cap,
+        );
+        if let Err(error) = checked {
+            return Ok(rejected(tx_hash, error));
         }
         let block_left = self.config.block_gas_limit.saturating_sub(block_gas_used);
         if t.gas_limit > MAX_TX_GAS.min(block_left) {
@@ -311,57 +352,36 @@ impl Runtime {
                 },
             ));
         }
-        if t.gas_price < self.config.min_gas_price {
-            return Ok(rejected(
-                tx_hash,
-                TxError::GasPriceTooLow {
-                    gas_price: t.gas_price,
-                    min_gas_price: self.config.min_gas_price,
-                },
-            ));
-        }
         let sender = t.sender_address();
-        let (kind, data, value) = match &t.body {
-            TxBody::Transfer { to, amount } => (TxKind::Call(to_revm(to)), Vec::new(), *amount),
-            TxBody::Call { to, data, value } => (TxKind::Call(to_revm(to)), data.clone(), *value),
-            TxBody::Deploy {
-                env: Env::Evm,
-                code,
-                args,
-                value,
-            } => (TxKind::Create, [code.as_slice(), args].concat(), *value),
-            TxBody::Deploy {
-                env: Env::Wasm,
-                code,
-                args,
-                value,
-            } => (
-                TxKind::Call(WASM_DEPLOYER),
-                deploy_input(code, args),
-                *value,
-            ),
+        // An expired sender cannot be charged: refused (the block check keeps such a
+        // transaction out of blocks). Any other expired entry is the transaction's to pay for.
+        match overlay.account(&sender) {
+            Ok(_) => {}
+            Err(keel_state::StateError::Expired { key, epoch, .. }) => {
+                overlay.take_expired_hit();
+                return Ok(rejected(tx_hash, expired_error(&key, epoch)));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let tx_env = match &t.body {
             TxBody::Revive { proof } => {
                 return self.revive(overlay, block, tx, tx_hash, (proof, false));
             }
             TxBody::Unflag { proof } => {
                 return self.revive(overlay, block, tx, tx_hash, (proof, true));
             }
-        };
-        let tx_env = TxEnv {
-            caller: to_revm(&sender),
-            gas_limit: t.gas_limit,
-            gas_price: t.gas_price,
-            kind,
-            value: u256_to_revm(&value),
-            data: Bytes::from(data),
-            nonce: t.nonce,
-            chain_id: Some(self.config.chain_id),
-            ..Default::default()
+            _ => crate::precheck::tx_env(t, self.config.chain_id)
+                .ok_or_else(|| RuntimeError::Fatal("no EVM form for a call".into()))?,
         };
         let is_wasm_deploy = matches!(t.body, TxBody::Deploy { env: Env::Wasm, .. });
         match self.transact(overlay, hashes, block, tx_env, false)? {
             Ok((result, trap)) => Ok(receipt_from(result, tx_hash, is_wasm_deploy, trap)),
-            Err(Refused::Expired(error)) => Ok(rejected(tx_hash, error)),
+            // It passed every check and ran into an expired entry: charged its whole gas
+            // limit (revm aborted on the read and reports no gas figure; charging less would
+            // let it do that much work for less), nothing else applied.
+            Err(Refused::Expired(error)) => {
+                self.charge_failed(overlay, block, t, tx_hash, (t.gas_limit, error))
+            }
             Err(Refused::Invalid(invalid)) => {
                 let balance = match overlay.account(&sender) {
                     Ok(a) => a.map(|a| a.balance).unwrap_or_default(),
@@ -375,7 +395,8 @@ impl Runtime {
 
     /// A revival (or, with `unflag`, the clearing of a fold filter's false positive): the
     /// same nonce and fee rules as every transaction, then the proof checks of
-    /// `expiry::check_revival` (`check_unflag`). A refused one is rejected without a fee.
+    /// `expiry::check_revival` (`check_unflag`). A sender that cannot pay is refused; a
+    /// refused proof is charged (`charge_failed`).
     fn revive(
         &self,
         overlay: &mut Overlay<&dyn StateView>,
@@ -429,7 +450,11 @@ impl Runtime {
         };
         let restore = match checked {
             Ok(r) => r,
-            Err(error) => return Ok(rejected(tx_hash, error)),
+            // The sender can pay and the proof is refused: charged its intrinsic gas with
+            // its nonce used, so a junk proof costs a fee and cannot be sent again.
+            Err(error) => {
+                return self.charge_failed(overlay, block, t, tx_hash, (intrinsic, error));
+            }
         };
         let fee = U256::from(intrinsic) * U256::from(t.gas_price);
         crate::expiry::apply_revival(overlay, sender, block.beneficiary, fee, restore)?;
@@ -445,6 +470,68 @@ impl Runtime {
         })
     }
 
+    /// A transaction that passed every check a sender must pass (nonce, balance, gas) but
+    /// failed afterwards: only its fee — `gas` at its gas price, to the block's fee recipient
+    /// — and its nonce bump are applied, and its receipt is a `Revert` carrying `error`. So a
+    /// failure costs its sender and the same signed transaction can never run again.
+    /// Re-checks nonce and balance itself; if they do not hold, it is refused instead.
+    fn charge_failed(
+        &self,
+        overlay: &mut Overlay<&dyn StateView>,
+        block: &BlockContext,
+        t: &keel_types::Transaction,
+        tx_hash: Hash,
+        (gas, error): (u64, TxError),
+    ) -> Result<Receipt, RuntimeError> {
+        overlay.take_expired_hit();
+        let sender = t.sender_address();
+        let mut account = match overlay.account(&sender) {
+            Ok(a) => a.unwrap_or_default(),
+            Err(keel_state::StateError::Expired { key, epoch, .. }) => {
+                overlay.take_expired_hit();
+                return Ok(rejected(tx_hash, expired_error(&key, epoch)));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let bad_nonce = TxError::BadNonce {
+            expected: account.nonce,
+            got: t.nonce,
+        };
+        let next_nonce = match account.nonce.checked_add(1) {
+            Some(next) if account.nonce == t.nonce => next,
+            _ => return Ok(rejected(tx_hash, bad_nonce)),
+        };
+        let fee = U256::from(gas) * U256::from(t.gas_price);
+        if account.balance < fee {
+            return Ok(rejected(
+                tx_hash,
+                TxError::InsufficientBalance {
+                    needed: fee,
+                    available: account.balance,
+                },
+            ));
+        }
+        account.nonce = next_nonce;
+        account.balance -= fee;
+        overlay.put_account(sender, &account)?;
+        if !fee.is_zero() {
+            // The fee recipient is live or the burn address (`paying_context`).
+            let mut paid = overlay.account(&block.beneficiary)?.unwrap_or_default();
+            paid.balance = paid.balance.saturating_add(fee);
+            overlay.put_account(block.beneficiary, &paid)?;
+        }
+        overlay.discard_journal();
+        Ok(Receipt {
+            tx_hash,
+            status: TxStatus::Revert,
+            gas_used: gas,
+            output: Vec::new(),
+            logs: Vec::new(),
+            contract_address: None,
+            error: Some(error),
+        })
+    }
+
     /// Runs one EVM transaction (WASM frames included) over `overlay` and applies its state
     /// changes there. `Err(invalid)` is a transaction revm refused before executing it.
     fn transact(
@@ -454,7 +541,7 @@ impl Runtime {
         block: &BlockContext,
         tx_env: TxEnv,
         skip_nonce_check: bool,
-    ) -> Result<Result<(ExecutionResult, Option<String>), Refused>, RuntimeError> {
+    ) -> Result<Result<(ExecutionResult, Option<TxError>), Refused>, RuntimeError> {
         let precompiles = KeelPrecompiles::new(self.wasm.clone(), block.epoch, block.timestamp_ms);
         let (result, state) = {
             let db = KeelDb::new(&*overlay, hashes);
@@ -515,12 +602,7 @@ impl Runtime {
         match self.transact(&mut overlay, hashes, block, tx_env, true)? {
             Ok((result, trap)) => Ok(receipt_from(result, Hash::ZERO, false, trap)),
             Err(Refused::Expired(error)) => Ok(rejected(Hash::ZERO, error)),
-            Err(Refused::Invalid(invalid)) => Ok(rejected(
-                Hash::ZERO,
-                TxError::Execution {
-                    reason: invalid.to_string(),
-                },
-            )),
+            Err(Refused::Invalid(invalid)) => Ok(rejected(Hash::ZERO, refused_by_revm(&invalid))),
         }
     }
 
@@ -548,7 +630,7 @@ fn receipt_from(
     result: ExecutionResult,
     tx_hash: Hash,
     is_wasm_deploy: bool,
-    trap: Option<String>,
+    trap: Option<TxError>,
 ) -> Receipt {
     // What the sender paid for: spent minus the EIP-3529 refund, at least the EIP-7623 floor.
     let gas_used = result.tx_gas_used();
@@ -576,10 +658,10 @@ fn receipt_from(
             }
         }
         ExecutionResult::Revert { output, .. } => {
-            let error = match (is_wasm_deploy, String::from_utf8(output.to_vec())) {
-                (true, Ok(text)) if text.starts_with("invalid code: ") => TxError::InvalidCode {
-                    reason: text["invalid code: ".len()..].chars().take(900).collect(),
-                },
+            // A WASM deploy the deployer refused carries its typed reason (set by the
+            // deployer itself, so a constructor's revert data cannot pose as one).
+            let error = match trap {
+                Some(refusal) if is_wasm_deploy => refusal,
                 _ => TxError::Reverted,
             };
             Receipt {

@@ -11,6 +11,7 @@ use keel_types::archive::{
 use keel_types::fold::{
     Absence, FoldPage, FoldedRevival, FoldedStub, KeyProbes, UnflagProof, MAX_FOLD_KEYS_PER_PAGE,
 };
+use keel_types::receipt::FoldProofCode;
 use keel_types::{Address, Canonical, Epoch, RevivalError, StateKey, TxError};
 
 /// Entries one block moves to the archive at most. An epoch's backlog beyond
@@ -173,10 +174,10 @@ fn check_folded(
     proof: &RevivalProof,
     folded: &FoldedRevival,
 ) -> Result<Result<(), RevivalError>, StateError> {
-    let refuse = |page, reason: String| Ok(Err(RevivalError::BadFoldProof { page, reason }));
+    let refuse = |page, code: FoldProofCode| Ok(Err(RevivalError::BadFoldProof { page, code }));
     let key_hash = proof.key.key_hash();
     let Some(page) = fold_page(view, folded.page)? else {
-        return refuse(folded.page, "no such fold page".into());
+        return refuse(folded.page, FoldProofCode::NoSuchPage);
     };
     let version = FoldedStub {
         key_hash,
@@ -184,13 +185,10 @@ fn check_folded(
         leaf: proof.leaf_index,
     };
     if folded.member.stub != version {
-        return refuse(
-            folded.page,
-            "the page leaf is not this key's archived version".into(),
-        );
+        return refuse(folded.page, FoldProofCode::WrongVersion);
     }
     if let Err(e) = page.verify_leaf(&folded.member) {
-        return refuse(folded.page, e.to_string());
+        return refuse(folded.page, (&e).into());
     }
     check_absences(view, &key_hash, folded.page + 1, &folded.absent).map(|r| r.map(|_| ()))
 }
@@ -204,12 +202,7 @@ fn check_absences(
     first_page: u64,
     absent: &[Absence],
 ) -> Result<Result<u64, RevivalError>, StateError> {
-    let refuse = |page, reason: &str| {
-        Ok(Err(RevivalError::BadFoldProof {
-            page,
-            reason: reason.to_string(),
-        }))
-    };
+    let refuse = |page, code: FoldProofCode| Ok(Err(RevivalError::BadFoldProof { page, code }));
     let probes = KeyProbes::new(key_hash);
     let mut absences = absent.iter();
     let mut flagging = 0;
@@ -221,20 +214,14 @@ fn check_absences(
         }
         flagging += 1;
         let Some(absence) = absences.next().filter(|a| a.page == later) else {
-            return refuse(
-                later,
-                "this page flags the key and the proof does not show it does not hold it",
-            );
+            return refuse(later, FoldProofCode::MissingAbsence);
         };
         if let Err(e) = page.verify_absent(key_hash, absence) {
-            return refuse(later, &e.to_string());
+            return refuse(later, (&e).into());
         }
     }
     if let Some(extra) = absences.next() {
-        return refuse(
-            extra.page,
-            "an absence proof for a page that does not flag the key",
-        );
+        return refuse(extra.page, FoldProofCode::ExtraAbsence);
     }
     Ok(Ok(flagging))
 }
@@ -253,7 +240,7 @@ fn decode_proof<P: Canonical>(bytes: &[u8], expiry_epochs: u64) -> Result<P, Rev
     if expiry_epochs == 0 {
         return Err(RevivalError::ExpiryOff);
     }
-    P::decode(bytes).map_err(|e| RevivalError::Malformed(e.to_string()))
+    P::decode(bytes).map_err(|e| RevivalError::Malformed { code: (&e).into() })
 }
 
 /// Checks an unflag: `key` is absent from the tree, and every fold page whose filter flags
@@ -269,7 +256,7 @@ pub fn check_unflag(
         Ok(p) => p,
         Err(reason) => return refuse(reason),
     };
-    let key = proof.key.to_string();
+    let key = proof.key.clone();
     match view.entry(&proof.key)? {
         Some(Entry::Live { .. }) => return refuse(RevivalError::AlreadyLive { key }),
         Some(Entry::Expired { .. }) => return refuse(RevivalError::Archived { key }),
@@ -299,7 +286,7 @@ pub fn check_revival(
         Ok(p) => p,
         Err(reason) => return refuse(reason),
     };
-    let key = proof.key.to_string();
+    let key = proof.key.clone();
     if !proof.key.expires() {
         return refuse(RevivalError::NotExpired { key });
     }
@@ -337,7 +324,7 @@ pub fn check_revival(
     if let Err(e) = proof.verify(&sealed) {
         return refuse(RevivalError::BadProof {
             sealed_epoch: proof.sealed_epoch,
-            reason: e.to_string(),
+            code: (&e).into(),
         });
     }
     Ok(Ok(Restore {

@@ -5,6 +5,7 @@
 pub mod bridge;
 pub mod executor;
 pub mod expiry;
+pub mod precheck;
 pub mod signatures;
 
 pub use bridge::{deploy_input, WASM_DEPLOYER};

@@ -1,11 +1,11 @@
 //! State expiry end to end through the runtime and a real store: EVM and WASM slots expire
 //! after `expiry_epochs` idle epochs, touching them is the typed `Expired` error (never a
 //! zero), and revival brings back exactly the latest archived value, once — every adversarial
-//! revival is rejected with its typed reason.
+//! revival is refused with its typed reason (and charged).
 
 mod common;
 
-use common::{abi, addr, artifact, key, refused, Chain};
+use common::{abi, addr, artifact, key, refused, Chain, GAS_PRICE};
 use keel_state::{Entry, StateView, StateViewExt};
 use keel_types::{
     Address, Canonical, Env, Receipt, RevivalError, SecretKey, StateKey, TxBody, TxError, TxStatus,
@@ -75,12 +75,19 @@ fn slot_lifecycle(env: Env) {
     // Idle past expiry: touched in epoch 0, swept at the first block of epoch 3.
     idle_until(&mut chain, &keeper, &[registry], 3);
     let slot = expired_slot(&chain, registry);
+    let before = chain.balance(&addr(&keeper));
     let read = get(&mut chain, &keeper, registry, 1);
-    assert_eq!(read.status, TxStatus::Rejected, "{read:?}");
+    // Charged, not refused: its whole gas limit (`Chain::call`'s 5,000,000), its nonce used.
+    assert_eq!(read.status, TxStatus::Revert, "{read:?}");
+    assert_eq!(read.gas_used, 5_000_000, "{read:?}");
+    assert_eq!(
+        chain.balance(&addr(&keeper)),
+        before - U256::from(5_000_000u64) * U256::from(GAS_PRICE)
+    );
     match &read.error {
         Some(TxError::Expired { key, expired_epoch }) => {
             assert_eq!(*expired_epoch, 3);
-            assert_eq!(key, &slot.to_string());
+            assert_eq!(key, &slot);
         }
         other => panic!("reading an expired slot must be the typed error, got {other:?}"),
     }
@@ -136,7 +143,7 @@ fn slot_lifecycle(env: Env) {
     let mut garbage = proof.encode();
     garbage.truncate(garbage.len() / 2);
     let r = chain.run(&keeper, 1_000_000, TxBody::Revive { proof: garbage });
-    assert!(matches!(refused(&r), RevivalError::Malformed(_)));
+    assert!(matches!(refused(&r), RevivalError::Malformed { .. }));
 
     // The honest revival: the value is back and reads normally.
     let revived = chain.revive(&keeper, &proof);

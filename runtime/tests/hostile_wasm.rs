@@ -4,7 +4,8 @@
 mod common;
 
 use common::{key, Chain};
-use keel_types::{Env, Hash, Receipt, TxBody, TxError, TxStatus, U256};
+use keel_types::receipt::{BlockReceipts, CodeError, ExecError, RequiredExport};
+use keel_types::{Canonical, Env, Hash, Receipt, TxBody, TxError, TxStatus, U256};
 
 const GAS: u64 = 3_000_000;
 
@@ -96,10 +97,10 @@ fn deploy(chain: &mut Chain, code: Vec<u8>, gas: u64) -> Receipt {
     )
 }
 
-fn invalid_code(r: &Receipt) -> String {
+fn invalid_code(r: &Receipt) -> CodeError {
     assert_eq!(r.status, TxStatus::Revert, "{r:?}");
     match &r.error {
-        Some(TxError::InvalidCode { reason }) => reason.clone(),
+        Some(TxError::InvalidCode { code }) => *code,
         other => panic!("expected InvalidCode, got {other:?}"),
     }
 }
@@ -172,46 +173,59 @@ fn attacks() -> (Vec<Receipt>, Hash) {
     assert_eq!(r.status, TxStatus::Success, "{r:?}");
     receipts.push(r);
 
-    // A trap: typed, with the reason.
+    // A trap: typed, with keel's own code (never wasmer's text).
     let r = deploy(&mut chain, wat(UNREACHABLE), GAS);
     let trap = r.contract_address.expect("deployed");
     receipts.push(r);
     let r = call(&mut chain, trap);
     assert_eq!(r.status, TxStatus::Revert);
-    assert!(
-        matches!(&r.error, Some(TxError::Execution { reason }) if reason.contains("Unreachable")),
+    assert_eq!(
+        r.error,
+        Some(TxError::Execution {
+            code: ExecError::WasmUnreachable
+        }),
         "{r:?}"
     );
     receipts.push(r);
 
-    // Refused at deploy, each with its typed reason.
-    let cases: Vec<(Vec<u8>, &str)> = vec![
-        (
-            b"\0asm\x01\0\0\0\x01\xff\xff".to_vec(),
-            "not a valid WASM module",
-        ),
-        (b"definitely not wasm".to_vec(), "not a valid WASM module"),
-        (wat(DISALLOWED_IMPORT), "is not part of the host API"),
-        (wat(WRONG_HOST_SIGNATURE), "wrong signature"),
-        (
-            wat(FLOAT_NAN),
-            "float instructions and types are not allowed",
-        ),
-        (wat(NO_MEMORY_MAX), "declared maximum"),
-        (wat(TOO_MUCH_MEMORY), "declared maximum"),
-        (wat(START_FUNCTION), "start functions are not allowed"),
-        (
-            vec![0u8; keel_types::limits::MAX_CODE_BYTES + 1],
-            "bytes, the limit is",
-        ),
+    // Refused at deploy, each with its typed code.
+    let max = keel_types::limits::MAX_CODE_BYTES;
+    let cases: Vec<(Vec<u8>, fn(&CodeError) -> bool)> = vec![
+        (b"\0asm\x01\0\0\0\x01\xff\xff".to_vec(), |c| {
+            matches!(c, CodeError::Malformed { .. })
+        }),
+        (b"definitely not wasm".to_vec(), |c| {
+            matches!(c, CodeError::Malformed { .. })
+        }),
+        (wat(DISALLOWED_IMPORT), |c| {
+            *c == CodeError::DisallowedImport { index: 0 }
+        }),
+        (wat(WRONG_HOST_SIGNATURE), |c| {
+            *c == CodeError::ImportSignature { index: 0 }
+        }),
+        (wat(FLOAT_NAN), |c| {
+            matches!(c, CodeError::FloatsNotAllowed { .. })
+        }),
+        (wat(NO_MEMORY_MAX), |c| {
+            *c == CodeError::Memory { max_pages: 32 }
+        }),
+        (wat(TOO_MUCH_MEMORY), |c| {
+            *c == CodeError::Memory { max_pages: 32 }
+        }),
+        (wat(START_FUNCTION), |c| *c == CodeError::StartFunction),
+        (vec![0u8; max + 1], |c| {
+            *c == CodeError::TooLarge {
+                len_bytes: keel_types::limits::MAX_CODE_BYTES as u64 + 1,
+                max_bytes: keel_types::limits::MAX_CODE_BYTES as u64,
+            }
+        }),
     ];
     for (code, expected) in cases {
         let r = deploy(&mut chain, code, GAS);
-        let reason = invalid_code(&r);
-        assert!(
-            reason.contains(expected),
-            "{reason:?} should contain {expected:?}"
-        );
+        let code = invalid_code(&r);
+        assert!(expected(&code), "unexpected code {code:?}");
+        // The refusal's reason is the typed error; no text in the revert data.
+        assert!(r.output.is_empty(), "{r:?}");
         assert!(r.contract_address.is_none());
         receipts.push(r);
     }
@@ -224,4 +238,141 @@ fn hostile_modules_get_typed_outcomes_and_identical_results_on_fresh_stores() {
     let (second, second_root) = attacks();
     assert_eq!(first, second);
     assert_eq!(first_root, second_root);
+}
+
+/// 900 four-byte characters (U+1D11E): 900 characters, 3,600 bytes. A refusal reason cut to
+/// 900 *characters* was over the 1,024-*byte* bound a receipt decodes with.
+fn long_name() -> String {
+    "\u{1D11E}".repeat(900)
+}
+
+/// Every error path whose text used to reach a receipt, with text far longer in bytes than in
+/// characters: each deploy is refused with a typed code, the block's receipts decode again
+/// (stored and re-encoded), and the chain goes on. Before typed codes, the first of these
+/// committed a block whose receipts no longer decoded, and every node halted.
+#[test]
+fn long_multibyte_names_get_typed_refusals_and_receipts_that_decode() {
+    let name = long_name();
+    assert_eq!((name.chars().count(), name.len()), (900, 3_600));
+    let wat = |s: &str| wat::parse_str(s).expect("wat");
+    // An import the host API does not have, named with the long name.
+    let import_name = wat(&format!(
+        r#"(module
+  (import "keel" "{name}" (func))
+  (memory (export "memory") 1 1)
+  (func (export "call") (param i32) (result i32) (i32.const 0)))"#
+    ));
+    // An import from a module with the long name.
+    let import_module = wat(&format!(
+        r#"(module
+  (import "keel" "caller" (func (param i32)))
+  (import "{name}" "x" (func))
+  (memory (export "memory") 1 1)
+  (func (export "call") (param i32) (result i32) (i32.const 0)))"#
+    ));
+    // wasmparser's message for a duplicate export quotes the name.
+    let duplicate_export = wat(&format!(
+        r#"(module
+  (memory (export "memory") 1 1)
+  (func $f (param i32) (result i32) (i32.const 0))
+  (export "call" (func $f))
+  (export "{name}" (func $f))
+  (export "{name}" (func $f)))"#
+    ));
+    // A long function export name, and no `call`.
+    let long_export = wat(&format!(
+        r#"(module
+  (memory (export "memory") 1 1)
+  (func (export "{name}") (param i32) (result i32) (i32.const 0)))"#
+    ));
+    // A constructor whose revert data poses as a refusal: `invalid code: ` and the name.
+    let revert_text = format!("invalid code: {name}");
+    let posing_constructor = wat(&format!(
+        r#"(module
+  (import "keel" "revert" (func $revert (param i32 i32)))
+  (memory (export "memory") 1 1)
+  (data (i32.const 0) "{revert_text}")
+  (func (export "call") (param i32) (result i32) (i32.const 0))
+  (func (export "deploy") (param i32) (result i32)
+    (call $revert (i32.const 0) (i32.const {len}))
+    (i32.const 1)))"#,
+        len = revert_text.len()
+    ));
+
+    let mut chain = Chain::new(&[&key(1)]);
+    let deploys = [
+        import_name,
+        import_module,
+        duplicate_export,
+        long_export,
+        posing_constructor,
+    ];
+    let txs = deploys
+        .into_iter()
+        .map(|code| {
+            chain.tx(
+                &key(1),
+                GAS,
+                TxBody::Deploy {
+                    env: Env::Wasm,
+                    code,
+                    args: Vec::new(),
+                    value: U256::ZERO,
+                },
+            )
+        })
+        .collect();
+    let (out, _) = chain.block(txs);
+    let errors: Vec<_> = out.receipts.iter().map(|r| r.error.clone()).collect();
+    let invalid = |code| Some(TxError::InvalidCode { code });
+    assert_eq!(errors[0], invalid(CodeError::DisallowedImport { index: 0 }));
+    assert_eq!(errors[1], invalid(CodeError::DisallowedImport { index: 1 }));
+    assert!(
+        matches!(
+            errors[2],
+            Some(TxError::InvalidCode {
+                code: CodeError::Malformed { .. }
+            })
+        ),
+        "{:?}",
+        errors[2]
+    );
+    assert_eq!(
+        errors[3],
+        invalid(CodeError::MissingExport {
+            export: RequiredExport::Call
+        })
+    );
+    // The constructor's revert is a revert with its data, not a refusal.
+    assert_eq!(errors[4], Some(TxError::Reverted));
+    assert_eq!(out.receipts[4].output, revert_text.as_bytes());
+    for r in &out.receipts {
+        assert_eq!(r.status, TxStatus::Revert, "{r:?}");
+        assert!(r.gas_used > 0, "a refused deploy is charged: {r:?}");
+        assert!(r.contract_address.is_none());
+    }
+
+    // The receipts round-trip, re-encoded and as stored.
+    let encoded = BlockReceipts(out.receipts.clone()).encode();
+    assert_eq!(
+        BlockReceipts::decode(&encoded).expect("receipts decode"),
+        BlockReceipts(out.receipts.clone())
+    );
+    let stored = chain
+        .store
+        .receipts(chain.height)
+        .expect("read receipts")
+        .expect("stored");
+    assert_eq!(stored, out.receipts);
+
+    // And the next block executes.
+    let r = chain.run(
+        &key(1),
+        GAS,
+        TxBody::Transfer {
+            to: common::addr(&key(2)),
+            amount: U256::from(1u64),
+        },
+    );
+    assert_eq!(r.status, TxStatus::Success, "{r:?}");
 }

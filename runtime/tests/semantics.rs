@@ -383,8 +383,11 @@ fn the_evm_sees_wasm_code_with_its_prefix() {
             value: U256::ZERO,
         },
     );
-    assert!(
-        matches!(&r.error, Some(TxError::Execution { reason }) if reason.contains("StartingWithEF")),
+    assert_eq!(
+        r.error,
+        Some(TxError::Execution {
+            code: keel_types::receipt::ExecError::CreateContractStartingWithEF
+        }),
         "{r:?}"
     );
 }
@@ -493,4 +496,79 @@ fn wasm_sees_the_same_block() {
         abi::u(1_700_000_000_000 + height * 1_000)
     );
     assert_eq!(chain.storage(&probe, abi::u(2)), abi::u(0));
+}
+
+/// A `Revive` or `Unflag` whose proof is refused, from a sender that can pay, is charged its
+/// intrinsic gas and uses its nonce (a `Revert` with the typed error): junk costs a fee, and
+/// the same signed transaction in the next block is refused (its nonce is used).
+#[test]
+fn a_refused_revival_or_unflag_is_charged_and_cannot_be_replayed() {
+    use keel_state::StateViewExt;
+    let alice = key(1);
+    let mut chain = Chain::new(&[&alice]);
+    let a = addr(&alice);
+    let proposer = addr(&chain.proposer);
+    let junk = [
+        TxBody::Revive { proof: vec![7; 9] },
+        TxBody::Unflag { proof: vec![7; 9] },
+    ];
+    let fee = U256::from(keel_runtime::expiry::revival_gas(9)) * U256::from(GAS_PRICE);
+    for (nonce, body) in (0u64..).zip(junk) {
+        let (before, earned) = (chain.balance(&a), chain.balance(&proposer));
+        let signed = tx(&alice, nonce, CHAIN_ID, 100_000, body);
+        let (out, _) = chain.block(vec![signed.clone()]);
+        let r = &out.receipts[0];
+        assert_eq!(r.status, TxStatus::Revert, "{r:?}");
+        assert!(
+            matches!(r.error, Some(TxError::InvalidRevival { .. })),
+            "{r:?}"
+        );
+        assert_eq!(r.gas_used, keel_runtime::expiry::revival_gas(9));
+        assert_eq!(out.gas_used, r.gas_used);
+        assert_eq!(chain.balance(&a), before - fee);
+        assert_eq!(chain.balance(&proposer), earned + fee);
+        let account = chain.store.latest_view().account(&a).expect("read");
+        assert_eq!(account.expect("alice").nonce, nonce + 1);
+
+        // Replayed in the next block: refused, nothing charged.
+        let (out, _) = chain.block(vec![signed]);
+        assert_eq!(out.receipts[0].status, TxStatus::Rejected);
+        assert_eq!(
+            out.receipts[0].error,
+            Some(TxError::BadNonce {
+                expected: nonce + 1,
+                got: nonce
+            })
+        );
+        assert_eq!(chain.balance(&a), before - fee);
+    }
+}
+
+/// The transaction index (hash → height, position) keeps a transaction's first inclusion:
+/// neither a second copy in the same block nor a copy in a later block moves it. (Both
+/// copies are refused by execution, so a valid block never holds them; the index must not
+/// trust that.)
+#[test]
+fn the_transaction_index_keeps_the_first_inclusion() {
+    let (alice, bob) = (key(1), key(2));
+    let mut chain = Chain::new(&[&alice, &bob]);
+    let first = tx(&bob, 0, CHAIN_ID, 21_000, transfer(&addr(&alice), 1));
+    let dup = tx(&alice, 0, CHAIN_ID, 21_000, transfer(&addr(&bob), 1));
+    let (out, _) = chain.block(vec![first, dup.clone(), dup.clone()]);
+    assert_eq!(out.receipts[1].status, TxStatus::Success);
+    assert_eq!(
+        out.receipts[2].status,
+        TxStatus::Rejected,
+        "the second copy's nonce is used"
+    );
+    assert_eq!(
+        chain.store.tx_location(&dup.hash()).expect("read"),
+        Some((1, 1))
+    );
+    let (out, _) = chain.block(vec![dup.clone()]);
+    assert_eq!(out.receipts[0].status, TxStatus::Rejected);
+    assert_eq!(
+        chain.store.tx_location(&dup.hash()).expect("read"),
+        Some((1, 1))
+    );
 }

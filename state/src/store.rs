@@ -296,11 +296,18 @@ impl Store {
             block_hash = block.hash();
             batch.put_cf(cf(db, CF_BLOCKS)?, height_key(height), block.encode());
             batch.put_cf(cf(db, CF_BLOCK_INDEX)?, block_hash.0, height_key(height));
+            // The index keeps a transaction's first inclusion: a later copy (which a valid
+            // block never holds, its nonce being used) must not point lookups elsewhere.
             let tx_index = cf(db, CF_TX_INDEX)?;
+            let mut indexed = std::collections::BTreeSet::new();
             for (i, tx) in block.transactions.iter().enumerate() {
+                let hash = tx.hash();
+                if !indexed.insert(hash) || db.get_pinned_cf(tx_index, hash.0)?.is_some() {
+                    continue;
+                }
                 let mut location = height_key(height).to_vec();
                 location.extend((i as u32).to_be_bytes());
-                batch.put_cf(tx_index, tx.hash().0, location);
+                batch.put_cf(tx_index, hash.0, location);
             }
         }
         batch.put_cf(

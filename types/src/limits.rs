@@ -38,8 +38,12 @@ pub const MAX_RECEIPT_BYTES: usize =
 /// Largest value stored under one state key (account records and slots are small; code is
 /// bounded by [`MAX_CODE_BYTES`]).
 pub const MAX_STATE_VALUE_BYTES: usize = MAX_CODE_BYTES + 64;
-/// Largest human-readable error string carried in a receipt.
-pub const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
+/// Largest borsh encoding of a receipt's error (`TxError`). Errors carry only numbers,
+/// fixed-size keys and keel's own codes — no text — so the largest is a stale-version
+/// revival refusal at 87 bytes; this leaves room to grow and stays far inside the 4 KiB of
+/// framing [`MAX_RECEIPT_BYTES`] allows. types/tests/encoding.rs encodes every variant at
+/// its largest against it.
+pub const MAX_TX_ERROR_BYTES: usize = 256;
 /// Most validators in one epoch's set.
 pub const MAX_VALIDATORS: usize = 256;
 /// Largest encoded consensus certificate.

@@ -5,7 +5,10 @@ use keel_types::block::{canonical_order, is_canonical_order, tx_root};
 use keel_types::consensus::{Certificate, SignedVote, Vote, VoteKind};
 use keel_types::crypto::verify_batch;
 use keel_types::limits::*;
-use keel_types::receipt::BlockReceipts;
+use keel_types::receipt::{
+    ArchiveProofCode, BlockReceipts, CodeError, ExecError, FoldProofCode, HostArgument,
+    ModuleLimit, ProofDecodeError, RequiredExport,
+};
 use keel_types::state_key::CodeBlob;
 use keel_types::*;
 use proptest::prelude::*;
@@ -129,9 +132,41 @@ fn arb_tx_error() -> impl Strategy<Value = TxError> {
         Just(TxError::OutOfGas),
         (arb_u256(), arb_u256())
             .prop_map(|(needed, available)| TxError::InsufficientBalance { needed, available }),
-        ("[a-z ]{0,40}", any::<u64>())
-            .prop_map(|(key, expired_epoch)| TxError::Expired { key, expired_epoch }),
-        "[a-z ]{0,40}".prop_map(|reason| TxError::Execution { reason }),
+        (arb_address(), any::<[u8; 32]>(), any::<u64>()).prop_map(|(a, slot, expired_epoch)| {
+            TxError::Expired {
+                key: StateKey::Storage(a, slot),
+                expired_epoch,
+            }
+        }),
+        any::<u64>().prop_map(|offset| TxError::InvalidCode {
+            code: CodeError::Malformed { offset }
+        }),
+        (any::<u64>(), any::<u64>()).prop_map(|(count, max)| TxError::InvalidCode {
+            code: CodeError::LimitExceeded {
+                limit: ModuleLimit::DataBytes,
+                count,
+                max
+            }
+        }),
+        Just(TxError::Execution {
+            code: ExecError::WasmBadHostArgument {
+                argument: HostArgument::TooManyTopics
+            }
+        }),
+        (any::<u64>(), any::<u8>()).prop_map(|(page, got)| TxError::InvalidRevival {
+            reason: if got % 2 == 0 {
+                RevivalError::BadFoldProof {
+                    page,
+                    code: FoldProofCode::LeafPath {
+                        code: ArchiveProofCode::Shape,
+                    },
+                }
+            } else {
+                RevivalError::Malformed {
+                    code: ProofDecodeError::UnknownVersion { got },
+                }
+            }
+        }),
     ]
 }
 fn arb_receipt() -> impl Strategy<Value = Receipt> {
@@ -360,8 +395,11 @@ fn field_bounds_are_typed_errors() {
         contract_address: None,
         error: None,
     };
+    // `encode` refuses (in debug builds) to write an undecodable receipt; write it by hand.
+    let mut bytes = vec![Receipt::VERSION];
+    bytes.extend(borsh::to_vec(&receipt).expect("borsh"));
     assert!(matches!(
-        Receipt::decode(&receipt.encode()),
+        Receipt::decode(&bytes),
         Err(DecodeError::FieldTooLarge {
             field: "log.topics",
             ..
@@ -480,4 +518,239 @@ fn merkle_root_has_no_duplicate_leaf_ambiguity() {
     assert_ne!(merkle_root(&[a, b, c]), merkle_root(&[a, b, c, c]));
     assert_eq!(merkle_root(&[a]), a);
     assert_eq!(merkle_root(&[]), Hash::ZERO);
+}
+
+/// Every `TxError` variant with every field at its largest (the longest state key, `u64::MAX`
+/// numbers, the largest sub-code). Keep in step with `variant_index`, which the compiler
+/// checks is exhaustive.
+fn largest_errors() -> Vec<TxError> {
+    let key = StateKey::Storage(Address([0xff; 20]), [0xff; 32]);
+    let m = u64::MAX;
+    let revivals = vec![
+        RevivalError::Malformed {
+            code: ProofDecodeError::UnknownVersion { got: u8::MAX },
+        },
+        RevivalError::ExpiryOff,
+        RevivalError::AlreadyLive { key: key.clone() },
+        RevivalError::NotExpired { key: key.clone() },
+        RevivalError::StaleVersion {
+            key: key.clone(),
+            latest_epoch: m,
+            latest_leaf: m,
+            proof_epoch: m,
+            proof_leaf: m,
+        },
+        RevivalError::UnsealedEpoch { sealed_epoch: m },
+        RevivalError::BadProof {
+            sealed_epoch: m,
+            code: ArchiveProofCode::RootMismatch,
+        },
+        RevivalError::BadFoldProof {
+            page: m,
+            code: FoldProofCode::LeafPath {
+                code: ArchiveProofCode::OutOfRange,
+            },
+        },
+        RevivalError::Archived { key: key.clone() },
+    ];
+    let codes = vec![
+        CodeError::Malformed { offset: m },
+        CodeError::TooLarge {
+            len_bytes: m,
+            max_bytes: m,
+        },
+        CodeError::FloatsNotAllowed { offset: m },
+        CodeError::DisallowedImport { index: u32::MAX },
+        CodeError::ImportSignature { index: u32::MAX },
+        CodeError::NonFunctionImport { index: u32::MAX },
+        CodeError::LimitExceeded {
+            limit: ModuleLimit::OperandStackPerFunction,
+            count: m,
+            max: m,
+        },
+        CodeError::Memory { max_pages: m },
+        CodeError::MissingExport {
+            export: RequiredExport::Memory,
+        },
+        CodeError::StartFunction,
+        CodeError::IfWithParamsWithoutElse { offset: m },
+        CodeError::CompileFailed,
+        CodeError::BadDeployInput,
+    ];
+    let mut errors = vec![
+        TxError::WrongChainId {
+            expected: m,
+            got: m,
+        },
+        TxError::BadSignature,
+        TxError::BadNonce {
+            expected: m,
+            got: m,
+        },
+        TxError::InsufficientBalance {
+            needed: U256::MAX,
+            available: U256::MAX,
+        },
+        TxError::IntrinsicGasTooLow {
+            gas_limit: m,
+            intrinsic: m,
+        },
+        TxError::GasLimitTooHigh {
+            gas_limit: m,
+            block_gas_limit: m,
+        },
+        TxError::GasPriceTooLow {
+            gas_price: u128::MAX,
+            min_gas_price: u128::MAX,
+        },
+        TxError::OutOfGas,
+        TxError::Reverted,
+        TxError::NoContract {
+            address: Address([0xff; 20]),
+        },
+        TxError::CallDepthExceeded,
+        TxError::Expired {
+            key,
+            expired_epoch: m,
+        },
+        TxError::Execution {
+            code: ExecError::WasmBadHostArgument {
+                argument: HostArgument::ReturnDataOutOfBounds,
+            },
+        },
+        TxError::Execution {
+            code: ExecError::InvalidTransaction,
+        },
+    ];
+    errors.extend(codes.into_iter().map(|code| TxError::InvalidCode { code }));
+    errors.extend(
+        revivals
+            .into_iter()
+            .map(|reason| TxError::InvalidRevival { reason }),
+    );
+    errors
+}
+
+/// The borsh tag of a `TxError` variant; exhaustive so that a new variant fails to compile
+/// here until `largest_errors` covers it.
+fn variant_index(e: &TxError) -> u8 {
+    match e {
+        TxError::WrongChainId { .. } => 0,
+        TxError::BadSignature => 1,
+        TxError::BadNonce { .. } => 2,
+        TxError::InsufficientBalance { .. } => 3,
+        TxError::IntrinsicGasTooLow { .. } => 4,
+        TxError::GasLimitTooHigh { .. } => 5,
+        TxError::GasPriceTooLow { .. } => 6,
+        TxError::OutOfGas => 7,
+        TxError::Reverted => 8,
+        TxError::NoContract { .. } => 9,
+        TxError::InvalidCode { .. } => 10,
+        TxError::CallDepthExceeded => 11,
+        TxError::Expired { .. } => 12,
+        TxError::InvalidRevival { .. } => 13,
+        TxError::Execution { .. } => 14,
+    }
+}
+
+/// A receipt at every bound at once: the most output, the most logs with four topics each,
+/// all the log data the bound allows.
+fn largest_receipt(error: TxError) -> Receipt {
+    let per_log = MAX_TOTAL_LOG_DATA_BYTES / MAX_LOGS_PER_TX;
+    let mut logs: Vec<Log> = (0..MAX_LOGS_PER_TX)
+        .map(|_| Log {
+            address: Address([0xff; 20]),
+            topics: vec![[0xff; 32]; MAX_LOG_TOPICS],
+            data: vec![0xff; per_log],
+        })
+        .collect();
+    logs[0].data = vec![0xff; MAX_TOTAL_LOG_DATA_BYTES - per_log * (MAX_LOGS_PER_TX - 1)];
+    Receipt {
+        tx_hash: Hash([0xff; 32]),
+        status: TxStatus::Revert,
+        gas_used: u64::MAX,
+        output: vec![0xff; MAX_OUTPUT_BYTES],
+        logs,
+        contract_address: Some(Address([0xff; 20])),
+        error: Some(error),
+    }
+}
+
+#[test]
+fn every_tx_error_at_its_largest_fits_a_receipt_and_round_trips() {
+    let errors = largest_errors();
+    let covered: std::collections::BTreeSet<u8> = errors.iter().map(variant_index).collect();
+    assert_eq!(
+        covered,
+        (0..=14).collect(),
+        "every TxError variant is covered"
+    );
+    let mut largest = 0;
+    for error in errors {
+        let len = borsh::object_length(&error).expect("length");
+        assert!(
+            len <= MAX_TX_ERROR_BYTES,
+            "{error:?} encodes to {len} bytes"
+        );
+        largest = largest.max(len);
+        // Alone, in a receipt and in a block's receipts.
+        let small = Receipt {
+            tx_hash: Hash::ZERO,
+            status: TxStatus::Revert,
+            gas_used: 1,
+            output: Vec::new(),
+            logs: Vec::new(),
+            contract_address: None,
+            error: Some(error.clone()),
+        };
+        check_rejections(&small);
+        let block = BlockReceipts(vec![small.clone(), small]);
+        assert_eq!(BlockReceipts::decode(&block.encode()), Ok(block));
+        // With every other field at its bound too: still within MAX_RECEIPT_BYTES.
+        let big = largest_receipt(error);
+        let bytes = big.encode();
+        assert!(bytes.len() <= MAX_RECEIPT_BYTES, "{} bytes", bytes.len());
+        assert_eq!(Receipt::decode(&bytes), Ok(big));
+    }
+    // The bound has room: the largest error today is a stale-version revival refusal.
+    assert_eq!(largest, 87);
+}
+
+#[test]
+fn an_unknown_error_tag_never_decodes() {
+    // Forge bytes a decoder might see from a peer or disk: a receipt whose error is an
+    // unknown TxError tag is malformed, never a panic.
+    let receipt = Receipt {
+        tx_hash: Hash::ZERO,
+        status: TxStatus::Revert,
+        gas_used: 1,
+        output: Vec::new(),
+        logs: Vec::new(),
+        contract_address: None,
+        error: Some(TxError::OutOfGas),
+    };
+    let mut bytes = receipt.encode();
+    let tag = bytes.len() - 1;
+    assert_eq!(bytes[tag], 7, "OutOfGas is tag 7");
+    bytes[tag] = 200;
+    assert!(matches!(
+        Receipt::decode(&bytes),
+        Err(DecodeError::Malformed { .. })
+    ));
+}
+
+#[test]
+#[cfg(debug_assertions)]
+#[should_panic(expected = "encoding an undecodable receipt")]
+fn encoding_an_undecodable_receipt_is_caught() {
+    let receipt = Receipt {
+        tx_hash: Hash::ZERO,
+        status: TxStatus::Success,
+        gas_used: 0,
+        output: vec![0; MAX_OUTPUT_BYTES + 1],
+        logs: Vec::new(),
+        contract_address: None,
+        error: None,
+    };
+    let _ = receipt.encode();
 }

@@ -19,13 +19,38 @@ use std::sync::Arc;
 
 /// Fault injection for the halt test: a node started with this variable set to a height
 /// writes one extra storage slot when it executes that height, so its state (and root)
-/// diverges from the network's exactly as a nondeterminism bug would. Read once at start;
-/// never set in production (the node logs a warning when it is).
+/// diverges from the network's exactly as a nondeterminism bug would. Honoured only in
+/// builds with debug assertions (the test profiles); see [`fault_diverge_height`].
 pub const FAULT_DIVERGE_ENV: &str = "KEEL_FAULT_DIVERGE_AT_HEIGHT";
 
 /// Unfinalized blocks kept (known or executed). Honest runs hold a handful; this bounds
 /// what peers can make us hold.
 pub const MAX_UNFINALIZED_BLOCKS: usize = 512;
+/// Encoded bytes of the unfinalized blocks kept: the count bound alone allows 512 maximal
+/// (16 MiB) blocks, 8 GiB. Honest runs hold a few blocks; 256 MiB still holds sixteen
+/// maximal ones, more than the views in flight between two finalizations.
+pub const MAX_UNFINALIZED_BLOCK_BYTES: usize = 256 * 1024 * 1024;
+
+/// The height [`FAULT_DIVERGE_ENV`] asks this node to diverge at. Only builds with debug
+/// assertions read it (the `ci` and `dev` profiles the halt test runs under): a release
+/// binary ignores the variable, so no environment setting can make a production validator
+/// corrupt its own state.
+pub fn fault_diverge_height() -> Option<Height> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    let value = std::env::var(FAULT_DIVERGE_ENV).ok()?;
+    tracing::warn!(height = %value, "{FAULT_DIVERGE_ENV} is set: this node will diverge on purpose");
+    value.parse().ok()
+}
+
+/// Whether `block`'s transactions are the ones its header commits (`tx_root`, the header's
+/// only commitment to the body). The block hash covers the header alone, so a peer can pair
+/// a real header with any body; every block that arrives from the network is checked with
+/// this before it is stored, handed to the engine or executed.
+pub fn body_matches_header(block: &Block) -> bool {
+    block.compute_tx_root() == block.header.tx_root
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
@@ -35,6 +60,8 @@ pub enum ChainError {
     State(#[from] StateError),
     #[error("finalized block {height} does not extend the finalized tip")]
     NotNext { height: Height },
+    #[error("block {height}: its transactions do not match the header's tx_root")]
+    BodyMismatch { height: Height },
 }
 
 #[derive(Debug)]
@@ -54,8 +81,13 @@ pub struct Chain {
     genesis_hash: Hash,
     genesis_time_ms: u64,
     blocks: BTreeMap<Hash, Block>,
+    /// Encoded size of each block in `blocks` (same keys), for the byte bound.
+    block_bytes: BTreeMap<Hash, usize>,
     executed: BTreeMap<Hash, Executed>,
     diverge_at: Option<Height>,
+    /// [`MAX_UNFINALIZED_BLOCKS`] and [`MAX_UNFINALIZED_BLOCK_BYTES`] (smaller in tests).
+    max_blocks: usize,
+    max_block_bytes: usize,
 }
 
 /// State as of an unfinalized block: its ancestors' diffs (newest first) over the store.
@@ -183,11 +215,11 @@ impl Chain {
             genesis_hash,
             genesis_time_ms,
             blocks: BTreeMap::new(),
+            block_bytes: BTreeMap::new(),
             executed: BTreeMap::new(),
-            diverge_at: std::env::var(FAULT_DIVERGE_ENV).ok().and_then(|v| {
-                tracing::warn!(height = %v, "{FAULT_DIVERGE_ENV} is set: this node will diverge on purpose");
-                v.parse().ok()
-            }),
+            diverge_at: fault_diverge_height(),
+            max_blocks: MAX_UNFINALIZED_BLOCKS,
+            max_block_bytes: MAX_UNFINALIZED_BLOCK_BYTES,
         }
     }
 
@@ -199,6 +231,13 @@ impl Chain {
         &self.runtime
     }
 
+    /// The receipts of an unfinalized block executed here (see [`Chain::execute`]).
+    pub fn executed_receipts(&self, hash: &Hash) -> Option<&[Receipt]> {
+        self.executed
+            .get(hash)
+            .map(|e| e.output.receipts.as_slice())
+    }
+
     /// Finalized tip: height and hash (the genesis hash at height 0).
     pub fn tip(&self) -> (Height, Hash) {
         match self.store.latest() {
@@ -207,24 +246,49 @@ impl Chain {
         }
     }
 
-    /// Remembers a block seen on the network or built here (bounded; below the tip ignored).
-    pub fn remember(&mut self, block: &Block) {
-        if block.header.height <= self.tip().0 {
-            return;
+    /// Remembers a block seen on the network or built here, and says whether it is kept.
+    /// Bounded in count and bytes (the lowest heights, nearest to finality, are kept); below
+    /// the tip ignored. A body that does not match its header is refused, and a block already
+    /// known is never replaced: the hash covers only the header, so a second copy could carry
+    /// a different body.
+    pub fn remember(&mut self, block: &Block) -> bool {
+        let hash = block.hash();
+        if block.header.height <= self.tip().0 || self.blocks.contains_key(&hash) {
+            return self.blocks.contains_key(&hash);
         }
-        if self.blocks.len() >= MAX_UNFINALIZED_BLOCKS {
-            // Keep the lowest heights (nearest to finality); drop the highest.
+        if !body_matches_header(block) {
+            tracing::warn!(
+                height = block.header.height,
+                "refusing a block whose body does not match its header"
+            );
+            return false;
+        }
+        let size = borsh::object_length(block).unwrap_or(usize::MAX);
+        loop {
+            let bytes: usize = self.block_bytes.values().sum();
+            if self.blocks.len() < self.max_blocks
+                && bytes.saturating_add(size) <= self.max_block_bytes
+            {
+                break;
+            }
+            // Make room by dropping the highest block, unless the new one is the highest.
             let highest = self
                 .blocks
                 .iter()
                 .max_by_key(|(h, b)| (b.header.height, **h))
-                .map(|(h, _)| *h);
-            if let Some(h) = highest {
-                self.blocks.remove(&h);
-                self.executed.remove(&h);
+                .map(|(h, b)| (*h, b.header.height));
+            match highest {
+                Some((h, height)) if (height, h) > (block.header.height, hash) => {
+                    self.blocks.remove(&h);
+                    self.block_bytes.remove(&h);
+                    self.executed.remove(&h);
+                }
+                _ => return false,
             }
         }
-        self.blocks.insert(block.hash(), block.clone());
+        self.blocks.insert(hash, block.clone());
+        self.block_bytes.insert(hash, size);
+        true
     }
 
     /// The unfinalized blocks from the tip's child up to `hash`, or `None` if some block in
@@ -390,7 +454,20 @@ impl Chain {
                 height: block.header.height,
             });
         }
-        self.blocks.insert(hash, block.clone());
+        // Commit the body this node checked (and may have executed), never a second copy.
+        let block = match self.blocks.get(&hash) {
+            Some(known) => known.clone(),
+            None if body_matches_header(block) => {
+                self.blocks.insert(hash, block.clone());
+                block.clone()
+            }
+            None => {
+                return Err(ChainError::BodyMismatch {
+                    height: block.header.height,
+                })
+            }
+        };
+        let block = &block;
         let executed = match self.executed.remove(&hash) {
             Some(e) => e,
             None => self.execute_one(&[], &hash)?,
@@ -412,9 +489,157 @@ impl Chain {
         }
         let height = info.height;
         self.blocks.retain(|_, b| b.header.height > height);
+        self.block_bytes.retain(|h, _| self.blocks.contains_key(h));
         self.executed.retain(|h, _| self.blocks.contains_key(h));
         metrics::counter!(crate::metrics::EXECUTED_GAS).increment(executed.output.gas_used);
         metrics::counter!(crate::metrics::EXECUTED_TXS).increment(block.transactions.len() as u64);
         Ok((info, executed.output.receipts))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_runtime::RuntimeConfig;
+    use keel_state::StoreOptions;
+    use keel_types::{Address, Header, SecretKey, SignedTransaction, Transaction, TxBody, U256};
+
+    const GENESIS: Hash = Hash::ZERO;
+
+    fn chain() -> (tempfile::TempDir, Chain) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("state"), StoreOptions::default()).expect("store");
+        // An empty genesis state at height 0.
+        store
+            .commit(CommitRequest {
+                height: 0,
+                diff: &StateDiff::new(),
+                block: None,
+                receipts: &[],
+                archive: &keel_state::ArchiveBatch::default(),
+            })
+            .expect("genesis");
+        let cache = keel_exec_wasm::ModuleCache::new(None, 4).expect("module cache");
+        let runtime = Runtime::new(RuntimeConfig::new(1), Arc::new(cache));
+        (dir, Chain::new(Arc::new(store), runtime, GENESIS, 0))
+    }
+
+    fn tx(nonce: u64, data_bytes: usize) -> SignedTransaction {
+        let key = SecretKey::from_seed([7; 32]);
+        Transaction {
+            chain_id: 1,
+            sender: key.public_key().into(),
+            nonce,
+            gas_limit: 100_000,
+            gas_price: 1,
+            body: TxBody::Call {
+                to: Address([1; 20]),
+                data: vec![0xab; data_bytes],
+                value: U256::ZERO,
+            },
+        }
+        .sign(&key)
+    }
+
+    fn block(
+        height: Height,
+        parent: Hash,
+        salt: u64,
+        transactions: Vec<SignedTransaction>,
+    ) -> Block {
+        let header = Header {
+            chain_id: 1,
+            height,
+            epoch: 0,
+            view: height,
+            parent_hash: parent,
+            proposer: SecretKey::from_seed([1; 32]).public_key(),
+            timestamp_ms: 1_000 + salt,
+            tx_root: keel_types::block::tx_root(&transactions),
+            parent_state_root: Hash::ZERO,
+            parent_receipts_root: Hash::ZERO,
+            archive_root: Hash::ZERO,
+        };
+        Block {
+            header,
+            transactions,
+        }
+    }
+
+    /// The same header (so the same hash) with other transactions.
+    fn swapped(block: &Block) -> Block {
+        Block {
+            header: block.header.clone(),
+            transactions: vec![tx(99, 8)],
+        }
+    }
+
+    #[test]
+    fn a_block_whose_body_was_swapped_is_refused() {
+        let (_dir, mut chain) = chain();
+        let good = block(1, GENESIS, 0, vec![tx(0, 8)]);
+        let bad = swapped(&good);
+        assert_eq!(bad.hash(), good.hash());
+        assert!(!body_matches_header(&bad));
+        assert!(!chain.remember(&bad));
+        assert!(chain.blocks.is_empty());
+        assert!(chain.remember(&good));
+    }
+
+    #[test]
+    fn a_stored_body_is_never_replaced() {
+        let (_dir, mut chain) = chain();
+        let good = block(1, GENESIS, 0, vec![tx(0, 8)]);
+        assert!(chain.remember(&good));
+        // A second copy of the same header, even one that matched it, is not stored again;
+        // one that does not match is not stored either.
+        chain.remember(&swapped(&good));
+        assert_eq!(chain.blocks[&good.hash()], good);
+    }
+
+    #[test]
+    fn finality_commits_the_checked_body_and_refuses_an_unbound_one() {
+        let (_dir, mut chain) = chain();
+        let good = block(1, GENESIS, 0, Vec::new());
+        // Nothing stored: a body that does not match its header is never committed.
+        let err = chain.finalize(&swapped(&good)).expect_err("unbound body");
+        assert!(
+            matches!(err, ChainError::BodyMismatch { height: 1 }),
+            "{err}"
+        );
+        assert!(chain.remember(&good));
+        chain.finalize(&swapped(&good)).expect("finalize");
+        let stored = chain.store().block(1).expect("read").expect("block 1");
+        assert_eq!(stored, good);
+    }
+
+    #[test]
+    fn unfinalized_blocks_are_bounded_in_bytes() {
+        let (_dir, mut chain) = chain();
+        let size = borsh::object_length(&block(1, GENESIS, 0, vec![tx(0, 10_000)])).expect("size");
+        chain.max_block_bytes = 2 * size + size / 2;
+        let b1 = block(1, GENESIS, 0, vec![tx(0, 10_000)]);
+        let b2 = block(2, b1.hash(), 0, vec![tx(1, 10_000)]);
+        let b3 = block(3, b2.hash(), 0, vec![tx(2, 10_000)]);
+        assert!(chain.remember(&b1));
+        assert!(chain.remember(&b2));
+        // Over the byte bound, and the highest: refused.
+        assert!(!chain.remember(&b3));
+        assert!(!chain.blocks.contains_key(&b3.hash()));
+        // A lower block makes room by evicting the highest.
+        let other = block(1, GENESIS, 1, vec![tx(0, 10_000)]);
+        assert!(chain.remember(&other));
+        assert!(!chain.blocks.contains_key(&b2.hash()));
+        let bytes: usize = chain.block_bytes.values().sum();
+        assert!(bytes <= chain.max_block_bytes, "{bytes}");
+        assert_eq!(chain.blocks.len(), chain.block_bytes.len());
+    }
+
+    #[test]
+    fn the_fault_variable_is_read_only_with_debug_assertions() {
+        // Release builds never read it; under debug assertions an unset variable is None.
+        if !cfg!(debug_assertions) || std::env::var(FAULT_DIVERGE_ENV).is_err() {
+            assert_eq!(fault_diverge_height(), None);
+        }
     }
 }

@@ -3,12 +3,13 @@
 //! blocks), and halts loudly if the network finalizes a root this node cannot reproduce.
 //!
 //! It runs on its own thread (execution is CPU work and must not stall network tasks).
-//! Verification needs only the parent's execution, never its finality (see chain.rs);
-//! after voting for a block it executes it at once, so its root is ready for the next
-//! proposal while the finalize round is still in flight: execution of block h overlaps
-//! consensus on h, and committing h on finality is one write of a diff already computed.
+//! Verification needs only the parent's execution, never its finality (see chain.rs). It
+//! executes a proposal before voting for it (every transaction must be charged, charge.rs),
+//! so its root is ready for the next proposal while the finalize round is still in flight,
+//! and committing h on finality is one write of a diff already computed.
 
 pub mod chain;
+pub mod charge;
 pub mod sync;
 
 use crate::mempool::Mempool;
@@ -58,6 +59,41 @@ pub struct DriverConfig {
     pub block_gas_limit: u64,
     /// The p2p frame limit (every validator is assumed to run the same or larger).
     pub max_frame_bytes: usize,
+}
+
+/// The height of the first block in `message` whose body does not match its header's
+/// `tx_root`, if any. Every block a peer sends (a proposal, a fetched block, a sync response)
+/// goes through this before anything else sees it.
+pub fn unbound_body(message: &Message) -> Option<Height> {
+    let blocks: &[Block] = match message {
+        Message::Propose { block, .. } | Message::BlockResponse(block) => {
+            std::slice::from_ref(block)
+        }
+        Message::SyncResponse { blocks, .. } => blocks,
+        _ => &[],
+    };
+    blocks
+        .iter()
+        .find(|b| !chain::body_matches_header(b))
+        .map(|b| b.header.height)
+}
+
+/// Carries out one batch of engine actions in order and stops at the first action after
+/// which the node is `halted`. The engine emits `Persist(vote)` before the `Broadcast` or
+/// `Send` of that vote: if the vote log cannot make the vote durable, neither that vote nor
+/// anything after it may leave, or a restart could sign a conflicting vote for the same view.
+fn perform_in_order<S, A>(
+    state: &mut S,
+    actions: impl IntoIterator<Item = A>,
+    perform: impl Fn(&mut S, A),
+    halted: impl Fn(&S) -> bool,
+) {
+    for action in actions {
+        if halted(state) {
+            return;
+        }
+        perform(state, action);
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -179,9 +215,13 @@ impl Driver {
                 }
             };
             tokio::select! {
+                // The message's byte budget is returned once it is handled (end of the arm).
                 message = inbound.recv() => match message {
-                    Some((from, NetMessage::Consensus(message))) => self.on_message(from, *message),
-                    Some((_, NetMessage::Transactions(_))) => {} // routed to the mempool task
+                    Some(Inbound { from, message: NetMessage::Consensus(message), .. }) => {
+                        self.on_message(from, *message)
+                    }
+                    // Routed to the mempool task.
+                    Some(Inbound { message: NetMessage::Transactions(_), .. }) => {}
                     None => return,
                 },
                 () = sleep => self.on_deadline(),
@@ -196,6 +236,17 @@ impl Driver {
     }
 
     fn on_message(&mut self, from: u16, message: Message) {
+        if let Some(height) = unbound_body(&message) {
+            // The peer paired a header with a body it does not commit: drop the whole
+            // message before the engine, the chain or execution sees any of it.
+            metrics::counter!(m::P2P_REJECTED, "reason" => "body_mismatch").increment(1);
+            tracing::warn!(
+                peer = from,
+                height,
+                "dropping a message whose block body does not match its header"
+            );
+            return;
+        }
         match &message {
             Message::Propose { block, .. } | Message::BlockResponse(block) => {
                 self.chain.remember(block);
@@ -255,9 +306,8 @@ impl Driver {
                     self.inputs.clear();
                     return;
                 }
-                for action in self.engine.handle(input) {
-                    self.perform(action);
-                }
+                let actions = self.engine.handle(input);
+                perform_in_order(self, actions, Driver::perform, |d| d.halted);
             }
             let hashes = std::mem::take(&mut self.to_execute);
             if hashes.is_empty() {
@@ -419,10 +469,23 @@ impl Driver {
             parent_receipts_root: parent.receipts_root,
             archive_root: parent.archive_root,
         };
-        let block = Block {
-            header,
-            transactions,
-        };
+        // Validators refuse a block holding a transaction that cannot be charged: execute
+        // the candidate and leave those out (and out of the pool: they would come back).
+        let (block, dropped) =
+            match charge::chargeable_block(&mut self.chain, &header, transactions) {
+                Ok(built) => built,
+                Err(e) => return self.halt(format!("executing a proposal: {e}")),
+            };
+        if !dropped.is_empty() {
+            tracing::debug!(
+                dropped = dropped.len(),
+                "left out transactions that cannot be charged"
+            );
+            self.mempool
+                .lock()
+                .expect("mempool lock")
+                .remove_included(dropped.iter());
+        }
         tracing::debug!(
             height = request.height,
             view = request.view,
@@ -495,7 +558,20 @@ impl Driver {
             );
             return invalid("parent state root differs from this node's".into());
         }
-        Ok(Verdict::Valid)
+        // Last, as it executes the block (kept for the commit): every transaction must be
+        // charged, or it would be free and replayable (see charge.rs).
+        match charge::check_charged(&mut self.chain, block)? {
+            charge::Charged::All => Ok(Verdict::Valid),
+            charge::Charged::Refused {
+                index,
+                tx_hash,
+                error,
+            } => invalid(format!(
+                "transaction {index} ({tx_hash}) cannot be charged: {}",
+                error.map_or_else(|| "refused".to_string(), |e| e.to_string())
+            )),
+            charge::Charged::Unknown => Ok(Verdict::Deferred),
+        }
     }
 
     fn verify(&mut self, view: View, block: Block) {
@@ -613,3 +689,6 @@ impl Driver {
         self.build = None;
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -12,7 +12,12 @@
 //! most 65,535 bytes, each `u16` length-prefixed on the wire. Garbage fails decryption and
 //! closes the connection. Outbound queues are bounded per peer; a full queue drops the
 //! message (consensus re-sends on timeouts, gossip is best effort).
+//!
+//! Before the peer is authenticated a frame may be at most `MAX_PREAUTH_FRAME_BYTES`, and one
+//! address may hold at most `MAX_PENDING_HANDSHAKES_PER_IP` handshakes; queues are bounded
+//! in bytes per peer in both directions (see limits.rs).
 
+mod limits;
 mod wire;
 
 use crate::metrics as m;
@@ -20,12 +25,17 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use keel_consensus::Message;
 use keel_types::encoding::{check_len, Canonical, DecodeError};
 use keel_types::{Hash, PublicKey, SecretKey, Signature, SignedTransaction};
+use limits::{inbound_permits, ByteBudget, HandshakeSlots};
+pub use limits::{
+    MAX_PEER_INBOUND_BYTES, MAX_PEER_OUTBOUND_BYTES, MAX_PENDING_HANDSHAKES_PER_IP,
+    MAX_PREAUTH_FRAME_BYTES,
+};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use wire::Link;
 pub use wire::WireError;
 
@@ -78,8 +88,8 @@ struct Identity {
 }
 
 /// A connected peer: the connection's generation (a newer connection replaces an older
-/// one) and its bounded outbound queue of encoded messages.
-type Peer = (u64, mpsc::Sender<Arc<Vec<u8>>>);
+/// one), its bounded outbound queue of encoded messages and the bytes in that queue.
+type Peer = (u64, mpsc::Sender<Arc<Vec<u8>>>, Arc<ByteBudget>);
 
 /// Everything the network needs to know; fixed for the process.
 #[derive(Debug, Clone)]
@@ -95,7 +105,18 @@ pub struct NetConfig {
 }
 
 /// An inbound message and the validator it came from.
-pub type Inbound = (u16, NetMessage);
+#[derive(Debug)]
+pub struct Inbound {
+    pub from: u16,
+    pub message: NetMessage,
+    /// The message's share of its peer's inbound byte budget; hold it until the message is
+    /// handled.
+    pub budget: InboundBudget,
+}
+
+/// Bytes of a peer's [`MAX_PEER_INBOUND_BYTES`] held by one message, returned when dropped.
+#[derive(Debug)]
+pub struct InboundBudget(#[allow(dead_code)] OwnedSemaphorePermit);
 
 /// Handle to the running network: send and broadcast encoded messages.
 #[derive(Debug, Clone)]
@@ -111,7 +132,7 @@ struct Inner {
     peers: Mutex<BTreeMap<u16, Peer>>,
     next_generation: Mutex<u64>,
     inbound: mpsc::Sender<Inbound>,
-    gossip: mpsc::Sender<Vec<SignedTransaction>>,
+    gossip: mpsc::Sender<(Vec<SignedTransaction>, InboundBudget)>,
 }
 
 impl Network {
@@ -125,7 +146,7 @@ impl Network {
     ) -> std::io::Result<(
         Network,
         mpsc::Receiver<Inbound>,
-        mpsc::Receiver<Vec<SignedTransaction>>,
+        mpsc::Receiver<(Vec<SignedTransaction>, InboundBudget)>,
     )> {
         let listener = TcpListener::bind(config.listen).await?;
         let (inbound, rx) = mpsc::channel(INBOUND_QUEUE_LEN);
@@ -185,10 +206,14 @@ impl Network {
             .lock()
             .expect("peers lock")
             .get(&to)
-            .map(|(_, s)| s.clone());
+            .map(|(_, s, budget)| (s.clone(), budget.clone()));
         match sender {
-            Some(sender) => {
-                if sender.try_send(bytes).is_err() {
+            Some((sender, budget)) => {
+                let len = bytes.len();
+                if !budget.try_reserve(len) {
+                    metrics::counter!(m::P2P_DROPPED, "reason" => "queue_bytes_full").increment(1);
+                } else if sender.try_send(bytes).is_err() {
+                    budget.release(len);
                     metrics::counter!(m::P2P_DROPPED, "reason" => "queue_full").increment(1);
                 }
             }
@@ -200,12 +225,20 @@ impl Network {
 
     async fn accept_loop(self, listener: TcpListener) {
         let permits = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
+        let per_address = HandshakeSlots::new(MAX_PENDING_HANDSHAKES_PER_IP);
         loop {
             let (stream, addr) = match listener.accept().await {
                 Ok(conn) => conn,
                 Err(e) => {
                     tracing::warn!(error = %e, "p2p accept failed");
                     tokio::time::sleep(Duration::from_millis(DIAL_BACKOFF_MIN_MS)).await;
+                    continue;
+                }
+            };
+            let slot = match per_address.try_acquire(addr.ip()) {
+                Ok(slot) => slot,
+                Err(e) => {
+                    metrics::counter!(m::P2P_REJECTED, "reason" => e.label()).increment(1);
                     continue;
                 }
             };
@@ -217,6 +250,7 @@ impl Network {
             tokio::spawn(async move {
                 let result = net.handshake(stream, false, None).await;
                 drop(permit);
+                drop(slot);
                 match result {
                     Ok((peer, link)) => net.run_connection(peer, link).await,
                     Err(e) => {
@@ -262,8 +296,9 @@ impl Network {
         prologue.extend(config.genesis_hash.0);
         let timeout = Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
         let work = async {
+            // Until the peer proves it is a validator, only the small identity frame.
             let mut link =
-                Link::handshake(stream, initiator, &prologue, config.max_frame_bytes).await?;
+                Link::handshake(stream, initiator, &prologue, MAX_PREAUTH_FRAME_BYTES).await?;
             let mut signed = IDENTITY_DOMAIN.to_vec();
             signed.extend_from_slice(link.handshake_hash());
             let mine = Identity {
@@ -295,6 +330,7 @@ impl Network {
                     "peer is validator {index}, expected {expect:?}"
                 )));
             }
+            link.set_max_frame_bytes(config.max_frame_bytes);
             Ok((index, link))
         };
         tokio::time::timeout(timeout, work)
@@ -306,6 +342,8 @@ impl Network {
     /// directions until either fails.
     async fn run_connection(&self, peer: u16, link: Link) {
         let (tx, mut rx) = mpsc::channel::<Arc<Vec<u8>>>(self.inner.config.peer_queue_len);
+        let outbound = Arc::new(ByteBudget::new(MAX_PEER_OUTBOUND_BYTES));
+        let inbound_budget = Arc::new(Semaphore::new(MAX_PEER_INBOUND_BYTES));
         let generation = {
             let mut g = self.inner.next_generation.lock().expect("generation lock");
             *g += 1;
@@ -315,12 +353,13 @@ impl Network {
             .peers
             .lock()
             .expect("peers lock")
-            .insert(peer, (generation, tx));
+            .insert(peer, (generation, tx, outbound.clone()));
         metrics::gauge!(m::PEERS).set(self.peer_count() as f64);
         tracing::info!(peer, "p2p connected");
         let (mut reader, mut writer) = link.split();
         let write = async {
             while let Some(bytes) = rx.recv().await {
+                outbound.release(bytes.len());
                 if let Err(e) = writer.send(&bytes).await {
                     return e;
                 }
@@ -335,15 +374,30 @@ impl Network {
                     Ok(bytes) => bytes,
                     Err(e) => return e,
                 };
+                // Wait (reading nothing more from this peer) until its earlier messages
+                // are handled and the budget has room.
+                let Ok(permit) = inbound_budget
+                    .clone()
+                    .acquire_many_owned(inbound_permits(bytes.len()))
+                    .await
+                else {
+                    return WireError::Closed;
+                };
+                let budget = InboundBudget(permit);
                 match NetMessage::decode(&bytes) {
                     Ok(NetMessage::Transactions(txs)) => {
-                        if gossip.try_send(txs).is_err() {
+                        if gossip.try_send((txs, budget)).is_err() {
                             metrics::counter!(m::P2P_DROPPED, "reason" => "gossip_queue_full")
                                 .increment(1);
                         }
                     }
                     Ok(message) => {
-                        if inbound.send((peer, message)).await.is_err() {
+                        let inbound_message = Inbound {
+                            from: peer,
+                            message,
+                            budget,
+                        };
+                        if inbound.send(inbound_message).await.is_err() {
                             return WireError::Closed;
                         }
                     }
@@ -360,7 +414,7 @@ impl Network {
         }
         tracing::info!(peer, error = %error, "p2p disconnected");
         let mut peers = self.inner.peers.lock().expect("peers lock");
-        if peers.get(&peer).is_some_and(|(g, _)| *g == generation) {
+        if peers.get(&peer).is_some_and(|(g, _, _)| *g == generation) {
             peers.remove(&peer);
         }
         drop(peers);
@@ -405,4 +459,114 @@ pub async fn probe(
     tokio::time::timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS), work)
         .await
         .map_err(|_| WireError::Timeout)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHAIN_ID: u64 = 7;
+
+    fn prologue() -> Vec<u8> {
+        let mut prologue = b"keel p2p v1".to_vec();
+        prologue.extend(CHAIN_ID.to_be_bytes());
+        prologue.extend(Hash::ZERO.0);
+        prologue
+    }
+
+    /// A network for validator 0 of {server, client}; it dials nobody (validator 1 is
+    /// reached only through the test's own listener).
+    async fn server(server: &SecretKey, client: &SecretKey) -> Network {
+        let config = NetConfig {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            validators: vec![
+                (server.public_key(), "127.0.0.1:0".into()),
+                (client.public_key(), "127.0.0.1:1".into()),
+            ],
+            me: 0,
+            chain_id: CHAIN_ID,
+            genesis_hash: Hash::ZERO,
+            max_frame_bytes: 1024 * 1024,
+            peer_queue_len: 16,
+        };
+        Network::start(config, server.clone())
+            .await
+            .expect("start")
+            .0
+    }
+
+    #[tokio::test]
+    async fn a_large_frame_before_authentication_is_refused() {
+        let (server_key, client_key) =
+            (SecretKey::from_seed([1; 32]), SecretKey::from_seed([2; 32]));
+        let net = server(&server_key, &client_key).await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = async move {
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            let mut link = Link::handshake(stream, true, &prologue(), 1 << 20)
+                .await
+                .expect("noise");
+            // An "identity" far larger than one: a stranger's attempt to make the node
+            // allocate before it knows who is talking.
+            let _ = link.send(&vec![0u8; MAX_PREAUTH_FRAME_BYTES + 1]).await;
+            link
+        };
+        let server = async {
+            let (stream, _) = listener.accept().await.expect("accept");
+            net.handshake(stream, false, None).await
+        };
+        let (result, _link) = tokio::join!(server, client);
+        match result {
+            Err(WireError::Oversized { len, max }) => {
+                assert_eq!(
+                    (len, max),
+                    (MAX_PREAUTH_FRAME_BYTES + 1, MAX_PREAUTH_FRAME_BYTES)
+                );
+            }
+            other => panic!("expected an oversized pre-auth frame, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_configured_frame_limit_applies_once_authenticated() {
+        let (server_key, client_key) =
+            (SecretKey::from_seed([1; 32]), SecretKey::from_seed([2; 32]));
+        let net = server(&server_key, &client_key).await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let big = vec![0xabu8; 100 * 1024];
+        let client = {
+            let big = big.clone();
+            async move {
+                let stream = TcpStream::connect(addr).await.expect("connect");
+                let mut link = Link::handshake(stream, true, &prologue(), 1 << 20)
+                    .await
+                    .expect("noise");
+                let mut signed = IDENTITY_DOMAIN.to_vec();
+                signed.extend_from_slice(link.handshake_hash());
+                let identity = Identity {
+                    public_key: client_key.public_key(),
+                    signature: client_key.sign(&signed),
+                };
+                link.send(&borsh::to_vec(&identity).expect("encode"))
+                    .await
+                    .expect("identity");
+                link.recv().await.expect("their identity");
+                link.send(&big).await.expect("big frame");
+                link
+            }
+        };
+        let server = async {
+            let (stream, _) = listener.accept().await.expect("accept");
+            let (peer, mut link) = net.handshake(stream, false, None).await.expect("handshake");
+            (
+                peer,
+                link.recv().await.expect("a frame over the pre-auth bound"),
+            )
+        };
+        let ((peer, received), _link) = tokio::join!(server, client);
+        assert_eq!(peer, 1);
+        assert_eq!(received, big);
+    }
 }

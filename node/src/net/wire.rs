@@ -33,6 +33,8 @@ pub enum WireError {
     Identity(String),
     #[error("handshake timed out")]
     Timeout,
+    #[error("this address already has {max} handshakes in progress")]
+    TooManyHandshakes { max: usize },
 }
 
 impl WireError {
@@ -46,6 +48,7 @@ impl WireError {
             WireError::Protocol(_) => "protocol",
             WireError::Identity(_) => "identity",
             WireError::Timeout => "timeout",
+            WireError::TooManyHandshakes { .. } => "too_many_handshakes_from_address",
         }
     }
 }
@@ -89,7 +92,8 @@ pub struct Link {
 }
 
 impl Link {
-    /// Runs Noise XX over `stream`.
+    /// Runs Noise XX over `stream`. `max_frame_bytes` bounds the messages received until
+    /// [`Link::set_max_frame_bytes`] raises it (after the peer is authenticated).
     pub async fn handshake(
         stream: TcpStream,
         initiator: bool,
@@ -144,6 +148,11 @@ impl Link {
 
     pub fn handshake_hash(&self) -> &[u8] {
         &self.handshake_hash
+    }
+
+    /// The largest message accepted from now on.
+    pub fn set_max_frame_bytes(&mut self, max_frame_bytes: usize) {
+        self.reader.max_frame_bytes = max_frame_bytes;
     }
 
     pub async fn send(&mut self, bytes: &[u8]) -> Result<(), WireError> {

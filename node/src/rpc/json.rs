@@ -1,5 +1,9 @@
 //! The JSON shapes of INTERFACES.md: hex strings for bytes, 0x-prefixed quantities.
 
+use keel_types::receipt::{
+    ArchiveProofCode, CodeError, ExecError, FoldProofCode, HostArgument, ModuleLimit,
+    ProofDecodeError, RequiredExport,
+};
 use keel_types::{Block, Hash, Height, Receipt, RevivalError, TxError, U256};
 use serde_json::{json, Value};
 
@@ -56,24 +60,100 @@ pub fn receipt(r: &Receipt, block: Option<Height>) -> Value {
 
 /// A receipt's error: its stable `code` and human `message`, plus the fields an agent acts
 /// on without parsing text — the expired `key` and `expired_epoch`, a refused revival's
-/// `reason`.
+/// `reason`, and for errors with sub-codes a stable `detail` with its bounded numbers (an
+/// `offset`, an import `index`, a `limit`, ...). docs/rpc.md lists them.
 fn error(e: &TxError) -> Value {
     let mut out = json!({"code": error_code(e), "message": e.to_string()});
     match e {
         TxError::Expired { key, expired_epoch } => {
-            out["key"] = json!(key);
+            out["key"] = json!(key.to_string());
             out["expired_epoch"] = json!(expired_epoch);
         }
-        TxError::InvalidRevival { reason } => out["reason"] = json!(revival_code(reason)),
+        TxError::InvalidRevival { reason } => {
+            out["reason"] = json!(revival_code(reason));
+            revival_detail(reason, &mut out);
+        }
+        TxError::InvalidCode { code } => code_detail(code, &mut out),
+        TxError::Execution { code } => {
+            out["detail"] = json!(exec_code(code));
+            if let ExecError::WasmBadHostArgument { argument } = code {
+                out["argument"] = json!(host_argument_code(argument));
+            }
+        }
         _ => {}
     }
     out
 }
 
+/// `detail` and its numbers for a refused WASM module.
+fn code_detail(code: &CodeError, out: &mut Value) {
+    let (detail, fields) = match code {
+        CodeError::Malformed { offset } => ("malformed", json!({ "offset": offset })),
+        CodeError::TooLarge {
+            len_bytes,
+            max_bytes,
+        } => (
+            "too_large",
+            json!({"len_bytes": len_bytes, "max_bytes": max_bytes}),
+        ),
+        CodeError::FloatsNotAllowed { offset } => {
+            ("floats_not_allowed", json!({ "offset": offset }))
+        }
+        CodeError::DisallowedImport { index } => ("disallowed_import", json!({ "index": index })),
+        CodeError::ImportSignature { index } => ("import_signature", json!({ "index": index })),
+        CodeError::NonFunctionImport { index } => {
+            ("non_function_import", json!({ "index": index }))
+        }
+        CodeError::LimitExceeded { limit, count, max } => (
+            "limit_exceeded",
+            json!({"limit": module_limit_code(limit), "count": count, "max": max}),
+        ),
+        CodeError::Memory { max_pages } => ("memory", json!({ "max_pages": max_pages })),
+        CodeError::MissingExport { export } => (
+            "missing_export",
+            json!({ "export": required_export_code(export) }),
+        ),
+        CodeError::StartFunction => ("start_function", json!({})),
+        CodeError::IfWithParamsWithoutElse { offset } => {
+            ("if_with_params_without_else", json!({ "offset": offset }))
+        }
+        CodeError::CompileFailed => ("compile_failed", json!({})),
+        CodeError::BadDeployInput => ("bad_deploy_input", json!({})),
+    };
+    out["detail"] = json!(detail);
+    if let (Value::Object(out), Value::Object(fields)) = (out, fields) {
+        out.extend(fields);
+    }
+}
+
+/// `detail` (and its numbers) for the revival refusals that have sub-codes.
+fn revival_detail(reason: &RevivalError, out: &mut Value) {
+    match reason {
+        RevivalError::Malformed { code } => {
+            out["detail"] = json!(decode_code(code));
+            if let ProofDecodeError::UnknownVersion { got } = code {
+                out["version"] = json!(got);
+            }
+        }
+        RevivalError::BadProof { sealed_epoch, code } => {
+            out["detail"] = json!(archive_proof_code(code));
+            out["sealed_epoch"] = json!(sealed_epoch);
+        }
+        RevivalError::BadFoldProof { page, code } => {
+            out["detail"] = json!(fold_proof_code(code));
+            out["page"] = json!(page);
+            if let FoldProofCode::LeafPath { code } = code {
+                out["path"] = json!(archive_proof_code(code));
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Stable codes of refused revivals (`error.reason` in a receipt).
 pub fn revival_code(reason: &RevivalError) -> &'static str {
     match reason {
-        RevivalError::Malformed(_) => "malformed",
+        RevivalError::Malformed { .. } => "malformed",
         RevivalError::ExpiryOff => "expiry_off",
         RevivalError::AlreadyLive { .. } => "already_live",
         RevivalError::NotExpired { .. } => "not_expired",
@@ -82,6 +162,102 @@ pub fn revival_code(reason: &RevivalError) -> &'static str {
         RevivalError::BadProof { .. } => "bad_proof",
         RevivalError::BadFoldProof { .. } => "bad_fold_proof",
         RevivalError::Archived { .. } => "archived",
+    }
+}
+
+/// Stable codes of execution failures (`error.detail` of `execution`).
+pub fn exec_code(code: &ExecError) -> &'static str {
+    match code {
+        ExecError::WasmUnreachable => "wasm_unreachable",
+        ExecError::WasmMemoryOutOfBounds => "wasm_memory_out_of_bounds",
+        ExecError::WasmTableOutOfBounds => "wasm_table_out_of_bounds",
+        ExecError::WasmIndirectCallToNull => "wasm_indirect_call_to_null",
+        ExecError::WasmBadSignature => "wasm_bad_signature",
+        ExecError::WasmIntegerOverflowOrDivideByZero => "wasm_integer_overflow_or_divide_by_zero",
+        ExecError::WasmStaticStateChange => "wasm_static_state_change",
+        ExecError::WasmBadHostArgument { .. } => "wasm_bad_host_argument",
+        ExecError::WasmInstantiate => "wasm_instantiate",
+        ExecError::WasmCompileFailed => "wasm_compile_failed",
+        ExecError::WasmOther => "wasm_trap",
+        ExecError::OpcodeNotFound => "opcode_not_found",
+        ExecError::InvalidFEOpcode => "invalid_fe_opcode",
+        ExecError::InvalidJump => "invalid_jump",
+        ExecError::NotActivated => "not_activated",
+        ExecError::StackUnderflow => "stack_underflow",
+        ExecError::StackOverflow => "stack_overflow",
+        ExecError::OutOfOffset => "out_of_offset",
+        ExecError::CreateCollision => "create_collision",
+        ExecError::PrecompileError => "precompile_error",
+        ExecError::NonceOverflow => "nonce_overflow",
+        ExecError::CreateContractSizeLimit => "create_contract_size_limit",
+        ExecError::CreateContractStartingWithEF => "create_contract_starting_with_ef",
+        ExecError::CreateInitCodeSizeLimit => "create_initcode_size_limit",
+        ExecError::OverflowPayment => "overflow_payment",
+        ExecError::StateChangeDuringStaticCall => "state_change_during_static_call",
+        ExecError::CallNotAllowedInsideStatic => "call_not_allowed_inside_static",
+        ExecError::OutOfFunds => "out_of_funds",
+        ExecError::InvalidTransaction => "invalid_transaction",
+    }
+}
+
+fn host_argument_code(argument: &HostArgument) -> &'static str {
+    match argument {
+        HostArgument::LengthOverLimit => "length_over_limit",
+        HostArgument::NegativeLength => "negative_length",
+        HostArgument::TooManyTopics => "too_many_topics",
+        HostArgument::ReturnDataOutOfBounds => "return_data_out_of_bounds",
+    }
+}
+
+fn module_limit_code(limit: &ModuleLimit) -> &'static str {
+    match limit {
+        ModuleLimit::Functions => "functions",
+        ModuleLimit::TableElements => "table_elements",
+        ModuleLimit::Globals => "globals",
+        ModuleLimit::DataSegments => "data_segments",
+        ModuleLimit::DataBytes => "data_bytes",
+        ModuleLimit::LocalsPerFunction => "locals_per_function",
+        ModuleLimit::OperandStackPerFunction => "operand_stack_per_function",
+    }
+}
+
+fn required_export_code(export: &RequiredExport) -> &'static str {
+    match export {
+        RequiredExport::Call => "call",
+        RequiredExport::Deploy => "deploy",
+        RequiredExport::Memory => "memory",
+    }
+}
+
+fn decode_code(code: &ProofDecodeError) -> &'static str {
+    match code {
+        ProofDecodeError::Empty => "empty",
+        ProofDecodeError::TooLarge => "too_large",
+        ProofDecodeError::UnknownVersion { .. } => "unknown_version",
+        ProofDecodeError::Truncated => "truncated",
+        ProofDecodeError::TrailingBytes => "trailing_bytes",
+        ProofDecodeError::Malformed => "malformed",
+        ProofDecodeError::FieldTooLarge => "field_too_large",
+        ProofDecodeError::InvalidField => "invalid_field",
+    }
+}
+
+fn archive_proof_code(code: &ArchiveProofCode) -> &'static str {
+    match code {
+        ArchiveProofCode::OutOfRange => "out_of_range",
+        ArchiveProofCode::Shape => "shape",
+        ArchiveProofCode::RootMismatch => "root_mismatch",
+    }
+}
+
+fn fold_proof_code(code: &FoldProofCode) -> &'static str {
+    match code {
+        FoldProofCode::NoSuchPage => "no_such_page",
+        FoldProofCode::WrongVersion => "wrong_version",
+        FoldProofCode::LeafPath { .. } => "leaf_path",
+        FoldProofCode::NotBracketing => "not_bracketing",
+        FoldProofCode::MissingAbsence => "missing_absence",
+        FoldProofCode::ExtraAbsence => "extra_absence",
     }
 }
 

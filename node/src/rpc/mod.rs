@@ -127,6 +127,8 @@ fn admit_error(e: &AdmitError) -> ErrorObjectOwned {
         AdmitError::BadSignature => (TX_REJECTED, "bad_signature"),
         AdmitError::GasLimitTooHigh { .. } => (TX_REJECTED, "gas_limit_too_high"),
         AdmitError::GasPriceTooLow { .. } => (TX_REJECTED, "gas_price_too_low"),
+        AdmitError::IntrinsicGasTooLow { .. } => (TX_REJECTED, "intrinsic_gas_too_low"),
+        AdmitError::Refused(_) => (TX_REJECTED, "refused"),
         AdmitError::NonceTooLow { .. } => (TX_REJECTED, "nonce_too_low"),
         AdmitError::NonceTooFarAhead { .. } => (TX_REJECTED, "nonce_too_far_ahead"),
         AdmitError::InsufficientBalance { .. } => (TX_REJECTED, "insufficient_balance"),

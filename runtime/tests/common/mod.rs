@@ -327,13 +327,11 @@ fn manifest_dir() -> std::path::PathBuf {
     )
 }
 
-/// The reason a revival was refused (panics if it was not).
+/// The reason a revival was refused (panics if it was not). A refused proof is charged: a
+/// `Revert` that paid gas and used its nonce (docs/execution.md, "Refusals").
 pub fn refused(receipt: &Receipt) -> keel_types::RevivalError {
-    assert_eq!(
-        receipt.status,
-        keel_types::TxStatus::Rejected,
-        "{receipt:?}"
-    );
+    assert_eq!(receipt.status, keel_types::TxStatus::Revert, "{receipt:?}");
+    assert!(receipt.gas_used > 0, "{receipt:?}");
     match &receipt.error {
         Some(keel_types::TxError::InvalidRevival { reason }) => reason.clone(),
         other => panic!("expected an invalid revival, got {other:?}"),

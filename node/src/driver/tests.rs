@@ -1,0 +1,141 @@
+//! Driver unit tests: bodies bound to headers, and a batch cut at a failed vote-log write.
+
+use super::*;
+use crate::net::NetMessage;
+use keel_types::{Canonical, Signature, SignedTransaction, Transaction, TxBody, Vote, VoteKind};
+
+fn tx(nonce: u64) -> SignedTransaction {
+    let key = SecretKey::from_seed([7; 32]);
+    Transaction {
+        chain_id: 1,
+        sender: key.public_key().into(),
+        nonce,
+        gas_limit: 21_000,
+        gas_price: 1,
+        body: TxBody::Transfer {
+            to: keel_types::Address([1; 20]),
+            amount: keel_types::U256::from(1u64),
+        },
+    }
+    .sign(&key)
+}
+
+fn block(transactions: Vec<SignedTransaction>) -> Block {
+    Block {
+        header: Header {
+            chain_id: 1,
+            height: 5,
+            epoch: 0,
+            view: 5,
+            parent_hash: Hash::ZERO,
+            proposer: SecretKey::from_seed([1; 32]).public_key(),
+            timestamp_ms: 1_000,
+            tx_root: tx_root(&transactions),
+            parent_state_root: Hash::ZERO,
+            parent_receipts_root: Hash::ZERO,
+            archive_root: Hash::ZERO,
+        },
+        transactions,
+    }
+}
+
+/// `message` as a peer's bytes would decode.
+fn from_wire(message: Message) -> Message {
+    let bytes = NetMessage::Consensus(Box::new(message)).encode();
+    match NetMessage::decode(&bytes).expect("decodes") {
+        NetMessage::Consensus(message) => *message,
+        NetMessage::Transactions(_) => unreachable!(),
+    }
+}
+
+#[test]
+fn every_block_carrying_message_with_a_swapped_body_is_dropped() {
+    let good = block(vec![tx(0), tx(1)]);
+    // Same header (same hash, same signatures over it), other transactions.
+    let bad = Block {
+        header: good.header.clone(),
+        transactions: vec![tx(2)],
+    };
+    let key = SecretKey::from_seed([1; 32]);
+    let vote = Vote {
+        chain_id: 1,
+        epoch: 0,
+        view: 5,
+        kind: VoteKind::Notarize,
+        block: good.hash(),
+    };
+    let signed = keel_types::SignedVote {
+        signature: key.sign(&vote.signing_hash().0),
+        vote: vote.clone(),
+        signer: 0,
+    };
+    let cert = Certificate {
+        vote,
+        signers: vec![0],
+        signatures: vec![Signature::ZERO],
+    };
+    let messages = |b: &Block| {
+        vec![
+            Message::Propose {
+                block: b.clone(),
+                vote: signed.clone(),
+            },
+            Message::BlockResponse(b.clone()),
+            Message::SyncResponse {
+                blocks: vec![good.clone(), b.clone()],
+                headers: Vec::new(),
+                finalization: cert.clone(),
+            },
+        ]
+    };
+    for message in messages(&bad) {
+        assert_eq!(unbound_body(&from_wire(message)), Some(5));
+    }
+    for message in messages(&good) {
+        assert_eq!(unbound_body(&from_wire(message)), None);
+    }
+}
+
+/// A stand-in for the driver: a vote log that fails, and the messages that left.
+#[derive(Default)]
+struct Batch {
+    log_fails: bool,
+    halted: bool,
+    sent: Vec<&'static str>,
+}
+
+enum Step {
+    Persist,
+    Broadcast(&'static str),
+}
+
+fn perform(batch: &mut Batch, step: Step) {
+    match step {
+        Step::Persist if batch.log_fails => batch.halted = true,
+        Step::Persist => {}
+        Step::Broadcast(what) => batch.sent.push(what),
+    }
+}
+
+#[test]
+fn a_vote_whose_log_write_failed_is_never_sent() {
+    let steps = || {
+        vec![
+            Step::Broadcast("earlier"),
+            Step::Persist,
+            Step::Broadcast("vote"),
+            Step::Persist,
+            Step::Broadcast("later vote"),
+        ]
+    };
+    let mut ok = Batch::default();
+    perform_in_order(&mut ok, steps(), perform, |b| b.halted);
+    assert_eq!(ok.sent, ["earlier", "vote", "later vote"]);
+    let mut failing = Batch {
+        log_fails: true,
+        ..Batch::default()
+    };
+    perform_in_order(&mut failing, steps(), perform, |b| b.halted);
+    assert!(failing.halted);
+    assert_eq!(failing.sent, ["earlier"]);
+}

@@ -1,0 +1,196 @@
+//! What strangers and peers can make this node hold: handshake slots per address, and the
+//! bytes queued per peer in each direction.
+
+use super::WireError;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Unauthenticated handshakes in progress at once from one IP address. A node's peers dial
+/// it once each (one dial loop per pair), so an honest address has one handshake in flight;
+/// a few more cover validators sharing a host (a local devnet) and reconnect overlap. Without
+/// it one address could take every one of the listener's `MAX_PENDING_HANDSHAKES` slots.
+pub const MAX_PENDING_HANDSHAKES_PER_IP: usize = 8;
+
+/// Largest frame accepted before the peer is authenticated: the identity frame (a 32-byte
+/// key and a 64-byte signature, borsh-encoded) with room to spare. The configured frame limit
+/// (16 MiB by default) applies only once the peer proved it is a validator, so a stranger
+/// cannot make the node allocate a large buffer.
+pub const MAX_PREAUTH_FRAME_BYTES: usize = 4 * 1024;
+
+/// Encoded bytes queued for one peer (outbound). The count bound (`peer_queue_len`, 1,024)
+/// alone allows 1,024 maximal messages, 16 GiB, e.g. sync responses a peer asks for and
+/// never reads. A message is always queued when the queue is empty, so the largest message
+/// still goes.
+pub const MAX_PEER_OUTBOUND_BYTES: usize = 64 * 1024 * 1024;
+
+/// Bytes of messages received from one peer and not yet handled (waiting in the driver's or
+/// the mempool's queue). Past it the connection's reader waits, which pushes back on that
+/// peer alone; without it `INBOUND_QUEUE_LEN` (8,192) maximal messages could be queued.
+pub const MAX_PEER_INBOUND_BYTES: usize = 64 * 1024 * 1024;
+
+/// The handshakes in progress per address.
+#[derive(Debug)]
+pub struct HandshakeSlots {
+    max_per_address: usize,
+    in_progress: Arc<Mutex<BTreeMap<IpAddr, usize>>>,
+}
+
+/// One handshake slot; released when dropped (whatever the handshake's outcome).
+#[derive(Debug)]
+pub struct HandshakeSlot {
+    address: IpAddr,
+    in_progress: Arc<Mutex<BTreeMap<IpAddr, usize>>>,
+}
+
+impl HandshakeSlots {
+    pub fn new(max_per_address: usize) -> HandshakeSlots {
+        HandshakeSlots {
+            max_per_address,
+            in_progress: Arc::new(Mutex::new(BTreeMap::new())),
+        }
+    }
+
+    /// A slot for a handshake from `address`, or `TooManyHandshakes` if it already has the
+    /// maximum in progress.
+    pub fn try_acquire(&self, address: IpAddr) -> Result<HandshakeSlot, WireError> {
+        let mut in_progress = self.in_progress.lock().unwrap_or_else(|e| e.into_inner());
+        let count = in_progress.entry(address).or_insert(0);
+        if *count >= self.max_per_address {
+            return Err(WireError::TooManyHandshakes {
+                max: self.max_per_address,
+            });
+        }
+        *count += 1;
+        Ok(HandshakeSlot {
+            address,
+            in_progress: self.in_progress.clone(),
+        })
+    }
+
+    /// Handshakes in progress from `address` (tests observe the slots being released).
+    #[cfg(test)]
+    pub fn in_progress(&self, address: IpAddr) -> usize {
+        let in_progress = self.in_progress.lock().unwrap_or_else(|e| e.into_inner());
+        in_progress.get(&address).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        let mut in_progress = self.in_progress.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = in_progress.get_mut(&self.address) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                // No entry per address that ever connected: the map holds only live ones.
+                in_progress.remove(&self.address);
+            }
+        }
+    }
+}
+
+/// Bytes queued in one direction of one connection, against a maximum.
+#[derive(Debug)]
+pub struct ByteBudget {
+    max: usize,
+    used: AtomicUsize,
+}
+
+impl ByteBudget {
+    pub fn new(max: usize) -> ByteBudget {
+        ByteBudget {
+            max,
+            used: AtomicUsize::new(0),
+        }
+    }
+
+    /// Reserves `len` bytes: always when nothing is reserved (one message of any allowed
+    /// size may wait), otherwise only within the maximum.
+    pub fn try_reserve(&self, len: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                let fits = used == 0 || used.saturating_add(len) <= self.max;
+                fits.then_some(used.saturating_add(len))
+            })
+            .is_ok()
+    }
+
+    /// Returns `len` bytes reserved earlier.
+    pub fn release(&self, len: usize) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                Some(used.saturating_sub(len))
+            });
+    }
+
+    /// Bytes currently reserved (tests observe the budget being released).
+    #[cfg(test)]
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
+/// The semaphore permits a received message of `len` bytes holds against
+/// [`MAX_PEER_INBOUND_BYTES`]: at least one (every message counts), at most the whole budget
+/// (a message larger than the budget waits until nothing else from that peer is pending).
+pub fn inbound_permits(len: usize) -> u32 {
+    u32::try_from(len.clamp(1, MAX_PEER_INBOUND_BYTES)).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_address_cannot_take_more_than_its_handshake_slots() {
+        let slots = HandshakeSlots::new(MAX_PENDING_HANDSHAKES_PER_IP);
+        let attacker: IpAddr = "203.0.113.7".parse().expect("address");
+        let honest: IpAddr = "198.51.100.1".parse().expect("address");
+        let held: Vec<_> = (0..MAX_PENDING_HANDSHAKES_PER_IP)
+            .map(|_| slots.try_acquire(attacker).expect("within the limit"))
+            .collect();
+        let refused = slots.try_acquire(attacker).expect_err("one too many");
+        assert!(matches!(
+            refused,
+            WireError::TooManyHandshakes {
+                max: MAX_PENDING_HANDSHAKES_PER_IP
+            }
+        ));
+        // Another address is unaffected.
+        let _other = slots.try_acquire(honest).expect("another address");
+        // A finished handshake frees its slot; all finished leaves no entry behind.
+        drop(held);
+        assert_eq!(slots.in_progress(attacker), 0);
+        assert!(slots
+            .in_progress
+            .lock()
+            .expect("lock")
+            .get(&attacker)
+            .is_none());
+        let _again = slots.try_acquire(attacker).expect("slot freed");
+    }
+
+    #[test]
+    fn outbound_bytes_per_peer_are_bounded() {
+        let budget = ByteBudget::new(100);
+        // A single message larger than the budget still goes when nothing is queued.
+        assert!(budget.try_reserve(150));
+        assert!(!budget.try_reserve(1));
+        budget.release(150);
+        assert!(budget.try_reserve(60));
+        assert!(budget.try_reserve(40));
+        assert!(!budget.try_reserve(1));
+        budget.release(60);
+        assert!(budget.try_reserve(60));
+        assert_eq!(budget.used(), 100);
+    }
+
+    #[test]
+    fn inbound_permits_are_within_the_budget() {
+        assert_eq!(inbound_permits(0), 1);
+        assert_eq!(inbound_permits(1_000), 1_000);
+        assert_eq!(inbound_permits(usize::MAX), MAX_PEER_INBOUND_BYTES as u32);
+    }
+}
