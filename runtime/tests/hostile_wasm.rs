@@ -190,7 +190,8 @@ fn attacks() -> (Vec<Receipt>, Hash) {
 
     // Refused at deploy, each with its typed code.
     let max = keel_types::limits::MAX_CODE_BYTES;
-    let cases: Vec<(Vec<u8>, fn(&CodeError) -> bool)> = vec![
+    type Expect = fn(&CodeError) -> bool;
+    let cases: Vec<(Vec<u8>, Expect)> = vec![
         (b"\0asm\x01\0\0\0\x01\xff\xff".to_vec(), |c| {
             matches!(c, CodeError::Malformed { .. })
         }),

@@ -83,11 +83,16 @@ impl Canonical for Block {
     }
 }
 
-/// Merkle root of the transaction hashes, each hashed again as a leaf.
+/// Merkle root of the transactions, each leaf the hash of the *whole* canonical encoding.
+///
+/// Not of the transaction hash: an agent transaction's hash leaves its signature out and an
+/// Ethereum transaction's leaves the decoded fields out, so a root over hashes would let a
+/// peer swap a signature (or fields) under a real header — the swapped body then fails its
+/// signature check and executes to a different root on the node that stored it.
 pub fn tx_root(transactions: &[SignedTransaction]) -> Hash {
     let leaves: Vec<Hash> = transactions
         .iter()
-        .map(|t| Hash::digest(Domain::TxRootLeaf, &t.hash().0))
+        .map(|t| Hash::digest(Domain::TxRootLeaf, &t.encode()))
         .collect();
     merkle_root(&leaves)
 }

@@ -51,7 +51,7 @@ impl Domain {
         match self {
             Domain::Transaction => "keel 2026-11 transaction v1",
             Domain::Header => "keel 2026-11 header v1",
-            Domain::TxRootLeaf => "keel 2026-11 tx-root leaf v1",
+            Domain::TxRootLeaf => "keel 2026-12 tx-root leaf v2",
             Domain::MerkleNode => "keel 2026-11 merkle node v1",
             Domain::Receipt => "keel 2026-11 receipt v1",
             Domain::StateKey => "keel 2026-11 state key v1",

@@ -754,3 +754,27 @@ fn encoding_an_undecodable_receipt_is_caught() {
     };
     let _ = receipt.encode();
 }
+
+/// A body whose signature (or an Ethereum transaction's envelope) was swapped under a real
+/// header must not match the header's tx_root (issue 24: bodies bound to headers).
+#[test]
+fn tx_root_commits_to_signatures() {
+    let key = keypair(3);
+    let honest = vec![transfer(&key, 0), transfer(&key, 1)];
+    let mut forged = honest.clone();
+    let Authorization::Ed25519(sig) = &mut forged[1].signature else {
+        panic!("agent transaction");
+    };
+    sig.0[0] ^= 1;
+    assert_eq!(
+        honest[1].hash(),
+        forged[1].hash(),
+        "the hash leaves the signature out"
+    );
+    assert_ne!(tx_root(&honest), tx_root(&forged));
+    let mut eth = honest.clone();
+    eth[0].signature = Authorization::Ethereum(vec![1, 2, 3]);
+    let mut eth_forged = eth.clone();
+    eth_forged[0].tx.nonce = 9;
+    assert_ne!(tx_root(&eth), tx_root(&eth_forged));
+}

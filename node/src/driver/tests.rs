@@ -66,7 +66,7 @@ fn every_block_carrying_message_with_a_swapped_body_is_dropped() {
     };
     let signed = keel_types::SignedVote {
         signature: key.sign(&vote.signing_hash().0),
-        vote: vote.clone(),
+        vote,
         signer: 0,
     };
     let cert = Certificate {
@@ -78,7 +78,7 @@ fn every_block_carrying_message_with_a_swapped_body_is_dropped() {
         vec![
             Message::Propose {
                 block: b.clone(),
-                vote: signed.clone(),
+                vote: signed,
             },
             Message::BlockResponse(b.clone()),
             Message::SyncResponse {
