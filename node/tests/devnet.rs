@@ -85,6 +85,35 @@ fn four_validators_deploy_and_call_evm_and_wasm_through_the_cli_with_equal_roots
         assert_eq!(receipt["error"]["code"], "reverted");
         tokens.push(address);
     }
+    // Issue 24: a deploy whose refusal used to carry 3,600 bytes of the module's own text (an
+    // import named with 900 four-byte characters) made every validator halt on the next
+    // finalization. Now it is a typed, charged refusal and the chain goes on.
+    let hostile =
+        std::env::temp_dir().join(format!("keel-long-import-{}.wasm", std::process::id()));
+    std::fs::write(&hostile, module_with_long_import_name()).expect("write module");
+    let (ok, receipt, err) = keel(&[
+        "tx",
+        "deploy",
+        "--rpc",
+        &rpc,
+        "--key",
+        key,
+        "--env",
+        "wasm",
+        "--code",
+        hostile.to_str().expect("utf8"),
+        "--wait",
+    ]);
+    let _ = std::fs::remove_file(&hostile);
+    assert!(ok, "hostile deploy: {err}");
+    assert_eq!(receipt["status"], "revert", "{receipt}");
+    assert_eq!(receipt["error"]["code"], "invalid_code", "{receipt}");
+    assert_eq!(receipt["error"]["detail"], "disallowed_import", "{receipt}");
+    let refused_at = receipt["block"].as_u64().expect("included in a block");
+    let (ok, status, _) = keel(&["query", "status", "--rpc", &rpc]);
+    assert!(ok);
+    let after = status["height"].as_u64().expect("height").max(refused_at) + 3;
+    cluster.wait_height(&[0, 1, 2, 3], after, Duration::from_secs(60));
     // Same storage in both environments: bob's balance slot read back by slot query.
     let (ok, status, _) = keel(&["query", "status", "--rpc", &cluster.rpc(3)]);
     assert!(ok);
@@ -492,4 +521,33 @@ fn mempool_flood_at_ten_times_capacity_stays_bounded_and_the_chain_finalizes() {
     let growth_kib = rss_kib().saturating_sub(before_kib);
     assert!(growth_kib < 256 * 1024, "node 0 grew by {growth_kib} KiB");
     cluster.check_roots();
+}
+
+/// A WASM module importing `keel` / (900 × U+1F600): 3,600 bytes of name, valid UTF-8.
+fn module_with_long_import_name() -> Vec<u8> {
+    fn leb128(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let name = "\u{1F600}".repeat(900);
+    let mut m = b"\0asm\x01\0\0\0".to_vec();
+    // Type section: one type, () -> ().
+    m.extend_from_slice(&[0x01, 0x04, 0x01, 0x60, 0x00, 0x00]);
+    // Import section: keel.<name> as a function of type 0.
+    let mut imports = vec![0x01, 0x04];
+    imports.extend_from_slice(b"keel");
+    leb128(name.len(), &mut imports);
+    imports.extend_from_slice(name.as_bytes());
+    imports.extend_from_slice(&[0x00, 0x00]);
+    m.push(0x02);
+    leb128(imports.len(), &mut m);
+    m.extend_from_slice(&imports);
+    m
 }
