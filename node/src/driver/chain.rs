@@ -271,14 +271,18 @@ impl Chain {
             {
                 break;
             }
-            // Make room by dropping the highest block, unless the new one is the highest.
+            // Make room by dropping the block of the highest view (then height), unless the
+            // new one is that block: honest blocks near the current view outrank anything a
+            // leader proposed far ahead (the driver admits only leader-signed proposals within
+            // a window, admit.rs), and views increase along every chain.
+            let rank = |b: &Block, h: Hash| (b.header.view, b.header.height, h);
             let highest = self
                 .blocks
                 .iter()
-                .max_by_key(|(h, b)| (b.header.height, **h))
-                .map(|(h, b)| (*h, b.header.height));
+                .max_by_key(|(h, b)| rank(b, **h))
+                .map(|(h, b)| (*h, rank(b, *h)));
             match highest {
-                Some((h, height)) if (height, h) > (block.header.height, hash) => {
+                Some((h, top)) if top > rank(block, hash) => {
                     self.blocks.remove(&h);
                     self.block_bytes.remove(&h);
                     self.executed.remove(&h);
@@ -487,8 +491,11 @@ impl Chain {
                 info.height, info.state_root, executed.root
             ))));
         }
-        let height = info.height;
-        self.blocks.retain(|_, b| b.header.height > height);
+        // Views increase along a chain, so no block at or below the finalized block's view
+        // can ever extend it: drop those too, whatever height they claim.
+        let (height, view) = (info.height, block.header.view);
+        self.blocks
+            .retain(|_, b| b.header.height > height && b.header.view > view);
         self.block_bytes.retain(|h, _| self.blocks.contains_key(h));
         self.executed.retain(|h, _| self.blocks.contains_key(h));
         metrics::counter!(crate::metrics::EXECUTED_GAS).increment(executed.output.gas_used);
@@ -633,6 +640,24 @@ mod tests {
         let bytes: usize = chain.block_bytes.values().sum();
         assert!(bytes <= chain.max_block_bytes, "{bytes}");
         assert_eq!(chain.blocks.len(), chain.block_bytes.len());
+    }
+
+    #[test]
+    fn a_far_ahead_block_is_evicted_before_an_honest_one() {
+        let (_dir, mut chain) = chain();
+        let size = borsh::object_length(&block(1, GENESIS, 0, vec![tx(0, 10_000)])).expect("size");
+        chain.max_block_bytes = 2 * size + size / 2;
+        let b1 = block(1, GENESIS, 0, vec![tx(0, 10_000)]);
+        // A leader's proposal far ahead that claims the next height (it fills the cache).
+        let mut junk = block(1, GENESIS, 7, vec![tx(0, 10_000)]);
+        junk.header.view = 200;
+        assert!(chain.remember(&b1));
+        assert!(chain.remember(&junk));
+        // The honest child at the current view still gets in: the far-ahead block goes.
+        let b2 = block(2, b1.hash(), 0, vec![tx(1, 10_000)]);
+        assert!(chain.remember(&b2));
+        assert!(!chain.blocks.contains_key(&junk.hash()));
+        assert!(chain.blocks.contains_key(&b1.hash()));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! so its root is ready for the next proposal while the finalize round is still in flight,
 //! and committing h on finality is one write of a diff already computed.
 
+pub mod admit;
 pub mod chain;
 pub mod charge;
 pub mod sync;
@@ -127,6 +128,10 @@ pub struct Driver {
     /// When the last "peers pruned what this node needs" error was logged.
     pruned_warned: Option<Instant>,
     deferred: BTreeMap<View, Block>,
+    /// Proposals admitted to the block cache per view (admit.rs).
+    proposals: admit::ProposalWindow,
+    /// Blocks this node asked for: the only block responses it stores.
+    requested: admit::RequestedBlocks,
     to_execute: Vec<Hash>,
     inputs: VecDeque<Input>,
     halted: bool,
@@ -146,7 +151,7 @@ fn engine_config(cfg: &DriverConfig, key: &SecretKey, tip: (Height, Hash, View))
         timeout_base_ms: cfg.timeout_base_ms,
         timeout_max_ms: cfg.timeout_max_ms,
         skip_after_views: 20,
-        max_views_ahead: 256,
+        max_views_ahead: admit::MAX_VIEWS_AHEAD,
         epoch_length: cfg.epoch_length,
         epoch_first_height: epoch * cfg.epoch_length + 1,
     }
@@ -180,6 +185,8 @@ impl Driver {
             build: None,
             pruned_warned: None,
             deferred: BTreeMap::new(),
+            proposals: admit::ProposalWindow::default(),
+            requested: admit::RequestedBlocks::default(),
             to_execute: Vec::new(),
             inputs: VecDeque::new(),
             halted: false,
@@ -248,7 +255,32 @@ impl Driver {
             return;
         }
         match &message {
-            Message::Propose { block, .. } | Message::BlockResponse(block) => {
+            Message::Propose { block, vote } => {
+                // Only the view's leader's signed proposals, a bounded number per view, may
+                // take room in the block cache (admit.rs); the rest never reach the engine.
+                let leader = self.engine.leader(vote.vote.view);
+                let admitted = self.proposals.admit(
+                    block,
+                    vote,
+                    &self.cfg.validators,
+                    leader,
+                    self.engine.finalized_tip().2,
+                    self.engine.view(),
+                );
+                if let Err(refusal) = admitted {
+                    metrics::counter!(m::P2P_REJECTED, "reason" => "proposal").increment(1);
+                    tracing::debug!(peer = from, %refusal, "dropping a proposal");
+                    return;
+                }
+                self.chain.remember(block);
+                self.retry_deferred();
+            }
+            Message::BlockResponse(block) => {
+                if !self.requested.contains(&block.hash()) {
+                    metrics::counter!(m::P2P_REJECTED, "reason" => "unsolicited_block")
+                        .increment(1);
+                    return;
+                }
                 self.chain.remember(block);
                 self.retry_deferred();
             }
@@ -335,13 +367,20 @@ impl Driver {
                 metrics::histogram!(m::VOTELOG_FSYNC).record(started.elapsed().as_secs_f64());
             }
             Action::Broadcast(message) => {
-                if let Message::Propose { block, .. } = &message {
-                    self.chain.remember(block);
+                match &message {
+                    Message::Propose { block, .. } => {
+                        self.chain.remember(block);
+                    }
+                    Message::BlockRequest(hash) => self.requested.record(*hash),
+                    _ => {}
                 }
                 self.net
                     .broadcast(&NetMessage::Consensus(Box::new(message)));
             }
             Action::Send { to, message } => {
+                if let Message::BlockRequest(hash) = &message {
+                    self.requested.record(*hash);
+                }
                 self.net.send(to, &NetMessage::Consensus(Box::new(message)))
             }
             Action::SetTimer { view, after_ms } => {
@@ -643,6 +682,7 @@ impl Driver {
             Ok(done) => done,
             Err(e) => return self.halt(format!("committing block {height}: {e}")),
         };
+        self.proposals.prune(block.header.view);
         if let Some(cert) = &certificate {
             if let Err(e) = sync::put_certificate(self.chain.store(), height, cert) {
                 tracing::warn!(error = %e, height, "cannot record the finalization certificate");

@@ -1,0 +1,249 @@
+//! Which blocks from peers the driver may store before the consensus engine has judged them.
+//!
+//! The driver keeps every block it may have to execute (proposals ahead of finality, parents
+//! fetched by hash) in a byte-bounded cache. If any validator's message could put a block
+//! there, one Byzantine validator could fill the cache with junk at the next height and keep
+//! every honest block out (a liveness attack found by review, issue 24). So a block enters the
+//! cache only as
+//! - a proposal signed by the leader of its view, naming that leader as proposer, within the
+//!   view window the engine accepts, at most [`keel_consensus::MAX_PROPOSALS_PER_VIEW`] per
+//!   view (signatures are checked last, so forged proposals cost one verification and take no
+//!   slot); or
+//! - a block response to a request this node made (by hash: a peer cannot choose its bytes).
+
+use keel_consensus::MAX_PROPOSALS_PER_VIEW;
+use keel_types::{Block, Hash, PublicKey, SignedVote, View, VoteKind};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// Views ahead of the current one from which proposals (and fetched blocks) are accepted;
+/// the engine is configured with the same window.
+pub const MAX_VIEWS_AHEAD: u64 = 256;
+
+/// Block hashes remembered as requested (oldest forgotten first). Honest runs request a
+/// handful at a time; this bounds what the record itself can hold.
+pub const MAX_REQUESTED_BLOCKS: usize = 1_024;
+
+/// Why a proposal was not admitted into the block cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ProposalRefusal {
+    #[error("the vote is not a notarize vote for this block in its view")]
+    NotItsVote,
+    #[error("the signer is not the leader of the view")]
+    NotLeader,
+    #[error("the header names another proposer than the view's leader")]
+    WrongProposer,
+    #[error("the view is finalized already or too far ahead")]
+    OutsideWindow,
+    #[error("the view already has its proposals")]
+    ViewFull,
+    #[error("bad signature")]
+    BadSignature,
+}
+
+/// Proposals admitted per view, above the finalized tip's view.
+#[derive(Debug, Default)]
+pub struct ProposalWindow {
+    per_view: BTreeMap<View, usize>,
+}
+
+impl ProposalWindow {
+    /// Admits `block` proposed with `vote` if the leader of the view signed it. `leader` is the
+    /// view's leader index, `tip_view` the finalized tip's view, `view` the engine's current.
+    pub fn admit(
+        &mut self,
+        block: &Block,
+        vote: &SignedVote,
+        validators: &[PublicKey],
+        leader: u16,
+        tip_view: View,
+        view: View,
+    ) -> Result<(), ProposalRefusal> {
+        let v = &vote.vote;
+        if v.kind != VoteKind::Notarize || v.block != block.hash() || v.view != block.header.view {
+            return Err(ProposalRefusal::NotItsVote);
+        }
+        if v.view <= tip_view || v.view > view.saturating_add(MAX_VIEWS_AHEAD) {
+            return Err(ProposalRefusal::OutsideWindow);
+        }
+        if vote.signer != leader {
+            return Err(ProposalRefusal::NotLeader);
+        }
+        let Some(key) = validators.get(usize::from(leader)) else {
+            return Err(ProposalRefusal::NotLeader);
+        };
+        if block.header.proposer != *key {
+            return Err(ProposalRefusal::WrongProposer);
+        }
+        if self.per_view.get(&v.view).copied().unwrap_or(0) >= MAX_PROPOSALS_PER_VIEW {
+            return Err(ProposalRefusal::ViewFull);
+        }
+        vote.verify(key)
+            .map_err(|_| ProposalRefusal::BadSignature)?;
+        *self.per_view.entry(v.view).or_insert(0) += 1;
+        Ok(())
+    }
+
+    /// Forgets views at or below the finalized tip's view (no block there can be finalized).
+    pub fn prune(&mut self, tip_view: View) {
+        self.per_view = self.per_view.split_off(&tip_view.saturating_add(1));
+    }
+
+    /// Views with admitted proposals (tests).
+    #[cfg(test)]
+    pub fn views(&self) -> usize {
+        self.per_view.len()
+    }
+}
+
+/// The block hashes this node asked peers for: only those may come back as block responses.
+#[derive(Debug, Default)]
+pub struct RequestedBlocks {
+    set: BTreeSet<Hash>,
+    order: VecDeque<Hash>,
+}
+
+impl RequestedBlocks {
+    pub fn record(&mut self, hash: Hash) {
+        if !self.set.insert(hash) {
+            return;
+        }
+        self.order.push_back(hash);
+        while self.order.len() > MAX_REQUESTED_BLOCKS {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+    }
+
+    pub fn contains(&self, hash: &Hash) -> bool {
+        self.set.contains(hash)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_types::{Header, SecretKey, Vote};
+
+    fn keys() -> Vec<SecretKey> {
+        (1..=4).map(|i| SecretKey::from_seed([i; 32])).collect()
+    }
+
+    fn proposal(
+        proposer: &SecretKey,
+        signer: &SecretKey,
+        index: u16,
+        view: View,
+        salt: u64,
+    ) -> (Block, SignedVote) {
+        let block = Block {
+            header: Header {
+                chain_id: 1,
+                height: 1,
+                epoch: 0,
+                view,
+                parent_hash: Hash::ZERO,
+                proposer: proposer.public_key(),
+                timestamp_ms: salt,
+                tx_root: keel_types::block::tx_root(&[]),
+                parent_state_root: Hash::ZERO,
+                parent_receipts_root: Hash::ZERO,
+                archive_root: Hash::ZERO,
+            },
+            transactions: Vec::new(),
+        };
+        let vote = Vote {
+            chain_id: 1,
+            kind: VoteKind::Notarize,
+            epoch: 0,
+            view,
+            block: block.hash(),
+        };
+        let signed = SignedVote {
+            signature: signer.sign(&vote.signing_hash().0),
+            vote,
+            signer: index,
+        };
+        (block, signed)
+    }
+
+    #[test]
+    fn only_the_leaders_signed_proposals_within_the_window_are_admitted() {
+        let keys = keys();
+        let validators: Vec<PublicKey> = keys.iter().map(SecretKey::public_key).collect();
+        let mut window = ProposalWindow::default();
+        let leader = 2u16;
+        let (tip_view, view) = (10, 12);
+        let ok = |w: &mut ProposalWindow, p: &(Block, SignedVote)| {
+            w.admit(&p.0, &p.1, &validators, leader, tip_view, view)
+        };
+        let l = &keys[2];
+        // Another validator signing as itself, or forging the leader's index.
+        assert_eq!(
+            ok(&mut window, &proposal(&keys[1], &keys[1], 1, 13, 0)),
+            Err(ProposalRefusal::NotLeader)
+        );
+        assert_eq!(
+            ok(&mut window, &proposal(l, &keys[1], leader, 13, 0)),
+            Err(ProposalRefusal::BadSignature)
+        );
+        // The leader's vote but another proposer in the header.
+        assert_eq!(
+            ok(&mut window, &proposal(&keys[0], l, leader, 13, 0)),
+            Err(ProposalRefusal::WrongProposer)
+        );
+        // Finalized or far-future views.
+        assert_eq!(
+            ok(&mut window, &proposal(l, l, leader, tip_view, 0)),
+            Err(ProposalRefusal::OutsideWindow)
+        );
+        assert_eq!(
+            ok(
+                &mut window,
+                &proposal(l, l, leader, view + MAX_VIEWS_AHEAD + 1, 0)
+            ),
+            Err(ProposalRefusal::OutsideWindow)
+        );
+        // A vote for another block.
+        let (block, _) = proposal(l, l, leader, 13, 0);
+        let (_, other_vote) = proposal(l, l, leader, 13, 1);
+        assert_eq!(
+            window.admit(&block, &other_vote, &validators, leader, tip_view, view),
+            Err(ProposalRefusal::NotItsVote)
+        );
+        // None of the refusals took a slot; the leader gets MAX_PROPOSALS_PER_VIEW, then no more.
+        for salt in 0..MAX_PROPOSALS_PER_VIEW as u64 {
+            assert_eq!(ok(&mut window, &proposal(l, l, leader, 13, salt)), Ok(()));
+        }
+        for salt in 0..1_000 {
+            assert_eq!(
+                ok(&mut window, &proposal(l, l, leader, 13, 100 + salt)),
+                Err(ProposalRefusal::ViewFull)
+            );
+        }
+        assert_eq!(window.views(), 1);
+        window.prune(13);
+        assert_eq!(window.views(), 0);
+    }
+
+    #[test]
+    fn only_requested_blocks_are_accepted_and_the_record_is_bounded() {
+        let mut requested = RequestedBlocks::default();
+        let hash = |i: u64| Hash::digest(keel_types::hash::Domain::TxRootLeaf, &i.to_le_bytes());
+        assert!(
+            !requested.contains(&hash(0)),
+            "an unsolicited block is refused"
+        );
+        for i in 0..(MAX_REQUESTED_BLOCKS as u64 + 10) {
+            requested.record(hash(i));
+            requested.record(hash(i));
+        }
+        assert!(
+            !requested.contains(&hash(0)),
+            "the oldest requests are forgotten"
+        );
+        assert!(requested.contains(&hash(MAX_REQUESTED_BLOCKS as u64 + 9)));
+        assert_eq!(requested.set.len(), MAX_REQUESTED_BLOCKS);
+        assert_eq!(requested.order.len(), MAX_REQUESTED_BLOCKS);
+    }
+}
