@@ -7,11 +7,32 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Unauthenticated handshakes in progress at once from one IP address. A node's peers dial
-/// it once each (one dial loop per pair), so an honest address has one handshake in flight;
-/// a few more cover validators sharing a host (a local devnet) and reconnect overlap. Without
-/// it one address could take every one of the listener's `MAX_PENDING_HANDSHAKES` slots.
+/// Unauthenticated handshakes in progress at once from one network prefix (an IPv4 /24 or an
+/// IPv6 /64, see [`handshake_prefix`]). A node's peers dial it once each (one dial loop per
+/// pair), so an honest prefix has one or a few handshakes in flight; a few more cover
+/// validators sharing a host or a subnet (a local devnet) and reconnect overlap. Without it
+/// one address could take every one of the listener's `MAX_PENDING_HANDSHAKES` slots; keyed
+/// by address rather than prefix, eight addresses of one subnet (or one IPv6 /64, which any
+/// host can fill with addresses) still could.
 pub const MAX_PENDING_HANDSHAKES_PER_IP: usize = 8;
+
+/// The prefix handshake slots are counted by: an IPv4 /24, an IPv6 /64 (an IPv4-mapped IPv6
+/// address counts as its IPv4 address).
+pub fn handshake_prefix(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            IpAddr::from([a, b, c, 0])
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => handshake_prefix(IpAddr::V4(v4)),
+            None => {
+                let s = v6.segments();
+                IpAddr::from([s[0], s[1], s[2], s[3], 0, 0, 0, 0])
+            }
+        },
+    }
+}
 
 /// Largest frame accepted before the peer is authenticated: the identity frame (a 32-byte
 /// key and a 64-byte signature, borsh-encoded) with room to spare. The configured frame limit
@@ -55,6 +76,7 @@ impl HandshakeSlots {
     /// A slot for a handshake from `address`, or `TooManyHandshakes` if it already has the
     /// maximum in progress.
     pub fn try_acquire(&self, address: IpAddr) -> Result<HandshakeSlot, WireError> {
+        let address = handshake_prefix(address);
         let mut in_progress = self.in_progress.lock().unwrap_or_else(|e| e.into_inner());
         let count = in_progress.entry(address).or_insert(0);
         if *count >= self.max_per_address {
@@ -73,7 +95,10 @@ impl HandshakeSlots {
     #[cfg(test)]
     pub fn in_progress(&self, address: IpAddr) -> usize {
         let in_progress = self.in_progress.lock().unwrap_or_else(|e| e.into_inner());
-        in_progress.get(&address).copied().unwrap_or(0)
+        in_progress
+            .get(&handshake_prefix(address))
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -167,9 +192,43 @@ mod tests {
             .in_progress
             .lock()
             .expect("lock")
-            .get(&attacker)
+            .get(&handshake_prefix(attacker))
             .is_none());
         let _again = slots.try_acquire(attacker).expect("slot freed");
+    }
+
+    #[test]
+    fn one_subnet_cannot_take_the_slots_with_many_addresses() {
+        let slots = HandshakeSlots::new(MAX_PENDING_HANDSHAKES_PER_IP);
+        // Eight addresses of one /24 (or of one IPv6 /64) share the prefix's slots.
+        let v4 = |i: usize| -> IpAddr { format!("203.0.113.{}", 10 + i).parse().expect("v4") };
+        let v6 = |i: usize| -> IpAddr { format!("2001:db8:1:2::{:x}", 1 + i).parse().expect("v6") };
+        let held: Vec<_> = (0..MAX_PENDING_HANDSHAKES_PER_IP)
+            .flat_map(|i| [slots.try_acquire(v4(i)), slots.try_acquire(v6(i))])
+            .map(|slot| slot.expect("within the prefix's limit"))
+            .collect();
+        assert!(
+            slots.try_acquire(v4(100)).is_err(),
+            "a new address of the same /24"
+        );
+        assert!(
+            slots.try_acquire(v6(100)).is_err(),
+            "a new address of the same /64"
+        );
+        let mapped: IpAddr = "::ffff:203.0.113.200".parse().expect("mapped");
+        assert!(
+            slots.try_acquire(mapped).is_err(),
+            "IPv4-mapped counts as its IPv4 /24"
+        );
+        // Neighbouring prefixes are unaffected.
+        let _a = slots
+            .try_acquire("203.0.114.1".parse().expect("v4"))
+            .expect("another /24");
+        let _b = slots
+            .try_acquire("2001:db8:1:3::1".parse().expect("v6"))
+            .expect("another /64");
+        drop(held);
+        let _again = slots.try_acquire(v4(100)).expect("slots freed");
     }
 
     #[test]
