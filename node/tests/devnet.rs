@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{contract, keel, metric_sum, serial, Cluster};
+use common::{contract, deploy, keel, metric_sum, serial, Cluster};
 use keel_node::load::{self, LoadOptions};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -26,21 +26,7 @@ fn four_validators_deploy_and_call_evm_and_wasm_through_the_cli_with_equal_roots
     let mut tokens = Vec::new();
     for (env, code) in [("evm", "Token.bin"), ("wasm", "token.wasm")] {
         let code = contract(code);
-        let (ok, receipt, err) = keel(&[
-            "tx",
-            "deploy",
-            "--rpc",
-            &rpc,
-            "--key",
-            key,
-            "--env",
-            env,
-            "--code",
-            code.to_str().expect("utf8"),
-            "--args",
-            SUPPLY,
-            "--wait",
-        ]);
+        let (ok, receipt, err) = deploy(&rpc, key, env, &code, Some(SUPPLY));
         assert!(ok, "{env} deploy: {err}");
         assert_eq!(receipt["status"], "success", "{receipt}");
         let address = receipt["contract_address"]
@@ -91,19 +77,7 @@ fn four_validators_deploy_and_call_evm_and_wasm_through_the_cli_with_equal_roots
     let hostile =
         std::env::temp_dir().join(format!("keel-long-import-{}.wasm", std::process::id()));
     std::fs::write(&hostile, module_with_long_import_name()).expect("write module");
-    let (ok, receipt, err) = keel(&[
-        "tx",
-        "deploy",
-        "--rpc",
-        &rpc,
-        "--key",
-        key,
-        "--env",
-        "wasm",
-        "--code",
-        hostile.to_str().expect("utf8"),
-        "--wait",
-    ]);
+    let (ok, receipt, err) = deploy(&rpc, key, "wasm", &hostile, None);
     let _ = std::fs::remove_file(&hostile);
     assert!(ok, "hostile deploy: {err}");
     assert_eq!(receipt["status"], "revert", "{receipt}");

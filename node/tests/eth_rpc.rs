@@ -16,7 +16,7 @@
 
 mod common;
 
-use common::{contract, keel, serial, Cluster};
+use common::{contract, deploy, keel, serial, Cluster};
 use keel_node::init::{ETH_DEV_ACCOUNT_FILE, ETH_DEV_ADDRESS};
 use serde_json::json;
 use std::path::PathBuf;
@@ -78,21 +78,7 @@ fn web3_py_deploys_transacts_and_reads_evm_and_wasm_contracts_unmodified() {
     });
     for (env, code) in [("evm", "Token.bin"), ("wasm", "token.wasm")] {
         let code = contract(code);
-        let (ok, receipt, err) = keel(&[
-            "tx",
-            "deploy",
-            "--rpc",
-            &rpc,
-            "--key",
-            key,
-            "--env",
-            env,
-            "--code",
-            code.to_str().expect("utf8"),
-            "--args",
-            SUPPLY,
-            "--wait",
-        ]);
+        let (ok, receipt, err) = deploy(&rpc, key, env, &code, Some(SUPPLY));
         assert!(
             ok && receipt["status"] == "success",
             "{env} deploy: {err} {receipt}"

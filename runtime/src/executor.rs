@@ -123,24 +123,14 @@ fn map_invalid(tx: &SignedTransaction, invalid: InvalidTransaction, balance: U25
             needed: tx.tx.max_fee() + tx_value(&tx.tx.body),
             available: balance,
         },
-        InvalidTransaction::CallGasCostMoreThanGasLimit {
-            initial_gas,
-            gas_limit,
-        }
-        | InvalidTransaction::GasFloorMoreThanGasLimit {
-            gas_floor: initial_gas,
-            gas_limit,
-        } => TxError::IntrinsicGasTooLow {
-            gas_limit,
-            intrinsic: initial_gas,
-        },
         InvalidTransaction::InvalidChainId | InvalidTransaction::MissingChainId => {
             TxError::WrongChainId {
                 expected: 0,
                 got: tx.tx.chain_id,
             }
         }
-        other => refused_by_revm(&other),
+        other => crate::precheck::intrinsic_gas_refusal(&other)
+            .unwrap_or_else(|| refused_by_revm(&other)),
     }
 }
 

@@ -89,24 +89,32 @@ pub fn check_intrinsic_gas(t: &Transaction, chain_id: u64) -> Result<u64, TxErro
     );
     match gas {
         Ok(gas) => Ok(gas.initial_total_gas().max(gas.floor_gas())),
-        Err(
-            InvalidTransaction::CallGasCostMoreThanGasLimit {
-                initial_gas,
-                gas_limit,
-            }
-            | InvalidTransaction::GasFloorMoreThanGasLimit {
-                gas_floor: initial_gas,
-                gas_limit,
-            },
-        ) => Err(TxError::IntrinsicGasTooLow {
+        // Anything else revm refuses here is a limit the caller checks first (the gas cap).
+        Err(invalid) => Err(
+            intrinsic_gas_refusal(&invalid).unwrap_or(TxError::GasLimitTooHigh {
+                gas_limit: t.gas_limit,
+                block_gas_limit: MAX_TX_GAS,
+            }),
+        ),
+    }
+}
+
+/// revm's "gas limit under the intrinsic gas (or the EIP-7623 floor)" as keel's typed error;
+/// `None` for any other refusal. Admission and execution map it through this one place.
+pub fn intrinsic_gas_refusal(invalid: &InvalidTransaction) -> Option<TxError> {
+    match *invalid {
+        InvalidTransaction::CallGasCostMoreThanGasLimit {
+            initial_gas,
+            gas_limit,
+        }
+        | InvalidTransaction::GasFloorMoreThanGasLimit {
+            gas_floor: initial_gas,
+            gas_limit,
+        } => Some(TxError::IntrinsicGasTooLow {
             gas_limit,
             intrinsic: initial_gas,
         }),
-        // Anything else revm refuses here is a limit the caller checks first (the gas cap).
-        Err(_) => Err(TxError::GasLimitTooHigh {
-            gas_limit: t.gas_limit,
-            block_gas_limit: MAX_TX_GAS,
-        }),
+        _ => None,
     }
 }
 

@@ -29,6 +29,25 @@ pub struct Cluster {
     pub configs: Vec<NodeConfig>,
 }
 
+/// `keel tx deploy --wait` of the contract file `code` in `env`, with optional hex `args`.
+pub fn deploy(
+    rpc: &str,
+    key: &str,
+    env: &str,
+    code: &std::path::Path,
+    args: Option<&str>,
+) -> (bool, Value, String) {
+    let code = code.to_str().expect("utf8 path");
+    let mut argv = vec![
+        "tx", "deploy", "--rpc", rpc, "--key", key, "--env", env, "--code", code,
+    ];
+    if let Some(args) = args {
+        argv.extend(["--args", args]);
+    }
+    argv.push("--wait");
+    keel(&argv)
+}
+
 pub fn keel(args: &[&str]) -> (bool, Value, String) {
     let out = Command::new(KEEL).args(args).output().expect("run keel");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
