@@ -48,6 +48,14 @@ pub const MAX_PENDING_HANDSHAKES: usize = 64;
 /// Reconnect backoff: doubles from the minimum up to the maximum.
 pub const DIAL_BACKOFF_MIN_MS: u64 = 100;
 pub const DIAL_BACKOFF_MAX_MS: u64 = 5_000;
+/// An established connection with nothing to send sends an empty message this often, so the
+/// peer can tell a quiet link from a dead one.
+pub const KEEPALIVE_INTERVAL_MS: u64 = 1_000;
+/// A connection that delivers nothing (not even a keepalive) for this long is dropped, and
+/// the dialer redials. Without it a partition never closes a connection: after the heal the
+/// link carries data again only at TCP's next retransmission (backing off to 120 s), so
+/// finality resumed about as late as the partition had lasted (devnet partition test).
+pub const PEER_IDLE_TIMEOUT_MS: u64 = 5 * KEEPALIVE_INTERVAL_MS;
 /// Messages from all peers waiting for the driver.
 pub const INBOUND_QUEUE_LEN: usize = 8_192;
 /// Gossiped transaction batches waiting for the mempool.
@@ -265,7 +273,14 @@ impl Network {
     async fn dial_loop(self, peer: u16, addr: String) {
         let mut backoff_ms = DIAL_BACKOFF_MIN_MS;
         loop {
-            match TcpStream::connect(&addr).await {
+            // A dropped SYN (a partition) would otherwise hold the dial for TCP's ~2 minutes.
+            let connect = tokio::time::timeout(
+                Duration::from_millis(HANDSHAKE_TIMEOUT_MS),
+                TcpStream::connect(&addr),
+            )
+            .await
+            .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
+            match connect {
                 Ok(stream) => match self.handshake(stream, true, Some(peer)).await {
                     Ok((peer, link)) => {
                         backoff_ms = DIAL_BACKOFF_MIN_MS;
@@ -357,20 +372,28 @@ impl Network {
         metrics::gauge!(m::PEERS).set(self.peer_count() as f64);
         tracing::info!(peer, "p2p connected");
         let (mut reader, mut writer) = link.split();
+        let keepalive = Duration::from_millis(KEEPALIVE_INTERVAL_MS);
         let write = async {
-            while let Some(bytes) = rx.recv().await {
+            loop {
+                let bytes = match tokio::time::timeout(keepalive, rx.recv()).await {
+                    Ok(Some(bytes)) => bytes,
+                    Ok(None) => return WireError::Closed,
+                    // Idle: an empty message tells the peer this link is alive.
+                    Err(_) => Arc::new(Vec::new()),
+                };
                 outbound.release(bytes.len());
                 if let Err(e) = writer.send(&bytes).await {
                     return e;
                 }
             }
-            WireError::Closed
         };
         let inbound = self.inner.inbound.clone();
         let gossip = self.inner.gossip.clone();
         let read = async {
+            let idle = Duration::from_millis(PEER_IDLE_TIMEOUT_MS);
             loop {
-                let bytes = match reader.recv().await {
+                let bytes = match reader.recv_within(Some(idle)).await {
+                    Ok(bytes) if bytes.is_empty() => continue, // keepalive
                     Ok(bytes) => bytes,
                     Err(e) => return e,
                 };
@@ -568,5 +591,61 @@ mod tests {
         let ((peer, received), _link) = tokio::join!(server, client);
         assert_eq!(peer, 1);
         assert_eq!(received, big);
+    }
+
+    /// A validator that completes the handshake, then never sends anything (a partitioned
+    /// peer looks the same) hears keepalives, and is dropped once `PEER_IDLE_TIMEOUT_MS`
+    /// passes in silence, so the dialer can redial instead of waiting on TCP.
+    #[tokio::test]
+    async fn a_silent_peer_hears_keepalives_then_is_dropped() {
+        let (server_key, client_key) =
+            (SecretKey::from_seed([1; 32]), SecretKey::from_seed([2; 32]));
+        let net = server(&server_key, &client_key).await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accept = {
+            let net = net.clone();
+            async move {
+                let (stream, _) = listener.accept().await.expect("accept");
+                let (peer, link) = net.handshake(stream, false, None).await.expect("handshake");
+                net.run_connection(peer, link).await;
+            }
+        };
+        let client = async move {
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            let mut link = Link::handshake(stream, true, &prologue(), 1 << 20)
+                .await
+                .expect("noise");
+            let mut signed = IDENTITY_DOMAIN.to_vec();
+            signed.extend_from_slice(link.handshake_hash());
+            let identity = Identity {
+                public_key: client_key.public_key(),
+                signature: client_key.sign(&signed),
+            };
+            link.send(&borsh::to_vec(&identity).expect("encode"))
+                .await
+                .expect("identity");
+            link.recv().await.expect("their identity");
+            let start = tokio::time::Instant::now();
+            let mut keepalives = 0;
+            let end = loop {
+                match link.recv().await {
+                    Ok(bytes) => {
+                        assert!(bytes.is_empty(), "only keepalives on an idle link");
+                        keepalives += 1;
+                    }
+                    Err(e) => break e,
+                }
+            };
+            (keepalives, start.elapsed(), end)
+        };
+        let ((), (keepalives, elapsed, end)) = tokio::join!(accept, client);
+        let idle = Duration::from_millis(PEER_IDLE_TIMEOUT_MS);
+        assert!(keepalives >= 3, "{keepalives} keepalives before the drop");
+        assert!(
+            elapsed >= idle - Duration::from_millis(500) && elapsed < idle * 2,
+            "dropped after {elapsed:?} of silence ({end})"
+        );
+        assert_eq!(net.peer_count(), 0);
     }
 }

@@ -4,6 +4,7 @@
 
 use snow::{HandshakeState, StatelessTransportState};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -177,6 +178,15 @@ pub struct LinkReader {
 }
 
 impl LinkReader {
+    async fn chunk_within(&mut self, idle: Option<Duration>) -> Result<Vec<u8>, WireError> {
+        match idle {
+            None => self.next_chunk().await,
+            Some(idle) => tokio::time::timeout(idle, self.next_chunk())
+                .await
+                .map_err(|_| WireError::Timeout)?,
+        }
+    }
+
     async fn next_chunk(&mut self) -> Result<Vec<u8>, WireError> {
         let ciphertext = read_noise(&mut self.stream).await?;
         let mut plain = vec![0u8; ciphertext.len()];
@@ -191,7 +201,14 @@ impl LinkReader {
 
     /// One application message; its declared length is checked before allocating.
     pub async fn recv(&mut self) -> Result<Vec<u8>, WireError> {
-        let first = self.next_chunk().await?;
+        self.recv_within(None).await
+    }
+
+    /// [`Self::recv`], failing with [`WireError::Timeout`] when no chunk arrives for `idle`.
+    /// Counted per chunk, not per message, so a large message on a slow but live link is
+    /// not cut off.
+    pub async fn recv_within(&mut self, idle: Option<Duration>) -> Result<Vec<u8>, WireError> {
+        let first = self.chunk_within(idle).await?;
         let Some(len) = first.get(..LEN_BYTES) else {
             return Err(WireError::Protocol("chunk shorter than a length".into()));
         };
@@ -205,7 +222,7 @@ impl LinkReader {
         let mut out = Vec::with_capacity(len);
         out.extend_from_slice(&first[LEN_BYTES..]);
         while out.len() < len {
-            let chunk = self.next_chunk().await?;
+            let chunk = self.chunk_within(idle).await?;
             if chunk.is_empty() {
                 return Err(WireError::Protocol("empty chunk".into()));
             }
