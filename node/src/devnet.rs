@@ -1,5 +1,6 @@
-//! `keel devnet`: a local cluster of separate `keel run` processes on loopback, from
-//! embedded defaults, resumed when its directory already holds one.
+//! `keel devnet`: a local cluster of separate `keel run` processes on loopback (or one
+//! network namespace each), from embedded defaults, resumed when its directory already
+//! holds one.
 
 use crate::client::Client;
 use crate::config::NodeConfig;
@@ -18,6 +19,8 @@ pub const STOP_TIMEOUT_MS: u64 = 10_000;
 pub struct DevnetOptions {
     pub init: InitOptions,
     pub fresh: bool,
+    /// Validator i runs in network namespace `<prefix><i>` (made by devnet/netns).
+    pub netns: Option<String>,
 }
 
 struct Node {
@@ -34,7 +37,9 @@ fn node_homes(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-fn spawn(home: &Path) -> Result<Child, String> {
+/// `keel run --home <home>`, inside network namespace `netns` when given: `ip netns exec`
+/// enters it and execs keel, so the child's pid is the validator's own (signals reach it).
+fn spawn(home: &Path, netns: Option<&str>) -> Result<Child, String> {
     let exe = std::env::current_exe().map_err(|e| format!("locating the keel binary: {e}"))?;
     let log_path = home.join("node.log");
     let log = std::fs::OpenOptions::new()
@@ -43,7 +48,15 @@ fn spawn(home: &Path) -> Result<Child, String> {
         .open(&log_path)
         .map_err(|e| format!("{}: {e}", log_path.display()))?;
     let err = log.try_clone().map_err(|e| e.to_string())?;
-    Command::new(exe)
+    let mut command = match netns {
+        Some(name) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", name]).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    command
         .arg("run")
         .arg("--home")
         .arg(home)
@@ -94,7 +107,8 @@ pub async fn devnet(opts: DevnetOptions) -> Result<(), String> {
     let mut nodes = Vec::new();
     for (index, home) in node_homes(&dir).into_iter().enumerate() {
         let config = NodeConfig::load(&home.join("config.toml")).map_err(|e| e.to_string())?;
-        let child = match spawn(&home) {
+        let netns = opts.netns.as_ref().map(|prefix| format!("{prefix}{index}"));
+        let child = match spawn(&home, netns.as_deref()) {
             Ok(c) => c,
             Err(e) => {
                 stop(&mut nodes);

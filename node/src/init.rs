@@ -24,6 +24,9 @@ pub struct InitOptions {
     pub block_time_ms: u64,
     /// Node i listens for peers on base+i, RPC on base+100+i, metrics on base+200+i.
     pub base_port: u16,
+    /// Node i's IP address for all three ports (one network namespace per validator, see
+    /// devnet/netns); empty: every node on 127.0.0.1.
+    pub hosts: Vec<String>,
     pub dev_accounts: usize,
     pub genesis_time_ms: u64,
 }
@@ -84,6 +87,18 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, String> {
             opts.base_port, opts.validators
         ));
     }
+    if !opts.hosts.is_empty() && opts.hosts.len() != opts.validators {
+        return Err(format!(
+            "--hosts names {} addresses for {} validators",
+            opts.hosts.len(),
+            opts.validators
+        ));
+    }
+    // Checked here so a typo fails before any key is written, not when a node binds.
+    for host in &opts.hosts {
+        host.parse::<std::net::IpAddr>()
+            .map_err(|e| err(&format!("--hosts {host:?}"), e))?;
+    }
     let node0 = opts.home.join("node0");
     if node0.exists() {
         return Err(format!(
@@ -91,8 +106,14 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, String> {
             node0.display()
         ));
     }
-    let port =
-        |offset: usize, i: usize| format!("127.0.0.1:{}", usize::from(opts.base_port) + offset + i);
+    let port = |offset: usize, i: usize| {
+        let host = opts.hosts.get(i).map_or("127.0.0.1", String::as_str);
+        let port = usize::from(opts.base_port) + offset + i;
+        match host.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(_)) => format!("[{host}]:{port}"),
+            _ => format!("{host}:{port}"),
+        }
+    };
 
     let mut validators = Vec::new();
     let mut nodes = Vec::new();

@@ -74,6 +74,10 @@ struct GenesisArgs {
     /// Node i: p2p on P+i, RPC on P+100+i, metrics on P+200+i (node0's RPC is 8545 by default).
     #[arg(long, default_value_t = 8445)]
     base_port: u16,
+    /// Comma-separated IP address of each validator (all its ports), e.g. one network
+    /// namespace each (devnet/netns); default: all on 127.0.0.1.
+    #[arg(long, value_delimiter = ',')]
+    hosts: Vec<String>,
     /// Funded development accounts written under DIR/accounts.
     #[arg(long, default_value_t = 10)]
     dev_accounts: usize,
@@ -93,6 +97,7 @@ impl GenesisArgs {
             fold_epochs: self.fold_epochs,
             block_time_ms: self.block_time_ms,
             base_port: self.base_port,
+            hosts: self.hosts,
             dev_accounts: self.dev_accounts,
             genesis_time_ms: self.genesis_time_ms.unwrap_or_else(now_ms),
         }
@@ -106,6 +111,10 @@ struct DevnetArgs {
     /// Wipe DIR first instead of resuming the chain in it.
     #[arg(long)]
     fresh: bool,
+    /// Run validator i as `ip netns exec PREFIX<i> keel run …`, in network namespaces that
+    /// `devnet/netns up` made (use with --hosts set to their addresses).
+    #[arg(long, value_name = "PREFIX")]
+    netns: Option<String>,
 }
 
 #[derive(Args)]
@@ -403,6 +412,7 @@ fn main() -> ExitCode {
             rt.block_on(devnet(DevnetOptions {
                 init: a.genesis.options(),
                 fresh: a.fresh,
+                netns: a.netns,
             }))
             .map(|()| None)
         }),
