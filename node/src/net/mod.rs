@@ -139,6 +139,10 @@ struct Inner {
     /// Connected peers: index → (connection generation, outbound queue).
     peers: Mutex<BTreeMap<u16, Peer>>,
     next_generation: Mutex<u64>,
+    /// Each validator's inbound byte budget, kept across its connections: a peer that
+    /// reconnects must not get a fresh [`MAX_PEER_INBOUND_BYTES`] while its earlier messages
+    /// still wait in the shared inbound queue. At most one entry per validator.
+    inbound_budgets: Mutex<BTreeMap<u16, Arc<Semaphore>>>,
     inbound: mpsc::Sender<Inbound>,
     gossip: mpsc::Sender<(Vec<SignedTransaction>, InboundBudget)>,
 }
@@ -165,6 +169,7 @@ impl Network {
                 key,
                 peers: Mutex::new(BTreeMap::new()),
                 next_generation: Mutex::new(0),
+                inbound_budgets: Mutex::new(BTreeMap::new()),
                 inbound,
                 gossip,
             }),
@@ -353,12 +358,23 @@ impl Network {
             .map_err(|_| WireError::Timeout)?
     }
 
+    /// The validator's inbound byte budget, the same for all its connections.
+    fn inbound_budget(&self, peer: u16) -> Arc<Semaphore> {
+        self.inner
+            .inbound_budgets
+            .lock()
+            .expect("budgets lock")
+            .entry(peer)
+            .or_insert_with(|| Arc::new(Semaphore::new(MAX_PEER_INBOUND_BYTES)))
+            .clone()
+    }
+
     /// Registers the connection (replacing an older one to the same peer), then pumps both
     /// directions until either fails.
     async fn run_connection(&self, peer: u16, link: Link) {
         let (tx, mut rx) = mpsc::channel::<Arc<Vec<u8>>>(self.inner.config.peer_queue_len);
         let outbound = Arc::new(ByteBudget::new(MAX_PEER_OUTBOUND_BYTES));
-        let inbound_budget = Arc::new(Semaphore::new(MAX_PEER_INBOUND_BYTES));
+        let inbound_budget = self.inbound_budget(peer);
         let generation = {
             let mut g = self.inner.next_generation.lock().expect("generation lock");
             *g += 1;
@@ -647,5 +663,29 @@ mod tests {
             "dropped after {elapsed:?} of silence ({end})"
         );
         assert_eq!(net.peer_count(), 0);
+    }
+
+    /// A validator that reconnects keeps the inbound budget its queued messages hold: a new
+    /// connection does not hand it another `MAX_PEER_INBOUND_BYTES`.
+    #[tokio::test]
+    async fn a_reconnecting_peer_keeps_its_inbound_budget() {
+        let (server_key, client_key) =
+            (SecretKey::from_seed([1; 32]), SecretKey::from_seed([2; 32]));
+        let net = server(&server_key, &client_key).await;
+        let held = net
+            .inbound_budget(1)
+            .acquire_many_owned(inbound_permits(MAX_PEER_INBOUND_BYTES / 2))
+            .await
+            .expect("permits");
+        let again = net.inbound_budget(1);
+        let half = MAX_PEER_INBOUND_BYTES / 2;
+        assert_eq!(again.available_permits(), MAX_PEER_INBOUND_BYTES - half);
+        assert_eq!(
+            net.inbound_budget(0).available_permits(),
+            MAX_PEER_INBOUND_BYTES,
+            "another validator's budget is its own"
+        );
+        drop(held);
+        assert_eq!(again.available_permits(), MAX_PEER_INBOUND_BYTES);
     }
 }
