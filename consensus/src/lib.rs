@@ -11,8 +11,8 @@ mod quorum;
 pub mod votelog;
 
 pub use engine::{
-    Action, Config, Engine, Input, MAX_PROPOSALS_PER_VIEW, MAX_RESEND_VIEWS,
-    MAX_UNCERTIFIED_PARENTS_PER_VIEW,
+    Action, Config, Engine, Input, Retained, MAX_PENDING_BLOCK_BYTES, MAX_PROPOSALS_PER_VIEW,
+    MAX_RESEND_VIEWS, MAX_UNCERTIFIED_PARENTS_PER_VIEW,
 };
 pub use message::{Message, MAX_MESSAGE_BYTES, MAX_SYNC_BLOCKS, MAX_SYNC_HEADERS};
 pub use quorum::{quorum_size, verify_certificate, CertificateError, ValidatorSet};

@@ -4,7 +4,7 @@
 
 use keel_consensus::{
     verify_certificate, Action, CertificateError, Config, Engine, Input, Message, ValidatorSet,
-    VoteRecord, MAX_PROPOSALS_PER_VIEW, MAX_UNCERTIFIED_PARENTS_PER_VIEW,
+    VoteRecord, MAX_PENDING_BLOCK_BYTES, MAX_PROPOSALS_PER_VIEW, MAX_UNCERTIFIED_PARENTS_PER_VIEW,
 };
 use keel_types::{
     Block, Canonical, Certificate, Hash, Header, SecretKey, Signature, SignedVote, Vote, VoteKind,
@@ -725,4 +725,70 @@ fn proposals_kept_per_view_are_bounded() {
         "{} blocks retained",
         engine.retained_blocks()
     );
+}
+
+/// A block of about `bytes` (one deploy transaction carrying that much code).
+fn heavy(view: u64, height: u64, salt: u64, bytes: usize) -> Block {
+    use keel_types::{Env, Sender, Transaction, TxBody, U256};
+    let key = SecretKey::from_seed([42; 32]);
+    let tx = Transaction {
+        chain_id: CHAIN,
+        sender: Sender::Agent(key.public_key()),
+        nonce: salt,
+        gas_limit: 1,
+        gas_price: 1,
+        body: TxBody::Deploy {
+            env: Env::Wasm,
+            code: vec![0xab; bytes],
+            args: vec![],
+            value: U256::ZERO,
+        },
+    }
+    .sign(&key);
+    let mut b = child(view, height, Hash([9; 32]), salt);
+    b.transactions = vec![tx];
+    b
+}
+
+/// Found by the process-level Byzantine harness (node/tests/devnet/byzantine.rs): a leader
+/// that signs two large proposals in every view it leads within the window, at far-future
+/// heights finality never frees, made every honest engine hold ~930 MiB. The engine's blocks
+/// are bounded in bytes; the highest views go first, so an honest proposal for the current
+/// view is still kept and verified after the flood.
+#[test]
+fn pending_blocks_are_bounded_in_bytes_and_the_current_view_still_gets_its_block() {
+    const BODY_BYTES: usize = 3 * 1024 * 1024;
+    let mut cfg = config(0);
+    cfg.max_views_ahead = 256;
+    let mut engine = Engine::new(cfg, &[]);
+    engine.handle(Input::Start);
+    // Validator 1 leads views 1, 5, 9, …: every one of its views after the current one, two
+    // proposals each, 3 MiB apiece — 128 blocks, 384 MiB.
+    let mut kept_peak = 0;
+    for view in (5..=257).step_by(4) {
+        for fork in 0..2 {
+            let b = heavy(view, 100_000 + view, view * 2 + fork, BODY_BYTES);
+            send(&mut engine, 1, propose(1, &b));
+            kept_peak = kept_peak.max(engine.pending_block_bytes());
+        }
+    }
+    assert!(
+        kept_peak <= MAX_PENDING_BLOCK_BYTES,
+        "{kept_peak} bytes of blocks held"
+    );
+    assert!(
+        kept_peak > MAX_PENDING_BLOCK_BYTES / 2,
+        "the flood must reach the bound for this test to mean anything ({kept_peak})"
+    );
+    // The honest proposal of the current view evicts the flood's highest view.
+    let honest = heavy(1, 1, 7, BODY_BYTES);
+    let actions = send(&mut engine, 1, propose(1, &honest));
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Verify { block, .. } if block.hash() == honest.hash())),
+        "the current view's proposal is verified ({} actions)",
+        actions.len()
+    );
+    assert!(engine.pending_block_bytes() <= MAX_PENDING_BLOCK_BYTES);
 }

@@ -1,8 +1,13 @@
 //! The Simplex state machine. See docs/consensus.md for the rules and the safety argument;
 //! comments here name the rule each branch implements.
 
+mod blocks;
 mod propose;
+mod retained;
 mod sync;
+
+pub use blocks::MAX_PENDING_BLOCK_BYTES;
+pub use retained::Retained;
 
 use crate::message::Message;
 use crate::quorum::{verify_certificate, ValidatorSet};
@@ -165,6 +170,8 @@ pub struct Engine {
     views: BTreeMap<View, ViewState>,
     /// Known blocks not yet finalized (plus the finalized tip's header for parent checks).
     blocks: BTreeMap<Hash, Block>,
+    /// Encoded size of each block in `blocks`, bounded by `MAX_PENDING_BLOCK_BYTES`.
+    block_bytes: BTreeMap<Hash, usize>,
     tip: (Height, Hash, View),
     /// Highest view each validator was last heard voting in (for skipping dead leaders).
     last_heard: Vec<View>,
@@ -195,6 +202,7 @@ impl Engine {
             view: tip.2.saturating_add(1),
             views: BTreeMap::new(),
             blocks: BTreeMap::new(),
+            block_bytes: BTreeMap::new(),
             tip,
             last_heard: vec![tip.2; n],
             nullified_streak: 0,
@@ -235,6 +243,10 @@ impl Engine {
                 _ => {}
             }
         }
+        // The log holds every vote of the epoch: views before the finalized tip's are
+        // settled, so keep none of them (else a restart holds one view per vote ever logged
+        // until the first view change).
+        engine.gc();
         engine
     }
 
@@ -439,6 +451,7 @@ impl Engine {
         self.blocks.retain(|h, b| {
             (b.header.height > tip_height && b.header.view > tip_view) || *h == tip_hash
         });
+        self.forget_block_sizes();
     }
 
     /// Whether a certificate this engine holds names `hash` (such a block is always kept).

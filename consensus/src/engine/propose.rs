@@ -59,10 +59,12 @@ impl Engine {
         {
             return;
         }
+        if !self.keep_block(hash, block.clone()) {
+            return;
+        }
         let Some(vote) = self.sign(self.vote(view, VoteKind::Notarize, hash)) else {
             return;
         };
-        self.blocks.insert(hash, block.clone());
         let state = self.view_mut(view);
         state.proposal = Some(hash);
         state.proposals.push(hash);
@@ -177,6 +179,11 @@ impl Engine {
         if check == VoteCheck::Invalid {
             return;
         }
+        // Within the engine's byte budget, or not at all (a certificate naming it later
+        // makes the engine fetch it).
+        if !self.keep_block(hash, block) {
+            return;
+        }
         let state = self.view_mut(view);
         if state.proposal.is_none() {
             state.proposal = Some(hash);
@@ -184,7 +191,6 @@ impl Engine {
         if !state.proposals.contains(&hash) {
             state.proposals.push(hash);
         }
-        self.blocks.entry(hash).or_insert(block);
         if check == VoteCheck::New {
             self.record_vote(vote);
         }

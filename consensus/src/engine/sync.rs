@@ -36,8 +36,9 @@ impl Engine {
             }
             state.uncertified_parents += 1;
         }
-        self.blocks.insert(hash, block);
-        self.after_progress();
+        if self.keep_block(hash, block) {
+            self.after_progress();
+        }
     }
 
     /// Finalizes the chain up to the highest finalization certificate if every block from

@@ -1,0 +1,51 @@
+//! A read-only count of what an engine holds in memory, for tests of its bounds (the
+//! simulator's Byzantine campaign checks these against limits that do not depend on how many
+//! messages an adversary sends).
+
+use super::Engine;
+use keel_types::View;
+use std::collections::BTreeMap;
+
+/// What an engine holds, counted (see [`Engine::retained`]): totals and the largest per view.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retained {
+    pub views: usize,
+    pub blocks: usize,
+    pub proposals: usize,
+    pub votes: usize,
+    pub certificates: usize,
+    pub max_blocks_per_view: usize,
+    pub max_proposals_per_view: usize,
+    pub max_votes_per_view: usize,
+    /// The current view minus the finalized tip's view: how far finalization lags.
+    pub unfinalized_views: u64,
+}
+
+impl Engine {
+    /// Counts of what this engine holds in memory (read-only, for tests of its bounds).
+    pub fn retained(&self) -> Retained {
+        let mut blocks_per_view: BTreeMap<View, usize> = BTreeMap::new();
+        for block in self.blocks.values() {
+            *blocks_per_view.entry(block.header.view).or_default() += 1;
+        }
+        let mut r = Retained {
+            views: self.views.len(),
+            blocks: self.blocks.len(),
+            max_blocks_per_view: blocks_per_view.values().copied().max().unwrap_or(0),
+            unfinalized_views: self.view.saturating_sub(self.tip.2),
+            ..Retained::default()
+        };
+        for s in self.views.values() {
+            let votes = s.notarizes.len() + s.finalizes.len() + s.nullifies.len();
+            r.proposals += s.proposals.len();
+            r.votes += votes;
+            r.certificates += [&s.notarization, &s.nullification, &s.finalization]
+                .into_iter()
+                .flatten()
+                .count();
+            r.max_proposals_per_view = r.max_proposals_per_view.max(s.proposals.len());
+            r.max_votes_per_view = r.max_votes_per_view.max(votes);
+        }
+        r
+    }
+}
