@@ -2,7 +2,11 @@
 //! environments through the CLI, kill -9 under load, catch-up after a long outage, and the
 //! chain finalizing through bad input of every kind.
 
+#[path = "devnet/byzantine.rs"]
+mod byzantine;
 mod common;
+#[path = "devnet/partition.rs"]
+mod partition;
 
 use common::{contract, deploy, keel, metric_sum, serial, Cluster};
 use keel_node::load::{self, LoadOptions};

@@ -336,3 +336,264 @@ pub fn metric_sum(text: &str, name: &str, filter: &str) -> u64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
 }
+
+// Helpers for the Byzantine harness (devnet/byzantine.rs).
+
+impl Cluster {
+    /// As `start_with_epochs`, but the validators in `absent` are initialised (home, key,
+    /// config) and never spawned: a test joins in their place with their keys. Returns once
+    /// the spawned validators (which must be a quorum) have finalized a block.
+    pub fn start_without(
+        n: usize,
+        base_port: u16,
+        block_time_ms: u64,
+        dev_accounts: usize,
+        absent: &[usize],
+        tweak: impl Fn(&mut NodeConfig),
+    ) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = dir.path().to_str().expect("utf8").to_string();
+        let (ok, _, err) = keel(&[
+            "init",
+            "--home",
+            &home,
+            "--validators",
+            &n.to_string(),
+            "--base-port",
+            &base_port.to_string(),
+            "--block-time-ms",
+            &block_time_ms.to_string(),
+            "--dev-accounts",
+            &dev_accounts.to_string(),
+        ]);
+        assert!(ok, "init: {err}");
+        let mut configs = Vec::new();
+        for i in 0..n {
+            let path = dir.path().join(format!("node{i}/config.toml"));
+            let mut config = NodeConfig::load(&path).expect("config");
+            tweak(&mut config);
+            std::fs::write(&path, config.to_toml()).expect("write config");
+            configs.push(config);
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let mut cluster = Cluster {
+            dir,
+            n,
+            children: (0..n).map(|_| None).collect(),
+            rt,
+            configs,
+        };
+        let present: Vec<usize> = (0..n).filter(|i| !absent.contains(i)).collect();
+        for &i in &present {
+            cluster.spawn(i);
+        }
+        cluster.wait_height(&present, 1, Duration::from_secs(90));
+        cluster
+    }
+
+    /// `check_roots` over the validators in `nodes` only (the others run no RPC).
+    pub fn check_roots_of(&self, nodes: &[usize]) -> u64 {
+        let clients: Vec<_> = nodes.iter().map(|&i| self.client(i)).collect();
+        match self.rt.block_on(keel_node::load::check_roots(&clients)) {
+            Ok(h) => h,
+            Err(e) => {
+                self.dump_logs();
+                panic!("{e}")
+            }
+        }
+    }
+
+    /// Peak resident memory (VmHWM, KiB) of validator i's process, if it runs.
+    pub fn peak_rss_kib(&self, i: usize) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid(i)?)).ok()?;
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    }
+
+    /// Whether validator i's `/health` answers 200 (it runs and has not halted).
+    pub fn healthy(&self, i: usize) -> bool {
+        self.http_get(i, "/health").starts_with("HTTP/1.1 200")
+    }
+
+    /// Validator i's block hash (hex) at `height`, if it has one.
+    pub fn block_hash(&self, i: usize, height: u64) -> Option<String> {
+        let block = self
+            .call(i, "keel_getBlock", vec![serde_json::json!(height)])
+            .ok()?;
+        block["hash"].as_str().map(str::to_string)
+    }
+}
+
+/// The devnet/netns script: network namespaces, one per validator, for real partitions.
+pub const NETNS_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../devnet/netns");
+
+/// Namespaces keel-TAG-0..n-1 (and their hub) made by devnet/netns for one test, removed on
+/// drop, so a failing test leaves nothing behind. TAG carries the test process's pid and
+/// the subnet is one no route uses yet, so a crashed earlier run cannot collide with this
+/// one.
+pub struct Netns {
+    pub tag: String,
+    pub subnet: String,
+    pub n: usize,
+}
+
+impl Netns {
+    /// Creates the namespaces; panics with the reason (not root, no `ip netns`) when it
+    /// cannot: CI runs as root, and a partition test that does not partition must fail.
+    pub fn up(n: usize) -> Netns {
+        let uid = Command::new("id").arg("-u").output().expect("run id -u");
+        assert_eq!(
+            String::from_utf8_lossy(&uid.stdout).trim(),
+            "0",
+            "the partition tests need root (network namespaces, nft, tc); CI runs them as root"
+        );
+        let routes = Command::new("ip")
+            .args(["-4", "route", "show"])
+            .output()
+            .expect("ip not found: scripts/setup installs iproute2");
+        let routes = String::from_utf8_lossy(&routes.stdout).to_string();
+        let pid = std::process::id();
+        // 198.18.0.0/24 .. 198.18.255.0/24 (RFC 2544, never a real network), from the pid on.
+        let subnet = (0..256u32)
+            .map(|k| format!("198.18.{}", (pid + k) % 256))
+            .find(|s| !routes.contains(&format!("{s}.0/24")))
+            .expect("every 198.18.x.0/24 is routed already (leftover namespaces?)");
+        let netns = Netns {
+            tag: format!("p{pid}"),
+            subnet,
+            n,
+        };
+        if let Err(e) = netns.try_run(&["up", &n.to_string()]) {
+            panic!("devnet/netns up {n} failed (root? ip netns? nft?): {e}");
+        }
+        netns
+    }
+
+    /// Runs `devnet/netns ARGS` for this set; its stdout, or its stderr as the error.
+    pub fn try_run(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new("bash")
+            .arg(NETNS_SCRIPT)
+            .args(args)
+            .env("KEEL_NETNS_TAG", &self.tag)
+            .env("KEEL_NETNS_SUBNET", &self.subnet)
+            .output()
+            .map_err(|e| format!("running {NETNS_SCRIPT}: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) {
+        if let Err(e) = self.try_run(args) {
+            panic!("devnet/netns {}: {e}", args.join(" "));
+        }
+    }
+
+    pub fn hosts(&self) -> String {
+        (0..self.n)
+            .map(|i| format!("{}.{}", self.subnet, i + 1))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn name(&self, i: usize) -> String {
+        format!("keel-{}-{i}", self.tag)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Err(e) = self.try_run(&["down"]) {
+            eprintln!("devnet/netns down ({}): {e}", self.tag);
+        }
+    }
+}
+
+impl Cluster {
+    /// As `start`, with validator i in namespace `netns.name(i)` on its own address (p2p,
+    /// RPC and metrics; the root namespace reaches them through the hub bridge).
+    pub fn start_in_netns(
+        netns: &Netns,
+        base_port: u16,
+        block_time_ms: u64,
+        dev_accounts: usize,
+        tweak: impl Fn(&mut NodeConfig),
+    ) -> Cluster {
+        let n = netns.n;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = dir.path().to_str().expect("utf8").to_string();
+        let (ok, _, err) = keel(&[
+            "init",
+            "--home",
+            &home,
+            "--validators",
+            &n.to_string(),
+            "--base-port",
+            &base_port.to_string(),
+            "--block-time-ms",
+            &block_time_ms.to_string(),
+            "--dev-accounts",
+            &dev_accounts.to_string(),
+            "--hosts",
+            &netns.hosts(),
+        ]);
+        assert!(ok, "init: {err}");
+        let mut configs = Vec::new();
+        for i in 0..n {
+            let path = dir.path().join(format!("node{i}/config.toml"));
+            let mut config = NodeConfig::load(&path).expect("config");
+            tweak(&mut config);
+            std::fs::write(&path, config.to_toml()).expect("write config");
+            configs.push(config);
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let mut cluster = Cluster {
+            dir,
+            n,
+            children: (0..n).map(|_| None).collect(),
+            rt,
+            configs,
+        };
+        for i in 0..n {
+            cluster.spawn_in_netns(i, netns);
+        }
+        let all: Vec<usize> = (0..n).collect();
+        cluster.wait_height(&all, 1, Duration::from_secs(90));
+        cluster
+    }
+
+    /// `ip netns exec <ns> keel run`: ip execs keel, so the child is the validator itself.
+    pub fn spawn_in_netns(&mut self, i: usize, netns: &Netns) {
+        let home = self.home(i);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(home.join("node.log"))
+            .expect("log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &netns.name(i), KEEL, "run", "--home"])
+            .arg(&home)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn ip netns exec keel run");
+        self.children[i] = Some(child);
+    }
+}

@@ -1,0 +1,821 @@
+//! A Byzantine validator against real `keel run` processes (issue 18): the harness holds
+//! validator 3's key, joins the p2p network in its place through `Network::start` with the
+//! real genesis and config, and replays each known attack end to end while validators 0..2
+//! (a quorum without it) carry load. Raw TCP connections attack the listener before the
+//! Noise handshake completes. After each attack the honest nodes must have kept finalizing,
+//! agree on every root, have lost no accepted transaction, be healthy, hold none of the
+//! harness's forged blocks and have stayed under `HONEST_PEAK_RSS_KIB`.
+
+use crate::common::{metric_sum, serial, Cluster};
+use keel_consensus::Message;
+use keel_node::load::{self, LoadOptions, LoadReport};
+use keel_node::net::{
+    Inbound, NetConfig, NetMessage, Network, HANDSHAKE_TIMEOUT_MS, MAX_PENDING_HANDSHAKES,
+    MAX_PENDING_HANDSHAKES_PER_IP, MAX_PREAUTH_FRAME_BYTES, NOISE_PARAMS,
+};
+use keel_types::block::tx_root;
+use keel_types::limits::MAX_CALLDATA_BYTES;
+use keel_types::{
+    Address, Authorization, Block, Canonical, Certificate, Hash, Header, SecretKey,
+    SignedTransaction, SignedVote, Transaction, TxBody, Vote, VoteKind, U256,
+};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::mpsc;
+
+#[path = "byzantine/flood.rs"]
+mod flood;
+#[path = "byzantine/preauth.rs"]
+mod preauth;
+
+/// The Byzantine validator's index: the last one, so every honest validator dials it and
+/// the harness needs no dial loop of its own.
+const BYZ: usize = 3;
+const HONEST: [usize; 3] = [0, 1, 2];
+const VALIDATORS: usize = 4;
+/// Views per leader rotation (the engine's leader is `view % validators`).
+const ROTATION: u64 = VALIDATORS as u64;
+/// Proposals of honest leaders the harness keeps (the bodies its swap attacks reuse).
+const KEPT_PROPOSALS: usize = 64;
+/// Echoed votes the harness remembers.
+const KEPT_VOTED_VIEWS: usize = 4_096;
+/// An honest vote seen again after this long (a re-send on timeout) is echoed again.
+const ECHO_AGAIN: Duration = Duration::from_millis(500);
+/// Sync responses waiting for the test.
+const RESPONSE_QUEUE: usize = 64;
+/// What an idle devnet validator's peak resident memory stays under (measured: 27-32 MiB
+/// idle and under the sync, body-swap and pre-auth attacks, 50-63 MiB under the small flood).
+const BASE_RSS_BYTES: usize = 64 * 1024 * 1024;
+/// Peak resident memory (VmHWM) an honest validator may reach under any attack here: its
+/// base, plus the byte bounds the node sets on what peers can make it hold — the unfinalized
+/// block cache, the consensus engine's unfinalized blocks (a second copy of each) and each of
+/// its three peers' inbound budget (640 MiB). Measured under the largest admissible proposal
+/// flood: 465-489 MiB (it was ~930 MiB before the engine's blocks were bounded in bytes).
+const HONEST_PEAK_RSS_KIB: u64 = ((BASE_RSS_BYTES
+    + keel_node::driver::chain::MAX_UNFINALIZED_BLOCK_BYTES
+    + keel_consensus::MAX_PENDING_BLOCK_BYTES
+    + HONEST.len() * keel_node::net::MAX_PEER_INBOUND_BYTES)
+    / 1024) as u64;
+/// Heights validator 2 falls behind before it comes back to the forgeries, how long that
+/// may take, and how often it is tried.
+const LAG_HEIGHTS: u64 = 3;
+const LAG_TIMEOUT: Duration = Duration::from_secs(20);
+const LAG_ATTEMPTS: usize = 3;
+/// Heights the honest nodes must finalize during an attack.
+const PROGRESS_HEIGHTS: u64 = 5;
+/// How long they get for it.
+const PROGRESS_TIMEOUT: Duration = Duration::from_secs(60);
+/// A refused pre-auth connection must close well before the handshake timeout.
+const PROMPT_CLOSE: Duration = Duration::from_millis(2_000);
+/// Consensus timeout of the devnets here: the harness's own views time out each rotation.
+const TIMEOUT_BASE_MS: u64 = 800;
+/// Longest view timeout (a validator re-sends its votes on each).
+const TIMEOUT_MAX_MS: u64 = 3_200;
+
+#[derive(Default)]
+struct Seen {
+    view: u64,
+    epoch: u64,
+    /// Vote like an honest follower (echo each honest vote once per view and kind), so the
+    /// chain goes on with one honest validator down.
+    echo: bool,
+    voted: BTreeMap<(u64, VoteKind, Hash), Instant>,
+    proposals: VecDeque<Block>,
+    sync_requests: Vec<(u16, u64)>,
+    block_requests: Vec<(u16, Hash)>,
+    /// Votes echoed.
+    echoed: u64,
+    /// Messages received per peer.
+    heard: BTreeMap<u16, u64>,
+}
+
+impl Seen {
+    fn note(&mut self, view: u64, epoch: u64) {
+        self.view = self.view.max(view);
+        self.epoch = self.epoch.max(epoch);
+    }
+
+    /// The harness's copy of an honest vote: every vote any honest validator sends, so it
+    /// joins whichever quorum they are forming (a Byzantine validator may sign both a
+    /// nullify and a finalize; two honest ones never split into two quorums), again when
+    /// they re-send theirs after `ECHO_AGAIN`.
+    fn echo_vote(&mut self, vote: &Vote) -> Option<Vote> {
+        if !self.echo {
+            return None;
+        }
+        let now = Instant::now();
+        let key = (vote.view, vote.kind, vote.block);
+        if self
+            .voted
+            .get(&key)
+            .is_some_and(|at| now.duration_since(*at) < ECHO_AGAIN)
+        {
+            return None;
+        }
+        self.voted.insert(key, now);
+        self.echoed += 1;
+        while self.voted.len() > KEPT_VOTED_VIEWS {
+            self.voted.pop_first();
+        }
+        Some(*vote)
+    }
+}
+
+struct Harness {
+    net: Network,
+    key: SecretKey,
+    chain_id: u64,
+    genesis_hash: Hash,
+    seen: Arc<Mutex<Seen>>,
+    responses: Mutex<mpsc::Receiver<(u16, Message)>>,
+}
+
+/// A finalized chain segment as a sync response carries it.
+type Segment = (Vec<Block>, Vec<Header>, Certificate);
+
+impl Harness {
+    /// Joins the cluster's network as validator `BYZ` with its own key and the real config.
+    fn join(cluster: &Cluster) -> Harness {
+        let home = cluster.home(BYZ);
+        let key = keel_node::keys::read(&home.join("keys/validator.json")).expect("key");
+        let genesis =
+            keel_node::genesis::Genesis::load(&home.join("genesis.json")).expect("genesis");
+        let p2p = &cluster.configs[BYZ].p2p;
+        let config = NetConfig {
+            listen: p2p.listen.parse().expect("address"),
+            validators: genesis
+                .validators
+                .iter()
+                .map(|v| (v.public_key, v.p2p.clone()))
+                .collect(),
+            me: BYZ as u16,
+            chain_id: genesis.chain_id,
+            genesis_hash: genesis.hash(),
+            max_frame_bytes: p2p.max_frame_bytes as usize,
+            peer_queue_len: p2p.peer_queue_len,
+        };
+        let (net, inbound, mut gossip) = cluster
+            .rt
+            .block_on(Network::start(config, key.clone()))
+            .expect("join the network");
+        // Gossip holds its sender's inbound budget until dropped: drop it at once.
+        cluster
+            .rt
+            .spawn(async move { while gossip.recv().await.is_some() {} });
+        let seen: Arc<Mutex<Seen>> = Arc::default();
+        let (tx, rx) = mpsc::channel(RESPONSE_QUEUE);
+        cluster
+            .rt
+            .spawn(receive(net.clone(), key.clone(), seen.clone(), inbound, tx));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while net.peer_count() < HONEST.len() {
+            assert!(
+                Instant::now() < deadline,
+                "honest validators never connected"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Harness {
+            net,
+            key,
+            chain_id: genesis.chain_id,
+            genesis_hash: genesis.hash(),
+            seen,
+            responses: Mutex::new(rx),
+        }
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().expect("seen")
+    }
+
+    fn send(&self, to: usize, message: Message) {
+        self.net
+            .send(to as u16, &NetMessage::Consensus(Box::new(message)));
+    }
+
+    fn broadcast(&self, message: Message) {
+        self.net
+            .broadcast(&NetMessage::Consensus(Box::new(message)));
+    }
+
+    fn sign(&self, vote: Vote) -> SignedVote {
+        sign(&self.key, vote)
+    }
+
+    /// The harness's own signed proposal of `block` (its notarize vote in the block's view).
+    fn propose(&self, block: Block) -> Message {
+        let vote = self.sign(Vote {
+            chain_id: self.chain_id,
+            epoch: block.header.epoch,
+            view: block.header.view,
+            kind: VoteKind::Notarize,
+            block: block.hash(),
+        });
+        Message::Propose { block, vote }
+    }
+
+    /// Asks validator `peer` for finalized blocks from `from_height` (it serves any
+    /// validator) and returns its answer.
+    fn fetch(&self, cluster: &Cluster, peer: usize, from_height: u64) -> Option<Segment> {
+        let mut responses = self.responses.lock().expect("responses");
+        while responses.try_recv().is_ok() {}
+        self.send(peer, Message::SyncRequest { from_height });
+        cluster.rt.block_on(async {
+            let wait = tokio::time::timeout(Duration::from_secs(5), async {
+                while let Some((from, message)) = responses.recv().await {
+                    if let (
+                        true,
+                        Message::SyncResponse {
+                            blocks,
+                            headers,
+                            finalization,
+                        },
+                    ) = (usize::from(from) == peer, message)
+                    {
+                        return Some((blocks, headers, finalization));
+                    }
+                }
+                None
+            });
+            wait.await.ok().flatten()
+        })
+    }
+
+    /// The next `count` views at or after the current one that the harness leads.
+    fn own_views(&self, count: usize) -> Vec<u64> {
+        let view = self.seen().view;
+        (view..)
+            .filter(|v| v % ROTATION == BYZ as u64)
+            .take(count)
+            .collect()
+    }
+
+    /// The newest honest proposal with at least `txs` transactions.
+    fn honest_proposal(&self, txs: usize) -> Option<Block> {
+        self.seen()
+            .proposals
+            .iter()
+            .rev()
+            .find(|b| b.transactions.len() >= txs)
+            .cloned()
+    }
+
+    /// A transaction nobody can pay for, `data` bytes of call data: the body of invented
+    /// blocks (its encoding is well-formed, so only the header binding can refuse it).
+    fn junk_tx(&self, nonce: u64, data: usize) -> SignedTransaction {
+        Transaction {
+            chain_id: self.chain_id,
+            sender: self.key.public_key().into(),
+            nonce,
+            gas_limit: 100_000,
+            gas_price: 1,
+            body: TxBody::Call {
+                to: Address::ZERO,
+                data: vec![0xab; data],
+                value: U256::ZERO,
+            },
+        }
+        .sign(&self.key)
+    }
+
+    /// `template`'s header with the harness's own body (tx_root recomputed): a block at the
+    /// same height and parent that no quorum ever saw.
+    fn invent(&self, template: &Header, salt: u64) -> Block {
+        let transactions = vec![self.junk_tx(salt, 32)];
+        let mut header = template.clone();
+        header.tx_root = tx_root(&transactions);
+        header.proposer = self.key.public_key();
+        Block {
+            header,
+            transactions,
+        }
+    }
+
+    /// Blocks as a leader would propose them in `view`, bodies matching their headers.
+    fn own_block(&self, template: &Header, view: u64, height: u64, body: &Body) -> Block {
+        let mut header = template.clone();
+        header.view = view;
+        header.height = height;
+        header.proposer = self.key.public_key();
+        header.tx_root = body.root;
+        header.timestamp_ms = template.timestamp_ms.wrapping_add(view);
+        Block {
+            header,
+            transactions: body.txs.clone(),
+        }
+    }
+}
+
+/// A body and its root, computed once for many headers.
+struct Body {
+    txs: Vec<SignedTransaction>,
+    root: Hash,
+}
+
+fn sign(key: &SecretKey, vote: Vote) -> SignedVote {
+    SignedVote {
+        vote,
+        signer: BYZ as u16,
+        signature: key.sign(&vote.signing_hash().0),
+    }
+}
+
+/// Everything the honest validators send the harness: it notes views, keeps honest
+/// proposals, echoes votes when asked to, records requests and hands sync responses on.
+async fn receive(
+    net: Network,
+    key: SecretKey,
+    seen: Arc<Mutex<Seen>>,
+    mut inbound: mpsc::Receiver<Inbound>,
+    responses: mpsc::Sender<(u16, Message)>,
+) {
+    while let Some(Inbound { from, message, .. }) = inbound.recv().await {
+        let NetMessage::Consensus(message) = message else {
+            continue;
+        };
+        let echo = {
+            let mut seen = seen.lock().expect("seen");
+            *seen.heard.entry(from).or_insert(0) += 1;
+            match &*message {
+                Message::Propose { block, vote } => {
+                    seen.note(vote.vote.view, vote.vote.epoch);
+                    seen.proposals.push_back(block.clone());
+                    while seen.proposals.len() > KEPT_PROPOSALS {
+                        seen.proposals.pop_front();
+                    }
+                    seen.echo_vote(&vote.vote)
+                }
+                Message::Vote(vote) => {
+                    seen.note(vote.vote.view, vote.vote.epoch);
+                    seen.echo_vote(&vote.vote)
+                }
+                Message::Certificate(cert) => {
+                    seen.note(cert.vote.view, cert.vote.epoch);
+                    None
+                }
+                Message::SyncRequest { from_height } => {
+                    seen.sync_requests.push((from, *from_height));
+                    None
+                }
+                Message::BlockRequest(hash) => {
+                    seen.block_requests.push((from, *hash));
+                    None
+                }
+                _ => None,
+            }
+        };
+        if let Some(vote) = echo {
+            let vote = Message::Vote(sign(&key, vote));
+            net.broadcast(&NetMessage::Consensus(Box::new(vote)));
+        }
+        if matches!(*message, Message::SyncResponse { .. }) {
+            let _ = responses.try_send((from, *message));
+        }
+    }
+}
+
+/// A cluster of three honest `keel run` validators and the harness as validator 3.
+fn devnet(base_port: u16) -> (Cluster, Harness) {
+    let cluster = Cluster::start_without(VALIDATORS, base_port, 200, 4, &[BYZ], |c| {
+        c.consensus.timeout_base_ms = TIMEOUT_BASE_MS;
+        c.consensus.timeout_max_ms = TIMEOUT_MAX_MS;
+    });
+    let harness = Harness::join(&cluster);
+    (cluster, harness)
+}
+
+/// Load on the given honest validators for `seconds`.
+fn start_load(
+    cluster: &Cluster,
+    nodes: &[usize],
+    seconds: u64,
+    seed: u64,
+) -> tokio::task::JoinHandle<Result<LoadReport, String>> {
+    let funders = (0..4)
+        .map(|j| keel_node::keys::read(&cluster.dev_key(j)).expect("key"))
+        .collect();
+    cluster.rt.spawn(load::run(LoadOptions {
+        rpcs: nodes.iter().map(|&i| cluster.rpc(i)).collect(),
+        funders,
+        senders: 16,
+        rate_per_s: 40,
+        duration_s: seconds,
+        settle_s: 60,
+        seed,
+    }))
+}
+
+/// Waits for the load and asserts every accepted transaction finalized.
+fn finish_load(cluster: &Cluster, handle: tokio::task::JoinHandle<Result<LoadReport, String>>) {
+    let report = cluster
+        .rt
+        .block_on(handle)
+        .expect("load task")
+        .unwrap_or_else(|e| {
+            cluster.dump_logs();
+            panic!("load: {e}")
+        });
+    eprintln!("load: {}", serde_json::to_string(&report).expect("json"));
+    assert!(report.submitted > 0, "{report:?}");
+    assert_eq!(report.lost, 0, "accepted transactions lost: {report:?}");
+    assert_eq!(report.finalized, report.accepted, "{report:?}");
+}
+
+/// The honest nodes finalize `PROGRESS_HEIGHTS` more blocks within `PROGRESS_TIMEOUT`.
+fn keeps_finalizing(cluster: &Cluster, nodes: &[usize]) -> u64 {
+    let deadline = Instant::now() + PROGRESS_TIMEOUT;
+    let mut low = u64::MAX;
+    for &i in nodes {
+        // A validator busy with a flood may answer late; one that never does has stopped.
+        let height = loop {
+            if let Some(h) = cluster.height(i) {
+                break h;
+            }
+            if Instant::now() > deadline {
+                cluster.dump_logs();
+                panic!("validator {i} does not answer keel_status");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        low = low.min(height);
+    }
+    cluster.wait_height(nodes, low + PROGRESS_HEIGHTS, PROGRESS_TIMEOUT);
+    low + PROGRESS_HEIGHTS
+}
+
+/// Whether `nodes` all reach `height` within `timeout`.
+fn reaches(cluster: &Cluster, nodes: &[usize], height: u64, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if nodes
+            .iter()
+            .all(|&i| cluster.height(i).is_some_and(|h| h >= height))
+        {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+/// After an attack: progress, equal roots, health, no forged block, memory under the bound.
+fn honest_nodes_unharmed(cluster: &Cluster, forged: &BTreeMap<u64, BTreeSet<String>>) {
+    let top = keeps_finalizing(cluster, &HONEST);
+    assert!(cluster.check_roots_of(&HONEST) >= top);
+    for i in HONEST {
+        assert!(cluster.healthy(i), "validator {i} is not healthy");
+        for (&height, hashes) in forged {
+            let hash = cluster.block_hash(i, height).expect("finalized block");
+            assert!(
+                !hashes.contains(&hash),
+                "validator {i} finalized the harness's forged block {hash} at height {height}"
+            );
+        }
+    }
+    assert_eq!(cluster.equivocations(), Vec::<String>::new());
+    check_memory(cluster);
+}
+
+fn check_memory(cluster: &Cluster) {
+    for i in HONEST {
+        let peak = cluster.peak_rss_kib(i).expect("VmHWM");
+        eprintln!("validator {i}: peak RSS {} MiB", peak / 1024);
+        assert!(
+            peak <= HONEST_PEAK_RSS_KIB,
+            "validator {i} peaked at {peak} KiB, over the bound of {HONEST_PEAK_RSS_KIB} KiB"
+        );
+    }
+}
+
+fn rejected(cluster: &Cluster, i: usize, reason: &str) -> u64 {
+    metric_sum(
+        &cluster.metrics_text(i),
+        "keel_p2p_rejected_total",
+        &format!("reason=\"{reason}\""),
+    )
+}
+
+/// The forged sync responses the harness sends a validator whose next height is that of
+/// `segment[0]`'s child: `[X, T…]` with X invented on the real parent and T the real chain
+/// with its real certificate, and the stale, reordered, truncated and re-parented variants.
+/// Returns the messages and the invented blocks.
+fn forged_syncs(
+    harness: &Harness,
+    segment: &Segment,
+    stale: &Segment,
+) -> (Vec<Message>, Vec<Block>) {
+    let (blocks, _, cert) = segment;
+    assert!(
+        blocks.len() >= 3,
+        "need a parent and two real blocks: {}",
+        blocks.len()
+    );
+    let real = &blocks[1..];
+    let x = harness.invent(&real[0].header, 1);
+    // A second invented block on X, at the next real block's height and view.
+    let mut x2 = harness.invent(&real[1].header, 2);
+    x2.header.parent_hash = x.hash();
+    let mut reparented = real[1].clone();
+    reparented.header.parent_hash = x.hash();
+    let headers = |bs: &[Block]| bs.iter().map(|b| b.header.clone()).collect::<Vec<_>>();
+    let response = |blocks: Vec<Block>, headers: Vec<Header>, finalization: Certificate| {
+        Message::SyncResponse {
+            blocks,
+            headers,
+            finalization,
+        }
+    };
+    let own_finalize = harness.sign(Vote {
+        chain_id: harness.chain_id,
+        epoch: x.header.epoch,
+        view: x.header.view,
+        kind: VoteKind::Finalize,
+        block: x.hash(),
+    });
+    // A "quorum" for X: the harness's own signature and two honest signatures lifted from
+    // the real certificate (they sign another vote).
+    let mut lifted = cert.clone();
+    lifted.vote = own_finalize.vote;
+    lifted.signers = vec![cert.signers[0], cert.signers[1], BYZ as u16];
+    lifted.signatures = vec![
+        cert.signatures[0],
+        cert.signatures[1],
+        own_finalize.signature,
+    ];
+    let alone = Certificate {
+        vote: own_finalize.vote,
+        signers: vec![BYZ as u16],
+        signatures: vec![own_finalize.signature],
+    };
+    let mut messages = vec![
+        // [X, T…]: the exact response that once finalized X.
+        response(
+            [vec![x.clone()], real[1..].to_vec()].concat(),
+            vec![],
+            cert.clone(),
+        ),
+        // X, then the real chain as headers.
+        response(vec![x.clone()], headers(&real[1..]), cert.clone()),
+        // X under a certificate that names another block.
+        response(vec![x.clone()], vec![], cert.clone()),
+        // X and an invented child, under the real certificate.
+        response(vec![x.clone(), x2.clone()], vec![], cert.clone()),
+        // The real next block re-parented onto X.
+        response(vec![x.clone(), reparented], vec![], cert.clone()),
+        // Our own real parent (stale) first, then X, then the real chain.
+        response(
+            [vec![blocks[0].clone(), x.clone()], real[1..].to_vec()].concat(),
+            vec![],
+            cert.clone(),
+        ),
+        // X certified by a lifted quorum and by the harness alone.
+        response(vec![x.clone()], vec![], lifted),
+        response(vec![x.clone()], vec![], alone),
+        // The real chain reordered.
+        response(real.iter().rev().cloned().collect(), vec![], cert.clone()),
+        // A stale response from the chain's start.
+        response(stale.0.clone(), stale.1.clone(), stale.2.clone()),
+    ];
+    if real.len() >= 3 {
+        // The real chain truncated in the middle.
+        let mut gap = real.to_vec();
+        gap.remove(1);
+        messages.push(response(gap, vec![], cert.clone()));
+    }
+    (messages, vec![x, x2])
+}
+
+#[test]
+fn byzantine_forged_sync_responses_never_finalize_an_invented_block() {
+    let _guard = serial();
+    let (mut cluster, harness) = devnet(26_000);
+    harness.seen().echo = true;
+    let load = start_load(&cluster, &[0, 1], 30, 11);
+    cluster.wait_height(&HONEST, 3, PROGRESS_TIMEOUT);
+    // Validator 2 falls behind: the chain goes on with 0, 1 and the harness's echoed votes.
+    // That is two faulty validators of four (one down, one Byzantine), past what liveness is
+    // promised for, and 0 and 1 sometimes stall in a view the harness leads (see the report
+    // of issue 18); then validator 2 comes back and the lag is tried again.
+    let mut behind = 0;
+    for attempt in 0..LAG_ATTEMPTS {
+        behind = cluster.height(2).expect("height");
+        cluster.kill9(2);
+        if reaches(&cluster, &[0, 1], behind + LAG_HEIGHTS, LAG_TIMEOUT) {
+            break;
+        }
+        assert!(
+            attempt + 1 < LAG_ATTEMPTS,
+            "validators 0 and 1 never moved on without 2"
+        );
+        eprintln!("attempt {attempt}: no progress without validator 2; it comes back");
+        cluster.spawn(2);
+        keeps_finalizing(&cluster, &HONEST);
+    }
+    let segment = harness
+        .fetch(&cluster, 0, behind)
+        .expect("validator 0 serves finalized blocks");
+    let stale = harness.fetch(&cluster, 0, 1).expect("stale segment");
+    let (messages, invented) = forged_syncs(&harness, &segment, &stale);
+    let mut forged: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
+    for b in &invented {
+        forged
+            .entry(b.header.height)
+            .or_default()
+            .insert(b.hash().to_hex());
+    }
+    // Validator 2 comes back and asks to catch up: the harness is the first peer it reaches
+    // (it dials the harness; the others' dial loops have backed off) and it answers every
+    // request, and pushes unasked, with the forgeries, racing the honest answers.
+    let heard_before = harness.seen().heard.get(&2).copied().unwrap_or(0);
+    cluster.spawn(2);
+    let target = segment.0.last().expect("blocks").header.height + 2;
+    let deadline = Instant::now() + PROGRESS_TIMEOUT;
+    let (mut pushes, mut answered, mut while_behind) = (0u64, 0usize, 0u64);
+    loop {
+        let height = cluster.height(2);
+        if height.is_some_and(|h| h >= target) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "validator 2 never caught up");
+        let connected = harness.seen().heard.get(&2).copied().unwrap_or(0) > heard_before;
+        let requests: Vec<(u16, u64)> = std::mem::take(&mut harness.seen().sync_requests);
+        for (from, _) in &requests {
+            for m in &messages {
+                harness.send(usize::from(*from), m.clone());
+            }
+        }
+        answered += requests.len();
+        if connected {
+            for m in &messages {
+                harness.send(2, m.clone());
+            }
+            pushes += 1;
+            // Pushed while validator 2 still stood at the height the forgeries extend (or
+            // before its RPC answered: the message waits for its driver, which starts there).
+            if height.is_none_or(|h| h <= behind) {
+                while_behind += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "forged sync: {} variants, {pushes} pushes to validator 2 ({while_behind} while it was \
+         behind), {answered} requests answered",
+        messages.len()
+    );
+    assert!(
+        while_behind + answered as u64 > 0,
+        "no forgery reached validator 2 while it was behind"
+    );
+    finish_load(&cluster, load);
+    honest_nodes_unharmed(&cluster, &forged);
+}
+
+/// `block` with its body swapped three ways under the unchanged header: a transaction
+/// replaced by the harness's own, two signatures exchanged, two transactions reordered.
+fn swapped_bodies(harness: &Harness, block: &Block, salt: u64) -> Vec<Block> {
+    let mut out = Vec::new();
+    let mut replaced = block.clone();
+    if let Some(tx) = replaced.transactions.first_mut() {
+        *tx = harness.junk_tx(salt, 32);
+    } else {
+        replaced.transactions.push(harness.junk_tx(salt, 32));
+    }
+    out.push(replaced);
+    if block.transactions.len() >= 2 {
+        let mut resigned = block.clone();
+        let (a, b) = (
+            resigned.transactions[0].signature.clone(),
+            resigned.transactions[1].signature.clone(),
+        );
+        if matches!(
+            (&a, &b),
+            (Authorization::Ed25519(_), Authorization::Ed25519(_))
+        ) && a != b
+        {
+            resigned.transactions[0].signature = b;
+            resigned.transactions[1].signature = a;
+            out.push(resigned);
+        }
+        let mut reordered = block.clone();
+        reordered.transactions.swap(0, 1);
+        out.push(reordered);
+    }
+    for b in &out {
+        assert_ne!(
+            b.compute_tx_root(),
+            b.header.tx_root,
+            "a swap must break the binding"
+        );
+    }
+    out
+}
+
+#[test]
+fn byzantine_swapped_bodies_are_dropped_and_the_chain_goes_on() {
+    let _guard = serial();
+    let (cluster, harness) = devnet(26_010);
+    let load = start_load(&cluster, &HONEST, 25, 12);
+    let before: Vec<u64> = HONEST
+        .iter()
+        .map(|&i| rejected(&cluster, i, "body_mismatch"))
+        .collect();
+    let mut sent = [0u64; VALIDATORS];
+    let mut swaps = [0u64; 3];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut salt = 0;
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+        let Some(honest) = harness.honest_proposal(2) else {
+            continue;
+        };
+        salt += 1;
+        // 1. Proposals in the harness's own views, signed by it: the header binds the real
+        //    body, the message carries a swapped one.
+        for (k, view) in harness.own_views(2).into_iter().enumerate() {
+            let body = Body {
+                root: honest.header.tx_root,
+                txs: honest.transactions.clone(),
+            };
+            let own = harness.own_block(&honest.header, view, honest.header.height, &body);
+            for (s, swapped) in swapped_bodies(&harness, &own, salt * 10 + k as u64)
+                .into_iter()
+                .enumerate()
+            {
+                let message = harness.propose(swapped);
+                for i in HONEST {
+                    harness.send(i, message.clone());
+                    sent[i] += 1;
+                }
+                swaps[s.min(2)] += 1;
+            }
+        }
+        // 2. An honest leader's real block, body swapped, as an unasked block response.
+        for swapped in swapped_bodies(&harness, &honest, salt * 10 + 5) {
+            for i in HONEST {
+                harness.send(i, Message::BlockResponse(swapped.clone()));
+                sent[i] += 1;
+            }
+        }
+        // 3. Answers to block requests, if any came: the requested header, another body.
+        let requests = std::mem::take(&mut harness.seen().block_requests);
+        for (from, hash) in requests {
+            let known = harness
+                .seen()
+                .proposals
+                .iter()
+                .find(|b| b.hash() == hash)
+                .cloned();
+            if let Some(block) = known {
+                for swapped in swapped_bodies(&harness, &block, salt * 10 + 7) {
+                    harness.send(usize::from(from), Message::BlockResponse(swapped));
+                    sent[usize::from(from)] += 1;
+                }
+            }
+        }
+    }
+    // 4. A real sync response (real blocks, real certificate) with one body swapped.
+    let height = cluster.height(0).expect("height");
+    let (mut blocks, headers, cert) = harness
+        .fetch(&cluster, 0, height.saturating_sub(8).max(1))
+        .expect("sync segment");
+    let victim = blocks
+        .iter()
+        .position(|b| !b.transactions.is_empty())
+        .unwrap_or(0);
+    blocks[victim] = swapped_bodies(&harness, &blocks[victim], 99).remove(0);
+    for i in HONEST {
+        harness.send(
+            i,
+            Message::SyncResponse {
+                blocks: blocks.clone(),
+                headers: headers.clone(),
+                finalization: cert.clone(),
+            },
+        );
+        sent[i] += 1;
+    }
+    eprintln!("body swap: sent {sent:?} (proposal swaps by kind {swaps:?})");
+    assert!(
+        swaps[1] > 0,
+        "no signature swap was sent (no block with two transactions)"
+    );
+    finish_load(&cluster, load);
+    honest_nodes_unharmed(&cluster, &BTreeMap::new());
+    for (k, &i) in HONEST.iter().enumerate() {
+        let dropped = rejected(&cluster, i, "body_mismatch") - before[k];
+        eprintln!(
+            "validator {i}: {dropped} of {} swapped bodies dropped",
+            sent[i]
+        );
+        assert_eq!(
+            dropped, sent[i],
+            "validator {i} must drop every swapped body at the binding check"
+        );
+    }
+}
