@@ -792,3 +792,43 @@ fn pending_blocks_are_bounded_in_bytes_and_the_current_view_still_gets_its_block
     );
     assert!(engine.pending_block_bytes() <= MAX_PENDING_BLOCK_BYTES);
 }
+
+/// Found by review of the byte bound: junk in views that were later nullified ranked below
+/// every new honest block, so once it filled the budget nothing new was kept and nothing was
+/// ever finalized (only finality frees past views). Blocks of past views now go first.
+#[test]
+fn junk_of_nullified_views_cannot_keep_out_the_next_honest_proposal() {
+    const BODY_BYTES: usize = 15 * 1024 * 1024;
+    let mut engine = Engine::new(config(0), &[]);
+    engine.handle(Input::Start);
+    // Validator 3 leads views 3, 7, 11 and 15: two 15 MiB proposals in each (240 MiB),
+    // sent while those views are ahead, then every view up to 16 is nullified.
+    for view in [3, 7, 11, 15] {
+        for fork in 0..2 {
+            let b = heavy(view, view, view * 2 + fork, BODY_BYTES);
+            send(&mut engine, 3, propose(3, &b));
+        }
+    }
+    for view in 1..=16 {
+        for signer in [1, 2, 3] {
+            send(
+                &mut engine,
+                signer,
+                Message::Vote(signed(signer, vote(view, VoteKind::Nullify, Hash::ZERO))),
+            );
+        }
+    }
+    assert_eq!(engine.view(), 17);
+    assert!(engine.pending_block_bytes() <= MAX_PENDING_BLOCK_BYTES);
+    // View 17's leader (validator 1) proposes on the tip: the proposal is kept and verified.
+    let honest = heavy(17, 1, 99, BODY_BYTES);
+    let actions = send(&mut engine, 1, propose(1, &honest));
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Verify { block, .. } if block.hash() == honest.hash())),
+        "the next honest proposal is verified ({} actions)",
+        actions.len()
+    );
+    assert!(engine.pending_block_bytes() <= MAX_PENDING_BLOCK_BYTES);
+}

@@ -4,7 +4,7 @@
 //! processes (node/tests/devnet/byzantine.rs) that held ~930 MiB per honest validator.
 
 use super::Engine;
-use keel_types::{Block, Hash};
+use keel_types::{Block, Hash, Height, View};
 
 /// Encoded bytes of the unfinalized blocks one engine keeps: eight maximal blocks, far more
 /// than the few views between a proposal and its finality that an honest chain needs. A
@@ -12,43 +12,67 @@ use keel_types::{Block, Hash};
 /// it again (`BlockRequest`).
 pub const MAX_PENDING_BLOCK_BYTES: usize = 128 * 1024 * 1024;
 
+/// Where a block stands in line for eviction; the greatest goes first. `None`: never evicted.
+type EvictionRank = Option<(u8, View, Height, Hash)>;
+
 impl Engine {
-    /// Keeps `block` (known by `hash`) within [`MAX_PENDING_BLOCK_BYTES`], making room by
-    /// evicting the block of the highest view (then height, then hash) if that ranks above
-    /// the new one: honest blocks near the current view outrank whatever a leader proposed
-    /// far ahead, and views increase along every chain. The finalized tip is never evicted.
+    /// Keeps `block` (known by `hash`) within [`MAX_PENDING_BLOCK_BYTES`]. Blocks this engine
+    /// needs are never evicted: the finalized tip, blocks a certificate names, the current
+    /// view's first proposal and blocks this validator notarized in views not nullified.
+    /// The rest make room in this order: blocks of past views (they can matter again only if
+    /// a certificate names them, and a certificate for a missing block makes the engine fetch
+    /// it), then blocks of later views, highest view first (honest blocks near the current
+    /// view outrank whatever a leader proposed far ahead). A block this engine needs is kept
+    /// even past the budget: only honest progress makes such blocks, one per view at most.
     /// Returns whether the block is held.
     pub(super) fn keep_block(&mut self, hash: Hash, block: Block) -> bool {
         if self.blocks.contains_key(&hash) {
             return true;
         }
         let size = borsh::object_length(&block).unwrap_or(usize::MAX);
-        let rank = |b: &Block, h: Hash| (b.header.view, b.header.height, h);
-        let new_rank = rank(&block, hash);
-        let tip = self.tip.1;
+        let new_rank = self.eviction_rank(&hash, &block);
         while self
             .block_bytes
             .values()
             .fold(size, |sum, b| sum.saturating_add(*b))
             > MAX_PENDING_BLOCK_BYTES
         {
-            let highest = self
+            let first = self
                 .blocks
                 .iter()
-                .filter(|(h, _)| **h != tip)
-                .map(|(h, b)| rank(b, *h))
+                .filter_map(|(h, b)| self.eviction_rank(h, b))
                 .max();
-            match highest {
-                Some(top) if top > new_rank => {
-                    self.blocks.remove(&top.2);
-                    self.block_bytes.remove(&top.2);
+            match first {
+                Some(top) if new_rank.is_none_or(|new| top > new) => {
+                    self.blocks.remove(&top.3);
+                    self.block_bytes.remove(&top.3);
                 }
+                _ if new_rank.is_none() => break,
                 _ => return false,
             }
         }
         self.blocks.insert(hash, block);
         self.block_bytes.insert(hash, size);
         true
+    }
+
+    fn eviction_rank(&self, hash: &Hash, block: &Block) -> EvictionRank {
+        let view = block.header.view;
+        let state = self.views.get(&view);
+        let notarized_by_me =
+            state.is_some_and(|s| s.my_notarize == Some(*hash) && s.nullification.is_none());
+        // Also a new block of the current view that would become its first proposal.
+        let current_proposal = view == self.view
+            && state.is_none_or(|s| s.proposal.is_none_or(|p| p == *hash));
+        if *hash == self.tip.1
+            || notarized_by_me
+            || current_proposal
+            || self.named_by_certificate(hash)
+        {
+            return None;
+        }
+        let past = u8::from(view < self.view);
+        Some((past, view, block.header.height, *hash))
     }
 
     /// Bytes of the unfinalized blocks held (for the simulator's and the node's memory checks).
