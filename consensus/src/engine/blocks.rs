@@ -62,8 +62,8 @@ impl Engine {
         let notarized_by_me =
             state.is_some_and(|s| s.my_notarize == Some(*hash) && s.nullification.is_none());
         // Also a new block of the current view that would become its first proposal.
-        let current_proposal = view == self.view
-            && state.is_none_or(|s| s.proposal.is_none_or(|p| p == *hash));
+        let current_proposal =
+            view == self.view && state.is_none_or(|s| s.proposal.is_none_or(|p| p == *hash));
         if *hash == self.tip.1
             || notarized_by_me
             || current_proposal
@@ -73,6 +73,12 @@ impl Engine {
         }
         let past = u8::from(view < self.view);
         Some((past, view, block.header.height, *hash))
+    }
+
+    /// Whether this engine holds the block: the driver's block cache evicts first what the
+    /// engine no longer holds.
+    pub fn holds(&self, hash: &Hash) -> bool {
+        self.blocks.contains_key(hash)
     }
 
     /// Bytes of the unfinalized blocks held (for the simulator's and the node's memory checks).

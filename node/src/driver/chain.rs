@@ -246,12 +246,31 @@ impl Chain {
         }
     }
 
-    /// Remembers a block seen on the network or built here, and says whether it is kept.
-    /// Bounded in count and bytes (the lowest heights, nearest to finality, are kept); below
-    /// the tip ignored. A body that does not match its header is refused, and a block already
-    /// known is never replaced: the hash covers only the header, so a second copy could carry
-    /// a different body.
+    /// Remembers a block seen on the network or built here, and says whether it is kept
+    /// (see [`Chain::remember_with`]; here every kept block counts as one the engine holds).
     pub fn remember(&mut self, block: &Block) -> bool {
+        self.remember_with(block, &|_| true, false)
+    }
+
+    /// Remembers a block, bounded in count and bytes; below the tip ignored. A body that does
+    /// not match its header is refused, and a block already known is never replaced: the
+    /// hash covers only the header, so a second copy could carry a different body.
+    ///
+    /// Room is made by evicting first the blocks the consensus engine no longer holds
+    /// (`engine_holds`: the engine keeps exactly what it needs within its own byte bound —
+    /// the tip, certified blocks, the current proposal, its own notarized blocks), then the
+    /// highest view (then height): honest blocks near the current view outrank anything a
+    /// leader proposed far ahead (the driver admits only leader-signed proposals within a
+    /// window, admit.rs), and views increase along every chain. Ranking by view alone let
+    /// junk of nullified views, below every later honest block, fill the cache for good.
+    /// A `needed` block (one the engine asked to verify, or this node's own proposal) evicts
+    /// every block the engine does not hold and is kept even past the bound.
+    pub fn remember_with(
+        &mut self,
+        block: &Block,
+        engine_holds: &dyn Fn(&Hash) -> bool,
+        needed: bool,
+    ) -> bool {
         let hash = block.hash();
         if block.header.height <= self.tip().0 || self.blocks.contains_key(&hash) {
             return self.blocks.contains_key(&hash);
@@ -264,6 +283,8 @@ impl Chain {
             return false;
         }
         let size = borsh::object_length(block).unwrap_or(usize::MAX);
+        let rank = |b: &Block, h: Hash| (!engine_holds(&h), b.header.view, b.header.height, h);
+        let new_rank = rank(block, hash);
         loop {
             let bytes: usize = self.block_bytes.values().sum();
             if self.blocks.len() < self.max_blocks
@@ -271,22 +292,14 @@ impl Chain {
             {
                 break;
             }
-            // Make room by dropping the block of the highest view (then height), unless the
-            // new one is that block: honest blocks near the current view outrank anything a
-            // leader proposed far ahead (the driver admits only leader-signed proposals within
-            // a window, admit.rs), and views increase along every chain.
-            let rank = |b: &Block, h: Hash| (b.header.view, b.header.height, h);
-            let highest = self
-                .blocks
-                .iter()
-                .max_by_key(|(h, b)| rank(b, **h))
-                .map(|(h, b)| (*h, rank(b, *h)));
+            let highest = self.blocks.iter().map(|(h, b)| rank(b, *h)).max();
             match highest {
-                Some((h, top)) if top > rank(block, hash) => {
-                    self.blocks.remove(&h);
-                    self.block_bytes.remove(&h);
-                    self.executed.remove(&h);
+                Some(top) if (needed && top.0) || (!needed && top > new_rank) => {
+                    self.blocks.remove(&top.3);
+                    self.block_bytes.remove(&top.3);
+                    self.executed.remove(&top.3);
                 }
+                _ if needed => break,
                 _ => return false,
             }
         }
@@ -640,6 +653,36 @@ mod tests {
         let bytes: usize = chain.block_bytes.values().sum();
         assert!(bytes <= chain.max_block_bytes, "{bytes}");
         assert_eq!(chain.blocks.len(), chain.block_bytes.len());
+    }
+
+    /// Found by review: the cache ranked by view alone, so junk of views later nullified sat
+    /// below every later honest block and, once it filled the cache, kept them all out.
+    /// Blocks the engine no longer holds go first; a block the engine needs is always kept.
+    #[test]
+    fn blocks_the_engine_dropped_go_first_and_needed_blocks_are_kept() {
+        let (_dir, mut chain) = chain();
+        let size = borsh::object_length(&block(1, GENESIS, 0, vec![tx(0, 10_000)])).expect("size");
+        chain.max_block_bytes = 2 * size + size / 2;
+        // Two junk blocks of low views fill the cache; then the engine drops them.
+        let junk: Vec<Block> = (0..2)
+            .map(|i| block(1, GENESIS, 10 + i, vec![tx(i, 10_000)]))
+            .collect();
+        for j in &junk {
+            assert!(chain.remember(j));
+        }
+        let engine_holds = |h: &Hash| !junk.iter().any(|j| j.hash() == *h);
+        let honest = block(5, GENESIS, 0, vec![tx(5, 10_000)]);
+        assert!(chain.remember_with(&honest, &engine_holds, false));
+        assert!(chain.blocks.contains_key(&honest.hash()));
+        // A needed block is kept even when only blocks the engine holds are left.
+        let next = block(6, honest.hash(), 0, vec![tx(6, 10_000)]);
+        let also = block(7, next.hash(), 0, vec![tx(7, 10_000)]);
+        assert!(chain.remember_with(&next, &|_| true, true));
+        assert!(chain.remember_with(&also, &|_| true, true));
+        assert!(chain.blocks.contains_key(&honest.hash()));
+        // Without need, a block ranked above everything held is refused.
+        let far = block(9, also.hash(), 0, vec![tx(9, 10_000)]);
+        assert!(!chain.remember_with(&far, &|_| true, false));
     }
 
     #[test]

@@ -272,7 +272,8 @@ impl Driver {
                     tracing::debug!(peer = from, %refusal, "dropping a proposal");
                     return;
                 }
-                self.chain.remember(block);
+                let engine = &self.engine;
+                self.chain.remember_with(block, &|h| engine.holds(h), false);
                 self.retry_deferred();
             }
             Message::BlockResponse(block) => {
@@ -281,7 +282,8 @@ impl Driver {
                         .increment(1);
                     return;
                 }
-                self.chain.remember(block);
+                let engine = &self.engine;
+                self.chain.remember_with(block, &|h| engine.holds(h), false);
                 self.retry_deferred();
             }
             Message::SyncPruned {
@@ -369,7 +371,8 @@ impl Driver {
             Action::Broadcast(message) => {
                 match &message {
                     Message::Propose { block, .. } => {
-                        self.chain.remember(block);
+                        let engine = &self.engine;
+                        self.chain.remember_with(block, &|h| engine.holds(h), true);
                     }
                     Message::BlockRequest(hash) => self.requested.record(*hash),
                     _ => {}
@@ -400,7 +403,8 @@ impl Driver {
                 empty,
             }),
             Action::Verify { view, block } => {
-                self.chain.remember(&block);
+                let engine = &self.engine;
+                self.chain.remember_with(&block, &|h| engine.holds(h), true);
                 self.verify(view, block);
             }
             Action::Finalized { block, certificate } => self.on_finalized(block, certificate),
@@ -479,10 +483,7 @@ impl Driver {
             // A block must fit in one frame the peers accept.
             let max_bytes = MAX_BLOCK_BYTES.min(self.cfg.max_frame_bytes) - BLOCK_BYTES_MARGIN;
             let selected = self.chain.with_state_after(&parent.hash, |state| {
-                mempool
-                    .lock()
-                    .expect("mempool lock")
-                    .select(state, max_txs, max_bytes, gas)
+                crate::mempool::select_locked(&*mempool, state, max_txs, max_bytes, gas)
             });
             match selected {
                 Ok(Some(Ok(txs))) => txs,
@@ -531,7 +532,8 @@ impl Driver {
             txs = block.transactions.len(),
             "proposing"
         );
-        self.chain.remember(&block);
+        let engine = &self.engine;
+        self.chain.remember_with(&block, &|h| engine.holds(h), true);
         self.to_execute.push(block.hash());
         self.push(Input::Proposal {
             view: request.view,
@@ -689,16 +691,18 @@ impl Driver {
             }
         }
         let store = self.chain.store().clone();
-        let pool_len = {
-            let mut pool = self.mempool.lock().expect("mempool lock");
-            pool.remove_included(receipts.iter().map(|r| &r.tx_hash));
-            if let Err(e) = pool.revalidate(&store.latest_view()) {
-                tracing::warn!(error = %e, "mempool revalidation failed");
-            }
-            metrics::gauge!(m::MEMPOOL_BYTES).set(pool.bytes() as f64);
-            pool.len()
-        };
-        metrics::gauge!(m::MEMPOOL_SIZE).set(pool_len as f64);
+        // The committed view is read under the pool lock, after the commit: the order the
+        // loom model (node/src/loom_models.rs) checks against racing admissions.
+        let (revalidated, size) = crate::mempool::prune_committed(
+            &*self.mempool,
+            receipts.iter().map(|r| &r.tx_hash),
+            || store.latest_view(),
+        );
+        if let Err(e) = revalidated {
+            tracing::warn!(error = %e, "mempool revalidation failed");
+        }
+        metrics::gauge!(m::MEMPOOL_BYTES).set(size.bytes as f64);
+        metrics::gauge!(m::MEMPOOL_SIZE).set(size.txs as f64);
         metrics::gauge!(m::HEIGHT).set(height as f64);
         metrics::gauge!(m::FINALIZED_HEIGHT).set(height as f64);
         let latency_ms = now_ms().saturating_sub(block.header.timestamp_ms);
