@@ -3,8 +3,14 @@
 //! batches) and restarts from the durable vote log, and Byzantine validators. The same seed
 //! replays the same run exactly: no wall clock, threads or hash-ordered collections.
 
+mod audit;
+mod byzantine;
+mod faults;
+
+pub use audit::{memory_bound_broken, MAX_BLOCKS_PER_VIEW, MAX_KEPT_PROPOSALS_PER_VIEW};
+
 use keel_consensus::{
-    Action, Config, Engine, Input, Message, ValidatorSet, VoteRecord, MAX_SYNC_BLOCKS,
+    Action, Config, Engine, Input, Message, Retained, ValidatorSet, VoteRecord, MAX_SYNC_BLOCKS,
     MAX_SYNC_HEADERS,
 };
 use keel_types::{
@@ -15,6 +21,8 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub const CHAIN_ID: u64 = 7;
+/// A crashed process restarts within this long (ms): liveness is owed only after it is back.
+pub const MAX_RESTART_MS: u64 = 2_000;
 
 /// How a validator misbehaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +41,11 @@ pub enum Fault {
     /// peer the sync response `[X, T]` with T's real certificate, X an invented block on T
     /// (issue 24: such a response used to finalize X at peers whose tip was T).
     ForgedSync,
+    /// Runs no engine: records what it receives in bounded pools and sends, per recipient,
+    /// messages a seeded RNG builds from them with its own keys (replays, re-signed and
+    /// mutated votes, proposals, certificates and sync responses, equivocations, extreme
+    /// values). See `sim/byzantine.rs`.
+    Byzantine,
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +80,8 @@ pub struct Scenario {
     /// Before this time the network drops every finalize vote and finalization certificate,
     /// so long chains are finalized only through a later descendant's certificate.
     pub drop_finalize_until_ms: u64,
+    /// `Fault::Byzantine` processes step this many times as often as by default (a flood).
+    pub byzantine_rate: u64,
 }
 
 impl Scenario {
@@ -89,6 +104,7 @@ impl Scenario {
             epoch_length: u64::MAX,
             rotate_keys: false,
             drop_finalize_until_ms: 0,
+            byzantine_rate: 1,
         }
     }
 }
@@ -109,6 +125,10 @@ enum Event {
         node: usize,
     },
     GoOffline {
+        node: usize,
+    },
+    /// A `Fault::Byzantine` process acts.
+    ByzantineStep {
         node: usize,
     },
 }
@@ -132,6 +152,8 @@ struct Node {
     /// Per ended epoch: the suffix headers and certificate that finalized its last block,
     /// when it was finalized through suffix blocks (application state, served in sync).
     epoch_proofs: BTreeMap<u64, (Vec<Header>, Certificate)>,
+    /// `Fault::Byzantine`'s state (instead of an engine).
+    adversary: Option<Box<byzantine::Adversary>>,
 }
 
 /// What a run produced, for assertions and measurements.
@@ -155,6 +177,12 @@ pub struct Report {
     pub sync_headers_served: u64,
     /// Forged sync responses sent by `Fault::ForgedSync` validators.
     pub forged_sync_responses: u64,
+    /// Messages `Fault::Byzantine` processes sent (each recipient counts once).
+    pub byzantine_messages: u64,
+    /// The most any honest engine held at any sample (field by field).
+    pub peak_retained: Retained,
+    /// Blocks on honest chains whose finality certificate the audit checked.
+    pub certified_blocks_checked: u64,
 }
 
 #[allow(missing_debug_implementations)] // holds engines and an RNG; the Report is what is printed
@@ -200,6 +228,7 @@ impl Sim {
                     epoch: 0,
                     epoch_first: 1,
                     epoch_proofs: BTreeMap::new(),
+                    adversary: None,
                 });
             }
         }
@@ -267,6 +296,10 @@ impl Sim {
     }
 
     fn start(&mut self, node: usize) {
+        if self.nodes[node].fault == Fault::Byzantine {
+            self.start_adversary(node);
+            return;
+        }
         let engine = Engine::new(self.config(node), &self.nodes[node].durable);
         self.nodes[node].engine = Some(engine);
         self.nodes[node].incarnation += 1;
@@ -276,7 +309,7 @@ impl Sim {
     fn crash(&mut self, node: usize) {
         self.nodes[node].engine = None;
         self.report.crashes += 1;
-        let back = self.now + self.rng.gen_range(50..2_000);
+        let back = self.now + self.rng.gen_range(50..MAX_RESTART_MS);
         self.push(back, Event::Restart { node });
     }
 
@@ -328,6 +361,9 @@ impl Sim {
                                 message: *message,
                             },
                         );
+                        self.sample_retained(to, from);
+                    } else if self.nodes[to].adversary.is_some() {
+                        self.adversary_receive(to, from, *message);
                     }
                 }
                 Event::Timer {
@@ -345,6 +381,7 @@ impl Sim {
                     self.nodes[node].engine = None;
                     self.nodes[node].offline = true;
                 }
+                Event::ByzantineStep { node } => self.adversary_step(node),
                 Event::Restart { node } => {
                     self.nodes[node].offline = false;
                     if self.nodes[node].engine.is_none() {
@@ -359,6 +396,7 @@ impl Sim {
     }
 
     fn check(&mut self) {
+        self.audit_certified();
         let mut by_height: BTreeMap<u64, (Hash, usize)> = BTreeMap::new();
         for (i, node) in self.nodes.iter().enumerate() {
             if node.fault != Fault::Honest {
@@ -705,87 +743,6 @@ impl Sim {
         Block {
             header,
             transactions: vec![],
-        }
-    }
-
-    /// `Fault::ForgedSync`: `[X, T]` with T's real certificate, X invented on T.
-    fn forge_sync(&mut self, node: usize, t: Block, cert: Certificate) {
-        let mut x = self.make_block(
-            node,
-            t.header.view.saturating_add(1),
-            t.hash(),
-            t.header.height.saturating_add(1),
-            0xbad,
-        );
-        x.header.epoch = t.header.epoch;
-        let message = Message::SyncResponse {
-            blocks: vec![x, t],
-            headers: vec![],
-            finalization: cert,
-        };
-        self.report.forged_sync_responses += 1;
-        self.broadcast(node, &message);
-    }
-
-    /// Broadcast, with Byzantine rewrites for faulty validators.
-    fn byzantine_broadcast(&mut self, node: usize, message: Message) {
-        let fault = self.nodes[node].fault;
-        match (&message, fault) {
-            (Message::Propose { block, vote }, Fault::EquivocatingLeader) => {
-                let mut other = block.clone();
-                other.header.timestamp_ms += 1;
-                let other_vote = self.sign(
-                    node,
-                    Vote {
-                        block: other.hash(),
-                        ..vote.vote
-                    },
-                );
-                for to in 0..self.s.n as u16 {
-                    let m = if to % 2 == 0 {
-                        message.clone()
-                    } else {
-                        Message::Propose {
-                            block: other.clone(),
-                            vote: other_vote,
-                        }
-                    };
-                    self.send(node, to, m);
-                }
-            }
-            (Message::Vote(vote), Fault::DoubleVoter) => {
-                let conflicting = match vote.vote.kind {
-                    VoteKind::Notarize => Vote {
-                        block: Hash([0xee; 32]),
-                        ..vote.vote
-                    },
-                    VoteKind::Finalize => Vote {
-                        kind: VoteKind::Nullify,
-                        block: Hash::ZERO,
-                        ..vote.vote
-                    },
-                    VoteKind::Nullify => Vote {
-                        kind: VoteKind::Finalize,
-                        block: Hash([0xee; 32]),
-                        ..vote.vote
-                    },
-                };
-                let conflicting = self.sign(node, conflicting);
-                for to in 0..self.s.n as u16 {
-                    let m = if to % 2 == 0 {
-                        message.clone()
-                    } else {
-                        Message::Vote(conflicting)
-                    };
-                    self.send(node, to, m);
-                }
-            }
-            _ => {
-                if let Message::Vote(vote) | Message::Propose { vote, .. } = &message {
-                    self.note_vote(node, vote);
-                }
-                self.broadcast(node, &message);
-            }
         }
     }
 }

@@ -1,0 +1,220 @@
+//! Checks of a run made without the engine's code: every block an honest process finalized
+//! lies under a finalization certificate that more than 2/3 of its epoch's validators signed
+//! (each signature verified here against the keys the scenario gives that epoch), and honest
+//! engines hold no more than bounds that depend on the validator count and the view window,
+//! never on how many messages an adversary sends.
+
+use super::{key_for, Fault, Sim, CHAIN_ID};
+use keel_consensus::{Retained, MAX_PROPOSALS_PER_VIEW, MAX_UNCERTIFIED_PARENTS_PER_VIEW};
+use keel_types::{Certificate, Hash, Header, PublicKey, VoteKind};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Blocks of one view that certificates can name: its notarization's and its finalization's
+/// (the engine keeps the first of each kind; with at most f faults both name one block).
+pub const CERTIFIED_PER_VIEW: usize = 2;
+/// Proposals an engine may keep per view: `MAX_PROPOSALS_PER_VIEW`, plus the blocks a
+/// certificate names, which it keeps even when the view is full (an equivocating leader can
+/// get a third block certified after two others arrived).
+pub const MAX_KEPT_PROPOSALS_PER_VIEW: usize = MAX_PROPOSALS_PER_VIEW + CERTIFIED_PER_VIEW;
+/// Blocks an engine may hold per view: the proposals it keeps and one uncertified parent.
+pub const MAX_BLOCKS_PER_VIEW: usize =
+    MAX_KEPT_PROPOSALS_PER_VIEW + MAX_UNCERTIFIED_PARENTS_PER_VIEW;
+/// Certificates an engine may hold per view: one notarization, nullification, finalization.
+pub const MAX_CERTIFICATES_PER_VIEW: usize = 3;
+/// Votes per view per validator: one notarize, one nullify, one finalize.
+pub const MAX_VOTES_PER_VIEW_PER_VALIDATOR: usize = 3;
+/// Honest deliveries between samples of the receiver's retained state (every delivery from a
+/// Byzantine sender is sampled).
+const SAMPLE_EVERY: u64 = 16;
+/// Most memory violations recorded per run (the first says what broke).
+const MAX_MEMORY_REPORTS: usize = 4;
+
+/// The simulator's `Config::max_views_ahead` (see `Sim::config`).
+const VIEWS_AHEAD: u64 = 64;
+
+/// Whether `cert` is a finalization of `header` (hash `hash`) signed by more than 2/3 of the
+/// validators whose keys are `keys`, every signature valid. Written from the protocol's
+/// definition, not from keel-consensus.
+fn certifies(cert: &Certificate, hash: Hash, header: &Header, keys: &[PublicKey]) -> bool {
+    let v = &cert.vote;
+    if v.kind != VoteKind::Finalize
+        || v.chain_id != CHAIN_ID
+        || v.block != hash
+        || v.view != header.view
+        || v.epoch != header.epoch
+        || cert.signers.len() != cert.signatures.len()
+        || cert.signers.windows(2).any(|w| w[0] >= w[1])
+        || 3 * cert.signers.len() <= 2 * keys.len()
+    {
+        return false;
+    }
+    let message = v.signing_hash();
+    cert.signers.iter().zip(&cert.signatures).all(|(s, sig)| {
+        keys.get(usize::from(*s))
+            .is_some_and(|k| k.verify(&message.0, sig).is_ok())
+    })
+}
+
+impl Sim {
+    fn epoch_keys(&self, cache: &mut BTreeMap<u64, Vec<PublicKey>>, epoch: u64) -> Vec<PublicKey> {
+        cache
+            .entry(epoch)
+            .or_insert_with(|| {
+                (0..self.s.n)
+                    .map(|i| key_for(&self.s, epoch, i).public_key())
+                    .collect()
+            })
+            .clone()
+    }
+
+    /// Every block on an honest chain must be covered: it, or a block or header above it that
+    /// links down to it by parent hashes, carries a finalization certificate that verifies
+    /// against its epoch's keys. Proofs are pooled from every process's chain and ended-epoch
+    /// suffix proofs (safety, checked separately, makes heights agree), highest first, so one
+    /// verified certificate covers the whole chain under it.
+    pub(super) fn audit_certified(&mut self) {
+        let mut parent_of: BTreeMap<Hash, Hash> = BTreeMap::new();
+        let mut proofs: Vec<(u64, Hash, Header, Certificate)> = Vec::new();
+        for node in &self.nodes {
+            for (b, cert) in &node.chain {
+                parent_of.insert(b.hash(), b.header.parent_hash);
+                if let Some(c) = cert {
+                    proofs.push((b.header.height, b.hash(), b.header.clone(), c.clone()));
+                }
+            }
+            for (headers, cert) in node.epoch_proofs.values() {
+                // The suffix headers must link one to the next; their top is certified.
+                let linked = headers.windows(2).all(|w| {
+                    w[1].parent_hash == w[0].hash() && w[1].height == w[0].height.wrapping_add(1)
+                });
+                if let (true, Some(top)) = (linked, headers.last()) {
+                    for h in headers {
+                        parent_of.insert(h.hash(), h.parent_hash);
+                    }
+                    proofs.push((top.height, top.hash(), top.clone(), cert.clone()));
+                }
+            }
+        }
+        proofs.sort_by(|a, b| b.0.cmp(&a.0));
+        let mut covered: BTreeSet<Hash> = BTreeSet::new();
+        let mut keys = BTreeMap::new();
+        for (_, hash, header, cert) in proofs {
+            if covered.contains(&hash) {
+                continue;
+            }
+            let epoch_keys = self.epoch_keys(&mut keys, header.epoch);
+            if !certifies(&cert, hash, &header, &epoch_keys) {
+                continue;
+            }
+            let mut cursor = Some(hash);
+            while let Some(h) = cursor {
+                if !covered.insert(h) {
+                    break;
+                }
+                cursor = parent_of.get(&h).copied();
+            }
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            if node.fault != Fault::Honest {
+                continue;
+            }
+            // Rule PROPOSER: a finalized block names its view's leader (who is paid its fees).
+            if let Some((b, _)) = node.chain.iter().find(|(b, _)| {
+                let leader = (b.header.view % self.s.n as u64) as usize;
+                self.epoch_keys(&mut keys, b.header.epoch).get(leader) != Some(&b.header.proposer)
+            }) {
+                self.report.violations.push(format!(
+                    "PROPOSER: validator {i} finalized height {} naming a proposer other than the leader of view {}",
+                    b.header.height, b.header.view
+                ));
+            }
+            for (b, _) in &node.chain {
+                self.report.certified_blocks_checked += 1;
+                if !covered.contains(&b.hash()) {
+                    self.report.violations.push(format!(
+                        "CERTIFICATE: validator {i} finalized height {} (epoch {}) with no finalization by > 2/3 of its epoch over it",
+                        b.header.height, b.header.epoch
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Samples the retained state of honest process `node` after a delivery from `from`, and
+    /// checks it against bounds set by the validator count and the view window alone.
+    pub(super) fn sample_retained(&mut self, node: usize, from: u16) {
+        let from_byzantine = self.s.faults[usize::from(from)] == Fault::Byzantine;
+        if self.nodes[node].fault != Fault::Honest
+            || (!from_byzantine && self.seq % SAMPLE_EVERY != 0)
+        {
+            return;
+        }
+        let Some(engine) = &self.nodes[node].engine else {
+            return;
+        };
+        let r = engine.retained();
+        let p = &mut self.report.peak_retained;
+        *p = Retained {
+            views: p.views.max(r.views),
+            blocks: p.blocks.max(r.blocks),
+            proposals: p.proposals.max(r.proposals),
+            votes: p.votes.max(r.votes),
+            certificates: p.certificates.max(r.certificates),
+            max_blocks_per_view: p.max_blocks_per_view.max(r.max_blocks_per_view),
+            max_proposals_per_view: p.max_proposals_per_view.max(r.max_proposals_per_view),
+            max_votes_per_view: p.max_votes_per_view.max(r.max_votes_per_view),
+            unfinalized_views: p.unfinalized_views.max(r.unfinalized_views),
+        };
+        let broken = memory_bound_broken(&r, self.s.n);
+        if let Some(what) = broken {
+            let reported = self
+                .report
+                .violations
+                .iter()
+                .filter(|v| v.starts_with("MEMORY"))
+                .count();
+            if reported < MAX_MEMORY_REPORTS {
+                self.report.violations.push(format!(
+                    "MEMORY: process {node} at {} ms: {what} ({r:?})",
+                    self.now
+                ));
+            }
+        }
+    }
+}
+
+/// Which bound `r` breaks, if any. Views an engine holds lie between its finalized tip's view
+/// and `max_views_ahead` past its current view: `unfinalized_views` (which only timeouts and
+/// certificates of a quorum move) plus the window.
+pub fn memory_bound_broken(r: &Retained, n: usize) -> Option<String> {
+    let window =
+        usize::try_from(r.unfinalized_views.saturating_add(VIEWS_AHEAD + 1)).unwrap_or(usize::MAX);
+    let checks = [
+        (
+            r.max_proposals_per_view <= MAX_KEPT_PROPOSALS_PER_VIEW,
+            "proposals in one view",
+        ),
+        (
+            r.max_blocks_per_view <= MAX_BLOCKS_PER_VIEW,
+            "blocks of one view",
+        ),
+        (
+            r.max_votes_per_view <= MAX_VOTES_PER_VIEW_PER_VALIDATOR * n,
+            "votes in one view",
+        ),
+        (r.views <= window, "views beyond the window"),
+        (
+            r.blocks <= window.saturating_mul(MAX_BLOCKS_PER_VIEW).saturating_add(1),
+            "blocks beyond the window",
+        ),
+        (
+            r.certificates <= r.views.saturating_mul(MAX_CERTIFICATES_PER_VIEW),
+            "certificates",
+        ),
+    ];
+    checks
+        .iter()
+        .find(|(ok, _)| !ok)
+        .map(|(_, what)| (*what).to_string())
+}
