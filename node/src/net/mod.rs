@@ -56,6 +56,10 @@ pub const KEEPALIVE_INTERVAL_MS: u64 = 1_000;
 /// link carries data again only at TCP's next retransmission (backing off to 120 s), so
 /// finality resumed about as late as the partition had lasted (devnet partition test).
 pub const PEER_IDLE_TIMEOUT_MS: u64 = 5 * KEEPALIVE_INTERVAL_MS;
+/// Empty messages accepted per `KEEPALIVE_INTERVAL_MS` (an honest peer sends one per idle
+/// interval). Keepalives skip the inbound byte budget and queue, so without this a peer
+/// could make the node decrypt empty frames as fast as its link carries them.
+pub const MAX_KEEPALIVES_PER_INTERVAL: u32 = 4;
 /// Messages from all peers waiting for the driver.
 pub const INBOUND_QUEUE_LEN: usize = 8_192;
 /// Gossiped transaction batches waiting for the mempool.
@@ -407,9 +411,21 @@ impl Network {
         let gossip = self.inner.gossip.clone();
         let read = async {
             let idle = Duration::from_millis(PEER_IDLE_TIMEOUT_MS);
+            let interval = Duration::from_millis(KEEPALIVE_INTERVAL_MS);
+            let (mut window_start, mut keepalives) = (tokio::time::Instant::now(), 0u32);
             loop {
                 let bytes = match reader.recv_within(Some(idle)).await {
-                    Ok(bytes) if bytes.is_empty() => continue, // keepalive
+                    Ok(bytes) if bytes.is_empty() => {
+                        let now = tokio::time::Instant::now();
+                        if now.duration_since(window_start) >= interval {
+                            (window_start, keepalives) = (now, 0);
+                        }
+                        keepalives += 1;
+                        if keepalives > MAX_KEEPALIVES_PER_INTERVAL {
+                            return WireError::Protocol("keepalive flood".into());
+                        }
+                        continue;
+                    }
                     Ok(bytes) => bytes,
                     Err(e) => return e,
                 };
@@ -687,5 +703,52 @@ mod tests {
         );
         drop(held);
         assert_eq!(again.available_permits(), MAX_PEER_INBOUND_BYTES);
+    }
+
+    /// Keepalives skip the inbound budget and queue: a validator that sends nothing but empty
+    /// messages, fast, is dropped instead of costing the node a core.
+    #[tokio::test]
+    async fn a_keepalive_flood_is_dropped() {
+        let (server_key, client_key) =
+            (SecretKey::from_seed([1; 32]), SecretKey::from_seed([2; 32]));
+        let net = server(&server_key, &client_key).await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accept = {
+            let net = net.clone();
+            async move {
+                let (stream, _) = listener.accept().await.expect("accept");
+                let (peer, link) = net.handshake(stream, false, None).await.expect("handshake");
+                let started = tokio::time::Instant::now();
+                net.run_connection(peer, link).await;
+                started.elapsed()
+            }
+        };
+        let client = async move {
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            let mut link = Link::handshake(stream, true, &prologue(), 1 << 20)
+                .await
+                .expect("noise");
+            let mut signed = IDENTITY_DOMAIN.to_vec();
+            signed.extend_from_slice(link.handshake_hash());
+            let identity = Identity {
+                public_key: client_key.public_key(),
+                signature: client_key.sign(&signed),
+            };
+            link.send(&borsh::to_vec(&identity).expect("encode"))
+                .await
+                .expect("identity");
+            link.recv().await.expect("their identity");
+            let mut sent = 0;
+            while sent < 10_000 && link.send(&[]).await.is_ok() {
+                sent += 1;
+            }
+            link
+        };
+        let (lasted, _link) = tokio::join!(accept, client);
+        assert!(
+            lasted < Duration::from_millis(KEEPALIVE_INTERVAL_MS),
+            "a keepalive flood was served for {lasted:?}"
+        );
     }
 }
