@@ -95,7 +95,7 @@ impl Sim {
                 }
             }
         }
-        proofs.sort_by(|a, b| b.0.cmp(&a.0));
+        proofs.sort_by_key(|p| std::cmp::Reverse(p.0));
         let mut covered: BTreeSet<Hash> = BTreeSet::new();
         let mut keys = BTreeMap::new();
         for (_, hash, header, cert) in proofs {
@@ -146,7 +146,7 @@ impl Sim {
     pub(super) fn sample_retained(&mut self, node: usize, from: u16) {
         let from_byzantine = self.s.faults[usize::from(from)] == Fault::Byzantine;
         if self.nodes[node].fault != Fault::Honest
-            || (!from_byzantine && self.seq % SAMPLE_EVERY != 0)
+            || (!from_byzantine && !self.seq.is_multiple_of(SAMPLE_EVERY))
         {
             return;
         }

@@ -390,7 +390,7 @@ impl Adversary {
         t
     }
 
-    fn to_some(&mut self, message: Message) -> Out {
+    fn send_to_some(&mut self, message: Message) -> Out {
         self.some_targets()
             .into_iter()
             .map(|to| (to, message.clone()))

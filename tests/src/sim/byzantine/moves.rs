@@ -27,7 +27,7 @@ impl Adversary {
                 }),
                 _ => self.any_block().map(Message::BlockResponse),
             };
-        m.map(|m| self.to_some(m)).unwrap_or_default()
+        m.map(|m| self.send_to_some(m)).unwrap_or_default()
     }
 
     /// An observed vote re-signed with its own key, twisted, or misattributed.
@@ -46,7 +46,7 @@ impl Adversary {
             },
             _ => self.sign(vote),
         };
-        self.to_some(Message::Vote(signed))
+        self.send_to_some(Message::Vote(signed))
     }
 
     /// In its next leader view: one to three valid blocks on the parent it saw, handed out
@@ -140,7 +140,7 @@ impl Adversary {
             self.leader(view)
         };
         let vote = self.sign_as(vote, signer);
-        self.to_some(Message::Propose { block, vote })
+        self.send_to_some(Message::Propose { block, vote })
     }
 
     /// Conflicting votes for one recent view, a different one per recipient.
@@ -247,7 +247,7 @@ impl Adversary {
             return vec![];
         };
         let c = self.twist_cert(c);
-        self.to_some(Message::Certificate(c))
+        self.send_to_some(Message::Certificate(c))
     }
 
     /// A sync response: a real one seen, or blocks walked back from the newest finalization,
@@ -359,7 +359,7 @@ impl Adversary {
         };
         match to {
             Some(to) => vec![(to, message)],
-            None => self.to_some(message),
+            None => self.send_to_some(message),
         }
     }
 
@@ -383,9 +383,9 @@ impl Adversary {
         let view = above.saturating_add((u64::from(self.index) + n - above % n) % n);
         let top = self.make_block(view, &parent, 0xa2);
         let vote = self.sign(self.vote_for(view, VoteKind::Notarize, top.hash()));
-        let mut out = self.to_some(Message::Propose { block: top, vote });
+        let mut out = self.send_to_some(Message::Propose { block: top, vote });
         for b in chain.into_iter().rev() {
-            out.extend(self.to_some(Message::BlockResponse(b)));
+            out.extend(self.send_to_some(Message::BlockResponse(b)));
         }
         out
     }
@@ -403,7 +403,7 @@ impl Adversary {
             v.epoch = epoch;
         }
         let signed = self.sign(v);
-        out.extend(self.to_some(Message::Vote(signed)));
+        out.extend(self.send_to_some(Message::Vote(signed)));
         if let Some(parent) = self.any_block() {
             let mut b = self.make_block(view, &parent, 0xe);
             b.header.height = self.extreme();
@@ -411,11 +411,11 @@ impl Adversary {
                 self.vote_for(view, VoteKind::Notarize, b.hash()),
                 self.leader(view),
             );
-            out.extend(self.to_some(Message::Propose { block: b, vote }));
+            out.extend(self.send_to_some(Message::Propose { block: b, vote }));
         }
         if let Some(mut c) = self.certs.pick(&mut self.rng) {
             c.vote.view = view;
-            out.extend(self.to_some(Message::Certificate(c)));
+            out.extend(self.send_to_some(Message::Certificate(c)));
         }
         out
     }
@@ -433,8 +433,8 @@ impl Adversary {
             _ => self.rng.gen_range(1..=top.max(1)),
         };
         let hash = self.some_hash();
-        let mut out = self.to_some(Message::SyncRequest { from_height });
-        out.extend(self.to_some(Message::BlockRequest(hash)));
+        let mut out = self.send_to_some(Message::SyncRequest { from_height });
+        out.extend(self.send_to_some(Message::BlockRequest(hash)));
         out
     }
 }
