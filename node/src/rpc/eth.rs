@@ -583,7 +583,13 @@ impl RpcContext {
             .saturating_add(1)
             .saturating_sub(count)
             .max(self.store.oldest_retained().map_err(node_err)?);
-        let count = if count == 0 { 0 } else { newest + 1 - oldest };
+        // On a pruned node `newest` may lie below the oldest retained height (found by review
+        // of the fuzz target): then there is nothing to report.
+        let count = if count == 0 || newest < oldest {
+            0
+        } else {
+            newest.saturating_add(1) - oldest
+        };
         let base = format!("{:#x}", self.min_gas_price);
         let mut ratios = Vec::new();
         let mut rewards = Vec::new();

@@ -50,7 +50,8 @@ impl RpcContext {
                 LIMIT_EXCEEDED,
                 format!(
                     "block range {from:#x}..{to:#x} spans {} blocks, more than the limit of {MAX_LOG_BLOCK_RANGE}; try with this block range [{from:#x}, {last_allowed:#x}]",
-                    to - from + 1
+                    // Saturating: `to` may be any u64 a client sends (found by fuzzing).
+                    to.saturating_sub(from).saturating_add(1)
                 ),
                 Some(json!({ "from": qty(from), "to": qty(last_allowed) })),
             ));
