@@ -81,14 +81,219 @@ pub struct CacheStats {
     pub compiles: AtomicU64,
 }
 
+/// Compiled-artifact bytes kept in memory (the sum over cached modules of their artifact's
+/// length, which is what a loaded module's code pages cost). The entry bound alone allowed
+/// 256 (the node's) of the largest artifacts: a module of 4,000 one-instruction functions
+/// (56 KiB of code) compiles to a 2.1 MB artifact, so 256 of them held over 500 MB. A module
+/// above this bound on its own is still cached, alone.
+pub const MODULE_CACHE_BYTES: usize = 256 * 1024 * 1024;
+
+/// A mutex as the memory cache needs it: `std::sync::Mutex` in production, loom's in the
+/// models (`loom_models.rs`), which so check this very code without a `--cfg loom` build.
+pub trait CacheLock<T> {
+    type Guard<'a>: std::ops::DerefMut<Target = T>
+    where
+        Self: 'a;
+    fn new(value: T) -> Self;
+    /// The value, or `None` if a holder panicked: the cache is then skipped, never trusted.
+    fn acquire(&self) -> Option<Self::Guard<'_>>;
+}
+
+impl<T> CacheLock<T> for Mutex<T> {
+    type Guard<'a>
+        = std::sync::MutexGuard<'a, T>
+    where
+        T: 'a;
+    fn new(value: T) -> Self {
+        Mutex::new(value)
+    }
+    fn acquire(&self) -> Option<Self::Guard<'_>> {
+        self.lock().ok()
+    }
+}
+
+/// The in-memory modules by code hash, least recently used first out, bounded in entries and
+/// in bytes. Plain data: [`MemoryCache`] holds it under its lock.
+#[derive(Debug)]
+pub struct Lru<M> {
+    /// Per code hash: the module, its last use and its bytes.
+    entries: BTreeMap<[u8; 32], (M, u64, usize)>,
+    /// Ticks under the lock, so each is unique and later uses have larger ones.
+    clock: u64,
+    bytes: usize,
+    max_entries: usize,
+    max_bytes: usize,
+}
+
+impl<M: Clone> Lru<M> {
+    pub fn new(max_entries: usize, max_bytes: usize) -> Lru<M> {
+        Lru {
+            entries: BTreeMap::new(),
+            clock: 0,
+            bytes: 0,
+            max_entries: max_entries.max(1),
+            max_bytes,
+        }
+    }
+
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    fn touch(&mut self, key: &[u8; 32]) -> Option<M> {
+        let tick = self.tick();
+        let (module, used, _) = self.entries.get_mut(key)?;
+        *used = tick;
+        Some(module.clone())
+    }
+
+    /// Caches `module` unless another caller cached one for `key` first: that one is kept
+    /// and returned, so a race of two loads never swaps the module callers already hold.
+    fn insert_first(&mut self, key: &[u8; 32], module: M, bytes: usize) -> M {
+        if let Some(cached) = self.touch(key) {
+            return cached;
+        }
+        while !self.entries.is_empty()
+            && (self.entries.len() >= self.max_entries
+                || self.bytes.saturating_add(bytes) > self.max_bytes)
+        {
+            // Ticks are unique: the minimum is the one least recently used.
+            let Some(oldest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, used, _))| *used)
+                .map(|(k, _)| *k)
+            else {
+                break;
+            };
+            if let Some((_, _, freed)) = self.entries.remove(&oldest) {
+                self.bytes -= freed;
+            }
+        }
+        let tick = self.tick();
+        self.entries.insert(*key, (module.clone(), tick, bytes));
+        self.bytes += bytes;
+        module
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes accounted for the cached modules.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The cached module for `key`, without counting it as a use.
+    pub fn peek(&self, key: &[u8; 32]) -> Option<&M> {
+        self.entries.get(key).map(|(m, _, _)| m)
+    }
+
+    /// Bytes of every entry, summed again (the models check `bytes` against it).
+    pub fn recount(&self) -> usize {
+        self.entries.values().map(|(_, _, b)| *b).sum()
+    }
+
+    pub fn bounds(&self) -> (usize, usize) {
+        (self.max_entries, self.max_bytes)
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+}
+
+/// The memory level of the cache: get-or-load under one lock, never held while loading
+/// (compiling takes milliseconds and executions must not queue behind it). Two callers
+/// missing the same key both load; the first to finish is cached and both get it. Generic
+/// over the module and the lock for the loom models; production is
+/// `MemoryCache<LoadedModule, Mutex<Lru<LoadedModule>>>`.
+#[derive(Debug)]
+pub struct MemoryCache<M, L = Mutex<Lru<M>>> {
+    lru: L,
+    _module: std::marker::PhantomData<fn() -> M>,
+}
+
+impl<M: Clone, L: CacheLock<Lru<M>>> MemoryCache<M, L> {
+    pub fn new(max_entries: usize, max_bytes: usize) -> Self {
+        MemoryCache {
+            lru: L::new(Lru::new(max_entries, max_bytes)),
+            _module: std::marker::PhantomData,
+        }
+    }
+
+    /// The cached module for `key`, or the one `load` makes (with its bytes), then cached.
+    /// The second value says whether it came from memory.
+    pub fn get_or_load<E>(
+        &self,
+        key: &[u8; 32],
+        load: impl FnOnce() -> Result<(M, usize), E>,
+    ) -> Result<(M, bool), E> {
+        if let Some(module) = self.lru.acquire().and_then(|mut lru| lru.touch(key)) {
+            return Ok((module, true));
+        }
+        let (module, bytes) = load()?;
+        Ok(match self.lru.acquire() {
+            Some(mut lru) => (lru.insert_first(key, module, bytes), false),
+            None => (module, false),
+        })
+    }
+
+    /// Runs `f` on the cache's content (metrics, tests and the models' invariants).
+    pub fn inspect<R>(&self, f: impl FnOnce(&Lru<M>) -> R) -> Option<R> {
+        self.lru.acquire().map(|lru| f(&lru))
+    }
+
+    pub fn clear(&self) {
+        if let Some(mut lru) = self.lru.acquire() {
+            lru.clear();
+        }
+    }
+}
+
+/// A runnable module with the headless engine that holds its code pages. Each module gets
+/// its own engine because a wasmer engine frees the code memory of the modules it loaded only
+/// when it is dropped itself: with one shared engine, evicting a module freed nothing, and
+/// a caller cycling through more modules than the cache holds grew memory without bound
+/// (~260 KB per reload of a 7.9 KB contract; found by fuzzing `wasm_compile`). Run it in a
+/// `Store` of [`LoadedModule::engine`].
+#[derive(Debug, Clone)]
+pub struct LoadedModule {
+    module: Module,
+    engine: Engine,
+}
+
+impl LoadedModule {
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+impl std::ops::Deref for LoadedModule {
+    type Target = Module;
+
+    fn deref(&self) -> &Module {
+        &self.module
+    }
+}
+
 /// Compiles and caches modules by code hash.
 #[derive(Debug)]
 pub struct ModuleCache {
-    engine: Engine,
     dir: Option<PathBuf>,
-    memory: Mutex<BTreeMap<[u8; 32], (Module, u64)>>,
-    clock: AtomicU64,
-    capacity: usize,
+    memory: MemoryCache<LoadedModule>,
+    /// Makes each disk write's temporary file name unique: two threads compiling the same
+    /// new module (the driver executing its deploy while RPC simulates it) used to share
+    /// one `.tmp` path, and the second rename failed with "not found", an I/O error that
+    /// halts the node.
+    writes: AtomicU64,
     pub stats: CacheStats,
 }
 
@@ -126,17 +331,11 @@ impl ModuleCache {
         }
         wasmer_vm::set_stack_size(crate::limits::WASM_STACK_BYTES);
         Ok(ModuleCache {
-            engine: <Engine as NativeEngineExt>::headless(),
             dir,
-            memory: Mutex::new(BTreeMap::new()),
-            clock: AtomicU64::new(0),
-            capacity: capacity.max(1),
+            memory: MemoryCache::new(capacity, MODULE_CACHE_BYTES),
+            writes: AtomicU64::new(0),
             stats: CacheStats::default(),
         })
-    }
-
-    pub fn engine(&self) -> &Engine {
-        &self.engine
     }
 
     fn path(&self, key: &[u8; 32]) -> Option<PathBuf> {
@@ -144,16 +343,18 @@ impl ModuleCache {
         self.dir.as_ref().map(|d| d.join(format!("{name}.wasmer")))
     }
 
-    fn load(&self, artifact: &[u8]) -> Result<Module, CacheError> {
+    fn load(&self, artifact: &[u8]) -> Result<LoadedModule, CacheError> {
+        let engine = <Engine as NativeEngineExt>::headless();
         // SAFETY: `Module::deserialize` trusts its input to be an artifact wasmer produced.
         // Every byte string passed here either comes straight from `compile_artifact` in this
         // process or from a cache file whose keyed blake3 tag (over version, code hash and
         // artifact) was checked just before; anything else is recompiled instead.
         #[allow(unsafe_code)]
-        let module = unsafe { Module::deserialize(&self.engine, artifact.to_vec()) };
+        let module = unsafe { Module::deserialize(&engine, artifact.to_vec()) };
         // The artifact is one this build produced: failing to load it is the machine's
         // problem (memory for the code pages), not the module's.
-        module.map_err(|e| CacheError::Resource(e.to_string()))
+        let module = module.map_err(|e| CacheError::Resource(e.to_string()))?;
+        Ok(LoadedModule { module, engine })
     }
 
     fn read_disk(&self, key: &[u8; 32]) -> Option<Vec<u8>> {
@@ -178,67 +379,67 @@ impl ModuleCache {
         file.extend_from_slice(&integrity_tag(key, artifact));
         file.extend_from_slice(artifact);
         // Write then rename, so a crash never leaves a torn file under the final name.
-        let tmp = path.with_extension("tmp");
+        let write = self.writes.fetch_add(1, Ordering::Relaxed);
+        let tmp = path.with_extension(format!("{write}.tmp"));
         std::fs::write(&tmp, &file).map_err(|e| CacheError::Io(e.to_string()))?;
         std::fs::rename(&tmp, &path).map_err(|e| CacheError::Io(e.to_string()))
     }
 
     /// The runnable module for `code`, whose code hash is `key`.
-    pub fn get(&self, key: &[u8; 32], code: &[u8]) -> Result<Module, CacheError> {
-        let tick = self.clock.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut memory) = self.memory.lock() {
-            if let Some((module, used)) = memory.get_mut(key) {
-                *used = tick;
-                self.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(module.clone());
-            }
+    pub fn get(&self, key: &[u8; 32], code: &[u8]) -> Result<LoadedModule, CacheError> {
+        let (module, from_memory) = self
+            .memory
+            .get_or_load(key, || self.load_or_compile(key, code))?;
+        if from_memory {
+            self.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
         }
+        Ok(module)
+    }
+
+    /// The module from its disk artifact, else compiled (and written to disk), with the
+    /// artifact's length.
+    fn load_or_compile(
+        &self,
+        key: &[u8; 32],
+        code: &[u8],
+    ) -> Result<(LoadedModule, usize), CacheError> {
         // A disk artifact that does not load (say, written by another wasmer under the same
         // ARTIFACT_VERSION) is recompiled rather than failing the call.
         let from_disk = self
             .read_disk(key)
             .and_then(|artifact| match self.load(&artifact) {
-                Ok(module) => Some(module),
+                Ok(module) => Some((module, artifact.len())),
                 Err(e) => {
                     tracing::warn!(error = %e, "cached WASM artifact does not load; recompiling");
                     None
                 }
             });
-        let module = match from_disk {
-            Some(module) => {
-                self.stats.disk_hits.fetch_add(1, Ordering::Relaxed);
-                module
-            }
-            None => {
-                let artifact = compile_artifact(code)?;
-                self.stats.compiles.fetch_add(1, Ordering::Relaxed);
-                self.write_disk(key, &artifact)?;
-                self.load(&artifact)?
-            }
-        };
-        if let Ok(mut memory) = self.memory.lock() {
-            if memory.len() >= self.capacity {
-                // Evict the least recently used entry (ties cannot happen: ticks are unique).
-                if let Some(oldest) = memory
-                    .iter()
-                    .min_by_key(|(_, (_, used))| *used)
-                    .map(|(k, _)| *k)
-                {
-                    memory.remove(&oldest);
-                }
-            }
-            memory.insert(*key, (module.clone(), tick));
+        if let Some(loaded) = from_disk {
+            self.stats.disk_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(loaded);
         }
-        Ok(module)
+        let artifact = compile_artifact(code)?;
+        self.stats.compiles.fetch_add(1, Ordering::Relaxed);
+        self.write_disk(key, &artifact)?;
+        Ok((self.load(&artifact)?, artifact.len()))
     }
 
     /// Drop the in-memory entries (tests use this to force the disk path).
     pub fn clear_memory(&self) {
-        if let Ok(mut memory) = self.memory.lock() {
-            memory.clear();
-        }
+        self.memory.clear();
+    }
+
+    /// Modules in memory and their accounted bytes (metrics and tests).
+    pub fn memory_usage(&self) -> (usize, usize) {
+        self.memory
+            .inspect(|lru| (lru.len(), lru.bytes()))
+            .unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+#[path = "loom_models.rs"]
+mod loom_models;
 
 #[cfg(test)]
 mod tests {
@@ -274,6 +475,97 @@ mod tests {
         assert_eq!(CacheError::Io("disk".into()).refusal(), None);
         let invalid = CacheError::from(ValidationError::StartFunction);
         assert_eq!(invalid.refusal(), Some(CodeError::StartFunction));
+    }
+
+    /// Two threads writing one new module's artifact at once (the driver executing its
+    /// deploy while RPC simulates the same deploy) shared one temporary file name: the
+    /// second `rename` found nothing to rename, an I/O error, which halts the node when the
+    /// driver is the one that gets it. With one shared name, 88 of these 400 writes failed.
+    #[test]
+    fn concurrent_writes_of_one_artifact_all_succeed() {
+        const WRITERS: usize = 4;
+        const ROUNDS: usize = 100;
+        const ARTIFACT_BYTES: usize = 64 * 1024;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = ModuleCache::new(Some(dir.path().to_path_buf()), 4).expect("cache");
+        let (key, artifact) = ([3u8; 32], vec![0x5a; ARTIFACT_BYTES]);
+        let start = std::sync::Barrier::new(WRITERS);
+        // Failures are counted, not panicked on: a panicking writer would leave the others
+        // waiting at the barrier forever.
+        let failed = AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..WRITERS {
+                s.spawn(|| {
+                    for _ in 0..ROUNDS {
+                        start.wait();
+                        if cache.write_disk(&key, &artifact).is_err() {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        let failed = failed.load(Ordering::Relaxed);
+        assert_eq!(failed, 0, "{failed} racing writes failed");
+        assert_eq!(cache.read_disk(&key), Some(artifact));
+    }
+
+    /// Executions missing one new module at once through `get` all get it (each compiles
+    /// and writes; the first cached is kept), none gets an error. With a module this small
+    /// the writes rarely overlap: the test above is the one that caught the shared file.
+    #[test]
+    fn racing_first_gets_of_one_module_all_succeed() {
+        const THREADS: usize = 4;
+        const ROUNDS: u8 = 16;
+        let code = wat::parse_str(MODULE).expect("wat");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = ModuleCache::new(Some(dir.path().to_path_buf()), 4).expect("cache");
+        let start = std::sync::Barrier::new(THREADS);
+        let failed = AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..THREADS {
+                s.spawn(|| {
+                    for round in 0..ROUNDS {
+                        start.wait();
+                        if cache.get(&[round; 32], &code).is_err() {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(failed.load(Ordering::Relaxed), 0, "racing gets failed");
+        let (modules, _) = cache.memory_usage();
+        assert_eq!(modules, 4, "the entry bound");
+        let compiles = cache.stats.compiles.load(Ordering::Relaxed);
+        assert!(compiles >= u64::from(ROUNDS), "{compiles} compiles");
+    }
+
+    /// The memory level is bounded in entries and in artifact bytes, and counts them exactly.
+    #[test]
+    fn memory_is_bounded_in_modules_and_bytes() {
+        let code = wat::parse_str(MODULE).expect("wat");
+        let cache = ModuleCache::new(None, 2).expect("cache");
+        for k in 0..3u8 {
+            cache.get(&[k; 32], &code).expect("compiles");
+        }
+        let (modules, bytes) = cache.memory_usage();
+        assert_eq!(modules, 2, "the entry bound");
+        let one = compile_artifact(&code).expect("compiles").len();
+        assert_eq!(bytes, 2 * one, "two artifacts accounted");
+        let lru: MemoryCache<u8> = MemoryCache::new(8, 10);
+        for (k, len) in [(1u8, 4usize), (2, 4), (3, 4)] {
+            let _ = lru.get_or_load(&[k; 32], || Ok::<_, ()>((k, len)));
+        }
+        assert_eq!(
+            lru.inspect(|l| (l.len(), l.bytes())),
+            Some((2, 8)),
+            "the byte bound"
+        );
+        assert!(
+            lru.inspect(|l| l.peek(&[1; 32]).is_none()).expect("lock"),
+            "LRU first out"
+        );
     }
 
     /// A disk artifact with a valid tag that wasmer cannot load (another wasmer build under

@@ -633,7 +633,7 @@ fn campaign() {
 
         let key = *blake3::hash(&code).as_bytes();
         let single_module = cache.get(&key, &code).expect("singlepass compile");
-        let single = run_wasmer(cache.engine(), &single_module, &calls, ink);
+        let single = run_wasmer(single_module.engine(), &single_module, &calls, ink);
 
         let mut cranelift = Cranelift::new();
         for middleware in keel_middlewares() {
@@ -697,7 +697,7 @@ fn the_reencoded_metering_charges_what_keel_charges() {
     let cache = ModuleCache::new(None, 4).expect("cache");
     let module = cache.get(&[1; 32], &code).expect("compile");
     let calls = vec![("call", vec![IntValue::I32(100)])];
-    let keel = run_wasmer(cache.engine(), &module, &calls, 1_000_000);
+    let keel = run_wasmer(module.engine(), &module, &calls, 1_000_000);
     let mut wasmi = Wasmi::new(&instrument(&code)).expect("instantiate");
     let interp = drive(Some(&mut wasmi), &calls, 1_000_000);
     assert_eq!(keel, interp);
@@ -712,7 +712,7 @@ fn the_reencoded_metering_charges_what_keel_charges() {
     );
     // Too little ink: both stop with out-of-gas at the same charge point.
     let short = vec![("call", vec![IntValue::I32(100)])];
-    let keel = run_wasmer(cache.engine(), &module, &short, 5_000);
+    let keel = run_wasmer(module.engine(), &module, &short, 5_000);
     let mut wasmi = Wasmi::new(&instrument(&code)).expect("instantiate");
     assert_eq!(keel, drive(Some(&mut wasmi), &short, 5_000));
     let Run::Ran { calls, .. } = keel else {
@@ -726,7 +726,7 @@ fn three_way(code: &[u8], calls: &[(&str, Vec<IntValue>)], ink: u64) -> [Run; 3]
     let cache = ModuleCache::new(None, 4).expect("cache");
     let key = *blake3::hash(code).as_bytes();
     let module = cache.get(&key, code).expect("singlepass compile");
-    let single = run_wasmer(cache.engine(), &module, calls, ink);
+    let single = run_wasmer(module.engine(), &module, calls, ink);
     let mut cranelift = Cranelift::new();
     for middleware in keel_middlewares() {
         cranelift.push_middleware(middleware);

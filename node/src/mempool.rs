@@ -9,7 +9,14 @@
 //! leaves holes in a queue. After each committed block [`Mempool::revalidate`] drops what the block made stale.
 //!
 //! Everything is ordered (BTreeMap), so two nodes with the same inputs hold the same pool.
+//!
+//! The node shares one pool under one lock between RPC admission, gossip admission and the
+//! driver (selection, then pruning after each commit). How each takes the lock and reads the
+//! committed state is in the functions at the end ([`admit_latest`], [`select_locked`],
+//! [`prune_committed`]), generic over the lock so the loom models (`loom_models.rs`) run
+//! exactly them.
 
+use crate::shared::Lock;
 use keel_runtime::precheck::check_stateless;
 use keel_runtime::signatures::bad_signatures;
 use keel_state::{StateError, StateView, StateViewExt};
@@ -527,3 +534,79 @@ impl Mempool {
         Ok(out)
     }
 }
+
+/// The pool's lock. A holder that panicked may have left the pool half-updated (its byte
+/// count, its indexes), so a poisoned pool is not used: the caller panics as it always did.
+fn lock_pool<L: Lock<Mempool>>(pool: &L) -> L::Guard<'_> {
+    match pool.acquire() {
+        Ok(guard) => guard,
+        Err(_) => panic!("mempool lock poisoned"),
+    }
+}
+
+/// Admission as RPC and gossip do it; returns one result per transaction and the pool's
+/// size after. `latest` (the store's latest committed view) is read *under* the pool lock:
+/// read before it, it could predate a block the driver committed and pruned in between, and
+/// that block's own transactions (a peer gossiping them late, a client resending one) were
+/// admitted again with nonces the chain had already used. They stayed until the next
+/// block's revalidation, counted against their sender's queue and balance, and RPC
+/// gossiped them on (found by the loom model `stale_view_leaves_a_used_nonce_in_the_pool`).
+pub fn admit_latest<L, V>(
+    pool: &L,
+    latest: impl FnOnce() -> V,
+    txs: Vec<SignedTransaction>,
+) -> (Vec<Result<Hash, AdmitError>>, usize)
+where
+    L: Lock<Mempool>,
+    V: StateView,
+{
+    let mut pool = lock_pool(pool);
+    let view = latest();
+    let results = pool.admit(&view, txs);
+    (results, pool.len())
+}
+
+/// Block selection by the driver (see [`Mempool::select`]) over `state`, the state after
+/// the proposal's parent.
+pub fn select_locked<L: Lock<Mempool>>(
+    pool: &L,
+    state: &dyn StateView,
+    max_txs: usize,
+    max_bytes: usize,
+    max_gas: u64,
+) -> Result<Vec<SignedTransaction>, AdmitError> {
+    lock_pool(pool).select(state, max_txs, max_bytes, max_gas)
+}
+
+/// The pool's size after a prune, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSize {
+    pub txs: usize,
+    pub bytes: usize,
+}
+
+/// After the driver committed a block: drop its transactions, then revalidate against the
+/// latest committed view (read under the lock, after the commit). Every admission that saw
+/// an older view took the lock before this prune, so nothing stale outlives it.
+pub fn prune_committed<'a, L, V>(
+    pool: &L,
+    included: impl IntoIterator<Item = &'a Hash>,
+    latest: impl FnOnce() -> V,
+) -> (Result<usize, AdmitError>, PoolSize)
+where
+    L: Lock<Mempool>,
+    V: StateView,
+{
+    let mut pool = lock_pool(pool);
+    let removed = pool.remove_included(included);
+    let revalidated = pool.revalidate(&latest()).map(|dropped| removed + dropped);
+    let size = PoolSize {
+        txs: pool.len(),
+        bytes: pool.bytes(),
+    };
+    (revalidated, size)
+}
+
+#[cfg(test)]
+#[path = "loom_models.rs"]
+pub(crate) mod loom_models;

@@ -7,7 +7,7 @@ use crate::driver::chain::Chain;
 use crate::driver::{Driver, DriverConfig};
 use crate::genesis::Genesis;
 use crate::keys;
-use crate::mempool::Mempool;
+use crate::mempool::{admit_latest, Mempool};
 use crate::metrics::{self as m, Health};
 use crate::net::{InboundBudget, NetConfig, NetMessage, Network, MAX_GOSSIP_TXS};
 use crate::rpc::{self, RpcContext, RpcLimits};
@@ -22,8 +22,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Compiled WASM modules kept in memory.
-pub const MODULE_CACHE_ENTRIES: usize = 256;
 /// Admitted transactions waiting to be gossiped.
 pub const GOSSIP_OUT_QUEUE_LEN: usize = 16_384;
 /// Encoded bytes of one gossip message (well under the p2p message limit).
@@ -104,8 +102,13 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
     genesis.apply(&store, &data)?;
     let genesis_hash = genesis.hash();
     let cache = Arc::new(
-        ModuleCache::new(Some(data.join("wasm-cache")), MODULE_CACHE_ENTRIES)
-            .context("opening the WASM module cache")?,
+        ModuleCache::new(
+            Some(data.join("wasm-cache")),
+            // One bound for the node and the runtime's tests; `MODULE_CACHE_BYTES` caps the
+            // artifacts' bytes whatever their count.
+            keel_exec_wasm::limits::MODULE_CACHE_ENTRIES,
+        )
+        .context("opening the WASM module cache")?,
     );
     let runtime = Runtime::new(
         RuntimeConfig {
@@ -259,7 +262,8 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Admits transactions gossiped by peers (signatures batch-verified per message).
+/// Admits transactions gossiped by peers (signatures batch-verified per message). The
+/// latest view is read under the pool lock (`mempool::admit_latest`), never before it.
 async fn admit_gossip(
     mut rx: mpsc::Receiver<(Vec<SignedTransaction>, InboundBudget)>,
     mempool: Arc<Mutex<Mempool>>,
@@ -271,10 +275,8 @@ async fn admit_gossip(
         let _ = tokio::task::spawn_blocking(move || {
             // The peer's byte budget is returned once its batch is admitted.
             let _budget = budget;
-            let view = store.latest_view();
-            let mut pool = mempool.lock().expect("mempool lock");
-            pool.admit(&view, txs);
-            metrics::gauge!(m::MEMPOOL_SIZE).set(pool.len() as f64);
+            let (_, pool_len) = admit_latest(&*mempool, || store.latest_view(), txs);
+            metrics::gauge!(m::MEMPOOL_SIZE).set(pool_len as f64);
         })
         .await;
     }

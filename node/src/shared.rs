@@ -2,8 +2,36 @@
 //! and the stream of finalized blocks.
 
 use keel_types::{Block, Hash, Height, Receipt};
-use std::sync::{Arc, Mutex};
+use std::ops::DerefMut;
+use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::broadcast;
+
+/// A mutex as the node's shared state uses it (the mempool, the status, handshake slots).
+/// Production instantiates the code over `std::sync::Mutex`; the loom models
+/// (`loom_models.rs`) instantiate the same code over `loom::sync::Mutex`, so they explore the
+/// interleavings of the code that runs, without a `--cfg loom` build of every dependency.
+pub trait Lock<T> {
+    type Guard<'a>: DerefMut<Target = T>
+    where
+        Self: 'a;
+    fn new(value: T) -> Self;
+    /// The guard; `Err` carries it too when an earlier holder panicked (poisoned), and the
+    /// caller decides whether the value can still be trusted.
+    fn acquire(&self) -> Result<Self::Guard<'_>, Self::Guard<'_>>;
+}
+
+impl<T> Lock<T> for Mutex<T> {
+    type Guard<'a>
+        = std::sync::MutexGuard<'a, T>
+    where
+        T: 'a;
+    fn new(value: T) -> Self {
+        Mutex::new(value)
+    }
+    fn acquire(&self) -> Result<Self::Guard<'_>, Self::Guard<'_>> {
+        self.lock().map_err(PoisonError::into_inner)
+    }
+}
 
 /// Finalized blocks buffered for slow subscribers before they miss some.
 pub const FINALIZED_CHANNEL_LEN: usize = 256;
@@ -27,23 +55,23 @@ pub struct FinalizedEvent {
     pub receipts: Vec<Receipt>,
 }
 
+/// The driver's status under one lock: what `/health`, RPC and metrics read while the
+/// driver writes it. Generic over the lock for the loom models.
 #[derive(Debug)]
-pub struct Shared {
-    status: Mutex<Status>,
-    finalized: broadcast::Sender<Arc<FinalizedEvent>>,
+pub struct StatusCell<L = Mutex<Status>> {
+    status: L,
 }
 
-impl Default for Shared {
-    fn default() -> Self {
-        Shared {
-            status: Mutex::new(Status::default()),
-            finalized: broadcast::channel(FINALIZED_CHANNEL_LEN).0,
+impl<L: Lock<Status>> StatusCell<L> {
+    pub fn new() -> Self {
+        StatusCell {
+            status: L::new(Status::default()),
         }
     }
-}
 
-impl Shared {
-    pub fn status(&self) -> Status {
+    /// The status, even if a thread panicked while holding it: a dead driver must still be
+    /// reported by `/health`, not take the health handler down with it.
+    pub fn get(&self) -> Status {
         self.lock().clone()
     }
 
@@ -51,12 +79,52 @@ impl Shared {
         f(&mut self.lock());
     }
 
-    /// The status, even if a thread panicked while holding it: a dead driver must still be
-    /// reported by `/health`, not take the health handler down with it.
-    fn lock(&self) -> std::sync::MutexGuard<'_, Status> {
-        self.status
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// The driver thread ended (returned, or panicked if `panicking`): the node is halted.
+    /// An earlier halt's reason is kept: it says why the driver stopped voting.
+    pub fn mark_stopped(&self, panicking: bool) {
+        let reason = if panicking {
+            "the driver thread panicked"
+        } else {
+            "the driver thread stopped"
+        };
+        self.update(|s| {
+            s.halted.get_or_insert_with(|| reason.to_string());
+        });
+    }
+
+    fn lock(&self) -> L::Guard<'_> {
+        self.status.acquire().unwrap_or_else(|poisoned| poisoned)
+    }
+}
+
+impl<L: Lock<Status>> Default for StatusCell<L> {
+    fn default() -> Self {
+        StatusCell::new()
+    }
+}
+
+#[derive(Debug)]
+pub struct Shared {
+    status: StatusCell,
+    finalized: broadcast::Sender<Arc<FinalizedEvent>>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            status: StatusCell::new(),
+            finalized: broadcast::channel(FINALIZED_CHANNEL_LEN).0,
+        }
+    }
+}
+
+impl Shared {
+    pub fn status(&self) -> Status {
+        self.status.get()
+    }
+
+    pub fn update(&self, f: impl FnOnce(&mut Status)) {
+        self.status.update(f);
     }
 
     /// A guard for the driver thread's lifetime: when it is dropped (the driver returned or
@@ -86,16 +154,8 @@ pub struct DriverGuard {
 
 impl Drop for DriverGuard {
     fn drop(&mut self) {
-        let reason = if std::thread::panicking() {
-            "the driver thread panicked"
-        } else {
-            "the driver thread stopped"
-        };
         metrics::gauge!(crate::metrics::HALTED).set(1.0);
-        // Keep an earlier halt's reason: it says why the driver stopped voting.
-        self.shared.update(|s| {
-            s.halted.get_or_insert_with(|| reason.to_string());
-        });
+        self.shared.status.mark_stopped(std::thread::panicking());
     }
 }
 

@@ -143,7 +143,7 @@ impl KeelPrecompiles {
             precompiles: self.nested(),
         };
         let outcome = execute(
-            self.wasm.engine(),
+            module.engine(),
             &module,
             entry,
             frame,

@@ -2,6 +2,7 @@
 //! bytes queued per peer in each direction.
 
 use super::WireError;
+use crate::shared::Lock;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -51,33 +52,44 @@ pub const MAX_PEER_OUTBOUND_BYTES: usize = 64 * 1024 * 1024;
 /// peer alone; without it `INBOUND_QUEUE_LEN` (8,192) maximal messages could be queued.
 pub const MAX_PEER_INBOUND_BYTES: usize = 64 * 1024 * 1024;
 
-/// The handshakes in progress per address.
+/// Handshakes in progress per prefix; only prefixes with one in progress have an entry.
+pub type InProgress = BTreeMap<IpAddr, usize>;
+
+/// The handshakes in progress per address. Generic over the lock for the loom models.
 #[derive(Debug)]
-pub struct HandshakeSlots {
+pub struct HandshakeSlots<L: Lock<InProgress> = Mutex<InProgress>> {
     max_per_address: usize,
-    in_progress: Arc<Mutex<BTreeMap<IpAddr, usize>>>,
+    in_progress: Arc<L>,
 }
 
 /// One handshake slot; released when dropped (whatever the handshake's outcome).
 #[derive(Debug)]
-pub struct HandshakeSlot {
+pub struct HandshakeSlot<L: Lock<InProgress> = Mutex<InProgress>> {
     address: IpAddr,
-    in_progress: Arc<Mutex<BTreeMap<IpAddr, usize>>>,
+    in_progress: Arc<L>,
 }
 
 impl HandshakeSlots {
     pub fn new(max_per_address: usize) -> HandshakeSlots {
+        HandshakeSlots::with_lock(max_per_address)
+    }
+}
+
+impl<L: Lock<InProgress>> HandshakeSlots<L> {
+    /// [`HandshakeSlots::new`] over any lock (the loom models use loom's).
+    pub fn with_lock(max_per_address: usize) -> HandshakeSlots<L> {
         HandshakeSlots {
             max_per_address,
-            in_progress: Arc::new(Mutex::new(BTreeMap::new())),
+            in_progress: Arc::new(L::new(BTreeMap::new())),
         }
     }
 
     /// A slot for a handshake from `address`, or `TooManyHandshakes` if it already has the
     /// maximum in progress.
-    pub fn try_acquire(&self, address: IpAddr) -> Result<HandshakeSlot, WireError> {
+    pub fn try_acquire(&self, address: IpAddr) -> Result<HandshakeSlot<L>, WireError> {
         let address = handshake_prefix(address);
-        let mut in_progress = self.in_progress.lock().unwrap_or_else(|e| e.into_inner());
+        // A panic elsewhere cannot leave a count half-updated: the counts stay usable.
+        let mut in_progress = self.in_progress.acquire().unwrap_or_else(|e| e);
         let count = in_progress.entry(address).or_insert(0);
         if *count >= self.max_per_address {
             return Err(WireError::TooManyHandshakes {
@@ -94,17 +106,23 @@ impl HandshakeSlots {
     /// Handshakes in progress from `address` (tests observe the slots being released).
     #[cfg(test)]
     pub fn in_progress(&self, address: IpAddr) -> usize {
-        let in_progress = self.in_progress.lock().unwrap_or_else(|e| e.into_inner());
+        let in_progress = self.in_progress.acquire().unwrap_or_else(|e| e);
         in_progress
             .get(&handshake_prefix(address))
             .copied()
             .unwrap_or(0)
     }
+
+    /// Prefixes with a handshake in progress (the models check none is left behind).
+    #[cfg(test)]
+    pub fn prefixes(&self) -> usize {
+        self.in_progress.acquire().unwrap_or_else(|e| e).len()
+    }
 }
 
-impl Drop for HandshakeSlot {
+impl<L: Lock<InProgress>> Drop for HandshakeSlot<L> {
     fn drop(&mut self) {
-        let mut in_progress = self.in_progress.lock().unwrap_or_else(|e| e.into_inner());
+        let mut in_progress = self.in_progress.acquire().unwrap_or_else(|e| e);
         if let Some(count) = in_progress.get_mut(&self.address) {
             *count = count.saturating_sub(1);
             if *count == 0 {
@@ -115,18 +133,41 @@ impl Drop for HandshakeSlot {
     }
 }
 
+/// An atomic counter as [`ByteBudget`] needs it: std's in production, loom's in the models.
+pub trait Counter {
+    fn new(value: usize) -> Self;
+    /// `fetch_update` with acquire-release ordering.
+    fn update(&self, f: impl FnMut(usize) -> Option<usize>) -> Result<usize, usize>;
+}
+
+impl Counter for AtomicUsize {
+    fn new(value: usize) -> Self {
+        AtomicUsize::new(value)
+    }
+    fn update(&self, f: impl FnMut(usize) -> Option<usize>) -> Result<usize, usize> {
+        self.fetch_update(Ordering::AcqRel, Ordering::Acquire, f)
+    }
+}
+
 /// Bytes queued in one direction of one connection, against a maximum.
 #[derive(Debug)]
-pub struct ByteBudget {
+pub struct ByteBudget<C: Counter = AtomicUsize> {
     max: usize,
-    used: AtomicUsize,
+    used: C,
 }
 
 impl ByteBudget {
     pub fn new(max: usize) -> ByteBudget {
+        ByteBudget::with_counter(max)
+    }
+}
+
+impl<C: Counter> ByteBudget<C> {
+    /// [`ByteBudget::new`] over any counter (the loom models use loom's atomic).
+    pub fn with_counter(max: usize) -> ByteBudget<C> {
         ByteBudget {
             max,
-            used: AtomicUsize::new(0),
+            used: C::new(0),
         }
     }
 
@@ -134,7 +175,7 @@ impl ByteBudget {
     /// size may wait), otherwise only within the maximum.
     pub fn try_reserve(&self, len: usize) -> bool {
         self.used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+            .update(|used| {
                 let fits = used == 0 || used.saturating_add(len) <= self.max;
                 fits.then_some(used.saturating_add(len))
             })
@@ -143,17 +184,14 @@ impl ByteBudget {
 
     /// Returns `len` bytes reserved earlier.
     pub fn release(&self, len: usize) {
-        let _ = self
-            .used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                Some(used.saturating_sub(len))
-            });
+        let _ = self.used.update(|used| Some(used.saturating_sub(len)));
     }
 
     /// Bytes currently reserved (tests observe the budget being released).
     #[cfg(test)]
     pub fn used(&self) -> usize {
-        self.used.load(Ordering::Acquire)
+        // An update to the same value returns the current one.
+        self.used.update(Some).unwrap_or_else(|used| used)
     }
 }
 
@@ -163,6 +201,10 @@ impl ByteBudget {
 pub fn inbound_permits(len: usize) -> u32 {
     u32::try_from(len.clamp(1, MAX_PEER_INBOUND_BYTES)).unwrap_or(u32::MAX)
 }
+
+#[cfg(test)]
+#[path = "loom_models.rs"]
+mod loom_models;
 
 #[cfg(test)]
 mod tests {

@@ -217,24 +217,18 @@ impl RpcContext {
         tx: SignedTransaction,
         encoded_len: usize,
     ) -> Result<Hash, ErrorObjectOwned> {
-        let view = self.store.latest_view();
-        let (result, admitted) = {
-            let mut pool = self.mempool.lock().expect("mempool lock");
-            let r = pool.admit(&view, vec![tx]);
-            metrics::gauge!(m::MEMPOOL_SIZE).set(pool.len() as f64);
-            // The pool's copy, for gossip (no second decode).
-            let admitted = match r.first() {
-                Some(Ok(hash)) => pool.get(hash).cloned(),
-                _ => None,
-            };
-            (r, admitted)
-        };
+        // Kept for gossip (no second decode).
+        let copy = tx.clone();
+        // The committed view is read under the pool lock: read before it, a block committed
+        // in between would let a just-included transaction in again (loom model
+        // `stale_view_leaves_a_used_nonce_in_the_pool`).
+        let (result, pool_len) =
+            crate::mempool::admit_latest(&*self.mempool, || self.store.latest_view(), vec![tx]);
+        metrics::gauge!(m::MEMPOOL_SIZE).set(pool_len as f64);
         match result.into_iter().next() {
             Some(Ok(hash)) => {
-                if let Some(tx) = admitted {
-                    // Best effort: peers also get it when it is proposed.
-                    let _ = self.gossip.try_send((tx, encoded_len));
-                }
+                // Best effort: peers also get it when it is proposed.
+                let _ = self.gossip.try_send((copy, encoded_len));
                 Ok(hash)
             }
             Some(Err(e)) => Err(admit_error(&e)),
