@@ -246,6 +246,11 @@ impl Chain {
         }
     }
 
+    /// Whether the block is in the cache.
+    pub fn knows(&self, hash: &Hash) -> bool {
+        self.blocks.contains_key(hash)
+    }
+
     /// Remembers a block seen on the network or built here, and says whether it is kept
     /// (see [`Chain::remember_with`]; here every kept block counts as one the engine holds).
     pub fn remember(&mut self, block: &Block) -> bool {

@@ -340,7 +340,23 @@ impl Driver {
                     self.inputs.clear();
                     return;
                 }
+                // A block the cache refused on arrival (it ranks last until the engine holds
+                // it) but the engine kept is never sent again: keep the engine's copy, or a
+                // child of it could never execute (found by review).
+                let arriving = match &input {
+                    Input::Message {
+                        message: Message::Propose { block, .. } | Message::BlockResponse(block),
+                        ..
+                    } if !self.chain.knows(&block.hash()) => Some(block.clone()),
+                    _ => None,
+                };
                 let actions = self.engine.handle(input);
+                if let Some(block) = arriving {
+                    if self.engine.holds(&block.hash()) {
+                        let engine = &self.engine;
+                        self.chain.remember_with(&block, &|h| engine.holds(h), true);
+                    }
+                }
                 perform_in_order(self, actions, Driver::perform, |d| d.halted);
             }
             let hashes = std::mem::take(&mut self.to_execute);
