@@ -1,7 +1,7 @@
 //! Compilation and the compiled-module cache (memory, then disk, then compile).
 //!
 //! Every module is compiled once with singlepass plus the keel middlewares, serialized, and
-//! from then on only ever *loaded* into the shared headless engine: a cold call (compile then
+//! from then on only ever *loaded* into a headless engine of its own: a cold call (compile then
 //! load) and a warm call (load from memory or disk) run the very same artifact bytes, so
 //! warm and cold results cannot differ. The disk copy lets a restarted node skip compiling
 //! everything again, as Stylus' activation does.

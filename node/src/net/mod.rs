@@ -550,6 +550,25 @@ mod tests {
             .0
     }
 
+    /// A client link to `addr` authenticated as `key`, the server's identity read.
+    async fn authenticated(addr: std::net::SocketAddr, key: &SecretKey) -> Link {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let mut link = Link::handshake(stream, true, &prologue(), 1 << 20)
+            .await
+            .expect("noise");
+        let mut signed = IDENTITY_DOMAIN.to_vec();
+        signed.extend_from_slice(link.handshake_hash());
+        let identity = Identity {
+            public_key: key.public_key(),
+            signature: key.sign(&signed),
+        };
+        link.send(&borsh::to_vec(&identity).expect("encode"))
+            .await
+            .expect("identity");
+        link.recv().await.expect("their identity");
+        link
+    }
+
     #[tokio::test]
     async fn a_large_frame_before_authentication_is_refused() {
         let (server_key, client_key) =
@@ -594,20 +613,7 @@ mod tests {
         let client = {
             let big = big.clone();
             async move {
-                let stream = TcpStream::connect(addr).await.expect("connect");
-                let mut link = Link::handshake(stream, true, &prologue(), 1 << 20)
-                    .await
-                    .expect("noise");
-                let mut signed = IDENTITY_DOMAIN.to_vec();
-                signed.extend_from_slice(link.handshake_hash());
-                let identity = Identity {
-                    public_key: client_key.public_key(),
-                    signature: client_key.sign(&signed),
-                };
-                link.send(&borsh::to_vec(&identity).expect("encode"))
-                    .await
-                    .expect("identity");
-                link.recv().await.expect("their identity");
+                let mut link = authenticated(addr, &client_key).await;
                 link.send(&big).await.expect("big frame");
                 link
             }
@@ -644,20 +650,7 @@ mod tests {
             }
         };
         let client = async move {
-            let stream = TcpStream::connect(addr).await.expect("connect");
-            let mut link = Link::handshake(stream, true, &prologue(), 1 << 20)
-                .await
-                .expect("noise");
-            let mut signed = IDENTITY_DOMAIN.to_vec();
-            signed.extend_from_slice(link.handshake_hash());
-            let identity = Identity {
-                public_key: client_key.public_key(),
-                signature: client_key.sign(&signed),
-            };
-            link.send(&borsh::to_vec(&identity).expect("encode"))
-                .await
-                .expect("identity");
-            link.recv().await.expect("their identity");
+            let mut link = authenticated(addr, &client_key).await;
             let start = tokio::time::Instant::now();
             let mut keepalives = 0;
             let end = loop {
@@ -725,20 +718,7 @@ mod tests {
             }
         };
         let client = async move {
-            let stream = TcpStream::connect(addr).await.expect("connect");
-            let mut link = Link::handshake(stream, true, &prologue(), 1 << 20)
-                .await
-                .expect("noise");
-            let mut signed = IDENTITY_DOMAIN.to_vec();
-            signed.extend_from_slice(link.handshake_hash());
-            let identity = Identity {
-                public_key: client_key.public_key(),
-                signature: client_key.sign(&signed),
-            };
-            link.send(&borsh::to_vec(&identity).expect("encode"))
-                .await
-                .expect("identity");
-            link.recv().await.expect("their identity");
+            let mut link = authenticated(addr, &client_key).await;
             let mut sent = 0;
             while sent < 10_000 && link.send(&[]).await.is_ok() {
                 sent += 1;
