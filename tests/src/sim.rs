@@ -183,6 +183,8 @@ pub struct Report {
     pub peak_retained: Retained,
     /// Blocks on honest chains whose finality certificate the audit checked.
     pub certified_blocks_checked: u64,
+    /// Distinct certificates honest processes sent, each checked against its epoch's keys.
+    pub sent_certificates_checked: u64,
 }
 
 #[allow(missing_debug_implementations)] // holds engines and an RNG; the Report is what is printed
@@ -198,6 +200,10 @@ pub struct Sim {
     /// Every vote an honest key ever signed and sent: (signer, epoch, view, kind) → blocks.
     sent_votes: BTreeMap<(u16, u64, u64, VoteKind), BTreeSet<Hash>>,
     report: Report,
+    /// Certificates honest processes sent that the audit already checked (by signed message
+    /// and signers), and the public keys of each epoch it checked them against.
+    audited_certificates: BTreeSet<(Hash, Vec<u16>)>,
+    audit_keys: BTreeMap<u64, Vec<keel_types::PublicKey>>,
     /// Per honest process: (height, time finalized) for latency measurement.
     pub finalized_at: BTreeMap<(usize, u64), u64>,
     /// Time each block was proposed.
@@ -244,6 +250,8 @@ impl Sim {
             partition: BTreeSet::new(),
             sent_votes: BTreeMap::new(),
             report: Report::default(),
+            audited_certificates: BTreeSet::new(),
+            audit_keys: BTreeMap::new(),
             finalized_at: BTreeMap::new(),
             proposed_at: BTreeMap::new(),
         };
@@ -592,8 +600,14 @@ impl Sim {
     fn execute(&mut self, node: usize, action: Action, inputs: &mut Vec<Input>) {
         match action {
             Action::Persist(record) => self.nodes[node].durable.push(record),
-            Action::Broadcast(message) => self.byzantine_broadcast(node, message),
-            Action::Send { to, message } => self.send(node, to, message),
+            Action::Broadcast(message) => {
+                self.audit_sent(node, &message);
+                self.byzantine_broadcast(node, message);
+            }
+            Action::Send { to, message } => {
+                self.audit_sent(node, &message);
+                self.send(node, to, message);
+            }
             Action::SetTimer { view, after_ms } => {
                 let incarnation = self.nodes[node].incarnation;
                 self.push(

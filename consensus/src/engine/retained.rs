@@ -19,20 +19,29 @@ pub struct Retained {
     pub max_votes_per_view: usize,
     /// The current view minus the finalized tip's view: how far finalization lags.
     pub unfinalized_views: u64,
+    /// Views below the finalized tip's view, and blocks other than the tip proposed in its
+    /// view or earlier: what finalizing drops, and what the view window refuses afterwards.
+    /// (Blocks of later views at or below the tip's height are junk a Byzantine leader may
+    /// propose; they are bounded per view and counted above.)
+    pub behind_tip: usize,
 }
 
 impl Engine {
     /// Counts of what this engine holds in memory (read-only, for tests of its bounds).
     pub fn retained(&self) -> Retained {
+        let (_, tip_hash, tip_view) = self.tip;
         let mut blocks_per_view: BTreeMap<View, usize> = BTreeMap::new();
-        for block in self.blocks.values() {
+        let mut behind_tip = self.views.range(..tip_view).count();
+        for (hash, block) in &self.blocks {
             *blocks_per_view.entry(block.header.view).or_default() += 1;
+            behind_tip += usize::from(block.header.view <= tip_view && *hash != tip_hash);
         }
         let mut r = Retained {
             views: self.views.len(),
             blocks: self.blocks.len(),
             max_blocks_per_view: blocks_per_view.values().copied().max().unwrap_or(0),
-            unfinalized_views: self.view.saturating_sub(self.tip.2),
+            unfinalized_views: self.view.saturating_sub(tip_view),
+            behind_tip,
             ..Retained::default()
         };
         for s in self.views.values() {

@@ -5,7 +5,7 @@
 //! never on how many messages an adversary sends.
 
 use super::{key_for, Fault, Sim, CHAIN_ID};
-use keel_consensus::{Retained, MAX_PROPOSALS_PER_VIEW, MAX_UNCERTIFIED_PARENTS_PER_VIEW};
+use keel_consensus::{Message, Retained, MAX_PROPOSALS_PER_VIEW, MAX_UNCERTIFIED_PARENTS_PER_VIEW};
 use keel_types::{Certificate, Hash, Header, PublicKey, VoteKind};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -32,27 +32,33 @@ const MAX_MEMORY_REPORTS: usize = 4;
 /// The simulator's `Config::max_views_ahead` (see `Sim::config`).
 const VIEWS_AHEAD: u64 = 64;
 
-/// Whether `cert` is a finalization of `header` (hash `hash`) signed by more than 2/3 of the
-/// validators whose keys are `keys`, every signature valid. Written from the protocol's
-/// definition, not from keel-consensus.
-fn certifies(cert: &Certificate, hash: Hash, header: &Header, keys: &[PublicKey]) -> bool {
-    let v = &cert.vote;
-    if v.kind != VoteKind::Finalize
-        || v.chain_id != CHAIN_ID
-        || v.block != hash
-        || v.view != header.view
-        || v.epoch != header.epoch
+/// Whether `cert` (of any kind) is signed by more than 2/3 of the validators whose keys are
+/// `keys`: distinct signers in increasing order, every signature valid over the vote it
+/// carries. Written from the protocol's definition, not from keel-consensus.
+fn signed_by_quorum(cert: &Certificate, keys: &[PublicKey]) -> bool {
+    if cert.vote.chain_id != CHAIN_ID
         || cert.signers.len() != cert.signatures.len()
         || cert.signers.windows(2).any(|w| w[0] >= w[1])
         || 3 * cert.signers.len() <= 2 * keys.len()
     {
         return false;
     }
-    let message = v.signing_hash();
+    let message = cert.vote.signing_hash();
     cert.signers.iter().zip(&cert.signatures).all(|(s, sig)| {
         keys.get(usize::from(*s))
             .is_some_and(|k| k.verify(&message.0, sig).is_ok())
     })
+}
+
+/// Whether `cert` is a finalization of `header` (hash `hash`) signed by more than 2/3 of the
+/// validators whose keys are `keys`, every signature valid.
+fn certifies(cert: &Certificate, hash: Hash, header: &Header, keys: &[PublicKey]) -> bool {
+    let v = &cert.vote;
+    v.kind == VoteKind::Finalize
+        && v.block == hash
+        && v.view == header.view
+        && v.epoch == header.epoch
+        && signed_by_quorum(cert, keys)
 }
 
 impl Sim {
@@ -141,6 +147,45 @@ impl Sim {
         }
     }
 
+    /// Every certificate an honest process sends (forwarded, formed from votes it counted, or
+    /// closing a sync response) must verify against its epoch's keys: a certificate that does
+    /// not is one the honest node built from a vote it should have refused (a nullify naming a
+    /// block signs another message than the other nullifies) or passes on unchecked.
+    pub(super) fn audit_sent(&mut self, node: usize, message: &Message) {
+        let cert = match message {
+            Message::Certificate(c)
+            | Message::SyncResponse {
+                finalization: c, ..
+            } => c,
+            _ => return,
+        };
+        if self.nodes[node].fault != Fault::Honest
+            || !self
+                .audited_certificates
+                .insert((cert.vote.signing_hash(), cert.signers.clone()))
+        {
+            return;
+        }
+        self.report.sent_certificates_checked += 1;
+        let mut keys = std::mem::take(&mut self.audit_keys);
+        let epoch_keys = self.epoch_keys(&mut keys, cert.vote.epoch);
+        self.audit_keys = keys;
+        if !signed_by_quorum(cert, &epoch_keys) {
+            let reported = self
+                .report
+                .violations
+                .iter()
+                .filter(|v| v.starts_with("SENT"))
+                .count();
+            if reported < MAX_MEMORY_REPORTS {
+                self.report.violations.push(format!(
+                    "SENT: honest process {node} at {} ms sent a {:?} certificate of view {} (epoch {}, signers {:?}) that does not verify",
+                    self.now, cert.vote.kind, cert.vote.view, cert.vote.epoch, cert.signers
+                ));
+            }
+        }
+    }
+
     /// Samples the retained state of honest process `node` after a delivery from `from`, and
     /// checks it against bounds set by the validator count and the view window alone.
     pub(super) fn sample_retained(&mut self, node: usize, from: u16) {
@@ -165,6 +210,7 @@ impl Sim {
             max_proposals_per_view: p.max_proposals_per_view.max(r.max_proposals_per_view),
             max_votes_per_view: p.max_votes_per_view.max(r.max_votes_per_view),
             unfinalized_views: p.unfinalized_views.max(r.unfinalized_views),
+            behind_tip: p.behind_tip.max(r.behind_tip),
         };
         let broken = memory_bound_broken(&r, self.s.n);
         if let Some(what) = broken {
@@ -191,6 +237,10 @@ pub fn memory_bound_broken(r: &Retained, n: usize) -> Option<String> {
     let window =
         usize::try_from(r.unfinalized_views.saturating_add(VIEWS_AHEAD + 1)).unwrap_or(usize::MAX);
     let checks = [
+        (
+            r.behind_tip == 0,
+            "views or blocks behind the finalized tip",
+        ),
         (
             r.max_proposals_per_view <= MAX_KEPT_PROPOSALS_PER_VIEW,
             "proposals in one view",

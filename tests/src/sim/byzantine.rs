@@ -46,6 +46,13 @@ const MAX_OWN_PROPOSALS: u64 = 8;
 const MAX_INVENTED_ANCESTORS: u64 = 4;
 /// The simulator's `Config::max_views_ahead` (the edge of the honest engines' vote window).
 const VIEWS_AHEAD: u64 = 64;
+/// Most unsigned parents, in one shared view, that one fan-in move builds under its proposals.
+const MAX_FAN_IN: usize = 32;
+/// Longest chain of unsigned ancestors reaching down into views behind the honest tips.
+const MAX_STALE_ANCESTORS: u64 = 8;
+/// Messages queued to be sent again on later steps (unsigned ancestors are kept only once the
+/// block that names them arrived, and delivery order is random): at most this many waves.
+const MAX_LATER_WAVES: usize = 4;
 
 /// A bounded sample of what the adversary saw.
 struct Pool<T> {
@@ -94,6 +101,8 @@ pub(super) struct Adversary {
     finalized: Option<Certificate>,
     epoch: u64,
     view: u64,
+    /// Waves of messages to send again on the next steps (oldest first).
+    later: Vec<Out>,
 }
 
 impl Adversary {
@@ -117,6 +126,7 @@ impl Adversary {
             finalized: None,
             epoch: 0,
             view: 1,
+            later: Vec::new(),
         }
     }
 
@@ -409,7 +419,7 @@ impl Adversary {
 
     /// One move from the menu.
     fn make_move(&mut self) -> Out {
-        match self.rng.gen_range(0..12) {
+        match self.rng.gen_range(0..14) {
             0 => self.replay(),
             1 => self.resigned_vote(),
             2 => self.own_proposals(),
@@ -419,6 +429,8 @@ impl Adversary {
             7 | 8 => self.twisted_sync(None),
             9 => self.invented_ancestors(),
             10 => self.extremes(),
+            11 => self.fan_in_parents(),
+            12 => self.stale_ancestors(),
             _ => self.requests(),
         }
     }
@@ -443,9 +455,23 @@ impl Adversary {
         }
     }
 
+    /// Queues `out` to be sent again on the next step (the oldest wave goes when full).
+    fn send_again(&mut self, out: &Out) {
+        if self.later.len() >= MAX_LATER_WAVES {
+            self.later.remove(0);
+        }
+        self.later.push(out.clone());
+    }
+
     fn step(&mut self) -> Out {
+        let mut out = if self.later.is_empty() {
+            Vec::new()
+        } else {
+            self.later.remove(0)
+        };
         let moves = self.rng.gen_range(1..=MAX_MOVES_PER_STEP);
-        (0..moves).flat_map(|_| self.make_move()).collect()
+        out.extend((0..moves).flat_map(|_| self.make_move()));
+        out
     }
 }
 

@@ -1,7 +1,10 @@
 //! The adversary's moves: each builds, from what it saw, the messages it sends and to whom.
 
-use super::{Adversary, Out, Sync, MAX_INVENTED_ANCESTORS, MAX_OWN_PROPOSALS, SYNC_CHAIN};
-use keel_consensus::Message;
+use super::{
+    Adversary, Out, Sync, MAX_FAN_IN, MAX_INVENTED_ANCESTORS, MAX_OWN_PROPOSALS,
+    MAX_STALE_ANCESTORS, SYNC_CHAIN, VIEWS_AHEAD,
+};
+use keel_consensus::{Message, MAX_PROPOSALS_PER_VIEW};
 use keel_types::{Certificate, Hash, SignedVote, Vote, VoteKind};
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -387,6 +390,81 @@ impl Adversary {
         for b in chain.into_iter().rev() {
             out.extend(self.send_to_some(Message::BlockResponse(b)));
         }
+        out
+    }
+
+    /// Its next leader view at or after `view`.
+    fn own_view_from(&self, view: u64) -> u64 {
+        let n = self.s.n as u64;
+        view.saturating_add((u64::from(self.index) + n - view % n) % n)
+    }
+
+    /// Two proposals in every view it leads within the window, each on its own unsigned
+    /// parent in one shared earlier view, all to one validator, the parents sent unasked
+    /// (now and on the next steps). An engine that kept every parent of a block it knows
+    /// would hold one block per proposal in that shared view.
+    pub(super) fn fan_in_parents(&mut self) -> Out {
+        let (Some(base), Some(&to)) = (
+            self.parent_for(self.view),
+            self.targets.choose(&mut self.rng),
+        ) else {
+            return vec![];
+        };
+        let shared = base.header.view.saturating_add(1);
+        let mut leader_view = self.own_view_from(shared.saturating_add(1).max(self.view));
+        let edge = self.view.saturating_add(VIEWS_AHEAD);
+        let (mut proposals, mut parents) = (Vec::new(), Vec::new());
+        while leader_view <= edge && parents.len() < MAX_FAN_IN {
+            for _ in 0..MAX_PROPOSALS_PER_VIEW {
+                let salt = 0x100 + parents.len() as u64;
+                let parent = self.make_block(shared, &base, salt);
+                let top = self.make_block(leader_view, &parent, salt);
+                let vote = self.sign(self.vote_for(leader_view, VoteKind::Notarize, top.hash()));
+                proposals.push((to, Message::Propose { block: top, vote }));
+                parents.push((to, Message::BlockResponse(parent)));
+            }
+            leader_view = leader_view.saturating_add(self.s.n as u64);
+        }
+        self.send_again(&parents);
+        proposals.extend(parents);
+        proposals
+    }
+
+    /// One proposal on a chain of unsigned ancestors whose views go down into views the
+    /// honest validators have finalized, at heights above their tip (so only the view tells
+    /// them apart), sent child first now and on the next steps. An engine that took them
+    /// would hold blocks and views behind its finalized tip.
+    pub(super) fn stale_ancestors(&mut self) -> Out {
+        let Some(fin) = self.finalized.clone() else {
+            return vec![];
+        };
+        let Some(tip) = self.blocks.get(&fin.vote.block).cloned() else {
+            return vec![];
+        };
+        let Some(&to) = self.targets.choose(&mut self.rng) else {
+            return vec![];
+        };
+        let top_view = tip.header.view;
+        let depth = self.rng.gen_range(1..=MAX_STALE_ANCESTORS).min(top_view);
+        // Bottom up: heights climb from the tip's while views climb to the tip's own view.
+        let mut chain = Vec::new();
+        let mut parent = tip;
+        for i in (0..depth).rev() {
+            let b = self.make_block(top_view - i, &parent, 0x57);
+            chain.push(b.clone());
+            parent = b;
+        }
+        let view = self.own_view_from(self.view.max(top_view.saturating_add(1)));
+        let top = self.make_block(view, &parent, 0x57);
+        let vote = self.sign(self.vote_for(view, VoteKind::Notarize, top.hash()));
+        let ancestors: Out = chain
+            .into_iter()
+            .rev()
+            .map(|b| (to, Message::BlockResponse(b)))
+            .collect();
+        self.send_again(&ancestors);
+        let mut out = vec![(to, Message::Propose { block: top, vote })];
+        out.extend(ancestors);
         out
     }
 
