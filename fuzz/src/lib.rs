@@ -12,6 +12,7 @@ pub mod mutate;
 pub mod seeds;
 
 mod consensus;
+mod engine;
 mod p2p;
 mod proof;
 mod tx;
@@ -21,6 +22,7 @@ mod wasm;
 mod node;
 
 pub use consensus::{block_roundtrip, consensus_message, receipt_roundtrip};
+pub use engine::{consensus_engine, consensus_engine_tip};
 #[cfg(feature = "node")]
 pub use node::{net_message, rpc_params};
 pub use p2p::p2p_preauth;
@@ -40,6 +42,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("agent_tx", agent_tx),
     ("eth_tx", eth_tx),
     ("consensus_message", consensus_message),
+    ("consensus_engine", consensus_engine),
     ("block_roundtrip", block_roundtrip),
     ("receipt_roundtrip", receipt_roundtrip),
     ("revival_proof", revival_proof),

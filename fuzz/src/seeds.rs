@@ -472,6 +472,7 @@ pub fn for_target(name: &str) -> Vec<Vec<u8>> {
         "agent_tx" => transactions().iter().map(Canonical::encode).collect(),
         "eth_tx" => eth_txs(),
         "consensus_message" => messages().iter().map(Canonical::encode).collect(),
+        "consensus_engine" => crate::engine::seeds(),
         "block_roundtrip" => {
             let blocks = blocks();
             let mut out: Vec<Vec<u8>> = blocks.iter().map(Canonical::encode).collect();

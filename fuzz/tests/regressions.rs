@@ -8,6 +8,16 @@ use keel_types::{
     U256,
 };
 use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+
+/// One test at a time: `evicted_modules_release_their_code_memory` measures the process's
+/// resident memory, which any test running beside it (or its panic's backtrace) would grow.
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 fn finding(target: &str, name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -29,6 +39,7 @@ const SMALL_ORDER_KEY: PublicKey = PublicKey([0; 32]);
 /// anyone can sign for `Address::from_public_key(&[0; 32])` and the other small-order keys.
 #[test]
 fn the_batch_rule_refuses_what_the_strict_rule_refuses_found_input() {
+    let _serial = serial();
     keel_fuzz::agent_tx(&finding("agent_tx", "small-order-key-zero-signature"));
 }
 
@@ -38,6 +49,7 @@ fn the_batch_rule_refuses_what_the_strict_rule_refuses_found_input() {
 /// price in three makes a forgery, so a forger just tries a few.
 #[test]
 fn a_small_order_key_cannot_sign_anything_under_the_batch_rule() {
+    let _serial = serial();
     let forged: Vec<u128> = (1..=FORGERY_ATTEMPTS)
         .filter(|&gas_price| {
             let tx = SignedTransaction {
@@ -93,6 +105,7 @@ fn resident_bytes() -> u64 {
 /// from disk) grow the node's memory without bound.
 #[test]
 fn evicted_modules_release_their_code_memory() {
+    let _serial = serial();
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fuzz-module-cache-reloads");
     let _ = std::fs::remove_dir_all(&dir);
     let cache = keel_exec_wasm::ModuleCache::new(Some(dir), 1).expect("a module cache");
@@ -120,7 +133,36 @@ fn evicted_modules_release_their_code_memory() {
 #[cfg(feature = "node")]
 #[test]
 fn eth_get_logs_over_every_height_is_a_typed_limit_error() {
+    let _serial = serial();
     let input = finding("rpc_params", "eth-getlogs-full-range");
     assert_eq!(input[0], 23, "method index of eth_getLogs in RPC_METHODS");
     keel_fuzz::rpc_params(&input);
+}
+
+/// consensus_engine's seeds reach what they are there for (so the smoke run exercises it):
+/// the happy script finalizes three blocks, and the top script finalizes a block at view
+/// `u64::MAX` before restarting from it (the saturating view arithmetic of part 1: with
+/// `tip.view + 1` the restart panics).
+#[test]
+fn the_engine_seeds_finalize_a_chain_and_a_block_at_the_top_view() {
+    let _serial = serial();
+    let seeds = keel_fuzz::seeds::for_target("consensus_engine");
+    let (height, _, view) = keel_fuzz::consensus_engine_tip(&seeds[0]);
+    assert_eq!((height, view), (3, 3));
+    let (height, _, view) = keel_fuzz::consensus_engine_tip(&seeds[1]);
+    assert_eq!((height, view), (1, u64::MAX));
+}
+
+/// consensus_engine, found by the smoke run's mutations within 300 inputs: a finalization
+/// certificate of view 3 (signed by all four keys) naming a known block whose header says
+/// view 7. The engine delivered it, so its finalized tip's view overtook its own view and it
+/// went on holding views behind its tip. Now the certified block must be of the
+/// certificate's view and the chain under it must fall a view and a height at a time to the
+/// tip (as rule SYNC already required of sync responses), else the finalization is dropped.
+#[test]
+fn a_finalization_naming_a_block_of_another_view_is_never_applied() {
+    let _serial = serial();
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus/consensus_engine/regression-finalized-block-of-a-later-view");
+    keel_fuzz::consensus_engine(&std::fs::read(path).expect("the regression input"));
 }

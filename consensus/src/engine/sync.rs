@@ -51,20 +51,38 @@ impl Engine {
             self.pending_finalization = None;
             return;
         }
-        let mut chain = Vec::new();
+        let mut chain: Vec<Block> = Vec::new();
         let mut cursor = hash;
         while cursor != self.tip.1 {
             let Some(block) = self.blocks.get(&cursor) else {
                 self.request_sync(None);
                 return;
             };
-            if block.header.height <= self.tip.0 {
-                // Conflicts with our finalized chain: impossible with ≤ f faults; never apply.
+            // As rule SYNC: the certified block is of the certificate's view, and views and
+            // heights fall one block at a time down to the tip. Anything else conflicts with
+            // our finalized chain or was certified by more than f faulty validators: never
+            // apply it (a block of a later view than its certificate's would make the tip's
+            // view overtake ours).
+            let linked = match chain.last() {
+                None => block.header.view == view,
+                Some(child) => {
+                    block.header.view < child.header.view
+                        && block.header.height.checked_add(1) == Some(child.header.height)
+                }
+            };
+            if !linked || block.header.height <= self.tip.0 || block.header.view <= self.tip.2 {
                 self.pending_finalization = None;
                 return;
             }
             chain.push(block.clone());
             cursor = block.header.parent_hash;
+        }
+        if chain
+            .last()
+            .is_some_and(|b| self.tip.0.checked_add(1) != Some(b.header.height))
+        {
+            self.pending_finalization = None;
+            return;
         }
         chain.reverse();
         let certificate = self.views.get(&view).and_then(|s| s.finalization.clone());
