@@ -79,7 +79,16 @@ pub struct CacheStats {
     pub memory_hits: AtomicU64,
     pub disk_hits: AtomicU64,
     pub compiles: AtomicU64,
+    /// Artifacts not written because the disk bound was reached (they stay in memory).
+    pub disk_full: AtomicU64,
 }
+
+/// Bytes of compiled artifacts kept on disk. Past it a new artifact is kept in memory only
+/// and a cold load recompiles it. Writes come only from block execution, and a Byzantine
+/// leader's proposals full of WASM deploys are executed to be verified though they never
+/// finalize (so cost nothing): without this bound they could fill the disk, and a full disk
+/// halts the node. Racing writers can overshoot it by at most one artifact each.
+pub const MAX_DISK_CACHE_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 
 /// Compiled-artifact bytes kept in memory (the sum over cached modules of their artifact's
 /// length, which is what a loaded module's code pages cost). The entry bound alone allowed
@@ -294,6 +303,9 @@ pub struct ModuleCache {
     /// one `.tmp` path, and the second rename failed with "not found", an I/O error that
     /// halts the node.
     writes: AtomicU64,
+    /// Bytes of the artifact files in `dir`, counted at start and on every write.
+    disk_bytes: AtomicU64,
+    disk_limit_bytes: u64,
     pub stats: CacheStats,
 }
 
@@ -325,17 +337,36 @@ pub fn compile_artifact(code: &[u8]) -> Result<Vec<u8>, CacheError> {
 impl ModuleCache {
     /// A cache keeping up to `capacity` modules in memory and, if `dir` is given, every
     /// artifact on disk.
+    /// Temporary files a crash left behind are removed; the artifacts' bytes are counted
+    /// against [`MAX_DISK_CACHE_BYTES`].
     pub fn new(dir: Option<PathBuf>, capacity: usize) -> Result<ModuleCache, CacheError> {
-        if let Some(dir) = &dir {
-            std::fs::create_dir_all(dir).map_err(|e| CacheError::Io(e.to_string()))?;
-        }
+        let disk_bytes = match &dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| CacheError::Io(e.to_string()))?;
+                scan_disk(dir).map_err(|e| CacheError::Io(e.to_string()))?
+            }
+            None => 0,
+        };
         wasmer_vm::set_stack_size(crate::limits::WASM_STACK_BYTES);
         Ok(ModuleCache {
             dir,
             memory: MemoryCache::new(capacity, MODULE_CACHE_BYTES),
             writes: AtomicU64::new(0),
+            disk_bytes: AtomicU64::new(disk_bytes),
+            disk_limit_bytes: MAX_DISK_CACHE_BYTES,
             stats: CacheStats::default(),
         })
+    }
+
+    /// The same cache with another disk bound (tests).
+    pub fn with_disk_limit(mut self, bytes: u64) -> ModuleCache {
+        self.disk_limit_bytes = bytes;
+        self
+    }
+
+    /// Bytes of artifact files on disk, as counted.
+    pub fn disk_bytes(&self) -> u64 {
+        self.disk_bytes.load(Ordering::Relaxed)
     }
 
     fn path(&self, key: &[u8; 32]) -> Option<PathBuf> {
@@ -378,11 +409,36 @@ impl ModuleCache {
         file.extend_from_slice(&ARTIFACT_VERSION.to_le_bytes());
         file.extend_from_slice(&integrity_tag(key, artifact));
         file.extend_from_slice(artifact);
+        // A file already there (one that did not load, or a racing writer's) is replaced.
+        let replaced = std::fs::metadata(&path).map_or(0, |m| m.len());
+        let size = file.len() as u64;
+        if self
+            .disk_bytes()
+            .saturating_add(size)
+            .saturating_sub(replaced)
+            > self.disk_limit_bytes
+        {
+            self.stats.disk_full.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                limit_bytes = self.disk_limit_bytes,
+                "WASM artifact cache on disk is full; keeping this module in memory only"
+            );
+            return Ok(());
+        }
         // Write then rename, so a crash never leaves a torn file under the final name.
         let write = self.writes.fetch_add(1, Ordering::Relaxed);
         let tmp = path.with_extension(format!("{write}.tmp"));
         std::fs::write(&tmp, &file).map_err(|e| CacheError::Io(e.to_string()))?;
-        std::fs::rename(&tmp, &path).map_err(|e| CacheError::Io(e.to_string()))
+        std::fs::rename(&tmp, &path).map_err(|e| CacheError::Io(e.to_string()))?;
+        // Relaxed counts: racing writers of one file may each subtract the same old size or
+        // none; the count stays within an artifact per writer of the truth.
+        self.disk_bytes.fetch_add(size, Ordering::Relaxed);
+        let _ = self
+            .disk_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(replaced))
+            });
+        Ok(())
     }
 
     /// The runnable module for `code`, whose code hash is `key`.
@@ -394,6 +450,27 @@ impl ModuleCache {
             self.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
         }
         Ok(module)
+    }
+
+    /// The runnable module for `code` for a speculative execution (RPC calls and
+    /// simulations): from memory or disk if a block's execution put it there, else compiled
+    /// for this caller alone, neither written to disk nor kept in memory. A client can ask
+    /// for any number of simulated deploys for free; they must cost it time, never this
+    /// node's disk or the cache that block execution relies on.
+    pub fn get_speculative(&self, key: &[u8; 32], code: &[u8]) -> Result<LoadedModule, CacheError> {
+        if let Some(module) = self.memory.inspect(|lru| lru.peek(key).cloned()).flatten() {
+            self.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(module);
+        }
+        if let Some(artifact) = self.read_disk(key) {
+            if let Ok(module) = self.load(&artifact) {
+                self.stats.disk_hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(module);
+            }
+        }
+        let artifact = compile_artifact(code)?;
+        self.stats.compiles.fetch_add(1, Ordering::Relaxed);
+        self.load(&artifact)
     }
 
     /// The module from its disk artifact, else compiled (and written to disk), with the
@@ -437,6 +514,20 @@ impl ModuleCache {
     }
 }
 
+/// Removes the temporary files of writes a crash interrupted and sums the artifacts' bytes.
+fn scan_disk(dir: &std::path::Path) -> std::io::Result<u64> {
+    let mut bytes = 0u64;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("tmp") => std::fs::remove_file(&path)?,
+            Some("wasmer") => bytes = bytes.saturating_add(std::fs::metadata(&path)?.len()),
+            _ => {}
+        }
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 #[path = "loom_models.rs"]
 mod loom_models;
@@ -475,6 +566,67 @@ mod tests {
         assert_eq!(CacheError::Io("disk".into()).refusal(), None);
         let invalid = CacheError::from(ValidationError::StartFunction);
         assert_eq!(invalid.refusal(), Some(CodeError::StartFunction));
+    }
+
+    fn files(dir: &std::path::Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// RPC simulations of deploys compile for the caller alone: nothing on disk, nothing in
+    /// memory; a module block execution cached is served to them from there.
+    #[test]
+    fn speculative_gets_write_nothing_and_keep_nothing() {
+        let code = wat::parse_str(MODULE).expect("wat");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = ModuleCache::new(Some(dir.path().to_path_buf()), 4).expect("cache");
+        for _ in 0..3 {
+            cache.get_speculative(&[1; 32], &code).expect("compiles");
+        }
+        assert!(files(dir.path()).is_empty(), "{:?}", files(dir.path()));
+        assert_eq!(cache.memory_usage().0, 0);
+        assert_eq!(cache.stats.compiles.load(Ordering::Relaxed), 3);
+        cache
+            .get(&[1; 32], &code)
+            .expect("block execution caches it");
+        assert_eq!(files(dir.path()).len(), 1);
+        cache
+            .get_speculative(&[1; 32], &code)
+            .expect("served from memory");
+        cache.clear_memory();
+        cache
+            .get_speculative(&[1; 32], &code)
+            .expect("served from disk");
+        assert_eq!(cache.stats.compiles.load(Ordering::Relaxed), 4);
+    }
+
+    /// Past the disk bound artifacts stay in memory only (the module still runs); a restart
+    /// counts what is there and removes the temporary files of interrupted writes.
+    #[test]
+    fn the_disk_is_bounded_and_interrupted_writes_are_cleaned_up() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = ModuleCache::new(Some(dir.path().to_path_buf()), 8).expect("cache");
+        let first = wat::parse_str(MODULE).expect("wat");
+        cache.get(&[1; 32], &first).expect("compiles");
+        let one = cache.disk_bytes();
+        assert!(one > 0);
+        let cache = ModuleCache::new(Some(dir.path().to_path_buf()), 8)
+            .expect("cache")
+            .with_disk_limit(one + one / 2);
+        assert_eq!(cache.disk_bytes(), one, "counted at start");
+        let second = wat::parse_str(MODULE.replace("i32.const 0", "i32.const 1")).expect("wat");
+        cache
+            .get(&[2; 32], &second)
+            .expect("runs though the disk is full");
+        assert_eq!(files(dir.path()).len(), 1);
+        assert_eq!(cache.stats.disk_full.load(Ordering::Relaxed), 1);
+        std::fs::write(dir.path().join("0202.7.tmp"), b"torn").expect("write");
+        let _ = ModuleCache::new(Some(dir.path().to_path_buf()), 8).expect("cache");
+        assert_eq!(files(dir.path()).len(), 1, "the temporary file is gone");
     }
 
     /// Two threads writing one new module's artifact at once (the driver executing its

@@ -12,7 +12,7 @@ pub mod meter;
 pub mod standalone;
 pub mod validate;
 
-pub use cache::{compile_artifact, CacheError, LoadedModule, ModuleCache};
+pub use cache::{compile_artifact, CacheError, LoadedModule, ModuleCache, MAX_DISK_CACHE_BYTES};
 pub use exec::{
     execute, keccak256, CallRequest, CallResult, Exit, FrameContext, Host, HostError, Outcome,
     StoreCost, TrapKind,

@@ -61,6 +61,8 @@ const CALL_STIPEND: u64 = 2_300;
 pub struct KeelPrecompiles {
     eth: EthPrecompiles,
     wasm: Arc<ModuleCache>,
+    /// An RPC call or simulation: modules it compiles are neither written nor cached.
+    speculative: bool,
     epoch: u64,
     timestamp_ms: u64,
     /// WASM frames already on the native stack below this provider's frames.
@@ -76,10 +78,30 @@ impl KeelPrecompiles {
         KeelPrecompiles {
             eth: EthPrecompiles::new(SPEC),
             wasm,
+            speculative: false,
             epoch,
             timestamp_ms,
             wasm_frames: 0,
             last_trap: Rc::new(RefCell::new(None)),
+        }
+    }
+
+    /// For an RPC call or simulation: see [`ModuleCache::get_speculative`].
+    pub fn speculative(mut self, speculative: bool) -> KeelPrecompiles {
+        self.speculative = speculative;
+        self
+    }
+
+    /// The runnable module, from the cache as block execution or a speculative caller uses it.
+    fn module(
+        &self,
+        key: &[u8; 32],
+        code: &[u8],
+    ) -> Result<keel_exec_wasm::LoadedModule, keel_exec_wasm::CacheError> {
+        if self.speculative {
+            self.wasm.get_speculative(key, code)
+        } else {
+            self.wasm.get(key, code)
         }
     }
 
@@ -121,7 +143,7 @@ impl KeelPrecompiles {
         input: Vec<u8>,
         gas_limit: u64,
     ) -> Result<Outcome, String> {
-        let module = match self.wasm.get(&key.0, module_bytes) {
+        let module = match self.module(&key.0, module_bytes) {
             Ok(module) => module,
             // A module that does not compile fails its frame like a trap (every node reaches
             // the same verdict); only this machine's own failures (I/O, memory) stop the node.
@@ -228,7 +250,7 @@ impl KeelPrecompiles {
         let code_hash = keccak256(&code);
         // A module the compiler refuses is refused like an invalid one, at the same cost;
         // only this machine's own failures (I/O, memory) stop the node.
-        let compiled = match self.wasm.get(&code_hash.0, module) {
+        let compiled = match self.module(&code_hash.0, module) {
             Ok(compiled) => compiled,
             Err(e) => match e.refusal() {
                 Some(code) => {

@@ -84,6 +84,9 @@ pub struct CallRequest {
 pub struct Runtime {
     config: RuntimeConfig,
     wasm: Arc<ModuleCache>,
+    /// RPC calls and simulations run on a speculative copy: WASM modules they compile are
+    /// neither written to disk nor kept in the cache (`ModuleCache::get_speculative`).
+    speculative: bool,
 }
 
 /// Why revm did not run a transaction.
@@ -205,7 +208,18 @@ fn convert_logs(logs: Vec<revm::primitives::Log>) -> Vec<Log> {
 
 impl Runtime {
     pub fn new(config: RuntimeConfig, wasm: Arc<ModuleCache>) -> Runtime {
-        Runtime { config, wasm }
+        Runtime {
+            config,
+            wasm,
+            speculative: false,
+        }
+    }
+
+    fn as_speculative(&self) -> Runtime {
+        Runtime {
+            speculative: true,
+            ..self.clone()
+        }
     }
 
     pub fn config(&self) -> &RuntimeConfig {
@@ -532,7 +546,8 @@ impl Runtime {
         tx_env: TxEnv,
         skip_nonce_check: bool,
     ) -> Result<Result<(ExecutionResult, Option<TxError>), Refused>, RuntimeError> {
-        let precompiles = KeelPrecompiles::new(self.wasm.clone(), block.epoch, block.timestamp_ms);
+        let precompiles = KeelPrecompiles::new(self.wasm.clone(), block.epoch, block.timestamp_ms)
+            .speculative(self.speculative);
         let (result, state) = {
             let db = KeelDb::new(&*overlay, hashes);
             let mut ctx: KeelCtx<'_> = Context::new(db, SPEC);
@@ -574,6 +589,9 @@ impl Runtime {
         block: &BlockContext,
         request: CallRequest,
     ) -> Result<Receipt, RuntimeError> {
+        if !self.speculative {
+            return self.as_speculative().call(state, hashes, block, request);
+        }
         let mut overlay = self.overlay(state, block.epoch);
         let block = &self.paying_context(&mut overlay, block)?;
         let tx_env = TxEnv {
@@ -606,6 +624,9 @@ impl Runtime {
         block: &BlockContext,
         tx: &SignedTransaction,
     ) -> Result<Receipt, RuntimeError> {
+        if !self.speculative {
+            return self.as_speculative().simulate(state, hashes, block, tx);
+        }
         let tx_hash = tx.hash();
         if tx.verify_signature().is_err() {
             return Ok(rejected(tx_hash, TxError::BadSignature));

@@ -377,3 +377,48 @@ fn long_multibyte_names_get_typed_refusals_and_receipts_that_decode() {
     );
     assert_eq!(r.status, TxStatus::Success, "{r:?}");
 }
+
+/// RPC simulations (`keel_simulate`; `eth_call` and `eth_estimateGas` run the same
+/// speculative runtime) of WASM deploys compile for the caller alone: any number of them
+/// write nothing to the node's artifact cache on disk, which a full disk would turn into a
+/// halt. Executing the deploy in a block does write its artifact.
+#[test]
+fn simulated_wasm_deploys_write_no_artifact() {
+    let k = key(1);
+    let mut chain = Chain::new(&[&k]);
+    let cache_dir = chain.dir.path().join("wasm-cache");
+    let files = || std::fs::read_dir(&cache_dir).expect("cache dir").count();
+    let view = chain.store.latest_view();
+    let context = chain.runtime.context(&chain.make_block(vec![]).header);
+    let module = |n: u8| {
+        wat::parse_str(format!(
+            r#"(module (memory (export "memory") 1 1)
+                 (func (export "call") (param i32) (result i32) (i32.const {n})))"#
+        ))
+        .expect("wat")
+    };
+    for n in 0..3 {
+        let tx = keel_types::Transaction {
+            chain_id: common::CHAIN_ID,
+            sender: k.public_key().into(),
+            nonce: 0,
+            gas_limit: GAS,
+            gas_price: common::GAS_PRICE,
+            body: TxBody::Deploy {
+                env: Env::Wasm,
+                code: module(n),
+                args: vec![],
+                value: U256::ZERO,
+            },
+        }
+        .sign(&k);
+        let receipt = chain
+            .runtime
+            .simulate(&view, &keel_exec_evm::NoBlockHashes, &context, &tx)
+            .expect("simulate");
+        assert_eq!(receipt.status, TxStatus::Success, "{receipt:?}");
+    }
+    assert_eq!(files(), 0, "simulations wrote artifacts");
+    chain.deploy(&k, Env::Wasm, module(0), vec![]);
+    assert_eq!(files(), 1, "the executed deploy writes its artifact");
+}
