@@ -40,6 +40,20 @@ pub enum ProposalRefusal {
     BadSignature,
 }
 
+impl ProposalRefusal {
+    /// The `refusal` label of `keel_p2p_rejected_total{reason="proposal"}`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ProposalRefusal::NotItsVote => "not_its_vote",
+            ProposalRefusal::NotLeader => "not_leader",
+            ProposalRefusal::WrongProposer => "wrong_proposer",
+            ProposalRefusal::OutsideWindow => "outside_window",
+            ProposalRefusal::ViewFull => "view_full",
+            ProposalRefusal::BadSignature => "bad_signature",
+        }
+    }
+}
+
 /// Proposals admitted per view, above the finalized tip's view.
 #[derive(Debug, Default)]
 pub struct ProposalWindow {

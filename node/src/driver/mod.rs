@@ -268,7 +268,12 @@ impl Driver {
                     self.engine.view(),
                 );
                 if let Err(refusal) = admitted {
-                    metrics::counter!(m::P2P_REJECTED, "reason" => "proposal").increment(1);
+                    metrics::counter!(
+                        m::P2P_REJECTED,
+                        "reason" => "proposal",
+                        "refusal" => refusal.label()
+                    )
+                    .increment(1);
                     tracing::debug!(peer = from, %refusal, "dropping a proposal");
                     return;
                 }

@@ -50,9 +50,16 @@ fn byzantine_proposal_flood_is_bounded_and_the_chain_goes_on() {
         root: tx_root(&large.txs),
         ..large
     };
-    let before: Vec<u64> = HONEST
+    let before: Vec<[u64; 4]> = HONEST
         .iter()
-        .map(|&i| rejected(&cluster, i, "proposal"))
+        .map(|&i| {
+            [
+                rejected(&cluster, i, "proposal"),
+                refused_as(&cluster, i, "outside_window"),
+                refused_as(&cluster, i, "view_full"),
+                refused_as(&cluster, i, "not_leader"),
+            ]
+        })
         .collect();
     let started = Instant::now();
     let window = keel_node::driver::admit::MAX_VIEWS_AHEAD;
@@ -85,17 +92,47 @@ fn byzantine_proposal_flood_is_bounded_and_the_chain_goes_on() {
     finish_load(&cluster, load);
     honest_nodes_unharmed(&cluster, &BTreeMap::new());
     for (k, &i) in HONEST.iter().enumerate() {
-        let refused = rejected(&cluster, i, "proposal") - before[k];
-        eprintln!("validator {i}: refused {refused} flooded proposals");
+        let refused = rejected(&cluster, i, "proposal") - before[k][0];
+        let outside = refused_as(&cluster, i, "outside_window") - before[k][1];
+        let full = refused_as(&cluster, i, "view_full") - before[k][2];
+        let not_leader = refused_as(&cluster, i, "not_leader") - before[k][3];
+        eprintln!(
+            "validator {i}: refused {refused} flooded proposals ({outside} outside the window, {full} over a view's count, {not_leader} not the leader's)"
+        );
         // Admitted at most MAX_PROPOSALS_PER_VIEW per own view in the window; everything
-        // else (outside it, other leaders' views, over the per-view count) refused.
+        // else (outside it, other leaders' views, over the per-view count) refused. About
+        // 2/5 of the flood is in its own views beyond the window and 2/5 in its own views
+        // inside it (all but two per view over the count), about 3/20 in other leaders'
+        // views: each rule must refuse its share (a fraction of it leaves room for messages
+        // the inbound budget dropped).
         assert!(
             refused >= (FLOOD_PROPOSALS / 2) as u64,
             "validator {i} refused only {refused}: the flood did not arrive or was admitted"
         );
+        assert!(
+            outside >= (FLOOD_PROPOSALS / 8) as u64,
+            "validator {i}: only {outside} refused as outside the view window"
+        );
+        assert!(
+            full >= (FLOOD_PROPOSALS / 8) as u64,
+            "validator {i}: only {full} refused over a view's proposal count"
+        );
+        assert!(
+            not_leader >= (FLOOD_PROPOSALS / 32) as u64,
+            "validator {i}: only {not_leader} refused as signed by another than the leader"
+        );
     }
 
     check_memory(&cluster);
+}
+
+/// Proposals validator i refused for one reason (`refusal` label of the proposal metric).
+fn refused_as(cluster: &Cluster, i: usize, refusal: &str) -> u64 {
+    metric_sum(
+        &cluster.metrics_text(i),
+        "keel_p2p_rejected_total",
+        &format!("refusal=\"{refusal}\""),
+    )
 }
 
 /// Resident memory now (VmRSS, KiB) of validator i: what it still holds after the flood.
