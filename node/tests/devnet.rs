@@ -4,6 +4,8 @@
 
 #[path = "devnet/byzantine.rs"]
 mod byzantine;
+#[path = "devnet/chaos.rs"]
+mod chaos;
 mod common;
 #[path = "devnet/partition.rs"]
 mod partition;

@@ -456,26 +456,30 @@ impl Netns {
             "0",
             "the partition tests need root (network namespaces, nft, tc); CI runs them as root"
         );
-        let routes = Command::new("ip")
-            .args(["-4", "route", "show"])
-            .output()
-            .expect("ip not found: scripts/setup installs iproute2");
-        let routes = String::from_utf8_lossy(&routes.stdout).to_string();
-        let pid = std::process::id();
-        // 198.18.0.0/24 .. 198.18.255.0/24 (RFC 2544, never a real network), from the pid on.
-        let subnet = (0..256u32)
-            .map(|k| format!("198.18.{}", (pid + k) % 256))
-            .find(|s| !routes.contains(&format!("{s}.0/24")))
-            .expect("every 198.18.x.0/24 is routed already (leftover namespaces?)");
         let netns = Netns {
-            tag: format!("p{pid}"),
-            subnet,
+            tag: format!("p{}", std::process::id()),
+            subnet: Netns::free_subnet(),
             n,
         };
         if let Err(e) = netns.try_run(&["up", &n.to_string()]) {
             panic!("devnet/netns up {n} failed (root? ip netns? nft?): {e}");
         }
         netns
+    }
+
+    /// Three octets of a /24 no route uses yet: 198.18.0.0/24 .. 198.18.255.0/24 (RFC 2544,
+    /// never a real network), from the test process's pid on.
+    pub fn free_subnet() -> String {
+        let routes = Command::new("ip")
+            .args(["-4", "route", "show"])
+            .output()
+            .expect("ip not found: scripts/setup installs iproute2");
+        let routes = String::from_utf8_lossy(&routes.stdout).to_string();
+        let pid = std::process::id();
+        (0..256u32)
+            .map(|k| format!("198.18.{}", (pid + k) % 256))
+            .find(|s| !routes.contains(&format!("{s}.0/24")))
+            .expect("every 198.18.x.0/24 is routed already (leftover namespaces?)")
     }
 
     /// Runs `devnet/netns ARGS` for this set; its stdout, or its stderr as the error.
