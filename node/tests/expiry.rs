@@ -9,7 +9,7 @@ mod common;
 use common::{contract, keel, metric_sum, serial, Cluster};
 use keel_node::client::{self, Client, TxRequest};
 use keel_types::{Address, TxBody, U256};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -430,6 +430,18 @@ fn kill_9_on_epoch_boundaries_while_expiring_and_pruning_keeps_roots_equal() {
         &cluster.rpc(3),
     ]);
     assert!(ok && block["state_root"].is_string(), "{block} {err}");
+    // eth_feeHistory whose newest block lies below the oldest retained height has nothing to
+    // report (its block count underflowed: the handler panicked, the client got an internal
+    // error).
+    let history = cluster
+        .call(
+            3,
+            "eth_feeHistory",
+            vec![json!("0x4"), json!("0x2"), json!([50])],
+        )
+        .expect("eth_feeHistory below the retained range");
+    assert_eq!(history["gasUsedRatio"], json!([]), "{history}");
+    assert_eq!(history["reward"], json!([]), "{history}");
 }
 
 /// A validator that was down longer than every peer retains blocks cannot catch up by block
