@@ -81,13 +81,16 @@ pub struct CacheStats {
     pub compiles: AtomicU64,
     /// Artifacts not written because the disk bound was reached (they stay in memory).
     pub disk_full: AtomicU64,
+    /// Artifact files deleted to make room under the disk bound.
+    pub disk_evictions: AtomicU64,
 }
 
-/// Bytes of compiled artifacts kept on disk. Past it a new artifact is kept in memory only
-/// and a cold load recompiles it. Writes come only from block execution, and a Byzantine
-/// leader's proposals full of WASM deploys are executed to be verified though they never
-/// finalize (so cost nothing): without this bound they could fill the disk, and a full disk
-/// halts the node. Racing writers can overshoot it by at most one artifact each.
+/// Bytes of compiled artifacts kept on disk. A write past it first deletes the oldest-written
+/// artifacts (down to nine tenths of it); one that still does not fit stays in memory only.
+/// Writes come only from block execution, and a Byzantine leader's proposals full of WASM
+/// deploys are executed to be verified though they never finalize (so cost nothing): without
+/// this bound they could fill the disk, and a full disk halts the node. Racing writers can
+/// overshoot it by at most one artifact each.
 pub const MAX_DISK_CACHE_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 
 /// Compiled-artifact bytes kept in memory (the sum over cached modules of their artifact's
@@ -412,12 +415,18 @@ impl ModuleCache {
         // A file already there (one that did not load, or a racing writer's) is replaced.
         let replaced = std::fs::metadata(&path).map_or(0, |m| m.len());
         let size = file.len() as u64;
-        if self
-            .disk_bytes()
-            .saturating_add(size)
-            .saturating_sub(replaced)
-            > self.disk_limit_bytes
-        {
+        let fits = |cache: &ModuleCache| {
+            cache
+                .disk_bytes()
+                .saturating_add(size)
+                .saturating_sub(replaced)
+                <= cache.disk_limit_bytes
+        };
+        // An artifact larger than the whole bound would empty the cache and still not fit.
+        if !fits(self) && size <= self.disk_limit_bytes {
+            self.evict_disk(size, &path);
+        }
+        if !fits(self) {
             self.stats.disk_full.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 limit_bytes = self.disk_limit_bytes,
@@ -439,6 +448,43 @@ impl ModuleCache {
                 Some(b.saturating_sub(replaced))
             });
         Ok(())
+    }
+
+    /// Deletes the oldest-written artifact files (never `keep`) until `incoming` more bytes
+    /// fit under the disk bound with a tenth of it to spare, so a full cache does not rescan
+    /// the directory on every write. A module whose file went is recompiled and written
+    /// again on its next cold load, so modules in use keep coming back: oldest-written first
+    /// approximates least recently used without reading a clock. Failures to list or delete
+    /// are skipped (the write then stays in memory only), never an error that stops the node.
+    fn evict_disk(&self, incoming: u64, keep: &std::path::Path) {
+        let Some(entries) = self.dir.as_ref().and_then(|d| std::fs::read_dir(d).ok()) else {
+            return;
+        };
+        let target = (self.disk_limit_bytes - self.disk_limit_bytes / 10).saturating_sub(incoming);
+        let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+            .filter_map(|entry| {
+                let path = entry.ok()?.path();
+                if path.extension()? != "wasmer" || path == keep {
+                    return None;
+                }
+                let meta = std::fs::metadata(&path).ok()?;
+                Some((meta.modified().ok()?, meta.len(), path))
+            })
+            .collect();
+        files.sort();
+        for (_, len, path) in files {
+            if self.disk_bytes() <= target {
+                break;
+            }
+            if std::fs::remove_file(&path).is_ok() {
+                self.stats.disk_evictions.fetch_add(1, Ordering::Relaxed);
+                let _ = self
+                    .disk_bytes
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                        Some(b.saturating_sub(len))
+                    });
+            }
+        }
     }
 
     /// The runnable module for `code`, whose code hash is `key`.
@@ -515,14 +561,22 @@ impl ModuleCache {
 }
 
 /// Removes the temporary files of writes a crash interrupted and sums the artifacts' bytes.
+/// Only an unreadable directory is an error; an entry that cannot be read or removed is
+/// skipped (with a warning), never a reason not to start.
 fn scan_disk(dir: &std::path::Path) -> std::io::Result<u64> {
     let mut bytes = 0u64;
     for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("tmp") => std::fs::remove_file(&path)?,
-            Some("wasmer") => bytes = bytes.saturating_add(std::fs::metadata(&path)?.len()),
-            _ => {}
+        let Ok(entry) = entry else { continue };
+        let path = entry.path();
+        let result = match path.extension().and_then(|e| e.to_str()) {
+            Some("tmp") => std::fs::remove_file(&path),
+            Some("wasmer") => std::fs::metadata(&path).map(|m| {
+                bytes = bytes.saturating_add(m.len());
+            }),
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(path = %path.display(), error = %e, "skipping a WASM cache entry");
         }
     }
     Ok(bytes)
@@ -604,29 +658,44 @@ mod tests {
         assert_eq!(cache.stats.compiles.load(Ordering::Relaxed), 4);
     }
 
-    /// Past the disk bound artifacts stay in memory only (the module still runs); a restart
-    /// counts what is there and removes the temporary files of interrupted writes.
+    /// Past the disk bound the oldest-written artifact goes to make room; one that cannot
+    /// fit at all stays in memory only (the module still runs); a restart counts what is
+    /// there and removes the temporary files of interrupted writes.
     #[test]
     fn the_disk_is_bounded_and_interrupted_writes_are_cleaned_up() {
         let dir = tempfile::tempdir().expect("tempdir");
         let cache = ModuleCache::new(Some(dir.path().to_path_buf()), 8).expect("cache");
-        let first = wat::parse_str(MODULE).expect("wat");
-        cache.get(&[1; 32], &first).expect("compiles");
+        let module = |n: u8| {
+            wat::parse_str(MODULE.replace("i32.const 0", &format!("i32.const {n}"))).expect("wat")
+        };
+        cache.get(&[1; 32], &module(1)).expect("compiles");
         let one = cache.disk_bytes();
         assert!(one > 0);
+        let name = |k: u8| format!("{}.wasmer", format!("{k:02x}").repeat(32));
         let cache = ModuleCache::new(Some(dir.path().to_path_buf()), 8)
             .expect("cache")
             .with_disk_limit(one + one / 2);
         assert_eq!(cache.disk_bytes(), one, "counted at start");
-        let second = wat::parse_str(MODULE.replace("i32.const 0", "i32.const 1")).expect("wat");
-        cache
-            .get(&[2; 32], &second)
-            .expect("runs though the disk is full");
-        assert_eq!(files(dir.path()).len(), 1);
-        assert_eq!(cache.stats.disk_full.load(Ordering::Relaxed), 1);
+        cache.get(&[2; 32], &module(2)).expect("compiles");
+        assert_eq!(
+            files(dir.path()),
+            vec![name(2)],
+            "the older artifact made room"
+        );
+        assert_eq!(cache.stats.disk_evictions.load(Ordering::Relaxed), 1);
+        let tiny = ModuleCache::new(Some(dir.path().to_path_buf()), 8)
+            .expect("cache")
+            .with_disk_limit(one / 2);
+        tiny.get(&[3; 32], &module(3))
+            .expect("runs though its artifact cannot fit");
+        assert_eq!(tiny.stats.disk_full.load(Ordering::Relaxed), 1);
+        assert_eq!(files(dir.path()), vec![name(2)], "nothing evicted for it");
         std::fs::write(dir.path().join("0202.7.tmp"), b"torn").expect("write");
         let _ = ModuleCache::new(Some(dir.path().to_path_buf()), 8).expect("cache");
-        assert_eq!(files(dir.path()).len(), 1, "the temporary file is gone");
+        assert!(
+            files(dir.path()).iter().all(|f| !f.ends_with(".tmp")),
+            "the temporary file is gone"
+        );
     }
 
     /// Two threads writing one new module's artifact at once (the driver executing its
