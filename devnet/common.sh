@@ -9,7 +9,13 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 KEEL="$CARGO_TARGET_DIR/$KEEL_PROFILE/keel"
 KEEL_LOAD="$CARGO_TARGET_DIR/$KEEL_PROFILE/keel-load"
 DIR="${KEEL_DEVNET:-./devnet-data}"
-node_pid() { pgrep -f -- "keel run --home .*node$1\$" | head -1; }
+# Validator I's process: `keel run --home $DIR/nodeI` exactly as keel devnet and start_node
+# spell it (never another devnet's or a test cluster's validator on the same machine).
+node_pid() {
+  local home
+  home="$(printf '%s' "$DIR/node$1" | sed 's/[][\\.*^$+?(){}|]/\\&/g')"
+  pgrep -f -- "keel run --home $home\$" | head -1
+}
 node_count() { local n=0; while [ -f "$DIR/node$n/config.toml" ]; do n=$((n + 1)); done; echo "$n"; }
 # A devnet started with `devnet/up --netns` runs each validator in a network namespace of
 # devnet/netns; this file remembers which (TAG=…, SUBNET=…), so restarts and chaos use them.

@@ -437,7 +437,7 @@ fn kill_9_on_epoch_boundaries_while_expiring_and_pruning_keeps_roots_equal() {
         .call(
             3,
             "eth_feeHistory",
-            vec![json!("0x4"), json!("0x2"), json!([50])],
+            vec![json!("0x4"), json!("0x1"), json!([50])],
         )
         .expect("eth_feeHistory below the retained range");
     assert_eq!(history["gasUsedRatio"], json!([]), "{history}");

@@ -680,6 +680,7 @@ impl Sim {
                     if let Message::SyncResponse { headers, .. } = &message {
                         self.report.sync_headers_served += headers.len() as u64;
                     }
+                    self.audit_sent(node, &message);
                     self.send(node, to, message);
                 }
             }

@@ -26,8 +26,8 @@ pub const MAX_VOTES_PER_VIEW_PER_VALIDATOR: usize = 3;
 /// Honest deliveries between samples of the receiver's retained state (every delivery from a
 /// Byzantine sender is sampled).
 const SAMPLE_EVERY: u64 = 16;
-/// Most memory violations recorded per run (the first says what broke).
-const MAX_MEMORY_REPORTS: usize = 4;
+/// Most violations of one kind (MEMORY, SENT) recorded per run (the first says what broke).
+const MAX_REPORTS_PER_KIND: usize = 4;
 
 /// The simulator's `Config::max_views_ahead` (see `Sim::config`).
 const VIEWS_AHEAD: u64 = 64;
@@ -171,18 +171,20 @@ impl Sim {
         let epoch_keys = self.epoch_keys(&mut keys, cert.vote.epoch);
         self.audit_keys = keys;
         if !signed_by_quorum(cert, &epoch_keys) {
-            let reported = self
-                .report
-                .violations
-                .iter()
-                .filter(|v| v.starts_with("SENT"))
-                .count();
-            if reported < MAX_MEMORY_REPORTS {
-                self.report.violations.push(format!(
-                    "SENT: honest process {node} at {} ms sent a {:?} certificate of view {} (epoch {}, signers {:?}) that does not verify",
-                    self.now, cert.vote.kind, cert.vote.view, cert.vote.epoch, cert.signers
-                ));
-            }
+            let what = format!(
+                "honest process {node} at {} ms sent a {:?} certificate of view {} (epoch {}, signers {:?}) that does not verify",
+                self.now, cert.vote.kind, cert.vote.view, cert.vote.epoch, cert.signers
+            );
+            self.report_limited("SENT", what);
+        }
+    }
+
+    /// Records a violation of kind `kind` unless `MAX_REPORTS_PER_KIND` of it are in already
+    /// (the first says what broke; a broken bound would otherwise be reported per sample).
+    fn report_limited(&mut self, kind: &str, what: String) {
+        let violations = &mut self.report.violations;
+        if violations.iter().filter(|v| v.starts_with(kind)).count() < MAX_REPORTS_PER_KIND {
+            violations.push(format!("{kind}: {what}"));
         }
     }
 
@@ -214,18 +216,8 @@ impl Sim {
         };
         let broken = memory_bound_broken(&r, self.s.n);
         if let Some(what) = broken {
-            let reported = self
-                .report
-                .violations
-                .iter()
-                .filter(|v| v.starts_with("MEMORY"))
-                .count();
-            if reported < MAX_MEMORY_REPORTS {
-                self.report.violations.push(format!(
-                    "MEMORY: process {node} at {} ms: {what} ({r:?})",
-                    self.now
-                ));
-            }
+            let what = format!("process {node} at {} ms: {what} ({r:?})", self.now);
+            self.report_limited("MEMORY", what);
         }
     }
 }
