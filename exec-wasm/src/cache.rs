@@ -296,6 +296,14 @@ impl std::ops::Deref for LoadedModule {
     }
 }
 
+/// Whether a module compiled on a cache miss is written to disk (block execution) or not
+/// (speculative RPC calls and simulations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Persist {
+    Yes,
+    No,
+}
+
 /// Compiles and caches modules by code hash.
 #[derive(Debug)]
 pub struct ModuleCache {
@@ -491,7 +499,7 @@ impl ModuleCache {
     pub fn get(&self, key: &[u8; 32], code: &[u8]) -> Result<LoadedModule, CacheError> {
         let (module, from_memory) = self
             .memory
-            .get_or_load(key, || self.load_or_compile(key, code))?;
+            .get_or_load(key, || self.load_or_compile(key, code, Persist::Yes))?;
         if from_memory {
             self.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
         }
@@ -508,23 +516,17 @@ impl ModuleCache {
             self.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(module);
         }
-        if let Some(artifact) = self.read_disk(key) {
-            if let Ok(module) = self.load(&artifact) {
-                self.stats.disk_hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(module);
-            }
-        }
-        let artifact = compile_artifact(code)?;
-        self.stats.compiles.fetch_add(1, Ordering::Relaxed);
-        self.load(&artifact)
+        self.load_or_compile(key, code, Persist::No)
+            .map(|(module, _)| module)
     }
 
-    /// The module from its disk artifact, else compiled (and written to disk), with the
-    /// artifact's length.
+    /// The module from its disk artifact, else compiled (and written to disk if `persist`),
+    /// with the artifact's length.
     fn load_or_compile(
         &self,
         key: &[u8; 32],
         code: &[u8],
+        persist: Persist,
     ) -> Result<(LoadedModule, usize), CacheError> {
         // A disk artifact that does not load (say, written by another wasmer under the same
         // ARTIFACT_VERSION) is recompiled rather than failing the call.
@@ -543,7 +545,9 @@ impl ModuleCache {
         }
         let artifact = compile_artifact(code)?;
         self.stats.compiles.fetch_add(1, Ordering::Relaxed);
-        self.write_disk(key, &artifact)?;
+        if persist == Persist::Yes {
+            self.write_disk(key, &artifact)?;
+        }
         Ok((self.load(&artifact)?, artifact.len()))
     }
 

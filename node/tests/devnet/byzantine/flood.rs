@@ -109,18 +109,20 @@ fn byzantine_proposal_flood_is_bounded_and_the_chain_goes_on() {
             refused >= (FLOOD_PROPOSALS / 2) as u64,
             "validator {i} refused only {refused}: the flood did not arrive or was admitted"
         );
-        assert!(
-            outside >= (FLOOD_PROPOSALS / 8) as u64,
-            "validator {i}: only {outside} refused as outside the view window"
-        );
-        assert!(
-            full >= (FLOOD_PROPOSALS / 8) as u64,
-            "validator {i}: only {full} refused over a view's proposal count"
-        );
-        assert!(
-            not_leader >= (FLOOD_PROPOSALS / 32) as u64,
-            "validator {i}: only {not_leader} refused as signed by another than the leader"
-        );
+        for (rule, count, share) in [
+            ("outside the view window", outside, FLOOD_PROPOSALS / 8),
+            ("over a view's proposal count", full, FLOOD_PROPOSALS / 8),
+            (
+                "signed by another than the leader",
+                not_leader,
+                FLOOD_PROPOSALS / 32,
+            ),
+        ] {
+            assert!(
+                count >= share as u64,
+                "validator {i}: only {count} refused as {rule}"
+            );
+        }
     }
 
     check_memory(&cluster);
