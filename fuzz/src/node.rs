@@ -10,7 +10,7 @@ use keel_node::net::NetMessage;
 use keel_node::rpc::{self, RpcContext};
 use keel_node::shared::Shared;
 use keel_runtime::{Runtime, RuntimeConfig};
-use keel_state::{Store, StoreOptions};
+use keel_store::{Store, StoreOptions};
 use keel_types::limits::BLOCK_GAS_LIMIT;
 use keel_types::{Canonical, U256};
 use std::sync::{Arc, Mutex, OnceLock};

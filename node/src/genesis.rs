@@ -1,7 +1,8 @@
 //! genesis.json: the chain's parameters, first validators and balances, validated, and the
 //! height-0 state it produces.
 
-use keel_state::{CommitRequest, Overlay, StateDiff, Store};
+use keel_state::{Overlay, StateDiff};
+use keel_store::{CommitRequest, Store};
 use keel_types::limits::{MAX_TX_GAS, MAX_VALIDATORS};
 use keel_types::{AccountRecord, Address, Hash, PublicKey, U256};
 use serde::{Deserialize, Serialize};

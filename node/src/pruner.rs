@@ -8,7 +8,8 @@
 
 use crate::config::MIN_RETAIN_HEIGHTS;
 use crate::metrics as m;
-use keel_state::{StateError, Store};
+use keel_state::StateError;
+use keel_store::Store;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -101,7 +102,8 @@ pub fn spawn(store: Arc<Store>, config: PrunerConfig) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keel_state::{ArchiveBatch, CommitRequest, StateDiff, StoreOptions};
+    use keel_state::{ArchiveBatch, StateDiff};
+    use keel_store::{CommitRequest, StoreOptions};
 
     #[test]
     fn a_pass_keeps_the_blockhash_window_whatever_the_config_says() {

@@ -15,7 +15,7 @@ use crate::shared::{Shared, Status};
 use anyhow::{bail, Context};
 use keel_exec_wasm::ModuleCache;
 use keel_runtime::{Runtime, RuntimeConfig};
-use keel_state::{Store, StoreOptions};
+use keel_store::{Store, StoreOptions};
 use keel_types::SignedTransaction;
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -4,7 +4,8 @@
 use keel_node::config::NodeConfig;
 use keel_node::genesis::{Genesis, GenesisError};
 use keel_node::keys;
-use keel_state::{StateViewExt, Store, StoreOptions};
+use keel_state::StateViewExt;
+use keel_store::{Store, StoreOptions};
 use keel_types::{Address, U256};
 use std::path::Path;
 use std::process::Command;

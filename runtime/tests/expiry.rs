@@ -101,7 +101,7 @@ fn slot_lifecycle(env: Env) {
     // Epoch 3's archive seals at the first block of epoch 4.
     assert!(matches!(
         chain.store.revival_proof(&slot, 3).expect("proof"),
-        Err(keel_state::ProofUnavailable::Unsealed(3))
+        Err(keel_store::ProofUnavailable::Unsealed(3))
     ));
     idle_until(&mut chain, &keeper, &[registry], 4);
     let proof = chain

@@ -308,7 +308,7 @@ fn a_filter_false_positive_is_cleared_by_an_unflag() {
             .store
             .revival_proof(&victim_key, chain.epoch - 1)
             .expect("read"),
-        Err(keel_state::ProofUnavailable::NotExpired(_))
+        Err(keel_store::ProofUnavailable::NotExpired(_))
     ));
     let unflag = chain
         .store
@@ -340,7 +340,7 @@ fn a_filter_false_positive_is_cleared_by_an_unflag() {
     assert_eq!(entry(&chain, &folded_key), None);
     assert!(matches!(
         chain.store.unflag_proof(&folded_key).expect("read"),
-        Err(keel_state::ProofUnavailable::Archived(_))
+        Err(keel_store::ProofUnavailable::Archived(_))
     ));
     let forged = UnflagProof {
         key: folded_key,

@@ -1,11 +1,12 @@
 use keel_types::{DecodeError, Epoch, Height, StateKey};
 
-/// Errors from the store. `Corrupt` means the database contradicts itself (a bug or disk
-/// damage): callers must halt rather than continue on wrong state.
+/// Errors from reading or writing state. `Corrupt` means the database contradicts itself (a
+/// bug or disk damage): callers must halt rather than continue on wrong state.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("rocksdb: {0}")]
-    Db(#[from] rocksdb::Error),
+    /// The storage engine failed (its own error, boxed so this crate names no engine).
+    #[error("storage engine: {0}")]
+    Db(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("store is corrupt: {0}")]
     Corrupt(String),
     #[error("decoding stored {what}: {source}")]
@@ -44,7 +45,13 @@ pub enum StateError {
 }
 
 impl StateError {
-    pub(crate) fn decode(what: &'static str) -> impl FnOnce(DecodeError) -> StateError {
+    /// Wraps a storage engine's error.
+    pub fn db(error: impl std::error::Error + Send + Sync + 'static) -> StateError {
+        StateError::Db(Box::new(error))
+    }
+
+    /// A `map_err` adapter for a stored value of kind `what` that fails to decode.
+    pub fn decode(what: &'static str) -> impl FnOnce(DecodeError) -> StateError {
         move |source| StateError::Decode { what, source }
     }
 }

@@ -1,23 +1,16 @@
-//! keel-state: the node's RocksDB store — versioned key-value state under a Jellyfish Merkle
-//! tree (blake3) that yields a root per block and proofs, plus blocks, receipts and metadata,
-//! each block committed in one atomic WriteBatch — and the overlay/StateView layer the
-//! execution environments read and write through.
+//! keel-state: the state layer the execution environments see — the `StateView` trait, the
+//! block `Overlay` with its journal and diff, the stored `Entry` encoding and `StateError` —
+//! with no storage engine behind it (the RocksDB store is `keel-store`, beside it).
 
 #![forbid(unsafe_code)]
 
+mod archive;
 mod entry;
 mod error;
-mod expiry;
 pub mod fold;
 mod overlay;
-mod prune;
-mod schema;
-mod store;
-mod tree;
 
+pub use archive::ArchiveBatch;
 pub use entry::{encode_live, Entry, ENTRY_OVERHEAD_BYTES};
 pub use error::StateError;
-pub use expiry::{ArchiveBatch, ExpiryCounts, ProofUnavailable};
-pub use overlay::{live_value, Checkpoint, Overlay, StateDiff, StateView, StateViewExt};
-pub use prune::PruneOutcome;
-pub use store::{CommitInfo, CommitRequest, Store, StoreOptions, StoreView};
+pub use overlay::{decode_entry, live_value, Checkpoint, Overlay, StateDiff, StateView, StateViewExt};

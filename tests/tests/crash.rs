@@ -3,7 +3,7 @@
 //! the root recorded for it, equals an uninterrupted run's root at that height, and has
 //! nothing half-written above it.
 
-use keel_state::{CommitRequest, Store, StoreOptions};
+use keel_store::{CommitRequest, Store, StoreOptions};
 use keel_tests::workload;
 use keel_types::{Block, Hash};
 use rand::{Rng, SeedableRng};

@@ -9,9 +9,8 @@
 //! already has (one RocksDB batch; no re-execution). Forks that lose are dropped.
 
 use keel_runtime::{BlockHashes, BlockOutput, Runtime, RuntimeError};
-use keel_state::{
-    CommitInfo, CommitRequest, Entry, StateDiff, StateError, StateView, Store, StoreView,
-};
+use keel_state::{Entry, StateDiff, StateError, StateView};
+use keel_store::{CommitInfo, CommitRequest, Store, StoreView};
 use keel_types::receipt::receipts_root;
 use keel_types::{Block, Hash, Height, Receipt, StateKey};
 use std::collections::BTreeMap;
@@ -526,7 +525,7 @@ impl Chain {
 mod tests {
     use super::*;
     use keel_runtime::RuntimeConfig;
-    use keel_state::StoreOptions;
+    use keel_store::StoreOptions;
     use keel_types::{Address, Header, SecretKey, SignedTransaction, Transaction, TxBody, U256};
 
     const GENESIS: Hash = Hash::ZERO;

@@ -2,7 +2,8 @@
 //! leading to one) that proves them, and the records that make that possible.
 
 use keel_consensus::{Message, MAX_SYNC_BLOCKS, MAX_SYNC_HEADERS};
-use keel_state::{StateError, Store};
+use keel_state::StateError;
+use keel_store::Store;
 use keel_types::{Canonical, Certificate, Header, Height};
 
 const CERT_PREFIX: &[u8] = b"cert/";

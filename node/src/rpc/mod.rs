@@ -15,7 +15,8 @@ use jsonrpsee::server::{
 };
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use keel_runtime::{BlockHashes, CallRequest, Runtime};
-use keel_state::{StateViewExt, Store};
+use keel_state::StateViewExt;
+use keel_store::Store;
 use keel_types::{Address, Canonical, Hash, Header, PublicKey, SignedTransaction, StateKey};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -445,7 +446,7 @@ impl RpcContext {
             Ok(p) => p,
             // Absent, flagged, and no page holds it: a filter false positive, cleared by an
             // unflag (which `keel tx revive` sends for this JSON).
-            Err(keel_state::ProofUnavailable::NotExpired(_)) => {
+            Err(keel_store::ProofUnavailable::NotExpired(_)) => {
                 return match self.store.unflag_proof(&key).map_err(node_err)? {
                     Ok(unflag) => Ok(json!({
                         "key": json::bytes(&key.to_bytes()),

@@ -6,7 +6,8 @@ use keel_exec_evm::NoBlockHashes;
 use keel_exec_wasm::limits::MODULE_CACHE_ENTRIES;
 use keel_exec_wasm::ModuleCache;
 use keel_runtime::{BlockOutput, Runtime, RuntimeConfig};
-use keel_state::{CommitRequest, Overlay, StateViewExt, Store, StoreOptions};
+use keel_state::{Overlay, StateViewExt};
+use keel_store::{CommitRequest, Store, StoreOptions};
 use keel_types::{
     AccountRecord, Address, Block, Env, Hash, Header, Receipt, SecretKey, SignedTransaction,
     Transaction, TxBody, U256,

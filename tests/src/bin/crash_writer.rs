@@ -1,7 +1,7 @@
 //! Commits workload blocks into a store in a loop until `max_height` or until killed; the
 //! crash test SIGKILLs it at random moments and checks what a reopen finds.
 
-use keel_state::{CommitRequest, Store, StoreOptions};
+use keel_store::{CommitRequest, Store, StoreOptions};
 use keel_tests::workload;
 use keel_types::Hash;
 

@@ -1,29 +1,17 @@
 //! Expiry bookkeeping done inside each commit's batch: the touch index the sweep reads, the
 //! value-history index the pruner reads, the entry counters, and the archive (when kept).
 
-use crate::entry::Entry;
-use crate::error::StateError;
-use crate::overlay::StateDiff;
+use keel_state::Entry;
+use keel_state::StateError;
+use keel_state::{ArchiveBatch, StateDiff};
 use crate::schema::*;
 use crate::tree::newest_record_at;
-use keel_types::archive::{ArchiveNode, ArchivedLeaf};
+
 use keel_types::fold::{
     Absence, FoldedRevival, FoldedStub, PageLeafProof, UnflagProof, MAX_ABSENCES_PER_REVIVAL,
 };
 use keel_types::{Height, StateKey};
 use rocksdb::{WriteBatch, DB};
-
-/// What a block appended to the expiry archive: the expired entries and the archive nodes
-/// their leaves completed. Written only by nodes that keep the archive.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ArchiveBatch {
-    pub leaves: Vec<ArchivedLeaf>,
-    pub nodes: Vec<ArchiveNode>,
-    /// Fold pages the block wrote: (page index, its stubs sorted by key hash).
-    pub folds: Vec<(u64, Vec<FoldedStub>)>,
-    /// Revivals of folded entries in the block (counted in `ExpiryCounts::revived`).
-    pub folded_revivals: u64,
-}
 
 /// Counts of entries that take part in expiry, kept exactly by every commit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -58,7 +46,7 @@ fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, StateErro
 
 pub(crate) fn read_counter(db: &DB, name: &[u8]) -> Result<u64, StateError> {
     Ok(db
-        .get_cf(cf(db, CF_META)?, name)?
+        .get_cf(cf(db, CF_META)?, name).map_err(StateError::db)?
         .and_then(|raw| decode_height(&raw))
         .unwrap_or(0))
 }
@@ -196,7 +184,7 @@ pub(crate) fn candidates(
         );
         iter.next();
     }
-    iter.status()?;
+    iter.status().map_err(StateError::db)?;
     Ok(out)
 }
 
@@ -252,7 +240,7 @@ impl crate::Store {
             );
             iter.next();
         }
-        iter.status()?;
+        iter.status().map_err(StateError::db)?;
         Ok(out)
     }
 
@@ -266,13 +254,13 @@ impl crate::Store {
         height: Height,
     ) -> Result<Option<(FoldedStub, FoldedRevival)>, StateError> {
         let key_hash = key.key_hash();
-        let flagged = crate::fold::flagging_pages(&self.view(height)?, key)?;
+        let flagged = keel_state::fold::flagging_pages(&self.view(height)?, key)?;
         let archive = cf(&self.db, CF_ARCHIVE)?;
         let mut later = Vec::new();
         for (page, _) in flagged.iter().rev() {
             if self
                 .db
-                .get_cf(archive, fold_list_key(*page, &key_hash.0))?
+                .get_cf(archive, fold_list_key(*page, &key_hash.0)).map_err(StateError::db)?
                 .is_none()
             {
                 later.push(*page);
@@ -320,7 +308,7 @@ impl crate::Store {
         if !self.keeps_archive() {
             return Ok(Err(ProofUnavailable::NoArchive));
         }
-        let flagged = crate::fold::flagging_pages(&self.view(height)?, key)?;
+        let flagged = keel_state::fold::flagging_pages(&self.view(height)?, key)?;
         if flagged.is_empty() {
             return Ok(Err(ProofUnavailable::NotExpired(key.clone())));
         }

@@ -1,7 +1,8 @@
 //! Property tests of the store against a model: roots equal a from-scratch recomputation,
 //! proofs verify (and fail when tampered), and old retained heights read old values.
 
-use keel_state::{CommitRequest, Overlay, StateDiff, StateView, StateViewExt, Store, StoreOptions};
+use keel_state::{Overlay, StateDiff, StateView, StateViewExt};
+use keel_store::{CommitRequest, Store, StoreOptions};
 use keel_types::{Address, Canonical, Hash, StateKey, StateProof};
 use proptest::prelude::*;
 use std::collections::BTreeMap;

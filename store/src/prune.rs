@@ -6,7 +6,7 @@
 //! A step is idempotent and its batch atomic, so a crash at any point leaves either the old
 //! or the new oldest height, never a half-pruned one that claims to be readable.
 
-use crate::error::StateError;
+use keel_state::StateError;
 use crate::schema::*;
 use crate::store::{cf, Store};
 use keel_types::{Block, Canonical, Height};
@@ -43,7 +43,7 @@ fn delete_prefix_below(
         batch.delete_cf(handle, k);
         iter.next();
     }
-    iter.status()?;
+    iter.status().map_err(StateError::db)?;
     Ok(bytes)
 }
 
@@ -123,7 +123,7 @@ impl Store {
         batch.put_cf(meta, META_PRUNED_BYTES, pruned_total.to_be_bytes());
         let mut write = WriteOptions::default();
         write.set_sync(self.options.sync_writes);
-        db.write_opt(batch, &write)?;
+        db.write_opt(batch, &write).map_err(StateError::db)?;
         Ok(PruneOutcome {
             oldest_retained: new_oldest,
             heights: new_oldest - oldest,
@@ -163,6 +163,6 @@ fn collect_below<T>(
         out.push(map(k));
         iter.next();
     }
-    iter.status()?;
+    iter.status().map_err(StateError::db)?;
     Ok(out)
 }

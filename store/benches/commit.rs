@@ -6,12 +6,13 @@
 //! page's filter (docs/expiry.md), so its cost is measured against a raw RocksDB get of a
 //! missing key, with 0, 16 and 256 full pages.
 //!
-//! Run: `scripts/bench` (or `cargo bench --profile ci -p keel-state --bench commit`).
+//! Run: `scripts/bench` (or `cargo bench --profile ci -p keel-store --bench commit`).
 
 // Floats only format the measured rates; nothing here reaches state.
 #![allow(clippy::float_arithmetic)]
 
-use keel_state::{CommitRequest, StateDiff, Store, StoreOptions};
+use keel_state::StateDiff;
+use keel_store::{CommitRequest, Store, StoreOptions};
 use keel_types::{Address, StateKey};
 use rand::{Rng, SeedableRng};
 use std::time::Instant;

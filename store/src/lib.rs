@@ -1,0 +1,16 @@
+//! keel-store: the node's RocksDB store — versioned key-value state under a Jellyfish Merkle
+//! tree (blake3) that yields a root per block and proofs, plus blocks, receipts, metadata and
+//! the expiry archive, each block committed in one atomic WriteBatch. It implements the
+//! `keel_state::StateView` the execution environments read through; they never see RocksDB.
+
+#![forbid(unsafe_code)]
+
+mod expiry;
+mod prune;
+mod schema;
+mod store;
+mod tree;
+
+pub use expiry::{ExpiryCounts, ProofUnavailable};
+pub use prune::PruneOutcome;
+pub use store::{CommitInfo, CommitRequest, Store, StoreOptions, StoreView};
