@@ -1,5 +1,6 @@
 //! The EVM's block and configuration environment, derived from keel's header fields.
 
+use keel_types::limits::MAX_TX_GAS;
 use revm::context::{BlockEnv, CfgEnv};
 use revm::context_interface::block::BlobExcessGasAndPrice;
 use revm::primitives::hardfork::SpecId;
@@ -39,9 +40,11 @@ pub fn block_env(block: &BlockContext) -> BlockEnv {
     }
 }
 
-/// `CfgEnv` for keel's chain id under [`SPEC`].
+/// `CfgEnv` for keel's chain id under [`SPEC`], with keel's per-transaction gas cap
+/// ([`MAX_TX_GAS`], below Osaka's EIP-7825 cap).
 pub fn cfg_env(chain_id: u64) -> CfgEnv {
     let mut cfg = CfgEnv::new_with_spec(SPEC);
     cfg.chain_id = chain_id;
+    cfg.tx_gas_limit_cap = Some(MAX_TX_GAS);
     cfg
 }

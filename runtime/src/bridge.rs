@@ -6,7 +6,7 @@
 //! the frames it covers, whichever environment each frame ran in, and one gas counter flows
 //! down and back up through every frame (Arbitrum Stylus' model).
 
-use keel_exec_evm::{revm, KeelDb, SPEC};
+use keel_exec_evm::{revm, KeelCtx, KeelDb, SPEC};
 use keel_exec_wasm::host_api::{gas as wasm_gas, CONSTRUCTOR, ENTRY_POINT};
 use keel_exec_wasm::limits::MAX_WASM_FRAME_DEPTH;
 use keel_exec_wasm::{
@@ -16,15 +16,11 @@ use keel_exec_wasm::{
 use keel_types::receipt::{CodeError, ExecError};
 use keel_types::TxError;
 use revm::bytecode::Bytecode;
-use revm::context::{BlockEnv, CfgEnv, Context, Evm, FrameStack, Journal, TxEnv};
+use revm::context::Context;
 use revm::context_interface::journaled_state::account::JournaledAccountTr;
 use revm::context_interface::journaled_state::TransferError;
 use revm::context_interface::{ContextTr, JournalTr, LocalContextTr};
-use revm::handler::instructions::EthInstructions;
-use revm::handler::{
-    EthFrame, EthPrecompiles, EvmTr, FrameResult, ItemOrResult, PrecompileProvider,
-};
-use revm::interpreter::interpreter::EthInterpreter;
+use revm::handler::{EthPrecompiles, EvmTr, FrameResult, ItemOrResult, PrecompileProvider};
 use revm::interpreter::interpreter_action::FrameInit;
 use revm::interpreter::{
     CallInput, CallInputs, CallScheme, CallValue, FrameInput, Gas, InstructionResult,
@@ -39,14 +35,8 @@ use std::sync::Arc;
 /// constructor args`; output: the new contract's address, left-padded to 32 bytes.
 pub const WASM_DEPLOYER: Address = address!("000000000000000000000000000000000000c0de");
 
-pub type KeelCtx<'a> = Context<BlockEnv, TxEnv, CfgEnv, KeelDb<'a>, Journal<KeelDb<'a>>, ()>;
-pub type KeelEvm<'a> = Evm<
-    KeelCtx<'a>,
-    (),
-    EthInstructions<EthInterpreter, KeelCtx<'a>>,
-    KeelPrecompiles,
-    EthFrame<EthInterpreter>,
->;
+/// The runtime's EVM: keel's context with the precompiles that also dispatch to WASM.
+pub(crate) type KeelEvm<'a> = keel_exec_evm::KeelEvm<'a, KeelPrecompiles>;
 
 // EIP-2929 access costs, used for the WASM host's account and slot accesses.
 const WARM_ACCESS: u64 = 100;
@@ -446,13 +436,7 @@ fn nested_call(
     let outer_local = std::mem::take(&mut owned.local);
     let depth = owned.journal().depth();
     let memory = SharedMemory::new_with_buffer(owned.local().shared_memory_buffer().clone());
-    let mut evm: KeelEvm<'_> = Evm {
-        ctx: owned,
-        inspector: (),
-        instruction: EthInstructions::new_mainnet_with_spec(SPEC),
-        precompiles,
-        frame_stack: FrameStack::new_prealloc(8),
-    };
+    let mut evm: KeelEvm<'_> = keel_exec_evm::evm(owned, precompiles);
     let result = run_frames(
         &mut evm,
         FrameInit {

@@ -1,16 +1,15 @@
 //! The block executor: a pure function of (parent state, block) → (receipts, state diff).
 
-use crate::bridge::{KeelCtx, KeelEvm, KeelPrecompiles};
+use crate::bridge::{KeelEvm, KeelPrecompiles};
 use keel_exec_evm::revm::context::result::{
     EVMError, ExecutionResult, HaltReason, InvalidTransaction, OutOfGasError, Output,
 };
-use keel_exec_evm::revm::context::{Context, Evm, FrameStack, TxEnv};
-use keel_exec_evm::revm::handler::instructions::EthInstructions;
+use keel_exec_evm::revm::context::TxEnv;
 use keel_exec_evm::revm::primitives::{Bytes, TxKind};
 use keel_exec_evm::revm::ExecuteEvm;
 use keel_exec_evm::{
     apply_evm_state, block_env, cfg_env, revm, to_revm, u256_to_revm, BlockContext, BlockHashes,
-    KeelDb, SPEC,
+    KeelDb,
 };
 use keel_exec_wasm::ModuleCache;
 use keel_state::{ArchiveBatch, Overlay, StateDiff, StateView, StateViewExt};
@@ -550,18 +549,10 @@ impl Runtime {
             .speculative(self.speculative);
         let (result, state) = {
             let db = KeelDb::new(&*overlay, hashes);
-            let mut ctx: KeelCtx<'_> = Context::new(db, SPEC);
-            ctx.cfg = cfg_env(self.config.chain_id);
-            ctx.cfg.tx_gas_limit_cap = Some(MAX_TX_GAS);
-            ctx.cfg.disable_nonce_check = skip_nonce_check;
-            ctx.block = block_env(block);
-            let mut evm: KeelEvm<'_> = Evm {
-                ctx,
-                inspector: (),
-                instruction: EthInstructions::new_mainnet_with_spec(SPEC),
-                precompiles: precompiles.clone(),
-                frame_stack: FrameStack::new_prealloc(8),
-            };
+            let mut cfg = cfg_env(self.config.chain_id);
+            cfg.disable_nonce_check = skip_nonce_check;
+            let ctx = keel_exec_evm::context(db, cfg, block_env(block));
+            let mut evm: KeelEvm<'_> = keel_exec_evm::evm(ctx, precompiles.clone());
             let outcome = evm.transact(tx_env);
             // A read of an expired entry aborts the transaction whichever way the failure
             // surfaced (a database error in the EVM, a host error in WASM, or a WASM caller

@@ -76,8 +76,7 @@ pub fn check_intrinsic_gas(t: &Transaction, chain_id: u64) -> Result<u64, TxErro
         }
         return Ok(intrinsic);
     };
-    let mut cfg = cfg_env(chain_id);
-    cfg.tx_gas_limit_cap = Some(MAX_TX_GAS);
+    let cfg = cfg_env(chain_id);
     let gas = validate_initial_tx_gas_with_gas_params(
         &env,
         Cfg::spec(&cfg),

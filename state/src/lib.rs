@@ -13,4 +13,6 @@ mod overlay;
 pub use archive::ArchiveBatch;
 pub use entry::{encode_live, Entry, ENTRY_OVERHEAD_BYTES};
 pub use error::StateError;
-pub use overlay::{decode_entry, live_value, Checkpoint, Overlay, StateDiff, StateView, StateViewExt};
+pub use overlay::{
+    decode_entry, live_value, Checkpoint, Overlay, StateDiff, StateView, StateViewExt,
+};

@@ -12,9 +12,9 @@ use keel_exec_evm::{apply_evm_state, BlockHashes, KeelDb};
 use keel_state::{Overlay, StateDiff, StateError, StateView};
 use keel_types::state_key::CodeBlob;
 use keel_types::{AccountRecord, Address, Canonical, Env, Hash, StateKey};
-use revm::context::{BlockEnv, CfgEnv, Context, Journal, TxEnv};
+use revm::context::{CfgEnv, TxEnv};
 use revm::statetest_types::{SpecName, Test, TestSuite, TestUnit};
-use revm::{ExecuteEvm, MainBuilder};
+use revm::ExecuteEvm;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -183,9 +183,7 @@ fn run_case(unit: &TestUnit, spec: &SpecName, test: &Test) -> Result<(), String>
     let mut overlay = Overlay::new(&pre);
     let outcome = {
         let db = KeelDb::new(&overlay, &FixtureBlockHashes);
-        let ctx: Context<BlockEnv, TxEnv, CfgEnv, KeelDb<'_>, Journal<KeelDb<'_>>, ()> =
-            Context::new(db, spec.to_spec_id());
-        let mut evm = ctx.with_cfg(cfg).with_block(block).build_mainnet();
+        let mut evm = keel_exec_evm::eth_evm(keel_exec_evm::context(db, cfg, block));
         evm.transact(tx)
     };
     let outcome = match (outcome, &test.expect_exception) {

@@ -1,11 +1,11 @@
 //! Expiry bookkeeping done inside each commit's batch: the touch index the sweep reads, the
 //! value-history index the pruner reads, the entry counters, and the archive (when kept).
 
+use crate::schema::*;
+use crate::tree::newest_record_at;
 use keel_state::Entry;
 use keel_state::StateError;
 use keel_state::{ArchiveBatch, StateDiff};
-use crate::schema::*;
-use crate::tree::newest_record_at;
 
 use keel_types::fold::{
     Absence, FoldedRevival, FoldedStub, PageLeafProof, UnflagProof, MAX_ABSENCES_PER_REVIVAL,
@@ -46,7 +46,8 @@ fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, StateErro
 
 pub(crate) fn read_counter(db: &DB, name: &[u8]) -> Result<u64, StateError> {
     Ok(db
-        .get_cf(cf(db, CF_META)?, name).map_err(StateError::db)?
+        .get_cf(cf(db, CF_META)?, name)
+        .map_err(StateError::db)?
         .and_then(|raw| decode_height(&raw))
         .unwrap_or(0))
 }
@@ -260,7 +261,8 @@ impl crate::Store {
         for (page, _) in flagged.iter().rev() {
             if self
                 .db
-                .get_cf(archive, fold_list_key(*page, &key_hash.0)).map_err(StateError::db)?
+                .get_cf(archive, fold_list_key(*page, &key_hash.0))
+                .map_err(StateError::db)?
                 .is_none()
             {
                 later.push(*page);

@@ -6,9 +6,9 @@
 //! A step is idempotent and its batch atomic, so a crash at any point leaves either the old
 //! or the new oldest height, never a half-pruned one that claims to be readable.
 
-use keel_state::StateError;
 use crate::schema::*;
 use crate::store::{cf, Store};
+use keel_state::StateError;
 use keel_types::{Block, Canonical, Height};
 use rocksdb::{WriteBatch, WriteOptions};
 

@@ -1,14 +1,14 @@
 //! The store: open, commit one block atomically, and read state, roots, proofs, blocks and
 //! receipts at any retained height.
 
-use keel_state::Entry;
-use keel_state::StateError;
 use crate::expiry::ExpiryCounts;
-use keel_state::ArchiveBatch;
-use keel_state::{decode_entry, StateDiff, StateView};
 use crate::schema::*;
 use crate::tree::{newest_value_at, DbTreeReader};
 use borsh::{BorshDeserialize, BorshSerialize};
+use keel_state::ArchiveBatch;
+use keel_state::Entry;
+use keel_state::StateError;
+use keel_state::{decode_entry, StateDiff, StateView};
 use keel_types::archive::ArchivedLeaf;
 use keel_types::hash::JmtHasher;
 use keel_types::limits::MAX_STATE_VALUE_BYTES;
@@ -130,7 +130,10 @@ impl Store {
             ColumnFamilyDescriptor::new(*name, cf_opts)
         });
         let db = DB::open_cf_descriptors(&db_opts, path, descriptors).map_err(StateError::db)?;
-        let latest = match db.get_cf(cf(&db, CF_META)?, META_LATEST).map_err(StateError::db)? {
+        let latest = match db
+            .get_cf(cf(&db, CF_META)?, META_LATEST)
+            .map_err(StateError::db)?
+        {
             None => None,
             Some(raw) => Some(
                 CommitInfo::try_from_slice(&raw)
@@ -182,7 +185,8 @@ impl Store {
     pub fn oldest_retained(&self) -> Result<Height, StateError> {
         Ok(self
             .db
-            .get_cf(cf(&self.db, CF_META)?, META_OLDEST).map_err(StateError::db)?
+            .get_cf(cf(&self.db, CF_META)?, META_OLDEST)
+            .map_err(StateError::db)?
             .and_then(|raw| decode_height(&raw))
             .unwrap_or(0))
     }
@@ -303,7 +307,12 @@ impl Store {
             let mut indexed = std::collections::BTreeSet::new();
             for (i, tx) in block.transactions.iter().enumerate() {
                 let hash = tx.hash();
-                if !indexed.insert(hash) || db.get_pinned_cf(tx_index, hash.0).map_err(StateError::db)?.is_some() {
+                if !indexed.insert(hash)
+                    || db
+                        .get_pinned_cf(tx_index, hash.0)
+                        .map_err(StateError::db)?
+                        .is_some()
+                {
                     continue;
                 }
                 let mut location = height_key(height).to_vec();
@@ -340,12 +349,15 @@ impl Store {
         let mut write = WriteOptions::default();
         write.set_sync(self.options.sync_writes);
         self.db
-            .put_cf_opt(cf(&self.db, CF_AUX)?, key, value, &write).map_err(StateError::db)?;
+            .put_cf_opt(cf(&self.db, CF_AUX)?, key, value, &write)
+            .map_err(StateError::db)?;
         Ok(())
     }
 
     pub fn get_aux(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        self.db.get_cf(cf(&self.db, CF_AUX)?, key).map_err(StateError::db)
+        self.db
+            .get_cf(cf(&self.db, CF_AUX)?, key)
+            .map_err(StateError::db)
     }
 
     /// The first aux record with key ≥ `from` that still starts with `prefix`.
@@ -375,7 +387,8 @@ impl Store {
     pub fn archive_node(&self, level: u32, index: u64) -> Result<Option<Hash>, StateError> {
         let raw = self
             .db
-            .get_cf(cf(&self.db, CF_ARCHIVE)?, archive_node_key(level, index)).map_err(StateError::db)?;
+            .get_cf(cf(&self.db, CF_ARCHIVE)?, archive_node_key(level, index))
+            .map_err(StateError::db)?;
         raw.map(|r| {
             r.as_slice()
                 .try_into()
@@ -389,7 +402,8 @@ impl Store {
     pub fn archive_leaf(&self, index: u64) -> Result<Option<ArchivedLeaf>, StateError> {
         let raw = self
             .db
-            .get_cf(cf(&self.db, CF_ARCHIVE)?, archive_leaf_key(index)).map_err(StateError::db)?;
+            .get_cf(cf(&self.db, CF_ARCHIVE)?, archive_leaf_key(index))
+            .map_err(StateError::db)?;
         raw.map(|r| {
             ArchivedLeaf::try_from_slice(&r)
                 .map_err(|e| StateError::Corrupt(format!("archive leaf {index}: {e}")))
@@ -405,7 +419,8 @@ impl Store {
         }
         let raw = self
             .db
-            .get_cf(cf(&self.db, CF_ROOTS)?, height_key(height)).map_err(StateError::db)?
+            .get_cf(cf(&self.db, CF_ROOTS)?, height_key(height))
+            .map_err(StateError::db)?
             .ok_or(StateError::FutureHeight {
                 height,
                 latest: self.latest().map(|l| l.height),
@@ -450,7 +465,8 @@ impl Store {
 
     pub fn block(&self, height: Height) -> Result<Option<Block>, StateError> {
         self.db
-            .get_cf(cf(&self.db, CF_BLOCKS)?, height_key(height)).map_err(StateError::db)?
+            .get_cf(cf(&self.db, CF_BLOCKS)?, height_key(height))
+            .map_err(StateError::db)?
             .map(|raw| Block::decode(&raw).map_err(StateError::decode("block")))
             .transpose()
     }
@@ -458,13 +474,15 @@ impl Store {
     pub fn block_height(&self, hash: &Hash) -> Result<Option<Height>, StateError> {
         Ok(self
             .db
-            .get_cf(cf(&self.db, CF_BLOCK_INDEX)?, hash.0).map_err(StateError::db)?
+            .get_cf(cf(&self.db, CF_BLOCK_INDEX)?, hash.0)
+            .map_err(StateError::db)?
             .and_then(|raw| decode_height(&raw)))
     }
 
     pub fn receipts(&self, height: Height) -> Result<Option<Vec<Receipt>>, StateError> {
         self.db
-            .get_cf(cf(&self.db, CF_RECEIPTS)?, height_key(height)).map_err(StateError::db)?
+            .get_cf(cf(&self.db, CF_RECEIPTS)?, height_key(height))
+            .map_err(StateError::db)?
             .map(|raw| {
                 BlockReceipts::decode(&raw)
                     .map(|r| r.0)
@@ -475,7 +493,11 @@ impl Store {
 
     /// Where a transaction landed: (height, index in block).
     pub fn tx_location(&self, tx_hash: &Hash) -> Result<Option<(Height, u32)>, StateError> {
-        let Some(raw) = self.db.get_cf(cf(&self.db, CF_TX_INDEX)?, tx_hash.0).map_err(StateError::db)? else {
+        let Some(raw) = self
+            .db
+            .get_cf(cf(&self.db, CF_TX_INDEX)?, tx_hash.0)
+            .map_err(StateError::db)?
+        else {
             return Ok(None);
         };
         let height = decode_height(&raw).ok_or_else(|| StateError::Corrupt("tx index".into()))?;
@@ -541,7 +563,8 @@ impl Store {
         for name in ALL_CFS {
             total += self
                 .db
-                .property_int_value_cf(cf(&self.db, name)?, "rocksdb.total-sst-files-size").map_err(StateError::db)?
+                .property_int_value_cf(cf(&self.db, name)?, "rocksdb.total-sst-files-size")
+                .map_err(StateError::db)?
                 .unwrap_or(0);
         }
         Ok(total)
