@@ -1,5 +1,5 @@
 //! Revival and unflag proofs: the decode and verify path of a `Revive` / `Unflag`
-//! transaction (runtime/src/expiry.rs), without the state: the proof is checked against
+//! transaction (pruning/src/revival.rs), without the state: the proof is checked against
 //! archives and fold pages built from its own claims, so the path checks run on every shape
 //! of input, and against the real root when the input is a real proof.
 

@@ -20,10 +20,7 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 fn finding(target: &str, name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("findings")
-        .join(target)
-        .join(name);
+    let path = manifest_dir().join("findings").join(target).join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -162,7 +159,17 @@ fn the_engine_seeds_finalize_a_chain_and_a_block_at_the_top_view() {
 #[test]
 fn a_finalization_naming_a_block_of_another_view_is_never_applied() {
     let _serial = serial();
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("corpus/consensus_engine/regression-finalized-block-of-a-later-view");
+    let path =
+        manifest_dir().join("corpus/consensus_engine/regression-finalized-block-of-a-later-view");
     keel_fuzz::consensus_engine(&std::fs::read(path).expect("the regression input"));
+}
+
+/// The package directory of the running test. Read at run time (cargo sets it for every test
+/// process): the compile-time value can name another clone when clones share one target
+/// directory, as the scripts' persistent `CARGO_TARGET_DIR` makes them do.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        std::path::PathBuf::from,
+    )
 }

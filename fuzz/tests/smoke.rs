@@ -21,7 +21,7 @@ const MAX_CORPUS_BYTES: u64 = 200 * 1024;
 const MAX_PRINTED_BYTES: usize = 4096;
 
 fn corpus_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus")
+    manifest_dir().join("corpus")
 }
 
 fn corpus(name: &str) -> Vec<(String, Vec<u8>)> {
@@ -243,4 +243,14 @@ fn generate_corpus() {
             std::fs::write(dir.join(format!("seed-{i:02}")), seed).expect("write seed");
         }
     }
+}
+
+/// The package directory of the running test. Read at run time (cargo sets it for every test
+/// process): the compile-time value can name another clone when clones share one target
+/// directory, as the scripts' persistent `CARGO_TARGET_DIR` makes them do.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        std::path::PathBuf::from,
+    )
 }

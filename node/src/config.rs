@@ -8,8 +8,8 @@ use std::path::Path;
 /// The fewest heights a pruning node keeps (`storage.retain_heights`, unless 0 = archive):
 /// the EVM's `BLOCKHASH` window. Execution reads the hashes of the last 256 blocks from the
 /// store; a node that pruned one of them would read zero where its peers read the hash, and
-/// fork from them.
-pub const MIN_RETAIN_HEIGHTS: u64 = 256;
+/// fork from them. The pruner's policy (keel-pruning) enforces it too.
+pub use keel_pruning::MIN_RETAIN_HEIGHTS;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

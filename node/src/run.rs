@@ -213,11 +213,11 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
     .map_err(anyhow::Error::msg)?;
     crate::pruner::spawn(
         store.clone(),
-        crate::pruner::PrunerConfig {
+        keel_pruning::PrunePolicy {
             retain_heights: config.storage.retain_heights,
-            interval: std::time::Duration::from_millis(config.storage.prune_interval_ms),
             batch_heights: config.storage.prune_batch_heights,
         },
+        std::time::Duration::from_millis(config.storage.prune_interval_ms),
     )
     .context("starting the pruner")?;
     tracing::info!(

@@ -37,9 +37,7 @@ fn python() -> PathBuf {
 /// Runs one web3.py script with the test context; it must exit 0 and report at least
 /// `min_checks` passed checks.
 fn run_web3(python: &PathBuf, script: &str, ctx: &serde_json::Value, min_checks: u64) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/eth")
-        .join(script);
+    let path = common::manifest_dir().join("tests/eth").join(script);
     let out = Command::new(python)
         .arg(&path)
         .arg(ctx.to_string())

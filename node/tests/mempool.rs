@@ -298,10 +298,7 @@ fn a_junk_revival_is_charged_and_leaves_the_pool() {
     assert_eq!(picked, vec![garbage.clone()]);
     let (out, _) = chain.block(picked);
     assert_eq!(out.receipts[0].status, keel_types::TxStatus::Revert);
-    assert_eq!(
-        out.receipts[0].gas_used,
-        keel_runtime::expiry::revival_gas(9)
-    );
+    assert_eq!(out.receipts[0].gas_used, keel_pruning::revival_gas(9));
     assert_eq!(
         pool.revalidate(&chain.store.latest_view())
             .expect("revalidate"),
@@ -346,7 +343,7 @@ fn admission_refuses_a_gas_limit_under_the_intrinsic_gas() {
         results[1],
         Err(AdmitError::IntrinsicGasTooLow {
             gas_limit: 100,
-            intrinsic: keel_runtime::expiry::revival_gas(9)
+            intrinsic: keel_pruning::revival_gas(9)
         })
     );
     assert!(pool.is_empty());

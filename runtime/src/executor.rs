@@ -260,7 +260,7 @@ impl Runtime {
         block: &BlockContext,
     ) -> Result<BlockContext, RuntimeError> {
         let beneficiary =
-            crate::expiry::fee_recipient(overlay, block.beneficiary, self.config.expiry_epochs)?;
+            keel_pruning::fee_recipient(overlay, block.beneficiary, self.config.expiry_epochs)?;
         Ok(BlockContext {
             beneficiary,
             ..*block
@@ -291,7 +291,7 @@ impl Runtime {
 
         let mut overlay = self.overlay(parent, header.epoch);
         // Expiry first: this block's transactions see the entries it archives as expired.
-        let mut archive = crate::expiry::sweep(
+        let mut archive = keel_pruning::sweep(
             &mut overlay,
             header.epoch,
             self.config.expiry_epochs,
@@ -426,7 +426,7 @@ impl Runtime {
                 },
             ));
         }
-        let intrinsic = crate::expiry::revival_gas(proof.len());
+        let intrinsic = keel_pruning::revival_gas(proof.len());
         if t.gas_limit < intrinsic {
             return Ok(rejected(
                 tx_hash,
@@ -447,9 +447,9 @@ impl Runtime {
         }
         let expiry_epochs = self.config.expiry_epochs;
         let checked = if unflag {
-            crate::expiry::check_unflag(&*overlay, proof, expiry_epochs)?
+            keel_pruning::check_unflag(&*overlay, proof, expiry_epochs)?
         } else {
-            crate::expiry::check_revival(&*overlay, proof, expiry_epochs)?
+            keel_pruning::check_revival(&*overlay, proof, expiry_epochs)?
         };
         let restore = match checked {
             Ok(r) => r,
@@ -460,7 +460,7 @@ impl Runtime {
             }
         };
         let fee = U256::from(intrinsic) * U256::from(t.gas_price);
-        crate::expiry::apply_revival(overlay, sender, block.beneficiary, fee, restore)?;
+        keel_pruning::apply_revival(overlay, sender, block.beneficiary, fee, restore)?;
         overlay.discard_journal();
         Ok(Receipt {
             tx_hash,

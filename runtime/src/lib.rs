@@ -4,7 +4,6 @@
 
 pub mod bridge;
 pub mod executor;
-pub mod expiry;
 pub mod precheck;
 pub mod signatures;
 

@@ -67,7 +67,7 @@ pub fn check_intrinsic_gas(t: &Transaction, chain_id: u64) -> Result<u64, TxErro
             TxBody::Revive { proof } | TxBody::Unflag { proof } => proof.len(),
             _ => 0,
         };
-        let intrinsic = crate::expiry::revival_gas(proof);
+        let intrinsic = keel_pruning::revival_gas(proof);
         if t.gas_limit < intrinsic {
             return Err(TxError::IntrinsicGasTooLow {
                 gas_limit: t.gas_limit,

@@ -512,7 +512,7 @@ fn a_refused_revival_or_unflag_is_charged_and_cannot_be_replayed() {
         TxBody::Revive { proof: vec![7; 9] },
         TxBody::Unflag { proof: vec![7; 9] },
     ];
-    let fee = U256::from(keel_runtime::expiry::revival_gas(9)) * U256::from(GAS_PRICE);
+    let fee = U256::from(keel_pruning::revival_gas(9)) * U256::from(GAS_PRICE);
     for (nonce, body) in (0u64..).zip(junk) {
         let (before, earned) = (chain.balance(&a), chain.balance(&proposer));
         let signed = tx(&alice, nonce, CHAIN_ID, 100_000, body);
@@ -523,7 +523,7 @@ fn a_refused_revival_or_unflag_is_charged_and_cannot_be_replayed() {
             matches!(r.error, Some(TxError::InvalidRevival { .. })),
             "{r:?}"
         );
-        assert_eq!(r.gas_used, keel_runtime::expiry::revival_gas(9));
+        assert_eq!(r.gas_used, keel_pruning::revival_gas(9));
         assert_eq!(out.gas_used, r.gas_used);
         assert_eq!(chain.balance(&a), before - fee);
         assert_eq!(chain.balance(&proposer), earned + fee);

@@ -12,5 +12,4 @@ mod store;
 mod tree;
 
 pub use expiry::{ExpiryCounts, ProofUnavailable};
-pub use prune::PruneOutcome;
 pub use store::{CommitInfo, CommitRequest, Store, StoreOptions, StoreView};

@@ -8,20 +8,10 @@
 
 use crate::schema::*;
 use crate::store::{cf, Store};
+use keel_pruning::{History, PruneStep};
 use keel_state::StateError;
 use keel_types::{Block, Canonical, Height};
 use rocksdb::{WriteBatch, WriteOptions};
-
-/// What one pruning step did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PruneOutcome {
-    /// The oldest retained height after the step.
-    pub oldest_retained: Height,
-    /// Heights whose history the step removed.
-    pub heights: u64,
-    /// Bytes of keys and values deleted.
-    pub deleted_bytes: u64,
-}
 
 fn delete_prefix_below(
     store: &Store,
@@ -55,15 +45,15 @@ impl Store {
         target: Height,
         max_heights: u64,
         aux_prefixes: &[&[u8]],
-    ) -> Result<PruneOutcome, StateError> {
+    ) -> Result<PruneStep, StateError> {
         let oldest = self.oldest_retained()?;
         let latest = self.latest().map_or(0, |l| l.height);
         // The latest state must always stay readable.
         let new_oldest = target.min(latest).min(oldest.saturating_add(max_heights));
         if new_oldest <= oldest {
-            return Ok(PruneOutcome {
+            return Ok(PruneStep {
                 oldest_retained: oldest,
-                ..PruneOutcome::default()
+                ..PruneStep::default()
             });
         }
         let db = &self.db;
@@ -124,7 +114,7 @@ impl Store {
         let mut write = WriteOptions::default();
         write.set_sync(self.options.sync_writes);
         db.write_opt(batch, &write).map_err(StateError::db)?;
-        Ok(PruneOutcome {
+        Ok(PruneStep {
             oldest_retained: new_oldest,
             heights: new_oldest - oldest,
             deleted_bytes: bytes,
@@ -147,6 +137,32 @@ impl Store {
     }
 }
 
+/// The pruner's policy (keel-pruning) drives the store through this.
+impl History for Store {
+    type Error = StateError;
+
+    fn latest_height(&self) -> Option<Height> {
+        self.latest().map(|l| l.height)
+    }
+
+    fn prune_step(
+        &self,
+        target: Height,
+        max_heights: u64,
+        aux_prefixes: &[&[u8]],
+    ) -> Result<PruneStep, StateError> {
+        Store::prune_step(self, target, max_heights, aux_prefixes)
+    }
+
+    fn disk_size_bytes(&self) -> Result<u64, StateError> {
+        Store::disk_size_bytes(self)
+    }
+
+    fn compact(&self) -> Result<(), StateError> {
+        Store::compact(self)
+    }
+}
+
 fn collect_below<T>(
     store: &Store,
     name: &str,
@@ -165,4 +181,39 @@ fn collect_below<T>(
     }
     iter.status().map_err(StateError::db)?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CommitRequest, StoreOptions};
+    use keel_pruning::{PrunePolicy, Pruner, MIN_RETAIN_HEIGHTS};
+    use keel_state::{ArchiveBatch, StateDiff};
+
+    #[test]
+    fn a_pass_keeps_the_blockhash_window_whatever_the_config_says() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
+        let latest = MIN_RETAIN_HEIGHTS + 50;
+        for height in 0..=latest {
+            store
+                .commit(CommitRequest {
+                    height,
+                    diff: &StateDiff::new(),
+                    block: None,
+                    receipts: &[],
+                    archive: &ArchiveBatch::default(),
+                })
+                .expect("commit");
+        }
+        let mut pruner = Pruner::new(PrunePolicy {
+            retain_heights: 10,
+            batch_heights: 1_000,
+        });
+        pruner.pass(&store).expect("prune");
+        assert_eq!(
+            store.oldest_retained().expect("oldest"),
+            latest - MIN_RETAIN_HEIGHTS
+        );
+    }
 }

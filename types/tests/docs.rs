@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 const SKIPPED_DIRS: &[&str] = &["target", ".git", "node_modules", "corpus", "findings"];
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    manifest_dir()
         .parent()
         .expect("the workspace root")
         .to_path_buf()
@@ -108,4 +108,14 @@ fn docs_name_only_constants_and_files_that_exist() {
         missing_constants.is_empty() && missing_paths.is_empty(),
         "docs name constants no source declares: {missing_constants:#?}\nand files that do not exist: {missing_paths:#?}"
     );
+}
+
+/// The package directory of the running test. Read at run time (cargo sets it for every test
+/// process): the compile-time value can name another clone when clones share one target
+/// directory, as the scripts' persistent `CARGO_TARGET_DIR` makes them do.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        std::path::PathBuf::from,
+    )
 }

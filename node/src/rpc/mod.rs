@@ -465,7 +465,7 @@ impl RpcContext {
                 ))
             }
         };
-        let sealed = keel_runtime::expiry::sealed_archive(&view, sealed_epoch)
+        let sealed = keel_pruning::sealed_archive(&view, sealed_epoch)
             .map_err(node_err)?
             .map(|s| s.root.to_hex());
         Ok(json!({

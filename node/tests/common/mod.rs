@@ -434,7 +434,9 @@ impl Cluster {
 }
 
 /// The devnet/netns script: network namespaces, one per validator, for real partitions.
-pub const NETNS_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../devnet/netns");
+pub fn netns_script() -> std::path::PathBuf {
+    manifest_dir().join("../devnet/netns")
+}
 
 /// Namespaces keel-TAG-0..n-1 (and their hub) made by devnet/netns for one test, removed on
 /// drop, so a failing test leaves nothing behind. TAG carries the test process's pid and
@@ -485,12 +487,12 @@ impl Netns {
     /// Runs `devnet/netns ARGS` for this set; its stdout, or its stderr as the error.
     pub fn try_run(&self, args: &[&str]) -> Result<String, String> {
         let out = Command::new("bash")
-            .arg(NETNS_SCRIPT)
+            .arg(netns_script())
             .args(args)
             .env("KEEL_NETNS_TAG", &self.tag)
             .env("KEEL_NETNS_SUBNET", &self.subnet)
             .output()
-            .map_err(|e| format!("running {NETNS_SCRIPT}: {e}"))?;
+            .map_err(|e| format!("running {}: {e}", netns_script().display()))?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).to_string())
         } else {
@@ -600,4 +602,14 @@ impl Cluster {
             .expect("spawn ip netns exec keel run");
         self.children[i] = Some(child);
     }
+}
+
+/// The package directory of the running test. Read at run time (cargo sets it for every test
+/// process): the compile-time value can name another clone when clones share one target
+/// directory, as the scripts' persistent `CARGO_TARGET_DIR` makes them do.
+pub fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        std::path::PathBuf::from,
+    )
 }
