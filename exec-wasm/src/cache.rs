@@ -6,13 +6,12 @@
 //! warm and cold results cannot differ. The disk copy lets a restarted node skip compiling
 //! everything again, as Stylus' activation does.
 
+use crate::lru::MemoryCache;
 use crate::meter::keel_middlewares;
 use crate::validate::{validate, ValidationError};
 use keel_types::receipt::CodeError;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use wasmer::sys::{CompilerConfig, EngineBuilder, NativeEngineExt, Singlepass};
 use wasmer::{CompileError, Engine, Module};
 
@@ -99,176 +98,6 @@ pub const MAX_DISK_CACHE_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 /// (56 KiB of code) compiles to a 2.1 MB artifact, so 256 of them held over 500 MB. A module
 /// above this bound on its own is still cached, alone.
 pub const MODULE_CACHE_BYTES: usize = 256 * 1024 * 1024;
-
-/// A mutex as the memory cache needs it: `std::sync::Mutex` in production, loom's in the
-/// models (`loom_models.rs`), which so check this very code without a `--cfg loom` build.
-pub trait CacheLock<T> {
-    type Guard<'a>: std::ops::DerefMut<Target = T>
-    where
-        Self: 'a;
-    fn new(value: T) -> Self;
-    /// The value, or `None` if a holder panicked: the cache is then skipped, never trusted.
-    fn acquire(&self) -> Option<Self::Guard<'_>>;
-}
-
-impl<T> CacheLock<T> for Mutex<T> {
-    type Guard<'a>
-        = std::sync::MutexGuard<'a, T>
-    where
-        T: 'a;
-    fn new(value: T) -> Self {
-        Mutex::new(value)
-    }
-    fn acquire(&self) -> Option<Self::Guard<'_>> {
-        self.lock().ok()
-    }
-}
-
-/// The in-memory modules by code hash, least recently used first out, bounded in entries and
-/// in bytes. Plain data: [`MemoryCache`] holds it under its lock.
-#[derive(Debug)]
-pub struct Lru<M> {
-    /// Per code hash: the module, its last use and its bytes.
-    entries: BTreeMap<[u8; 32], (M, u64, usize)>,
-    /// Ticks under the lock, so each is unique and later uses have larger ones.
-    clock: u64,
-    bytes: usize,
-    max_entries: usize,
-    max_bytes: usize,
-}
-
-impl<M: Clone> Lru<M> {
-    pub fn new(max_entries: usize, max_bytes: usize) -> Lru<M> {
-        Lru {
-            entries: BTreeMap::new(),
-            clock: 0,
-            bytes: 0,
-            max_entries: max_entries.max(1),
-            max_bytes,
-        }
-    }
-
-    fn tick(&mut self) -> u64 {
-        self.clock += 1;
-        self.clock
-    }
-
-    fn touch(&mut self, key: &[u8; 32]) -> Option<M> {
-        let tick = self.tick();
-        let (module, used, _) = self.entries.get_mut(key)?;
-        *used = tick;
-        Some(module.clone())
-    }
-
-    /// Caches `module` unless another caller cached one for `key` first: that one is kept
-    /// and returned, so a race of two loads never swaps the module callers already hold.
-    fn insert_first(&mut self, key: &[u8; 32], module: M, bytes: usize) -> M {
-        if let Some(cached) = self.touch(key) {
-            return cached;
-        }
-        while !self.entries.is_empty()
-            && (self.entries.len() >= self.max_entries
-                || self.bytes.saturating_add(bytes) > self.max_bytes)
-        {
-            // Ticks are unique: the minimum is the one least recently used.
-            let Some(oldest) = self
-                .entries
-                .iter()
-                .min_by_key(|(_, (_, used, _))| *used)
-                .map(|(k, _)| *k)
-            else {
-                break;
-            };
-            if let Some((_, _, freed)) = self.entries.remove(&oldest) {
-                self.bytes -= freed;
-            }
-        }
-        let tick = self.tick();
-        self.entries.insert(*key, (module.clone(), tick, bytes));
-        self.bytes += bytes;
-        module
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// Bytes accounted for the cached modules.
-    pub fn bytes(&self) -> usize {
-        self.bytes
-    }
-
-    /// The cached module for `key`, without counting it as a use.
-    pub fn peek(&self, key: &[u8; 32]) -> Option<&M> {
-        self.entries.get(key).map(|(m, _, _)| m)
-    }
-
-    /// Bytes of every entry, summed again (the models check `bytes` against it).
-    pub fn recount(&self) -> usize {
-        self.entries.values().map(|(_, _, b)| *b).sum()
-    }
-
-    pub fn bounds(&self) -> (usize, usize) {
-        (self.max_entries, self.max_bytes)
-    }
-
-    fn clear(&mut self) {
-        self.entries.clear();
-        self.bytes = 0;
-    }
-}
-
-/// The memory level of the cache: get-or-load under one lock, never held while loading
-/// (compiling takes milliseconds and executions must not queue behind it). Two callers
-/// missing the same key both load; the first to finish is cached and both get it. Generic
-/// over the module and the lock for the loom models; production is
-/// `MemoryCache<LoadedModule, Mutex<Lru<LoadedModule>>>`.
-#[derive(Debug)]
-pub struct MemoryCache<M, L = Mutex<Lru<M>>> {
-    lru: L,
-    _module: std::marker::PhantomData<fn() -> M>,
-}
-
-impl<M: Clone, L: CacheLock<Lru<M>>> MemoryCache<M, L> {
-    pub fn new(max_entries: usize, max_bytes: usize) -> Self {
-        MemoryCache {
-            lru: L::new(Lru::new(max_entries, max_bytes)),
-            _module: std::marker::PhantomData,
-        }
-    }
-
-    /// The cached module for `key`, or the one `load` makes (with its bytes), then cached.
-    /// The second value says whether it came from memory.
-    pub fn get_or_load<E>(
-        &self,
-        key: &[u8; 32],
-        load: impl FnOnce() -> Result<(M, usize), E>,
-    ) -> Result<(M, bool), E> {
-        if let Some(module) = self.lru.acquire().and_then(|mut lru| lru.touch(key)) {
-            return Ok((module, true));
-        }
-        let (module, bytes) = load()?;
-        Ok(match self.lru.acquire() {
-            Some(mut lru) => (lru.insert_first(key, module, bytes), false),
-            None => (module, false),
-        })
-    }
-
-    /// Runs `f` on the cache's content (metrics, tests and the models' invariants).
-    pub fn inspect<R>(&self, f: impl FnOnce(&Lru<M>) -> R) -> Option<R> {
-        self.lru.acquire().map(|lru| f(&lru))
-    }
-
-    pub fn clear(&self) {
-        if let Some(mut lru) = self.lru.acquire() {
-            lru.clear();
-        }
-    }
-}
 
 /// A runnable module with the headless engine that holds its code pages. Each module gets
 /// its own engine because a wasmer engine frees the code memory of the modules it loaded only
@@ -585,10 +414,6 @@ fn scan_disk(dir: &std::path::Path) -> std::io::Result<u64> {
     }
     Ok(bytes)
 }
-
-#[cfg(test)]
-#[path = "loom_models.rs"]
-mod loom_models;
 
 #[cfg(test)]
 mod tests {

@@ -8,6 +8,7 @@ pub mod cache;
 pub mod exec;
 pub mod host_api;
 pub mod limits;
+mod lru;
 pub mod meter;
 pub mod standalone;
 pub mod validate;

@@ -45,24 +45,20 @@ impl ScriptedDevnet {
         let keel = Path::new(KEEL);
         let profile_dir = keel.parent().expect("the keel binary's directory");
         let mut cmd = Command::new("bash");
-        cmd.arg(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../devnet")
-                .join(name),
-        )
-        .env("KEEL_DEVNET", &self.dir)
-        .env("KEEL_NO_BUILD", "1")
-        .env(
-            "CARGO_TARGET_DIR",
-            profile_dir.parent().expect("the target dir"),
-        )
-        .env(
-            "KEEL_PROFILE",
-            profile_dir.file_name().expect("the profile's name"),
-        )
-        .env("KEEL_NETNS_TAG", &self.tag)
-        .env("KEEL_NETNS_SUBNET", &self.subnet)
-        .env("CHAOS_SEED", CHAOS_SEED);
+        cmd.arg(crate::common::manifest_dir().join("../devnet").join(name))
+            .env("KEEL_DEVNET", &self.dir)
+            .env("KEEL_NO_BUILD", "1")
+            .env(
+                "CARGO_TARGET_DIR",
+                profile_dir.parent().expect("the target dir"),
+            )
+            .env(
+                "KEEL_PROFILE",
+                profile_dir.file_name().expect("the profile's name"),
+            )
+            .env("KEEL_NETNS_TAG", &self.tag)
+            .env("KEEL_NETNS_SUBNET", &self.subnet)
+            .env("CHAOS_SEED", CHAOS_SEED);
         cmd
     }
 
