@@ -2,6 +2,6 @@
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/keel-target}"
 export KEEL_PROFILE="${KEEL_PROFILE:-ci}"
 mkdir -p "$CARGO_TARGET_DIR"
-# The Python venv with web3.py that scripts/setup installs (node/tests/eth_rpc.rs uses it).
+# The Python venv with web3.py that scripts/setup installs (cli/tests/eth_rpc.rs uses it).
 export KEEL_PY_VENV="${KEEL_PY_VENV:-$HOME/.cache/keel-py}"
 export KEEL_PYTHON="${KEEL_PYTHON:-$KEEL_PY_VENV/bin/python}"

@@ -1,15 +1,11 @@
-//! keel-node: the validator node above the runtime and consensus — the `keel` binary's
-//! library: config, keys and genesis, the mempool, authenticated p2p, the consensus driver
-//! (with execution ahead of finality), JSON-RPC, metrics, the client commands and devnet.
+//! keel-node: the validator process above the runtime and consensus — config, keys and
+//! genesis, the mempool, authenticated p2p, the consensus driver (with execution ahead of
+//! finality), JSON-RPC, metrics and the pruner thread. The `keel` binary is keel-cli.
 
-pub mod client;
 pub mod config;
-pub mod devnet;
 pub mod driver;
 pub mod genesis;
-pub mod init;
 pub mod keys;
-pub mod load;
 pub mod mempool;
 pub mod metrics;
 pub mod net;

@@ -1,7 +1,7 @@
 //! The engine's unfinalized blocks, bounded in bytes: a Byzantine leader may sign two
 //! proposals in every view it leads within `max_views_ahead`, each up to the block bound,
 //! and finality frees none of them when they claim far-future heights. Measured against real
-//! processes (node/tests/devnet/byzantine.rs) that held ~930 MiB per honest validator.
+//! processes (cli/tests/devnet/byzantine.rs) that held ~930 MiB per honest validator.
 
 use super::Engine;
 use keel_types::{Block, Hash, Height, View};

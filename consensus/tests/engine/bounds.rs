@@ -165,7 +165,7 @@ fn heavy(view: u64, height: u64, salt: u64, bytes: usize) -> Block {
     b
 }
 
-/// Found by the process-level Byzantine harness (node/tests/devnet/byzantine.rs): a leader
+/// Found by the process-level Byzantine harness (cli/tests/devnet/byzantine.rs): a leader
 /// that signs two large proposals in every view it leads within the window, at far-future
 /// heights finality never frees, made every honest engine hold ~930 MiB. The engine's blocks
 /// are bounded in bytes; the highest views go first, so an honest proposal for the current

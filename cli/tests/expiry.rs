@@ -7,7 +7,7 @@
 mod common;
 
 use common::{contract, keel, metric_sum, serial, Cluster};
-use keel_node::client::{self, Client, TxRequest};
+use keel_cli::client::{self, Client, TxRequest};
 use keel_types::{Address, TxBody, U256};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -89,9 +89,9 @@ fn init_lays_out_a_network_whose_genesis_every_node_shares() {
     assert_eq!(genesis.balances.len(), 4);
     assert_eq!(
         genesis.balances[3].address.to_hex(),
-        keel_node::init::ETH_DEV_ADDRESS
+        keel_cli::init::ETH_DEV_ADDRESS
     );
-    assert!(home.join(keel_node::init::ETH_DEV_ACCOUNT_FILE).exists());
+    assert!(home.join(keel_cli::init::ETH_DEV_ACCOUNT_FILE).exists());
     for i in 0..4 {
         let node = home.join(format!("node{i}"));
         assert_eq!(

@@ -8,7 +8,7 @@
 //! every validator.
 
 use crate::common::{serial, Cluster, Netns};
-use keel_node::client::Client;
+use keel_cli::client::Client;
 use keel_types::{Address, Canonical, Hash, SecretKey, Transaction, TxBody, U256};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

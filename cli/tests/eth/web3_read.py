@@ -1,6 +1,6 @@
 """Stock web3.py (from PyPI, installed by scripts/setup) against a keel devnet, unmodified.
 
-Called by node/tests/eth_rpc.rs with one JSON argument describing what the Rust side
+Called by cli/tests/eth_rpc.rs with one JSON argument describing what the Rust side
 deployed and sent through the keel CLI. Every check raises on failure; exit 0 means all
 held. No client-side shims: a plain HTTPProvider and web3's default middleware.
 """

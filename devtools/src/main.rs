@@ -3,8 +3,8 @@
 //! validator has the same state root at every height (devnet/load wraps it).
 
 use clap::Parser;
+use keel_devtools::load::{run, LoadOptions};
 use keel_node::config::NodeConfig;
-use keel_node::load::{run, LoadOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

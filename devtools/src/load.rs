@@ -4,9 +4,9 @@
 //! subscription), and checks that every validator reports the same state root at every
 //! height they share.
 
-use crate::client::{self, Client, TxRequest};
 use jsonrpsee::core::client::{Subscription, SubscriptionClientT};
 use jsonrpsee::core::params::ArrayParams;
+use keel_cli::client::{self, Client, TxRequest};
 use keel_types::{Address, Canonical, Hash, SecretKey, Transaction, TxBody, U256};
 use serde::Serialize;
 use serde_json::{json, Value};

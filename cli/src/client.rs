@@ -1,9 +1,9 @@
 //! The client commands (`keel tx …`, `keel query …`): JSON-RPC over HTTP to a node.
 
-use crate::keys;
 use jsonrpsee::core::client::ClientT;
 use jsonrpsee::core::params::ArrayParams;
 use jsonrpsee_http_client::{HttpClient, HttpClientBuilder};
+use keel_node::keys;
 use keel_types::{Address, Canonical, Env, Hash, SecretKey, Transaction, TxBody, U256};
 use serde_json::{json, Value};
 use std::path::Path;

@@ -8,7 +8,7 @@
 
 use crate::common::{metric_sum, serial, Cluster};
 use keel_consensus::Message;
-use keel_node::load::{self, LoadOptions, LoadReport};
+use keel_devtools::load::{self, LoadOptions, LoadReport};
 use keel_node::net::{
     Inbound, NetConfig, NetMessage, Network, HANDSHAKE_TIMEOUT_MS, MAX_PENDING_HANDSHAKES,
     MAX_PENDING_HANDSHAKES_PER_IP, MAX_PREAUTH_FRAME_BYTES, NOISE_PARAMS,

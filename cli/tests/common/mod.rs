@@ -2,8 +2,8 @@
 
 #![allow(dead_code)]
 
+use keel_cli::client::Client;
 use keel_consensus::votelog::{parse, VoteRecord};
-use keel_node::client::Client;
 use keel_node::config::NodeConfig;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -238,7 +238,7 @@ impl Cluster {
     /// Every validator's block hash and state root agree at every shared height.
     pub fn check_roots(&self) -> u64 {
         let clients: Vec<_> = (0..self.n).map(|i| self.client(i)).collect();
-        match self.rt.block_on(keel_node::load::check_roots(&clients)) {
+        match self.rt.block_on(keel_devtools::load::check_roots(&clients)) {
             Ok(h) => h,
             Err(e) => {
                 self.dump_logs();
@@ -398,7 +398,7 @@ impl Cluster {
     /// `check_roots` over the validators in `nodes` only (the others run no RPC).
     pub fn check_roots_of(&self, nodes: &[usize]) -> u64 {
         let clients: Vec<_> = nodes.iter().map(|&i| self.client(i)).collect();
-        match self.rt.block_on(keel_node::load::check_roots(&clients)) {
+        match self.rt.block_on(keel_devtools::load::check_roots(&clients)) {
             Ok(h) => h,
             Err(e) => {
                 self.dump_logs();

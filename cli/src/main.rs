@@ -2,10 +2,10 @@
 //! errors go to stderr; every error is one line and a non-zero exit.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use keel_node::client::{self, Client, TxRequest};
-use keel_node::devnet::{devnet, DevnetOptions};
+use keel_cli::client::{self, Client, TxRequest};
+use keel_cli::devnet::{devnet, DevnetOptions};
+use keel_cli::init::{init, InitOptions};
 use keel_node::driver::now_ms;
-use keel_node::init::{init, InitOptions};
 use keel_node::keys;
 use keel_types::{Env, TxBody};
 use serde_json::{json, Value};

@@ -11,7 +11,7 @@ mod common;
 mod partition;
 
 use common::{contract, deploy, keel, metric_sum, serial, Cluster};
-use keel_node::load::{self, LoadOptions};
+use keel_devtools::load::{self, LoadOptions};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -245,7 +245,7 @@ fn a_validator_whose_state_diverges_halts_loudly_and_the_rest_go_on() {
     let clients: Vec<_> = (0..3).map(|i| cluster.client(i)).collect();
     cluster
         .rt
-        .block_on(keel_node::load::check_roots(&clients))
+        .block_on(keel_devtools::load::check_roots(&clients))
         .expect("honest roots agree");
 }
 
@@ -313,7 +313,7 @@ fn bad_input_gets_typed_errors_while_the_chain_keeps_finalizing() {
     let hash = good.hash();
     cluster
         .rt
-        .block_on(keel_node::client::wait_receipt(&cluster.client(0), &hash))
+        .block_on(keel_cli::client::wait_receipt(&cluster.client(0), &hash))
         .expect("receipt");
     let e = rpc_error(send(good.encode()));
     assert!(e.contains("nonce_too_low"), "{e}");

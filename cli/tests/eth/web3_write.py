@@ -1,6 +1,6 @@
 """Stock web3.py transacting on keel with secp256k1-signed Ethereum transactions.
 
-Called by node/tests/eth_rpc.rs with the devnet's prefunded Ethereum dev key (written by
+Called by cli/tests/eth_rpc.rs with the devnet's prefunded Ethereum dev key (written by
 `keel init` to ethereum-dev-account.json). web3.py funds a fresh account from it, then
 builds (estimating gas, reading the nonce and fee data), signs locally and sends through
 eth_sendRawTransaction — its standard flow, nothing patched.

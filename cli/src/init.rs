@@ -1,9 +1,9 @@
 //! `keel init`: keys, genesis and configs for a local network of N validators, plus funded
 //! development accounts, under one directory.
 
-use crate::config::NodeConfig;
-use crate::genesis::{Genesis, GenesisBalance, GenesisValidator};
-use crate::keys;
+use keel_node::config::NodeConfig;
+use keel_node::genesis::{Genesis, GenesisBalance, GenesisValidator};
+use keel_node::keys;
 use keel_types::{Address, U256};
 use serde::Serialize;
 use std::path::{Path, PathBuf};

@@ -17,7 +17,7 @@
 mod common;
 
 use common::{contract, deploy, keel, serial, Cluster};
-use keel_node::init::{ETH_DEV_ACCOUNT_FILE, ETH_DEV_ADDRESS};
+use keel_cli::init::{ETH_DEV_ACCOUNT_FILE, ETH_DEV_ADDRESS};
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::Command;

@@ -3,8 +3,8 @@
 //! holds one.
 
 use crate::client::Client;
-use crate::config::NodeConfig;
 use crate::init::{init, InitOptions};
+use keel_node::config::NodeConfig;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -148,7 +148,7 @@ pub async fn devnet(opts: DevnetOptions) -> Result<(), String> {
             "ethereum_dev_account": dir.join(crate::init::ETH_DEV_ACCOUNT_FILE).display().to_string(),
         })
     );
-    crate::run::shutdown_signal().await;
+    keel_node::run::shutdown_signal().await;
     eprintln!("stopping {} validators", nodes.len());
     stop(&mut nodes);
     Ok(())
