@@ -383,7 +383,7 @@ fn bad_input_gets_typed_errors_while_the_chain_keeps_finalizing() {
         keel_node::genesis::Genesis::load(&cluster.home(0).join("genesis.json")).expect("genesis");
     // A key outside the validator set: dropped after the identity exchange.
     let stranger = keel_node::keys::generate();
-    let result = cluster.rt.block_on(keel_node::net::probe(
+    let result = cluster.rt.block_on(keel_p2p::probe(
         &cluster.p2p(1),
         &stranger,
         chain_id,
@@ -395,7 +395,7 @@ fn bad_input_gets_typed_errors_while_the_chain_keeps_finalizing() {
     let validator3 =
         keel_node::keys::read(&cluster.home(3).join("keys/validator.json")).expect("key");
     let oversized = vec![0u8; cluster.configs[1].p2p.max_frame_bytes as usize + 1];
-    let _ = cluster.rt.block_on(keel_node::net::probe(
+    let _ = cluster.rt.block_on(keel_p2p::probe(
         &cluster.p2p(1),
         &validator3,
         chain_id,

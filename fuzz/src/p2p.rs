@@ -1,4 +1,4 @@
-//! What a stranger can send a validator before it is authenticated (node/src/net): the Noise
+//! What a stranger can send a validator before it is authenticated (p2p/src): the Noise
 //! XX handshake messages (read by `snow`) and the identity frame (borsh `Identity`, then the
 //! signature check over the handshake hash).
 
@@ -6,9 +6,9 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use keel_types::{PublicKey, Signature};
 use snow::{Builder, HandshakeState};
 
-/// `net::NOISE_PARAMS` (node/src/net/mod.rs).
+/// `net::NOISE_PARAMS` (p2p/src/lib.rs).
 const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
-/// `net::IDENTITY_DOMAIN` (private in node/src/net/mod.rs).
+/// `net::IDENTITY_DOMAIN` (private in p2p/src/lib.rs).
 const IDENTITY_DOMAIN: &[u8] = b"keel 2026-11 p2p identity v1";
 /// The largest Noise message (`wire::NOISE_MAX_BYTES`).
 const NOISE_MAX_BYTES: usize = 65_535;
@@ -18,7 +18,7 @@ const INITIATOR_STATIC: [u8; 32] = [0x22; 32];
 const INITIATOR_EPHEMERAL: [u8; 32] = [0x33; 32];
 const RESPONDER_EPHEMERAL: [u8; 32] = [0x44; 32];
 
-/// The layout of `net::Identity` (a private struct of node/src/net/mod.rs, decoded there with
+/// The layout of `net::Identity` (a private struct of p2p/src/lib.rs, decoded there with
 /// `Identity::try_from_slice`): borsh of a struct is its fields in order, so this decodes
 /// exactly the bytes the node decodes.
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]

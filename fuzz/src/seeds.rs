@@ -495,7 +495,7 @@ pub fn for_target(name: &str) -> Vec<Vec<u8>> {
             .collect(),
         #[cfg(feature = "node")]
         "net_message" => {
-            use keel_node::net::NetMessage;
+            use keel_p2p::NetMessage;
             let mut out: Vec<Vec<u8>> = messages()
                 .into_iter()
                 .map(|m| NetMessage::Consensus(Box::new(m)).encode())

@@ -21,16 +21,20 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::PoisonError;
 
-impl<T> Lock<T> for Mutex<T> {
+/// loom's mutex as a [`Lock`]: a local wrapper, because the trait is keel-p2p's and the
+/// type loom's.
+pub(crate) struct LoomMutex<T>(Mutex<T>);
+
+impl<T> Lock<T> for LoomMutex<T> {
     type Guard<'a>
         = loom::sync::MutexGuard<'a, T>
     where
         T: 'a;
     fn new(value: T) -> Self {
-        Mutex::new(value)
+        LoomMutex(Mutex::new(value))
     }
     fn acquire(&self) -> Result<Self::Guard<'_>, Self::Guard<'_>> {
-        self.lock().map_err(PoisonError::into_inner)
+        self.0.lock().map_err(PoisonError::into_inner)
     }
 }
 
@@ -50,7 +54,7 @@ const BLOCK_MAX_TXS: usize = 16;
 const BLOCK_MAX_BYTES: usize = 1024 * 1024;
 const BLOCK_MAX_GAS: u64 = 1_000_000;
 
-pub(crate) fn model(f: impl Fn() + Sync + Send + 'static) {
+fn model(f: impl Fn() + Sync + Send + 'static) {
     let executions = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = executions.clone();
     let mut builder = loom::model::Builder::new();
@@ -160,14 +164,14 @@ fn admission_against_the_driver(gossip: Gossip) -> bool {
         MIN_GAS_PRICE,
     );
     assert!(pool.admit(&genesis, vec![a0.clone()])[0].is_ok());
-    let pool = Arc::new(Mutex::new(pool));
+    let pool = Arc::new(<LoomMutex<_> as Lock<_>>::new(pool));
     let store = Arc::new(Store(Mutex::new(genesis)));
 
     let rpc = {
         let (pool, store) = (pool.clone(), store.clone());
         loom::thread::spawn(move || {
             admit_latest(&*pool, || store.latest(), vec![a1]);
-            check_pool(&pool.lock().expect("pool"));
+            check_pool(&pool.0.lock().expect("pool"));
         })
     };
     let gossip = {
@@ -183,7 +187,7 @@ fn admission_against_the_driver(gossip: Gossip) -> bool {
                     admit_latest(&*pool, move || view, batch)
                 }
             };
-            check_pool(&pool.lock().expect("pool"));
+            check_pool(&pool.0.lock().expect("pool"));
         })
     };
     let mut selected: Vec<Hash> = Vec::new();
@@ -211,7 +215,7 @@ fn admission_against_the_driver(gossip: Gossip) -> bool {
     rpc.join().expect("rpc");
     gossip.join().expect("gossip");
     let committed = store.latest();
-    let pool = pool.lock().expect("pool");
+    let pool = pool.0.lock().expect("pool");
     check_pool(&pool);
     let stale = pool.transactions().any(|tx| {
         let next = committed.0.get(&tx.tx.sender_address()).copied();
@@ -255,7 +259,7 @@ const DISK_FULL: &str = "vote log: disk full";
 #[test]
 fn health_sees_the_halt_and_its_first_reason() {
     model(|| {
-        let status = Arc::new(StatusCell::<Mutex<Status>>::new());
+        let status = Arc::new(StatusCell::<LoomMutex<Status>>::new());
         let driver = {
             let status = status.clone();
             loom::thread::spawn(move || {
@@ -284,7 +288,7 @@ fn health_sees_the_halt_and_its_first_reason() {
 #[test]
 fn a_stopped_driver_is_seen_halted_by_every_later_read() {
     model(|| {
-        let status = Arc::new(StatusCell::<Mutex<Status>>::new());
+        let status = Arc::new(StatusCell::<LoomMutex<Status>>::new());
         let driver = {
             let status = status.clone();
             loom::thread::spawn(move || status.mark_stopped(true))

@@ -609,4 +609,4 @@ where
 
 #[cfg(test)]
 #[path = "loom_models.rs"]
-pub(crate) mod loom_models;
+mod loom_models;

@@ -2,36 +2,10 @@
 //! and the stream of finalized blocks.
 
 use keel_types::{Block, Hash, Height, Receipt};
-use std::ops::DerefMut;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
-/// A mutex as the node's shared state uses it (the mempool, the status, handshake slots).
-/// Production instantiates the code over `std::sync::Mutex`; the loom models
-/// (`loom_models.rs`) instantiate the same code over `loom::sync::Mutex`, so they explore the
-/// interleavings of the code that runs, without a `--cfg loom` build of every dependency.
-pub trait Lock<T> {
-    type Guard<'a>: DerefMut<Target = T>
-    where
-        Self: 'a;
-    fn new(value: T) -> Self;
-    /// The guard; `Err` carries it too when an earlier holder panicked (poisoned), and the
-    /// caller decides whether the value can still be trusted.
-    fn acquire(&self) -> Result<Self::Guard<'_>, Self::Guard<'_>>;
-}
-
-impl<T> Lock<T> for Mutex<T> {
-    type Guard<'a>
-        = std::sync::MutexGuard<'a, T>
-    where
-        T: 'a;
-    fn new(value: T) -> Self {
-        Mutex::new(value)
-    }
-    fn acquire(&self) -> Result<Self::Guard<'_>, Self::Guard<'_>> {
-        self.lock().map_err(PoisonError::into_inner)
-    }
-}
+pub use keel_p2p::Lock;
 
 /// Finalized blocks buffered for slow subscribers before they miss some.
 pub const FINALIZED_CHANNEL_LEN: usize = 256;

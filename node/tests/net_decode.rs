@@ -2,7 +2,7 @@
 //! peer sends can make the decoder allocate past the message bound.
 
 use keel_consensus::Message;
-use keel_node::net::NetMessage;
+use keel_p2p::NetMessage;
 use keel_types::{Canonical, Hash, SecretKey, Transaction, TxBody, U256};
 use proptest::prelude::*;
 

@@ -9,7 +9,7 @@
 use crate::common::{metric_sum, serial, Cluster};
 use keel_consensus::Message;
 use keel_devtools::load::{self, LoadOptions, LoadReport};
-use keel_node::net::{
+use keel_p2p::{
     Inbound, NetConfig, NetMessage, Network, HANDSHAKE_TIMEOUT_MS, MAX_PENDING_HANDSHAKES,
     MAX_PENDING_HANDSHAKES_PER_IP, MAX_PREAUTH_FRAME_BYTES, NOISE_PARAMS,
 };
@@ -60,7 +60,7 @@ const BASE_RSS_BYTES: usize = 64 * 1024 * 1024;
 const HONEST_PEAK_RSS_KIB: u64 = ((BASE_RSS_BYTES
     + keel_node::driver::chain::MAX_UNFINALIZED_BLOCK_BYTES
     + keel_consensus::MAX_PENDING_BLOCK_BYTES
-    + HONEST.len() * keel_node::net::MAX_PEER_INBOUND_BYTES)
+    + HONEST.len() * keel_p2p::MAX_PEER_INBOUND_BYTES)
     / 1024) as u64;
 /// Heights validator 2 falls behind before it comes back to the forgeries, how long that
 /// may take, and how often it is tried.

@@ -426,7 +426,7 @@ const LONG_RESUME_BOUND: Duration = Duration::from_secs(12);
 /// partition never closed them. After the heal each link carried data again only at TCP's
 /// next retransmission of what was sent into the partition, and that backoff doubles (0.2 s
 /// … 120 s): a 60 s split healed ~40-50 s late (measured 51 s with the default timeouts, 20 s
-/// split: 9 s). Fixed by keepalives and `PEER_IDLE_TIMEOUT_MS` (node/src/net/mod.rs): a
+/// split: 9 s). Fixed by keepalives and `PEER_IDLE_TIMEOUT_MS` (p2p/src/lib.rs): a
 /// silent connection is dropped and redialed.
 #[test]
 fn finality_resumes_promptly_after_a_long_partition() {

@@ -15,10 +15,10 @@ pub mod sync;
 
 use crate::mempool::Mempool;
 use crate::metrics as m;
-use crate::net::{Inbound, NetMessage, Network};
 use crate::shared::{FinalizedEvent, Shared};
 use chain::{Chain, ChainError, ParentInfo};
 use keel_consensus::{Action, Config, Engine, FileVoteLog, Input, Message, ValidatorSet};
+use keel_p2p::{Inbound, NetMessage, Network};
 use keel_types::block::{canonical_order, is_canonical_order, tx_root};
 use keel_types::limits::MAX_BLOCK_BYTES;
 use keel_types::{Block, Certificate, Hash, Header, Height, PublicKey, SecretKey, View};

@@ -1,7 +1,7 @@
 //! Driver unit tests: bodies bound to headers, and a batch cut at a failed vote-log write.
 
 use super::*;
-use crate::net::NetMessage;
+use keel_p2p::NetMessage;
 use keel_types::{Canonical, Signature, SignedTransaction, Transaction, TxBody, Vote, VoteKind};
 
 fn tx(nonce: u64) -> SignedTransaction {

@@ -1,4 +1,4 @@
-//! Authenticated, encrypted links between validators.
+//! keel-p2p: authenticated, encrypted links between validators.
 //!
 //! Each TCP connection runs a Noise XX handshake (`snow`, X25519 + ChaChaPoly + BLAKE2s, a
 //! fresh static key per process) with the chain id and genesis hash as the prologue, so only
@@ -18,9 +18,9 @@
 //! in bytes per peer in both directions (see limits.rs).
 
 mod limits;
+mod lock;
 mod wire;
 
-use crate::metrics as m;
 use borsh::{BorshDeserialize, BorshSerialize};
 use keel_consensus::Message;
 use keel_types::encoding::{check_len, Canonical, DecodeError};
@@ -38,6 +38,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use wire::Link;
 pub use wire::WireError;
+
+pub use lock::Lock;
+
+/// The Prometheus metrics this crate emits (the node's `/metrics` describes them).
+pub mod metric {
+    pub const PEERS: &str = "keel_peers";
+    pub const P2P_REJECTED: &str = "keel_p2p_rejected_total";
+    pub const P2P_DROPPED: &str = "keel_p2p_dropped_total";
+}
 
 /// Noise pattern and primitives.
 pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
@@ -228,14 +237,15 @@ impl Network {
             Some((sender, budget)) => {
                 let len = bytes.len();
                 if !budget.try_reserve(len) {
-                    metrics::counter!(m::P2P_DROPPED, "reason" => "queue_bytes_full").increment(1);
+                    metrics::counter!(metric::P2P_DROPPED, "reason" => "queue_bytes_full")
+                        .increment(1);
                 } else if sender.try_send(bytes).is_err() {
                     budget.release(len);
-                    metrics::counter!(m::P2P_DROPPED, "reason" => "queue_full").increment(1);
+                    metrics::counter!(metric::P2P_DROPPED, "reason" => "queue_full").increment(1);
                 }
             }
             None => {
-                metrics::counter!(m::P2P_DROPPED, "reason" => "not_connected").increment(1);
+                metrics::counter!(metric::P2P_DROPPED, "reason" => "not_connected").increment(1);
             }
         }
     }
@@ -255,12 +265,13 @@ impl Network {
             let slot = match per_address.try_acquire(addr.ip()) {
                 Ok(slot) => slot,
                 Err(e) => {
-                    metrics::counter!(m::P2P_REJECTED, "reason" => e.label()).increment(1);
+                    metrics::counter!(metric::P2P_REJECTED, "reason" => e.label()).increment(1);
                     continue;
                 }
             };
             let Ok(permit) = permits.clone().try_acquire_owned() else {
-                metrics::counter!(m::P2P_REJECTED, "reason" => "too_many_handshakes").increment(1);
+                metrics::counter!(metric::P2P_REJECTED, "reason" => "too_many_handshakes")
+                    .increment(1);
                 continue;
             };
             let net = self.clone();
@@ -271,7 +282,7 @@ impl Network {
                 match result {
                     Ok((peer, link)) => net.run_connection(peer, link).await,
                     Err(e) => {
-                        metrics::counter!(m::P2P_REJECTED, "reason" => e.label()).increment(1);
+                        metrics::counter!(metric::P2P_REJECTED, "reason" => e.label()).increment(1);
                         tracing::debug!(%addr, error = %e, "inbound p2p connection rejected");
                     }
                 }
@@ -296,7 +307,7 @@ impl Network {
                         self.run_connection(peer, link).await;
                     }
                     Err(e) => {
-                        metrics::counter!(m::P2P_REJECTED, "reason" => e.label()).increment(1);
+                        metrics::counter!(metric::P2P_REJECTED, "reason" => e.label()).increment(1);
                         tracing::debug!(peer, %addr, error = %e, "outbound handshake failed");
                     }
                 },
@@ -389,7 +400,7 @@ impl Network {
             .lock()
             .expect("peers lock")
             .insert(peer, (generation, tx, outbound.clone()));
-        metrics::gauge!(m::PEERS).set(self.peer_count() as f64);
+        metrics::gauge!(metric::PEERS).set(self.peer_count() as f64);
         tracing::info!(peer, "p2p connected");
         let (mut reader, mut writer) = link.split();
         let keepalive = Duration::from_millis(KEEPALIVE_INTERVAL_MS);
@@ -442,7 +453,7 @@ impl Network {
                 match NetMessage::decode(&bytes) {
                     Ok(NetMessage::Transactions(txs)) => {
                         if gossip.try_send((txs, budget)).is_err() {
-                            metrics::counter!(m::P2P_DROPPED, "reason" => "gossip_queue_full")
+                            metrics::counter!(metric::P2P_DROPPED, "reason" => "gossip_queue_full")
                                 .increment(1);
                         }
                     }
@@ -465,7 +476,7 @@ impl Network {
             e = read => e,
         };
         if !matches!(error, WireError::Closed | WireError::Eof) {
-            metrics::counter!(m::P2P_REJECTED, "reason" => error.label()).increment(1);
+            metrics::counter!(metric::P2P_REJECTED, "reason" => error.label()).increment(1);
         }
         tracing::info!(peer, error = %error, "p2p disconnected");
         let mut peers = self.inner.peers.lock().expect("peers lock");
@@ -473,7 +484,7 @@ impl Network {
             peers.remove(&peer);
         }
         drop(peers);
-        metrics::gauge!(m::PEERS).set(self.peer_count() as f64);
+        metrics::gauge!(metric::PEERS).set(self.peer_count() as f64);
     }
 }
 
