@@ -210,10 +210,7 @@ fn a_validator_whose_state_diverges_halts_loudly_and_the_rest_go_on() {
     let diverge_at = cluster.height(0).expect("height") + 15;
     cluster.spawn_with_env(
         3,
-        &[(
-            keel_node::driver::chain::FAULT_DIVERGE_ENV,
-            diverge_at.to_string(),
-        )],
+        &[(keel_node::driver::FAULT_DIVERGE_ENV, diverge_at.to_string())],
     );
     cluster.wait_height(&[0, 1, 2], diverge_at + 15, Duration::from_secs(90));
     let status = cluster.call(3, "keel_status", vec![]).expect("status");

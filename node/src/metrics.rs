@@ -30,6 +30,38 @@ pub const PRUNED_BYTES: &str = "keel_pruned_bytes_total";
 pub const DISK_SIZE: &str = "keel_disk_size_bytes";
 pub const OLDEST_RETAINED: &str = "keel_oldest_retained_height";
 
+/// The chain's executions and commits as metrics: execution time from this process's
+/// monotonic clock (the application core reads none), gas and transactions at commit.
+#[derive(Debug)]
+pub struct ChainMetrics {
+    origin: std::time::Instant,
+}
+
+impl Default for ChainMetrics {
+    fn default() -> Self {
+        ChainMetrics {
+            origin: std::time::Instant::now(),
+        }
+    }
+}
+
+impl keel_app::ChainObserver for ChainMetrics {
+    fn execution_started(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn executed(&self, started: u64) {
+        let elapsed_ns = self.execution_started().saturating_sub(started);
+        metrics::histogram!(BLOCK_EXECUTION)
+            .record(std::time::Duration::from_nanos(elapsed_ns).as_secs_f64());
+    }
+
+    fn committed(&self, gas_used: u64, txs: u64) {
+        metrics::counter!(EXECUTED_GAS).increment(gas_used);
+        metrics::counter!(EXECUTED_TXS).increment(txs);
+    }
+}
+
 /// What `/health` reports.
 pub trait Health: Send + Sync + 'static {
     /// `Ok(summary)` when the node is live, `Err(reason)` when halted.

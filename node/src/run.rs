@@ -3,7 +3,6 @@
 //! mempool, network, driver, RPC and metrics together.
 
 use crate::config::NodeConfig;
-use crate::driver::chain::Chain;
 use crate::driver::{Driver, DriverConfig};
 use crate::genesis::Genesis;
 use crate::keys;
@@ -12,6 +11,7 @@ use crate::metrics::{self as m, Health};
 use crate::rpc::{self, RpcContext, RpcLimits};
 use crate::shared::{Shared, Status};
 use anyhow::{bail, Context};
+use keel_app::Chain;
 use keel_exec_wasm::ModuleCache;
 use keel_p2p::{InboundBudget, NetConfig, NetMessage, Network, MAX_GOSSIP_TXS};
 use keel_runtime::{Runtime, RuntimeConfig};
@@ -188,7 +188,9 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
         runtime,
         genesis_hash,
         genesis.genesis_time_ms,
-    );
+    )
+    .diverging_at(crate::driver::fault_diverge_height())
+    .observed_by(Arc::new(crate::metrics::ChainMetrics::default()));
     let alive = shared.driver_guard();
     let driver = Driver::new(
         DriverConfig {

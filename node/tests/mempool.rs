@@ -349,11 +349,11 @@ fn admission_refuses_a_gas_limit_under_the_intrinsic_gas() {
     assert!(pool.is_empty());
 }
 
-/// The validators' block check (node/src/driver/charge.rs): a driver chain over a real store.
+/// The validators' block check (app/src/charge.rs): a driver chain over a real store.
 mod block_check {
     use super::*;
-    use keel_node::driver::chain::Chain as DriverChain;
-    use keel_node::driver::charge::{chargeable_block, check_charged, Charged};
+    use keel_app::chain::Chain as DriverChain;
+    use keel_app::charge::{chargeable_block, check_charged, Charged};
     use keel_types::block::canonical_order;
     use keel_types::{Block, Header, TxError, TxStatus};
     use std::sync::Arc;

@@ -58,7 +58,7 @@ const BASE_RSS_BYTES: usize = 64 * 1024 * 1024;
 /// its three peers' inbound budget (640 MiB). Measured under the largest admissible proposal
 /// flood: 465-489 MiB (it was ~930 MiB before the engine's blocks were bounded in bytes).
 const HONEST_PEAK_RSS_KIB: u64 = ((BASE_RSS_BYTES
-    + keel_node::driver::chain::MAX_UNFINALIZED_BLOCK_BYTES
+    + keel_app::chain::MAX_UNFINALIZED_BLOCK_BYTES
     + keel_consensus::MAX_PENDING_BLOCK_BYTES
     + HONEST.len() * keel_p2p::MAX_PEER_INBOUND_BYTES)
     / 1024) as u64;

@@ -8,27 +8,26 @@
 //! so its root is ready for the next proposal while the finalize round is still in flight,
 //! and committing h on finality is one write of a diff already computed.
 
-pub mod admit;
-pub mod chain;
-pub mod charge;
-pub mod sync;
-
 use crate::mempool::Mempool;
 use crate::metrics as m;
 use crate::shared::{FinalizedEvent, Shared};
-use chain::{Chain, ChainError, ParentInfo};
+use keel_app::propose::ProposalSlot;
+use keel_app::validity::{BlockRules, EpochBounds, Verdict};
+use keel_app::{admit, sync, Chain};
 use keel_consensus::{Action, Config, Engine, FileVoteLog, Input, Message, ValidatorSet};
 use keel_p2p::{Inbound, NetMessage, Network};
-use keel_types::block::{canonical_order, is_canonical_order, tx_root};
 use keel_types::limits::MAX_BLOCK_BYTES;
-use keel_types::{Block, Certificate, Hash, Header, Height, PublicKey, SecretKey, View};
+use keel_types::{Block, Certificate, Hash, Height, PublicKey, SecretKey, View};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// A proposal's timestamp may be at most this far ahead of this node's clock.
-pub const MAX_FUTURE_DRIFT_MS: u64 = 5_000;
+/// Fault injection for the halt test: a node started with this variable set to a height
+/// writes one extra storage slot when it executes that height, so its state (and root)
+/// diverges from the network's exactly as a nondeterminism bug would. Honoured only in
+/// builds with debug assertions (the test profiles); see [`fault_diverge_height`].
+pub const FAULT_DIVERGE_ENV: &str = "KEEL_FAULT_DIVERGE_AT_HEIGHT";
 /// Proposals waiting for their parent's chain to become known.
 pub const MAX_DEFERRED_VERIFICATIONS: usize = 64;
 /// Retry interval when a proposal's parent is not executable yet.
@@ -37,6 +36,19 @@ const BUILD_RETRY_MS: u64 = 50;
 const PRUNED_WARNING_EVERY: Duration = Duration::from_secs(30);
 /// Bytes of a block left for the header and framing.
 const BLOCK_BYTES_MARGIN: usize = 64 * 1024;
+
+/// The height [`FAULT_DIVERGE_ENV`] asks this node to diverge at. Only builds with debug
+/// assertions read it (the `ci` and `dev` profiles the halt test runs under): a release
+/// binary ignores the variable, so no environment setting can make a production validator
+/// corrupt its own state.
+pub fn fault_diverge_height() -> Option<Height> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    let value = std::env::var(FAULT_DIVERGE_ENV).ok()?;
+    tracing::warn!(height = %value, "{FAULT_DIVERGE_ENV} is set: this node will diverge on purpose");
+    value.parse().ok()
+}
 
 /// Wall-clock milliseconds. Used for proposal timestamps and their bounds check only; the
 /// timestamp that execution sees is the one in the header.
@@ -75,7 +87,7 @@ pub fn unbound_body(message: &Message) -> Option<Height> {
     };
     blocks
         .iter()
-        .find(|b| !chain::body_matches_header(b))
+        .find(|b| !keel_app::body_matches_header(b))
         .map(|b| b.header.height)
 }
 
@@ -104,13 +116,6 @@ struct BuildRequest {
     height: Height,
     epoch: u64,
     empty: bool,
-}
-
-enum Verdict {
-    Valid,
-    Invalid(String),
-    /// The parent's chain is not known yet.
-    Deferred,
 }
 
 #[derive(Debug)]
@@ -516,24 +521,19 @@ impl Driver {
                 Err(e) => return self.halt(format!("reading state for a proposal: {e}")),
             }
         };
-        let transactions = canonical_order(&parent.hash, transactions);
-        let header = Header {
+        let slot = ProposalSlot {
             chain_id: self.cfg.chain_id,
+            view: request.view,
             height: request.height,
             epoch: request.epoch,
-            view: request.view,
-            parent_hash: parent.hash,
             proposer: self.key.public_key(),
-            timestamp_ms: now_ms().max(parent.timestamp_ms + 1),
-            tx_root: tx_root(&transactions),
-            parent_state_root: parent.state_root,
-            parent_receipts_root: parent.receipts_root,
-            archive_root: parent.archive_root,
         };
-        // Validators refuse a block holding a transaction that cannot be charged: execute
-        // the candidate and leave those out (and out of the pool: they would come back).
+        // Validators refuse a block holding a transaction that cannot be charged: build
+        // executes the candidate and leaves those out (and out of the pool: they would come
+        // back).
         let (block, dropped) =
-            match charge::chargeable_block(&mut self.chain, &header, transactions) {
+            match keel_app::propose::build(&mut self.chain, &slot, &parent, transactions, now_ms())
+            {
                 Ok(built) => built,
                 Err(e) => return self.halt(format!("executing a proposal: {e}")),
             };
@@ -562,82 +562,16 @@ impl Driver {
         });
     }
 
-    fn check(&mut self, block: &Block) -> Result<Verdict, ChainError> {
-        let h = &block.header;
-        let invalid = |reason: String| Ok(Verdict::Invalid(reason));
-        if h.chain_id != self.cfg.chain_id {
-            return invalid(format!("chain id {}", h.chain_id));
-        }
-        if h.epoch != self.engine.epoch() {
-            return invalid(format!(
-                "epoch {} in epoch {}",
-                h.epoch,
-                self.engine.epoch()
-            ));
-        }
-        if block.compute_tx_root() != h.tx_root {
-            return invalid("tx root does not match the body".into());
-        }
-        if h.height > self.engine.epoch_last_height() && !block.transactions.is_empty() {
-            return invalid("suffix block past the epoch's end carries transactions".into());
-        }
-        let gas: u64 = block
-            .transactions
-            .iter()
-            .fold(0u64, |a, t| a.saturating_add(t.tx.gas_limit));
-        if gas > self.cfg.block_gas_limit {
-            return invalid(format!("gas limits sum to {gas}, above the block limit"));
-        }
-        if !is_canonical_order(&h.parent_hash, &block.transactions) {
-            return invalid("transactions are not in canonical order".into());
-        }
-        let Some(parent): Option<ParentInfo> = self.chain.parent_info(&h.parent_hash)? else {
-            return Ok(Verdict::Deferred);
-        };
-        if h.height != parent.height + 1 {
-            return invalid(format!("height {} on parent {}", h.height, parent.height));
-        }
-        if h.timestamp_ms <= parent.timestamp_ms || h.timestamp_ms > now_ms() + MAX_FUTURE_DRIFT_MS
-        {
-            return invalid(format!("timestamp {} out of bounds", h.timestamp_ms));
-        }
-        if h.archive_root != parent.archive_root {
-            return invalid(format!(
-                "archive root {} differs from this node's {}",
-                h.archive_root, parent.archive_root
-            ));
-        }
-        if h.parent_state_root != parent.state_root
-            || h.parent_receipts_root != parent.receipts_root
-        {
-            // The proposer or this node diverged; refuse the vote. If the network finalizes
-            // it anyway, on_finalized halts this node.
-            tracing::error!(
-                height = h.height,
-                theirs = %h.parent_state_root,
-                ours = %parent.state_root,
-                "proposal commits a parent state root this node did not compute"
-            );
-            return invalid("parent state root differs from this node's".into());
-        }
-        // Last, as it executes the block (kept for the commit): every transaction must be
-        // charged, or it would be free and replayable (see charge.rs).
-        match charge::check_charged(&mut self.chain, block)? {
-            charge::Charged::All => Ok(Verdict::Valid),
-            charge::Charged::Refused {
-                index,
-                tx_hash,
-                error,
-            } => invalid(format!(
-                "transaction {index} ({tx_hash}) cannot be charged: {}",
-                error.map_or_else(|| "refused".to_string(), |e| e.to_string())
-            )),
-            charge::Charged::Unknown => Ok(Verdict::Deferred),
-        }
-    }
-
     fn verify(&mut self, view: View, block: Block) {
-        match self.check(&block) {
+        let rules = BlockRules {
+            chain_id: self.cfg.chain_id,
+            block_gas_limit: self.cfg.block_gas_limit,
+        };
+        let epoch = EpochBounds {
+            epoch: self.engine.epoch(),
+            last_height: self.engine.epoch_last_height(),
+        };
+        match keel_app::validity::check(&mut self.chain, &rules, epoch, now_ms(), &block) {
             Ok(Verdict::Valid) => {
                 let hash = block.hash();
                 self.to_execute.push(hash);
@@ -683,23 +617,8 @@ impl Driver {
         let height = block.header.height;
         // The header commits its parent's root: if the network finalized a root this node
         // did not compute, this node's state is wrong. Stop before committing on top of it.
-        match self.chain.parent_info(&block.header.parent_hash) {
-            Ok(Some(parent))
-                if parent.state_root == block.header.parent_state_root
-                    && parent.receipts_root == block.header.parent_receipts_root
-                    && parent.archive_root == block.header.archive_root => {}
-            Ok(Some(parent)) => {
-                return self.halt(format!(
-                "finalized block {height} commits parent state root {} but this node computed {}",
-                block.header.parent_state_root, parent.state_root
-            ))
-            }
-            Ok(None) => {
-                return self.halt(format!(
-                    "finalized block {height} does not extend this node's finalized chain"
-                ))
-            }
-            Err(e) => return self.halt(format!("finalizing block {height}: {e}")),
+        if let Err(reason) = keel_app::validity::check_finalized(&mut self.chain, &block) {
+            return self.halt(reason);
         }
         let (info, receipts) = match self.chain.finalize(&block) {
             Ok(done) => done,

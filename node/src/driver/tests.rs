@@ -2,7 +2,10 @@
 
 use super::*;
 use keel_p2p::NetMessage;
-use keel_types::{Canonical, Signature, SignedTransaction, Transaction, TxBody, Vote, VoteKind};
+use keel_types::block::tx_root;
+use keel_types::{
+    Canonical, Header, Signature, SignedTransaction, Transaction, TxBody, Vote, VoteKind,
+};
 
 fn tx(nonce: u64) -> SignedTransaction {
     let key = SecretKey::from_seed([7; 32]);
@@ -138,4 +141,12 @@ fn a_vote_whose_log_write_failed_is_never_sent() {
     perform_in_order(&mut failing, steps(), perform, |b| b.halted);
     assert!(failing.halted);
     assert_eq!(failing.sent, ["earlier"]);
+}
+
+#[test]
+fn the_fault_variable_is_read_only_with_debug_assertions() {
+    // Release builds never read it; under debug assertions an unset variable is None.
+    if !cfg!(debug_assertions) || std::env::var(FAULT_DIVERGE_ENV).is_err() {
+        assert_eq!(fault_diverge_height(), None);
+    }
 }

@@ -62,7 +62,7 @@ fn byzantine_proposal_flood_is_bounded_and_the_chain_goes_on() {
         })
         .collect();
     let started = Instant::now();
-    let window = keel_node::driver::admit::MAX_VIEWS_AHEAD;
+    let window = keel_app::admit::MAX_VIEWS_AHEAD;
     for n in 0..FLOOD_PROPOSALS {
         let view_now = harness.seen().view;
         // Its own views in and beyond the window, and (every fifth) other leaders' views.
@@ -157,7 +157,7 @@ fn byzantine_largest_admissible_proposal_flood_stays_within_the_memory_bound() {
         .honest_proposal(0)
         .expect("an honest proposal")
         .header;
-    let window = keel_node::driver::admit::MAX_VIEWS_AHEAD;
+    let window = keel_app::admit::MAX_VIEWS_AHEAD;
     // The most the admission rules let in: MAX_PROPOSALS_PER_VIEW proposals in every view
     // the harness leads within the window (and one more, refused), each with a body of
     // several MiB, at heights no finalization reaches soon (so nothing is collected while

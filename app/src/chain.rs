@@ -16,12 +16,6 @@ use keel_types::{Block, Hash, Height, Receipt, StateKey};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Fault injection for the halt test: a node started with this variable set to a height
-/// writes one extra storage slot when it executes that height, so its state (and root)
-/// diverges from the network's exactly as a nondeterminism bug would. Honoured only in
-/// builds with debug assertions (the test profiles); see [`fault_diverge_height`].
-pub const FAULT_DIVERGE_ENV: &str = "KEEL_FAULT_DIVERGE_AT_HEIGHT";
-
 /// Unfinalized blocks kept (known or executed). Honest runs hold a handful; this bounds
 /// what peers can make us hold.
 pub const MAX_UNFINALIZED_BLOCKS: usize = 512;
@@ -29,19 +23,6 @@ pub const MAX_UNFINALIZED_BLOCKS: usize = 512;
 /// (16 MiB) blocks, 8 GiB. Honest runs hold a few blocks; 256 MiB still holds sixteen
 /// maximal ones, more than the views in flight between two finalizations.
 pub const MAX_UNFINALIZED_BLOCK_BYTES: usize = 256 * 1024 * 1024;
-
-/// The height [`FAULT_DIVERGE_ENV`] asks this node to diverge at. Only builds with debug
-/// assertions read it (the `ci` and `dev` profiles the halt test runs under): a release
-/// binary ignores the variable, so no environment setting can make a production validator
-/// corrupt its own state.
-pub fn fault_diverge_height() -> Option<Height> {
-    if !cfg!(debug_assertions) {
-        return None;
-    }
-    let value = std::env::var(FAULT_DIVERGE_ENV).ok()?;
-    tracing::warn!(height = %value, "{FAULT_DIVERGE_ENV} is set: this node will diverge on purpose");
-    value.parse().ok()
-}
 
 /// Whether `block`'s transactions are the ones its header commits (`tx_root`, the header's
 /// only commitment to the body). The block hash covers the header alone, so a peer can pair
@@ -72,8 +53,26 @@ struct Executed {
     archive_root: Hash,
 }
 
+/// Where a [`Chain`] reports what it executes and commits. The chain reads no clock: the
+/// node's observer times executions for its metrics; the simulator's observes nothing.
+pub trait ChainObserver: Send + Sync {
+    /// A block starts executing; the token comes back in [`ChainObserver::executed`].
+    fn execution_started(&self) -> u64 {
+        0
+    }
+    /// The block that started at `started` finished executing.
+    fn executed(&self, _started: u64) {}
+    /// A block with `txs` transactions using `gas_used` was committed.
+    fn committed(&self, _gas_used: u64, _txs: u64) {}
+}
+
+/// Observes nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoObserver;
+
+impl ChainObserver for NoObserver {}
+
 /// The finalized store plus the unfinalized blocks above it.
-#[derive(Debug)]
 pub struct Chain {
     store: Arc<Store>,
     runtime: Runtime,
@@ -83,10 +82,22 @@ pub struct Chain {
     /// Encoded size of each block in `blocks` (same keys), for the byte bound.
     block_bytes: BTreeMap<Hash, usize>,
     executed: BTreeMap<Hash, Executed>,
+    /// Fault injection for the halt test (see [`Chain::diverging_at`]).
     diverge_at: Option<Height>,
+    observer: Arc<dyn ChainObserver>,
     /// [`MAX_UNFINALIZED_BLOCKS`] and [`MAX_UNFINALIZED_BLOCK_BYTES`] (smaller in tests).
     max_blocks: usize,
     max_block_bytes: usize,
+}
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chain")
+            .field("tip", &self.tip())
+            .field("unfinalized_blocks", &self.blocks.len())
+            .field("executed", &self.executed.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// State as of an unfinalized block: its ancestors' diffs (newest first) over the store.
@@ -216,10 +227,25 @@ impl Chain {
             blocks: BTreeMap::new(),
             block_bytes: BTreeMap::new(),
             executed: BTreeMap::new(),
-            diverge_at: fault_diverge_height(),
+            diverge_at: None,
+            observer: Arc::new(NoObserver),
             max_blocks: MAX_UNFINALIZED_BLOCKS,
             max_block_bytes: MAX_UNFINALIZED_BLOCK_BYTES,
         }
+    }
+
+    /// Fault injection for the halt test: this chain writes one extra storage slot when it
+    /// executes `height`, so its state (and root) diverges from the network's exactly as a
+    /// nondeterminism bug would. The node sets it only in builds with debug assertions.
+    pub fn diverging_at(mut self, height: Option<Height>) -> Chain {
+        self.diverge_at = height;
+        self
+    }
+
+    /// Reports executions and commits to `observer` (the node's metrics).
+    pub fn observed_by(mut self, observer: Arc<dyn ChainObserver>) -> Chain {
+        self.observer = observer;
+        self
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -400,7 +426,7 @@ impl Chain {
                 .map(|h| (self.blocks[h].header.height, *h))
                 .collect(),
         };
-        let started = std::time::Instant::now();
+        let started = self.observer.execution_started();
         let mut output = self.runtime.execute_block(&view, &hashes, block)?;
         if self.diverge_at == Some(block.header.height) {
             output.diff.insert(
@@ -408,8 +434,7 @@ impl Chain {
                 Some(keel_state::encode_live(block.header.epoch, &[1; 32])),
             );
         }
-        metrics::histogram!(crate::metrics::BLOCK_EXECUTION)
-            .record(started.elapsed().as_secs_f64());
+        self.observer.executed(started);
         // The root the store will have once this chain is committed: the JMT root depends
         // only on the resulting key set, so the merged diffs give it at the tip's next height.
         let mut merged = StateDiff::new();
@@ -515,8 +540,8 @@ impl Chain {
             .retain(|_, b| b.header.height > height && b.header.view > view);
         self.block_bytes.retain(|h, _| self.blocks.contains_key(h));
         self.executed.retain(|h, _| self.blocks.contains_key(h));
-        metrics::counter!(crate::metrics::EXECUTED_GAS).increment(executed.output.gas_used);
-        metrics::counter!(crate::metrics::EXECUTED_TXS).increment(block.transactions.len() as u64);
+        self.observer
+            .committed(executed.output.gas_used, block.transactions.len() as u64);
         Ok((info, executed.output.receipts))
     }
 }
@@ -705,13 +730,5 @@ mod tests {
         assert!(chain.remember(&b2));
         assert!(!chain.blocks.contains_key(&junk.hash()));
         assert!(chain.blocks.contains_key(&b1.hash()));
-    }
-
-    #[test]
-    fn the_fault_variable_is_read_only_with_debug_assertions() {
-        // Release builds never read it; under debug assertions an unset variable is None.
-        if !cfg!(debug_assertions) || std::env::var(FAULT_DIVERGE_ENV).is_err() {
-            assert_eq!(fault_diverge_height(), None);
-        }
     }
 }

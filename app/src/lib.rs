@@ -1,0 +1,20 @@
+//! keel-app: the application core between consensus and the runtime — which blocks from
+//! peers may be stored before consensus judges them (admit), execution ahead of finality and
+//! the commit sequence (chain), block validity (validity, charge), proposal building
+//! (propose) and what is kept and served for catch-up (sync). No sockets, timers or clock:
+//! the node's driver feeds it and passes the time in.
+
+#![forbid(unsafe_code)]
+
+pub mod admit;
+pub mod chain;
+pub mod charge;
+pub mod propose;
+pub mod sync;
+pub mod validity;
+
+pub use chain::{
+    body_matches_header, Chain, ChainError, ChainObserver, NoObserver, ParentInfo,
+    MAX_UNFINALIZED_BLOCKS, MAX_UNFINALIZED_BLOCK_BYTES,
+};
+pub use validity::{BlockRules, EpochBounds, Verdict, MAX_FUTURE_DRIFT_MS};
