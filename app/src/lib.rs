@@ -9,6 +9,7 @@
 pub mod admit;
 pub mod chain;
 pub mod charge;
+pub mod core;
 pub mod propose;
 pub mod sync;
 pub mod validity;

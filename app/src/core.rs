@@ -1,0 +1,661 @@
+//! The application's half of every protocol step, as a state machine: it runs the sans-IO
+//! consensus engine and carries out its actions (persist the vote before sending, broadcast,
+//! timers, build and verify proposals, commit finalized blocks, serve sync), and halts for
+//! good if the network finalizes a root this node cannot reproduce.
+//!
+//! It owns no socket, timer or clock. The caller passes the time in with every input
+//! ([`Now`]), reads [`App::next_deadline_ms`] to know when to call [`App::on_deadline`], and
+//! carries out what the app asks of the outside world through [`Host`] — the node's driver
+//! over the vote-log file, p2p and the shared mempool; the simulator over memory and a
+//! simulated network. Verification needs only the parent's execution, never its finality
+//! (chain.rs): a proposal is executed before the vote for it, so its root is ready for the
+//! next proposal while the finalize round is in flight.
+
+use crate::admit::{ProposalWindow, RequestedBlocks, MAX_VIEWS_AHEAD};
+use crate::chain::{Chain, ChainError};
+use crate::propose::ProposalSlot;
+use crate::sync;
+use crate::validity::{check, check_finalized, BlockRules, EpochBounds, Verdict};
+use keel_consensus::{Action, Config, Engine, Input, Message, ValidatorSet, VoteRecord};
+use keel_state::StateView;
+use keel_store::CommitInfo;
+use keel_types::limits::MAX_BLOCK_BYTES;
+use keel_types::{
+    Block, Certificate, Hash, Height, PublicKey, Receipt, SecretKey, SignedTransaction, View,
+};
+use std::collections::{BTreeMap, VecDeque};
+
+/// Proposals waiting for their parent's chain to become known.
+pub const MAX_DEFERRED_VERIFICATIONS: usize = 64;
+/// Retry interval when a proposal's parent is not executable yet.
+const BUILD_RETRY_MS: u64 = 50;
+/// How often a validator that cannot catch up (its peers pruned what it needs) says so.
+const PRUNED_WARNING_EVERY_MS: u64 = 30_000;
+/// Bytes of a block left for the header and framing.
+const BLOCK_BYTES_MARGIN: usize = 64 * 1024;
+/// Views without a finalization after which the engine skips ahead on evidence.
+const SKIP_AFTER_VIEWS: u64 = 20;
+
+/// Time as the caller gives it: wall-clock milliseconds for block timestamps (and their
+/// bounds), a monotonic millisecond clock for timers. The simulator passes simulated time
+/// for both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    pub wall_ms: u64,
+    pub mono_ms: u64,
+}
+
+/// The application's parameters.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    pub chain_id: u64,
+    pub epoch_length: u64,
+    pub validators: Vec<PublicKey>,
+    pub me: u16,
+    pub timeout_base_ms: u64,
+    pub timeout_max_ms: u64,
+    pub block_time_ms: u64,
+    pub max_block_txs: usize,
+    pub block_gas_limit: u64,
+    /// The p2p frame limit (every validator is assumed to run the same or larger): a block
+    /// must fit in one frame.
+    pub max_frame_bytes: usize,
+}
+
+/// Limits of one mempool selection for a proposal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SelectLimits {
+    pub max_txs: usize,
+    pub max_bytes: usize,
+    pub max_gas: u64,
+}
+
+/// A block this node committed, with what the commit produced.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub block: Block,
+    pub info: CommitInfo,
+    pub receipts: Vec<Receipt>,
+}
+
+/// What the app asks of the outside world. Each call happens at the point of the protocol
+/// step that needs it, in order.
+pub trait Host {
+    /// Makes `record` durable before anything later leaves this node. `Err` halts the app,
+    /// and nothing after it is sent: a restart could otherwise sign a conflicting vote.
+    fn persist(&mut self, record: &VoteRecord) -> Result<(), String>;
+    fn broadcast(&mut self, message: Message);
+    fn send(&mut self, to: u16, message: Message);
+    /// Transactions for a proposal, valid on `state` (the mempool's selection).
+    fn select(
+        &mut self,
+        state: &dyn StateView,
+        limits: SelectLimits,
+    ) -> Result<Vec<SignedTransaction>, String>;
+    /// Transactions a proposal left out because they cannot be charged (drop them).
+    fn uncharged(&mut self, hashes: &[Hash]);
+    /// A block was committed to the store.
+    fn committed(&mut self, committed: Committed);
+    /// A peer's message was dropped before the engine saw it (for metrics).
+    fn rejected(&mut self, from: u16, reason: &'static str, detail: Option<&'static str>);
+    /// A new epoch began.
+    fn epoch_started(&mut self, epoch: u64);
+    /// The app halted for good.
+    fn halted(&mut self, reason: &str);
+}
+
+#[derive(Debug, Clone)]
+struct BuildRequest {
+    view: View,
+    parent: Hash,
+    height: Height,
+    epoch: u64,
+    empty: bool,
+}
+
+/// The height of the first block in `message` whose body does not match its header's
+/// `tx_root`, if any. Every block a peer sends (a proposal, a fetched block, a sync response)
+/// goes through this before anything else sees it.
+pub fn unbound_body(message: &Message) -> Option<Height> {
+    let blocks: &[Block] = match message {
+        Message::Propose { block, .. } | Message::BlockResponse(block) => {
+            std::slice::from_ref(block)
+        }
+        Message::SyncResponse { blocks, .. } => blocks,
+        _ => &[],
+    };
+    blocks
+        .iter()
+        .find(|b| !crate::chain::body_matches_header(b))
+        .map(|b| b.header.height)
+}
+
+fn engine_config(cfg: &AppConfig, key: &SecretKey, tip: (Height, Hash, View)) -> Config {
+    // Epoch e orders heights e·L+1 ..= (e+1)·L; the next height after the tip decides.
+    let epoch = tip.0 / cfg.epoch_length;
+    Config {
+        chain_id: cfg.chain_id,
+        validators: ValidatorSet {
+            epoch,
+            keys: cfg.validators.clone(),
+        },
+        me: Some((cfg.me, key.clone())),
+        finalized_tip: tip,
+        timeout_base_ms: cfg.timeout_base_ms,
+        timeout_max_ms: cfg.timeout_max_ms,
+        skip_after_views: SKIP_AFTER_VIEWS,
+        max_views_ahead: MAX_VIEWS_AHEAD,
+        epoch_length: cfg.epoch_length,
+        epoch_first_height: epoch * cfg.epoch_length + 1,
+    }
+}
+
+/// One validator's application: the consensus engine and the chain it orders.
+#[derive(Debug)]
+pub struct App {
+    cfg: AppConfig,
+    key: SecretKey,
+    engine: Engine,
+    chain: Chain,
+    /// The view timer: monotonic deadline and view.
+    timer: Option<(u64, View)>,
+    build: Option<(u64, BuildRequest)>,
+    /// When the last "peers pruned what this node needs" error was logged (monotonic ms).
+    pruned_warned: Option<u64>,
+    deferred: BTreeMap<View, Block>,
+    /// Proposals admitted to the block cache per view (admit.rs).
+    proposals: ProposalWindow,
+    /// Blocks this node asked for: the only block responses it stores.
+    requested: RequestedBlocks,
+    to_execute: Vec<Hash>,
+    inputs: VecDeque<Input>,
+    halted: Option<String>,
+}
+
+impl App {
+    /// The app over `chain`, its engine restored from the vote log's `restored` records.
+    pub fn new(
+        cfg: AppConfig,
+        key: SecretKey,
+        chain: Chain,
+        restored: &[VoteRecord],
+    ) -> Result<App, ChainError> {
+        let tip = engine_tip(&chain)?;
+        let engine = Engine::new(engine_config(&cfg, &key, tip), restored);
+        Ok(App {
+            cfg,
+            key,
+            engine,
+            chain,
+            timer: None,
+            build: None,
+            pruned_warned: None,
+            deferred: BTreeMap::new(),
+            proposals: ProposalWindow::default(),
+            requested: RequestedBlocks::default(),
+            to_execute: Vec::new(),
+            inputs: VecDeque::new(),
+            halted: None,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn chain(&self) -> &Chain {
+        &self.chain
+    }
+
+    pub fn halted(&self) -> Option<&str> {
+        self.halted.as_deref()
+    }
+
+    /// When [`App::on_deadline`] is next due (monotonic ms), if ever.
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        [self.timer.map(|t| t.0), self.build.as_ref().map(|b| b.0)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Starts the engine (first view, or the restored one).
+    pub fn start(&mut self, now: Now, host: &mut dyn Host) {
+        self.push(Input::Start);
+        self.drain(now, host);
+    }
+
+    /// A consensus message from validator `from`.
+    pub fn on_message(&mut self, now: Now, from: u16, message: Message, host: &mut dyn Host) {
+        self.admit_message(now, from, message, host);
+        self.drain(now, host);
+    }
+
+    /// Fires whatever deadline has passed by `now`.
+    pub fn on_deadline(&mut self, now: Now, host: &mut dyn Host) {
+        if let Some((at, view)) = self.timer {
+            if at <= now.mono_ms {
+                self.timer = None;
+                self.push(Input::Timeout { view });
+            }
+        }
+        if self
+            .build
+            .as_ref()
+            .is_some_and(|(at, _)| *at <= now.mono_ms)
+        {
+            if let Some((_, request)) = self.build.take() {
+                self.build_proposal(now, request, host);
+            }
+        }
+        self.drain(now, host);
+    }
+
+    fn admit_message(&mut self, now: Now, from: u16, message: Message, host: &mut dyn Host) {
+        if let Some(height) = unbound_body(&message) {
+            // The peer paired a header with a body it does not commit: drop the whole
+            // message before the engine, the chain or execution sees any of it.
+            host.rejected(from, "body_mismatch", None);
+            tracing::warn!(
+                peer = from,
+                height,
+                "dropping a message whose block body does not match its header"
+            );
+            return;
+        }
+        match &message {
+            Message::Propose { block, vote } => {
+                // Only the view's leader's signed proposals, a bounded number per view, may
+                // take room in the block cache (admit.rs); the rest never reach the engine.
+                let leader = self.engine.leader(vote.vote.view);
+                let admitted = self.proposals.admit(
+                    block,
+                    vote,
+                    &self.cfg.validators,
+                    leader,
+                    self.engine.finalized_tip().2,
+                    self.engine.view(),
+                );
+                if let Err(refusal) = admitted {
+                    host.rejected(from, "proposal", Some(refusal.label()));
+                    tracing::debug!(peer = from, %refusal, "dropping a proposal");
+                    return;
+                }
+                let engine = &self.engine;
+                self.chain.remember_with(block, &|h| engine.holds(h), false);
+                self.retry_deferred(now, host);
+            }
+            Message::BlockResponse(block) => {
+                if !self.requested.contains(&block.hash()) {
+                    host.rejected(from, "unsolicited_block", None);
+                    return;
+                }
+                let engine = &self.engine;
+                self.chain.remember_with(block, &|h| engine.holds(h), false);
+                self.retry_deferred(now, host);
+            }
+            Message::SyncPruned {
+                from_height,
+                oldest_retained,
+            } => {
+                if self
+                    .pruned_warned
+                    .is_none_or(|at| now.mono_ms >= at + PRUNED_WARNING_EVERY_MS)
+                {
+                    self.pruned_warned = Some(now.mono_ms);
+                    tracing::error!(
+                        peer = from,
+                        from_height,
+                        oldest_retained,
+                        "cannot catch up from this peer: it pruned the blocks this node needs \
+                         (block sync only; no state sync yet). Copy the data directory of a \
+                         synced validator, or sync from an archive node (storage.retain_heights = 0)"
+                    );
+                }
+                return;
+            }
+            _ => {}
+        }
+        self.push(Input::Message { from, message });
+    }
+
+    fn push(&mut self, input: Input) {
+        self.inputs.push_back(input);
+    }
+
+    /// Feeds queued inputs to the engine and carries out the actions, then executes the
+    /// blocks voted for.
+    fn drain(&mut self, now: Now, host: &mut dyn Host) {
+        loop {
+            while let Some(input) = self.inputs.pop_front() {
+                if self.halted.is_some() {
+                    self.inputs.clear();
+                    return;
+                }
+                // A block the cache refused on arrival (it ranks last until the engine holds
+                // it) but the engine kept is never sent again: keep the engine's copy, or a
+                // child of it could never execute (found by review).
+                let arriving = match &input {
+                    Input::Message {
+                        message: Message::Propose { block, .. } | Message::BlockResponse(block),
+                        ..
+                    } if !self.chain.knows(&block.hash()) => Some(block.clone()),
+                    _ => None,
+                };
+                let actions = self.engine.handle(input);
+                if let Some(block) = arriving {
+                    if self.engine.holds(&block.hash()) {
+                        let engine = &self.engine;
+                        self.chain.remember_with(&block, &|h| engine.holds(h), true);
+                    }
+                }
+                // Stop at the first action after which the app halted: a vote the log could
+                // not make durable must not leave, nor anything after it.
+                for action in actions {
+                    if self.halted.is_some() {
+                        break;
+                    }
+                    self.perform(now, action, host);
+                }
+            }
+            let hashes = std::mem::take(&mut self.to_execute);
+            if hashes.is_empty() || self.halted.is_some() {
+                return;
+            }
+            for hash in hashes {
+                if let Err(e) = self.chain.execute(&hash) {
+                    self.halt(format!("executing block {hash}: {e}"), host);
+                    return;
+                }
+            }
+            self.retry_deferred(now, host);
+        }
+    }
+
+    fn perform(&mut self, now: Now, action: Action, host: &mut dyn Host) {
+        match action {
+            Action::Persist(record) => {
+                if let Err(e) = host.persist(&record) {
+                    // Cannot make the vote durable: must not send it, nor any later vote.
+                    self.halt(format!("vote log: {e}"), host);
+                }
+            }
+            Action::Broadcast(message) => {
+                match &message {
+                    Message::Propose { block, .. } => {
+                        let engine = &self.engine;
+                        self.chain.remember_with(block, &|h| engine.holds(h), true);
+                    }
+                    Message::BlockRequest(hash) => self.requested.record(*hash),
+                    _ => {}
+                }
+                host.broadcast(message);
+            }
+            Action::Send { to, message } => {
+                if let Message::BlockRequest(hash) = &message {
+                    self.requested.record(*hash);
+                }
+                host.send(to, message);
+            }
+            Action::SetTimer { view, after_ms } => {
+                self.timer = Some((now.mono_ms.saturating_add(after_ms), view));
+            }
+            Action::BuildProposal {
+                view,
+                parent,
+                height,
+                epoch,
+                empty,
+            } => self.schedule_build(
+                now,
+                BuildRequest {
+                    view,
+                    parent,
+                    height,
+                    epoch,
+                    empty,
+                },
+                host,
+            ),
+            Action::Verify { view, block } => {
+                let engine = &self.engine;
+                self.chain.remember_with(&block, &|h| engine.holds(h), true);
+                self.verify(now, view, block, host);
+            }
+            Action::Finalized { block, certificate } => {
+                self.on_finalized(now, block, certificate, host)
+            }
+            Action::ServeSync { to, from_height } => self.serve_sync(to, from_height, host),
+            Action::EpochEnded { epoch, tip, suffix } => {
+                if let Some((headers, cert)) = suffix {
+                    if let Err(e) =
+                        sync::put_epoch_suffix(self.chain.store(), epoch, &headers, &cert)
+                    {
+                        tracing::warn!(error = %e, epoch, "cannot record the epoch's suffix proof");
+                    }
+                }
+                tracing::info!(epoch, height = tip.0, "epoch ended");
+                // The validator set is genesis' for every epoch until reconfiguration lands.
+                // A live transition has no records for the new epoch yet (a restart inside
+                // it restores them in `new`).
+                self.engine = Engine::new(engine_config(&self.cfg, &self.key, tip), &[]);
+                self.build = None;
+                self.deferred.clear();
+                host.epoch_started(epoch + 1);
+                self.push(Input::Start);
+            }
+        }
+    }
+
+    fn serve_sync(&mut self, to: u16, from_height: Height, host: &mut dyn Host) {
+        match sync::response(self.chain.store(), from_height, self.cfg.epoch_length) {
+            Ok(Some(message)) => host.send(to, message),
+            Ok(None) => {
+                // Say so when the gap is ours (pruned), so the requester can tell its
+                // operator rather than wait forever.
+                let oldest_retained = self.chain.store().oldest_retained().unwrap_or(0);
+                if from_height < oldest_retained {
+                    let message = Message::SyncPruned {
+                        from_height,
+                        oldest_retained,
+                    };
+                    host.send(to, message);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, from_height, "cannot serve sync"),
+        }
+    }
+
+    fn schedule_build(&mut self, now: Now, request: BuildRequest, host: &mut dyn Host) {
+        // Pace blocks: not before the parent's timestamp plus the block time.
+        let wait_ms = match self.chain.parent_info(&request.parent) {
+            Ok(Some(parent)) => {
+                (parent.timestamp_ms + self.cfg.block_time_ms).saturating_sub(now.wall_ms)
+            }
+            Ok(None) => BUILD_RETRY_MS,
+            Err(e) => return self.halt(format!("executing the parent of a proposal: {e}"), host),
+        };
+        self.build = Some((now.mono_ms.saturating_add(wait_ms), request));
+    }
+
+    fn build_proposal(&mut self, now: Now, request: BuildRequest, host: &mut dyn Host) {
+        if self.engine.view() > request.view {
+            return; // the view moved on
+        }
+        let parent = match self.chain.parent_info(&request.parent) {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                self.build = Some((now.mono_ms.saturating_add(BUILD_RETRY_MS), request));
+                return;
+            }
+            Err(e) => return self.halt(format!("executing the parent of a proposal: {e}"), host),
+        };
+        let transactions = if request.empty {
+            Vec::new()
+        } else {
+            let limits = SelectLimits {
+                max_txs: self.cfg.max_block_txs,
+                // A block must fit in one frame the peers accept.
+                max_bytes: MAX_BLOCK_BYTES.min(self.cfg.max_frame_bytes) - BLOCK_BYTES_MARGIN,
+                max_gas: self.cfg.block_gas_limit,
+            };
+            match self
+                .chain
+                .with_state_after(&parent.hash, |state| host.select(state, limits))
+            {
+                Ok(Some(Ok(txs))) => txs,
+                Ok(Some(Err(e))) => {
+                    tracing::warn!(error = %e, "mempool selection failed; proposing empty");
+                    Vec::new()
+                }
+                Ok(None) => Vec::new(),
+                Err(e) => return self.halt(format!("reading state for a proposal: {e}"), host),
+            }
+        };
+        let slot = ProposalSlot {
+            chain_id: self.cfg.chain_id,
+            view: request.view,
+            height: request.height,
+            epoch: request.epoch,
+            proposer: self.key.public_key(),
+        };
+        // Validators refuse a block holding a transaction that cannot be charged: build
+        // executes the candidate and leaves those out (and out of the pool: they would come
+        // back).
+        let built =
+            crate::propose::build(&mut self.chain, &slot, &parent, transactions, now.wall_ms);
+        let (block, dropped) = match built {
+            Ok(built) => built,
+            Err(e) => return self.halt(format!("executing a proposal: {e}"), host),
+        };
+        if !dropped.is_empty() {
+            tracing::debug!(
+                dropped = dropped.len(),
+                "left out transactions that cannot be charged"
+            );
+            host.uncharged(&dropped);
+        }
+        tracing::debug!(
+            height = request.height,
+            view = request.view,
+            txs = block.transactions.len(),
+            "proposing"
+        );
+        let engine = &self.engine;
+        self.chain.remember_with(&block, &|h| engine.holds(h), true);
+        self.to_execute.push(block.hash());
+        self.push(Input::Proposal {
+            view: request.view,
+            block,
+        });
+    }
+
+    fn verify(&mut self, now: Now, view: View, block: Block, host: &mut dyn Host) {
+        let rules = BlockRules {
+            chain_id: self.cfg.chain_id,
+            block_gas_limit: self.cfg.block_gas_limit,
+        };
+        let epoch = EpochBounds {
+            epoch: self.engine.epoch(),
+            last_height: self.engine.epoch_last_height(),
+        };
+        match check(&mut self.chain, &rules, epoch, now.wall_ms, &block) {
+            Ok(Verdict::Valid) => {
+                let hash = block.hash();
+                self.to_execute.push(hash);
+                self.push(Input::Verified {
+                    view,
+                    block: hash,
+                    valid: true,
+                });
+            }
+            Ok(Verdict::Invalid(reason)) => {
+                tracing::warn!(view, height = block.header.height, %reason, "rejecting proposal");
+                self.push(Input::Verified {
+                    view,
+                    block: block.hash(),
+                    valid: false,
+                });
+            }
+            Ok(Verdict::Deferred) => {
+                if self.deferred.len() >= MAX_DEFERRED_VERIFICATIONS {
+                    self.deferred.pop_first();
+                }
+                self.deferred.insert(view, block);
+            }
+            Err(e) => self.halt(format!("checking a proposal: {e}"), host),
+        }
+    }
+
+    fn retry_deferred(&mut self, now: Now, host: &mut dyn Host) {
+        let pending = std::mem::take(&mut self.deferred);
+        for (view, block) in pending {
+            if view
+                >= self
+                    .engine
+                    .view()
+                    .saturating_sub(MAX_DEFERRED_VERIFICATIONS as u64)
+            {
+                self.verify(now, view, block, host);
+            }
+        }
+    }
+
+    fn on_finalized(
+        &mut self,
+        now: Now,
+        block: Block,
+        certificate: Option<Certificate>,
+        host: &mut dyn Host,
+    ) {
+        let height = block.header.height;
+        // The header commits its parent's root: if the network finalized a root this node
+        // did not compute, this node's state is wrong. Stop before committing on top of it.
+        if let Err(reason) = check_finalized(&mut self.chain, &block) {
+            return self.halt(reason, host);
+        }
+        let (info, receipts) = match self.chain.finalize(&block) {
+            Ok(done) => done,
+            Err(e) => return self.halt(format!("committing block {height}: {e}"), host),
+        };
+        self.proposals.prune(block.header.view);
+        if let Some(cert) = &certificate {
+            if let Err(e) = sync::put_certificate(self.chain.store(), height, cert) {
+                tracing::warn!(error = %e, height, "cannot record the finalization certificate");
+            }
+        }
+        tracing::info!(height, txs = block.transactions.len(), root = %info.state_root, "finalized");
+        host.committed(Committed {
+            block,
+            info,
+            receipts,
+        });
+        self.retry_deferred(now, host);
+    }
+
+    /// Stops voting for good: no more engine inputs, timers or proposals.
+    fn halt(&mut self, reason: String, host: &mut dyn Host) {
+        if self.halted.is_some() {
+            return;
+        }
+        tracing::error!(%reason, "HALTED: this node stops voting");
+        host.halted(&reason);
+        self.halted = Some(reason);
+        self.inputs.clear();
+        self.timer = None;
+        self.build = None;
+    }
+}
+
+fn engine_tip(chain: &Chain) -> Result<(Height, Hash, View), ChainError> {
+    let (height, hash) = chain.tip();
+    if height == 0 {
+        return Ok((0, hash, 0));
+    }
+    let block = chain.store().block(height)?.ok_or_else(|| {
+        ChainError::State(keel_state::StateError::Corrupt(format!(
+            "finalized block {height} missing from the store"
+        )))
+    })?;
+    Ok((height, hash, block.header.view))
+}
