@@ -6,6 +6,9 @@
 //! `KEEL_SIM_SEEDS=100000` runs a long campaign; `KEEL_SIM_SEED=n` replays one seed.
 
 use keel_tests::sim::{Fault, Report, Scenario, Sim, MAX_RESTART_MS};
+
+#[path = "sim/stack.rs"]
+mod stack;
 use rand::{Rng, SeedableRng};
 
 /// A random scenario for a seed: n ∈ {4, 7, 10}, up to f Byzantine validators of random

@@ -1,0 +1,359 @@
+//! Full-stack deterministic simulation: per validator, keel-app's `App` (the consensus
+//! engine and the application's half of every step: admission, verification, proposal
+//! building, execution ahead of finality, the commit, sync serving) over a real RocksDB
+//! store in a temp dir, the node's real mempool and runtime, and a vote log that survives
+//! crashes. One seeded RNG drives message delay, loss and duplication, a crash and restart,
+//! and the agents' transactions in both environments with expiry and folding on; simulated
+//! time is passed in. The same seed replays the same run.
+//!
+//! A run reports, for every height all validators committed, whether their blocks, receipts
+//! and state roots are identical — read back from each validator's store, the thing a user
+//! would query.
+
+mod node;
+mod workload;
+
+pub use workload::Kind;
+
+use keel_app::core::Now;
+use keel_consensus::Message;
+use keel_types::{Env, SecretKey, TxStatus};
+use node::Validator;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use workload::Workload;
+
+pub const CHAIN_ID: u64 = 7;
+pub const GAS_PRICE: u128 = 1;
+/// Each funded agent's balance at genesis.
+pub const FUNDS: u64 = 1_000_000_000_000_000;
+/// Genesis time; simulated wall time is this plus the simulated milliseconds.
+pub const GENESIS_TIME_MS: u64 = 1_700_000_000_000;
+
+/// One run's settings.
+#[derive(Debug, Clone)]
+pub struct StackScenario {
+    pub seed: u64,
+    pub n: usize,
+    pub duration_ms: u64,
+    /// Message delay range (ms); jitter reorders messages.
+    pub delay_ms: (u64, u64),
+    pub loss: f64,
+    pub duplicate: f64,
+    pub epoch_length: u64,
+    pub expiry_epochs: u64,
+    pub fold_epochs: u64,
+    pub block_time_ms: u64,
+    pub timeout_base_ms: u64,
+    /// Validator `.0` crashes at `.1` ms and restarts `.2` ms later.
+    pub crash: Option<(usize, u64, u64)>,
+    /// A validator that never runs (f = 1 of 4 may be silent).
+    pub silent: Option<usize>,
+    /// The agents send every this many ms (a random gap in the range).
+    pub tx_gap_ms: (u64, u64),
+    /// Validator `.0` computes a wrong state at height `.1` (a nondeterminism bug).
+    pub diverge: Option<(usize, u64)>,
+    /// Validator `.0`'s vote log fails on its `.1`-th write (0-based).
+    pub votelog_fails: Option<(usize, usize)>,
+}
+
+impl StackScenario {
+    /// A random scenario for `seed`: four validators, network faults, maybe a crash and
+    /// restart or a silent validator, epochs short enough that entries expire and fold.
+    pub fn random(seed: u64) -> StackScenario {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_57ac);
+        let n = 4;
+        let max_delay = rng.gen_range(2..40);
+        let fault = rng.gen_range(0..3);
+        StackScenario {
+            seed,
+            n,
+            duration_ms: 5_000,
+            delay_ms: (rng.gen_range(1..=max_delay), max_delay),
+            loss: if rng.gen_bool(0.3) {
+                rng.gen_range(0.0..0.05)
+            } else {
+                0.0
+            },
+            duplicate: rng.gen_range(0.0..0.05),
+            epoch_length: rng.gen_range(4..8),
+            expiry_epochs: 1,
+            fold_epochs: 1,
+            block_time_ms: 100,
+            timeout_base_ms: 400,
+            crash: (fault == 1).then(|| {
+                let i = rng.gen_range(0..n);
+                (i, rng.gen_range(500..2_000), rng.gen_range(100..800))
+            }),
+            silent: (fault == 2).then(|| rng.gen_range(0..n)),
+            tx_gap_ms: (20, 120),
+            diverge: None,
+            votelog_fails: None,
+        }
+    }
+}
+
+/// What a run did, as read back from the validators' stores.
+#[derive(Debug, Clone, Default)]
+pub struct StackReport {
+    /// Each validator's finalized height (0 for a silent one).
+    pub heights: Vec<u64>,
+    /// Heights every running validator committed, all compared.
+    pub compared: u64,
+    /// Differences between validators (block, receipts or root at a height).
+    pub mismatches: Vec<String>,
+    pub halted: Vec<String>,
+    /// Successful receipts by kind (on the first running validator).
+    pub succeeded: BTreeMap<Kind, u64>,
+    /// Expired entries and fold pages at the end, on the first running validator.
+    pub expired_entries: u64,
+    pub fold_pages: u64,
+    /// Messages each validator sent after its vote log failed (must be none).
+    pub sent_after_votelog_failure: Vec<usize>,
+}
+
+/// A message on its way.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub from: usize,
+    /// `None`: to every other validator.
+    pub to: Option<usize>,
+    pub message: Message,
+}
+
+enum Event {
+    Deliver {
+        to: usize,
+        from: usize,
+        message: Box<Message>,
+    },
+    Wake(usize),
+    Agents,
+    Crash(usize),
+    Restart(usize),
+}
+
+fn validator_key(i: usize) -> SecretKey {
+    SecretKey::from_seed([0x40 + u8::try_from(i).unwrap_or(0); 32])
+}
+
+/// Runs `s` and reports. Errors are the harness's own (a temp dir, a store that will not
+/// open), never the system's: those are in the report.
+pub fn run(s: &StackScenario) -> anyhow::Result<StackReport> {
+    let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
+    let mut agents = Workload::new()?;
+    let keys: Vec<SecretKey> = (0..s.n).map(validator_key).collect();
+    let public: Vec<_> = keys.iter().map(SecretKey::public_key).collect();
+    let genesis = node::genesis(s, &public, &agents.funded());
+    let mut validators = keys
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| Validator::new(s, i, k, &genesis))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut queue: BTreeMap<(u64, u64), Event> = BTreeMap::new();
+    let mut seq = 0u64;
+    let mut push = |queue: &mut BTreeMap<(u64, u64), Event>, at: u64, event: Event| {
+        seq += 1;
+        queue.insert((at, seq), event);
+    };
+    let now_at = |ms: u64| Now {
+        wall_ms: GENESIS_TIME_MS + ms,
+        mono_ms: ms,
+    };
+    let mut out = Vec::new();
+    for v in &mut validators {
+        if s.silent != Some(v.index) {
+            v.start(now_at(0), &mut out)?;
+        }
+    }
+    push(&mut queue, 0, Event::Agents);
+    if let Some((i, at, down)) = s.crash {
+        push(&mut queue, at, Event::Crash(i));
+        push(&mut queue, at + down, Event::Restart(i));
+    }
+    // When each validator's next wake is queued, so a deadline is queued once.
+    let mut waking: Vec<Option<u64>> = vec![None; s.n];
+    let mut seen_receipts = 0usize;
+    let mut now = 0u64;
+    loop {
+        // Hand out what the last step sent.
+        for o in out.drain(..) {
+            let targets: Vec<usize> = match o.to {
+                Some(to) => vec![to],
+                None => (0..s.n).filter(|&t| t != o.from).collect(),
+            };
+            for to in targets {
+                if to >= s.n || rng.gen_bool(s.loss) {
+                    continue;
+                }
+                let copies = if rng.gen_bool(s.duplicate) { 2 } else { 1 };
+                for _ in 0..copies {
+                    let at = now + rng.gen_range(s.delay_ms.0..=s.delay_ms.1);
+                    let message = Box::new(o.message.clone());
+                    push(
+                        &mut queue,
+                        at,
+                        Event::Deliver {
+                            to,
+                            from: o.from,
+                            message,
+                        },
+                    );
+                }
+            }
+        }
+        for v in &validators {
+            if let Some(deadline) = v.next_deadline_ms() {
+                let at = deadline.max(now);
+                if waking[v.index].is_none_or(|w| at < w) {
+                    waking[v.index] = Some(at);
+                    push(&mut queue, at, Event::Wake(v.index));
+                }
+            }
+        }
+        let Some(((at, _), event)) = queue.pop_first() else {
+            break;
+        };
+        if at > s.duration_ms {
+            break;
+        }
+        now = at;
+        match event {
+            Event::Deliver { to, from, message } => {
+                let from = u16::try_from(from)?;
+                validators[to].call(&mut out, |app, host| {
+                    app.on_message(now_at(now), from, *message, host)
+                });
+            }
+            Event::Wake(i) => {
+                if waking[i] == Some(now) {
+                    waking[i] = None;
+                }
+                validators[i].call(&mut out, |app, host| app.on_deadline(now_at(now), host));
+            }
+            Event::Agents => {
+                if let Some(reference) = validators.iter().position(|v| v.app.is_some()) {
+                    let view = validators[reference].store.latest_view();
+                    let txs = agents.next(&mut rng, &view, now);
+                    for v in &mut validators {
+                        v.admit(txs.clone());
+                    }
+                }
+                push(
+                    &mut queue,
+                    now + rng.gen_range(s.tx_gap_ms.0..=s.tx_gap_ms.1),
+                    Event::Agents,
+                );
+            }
+            Event::Crash(i) => validators[i].crash(),
+            Event::Restart(i) => {
+                waking[i] = None;
+                validators[i].start(now_at(now), &mut out)?;
+            }
+        }
+        // The agents learn contract addresses from what the first validator committed.
+        if let Some(first) = validators.iter().find(|v| s.silent != Some(v.index)) {
+            for c in &first.committed[seen_receipts.min(first.committed.len())..] {
+                for r in &c.receipts {
+                    agents.on_receipt(r);
+                }
+            }
+            seen_receipts = first.committed.len();
+        }
+    }
+    report(s, &validators, &agents)
+}
+
+/// Reads every running validator's store back and compares them height by height.
+fn report(
+    s: &StackScenario,
+    validators: &[Validator],
+    agents: &Workload,
+) -> anyhow::Result<StackReport> {
+    // A validator that halted (as it must on its own divergence) is compared up to where it
+    // stopped; the others must agree to the end.
+    let running: Vec<&Validator> = validators
+        .iter()
+        .filter(|v| s.silent != Some(v.index) && v.halted.is_none())
+        .collect();
+    let mut r = StackReport {
+        heights: validators
+            .iter()
+            .map(|v| v.store.latest().map_or(0, |l| l.height))
+            .collect(),
+        halted: validators
+            .iter()
+            .filter_map(|v| {
+                v.halted
+                    .as_ref()
+                    .map(|h| format!("validator {}: {h}", v.index))
+            })
+            .collect(),
+        sent_after_votelog_failure: validators.iter().map(|v| v.sent_after_failure).collect(),
+        ..StackReport::default()
+    };
+    if running.is_empty() {
+        r.mismatches.push("every validator halted".into());
+        return Ok(r);
+    }
+    for v in validators.iter().filter(|v| v.halted.is_some()) {
+        let stopped = v.store.latest().map_or(0, |l| l.height);
+        for h in 1..=stopped {
+            if v.store.block(h)?.map(|b| b.hash()) != running[0].store.block(h)?.map(|b| b.hash()) {
+                r.mismatches.push(format!(
+                    "height {h}: halted validator {} committed another block",
+                    v.index
+                ));
+            }
+        }
+    }
+    let common = running
+        .iter()
+        .map(|v| v.store.latest().map_or(0, |l| l.height))
+        .min()
+        .unwrap_or(0);
+    let first = running[0];
+    for h in 0..=common {
+        let block = first.store.block(h)?.map(|b| b.hash());
+        let receipts = first.store.receipts(h)?;
+        let root = first.store.state_root(h)?;
+        for v in &running[1..] {
+            if v.store.block(h)?.map(|b| b.hash()) != block {
+                r.mismatches.push(format!(
+                    "height {h}: validator {} has another block",
+                    v.index
+                ));
+            }
+            if v.store.receipts(h)? != receipts {
+                r.mismatches.push(format!(
+                    "height {h}: validator {} has other receipts",
+                    v.index
+                ));
+            }
+            if v.store.state_root(h)? != root {
+                r.mismatches.push(format!(
+                    "height {h}: validator {} has another root",
+                    v.index
+                ));
+            }
+        }
+        for receipt in receipts.iter().flatten() {
+            if receipt.status == TxStatus::Success {
+                if let Some(kind) = agents.sent.get(&receipt.tx_hash) {
+                    *r.succeeded.entry(*kind).or_default() += 1;
+                }
+            }
+        }
+    }
+    r.compared = common;
+    let counts = first.store.expiry_counts()?;
+    r.expired_entries = counts.expired;
+    r.fold_pages = keel_state::fold::fold_count(&first.store.latest_view())?;
+    Ok(r)
+}
+
+/// Successful calls into a token of `env` in a report.
+pub fn token_calls(r: &StackReport, env: Env) -> u64 {
+    r.succeeded.get(&Kind::TokenCall(env)).copied().unwrap_or(0)
+}

@@ -1,0 +1,289 @@
+//! One simulated validator: keel-app's `App` over a real RocksDB store in a temp dir, the
+//! node's real mempool, a vote log in memory (it survives crashes, as the fsync'd file
+//! does), and a [`Host`] that hands sends to the simulated network.
+
+use super::{Outgoing, StackScenario, CHAIN_ID, GAS_PRICE, GENESIS_TIME_MS};
+use keel_app::core::{App, AppConfig, Committed, Host, Now, SelectLimits};
+use keel_app::Chain;
+use keel_consensus::{Message, VoteRecord};
+use keel_node::genesis::{Genesis, GenesisBalance, GenesisValidator};
+use keel_node::{Mempool, MempoolConfig};
+use keel_runtime::{Runtime, RuntimeConfig};
+use keel_state::StateView;
+use keel_store::{Store, StoreOptions};
+use keel_types::{Hash, PublicKey, SecretKey, SignedTransaction};
+use std::sync::Arc;
+
+/// Module-cache entries per simulated validator (two contracts are ever deployed).
+const MODULE_CACHE_ENTRIES: usize = 8;
+/// Store memory per simulated validator: four run at once, a campaign opens thousands.
+const SIM_BLOCK_CACHE_BYTES: usize = 4 * 1024 * 1024;
+const SIM_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
+/// The p2p frame limit the simulated validators assume (the node's default).
+const SIM_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+/// Transactions per simulated block at most.
+const SIM_MAX_BLOCK_TXS: usize = 256;
+
+/// The chain's genesis for a scenario: validators, funded accounts, expiry settings.
+pub fn genesis(s: &StackScenario, validators: &[PublicKey], funded: &[SecretKey]) -> Genesis {
+    Genesis {
+        chain_id: CHAIN_ID,
+        genesis_time_ms: GENESIS_TIME_MS,
+        epoch_length: s.epoch_length,
+        expiry_epochs: s.expiry_epochs,
+        fold_epochs: s.fold_epochs,
+        block_gas_limit: keel_types::limits::BLOCK_GAS_LIMIT,
+        min_gas_price: GAS_PRICE,
+        validators: validators
+            .iter()
+            .enumerate()
+            .map(|(i, k)| GenesisValidator {
+                public_key: *k,
+                p2p: format!("127.0.0.1:{}", 1 + i),
+            })
+            .collect(),
+        balances: funded
+            .iter()
+            .map(|k| GenesisBalance {
+                address: keel_types::Address::from_public_key(&k.public_key()),
+                balance: keel_types::U256::from(super::FUNDS),
+            })
+            .collect(),
+    }
+}
+
+/// A simulated validator process and what outlives its crashes.
+#[allow(missing_debug_implementations)] // holds an app and a store; the report is what is printed
+pub struct Validator {
+    pub index: usize,
+    key: SecretKey,
+    cfg: AppConfig,
+    genesis_hash: Hash,
+    runtime: Runtime,
+    diverge_at: Option<u64>,
+    pub store: Arc<Store>,
+    /// `None` while crashed (or never started: a silent validator).
+    pub app: Option<App>,
+    pub mempool: Mempool,
+    /// The durable vote log.
+    votes: Vec<VoteRecord>,
+    /// Blocks committed, in order (what the host saw).
+    pub committed: Vec<Committed>,
+    pub halted: Option<String>,
+    /// Vote-log writes so far, and the one that fails (fault injection).
+    persists: usize,
+    fail_persist_at: Option<usize>,
+    /// Messages sent after a failed vote-log write.
+    pub sent_after_failure: usize,
+    /// Keeps the store's directory for the validator's life.
+    _dir: tempfile::TempDir,
+}
+
+impl Validator {
+    pub fn new(
+        s: &StackScenario,
+        index: usize,
+        key: SecretKey,
+        genesis: &Genesis,
+    ) -> anyhow::Result<Validator> {
+        let dir = tempfile::tempdir()?;
+        let store = Arc::new(Store::open(
+            dir.path(),
+            StoreOptions {
+                sync_writes: false,
+                block_cache_bytes: SIM_BLOCK_CACHE_BYTES,
+                write_buffer_bytes: SIM_WRITE_BUFFER_BYTES,
+                index_touches: genesis.expiry_epochs > 0,
+                ..StoreOptions::default()
+            },
+        )?);
+        genesis.apply(&store, dir.path())?;
+        let cache = Arc::new(keel_exec_wasm::ModuleCache::new(
+            None,
+            MODULE_CACHE_ENTRIES,
+        )?);
+        let runtime = Runtime::new(
+            RuntimeConfig {
+                chain_id: genesis.chain_id,
+                block_gas_limit: genesis.block_gas_limit,
+                min_gas_price: genesis.min_gas_price,
+                verify_threads: 1,
+                expiry_epochs: genesis.expiry_epochs,
+                fold_epochs: genesis.fold_epochs,
+            },
+            cache,
+        );
+        let cfg = AppConfig {
+            chain_id: genesis.chain_id,
+            epoch_length: genesis.epoch_length,
+            validators: genesis.validators.iter().map(|v| v.public_key).collect(),
+            me: u16::try_from(index)?,
+            timeout_base_ms: s.timeout_base_ms,
+            timeout_max_ms: s.timeout_base_ms * 4,
+            block_time_ms: s.block_time_ms,
+            max_block_txs: SIM_MAX_BLOCK_TXS,
+            block_gas_limit: genesis.block_gas_limit,
+            max_frame_bytes: SIM_MAX_FRAME_BYTES,
+        };
+        let mempool = Mempool::new(MempoolConfig::default(), CHAIN_ID, GAS_PRICE);
+        Ok(Validator {
+            index,
+            key,
+            cfg,
+            genesis_hash: genesis.hash(),
+            runtime,
+            store,
+            app: None,
+            mempool,
+            votes: Vec::new(),
+            committed: Vec::new(),
+            halted: None,
+            persists: 0,
+            fail_persist_at: s.votelog_fails.and_then(|(i, n)| (i == index).then_some(n)),
+            sent_after_failure: 0,
+            diverge_at: s.diverge.and_then(|(i, h)| (i == index).then_some(h)),
+            _dir: dir,
+        })
+    }
+
+    /// Starts the process: a fresh app over the store's finalized chain, its engine restored
+    /// from the vote log (a restart after a crash loses only what was in memory).
+    pub fn start(&mut self, now: Now, out: &mut Vec<Outgoing>) -> anyhow::Result<()> {
+        let chain = Chain::new(
+            self.store.clone(),
+            self.runtime.clone(),
+            self.genesis_hash,
+            GENESIS_TIME_MS,
+        )
+        .diverging_at(self.diverge_at);
+        let app = App::new(self.cfg.clone(), self.key.clone(), chain, &self.votes)?;
+        self.app = Some(app);
+        self.call(out, |app, host| app.start(now, host));
+        Ok(())
+    }
+
+    /// The process dies: everything in memory is lost (the unfinalized blocks, the
+    /// engine, the mempool); the store and the vote log stay.
+    pub fn crash(&mut self) {
+        self.app = None;
+        self.mempool = Mempool::new(MempoolConfig::default(), CHAIN_ID, GAS_PRICE);
+    }
+
+    /// Runs `f` on the app (if up) with this validator's host.
+    pub fn call(&mut self, out: &mut Vec<Outgoing>, f: impl FnOnce(&mut App, &mut dyn Host)) {
+        let Some(app) = self.app.as_mut() else {
+            return;
+        };
+        let mut host = SimHost {
+            from: self.index,
+            votes: &mut self.votes,
+            persists: &mut self.persists,
+            fail_persist_at: self.fail_persist_at,
+            sent_after_failure: &mut self.sent_after_failure,
+            out,
+            mempool: &mut self.mempool,
+            store: &self.store,
+            committed: &mut self.committed,
+            halted: &mut self.halted,
+        };
+        f(app, &mut host);
+    }
+
+    /// Offers transactions to this validator's mempool, as gossip would.
+    pub fn admit(&mut self, txs: Vec<SignedTransaction>) -> Vec<bool> {
+        if self.app.is_none() {
+            return vec![false; txs.len()];
+        }
+        let view = self.store.latest_view();
+        self.mempool
+            .admit(&view, txs)
+            .into_iter()
+            .map(|r| r.is_ok())
+            .collect()
+    }
+
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        self.app.as_ref().and_then(App::next_deadline_ms)
+    }
+}
+
+struct SimHost<'a> {
+    from: usize,
+    votes: &'a mut Vec<VoteRecord>,
+    persists: &'a mut usize,
+    fail_persist_at: Option<usize>,
+    sent_after_failure: &'a mut usize,
+    out: &'a mut Vec<Outgoing>,
+    mempool: &'a mut Mempool,
+    store: &'a Arc<Store>,
+    committed: &'a mut Vec<Committed>,
+    halted: &'a mut Option<String>,
+}
+
+impl SimHost<'_> {
+    fn note_send(&mut self) {
+        if self.fail_persist_at.is_some_and(|at| *self.persists > at) {
+            *self.sent_after_failure += 1;
+        }
+    }
+}
+
+impl Host for SimHost<'_> {
+    fn persist(&mut self, record: &VoteRecord) -> Result<(), String> {
+        let n = *self.persists;
+        *self.persists += 1;
+        if self.fail_persist_at.is_some_and(|at| n >= at) {
+            return Err("injected vote-log failure".into());
+        }
+        self.votes.push(*record);
+        Ok(())
+    }
+
+    fn broadcast(&mut self, message: Message) {
+        self.note_send();
+        self.out.push(Outgoing {
+            from: self.from,
+            to: None,
+            message,
+        });
+    }
+
+    fn send(&mut self, to: u16, message: Message) {
+        self.note_send();
+        self.out.push(Outgoing {
+            from: self.from,
+            to: Some(usize::from(to)),
+            message,
+        });
+    }
+
+    fn select(
+        &mut self,
+        state: &dyn StateView,
+        limits: SelectLimits,
+    ) -> Result<Vec<SignedTransaction>, String> {
+        self.mempool
+            .select(state, limits.max_txs, limits.max_bytes, limits.max_gas)
+            .map_err(|e| e.to_string())
+    }
+
+    fn uncharged(&mut self, hashes: &[Hash]) {
+        self.mempool.remove_included(hashes.iter());
+    }
+
+    fn committed(&mut self, committed: Committed) {
+        self.mempool
+            .remove_included(committed.receipts.iter().map(|r| &r.tx_hash));
+        // Revalidation can only fail on a store error, which the comparison then shows.
+        let _ = self.mempool.revalidate(&self.store.latest_view());
+        self.committed.push(committed);
+    }
+
+    fn rejected(&mut self, _from: u16, _reason: &'static str, _detail: Option<&'static str>) {}
+
+    fn epoch_started(&mut self, _epoch: u64) {}
+
+    fn halted(&mut self, reason: &str) {
+        *self.halted = Some(reason.to_string());
+    }
+}

@@ -1,0 +1,188 @@
+//! The full-stack campaign: consensus + application + a real RocksDB store per validator
+//! (keel_tests::stack), transactions in both environments, expiry and folding on. Every seed
+//! must leave all running validators with identical blocks, receipts and state roots at
+//! every height they all committed, none halted, and the chain live.
+//!
+//! `KEEL_STACK_SEEDS=n` sets the campaign's size (default 1,000); `KEEL_STACK_SEED=n`
+//! replays one seed and prints its report (`KEEL_STACK_DURATION_MS` runs it longer).
+
+use keel_tests::stack::{run, token_calls, Kind, StackReport, StackScenario};
+use keel_types::Env;
+use std::collections::BTreeMap;
+
+/// Heights every running validator must have committed by the end of a seed's run.
+const MIN_COMMON_HEIGHTS: u64 = 5;
+
+fn check(report: &StackReport, s: &StackScenario) -> Result<(), String> {
+    if let Some(m) = report.mismatches.first() {
+        return Err(format!(
+            "DIVERGED: {m} ({} differences); scenario {s:?}",
+            report.mismatches.len()
+        ));
+    }
+    if let Some(h) = report.halted.first() {
+        return Err(format!("HALTED: {h}; scenario {s:?}"));
+    }
+    if report.compared < MIN_COMMON_HEIGHTS {
+        return Err(format!(
+            "LIVENESS: only {} heights committed by all (heights {:?}); scenario {s:?}",
+            report.compared, report.heights
+        ));
+    }
+    Ok(())
+}
+
+fn seed_count() -> u64 {
+    std::env::var("KEEL_STACK_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000)
+}
+
+/// Runs a quarter of the campaign; returns what the seeds executed, summed.
+fn run_part(part: u64) {
+    let count = seed_count();
+    let seeds = (part * count / 4)..((part + 1) * count / 4);
+    let mut totals: BTreeMap<Kind, u64> = BTreeMap::new();
+    let (mut expired, mut folded) = (0u64, 0u64);
+    for seed in seeds.clone() {
+        let s = StackScenario::random(seed);
+        let report = run(&s).unwrap_or_else(|e| panic!("seed {seed}: harness: {e:#}"));
+        if let Err(e) = check(&report, &s) {
+            panic!("seed {seed}: {e}\nreplay: KEEL_STACK_SEED={seed} cargo test --profile ci -p keel-tests --test consensus_sim stack::replay -- --nocapture");
+        }
+        for (kind, n) in &report.succeeded {
+            *totals.entry(*kind).or_default() += n;
+        }
+        expired += u64::from(report.expired_entries > 0);
+        folded += u64::from(report.fold_pages > 0);
+    }
+    if seeds.is_empty() {
+        return;
+    }
+    // What the campaign exercised: both environments' contracts, native transfers, and
+    // expiry and folding in some seeds (a harness that stopped sending would pass otherwise).
+    eprintln!("part {part}: seeds {seeds:?}: {totals:?}, expiring seeds {expired}, folding seeds {folded}");
+    for kind in [
+        Kind::Transfer,
+        Kind::Deploy(Env::Evm),
+        Kind::Deploy(Env::Wasm),
+        Kind::TokenCall(Env::Evm),
+        Kind::TokenCall(Env::Wasm),
+    ] {
+        assert!(
+            totals.get(&kind).copied().unwrap_or(0) > 0,
+            "no {kind:?} executed in {seeds:?}"
+        );
+    }
+    assert!(expired > 0, "no seed in {seeds:?} expired an entry");
+    assert!(folded > 0, "no seed in {seeds:?} made a fold page");
+}
+
+#[test]
+fn full_stack_seeds_part_0() {
+    run_part(0);
+}
+
+#[test]
+fn full_stack_seeds_part_1() {
+    run_part(1);
+}
+
+#[test]
+fn full_stack_seeds_part_2() {
+    run_part(2);
+}
+
+#[test]
+fn full_stack_seeds_part_3() {
+    run_part(3);
+}
+
+#[test]
+fn replay() {
+    let Some(seed) = std::env::var("KEEL_STACK_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    else {
+        return;
+    };
+    let mut s = StackScenario::random(seed);
+    if let Some(ms) = std::env::var("KEEL_STACK_DURATION_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        s.duration_ms = ms;
+    }
+    let report = run(&s).expect("harness");
+    eprintln!("{s:?}\n{report:#?}");
+    check(&report, &s).expect("seed passes");
+}
+
+/// The same seed replays the same run: same heights, same executions.
+#[test]
+fn a_seed_replays_exactly() {
+    let s = StackScenario::random(7);
+    let a = run(&s).expect("harness");
+    let b = run(&s).expect("harness");
+    assert_eq!(a.heights, b.heights);
+    assert_eq!(a.succeeded, b.succeeded);
+    assert_eq!(a.compared, b.compared);
+    assert!(token_calls(&a, Env::Wasm) + token_calls(&a, Env::Evm) > 0 || a.compared > 0);
+}
+
+/// A quiet network, so a fault test sees only its own fault.
+fn calm(seed: u64) -> StackScenario {
+    let mut s = StackScenario::random(seed);
+    s.crash = None;
+    s.silent = None;
+    s.loss = 0.0;
+    s
+}
+
+/// A validator whose execution diverges (a nondeterminism bug) halts rather than commit on
+/// top of a root the network did not finalize; the others agree and go on.
+#[test]
+fn a_diverging_validator_halts_and_the_rest_agree() {
+    const AT: u64 = 6;
+    let mut s = calm(11);
+    s.diverge = Some((2, AT));
+    let r = run(&s).expect("harness");
+    assert!(
+        r.halted.iter().any(|h| h.starts_with("validator 2:")),
+        "validator 2 did not halt: {r:#?}"
+    );
+    assert!(r.mismatches.is_empty(), "{:?}", r.mismatches);
+    assert!(
+        r.heights[2] <= AT,
+        "the diverged validator committed past its fault: {r:#?}"
+    );
+    assert!(
+        r.compared >= AT + MIN_COMMON_HEIGHTS,
+        "the others stopped: {r:#?}"
+    );
+}
+
+/// A vote the log could not make durable is never sent, nor anything after it: the
+/// validator halts at its failed write, wherever in the run that falls, and the others go on.
+#[test]
+fn a_vote_whose_log_write_failed_is_never_sent() {
+    for at in [0, 1, 2, 7, 30] {
+        let mut s = calm(12 + at as u64);
+        s.votelog_fails = Some((1, at));
+        let r = run(&s).expect("harness");
+        assert!(
+            r.halted.iter().any(|h| h.starts_with("validator 1:")),
+            "write {at}: validator 1 did not halt: {r:#?}"
+        );
+        assert_eq!(
+            r.sent_after_votelog_failure[1], 0,
+            "write {at}: messages left after the failed write"
+        );
+        assert!(r.mismatches.is_empty(), "write {at}: {:?}", r.mismatches);
+        assert!(
+            r.compared >= MIN_COMMON_HEIGHTS,
+            "write {at}: the others stopped: {r:#?}"
+        );
+    }
+}
