@@ -10,6 +10,8 @@ pub mod admit;
 pub mod chain;
 pub mod charge;
 pub mod core;
+pub mod genesis;
+pub mod mempool;
 pub mod propose;
 pub mod sync;
 pub mod validity;

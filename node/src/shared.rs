@@ -5,7 +5,7 @@ use keel_types::{Block, Hash, Height, Receipt};
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
-pub use keel_p2p::Lock;
+pub use keel_types::sync::Lock;
 
 /// Finalized blocks buffered for slow subscribers before they miss some.
 pub const FINALIZED_CHANNEL_LEN: usize = 256;
@@ -170,3 +170,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "loom_models.rs"]
+mod loom_models;

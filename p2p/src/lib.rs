@@ -18,7 +18,6 @@
 //! in bytes per peer in both directions (see limits.rs).
 
 mod limits;
-mod lock;
 mod wire;
 
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -38,8 +37,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use wire::Link;
 pub use wire::WireError;
-
-pub use lock::Lock;
 
 /// The Prometheus metrics this crate emits (the node's `/metrics` describes them).
 pub mod metric {

@@ -2,7 +2,7 @@
 //! bytes queued per peer in each direction.
 
 use super::WireError;
-use crate::lock::Lock;
+use keel_types::sync::Lock;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

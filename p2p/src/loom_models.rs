@@ -5,41 +5,15 @@
 //! `inbound_permits`, tested on its own.
 
 use super::{ByteBudget, Counter, HandshakeSlots, InProgress};
-use crate::lock::Lock;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::{Arc, Mutex};
 use std::net::IpAddr;
-use std::sync::PoisonError;
-
-impl<T> Lock<T> for Mutex<T> {
-    type Guard<'a>
-        = loom::sync::MutexGuard<'a, T>
-    where
-        T: 'a;
-    fn new(value: T) -> Self {
-        Mutex::new(value)
-    }
-    fn acquire(&self) -> Result<Self::Guard<'_>, Self::Guard<'_>> {
-        self.lock().map_err(PoisonError::into_inner)
-    }
-}
 
 /// Preemptions per execution (as the node's models).
 const PREEMPTIONS: usize = 3;
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
-    let executions = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = executions.clone();
-    let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = Some(PREEMPTIONS);
-    builder.check(move || {
-        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        f();
-    });
-    let executions = executions.load(std::sync::atomic::Ordering::Relaxed);
-    // A model that ran once explored no race: its threads never met.
-    assert!(executions > 1, "loom explored {executions} execution");
-    eprintln!("loom explored {executions} executions");
+    keel_types::sync::loom_model(PREEMPTIONS, f);
 }
 
 impl Counter for AtomicUsize {

@@ -21,6 +21,7 @@ pub mod limits;
 pub mod proof;
 pub mod receipt;
 pub mod state_key;
+pub mod sync;
 pub mod tx;
 
 pub use address::Address;

@@ -121,7 +121,7 @@ impl Host for Shell<'_> {
         let height = info.height;
         let store = self.store.clone();
         // The committed view is read under the pool lock, after the commit: the order the
-        // loom model (node/src/loom_models.rs) checks against racing admissions.
+        // loom model (app/src/mempool_loom.rs) checks against racing admissions.
         let (revalidated, size) = crate::mempool::prune_committed(
             &**self.mempool,
             receipts.iter().map(|r| &r.tx_hash),

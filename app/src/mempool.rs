@@ -16,11 +16,11 @@
 //! [`prune_committed`]), generic over the lock so the loom models (`loom_models.rs`) run
 //! exactly them.
 
-use crate::shared::Lock;
 use keel_runtime::precheck::check_stateless;
 use keel_runtime::signatures::bad_signatures;
 use keel_state::{StateError, StateView, StateViewExt};
 use keel_types::limits::{MAX_TX_BYTES, MAX_TX_GAS};
+use keel_types::sync::Lock;
 use keel_types::{Address, Canonical, Hash, SignedTransaction, TxBody, TxError, U256};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -608,5 +608,5 @@ where
 }
 
 #[cfg(test)]
-#[path = "loom_models.rs"]
+#[path = "mempool_loom.rs"]
 mod loom_models;
