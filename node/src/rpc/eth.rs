@@ -7,7 +7,7 @@
 //! block's `baseFeePerGas` and as `eth_gasPrice`, and the priority fee is zero, so an
 //! EIP-1559 client's `maxFeePerGas = 2·base + 0` always covers it.
 
-use super::{admit_error, RpcContext, StoreHashes, INVALID_PARAMS};
+use super::{admit_error, RpcContext, StoreHashes, INVALID_PARAMS, NODE_ERROR};
 use super::{bad_params, err, node_err, parse_address, parse_bytes, parse_hash};
 use crate::mempool::AdmitError;
 use crate::metrics as m;
@@ -156,7 +156,7 @@ impl RpcContext {
         let height = self.requested_height(tag)?;
         if height > latest {
             return Err(err(
-                -32000,
+                NODE_ERROR,
                 format!("header not found: block {height} is above the latest {latest}"),
             ));
         }
@@ -181,7 +181,9 @@ impl RpcContext {
                     self.store
                         .block_height(&hash)
                         .map_err(node_err)?
-                        .ok_or_else(|| err(-32000, format!("block {} not found", hash.to_hex())))?
+                        .ok_or_else(|| {
+                            err(NODE_ERROR, format!("block {} not found", hash.to_hex()))
+                        })?
                 } else if let Some(n) = o.get("blockNumber") {
                     parse_qty(n, "blockNumber")?
                 } else {
@@ -324,7 +326,7 @@ impl RpcContext {
             TxStatus::Success => Ok(json!(hexb(&receipt.output))),
             TxStatus::Revert => Err(reverted(&receipt.output)),
             TxStatus::Rejected => Err(err(
-                -32000,
+                NODE_ERROR,
                 receipt
                     .error
                     .map_or("rejected".to_string(), |e| e.to_string()),
@@ -344,7 +346,7 @@ impl RpcContext {
             TxStatus::Revert => return Err(reverted(&first.output)),
             TxStatus::Rejected => {
                 return Err(err(
-                    -32000,
+                    NODE_ERROR,
                     first
                         .error
                         .map_or("rejected".to_string(), |e| e.to_string()),
@@ -482,12 +484,12 @@ impl RpcContext {
     }
 
     fn eth_block_by_number(&self, p: &[Value]) -> Result<Value, ErrorObjectOwned> {
-        let height = match self.tag_height(p.first()) {
-            Ok(h) => h,
-            // geth answers null for a block that does not exist yet.
-            Err(e) if e.code() == -32000 => return Ok(Value::Null),
-            Err(e) => return Err(e),
-        };
+        let height = self.requested_height(p.first())?;
+        if height > self.latest_height() {
+            // geth answers null for a block that does not exist yet (a store error, which
+            // shares the server-error code, still reaches the caller as an error).
+            return Ok(Value::Null);
+        }
         let full = p.get(1).and_then(Value::as_bool).unwrap_or(false);
         match self.block_of(height)? {
             Some((block, receipts)) => self.eth_block_json(&block, &receipts, full),

@@ -34,7 +34,7 @@ impl RpcContext {
                     .store
                     .block_height(hash)
                     .map_err(node_err)?
-                    .ok_or_else(|| err(-32000, format!("block {} not found", hash.to_hex())))?;
+                    .ok_or_else(|| err(NODE_ERROR, format!("block {} not found", hash.to_hex())))?;
                 (h, h)
             }
             None => (
