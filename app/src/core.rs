@@ -13,6 +13,7 @@
 
 use crate::admit::{ProposalWindow, RequestedBlocks, MAX_VIEWS_AHEAD};
 use crate::chain::{Chain, ChainError};
+use crate::mempool::AdmitError;
 use crate::propose::ProposalSlot;
 use crate::sync;
 use crate::validity::{check, check_finalized, BlockRules, EpochBounds, Verdict};
@@ -78,12 +79,17 @@ pub struct Committed {
     pub receipts: Vec<Receipt>,
 }
 
+/// Why a vote could not be made durable (the host's own error, boxed: a file, memory).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct PersistError(pub Box<dyn std::error::Error + Send + Sync>);
+
 /// What the app asks of the outside world. Each call happens at the point of the protocol
 /// step that needs it, in order.
 pub trait Host {
     /// Makes `record` durable before anything later leaves this node. `Err` halts the app,
     /// and nothing after it is sent: a restart could otherwise sign a conflicting vote.
-    fn persist(&mut self, record: &VoteRecord) -> Result<(), String>;
+    fn persist(&mut self, record: &VoteRecord) -> Result<(), PersistError>;
     fn broadcast(&mut self, message: Message);
     fn send(&mut self, to: u16, message: Message);
     /// Transactions for a proposal, valid on `state` (the mempool's selection).
@@ -91,7 +97,7 @@ pub trait Host {
         &mut self,
         state: &dyn StateView,
         limits: SelectLimits,
-    ) -> Result<Vec<SignedTransaction>, String>;
+    ) -> Result<Vec<SignedTransaction>, AdmitError>;
     /// Transactions a proposal left out because they cannot be charged (drop them).
     fn uncharged(&mut self, hashes: &[Hash]);
     /// A block was committed to the store.
@@ -611,8 +617,8 @@ impl App {
         let height = block.header.height;
         // The header commits its parent's root: if the network finalized a root this node
         // did not compute, this node's state is wrong. Stop before committing on top of it.
-        if let Err(reason) = check_finalized(&mut self.chain, &block) {
-            return self.halt(reason, host);
+        if let Err(e) = check_finalized(&mut self.chain, &block) {
+            return self.halt(e.to_string(), host);
         }
         let (info, receipts) = match self.chain.finalize(&block) {
             Ok(done) => done,

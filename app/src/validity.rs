@@ -113,9 +113,30 @@ pub fn check(
     }
 }
 
+/// Why this node cannot commit a block the network finalized: it must halt instead.
+#[derive(Debug, thiserror::Error)]
+pub enum FinalityError {
+    #[error(
+        "finalized block {height} commits parent state root {theirs} but this node computed {ours}"
+    )]
+    RootMismatch {
+        height: Height,
+        theirs: keel_types::Hash,
+        ours: keel_types::Hash,
+    },
+    #[error("finalized block {height} does not extend this node's finalized chain")]
+    NotExtending { height: Height },
+    #[error("finalizing block {height}: {source}")]
+    Chain {
+        height: Height,
+        #[source]
+        source: ChainError,
+    },
+}
+
 /// Whether a finalized `block` extends this node's chain with the roots this node computed
-/// for its parent. `Err(reason)`: the node must halt rather than commit on top of it.
-pub fn check_finalized(chain: &mut Chain, block: &Block) -> Result<(), String> {
+/// for its parent. `Err`: the node must halt rather than commit on top of it.
+pub fn check_finalized(chain: &mut Chain, block: &Block) -> Result<(), FinalityError> {
     let height = block.header.height;
     match chain.parent_info(&block.header.parent_hash) {
         Ok(Some(parent))
@@ -125,13 +146,12 @@ pub fn check_finalized(chain: &mut Chain, block: &Block) -> Result<(), String> {
         {
             Ok(())
         }
-        Ok(Some(parent)) => Err(format!(
-            "finalized block {height} commits parent state root {} but this node computed {}",
-            block.header.parent_state_root, parent.state_root
-        )),
-        Ok(None) => Err(format!(
-            "finalized block {height} does not extend this node's finalized chain"
-        )),
-        Err(e) => Err(format!("finalizing block {height}: {e}")),
+        Ok(Some(parent)) => Err(FinalityError::RootMismatch {
+            height,
+            theirs: block.header.parent_state_root,
+            ours: parent.state_root,
+        }),
+        Ok(None) => Err(FinalityError::NotExtending { height }),
+        Err(source) => Err(FinalityError::Chain { height, source }),
     }
 }

@@ -19,6 +19,17 @@ pub enum KeyError {
     Exists(String),
 }
 
+/// Why a key file's fields do not make a key.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    #[error("secret_seed: {0}")]
+    Seed(#[from] hex::FromHexError),
+    #[error("public_key does not match secret_seed")]
+    PublicKeyMismatch,
+    #[error("address does not match public_key")]
+    AddressMismatch,
+}
+
 /// The JSON form of a key file. `secret_seed` is the 32-byte ed25519 seed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,16 +50,15 @@ impl KeyFile {
     }
 
     /// The secret key, after checking that the stored public key and address match it.
-    pub fn secret(&self) -> Result<SecretKey, String> {
+    pub fn secret(&self) -> Result<SecretKey, KeyFileError> {
         let mut seed = [0u8; 32];
-        hex::decode_to_slice(self.secret_seed.trim_start_matches("0x"), &mut seed)
-            .map_err(|e| format!("secret_seed: {e}"))?;
+        hex::decode_to_slice(self.secret_seed.trim_start_matches("0x"), &mut seed)?;
         let secret = SecretKey::from_seed(seed);
         if secret.public_key() != self.public_key {
-            return Err("public_key does not match secret_seed".into());
+            return Err(KeyFileError::PublicKeyMismatch);
         }
         if Address::from_public_key(&self.public_key) != self.address {
-            return Err("address does not match public_key".into());
+            return Err(KeyFileError::AddressMismatch);
         }
         Ok(secret)
     }
@@ -101,5 +111,5 @@ pub fn read(path: &Path) -> Result<SecretKey, KeyError> {
         reason,
     };
     let file: KeyFile = serde_json::from_str(&text).map_err(|e| parse(e.to_string()))?;
-    file.secret().map_err(parse)
+    file.secret().map_err(|e| parse(e.to_string()))
 }

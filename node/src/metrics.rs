@@ -69,7 +69,7 @@ pub trait Health: Send + Sync + 'static {
 }
 
 /// Installs the global recorder (once per process) and returns its handle.
-pub fn install() -> Result<PrometheusHandle, String> {
+pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
     let buckets = [
         0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0,
     ];
@@ -77,10 +77,8 @@ pub fn install() -> Result<PrometheusHandle, String> {
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
             &buckets,
-        )
-        .map_err(|e| e.to_string())?
+        )?
         .install_recorder()
-        .map_err(|e| format!("metrics recorder: {e}"))
 }
 
 /// Serves `/metrics` and `/health` until the process ends.

@@ -126,7 +126,7 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
         genesis.chain_id,
         genesis.min_gas_price,
     )));
-    let prometheus = m::install().map_err(anyhow::Error::msg)?;
+    let prometheus = m::install().context("installing the metrics recorder")?;
     let shared = Arc::new(Shared::default());
 
     let (net, inbound, gossip_in) = Network::start(

@@ -8,7 +8,8 @@
 use crate::mempool::Mempool;
 use crate::metrics as m;
 use crate::shared::{FinalizedEvent, Shared};
-use keel_app::core::{App, Committed, Host, Now, SelectLimits};
+use keel_app::core::{App, Committed, Host, Now, PersistError, SelectLimits};
+use keel_app::mempool::AdmitError;
 use keel_app::Chain;
 use keel_consensus::{FileVoteLog, Message, VoteRecord};
 use keel_p2p::{Inbound, NetMessage, Network};
@@ -50,6 +51,15 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Why the driver could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("vote log: {0}")]
+    VoteLog(#[from] keel_consensus::VoteLogError),
+    #[error("restoring the chain: {0}")]
+    Chain(#[from] keel_app::ChainError),
+}
+
 /// The validator's application ([`App`]) joined to this process: its thread, the vote-log
 /// file, the p2p network, the shared mempool, the status RPC and health read, metrics, and
 /// the clocks it passes in.
@@ -74,9 +84,11 @@ struct Shell<'a> {
 }
 
 impl Host for Shell<'_> {
-    fn persist(&mut self, record: &VoteRecord) -> Result<(), String> {
+    fn persist(&mut self, record: &VoteRecord) -> Result<(), PersistError> {
         let started = Instant::now();
-        self.votelog.append(record).map_err(|e| e.to_string())?;
+        self.votelog
+            .append(record)
+            .map_err(|e| PersistError(Box::new(e)))?;
         metrics::histogram!(m::VOTELOG_FSYNC).record(started.elapsed().as_secs_f64());
         Ok(())
     }
@@ -94,7 +106,7 @@ impl Host for Shell<'_> {
         &mut self,
         state: &dyn StateView,
         limits: SelectLimits,
-    ) -> Result<Vec<SignedTransaction>, String> {
+    ) -> Result<Vec<SignedTransaction>, AdmitError> {
         crate::mempool::select_locked(
             &**self.mempool,
             state,
@@ -102,7 +114,6 @@ impl Host for Shell<'_> {
             limits.max_bytes,
             limits.max_gas,
         )
-        .map_err(|e| e.to_string())
     }
 
     fn uncharged(&mut self, hashes: &[Hash]) {
@@ -176,9 +187,9 @@ impl Driver {
         mempool: Arc<Mutex<Mempool>>,
         net: Network,
         shared: Arc<Shared>,
-    ) -> Result<Driver, String> {
-        let (votelog, restored) = FileVoteLog::open(votelog_path).map_err(|e| e.to_string())?;
-        let app = App::new(cfg, key, chain, &restored).map_err(|e| e.to_string())?;
+    ) -> Result<Driver, DriverError> {
+        let (votelog, restored) = FileVoteLog::open(votelog_path)?;
+        let app = App::new(cfg, key, chain, &restored)?;
         shared.update(|s| s.epoch = app.engine().epoch());
         metrics::gauge!(m::EPOCH).set(app.engine().epoch() as f64);
         Ok(Driver {

@@ -646,7 +646,9 @@ type Handler = fn(&RpcContext, &[Value]) -> Result<Value, ErrorObjectOwned>;
 
 /// Registers the Ethereum methods. Methods that execute (call, estimateGas) or scan
 /// (getLogs, feeHistory) run on the blocking pool.
-pub fn register(module: &mut RpcModule<RpcContext>) -> Result<(), String> {
+pub fn register(
+    module: &mut RpcModule<RpcContext>,
+) -> Result<(), jsonrpsee::core::RegisterMethodError> {
     let simple: &[(&'static str, Handler)] = &[
         ("eth_chainId", |c, _| Ok(json!(qty(c.chain_id)))),
         ("net_version", |c, _| Ok(json!(c.chain_id.to_string()))),
@@ -676,20 +678,16 @@ pub fn register(module: &mut RpcModule<RpcContext>) -> Result<(), String> {
         ("eth_sendRawTransaction", RpcContext::eth_send_raw),
     ];
     for &(name, handler) in simple {
-        module
-            .register_method(name, move |params, ctx, _| {
-                metrics::counter!(m::RPC_REQUESTS, "method" => name).increment(1);
-                handler(ctx, &params_vec(&params)?)
-            })
-            .map_err(|e| e.to_string())?;
+        module.register_method(name, move |params, ctx, _| {
+            metrics::counter!(m::RPC_REQUESTS, "method" => name).increment(1);
+            handler(ctx, &params_vec(&params)?)
+        })?;
     }
     for &(name, handler) in blocking {
-        module
-            .register_blocking_method(name, move |params, ctx, _| {
-                metrics::counter!(m::RPC_REQUESTS, "method" => name).increment(1);
-                handler(&ctx, &params_vec(&params)?)
-            })
-            .map_err(|e| e.to_string())?;
+        module.register_blocking_method(name, move |params, ctx, _| {
+            metrics::counter!(m::RPC_REQUESTS, "method" => name).increment(1);
+            handler(&ctx, &params_vec(&params)?)
+        })?;
     }
     Ok(())
 }

@@ -490,107 +490,85 @@ fn one_string(params: &Params<'_>) -> Result<String, ErrorObjectOwned> {
 }
 
 /// Builds the module of `keel_*` methods.
-pub fn module(ctx: RpcContext) -> Result<RpcModule<RpcContext>, String> {
+pub fn module(
+    ctx: RpcContext,
+) -> Result<RpcModule<RpcContext>, jsonrpsee::core::RegisterMethodError> {
     let mut module = RpcModule::new(ctx);
-    let e = |e: jsonrpsee::core::RegisterMethodError| e.to_string();
-    module
-        .register_method("keel_status", |_, ctx, _| {
-            metrics::counter!(m::RPC_REQUESTS, "method" => "keel_status").increment(1);
-            ctx.status()
-        })
-        .map_err(e)?;
-    module
-        .register_blocking_method("keel_sendTransaction", |params, ctx, _| {
-            metrics::counter!(m::RPC_REQUESTS, "method" => "keel_sendTransaction").increment(1);
-            ctx.send_transaction(&one_string(&params)?)
-        })
-        .map_err(e)?;
-    module
-        .register_method("keel_getReceipt", |params, ctx, _| {
-            ctx.receipt(&one_string(&params)?)
-        })
-        .map_err(e)?;
-    module
-        .register_method("keel_getBlock", |params, ctx, _| {
-            let which: Value = params
-                .one()
-                .map_err(|e| bad_params(e.message().to_string()))?;
-            ctx.block(&which)
-        })
-        .map_err(e)?;
-    module
-        .register_method("keel_getAccount", |params, ctx, _| {
-            ctx.account(&one_string(&params)?)
-        })
-        .map_err(e)?;
-    module
-        .register_method("keel_getStorage", |params, ctx, _| {
-            let (address, slot): (String, String) = params
-                .parse()
-                .map_err(|e| bad_params(e.message().to_string()))?;
-            ctx.storage(&address, &slot)
-        })
-        .map_err(e)?;
-    module
-        .register_blocking_method("keel_call", |params, ctx, _| {
-            let request: Value = params
-                .one()
-                .map_err(|e| bad_params(e.message().to_string()))?;
-            ctx.call(&request)
-        })
-        .map_err(e)?;
-    module
-        .register_blocking_method("keel_simulate", |params, ctx, _| {
-            ctx.simulate(&one_string(&params)?)
-        })
-        .map_err(e)?;
-    module
-        .register_blocking_method("keel_getProof", |params, ctx, _| ctx.proof(params))
-        .map_err(e)?;
+    module.register_method("keel_status", |_, ctx, _| {
+        metrics::counter!(m::RPC_REQUESTS, "method" => "keel_status").increment(1);
+        ctx.status()
+    })?;
+    module.register_blocking_method("keel_sendTransaction", |params, ctx, _| {
+        metrics::counter!(m::RPC_REQUESTS, "method" => "keel_sendTransaction").increment(1);
+        ctx.send_transaction(&one_string(&params)?)
+    })?;
+    module.register_method("keel_getReceipt", |params, ctx, _| {
+        ctx.receipt(&one_string(&params)?)
+    })?;
+    module.register_method("keel_getBlock", |params, ctx, _| {
+        let which: Value = params
+            .one()
+            .map_err(|e| bad_params(e.message().to_string()))?;
+        ctx.block(&which)
+    })?;
+    module.register_method("keel_getAccount", |params, ctx, _| {
+        ctx.account(&one_string(&params)?)
+    })?;
+    module.register_method("keel_getStorage", |params, ctx, _| {
+        let (address, slot): (String, String) = params
+            .parse()
+            .map_err(|e| bad_params(e.message().to_string()))?;
+        ctx.storage(&address, &slot)
+    })?;
+    module.register_blocking_method("keel_call", |params, ctx, _| {
+        let request: Value = params
+            .one()
+            .map_err(|e| bad_params(e.message().to_string()))?;
+        ctx.call(&request)
+    })?;
+    module.register_blocking_method("keel_simulate", |params, ctx, _| {
+        ctx.simulate(&one_string(&params)?)
+    })?;
+    module.register_blocking_method("keel_getProof", |params, ctx, _| ctx.proof(params))?;
     eth::register(&mut module)?;
-    module
-        .register_subscription(
-            "keel_subscribe",
-            "keel_subscription",
-            "keel_unsubscribe",
-            |params, pending, ctx, _| async move {
-                let kind: String = match params.one() {
-                    Ok(k) => k,
-                    Err(e) => {
-                        pending.reject(bad_params(e.message().to_string())).await;
-                        return Ok(());
-                    }
-                };
-                if kind != "finalizedBlocks" {
-                    pending
-                        .reject(bad_params(format!(
-                            "unknown subscription {kind:?}; use \"finalizedBlocks\""
-                        )))
-                        .await;
+    module.register_subscription(
+        "keel_subscribe",
+        "keel_subscription",
+        "keel_unsubscribe",
+        |params, pending, ctx, _| async move {
+            let kind: String = match params.one() {
+                Ok(k) => k,
+                Err(e) => {
+                    pending.reject(bad_params(e.message().to_string())).await;
                     return Ok(());
                 }
-                let mut rx = ctx.shared.subscribe();
-                let sink = pending.accept().await?;
-                loop {
-                    let event = match rx.recv().await {
-                        Ok(event) => event,
-                        // A slow subscriber skips what it missed rather than stalling others.
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
-                    };
-                    let value = json::block(&event.block, event.state_root);
-                    let message = SubscriptionMessage::new(
-                        sink.method_name(),
-                        sink.subscription_id(),
-                        &value,
-                    )?;
-                    if sink.send(message).await.is_err() {
-                        return Ok(());
-                    }
+            };
+            if kind != "finalizedBlocks" {
+                pending
+                    .reject(bad_params(format!(
+                        "unknown subscription {kind:?}; use \"finalizedBlocks\""
+                    )))
+                    .await;
+                return Ok(());
+            }
+            let mut rx = ctx.shared.subscribe();
+            let sink = pending.accept().await?;
+            loop {
+                let event = match rx.recv().await {
+                    Ok(event) => event,
+                    // A slow subscriber skips what it missed rather than stalling others.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+                };
+                let value = json::block(&event.block, event.state_root);
+                let message =
+                    SubscriptionMessage::new(sink.method_name(), sink.subscription_id(), &value)?;
+                if sink.send(message).await.is_err() {
+                    return Ok(());
                 }
-            },
-        )
-        .map_err(e)?;
+            }
+        },
+    )?;
     Ok(module)
 }
 

@@ -3,7 +3,8 @@
 //! does), and a [`Host`] that hands sends to the simulated network.
 
 use super::{Outgoing, StackScenario, CHAIN_ID, GAS_PRICE, GENESIS_TIME_MS};
-use keel_app::core::{App, AppConfig, Committed, Host, Now, SelectLimits};
+use keel_app::core::{App, AppConfig, Committed, Host, Now, PersistError, SelectLimits};
+use keel_app::mempool::AdmitError;
 use keel_app::Chain;
 use keel_consensus::{Message, VoteRecord};
 use keel_node::genesis::{Genesis, GenesisBalance, GenesisValidator};
@@ -229,11 +230,11 @@ impl SimHost<'_> {
 }
 
 impl Host for SimHost<'_> {
-    fn persist(&mut self, record: &VoteRecord) -> Result<(), String> {
+    fn persist(&mut self, record: &VoteRecord) -> Result<(), PersistError> {
         let n = *self.persists;
         *self.persists += 1;
         if self.fail_persist_at.is_some_and(|at| n >= at) {
-            return Err("injected vote-log failure".into());
+            return Err(PersistError("injected vote-log failure".into()));
         }
         self.votes.push(*record);
         Ok(())
@@ -261,10 +262,9 @@ impl Host for SimHost<'_> {
         &mut self,
         state: &dyn StateView,
         limits: SelectLimits,
-    ) -> Result<Vec<SignedTransaction>, String> {
+    ) -> Result<Vec<SignedTransaction>, AdmitError> {
         self.mempool
             .select(state, limits.max_txs, limits.max_bytes, limits.max_gas)
-            .map_err(|e| e.to_string())
     }
 
     fn uncharged(&mut self, hashes: &[Hash]) {
