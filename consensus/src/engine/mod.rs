@@ -550,10 +550,16 @@ impl Engine {
             self.behind = false;
             self.request_sync(None);
         }
-        self.actions.push(Action::SetTimer {
-            view,
-            after_ms: self.timeout_ms(),
-        });
+        // Re-arm only if still in this view: the nullify above may have completed the view's
+        // nullification and entered the next view, which armed its own timer. Arming the
+        // old view's after it would replace it in a driver's single timer slot, and the
+        // stale timeout is ignored, so nothing would ever time the new view out.
+        if self.view == view {
+            self.actions.push(Action::SetTimer {
+                view,
+                after_ms: self.timeout_ms(),
+            });
+        }
     }
 
     fn on_message(&mut self, from: u16, message: Message) {

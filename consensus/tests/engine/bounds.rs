@@ -247,3 +247,39 @@ fn junk_of_nullified_views_cannot_keep_out_the_next_honest_proposal() {
     );
     assert!(engine.pending_block_bytes() <= MAX_PENDING_BLOCK_BYTES);
 }
+
+/// A timeout whose own nullify completes the view's nullification moves the engine to the
+/// next view, and the timer armed last must be that view's. It re-armed the timed-out
+/// view's timer after the new one's; a driver keeps one timer, so the stale one replaced
+/// it, fired, was ignored (not the current view) and nothing armed another: the validator
+/// waited in the new view forever and, with one peer silent, so did the chain (found by the
+/// full-stack simulator, tests/tests/sim/stack.rs, seed 377).
+#[test]
+fn a_timeout_that_completes_a_nullification_arms_only_the_next_views_timer() {
+    let mut engine = Engine::new(config(0), &[]);
+    let _ = engine.handle(Input::Start);
+    let view = engine.view();
+    for from in [1, 2] {
+        let nullify = signed(from, vote(view, VoteKind::Nullify, Hash::ZERO));
+        let _ = send(&mut engine, from, Message::Vote(nullify));
+    }
+    assert_eq!(engine.view(), view, "two nullifies are not a quorum");
+    let actions = engine.handle(Input::Timeout { view });
+    assert_eq!(
+        engine.view(),
+        view + 1,
+        "its own nullify completed the quorum"
+    );
+    let timers: Vec<u64> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::SetTimer { view, .. } => Some(*view),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(timers.last(), Some(&(view + 1)), "timers armed: {timers:?}");
+    assert!(
+        !timers.contains(&view),
+        "the timed-out view re-armed: {timers:?}"
+    );
+}
