@@ -3,9 +3,9 @@
 //! timers, build and verify proposals, commit finalized blocks, serve sync), and halts for
 //! good if the network finalizes a root this node cannot reproduce.
 //!
-//! It owns no socket, timer or clock. The caller passes the time in with every input
-//! ([`Now`]), reads [`App::next_deadline_ms`] to know when to call [`App::on_deadline`], and
-//! carries out what the app asks of the outside world through [`Host`] — the node's driver
+//! It owns no socket, timer or clock. The time comes in through [`Host::now`]; the caller
+//! reads [`App::next_deadline_ms`] to know when to call [`App::on_deadline`], and carries
+//! out what the app asks of the outside world through [`Host`] — the node's driver
 //! over the vote-log file, p2p and the shared mempool; the simulator over memory and a
 //! simulated network. Verification needs only the parent's execution, never its finality
 //! (chain.rs): a proposal is executed before the vote for it, so its root is ready for the
@@ -87,6 +87,10 @@ pub struct PersistError(pub Box<dyn std::error::Error + Send + Sync>);
 /// What the app asks of the outside world. Each call happens at the point of the protocol
 /// step that needs it, in order.
 pub trait Host {
+    /// The time now. Read at each point the app needs it, so a long call (a sync response
+    /// that executes many blocks) does not set timers or bound timestamps with the time the
+    /// call began.
+    fn now(&self) -> Now;
     /// Makes `record` durable before anything later leaves this node. `Err` halts the app,
     /// and nothing after it is sent: a restart could otherwise sign a conflicting vote.
     fn persist(&mut self, record: &VoteRecord) -> Result<(), PersistError>;
@@ -226,19 +230,23 @@ impl App {
     }
 
     /// Starts the engine (first view, or the restored one).
-    pub fn start(&mut self, now: Now, host: &mut dyn Host) {
+    pub fn start(&mut self, host: &mut dyn Host) {
         self.push(Input::Start);
-        self.drain(now, host);
+        self.drain(host);
     }
 
     /// A consensus message from validator `from`.
-    pub fn on_message(&mut self, now: Now, from: u16, message: Message, host: &mut dyn Host) {
-        self.admit_message(now, from, message, host);
-        self.drain(now, host);
+    pub fn on_message(&mut self, from: u16, message: Message, host: &mut dyn Host) {
+        if self.halted.is_some() {
+            return;
+        }
+        self.admit_message(from, message, host);
+        self.drain(host);
     }
 
-    /// Fires whatever deadline has passed by `now`.
-    pub fn on_deadline(&mut self, now: Now, host: &mut dyn Host) {
+    /// Fires whatever deadline has passed.
+    pub fn on_deadline(&mut self, host: &mut dyn Host) {
+        let now = host.now();
         if let Some((at, view)) = self.timer {
             if at <= now.mono_ms {
                 self.timer = None;
@@ -251,13 +259,13 @@ impl App {
             .is_some_and(|(at, _)| *at <= now.mono_ms)
         {
             if let Some((_, request)) = self.build.take() {
-                self.build_proposal(now, request, host);
+                self.build_proposal(request, host);
             }
         }
-        self.drain(now, host);
+        self.drain(host);
     }
 
-    fn admit_message(&mut self, now: Now, from: u16, message: Message, host: &mut dyn Host) {
+    fn admit_message(&mut self, from: u16, message: Message, host: &mut dyn Host) {
         if let Some(height) = unbound_body(&message) {
             // The peer paired a header with a body it does not commit: drop the whole
             // message before the engine, the chain or execution sees any of it.
@@ -289,7 +297,7 @@ impl App {
                 }
                 let engine = &self.engine;
                 self.chain.remember_with(block, &|h| engine.holds(h), false);
-                self.retry_deferred(now, host);
+                self.retry_deferred(host);
             }
             Message::BlockResponse(block) => {
                 if !self.requested.contains(&block.hash()) {
@@ -298,17 +306,18 @@ impl App {
                 }
                 let engine = &self.engine;
                 self.chain.remember_with(block, &|h| engine.holds(h), false);
-                self.retry_deferred(now, host);
+                self.retry_deferred(host);
             }
             Message::SyncPruned {
                 from_height,
                 oldest_retained,
             } => {
+                let now_ms = host.now().mono_ms;
                 if self
                     .pruned_warned
-                    .is_none_or(|at| now.mono_ms >= at + PRUNED_WARNING_EVERY_MS)
+                    .is_none_or(|at| now_ms >= at + PRUNED_WARNING_EVERY_MS)
                 {
-                    self.pruned_warned = Some(now.mono_ms);
+                    self.pruned_warned = Some(now_ms);
                     tracing::error!(
                         peer = from,
                         from_height,
@@ -331,7 +340,7 @@ impl App {
 
     /// Feeds queued inputs to the engine and carries out the actions, then executes the
     /// blocks voted for.
-    fn drain(&mut self, now: Now, host: &mut dyn Host) {
+    fn drain(&mut self, host: &mut dyn Host) {
         loop {
             while let Some(input) = self.inputs.pop_front() {
                 if self.halted.is_some() {
@@ -361,7 +370,7 @@ impl App {
                     if self.halted.is_some() {
                         break;
                     }
-                    self.perform(now, action, host);
+                    self.perform(action, host);
                 }
             }
             let hashes = std::mem::take(&mut self.to_execute);
@@ -374,11 +383,11 @@ impl App {
                     return;
                 }
             }
-            self.retry_deferred(now, host);
+            self.retry_deferred(host);
         }
     }
 
-    fn perform(&mut self, now: Now, action: Action, host: &mut dyn Host) {
+    fn perform(&mut self, action: Action, host: &mut dyn Host) {
         match action {
             Action::Persist(record) => {
                 if let Err(e) = host.persist(&record) {
@@ -404,7 +413,9 @@ impl App {
                 host.send(to, message);
             }
             Action::SetTimer { view, after_ms } => {
-                self.timer = Some((now.mono_ms.saturating_add(after_ms), view));
+                // Read now, not when the call began: a call that executed a long sync
+                // response must not set the new view's timer in the past.
+                self.timer = Some((host.now().mono_ms.saturating_add(after_ms), view));
             }
             Action::BuildProposal {
                 view,
@@ -413,7 +424,6 @@ impl App {
                 epoch,
                 empty,
             } => self.schedule_build(
-                now,
                 BuildRequest {
                     view,
                     parent,
@@ -426,11 +436,9 @@ impl App {
             Action::Verify { view, block } => {
                 let engine = &self.engine;
                 self.chain.remember_with(&block, &|h| engine.holds(h), true);
-                self.verify(now, view, block, host);
+                self.verify(view, block, host);
             }
-            Action::Finalized { block, certificate } => {
-                self.on_finalized(now, block, certificate, host)
-            }
+            Action::Finalized { block, certificate } => self.on_finalized(block, certificate, host),
             Action::ServeSync { to, from_height } => self.serve_sync(to, from_height, host),
             Action::EpochEnded { epoch, tip, suffix } => {
                 if let Some((headers, cert)) = suffix {
@@ -472,26 +480,31 @@ impl App {
         }
     }
 
-    fn schedule_build(&mut self, now: Now, request: BuildRequest, host: &mut dyn Host) {
-        // Pace blocks: not before the parent's timestamp plus the block time.
+    fn schedule_build(&mut self, request: BuildRequest, host: &mut dyn Host) {
+        let now = host.now();
+        // Pace blocks: not before the parent's timestamp plus the block time — but never
+        // longer than one block time. Clocks disagree: a leader whose clock is behind the
+        // parent's proposer's would otherwise wait out the skew, past its own view timeout,
+        // and every view it leads would fail (the full-stack simulator found liveness
+        // collapse at ±1.5 s of skew). Its timestamp is then the parent's + 1, still valid.
         let wait_ms = match self.chain.parent_info(&request.parent) {
-            Ok(Some(parent)) => {
-                (parent.timestamp_ms + self.cfg.block_time_ms).saturating_sub(now.wall_ms)
-            }
+            Ok(Some(parent)) => (parent.timestamp_ms + self.cfg.block_time_ms)
+                .saturating_sub(now.wall_ms)
+                .min(self.cfg.block_time_ms),
             Ok(None) => BUILD_RETRY_MS,
             Err(e) => return self.halt(format!("executing the parent of a proposal: {e}"), host),
         };
         self.build = Some((now.mono_ms.saturating_add(wait_ms), request));
     }
 
-    fn build_proposal(&mut self, now: Now, request: BuildRequest, host: &mut dyn Host) {
+    fn build_proposal(&mut self, request: BuildRequest, host: &mut dyn Host) {
         if self.engine.view() > request.view {
             return; // the view moved on
         }
         let parent = match self.chain.parent_info(&request.parent) {
             Ok(Some(p)) => p,
             Ok(None) => {
-                self.build = Some((now.mono_ms.saturating_add(BUILD_RETRY_MS), request));
+                self.build = Some((host.now().mono_ms.saturating_add(BUILD_RETRY_MS), request));
                 return;
             }
             Err(e) => return self.halt(format!("executing the parent of a proposal: {e}"), host),
@@ -528,8 +541,13 @@ impl App {
         // Validators refuse a block holding a transaction that cannot be charged: build
         // executes the candidate and leaves those out (and out of the pool: they would come
         // back).
-        let built =
-            crate::propose::build(&mut self.chain, &slot, &parent, transactions, now.wall_ms);
+        let built = crate::propose::build(
+            &mut self.chain,
+            &slot,
+            &parent,
+            transactions,
+            host.now().wall_ms,
+        );
         let (block, dropped) = match built {
             Ok(built) => built,
             Err(e) => return self.halt(format!("executing a proposal: {e}"), host),
@@ -556,7 +574,7 @@ impl App {
         });
     }
 
-    fn verify(&mut self, now: Now, view: View, block: Block, host: &mut dyn Host) {
+    fn verify(&mut self, view: View, block: Block, host: &mut dyn Host) {
         let rules = BlockRules {
             chain_id: self.cfg.chain_id,
             block_gas_limit: self.cfg.block_gas_limit,
@@ -565,7 +583,7 @@ impl App {
             epoch: self.engine.epoch(),
             last_height: self.engine.epoch_last_height(),
         };
-        match check(&mut self.chain, &rules, epoch, now.wall_ms, &block) {
+        match check(&mut self.chain, &rules, epoch, host.now().wall_ms, &block) {
             Ok(Verdict::Valid) => {
                 let hash = block.hash();
                 self.to_execute.push(hash);
@@ -593,7 +611,7 @@ impl App {
         }
     }
 
-    fn retry_deferred(&mut self, now: Now, host: &mut dyn Host) {
+    fn retry_deferred(&mut self, host: &mut dyn Host) {
         let pending = std::mem::take(&mut self.deferred);
         for (view, block) in pending {
             if view
@@ -602,14 +620,13 @@ impl App {
                     .view()
                     .saturating_sub(MAX_DEFERRED_VERIFICATIONS as u64)
             {
-                self.verify(now, view, block, host);
+                self.verify(view, block, host);
             }
         }
     }
 
     fn on_finalized(
         &mut self,
-        now: Now,
         block: Block,
         certificate: Option<Certificate>,
         host: &mut dyn Host,
@@ -636,7 +653,7 @@ impl App {
             info,
             receipts,
         });
-        self.retry_deferred(now, host);
+        self.retry_deferred(host);
     }
 
     /// Stops voting for good: no more engine inputs, timers or proposals.
@@ -650,6 +667,7 @@ impl App {
         self.inputs.clear();
         self.timer = None;
         self.build = None;
+        self.deferred.clear();
     }
 }
 

@@ -81,9 +81,17 @@ struct Shell<'a> {
     net: &'a Network,
     shared: &'a Shared,
     store: &'a Arc<Store>,
+    origin: Instant,
 }
 
 impl Host for Shell<'_> {
+    fn now(&self) -> Now {
+        Now {
+            wall_ms: now_ms(),
+            mono_ms: u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
     fn persist(&mut self, record: &VoteRecord) -> Result<(), PersistError> {
         let started = Instant::now();
         self.votelog
@@ -202,16 +210,8 @@ impl Driver {
         })
     }
 
-    fn now(&self) -> Now {
-        Now {
-            wall_ms: now_ms(),
-            mono_ms: u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX),
-        }
-    }
-
     /// Runs the app against `f`, with this process as its host.
-    fn call(&mut self, f: impl FnOnce(&mut App, Now, &mut dyn Host)) {
-        let now = self.now();
+    fn call(&mut self, f: impl FnOnce(&mut App, &mut dyn Host)) {
         let store = self.app.chain().store().clone();
         let mut shell = Shell {
             votelog: &mut self.votelog,
@@ -219,13 +219,14 @@ impl Driver {
             net: &self.net,
             shared: &self.shared,
             store: &store,
+            origin: self.origin,
         };
-        f(&mut self.app, now, &mut shell);
+        f(&mut self.app, &mut shell);
     }
 
     /// Runs until the inbound stream closes.
     pub async fn run(mut self, mut inbound: mpsc::Receiver<Inbound>) {
-        self.call(|app, now, host| app.start(now, host));
+        self.call(|app, host| app.start(host));
         loop {
             let deadline = self
                 .app
@@ -241,13 +242,13 @@ impl Driver {
                 // The message's byte budget is returned once it is handled (end of the arm).
                 message = inbound.recv() => match message {
                     Some(Inbound { from, message: NetMessage::Consensus(message), .. }) => {
-                        self.call(|app, now, host| app.on_message(now, from, *message, host))
+                        self.call(|app, host| app.on_message(from, *message, host))
                     }
                     // Routed to the mempool task.
                     Some(Inbound { message: NetMessage::Transactions(_), .. }) => {}
                     None => return,
                 },
-                () = sleep => self.call(|app, now, host| app.on_deadline(now, host)),
+                () = sleep => self.call(|app, host| app.on_deadline(host)),
             }
             let view = self.app.engine().view();
             self.shared.update(|s| {

@@ -17,7 +17,7 @@ pub use workload::Kind;
 
 use keel_app::core::Now;
 use keel_consensus::Message;
-use keel_types::{Env, SecretKey, TxStatus};
+use keel_types::{Canonical, Env, SecretKey, TxStatus};
 use node::Validator;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -56,6 +56,8 @@ pub struct StackScenario {
     pub diverge: Option<(usize, u64)>,
     /// Validator `.0`'s vote log fails on its `.1`-th write (0-based).
     pub votelog_fails: Option<(usize, usize)>,
+    /// Each validator's wall clock minus the true time (ms): clocks disagree.
+    pub skew_ms: Vec<i64>,
 }
 
 impl StackScenario {
@@ -66,6 +68,12 @@ impl StackScenario {
         let n = 4;
         let max_delay = rng.gen_range(2..40);
         let fault = rng.gen_range(0..3);
+        // Clocks up to 1.5 s apart; with no other fault, sometimes one validator far past
+        // the proposal drift bound (its proposals are refused: a faulty leader).
+        let mut skew_ms: Vec<i64> = (0..n).map(|_| rng.gen_range(-1_500..=1_500)).collect();
+        if fault == 0 && rng.gen_bool(0.2) {
+            skew_ms[rng.gen_range(0..n)] = 6_000;
+        }
         StackScenario {
             seed,
             n,
@@ -78,7 +86,7 @@ impl StackScenario {
             },
             duplicate: rng.gen_range(0.0..0.05),
             epoch_length: rng.gen_range(4..8),
-            expiry_epochs: 1,
+            expiry_epochs: 2,
             fold_epochs: 1,
             block_time_ms: 100,
             timeout_base_ms: 400,
@@ -90,6 +98,7 @@ impl StackScenario {
             tx_gap_ms: (20, 120),
             diverge: None,
             votelog_fails: None,
+            skew_ms,
         }
     }
 }
@@ -111,6 +120,15 @@ pub struct StackReport {
     pub fold_pages: u64,
     /// Messages each validator sent after its vote log failed (must be none).
     pub sent_after_votelog_failure: Vec<usize>,
+    /// Broken safety rules: votes sent before they were durable, conflicting votes, a
+    /// message the codec did not round-trip, a commit stream that skipped or disagreed.
+    pub violations: Vec<String>,
+    /// Per validator, what it committed: (height, block hash, state root).
+    pub chains: Vec<Vec<(u64, keel_types::Hash, keel_types::Hash)>>,
+    /// The highest committed height [`liveness_window_ms`] before the end.
+    pub height_before_window: u64,
+    /// Successful receipts in the last third of the compared heights.
+    pub late_successes: u64,
 }
 
 /// A message on its way.
@@ -157,14 +175,17 @@ pub fn run(s: &StackScenario) -> anyhow::Result<StackReport> {
         seq += 1;
         queue.insert((at, seq), event);
     };
-    let now_at = |ms: u64| Now {
-        wall_ms: GENESIS_TIME_MS + ms,
+    let now_at = |i: usize, ms: u64| Now {
+        wall_ms: (GENESIS_TIME_MS + ms)
+            .saturating_add_signed(s.skew_ms.get(i).copied().unwrap_or(0)),
         mono_ms: ms,
     };
+    let mut codec_errors = Vec::new();
+    let mut height_before_window = 0;
     let mut out = Vec::new();
     for v in &mut validators {
         if s.silent != Some(v.index) {
-            v.start(now_at(0), &mut out)?;
+            v.start(now_at(v.index, 0), &mut out)?;
         }
     }
     push(&mut queue, 0, Event::Agents);
@@ -190,7 +211,14 @@ pub fn run(s: &StackScenario) -> anyhow::Result<StackReport> {
                 let copies = if rng.gen_bool(s.duplicate) { 2 } else { 1 };
                 for _ in 0..copies {
                     let at = now + rng.gen_range(s.delay_ms.0..=s.delay_ms.1);
-                    let message = Box::new(o.message.clone());
+                    // As the wire carries it: encoded, then decoded by the receiver.
+                    let message = match Message::decode(&o.message.encode()) {
+                        Ok(m) => Box::new(m),
+                        Err(e) => {
+                            codec_errors.push(format!("{:?} does not round-trip: {e}", o.message));
+                            continue;
+                        }
+                    };
                     push(
                         &mut queue,
                         at,
@@ -218,19 +246,27 @@ pub fn run(s: &StackScenario) -> anyhow::Result<StackReport> {
         if at > s.duration_ms {
             break;
         }
+        let window_start = s.duration_ms.saturating_sub(liveness_window_ms(s));
+        if now < window_start && at >= window_start {
+            height_before_window = validators
+                .iter()
+                .map(|v| v.store.latest().map_or(0, |l| l.height))
+                .max()
+                .unwrap_or(0);
+        }
         now = at;
         match event {
             Event::Deliver { to, from, message } => {
                 let from = u16::try_from(from)?;
-                validators[to].call(&mut out, |app, host| {
-                    app.on_message(now_at(now), from, *message, host)
+                validators[to].call(now_at(to, now), &mut out, |app, host| {
+                    app.on_message(from, *message, host)
                 });
             }
             Event::Wake(i) => {
                 if waking[i] == Some(now) {
                     waking[i] = None;
                 }
-                validators[i].call(&mut out, |app, host| app.on_deadline(now_at(now), host));
+                validators[i].call(now_at(i, now), &mut out, |app, host| app.on_deadline(host));
             }
             Event::Agents => {
                 if let Some(reference) = validators.iter().position(|v| v.app.is_some()) {
@@ -249,7 +285,7 @@ pub fn run(s: &StackScenario) -> anyhow::Result<StackReport> {
             Event::Crash(i) => validators[i].crash(),
             Event::Restart(i) => {
                 waking[i] = None;
-                validators[i].start(now_at(now), &mut out)?;
+                validators[i].start(now_at(i, now), &mut out)?;
             }
         }
         // The agents learn contract addresses from what the first validator committed.
@@ -262,26 +298,23 @@ pub fn run(s: &StackScenario) -> anyhow::Result<StackReport> {
             seen_receipts = first.committed.len();
         }
     }
-    report(s, &validators, &agents)
+    let mut r = report(s, &validators, &agents)?;
+    r.violations.extend(codec_errors);
+    r.height_before_window = height_before_window;
+    Ok(r)
 }
 
-/// Reads every running validator's store back and compares them height by height.
+/// Reads every validator's store back and compares them height by height: each against
+/// the highest validator for every height it holds, so a validator that stopped or lags
+/// hides nothing above it; and what each told its host it committed against its store.
 fn report(
     s: &StackScenario,
     validators: &[Validator],
     agents: &Workload,
 ) -> anyhow::Result<StackReport> {
-    // A validator that halted (as it must on its own divergence) is compared up to where it
-    // stopped; the others must agree to the end.
-    let running: Vec<&Validator> = validators
-        .iter()
-        .filter(|v| s.silent != Some(v.index) && v.halted.is_none())
-        .collect();
+    let height = |v: &Validator| v.store.latest().map_or(0, |l| l.height);
     let mut r = StackReport {
-        heights: validators
-            .iter()
-            .map(|v| v.store.latest().map_or(0, |l| l.height))
-            .collect(),
+        heights: validators.iter().map(height).collect(),
         halted: validators
             .iter()
             .filter_map(|v| {
@@ -291,34 +324,36 @@ fn report(
             })
             .collect(),
         sent_after_votelog_failure: validators.iter().map(|v| v.sent_after_failure).collect(),
+        violations: validators
+            .iter()
+            .flat_map(|v| v.violations.clone())
+            .collect(),
+        chains: validators
+            .iter()
+            .map(|v| {
+                v.committed
+                    .iter()
+                    .map(|c| (c.info.height, c.info.block_hash, c.info.state_root))
+                    .collect()
+            })
+            .collect(),
         ..StackReport::default()
     };
-    if running.is_empty() {
-        r.mismatches.push("every validator halted".into());
-        return Ok(r);
-    }
-    for v in validators.iter().filter(|v| v.halted.is_some()) {
-        let stopped = v.store.latest().map_or(0, |l| l.height);
-        for h in 1..=stopped {
-            if v.store.block(h)?.map(|b| b.hash()) != running[0].store.block(h)?.map(|b| b.hash()) {
-                r.mismatches.push(format!(
-                    "height {h}: halted validator {} committed another block",
-                    v.index
-                ));
-            }
-        }
-    }
-    let common = running
+    let Some(top) = validators
         .iter()
-        .map(|v| v.store.latest().map_or(0, |l| l.height))
-        .min()
-        .unwrap_or(0);
-    let first = running[0];
-    for h in 0..=common {
-        let block = first.store.block(h)?.map(|b| b.hash());
-        let receipts = first.store.receipts(h)?;
-        let root = first.store.state_root(h)?;
-        for v in &running[1..] {
+        .filter(|v| s.silent != Some(v.index))
+        .max_by_key(|v| (height(v), std::cmp::Reverse(v.index)))
+    else {
+        return Ok(r);
+    };
+    for h in 0..=height(top) {
+        let block = top.store.block(h)?.map(|b| b.hash());
+        let receipts = top.store.receipts(h)?;
+        let root = top.store.state_root(h)?;
+        for v in validators
+            .iter()
+            .filter(|v| v.index != top.index && s.silent != Some(v.index) && height(v) >= h)
+        {
             if v.store.block(h)?.map(|b| b.hash()) != block {
                 r.mismatches.push(format!(
                     "height {h}: validator {} has another block",
@@ -331,7 +366,10 @@ fn report(
                     v.index
                 ));
             }
-            if v.store.state_root(h)? != root {
+            // A validator that halted on its own divergence committed its wrong state at
+            // its last height (that is what it then found): its halt reason says so.
+            let own_fault = v.halted.is_some() && h == height(v);
+            if !own_fault && v.store.state_root(h)? != root {
                 r.mismatches.push(format!(
                     "height {h}: validator {} has another root",
                     v.index
@@ -342,15 +380,46 @@ fn report(
             if receipt.status == TxStatus::Success {
                 if let Some(kind) = agents.sent.get(&receipt.tx_hash) {
                     *r.succeeded.entry(*kind).or_default() += 1;
+                    if h * 3 > height(top) * 2 {
+                        r.late_successes += 1;
+                    }
                 }
             }
         }
     }
-    r.compared = common;
-    let counts = first.store.expiry_counts()?;
+    // The commit stream each host saw (what the node publishes to RPC subscribers): one
+    // commit per height, in order from 1, each what the store holds.
+    for v in validators {
+        for (k, c) in v.committed.iter().enumerate() {
+            let expected = k as u64 + 1;
+            if c.info.height != expected
+                || v.store.block(expected)?.map(|b| b.hash()) != Some(c.info.block_hash)
+                || v.store.state_root(expected)? != c.info.state_root
+            {
+                r.violations.push(format!(
+                    "validator {}: commit #{k} reported height {} {} that the store does not hold",
+                    v.index, c.info.height, c.info.block_hash
+                ));
+                break;
+            }
+        }
+    }
+    r.compared = validators
+        .iter()
+        .filter(|v| s.silent != Some(v.index) && v.halted.is_none())
+        .map(height)
+        .min()
+        .unwrap_or(0);
+    let counts = top.store.expiry_counts()?;
     r.expired_entries = counts.expired;
-    r.fold_pages = keel_state::fold::fold_count(&first.store.latest_view())?;
+    r.fold_pages = keel_state::fold::fold_count(&top.store.latest_view())?;
     Ok(r)
+}
+
+/// The end of a run in which something must be committed: the longest view timeout (a
+/// silent leader's view) plus a few block times.
+pub fn liveness_window_ms(s: &StackScenario) -> u64 {
+    s.timeout_base_ms * 4 + s.block_time_ms * 4
 }
 
 /// Successful calls into a token of `env` in a report.

@@ -12,7 +12,8 @@ use keel_node::{Mempool, MempoolConfig};
 use keel_runtime::{Runtime, RuntimeConfig};
 use keel_state::StateView;
 use keel_store::{Store, StoreOptions};
-use keel_types::{Hash, PublicKey, SecretKey, SignedTransaction};
+use keel_types::{Hash, PublicKey, SecretKey, SignedTransaction, VoteKind};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Module-cache entries per simulated validator (two contracts are ever deployed).
@@ -76,6 +77,11 @@ pub struct Validator {
     fail_persist_at: Option<usize>,
     /// Messages sent after a failed vote-log write.
     pub sent_after_failure: usize,
+    /// Every vote this validator's key signed, across restarts: (epoch, view, kind) → block.
+    signed: BTreeMap<(u64, u64, u8), Hash>,
+    /// Safety rules this validator broke (a vote sent before its record was durable, two
+    /// conflicting votes), for the report.
+    pub violations: Vec<String>,
     /// Keeps the store's directory for the validator's life.
     _dir: tempfile::TempDir,
 }
@@ -142,6 +148,8 @@ impl Validator {
             persists: 0,
             fail_persist_at: s.votelog_fails.and_then(|(i, n)| (i == index).then_some(n)),
             sent_after_failure: 0,
+            signed: BTreeMap::new(),
+            violations: Vec::new(),
             diverge_at: s.diverge.and_then(|(i, h)| (i == index).then_some(h)),
             _dir: dir,
         })
@@ -150,6 +158,8 @@ impl Validator {
     /// Starts the process: a fresh app over the store's finalized chain, its engine restored
     /// from the vote log (a restart after a crash loses only what was in memory).
     pub fn start(&mut self, now: Now, out: &mut Vec<Outgoing>) -> anyhow::Result<()> {
+        // Every vote record written before the crash is back (the file survives).
+        let restored = self.votes.clone();
         let chain = Chain::new(
             self.store.clone(),
             self.runtime.clone(),
@@ -157,9 +167,9 @@ impl Validator {
             GENESIS_TIME_MS,
         )
         .diverging_at(self.diverge_at);
-        let app = App::new(self.cfg.clone(), self.key.clone(), chain, &self.votes)?;
+        let app = App::new(self.cfg.clone(), self.key.clone(), chain, &restored)?;
         self.app = Some(app);
-        self.call(out, |app, host| app.start(now, host));
+        self.call(now, out, |app, host| app.start(host));
         Ok(())
     }
 
@@ -171,12 +181,20 @@ impl Validator {
     }
 
     /// Runs `f` on the app (if up) with this validator's host.
-    pub fn call(&mut self, out: &mut Vec<Outgoing>, f: impl FnOnce(&mut App, &mut dyn Host)) {
+    pub fn call(
+        &mut self,
+        now: Now,
+        out: &mut Vec<Outgoing>,
+        f: impl FnOnce(&mut App, &mut dyn Host),
+    ) {
         let Some(app) = self.app.as_mut() else {
             return;
         };
         let mut host = SimHost {
+            now,
             from: self.index,
+            signed: &mut self.signed,
+            violations: &mut self.violations,
             votes: &mut self.votes,
             persists: &mut self.persists,
             fail_persist_at: self.fail_persist_at,
@@ -209,7 +227,10 @@ impl Validator {
 }
 
 struct SimHost<'a> {
+    now: Now,
     from: usize,
+    signed: &'a mut BTreeMap<(u64, u64, u8), Hash>,
+    violations: &'a mut Vec<String>,
     votes: &'a mut Vec<VoteRecord>,
     persists: &'a mut usize,
     fail_persist_at: Option<usize>,
@@ -222,14 +243,68 @@ struct SimHost<'a> {
 }
 
 impl SimHost<'_> {
-    fn note_send(&mut self) {
+    /// Checks what leaves: nothing after a failed vote-log write; a vote of this validator
+    /// only once its record is durable; never two conflicting votes of its key.
+    fn note_send(&mut self, message: &Message) {
         if self.fail_persist_at.is_some_and(|at| *self.persists > at) {
             *self.sent_after_failure += 1;
+        }
+        let vote = match message {
+            Message::Vote(v) | Message::Propose { vote: v, .. } => v,
+            _ => return,
+        };
+        if usize::from(vote.signer) != self.from {
+            return; // a certificate's or another validator's vote, forwarded
+        }
+        let v = vote.vote;
+        let record = match v.kind {
+            VoteKind::Notarize => VoteRecord::Notarized {
+                epoch: v.epoch,
+                view: v.view,
+                block: v.block,
+            },
+            VoteKind::Nullify => VoteRecord::Nullified {
+                epoch: v.epoch,
+                view: v.view,
+            },
+            VoteKind::Finalize => VoteRecord::Finalized {
+                epoch: v.epoch,
+                view: v.view,
+                block: v.block,
+            },
+        };
+        if !self.votes.contains(&record) {
+            self.violations.push(format!(
+                "validator {} sent {:?} before its vote log held it",
+                self.from, v
+            ));
+        }
+        let kind = match v.kind {
+            VoteKind::Notarize => 0,
+            VoteKind::Nullify => 1,
+            VoteKind::Finalize => 2,
+        };
+        // Nullify and finalize of one view conflict; two blocks for one kind conflict.
+        let conflicting = match v.kind {
+            VoteKind::Nullify => self.signed.contains_key(&(v.epoch, v.view, 2)),
+            VoteKind::Finalize => self.signed.contains_key(&(v.epoch, v.view, 1)),
+            VoteKind::Notarize => false,
+        };
+        let previous = self.signed.insert((v.epoch, v.view, kind), v.block);
+        if conflicting || previous.is_some_and(|b| b != v.block) {
+            self.violations.push(format!(
+                "validator {} signed conflicting votes in epoch {} view {}",
+                self.from, v.epoch, v.view
+            ));
         }
     }
 }
 
 impl Host for SimHost<'_> {
+    fn now(&self) -> Now {
+        self.now
+    }
+
     fn persist(&mut self, record: &VoteRecord) -> Result<(), PersistError> {
         let n = *self.persists;
         *self.persists += 1;
@@ -241,7 +316,7 @@ impl Host for SimHost<'_> {
     }
 
     fn broadcast(&mut self, message: Message) {
-        self.note_send();
+        self.note_send(&message);
         self.out.push(Outgoing {
             from: self.from,
             to: None,
@@ -250,7 +325,7 @@ impl Host for SimHost<'_> {
     }
 
     fn send(&mut self, to: u16, message: Message) {
-        self.note_send();
+        self.note_send(&message);
         self.out.push(Outgoing {
             from: self.from,
             to: Some(usize::from(to)),

@@ -18,7 +18,7 @@ pub const SENDERS: u8 = 6;
 const RECIPIENTS: u8 = 24;
 /// A transaction not on chain after this long (ms) is given up: its sender starts again
 /// from the chain's nonce.
-const INFLIGHT_TIMEOUT_MS: u64 = 3_000;
+const INFLIGHT_TIMEOUT_MS: u64 = 1_000;
 /// Token supply minted to each deployer.
 const TOKEN_SUPPLY: u64 = 1_000_000_000;
 const TRANSFER_GAS: u64 = 21_000;
@@ -75,6 +75,8 @@ pub struct Workload {
     pub tokens: [Option<Address>; 2],
     /// Every transaction sent, by hash.
     pub sent: BTreeMap<Hash, Kind>,
+    /// The next sender's turn.
+    turn: usize,
 }
 
 impl Workload {
@@ -89,6 +91,7 @@ impl Workload {
             code: [artifact("Token.bin")?, artifact("token.wasm")?],
             tokens: [None, None],
             sent: BTreeMap::new(),
+            turn: 0,
         })
     }
 
@@ -109,7 +112,9 @@ impl Workload {
         now_ms: u64,
     ) -> Vec<SignedTransaction> {
         let mut out = Vec::new();
-        let i = rng.gen_range(0..self.senders.len());
+        // Round robin, so every sender touches its account often enough not to expire.
+        let i = self.turn % self.senders.len();
+        self.turn += 1;
         let mut to = [0x5e; 20];
         to[19] = rng.gen_range(0..RECIPIENTS);
         let to = Address(to);
