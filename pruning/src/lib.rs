@@ -14,7 +14,7 @@ pub use policy::{
     retained, History, PrunePolicy, PruneStep, Pruner, MIN_RETAIN_HEIGHTS, PRUNED_AUX_PREFIXES,
 };
 pub use revival::{
-    apply_revival, check_revival, check_unflag, revival_gas, Restore, REVIVAL_BASE_GAS,
+    apply_revival, check_revival, check_unflag, revival_gas, ProofCheck, Restore, REVIVAL_BASE_GAS,
     REVIVAL_GAS_PER_BYTE,
 };
 

@@ -24,8 +24,8 @@ fn check_folded(
     view: &dyn StateView,
     proof: &RevivalProof,
     folded: &FoldedRevival,
-) -> Result<Result<(), RevivalError>, StateError> {
-    let refuse = |page, code: FoldProofCode| Ok(Err(RevivalError::BadFoldProof { page, code }));
+) -> Result<Option<RevivalError>, StateError> {
+    let refuse = |page, code: FoldProofCode| Ok(Some(RevivalError::BadFoldProof { page, code }));
     let key_hash = proof.key.key_hash();
     let Some(page) = fold_page(view, folded.page)? else {
         return refuse(folded.page, FoldProofCode::NoSuchPage);
@@ -41,7 +41,21 @@ fn check_folded(
     if let Err(e) = page.verify_leaf(&folded.member) {
         return refuse(folded.page, (&e).into());
     }
-    check_absences(view, &key_hash, folded.page + 1, &folded.absent).map(|r| r.map(|_| ()))
+    Ok(
+        match check_absences(view, &key_hash, folded.page + 1, &folded.absent)? {
+            Absences::Proven { .. } => None,
+            Absences::Refused(reason) => Some(reason),
+        },
+    )
+}
+
+/// What an absence check concluded.
+enum Absences {
+    /// Every flagging page proved it does not hold the key; this many flag it.
+    Proven {
+        flagging: u64,
+    },
+    Refused(RevivalError),
 }
 
 /// Checks that `absent` proves, for every page from `first_page` on whose filter flags the
@@ -52,8 +66,10 @@ fn check_absences(
     key_hash: &keel_types::Hash,
     first_page: u64,
     absent: &[Absence],
-) -> Result<Result<u64, RevivalError>, StateError> {
-    let refuse = |page, code: FoldProofCode| Ok(Err(RevivalError::BadFoldProof { page, code }));
+) -> Result<Absences, StateError> {
+    let refuse = |page, code: FoldProofCode| {
+        Ok(Absences::Refused(RevivalError::BadFoldProof { page, code }))
+    };
     let probes = KeyProbes::new(key_hash);
     let mut absences = absent.iter();
     let mut flagging = 0;
@@ -74,7 +90,7 @@ fn check_absences(
     if let Some(extra) = absences.next() {
         return refuse(extra.page, FoldProofCode::ExtraAbsence);
     }
-    Ok(Ok(flagging))
+    Ok(Absences::Proven { flagging })
 }
 
 /// What an accepted revival or unflag writes back: `value` under `key` (empty: a deletion
@@ -84,6 +100,15 @@ pub struct Restore {
     pub key: StateKey,
     pub value: Vec<u8>,
     pub folded: bool,
+}
+
+/// What a revival or unflag check concluded about its proof.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProofCheck {
+    /// The proof holds: restore this.
+    Accepted(Restore),
+    /// The proof is refused; the sender pays its intrinsic gas and uses its nonce.
+    Refused(TxError),
 }
 
 /// The proof a revival or unflag carries, or why it is refused before looking at state.
@@ -101,8 +126,8 @@ pub fn check_unflag(
     view: &dyn StateView,
     proof_bytes: &[u8],
     expiry_epochs: u64,
-) -> Result<Result<Restore, TxError>, StateError> {
-    let refuse = |reason| Ok(Err(TxError::InvalidRevival { reason }));
+) -> Result<ProofCheck, StateError> {
+    let refuse = |reason| Ok(ProofCheck::Refused(TxError::InvalidRevival { reason }));
     let proof: UnflagProof = match decode_proof(proof_bytes, expiry_epochs) {
         Ok(p) => p,
         Err(reason) => return refuse(reason),
@@ -115,10 +140,10 @@ pub fn check_unflag(
         None => {}
     }
     match check_absences(view, &proof.key.key_hash(), 0, &proof.absent)? {
-        Err(reason) => refuse(reason),
+        Absences::Refused(reason) => refuse(reason),
         // No page flags it: it already reads as absent, there is nothing to clear.
-        Ok(0) => refuse(RevivalError::NotExpired { key }),
-        Ok(_) => Ok(Ok(Restore {
+        Absences::Proven { flagging: 0 } => refuse(RevivalError::NotExpired { key }),
+        Absences::Proven { .. } => Ok(ProofCheck::Accepted(Restore {
             key: proof.key,
             value: Vec::new(),
             folded: false,
@@ -131,8 +156,8 @@ pub fn check_revival(
     view: &dyn StateView,
     proof_bytes: &[u8],
     expiry_epochs: u64,
-) -> Result<Result<Restore, TxError>, StateError> {
-    let refuse = |reason| Ok(Err(TxError::InvalidRevival { reason }));
+) -> Result<ProofCheck, StateError> {
+    let refuse = |reason| Ok(ProofCheck::Refused(TxError::InvalidRevival { reason }));
     let proof: RevivalProof = match decode_proof(proof_bytes, expiry_epochs) {
         Ok(p) => p,
         Err(reason) => return refuse(reason),
@@ -145,7 +170,7 @@ pub fn check_revival(
         None => match &proof.folded {
             None => return refuse(RevivalError::NotExpired { key }),
             Some(folded) => {
-                if let Err(reason) = check_folded(view, &proof, folded)? {
+                if let Some(reason) = check_folded(view, &proof, folded)? {
                     return refuse(reason);
                 }
             }
@@ -178,7 +203,7 @@ pub fn check_revival(
             code: (&e).into(),
         });
     }
-    Ok(Ok(Restore {
+    Ok(ProofCheck::Accepted(Restore {
         folded: proof.folded.is_some(),
         key: proof.key,
         value: proof.value,

@@ -89,7 +89,11 @@ pub struct Runtime {
 }
 
 /// Why revm did not run a transaction.
-enum Refused {
+/// What running a transaction in the EVM concluded.
+enum Transacted {
+    /// It ran: revm's result and the WASM trap behind a failure, if any.
+    Ran(ExecutionResult, Option<TxError>),
+    /// revm refused it before executing.
     Invalid(InvalidTransaction),
     /// It touched an expired entry.
     Expired(TxError),
@@ -378,14 +382,16 @@ impl Runtime {
         };
         let is_wasm_deploy = matches!(t.body, TxBody::Deploy { env: Env::Wasm, .. });
         match self.transact(overlay, hashes, block, tx_env, false)? {
-            Ok((result, trap)) => Ok(receipt_from(result, tx_hash, is_wasm_deploy, trap)),
+            Transacted::Ran(result, trap) => {
+                Ok(receipt_from(result, tx_hash, is_wasm_deploy, trap))
+            }
             // It passed every check and ran into an expired entry: charged its whole gas
             // limit (revm aborted on the read and reports no gas figure; charging less would
             // let it do that much work for less), nothing else applied.
-            Err(Refused::Expired(error)) => {
+            Transacted::Expired(error) => {
                 self.charge_failed(overlay, block, t, tx_hash, (t.gas_limit, error))
             }
-            Err(Refused::Invalid(invalid)) => {
+            Transacted::Invalid(invalid) => {
                 let balance = match overlay.account(&sender) {
                     Ok(a) => a.map(|a| a.balance).unwrap_or_default(),
                     Err(keel_state::StateError::Expired { .. }) => U256::ZERO,
@@ -452,10 +458,10 @@ impl Runtime {
             keel_pruning::check_revival(&*overlay, proof, expiry_epochs)?
         };
         let restore = match checked {
-            Ok(r) => r,
+            keel_pruning::ProofCheck::Accepted(r) => r,
             // The sender can pay and the proof is refused: charged its intrinsic gas with
             // its nonce used, so a junk proof costs a fee and cannot be sent again.
-            Err(error) => {
+            keel_pruning::ProofCheck::Refused(error) => {
                 return self.charge_failed(overlay, block, t, tx_hash, (intrinsic, error));
             }
         };
@@ -536,7 +542,7 @@ impl Runtime {
     }
 
     /// Runs one EVM transaction (WASM frames included) over `overlay` and applies its state
-    /// changes there. `Err(invalid)` is a transaction revm refused before executing it.
+    /// changes there, or says why it did not run.
     fn transact(
         &self,
         overlay: &mut Overlay<&dyn StateView>,
@@ -544,7 +550,7 @@ impl Runtime {
         block: &BlockContext,
         tx_env: TxEnv,
         skip_nonce_check: bool,
-    ) -> Result<Result<(ExecutionResult, Option<TxError>), Refused>, RuntimeError> {
+    ) -> Result<Transacted, RuntimeError> {
         let precompiles = KeelPrecompiles::new(self.wasm.clone(), block.epoch, block.timestamp_ms)
             .speculative(self.speculative);
         let (result, state) = {
@@ -558,16 +564,16 @@ impl Runtime {
             // surfaced (a database error in the EVM, a host error in WASM, or a WASM caller
             // that turned it into a revert): nothing it did is applied.
             if let Some((key, epoch, _)) = overlay.take_expired_hit() {
-                return Ok(Err(Refused::Expired(expired_error(&key, epoch))));
+                return Ok(Transacted::Expired(expired_error(&key, epoch)));
             }
             match outcome {
                 Ok(out) => (out.result, out.state),
-                Err(EVMError::Transaction(invalid)) => return Ok(Err(Refused::Invalid(invalid))),
+                Err(EVMError::Transaction(invalid)) => return Ok(Transacted::Invalid(invalid)),
                 Err(e) => return Err(RuntimeError::Fatal(e.to_string())),
             }
         };
         apply_evm_state(overlay, state).map_err(|e| RuntimeError::Fatal(e.to_string()))?;
-        Ok(Ok((result, precompiles.take_trap())))
+        Ok(Transacted::Ran(result, precompiles.take_trap()))
     }
 
     /// A read-only call (RPC `keel_call`, `eth_call`, `eth_estimateGas`): `from` calls `to`
@@ -599,9 +605,9 @@ impl Runtime {
             ..Default::default()
         };
         match self.transact(&mut overlay, hashes, block, tx_env, true)? {
-            Ok((result, trap)) => Ok(receipt_from(result, Hash::ZERO, false, trap)),
-            Err(Refused::Expired(error)) => Ok(rejected(Hash::ZERO, error)),
-            Err(Refused::Invalid(invalid)) => Ok(rejected(Hash::ZERO, refused_by_revm(&invalid))),
+            Transacted::Ran(result, trap) => Ok(receipt_from(result, Hash::ZERO, false, trap)),
+            Transacted::Expired(error) => Ok(rejected(Hash::ZERO, error)),
+            Transacted::Invalid(invalid) => Ok(rejected(Hash::ZERO, refused_by_revm(&invalid))),
         }
     }
 
