@@ -6,7 +6,7 @@ use jsonrpsee_http_client::{HttpClient, HttpClientBuilder};
 use keel_node::keys;
 use keel_types::{Address, Canonical, Env, Hash, SecretKey, Transaction, TxBody, U256};
 use serde_json::{json, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// `--wait` gives up after this long without a receipt.
@@ -17,6 +17,84 @@ pub const TRANSFER_GAS: u64 = 21_000;
 pub const DEPLOY_GAS: u64 = 8_000_000;
 pub const CALL_GAS: u64 = 1_000_000;
 
+/// Why a client command failed; the text is what `keel` prints after `error:`. Each message
+/// carries its cause's text, so the variants name no `source` (a chain would repeat it).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("bad --rpc {url}: {detail}")]
+    BadUrl { url: String, detail: String },
+    #[error("cannot reach the node at {url}: {detail}; is it running? (--rpc URL)")]
+    Unreachable { url: String, detail: String },
+    /// The node answered with a JSON-RPC error.
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+    /// Anything else the JSON-RPC client reported (a malformed response, a timeout).
+    #[error("{method}: {detail}")]
+    Request { method: String, detail: String },
+    #[error("encoding the parameters of {method}: {error}")]
+    Params {
+        method: String,
+        error: serde_json::Error,
+    },
+    #[error("{text:?} is not an amount: {detail}")]
+    BadAmount { text: String, detail: String },
+    #[error("{what} is not hex: {error}")]
+    BadHex {
+        what: String,
+        error: hex::FromHexError,
+    },
+    #[error("{text:?} is not a 20-byte hex address")]
+    BadAddress { text: String },
+    #[error("{}: {error}", path.display())]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{}: not hex text", path.display())]
+    NotHexText { path: PathBuf },
+    #[error("{}: not WASM or WAT: {detail}", path.display())]
+    NotWasm { path: PathBuf, detail: String },
+    #[error("{}: JSON without a \"proof\" string", path.display())]
+    NoProof { path: PathBuf },
+    #[error("node response lacks {0}")]
+    MissingField(&'static str),
+    #[error("transaction {hash} not finalized after {} s; check `keel query status`", WAIT_TIMEOUT_MS / 1000)]
+    NotFinalized { hash: Hash },
+    #[error(transparent)]
+    Key(#[from] keys::KeyError),
+}
+
+/// A JSON-RPC error object as the node sent it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message} ({code}){}", data.as_ref().map(|d| format!(": {d}")).unwrap_or_default())]
+pub struct RpcError {
+    pub code: i32,
+    pub message: String,
+    /// The error's `data` member, as JSON text.
+    pub data: Option<String>,
+}
+
+impl From<jsonrpsee::types::ErrorObject<'_>> for RpcError {
+    fn from(obj: jsonrpsee::types::ErrorObject<'_>) -> Self {
+        RpcError {
+            code: obj.code(),
+            message: obj.message().to_string(),
+            data: obj.data().map(|d| d.get().to_string()),
+        }
+    }
+}
+
+fn params(method: &str, values: Vec<Value>) -> Result<ArrayParams, ClientError> {
+    let mut array = ArrayParams::new();
+    for value in values {
+        array.insert(value).map_err(|error| ClientError::Params {
+            method: method.to_string(),
+            error,
+        })?;
+    }
+    Ok(array)
+}
+
 #[derive(Debug)]
 pub struct Client {
     http: HttpClient,
@@ -24,38 +102,39 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(url: &str) -> Result<Client, String> {
+    pub fn new(url: &str) -> Result<Client, ClientError> {
         let http = HttpClientBuilder::default()
             .request_timeout(Duration::from_secs(30))
             .build(url)
-            .map_err(|e| format!("bad --rpc {url}: {e}"))?;
+            .map_err(|e| ClientError::BadUrl {
+                url: url.to_string(),
+                detail: e.to_string(),
+            })?;
         Ok(Client {
             http,
             url: url.to_string(),
         })
     }
 
-    pub async fn request(&self, method: &str, params: Vec<Value>) -> Result<Value, String> {
-        let mut array = ArrayParams::new();
-        for p in params {
-            array.insert(p).map_err(|e| e.to_string())?;
-        }
+    pub async fn request(&self, method: &str, values: Vec<Value>) -> Result<Value, ClientError> {
         self.http
-            .request::<Value, _>(method, array)
+            .request::<Value, _>(method, params(method, values)?)
             .await
-            .map_err(|e| match e {
-                jsonrpsee::core::ClientError::Call(obj) => match obj.data() {
-                    Some(data) => format!("{} ({}): {}", obj.message(), obj.code(), data.get()),
-                    None => format!("{} ({})", obj.message(), obj.code()),
-                },
-                jsonrpsee::core::ClientError::Transport(t) => {
-                    format!(
-                        "cannot reach the node at {}: {t}; is it running? (--rpc URL)",
-                        self.url
-                    )
-                }
-                other => format!("{method}: {other}"),
-            })
+            .map_err(|e| self.error(method, e))
+    }
+
+    fn error(&self, method: &str, e: jsonrpsee::core::ClientError) -> ClientError {
+        match e {
+            jsonrpsee::core::ClientError::Call(obj) => RpcError::from(obj).into(),
+            jsonrpsee::core::ClientError::Transport(t) => ClientError::Unreachable {
+                url: self.url.clone(),
+                detail: t.to_string(),
+            },
+            other => ClientError::Request {
+                method: method.to_string(),
+                detail: other.to_string(),
+            },
+        }
     }
 }
 
@@ -66,33 +145,24 @@ impl Client {
         &self,
         method: &str,
         calls: Vec<Vec<Value>>,
-    ) -> Result<Vec<Result<Value, String>>, String> {
+    ) -> Result<Vec<Result<Value, RpcError>>, ClientError> {
         let mut batch = jsonrpsee::core::params::BatchRequestBuilder::new();
-        for params in calls {
-            let mut array = ArrayParams::new();
-            for p in params {
-                array.insert(p).map_err(|e| e.to_string())?;
-            }
-            batch.insert(method, array).map_err(|e| e.to_string())?;
+        for values in calls {
+            batch
+                .insert(method, params(method, values)?)
+                .map_err(|error| ClientError::Params {
+                    method: method.to_string(),
+                    error,
+                })?;
         }
         let response = self
             .http
             .batch_request::<Value>(batch)
             .await
-            .map_err(|e| match e {
-                jsonrpsee::core::ClientError::Transport(t) => {
-                    format!("cannot reach the node at {}: {t}", self.url)
-                }
-                other => format!("{method} batch: {other}"),
-            })?;
+            .map_err(|e| self.error(method, e))?;
         Ok(response
             .into_iter()
-            .map(|entry| {
-                entry.map_err(|obj| match obj.data() {
-                    Some(data) => format!("{} ({}): {}", obj.message(), obj.code(), data.get()),
-                    None => format!("{} ({})", obj.message(), obj.code()),
-                })
-            })
+            .map(|entry| entry.map_err(RpcError::from))
             .collect())
     }
 }
@@ -107,48 +177,74 @@ pub struct TxRequest {
     pub wait: bool,
 }
 
-pub fn parse_amount(text: &str) -> Result<U256, String> {
+pub fn parse_amount(text: &str) -> Result<U256, ClientError> {
     let parsed = match text.strip_prefix("0x") {
         Some(hex) => U256::from_str_radix(hex, 16),
         None => U256::from_str_radix(text, 10),
     };
-    parsed.map_err(|e| format!("{text:?} is not an amount: {e}"))
+    parsed.map_err(|e| ClientError::BadAmount {
+        text: text.to_string(),
+        detail: e.to_string(),
+    })
 }
 
-pub fn parse_hex(text: &str, what: &str) -> Result<Vec<u8>, String> {
+pub fn parse_hex(text: &str, what: &str) -> Result<Vec<u8>, ClientError> {
     let clean: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-    hex::decode(clean.strip_prefix("0x").unwrap_or(&clean))
-        .map_err(|e| format!("{what} is not hex: {e}"))
+    hex::decode(clean.strip_prefix("0x").unwrap_or(&clean)).map_err(|error| ClientError::BadHex {
+        what: what.to_string(),
+        error,
+    })
 }
 
-pub fn parse_address(text: &str) -> Result<Address, String> {
-    Address::from_hex(text).map_err(|_| format!("{text:?} is not a 20-byte hex address"))
+pub fn parse_address(text: &str) -> Result<Address, ClientError> {
+    Address::from_hex(text).map_err(|_| ClientError::BadAddress {
+        text: text.to_string(),
+    })
+}
+
+/// Reads a file the user named.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, ClientError> {
+    std::fs::read(path).map_err(|error| ClientError::Read {
+        path: path.to_path_buf(),
+        error,
+    })
 }
 
 /// Reads contract code: EVM creation bytecode as hex text; WASM as a binary or `.wat` text.
-pub fn read_code(env: Env, path: &Path) -> Result<Vec<u8>, String> {
-    let raw = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn read_code(env: Env, path: &Path) -> Result<Vec<u8>, ClientError> {
+    let raw = read_file(path)?;
     match env {
         Env::Evm => parse_hex(
-            std::str::from_utf8(&raw).map_err(|_| format!("{}: not hex text", path.display()))?,
+            std::str::from_utf8(&raw).map_err(|_| ClientError::NotHexText {
+                path: path.to_path_buf(),
+            })?,
             "EVM code",
         ),
         Env::Wasm if raw.starts_with(b"\0asm") => Ok(raw),
-        Env::Wasm => wat::parse_bytes(&raw)
-            .map(|b| b.into_owned())
-            .map_err(|e| format!("{}: not WASM or WAT: {e}", path.display())),
+        Env::Wasm => {
+            wat::parse_bytes(&raw)
+                .map(|b| b.into_owned())
+                .map_err(|e| ClientError::NotWasm {
+                    path: path.to_path_buf(),
+                    detail: e.to_string(),
+                })
+        }
     }
 }
 
-fn field_u64(value: &Value, name: &str) -> Result<u64, String> {
+fn field_u64(value: &Value, name: &'static str) -> Result<u64, ClientError> {
     value
         .get(name)
         .and_then(Value::as_u64)
-        .ok_or_else(|| format!("node response lacks {name}"))
+        .ok_or(ClientError::MissingField(name))
 }
 
 /// Signs and submits; with `wait`, polls for the receipt and returns it.
-pub async fn send(client: &Client, key: &SecretKey, request: TxRequest) -> Result<Value, String> {
+pub async fn send(
+    client: &Client,
+    key: &SecretKey,
+    request: TxRequest,
+) -> Result<Value, ClientError> {
     let status = client.request("keel_status", vec![]).await?;
     let chain_id = field_u64(&status, "chain_id")?;
     let min_price: u128 = status
@@ -191,7 +287,7 @@ pub async fn send(client: &Client, key: &SecretKey, request: TxRequest) -> Resul
     wait_receipt(client, &hash).await
 }
 
-pub async fn wait_receipt(client: &Client, hash: &Hash) -> Result<Value, String> {
+pub async fn wait_receipt(client: &Client, hash: &Hash) -> Result<Value, ClientError> {
     let mut waited = 0;
     loop {
         let receipt = client
@@ -201,16 +297,13 @@ pub async fn wait_receipt(client: &Client, hash: &Hash) -> Result<Value, String>
             return Ok(receipt);
         }
         if waited >= WAIT_TIMEOUT_MS {
-            return Err(format!(
-                "transaction {hash} not finalized after {} s; check `keel query status`",
-                WAIT_TIMEOUT_MS / 1000
-            ));
+            return Err(ClientError::NotFinalized { hash: *hash });
         }
         tokio::time::sleep(Duration::from_millis(WAIT_POLL_MS)).await;
         waited += WAIT_POLL_MS;
     }
 }
 
-pub fn read_key(path: &Path) -> Result<SecretKey, String> {
-    keys::read(path).map_err(|e| e.to_string())
+pub fn read_key(path: &Path) -> Result<SecretKey, ClientError> {
+    Ok(keys::read(path)?)
 }

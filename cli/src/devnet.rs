@@ -2,8 +2,8 @@
 //! network namespace each), from embedded defaults, resumed when its directory already
 //! holds one.
 
-use crate::client::Client;
-use crate::init::{init, InitOptions};
+use crate::client::{Client, ClientError};
+use crate::init::{init, InitError, InitOptions};
 use keel_node::config::NodeConfig;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -14,6 +14,32 @@ use std::time::{Duration, Instant};
 pub const READY_TIMEOUT_MS: u64 = 120_000;
 /// How long children get to exit after SIGTERM before SIGKILL.
 pub const STOP_TIMEOUT_MS: u64 = 10_000;
+
+/// Why the devnet did not start (its validators are stopped again).
+#[derive(Debug, thiserror::Error)]
+pub enum DevnetError {
+    #[error(transparent)]
+    Init(#[from] InitError),
+    #[error(transparent)]
+    Config(#[from] keel_node::config::ConfigError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("{what}: {error}")]
+    Io { what: String, error: std::io::Error },
+    #[error("validator {index} exited ({status}); see {}", log.display())]
+    Exited {
+        index: usize,
+        status: std::process::ExitStatus,
+        log: PathBuf,
+    },
+    #[error("the devnet did not finalize a block within {} s; see the node.log files", READY_TIMEOUT_MS / 1000)]
+    NotReady,
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DevnetError {
+    let what = what.into();
+    move |error| DevnetError::Io { what, error }
+}
 
 #[derive(Debug, Clone)]
 pub struct DevnetOptions {
@@ -39,15 +65,17 @@ fn node_homes(dir: &Path) -> Vec<PathBuf> {
 
 /// `keel run --home <home>`, inside network namespace `netns` when given: `ip netns exec`
 /// enters it and execs keel, so the child's pid is the validator's own (signals reach it).
-fn spawn(home: &Path, netns: Option<&str>) -> Result<Child, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("locating the keel binary: {e}"))?;
+fn spawn(home: &Path, netns: Option<&str>) -> Result<Child, DevnetError> {
+    let exe = std::env::current_exe().map_err(io("locating the keel binary"))?;
     let log_path = home.join("node.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&log_path)
-        .map_err(|e| format!("{}: {e}", log_path.display()))?;
-    let err = log.try_clone().map_err(|e| e.to_string())?;
+        .map_err(io(log_path.display().to_string()))?;
+    let err = log
+        .try_clone()
+        .map_err(io(log_path.display().to_string()))?;
     let mut command = match netns {
         Some(name) => {
             let mut c = Command::new("ip");
@@ -64,7 +92,7 @@ fn spawn(home: &Path, netns: Option<&str>) -> Result<Child, String> {
         .stdout(log)
         .stderr(err)
         .spawn()
-        .map_err(|e| format!("starting keel run --home {}: {e}", home.display()))
+        .map_err(io(format!("starting keel run --home {}", home.display())))
 }
 
 fn signal(child: &Child, name: &str) {
@@ -96,17 +124,17 @@ fn stop(nodes: &mut [Node]) {
 }
 
 /// Runs the devnet until SIGINT/SIGTERM; prints one JSON line per validator, then ready.
-pub async fn devnet(opts: DevnetOptions) -> Result<(), String> {
+pub async fn devnet(opts: DevnetOptions) -> Result<(), DevnetError> {
     let dir = opts.init.home.clone();
     if opts.fresh && dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| format!("wiping {}: {e}", dir.display()))?;
+        std::fs::remove_dir_all(&dir).map_err(io(format!("wiping {}", dir.display())))?;
     }
     if !dir.join("node0").join("config.toml").exists() {
         init(&opts.init)?;
     }
     let mut nodes = Vec::new();
     for (index, home) in node_homes(&dir).into_iter().enumerate() {
-        let config = NodeConfig::load(&home.join("config.toml")).map_err(|e| e.to_string())?;
+        let config = NodeConfig::load(&home.join("config.toml"))?;
         let netns = opts.netns.as_ref().map(|prefix| format!("{prefix}{index}"));
         let child = match spawn(&home, netns.as_deref()) {
             Ok(c) => c,
@@ -154,7 +182,7 @@ pub async fn devnet(opts: DevnetOptions) -> Result<(), String> {
     Ok(())
 }
 
-async fn wait_ready(nodes: &mut [Node]) -> Result<(), String> {
+async fn wait_ready(nodes: &mut [Node]) -> Result<(), DevnetError> {
     let deadline = Instant::now() + Duration::from_millis(READY_TIMEOUT_MS);
     let clients: Vec<Client> = nodes
         .iter()
@@ -164,11 +192,11 @@ async fn wait_ready(nodes: &mut [Node]) -> Result<(), String> {
     loop {
         for node in nodes.iter_mut() {
             if let Ok(Some(status)) = node.child.try_wait() {
-                return Err(format!(
-                    "validator {} exited ({status}); see {}",
-                    node.index,
-                    node.home.join("node.log").display()
-                ));
+                return Err(DevnetError::Exited {
+                    index: node.index,
+                    status,
+                    log: node.home.join("node.log"),
+                });
             }
         }
         // Ready once every validator has finalized a block since it was first seen (a
@@ -187,10 +215,7 @@ async fn wait_ready(nodes: &mut [Node]) -> Result<(), String> {
             return Ok(());
         }
         if Instant::now() >= deadline {
-            return Err(format!(
-                "the devnet did not finalize a block within {} s; see the node.log files",
-                READY_TIMEOUT_MS / 1000
-            ));
+            return Err(DevnetError::NotReady);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -64,47 +64,77 @@ struct DevAccount {
     key_file: String,
 }
 
-fn err(context: &str, e: impl std::fmt::Display) -> String {
-    format!("{context}: {e}")
+/// Why `keel init` laid out nothing (or stopped part way: the directory then holds node0
+/// and a second run refuses it).
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error("--validators must be 1 to {MAX_INIT_VALIDATORS}")]
+    Validators,
+    #[error("--dev-accounts must be at most {MAX_DEV_ACCOUNTS}")]
+    DevAccounts,
+    #[error("--base-port {base_port} leaves no room for {validators} nodes' ports")]
+    BasePort { base_port: u16, validators: usize },
+    #[error("--hosts names {hosts} addresses for {validators} validators")]
+    HostCount { hosts: usize, validators: usize },
+    #[error("--hosts {host:?}: {error}")]
+    Host {
+        host: String,
+        error: std::net::AddrParseError,
+    },
+    #[error("{} already exists; remove it or pick another --home", .0.display())]
+    Exists(PathBuf),
+    #[error("{}: {error}", path.display())]
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error(transparent)]
+    Key(#[from] keys::KeyError),
+    #[error(transparent)]
+    Genesis(#[from] keel_node::genesis::GenesisError),
+    #[error(transparent)]
+    Config(#[from] keel_node::config::ConfigError),
 }
 
-fn write_file(path: &Path, text: &str) -> Result<(), String> {
-    std::fs::write(path, text).map_err(|e| err(&path.display().to_string(), e))
+fn write_file(path: &Path, text: &str) -> Result<(), InitError> {
+    std::fs::write(path, text).map_err(|error| InitError::Write {
+        path: path.to_path_buf(),
+        error,
+    })
 }
 
 /// Lay out the network. Refuses to touch a directory that already holds node0.
-pub fn init(opts: &InitOptions) -> Result<InitReport, String> {
+pub fn init(opts: &InitOptions) -> Result<InitReport, InitError> {
     if opts.validators == 0 || opts.validators > MAX_INIT_VALIDATORS {
-        return Err(format!("--validators must be 1 to {MAX_INIT_VALIDATORS}"));
+        return Err(InitError::Validators);
     }
     if opts.dev_accounts > MAX_DEV_ACCOUNTS {
-        return Err(format!("--dev-accounts must be at most {MAX_DEV_ACCOUNTS}"));
+        return Err(InitError::DevAccounts);
     }
     let top = usize::from(opts.base_port) + 200 + opts.validators;
     if top > usize::from(u16::MAX) {
-        return Err(format!(
-            "--base-port {} leaves no room for {} nodes' ports",
-            opts.base_port, opts.validators
-        ));
+        return Err(InitError::BasePort {
+            base_port: opts.base_port,
+            validators: opts.validators,
+        });
     }
     if !opts.hosts.is_empty() && opts.hosts.len() != opts.validators {
-        return Err(format!(
-            "--hosts names {} addresses for {} validators",
-            opts.hosts.len(),
-            opts.validators
-        ));
+        return Err(InitError::HostCount {
+            hosts: opts.hosts.len(),
+            validators: opts.validators,
+        });
     }
     // Checked here so a typo fails before any key is written, not when a node binds.
     for host in &opts.hosts {
         host.parse::<std::net::IpAddr>()
-            .map_err(|e| err(&format!("--hosts {host:?}"), e))?;
+            .map_err(|error| InitError::Host {
+                host: host.clone(),
+                error,
+            })?;
     }
     let node0 = opts.home.join("node0");
     if node0.exists() {
-        return Err(format!(
-            "{} already exists; remove it or pick another --home",
-            node0.display()
-        ));
+        return Err(InitError::Exists(node0));
     }
     let port = |offset: usize, i: usize| {
         let host = opts.hosts.get(i).map_or("127.0.0.1", String::as_str);
@@ -120,8 +150,9 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, String> {
     for i in 0..opts.validators {
         let home = opts.home.join(format!("node{i}"));
         let key = keys::generate();
-        keys::write(&home.join("keys/validator.json"), &key).map_err(|e| e.to_string())?;
-        std::fs::create_dir_all(home.join("data")).map_err(|e| err("data dir", e))?;
+        keys::write(&home.join("keys/validator.json"), &key)?;
+        let data = home.join("data");
+        std::fs::create_dir_all(&data).map_err(|error| InitError::Write { path: data, error })?;
         validators.push(GenesisValidator {
             public_key: key.public_key(),
             p2p: port(0, i),
@@ -140,7 +171,7 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, String> {
     let mut accounts = Vec::new();
     for j in 0..opts.dev_accounts {
         let path = accounts_dir.join(format!("dev{j}.json"));
-        let file = keys::write(&path, &keys::generate()).map_err(|e| e.to_string())?;
+        let file = keys::write(&path, &keys::generate())?;
         balances.push(GenesisBalance {
             address: file.address,
             balance: U256::from(10u128.pow(24)),
@@ -152,7 +183,8 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, String> {
     }
     if opts.dev_accounts > 0 {
         balances.push(GenesisBalance {
-            address: Address::from_hex(ETH_DEV_ADDRESS).map_err(|e| err("dev address", e))?,
+            address: Address::from_hex(ETH_DEV_ADDRESS)
+                .expect("ETH_DEV_ADDRESS is a 20-byte hex address"),
             balance: U256::from(10u128.pow(24)),
         });
         let eth = serde_json::json!({
@@ -173,9 +205,9 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, String> {
         validators,
         balances,
     };
-    genesis.validate().map_err(|e| e.to_string())?;
+    genesis.validate()?;
     let accounts_file = opts.home.join("accounts.json");
-    let json = serde_json::to_string_pretty(&accounts).map_err(|e| err("accounts.json", e))?;
+    let json = serde_json::to_string_pretty(&accounts).expect("plain strings serialize");
     write_file(&accounts_file, &(json + "\n"))?;
 
     for (i, node) in nodes.iter().enumerate() {
@@ -185,7 +217,7 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, String> {
         config.rpc.listen = port(100, i);
         config.metrics.listen = port(200, i);
         config.consensus.block_time_ms = opts.block_time_ms;
-        config.validate().map_err(|e| e.to_string())?;
+        config.validate()?;
         write_file(&home.join("config.toml"), &config.to_toml())?;
         write_file(&home.join("genesis.json"), &genesis.to_json())?;
     }

@@ -2,7 +2,7 @@
 //! errors go to stderr; every error is one line and a non-zero exit.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use keel_cli::client::{self, Client, TxRequest};
+use keel_cli::client::{self, Client, ClientError, TxRequest};
 use keel_cli::devnet::{devnet, DevnetOptions};
 use keel_cli::init::{init, InitOptions};
 use keel_node::driver::now_ms;
@@ -250,7 +250,7 @@ enum QueryCommand {
     },
 }
 
-async fn send_tx(send: SendArgs, body: TxBody) -> Result<Value, String> {
+async fn send_tx(send: SendArgs, body: TxBody) -> Result<Value, ClientError> {
     let key = client::read_key(&send.key)?;
     let client = Client::new(&send.rpc.rpc)?;
     client::send(
@@ -267,7 +267,7 @@ async fn send_tx(send: SendArgs, body: TxBody) -> Result<Value, String> {
     .await
 }
 
-async fn tx(command: TxCommand) -> Result<Value, String> {
+async fn tx(command: TxCommand) -> Result<Value, ClientError> {
     match command {
         TxCommand::Transfer { send, to, amount } => {
             let body = TxBody::Transfer {
@@ -309,8 +309,11 @@ async fn tx(command: TxCommand) -> Result<Value, String> {
             send_tx(send, body).await
         }
         TxCommand::Revive { send, proof } => {
-            let text =
-                std::fs::read_to_string(&proof).map_err(|e| format!("{}: {e}", proof.display()))?;
+            let text = String::from_utf8(client::read_file(&proof)?).map_err(|_| {
+                ClientError::NotHexText {
+                    path: proof.clone(),
+                }
+            })?;
             // The file is what `keel query proof` printed (its "proof" field; `"unflag": true`
             // for a fold filter's false positive), or bare hex of a revival proof.
             let (text, unflag) = match serde_json::from_str::<serde_json::Value>(&text) {
@@ -318,8 +321,8 @@ async fn tx(command: TxCommand) -> Result<Value, String> {
                     v.get("proof")
                         .and_then(|p| p.as_str())
                         .map(str::to_string)
-                        .ok_or_else(|| {
-                            format!("{}: JSON without a \"proof\" string", proof.display())
+                        .ok_or_else(|| ClientError::NoProof {
+                            path: proof.clone(),
                         })?,
                     v.get("unflag") == Some(&Value::Bool(true)),
                 ),
@@ -336,7 +339,7 @@ async fn tx(command: TxCommand) -> Result<Value, String> {
     }
 }
 
-async fn query(command: QueryCommand) -> Result<Value, String> {
+async fn query(command: QueryCommand) -> Result<Value, ClientError> {
     let (rpc, method, params) = match command {
         QueryCommand::Status(rpc) => (rpc, "keel_status", vec![]),
         QueryCommand::Account { address, rpc } => (rpc, "keel_getAccount", vec![json!(address)]),
@@ -401,6 +404,7 @@ fn main() -> ExitCode {
             })
             .map_err(|e| e.to_string()),
         Command::Init(a) => init(&a.options())
+            .map_err(|e| e.to_string())
             .and_then(|report| serde_json::to_value(report).map_err(|e| e.to_string()))
             .map(Some),
         Command::Run { home } => runtime().and_then(|rt| {
@@ -415,9 +419,18 @@ fn main() -> ExitCode {
                 netns: a.netns,
             }))
             .map(|()| None)
+            .map_err(|e| e.to_string())
         }),
-        Command::Tx(command) => runtime().and_then(|rt| rt.block_on(tx(command)).map(Some)),
-        Command::Query(command) => runtime().and_then(|rt| rt.block_on(query(command)).map(Some)),
+        Command::Tx(command) => runtime().and_then(|rt| {
+            rt.block_on(tx(command))
+                .map(Some)
+                .map_err(|e| e.to_string())
+        }),
+        Command::Query(command) => runtime().and_then(|rt| {
+            rt.block_on(query(command))
+                .map(Some)
+                .map_err(|e| e.to_string())
+        }),
     };
     match result {
         Ok(Some(value)) => {

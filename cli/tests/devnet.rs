@@ -6,7 +6,7 @@
 mod byzantine;
 #[path = "devnet/chaos.rs"]
 mod chaos;
-mod common;
+use crate::common;
 #[path = "devnet/partition.rs"]
 mod partition;
 
@@ -463,7 +463,10 @@ fn mempool_flood_at_ten_times_capacity_stays_bounded_and_the_chain_finalizes() {
                 let (client, permits) = (client.clone(), permits.clone());
                 tokio::spawn(async move {
                     let _permit = permits.acquire_owned().await;
-                    client.request("keel_sendTransaction", vec![raw]).await
+                    client
+                        .request("keel_sendTransaction", vec![raw])
+                        .await
+                        .map_err(|e| e.to_string())
                 })
             })
             .collect();

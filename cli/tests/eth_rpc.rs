@@ -14,7 +14,7 @@
 //! and sees nonce and balance equal in the Ethereum and native views; replays, wrong chain
 //! ids and malformed envelopes are refused. Then every validator's roots agree.
 
-mod common;
+use crate::common;
 
 use common::{contract, deploy, keel, serial, Cluster};
 use keel_cli::init::{ETH_DEV_ACCOUNT_FILE, ETH_DEV_ADDRESS};

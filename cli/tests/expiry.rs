@@ -4,7 +4,7 @@
 //! validator ends with the same roots. Then kill -9 lands on epoch boundaries while the
 //! validators expire, archive and prune, and restarts stay consistent.
 
-mod common;
+use crate::common;
 
 use common::{contract, keel, metric_sum, serial, Cluster};
 use keel_cli::client::{self, Client, TxRequest};

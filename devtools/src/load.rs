@@ -6,7 +6,7 @@
 
 use jsonrpsee::core::client::{Subscription, SubscriptionClientT};
 use jsonrpsee::core::params::ArrayParams;
-use keel_cli::client::{self, Client, TxRequest};
+use keel_cli::client::{self, Client, ClientError, TxRequest};
 use keel_types::{Address, Canonical, Hash, SecretKey, Transaction, TxBody, U256};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -87,27 +87,61 @@ fn sender_key(seed: u64, i: usize) -> SecretKey {
     SecretKey::from_seed(*blake3::hash(&material).as_bytes())
 }
 
+/// Why a load run stopped, or why the validators disagree.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("need at least one RPC URL, one funded key and one sender")]
+    NoInput,
+    #[error("no validator answers on any RPC URL")]
+    NoValidator,
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("node response lacks {0}")]
+    MissingField(&'static str),
+    #[error("the node returned a transaction hash that is not one: {0}")]
+    BadHash(String),
+    #[error("a funding transfer was lost; funding again")]
+    FundingLost,
+    #[error("{what} at {url}: {detail}")]
+    Subscribe {
+        what: &'static str,
+        url: String,
+        detail: String,
+    },
+    #[error("validator {validator} has no block at height {height}")]
+    MissingBlock { validator: usize, height: u64 },
+    #[error("DIVERGENCE at height {height}: validator 0 has block {first_hash} root {first_root}, validator {validator} has block {hash} root {root}")]
+    Divergence {
+        height: u64,
+        first_hash: String,
+        first_root: String,
+        validator: usize,
+        hash: String,
+        root: String,
+    },
+}
+
 fn ws_url(http: &str) -> String {
     http.replacen("http://", "ws://", 1)
 }
 
-async fn status_field(client: &Client, name: &str) -> Result<Value, String> {
+async fn status_field(client: &Client, name: &str) -> Result<Value, LoadError> {
     let status = client.request("keel_status", vec![]).await?;
     Ok(status.get(name).cloned().unwrap_or(Value::Null))
 }
 
-async fn nonce_of(client: &Client, address: &Address) -> Result<u64, String> {
+async fn nonce_of(client: &Client, address: &Address) -> Result<u64, LoadError> {
     let account = client
         .request("keel_getAccount", vec![json!(address.to_hex())])
         .await?;
     account
         .get("pending_nonce")
         .and_then(Value::as_u64)
-        .ok_or_else(|| "account without pending_nonce".to_string())
+        .ok_or(LoadError::MissingField("pending_nonce"))
 }
 
 /// Gives each fresh sender a balance, from the funders in turn, and waits for finality.
-async fn fund(client: &Client, opts: &LoadOptions, senders: &[SecretKey]) -> Result<(), String> {
+async fn fund(client: &Client, opts: &LoadOptions, senders: &[SecretKey]) -> Result<(), LoadError> {
     let mut last = None;
     for (i, sender) in senders.iter().enumerate() {
         let funder = &opts.funders[i % opts.funders.len()];
@@ -132,7 +166,7 @@ async fn fund(client: &Client, opts: &LoadOptions, senders: &[SecretKey]) -> Res
             .map(String::from);
     }
     if let Some(hash) = last {
-        let hash = Hash::from_hex(&hash).map_err(|e| e.to_string())?;
+        let hash = Hash::from_hex(&hash).map_err(|_| LoadError::BadHash(hash))?;
         client::wait_receipt(client, &hash).await?;
     }
     // Every funding transfer of a funder precedes its last; wait for all funders' last,
@@ -148,7 +182,7 @@ async fn fund(client: &Client, opts: &LoadOptions, senders: &[SecretKey]) -> Res
             )
             .await?;
         if account["balance"] == "0x0" {
-            return Err("a funding transfer was lost; funding again".into());
+            return Err(LoadError::FundingLost);
         }
     }
     Ok(())
@@ -156,19 +190,26 @@ async fn fund(client: &Client, opts: &LoadOptions, senders: &[SecretKey]) -> Res
 
 async fn subscribe(
     url: &str,
-) -> Result<(jsonrpsee_ws_client::WsClient, Subscription<Value>), String> {
+) -> Result<(jsonrpsee_ws_client::WsClient, Subscription<Value>), LoadError> {
+    let failed = |what: &'static str| {
+        move |e: jsonrpsee::core::ClientError| LoadError::Subscribe {
+            what,
+            url: url.to_string(),
+            detail: e.to_string(),
+        }
+    };
     let ws = jsonrpsee_ws_client::WsClientBuilder::default()
         .build(ws_url(url))
         .await
-        .map_err(|e| format!("websocket to {url}: {e}"))?;
+        .map_err(failed("websocket"))?;
     let mut params = ArrayParams::new();
     params
         .insert("finalizedBlocks")
-        .map_err(|e| e.to_string())?;
+        .expect("a string encodes as JSON");
     let sub = ws
         .subscribe("keel_subscribe", params, "keel_unsubscribe")
         .await
-        .map_err(|e| format!("keel_subscribe: {e}"))?;
+        .map_err(failed("keel_subscribe"))?;
     Ok((ws, sub))
 }
 
@@ -218,7 +259,7 @@ async fn backfill(
 
 /// The first validator that answers (set-up must not depend on one validator being up
 /// while chaos runs).
-async fn live(clients: &[Arc<Client>]) -> Result<Arc<Client>, String> {
+async fn live(clients: &[Arc<Client>]) -> Result<Arc<Client>, LoadError> {
     for _ in 0..50 {
         for c in clients {
             if c.request("keel_status", vec![]).await.is_ok() {
@@ -227,13 +268,13 @@ async fn live(clients: &[Arc<Client>]) -> Result<Arc<Client>, String> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Err("no validator answers on any RPC URL".into())
+    Err(LoadError::NoValidator)
 }
 
 /// Runs the load and the cross-node root check.
-pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
+pub async fn run(opts: LoadOptions) -> Result<LoadReport, LoadError> {
     if opts.rpcs.is_empty() || opts.funders.is_empty() || opts.senders == 0 {
-        return Err("need at least one RPC URL, one funded key and one sender".into());
+        return Err(LoadError::NoInput);
     }
     let clients: Vec<Arc<Client>> = opts
         .rpcs
@@ -244,7 +285,7 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
     let chain_id = status_field(&setup, "chain_id")
         .await?
         .as_u64()
-        .ok_or("status without chain_id")?;
+        .ok_or(LoadError::MissingField("chain_id"))?;
     let gas_price: u128 = status_field(&setup, "min_gas_price")
         .await?
         .as_str()
@@ -255,7 +296,7 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
         .collect();
     // Funding retries on another validator if the one it used went away mid-way (a
     // transfer already admitted is "already known" or its nonce used: both fine).
-    let mut funded = Err(String::new());
+    let mut funded = Ok(());
     for _ in 0..5 {
         let client = live(&clients).await?;
         funded = fund(&client, &opts, &senders).await;
@@ -319,7 +360,7 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
                 .clone()
                 .acquire_owned()
                 .await
-                .map_err(|e| e.to_string())?;
+                .expect("the semaphore is never closed");
             let (submitted_at, rejected, raws) =
                 (submitted_at.clone(), rejected.clone(), raws.clone());
             tasks.push(tokio::spawn(async move {
@@ -328,22 +369,22 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
                 let at = Instant::now();
                 // A node that is down (chaos, kill -9) is skipped: the next one gets the
                 // batch, so a sender's nonces never gap because one validator was away.
-                let mut outcome = Err(String::new());
+                let mut outcome = Err(ClientError::MissingField("a validator"));
                 for k in 0..clients.len() {
                     let client = &clients[(first + k) % clients.len()];
                     outcome = client
                         .request_batch("keel_sendTransaction", calls.clone())
                         .await;
-                    if !outcome
-                        .as_ref()
-                        .is_err_and(|e| e.starts_with("cannot reach"))
-                    {
+                    if !matches!(outcome, Err(ClientError::Unreachable { .. })) {
                         break;
                     }
                 }
-                let results = match outcome {
-                    Ok(results) => results,
-                    Err(e) => vec![Err(e); batch.len()],
+                let results: Vec<Result<Value, String>> = match outcome {
+                    Ok(results) => results
+                        .into_iter()
+                        .map(|r| r.map_err(|e| e.to_string()))
+                        .collect(),
+                    Err(e) => vec![Err(e.to_string()); batch.len()],
                 };
                 for ((hash, raw), result) in batch.into_iter().zip(results) {
                     match result {
@@ -447,7 +488,7 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, String> {
 /// Compares every validator's state root at every height all of them have and retain (a
 /// height pruned while the check runs is skipped); an error names the first height where
 /// they differ.
-pub async fn check_roots(clients: &[Arc<Client>]) -> Result<u64, String> {
+pub async fn check_roots(clients: &[Arc<Client>]) -> Result<u64, LoadError> {
     let mut common = u64::MAX;
     let mut from = 1u64;
     for c in clients {
@@ -476,7 +517,10 @@ pub async fn check_roots(clients: &[Arc<Client>]) -> Result<u64, String> {
                 if status["oldest_retained"].as_u64().unwrap_or(0) > height {
                     break;
                 }
-                return Err(format!("validator {i} has no block at height {height}"));
+                return Err(LoadError::MissingBlock {
+                    validator: i,
+                    height,
+                });
             }
             let root = block["state_root"].as_str().unwrap_or_default().to_string();
             let hash = block["hash"].as_str().unwrap_or_default().to_string();
@@ -484,9 +528,14 @@ pub async fn check_roots(clients: &[Arc<Client>]) -> Result<u64, String> {
                 None => first = Some((root, hash)),
                 Some((r, h)) if *r == root && *h == hash => {}
                 Some((r, h)) => {
-                    return Err(format!(
-                        "DIVERGENCE at height {height}: validator 0 has block {h} root {r}, validator {i} has block {hash} root {root}"
-                    ))
+                    return Err(LoadError::Divergence {
+                        height,
+                        first_hash: h.clone(),
+                        first_root: r.clone(),
+                        validator: i,
+                        hash,
+                        root,
+                    })
                 }
             }
         }

@@ -2,6 +2,7 @@
 //! finalized transactions per second and submit→final latency, then checks that every
 //! validator has the same state root at every height (devnet/load wraps it).
 
+use anyhow::Context;
 use clap::Parser;
 use keel_devtools::load::{run, LoadOptions};
 use keel_node::config::NodeConfig;
@@ -33,34 +34,34 @@ struct Args {
     seed: u64,
 }
 
-fn options(args: &Args) -> Result<LoadOptions, String> {
+fn options(args: &Args) -> anyhow::Result<LoadOptions> {
     let mut rpcs = Vec::new();
     for i in 0.. {
         let path = args.home.join(format!("node{i}/config.toml"));
         if !path.exists() {
             break;
         }
-        let config = NodeConfig::load(&path).map_err(|e| e.to_string())?;
+        let config = NodeConfig::load(&path)?;
         rpcs.push(format!("http://{}", config.rpc.listen));
     }
     if rpcs.is_empty() {
-        return Err(format!(
+        anyhow::bail!(
             "no node homes under {}; start `keel devnet --home {}` first",
             args.home.display(),
             args.home.display()
-        ));
+        );
     }
     let accounts_path = args.home.join("accounts.json");
     let text = std::fs::read_to_string(&accounts_path)
-        .map_err(|e| format!("{}: {e}", accounts_path.display()))?;
+        .with_context(|| accounts_path.display().to_string())?;
     let accounts: Vec<serde_json::Value> =
-        serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        serde_json::from_str(&text).with_context(|| accounts_path.display().to_string())?;
     let mut funders = Vec::new();
     for a in accounts {
         let file = a["key_file"]
             .as_str()
-            .ok_or("accounts.json entry without key_file")?;
-        funders.push(keel_node::keys::read(std::path::Path::new(file)).map_err(|e| e.to_string())?);
+            .context("accounts.json entry without key_file")?;
+        funders.push(keel_node::keys::read(std::path::Path::new(file))?);
     }
     Ok(LoadOptions {
         rpcs,
@@ -79,8 +80,8 @@ fn main() -> ExitCode {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
-            .map_err(|e| e.to_string())?;
-        rt.block_on(run(opts))
+            .context("starting the async runtime")?;
+        Ok(rt.block_on(run(opts))?)
     });
     match result {
         Ok(report) => {
@@ -88,7 +89,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -4,22 +4,9 @@
 //! counter), inside `loom::model` with bounded preemptions. The disk level is covered by
 //! `concurrent_writes_of_one_artifact_all_succeed` with real threads and files.
 
-use super::{CacheLock, Lru, MemoryCache};
+use super::{Lru, MemoryCache};
 use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::sync::{Arc, Mutex};
-
-impl<T> CacheLock<T> for Mutex<T> {
-    type Guard<'a>
-        = loom::sync::MutexGuard<'a, T>
-    where
-        T: 'a;
-    fn new(value: T) -> Self {
-        Mutex::new(value)
-    }
-    fn acquire(&self) -> Option<Self::Guard<'_>> {
-        self.lock().ok()
-    }
-}
 
 /// Preemptions per execution: every race below needs at most two (a get holds the lock
 /// twice), the third finds orders the second cannot; each model still runs in seconds.
@@ -38,18 +25,7 @@ struct Stub {
 type Cache = MemoryCache<Stub, Mutex<Lru<Stub>>>;
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
-    let executions = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = executions.clone();
-    let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = Some(PREEMPTIONS);
-    builder.check(move || {
-        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        f();
-    });
-    let executions = executions.load(std::sync::atomic::Ordering::Relaxed);
-    // A model that ran once explored no race: its threads never met.
-    assert!(executions > 1, "loom explored {executions} execution");
-    eprintln!("loom explored {executions} executions");
+    keel_types::sync::loom_model(PREEMPTIONS, f);
 }
 
 fn key(code: u8) -> [u8; 32] {

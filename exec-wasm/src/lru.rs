@@ -1,33 +1,11 @@
 //! The memory level of the module cache: modules by code hash, least recently used first
-//! out, bounded in entries and in bytes, behind a lock that loom can replace so its models
-//! (`loom_models.rs`) check this very code.
+//! out, bounded in entries and in bytes, behind a [`Lock`] that loom can replace so its models
+//! (`loom_models.rs`) check this very code. A poisoned lock (a holder panicked) makes the
+//! cache skipped, never trusted.
 
+use keel_types::sync::Lock;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-
-/// A mutex as the memory cache needs it: `std::sync::Mutex` in production, loom's in the
-/// models (`loom_models.rs`), which so check this very code without a `--cfg loom` build.
-pub trait CacheLock<T> {
-    type Guard<'a>: std::ops::DerefMut<Target = T>
-    where
-        Self: 'a;
-    fn new(value: T) -> Self;
-    /// The value, or `None` if a holder panicked: the cache is then skipped, never trusted.
-    fn acquire(&self) -> Option<Self::Guard<'_>>;
-}
-
-impl<T> CacheLock<T> for Mutex<T> {
-    type Guard<'a>
-        = std::sync::MutexGuard<'a, T>
-    where
-        T: 'a;
-    fn new(value: T) -> Self {
-        Mutex::new(value)
-    }
-    fn acquire(&self) -> Option<Self::Guard<'_>> {
-        self.lock().ok()
-    }
-}
 
 /// The in-memory modules by code hash, least recently used first out, bounded in entries and
 /// in bytes. Plain data: [`MemoryCache`] holds it under its lock.
@@ -136,7 +114,7 @@ pub struct MemoryCache<M, L = Mutex<Lru<M>>> {
     _module: std::marker::PhantomData<fn() -> M>,
 }
 
-impl<M: Clone, L: CacheLock<Lru<M>>> MemoryCache<M, L> {
+impl<M: Clone, L: Lock<Lru<M>>> MemoryCache<M, L> {
     pub fn new(max_entries: usize, max_bytes: usize) -> Self {
         MemoryCache {
             lru: L::new(Lru::new(max_entries, max_bytes)),
@@ -151,23 +129,23 @@ impl<M: Clone, L: CacheLock<Lru<M>>> MemoryCache<M, L> {
         key: &[u8; 32],
         load: impl FnOnce() -> Result<(M, usize), E>,
     ) -> Result<(M, bool), E> {
-        if let Some(module) = self.lru.acquire().and_then(|mut lru| lru.touch(key)) {
+        if let Some(module) = self.lru.acquire().ok().and_then(|mut lru| lru.touch(key)) {
             return Ok((module, true));
         }
         let (module, bytes) = load()?;
         Ok(match self.lru.acquire() {
-            Some(mut lru) => (lru.insert_first(key, module, bytes), false),
-            None => (module, false),
+            Ok(mut lru) => (lru.insert_first(key, module, bytes), false),
+            Err(_) => (module, false),
         })
     }
 
     /// Runs `f` on the cache's content (metrics, tests and the models' invariants).
     pub fn inspect<R>(&self, f: impl FnOnce(&Lru<M>) -> R) -> Option<R> {
-        self.lru.acquire().map(|lru| f(&lru))
+        self.lru.acquire().ok().map(|lru| f(&lru))
     }
 
     pub fn clear(&self) {
-        if let Some(mut lru) = self.lru.acquire() {
+        if let Ok(mut lru) = self.lru.acquire() {
             lru.clear();
         }
     }

@@ -229,7 +229,7 @@ fn wat_name(t: &ValType) -> &'static str {
 }
 
 /// Writes the seed corpus (`seed-<n>` files). Run after changing an encoding:
-/// `cargo test --profile ci --locked --workspace --test smoke -- --ignored generate_corpus`.
+/// `cargo test --profile ci --locked --workspace --test fuzz smoke:: -- --ignored generate_corpus`.
 #[test]
 #[ignore = "writes fuzz/corpus; run by hand when an encoding changes"]
 fn generate_corpus() {

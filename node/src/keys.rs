@@ -8,11 +8,8 @@ use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
     #[error("{path}: not a keel key file: {reason}")]
     Parse { path: String, reason: String },
     #[error("{0} already exists; refusing to overwrite a key (move it away first)")]
@@ -74,9 +71,9 @@ pub fn generate() -> SecretKey {
 
 /// Write `secret` to `path` (mode 0600), never overwriting an existing file.
 pub fn write(path: &Path, secret: &SecretKey) -> Result<KeyFile, KeyError> {
-    let io = |source| KeyError::Io {
+    let io = |error| KeyError::Io {
         path: path.display().to_string(),
-        source,
+        error,
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io)?;
@@ -102,9 +99,9 @@ pub fn write(path: &Path, secret: &SecretKey) -> Result<KeyFile, KeyError> {
 
 /// Read and check a key file.
 pub fn read(path: &Path) -> Result<SecretKey, KeyError> {
-    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+    let text = std::fs::read_to_string(path).map_err(|error| KeyError::Io {
         path: path.display().to_string(),
-        source,
+        error,
     })?;
     let parse = |reason: String| KeyError::Parse {
         path: path.display().to_string(),

@@ -6,10 +6,10 @@
 //! it is also printed with this node's archive copy (an archive node keeps every expired
 //! entry, by design), without folding (stubs grow disk), and with expiry off.
 //!
-//! The numbers are printed (BENCHMARKS.md quotes them): `cargo test --profile ci --test churn
+//! The numbers are printed (BENCHMARKS.md quotes them): `cargo test --profile ci --test runtime churn::
 //! -- --nocapture`.
 
-mod common;
+use crate::common;
 
 use common::{key, Chain};
 use keel_types::{Address, SecretKey, TxBody, TxStatus, U256};

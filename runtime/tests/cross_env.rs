@@ -2,7 +2,7 @@
 //! an EVM router calling the WASM token. A revert anywhere rolls back exactly the frames it
 //! covers, in both environments; gas comes from one budget and is charged once.
 
-mod common;
+use crate::common;
 
 use common::{abi, addr, artifact, key, Chain, GAS_PRICE};
 use keel_types::{Address, Env, Receipt, TxBody, TxError, TxStatus, U256};

@@ -1,7 +1,7 @@
 //! The same blocks executed on fresh stores, and with cold, warm (memory) and disk-only
 //! module caches, give byte-identical receipts, state diffs and roots.
 
-mod common;
+use crate::common;
 
 use common::{abi, addr, artifact, key, Chain};
 use keel_exec_wasm::limits::MODULE_CACHE_ENTRIES;

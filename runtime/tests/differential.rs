@@ -9,9 +9,9 @@
 //! compared. A divergence is shrunk by proptest and printed with its seed.
 //!
 //! CI runs `KEEL_DIFF_CASES` (default 24) sequences from `KEEL_DIFF_SEED` (default fixed);
-//! a long campaign: `KEEL_DIFF_CASES=5000 KEEL_DIFF_SEED=$RANDOM scripts/test --test differential`.
+//! a long campaign: `KEEL_DIFF_CASES=5000 KEEL_DIFF_SEED=$RANDOM scripts/test --test runtime differential::`.
 
-mod common;
+use crate::common;
 
 use common::{abi, addr, artifact, key, Chain};
 use keel_exec_wasm::limits::MODULE_CACHE_ENTRIES;

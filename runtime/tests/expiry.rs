@@ -3,7 +3,7 @@
 //! zero), and revival brings back exactly the latest archived value, once — every adversarial
 //! revival is refused with its typed reason (and charged).
 
-mod common;
+use crate::common;
 
 use common::{abi, addr, artifact, key, refused, Chain, GAS_PRICE};
 use keel_state::{Entry, StateView, StateViewExt};
@@ -100,15 +100,13 @@ fn slot_lifecycle(env: Env) {
 
     // Epoch 3's archive seals at the first block of epoch 4.
     assert!(matches!(
-        chain.store.revival_proof(&slot, 3).expect("proof"),
-        Err(keel_store::ProofUnavailable::Unsealed(3))
+        chain.store.revival_proof(&slot, 3),
+        Err(keel_store::ProofError::Unavailable(
+            keel_store::ProofUnavailable::Unsealed(3)
+        ))
     ));
     idle_until(&mut chain, &keeper, &[registry], 4);
-    let proof = chain
-        .store
-        .revival_proof(&slot, 3)
-        .expect("read")
-        .expect("proof");
+    let proof = chain.store.revival_proof(&slot, 3).expect("proof");
     assert_eq!(U256::from_be_slice(&proof.value), U256::from(42));
 
     // Forged value, wrong sealed epoch, wrong version, a key that never expired.
@@ -184,11 +182,7 @@ fn slot_lifecycle(env: Env) {
         "{stale:?}"
     );
     let sealed = chain.epoch - 1;
-    let fresh = chain
-        .store
-        .revival_proof(&slot, sealed)
-        .expect("read")
-        .expect("proof");
+    let fresh = chain.store.revival_proof(&slot, sealed).expect("proof");
     let again = chain.revive(&keeper, &fresh);
     assert_eq!(again.status, TxStatus::Success, "{again:?}");
     let read = get(&mut chain, &keeper, registry, 1);
@@ -325,7 +319,6 @@ fn an_expired_proposer_burns_its_fees_and_its_blocks_still_run() {
     let proof = chain
         .store
         .revival_proof(&slot, chain.epoch - 1)
-        .expect("read")
         .expect("proof");
 
     // `idle` proposes again: a transfer and a revival succeed, the fees go to the burn.

@@ -5,7 +5,7 @@
 //! page, stale folded version, a folded proof while a newer stub is in the tree, revival over
 //! a deletion — is rejected with its typed reason. Keys no page flags still read as zero.
 
-mod common;
+use crate::common;
 
 use common::{abi, addr, artifact, key, refused, Chain};
 use keel_state::{Entry, StateError};
@@ -46,7 +46,6 @@ fn proof(chain: &Chain, key: &StateKey) -> RevivalProof {
     chain
         .store
         .revival_proof(key, chain.epoch - 1)
-        .expect("read")
         .expect("proof")
 }
 
@@ -304,16 +303,14 @@ fn a_filter_false_positive_is_cleared_by_an_unflag() {
         "{paid:?}"
     );
     assert!(matches!(
-        chain
-            .store
-            .revival_proof(&victim_key, chain.epoch - 1)
-            .expect("read"),
-        Err(keel_store::ProofUnavailable::NotExpired(_))
+        chain.store.revival_proof(&victim_key, chain.epoch - 1),
+        Err(keel_store::ProofError::Unavailable(
+            keel_store::ProofUnavailable::NotExpired(_)
+        ))
     ));
     let unflag = chain
         .store
         .unflag_proof(&victim_key)
-        .expect("read")
         .expect("an unflag proof");
     assert!(!unflag.absent.is_empty());
 
@@ -339,8 +336,10 @@ fn a_filter_false_positive_is_cleared_by_an_unflag() {
     let folded_key = StateKey::Account(fresh(1_000));
     assert_eq!(entry(&chain, &folded_key), None);
     assert!(matches!(
-        chain.store.unflag_proof(&folded_key).expect("read"),
-        Err(keel_store::ProofUnavailable::Archived(_))
+        chain.store.unflag_proof(&folded_key),
+        Err(keel_store::ProofError::Unavailable(
+            keel_store::ProofUnavailable::Archived(_)
+        ))
     ));
     let forged = UnflagProof {
         key: folded_key,

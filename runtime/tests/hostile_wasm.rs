@@ -1,7 +1,7 @@
 //! Hostile WASM: every attack ends in a typed outcome, and running the same attacks on two
 //! fresh stores gives byte-identical receipts and state roots.
 
-mod common;
+use crate::common;
 
 use common::{key, Chain};
 use keel_types::receipt::{BlockReceipts, CodeError, ExecError, RequiredExport};

@@ -1,7 +1,7 @@
 //! Transaction checks and the finer points of the two environments meeting: typed rejections,
 //! static calls, value, constructors, and how the EVM sees WASM code.
 
-mod common;
+use crate::common;
 
 use common::{abi, addr, key, Chain, CHAIN_ID, FUNDS, GAS_PRICE};
 use keel_types::{Address, Env, Transaction, TxBody, TxError, TxStatus, U256};

@@ -1,7 +1,7 @@
 //! The ERC-20-style token, deployed from Solidity (EVM) and from C (WASM), driven through the
 //! runtime with the same transactions: same outputs, revert data, storage slots and logs.
 
-mod common;
+use crate::common;
 
 use common::{abi, addr, artifact, key, Chain};
 use keel_types::{Address, Env, Receipt, TxError, TxStatus, U256};

@@ -214,6 +214,15 @@ pub enum ProofUnavailable {
     },
 }
 
+/// Why a proof builder returned no proof: this node cannot build it, or the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProofError {
+    #[error(transparent)]
+    Unavailable(#[from] ProofUnavailable),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
 struct StoreNodes<'a>(&'a crate::Store);
 
 impl keel_types::archive::ArchiveNodes for StoreNodes<'_> {
@@ -297,42 +306,44 @@ impl crate::Store {
 
     /// The unflag proof of `key`: absent from the tree at the latest commit, flagged by fold
     /// pages that do not hold it (a filter false positive).
-    pub fn unflag_proof(
-        &self,
-        key: &StateKey,
-    ) -> Result<Result<UnflagProof, ProofUnavailable>, StateError> {
+    pub fn unflag_proof(&self, key: &StateKey) -> Result<UnflagProof, ProofError> {
         let height = self.latest().map_or(0, |l| l.height);
         match self.entry(key, height)? {
-            Some(Entry::Expired { .. }) => return Ok(Err(ProofUnavailable::Archived(key.clone()))),
-            Some(Entry::Live { .. }) => return Ok(Err(ProofUnavailable::NotExpired(key.clone()))),
+            Some(Entry::Expired { .. }) => {
+                return Err(ProofUnavailable::Archived(key.clone()).into())
+            }
+            Some(Entry::Live { .. }) => {
+                return Err(ProofUnavailable::NotExpired(key.clone()).into())
+            }
             None => {}
         }
         if !self.keeps_archive() {
-            return Ok(Err(ProofUnavailable::NoArchive));
+            return Err(ProofUnavailable::NoArchive.into());
         }
         let flagged = keel_state::fold::flagging_pages(&self.view(height)?, key)?;
         if flagged.is_empty() {
-            return Ok(Err(ProofUnavailable::NotExpired(key.clone())));
+            return Err(ProofUnavailable::NotExpired(key.clone()).into());
         }
         if flagged.len() > MAX_ABSENCES_PER_REVIVAL {
-            return Ok(Err(ProofUnavailable::TooManyFlags {
+            return Err(ProofUnavailable::TooManyFlags {
                 key: key.clone(),
                 pages: flagged.len(),
                 max: MAX_ABSENCES_PER_REVIVAL,
-            }));
+            }
+            .into());
         }
         let key_hash = key.key_hash();
         let mut absent = Vec::with_capacity(flagged.len());
         for (page, _) in flagged {
             match Absence::build(page, &self.fold_list(page)?, &key_hash) {
                 Some(a) => absent.push(a),
-                None => return Ok(Err(ProofUnavailable::Archived(key.clone()))),
+                None => return Err(ProofUnavailable::Archived(key.clone()).into()),
             }
         }
-        Ok(Ok(UnflagProof {
+        Ok(UnflagProof {
             key: key.clone(),
             absent,
-        }))
+        })
     }
 
     /// The revival proof of expired `key` (as of the latest commit) against the archive
@@ -342,42 +353,45 @@ impl crate::Store {
         &self,
         key: &StateKey,
         sealed_epoch: u64,
-    ) -> Result<Result<keel_types::archive::RevivalProof, ProofUnavailable>, StateError> {
+    ) -> Result<keel_types::archive::RevivalProof, ProofError> {
         use keel_types::archive::{prove, RevivalProof, SealedArchive};
         use keel_types::Canonical;
         let height = self.latest().map_or(0, |l| l.height);
         let (epoch, leaf, folded) = match self.entry(key, height)? {
             Some(Entry::Expired { epoch, leaf }) => (epoch, leaf, None),
-            Some(Entry::Live { .. }) => return Ok(Err(ProofUnavailable::NotExpired(key.clone()))),
+            Some(Entry::Live { .. }) => {
+                return Err(ProofUnavailable::NotExpired(key.clone()).into())
+            }
             None => {
                 if !self.keeps_archive() {
-                    return Ok(Err(ProofUnavailable::NoArchive));
+                    return Err(ProofUnavailable::NoArchive.into());
                 }
                 match self.folded_version(key, height)? {
                     Some((stub, folded)) => (stub.epoch, stub.leaf, Some(folded)),
-                    None => return Ok(Err(ProofUnavailable::NotExpired(key.clone()))),
+                    None => return Err(ProofUnavailable::NotExpired(key.clone()).into()),
                 }
             }
         };
         if !self.keeps_archive() {
-            return Ok(Err(ProofUnavailable::NoArchive));
+            return Err(ProofUnavailable::NoArchive.into());
         }
         let Some(raw) = self.get(&StateKey::ArchiveRoot(sealed_epoch), height)? else {
-            return Ok(Err(ProofUnavailable::Unsealed(sealed_epoch)));
+            return Err(ProofUnavailable::Unsealed(sealed_epoch).into());
         };
         let sealed = SealedArchive::decode(&raw).map_err(StateError::decode("sealed archive"))?;
         let Some((siblings, other_peaks)) = prove(&StoreNodes(self), sealed.leaf_count, leaf)?
         else {
-            return Ok(Err(ProofUnavailable::NotYetArchived {
+            return Err(ProofUnavailable::NotYetArchived {
                 leaf,
                 sealed_epoch,
                 leaf_count: sealed.leaf_count,
-            }));
+            }
+            .into());
         };
         let archived = self
             .archive_leaf(leaf)?
             .ok_or_else(|| StateError::Corrupt(format!("archive leaf {leaf} is missing")))?;
-        Ok(Ok(RevivalProof {
+        Ok(RevivalProof {
             key: key.clone(),
             value: archived.value,
             expired_epoch: epoch,
@@ -386,6 +400,6 @@ impl crate::Store {
             siblings,
             other_peaks,
             folded,
-        }))
+        })
     }
 }

@@ -11,5 +11,5 @@ mod schema;
 mod store;
 mod tree;
 
-pub use expiry::{ExpiryCounts, ProofUnavailable};
+pub use expiry::{ExpiryCounts, ProofError, ProofUnavailable};
 pub use store::{CommitInfo, CommitRequest, Store, StoreOptions, StoreView};

@@ -71,7 +71,7 @@ fn run_seeds(range: std::ops::Range<u64>) {
         let s = scenario(seed);
         let report = Sim::new(s.clone()).run();
         if let Err(e) = check(&report, &s) {
-            failures.push(format!("seed {seed}: {e}\n  replay: KEEL_SIM_SEED={seed} cargo test --profile ci -p keel-tests --test consensus_sim replay -- --nocapture"));
+            failures.push(format!("seed {seed}: {e}\n  replay: KEEL_SIM_SEED={seed} cargo test --profile ci --workspace --test integration consensus_sim::replay -- --nocapture"));
         }
     }
     assert!(
@@ -500,7 +500,7 @@ fn run_byzantine_seeds(range: std::ops::Range<u64>) {
         entry.1 += started.elapsed().as_millis();
         sent += report.byzantine_messages;
         if let Err(e) = check_byzantine(&report, &s) {
-            failures.push(format!("seed {seed}: {e}\n  replay: KEEL_SIM_SEED={seed} cargo test --profile ci --locked --workspace --test consensus_sim byzantine_replay -- --nocapture"));
+            failures.push(format!("seed {seed}: {e}\n  replay: KEEL_SIM_SEED={seed} cargo test --profile ci --locked --workspace --test integration consensus_sim::byzantine_replay -- --nocapture"));
         }
     }
     eprintln!(

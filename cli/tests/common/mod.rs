@@ -207,7 +207,9 @@ impl Cluster {
 
     pub fn call(&self, i: usize, method: &str, params: Vec<Value>) -> Result<Value, String> {
         let client = self.client(i);
-        self.rt.block_on(client.request(method, params))
+        self.rt
+            .block_on(client.request(method, params))
+            .map_err(|e| e.to_string())
     }
 
     pub fn height(&self, i: usize) -> Option<u64> {

@@ -8,7 +8,7 @@
 
 use crate::common::{metric_sum, serial, Cluster};
 use keel_consensus::Message;
-use keel_devtools::load::{self, LoadOptions, LoadReport};
+use keel_devtools::load::{self, LoadError, LoadOptions, LoadReport};
 use keel_p2p::{
     Inbound, NetConfig, NetMessage, Network, HANDSHAKE_TIMEOUT_MS, MAX_PENDING_HANDSHAKES,
     MAX_PENDING_HANDSHAKES_PER_IP, MAX_PREAUTH_FRAME_BYTES, NOISE_PARAMS,
@@ -397,7 +397,7 @@ fn start_load(
     nodes: &[usize],
     seconds: u64,
     seed: u64,
-) -> tokio::task::JoinHandle<Result<LoadReport, String>> {
+) -> tokio::task::JoinHandle<Result<LoadReport, LoadError>> {
     let funders = (0..4)
         .map(|j| keel_node::keys::read(&cluster.dev_key(j)).expect("key"))
         .collect();
@@ -413,7 +413,7 @@ fn start_load(
 }
 
 /// Waits for the load and asserts every accepted transaction finalized.
-fn finish_load(cluster: &Cluster, handle: tokio::task::JoinHandle<Result<LoadReport, String>>) {
+fn finish_load(cluster: &Cluster, handle: tokio::task::JoinHandle<Result<LoadReport, LoadError>>) {
     let report = cluster
         .rt
         .block_on(handle)

@@ -8,7 +8,7 @@
 //! every validator.
 
 use crate::common::{serial, Cluster, Netns};
-use keel_cli::client::Client;
+use keel_cli::client::{Client, ClientError};
 use keel_types::{Address, Canonical, Hash, SecretKey, Transaction, TxBody, U256};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -139,15 +139,12 @@ async fn steady_load(
             }
             .sign(key);
             let raw = format!("0x{}", hex::encode(tx.encode()));
-            let mut result = Err(String::new());
+            let mut result = Err(ClientError::MissingField("a validator"));
             for k in 0..n {
                 result = clients[(s + k) % n]
                     .request("keel_sendTransaction", vec![json!(raw)])
                     .await;
-                if !result
-                    .as_ref()
-                    .is_err_and(|e| e.starts_with("cannot reach"))
-                {
+                if !matches!(result, Err(ClientError::Unreachable { .. })) {
                     break;
                 }
             }
@@ -158,7 +155,7 @@ async fn steady_load(
                     nonces[s] += 1;
                 }
                 Err(e) => {
-                    let reason: String = e.chars().take(60).collect();
+                    let reason: String = e.to_string().chars().take(60).collect();
                     *l.rejected.entry(reason).or_default() += 1;
                 }
             }

@@ -438,16 +438,14 @@ impl RpcContext {
                 )
             })?,
         };
-        let proof = match self
-            .store
-            .revival_proof(&key, sealed_epoch)
-            .map_err(node_err)?
-        {
+        use keel_store::{ProofError, ProofUnavailable};
+        let proof = match self.store.revival_proof(&key, sealed_epoch) {
             Ok(p) => p,
+            Err(ProofError::State(e)) => return Err(node_err(e)),
             // Absent, flagged, and no page holds it: a filter false positive, cleared by an
             // unflag (which `keel tx revive` sends for this JSON).
-            Err(keel_store::ProofUnavailable::NotExpired(_)) => {
-                return match self.store.unflag_proof(&key).map_err(node_err)? {
+            Err(ProofError::Unavailable(ProofUnavailable::NotExpired(_))) => {
+                return match self.store.unflag_proof(&key) {
                     Ok(unflag) => Ok(json!({
                         "key": json::bytes(&key.to_bytes()),
                         "expired": true,
@@ -455,10 +453,11 @@ impl RpcContext {
                         "flagged_pages": unflag.absent.iter().map(|a| a.page).collect::<Vec<_>>(),
                         "proof": json::bytes(&unflag.encode()),
                     })),
-                    Err(why) => Err(err(NOT_ENABLED, why.to_string())),
+                    Err(ProofError::State(e)) => Err(node_err(e)),
+                    Err(ProofError::Unavailable(why)) => Err(err(NOT_ENABLED, why.to_string())),
                 };
             }
-            Err(why) => {
+            Err(ProofError::Unavailable(why)) => {
                 return Err(err(
                     NOT_ENABLED,
                     format!("{why} (the current epoch is {current})"),

@@ -1,0 +1,12 @@
+//! The integration tests of `cli/` in one binary: each module below was its own test binary, and
+//! each of those was compiled and linked on its own (issue 19, build time).
+
+#[path = "cli.rs"]
+mod cli;
+mod common;
+#[path = "devnet.rs"]
+mod devnet;
+#[path = "eth_rpc.rs"]
+mod eth_rpc;
+#[path = "expiry.rs"]
+mod expiry;
