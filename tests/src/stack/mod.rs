@@ -10,9 +10,11 @@
 //! and state roots are identical — read back from each validator's store, the thing a user
 //! would query.
 
+mod byzantine;
 mod node;
 mod workload;
 
+pub use byzantine::{Lie, ALL_LIES};
 pub use workload::Kind;
 
 use keel_app::core::Now;
@@ -50,6 +52,8 @@ pub struct StackScenario {
     pub crash: Option<(usize, u64, u64)>,
     /// A validator that never runs (f = 1 of 4 may be silent).
     pub silent: Option<usize>,
+    /// A Byzantine validator (byzantine.rs): an honest core whose messages it corrupts.
+    pub byzantine: Option<usize>,
     /// The agents send every this many ms (a random gap in the range).
     pub tx_gap_ms: (u64, u64),
     /// Validator `.0` computes a wrong state at height `.1` (a nondeterminism bug).
@@ -99,7 +103,25 @@ impl StackScenario {
             diverge: None,
             votelog_fails: None,
             skew_ms,
+            byzantine: None,
         }
+        .maybe_byzantine()
+    }
+
+    /// For a quarter of the seeds (drawn apart, so the other settings stay as they were):
+    /// one Byzantine validator as the run's only fault (f = 1 of 4), no crash, no silence,
+    /// no clock past the drift bound.
+    fn maybe_byzantine(mut self) -> StackScenario {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x0b12_a471);
+        if rng.gen_bool(0.25) {
+            self.byzantine = Some(rng.gen_range(0..self.n));
+            self.crash = None;
+            self.silent = None;
+            for skew in &mut self.skew_ms {
+                *skew = (*skew).clamp(-1_500, 1_500);
+            }
+        }
+        self
     }
 }
 
@@ -127,6 +149,8 @@ pub struct StackReport {
     pub chains: Vec<Vec<(u64, keel_types::Hash, keel_types::Hash)>>,
     /// The highest committed height [`liveness_window_ms`] before the end.
     pub height_before_window: u64,
+    /// The lies the Byzantine validator told, by kind.
+    pub lies: BTreeMap<Lie, u64>,
     /// Successful receipts in the last third of the compared heights.
     pub late_successes: u64,
 }
@@ -401,6 +425,21 @@ fn report(
                     v.index, c.info.height, c.info.block_hash
                 ));
                 break;
+            }
+        }
+    }
+    // No honest validator may sign a notarize or finalize vote for a block the Byzantine
+    // validator made invalid: its validity check would have let the lie through.
+    if let Some(adversary) = validators.iter().find_map(|v| v.adversary.as_ref()) {
+        r.lies = adversary.told.clone();
+        for v in validators.iter().filter(|v| v.adversary.is_none()) {
+            for ((epoch, view, kind), block) in v.signed_votes() {
+                if *kind != 1 && adversary.invalid_blocks.contains(block) {
+                    r.violations.push(format!(
+                        "validator {} voted (kind {kind}) for the invalid block {block} in epoch {epoch} view {view}",
+                        v.index
+                    ));
+                }
             }
         }
     }

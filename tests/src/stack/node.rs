@@ -2,6 +2,7 @@
 //! node's real mempool, a vote log in memory (it survives crashes, as the fsync'd file
 //! does), and a [`Host`] that hands sends to the simulated network.
 
+use super::byzantine::Adversary;
 use super::{Outgoing, StackScenario, CHAIN_ID, GAS_PRICE, GENESIS_TIME_MS};
 use keel_app::core::{App, AppConfig, Committed, Host, Now, PersistError, SelectLimits};
 use keel_app::mempool::AdmitError;
@@ -82,6 +83,8 @@ pub struct Validator {
     /// Safety rules this validator broke (a vote sent before its record was durable, two
     /// conflicting votes), for the report.
     pub violations: Vec<String>,
+    /// Set on the Byzantine validator: what it does to its honest core's messages.
+    pub adversary: Option<Adversary>,
     /// Keeps the store's directory for the validator's life.
     _dir: tempfile::TempDir,
 }
@@ -135,7 +138,7 @@ impl Validator {
         let mempool = Mempool::new(MempoolConfig::default(), CHAIN_ID, GAS_PRICE);
         Ok(Validator {
             index,
-            key,
+            key: key.clone(),
             cfg,
             genesis_hash: genesis.hash(),
             runtime,
@@ -151,6 +154,8 @@ impl Validator {
             signed: BTreeMap::new(),
             violations: Vec::new(),
             diverge_at: s.diverge.and_then(|(i, h)| (i == index).then_some(h)),
+            adversary: (s.byzantine == Some(index))
+                .then(|| Adversary::new(s.seed, index, s.n, key.clone())),
             _dir: dir,
         })
     }
@@ -204,6 +209,7 @@ impl Validator {
             store: &self.store,
             committed: &mut self.committed,
             halted: &mut self.halted,
+            adversary: self.adversary.as_mut(),
         };
         f(app, &mut host);
     }
@@ -224,6 +230,12 @@ impl Validator {
     pub fn next_deadline_ms(&self) -> Option<u64> {
         self.app.as_ref().and_then(App::next_deadline_ms)
     }
+
+    /// Every vote this validator's key signed: (epoch, view, kind: 0 notarize, 1 nullify,
+    /// 2 finalize) → block.
+    pub fn signed_votes(&self) -> &BTreeMap<(u64, u64, u8), Hash> {
+        &self.signed
+    }
 }
 
 struct SimHost<'a> {
@@ -240,9 +252,30 @@ struct SimHost<'a> {
     store: &'a Arc<Store>,
     committed: &'a mut Vec<Committed>,
     halted: &'a mut Option<String>,
+    adversary: Option<&'a mut Adversary>,
 }
 
 impl SimHost<'_> {
+    /// Hands `message` to the network (to `to`, or to every other validator), through the
+    /// adversary on the Byzantine validator.
+    fn emit(&mut self, to: Option<usize>, message: Message) {
+        let Some(adversary) = self.adversary.as_deref_mut() else {
+            self.out.push(Outgoing {
+                from: self.from,
+                to,
+                message,
+            });
+            return;
+        };
+        for (to, message) in adversary.corrupt(self.now.wall_ms, to, message) {
+            self.out.push(Outgoing {
+                from: self.from,
+                to: Some(to),
+                message,
+            });
+        }
+    }
+
     /// Checks what leaves: nothing after a failed vote-log write; a vote of this validator
     /// only once its record is durable; never two conflicting votes of its key.
     fn note_send(&mut self, message: &Message) {
@@ -317,20 +350,12 @@ impl Host for SimHost<'_> {
 
     fn broadcast(&mut self, message: Message) {
         self.note_send(&message);
-        self.out.push(Outgoing {
-            from: self.from,
-            to: None,
-            message,
-        });
+        self.emit(None, message);
     }
 
     fn send(&mut self, to: u16, message: Message) {
         self.note_send(&message);
-        self.out.push(Outgoing {
-            from: self.from,
-            to: Some(usize::from(to)),
-            message,
-        });
+        self.emit(Some(usize::from(to)), message);
     }
 
     fn select(

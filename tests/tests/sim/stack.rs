@@ -3,10 +3,14 @@
 //! must leave all running validators with identical blocks, receipts and state roots at
 //! every height they all committed, none halted, and the chain live.
 //!
+//! A quarter of the seeds run one Byzantine validator (keel_tests::stack's byzantine.rs):
+//! its lies about blocks, bodies, votes and sync must leave the honest validators agreeing,
+//! live, and never voting for an invalid block.
+//!
 //! `KEEL_STACK_SEEDS=n` sets the campaign's size (default 1,000); `KEEL_STACK_SEED=n`
 //! replays one seed and prints its report (`KEEL_STACK_DURATION_MS` runs it longer).
 
-use keel_tests::stack::{run, token_calls, Kind, StackReport, StackScenario};
+use keel_tests::stack::{run, token_calls, Kind, Lie, StackReport, StackScenario, ALL_LIES};
 use keel_types::Env;
 use std::collections::BTreeMap;
 
@@ -65,25 +69,30 @@ fn run_part(part: u64) {
     let count = seed_count();
     let seeds = (part * count / 4)..((part + 1) * count / 4);
     let mut totals: BTreeMap<Kind, u64> = BTreeMap::new();
-    let (mut expired, mut folded) = (0u64, 0u64);
+    let mut lies: BTreeMap<Lie, u64> = BTreeMap::new();
+    let (mut expired, mut folded, mut byzantine) = (0u64, 0u64, 0u64);
     for seed in seeds.clone() {
         let s = StackScenario::random(seed);
         let report = run(&s).unwrap_or_else(|e| panic!("seed {seed}: harness: {e:#}"));
         if let Err(e) = check(&report, &s) {
-            panic!("seed {seed}: {e}\nreplay: KEEL_STACK_SEED={seed} cargo test --profile ci -p keel-tests --test consensus_sim stack::replay -- --nocapture");
+            panic!("seed {seed}: {e}\nreplay: KEEL_STACK_SEED={seed} cargo test --profile ci --workspace --test integration consensus_sim::stack::replay -- --nocapture");
         }
         for (kind, n) in &report.succeeded {
             *totals.entry(*kind).or_default() += n;
         }
         expired += u64::from(report.expired_entries > 0);
         folded += u64::from(report.fold_pages > 0);
+        byzantine += u64::from(s.byzantine.is_some());
+        for (lie, n) in &report.lies {
+            *lies.entry(*lie).or_default() += n;
+        }
     }
     if seeds.is_empty() {
         return;
     }
     // What the campaign exercised: both environments' contracts, native transfers, and
     // expiry and folding in some seeds (a harness that stopped sending would pass otherwise).
-    eprintln!("part {part}: seeds {seeds:?}: {totals:?}, expiring seeds {expired}, folding seeds {folded}");
+    eprintln!("part {part}: seeds {seeds:?}: {totals:?}, expiring seeds {expired}, folding seeds {folded}, Byzantine seeds {byzantine}: {lies:?}");
     for kind in [
         Kind::Transfer,
         Kind::Deploy(Env::Evm),
@@ -98,6 +107,16 @@ fn run_part(part: u64) {
     }
     assert!(expired > 0, "no seed in {seeds:?} expired an entry");
     assert!(folded > 0, "no seed in {seeds:?} made a fold page");
+    // Every proposal lie and the double vote were told (the sync lies need a syncing
+    // peer: `a_byzantine_validator_lies_to_a_syncing_peer`).
+    for lie in ALL_LIES {
+        if !matches!(lie, Lie::ForgedSyncBody | Lie::ForgedBlockResponse) {
+            assert!(
+                lies.get(&lie).copied().unwrap_or(0) > 0,
+                "no {lie:?} told in {seeds:?}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -165,7 +184,35 @@ fn calm(seed: u64) -> StackScenario {
     s.silent = None;
     s.loss = 0.0;
     s.skew_ms = vec![0; s.n];
+    s.byzantine = None;
     s
+}
+
+/// A validator that crashes and restarts catches up by sync, from peers one of which is
+/// Byzantine and answers with blocks whose bodies differ from their certified headers
+/// (and requested blocks likewise): the restarted validator must take none of them, and
+/// every honest validator must agree and stay live.
+#[test]
+fn a_byzantine_validator_lies_to_a_syncing_peer() {
+    let mut told: BTreeMap<Lie, u64> = BTreeMap::new();
+    for seed in 40..56 {
+        let mut s = calm(seed);
+        s.loss = 0.02;
+        s.byzantine = Some(0);
+        s.crash = Some((2, 1_200, 900));
+        let r = run(&s).expect("harness");
+        check(&r, &s).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        for (lie, n) in &r.lies {
+            *told.entry(*lie).or_default() += n;
+        }
+    }
+    eprintln!("lies told: {told:?}");
+    for lie in [Lie::ForgedSyncBody, Lie::ForgedBlockResponse] {
+        assert!(
+            told.get(&lie).copied().unwrap_or(0) > 0,
+            "no {lie:?} told: {told:?}"
+        );
+    }
 }
 
 /// A validator whose execution diverges (a nondeterminism bug) halts rather than commit on
