@@ -266,7 +266,12 @@ impl Mempool {
         txs: Vec<SignedTransaction>,
     ) -> Vec<Result<Hash, AdmitError>> {
         let hashes: Vec<Hash> = txs.iter().map(SignedTransaction::hash).collect();
-        let bad = bad_signatures(&txs, &hashes, self.config.verify_threads);
+        let bad = bad_signatures(
+            &txs,
+            &hashes,
+            self.config.verify_threads,
+            self.min_gas_price,
+        );
         txs.into_iter()
             .zip(hashes)
             .enumerate()

@@ -135,6 +135,8 @@ fn web3_py_deploys_transacts_and_reads_evm_and_wasm_contracts_unmodified() {
     ctx["eth_dev_key"] = dev["private_key"].clone();
     ctx["token_bin"] = json!(contract("Token.bin"));
     run_web3(&python, "web3_write.py", &ctx, 30);
+    // Subscriptions over the same port's WebSocket: newHeads, logs, pending transactions.
+    run_web3(&python, "web3_subscribe.py", &ctx, 12);
     // Every validator executed the Ethereum transactions identically.
     let height = cluster.height(1).expect("height");
     cluster.wait_height(&[0, 1, 2, 3], height, std::time::Duration::from_secs(30));

@@ -32,6 +32,8 @@ pub use wasm::{wasm_compile, wasm_validate};
 
 /// The chain id the targets decode for; the seed corpus is signed for it.
 pub const FUZZ_CHAIN_ID: u64 = 7;
+/// The base fee the targets decode Ethereum envelopes against.
+pub const FUZZ_BASE_FEE: u128 = 1_000_000_000;
 
 /// A fuzz target: panics only on a bug.
 pub type Target = fn(&[u8]);

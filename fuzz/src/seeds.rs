@@ -1,7 +1,7 @@
 //! Real, valid encodings for every target: the seed corpus (`fuzz/corpus/<target>`, written
 //! by the ignored `generate_corpus` test) and the inputs the regression tests start from.
 
-use crate::FUZZ_CHAIN_ID;
+use crate::{FUZZ_BASE_FEE, FUZZ_CHAIN_ID};
 use borsh::BorshSerialize;
 use keel_consensus::Message;
 use keel_types::archive::{prove, ArchiveAccumulator, ArchiveNodes, RevivalProof};
@@ -143,7 +143,7 @@ pub fn transactions() -> Vec<SignedTransaction> {
         ),
     ];
     for raw in eth_txs().iter().take(2) {
-        if let Ok(tx) = keel_types::eth::decode(raw, FUZZ_CHAIN_ID) {
+        if let Ok(tx) = keel_types::eth::decode(raw, FUZZ_CHAIN_ID, FUZZ_BASE_FEE) {
             out.push(tx);
         }
     }

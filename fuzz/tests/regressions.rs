@@ -63,7 +63,10 @@ fn a_small_order_key_cannot_sign_anything_under_the_batch_rule() {
                 },
                 signature: Authorization::Ed25519(Signature([0; 64])),
             };
-            assert!(tx.verify_signature().is_err(), "the strict rule refuses it");
+            assert!(
+                tx.verify_signature(keel_fuzz::FUZZ_BASE_FEE).is_err(),
+                "the strict rule refuses it"
+            );
             let hash = tx.hash();
             verify_batch(&[(&hash.0[..], SMALL_ORDER_KEY, Signature([0; 64]))]).is_ok()
         })

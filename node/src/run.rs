@@ -147,7 +147,12 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
     )
     .await
     .with_context(|| format!("binding p2p on {}", config.p2p.listen))?;
-    tokio::spawn(admit_gossip(gossip_in, mempool.clone(), store.clone()));
+    tokio::spawn(admit_gossip(
+        gossip_in,
+        mempool.clone(),
+        store.clone(),
+        shared.clone(),
+    ));
     let (gossip_out, gossip_rx) = mpsc::channel(GOSSIP_OUT_QUEUE_LEN);
     tokio::spawn(send_gossip(gossip_rx, net.clone()));
 
@@ -270,15 +275,18 @@ async fn admit_gossip(
     mut rx: mpsc::Receiver<(Vec<SignedTransaction>, InboundBudget)>,
     mempool: Arc<Mutex<Mempool>>,
     store: Arc<Store>,
+    shared: Arc<Shared>,
 ) {
     while let Some((txs, budget)) = rx.recv().await {
         let store = store.clone();
         let mempool = mempool.clone();
+        let shared = shared.clone();
         let _ = tokio::task::spawn_blocking(move || {
             // The peer's byte budget is returned once its batch is admitted.
             let _budget = budget;
-            let (_, pool_len) = admit_latest(&*mempool, || store.latest_view(), txs);
+            let (admitted, pool_len) = admit_latest(&*mempool, || store.latest_view(), txs);
             metrics::gauge!(m::MEMPOOL_SIZE).set(pool_len as f64);
+            shared.publish_pending(admitted.into_iter().filter_map(Result::ok));
         })
         .await;
     }

@@ -9,6 +9,9 @@ pub use keel_types::sync::Lock;
 
 /// Finalized blocks buffered for slow subscribers before they miss some.
 pub const FINALIZED_CHANNEL_LEN: usize = 256;
+/// Admitted transaction hashes buffered per pending-transaction subscriber (a subscriber
+/// that falls further behind skips the oldest).
+pub const PENDING_CHANNEL_LEN: usize = 4_096;
 
 #[derive(Debug, Clone, Default)]
 pub struct Status {
@@ -27,6 +30,9 @@ pub struct FinalizedEvent {
     pub state_root: Hash,
     pub block: Block,
     pub receipts: Vec<Receipt>,
+    /// The block's Ethereum header JSON, built by the first `newHeads` subscriber that needs
+    /// it and shared by the rest (it encodes and hashes the whole block).
+    pub eth_head: std::sync::OnceLock<serde_json::Value>,
 }
 
 /// The driver's status under one lock: what `/health`, RPC and metrics read while the
@@ -81,6 +87,9 @@ impl<L: Lock<Status>> Default for StatusCell<L> {
 pub struct Shared {
     status: StatusCell,
     finalized: broadcast::Sender<Arc<FinalizedEvent>>,
+    /// Hashes of transactions admitted to the pool (RPC and gossip), for
+    /// `eth_subscribe("newPendingTransactions")`.
+    pending: broadcast::Sender<Hash>,
 }
 
 impl Default for Shared {
@@ -88,6 +97,7 @@ impl Default for Shared {
         Shared {
             status: StatusCell::new(),
             finalized: broadcast::channel(FINALIZED_CHANNEL_LEN).0,
+            pending: broadcast::channel(PENDING_CHANNEL_LEN).0,
         }
     }
 }
@@ -117,6 +127,20 @@ impl Shared {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<FinalizedEvent>> {
         self.finalized.subscribe()
+    }
+
+    /// Announces transactions just admitted to the pool.
+    pub fn publish_pending(&self, hashes: impl IntoIterator<Item = Hash>) {
+        if self.pending.receiver_count() == 0 {
+            return;
+        }
+        for hash in hashes {
+            let _ = self.pending.send(hash);
+        }
+    }
+
+    pub fn subscribe_pending(&self) -> broadcast::Receiver<Hash> {
+        self.pending.subscribe()
     }
 }
 

@@ -176,7 +176,9 @@ fn keel_transfers(senders: &[SecretKey], transfers: &[(Address, Vec<u8>)]) -> (f
         let start = Instant::now();
         for chunk in txs.chunks(BLOCK_TXS) {
             let hashes: Vec<keel_types::Hash> = chunk.iter().map(SignedTransaction::hash).collect();
-            assert!(keel_runtime::signatures::bad_signatures(chunk, &hashes, threads).is_empty());
+            assert!(
+                keel_runtime::signatures::bad_signatures(chunk, &hashes, threads, 1).is_empty()
+            );
         }
         println!(
             "keel block signature check, {threads} thread(s): {:.2?}",

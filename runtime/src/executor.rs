@@ -291,6 +291,7 @@ impl Runtime {
             &block.transactions,
             &tx_hashes,
             self.config.verify_threads,
+            self.config.min_gas_price,
         );
 
         let mut overlay = self.overlay(parent, header.epoch);
@@ -625,7 +626,7 @@ impl Runtime {
             return self.as_speculative().simulate(state, hashes, block, tx);
         }
         let tx_hash = tx.hash();
-        if tx.verify_signature().is_err() {
+        if tx.verify_signature(self.config.min_gas_price).is_err() {
             return Ok(rejected(tx_hash, TxError::BadSignature));
         }
         let mut overlay = self.overlay(state, block.epoch);

@@ -24,11 +24,13 @@ fn verify_chunk(items: &[(&[u8], PublicKey, Signature)]) -> Vec<usize> {
 /// `threads` threads.
 ///
 /// `hashes[i]` is `transactions[i].hash()` (the signed payload), computed once by the caller,
-/// which needs it again.
+/// which needs it again. `eth_base_fee` is the chain's base fee, which an Ethereum
+/// transaction's gas price derives from ([`SignedTransaction::verify_signature`]).
 pub fn bad_signatures(
     transactions: &[SignedTransaction],
     hashes: &[Hash],
     threads: usize,
+    eth_base_fee: u128,
 ) -> Vec<usize> {
     assert_eq!(transactions.len(), hashes.len(), "one hash per transaction");
     // ed25519 transactions are batch-verified; `positions[k]` is the block index of item k.
@@ -43,7 +45,7 @@ pub fn bad_signatures(
                 items.push((h.0.as_slice(), key, signature));
             }
             None => {
-                if t.verify_signature().is_err() {
+                if t.verify_signature(eth_base_fee).is_err() {
                     bad.push(i);
                 }
             }
@@ -124,7 +126,7 @@ mod tests {
 
     fn check(block: &[SignedTransaction], threads: usize) -> Vec<usize> {
         let hashes: Vec<Hash> = block.iter().map(SignedTransaction::hash).collect();
-        bad_signatures(block, &hashes, threads)
+        bad_signatures(block, &hashes, threads, 1)
     }
 
     #[test]

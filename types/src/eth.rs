@@ -32,21 +32,25 @@ pub enum EthTxError {
     WrongChainId { expected: u64, got: u64 },
     #[error("signature does not recover a signer: {0}")]
     BadSignature(String),
+    #[error("maxPriorityFeePerGas {tip} is above maxFeePerGas {cap}")]
+    TipAboveCap { tip: u128, cap: u128 },
 }
 
 fn u256(v: alloy_primitives::U256) -> U256 {
     U256::from_be_bytes(v.to_be_bytes::<32>())
 }
 
-/// Decodes and verifies `raw` (as `eth_sendRawTransaction` receives it) for chain `chain_id`.
+/// Decodes and verifies `raw` (as `eth_sendRawTransaction` receives it) for chain `chain_id`,
+/// whose base fee (the chain's flat minimum gas price) is `base_fee`.
 ///
-/// The keel fields: the sender is the recovered address; the gas price is the most the
-/// sender agreed to pay per gas (`gasPrice`, or `maxFeePerGas` for EIP-1559 — keel charges
-/// one flat price, so the priority fee has no separate meaning); a call becomes
+/// The keel fields: the sender is the recovered address; the gas price is what the sender
+/// pays per gas ([`effective_gas_price`]: `gasPrice`, or for EIP-1559 `min(maxFeePerGas,
+/// base_fee + maxPriorityFeePerGas)`, so a client's default cap of about twice the base fee
+/// pays the base fee plus its tip, not the cap); a call becomes
 /// [`TxBody::Call`] (to an account without code it moves value like a transfer) and a
 /// creation [`TxBody::Deploy`] in the EVM with the input as creation code. Access lists are
 /// accepted and not used for pricing.
-pub fn decode(raw: &[u8], chain_id: u64) -> Result<SignedTransaction, EthTxError> {
+pub fn decode(raw: &[u8], chain_id: u64, base_fee: u128) -> Result<SignedTransaction, EthTxError> {
     let mut buf = raw;
     let envelope =
         TxEnvelope::decode_2718(&mut buf).map_err(|e| EthTxError::Malformed(e.to_string()))?;
@@ -56,6 +60,16 @@ pub fn decode(raw: &[u8], chain_id: u64) -> Result<SignedTransaction, EthTxError
     match &envelope {
         TxEnvelope::Legacy(_) | TxEnvelope::Eip2930(_) | TxEnvelope::Eip1559(_) => {}
         other => return Err(EthTxError::UnsupportedType(other.tx_type() as u8)),
+    }
+    if let TxEnvelope::Eip1559(_) = &envelope {
+        // EIP-1559: a tip above the cap is invalid (geth refuses it too).
+        let (cap, tip) = (
+            envelope.max_fee_per_gas(),
+            envelope.max_priority_fee_per_gas().unwrap_or(0),
+        );
+        if tip > cap {
+            return Err(EthTxError::TipAboveCap { tip, cap });
+        }
     }
     let got = envelope.chain_id().ok_or(EthTxError::NoChainId)?;
     if got != chain_id {
@@ -88,11 +102,27 @@ pub fn decode(raw: &[u8], chain_id: u64) -> Result<SignedTransaction, EthTxError
             sender: Sender::Ethereum(Address(signer.into_array())),
             nonce: envelope.nonce(),
             gas_limit: envelope.gas_limit(),
-            gas_price: envelope.max_fee_per_gas(),
+            gas_price: effective_gas_price(&envelope, base_fee),
             body,
         },
         signature: Authorization::Ethereum(raw.to_vec()),
     })
+}
+
+/// What an envelope pays per gas on a chain whose base fee is `base_fee`: `gasPrice` for
+/// legacy and EIP-2930 envelopes, EIP-1559's effective gas price `min(maxFeePerGas, base_fee +
+/// maxPriorityFeePerGas)` otherwise. The whole price goes to the block's proposer, as every
+/// keel fee does. A cap below the base fee gives a price below it, which admission and
+/// execution refuse (`GasPriceTooLow`).
+pub fn effective_gas_price(envelope: &TxEnvelope, base_fee: u128) -> u128 {
+    match envelope {
+        TxEnvelope::Eip1559(_) => {
+            let tip = envelope.max_priority_fee_per_gas().unwrap_or(0);
+            envelope.max_fee_per_gas().min(base_fee.saturating_add(tip))
+        }
+        // Legacy and EIP-2930: their `gasPrice` (alloy reports it as the fee cap).
+        _ => envelope.max_fee_per_gas(),
+    }
 }
 
 /// The signature and fee fields of an envelope, for `eth_getTransactionByHash`.

@@ -158,12 +158,14 @@ impl SignedTransaction {
         }
     }
 
-    /// Checks the authorization alone (use `crypto::verify_batch` for many ed25519 ones).
-    pub fn verify_signature(&self) -> Result<(), CryptoError> {
+    /// Checks the authorization alone (use `crypto::verify_batch` for many ed25519 ones). An
+    /// Ethereum transaction's fields must be the ones its envelope decodes to on a chain whose
+    /// base fee is `eth_base_fee` (its gas price is the envelope's effective price there).
+    pub fn verify_signature(&self, eth_base_fee: u128) -> Result<(), CryptoError> {
         match (&self.tx.sender, &self.signature) {
             (Sender::Agent(key), Authorization::Ed25519(sig)) => key.verify(&self.hash().0, sig),
             (Sender::Ethereum(_), Authorization::Ethereum(raw)) => {
-                match crate::eth::decode(raw, self.tx.chain_id) {
+                match crate::eth::decode(raw, self.tx.chain_id, eth_base_fee) {
                     Ok(derived) if derived == *self => Ok(()),
                     _ => Err(CryptoError::BadSignature),
                 }

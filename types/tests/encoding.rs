@@ -454,7 +454,7 @@ fn signatures_and_batch_verification() {
         .map(|(i, k)| transfer(k, i as u64))
         .collect();
     for tx in &txs {
-        tx.verify_signature().expect("valid signature");
+        tx.verify_signature(1).expect("valid signature");
     }
     let hashes: Vec<Hash> = txs.iter().map(|t| t.hash()).collect();
     let items: Vec<(&[u8], PublicKey, Signature)> = txs
@@ -480,7 +480,7 @@ fn signatures_and_batch_verification() {
 
     let mut tampered = txs[0].clone();
     tampered.tx.nonce += 1;
-    assert_eq!(tampered.verify_signature(), Err(CryptoError::BadSignature));
+    assert_eq!(tampered.verify_signature(1), Err(CryptoError::BadSignature));
     // Not a curve point: a typed error, not a panic.
     let mut invalid = items.clone();
     invalid[0].1 = PublicKey([0xff; 32]);

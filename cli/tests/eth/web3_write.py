@@ -64,10 +64,24 @@ check("minted", token.functions.balanceOf(acct.address).call() == 1_000_000)
 tx = w3.eth.get_transaction(rc.transactionHash)
 check("tx type 2", tx.type == 2 and tx["from"] == acct.address and tx.to is None, tx)
 
-# 2. A contract call with an event, read back with filters.
+# 2. A contract call with an event, read back with filters. web3.py's default fees (tip from
+# eth_maxPriorityFeePerGas = 0, cap 2·base + tip) pay exactly the base fee per gas.
 estimate = token.functions.transfer(bob, 250).estimate_gas({"from": acct.address})
-rc = send(token.functions.transfer(bob, 250).build_transaction({"from": acct.address, "nonce": 1, "gas": estimate}))
+base = w3.eth.get_block("latest").baseFeePerGas
+before = w3.eth.get_balance(acct.address)
+call = token.functions.transfer(bob, 250).build_transaction({"from": acct.address, "nonce": 1, "gas": estimate})
+check("default cap above the base fee", call["maxFeePerGas"] >= 2 * base, call)
+rc = send(call)
 check("transfer status", rc.status == 1 and rc.gasUsed <= estimate, (rc, estimate))
+check("effective price is the base fee", rc.effectiveGasPrice == base, (rc.effectiveGasPrice, base))
+check("paid gasUsed x effectiveGasPrice", before - w3.eth.get_balance(acct.address) == rc.gasUsed * rc.effectiveGasPrice,
+      (before, w3.eth.get_balance(acct.address), rc.gasUsed, rc.effectiveGasPrice))
+check("tx gasPrice is the effective price", w3.eth.get_transaction(rc.transactionHash).gasPrice == base)
+receipts = w3.eth.get_block_receipts(rc.blockNumber)
+check("block receipts", [r.transactionHash for r in receipts].count(rc.transactionHash) == 1
+      and all(r.blockNumber == rc.blockNumber for r in receipts)
+      and next(r for r in receipts if r.transactionHash == rc.transactionHash) == rc, receipts)
+check("block receipts by hash", w3.eth.get_block_receipts(rc.blockHash) == receipts)
 events = token.events.Transfer().process_receipt(rc)
 check("event in receipt", len(events) == 1 and events[0].args.value == 250 and events[0].args.to == bob, events)
 logs = token.events.Transfer.get_logs(from_block=rc.blockNumber, argument_filters={"from": acct.address})
@@ -117,6 +131,18 @@ check("native nonce", native["nonce"] == 6, native)
 check("native balance", int(native["balance"], 16) == w3.eth.get_balance(acct.address), native)
 check("fees paid", w3.eth.get_balance(acct.address) < funded - 18)
 
+# 6b. EIP-1559 pricing: a tip is paid on top of the base fee, and the cap bounds the sum.
+base = w3.eth.get_block("latest").baseFeePerGas
+# (the second: the cap binds, base + tip is above it.)
+for nonce, cap, tip, expected in [(6, 2 * base + 3, 3, base + 3), (7, base + 2, base + 2, base + 2)]:
+    before = w3.eth.get_balance(acct.address)
+    rc = send({"to": bob, "value": 1, "gas": 21_000, "maxFeePerGas": cap, "maxPriorityFeePerGas": tip,
+               "nonce": nonce, "chainId": w3.eth.chain_id})
+    check("tipped status", rc.status == 1, rc)
+    check("effective price", rc.effectiveGasPrice == expected, (cap, tip, base, rc.effectiveGasPrice))
+    check("tipped paid", before - w3.eth.get_balance(acct.address) == 1 + 21_000 * expected,
+          (before, w3.eth.get_balance(acct.address)))
+
 # 7. Refusals: replay, wrong chain id, a bad signature.
 stale = acct.sign_transaction({"to": bob, "value": 1, "gas": 21_000, "gasPrice": price, "nonce": 0, "chainId": w3.eth.chain_id})
 r = w3.provider.make_request("eth_sendRawTransaction", [stale.raw_transaction.to_0x_hex()])
@@ -124,6 +150,14 @@ check("stale nonce refused", "error" in r and "nonce" in r["error"]["message"], 
 wrong = acct.sign_transaction({"to": bob, "value": 1, "gas": 21_000, "gasPrice": price, "nonce": 6, "chainId": w3.eth.chain_id + 1})
 r = w3.provider.make_request("eth_sendRawTransaction", [wrong.raw_transaction.to_0x_hex()])
 check("wrong chain refused", r.get("error", {}).get("data", {}).get("reason") == "wrong_chain_id", r)
+try:  # eth-account may refuse to sign it; if it signs, the node must refuse it.
+    over = acct.sign_transaction({"to": bob, "value": 1, "gas": 21_000, "maxFeePerGas": base,
+                                  "maxPriorityFeePerGas": base + 1, "nonce": 8, "chainId": w3.eth.chain_id})
+except Exception:
+    over = None
+if over is not None:
+    r = w3.provider.make_request("eth_sendRawTransaction", [over.raw_transaction.to_0x_hex()])
+    check("tip above cap refused", "error" in r and "maxPriorityFeePerGas" in r["error"]["message"], r)
 r = w3.provider.make_request("eth_sendRawTransaction", ["0x02deadbeef"])
 check("malformed refused", r.get("error", {}).get("code") == -32602, r)
 

@@ -162,6 +162,7 @@ impl Host for Shell<'_> {
             state_root: info.state_root,
             block,
             receipts,
+            eth_head: std::sync::OnceLock::new(),
         });
     }
 

@@ -3,9 +3,10 @@
 //!
 //! keel finalizes every block it stores, so `latest`, `safe`, `finalized` and `pending` all
 //! name the last finalized height (`pending` additionally counts pool transactions in
-//! `eth_getTransactionCount`). Fees: keel charges one flat gas price; it is reported as every
-//! block's `baseFeePerGas` and as `eth_gasPrice`, and the priority fee is zero, so an
-//! EIP-1559 client's `maxFeePerGas = 2·base + 0` always covers it.
+//! `eth_getTransactionCount`). Fees: keel's base fee is one flat gas price, reported as every
+//! block's `baseFeePerGas` and as `eth_gasPrice`; an EIP-1559 transaction pays
+//! `min(maxFeePerGas, base + maxPriorityFeePerGas)` (`eth::effective_gas_price`), so a client's
+//! default `maxFeePerGas = 2·base + 0` pays the base fee.
 
 use super::{admit_error, RpcContext, StoreHashes, INVALID_PARAMS, NODE_ERROR};
 use super::{bad_params, err, node_err, parse_address, parse_bytes, parse_hash};
@@ -26,6 +27,7 @@ use keel_types::{
 use serde_json::{json, Value};
 
 mod logs;
+mod subscribe;
 
 use logs::{log_json, logs_bloom};
 
@@ -428,7 +430,7 @@ impl RpcContext {
                 max: MAX_TX_BYTES,
             }));
         }
-        let tx = eth::decode(&raw, self.chain_id).map_err(|e| match e {
+        let tx = eth::decode(&raw, self.chain_id, self.min_gas_price).map_err(|e| match e {
             eth::EthTxError::WrongChainId { expected, got } => {
                 admit_error(&AdmitError::WrongChainId { expected, got })
             }
@@ -446,9 +448,10 @@ impl RpcContext {
         receipts: &[Receipt],
         full: bool,
     ) -> Result<Value, ErrorObjectOwned> {
-        let h = &block.header;
-        let state_root = self.store.state_root(h.height).map_err(node_err)?;
-        let gas_used: u64 = receipts.iter().map(|r| r.gas_used).sum();
+        let state_root = self
+            .store
+            .state_root(block.header.height)
+            .map_err(node_err)?;
         let transactions: Vec<Value> = (0..block.transactions.len())
             .map(|i| {
                 if full {
@@ -458,7 +461,18 @@ impl RpcContext {
                 }
             })
             .collect();
-        Ok(json!({
+        let mut out = self.eth_header_json(block, receipts, state_root);
+        out["transactions"] = Value::Array(transactions);
+        out["uncles"] = json!([]);
+        Ok(out)
+    }
+
+    /// A block's Ethereum header fields (no `transactions`, no `uncles`): what `newHeads`
+    /// sends, and the rest of `eth_getBlockBy*`.
+    fn eth_header_json(&self, block: &Block, receipts: &[Receipt], state_root: Hash) -> Value {
+        let h = &block.header;
+        let gas_used: u64 = receipts.iter().map(|r| r.gas_used).sum();
+        json!({
             "number": qty(h.height),
             "hash": block.hash().to_hex(),
             "parentHash": h.parent_hash.to_hex(),
@@ -476,11 +490,9 @@ impl RpcContext {
             "gasLimit": qty(BLOCK_GAS_LIMIT),
             "gasUsed": qty(gas_used),
             "timestamp": qty(h.timestamp_ms / 1000),
-            "transactions": transactions,
-            "uncles": [],
             "baseFeePerGas": format!("{:#x}", self.min_gas_price),
             "mixHash": Hash::ZERO.to_hex(),
-        }))
+        })
     }
 
     fn eth_block_by_number(&self, p: &[Value]) -> Result<Value, ErrorObjectOwned> {
@@ -541,35 +553,89 @@ impl RpcContext {
         let Some((block, receipts, index)) = self.located(p)? else {
             return Ok(Value::Null);
         };
-        let tx = &block.transactions[index];
-        let r = &receipts[index];
-        let (to, _, _) = eth_view(tx);
         let first_log: usize = receipts[..index].iter().map(|r| r.logs.len()).sum();
         let cumulative: u64 = receipts[..=index].iter().map(|r| r.gas_used).sum();
-        let logs: Vec<Value> = r
-            .logs
-            .iter()
-            .enumerate()
-            .map(|(i, log)| log_json(log, &block, tx.hash(), index, first_log + i))
-            .collect();
-        Ok(json!({
-            "transactionHash": tx.hash().to_hex(),
-            "transactionIndex": qty(index as u64),
-            "blockHash": block.hash().to_hex(),
-            "blockNumber": qty(block.header.height),
-            "from": tx.tx.sender_address().to_hex(),
-            "to": to.map(|a| a.to_hex()),
-            "cumulativeGasUsed": qty(cumulative),
-            "gasUsed": qty(r.gas_used),
-            "effectiveGasPrice": format!("{:#x}", tx.tx.gas_price),
-            "contractAddress": r.contract_address.map(|a| a.to_hex()),
-            "logs": logs,
-            "logsBloom": hexb(&logs_bloom(&r.logs)),
-            "status": if r.status == TxStatus::Success { "0x1" } else { "0x0" },
-            "type": qty(eth_fields(tx).map_or(0, |f| u64::from(f.tx_type))),
-        }))
+        Ok(receipt_json(
+            &block,
+            &receipts[index],
+            index,
+            first_log,
+            cumulative,
+        ))
     }
 
+    /// `eth_getBlockReceipts`: every receipt of the block named by a number, a tag or a hash;
+    /// `null` for a block this node does not hold.
+    fn eth_block_receipts(&self, p: &[Value]) -> Result<Value, ErrorObjectOwned> {
+        let height = match p.first() {
+            // A 32-byte block hash (numbers and tags are shorter).
+            Some(Value::String(s)) if s.len() == 66 => {
+                match self.store.block_height(&parse_hash(s)?).map_err(node_err)? {
+                    Some(h) => h,
+                    None => return Ok(Value::Null),
+                }
+            }
+            other => self.requested_height(other)?,
+        };
+        if height > self.latest_height() {
+            return Ok(Value::Null);
+        }
+        let Some((block, receipts)) = self.block_of(height)? else {
+            return Ok(Value::Null);
+        };
+        if receipts.len() != block.transactions.len() {
+            return Err(node_err(format!(
+                "receipts of block {height} are inconsistent"
+            )));
+        }
+        // Running totals once, not per receipt (a block holds up to MAX_BLOCK_TXS).
+        let (mut first_log, mut cumulative) = (0usize, 0u64);
+        let mut out = Vec::with_capacity(receipts.len());
+        for (i, r) in receipts.iter().enumerate() {
+            cumulative += r.gas_used;
+            out.push(receipt_json(&block, r, i, first_log, cumulative));
+            first_log += r.logs.len();
+        }
+        Ok(Value::Array(out))
+    }
+}
+
+/// The Ethereum receipt `r` of `block`'s transaction `index`, whose first log is the
+/// block's `first_log`-th and after which the block has used `cumulative` gas.
+fn receipt_json(
+    block: &Block,
+    r: &Receipt,
+    index: usize,
+    first_log: usize,
+    cumulative: u64,
+) -> Value {
+    let tx = &block.transactions[index];
+    let (to, _, _) = eth_view(tx);
+    let logs: Vec<Value> = r
+        .logs
+        .iter()
+        .enumerate()
+        .map(|(i, log)| log_json(log, block, tx.hash(), index, first_log + i))
+        .collect();
+    json!({
+        "transactionHash": tx.hash().to_hex(),
+        "transactionIndex": qty(index as u64),
+        "blockHash": block.hash().to_hex(),
+        "blockNumber": qty(block.header.height),
+        "from": tx.tx.sender_address().to_hex(),
+        "to": to.map(|a| a.to_hex()),
+        "cumulativeGasUsed": qty(cumulative),
+        "gasUsed": qty(r.gas_used),
+        "effectiveGasPrice": format!("{:#x}", tx.tx.gas_price),
+        "contractAddress": r.contract_address.map(|a| a.to_hex()),
+        "logs": logs,
+        "logsBloom": hexb(&logs_bloom(&r.logs)),
+        "status": if r.status == TxStatus::Success { "0x1" } else { "0x0" },
+        "type": qty(eth_fields(tx).map_or(0, |f| u64::from(f.tx_type))),
+    })
+}
+
+impl RpcContext {
     fn eth_fee_history(&self, p: &[Value]) -> Result<Value, ErrorObjectOwned> {
         let count = parse_qty(
             p.first().ok_or_else(|| bad_params("missing blockCount"))?,
@@ -675,6 +741,7 @@ pub fn register(
         ("eth_estimateGas", RpcContext::eth_estimate_gas),
         ("eth_getLogs", RpcContext::eth_get_logs),
         ("eth_feeHistory", RpcContext::eth_fee_history),
+        ("eth_getBlockReceipts", RpcContext::eth_block_receipts),
         ("eth_sendRawTransaction", RpcContext::eth_send_raw),
     ];
     for &(name, handler) in simple {
@@ -689,7 +756,7 @@ pub fn register(
             handler(&ctx, &params_vec(&params)?)
         })?;
     }
-    Ok(())
+    subscribe::register(module)
 }
 
 #[cfg(test)]

@@ -39,6 +39,9 @@ pub const NOT_ENABLED: i32 = -32004;
 pub const EXPIRED: i32 = -32006;
 /// Largest response (a full block's receipts fit).
 pub const MAX_RESPONSE_BYTES: u32 = 64 * 1024 * 1024;
+/// Live subscriptions (`keel_subscribe`, `eth_subscribe`) one WebSocket connection may hold;
+/// each is a task that reads every finalized block.
+pub const MAX_SUBSCRIPTIONS_PER_CONNECTION: u32 = 32;
 /// Default and largest gas for `keel_call`.
 pub const CALL_GAS_DEFAULT: u64 = 10_000_000;
 
@@ -230,6 +233,7 @@ impl RpcContext {
             Some(Ok(hash)) => {
                 // Best effort: peers also get it when it is proposed.
                 let _ = self.gossip.try_send((copy, encoded_len));
+                self.shared.publish_pending([hash]);
                 Ok(hash)
             }
             Some(Err(e)) => Err(admit_error(&e)),
@@ -571,6 +575,18 @@ pub fn module(
     Ok(module)
 }
 
+/// Subscription ids as geth spells them, "0x" and 32 hex digits (16 random bytes): web3.py
+/// requires a string, and other Ethereum clients expect this shape.
+#[derive(Debug)]
+struct HexIdProvider;
+
+impl jsonrpsee::server::IdProvider for HexIdProvider {
+    fn next_id(&self) -> jsonrpsee::types::SubscriptionId<'static> {
+        let bytes: [u8; 16] = rand::random();
+        jsonrpsee::types::SubscriptionId::Str(format!("0x{}", hex::encode(bytes)).into())
+    }
+}
+
 /// Starts the server; it runs until the handle is stopped or dropped with the process.
 pub async fn serve(
     addr: SocketAddr,
@@ -581,6 +597,8 @@ pub async fn serve(
         .max_request_body_size(limits.max_request_bytes)
         .max_response_body_size(MAX_RESPONSE_BYTES)
         .max_connections(limits.max_connections)
+        .max_subscriptions_per_connection(MAX_SUBSCRIPTIONS_PER_CONNECTION)
+        .set_id_provider(HexIdProvider)
         .set_batch_request_config(BatchRequestConfig::Limit(limits.max_batch))
         .build();
     let server = Server::builder().set_config(config).build(addr).await?;

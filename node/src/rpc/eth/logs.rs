@@ -111,7 +111,7 @@ pub(super) fn log_json(
 
 /// An `eth_getLogs` filter: addresses (any of), topics per position (null = any, a list =
 /// any of), and a block range or one block hash.
-struct LogFilter {
+pub(super) struct LogFilter {
     addresses: Vec<Address>,
     topics: Vec<Option<Vec<[u8; 32]>>>,
     from_block: Option<Value>,
@@ -121,6 +121,9 @@ struct LogFilter {
 
 /// Topic positions a log can have (LOG0..LOG4).
 const MAX_TOPIC_POSITIONS: usize = 4;
+/// Addresses, and alternatives per topic position, one filter may list (each log is checked
+/// against them, for every query and every block a subscription sees).
+pub const MAX_FILTER_ALTERNATIVES: usize = 1_000;
 
 fn parse_topic(v: &Value) -> Result<[u8; 32], ErrorObjectOwned> {
     let s = v
@@ -130,11 +133,11 @@ fn parse_topic(v: &Value) -> Result<[u8; 32], ErrorObjectOwned> {
 }
 
 impl LogFilter {
-    fn parse(o: &serde_json::Map<String, Value>) -> Result<LogFilter, ErrorObjectOwned> {
+    pub(super) fn parse(o: &serde_json::Map<String, Value>) -> Result<LogFilter, ErrorObjectOwned> {
         let addresses = match o.get("address") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::String(s)) => vec![parse_address(s)?],
-            Some(Value::Array(a)) => a
+            Some(Value::Array(a)) if a.len() <= MAX_FILTER_ALTERNATIVES => a
                 .iter()
                 .map(|v| {
                     v.as_str()
@@ -142,6 +145,11 @@ impl LogFilter {
                         .and_then(parse_address)
                 })
                 .collect::<Result<_, _>>()?,
+            Some(Value::Array(_)) => {
+                return Err(bad_params(format!(
+                    "address: at most {MAX_FILTER_ALTERNATIVES} addresses"
+                )))
+            }
             Some(_) => return Err(bad_params("address: a hex address or a list of them")),
         };
         let topics = match o.get("topics") {
@@ -150,21 +158,24 @@ impl LogFilter {
                 .iter()
                 .map(|t| match t {
                     Value::Null => Ok(None),
-                    Value::Array(any) => any
+                    Value::Array(any) if any.len() <= MAX_FILTER_ALTERNATIVES => any
                         .iter()
                         .map(parse_topic)
                         .collect::<Result<_, _>>()
                         .map(Some),
+                    Value::Array(_) => Err(bad_params(format!(
+                        "topics: at most {MAX_FILTER_ALTERNATIVES} alternatives per position"
+                    ))),
                     one => parse_topic(one).map(|t| Some(vec![t])),
                 })
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(bad_params("topics: a list of at most 4 positions")),
         };
-        let block_hash = o
-            .get("blockHash")
-            .and_then(Value::as_str)
-            .map(parse_hash)
-            .transpose()?;
+        let block_hash = match o.get("blockHash") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(parse_hash(s)?),
+            Some(_) => return Err(bad_params("blockHash: a 32-byte hex string")),
+        };
         let from_block = o.get("fromBlock").cloned();
         let to_block = o.get("toBlock").cloned();
         if block_hash.is_some() && (from_block.is_some() || to_block.is_some()) {
@@ -183,7 +194,14 @@ impl LogFilter {
         })
     }
 
-    fn matches(&self, log: &Log) -> bool {
+    /// No block range or hash (a `null` bound is none): what a subscription takes.
+    pub(super) fn is_live(&self) -> bool {
+        matches!(self.from_block, None | Some(Value::Null))
+            && matches!(self.to_block, None | Some(Value::Null))
+            && self.block_hash.is_none()
+    }
+
+    pub(super) fn matches(&self, log: &Log) -> bool {
         if !self.addresses.is_empty() && !self.addresses.contains(&log.address) {
             return false;
         }

@@ -1,0 +1,160 @@
+//! `eth_subscribe` over WebSocket, in Ethereum's shapes, so viem's and ethers' watchers and
+//! web3.py's subscriptions work unchanged: `newHeads` (each finalized block's header),
+//! `logs` (each log of each finalized block that matches an optional address / topics
+//! filter, one notification per log, as geth sends them) and `newPendingTransactions` (the
+//! hash of each transaction this node admits to its pool, from RPC or gossip). keel
+//! finalizes every block it stores, so a log is never `removed`.
+
+use super::logs::LogFilter;
+use super::*;
+use jsonrpsee::core::SubscriptionResult;
+use jsonrpsee::server::{PendingSubscriptionSink, SubscriptionMessage};
+use std::sync::Arc;
+use tokio::sync::broadcast::error::RecvError;
+
+/// What one subscription delivers.
+enum Kind {
+    NewHeads,
+    Logs(Box<LogFilter>),
+    NewPendingTransactions,
+}
+
+impl Kind {
+    fn parse(params: &[Value]) -> Result<Kind, ErrorObjectOwned> {
+        match params.first().and_then(Value::as_str) {
+            Some("newHeads") => Ok(Kind::NewHeads),
+            Some("newPendingTransactions") => match params.get(1) {
+                None | Some(Value::Null) | Some(Value::Bool(false)) => {
+                    Ok(Kind::NewPendingTransactions)
+                }
+                Some(_) => Err(bad_params(
+                    "newPendingTransactions sends hashes only (full transactions are not offered)",
+                )),
+            },
+            Some("logs") => {
+                let filter = match params.get(1) {
+                    None | Some(Value::Null) => LogFilter::parse(&serde_json::Map::new())?,
+                    Some(Value::Object(o)) => LogFilter::parse(o)?,
+                    Some(_) => return Err(bad_params("logs: a filter object {address, topics}")),
+                };
+                // A subscription sees blocks as they finalize, never a range or one block.
+                if !filter.is_live() {
+                    return Err(bad_params(
+                        "a logs subscription takes address and topics only (no fromBlock, toBlock or blockHash)",
+                    ));
+                }
+                Ok(Kind::Logs(Box::new(filter)))
+            }
+            _ => Err(bad_params(
+                "unknown subscription; use \"newHeads\", \"logs\" or \"newPendingTransactions\"",
+            )),
+        }
+    }
+}
+
+pub(super) fn register(
+    module: &mut RpcModule<RpcContext>,
+) -> Result<(), jsonrpsee::core::RegisterMethodError> {
+    module.register_subscription(
+        "eth_subscribe",
+        "eth_subscription",
+        "eth_unsubscribe",
+        |params, pending, ctx, _| async move {
+            metrics::counter!(m::RPC_REQUESTS, "method" => "eth_subscribe").increment(1);
+            let kind = match params_vec(&params).and_then(|p| Kind::parse(&p)) {
+                Ok(kind) => kind,
+                Err(e) => {
+                    pending.reject(e).await;
+                    return Ok(());
+                }
+            };
+            match kind {
+                Kind::NewPendingTransactions => pending_hashes(pending, &ctx).await,
+                kind => finalized(pending, &ctx, kind).await,
+            }
+        },
+    )?;
+    Ok(())
+}
+
+/// Headers or logs of every block this node finalizes from now on.
+async fn finalized(
+    pending: PendingSubscriptionSink,
+    ctx: &Arc<RpcContext>,
+    kind: Kind,
+) -> SubscriptionResult {
+    let mut rx = ctx.shared.subscribe();
+    let sink = pending.accept().await?;
+    loop {
+        // A subscription whose client left ends now, not at its next send (a logs filter
+        // that never matches would otherwise outlive its connection).
+        let received = tokio::select! {
+            received = rx.recv() => received,
+            () = sink.closed() => return Ok(()),
+        };
+        let event = match received {
+            Ok(event) => event,
+            // A slow subscriber skips what it missed rather than stalling the others.
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return Ok(()),
+        };
+        let values = match &kind {
+            Kind::Logs(filter) => block_logs(filter, &event.block, &event.receipts),
+            // Built once per block for every subscriber.
+            _ => vec![event
+                .eth_head
+                .get_or_init(|| {
+                    ctx.eth_header_json(&event.block, &event.receipts, event.state_root)
+                })
+                .clone()],
+        };
+        for value in values {
+            let message =
+                SubscriptionMessage::new(sink.method_name(), sink.subscription_id(), &value)?;
+            if sink.send(message).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The logs of `block` that `filter` matches, with their block-wide log index.
+fn block_logs(filter: &LogFilter, block: &Block, receipts: &[Receipt]) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut log_index = 0usize;
+    for (i, r) in receipts.iter().enumerate() {
+        for log in &r.logs {
+            if filter.matches(log) {
+                let tx_hash = block.transactions.get(i).map_or(r.tx_hash, |t| t.hash());
+                out.push(log_json(log, block, tx_hash, i, log_index));
+            }
+            log_index += 1;
+        }
+    }
+    out
+}
+
+/// The hash of every transaction this node admits from now on.
+async fn pending_hashes(
+    pending: PendingSubscriptionSink,
+    ctx: &Arc<RpcContext>,
+) -> SubscriptionResult {
+    let mut rx = ctx.shared.subscribe_pending();
+    let sink = pending.accept().await?;
+    loop {
+        let received = tokio::select! {
+            received = rx.recv() => received,
+            () = sink.closed() => return Ok(()),
+        };
+        let hash = match received {
+            Ok(hash) => hash,
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return Ok(()),
+        };
+        let message =
+            SubscriptionMessage::new(sink.method_name(), sink.subscription_id(), &hash.to_hex())?;
+        if sink.send(message).await.is_err() {
+            return Ok(());
+        }
+    }
+}
