@@ -158,3 +158,126 @@ async fn pending_hashes(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rpc::eth::logs::MAX_FILTER_ALTERNATIVES;
+
+    fn parse(params: Value) -> Result<Kind, ErrorObjectOwned> {
+        Kind::parse(params.as_array().expect("an array"))
+    }
+
+    fn address(i: usize) -> String {
+        format!("0x{i:040x}")
+    }
+
+    #[test]
+    fn a_client_gets_what_it_named_or_a_typed_refusal() {
+        assert!(matches!(parse(json!(["newHeads"])), Ok(Kind::NewHeads)));
+        assert!(matches!(parse(json!(["logs"])), Ok(Kind::Logs(_))));
+        assert!(matches!(
+            parse(
+                json!(["logs", {"address": address(1), "topics": [null, [Hash::ZERO.to_hex()]], "fromBlock": null}])
+            ),
+            Ok(Kind::Logs(_))
+        ));
+        for pending in [
+            json!(["newPendingTransactions"]),
+            json!(["newPendingTransactions", false]),
+        ] {
+            assert!(matches!(parse(pending), Ok(Kind::NewPendingTransactions)));
+        }
+        for refused in [
+            json!([]),
+            json!([7]),
+            json!(["syncing"]),
+            // Full transactions are not offered; a range or one block is not a live feed.
+            json!(["newPendingTransactions", true]),
+            json!(["logs", {"fromBlock": "0x1"}]),
+            json!(["logs", {"toBlock": "latest"}]),
+            json!(["logs", {"blockHash": Hash::ZERO.to_hex()}]),
+            json!(["logs", {"blockHash": 5}]),
+            json!(["logs", "0x01"]),
+            json!(["logs", {"address": 5}]),
+            json!(["logs", {"topics": [null, null, null, null, null]}]),
+        ] {
+            let e = parse(refused.clone())
+                .err()
+                .unwrap_or_else(|| panic!("{refused} accepted"));
+            assert_eq!(e.code(), INVALID_PARAMS, "{refused}: {e:?}");
+        }
+    }
+
+    /// Every log of every block is checked against a subscription's filter: its lists are
+    /// bounded, so one client cannot make each block cost the node more than that.
+    #[test]
+    fn filter_lists_are_bounded() {
+        let addresses = |n: usize| (0..n).map(address).collect::<Vec<_>>();
+        assert!(parse(json!(["logs", {"address": addresses(MAX_FILTER_ALTERNATIVES)}])).is_ok());
+        assert!(
+            parse(json!(["logs", {"address": addresses(MAX_FILTER_ALTERNATIVES + 1)}])).is_err()
+        );
+        let topics = |n: usize| vec![Hash::ZERO.to_hex(); n];
+        assert!(parse(json!(["logs", {"topics": [topics(MAX_FILTER_ALTERNATIVES)]}])).is_ok());
+        assert!(parse(json!(["logs", {"topics": [topics(MAX_FILTER_ALTERNATIVES + 1)]}])).is_err());
+    }
+
+    #[test]
+    fn block_logs_are_the_matching_ones_with_their_block_wide_index() {
+        let log = |address: u8, topic: u8| keel_types::Log {
+            address: Address([address; 20]),
+            topics: vec![[topic; 32]],
+            data: vec![topic],
+        };
+        let receipt = |logs: Vec<keel_types::Log>| Receipt {
+            tx_hash: Hash::ZERO,
+            status: TxStatus::Success,
+            gas_used: 21_000,
+            output: Vec::new(),
+            logs,
+            contract_address: None,
+            error: None,
+        };
+        let block = Block {
+            header: keel_types::Header {
+                chain_id: 1,
+                height: 5,
+                epoch: 0,
+                view: 5,
+                parent_hash: Hash::ZERO,
+                proposer: keel_types::SecretKey::from_seed([1; 32]).public_key(),
+                timestamp_ms: 1,
+                tx_root: Hash::ZERO,
+                parent_state_root: Hash::ZERO,
+                parent_receipts_root: Hash::ZERO,
+                archive_root: Hash::ZERO,
+            },
+            transactions: Vec::new(),
+        };
+        let receipts = vec![
+            receipt(vec![log(1, 9), log(2, 9)]),
+            receipt(vec![log(1, 8), log(1, 9)]),
+        ];
+        let filter = match parse(
+            json!(["logs", {"address": format!("0x{}", "01".repeat(20)), "topics": [format!("0x{}", "09".repeat(32))]}]),
+        ) {
+            Ok(Kind::Logs(f)) => f,
+            _ => panic!("a logs filter"),
+        };
+        let found = block_logs(&filter, &block, &receipts);
+        let indices: Vec<(&str, &str)> = found
+            .iter()
+            .map(|l| {
+                (
+                    l["transactionIndex"].as_str().expect("index"),
+                    l["logIndex"].as_str().expect("index"),
+                )
+            })
+            .collect();
+        assert_eq!(indices, [("0x0", "0x0"), ("0x1", "0x3")]);
+        assert!(found
+            .iter()
+            .all(|l| l["removed"] == false && l["blockNumber"] == "0x5"));
+    }
+}
