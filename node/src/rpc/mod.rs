@@ -556,13 +556,7 @@ pub fn module(
             }
             let mut rx = ctx.shared.subscribe();
             let sink = pending.accept().await?;
-            loop {
-                let event = match rx.recv().await {
-                    Ok(event) => event,
-                    // A slow subscriber skips what it missed rather than stalling others.
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
-                };
+            while let Some(event) = next_for(&mut rx, &sink).await {
                 let value = json::block(&event.block, event.state_root);
                 let message =
                     SubscriptionMessage::new(sink.method_name(), sink.subscription_id(), &value)?;
@@ -570,9 +564,30 @@ pub fn module(
                     return Ok(());
                 }
             }
+            Ok(())
         },
     )?;
     Ok(module)
+}
+
+/// The next item for a subscription's sink; `None` once its client left (at once, not at
+/// the next send: a filter that never matches would otherwise outlive its connection) or
+/// the source closed. A slow subscriber skips what it missed rather than stalling others.
+async fn next_for<T: Clone>(
+    rx: &mut tokio::sync::broadcast::Receiver<T>,
+    sink: &jsonrpsee::server::SubscriptionSink,
+) -> Option<T> {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        tokio::select! {
+            received = rx.recv() => match received {
+                Ok(item) => return Some(item),
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return None,
+            },
+            () = sink.closed() => return None,
+        }
+    }
 }
 
 /// Subscription ids as geth spells them, "0x" and 32 hex digits (16 random bytes): web3.py

@@ -49,24 +49,8 @@ pub enum Lie {
     ForgedBlockResponse,
 }
 
-/// The lies told about a proposal.
-const PROPOSAL_LIES: [Lie; 13] = [
-    Lie::ParentStateRoot,
-    Lie::ParentReceiptsRoot,
-    Lie::ArchiveRoot,
-    Lie::FutureTimestamp,
-    Lie::StaleTimestamp,
-    Lie::TxRoot,
-    Lie::Height,
-    Lie::Epoch,
-    Lie::ChainId,
-    Lie::UnfundedTx,
-    Lie::ForgedSignature,
-    Lie::DuplicateTx,
-    Lie::Equivocation,
-];
-
-/// Every lie, for the campaign's check that each was told.
+/// Every lie, for the campaign's check that each was told; the first
+/// [`PROPOSAL_LIE_COUNT`] are told about proposals.
 pub const ALL_LIES: [Lie; 16] = [
     Lie::ParentStateRoot,
     Lie::ParentReceiptsRoot,
@@ -85,6 +69,14 @@ pub const ALL_LIES: [Lie; 16] = [
     Lie::ForgedSyncBody,
     Lie::ForgedBlockResponse,
 ];
+
+const PROPOSAL_LIE_COUNT: usize = 13;
+/// The lies told about a proposal (`Lie::Equivocation` is the last of them).
+const PROPOSAL_LIES: &[Lie] = ALL_LIES.split_at(PROPOSAL_LIE_COUNT).0;
+const _: () = assert!(matches!(
+    PROPOSAL_LIES[PROPOSAL_LIE_COUNT - 1],
+    Lie::Equivocation
+));
 
 /// How far past its own clock a future-timestamp lie goes (beyond any honest drift bound).
 const FUTURE_MS: u64 = 60_000;

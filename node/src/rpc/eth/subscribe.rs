@@ -7,10 +7,10 @@
 
 use super::logs::LogFilter;
 use super::*;
+use crate::rpc::next_for;
 use jsonrpsee::core::SubscriptionResult;
 use jsonrpsee::server::{PendingSubscriptionSink, SubscriptionMessage};
 use std::sync::Arc;
-use tokio::sync::broadcast::error::RecvError;
 
 /// What one subscription delivers.
 enum Kind {
@@ -85,19 +85,7 @@ async fn finalized(
 ) -> SubscriptionResult {
     let mut rx = ctx.shared.subscribe();
     let sink = pending.accept().await?;
-    loop {
-        // A subscription whose client left ends now, not at its next send (a logs filter
-        // that never matches would otherwise outlive its connection).
-        let received = tokio::select! {
-            received = rx.recv() => received,
-            () = sink.closed() => return Ok(()),
-        };
-        let event = match received {
-            Ok(event) => event,
-            // A slow subscriber skips what it missed rather than stalling the others.
-            Err(RecvError::Lagged(_)) => continue,
-            Err(RecvError::Closed) => return Ok(()),
-        };
+    while let Some(event) = next_for(&mut rx, &sink).await {
         let values = match &kind {
             Kind::Logs(filter) => block_logs(filter, &event.block, &event.receipts),
             // Built once per block for every subscriber.
@@ -116,6 +104,7 @@ async fn finalized(
             }
         }
     }
+    Ok(())
 }
 
 /// The logs of `block` that `filter` matches, with their block-wide log index.
@@ -141,22 +130,14 @@ async fn pending_hashes(
 ) -> SubscriptionResult {
     let mut rx = ctx.shared.subscribe_pending();
     let sink = pending.accept().await?;
-    loop {
-        let received = tokio::select! {
-            received = rx.recv() => received,
-            () = sink.closed() => return Ok(()),
-        };
-        let hash = match received {
-            Ok(hash) => hash,
-            Err(RecvError::Lagged(_)) => continue,
-            Err(RecvError::Closed) => return Ok(()),
-        };
+    while let Some(hash) = next_for(&mut rx, &sink).await {
         let message =
             SubscriptionMessage::new(sink.method_name(), sink.subscription_id(), &hash.to_hex())?;
         if sink.send(message).await.is_err() {
             return Ok(());
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
