@@ -16,9 +16,10 @@ const FRAME_STACK_PREALLOC: usize = 8;
 pub type KeelCtx<'a> = Context<BlockEnv, TxEnv, CfgEnv, KeelDb<'a>, Journal<KeelDb<'a>>, ()>;
 
 /// A revm EVM over keel's state with precompile provider `P` (the Ethereum set, or the
-/// runtime's set that also dispatches to WASM).
-pub type KeelEvm<'a, P = EthPrecompiles> =
-    Evm<KeelCtx<'a>, (), EthInstructions<EthInterpreter, KeelCtx<'a>>, P, EthFrame<EthInterpreter>>;
+/// runtime's set that also dispatches to WASM) and inspector `I` (none, or a tracer; revm
+/// calls it only on its `inspect_*` paths, so an EVM that is not traced pays nothing).
+pub type KeelEvm<'a, P = EthPrecompiles, I = ()> =
+    Evm<KeelCtx<'a>, I, EthInstructions<EthInterpreter, KeelCtx<'a>>, P, EthFrame<EthInterpreter>>;
 
 /// A context reading `db` under `cfg` (which carries the spec) in `block`.
 pub fn context(db: KeelDb<'_>, cfg: CfgEnv, block: BlockEnv) -> KeelCtx<'_> {
@@ -33,10 +34,23 @@ pub fn evm<'a, P>(ctx: KeelCtx<'a>, precompiles: P) -> KeelEvm<'a, P>
 where
     P: PrecompileProvider<KeelCtx<'a>, Output = InterpreterResult>,
 {
+    evm_with_inspector(ctx, precompiles, ())
+}
+
+/// [`evm`] with `inspector`, which sees every frame when the EVM runs through revm's
+/// `inspect_*` entry points (the call tracer of `debug_traceTransaction`).
+pub fn evm_with_inspector<'a, P, I>(
+    ctx: KeelCtx<'a>,
+    precompiles: P,
+    inspector: I,
+) -> KeelEvm<'a, P, I>
+where
+    P: PrecompileProvider<KeelCtx<'a>, Output = InterpreterResult>,
+{
     let spec = ctx.cfg.spec;
     Evm {
         ctx,
-        inspector: (),
+        inspector,
         instruction: EthInstructions::new_mainnet_with_spec(spec),
         precompiles,
         frame_stack: FrameStack::new_prealloc(FRAME_STACK_PREALLOC),

@@ -6,6 +6,7 @@
 //! the frames it covers, whichever environment each frame ran in, and one gas counter flows
 //! down and back up through every frame (Arbitrum Stylus' model).
 
+use crate::trace::Tracer;
 use keel_exec_evm::{revm, KeelCtx, KeelDb, SPEC};
 use keel_exec_wasm::host_api::{gas as wasm_gas, CONSTRUCTOR, ENTRY_POINT};
 use keel_exec_wasm::limits::MAX_WASM_FRAME_DEPTH;
@@ -21,6 +22,8 @@ use revm::context_interface::journaled_state::account::JournaledAccountTr;
 use revm::context_interface::journaled_state::TransferError;
 use revm::context_interface::{ContextTr, JournalTr, LocalContextTr};
 use revm::handler::{EthPrecompiles, EvmTr, FrameResult, ItemOrResult, PrecompileProvider};
+use revm::inspector::{Inspector, InspectorEvmTr, NoOpInspector};
+use revm::interpreter::interpreter::EthInterpreter;
 use revm::interpreter::interpreter_action::FrameInit;
 use revm::interpreter::{
     CallInput, CallInputs, CallScheme, CallValue, FrameInput, Gas, InstructionResult,
@@ -61,6 +64,8 @@ pub struct KeelPrecompiles {
     /// if it did not fail that way (for the receipt: a top-level WASM call or deploy is the
     /// last one to finish). Never text: receipts are hashed.
     last_trap: Rc<RefCell<Option<TxError>>>,
+    /// The call tracer of a traced transaction: WASM frames' nested calls record into it.
+    tracer: Option<Tracer>,
 }
 
 impl KeelPrecompiles {
@@ -73,7 +78,14 @@ impl KeelPrecompiles {
             timestamp_ms,
             wasm_frames: 0,
             last_trap: Rc::new(RefCell::new(None)),
+            tracer: None,
         }
+    }
+
+    /// For `debug_traceTransaction`: nested calls run under `tracer`.
+    pub(crate) fn traced(mut self, tracer: Option<Tracer>) -> KeelPrecompiles {
+        self.tracer = tracer;
+        self
     }
 
     /// For an RPC call or simulation: see [`ModuleCache::get_speculative`].
@@ -436,31 +448,57 @@ fn nested_call(
     let outer_local = std::mem::take(&mut owned.local);
     let depth = owned.journal().depth();
     let memory = SharedMemory::new_with_buffer(owned.local().shared_memory_buffer().clone());
-    let mut evm: KeelEvm<'_> = keel_exec_evm::evm(owned, precompiles);
-    let result = run_frames(
-        &mut evm,
-        FrameInit {
-            depth,
-            memory,
-            frame_input: FrameInput::Call(Box::new(inputs)),
-        },
-    );
-    let mut owned = evm.ctx;
+    let init = FrameInit {
+        depth,
+        memory,
+        frame_input: FrameInput::Call(Box::new(inputs)),
+    };
+    let (result, mut owned) = match precompiles.tracer.clone() {
+        None => {
+            let mut evm = keel_exec_evm::evm_with_inspector(owned, precompiles, NoOpInspector);
+            (run_frames(&mut evm, init, false), evm.ctx)
+        }
+        Some(tracer) => {
+            let mut evm = keel_exec_evm::evm_with_inspector(owned, precompiles, tracer);
+            (run_frames(&mut evm, init, true), evm.ctx)
+        }
+    };
     owned.local = outer_local;
     *ctx = owned;
     result
 }
 
-fn run_frames(evm: &mut KeelEvm<'_>, init: FrameInit) -> Result<InterpreterResult, String> {
+/// revm's frame loop over `evm`: through its inspector when `inspect` (a traced
+/// transaction), without it otherwise.
+fn run_frames<'a, I>(
+    evm: &mut keel_exec_evm::KeelEvm<'a, KeelPrecompiles, I>,
+    init: FrameInit,
+    inspect: bool,
+) -> Result<InterpreterResult, String>
+where
+    I: Inspector<KeelCtx<'a>, EthInterpreter>,
+{
     let err = |e: revm::context_interface::context::ContextError<keel_exec_evm::DbError>| {
         format!("{e:?}")
     };
-    let mut result = match evm.frame_init(init).map_err(err)? {
+    let frame_init = |evm: &mut keel_exec_evm::KeelEvm<'a, KeelPrecompiles, I>, init| {
+        if inspect {
+            evm.inspect_frame_init(init).map(|r| r.map_item(|_| ()))
+        } else {
+            evm.frame_init(init).map(|r| r.map_item(|_| ()))
+        }
+    };
+    let mut result = match frame_init(evm, init).map_err(err)? {
         ItemOrResult::Result(result) => result,
-        ItemOrResult::Item(_) => loop {
-            let result = match evm.frame_run().map_err(err)? {
-                ItemOrResult::Item(init) => match evm.frame_init(init).map_err(err)? {
-                    ItemOrResult::Item(_) => continue,
+        ItemOrResult::Item(()) => loop {
+            let next = if inspect {
+                evm.inspect_frame_run()
+            } else {
+                evm.frame_run()
+            };
+            let result = match next.map_err(err)? {
+                ItemOrResult::Item(init) => match frame_init(evm, init).map_err(err)? {
+                    ItemOrResult::Item(()) => continue,
                     ItemOrResult::Result(result) => result,
                 },
                 ItemOrResult::Result(result) => result,

@@ -1,10 +1,12 @@
 //! The block executor: a pure function of (parent state, block) → (receipts, state diff).
 
 use crate::bridge::{KeelEvm, KeelPrecompiles};
+use crate::trace::Tracer;
 use keel_exec_evm::revm::context::result::{
     EVMError, ExecutionResult, HaltReason, InvalidTransaction, OutOfGasError, Output,
 };
 use keel_exec_evm::revm::context::TxEnv;
+use keel_exec_evm::revm::inspector::InspectEvm;
 use keel_exec_evm::revm::primitives::{Bytes, TxKind};
 use keel_exec_evm::revm::ExecuteEvm;
 use keel_exec_evm::{
@@ -278,6 +280,39 @@ impl Runtime {
         hashes: &dyn BlockHashes,
         block: &Block,
     ) -> Result<BlockOutput, RuntimeError> {
+        self.run_block(parent, hashes, block, None)
+    }
+
+    /// The receipt of transaction `index` of `block`, executed as [`Self::execute_block`]
+    /// executes it, with `tracer` watching only that transaction (speculatively: nothing is
+    /// cached). `None` if the block has no such transaction.
+    pub(crate) fn execute_up_to(
+        &self,
+        parent: &dyn StateView,
+        hashes: &dyn BlockHashes,
+        block: &Block,
+        (index, tracer): (usize, &Tracer),
+    ) -> Result<Option<Receipt>, RuntimeError> {
+        if !self.speculative {
+            return self
+                .as_speculative()
+                .execute_up_to(parent, hashes, block, (index, tracer));
+        }
+        if index >= block.transactions.len() {
+            return Ok(None);
+        }
+        let mut output = self.run_block(parent, hashes, block, Some((index, tracer)))?;
+        Ok(output.receipts.pop())
+    }
+
+    /// The block executor; with `trace`, it stops after the traced transaction.
+    fn run_block(
+        &self,
+        parent: &dyn StateView,
+        hashes: &dyn BlockHashes,
+        block: &Block,
+        trace: Option<(usize, &Tracer)>,
+    ) -> Result<BlockOutput, RuntimeError> {
         let header = &block.header;
         // Signatures first, batch-verified in fixed-size chunks over the configured threads
         // (the verdict depends only on the block).
@@ -308,13 +343,18 @@ impl Runtime {
         let mut block_gas_used = 0u64;
         for (index, (tx, tx_hash)) in block.transactions.iter().zip(&tx_hashes).enumerate() {
             let tx_hash = *tx_hash;
+            let tracer = trace.filter(|(at, _)| *at == index).map(|(_, t)| t);
             let receipt = if bad.binary_search(&index).is_ok() {
                 rejected(tx_hash, TxError::BadSignature)
             } else {
-                self.execute_tx(&mut overlay, hashes, &context, tx, tx_hash, block_gas_used)?
+                let at = (tx_hash, block_gas_used);
+                self.execute_tx(&mut overlay, hashes, &context, tx, at, tracer)?
             };
             block_gas_used += receipt.gas_used;
             receipts.push(receipt);
+            if tracer.is_some() {
+                break;
+            }
         }
         archive.folded_revivals = overlay.folded_revivals();
         Ok(BlockOutput {
@@ -331,8 +371,8 @@ impl Runtime {
         hashes: &dyn BlockHashes,
         block: &BlockContext,
         tx: &SignedTransaction,
-        tx_hash: Hash,
-        block_gas_used: u64,
+        (tx_hash, block_gas_used): (Hash, u64),
+        tracer: Option<&Tracer>,
     ) -> Result<Receipt, RuntimeError> {
         // A hit left by an earlier refusal (a read of an expired sender) is not this one's.
         overlay.take_expired_hit();
@@ -382,7 +422,7 @@ impl Runtime {
                 .ok_or_else(|| RuntimeError::Fatal("no EVM form for a call".into()))?,
         };
         let is_wasm_deploy = matches!(t.body, TxBody::Deploy { env: Env::Wasm, .. });
-        match self.transact(overlay, hashes, block, tx_env, false)? {
+        match self.transact(overlay, hashes, block, tx_env, (false, tracer))? {
             Transacted::Ran(result, trap) => {
                 Ok(receipt_from(result, tx_hash, is_wasm_deploy, trap))
             }
@@ -550,17 +590,27 @@ impl Runtime {
         hashes: &dyn BlockHashes,
         block: &BlockContext,
         tx_env: TxEnv,
-        skip_nonce_check: bool,
+        (skip_nonce_check, tracer): (bool, Option<&Tracer>),
     ) -> Result<Transacted, RuntimeError> {
         let precompiles = KeelPrecompiles::new(self.wasm.clone(), block.epoch, block.timestamp_ms)
-            .speculative(self.speculative);
+            .speculative(self.speculative)
+            .traced(tracer.cloned());
         let (result, state) = {
             let db = KeelDb::new(&*overlay, hashes);
             let mut cfg = cfg_env(self.config.chain_id);
             cfg.disable_nonce_check = skip_nonce_check;
             let ctx = keel_exec_evm::context(db, cfg, block_env(block));
-            let mut evm: KeelEvm<'_> = keel_exec_evm::evm(ctx, precompiles.clone());
-            let outcome = evm.transact(tx_env);
+            let outcome = match tracer {
+                None => {
+                    let mut evm: KeelEvm<'_> = keel_exec_evm::evm(ctx, precompiles.clone());
+                    evm.transact(tx_env)
+                }
+                Some(tracer) => {
+                    let mut evm =
+                        keel_exec_evm::evm_with_inspector(ctx, precompiles.clone(), tracer.clone());
+                    evm.inspect_tx(tx_env)
+                }
+            };
             // A read of an expired entry aborts the transaction whichever way the failure
             // surfaced (a database error in the EVM, a host error in WASM, or a WASM caller
             // that turned it into a revert): nothing it did is applied.
@@ -605,7 +655,7 @@ impl Runtime {
             chain_id: Some(self.config.chain_id),
             ..Default::default()
         };
-        match self.transact(&mut overlay, hashes, block, tx_env, true)? {
+        match self.transact(&mut overlay, hashes, block, tx_env, (true, None))? {
             Transacted::Ran(result, trap) => Ok(receipt_from(result, Hash::ZERO, false, trap)),
             Transacted::Expired(error) => Ok(rejected(Hash::ZERO, error)),
             Transacted::Invalid(invalid) => Ok(rejected(Hash::ZERO, refused_by_revm(&invalid))),
@@ -631,7 +681,7 @@ impl Runtime {
         }
         let mut overlay = self.overlay(state, block.epoch);
         let block = &self.paying_context(&mut overlay, block)?;
-        self.execute_tx(&mut overlay, hashes, block, tx, tx_hash, 0)
+        self.execute_tx(&mut overlay, hashes, block, tx, (tx_hash, 0), None)
     }
 }
 

@@ -6,7 +6,9 @@ pub mod bridge;
 pub mod executor;
 pub mod precheck;
 pub mod signatures;
+pub mod trace;
 
 pub use bridge::{deploy_input, WASM_DEPLOYER};
 pub use executor::{BlockOutput, CallRequest, Runtime, RuntimeConfig, RuntimeError};
 pub use keel_exec_evm::{BlockContext, BlockHashes};
+pub use trace::{CallFrame, CallKind, FrameError, Trace};

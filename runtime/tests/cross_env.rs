@@ -204,7 +204,7 @@ fn both_directions_give_the_same_outputs() {
 }
 
 /// Each frame calls its own address again and returns how deep the chain below it got.
-const RECURSE_WAT: &str = r#"
+pub(crate) const RECURSE_WAT: &str = r#"
 (module
   (import "keel" "address" (func $address (param i32)))
   (import "keel" "call" (func $call (param i32 i32 i32 i32 i64) (result i32)))

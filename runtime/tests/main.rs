@@ -20,3 +20,5 @@ mod hostile_wasm;
 mod semantics;
 #[path = "token.rs"]
 mod token;
+#[path = "trace.rs"]
+mod trace;
