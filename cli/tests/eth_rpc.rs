@@ -13,6 +13,12 @@
 //! filter, gets a revert reason, sends legacy and EIP-2930 transactions, calls the WASM token,
 //! and sees nonce and balance equal in the Ethereum and native views; replays, wrong chain
 //! ids and malformed envelopes are refused. Then every validator's roots agree.
+//!
+//! Then stock ethers v6 and viem from npm (js/, installed by scripts/setup): default-fee
+//! EIP-1559 transactions that pay exactly `gasUsed × effectiveGasPrice` at the base fee, a
+//! deploy, `contract.on` / `watchContractEvent` over the WebSocket endpoint, revert decoding
+//! (custom errors, reason strings) and `debug_traceTransaction` of an EVM contract calling the
+//! WASM token.
 
 use crate::common;
 
@@ -32,6 +38,51 @@ fn python() -> PathBuf {
     }
     let home = std::env::var("HOME").expect("HOME");
     PathBuf::from(home).join(".cache/keel-py/bin/python")
+}
+
+/// The folder with ethers' and viem's node_modules that scripts/setup fills.
+fn js_dir() -> PathBuf {
+    if let Ok(p) = std::env::var("KEEL_JS_DIR") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var("HOME").expect("HOME");
+    PathBuf::from(home).join(".cache/keel-js")
+}
+
+/// Runs one Node.js script from tests/eth/js with the test context: it is copied into a temp
+/// dir beside a link to the installed node_modules (ES modules resolve packages from the
+/// script's own folder), must exit 0 and report at least `min_checks` passed checks.
+fn run_js(script: &str, ctx: &serde_json::Value, min_checks: u64) {
+    let modules = js_dir().join("node_modules");
+    assert!(
+        modules.join("ethers").exists() && modules.join("viem").exists(),
+        "{} lacks ethers or viem: run scripts/setup",
+        modules.display()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::symlink(&modules, dir.path().join("node_modules")).expect("link");
+    let path = dir.path().join(script);
+    std::fs::copy(
+        common::manifest_dir().join("tests/eth/js").join(script),
+        &path,
+    )
+    .expect("copy script");
+    let out = Command::new("node")
+        .arg(&path)
+        .arg(ctx.to_string())
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{stdout}\n{stderr}\ncontext: {ctx}"
+    );
+    let result: serde_json::Value = serde_json::from_str(stdout.trim()).expect("summary");
+    assert!(
+        result["checks"].as_u64().expect("count") >= min_checks,
+        "{result}"
+    );
 }
 
 /// Runs one web3.py script with the test context; it must exit 0 and report at least
@@ -57,7 +108,7 @@ fn run_web3(python: &PathBuf, script: &str, ctx: &serde_json::Value, min_checks:
 }
 
 #[test]
-fn web3_py_deploys_transacts_and_reads_evm_and_wasm_contracts_unmodified() {
+fn web3_py_ethers_and_viem_deploy_transact_and_read_evm_and_wasm_contracts_unmodified() {
     let python = python();
     assert!(
         python.exists(),
@@ -137,6 +188,9 @@ fn web3_py_deploys_transacts_and_reads_evm_and_wasm_contracts_unmodified() {
     run_web3(&python, "web3_write.py", &ctx, 30);
     // Subscriptions over the same port's WebSocket: newHeads, logs, pending transactions.
     run_web3(&python, "web3_subscribe.py", &ctx, 12);
+    // ethers v6 and viem, each with its default fees, watchers, revert decoding and a trace.
+    run_js("ethers_test.mjs", &ctx, 25);
+    run_js("viem_test.mjs", &ctx, 14);
     // Every validator executed the Ethereum transactions identically.
     let height = cluster.height(1).expect("height");
     cluster.wait_height(&[0, 1, 2, 3], height, std::time::Duration::from_secs(30));

@@ -28,6 +28,7 @@ use serde_json::{json, Value};
 
 mod logs;
 mod subscribe;
+mod trace;
 
 use logs::{log_json, logs_bloom};
 
@@ -743,6 +744,10 @@ pub fn register(
         ("eth_feeHistory", RpcContext::eth_fee_history),
         ("eth_getBlockReceipts", RpcContext::eth_block_receipts),
         ("eth_sendRawTransaction", RpcContext::eth_send_raw),
+        (
+            "debug_traceTransaction",
+            RpcContext::debug_trace_transaction,
+        ),
     ];
     for &(name, handler) in simple {
         module.register_method(name, move |params, ctx, _| {
