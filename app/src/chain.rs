@@ -139,6 +139,10 @@ impl StateView for ChainView<'_> {
             |entry| matches!(entry, Some(Entry::Expired { epoch, .. }) if epoch < before),
         )
     }
+
+    fn storage_entries(&self, address: &keel_types::Address) -> Result<u64, StateError> {
+        keel_state::layered_storage_entries(&self.base, &self.diffs, address)
+    }
 }
 
 impl ChainView<'_> {

@@ -72,6 +72,10 @@ impl StateView for View {
             .encode(),
         }))
     }
+
+    fn storage_entries(&self, _: &Address) -> Result<u64, StateError> {
+        Ok(0) // accounts only
+    }
 }
 
 /// The store stand-in: the latest committed view, replaced whole by a commit.

@@ -43,6 +43,10 @@ impl StateView for EmptyView {
     fn entry(&self, _: &keel_types::StateKey) -> Result<Option<keel_state::Entry>, StateError> {
         Ok(None)
     }
+
+    fn storage_entries(&self, _: &Address) -> Result<u64, StateError> {
+        Ok(0)
+    }
 }
 
 static EMPTY_VIEW: EmptyView = EmptyView;
@@ -64,6 +68,11 @@ impl std::fmt::Debug for KeelDb<'_> {
 impl<'a> KeelDb<'a> {
     pub fn new(view: &'a dyn StateView, hashes: &'a dyn BlockHashes) -> KeelDb<'a> {
         KeelDb { view, hashes }
+    }
+
+    /// Whether `address` holds storage (EIP-7610: a creation there collides).
+    pub fn has_storage(&self, address: &revm::primitives::Address) -> Result<bool, DbError> {
+        Ok(self.view.storage_entries(&Address(address.0 .0))? > 0)
     }
 
     /// A database over nothing: the stand-in left in a context while it is lent to a nested

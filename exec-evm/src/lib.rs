@@ -16,7 +16,7 @@ mod evm;
 pub use db::{evm_code_bytes, BlockHashes, DbError, KeelDb, NoBlockHashes};
 pub use diff::{apply_evm_state, DiffError};
 pub use env::{block_env, cfg_env, BlockContext, SPEC};
-pub use evm::{context, eth_evm, evm, evm_with_inspector, KeelCtx, KeelEvm};
+pub use evm::{context, eth_evm, evm, evm_with_inspector, EvmOutcome, KeelCtx, KeelEvm};
 pub use revm;
 
 use keel_types::Address;

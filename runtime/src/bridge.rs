@@ -294,7 +294,16 @@ impl KeelPrecompiles {
         let existing = journal
             .load_account_with_code(new_address)
             .map_err(|e| e.to_string())?;
-        if existing.info.nonce != 0 || !existing.info.is_empty_code_hash() {
+        let occupied = existing.info.nonce != 0 || !existing.info.is_empty_code_hash();
+        let storage_gone = existing.is_created() || existing.is_selfdestructed();
+        // EIP-7610, as for EVM creations (`keel_exec_evm::KeelEvm`): storage collides too.
+        let collides = occupied
+            || (!storage_gone
+                && journal
+                    .db_mut()
+                    .has_storage(&new_address)
+                    .map_err(|e| e.to_string())?);
+        if collides {
             return Ok(revert(
                 cost,
                 TxError::Execution {
@@ -456,11 +465,11 @@ fn nested_call(
     let (result, mut owned) = match precompiles.tracer.clone() {
         None => {
             let mut evm = keel_exec_evm::evm_with_inspector(owned, precompiles, NoOpInspector);
-            (run_frames(&mut evm, init, false), evm.ctx)
+            (run_frames(&mut evm, init, false), evm.into_ctx())
         }
         Some(tracer) => {
             let mut evm = keel_exec_evm::evm_with_inspector(owned, precompiles, tracer);
-            (run_frames(&mut evm, init, true), evm.ctx)
+            (run_frames(&mut evm, init, true), evm.into_ctx())
         }
     };
     owned.local = outer_local;
@@ -508,7 +517,7 @@ where
             }
         },
     };
-    if let Err(e) = std::mem::replace(&mut evm.ctx.error, Ok(())) {
+    if let Err(e) = std::mem::replace(&mut evm.ctx().error, Ok(())) {
         return Err(format!("{e:?}"));
     }
     match &mut result {

@@ -6,9 +6,7 @@ use keel_exec_evm::revm::context::result::{
     EVMError, ExecutionResult, HaltReason, InvalidTransaction, OutOfGasError, Output,
 };
 use keel_exec_evm::revm::context::TxEnv;
-use keel_exec_evm::revm::inspector::InspectEvm;
 use keel_exec_evm::revm::primitives::{Bytes, TxKind};
-use keel_exec_evm::revm::ExecuteEvm;
 use keel_exec_evm::{
     apply_evm_state, block_env, cfg_env, revm, to_revm, u256_to_revm, BlockContext, BlockHashes,
     KeelDb,

@@ -11,7 +11,7 @@ use crate::executor::{Runtime, RuntimeError};
 use keel_exec_evm::revm::inspector::Inspector;
 use keel_exec_evm::revm::interpreter::interpreter::EthInterpreter;
 use keel_exec_evm::revm::interpreter::{
-    CallInputs, CallOutcome, CallScheme, CallValue, CreateInputs, CreateOutcome, InstructionResult,
+    CallInputs, CallOutcome, CallScheme, CreateInputs, CreateOutcome, InstructionResult,
     InterpreterResult,
 };
 use keel_exec_evm::revm::primitives::Address as RevmAddress;
@@ -119,20 +119,43 @@ struct TraceState {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Tracer(Rc<RefCell<TraceState>>);
 
+impl TraceState {
+    /// Takes `len` bytes of the data budget; `false` (and the trace marked truncated) when
+    /// they do not fit. Asked before any copy, so data past the budget is never copied.
+    fn take_budget(&mut self, len: usize) -> bool {
+        if self.data_bytes.saturating_add(len) > MAX_TRACE_DATA_BYTES {
+            self.truncated = true;
+            return false;
+        }
+        self.data_bytes += len;
+        true
+    }
+
+    /// Attaches a finished frame to its parent, or makes it the root.
+    fn attach(&mut self, frame: CallFrame) {
+        match self.open.last_mut() {
+            Some(Some(parent)) => parent.calls.push(frame),
+            // A frame past the bounds records no children (`enter` never opens one below).
+            Some(None) => {}
+            None => self.root = Some(frame),
+        }
+    }
+}
+
 impl Tracer {
-    fn enter(&self, mut frame: CallFrame) {
+    /// Opens a frame; `input` is asked for only if the frame and its input fit the bounds.
+    fn enter(&self, frame: CallFrame, input_len: usize, input: impl FnOnce() -> Vec<u8>) {
         let mut state = self.0.borrow_mut();
-        if state.frames >= MAX_TRACE_FRAMES {
+        if state.frames >= MAX_TRACE_FRAMES || matches!(state.open.last(), Some(None)) {
             state.truncated = true;
             state.open.push(None);
             return;
         }
         state.frames += 1;
-        if state.data_bytes.saturating_add(frame.input.len()) > MAX_TRACE_DATA_BYTES {
-            state.truncated = true;
-            frame.input.clear();
+        let mut frame = frame;
+        if state.take_budget(input_len) {
+            frame.input = input();
         }
-        state.data_bytes += frame.input.len();
         state.open.push(Some(frame));
     }
 
@@ -142,47 +165,61 @@ impl Tracer {
             return;
         };
         frame.gas_used = frame.gas.saturating_sub(result.gas.remaining());
-        let mut output = result.output.to_vec();
-        if state.data_bytes.saturating_add(output.len()) > MAX_TRACE_DATA_BYTES {
-            state.truncated = true;
-            output.clear();
-        }
-        state.data_bytes += output.len();
-        frame.error = frame_error(result.result);
+        frame.error = frame_error(result.result, frame.env);
         if frame.kind == CallKind::Create || frame.kind == CallKind::Create2 {
-            frame.to = created.map(|a| from_revm(&a));
-            // A create's output is the deployed code; geth reports it as the output too.
+            // revm names the address of a failed creation too; geth does not.
+            frame.to = created
+                .filter(|_| frame.error.is_none())
+                .map(|a| from_revm(&a));
         }
         // The WASM deployer is a create in all but name: report it as one, at the new
         // contract's address (its 32-byte output), with no output of its own.
+        let output = &result.output;
         if frame.to == Some(from_revm(&WASM_DEPLOYER)) && frame.kind == CallKind::Call {
             frame.kind = CallKind::Create;
             frame.env = Env::Wasm;
-            frame.to = (frame.error.is_none() && output.len() == 32)
-                .then(|| Address(output[12..].try_into().expect("20 bytes")));
-            output.clear();
+            frame.to = match (&frame.error, output.get(12..32)) {
+                (None, Some(address)) if output.len() == 32 => {
+                    Some(Address(address.try_into().expect("20 bytes")))
+                }
+                _ => None,
+            };
+        } else if state.take_budget(output.len()) {
+            // A create's output is the deployed code; geth reports it as the output too.
+            frame.output = output.to_vec();
         }
-        frame.output = output;
-        match state.open.last_mut() {
-            Some(Some(parent)) => parent.calls.push(frame),
-            // The parent was past the bounds: so is this frame (never reached: a frame past
-            // the bounds records no children).
-            Some(None) => {}
-            None => state.root = Some(frame),
-        }
+        state.attach(frame);
     }
 
-    fn finish(&self) -> (Option<CallFrame>, bool) {
+    /// The tree, with any frame an aborted run left open closed as failed by `error`.
+    fn finish(&self, error: Option<FrameError>) -> (Option<CallFrame>, bool) {
         let mut state = self.0.borrow_mut();
+        while let Some(open) = state.open.pop() {
+            if let Some(mut frame) = open {
+                frame.gas_used = frame.gas;
+                frame.error = Some(error.clone().unwrap_or(FrameError::Other("aborted".into())));
+                state.attach(frame);
+            }
+        }
         (state.root.take(), state.truncated)
     }
 }
 
-fn frame_error(result: InstructionResult) -> Option<FrameError> {
+/// geth's words for a failed frame where geth has them.
+fn frame_error(result: InstructionResult, env: Env) -> Option<FrameError> {
+    let other = |text: &str| Some(FrameError::Other(text.into()));
     if result.is_ok() {
         None
-    } else if result.is_revert() {
+    } else if result == InstructionResult::Revert {
         Some(FrameError::Reverted)
+    } else if result == InstructionResult::CallTooDeep {
+        other("max call depth exceeded")
+    } else if result == InstructionResult::OutOfFunds {
+        other("insufficient balance for transfer")
+    } else if result == InstructionResult::CreateCollision {
+        other("contract address collision")
+    } else if result == InstructionResult::StateChangeDuringStaticCall {
+        other("write protection")
     } else if matches!(
         result,
         InstructionResult::OutOfGas
@@ -192,9 +229,11 @@ fn frame_error(result: InstructionResult) -> Option<FrameError> {
             | InstructionResult::InvalidOperandOOG
     ) {
         Some(FrameError::OutOfGas)
-    } else if result == InstructionResult::PrecompileError {
+    } else if result == InstructionResult::PrecompileError && env == Env::Wasm {
         // How a WASM trap surfaces in revm (`bridge::to_interpreter_result`).
-        Some(FrameError::Other("trap".into()))
+        other("trap")
+    } else if result == InstructionResult::PrecompileError {
+        other("precompile failed")
     } else {
         Some(FrameError::Other(format!("{result:?}")))
     }
@@ -216,17 +255,13 @@ impl<'a> Inspector<KeelCtx<'a>, EthInterpreter> for Tracer {
             CallScheme::DelegateCall => CallKind::DelegateCall,
             CallScheme::StaticCall => CallKind::StaticCall,
         };
-        let value = match inputs.value {
-            CallValue::Transfer(v) => Some(u256_from_revm(&v)),
-            CallValue::Apparent(_) => None,
+        // geth: a static call moves no value (none shown), a delegate call shows the value
+        // it inherits.
+        let value = match kind {
+            CallKind::StaticCall => None,
+            _ => Some(u256_from_revm(&inputs.value.get())),
         };
-        // Never read the caller's memory for a frame past the bounds.
-        let input = if self.0.borrow().frames < MAX_TRACE_FRAMES {
-            inputs.input.bytes(&*ctx).to_vec()
-        } else {
-            Vec::new()
-        };
-        self.enter(CallFrame {
+        let frame = CallFrame {
             kind,
             env: env_of(inputs.known_bytecode.1.original_byte_slice()),
             from: from_revm(&inputs.caller),
@@ -234,10 +269,14 @@ impl<'a> Inspector<KeelCtx<'a>, EthInterpreter> for Tracer {
             value,
             gas: inputs.gas_limit,
             gas_used: 0,
-            input,
+            input: Vec::new(),
             output: Vec::new(),
             error: None,
             calls: Vec::new(),
+        };
+        // The caller's memory is read only if the input fits the budget.
+        self.enter(frame, inputs.input.len(), || {
+            inputs.input.as_bytes(&*ctx).to_vec()
         });
         None
     }
@@ -253,7 +292,7 @@ impl<'a> Inspector<KeelCtx<'a>, EthInterpreter> for Tracer {
             }
             _ => CallKind::Create,
         };
-        self.enter(CallFrame {
+        let frame = CallFrame {
             kind,
             env: Env::Evm,
             from: from_revm(&inputs.caller()),
@@ -261,11 +300,13 @@ impl<'a> Inspector<KeelCtx<'a>, EthInterpreter> for Tracer {
             value: Some(u256_from_revm(&inputs.value())),
             gas: inputs.gas_limit(),
             gas_used: 0,
-            input: inputs.init_code().to_vec(),
+            input: Vec::new(),
             output: Vec::new(),
             error: None,
             calls: Vec::new(),
-        });
+        };
+        let code = inputs.init_code();
+        self.enter(frame, code.len(), || code.to_vec());
         None
     }
 
@@ -276,8 +317,10 @@ impl<'a> Inspector<KeelCtx<'a>, EthInterpreter> for Tracer {
 
 impl Runtime {
     /// The trace of transaction `index` of `block`, executed over `parent` (the state after
-    /// the block's parent) exactly as the block executed it; `None` if there is no such
-    /// transaction.
+    /// the block's parent) as the block executed it; `None` if there is no such transaction.
+    /// The receipt is the block's own unless `parent` cannot reproduce the block's expiry
+    /// sweep (a past height's view has no touch index): callers compare it with the stored
+    /// receipt.
     pub fn trace_transaction(
         &self,
         parent: &dyn StateView,
@@ -292,7 +335,15 @@ impl Runtime {
         let Some(receipt) = self.execute_up_to(parent, hashes, block, (index, &tracer))? else {
             return Ok(None);
         };
-        let (mut root, truncated) = tracer.finish();
+        let failed = (receipt.status != TxStatus::Success).then(|| {
+            FrameError::Other(
+                receipt
+                    .error
+                    .as_ref()
+                    .map_or("failed".into(), |e| e.to_string()),
+            )
+        });
+        let (mut root, truncated) = tracer.finish(failed);
         if let Some(root) = &mut root {
             // geth reports the transaction's gas, intrinsic cost included, at the top.
             root.gas = tx.tx.gas_limit;

@@ -3,6 +3,8 @@
 
 #[path = "churn.rs"]
 mod churn;
+#[path = "collision.rs"]
+mod collision;
 mod common;
 #[path = "cross_env.rs"]
 mod cross_env;

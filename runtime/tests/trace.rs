@@ -8,7 +8,7 @@ use crate::common;
 
 use common::{abi, addr, artifact, key, Chain};
 use keel_exec_evm::NoBlockHashes;
-use keel_runtime::trace::{Trace, MAX_TRACE_FRAMES};
+use keel_runtime::trace::{Trace, MAX_TRACE_DATA_BYTES, MAX_TRACE_FRAMES};
 use keel_runtime::{CallFrame, CallKind, FrameError};
 use keel_types::{Address, Env, TxBody, TxStatus, U256};
 
@@ -236,20 +236,19 @@ fn nested_wasm_frames_nest_in_the_trace() {
     assert!(depth > 10, "{depth}");
 }
 
-/// A contract that calls the identity precompile 10,001 times: the trace keeps
-/// `MAX_TRACE_FRAMES` frames and says it left the rest out.
-#[test]
-fn a_trace_is_bounded_however_many_frames_a_transaction_opens() {
+/// A contract that calls the identity precompile `calls` times, each with the first
+/// `args_bytes` bytes of its memory as input (which the precompile echoes as output).
+fn looper(chain: &mut Chain, calls: u16, args_bytes: u32) -> Trace {
     let alice = key(1);
-    let mut chain = Chain::new(&[&alice]);
-    let calls: u16 = 10_001;
     let [hi, lo] = calls.to_be_bytes();
+    let [_, a2, a1, a0] = args_bytes.to_be_bytes();
     #[rustfmt::skip]
     let runtime = [
         0x61, hi, lo,                                   // PUSH2 calls
         0x5b,                                           // loop: JUMPDEST (offset 3)
-        0x60, 0, 0x60, 0, 0x60, 0, 0x60, 0, 0x60, 4,    // ret/arg sizes and offsets, identity
-        0x5a, 0xfa, 0x50,                               // GAS STATICCALL POP
+        0x60, 0, 0x60, 0,                               // return size and offset
+        0x62, a2, a1, a0, 0x60, 0,                      // PUSH3 argument size, offset
+        0x60, 4, 0x5a, 0xfa, 0x50,                      // identity, GAS STATICCALL POP
         0x60, 1, 0x90, 0x03,                            // counter - 1
         0x80, 0x60, 3, 0x57,                            // DUP1 PUSH1 3 JUMPI
         0x00,                                           // STOP
@@ -257,20 +256,48 @@ fn a_trace_is_bounded_however_many_frames_a_transaction_opens() {
     let len = runtime.len() as u8;
     let mut init = vec![0x60, len, 0x80, 0x60, 0x0b, 0x60, 0, 0x39, 0x60, 0, 0xf3];
     init.extend_from_slice(&runtime);
-    let looper = chain.deploy(&alice, Env::Evm, init, Vec::new());
+    let me = chain.deploy(&alice, Env::Evm, init, Vec::new());
     let call = TxBody::Call {
-        to: looper,
+        to: me,
         data: Vec::new(),
         value: U256::ZERO,
     };
     let tx = chain.tx(&alice, 10_000_000, call);
-    let traces = trace_block(&mut chain, vec![tx]);
+    let mut traces = trace_block(chain, vec![tx]);
     assert_eq!(traces[0].receipt.status, TxStatus::Success);
-    assert!(traces[0].truncated);
-    let top = root(&traces[0]);
+    traces.remove(0)
+}
+
+/// 10,001 calls: the trace keeps `MAX_TRACE_FRAMES` frames and says it left the rest out.
+#[test]
+fn a_trace_is_bounded_however_many_frames_a_transaction_opens() {
+    let mut chain = Chain::new(&[&key(1)]);
+    let trace = looper(&mut chain, 10_001, 0);
+    assert!(trace.truncated);
+    let top = root(&trace);
     assert_eq!(top.calls.len(), MAX_TRACE_FRAMES - 1);
     assert!(top
         .calls
         .iter()
-        .all(|c| c.kind == CallKind::StaticCall && c.error.is_none()));
+        .all(|c| c.kind == CallKind::StaticCall && c.error.is_none() && c.value.is_none()));
+}
+
+/// 200 calls that each pass and get back 64 KiB: the frames all stay, their data only up to
+/// `MAX_TRACE_DATA_BYTES` (what is past it is never copied).
+#[test]
+fn a_trace_keeps_at_most_its_data_budget() {
+    let mut chain = Chain::new(&[&key(1)]);
+    let trace = looper(&mut chain, 200, 1 << 16);
+    assert!(trace.truncated);
+    let top = root(&trace);
+    assert_eq!(top.calls.len(), 200);
+    let kept: usize = top
+        .calls
+        .iter()
+        .map(|c| c.input.len() + c.output.len())
+        .sum();
+    assert!(kept <= MAX_TRACE_DATA_BYTES, "{kept}");
+    assert!(kept > MAX_TRACE_DATA_BYTES - (2 << 16), "{kept}");
+    assert_eq!(top.calls[0].input.len(), 1 << 16);
+    assert!(top.calls[199].input.is_empty() && top.calls[199].output.is_empty());
 }

@@ -14,5 +14,6 @@ pub use archive::ArchiveBatch;
 pub use entry::{encode_live, Entry, ENTRY_OVERHEAD_BYTES};
 pub use error::StateError;
 pub use overlay::{
-    decode_entry, live_value, Checkpoint, Overlay, StateDiff, StateView, StateViewExt,
+    decode_entry, holds_storage, layered_storage_entries, live_value, Checkpoint, Overlay,
+    StateDiff, StateView, StateViewExt,
 };

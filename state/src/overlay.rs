@@ -53,6 +53,47 @@ pub trait StateView {
     ) -> Result<Vec<StateKey>, StateError> {
         Ok(Vec::new())
     }
+
+    /// How many of `address`'s storage slots the state holds ([`holds_storage`]: live or
+    /// expired, not folded away): EIP-7610's "non-empty storage", which makes a contract
+    /// creation at that address collide. Execution asks it; every view must answer exactly.
+    fn storage_entries(&self, address: &Address) -> Result<u64, StateError>;
+}
+
+/// Whether an entry counts toward [`StateView::storage_entries`]: a live slot or an expired
+/// stub (its value can be revived); not an absent key or a deletion marker.
+pub fn holds_storage(entry: Option<&Entry>) -> bool {
+    match entry {
+        None => false,
+        Some(Entry::Live { value, .. }) => !value.is_empty(),
+        Some(Entry::Expired { .. }) => true,
+    }
+}
+
+/// [`StateView::storage_entries`] of `layers` (diffs, newest first) over `base`: the base's
+/// count, corrected for each of the address's slots some layer wrote.
+pub fn layered_storage_entries(
+    base: &dyn StateView,
+    layers: &[&StateDiff],
+    address: &Address,
+) -> Result<u64, StateError> {
+    let range = StateKey::Storage(*address, [0; 32])..=StateKey::Storage(*address, [0xff; 32]);
+    let mut written = std::collections::BTreeSet::new();
+    for layer in layers {
+        written.extend(layer.range(range.clone()).map(|(k, _)| k));
+    }
+    let mut count = i128::from(base.storage_entries(address)?);
+    for key in written {
+        let newest = layers
+            .iter()
+            .find_map(|l| l.get(key))
+            .and_then(Option::as_ref);
+        let now = holds_storage(decode_entry(newest)?.as_ref());
+        let before = holds_storage(base.entry(key)?.as_ref());
+        count += i128::from(now) - i128::from(before);
+    }
+    u64::try_from(count)
+        .map_err(|_| StateError::Corrupt(format!("storage entries of {address} below zero")))
 }
 
 /// The value of a looked-up entry, or the typed expiry error. A live entry with an empty
@@ -88,6 +129,9 @@ impl<T: StateView + ?Sized> StateView for &T {
     }
     fn fold_candidates(&self, before: Epoch, limit: usize) -> Result<Vec<StateKey>, StateError> {
         (**self).fold_candidates(before, limit)
+    }
+    fn storage_entries(&self, address: &Address) -> Result<u64, StateError> {
+        (**self).storage_entries(address)
     }
 }
 
@@ -372,5 +416,9 @@ impl<V: StateView> StateView for Overlay<V> {
 
     fn fold_candidates(&self, before: Epoch, limit: usize) -> Result<Vec<StateKey>, StateError> {
         self.base.fold_candidates(before, limit)
+    }
+
+    fn storage_entries(&self, address: &Address) -> Result<u64, StateError> {
+        layered_storage_entries(&self.base, &[&self.writes], address)
     }
 }

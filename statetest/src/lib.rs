@@ -14,7 +14,6 @@ use keel_types::state_key::CodeBlob;
 use keel_types::{AccountRecord, Address, Canonical, Env, Hash, StateKey};
 use revm::context::{CfgEnv, TxEnv};
 use revm::statetest_types::{SpecName, Test, TestSuite, TestUnit};
-use revm::ExecuteEvm;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -33,6 +32,16 @@ impl StateView for MemView {
             .flatten()
             .map(|raw| keel_state::Entry::decode(&raw))
             .transpose()
+    }
+
+    fn storage_entries(&self, address: &keel_types::Address) -> Result<u64, StateError> {
+        let range = StateKey::Storage(*address, [0; 32])..=StateKey::Storage(*address, [0xff; 32]);
+        let mut count = 0;
+        for (_, raw) in self.0.range(range) {
+            let entry = keel_state::decode_entry(raw.as_ref())?;
+            count += u64::from(keel_state::holds_storage(entry.as_ref()));
+        }
+        Ok(count)
     }
 }
 

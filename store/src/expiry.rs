@@ -70,6 +70,7 @@ pub(crate) fn bookkeep(
         expired: read_counter(db, META_EXPIRED)?,
         revived: read_counter(db, META_REVIVED)? + folded_revivals,
     };
+    let mut storage = crate::storage_count::Deltas::default();
     for (key, new) in diff {
         let key_hash = key.key_hash().0;
         let old = match height.checked_sub(1) {
@@ -77,6 +78,11 @@ pub(crate) fn bookkeep(
             Some(previous) => newest_record_at(db, &key_hash, previous)
                 .map_err(|e| StateError::Tree(format!("{e:#}")))?,
         };
+        storage.record(
+            key,
+            old.as_ref().and_then(|(_, r)| r.as_deref()),
+            new.as_deref(),
+        )?;
         if let Some((old_height, _)) = &old {
             batch.put_cf(history, history_key(height, &key_hash, *old_height), []);
         }
@@ -123,6 +129,7 @@ pub(crate) fn bookkeep(
             Kind::Absent => {}
         }
     }
+    storage.write(db, batch)?;
     let meta = cf(db, CF_META)?;
     batch.put_cf(meta, META_ACTIVE, counts.active.to_be_bytes());
     batch.put_cf(meta, META_EXPIRED, counts.expired.to_be_bytes());

@@ -8,6 +8,7 @@
 mod expiry;
 mod prune;
 mod schema;
+mod storage_count;
 mod store;
 mod tree;
 

@@ -41,6 +41,9 @@ pub const CF_HISTORY: &str = "value_history";
 /// ‖ key_hash → borsh(FoldedStub): each fold page's sorted list, to prove membership and
 /// absence.
 pub const CF_ARCHIVE: &str = "archive";
+/// address (20) → u64 BE: how many of the address's storage slots the latest state holds
+/// (live or expired stubs; EIP-7610's "non-empty storage"); absent = none.
+pub const CF_STORAGE_COUNTS: &str = "storage_counts";
 
 pub const ALL_CFS: &[&str] = &[
     CF_META,
@@ -58,6 +61,7 @@ pub const ALL_CFS: &[&str] = &[
     CF_STUBS,
     CF_HISTORY,
     CF_ARCHIVE,
+    CF_STORAGE_COUNTS,
 ];
 
 pub const META_LATEST: &[u8] = b"latest";
@@ -68,6 +72,9 @@ pub const META_ACTIVE: &[u8] = b"active_entries";
 pub const META_EXPIRED: &[u8] = b"expired_entries";
 /// Revivals ever committed (u64 BE).
 pub const META_REVIVED: &[u8] = b"revived_entries";
+/// Present once `CF_STORAGE_COUNTS` describes the latest state (stores written before it
+/// existed are counted once, at open).
+pub const META_STORAGE_COUNTS: &[u8] = b"storage_counts_v1";
 /// Bytes of keys and values the pruner has deleted (u64 BE).
 pub const META_PRUNED_BYTES: &[u8] = b"pruned_bytes";
 

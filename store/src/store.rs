@@ -147,6 +147,11 @@ impl Store {
             commit_lock: Mutex::new(()),
         };
         store.check_latest()?;
+        let latest = store.latest();
+        crate::storage_count::ensure(&store.db, latest.is_some(), |key| match latest {
+            Some(l) => store.entry(key, l.height),
+            None => Ok(None),
+        })?;
         Ok(store)
     }
 
@@ -660,5 +665,14 @@ impl StateView for StoreView<'_> {
         limit: usize,
     ) -> Result<Vec<StateKey>, StateError> {
         self.indexed(CF_STUBS, before_epoch, limit)
+    }
+
+    /// The latest state's count: exact for the latest height, which is what block execution
+    /// reads; a view of an older height (a query or a trace) sees today's count.
+    fn storage_entries(&self, address: &keel_types::Address) -> Result<u64, StateError> {
+        if self.store.latest().is_none() {
+            return Ok(0);
+        }
+        crate::storage_count::read(&self.store.db, address)
     }
 }

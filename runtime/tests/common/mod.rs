@@ -107,6 +107,16 @@ impl Chain {
         Chain::open(dir, funded, cache, false)
     }
 
+    /// As `new`, with `slots` (address, slot, value) also in the genesis state.
+    pub fn with_storage(funded: &[&SecretKey], slots: &[(Address, [u8; 32], [u8; 32])]) -> Chain {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = Arc::new(
+            ModuleCache::new(Some(dir.path().join("wasm-cache")), MODULE_CACHE_ENTRIES)
+                .expect("cache"),
+        );
+        Chain::open_with(dir, funded, cache, true, slots)
+    }
+
     pub fn with_cache(
         dir: tempfile::TempDir,
         funded: &[&SecretKey],
@@ -120,6 +130,16 @@ impl Chain {
         funded: &[&SecretKey],
         cache: Arc<ModuleCache>,
         keep_archive: bool,
+    ) -> Chain {
+        Chain::open_with(dir, funded, cache, keep_archive, &[])
+    }
+
+    fn open_with(
+        dir: tempfile::TempDir,
+        funded: &[&SecretKey],
+        cache: Arc<ModuleCache>,
+        keep_archive: bool,
+        slots: &[(Address, [u8; 32], [u8; 32])],
     ) -> Chain {
         let options = StoreOptions {
             keep_archive,
@@ -137,6 +157,11 @@ impl Chain {
                     code: None,
                 };
                 overlay.put_account(addr(k), &record).expect("genesis");
+            }
+            for (address, slot, value) in slots {
+                overlay
+                    .put_storage(*address, *slot, *value)
+                    .expect("genesis");
             }
             overlay.into_diff()
         };

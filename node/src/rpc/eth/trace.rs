@@ -3,12 +3,41 @@
 //! environments in both directions — in geth's JSON shape, plus keel's `environment` per
 //! frame. Only the call tracer exists; geth's default opcode logger is refused, not faked.
 
-use super::{decode_abi_string, hexb, qty, str_param, RpcContext, StoreHashes};
+use super::LIMIT_EXCEEDED;
+use super::{decode_abi_string, eth_view, hexb, qty, str_param, RpcContext, StoreHashes};
 use crate::rpc::{bad_params, err, node_err, parse_hash, NODE_ERROR};
 use jsonrpsee::types::ErrorObjectOwned;
 use keel_runtime::{CallFrame, FrameError};
 use keel_types::{Env, TxStatus};
 use serde_json::{json, Map, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Traces this node runs at once. A trace re-executes up to a whole block (a block's gas
+/// bounds it, but an attacker pays for the block once and could ask for its traces without
+/// end), so they get a small share of the blocking pool; more are refused with `-32005`.
+pub const MAX_CONCURRENT_TRACES: usize = 2;
+
+static TRACES_RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// A slot among the `MAX_CONCURRENT_TRACES`, given back when dropped.
+struct TraceSlot;
+
+impl TraceSlot {
+    fn take() -> Option<TraceSlot> {
+        TRACES_RUNNING
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_CONCURRENT_TRACES).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| TraceSlot)
+    }
+}
+
+impl Drop for TraceSlot {
+    fn drop(&mut self) {
+        TRACES_RUNNING.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// What a client asked for in the options object.
 struct Options {
@@ -113,23 +142,51 @@ impl RpcContext {
                 format!("the state before block {height} is not available here: {e}"),
             )
         })?;
+        let _slot = TraceSlot::take().ok_or_else(|| {
+            err(
+                LIMIT_EXCEEDED,
+                format!("{MAX_CONCURRENT_TRACES} traces are running here; try again"),
+            )
+        })?;
         let trace = self
             .runtime
             .trace_transaction(&parent, &StoreHashes(&self.store), &block, index as usize)
             .map_err(node_err)?
             .ok_or_else(not_found)?;
+        // The replay must give what the block gave. It cannot where the block's expiry sweep
+        // depended on the state index of its own time (the index describes only the latest
+        // state): then say so rather than answer with another execution.
+        let stored = self.store.receipts(height).map_err(node_err)?;
+        if stored.as_ref().and_then(|r| r.get(index as usize)) != Some(&trace.receipt) {
+            return Err(err(
+                NODE_ERROR,
+                format!(
+                    "block {height} cannot be replayed exactly here (it expired or folded \
+                     state that the replay does not see); no trace"
+                ),
+            ));
+        }
         let mut out = match &trace.root {
             Some(root) => frame_json(root, options.only_top_call),
             // Refused before the EVM (or a revival): the transaction itself, and why.
             None => {
                 let tx = &block.transactions[index as usize];
+                let (to, value, input) = eth_view(tx);
+                let kind = match tx.tx.body {
+                    keel_types::TxBody::Deploy { .. } => "CREATE",
+                    _ => "CALL",
+                };
                 let mut out = json!({
-                    "type": "CALL",
+                    "type": kind,
                     "from": tx.tx.sender_address().to_hex(),
+                    "value": format!("{value:#x}"),
                     "gas": qty(tx.tx.gas_limit),
                     "gasUsed": qty(trace.receipt.gas_used),
-                    "input": "0x",
+                    "input": hexb(&input),
                 });
+                if let Some(to) = to {
+                    out["to"] = json!(to.to_hex());
+                }
                 if trace.receipt.status != TxStatus::Success {
                     let reason = trace
                         .receipt
