@@ -2,6 +2,8 @@
 //! network namespace each), from embedded defaults, resumed when its directory already
 //! holds one.
 
+use crate::banner::STATUS_MAX_BLOCKS_PER_TICK;
+use crate::banner::{funded_accounts, render, status_line, Endpoints, Sample};
 use crate::client::{Client, ClientError};
 use crate::init::{init, InitError, InitOptions};
 use keel_node::config::NodeConfig;
@@ -47,7 +49,12 @@ pub struct DevnetOptions {
     pub fresh: bool,
     /// Validator i runs in network namespace `<prefix><i>` (made by devnet/netns).
     pub netns: Option<String>,
+    /// JSON lines even on a terminal (they are the default when stdout is not one).
+    pub json: bool,
 }
+
+/// How often the terminal status line is refreshed.
+pub const STATUS_INTERVAL_MS: u64 = 1_000;
 
 struct Node {
     index: usize,
@@ -123,7 +130,8 @@ fn stop(nodes: &mut [Node]) {
     }
 }
 
-/// Runs the devnet until SIGINT/SIGTERM; prints one JSON line per validator, then ready.
+/// Runs the devnet until SIGINT/SIGTERM. On a terminal: a banner and a live status line;
+/// otherwise (or with `json`): one JSON line per validator, then `ready`.
 pub async fn devnet(opts: DevnetOptions) -> Result<(), DevnetError> {
     let dir = opts.init.home.clone();
     if opts.fresh && dir.exists() {
@@ -154,16 +162,60 @@ pub async fn devnet(opts: DevnetOptions) -> Result<(), DevnetError> {
         stop(&mut nodes);
         return Err(e);
     }
-    for node in &nodes {
+    use std::io::IsTerminal;
+    if opts.json || !std::io::stdout().is_terminal() {
+        print_json(&dir, &nodes);
+        keel_node::run::shutdown_signal().await;
+    } else {
+        let endpoints: Vec<Endpoints> = nodes.iter().map(endpoints).collect();
+        let clients: Vec<Client> = endpoints
+            .iter()
+            .map(|e| Client::new(&e.rpc))
+            .collect::<Result<_, _>>()?;
+        let chain_id = match clients[0].request("keel_status", vec![]).await {
+            Ok(status) => status["chain_id"].as_u64().unwrap_or(0),
+            Err(_) => 0,
+        };
+        let (agents, eth) = funded_accounts(&dir);
+        print!(
+            "{}",
+            render(chain_id, &dir, &endpoints, &agents, eth.as_ref())
+        );
+        tokio::select! {
+            () = keel_node::run::shutdown_signal() => {}
+            () = live_status(&clients) => {}
+        }
+        println!();
+    }
+    keel_node::run::shutdown_signal().await;
+    eprintln!("stopping {} validators", nodes.len());
+    stop(&mut nodes);
+    Ok(())
+}
+
+fn endpoints(node: &Node) -> Endpoints {
+    Endpoints {
+        index: node.index,
+        rpc: format!("http://{}", node.config.rpc.listen),
+        p2p: node.config.p2p.listen.to_string(),
+        metrics: format!("http://{}", node.config.metrics.listen),
+        pid: node.child.id(),
+    }
+}
+
+/// The lines scripts read: one per validator, then `ready`.
+fn print_json(dir: &Path, nodes: &[Node]) {
+    for node in nodes {
+        let e = endpoints(node);
         println!(
             "{}",
             json!({
-                "validator": node.index,
-                "rpc": format!("http://{}", node.config.rpc.listen),
-                "p2p": node.config.p2p.listen,
-                "metrics": format!("http://{}", node.config.metrics.listen),
+                "validator": e.index,
+                "rpc": e.rpc,
+                "p2p": e.p2p,
+                "metrics": e.metrics,
                 "home": node.home.display().to_string(),
-                "pid": node.child.id(),
+                "pid": e.pid,
             })
         );
     }
@@ -176,10 +228,63 @@ pub async fn devnet(opts: DevnetOptions) -> Result<(), DevnetError> {
             "ethereum_dev_account": dir.join(crate::init::ETH_DEV_ACCOUNT_FILE).display().to_string(),
         })
     );
-    keel_node::run::shutdown_signal().await;
-    eprintln!("stopping {} validators", nodes.len());
-    stop(&mut nodes);
-    Ok(())
+}
+
+/// Rewrites one terminal line every `STATUS_INTERVAL_MS` with the chain's progress, read
+/// from the validators' own RPC. Never returns.
+async fn live_status(clients: &[Client]) {
+    use std::io::Write;
+    let mut last_height: Option<u64> = None;
+    let mut last_tick = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(STATUS_INTERVAL_MS)).await;
+        let mut up = 0;
+        let mut first = None;
+        for client in clients {
+            if let Ok(status) = client.request("keel_status", vec![]).await {
+                up += 1;
+                first.get_or_insert(status);
+            }
+        }
+        let Some(status) = first else {
+            print!("\r\x1b[2Kno validator answers");
+            let _ = std::io::stdout().flush();
+            continue;
+        };
+        let field = |name: &str| status[name].as_u64().unwrap_or(0);
+        let mut sample = Sample {
+            height: field("height"),
+            finalized: field("finalized_height"),
+            peers: field("peers"),
+            mempool: field("mempool_size"),
+            new_txs: 0,
+        };
+        let from = last_height.map_or(sample.height, |h| h + 1);
+        let to = sample
+            .height
+            .min(from.saturating_add(STATUS_MAX_BLOCKS_PER_TICK));
+        for height in from..=to {
+            if last_height.is_none() {
+                break;
+            }
+            if let Ok(block) = clients[0]
+                .request("keel_getBlock", vec![json!(height)])
+                .await
+            {
+                sample.new_txs += block["transactions"]
+                    .as_array()
+                    .map_or(0, |t| t.len() as u64);
+            }
+        }
+        let elapsed_ms = last_tick.elapsed().as_millis() as u64;
+        last_tick = Instant::now();
+        last_height = Some(sample.height);
+        print!(
+            "\r\x1b[2K{}",
+            status_line(&sample, elapsed_ms, up, clients.len())
+        );
+        let _ = std::io::stdout().flush();
+    }
 }
 
 async fn wait_ready(nodes: &mut [Node]) -> Result<(), DevnetError> {

@@ -115,6 +115,10 @@ struct DevnetArgs {
     /// `devnet/netns up` made (use with --hosts set to their addresses).
     #[arg(long, value_name = "PREFIX")]
     netns: Option<String>,
+    /// Print JSON lines (one per validator, then `ready`) even on a terminal, where a banner
+    /// and a live status line are the default.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -417,6 +421,7 @@ fn main() -> ExitCode {
                 init: a.genesis.options(),
                 fresh: a.fresh,
                 netns: a.netns,
+                json: a.json,
             }))
             .map(|()| None)
             .map_err(|e| e.to_string())

@@ -9,6 +9,8 @@ mod chaos;
 use crate::common;
 #[path = "devnet/partition.rs"]
 mod partition;
+#[path = "devnet/terminal.rs"]
+mod terminal;
 
 use common::{contract, deploy, keel, metric_sum, serial, Cluster};
 use keel_devtools::load::{self, LoadOptions};

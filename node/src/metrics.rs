@@ -127,3 +127,69 @@ pub(crate) fn respond(
     *response.status_mut() = status;
     response
 }
+
+#[cfg(test)]
+mod dashboard_tests {
+    use super::*;
+
+    /// Every metric the node exports.
+    const ALL: &[&str] = &[
+        HEIGHT,
+        FINALIZED_HEIGHT,
+        VIEW,
+        EPOCH,
+        FINALITY_LATENCY,
+        MEMPOOL_SIZE,
+        MEMPOOL_BYTES,
+        MEMPOOL_REJECTED,
+        EXECUTED_GAS,
+        EXECUTED_TXS,
+        P2P_DROPPED,
+        P2P_REJECTED,
+        PEERS,
+        VOTELOG_FSYNC,
+        HALTED,
+        BLOCK_EXECUTION,
+        RPC_REQUESTS,
+        ACTIVE_ENTRIES,
+        EXPIRED_ENTRIES,
+        REVIVED_ENTRIES,
+        PRUNED_BYTES,
+        DISK_SIZE,
+        OLDEST_RETAINED,
+    ];
+
+    /// devnet/grafana/keel-devnet.json charts only metrics the node exports (a renamed
+    /// metric would leave a panel silently empty), and every one of them.
+    #[test]
+    fn the_devnet_dashboard_charts_exactly_the_exported_metrics() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../devnet/grafana/keel-devnet.json");
+        let text = std::fs::read_to_string(&path).expect("dashboard");
+        let dashboard: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let mut charted = std::collections::BTreeSet::new();
+        for panel in dashboard["panels"].as_array().expect("panels") {
+            for target in panel["targets"].as_array().expect("targets") {
+                let expr = target["expr"].as_str().expect("expr");
+                let mut rest = expr;
+                while let Some(at) = rest.find("keel_") {
+                    let tail = &rest[at..];
+                    let end = tail
+                        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                        .unwrap_or(tail.len());
+                    let name = &tail[..end];
+                    let base = ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .find_map(|s| name.strip_suffix(s))
+                        .unwrap_or(name);
+                    assert!(ALL.contains(&base), "{base} in {expr:?} is not exported");
+                    charted.insert(base.to_string());
+                    rest = &tail[end..];
+                }
+            }
+        }
+        for name in ALL {
+            assert!(charted.contains(*name), "{name} has no panel");
+        }
+    }
+}

@@ -77,23 +77,45 @@ pub fn layered_storage_entries(
     layers: &[&StateDiff],
     address: &Address,
 ) -> Result<u64, StateError> {
+    count_layered(base.storage_entries(address)?, layers, address, |key| {
+        Ok(holds_storage(base.entry(key)?.as_ref()))
+    })
+}
+
+/// `base_count` corrected for the address's slots `layers` wrote; `held_before(key)` says
+/// whether the base holds `key`.
+fn count_layered(
+    base_count: u64,
+    layers: &[&StateDiff],
+    address: &Address,
+    mut held_before: impl FnMut(&StateKey) -> Result<bool, StateError>,
+) -> Result<u64, StateError> {
     let range = StateKey::Storage(*address, [0; 32])..=StateKey::Storage(*address, [0xff; 32]);
     let mut written = std::collections::BTreeSet::new();
     for layer in layers {
         written.extend(layer.range(range.clone()).map(|(k, _)| k));
     }
-    let mut count = i128::from(base.storage_entries(address)?);
+    let mut count = i128::from(base_count);
     for key in written {
         let newest = layers
             .iter()
             .find_map(|l| l.get(key))
             .and_then(Option::as_ref);
         let now = holds_storage(decode_entry(newest)?.as_ref());
-        let before = holds_storage(base.entry(key)?.as_ref());
-        count += i128::from(now) - i128::from(before);
+        count += i128::from(now) - i128::from(held_before(key)?);
     }
     u64::try_from(count)
         .map_err(|_| StateError::Corrupt(format!("storage entries of {address} below zero")))
+}
+
+/// What an overlay learned about its base for `storage_entries`: the base never changes
+/// under an overlay, so each address's count and each written slot's presence are read
+/// once, however often creations probe the same address (which would otherwise cost reads
+/// that no gas pays for). Bounded by the overlay's writes and the addresses probed.
+#[derive(Debug, Default)]
+struct StorageMemo {
+    counts: BTreeMap<Address, u64>,
+    held: BTreeMap<StateKey, bool>,
 }
 
 /// The value of a looked-up entry, or the typed expiry error. A live entry with an empty
@@ -190,6 +212,7 @@ pub struct Overlay<V> {
     /// Revivals of folded entries applied here (their diff is absent → live, which the
     /// commit's counters cannot tell from a creation).
     folded_revivals: u64,
+    storage_memo: RefCell<StorageMemo>,
 }
 
 impl<V: StateView> Overlay<V> {
@@ -210,6 +233,7 @@ impl<V: StateView> Overlay<V> {
             expired_hit: RefCell::new(None),
             pages: RefCell::new(None),
             folded_revivals: 0,
+            storage_memo: RefCell::new(StorageMemo::default()),
         }
     }
 
@@ -419,6 +443,105 @@ impl<V: StateView> StateView for Overlay<V> {
     }
 
     fn storage_entries(&self, address: &Address) -> Result<u64, StateError> {
-        layered_storage_entries(&self.base, &[&self.writes], address)
+        let mut memo = self.storage_memo.borrow_mut();
+        let base_count = match memo.counts.get(address) {
+            Some(count) => *count,
+            None => {
+                let count = self.base.storage_entries(address)?;
+                memo.counts.insert(*address, count);
+                count
+            }
+        };
+        count_layered(base_count, &[&self.writes], address, |key| {
+            if let Some(held) = memo.held.get(key) {
+                return Ok(*held);
+            }
+            // The base's own entry, not this overlay's `entry`: no touch is recorded.
+            let held = holds_storage(self.base.entry(key)?.as_ref());
+            memo.held.insert(key.clone(), held);
+            Ok(held)
+        })
+    }
+}
+
+#[cfg(test)]
+mod storage_entries_tests {
+    use super::*;
+
+    /// A map of raw entries as a view, counting its own slots.
+    struct Mem(StateDiff);
+
+    impl StateView for Mem {
+        fn entry(&self, key: &StateKey) -> Result<Option<Entry>, StateError> {
+            decode_entry(self.0.get(key).and_then(Option::as_ref))
+        }
+        fn storage_entries(&self, address: &Address) -> Result<u64, StateError> {
+            let mut n = 0;
+            for (key, raw) in &self.0 {
+                if matches!(key, StateKey::Storage(a, _) if a == address) {
+                    n += u64::from(holds_storage(decode_entry(raw.as_ref())?.as_ref()));
+                }
+            }
+            Ok(n)
+        }
+    }
+
+    fn slot(a: u8, s: u8) -> StateKey {
+        StateKey::Storage(Address([a; 20]), [s; 32])
+    }
+
+    /// An overlay's count is its base's corrected for its own writes — new, deleted,
+    /// expired, deletion markers — through checkpoints and reverts, probed as often as a
+    /// block likes; the layered form over diffs (unfinalized ancestors) agrees.
+    #[test]
+    fn counts_follow_the_writes_of_overlays_and_layers() {
+        let a = Address([1; 20]);
+        let base = Mem([
+            (slot(1, 1), Some(encode_live(0, &[1]))),
+            (slot(1, 2), Some(encode_live(0, &[2]))),
+            (slot(2, 1), Some(encode_live(0, &[3]))),
+        ]
+        .into_iter()
+        .collect());
+        let mut overlay = Overlay::new(&base);
+        assert_eq!(overlay.storage_entries(&a).expect("count"), 2);
+        overlay.set(slot(1, 1), None).expect("delete");
+        overlay.set(slot(1, 3), Some(vec![9])).expect("new");
+        assert_eq!(overlay.storage_entries(&a).expect("count"), 2);
+        let checkpoint = overlay.checkpoint();
+        overlay.set(slot(1, 2), None).expect("delete");
+        overlay.set_entry(slot(1, 4), &Entry::Expired { epoch: 1, leaf: 0 });
+        overlay.set_entry(
+            slot(1, 5),
+            &Entry::Live {
+                touched_epoch: 0,
+                value: Vec::new(),
+            },
+        );
+        for _ in 0..3 {
+            assert_eq!(
+                overlay.storage_entries(&a).expect("count"),
+                2,
+                "stub yes, marker no"
+            );
+        }
+        overlay.revert_to(checkpoint);
+        assert_eq!(overlay.storage_entries(&a).expect("count"), 2);
+        overlay.set(slot(1, 3), None).expect("delete");
+        assert_eq!(overlay.storage_entries(&a).expect("count"), 1);
+        assert_eq!(
+            overlay.storage_entries(&Address([2; 20])).expect("count"),
+            1
+        );
+        let diff = overlay.into_diff();
+        let newer: StateDiff = [(slot(1, 2), None)].into_iter().collect();
+        assert_eq!(
+            layered_storage_entries(&base, &[&diff], &a).expect("count"),
+            1
+        );
+        assert_eq!(
+            layered_storage_entries(&base, &[&newer, &diff], &a).expect("count"),
+            0
+        );
     }
 }

@@ -88,6 +88,13 @@ pub(crate) fn ensure(
         return Ok(());
     }
     let mut batch = WriteBatch::default();
+    // Rows a previous, interrupted count may have left (every key is 20 bytes, below the
+    // 21-byte end).
+    batch.delete_range_cf(
+        cf(db, CF_STORAGE_COUNTS)?,
+        &[0u8; 20][..],
+        &[0xffu8; 21][..],
+    );
     if has_state {
         let mut counts: BTreeMap<Address, u64> = BTreeMap::new();
         for item in db.iterator_cf(cf(db, CF_PREIMAGES)?, IteratorMode::Start) {
@@ -192,7 +199,12 @@ mod tests {
             for a in [1u8, 2, 3] {
                 store.db.delete_cf(table, [a; 20]).expect("delete");
             }
-            assert_eq!(counts(&store), [0, 0, 0]);
+            // ... and a row an interrupted count left behind.
+            store
+                .db
+                .put_cf(table, [2u8; 20], 5u64.to_be_bytes())
+                .expect("put");
+            assert_eq!(counts(&store), [0, 5, 0]);
         }
         let store = Store::open(dir.path(), options()).expect("reopen");
         assert_eq!(counts(&store), [2, 0, 1], "recounted at open");
