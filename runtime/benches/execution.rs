@@ -38,7 +38,7 @@ fn raw_revm_db() -> CacheDB<EmptyDB> {
 }
 
 /// Raw revm: deploy the token and run the same transfers, committing into a `CacheDB`.
-fn raw_revm_transfers(transfers: &[(Address, Vec<u8>)]) -> (f64, Duration) {
+fn raw_revm_transfers(transfers: &[(Address, Vec<u8>)]) -> (f64, Duration, u64) {
     let token_code = artifact("Token.bin");
     let deployer = revm::primitives::Address::repeat_byte(0xaa);
     let mut db = raw_revm_db();
@@ -90,6 +90,7 @@ fn raw_revm_transfers(transfers: &[(Address, Vec<u8>)]) -> (f64, Duration) {
         );
     }
     let mut nonces = std::collections::BTreeMap::<[u8; 20], u64>::new();
+    let mut gas = 0u64;
     let start = Instant::now();
     for (sender, data) in transfers {
         let n = nonces.entry(sender.0).or_insert(0);
@@ -104,13 +105,14 @@ fn raw_revm_transfers(transfers: &[(Address, Vec<u8>)]) -> (f64, Duration) {
         *n += 1;
         let result = evm.transact_commit(tx).expect("transfer");
         assert!(result.is_success(), "{result:?}");
+        gas += result.tx_gas_used();
     }
     let elapsed = start.elapsed();
-    (transfers.len() as f64 / elapsed.as_secs_f64(), elapsed)
+    (transfers.len() as f64 / elapsed.as_secs_f64(), elapsed, gas)
 }
 
 /// keel: the same transfers as signed transactions in blocks, executed and committed.
-fn keel_transfers(senders: &[SecretKey], transfers: &[(Address, Vec<u8>)]) -> (f64, Duration) {
+fn keel_transfers(senders: &[SecretKey], transfers: &[(Address, Vec<u8>)]) -> (f64, Duration, u64) {
     let alice = key(1);
     let mut funded: Vec<&SecretKey> = senders.iter().collect();
     funded.push(&alice);
@@ -187,6 +189,7 @@ fn keel_transfers(senders: &[SecretKey], transfers: &[(Address, Vec<u8>)]) -> (f
     }
 
     let (mut execute, mut commit) = (Duration::ZERO, Duration::ZERO);
+    let mut gas = 0u64;
     let start = Instant::now();
     for chunk in txs.chunks(BLOCK_TXS) {
         let block = chain.make_block(chunk.to_vec());
@@ -196,6 +199,7 @@ fn keel_transfers(senders: &[SecretKey], transfers: &[(Address, Vec<u8>)]) -> (f
         chain.commit(&block, &out);
         execute += t1 - t0;
         commit += t1.elapsed();
+        gas += out.gas_used;
         assert!(out
             .receipts
             .iter()
@@ -205,7 +209,7 @@ fn keel_transfers(senders: &[SecretKey], transfers: &[(Address, Vec<u8>)]) -> (f
     println!(
         "keel breakdown: execute {execute:.2?} (of which ed25519 batch verification alone takes {signatures:.2?}), commit {commit:.2?}"
     );
-    (transfers.len() as f64 / elapsed.as_secs_f64(), elapsed)
+    (transfers.len() as f64 / elapsed.as_secs_f64(), elapsed, gas)
 }
 
 fn erc20() {
@@ -227,17 +231,24 @@ fn erc20() {
             ordered.push(transfers[s * TRANSFERS_PER_SENDER + round].clone());
         }
     }
-    let (raw, raw_t) = raw_revm_transfers(&ordered);
-    let (keel, keel_t) = keel_transfers(&senders, &ordered);
+    let (raw, raw_t, raw_gas) = raw_revm_transfers(&ordered);
+    let (keel, keel_t, keel_gas) = keel_transfers(&senders, &ordered);
+    let mgas = |gas: u64, t: Duration| gas as f64 / t.as_secs_f64() / 1e6;
     println!(
         "\n## ERC-20 transfers ({} transfers, blocks of {BLOCK_TXS})",
         ordered.len()
     );
-    println!("| path | transfers/s | time | ratio to raw revm |");
-    println!("|---|---:|---:|---:|");
-    println!("| raw revm, in-memory CacheDB (baseline) | {raw:.0} | {raw_t:.2?} | 1.000 |");
+    println!("| path | transfers/s | Mgas/s | gas per transfer | time | ratio to raw revm |");
+    println!("|---|---:|---:|---:|---:|---:|");
     println!(
-        "| keel runtime + RocksDB commit | {keel:.0} | {keel_t:.2?} | {:.3} |",
+        "| raw revm, in-memory CacheDB (baseline) | {raw:.0} | {:.1} | {} | {raw_t:.2?} | 1.000 |",
+        mgas(raw_gas, raw_t),
+        raw_gas / ordered.len() as u64
+    );
+    println!(
+        "| keel runtime + RocksDB commit | {keel:.0} | {:.1} | {} | {keel_t:.2?} | {:.3} |",
+        mgas(keel_gas, keel_t),
+        keel_gas / ordered.len() as u64,
         keel / raw
     );
 }
