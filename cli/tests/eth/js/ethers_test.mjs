@@ -23,7 +23,9 @@ const withTimeout = (promise, ms, what) =>
   Promise.race([promise, new Promise((_, reject) => setTimeout(() => reject(new Error(`timed out: ${what}`)), ms))]);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-const provider = new ethers.JsonRpcProvider(ctx.rpc, undefined, { staticNetwork: true, polling: true });
+// No response cache: ethers reuses an identical request's answer for 250 ms by default, and a
+// balance read right after a fast block would see the balance from before it.
+const provider = new ethers.JsonRpcProvider(ctx.rpc, undefined, { staticNetwork: true, polling: true, cacheTimeout: -1 });
 provider.pollingInterval = 200;
 const dev = new ethers.Wallet(ctx.eth_dev_key, provider);
 const acct = ethers.Wallet.createRandom(provider);
