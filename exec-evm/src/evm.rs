@@ -70,11 +70,7 @@ where
     /// Runs `tx` and returns its result and state changes (revm's `ExecuteEvm::transact`,
     /// through keel's frame rules).
     pub fn transact(&mut self, tx: TxEnv) -> Result<EvmOutcome, EVMError<DbError>> {
-        self.inner.ctx.set_tx(tx);
-        let result =
-            MainnetHandler::<_, EVMError<DbError>, EthFrame<EthInterpreter>>::default().run(self);
-        let state = self.inner.ctx.journal_mut().finalize();
-        result.map(|result| ExecResultAndState::new(result, state))
+        self.run_tx(tx, |handler, evm| handler.run(evm))
     }
 
     /// [`Self::transact`] with the inspector watching every frame.
@@ -82,9 +78,21 @@ where
     where
         I: Inspector<KeelCtx<'a>, EthInterpreter>,
     {
+        self.run_tx(tx, |handler, evm| handler.inspect_run(evm))
+    }
+
+    /// Sets `tx`, runs revm's mainnet handler through `run`, and finalizes the journal
+    /// whatever the outcome (so nothing leaks into the next transaction), as revm does.
+    fn run_tx(
+        &mut self,
+        tx: TxEnv,
+        run: impl FnOnce(
+            &mut MainnetHandler<Self, EVMError<DbError>, EthFrame<EthInterpreter>>,
+            &mut Self,
+        ) -> Result<ExecutionResult<HaltReason>, EVMError<DbError>>,
+    ) -> Result<EvmOutcome, EVMError<DbError>> {
         self.inner.ctx.set_tx(tx);
-        let result = MainnetHandler::<_, EVMError<DbError>, EthFrame<EthInterpreter>>::default()
-            .inspect_run(self);
+        let result = run(&mut MainnetHandler::default(), self);
         let state = self.inner.ctx.journal_mut().finalize();
         result.map(|result| ExecResultAndState::new(result, state))
     }
