@@ -5,5 +5,5 @@ mkdir -p "$CARGO_TARGET_DIR"
 # The Python venv with web3.py that scripts/setup installs (cli/tests/eth_rpc.rs uses it).
 export KEEL_PY_VENV="${KEEL_PY_VENV:-$HOME/.cache/keel-py}"
 export KEEL_PYTHON="${KEEL_PYTHON:-$KEEL_PY_VENV/bin/python}"
-# ethers and viem (cli/tests/eth/js), installed by scripts/setup from the committed lock file.
+# ethers, viem and playwright-core (cli/tests/js), installed by scripts/setup from the committed lock file.
 export KEEL_JS_DIR="${KEEL_JS_DIR:-$HOME/.cache/keel-js}"

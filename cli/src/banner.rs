@@ -107,6 +107,11 @@ pub fn render(
     if let Some(first) = nodes.first() {
         let ws = first.rpc.replacen("http://", "ws://", 1);
         let _ = writeln!(out, "  WebSocket: {ws} (eth_subscribe, keel_subscribe)");
+        let _ = writeln!(
+            out,
+            "  Status page: {}/ (live chain, validators, blocks, search)",
+            first.metrics
+        );
     }
     if !agents.is_empty() {
         let _ = writeln!(
@@ -203,6 +208,7 @@ mod tests {
         for n in &nodes {
             assert!(text.contains(&n.rpc) && text.contains(&n.p2p), "{text}");
             assert!(text.contains(&format!("{}/metrics", n.metrics)));
+            assert!(text.contains(&format!("Status page: {}/ ", nodes[0].metrics)));
             assert!(text.contains(&n.pid.to_string()));
         }
         assert!(text.contains("ws://127.0.0.1:8545"));

@@ -22,7 +22,7 @@
 
 use crate::common;
 
-use common::{contract, deploy, keel, serial, Cluster};
+use common::{contract, deploy, keel, run_checked, run_js, serial, Cluster};
 use keel_cli::init::{ETH_DEV_ACCOUNT_FILE, ETH_DEV_ADDRESS};
 use serde_json::json;
 use std::path::PathBuf;
@@ -38,56 +38,6 @@ fn python() -> PathBuf {
     }
     let home = std::env::var("HOME").expect("HOME");
     PathBuf::from(home).join(".cache/keel-py/bin/python")
-}
-
-/// The folder with ethers' and viem's node_modules that scripts/setup fills.
-fn js_dir() -> PathBuf {
-    if let Ok(p) = std::env::var("KEEL_JS_DIR") {
-        return PathBuf::from(p);
-    }
-    let home = std::env::var("HOME").expect("HOME");
-    PathBuf::from(home).join(".cache/keel-js")
-}
-
-/// Runs `command` (a client script given the test context as its one argument); it must
-/// exit 0 and print a summary reporting at least `min_checks` passed checks.
-fn run_checked(mut command: Command, script: &str, ctx: &serde_json::Value, min_checks: u64) {
-    let out = command
-        .arg(ctx.to_string())
-        .output()
-        .unwrap_or_else(|e| panic!("running {script}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{script} failed:\n{stdout}\n{stderr}\ncontext: {ctx}"
-    );
-    let result: serde_json::Value = serde_json::from_str(stdout.trim()).expect("summary");
-    assert!(
-        result["checks"].as_u64().expect("count") >= min_checks,
-        "{result}"
-    );
-}
-
-/// Runs one Node.js script from tests/eth/js: it is copied, with the shared `checks.mjs`,
-/// into a temp dir beside a link to the installed node_modules (ES modules resolve packages
-/// from the script's own folder).
-fn run_js(script: &str, ctx: &serde_json::Value, min_checks: u64) {
-    let modules = js_dir().join("node_modules");
-    assert!(
-        modules.join("ethers").exists() && modules.join("viem").exists(),
-        "{} lacks ethers or viem: run scripts/setup",
-        modules.display()
-    );
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::os::unix::fs::symlink(&modules, dir.path().join("node_modules")).expect("link");
-    for file in [script, "checks.mjs"] {
-        let from = common::manifest_dir().join("tests/eth/js").join(file);
-        std::fs::copy(from, dir.path().join(file)).expect("copy script");
-    }
-    let mut command = Command::new("node");
-    command.arg(dir.path().join(script));
-    run_checked(command, script, ctx, min_checks);
 }
 
 /// Runs one web3.py script from tests/eth.

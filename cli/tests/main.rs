@@ -10,3 +10,5 @@ mod devnet;
 mod eth_rpc;
 #[path = "expiry.rs"]
 mod expiry;
+#[path = "status_page.rs"]
+mod status_page;

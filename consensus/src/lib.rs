@@ -15,5 +15,5 @@ pub use engine::{
     MAX_RESEND_VIEWS, MAX_UNCERTIFIED_PARENTS_PER_VIEW,
 };
 pub use message::{Message, MAX_MESSAGE_BYTES, MAX_SYNC_BLOCKS, MAX_SYNC_HEADERS};
-pub use quorum::{quorum_size, verify_certificate, CertificateError, ValidatorSet};
+pub use quorum::{leader_of, quorum_size, verify_certificate, CertificateError, ValidatorSet};
 pub use votelog::{FileVoteLog, VoteLogError, VoteRecord};

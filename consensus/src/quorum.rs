@@ -10,6 +10,11 @@ pub fn quorum_size(n: usize) -> usize {
     n - f
 }
 
+/// The leader of `view` among `n` validators: round robin by index.
+pub fn leader_of(view: keel_types::View, n: usize) -> u16 {
+    (view % (n as u64).max(1)) as u16
+}
+
 /// The validators of one epoch, in index order (a vote's `signer` indexes this list).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidatorSet {

@@ -61,6 +61,9 @@ pub const RPC_METHODS: &[&str] = &[
     "eth_getLogs",
     "eth_feeHistory",
     "eth_sendRawTransaction",
+    "keel_getValidators",
+    "eth_getBlockReceipts",
+    "debug_traceTransaction",
 ];
 
 /// Response buffer for subscriptions (none are made).
@@ -127,7 +130,9 @@ fn harness() -> &'static RpcHarness {
             gossip,
             chain_id: FUZZ_CHAIN_ID,
             genesis_hash: genesis.hash(),
-            validators: 1,
+            validator_set: genesis.validators.clone(),
+            me: 0,
+            expiry_epochs: genesis.expiry_epochs,
             min_gas_price: genesis.min_gas_price,
             epoch_length: genesis.epoch_length,
         })

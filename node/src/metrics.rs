@@ -1,8 +1,11 @@
-//! Prometheus metrics (`GET /metrics`) and liveness (`GET /health`) on the metrics port.
+//! Prometheus metrics (`GET /metrics`), liveness (`GET /health`) and the status page (`GET /`,
+//! status_page.rs) on the metrics port.
 //! Metric names are constants here so every emitter and the docs agree.
 
+use crate::status_page::{Asset, StatusPage, CONTENT_SECURITY_POLICY};
 use http_body_util::Full;
 use hyper::body::Bytes;
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::net::SocketAddr;
@@ -81,11 +84,12 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
         .install_recorder()
 }
 
-/// Serves `/metrics` and `/health` until the process ends.
+/// Serves `/metrics`, `/health` and the status page until the process ends.
 pub async fn serve(
     addr: SocketAddr,
     handle: PrometheusHandle,
     health: Arc<dyn Health>,
+    page: Arc<StatusPage>,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tokio::spawn(async move {
@@ -95,9 +99,10 @@ pub async fn serve(
             };
             let handle = handle.clone();
             let health = health.clone();
+            let page = page.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req: Request<_>| {
-                    let response = respond(req.uri().path(), &handle, health.as_ref());
+                    let response = respond(req.uri().path(), &handle, health.as_ref(), &page);
                     async move { Ok::<_, std::convert::Infallible>(response) }
                 });
                 let io = hyper_util::rt::TokioIo::new(stream);
@@ -114,17 +119,37 @@ pub(crate) fn respond(
     path: &str,
     handle: &PrometheusHandle,
     health: &dyn Health,
+    page: &StatusPage,
 ) -> Response<Full<Bytes>> {
+    if let Some(asset) = page.asset(path) {
+        return page_response(asset);
+    }
     let (status, body) = match path {
         "/metrics" => (StatusCode::OK, handle.render()),
         "/health" => match health.health() {
             Ok(summary) => (StatusCode::OK, summary),
             Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason),
         },
-        _ => (StatusCode::NOT_FOUND, "try /metrics or /health\n".into()),
+        _ => (StatusCode::NOT_FOUND, "try /, /metrics or /health\n".into()),
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
+    response
+}
+
+fn page_response(asset: Asset) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(asset.body)));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+    headers.insert(
+        "content-security-policy",
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }
 

@@ -164,7 +164,9 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
         gossip: gossip_out,
         chain_id: genesis.chain_id,
         genesis_hash,
-        validators: genesis.validators.len(),
+        validator_set: genesis.validators.clone(),
+        me,
+        expiry_epochs: genesis.expiry_epochs,
         min_gas_price: genesis.min_gas_price,
         epoch_length: genesis.epoch_length,
     })
@@ -174,7 +176,8 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
         max_batch: config.rpc.max_batch,
         max_connections: config.rpc.max_connections,
     };
-    let rpc_handle = rpc::serve(config.rpc.listen.parse()?, &rpc_limits, module)
+    let rpc_listen: std::net::SocketAddr = config.rpc.listen.parse()?;
+    let rpc_handle = rpc::serve(rpc_listen, &rpc_limits, module)
         .await
         .with_context(|| format!("binding RPC on {}", config.rpc.listen))?;
     m::serve(
@@ -184,6 +187,7 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
             shared: shared.clone(),
             store: store.clone(),
         }),
+        Arc::new(crate::status_page::StatusPage::new(rpc_listen)),
     )
     .await
     .with_context(|| format!("binding metrics on {}", config.metrics.listen))?;
@@ -341,7 +345,12 @@ mod tests {
         let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
             .build_recorder()
             .handle();
-        let response = m::respond("/health", &handle, &Dead(shared));
+        let response = m::respond(
+            "/health",
+            &handle,
+            &Dead(shared),
+            &crate::status_page::StatusPage::new(([127, 0, 0, 1], 8545).into()),
+        );
         assert_eq!(response.status(), hyper::StatusCode::SERVICE_UNAVAILABLE);
     }
 }

@@ -1,6 +1,7 @@
 //! What the driver publishes for RPC, health and metrics: consensus status, the halt flag,
 //! and the stream of finalized blocks.
 
+use crate::activity::Activity;
 use keel_types::{Block, Hash, Height, Receipt};
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
@@ -18,6 +19,11 @@ pub struct Status {
     pub view: u64,
     pub epoch: u64,
     pub peers: usize,
+    /// Validator indices with an authenticated p2p link open to this node.
+    pub connected: Vec<u16>,
+    /// The highest view any validator was heard voting in: far above `view`, this node is
+    /// catching up.
+    pub highest_view_heard: u64,
     /// Set once, with the reason, when this node stops voting.
     pub halted: Option<String>,
 }
@@ -90,6 +96,8 @@ pub struct Shared {
     /// Hashes of transactions admitted to the pool (RPC and gossip), for
     /// `eth_subscribe("newPendingTransactions")`.
     pending: broadcast::Sender<Hash>,
+    /// What this node saw each validator do (set by the driver when it starts).
+    activity: Mutex<Activity>,
 }
 
 impl Default for Shared {
@@ -98,6 +106,7 @@ impl Default for Shared {
             status: StatusCell::new(),
             finalized: broadcast::channel(FINALIZED_CHANNEL_LEN).0,
             pending: broadcast::channel(PENDING_CHANNEL_LEN).0,
+            activity: Mutex::new(Activity::default()),
         }
     }
 }
@@ -118,6 +127,21 @@ impl Shared {
         DriverGuard {
             shared: self.clone(),
         }
+    }
+
+    /// A copy of the validator activity, for readers.
+    pub fn activity(&self) -> Activity {
+        self.activity
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub fn update_activity(&self, f: impl FnOnce(&mut Activity)) {
+        f(&mut self
+            .activity
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()));
     }
 
     pub fn publish(&self, event: FinalizedEvent) {

@@ -199,6 +199,17 @@ impl Network {
         self.inner.peers.lock().expect("peers lock").len()
     }
 
+    /// The validator indices with an authenticated link open now.
+    pub fn connected(&self) -> Vec<u16> {
+        self.inner
+            .peers
+            .lock()
+            .expect("peers lock")
+            .keys()
+            .copied()
+            .collect()
+    }
+
     /// Queues `message` for one peer; drops it if the peer is not connected or its queue is
     /// full.
     pub fn send(&self, to: u16, message: &NetMessage) {

@@ -615,3 +615,55 @@ pub fn manifest_dir() -> std::path::PathBuf {
         std::path::PathBuf::from,
     )
 }
+
+/// The folder with the npm packages (ethers, viem, playwright-core) that scripts/setup fills.
+pub fn js_dir() -> PathBuf {
+    if let Ok(p) = std::env::var("KEEL_JS_DIR") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var("HOME").expect("HOME");
+    PathBuf::from(home).join(".cache/keel-js")
+}
+
+/// Runs `command` (a client script given the test context as its one argument); it must
+/// exit 0 and print a summary reporting at least `min_checks` passed checks.
+pub fn run_checked(mut command: Command, script: &str, ctx: &serde_json::Value, min_checks: u64) {
+    let out = command
+        .arg(ctx.to_string())
+        .output()
+        .unwrap_or_else(|e| panic!("running {script}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{stdout}\n{stderr}\ncontext: {ctx}"
+    );
+    let result: serde_json::Value = serde_json::from_str(stdout.trim()).expect("summary");
+    assert!(
+        result["checks"].as_u64().expect("count") >= min_checks,
+        "{result}"
+    );
+}
+
+/// Runs one Node.js script from tests/js: it is copied, with the shared `checks.mjs`,
+/// into a temp dir beside a link to the installed node_modules (ES modules resolve packages
+/// from the script's own folder).
+pub fn run_js(script: &str, ctx: &serde_json::Value, min_checks: u64) {
+    let modules = js_dir().join("node_modules");
+    for package in ["ethers", "viem", "playwright-core"] {
+        assert!(
+            modules.join(package).exists(),
+            "{} lacks {package}: run scripts/setup",
+            modules.display()
+        );
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::symlink(&modules, dir.path().join("node_modules")).expect("link");
+    for file in [script, "checks.mjs"] {
+        let from = manifest_dir().join("tests/js").join(file);
+        std::fs::copy(from, dir.path().join(file)).expect("copy script");
+    }
+    let mut command = Command::new("node");
+    command.arg(dir.path().join(script));
+    run_checked(command, script, ctx, min_checks);
+}

@@ -11,7 +11,7 @@ pub use blocks::MAX_PENDING_BLOCK_BYTES;
 pub use retained::Retained;
 
 use crate::message::Message;
-use crate::quorum::{verify_certificate, ValidatorSet};
+use crate::quorum::{leader_of, verify_certificate, ValidatorSet};
 use crate::votelog::VoteRecord;
 use keel_types::{
     Block, Certificate, Hash, Header, Height, SecretKey, Signature, SignedVote, View, Vote,
@@ -299,8 +299,14 @@ impl Engine {
         self.ended
     }
 
+    /// The highest view each validator (by index) was heard voting in, from votes whose
+    /// signatures this engine verified; the finalized tip's view for one not heard since.
+    pub fn last_heard(&self) -> &[View] {
+        &self.last_heard
+    }
+
     pub fn leader(&self, view: View) -> u16 {
-        (view % (self.cfg.validators.len() as u64).max(1)) as u16
+        leader_of(view, self.cfg.validators.len())
     }
 
     /// The key the leader of `view` signs with, which its proposal's header must name.

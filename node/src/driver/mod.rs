@@ -72,6 +72,9 @@ pub struct Driver {
     shared: Arc<Shared>,
     /// The origin of the monotonic milliseconds the app's timers run on.
     origin: Instant,
+    /// This validator's index, and the highest view it has voted in (for the status page).
+    me: u16,
+    my_last_vote: u64,
 }
 
 /// What the app asks of the process, for the duration of one call into it.
@@ -138,6 +141,9 @@ impl Host for Shell<'_> {
             receipts,
         } = committed;
         let height = info.height;
+        let header = &block.header;
+        self.shared
+            .update_activity(|a| a.finalized(header.epoch, header.view, &header.proposer));
         let store = self.store.clone();
         // The committed view is read under the pool lock, after the commit: the order the
         // loom model (app/src/mempool_loom.rs) checks against racing admissions.
@@ -198,7 +204,11 @@ impl Driver {
         shared: Arc<Shared>,
     ) -> Result<Driver, DriverError> {
         let (votelog, restored) = FileVoteLog::open(votelog_path)?;
+        let keys = cfg.validators.clone();
+        let me = cfg.me;
         let app = App::new(cfg, key, chain, &restored)?;
+        let start_view = app.engine().finalized_tip().2;
+        shared.update_activity(|a| *a = crate::activity::Activity::new(keys, start_view));
         shared.update(|s| s.epoch = app.engine().epoch());
         metrics::gauge!(m::EPOCH).set(app.engine().epoch() as f64);
         Ok(Driver {
@@ -208,6 +218,8 @@ impl Driver {
             net,
             shared,
             origin: Instant::now(),
+            me,
+            my_last_vote: start_view,
         })
     }
 
@@ -243,6 +255,9 @@ impl Driver {
                 // The message's byte budget is returned once it is handled (end of the arm).
                 message = inbound.recv() => match message {
                     Some(Inbound { from, message: NetMessage::Consensus(message), .. }) => {
+                        if let Some(view) = own_vote_view(from, &message) {
+                            self.shared.update_activity(|a| a.voted(from, view, now_ms()));
+                        }
                         self.call(|app, host| app.on_message(from, *message, host))
                     }
                     // Routed to the mempool task.
@@ -251,14 +266,38 @@ impl Driver {
                 },
                 () = sleep => self.call(|app, host| app.on_deadline(host)),
             }
-            let view = self.app.engine().view();
+            let engine = self.app.engine();
+            let view = engine.view();
+            let heard = engine.last_heard();
+            let highest_view_heard = heard.iter().copied().max().unwrap_or(0);
+            // This validator's own votes never arrive over a link: the engine records them.
+            if let Some(&mine) = heard.get(usize::from(self.me)) {
+                if mine > self.my_last_vote {
+                    self.my_last_vote = mine;
+                    self.shared
+                        .update_activity(|a| a.voted(self.me, mine, now_ms()));
+                }
+            }
+            let connected = self.net.connected();
             self.shared.update(|s| {
                 s.view = view;
-                s.peers = self.net.peer_count();
+                s.peers = connected.len();
+                s.connected = connected;
+                s.highest_view_heard = highest_view_heard;
             });
             metrics::gauge!(m::VIEW).set(view as f64);
         }
     }
+}
+
+/// The view of a vote `from` signed itself (a vote, or the vote a proposal carries): what
+/// the status page shows as the validator's last vote.
+fn own_vote_view(from: u16, message: &Message) -> Option<u64> {
+    let vote = match message {
+        Message::Vote(vote) | Message::Propose { vote, .. } => vote,
+        _ => return None,
+    };
+    (vote.signer == from).then_some(vote.vote.view)
 }
 
 #[cfg(test)]

@@ -5,6 +5,9 @@
 
 pub mod eth;
 pub mod json;
+mod node_info;
+
+pub use node_info::{CATCHING_UP_VIEWS, UP_IF_HEARD_WITHIN_MS};
 
 use crate::driver::now_ms;
 use crate::mempool::{AdmitError, Mempool};
@@ -56,7 +59,10 @@ pub struct RpcContext {
     pub gossip: mpsc::Sender<(SignedTransaction, usize)>,
     pub chain_id: u64,
     pub genesis_hash: Hash,
-    pub validators: usize,
+    /// The validators, in index order, and this node's index among them.
+    pub validator_set: Vec<keel_app::genesis::GenesisValidator>,
+    pub me: u16,
+    pub expiry_epochs: u64,
     pub min_gas_price: u128,
     pub epoch_length: u64,
 }
@@ -178,11 +184,11 @@ impl RpcContext {
         }
     }
 
-    fn status(&self) -> Value {
+    fn status(&self) -> Result<Value, ErrorObjectOwned> {
         let latest = self.store.latest();
         let status = self.shared.status();
         let height = latest.map_or(0, |l| l.height);
-        json!({
+        Ok(json!({
             "chain_id": self.chain_id,
             "genesis_hash": self.genesis_hash.to_hex(),
             "height": height,
@@ -193,12 +199,14 @@ impl RpcContext {
             "view": status.view,
             "state_root": latest.map(|l| l.state_root.to_hex()),
             "block_hash": latest.map(|l| l.block_hash.to_hex()),
-            "validators": self.validators,
+            "validators": self.validator_set.len(),
             "peers": status.peers,
             "mempool_size": self.mempool.lock().expect("mempool lock").len(),
             "min_gas_price": self.min_gas_price.to_string(),
             "halted": status.halted,
-        })
+            "expiry": self.expiry_figures()?,
+            "sync": self.sync_state(),
+        }))
     }
 
     fn send_transaction(&self, raw: &str) -> Result<Value, ErrorObjectOwned> {
@@ -500,6 +508,10 @@ pub fn module(
     module.register_method("keel_status", |_, ctx, _| {
         metrics::counter!(m::RPC_REQUESTS, "method" => "keel_status").increment(1);
         ctx.status()
+    })?;
+    module.register_method("keel_getValidators", |_, ctx, _| {
+        metrics::counter!(m::RPC_REQUESTS, "method" => "keel_getValidators").increment(1);
+        ctx.validators()
     })?;
     module.register_blocking_method("keel_sendTransaction", |params, ctx, _| {
         metrics::counter!(m::RPC_REQUESTS, "method" => "keel_sendTransaction").increment(1);

@@ -1,0 +1,78 @@
+//! What the status page shows beside the chain itself: `keel_getValidators` (each
+//! validator's key, p2p address, link, last vote and proposals as this node saw them) and
+//! the expiry figures and sync state in `keel_status`.
+
+use super::{node_err, state_err, RpcContext};
+use crate::driver::now_ms;
+use jsonrpsee::types::ErrorObjectOwned;
+use serde_json::{json, Value};
+
+/// A validator counts as up when it has a p2p link to this node or was heard voting within
+/// this many milliseconds (a node is always up to itself).
+pub const UP_IF_HEARD_WITHIN_MS: u64 = 5_000;
+/// How many views behind the highest view heard a node must be to report itself catching
+/// up: a validator is normally within a view or two of its peers.
+pub const CATCHING_UP_VIEWS: u64 = 3;
+
+impl RpcContext {
+    pub(super) fn validators(&self) -> Value {
+        let status = self.shared.status();
+        let activity = self.shared.activity();
+        let now = now_ms();
+        let validators: Vec<Value> = self
+            .validator_set
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let index = u16::try_from(i).unwrap_or(u16::MAX);
+                let me = index == self.me;
+                let seen = activity.seen().get(i).cloned().unwrap_or_default();
+                let age_ms = seen.last_vote_ms.map(|at| now.saturating_sub(at));
+                let linked = status.connected.contains(&index);
+                let up = me || linked || age_ms.is_some_and(|ms| ms <= UP_IF_HEARD_WITHIN_MS);
+                json!({
+                    "index": index,
+                    "public_key": v.public_key.to_hex(),
+                    "p2p": v.p2p,
+                    "self": me,
+                    "connected": linked,
+                    "up": up,
+                    "last_vote_view": seen.last_vote_view,
+                    "last_vote_age_ms": age_ms,
+                    "proposed": seen.proposed,
+                    "missed_proposals": seen.missed,
+                })
+            })
+            .collect();
+        json!({
+            "epoch": status.epoch,
+            "view": status.view,
+            "quorum": keel_consensus::quorum_size(self.validator_set.len()),
+            "validators": validators,
+        })
+    }
+
+    /// Expiry and pruning figures for `keel_status`.
+    pub(super) fn expiry_figures(&self) -> Result<Value, ErrorObjectOwned> {
+        let counts = self.store.expiry_counts().map_err(node_err)?;
+        let fold_pages =
+            keel_state::fold::fold_count(&self.store.latest_view()).map_err(state_err)?;
+        Ok(json!({
+            "active_entries": counts.active,
+            "stubs": counts.expired,
+            "revived": counts.revived,
+            "fold_pages": fold_pages,
+            "expiry_epochs": self.expiry_epochs,
+        }))
+    }
+
+    /// `{"catching_up", "view", "highest_view_heard"}` for `keel_status`.
+    pub(super) fn sync_state(&self) -> Value {
+        let status = self.shared.status();
+        json!({
+            "catching_up": status.highest_view_heard > status.view.saturating_add(CATCHING_UP_VIEWS),
+            "view": status.view,
+            "highest_view_heard": status.highest_view_heard,
+        })
+    }
+}
