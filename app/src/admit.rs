@@ -12,7 +12,7 @@
 //! - a block response to a request this node made (by hash: a peer cannot choose its bytes).
 
 use keel_consensus::MAX_PROPOSALS_PER_VIEW;
-use keel_types::{Block, Hash, PublicKey, SignedVote, View, VoteKind};
+use keel_types::{Block, Epoch, Hash, PublicKey, SignedVote, View, VoteKind};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Views ahead of the current one from which proposals (and fetched blocks) are accepted;
@@ -54,10 +54,14 @@ impl ProposalRefusal {
     }
 }
 
-/// Proposals admitted per view, above the finalized tip's view.
+/// The distinct proposals admitted per (epoch, view), above the finalized tip.
+///
+/// Keyed by epoch as well as view: the empty suffix blocks that finish an epoch are proposed
+/// in views the next epoch numbers again, and must not use up its slots. A copy of a block
+/// already admitted (a re-send, a relay) takes no second slot.
 #[derive(Debug, Default)]
 pub struct ProposalWindow {
-    per_view: BTreeMap<View, usize>,
+    per_view: BTreeMap<(Epoch, View), Vec<Hash>>,
 }
 
 impl ProposalWindow {
@@ -73,7 +77,8 @@ impl ProposalWindow {
         view: View,
     ) -> Result<(), ProposalRefusal> {
         let v = &vote.vote;
-        if v.kind != VoteKind::Notarize || v.block != block.hash() || v.view != block.header.view {
+        let hash = block.hash();
+        if v.kind != VoteKind::Notarize || v.block != hash || v.view != block.header.view {
             return Err(ProposalRefusal::NotItsVote);
         }
         if v.view <= tip_view || v.view > view.saturating_add(MAX_VIEWS_AHEAD) {
@@ -88,18 +93,26 @@ impl ProposalWindow {
         if block.header.proposer != *key {
             return Err(ProposalRefusal::WrongProposer);
         }
-        if self.per_view.get(&v.view).copied().unwrap_or(0) >= MAX_PROPOSALS_PER_VIEW {
+        let slot = (block.header.epoch, v.view);
+        let admitted = self.per_view.get(&slot).map_or(&[][..], Vec::as_slice);
+        if admitted.contains(&hash) {
+            // The same bytes again: already verified and cached; the engine checks the vote.
+            return Ok(());
+        }
+        if admitted.len() >= MAX_PROPOSALS_PER_VIEW {
             return Err(ProposalRefusal::ViewFull);
         }
         vote.verify(key)
             .map_err(|_| ProposalRefusal::BadSignature)?;
-        *self.per_view.entry(v.view).or_insert(0) += 1;
+        self.per_view.entry(slot).or_default().push(hash);
         Ok(())
     }
 
-    /// Forgets views at or below the finalized tip's view (no block there can be finalized).
-    pub fn prune(&mut self, tip_view: View) {
-        self.per_view = self.per_view.split_off(&tip_view.saturating_add(1));
+    /// Forgets what no longer matters once a block of (`tip_epoch`, `tip_view`) is final:
+    /// earlier epochs, and views at or below the tip's.
+    pub fn prune(&mut self, tip_epoch: Epoch, tip_view: View) {
+        self.per_view
+            .retain(|&(epoch, view), _| epoch >= tip_epoch && view > tip_view);
     }
 
     /// Views with admitted proposals (tests).
@@ -150,11 +163,22 @@ mod tests {
         view: View,
         salt: u64,
     ) -> (Block, SignedVote) {
+        proposal_in(0, proposer, signer, index, view, salt)
+    }
+
+    fn proposal_in(
+        epoch: Epoch,
+        proposer: &SecretKey,
+        signer: &SecretKey,
+        index: u16,
+        view: View,
+        salt: u64,
+    ) -> (Block, SignedVote) {
         let block = Block {
             header: Header {
                 chain_id: 1,
                 height: 1,
-                epoch: 0,
+                epoch,
                 view,
                 parent_hash: Hash::ZERO,
                 proposer: proposer.public_key(),
@@ -169,7 +193,7 @@ mod tests {
         let vote = Vote {
             chain_id: 1,
             kind: VoteKind::Notarize,
-            epoch: 0,
+            epoch,
             view,
             block: block.hash(),
         };
@@ -236,8 +260,45 @@ mod tests {
             );
         }
         assert_eq!(window.views(), 1);
-        window.prune(13);
+        window.prune(0, 13);
         assert_eq!(window.views(), 0);
+    }
+
+    /// Found by review: copies of one proposal each took a slot, and the suffix blocks that
+    /// end an epoch took the slots of the next epoch's views with the same numbers, so the
+    /// next epoch's leader's block was refused as `view_full` and the view timed out.
+    #[test]
+    fn copies_take_no_slot_and_an_epochs_suffix_leaves_the_next_epochs_views_free() {
+        let keys = keys();
+        let validators: Vec<PublicKey> = keys.iter().map(SecretKey::public_key).collect();
+        let mut window = ProposalWindow::default();
+        let (leader, l) = (1u16, &keys[1]);
+        let admit = |w: &mut ProposalWindow, p: &(Block, SignedVote)| {
+            w.admit(&p.0, &p.1, &validators, leader, 20, 20)
+        };
+        // Epoch 0's suffix proposals in view 21, each re-sent and relayed many times.
+        for salt in 0..MAX_PROPOSALS_PER_VIEW as u64 {
+            let suffix = proposal_in(0, l, l, leader, 21, salt);
+            for _ in 0..5 {
+                assert_eq!(admit(&mut window, &suffix), Ok(()));
+            }
+        }
+        assert_eq!(
+            admit(&mut window, &proposal_in(0, l, l, leader, 21, 99)),
+            Err(ProposalRefusal::ViewFull)
+        );
+        // Epoch 1 numbers its first view 21 too: its leader's block is admitted.
+        let next = proposal_in(1, l, l, leader, 21, 0);
+        assert_eq!(admit(&mut window, &next), Ok(()));
+        // A relayed copy with a broken signature is the same block: no slot, no refusal
+        // (the engine checks the vote it carries).
+        let mut relayed = next.clone();
+        relayed.1.signature = keys[0].sign(b"junk");
+        assert_eq!(admit(&mut window, &relayed), Ok(()));
+        assert_eq!(window.views(), 2);
+        // Once epoch 1 finalizes a block, epoch 0's leftovers go.
+        window.prune(1, 20);
+        assert_eq!(window.views(), 1);
     }
 
     #[test]

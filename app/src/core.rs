@@ -641,7 +641,7 @@ impl App {
             Ok(done) => done,
             Err(e) => return self.halt(format!("committing block {height}: {e}"), host),
         };
-        self.proposals.prune(block.header.view);
+        self.proposals.prune(block.header.epoch, block.header.view);
         if let Some(cert) = &certificate {
             if let Err(e) = sync::put_certificate(self.chain.store(), height, cert) {
                 tracing::warn!(error = %e, height, "cannot record the finalization certificate");
