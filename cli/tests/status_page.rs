@@ -73,6 +73,19 @@ fn the_status_page_shows_the_chain_live_and_finds_what_it_is_asked_for() {
         );
         std::thread::sleep(Duration::from_millis(300));
     };
+    // Only the stopped validator's leader views went without a block: a count that
+    // charged the wrong leader, or every leader, fails here.
+    let missed_since = |i: usize| {
+        after["validators"][i]["missed_proposals"]
+            .as_u64()
+            .unwrap_or(0)
+            - before["validators"][i]["missed_proposals"]
+                .as_u64()
+                .unwrap_or(0)
+    };
+    for i in (0..4).filter(|&i| i != STOPPED) {
+        assert!(missed_since(i) < missed_since(STOPPED), "{before}\n{after}");
+    }
     for (i, v) in after["validators"]
         .as_array()
         .expect("list")

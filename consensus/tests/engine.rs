@@ -466,6 +466,9 @@ fn sync_delivers_only_a_chain_ending_in_the_certified_block() {
         assert!(finalized(&actions).is_empty(), "variant {i}: {actions:?}");
         assert_eq!(engine.finalized_tip(), (1, t.hash(), 1), "variant {i}");
     }
+    // H's certificate alone: the engine knows the chain is ahead and says it is syncing.
+    send(&mut engine, 3, Message::Certificate(cert_h.clone()));
+    assert_eq!(engine.sync_target(), Some(2));
     // The honest response, with our own T as a stale prefix, delivers H alone.
     let actions = send(
         &mut engine,
@@ -478,6 +481,7 @@ fn sync_delivers_only_a_chain_ending_in_the_certified_block() {
     );
     assert_eq!(finalized(&actions), vec![h.hash()], "{actions:?}");
     assert_eq!(engine.finalized_tip(), (2, h.hash(), 2));
+    assert_eq!(engine.sync_target(), None);
 }
 
 /// Issue 24: views come from peers. A proposal, votes and certificates at view u64::MAX, a

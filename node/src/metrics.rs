@@ -2,7 +2,7 @@
 //! status_page.rs) on the metrics port.
 //! Metric names are constants here so every emitter and the docs agree.
 
-use crate::status_page::{Asset, StatusPage, CONTENT_SECURITY_POLICY};
+use crate::status_page::{Asset, StatusPage};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
@@ -122,7 +122,7 @@ pub(crate) fn respond(
     page: &StatusPage,
 ) -> Response<Full<Bytes>> {
     if let Some(asset) = page.asset(path) {
-        return page_response(asset);
+        return page_response(asset, page.content_security_policy());
     }
     let (status, body) = match path {
         "/metrics" => (StatusCode::OK, handle.render()),
@@ -137,14 +137,13 @@ pub(crate) fn respond(
     response
 }
 
-fn page_response(asset: Asset) -> Response<Full<Bytes>> {
+fn page_response(asset: Asset, csp: &str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(asset.body)));
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
-    headers.insert(
-        "content-security-policy",
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-    );
+    if let Ok(csp) = HeaderValue::from_str(csp) {
+        headers.insert("content-security-policy", csp);
+    }
     headers.insert(
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),

@@ -1,7 +1,7 @@
 //! What the driver publishes for RPC, health and metrics: consensus status, the halt flag,
 //! and the stream of finalized blocks.
 
-use crate::activity::Activity;
+use crate::activity::{Activity, Seen};
 use keel_types::{Block, Hash, Height, Receipt};
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
@@ -21,9 +21,11 @@ pub struct Status {
     pub peers: usize,
     /// Validator indices with an authenticated p2p link open to this node.
     pub connected: Vec<u16>,
-    /// The highest view any validator was heard voting in: far above `view`, this node is
-    /// catching up.
-    pub highest_view_heard: u64,
+    /// The highest view at least one honest validator was heard voting in (f + 1 of them
+    /// reached it): well above `view`, this node is behind.
+    pub honest_view_heard: u64,
+    /// The view of a certified finalization this node is syncing toward, if any.
+    pub sync_target: Option<u64>,
     /// Set once, with the reason, when this node stops voting.
     pub halted: Option<String>,
 }
@@ -129,12 +131,13 @@ impl Shared {
         }
     }
 
-    /// A copy of the validator activity, for readers.
-    pub fn activity(&self) -> Activity {
+    /// A copy of what each validator was seen doing, by index, for readers.
+    pub fn validator_activity(&self) -> Vec<Seen> {
         self.activity
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+            .seen()
+            .to_vec()
     }
 
     pub fn update_activity(&self, f: impl FnOnce(&mut Activity)) {

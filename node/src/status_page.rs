@@ -8,16 +8,18 @@ const INDEX_HTML: &str = include_str!("status_page/index.html");
 const STATUS_JS: &str = include_str!("status_page/status.js");
 const STATUS_CSS: &str = include_str!("status_page/status.css");
 
-/// The page may run only its own script and style and talk only over WebSocket (to the
-/// RPC port); nothing else loads, and it may not be framed.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
-     style-src 'self'; img-src 'self' data:; connect-src ws: wss:; base-uri 'none'; \
+/// The page may run only its own script and style and talk only over WebSocket to the RPC
+/// port; nothing else loads, and it may not be framed. `{connect}` is the RPC's WebSocket
+/// origin (any host's when the RPC listens on every address).
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; img-src 'self' data:; connect-src {connect}; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'";
 
 /// The page's files, with the RPC address filled in.
 #[derive(Debug, Clone)]
 pub struct StatusPage {
     index: String,
+    csp: String,
 }
 
 /// One file of the page: its content type and body.
@@ -36,9 +38,20 @@ impl StatusPage {
         } else {
             rpc.to_string()
         };
+        let connect = if rpc.ip().is_unspecified() {
+            "ws: wss:".to_string()
+        } else {
+            format!("ws://{rpc} wss://{rpc}")
+        };
         StatusPage {
             index: INDEX_HTML.replace("{{RPC}}", &target),
+            csp: CONTENT_SECURITY_POLICY.replace("{connect}", &connect),
         }
+    }
+
+    /// The `Content-Security-Policy` header the page's files are served with.
+    pub fn content_security_policy(&self) -> &str {
+        &self.csp
     }
 
     pub fn asset(&self, path: &str) -> Option<Asset> {
@@ -82,7 +95,22 @@ mod tests {
             .content_type
             .contains("css"));
         assert!(page.asset("/secret").is_none());
-        // Node data reaches the page as text only.
-        assert!(!STATUS_JS.contains("innerHTML"));
+        assert!(page
+            .content_security_policy()
+            .contains("connect-src ws://127.0.0.1:8545 wss://127.0.0.1:8545;"));
+        assert!(any
+            .content_security_policy()
+            .contains("connect-src ws: wss:;"));
+        // Node data reaches the page as text only: no HTML sinks, no attributes that run
+        // or load anything.
+        for sink in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+        ] {
+            assert!(!STATUS_JS.contains(sink), "status.js uses {sink}");
+        }
     }
 }

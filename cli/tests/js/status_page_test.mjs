@@ -40,28 +40,37 @@ try {
     index: Number(tr.dataset.index), up: tr.dataset.up === "true",
     key: tr.children[1].title, p2p: tr.children[2].textContent, lastVote: tr.children[4].textContent,
     self: tr.children[0].textContent.includes("this node"),
+    proposed: Number(tr.children[5].textContent), missed: Number(tr.children[6].textContent),
   })));
   for (const v of ctx.validators) {
     const row = rows.find((r) => r.index === v.index);
     check(`validator ${v.index} key`, row && row.key === v.public_key, row);
     check(`validator ${v.index} p2p`, row.p2p === v.p2p, row);
     check(`validator ${v.index} ${v.index === ctx.down ? "down" : "up"}`, row.up === (v.index !== ctx.down), row);
-    if (v.index !== ctx.down) check(`validator ${v.index} voted`, /^view \d+, /.test(row.lastVote), row);
+    if (v.index !== ctx.down) {
+      check(`validator ${v.index} voted`, /^view \d+, /.test(row.lastVote), row);
+      check(`validator ${v.index} proposed`, row.proposed > 0, row);
+    }
   }
   check("served by node 0", rows.find((r) => r.self)?.index === 0, rows);
+  const stopped = rows.find((r) => r.index === ctx.down);
+  const othersMissed = Math.max(...rows.filter((r) => r.index !== ctx.down).map((r) => r.missed));
+  check("the stopped validator led views with no block", stopped.missed > othersMissed, rows);
 
   // A block arrives: the blocks table is filled only by the finalizedBlocks subscription
   // (after the first load), so a newer top row means the subscription delivered it.
   await page.waitForSelector("#blocks tbody tr", { timeout: WAIT_MS });
   const top = async () => Number(await page.getAttribute("#blocks tbody tr:first-child", "data-height"));
   const first = await top();
-  await page.waitForFunction((h) => {
+  const live = async () => Number(await page.getAttribute("#blocks", "data-live"));
+  const liveBefore = await live();
+  await page.waitForFunction(([h, n]) => {
     const row = document.querySelector("#blocks tbody tr:first-child");
-    return row && Number(row.dataset.height) > h;
-  }, first, { timeout: WAIT_MS });
-  check("a block arrives live", (await top()) > first);
+    return row && Number(row.dataset.height) > h && Number(document.getElementById("blocks").dataset.live) > n;
+  }, [first, liveBefore], { timeout: WAIT_MS });
+  check("a block arrives by subscription", (await top()) > first && (await live()) > liveBefore);
   const height = Number(await page.textContent("#height"));
-  check("height shown", height >= first, height);
+  check("height shown", height >= ctx.tx_block, height);
   await page.waitForFunction(() => /^\d+ ms$/.test(document.getElementById("block-time").textContent), null, { timeout: WAIT_MS });
   check("block time shown", true);
   check("expiry figures shown", /^\d+$/.test(await page.textContent("#active-entries")));

@@ -305,6 +305,13 @@ impl Engine {
         &self.last_heard
     }
 
+    /// The view of a quorum-certified finalization above the tip that this engine cannot
+    /// connect to its chain yet: while `Some`, it is syncing toward that view. Only a
+    /// certificate sets it, so f Byzantine validators cannot.
+    pub fn sync_target(&self) -> Option<View> {
+        self.pending_finalization.map(|(view, _)| view)
+    }
+
     pub fn leader(&self, view: View) -> u16 {
         leader_of(view, self.cfg.validators.len())
     }

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+use keel_app::admit::MAX_VIEWS_AHEAD;
 pub use keel_app::core::{unbound_body, AppConfig as DriverConfig, MAX_DEFERRED_VERIFICATIONS};
 pub use keel_app::MAX_FUTURE_DRIFT_MS;
 
@@ -255,7 +256,9 @@ impl Driver {
                 // The message's byte budget is returned once it is handled (end of the arm).
                 message = inbound.recv() => match message {
                     Some(Inbound { from, message: NetMessage::Consensus(message), .. }) => {
-                        if let Some(view) = own_vote_view(from, &message) {
+                        // Views past the engine's window are not votes it would ever count.
+                        let window = self.app.engine().view().saturating_add(MAX_VIEWS_AHEAD);
+                        if let Some(view) = own_vote_view(from, &message).filter(|v| *v <= window) {
                             self.shared.update_activity(|a| a.voted(from, view, now_ms()));
                         }
                         self.call(|app, host| app.on_message(from, *message, host))
@@ -269,7 +272,8 @@ impl Driver {
             let engine = self.app.engine();
             let view = engine.view();
             let heard = engine.last_heard();
-            let highest_view_heard = heard.iter().copied().max().unwrap_or(0);
+            let honest_view = honest_view_heard(heard);
+            let sync_target = engine.sync_target();
             // This validator's own votes never arrive over a link: the engine records them.
             if let Some(&mine) = heard.get(usize::from(self.me)) {
                 if mine > self.my_last_vote {
@@ -283,11 +287,21 @@ impl Driver {
                 s.view = view;
                 s.peers = connected.len();
                 s.connected = connected;
-                s.highest_view_heard = highest_view_heard;
+                s.honest_view_heard = honest_view;
+                s.sync_target = sync_target;
             });
             metrics::gauge!(m::VIEW).set(view as f64);
         }
     }
+}
+
+/// The highest view at least one honest validator was heard voting in: the (f + 1)-th
+/// highest of `heard`, so f Byzantine validators voting far ahead cannot raise it.
+fn honest_view_heard(heard: &[u64]) -> u64 {
+    let f = heard.len() - keel_consensus::quorum_size(heard.len());
+    let mut sorted = heard.to_vec();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    sorted.get(f).copied().unwrap_or(0)
 }
 
 /// The view of a vote `from` signed itself (a vote, or the vote a proposal carries): what

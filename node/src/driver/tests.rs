@@ -108,3 +108,15 @@ fn the_fault_variable_is_read_only_with_debug_assertions() {
         assert_eq!(fault_diverge_height(), None);
     }
 }
+
+/// The status page's "catching up" must not be raised by f Byzantine validators signing
+/// votes far ahead (found by review): the honest view is the (f + 1)-th highest heard.
+#[test]
+fn validators_voting_far_ahead_raise_the_honest_view_only_when_f_plus_one_do() {
+    assert_eq!(super::honest_view_heard(&[10, 11, 10, 300]), 11);
+    assert_eq!(super::honest_view_heard(&[10, 300, 11, 300]), 300);
+    assert_eq!(super::honest_view_heard(&[7]), 7);
+    assert_eq!(super::honest_view_heard(&[]), 0);
+    // Seven validators tolerate two.
+    assert_eq!(super::honest_view_heard(&[5, 900, 5, 6, 900, 5, 5]), 6);
+}

@@ -17,7 +17,7 @@ pub const CATCHING_UP_VIEWS: u64 = 3;
 impl RpcContext {
     pub(super) fn validators(&self) -> Value {
         let status = self.shared.status();
-        let activity = self.shared.activity();
+        let activity = self.shared.validator_activity();
         let now = now_ms();
         let validators: Vec<Value> = self
             .validator_set
@@ -26,7 +26,7 @@ impl RpcContext {
             .map(|(i, v)| {
                 let index = u16::try_from(i).unwrap_or(u16::MAX);
                 let me = index == self.me;
-                let seen = activity.seen().get(i).cloned().unwrap_or_default();
+                let seen = activity.get(i).cloned().unwrap_or_default();
                 let age_ms = seen.last_vote_ms.map(|at| now.saturating_sub(at));
                 let linked = status.connected.contains(&index);
                 let up = me || linked || age_ms.is_some_and(|ms| ms <= UP_IF_HEARD_WITHIN_MS);
@@ -66,13 +66,18 @@ impl RpcContext {
         }))
     }
 
-    /// `{"catching_up", "view", "highest_view_heard"}` for `keel_status`.
+    /// `{"catching_up", "view", "sync_target", "honest_view_heard"}` for `keel_status`:
+    /// catching up while a certified finalization above the tip cannot be connected yet, or
+    /// while f + 1 validators vote more than [`CATCHING_UP_VIEWS`] views ahead. Neither can
+    /// f Byzantine validators fake.
     pub(super) fn sync_state(&self) -> Value {
         let status = self.shared.status();
+        let behind = status.honest_view_heard > status.view.saturating_add(CATCHING_UP_VIEWS);
         json!({
-            "catching_up": status.highest_view_heard > status.view.saturating_add(CATCHING_UP_VIEWS),
+            "catching_up": status.sync_target.is_some() || behind,
             "view": status.view,
-            "highest_view_heard": status.highest_view_heard,
+            "sync_target": status.sync_target,
+            "honest_view_heard": status.honest_view_heard,
         })
     }
 }

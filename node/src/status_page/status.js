@@ -35,6 +35,8 @@ function ago(ms) {
   return `${Math.round(ms / 60000)} min ago`;
 }
 
+const LOOPBACK = /^(127\.|localhost$|\[::1\]$)/;
+
 function rpcAddress() {
   const meta = document.querySelector('meta[name="keel-rpc"]').content;
   const scheme = location.protocol === "https:" ? "wss" : "ws";
@@ -139,7 +141,7 @@ function renderStatus(s) {
   halted.textContent = s.halted ? `halted: ${s.halted}` : "";
   const sync = $("sync");
   sync.hidden = !(s.sync && s.sync.catching_up);
-  sync.textContent = s.sync ? `catching up: view ${s.sync.view} of ${s.sync.highest_view_heard}` : "";
+  sync.textContent = s.sync ? `catching up: view ${s.sync.view} of ${s.sync.sync_target || s.sync.honest_view_heard}` : "";
 }
 
 function renderValidators(v) {
@@ -162,10 +164,12 @@ function proposerLabel(hex) {
   return i >= 0 ? `#${i}` : short(hex);
 }
 
+let liveBlocks = 0; // blocks delivered by the subscription
+
 function renderBlocks() {
   const now = Date.now();
   const rows = blocks.map((b) => {
-    const row = el("tr", { class: "clickable", "data-height": b.height, onclick: () => showBlock(b) },
+    const row = el("tr", { class: "clickable", "data-height": b.height, onclick: () => { lookup++; showBlock(b).catch(fail); } },
       el("td", {}, b.height),
       el("td", { class: "mono" }, short(b.hash)),
       el("td", {}, proposerLabel(b.proposer)),
@@ -175,6 +179,7 @@ function renderBlocks() {
     return row;
   });
   $("blocks").tBodies[0].replaceChildren(...rows);
+  $("blocks").dataset.live = String(liveBlocks);
   if (blocks.length >= 2) {
     const span = blocks[0].timestamp_ms - blocks[blocks.length - 1].timestamp_ms;
     const gaps = blocks[0].height - blocks[blocks.length - 1].height;
@@ -201,13 +206,20 @@ async function loadRecent(rpc) {
   for (const b of await Promise.all(older)) if (b) addBlock(b, false);
 }
 
+let polling = false;
+
 async function poll(rpc) {
+  // One poll at a time: a slow node must not pile requests up.
+  if (polling) return;
+  polling = true;
   try {
     const [status, validators] = await Promise.all([rpc.call("keel_status"), rpc.call("keel_getValidators")]);
     renderStatus(status);
     renderValidators(validators);
   } catch (e) {
     // The connection's own indicator says so; the next poll retries.
+  } finally {
+    polling = false;
   }
 }
 
@@ -219,6 +231,10 @@ function dl(pairs) {
   return list;
 }
 
+// Each lookup shows its result only if no later one started meanwhile.
+let lookup = 0;
+const fail = (e) => showResult(el("p", { class: "error" }, `lookup failed: ${e && e.message ? e.message : e}`));
+
 function showResult(...nodes) {
   const result = $("result");
   result.hidden = false;
@@ -226,11 +242,13 @@ function showResult(...nodes) {
 }
 
 async function showTransaction(hash) {
+  const mine = lookup;
   const [receipt, tx] = await Promise.all([
     rpc.call("keel_getReceipt", [hash]),
     rpc.call("eth_getTransactionByHash", [hash]).catch(() => null),
   ]);
   if (!receipt && !tx) return false;
+  if (mine !== lookup) return true;
   const pairs = [["transaction", hash]];
   if (tx) pairs.push(["from", tx.from], ["to", tx.to || "(deploy)"], ["value", BigInt(tx.value).toString()], ["nonce", BigInt(tx.nonce).toString()]);
   if (receipt) {
@@ -246,14 +264,16 @@ async function showTransaction(hash) {
 }
 
 async function showBlock(b) {
+  const mine = lookup;
   const rows = await Promise.all(b.transactions.map(async (hash) => {
     const r = await rpc.call("keel_getReceipt", [hash]).catch(() => null);
-    return el("tr", { class: "clickable", onclick: () => showTransaction(hash) },
+    return el("tr", { class: "clickable", onclick: () => { lookup++; showTransaction(hash).catch(fail); } },
       el("td", { class: "mono" }, hash), el("td", {}, r ? r.status : "?"), el("td", {}, r ? r.gas_used : "?"));
   }));
   const txs = rows.length
     ? el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "transaction"), el("th", {}, "status"), el("th", {}, "gas"))), el("tbody", {}, ...rows))
     : el("p", {}, "no transactions");
+  if (mine !== lookup) return;
   showResult(el("h3", {}, `Block ${b.height}`), dl([
     ["hash", b.hash], ["parent", b.parent_hash], ["epoch / view", `${b.epoch} / ${b.view}`],
     ["proposer", `${proposerLabel(b.proposer)} ${b.proposer}`], ["time", new Date(b.timestamp_ms).toISOString()],
@@ -262,12 +282,14 @@ async function showBlock(b) {
 }
 
 async function showAccount(address) {
+  const mine = lookup;
   const rpcUrl = `http://${new URL(rpcAddress()).host}`;
   try {
     const [account, code] = await Promise.all([
       rpc.call("keel_getAccount", [address]),
       rpc.call("eth_getCode", [address, "latest"]).catch(() => "0x"),
     ]);
+    if (mine !== lookup) return;
     showResult(el("h3", {}, "Account"), dl([
       ["address", address], ["balance", BigInt(account.balance).toString()], ["nonce", account.nonce],
       ["pending nonce", account.pending_nonce], ["environment", account.env || "none (not a contract)"],
@@ -275,6 +297,7 @@ async function showAccount(address) {
     ]));
   } catch (e) {
     if (e.code !== EXPIRED) throw e;
+    if (mine !== lookup) return;
     const epoch = e.data ? e.data.expired_epoch : "?";
     const command = `keel query proof ${address} --epoch ${epoch} --rpc ${rpcUrl} > proof.json\n` +
       `keel tx revive --key KEY.json --proof proof.json --rpc ${rpcUrl} --wait`;
@@ -286,7 +309,7 @@ async function showAccount(address) {
 
 async function search(query) {
   const q = query.trim();
-  if (/^\d+$/.test(q)) {
+  if (/^\d{1,15}$/.test(q)) {
     const b = await rpc.call("keel_getBlock", [Number(q)]);
     if (b) return showBlock(b);
     return showResult(el("p", { class: "error" }, `no block at height ${q}`));
@@ -317,13 +340,24 @@ const rpc = new Rpc(rpcAddress(), async () => {
   }
   poll(rpc);
 }, (subscription, block) => {
-  if (subscription === blockSubscription && block) addBlock(block, true);
+  if (subscription === blockSubscription && block) {
+    liveBlocks++;
+    addBlock(block, true);
+  }
 });
 
 setInterval(() => { poll(rpc); renderBlocks(); }, POLL_MS);
 
 $("search").addEventListener("submit", (event) => {
   event.preventDefault();
-  search($("search-input").value).catch((e) =>
-    showResult(el("p", { class: "error" }, `lookup failed: ${e && e.message ? e.message : e}`)));
+  lookup++;
+  search($("search-input").value).catch(fail);
 });
+
+// A node whose RPC listens on loopback only serves this page to remote browsers, which
+// would then read their own machine's port: say so instead.
+if (LOOPBACK.test(new URL(rpcAddress()).hostname) && !LOOPBACK.test(location.hostname)) {
+  const warn = $("warn");
+  warn.hidden = false;
+  warn.textContent = "this node's RPC listens on loopback only: open the page on the node's machine";
+}
