@@ -594,3 +594,5 @@ fn views_at_u64_max_never_panic_even_across_restarts() {
 
 #[path = "engine/bounds.rs"]
 mod bounds;
+#[path = "engine/lost_proposal.rs"]
+mod lost_proposal;

@@ -150,6 +150,9 @@ struct ViewState {
     uncertified_parents: usize,
     verifying: bool,
     proposing: bool,
+    /// Voters this validator asked for the block f + 1 notarizes back (rule FETCH); each
+    /// at most once per view, so at most n requests.
+    asked: Vec<u16>,
     /// First notarize / finalize vote per signer (a second, conflicting one is evidence,
     /// not a vote), and nullifies per signer.
     notarizes: BTreeMap<u16, (Hash, Signature)>,
@@ -438,6 +441,7 @@ impl Engine {
             self.nullify(view);
         }
         self.try_propose();
+        self.fetch_backed(view, None);
         self.try_verify(view);
     }
 

@@ -6,6 +6,7 @@ use super::{Action, Engine, VoteCheck, MAX_PROPOSALS_PER_VIEW};
 use crate::message::Message;
 use crate::votelog::VoteRecord;
 use keel_types::{Block, Hash, SignedVote, View, VoteKind};
+use std::collections::BTreeMap;
 
 impl Engine {
     pub(super) fn try_propose(&mut self) {
@@ -147,6 +148,110 @@ impl Engine {
         }));
         self.actions.push(Action::Broadcast(Message::Vote(vote)));
         self.record_vote(vote);
+    }
+
+    /// Rule FETCH: in the current view, with no proposal of its own yet, a validator that
+    /// sees f + 1 notarize votes for one block (so at least one honest validator verified it
+    /// as the leader's signed proposal) asks a voter for it. Each further voter for that
+    /// block is asked too while it has not arrived (a lost response or a silent voter costs
+    /// one more vote's wait, not the view), each at most once per view. The block then
+    /// arrives as a block response and [`Engine::adopt_backed`] makes it the proposal. A
+    /// lost Propose therefore costs a round trip, not the view.
+    /// `voter`: whose notarize vote just arrived, if that is what called.
+    pub(super) fn fetch_backed(&mut self, view: View, voter: Option<u16>) {
+        if view != self.view || self.me().is_none() {
+            return;
+        }
+        let Some(state) = self.views.get(&view) else {
+            return;
+        };
+        if state.proposal.is_some() || state.my_nullify {
+            return;
+        }
+        let Some(block) = self.backed_blocks(view).into_iter().next() else {
+            return;
+        };
+        if self.blocks.contains_key(&block) {
+            // Kept earlier (as a parent, or a copy that arrived first): adopt it now.
+            self.adopt_backed(block);
+            self.try_verify(view);
+            return;
+        }
+        let (me, leader) = (self.me(), self.leader(view));
+        let mut candidates = state
+            .notarizes
+            .iter()
+            .filter(|(signer, (h, _))| {
+                *h == block && Some(**signer) != me && !state.asked.contains(signer)
+            })
+            .map(|(signer, _)| *signer);
+        let to = if state.asked.is_empty() {
+            // The first request: the leader last, it is the one that may be withholding.
+            candidates
+                .clone()
+                .find(|signer| *signer != leader)
+                .or_else(|| candidates.next())
+        } else {
+            // Later ones only to a new voter for the block, as its vote arrives.
+            candidates.find(|signer| Some(*signer) == voter)
+        };
+        let Some(to) = to else {
+            return;
+        };
+        self.view_mut(view).asked.push(to);
+        self.actions.push(Action::Send {
+            to,
+            message: Message::BlockRequest(block),
+        });
+    }
+
+    /// The blocks of `view` that f + 1 validators voted to notarize (for n ≥ 7 an
+    /// equivocating leader can get two there), in hash order.
+    pub(super) fn backed_blocks(&self, view: View) -> Vec<Hash> {
+        let Some(state) = self.views.get(&view) else {
+            return Vec::new();
+        };
+        let mut counts: BTreeMap<Hash, usize> = BTreeMap::new();
+        for (h, _) in state.notarizes.values() {
+            *counts.entry(*h).or_default() += 1;
+        }
+        counts
+            .into_iter()
+            .filter(|(_, n)| *n >= self.backing())
+            .map(|(h, _)| h)
+            .collect()
+    }
+
+    /// Whether f + 1 validators voted to notarize `hash` in `view`.
+    pub(super) fn is_backed(&self, view: View, hash: &Hash) -> bool {
+        self.views.get(&view).is_some_and(|state| {
+            state.notarizes.values().filter(|(h, _)| h == hash).count() >= self.backing()
+        })
+    }
+
+    /// f + 1: votes of which at least one is honest.
+    fn backing(&self) -> usize {
+        self.cfg.validators.len() - self.cfg.validators.quorum() + 1
+    }
+
+    /// A held block that f + 1 notarize votes back becomes its view's proposal when the
+    /// view has none and the header names the view's leader (rule FETCH).
+    pub(super) fn adopt_backed(&mut self, hash: Hash) {
+        let Some(block) = self.blocks.get(&hash) else {
+            return;
+        };
+        let view = block.header.view;
+        if self.leader_key(view) != Some(&block.header.proposer) || !self.is_backed(view, &hash) {
+            return;
+        }
+        let state = self.view_mut(view);
+        if state.proposal.is_some() {
+            return;
+        }
+        state.proposal = Some(hash);
+        if !state.proposals.contains(&hash) {
+            state.proposals.push(hash);
+        }
     }
 
     /// A leader's proposal: its block with its own notarize vote. Rule PROPOSER: the signer

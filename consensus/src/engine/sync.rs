@@ -21,7 +21,9 @@ impl Engine {
         {
             return;
         }
-        if !self.named_by_certificate(&hash) {
+        // Rule FETCH: f + 1 notarize votes back it as the view's proposal.
+        let backed = self.is_backed(view, &hash);
+        if !self.named_by_certificate(&hash) && !backed {
             // Views strictly increase along a chain: a parent is from an earlier view.
             let parent_of_known = self
                 .blocks
@@ -37,6 +39,9 @@ impl Engine {
             state.uncertified_parents += 1;
         }
         if self.keep_block(hash, block) {
+            if backed {
+                self.adopt_backed(hash);
+            }
             self.after_progress();
         }
     }

@@ -118,6 +118,9 @@ impl Engine {
                 .push(Action::Broadcast(Message::Certificate(cert.clone())));
             self.apply_certificate(cert);
         }
+        if vote.vote.kind == VoteKind::Notarize {
+            self.fetch_backed(view, Some(signer));
+        }
     }
 
     pub(super) fn on_certificate(&mut self, from: u16, cert: Certificate) {
