@@ -34,6 +34,8 @@ pub enum ProposalRefusal {
     WrongProposer,
     #[error("the view is finalized already or too far ahead")]
     OutsideWindow,
+    #[error("the block or its vote is of another epoch than this node's")]
+    WrongEpoch,
     #[error("the view already has its proposals")]
     ViewFull,
     #[error("bad signature")]
@@ -48,6 +50,7 @@ impl ProposalRefusal {
             ProposalRefusal::NotLeader => "not_leader",
             ProposalRefusal::WrongProposer => "wrong_proposer",
             ProposalRefusal::OutsideWindow => "outside_window",
+            ProposalRefusal::WrongEpoch => "wrong_epoch",
             ProposalRefusal::ViewFull => "view_full",
             ProposalRefusal::BadSignature => "bad_signature",
         }
@@ -66,7 +69,11 @@ pub struct ProposalWindow {
 
 impl ProposalWindow {
     /// Admits `block` proposed with `vote` if the leader of the view signed it. `leader` is the
-    /// view's leader index, `tip_view` the finalized tip's view, `view` the engine's current.
+    /// view's leader index, `tip_view` the finalized tip's view, `view` the engine's current
+    /// and `epoch` its epoch: a slot is per (epoch, view), so a proposal of any other epoch
+    /// (which the engine would drop) must not get fresh slots for every epoch a Byzantine
+    /// leader names (found by review).
+    #[allow(clippy::too_many_arguments)]
     pub fn admit(
         &mut self,
         block: &Block,
@@ -75,11 +82,15 @@ impl ProposalWindow {
         leader: u16,
         tip_view: View,
         view: View,
+        epoch: Epoch,
     ) -> Result<(), ProposalRefusal> {
         let v = &vote.vote;
         let hash = block.hash();
         if v.kind != VoteKind::Notarize || v.block != hash || v.view != block.header.view {
             return Err(ProposalRefusal::NotItsVote);
+        }
+        if v.epoch != epoch || block.header.epoch != epoch {
+            return Err(ProposalRefusal::WrongEpoch);
         }
         if v.view <= tip_view || v.view > view.saturating_add(MAX_VIEWS_AHEAD) {
             return Err(ProposalRefusal::OutsideWindow);
@@ -213,7 +224,7 @@ mod tests {
         let leader = 2u16;
         let (tip_view, view) = (10, 12);
         let ok = |w: &mut ProposalWindow, p: &(Block, SignedVote)| {
-            w.admit(&p.0, &p.1, &validators, leader, tip_view, view)
+            w.admit(&p.0, &p.1, &validators, leader, tip_view, view, 0)
         };
         let l = &keys[2];
         // Another validator signing as itself, or forging the leader's index.
@@ -246,7 +257,7 @@ mod tests {
         let (block, _) = proposal(l, l, leader, 13, 0);
         let (_, other_vote) = proposal(l, l, leader, 13, 1);
         assert_eq!(
-            window.admit(&block, &other_vote, &validators, leader, tip_view, view),
+            window.admit(&block, &other_vote, &validators, leader, tip_view, view, 0),
             Err(ProposalRefusal::NotItsVote)
         );
         // None of the refusals took a slot; the leader gets MAX_PROPOSALS_PER_VIEW, then no more.
@@ -273,28 +284,37 @@ mod tests {
         let validators: Vec<PublicKey> = keys.iter().map(SecretKey::public_key).collect();
         let mut window = ProposalWindow::default();
         let (leader, l) = (1u16, &keys[1]);
-        let admit = |w: &mut ProposalWindow, p: &(Block, SignedVote)| {
-            w.admit(&p.0, &p.1, &validators, leader, 20, 20)
+        let admit = |w: &mut ProposalWindow, p: &(Block, SignedVote), epoch| {
+            w.admit(&p.0, &p.1, &validators, leader, 20, 20, epoch)
         };
         // Epoch 0's suffix proposals in view 21, each re-sent and relayed many times.
         for salt in 0..MAX_PROPOSALS_PER_VIEW as u64 {
             let suffix = proposal_in(0, l, l, leader, 21, salt);
             for _ in 0..5 {
-                assert_eq!(admit(&mut window, &suffix), Ok(()));
+                assert_eq!(admit(&mut window, &suffix, 0), Ok(()));
             }
         }
         assert_eq!(
-            admit(&mut window, &proposal_in(0, l, l, leader, 21, 99)),
+            admit(&mut window, &proposal_in(0, l, l, leader, 21, 99), 0),
             Err(ProposalRefusal::ViewFull)
         );
-        // Epoch 1 numbers its first view 21 too: its leader's block is admitted.
+        // A proposal of another epoch than the node's takes no slot: a Byzantine leader
+        // naming a new epoch each time gets nothing.
+        for other in [1, 2, u64::MAX] {
+            assert_eq!(
+                admit(&mut window, &proposal_in(other, l, l, leader, 21, 5), 0),
+                Err(ProposalRefusal::WrongEpoch)
+            );
+        }
+        assert_eq!(window.views(), 1);
+        // Epoch 1 numbers its first view 21 too: its leader's block is admitted there.
         let next = proposal_in(1, l, l, leader, 21, 0);
-        assert_eq!(admit(&mut window, &next), Ok(()));
+        assert_eq!(admit(&mut window, &next, 1), Ok(()));
         // A relayed copy with a broken signature is the same block: no slot, no refusal
         // (the engine checks the vote it carries).
         let mut relayed = next.clone();
         relayed.1.signature = keys[0].sign(b"junk");
-        assert_eq!(admit(&mut window, &relayed), Ok(()));
+        assert_eq!(admit(&mut window, &relayed, 1), Ok(()));
         assert_eq!(window.views(), 2);
         // Once epoch 1 finalizes a block, epoch 0's leftovers go.
         window.prune(1, 20);
