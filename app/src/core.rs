@@ -30,6 +30,8 @@ use std::collections::{BTreeMap, VecDeque};
 pub const MAX_DEFERRED_VERIFICATIONS: usize = 64;
 /// Retry interval when a proposal's parent is not executable yet.
 const BUILD_RETRY_MS: u64 = 50;
+/// Shortest pause between two looks at the pool while a leader waits for transactions.
+const MIN_POOL_POLL_MS: u64 = 5;
 /// How often a validator that cannot catch up (its peers pruned what it needs) says so.
 const PRUNED_WARNING_EVERY_MS: u64 = 30_000;
 /// Bytes of a block left for the header and framing.
@@ -55,7 +57,13 @@ pub struct AppConfig {
     pub me: u16,
     pub timeout_base_ms: u64,
     pub timeout_max_ms: u64,
+    /// The idle heartbeat: a leader with no transactions proposes an empty block this long
+    /// after its parent's timestamp.
     pub block_time_ms: u64,
+    /// A leader with transactions proposes this long after its parent's timestamp (at once
+    /// if that has passed): blocks follow load instead of a fixed clock. At most
+    /// `block_time_ms`; equal to it restores fixed-interval blocks.
+    pub min_block_interval_ms: u64,
     pub max_block_txs: usize,
     pub block_gas_limit: u64,
     /// The p2p frame limit (every validator is assumed to run the same or larger): a block
@@ -104,6 +112,9 @@ pub trait Host {
     ) -> Result<Vec<SignedTransaction>, AdmitError>;
     /// Transactions a proposal left out because they cannot be charged (drop them).
     fn uncharged(&mut self, hashes: &[Hash]);
+    /// Whether the pool holds transactions a proposal could include (a leader waiting out
+    /// the idle heartbeat proposes as soon as it does).
+    fn has_pending(&mut self) -> bool;
     /// A block was committed to the store.
     fn committed(&mut self, committed: Committed);
     /// A peer's message was dropped before the engine saw it (for metrics).
@@ -121,6 +132,9 @@ struct BuildRequest {
     height: Height,
     epoch: u64,
     empty: bool,
+    /// Monotonic time by which the block is built even with nothing to include (the
+    /// heartbeat); `None` until it is scheduled against an executed parent.
+    heartbeat_at_ms: Option<u64>,
 }
 
 /// The height of the first block in `message` whose body does not match its header's
@@ -259,7 +273,7 @@ impl App {
             .is_some_and(|(at, _)| *at <= now.mono_ms)
         {
             if let Some((_, request)) = self.build.take() {
-                self.build_proposal(request, host);
+                self.build_due(request, host);
             }
         }
         self.drain(host);
@@ -289,6 +303,7 @@ impl App {
                     leader,
                     self.engine.finalized_tip().2,
                     self.engine.view(),
+                    self.engine.epoch(),
                 );
                 if let Err(refusal) = admitted {
                     host.rejected(from, "proposal", Some(refusal.label()));
@@ -430,6 +445,7 @@ impl App {
                     height,
                     epoch,
                     empty,
+                    heartbeat_at_ms: None,
                 },
                 host,
             ),
@@ -480,24 +496,68 @@ impl App {
         }
     }
 
-    fn schedule_build(&mut self, request: BuildRequest, host: &mut dyn Host) {
+    fn schedule_build(&mut self, mut request: BuildRequest, host: &mut dyn Host) {
         let now = host.now();
-        // Pace blocks: not before the parent's timestamp plus the block time — but never
-        // longer than one block time. Clocks disagree: a leader whose clock is behind the
-        // parent's proposer's would otherwise wait out the skew, past its own view timeout,
-        // and every view it leads would fail (the full-stack simulator found liveness
-        // collapse at ±1.5 s of skew). Its timestamp is then the parent's + 1, still valid.
-        let wait_ms = match self.chain.parent_info(&request.parent) {
-            Ok(Some(parent)) => (parent.timestamp_ms + self.cfg.block_time_ms)
-                .saturating_sub(now.wall_ms)
-                .min(self.cfg.block_time_ms),
-            Ok(None) => BUILD_RETRY_MS,
+        // Pace blocks: with transactions waiting, not before the parent's timestamp plus the
+        // minimum interval; with none, an empty heartbeat at the parent's plus the block
+        // time, checking the pool meanwhile. Never longer than the interval itself: clocks
+        // disagree, and a leader whose clock is behind the parent's proposer's would
+        // otherwise wait out the skew, past its own view timeout, and every view it leads
+        // would fail (the full-stack simulator found liveness collapse at ±1.5 s of skew).
+        // Its timestamp is then the parent's + 1, still valid.
+        let parent_ms = match self.chain.parent_info(&request.parent) {
+            Ok(Some(parent)) => parent.timestamp_ms,
+            Ok(None) => {
+                // Not executed yet: pace from its timestamp once it is.
+                request.heartbeat_at_ms = None;
+                self.build = Some((now.mono_ms.saturating_add(BUILD_RETRY_MS), request));
+                return;
+            }
             Err(e) => return self.halt(format!("executing the parent of a proposal: {e}"), host),
         };
-        self.build = Some((now.mono_ms.saturating_add(wait_ms), request));
+        let after = |interval_ms: u64| {
+            now.mono_ms.saturating_add(
+                parent_ms
+                    .saturating_add(interval_ms)
+                    .saturating_sub(now.wall_ms)
+                    .min(interval_ms),
+            )
+        };
+        let min_interval_ms = self.cfg.min_block_interval_ms.min(self.cfg.block_time_ms);
+        request.heartbeat_at_ms = Some(after(self.cfg.block_time_ms));
+        let earliest_ms = after(min_interval_ms);
+        self.build = Some((earliest_ms, request));
     }
 
-    fn build_proposal(&mut self, request: BuildRequest, host: &mut dyn Host) {
+    /// At a scheduled build: build now if the heartbeat is due, or if the pool has
+    /// something a block on this parent can include (a transaction whose nonce is next
+    /// after the parent's state; queued ones with a nonce gap or already in an unfinalized
+    /// ancestor do not count, or anyone could keep every leader at the fast pace for free);
+    /// otherwise look at the pool again after the minimum interval.
+    fn build_due(&mut self, request: BuildRequest, host: &mut dyn Host) {
+        let Some(heartbeat_at_ms) = request.heartbeat_at_ms else {
+            return self.schedule_build(request, host);
+        };
+        let heartbeat = request.empty || host.now().mono_ms >= heartbeat_at_ms;
+        if heartbeat || host.has_pending() {
+            self.build_proposal(request, host, heartbeat);
+        } else {
+            self.wait_for_transactions(request, host);
+        }
+    }
+
+    /// Looks at the pool again after the minimum interval (at the latest at the heartbeat).
+    fn wait_for_transactions(&mut self, request: BuildRequest, host: &mut dyn Host) {
+        let poll_ms = self.cfg.min_block_interval_ms.max(MIN_POOL_POLL_MS);
+        let now_ms = host.now().mono_ms;
+        let at = now_ms
+            .saturating_add(poll_ms)
+            .min(request.heartbeat_at_ms.unwrap_or(u64::MAX));
+        self.build = Some((at, request));
+    }
+
+    /// `heartbeat`: build even with nothing to include.
+    fn build_proposal(&mut self, request: BuildRequest, host: &mut dyn Host, heartbeat: bool) {
         if self.engine.view() > request.view {
             return; // the view moved on
         }
@@ -531,6 +591,9 @@ impl App {
                 Err(e) => return self.halt(format!("reading state for a proposal: {e}"), host),
             }
         };
+        if transactions.is_empty() && !heartbeat {
+            return self.wait_for_transactions(request, host);
+        }
         let slot = ProposalSlot {
             chain_id: self.cfg.chain_id,
             view: request.view,

@@ -22,6 +22,9 @@ pub struct InitOptions {
     pub expiry_epochs: u64,
     pub fold_epochs: u64,
     pub block_time_ms: u64,
+    /// With transactions waiting, blocks this long after their parent (capped at
+    /// `block_time_ms`, which then is the idle heartbeat).
+    pub min_block_interval_ms: u64,
     /// Node i listens for peers on base+i, RPC on base+100+i, metrics on base+200+i.
     pub base_port: u16,
     /// Node i's IP address for all three ports (one network namespace per validator, see
@@ -217,6 +220,7 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, InitError> {
         config.rpc.listen = port(100, i);
         config.metrics.listen = port(200, i);
         config.consensus.block_time_ms = opts.block_time_ms;
+        config.consensus.min_block_interval_ms = opts.min_block_interval_ms.min(opts.block_time_ms);
         config.validate()?;
         write_file(&home.join("config.toml"), &config.to_toml())?;
         write_file(&home.join("genesis.json"), &genesis.to_json())?;

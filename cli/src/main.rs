@@ -69,8 +69,13 @@ struct GenesisArgs {
     /// Epochs an expired entry's stub stays in the tree before a fold page takes it (0: never).
     #[arg(long, default_value_t = keel_node::genesis::DEFAULT_FOLD_EPOCHS)]
     fold_epochs: u64,
+    /// The idle heartbeat: an empty block this long after the last when nothing waits.
     #[arg(long, default_value_t = 500)]
     block_time_ms: u64,
+    /// With transactions waiting, a block this long after its parent (at most
+    /// --block-time-ms; equal to it for fixed-interval blocks).
+    #[arg(long, default_value_t = keel_node::config::DEFAULT_MIN_BLOCK_INTERVAL_MS)]
+    min_block_interval_ms: u64,
     /// Node i: p2p on P+i, RPC on P+100+i, metrics on P+200+i (node0's RPC is 8545 by default).
     #[arg(long, default_value_t = 8445)]
     base_port: u16,
@@ -96,6 +101,7 @@ impl GenesisArgs {
             expiry_epochs: self.expiry_epochs,
             fold_epochs: self.fold_epochs,
             block_time_ms: self.block_time_ms,
+            min_block_interval_ms: self.min_block_interval_ms,
             base_port: self.base_port,
             hosts: self.hosts,
             dev_accounts: self.dev_accounts,

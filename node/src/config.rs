@@ -63,8 +63,12 @@ pub struct MempoolSection {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConsensusSection {
-    /// Target time between blocks.
+    /// The idle heartbeat: with no transactions, an empty block this long after the last.
     pub block_time_ms: u64,
+    /// With transactions waiting, the leader proposes this long after the parent block (at
+    /// once if that has passed): block times follow load. At most `block_time_ms` (equal:
+    /// fixed-interval blocks).
+    pub min_block_interval_ms: u64,
     pub timeout_base_ms: u64,
     pub timeout_max_ms: u64,
     /// Transactions per proposed block.
@@ -149,10 +153,16 @@ impl Default for MempoolSection {
     }
 }
 
+/// Default minimum time between blocks while transactions wait: short enough that a
+/// transaction waits little for a block, long enough that a block carries many of them
+/// (each block costs every validator a round of signed votes).
+pub const DEFAULT_MIN_BLOCK_INTERVAL_MS: u64 = 100;
+
 impl Default for ConsensusSection {
     fn default() -> Self {
         ConsensusSection {
             block_time_ms: 500,
+            min_block_interval_ms: DEFAULT_MIN_BLOCK_INTERVAL_MS,
             timeout_base_ms: 2_000,
             timeout_max_ms: 30_000,
             max_block_txs: 5_000,
@@ -223,6 +233,12 @@ impl NodeConfig {
         {
             return invalid("mempool bounds must be positive".into());
         }
+        if self.consensus.min_block_interval_ms > self.consensus.block_time_ms {
+            return invalid(format!(
+                "consensus.min_block_interval_ms ({}) must be at most block_time_ms ({})",
+                self.consensus.min_block_interval_ms, self.consensus.block_time_ms
+            ));
+        }
         if self.consensus.block_time_ms == 0
             || self.consensus.timeout_base_ms == 0
             || self.consensus.timeout_max_ms < self.consensus.timeout_base_ms
@@ -278,6 +294,20 @@ mod tests {
         for ok in [0, MIN_RETAIN_HEIGHTS, 10_000] {
             with_retention(ok).validate().expect("valid retention");
         }
+    }
+
+    #[test]
+    fn a_minimum_block_interval_above_the_heartbeat_is_refused() {
+        let mut config = NodeConfig::default();
+        config.consensus.min_block_interval_ms = config.consensus.block_time_ms + 1;
+        let err = config.validate().expect_err("above the heartbeat");
+        assert!(err.to_string().contains("min_block_interval_ms"), "{err}");
+        config.consensus.min_block_interval_ms = config.consensus.block_time_ms;
+        config.validate().expect("fixed-interval blocks");
+        config.consensus.min_block_interval_ms = 0;
+        config
+            .validate()
+            .expect("propose as soon as the parent is notarized");
     }
 
     #[test]

@@ -210,6 +210,7 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
             timeout_base_ms: config.consensus.timeout_base_ms,
             timeout_max_ms: config.consensus.timeout_max_ms,
             block_time_ms: config.consensus.block_time_ms,
+            min_block_interval_ms: config.consensus.min_block_interval_ms,
             max_block_txs: config.consensus.max_block_txs,
             block_gas_limit: genesis.block_gas_limit,
             max_frame_bytes: config.p2p.max_frame_bytes as usize,

@@ -128,6 +128,10 @@ impl Host for Shell<'_> {
         )
     }
 
+    fn has_pending(&mut self) -> bool {
+        !self.mempool.lock().expect("mempool lock").is_empty()
+    }
+
     fn uncharged(&mut self, hashes: &[Hash]) {
         self.mempool
             .lock()

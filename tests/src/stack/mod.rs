@@ -47,6 +47,9 @@ pub struct StackScenario {
     pub expiry_epochs: u64,
     pub fold_epochs: u64,
     pub block_time_ms: u64,
+    /// With transactions waiting, a leader proposes this long after the parent (adaptive
+    /// pacing); `block_time_ms` restores fixed-interval blocks.
+    pub min_block_interval_ms: u64,
     pub timeout_base_ms: u64,
     /// Validator `.0` crashes at `.1` ms and restarts `.2` ms later.
     pub crash: Option<(usize, u64, u64)>,
@@ -93,6 +96,7 @@ impl StackScenario {
             expiry_epochs: 2,
             fold_epochs: 1,
             block_time_ms: 100,
+            min_block_interval_ms: 100,
             timeout_base_ms: 400,
             crash: (fault == 1).then(|| {
                 let i = rng.gen_range(0..n);
@@ -106,6 +110,22 @@ impl StackScenario {
             byzantine: None,
         }
         .maybe_byzantine()
+        .maybe_fast_blocks()
+    }
+
+    /// For half the seeds (drawn apart, so the other settings stay as they were): blocks as
+    /// fast as load allows, 20 ms after their parent while the agents' transactions wait.
+    /// Epochs get proportionally more blocks: the agents act on a clock, and at fixed-pace
+    /// epoch lengths their contracts would expire between two of their calls (every call
+    /// in the run's last third then fails as expired, which is the workload's limit, not
+    /// the chain's).
+    fn maybe_fast_blocks(mut self) -> StackScenario {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x0fa5_7b10);
+        if rng.gen_bool(0.5) {
+            self.min_block_interval_ms = 20;
+            self.epoch_length *= self.block_time_ms / self.min_block_interval_ms;
+        }
+        self
     }
 
     /// For a quarter of the seeds (drawn apart, so the other settings stay as they were):

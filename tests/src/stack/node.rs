@@ -131,6 +131,7 @@ impl Validator {
             timeout_base_ms: s.timeout_base_ms,
             timeout_max_ms: s.timeout_base_ms * 4,
             block_time_ms: s.block_time_ms,
+            min_block_interval_ms: s.min_block_interval_ms,
             max_block_txs: SIM_MAX_BLOCK_TXS,
             block_gas_limit: genesis.block_gas_limit,
             max_frame_bytes: SIM_MAX_FRAME_BYTES,
@@ -365,6 +366,10 @@ impl Host for SimHost<'_> {
     ) -> Result<Vec<SignedTransaction>, AdmitError> {
         self.mempool
             .select(state, limits.max_txs, limits.max_bytes, limits.max_gas)
+    }
+
+    fn has_pending(&mut self) -> bool {
+        !self.mempool.is_empty()
     }
 
     fn uncharged(&mut self, hashes: &[Hash]) {

@@ -263,3 +263,48 @@ fn a_vote_whose_log_write_failed_is_never_sent() {
         );
     }
 }
+
+/// Issue 22, adaptive pacing: with the agents' transactions waiting, a leader proposes
+/// `min_block_interval_ms` after the parent instead of a fixed block time, so the same
+/// calm run commits many more blocks, all validators still agreeing.
+#[test]
+fn blocks_follow_load_with_adaptive_pacing() {
+    for seed in [3, 4] {
+        let mut fixed = calm(seed);
+        fixed.min_block_interval_ms = fixed.block_time_ms;
+        let mut fast = fixed.clone();
+        fast.min_block_interval_ms = 20;
+        let slow = run(&fixed).expect("fixed run");
+        let quick = run(&fast).expect("adaptive run");
+        check(&slow, &fixed).unwrap_or_else(|e| panic!("fixed: {e}"));
+        check(&quick, &fast).unwrap_or_else(|e| panic!("adaptive: {e}"));
+        assert!(
+            top(&quick) * 2 > top(&slow) * 3,
+            "seed {seed}: adaptive pacing committed {} heights, fixed {}",
+            top(&quick),
+            top(&slow)
+        );
+        // Idle (the agents send one batch at the start, then nothing): only the heartbeat,
+        // one empty block per block time, exactly as fixed pacing makes.
+        fixed.tx_gap_ms = (u64::MAX / 4, u64::MAX / 4);
+        fast.tx_gap_ms = fixed.tx_gap_ms;
+        let slow = run(&fixed).expect("fixed idle run");
+        let quick = run(&fast).expect("adaptive idle run");
+        for r in [&slow, &quick] {
+            assert!(
+                r.violations.is_empty() && r.mismatches.is_empty() && r.halted.is_empty(),
+                "seed {seed}: {r:?}"
+            );
+        }
+        assert!(
+            top(&quick) <= top(&slow) + 3,
+            "seed {seed}: idle, adaptive pacing committed {} heights, fixed {}",
+            top(&quick),
+            top(&slow)
+        );
+    }
+}
+
+fn top(r: &StackReport) -> u64 {
+    r.heights.iter().copied().max().unwrap_or(0)
+}
