@@ -17,7 +17,7 @@
 //! exactly them.
 
 use keel_runtime::precheck::check_stateless;
-use keel_runtime::signatures::bad_signatures;
+use keel_runtime::signatures::{admission_chunk, bad_signatures_in_chunks};
 use keel_state::{StateError, StateView, StateViewExt};
 use keel_types::limits::{MAX_TX_BYTES, MAX_TX_GAS};
 use keel_types::sync::Lock;
@@ -243,13 +243,15 @@ impl Mempool {
             }
             match SignedTransaction::decode(bytes) {
                 Ok(tx) => {
-                    decoded.push(tx);
+                    // Canonical decoding: the bytes are the encoding, so their length is
+                    // its length (no re-encoding per transaction).
+                    decoded.push((tx, bytes.len()));
                     positions.push(i);
                 }
                 Err(e) => results[i] = Some(Err(AdmitError::Decode(e.to_string()))),
             }
         }
-        for (i, result) in positions.into_iter().zip(self.admit(state, decoded)) {
+        for (i, result) in positions.into_iter().zip(self.admit_sized(state, decoded)) {
             results[i] = Some(result);
         }
         results
@@ -265,21 +267,41 @@ impl Mempool {
         state: &dyn StateView,
         txs: Vec<SignedTransaction>,
     ) -> Vec<Result<Hash, AdmitError>> {
+        let sized = txs
+            .into_iter()
+            .map(|tx| {
+                let len = tx.encode().len();
+                (tx, len)
+            })
+            .collect();
+        self.admit_sized(state, sized)
+    }
+
+    /// [`Mempool::admit`] of transactions with their encoded lengths.
+    fn admit_sized(
+        &mut self,
+        state: &dyn StateView,
+        sized: Vec<(SignedTransaction, usize)>,
+    ) -> Vec<Result<Hash, AdmitError>> {
+        let (txs, lens): (Vec<SignedTransaction>, Vec<usize>) = sized.into_iter().unzip();
         let hashes: Vec<Hash> = txs.iter().map(SignedTransaction::hash).collect();
-        let bad = bad_signatures(
+        let threads = self.config.verify_threads;
+        let bad = bad_signatures_in_chunks(
             &txs,
             &hashes,
-            self.config.verify_threads,
+            threads,
             self.min_gas_price,
+            admission_chunk(txs.len(), threads),
         );
         txs.into_iter()
             .zip(hashes)
+            .zip(lens)
             .enumerate()
-            .map(|(i, (tx, hash))| {
+            .map(|(i, ((tx, hash), bytes))| {
                 if bad.binary_search(&i).is_ok() {
                     return Err(AdmitError::BadSignature);
                 }
-                self.insert(state, tx, hash)
+                self.insert(state, tx, hash, bytes)
             })
             .collect()
     }
@@ -298,13 +320,14 @@ impl Mempool {
     }
 
     /// Admit one transaction whose signature has been verified.
+    /// `bytes`: its encoded length.
     fn insert(
         &mut self,
         state: &dyn StateView,
         tx: SignedTransaction,
         hash: Hash,
+        bytes: usize,
     ) -> Result<Hash, AdmitError> {
-        let bytes = tx.encode().len();
         self.stateless_checks(&tx, bytes)?;
         if self.hashes.contains_key(&hash) {
             return Err(AdmitError::AlreadyKnown);

@@ -32,7 +32,33 @@ pub fn bad_signatures(
     threads: usize,
     eth_base_fee: u128,
 ) -> Vec<usize> {
+    bad_signatures_in_chunks(transactions, hashes, threads, eth_base_fee, SIGNATURE_CHUNK)
+}
+
+/// Largest chunk [`admission_chunk`] picks: the batch equation's saving per signature
+/// flattens out well before this, and a failing chunk is re-checked one by one.
+pub const MAX_ADMISSION_CHUNK: usize = 1_024;
+
+/// The chunk size for checking `n` transactions at mempool admission on `threads` threads:
+/// one chunk per thread, at least [`SIGNATURE_CHUNK`] and at most [`MAX_ADMISSION_CHUNK`].
+/// Admission is this node's own business (the block's verdict is re-derived at execution
+/// with the fixed chunking), so it may batch as widely as pays: a 500-transaction RPC batch
+/// is one batch equation instead of four.
+pub fn admission_chunk(n: usize, threads: usize) -> usize {
+    n.div_ceil(threads.max(1))
+        .clamp(SIGNATURE_CHUNK, MAX_ADMISSION_CHUNK)
+}
+
+/// [`bad_signatures`] with `chunk` transactions per batch equation.
+pub fn bad_signatures_in_chunks(
+    transactions: &[SignedTransaction],
+    hashes: &[Hash],
+    threads: usize,
+    eth_base_fee: u128,
+    chunk: usize,
+) -> Vec<usize> {
     assert_eq!(transactions.len(), hashes.len(), "one hash per transaction");
+    let chunk = chunk.max(1);
     // ed25519 transactions are batch-verified; `positions[k]` is the block index of item k.
     // Ethereum ones (secp256k1 recovery, no batching) are checked one by one below.
     let mut positions = Vec::with_capacity(transactions.len());
@@ -51,7 +77,7 @@ pub fn bad_signatures(
             }
         }
     }
-    let chunks: Vec<&[(&[u8], PublicKey, Signature)]> = items.chunks(SIGNATURE_CHUNK).collect();
+    let chunks: Vec<&[(&[u8], PublicKey, Signature)]> = items.chunks(chunk).collect();
     let threads = threads.clamp(1, chunks.len().max(1));
     let verdicts: Vec<Vec<usize>> = if threads == 1 {
         chunks.iter().map(|c| verify_chunk(c)).collect()
@@ -86,7 +112,7 @@ pub fn bad_signatures(
         verdicts
             .into_iter()
             .enumerate()
-            .flat_map(|(chunk, bad)| bad.into_iter().map(move |i| chunk * SIGNATURE_CHUNK + i))
+            .flat_map(|(index, bad)| bad.into_iter().map(move |i| index * chunk + i))
             .map(|k| positions[k]),
     );
     bad.sort_unstable();
@@ -138,5 +164,26 @@ mod tests {
         }
         assert!(check(&txs(10, &[]), 4).is_empty());
         assert!(check(&[], 4).is_empty());
+    }
+
+    /// Admission batches as widely as pays; the bad signatures it finds are the same ones,
+    /// at the same indices, whatever the chunk (a failing chunk is re-checked one by one).
+    #[test]
+    fn admission_chunks_find_the_same_bad_signatures() {
+        let bad = [0, 127, 128, 300, 499, 511];
+        let block = txs(512, &bad);
+        let hashes: Vec<Hash> = block.iter().map(SignedTransaction::hash).collect();
+        for (threads, chunk) in [(1, 1), (1, 500), (1, 512), (2, 256), (3, 1_000), (1, 0)] {
+            assert_eq!(
+                bad_signatures_in_chunks(&block, &hashes, threads, 1, chunk),
+                bad.to_vec(),
+                "{threads} threads, chunks of {chunk}"
+            );
+        }
+        assert_eq!(admission_chunk(500, 1), 500);
+        assert_eq!(admission_chunk(500, 2), 250);
+        assert_eq!(admission_chunk(10, 4), SIGNATURE_CHUNK);
+        assert_eq!(admission_chunk(100_000, 1), MAX_ADMISSION_CHUNK);
+        assert_eq!(admission_chunk(0, 0), SIGNATURE_CHUNK);
     }
 }
