@@ -14,6 +14,7 @@
 use crate::admit::{ProposalWindow, RequestedBlocks, MAX_VIEWS_AHEAD};
 use crate::chain::{Chain, ChainError};
 use crate::mempool::AdmitError;
+use crate::next_epoch::{message_epoch, NextEpoch};
 use crate::propose::ProposalSlot;
 use crate::sync;
 use crate::validity::{check, check_finalized, BlockRules, EpochBounds, Verdict};
@@ -191,6 +192,8 @@ pub struct App {
     proposals: ProposalWindow,
     /// Blocks this node asked for: the only block responses it stores.
     requested: RequestedBlocks,
+    /// The next epoch's consensus messages, replayed when this epoch ends (next_epoch.rs).
+    next_epoch: NextEpoch,
     to_execute: Vec<Hash>,
     inputs: VecDeque<Input>,
     halted: Option<String>,
@@ -217,6 +220,7 @@ impl App {
             deferred: BTreeMap::new(),
             proposals: ProposalWindow::default(),
             requested: RequestedBlocks::default(),
+            next_epoch: NextEpoch::default(),
             to_execute: Vec::new(),
             inputs: VecDeque::new(),
             halted: None,
@@ -289,6 +293,13 @@ impl App {
                 height,
                 "dropping a message whose block body does not match its header"
             );
+            return;
+        }
+        let next = self.engine.epoch().saturating_add(1);
+        if message_epoch(&message) == Some(next) {
+            // Held for the next engine; this one only takes it as its hint to sync.
+            self.next_epoch.hold(next, from, &message);
+            self.push(Input::Message { from, message });
             return;
         }
         match &message {
@@ -473,6 +484,9 @@ impl App {
                 self.deferred.clear();
                 host.epoch_started(epoch + 1);
                 self.push(Input::Start);
+                for (from, message) in self.next_epoch.take(epoch + 1) {
+                    self.admit_message(from, message, host);
+                }
             }
         }
     }

@@ -12,6 +12,7 @@ pub mod charge;
 pub mod core;
 pub mod genesis;
 pub mod mempool;
+pub mod next_epoch;
 pub mod propose;
 pub mod sync;
 pub mod validity;

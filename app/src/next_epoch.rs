@@ -1,0 +1,157 @@
+//! Consensus messages of the next epoch that arrive before this node has finished the current
+//! one, kept until it has.
+//!
+//! Validators cross an epoch boundary at slightly different times. The first to finalize the
+//! epoch's last block starts the next epoch's first view at once: its proposal and votes reach
+//! a validator still finishing the old epoch, whose engine can only verify votes against its
+//! own epoch's set and so dropped them. That validator then had no proposal in the new
+//! epoch's first view, and with one validator silent the view needed its vote: a timeout at
+//! every epoch boundary (found by review). Messages of epoch e + 1 are now held here and
+//! replayed into the new engine when epoch e ends.
+//!
+//! Untrusted bytes, bounded: per sender at most [`MAX_MESSAGES_PER_SENDER`] messages and
+//! [`MAX_BYTES_PER_SENDER`] encoded bytes, so one Byzantine validator can fill only its own
+//! share and never push out an honest validator's.
+
+use keel_consensus::Message;
+use keel_types::{Canonical, Epoch};
+use std::collections::BTreeMap;
+
+/// Next-epoch messages kept per sender: the first views' proposal and votes, and their
+/// certificates, fit many times over.
+pub const MAX_MESSAGES_PER_SENDER: usize = 64;
+/// Encoded bytes of next-epoch messages kept per sender: two full blocks.
+pub const MAX_BYTES_PER_SENDER: usize = 2 * keel_types::limits::MAX_BLOCK_BYTES;
+
+/// The epoch a consensus message belongs to, if it carries one (a proposal, vote or
+/// certificate; block and sync traffic is epoch-free).
+pub fn message_epoch(message: &Message) -> Option<Epoch> {
+    match message {
+        Message::Propose { vote, .. } | Message::Vote(vote) => Some(vote.vote.epoch),
+        Message::Certificate(cert) => Some(cert.vote.epoch),
+        _ => None,
+    }
+}
+
+/// Messages of one epoch, per sender, in arrival order.
+#[derive(Debug, Default)]
+pub struct NextEpoch {
+    epoch: Epoch,
+    /// Sender → (its messages in arrival order, their encoded bytes).
+    held: BTreeMap<u16, (Vec<Message>, usize)>,
+}
+
+impl NextEpoch {
+    /// Holds `message` from `from` if it is of `next` (the epoch after the node's current
+    /// one) and the sender's share has room. Returns whether it was kept. Messages of an
+    /// older `next` are dropped first (the node moved on without them).
+    pub fn hold(&mut self, next: Epoch, from: u16, message: &Message) -> bool {
+        if message_epoch(message) != Some(next) {
+            return false;
+        }
+        if self.epoch != next {
+            self.held.clear();
+            self.epoch = next;
+        }
+        let (messages, bytes) = self.held.entry(from).or_default();
+        if messages.len() >= MAX_MESSAGES_PER_SENDER {
+            return false;
+        }
+        let len = message.encode().len();
+        if bytes.saturating_add(len) > MAX_BYTES_PER_SENDER {
+            return false;
+        }
+        *bytes += len;
+        messages.push(message.clone());
+        true
+    }
+
+    /// Everything held for `epoch`, sender by sender in arrival order; the rest is dropped.
+    pub fn take(&mut self, epoch: Epoch) -> Vec<(u16, Message)> {
+        let held = std::mem::take(&mut self.held);
+        if self.epoch != epoch {
+            return Vec::new();
+        }
+        held.into_iter()
+            .flat_map(|(from, (messages, _))| messages.into_iter().map(move |m| (from, m)))
+            .collect()
+    }
+
+    /// Messages held (tests and metrics).
+    pub fn len(&self) -> usize {
+        self.held.values().map(|(m, _)| m.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_types::{Hash, SecretKey, SignedVote, Vote, VoteKind};
+
+    fn vote(epoch: Epoch, view: u64, signer: u16) -> Message {
+        let vote = Vote {
+            chain_id: 1,
+            kind: VoteKind::Nullify,
+            epoch,
+            view,
+            block: Hash::ZERO,
+        };
+        let key = SecretKey::from_seed([signer as u8 + 1; 32]);
+        Message::Vote(SignedVote {
+            signature: key.sign(&vote.signing_hash().0),
+            vote,
+            signer,
+        })
+    }
+
+    #[test]
+    fn only_the_next_epochs_messages_are_held_and_replayed_in_order() {
+        let mut next = NextEpoch::default();
+        assert!(
+            !next.hold(3, 1, &vote(2, 10, 1)),
+            "the current epoch goes to the engine"
+        );
+        assert!(
+            !next.hold(3, 1, &vote(4, 10, 1)),
+            "two epochs ahead: not held"
+        );
+        assert!(!next.hold(3, 1, &Message::BlockRequest(Hash::ZERO)));
+        assert!(next.hold(3, 1, &vote(3, 11, 1)));
+        assert!(next.hold(3, 2, &vote(3, 11, 2)));
+        assert!(next.hold(3, 1, &vote(3, 12, 1)));
+        assert_eq!(next.len(), 3);
+        let replay = next.take(3);
+        let order: Vec<(u16, u64)> = replay
+            .iter()
+            .map(|(from, m)| match m {
+                Message::Vote(v) => (*from, v.vote.view),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(order, [(1, 11), (1, 12), (2, 11)]);
+        assert!(next.is_empty());
+        // Held for an epoch the node skipped (it synced past it): dropped.
+        assert!(next.hold(4, 1, &vote(4, 20, 1)));
+        assert!(next.take(5).is_empty());
+        assert!(next.is_empty());
+    }
+
+    /// A Byzantine validator flooding next-epoch messages fills only its own share: an
+    /// honest validator's messages are still held.
+    #[test]
+    fn a_flooding_sender_fills_only_its_own_share() {
+        let mut next = NextEpoch::default();
+        let kept = (0..10_000)
+            .filter(|view| next.hold(1, 3, &vote(1, *view, 3)))
+            .count();
+        assert_eq!(kept, MAX_MESSAGES_PER_SENDER);
+        assert!(next.hold(1, 0, &vote(1, 5, 0)));
+        assert_eq!(next.len(), MAX_MESSAGES_PER_SENDER + 1);
+        let replay = next.take(1);
+        assert!(replay.iter().any(|(from, _)| *from == 0));
+    }
+}
