@@ -298,7 +298,8 @@ impl App {
         let next = self.engine.epoch().saturating_add(1);
         if message_epoch(&message) == Some(next) {
             // Held for the next engine; this one only takes it as its hint to sync.
-            self.next_epoch.hold(next, from, &message);
+            self.next_epoch
+                .hold(next, self.cfg.validators.len(), from, &message);
             self.push(Input::Message { from, message });
             return;
         }

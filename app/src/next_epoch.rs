@@ -9,9 +9,11 @@
 //! every epoch boundary (found by review). Messages of epoch e + 1 are now held here and
 //! replayed into the new engine when epoch e ends.
 //!
-//! Untrusted bytes, bounded: per sender at most [`MAX_MESSAGES_PER_SENDER`] messages and
-//! [`MAX_BYTES_PER_SENDER`] encoded bytes, so one Byzantine validator can fill only its own
-//! share and never push out an honest validator's.
+//! Untrusted bytes, bounded, checked before anything is copied: a sender's proposals only
+//! for views it leads and its votes only signed by itself (what an honest validator sends
+//! of the next epoch; certificates from anyone), at most [`MAX_MESSAGES_PER_SENDER`]
+//! messages and [`MAX_BYTES_PER_SENDER`] bytes per sender, and [`MAX_HELD_BYTES`] in all.
+//! One Byzantine validator can fill only its own share; f of them, at most the total.
 
 use keel_consensus::Message;
 use keel_types::{Canonical, Epoch};
@@ -20,8 +22,11 @@ use std::collections::BTreeMap;
 /// Next-epoch messages kept per sender: the first views' proposal and votes, and their
 /// certificates, fit many times over.
 pub const MAX_MESSAGES_PER_SENDER: usize = 64;
-/// Encoded bytes of next-epoch messages kept per sender: two full blocks.
-pub const MAX_BYTES_PER_SENDER: usize = 2 * keel_types::limits::MAX_BLOCK_BYTES;
+/// Encoded bytes of next-epoch messages kept per sender: one full block and its votes.
+pub const MAX_BYTES_PER_SENDER: usize = keel_types::limits::MAX_BLOCK_BYTES + 64 * 1024;
+/// Encoded bytes of next-epoch messages kept in all (the engine's own block cache is
+/// `keel_consensus::MAX_PENDING_BLOCK_BYTES`).
+pub const MAX_HELD_BYTES: usize = 4 * MAX_BYTES_PER_SENDER;
 
 /// The epoch a consensus message belongs to, if it carries one (a proposal, vote or
 /// certificate; block and sync traffic is epoch-free).
@@ -39,29 +44,48 @@ pub struct NextEpoch {
     epoch: Epoch,
     /// Sender → (its messages in arrival order, their encoded bytes).
     held: BTreeMap<u16, (Vec<Message>, usize)>,
+    /// Encoded bytes held in all.
+    bytes: usize,
 }
 
 impl NextEpoch {
-    /// Holds `message` from `from` if it is of `next` (the epoch after the node's current
-    /// one) and the sender's share has room. Returns whether it was kept. Messages of an
-    /// older `next` are dropped first (the node moved on without them).
-    pub fn hold(&mut self, next: Epoch, from: u16, message: &Message) -> bool {
-        if message_epoch(message) != Some(next) {
+    /// Holds `message` from validator `from` (of `validators`) if it is of `next` (the epoch
+    /// after the node's current one), is what `from` would honestly send, and there is room.
+    /// Returns whether it was kept. Messages of an older `next` are dropped first.
+    pub fn hold(&mut self, next: Epoch, validators: usize, from: u16, message: &Message) -> bool {
+        if message_epoch(message) != Some(next) || usize::from(from) >= validators {
+            return false;
+        }
+        let own = match message {
+            Message::Propose { block, vote } => {
+                vote.signer == from
+                    && block.header.epoch == next
+                    && block.header.view == vote.vote.view
+                    && keel_consensus::leader_of(vote.vote.view, validators) == from
+            }
+            Message::Vote(vote) => vote.signer == from,
+            _ => true,
+        };
+        if !own {
             return false;
         }
         if self.epoch != next {
             self.held.clear();
+            self.bytes = 0;
             self.epoch = next;
         }
         let (messages, bytes) = self.held.entry(from).or_default();
-        if messages.len() >= MAX_MESSAGES_PER_SENDER {
+        if messages.len() >= MAX_MESSAGES_PER_SENDER || *bytes >= MAX_BYTES_PER_SENDER {
             return false;
         }
         let len = message.encode().len();
-        if bytes.saturating_add(len) > MAX_BYTES_PER_SENDER {
+        if bytes.saturating_add(len) > MAX_BYTES_PER_SENDER
+            || self.bytes.saturating_add(len) > MAX_HELD_BYTES
+        {
             return false;
         }
         *bytes += len;
+        self.bytes += len;
         messages.push(message.clone());
         true
     }
@@ -69,6 +93,7 @@ impl NextEpoch {
     /// Everything held for `epoch`, sender by sender in arrival order; the rest is dropped.
     pub fn take(&mut self, epoch: Epoch) -> Vec<(u16, Message)> {
         let held = std::mem::take(&mut self.held);
+        self.bytes = 0;
         if self.epoch != epoch {
             return Vec::new();
         }
@@ -112,17 +137,17 @@ mod tests {
     fn only_the_next_epochs_messages_are_held_and_replayed_in_order() {
         let mut next = NextEpoch::default();
         assert!(
-            !next.hold(3, 1, &vote(2, 10, 1)),
+            !next.hold(3, 4, 1, &vote(2, 10, 1)),
             "the current epoch goes to the engine"
         );
         assert!(
-            !next.hold(3, 1, &vote(4, 10, 1)),
+            !next.hold(3, 4, 1, &vote(4, 10, 1)),
             "two epochs ahead: not held"
         );
-        assert!(!next.hold(3, 1, &Message::BlockRequest(Hash::ZERO)));
-        assert!(next.hold(3, 1, &vote(3, 11, 1)));
-        assert!(next.hold(3, 2, &vote(3, 11, 2)));
-        assert!(next.hold(3, 1, &vote(3, 12, 1)));
+        assert!(!next.hold(3, 4, 1, &Message::BlockRequest(Hash::ZERO)));
+        assert!(next.hold(3, 4, 1, &vote(3, 11, 1)));
+        assert!(next.hold(3, 4, 2, &vote(3, 11, 2)));
+        assert!(next.hold(3, 4, 1, &vote(3, 12, 1)));
         assert_eq!(next.len(), 3);
         let replay = next.take(3);
         let order: Vec<(u16, u64)> = replay
@@ -135,7 +160,7 @@ mod tests {
         assert_eq!(order, [(1, 11), (1, 12), (2, 11)]);
         assert!(next.is_empty());
         // Held for an epoch the node skipped (it synced past it): dropped.
-        assert!(next.hold(4, 1, &vote(4, 20, 1)));
+        assert!(next.hold(4, 4, 1, &vote(4, 20, 1)));
         assert!(next.take(5).is_empty());
         assert!(next.is_empty());
     }
@@ -146,12 +171,72 @@ mod tests {
     fn a_flooding_sender_fills_only_its_own_share() {
         let mut next = NextEpoch::default();
         let kept = (0..10_000)
-            .filter(|view| next.hold(1, 3, &vote(1, *view, 3)))
+            .filter(|view| next.hold(1, 4, 3, &vote(1, *view, 3)))
             .count();
         assert_eq!(kept, MAX_MESSAGES_PER_SENDER);
-        assert!(next.hold(1, 0, &vote(1, 5, 0)));
+        assert!(next.hold(1, 4, 0, &vote(1, 5, 0)));
         assert_eq!(next.len(), MAX_MESSAGES_PER_SENDER + 1);
         let replay = next.take(1);
         assert!(replay.iter().any(|(from, _)| *from == 0));
+    }
+
+    /// Only what the sender would honestly send is held: its own votes, and proposals for
+    /// views it leads naming that view; nothing from an index outside the set.
+    #[test]
+    fn relayed_votes_and_other_leaders_proposals_are_not_held() {
+        let mut next = NextEpoch::default();
+        assert!(
+            !next.hold(1, 4, 2, &vote(1, 9, 3)),
+            "validator 3's vote sent by 2"
+        );
+        assert!(
+            !next.hold(1, 4, 9, &vote(1, 9, 9)),
+            "no validator 9 in a set of 4"
+        );
+        let propose = |view: u64, signer: u16, header_view: u64| {
+            let key = SecretKey::from_seed([signer as u8 + 1; 32]);
+            let block = keel_types::Block {
+                header: keel_types::Header {
+                    chain_id: 1,
+                    height: 1,
+                    epoch: 1,
+                    view: header_view,
+                    parent_hash: Hash::ZERO,
+                    proposer: key.public_key(),
+                    timestamp_ms: 0,
+                    tx_root: keel_types::block::tx_root(&[]),
+                    parent_state_root: Hash::ZERO,
+                    parent_receipts_root: Hash::ZERO,
+                    archive_root: Hash::ZERO,
+                },
+                transactions: Vec::new(),
+            };
+            let v = Vote {
+                chain_id: 1,
+                kind: VoteKind::Notarize,
+                epoch: 1,
+                view,
+                block: block.hash(),
+            };
+            Message::Propose {
+                block,
+                vote: SignedVote {
+                    signature: key.sign(&v.signing_hash().0),
+                    vote: v,
+                    signer,
+                },
+            }
+        };
+        // View 9's leader among 4 is 1.
+        assert!(
+            !next.hold(1, 4, 2, &propose(9, 2, 9)),
+            "not the leader of view 9"
+        );
+        assert!(
+            !next.hold(1, 4, 1, &propose(9, 1, 10)),
+            "header names another view"
+        );
+        assert!(next.hold(1, 4, 1, &propose(9, 1, 9)));
+        assert_eq!(next.len(), 1);
     }
 }

@@ -242,6 +242,40 @@ fn revive_through_the_cli(base_port: u16, fold_epochs: u64) {
     }
     let (ok, _, err) = keel(&["query", "account", &agent_address, "--rpc", &other]);
     assert!(!ok && err.contains("-32006"), "{err}");
+    // The status page finds the expired account and shows how to revive it (issue 23).
+    // Epochs here last about a second: the keeper keeps itself and the contracts live
+    // meanwhile, as it does above.
+    let stop = Arc::new(AtomicBool::new(false));
+    let keeping = {
+        let (stop, rpc, keeper, registry) = (
+            stop.clone(),
+            rpc.clone(),
+            keeper.to_string(),
+            registries.clone(),
+        );
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                for r in &registry {
+                    let touched = call(&rpc, &keeper, r, &call_data("count()", &[]));
+                    assert_eq!(touched["status"], "success", "{touched}");
+                }
+            }
+        })
+    };
+    common::run_js(
+        "status_page_expired.mjs",
+        &serde_json::json!({
+            "url": format!("http://{}/", cluster.metrics_url(2)),
+            "address": agent_address,
+            "min_epoch": written + EXPIRY_EPOCHS,
+            "max_epoch": expires_at,
+            "folded": fold_epochs < 100,
+            "rpc": other,
+        }),
+        5,
+    );
+    stop.store(true, Ordering::Relaxed);
+    keeping.join().expect("the keeper thread");
     // The agent's own transactions are refused: the CLI cannot even read its nonce, and
     // says why and how to revive (a transaction that reached a block would get the typed
     // receipt error instead: runtime/tests/expiry.rs).

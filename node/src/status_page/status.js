@@ -299,7 +299,7 @@ async function showAccount(address) {
     if (e.code !== EXPIRED) throw e;
     if (mine !== lookup) return;
     const epoch = e.data ? e.data.expired_epoch : "?";
-    const command = `keel query proof ${address} --epoch ${epoch} --rpc ${rpcUrl} > proof.json\n` +
+    const command = `keel query proof ${address} --rpc ${rpcUrl} > proof.json\n` +
       `keel tx revive --key KEY.json --proof proof.json --rpc ${rpcUrl} --wait`;
     showResult(el("h3", {}, "Account"), dl([
       ["address", address], ["expiry", `expired in epoch ${epoch}${e.data && e.data.folded ? " (folded)" : ""}`],
