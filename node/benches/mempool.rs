@@ -63,27 +63,35 @@ fn main() {
     }
     let raw_rate = n as f64 / start.elapsed().as_secs_f64();
 
-    let mut pool = Mempool::new(
-        MempoolConfig {
-            max_txs: n,
-            max_per_sender: PER_SENDER as usize,
-            ..MempoolConfig::default()
-        },
-        CHAIN_ID,
-        1,
-    );
-    let start = Instant::now();
-    for chunk in raw.chunks(BATCH) {
-        for result in pool.admit_raw(&view, chunk) {
-            result.expect("admitted");
+    let admit = |verify_threads: usize| {
+        let mut pool = Mempool::new(
+            MempoolConfig {
+                max_txs: n,
+                max_per_sender: PER_SENDER as usize,
+                verify_threads,
+                ..MempoolConfig::default()
+            },
+            CHAIN_ID,
+            1,
+        );
+        let start = Instant::now();
+        for chunk in raw.chunks(BATCH) {
+            for result in pool.admit_raw(&view, chunk) {
+                result.expect("admitted");
+            }
         }
-    }
-    let keel_rate = n as f64 / start.elapsed().as_secs_f64();
-    assert_eq!(pool.len(), n);
+        let rate = n as f64 / start.elapsed().as_secs_f64();
+        assert_eq!(pool.len(), n);
+        rate
+    };
+    let keel_rate = admit(1);
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let keel_threaded_rate = admit(threads);
 
     println!("\n## Mempool admission ({n} transfers from {SENDERS} senders, batches of {BATCH})");
     println!("| path | tx/s | ratio to raw batch verification |");
     println!("|---|---:|---:|");
     println!("| raw ed25519 batch verification (baseline) | {raw_rate:.0} | 1.000 |");
     println!("| keel mempool admission (decode, checks, signatures, state, queues) | {keel_rate:.0} | {:.3} |", keel_rate / raw_rate);
+    println!("| keel mempool admission, {threads} verify threads (the node's setting) | {keel_threaded_rate:.0} | {:.3} |", keel_threaded_rate / raw_rate);
 }

@@ -270,6 +270,8 @@ impl NodeConfig {
             max_bytes: self.mempool.max_bytes,
             max_per_sender: self.mempool.max_per_sender,
             nonce_window: self.mempool.nonce_window,
+            // Gossip batches are split over the cores (RPC admits one at a time: one thread).
+            verify_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             ..MempoolConfig::default()
         }
     }
