@@ -173,6 +173,9 @@ pub struct StackReport {
     pub lies: BTreeMap<Lie, u64>,
     /// Successful receipts in the last third of the compared heights.
     pub late_successes: u64,
+    /// Views a running validator nullified although their leader was running (not the
+    /// silent one): what lost messages, slow clocks and epoch boundaries cost.
+    pub nullified_live_views: u64,
 }
 
 /// A message on its way.
@@ -383,6 +386,16 @@ fn report(
             .collect(),
         ..StackReport::default()
     };
+    let mut nullified = std::collections::BTreeSet::new();
+    for v in validators.iter().filter(|v| s.silent != Some(v.index)) {
+        for &(epoch, view, kind) in v.signed_votes().keys() {
+            let leader = usize::from(keel_consensus::leader_of(view, s.n));
+            if kind == 1 && s.silent != Some(leader) {
+                nullified.insert((epoch, view));
+            }
+        }
+    }
+    r.nullified_live_views = nullified.len() as u64;
     let Some(top) = validators
         .iter()
         .filter(|v| s.silent != Some(v.index))

@@ -308,3 +308,25 @@ fn blocks_follow_load_with_adaptive_pacing() {
 fn top(r: &StackReport) -> u64 {
     r.heights.iter().copied().max().unwrap_or(0)
 }
+
+/// Measures (prints) the views with a running leader that still got nullified, summed over
+/// calm seeds with one silent validator and fast blocks: `KEEL_STACK_MEASURE=1`.
+#[test]
+fn measure_nullified_live_views() {
+    if std::env::var("KEEL_STACK_MEASURE").is_err() {
+        return;
+    }
+    let (mut views, mut heights) = (0, 0);
+    for seed in 0..40 {
+        let mut s = calm(seed);
+        s.silent = Some(3);
+        s.min_block_interval_ms = 20;
+        s.epoch_length = 10;
+        s.delay_ms = (5, 60);
+        let r = run(&s).expect("run");
+        check(&r, &s).unwrap_or_else(|e| panic!("{e}"));
+        views += r.nullified_live_views;
+        heights += top(&r);
+    }
+    eprintln!("nullified views with a live leader: {views} over {heights} heights");
+}
