@@ -1,11 +1,14 @@
 //! ed25519 keys and signatures (ed25519-dalek), and the batch verification rule.
 //!
-//! Verification rule, used identically by the mempool and the runtime so every node reaches
-//! the same verdict: a set of signatures is checked with ed25519-dalek's deterministic batch
+//! Verification rule: a set of signatures is checked with ed25519-dalek's deterministic batch
 //! equation; if the batch fails, each signature is checked alone with `verify_strict`, which
 //! names the bad ones. Both steps are pure functions of their inputs (dalek derives the batch
-//! coefficients from a transcript of the inputs, not from an RNG), so a block's verdict is a
-//! pure function of the block.
+//! coefficients from a transcript of the inputs, not from an RNG). The runtime cuts a block
+//! into fixed chunks (keel_runtime::signatures), so a block's verdict is a pure function of
+//! the block, the same at every node. The mempool chunks its batches as it likes (admission
+//! is this node's own business): for a signature with a crafted torsion component the batch
+//! verdict can depend on its chunk, so admission may let in a transaction that block
+//! execution then refuses, which costs only the block space it takes.
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use ed25519_dalek::Signer;

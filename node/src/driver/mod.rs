@@ -76,6 +76,9 @@ pub struct Driver {
     /// This validator's index, and the highest view it has voted in (for the status page).
     me: u16,
     my_last_vote: u64,
+    /// The view and time the status was last published (see [`STATUS_REFRESH_MS`]).
+    status_view: u64,
+    status_at: Instant,
 }
 
 /// What the app asks of the process, for the duration of one call into it.
@@ -225,6 +228,8 @@ impl Driver {
             origin: Instant::now(),
             me,
             my_last_vote: start_view,
+            status_view: start_view,
+            status_at: Instant::now(),
         })
     }
 
@@ -273,29 +278,50 @@ impl Driver {
                 },
                 () = sleep => self.call(|app, host| app.on_deadline(host)),
             }
-            let engine = self.app.engine();
-            let view = engine.view();
-            let heard = engine.last_heard();
-            let honest_view = honest_view_heard(heard);
-            let sync_target = engine.sync_target();
-            // This validator's own votes never arrive over a link: the engine records them.
-            if let Some(&mine) = heard.get(usize::from(self.me)) {
-                if mine > self.my_last_vote {
-                    self.my_last_vote = mine;
-                    self.shared
-                        .update_activity(|a| a.voted(self.me, mine, now_ms()));
-                }
+            let view = self.app.engine().view();
+            // The figures only the status page reads are refreshed at most every
+            // STATUS_REFRESH_MS (or when the view moves), not per message.
+            let now = Instant::now();
+            let refresh = view != self.status_view
+                || now.duration_since(self.status_at) >= Duration::from_millis(STATUS_REFRESH_MS);
+            if refresh {
+                self.status_view = view;
+                self.status_at = now;
+                self.publish_status(view);
             }
-            let connected = self.net.connected();
-            self.shared.update(|s| {
-                s.view = view;
-                s.peers = connected.len();
-                s.connected = connected;
-                s.honest_view_heard = honest_view;
-                s.sync_target = sync_target;
-            });
             metrics::gauge!(m::VIEW).set(view as f64);
         }
+    }
+}
+
+/// The longest the status published for RPC, health and the status page lags the engine
+/// while its view stays the same.
+pub const STATUS_REFRESH_MS: u64 = 100;
+
+impl Driver {
+    /// Publishes the engine's view, the links, the honest view heard, the sync target and
+    /// this validator's own latest vote.
+    fn publish_status(&mut self, view: u64) {
+        let engine = self.app.engine();
+        let heard = engine.last_heard();
+        let honest_view = honest_view_heard(heard);
+        let sync_target = engine.sync_target();
+        // This validator's own votes never arrive over a link: the engine records them.
+        if let Some(&mine) = heard.get(usize::from(self.me)) {
+            if mine > self.my_last_vote {
+                self.my_last_vote = mine;
+                self.shared
+                    .update_activity(|a| a.voted(self.me, mine, now_ms()));
+            }
+        }
+        let connected = self.net.connected();
+        self.shared.update(|s| {
+            s.view = view;
+            s.peers = connected.len();
+            s.connected = connected;
+            s.honest_view_heard = honest_view;
+            s.sync_target = sync_target;
+        });
     }
 }
 
