@@ -32,7 +32,13 @@ fn four_validators_deploy_and_call_evm_and_wasm_through_the_cli_with_equal_roots
     let key = key.to_str().expect("utf8");
     let bob = "0x00000000000000000000000000000000000000bb";
     let mut tokens = Vec::new();
-    for (env, code) in [("evm", "Token.bin"), ("wasm", "token.wasm")] {
+    // The token three times: Solidity, C, and Rust with keel-sdk (issue 23: the SDK's
+    // contract deployed and called through the CLI, as docs/sdk.md's tutorial does).
+    for (env, code) in [
+        ("evm", "Token.bin"),
+        ("wasm", "token.wasm"),
+        ("wasm", "token_rs.wasm"),
+    ] {
         let code = contract(code);
         let (ok, receipt, err) = deploy(&rpc, key, env, &code, Some(SUPPLY));
         assert!(ok, "{env} deploy: {err}");

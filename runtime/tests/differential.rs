@@ -1,9 +1,10 @@
-//! Cross-environment differential harness (issue 7): the same contracts written twice —
-//! Solidity for the EVM (contracts/evm) and C for WASM (contracts/wasm) with the same ABI,
-//! storage layout and log format — a token, an AMM-style swap pool, a storage-heavy
-//! registry, and a router exercising nested calls and every revert path, including calls
-//! across environments. Seeded random transaction sequences run in four worlds: all-EVM,
-//! all-WASM and two mixed ones (router and token in different environments). Status,
+//! Cross-environment differential harness (issue 7): the same contracts written three
+//! times — Solidity for the EVM (contracts/evm), C for WASM (contracts/wasm) and Rust with
+//! keel-sdk for WASM (examples/src, issue 23) with the same ABI, storage layout and log
+//! format — a token, an AMM-style swap pool, a storage-heavy registry, and a router
+//! exercising nested calls and every revert path, including calls across environments.
+//! Seeded random transaction sequences run in six worlds: all-EVM, all-C, all-Rust and
+//! three mixed ones (router and token in different environments or languages). Status,
 //! output, revert data, every log and every touched storage slot must be identical in all
 //! four (contract addresses are compared by name); gas is printed side by side, never
 //! compared. A divergence is shrunk by proptest and printed with its seed.
@@ -22,18 +23,18 @@ use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-const USERS: u8 = 3;
-const SUPPLY: u64 = 1_000_000;
+pub(crate) const USERS: u8 = 3;
+pub(crate) const SUPPLY: u64 = 1_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Contract {
+pub(crate) enum Contract {
     Token,
     Amm,
     Registry,
     Router,
 }
 
-const CONTRACTS: [Contract; 4] = [
+pub(crate) const CONTRACTS: [Contract; 4] = [
     Contract::Token,
     Contract::Amm,
     Contract::Registry,
@@ -42,13 +43,13 @@ const CONTRACTS: [Contract; 4] = [
 
 /// Who receives or spends: a user or the router contract (so relays have tokens to move).
 #[derive(Debug, Clone, Copy)]
-enum Party {
+pub(crate) enum Party {
     User(u8),
     Router,
 }
 
 #[derive(Debug, Clone)]
-enum Op {
+pub(crate) enum Op {
     Transfer {
         from: u8,
         to: Party,
@@ -110,7 +111,7 @@ fn amount_or_too_large() -> impl Strategy<Value = u64> {
     prop_oneof![8 => 1u64..(1 << 20), 1 => Just(0u64), 1 => (1u64 << 24)..(1 << 25)]
 }
 
-fn op() -> impl Strategy<Value = Op> {
+pub(crate) fn op() -> impl Strategy<Value = Op> {
     let user = 0..USERS;
     prop_oneof![
         (user.clone(), party(), 0u64..400_000).prop_map(|(from, to, amount)| Op::Transfer {
@@ -185,34 +186,202 @@ struct World {
     symbolic_slots: BTreeMap<[u8; 32], String>,
 }
 
-fn code(contract: Contract, env: Env) -> Vec<u8> {
-    let (evm, wasm) = match contract {
-        Contract::Token => ("Token.bin", "token.wasm"),
-        Contract::Amm => ("Amm.bin", "amm.wasm"),
-        Contract::Registry => ("Registry.bin", "registry.wasm"),
-        Contract::Router => ("Router.bin", "router.wasm"),
+/// Which implementation of a contract a world deploys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Impl {
+    /// Solidity, on the EVM.
+    Sol,
+    /// C against keel.h, on WASM.
+    C,
+    /// Rust with keel-sdk, on WASM (built by scripts/sdk-contracts).
+    Rust,
+}
+
+impl Impl {
+    fn env(self) -> Env {
+        if self == Impl::Sol {
+            Env::Evm
+        } else {
+            Env::Wasm
+        }
+    }
+}
+
+fn code(contract: Contract, imp: Impl) -> Vec<u8> {
+    let name = match contract {
+        Contract::Token => "token",
+        Contract::Amm => "amm",
+        Contract::Registry => "registry",
+        Contract::Router => "router",
     };
-    artifact(if env == Env::Evm { evm } else { wasm })
+    artifact(&match imp {
+        Impl::Sol => {
+            let mut cap = name.to_string();
+            cap[..1].make_ascii_uppercase();
+            format!("{cap}.bin")
+        }
+        Impl::C => format!("{name}.wasm"),
+        Impl::Rust => format!("{name}_rs.wasm"),
+    })
 }
 
 fn keccak(parts: &[&[u8]]) -> [u8; 32] {
     keel_exec_wasm::keccak256(&parts.concat())
 }
 
+fn party_address(p: Party, users: &[Address], at: &BTreeMap<Contract, Address>) -> Address {
+    match p {
+        Party::User(i) => users[i as usize],
+        Party::Router => at[&Contract::Router],
+    }
+}
+
+/// The transaction an op becomes, given the users' and contracts' addresses: the sender's
+/// index, the contract called and the calldata.
+pub(crate) fn calldata(
+    op: &Op,
+    users: &[Address],
+    at: &BTreeMap<Contract, Address>,
+) -> (u8, Contract, Vec<u8>) {
+    let token = at[&Contract::Token];
+    match *op {
+        Op::Transfer { from, to, amount } => (
+            from,
+            Contract::Token,
+            abi::call(
+                "transfer(address,uint256)",
+                &[abi::address(&party_address(to, users, at)), abi::u(amount)],
+            ),
+        ),
+        Op::Approve {
+            from,
+            spender,
+            amount,
+        } => (
+            from,
+            Contract::Token,
+            abi::call(
+                "approve(address,uint256)",
+                &[
+                    abi::address(&party_address(spender, users, at)),
+                    abi::u(amount),
+                ],
+            ),
+        ),
+        Op::TransferFrom {
+            by,
+            from,
+            to,
+            amount,
+        } => (
+            by,
+            Contract::Token,
+            abi::call(
+                "transferFrom(address,address,uint256)",
+                &[
+                    abi::address(&users[from as usize]),
+                    abi::address(&party_address(to, users, at)),
+                    abi::u(amount),
+                ],
+            ),
+        ),
+        Op::Relay {
+            from,
+            to,
+            amount,
+            mode,
+        } => (
+            from,
+            Contract::Router,
+            abi::call(
+                "relay(address,address,uint256,uint256)",
+                &[
+                    abi::address(&token),
+                    abi::address(&party_address(to, users, at)),
+                    abi::u(amount),
+                    abi::u(u64::from(mode)),
+                ],
+            ),
+        ),
+        Op::AddLiquidity { from, a0, a1 } => (
+            from,
+            Contract::Amm,
+            abi::call("addLiquidity(uint256,uint256)", &[abi::u(a0), abi::u(a1)]),
+        ),
+        Op::Swap {
+            from,
+            dir,
+            amount_in,
+            min_out,
+        } => (
+            from,
+            Contract::Amm,
+            abi::call(
+                "swap(uint256,uint256,uint256)",
+                &[abi::u(u64::from(dir)), abi::u(amount_in), abi::u(min_out)],
+            ),
+        ),
+        Op::Set { from, key, value } => (
+            from,
+            Contract::Registry,
+            abi::call("set(uint256,uint256)", &[abi::u(key), abi::u(value)]),
+        ),
+        Op::SetRange {
+            from,
+            start_near_max,
+            start,
+            n,
+            value,
+        } => {
+            let start = if start_near_max {
+                U256::MAX - U256::from(start)
+            } else {
+                U256::from(start)
+            };
+            (
+                from,
+                Contract::Registry,
+                abi::call(
+                    "setRange(uint256,uint256,uint256)",
+                    &[abi::uint(start), abi::u(n), abi::u(value)],
+                ),
+            )
+        }
+        Op::Short {
+            from,
+            contract,
+            len,
+        } => {
+            let c = CONTRACTS[contract as usize % 4];
+            let full = match c {
+                Contract::Token => abi::call("transfer(address,uint256)", &[abi::u(1), abi::u(1)]),
+                Contract::Amm => abi::call(
+                    "swap(uint256,uint256,uint256)",
+                    &[abi::u(1), abi::u(1), abi::u(0)],
+                ),
+                Contract::Registry => abi::call("set(uint256,uint256)", &[abi::u(1), abi::u(1)]),
+                Contract::Router => abi::call("relays()", &[]),
+            };
+            let cut = (len as usize).min(full.len());
+            (from, c, full[..cut].to_vec())
+        }
+    }
+}
+
 impl World {
-    fn new(name: &'static str, layout: [Env; 4], cache: &Arc<ModuleCache>) -> World {
+    fn new(name: &'static str, layout: [Impl; 4], cache: &Arc<ModuleCache>) -> World {
         let users: Vec<SecretKey> = (0..USERS).map(|i| key(40 + i)).collect();
         let refs: Vec<&SecretKey> = users.iter().collect();
         let dir = tempfile::tempdir().expect("tempdir");
         let mut chain = Chain::with_cache(dir, &refs, cache.clone());
         let mut at = BTreeMap::new();
-        for (contract, env) in CONTRACTS.into_iter().zip(layout) {
+        for (contract, imp) in CONTRACTS.into_iter().zip(layout) {
             let args = if contract == Contract::Token {
                 abi::u(SUPPLY).to_vec()
             } else {
                 Vec::new()
             };
-            let address = chain.deploy(&users[0], env, code(contract, env), args);
+            let address = chain.deploy(&users[0], imp.env(), code(contract, imp), args);
             at.insert(contract, address);
         }
         let mut world = World {
@@ -259,139 +428,10 @@ impl World {
         }
     }
 
-    fn party(&self, p: Party) -> Address {
-        match p {
-            Party::User(i) => addr(&self.users[i as usize]),
-            Party::Router => self.at[&Contract::Router],
-        }
-    }
-
     /// The transaction an op becomes in this world.
     fn calldata(&self, op: &Op) -> (u8, Contract, Vec<u8>) {
-        let token = self.at[&Contract::Token];
-        match *op {
-            Op::Transfer { from, to, amount } => (
-                from,
-                Contract::Token,
-                abi::call(
-                    "transfer(address,uint256)",
-                    &[abi::address(&self.party(to)), abi::u(amount)],
-                ),
-            ),
-            Op::Approve {
-                from,
-                spender,
-                amount,
-            } => (
-                from,
-                Contract::Token,
-                abi::call(
-                    "approve(address,uint256)",
-                    &[abi::address(&self.party(spender)), abi::u(amount)],
-                ),
-            ),
-            Op::TransferFrom {
-                by,
-                from,
-                to,
-                amount,
-            } => (
-                by,
-                Contract::Token,
-                abi::call(
-                    "transferFrom(address,address,uint256)",
-                    &[
-                        abi::address(&addr(&self.users[from as usize])),
-                        abi::address(&self.party(to)),
-                        abi::u(amount),
-                    ],
-                ),
-            ),
-            Op::Relay {
-                from,
-                to,
-                amount,
-                mode,
-            } => (
-                from,
-                Contract::Router,
-                abi::call(
-                    "relay(address,address,uint256,uint256)",
-                    &[
-                        abi::address(&token),
-                        abi::address(&self.party(to)),
-                        abi::u(amount),
-                        abi::u(u64::from(mode)),
-                    ],
-                ),
-            ),
-            Op::AddLiquidity { from, a0, a1 } => (
-                from,
-                Contract::Amm,
-                abi::call("addLiquidity(uint256,uint256)", &[abi::u(a0), abi::u(a1)]),
-            ),
-            Op::Swap {
-                from,
-                dir,
-                amount_in,
-                min_out,
-            } => (
-                from,
-                Contract::Amm,
-                abi::call(
-                    "swap(uint256,uint256,uint256)",
-                    &[abi::u(u64::from(dir)), abi::u(amount_in), abi::u(min_out)],
-                ),
-            ),
-            Op::Set { from, key, value } => (
-                from,
-                Contract::Registry,
-                abi::call("set(uint256,uint256)", &[abi::u(key), abi::u(value)]),
-            ),
-            Op::SetRange {
-                from,
-                start_near_max,
-                start,
-                n,
-                value,
-            } => {
-                let start = if start_near_max {
-                    U256::MAX - U256::from(start)
-                } else {
-                    U256::from(start)
-                };
-                (
-                    from,
-                    Contract::Registry,
-                    abi::call(
-                        "setRange(uint256,uint256,uint256)",
-                        &[abi::uint(start), abi::u(n), abi::u(value)],
-                    ),
-                )
-            }
-            Op::Short {
-                from,
-                contract,
-                len,
-            } => {
-                let c = CONTRACTS[contract as usize % 4];
-                let full = match c {
-                    Contract::Token => {
-                        abi::call("transfer(address,uint256)", &[abi::u(1), abi::u(1)])
-                    }
-                    Contract::Amm => abi::call(
-                        "swap(uint256,uint256,uint256)",
-                        &[abi::u(1), abi::u(1), abi::u(0)],
-                    ),
-                    Contract::Registry => {
-                        abi::call("set(uint256,uint256)", &[abi::u(1), abi::u(1)])
-                    }
-                    Contract::Router => abi::call("relays()", &[]),
-                };
-                let cut = (len as usize).min(full.len());
-                (from, c, full[..cut].to_vec())
-            }
-        }
+        let users: Vec<Address> = self.users.iter().map(addr).collect();
+        calldata(op, &users, &self.at)
     }
 
     /// Replaces 32-byte words that are a contract's padded address by its name.
@@ -483,34 +523,34 @@ struct Outcome {
     storage: BTreeMap<(String, String), Option<String>>,
 }
 
-const LAYOUTS: [(&str, [Env; 4]); 4] = [
-    ("evm", [Env::Evm, Env::Evm, Env::Evm, Env::Evm]),
-    ("wasm", [Env::Wasm, Env::Wasm, Env::Wasm, Env::Wasm]),
-    // Router in one environment calling the token in the other, both ways.
+/// Implementations of [token, AMM, registry, router] per world.
+const LAYOUTS: [(&str, [Impl; 4]); 6] = [
+    ("evm", [Impl::Sol, Impl::Sol, Impl::Sol, Impl::Sol]),
+    ("wasm-c", [Impl::C, Impl::C, Impl::C, Impl::C]),
     (
-        "evm-router/wasm-token",
-        [Env::Wasm, Env::Evm, Env::Wasm, Env::Evm],
+        "wasm-rust",
+        [Impl::Rust, Impl::Rust, Impl::Rust, Impl::Rust],
+    ),
+    // Router in one environment calling the token in the other, both ways, and a Rust
+    // router calling a C token.
+    (
+        "evm-router/c-token",
+        [Impl::C, Impl::Sol, Impl::C, Impl::Sol],
     ),
     (
-        "wasm-router/evm-token",
-        [Env::Evm, Env::Wasm, Env::Evm, Env::Wasm],
+        "rust-router/evm-token",
+        [Impl::Sol, Impl::Rust, Impl::Sol, Impl::Rust],
+    ),
+    (
+        "rust-router/c-token",
+        [Impl::C, Impl::Rust, Impl::Rust, Impl::Rust],
     ),
 ];
 
-/// Runs `ops` in every world; `Err` describes the first divergence.
-fn check(
-    ops: &[Op],
-    cache: &Arc<ModuleCache>,
-    gas_table: &mut Vec<String>,
-    coverage: &mut BTreeMap<(String, &'static str), u64>,
-) -> Result<(), String> {
-    let mut worlds: Vec<World> = LAYOUTS
-        .iter()
-        .map(|(name, layout)| World::new(name, *layout, cache))
-        .collect();
-    // Setup shared by every sequence: users 1 and 2 hold tokens, the router holds some,
-    // allowances exist between the users, and the pool has liquidity.
-    let setup = [
+/// Setup shared by every sequence: users 1 and 2 hold tokens, the router holds some,
+/// allowances exist between the users, and the pool has liquidity.
+pub(crate) fn setup_ops() -> Vec<Op> {
+    vec![
         Op::Transfer {
             from: 0,
             to: Party::User(1),
@@ -546,7 +586,21 @@ fn check(
             a0: 4_000_000,
             a1: 6_000_000,
         },
-    ];
+    ]
+}
+
+/// Runs `ops` in every world; `Err` describes the first divergence.
+fn check(
+    ops: &[Op],
+    cache: &Arc<ModuleCache>,
+    gas_table: &mut Vec<String>,
+    coverage: &mut BTreeMap<(String, &'static str), u64>,
+) -> Result<(), String> {
+    let mut worlds: Vec<World> = LAYOUTS
+        .iter()
+        .map(|(name, layout)| World::new(name, *layout, cache))
+        .collect();
+    let setup = setup_ops();
     for (i, op) in setup.iter().chain(ops).enumerate() {
         let results: Vec<(Outcome, u64)> = worlds.iter_mut().map(|w| w.run(op)).collect();
         let (reference, _) = &results[0];
@@ -582,7 +636,7 @@ fn check(
     Ok(())
 }
 
-fn env_u64(name: &str, default: u64) -> u64 {
+pub(crate) fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())

@@ -1,0 +1,701 @@
+//! A native test host (the idea of Stylus's TestVM): contracts built for the host run as
+//! ordinary Rust in `cargo test`, against in-memory storage, balances, logs and calls
+//! between contracts, with keel's rules where they decide outcomes — a failing frame's
+//! storage, balance and log changes are undone, a static frame cannot write, calls nest
+//! at most 64 WASM frames deep, and gas is charged per host call at the on-chain prices
+//! of docs/wasm-host-api.md (storage access cold/warm, SSTORE, logs, calls, hashing).
+//! Instructions are not metered (the contract runs natively), so reported gas is a lower
+//! bound of what the chain charges; running out of it fails the frame as on chain.
+//!
+//! The differential harness (runtime/tests/differential.rs) runs the same contracts built
+//! to wasm32 on keel's runtime beside their Solidity and C twins, and
+//! runtime/tests/sdk_testvm.rs checks that this VM and the chain agree on outputs, reverts,
+//! logs and storage.
+
+use crate::entry::Contract;
+use crate::revert::Revert;
+use crate::word::{Address, B256, U256};
+use std::boxed::Box;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::panic::{self, AssertUnwindSafe};
+use std::vec::Vec;
+
+/// Nested call frames that run contracts (keel's `MAX_WASM_FRAME_DEPTH`).
+pub const MAX_FRAME_DEPTH: usize = 64;
+/// Gas a top-level call gets unless it names a limit.
+pub const DEFAULT_GAS_LIMIT: u64 = 30_000_000;
+/// Every host function call (`HOST_CALL_BASE`).
+pub const HOST_CALL_BASE: u64 = 50;
+const COLD_SLOAD: u64 = 2_100;
+const WARM_ACCESS: u64 = 100;
+const COLD_ACCOUNT: u64 = 2_600;
+const SSTORE_SET: u64 = 20_000;
+const SSTORE_RESET: u64 = 2_900;
+const CALL_VALUE: u64 = 9_000;
+const LOG_BASE: u64 = 375;
+const LOG_TOPIC: u64 = 375;
+const LOG_BYTE: u64 = 8;
+const KECCAK_BASE: u64 = 30;
+const KECCAK_WORD: u64 = 6;
+const COPY_WORD: u64 = 3;
+
+type Dispatch = fn(&[u8]) -> Result<Vec<u8>, Revert>;
+type Construct = fn(&[u8]) -> Result<(), Revert>;
+
+/// A log as the chain records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Log {
+    pub address: Address,
+    pub topics: Vec<B256>,
+    pub data: Vec<u8>,
+}
+
+#[derive(Clone, Copy)]
+struct Code {
+    dispatch: Dispatch,
+}
+
+/// Everything a failing frame rolls back.
+#[derive(Clone, Default)]
+struct World {
+    balances: BTreeMap<Address, U256>,
+    storage: BTreeMap<(Address, B256), B256>,
+    logs: Vec<Log>,
+    code: BTreeMap<Address, Code>,
+    deploys: BTreeMap<Address, u64>,
+}
+
+struct Frame {
+    address: Address,
+    caller: Address,
+    value: U256,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    last_return: Vec<u8>,
+    is_static: bool,
+    gas_limit: u64,
+    gas_used: u64,
+    /// False for `as_caller`'s stand-in for an account, which runs no contract.
+    runs_code: bool,
+}
+
+/// Block context the host functions report.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BlockInfo {
+    pub height: u64,
+    pub epoch: u64,
+    pub timestamp_ms: u64,
+}
+
+struct Vm {
+    world: World,
+    /// Slot values at the start of the top-level call (EIP-2200's "original").
+    original: BTreeMap<(Address, B256), B256>,
+    warm_slots: BTreeSet<(Address, B256)>,
+    warm_accounts: BTreeSet<Address>,
+    frames: Vec<Frame>,
+    block: BlockInfo,
+    mocks: BTreeMap<(Address, Vec<u8>), FrameResult>,
+    last_gas_used: u64,
+}
+
+std::thread_local! {
+    static VM: RefCell<Option<Vm>> = const { RefCell::new(None) };
+}
+
+/// Unwinds a frame that reverted (`host::revert`).
+struct RevertSignal(Vec<u8>);
+/// Unwinds a frame that ran out of gas or broke a rule (a trap on chain).
+struct TrapSignal;
+
+fn with_vm<R>(f: impl FnOnce(&mut Vm) -> R) -> R {
+    VM.with(|vm| {
+        let mut vm = vm.borrow_mut();
+        let vm = vm
+            .as_mut()
+            .expect("no TestVm on this thread: create one with TestVm::new()");
+        f(vm)
+    })
+}
+
+fn trap() -> ! {
+    panic::panic_any(TrapSignal)
+}
+
+/// Charges the running frame; past its limit the frame fails (all its gas spent).
+fn charge(vm: &mut Vm, gas: u64) {
+    let frame = vm.frames.last_mut().expect("host call outside a frame");
+    frame.gas_used = frame.gas_used.saturating_add(gas);
+    if frame.gas_used > frame.gas_limit {
+        frame.gas_used = frame.gas_limit;
+        trap();
+    }
+}
+
+fn words(len: usize) -> u64 {
+    (len as u64 + 31) / 32
+}
+
+/// Silences the panics that carry reverts and traps (they are control flow here); any
+/// other panic is a bug in the contract or test and is reported as usual.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            if payload.is::<RevertSignal>() || payload.is::<TrapSignal>() {
+                return;
+            }
+            previous(info)
+        }));
+    });
+}
+
+/// Outcome of a frame: success with output, or failure with revert data.
+type FrameResult = Result<Vec<u8>, Vec<u8>>;
+
+/// Runs `run` as a new frame; undoes its world changes if it fails.
+fn run_frame(
+    frame: Frame,
+    run: impl FnOnce(&[u8]) -> Result<Vec<u8>, Revert>,
+) -> (FrameResult, u64) {
+    let input = frame.input.clone();
+    let snapshot = with_vm(|vm| {
+        let snapshot = vm.world.clone();
+        vm.frames.push(frame);
+        snapshot
+    });
+    let result = panic::catch_unwind(AssertUnwindSafe(|| run(&input)));
+    with_vm(|vm| {
+        let frame = vm.frames.pop().expect("frame stack");
+        let outcome = match result {
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(revert)) => Err(revert.0),
+            Err(payload) => match payload.downcast::<RevertSignal>() {
+                Ok(signal) => Err(signal.0),
+                // A trap or a Rust panic (`unreachable` on chain): no data, all gas spent.
+                Err(_) => {
+                    vm.world = snapshot.clone();
+                    return (Err(Vec::new()), frame.gas_limit);
+                }
+            },
+        };
+        if outcome.is_err() {
+            vm.world = snapshot;
+        }
+        (outcome, frame.gas_used)
+    })
+}
+
+/// A test VM installed on this thread (one at a time; a new one replaces the old).
+#[derive(Debug)]
+pub struct TestVm {
+    _not_send: core::marker::PhantomData<*const ()>,
+}
+
+impl Default for TestVm {
+    fn default() -> Self {
+        TestVm::new()
+    }
+}
+
+impl TestVm {
+    pub fn new() -> TestVm {
+        install_panic_hook();
+        VM.with(|vm| {
+            *vm.borrow_mut() = Some(Vm {
+                world: World::default(),
+                original: BTreeMap::new(),
+                warm_slots: BTreeSet::new(),
+                warm_accounts: BTreeSet::new(),
+                frames: Vec::new(),
+                block: BlockInfo {
+                    height: 1,
+                    epoch: 0,
+                    timestamp_ms: 0,
+                },
+                mocks: BTreeMap::new(),
+                last_gas_used: 0,
+            })
+        });
+        TestVm {
+            _not_send: core::marker::PhantomData,
+        }
+    }
+
+    /// Deploys contract `C` from `from` (constructor arguments ABI-encoded in `args`) at
+    /// the address keel would give it: keccak256("keel.wasm.create" ‖ deployer ‖
+    /// counter)[12..], the counter counting the deployer's successful WASM deploys.
+    pub fn deploy<C: Contract>(&self, from: Address, args: &[u8]) -> Result<Address, Revert> {
+        let address = with_vm(|vm| {
+            let counter = vm.world.deploys.get(&from).copied().unwrap_or(0);
+            let mut preimage = b"keel.wasm.create".to_vec();
+            preimage.extend_from_slice(&from.0);
+            preimage.extend_from_slice(&U256::from_u64(counter).to_be_bytes());
+            let hash = crate::keccak::keccak256(&preimage);
+            let mut a = [0u8; 20];
+            a.copy_from_slice(&hash[12..]);
+            Address(a)
+        });
+        let construct: Construct = C::construct;
+        let result = self.top_level(
+            from,
+            address,
+            U256::ZERO,
+            args.to_vec(),
+            DEFAULT_GAS_LIMIT,
+            |vm| {
+                vm.world.code.insert(
+                    address,
+                    Code {
+                        dispatch: C::dispatch,
+                    },
+                );
+                let c = vm.world.deploys.entry(from).or_insert(0);
+                *c += 1;
+            },
+            move |input| construct(input).map(|()| Vec::new()),
+        );
+        result.map(|_| address).map_err(Revert)
+    }
+
+    /// A top-level call (a transaction's): `Ok(output)` or `Err(revert data)`.
+    pub fn call(
+        &self,
+        from: Address,
+        to: Address,
+        value: U256,
+        input: &[u8],
+    ) -> Result<Vec<u8>, Revert> {
+        self.call_with_gas(from, to, value, input, DEFAULT_GAS_LIMIT)
+    }
+
+    pub fn call_with_gas(
+        &self,
+        from: Address,
+        to: Address,
+        value: U256,
+        input: &[u8],
+        gas_limit: u64,
+    ) -> Result<Vec<u8>, Revert> {
+        let code = with_vm(|vm| vm.world.code.get(&to).copied());
+        let mock = with_vm(|vm| vm.mocks.get(&(to, input.to_vec())).cloned());
+        self.top_level(
+            from,
+            to,
+            value,
+            input.to_vec(),
+            gas_limit,
+            |_| {},
+            move |input| match (code, mock) {
+                (Some(code), _) => (code.dispatch)(input),
+                (None, Some(result)) => result.map_err(Revert),
+                (None, None) => Ok(Vec::new()),
+            },
+        )
+        .map_err(Revert)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn top_level(
+        &self,
+        from: Address,
+        to: Address,
+        value: U256,
+        input: Vec<u8>,
+        gas_limit: u64,
+        prepare: impl FnOnce(&mut Vm),
+        run: impl FnOnce(&[u8]) -> Result<Vec<u8>, Revert>,
+    ) -> FrameResult {
+        // Everything the call changes, the deploy's code and the value included, is undone
+        // if it fails.
+        let snapshot = with_vm(|vm| {
+            assert!(vm.frames.is_empty(), "TestVm call inside a running frame");
+            vm.original = vm.world.storage.clone();
+            vm.warm_slots.clear();
+            vm.warm_accounts = [from, to].into_iter().collect();
+            vm.world.clone()
+        });
+        let moved = with_vm(|vm| {
+            prepare(vm);
+            transfer(vm, from, to, value)
+        });
+        if !moved {
+            with_vm(|vm| vm.world = snapshot);
+            return Err(Vec::new());
+        }
+        let frame = Frame {
+            address: to,
+            caller: from,
+            value,
+            input,
+            output: Vec::new(),
+            last_return: Vec::new(),
+            is_static: false,
+            gas_limit,
+            gas_used: 0,
+            runs_code: true,
+        };
+        let (result, gas) = run_frame(frame, run);
+        with_vm(|vm| {
+            vm.last_gas_used = gas;
+            if result.is_err() {
+                vm.world = snapshot;
+            }
+        });
+        result
+    }
+
+    /// Runs `f` as if `who` were sending transactions: typed calls (`interface!`) made in
+    /// `f` come from `who`, each as a top-level call.
+    pub fn as_caller<R>(&self, who: Address, f: impl FnOnce() -> R) -> R {
+        with_vm(|vm| {
+            assert!(vm.frames.is_empty(), "as_caller inside a running frame");
+            vm.original = vm.world.storage.clone();
+            vm.frames.push(Frame {
+                address: who,
+                caller: who,
+                value: U256::ZERO,
+                input: Vec::new(),
+                output: Vec::new(),
+                last_return: Vec::new(),
+                is_static: false,
+                gas_limit: u64::MAX,
+                gas_used: 0,
+                runs_code: false,
+            });
+        });
+        let result = panic::catch_unwind(AssertUnwindSafe(f));
+        with_vm(|vm| vm.frames.clear());
+        match result {
+            Ok(r) => r,
+            Err(payload) => panic::resume_unwind(payload),
+        }
+    }
+
+    /// Makes calls to `to` with exactly `input` return `result` (for code the VM cannot
+    /// run natively, such as an EVM contract).
+    pub fn mock_call(&self, to: Address, input: &[u8], result: Result<Vec<u8>, Vec<u8>>) {
+        with_vm(|vm| {
+            vm.mocks.insert((to, input.to_vec()), result);
+        })
+    }
+
+    pub fn set_balance(&self, who: Address, amount: U256) {
+        with_vm(|vm| {
+            vm.world.balances.insert(who, amount);
+        })
+    }
+
+    pub fn balance(&self, who: Address) -> U256 {
+        with_vm(|vm| vm.world.balances.get(&who).copied().unwrap_or(U256::ZERO))
+    }
+
+    /// A contract's storage slot.
+    pub fn storage(&self, contract: Address, slot: B256) -> B256 {
+        with_vm(|vm| {
+            vm.world
+                .storage
+                .get(&(contract, slot))
+                .copied()
+                .unwrap_or([0; 32])
+        })
+    }
+
+    /// Every non-zero slot of `contract`, in slot order.
+    pub fn storage_of(&self, contract: Address) -> BTreeMap<B256, B256> {
+        with_vm(|vm| {
+            vm.world
+                .storage
+                .iter()
+                .filter(|((a, _), _)| *a == contract)
+                .map(|((_, slot), value)| (*slot, *value))
+                .collect()
+        })
+    }
+
+    /// All logs of successful calls so far, in order.
+    pub fn logs(&self) -> Vec<Log> {
+        with_vm(|vm| vm.world.logs.clone())
+    }
+
+    /// Takes the logs collected so far.
+    pub fn take_logs(&self) -> Vec<Log> {
+        with_vm(|vm| std::mem::take(&mut vm.world.logs))
+    }
+
+    /// Gas the last top-level call used (host calls only; see the module docs).
+    pub fn last_gas_used(&self) -> u64 {
+        with_vm(|vm| vm.last_gas_used)
+    }
+
+    pub fn set_block(&self, block: BlockInfo) {
+        with_vm(|vm| vm.block = block)
+    }
+}
+
+impl Drop for TestVm {
+    fn drop(&mut self) {
+        VM.with(|vm| *vm.borrow_mut() = None);
+    }
+}
+
+/// Moves native value; false if `from` lacks it.
+fn transfer(vm: &mut Vm, from: Address, to: Address, value: U256) -> bool {
+    if value.is_zero() {
+        return true;
+    }
+    let have = vm.world.balances.get(&from).copied().unwrap_or(U256::ZERO);
+    let left = match have.checked_sub(value) {
+        Some(v) => v,
+        None => return false,
+    };
+    vm.world.balances.insert(from, left);
+    let to_balance = vm.world.balances.get(&to).copied().unwrap_or(U256::ZERO);
+    vm.world
+        .balances
+        .insert(to, to_balance.overflowing_add(value).0);
+    true
+}
+
+/// The host functions, as `crate::host` sees them in a native build.
+pub(crate) mod host {
+    use super::*;
+
+    fn top<R>(f: impl FnOnce(&mut Frame) -> R) -> R {
+        with_vm(|vm| f(vm.frames.last_mut().expect("host call outside a frame")))
+    }
+
+    pub fn read_input(len: usize) -> Vec<u8> {
+        with_vm(|vm| charge(vm, HOST_CALL_BASE + COPY_WORD * words(len)));
+        top(|f| f.input.clone())
+    }
+    pub fn return_data(data: &[u8]) {
+        with_vm(|vm| charge(vm, HOST_CALL_BASE + COPY_WORD * words(data.len())));
+        top(|f| f.output = data.to_vec())
+    }
+    pub fn revert(data: &[u8]) -> ! {
+        panic::panic_any(RevertSignal(data.to_vec()))
+    }
+    pub fn storage_load(key: &B256) -> B256 {
+        with_vm(|vm| {
+            let me = vm.frames.last().expect("frame").address;
+            let cold = vm.warm_slots.insert((me, *key));
+            charge(
+                vm,
+                HOST_CALL_BASE + if cold { COLD_SLOAD } else { WARM_ACCESS },
+            );
+            vm.world
+                .storage
+                .get(&(me, *key))
+                .copied()
+                .unwrap_or([0; 32])
+        })
+    }
+    pub fn storage_store(key: &B256, value: &B256) {
+        with_vm(|vm| {
+            let frame = vm.frames.last().expect("frame");
+            if frame.is_static {
+                trap();
+            }
+            let me = frame.address;
+            let cold = vm.warm_slots.insert((me, *key));
+            let current = vm
+                .world
+                .storage
+                .get(&(me, *key))
+                .copied()
+                .unwrap_or([0; 32]);
+            let original = vm.original.get(&(me, *key)).copied().unwrap_or([0; 32]);
+            // EIP-2200/2929 without refunds.
+            let cost = if current == *value || original != current {
+                WARM_ACCESS
+            } else if original == [0; 32] {
+                SSTORE_SET
+            } else {
+                SSTORE_RESET
+            };
+            charge(
+                vm,
+                HOST_CALL_BASE + cost + if cold { COLD_SLOAD } else { 0 },
+            );
+            if *value == [0; 32] {
+                vm.world.storage.remove(&(me, *key));
+            } else {
+                vm.world.storage.insert((me, *key), *value);
+            }
+        })
+    }
+    pub fn caller() -> Address {
+        with_vm(|vm| charge(vm, HOST_CALL_BASE));
+        top(|f| f.caller)
+    }
+    pub fn address() -> Address {
+        with_vm(|vm| charge(vm, HOST_CALL_BASE));
+        top(|f| f.address)
+    }
+    pub fn call_value() -> B256 {
+        with_vm(|vm| charge(vm, HOST_CALL_BASE));
+        top(|f| f.value.to_be_bytes())
+    }
+    pub fn balance(who: &Address) -> B256 {
+        with_vm(|vm| {
+            let cold = vm.warm_accounts.insert(*who);
+            charge(
+                vm,
+                HOST_CALL_BASE + if cold { COLD_ACCOUNT } else { WARM_ACCESS },
+            );
+            vm.world
+                .balances
+                .get(who)
+                .copied()
+                .unwrap_or(U256::ZERO)
+                .to_be_bytes()
+        })
+    }
+    pub fn block_height() -> u64 {
+        with_vm(|vm| {
+            charge(vm, HOST_CALL_BASE);
+            vm.block.height
+        })
+    }
+    pub fn block_epoch() -> u64 {
+        with_vm(|vm| {
+            charge(vm, HOST_CALL_BASE);
+            vm.block.epoch
+        })
+    }
+    pub fn block_timestamp_ms() -> u64 {
+        with_vm(|vm| {
+            charge(vm, HOST_CALL_BASE);
+            vm.block.timestamp_ms
+        })
+    }
+    pub fn emit_log(topics: &[B256], data: &[u8]) {
+        with_vm(|vm| {
+            let frame = vm.frames.last().expect("frame");
+            if frame.is_static || topics.len() > 4 {
+                trap();
+            }
+            let address = frame.address;
+            charge(
+                vm,
+                HOST_CALL_BASE
+                    + LOG_BASE
+                    + LOG_TOPIC * topics.len() as u64
+                    + LOG_BYTE * data.len() as u64,
+            );
+            vm.world.logs.push(Log {
+                address,
+                topics: topics.to_vec(),
+                data: data.to_vec(),
+            });
+        })
+    }
+    pub fn call(to: &Address, value: &B256, input: &[u8], gas: u64) -> bool {
+        nested_call(*to, U256::from_be_bytes(*value), input, gas, false)
+    }
+    pub fn static_call(to: &Address, input: &[u8], gas: u64) -> bool {
+        nested_call(*to, U256::ZERO, input, gas, true)
+    }
+
+    fn nested_call(to: Address, value: U256, input: &[u8], gas: u64, is_static: bool) -> bool {
+        let prepared = with_vm(|vm| {
+            let frame = vm.frames.last().expect("frame");
+            if frame.is_static && !value.is_zero() {
+                trap();
+            }
+            let (me, inherited_static) = (frame.address, frame.is_static);
+            let cold = vm.warm_accounts.insert(to);
+            let mut cost = HOST_CALL_BASE + COPY_WORD * words(input.len());
+            cost += if cold { COLD_ACCOUNT } else { WARM_ACCESS };
+            if !value.is_zero() {
+                cost += CALL_VALUE;
+            }
+            charge(vm, cost);
+            let frame = vm.frames.last().expect("frame");
+            // EIP-150: at most 63/64 of what is left.
+            let left = frame.gas_limit - frame.gas_used;
+            let allowed = left - left / 64;
+            let limit = if gas == 0 { allowed } else { gas.min(allowed) };
+            let depth = vm.frames.iter().filter(|f| f.runs_code).count();
+            let depth_ok = depth < MAX_FRAME_DEPTH;
+            (me, inherited_static || is_static, limit, depth_ok)
+        });
+        let (me, is_static, limit, depth_ok) = prepared;
+        if !depth_ok {
+            top(|f| f.last_return = Vec::new());
+            return false;
+        }
+        let (code, mock) = with_vm(|vm| {
+            (
+                vm.world.code.get(&to).copied(),
+                vm.mocks.get(&(to, input.to_vec())).cloned(),
+            )
+        });
+        let snapshot = with_vm(|vm| vm.world.clone());
+        let moved = with_vm(|vm| transfer(vm, me, to, value));
+        if !moved {
+            top(|f| f.last_return = Vec::new());
+            return false;
+        }
+        let frame = Frame {
+            address: to,
+            caller: me,
+            value,
+            input: input.to_vec(),
+            output: Vec::new(),
+            last_return: Vec::new(),
+            is_static,
+            gas_limit: limit,
+            gas_used: 0,
+            runs_code: true,
+        };
+        let (result, used) = run_frame(frame, move |input| match (code, mock) {
+            (Some(code), _) => (code.dispatch)(input),
+            (None, Some(result)) => result.map_err(Revert),
+            (None, None) => Ok(Vec::new()),
+        });
+        with_vm(|vm| {
+            if result.is_err() {
+                vm.world = snapshot;
+            }
+            charge_nested(vm, used);
+        });
+        let ok = result.is_ok();
+        top(|f| {
+            f.last_return = match result {
+                Ok(out) | Err(out) => out,
+            }
+        });
+        ok
+    }
+
+    /// The callee's gas counts against the caller.
+    fn charge_nested(vm: &mut Vm, used: u64) {
+        charge(vm, used)
+    }
+
+    pub fn return_data_buffer() -> Vec<u8> {
+        with_vm(|vm| charge(vm, HOST_CALL_BASE));
+        top(|f| f.last_return.clone())
+    }
+    pub fn gas_left() -> u64 {
+        with_vm(|vm| {
+            charge(vm, HOST_CALL_BASE);
+            let f = vm.frames.last().expect("frame");
+            f.gas_limit - f.gas_used
+        })
+    }
+    pub fn keccak256(data: &[u8]) -> B256 {
+        with_vm(|vm| {
+            charge(
+                vm,
+                HOST_CALL_BASE + KECCAK_BASE + KECCAK_WORD * words(data.len()),
+            )
+        });
+        crate::keccak::keccak256(data)
+    }
+}
