@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod abi;
 pub mod banner;
 pub mod client;
 pub mod devnet;

@@ -40,6 +40,22 @@ enum Command {
     /// Read chain state.
     #[command(subcommand)]
     Query(QueryCommand),
+    /// Solidity-ABI calldata and output (for `tx call --data`, `query call`, `--args`).
+    #[command(subcommand)]
+    Abi(AbiCommand),
+}
+
+#[derive(Subcommand)]
+enum AbiCommand {
+    /// Calldata for a call: `keel abi encode 'transfer(address,uint256)' 0xbb… 100`.
+    Encode {
+        signature: String,
+        args: Vec<String>,
+    },
+    /// Constructor arguments (no selector): `keel abi args 'uint256' 1000`.
+    Args { types: String, args: Vec<String> },
+    /// A call's output as JSON values: `keel abi decode 'uint256,bool' 0x…`.
+    Decode { types: String, data: String },
 }
 
 #[derive(Subcommand)]
@@ -437,6 +453,16 @@ fn main() -> ExitCode {
                 .map(Some)
                 .map_err(|e| e.to_string())
         }),
+        Command::Abi(command) => match command {
+            AbiCommand::Encode { signature, args } => {
+                keel_cli::abi::encode(&signature, &args).map(|d| Some(json!(d)))
+            }
+            AbiCommand::Args { types, args } => {
+                keel_cli::abi::encode_args(&types, &args).map(|d| Some(json!(d)))
+            }
+            AbiCommand::Decode { types, data } => keel_cli::abi::decode(&types, &data).map(Some),
+        }
+        .map_err(|e| e.to_string()),
         Command::Query(command) => runtime().and_then(|rt| {
             rt.block_on(query(command))
                 .map(Some)

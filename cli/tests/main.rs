@@ -10,5 +10,7 @@ mod devnet;
 mod eth_rpc;
 #[path = "expiry.rs"]
 mod expiry;
+#[path = "sdk_tutorial.rs"]
+mod sdk_tutorial;
 #[path = "status_page.rs"]
 mod status_page;
