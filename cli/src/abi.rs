@@ -51,10 +51,16 @@ fn kind(ty: &str) -> Result<Kind, AbiCliError> {
         "string" => Kind::String,
         "uint" => Kind::Uint(256),
         _ => {
-            let bits: u32 = ty
-                .strip_prefix("uint")
-                .and_then(|b| b.parse().ok())
-                .ok_or_else(unsupported)?;
+            // Digits only, no sign or leading zero: the name goes into the selector as
+            // typed, so `uint08` or `uint+8` must not pass for `uint8`.
+            let digits = ty.strip_prefix("uint").ok_or_else(unsupported)?;
+            if digits.is_empty()
+                || digits.starts_with('0')
+                || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
+                return Err(unsupported());
+            }
+            let bits: u32 = digits.parse().map_err(|_| unsupported())?;
             if bits == 0 || bits > 256 || !bits.is_multiple_of(8) {
                 return Err(unsupported());
             }
@@ -296,6 +302,8 @@ mod tests {
             ("f(uint256[])", s(&["1"])),
             ("f(uint256)", s(&[])),
             ("f uint256", s(&["1"])),
+            ("f(uint08)", s(&["1"])),
+            ("f(uint+8)", s(&["1"])),
         ] {
             assert!(encode(sig, &args).is_err(), "{sig} {args:?}");
         }

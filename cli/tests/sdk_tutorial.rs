@@ -48,7 +48,7 @@ fn the_sdk_tutorial_runs_from_cargo_new_to_a_called_contract() {
         .replace("../keel/sdk", repo.join("sdk").to_str().expect("utf8"));
     std::fs::write(work.path().join("counter/Cargo.toml"), manifest).expect("write");
     // 2. The contract.
-    let source = block(&doc, "rust", "// counter/src/lib.rs");
+    let source = block(&doc, "rust", "// counter: src/lib.rs");
     std::fs::write(work.path().join("counter/src/lib.rs"), &source).expect("write");
     // 3. cargo test: the test VM runs it natively (its own target dir; nothing from a
     // registry is needed).

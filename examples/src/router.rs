@@ -34,11 +34,12 @@ contract! {
             // A raw call, as Router.sol's `token.call(...)`: success means the callee did
             // not revert, whatever it returned (a typed `IToken` call would also fail on
             // output that does not decode as a bool).
+            // Nothing is copied back unless mode 0 bubbles a revert: a token that returns
+            // or reverts with a lot of data cannot run this frame out of memory.
             let input = keel_sdk::abi::encode_call(TRANSFER, &[&to, &amount]);
-            let called = host::call(token, U256::ZERO, &input, 0);
-            let ok = called.is_ok();
-            if let (Err(inner), true) = (called, mode.is_zero()) {
-                return Err(Revert(inner));
+            let ok = host::call_status(token, U256::ZERO, &input, 0);
+            if !ok && mode.is_zero() {
+                return Err(Revert(host::last_return_copy(0, host::last_return_size())));
             }
             let ok = U256::from(ok);
             self.last_ok.set(ok);

@@ -293,11 +293,15 @@ impl Encoder {
 
 /// What a method returns or a typed call decodes: one value, `()` or a tuple.
 pub trait AbiReturn: Sized {
+    /// Bytes the encoding always has when no member is dynamic (`None` otherwise): a typed
+    /// call copies only these from the callee's output, as solc does.
+    const STATIC_BYTES: Option<usize>;
     fn encode_return(&self) -> Vec<u8>;
     fn decode_return(data: &[u8]) -> Result<Self, AbiError>;
 }
 
 impl AbiReturn for () {
+    const STATIC_BYTES: Option<usize> = Some(0);
     fn encode_return(&self) -> Vec<u8> {
         Vec::new()
     }
@@ -309,6 +313,8 @@ impl AbiReturn for () {
 macro_rules! single_return {
     ($($ty:ty),*) => {$(
         impl AbiReturn for $ty {
+            const STATIC_BYTES: Option<usize> =
+                if <$ty as AbiType>::DYNAMIC { None } else { Some(32) };
             fn encode_return(&self) -> Vec<u8> {
                 encode_seq(&[self])
             }
@@ -321,6 +327,7 @@ macro_rules! single_return {
 single_return!(U256, B256, Address, bool, u8, u16, u32, u64, u128, Bytes, String);
 
 impl<T: AbiType> AbiReturn for Vec<T> {
+    const STATIC_BYTES: Option<usize> = None;
     fn encode_return(&self) -> Vec<u8> {
         encode_seq(&[self])
     }
@@ -332,6 +339,8 @@ impl<T: AbiType> AbiReturn for Vec<T> {
 macro_rules! tuple_return {
     ($($name:ident $index:tt),*) => {
         impl<$($name: AbiType),*> AbiReturn for ($($name,)*) {
+            const STATIC_BYTES: Option<usize> =
+                if $($name::DYNAMIC)||* { None } else { Some(32 * [$($index),*].len()) };
             fn encode_return(&self) -> Vec<u8> {
                 encode_seq(&[$(&self.$index),*])
             }

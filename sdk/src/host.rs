@@ -121,10 +121,13 @@ mod imp {
             unsafe { sys::static_call(to.0.as_ptr(), input.as_ptr(), input.len() as u32, gas) };
         failed == 0
     }
-    pub fn return_data_buffer() -> Vec<u8> {
-        let len = unsafe { sys::return_data_size() } as usize;
+    pub fn return_data_size() -> usize {
+        unsafe { sys::return_data_size() as usize }
+    }
+    /// `len` bytes from `offset` (the host traps a range past the end).
+    pub fn return_data_copy(offset: usize, len: usize) -> Vec<u8> {
         let mut out = vec![0u8; len];
-        unsafe { sys::return_data_copy(out.as_mut_ptr(), 0, len as u32) };
+        unsafe { sys::return_data_copy(out.as_mut_ptr(), offset as u32, len as u32) };
         out
     }
     pub fn gas_left() -> u64 {
@@ -206,10 +209,12 @@ pub fn emit_log(topics: &[B256], data: &[u8]) {
 }
 
 /// Calls any contract (EVM or WASM) sending `value`, with at most `gas` (0: all allowed).
-/// `Ok(output)` or `Err(revert data)`.
+/// `Ok(output)` or `Err(revert data)`, copied whole: a callee can return up to the host's
+/// 256 KiB, so when the data is not needed, `call_status` costs less and cannot run this
+/// frame out of memory.
 pub fn call(to: Address, value: U256, input: &[u8], gas: u64) -> Result<Vec<u8>, Vec<u8>> {
-    let ok = imp::call(&to, &value.to_be_bytes(), input, gas);
-    let data = imp::return_data_buffer();
+    let ok = call_status(to, value, input, gas);
+    let data = last_return_copy(0, last_return_size());
     if ok {
         Ok(data)
     } else {
@@ -219,13 +224,35 @@ pub fn call(to: Address, value: U256, input: &[u8], gas: u64) -> Result<Vec<u8>,
 
 /// As `call`, without value; the callee may not change state.
 pub fn static_call(to: Address, input: &[u8], gas: u64) -> Result<Vec<u8>, Vec<u8>> {
-    let ok = imp::static_call(&to, input, gas);
-    let data = imp::return_data_buffer();
+    let ok = static_call_status(to, input, gas);
+    let data = last_return_copy(0, last_return_size());
     if ok {
         Ok(data)
     } else {
         Err(data)
     }
+}
+
+/// A call that copies nothing back: whether it succeeded. Its output or revert data is then
+/// available through `last_return_size` and `last_return_copy`.
+pub fn call_status(to: Address, value: U256, input: &[u8], gas: u64) -> bool {
+    imp::call(&to, &value.to_be_bytes(), input, gas)
+}
+
+/// As `call_status`, without value; the callee may not change state.
+pub fn static_call_status(to: Address, input: &[u8], gas: u64) -> bool {
+    imp::static_call(&to, input, gas)
+}
+
+/// Size of the last call's output or revert data.
+pub fn last_return_size() -> usize {
+    imp::return_data_size()
+}
+
+/// `len` bytes of the last call's output or revert data from `offset`; a range past its
+/// end traps, as on chain.
+pub fn last_return_copy(offset: usize, len: usize) -> Vec<u8> {
+    imp::return_data_copy(offset, len)
 }
 
 /// Gas left in this frame.

@@ -107,8 +107,17 @@ macro_rules! __contract_method {
     ({[payable] $($attrs:tt)*} $payable:tt, $($rest:tt)*) => {
         $crate::__contract_method!({$($attrs)*} true, $($rest)*);
     };
-    ({[$($other:tt)*] $($attrs:tt)*} $($rest:tt)*) => {
+    ({[doc = $doc:expr] $($attrs:tt)*} $($rest:tt)*) => {
         $crate::__contract_method!({$($attrs)*} $($rest)*);
+    };
+    // Anything else would be dropped from the method, and a dropped `#[cfg(test)]` would
+    // put a test-only method into the deployed contract: refuse it.
+    ({[$($other:tt)*] $($attrs:tt)*} $($rest:tt)*) => {
+        compile_error!(concat!(
+            "contract!: methods take only #[payable], #[constructor] and doc comments, not #[",
+            stringify!($($other)*),
+            "]"
+        ));
     };
     ({} $payable:tt, $this:ident, $sel:ident, $args:ident, $name:ident, ($($arg:ident : $argty:ty),*)) => {
         {
@@ -211,8 +220,19 @@ macro_rules! interface {
                         SELECTOR,
                         &[$(&$arg as &dyn $crate::abi::Encode),*],
                     );
-                    let out = $crate::__interface_call!({$([$($attr)*])*} false, self, input)
-                        .map_err($crate::Revert)?;
+                    let ok = $crate::__interface_call!({$([$($attr)*])*} false, self, input);
+                    let size = $crate::host::last_return_size();
+                    if !ok {
+                        // The callee's revert data, whole, so `?` bubbles it unchanged.
+                        return Err($crate::Revert($crate::host::last_return_copy(0, size)));
+                    }
+                    // Only what the declared type reads (solc's rule): a callee returning
+                    // more cannot make this frame copy it.
+                    let want = match <$crate::__ret_or_unit!($($ret)?) as $crate::abi::AbiReturn>::STATIC_BYTES {
+                        Some(n) => n.min(size),
+                        None => size,
+                    };
+                    let out = $crate::host::last_return_copy(0, want);
                     <$crate::__ret_or_unit!($($ret)?) as $crate::abi::AbiReturn>::decode_return(&out)
                         .map_err(|_| $crate::Revert::empty())
                 }
@@ -242,10 +262,10 @@ macro_rules! __interface_call {
         $crate::__interface_call!({$($attrs)*} $($rest)*)
     };
     ({} true, $this:ident, $input:ident) => {
-        $crate::host::static_call($this.address, &$input, $this.gas)
+        $crate::host::static_call_status($this.address, &$input, $this.gas)
     };
     ({} false, $this:ident, $input:ident) => {
-        $crate::host::call($this.address, $this.value, &$input, $this.gas)
+        $crate::host::call_status($this.address, $this.value, &$input, $this.gas)
     };
 }
 

@@ -21,6 +21,18 @@ extern "C" {
     static __heap_base: u8;
 }
 
+/// Makes memory reach `end` (exclusive); false if the module's maximum forbids it.
+fn reach(end: usize) -> bool {
+    let have = core::arch::wasm32::memory_size(0) * PAGE_BYTES;
+    if end > have {
+        let pages = (end - have + PAGE_BYTES - 1) / PAGE_BYTES;
+        if core::arch::wasm32::memory_grow(0, pages) == usize::MAX {
+            return false;
+        }
+    }
+    true
+}
+
 unsafe impl GlobalAlloc for Bump {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if NEXT == 0 {
@@ -34,18 +46,36 @@ unsafe impl GlobalAlloc for Bump {
             Some(v) => v,
             None => return core::ptr::null_mut(),
         };
-        let have = core::arch::wasm32::memory_size(0) * PAGE_BYTES;
-        if end > have {
-            let pages = (end - have + PAGE_BYTES - 1) / PAGE_BYTES;
-            if core::arch::wasm32::memory_grow(0, pages) == usize::MAX {
-                return core::ptr::null_mut();
-            }
+        if !reach(end) {
+            return core::ptr::null_mut();
         }
         NEXT = end;
         start as *mut u8
     }
 
     unsafe fn dealloc(&self, _ptr: *mut u8, _layout: Layout) {}
+
+    /// The last allocation grows (or shrinks) in place: a `Vec` pushed to one element at a
+    /// time would otherwise leave every smaller copy of itself behind, about twice its
+    /// final size in dead memory.
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let start = ptr as usize;
+        if start.checked_add(layout.size()) == Some(NEXT) {
+            if let Some(end) = start.checked_add(new_size) {
+                if reach(end) {
+                    NEXT = end;
+                    return ptr;
+                }
+            }
+            return core::ptr::null_mut();
+        }
+        let new_layout = Layout::from_size_align_unchecked(new_size, layout.align());
+        let new = self.alloc(new_layout);
+        if !new.is_null() {
+            core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+        }
+        new
+    }
 }
 
 #[global_allocator]

@@ -208,6 +208,17 @@ crate::contract! {
             Ok(())
         }
 
+        /// Returns `n` bytes (more than the host's 256 KiB traps).
+        pub fn big(&mut self, n: U256) -> Result<Bytes, Revert> {
+            Ok(Bytes(vec![7u8; n.low_u64() as usize]))
+        }
+
+        /// A Rust panic: on chain an `unreachable` trap.
+        pub fn boom(&mut self, i: U256) -> Result<U256, Revert> {
+            let small = [1u64, 2, 3];
+            Ok(U256::from_u64(small[i.low_u64() as usize]))
+        }
+
         pub fn shrink(&mut self) -> Result<U256, Revert> {
             let popped = self.xs.pop().unwrap_or(U256::ZERO);
             self.b.set(b"tiny");
@@ -347,4 +358,35 @@ fn test_vm_enforces_static_frames_value_depth_and_gas() {
         Err(Revert::empty()),
         "bad output"
     );
+}
+
+#[test]
+fn test_vm_tells_traps_from_reverts_and_bounds_io() {
+    let vm = TestVm::new();
+    let c = vm.deploy::<Layouts>(ME, &[]).unwrap();
+    let call = |sig: &str, n: u64| {
+        vm.call_with_gas(
+            ME,
+            c,
+            U256::ZERO,
+            &encode_call(selector_of(sig), &[&U256::from_u64(n)]),
+            1_000_000,
+        )
+    };
+    assert!(call("boom(uint256)", 1).is_ok());
+    assert!(!vm.last_trapped());
+    assert_eq!(call("boom(uint256)", 9), Err(Revert::empty()));
+    assert!(vm.last_trapped(), "a panic is a trap");
+    assert_eq!(vm.last_gas_used(), 1_000_000, "a trap spends all the gas");
+    // An unknown selector is a revert, not a trap.
+    assert_eq!(
+        vm.call(ME, c, U256::ZERO, &[1, 2, 3, 4]),
+        Err(Revert::empty())
+    );
+    assert!(!vm.last_trapped());
+    // Output up to the host's bound works; past it the frame traps, as on chain.
+    let out = call("big(uint256)", 200_000).expect("within the bound");
+    assert_eq!(Bytes::decode_at(&out, 0).unwrap().0.len(), 200_000);
+    assert!(call("big(uint256)", 300_000) == Err(Revert::empty()));
+    assert!(vm.last_trapped());
 }

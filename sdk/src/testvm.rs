@@ -4,8 +4,9 @@
 //! storage, balance and log changes are undone, a static frame cannot write, calls nest
 //! at most 64 WASM frames deep, and gas is charged per host call at the on-chain prices
 //! of docs/wasm-host-api.md (storage access cold/warm, SSTORE, logs, calls, hashing).
-//! Instructions are not metered (the contract runs natively), so reported gas is a lower
-//! bound of what the chain charges; running out of it fails the frame as on chain.
+//! Instructions are not metered (the contract runs natively) and SSTORE refunds are not
+//! modelled, so reported gas is a guide to what the chain charges, not its figure; running
+//! out of it fails the frame as on chain. Host I/O is bounded by `MAX_IO_BYTES` as on chain.
 //!
 //! The differential harness (runtime/tests/differential.rs) runs the same contracts built
 //! to wasm32 on keel's runtime beside their Solidity and C twins, and
@@ -23,8 +24,12 @@ use std::vec::Vec;
 
 /// Nested call frames that run contracts (keel's `MAX_WASM_FRAME_DEPTH`).
 pub const MAX_FRAME_DEPTH: usize = 64;
-/// Gas a top-level call gets unless it names a limit.
-pub const DEFAULT_GAS_LIMIT: u64 = 30_000_000;
+/// Gas a top-level call gets unless it names a limit: the chain's largest transaction
+/// (`MAX_TX_GAS`, 2^24).
+pub const DEFAULT_GAS_LIMIT: u64 = 1 << 24;
+/// Bytes one host call may read or write (`MAX_IO_BYTES`): input, output, revert data, log
+/// data, call input, copies. More traps the frame, as on chain.
+pub const MAX_IO_BYTES: usize = 262_144;
 /// Every host function call (`HOST_CALL_BASE`).
 pub const HOST_CALL_BASE: u64 = 50;
 const COLD_SLOAD: u64 = 2_100;
@@ -98,6 +103,11 @@ struct Vm {
     block: BlockInfo,
     mocks: BTreeMap<(Address, Vec<u8>), FrameResult>,
     last_gas_used: u64,
+    /// Whether the last top-level call's frame trapped (a panic, a rule broken, out of gas)
+    /// rather than reverted: both fail with no data, only a trap spends all the gas.
+    last_trapped: bool,
+    /// Set by `run_frame` when a frame traps.
+    trapped: bool,
 }
 
 std::thread_local! {
@@ -121,6 +131,13 @@ fn with_vm<R>(f: impl FnOnce(&mut Vm) -> R) -> R {
 
 fn trap() -> ! {
     panic::panic_any(TrapSignal)
+}
+
+/// Traps a host call that moves more than `MAX_IO_BYTES`.
+fn io_bound(len: usize) {
+    if len > MAX_IO_BYTES {
+        trap();
+    }
 }
 
 /// Charges the running frame; past its limit the frame fails (all its gas spent).
@@ -170,6 +187,13 @@ fn run_frame(
     let result = panic::catch_unwind(AssertUnwindSafe(|| run(&input)));
     with_vm(|vm| {
         let frame = vm.frames.pop().expect("frame stack");
+        // On chain the entry point hands its output or revert data to the host, which
+        // traps past `MAX_IO_BYTES`; natively the dispatcher returns it, so check here.
+        let result = match result {
+            Ok(Ok(out)) if out.len() > MAX_IO_BYTES => Err(Box::new(TrapSignal) as _),
+            Ok(Err(revert)) if revert.0.len() > MAX_IO_BYTES => Err(Box::new(TrapSignal) as _),
+            other => other,
+        };
         let outcome = match result {
             Ok(Ok(out)) => Ok(out),
             Ok(Err(revert)) => Err(revert.0),
@@ -178,6 +202,9 @@ fn run_frame(
                 // A trap or a Rust panic (`unreachable` on chain): no data, all gas spent.
                 Err(_) => {
                     vm.world = snapshot.clone();
+                    if vm.frames.iter().all(|f| !f.runs_code) {
+                        vm.trapped = true;
+                    }
                     return (Err(Vec::new()), frame.gas_limit);
                 }
             },
@@ -218,6 +245,8 @@ impl TestVm {
                 },
                 mocks: BTreeMap::new(),
                 last_gas_used: 0,
+                last_trapped: false,
+                trapped: false,
             })
         });
         TestVm {
@@ -316,6 +345,7 @@ impl TestVm {
             vm.original = vm.world.storage.clone();
             vm.warm_slots.clear();
             vm.warm_accounts = [from, to].into_iter().collect();
+            vm.trapped = false;
             vm.world.clone()
         });
         let moved = with_vm(|vm| {
@@ -341,6 +371,7 @@ impl TestVm {
         let (result, gas) = run_frame(frame, run);
         with_vm(|vm| {
             vm.last_gas_used = gas;
+            vm.last_trapped = vm.trapped;
             if result.is_err() {
                 vm.world = snapshot;
             }
@@ -362,7 +393,7 @@ impl TestVm {
                 output: Vec::new(),
                 last_return: Vec::new(),
                 is_static: false,
-                gas_limit: u64::MAX,
+                gas_limit: DEFAULT_GAS_LIMIT,
                 gas_used: 0,
                 runs_code: false,
             });
@@ -426,6 +457,12 @@ impl TestVm {
         with_vm(|vm| std::mem::take(&mut vm.world.logs))
     }
 
+    /// Whether the last top-level call trapped (its own frame: a panic, out of gas, a write in
+    /// a static frame, more than `MAX_IO_BYTES`) rather than reverting.
+    pub fn last_trapped(&self) -> bool {
+        with_vm(|vm| vm.last_trapped)
+    }
+
     /// Gas the last top-level call used (host calls only; see the module docs).
     pub fn last_gas_used(&self) -> u64 {
         with_vm(|vm| vm.last_gas_used)
@@ -473,10 +510,12 @@ pub(crate) mod host {
         top(|f| f.input.clone())
     }
     pub fn return_data(data: &[u8]) {
+        io_bound(data.len());
         with_vm(|vm| charge(vm, HOST_CALL_BASE + COPY_WORD * words(data.len())));
         top(|f| f.output = data.to_vec())
     }
     pub fn revert(data: &[u8]) -> ! {
+        io_bound(data.len());
         panic::panic_any(RevertSignal(data.to_vec()))
     }
     pub fn storage_load(key: &B256) -> B256 {
@@ -574,6 +613,7 @@ pub(crate) mod host {
         })
     }
     pub fn emit_log(topics: &[B256], data: &[u8]) {
+        io_bound(data.len());
         with_vm(|vm| {
             let frame = vm.frames.last().expect("frame");
             if frame.is_static || topics.len() > 4 {
@@ -602,6 +642,7 @@ pub(crate) mod host {
     }
 
     fn nested_call(to: Address, value: U256, input: &[u8], gas: u64, is_static: bool) -> bool {
+        io_bound(input.len());
         let prepared = with_vm(|vm| {
             let frame = vm.frames.last().expect("frame");
             if frame.is_static && !value.is_zero() {
@@ -678,9 +719,17 @@ pub(crate) mod host {
         charge(vm, used)
     }
 
-    pub fn return_data_buffer() -> Vec<u8> {
+    pub fn return_data_size() -> usize {
         with_vm(|vm| charge(vm, HOST_CALL_BASE));
-        top(|f| f.last_return.clone())
+        top(|f| f.last_return.len())
+    }
+    pub fn return_data_copy(offset: usize, len: usize) -> Vec<u8> {
+        io_bound(len);
+        with_vm(|vm| charge(vm, HOST_CALL_BASE + COPY_WORD * words(len)));
+        top(|f| match offset.checked_add(len) {
+            Some(end) if end <= f.last_return.len() => f.last_return[offset..end].to_vec(),
+            _ => trap(),
+        })
     }
     pub fn gas_left() -> u64 {
         with_vm(|vm| {
