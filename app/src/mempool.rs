@@ -17,7 +17,7 @@
 //! exactly them.
 
 use keel_runtime::precheck::check_stateless;
-use keel_runtime::signatures::{admission_chunk, bad_signatures_in_chunks};
+use keel_runtime::signatures::{admission_chunk, bad_signatures_in_chunks, SignatureCache};
 use keel_state::{StateError, StateView, StateViewExt};
 use keel_types::limits::{MAX_TX_BYTES, MAX_TX_GAS};
 use keel_types::sync::Lock;
@@ -159,6 +159,9 @@ pub struct Mempool {
     /// Every entry by (gas price, sender, nonce): the eviction order.
     by_price: BTreeSet<(u128, Address, u64)>,
     bytes: usize,
+    /// Shared with the runtime: signatures admission verified are not verified again when a
+    /// block carries them (issue 22).
+    signatures: Option<std::sync::Arc<SignatureCache>>,
 }
 
 impl Mempool {
@@ -171,7 +174,15 @@ impl Mempool {
             hashes: BTreeMap::new(),
             by_price: BTreeSet::new(),
             bytes: 0,
+            signatures: None,
         }
+    }
+
+    /// Remembers the signatures admission verifies in `cache` (the runtime's), and skips
+    /// ones already in it (a transaction that arrives by RPC and again by gossip).
+    pub fn with_signature_cache(mut self, cache: std::sync::Arc<SignatureCache>) -> Mempool {
+        self.signatures = Some(cache);
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -292,6 +303,7 @@ impl Mempool {
             threads,
             self.min_gas_price,
             admission_chunk(txs.len(), threads),
+            self.signatures.as_deref(),
         );
         txs.into_iter()
             .zip(hashes)

@@ -121,11 +121,16 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
         },
         cache,
     );
-    let mempool = Arc::new(Mutex::new(Mempool::new(
-        config.mempool_config(),
-        genesis.chain_id,
-        genesis.min_gas_price,
-    )));
+    // Admission and execution share one signature cache: a transaction's signature is
+    // verified once per node (issue 22).
+    let mempool = Arc::new(Mutex::new(
+        Mempool::new(
+            config.mempool_config(),
+            genesis.chain_id,
+            genesis.min_gas_price,
+        )
+        .with_signature_cache(runtime.signature_cache().clone()),
+    ));
     let prometheus = m::install().context("installing the metrics recorder")?;
     let shared = Arc::new(Shared::default());
 

@@ -86,6 +86,9 @@ pub struct Runtime {
     /// RPC calls and simulations run on a speculative copy: WASM modules they compile are
     /// neither written to disk nor kept in the cache (`ModuleCache::get_speculative`).
     speculative: bool,
+    /// Signatures this node already verified (shared with its mempool): a block verifies
+    /// only the others.
+    signatures: Arc<crate::signatures::SignatureCache>,
 }
 
 /// Why revm did not run a transaction.
@@ -215,7 +218,23 @@ impl Runtime {
             config,
             wasm,
             speculative: false,
+            signatures: Arc::new(crate::signatures::SignatureCache::new(
+                crate::signatures::SIGNATURE_CACHE_ENTRIES,
+            )),
         }
+    }
+
+    /// Shares `cache` (the mempool's, so what admission verified is not verified again).
+    pub fn with_signature_cache(
+        mut self,
+        cache: Arc<crate::signatures::SignatureCache>,
+    ) -> Runtime {
+        self.signatures = cache;
+        self
+    }
+
+    pub fn signature_cache(&self) -> &Arc<crate::signatures::SignatureCache> {
+        &self.signatures
     }
 
     fn as_speculative(&self) -> Runtime {
@@ -312,8 +331,8 @@ impl Runtime {
         trace: Option<(usize, &Tracer)>,
     ) -> Result<BlockOutput, RuntimeError> {
         let header = &block.header;
-        // Signatures first, batch-verified in fixed-size chunks over the configured threads
-        // (the verdict depends only on the block).
+        // Signatures first: the ones this node has not verified before, batch-verified in
+        // chunks over the configured threads (the verdict depends only on the block).
         // Each transaction is hashed once, here, for its signature and its receipt.
         let tx_hashes: Vec<Hash> = block
             .transactions
@@ -325,6 +344,7 @@ impl Runtime {
             &tx_hashes,
             self.config.verify_threads,
             self.config.min_gas_price,
+            Some(&self.signatures),
         );
 
         let mut overlay = self.overlay(parent, header.epoch);

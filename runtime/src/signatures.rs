@@ -1,12 +1,124 @@
-//! Signature checks for a block, batched and spread over threads.
+//! Signature checks for a block or a mempool batch, batched and spread over threads, and
+//! verified at most once per node.
 //!
-//! The verdict must be a function of the block alone: the transactions are cut into chunks of
-//! a fixed size ([`SIGNATURE_CHUNK`]) and each chunk is batch-verified on its own, so the
-//! result does not depend on how many threads ran or which finished first (verify_batch's
-//! fallback for adversarial sets is per chunk, and the chunking is fixed).
+//! The verdict must be a function of the transactions alone. Under the transaction rule
+//! (ZIP-215, `keel_types::crypto`) a batch names exactly the signatures that fail alone,
+//! so neither the chunking nor the thread count can change it — and neither can skipping
+//! what this node already verified: [`SignatureCache`] remembers transactions whose
+//! signature this node itself found valid (at admission, from RPC or gossip, or in an
+//! earlier execution), and a block's check verifies only the others.
 
 use keel_types::crypto::verify_batch;
-use keel_types::{CryptoError, Hash, PublicKey, Signature, SignedTransaction};
+use keel_types::{Authorization, CryptoError, Hash, PublicKey, Signature, SignedTransaction};
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Transactions a [`SignatureCache`] remembers by default: three times the default mempool
+/// (20,000), so a transaction admitted at the back of a full pool is still remembered when
+/// a block takes it. About 64 bytes each (a 32-byte key in a set and in the eviction queue,
+/// plus the tree's overhead): 4 MiB.
+pub const SIGNATURE_CACHE_ENTRIES: usize = 65_536;
+
+/// Signatures this node verified itself, so a block does not verify them again (issue 22).
+///
+/// Keyed by a hash of everything the verdict depends on: the transaction's signed payload
+/// hash, its whole authorization (the ed25519 signature, or the Ethereum envelope with its
+/// recovered-signer check) and the base fee an Ethereum envelope is read at. A peer's copy
+/// with another signature has another key. Only valid verdicts are stored; a full cache
+/// forgets the oldest first. A miss only costs a verification.
+#[derive(Debug)]
+pub struct SignatureCache {
+    capacity: usize,
+    inner: Mutex<CacheInner>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct CacheInner {
+    keys: BTreeSet<[u8; 32]>,
+    order: VecDeque<[u8; 32]>,
+}
+
+impl SignatureCache {
+    pub fn new(capacity: usize) -> SignatureCache {
+        SignatureCache {
+            capacity: capacity.max(1),
+            inner: Mutex::new(CacheInner::default()),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// What a verdict on `tx` (whose payload hash is `hash`) depends on.
+    pub fn key(tx: &SignedTransaction, hash: &Hash, eth_base_fee: u128) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_derive_key("keel 2026 signature cache key");
+        h.update(&hash.0);
+        match &tx.signature {
+            Authorization::Ed25519(sig) => {
+                h.update(&[0]);
+                h.update(&sig.0);
+            }
+            Authorization::Ethereum(raw) => {
+                h.update(&[1]);
+                h.update(&eth_base_fee.to_le_bytes());
+                h.update(&(raw.len() as u64).to_le_bytes());
+                h.update(raw);
+            }
+        }
+        *h.finalize().as_bytes()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        // The set is valid after any panic (inserts and evictions are single calls), so a
+        // poisoned lock is taken over.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Which of `keys` were verified before, counting hits and misses.
+    fn known(&self, keys: &[[u8; 32]]) -> Vec<bool> {
+        let inner = self.lock();
+        let known: Vec<bool> = keys.iter().map(|k| inner.keys.contains(k)).collect();
+        drop(inner);
+        let hits = known.iter().filter(|k| **k).count() as u64;
+        self.hits.fetch_add(hits, Ordering::Relaxed);
+        self.misses
+            .fetch_add(keys.len() as u64 - hits, Ordering::Relaxed);
+        known
+    }
+
+    /// Remembers signatures this node found valid.
+    fn remember(&self, keys: impl IntoIterator<Item = [u8; 32]>) {
+        let mut inner = self.lock();
+        for key in keys {
+            if inner.keys.insert(key) {
+                inner.order.push_back(key);
+            }
+            while inner.order.len() > self.capacity {
+                if let Some(old) = inner.order.pop_front() {
+                    inner.keys.remove(&old);
+                }
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Lookups that found a verified signature, and ones that did not.
+    pub fn hits_and_misses(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
+    }
+}
 
 /// Transactions per batch verification. Large enough that batching pays (the batch equation
 /// costs about half of verifying one by one), small enough to spread a block over cores.
@@ -26,13 +138,24 @@ fn verify_chunk(items: &[(&[u8], PublicKey, Signature)]) -> Vec<usize> {
 /// `hashes[i]` is `transactions[i].hash()` (the signed payload), computed once by the caller,
 /// which needs it again. `eth_base_fee` is the chain's base fee, which an Ethereum
 /// transaction's gas price derives from ([`SignedTransaction::verify_signature`]).
+///
+/// With a `cache`, transactions it holds are not verified again, and the ones verified here
+/// and found valid are added to it.
 pub fn bad_signatures(
     transactions: &[SignedTransaction],
     hashes: &[Hash],
     threads: usize,
     eth_base_fee: u128,
+    cache: Option<&SignatureCache>,
 ) -> Vec<usize> {
-    bad_signatures_in_chunks(transactions, hashes, threads, eth_base_fee, SIGNATURE_CHUNK)
+    bad_signatures_in_chunks(
+        transactions,
+        hashes,
+        threads,
+        eth_base_fee,
+        SIGNATURE_CHUNK,
+        cache,
+    )
 }
 
 /// Largest chunk [`admission_chunk`] picks: the batch equation's saving per signature
@@ -40,10 +163,9 @@ pub fn bad_signatures(
 pub const MAX_ADMISSION_CHUNK: usize = 1_024;
 
 /// The chunk size for checking `n` transactions at mempool admission on `threads` threads:
-/// one chunk per thread, at least [`SIGNATURE_CHUNK`] and at most [`MAX_ADMISSION_CHUNK`].
-/// Admission is this node's own business (the block's verdict is re-derived at execution
-/// with the fixed chunking), so it may batch as widely as pays: a 500-transaction RPC batch
-/// is one batch equation instead of four.
+/// one chunk per thread, at least [`SIGNATURE_CHUNK`] and at most [`MAX_ADMISSION_CHUNK`]:
+/// a 500-transaction RPC batch is one batch equation instead of four (the verdict is the same
+/// for any chunking).
 pub fn admission_chunk(n: usize, threads: usize) -> usize {
     n.div_ceil(threads.max(1))
         .clamp(SIGNATURE_CHUNK, MAX_ADMISSION_CHUNK)
@@ -56,8 +178,41 @@ pub fn bad_signatures_in_chunks(
     threads: usize,
     eth_base_fee: u128,
     chunk: usize,
+    cache: Option<&SignatureCache>,
 ) -> Vec<usize> {
     assert_eq!(transactions.len(), hashes.len(), "one hash per transaction");
+    let keys: Vec<[u8; 32]> = match cache {
+        Some(_) => transactions
+            .iter()
+            .zip(hashes)
+            .map(|(t, h)| SignatureCache::key(t, h, eth_base_fee))
+            .collect(),
+        None => Vec::new(),
+    };
+    let known = match cache {
+        Some(c) => c.known(&keys),
+        None => vec![false; transactions.len()],
+    };
+    let bad = verify_uncached(transactions, hashes, &known, threads, eth_base_fee, chunk);
+    if let Some(c) = cache {
+        c.remember(
+            (0..transactions.len())
+                .filter(|i| !known[*i] && bad.binary_search(i).is_err())
+                .map(|i| keys[i]),
+        );
+    }
+    bad
+}
+
+/// The bad signatures among the transactions not `known` to be valid.
+fn verify_uncached(
+    transactions: &[SignedTransaction],
+    hashes: &[Hash],
+    known: &[bool],
+    threads: usize,
+    eth_base_fee: u128,
+    chunk: usize,
+) -> Vec<usize> {
     let chunk = chunk.max(1);
     // ed25519 transactions are batch-verified; `positions[k]` is the block index of item k.
     // Ethereum ones (secp256k1 recovery, no batching) are checked one by one below.
@@ -65,6 +220,9 @@ pub fn bad_signatures_in_chunks(
     let mut items: Vec<(&[u8], PublicKey, Signature)> = Vec::with_capacity(transactions.len());
     let mut bad: Vec<usize> = Vec::new();
     for (i, (t, h)) in transactions.iter().zip(hashes).enumerate() {
+        if known[i] {
+            continue;
+        }
         match t.ed25519() {
             Some((key, signature)) => {
                 positions.push(i);
@@ -152,7 +310,7 @@ mod tests {
 
     fn check(block: &[SignedTransaction], threads: usize) -> Vec<usize> {
         let hashes: Vec<Hash> = block.iter().map(SignedTransaction::hash).collect();
-        bad_signatures(block, &hashes, threads, 1)
+        bad_signatures(block, &hashes, threads, 1, None)
     }
 
     #[test]
@@ -175,7 +333,7 @@ mod tests {
         let hashes: Vec<Hash> = block.iter().map(SignedTransaction::hash).collect();
         for (threads, chunk) in [(1, 1), (1, 500), (1, 512), (2, 256), (3, 1_000), (1, 0)] {
             assert_eq!(
-                bad_signatures_in_chunks(&block, &hashes, threads, 1, chunk),
+                bad_signatures_in_chunks(&block, &hashes, threads, 1, chunk, None),
                 bad.to_vec(),
                 "{threads} threads, chunks of {chunk}"
             );
@@ -185,5 +343,45 @@ mod tests {
         assert_eq!(admission_chunk(10, 4), SIGNATURE_CHUNK);
         assert_eq!(admission_chunk(100_000, 1), MAX_ADMISSION_CHUNK);
         assert_eq!(admission_chunk(0, 0), SIGNATURE_CHUNK);
+    }
+
+    /// Verify-once: what admission verified is skipped, the verdict is unchanged, and the
+    /// cache cannot be fooled by the same payload under another signature.
+    #[test]
+    fn cached_signatures_are_skipped_without_changing_any_verdict() {
+        let cache = SignatureCache::new(1_000);
+        let bad = [3, 200];
+        let block = txs(300, &bad);
+        let hashes: Vec<Hash> = block.iter().map(SignedTransaction::hash).collect();
+        // Admission sees the first 150 (RPC), in its own chunking.
+        let admitted =
+            bad_signatures_in_chunks(&block[..150], &hashes[..150], 2, 1, 150, Some(&cache));
+        assert_eq!(admitted, vec![3]);
+        assert_eq!(cache.len(), 149, "only valid verdicts are kept");
+        // The block: 149 hits, the rest verified now; the same verdict as without a cache.
+        assert_eq!(
+            bad_signatures(&block, &hashes, 2, 1, Some(&cache)),
+            bad.to_vec()
+        );
+        assert_eq!(cache.hits_and_misses(), (149, 150 + 151));
+        assert_eq!(bad_signatures(&block, &hashes, 1, 1, None), bad.to_vec());
+        // A peer re-signs a cached payload with a bad signature: another key, verified, refused.
+        let mut forged = block[10].clone();
+        if let Authorization::Ed25519(s) = &mut forged.signature {
+            s.0[7] ^= 1;
+        }
+        let forged_hash = [forged.hash()];
+        assert_eq!(forged_hash[0], hashes[10], "same payload");
+        assert_eq!(
+            bad_signatures(&[forged], &forged_hash, 1, 1, Some(&cache)),
+            vec![0]
+        );
+        // Bounded: the oldest are forgotten first.
+        let small = SignatureCache::new(10);
+        bad_signatures(&block[..50], &hashes[..50], 1, 1, Some(&small));
+        assert_eq!(small.len(), 10);
+        let (hits, _) = small.hits_and_misses();
+        bad_signatures(&block[40..50], &hashes[40..50], 1, 1, Some(&small));
+        assert_eq!(small.hits_and_misses().0 - hits, 10, "the newest are kept");
     }
 }

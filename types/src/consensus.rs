@@ -55,8 +55,10 @@ pub struct SignedVote {
 }
 
 impl SignedVote {
+    /// The same rule as a certificate's batch check (ZIP-215, `crypto`), so a vote the
+    /// engine takes alone and the same vote inside a certificate get the same verdict.
     pub fn verify(&self, key: &PublicKey) -> Result<(), crate::CryptoError> {
-        key.verify(&self.vote.signing_hash().0, &self.signature)
+        key.verify_zip215(&self.vote.signing_hash().0, &self.signature)
     }
 }
 

@@ -1,14 +1,19 @@
-//! ed25519 keys and signatures (ed25519-dalek), and the batch verification rule.
+//! ed25519 keys and signatures, and the transaction signature rule.
 //!
-//! Verification rule: a set of signatures is checked with ed25519-dalek's deterministic batch
-//! equation; if the batch fails, each signature is checked alone with `verify_strict`, which
-//! names the bad ones. Both steps are pure functions of their inputs (dalek derives the batch
-//! coefficients from a transcript of the inputs, not from an RNG). The runtime cuts a block
-//! into fixed chunks (keel_runtime::signatures), so a block's verdict is a pure function of
-//! the block, the same at every node. The mempool chunks its batches as it likes (admission
-//! is this node's own business): for a signature with a crafted torsion component the batch
-//! verdict can depend on its chunk, so admission may let in a transaction that block
-//! execution then refuses, which costs only the block space it takes.
+//! **The transaction rule is ZIP-215** (ed25519-zebra): a signature is valid when
+//! `[8](sB − R − hA) = 0` with `s` canonical, `A` and `R` any point encodings, plus keel's
+//! own refusal of small-order keys (anyone can sign for those under a cofactored rule). Its
+//! point: batch verification and single verification give the same verdict for every
+//! signature (up to 2^-128), so the verdict does not depend on how transactions are grouped —
+//! the mempool's batches, a block's chunks or none — and a node may skip a signature it
+//! already verified (`keel_runtime::signatures::SignatureCache`) without any chance of
+//! disagreeing with a node that verifies it inside a block. The old rule (dalek's
+//! cofactorless batch equation, then `verify_strict`) gave a signature with a crafted torsion
+//! component a verdict that depended on the other signatures of its batch.
+//!
+//! Consensus votes use the same rule (a vote alone and inside a certificate, which is
+//! batch-verified, get one verdict). `PublicKey::verify` (`verify_strict`) remains for the
+//! p2p identity handshake, a single signature outside any batch.
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use ed25519_dalek::Signer;
@@ -90,6 +95,25 @@ impl PublicKey {
         key.verify_strict(message, &sig)
             .map_err(|_| CryptoError::BadSignature)
     }
+
+    /// The key a transaction may be signed by: any point encoding that decodes (ZIP-215
+    /// accepts non-canonical ones), but not a small-order point.
+    fn zip215_key(&self) -> Result<ed25519_zebra::VerificationKey, CryptoError> {
+        let point = curve25519_dalek::edwards::CompressedEdwardsY(self.0)
+            .decompress()
+            .ok_or(CryptoError::InvalidPublicKey)?;
+        if point.is_small_order() {
+            return Err(CryptoError::InvalidPublicKey);
+        }
+        ed25519_zebra::VerificationKey::try_from(self.0).map_err(|_| CryptoError::InvalidPublicKey)
+    }
+
+    /// The transaction signature rule (module docs): ZIP-215 single verification.
+    pub fn verify_zip215(&self, message: &[u8], signature: &Signature) -> Result<(), CryptoError> {
+        let key = self.zip215_key()?;
+        key.verify(&ed25519_zebra::Signature::from_bytes(&signature.0), message)
+            .map_err(|_| CryptoError::BadSignature)
+    }
 }
 
 crate::hex_bytes::hex_bytes!(PublicKey, 32);
@@ -100,49 +124,53 @@ impl fmt::Debug for Signature {
     }
 }
 
-/// Verifies many (message, key, signature) triples under the rule in the module docs.
-/// Returns `BadSignatures` with the indices of every failing triple.
+/// Verifies many (message, key, signature) triples under the transaction rule (module docs):
+/// one ZIP-215 batch equation, and if it fails, each signature alone to name the bad ones.
+/// Returns `BadSignatures` with the indices of every failing triple. The verdict is the
+/// same as verifying each triple with [`PublicKey::verify_zip215`], whatever the set.
 pub fn verify_batch(items: &[(&[u8], PublicKey, Signature)]) -> Result<(), CryptoError> {
     if items.is_empty() {
         return Ok(());
     }
-    let mut keys = Vec::with_capacity(items.len());
-    let mut all_keys_valid = true;
-    for (_, key, _) in items {
-        match key.dalek() {
-            // A small-order ("weak") key satisfies the batch equation for some messages with a
-            // signature anyone can make (found by fuzzing): such keys take the strict path,
-            // which refuses them, as it does for a single signature.
-            Ok(k) if !k.is_weak() => keys.push(k),
-            _ => {
-                all_keys_valid = false;
-                break;
-            }
+    let mut verifier = ed25519_zebra::batch::Verifier::new();
+    let mut batchable = true;
+    // The batch's coefficients come from a ChaCha stream seeded with a hash of the whole
+    // batch: no RNG state, the same coefficients for the same batch everywhere (the verdict
+    // does not depend on them anyway, beyond 2^-128).
+    let mut transcript =
+        blake3::Hasher::new_derive_key("keel 2026 ed25519 zip215 batch coefficients");
+    for (message, key, signature) in items {
+        if key.zip215_key().is_err() {
+            batchable = false;
+            break;
         }
+        transcript.update(&(message.len() as u64).to_le_bytes());
+        transcript.update(message);
+        transcript.update(&key.0);
+        transcript.update(&signature.0);
+        verifier.queue((
+            ed25519_zebra::VerificationKeyBytes::from(key.0),
+            ed25519_zebra::Signature::from_bytes(&signature.0),
+            message,
+        ));
     }
-    if all_keys_valid {
-        let messages: Vec<&[u8]> = items.iter().map(|(m, _, _)| *m).collect();
-        let signatures: Vec<ed25519_dalek::Signature> = items
-            .iter()
-            .map(|(_, _, s)| ed25519_dalek::Signature::from_bytes(&s.0))
-            .collect();
-        if ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok() {
+    if batchable {
+        let seed: [u8; 32] = *transcript.finalize().as_bytes();
+        let rng =
+            <rand_chacha::ChaCha20Rng as rand_chacha::rand_core::SeedableRng>::from_seed(seed);
+        if verifier.verify(rng).is_ok() {
             return Ok(());
         }
     }
     let bad: Vec<usize> = items
         .iter()
         .enumerate()
-        .filter(|(_, (m, k, s))| k.verify(m, s).is_err())
+        .filter(|(_, (m, k, s))| k.verify_zip215(m, s).is_err())
         .map(|(i, _)| i)
         .collect();
     if bad.is_empty() {
-        // The batch equation rejected a set whose members each pass strict verification:
-        // possible only with a crafted torsion component (a key aB + T, a nonce rB + T),
-        // which the cofactorless batch sees for some coefficients. Strict verification is
-        // the rule, so all of them are valid. Condemning the whole set (as this did) let one
-        // such transaction, valid under the strict rule, get every honest transaction of its
-        // chunk refused and dropped from the pool (found by review).
+        // Every signature passes alone, so the batch can only have failed by the 2^-128
+        // chance of its coefficients: the rule is the single verdict.
         return Ok(());
     }
     Err(CryptoError::BadSignatures {
@@ -199,9 +227,10 @@ mod tests {
         panic!("no odd challenge in 255 nonces");
     }
 
-    /// One transaction valid under the strict rule but carrying crafted torsion made the
-    /// batch equation fail for about half of the chunks it sat in, and then every signature
-    /// of the chunk was condemned: honest transactions refused at will.
+    /// One transaction valid under the strict rule but carrying crafted torsion made dalek's
+    /// cofactorless batch equation fail for about half of the chunks it sat in, and then
+    /// every signature of the chunk was condemned: honest transactions refused at will. Under
+    /// ZIP-215 it is simply valid, in any company.
     #[test]
     fn a_strictly_valid_signature_never_condemns_its_batch() {
         let (evil_key, evil_sig) = torsioned(7, b"evil");
@@ -245,5 +274,116 @@ mod tests {
             batch_failed > 0,
             "the crafted signature must make some batch equations fail for this test to mean anything"
         );
+    }
+
+    /// A signature whose nonce point carries torsion the equation does not: `sB = R + hA − T`.
+    /// `verify_strict` refuses it; ZIP-215 (cofactored) accepts it. dalek's cofactorless
+    /// batch accepted it for about half of the coefficient draws, so under the old rule its
+    /// verdict depended on the rest of its batch.
+    fn torsion_in_nonce_only(seed: u8, message: &[u8]) -> (PublicKey, Signature) {
+        let a = Scalar::from_bytes_mod_order([seed; 32]);
+        let key = EdwardsPoint::mul_base(&a).compress().to_bytes();
+        let r = Scalar::from_bytes_mod_order([seed ^ 0x5a; 32]);
+        let big_r = (EdwardsPoint::mul_base(&r) + order_two())
+            .compress()
+            .to_bytes();
+        let h = challenge(&big_r, &key, message);
+        let s = r + h * a;
+        let mut sig = [0u8; 64];
+        sig[..32].copy_from_slice(&big_r);
+        sig[32..].copy_from_slice(&s.to_bytes());
+        (PublicKey(key), Signature(sig))
+    }
+
+    fn honest(n: u8, salt: u8) -> Vec<(Vec<u8>, PublicKey, Signature)> {
+        (0..n)
+            .map(|i| {
+                let k = SecretKey::from_seed([i.wrapping_add(1); 32]);
+                let m = vec![i, salt, 3];
+                let sig = k.sign(&m);
+                (m, k.public_key(), sig)
+            })
+            .collect()
+    }
+
+    fn refs(items: &[(Vec<u8>, PublicKey, Signature)]) -> Vec<(&[u8], PublicKey, Signature)> {
+        items
+            .iter()
+            .map(|(m, k, s)| (m.as_slice(), *k, *s))
+            .collect()
+    }
+
+    /// The property the signature cache rests on: for every mix of honest, forged, torsioned
+    /// and small-order-key signatures, cut into batches of every size, the batch verdict names
+    /// exactly the signatures single ZIP-215 verification refuses.
+    #[test]
+    fn batch_and_single_verdicts_agree_in_any_grouping() {
+        let (t_key, t_sig) = torsion_in_nonce_only(9, b"torsion");
+        assert!(
+            t_key.verify(b"torsion", &t_sig).is_err(),
+            "strict refuses it"
+        );
+        assert_eq!(
+            t_key.verify_zip215(b"torsion", &t_sig),
+            Ok(()),
+            "ZIP-215 accepts it"
+        );
+        let (s_key, s_sig) = torsioned(7, b"evil");
+        let mut weak = [0u8; 32];
+        weak[0] = 1; // the identity: small order
+        let weak_key = PublicKey(weak);
+        for salt in 0..12u8 {
+            let mut items = honest(10, salt);
+            items.push((b"torsion".to_vec(), t_key, t_sig));
+            items.push((b"evil".to_vec(), s_key, s_sig));
+            // A forged one (a bit flipped in s) and a good signature under a small-order key.
+            let mut forged = items[3].clone();
+            forged.2 .0[40] ^= 1;
+            items.push(forged);
+            items.push((b"weak".to_vec(), weak_key, Signature([0; 64])));
+            let turn = usize::from(salt) % items.len();
+            items.rotate_left(turn);
+            let single: Vec<usize> = items
+                .iter()
+                .enumerate()
+                .filter(|(_, (m, k, s))| k.verify_zip215(m, s).is_err())
+                .map(|(i, _)| i)
+                .collect();
+            assert_eq!(single.len(), 2, "the forged one and the small-order key");
+            let all = refs(&items);
+            for chunk in [1, 2, 3, 5, 7, all.len()] {
+                let mut bad = Vec::new();
+                for (c, part) in all.chunks(chunk).enumerate() {
+                    match verify_batch(part) {
+                        Ok(()) => {}
+                        Err(CryptoError::BadSignatures { bad: b, .. }) => {
+                            bad.extend(b.into_iter().map(|i| c * chunk + i))
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                assert_eq!(bad, single, "salt {salt}, chunks of {chunk}");
+            }
+        }
+    }
+
+    #[test]
+    fn small_order_keys_cannot_sign_transactions() {
+        // Every one of the 8 small-order points (and the 0 encoding) is refused as a key,
+        // alone and in a batch, whatever the signature.
+        let mut keys = vec![[0u8; 32]];
+        let t = order_two();
+        let mut p = EdwardsPoint::mul_base(&Scalar::ZERO);
+        for _ in 0..2 {
+            keys.push(p.compress().to_bytes());
+            p += t;
+        }
+        for k in keys {
+            let key = PublicKey(k);
+            for sig in [Signature([0; 64]), Signature([1; 64])] {
+                assert!(key.verify_zip215(b"m", &sig).is_err());
+                assert!(verify_batch(&[(b"m".as_slice(), key, sig)]).is_err());
+            }
+        }
     }
 }

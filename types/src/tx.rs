@@ -163,7 +163,9 @@ impl SignedTransaction {
     /// base fee is `eth_base_fee` (its gas price is the envelope's effective price there).
     pub fn verify_signature(&self, eth_base_fee: u128) -> Result<(), CryptoError> {
         match (&self.tx.sender, &self.signature) {
-            (Sender::Agent(key), Authorization::Ed25519(sig)) => key.verify(&self.hash().0, sig),
+            (Sender::Agent(key), Authorization::Ed25519(sig)) => {
+                key.verify_zip215(&self.hash().0, sig)
+            }
             (Sender::Ethereum(_), Authorization::Ethereum(raw)) => {
                 match crate::eth::decode(raw, self.tx.chain_id, eth_base_fee) {
                     Ok(derived) if derived == *self => Ok(()),

@@ -433,6 +433,19 @@ fn report(
                 ));
             }
         }
+        // Verify-once (issue 22): every validator skips signatures it verified at
+        // admission, and the Byzantine proposer re-signs payloads they hold with forged
+        // signatures; nothing it forged may ever run. Checked here without any cache.
+        if let (Some(b), Some(rs)) = (top.store.block(h)?, receipts.as_ref()) {
+            for (tx, receipt) in b.transactions.iter().zip(rs) {
+                if receipt.status != TxStatus::Rejected && tx.verify_signature(GAS_PRICE).is_err() {
+                    r.violations.push(format!(
+                        "height {h}: transaction {} ran with a signature the rule refuses",
+                        receipt.tx_hash
+                    ));
+                }
+            }
+        }
         for receipt in receipts.iter().flatten() {
             if receipt.status == TxStatus::Success {
                 if let Some(kind) = agents.sent.get(&receipt.tx_hash) {

@@ -136,7 +136,9 @@ impl Validator {
             block_gas_limit: genesis.block_gas_limit,
             max_frame_bytes: SIM_MAX_FRAME_BYTES,
         };
-        let mempool = Mempool::new(MempoolConfig::default(), CHAIN_ID, GAS_PRICE);
+        // As the node: admission and execution share the signature cache.
+        let mempool = Mempool::new(MempoolConfig::default(), CHAIN_ID, GAS_PRICE)
+            .with_signature_cache(runtime.signature_cache().clone());
         Ok(Validator {
             index,
             key: key.clone(),
@@ -183,7 +185,13 @@ impl Validator {
     /// engine, the mempool); the store and the vote log stay.
     pub fn crash(&mut self) {
         self.app = None;
-        self.mempool = Mempool::new(MempoolConfig::default(), CHAIN_ID, GAS_PRICE);
+        // The signature cache is memory too.
+        let fresh = std::sync::Arc::new(keel_runtime::signatures::SignatureCache::new(
+            keel_runtime::signatures::SIGNATURE_CACHE_ENTRIES,
+        ));
+        self.runtime = self.runtime.clone().with_signature_cache(fresh.clone());
+        self.mempool =
+            Mempool::new(MempoolConfig::default(), CHAIN_ID, GAS_PRICE).with_signature_cache(fresh);
     }
 
     /// Runs `f` on the app (if up) with this validator's host.
