@@ -313,7 +313,17 @@ impl Mempool {
                 if bad.binary_search(&i).is_ok() {
                     return Err(AdmitError::BadSignature);
                 }
-                self.insert(state, tx, hash, bytes)
+                // Remembered only once admitted: what the pool refuses (an unfunded fresh
+                // key, a stale nonce) never takes cache room.
+                let key = self
+                    .signatures
+                    .as_ref()
+                    .map(|_| SignatureCache::key(&tx, &hash, self.min_gas_price));
+                let admitted = self.insert(state, tx, hash, bytes);
+                if let (Ok(_), Some(cache), Some(key)) = (&admitted, &self.signatures, key) {
+                    cache.remember_key(key);
+                }
+                admitted
             })
             .collect()
     }

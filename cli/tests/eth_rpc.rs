@@ -97,6 +97,52 @@ fn web3_py_ethers_and_viem_deploy_transact_and_read_evm_and_wasm_contracts_unmod
         }
         ctx[format!("{env}_token")] = json!(token);
     }
+    // Issue 23: a contract written with keel-sdk (the Rust token), and the Solidity router
+    // that web3.py will use to call it; the router holds some of its tokens.
+    let (ok, receipt, err) = deploy(&rpc, key, "wasm", &contract("token_rs.wasm"), Some(SUPPLY));
+    assert!(
+        ok && receipt["status"] == "success",
+        "rust token: {err} {receipt}"
+    );
+    let rust_token = receipt["contract_address"]
+        .as_str()
+        .expect("address")
+        .to_string();
+    let (ok, receipt, err) = deploy(&rpc, key, "evm", &contract("Router.bin"), None);
+    assert!(
+        ok && receipt["status"] == "success",
+        "router: {err} {receipt}"
+    );
+    let router = receipt["contract_address"]
+        .as_str()
+        .expect("address")
+        .to_string();
+    let fund = format!(
+        "0xa9059cbb{:0>64}{:064x}",
+        router.trim_start_matches("0x"),
+        1_000
+    );
+    let (ok, receipt, err) = keel(&[
+        "tx",
+        "call",
+        "--rpc",
+        &rpc,
+        "--key",
+        key,
+        "--to",
+        &rust_token,
+        "--data",
+        &fund,
+        "--wait",
+    ]);
+    assert!(
+        ok && receipt["status"] == "success",
+        "fund router: {err} {receipt}"
+    );
+    ctx["rust_token"] = json!(rust_token);
+    ctx["router"] = json!(router);
+    ctx["router_abi"] = json!(contract("Router.abi"));
+    ctx["router_rust_balance"] = json!(1_000);
     let (ok, status, _) = keel(&["query", "status", "--rpc", &rpc]);
     assert!(ok);
     ctx["chain_id"] = status["chain_id"].clone();
@@ -125,7 +171,7 @@ fn web3_py_ethers_and_viem_deploy_transact_and_read_evm_and_wasm_contracts_unmod
     assert_eq!(dev["address"], ETH_DEV_ADDRESS);
     ctx["eth_dev_key"] = dev["private_key"].clone();
     ctx["token_bin"] = json!(contract("Token.bin"));
-    run_web3(&python, "web3_write.py", &ctx, 30);
+    run_web3(&python, "web3_write.py", &ctx, 40);
     // Subscriptions over the same port's WebSocket: newHeads, logs, pending transactions.
     run_web3(&python, "web3_subscribe.py", &ctx, 12);
     // ethers v6 and viem, each with its default fees, watchers, revert decoding and a trace.

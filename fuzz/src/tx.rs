@@ -19,7 +19,7 @@ pub fn agent_tx(data: &[u8]) {
     assert_canonical(data, &tx);
     if let Some((key, signature)) = tx.ed25519() {
         // The batch rule the mempool and the runtime run; a set it accepts must pass the
-        // single check the runtime uses on its own (its failures fall back to the strict
+        // single check (both ZIP-215: they must agree; a failing batch falls back to the
         // single check inside `verify_batch`, so that direction is covered there).
         let hash = tx.hash();
         if verify_batch(&[(&hash.0[..], key, signature)]).is_ok() {

@@ -61,7 +61,12 @@ impl SignatureCache {
                 h.update(&sig.0);
             }
             Authorization::Ethereum(raw) => {
+                // An envelope's verdict is "it decodes to exactly these fields", and its
+                // hash covers only the envelope: the fields go into the key too, or a
+                // proposer could pair a cached envelope with any sender and body (found by
+                // review).
                 h.update(&[1]);
+                h.update(&tx.tx.hash().0);
                 h.update(&eth_base_fee.to_le_bytes());
                 h.update(&(raw.len() as u64).to_le_bytes());
                 h.update(raw);
@@ -86,6 +91,17 @@ impl SignatureCache {
         self.misses
             .fetch_add(keys.len() as u64 - hits, Ordering::Relaxed);
         known
+    }
+
+    /// Remembers that `tx` (payload hash `hash`) carries a valid signature: call only after
+    /// this node verified it (the mempool does for what it admits).
+    pub fn remember_verified(&self, tx: &SignedTransaction, hash: &Hash, eth_base_fee: u128) {
+        self.remember([SignatureCache::key(tx, hash, eth_base_fee)]);
+    }
+
+    /// [`Self::remember_verified`] with the key already computed ([`Self::key`]).
+    pub fn remember_key(&self, key: [u8; 32]) {
+        self.remember([key]);
     }
 
     /// Remembers signatures this node found valid.
@@ -120,8 +136,8 @@ impl SignatureCache {
     }
 }
 
-/// Transactions per batch verification. Large enough that batching pays (the batch equation
-/// costs about half of verifying one by one), small enough to spread a block over cores.
+/// The smallest batch worth its setup: fewer transactions than this per thread share one
+/// batch equation (the batch costs about half of verifying one by one).
 pub const SIGNATURE_CHUNK: usize = 128;
 
 fn verify_chunk(items: &[(&[u8], PublicKey, Signature)]) -> Vec<usize> {
@@ -140,7 +156,7 @@ fn verify_chunk(items: &[(&[u8], PublicKey, Signature)]) -> Vec<usize> {
 /// transaction's gas price derives from ([`SignedTransaction::verify_signature`]).
 ///
 /// With a `cache`, transactions it holds are not verified again, and the ones verified here
-/// and found valid are added to it.
+/// and found valid are added to it (block execution: everything it verified ran).
 pub fn bad_signatures(
     transactions: &[SignedTransaction],
     hashes: &[Hash],
@@ -148,13 +164,14 @@ pub fn bad_signatures(
     eth_base_fee: u128,
     cache: Option<&SignatureCache>,
 ) -> Vec<usize> {
-    bad_signatures_in_chunks(
+    check(
         transactions,
         hashes,
         threads,
         eth_base_fee,
-        SIGNATURE_CHUNK,
+        None,
         cache,
+        true,
     )
 }
 
@@ -171,7 +188,9 @@ pub fn admission_chunk(n: usize, threads: usize) -> usize {
         .clamp(SIGNATURE_CHUNK, MAX_ADMISSION_CHUNK)
 }
 
-/// [`bad_signatures`] with `chunk` transactions per batch equation.
+/// [`bad_signatures`] with `chunk` transactions per batch equation, for admission: the
+/// `cache` is read but not filled (the mempool remembers only what it admits, so signatures
+/// of transactions it refuses — say, from unfunded fresh keys — cannot churn the cache).
 pub fn bad_signatures_in_chunks(
     transactions: &[SignedTransaction],
     hashes: &[Hash],
@@ -179,6 +198,29 @@ pub fn bad_signatures_in_chunks(
     eth_base_fee: u128,
     chunk: usize,
     cache: Option<&SignatureCache>,
+) -> Vec<usize> {
+    check(
+        transactions,
+        hashes,
+        threads,
+        eth_base_fee,
+        Some(chunk),
+        cache,
+        false,
+    )
+}
+
+/// `chunk`: transactions per batch equation; `None` spreads the ones not cached evenly over
+/// the threads ([`admission_chunk`]): the verdict is the same for any chunking, and wider
+/// batches are cheaper per signature (ed25519-zebra merges a sender's signatures).
+fn check(
+    transactions: &[SignedTransaction],
+    hashes: &[Hash],
+    threads: usize,
+    eth_base_fee: u128,
+    chunk: Option<usize>,
+    cache: Option<&SignatureCache>,
+    remember: bool,
 ) -> Vec<usize> {
     assert_eq!(transactions.len(), hashes.len(), "one hash per transaction");
     let keys: Vec<[u8; 32]> = match cache {
@@ -194,7 +236,7 @@ pub fn bad_signatures_in_chunks(
         None => vec![false; transactions.len()],
     };
     let bad = verify_uncached(transactions, hashes, &known, threads, eth_base_fee, chunk);
-    if let Some(c) = cache {
+    if let (Some(c), true) = (cache, remember) {
         c.remember(
             (0..transactions.len())
                 .filter(|i| !known[*i] && bad.binary_search(i).is_err())
@@ -211,9 +253,8 @@ fn verify_uncached(
     known: &[bool],
     threads: usize,
     eth_base_fee: u128,
-    chunk: usize,
+    chunk: Option<usize>,
 ) -> Vec<usize> {
-    let chunk = chunk.max(1);
     // ed25519 transactions are batch-verified; `positions[k]` is the block index of item k.
     // Ethereum ones (secp256k1 recovery, no batching) are checked one by one below.
     let mut positions = Vec::with_capacity(transactions.len());
@@ -235,6 +276,9 @@ fn verify_uncached(
             }
         }
     }
+    let chunk = chunk
+        .unwrap_or_else(|| admission_chunk(items.len(), threads))
+        .max(1);
     let chunks: Vec<&[(&[u8], PublicKey, Signature)]> = items.chunks(chunk).collect();
     let threads = threads.clamp(1, chunks.len().max(1));
     let verdicts: Vec<Vec<usize>> = if threads == 1 {
@@ -345,7 +389,7 @@ mod tests {
         assert_eq!(admission_chunk(0, 0), SIGNATURE_CHUNK);
     }
 
-    /// Verify-once: what admission verified is skipped, the verdict is unchanged, and the
+    /// Verify-once: what this node verified is skipped, the verdict is unchanged, and the
     /// cache cannot be fooled by the same payload under another signature.
     #[test]
     fn cached_signatures_are_skipped_without_changing_any_verdict() {
@@ -353,11 +397,15 @@ mod tests {
         let bad = [3, 200];
         let block = txs(300, &bad);
         let hashes: Vec<Hash> = block.iter().map(SignedTransaction::hash).collect();
-        // Admission sees the first 150 (RPC), in its own chunking.
+        // Admission reads the cache but fills it only with what it admits.
         let admitted =
             bad_signatures_in_chunks(&block[..150], &hashes[..150], 2, 1, 150, Some(&cache));
         assert_eq!(admitted, vec![3]);
-        assert_eq!(cache.len(), 149, "only valid verdicts are kept");
+        assert!(cache.is_empty(), "admission remembers only what it inserts");
+        for i in (0..150).filter(|i| *i != 3) {
+            cache.remember_verified(&block[i], &hashes[i], 1);
+        }
+        assert_eq!(cache.len(), 149);
         // The block: 149 hits, the rest verified now; the same verdict as without a cache.
         assert_eq!(
             bad_signatures(&block, &hashes, 2, 1, Some(&cache)),
@@ -383,5 +431,35 @@ mod tests {
         let (hits, _) = small.hits_and_misses();
         bad_signatures(&block[40..50], &hashes[40..50], 1, 1, Some(&small));
         assert_eq!(small.hits_and_misses().0 - hits, 10, "the newest are kept");
+    }
+
+    /// An Ethereum envelope's verdict covers the fields it decodes to: a proposer pairing a
+    /// cached envelope with another sender or body gets a fresh check, and a refusal (found
+    /// by review: the key once held only the envelope).
+    #[test]
+    fn a_cached_ethereum_envelope_does_not_vouch_for_other_fields() {
+        // EIP-1559 by Hardhat's account 0 (types/tests/eth.rs): to 0x…bb, value 7, nonce 3.
+        let raw = hex::decode("02f8648205390380028252089400000000000000000000000000000000000000bb0780c080a048735451d4cadab0a11662a0fda08ffc749984f40c253c0ff738a034f8de27f0a03fda13310c21a69fc8eef5db6a9408eddbe35a90a92faa81d757233d9cd44d38").expect("hex");
+        let good = keel_types::eth::decode(&raw, 1337, 1).expect("decodes");
+        let cache = SignatureCache::new(100);
+        let hash = [good.hash()];
+        assert!(bad_signatures(std::slice::from_ref(&good), &hash, 1, 1, Some(&cache)).is_empty());
+        assert_eq!(cache.len(), 1);
+        let mut theft = good.clone();
+        theft.tx.body = TxBody::Transfer {
+            to: Address([0xee; 20]),
+            amount: U256::from(1_000_000u64),
+        };
+        let mut other_sender = good.clone();
+        other_sender.tx.sender = keel_types::Sender::Ethereum(Address([0x42; 20]));
+        for forged in [theft, other_sender] {
+            let h = [forged.hash()];
+            assert_eq!(h[0], hash[0], "the Ethereum hash covers only the envelope");
+            assert_eq!(bad_signatures(&[forged], &h, 1, 1, Some(&cache)), vec![0]);
+        }
+        // The genuine one is still a hit.
+        let (hits, _) = cache.hits_and_misses();
+        assert!(bad_signatures(std::slice::from_ref(&good), &hash, 1, 1, Some(&cache)).is_empty());
+        assert_eq!(cache.hits_and_misses().0, hits + 1);
     }
 }

@@ -3,8 +3,8 @@
 //! keel-sdk for WASM (examples/src, issue 23) with the same ABI, storage layout and log
 //! format — a token, an AMM-style swap pool, a storage-heavy registry, and a router
 //! exercising nested calls and every revert path, including calls across environments.
-//! Seeded random transaction sequences run in six worlds: all-EVM, all-C, all-Rust and
-//! three mixed ones (router and token in different environments or languages). Status,
+//! Seeded random transaction sequences run in seven worlds: all-EVM, all-C, all-Rust and
+//! four mixed ones (router and token in different environments or languages). Status,
 //! output, revert data, every log and every touched storage slot must be identical in all
 //! four (contract addresses are compared by name); gas is printed side by side, never
 //! compared. A divergence is shrunk by proptest and printed with its seed.
@@ -524,7 +524,7 @@ struct Outcome {
 }
 
 /// Implementations of [token, AMM, registry, router] per world.
-const LAYOUTS: [(&str, [Impl; 4]); 6] = [
+const LAYOUTS: [(&str, [Impl; 4]); 7] = [
     ("evm", [Impl::Sol, Impl::Sol, Impl::Sol, Impl::Sol]),
     ("wasm-c", [Impl::C, Impl::C, Impl::C, Impl::C]),
     (
@@ -544,6 +544,11 @@ const LAYOUTS: [(&str, [Impl; 4]); 6] = [
     (
         "rust-router/c-token",
         [Impl::C, Impl::Rust, Impl::Rust, Impl::Rust],
+    ),
+    // Solidity calling the Rust token.
+    (
+        "evm-router/rust-token",
+        [Impl::Rust, Impl::Sol, Impl::Sol, Impl::Sol],
     ),
 ];
 

@@ -96,15 +96,20 @@ impl PublicKey {
             .map_err(|_| CryptoError::BadSignature)
     }
 
-    /// The key a transaction may be signed by: any point encoding that decodes (ZIP-215
-    /// accepts non-canonical ones), but not a small-order point.
-    fn zip215_key(&self) -> Result<ed25519_zebra::VerificationKey, CryptoError> {
+    /// Whether a transaction may be signed by this key: any point encoding that decodes
+    /// (ZIP-215 accepts non-canonical ones), but not a small-order point.
+    fn check_signing_key(&self) -> Result<(), CryptoError> {
         let point = curve25519_dalek::edwards::CompressedEdwardsY(self.0)
             .decompress()
             .ok_or(CryptoError::InvalidPublicKey)?;
         if point.is_small_order() {
             return Err(CryptoError::InvalidPublicKey);
         }
+        Ok(())
+    }
+
+    fn zip215_key(&self) -> Result<ed25519_zebra::VerificationKey, CryptoError> {
+        self.check_signing_key()?;
         ed25519_zebra::VerificationKey::try_from(self.0).map_err(|_| CryptoError::InvalidPublicKey)
     }
 
@@ -132,17 +137,26 @@ pub fn verify_batch(items: &[(&[u8], PublicKey, Signature)]) -> Result<(), Crypt
     if items.is_empty() {
         return Ok(());
     }
+    // Keys that may not sign are refused without a batch; the others share one. Each
+    // distinct key is checked once (a sender signs many transactions; decompressing a point
+    // costs about a quarter of a verification).
+    let mut key_ok: std::collections::BTreeMap<[u8; 32], bool> = std::collections::BTreeMap::new();
+    let mut bad_keys = Vec::new();
     let mut verifier = ed25519_zebra::batch::Verifier::new();
-    let mut batchable = true;
-    // The batch's coefficients come from a ChaCha stream seeded with a hash of the whole
-    // batch: no RNG state, the same coefficients for the same batch everywhere (the verdict
-    // does not depend on them anyway, beyond 2^-128).
+    // Coefficients from a ChaCha stream seeded with a hash of the whole batch, so no RNG
+    // state is needed; an invalid signature passes with probability 2^-128 whatever they are,
+    // and a valid one always does (ed25519-zebra hands them out in its own map's order, so
+    // they differ between processes, which changes nothing).
     let mut transcript =
         blake3::Hasher::new_derive_key("keel 2026 ed25519 zip215 batch coefficients");
-    for (message, key, signature) in items {
-        if key.zip215_key().is_err() {
-            batchable = false;
-            break;
+    let mut batched = 0usize;
+    for (i, (message, key, signature)) in items.iter().enumerate() {
+        let ok = *key_ok
+            .entry(key.0)
+            .or_insert_with(|| key.check_signing_key().is_ok());
+        if !ok {
+            bad_keys.push(i);
+            continue;
         }
         transcript.update(&(message.len() as u64).to_le_bytes());
         transcript.update(message);
@@ -153,24 +167,29 @@ pub fn verify_batch(items: &[(&[u8], PublicKey, Signature)]) -> Result<(), Crypt
             ed25519_zebra::Signature::from_bytes(&signature.0),
             message,
         ));
+        batched += 1;
     }
-    if batchable {
+    let batch_ok = batched == 0 || {
         let seed: [u8; 32] = *transcript.finalize().as_bytes();
         let rng =
             <rand_chacha::ChaCha20Rng as rand_chacha::rand_core::SeedableRng>::from_seed(seed);
-        if verifier.verify(rng).is_ok() {
-            return Ok(());
-        }
-    }
-    let bad: Vec<usize> = items
-        .iter()
-        .enumerate()
-        .filter(|(_, (m, k, s))| k.verify_zip215(m, s).is_err())
-        .map(|(i, _)| i)
-        .collect();
+        verifier.verify(rng).is_ok()
+    };
+    let bad: Vec<usize> = if batch_ok {
+        bad_keys
+    } else {
+        // Name the bad ones one by one (every signature passing alone means the batch lost
+        // its 2^-128 bet: the single verdicts are the rule).
+        items
+            .iter()
+            .enumerate()
+            .filter(|(i, (m, k, s))| {
+                bad_keys.binary_search(i).is_ok() || k.verify_zip215(m, s).is_err()
+            })
+            .map(|(i, _)| i)
+            .collect()
+    };
     if bad.is_empty() {
-        // Every signature passes alone, so the batch can only have failed by the 2^-128
-        // chance of its coefficients: the rule is the single verdict.
         return Ok(());
     }
     Err(CryptoError::BadSignatures {
@@ -369,20 +388,37 @@ mod tests {
 
     #[test]
     fn small_order_keys_cannot_sign_transactions() {
-        // Every one of the 8 small-order points (and the 0 encoding) is refused as a key,
-        // alone and in a batch, whatever the signature.
-        let mut keys = vec![[0u8; 32]];
-        let t = order_two();
-        let mut p = EdwardsPoint::mul_base(&Scalar::ZERO);
-        for _ in 0..2 {
-            keys.push(p.compress().to_bytes());
-            p += t;
-        }
+        // All 8 small-order points (canonical encodings), the all-zero encoding and a
+        // non-canonical encoding of the identity (y = p + 1): refused as keys, alone and in
+        // a batch beside a valid signature, whatever the signature.
+        let mut keys: Vec<[u8; 32]> = curve25519_dalek::constants::EIGHT_TORSION
+            .iter()
+            .map(|p| p.compress().to_bytes())
+            .collect();
+        keys.push([0u8; 32]);
+        let mut p_plus_one = [0xffu8; 32];
+        p_plus_one[0] = 0xee;
+        p_plus_one[31] = 0x7f;
+        keys.push(p_plus_one);
+        let honest = SecretKey::from_seed([5; 32]);
+        let good_sig = honest.sign(b"m");
         for k in keys {
             let key = PublicKey(k);
-            for sig in [Signature([0; 64]), Signature([1; 64])] {
+            for sig in [Signature([0; 64]), Signature([1; 64]), good_sig] {
                 assert!(key.verify_zip215(b"m", &sig).is_err());
-                assert!(verify_batch(&[(b"m".as_slice(), key, sig)]).is_err());
+                let batch = [
+                    (b"m".as_slice(), key, sig),
+                    (b"m".as_slice(), honest.public_key(), good_sig),
+                ];
+                assert_eq!(
+                    verify_batch(&batch),
+                    Err(CryptoError::BadSignatures {
+                        bad: vec![0],
+                        total: 2
+                    }),
+                    "key {}",
+                    hex::encode(k)
+                );
             }
         }
     }

@@ -161,4 +161,30 @@ if over is not None:
 r = w3.provider.make_request("eth_sendRawTransaction", ["0x02deadbeef"])
 check("malformed refused", r.get("error", {}).get("code") == -32602, r)
 
+# 8. A contract written with keel-sdk (Rust, WASM): web3.py calls it, and so does a Solidity
+#    contract (Router.sol relays a transfer into it), with its events and custom errors intact.
+rust = w3.eth.contract(address=Web3.to_checksum_address(ctx["rust_token"]), abi=abi)
+router = w3.eth.contract(address=Web3.to_checksum_address(ctx["router"]), abi=json.load(open(ctx["router_abi"])))
+nonce = w3.eth.get_transaction_count(acct.address, "pending")
+rc = send(rust.functions.approve(bob, 42).build_transaction({"from": acct.address, "nonce": nonce}))
+check("rust call status", rc.status == 1, rc)
+approvals = rust.events.Approval().process_receipt(rc)
+check("rust event", len(approvals) == 1 and approvals[0].args.value == 42, approvals)
+check("rust read", rust.functions.allowance(acct.address, bob).call() == 42)
+check("router holds rust tokens", rust.functions.balanceOf(router.address).call() == ctx["router_rust_balance"])
+before = rust.functions.balanceOf(bob).call()
+rc = send(router.functions.relay(rust.address, bob, 5, 1).build_transaction({"from": acct.address, "nonce": nonce + 1}))
+check("solidity to rust status", rc.status == 1, rc)
+check("solidity moved rust tokens", rust.functions.balanceOf(bob).call() == before + 5)
+moved = rust.events.Transfer().process_receipt(rc)
+check("rust Transfer log under the solidity call", len(moved) == 1 and moved[0].args["from"] == router.address, moved)
+relayed = router.events.Relayed().process_receipt(rc)
+check("router saw success", len(relayed) == 1 and relayed[0].args.ok == 1, relayed)
+try:
+    router.functions.relay(rust.address, bob, 10**9, 0).call({"from": acct.address})
+    raise AssertionError("no revert")
+except ContractCustomError as e:
+    check("rust custom error bubbled through solidity",
+          Web3.keccak(text="InsufficientBalance(uint256,uint256)")[:4].hex() in str(e.data), e.data)
+
 print(json.dumps({"checks": len(checks), "address": acct.address}))
