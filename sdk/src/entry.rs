@@ -41,3 +41,19 @@ pub fn require_no_value() -> Result<(), Revert> {
         Err(Revert::empty())
     }
 }
+
+/// Fails compilation (in a `const`) when two methods share a selector.
+pub const fn assert_distinct_selectors(selectors: &[[u8; 4]]) {
+    let mut i = 0;
+    while i < selectors.len() {
+        let mut j = i + 1;
+        while j < selectors.len() {
+            let (a, b) = (selectors[i], selectors[j]);
+            if a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3] {
+                panic!("contract!: two methods have the same Solidity selector");
+            }
+            j += 1;
+        }
+        i += 1;
+    }
+}

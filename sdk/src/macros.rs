@@ -30,6 +30,15 @@ macro_rules! contract {
             )*
         }
 
+        // Two methods with one selector would shadow each other silently; solc refuses
+        // that at compile time, and so does this (a const panic, stable since 1.57).
+        const _: () = $crate::entry::assert_distinct_selectors(&[
+            $($crate::keccak::selector(
+                stringify!($name),
+                &[$(<$argty as $crate::abi::AbiType>::NAME),*],
+            )),*
+        ]);
+
         #[allow(non_snake_case, unreachable_code)]
         impl $crate::Contract for $ty {
             fn dispatch(input: &[u8]) -> ::core::result::Result<$crate::alloc::vec::Vec<u8>, $crate::Revert> {

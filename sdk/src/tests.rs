@@ -390,3 +390,13 @@ fn test_vm_tells_traps_from_reverts_and_bounds_io() {
     assert!(call("big(uint256)", 300_000) == Err(Revert::empty()));
     assert!(vm.last_trapped());
 }
+
+/// Selector collisions are refused at compile time; here the check itself, on the
+/// classic pair `transfer(address,uint256)` / the same signature twice.
+#[test]
+fn duplicate_selectors_are_caught() {
+    let t = selector_of("transfer(address,uint256)");
+    crate::entry::assert_distinct_selectors(&[t, selector_of("approve(address,uint256)")]);
+    let dup = std::panic::catch_unwind(|| crate::entry::assert_distinct_selectors(&[t, t]));
+    assert!(dup.is_err());
+}
