@@ -148,6 +148,41 @@ impl Entry {
     }
 }
 
+/// Admission's signature check, detached from the pool so RPC and gossip run it before
+/// taking the pool lock (verification is most of admission's work, and block selection and
+/// pruning wait on that lock).
+#[derive(Debug, Clone)]
+pub struct SignatureChecker {
+    threads: usize,
+    eth_base_fee: u128,
+    cache: Option<std::sync::Arc<SignatureCache>>,
+}
+
+/// Transactions with their hashes and the indices of those whose signature failed.
+#[derive(Debug)]
+pub struct Checked {
+    txs: Vec<SignedTransaction>,
+    hashes: Vec<Hash>,
+    bad: Vec<usize>,
+}
+
+impl SignatureChecker {
+    /// Hashes and verifies `txs` (skipping what the cache holds; it is filled only by what
+    /// the pool then admits).
+    pub fn check(&self, txs: Vec<SignedTransaction>) -> Checked {
+        let hashes: Vec<Hash> = txs.iter().map(SignedTransaction::hash).collect();
+        let bad = bad_signatures_in_chunks(
+            &txs,
+            &hashes,
+            self.threads,
+            self.eth_base_fee,
+            admission_chunk(txs.len(), self.threads),
+            self.cache.as_deref(),
+        );
+        Checked { txs, hashes, bad }
+    }
+}
+
 /// The pool. Not thread-safe by itself: the node wraps it in one lock.
 #[derive(Debug)]
 pub struct Mempool {
@@ -288,6 +323,16 @@ impl Mempool {
         self.admit_sized(state, sized)
     }
 
+    /// What admission's signature check needs, to run it without the pool (and the lock
+    /// around it): the check is a function of the transactions alone.
+    pub fn signature_checker(&self) -> SignatureChecker {
+        SignatureChecker {
+            threads: self.config.verify_threads,
+            eth_base_fee: self.min_gas_price,
+            cache: self.signatures.clone(),
+        }
+    }
+
     /// [`Mempool::admit`] of transactions with their encoded lengths.
     fn admit_sized(
         &mut self,
@@ -295,16 +340,20 @@ impl Mempool {
         sized: Vec<(SignedTransaction, usize)>,
     ) -> Vec<Result<Hash, AdmitError>> {
         let (txs, lens): (Vec<SignedTransaction>, Vec<usize>) = sized.into_iter().unzip();
-        let hashes: Vec<Hash> = txs.iter().map(SignedTransaction::hash).collect();
-        let threads = self.config.verify_threads;
-        let bad = bad_signatures_in_chunks(
-            &txs,
-            &hashes,
-            threads,
-            self.min_gas_price,
-            admission_chunk(txs.len(), threads),
-            self.signatures.as_deref(),
-        );
+        let checked = self.signature_checker().check(txs);
+        self.admit_checked(state, checked, lens)
+    }
+
+    /// Admits transactions whose signatures [`SignatureChecker::check`] verified; `lens` are
+    /// their encoded lengths.
+    pub fn admit_checked(
+        &mut self,
+        state: &dyn StateView,
+        checked: Checked,
+        lens: Vec<usize>,
+    ) -> Vec<Result<Hash, AdmitError>> {
+        let Checked { txs, hashes, bad } = checked;
+        assert_eq!(txs.len(), lens.len(), "one length per transaction");
         txs.into_iter()
             .zip(hashes)
             .zip(lens)
@@ -601,6 +650,10 @@ fn lock_pool<L: Lock<Mempool>>(pool: &L) -> L::Guard<'_> {
 /// admitted again with nonces the chain had already used. They stayed until the next
 /// block's revalidation, counted against their sender's queue and balance, and RPC
 /// gossiped them on (found by the loom model `stale_view_leaves_a_used_nonce_in_the_pool`).
+///
+/// Signatures are verified before the lock is taken (their verdict depends on nothing the
+/// lock guards), so the driver's block selection and prune never wait on a batch's
+/// verification.
 pub fn admit_latest<L, V>(
     pool: &L,
     latest: impl FnOnce() -> V,
@@ -610,9 +663,12 @@ where
     L: Lock<Mempool>,
     V: StateView,
 {
+    let lens: Vec<usize> = txs.iter().map(|tx| tx.encode().len()).collect();
+    let checker = lock_pool(pool).signature_checker();
+    let checked = checker.check(txs);
     let mut pool = lock_pool(pool);
     let view = latest();
-    let results = pool.admit(&view, txs);
+    let results = pool.admit_checked(&view, checked, lens);
     (results, pool.len())
 }
 
