@@ -323,6 +323,12 @@ impl Mempool {
         self.admit_sized(state, sized)
     }
 
+    /// The shared signature cache's counts (blocks' signatures found verified, and not), for
+    /// metrics.
+    pub fn signature_cache_counts(&self) -> Option<(u64, u64)> {
+        self.signatures.as_ref().map(|c| c.hits_and_misses())
+    }
+
     /// What admission's signature check needs, to run it without the pool (and the lock
     /// around it): the check is a function of the transactions alone.
     pub fn signature_checker(&self) -> SignatureChecker {

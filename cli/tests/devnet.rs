@@ -128,9 +128,21 @@ fn four_validators_deploy_and_call_evm_and_wasm_through_the_cli_with_equal_roots
         "keel_votelog_fsync_seconds_count",
         "keel_executed_gas_total",
         "keel_mempool_size",
+        "keel_signatures_verified_in_block_total",
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
+    // Verify-once at work: validator 2 verified at admission (the RPC node's gossip) the
+    // signatures of transactions it later executed.
+    assert!(
+        metric_sum(&metrics, "keel_signatures_verified_once_total", "") >= 1,
+        "no block transaction was verified once: {}",
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("keel_signatures"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
     let log = std::fs::read_to_string(cluster.home(0).join("node.log")).expect("log");
     let line = log
         .lines()

@@ -21,6 +21,10 @@ pub const MEMPOOL_BYTES: &str = "keel_mempool_bytes";
 pub const MEMPOOL_REJECTED: &str = "keel_mempool_rejected_total";
 pub const EXECUTED_GAS: &str = "keel_executed_gas_total";
 pub const EXECUTED_TXS: &str = "keel_executed_txs_total";
+/// Block transactions whose signature this node had already verified (verify-once).
+pub const SIGNATURES_VERIFIED_ONCE: &str = "keel_signatures_verified_once_total";
+/// Block transactions whose signature was verified during the block.
+pub const SIGNATURES_VERIFIED_IN_BLOCK: &str = "keel_signatures_verified_in_block_total";
 pub use keel_p2p::metric::{P2P_DROPPED, P2P_REJECTED, PEERS};
 pub const VOTELOG_FSYNC: &str = "keel_votelog_fsync_seconds";
 pub const HALTED: &str = "keel_halted";
@@ -168,6 +172,8 @@ mod dashboard_tests {
         MEMPOOL_REJECTED,
         EXECUTED_GAS,
         EXECUTED_TXS,
+        SIGNATURES_VERIFIED_ONCE,
+        SIGNATURES_VERIFIED_IN_BLOCK,
         P2P_DROPPED,
         P2P_REJECTED,
         PEERS,

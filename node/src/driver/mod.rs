@@ -165,6 +165,15 @@ impl Host for Shell<'_> {
         }
         metrics::gauge!(m::MEMPOOL_BYTES).set(size.bytes as f64);
         metrics::gauge!(m::MEMPOOL_SIZE).set(size.txs as f64);
+        let counts = self
+            .mempool
+            .lock()
+            .ok()
+            .and_then(|pool| pool.signature_cache_counts());
+        if let Some((once, in_block)) = counts {
+            metrics::counter!(m::SIGNATURES_VERIFIED_ONCE).absolute(once);
+            metrics::counter!(m::SIGNATURES_VERIFIED_IN_BLOCK).absolute(in_block);
+        }
         metrics::gauge!(m::HEIGHT).set(height as f64);
         metrics::gauge!(m::FINALIZED_HEIGHT).set(height as f64);
         let latency_ms = now_ms().saturating_sub(block.header.timestamp_ms);
