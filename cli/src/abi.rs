@@ -158,6 +158,29 @@ fn value(index: usize, ty: &str, k: Kind, raw: &str) -> Result<Box<dyn Encode>, 
     })
 }
 
+/// One value per type, parsed from the arguments.
+fn values(tys: &[(String, Kind)], args: &[String]) -> Result<Vec<Box<dyn Encode>>, AbiCliError> {
+    if tys.len() != args.len() {
+        return Err(AbiCliError::Count {
+            expected: tys.len(),
+            got: args.len(),
+        });
+    }
+    tys.iter()
+        .zip(args)
+        .enumerate()
+        .map(|(i, ((ty, k), raw))| value(i, ty, *k, raw))
+        .collect()
+}
+
+/// A type list with at most one enclosing pair of parentheses removed.
+fn type_list(list: &str) -> &str {
+    let list = list.trim();
+    list.strip_prefix('(')
+        .and_then(|l| l.strip_suffix(')'))
+        .unwrap_or(list)
+}
+
 /// `name(type,...)` and the arguments → 0x calldata.
 pub fn encode(signature: &str, args: &[String]) -> Result<String, AbiCliError> {
     let bad = || AbiCliError::Signature(signature.to_string());
@@ -168,18 +191,7 @@ pub fn encode(signature: &str, args: &[String]) -> Result<String, AbiCliError> {
         return Err(bad());
     }
     let tys = types(inner)?;
-    if tys.len() != args.len() {
-        return Err(AbiCliError::Count {
-            expected: tys.len(),
-            got: args.len(),
-        });
-    }
-    let values = tys
-        .iter()
-        .zip(args)
-        .enumerate()
-        .map(|(i, ((ty, k), raw))| value(i, ty, *k, raw))
-        .collect::<Result<Vec<_>, _>>()?;
+    let values = values(&tys, args)?;
     let canonical = format!(
         "{name}({})",
         tys.iter()
@@ -196,11 +208,8 @@ pub fn encode(signature: &str, args: &[String]) -> Result<String, AbiCliError> {
 
 /// Output bytes → a JSON array of the values: integers as decimal strings, addresses,
 /// bytes and bytes32 as 0x-hex, bools, strings.
-pub fn decode(type_list: &str, data: &str) -> Result<Value, AbiCliError> {
-    let list = type_list
-        .trim()
-        .trim_start_matches('(')
-        .trim_end_matches(')');
+pub fn decode(types_list: &str, data: &str) -> Result<Value, AbiCliError> {
+    let list = type_list(types_list);
     let tys = types(list)?;
     let bytes = hex_bytes(data)?;
     let bad = || AbiCliError::Decode(list.to_string());
@@ -235,25 +244,9 @@ pub fn decode(type_list: &str, data: &str) -> Result<Value, AbiCliError> {
 }
 
 /// Encodes values without a selector (constructor arguments for `keel tx deploy --args`).
-pub fn encode_args(type_list: &str, args: &[String]) -> Result<String, AbiCliError> {
-    let tys = types(
-        type_list
-            .trim()
-            .trim_start_matches('(')
-            .trim_end_matches(')'),
-    )?;
-    if tys.len() != args.len() {
-        return Err(AbiCliError::Count {
-            expected: tys.len(),
-            got: args.len(),
-        });
-    }
-    let values = tys
-        .iter()
-        .zip(args)
-        .enumerate()
-        .map(|(i, ((ty, k), raw))| value(i, ty, *k, raw))
-        .collect::<Result<Vec<_>, _>>()?;
+pub fn encode_args(types_list: &str, args: &[String]) -> Result<String, AbiCliError> {
+    let tys = types(type_list(types_list))?;
+    let values = values(&tys, args)?;
     let refs: Vec<&dyn Encode> = values.iter().map(|v| v.as_ref()).collect();
     Ok(format!("0x{}", hex::encode(encode_seq(&refs))))
 }
@@ -309,5 +302,9 @@ mod tests {
         }
         assert!(decode("uint8", &format!("0x{:064x}", 256)).is_err());
         assert!(decode("uint256", "0x1234").is_err());
+        assert!(
+            decode("((uint256))", &format!("0x{:064x}", 1)).is_err(),
+            "one pair only"
+        );
     }
 }

@@ -641,7 +641,25 @@ fn check(
     Ok(())
 }
 
-pub(crate) fn env_u64(name: &str, default: u64) -> u64 {
+/// The proptest runner of `KEEL_DIFF_CASES` sequences from `KEEL_DIFF_SEED` (CI: 24 from a
+/// fixed seed), with the two numbers for replay messages.
+pub(crate) fn seeded_runner() -> (TestRunner, u64, u64) {
+    let cases = env_u64("KEEL_DIFF_CASES", 24);
+    let seed = env_u64("KEEL_DIFF_SEED", 0x6b65_656c);
+    let mut seed_bytes = [0u8; 32];
+    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let runner = TestRunner::new_with_rng(
+        Config {
+            cases: u32::try_from(cases).unwrap_or(u32::MAX),
+            failure_persistence: None,
+            ..Config::default()
+        },
+        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
+    );
+    (runner, cases, seed)
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
@@ -650,22 +668,11 @@ pub(crate) fn env_u64(name: &str, default: u64) -> u64 {
 
 #[test]
 fn contracts_agree_across_environments_on_random_sequences() {
-    let cases = env_u64("KEEL_DIFF_CASES", 24);
-    let seed = env_u64("KEEL_DIFF_SEED", 0x6b65_656c);
+    let (mut runner, cases, seed) = seeded_runner();
     let cache_dir = tempfile::tempdir().expect("cache dir");
     let cache = Arc::new(
         ModuleCache::new(Some(cache_dir.path().to_path_buf()), MODULE_CACHE_ENTRIES)
             .expect("cache"),
-    );
-    let mut seed_bytes = [0u8; 32];
-    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    let mut runner = TestRunner::new_with_rng(
-        Config {
-            cases: u32::try_from(cases).unwrap_or(u32::MAX),
-            failure_persistence: None,
-            ..Config::default()
-        },
-        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
     );
     let gas_table = std::cell::RefCell::new(Vec::new());
     let coverage = std::cell::RefCell::new(BTreeMap::new());

@@ -10,13 +10,13 @@
 
 use crate::common::{addr, artifact, key, Chain};
 use crate::differential::{
-    calldata, env_u64, op, setup_ops, Contract, Op, CONTRACTS, SUPPLY, USERS,
+    calldata, op, seeded_runner, setup_ops, Contract, Op, CONTRACTS, SUPPLY, USERS,
 };
 use keel_examples::{amm::Amm, registry::Registry, router::Router, token::Token};
 use keel_sdk::testvm::TestVm;
 use keel_sdk::AbiReturn;
 use keel_types::{Address, Env, SecretKey, StateKey, TxBody, U256};
-use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
+use proptest::test_runner::TestCaseError;
 use std::collections::BTreeMap;
 
 fn sdk(a: Address) -> keel_sdk::Address {
@@ -195,18 +195,7 @@ impl Pair {
 
 #[test]
 fn test_vm_and_chain_agree_on_random_sequences() {
-    let cases = env_u64("KEEL_DIFF_CASES", 24);
-    let seed = env_u64("KEEL_DIFF_SEED", 0x6b65_656c);
-    let mut seed_bytes = [0u8; 32];
-    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    let mut runner = TestRunner::new_with_rng(
-        Config {
-            cases: u32::try_from(cases).unwrap_or(u32::MAX),
-            failure_persistence: None,
-            ..Config::default()
-        },
-        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
-    );
+    let (mut runner, cases, seed) = seeded_runner();
     let result = runner.run(&proptest::collection::vec(op(), 1..20), |ops| {
         let mut pair = Pair::new();
         for o in setup_ops().iter().chain(&ops) {
@@ -236,4 +225,24 @@ fn sdk_artifacts_are_built_from_the_sources() {
             "contracts/build/{file} is not what examples/src/{name}.rs builds to: run scripts/sdk-contracts"
         );
     }
+}
+
+/// The test VM's bounds are the chain's (it cannot depend on keel's crates: it builds for
+/// wasm32 with no dependencies), so this pins them together.
+#[test]
+fn the_test_vm_uses_the_chains_bounds() {
+    use keel_sdk::testvm;
+    assert_eq!(
+        testvm::MAX_FRAME_DEPTH,
+        keel_exec_wasm::limits::MAX_WASM_FRAME_DEPTH
+    );
+    assert_eq!(
+        testvm::MAX_IO_BYTES,
+        keel_exec_wasm::limits::MAX_IO_BYTES as usize
+    );
+    assert_eq!(
+        testvm::HOST_CALL_BASE,
+        keel_exec_wasm::host_api::gas::HOST_CALL_BASE
+    );
+    assert_eq!(testvm::DEFAULT_GAS_LIMIT, keel_types::limits::MAX_TX_GAS);
 }

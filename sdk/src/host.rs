@@ -210,7 +210,7 @@ pub fn emit_log(topics: &[B256], data: &[u8]) {
 
 /// Calls any contract (EVM or WASM) sending `value`, with at most `gas` (0: all allowed).
 /// `Ok(output)` or `Err(revert data)`, copied whole: a callee can return up to the host's
-/// 256 KiB, so when the data is not needed, `call_status` costs less and cannot run this
+/// `MAX_IO_BYTES` (257 KiB), so when the data is not needed, `call_status` costs less and cannot run this
 /// frame out of memory.
 pub fn call(to: Address, value: U256, input: &[u8], gas: u64) -> Result<Vec<u8>, Vec<u8>> {
     let ok = call_status(to, value, input, gas);

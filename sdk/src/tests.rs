@@ -208,7 +208,7 @@ crate::contract! {
             Ok(())
         }
 
-        /// Returns `n` bytes (more than the host's 256 KiB traps).
+        /// Returns `n` bytes (more than the host's `MAX_IO_BYTES` traps).
         pub fn big(&mut self, n: U256) -> Result<Bytes, Revert> {
             Ok(Bytes(vec![7u8; n.low_u64() as usize]))
         }

@@ -29,7 +29,7 @@ pub const MAX_FRAME_DEPTH: usize = 64;
 pub const DEFAULT_GAS_LIMIT: u64 = 1 << 24;
 /// Bytes one host call may read or write (`MAX_IO_BYTES`): input, output, revert data, log
 /// data, call input, copies. More traps the frame, as on chain.
-pub const MAX_IO_BYTES: usize = 262_144;
+pub const MAX_IO_BYTES: usize = 263_168;
 /// Every host function call (`HOST_CALL_BASE`).
 pub const HOST_CALL_BASE: u64 = 50;
 const COLD_SLOAD: u64 = 2_100;
