@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod db;
+mod deferred_fee;
 mod diff;
 mod env;
 mod evm;

@@ -20,7 +20,23 @@ pub struct NodeConfig {
     pub mempool: MempoolSection,
     pub consensus: ConsensusSection,
     pub storage: StorageSection,
+    pub execution: ExecutionSection,
     pub log: LogSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExecutionSection {
+    /// Threads that execute a block's transactions: 1 runs them one after another, more
+    /// run them speculatively in parallel and commit in block order. Results are
+    /// byte-identical for every value (validators may differ); only speed changes.
+    pub threads: usize,
+}
+
+impl Default for ExecutionSection {
+    fn default() -> Self {
+        ExecutionSection { threads: 1 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,6 +269,13 @@ impl NodeConfig {
                  (BLOCKHASH reads the last {MIN_RETAIN_HEIGHTS} block hashes, so every node \
                  must keep them)",
                 self.storage.retain_heights
+            ));
+        }
+        if self.execution.threads == 0 || self.execution.threads > keel_runtime::MAX_EXEC_THREADS {
+            return invalid(format!(
+                "execution.threads = {}: use 1 to {}",
+                self.execution.threads,
+                keel_runtime::MAX_EXEC_THREADS
             ));
         }
         if self.storage.prune_batch_heights == 0 || self.storage.prune_interval_ms == 0 {

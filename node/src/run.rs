@@ -116,6 +116,7 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
             block_gas_limit: genesis.block_gas_limit,
             min_gas_price: genesis.min_gas_price,
             verify_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            exec_threads: config.execution.threads,
             expiry_epochs: genesis.expiry_epochs,
             fold_epochs: genesis.fold_epochs,
         },

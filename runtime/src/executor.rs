@@ -28,6 +28,9 @@ pub struct RuntimeConfig {
     pub min_gas_price: u128,
     /// Threads that verify a block's signatures (timing only; never the result).
     pub verify_threads: usize,
+    /// Threads that execute a block's transactions (timing only; never the result):
+    /// 1 executes serially, more speculate in parallel (`parallel`).
+    pub exec_threads: usize,
     /// Epochs an untouched entry stays live (0: expiry off).
     pub expiry_epochs: u64,
     /// Epochs an expired stub stays in the tree before a fold page takes it (0: never fold).
@@ -41,6 +44,7 @@ impl RuntimeConfig {
             block_gas_limit: BLOCK_GAS_LIMIT,
             min_gas_price: 0,
             verify_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            exec_threads: 1,
             expiry_epochs: 0,
             fold_epochs: 0,
         }
@@ -89,9 +93,18 @@ pub struct Runtime {
     /// Signatures this node already verified (shared with its mempool): a block verifies
     /// only the others.
     signatures: Arc<crate::signatures::SignatureCache>,
+    parallel: Arc<crate::parallel::ParallelStats>,
 }
 
-/// Why revm did not run a transaction.
+/// How one transaction runs, besides its inputs.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct TxMode<'a> {
+    /// Watches the transaction's frames (`debug_traceTransaction`).
+    pub tracer: Option<&'a Tracer>,
+    /// Set: the fee recipient is not credited; the fee owed lands here (`parallel`).
+    pub deferred_fee: Option<&'a std::cell::Cell<Option<u128>>>,
+}
+
 /// What running a transaction in the EVM concluded.
 enum Transacted {
     /// It ran: revm's result and the WASM trap behind a failure, if any.
@@ -102,6 +115,18 @@ enum Transacted {
     Expired(TxError),
 }
 
+/// What `run_block` is for.
+#[derive(Clone, Copy)]
+enum Run<'a> {
+    /// A block, whose views may be shared with worker threads.
+    Block {
+        parent: &'a (dyn StateView + Sync),
+        hashes: &'a (dyn BlockHashes + Sync),
+    },
+    /// Up to transaction `.0`, traced by `.1` (serially).
+    Trace(usize, &'a Tracer),
+}
+
 fn expired_error(key: &keel_types::StateKey, epoch: u64) -> TxError {
     TxError::Expired {
         key: key.clone(),
@@ -109,7 +134,7 @@ fn expired_error(key: &keel_types::StateKey, epoch: u64) -> TxError {
     }
 }
 
-fn rejected(tx_hash: Hash, error: TxError) -> Receipt {
+pub(crate) fn rejected(tx_hash: Hash, error: TxError) -> Receipt {
     Receipt {
         tx_hash,
         status: TxStatus::Rejected,
@@ -221,6 +246,7 @@ impl Runtime {
             signatures: Arc::new(crate::signatures::SignatureCache::new(
                 crate::signatures::SIGNATURE_CACHE_ENTRIES,
             )),
+            parallel: Arc::default(),
         }
     }
 
@@ -231,6 +257,11 @@ impl Runtime {
     ) -> Runtime {
         self.signatures = cache;
         self
+    }
+
+    /// How parallel blocks' transactions were committed (shared by this runtime's clones).
+    pub fn parallel_stats(&self) -> &Arc<crate::parallel::ParallelStats> {
+        &self.parallel
     }
 
     pub fn signature_cache(&self) -> &Arc<crate::signatures::SignatureCache> {
@@ -266,7 +297,11 @@ impl Runtime {
     }
 
     /// An overlay for a block of `epoch`: reads re-stamp touch epochs only when expiry is on.
-    fn overlay<'a>(&self, base: &'a dyn StateView, epoch: u64) -> Overlay<&'a dyn StateView> {
+    pub(crate) fn overlay<'a>(
+        &self,
+        base: &'a dyn StateView,
+        epoch: u64,
+    ) -> Overlay<&'a dyn StateView> {
         let overlay = Overlay::at_epoch(base, epoch);
         if self.config.expiry_epochs == 0 {
             overlay.without_read_touches()
@@ -291,13 +326,15 @@ impl Runtime {
     }
 
     /// Execute `block` over `parent` (the state after the parent block).
+    /// With `exec_threads` > 1 the transactions are executed in parallel, with the serial
+    /// result (`parallel`).
     pub fn execute_block(
         &self,
-        parent: &dyn StateView,
-        hashes: &dyn BlockHashes,
+        parent: &(dyn StateView + Sync),
+        hashes: &(dyn BlockHashes + Sync),
         block: &Block,
     ) -> Result<BlockOutput, RuntimeError> {
-        self.run_block(parent, hashes, block, None)
+        self.run_block(parent, hashes, block, Run::Block { parent, hashes })
     }
 
     /// The receipt of transaction `index` of `block`, executed as [`Self::execute_block`]
@@ -318,17 +355,17 @@ impl Runtime {
         if index >= block.transactions.len() {
             return Ok(None);
         }
-        let mut output = self.run_block(parent, hashes, block, Some((index, tracer)))?;
+        let mut output = self.run_block(parent, hashes, block, Run::Trace(index, tracer))?;
         Ok(output.receipts.pop())
     }
 
-    /// The block executor; with `trace`, it stops after the traced transaction.
+    /// The block executor; when tracing, it stops after the traced transaction.
     fn run_block(
         &self,
         parent: &dyn StateView,
         hashes: &dyn BlockHashes,
         block: &Block,
-        trace: Option<(usize, &Tracer)>,
+        run: Run<'_>,
     ) -> Result<BlockOutput, RuntimeError> {
         let header = &block.header;
         // Signatures first: the ones this node has not verified before, batch-verified in
@@ -357,23 +394,28 @@ impl Runtime {
         )?;
         let context = self.paying_context(&mut overlay, &self.context(header))?;
         overlay.discard_journal();
-        let mut receipts = Vec::with_capacity(block.transactions.len());
-        let mut block_gas_used = 0u64;
-        for (index, (tx, tx_hash)) in block.transactions.iter().zip(&tx_hashes).enumerate() {
-            let tx_hash = *tx_hash;
-            let tracer = trace.filter(|(at, _)| *at == index).map(|(_, t)| t);
-            let receipt = if bad.binary_search(&index).is_ok() {
-                rejected(tx_hash, TxError::BadSignature)
-            } else {
-                let at = (tx_hash, block_gas_used);
-                self.execute_tx(&mut overlay, hashes, &context, tx, at, tracer)?
-            };
-            block_gas_used += receipt.gas_used;
-            receipts.push(receipt);
-            if tracer.is_some() {
-                break;
+        let threads = self.config.exec_threads;
+        let (receipts, block_gas_used) = match run {
+            Run::Block { parent, hashes } if threads > 1 && block.transactions.len() > 1 => {
+                let block = crate::parallel::Block {
+                    parent,
+                    hashes,
+                    context: &context,
+                    transactions: &block.transactions,
+                    tx_hashes: &tx_hashes,
+                    bad: &bad,
+                };
+                crate::parallel::execute(self, &block, &mut overlay, threads)?
             }
-        }
+            _ => {
+                let trace = match run {
+                    Run::Trace(index, tracer) => Some((index, tracer)),
+                    Run::Block { .. } => None,
+                };
+                let txs = (&block.transactions[..], &tx_hashes[..], &bad[..]);
+                self.execute_serially(&mut overlay, hashes, &context, txs, trace)?
+            }
+        };
         archive.folded_revivals = overlay.folded_revivals();
         Ok(BlockOutput {
             receipts,
@@ -383,14 +425,48 @@ impl Runtime {
         })
     }
 
-    fn execute_tx(
+    /// The transactions one after another over `overlay`; with `trace`, stops after the
+    /// traced one.
+    fn execute_serially(
+        &self,
+        overlay: &mut Overlay<&dyn StateView>,
+        hashes: &dyn BlockHashes,
+        context: &BlockContext,
+        (transactions, tx_hashes, bad): (&[SignedTransaction], &[Hash], &[usize]),
+        trace: Option<(usize, &Tracer)>,
+    ) -> Result<(Vec<Receipt>, u64), RuntimeError> {
+        let mut receipts = Vec::with_capacity(transactions.len());
+        let mut block_gas_used = 0u64;
+        for (index, (tx, tx_hash)) in transactions.iter().zip(tx_hashes).enumerate() {
+            let tx_hash = *tx_hash;
+            let tracer = trace.filter(|(at, _)| *at == index).map(|(_, t)| t);
+            let receipt = if bad.binary_search(&index).is_ok() {
+                rejected(tx_hash, TxError::BadSignature)
+            } else {
+                let at = (tx_hash, block_gas_used);
+                let mode = TxMode {
+                    tracer,
+                    deferred_fee: None,
+                };
+                self.execute_tx(overlay, hashes, context, tx, at, mode)?
+            };
+            block_gas_used += receipt.gas_used;
+            receipts.push(receipt);
+            if tracer.is_some() {
+                break;
+            }
+        }
+        Ok((receipts, block_gas_used))
+    }
+
+    pub(crate) fn execute_tx(
         &self,
         overlay: &mut Overlay<&dyn StateView>,
         hashes: &dyn BlockHashes,
         block: &BlockContext,
         tx: &SignedTransaction,
         (tx_hash, block_gas_used): (Hash, u64),
-        tracer: Option<&Tracer>,
+        mode: TxMode<'_>,
     ) -> Result<Receipt, RuntimeError> {
         // A hit left by an earlier refusal (a read of an expired sender) is not this one's.
         overlay.take_expired_hit();
@@ -440,7 +516,7 @@ impl Runtime {
                 .ok_or_else(|| RuntimeError::Fatal("no EVM form for a call".into()))?,
         };
         let is_wasm_deploy = matches!(t.body, TxBody::Deploy { env: Env::Wasm, .. });
-        match self.transact(overlay, hashes, block, tx_env, (false, tracer))? {
+        match self.transact(overlay, hashes, block, tx_env, (false, mode))? {
             Transacted::Ran(result, trap) => {
                 Ok(receipt_from(result, tx_hash, is_wasm_deploy, trap))
             }
@@ -608,8 +684,10 @@ impl Runtime {
         hashes: &dyn BlockHashes,
         block: &BlockContext,
         tx_env: TxEnv,
-        (skip_nonce_check, tracer): (bool, Option<&Tracer>),
+        (skip_nonce_check, mode): (bool, TxMode<'_>),
     ) -> Result<Transacted, RuntimeError> {
+        let tracer = mode.tracer;
+        let mut deferred = None;
         let precompiles = KeelPrecompiles::new(self.wasm.clone(), block.epoch, block.timestamp_ms)
             .speculative(self.speculative)
             .traced(tracer.cloned());
@@ -621,7 +699,14 @@ impl Runtime {
             let outcome = match tracer {
                 None => {
                     let mut evm: KeelEvm<'_> = keel_exec_evm::evm(ctx, precompiles.clone());
-                    evm.transact(tx_env)
+                    match mode.deferred_fee {
+                        None => evm.transact(tx_env),
+                        Some(_) => {
+                            let (outcome, fee) = evm.transact_deferring_fee(tx_env);
+                            deferred = fee;
+                            outcome
+                        }
+                    }
                 }
                 Some(tracer) => {
                     let mut evm =
@@ -642,6 +727,11 @@ impl Runtime {
             }
         };
         apply_evm_state(overlay, state).map_err(|e| RuntimeError::Fatal(e.to_string()))?;
+        // Owed only by a transaction that ran: an aborted one's credit is discarded with
+        // the rest of what it did.
+        if let Some(slot) = mode.deferred_fee {
+            slot.set(deferred);
+        }
         Ok(Transacted::Ran(result, precompiles.take_trap()))
     }
 
@@ -673,7 +763,13 @@ impl Runtime {
             chain_id: Some(self.config.chain_id),
             ..Default::default()
         };
-        match self.transact(&mut overlay, hashes, block, tx_env, (true, None))? {
+        match self.transact(
+            &mut overlay,
+            hashes,
+            block,
+            tx_env,
+            (true, TxMode::default()),
+        )? {
             Transacted::Ran(result, trap) => Ok(receipt_from(result, Hash::ZERO, false, trap)),
             Transacted::Expired(error) => Ok(rejected(Hash::ZERO, error)),
             Transacted::Invalid(invalid) => Ok(rejected(Hash::ZERO, refused_by_revm(&invalid))),
@@ -699,7 +795,14 @@ impl Runtime {
         }
         let mut overlay = self.overlay(state, block.epoch);
         let block = &self.paying_context(&mut overlay, block)?;
-        self.execute_tx(&mut overlay, hashes, block, tx, (tx_hash, 0), None)
+        self.execute_tx(
+            &mut overlay,
+            hashes,
+            block,
+            tx,
+            (tx_hash, 0),
+            TxMode::default(),
+        )
     }
 }
 

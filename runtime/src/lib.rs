@@ -4,6 +4,7 @@
 
 pub mod bridge;
 pub mod executor;
+pub mod parallel;
 pub mod precheck;
 pub mod signatures;
 pub mod trace;
@@ -11,4 +12,5 @@ pub mod trace;
 pub use bridge::{deploy_input, WASM_DEPLOYER};
 pub use executor::{BlockOutput, CallRequest, Runtime, RuntimeConfig, RuntimeError};
 pub use keel_exec_evm::{BlockContext, BlockHashes};
+pub use parallel::{ParallelStats, MAX_EXEC_THREADS};
 pub use trace::{CallFrame, CallKind, FrameError, Trace};

@@ -188,7 +188,7 @@ struct World {
 
 /// Which implementation of a contract a world deploys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Impl {
+pub(crate) enum Impl {
     /// Solidity, on the EVM.
     Sol,
     /// C against keel.h, on WASM.
@@ -198,7 +198,7 @@ enum Impl {
 }
 
 impl Impl {
-    fn env(self) -> Env {
+    pub(crate) fn env(self) -> Env {
         if self == Impl::Sol {
             Env::Evm
         } else {
@@ -207,7 +207,7 @@ impl Impl {
     }
 }
 
-fn code(contract: Contract, imp: Impl) -> Vec<u8> {
+pub(crate) fn code(contract: Contract, imp: Impl) -> Vec<u8> {
     let name = match contract {
         Contract::Token => "token",
         Contract::Amm => "amm",
@@ -644,8 +644,16 @@ fn check(
 /// The proptest runner of `KEEL_DIFF_CASES` sequences from `KEEL_DIFF_SEED` (CI: 24 from a
 /// fixed seed), with the two numbers for replay messages.
 pub(crate) fn seeded_runner() -> (TestRunner, u64, u64) {
-    let cases = env_u64("KEEL_DIFF_CASES", 24);
-    let seed = env_u64("KEEL_DIFF_SEED", 0x6b65_656c);
+    seeded_runner_from(("KEEL_DIFF_CASES", 24), "KEEL_DIFF_SEED")
+}
+
+/// A runner of `cases_var` cases (default given) from seed `seed_var` (default fixed).
+pub(crate) fn seeded_runner_from(
+    (cases_var, default_cases): (&str, u64),
+    seed_var: &str,
+) -> (TestRunner, u64, u64) {
+    let cases = env_u64(cases_var, default_cases);
+    let seed = env_u64(seed_var, 0x6b65_656c);
     let mut seed_bytes = [0u8; 32];
     seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
     let runner = TestRunner::new_with_rng(

@@ -18,6 +18,8 @@ mod expiry;
 mod fold;
 #[path = "hostile_wasm.rs"]
 mod hostile_wasm;
+#[path = "parallel.rs"]
+mod parallel;
 #[path = "sdk_testvm.rs"]
 mod sdk_testvm;
 #[path = "semantics.rs"]

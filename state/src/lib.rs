@@ -15,5 +15,5 @@ pub use entry::{encode_live, Entry, ENTRY_OVERHEAD_BYTES};
 pub use error::StateError;
 pub use overlay::{
     decode_entry, holds_storage, layered_storage_entries, live_value, Checkpoint, Overlay,
-    StateDiff, StateView, StateViewExt,
+    OverlayParts, StateDiff, StateView, StateViewExt,
 };

@@ -213,6 +213,17 @@ pub struct Overlay<V> {
     /// commit's counters cannot tell from a creation).
     folded_revivals: u64,
     storage_memo: RefCell<StorageMemo>,
+    /// Keys written since `log_writes` (for a parallel executor to publish), if logging.
+    write_log: Option<Vec<StateKey>>,
+}
+
+/// What a transaction executed on its own overlay left behind, for [`Overlay::absorb`].
+#[derive(Debug, Default)]
+pub struct OverlayParts {
+    pub writes: StateDiff,
+    /// Base entries read in an older epoch (key → value), which `into_diff` re-stamps.
+    pub touched: BTreeMap<StateKey, Vec<u8>>,
+    pub folded_revivals: u64,
 }
 
 impl<V: StateView> Overlay<V> {
@@ -234,6 +245,7 @@ impl<V: StateView> Overlay<V> {
             pages: RefCell::new(None),
             folded_revivals: 0,
             storage_memo: RefCell::new(StorageMemo::default()),
+            write_log: None,
         }
     }
 
@@ -311,8 +323,59 @@ impl<V: StateView> Overlay<V> {
         if matches!(key, StateKey::FoldCount | StateKey::FoldPage(_)) {
             *self.pages.get_mut() = None;
         }
+        if let Some(log) = &mut self.write_log {
+            log.push(key.clone());
+        }
         let previous = self.writes.insert(key.clone(), stored);
         self.journal.push((key, previous));
+    }
+
+    /// Logs every key written from now on (duplicates and reverted writes included; a
+    /// reader looks each up in [`Overlay::written`]).
+    pub fn log_writes(&mut self) {
+        self.write_log = Some(Vec::new());
+    }
+
+    /// The keys written since the last call (empty unless `log_writes` was called).
+    pub fn take_write_log(&mut self) -> Vec<StateKey> {
+        self.write_log
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// What this overlay buffered for `key` (`Some(None)`: a deletion), without reading the
+    /// base or recording a touch.
+    pub fn written(&self, key: &StateKey) -> Option<&Option<Vec<u8>>> {
+        self.writes.get(key)
+    }
+
+    /// The writes, touch re-stamps and folded-revival count, for another overlay over the
+    /// same state to [`absorb`](Overlay::absorb).
+    pub fn into_parts(self) -> OverlayParts {
+        OverlayParts {
+            writes: self.writes,
+            touched: self.touched.into_inner(),
+            folded_revivals: self.folded_revivals,
+        }
+    }
+
+    /// Applies what a transaction did on its own overlay as if it had run on this one. Sound
+    /// only when every base entry it read is what this overlay would have given it (the
+    /// parallel executor's validation): then its touches are exactly the ones this overlay
+    /// would have recorded, and none of them is a key already written here.
+    pub fn absorb(&mut self, parts: OverlayParts) {
+        {
+            let mut touched = self.touched.borrow_mut();
+            for (key, value) in parts.touched {
+                debug_assert!(!self.writes.contains_key(&key), "validated read was stale");
+                touched.entry(key).or_insert(value);
+            }
+        }
+        for (key, value) in parts.writes {
+            self.set_raw(key, value);
+        }
+        self.folded_revivals += parts.folded_revivals;
     }
 
     pub fn put_account(

@@ -18,6 +18,9 @@ pub const CHAIN_ID: u64 = 7;
 pub const GAS_PRICE: u128 = 1;
 pub const FUNDS: u64 = 1_000_000_000_000;
 
+/// The thread counts every multi-transaction block is also executed with.
+pub const PARALLEL_THREADS: [usize; 3] = [2, 4, 8];
+
 pub fn key(i: u8) -> SecretKey {
     SecretKey::from_seed([i; 32])
 }
@@ -48,6 +51,8 @@ pub struct Chain {
     /// Who proposes the next block (and receives its fees).
     pub proposer: SecretKey,
     nonces: std::collections::BTreeMap<[u8; 32], u64>,
+    /// (kept, redone, direct) over every parallel execution (`ParallelStats`).
+    pub parallel_counts: std::cell::Cell<(u64, u64, u64)>,
 }
 
 /// ABI helpers for the Solidity-compatible test contracts.
@@ -184,6 +189,7 @@ impl Chain {
             epoch: 0,
             proposer: key(250),
             nonces: Default::default(),
+            parallel_counts: Default::default(),
         }
     }
 
@@ -237,12 +243,51 @@ impl Chain {
         }
     }
 
-    /// Execute `block` over the latest state (nothing is committed).
+    /// Execute `block` over the latest state (nothing is committed). A block of several
+    /// transactions is also executed in parallel at every count of [`PARALLEL_THREADS`],
+    /// which must give the serial output byte for byte: every test of this binary is a
+    /// parallel-versus-serial differential too (issue 22).
     pub fn execute(&self, block: &Block) -> BlockOutput {
+        let serial = self.execute_with_threads(block, 1);
+        if block.transactions.len() > 1 {
+            for threads in PARALLEL_THREADS {
+                let parallel = self.execute_with_threads(block, threads);
+                assert!(
+                    parallel == serial,
+                    "{threads} threads diverge from serial execution at height {}:\n\
+                     serial: {serial:?}\nparallel: {parallel:?}",
+                    block.header.height
+                );
+            }
+        }
+        serial
+    }
+
+    /// Execute `block` over the latest state on `threads` threads.
+    pub fn execute_with_threads(&self, block: &Block, threads: usize) -> BlockOutput {
+        let mut config = *self.runtime.config();
+        config.exec_threads = threads;
+        let runtime = Runtime::new(config, self.runtime.module_cache().clone());
         let view = self.store.latest_view();
-        self.runtime
+        let output = runtime
             .execute_block(&view, &NoBlockHashes, block)
-            .expect("execute block")
+            .expect("execute block");
+        let (kept, redone, direct) = runtime.parallel_stats().get();
+        let (k, r, d) = self.parallel_counts.get();
+        self.parallel_counts.set((k + kept, r + redone, d + direct));
+        output
+    }
+
+    /// The next nonce of `k` as the latest state has it, which later `tx` calls use.
+    pub fn resync_nonce(&mut self, k: &SecretKey) {
+        let nonce = self
+            .store
+            .latest_view()
+            .account(&addr(k))
+            .ok()
+            .flatten()
+            .map_or(0, |r| r.nonce);
+        self.nonces.insert(k.public_key().0, nonce);
     }
 
     /// Commit an executed block; returns the new state root.

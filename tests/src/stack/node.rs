@@ -118,6 +118,9 @@ impl Validator {
                 block_gas_limit: genesis.block_gas_limit,
                 min_gas_price: genesis.min_gas_price,
                 verify_threads: 1,
+                // Validators differ in how they execute (serially, or in parallel on 2 or 3
+                // threads) and must agree on every root all the same.
+                exec_threads: 1 + index % 3,
                 expiry_epochs: genesis.expiry_epochs,
                 fold_epochs: genesis.fold_epochs,
             },

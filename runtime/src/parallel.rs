@@ -1,0 +1,402 @@
+//! Parallel block execution whose results are byte-identical to serial execution.
+//!
+//! The scheme is optimistic concurrency with commit in block order (Block-STM's validation
+//! rule without its multi-version scheduler, which two cores cannot repay):
+//!
+//! - Worker threads take transactions in block order and *speculate*: each runs on its own
+//!   overlay over a [`Recording`] view that serves the writes of the transactions already
+//!   committed, then the state the block started from, and records every entry it served.
+//! - The calling thread *commits* in block order. A speculation is kept only if every entry
+//!   it read is still what the block's overlay holds for that key now, i.e. what serial
+//!   execution would have read: execution is a function of the entries read, so its
+//!   receipt, writes and touches are then exactly serial's, and they are absorbed. Anything
+//!   else — a stale read, an error, a panic, a read of the fee recipient, a revival — is
+//!   executed again on the block's overlay, which *is* the serial path. A transaction no
+//!   worker has started yet is executed there directly.
+//!
+//! Every transaction pays the same fee recipient, so a speculation does not credit it: revm
+//! reports the fee instead (`KeelEvm::transact_deferring_fee`) and the commit credits it
+//! with the read-modify-write serial execution performs, in order. A transaction that reads
+//! the fee recipient itself (a transfer to the proposer, a charged failure) is serial.
+//!
+//! No thread timing reaches a result: timing decides only which of the two equivalent paths
+//! a transaction takes. The differential tests compare receipts and diffs at 1, 2, 4 and 8
+//! threads.
+
+use crate::executor::{Runtime, RuntimeError, TxMode};
+use keel_exec_evm::{BlockContext, BlockHashes, KeelDb};
+use keel_state::{
+    decode_entry, layered_storage_entries, Entry, Overlay, OverlayParts, StateDiff, StateError,
+    StateView, StateViewExt,
+};
+use keel_types::limits::MAX_TX_GAS;
+use keel_types::{Address, Epoch, Hash, Receipt, SignedTransaction, StateKey};
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, PoisonError, RwLock};
+
+/// The most threads a block uses, whatever the configuration asks (each holds a revm and a
+/// speculation's read set; more than the cores only adds stale speculations).
+pub const MAX_EXEC_THREADS: usize = 64;
+
+/// How the transactions of parallel blocks were committed (timing, never results): a
+/// runtime's clones share one set.
+#[derive(Debug, Default)]
+pub struct ParallelStats {
+    /// Speculations that validated and were absorbed.
+    pub kept: AtomicU64,
+    /// Speculations discarded (a stale read, or a transaction speculation leaves to the
+    /// serial path) and executed again.
+    pub redone: AtomicU64,
+    /// Transactions the commit reached before any worker started them.
+    pub direct: AtomicU64,
+}
+
+impl ParallelStats {
+    /// (kept, redone, direct) so far.
+    pub fn get(&self) -> (u64, u64, u64) {
+        (
+            self.kept.load(Ordering::Relaxed),
+            self.redone.load(Ordering::Relaxed),
+            self.direct.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// What the workers read from: the block's starting state and the committed writes.
+struct Shared<'a> {
+    parent: &'a (dyn StateView + Sync),
+    /// The block's writes before its first transaction (expiry sweep).
+    pre: &'a StateDiff,
+    /// Raw entries written by the transactions committed so far.
+    committed: RwLock<BTreeMap<StateKey, Option<Vec<u8>>>>,
+}
+
+/// One speculation's view: memoizes and records every entry it serves, so repeated reads
+/// agree even while commits change `committed`, and the commit can check them all.
+struct Recording<'a> {
+    shared: &'a Shared<'a>,
+    reads: RefCell<BTreeMap<StateKey, Option<Entry>>>,
+    counts: RefCell<BTreeMap<Address, u64>>,
+    /// A read the validation cannot check was asked for (the sweep's candidate queries).
+    unchecked: Cell<bool>,
+}
+
+impl StateView for Recording<'_> {
+    fn entry(&self, key: &StateKey) -> Result<Option<Entry>, StateError> {
+        if let Some(seen) = self.reads.borrow().get(key) {
+            return Ok(seen.clone());
+        }
+        let committed = self
+            .shared
+            .committed
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .cloned();
+        let entry = match committed.as_ref().or_else(|| self.shared.pre.get(key)) {
+            Some(raw) => decode_entry(raw.as_ref())?,
+            None => self.shared.parent.entry(key)?,
+        };
+        self.reads.borrow_mut().insert(key.clone(), entry.clone());
+        Ok(entry)
+    }
+
+    fn expiry_candidates(&self, _: Epoch, _: usize) -> Result<Vec<StateKey>, StateError> {
+        self.unchecked.set(true);
+        Ok(Vec::new())
+    }
+
+    fn fold_candidates(&self, _: Epoch, _: usize) -> Result<Vec<StateKey>, StateError> {
+        self.unchecked.set(true);
+        Ok(Vec::new())
+    }
+
+    /// The block's starting count: a commit that changed it fails the validation.
+    fn storage_entries(&self, address: &Address) -> Result<u64, StateError> {
+        if let Some(count) = self.counts.borrow().get(address) {
+            return Ok(*count);
+        }
+        let count = layered_storage_entries(self.shared.parent, &[self.shared.pre], address)?;
+        self.counts.borrow_mut().insert(*address, count);
+        Ok(count)
+    }
+}
+
+/// A transaction executed speculatively.
+struct Speculation {
+    receipt: Receipt,
+    parts: OverlayParts,
+    reads: BTreeMap<StateKey, Option<Entry>>,
+    counts: BTreeMap<Address, u64>,
+    /// The fee owed to the fee recipient, not yet credited.
+    fee: Option<u128>,
+}
+
+/// What a worker left for the commit of one transaction.
+enum Outcome {
+    Speculated(Box<Speculation>),
+    /// Execute on the block's overlay.
+    Serial,
+}
+
+/// One block's transactions and what the executor already decided about them.
+pub(crate) struct Block<'a> {
+    pub parent: &'a (dyn StateView + Sync),
+    pub hashes: &'a (dyn BlockHashes + Sync),
+    pub context: &'a BlockContext,
+    pub transactions: &'a [SignedTransaction],
+    pub tx_hashes: &'a [Hash],
+    /// Indexes of transactions with a refused signature (sorted).
+    pub bad: &'a [usize],
+}
+
+/// The slots the workers fill and the commit empties, in block order.
+struct Results {
+    slots: Mutex<Vec<Option<Outcome>>>,
+    ready: Condvar,
+}
+
+impl Results {
+    fn put(&self, index: usize, outcome: Outcome) {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)[index] = Some(outcome);
+        self.ready.notify_all();
+    }
+
+    fn take(&self, index: usize) -> Outcome {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(outcome) = slots[index].take() {
+                return outcome;
+            }
+            slots = self
+                .ready
+                .wait(slots)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// Executes `block`'s transactions over `overlay` (the block's overlay after its sweep) on
+/// `threads` threads; returns the receipts and the gas used, exactly as serial execution.
+pub(crate) fn execute(
+    runtime: &Runtime,
+    block: &Block<'_>,
+    overlay: &mut Overlay<&dyn StateView>,
+    threads: usize,
+) -> Result<(Vec<Receipt>, u64), RuntimeError> {
+    let count = block.transactions.len();
+    let pre = overlay.diff().clone();
+    let shared = Shared {
+        parent: block.parent,
+        pre: &pre,
+        committed: RwLock::new(BTreeMap::new()),
+    };
+    let results = Results {
+        slots: Mutex::new((0..count).map(|_| None).collect()),
+        ready: Condvar::new(),
+    };
+    // Transactions below `next` are claimed: by a worker, or by the commit itself.
+    let next = AtomicUsize::new(0);
+    overlay.log_writes();
+    overlay.take_write_log();
+    let workers = threads.clamp(1, MAX_EXEC_THREADS) - 1;
+    let committed = std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::AcqRel);
+                if index >= count {
+                    break;
+                }
+                let outcome = if block.bad.binary_search(&index).is_ok() {
+                    Outcome::Serial
+                } else {
+                    // A panic is the serial path's to reproduce (or not): never a hang.
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        speculate(runtime, block, &shared, index)
+                    }))
+                    .unwrap_or(Outcome::Serial)
+                };
+                results.put(index, outcome);
+            });
+        }
+        let committed = commit_all(runtime, block, overlay, (&shared, &results, &next));
+        // On an error, stop the workers after their current transaction.
+        next.fetch_max(count, Ordering::AcqRel);
+        committed
+    });
+    overlay.take_write_log();
+    committed
+}
+
+/// The commit loop: every transaction in block order, speculated or serial.
+fn commit_all(
+    runtime: &Runtime,
+    block: &Block<'_>,
+    overlay: &mut Overlay<&dyn StateView>,
+    (shared, results, next): (&Shared<'_>, &Results, &AtomicUsize),
+) -> Result<(Vec<Receipt>, u64), RuntimeError> {
+    let mut receipts = Vec::with_capacity(block.transactions.len());
+    let mut gas_used = 0u64;
+    for (index, tx) in block.transactions.iter().enumerate() {
+        let tx_hash = block.tx_hashes[index];
+        let claimed_here = next
+            .compare_exchange(index, index + 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        let outcome = if claimed_here {
+            Outcome::Serial
+        } else {
+            results.take(index)
+        };
+        let receipt = if block.bad.binary_search(&index).is_ok() {
+            crate::executor::rejected(tx_hash, keel_types::TxError::BadSignature)
+        } else {
+            let block_left = runtime.config().block_gas_limit.saturating_sub(gas_used);
+            // A speculation ran with the whole block's gas left; a limit above what is
+            // left now is refused, which the serial path says.
+            let fits = tx.tx.gas_limit <= MAX_TX_GAS.min(block_left);
+            let stats = runtime.parallel_stats();
+            match outcome {
+                Outcome::Speculated(spec) if fits && still_valid(overlay, &spec)? => {
+                    stats.kept.fetch_add(1, Ordering::Relaxed);
+                    absorb(overlay, block, *spec)?
+                }
+                _ => {
+                    let counter = if claimed_here {
+                        &stats.direct
+                    } else {
+                        &stats.redone
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    let at = (tx_hash, gas_used);
+                    let mode = TxMode::default();
+                    runtime.execute_tx(overlay, block.hashes, block.context, tx, at, mode)?
+                }
+            }
+        };
+        overlay.discard_journal();
+        publish(overlay, shared);
+        gas_used += receipt.gas_used;
+        receipts.push(receipt);
+    }
+    Ok((receipts, gas_used))
+}
+
+/// Runs transaction `index` on its own overlay over a recording view.
+fn speculate(runtime: &Runtime, block: &Block<'_>, shared: &Shared<'_>, index: usize) -> Outcome {
+    let view = Recording {
+        shared,
+        reads: RefCell::new(BTreeMap::new()),
+        counts: RefCell::new(BTreeMap::new()),
+        unchecked: Cell::new(false),
+    };
+    let base: &dyn StateView = &view;
+    let mut overlay = runtime.overlay(base, block.context.epoch);
+    let fee = Cell::new(None);
+    let mode = TxMode {
+        tracer: None,
+        deferred_fee: Some(&fee),
+    };
+    let tx = &block.transactions[index];
+    let at = (block.tx_hashes[index], 0);
+    let Ok(receipt) = runtime.execute_tx(&mut overlay, block.hashes, block.context, tx, at, mode)
+    else {
+        return Outcome::Serial;
+    };
+    let parts = overlay.into_parts();
+    let recipient = StateKey::Account(block.context.beneficiary);
+    let reads = view.reads.into_inner();
+    if view.unchecked.get()
+        || reads.contains_key(&recipient)
+        || parts.writes.contains_key(&recipient)
+    {
+        return Outcome::Serial;
+    }
+    Outcome::Speculated(Box::new(Speculation {
+        receipt,
+        parts,
+        reads,
+        counts: view.counts.into_inner(),
+        fee: fee.get(),
+    }))
+}
+
+/// Whether every entry `spec` read is what `overlay` holds now. A key the block has not
+/// written since it began was read from the block's unchanging starting state, so only
+/// written keys are compared.
+fn still_valid(overlay: &Overlay<&dyn StateView>, spec: &Speculation) -> Result<bool, StateError> {
+    for (key, seen) in &spec.reads {
+        if let Some(raw) = overlay.written(key) {
+            if decode_entry(raw.as_ref())? != *seen {
+                return Ok(false);
+            }
+        }
+    }
+    for (address, count) in &spec.counts {
+        if overlay.storage_entries(address)? != *count {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Applies a validated speculation, then credits its fee as revm's reward would have.
+fn absorb(
+    overlay: &mut Overlay<&dyn StateView>,
+    block: &Block<'_>,
+    spec: Speculation,
+) -> Result<Receipt, RuntimeError> {
+    overlay.absorb(spec.parts);
+    if let Some(fee) = spec.fee {
+        credit_fee(overlay, block, fee)?;
+    }
+    Ok(spec.receipt)
+}
+
+/// revm's `reward_beneficiary` and keel's `apply_evm_state` for the one account the
+/// speculation did not touch: the same reads (the account, then its code, as `KeelDb`
+/// reads them), a touched account whose balance grows by `fee` (unchanged on overflow), and
+/// EIP-161's deletion of a touched empty account.
+fn credit_fee(
+    overlay: &mut Overlay<&dyn StateView>,
+    block: &Block<'_>,
+    fee: u128,
+) -> Result<(), RuntimeError> {
+    let recipient = block.context.beneficiary;
+    let fatal = |e: keel_exec_evm::DbError| RuntimeError::Fatal(e.to_string());
+    {
+        use keel_exec_evm::revm::Database;
+        let view: &dyn StateView = &*overlay;
+        KeelDb::new(view, block.hashes)
+            .basic(keel_exec_evm::to_revm(&recipient))
+            .map_err(fatal)?;
+    }
+    let mut record = overlay.account(&recipient)?.unwrap_or_default();
+    if let Some(balance) = record.balance.checked_add(keel_types::U256::from(fee)) {
+        record.balance = balance;
+    }
+    if record.nonce == 0 && record.balance.is_zero() && record.code.is_none() {
+        overlay.set(StateKey::Account(recipient), None)?;
+    } else {
+        overlay.put_account(recipient, &record)?;
+    }
+    Ok(())
+}
+
+/// Makes the last commit's writes visible to the workers.
+fn publish(overlay: &mut Overlay<&dyn StateView>, shared: &Shared<'_>) {
+    let keys = overlay.take_write_log();
+    if keys.is_empty() {
+        return;
+    }
+    let mut committed = shared
+        .committed
+        .write()
+        .unwrap_or_else(PoisonError::into_inner);
+    for key in keys {
+        if let Some(raw) = overlay.written(&key) {
+            committed.insert(key, raw.clone());
+        }
+    }
+}
