@@ -117,7 +117,7 @@ fn raw_revm_transfers(transfers: &[(Address, Vec<u8>)]) -> (f64, Duration, u64) 
 fn keel_transfers(
     senders: &[SecretKey],
     transfers: &[(Address, Vec<u8>)],
-    verified_once: bool,
+    (verified_once, threads): (bool, usize),
 ) -> (f64, Duration, u64) {
     let alice = key(1);
     let mut funded: Vec<&SecretKey> = senders.iter().collect();
@@ -180,17 +180,21 @@ fn keel_transfers(
         keel_types::crypto::verify_batch(chunk).expect("valid signatures");
     }
     let signatures = start.elapsed();
-    for threads in [1, 2] {
+    for verify_threads in [1, 2] {
         let start = Instant::now();
         for chunk in txs.chunks(BLOCK_TXS) {
             let hashes: Vec<keel_types::Hash> = chunk.iter().map(SignedTransaction::hash).collect();
-            assert!(
-                keel_runtime::signatures::bad_signatures(chunk, &hashes, threads, 1, None)
-                    .is_empty()
-            );
+            assert!(keel_runtime::signatures::bad_signatures(
+                chunk,
+                &hashes,
+                verify_threads,
+                1,
+                None
+            )
+            .is_empty());
         }
         println!(
-            "keel block signature check, {threads} thread(s): {:.2?}",
+            "keel block signature check, {verify_threads} thread(s): {:.2?}",
             start.elapsed()
         );
     }
@@ -209,7 +213,7 @@ fn keel_transfers(
     for chunk in txs.chunks(BLOCK_TXS) {
         let block = chain.make_block(chunk.to_vec());
         let t0 = Instant::now();
-        let out = chain.execute(&block);
+        let out = chain.execute_with_threads(&block, threads);
         let t1 = Instant::now();
         chain.commit(&block, &out);
         execute += t1 - t0;
@@ -247,8 +251,9 @@ fn erc20() {
         }
     }
     let (raw, raw_t, raw_gas) = raw_revm_transfers(&ordered);
-    let (keel, keel_t, keel_gas) = keel_transfers(&senders, &ordered, false);
-    let (once, once_t, once_gas) = keel_transfers(&senders, &ordered, true);
+    let (keel, keel_t, keel_gas) = keel_transfers(&senders, &ordered, (false, 1));
+    let (once, once_t, once_gas) = keel_transfers(&senders, &ordered, (true, 1));
+    let (par, par_t, par_gas) = keel_transfers(&senders, &ordered, (true, 2));
     let mgas = |gas: u64, t: Duration| gas as f64 / t.as_secs_f64() / 1e6;
     println!(
         "\n## ERC-20 transfers ({} transfers, blocks of {BLOCK_TXS})",
@@ -273,6 +278,165 @@ fn erc20() {
         once_gas / ordered.len() as u64,
         once / raw
     );
+    println!(
+        "| keel runtime + RocksDB commit, verify-once, 2 execution threads | {par:.0} | {:.1} | {} | {par_t:.2?} | {:.3} |",
+        mgas(par_gas, par_t),
+        par_gas / ordered.len() as u64,
+        par / raw
+    );
+}
+
+/// `block` executed serially over the store's latest state, without the cross-checks.
+fn execute_serial(
+    store: &keel_store::Store,
+    runtime: &keel_runtime::Runtime,
+    block: &keel_types::Block,
+) {
+    let view = store.latest_view();
+    runtime
+        .execute_block(&view, &keel_exec_evm::NoBlockHashes, block)
+        .expect("execute");
+}
+
+/// Senders in the parallel-execution blocks (one transfer each).
+const PARALLEL_SENDERS: u16 = 500;
+
+/// Parallel ÷ serial execution of one block of ERC-20 transfers (issue 22), signatures
+/// verified beforehand (verify-once) so only execution is timed, the block executed over
+/// the same parent state `REPEATS` times per thread count, median kept. Low conflict:
+/// every transfer has its own sender and recipient. All conflict: every transfer pays the
+/// same recipient, so each one reads the balance slot the one before it wrote.
+fn parallel() {
+    let senders: Vec<SecretKey> = (0..PARALLEL_SENDERS)
+        .map(|i| {
+            let mut seed = [0x5e; 32];
+            seed[..2].copy_from_slice(&i.to_le_bytes());
+            SecretKey::from_seed(seed)
+        })
+        .collect();
+    let alice = key(1);
+    let mut funded: Vec<&SecretKey> = senders.iter().collect();
+    funded.push(&alice);
+    let mut chain = Chain::new(&funded);
+    let token = chain.deploy(
+        &alice,
+        Env::Evm,
+        artifact("Token.bin"),
+        abi::u(u64::MAX).to_vec(),
+    );
+    let call = |to: &Address| TxBody::Call {
+        to: token,
+        data: abi::call("transfer(address,uint256)", &[abi::address(to), abi::u(1)]),
+        value: U256::ZERO,
+    };
+    let fund: Vec<SignedTransaction> = senders
+        .iter()
+        .map(|s| {
+            let body = TxBody::Call {
+                to: token,
+                data: abi::call(
+                    "transfer(address,uint256)",
+                    &[abi::address(&addr(s)), abi::u(1_000_000)],
+                ),
+                value: U256::ZERO,
+            };
+            chain.tx(&alice, 200_000, body)
+        })
+        .collect();
+    let block = chain.make_block(fund);
+    let out = chain.execute_with_threads(&block, 1);
+    chain.commit(&block, &out);
+    let shared = Address([0x77; 20]);
+    let mut blocks = Vec::new();
+    for (name, all_conflict) in [("low conflict", false), ("all conflict", true)] {
+        let txs: Vec<SignedTransaction> = senders
+            .iter()
+            .zip(0u32..)
+            .map(|(s, i)| {
+                let mut to = [0x99; 20];
+                to[..4].copy_from_slice(&i.to_le_bytes());
+                let to = if all_conflict { shared } else { Address(to) };
+                chain.tx(s, 200_000, call(&to))
+            })
+            .collect();
+        let hashes: Vec<keel_types::Hash> = txs.iter().map(SignedTransaction::hash).collect();
+        let cache = chain.runtime.signature_cache().clone();
+        assert!(
+            keel_runtime::signatures::bad_signatures(&txs, &hashes, 2, 1, Some(&cache)).is_empty()
+        );
+        blocks.push((name, chain.make_block(txs)));
+        // Both blocks use each sender's next nonce: each is measured alone over the parent.
+        for s in &senders {
+            chain.resync_nonce(s);
+        }
+    }
+    println!("\n## Parallel execution ({PARALLEL_SENDERS} ERC-20 transfers per block, execution only, median of {REPEATS})");
+    println!("| block | threads | time | transfers/s | Mgas/s | parallel ÷ serial | kept / redone / direct |");
+    println!("|---|---:|---:|---:|---:|---:|---|");
+    // The machine's own ceiling: the low-conflict block executed serially on two threads at
+    // once (two independent executions), against one at a time.
+    if let Some((_, block)) = blocks.first() {
+        let one = median(
+            (0..REPEATS)
+                .map(|_| {
+                    let t0 = Instant::now();
+                    chain.execute_with_threads(block, 1);
+                    t0.elapsed()
+                })
+                .collect(),
+        );
+        let two = median(
+            (0..REPEATS)
+                .map(|_| {
+                    let t0 = Instant::now();
+                    let (store, runtime) = (&chain.store, &chain.runtime);
+                    std::thread::scope(|scope| {
+                        let a = scope.spawn(|| execute_serial(store, runtime, block));
+                        execute_serial(store, runtime, block);
+                        a.join().expect("thread");
+                    });
+                    t0.elapsed()
+                })
+                .collect(),
+        );
+        println!(
+            "machine ceiling: two serial executions at once take {two:.2?}, one takes {one:.2?}: {:.2}x the throughput on 2 threads",
+            2.0 * one.as_secs_f64() / two.as_secs_f64()
+        );
+    }
+    for (name, block) in &blocks {
+        let mut serial = Duration::ZERO;
+        let reference = chain.execute_with_threads(block, 1);
+        assert!(reference
+            .receipts
+            .iter()
+            .all(|r| r.status == keel_types::TxStatus::Success));
+        for threads in [1usize, 2, 4] {
+            let before = chain.parallel_counts.get();
+            let mut times = Vec::new();
+            for _ in 0..REPEATS {
+                let t0 = Instant::now();
+                let out = chain.execute_with_threads(block, threads);
+                times.push(t0.elapsed());
+                assert!(out == reference, "{threads} threads diverge");
+            }
+            let after = chain.parallel_counts.get();
+            let time = median(times);
+            if threads == 1 {
+                serial = time;
+            }
+            let per_run = |a: u64, b: u64| (a - b) / REPEATS as u64;
+            println!(
+                "| {name} | {threads} | {time:.2?} | {:.0} | {:.1} | {:.2} | {} / {} / {} |",
+                block.transactions.len() as f64 / time.as_secs_f64(),
+                reference.gas_used as f64 / time.as_secs_f64() / 1e6,
+                serial.as_secs_f64() / time.as_secs_f64(),
+                per_run(after.0, before.0),
+                per_run(after.1, before.1),
+                per_run(after.2, before.2),
+            );
+        }
+    }
 }
 
 /// The benchmark set that calibrates WASM's ink table (issue 24): the same compute-,
@@ -537,6 +701,7 @@ fn main() {
             .unwrap_or(0)
     );
     erc20();
+    parallel();
     compute();
     compile();
 }

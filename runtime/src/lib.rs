@@ -6,6 +6,7 @@ pub mod bridge;
 pub mod executor;
 pub mod parallel;
 pub mod precheck;
+mod schedule;
 pub mod signatures;
 pub mod trace;
 

@@ -24,6 +24,7 @@
 //! threads.
 
 use crate::executor::{Runtime, RuntimeError, TxMode};
+use crate::schedule::{Committed, ForCommit, Scheduler};
 use keel_exec_evm::{BlockContext, BlockHashes, KeelDb};
 use keel_state::{
     decode_entry, layered_storage_entries, Entry, Overlay, OverlayParts, StateDiff, StateError,
@@ -33,8 +34,8 @@ use keel_types::limits::MAX_TX_GAS;
 use keel_types::{Address, Epoch, Hash, Receipt, SignedTransaction, StateKey};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, PoisonError, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{PoisonError, RwLock};
 
 /// The most threads a block uses, whatever the configuration asks (each holds a revm and a
 /// speculation's read set; more than the cores only adds stale speculations).
@@ -49,7 +50,8 @@ pub struct ParallelStats {
     /// Speculations discarded (a stale read, or a transaction speculation leaves to the
     /// serial path) and executed again.
     pub redone: AtomicU64,
-    /// Transactions the commit reached before any worker started them.
+    /// Transactions the committing thread executed itself (no speculation had started, or
+    /// speculation paused after a run of stale ones).
     pub direct: AtomicU64,
 }
 
@@ -152,32 +154,6 @@ pub(crate) struct Block<'a> {
     pub bad: &'a [usize],
 }
 
-/// The slots the workers fill and the commit empties, in block order.
-struct Results {
-    slots: Mutex<Vec<Option<Outcome>>>,
-    ready: Condvar,
-}
-
-impl Results {
-    fn put(&self, index: usize, outcome: Outcome) {
-        self.slots.lock().unwrap_or_else(PoisonError::into_inner)[index] = Some(outcome);
-        self.ready.notify_all();
-    }
-
-    fn take(&self, index: usize) -> Outcome {
-        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            if let Some(outcome) = slots[index].take() {
-                return outcome;
-            }
-            slots = self
-                .ready
-                .wait(slots)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-    }
-}
-
 /// Executes `block`'s transactions over `overlay` (the block's overlay after its sweep) on
 /// `threads` threads; returns the receipts and the gas used, exactly as serial execution.
 pub(crate) fn execute(
@@ -186,97 +162,107 @@ pub(crate) fn execute(
     overlay: &mut Overlay<&dyn StateView>,
     threads: usize,
 ) -> Result<(Vec<Receipt>, u64), RuntimeError> {
-    let count = block.transactions.len();
+    let threads = threads.clamp(1, MAX_EXEC_THREADS);
     let pre = overlay.diff().clone();
     let shared = Shared {
         parent: block.parent,
         pre: &pre,
         committed: RwLock::new(BTreeMap::new()),
     };
-    let results = Results {
-        slots: Mutex::new((0..count).map(|_| None).collect()),
-        ready: Condvar::new(),
-    };
-    // Transactions below `next` are claimed: by a worker, or by the commit itself.
-    let next = AtomicUsize::new(0);
+    let scheduler = Scheduler::new(block.transactions.len(), threads);
     overlay.log_writes();
     overlay.take_write_log();
-    let workers = threads.clamp(1, MAX_EXEC_THREADS) - 1;
     let committed = std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                let index = next.fetch_add(1, Ordering::AcqRel);
-                if index >= count {
-                    break;
+        for _ in 1..threads {
+            scope.spawn(|| {
+                while let Some(index) = scheduler.next_speculation() {
+                    let outcome = speculate_caught(runtime, block, &shared, index);
+                    scheduler.speculated(index, outcome);
                 }
-                let outcome = if block.bad.binary_search(&index).is_ok() {
-                    Outcome::Serial
-                } else {
-                    // A panic is the serial path's to reproduce (or not): never a hang.
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        speculate(runtime, block, &shared, index)
-                    }))
-                    .unwrap_or(Outcome::Serial)
-                };
-                results.put(index, outcome);
             });
         }
-        let committed = commit_all(runtime, block, overlay, (&shared, &results, &next));
-        // On an error, stop the workers after their current transaction.
-        next.fetch_max(count, Ordering::AcqRel);
+        let committed = commit_all(runtime, block, overlay, (&shared, &scheduler));
+        scheduler.finish();
         committed
     });
     overlay.take_write_log();
     committed
 }
 
-/// The commit loop: every transaction in block order, speculated or serial.
+/// [`speculate`], with a panic turned into the serial path (which reproduces it, or not):
+/// never a hang of the committing thread.
+fn speculate_caught(
+    runtime: &Runtime,
+    block: &Block<'_>,
+    shared: &Shared<'_>,
+    index: usize,
+) -> Outcome {
+    if block.bad.binary_search(&index).is_ok() {
+        return Outcome::Serial;
+    }
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        speculate(runtime, block, shared, index)
+    }))
+    .unwrap_or(Outcome::Serial)
+}
+
+/// The commit loop: every transaction in block order, speculated or executed here.
 fn commit_all(
     runtime: &Runtime,
     block: &Block<'_>,
     overlay: &mut Overlay<&dyn StateView>,
-    (shared, results, next): (&Shared<'_>, &Results, &AtomicUsize),
+    (shared, scheduler): (&Shared<'_>, &Scheduler<Outcome>),
 ) -> Result<(Vec<Receipt>, u64), RuntimeError> {
     let mut receipts = Vec::with_capacity(block.transactions.len());
     let mut gas_used = 0u64;
+    let stats = runtime.parallel_stats();
     for (index, tx) in block.transactions.iter().enumerate() {
         let tx_hash = block.tx_hashes[index];
-        let claimed_here = next
-            .compare_exchange(index, index + 1, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok();
-        let outcome = if claimed_here {
-            Outcome::Serial
-        } else {
-            results.take(index)
+        let outcome = loop {
+            match scheduler.for_commit(index) {
+                ForCommit::Validate(outcome) => break Some(outcome),
+                ForCommit::Direct => break None,
+                ForCommit::TakeOver => break Some(Outcome::Serial),
+                // Idle otherwise: speculate further ahead.
+                ForCommit::Speculate(ahead) => {
+                    let outcome = speculate_caught(runtime, block, shared, ahead);
+                    scheduler.speculated(ahead, outcome);
+                }
+            }
         };
-        let receipt = if block.bad.binary_search(&index).is_ok() {
-            crate::executor::rejected(tx_hash, keel_types::TxError::BadSignature)
+        let (receipt, how) = if block.bad.binary_search(&index).is_ok() {
+            let refused = crate::executor::rejected(tx_hash, keel_types::TxError::BadSignature);
+            (refused, Committed::Direct)
         } else {
             let block_left = runtime.config().block_gas_limit.saturating_sub(gas_used);
             // A speculation ran with the whole block's gas left; a limit above what is
             // left now is refused, which the serial path says.
             let fits = tx.tx.gas_limit <= MAX_TX_GAS.min(block_left);
-            let stats = runtime.parallel_stats();
             match outcome {
-                Outcome::Speculated(spec) if fits && still_valid(overlay, &spec)? => {
-                    stats.kept.fetch_add(1, Ordering::Relaxed);
-                    absorb(overlay, block, *spec)?
+                Some(Outcome::Speculated(spec)) if fits && still_valid(overlay, &spec)? => {
+                    (absorb(overlay, block, *spec)?, Committed::Kept)
                 }
                 _ => {
-                    let counter = if claimed_here {
-                        &stats.direct
-                    } else {
-                        &stats.redone
-                    };
-                    counter.fetch_add(1, Ordering::Relaxed);
                     let at = (tx_hash, gas_used);
                     let mode = TxMode::default();
-                    runtime.execute_tx(overlay, block.hashes, block.context, tx, at, mode)?
+                    let receipt =
+                        runtime.execute_tx(overlay, block.hashes, block.context, tx, at, mode)?;
+                    let how = match outcome {
+                        Some(_) => Committed::Redone,
+                        None => Committed::Direct,
+                    };
+                    (receipt, how)
                 }
             }
         };
+        let counter = match how {
+            Committed::Kept => &stats.kept,
+            Committed::Redone => &stats.redone,
+            Committed::Direct => &stats.direct,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         overlay.discard_journal();
-        publish(overlay, shared);
+        scheduler.committed(index, how, || publish(overlay, shared));
         gas_used += receipt.gas_used;
         receipts.push(receipt);
     }

@@ -267,7 +267,9 @@ impl Chain {
     pub fn execute_with_threads(&self, block: &Block, threads: usize) -> BlockOutput {
         let mut config = *self.runtime.config();
         config.exec_threads = threads;
-        let runtime = Runtime::new(config, self.runtime.module_cache().clone());
+        // The signature cache is shared: what one execution verified, the next skips.
+        let runtime = Runtime::new(config, self.runtime.module_cache().clone())
+            .with_signature_cache(self.runtime.signature_cache().clone());
         let view = self.store.latest_view();
         let output = runtime
             .execute_block(&view, &NoBlockHashes, block)
