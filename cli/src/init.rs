@@ -31,6 +31,8 @@ pub struct InitOptions {
     /// devnet/netns); empty: every node on 127.0.0.1.
     pub hosts: Vec<String>,
     pub dev_accounts: usize,
+    /// Execution threads of validator i: entry i mod the length (empty: 1).
+    pub exec_threads: Vec<usize>,
     pub genesis_time_ms: u64,
 }
 
@@ -221,6 +223,9 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, InitError> {
         config.metrics.listen = port(200, i);
         config.consensus.block_time_ms = opts.block_time_ms;
         config.consensus.min_block_interval_ms = opts.min_block_interval_ms.min(opts.block_time_ms);
+        if !opts.exec_threads.is_empty() {
+            config.execution.threads = opts.exec_threads[i % opts.exec_threads.len()];
+        }
         config.validate()?;
         write_file(&home.join("config.toml"), &config.to_toml())?;
         write_file(&home.join("genesis.json"), &genesis.to_json())?;

@@ -102,6 +102,11 @@ struct GenesisArgs {
     /// Funded development accounts written under DIR/accounts.
     #[arg(long, default_value_t = 10)]
     dev_accounts: usize,
+    /// Comma-separated execution thread counts; validator i gets entry i mod the list's
+    /// length (config `[execution] threads`). The default mixes serial and parallel
+    /// execution, so every devnet shows that they agree on every root.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    exec_threads: Vec<usize>,
     /// Genesis timestamp (ms since the Unix epoch); default: now.
     #[arg(long)]
     genesis_time_ms: Option<u64>,
@@ -121,6 +126,7 @@ impl GenesisArgs {
             base_port: self.base_port,
             hosts: self.hosts,
             dev_accounts: self.dev_accounts,
+            exec_threads: self.exec_threads,
             genesis_time_ms: self.genesis_time_ms.unwrap_or_else(now_ms),
         }
     }

@@ -195,6 +195,20 @@ fn kill_9_under_load_loses_nothing_and_roots_stay_equal() {
     cluster.wait_height(&[0, 1, 2, 3], top, Duration::from_secs(60));
     assert!(cluster.check_roots() >= top);
     assert_eq!(cluster.equivocations(), Vec::<String>::new());
+    // `keel init` gives validators 1 and 3 two execution threads and 0 and 2 one: the
+    // roots above agree although validator 1 (never killed) executed blocks in parallel.
+    let config = std::fs::read_to_string(cluster.home(1).join("config.toml")).expect("config");
+    assert!(config.contains("[execution]\nthreads = 2"), "{config}");
+    let metrics = cluster.metrics_text(1);
+    assert!(
+        metric_sum(&metrics, "keel_exec_parallel_kept_total", "") >= 1,
+        "no speculation kept on the parallel validator: {}",
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("keel_exec_parallel"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
 }
 
 #[test]

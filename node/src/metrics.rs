@@ -25,6 +25,11 @@ pub const EXECUTED_TXS: &str = "keel_executed_txs_total";
 pub const SIGNATURES_VERIFIED_ONCE: &str = "keel_signatures_verified_once_total";
 /// Block transactions whose signature was verified during the block.
 pub const SIGNATURES_VERIFIED_IN_BLOCK: &str = "keel_signatures_verified_in_block_total";
+/// Parallel execution: speculations kept, speculations redone on the committing thread, and
+/// transactions that thread executed itself (`keel_runtime::ParallelStats`).
+pub const EXEC_PARALLEL_KEPT: &str = "keel_exec_parallel_kept_total";
+pub const EXEC_PARALLEL_REDONE: &str = "keel_exec_parallel_redone_total";
+pub const EXEC_PARALLEL_DIRECT: &str = "keel_exec_parallel_direct_total";
 pub use keel_p2p::metric::{P2P_DROPPED, P2P_REJECTED, PEERS};
 pub const VOTELOG_FSYNC: &str = "keel_votelog_fsync_seconds";
 pub const HALTED: &str = "keel_halted";
@@ -42,13 +47,23 @@ pub const OLDEST_RETAINED: &str = "keel_oldest_retained_height";
 #[derive(Debug)]
 pub struct ChainMetrics {
     origin: std::time::Instant,
+    parallel: Option<Arc<keel_runtime::ParallelStats>>,
 }
 
 impl Default for ChainMetrics {
     fn default() -> Self {
         ChainMetrics {
             origin: std::time::Instant::now(),
+            parallel: None,
         }
+    }
+}
+
+impl ChainMetrics {
+    /// Also reports the runtime's parallel-execution counts.
+    pub fn with_parallel_stats(mut self, stats: Arc<keel_runtime::ParallelStats>) -> Self {
+        self.parallel = Some(stats);
+        self
     }
 }
 
@@ -66,6 +81,12 @@ impl keel_app::ChainObserver for ChainMetrics {
     fn committed(&self, gas_used: u64, txs: u64) {
         metrics::counter!(EXECUTED_GAS).increment(gas_used);
         metrics::counter!(EXECUTED_TXS).increment(txs);
+        if let Some(stats) = &self.parallel {
+            let (kept, redone, direct) = stats.get();
+            metrics::counter!(EXEC_PARALLEL_KEPT).absolute(kept);
+            metrics::counter!(EXEC_PARALLEL_REDONE).absolute(redone);
+            metrics::counter!(EXEC_PARALLEL_DIRECT).absolute(direct);
+        }
     }
 }
 
@@ -174,6 +195,9 @@ mod dashboard_tests {
         EXECUTED_TXS,
         SIGNATURES_VERIFIED_ONCE,
         SIGNATURES_VERIFIED_IN_BLOCK,
+        EXEC_PARALLEL_KEPT,
+        EXEC_PARALLEL_REDONE,
+        EXEC_PARALLEL_DIRECT,
         P2P_DROPPED,
         P2P_REJECTED,
         PEERS,

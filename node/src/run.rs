@@ -198,6 +198,8 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
     .await
     .with_context(|| format!("binding metrics on {}", config.metrics.listen))?;
 
+    let chain_metrics = crate::metrics::ChainMetrics::default()
+        .with_parallel_stats(runtime.parallel_stats().clone());
     let chain = Chain::new(
         store.clone(),
         runtime,
@@ -205,7 +207,7 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
         genesis.genesis_time_ms,
     )
     .diverging_at(crate::driver::fault_diverge_height())
-    .observed_by(Arc::new(crate::metrics::ChainMetrics::default()));
+    .observed_by(Arc::new(chain_metrics));
     let alive = shared.driver_guard();
     let driver = Driver::new(
         DriverConfig {

@@ -226,7 +226,8 @@ fn keel_transfers(
     }
     let elapsed = start.elapsed();
     println!(
-        "keel breakdown: execute {execute:.2?} (of which ed25519 batch verification alone takes {signatures:.2?}), commit {commit:.2?}"
+        "keel breakdown ({threads} execution thread(s)): execute {execute:.2?} (of which ed25519 batch verification alone takes {signatures:.2?}), commit {commit:.2?}; parallel commits kept / redone / direct {:?}",
+        chain.parallel_counts.get()
     );
     (transfers.len() as f64 / elapsed.as_secs_f64(), elapsed, gas)
 }
