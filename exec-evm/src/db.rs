@@ -57,6 +57,7 @@ static NO_BLOCK_HASHES: NoBlockHashes = NoBlockHashes;
 pub struct KeelDb<'a> {
     view: &'a dyn StateView,
     hashes: &'a dyn BlockHashes,
+    code_cache: Option<&'a crate::CodeCache>,
 }
 
 impl std::fmt::Debug for KeelDb<'_> {
@@ -67,7 +68,17 @@ impl std::fmt::Debug for KeelDb<'_> {
 
 impl<'a> KeelDb<'a> {
     pub fn new(view: &'a dyn StateView, hashes: &'a dyn BlockHashes) -> KeelDb<'a> {
-        KeelDb { view, hashes }
+        KeelDb {
+            view,
+            hashes,
+            code_cache: None,
+        }
+    }
+
+    /// Takes analyzed code from `cache` (and fills it) instead of analyzing on every load.
+    pub fn with_code_cache(mut self, cache: &'a crate::CodeCache) -> KeelDb<'a> {
+        self.code_cache = Some(cache);
+        self
     }
 
     /// Whether `address` holds storage (EIP-7610: a creation there collides).
@@ -81,6 +92,7 @@ impl<'a> KeelDb<'a> {
         KeelDb {
             view: &EMPTY_VIEW,
             hashes: &NO_BLOCK_HASHES,
+            code_cache: None,
         }
     }
 }
@@ -112,8 +124,16 @@ impl Database for KeelDb<'_> {
                         code_ref.code_hash
                     ))
                 })?;
-                let bytes = evm_code_bytes(blob.env, &blob.code);
-                (keccak256(&bytes), Bytecode::new_raw(bytes.into()))
+                let derive = || {
+                    let bytes = evm_code_bytes(blob.env, &blob.code);
+                    let hash = keccak256(&bytes);
+                    (Bytecode::new_raw(bytes.into()), hash)
+                };
+                let (code, hash) = match self.code_cache {
+                    Some(cache) => cache.get_or_derive(&code_ref.code_hash, derive),
+                    None => derive(),
+                };
+                (hash, code)
             }
         };
         Ok(Some(AccountInfo {

@@ -8,12 +8,14 @@
 
 #![forbid(unsafe_code)]
 
+mod code_cache;
 mod db;
 mod deferred_fee;
 mod diff;
 mod env;
 mod evm;
 
+pub use code_cache::{CodeCache, CODE_CACHE_BYTES, CODE_CACHE_ENTRIES};
 pub use db::{evm_code_bytes, BlockHashes, DbError, KeelDb, NoBlockHashes};
 pub use diff::{apply_evm_state, DiffError};
 pub use env::{block_env, cfg_env, BlockContext, SPEC};

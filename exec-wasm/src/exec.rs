@@ -655,6 +655,14 @@ pub fn execute(
     };
     let instance = match Instance::new(&mut store, module, &imports) {
         Ok(instance) => instance,
+        // This node could not allocate the instance (memory, tables): its problem, not the
+        // contract's — a receipt saying so would differ from nodes that could.
+        Err(wasmer::InstantiationError::Link(wasmer::LinkError::Resource(e))) => {
+            return Err(HostError(format!("instantiating a module: {e}")));
+        }
+        Err(e @ wasmer::InstantiationError::CpuFeature(_)) => {
+            return Err(HostError(format!("instantiating a module: {e}")));
+        }
         Err(e) => return Ok(failed(Exit::Trap(TrapKind::Instantiate(e.to_string())))),
     };
     let (Ok(memory), Ok(ink), Ok(exhausted)) = (

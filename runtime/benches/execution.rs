@@ -701,8 +701,18 @@ fn main() {
             .map(|n| n.get())
             .unwrap_or(0)
     );
-    erc20();
-    parallel();
-    compute();
-    compile();
+    // `KEEL_BENCH=parallel` (or a comma-separated list) runs only those sections.
+    let only = std::env::var("KEEL_BENCH").unwrap_or_default();
+    let run = |name: &str| only.is_empty() || only.split(',').any(|s| s == name);
+    let sections: [(&str, fn()); 4] = [
+        ("erc20", erc20),
+        ("parallel", parallel),
+        ("compute", compute),
+        ("compile", compile),
+    ];
+    for (name, section) in sections {
+        if run(name) {
+            section();
+        }
+    }
 }

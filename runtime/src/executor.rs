@@ -94,6 +94,8 @@ pub struct Runtime {
     /// only the others.
     signatures: Arc<crate::signatures::SignatureCache>,
     parallel: Arc<crate::parallel::ParallelStats>,
+    /// Analyzed EVM code by code hash (time only: a hit is what analysis would give).
+    code_cache: Arc<keel_exec_evm::CodeCache>,
 }
 
 /// How one transaction runs, besides its inputs.
@@ -247,6 +249,7 @@ impl Runtime {
                 crate::signatures::SIGNATURE_CACHE_ENTRIES,
             )),
             parallel: Arc::default(),
+            code_cache: Arc::default(),
         }
     }
 
@@ -268,7 +271,7 @@ impl Runtime {
         &self.signatures
     }
 
-    fn as_speculative(&self) -> Runtime {
+    pub(crate) fn as_speculative(&self) -> Runtime {
         Runtime {
             speculative: true,
             ..self.clone()
@@ -692,7 +695,7 @@ impl Runtime {
             .speculative(self.speculative)
             .traced(tracer.cloned());
         let (result, state) = {
-            let db = KeelDb::new(&*overlay, hashes);
+            let db = KeelDb::new(&*overlay, hashes).with_code_cache(&self.code_cache);
             let mut cfg = cfg_env(self.config.chain_id);
             cfg.disable_nonce_check = skip_nonce_check;
             let ctx = keel_exec_evm::context(db, cfg, block_env(block));

@@ -10,21 +10,23 @@
 //!   it read is still what the block's overlay holds for that key now, i.e. what serial
 //!   execution would have read: execution is a function of the entries read, so its
 //!   receipt, writes and touches are then exactly serial's, and they are absorbed. Anything
-//!   else — a stale read, an error, a panic, a read of the fee recipient, a revival — is
-//!   executed again on the block's overlay, which *is* the serial path. A transaction no
-//!   worker has started yet is executed there directly.
+//!   else — a stale read, an error, a panic, a read of the fee recipient — is executed
+//!   again on the block's overlay, which *is* the serial path. A transaction no worker has
+//!   started yet is executed there directly.
 //!
 //! Every transaction pays the same fee recipient, so a speculation does not credit it: revm
 //! reports the fee instead (`KeelEvm::transact_deferring_fee`) and the commit credits it
 //! with the read-modify-write serial execution performs, in order. A transaction that reads
-//! the fee recipient itself (a transfer to the proposer, a charged failure) is serial.
+//! the fee recipient itself (a transfer to the proposer; a revival, an unflag or a charged
+//! failure that pays a fee, which credit it in the transaction) is serial. Free ones are
+//! speculated like any other: their proof checks read through the recording view too.
 //!
 //! No thread timing reaches a result: timing decides only which of the two equivalent paths
 //! a transaction takes. The differential tests compare receipts and diffs at 1, 2, 4 and 8
 //! threads.
 
 use crate::executor::{Runtime, RuntimeError, TxMode};
-use crate::schedule::{Committed, ForCommit, Scheduler};
+use crate::schedule::{Committed, FinishOnDrop, ForCommit, Scheduler};
 use keel_exec_evm::{BlockContext, BlockHashes, KeelDb};
 use keel_state::{
     decode_entry, layered_storage_entries, Entry, Overlay, OverlayParts, StateDiff, StateError,
@@ -75,11 +77,23 @@ struct Shared<'a> {
     committed: RwLock<BTreeMap<StateKey, Option<Vec<u8>>>>,
 }
 
-/// One speculation's view: memoizes and records every entry it serves, so repeated reads
-/// agree even while commits change `committed`, and the commit can check them all.
+/// Where a speculation's read of one key came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    /// The block's starting state below its own writes (`parent`), which never changes: the
+    /// read is stale exactly when the block has written the key since. The entry is kept
+    /// only to serve the key again (re-reading the store costs more than the copy).
+    Parent(Option<Entry>),
+    /// A write of this block (its sweep or a committed transaction): this entry.
+    Block(Option<Entry>),
+}
+
+/// One speculation's view: records every entry it serves and where it came from, and
+/// serves a key read again from the record, so one speculation sees one value per key even
+/// while commits change `committed`, and the commit can check them all.
 struct Recording<'a> {
     shared: &'a Shared<'a>,
-    reads: RefCell<BTreeMap<StateKey, Option<Entry>>>,
+    reads: RefCell<BTreeMap<StateKey, Seen>>,
     counts: RefCell<BTreeMap<Address, u64>>,
     /// A read the validation cannot check was asked for (the sweep's candidate queries).
     unchecked: Cell<bool>,
@@ -87,21 +101,28 @@ struct Recording<'a> {
 
 impl StateView for Recording<'_> {
     fn entry(&self, key: &StateKey) -> Result<Option<Entry>, StateError> {
-        if let Some(seen) = self.reads.borrow().get(key) {
-            return Ok(seen.clone());
+        if let Some(Seen::Block(entry) | Seen::Parent(entry)) = self.reads.borrow().get(key) {
+            return Ok(entry.clone());
         }
-        let committed = self
-            .shared
-            .committed
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(key)
-            .cloned();
-        let entry = match committed.as_ref().or_else(|| self.shared.pre.get(key)) {
-            Some(raw) => decode_entry(raw.as_ref())?,
-            None => self.shared.parent.entry(key)?,
+        let written = {
+            let committed = self
+                .shared
+                .committed
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            match committed.get(key).or_else(|| self.shared.pre.get(key)) {
+                Some(raw) => Some(decode_entry(raw.as_ref())?),
+                None => None,
+            }
         };
-        self.reads.borrow_mut().insert(key.clone(), entry.clone());
+        let (entry, seen) = match written {
+            Some(entry) => (entry.clone(), Seen::Block(entry)),
+            None => {
+                let entry = self.shared.parent.entry(key)?;
+                (entry.clone(), Seen::Parent(entry))
+            }
+        };
+        self.reads.borrow_mut().insert(key.clone(), seen);
         Ok(entry)
     }
 
@@ -130,7 +151,7 @@ impl StateView for Recording<'_> {
 struct Speculation {
     receipt: Receipt,
     parts: OverlayParts,
-    reads: BTreeMap<StateKey, Option<Entry>>,
+    reads: BTreeMap<StateKey, Seen>,
     counts: BTreeMap<Address, u64>,
     /// The fee owed to the fee recipient, not yet credited.
     fee: Option<u128>,
@@ -172,18 +193,22 @@ pub(crate) fn execute(
     let scheduler = Scheduler::new(block.transactions.len(), threads);
     overlay.log_writes();
     overlay.take_write_log();
+    // Speculations compile WASM modules without keeping them (on disk or in memory): a
+    // discarded speculation must cost the node nothing serial execution would not.
+    let speculative = runtime.as_speculative();
     let committed = std::thread::scope(|scope| {
+        // Finishes the block however the commit ends (an error or a panic), so no worker
+        // waits forever and the scope's join returns.
+        let _finish = FinishOnDrop(&scheduler);
         for _ in 1..threads {
             scope.spawn(|| {
                 while let Some(index) = scheduler.next_speculation() {
-                    let outcome = speculate_caught(runtime, block, &shared, index);
+                    let outcome = speculate_caught(&speculative, block, &shared, index);
                     scheduler.speculated(index, outcome);
                 }
             });
         }
-        let committed = commit_all(runtime, block, overlay, (&shared, &scheduler));
-        scheduler.finish();
-        committed
+        commit_all(runtime, &speculative, block, overlay, (&shared, &scheduler))
     });
     overlay.take_write_log();
     committed
@@ -209,6 +234,7 @@ fn speculate_caught(
 /// The commit loop: every transaction in block order, speculated or executed here.
 fn commit_all(
     runtime: &Runtime,
+    speculative: &Runtime,
     block: &Block<'_>,
     overlay: &mut Overlay<&dyn StateView>,
     (shared, scheduler): (&Shared<'_>, &Scheduler<Outcome>),
@@ -225,7 +251,7 @@ fn commit_all(
                 ForCommit::TakeOver => break Some(Outcome::Serial),
                 // Idle otherwise: speculate further ahead.
                 ForCommit::Speculate(ahead) => {
-                    let outcome = speculate_caught(runtime, block, shared, ahead);
+                    let outcome = speculate_caught(speculative, block, shared, ahead);
                     scheduler.speculated(ahead, outcome);
                 }
             }
@@ -308,15 +334,20 @@ fn speculate(runtime: &Runtime, block: &Block<'_>, shared: &Shared<'_>, index: u
     }))
 }
 
-/// Whether every entry `spec` read is what `overlay` holds now. A key the block has not
-/// written since it began was read from the block's unchanging starting state, so only
-/// written keys are compared.
+/// Whether every entry `spec` read is what `overlay` holds now: a key read from the parent
+/// must still be unwritten by the block (the overlay then reads the same parent entry), a
+/// key read from the block's writes must hold the same entry (touched epoch included).
 fn still_valid(overlay: &Overlay<&dyn StateView>, spec: &Speculation) -> Result<bool, StateError> {
     for (key, seen) in &spec.reads {
-        if let Some(raw) = overlay.written(key) {
-            if decode_entry(raw.as_ref())? != *seen {
-                return Ok(false);
-            }
+        let valid = match (seen, overlay.written(key)) {
+            (Seen::Parent(_), None) => true,
+            (Seen::Block(entry), Some(raw)) => decode_entry(raw.as_ref())? == *entry,
+            // Written since the parent read; or a block write gone, which a committed
+            // write never is (kept conservative: executed again).
+            (Seen::Parent(_), Some(_)) | (Seen::Block(_), None) => false,
+        };
+        if !valid {
+            return Ok(false);
         }
     }
     for (address, count) in &spec.counts {

@@ -217,3 +217,97 @@ impl<T> Scheduler<T> {
         self.wake(&state);
     }
 }
+
+/// Finishes the block when dropped — also when the committing thread unwinds from a panic:
+/// workers waiting for the window would otherwise wait forever, and the scope that joins
+/// them with it.
+pub(crate) struct FinishOnDrop<'a, T>(pub &'a Scheduler<T>);
+
+impl<T> Drop for FinishOnDrop<'_, T> {
+    fn drop(&mut self) {
+        self.0.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Runs `f` on its own thread; fails if it has not returned within a few seconds.
+    fn within_seconds(f: impl FnOnce() + Send + 'static) {
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            let _ = done.send(());
+        });
+        finished
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the block's threads hung");
+    }
+
+    /// The committing thread panics while a worker waits for the window to move: the
+    /// guard releases the worker, so the panic reaches the caller instead of a hang.
+    #[test]
+    fn a_panicking_commit_releases_waiting_workers() {
+        within_seconds(|| {
+            let scheduler = Scheduler::<u32>::new(100, 2);
+            std::thread::scope(|scope| {
+                let _finish = FinishOnDrop(&scheduler);
+                scope.spawn(|| {
+                    while let Some(index) = scheduler.next_speculation() {
+                        scheduler.speculated(index, 0);
+                    }
+                });
+                // Let the worker fill its window (nothing is committed), then fail.
+                std::thread::sleep(Duration::from_millis(50));
+                panic!("the commit failed");
+            });
+        });
+    }
+
+    /// Every transaction is handed out once: to a worker or to the committing thread, and
+    /// the committing thread sees each speculation that was not taken over.
+    #[test]
+    fn each_transaction_is_committed_once_in_order() {
+        within_seconds(|| {
+            let count = 300;
+            let scheduler = Scheduler::<usize>::new(count, 3);
+            let committed = std::thread::scope(|scope| {
+                let _finish = FinishOnDrop(&scheduler);
+                for _ in 0..2 {
+                    scope.spawn(|| {
+                        while let Some(index) = scheduler.next_speculation() {
+                            scheduler.speculated(index, index);
+                        }
+                    });
+                }
+                let mut order = Vec::new();
+                for index in 0..count {
+                    let how = loop {
+                        match scheduler.for_commit(index) {
+                            ForCommit::Validate(seen) => {
+                                assert_eq!(seen, index, "a speculation of another slot");
+                                // Every third speculation "fails" validation.
+                                break if index % 3 == 0 {
+                                    Committed::Redone
+                                } else {
+                                    Committed::Kept
+                                };
+                            }
+                            ForCommit::Direct | ForCommit::TakeOver => break Committed::Direct,
+                            ForCommit::Speculate(ahead) => {
+                                assert!(ahead > index, "speculating {ahead} at {index}");
+                                scheduler.speculated(ahead, ahead);
+                            }
+                        }
+                    };
+                    scheduler.committed(index, how, || {});
+                    order.push(index);
+                }
+                order
+            });
+            assert_eq!(committed, (0..count).collect::<Vec<_>>());
+        });
+    }
+}

@@ -88,9 +88,12 @@ fn high_conflict_block() -> impl Strategy<Value = Block> {
         .prop_map(|(next_epoch, items)| Block { next_epoch, items })
 }
 
-fn blocks() -> impl Strategy<Value = (usize, Vec<Block>)> {
+/// (layout, free: gas price 0 — revivals, unflags and charged failures then pay nothing to
+/// the fee recipient and are speculated like everything else —, blocks).
+fn blocks() -> impl Strategy<Value = (usize, bool, Vec<Block>)> {
     (
         0usize..LAYOUTS.len(),
+        any::<bool>(),
         prop::collection::vec(
             prop_oneof![low_conflict_block(), high_conflict_block()],
             3..8,
@@ -257,8 +260,11 @@ fn parallel_execution_matches_serial_on_random_blocks() {
     let (mut runner, cases, seed) =
         differential::seeded_runner_from(("KEEL_PAR_CASES", 6), "KEEL_PAR_SEED");
     let totals = std::cell::Cell::new((0u64, 0u64, 0u64));
-    let result = runner.run(&blocks(), |(layout, blocks)| {
+    let result = runner.run(&blocks(), |(layout, free, blocks)| {
         let mut world = World::new(LAYOUTS[layout], &cache);
+        if free {
+            world.chain.gas_price = 0;
+        }
         for block in &blocks {
             if block.next_epoch {
                 world.chain.epoch += 1;
@@ -280,4 +286,44 @@ fn parallel_execution_matches_serial_on_random_blocks() {
     let (kept, redone, direct) = totals.get();
     eprintln!("parallel commits: {kept} kept, {redone} redone, {direct} direct");
     assert!(kept > 0 && redone > 0, "kept {kept}, redone {redone}");
+}
+
+/// A Byzantine proposer fills a block with deploys that share one sender and nonce: serial
+/// execution compiles only the first (the rest are refused for their nonce before any
+/// compilation). Speculations see the old nonce and compile them all, so they must not keep
+/// what they compile: at most the one artifact serial execution writes is on disk.
+#[test]
+fn discarded_speculations_write_no_wasm_artifacts() {
+    let k = key(1);
+    let mut chain = Chain::new(&[&k]);
+    let cache_dir = chain.dir.path().join("wasm-cache");
+    let files = || std::fs::read_dir(&cache_dir).map_or(0, |d| d.count());
+    let txs: Vec<SignedTransaction> = (0..12u8)
+        .map(|n| {
+            let code = wat::parse_str(format!(
+                r#"(module (memory (export "memory") 1 1)
+                     (func (export "call") (param i32) (result i32) (i32.const {n})))"#
+            ))
+            .expect("wat");
+            let body = TxBody::Deploy {
+                env: Env::Wasm,
+                code,
+                args: Vec::new(),
+                value: U256::ZERO,
+            };
+            let tx = chain.tx(&k, 1_000_000, body);
+            chain.resync_nonce(&k);
+            tx
+        })
+        .collect();
+    let block = chain.make_block(txs);
+    let parallel = chain.execute_with_threads(&block, 4);
+    assert!(files() <= 1, "{} artifacts on disk", files());
+    assert_eq!(parallel, chain.execute_with_threads(&block, 1));
+    let refused = parallel
+        .receipts
+        .iter()
+        .filter(|r| r.status == keel_types::TxStatus::Rejected)
+        .count();
+    assert_eq!(refused, 11, "{:?}", parallel.receipts);
 }

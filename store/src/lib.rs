@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod expiry;
+mod latest_cache;
 mod prune;
 mod schema;
 mod storage_count;
@@ -13,4 +14,5 @@ mod store;
 mod tree;
 
 pub use expiry::{ExpiryCounts, ProofError, ProofUnavailable};
+pub use latest_cache::{LATEST_CACHE_BYTES, LATEST_CACHE_ENTRIES};
 pub use store::{CommitInfo, CommitRequest, Store, StoreOptions, StoreView};

@@ -88,6 +88,8 @@ pub struct Store {
     pub(crate) options: StoreOptions,
     latest: RwLock<Option<CommitInfo>>,
     commit_lock: Mutex<()>,
+    /// Entries of the latest height (moved forward by each commit's diff).
+    latest_cache: crate::latest_cache::LatestCache,
 }
 
 impl std::fmt::Debug for Store {
@@ -143,6 +145,7 @@ impl Store {
         let store = Store {
             db,
             options,
+            latest_cache: crate::latest_cache::LatestCache::new(latest.map(|l| l.height)),
             latest: RwLock::new(latest),
             commit_lock: Mutex::new(()),
         };
@@ -345,6 +348,7 @@ impl Store {
         write.set_sync(self.options.sync_writes);
         db.write_opt(batch, &write).map_err(StateError::db)?;
         *self.latest.write().expect("latest lock poisoned") = Some(info);
+        self.latest_cache.advance(height, request.diff);
         tracing::debug!(height, root = %state_root, "committed");
         Ok(info)
     }
@@ -439,11 +443,17 @@ impl Store {
 
     /// The stored entry (live or expired stub) of `key` as of `height`.
     pub fn entry(&self, key: &StateKey, height: Height) -> Result<Option<Entry>, StateError> {
+        // A hit is of the latest height, which is always readable.
+        if let Some(entry) = self.latest_cache.get(key, height) {
+            return Ok(entry);
+        }
         self.check_readable(height)?;
         let raw = newest_value_at(&self.db, &key.key_hash().0, height)
             .map(Option::flatten)
             .map_err(tree_err)?;
-        decode_entry(raw.as_ref())
+        let entry = decode_entry(raw.as_ref())?;
+        self.latest_cache.put(key, height, &entry);
+        Ok(entry)
     }
 
     /// The live value of `key` as of `height` (`StateError::Expired` for an expired entry,

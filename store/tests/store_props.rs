@@ -1,5 +1,6 @@
 //! Property tests of the store against a model: roots equal a from-scratch recomputation,
-//! proofs verify (and fail when tampered), and old retained heights read old values.
+//! proofs verify (and fail when tampered), old retained heights read old values, and reads
+//! of the latest height (served from the latest-entry cache) follow every commit.
 
 use keel_state::{Overlay, StateDiff, StateView, StateViewExt};
 use keel_store::{CommitRequest, Store, StoreOptions};
@@ -88,10 +89,23 @@ proptest! {
                     None => { model.remove(k); }
                 }
             }
+            // Reads of the latest height fill the store's latest-entry cache, which the
+            // commit must move forward (keys it changes, deletes, leaves alone).
+            if height > 0 {
+                for k in 0..KEYS {
+                    let _ = raw(&store, &key(k), height - 1).expect("get");
+                }
+            }
             let preview = store.preview_root(height, &diff).expect("preview");
             let info = store.commit(CommitRequest { height, diff: &diff, block: None, receipts: &[], archive: &keel_state::ArchiveBatch::default(), }).expect("commit");
             prop_assert_eq!(preview, info.state_root);
             prop_assert_eq!(store.verify_root(height).expect("verify"), info.state_root);
+            for _ in 0..2 {
+                for k in 0..KEYS {
+                    let value = raw(&store, &key(k), height).expect("get");
+                    prop_assert_eq!(value.as_ref(), model.get(&key(k)), "latest read of key {}", k);
+                }
+            }
             history.push((model.clone(), info.state_root));
         }
         // The final root, and one from the middle, equal a from-scratch recomputation.

@@ -51,6 +51,8 @@ pub struct Chain {
     /// Who proposes the next block (and receives its fees).
     pub proposer: SecretKey,
     nonces: std::collections::BTreeMap<[u8; 32], u64>,
+    /// The gas price of the transactions `tx` signs (`GAS_PRICE` unless a test sets it).
+    pub gas_price: u128,
     /// (kept, redone, direct) over every parallel execution (`ParallelStats`).
     pub parallel_counts: std::cell::Cell<(u64, u64, u64)>,
 }
@@ -189,6 +191,7 @@ impl Chain {
             epoch: 0,
             proposer: key(250),
             nonces: Default::default(),
+            gas_price: GAS_PRICE,
             parallel_counts: Default::default(),
         }
     }
@@ -214,7 +217,7 @@ impl Chain {
             sender: k.public_key().into(),
             nonce: *nonce,
             gas_limit,
-            gas_price: GAS_PRICE,
+            gas_price: self.gas_price,
             body,
         }
         .sign(k);

@@ -1,0 +1,258 @@
+//! Entries of the latest committed height, kept in memory across blocks: the keys a busy
+//! chain reads again and again (contracts' code and accounts, hot slots, senders) are served
+//! without a RocksDB seek, a key hash and a metadata read per access. Each commit moves the
+//! cache to its height by applying its diff, the only thing that changes between two
+//! consecutive heights, so a hit is exactly what the store would return. Reads of any other
+//! height bypass it.
+
+use keel_state::{decode_entry, Entry, StateDiff};
+use keel_types::{Height, StateKey};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{PoisonError, RwLock};
+
+/// Entries kept.
+pub const LATEST_CACHE_ENTRIES: usize = 262_144;
+/// Bytes kept, counting keys, values and bookkeeping.
+pub const LATEST_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// Bookkeeping bytes charged per entry besides its key and value.
+const ENTRY_OVERHEAD_BYTES: usize = 96;
+
+/// A cached entry, its insertion tick and whether it was read since (CLOCK eviction: a
+/// read only sets a flag, so readers share the lock and never write the index).
+#[derive(Debug)]
+struct Cached {
+    entry: Option<Entry>,
+    tick: u64,
+    used: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// The height every cached entry describes; `None` before the first commit is known.
+    height: Option<Height>,
+    entries: BTreeMap<StateKey, Cached>,
+    /// Insertion order (ticks are unique): eviction looks at the oldest first.
+    by_tick: BTreeMap<u64, StateKey>,
+    clock: u64,
+    bytes: usize,
+}
+
+fn size_of(key: &StateKey, entry: &Option<Entry>) -> usize {
+    let value = match entry {
+        Some(Entry::Live { value, .. }) => value.len(),
+        Some(Entry::Expired { .. }) | None => 16,
+    };
+    key.to_bytes().len() + value + ENTRY_OVERHEAD_BYTES
+}
+
+impl Inner {
+    fn remove(&mut self, key: &StateKey) {
+        if let Some(cached) = self.entries.remove(key) {
+            self.by_tick.remove(&cached.tick);
+            self.bytes -= size_of(key, &cached.entry);
+        }
+    }
+
+    fn next_tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    /// Evicts one entry: the oldest not read since it was inserted or last given a second
+    /// chance (each read one goes to the back once).
+    fn evict_one(&mut self) {
+        while let Some((_, oldest)) = self.by_tick.pop_first() {
+            let tick = self.next_tick();
+            let Some(cached) = self.entries.get_mut(&oldest) else {
+                continue;
+            };
+            if cached.used.swap(false, Ordering::Relaxed) {
+                cached.tick = tick;
+                self.by_tick.insert(tick, oldest);
+                continue;
+            }
+            if let Some(old) = self.entries.remove(&oldest) {
+                self.bytes -= size_of(&oldest, &old.entry);
+            }
+            return;
+        }
+    }
+
+    fn insert(&mut self, key: StateKey, entry: Option<Entry>) {
+        self.remove(&key);
+        let bytes = size_of(&key, &entry);
+        if bytes > LATEST_CACHE_BYTES / 64 {
+            return;
+        }
+        while !self.entries.is_empty()
+            && (self.entries.len() >= LATEST_CACHE_ENTRIES
+                || self.bytes.saturating_add(bytes) > LATEST_CACHE_BYTES)
+        {
+            self.evict_one();
+        }
+        let tick = self.next_tick();
+        self.by_tick.insert(tick, key.clone());
+        let used = AtomicBool::new(false);
+        self.entries.insert(key, Cached { entry, tick, used });
+        self.bytes += bytes;
+    }
+}
+
+/// The cache: readers share its lock, inserts and commits take it briefly (a poisoned lock
+/// is recovered: its data is only ever a subset of the store's, and `advance` marks the
+/// height unknown while it updates, so a panic there leaves no entry of the wrong height).
+#[derive(Debug, Default)]
+pub(crate) struct LatestCache {
+    inner: RwLock<Inner>,
+}
+
+impl LatestCache {
+    pub fn new(height: Option<Height>) -> LatestCache {
+        LatestCache {
+            inner: RwLock::new(Inner {
+                height,
+                ..Inner::default()
+            }),
+        }
+    }
+
+    /// The cached entry of `key` at `height`, if `height` is the cached one and it is there.
+    pub fn get(&self, key: &StateKey, height: Height) -> Option<Option<Entry>> {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        if inner.height != Some(height) {
+            return None;
+        }
+        let cached = inner.entries.get(key)?;
+        cached.used.store(true, Ordering::Relaxed);
+        Some(cached.entry.clone())
+    }
+
+    /// Remembers `entry`, read from the store at `height`, if that is still the cached
+    /// height (a commit that moved on meanwhile makes the read stale for the cache).
+    pub fn put(&self, key: &StateKey, height: Height, entry: &Option<Entry>) {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        if inner.height == Some(height) {
+            inner.insert(key.clone(), entry.clone());
+        }
+    }
+
+    /// Height `height` was committed with `diff`: the cache describes it from now on. If the
+    /// cache did not describe the height below (or a written entry does not decode), it
+    /// starts empty.
+    pub fn advance(&self, height: Height, diff: &StateDiff) {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        let follows = height
+            .checked_sub(1)
+            .is_some_and(|below| inner.height == Some(below));
+        inner.height = None;
+        let mut clean = follows;
+        if follows {
+            for (key, raw) in diff {
+                // Updated only if already hot: a block's writes are not a read forecast.
+                if !inner.entries.contains_key(key) {
+                    continue;
+                }
+                match decode_entry(raw.as_ref()) {
+                    Ok(entry) => inner.insert(key.clone(), entry),
+                    Err(_) => {
+                        clean = false;
+                        break;
+                    }
+                }
+            }
+        }
+        if !clean {
+            *inner = Inner::default();
+        }
+        inner.height = Some(height);
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.inner
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entries
+            .len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_state::encode_live;
+    use keel_types::Address;
+
+    fn key(i: u32) -> StateKey {
+        let mut slot = [0u8; 32];
+        slot[..4].copy_from_slice(&i.to_be_bytes());
+        StateKey::Storage(Address([7; 20]), slot)
+    }
+
+    fn live(v: u8) -> Option<Entry> {
+        Some(Entry::Live {
+            touched_epoch: 1,
+            value: vec![v; 32],
+        })
+    }
+
+    #[test]
+    fn only_the_cached_height_is_served_and_commits_move_it() {
+        let cache = LatestCache::new(Some(5));
+        cache.put(&key(1), 4, &live(1));
+        assert_eq!(cache.len(), 0, "a read of an older height is not cached");
+        cache.put(&key(1), 5, &live(1));
+        cache.put(&key(2), 5, &live(2));
+        assert_eq!(cache.get(&key(1), 5), Some(live(1)));
+        assert_eq!(cache.get(&key(1), 4), None);
+        let diff: StateDiff = [(key(1), Some(encode_live(6, &[9; 32]))), (key(3), None)]
+            .into_iter()
+            .collect();
+        cache.advance(6, &diff);
+        let nine = Some(Entry::Live {
+            touched_epoch: 6,
+            value: vec![9; 32],
+        });
+        assert_eq!(
+            cache.get(&key(1), 6),
+            Some(nine),
+            "a written hot key follows"
+        );
+        assert_eq!(
+            cache.get(&key(2), 6),
+            Some(live(2)),
+            "an unwritten key carries over"
+        );
+        assert_eq!(
+            cache.get(&key(3), 6),
+            None,
+            "a written cold key is not forecast"
+        );
+        assert_eq!(cache.get(&key(1), 5), None);
+        // A gap (a height the cache did not see) empties it.
+        cache.advance(8, &StateDiff::new());
+        assert_eq!(cache.len(), 0);
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_entry_bound_and_keeps_what_is_read() {
+        let cache = LatestCache::new(Some(1));
+        let hot = key(u32::MAX);
+        cache.put(&hot, 1, &live(1));
+        for i in 0..(LATEST_CACHE_ENTRIES as u32 + 1_000) {
+            cache.put(&key(i), 1, &live(2));
+            if i % 1_000 == 0 {
+                assert!(
+                    cache.get(&hot, 1).is_some(),
+                    "a key read often is kept ({i})"
+                );
+            }
+        }
+        assert!(cache.len() <= LATEST_CACHE_ENTRIES, "{}", cache.len());
+        assert!(
+            cache.get(&key(0), 1).is_none(),
+            "the oldest unread entry went first"
+        );
+    }
+}
