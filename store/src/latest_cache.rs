@@ -5,10 +5,9 @@
 //! consecutive heights, so a hit is exactly what the store would return. Reads of any other
 //! height bypass it.
 
+use crate::clock::Clock;
 use keel_state::{decode_entry, Entry, StateDiff};
 use keel_types::{Height, StateKey};
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{PoisonError, RwLock};
 
 /// Entries kept.
@@ -18,24 +17,11 @@ pub const LATEST_CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// Bookkeeping bytes charged per entry besides its key and value.
 const ENTRY_OVERHEAD_BYTES: usize = 96;
 
-/// A cached entry, its insertion tick and whether it was read since (CLOCK eviction: a
-/// read only sets a flag, so readers share the lock and never write the index).
 #[derive(Debug)]
-struct Cached {
-    entry: Option<Entry>,
-    tick: u64,
-    used: AtomicBool,
-}
-
-#[derive(Debug, Default)]
 struct Inner {
     /// The height every cached entry describes; `None` before the first commit is known.
     height: Option<Height>,
-    entries: BTreeMap<StateKey, Cached>,
-    /// Insertion order (ticks are unique): eviction looks at the oldest first.
-    by_tick: BTreeMap<u64, StateKey>,
-    clock: u64,
-    bytes: usize,
+    entries: Clock<StateKey, Option<Entry>>,
 }
 
 fn size_of(key: &StateKey, entry: &Option<Entry>) -> usize {
@@ -47,62 +33,16 @@ fn size_of(key: &StateKey, entry: &Option<Entry>) -> usize {
 }
 
 impl Inner {
-    fn remove(&mut self, key: &StateKey) {
-        if let Some(cached) = self.entries.remove(key) {
-            self.by_tick.remove(&cached.tick);
-            self.bytes -= size_of(key, &cached.entry);
-        }
-    }
-
-    fn next_tick(&mut self) -> u64 {
-        self.clock += 1;
-        self.clock
-    }
-
-    /// Evicts one entry: the oldest not read since it was inserted or last given a second
-    /// chance (each read one goes to the back once).
-    fn evict_one(&mut self) {
-        while let Some((_, oldest)) = self.by_tick.pop_first() {
-            let tick = self.next_tick();
-            let Some(cached) = self.entries.get_mut(&oldest) else {
-                continue;
-            };
-            if cached.used.swap(false, Ordering::Relaxed) {
-                cached.tick = tick;
-                self.by_tick.insert(tick, oldest);
-                continue;
-            }
-            if let Some(old) = self.entries.remove(&oldest) {
-                self.bytes -= size_of(&oldest, &old.entry);
-            }
-            return;
-        }
-    }
-
     fn insert(&mut self, key: StateKey, entry: Option<Entry>) {
-        self.remove(&key);
         let bytes = size_of(&key, &entry);
-        if bytes > LATEST_CACHE_BYTES / 64 {
-            return;
-        }
-        while !self.entries.is_empty()
-            && (self.entries.len() >= LATEST_CACHE_ENTRIES
-                || self.bytes.saturating_add(bytes) > LATEST_CACHE_BYTES)
-        {
-            self.evict_one();
-        }
-        let tick = self.next_tick();
-        self.by_tick.insert(tick, key.clone());
-        let used = AtomicBool::new(false);
-        self.entries.insert(key, Cached { entry, tick, used });
-        self.bytes += bytes;
+        self.entries.insert(key, entry, bytes);
     }
 }
 
 /// The cache: readers share its lock, inserts and commits take it briefly (a poisoned lock
 /// is recovered: its data is only ever a subset of the store's, and `advance` marks the
 /// height unknown while it updates, so a panic there leaves no entry of the wrong height).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct LatestCache {
     inner: RwLock<Inner>,
 }
@@ -112,7 +52,7 @@ impl LatestCache {
         LatestCache {
             inner: RwLock::new(Inner {
                 height,
-                ..Inner::default()
+                entries: Clock::new(LATEST_CACHE_ENTRIES, LATEST_CACHE_BYTES),
             }),
         }
     }
@@ -123,9 +63,7 @@ impl LatestCache {
         if inner.height != Some(height) {
             return None;
         }
-        let cached = inner.entries.get(key)?;
-        cached.used.store(true, Ordering::Relaxed);
-        Some(cached.entry.clone())
+        inner.entries.get(key).cloned()
     }
 
     /// Remembers `entry`, read from the store at `height`, if that is still the cached
@@ -150,7 +88,7 @@ impl LatestCache {
         if follows {
             for (key, raw) in diff {
                 // Updated only if already hot: a block's writes are not a read forecast.
-                if !inner.entries.contains_key(key) {
+                if !inner.entries.contains(key) {
                     continue;
                 }
                 match decode_entry(raw.as_ref()) {
@@ -163,7 +101,7 @@ impl LatestCache {
             }
         }
         if !clean {
-            *inner = Inner::default();
+            inner.entries.clear();
         }
         inner.height = Some(height);
     }

@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+mod clock;
 mod expiry;
 mod latest_cache;
 mod prune;
@@ -16,3 +17,4 @@ mod tree;
 pub use expiry::{ExpiryCounts, ProofError, ProofUnavailable};
 pub use latest_cache::{LATEST_CACHE_BYTES, LATEST_CACHE_ENTRIES};
 pub use store::{CommitInfo, CommitRequest, Store, StoreOptions, StoreView};
+pub use tree::{NODE_CACHE_BYTES, NODE_CACHE_ENTRIES, NODE_CACHE_LEVELS};

@@ -90,6 +90,8 @@ pub struct Store {
     commit_lock: Mutex<()>,
     /// Entries of the latest height (moved forward by each commit's diff).
     latest_cache: crate::latest_cache::LatestCache,
+    /// Internal tree nodes (each commit adds the ones it wrote).
+    nodes: crate::tree::NodeCache,
 }
 
 impl std::fmt::Debug for Store {
@@ -148,6 +150,7 @@ impl Store {
             latest_cache: crate::latest_cache::LatestCache::new(latest.map(|l| l.height)),
             latest: RwLock::new(latest),
             commit_lock: Mutex::new(()),
+            nodes: crate::tree::NodeCache::new(),
         };
         store.check_latest()?;
         let latest = store.latest();
@@ -165,7 +168,10 @@ impl Store {
             return Ok(());
         };
         let recorded = self.state_root(latest.height)?;
-        let reader = DbTreeReader { db: &self.db };
+        let reader = DbTreeReader {
+            db: &self.db,
+            nodes: Some(&self.nodes),
+        };
         let tree = Jmt::new(&reader);
         let computed = tree.get_root_hash(latest.height).map_err(tree_err)?;
         if recorded != latest.state_root || computed.0 != latest.state_root.0 {
@@ -220,7 +226,10 @@ impl Store {
                 got: height,
             });
         }
-        let reader = DbTreeReader { db: &self.db };
+        let reader = DbTreeReader {
+            db: &self.db,
+            nodes: Some(&self.nodes),
+        };
         let tree = Jmt::new(&reader);
         let (root, _) = update_tree(&tree, diff, height)?;
         Ok(root)
@@ -249,7 +258,10 @@ impl Store {
                 }
             }
         }
-        let reader = DbTreeReader { db: &self.db };
+        let reader = DbTreeReader {
+            db: &self.db,
+            nodes: Some(&self.nodes),
+        };
         let tree = Jmt::new(&reader);
         let (state_root, update) = update_tree(&tree, request.diff, height)?;
 
@@ -268,6 +280,9 @@ impl Store {
         }
         let nodes = cf(db, CF_NODES)?;
         for (node_key, node) in update.node_batch.nodes() {
+            // Cached before the batch is written: a node key names one node forever, and a
+            // failed commit leaves only nodes nothing reads (the next attempt rewrites them).
+            self.nodes.put(node_key, node);
             batch.put_cf(
                 nodes,
                 borsh::to_vec(node_key).map_err(io_corrupt)?,
@@ -465,7 +480,10 @@ impl Store {
     /// A membership (or non-membership) proof for `key` against the root at `height`.
     pub fn prove(&self, key: &StateKey, height: Height) -> Result<StateProof, StateError> {
         self.check_readable(height)?;
-        let reader = DbTreeReader { db: &self.db };
+        let reader = DbTreeReader {
+            db: &self.db,
+            nodes: Some(&self.nodes),
+        };
         let tree = Jmt::new(&reader);
         let (value, proof) = tree
             .get_with_proof(jmt::KeyHash(key.key_hash().0), height)
@@ -545,7 +563,10 @@ impl Store {
     /// recorded root: the deep consistency check the crash test runs after every restart.
     pub fn verify_root(&self, height: Height) -> Result<Hash, StateError> {
         let recorded = self.state_root(height)?;
-        let reader = DbTreeReader { db: &self.db };
+        let reader = DbTreeReader {
+            db: &self.db,
+            nodes: Some(&self.nodes),
+        };
         let tree = Jmt::new(&reader);
         let computed = Hash(tree.get_root_hash(height).map_err(tree_err)?.0);
         if computed != recorded {
