@@ -129,6 +129,55 @@ impl fmt::Debug for Signature {
     }
 }
 
+/// Distinct keys remembered as fit to sign ([`PublicKey::check_signing_key`]) across
+/// batches; the set is emptied when full.
+pub const SIGNING_KEY_CACHE_ENTRIES: usize = 65_536;
+
+/// Keys found fit to sign. The check is a pure function of the key's bytes, so remembering
+/// it changes time only: a busy sender's key is decompressed once per process, not once per
+/// batch (a quarter of a verification each time). Keys that fail are not remembered.
+static SIGNING_KEYS_OK: std::sync::Mutex<std::collections::BTreeSet<[u8; 32]>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// For each distinct key of `items`, whether it may sign: from [`SIGNING_KEYS_OK`] (one lock
+/// for the batch), else checked and remembered.
+fn signing_keys_ok(
+    items: &[(&[u8], PublicKey, Signature)],
+) -> std::collections::BTreeMap<[u8; 32], bool> {
+    let mut ok: std::collections::BTreeMap<[u8; 32], bool> =
+        items.iter().map(|(_, key, _)| (key.0, false)).collect();
+    let mut unknown = Vec::new();
+    {
+        let known = SIGNING_KEYS_OK
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (key, verdict) in ok.iter_mut() {
+            if known.contains(key) {
+                *verdict = true;
+            } else {
+                unknown.push(*key);
+            }
+        }
+    }
+    let mut fit = Vec::new();
+    for key in unknown {
+        if PublicKey(key).check_signing_key().is_ok() {
+            ok.insert(key, true);
+            fit.push(key);
+        }
+    }
+    if !fit.is_empty() {
+        let mut known = SIGNING_KEYS_OK
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.len() + fit.len() > SIGNING_KEY_CACHE_ENTRIES {
+            known.clear();
+        }
+        known.extend(fit);
+    }
+    ok
+}
+
 /// Verifies many (message, key, signature) triples under the transaction rule (module docs):
 /// one ZIP-215 batch equation, and if it fails, each signature alone to name the bad ones.
 /// Returns `BadSignatures` with the indices of every failing triple. The verdict is the
@@ -139,8 +188,8 @@ pub fn verify_batch(items: &[(&[u8], PublicKey, Signature)]) -> Result<(), Crypt
     }
     // Keys that may not sign are refused without a batch; the others share one. Each
     // distinct key is checked once (a sender signs many transactions; decompressing a point
-    // costs about a quarter of a verification).
-    let mut key_ok: std::collections::BTreeMap<[u8; 32], bool> = std::collections::BTreeMap::new();
+    // costs about a quarter of a verification), and remembered across batches.
+    let key_ok = signing_keys_ok(items);
     let mut bad_keys = Vec::new();
     let mut verifier = ed25519_zebra::batch::Verifier::new();
     // Coefficients from a ChaCha stream seeded with a hash of the whole batch, so no RNG
@@ -151,10 +200,7 @@ pub fn verify_batch(items: &[(&[u8], PublicKey, Signature)]) -> Result<(), Crypt
         blake3::Hasher::new_derive_key("keel 2026 ed25519 zip215 batch coefficients");
     let mut batched = 0usize;
     for (i, (message, key, signature)) in items.iter().enumerate() {
-        let ok = *key_ok
-            .entry(key.0)
-            .or_insert_with(|| key.check_signing_key().is_ok());
-        if !ok {
+        if !key_ok.get(&key.0).copied().unwrap_or(false) {
             bad_keys.push(i);
             continue;
         }
@@ -421,5 +467,39 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Remembering a key as fit to sign skips only the key check: a later batch still
+    /// verifies every signature of that key, and an unfit key is never remembered.
+    #[test]
+    fn remembered_keys_still_have_every_signature_checked() {
+        let honest = SecretKey::from_seed([6; 32]);
+        let good = honest.sign(b"m");
+        for _ in 0..3 {
+            let batch = [(b"m".as_slice(), honest.public_key(), good)];
+            assert_eq!(verify_batch(&batch), Ok(()));
+        }
+        assert!(SIGNING_KEYS_OK
+            .lock()
+            .expect("lock")
+            .contains(&honest.public_key().0));
+        let forged = [
+            (b"m".as_slice(), honest.public_key(), good),
+            (b"other".as_slice(), honest.public_key(), good),
+        ];
+        assert_eq!(
+            verify_batch(&forged),
+            Err(CryptoError::BadSignatures {
+                bad: vec![1],
+                total: 2
+            })
+        );
+        let identity = PublicKey(
+            curve25519_dalek::constants::EIGHT_TORSION[0]
+                .compress()
+                .to_bytes(),
+        );
+        let _ = verify_batch(&[(b"m".as_slice(), identity, good)]);
+        assert!(!SIGNING_KEYS_OK.lock().expect("lock").contains(&identity.0));
     }
 }
