@@ -242,6 +242,7 @@ fn commit_all(
     let mut receipts = Vec::with_capacity(block.transactions.len());
     let mut gas_used = 0u64;
     let stats = runtime.parallel_stats();
+    let mut recipient = Recipient::default();
     for (index, tx) in block.transactions.iter().enumerate() {
         let tx_hash = block.tx_hashes[index];
         let outcome = loop {
@@ -266,9 +267,16 @@ fn commit_all(
             let fits = tx.tx.gas_limit <= MAX_TX_GAS.min(block_left);
             match outcome {
                 Some(Outcome::Speculated(spec)) if fits && still_valid(overlay, &spec)? => {
-                    (absorb(overlay, block, *spec)?, Committed::Kept)
+                    let spec = *spec;
+                    overlay.absorb(spec.parts);
+                    if let Some(fee) = spec.fee {
+                        recipient.credit(overlay, block, fee)?;
+                    }
+                    (spec.receipt, Committed::Kept)
                 }
                 _ => {
+                    // The serial path may read the fee recipient: it must be up to date.
+                    recipient.flush(overlay, block)?;
                     let at = (tx_hash, gas_used);
                     let mode = TxMode::default();
                     let receipt =
@@ -292,6 +300,7 @@ fn commit_all(
         gas_used += receipt.gas_used;
         receipts.push(receipt);
     }
+    recipient.flush(overlay, block)?;
     Ok((receipts, gas_used))
 }
 
@@ -358,47 +367,65 @@ fn still_valid(overlay: &Overlay<&dyn StateView>, spec: &Speculation) -> Result<
     Ok(true)
 }
 
-/// Applies a validated speculation, then credits its fee as revm's reward would have.
-fn absorb(
-    overlay: &mut Overlay<&dyn StateView>,
-    block: &Block<'_>,
-    spec: Speculation,
-) -> Result<Receipt, RuntimeError> {
-    overlay.absorb(spec.parts);
-    if let Some(fee) = spec.fee {
-        credit_fee(overlay, block, fee)?;
-    }
-    Ok(spec.receipt)
+/// The fee recipient's account while kept speculations credit it: revm's
+/// `reward_beneficiary` and keel's `apply_evm_state` for the one account a speculation did
+/// not touch, with the writes between two credits left out (nothing reads them: a
+/// transaction that reads the recipient runs serially, after a flush).
+#[derive(Default)]
+struct Recipient {
+    /// The account after the credits so far, not yet written to the block's overlay.
+    pending: Option<keel_types::AccountRecord>,
 }
 
-/// revm's `reward_beneficiary` and keel's `apply_evm_state` for the one account the
-/// speculation did not touch: the same reads (the account, then its code, as `KeelDb`
-/// reads them), a touched account whose balance grows by `fee` (unchanged on overflow), and
-/// EIP-161's deletion of a touched empty account.
-fn credit_fee(
-    overlay: &mut Overlay<&dyn StateView>,
-    block: &Block<'_>,
-    fee: u128,
-) -> Result<(), RuntimeError> {
-    let recipient = block.context.beneficiary;
-    let fatal = |e: keel_exec_evm::DbError| RuntimeError::Fatal(e.to_string());
-    {
-        use keel_exec_evm::revm::Database;
-        let view: &dyn StateView = &*overlay;
-        KeelDb::new(view, block.hashes)
-            .basic(keel_exec_evm::to_revm(&recipient))
-            .map_err(fatal)?;
+impl Recipient {
+    /// Credits `fee`. The first credit since a flush reads the account (and its code) as
+    /// `KeelDb` reads them, so the same entries are touched; the balance grows unless that
+    /// overflows, as revm's `incr_balance`.
+    fn credit(
+        &mut self,
+        overlay: &mut Overlay<&dyn StateView>,
+        block: &Block<'_>,
+        fee: u128,
+    ) -> Result<(), RuntimeError> {
+        let mut record = match self.pending.take() {
+            Some(record) => record,
+            None => {
+                let address = block.context.beneficiary;
+                {
+                    use keel_exec_evm::revm::Database;
+                    let view: &dyn StateView = &*overlay;
+                    KeelDb::new(view, block.hashes)
+                        .basic(keel_exec_evm::to_revm(&address))
+                        .map_err(|e| RuntimeError::Fatal(e.to_string()))?;
+                }
+                overlay.account(&address)?.unwrap_or_default()
+            }
+        };
+        if let Some(balance) = record.balance.checked_add(keel_types::U256::from(fee)) {
+            record.balance = balance;
+        }
+        self.pending = Some(record);
+        Ok(())
     }
-    let mut record = overlay.account(&recipient)?.unwrap_or_default();
-    if let Some(balance) = record.balance.checked_add(keel_types::U256::from(fee)) {
-        record.balance = balance;
+
+    /// Writes the pending account, with EIP-161's deletion of a touched empty account.
+    fn flush(
+        &mut self,
+        overlay: &mut Overlay<&dyn StateView>,
+        block: &Block<'_>,
+    ) -> Result<(), RuntimeError> {
+        let Some(record) = self.pending.take() else {
+            return Ok(());
+        };
+        let address = block.context.beneficiary;
+        if record.nonce == 0 && record.balance.is_zero() && record.code.is_none() {
+            overlay.set(StateKey::Account(address), None)?;
+        } else {
+            overlay.put_account(address, &record)?;
+        }
+        overlay.discard_journal();
+        Ok(())
     }
-    if record.nonce == 0 && record.balance.is_zero() && record.code.is_none() {
-        overlay.set(StateKey::Account(recipient), None)?;
-    } else {
-        overlay.put_account(recipient, &record)?;
-    }
-    Ok(())
 }
 
 /// Makes the last commit's writes visible to the workers.

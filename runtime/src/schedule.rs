@@ -18,6 +18,11 @@ pub const REDO_STREAK: u32 = 3;
 pub const PROBE_INTERVAL: u32 = 16;
 /// How far ahead of the last commit, per thread, a speculation may start.
 pub const WINDOW_PER_THREAD: usize = 4;
+/// How long the committing thread waits for a running speculation of the transaction it is
+/// at before executing it itself. A transaction takes tens of microseconds; a worker the
+/// operating system has descheduled (cores shared with other processes) can take
+/// milliseconds, and the whole block would wait for it.
+pub const TAKE_OVER_AFTER: std::time::Duration = std::time::Duration::from_micros(200);
 
 enum Slot<T> {
     Unclaimed,
@@ -170,8 +175,28 @@ impl<T> Scheduler<T> {
             if let Some(ahead) = self.claim(&mut state) {
                 return ForCommit::Speculate(ahead);
             }
-            state = self.wait(state);
+            let timed_out;
+            (state, timed_out) = self.wait_at_most(state, TAKE_OVER_AFTER);
+            if timed_out && matches!(state.slots[index], Slot::Running) {
+                state.slots[index] = Slot::Taken;
+                return ForCommit::TakeOver;
+            }
         }
+    }
+
+    /// [`Self::wait`] for at most `limit`; also says whether it timed out.
+    fn wait_at_most<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State<T>>,
+        limit: std::time::Duration,
+    ) -> (MutexGuard<'a, State<T>>, bool) {
+        state.waiting += 1;
+        let (mut state, result) = self
+            .changed
+            .wait_timeout(state, limit)
+            .unwrap_or_else(PoisonError::into_inner);
+        state.waiting -= 1;
+        (state, result.timed_out())
     }
 
     /// Transaction `index` is committed, executed as `how`. `publish` makes the commits'
