@@ -14,8 +14,9 @@ use std::sync::{PoisonError, RwLock};
 pub const LATEST_CACHE_ENTRIES: usize = 262_144;
 /// Bytes kept, counting keys, values and bookkeeping.
 pub const LATEST_CACHE_BYTES: usize = 64 * 1024 * 1024;
-/// Bookkeeping bytes charged per entry besides its key and value.
-const ENTRY_OVERHEAD_BYTES: usize = 96;
+/// Bookkeeping bytes charged per entry besides its key (kept twice: the map and the
+/// eviction order) and value: the slot, its tick and flag, and the two maps' node slack.
+const ENTRY_OVERHEAD_BYTES: usize = 160;
 
 #[derive(Debug)]
 struct Inner {
@@ -29,7 +30,7 @@ fn size_of(key: &StateKey, entry: &Option<Entry>) -> usize {
         Some(Entry::Live { value, .. }) => value.len(),
         Some(Entry::Expired { .. }) | None => 16,
     };
-    key.to_bytes().len() + value + ENTRY_OVERHEAD_BYTES
+    2 * key.to_bytes().len() + value + ENTRY_OVERHEAD_BYTES
 }
 
 impl Inner {

@@ -280,9 +280,6 @@ impl Store {
         }
         let nodes = cf(db, CF_NODES)?;
         for (node_key, node) in update.node_batch.nodes() {
-            // Cached before the batch is written: a node key names one node forever, and a
-            // failed commit leaves only nodes nothing reads (the next attempt rewrites them).
-            self.nodes.put(node_key, node);
             batch.put_cf(
                 nodes,
                 borsh::to_vec(node_key).map_err(io_corrupt)?,
@@ -362,6 +359,11 @@ impl Store {
         let mut write = WriteOptions::default();
         write.set_sync(self.options.sync_writes);
         db.write_opt(batch, &write).map_err(StateError::db)?;
+        // Only once written: a commit that failed (a bad block, a write error) may be
+        // retried with another diff, whose nodes at this version differ.
+        for (node_key, node) in update.node_batch.nodes() {
+            self.nodes.put(node_key, node);
+        }
         *self.latest.write().expect("latest lock poisoned") = Some(info);
         self.latest_cache.advance(height, request.diff);
         tracing::debug!(height, root = %state_root, "committed");

@@ -346,3 +346,67 @@ fn commits_must_be_in_order_and_future_reads_fail() {
         Err(keel_state::StateError::FutureHeight { height: 5, .. })
     ));
 }
+
+/// A commit that fails after its tree update (here: a block of another height) leaves
+/// nothing behind: a retry of the same height with another diff, and the next height, have
+/// the roots a fresh store computes (the upper tree levels are cached only once written).
+#[test]
+fn a_failed_commit_leaves_no_tree_nodes_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), options()).expect("open");
+    let live = |v: u8| Some(keel_state::encode_live(0, &[v; 8]));
+    let two: StateDiff = (0..40).map(|k| (key(k), live(k))).collect();
+    let one: StateDiff = [(key(0), live(0))].into_iter().collect();
+    let mut bad = keel_types::Block {
+        header: keel_types::Header {
+            chain_id: 1,
+            height: 7,
+            epoch: 0,
+            view: 7,
+            parent_hash: Hash::ZERO,
+            proposer: keel_types::SecretKey::from_seed([1; 32]).public_key(),
+            timestamp_ms: 0,
+            tx_root: Hash::ZERO,
+            parent_state_root: Hash::ZERO,
+            parent_receipts_root: Hash::ZERO,
+            archive_root: Hash::ZERO,
+        },
+        transactions: Vec::new(),
+    };
+    bad.header.tx_root = keel_types::block::tx_root(&bad.transactions);
+    let archive = keel_state::ArchiveBatch::default();
+    assert!(store
+        .commit(CommitRequest {
+            height: 0,
+            diff: &two,
+            block: Some(&bad),
+            receipts: &[],
+            archive: &archive,
+        })
+        .is_err());
+    let info = store
+        .commit(CommitRequest {
+            height: 0,
+            diff: &one,
+            block: None,
+            receipts: &[],
+            archive: &archive,
+        })
+        .expect("commit");
+    assert_eq!(store.verify_root(0).expect("verify"), info.state_root);
+    let next: StateDiff = [(key(1), live(9))].into_iter().collect();
+    let info = store
+        .commit(CommitRequest {
+            height: 1,
+            diff: &next,
+            block: None,
+            receipts: &[],
+            archive: &keel_state::ArchiveBatch::default(),
+        })
+        .expect("commit");
+    let mut model = Model::new();
+    for (k, v) in one.iter().chain(&next) {
+        model.insert(k.clone(), v.clone().expect("live"));
+    }
+    assert_eq!(info.state_root, scratch_root(&model));
+}

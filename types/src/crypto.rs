@@ -173,7 +173,7 @@ fn signing_keys_ok(
         if known.len() + fit.len() > SIGNING_KEY_CACHE_ENTRIES {
             known.clear();
         }
-        known.extend(fit);
+        known.extend(fit.into_iter().take(SIGNING_KEY_CACHE_ENTRIES));
     }
     ok
 }
