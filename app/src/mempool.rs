@@ -16,12 +16,14 @@
 //! [`prune_committed`]), generic over the lock so the loom models (`loom_models.rs`) run
 //! exactly them.
 
+use keel_runtime::policy::{self, At};
 use keel_runtime::precheck::check_stateless;
 use keel_runtime::signatures::{admission_chunk, bad_signatures_in_chunks, SignatureCache};
 use keel_state::{StateError, StateView, StateViewExt};
 use keel_types::limits::{MAX_TX_BYTES, MAX_TX_GAS};
+use keel_types::policy::PolicySpend;
 use keel_types::sync::Lock;
-use keel_types::{Address, Canonical, Hash, SignedTransaction, TxBody, TxError, U256};
+use keel_types::{Address, Canonical, Hash, SignedTransaction, TxError, U256};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Mempool bounds. Every field bounds memory or work.
@@ -90,6 +92,9 @@ pub enum AdmitError {
     Full { max_txs: usize },
     #[error("state read failed: {0}")]
     State(String),
+    /// The sender's policy refuses it (with its queued transactions counted first).
+    #[error("policy denied: {0}")]
+    PolicyDenied(keel_types::policy::PolicyDenial),
 }
 
 /// The runtime's stateless refusals, as admission errors.
@@ -139,12 +144,7 @@ struct Entry {
 impl Entry {
     /// The most this transaction can take from the sender's balance.
     fn max_cost(&self) -> U256 {
-        let value = match &self.tx.tx.body {
-            TxBody::Transfer { amount, .. } => *amount,
-            TxBody::Deploy { value, .. } | TxBody::Call { value, .. } => *value,
-            TxBody::Revive { .. } | TxBody::Unflag { .. } => U256::ZERO,
-        };
-        self.tx.tx.max_fee().saturating_add(value)
+        self.tx.tx.max_fee().saturating_add(self.tx.tx.body.value())
     }
 }
 
@@ -197,6 +197,9 @@ pub struct Mempool {
     /// Shared with the runtime: signatures admission verified are not verified again when a
     /// block carries them (issue 22).
     signatures: Option<std::sync::Arc<SignatureCache>>,
+    epoch_length: u64,
+    /// Where policies are checked at admission (`set_latest_height`).
+    next_block: At,
 }
 
 impl Mempool {
@@ -210,7 +213,28 @@ impl Mempool {
             by_price: BTreeSet::new(),
             bytes: 0,
             signatures: None,
+            epoch_length: u64::MAX,
+            next_block: At {
+                height: 1,
+                epoch: 0,
+            },
         }
+    }
+
+    /// Admission checks policies for the block after the latest committed one, whose epoch
+    /// needs the chain's epoch length (without it, every block is in epoch 0).
+    pub fn with_epoch_length(mut self, epoch_length: u64) -> Mempool {
+        self.epoch_length = epoch_length.max(1);
+        self
+    }
+
+    /// After a commit (and at start): the latest committed height, so that admission checks
+    /// policies at the next height and its epoch.
+    pub fn set_latest_height(&mut self, height: u64) {
+        self.next_block = At {
+            height: height.saturating_add(1),
+            epoch: height / self.epoch_length,
+        };
     }
 
     /// Remembers the signatures admission verifies in `cache` (the runtime's), and skips
@@ -457,6 +481,23 @@ impl Mempool {
                 needed,
                 available: account.balance,
             });
+        }
+        // The sender's policy, with its queued transactions that run first counted as if
+        // each sent its value and paid its whole fee (execution, in the block, decides).
+        let queued = queue
+            .map(|q| {
+                q.range(..nonce)
+                    .fold(PolicySpend::default(), |used, (_, e)| PolicySpend {
+                        epoch: used.epoch,
+                        value: used.value.saturating_add(e.tx.tx.body.value()),
+                        fees: used.fees.saturating_add(e.tx.tx.max_fee()),
+                        txs: used.txs.saturating_add(1),
+                    })
+            })
+            .unwrap_or_default();
+        let decision = policy::evaluate(state, &entry.tx.tx, self.next_block, queued)?;
+        if let Some(denial) = decision.denial {
+            return Err(AdmitError::PolicyDenied(denial));
         }
         let freed = replaced.map_or(0, |e| e.bytes);
         self.make_room(&sender, &entry, freed)?;

@@ -56,6 +56,8 @@ pub enum ClientError {
     NotWasm { path: PathBuf, detail: String },
     #[error("{}: JSON without a \"proof\" string", path.display())]
     NoProof { path: PathBuf },
+    #[error("bad policy: {detail}")]
+    BadPolicy { detail: String },
     #[error("node response lacks {0}")]
     MissingField(&'static str),
     #[error("transaction {hash} not finalized after {} s; check `keel query status`", WAIT_TIMEOUT_MS / 1000)]
@@ -262,10 +264,14 @@ pub async fn send(
             field_u64(&account, "pending_nonce")?
         }
     };
-    let gas_limit = request.gas.unwrap_or(match request.body {
+    let gas_limit = request.gas.unwrap_or(match &request.body {
         TxBody::Transfer { .. } => TRANSFER_GAS,
         TxBody::Deploy { .. } => DEPLOY_GAS,
         TxBody::Call { .. } | TxBody::Revive { .. } | TxBody::Unflag { .. } => CALL_GAS,
+        // Exactly what a policy change costs.
+        body @ (TxBody::SetPolicy { .. } | TxBody::SetController { .. }) => {
+            body.policy_gas().unwrap_or(CALL_GAS)
+        }
     });
     let tx = Transaction {
         chain_id,

@@ -9,3 +9,4 @@ pub mod banner;
 pub mod client;
 pub mod devnet;
 pub mod init;
+pub mod policy;

@@ -7,7 +7,7 @@ use keel_cli::devnet::{devnet, DevnetOptions};
 use keel_cli::init::{init, InitOptions};
 use keel_node::driver::now_ms;
 use keel_node::keys;
-use keel_types::{Env, TxBody};
+use keel_types::{Address, Env, TxBody};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -227,6 +227,36 @@ enum TxCommand {
         #[arg(long)]
         proof: PathBuf,
     },
+    /// Account policies: limits on what an account's transactions may do (docs/policies.md).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Set an account's policy: the account itself may only tighten it, its controller may
+    /// set any. Limits not given are no limits.
+    Set {
+        #[command(flatten)]
+        send: SendArgs,
+        /// The account (default: the sender's own).
+        #[arg(long)]
+        account: Option<String>,
+        #[command(flatten)]
+        limits: keel_cli::policy::PolicyArgs,
+    },
+    /// Name an account's controller (`--none` releases it). The account may name one only
+    /// while it has no controller and no limits; after that only the controller may.
+    Controller {
+        #[command(flatten)]
+        send: SendArgs,
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long, required_unless_present = "none")]
+        controller: Option<String>,
+        #[arg(long, conflicts_with = "controller")]
+        none: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -268,6 +298,12 @@ enum QueryCommand {
     /// A block by height, or `latest`.
     Block {
         height: String,
+        #[command(flatten)]
+        rpc: RpcArg,
+    },
+    /// An account's policy, its budgets left this epoch and when they reset.
+    Policy {
+        address: String,
         #[command(flatten)]
         rpc: RpcArg,
     },
@@ -368,6 +404,48 @@ async fn tx(command: TxCommand) -> Result<Value, ClientError> {
             };
             send_tx(send, body).await
         }
+        TxCommand::Policy(command) => policy_tx(command).await,
+    }
+}
+
+async fn policy_tx(command: PolicyCommand) -> Result<Value, ClientError> {
+    let sender_of = |send: &SendArgs| -> Result<Address, ClientError> {
+        let key = client::read_key(&send.key)?;
+        Ok(Address::from_public_key(&key.public_key()))
+    };
+    match command {
+        PolicyCommand::Set {
+            send,
+            account,
+            limits,
+        } => {
+            let account = keel_cli::policy::account_or(account.as_deref(), sender_of(&send)?)?;
+            let body = TxBody::SetPolicy {
+                account,
+                policy: limits.policy()?,
+            };
+            send_tx(send, body).await
+        }
+        PolicyCommand::Controller {
+            send,
+            account,
+            controller,
+            none: _,
+        } => {
+            let account = keel_cli::policy::account_or(account.as_deref(), sender_of(&send)?)?;
+            let controller = controller
+                .as_deref()
+                .map(client::parse_address)
+                .transpose()?;
+            send_tx(
+                send,
+                TxBody::SetController {
+                    account,
+                    controller,
+                },
+            )
+            .await
+        }
     }
 }
 
@@ -390,6 +468,7 @@ async fn query(command: QueryCommand) -> Result<Value, ClientError> {
             vec![json!({"to": to, "data": data, "from": from, "gas": gas})],
         ),
         QueryCommand::Receipt { tx_hash, rpc } => (rpc, "keel_getReceipt", vec![json!(tx_hash)]),
+        QueryCommand::Policy { address, rpc } => (rpc, "keel_getPolicy", vec![json!(address)]),
         QueryCommand::Block { height, rpc } => {
             let which = match height.parse::<u64>() {
                 Ok(h) => json!(h),

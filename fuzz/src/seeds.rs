@@ -141,6 +141,30 @@ pub fn transactions() -> Vec<SignedTransaction> {
                 proof: unflag_proofs()[0].clone(),
             },
         ),
+        agent(
+            6,
+            TxBody::SetPolicy {
+                account: Address([0x33; 20]),
+                policy: keel_types::policy::AccountPolicy {
+                    envs: Some(vec![Env::Wasm]),
+                    targets: Some(vec![keel_types::policy::TargetRule {
+                        to: Address([0x22; 20]),
+                        selectors: Some(vec![[0xa9, 0x05, 0x9c, 0xbb]]),
+                    }]),
+                    max_value_per_epoch: Some(U256::from(100u64)),
+                    max_txs_per_epoch: Some(3),
+                    valid_until: Some(1_000),
+                    ..Default::default()
+                },
+            },
+        ),
+        agent(
+            7,
+            TxBody::SetController {
+                account: Address([0x33; 20]),
+                controller: Some(Address([0x44; 20])),
+            },
+        ),
     ];
     for raw in eth_txs().iter().take(2) {
         if let Ok(tx) = keel_types::eth::decode(raw, FUZZ_CHAIN_ID, FUZZ_BASE_FEE) {

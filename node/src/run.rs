@@ -130,8 +130,13 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
             genesis.chain_id,
             genesis.min_gas_price,
         )
-        .with_signature_cache(runtime.signature_cache().clone()),
+        .with_signature_cache(runtime.signature_cache().clone())
+        .with_epoch_length(genesis.epoch_length),
     ));
+    mempool
+        .lock()
+        .expect("mempool lock")
+        .set_latest_height(store.latest().map_or(0, |l| l.height));
     let prometheus = m::install().context("installing the metrics recorder")?;
     let shared = Arc::new(Shared::default());
 

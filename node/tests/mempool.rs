@@ -585,3 +585,72 @@ mod properties {
         }
     }
 }
+
+/// Admission applies the sender's policy (issue 20) with the transactions it already queued
+/// counted first, so an agent hears "denied" with the numbers before it waits for a block;
+/// the per-epoch budgets reset when the next block is in a new epoch.
+#[test]
+fn admission_applies_the_policy_counting_queued_transactions() {
+    use keel_types::policy::{AccountPolicy, PolicyRule};
+    let alice = key(1);
+    let mut chain = Chain::new(&[&alice]);
+    let body = TxBody::SetPolicy {
+        account: addr(&alice),
+        policy: AccountPolicy {
+            max_value_per_epoch: Some(U256::from(100u64)),
+            max_txs_per_epoch: Some(3),
+            ..AccountPolicy::default()
+        },
+    };
+    let gas = body.policy_gas().expect("gas");
+    let set = chain.run(&alice, gas, body);
+    assert_eq!(set.status, keel_types::TxStatus::Success, "{set:?}");
+    let mut pool = pool_with_policies(chain.height);
+    let view = chain.store.latest_view();
+    let denied = |result: &Result<Hash, AdmitError>| match result {
+        Err(AdmitError::PolicyDenied(d)) => Some((d.rule, d.used, d.resets_at_epoch)),
+        _ => None,
+    };
+    assert!(pool.admit(&view, vec![transfer(&alice, 1, 1, 60)])[0].is_ok());
+    let over = pool.admit(&view, vec![transfer(&alice, 2, 1, 50)]);
+    assert_eq!(
+        denied(&over[0]),
+        Some((PolicyRule::ValuePerEpoch, U256::from(110u64), Some(1))),
+        "{over:?}"
+    );
+    assert!(pool.admit(&view, vec![transfer(&alice, 2, 1, 30)])[0].is_ok());
+    // The policy change itself ran before there was a policy: not counted. Three fit.
+    assert!(pool.admit(&view, vec![transfer(&alice, 3, 1, 1)])[0].is_ok());
+    let fourth = pool.admit(&view, vec![transfer(&alice, 4, 1, 1)]);
+    assert_eq!(
+        denied(&fourth[0]).map(|d| d.0),
+        Some(PolicyRule::TxsPerEpoch),
+        "{fourth:?}"
+    );
+    // Once they ran, the stored spending counts the same way; in the next epoch it resets.
+    let queued = pool
+        .select(&view, 10, usize::MAX, u64::MAX)
+        .expect("select");
+    let queued = keel_types::block::canonical_order(&chain.parent_hash, queued);
+    let (out, _) = chain.block(queued);
+    assert!(out
+        .receipts
+        .iter()
+        .all(|r| r.status == keel_types::TxStatus::Success));
+    let mut pool = pool_with_policies(chain.height);
+    let view = chain.store.latest_view();
+    let again = pool.admit(&view, vec![transfer(&alice, 4, 1, 1)]);
+    assert_eq!(
+        denied(&again[0]),
+        Some((PolicyRule::TxsPerEpoch, U256::from(4u64), Some(1))),
+        "{again:?}"
+    );
+    pool.set_latest_height(10);
+    assert!(pool.admit(&view, vec![transfer(&alice, 4, 1, 1)])[0].is_ok());
+}
+
+fn pool_with_policies(latest_height: u64) -> Mempool {
+    let mut pool = pool(100).with_epoch_length(10);
+    pool.set_latest_height(latest_height);
+    pool
+}

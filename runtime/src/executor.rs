@@ -156,7 +156,7 @@ fn map_invalid(tx: &SignedTransaction, invalid: InvalidTransaction, balance: U25
             got,
         },
         InvalidTransaction::LackOfFundForMaxFee { .. } => TxError::InsufficientBalance {
-            needed: tx.tx.max_fee() + tx_value(&tx.tx.body),
+            needed: tx.tx.max_fee() + tx.tx.body.value(),
             available: balance,
         },
         InvalidTransaction::InvalidChainId | InvalidTransaction::MissingChainId => {
@@ -178,14 +178,6 @@ fn refused_by_revm(invalid: &InvalidTransaction) -> TxError {
         _ => ExecError::InvalidTransaction,
     };
     TxError::Execution { code }
-}
-
-fn tx_value(body: &TxBody) -> U256 {
-    match body {
-        TxBody::Transfer { amount, .. } => *amount,
-        TxBody::Deploy { value, .. } | TxBody::Call { value, .. } => *value,
-        TxBody::Revive { .. } | TxBody::Unflag { .. } => U256::ZERO,
-    }
 }
 
 /// The error of an exceptional halt, mapped from revm's `HaltReason` variant by variant
@@ -508,12 +500,71 @@ impl Runtime {
             }
             Err(e) => return Err(e.into()),
         }
+        // The sender's policy, before anything runs: a denial is a refusal (nothing is
+        // charged: a frozen account or a spent fee budget must not pay), and an expired
+        // policy refuses too (fail closed), as an expired sender does.
+        let at = crate::policy::At {
+            height: block.height,
+            epoch: block.epoch,
+        };
+        let decision = match crate::policy::evaluate(&*overlay, t, at, Default::default()) {
+            Ok(decision) => decision,
+            Err(keel_state::StateError::Expired { key, epoch, .. }) => {
+                overlay.take_expired_hit();
+                return Ok(rejected(tx_hash, expired_error(&key, epoch)));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(denial) = decision.denial {
+            return Ok(rejected(tx_hash, TxError::PolicyDenied { denial }));
+        }
+        let receipt = self.execute_allowed(overlay, hashes, block, tx, tx_hash, mode)?;
+        // What a charged transaction used counts against its budgets: the value it sent if
+        // it succeeded (an account without code sends value only in its own frame), and its
+        // fee whatever the outcome.
+        // (Unless the transaction deleted the sender's own policy: then nothing is counted.)
+        let counted = decision.record.is_some()
+            && receipt.status != TxStatus::Rejected
+            && (t.body.as_policy_change().is_none()
+                || crate::policy::read_record(&*overlay, &sender)?.is_some());
+        if counted {
+            let value = match receipt.status {
+                TxStatus::Success => t.body.value(),
+                _ => U256::ZERO,
+            };
+            let fee = U256::from(receipt.gas_used) * U256::from(t.gas_price);
+            crate::policy::record_spend(overlay, sender, decision.spend, (value, fee))?;
+            overlay.discard_journal();
+        }
+        Ok(receipt)
+    }
+
+    /// [`Self::execute_tx`] of a transaction its sender's policy allows.
+    fn execute_allowed(
+        &self,
+        overlay: &mut Overlay<&dyn StateView>,
+        hashes: &dyn BlockHashes,
+        block: &BlockContext,
+        tx: &SignedTransaction,
+        tx_hash: Hash,
+        mode: TxMode<'_>,
+    ) -> Result<Receipt, RuntimeError> {
+        let t = &tx.tx;
+        let sender = t.sender_address();
+        if let Some(change) = t.body.as_policy_change() {
+            return self.change_policy(overlay, block, t, (change.as_ref(), tx_hash));
+        }
         let tx_env = match &t.body {
             TxBody::Revive { proof } => {
                 return self.revive(overlay, block, tx, tx_hash, (proof, false));
             }
             TxBody::Unflag { proof } => {
                 return self.revive(overlay, block, tx, tx_hash, (proof, true));
+            }
+            TxBody::SetPolicy { .. } | TxBody::SetController { .. } => {
+                return Err(RuntimeError::Fatal(
+                    "a policy change past its dispatch".into(),
+                ));
             }
             _ => crate::precheck::tx_env(t, self.config.chain_id)
                 .ok_or_else(|| RuntimeError::Fatal("no EVM form for a call".into()))?,
@@ -630,13 +681,37 @@ impl Runtime {
         tx_hash: Hash,
         (gas, error): (u64, TxError),
     ) -> Result<Receipt, RuntimeError> {
+        if let Some(refused) = self.charge(overlay, block, t, tx_hash, gas)? {
+            return Ok(refused);
+        }
+        Ok(Receipt {
+            tx_hash,
+            status: TxStatus::Revert,
+            gas_used: gas,
+            output: Vec::new(),
+            logs: Vec::new(),
+            contract_address: None,
+            error: Some(error),
+        })
+    }
+
+    /// Charges `gas` at `t`'s gas price to its sender (to the block's fee recipient) and uses
+    /// its nonce; or, if nonce or balance do not allow that, the refusal (nothing changed).
+    fn charge(
+        &self,
+        overlay: &mut Overlay<&dyn StateView>,
+        block: &BlockContext,
+        t: &keel_types::Transaction,
+        tx_hash: Hash,
+        gas: u64,
+    ) -> Result<Option<Receipt>, RuntimeError> {
         overlay.take_expired_hit();
         let sender = t.sender_address();
         let mut account = match overlay.account(&sender) {
             Ok(a) => a.unwrap_or_default(),
             Err(keel_state::StateError::Expired { key, epoch, .. }) => {
                 overlay.take_expired_hit();
-                return Ok(rejected(tx_hash, expired_error(&key, epoch)));
+                return Ok(Some(rejected(tx_hash, expired_error(&key, epoch))));
             }
             Err(e) => return Err(e.into()),
         };
@@ -646,17 +721,17 @@ impl Runtime {
         };
         let next_nonce = match account.nonce.checked_add(1) {
             Some(next) if account.nonce == t.nonce => next,
-            _ => return Ok(rejected(tx_hash, bad_nonce)),
+            _ => return Ok(Some(rejected(tx_hash, bad_nonce))),
         };
         let fee = U256::from(gas) * U256::from(t.gas_price);
         if account.balance < fee {
-            return Ok(rejected(
+            return Ok(Some(rejected(
                 tx_hash,
                 TxError::InsufficientBalance {
                     needed: fee,
                     available: account.balance,
                 },
-            ));
+            )));
         }
         account.nonce = next_nonce;
         account.balance -= fee;
@@ -668,14 +743,67 @@ impl Runtime {
             overlay.put_account(block.beneficiary, &paid)?;
         }
         overlay.discard_journal();
+        Ok(None)
+    }
+
+    /// A policy change (`SetPolicy`, `SetController`; `policy::apply_change`). The sender
+    /// must be able to pay its whole gas limit, as every transaction; a change it may not
+    /// make is charged like any failure, so a refused change is never free.
+    fn change_policy(
+        &self,
+        overlay: &mut Overlay<&dyn StateView>,
+        block: &BlockContext,
+        t: &keel_types::Transaction,
+        (change, tx_hash): (&TxBody, Hash),
+    ) -> Result<Receipt, RuntimeError> {
+        let sender = t.sender_address();
+        let account = overlay.account(&sender)?.unwrap_or_default();
+        if account.nonce != t.nonce {
+            let bad_nonce = TxError::BadNonce {
+                expected: account.nonce,
+                got: t.nonce,
+            };
+            return Ok(rejected(tx_hash, bad_nonce));
+        }
+        if account.balance < t.max_fee() {
+            return Ok(rejected(
+                tx_hash,
+                TxError::InsufficientBalance {
+                    needed: t.max_fee(),
+                    available: account.balance,
+                },
+            ));
+        }
+        let gas = t
+            .body
+            .policy_gas()
+            .ok_or_else(|| RuntimeError::Fatal("a policy change without its gas".into()))?;
+        let checkpoint = overlay.checkpoint();
+        let log = match crate::policy::apply_change(overlay, (sender, change), block.height) {
+            Ok(Ok(log)) => log,
+            Ok(Err(denial)) => {
+                let error = TxError::PolicyDenied { denial };
+                return self.charge_failed(overlay, block, t, tx_hash, (gas, error));
+            }
+            Err(keel_state::StateError::Expired { key, epoch, .. }) => {
+                overlay.take_expired_hit();
+                let error = expired_error(&key, epoch);
+                return self.charge_failed(overlay, block, t, tx_hash, (gas, error));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(refused) = self.charge(overlay, block, t, tx_hash, gas)? {
+            overlay.revert_to(checkpoint);
+            return Ok(refused);
+        }
         Ok(Receipt {
             tx_hash,
-            status: TxStatus::Revert,
+            status: TxStatus::Success,
             gas_used: gas,
             output: Vec::new(),
-            logs: Vec::new(),
+            logs: vec![log],
             contract_address: None,
-            error: Some(error),
+            error: None,
         })
     }
 

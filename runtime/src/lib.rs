@@ -5,6 +5,7 @@
 pub mod bridge;
 pub mod executor;
 pub mod parallel;
+pub mod policy;
 pub mod precheck;
 mod schedule;
 pub mod signatures;

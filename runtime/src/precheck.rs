@@ -38,7 +38,10 @@ pub(crate) fn evm_parts(t: &Transaction) -> Option<(TxKind, Vec<u8>, U256)> {
             deploy_input(code, args),
             *value,
         ),
-        TxBody::Revive { .. } | TxBody::Unflag { .. } => return None,
+        TxBody::Revive { .. }
+        | TxBody::Unflag { .. }
+        | TxBody::SetPolicy { .. }
+        | TxBody::SetController { .. } => return None,
     })
 }
 
@@ -62,6 +65,16 @@ pub(crate) fn tx_env(t: &Transaction, chain_id: u64) -> Option<TxEnv> {
 /// transactions (computed by the same function revm validates with), the revival gas for
 /// revivals and unflags. `Err` if its gas limit does not cover it.
 pub fn check_intrinsic_gas(t: &Transaction, chain_id: u64) -> Result<u64, TxError> {
+    // A policy change (in either form: `TxBody::as_policy_change`) costs its own gas.
+    if let Some(gas) = t.body.policy_gas() {
+        if t.gas_limit < gas {
+            return Err(TxError::IntrinsicGasTooLow {
+                gas_limit: t.gas_limit,
+                intrinsic: gas,
+            });
+        }
+        return Ok(gas);
+    }
     let Some(env) = tx_env(t, chain_id) else {
         let proof = match &t.body {
             TxBody::Revive { proof } | TxBody::Unflag { proof } => proof.len(),

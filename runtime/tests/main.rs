@@ -20,6 +20,8 @@ mod fold;
 mod hostile_wasm;
 #[path = "parallel.rs"]
 mod parallel;
+#[path = "policy.rs"]
+mod policy;
 #[path = "sdk_testvm.rs"]
 mod sdk_testvm;
 #[path = "semantics.rs"]

@@ -18,6 +18,7 @@ pub mod fold;
 pub mod hash;
 mod hex_bytes;
 pub mod limits;
+pub mod policy;
 pub mod proof;
 pub mod receipt;
 pub mod state_key;

@@ -39,8 +39,8 @@ pub const MAX_RECEIPT_BYTES: usize =
 /// bounded by [`MAX_CODE_BYTES`]).
 pub const MAX_STATE_VALUE_BYTES: usize = MAX_CODE_BYTES + 64;
 /// Largest borsh encoding of a receipt's error (`TxError`). Errors carry only numbers,
-/// fixed-size keys and keel's own codes — no text — so the largest is a stale-version
-/// revival refusal at 87 bytes; this leaves room to grow and stays far inside the 4 KiB of
+/// fixed-size keys and keel's own codes — no text — so the largest is a policy denial
+/// at 96 bytes; this leaves room to grow and stays far inside the 4 KiB of
 /// framing [`MAX_RECEIPT_BYTES`] allows. types/tests/encoding.rs encodes every variant at
 /// its largest against it.
 pub const MAX_TX_ERROR_BYTES: usize = 256;

@@ -96,6 +96,9 @@ pub enum TxError {
     /// An exceptional halt (EVM) or trap (WASM), or a transaction revm refused.
     #[error("execution failed: {code}")]
     Execution { code: ExecError } = 14,
+    /// An account policy refused the transaction (docs/policies.md).
+    #[error("policy denied: {denial}")]
+    PolicyDenied { denial: crate::policy::PolicyDenial } = 15,
 }
 
 /// Why a WASM module was refused at deploy: keel's own validation rules, each with the

@@ -49,6 +49,15 @@ pub enum StateKey {
     FoldCount,
     /// A fold page of expired stubs taken out of the tree (see `fold`). Never expires.
     FoldPage(u64),
+    /// An account's policy and controller (`policy::PolicyRecord`). Never expires: an
+    /// expired limit must not read as no limit, and an absent policy must read as absent —
+    /// were it an expiring key, a fold filter's false positive on the policy key of an
+    /// account that never had one would refuse all its transactions. Each record was paid
+    /// for by a policy transaction, and a record that limits nothing is deleted.
+    Policy(Address),
+    /// What an account with a policy used this epoch (`policy::PolicySpend`). Never expires;
+    /// deleted with its policy.
+    PolicySpend(Address),
 }
 
 impl std::fmt::Display for StateKey {
@@ -61,6 +70,8 @@ impl std::fmt::Display for StateKey {
             StateKey::ArchiveRoot(e) => write!(f, "archive root of epoch {e}"),
             StateKey::FoldCount => f.write_str("fold page count"),
             StateKey::FoldPage(n) => write!(f, "fold page {n}"),
+            StateKey::Policy(a) => write!(f, "policy of {a}"),
+            StateKey::PolicySpend(a) => write!(f, "policy spending of {a}"),
         }
     }
 }
@@ -91,12 +102,15 @@ impl StateKey {
 
     /// Whether the entry takes part in expiry: accounts, code and slots do; the archive's
     /// own bookkeeping does not (it is what makes revival possible), nor does the fee burn
-    /// account (`Address::FEE_BURN`), the fallback that keeps fee payment infallible.
+    /// account (`Address::FEE_BURN`), the fallback that keeps fee payment infallible, nor do
+    /// account policies (see `StateKey::Policy`).
     pub fn expires(&self) -> bool {
         match self {
             StateKey::Account(a) => *a != crate::Address::FEE_BURN,
             StateKey::Code(_) | StateKey::Storage(..) => true,
-            StateKey::ArchiveAccumulator
+            StateKey::Policy(_)
+            | StateKey::PolicySpend(_)
+            | StateKey::ArchiveAccumulator
             | StateKey::ArchiveRoot(_)
             | StateKey::FoldCount
             | StateKey::FoldPage(_) => false,

@@ -40,6 +40,70 @@ pub enum TxBody {
     /// fold page that flags a key holds it. Writes a deletion marker, after which the key
     /// reads as absent (zero) instead of expired (see docs/expiry.md).
     Unflag { proof: Vec<u8> },
+    /// Set `account`'s policy (docs/policies.md): sent by the account itself (only to a
+    /// policy within its current one) or by its controller (any policy).
+    SetPolicy {
+        account: Address,
+        policy: crate::policy::AccountPolicy,
+    },
+    /// Name `account`'s controller (`None`: release it). The account may name one only while
+    /// it has neither a controller nor any limit; after that only the controller may.
+    SetController {
+        account: Address,
+        controller: Option<Address>,
+    },
+}
+
+impl TxBody {
+    /// The native value the transaction's own frame sends (zero for bodies that send none).
+    pub fn value(&self) -> U256 {
+        match self {
+            TxBody::Transfer { amount, .. } => *amount,
+            TxBody::Deploy { value, .. } | TxBody::Call { value, .. } => *value,
+            TxBody::Revive { .. }
+            | TxBody::Unflag { .. }
+            | TxBody::SetPolicy { .. }
+            | TxBody::SetController { .. } => U256::ZERO,
+        }
+    }
+
+    /// The policy change this body makes, if any: a `SetPolicy` or `SetController` body, or a
+    /// call with no value to `policy::POLICY_ADDRESS` whose data is the borsh encoding of one
+    /// (within its bounds). Every other body, and a call there with other data, is `None`.
+    pub fn as_policy_change(&self) -> Option<std::borrow::Cow<'_, TxBody>> {
+        match self {
+            TxBody::SetPolicy { .. } | TxBody::SetController { .. } => {
+                Some(std::borrow::Cow::Borrowed(self))
+            }
+            TxBody::Call { to, data, value }
+                if *to == crate::policy::POLICY_ADDRESS && value.is_zero() =>
+            {
+                let body: TxBody = borsh::from_slice(data).ok()?;
+                let valid = match &body {
+                    TxBody::SetPolicy { policy, .. } => policy.validate().is_ok(),
+                    TxBody::SetController { .. } => true,
+                    _ => false,
+                };
+                valid.then_some(std::borrow::Cow::Owned(body))
+            }
+            _ => None,
+        }
+    }
+
+    /// The data of a call to `policy::POLICY_ADDRESS` that makes this change (how an
+    /// Ethereum account sends a `SetPolicy` or `SetController`).
+    pub fn policy_call_data(&self) -> Vec<u8> {
+        borsh::to_vec(self).expect("borsh into Vec<u8> is infallible")
+    }
+
+    /// The gas a policy change costs (`None` for the other bodies): a base for the record's
+    /// write plus calldata's price per byte of the change's encoding.
+    pub fn policy_gas(&self) -> Option<u64> {
+        use crate::policy::{POLICY_TX_BASE_GAS, POLICY_TX_GAS_PER_BYTE};
+        let change = self.as_policy_change()?;
+        let len = borsh::to_vec(change.as_ref()).map_or(0, |b| b.len()) as u64;
+        Some(POLICY_TX_BASE_GAS + POLICY_TX_GAS_PER_BYTE * len)
+    }
 }
 
 /// Who authorises a transaction.
@@ -121,6 +185,8 @@ impl Canonical for Transaction {
             TxBody::Revive { proof } | TxBody::Unflag { proof } => {
                 check_len(Self::KIND, "proof", proof.len(), MAX_PROOF_BYTES)
             }
+            TxBody::SetPolicy { policy, .. } => policy.validate(),
+            TxBody::SetController { .. } => Ok(()),
         }
     }
 }

@@ -153,6 +153,18 @@ fn arb_tx_error() -> impl Strategy<Value = TxError> {
                 argument: HostArgument::TooManyTopics
             }
         }),
+        (arb_u256(), arb_u256(), any::<Option<u64>>(), arb_address()).prop_map(
+            |(limit, used, resets_at_epoch, source)| TxError::PolicyDenied {
+                denial: keel_types::policy::PolicyDenial {
+                    rule: keel_types::policy::PolicyRule::ValuePerEpoch,
+                    scope: keel_types::policy::PolicyScope::Account,
+                    limit,
+                    used,
+                    resets_at_epoch,
+                    source,
+                },
+            }
+        ),
         (any::<u64>(), any::<u8>()).prop_map(|(page, got)| TxError::InvalidRevival {
             reason: if got % 2 == 0 {
                 RevivalError::BadFoldProof {
@@ -621,6 +633,16 @@ fn largest_errors() -> Vec<TxError> {
         TxError::Execution {
             code: ExecError::InvalidTransaction,
         },
+        TxError::PolicyDenied {
+            denial: keel_types::policy::PolicyDenial {
+                rule: keel_types::policy::PolicyRule::Loosening,
+                scope: keel_types::policy::PolicyScope::Plugin,
+                limit: U256::MAX,
+                used: U256::MAX,
+                resets_at_epoch: Some(m),
+                source: Address([0xff; 20]),
+            },
+        },
     ];
     errors.extend(codes.into_iter().map(|code| TxError::InvalidCode { code }));
     errors.extend(
@@ -650,6 +672,7 @@ fn variant_index(e: &TxError) -> u8 {
         TxError::Expired { .. } => 12,
         TxError::InvalidRevival { .. } => 13,
         TxError::Execution { .. } => 14,
+        TxError::PolicyDenied { .. } => 15,
     }
 }
 
@@ -682,7 +705,7 @@ fn every_tx_error_at_its_largest_fits_a_receipt_and_round_trips() {
     let covered: std::collections::BTreeSet<u8> = errors.iter().map(variant_index).collect();
     assert_eq!(
         covered,
-        (0..=14).collect(),
+        (0..=15).collect(),
         "every TxError variant is covered"
     );
     let mut largest = 0;
@@ -712,8 +735,9 @@ fn every_tx_error_at_its_largest_fits_a_receipt_and_round_trips() {
         assert!(bytes.len() <= MAX_RECEIPT_BYTES, "{} bytes", bytes.len());
         assert_eq!(Receipt::decode(&bytes), Ok(big));
     }
-    // The bound has room: the largest error today is a stale-version revival refusal.
-    assert_eq!(largest, 87);
+    // The bound has room: the largest error today is a policy denial (two 256-bit numbers,
+    // an epoch and an address).
+    assert_eq!(largest, 96);
 }
 
 #[test]

@@ -153,6 +153,9 @@ impl Host for Shell<'_> {
         self.shared
             .update_activity(|a| a.finalized(header.epoch, header.view, &header.proposer));
         let store = self.store.clone();
+        if let Ok(mut pool) = self.mempool.lock() {
+            pool.set_latest_height(height);
+        }
         // The committed view is read under the pool lock, after the commit: the order the
         // loom model (app/src/mempool_loom.rs) checks against racing admissions.
         let (revalidated, size) = crate::mempool::prune_committed(

@@ -37,7 +37,18 @@ pub fn error_code(error: &TxError) -> &'static str {
         TxError::Expired { .. } => "expired",
         TxError::InvalidRevival { .. } => "invalid_revival",
         TxError::Execution { .. } => "execution",
+        TxError::PolicyDenied { .. } => "policy_denied",
     }
+}
+
+/// A policy denial's fields, as receipts and admission errors carry them.
+pub fn denial_fields(denial: &keel_types::policy::PolicyDenial, out: &mut Value) {
+    out["rule"] = json!(denial.rule.as_str());
+    out["scope"] = json!(denial.scope.as_str());
+    out["limit"] = json!(qty256(&denial.limit));
+    out["used"] = json!(qty256(&denial.used));
+    out["resets_at_epoch"] = json!(denial.resets_at_epoch);
+    out["source"] = json!(denial.source.to_hex());
 }
 
 /// A receipt as `--wait` prints it. `block` is `None` for simulations.
@@ -74,6 +85,7 @@ fn error(e: &TxError) -> Value {
             revival_detail(reason, &mut out);
         }
         TxError::InvalidCode { code } => code_detail(code, &mut out),
+        TxError::PolicyDenied { denial } => denial_fields(denial, &mut out),
         TxError::Execution { code } => {
             out["detail"] = json!(exec_code(code));
             if let ExecError::WasmBadHostArgument { argument } = code {

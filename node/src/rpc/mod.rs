@@ -6,6 +6,7 @@
 pub mod eth;
 pub mod json;
 mod node_info;
+mod policy;
 
 pub use node_info::{CATCHING_UP_VIEWS, UP_IF_HEARD_WITHIN_MS};
 
@@ -146,9 +147,14 @@ fn admit_error(e: &AdmitError) -> ErrorObjectOwned {
         AdmitError::ReplacementUnderpriced { .. } => (TX_REJECTED, "replacement_underpriced"),
         AdmitError::SenderFull { .. } => (TX_REJECTED, "sender_full"),
         AdmitError::State(_) => (NODE_ERROR, "state"),
+        AdmitError::PolicyDenied(_) => (TX_REJECTED, "policy_denied"),
     };
     metrics::counter!(m::MEMPOOL_REJECTED, "reason" => reason).increment(1);
-    ErrorObjectOwned::owned(code, e.to_string(), Some(json!({ "reason": reason })))
+    let mut data = json!({ "reason": reason });
+    if let AdmitError::PolicyDenied(denial) = e {
+        crate::rpc::json::denial_fields(denial, &mut data);
+    }
+    ErrorObjectOwned::owned(code, e.to_string(), Some(data))
 }
 
 /// BLOCKHASH for read-only calls: finalized blocks from the store.
@@ -372,7 +378,23 @@ impl RpcContext {
             .runtime
             .simulate(&view, &StoreHashes(&self.store), &context, &tx)
             .map_err(node_err)?;
-        Ok(json::receipt(&receipt, None))
+        let at = keel_runtime::policy::At {
+            height: header.height,
+            epoch: header.epoch,
+        };
+        let mut out = json::receipt(&receipt, None);
+        out["policy"] = policy::trail(&view, &tx.tx, at, &receipt).map_err(state_err)?;
+        Ok(out)
+    }
+
+    fn policy(&self, address: &str) -> Result<Value, ErrorObjectOwned> {
+        let address = parse_address(address)?;
+        let header = self.next_header();
+        let at = keel_runtime::policy::At {
+            height: header.height,
+            epoch: header.epoch,
+        };
+        policy::get_policy(&self.store.latest_view(), &address, at).map_err(state_err)
     }
 
     fn proof(&self, params: Params<'_>) -> Result<Value, ErrorObjectOwned> {
@@ -528,6 +550,9 @@ pub fn module(
     })?;
     module.register_method("keel_getAccount", |params, ctx, _| {
         ctx.account(&one_string(&params)?)
+    })?;
+    module.register_method("keel_getPolicy", |params, ctx, _| {
+        ctx.policy(&one_string(&params)?)
     })?;
     module.register_method("keel_getStorage", |params, ctx, _| {
         let (address, slot): (String, String) = params

@@ -1,0 +1,118 @@
+//! Policies over RPC: `keel_getPolicy` (the effective policy, the budgets left this epoch and
+//! when they reset) and the decision trail `keel_simulate` adds to its receipt
+//! (docs/policies.md, docs/rpc.md).
+
+use super::json::{bytes, qty256};
+use keel_runtime::policy::{evaluate, read_record, read_spend, At, Decision};
+use keel_state::StateView;
+use keel_types::policy::{AccountPolicy, PolicySpend};
+use keel_types::{Address, Receipt, Transaction, TxStatus, U256};
+use serde_json::{json, Value};
+
+/// `keel_getPolicy` of `account` over `view`, for the block at `at`.
+pub fn get_policy(
+    view: &dyn StateView,
+    account: &Address,
+    at: At,
+) -> Result<Value, keel_state::StateError> {
+    let record = read_record(view, account)?;
+    let spend = match &record {
+        Some(_) => read_spend(view, account, at.epoch)?,
+        None => PolicySpend::default().in_epoch(at.epoch),
+    };
+    Ok(json!({
+        "address": account.to_hex(),
+        "controller": record.as_ref().and_then(|r| r.controller).map(|c| c.to_hex()),
+        "source": record.as_ref().map(|r| r.source.to_hex()),
+        "changed_at": record.as_ref().map(|r| r.changed_at),
+        "policy": record.as_ref().map(|r| policy(&r.policy)),
+        "epoch": at.epoch,
+        "spent": spent(&spend),
+        "remaining": record.as_ref().map(|r| remaining(&r.policy, &spend)),
+        "resets_at_epoch": at.epoch.saturating_add(1),
+    }))
+}
+
+/// A policy as JSON: every limit, `null` where there is none.
+pub fn policy(p: &AccountPolicy) -> Value {
+    json!({
+        "envs": p.envs.as_ref().map(|e| e.iter().map(|e| e.as_str()).collect::<Vec<_>>()),
+        "targets": p.targets.as_ref().map(|targets| targets.iter().map(|t| json!({
+            "to": t.to.to_hex(),
+            "selectors": t.selectors.as_ref().map(|s| s.iter().map(|s| bytes(s)).collect::<Vec<_>>()),
+        })).collect::<Vec<_>>()),
+        "max_value_per_tx": p.max_value_per_tx.as_ref().map(qty256),
+        "max_value_per_epoch": p.max_value_per_epoch.as_ref().map(qty256),
+        "max_fee_per_epoch": p.max_fee_per_epoch.as_ref().map(qty256),
+        "max_txs_per_epoch": p.max_txs_per_epoch,
+        "valid_from": p.valid_from,
+        "valid_until": p.valid_until,
+        "frozen": p.frozen,
+    })
+}
+
+fn spent(s: &PolicySpend) -> Value {
+    json!({"value": qty256(&s.value), "fees": qty256(&s.fees), "txs": s.txs})
+}
+
+/// What is left of each per-epoch budget (`null`: unlimited).
+fn remaining(p: &AccountPolicy, s: &PolicySpend) -> Value {
+    let left = |cap: &Option<U256>, used: U256| cap.map(|c| qty256(&c.saturating_sub(used)));
+    json!({
+        "value": left(&p.max_value_per_epoch, s.value),
+        "fees": left(&p.max_fee_per_epoch, s.fees),
+        "txs": p.max_txs_per_epoch.map(|c| c.saturating_sub(s.txs)),
+    })
+}
+
+/// The decision trail of `t` at `at` over `view` (the state `keel_simulate` ran it on) and
+/// the budgets left after `receipt`: `{checked, allowed, denial?, trail, remaining}`.
+pub fn trail(
+    view: &dyn StateView,
+    t: &Transaction,
+    at: At,
+    receipt: &Receipt,
+) -> Result<Value, keel_state::StateError> {
+    let Decision {
+        record,
+        spend,
+        trail,
+        denial,
+    } = evaluate(view, t, at, PolicySpend::default())?;
+    let Some(record) = record else {
+        return Ok(json!({"checked": false, "allowed": true, "trail": [], "remaining": null}));
+    };
+    let charged = receipt.status != TxStatus::Rejected;
+    let after = PolicySpend {
+        epoch: spend.epoch,
+        value: match receipt.status {
+            TxStatus::Success => spend.value.saturating_add(t.body.value()),
+            _ => spend.value,
+        },
+        fees: spend.fees.saturating_add(if charged {
+            U256::from(receipt.gas_used) * U256::from(t.gas_price)
+        } else {
+            U256::ZERO
+        }),
+        txs: spend.txs.saturating_add(u64::from(charged)),
+    };
+    let mut out = json!({
+        "checked": true,
+        "allowed": denial.is_none(),
+        "trail": trail.iter().map(|c| json!({
+            "rule": c.rule.as_str(),
+            "scope": c.scope.as_str(),
+            "result": if c.passed { "pass" } else { "deny" },
+            "limit": qty256(&c.limit),
+            "used": qty256(&c.used),
+        })).collect::<Vec<_>>(),
+        "remaining": remaining(&record.policy, &after),
+        "resets_at_epoch": at.epoch.saturating_add(1),
+    });
+    if let Some(denial) = &denial {
+        let mut fields = json!({});
+        super::json::denial_fields(denial, &mut fields);
+        out["denial"] = fields;
+    }
+    Ok(out)
+}

@@ -1,0 +1,354 @@
+//! Account policies at execution and admission: the checks a transaction of an account with
+//! a policy must pass before it runs, what it used afterwards, and the policy transactions
+//! themselves (docs/policies.md). Execution is authoritative; the mempool runs the same
+//! [`evaluate`] over the latest state so an agent hears "denied" before it waits for a block.
+
+use keel_state::{Overlay, StateError, StateView, StateViewExt};
+use keel_types::policy::{
+    policy_changed_topic, AccountPolicy, PolicyChange, PolicyDenial, PolicyRecord, PolicyRule,
+    PolicyScope, PolicySpend, POLICY_ADDRESS,
+};
+use keel_types::{Address, Canonical, Epoch, Height, Log, StateKey, Transaction, TxBody, U256};
+
+/// Where a transaction is checked: the height and epoch of the block it runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct At {
+    pub height: Height,
+    pub epoch: Epoch,
+}
+
+/// One rule as a check saw it: the decision trail `keel_simulate` shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleCheck {
+    pub rule: PolicyRule,
+    pub scope: PolicyScope,
+    pub passed: bool,
+    /// The limit and what it would be at with this transaction (zero for yes/no rules).
+    pub limit: U256,
+    pub used: U256,
+}
+
+/// What checking a transaction against its sender's policy concluded.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Decision {
+    /// The policy in force (`None`: the account has none, so nothing is limited).
+    pub record: Option<PolicyRecord>,
+    /// What the account used this epoch before the transaction (queued ones included at
+    /// admission).
+    pub spend: PolicySpend,
+    /// Every rule checked, in order, up to the first denial.
+    pub trail: Vec<RuleCheck>,
+    pub denial: Option<PolicyDenial>,
+}
+
+pub fn read_record(
+    view: &dyn StateView,
+    account: &Address,
+) -> Result<Option<PolicyRecord>, StateError> {
+    view.get(&StateKey::Policy(*account))?
+        .map(|raw| PolicyRecord::decode(&raw).map_err(StateError::decode("policy")))
+        .transpose()
+}
+
+/// What `account` used in `epoch` (zero from an older epoch's entry).
+pub fn read_spend(
+    view: &dyn StateView,
+    account: &Address,
+    epoch: Epoch,
+) -> Result<PolicySpend, StateError> {
+    let stored = view
+        .get(&StateKey::PolicySpend(*account))?
+        .map(|raw| PolicySpend::decode(&raw).map_err(StateError::decode("policy spending")))
+        .transpose()?;
+    Ok(stored.unwrap_or_default().in_epoch(epoch))
+}
+
+/// Checks `t` against its sender's policy at `at`, with `queued` already used on top of the
+/// stored spending (the sender's earlier transactions waiting in the mempool; zero in a
+/// block). Rules in a fixed order: frozen, window, rate, fees, then for transactions that
+/// send or call: deploy, target, selector, environment, value per transaction, value per
+/// epoch. An `Err` is a state read (an expired policy among them: fail closed).
+pub fn evaluate(
+    view: &dyn StateView,
+    t: &Transaction,
+    at: At,
+    queued: PolicySpend,
+) -> Result<Decision, StateError> {
+    let sender = t.sender_address();
+    let Some(record) = read_record(view, &sender)? else {
+        return Ok(Decision::default());
+    };
+    let stored = read_spend(view, &sender, at.epoch)?;
+    let used = PolicySpend {
+        epoch: at.epoch,
+        value: stored.value.saturating_add(queued.value),
+        fees: stored.fees.saturating_add(queued.fees),
+        txs: stored.txs.saturating_add(queued.txs),
+    };
+    let mut checks = Checks {
+        trail: Vec::new(),
+        denial: None,
+        source: record.source,
+        resets: at.epoch.saturating_add(1),
+    };
+    rules(view, t, at, &record.policy, used, &mut checks)?;
+    Ok(Decision {
+        record: Some(record),
+        spend: used,
+        trail: checks.trail,
+        denial: checks.denial,
+    })
+}
+
+struct Checks {
+    trail: Vec<RuleCheck>,
+    denial: Option<PolicyDenial>,
+    source: Address,
+    resets: Epoch,
+}
+
+impl Checks {
+    /// Records one rule; `false` once a rule denied (the caller stops there).
+    fn check(&mut self, rule: PolicyRule, passed: bool, (limit, used): (U256, U256)) -> bool {
+        let scope = PolicyScope::Account;
+        self.trail.push(RuleCheck {
+            rule,
+            scope,
+            passed,
+            limit,
+            used,
+        });
+        if !passed {
+            let per_epoch = matches!(
+                rule,
+                PolicyRule::ValuePerEpoch | PolicyRule::FeePerEpoch | PolicyRule::TxsPerEpoch
+            );
+            self.denial = Some(PolicyDenial {
+                rule,
+                scope,
+                limit,
+                used,
+                resets_at_epoch: per_epoch.then_some(self.resets),
+                source: self.source,
+            });
+        }
+        passed
+    }
+
+    /// A cap: `used_with` (this transaction included) must not exceed `limit`.
+    fn cap(&mut self, rule: PolicyRule, limit: Option<U256>, used_with: U256) -> bool {
+        match limit {
+            None => true,
+            Some(limit) => self.check(rule, used_with <= limit, (limit, used_with)),
+        }
+    }
+}
+
+fn flag(passed: bool) -> (U256, U256) {
+    (U256::ZERO, U256::from(u8::from(!passed)))
+}
+
+fn rules(
+    view: &dyn StateView,
+    t: &Transaction,
+    at: At,
+    policy: &AccountPolicy,
+    used: PolicySpend,
+    checks: &mut Checks,
+) -> Result<(), StateError> {
+    let h = U256::from(at.height);
+    let ok = (!policy.frozen || checks.check(PolicyRule::Frozen, false, flag(false)))
+        && policy.valid_from.is_none_or(|from| {
+            checks.check(
+                PolicyRule::ValidFrom,
+                at.height >= from,
+                (U256::from(from), h),
+            )
+        })
+        && policy.valid_until.is_none_or(|until| {
+            checks.check(
+                PolicyRule::ValidUntil,
+                at.height <= until,
+                (U256::from(until), h),
+            )
+        })
+        && checks.cap(
+            PolicyRule::TxsPerEpoch,
+            policy.max_txs_per_epoch.map(U256::from),
+            U256::from(used.txs.saturating_add(1)),
+        )
+        && checks.cap(
+            PolicyRule::FeePerEpoch,
+            policy.max_fee_per_epoch,
+            used.fees.saturating_add(t.max_fee()),
+        );
+    if !ok {
+        return Ok(());
+    }
+    // A policy change sends nothing and calls nothing (in either form).
+    if t.body.as_policy_change().is_some() {
+        return Ok(());
+    }
+    let (to, data, env) = match &t.body {
+        TxBody::Transfer { to, .. } => (*to, &[][..], None),
+        TxBody::Call { to, data, .. } => (*to, data.as_slice(), None),
+        TxBody::Deploy { env, .. } => {
+            let allowed = policy.targets.is_none();
+            if !checks.check(PolicyRule::Deploy, allowed, flag(allowed)) {
+                return Ok(());
+            }
+            (Address::ZERO, &[][..], Some(*env))
+        }
+        // Revivals, unflags and policy changes send nothing and call nothing.
+        TxBody::Revive { .. }
+        | TxBody::Unflag { .. }
+        | TxBody::SetPolicy { .. }
+        | TxBody::SetController { .. } => return Ok(()),
+    };
+    let is_deploy = env.is_some();
+    if let (Some(targets), false) = (&policy.targets, is_deploy) {
+        let Some(rule) = targets.iter().find(|r| r.to == to) else {
+            checks.check(PolicyRule::Target, false, flag(false));
+            return Ok(());
+        };
+        checks.check(PolicyRule::Target, true, flag(true));
+        if let Some(selectors) = &rule.selectors {
+            let allowed = data.len() >= 4 && selectors.iter().any(|s| s[..] == data[..4]);
+            if !checks.check(PolicyRule::Selector, allowed, flag(allowed)) {
+                return Ok(());
+            }
+        }
+    }
+    if let Some(envs) = &policy.envs {
+        // The target's environment: none for an account without code (a plain transfer).
+        // An expired target is left to execution, which charges the transaction for it.
+        let env = match env {
+            Some(env) => Some(env),
+            None => match view.account(&to) {
+                Ok(account) => account.and_then(|a| a.code).map(|c| c.env),
+                Err(StateError::Expired { .. }) => None,
+                Err(e) => return Err(e),
+            },
+        };
+        if let Some(env) = env {
+            let allowed = envs.contains(&env);
+            if !checks.check(PolicyRule::Environment, allowed, flag(allowed)) {
+                return Ok(());
+            }
+        }
+    }
+    let value = t.body.value();
+    let _ = checks.cap(PolicyRule::ValuePerTx, policy.max_value_per_tx, value)
+        && checks.cap(
+            PolicyRule::ValuePerEpoch,
+            policy.max_value_per_epoch,
+            used.value.saturating_add(value),
+        );
+    Ok(())
+}
+
+/// Counts a charged transaction against its sender's budgets: `value` it sent (zero unless
+/// it succeeded) and `fee` it paid.
+pub fn record_spend(
+    overlay: &mut Overlay<&dyn StateView>,
+    sender: Address,
+    spend: PolicySpend,
+    (value, fee): (U256, U256),
+) -> Result<(), StateError> {
+    let after = PolicySpend {
+        epoch: spend.epoch,
+        value: spend.value.saturating_add(value),
+        fees: spend.fees.saturating_add(fee),
+        txs: spend.txs.saturating_add(1),
+    };
+    overlay.set(StateKey::PolicySpend(sender), Some(after.encode()))
+}
+
+/// Applies `change` (a `SetPolicy` or `SetController` body) sent by `sender` at `height`: who
+/// may change what, then the new record and the log that tells the account why its
+/// permissions changed.
+pub fn apply_change(
+    overlay: &mut Overlay<&dyn StateView>,
+    (sender, change): (Address, &TxBody),
+    height: Height,
+) -> Result<Result<Log, PolicyDenial>, StateError> {
+    let account = match change {
+        TxBody::SetPolicy { account, .. } | TxBody::SetController { account, .. } => *account,
+        // Only `TxBody::as_policy_change` bodies come here.
+        _ => return Err(StateError::Corrupt("not a policy change".into())),
+    };
+    let current = read_record(&*overlay, &account)?;
+    let record = current.clone().unwrap_or_default();
+    let by_controller = record.controller == Some(sender);
+    let by_account = sender == account;
+    let deny = |rule| PolicyDenial {
+        rule,
+        scope: PolicyScope::Account,
+        limit: U256::ZERO,
+        used: U256::ZERO,
+        resets_at_epoch: None,
+        source: record.controller.unwrap_or(account),
+    };
+    if !by_controller && !by_account {
+        return Ok(Err(deny(PolicyRule::NotController)));
+    }
+    let (next, reason) = match change {
+        TxBody::SetPolicy { policy, .. } => {
+            if !by_controller && !policy.within(&record.policy) {
+                return Ok(Err(deny(PolicyRule::Loosening)));
+            }
+            let reason = if by_controller {
+                PolicyChange::SetByController
+            } else {
+                PolicyChange::TightenedByAccount
+            };
+            let next = PolicyRecord {
+                policy: policy.clone(),
+                source: sender,
+                changed_at: height,
+                ..record.clone()
+            };
+            (next, reason)
+        }
+        TxBody::SetController { controller, .. } => {
+            let reason = match (by_controller, controller) {
+                (true, None) => PolicyChange::ControllerReleased,
+                (true, Some(_)) => PolicyChange::ControllerChanged,
+                // Naming a controller lets it loosen: the account may do so only while
+                // nothing limits it, or it could escape its own limits through a controller
+                // it holds the key of.
+                (false, _) if record.controller.is_none() && record.policy.is_unlimited() => {
+                    PolicyChange::ControllerNamed
+                }
+                (false, _) => return Ok(Err(deny(PolicyRule::Loosening))),
+            };
+            let next = PolicyRecord {
+                controller: *controller,
+                changed_at: height,
+                ..record.clone()
+            };
+            (next, reason)
+        }
+        _ => return Err(StateError::Corrupt("not a policy change".into())),
+    };
+    // A record that limits nothing and names no controller is the same as none: deleted,
+    // with its spending (policy entries never expire, so nothing is left behind).
+    if next.controller.is_some() || !next.policy.is_unlimited() {
+        overlay.set(StateKey::Policy(account), Some(next.encode()))?;
+    } else {
+        overlay.set(StateKey::Policy(account), None)?;
+        overlay.set(StateKey::PolicySpend(account), None)?;
+    }
+    let word = |address: &Address| {
+        let mut out = [0u8; 32];
+        out[12..].copy_from_slice(&address.0);
+        out
+    };
+    let mut data = [0u8; 32];
+    data[31] = reason as u8;
+    Ok(Ok(Log {
+        address: POLICY_ADDRESS,
+        topics: vec![policy_changed_topic(), word(&account), word(&sender)],
+        data: data.to_vec(),
+    }))
+}

@@ -1,0 +1,496 @@
+//! Account policies (issue 20): limits an account or its controller set, applied the same way
+//! by simulation and execution, with typed, explained denials.
+//!
+//! The scenarios pin each rule; the property test drives random sequences — both
+//! environments, nested and cross-environment router calls, reverts, value transfers,
+//! deploys, self-tightening and loosening attempts, controller changes, epoch changes, and an
+//! Ethereum-envelope agent — and checks, from balances measured on the chain and an
+//! independent model of the rules, that an account never spends more than its caps in an
+//! epoch, and that `simulate`'s decision is execution's. CI runs `KEEL_POLICY_CASES`
+//! (default 24) from `KEEL_POLICY_SEED`; a campaign:
+//! `KEEL_POLICY_CASES=500 KEEL_POLICY_SEED=$RANDOM scripts/test --test runtime policy::`.
+
+use crate::common::{abi, addr, key, Chain, CHAIN_ID};
+use crate::differential::{self, Contract, Impl, SUPPLY};
+use keel_exec_evm::NoBlockHashes;
+use keel_state::StateViewExt;
+use keel_types::policy::{
+    policy_changed_topic, AccountPolicy, PolicyDenial, PolicyRule, PolicyScope, PolicySpend,
+    TargetRule, POLICY_ADDRESS,
+};
+use keel_types::{
+    Address, Env, Receipt, SecretKey, SignedTransaction, TxBody, TxError, TxStatus, U256,
+};
+fn set_policy(account: Address, policy: AccountPolicy) -> TxBody {
+    TxBody::SetPolicy { account, policy }
+}
+
+fn gas_of(body: &TxBody) -> u64 {
+    body.policy_gas().expect("a policy change")
+}
+
+fn run_change(chain: &mut Chain, k: &SecretKey, body: TxBody) -> Receipt {
+    let gas = gas_of(&body);
+    chain.run(k, gas, body)
+}
+
+fn transfer(to: Address, amount: u64) -> TxBody {
+    TxBody::Transfer {
+        to,
+        amount: U256::from(amount),
+    }
+}
+
+fn denial(receipt: &Receipt) -> Option<&PolicyDenial> {
+    match &receipt.error {
+        Some(TxError::PolicyDenied { denial }) => Some(denial),
+        _ => None,
+    }
+}
+
+/// The decision `simulate` gives `tx` as the first transaction of the chain's next block.
+fn simulated(chain: &Chain, tx: &SignedTransaction) -> Receipt {
+    let block = chain.make_block(vec![tx.clone()]);
+    let context = chain.runtime.context(&block.header);
+    chain
+        .runtime
+        .simulate(&chain.store.latest_view(), &NoBlockHashes, &context, tx)
+        .expect("simulate")
+}
+
+fn word(address: &Address) -> [u8; 32] {
+    abi::address(address)
+}
+
+#[test]
+fn budgets_deny_with_the_numbers_and_reset_next_epoch() {
+    let (agent, boss) = (key(1), key(2));
+    let mut chain = Chain::new(&[&agent, &boss]);
+    let me = addr(&agent);
+    // The account names its controller (it has no limits yet), which then sets its policy.
+    let named = run_change(
+        &mut chain,
+        &agent,
+        TxBody::SetController {
+            account: me,
+            controller: Some(addr(&boss)),
+        },
+    );
+    assert_eq!(named.status, TxStatus::Success, "{named:?}");
+    let log = &named.logs[0];
+    assert_eq!(log.address, POLICY_ADDRESS);
+    assert_eq!(
+        log.topics,
+        vec![policy_changed_topic(), word(&me), word(&me)]
+    );
+    assert_eq!(log.data[31], 3, "controller named");
+    let policy = AccountPolicy {
+        max_value_per_epoch: Some(U256::from(100u64)),
+        max_txs_per_epoch: Some(3),
+        ..AccountPolicy::default()
+    };
+    let set = run_change(&mut chain, &boss, set_policy(me, policy));
+    assert_eq!(set.status, TxStatus::Success, "{set:?}");
+    assert_eq!(set.logs[0].topics[2], word(&addr(&boss)));
+    assert_eq!(set.logs[0].data[31], 2, "set by the controller");
+
+    let payee = Address([0x99; 20]);
+    assert_eq!(
+        chain.run(&agent, 21_000, transfer(payee, 60)).status,
+        TxStatus::Success
+    );
+    // 60 + 50 > 100: refused before it runs, with the numbers and who set the limit; the
+    // simulation says the same.
+    let over = chain.tx(&agent, 21_000, transfer(payee, 50));
+    let simulated = simulated(&chain, &over);
+    let (out, _) = chain.block(vec![over]);
+    let receipt = &out.receipts[0];
+    assert_eq!(receipt.status, TxStatus::Rejected);
+    let expected = PolicyDenial {
+        rule: PolicyRule::ValuePerEpoch,
+        scope: PolicyScope::Account,
+        limit: U256::from(100u64),
+        used: U256::from(110u64),
+        resets_at_epoch: Some(1),
+        source: addr(&boss),
+    };
+    assert_eq!(denial(receipt), Some(&expected));
+    assert_eq!(denial(&simulated), Some(&expected));
+    chain.resync_nonce(&agent);
+    assert_eq!(chain.balance(&payee), U256::from(60u64));
+    assert_eq!(
+        chain.run(&agent, 21_000, transfer(payee, 40)).status,
+        TxStatus::Success
+    );
+    // The third transaction of the epoch would fit the count but not the value.
+    let third = chain.run(&agent, 21_000, transfer(payee, 1));
+    assert_eq!(
+        denial(&third).map(|d| d.rule),
+        Some(PolicyRule::ValuePerEpoch)
+    );
+    // The budget is per epoch: the next one starts from zero (nothing swept it).
+    chain.epoch += 1;
+    assert_eq!(
+        chain.run(&agent, 21_000, transfer(payee, 100)).status,
+        TxStatus::Success
+    );
+    let spend =
+        keel_runtime::policy::read_spend(&chain.store.latest_view(), &me, 1).expect("spend");
+    assert_eq!(
+        spend,
+        PolicySpend {
+            epoch: 1,
+            value: U256::from(100u64),
+            fees: U256::from(21_000u64),
+            txs: 1
+        }
+    );
+    // The fee budget and the transaction count bound too.
+    let policy = AccountPolicy {
+        max_fee_per_epoch: Some(U256::from(40_000u64)),
+        max_txs_per_epoch: Some(2),
+        ..AccountPolicy::default()
+    };
+    assert_eq!(
+        run_change(&mut chain, &boss, set_policy(me, policy)).status,
+        TxStatus::Success
+    );
+    let fees = chain.run(&agent, 21_000, transfer(payee, 1));
+    let denied = denial(&fees).expect("fee budget");
+    assert_eq!(
+        (denied.rule, denied.used, denied.limit),
+        (
+            PolicyRule::FeePerEpoch,
+            U256::from(42_000u64),
+            U256::from(40_000u64)
+        )
+    );
+}
+
+#[test]
+fn the_account_only_tightens_and_only_its_controller_loosens() {
+    let (agent, boss, stranger, other) = (key(1), key(2), key(3), key(4));
+    let mut chain = Chain::new(&[&agent, &boss, &stranger, &other]);
+    let me = addr(&agent);
+    let cap = |v: u64| AccountPolicy {
+        max_value_per_tx: Some(U256::from(v)),
+        ..AccountPolicy::default()
+    };
+    let tightened = run_change(&mut chain, &agent, set_policy(me, cap(10)));
+    assert_eq!(tightened.status, TxStatus::Success);
+    assert_eq!(tightened.logs[0].data[31], 1, "tightened by the account");
+    // Loosening, or naming a controller while limited, is refused and charged (a refused
+    // change is never free).
+    let nonce_before = nonce(&chain, &me);
+    for body in [
+        set_policy(me, cap(20)),
+        set_policy(me, AccountPolicy::default()),
+        TxBody::SetController {
+            account: me,
+            controller: Some(addr(&boss)),
+        },
+    ] {
+        let r = run_change(&mut chain, &agent, body);
+        assert_eq!(r.status, TxStatus::Revert, "{r:?}");
+        assert!(r.gas_used > 0);
+        assert_eq!(denial(&r).map(|d| d.rule), Some(PolicyRule::Loosening));
+    }
+    assert_eq!(nonce(&chain, &me), nonce_before + 3, "nonces used");
+    let r = run_change(&mut chain, &stranger, set_policy(me, cap(1_000)));
+    assert_eq!(denial(&r).map(|d| d.rule), Some(PolicyRule::NotController));
+    assert_eq!(r.status, TxStatus::Revert);
+    let r = chain.run(&agent, 21_000, transfer(Address([5; 20]), 11));
+    assert_eq!(denial(&r).map(|d| d.rule), Some(PolicyRule::ValuePerTx));
+    // Freezing oneself is a tightening, and final without a controller: nothing is sent,
+    // not even a policy change.
+    let frozen = AccountPolicy {
+        frozen: true,
+        ..cap(10)
+    };
+    assert_eq!(
+        run_change(&mut chain, &agent, set_policy(me, frozen)).status,
+        TxStatus::Success
+    );
+    let r = chain.run(&agent, 21_000, transfer(Address([5; 20]), 1));
+    assert_eq!(denial(&r).map(|d| d.rule), Some(PolicyRule::Frozen));
+    let r = run_change(&mut chain, &agent, set_policy(me, cap(1)));
+    assert_eq!(denial(&r).map(|d| d.rule), Some(PolicyRule::Frozen));
+    assert_eq!(r.status, TxStatus::Rejected);
+
+    // With a controller: it freezes, unfreezes, hands over and releases.
+    let you = addr(&other);
+    let name = |controller: &SecretKey| TxBody::SetController {
+        account: you,
+        controller: Some(addr(controller)),
+    };
+    assert_eq!(
+        run_change(&mut chain, &other, name(&boss)).status,
+        TxStatus::Success
+    );
+    let freeze = AccountPolicy {
+        frozen: true,
+        ..AccountPolicy::default()
+    };
+    assert_eq!(
+        run_change(&mut chain, &boss, set_policy(you, freeze)).status,
+        TxStatus::Success
+    );
+    let r = chain.run(&other, 21_000, transfer(Address([5; 20]), 1));
+    assert_eq!(denial(&r).map(|d| d.rule), Some(PolicyRule::Frozen));
+    assert_eq!(
+        run_change(&mut chain, &boss, set_policy(you, AccountPolicy::default())).status,
+        TxStatus::Success
+    );
+    assert_eq!(
+        chain
+            .run(&other, 21_000, transfer(Address([5; 20]), 1))
+            .status,
+        TxStatus::Success
+    );
+    // Only the controller names another; the new one then rules.
+    let r = run_change(&mut chain, &other, name(&stranger));
+    assert_eq!(denial(&r).map(|d| d.rule), Some(PolicyRule::Loosening));
+    let handed = run_change(&mut chain, &boss, name(&stranger));
+    assert_eq!(handed.logs[0].data[31], 4, "controller changed");
+    let r = run_change(&mut chain, &boss, set_policy(you, cap(1)));
+    assert_eq!(denial(&r).map(|d| d.rule), Some(PolicyRule::NotController));
+    let released = run_change(
+        &mut chain,
+        &stranger,
+        TxBody::SetController {
+            account: you,
+            controller: None,
+        },
+    );
+    assert_eq!(released.logs[0].data[31], 5, "released");
+    // Nothing limits it and nobody controls it: no record is left.
+    let view = chain.store.latest_view();
+    assert_eq!(
+        keel_runtime::policy::read_record(&view, &you).expect("read"),
+        None
+    );
+    let spend = keel_state::StateView::get(&view, &keel_types::StateKey::PolicySpend(you));
+    assert_eq!(spend.expect("read"), None, "deleted with the policy");
+}
+
+fn nonce(chain: &Chain, a: &Address) -> u64 {
+    chain
+        .store
+        .latest_view()
+        .account(a)
+        .expect("read")
+        .map_or(0, |r| r.nonce)
+}
+
+#[test]
+fn targets_selectors_environments_windows_and_deploys() {
+    let (agent, deployer) = (key(1), key(2));
+    let mut chain = Chain::new(&[&agent, &deployer]);
+    let me = addr(&agent);
+    let supply = abi::u(SUPPLY).to_vec();
+    let evm_token = chain.deploy(
+        &agent,
+        Env::Evm,
+        differential::code(Contract::Token, Impl::Sol),
+        supply.clone(),
+    );
+    let wasm_token = chain.deploy(
+        &agent,
+        Env::Wasm,
+        differential::code(Contract::Token, Impl::C),
+        supply,
+    );
+    let pay = abi::call(
+        "transfer(address,uint256)",
+        &[abi::address(&Address([7; 20])), abi::u(1)],
+    );
+    let approve = abi::call(
+        "approve(address,uint256)",
+        &[abi::address(&Address([7; 20])), abi::u(1)],
+    );
+    let policy = AccountPolicy {
+        envs: Some(vec![Env::Evm]),
+        targets: Some(vec![TargetRule {
+            to: evm_token,
+            selectors: Some(vec![abi::selector("transfer(address,uint256)")]),
+        }]),
+        ..AccountPolicy::default()
+    };
+    assert_eq!(
+        run_change(&mut chain, &agent, set_policy(me, policy)).status,
+        TxStatus::Success
+    );
+    let rule = |r: &Receipt| denial(r).map(|d| d.rule);
+    assert_eq!(
+        chain.call(&agent, evm_token, pay.clone()).status,
+        TxStatus::Success
+    );
+    let r = chain.call(&agent, evm_token, approve.clone());
+    assert_eq!(rule(&r), Some(PolicyRule::Selector));
+    let r = chain.call(&agent, evm_token, Vec::new());
+    assert_eq!(rule(&r), Some(PolicyRule::Selector), "no selector at all");
+    let r = chain.call(&agent, wasm_token, pay.clone());
+    assert_eq!(rule(&r), Some(PolicyRule::Target));
+    let r = chain.run(&agent, 21_000, transfer(Address([8; 20]), 1));
+    assert_eq!(rule(&r), Some(PolicyRule::Target));
+    let deploy = |env| TxBody::Deploy {
+        env,
+        code: differential::code(Contract::Registry, Impl::Sol),
+        args: Vec::new(),
+        value: U256::ZERO,
+    };
+    let r = chain.run(&agent, 10_000_000, deploy(Env::Evm));
+    assert_eq!(rule(&r), Some(PolicyRule::Deploy));
+
+    // Environments alone: WASM contracts only (a plain transfer has none and passes).
+    let mut boss_chain = Chain::new(&[&agent, &deployer]);
+    let wasm_token = boss_chain.deploy(
+        &deployer,
+        Env::Wasm,
+        differential::code(Contract::Token, Impl::C),
+        abi::u(SUPPLY).to_vec(),
+    );
+    let evm_token = boss_chain.deploy(
+        &deployer,
+        Env::Evm,
+        differential::code(Contract::Token, Impl::Sol),
+        abi::u(SUPPLY).to_vec(),
+    );
+    let height = boss_chain.height;
+    let wasm_only = AccountPolicy {
+        envs: Some(vec![Env::Wasm]),
+        valid_until: Some(height + 6),
+        ..AccountPolicy::default()
+    };
+    assert_eq!(
+        run_change(&mut boss_chain, &agent, set_policy(me, wasm_only)).status,
+        TxStatus::Success
+    );
+    let r = boss_chain.call(&agent, evm_token, pay.clone());
+    assert_eq!(rule(&r), Some(PolicyRule::Environment));
+    // Allowed, and reverted by the token (the agent holds none): charged, not denied.
+    let r = boss_chain.call(&agent, wasm_token, pay.clone());
+    assert_eq!((r.status, rule(&r)), (TxStatus::Revert, None), "{r:?}");
+    let r = boss_chain.run(&agent, 21_000, transfer(Address([8; 20]), 1));
+    assert_eq!(r.status, TxStatus::Success);
+    let r = boss_chain.run(&agent, 10_000_000, deploy(Env::Evm));
+    assert_eq!(rule(&r), Some(PolicyRule::Environment));
+    // The window ends: nothing more.
+    while boss_chain.height < height + 6 {
+        boss_chain.block(Vec::new());
+    }
+    let r = boss_chain.run(&agent, 21_000, transfer(Address([8; 20]), 1));
+    assert_eq!(rule(&r), Some(PolicyRule::ValidUntil));
+    let later = AccountPolicy {
+        valid_from: Some(height + 100),
+        ..AccountPolicy::default()
+    };
+    let r = run_change(&mut boss_chain, &agent, set_policy(me, later));
+    assert_eq!(
+        rule(&r),
+        Some(PolicyRule::ValidUntil),
+        "checked before the change"
+    );
+}
+
+/// An Ethereum account manages its policy with a call to the policy address (its envelope
+/// carries only calls): the same change, gas and denials as the native body.
+#[test]
+fn an_ethereum_account_sets_its_policy_with_a_call() {
+    let funder = key(1);
+    let mut chain = Chain::new(&[&funder]);
+    let mut eth = EthAgent::new(7);
+    chain.run(&funder, 21_000, transfer(eth.address, 10_000_000_000));
+    let policy = AccountPolicy {
+        max_value_per_tx: Some(U256::from(5u64)),
+        ..AccountPolicy::default()
+    };
+    let body = set_policy(eth.address, policy);
+    let data = body.policy_call_data();
+    let gas = gas_of(&body);
+    let tx = eth.tx(gas, Some(POLICY_ADDRESS), 0, data.clone());
+    let (out, _) = chain.block(vec![tx]);
+    assert_eq!(
+        out.receipts[0].status,
+        TxStatus::Success,
+        "{:?}",
+        out.receipts
+    );
+    assert_eq!(out.receipts[0].gas_used, gas);
+    let record = keel_runtime::policy::read_record(&chain.store.latest_view(), &eth.address)
+        .expect("read")
+        .expect("a record");
+    assert_eq!(record.source, eth.address);
+    let tx = eth.tx(21_000, Some(Address([3; 20])), 6, Vec::new());
+    let (out, _) = chain.block(vec![tx]);
+    assert_eq!(
+        denial(&out.receipts[0]).map(|d| d.rule),
+        Some(PolicyRule::ValuePerTx)
+    );
+    eth.nonce -= 1;
+    // Too little gas for the change: refused as intrinsic gas, as every transaction.
+    let tx = eth.tx(gas - 1, Some(POLICY_ADDRESS), 0, data);
+    let (out, _) = chain.block(vec![tx]);
+    assert!(matches!(
+        out.receipts[0].error,
+        Some(TxError::IntrinsicGasTooLow { .. })
+    ));
+}
+
+/// A secp256k1 account sending EIP-1559 envelopes (gas price 1 on a chain whose base fee is
+/// its minimum gas price, 0).
+struct EthAgent {
+    key: k256::ecdsa::SigningKey,
+    address: Address,
+    nonce: u64,
+}
+
+impl EthAgent {
+    fn new(seed: u8) -> EthAgent {
+        let key = k256::ecdsa::SigningKey::from_slice(&[seed.max(1); 32]).expect("key");
+        let mut agent = EthAgent {
+            key,
+            address: Address::ZERO,
+            nonce: 0,
+        };
+        agent.address = agent.tx(21_000, None, 0, Vec::new()).tx.sender_address();
+        agent.nonce = 0;
+        agent
+    }
+
+    fn tx(
+        &mut self,
+        gas: u64,
+        to: Option<Address>,
+        value: u64,
+        data: Vec<u8>,
+    ) -> SignedTransaction {
+        use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+        use alloy_eips::eip2718::Encodable2718;
+        use alloy_primitives::{Bytes, TxKind};
+        let tx = TxEip1559 {
+            chain_id: CHAIN_ID,
+            nonce: self.nonce,
+            gas_limit: gas,
+            max_fee_per_gas: 1,
+            max_priority_fee_per_gas: 1,
+            to: to.map_or(TxKind::Create, |a| {
+                TxKind::Call(alloy_primitives::Address::from(a.0))
+            }),
+            value: alloy_primitives::U256::from(value),
+            access_list: Default::default(),
+            input: Bytes::from(data),
+        };
+        let (signature, recovery) = self
+            .key
+            .sign_prehash_recoverable(tx.signature_hash().as_slice())
+            .expect("sign");
+        let signed = tx.into_signed(alloy_primitives::Signature::from((signature, recovery)));
+        let raw = TxEnvelope::from(signed).encoded_2718();
+        self.nonce += 1;
+        keel_types::eth::decode(&raw, CHAIN_ID, 0).expect("decodes")
+    }
+}
+
+#[path = "policy_property.rs"]
+mod property;

@@ -1,0 +1,404 @@
+//! Account policies: the limits an account (or the controller it named) puts on what its
+//! transactions may do, kept in state so every node applies them the same way, and the typed
+//! denial a transaction that breaks one gets (docs/policies.md).
+//!
+//! A policy is a conjunction of optional limits; `None` means "no limit". The relation
+//! [`AccountPolicy::within`] ("every transaction `self` permits, `outer` permits too") is what
+//! an agent may do to its own policy: only move to a policy within the current one.
+
+use crate::address::Address;
+use crate::encoding::{check_len, Canonical, DecodeError};
+use crate::state_key::Env;
+use crate::{Epoch, Height, U256};
+use borsh::{BorshDeserialize, BorshSerialize};
+
+/// Most targets one policy may list.
+pub const MAX_POLICY_TARGETS: usize = 32;
+/// Most 4-byte selectors one target may be narrowed to.
+pub const MAX_TARGET_SELECTORS: usize = 16;
+/// Largest encoded [`PolicyRecord`]: targets with their selectors and the fixed fields.
+pub const MAX_POLICY_RECORD_BYTES: usize =
+    MAX_POLICY_TARGETS * (20 + 1 + 4 + MAX_TARGET_SELECTORS * 4) + 512;
+
+/// Gas a policy transaction costs before its bytes: a transaction's base cost plus one fresh
+/// storage write (what the record costs the tree).
+pub const POLICY_TX_BASE_GAS: u64 = 21_000 + 20_000;
+/// Gas per byte of a policy transaction's body (calldata's non-zero byte price).
+pub const POLICY_TX_GAS_PER_BYTE: u64 = 16;
+
+/// One allowed target, optionally narrowed to some 4-byte function selectors.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct TargetRule {
+    pub to: Address,
+    /// `None`: any call to `to`; `Some`: only calls whose data starts with one of these.
+    pub selectors: Option<Vec<[u8; 4]>>,
+}
+
+/// The limits on an account's transactions. Every field `None` (or `false`): no limits.
+#[derive(Debug, Clone, PartialEq, Eq, Default, BorshSerialize, BorshDeserialize)]
+pub struct AccountPolicy {
+    /// Environments whose contracts the account may call or deploy: `None` any.
+    pub envs: Option<Vec<Env>>,
+    /// Addresses the account may send to or call: `None` any. With a list, deploys are
+    /// denied (a deploy has no target to list).
+    pub targets: Option<Vec<TargetRule>>,
+    /// Most native value one transaction may send.
+    pub max_value_per_tx: Option<U256>,
+    /// Most native value the account may send per epoch.
+    pub max_value_per_epoch: Option<U256>,
+    /// Most fees the account may pay per epoch.
+    pub max_fee_per_epoch: Option<U256>,
+    /// Most transactions the account may send per epoch.
+    pub max_txs_per_epoch: Option<u64>,
+    /// First height at which the account may send.
+    pub valid_from: Option<Height>,
+    /// Last height at which the account may send.
+    pub valid_until: Option<Height>,
+    /// No transaction at all (only its controller can lift it).
+    pub frozen: bool,
+}
+
+/// What is stored under `StateKey::Policy(account)`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, BorshSerialize, BorshDeserialize)]
+pub struct PolicyRecord {
+    /// Who may change the policy freely (tighten or loosen) and name another controller.
+    pub controller: Option<Address>,
+    pub policy: AccountPolicy,
+    /// Who set the policy last (the account or its controller): a denial's `source`.
+    pub source: Address,
+    /// The height of the last change.
+    pub changed_at: Height,
+}
+
+/// What is stored under `StateKey::PolicySpend(account)`: what the account used in `epoch`.
+/// An entry of an older epoch reads as all zero (the reset is lazy: no per-epoch sweep).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, BorshSerialize, BorshDeserialize)]
+pub struct PolicySpend {
+    pub epoch: Epoch,
+    pub value: U256,
+    pub fees: U256,
+    pub txs: u64,
+}
+
+impl PolicySpend {
+    /// What was used in `epoch` (zero if this entry is from another epoch).
+    pub fn in_epoch(self, epoch: Epoch) -> PolicySpend {
+        if self.epoch == epoch {
+            self
+        } else {
+            PolicySpend {
+                epoch,
+                ..PolicySpend::default()
+            }
+        }
+    }
+}
+
+/// Which rule denied a transaction. Discriminants are explicit: receipts are hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+#[borsh(use_discriminant = true)]
+#[repr(u8)]
+pub enum PolicyRule {
+    Frozen = 0,
+    ValidFrom = 1,
+    ValidUntil = 2,
+    Environment = 3,
+    Target = 4,
+    Selector = 5,
+    Deploy = 6,
+    ValuePerTx = 7,
+    ValuePerEpoch = 8,
+    FeePerEpoch = 9,
+    TxsPerEpoch = 10,
+    /// A policy change by someone who is neither the account nor its controller.
+    NotController = 11,
+    /// An account's own change that would loosen its policy or name a controller while
+    /// limited: only its controller may.
+    Loosening = 12,
+}
+
+impl PolicyRule {
+    /// The stable name RPC and docs use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyRule::Frozen => "frozen",
+            PolicyRule::ValidFrom => "valid_from",
+            PolicyRule::ValidUntil => "valid_until",
+            PolicyRule::Environment => "environment",
+            PolicyRule::Target => "target",
+            PolicyRule::Selector => "selector",
+            PolicyRule::Deploy => "deploy",
+            PolicyRule::ValuePerTx => "max_value_per_tx",
+            PolicyRule::ValuePerEpoch => "max_value_per_epoch",
+            PolicyRule::FeePerEpoch => "max_fee_per_epoch",
+            PolicyRule::TxsPerEpoch => "max_txs_per_epoch",
+            PolicyRule::NotController => "not_controller",
+            PolicyRule::Loosening => "loosening",
+        }
+    }
+}
+
+/// Whose rule it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+#[borsh(use_discriminant = true)]
+#[repr(u8)]
+pub enum PolicyScope {
+    Account = 0,
+    SessionKey = 1,
+    Contract = 2,
+    Plugin = 3,
+}
+
+impl PolicyScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyScope::Account => "account",
+            PolicyScope::SessionKey => "session_key",
+            PolicyScope::Contract => "contract",
+            PolicyScope::Plugin => "plugin",
+        }
+    }
+}
+
+/// Why a policy denied a transaction, with the numbers an agent needs to act on it: the
+/// limit, what was used (this transaction included where it counts), the epoch whose start
+/// resets the budget (`None` for rules that do not reset), and who set the rule.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct PolicyDenial {
+    pub rule: PolicyRule,
+    pub scope: PolicyScope,
+    pub limit: U256,
+    pub used: U256,
+    pub resets_at_epoch: Option<Epoch>,
+    pub source: Address,
+}
+
+impl std::fmt::Display for PolicyDenial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} rule `{}` set by {} (limit {}, used {}",
+            self.scope.as_str(),
+            self.rule.as_str(),
+            self.source,
+            self.limit,
+            self.used
+        )?;
+        match self.resets_at_epoch {
+            Some(epoch) => write!(f, ", resets at epoch {epoch})"),
+            None => f.write_str(")"),
+        }
+    }
+}
+
+/// `inner` ≤ `outer` as limits, `None` being no limit.
+fn cap_within<T: PartialOrd>(inner: &Option<T>, outer: &Option<T>) -> bool {
+    match (inner, outer) {
+        (_, None) => true,
+        (None, Some(_)) => false,
+        (Some(i), Some(o)) => i <= o,
+    }
+}
+
+impl AccountPolicy {
+    /// Whether every transaction this policy permits, `outer` permits too.
+    pub fn within(&self, outer: &AccountPolicy) -> bool {
+        if outer.frozen && !self.frozen {
+            return false;
+        }
+        let envs = match (&self.envs, &outer.envs) {
+            (_, None) => true,
+            (None, Some(_)) => false,
+            (Some(i), Some(o)) => i.iter().all(|e| o.contains(e)),
+        };
+        let targets = match (&self.targets, &outer.targets) {
+            (_, None) => true,
+            (None, Some(_)) => false,
+            (Some(i), Some(o)) => i.iter().all(|rule| {
+                o.iter().any(|outer_rule| {
+                    outer_rule.to == rule.to && selectors_within(rule, outer_rule)
+                })
+            }),
+        };
+        // A window starting later or ending earlier is narrower.
+        let from = match (self.valid_from, outer.valid_from) {
+            (_, None) => true,
+            (None, Some(_)) => false,
+            (Some(i), Some(o)) => i >= o,
+        };
+        envs && targets
+            && from
+            && cap_within(&self.valid_until, &outer.valid_until)
+            && cap_within(&self.max_value_per_tx, &outer.max_value_per_tx)
+            && cap_within(&self.max_value_per_epoch, &outer.max_value_per_epoch)
+            && cap_within(&self.max_fee_per_epoch, &outer.max_fee_per_epoch)
+            && cap_within(&self.max_txs_per_epoch, &outer.max_txs_per_epoch)
+    }
+
+    /// Whether the policy limits anything.
+    pub fn is_unlimited(&self) -> bool {
+        *self == AccountPolicy::default()
+    }
+}
+
+fn selectors_within(inner: &TargetRule, outer: &TargetRule) -> bool {
+    match (&inner.selectors, &outer.selectors) {
+        (_, None) => true,
+        (None, Some(_)) => false,
+        (Some(i), Some(o)) => i.iter().all(|s| o.contains(s)),
+    }
+}
+
+impl Canonical for AccountPolicy {
+    const KIND: &'static str = "AccountPolicy";
+    const VERSION: u8 = 1;
+    const MAX_ENCODED_BYTES: usize = MAX_POLICY_RECORD_BYTES;
+
+    fn validate(&self) -> Result<(), DecodeError> {
+        if let Some(envs) = &self.envs {
+            check_len(Self::KIND, "envs", envs.len(), 2)?;
+        }
+        if let Some(targets) = &self.targets {
+            check_len(Self::KIND, "targets", targets.len(), MAX_POLICY_TARGETS)?;
+            for rule in targets {
+                if let Some(selectors) = &rule.selectors {
+                    check_len(
+                        Self::KIND,
+                        "selectors",
+                        selectors.len(),
+                        MAX_TARGET_SELECTORS,
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Canonical for PolicyRecord {
+    const KIND: &'static str = "PolicyRecord";
+    const VERSION: u8 = 1;
+    const MAX_ENCODED_BYTES: usize = MAX_POLICY_RECORD_BYTES;
+
+    fn validate(&self) -> Result<(), DecodeError> {
+        self.policy.validate()
+    }
+}
+
+impl Canonical for PolicySpend {
+    const KIND: &'static str = "PolicySpend";
+    const VERSION: u8 = 1;
+    const MAX_ENCODED_BYTES: usize = 1 + 8 + 32 + 32 + 8;
+}
+
+/// Why a policy change happened, as a policy log's data word says it (stable numbers: an
+/// agent watching its own account reads them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum PolicyChange {
+    /// The account tightened its own policy.
+    TightenedByAccount = 1,
+    /// The controller set the policy.
+    SetByController = 2,
+    /// The account named its first controller.
+    ControllerNamed = 3,
+    /// The controller named another controller.
+    ControllerChanged = 4,
+    /// The controller released the account (no controller any more).
+    ControllerReleased = 5,
+}
+
+/// The policy system address (no key, no code, like `Address::FEE_BURN`): policy logs come
+/// from it, and a transaction that calls it with no value and the borsh encoding of a
+/// `SetPolicy` or `SetController` body as data makes that change — how Ethereum accounts,
+/// whose envelopes carry only calls and creations, manage policies
+/// (`TxBody::as_policy_change`).
+pub const POLICY_ADDRESS: Address = Address([
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x90, 0x11,
+]);
+
+/// Topic 0 of a policy log: keccak256 of `PolicyChanged(address,address,uint8)`
+/// (topics: this, then the account and who changed it; data: the [`PolicyChange`] word).
+pub fn policy_changed_topic() -> [u8; 32] {
+    crate::eth::keccak256(b"PolicyChanged(address,address,uint8)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn capped(value: u64) -> AccountPolicy {
+        AccountPolicy {
+            max_value_per_epoch: Some(U256::from(value)),
+            ..AccountPolicy::default()
+        }
+    }
+
+    #[test]
+    fn within_is_tightening() {
+        let open = AccountPolicy::default();
+        assert!(capped(5).within(&open));
+        assert!(!open.within(&capped(5)));
+        assert!(capped(4).within(&capped(5)));
+        assert!(!capped(6).within(&capped(5)));
+        let frozen = AccountPolicy {
+            frozen: true,
+            ..AccountPolicy::default()
+        };
+        assert!(!open.within(&frozen), "unfreezing loosens");
+        assert!(frozen.within(&open));
+        let target = |selectors: Option<Vec<[u8; 4]>>| AccountPolicy {
+            targets: Some(vec![TargetRule {
+                to: Address([7; 20]),
+                selectors,
+            }]),
+            ..AccountPolicy::default()
+        };
+        assert!(target(Some(vec![[1; 4]])).within(&target(None)));
+        assert!(!target(None).within(&target(Some(vec![[1; 4]]))));
+        assert!(!target(Some(vec![[1; 4], [2; 4]])).within(&target(Some(vec![[1; 4]]))));
+        let window = |from, until| AccountPolicy {
+            valid_from: from,
+            valid_until: until,
+            ..AccountPolicy::default()
+        };
+        assert!(window(Some(10), Some(20)).within(&window(Some(5), Some(30))));
+        assert!(!window(Some(4), Some(20)).within(&window(Some(5), Some(30))));
+        assert!(!window(None, Some(20)).within(&window(Some(5), None)));
+    }
+
+    #[test]
+    fn records_decode_within_their_bound() {
+        let record = PolicyRecord {
+            controller: Some(Address([1; 20])),
+            policy: AccountPolicy {
+                envs: Some(vec![Env::Evm, Env::Wasm]),
+                targets: Some(
+                    (0..MAX_POLICY_TARGETS)
+                        .map(|i| TargetRule {
+                            to: Address([i as u8; 20]),
+                            selectors: Some(vec![[0xff; 4]; MAX_TARGET_SELECTORS]),
+                        })
+                        .collect(),
+                ),
+                max_value_per_tx: Some(U256::MAX),
+                max_value_per_epoch: Some(U256::MAX),
+                max_fee_per_epoch: Some(U256::MAX),
+                max_txs_per_epoch: Some(u64::MAX),
+                valid_from: Some(u64::MAX),
+                valid_until: Some(u64::MAX),
+                frozen: true,
+            },
+            source: Address([2; 20]),
+            changed_at: u64::MAX,
+        };
+        let bytes = record.encode();
+        assert!(bytes.len() <= MAX_POLICY_RECORD_BYTES);
+        assert_eq!(PolicyRecord::decode(&bytes).expect("decodes"), record);
+        let mut too_many = record.clone();
+        if let Some(targets) = too_many.policy.targets.as_mut() {
+            targets.push(targets[0].clone());
+        }
+        assert!(PolicyRecord::decode(&too_many.encode()).is_err());
+    }
+}
