@@ -484,17 +484,19 @@ impl Mempool {
         }
         // The sender's policy, with its queued transactions that run first counted as if
         // each sent its value and paid its whole fee (execution, in the block, decides).
-        let queued = queue
-            .map(|q| {
-                q.range(..nonce)
-                    .fold(PolicySpend::default(), |used, (_, e)| PolicySpend {
-                        epoch: used.epoch,
-                        value: used.value.saturating_add(e.tx.tx.body.value()),
-                        fees: used.fees.saturating_add(e.tx.tx.max_fee()),
-                        txs: used.txs.saturating_add(1),
-                    })
-            })
-            .unwrap_or_default();
+        let add = |used: PolicySpend, e: &Entry| PolicySpend {
+            epoch: used.epoch,
+            value: used.value.saturating_add(e.tx.tx.body.value()),
+            fees: used.fees.saturating_add(e.tx.tx.max_fee()),
+            txs: used.txs.saturating_add(1),
+        };
+        let mut queued = policy::Queued::default();
+        for (_, e) in queue.into_iter().flat_map(|q| q.range(..nonce)) {
+            queued.account = add(queued.account, e);
+            if e.tx.tx.sender == entry.tx.tx.sender {
+                queued.session = add(queued.session, e);
+            }
+        }
         let decision = policy::evaluate(state, &entry.tx.tx, self.next_block, queued)?;
         if let Some(denial) = decision.denial {
             return Err(AdmitError::PolicyDenied(denial));

@@ -177,6 +177,8 @@ pub struct TxRequest {
     pub gas_price: Option<u128>,
     pub nonce: Option<u64>,
     pub wait: bool,
+    /// Sign with the key as a session key of this account (`Sender::Session`).
+    pub acting_as: Option<Address>,
 }
 
 pub fn parse_amount(text: &str) -> Result<U256, ClientError> {
@@ -254,7 +256,10 @@ pub async fn send(
         .and_then(Value::as_str)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let sender = Address::from_public_key(&key.public_key());
+    // A session key signs for the account it acts as, with that account's nonce.
+    let sender = request
+        .acting_as
+        .unwrap_or_else(|| Address::from_public_key(&key.public_key()));
     let nonce = match request.nonce {
         Some(n) => n,
         None => {
@@ -269,13 +274,20 @@ pub async fn send(
         TxBody::Deploy { .. } => DEPLOY_GAS,
         TxBody::Call { .. } | TxBody::Revive { .. } | TxBody::Unflag { .. } => CALL_GAS,
         // Exactly what a policy change costs.
-        body @ (TxBody::SetPolicy { .. } | TxBody::SetController { .. }) => {
-            body.policy_gas().unwrap_or(CALL_GAS)
-        }
+        body @ (TxBody::SetPolicy { .. }
+        | TxBody::SetController { .. }
+        | TxBody::AddSessionKey { .. }
+        | TxBody::RevokeSessionKey { .. }) => body.policy_gas().unwrap_or(CALL_GAS),
     });
     let tx = Transaction {
         chain_id,
-        sender: key.public_key().into(),
+        sender: match request.acting_as {
+            Some(account) => keel_types::Sender::Session {
+                account,
+                key: key.public_key(),
+            },
+            None => key.public_key().into(),
+        },
         nonce,
         gas_limit,
         gas_price: request.gas_price.unwrap_or(min_price).max(min_price),

@@ -175,6 +175,10 @@ struct SendArgs {
     /// Wait for finality and print the receipt.
     #[arg(long)]
     wait: bool,
+    /// Sign as a session key of this account (`keel tx policy session-key add`): the
+    /// account pays, within the key's scope.
+    #[arg(long = "as")]
+    acting_as: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -257,6 +261,38 @@ enum PolicyCommand {
         #[arg(long, conflicts_with = "controller")]
         none: bool,
     },
+    /// Session keys: extra ed25519 keys that act as the account within a scope.
+    #[command(subcommand)]
+    SessionKey(SessionKeyCommand),
+}
+
+#[derive(Subcommand)]
+enum SessionKeyCommand {
+    /// Authorise a key (a key file or a 0x public key) to act as the account within the
+    /// given limits (the account's own policy applies too) until `--expires-at`. Adding a
+    /// key again replaces its scope.
+    Add {
+        #[command(flatten)]
+        send: SendArgs,
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long)]
+        session_key: String,
+        /// The last height at which the key may sign.
+        #[arg(long)]
+        expires_at: u64,
+        #[command(flatten)]
+        limits: keel_cli::policy::PolicyArgs,
+    },
+    /// Revoke a session key.
+    Revoke {
+        #[command(flatten)]
+        send: SendArgs,
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long)]
+        session_key: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -330,6 +366,11 @@ async fn send_tx(send: SendArgs, body: TxBody) -> Result<Value, ClientError> {
             gas_price: send.gas_price,
             nonce: send.nonce,
             wait: send.wait,
+            acting_as: send
+                .acting_as
+                .as_deref()
+                .map(client::parse_address)
+                .transpose()?,
         },
     )
     .await
@@ -445,6 +486,31 @@ async fn policy_tx(command: PolicyCommand) -> Result<Value, ClientError> {
                 },
             )
             .await
+        }
+        PolicyCommand::SessionKey(SessionKeyCommand::Add {
+            send,
+            account,
+            session_key,
+            expires_at,
+            limits,
+        }) => {
+            let account = keel_cli::policy::account_or(account.as_deref(), sender_of(&send)?)?;
+            let body = TxBody::AddSessionKey {
+                account,
+                key: keel_cli::policy::public_key(&session_key)?,
+                policy: limits.policy()?,
+                expires_at,
+            };
+            send_tx(send, body).await
+        }
+        PolicyCommand::SessionKey(SessionKeyCommand::Revoke {
+            send,
+            account,
+            session_key,
+        }) => {
+            let account = keel_cli::policy::account_or(account.as_deref(), sender_of(&send)?)?;
+            let key = keel_cli::policy::public_key(&session_key)?;
+            send_tx(send, TxBody::RevokeSessionKey { account, key }).await
         }
     }
 }

@@ -108,3 +108,16 @@ fn target(text: &str) -> Result<TargetRule, ClientError> {
 pub fn account_or(account: Option<&str>, sender: Address) -> Result<Address, ClientError> {
     account.map_or(Ok(sender), parse_address)
 }
+
+/// A session key: the public key of a key file (`keel keys new`), or a 0x public key.
+pub fn public_key(text: &str) -> Result<keel_types::PublicKey, ClientError> {
+    let path = std::path::Path::new(text);
+    if path.exists() {
+        return Ok(crate::client::read_key(path)?.public_key());
+    }
+    let raw = parse_hex(text, "--session-key")?;
+    let bytes = <[u8; 32]>::try_from(raw.as_slice()).map_err(|_| ClientError::BadPolicy {
+        detail: format!("--session-key {text:?} is neither a key file nor a 32-byte public key"),
+    })?;
+    Ok(keel_types::PublicKey(bytes))
+}

@@ -375,6 +375,7 @@ fn churn(client: Arc<Client>, funders: Vec<keel_types::SecretKey>, stop: Arc<Ato
                 gas_price: None,
                 nonce: None,
                 wait: true,
+                acting_as: None,
             };
             // A transaction lost to a view change is simply sent again with the next one.
             let _ = rt.block_on(client::send(&client, key, request));

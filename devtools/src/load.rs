@@ -157,6 +157,7 @@ async fn fund(client: &Client, opts: &LoadOptions, senders: &[SecretKey]) -> Res
                 gas_price: None,
                 nonce: None,
                 wait: false,
+                acting_as: None,
             },
         )
         .await?;

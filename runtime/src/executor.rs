@@ -522,18 +522,14 @@ impl Runtime {
         // What a charged transaction used counts against its budgets: the value it sent if
         // it succeeded (an account without code sends value only in its own frame), and its
         // fee whatever the outcome.
-        // (Unless the transaction deleted the sender's own policy: then nothing is counted.)
-        let counted = decision.record.is_some()
-            && receipt.status != TxStatus::Rejected
-            && (t.body.as_policy_change().is_none()
-                || crate::policy::read_record(&*overlay, &sender)?.is_some());
-        if counted {
+        let checked = decision.record.is_some() || decision.session.is_some();
+        if checked && receipt.status != TxStatus::Rejected {
             let value = match receipt.status {
                 TxStatus::Success => t.body.value(),
                 _ => U256::ZERO,
             };
             let fee = U256::from(receipt.gas_used) * U256::from(t.gas_price);
-            crate::policy::record_spend(overlay, sender, decision.spend, (value, fee))?;
+            crate::policy::record_outcome(overlay, t, &decision, (value, fee))?;
             overlay.discard_journal();
         }
         Ok(receipt)

@@ -6,9 +6,11 @@
 use keel_state::{Overlay, StateError, StateView, StateViewExt};
 use keel_types::policy::{
     policy_changed_topic, AccountPolicy, PolicyChange, PolicyDenial, PolicyRecord, PolicyRule,
-    PolicyScope, PolicySpend, POLICY_ADDRESS,
+    PolicyScope, PolicySpend, SessionKey, SessionKeys, MAX_SESSION_KEYS, POLICY_ADDRESS,
 };
-use keel_types::{Address, Canonical, Epoch, Height, Log, StateKey, Transaction, TxBody, U256};
+use keel_types::{
+    Address, Canonical, Epoch, Height, Log, PublicKey, Sender, StateKey, Transaction, TxBody, U256,
+};
 
 /// Where a transaction is checked: the height and epoch of the block it runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +38,8 @@ pub struct Decision {
     /// What the account used this epoch before the transaction (queued ones included at
     /// admission).
     pub spend: PolicySpend,
+    /// The session key that signed it, and what that key used this epoch before it.
+    pub session: Option<(PublicKey, PolicySpend)>,
     /// Every rule checked, in order, up to the first denial.
     pub trail: Vec<RuleCheck>,
     pub denial: Option<PolicyDenial>,
@@ -63,54 +67,141 @@ pub fn read_spend(
     Ok(stored.unwrap_or_default().in_epoch(epoch))
 }
 
-/// Checks `t` against its sender's policy at `at`, with `queued` already used on top of the
-/// stored spending (the sender's earlier transactions waiting in the mempool; zero in a
-/// block). Rules in a fixed order: frozen, window, rate, fees, then for transactions that
-/// send or call: deploy, target, selector, environment, value per transaction, value per
-/// epoch. An `Err` is a state read (an expired policy among them: fail closed).
+/// What the sender's transactions waiting in the mempool would use before this one: counted
+/// at admission on top of the stored spending (zero in a block).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Queued {
+    /// Every queued transaction of the account.
+    pub account: PolicySpend,
+    /// The queued ones signed by the same session key.
+    pub session: PolicySpend,
+}
+
+fn plus(stored: PolicySpend, queued: PolicySpend, epoch: Epoch) -> PolicySpend {
+    PolicySpend {
+        epoch,
+        value: stored.value.saturating_add(queued.value),
+        fees: stored.fees.saturating_add(queued.fees),
+        txs: stored.txs.saturating_add(queued.txs),
+    }
+}
+
+pub fn read_session_keys(
+    view: &dyn StateView,
+    account: &Address,
+) -> Result<SessionKeys, StateError> {
+    Ok(view
+        .get(&StateKey::SessionKeys(*account))?
+        .map(|raw| SessionKeys::decode(&raw).map_err(StateError::decode("session keys")))
+        .transpose()?
+        .unwrap_or_default())
+}
+
+/// What session key `key` of `account` used in `epoch`.
+pub fn read_session_spend(
+    view: &dyn StateView,
+    account: &Address,
+    key: &PublicKey,
+    epoch: Epoch,
+) -> Result<PolicySpend, StateError> {
+    let stored = view
+        .get(&StateKey::SessionSpend(*account, *key))?
+        .map(|raw| PolicySpend::decode(&raw).map_err(StateError::decode("session spending")))
+        .transpose()?;
+    Ok(stored.unwrap_or_default().in_epoch(epoch))
+}
+
+/// Checks `t` at `at`: a session key's standing first (known, unexpired, not changing
+/// policies), then the account's policy, then the session key's own scope — each in the
+/// fixed order of [`rules`] — with `queued` on top of the stored spending. Stops at the first
+/// denial. An `Err` is a state read.
 pub fn evaluate(
     view: &dyn StateView,
     t: &Transaction,
     at: At,
-    queued: PolicySpend,
+    queued: Queued,
 ) -> Result<Decision, StateError> {
     let sender = t.sender_address();
-    let Some(record) = read_record(view, &sender)? else {
-        return Ok(Decision::default());
-    };
-    let stored = read_spend(view, &sender, at.epoch)?;
-    let used = PolicySpend {
-        epoch: at.epoch,
-        value: stored.value.saturating_add(queued.value),
-        fees: stored.fees.saturating_add(queued.fees),
-        txs: stored.txs.saturating_add(queued.txs),
-    };
     let mut checks = Checks {
         trail: Vec::new(),
         denial: None,
-        source: record.source,
+        scope: PolicyScope::SessionKey,
+        source: sender,
         resets: at.epoch.saturating_add(1),
     };
-    rules(view, t, at, &record.policy, used, &mut checks)?;
-    Ok(Decision {
-        record: Some(record),
-        spend: used,
-        trail: checks.trail,
-        denial: checks.denial,
-    })
+    let mut decision = Decision::default();
+    let session = match t.sender {
+        Sender::Session { account, key } => {
+            let keys = read_session_keys(view, &account)?;
+            let entry = keys.find(&key).cloned();
+            if !checks.check(
+                PolicyRule::SessionKeyUnknown,
+                entry.is_some(),
+                flag(entry.is_some()),
+            ) {
+                return Ok(checks.into(decision));
+            }
+            let entry = entry.ok_or(StateError::Corrupt("checked above".into()))?;
+            checks.source = entry.added_by;
+            let live = at.height <= entry.expires_at;
+            let numbers = (U256::from(entry.expires_at), U256::from(at.height));
+            let own = t.body.as_policy_change().is_none();
+            if !checks.check(PolicyRule::SessionKeyExpired, live, numbers)
+                || !checks.check(PolicyRule::SessionKeyScope, own, flag(own))
+            {
+                return Ok(checks.into(decision));
+            }
+            Some(entry)
+        }
+        _ => None,
+    };
+    if let Some(record) = read_record(view, &sender)? {
+        let used = plus(
+            read_spend(view, &sender, at.epoch)?,
+            queued.account,
+            at.epoch,
+        );
+        checks.scope = PolicyScope::Account;
+        checks.source = record.source;
+        rules(view, t, at, &record.policy, used, &mut checks)?;
+        decision.record = Some(record);
+        decision.spend = used;
+        if checks.denial.is_some() {
+            return Ok(checks.into(decision));
+        }
+    }
+    if let Some(entry) = session {
+        let stored = read_session_spend(view, &sender, &entry.key, at.epoch)?;
+        let used = plus(stored, queued.session, at.epoch);
+        checks.scope = PolicyScope::SessionKey;
+        checks.source = entry.added_by;
+        rules(view, t, at, &entry.policy, used, &mut checks)?;
+        decision.session = Some((entry.key, used));
+    }
+    Ok(checks.into(decision))
 }
 
 struct Checks {
     trail: Vec<RuleCheck>,
     denial: Option<PolicyDenial>,
+    /// Whose rules are being checked, and who set them.
+    scope: PolicyScope,
     source: Address,
     resets: Epoch,
 }
 
 impl Checks {
+    fn into(self, decision: Decision) -> Decision {
+        Decision {
+            trail: self.trail,
+            denial: self.denial,
+            ..decision
+        }
+    }
+
     /// Records one rule; `false` once a rule denied (the caller stops there).
     fn check(&mut self, rule: PolicyRule, passed: bool, (limit, used): (U256, U256)) -> bool {
-        let scope = PolicyScope::Account;
+        let scope = self.scope;
         self.trail.push(RuleCheck {
             rule,
             scope,
@@ -203,7 +294,9 @@ fn rules(
         TxBody::Revive { .. }
         | TxBody::Unflag { .. }
         | TxBody::SetPolicy { .. }
-        | TxBody::SetController { .. } => return Ok(()),
+        | TxBody::SetController { .. }
+        | TxBody::AddSessionKey { .. }
+        | TxBody::RevokeSessionKey { .. } => return Ok(()),
     };
     let is_deploy = env.is_some();
     if let (Some(targets), false) = (&policy.targets, is_deploy) {
@@ -247,21 +340,36 @@ fn rules(
     Ok(())
 }
 
-/// Counts a charged transaction against its sender's budgets: `value` it sent (zero unless
-/// it succeeded) and `fee` it paid.
-pub fn record_spend(
+/// Counts a charged transaction against the budgets `decision` checked it with: `value` it
+/// sent (zero unless it succeeded) and `fee` it paid — the account's (unless the transaction
+/// deleted the account's own policy) and the session key's.
+pub fn record_outcome(
     overlay: &mut Overlay<&dyn StateView>,
-    sender: Address,
-    spend: PolicySpend,
+    t: &Transaction,
+    decision: &Decision,
     (value, fee): (U256, U256),
 ) -> Result<(), StateError> {
-    let after = PolicySpend {
+    let add = |spend: PolicySpend| PolicySpend {
         epoch: spend.epoch,
         value: spend.value.saturating_add(value),
         fees: spend.fees.saturating_add(fee),
         txs: spend.txs.saturating_add(1),
     };
-    overlay.set(StateKey::PolicySpend(sender), Some(after.encode()))
+    let sender = t.sender_address();
+    let still = t.body.as_policy_change().is_none() || read_record(&*overlay, &sender)?.is_some();
+    if decision.record.is_some() && still {
+        overlay.set(
+            StateKey::PolicySpend(sender),
+            Some(add(decision.spend).encode()),
+        )?;
+    }
+    if let Some((key, spend)) = decision.session {
+        overlay.set(
+            StateKey::SessionSpend(sender, key),
+            Some(add(spend).encode()),
+        )?;
+    }
+    Ok(())
 }
 
 /// Applies `change` (a `SetPolicy` or `SetController` body) sent by `sender` at `height`: who
@@ -273,7 +381,10 @@ pub fn apply_change(
     height: Height,
 ) -> Result<Result<Log, PolicyDenial>, StateError> {
     let account = match change {
-        TxBody::SetPolicy { account, .. } | TxBody::SetController { account, .. } => *account,
+        TxBody::SetPolicy { account, .. }
+        | TxBody::SetController { account, .. }
+        | TxBody::AddSessionKey { account, .. }
+        | TxBody::RevokeSessionKey { account, .. } => *account,
         // Only `TxBody::as_policy_change` bodies come here.
         _ => return Err(StateError::Corrupt("not a policy change".into())),
     };
@@ -329,6 +440,54 @@ pub fn apply_change(
             };
             (next, reason)
         }
+        TxBody::AddSessionKey {
+            key,
+            policy,
+            expires_at,
+            ..
+        } => {
+            let mut keys = read_session_keys(&*overlay, &account)?;
+            let entry = SessionKey {
+                key: *key,
+                policy: policy.clone(),
+                expires_at: *expires_at,
+                added_by: sender,
+                added_at: height,
+            };
+            let held = keys.0.len();
+            match keys.0.iter_mut().find(|k| k.key == *key) {
+                Some(slot) => *slot = entry,
+                None if held >= MAX_SESSION_KEYS => {
+                    let mut denial = deny(PolicyRule::TooManySessionKeys);
+                    denial.limit = U256::from(MAX_SESSION_KEYS);
+                    denial.used = U256::from(held);
+                    return Ok(Err(denial));
+                }
+                None => keys.0.push(entry),
+            }
+            overlay.set(StateKey::SessionKeys(account), Some(keys.encode()))?;
+            return Ok(Ok(change_log(
+                account,
+                sender,
+                PolicyChange::SessionKeyAdded,
+            )));
+        }
+        TxBody::RevokeSessionKey { key, .. } => {
+            let mut keys = read_session_keys(&*overlay, &account)?;
+            let before = keys.0.len();
+            keys.0.retain(|k| k.key != *key);
+            if keys.0.len() == before {
+                return Ok(Err(deny(PolicyRule::SessionKeyUnknown)));
+            }
+            let value = (!keys.0.is_empty()).then(|| keys.encode());
+            overlay.set(StateKey::SessionKeys(account), value)?;
+            overlay.set(StateKey::SessionSpend(account, *key), None)?;
+            return Ok(Ok(change_log(
+                account,
+                sender,
+                PolicyChange::SessionKeyRevoked,
+            )));
+        }
         _ => return Err(StateError::Corrupt("not a policy change".into())),
     };
     // A record that limits nothing and names no controller is the same as none: deleted,
@@ -339,6 +498,12 @@ pub fn apply_change(
         overlay.set(StateKey::Policy(account), None)?;
         overlay.set(StateKey::PolicySpend(account), None)?;
     }
+    Ok(Ok(change_log(account, sender, reason)))
+}
+
+/// The log of a policy change: topics (`PolicyChanged`, the account, who changed it), data
+/// the reason word.
+fn change_log(account: Address, sender: Address, reason: PolicyChange) -> Log {
     let word = |address: &Address| {
         let mut out = [0u8; 32];
         out[12..].copy_from_slice(&address.0);
@@ -346,9 +511,9 @@ pub fn apply_change(
     };
     let mut data = [0u8; 32];
     data[31] = reason as u8;
-    Ok(Ok(Log {
+    Log {
         address: POLICY_ADDRESS,
         topics: vec![policy_changed_topic(), word(&account), word(&sender)],
         data: data.to_vec(),
-    }))
+    }
 }

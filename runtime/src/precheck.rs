@@ -41,7 +41,9 @@ pub(crate) fn evm_parts(t: &Transaction) -> Option<(TxKind, Vec<u8>, U256)> {
         TxBody::Revive { .. }
         | TxBody::Unflag { .. }
         | TxBody::SetPolicy { .. }
-        | TxBody::SetController { .. } => return None,
+        | TxBody::SetController { .. }
+        | TxBody::AddSessionKey { .. }
+        | TxBody::RevokeSessionKey { .. } => return None,
     })
 }
 

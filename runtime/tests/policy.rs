@@ -494,3 +494,200 @@ impl EthAgent {
 
 #[path = "policy_property.rs"]
 mod property;
+
+/// A transaction signed by `session` acting as `account` (the account's next nonce, which
+/// the caller tracks through `chain.resync_nonce` of the account's own key).
+fn as_session(
+    chain: &Chain,
+    session: &SecretKey,
+    account: Address,
+    gas_limit: u64,
+    body: TxBody,
+) -> SignedTransaction {
+    let nonce = nonce(chain, &account);
+    keel_types::Transaction {
+        chain_id: CHAIN_ID,
+        sender: keel_types::Sender::Session {
+            account,
+            key: session.public_key(),
+        },
+        nonce,
+        gas_limit,
+        gas_price: chain.gas_price,
+        body,
+    }
+    .sign(session)
+}
+
+fn session_run(
+    chain: &mut Chain,
+    session: &SecretKey,
+    account: Address,
+    gas_limit: u64,
+    body: TxBody,
+) -> Receipt {
+    let tx = as_session(chain, session, account, gas_limit, body);
+    let (mut out, _) = chain.block(vec![tx]);
+    out.receipts.remove(0)
+}
+
+#[test]
+fn session_keys_act_as_the_account_within_their_scope_until_revoked_or_expired() {
+    let (agent, session, stranger, boss) = (key(1), key(5), key(6), key(7));
+    let mut chain = Chain::new(&[&agent, &stranger, &boss]);
+    let me = addr(&agent);
+    let router = Address([0x77; 20]);
+    let scope = AccountPolicy {
+        targets: Some(vec![TargetRule {
+            to: router,
+            selectors: None,
+        }]),
+        max_value_per_epoch: Some(U256::from(100u64)),
+        ..AccountPolicy::default()
+    };
+    let add = |key: &SecretKey, policy: AccountPolicy, expires_at: u64| TxBody::AddSessionKey {
+        account: me,
+        key: key.public_key(),
+        policy,
+        expires_at,
+    };
+    let added = run_change(&mut chain, &agent, add(&session, scope.clone(), 1_000));
+    assert_eq!(added.status, TxStatus::Success, "{added:?}");
+    assert_eq!(added.logs[0].data[31], 6, "session key added");
+    let rule = |r: &Receipt| denial(r).map(|d| (d.rule, d.scope));
+    let pay = |to: Address, amount: u64| transfer(to, amount);
+
+    // It acts as the account: the account pays and its nonce moves.
+    let (balance, before) = (chain.balance(&me), nonce(&chain, &me));
+    let r = session_run(&mut chain, &session, me, 21_000, pay(router, 60));
+    assert_eq!(r.status, TxStatus::Success, "{r:?}");
+    assert_eq!(chain.balance(&me), balance - U256::from(60u64 + 21_000));
+    assert_eq!(nonce(&chain, &me), before + 1);
+    // Outside its scope: budget, target, policy changes.
+    let tx = as_session(&chain, &session, me, 21_000, pay(router, 50));
+    let simulated = simulated(&chain, &tx);
+    let (mut out, _) = chain.block(vec![tx]);
+    let r = out.receipts.remove(0);
+    let d = denial(&r).expect("denied").clone();
+    assert_eq!(denial(&simulated), Some(&d));
+    assert_eq!(
+        (d.rule, d.scope, d.used, d.source),
+        (
+            PolicyRule::ValuePerEpoch,
+            PolicyScope::SessionKey,
+            U256::from(110u64),
+            me
+        )
+    );
+    let r = session_run(&mut chain, &session, me, 21_000, pay(Address([1; 20]), 1));
+    assert_eq!(
+        rule(&r),
+        Some((PolicyRule::Target, PolicyScope::SessionKey))
+    );
+    let tighten = set_policy(me, AccountPolicy::default());
+    let gas = gas_of(&tighten);
+    let r = session_run(&mut chain, &session, me, gas, tighten);
+    assert_eq!(
+        rule(&r),
+        Some((PolicyRule::SessionKeyScope, PolicyScope::SessionKey))
+    );
+    let escalate = add(&stranger, AccountPolicy::default(), 1_000);
+    let gas = gas_of(&escalate);
+    let r = session_run(&mut chain, &session, me, gas, escalate);
+    assert_eq!(
+        rule(&r),
+        Some((PolicyRule::SessionKeyScope, PolicyScope::SessionKey))
+    );
+    // A key the account never added.
+    let r = session_run(&mut chain, &stranger, me, 21_000, pay(router, 1));
+    assert_eq!(
+        rule(&r),
+        Some((PolicyRule::SessionKeyUnknown, PolicyScope::SessionKey))
+    );
+    assert_eq!(r.status, TxStatus::Rejected);
+    // The account's own key is not bound by the session's scope; the account's policy binds
+    // both.
+    chain.resync_nonce(&agent);
+    assert_eq!(
+        chain.run(&agent, 21_000, pay(Address([1; 20]), 500)).status,
+        TxStatus::Success
+    );
+    let own = AccountPolicy {
+        max_value_per_tx: Some(U256::from(10u64)),
+        ..AccountPolicy::default()
+    };
+    assert_eq!(
+        run_change(&mut chain, &agent, set_policy(me, own)).status,
+        TxStatus::Success
+    );
+    let r = session_run(&mut chain, &session, me, 21_000, pay(router, 20));
+    assert_eq!(
+        rule(&r),
+        Some((PolicyRule::ValuePerTx, PolicyScope::Account))
+    );
+    // Strangers cannot add keys; the controller-less account can revoke its own.
+    let r = run_change(
+        &mut chain,
+        &stranger,
+        add(&stranger, AccountPolicy::default(), 9),
+    );
+    assert_eq!(
+        rule(&r),
+        Some((PolicyRule::NotController, PolicyScope::Account))
+    );
+    chain.resync_nonce(&agent);
+    let revoke = TxBody::RevokeSessionKey {
+        account: me,
+        key: session.public_key(),
+    };
+    let revoked = run_change(&mut chain, &agent, revoke.clone());
+    assert_eq!(revoked.logs[0].data[31], 7, "session key revoked");
+    let r = session_run(&mut chain, &session, me, 21_000, pay(router, 1));
+    assert_eq!(
+        rule(&r),
+        Some((PolicyRule::SessionKeyUnknown, PolicyScope::SessionKey))
+    );
+    let view = chain.store.latest_view();
+    let spend = keel_state::StateView::get(
+        &view,
+        &keel_types::StateKey::SessionSpend(me, session.public_key()),
+    );
+    assert_eq!(spend.expect("read"), None, "deleted with the key");
+    let r = run_change(&mut chain, &agent, revoke);
+    assert_eq!(
+        rule(&r),
+        Some((PolicyRule::SessionKeyUnknown, PolicyScope::Account))
+    );
+    assert_eq!(r.status, TxStatus::Revert, "a refused change is charged");
+
+    // Expiry: the last height it may sign at.
+    let until = chain.height + 3;
+    run_change(&mut chain, &agent, add(&session, scope.clone(), until));
+    let r = session_run(&mut chain, &session, me, 21_000, pay(router, 1));
+    assert_eq!(r.status, TxStatus::Success, "{r:?}");
+    while chain.height < until {
+        chain.block(Vec::new());
+    }
+    let r = session_run(&mut chain, &session, me, 21_000, pay(router, 1));
+    let d = denial(&r).expect("expired");
+    assert_eq!(
+        (d.rule, d.limit, d.used),
+        (
+            PolicyRule::SessionKeyExpired,
+            U256::from(until),
+            U256::from(until + 1)
+        )
+    );
+    // At most MAX_SESSION_KEYS keys.
+    chain.resync_nonce(&agent);
+    // (It holds one: `session`.)
+    for i in 1..keel_types::policy::MAX_SESSION_KEYS as u8 {
+        let r = run_change(&mut chain, &agent, add(&key(100 + i), scope.clone(), 1_000));
+        assert_eq!(r.status, TxStatus::Success, "{i}: {r:?}");
+    }
+    let r = run_change(&mut chain, &agent, add(&key(200), scope, 1_000));
+    assert_eq!(
+        rule(&r),
+        Some((PolicyRule::TooManySessionKeys, PolicyScope::Account))
+    );
+}

@@ -4,7 +4,9 @@ use super::{denial, gas_of, set_policy, simulated, EthAgent};
 use crate::common::{abi, addr, key, Chain};
 use crate::differential::{self, Contract, Impl, Op, CONTRACTS, SUPPLY, USERS};
 use keel_state::StateViewExt;
-use keel_types::policy::{AccountPolicy, PolicyRule, PolicySpend, TargetRule, POLICY_ADDRESS};
+use keel_types::policy::{
+    AccountPolicy, PolicyRule, PolicyScope, PolicySpend, TargetRule, POLICY_ADDRESS,
+};
 use keel_types::{
     Address, Env, Receipt, SecretKey, SignedTransaction, Transaction, TxBody, TxError, TxStatus,
     U256,
@@ -61,7 +63,11 @@ enum Act {
 struct Step {
     next_epoch: bool,
     controller: Option<(u8, Spec)>,
-    acts: Vec<Act>,
+    /// The controller adds (with a scope and an expiry this many blocks ahead) or revokes an
+    /// agent's session key.
+    session: Option<(u8, Option<(Spec, u64)>)>,
+    /// Each agent's act, and whether its session key signs it.
+    acts: Vec<(Act, bool)>,
 }
 
 fn opt<T: std::fmt::Debug + Clone + 'static>(
@@ -128,11 +134,19 @@ fn step() -> impl Strategy<Value = Step> {
     (
         prop::bool::weighted(0.3),
         prop::option::weighted(0.3, (0u8..AGENTS as u8, spec())),
-        prop::collection::vec(act(), AGENTS),
+        prop::option::weighted(
+            0.5,
+            (
+                0u8..AGENTS as u8,
+                prop::option::weighted(0.8, (spec(), 0u64..12)),
+            ),
+        ),
+        prop::collection::vec((act(), prop::bool::weighted(0.5)), AGENTS),
     )
-        .prop_map(|(next_epoch, controller, acts)| Step {
+        .prop_map(|(next_epoch, controller, session, acts)| Step {
             next_epoch,
             controller,
+            session,
             acts,
         })
 }
@@ -146,6 +160,10 @@ struct World {
     /// The policy in force per agent, and what the model says it used this epoch.
     policies: Vec<AccountPolicy>,
     spent: Vec<PolicySpend>,
+    /// Each agent's session key, its scope and last height while added, and its spending.
+    session_keys: Vec<SecretKey>,
+    sessions: Vec<Option<(AccountPolicy, u64)>>,
+    session_spent: Vec<PolicySpend>,
     /// How often each outcome was seen ("success", "revert", or the denying rule).
     seen: BTreeMap<&'static str, u64>,
 }
@@ -214,6 +232,9 @@ impl World {
             at,
             policies: vec![AccountPolicy::default(); AGENTS],
             spent: vec![PolicySpend::default(); AGENTS],
+            session_keys: (0..AGENTS as u8).map(|i| key(60 + i)).collect(),
+            sessions: vec![None; AGENTS],
+            session_spent: vec![PolicySpend::default(); AGENTS],
             seen: BTreeMap::new(),
         }
     }
@@ -332,7 +353,25 @@ impl World {
         })
     }
 
-    fn sign(&mut self, i: usize, (body, gas): (TxBody, u64)) -> SignedTransaction {
+    fn sign(&mut self, i: usize, (body, gas): (TxBody, u64), session: bool) -> SignedTransaction {
+        if session {
+            // Ed25519-signed as the account, whichever kind of key the account has.
+            let account = self.address(i);
+            let nonce = self.balance_and_nonce(&account).1;
+            let key = &self.session_keys[i];
+            return Transaction {
+                chain_id: crate::common::CHAIN_ID,
+                sender: keel_types::Sender::Session {
+                    account,
+                    key: key.public_key(),
+                },
+                nonce,
+                gas_limit: gas,
+                gas_price: self.chain.gas_price,
+                body,
+            }
+            .sign(key);
+        }
         if i != ETH {
             let user = self.users[i].clone();
             return self.chain.tx(&user, gas, body);
@@ -370,6 +409,38 @@ impl World {
 
 fn encode(body: &TxBody) -> Vec<u8> {
     body.policy_call_data()
+}
+
+/// The rule and scope the model expects to deny agent `i`'s `t` at `height`: a session key's
+/// standing, then the account's policy, then the session's scope.
+fn expected_decision(
+    world: &World,
+    i: usize,
+    t: &Transaction,
+    height: u64,
+) -> Option<(PolicyRule, PolicyScope)> {
+    let env_of = |a: &Address| world.env_of(a);
+    let session = matches!(t.sender, keel_types::Sender::Session { .. });
+    let scope = if session {
+        let Some((scope, expires_at)) = world.sessions[i].clone() else {
+            return Some((PolicyRule::SessionKeyUnknown, PolicyScope::SessionKey));
+        };
+        if height > expires_at {
+            return Some((PolicyRule::SessionKeyExpired, PolicyScope::SessionKey));
+        }
+        if t.body.as_policy_change().is_some() {
+            return Some((PolicyRule::SessionKeyScope, PolicyScope::SessionKey));
+        }
+        Some(scope)
+    } else {
+        None
+    };
+    if let Some(rule) = expected_denial(&world.policies[i], &world.spent[i], t, height, env_of) {
+        return Some((rule, PolicyScope::Account));
+    }
+    let scope = scope?;
+    expected_denial(&scope, &world.session_spent[i], t, height, env_of)
+        .map(|rule| (rule, PolicyScope::SessionKey))
 }
 
 /// The rule the model expects to deny `t` (none: allowed). Written apart from the runtime's
@@ -449,20 +520,54 @@ fn run_step(world: &mut World, step: &Step) -> Result<(), TestCaseError> {
         prop_assert_eq!(r.status, TxStatus::Success, "{:?}", r);
         world.policies[i] = policy;
     }
+    if let Some((agent, change)) = &step.session {
+        let i = usize::from(*agent);
+        let key = world.session_keys[i].public_key();
+        let account = world.address(i);
+        let body = match change {
+            Some((spec, ahead)) => TxBody::AddSessionKey {
+                account,
+                key,
+                policy: world.policy(spec),
+                expires_at: world.chain.height + 1 + ahead,
+            },
+            None => TxBody::RevokeSessionKey { account, key },
+        };
+        let boss = world.boss.clone();
+        let r = super::run_change(&mut world.chain, &boss, body.clone());
+        match body {
+            TxBody::AddSessionKey {
+                policy, expires_at, ..
+            } => {
+                prop_assert_eq!(r.status, TxStatus::Success, "{:?}", r);
+                world.sessions[i] = Some((policy, expires_at));
+            }
+            _ if world.sessions[i].is_some() => {
+                prop_assert_eq!(r.status, TxStatus::Success, "{:?}", r);
+                world.sessions[i] = None;
+                world.session_spent[i] = PolicySpend::default();
+            }
+            _ => prop_assert_eq!(
+                denial(&r).map(|d| d.rule),
+                Some(PolicyRule::SessionKeyUnknown)
+            ),
+        }
+        world.chain.resync_nonce(&boss);
+    }
     if step.next_epoch {
         world.chain.epoch += 1;
     }
     let epoch = world.chain.epoch;
     let height = world.chain.height + 1;
-    for spent in &mut world.spent {
+    for spent in world.spent.iter_mut().chain(&mut world.session_spent) {
         *spent = spent.in_epoch(epoch);
     }
     let mut sent: Vec<(usize, SignedTransaction, Receipt, (U256, u64))> = Vec::new();
-    for (i, act) in step.acts.iter().enumerate() {
+    for (i, (act, session)) in step.acts.iter().enumerate() {
         let Some(body) = world.body(i, act) else {
             continue;
         };
-        let tx = world.sign(i, body);
+        let tx = world.sign(i, body, *session);
         let simulated = simulated(&world.chain, &tx);
         let before = world.balance_and_nonce(&world.address(i));
         sent.push((i, tx, simulated, before));
@@ -473,7 +578,9 @@ fn run_step(world: &mut World, step: &Step) -> Result<(), TestCaseError> {
         let me = world.address(i);
         let t = &tx.tx;
         let policy = world.policies[i].clone();
-        let expected = expected_denial(&policy, &world.spent[i], t, height, |a| world.env_of(a));
+        let session = matches!(t.sender, keel_types::Sender::Session { .. });
+        let scope = world.sessions[i].clone().filter(|_| session);
+        let expected = expected_decision(world, i, t, height);
         // Simulation decides as execution does (nothing else this block touches the agent).
         prop_assert_eq!(
             denial(&simulated),
@@ -483,9 +590,10 @@ fn run_step(world: &mut World, step: &Step) -> Result<(), TestCaseError> {
         );
         let (after, nonce_after) = world.balance_and_nonce(&me);
         let outcome = denial(receipt).map_or(receipt.status.as_str(), |d| d.rule.as_str());
+        let got = denial(receipt).map(|d| (d.rule, d.scope));
         *world.seen.entry(outcome).or_default() += 1;
         if receipt.status == TxStatus::Rejected {
-            prop_assert_eq!(denial(receipt).map(|d| d.rule), expected, "{:?}", receipt);
+            prop_assert_eq!(got, expected, "{:?}", receipt);
             prop_assert!(
                 expected.is_some(),
                 "refused for another reason: {:?}",
@@ -515,6 +623,23 @@ fn run_step(world: &mut World, step: &Step) -> Result<(), TestCaseError> {
             U256::ZERO
         };
         prop_assert_eq!(outflow, value, "{:?}", receipt);
+        if let Some((scope, _)) = &scope {
+            // The session key's own caps, by the same measured figures.
+            let spent = &mut world.session_spent[i];
+            spent.value += outflow;
+            spent.fees += fee;
+            spent.txs += 1;
+            let within = |cap: Option<U256>, used: U256| cap.is_none_or(|c| used <= c);
+            prop_assert!(outflow.is_zero() || within(scope.max_value_per_epoch, spent.value));
+            prop_assert!(within(scope.max_value_per_tx, outflow));
+            prop_assert!(within(scope.max_fee_per_epoch, spent.fees));
+            prop_assert!(scope.max_txs_per_epoch.is_none_or(|c| spent.txs <= c));
+            let key = world.session_keys[i].public_key();
+            let view = world.chain.store.latest_view();
+            let stored = keel_runtime::policy::read_session_spend(&view, &me, &key, epoch)
+                .expect("read session spend");
+            prop_assert_eq!(&stored, &world.session_spent[i]);
+        }
         let spent = &mut world.spent[i];
         spent.value += outflow;
         spent.fees += fee;
@@ -536,8 +661,8 @@ fn run_step(world: &mut World, step: &Step) -> Result<(), TestCaseError> {
         if let Some(change) = t.body.as_policy_change() {
             if let TxBody::SetPolicy { policy: next, .. } = change.as_ref() {
                 let allowed = next.within(&policy);
-                let got = denial(receipt).map(|d| d.rule);
-                prop_assert_eq!(got, (!allowed).then_some(PolicyRule::Loosening));
+                let loosening = (PolicyRule::Loosening, PolicyScope::Account);
+                prop_assert_eq!(got, (!allowed).then_some(loosening));
                 if allowed {
                     world.policies[i] = next.clone();
                 }

@@ -12,6 +12,8 @@ use crate::state_key::Env;
 use crate::{Epoch, Height, U256};
 use borsh::{BorshDeserialize, BorshSerialize};
 
+/// Most session keys one account may hold.
+pub const MAX_SESSION_KEYS: usize = 16;
 /// Most targets one policy may list.
 pub const MAX_POLICY_TARGETS: usize = 32;
 /// Most 4-byte selectors one target may be narrowed to.
@@ -70,6 +72,39 @@ pub struct PolicyRecord {
     pub changed_at: Height,
 }
 
+/// One session key of an account and its scope.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct SessionKey {
+    pub key: crate::PublicKey,
+    pub policy: AccountPolicy,
+    /// The last height at which it may sign.
+    pub expires_at: Height,
+    /// Who added it (the account or its controller): its denials' `source`.
+    pub added_by: Address,
+    pub added_at: Height,
+}
+
+/// What is stored under `StateKey::SessionKeys(account)`, in the order the keys were added.
+#[derive(Debug, Clone, PartialEq, Eq, Default, BorshSerialize, BorshDeserialize)]
+pub struct SessionKeys(pub Vec<SessionKey>);
+
+impl SessionKeys {
+    pub fn find(&self, key: &crate::PublicKey) -> Option<&SessionKey> {
+        self.0.iter().find(|k| k.key == *key)
+    }
+}
+
+impl Canonical for SessionKeys {
+    const KIND: &'static str = "SessionKeys";
+    const VERSION: u8 = 1;
+    const MAX_ENCODED_BYTES: usize = 4 + MAX_SESSION_KEYS * (32 + MAX_POLICY_RECORD_BYTES + 36);
+
+    fn validate(&self) -> Result<(), DecodeError> {
+        check_len(Self::KIND, "keys", self.0.len(), MAX_SESSION_KEYS)?;
+        self.0.iter().try_for_each(|k| k.policy.validate())
+    }
+}
+
 /// What is stored under `StateKey::PolicySpend(account)`: what the account used in `epoch`.
 /// An entry of an older epoch reads as all zero (the reset is lazy: no per-epoch sweep).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, BorshSerialize, BorshDeserialize)]
@@ -115,6 +150,14 @@ pub enum PolicyRule {
     /// An account's own change that would loosen its policy or name a controller while
     /// limited: only its controller may.
     Loosening = 12,
+    /// Signed by a key that is not (or no longer) a session key of the account.
+    SessionKeyUnknown = 13,
+    /// Signed by a session key past its expiry height.
+    SessionKeyExpired = 14,
+    /// A session key may not change policies, controllers or session keys.
+    SessionKeyScope = 15,
+    /// The account already holds `MAX_SESSION_KEYS` session keys.
+    TooManySessionKeys = 16,
 }
 
 impl PolicyRule {
@@ -134,6 +177,10 @@ impl PolicyRule {
             PolicyRule::TxsPerEpoch => "max_txs_per_epoch",
             PolicyRule::NotController => "not_controller",
             PolicyRule::Loosening => "loosening",
+            PolicyRule::SessionKeyUnknown => "session_key_unknown",
+            PolicyRule::SessionKeyExpired => "session_key_expired",
+            PolicyRule::SessionKeyScope => "session_key_scope",
+            PolicyRule::TooManySessionKeys => "too_many_session_keys",
         }
     }
 }
@@ -306,6 +353,10 @@ pub enum PolicyChange {
     ControllerChanged = 4,
     /// The controller released the account (no controller any more).
     ControllerReleased = 5,
+    /// A session key was added (or its scope replaced).
+    SessionKeyAdded = 6,
+    /// A session key was revoked.
+    SessionKeyRevoked = 7,
 }
 
 /// The policy system address (no key, no code, like `Address::FEE_BURN`): policy logs come

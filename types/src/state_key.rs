@@ -58,6 +58,11 @@ pub enum StateKey {
     /// What an account with a policy used this epoch (`policy::PolicySpend`). Never expires;
     /// deleted with its policy.
     PolicySpend(Address),
+    /// An account's session keys with their scopes (`policy::SessionKeys`). Never expires.
+    SessionKeys(Address),
+    /// What one session key of an account used this epoch. Never expires; deleted with the
+    /// key.
+    SessionSpend(Address, crate::PublicKey),
 }
 
 impl std::fmt::Display for StateKey {
@@ -72,6 +77,10 @@ impl std::fmt::Display for StateKey {
             StateKey::FoldPage(n) => write!(f, "fold page {n}"),
             StateKey::Policy(a) => write!(f, "policy of {a}"),
             StateKey::PolicySpend(a) => write!(f, "policy spending of {a}"),
+            StateKey::SessionKeys(a) => write!(f, "session keys of {a}"),
+            StateKey::SessionSpend(a, k) => {
+                write!(f, "spending of session key 0x{} of {a}", hex::encode(k.0))
+            }
         }
     }
 }
@@ -110,6 +119,8 @@ impl StateKey {
             StateKey::Code(_) | StateKey::Storage(..) => true,
             StateKey::Policy(_)
             | StateKey::PolicySpend(_)
+            | StateKey::SessionKeys(_)
+            | StateKey::SessionSpend(..)
             | StateKey::ArchiveAccumulator
             | StateKey::ArchiveRoot(_)
             | StateKey::FoldCount

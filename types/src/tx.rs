@@ -52,6 +52,17 @@ pub enum TxBody {
         account: Address,
         controller: Option<Address>,
     },
+    /// Authorise `key` to act as `account` within `policy` (the account's own policy applies
+    /// too) until height `expires_at`; adding a key again replaces its scope. Sent by the
+    /// account or its controller, never by a session key.
+    AddSessionKey {
+        account: Address,
+        key: PublicKey,
+        policy: crate::policy::AccountPolicy,
+        expires_at: crate::Height,
+    },
+    /// Revoke a session key of `account` (sent by the account or its controller).
+    RevokeSessionKey { account: Address, key: PublicKey },
 }
 
 impl TxBody {
@@ -63,25 +74,31 @@ impl TxBody {
             TxBody::Revive { .. }
             | TxBody::Unflag { .. }
             | TxBody::SetPolicy { .. }
-            | TxBody::SetController { .. } => U256::ZERO,
+            | TxBody::SetController { .. }
+            | TxBody::AddSessionKey { .. }
+            | TxBody::RevokeSessionKey { .. } => U256::ZERO,
         }
     }
 
-    /// The policy change this body makes, if any: a `SetPolicy` or `SetController` body, or a
+    /// The policy change this body makes, if any: a `SetPolicy`, `SetController`,
+    /// `AddSessionKey` or `RevokeSessionKey` body, or a
     /// call with no value to `policy::POLICY_ADDRESS` whose data is the borsh encoding of one
     /// (within its bounds). Every other body, and a call there with other data, is `None`.
     pub fn as_policy_change(&self) -> Option<std::borrow::Cow<'_, TxBody>> {
         match self {
-            TxBody::SetPolicy { .. } | TxBody::SetController { .. } => {
-                Some(std::borrow::Cow::Borrowed(self))
-            }
+            TxBody::SetPolicy { .. }
+            | TxBody::SetController { .. }
+            | TxBody::AddSessionKey { .. }
+            | TxBody::RevokeSessionKey { .. } => Some(std::borrow::Cow::Borrowed(self)),
             TxBody::Call { to, data, value }
                 if *to == crate::policy::POLICY_ADDRESS && value.is_zero() =>
             {
                 let body: TxBody = borsh::from_slice(data).ok()?;
                 let valid = match &body {
-                    TxBody::SetPolicy { policy, .. } => policy.validate().is_ok(),
-                    TxBody::SetController { .. } => true,
+                    TxBody::SetPolicy { policy, .. } | TxBody::AddSessionKey { policy, .. } => {
+                        policy.validate().is_ok()
+                    }
+                    TxBody::SetController { .. } | TxBody::RevokeSessionKey { .. } => true,
                     _ => false,
                 };
                 valid.then_some(std::borrow::Cow::Owned(body))
@@ -115,6 +132,10 @@ pub enum Sender {
     Agent(PublicKey),
     /// An Ethereum account, recovered from the secp256k1 signature of its envelope.
     Ethereum(Address),
+    /// A session key acting as `account` within the scope the account gave it
+    /// (`TxBody::AddSessionKey`; docs/policies.md): signed by `key`, paid by `account`,
+    /// with `account`'s nonce.
+    Session { account: Address, key: PublicKey },
 }
 
 impl Sender {
@@ -122,6 +143,7 @@ impl Sender {
         match self {
             Sender::Agent(key) => Address::from_public_key(key),
             Sender::Ethereum(address) => *address,
+            Sender::Session { account, .. } => *account,
         }
     }
 }
@@ -185,8 +207,10 @@ impl Canonical for Transaction {
             TxBody::Revive { proof } | TxBody::Unflag { proof } => {
                 check_len(Self::KIND, "proof", proof.len(), MAX_PROOF_BYTES)
             }
-            TxBody::SetPolicy { policy, .. } => policy.validate(),
-            TxBody::SetController { .. } => Ok(()),
+            TxBody::SetPolicy { policy, .. } | TxBody::AddSessionKey { policy, .. } => {
+                policy.validate()
+            }
+            TxBody::SetController { .. } | TxBody::RevokeSessionKey { .. } => Ok(()),
         }
     }
 }
@@ -219,7 +243,9 @@ impl SignedTransaction {
     /// Ethereum transactions, which are checked one by one with [`Self::verify_signature`]).
     pub fn ed25519(&self) -> Option<(PublicKey, Signature)> {
         match (&self.tx.sender, &self.signature) {
-            (Sender::Agent(key), Authorization::Ed25519(sig)) => Some((*key, *sig)),
+            (Sender::Agent(key) | Sender::Session { key, .. }, Authorization::Ed25519(sig)) => {
+                Some((*key, *sig))
+            }
             _ => None,
         }
     }
@@ -229,7 +255,7 @@ impl SignedTransaction {
     /// base fee is `eth_base_fee` (its gas price is the envelope's effective price there).
     pub fn verify_signature(&self, eth_base_fee: u128) -> Result<(), CryptoError> {
         match (&self.tx.sender, &self.signature) {
-            (Sender::Agent(key), Authorization::Ed25519(sig)) => {
+            (Sender::Agent(key) | Sender::Session { key, .. }, Authorization::Ed25519(sig)) => {
                 key.verify_zip215(&self.hash().0, sig)
             }
             (Sender::Ethereum(_), Authorization::Ethereum(raw)) => {

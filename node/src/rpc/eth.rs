@@ -113,10 +113,13 @@ fn eth_view(tx: &SignedTransaction) -> (Option<Address>, U256, Vec<u8>) {
         }
         TxBody::Revive { proof } | TxBody::Unflag { proof } => (None, U256::ZERO, proof.clone()),
         // Shown as a call to the address policy logs come from, with the body's encoding.
-        TxBody::SetPolicy { .. } | TxBody::SetController { .. } => (
+        TxBody::SetPolicy { .. }
+        | TxBody::SetController { .. }
+        | TxBody::AddSessionKey { .. }
+        | TxBody::RevokeSessionKey { .. } => (
             Some(keel_types::policy::POLICY_ADDRESS),
             U256::ZERO,
-            borsh::to_vec(&tx.tx.body).unwrap_or_default(),
+            tx.tx.body.policy_call_data(),
         ),
     }
 }

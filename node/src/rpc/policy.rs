@@ -3,10 +3,12 @@
 //! (docs/policies.md, docs/rpc.md).
 
 use super::json::{bytes, qty256};
-use keel_runtime::policy::{evaluate, read_record, read_spend, At, Decision};
+use keel_runtime::policy::{
+    evaluate, read_record, read_session_keys, read_session_spend, read_spend, At, Decision,
+};
 use keel_state::StateView;
 use keel_types::policy::{AccountPolicy, PolicySpend};
-use keel_types::{Address, Receipt, Transaction, TxStatus, U256};
+use keel_types::{Address, Receipt, Sender, Transaction, TxStatus, U256};
 use serde_json::{json, Value};
 
 /// `keel_getPolicy` of `account` over `view`, for the block at `at`.
@@ -20,6 +22,21 @@ pub fn get_policy(
         Some(_) => read_spend(view, account, at.epoch)?,
         None => PolicySpend::default().in_epoch(at.epoch),
     };
+    let keys = read_session_keys(view, account)?;
+    let mut session_keys = Vec::with_capacity(keys.0.len());
+    for k in &keys.0 {
+        let spend = read_session_spend(view, account, &k.key, at.epoch)?;
+        session_keys.push(json!({
+            "key": bytes(&k.key.0),
+            "policy": policy(&k.policy),
+            "expires_at": k.expires_at,
+            "expired": at.height > k.expires_at,
+            "added_by": k.added_by.to_hex(),
+            "added_at": k.added_at,
+            "spent": spent(&spend),
+            "remaining": remaining(&k.policy, &spend),
+        }));
+    }
     Ok(json!({
         "address": account.to_hex(),
         "controller": record.as_ref().and_then(|r| r.controller).map(|c| c.to_hex()),
@@ -30,6 +47,7 @@ pub fn get_policy(
         "spent": spent(&spend),
         "remaining": record.as_ref().map(|r| remaining(&r.policy, &spend)),
         "resets_at_epoch": at.epoch.saturating_add(1),
+        "session_keys": session_keys,
     }))
 }
 
@@ -78,12 +96,13 @@ pub fn trail(
         spend,
         trail,
         denial,
-    } = evaluate(view, t, at, PolicySpend::default())?;
-    let Some(record) = record else {
+        session,
+    } = evaluate(view, t, at, Default::default())?;
+    if record.is_none() && session.is_none() {
         return Ok(json!({"checked": false, "allowed": true, "trail": [], "remaining": null}));
-    };
+    }
     let charged = receipt.status != TxStatus::Rejected;
-    let after = PolicySpend {
+    let after = |spend: PolicySpend| PolicySpend {
         epoch: spend.epoch,
         value: match receipt.status {
             TxStatus::Success => spend.value.saturating_add(t.body.value()),
@@ -96,6 +115,14 @@ pub fn trail(
         }),
         txs: spend.txs.saturating_add(u64::from(charged)),
     };
+    // What is left after it: of the account's budgets, and of the session key's.
+    let account_left = record.map(|r| remaining(&r.policy, &after(spend)));
+    let session_left = match (&t.sender, session) {
+        (Sender::Session { account, key }, Some((_, used))) => read_session_keys(view, account)?
+            .find(key)
+            .map(|k| remaining(&k.policy, &after(used))),
+        _ => None,
+    };
     let mut out = json!({
         "checked": true,
         "allowed": denial.is_none(),
@@ -106,7 +133,8 @@ pub fn trail(
             "limit": qty256(&c.limit),
             "used": qty256(&c.used),
         })).collect::<Vec<_>>(),
-        "remaining": remaining(&record.policy, &after),
+        "remaining": account_left,
+        "session_remaining": session_left,
         "resets_at_epoch": at.epoch.saturating_add(1),
     });
     if let Some(denial) = &denial {
