@@ -484,19 +484,7 @@ impl Mempool {
         }
         // The sender's policy, with its queued transactions that run first counted as if
         // each sent its value and paid its whole fee (execution, in the block, decides).
-        let add = |used: PolicySpend, e: &Entry| PolicySpend {
-            epoch: used.epoch,
-            value: used.value.saturating_add(e.tx.tx.body.value()),
-            fees: used.fees.saturating_add(e.tx.tx.max_fee()),
-            txs: used.txs.saturating_add(1),
-        };
-        let mut queued = policy::Queued::default();
-        for (_, e) in queue.into_iter().flat_map(|q| q.range(..nonce)) {
-            queued.account = add(queued.account, e);
-            if e.tx.tx.sender == entry.tx.tx.sender {
-                queued.session = add(queued.session, e);
-            }
-        }
+        let queued = self.queued_before(&sender, nonce, &entry);
         let decision = policy::evaluate(state, &entry.tx.tx, self.next_block, queued)?;
         if let Some(denial) = decision.denial {
             return Err(AdmitError::PolicyDenied(denial));
@@ -620,8 +608,68 @@ impl Mempool {
             for nonce in drop {
                 self.remove(&sender, nonce);
             }
+            self.drop_denied(state, &sender)?;
         }
         Ok(before - self.len())
+    }
+
+    /// The sender's queue in nonce order against its policy (and its session keys'), each
+    /// counted as if the ones before it ran: the first denied one leaves with every later
+    /// nonce (they could not run after it). So a policy change that freezes or tightens the
+    /// account, or an epoch's budget filled by a block, empties what can no longer run
+    /// instead of leaving it for the proposer to refuse (found by review).
+    fn drop_denied(&mut self, state: &dyn StateView, sender: &Address) -> Result<(), AdmitError> {
+        let Some(queue) = self.senders.get(sender) else {
+            return Ok(());
+        };
+        let session = queue
+            .values()
+            .any(|e| matches!(e.tx.tx.sender, keel_types::Sender::Session { .. }));
+        if !session && policy::read_record(state, sender)?.is_none() {
+            return Ok(());
+        }
+        let mut first_denied = None;
+        for (nonce, entry) in queue {
+            let queued = self.queued_before(sender, *nonce, entry);
+            if policy::evaluate(state, &entry.tx.tx, self.next_block, queued)?
+                .denial
+                .is_some()
+            {
+                first_denied = Some(*nonce);
+                break;
+            }
+        }
+        if let Some(from) = first_denied {
+            let later: Vec<u64> = queue.range(from..).map(|(n, _)| *n).collect();
+            for nonce in later {
+                self.remove(sender, nonce);
+            }
+        }
+        Ok(())
+    }
+
+    /// What the sender's transactions queued before `nonce` would use, for the policy
+    /// check of `entry` (its session key's share apart).
+    fn queued_before(&self, sender: &Address, nonce: u64, entry: &Entry) -> policy::Queued {
+        let add = |used: PolicySpend, e: &Entry| PolicySpend {
+            epoch: used.epoch,
+            value: used.value.saturating_add(e.tx.tx.body.value()),
+            fees: used.fees.saturating_add(e.tx.tx.max_fee()),
+            txs: used.txs.saturating_add(1),
+        };
+        let mut queued = policy::Queued::default();
+        let earlier = self
+            .senders
+            .get(sender)
+            .into_iter()
+            .flat_map(|q| q.range(..nonce));
+        for (_, e) in earlier {
+            queued.account = add(queued.account, e);
+            if e.tx.tx.sender == entry.tx.tx.sender {
+                queued.session = add(queued.session, e);
+            }
+        }
+        queued
     }
 
     /// Transactions for a proposal: for each sender the run of consecutive nonces starting

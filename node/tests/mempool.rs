@@ -654,3 +654,40 @@ fn pool_with_policies(latest_height: u64) -> Mempool {
     pool.set_latest_height(latest_height);
     pool
 }
+
+/// After a block freezes an account (or fills its budget), revalidation drops what it queued
+/// and can no longer run, instead of leaving it for the proposer to refuse.
+#[test]
+fn revalidation_drops_what_the_policy_now_denies() {
+    use keel_types::policy::AccountPolicy;
+    let alice = key(1);
+    let mut chain = Chain::new(&[&alice]);
+    let freeze = TxBody::SetPolicy {
+        account: addr(&alice),
+        policy: AccountPolicy {
+            frozen: true,
+            ..AccountPolicy::default()
+        },
+    };
+    let gas = freeze.policy_gas().expect("gas");
+    let freeze = chain.tx(&alice, gas, freeze);
+    let mut pool = pool_with_policies(chain.height);
+    let view = chain.store.latest_view();
+    let queued = vec![
+        freeze.clone(),
+        transfer(&alice, 1, 1, 5),
+        transfer(&alice, 2, 1, 5),
+    ];
+    assert!(pool.admit(&view, queued).iter().all(Result::is_ok));
+    let (out, _) = chain.block(vec![freeze]);
+    assert_eq!(out.receipts[0].status, keel_types::TxStatus::Success);
+    pool.set_latest_height(chain.height);
+    let dropped = pool
+        .revalidate(&chain.store.latest_view())
+        .expect("revalidate");
+    assert_eq!(
+        (dropped, pool.len()),
+        (3, 0),
+        "the freeze ran; the rest cannot"
+    );
+}

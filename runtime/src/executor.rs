@@ -515,6 +515,10 @@ impl Runtime {
             }
             Err(e) => return Err(e.into()),
         };
+        // The environment rule may have read an expired target: that read is not the
+        // transaction's (found by review: it turned revm's refusal of an unpayable
+        // transaction into a charge).
+        overlay.take_expired_hit();
         if let Some(denial) = decision.denial {
             return Ok(rejected(tx_hash, TxError::PolicyDenied { denial }));
         }

@@ -162,7 +162,9 @@ pub fn evaluate(
             at.epoch,
         );
         checks.scope = PolicyScope::Account;
-        checks.source = record.source;
+        // Whom to ask: the controller if there is one (every limit then is its, or tighter
+        // than its), else the account itself.
+        checks.source = record.controller.unwrap_or(record.source);
         rules(view, t, at, &record.policy, used, &mut checks)?;
         decision.record = Some(record);
         decision.spend = used;

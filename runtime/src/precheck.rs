@@ -14,6 +14,7 @@ use keel_exec_evm::revm::handler::validation::validate_initial_tx_gas_with_gas_p
 use keel_exec_evm::revm::primitives::{Bytes, TxKind};
 use keel_exec_evm::{cfg_env, to_revm, u256_to_revm};
 use keel_types::limits::MAX_TX_GAS;
+use keel_types::policy::POLICY_ADDRESS;
 use keel_types::{Env, Transaction, TxBody, TxError, U256};
 
 /// What the EVM runs for `t`: kind, input and value. `None` for revivals and unflags, which
@@ -157,6 +158,17 @@ pub fn check_stateless(
         return Err(TxError::GasPriceTooLow {
             gas_price: t.gas_price,
             min_gas_price,
+        });
+    }
+    // The policy address takes only policy changes: a transfer there, value, or data that is
+    // not a valid change would run as a call to an empty account and lose what it sent.
+    let to_policy = match &t.body {
+        TxBody::Transfer { to, .. } | TxBody::Call { to, .. } => *to == POLICY_ADDRESS,
+        _ => false,
+    };
+    if to_policy && t.body.as_policy_change().is_none() {
+        return Err(TxError::Execution {
+            code: keel_types::receipt::ExecError::InvalidTransaction,
         });
     }
     check_intrinsic_gas(t, chain_id).map(|_| ())

@@ -86,13 +86,20 @@ fn budgets_deny_with_the_numbers_and_reset_next_epoch() {
     assert_eq!(log.data[31], 3, "controller named");
     let policy = AccountPolicy {
         max_value_per_epoch: Some(U256::from(100u64)),
-        max_txs_per_epoch: Some(3),
+        max_txs_per_epoch: Some(4),
         ..AccountPolicy::default()
     };
-    let set = run_change(&mut chain, &boss, set_policy(me, policy));
+    let set = run_change(&mut chain, &boss, set_policy(me, policy.clone()));
     assert_eq!(set.status, TxStatus::Success, "{set:?}");
     assert_eq!(set.logs[0].topics[2], word(&addr(&boss)));
     assert_eq!(set.logs[0].data[31], 2, "set by the controller");
+    // The agent tightens further; denials still name the controller, whom to ask.
+    let tighter = AccountPolicy {
+        max_value_per_tx: Some(U256::from(1_000u64)),
+        ..policy
+    };
+    let own = run_change(&mut chain, &agent, set_policy(me, tighter));
+    assert_eq!(own.status, TxStatus::Success, "{own:?}");
 
     let payee = Address([0x99; 20]);
     assert_eq!(
@@ -122,7 +129,8 @@ fn budgets_deny_with_the_numbers_and_reset_next_epoch() {
         chain.run(&agent, 21_000, transfer(payee, 40)).status,
         TxStatus::Success
     );
-    // The third transaction of the epoch would fit the count but not the value.
+    // The fourth transaction of the epoch (the tightening was the first) would fit the
+    // count but not the value.
     let third = chain.run(&agent, 21_000, transfer(payee, 1));
     assert_eq!(
         denial(&third).map(|d| d.rule),
@@ -428,6 +436,24 @@ fn an_ethereum_account_sets_its_policy_with_a_call() {
         Some(PolicyRule::ValuePerTx)
     );
     eth.nonce -= 1;
+    // The policy address takes nothing else: value, junk data, plain transfers are refused
+    // (they would be lost to an account nobody holds).
+    let refused = TxError::Execution {
+        code: keel_types::receipt::ExecError::InvalidTransaction,
+    };
+    for (value, data) in [
+        (1, body.policy_call_data()),
+        (0, vec![1, 2, 3]),
+        (0, Vec::new()),
+    ] {
+        let tx = eth.tx(100_000, Some(POLICY_ADDRESS), value, data);
+        let (out, _) = chain.block(vec![tx]);
+        assert_eq!(out.receipts[0].error.as_ref(), Some(&refused));
+        assert_eq!(out.receipts[0].status, TxStatus::Rejected);
+        eth.nonce -= 1;
+    }
+    let r = chain.run(&funder, 21_000, transfer(POLICY_ADDRESS, 5));
+    assert_eq!(r.error, Some(refused));
     // Too little gas for the change: refused as intrinsic gas, as every transaction.
     let tx = eth.tx(gas - 1, Some(POLICY_ADDRESS), 0, data);
     let (out, _) = chain.block(vec![tx]);
@@ -689,5 +715,53 @@ fn session_keys_act_as_the_account_within_their_scope_until_revoked_or_expired()
     assert_eq!(
         rule(&r),
         Some((PolicyRule::TooManySessionKeys, PolicyScope::Account))
+    );
+}
+
+/// The environment rule reads the target's account. When that account has expired, the
+/// read must not count against the transaction: the transaction is refused or charged
+/// exactly as it would be without a policy. (Found by review: the leftover read turned revm's
+/// refusal of a transaction its sender cannot pay for into a charge.)
+#[test]
+fn an_expired_target_read_by_the_environment_rule_changes_nothing() {
+    let (agent, control, deployer) = (key(1), key(2), key(3));
+    let mut chain = Chain::new(&[&agent, &control, &deployer]);
+    let token = chain.deploy(
+        &deployer,
+        Env::Evm,
+        differential::code(Contract::Token, Impl::Sol),
+        abi::u(SUPPLY).to_vec(),
+    );
+    let me = addr(&agent);
+    let evm_only = AccountPolicy {
+        envs: Some(vec![Env::Evm]),
+        ..AccountPolicy::default()
+    };
+    run_change(&mut chain, &agent, set_policy(me, evm_only));
+    chain.set_expiry_epochs(1);
+    // The token is never touched again; both senders stay live.
+    for _ in 0..4 {
+        chain.epoch += 1;
+        chain.run(&agent, 21_000, transfer(Address([3; 20]), 1));
+        chain.run(&control, 21_000, transfer(Address([3; 20]), 1));
+    }
+    let expired = chain.store.latest_view().account(&token);
+    assert!(
+        matches!(expired, Err(keel_state::StateError::Expired { .. })),
+        "{expired:?}"
+    );
+    let call_beyond = |chain: &Chain, who: &SecretKey| TxBody::Call {
+        to: token,
+        data: Vec::new(),
+        value: chain.balance(&addr(who)),
+    };
+    let body = call_beyond(&chain, &control);
+    let without = chain.run(&control, 100_000, body);
+    let body = call_beyond(&chain, &agent);
+    let with = chain.run(&agent, 100_000, body);
+    assert_eq!(
+        (with.status, std::mem::discriminant(&with.error)),
+        (without.status, std::mem::discriminant(&without.error)),
+        "with a policy: {with:?}\nwithout: {without:?}"
     );
 }

@@ -269,16 +269,26 @@ impl World {
                     .map(|(_, env)| env)
                     .collect()
             }),
+            // Each target and selector once (a policy with repeats does not decode).
             targets: spec.targets.as_ref().map(|targets| {
-                targets
-                    .iter()
-                    .map(|(to, sels)| TargetRule {
-                        to: self.target(*to),
-                        selectors: sels
-                            .as_ref()
-                            .map(|s| s.iter().map(|i| selectors[usize::from(*i)]).collect()),
-                    })
-                    .collect()
+                let mut rules: Vec<TargetRule> = Vec::new();
+                for (to, sels) in targets {
+                    let to = self.target(*to);
+                    if rules.iter().any(|r| r.to == to) {
+                        continue;
+                    }
+                    let selectors = sels.as_ref().map(|s| {
+                        let mut out: Vec<[u8; 4]> = Vec::new();
+                        for sel in s.iter().map(|i| selectors[usize::from(*i)]) {
+                            if !out.contains(&sel) {
+                                out.push(sel);
+                            }
+                        }
+                        out
+                    });
+                    rules.push(TargetRule { to, selectors });
+                }
+                rules
             }),
             max_value_per_tx: spec.value_tx.map(U256::from),
             max_value_per_epoch: spec.value_epoch.map(U256::from),

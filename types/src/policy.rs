@@ -23,10 +23,13 @@ pub const MAX_POLICY_RECORD_BYTES: usize =
     MAX_POLICY_TARGETS * (20 + 1 + 4 + MAX_TARGET_SELECTORS * 4) + 512;
 
 /// Gas a policy transaction costs before its bytes: a transaction's base cost plus one fresh
-/// storage write (what the record costs the tree).
+/// storage write.
 pub const POLICY_TX_BASE_GAS: u64 = 21_000 + 20_000;
-/// Gas per byte of a policy transaction's body (calldata's non-zero byte price).
-pub const POLICY_TX_GAS_PER_BYTE: u64 = 16;
+/// Gas per byte of a policy change's encoding: a fresh storage slot's price per byte
+/// (20,000 per 32 bytes). Policy entries never expire, so they pay what permanent storage
+/// costs in the EVM (found by review: at calldata's 16 per byte they were the cheapest
+/// permanent state on the chain).
+pub const POLICY_TX_GAS_PER_BYTE: u64 = 20_000 / 32;
 
 /// One allowed target, optionally narrowed to some 4-byte function selectors.
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -296,25 +299,40 @@ fn selectors_within(inner: &TargetRule, outer: &TargetRule) -> bool {
     }
 }
 
+fn distinct<T: Ord>(items: impl Iterator<Item = T>, field: &str) -> Result<(), DecodeError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for item in items {
+        if !seen.insert(item) {
+            return Err(DecodeError::Malformed {
+                kind: AccountPolicy::KIND,
+                reason: format!("repeated entry in {field}"),
+            });
+        }
+    }
+    Ok(())
+}
+
 impl Canonical for AccountPolicy {
     const KIND: &'static str = "AccountPolicy";
     const VERSION: u8 = 1;
     const MAX_ENCODED_BYTES: usize = MAX_POLICY_RECORD_BYTES;
 
+    /// Bounds, and no repeated environment, target or selector: `within` and the checks at
+    /// execution must read a policy the same way (with a target listed twice, execution
+    /// would apply the first rule and `within` accept either; found by review).
     fn validate(&self) -> Result<(), DecodeError> {
         if let Some(envs) = &self.envs {
             check_len(Self::KIND, "envs", envs.len(), 2)?;
+            distinct(envs.iter(), "envs")?;
         }
         if let Some(targets) = &self.targets {
             check_len(Self::KIND, "targets", targets.len(), MAX_POLICY_TARGETS)?;
+            distinct(targets.iter().map(|t| t.to), "targets")?;
             for rule in targets {
                 if let Some(selectors) = &rule.selectors {
-                    check_len(
-                        Self::KIND,
-                        "selectors",
-                        selectors.len(),
-                        MAX_TARGET_SELECTORS,
-                    )?;
+                    let n = selectors.len();
+                    check_len(Self::KIND, "selectors", n, MAX_TARGET_SELECTORS)?;
+                    distinct(selectors.iter(), "selectors")?;
                 }
             }
         }
@@ -428,7 +446,9 @@ mod tests {
                     (0..MAX_POLICY_TARGETS)
                         .map(|i| TargetRule {
                             to: Address([i as u8; 20]),
-                            selectors: Some(vec![[0xff; 4]; MAX_TARGET_SELECTORS]),
+                            selectors: Some(
+                                (0..MAX_TARGET_SELECTORS).map(|j| [j as u8; 4]).collect(),
+                            ),
                         })
                         .collect(),
                 ),
@@ -451,5 +471,42 @@ mod tests {
             targets.push(targets[0].clone());
         }
         assert!(PolicyRecord::decode(&too_many.encode()).is_err());
+        // Repeats are refused wherever they are: a target, a selector, an environment.
+        let rule = |selectors| TargetRule {
+            to: Address([9; 20]),
+            selectors,
+        };
+        let repeats = [
+            AccountPolicy {
+                targets: Some(vec![rule(Some(vec![[1; 4]])), rule(None)]),
+                ..AccountPolicy::default()
+            },
+            AccountPolicy {
+                targets: Some(vec![rule(Some(vec![[1; 4], [1; 4]]))]),
+                ..AccountPolicy::default()
+            },
+            AccountPolicy {
+                envs: Some(vec![Env::Evm, Env::Evm]),
+                ..AccountPolicy::default()
+            },
+        ];
+        for policy in repeats {
+            assert!(
+                AccountPolicy::decode(&policy.encode()).is_err(),
+                "{policy:?}"
+            );
+            let t = crate::Transaction {
+                chain_id: 1,
+                sender: crate::Sender::Ethereum(Address([1; 20])),
+                nonce: 0,
+                gas_limit: 0,
+                gas_price: 0,
+                body: crate::TxBody::SetPolicy {
+                    account: Address([1; 20]),
+                    policy,
+                },
+            };
+            assert!(crate::Canonical::validate(&t).is_err());
+        }
     }
 }
