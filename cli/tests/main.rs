@@ -10,6 +10,8 @@ mod devnet;
 mod eth_rpc;
 #[path = "expiry.rs"]
 mod expiry;
+#[path = "policy.rs"]
+mod policy;
 #[path = "sdk_tutorial.rs"]
 mod sdk_tutorial;
 #[path = "status_page.rs"]
