@@ -28,7 +28,7 @@ fn an_agent_session_key_simulates_acts_hits_its_cap_reads_why_and_waits_for_the_
     let (ok, session, err) = keel(&["keys", "new", "--out", session_path]);
     assert!(ok, "{err}");
     let agent_file: Value =
-        serde_json::from_str(&std::fs::read_to_string(&agent_key).expect("key")).expect("json");
+        serde_json::from_str(&std::fs::read_to_string(agent_key).expect("key")).expect("json");
     let agent = agent_file["address"].as_str().expect("address").to_string();
 
     // The DEX router, deployed by someone else.
