@@ -19,6 +19,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Start a local multi-validator devnet (separate `keel run` processes on loopback).
@@ -266,6 +268,8 @@ enum PolicyCommand {
     SessionKey(SessionKeyCommand),
 }
 
+// Parsed once per process: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum SessionKeyCommand {
     /// Authorise a key (a key file or a 0x public key) to act as the account within the

@@ -37,6 +37,10 @@ pub struct PolicyArgs {
     /// No transactions at all (only the controller can lift it).
     #[arg(long)]
     pub frozen: bool,
+    /// A policy plugin's address (a contract with `check(…)`, docs/policies.md). Repeat for
+    /// more.
+    #[arg(long = "plugin")]
+    pub plugins: Vec<String>,
 }
 
 impl PolicyArgs {
@@ -67,6 +71,11 @@ impl PolicyArgs {
             valid_from: self.valid_from,
             valid_until: self.valid_until,
             frozen: self.frozen,
+            plugins: self
+                .plugins
+                .iter()
+                .map(|p| parse_address(p))
+                .collect::<Result<_, _>>()?,
         })
     }
 }

@@ -105,6 +105,9 @@ pub(crate) struct TxMode<'a> {
     pub tracer: Option<&'a Tracer>,
     /// Set: the fee recipient is not credited; the fee owed lands here (`parallel`).
     pub deferred_fee: Option<&'a std::cell::Cell<Option<u128>>>,
+    /// Gas of the transaction's limit its policy plugins already used (and were paid for):
+    /// the EVM runs with the rest.
+    pub reserved_gas: u64,
 }
 
 /// What running a transaction in the EVM concluded.
@@ -441,7 +444,7 @@ impl Runtime {
                 let at = (tx_hash, block_gas_used);
                 let mode = TxMode {
                     tracer,
-                    deferred_fee: None,
+                    ..TxMode::default()
                 };
                 self.execute_tx(overlay, hashes, context, tx, at, mode)?
             };
@@ -522,7 +525,45 @@ impl Runtime {
         if let Some(denial) = decision.denial {
             return Ok(rejected(tx_hash, TxError::PolicyDenied { denial }));
         }
-        let receipt = self.execute_allowed(overlay, hashes, block, tx, tx_hash, mode)?;
+        // The policy plugins, read-only, each within `PLUGIN_GAS`; what they used is paid
+        // before the transaction runs and comes out of its gas limit.
+        let mut reserved = 0u64;
+        for plugin in &decision.plugins {
+            let (code, gas) = self.run_plugin(overlay, hashes, block, t, (*plugin, &decision))?;
+            reserved = reserved.saturating_add(gas);
+            let (rule, used) = match code {
+                Some(code) if code.is_zero() => continue,
+                Some(code) => (keel_types::policy::PolicyRule::PluginDenied, code),
+                None => (keel_types::policy::PolicyRule::PluginFailed, U256::ZERO),
+            };
+            let denial = keel_types::policy::PolicyDenial {
+                rule,
+                scope: keel_types::policy::PolicyScope::Plugin,
+                limit: U256::ZERO,
+                used,
+                resets_at_epoch: None,
+                source: *plugin,
+            };
+            return Ok(rejected(tx_hash, TxError::PolicyDenied { denial }));
+        }
+        let checkpoint = overlay.checkpoint();
+        if let Some(refused) = self.prepay(overlay, block, t, tx_hash, reserved)? {
+            return Ok(refused);
+        }
+        let mode = TxMode {
+            reserved_gas: reserved,
+            ..mode
+        };
+        let mut receipt = self.execute_allowed(overlay, hashes, block, tx, tx_hash, mode)?;
+        if reserved > 0 {
+            if receipt.status == TxStatus::Rejected {
+                // Refused after all (its nonce, its balance): nothing of it stays, the
+                // plugins' fee included.
+                overlay.revert_to(checkpoint);
+            } else {
+                receipt.gas_used += reserved;
+            }
+        }
         // What a charged transaction used counts against its budgets: the value it sent if
         // it succeeded (an account without code sends value only in its own frame), and its
         // fee whatever the outcome.
@@ -569,6 +610,10 @@ impl Runtime {
             _ => crate::precheck::tx_env(t, self.config.chain_id)
                 .ok_or_else(|| RuntimeError::Fatal("no EVM form for a call".into()))?,
         };
+        let tx_env = keel_exec_evm::revm::context::TxEnv {
+            gas_limit: tx_env.gas_limit.saturating_sub(mode.reserved_gas),
+            ..tx_env
+        };
         let is_wasm_deploy = matches!(t.body, TxBody::Deploy { env: Env::Wasm, .. });
         match self.transact(overlay, hashes, block, tx_env, (false, mode))? {
             Transacted::Ran(result, trap) => {
@@ -578,7 +623,8 @@ impl Runtime {
             // limit (revm aborted on the read and reports no gas figure; charging less would
             // let it do that much work for less), nothing else applied.
             Transacted::Expired(error) => {
-                self.charge_failed(overlay, block, t, tx_hash, (t.gas_limit, error))
+                let gas = t.gas_limit.saturating_sub(mode.reserved_gas);
+                self.charge_failed(overlay, block, t, tx_hash, (gas, error))
             }
             Transacted::Invalid(invalid) => {
                 let balance = match overlay.account(&sender) {
@@ -744,6 +790,97 @@ impl Runtime {
         }
         overlay.discard_journal();
         Ok(None)
+    }
+
+    /// Pays `gas` (what the policy plugins used) at `t`'s gas price from its sender to the
+    /// block's fee recipient; or the refusal if the sender cannot.
+    fn prepay(
+        &self,
+        overlay: &mut Overlay<&dyn StateView>,
+        block: &BlockContext,
+        t: &keel_types::Transaction,
+        tx_hash: Hash,
+        gas: u64,
+    ) -> Result<Option<Receipt>, RuntimeError> {
+        let fee = U256::from(gas) * U256::from(t.gas_price);
+        if fee.is_zero() {
+            return Ok(None);
+        }
+        let sender = t.sender_address();
+        let mut account = overlay.account(&sender)?.unwrap_or_default();
+        if account.balance < fee {
+            let short = TxError::InsufficientBalance {
+                needed: fee,
+                available: account.balance,
+            };
+            return Ok(Some(rejected(tx_hash, short)));
+        }
+        account.balance -= fee;
+        overlay.put_account(sender, &account)?;
+        let mut paid = overlay.account(&block.beneficiary)?.unwrap_or_default();
+        paid.balance = paid.balance.saturating_add(fee);
+        overlay.put_account(block.beneficiary, &paid)?;
+        Ok(None)
+    }
+
+    /// Runs `plugin`'s check of `t` read-only: a call from the account with the context
+    /// (`policy::plugin_input`) and `PLUGIN_GAS`, on a scratch overlay that is dropped, so a
+    /// plugin can read any state and call any contract but change nothing. Returns the code it
+    /// returned (`None` if it reverted, trapped, ran out of gas, read an expired entry or
+    /// returned less than a word) and the gas it used.
+    fn run_plugin(
+        &self,
+        overlay: &mut Overlay<&dyn StateView>,
+        hashes: &dyn BlockHashes,
+        block: &BlockContext,
+        t: &keel_types::Transaction,
+        (plugin, decision): (Address, &crate::policy::Decision),
+    ) -> Result<(Option<U256>, u64), RuntimeError> {
+        let env = match &t.body {
+            TxBody::Deploy { env, .. } => Some(*env),
+            TxBody::Transfer { to, .. } | TxBody::Call { to, .. } => match overlay.account(to) {
+                Ok(account) => account.and_then(|a| a.code).map(|c| c.env),
+                Err(keel_state::StateError::Expired { .. }) => None,
+                Err(e) => return Err(e.into()),
+            },
+            _ => None,
+        };
+        let input = crate::policy::plugin_input(t, env, block.epoch, decision.spend);
+        let gas_limit = keel_types::policy::PLUGIN_GAS;
+        let tx_env = TxEnv {
+            caller: to_revm(&t.sender_address()),
+            gas_limit,
+            gas_price: 0,
+            kind: TxKind::Call(to_revm(&plugin)),
+            data: Bytes::from(input),
+            chain_id: Some(self.config.chain_id),
+            ..Default::default()
+        };
+        let outcome = {
+            let base: &dyn StateView = &*overlay;
+            let mut scratch = self.overlay(base, block.epoch);
+            self.transact(
+                &mut scratch,
+                hashes,
+                block,
+                tx_env,
+                (true, TxMode::default()),
+            )?
+        };
+        // Its reads of expired entries are not the transaction's.
+        overlay.take_expired_hit();
+        Ok(match outcome {
+            Transacted::Ran(result, _) => {
+                let gas = result.tx_gas_used().min(gas_limit);
+                match result {
+                    ExecutionResult::Success { output, .. } if output.data().len() >= 32 => {
+                        (Some(U256::from_be_slice(&output.data()[..32])), gas)
+                    }
+                    _ => (None, gas),
+                }
+            }
+            Transacted::Expired(_) | Transacted::Invalid(_) => (None, gas_limit),
+        })
     }
 
     /// A policy change (`SetPolicy`, `SetController`; `policy::apply_change`). The sender

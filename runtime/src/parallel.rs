@@ -316,8 +316,8 @@ fn speculate(runtime: &Runtime, block: &Block<'_>, shared: &Shared<'_>, index: u
     let mut overlay = runtime.overlay(base, block.context.epoch);
     let fee = Cell::new(None);
     let mode = TxMode {
-        tracer: None,
         deferred_fee: Some(&fee),
+        ..TxMode::default()
     };
     let tx = &block.transactions[index];
     let at = (block.tx_hashes[index], 0);

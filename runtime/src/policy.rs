@@ -40,6 +40,9 @@ pub struct Decision {
     pub spend: PolicySpend,
     /// The session key that signed it, and what that key used this epoch before it.
     pub session: Option<(PublicKey, PolicySpend)>,
+    /// The plugins to run before it if nothing denied it: the account's, then the session
+    /// key's, each once (transfers, calls and deploys only).
+    pub plugins: Vec<Address>,
     /// Every rule checked, in order, up to the first denial.
     pub trail: Vec<RuleCheck>,
     pub denial: Option<PolicyDenial>,
@@ -166,6 +169,7 @@ pub fn evaluate(
         // than its), else the account itself.
         checks.source = record.controller.unwrap_or(record.source);
         rules(view, t, at, &record.policy, used, &mut checks)?;
+        decision.plugins.extend(&record.policy.plugins);
         decision.record = Some(record);
         decision.spend = used;
         if checks.denial.is_some() {
@@ -178,8 +182,20 @@ pub fn evaluate(
         checks.scope = PolicyScope::SessionKey;
         checks.source = entry.added_by;
         rules(view, t, at, &entry.policy, used, &mut checks)?;
+        decision.plugins.extend(&entry.policy.plugins);
         decision.session = Some((entry.key, used));
     }
+    // Plugins check what a transaction sends or calls; changes, revivals and unflags have
+    // nothing for them to judge. Each runs once even if both scopes attach it.
+    let sends = matches!(
+        t.body,
+        TxBody::Transfer { .. } | TxBody::Call { .. } | TxBody::Deploy { .. }
+    ) && t.body.as_policy_change().is_none();
+    if !sends {
+        decision.plugins.clear();
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    decision.plugins.retain(|p| seen.insert(*p));
     Ok(checks.into(decision))
 }
 
@@ -518,4 +534,58 @@ fn change_log(account: Address, sender: Address, reason: PolicyChange) -> Log {
         topics: vec![policy_changed_topic(), word(&account), word(&sender)],
         data: data.to_vec(),
     }
+}
+
+/// The ABI-encoded context a plugin's `check` receives for `t` (docs/policies.md): sender
+/// (the signing key's address), account, session key, target, selector, value, environment
+/// of the target (`env`: 0 EVM, 1 WASM, 2 none), epoch, and the account's spending this epoch.
+pub fn plugin_input(
+    t: &Transaction,
+    env: Option<keel_types::Env>,
+    epoch: Epoch,
+    spend: PolicySpend,
+) -> Vec<u8> {
+    let address = |a: &Address| {
+        let mut w = [0u8; 32];
+        w[12..].copy_from_slice(&a.0);
+        w
+    };
+    let u = |v: U256| v.to_be_bytes::<32>();
+    let (signer, session) = match t.sender {
+        Sender::Session { key, .. } => (Address::from_public_key(&key), key.0),
+        Sender::Agent(key) => (Address::from_public_key(&key), [0; 32]),
+        Sender::Ethereum(a) => (a, [0; 32]),
+    };
+    let (target, selector) = match &t.body {
+        TxBody::Transfer { to, .. } => (*to, [0u8; 32]),
+        TxBody::Call { to, data, .. } => {
+            let mut s = [0u8; 32];
+            let n = data.len().min(4);
+            s[..n].copy_from_slice(&data[..n]);
+            (*to, s)
+        }
+        _ => (Address::ZERO, [0u8; 32]),
+    };
+    let env = match env {
+        Some(keel_types::Env::Evm) => 0u64,
+        Some(keel_types::Env::Wasm) => 1,
+        None => 2,
+    };
+    let mut out = keel_types::policy::plugin_check_selector().to_vec();
+    for word in [
+        address(&signer),
+        address(&t.sender_address()),
+        session,
+        address(&target),
+        selector,
+        u(t.body.value()),
+        u(U256::from(env)),
+        u(U256::from(epoch)),
+        u(spend.value),
+        u(spend.fees),
+        u(U256::from(spend.txs)),
+    ] {
+        out.extend_from_slice(&word);
+    }
+    out
 }

@@ -765,3 +765,188 @@ fn an_expired_target_read_by_the_environment_rule_changes_nothing() {
         "with a policy: {with:?}\nwithout: {without:?}"
     );
 }
+
+fn plugin_wat(body: &str) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(module
+             (import "keel" "storage_store" (func $store (param i32 i32)))
+             (import "keel" "return_data" (func $ret (param i32 i32)))
+             (memory (export "memory") 1 1)
+             (data (i32.const 64) "\01")
+             (func (export "call") (param i32) (result i32) {body}))"#
+    ))
+    .expect("wat")
+}
+
+/// Plugins (issue 20, item 4): the allow-list and stop-loss examples in C, and hostile ones
+/// (one that writes, one that traps, one that loops, an address without code). Every check
+/// runs read-only within `PLUGIN_GAS`, before the transaction, and its gas is the sender's.
+#[test]
+fn plugins_check_read_only_within_their_gas_and_the_sender_pays_for_them() {
+    let (agent, boss, bob) = (key(1), key(2), key(3));
+    let mut chain = Chain::new(&[&agent, &boss, &bob]);
+    let me = addr(&agent);
+    let allowlist = chain.deploy(
+        &boss,
+        Env::Wasm,
+        crate::common::artifact("allowlist.wasm"),
+        Vec::new(),
+    );
+    let router = Address([0x77; 20]);
+    let listed = chain.call(
+        &boss,
+        allowlist,
+        abi::call(
+            "allow(address,uint256)",
+            &[abi::address(&router), abi::u(1)],
+        ),
+    );
+    assert_eq!(listed.status, TxStatus::Success, "{listed:?}");
+    let stranger_listing = chain.call(
+        &bob,
+        allowlist,
+        abi::call(
+            "allow(address,uint256)",
+            &[abi::address(&addr(&bob)), abi::u(1)],
+        ),
+    );
+    assert_eq!(stranger_listing.status, TxStatus::Revert, "owner only");
+    let named = run_change(
+        &mut chain,
+        &agent,
+        TxBody::SetController {
+            account: me,
+            controller: Some(addr(&boss)),
+        },
+    );
+    assert_eq!(named.status, TxStatus::Success);
+    let attach = |plugins: Vec<Address>| {
+        set_policy(
+            me,
+            AccountPolicy {
+                plugins,
+                ..AccountPolicy::default()
+            },
+        )
+    };
+    assert_eq!(
+        run_change(&mut chain, &boss, attach(vec![allowlist])).status,
+        TxStatus::Success
+    );
+    // Listed: runs, and pays the plugin's gas on top of its own.
+    let before = chain.balance(&me);
+    let r = chain.run(&agent, 300_000, transfer(router, 5));
+    assert_eq!(r.status, TxStatus::Success, "{r:?}");
+    assert!(
+        r.gas_used > 21_000,
+        "the plugin's gas is in the receipt: {r:?}"
+    );
+    let paid = before - chain.balance(&me);
+    assert_eq!(paid, U256::from(5 + r.gas_used), "value and every gas unit");
+    // Not listed: denied by the plugin, with its code and address; nothing is charged.
+    let before = chain.balance(&me);
+    let tx = chain.tx(&agent, 300_000, transfer(Address([8; 20]), 5));
+    let simulated = simulated(&chain, &tx);
+    let (out, _) = chain.block(vec![tx]);
+    let d = denial(&out.receipts[0]).expect("denied").clone();
+    assert_eq!(denial(&simulated), Some(&d));
+    assert_eq!(
+        (d.rule, d.scope, d.used, d.source),
+        (
+            PolicyRule::PluginDenied,
+            PolicyScope::Plugin,
+            U256::from(1u64),
+            allowlist
+        )
+    );
+    assert_eq!(chain.balance(&me), before);
+    chain.resync_nonce(&agent);
+    // Too little gas left after the plugin: refused, and its fee taken back.
+    let r = chain.run(&agent, 21_000, transfer(router, 5));
+    assert_eq!(r.status, TxStatus::Rejected, "{r:?}");
+    assert_eq!(chain.balance(&me), before);
+
+    // Hostile plugins: a write is discarded; a trap, a loop past its gas and an address
+    // without code deny with `plugin_failed`.
+    let writer = chain.deploy(&bob, Env::Wasm, plugin_wat("(call $store (i32.const 0) (i32.const 64)) (call $ret (i32.const 128) (i32.const 32)) (i32.const 0)"), Vec::new());
+    let trap = chain.deploy(&bob, Env::Wasm, plugin_wat("unreachable"), Vec::new());
+    let spin = chain.deploy(
+        &bob,
+        Env::Wasm,
+        plugin_wat("(loop $l (br $l)) (i32.const 0)"),
+        Vec::new(),
+    );
+    assert_eq!(
+        run_change(&mut chain, &boss, attach(vec![writer])).status,
+        TxStatus::Success
+    );
+    let r = chain.run(&agent, 300_000, transfer(Address([8; 20]), 1));
+    assert_eq!(r.status, TxStatus::Success, "{r:?}");
+    assert_eq!(
+        chain.storage(&writer, [0; 32]),
+        [0; 32],
+        "a plugin writes nothing"
+    );
+    for plugin in [trap, spin, Address([0x55; 20])] {
+        assert_eq!(
+            run_change(&mut chain, &boss, attach(vec![plugin])).status,
+            TxStatus::Success
+        );
+        let r = chain.run(&agent, 300_000, transfer(router, 1));
+        let d = denial(&r).expect("denied");
+        assert_eq!(
+            (d.rule, d.source),
+            (PolicyRule::PluginFailed, plugin),
+            "{r:?}"
+        );
+    }
+
+    // The stop-loss: a WASM plugin reading an EVM token's balance across environments.
+    run_change(&mut chain, &boss, attach(Vec::new()));
+    let token = chain.deploy(
+        &agent,
+        Env::Evm,
+        differential::code(Contract::Token, Impl::Sol),
+        abi::u(1_000).to_vec(),
+    );
+    chain.resync_nonce(&agent);
+    let args = [abi::address(&token), abi::u(600)].concat();
+    let stoploss = chain.deploy(
+        &boss,
+        Env::Wasm,
+        crate::common::artifact("stoploss.wasm"),
+        args,
+    );
+    assert_eq!(
+        run_change(&mut chain, &boss, attach(vec![stoploss])).status,
+        TxStatus::Success
+    );
+    let pay_token = |amount: u64| TxBody::Call {
+        to: token,
+        data: abi::call(
+            "transfer(address,uint256)",
+            &[abi::address(&addr(&bob)), abi::u(amount)],
+        ),
+        value: U256::ZERO,
+    };
+    for amount in [300, 200] {
+        let r = chain.run(&agent, 500_000, pay_token(amount));
+        assert_eq!(r.status, TxStatus::Success, "{amount}: {r:?}");
+    }
+    // 500 left, under the floor of 600: the next action is stopped.
+    let r = chain.run(&agent, 500_000, pay_token(1));
+    let d = denial(&r).expect("stopped");
+    assert_eq!(
+        (d.rule, d.used, d.source),
+        (PolicyRule::PluginDenied, U256::from(1u64), stoploss)
+    );
+    // The owner lowers the floor: it goes on.
+    let lowered = chain.call(
+        &boss,
+        stoploss,
+        abi::call("setFloor(uint256)", &[abi::u(100)]),
+    );
+    assert_eq!(lowered.status, TxStatus::Success, "{lowered:?}");
+    let r = chain.run(&agent, 500_000, pay_token(1));
+    assert_eq!(r.status, TxStatus::Success, "{r:?}");
+}

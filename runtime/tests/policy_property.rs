@@ -37,6 +37,8 @@ struct Spec {
     from: Option<u64>,
     until: Option<u64>,
     frozen: bool,
+    /// Attach the allow-list plugin (it lists the first payee and the token).
+    plugin: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -96,14 +98,16 @@ fn spec() -> impl Strategy<Value = Spec> {
             opt(0u64..4),
             opt(2u64..20),
             prop::bool::weighted(0.1),
+            prop::bool::weighted(0.3),
         ),
     )
         .prop_map(
             |(
                 (envs, targets, value_tx, value_epoch),
-                (fee_epoch, txs_epoch, from, until, frozen),
+                (fee_epoch, txs_epoch, from, until, frozen, plugin),
             )| {
                 Spec {
+                    plugin,
                     envs,
                     targets,
                     value_tx,
@@ -157,6 +161,8 @@ struct World {
     eth: EthAgent,
     boss: SecretKey,
     at: BTreeMap<Contract, Address>,
+    /// The allow-list plugin (contracts/wasm/allowlist.c), owned by the controller.
+    allowlist: Address,
     /// The policy in force per agent, and what the model says it used this epoch.
     policies: Vec<AccountPolicy>,
     spent: Vec<PolicySpend>,
@@ -199,6 +205,20 @@ impl World {
             })
             .collect();
         chain.block(setup);
+        let allowlist = chain.deploy(
+            &boss,
+            Env::Wasm,
+            crate::common::artifact("allowlist.wasm"),
+            Vec::new(),
+        );
+        for listed in [PAYEES[0], at[&Contract::Token]] {
+            let data = abi::call(
+                "allow(address,uint256)",
+                &[abi::address(&listed), abi::u(1)],
+            );
+            let r = chain.call(&boss, allowlist, data);
+            assert_eq!(r.status, TxStatus::Success, "{r:?}");
+        }
         let mut eth = EthAgent::new(9);
         let fund = TxBody::Transfer {
             to: eth.address,
@@ -230,6 +250,7 @@ impl World {
             eth,
             boss,
             at,
+            allowlist,
             policies: vec![AccountPolicy::default(); AGENTS],
             spent: vec![PolicySpend::default(); AGENTS],
             session_keys: (0..AGENTS as u8).map(|i| key(60 + i)).collect(),
@@ -297,6 +318,11 @@ impl World {
             valid_from: spec.from.map(|f| height + f),
             valid_until: spec.until.map(|u| height + u),
             frozen: spec.frozen,
+            plugins: if spec.plugin {
+                vec![self.allowlist]
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -315,7 +341,8 @@ impl World {
                     to,
                     amount: U256::from(*amount),
                 };
-                (body, 21_000)
+                // Room for a plugin's check besides the transfer's 21,000.
+                (body, 100_000)
             }
             Act::Op(op, gas) => {
                 let (_, contract, data) = differential::calldata(op, &users, &self.at);
@@ -448,9 +475,22 @@ fn expected_decision(
     if let Some(rule) = expected_denial(&world.policies[i], &world.spent[i], t, height, env_of) {
         return Some((rule, PolicyScope::Account));
     }
-    let scope = scope?;
-    expected_denial(&scope, &world.session_spent[i], t, height, env_of)
-        .map(|rule| (rule, PolicyScope::SessionKey))
+    let mut plugins = world.policies[i].plugins.clone();
+    if let Some(scope) = &scope {
+        if let Some(rule) = expected_denial(scope, &world.session_spent[i], t, height, env_of) {
+            return Some((rule, PolicyScope::SessionKey));
+        }
+        plugins.extend(&scope.plugins);
+    }
+    // The allow-list plugin judges what sends or calls: listed targets pass.
+    let target = match &t.body {
+        _ if t.body.as_policy_change().is_some() => return None,
+        TxBody::Transfer { to, .. } | TxBody::Call { to, .. } => *to,
+        TxBody::Deploy { .. } => Address::ZERO,
+        _ => return None,
+    };
+    let listed = [PAYEES[0], world.at[&Contract::Token]].contains(&target);
+    (!plugins.is_empty() && !listed).then_some((PolicyRule::PluginDenied, PolicyScope::Plugin))
 }
 
 /// The rule the model expects to deny `t` (none: allowed). Written apart from the runtime's

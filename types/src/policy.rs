@@ -12,6 +12,23 @@ use crate::state_key::Env;
 use crate::{Epoch, Height, U256};
 use borsh::{BorshDeserialize, BorshSerialize};
 
+/// Most plugins one policy may attach.
+pub const MAX_POLICY_PLUGINS: usize = 4;
+/// Gas one plugin check may use (its call's intrinsic gas included), charged to the sender
+/// on top of the transaction's own gas, within its gas limit.
+pub const PLUGIN_GAS: u64 = 200_000;
+/// The plugin context's ABI signature: sender (the signing key's address), account, session
+/// key (zero if none), target (zero for a deploy), selector, value, environment (0 EVM, 1
+/// WASM, 2 none), epoch, and what the account spent this epoch (value, fees, transactions).
+pub const PLUGIN_CHECK_SIGNATURE: &str =
+    "check(address,address,bytes32,address,bytes4,uint256,uint8,uint64,uint256,uint256,uint64)";
+
+/// The 4-byte selector of [`PLUGIN_CHECK_SIGNATURE`].
+pub fn plugin_check_selector() -> [u8; 4] {
+    let h = crate::eth::keccak256(PLUGIN_CHECK_SIGNATURE.as_bytes());
+    [h[0], h[1], h[2], h[3]]
+}
+
 /// Most session keys one account may hold.
 pub const MAX_SESSION_KEYS: usize = 16;
 /// Most targets one policy may list.
@@ -20,7 +37,7 @@ pub const MAX_POLICY_TARGETS: usize = 32;
 pub const MAX_TARGET_SELECTORS: usize = 16;
 /// Largest encoded [`PolicyRecord`]: targets with their selectors and the fixed fields.
 pub const MAX_POLICY_RECORD_BYTES: usize =
-    MAX_POLICY_TARGETS * (20 + 1 + 4 + MAX_TARGET_SELECTORS * 4) + 512;
+    MAX_POLICY_TARGETS * (20 + 1 + 4 + MAX_TARGET_SELECTORS * 4) + MAX_POLICY_PLUGINS * 20 + 512;
 
 /// Gas a policy transaction costs before its bytes: a transaction's base cost plus one fresh
 /// storage write.
@@ -61,6 +78,10 @@ pub struct AccountPolicy {
     pub valid_until: Option<Height>,
     /// No transaction at all (only its controller can lift it).
     pub frozen: bool,
+    /// Policy plugins: contracts whose `check(…)` (`plugin_check_selector`) every transfer,
+    /// call and deploy must pass, run read-only with `PLUGIN_GAS` before the transaction.
+    /// More plugins is tighter.
+    pub plugins: Vec<Address>,
 }
 
 /// What is stored under `StateKey::Policy(account)`.
@@ -161,6 +182,11 @@ pub enum PolicyRule {
     SessionKeyScope = 15,
     /// The account already holds `MAX_SESSION_KEYS` session keys.
     TooManySessionKeys = 16,
+    /// A plugin's check returned a non-zero code (its code is the denial's `used`).
+    PluginDenied = 17,
+    /// A plugin's check reverted, trapped, ran out of its gas, read an expired entry or
+    /// returned no code: denied.
+    PluginFailed = 18,
 }
 
 impl PolicyRule {
@@ -184,6 +210,8 @@ impl PolicyRule {
             PolicyRule::SessionKeyExpired => "session_key_expired",
             PolicyRule::SessionKeyScope => "session_key_scope",
             PolicyRule::TooManySessionKeys => "too_many_session_keys",
+            PolicyRule::PluginDenied => "plugin_denied",
+            PolicyRule::PluginFailed => "plugin_failed",
         }
     }
 }
@@ -276,7 +304,10 @@ impl AccountPolicy {
             (None, Some(_)) => false,
             (Some(i), Some(o)) => i >= o,
         };
+        // Every plugin of the outer policy still runs.
+        let plugins = outer.plugins.iter().all(|p| self.plugins.contains(p));
         envs && targets
+            && plugins
             && from
             && cap_within(&self.valid_until, &outer.valid_until)
             && cap_within(&self.max_value_per_tx, &outer.max_value_per_tx)
@@ -325,6 +356,13 @@ impl Canonical for AccountPolicy {
             check_len(Self::KIND, "envs", envs.len(), 2)?;
             distinct(envs.iter(), "envs")?;
         }
+        check_len(
+            Self::KIND,
+            "plugins",
+            self.plugins.len(),
+            MAX_POLICY_PLUGINS,
+        )?;
+        distinct(self.plugins.iter(), "plugins")?;
         if let Some(targets) = &self.targets {
             check_len(Self::KIND, "targets", targets.len(), MAX_POLICY_TARGETS)?;
             distinct(targets.iter().map(|t| t.to), "targets")?;
@@ -434,6 +472,19 @@ mod tests {
         assert!(window(Some(10), Some(20)).within(&window(Some(5), Some(30))));
         assert!(!window(Some(4), Some(20)).within(&window(Some(5), Some(30))));
         assert!(!window(None, Some(20)).within(&window(Some(5), None)));
+        let plugged = |plugins: Vec<Address>| AccountPolicy {
+            plugins,
+            ..AccountPolicy::default()
+        };
+        let (a, b) = (Address([1; 20]), Address([2; 20]));
+        assert!(
+            plugged(vec![a, b]).within(&plugged(vec![b])),
+            "one more plugin tightens"
+        );
+        assert!(
+            !plugged(vec![a]).within(&plugged(vec![b])),
+            "dropping one loosens"
+        );
     }
 
     #[test]
@@ -459,6 +510,9 @@ mod tests {
                 valid_from: Some(u64::MAX),
                 valid_until: Some(u64::MAX),
                 frozen: true,
+                plugins: (0..MAX_POLICY_PLUGINS)
+                    .map(|i| Address([0x80 + i as u8; 20]))
+                    .collect(),
             },
             source: Address([2; 20]),
             changed_at: u64::MAX,

@@ -66,6 +66,7 @@ pub fn policy(p: &AccountPolicy) -> Value {
         "valid_from": p.valid_from,
         "valid_until": p.valid_until,
         "frozen": p.frozen,
+        "plugins": p.plugins.iter().map(|a| a.to_hex()).collect::<Vec<_>>(),
     })
 }
 
@@ -97,6 +98,7 @@ pub fn trail(
         trail,
         denial,
         session,
+        plugins,
     } = evaluate(view, t, at, Default::default())?;
     if record.is_none() && session.is_none() {
         return Ok(json!({"checked": false, "allowed": true, "trail": [], "remaining": null}));
@@ -136,6 +138,8 @@ pub fn trail(
         "remaining": account_left,
         "session_remaining": session_left,
         "resets_at_epoch": at.epoch.saturating_add(1),
+        // Run after these rules, in the receipt's execution (a plugin's denial is its error).
+        "plugins": plugins.iter().map(|a| a.to_hex()).collect::<Vec<_>>(),
     });
     if let Some(denial) = &denial {
         let mut fields = json!({});
