@@ -175,6 +175,24 @@ fn an_agent_session_key_simulates_acts_hits_its_cap_reads_why_and_waits_for_the_
     assert!(ok && revoked["status"] == "success", "{revoked} {err}");
     let (ok, _, err) = swap("1");
     assert!(!ok && err.contains("session_key_unknown"), "{err}");
+    // A wallet estimating a policy change in its call form gets the change's gas.
+    let change = TxBody::SetController {
+        account: Address::from_hex(&agent).expect("address"),
+        controller: None,
+    };
+    let estimate = cluster
+        .call(
+            0,
+            "eth_estimateGas",
+            vec![json!({
+                "from": agent,
+                "to": keel_types::policy::POLICY_ADDRESS.to_hex(),
+                "data": format!("0x{}", hex::encode(change.policy_call_data())),
+            })],
+        )
+        .expect("estimate");
+    let gas = change.policy_gas().expect("gas");
+    assert_eq!(estimate, json!(format!("{gas:#x}")));
     cluster.check_roots();
 }
 

@@ -91,6 +91,35 @@ fn parse_qty256(v: &Value, what: &str) -> Result<U256, ErrorObjectOwned> {
     }
 }
 
+/// The gas of a call that is a policy change in its call form (a call with no value to
+/// `POLICY_ADDRESS` carrying a change's encoding), or `None` for any other call.
+fn policy_call_gas(call: &Value) -> Result<Option<u64>, ErrorObjectOwned> {
+    let field = |name: &str| call.get(name).filter(|v| !v.is_null());
+    let to = field("to")
+        .and_then(Value::as_str)
+        .map(parse_address)
+        .transpose()?;
+    if to != Some(keel_types::policy::POLICY_ADDRESS) {
+        return Ok(None);
+    }
+    let data = field("input")
+        .or_else(|| field("data"))
+        .and_then(Value::as_str)
+        .map(parse_bytes)
+        .transpose()?
+        .unwrap_or_default();
+    let value = field("value")
+        .map(|v| parse_qty256(v, "value"))
+        .transpose()?
+        .unwrap_or_default();
+    let body = TxBody::Call {
+        to: keel_types::policy::POLICY_ADDRESS,
+        data,
+        value,
+    };
+    Ok(body.policy_gas())
+}
+
 /// What a native transaction looks like to an Ethereum client: (to, value, input).
 fn eth_view(tx: &SignedTransaction) -> (Option<Address>, U256, Vec<u8>) {
     match &tx.tx.body {
@@ -351,6 +380,10 @@ impl RpcContext {
     fn eth_estimate_gas(&self, p: &[Value]) -> Result<Value, ErrorObjectOwned> {
         let call = p.first().ok_or_else(|| bad_params("missing call object"))?;
         let tag = p.get(1);
+        // A policy change in its call form costs its own gas, not a call's (docs/policies.md).
+        if let Some(gas) = policy_call_gas(call)? {
+            return Ok(json!(qty(gas)));
+        }
         let cap = Self::call_gas(call)?;
         let first = self.run_call(call, tag, cap)?;
         match first.status {
