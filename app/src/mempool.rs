@@ -92,6 +92,10 @@ pub enum AdmitError {
     Full { max_txs: usize },
     #[error("state read failed: {0}")]
     State(String),
+    /// A session key may not replace what its account signed: it could keep the account's own
+    /// revocation of it out of every block.
+    #[error("a transaction signed by a session key cannot replace one its account signed")]
+    ReplacementBySessionKey,
     /// The sender's policy refuses it (with its queued transactions counted first).
     #[error("policy denied: {0}")]
     PolicyDenied(keel_types::policy::PolicyDenial),
@@ -453,6 +457,10 @@ impl Mempool {
         let queue = self.senders.get(&sender);
         let replaced = queue.and_then(|q| q.get(&nonce));
         if let Some(old) = replaced {
+            let by_session = matches!(entry.tx.tx.sender, keel_types::Sender::Session { .. });
+            if by_session && old.tx.tx.sender != entry.tx.tx.sender {
+                return Err(AdmitError::ReplacementBySessionKey);
+            }
             let queued = old.tx.tx.gas_price;
             let required = queued
                 .saturating_mul(100 + self.config.replace_bump_percent)

@@ -21,6 +21,7 @@ KEEL_IMPORT(address) void keel_address(u8 *out20);
 KEEL_IMPORT(call_value) void keel_call_value(u8 *out32);
 KEEL_IMPORT(emit_log) void keel_emit_log(const u8 *topics, u32 topic_count, const u8 *data, u32 len);
 KEEL_IMPORT(call) int keel_call(const u8 *to20, const u8 *value32, const u8 *input, u32 len, i64 gas);
+KEEL_IMPORT(static_call) int keel_static_call(const u8 *to20, const u8 *input, u32 len, i64 gas);
 KEEL_IMPORT(return_data_size) u32 keel_return_data_size(void);
 KEEL_IMPORT(return_data_copy) void keel_return_data_copy(u8 *out, u32 offset, u32 len);
 KEEL_IMPORT(keccak256) void keel_keccak256(const u8 *ptr, u32 len, u8 *out32);

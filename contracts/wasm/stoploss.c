@@ -73,11 +73,10 @@ EXPORT(call) int call(u32 len) {
         word_from_u64(&slot, 2);
         load(&slot, &floor);
         /* balanceOf(account) on the token, in whichever environment it runs. */
-        u8 call_data[36], value[32];
+        u8 call_data[36];
         call_data[0] = 0x70; call_data[1] = 0xa0; call_data[2] = 0x82; call_data[3] = 0x31;
         copy(call_data + 4, arg(input, 1), 32);
-        zero(value, 32);
-        if (keel_call(token.b + 12, value, call_data, 36, 0) || keel_return_data_size() < 32) {
+        if (keel_static_call(token.b + 12, call_data, 36, 0) || keel_return_data_size() < 32) {
             word_from_u64(&code, 2);
         } else {
             keel_return_data_copy(balance.b, 0, 32);

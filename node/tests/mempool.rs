@@ -691,3 +691,54 @@ fn revalidation_drops_what_the_policy_now_denies() {
         "the freeze ran; the rest cannot"
     );
 }
+
+/// A session key cannot replace a queued transaction its account signed (it could keep the
+/// account's revocation of it out of every block); the account can replace the key's.
+#[test]
+fn a_session_key_cannot_replace_what_its_account_signed() {
+    let (alice, session) = (key(1), key(9));
+    let mut chain = Chain::new(&[&alice]);
+    let add = TxBody::AddSessionKey {
+        account: addr(&alice),
+        key: session.public_key(),
+        policy: keel_types::policy::AccountPolicy::default(),
+        expires_at: u64::MAX,
+    };
+    let gas = add.policy_gas().expect("gas");
+    assert_eq!(
+        chain.run(&alice, gas, add).status,
+        keel_types::TxStatus::Success
+    );
+    let mut pool = pool_with_policies(chain.height);
+    let view = chain.store.latest_view();
+    let signed_by = |sender: keel_types::Sender, k: &SecretKey, price: u128| {
+        Transaction {
+            chain_id: CHAIN_ID,
+            sender,
+            nonce: 1,
+            gas_limit: 21_000,
+            gas_price: price,
+            body: TxBody::Transfer {
+                to: addr(&key(200)),
+                amount: U256::from(1u64),
+            },
+        }
+        .sign(k)
+    };
+    let as_session = keel_types::Sender::Session {
+        account: addr(&alice),
+        key: session.public_key(),
+    };
+    let own = signed_by(alice.public_key().into(), &alice, 1);
+    assert!(pool.admit(&view, vec![own])[0].is_ok());
+    let replacement = signed_by(as_session, &session, 10);
+    assert_eq!(
+        pool.admit(&view, vec![replacement])[0],
+        Err(AdmitError::ReplacementBySessionKey)
+    );
+    // The other way round is the owner's right.
+    let mut pool = pool_with_policies(chain.height);
+    assert!(pool.admit(&view, vec![signed_by(as_session, &session, 1)])[0].is_ok());
+    let own = signed_by(alice.public_key().into(), &alice, 10);
+    assert!(pool.admit(&view, vec![own])[0].is_ok());
+}

@@ -525,45 +525,11 @@ impl Runtime {
         if let Some(denial) = decision.denial {
             return Ok(rejected(tx_hash, TxError::PolicyDenied { denial }));
         }
-        // The policy plugins, read-only, each within `PLUGIN_GAS`; what they used is paid
-        // before the transaction runs and comes out of its gas limit.
-        let mut reserved = 0u64;
-        for plugin in &decision.plugins {
-            let (code, gas) = self.run_plugin(overlay, hashes, block, t, (*plugin, &decision))?;
-            reserved = reserved.saturating_add(gas);
-            let (rule, used) = match code {
-                Some(code) if code.is_zero() => continue,
-                Some(code) => (keel_types::policy::PolicyRule::PluginDenied, code),
-                None => (keel_types::policy::PolicyRule::PluginFailed, U256::ZERO),
-            };
-            let denial = keel_types::policy::PolicyDenial {
-                rule,
-                scope: keel_types::policy::PolicyScope::Plugin,
-                limit: U256::ZERO,
-                used,
-                resets_at_epoch: None,
-                source: *plugin,
-            };
-            return Ok(rejected(tx_hash, TxError::PolicyDenied { denial }));
-        }
-        let checkpoint = overlay.checkpoint();
-        if let Some(refused) = self.prepay(overlay, block, t, tx_hash, reserved)? {
-            return Ok(refused);
-        }
-        let mode = TxMode {
-            reserved_gas: reserved,
-            ..mode
+        let receipt = if decision.plugins.is_empty() {
+            self.execute_allowed(overlay, hashes, block, tx, tx_hash, mode)?
+        } else {
+            self.execute_with_plugins(overlay, hashes, block, tx, (tx_hash, &decision), mode)?
         };
-        let mut receipt = self.execute_allowed(overlay, hashes, block, tx, tx_hash, mode)?;
-        if reserved > 0 {
-            if receipt.status == TxStatus::Rejected {
-                // Refused after all (its nonce, its balance): nothing of it stays, the
-                // plugins' fee included.
-                overlay.revert_to(checkpoint);
-            } else {
-                receipt.gas_used += reserved;
-            }
-        }
         // What a charged transaction used counts against its budgets: the value it sent if
         // it succeeded (an account without code sends value only in its own frame), and its
         // fee whatever the outcome.
@@ -577,6 +543,90 @@ impl Runtime {
             crate::policy::record_outcome(overlay, t, &decision, (value, fee))?;
             overlay.discard_journal();
         }
+        Ok(receipt)
+    }
+
+    /// A transaction whose policies attach plugins. The plugins run only once the sender
+    /// can pay for the whole transaction (nonce and balance as the EVM checks them), each
+    /// within what its gas limit leaves after the intrinsic gas (at most `PLUGIN_GAS`), and
+    /// from then on the transaction is charged whatever happens — a plugin's denial or
+    /// failure included, with its nonce used. Plugin work is never free: were a denial a
+    /// refusal, a proposer would execute any amount of it for transactions that then cost
+    /// nothing, and a verdict that depends on order could keep its block filter from
+    /// settling (found by review). What the plugins used is paid before the transaction runs
+    /// and comes out of its gas limit.
+    fn execute_with_plugins(
+        &self,
+        overlay: &mut Overlay<&dyn StateView>,
+        hashes: &dyn BlockHashes,
+        block: &BlockContext,
+        tx: &SignedTransaction,
+        (tx_hash, decision): (Hash, &crate::policy::Decision),
+        mode: TxMode<'_>,
+    ) -> Result<Receipt, RuntimeError> {
+        let t = &tx.tx;
+        let account = overlay.account(&t.sender_address())?.unwrap_or_default();
+        if account.nonce != t.nonce {
+            let bad_nonce = TxError::BadNonce {
+                expected: account.nonce,
+                got: t.nonce,
+            };
+            return Ok(rejected(tx_hash, bad_nonce));
+        }
+        let needed = t.max_fee().saturating_add(t.body.value());
+        if account.balance < needed {
+            let short = TxError::InsufficientBalance {
+                needed,
+                available: account.balance,
+            };
+            return Ok(rejected(tx_hash, short));
+        }
+        let intrinsic = match crate::precheck::check_intrinsic_gas(t, self.config.chain_id) {
+            Ok(gas) => gas,
+            Err(error) => return Ok(rejected(tx_hash, error)),
+        };
+        let room = t.gas_limit.saturating_sub(intrinsic);
+        let mut reserved = 0u64;
+        for plugin in &decision.plugins {
+            let cap = keel_types::policy::PLUGIN_GAS.min(room - reserved);
+            let (code, gas) =
+                self.run_plugin(overlay, hashes, block, t, (*plugin, decision, cap))?;
+            reserved += gas.min(cap);
+            let (rule, used) = match code {
+                Some(code) if code.is_zero() => continue,
+                Some(code) => (keel_types::policy::PolicyRule::PluginDenied, code),
+                None => (keel_types::policy::PolicyRule::PluginFailed, U256::ZERO),
+            };
+            let denial = keel_types::policy::PolicyDenial {
+                rule,
+                scope: keel_types::policy::PolicyScope::Plugin,
+                limit: U256::ZERO,
+                used,
+                resets_at_epoch: None,
+                source: *plugin,
+            };
+            let error = TxError::PolicyDenied { denial };
+            return self.charge_failed(overlay, block, t, tx_hash, (reserved, error));
+        }
+        let checkpoint = overlay.checkpoint();
+        if let Some(refused) = self.prepay(overlay, block, t, tx_hash, reserved)? {
+            return Ok(refused);
+        }
+        let mode = TxMode {
+            reserved_gas: reserved,
+            ..mode
+        };
+        let mut receipt = self.execute_allowed(overlay, hashes, block, tx, tx_hash, mode)?;
+        if receipt.status == TxStatus::Rejected {
+            // Refused anyway, by a check of the EVM's own (the nonce and balance were
+            // checked above): only the plugins' gas is charged, with the nonce used.
+            overlay.revert_to(checkpoint);
+            let error = receipt.error.unwrap_or(TxError::Execution {
+                code: ExecError::InvalidTransaction,
+            });
+            return self.charge_failed(overlay, block, t, tx_hash, (reserved, error));
+        }
+        receipt.gas_used += reserved;
         Ok(receipt)
     }
 
@@ -834,7 +884,7 @@ impl Runtime {
         hashes: &dyn BlockHashes,
         block: &BlockContext,
         t: &keel_types::Transaction,
-        (plugin, decision): (Address, &crate::policy::Decision),
+        (plugin, decision, gas_limit): (Address, &crate::policy::Decision, u64),
     ) -> Result<(Option<U256>, u64), RuntimeError> {
         let env = match &t.body {
             TxBody::Deploy { env, .. } => Some(*env),
@@ -846,7 +896,6 @@ impl Runtime {
             _ => None,
         };
         let input = crate::policy::plugin_input(t, env, block.epoch, decision.spend);
-        let gas_limit = keel_types::policy::PLUGIN_GAS;
         let tx_env = TxEnv {
             caller: to_revm(&t.sender_address()),
             gas_limit,

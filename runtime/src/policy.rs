@@ -133,10 +133,18 @@ pub fn evaluate(
         resets: at.epoch.saturating_add(1),
     };
     let mut decision = Decision::default();
+    let record = read_record(view, &sender)?;
     let session = match t.sender {
         Sender::Session { account, key } => {
+            // A key counts only while whoever added it still may: the account, or its
+            // current controller (a released controller's keys die with its control; found
+            // by review).
+            let controller = record.as_ref().and_then(|r| r.controller);
             let keys = read_session_keys(view, &account)?;
-            let entry = keys.find(&key).cloned();
+            let entry = keys
+                .find(&key)
+                .filter(|k| k.added_by == account || Some(k.added_by) == controller)
+                .cloned();
             if !checks.check(
                 PolicyRule::SessionKeyUnknown,
                 entry.is_some(),
@@ -158,7 +166,7 @@ pub fn evaluate(
         }
         _ => None,
     };
-    if let Some(record) = read_record(view, &sender)? {
+    if let Some(record) = record {
         let used = plus(
             read_spend(view, &sender, at.epoch)?,
             queued.account,

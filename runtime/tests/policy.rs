@@ -843,12 +843,14 @@ fn plugins_check_read_only_within_their_gas_and_the_sender_pays_for_them() {
     );
     let paid = before - chain.balance(&me);
     assert_eq!(paid, U256::from(5 + r.gas_used), "value and every gas unit");
-    // Not listed: denied by the plugin, with its code and address; nothing is charged.
-    let before = chain.balance(&me);
+    // Not listed: denied by the plugin, with its code and address. Plugin work is never
+    // free: the denial is charged the plugin's gas, with the nonce used.
+    let (before, nonce_before) = (chain.balance(&me), nonce(&chain, &me));
     let tx = chain.tx(&agent, 300_000, transfer(Address([8; 20]), 5));
     let simulated = simulated(&chain, &tx);
     let (out, _) = chain.block(vec![tx]);
-    let d = denial(&out.receipts[0]).expect("denied").clone();
+    let r = &out.receipts[0];
+    let d = denial(r).expect("denied").clone();
     assert_eq!(denial(&simulated), Some(&d));
     assert_eq!(
         (d.rule, d.scope, d.used, d.source),
@@ -859,12 +861,27 @@ fn plugins_check_read_only_within_their_gas_and_the_sender_pays_for_them() {
             allowlist
         )
     );
-    assert_eq!(chain.balance(&me), before);
-    chain.resync_nonce(&agent);
-    // Too little gas left after the plugin: refused, and its fee taken back.
+    assert_eq!(r.status, TxStatus::Revert);
+    assert!(
+        r.gas_used > 0 && r.gas_used <= keel_types::policy::PLUGIN_GAS,
+        "{r:?}"
+    );
+    assert_eq!(chain.balance(&me), before - U256::from(r.gas_used));
+    assert_eq!(nonce(&chain, &me), nonce_before + 1);
+    // No gas left for the plugin after the transfer's own: it fails, charged nothing but
+    // its nonce (a sender cannot make a plugin work for free by starving it).
+    let before = chain.balance(&me);
     let r = chain.run(&agent, 21_000, transfer(router, 5));
-    assert_eq!(r.status, TxStatus::Rejected, "{r:?}");
+    let d = denial(&r).expect("denied");
+    assert_eq!(
+        (r.status, d.rule, r.gas_used),
+        (TxStatus::Revert, PolicyRule::PluginFailed, 0)
+    );
     assert_eq!(chain.balance(&me), before);
+    // A sender that cannot pay for the whole transaction is refused before any plugin runs.
+    let r = chain.run(&agent, 300_000, transfer(router, u64::MAX));
+    assert_eq!(r.status, TxStatus::Rejected, "{r:?}");
+    assert!(matches!(r.error, Some(TxError::InsufficientBalance { .. })));
 
     // Hostile plugins: a write is discarded; a trap, a loop past its gas and an address
     // without code deny with `plugin_failed`.
@@ -949,4 +966,56 @@ fn plugins_check_read_only_within_their_gas_and_the_sender_pays_for_them() {
     assert_eq!(lowered.status, TxStatus::Success, "{lowered:?}");
     let r = chain.run(&agent, 500_000, pay_token(1));
     assert_eq!(r.status, TxStatus::Success, "{r:?}");
+}
+
+/// A session key a controller added lives only as long as that control: once the controller
+/// is released (or replaced), its keys act for nobody (found by review).
+#[test]
+fn a_released_controllers_session_keys_die_with_its_control() {
+    let (agent, boss, session) = (key(1), key(2), key(5));
+    let mut chain = Chain::new(&[&agent, &boss]);
+    let me = addr(&agent);
+    let named = TxBody::SetController {
+        account: me,
+        controller: Some(addr(&boss)),
+    };
+    assert_eq!(
+        run_change(&mut chain, &agent, named).status,
+        TxStatus::Success
+    );
+    let add = TxBody::AddSessionKey {
+        account: me,
+        key: session.public_key(),
+        policy: AccountPolicy::default(),
+        expires_at: u64::MAX,
+    };
+    assert_eq!(run_change(&mut chain, &boss, add).status, TxStatus::Success);
+    let r = session_run(
+        &mut chain,
+        &session,
+        me,
+        21_000,
+        transfer(Address([4; 20]), 1),
+    );
+    assert_eq!(r.status, TxStatus::Success, "{r:?}");
+    let release = TxBody::SetController {
+        account: me,
+        controller: None,
+    };
+    assert_eq!(
+        run_change(&mut chain, &boss, release).status,
+        TxStatus::Success
+    );
+    let r = session_run(
+        &mut chain,
+        &session,
+        me,
+        21_000,
+        transfer(Address([4; 20]), 1),
+    );
+    assert_eq!(
+        denial(&r).map(|d| d.rule),
+        Some(PolicyRule::SessionKeyUnknown),
+        "{r:?}"
+    );
 }

@@ -148,6 +148,7 @@ fn admit_error(e: &AdmitError) -> ErrorObjectOwned {
         AdmitError::SenderFull { .. } => (TX_REJECTED, "sender_full"),
         AdmitError::State(_) => (NODE_ERROR, "state"),
         AdmitError::PolicyDenied(_) => (TX_REJECTED, "policy_denied"),
+        AdmitError::ReplacementBySessionKey => (TX_REJECTED, "replacement_by_session_key"),
     };
     metrics::counter!(m::MEMPOOL_REJECTED, "reason" => reason).increment(1);
     let mut data = json!({ "reason": reason });
