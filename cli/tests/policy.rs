@@ -175,6 +175,49 @@ fn an_agent_session_key_simulates_acts_hits_its_cap_reads_why_and_waits_for_the_
     assert!(ok && revoked["status"] == "success", "{revoked} {err}");
     let (ok, _, err) = swap("1");
     assert!(!ok && err.contains("session_key_unknown"), "{err}");
+    // A plugin the agent attaches to itself (a tightening): the owner-kept allow-list lists
+    // only the router. RPC runs it before admitting, so the agent hears its denial at once.
+    let allowlist_path = crate::common::contract("allowlist.wasm");
+    let (ok, receipt, err) = crate::common::deploy(&rpc, agent_key, "wasm", &allowlist_path, None);
+    assert!(ok && receipt["status"] == "success", "{receipt} {err}");
+    let allowlist = receipt["contract_address"]
+        .as_str()
+        .expect("plugin")
+        .to_string();
+    let list = format!(
+        "0x6c6f31f2{:0>64}{:064x}",
+        router.trim_start_matches("0x"),
+        1
+    );
+    let (ok, receipt, err) = keel(&[
+        "tx", "call", "--rpc", &rpc, "--key", agent_key, "--to", &allowlist, "--data", &list,
+        "--wait",
+    ]);
+    assert!(ok && receipt["status"] == "success", "{receipt} {err}");
+    let (ok, set, err) = keel(&[
+        "tx", "policy", "set", "--rpc", &rpc, "--key", agent_key, "--plugin", &allowlist, "--wait",
+    ]);
+    assert!(ok && set["status"] == "success", "{set} {err}");
+    let (ok, _, err) = keel(&[
+        "tx",
+        "transfer",
+        "--rpc",
+        &rpc,
+        "--key",
+        agent_key,
+        "--to",
+        "0x00000000000000000000000000000000000000bb",
+        "--amount",
+        "1",
+        "--gas",
+        "300000",
+    ]);
+    assert!(!ok && err.contains("plugin_denied"), "{err}");
+    let (ok, receipt, err) = keel(&[
+        "tx", "call", "--rpc", &rpc, "--key", agent_key, "--to", &router, "--data", SWAP,
+        "--value", "1", "--gas", "300000", "--wait",
+    ]);
+    assert!(ok && receipt["status"] == "success", "{receipt} {err}");
     // A wallet estimating a policy change in its call form gets the change's gas.
     let change = TxBody::SetController {
         account: Address::from_hex(&agent).expect("address"),

@@ -100,6 +100,17 @@ pub fn read_session_keys(
         .unwrap_or_default())
 }
 
+/// Session key `key` of `account` and its scope, if the account holds it.
+pub fn read_session_key(
+    view: &dyn StateView,
+    account: &Address,
+    key: &PublicKey,
+) -> Result<Option<SessionKey>, StateError> {
+    view.get(&StateKey::SessionKey(*account, *key))?
+        .map(|raw| SessionKey::decode(&raw).map_err(StateError::decode("session key")))
+        .transpose()
+}
+
 /// What session key `key` of `account` used in `epoch`.
 pub fn read_session_spend(
     view: &dyn StateView,
@@ -140,11 +151,8 @@ pub fn evaluate(
             // current controller (a released controller's keys die with its control; found
             // by review).
             let controller = record.as_ref().and_then(|r| r.controller);
-            let keys = read_session_keys(view, &account)?;
-            let entry = keys
-                .find(&key)
-                .filter(|k| k.added_by == account || Some(k.added_by) == controller)
-                .cloned();
+            let entry = read_session_key(view, &account, &key)?
+                .filter(|k| k.added_by == account || Some(k.added_by) == controller);
             if !checks.check(
                 PolicyRule::SessionKeyUnknown,
                 entry.is_some(),
@@ -481,17 +489,17 @@ pub fn apply_change(
                 added_at: height,
             };
             let held = keys.0.len();
-            match keys.0.iter_mut().find(|k| k.key == *key) {
-                Some(slot) => *slot = entry,
-                None if held >= MAX_SESSION_KEYS => {
+            if !keys.0.contains(key) {
+                if held >= MAX_SESSION_KEYS {
                     let mut denial = deny(PolicyRule::TooManySessionKeys);
                     denial.limit = U256::from(MAX_SESSION_KEYS);
                     denial.used = U256::from(held);
                     return Ok(Err(denial));
                 }
-                None => keys.0.push(entry),
+                keys.0.push(*key);
+                overlay.set(StateKey::SessionKeys(account), Some(keys.encode()))?;
             }
-            overlay.set(StateKey::SessionKeys(account), Some(keys.encode()))?;
+            overlay.set(StateKey::SessionKey(account, *key), Some(entry.encode()))?;
             return Ok(Ok(change_log(
                 account,
                 sender,
@@ -501,12 +509,13 @@ pub fn apply_change(
         TxBody::RevokeSessionKey { key, .. } => {
             let mut keys = read_session_keys(&*overlay, &account)?;
             let before = keys.0.len();
-            keys.0.retain(|k| k.key != *key);
+            keys.0.retain(|k| k != key);
             if keys.0.len() == before {
                 return Ok(Err(deny(PolicyRule::SessionKeyUnknown)));
             }
             let value = (!keys.0.is_empty()).then(|| keys.encode());
             overlay.set(StateKey::SessionKeys(account), value)?;
+            overlay.set(StateKey::SessionKey(account, *key), None)?;
             overlay.set(StateKey::SessionSpend(account, *key), None)?;
             return Ok(Ok(change_log(
                 account,

@@ -58,8 +58,11 @@ pub enum StateKey {
     /// What an account with a policy used this epoch (`policy::PolicySpend`). Never expires;
     /// deleted with its policy.
     PolicySpend(Address),
-    /// An account's session keys with their scopes (`policy::SessionKeys`). Never expires.
+    /// The list of an account's session keys (`policy::SessionKeys`). Never expires.
     SessionKeys(Address),
+    /// One session key of an account and its scope (`policy::SessionKey`). Never expires;
+    /// deleted with the key.
+    SessionKey(Address, crate::PublicKey),
     /// What one session key of an account used this epoch. Never expires; deleted with the
     /// key.
     SessionSpend(Address, crate::PublicKey),
@@ -78,6 +81,7 @@ impl std::fmt::Display for StateKey {
             StateKey::Policy(a) => write!(f, "policy of {a}"),
             StateKey::PolicySpend(a) => write!(f, "policy spending of {a}"),
             StateKey::SessionKeys(a) => write!(f, "session keys of {a}"),
+            StateKey::SessionKey(a, k) => write!(f, "session key 0x{} of {a}", hex::encode(k.0)),
             StateKey::SessionSpend(a, k) => {
                 write!(f, "spending of session key 0x{} of {a}", hex::encode(k.0))
             }
@@ -120,6 +124,7 @@ impl StateKey {
             StateKey::Policy(_)
             | StateKey::PolicySpend(_)
             | StateKey::SessionKeys(_)
+            | StateKey::SessionKey(..)
             | StateKey::SessionSpend(..)
             | StateKey::ArchiveAccumulator
             | StateKey::ArchiveRoot(_)

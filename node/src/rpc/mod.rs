@@ -236,6 +236,9 @@ impl RpcContext {
         tx: SignedTransaction,
         encoded_len: usize,
     ) -> Result<Hash, ErrorObjectOwned> {
+        if let Some(denial) = self.plugin_denial(&tx)? {
+            return Err(admit_error(&AdmitError::PolicyDenied(denial)));
+        }
         // Kept for gossip (no second decode).
         let copy = tx.clone();
         // The committed view is read under the pool lock: read before it, a block committed
@@ -386,6 +389,41 @@ impl RpcContext {
         let mut out = json::receipt(&receipt, None);
         out["policy"] = policy::trail(&view, &tx.tx, at, &receipt).map_err(state_err)?;
         Ok(out)
+    }
+
+    /// The verdict of the sender's policy plugins on `tx` at the latest state, for a sender
+    /// whose policies attach plugins and allow it otherwise: the pool checks the rules, but
+    /// plugins need execution, so RPC runs the transaction as `keel_simulate` does and refuses
+    /// it if a plugin denies, and the agent hears it before its transaction waits for a block.
+    /// (Gossip does not execute; in a block the denial is charged.)
+    fn plugin_denial(
+        &self,
+        tx: &SignedTransaction,
+    ) -> Result<Option<keel_types::policy::PolicyDenial>, ErrorObjectOwned> {
+        let header = self.next_header();
+        let at = keel_runtime::policy::At {
+            height: header.height,
+            epoch: header.epoch,
+        };
+        let view = self.store.latest_view();
+        let decision = keel_runtime::policy::evaluate(&view, &tx.tx, at, Default::default())
+            .map_err(state_err)?;
+        if decision.plugins.is_empty() || decision.denial.is_some() {
+            return Ok(None);
+        }
+        let context = self.runtime.context(&header);
+        let receipt = self
+            .runtime
+            .simulate(&view, &StoreHashes(&self.store), &context, tx)
+            .map_err(node_err)?;
+        Ok(match receipt.error {
+            Some(keel_types::TxError::PolicyDenied { denial })
+                if denial.scope == keel_types::policy::PolicyScope::Plugin =>
+            {
+                Some(denial)
+            }
+            _ => None,
+        })
     }
 
     fn policy(&self, address: &str) -> Result<Value, ErrorObjectOwned> {

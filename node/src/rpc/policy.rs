@@ -4,7 +4,8 @@
 
 use super::json::{bytes, qty256};
 use keel_runtime::policy::{
-    evaluate, read_record, read_session_keys, read_session_spend, read_spend, At, Decision,
+    evaluate, read_record, read_session_key, read_session_keys, read_session_spend, read_spend, At,
+    Decision,
 };
 use keel_state::StateView;
 use keel_types::policy::{AccountPolicy, PolicySpend};
@@ -24,7 +25,10 @@ pub fn get_policy(
     };
     let keys = read_session_keys(view, account)?;
     let mut session_keys = Vec::with_capacity(keys.0.len());
-    for k in &keys.0 {
+    for key in &keys.0 {
+        let Some(k) = read_session_key(view, account, key)? else {
+            continue;
+        };
         let spend = read_session_spend(view, account, &k.key, at.epoch)?;
         session_keys.push(json!({
             "key": bytes(&k.key.0),
@@ -120,9 +124,9 @@ pub fn trail(
     // What is left after it: of the account's budgets, and of the session key's.
     let account_left = record.map(|r| remaining(&r.policy, &after(spend)));
     let session_left = match (&t.sender, session) {
-        (Sender::Session { account, key }, Some((_, used))) => read_session_keys(view, account)?
-            .find(key)
-            .map(|k| remaining(&k.policy, &after(used))),
+        (Sender::Session { account, key }, Some((_, used))) => {
+            read_session_key(view, account, key)?.map(|k| remaining(&k.policy, &after(used)))
+        }
         _ => None,
     };
     let mut out = json!({
