@@ -34,6 +34,19 @@ fn default_fold_epochs() -> u64 {
     DEFAULT_FOLD_EPOCHS
 }
 
+fn default_plugin_gas() -> u64 {
+    keel_types::policy::PLUGIN_GAS
+}
+
+/// A genesis at the default plugin gas serializes (and hashes) as one written before the
+/// field existed.
+fn is_default_plugin_gas(gas: &u64) -> bool {
+    *gas == keel_types::policy::PLUGIN_GAS
+}
+
+/// Least gas a plugin check may be given: a call's intrinsic gas and its context's calldata.
+pub const MIN_PLUGIN_GAS: u64 = 30_000;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Genesis {
@@ -50,6 +63,12 @@ pub struct Genesis {
     pub fold_epochs: u64,
     pub block_gas_limit: u64,
     pub min_gas_price: u128,
+    /// Gas one policy plugin check may use at most (docs/policies.md).
+    #[serde(
+        default = "default_plugin_gas",
+        skip_serializing_if = "is_default_plugin_gas"
+    )]
+    pub plugin_gas: u64,
     pub validators: Vec<GenesisValidator>,
     pub balances: Vec<GenesisBalance>,
 }
@@ -101,6 +120,12 @@ impl Genesis {
             return invalid(format!(
                 "block_gas_limit {} is below the per-transaction limit {MAX_TX_GAS}",
                 self.block_gas_limit
+            ));
+        }
+        if !(MIN_PLUGIN_GAS..=MAX_TX_GAS).contains(&self.plugin_gas) {
+            return invalid(format!(
+                "plugin_gas {} is outside {MIN_PLUGIN_GAS}..={MAX_TX_GAS}",
+                self.plugin_gas
             ));
         }
         if self.validators.is_empty() || self.validators.len() > MAX_VALIDATORS {

@@ -207,6 +207,7 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, InitError> {
         fold_epochs: opts.fold_epochs,
         block_gas_limit: keel_types::limits::BLOCK_GAS_LIMIT,
         min_gas_price: 1,
+        plugin_gas: keel_types::policy::PLUGIN_GAS,
         validators,
         balances,
     };

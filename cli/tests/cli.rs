@@ -183,6 +183,22 @@ fn bad_genesis_and_config_files_get_one_line_reasons() {
         .expect_err("must fail")
         .to_string()
         .contains("not a valid ed25519 key"));
+    // The plugin gas: a genesis without it hashes as before the field existed; out of its
+    // range it is refused.
+    assert!(!genesis.to_json().contains("plugin_gas"));
+    for gas in [0, 29_999, keel_types::limits::MAX_TX_GAS + 1] {
+        let mut bad = genesis.clone();
+        bad.plugin_gas = gas;
+        assert!(bad
+            .validate()
+            .expect_err("must fail")
+            .to_string()
+            .contains("plugin_gas"));
+    }
+    let mut custom = genesis.clone();
+    custom.plugin_gas = 50_000;
+    assert!(custom.validate().is_ok() && custom.to_json().contains("\"plugin_gas\": 50000"));
+    assert_ne!(custom.hash(), genesis.hash());
     std::fs::write(&path, "{\"chain_id\": 1, \"surprise\": true}").expect("write");
     assert!(Genesis::load(&path).is_err());
 

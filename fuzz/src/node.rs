@@ -99,6 +99,7 @@ fn harness() -> &'static RpcHarness {
             fold_epochs: 0,
             block_gas_limit: BLOCK_GAS_LIMIT,
             min_gas_price: 1,
+            plugin_gas: keel_types::policy::PLUGIN_GAS,
             validators: vec![GenesisValidator {
                 public_key: seeds::validator_key().public_key(),
                 p2p: "127.0.0.1:1".into(),

@@ -119,6 +119,7 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
             exec_threads: config.execution.threads,
             expiry_epochs: genesis.expiry_epochs,
             fold_epochs: genesis.fold_epochs,
+            plugin_gas: genesis.plugin_gas,
         },
         cache,
     );

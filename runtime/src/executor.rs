@@ -35,6 +35,8 @@ pub struct RuntimeConfig {
     pub expiry_epochs: u64,
     /// Epochs an expired stub stays in the tree before a fold page takes it (0: never fold).
     pub fold_epochs: u64,
+    /// Gas one policy plugin check may use at most (genesis `plugin_gas`; docs/policies.md).
+    pub plugin_gas: u64,
 }
 
 impl RuntimeConfig {
@@ -47,6 +49,7 @@ impl RuntimeConfig {
             exec_threads: 1,
             expiry_epochs: 0,
             fold_epochs: 0,
+            plugin_gas: keel_types::policy::PLUGIN_GAS,
         }
     }
 }
@@ -548,7 +551,8 @@ impl Runtime {
 
     /// A transaction whose policies attach plugins. The plugins run only once the sender
     /// can pay for the whole transaction (nonce and balance as the EVM checks them), each
-    /// within what its gas limit leaves after the intrinsic gas (at most `PLUGIN_GAS`), and
+    /// within what its gas limit leaves after the intrinsic gas (at most the genesis
+    /// `plugin_gas`, by default `PLUGIN_GAS`), and
     /// from then on the transaction is charged whatever happens — a plugin's denial or
     /// failure included, with its nonce used. Plugin work is never free: were a denial a
     /// refusal, a proposer would execute any amount of it for transactions that then cost
@@ -588,7 +592,7 @@ impl Runtime {
         let room = t.gas_limit.saturating_sub(intrinsic);
         let mut reserved = 0u64;
         for plugin in &decision.plugins {
-            let cap = keel_types::policy::PLUGIN_GAS.min(room - reserved);
+            let cap = self.config.plugin_gas.min(room - reserved);
             let (code, gas) =
                 self.run_plugin(overlay, hashes, block, t, (*plugin, decision, cap))?;
             reserved += gas.min(cap);
@@ -874,7 +878,7 @@ impl Runtime {
     }
 
     /// Runs `plugin`'s check of `t` read-only: a call from the account with the context
-    /// (`policy::plugin_input`) and `PLUGIN_GAS`, on a scratch overlay that is dropped, so a
+    /// (`policy::plugin_input`) and at most `gas_limit`, on a scratch overlay that is dropped, so a
     /// plugin can read any state and call any contract but change nothing. Returns the code it
     /// returned (`None` if it reverted, trapped, ran out of gas, read an expired entry or
     /// returned less than a word) and the gas it used.

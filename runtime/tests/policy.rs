@@ -1019,3 +1019,46 @@ fn a_released_controllers_session_keys_die_with_its_control() {
         "{r:?}"
     );
 }
+
+/// The plugin gas is the genesis' `plugin_gas` (the runtime's `plugin_gas`): a check that
+/// needs more fails.
+#[test]
+fn the_plugin_gas_is_the_chains_parameter() {
+    let (agent, boss) = (key(1), key(2));
+    let mut chain = Chain::new(&[&agent, &boss]);
+    let me = addr(&agent);
+    let allowlist = chain.deploy(
+        &boss,
+        Env::Wasm,
+        crate::common::artifact("allowlist.wasm"),
+        Vec::new(),
+    );
+    let listed = abi::call(
+        "allow(address,uint256)",
+        &[abi::address(&Address([0x77; 20])), abi::u(1)],
+    );
+    assert_eq!(
+        chain.call(&boss, allowlist, listed).status,
+        TxStatus::Success
+    );
+    let attach = set_policy(
+        me,
+        AccountPolicy {
+            plugins: vec![allowlist],
+            ..AccountPolicy::default()
+        },
+    );
+    assert_eq!(
+        run_change(&mut chain, &agent, attach).status,
+        TxStatus::Success
+    );
+    let r = chain.run(&agent, 300_000, transfer(Address([0x77; 20]), 1));
+    assert_eq!(r.status, TxStatus::Success, "{r:?}");
+    let used = r.gas_used - 21_000;
+    let mut config = *chain.runtime.config();
+    config.plugin_gas = used - 1;
+    chain.runtime = keel_runtime::Runtime::new(config, chain.runtime.module_cache().clone());
+    let r = chain.run(&agent, 300_000, transfer(Address([0x77; 20]), 1));
+    let d = denial(&r).expect("out of its gas");
+    assert_eq!((d.rule, r.gas_used), (PolicyRule::PluginFailed, used - 1));
+}

@@ -37,6 +37,7 @@ pub fn genesis(s: &StackScenario, validators: &[PublicKey], funded: &[SecretKey]
         fold_epochs: s.fold_epochs,
         block_gas_limit: keel_types::limits::BLOCK_GAS_LIMIT,
         min_gas_price: GAS_PRICE,
+        plugin_gas: keel_types::policy::PLUGIN_GAS,
         validators: validators
             .iter()
             .enumerate()
@@ -123,6 +124,7 @@ impl Validator {
                 exec_threads: 1 + index % 3,
                 expiry_epochs: genesis.expiry_epochs,
                 fold_epochs: genesis.fold_epochs,
+                plugin_gas: genesis.plugin_gas,
             },
             cache,
         );
