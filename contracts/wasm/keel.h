@@ -25,6 +25,7 @@ KEEL_IMPORT(static_call) int keel_static_call(const u8 *to20, const u8 *input, u
 KEEL_IMPORT(return_data_size) u32 keel_return_data_size(void);
 KEEL_IMPORT(return_data_copy) void keel_return_data_copy(u8 *out, u32 offset, u32 len);
 KEEL_IMPORT(keccak256) void keel_keccak256(const u8 *ptr, u32 len, u8 *out32);
+KEEL_IMPORT(tx_session_key) int keel_tx_session_key(u8 *out32);
 
 #define EXPORT(name) __attribute__((export_name(#name)))
 

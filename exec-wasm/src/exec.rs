@@ -30,6 +30,8 @@ pub struct FrameContext {
     pub block_height: u64,
     pub block_epoch: u64,
     pub block_timestamp_ms: u64,
+    /// The session key that signed the transaction (docs/policies.md); zero if none.
+    pub tx_session_key: [u8; 32],
 }
 
 /// A nested call a frame asks its host to make.
@@ -345,6 +347,15 @@ fn caller(env: Ctx<'_>, ptr: i32) -> Result<(), Abort> {
     copy_out(env, ptr, &v)
 }
 
+/// The transaction's session key (32 bytes, zero if an account key signed it) → `out`;
+/// returns 1 if a session key signed it, else 0. A contract sees the scope its caller acts in.
+fn tx_session_key(mut env: Ctx<'_>, ptr: i32) -> Result<i32, Abort> {
+    let key = env.data().ctx.tx_session_key;
+    charge(&mut env, gas::HOST_CALL_BASE + gas::copy(32))?;
+    write(&mut env, ptr, &key)?;
+    Ok(i32::from(key != [0; 32]))
+}
+
 fn address(env: Ctx<'_>, ptr: i32) -> Result<(), Abort> {
     let v = env.data().ctx.address;
     copy_out(env, ptr, &v)
@@ -651,6 +662,7 @@ pub fn execute(
             "gas_left" => Function::new_typed_with_env(s, &env, gas_left_fn),
             "blake3" => Function::new_typed_with_env(s, &env, blake3_fn),
             "keccak256" => Function::new_typed_with_env(s, &env, keccak_fn),
+            "tx_session_key" => Function::new_typed_with_env(s, &env, tx_session_key),
         }
     };
     let instance = match Instance::new(&mut store, module, &imports) {

@@ -60,6 +60,9 @@ pub struct KeelPrecompiles {
     timestamp_ms: u64,
     /// WASM frames already on the native stack below this provider's frames.
     wasm_frames: usize,
+    /// The session key that signed the transaction, zero if none (the `tx_session_key` host
+    /// call).
+    tx_session_key: [u8; 32],
     /// The typed reason the most recently finished WASM frame or deploy failed with, `None`
     /// if it did not fail that way (for the receipt: a top-level WASM call or deploy is the
     /// last one to finish). Never text: receipts are hashed.
@@ -77,6 +80,7 @@ impl KeelPrecompiles {
             epoch,
             timestamp_ms,
             wasm_frames: 0,
+            tx_session_key: [0; 32],
             last_trap: Rc::new(RefCell::new(None)),
             tracer: None,
         }
@@ -89,6 +93,12 @@ impl KeelPrecompiles {
     }
 
     /// For an RPC call or simulation: see [`ModuleCache::get_speculative`].
+    /// The session key that signed the transaction, if one did.
+    pub fn session_key(mut self, key: Option<[u8; 32]>) -> KeelPrecompiles {
+        self.tx_session_key = key.unwrap_or([0; 32]);
+        self
+    }
+
     pub fn speculative(mut self, speculative: bool) -> KeelPrecompiles {
         self.speculative = speculative;
         self
@@ -133,6 +143,7 @@ impl KeelPrecompiles {
             block_height: ctx.block.number.saturating_to::<u64>(),
             block_epoch: self.epoch,
             block_timestamp_ms: self.timestamp_ms,
+            tx_session_key: self.tx_session_key,
         }
     }
 

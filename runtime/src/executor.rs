@@ -111,6 +111,8 @@ pub(crate) struct TxMode<'a> {
     /// Gas of the transaction's limit its policy plugins already used (and were paid for):
     /// the EVM runs with the rest.
     pub reserved_gas: u64,
+    /// The session key that signed the transaction (what WASM's `tx_session_key` returns).
+    pub session_key: Option<[u8; 32]>,
 }
 
 /// What running a transaction in the EVM concluded.
@@ -668,6 +670,13 @@ impl Runtime {
             gas_limit: tx_env.gas_limit.saturating_sub(mode.reserved_gas),
             ..tx_env
         };
+        let mode = TxMode {
+            session_key: match t.sender {
+                keel_types::Sender::Session { key, .. } => Some(key.0),
+                _ => None,
+            },
+            ..mode
+        };
         let is_wasm_deploy = matches!(t.body, TxBody::Deploy { env: Env::Wasm, .. });
         match self.transact(overlay, hashes, block, tx_env, (false, mode))? {
             Transacted::Ran(result, trap) => {
@@ -1010,6 +1019,7 @@ impl Runtime {
         let tracer = mode.tracer;
         let mut deferred = None;
         let precompiles = KeelPrecompiles::new(self.wasm.clone(), block.epoch, block.timestamp_ms)
+            .session_key(mode.session_key)
             .speculative(self.speculative)
             .traced(tracer.cloned());
         let (result, state) = {

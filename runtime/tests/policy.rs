@@ -1062,3 +1062,52 @@ fn the_plugin_gas_is_the_chains_parameter() {
     let d = denial(&r).expect("out of its gas");
     assert_eq!((d.rule, r.gas_used), (PolicyRule::PluginFailed, used - 1));
 }
+
+/// A WASM contract sees whether a session key signed the transaction, and which one (the
+/// `tx_session_key` host call), so it can scope what it does for an agent's key.
+#[test]
+fn a_wasm_contract_reads_the_transactions_session_key() {
+    let (agent, session) = (key(1), key(5));
+    let mut chain = Chain::new(&[&agent]);
+    let me = addr(&agent);
+    let probe = wat::parse_str(
+        r#"(module
+             (import "keel" "tx_session_key" (func $sk (param i32) (result i32)))
+             (import "keel" "return_data" (func $ret (param i32 i32)))
+             (memory (export "memory") 1 1)
+             (func (export "call") (param i32) (result i32)
+               (i32.store8 (i32.const 31) (call $sk (i32.const 32)))
+               (call $ret (i32.const 0) (i32.const 64))
+               (i32.const 0)))"#,
+    )
+    .expect("wat");
+    let probe = chain.deploy(&agent, Env::Wasm, probe, Vec::new());
+    let own = chain.call(&agent, probe, Vec::new());
+    assert_eq!(own.status, TxStatus::Success, "{own:?}");
+    assert_eq!(
+        own.output,
+        vec![0; 64],
+        "the account's own key: no session key"
+    );
+    let add = TxBody::AddSessionKey {
+        account: me,
+        key: session.public_key(),
+        policy: AccountPolicy::default(),
+        expires_at: u64::MAX,
+    };
+    assert_eq!(
+        run_change(&mut chain, &agent, add).status,
+        TxStatus::Success
+    );
+    let call = TxBody::Call {
+        to: probe,
+        data: Vec::new(),
+        value: U256::ZERO,
+    };
+    let r = session_run(&mut chain, &session, me, 1_000_000, call);
+    assert_eq!(r.status, TxStatus::Success, "{r:?}");
+    let mut expected = vec![0; 31];
+    expected.push(1);
+    expected.extend_from_slice(&session.public_key().0);
+    assert_eq!(r.output, expected);
+}
