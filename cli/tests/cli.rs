@@ -186,7 +186,7 @@ fn bad_genesis_and_config_files_get_one_line_reasons() {
     // The plugin gas: a genesis without it hashes as before the field existed; out of its
     // range it is refused.
     assert!(!genesis.to_json().contains("plugin_gas"));
-    for gas in [0, 29_999, keel_types::limits::MAX_TX_GAS + 1] {
+    for gas in [0, 49_999, keel_types::limits::MAX_TX_GAS + 1] {
         let mut bad = genesis.clone();
         bad.plugin_gas = gas;
         assert!(bad

@@ -92,13 +92,13 @@ impl KeelPrecompiles {
         self
     }
 
-    /// For an RPC call or simulation: see [`ModuleCache::get_speculative`].
     /// The session key that signed the transaction, if one did.
     pub fn session_key(mut self, key: Option<[u8; 32]>) -> KeelPrecompiles {
         self.tx_session_key = key.unwrap_or([0; 32]);
         self
     }
 
+    /// For an RPC call or simulation: see [`ModuleCache::get_speculative`].
     pub fn speculative(mut self, speculative: bool) -> KeelPrecompiles {
         self.speculative = speculative;
         self

@@ -918,16 +918,20 @@ impl Runtime {
             chain_id: Some(self.config.chain_id),
             ..Default::default()
         };
+        // The plugin's frames see the transaction's session key as the transaction's own
+        // frames do (a guard the plugin consults must not take a key's transaction for the
+        // account's; found by review).
+        let mode = TxMode {
+            session_key: match t.sender {
+                keel_types::Sender::Session { key, .. } => Some(key.0),
+                _ => None,
+            },
+            ..TxMode::default()
+        };
         let outcome = {
             let base: &dyn StateView = &*overlay;
             let mut scratch = self.overlay(base, block.epoch);
-            self.transact(
-                &mut scratch,
-                hashes,
-                block,
-                tx_env,
-                (true, TxMode::default()),
-            )?
+            self.transact(&mut scratch, hashes, block, tx_env, (true, mode))?
         };
         // Its reads of expired entries are not the transaction's.
         overlay.take_expired_hit();

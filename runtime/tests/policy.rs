@@ -1111,3 +1111,60 @@ fn a_wasm_contract_reads_the_transactions_session_key() {
     expected.extend_from_slice(&session.public_key().0);
     assert_eq!(r.output, expected);
 }
+
+/// A plugin's frames see the transaction's session key (`tx_session_key`) as the
+/// transaction's own frames do: a plugin that denies session keys denies them.
+#[test]
+fn a_plugin_sees_the_transactions_session_key() {
+    let (agent, session) = (key(1), key(5));
+    let mut chain = Chain::new(&[&agent]);
+    let me = addr(&agent);
+    // Returns the flag as its code: 0 (allow) for the account's own key, 1 for a session key.
+    let plugin = wat::parse_str(
+        r#"(module
+             (import "keel" "tx_session_key" (func $sk (param i32) (result i32)))
+             (import "keel" "return_data" (func $ret (param i32 i32)))
+             (memory (export "memory") 1 1)
+             (func (export "call") (param i32) (result i32)
+               (i32.store8 (i32.const 31) (call $sk (i32.const 64)))
+               (call $ret (i32.const 0) (i32.const 32))
+               (i32.const 0)))"#,
+    )
+    .expect("wat");
+    let plugin = chain.deploy(&agent, Env::Wasm, plugin, Vec::new());
+    let add = TxBody::AddSessionKey {
+        account: me,
+        key: session.public_key(),
+        policy: AccountPolicy {
+            plugins: vec![plugin],
+            ..AccountPolicy::default()
+        },
+        expires_at: u64::MAX,
+    };
+    assert_eq!(
+        run_change(&mut chain, &agent, add).status,
+        TxStatus::Success
+    );
+    let own = AccountPolicy {
+        plugins: vec![plugin],
+        ..AccountPolicy::default()
+    };
+    assert_eq!(
+        run_change(&mut chain, &agent, set_policy(me, own)).status,
+        TxStatus::Success
+    );
+    let r = chain.run(&agent, 300_000, transfer(Address([4; 20]), 1));
+    assert_eq!(r.status, TxStatus::Success, "the account's own key: {r:?}");
+    let r = session_run(
+        &mut chain,
+        &session,
+        me,
+        300_000,
+        transfer(Address([4; 20]), 1),
+    );
+    let d = denial(&r).expect("a session key");
+    assert_eq!(
+        (d.rule, d.used),
+        (PolicyRule::PluginDenied, U256::from(1u64))
+    );
+}
