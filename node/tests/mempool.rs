@@ -405,6 +405,44 @@ mod block_check {
         }
     }
 
+    /// A Byzantine proposer's block carrying a transaction its sender's policy denies (here
+    /// after a freeze in the same block) is refused by validators; the honest proposer leaves
+    /// the transaction out and keeps the rest.
+    #[test]
+    fn a_block_with_a_policy_denied_transaction_is_refused() {
+        use keel_types::policy::{AccountPolicy, PolicyRule};
+        let alice = key(1);
+        let (_dir, mut chain, genesis) = driver_chain(&[&alice]);
+        let freeze = TxBody::SetPolicy {
+            account: addr(&alice),
+            policy: AccountPolicy {
+                frozen: true,
+                ..AccountPolicy::default()
+            },
+        };
+        let freeze = Transaction {
+            chain_id: CHAIN_ID,
+            sender: alice.public_key().into(),
+            nonce: 0,
+            gas_limit: freeze.policy_gas().expect("gas"),
+            gas_price: 1,
+            body: freeze,
+        }
+        .sign(&alice);
+        let denied = transfer(&alice, 1, 1, 5);
+        let txs = canonical_order(&genesis, vec![freeze.clone(), denied.clone()]);
+        let byzantine = block(genesis, 1, txs.clone());
+        let (_, error) = refusal(check_charged(&mut chain, &byzantine).expect("check"));
+        assert!(
+            matches!(&error, Some(TxError::PolicyDenied { denial }) if denial.rule == PolicyRule::Frozen),
+            "{error:?}"
+        );
+        let (built, dropped) =
+            chargeable_block(&mut chain, &header(genesis, 1), txs).expect("build");
+        assert_eq!(built.transactions, vec![freeze]);
+        assert_eq!(dropped, vec![denied.hash()]);
+    }
+
     /// A block holding a transaction its sender cannot be charged for — a bad nonce, an
     /// unfunded sender, the same transaction twice, a transaction already included — is
     /// invalid; the same block without it, and the empty block, are valid.

@@ -843,14 +843,7 @@ impl Runtime {
             )));
         }
         account.nonce = next_nonce;
-        account.balance -= fee;
-        overlay.put_account(sender, &account)?;
-        if !fee.is_zero() {
-            // The fee recipient is live or the burn address (`paying_context`).
-            let mut paid = overlay.account(&block.beneficiary)?.unwrap_or_default();
-            paid.balance = paid.balance.saturating_add(fee);
-            overlay.put_account(block.beneficiary, &paid)?;
-        }
+        settle_fee(overlay, block, (sender, account), fee)?;
         overlay.discard_journal();
         Ok(None)
     }
@@ -870,7 +863,7 @@ impl Runtime {
             return Ok(None);
         }
         let sender = t.sender_address();
-        let mut account = overlay.account(&sender)?.unwrap_or_default();
+        let account = overlay.account(&sender)?.unwrap_or_default();
         if account.balance < fee {
             let short = TxError::InsufficientBalance {
                 needed: fee,
@@ -878,11 +871,7 @@ impl Runtime {
             };
             return Ok(Some(rejected(tx_hash, short)));
         }
-        account.balance -= fee;
-        overlay.put_account(sender, &account)?;
-        let mut paid = overlay.account(&block.beneficiary)?.unwrap_or_default();
-        paid.balance = paid.balance.saturating_add(fee);
-        overlay.put_account(block.beneficiary, &paid)?;
+        settle_fee(overlay, block, (sender, account), fee)?;
         Ok(None)
     }
 
@@ -1139,6 +1128,25 @@ impl Runtime {
             TxMode::default(),
         )
     }
+}
+
+/// Takes `fee` from `account` (which covers it) and writes it back under `sender`, then
+/// credits the fee to the block's fee recipient (live, or the burn address:
+/// `paying_context`).
+fn settle_fee(
+    overlay: &mut Overlay<&dyn StateView>,
+    block: &BlockContext,
+    (sender, mut account): (Address, keel_types::AccountRecord),
+    fee: U256,
+) -> Result<(), RuntimeError> {
+    account.balance -= fee;
+    overlay.put_account(sender, &account)?;
+    if !fee.is_zero() {
+        let mut paid = overlay.account(&block.beneficiary)?.unwrap_or_default();
+        paid.balance = paid.balance.saturating_add(fee);
+        overlay.put_account(block.beneficiary, &paid)?;
+    }
+    Ok(())
 }
 
 fn receipt_from(

@@ -94,14 +94,40 @@ fn parse_qty256(v: &Value, what: &str) -> Result<U256, ErrorObjectOwned> {
 /// The gas of a call that is a policy change in its call form (a call with no value to
 /// `POLICY_ADDRESS` carrying a change's encoding), or `None` for any other call.
 fn policy_call_gas(call: &Value) -> Result<Option<u64>, ErrorObjectOwned> {
-    let field = |name: &str| call.get(name).filter(|v| !v.is_null());
+    let fields = call_fields(call)?;
+    if fields.to != Some(keel_types::policy::POLICY_ADDRESS) {
+        return Ok(None);
+    }
+    let body = TxBody::Call {
+        to: keel_types::policy::POLICY_ADDRESS,
+        data: fields.data,
+        value: fields.value,
+    };
+    Ok(body.policy_gas())
+}
+
+/// The fields of an `eth_call` / `eth_estimateGas` call object.
+struct CallFields {
+    from: Address,
+    to: Option<Address>,
+    data: Vec<u8>,
+    value: U256,
+}
+
+fn call_fields(call: &Value) -> Result<CallFields, ErrorObjectOwned> {
+    let obj = call
+        .as_object()
+        .ok_or_else(|| bad_params("call: an object {from?, to?, data?, value?, gas?}"))?;
+    let field = |name: &str| obj.get(name).filter(|v| !v.is_null());
+    let from = field("from")
+        .and_then(Value::as_str)
+        .map(parse_address)
+        .transpose()?
+        .unwrap_or_default();
     let to = field("to")
         .and_then(Value::as_str)
         .map(parse_address)
         .transpose()?;
-    if to != Some(keel_types::policy::POLICY_ADDRESS) {
-        return Ok(None);
-    }
     let data = field("input")
         .or_else(|| field("data"))
         .and_then(Value::as_str)
@@ -112,12 +138,12 @@ fn policy_call_gas(call: &Value) -> Result<Option<u64>, ErrorObjectOwned> {
         .map(|v| parse_qty256(v, "value"))
         .transpose()?
         .unwrap_or_default();
-    let body = TxBody::Call {
-        to: keel_types::policy::POLICY_ADDRESS,
+    Ok(CallFields {
+        from,
+        to,
         data,
         value,
-    };
-    Ok(body.policy_gas())
+    })
 }
 
 /// What a native transaction looks like to an Ethereum client: (to, value, input).
@@ -308,29 +334,12 @@ impl RpcContext {
         tag: Option<&Value>,
         gas: u64,
     ) -> Result<Receipt, ErrorObjectOwned> {
-        let obj = call
-            .as_object()
-            .ok_or_else(|| bad_params("call: an object {from?, to?, data?, value?, gas?}"))?;
-        let field = |name: &str| obj.get(name).filter(|v| !v.is_null());
-        let from = field("from")
-            .and_then(Value::as_str)
-            .map(parse_address)
-            .transpose()?
-            .unwrap_or_default();
-        let to = field("to")
-            .and_then(Value::as_str)
-            .map(parse_address)
-            .transpose()?;
-        let data = field("input")
-            .or_else(|| field("data"))
-            .and_then(Value::as_str)
-            .map(parse_bytes)
-            .transpose()?
-            .unwrap_or_default();
-        let value = field("value")
-            .map(|v| parse_qty256(v, "value"))
-            .transpose()?
-            .unwrap_or_default();
+        let CallFields {
+            from,
+            to,
+            data,
+            value,
+        } = call_fields(call)?;
         let view = self.view_at(tag)?;
         let header = self.next_header();
         let context = self.runtime.context(&header);
