@@ -54,8 +54,9 @@ pub struct Now {
 pub struct AppConfig {
     pub chain_id: u64,
     pub epoch_length: u64,
+    /// The peer table: the validators the p2p layer knows, by peer index (`Host::send`'s
+    /// `to`, `on_message`'s `from`). The app maps each epoch's set onto it by key.
     pub validators: Vec<PublicKey>,
-    pub me: u16,
     pub timeout_base_ms: u64,
     pub timeout_max_ms: u64,
     /// The idle heartbeat: a leader with no transactions proposes an empty block this long
@@ -155,16 +156,20 @@ pub fn unbound_body(message: &Message) -> Option<Height> {
         .map(|b| b.header.height)
 }
 
-fn engine_config(cfg: &AppConfig, key: &SecretKey, tip: (Height, Hash, View)) -> Config {
-    // Epoch e orders heights e·L+1 ..= (e+1)·L; the next height after the tip decides.
-    let epoch = tip.0 / cfg.epoch_length;
+fn engine_config(
+    cfg: &AppConfig,
+    key: &SecretKey,
+    tip: (Height, Hash, View),
+    set: ValidatorSet,
+) -> Config {
+    let epoch = set.epoch;
+    let me = set
+        .index_of(&key.public_key())
+        .map(|index| (index, key.clone()));
     Config {
         chain_id: cfg.chain_id,
-        validators: ValidatorSet {
-            epoch,
-            keys: cfg.validators.clone(),
-        },
-        me: Some((cfg.me, key.clone())),
+        validators: set,
+        me,
         finalized_tip: tip,
         timeout_base_ms: cfg.timeout_base_ms,
         timeout_max_ms: cfg.timeout_max_ms,
@@ -173,6 +178,28 @@ fn engine_config(cfg: &AppConfig, key: &SecretKey, tip: (Height, Hash, View)) ->
         epoch_length: cfg.epoch_length,
         epoch_first_height: epoch * cfg.epoch_length + 1,
     }
+}
+
+/// The validator set of the epoch after the finalized tip `tip_height` (epoch e orders
+/// heights e·L+1 ..= (e+1)·L), as the registry fixed it in state (docs/validators.md).
+fn set_after(
+    chain: &Chain,
+    epoch_length: u64,
+    tip_height: Height,
+) -> Result<ValidatorSet, ChainError> {
+    let epoch = tip_height / epoch_length;
+    let view = chain.store().latest_view();
+    let stored = keel_runtime::validators::read_epoch_set(&view, epoch)?.ok_or_else(|| {
+        ChainError::State(keel_state::StateError::Corrupt(format!(
+            "state at height {tip_height} holds no validator set for epoch {epoch} (a data \
+             directory from before the validator registry: start from a fresh --home)"
+        )))
+    })?;
+    Ok(ValidatorSet {
+        epoch,
+        keys: stored.keys(),
+        powers: stored.powers(),
+    })
 }
 
 /// One validator's application: the consensus engine and the chain it orders.
@@ -208,7 +235,8 @@ impl App {
         restored: &[VoteRecord],
     ) -> Result<App, ChainError> {
         let tip = engine_tip(&chain)?;
-        let engine = Engine::new(engine_config(&cfg, &key, tip), restored);
+        let set = set_after(&chain, cfg.epoch_length, tip.0)?;
+        let engine = Engine::new(engine_config(&cfg, &key, tip, set), restored);
         Ok(App {
             cfg,
             key,
@@ -295,12 +323,34 @@ impl App {
             );
             return;
         }
+        let Some(member) = self.member_of_peer(from) else {
+            // A peer outside this epoch's set (it left, or is not in yet) has no vote here;
+            // it may still catch up from this node.
+            match message {
+                Message::SyncRequest { from_height } => self.serve_sync(from, from_height, host),
+                m if message_epoch(&m) == Some(self.engine.epoch().saturating_add(1))
+                    && self.signed_by_peer(from, &m) =>
+                {
+                    // Possibly a member of the next set.
+                    let next = self.engine.epoch().saturating_add(1);
+                    self.next_epoch
+                        .hold(next, self.cfg.validators.len(), from, &m);
+                }
+                _ => host.rejected(from, "not_in_set", None),
+            }
+            return;
+        };
         let next = self.engine.epoch().saturating_add(1);
         if message_epoch(&message) == Some(next) {
             // Held for the next engine; this one only takes it as its hint to sync.
-            self.next_epoch
-                .hold(next, self.cfg.validators.len(), from, &message);
-            self.push(Input::Message { from, message });
+            if self.signed_by_peer(from, &message) {
+                self.next_epoch
+                    .hold(next, self.cfg.validators.len(), from, &message);
+            }
+            self.push(Input::Message {
+                from: member,
+                message,
+            });
             return;
         }
         match &message {
@@ -311,7 +361,7 @@ impl App {
                 let admitted = self.proposals.admit(
                     block,
                     vote,
-                    &self.cfg.validators,
+                    &self.engine.validators().keys,
                     leader,
                     self.engine.finalized_tip().2,
                     self.engine.view(),
@@ -358,7 +408,50 @@ impl App {
             }
             _ => {}
         }
-        self.push(Input::Message { from, message });
+        self.push(Input::Message {
+            from: member,
+            message,
+        });
+    }
+
+    /// The p2p layer's peer table grew (newly registered validators): `peers` must extend
+    /// the current table, index for index.
+    pub fn set_peers(&mut self, peers: Vec<PublicKey>) {
+        if peers.len() < self.cfg.validators.len() || !peers.starts_with(&self.cfg.validators) {
+            tracing::error!("the p2p table does not extend the app's; ignored");
+            return;
+        }
+        self.cfg.validators = peers;
+    }
+
+    /// Whether a next-epoch `message` from `peer` may be held: a vote or proposal its own
+    /// key signed (one signature check; the next set, and so the sender's index in it, is
+    /// not known yet), or a certificate from a member of this epoch. Anyone else could fill
+    /// the bounded hold with junk and crowd out the honest next-epoch messages (found by
+    /// review).
+    fn signed_by_peer(&self, peer: u16, message: &Message) -> bool {
+        match message {
+            Message::Propose { vote, .. } | Message::Vote(vote) => self
+                .cfg
+                .validators
+                .get(usize::from(peer))
+                .is_some_and(|key| vote.verify(key).is_ok()),
+            Message::Certificate(_) => self.member_of_peer(peer).is_some(),
+            _ => false,
+        }
+    }
+
+    /// The index in this epoch's set of peer `peer`, if it is a member.
+    fn member_of_peer(&self, peer: u16) -> Option<u16> {
+        let key = self.cfg.validators.get(usize::from(peer))?;
+        self.engine.validators().index_of(key)
+    }
+
+    /// The peer index of member `member` of this epoch's set, if the p2p layer knows it.
+    fn peer_of_member(&self, member: u16) -> Option<u16> {
+        let key = self.engine.validators().key(member)?;
+        let peer = self.cfg.validators.iter().position(|k| k == key)?;
+        u16::try_from(peer).ok()
     }
 
     fn push(&mut self, input: Input) {
@@ -437,6 +530,10 @@ impl App {
                 if let Message::BlockRequest(hash) = &message {
                     self.requested.record(*hash);
                 }
+                let Some(to) = self.peer_of_member(to) else {
+                    tracing::debug!(member = to, "no peer for a member of the set");
+                    return;
+                };
                 host.send(to, message);
             }
             Action::SetTimer { view, after_ms } => {
@@ -467,7 +564,11 @@ impl App {
                 self.verify(view, block, host);
             }
             Action::Finalized { block, certificate } => self.on_finalized(block, certificate, host),
-            Action::ServeSync { to, from_height } => self.serve_sync(to, from_height, host),
+            Action::ServeSync { to, from_height } => {
+                if let Some(to) = self.peer_of_member(to) {
+                    self.serve_sync(to, from_height, host);
+                }
+            }
             Action::EpochEnded { epoch, tip, suffix } => {
                 if let Some((headers, cert)) = suffix {
                     if let Err(e) =
@@ -477,16 +578,36 @@ impl App {
                     }
                 }
                 tracing::info!(epoch, height = tip.0, "epoch ended");
-                // The validator set is genesis' for every epoch until reconfiguration lands.
-                // A live transition has no records for the new epoch yet (a restart inside
-                // it restores them in `new`).
-                self.engine = Engine::new(engine_config(&self.cfg, &self.key, tip), &[]);
+                // The next set is in the state the epoch's last block committed. A live
+                // transition has no vote records for the new epoch yet (a restart inside it
+                // restores them in `new`).
+                let set = match set_after(&self.chain, self.cfg.epoch_length, tip.0) {
+                    Ok(set) => set,
+                    Err(e) => {
+                        self.halt(format!("the next epoch's validator set: {e}"), host);
+                        return;
+                    }
+                };
+                tracing::info!(
+                    epoch = set.epoch,
+                    validators = set.len(),
+                    power = %set.total_power(),
+                    member = set.index_of(&self.key.public_key()).is_some(),
+                    "validator set"
+                );
+                self.engine = Engine::new(engine_config(&self.cfg, &self.key, tip, set), &[]);
                 self.build = None;
                 self.deferred.clear();
                 host.epoch_started(epoch + 1);
                 self.push(Input::Start);
+                let validators = self.engine.validators().len();
                 for (from, message) in self.next_epoch.take(epoch + 1) {
-                    self.admit_message(from, message, host);
+                    let honest = self.member_of_peer(from).is_some_and(|member| {
+                        crate::next_epoch::sent_by(validators, member, &message)
+                    });
+                    if honest {
+                        self.admit_message(from, message, host);
+                    }
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! genesis.json: the chain's parameters, first validators and balances, validated, and the
 //! height-0 state it produces.
 
+use keel_runtime::validators::GenesisEntry;
 use keel_state::{Overlay, StateDiff};
 use keel_store::{CommitRequest, Store};
 use keel_types::limits::{MAX_TX_GAS, MAX_VALIDATORS};
@@ -18,6 +19,47 @@ pub struct GenesisValidator {
     pub public_key: PublicKey,
     /// P2P address other validators dial (host:port).
     pub p2p: String,
+    /// Bonded stake (wei), minted locked: its voting power is stake / 10⁹.
+    #[serde(
+        default = "default_genesis_stake",
+        skip_serializing_if = "is_default_genesis_stake"
+    )]
+    pub stake: U256,
+    /// The account that may bond, unbond, update or retire it (none: nobody can).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<Address>,
+}
+
+fn default_genesis_stake() -> U256 {
+    keel_types::validator::DEFAULT_GENESIS_STAKE
+}
+
+fn is_default_genesis_stake(stake: &U256) -> bool {
+    *stake == keel_types::validator::DEFAULT_GENESIS_STAKE
+}
+
+fn default_min_stake() -> U256 {
+    keel_types::validator::DEFAULT_MIN_STAKE
+}
+
+fn is_default_min_stake(stake: &U256) -> bool {
+    *stake == keel_types::validator::DEFAULT_MIN_STAKE
+}
+
+fn default_max_validators() -> usize {
+    MAX_VALIDATORS
+}
+
+fn is_default_max_validators(n: &usize) -> bool {
+    *n == MAX_VALIDATORS
+}
+
+fn default_unbonding_epochs() -> u64 {
+    keel_types::validator::DEFAULT_UNBONDING_EPOCHS
+}
+
+fn is_default_unbonding_epochs(n: &u64) -> bool {
+    *n == keel_types::validator::DEFAULT_UNBONDING_EPOCHS
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +113,24 @@ pub struct Genesis {
         skip_serializing_if = "is_default_plugin_gas"
     )]
     pub plugin_gas: u64,
+    /// Least stake a validator may bond (docs/validators.md).
+    #[serde(
+        default = "default_min_stake",
+        skip_serializing_if = "is_default_min_stake"
+    )]
+    pub min_stake: U256,
+    /// Most validators in one epoch's set.
+    #[serde(
+        default = "default_max_validators",
+        skip_serializing_if = "is_default_max_validators"
+    )]
+    pub max_validators: usize,
+    /// Whole epochs unbonded stake waits before it is paid back.
+    #[serde(
+        default = "default_unbonding_epochs",
+        skip_serializing_if = "is_default_unbonding_epochs"
+    )]
+    pub unbonding_epochs: u64,
     pub validators: Vec<GenesisValidator>,
     pub balances: Vec<GenesisBalance>,
 }
@@ -102,6 +162,16 @@ impl Genesis {
     pub fn to_json(&self) -> String {
         // A struct of plain fields: serialization cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
+    }
+
+    /// The registry's parameters for the runtime.
+    pub fn registry_params(&self) -> keel_types::validator::RegistryParams {
+        keel_types::validator::RegistryParams {
+            min_stake: self.min_stake,
+            max_validators: self.max_validators,
+            unbonding_epochs: self.unbonding_epochs,
+            epoch_length: self.epoch_length,
+        }
     }
 
     /// The chain's identity: blake3 of the canonical (compact, field-ordered) JSON.
@@ -136,8 +206,40 @@ impl Genesis {
                 self.validators.len()
             ));
         }
+        // At least 3 power units: a set's change budget (a third of its power) is then never
+        // 0, so reconfiguration always progresses.
+        let min_min_stake = U256::from(3 * keel_types::validator::POWER_UNIT_WEI);
+        if self.min_stake < min_min_stake {
+            return invalid(format!(
+                "min_stake {} is below {min_min_stake} (3 units of voting power)",
+                self.min_stake
+            ));
+        }
+        if self.unbonding_epochs == 0 {
+            return invalid(
+                "unbonding_epochs must be at least 1 (stake must stay accountable past the \
+                 epoch it leaves in)"
+                    .into(),
+            );
+        }
+        if !(self.validators.len()..=MAX_VALIDATORS).contains(&self.max_validators) {
+            return invalid(format!(
+                "max_validators {} must be at least the {} genesis validators and at most {MAX_VALIDATORS}",
+                self.max_validators,
+                self.validators.len()
+            ));
+        }
         let mut keys = BTreeSet::new();
         for v in &self.validators {
+            if v.stake < self.min_stake {
+                return invalid(format!(
+                    "validator {} has stake {}, below min_stake {}",
+                    v.public_key, v.stake, self.min_stake
+                ));
+            }
+            if v.p2p.len() > keel_types::validator::MAX_P2P_ADDRESS_BYTES {
+                return invalid(format!("validator {}: p2p address too long", v.public_key));
+            }
             if !keys.insert(v.public_key) {
                 return invalid(format!("validator {} is listed twice", v.public_key));
             }
@@ -169,7 +271,8 @@ impl Genesis {
     /// The height-0 state: every funded account.
     pub fn state_diff(&self, store: &Store) -> Result<StateDiff, GenesisError> {
         let view = store.latest_view();
-        let mut overlay = Overlay::new(&view);
+        let base: &dyn keel_state::StateView = &view;
+        let mut overlay = Overlay::new(base);
         let mut balances = self.balances.clone();
         balances.sort_by_key(|b| b.address);
         for b in &balances {
@@ -180,6 +283,17 @@ impl Genesis {
             };
             overlay.put_account(b.address, &record)?;
         }
+        let entries: Vec<GenesisEntry> = self
+            .validators
+            .iter()
+            .map(|v| GenesisEntry {
+                key: v.public_key,
+                operator: v.operator.unwrap_or(Address::ZERO),
+                p2p: v.p2p.clone(),
+                stake: v.stake,
+            })
+            .collect();
+        keel_runtime::validators::write_genesis(&mut overlay, &entries)?;
         Ok(overlay.into_diff())
     }
 

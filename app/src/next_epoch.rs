@@ -9,11 +9,13 @@
 //! every epoch boundary (found by review). Messages of epoch e + 1 are now held here and
 //! replayed into the new engine when epoch e ends.
 //!
-//! Untrusted bytes, bounded, checked before anything is copied: a sender's proposals only
-//! for views it leads and its votes only signed by itself (what an honest validator sends
-//! of the next epoch; certificates from anyone), at most [`MAX_MESSAGES_PER_SENDER`]
-//! messages and [`MAX_BYTES_PER_SENDER`] bytes per sender, and [`MAX_HELD_BYTES`] in all.
-//! One Byzantine validator can fill only its own share; f of them, at most the total.
+//! Untrusted bytes, bounded, checked before anything is copied: at most
+//! [`MAX_MESSAGES_PER_SENDER`] messages and [`MAX_BYTES_PER_SENDER`] bytes per sending peer,
+//! and [`MAX_HELD_BYTES`] in all. One Byzantine peer can fill only its own share; f of
+//! them, at most the total. The next epoch's set is fixed by the epoch's last block, which
+//! this node may not have yet, so what an honest member would send ([`sent_by`]: a sender's
+//! proposals only for views it leads, its votes only signed by itself, certificates from
+//! anyone) is checked when the messages are replayed against that set.
 
 use keel_consensus::Message;
 use keel_types::{Canonical, Epoch};
@@ -49,24 +51,11 @@ pub struct NextEpoch {
 }
 
 impl NextEpoch {
-    /// Holds `message` from validator `from` (of `validators`) if it is of `next` (the epoch
-    /// after the node's current one), is what `from` would honestly send, and there is room.
-    /// Returns whether it was kept. Messages of an older `next` are dropped first.
-    pub fn hold(&mut self, next: Epoch, validators: usize, from: u16, message: &Message) -> bool {
-        if message_epoch(message) != Some(next) || usize::from(from) >= validators {
-            return false;
-        }
-        let own = match message {
-            Message::Propose { block, vote } => {
-                vote.signer == from
-                    && block.header.epoch == next
-                    && block.header.view == vote.vote.view
-                    && keel_consensus::leader_of(vote.vote.view, validators) == from
-            }
-            Message::Vote(vote) => vote.signer == from,
-            _ => true,
-        };
-        if !own {
+    /// Holds `message` from peer `from` (of `peers`) if it is of `next` (the epoch after the
+    /// node's current one) and there is room. Returns whether it was kept. Messages of an
+    /// older `next` are dropped first.
+    pub fn hold(&mut self, next: Epoch, peers: usize, from: u16, message: &Message) -> bool {
+        if message_epoch(message) != Some(next) || usize::from(from) >= peers {
             return false;
         }
         if self.epoch != next {
@@ -109,6 +98,24 @@ impl NextEpoch {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Whether `message` is what member `from` of a set of `validators` would honestly send:
+/// its own votes, proposals for views it leads naming that view, and any certificate.
+pub fn sent_by(validators: usize, from: u16, message: &Message) -> bool {
+    if usize::from(from) >= validators {
+        return false;
+    }
+    match message {
+        Message::Propose { block, vote } => {
+            vote.signer == from
+                && block.header.epoch == vote.vote.epoch
+                && block.header.view == vote.vote.view
+                && keel_consensus::leader_of(vote.vote.view, validators) == from
+        }
+        Message::Vote(vote) => vote.signer == from,
+        _ => true,
     }
 }
 
@@ -180,19 +187,20 @@ mod tests {
         assert!(replay.iter().any(|(from, _)| *from == 0));
     }
 
-    /// Only what the sender would honestly send is held: its own votes, and proposals for
-    /// views it leads naming that view; nothing from an index outside the set.
+    /// Only what the sender would honestly send is replayed: its own votes, and proposals
+    /// for views it leads naming that view; nothing from an index outside the set.
     #[test]
-    fn relayed_votes_and_other_leaders_proposals_are_not_held() {
+    fn relayed_votes_and_other_leaders_proposals_are_not_replayed() {
         let mut next = NextEpoch::default();
         assert!(
-            !next.hold(1, 4, 2, &vote(1, 9, 3)),
+            !sent_by(4, 2, &vote(1, 9, 3)),
             "validator 3's vote sent by 2"
         );
         assert!(
-            !next.hold(1, 4, 9, &vote(1, 9, 9)),
+            !sent_by(4, 9, &vote(1, 9, 9)),
             "no validator 9 in a set of 4"
         );
+        assert!(!next.hold(1, 4, 9, &vote(1, 9, 9)), "no peer 9 of 4");
         let propose = |view: u64, signer: u16, header_view: u64| {
             let key = SecretKey::from_seed([signer as u8 + 1; 32]);
             let block = keel_types::Block {
@@ -229,13 +237,14 @@ mod tests {
         };
         // View 9's leader among 4 is 1.
         assert!(
-            !next.hold(1, 4, 2, &propose(9, 2, 9)),
+            !sent_by(4, 2, &propose(9, 2, 9)),
             "not the leader of view 9"
         );
         assert!(
-            !next.hold(1, 4, 1, &propose(9, 1, 10)),
+            !sent_by(4, 1, &propose(9, 1, 10)),
             "header names another view"
         );
+        assert!(sent_by(4, 1, &propose(9, 1, 9)));
         assert!(next.hold(1, 4, 1, &propose(9, 1, 9)));
         assert_eq!(next.len(), 1);
     }

@@ -236,7 +236,7 @@ pub fn read_code(env: Env, path: &Path) -> Result<Vec<u8>, ClientError> {
     }
 }
 
-fn field_u64(value: &Value, name: &'static str) -> Result<u64, ClientError> {
+pub fn field_u64(value: &Value, name: &'static str) -> Result<u64, ClientError> {
     value
         .get(name)
         .and_then(Value::as_u64)
@@ -278,6 +278,7 @@ pub async fn send(
         | TxBody::SetController { .. }
         | TxBody::AddSessionKey { .. }
         | TxBody::RevokeSessionKey { .. }) => body.policy_gas().unwrap_or(CALL_GAS),
+        TxBody::Validator(op) => op.gas(),
     });
     let tx = Transaction {
         chain_id,

@@ -151,6 +151,7 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, InitError> {
     };
 
     let mut validators = Vec::new();
+    let mut operators = Vec::new();
     let mut nodes = Vec::new();
     for i in 0..opts.validators {
         let home = opts.home.join(format!("node{i}"));
@@ -158,9 +159,15 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, InitError> {
         keys::write(&home.join("keys/validator.json"), &key)?;
         let data = home.join("data");
         std::fs::create_dir_all(&data).map_err(|error| InitError::Write { path: data, error })?;
+        // The operator account bonds, unbonds, updates or retires the validator
+        // (docs/validators.md); funded below like a dev account.
+        let operator = keys::write(&home.join("keys/operator.json"), &keys::generate())?;
+        operators.push(operator.address);
         validators.push(GenesisValidator {
             public_key: key.public_key(),
             p2p: port(0, i),
+            stake: keel_types::validator::DEFAULT_GENESIS_STAKE,
+            operator: Some(operator.address),
         });
         nodes.push(NodeLayout {
             validator: i,
@@ -186,6 +193,12 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, InitError> {
             key_file: path.display().to_string(),
         });
     }
+    for address in operators {
+        balances.push(GenesisBalance {
+            address,
+            balance: U256::from(10u128.pow(24)),
+        });
+    }
     if opts.dev_accounts > 0 {
         balances.push(GenesisBalance {
             address: Address::from_hex(ETH_DEV_ADDRESS)
@@ -208,6 +221,9 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, InitError> {
         block_gas_limit: keel_types::limits::BLOCK_GAS_LIMIT,
         min_gas_price: 1,
         plugin_gas: keel_types::policy::PLUGIN_GAS,
+        min_stake: keel_types::validator::DEFAULT_MIN_STAKE,
+        max_validators: keel_types::limits::MAX_VALIDATORS,
+        unbonding_epochs: keel_types::validator::DEFAULT_UNBONDING_EPOCHS,
         validators,
         balances,
     };

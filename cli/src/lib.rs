@@ -10,3 +10,4 @@ pub mod client;
 pub mod devnet;
 pub mod init;
 pub mod policy;
+pub mod validator;

@@ -236,6 +236,65 @@ enum TxCommand {
     /// Account policies: limits on what an account's transactions may do (docs/policies.md).
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Validator lifecycle, signed by the operator's `--key` (docs/validators.md). Amounts
+    /// are whole tokens, or wei with a `wei` suffix.
+    #[command(subcommand)]
+    Validator(ValidatorCommand),
+}
+
+#[derive(Subcommand)]
+enum ValidatorCommand {
+    /// Register the consensus key in `--validator-key` (its holder signs a proof of
+    /// possession) with `--stake` from the operator's balance; active from an epoch boundary.
+    Register {
+        #[command(flatten)]
+        send: SendArgs,
+        /// The node's key file (HOME/keys/validator.json).
+        #[arg(long)]
+        validator_key: PathBuf,
+        /// Where peers dial the node (host:port).
+        #[arg(long)]
+        p2p: String,
+        #[arg(long)]
+        stake: String,
+    },
+    /// Add stake.
+    Bond {
+        #[command(flatten)]
+        send: SendArgs,
+        /// The validator: its key file or 0x public key.
+        #[arg(long)]
+        validator: String,
+        #[arg(long)]
+        amount: String,
+    },
+    /// Start returning stake (paid after `unbonding_epochs`).
+    Unbond {
+        #[command(flatten)]
+        send: SendArgs,
+        #[arg(long)]
+        validator: String,
+        #[arg(long)]
+        amount: String,
+    },
+    /// Leave the set; the whole stake unbonds once out.
+    Leave {
+        #[command(flatten)]
+        send: SendArgs,
+        #[arg(long)]
+        validator: String,
+    },
+    /// Change the p2p address and/or rotate to the key in `--new-key`.
+    Update {
+        #[command(flatten)]
+        send: SendArgs,
+        #[arg(long)]
+        validator: String,
+        #[arg(long)]
+        p2p: Option<String>,
+        #[arg(long)]
+        new_key: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -338,6 +397,14 @@ enum QueryCommand {
     /// A block by height, or `latest`.
     Block {
         height: String,
+        #[command(flatten)]
+        rpc: RpcArg,
+    },
+    /// An epoch's validator set (power per validator) and every registered validator's
+    /// stake and status (default: the next block's epoch).
+    Validators {
+        #[arg(long)]
+        epoch: Option<u64>,
         #[command(flatten)]
         rpc: RpcArg,
     },
@@ -450,7 +517,72 @@ async fn tx(command: TxCommand) -> Result<Value, ClientError> {
             send_tx(send, body).await
         }
         TxCommand::Policy(command) => policy_tx(command).await,
+        TxCommand::Validator(command) => validator_tx(command).await,
     }
+}
+
+async fn validator_tx(command: ValidatorCommand) -> Result<Value, ClientError> {
+    use keel_cli::validator::{parse_stake, validator_key};
+    use keel_types::validator::ValidatorTx;
+    let (send, body) = match command {
+        ValidatorCommand::Register {
+            send,
+            validator_key,
+            p2p,
+            stake,
+        } => {
+            let body = keel_cli::validator::register(
+                &send.rpc.rpc,
+                &send.key,
+                &validator_key,
+                p2p,
+                &stake,
+            )
+            .await?;
+            (send, body)
+        }
+        ValidatorCommand::Bond {
+            send,
+            validator,
+            amount,
+        } => {
+            let op = ValidatorTx::Bond {
+                key: validator_key(&validator)?,
+                amount: parse_stake(&amount)?,
+            };
+            (send, TxBody::Validator(op))
+        }
+        ValidatorCommand::Unbond {
+            send,
+            validator,
+            amount,
+        } => {
+            let op = ValidatorTx::Unbond {
+                key: validator_key(&validator)?,
+                amount: parse_stake(&amount)?,
+            };
+            (send, TxBody::Validator(op))
+        }
+        ValidatorCommand::Leave { send, validator } => {
+            let op = ValidatorTx::Leave {
+                key: validator_key(&validator)?,
+            };
+            (send, TxBody::Validator(op))
+        }
+        ValidatorCommand::Update {
+            send,
+            validator,
+            p2p,
+            new_key,
+        } => {
+            let key = validator_key(&validator)?;
+            let body =
+                keel_cli::validator::update(&send.rpc.rpc, &send.key, key, p2p, new_key.as_deref())
+                    .await?;
+            (send, body)
+        }
+    };
+    send_tx(send, body).await
 }
 
 async fn policy_tx(command: PolicyCommand) -> Result<Value, ClientError> {
@@ -539,6 +671,11 @@ async fn query(command: QueryCommand) -> Result<Value, ClientError> {
         ),
         QueryCommand::Receipt { tx_hash, rpc } => (rpc, "keel_getReceipt", vec![json!(tx_hash)]),
         QueryCommand::Policy { address, rpc } => (rpc, "keel_getPolicy", vec![json!(address)]),
+        QueryCommand::Validators { epoch, rpc } => (
+            rpc,
+            "keel_getValidatorSet",
+            epoch.map(|e| vec![json!(e)]).unwrap_or_default(),
+        ),
         QueryCommand::Block { height, rpc } => {
             let which = match height.parse::<u64>() {
                 Ok(h) => json!(h),

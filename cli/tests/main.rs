@@ -16,3 +16,5 @@ mod policy;
 mod sdk_tutorial;
 #[path = "status_page.rs"]
 mod status_page;
+#[path = "validators.rs"]
+mod validators;

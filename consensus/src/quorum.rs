@@ -3,26 +3,41 @@
 use keel_types::crypto::verify_batch;
 use keel_types::{Certificate, Epoch, Hash, PublicKey, Vote, VoteKind};
 
-/// Largest f with n ≥ 3f + 1, and the quorum 2f + 1... generalised to n − f so that any two
-/// quorums intersect in at least f + 1 validators (one honest) for every n, not only 3f + 1.
+/// Validators needed for a quorum among `n` of equal power: n − f with f the largest such
+/// that n ≥ 3f + 1, so that any two quorums intersect in at least f + 1 (one honest). The
+/// weighted rule ([`ValidatorSet::is_quorum`]) gives the same count for equal powers.
 pub fn quorum_size(n: usize) -> usize {
     let f = n.saturating_sub(1) / 3;
     n - f
 }
 
-/// The leader of `view` among `n` validators: round robin by index.
+/// The leader of `view` among `n` validators: round robin by index (power decides quorums,
+/// not turns: a leader with little stake can propose but not certify alone).
 pub fn leader_of(view: keel_types::View, n: usize) -> u16 {
     (view % (n as u64).max(1)) as u16
 }
 
-/// The validators of one epoch, in index order (a vote's `signer` indexes this list).
+/// The validators of one epoch, in index order (a vote's `signer` indexes this list), each
+/// with its voting power (its bonded stake in power units, never 0).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidatorSet {
     pub epoch: Epoch,
     pub keys: Vec<PublicKey>,
+    /// `powers[i]` is the voting power of `keys[i]`; the same length.
+    pub powers: Vec<u64>,
 }
 
 impl ValidatorSet {
+    /// A set where every validator has power 1 (counts are quorums).
+    pub fn equal(epoch: Epoch, keys: Vec<PublicKey>) -> ValidatorSet {
+        let powers = vec![1; keys.len()];
+        ValidatorSet {
+            epoch,
+            keys,
+            powers,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.keys.len()
     }
@@ -31,12 +46,52 @@ impl ValidatorSet {
         self.keys.is_empty()
     }
 
-    pub fn quorum(&self) -> usize {
-        quorum_size(self.keys.len())
-    }
-
     pub fn key(&self, index: u16) -> Option<&PublicKey> {
         self.keys.get(usize::from(index))
+    }
+
+    /// The index of `key` in this set.
+    pub fn index_of(&self, key: &PublicKey) -> Option<u16> {
+        let index = self.keys.iter().position(|k| k == key)?;
+        u16::try_from(index).ok()
+    }
+
+    /// The voting power of validator `index` (0 outside the set).
+    pub fn power(&self, index: u16) -> u64 {
+        self.powers.get(usize::from(index)).copied().unwrap_or(0)
+    }
+
+    /// The sum of every validator's power (u128: never overflows for any set size).
+    pub fn total_power(&self) -> u128 {
+        self.powers.iter().map(|p| u128::from(*p)).sum()
+    }
+
+    /// The summed power of `signers`, each counted once however often it appears.
+    pub fn power_of(&self, signers: impl IntoIterator<Item = u16>) -> u128 {
+        let unique: std::collections::BTreeSet<u16> = signers.into_iter().collect();
+        unique.into_iter().map(|s| u128::from(self.power(s))).sum()
+    }
+
+    /// Whether `power` is more than 2/3 of the set's: any two such sets of signers share
+    /// more than 1/3 of the power, so at least one honest validator while the faulty hold
+    /// less than 1/3.
+    pub fn is_quorum(&self, power: u128) -> bool {
+        power.saturating_mul(3) > self.total_power().saturating_mul(2)
+    }
+
+    /// Whether `power` is more than 1/3 of the set's: at least one honest validator among
+    /// them (the "f + 1" of equal powers).
+    pub fn is_backing(&self, power: u128) -> bool {
+        power.saturating_mul(3) > self.total_power()
+    }
+
+    /// Whether the set is well formed: as many powers as keys, none of them 0, no key twice.
+    pub fn is_well_formed(&self) -> bool {
+        let unique: std::collections::BTreeSet<&PublicKey> = self.keys.iter().collect();
+        self.keys.len() == self.powers.len()
+            && unique.len() == self.keys.len()
+            && self.powers.iter().all(|p| *p > 0)
+            && !self.keys.is_empty()
     }
 }
 
@@ -46,8 +101,8 @@ pub enum CertificateError {
     WrongEpoch { expected: Epoch, got: Epoch },
     #[error("certificate is for chain {got}, expected {expected}")]
     WrongChain { expected: u64, got: u64 },
-    #[error("certificate has {got} signers, quorum is {quorum}")]
-    NoQuorum { got: usize, quorum: usize },
+    #[error("certificate signers hold power {got} of {total}, not more than 2/3")]
+    NoQuorum { got: u128, total: u128 },
     #[error("signer index {0} is not in the validator set")]
     UnknownSigner(u16),
     #[error("certificate is not canonical: {0}")]
@@ -85,10 +140,11 @@ pub fn verify_certificate(
     use keel_types::Canonical;
     cert.validate()
         .map_err(|e| CertificateError::Malformed(e.to_string()))?;
-    if cert.signers.len() < set.quorum() {
+    let power = set.power_of(cert.signers.iter().copied());
+    if !set.is_quorum(power) {
         return Err(CertificateError::NoQuorum {
-            got: cert.signers.len(),
-            quorum: set.quorum(),
+            got: power,
+            total: set.total_power(),
         });
     }
     let message = vote.signing_hash();

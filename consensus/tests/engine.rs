@@ -23,10 +23,7 @@ fn config(me: usize) -> Config {
     let keys = keys();
     Config {
         chain_id: CHAIN,
-        validators: ValidatorSet {
-            epoch: 0,
-            keys: keys.iter().map(SecretKey::public_key).collect(),
-        },
+        validators: ValidatorSet::equal(0, keys.iter().map(SecretKey::public_key).collect()),
         me: Some((me as u16, keys[me].clone())),
         finalized_tip: (0, Hash([9; 32]), 0),
         timeout_base_ms: 100,

@@ -320,10 +320,7 @@ fn config(tip: (u64, Hash, u64)) -> Config {
     let keys = keys();
     Config {
         chain_id: FUZZ_CHAIN_ID,
-        validators: ValidatorSet {
-            epoch: 0,
-            keys: keys.iter().map(SecretKey::public_key).collect(),
-        },
+        validators: ValidatorSet::equal(0, keys.iter().map(SecretKey::public_key).collect()),
         me: Some((0, keys[0].clone())),
         finalized_tip: tip,
         timeout_base_ms: 1_000,

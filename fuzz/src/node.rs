@@ -100,9 +100,14 @@ fn harness() -> &'static RpcHarness {
             block_gas_limit: BLOCK_GAS_LIMIT,
             min_gas_price: 1,
             plugin_gas: keel_types::policy::PLUGIN_GAS,
+            min_stake: keel_types::validator::DEFAULT_MIN_STAKE,
+            max_validators: keel_types::limits::MAX_VALIDATORS,
+            unbonding_epochs: keel_types::validator::DEFAULT_UNBONDING_EPOCHS,
             validators: vec![GenesisValidator {
                 public_key: seeds::validator_key().public_key(),
                 p2p: "127.0.0.1:1".into(),
+                stake: keel_types::validator::DEFAULT_GENESIS_STAKE,
+                operator: None,
             }],
             balances: seeds::funded_addresses()
                 .into_iter()

@@ -93,6 +93,47 @@ fn agent(nonce: u64, body: TxBody) -> SignedTransaction {
     .sign(&agent_key())
 }
 
+/// A registration of a fresh consensus key by the agent, with a valid possession proof.
+fn validator_register() -> TxBody {
+    let validator = SecretKey::from_seed([7; 32]);
+    let operator = Address::from_public_key(&agent_key().public_key());
+    let message = keel_types::validator::possession_message(
+        FUZZ_CHAIN_ID,
+        &operator,
+        &validator.public_key(),
+    );
+    TxBody::Validator(keel_types::validator::ValidatorTx::Register {
+        key: validator.public_key(),
+        possession: validator.sign(&message.0),
+        p2p: "127.0.0.1:9".into(),
+        stake: U256::from(10u64).pow(U256::from(19u64)),
+    })
+}
+
+/// A report that the genesis validator signed two conflicting notarize votes.
+fn equivocation_report() -> TxBody {
+    let key = validator_key();
+    let signed = |block: u8| {
+        let vote = keel_types::Vote {
+            chain_id: FUZZ_CHAIN_ID,
+            epoch: 0,
+            view: 3,
+            kind: keel_types::VoteKind::Notarize,
+            block: Hash([block; 32]),
+        };
+        keel_types::SignedVote {
+            signature: key.sign(&vote.signing_hash().0),
+            vote,
+            signer: 0,
+        }
+    };
+    TxBody::Validator(keel_types::validator::ValidatorTx::ReportEquivocation {
+        key: key.public_key(),
+        first: signed(1),
+        second: signed(2),
+    })
+}
+
 /// One transaction of each body, and an Ethereum one.
 pub fn transactions() -> Vec<SignedTransaction> {
     let mut out = vec![
@@ -165,6 +206,8 @@ pub fn transactions() -> Vec<SignedTransaction> {
                 controller: Some(Address([0x44; 20])),
             },
         ),
+        agent(8, validator_register()),
+        agent(9, equivocation_report()),
     ];
     for raw in eth_txs().iter().take(2) {
         if let Ok(tx) = keel_types::eth::decode(raw, FUZZ_CHAIN_ID, FUZZ_BASE_FEE) {

@@ -10,7 +10,7 @@ use crate::mempool::{admit_latest, Mempool};
 use crate::metrics::{self as m, Health};
 use crate::rpc::{self, RpcContext, RpcLimits};
 use crate::shared::{Shared, Status};
-use anyhow::{bail, Context};
+use anyhow::Context;
 use keel_app::Chain;
 use keel_exec_wasm::ModuleCache;
 use keel_p2p::{InboundBudget, NetConfig, NetMessage, Network, MAX_GOSSIP_TXS};
@@ -75,17 +75,20 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
     init_logging(&config);
     let genesis = Genesis::load(&home.join("genesis.json"))?;
     let key = keys::read(&home.join("keys/validator.json"))?;
-    let Some(me) = genesis
+    // A key outside genesis is a node that joins later through the registry
+    // (docs/validators.md): it syncs as an observer and votes once a set includes it.
+    let me = genesis
         .validators
         .iter()
         .position(|v| v.public_key == key.public_key())
-    else {
-        bail!(
-            "{} is not a validator in genesis.json; a validator home needs one of the genesis keys",
-            key.public_key()
+        .and_then(|i| u16::try_from(i).ok())
+        .unwrap_or(u16::MAX);
+    if me == u16::MAX {
+        tracing::info!(
+            key = %key.public_key(),
+            "not a genesis validator: joining as an observer until a validator set includes this key"
         );
-    };
-    let me = u16::try_from(me).context("validator index")?;
+    }
     let data = home.join("data");
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
     let store = Arc::new(
@@ -120,6 +123,7 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
             expiry_epochs: genesis.expiry_epochs,
             fold_epochs: genesis.fold_epochs,
             plugin_gas: genesis.plugin_gas,
+            registry: genesis.registry_params(),
         },
         cache,
     );
@@ -148,8 +152,11 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
                 .validators
                 .iter()
                 .map(|v| (v.public_key, v.p2p.clone()))
+                .chain(
+                    crate::driver::registry_peers(&store.latest_view())
+                        .context("reading the validator registry")?,
+                )
                 .collect(),
-            me,
             chain_id: genesis.chain_id,
             genesis_hash,
             max_frame_bytes: config.p2p.max_frame_bytes as usize,
@@ -219,8 +226,7 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
         DriverConfig {
             chain_id: genesis.chain_id,
             epoch_length: genesis.epoch_length,
-            validators: genesis.validators.iter().map(|v| v.public_key).collect(),
-            me,
+            validators: net.add_peers(&[]),
             timeout_base_ms: config.consensus.timeout_base_ms,
             timeout_max_ms: config.consensus.timeout_max_ms,
             block_time_ms: config.consensus.block_time_ms,

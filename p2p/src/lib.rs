@@ -109,13 +109,18 @@ struct Identity {
 /// one), its bounded outbound queue of encoded messages and the bytes in that queue.
 type Peer = (u64, mpsc::Sender<Arc<Vec<u8>>>, Arc<ByteBudget>);
 
-/// Everything the network needs to know; fixed for the process.
+/// Peers the table holds at most: every registered validator and the genesis ones.
+pub const MAX_PEERS: usize =
+    keel_types::validator::MAX_REGISTERED_VALIDATORS + keel_types::limits::MAX_VALIDATORS;
+
+/// What the network needs to know at start.
 #[derive(Debug, Clone)]
 pub struct NetConfig {
     pub listen: SocketAddr,
-    /// Validator keys in set order (index = validator index) and where to dial them.
+    /// The first peers (the genesis validators, then the registered ones) and where to dial
+    /// them; a peer's index is its position in this table, which only grows
+    /// ([`Network::add_peers`]). Only keys in the table complete a handshake.
     pub validators: Vec<(PublicKey, String)>,
-    pub me: u16,
     pub chain_id: u64,
     pub genesis_hash: Hash,
     pub max_frame_bytes: usize,
@@ -146,6 +151,8 @@ pub struct Network {
 struct Inner {
     config: NetConfig,
     key: SecretKey,
+    /// The peer table: index → (key, address). Append-only, at most [`MAX_PEERS`].
+    table: Mutex<Vec<(PublicKey, String)>>,
     /// Connected peers: index → (connection generation, outbound queue).
     peers: Mutex<BTreeMap<u16, Peer>>,
     next_generation: Mutex<u64>,
@@ -173,10 +180,13 @@ impl Network {
         let listener = TcpListener::bind(config.listen).await?;
         let (inbound, rx) = mpsc::channel(INBOUND_QUEUE_LEN);
         let (gossip, gossip_rx) = mpsc::channel(GOSSIP_QUEUE_LEN);
+        let mut table = config.validators.clone();
+        table.truncate(MAX_PEERS);
         let net = Network {
             inner: Arc::new(Inner {
                 config,
                 key,
+                table: Mutex::new(Vec::new()),
                 peers: Mutex::new(BTreeMap::new()),
                 next_generation: Mutex::new(0),
                 inbound_budgets: Mutex::new(BTreeMap::new()),
@@ -185,14 +195,41 @@ impl Network {
             }),
         };
         tokio::spawn(net.clone().accept_loop(listener));
-        let me = net.inner.config.me;
-        for (index, (_, addr)) in net.inner.config.validators.iter().enumerate() {
-            let index = u16::try_from(index).unwrap_or(u16::MAX);
-            if index > me {
-                tokio::spawn(net.clone().dial_loop(index, addr.clone()));
-            }
-        }
+        net.add_peers(&table);
         Ok((net, rx, gossip_rx))
+    }
+
+    /// Adds the peers not in the table yet (in order, up to [`MAX_PEERS`]) and updates the
+    /// addresses of known ones; returns the whole table's keys (index order). Of each pair
+    /// the node with the smaller key dials, so every pair has one dialer whatever order
+    /// their tables list them in.
+    pub fn add_peers(&self, peers: &[(PublicKey, String)]) -> Vec<PublicKey> {
+        let me = self.inner.key.public_key();
+        let mut dial = Vec::new();
+        let keys = {
+            let mut table = self.inner.table.lock().expect("table lock");
+            for (key, addr) in peers {
+                if let Some(entry) = table.iter_mut().find(|(k, _)| k == key) {
+                    entry.1.clone_from(addr);
+                } else if table.len() < MAX_PEERS {
+                    table.push((*key, addr.clone()));
+                    if me < *key {
+                        dial.push(u16::try_from(table.len() - 1).unwrap_or(u16::MAX));
+                    }
+                }
+            }
+            table.iter().map(|(k, _)| *k).collect()
+        };
+        for index in dial {
+            tokio::spawn(self.clone().dial_loop(index));
+        }
+        keys
+    }
+
+    /// The address of peer `index` now (it follows `add_peers` updates).
+    fn address(&self, index: u16) -> Option<String> {
+        let table = self.inner.table.lock().expect("table lock");
+        table.get(usize::from(index)).map(|(_, a)| a.clone())
     }
 
     pub fn peer_count(&self) -> usize {
@@ -298,9 +335,12 @@ impl Network {
         }
     }
 
-    async fn dial_loop(self, peer: u16, addr: String) {
+    async fn dial_loop(self, peer: u16) {
         let mut backoff_ms = DIAL_BACKOFF_MIN_MS;
         loop {
+            let Some(addr) = self.address(peer) else {
+                return;
+            };
             // A dropped SYN (a partition) would otherwise hold the dial for TCP's ~2 minutes.
             let connect = tokio::time::timeout(
                 Duration::from_millis(HANDSHAKE_TIMEOUT_MS),
@@ -357,8 +397,11 @@ impl Network {
                 .public_key
                 .verify(&signed, &theirs.signature)
                 .map_err(|_| WireError::Identity("identity signature does not verify".into()))?;
-            let index = config
-                .validators
+            let index = self
+                .inner
+                .table
+                .lock()
+                .expect("table lock")
                 .iter()
                 .position(|(k, _)| *k == theirs.public_key)
                 .and_then(|i| u16::try_from(i).ok())
@@ -368,7 +411,9 @@ impl Network {
                         theirs.public_key
                     ))
                 })?;
-            if index == config.me || expect.is_some_and(|e| e != index) {
+            if theirs.public_key == self.inner.key.public_key()
+                || expect.is_some_and(|e| e != index)
+            {
                 return Err(WireError::Identity(format!(
                     "peer is validator {index}, expected {expect:?}"
                 )));
@@ -557,7 +602,6 @@ mod tests {
                 (server.public_key(), "127.0.0.1:0".into()),
                 (client.public_key(), "127.0.0.1:1".into()),
             ],
-            me: 0,
             chain_id: CHAIN_ID,
             genesis_hash: Hash::ZERO,
             max_frame_bytes: 1024 * 1024,

@@ -20,6 +20,12 @@ use keel_types::{
 };
 use std::sync::Arc;
 
+/// A runtime-made state change: its logs, or the typed refusal the sender is charged for.
+type NativeChange<'a> =
+    &'a mut dyn FnMut(
+        &mut Overlay<&dyn StateView>,
+    ) -> Result<Result<Vec<keel_types::Log>, TxError>, keel_state::StateError>;
+
 /// Chain parameters the executor needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RuntimeConfig {
@@ -37,6 +43,8 @@ pub struct RuntimeConfig {
     pub fold_epochs: u64,
     /// Gas one policy plugin check may use at most (genesis `plugin_gas`; docs/policies.md).
     pub plugin_gas: u64,
+    /// The validator registry's genesis parameters (docs/validators.md).
+    pub registry: keel_types::validator::RegistryParams,
 }
 
 impl RuntimeConfig {
@@ -50,6 +58,12 @@ impl RuntimeConfig {
             expiry_epochs: 0,
             fold_epochs: 0,
             plugin_gas: keel_types::policy::PLUGIN_GAS,
+            registry: keel_types::validator::RegistryParams {
+                min_stake: keel_types::validator::DEFAULT_MIN_STAKE,
+                max_validators: keel_types::limits::MAX_VALIDATORS,
+                unbonding_epochs: keel_types::validator::DEFAULT_UNBONDING_EPOCHS,
+                epoch_length: u64::MAX,
+            },
         }
     }
 }
@@ -328,6 +342,17 @@ impl Runtime {
         })
     }
 
+    /// Whether `header` is its epoch's last block (epoch e orders heights e·L+1 ..= (e+1)·L),
+    /// after whose transactions the next epoch's validator set is fixed.
+    fn ends_epoch(&self, header: &keel_types::Header) -> bool {
+        let length = self.config.registry.epoch_length;
+        header
+            .epoch
+            .checked_add(1)
+            .and_then(|e| e.checked_mul(length))
+            .is_some_and(|last| header.height == last)
+    }
+
     /// Execute `block` over `parent` (the state after the parent block).
     /// With `exec_threads` > 1 the transactions are executed in parallel, with the serial
     /// result (`parallel`).
@@ -419,6 +444,9 @@ impl Runtime {
                 self.execute_serially(&mut overlay, hashes, &context, txs, trace)?
             }
         };
+        if matches!(run, Run::Block { .. }) && self.ends_epoch(header) {
+            crate::validators::end_epoch(&mut overlay, header.epoch, &self.config.registry)?;
+        }
         archive.folded_revivals = overlay.folded_revivals();
         Ok(BlockOutput {
             receipts,
@@ -650,6 +678,9 @@ impl Runtime {
         let sender = t.sender_address();
         if let Some(change) = t.body.as_policy_change() {
             return self.change_policy(overlay, block, t, (change.as_ref(), tx_hash));
+        }
+        if let TxBody::Validator(op) = &t.body {
+            return self.change_registry(overlay, block, t, (op, tx_hash));
         }
         let tx_env = match &t.body {
             TxBody::Revive { proof } => {
@@ -938,15 +969,60 @@ impl Runtime {
         })
     }
 
-    /// A policy change (`SetPolicy`, `SetController`; `policy::apply_change`). The sender
-    /// must be able to pay its whole gas limit, as every transaction; a change it may not
-    /// make is charged like any failure, so a refused change is never free.
+    /// A policy change (`SetPolicy`, `SetController`; `policy::apply_change`).
     fn change_policy(
         &self,
         overlay: &mut Overlay<&dyn StateView>,
         block: &BlockContext,
         t: &keel_types::Transaction,
         (change, tx_hash): (&TxBody, Hash),
+    ) -> Result<Receipt, RuntimeError> {
+        let sender = t.sender_address();
+        let gas = t
+            .body
+            .policy_gas()
+            .ok_or_else(|| RuntimeError::Fatal("a policy change without its gas".into()))?;
+        let height = block.height;
+        self.native_change(overlay, block, t, (gas, tx_hash), &mut |overlay| {
+            Ok(
+                match crate::policy::apply_change(overlay, (sender, change), height)? {
+                    Ok(log) => Ok(vec![log]),
+                    Err(denial) => Err(TxError::PolicyDenied { denial }),
+                },
+            )
+        })
+    }
+
+    /// A validator transaction (`validators::apply`).
+    fn change_registry(
+        &self,
+        overlay: &mut Overlay<&dyn StateView>,
+        block: &BlockContext,
+        t: &keel_types::Transaction,
+        (op, tx_hash): (&keel_types::validator::ValidatorTx, Hash),
+    ) -> Result<Receipt, RuntimeError> {
+        let sender = t.sender_address();
+        let (chain_id, params, epoch) = (self.config.chain_id, self.config.registry, block.epoch);
+        self.native_change(overlay, block, t, (op.gas(), tx_hash), &mut |overlay| {
+            Ok(
+                crate::validators::apply(overlay, (chain_id, &params), (sender, op), epoch)?
+                    .map(|()| Vec::new())
+                    .map_err(|reason| TxError::Registry { reason }),
+            )
+        })
+    }
+
+    /// A change the runtime makes itself (policy, registry) for `gas`. The sender must be
+    /// able to pay its whole gas limit and the value it locks, as every transaction; a
+    /// change it may not make is charged like any failure, so a refused change is never
+    /// free.
+    fn native_change(
+        &self,
+        overlay: &mut Overlay<&dyn StateView>,
+        block: &BlockContext,
+        t: &keel_types::Transaction,
+        (gas, tx_hash): (u64, Hash),
+        change: NativeChange<'_>,
     ) -> Result<Receipt, RuntimeError> {
         let sender = t.sender_address();
         let account = overlay.account(&sender)?.unwrap_or_default();
@@ -957,28 +1033,26 @@ impl Runtime {
             };
             return Ok(rejected(tx_hash, bad_nonce));
         }
-        if account.balance < t.max_fee() {
+        let needed = t.max_fee().saturating_add(t.body.value());
+        if account.balance < needed {
             return Ok(rejected(
                 tx_hash,
                 TxError::InsufficientBalance {
-                    needed: t.max_fee(),
+                    needed,
                     available: account.balance,
                 },
             ));
         }
-        let gas = t
-            .body
-            .policy_gas()
-            .ok_or_else(|| RuntimeError::Fatal("a policy change without its gas".into()))?;
         let checkpoint = overlay.checkpoint();
-        let log = match crate::policy::apply_change(overlay, (sender, change), block.height) {
-            Ok(Ok(log)) => log,
-            Ok(Err(denial)) => {
-                let error = TxError::PolicyDenied { denial };
+        let logs = match change(overlay) {
+            Ok(Ok(logs)) => logs,
+            Ok(Err(error)) => {
+                overlay.revert_to(checkpoint);
                 return self.charge_failed(overlay, block, t, tx_hash, (gas, error));
             }
             Err(keel_state::StateError::Expired { key, epoch, .. }) => {
                 overlay.take_expired_hit();
+                overlay.revert_to(checkpoint);
                 let error = expired_error(&key, epoch);
                 return self.charge_failed(overlay, block, t, tx_hash, (gas, error));
             }
@@ -993,7 +1067,7 @@ impl Runtime {
             status: TxStatus::Success,
             gas_used: gas,
             output: Vec::new(),
-            logs: vec![log],
+            logs,
             contract_address: None,
             error: None,
         })

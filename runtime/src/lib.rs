@@ -10,6 +10,7 @@ pub mod precheck;
 mod schedule;
 pub mod signatures;
 pub mod trace;
+pub mod validators;
 
 pub use bridge::{deploy_input, WASM_DEPLOYER};
 pub use executor::{BlockOutput, CallRequest, Runtime, RuntimeConfig, RuntimeError};

@@ -164,7 +164,11 @@ pub fn evaluate(
             checks.source = entry.added_by;
             let live = at.height <= entry.expires_at;
             let numbers = (U256::from(entry.expires_at), U256::from(at.height));
-            let own = t.body.as_policy_change().is_none();
+            // A session key acts within the account's scope; it never changes a policy or
+            // a validator (found by review: a key scoped to one contract could register,
+            // rotate or retire the account's validator).
+            let own =
+                t.body.as_policy_change().is_none() && !matches!(t.body, TxBody::Validator(_));
             if !checks.check(PolicyRule::SessionKeyExpired, live, numbers)
                 || !checks.check(PolicyRule::SessionKeyScope, own, flag(own))
             {
@@ -324,6 +328,9 @@ fn rules(
             }
             (Address::ZERO, &[][..], Some(*env))
         }
+        // A validator transaction's target is the registry and its value the stake it
+        // locks: an allow-list must name the registry and value caps bound the stake.
+        TxBody::Validator(_) => (keel_types::validator::REGISTRY_ADDRESS, &[][..], None),
         // Revivals, unflags and policy changes send nothing and call nothing.
         TxBody::Revive { .. }
         | TxBody::Unflag { .. }

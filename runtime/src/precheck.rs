@@ -44,7 +44,8 @@ pub(crate) fn evm_parts(t: &Transaction) -> Option<(TxKind, Vec<u8>, U256)> {
         | TxBody::SetPolicy { .. }
         | TxBody::SetController { .. }
         | TxBody::AddSessionKey { .. }
-        | TxBody::RevokeSessionKey { .. } => return None,
+        | TxBody::RevokeSessionKey { .. }
+        | TxBody::Validator(_) => return None,
     })
 }
 
@@ -70,6 +71,16 @@ pub(crate) fn tx_env(t: &Transaction, chain_id: u64) -> Option<TxEnv> {
 pub fn check_intrinsic_gas(t: &Transaction, chain_id: u64) -> Result<u64, TxError> {
     // A policy change (in either form: `TxBody::as_policy_change`) costs its own gas.
     if let Some(gas) = t.body.policy_gas() {
+        if t.gas_limit < gas {
+            return Err(TxError::IntrinsicGasTooLow {
+                gas_limit: t.gas_limit,
+                intrinsic: gas,
+            });
+        }
+        return Ok(gas);
+    }
+    if let TxBody::Validator(op) = &t.body {
+        let gas = op.gas();
         if t.gas_limit < gas {
             return Err(TxError::IntrinsicGasTooLow {
                 gas_limit: t.gas_limit,
@@ -160,13 +171,17 @@ pub fn check_stateless(
             min_gas_price,
         });
     }
-    // The policy address takes only policy changes: a transfer there, value, or data that is
-    // not a valid change would run as a call to an empty account and lose what it sent.
-    let to_policy = match &t.body {
-        TxBody::Transfer { to, .. } | TxBody::Call { to, .. } => *to == POLICY_ADDRESS,
-        _ => false,
+    // The policy address takes only policy changes, and the registry's none at all (validator
+    // transactions are native): a transfer there, value, or data that is not a valid change
+    // would run as a call to an empty account and lose what it sent.
+    let (to_policy, to_registry) = match &t.body {
+        TxBody::Transfer { to, .. } | TxBody::Call { to, .. } => (
+            *to == POLICY_ADDRESS,
+            *to == keel_types::validator::REGISTRY_ADDRESS,
+        ),
+        _ => (false, false),
     };
-    if to_policy && t.body.as_policy_change().is_none() {
+    if (to_policy && t.body.as_policy_change().is_none()) || to_registry {
         return Err(TxError::Execution {
             code: keel_types::receipt::ExecError::InvalidTransaction,
         });

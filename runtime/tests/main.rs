@@ -30,3 +30,5 @@ mod semantics;
 mod token;
 #[path = "trace.rs"]
 mod trace;
+#[path = "validators.rs"]
+mod validators;

@@ -82,6 +82,9 @@ pub struct Scenario {
     pub drop_finalize_until_ms: u64,
     /// `Fault::Byzantine` processes step this many times as often as by default (a flood).
     pub byzantine_rate: u64,
+    /// Each epoch's validators get seeded unequal voting powers (a stake change at every
+    /// epoch boundary), the faulty together as much as the rule allows: just under 1/3.
+    pub weighted: bool,
 }
 
 impl Scenario {
@@ -105,6 +108,7 @@ impl Scenario {
             rotate_keys: false,
             drop_finalize_until_ms: 0,
             byzantine_rate: 1,
+            weighted: false,
         }
     }
 }
@@ -203,7 +207,7 @@ pub struct Sim {
     /// Certificates honest processes sent that the audit already checked (by signed message
     /// and signers), and the public keys of each epoch it checked them against.
     audited_certificates: BTreeSet<(Hash, Vec<u16>)>,
-    audit_keys: BTreeMap<u64, Vec<keel_types::PublicKey>>,
+    audit_keys: BTreeMap<u64, ValidatorSet>,
     /// Per honest process: (height, time finalized) for latency measurement.
     pub finalized_at: BTreeMap<(usize, u64), u64>,
     /// Time each block was proposed.
@@ -272,15 +276,9 @@ impl Sim {
         let tip = n.chain.last().map_or((0, self.genesis, 0), |(b, _)| {
             (b.header.height, b.hash(), b.header.view)
         });
-        let keys = (0..self.s.n)
-            .map(|i| key_for(&self.s, n.epoch, i).public_key())
-            .collect();
         Config {
             chain_id: CHAIN_ID,
-            validators: ValidatorSet {
-                epoch: n.epoch,
-                keys,
-            },
+            validators: set_for(&self.s, n.epoch),
             epoch_length: self.s.epoch_length,
             epoch_first_height: n.epoch_first,
             me: Some((n.index, n.key.clone())),
@@ -771,6 +769,40 @@ pub fn key_for(s: &Scenario, epoch: u64, i: usize) -> SecretKey {
         return SecretKey::from_seed(seed);
     }
     SecretKey::from_seed([i as u8 + 1; 32])
+}
+
+/// The voting powers of `epoch`'s validators: 1 each, or with `weighted` seeded honest
+/// powers in 1..=10 and the faulty sharing the most power that stays under 1/3 of the total
+/// (2F < H, so 3F < F + H).
+pub fn powers_for(s: &Scenario, epoch: u64) -> Vec<u64> {
+    if !s.weighted {
+        return vec![1; s.n];
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(s.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ epoch);
+    let mut powers: Vec<u64> = (0..s.n).map(|_| rng.gen_range(1..=10)).collect();
+    let faulty: Vec<usize> = (0..s.n).filter(|i| s.faults[*i] != Fault::Honest).collect();
+    if !faulty.is_empty() {
+        let honest: u64 = (0..s.n)
+            .filter(|i| s.faults[*i] == Fault::Honest)
+            .map(|i| powers[i])
+            .sum();
+        let share = (honest.saturating_sub(1) / 2 / faulty.len() as u64).max(1);
+        for i in faulty {
+            powers[i] = share;
+        }
+    }
+    powers
+}
+
+/// The validator set of `epoch`: its keys and voting powers.
+pub fn set_for(s: &Scenario, epoch: u64) -> ValidatorSet {
+    ValidatorSet {
+        epoch,
+        keys: (0..s.n)
+            .map(|i| key_for(s, epoch, i).public_key())
+            .collect(),
+        powers: powers_for(s, epoch),
+    }
 }
 
 /// The public key of validator `i` in epoch 0 (for tests that build messages).

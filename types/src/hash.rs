@@ -43,6 +43,8 @@ pub enum Domain {
     FoldLeaf,
     /// The Bloom filter probes of a key in a fold page.
     FoldProbe,
+    /// A validator's proof of possession of its consensus key (`validator`).
+    ValidatorPossession,
 }
 
 impl Domain {
@@ -65,11 +67,12 @@ impl Domain {
             Domain::ArchiveNode => "keel 2026-11 archive node v1",
             Domain::FoldLeaf => "keel 2026-11 fold leaf v1",
             Domain::FoldProbe => "keel 2026-11 fold probe v1",
+            Domain::ValidatorPossession => "keel 2026-12 validator possession v1",
         }
     }
 
     /// Every domain, in declaration order.
-    pub const ALL: [Domain; 16] = [
+    pub const ALL: [Domain; 17] = [
         Domain::Transaction,
         Domain::Header,
         Domain::TxRootLeaf,
@@ -86,11 +89,12 @@ impl Domain {
         Domain::ArchiveNode,
         Domain::FoldLeaf,
         Domain::FoldProbe,
+        Domain::ValidatorPossession,
     ];
 
     /// The 32-byte blake3 key of this domain, derived from its context once per process.
     pub fn key(self) -> &'static [u8; 32] {
-        static KEYS: std::sync::LazyLock<[[u8; 32]; 16]> =
+        static KEYS: std::sync::LazyLock<[[u8; 32]; 17]> =
             std::sync::LazyLock::new(|| Domain::ALL.map(|d| blake3::derive_key(d.context(), b"")));
         // ALL lists the variants in declaration order, so the discriminant is the index
         // (checked by the `domain_keys_are_indexed_by_discriminant` test).

@@ -24,6 +24,7 @@ pub mod receipt;
 pub mod state_key;
 pub mod sync;
 pub mod tx;
+pub mod validator;
 
 pub use address::Address;
 pub use block::{Block, Header};
@@ -32,7 +33,7 @@ pub use crypto::{CryptoError, PublicKey, SecretKey, Signature};
 pub use encoding::{Canonical, DecodeError};
 pub use hash::{Domain, Hash};
 pub use proof::{verify_state_proof, ProofError, StateProof};
-pub use receipt::{Log, Receipt, RevivalError, TxError, TxStatus};
+pub use receipt::{Log, Receipt, RegistryError, RevivalError, TxError, TxStatus};
 pub use state_key::{AccountRecord, CodeRef, Env, StateKey};
 pub use tx::{Authorization, Sender, SignedTransaction, Transaction, TxBody};
 

@@ -99,6 +99,42 @@ pub enum TxError {
     /// An account policy refused the transaction (docs/policies.md).
     #[error("policy denied: {denial}")]
     PolicyDenied { denial: crate::policy::PolicyDenial } = 15,
+    /// A validator transaction the registry refused (docs/validators.md).
+    #[error("validator registry: {reason}")]
+    Registry { reason: RegistryError } = 16,
+}
+
+/// Why the validator registry refused a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, thiserror::Error)]
+#[borsh(use_discriminant = true)]
+#[repr(u8)]
+pub enum RegistryError {
+    #[error("the key is already registered")]
+    AlreadyRegistered = 0,
+    #[error("no validator is registered under the key")]
+    NotRegistered = 1,
+    #[error("only the validator's operator may do this")]
+    NotOperator = 2,
+    #[error("the proof of possession does not verify for this operator and chain")]
+    BadPossession = 3,
+    #[error("stake {stake} is below the minimum {min_stake}")]
+    BelowMinStake { stake: U256, min_stake: U256 } = 4,
+    #[error("the registry is full")]
+    RegistryFull = 5,
+    #[error("the validator is jailed")]
+    Jailed = 6,
+    #[error("the validator is leaving")]
+    Leaving = 7,
+    #[error("unbonding {amount} exceeds the bonded stake {stake}")]
+    NotEnoughStake { amount: U256, stake: U256 } = 8,
+    #[error("the validator has too many pending unbondings")]
+    UnbondingFull = 9,
+    #[error("the two votes do not conflict, or a signature does not verify")]
+    NotEquivocation = 10,
+    #[error("the p2p address is not host:port")]
+    BadP2pAddress = 11,
+    #[error("zero amount")]
+    ZeroAmount = 12,
 }
 
 /// Why a WASM module was refused at deploy: keel's own validation rules, each with the

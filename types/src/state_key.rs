@@ -66,6 +66,14 @@ pub enum StateKey {
     /// What one session key of an account used this epoch. Never expires; deleted with the
     /// key.
     SessionSpend(Address, crate::PublicKey),
+    /// Every registered validator key (`validator::Registry`). Never expires.
+    ValidatorRegistry,
+    /// One registered validator (`validator::ValidatorRecord`). Never expires; deleted when
+    /// it has left every set and its stake is paid back.
+    Validator(crate::PublicKey),
+    /// The validator set of an epoch (`validator::EpochSet`): written at the last block of
+    /// the epoch before; the current and next epochs' are kept. Never expires.
+    EpochValidators(u64),
 }
 
 impl std::fmt::Display for StateKey {
@@ -85,6 +93,9 @@ impl std::fmt::Display for StateKey {
             StateKey::SessionSpend(a, k) => {
                 write!(f, "spending of session key 0x{} of {a}", hex::encode(k.0))
             }
+            StateKey::ValidatorRegistry => f.write_str("validator registry"),
+            StateKey::Validator(k) => write!(f, "validator 0x{}", hex::encode(k.0)),
+            StateKey::EpochValidators(e) => write!(f, "validator set of epoch {e}"),
         }
     }
 }
@@ -126,6 +137,9 @@ impl StateKey {
             | StateKey::SessionKeys(_)
             | StateKey::SessionKey(..)
             | StateKey::SessionSpend(..)
+            | StateKey::ValidatorRegistry
+            | StateKey::Validator(_)
+            | StateKey::EpochValidators(_)
             | StateKey::ArchiveAccumulator
             | StateKey::ArchiveRoot(_)
             | StateKey::FoldCount

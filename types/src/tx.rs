@@ -63,6 +63,8 @@ pub enum TxBody {
     },
     /// Revoke a session key of `account` (sent by the account or its controller).
     RevokeSessionKey { account: Address, key: PublicKey },
+    /// Register, bond, unbond, leave, update or report a validator (docs/validators.md).
+    Validator(crate::validator::ValidatorTx),
 }
 
 impl TxBody {
@@ -77,6 +79,7 @@ impl TxBody {
             | TxBody::SetController { .. }
             | TxBody::AddSessionKey { .. }
             | TxBody::RevokeSessionKey { .. } => U256::ZERO,
+            TxBody::Validator(op) => op.value(),
         }
     }
 
@@ -211,6 +214,7 @@ impl Canonical for Transaction {
                 policy.validate()
             }
             TxBody::SetController { .. } | TxBody::RevokeSessionKey { .. } => Ok(()),
+            TxBody::Validator(op) => op.validate(),
         }
     }
 }

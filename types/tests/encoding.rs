@@ -643,6 +643,18 @@ fn largest_errors() -> Vec<TxError> {
                 source: Address([0xff; 20]),
             },
         },
+        TxError::Registry {
+            reason: keel_types::RegistryError::BelowMinStake {
+                stake: U256::MAX,
+                min_stake: U256::MAX,
+            },
+        },
+        TxError::Registry {
+            reason: keel_types::RegistryError::NotEnoughStake {
+                amount: U256::MAX,
+                stake: U256::MAX,
+            },
+        },
     ];
     errors.extend(codes.into_iter().map(|code| TxError::InvalidCode { code }));
     errors.extend(
@@ -673,6 +685,7 @@ fn variant_index(e: &TxError) -> u8 {
         TxError::InvalidRevival { .. } => 13,
         TxError::Execution { .. } => 14,
         TxError::PolicyDenied { .. } => 15,
+        TxError::Registry { .. } => 16,
     }
 }
 
@@ -705,7 +718,7 @@ fn every_tx_error_at_its_largest_fits_a_receipt_and_round_trips() {
     let covered: std::collections::BTreeSet<u8> = errors.iter().map(variant_index).collect();
     assert_eq!(
         covered,
-        (0..=15).collect(),
+        (0..=16).collect(),
         "every TxError variant is covered"
     );
     let mut largest = 0;

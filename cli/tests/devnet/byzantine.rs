@@ -154,7 +154,6 @@ impl Harness {
                 .iter()
                 .map(|v| (v.public_key, v.p2p.clone()))
                 .collect(),
-            me: BYZ as u16,
             chain_id: genesis.chain_id,
             genesis_hash: genesis.hash(),
             max_frame_bytes: p2p.max_frame_bytes as usize,

@@ -199,6 +199,7 @@ impl Engine {
     /// start). Restored records are binding: it will never sign against them.
     pub fn new(cfg: Config, restored: &[VoteRecord]) -> Engine {
         let n = cfg.validators.len();
+        debug_assert!(cfg.validators.is_well_formed(), "a malformed validator set");
         let tip = cfg.finalized_tip;
         let mut engine = Engine {
             // Saturating: the tip's view comes from a block peers certified, and a view of
@@ -281,6 +282,11 @@ impl Engine {
 
     pub fn epoch(&self) -> keel_types::Epoch {
         self.cfg.validators.epoch
+    }
+
+    /// The epoch's validator set.
+    pub fn validators(&self) -> &ValidatorSet {
+        &self.cfg.validators
     }
 
     pub fn view(&self) -> View {

@@ -205,33 +205,36 @@ impl Engine {
         });
     }
 
-    /// The blocks of `view` that f + 1 validators voted to notarize (for n ≥ 7 an
-    /// equivocating leader can get two there), in hash order.
+    /// The blocks of `view` that more than 1/3 of the power voted to notarize (an
+    /// equivocating leader can get two there when the faulty hold enough), in hash order.
     pub(super) fn backed_blocks(&self, view: View) -> Vec<Hash> {
         let Some(state) = self.views.get(&view) else {
             return Vec::new();
         };
-        let mut counts: BTreeMap<Hash, usize> = BTreeMap::new();
-        for (h, _) in state.notarizes.values() {
-            *counts.entry(*h).or_default() += 1;
+        let mut powers: BTreeMap<Hash, u128> = BTreeMap::new();
+        for (signer, (h, _)) in &state.notarizes {
+            *powers.entry(*h).or_default() += u128::from(self.cfg.validators.power(*signer));
         }
-        counts
+        powers
             .into_iter()
-            .filter(|(_, n)| *n >= self.backing())
+            .filter(|(_, p)| self.cfg.validators.is_backing(*p))
             .map(|(h, _)| h)
             .collect()
     }
 
-    /// Whether f + 1 validators voted to notarize `hash` in `view`.
+    /// Whether more than 1/3 of the power (at least one honest validator) voted to notarize
+    /// `hash` in `view`.
     pub(super) fn is_backed(&self, view: View, hash: &Hash) -> bool {
         self.views.get(&view).is_some_and(|state| {
-            state.notarizes.values().filter(|(h, _)| h == hash).count() >= self.backing()
+            let signers = state
+                .notarizes
+                .iter()
+                .filter(|(_, (h, _))| h == hash)
+                .map(|(s, _)| *s);
+            self.cfg
+                .validators
+                .is_backing(self.cfg.validators.power_of(signers))
         })
-    }
-
-    /// f + 1: votes of which at least one is honest.
-    fn backing(&self) -> usize {
-        self.cfg.validators.len() - self.cfg.validators.quorum() + 1
     }
 
     /// A held block that f + 1 notarize votes back becomes its view's proposal when the

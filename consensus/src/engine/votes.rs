@@ -62,20 +62,24 @@ impl Engine {
         if let Some(slot) = self.last_heard.get_mut(usize::from(signer)) {
             *slot = (*slot).max(view);
         }
-        let quorum = self.cfg.validators.quorum();
-        let state = self.view_mut(view);
+        let set = &self.cfg.validators;
+        let power_for = |votes: &BTreeMap<u16, (Hash, Signature)>, block: Hash| {
+            set.power_of(
+                votes
+                    .iter()
+                    .filter(|(_, (h, _))| *h == block)
+                    .map(|(s, _)| *s),
+            )
+        };
+        let state = self.views.entry(view).or_default();
         let cert = match vote.vote.kind {
             VoteKind::Notarize => {
                 state
                     .notarizes
                     .entry(signer)
                     .or_insert((vote.vote.block, vote.signature));
-                let count = state
-                    .notarizes
-                    .values()
-                    .filter(|(h, _)| *h == vote.vote.block)
-                    .count();
-                (state.notarization.is_none() && count >= quorum).then(|| {
+                let power = power_for(&state.notarizes, vote.vote.block);
+                (state.notarization.is_none() && set.is_quorum(power)).then(|| {
                     collect(
                         vote.vote,
                         state
@@ -91,12 +95,8 @@ impl Engine {
                     .finalizes
                     .entry(signer)
                     .or_insert((vote.vote.block, vote.signature));
-                let count = state
-                    .finalizes
-                    .values()
-                    .filter(|(h, _)| *h == vote.vote.block)
-                    .count();
-                (state.finalization.is_none() && count >= quorum).then(|| {
+                let power = power_for(&state.finalizes, vote.vote.block);
+                (state.finalization.is_none() && set.is_quorum(power)).then(|| {
                     collect(
                         vote.vote,
                         state
@@ -109,8 +109,9 @@ impl Engine {
             }
             VoteKind::Nullify => {
                 state.nullifies.entry(signer).or_insert(vote.signature);
-                (state.nullification.is_none() && state.nullifies.len() >= quorum)
-                    .then(|| collect(vote.vote, state.nullifies.iter().map(|(s, sig)| (*s, *sig))))
+                (state.nullification.is_none()
+                    && set.is_quorum(set.power_of(state.nullifies.keys().copied())))
+                .then(|| collect(vote.vote, state.nullifies.iter().map(|(s, sig)| (*s, *sig))))
             }
         };
         if let Some(cert) = cert {

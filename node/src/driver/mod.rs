@@ -79,6 +79,21 @@ pub struct Driver {
     /// The view and time the status was last published (see [`STATUS_REFRESH_MS`]).
     status_view: u64,
     status_at: Instant,
+    epoch_length: u64,
+}
+
+/// Every registered validator (docs/validators.md) by key, with its p2p address: the peers
+/// the p2p table gains after the genesis validators.
+pub fn registry_peers(
+    state: &dyn StateView,
+) -> Result<Vec<(keel_types::PublicKey, String)>, keel_state::StateError> {
+    let mut peers = Vec::new();
+    for key in keel_runtime::validators::read_registry(state)?.0 {
+        if let Some(record) = keel_runtime::validators::read_record(state, &key)? {
+            peers.push((key, record.p2p));
+        }
+    }
+    Ok(peers)
 }
 
 /// What the app asks of the process, for the duration of one call into it.
@@ -89,6 +104,10 @@ struct Shell<'a> {
     shared: &'a Shared,
     store: &'a Arc<Store>,
     origin: Instant,
+    /// A committed block may have changed the registry (a validator transaction or an
+    /// epoch's last block): the peer table is refreshed after the call.
+    registry_touched: bool,
+    epoch_length: u64,
 }
 
 impl Host for Shell<'_> {
@@ -149,6 +168,11 @@ impl Host for Shell<'_> {
             receipts,
         } = committed;
         let height = info.height;
+        self.registry_touched |= height % self.epoch_length.max(1) == 0
+            || block
+                .transactions
+                .iter()
+                .any(|t| matches!(t.tx.body, keel_types::TxBody::Validator(_)));
         let header = &block.header;
         self.shared
             .update_activity(|a| a.finalized(header.epoch, header.view, &header.proposer));
@@ -225,7 +249,13 @@ impl Driver {
     ) -> Result<Driver, DriverError> {
         let (votelog, restored) = FileVoteLog::open(votelog_path)?;
         let keys = cfg.validators.clone();
-        let me = cfg.me;
+        let epoch_length = cfg.epoch_length;
+        // This node's peer index (the status page's row), whatever its set index.
+        let me = keys
+            .iter()
+            .position(|k| *k == key.public_key())
+            .and_then(|i| u16::try_from(i).ok())
+            .unwrap_or(u16::MAX);
         let app = App::new(cfg, key, chain, &restored)?;
         let start_view = app.engine().finalized_tip().2;
         shared.update_activity(|a| *a = crate::activity::Activity::new(keys, start_view));
@@ -242,6 +272,7 @@ impl Driver {
             my_last_vote: start_view,
             status_view: start_view,
             status_at: Instant::now(),
+            epoch_length,
         })
     }
 
@@ -255,8 +286,26 @@ impl Driver {
             shared: &self.shared,
             store: &store,
             origin: self.origin,
+            registry_touched: false,
+            epoch_length: self.epoch_length,
         };
         f(&mut self.app, &mut shell);
+        if shell.registry_touched {
+            self.refresh_peers();
+        }
+    }
+
+    /// Adds newly registered validators to the p2p table (and their new addresses), and
+    /// gives the app the table.
+    fn refresh_peers(&mut self) {
+        let store = self.app.chain().store().clone();
+        match registry_peers(&store.latest_view()) {
+            Ok(peers) => {
+                let keys = self.net.add_peers(&peers);
+                self.app.set_peers(keys);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the validator registry"),
+        }
     }
 
     /// Runs until the inbound stream closes.

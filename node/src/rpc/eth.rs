@@ -176,6 +176,12 @@ fn eth_view(tx: &SignedTransaction) -> (Option<Address>, U256, Vec<u8>) {
             U256::ZERO,
             tx.tx.body.policy_call_data(),
         ),
+        // Shown as a call to the registry's address with the operation's encoding.
+        TxBody::Validator(op) => (
+            Some(keel_types::validator::REGISTRY_ADDRESS),
+            op.value(),
+            borsh::to_vec(op).unwrap_or_default(),
+        ),
     }
 }
 

@@ -38,6 +38,7 @@ pub fn error_code(error: &TxError) -> &'static str {
         TxError::InvalidRevival { .. } => "invalid_revival",
         TxError::Execution { .. } => "execution",
         TxError::PolicyDenied { .. } => "policy_denied",
+        TxError::Registry { .. } => "registry",
     }
 }
 
@@ -86,6 +87,7 @@ fn error(e: &TxError) -> Value {
         }
         TxError::InvalidCode { code } => code_detail(code, &mut out),
         TxError::PolicyDenied { denial } => denial_fields(denial, &mut out),
+        TxError::Registry { reason } => out["reason"] = json!(registry_code(reason)),
         TxError::Execution { code } => {
             out["detail"] = json!(exec_code(code));
             if let ExecError::WasmBadHostArgument { argument } = code {
@@ -95,6 +97,26 @@ fn error(e: &TxError) -> Value {
         _ => {}
     }
     out
+}
+
+/// The stable code of a registry refusal.
+pub fn registry_code(reason: &keel_types::RegistryError) -> &'static str {
+    use keel_types::RegistryError as R;
+    match reason {
+        R::AlreadyRegistered => "already_registered",
+        R::NotRegistered => "not_registered",
+        R::NotOperator => "not_operator",
+        R::BadPossession => "bad_possession",
+        R::BelowMinStake { .. } => "below_min_stake",
+        R::RegistryFull => "registry_full",
+        R::Jailed => "jailed",
+        R::Leaving => "leaving",
+        R::NotEnoughStake { .. } => "not_enough_stake",
+        R::UnbondingFull => "unbonding_full",
+        R::NotEquivocation => "not_equivocation",
+        R::BadP2pAddress => "bad_p2p_address",
+        R::ZeroAmount => "zero_amount",
+    }
 }
 
 /// `detail` and its numbers for a refused WASM module.

@@ -7,6 +7,7 @@ pub mod eth;
 pub mod json;
 mod node_info;
 mod policy;
+mod validators;
 
 pub use node_info::{CATCHING_UP_VIEWS, UP_IF_HEARD_WITHIN_MS};
 
@@ -426,6 +427,12 @@ impl RpcContext {
         })
     }
 
+    /// `keel_getValidatorSet`: `epoch` or the next block's.
+    fn validator_set(&self, epoch: Option<u64>) -> Result<Value, ErrorObjectOwned> {
+        let epoch = epoch.unwrap_or_else(|| self.next_header().epoch);
+        validators::get_validator_set(&self.store.latest_view(), epoch).map_err(state_err)
+    }
+
     fn policy(&self, address: &str) -> Result<Value, ErrorObjectOwned> {
         let address = parse_address(address)?;
         let header = self.next_header();
@@ -589,6 +596,13 @@ pub fn module(
     })?;
     module.register_method("keel_getAccount", |params, ctx, _| {
         ctx.account(&one_string(&params)?)
+    })?;
+    module.register_method("keel_getValidatorSet", |params, ctx, _| {
+        let epoch: Option<u64> = params
+            .sequence()
+            .optional_next()
+            .map_err(|e| bad_params(e.message().to_string()))?;
+        ctx.validator_set(epoch)
     })?;
     module.register_method("keel_getPolicy", |params, ctx, _| {
         ctx.policy(&one_string(&params)?)

@@ -92,6 +92,9 @@ pub mod abi {
     }
 }
 
+/// A genesis storage slot: (address, slot, value).
+type Slot = (Address, [u8; 32], [u8; 32]);
+
 impl Chain {
     /// A fresh chain whose genesis funds the given keys, with a module cache in `cache_dir`
     /// (or a fresh one in the chain's temp dir).
@@ -121,7 +124,7 @@ impl Chain {
             ModuleCache::new(Some(dir.path().join("wasm-cache")), MODULE_CACHE_ENTRIES)
                 .expect("cache"),
         );
-        Chain::open_with(dir, funded, cache, true, slots)
+        Chain::open_with(dir, funded, cache, true, (slots, &[]))
     }
 
     pub fn with_cache(
@@ -138,7 +141,7 @@ impl Chain {
         cache: Arc<ModuleCache>,
         keep_archive: bool,
     ) -> Chain {
-        Chain::open_with(dir, funded, cache, keep_archive, &[])
+        Chain::open_with(dir, funded, cache, keep_archive, (&[], &[]))
     }
 
     fn open_with(
@@ -146,7 +149,7 @@ impl Chain {
         funded: &[&SecretKey],
         cache: Arc<ModuleCache>,
         keep_archive: bool,
-        slots: &[(Address, [u8; 32], [u8; 32])],
+        (slots, validators): (&[Slot], &[keel_runtime::validators::GenesisEntry]),
     ) -> Chain {
         let options = StoreOptions {
             keep_archive,
@@ -156,7 +159,8 @@ impl Chain {
         let store = Store::open(&dir.path().join("db"), options).expect("open store");
         let mut genesis = {
             let view = store.latest_view();
-            let mut overlay = Overlay::new(&view);
+            let base: &dyn keel_state::StateView = &view;
+            let mut overlay = Overlay::new(base);
             for k in funded {
                 let record = AccountRecord {
                     nonce: 0,
@@ -169,6 +173,9 @@ impl Chain {
                 overlay
                     .put_storage(*address, *slot, *value)
                     .expect("genesis");
+            }
+            if !validators.is_empty() {
+                keel_runtime::validators::write_genesis(&mut overlay, validators).expect("genesis");
             }
             overlay.into_diff()
         };
@@ -194,6 +201,31 @@ impl Chain {
             gas_price: GAS_PRICE,
             parallel_counts: Default::default(),
         }
+    }
+
+    /// As `new`, with a validator registry of `validators` under `params` (the block's epoch
+    /// then follows its height: see [`Chain::epoch_for_next`]).
+    pub fn with_validators(
+        funded: &[&SecretKey],
+        validators: &[keel_runtime::validators::GenesisEntry],
+        params: keel_types::validator::RegistryParams,
+    ) -> Chain {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = Arc::new(
+            ModuleCache::new(Some(dir.path().join("wasm-cache")), MODULE_CACHE_ENTRIES)
+                .expect("cache"),
+        );
+        let mut chain = Chain::open_with(dir, funded, cache, true, (&[], validators));
+        let mut config = *chain.runtime.config();
+        config.registry = params;
+        chain.runtime = Runtime::new(config, chain.runtime.module_cache().clone());
+        chain
+    }
+
+    /// Sets the next block's epoch from its height (epoch e orders heights e·L+1 ..= (e+1)·L).
+    pub fn epoch_for_next(&mut self) {
+        let length = self.runtime.config().registry.epoch_length;
+        self.epoch = self.height / length;
     }
 
     /// Turns state expiry on: entries untouched for `epochs` epochs expire.

@@ -4,9 +4,10 @@
 //! engines hold no more than bounds that depend on the validator count and the view window,
 //! never on how many messages an adversary sends.
 
-use super::{key_for, Fault, Sim, CHAIN_ID};
+use super::{set_for, Fault, Sim, CHAIN_ID};
+use keel_consensus::ValidatorSet;
 use keel_consensus::{Message, Retained, MAX_PROPOSALS_PER_VIEW, MAX_UNCERTIFIED_PARENTS_PER_VIEW};
-use keel_types::{Certificate, Hash, Header, PublicKey, VoteKind};
+use keel_types::{Certificate, Hash, Header, VoteKind};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Blocks of one view that certificates can name: its notarization's and its finalization's
@@ -32,44 +33,47 @@ const MAX_REPORTS_PER_KIND: usize = 4;
 /// The simulator's `Config::max_views_ahead` (see `Sim::config`).
 const VIEWS_AHEAD: u64 = 64;
 
-/// Whether `cert` (of any kind) is signed by more than 2/3 of the validators whose keys are
-/// `keys`: distinct signers in increasing order, every signature valid over the vote it
-/// carries. Written from the protocol's definition, not from keel-consensus.
-fn signed_by_quorum(cert: &Certificate, keys: &[PublicKey]) -> bool {
+/// Whether `cert` (of any kind) is signed by more than 2/3 of the voting power of `set`:
+/// distinct signers in increasing order, every signature valid over the vote it carries.
+/// Written from the protocol's definition, not from keel-consensus.
+fn signed_by_quorum(cert: &Certificate, set: &ValidatorSet) -> bool {
+    let total: u128 = set.powers.iter().map(|p| u128::from(*p)).sum();
+    let signed: u128 = cert
+        .signers
+        .iter()
+        .map(|s| u128::from(set.powers.get(usize::from(*s)).copied().unwrap_or(0)))
+        .sum();
     if cert.vote.chain_id != CHAIN_ID
         || cert.signers.len() != cert.signatures.len()
         || cert.signers.windows(2).any(|w| w[0] >= w[1])
-        || 3 * cert.signers.len() <= 2 * keys.len()
+        || 3 * signed <= 2 * total
     {
         return false;
     }
     let message = cert.vote.signing_hash();
     cert.signers.iter().zip(&cert.signatures).all(|(s, sig)| {
-        keys.get(usize::from(*s))
+        set.keys
+            .get(usize::from(*s))
             .is_some_and(|k| k.verify(&message.0, sig).is_ok())
     })
 }
 
 /// Whether `cert` is a finalization of `header` (hash `hash`) signed by more than 2/3 of the
-/// validators whose keys are `keys`, every signature valid.
-fn certifies(cert: &Certificate, hash: Hash, header: &Header, keys: &[PublicKey]) -> bool {
+/// voting power of `set`, every signature valid.
+fn certifies(cert: &Certificate, hash: Hash, header: &Header, set: &ValidatorSet) -> bool {
     let v = &cert.vote;
     v.kind == VoteKind::Finalize
         && v.block == hash
         && v.view == header.view
         && v.epoch == header.epoch
-        && signed_by_quorum(cert, keys)
+        && signed_by_quorum(cert, set)
 }
 
 impl Sim {
-    fn epoch_keys(&self, cache: &mut BTreeMap<u64, Vec<PublicKey>>, epoch: u64) -> Vec<PublicKey> {
+    fn epoch_keys(&self, cache: &mut BTreeMap<u64, ValidatorSet>, epoch: u64) -> ValidatorSet {
         cache
             .entry(epoch)
-            .or_insert_with(|| {
-                (0..self.s.n)
-                    .map(|i| key_for(&self.s, epoch, i).public_key())
-                    .collect()
-            })
+            .or_insert_with(|| set_for(&self.s, epoch))
             .clone()
     }
 
@@ -127,7 +131,8 @@ impl Sim {
             // Rule PROPOSER: a finalized block names its view's leader (who is paid its fees).
             if let Some((b, _)) = node.chain.iter().find(|(b, _)| {
                 let leader = (b.header.view % self.s.n as u64) as usize;
-                self.epoch_keys(&mut keys, b.header.epoch).get(leader) != Some(&b.header.proposer)
+                self.epoch_keys(&mut keys, b.header.epoch).keys.get(leader)
+                    != Some(&b.header.proposer)
             }) {
                 self.report.violations.push(format!(
                     "PROPOSER: validator {i} finalized height {} naming a proposer other than the leader of view {}",

@@ -15,7 +15,7 @@ mod node;
 mod workload;
 
 pub use byzantine::{Lie, ALL_LIES};
-pub use workload::Kind;
+pub use workload::{operator_key, Kind, OPERATOR_FUNDS};
 
 use keel_app::core::Now;
 use keel_consensus::Message;
@@ -65,6 +65,12 @@ pub struct StackScenario {
     pub votelog_fails: Option<(usize, usize)>,
     /// Each validator's wall clock minus the true time (ms): clocks disagree.
     pub skew_ms: Vec<i64>,
+    /// Genesis stakes (wei) by validator; `None`: the default for all (equal power).
+    pub stakes: Option<Vec<keel_types::U256>>,
+    /// Operators bond and unbond at random: each epoch's set has other powers.
+    pub reconfig: bool,
+    /// At `.1` ms, a report that validator `.0` equivocated: it is jailed and leaves the set.
+    pub jail: Option<(usize, u64)>,
 }
 
 impl StackScenario {
@@ -108,9 +114,13 @@ impl StackScenario {
             votelog_fails: None,
             skew_ms,
             byzantine: None,
+            stakes: None,
+            reconfig: false,
+            jail: None,
         }
         .maybe_byzantine()
         .maybe_fast_blocks()
+        .maybe_reconfigure()
     }
 
     /// For half the seeds (drawn apart, so the other settings stay as they were): blocks as
@@ -124,6 +134,35 @@ impl StackScenario {
         if rng.gen_bool(0.5) {
             self.min_block_interval_ms = 20;
             self.epoch_length *= self.block_time_ms / self.min_block_interval_ms;
+        }
+        self
+    }
+
+    /// For a third of the seeds (drawn apart, so the other settings stay as they were):
+    /// unequal genesis stakes, operators bonding and unbonding every few blocks, and — when
+    /// a validator is silent — a report that jails it, so the set drops it.
+    fn maybe_reconfigure(mut self) -> StackScenario {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x00e9_0c4a);
+        if rng.gen_ratio(1, 3) {
+            let token = keel_types::U256::from(10u128.pow(18));
+            // The faulty validator (silent, crashing or Byzantine) holds less than a third
+            // of the power (at most 600 against at least 3 × 700), or no quorum could form
+            // without it.
+            let faulty = self.silent.or(self.byzantine).or(self.crash.map(|c| c.0));
+            self.stakes = Some(
+                (0..self.n)
+                    .map(|i| {
+                        let tokens = if faulty == Some(i) {
+                            rng.gen_range(500u64..=600)
+                        } else {
+                            rng.gen_range(700u64..=1_500)
+                        };
+                        token * keel_types::U256::from(tokens)
+                    })
+                    .collect(),
+            );
+            self.reconfig = true;
+            self.jail = self.silent.map(|i| (i, rng.gen_range(300..1_500)));
         }
         self
     }
@@ -176,6 +215,10 @@ pub struct StackReport {
     /// Views a running validator nullified although their leader was running (not the
     /// silent one): what lost messages, slow clocks and epoch boundaries cost.
     pub nullified_live_views: u64,
+    /// The validator set of the highest validator's current epoch, from its state.
+    pub set: Option<keel_types::validator::EpochSet>,
+    /// Registered validators the highest validator's state has jailed.
+    pub jailed: Vec<keel_types::PublicKey>,
 }
 
 /// A message on its way.
@@ -199,7 +242,8 @@ enum Event {
     Restart(usize),
 }
 
-fn validator_key(i: usize) -> SecretKey {
+/// The consensus key of validator `i`.
+pub fn validator_key(i: usize) -> SecretKey {
     SecretKey::from_seed([0x40 + u8::try_from(i).unwrap_or(0); 32])
 }
 
@@ -207,7 +251,7 @@ fn validator_key(i: usize) -> SecretKey {
 /// open), never the system's: those are in the report.
 pub fn run(s: &StackScenario) -> anyhow::Result<StackReport> {
     let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
-    let mut agents = Workload::new()?;
+    let mut agents = Workload::new()?.with_operators(s.n);
     let keys: Vec<SecretKey> = (0..s.n).map(validator_key).collect();
     let public: Vec<_> = keys.iter().map(SecretKey::public_key).collect();
     let genesis = node::genesis(s, &public, &agents.funded());
@@ -243,6 +287,10 @@ pub fn run(s: &StackScenario) -> anyhow::Result<StackReport> {
     // When each validator's next wake is queued, so a deadline is queued once.
     let mut waking: Vec<Option<u64>> = vec![None; s.n];
     let mut seen_receipts = 0usize;
+    let mut jail_sent = false;
+    // The operators draw from their own stream, so a run's network (delays, losses) is the
+    // same with and without them.
+    let mut ops_rng = ChaCha8Rng::seed_from_u64(s.seed ^ 0x0a11_0b5e);
     let mut now = 0u64;
     loop {
         // Hand out what the last step sent.
@@ -318,7 +366,16 @@ pub fn run(s: &StackScenario) -> anyhow::Result<StackReport> {
             Event::Agents => {
                 if let Some(reference) = validators.iter().position(|v| v.app.is_some()) {
                     let view = validators[reference].store.latest_view();
-                    let txs = agents.next(&mut rng, &view, now);
+                    if let Some((j, at)) = s.jail {
+                        if now >= at && !jail_sent {
+                            jail_sent = true;
+                            agents.report(j, validator_key(j));
+                        }
+                    }
+                    let mut txs = agents.next(&mut rng, &view, now);
+                    if s.reconfig || s.jail.is_some() {
+                        txs.extend(agents.validator_ops(&mut ops_rng, &view, now));
+                    }
                     for v in &mut validators {
                         v.admit(txs.clone());
                     }
@@ -403,6 +460,15 @@ fn report(
     else {
         return Ok(r);
     };
+    let view = top.store.latest_view();
+    r.set = keel_runtime::validators::read_epoch_set(&view, height(top) / s.epoch_length)?;
+    for key in keel_runtime::validators::read_registry(&view)?.0 {
+        if keel_runtime::validators::read_record(&view, &key)?
+            .is_some_and(|rec| rec.status == keel_types::validator::ValidatorStatus::Jailed)
+        {
+            r.jailed.push(key);
+        }
+    }
     for h in 0..=height(top) {
         let block = top.store.block(h)?.map(|b| b.hash());
         let receipts = top.store.receipts(h)?;

@@ -38,12 +38,23 @@ pub fn genesis(s: &StackScenario, validators: &[PublicKey], funded: &[SecretKey]
         block_gas_limit: keel_types::limits::BLOCK_GAS_LIMIT,
         min_gas_price: GAS_PRICE,
         plugin_gas: keel_types::policy::PLUGIN_GAS,
+        min_stake: keel_types::validator::DEFAULT_MIN_STAKE,
+        max_validators: keel_types::limits::MAX_VALIDATORS,
+        unbonding_epochs: keel_types::validator::DEFAULT_UNBONDING_EPOCHS,
         validators: validators
             .iter()
             .enumerate()
             .map(|(i, k)| GenesisValidator {
                 public_key: *k,
                 p2p: format!("127.0.0.1:{}", 1 + i),
+                stake: s
+                    .stakes
+                    .as_ref()
+                    .and_then(|stakes| stakes.get(i).copied())
+                    .unwrap_or(keel_types::validator::DEFAULT_GENESIS_STAKE),
+                operator: Some(keel_types::Address::from_public_key(
+                    &super::operator_key(i).public_key(),
+                )),
             })
             .collect(),
         balances: funded
@@ -52,6 +63,10 @@ pub fn genesis(s: &StackScenario, validators: &[PublicKey], funded: &[SecretKey]
                 address: keel_types::Address::from_public_key(&k.public_key()),
                 balance: keel_types::U256::from(super::FUNDS),
             })
+            .chain((0..validators.len()).map(|i| GenesisBalance {
+                address: keel_types::Address::from_public_key(&super::operator_key(i).public_key()),
+                balance: keel_types::U256::from(super::OPERATOR_FUNDS),
+            }))
             .collect(),
     }
 }
@@ -125,6 +140,7 @@ impl Validator {
                 expiry_epochs: genesis.expiry_epochs,
                 fold_epochs: genesis.fold_epochs,
                 plugin_gas: genesis.plugin_gas,
+                registry: genesis.registry_params(),
             },
             cache,
         );
@@ -132,7 +148,6 @@ impl Validator {
             chain_id: genesis.chain_id,
             epoch_length: genesis.epoch_length,
             validators: genesis.validators.iter().map(|v| v.public_key).collect(),
-            me: u16::try_from(index)?,
             timeout_base_ms: s.timeout_base_ms,
             timeout_max_ms: s.timeout_base_ms * 4,
             block_time_ms: s.block_time_ms,

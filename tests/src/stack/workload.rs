@@ -33,6 +33,22 @@ pub enum Kind {
     Transfer,
     Deploy(Env),
     TokenCall(Env),
+    /// A validator operator's bond or unbond.
+    Stake,
+    /// An equivocation report.
+    Report,
+}
+
+/// Gas of a validator transaction.
+const VALIDATOR_GAS: u64 = keel_types::validator::EQUIVOCATION_REPORT_GAS;
+/// Each operator's balance at genesis: bonds come out of it.
+pub const OPERATOR_FUNDS: u128 = 10_000 * 10u128.pow(18);
+/// One token (10¹⁸ wei): bonds and unbonds move whole tokens.
+const TOKEN: u128 = 10u128.pow(18);
+
+/// The operator key of validator `i` (funded at genesis, named its operator).
+pub fn operator_key(i: usize) -> SecretKey {
+    SecretKey::from_seed([0xe0 + u8::try_from(i).unwrap_or(0); 32])
 }
 
 /// The package directory, read at run time (cargo sets it for the test process).
@@ -77,6 +93,11 @@ pub struct Workload {
     pub sent: BTreeMap<Hash, Kind>,
     /// The next sender's turn.
     turn: usize,
+    /// Validator operators, by validator index.
+    operators: Vec<Agent>,
+    /// The equivocation report still to send: the validator and its consensus key (the
+    /// report forges nothing: it carries two votes that key really signed).
+    pending_report: Option<(usize, SecretKey)>,
 }
 
 impl Workload {
@@ -92,7 +113,117 @@ impl Workload {
             tokens: [None, None],
             sent: BTreeMap::new(),
             turn: 0,
+            operators: Vec::new(),
+            pending_report: None,
         })
+    }
+
+    /// Adds the operators of `n` validators, to bond and unbond.
+    pub fn with_operators(mut self, n: usize) -> Workload {
+        self.operators = (0..n)
+            .map(|i| Agent {
+                key: operator_key(i),
+                inflight: None,
+            })
+            .collect();
+        self
+    }
+
+    /// Sends, at the next turn, a report that validator `index` (key `key`) signed two
+    /// conflicting votes.
+    pub fn report(&mut self, index: usize, key: SecretKey) {
+        self.pending_report = Some((index, key));
+    }
+
+    /// With operators: one random operator bonds or unbonds a few tokens (keeping at least
+    /// the minimum stake), and a pending equivocation report goes out (sent by another
+    /// validator's operator).
+    pub fn validator_ops(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        state: &dyn StateView,
+        now_ms: u64,
+    ) -> Vec<SignedTransaction> {
+        use keel_types::validator::ValidatorTx;
+        let mut out = Vec::new();
+        if self.operators.is_empty() {
+            return out;
+        }
+        let reported = self.pending_report.as_ref().is_some_and(|(_, key)| {
+            keel_runtime::validators::read_record(state, &key.public_key())
+                .ok()
+                .flatten()
+                .is_some_and(|r| r.status == keel_types::validator::ValidatorStatus::Jailed)
+        });
+        if reported {
+            self.pending_report = None;
+        }
+        if let Some((index, key)) = self.pending_report.clone() {
+            let vote = |kind, block| keel_types::Vote {
+                chain_id: CHAIN_ID,
+                epoch: 0,
+                view: 1,
+                kind,
+                block,
+            };
+            let signed = |v: keel_types::Vote| keel_types::SignedVote {
+                signature: key.sign(&v.signing_hash().0),
+                vote: v,
+                signer: 0,
+            };
+            let body = TxBody::Validator(ValidatorTx::ReportEquivocation {
+                key: key.public_key(),
+                first: signed(vote(keel_types::VoteKind::Notarize, Hash([1; 32]))),
+                second: signed(vote(keel_types::VoteKind::Notarize, Hash([2; 32]))),
+            });
+            let reporter = (index + 1) % self.operators.len();
+            if let Some(tx) = send(
+                &mut self.operators[reporter],
+                state,
+                now_ms,
+                VALIDATOR_GAS,
+                body,
+            ) {
+                self.sent.insert(tx.hash(), Kind::Report);
+                out.push(tx);
+            }
+            return out;
+        }
+        if !rng.gen_bool(0.3) {
+            return out;
+        }
+        let i = rng.gen_range(0..self.operators.len());
+        let key = super::validator_key(i).public_key();
+        let Some(record) = keel_runtime::validators::read_record(state, &key)
+            .ok()
+            .flatten()
+        else {
+            return out;
+        };
+        let min = keel_types::validator::DEFAULT_MIN_STAKE;
+        let tokens = U256::from(TOKEN) * U256::from(rng.gen_range(1u64..=300));
+        let body = if rng.gen_bool(0.5) && record.stake >= min + tokens {
+            ValidatorTx::Unbond {
+                key,
+                amount: tokens,
+            }
+        } else {
+            ValidatorTx::Bond {
+                key,
+                amount: tokens,
+            }
+        };
+        if let Some(tx) = send(
+            &mut self.operators[i],
+            state,
+            now_ms,
+            VALIDATOR_GAS,
+            TxBody::Validator(body),
+        ) {
+            self.sent.insert(tx.hash(), Kind::Stake);
+            out.push(tx);
+        }
+        out
     }
 
     /// Every funded key (for genesis).

@@ -185,7 +185,64 @@ fn calm(seed: u64) -> StackScenario {
     s.loss = 0.0;
     s.skew_ms = vec![0; s.n];
     s.byzantine = None;
+    s.stakes = None;
+    s.reconfig = false;
+    s.jail = None;
     s
+}
+
+/// The validator set follows the registry: operators bond and unbond every few blocks, so
+/// each epoch's powers differ from genesis'; a silent validator is reported for two
+/// conflicting votes its key signed, jailed, and dropped from the set — and all the while
+/// every validator agrees on every block, receipt and root, and the chain is live.
+#[test]
+fn stake_changes_and_a_jailed_validator_reconfigure_the_set() {
+    let token = keel_types::U256::from(10u128.pow(18));
+    for seed in 60..63 {
+        let mut s = calm(seed);
+        let stakes = [1_000u64, 700, 1_300, 600];
+        s.stakes = Some(
+            stakes
+                .iter()
+                .map(|t| token * keel_types::U256::from(*t))
+                .collect(),
+        );
+        s.reconfig = true;
+        s.silent = Some(3);
+        s.jail = Some((3, 400));
+        s.duration_ms = 8_000;
+        s.epoch_length = 8;
+        s.min_block_interval_ms = s.block_time_ms;
+        let r = run(&s).expect("harness");
+        check(&r, &s).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let jailed = keel_tests::stack::validator_key(3).public_key();
+        assert_eq!(r.jailed, vec![jailed], "seed {seed}: {r:#?}");
+        let set = r.set.clone().expect("a set in state");
+        assert!(
+            set.epoch >= 3,
+            "seed {seed}: only reached epoch {}",
+            set.epoch
+        );
+        assert!(
+            set.members.iter().all(|m| m.key != jailed),
+            "seed {seed}: the jailed validator is still in {set:?}"
+        );
+        let genesis_powers: Vec<u64> = stakes[..3].iter().map(|t| t * 1_000_000_000).collect();
+        assert_ne!(
+            set.powers(),
+            genesis_powers,
+            "seed {seed}: no stake change took effect"
+        );
+        assert!(
+            r.succeeded.get(&Kind::Stake).copied().unwrap_or(0) > 0,
+            "seed {seed}"
+        );
+        assert_eq!(
+            r.succeeded.get(&Kind::Report).copied(),
+            Some(1),
+            "seed {seed}"
+        );
+    }
 }
 
 /// A validator that crashes and restarts catches up by sync, from peers one of which is

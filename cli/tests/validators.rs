@@ -1,0 +1,213 @@
+//! The validator lifecycle on a 4-validator devnet, through the `keel` CLI: an operator
+//! bonds more stake, a new key registers (its proof of possession signed by the key), both
+//! take effect at an epoch boundary as voting power, a stranger's bond is refused with a
+//! typed reason, the newcomer leaves and its stake comes back after the unbonding epochs;
+//! the chain stays live and every validator on the same roots throughout.
+
+use crate::common::{keel, serial, Cluster};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+const TOKEN_POWER: u64 = 1_000_000_000;
+
+fn query_validators(rpc: &str) -> Value {
+    let (ok, out, err) = keel(&["query", "validators", "--rpc", rpc]);
+    assert!(ok, "{err}");
+    out
+}
+
+/// Polls `keel query validators` until `done` holds of its answer.
+fn wait_for(cluster: &Cluster, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let out = query_validators(&cluster.rpc(1));
+        if done(&out) {
+            return out;
+        }
+        if Instant::now() > deadline {
+            cluster.dump_logs();
+            panic!("{what}: {out:#}");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn power_of(set: &Value, key: &str) -> Option<u64> {
+    set["members"]
+        .as_array()?
+        .iter()
+        .find(|m| m["public_key"] == key)
+        .and_then(|m| m["power"].as_str()?.parse().ok())
+}
+
+fn send(args: &[&str]) -> Value {
+    let (ok, receipt, err) = keel(args);
+    assert!(ok, "{args:?}: {err}");
+    receipt
+}
+
+#[test]
+fn operators_bond_register_and_leave_through_the_cli() {
+    let _guard = serial();
+    let cluster = Cluster::start_with_epochs(4, 28_600, 150, 2, 10, |_| {});
+    let rpc = cluster.rpc(0);
+    let home0 = cluster.home(0);
+    let operator0 = home0.join("keys/operator.json");
+    let validator0 = home0.join("keys/validator.json");
+    let (operator0, validator0) = (
+        operator0.to_str().expect("utf8"),
+        validator0.to_str().expect("utf8"),
+    );
+    let start = query_validators(&rpc);
+    let key0 = start["set"]["members"][0]["public_key"]
+        .as_str()
+        .expect("key")
+        .to_string();
+    assert_eq!(power_of(&start["set"], &key0), Some(1_000 * TOKEN_POWER));
+
+    // The operator bonds 500 more tokens.
+    let bonded = send(&[
+        "tx",
+        "validator",
+        "bond",
+        "--rpc",
+        &rpc,
+        "--key",
+        operator0,
+        "--validator",
+        validator0,
+        "--amount",
+        "500",
+        "--wait",
+    ]);
+    assert_eq!(bonded["status"], "success", "{bonded}");
+
+    // A stranger may not bond someone else's validator: charged, with the typed reason.
+    let stranger = cluster.dev_key(1);
+    let refused = send(&[
+        "tx",
+        "validator",
+        "bond",
+        "--rpc",
+        &rpc,
+        "--key",
+        stranger.to_str().expect("utf8"),
+        "--validator",
+        &key0,
+        "--amount",
+        "1",
+        "--wait",
+    ]);
+    assert_eq!(refused["status"], "revert", "{refused}");
+    assert_eq!(refused["error"]["code"], "registry", "{refused}");
+    assert_eq!(refused["error"]["reason"], "not_operator", "{refused}");
+
+    // A new key registers with 100 tokens from a funded account.
+    let dir = cluster.dir.path();
+    let newcomer_file = dir.join("newcomer.json");
+    let newcomer_path = newcomer_file.to_str().expect("utf8");
+    let (ok, created, err) = keel(&["keys", "new", "--out", newcomer_path]);
+    assert!(ok, "{err}");
+    let newcomer = created["public_key"]
+        .as_str()
+        .expect("public key")
+        .to_string();
+    let funder = cluster.dev_key(0);
+    let funder = funder.to_str().expect("utf8");
+    let registered = send(&[
+        "tx",
+        "validator",
+        "register",
+        "--rpc",
+        &rpc,
+        "--key",
+        funder,
+        "--validator-key",
+        newcomer_path,
+        "--p2p",
+        "127.0.0.1:28699",
+        "--stake",
+        "100",
+        "--wait",
+    ]);
+    assert_eq!(registered["status"], "success", "{registered}");
+    // Registering it twice is refused.
+    let again = send(&[
+        "tx",
+        "validator",
+        "register",
+        "--rpc",
+        &rpc,
+        "--key",
+        funder,
+        "--validator-key",
+        newcomer_path,
+        "--p2p",
+        "127.0.0.1:28699",
+        "--stake",
+        "100",
+        "--wait",
+    ]);
+    assert_eq!(again["error"]["reason"], "already_registered", "{again}");
+
+    // Both take effect at a boundary: the set grows to five and node 0 has 1,500 tokens
+    // of power; the newcomer (no node runs it: a silent member with 2 % of the power)
+    // costs the chain only its own views.
+    let grown = wait_for(&cluster, "the set never took the changes", |out| {
+        power_of(&out["set"], &newcomer) == Some(100 * TOKEN_POWER)
+            && power_of(&out["set"], &key0) == Some(1_500 * TOKEN_POWER)
+    });
+    assert_eq!(grown["set"]["members"].as_array().map(Vec::len), Some(5));
+    let status = |out: &Value, key: &str| {
+        out["registry"]
+            .as_array()
+            .and_then(|r| r.iter().find(|v| v["public_key"] == key).cloned())
+    };
+    assert_eq!(
+        status(&grown, &newcomer).expect("registered")["status"],
+        "active"
+    );
+    let height = cluster.height(0).expect("height");
+    cluster.wait_height(&[0, 1, 2, 3], height + 12, Duration::from_secs(60));
+
+    // The newcomer leaves: out of the set at the next boundary, its stake back to the
+    // funder after the unbonding epochs, and its record gone.
+    let balance = |who: &str| {
+        let (ok, account, err) = keel(&["query", "account", who, "--rpc", &rpc]);
+        assert!(ok, "{err}");
+        account["balance"].as_str().expect("balance").to_string()
+    };
+    let funder_address = created_address(funder);
+    let before = balance(&funder_address);
+    let left = send(&[
+        "tx",
+        "validator",
+        "leave",
+        "--rpc",
+        &rpc,
+        "--key",
+        funder,
+        "--validator",
+        &newcomer,
+        "--wait",
+    ]);
+    assert_eq!(left["status"], "success", "{left}");
+    wait_for(
+        &cluster,
+        "the newcomer never left the set and registry",
+        |out| power_of(&out["set"], &newcomer).is_none() && status(out, &newcomer).is_none(),
+    );
+    let after = balance(&funder_address);
+    let grew = u128::from_str_radix(after.trim_start_matches("0x"), 16).expect("hex")
+        > u128::from_str_radix(before.trim_start_matches("0x"), 16).expect("hex");
+    assert!(grew, "the stake never came back: {before} → {after}");
+    assert!(cluster.check_roots() > 0);
+    assert!(cluster.equivocations().is_empty());
+}
+
+/// The address in a key file.
+fn created_address(path: &str) -> String {
+    let file: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("key")).expect("json");
+    file["address"].as_str().expect("address").to_string()
+}

@@ -1,0 +1,405 @@
+//! The validator registry at execution (issue 21; docs/validators.md): each transaction's
+//! typed refusals, the epoch-end step, and the attacks a review found — a rotation onto a
+//! taken key, a registry filled with emptied records, a session key or a capped account
+//! moving stake, payouts of stake the set still counts, and evidence checks.
+
+use crate::common::{addr, key, Chain};
+use keel_runtime::validators::{read_epoch_set, read_record, read_registry, GenesisEntry};
+use keel_state::StateViewExt;
+use keel_types::validator::{
+    possession_message, RegistryParams, ValidatorStatus, ValidatorTx, REGISTRY_ADDRESS,
+};
+use keel_types::{
+    PublicKey, Receipt, RegistryError, SecretKey, SignedVote, TxBody, TxError, TxStatus, Vote,
+    VoteKind, U256,
+};
+
+const L: u64 = 4;
+/// Wei per unit of power.
+const UNIT: u64 = keel_types::validator::POWER_UNIT_WEI;
+
+fn params() -> RegistryParams {
+    RegistryParams {
+        min_stake: U256::from(3 * UNIT),
+        max_validators: 8,
+        unbonding_epochs: 1,
+        epoch_length: L,
+    }
+}
+
+fn units(n: u64) -> U256 {
+    U256::from(n) * U256::from(UNIT)
+}
+
+/// A chain whose one genesis validator (key 100, operated by key 101) has 1,000 power.
+fn chain(funded: &[&SecretKey]) -> Chain {
+    let genesis = GenesisEntry {
+        key: key(100).public_key(),
+        operator: addr(&key(101)),
+        p2p: "127.0.0.1:1".into(),
+        stake: units(1_000),
+    };
+    Chain::with_validators(funded, &[genesis], params())
+}
+
+fn send(chain: &mut Chain, k: &SecretKey, op: ValidatorTx) -> Receipt {
+    chain.epoch_for_next();
+    chain.run(k, 80_000, TxBody::Validator(op))
+}
+
+/// Empty blocks up to and including the last block of the current epoch.
+fn end_epoch(chain: &mut Chain) {
+    loop {
+        chain.epoch_for_next();
+        chain.block(Vec::new());
+        if chain.height.is_multiple_of(L) {
+            return;
+        }
+    }
+}
+
+fn register(chain: &mut Chain, operator: &SecretKey, validator: &SecretKey, stake: u64) -> Receipt {
+    let message = possession_message(
+        crate::common::CHAIN_ID,
+        &addr(operator),
+        &validator.public_key(),
+    );
+    let op = ValidatorTx::Register {
+        key: validator.public_key(),
+        possession: validator.sign(&message.0),
+        p2p: "127.0.0.1:2".into(),
+        stake: units(stake),
+    };
+    send(chain, operator, op)
+}
+
+fn reason(receipt: &Receipt) -> Option<RegistryError> {
+    match receipt.error {
+        Some(TxError::Registry { reason }) => Some(reason),
+        _ => None,
+    }
+}
+
+fn record(chain: &Chain, k: &PublicKey) -> Option<keel_types::validator::ValidatorRecord> {
+    read_record(&chain.store.latest_view(), k).expect("record")
+}
+
+fn set_power(chain: &Chain, k: &PublicKey) -> Option<u64> {
+    let epoch = chain.height / L;
+    let set = read_epoch_set(&chain.store.latest_view(), epoch)
+        .expect("read")
+        .expect("a set");
+    set.members.iter().find(|m| m.key == *k).map(|m| m.power)
+}
+
+#[test]
+fn a_registration_enters_the_set_at_the_boundary_and_bad_ones_are_refused() {
+    let (op, v, stranger) = (key(1), key(2), key(3));
+    let mut chain = chain(&[&op, &stranger]);
+    // A possession proof signed for another operator does not verify for this one.
+    let message = possession_message(crate::common::CHAIN_ID, &addr(&stranger), &v.public_key());
+    let stolen = send(
+        &mut chain,
+        &op,
+        ValidatorTx::Register {
+            key: v.public_key(),
+            possession: v.sign(&message.0),
+            p2p: "127.0.0.1:2".into(),
+            stake: units(100),
+        },
+    );
+    assert_eq!(reason(&stolen), Some(RegistryError::BadPossession));
+    assert_eq!(stolen.status, TxStatus::Revert, "charged");
+    let low = register(&mut chain, &op, &v, 2);
+    assert!(matches!(
+        reason(&low),
+        Some(RegistryError::BelowMinStake { .. })
+    ));
+    let before = chain.balance(&addr(&op));
+    let ok = register(&mut chain, &op, &v, 100);
+    assert_eq!(ok.status, TxStatus::Success, "{ok:?}");
+    assert_eq!(
+        before - chain.balance(&addr(&op)),
+        units(100) + U256::from(ok.gas_used)
+    );
+    assert_eq!(
+        reason(&register(&mut chain, &op, &v, 100)),
+        Some(RegistryError::AlreadyRegistered)
+    );
+    // Only the operator may bond it.
+    let bond = ValidatorTx::Bond {
+        key: v.public_key(),
+        amount: units(1),
+    };
+    assert_eq!(
+        reason(&send(&mut chain, &stranger, bond)),
+        Some(RegistryError::NotOperator)
+    );
+    end_epoch(&mut chain);
+    assert_eq!(set_power(&chain, &v.public_key()), Some(100));
+    assert_eq!(
+        record(&chain, &v.public_key()).expect("record").status,
+        ValidatorStatus::Active
+    );
+}
+
+/// Found by review: a rotation onto a key registered meanwhile, or two rotations onto one
+/// key, wrote two records under one key — a stake lost and a registry no node could decode.
+#[test]
+fn rotations_onto_a_taken_key_are_cancelled() {
+    let (op1, op2, op3) = (key(1), key(2), key(3));
+    let (a, b, target) = (key(10), key(11), key(12));
+    let mut chain = chain(&[&op1, &op2, &op3]);
+    assert_eq!(register(&mut chain, &op1, &a, 50).status, TxStatus::Success);
+    assert_eq!(register(&mut chain, &op3, &b, 60).status, TxStatus::Success);
+    let rotate = |op: &SecretKey, from: &SecretKey| {
+        let message = possession_message(crate::common::CHAIN_ID, &addr(op), &target.public_key());
+        ValidatorTx::Update {
+            key: from.public_key(),
+            p2p: None,
+            rotate: Some((target.public_key(), target.sign(&message.0))),
+        }
+    };
+    end_epoch(&mut chain);
+    // In one epoch, both records rotate onto `target`, and then `target` registers itself.
+    assert_eq!(
+        send(&mut chain, &op1, rotate(&op1, &a)).status,
+        TxStatus::Success
+    );
+    assert_eq!(
+        send(&mut chain, &op3, rotate(&op3, &b)).status,
+        TxStatus::Success
+    );
+    let registered = register(&mut chain, &op2, &target, 70);
+    assert_eq!(registered.status, TxStatus::Success, "{registered:?}");
+    end_epoch(&mut chain);
+    let view = chain.store.latest_view();
+    let registry = read_registry(&view).expect("the registry decodes");
+    let set = read_epoch_set(&view, chain.height / L)
+        .expect("the set decodes")
+        .expect("set");
+    // Every stake is still under its own key: no rotation happened.
+    let stakes: Vec<U256> = [&a, &b, &target]
+        .iter()
+        .map(|k| record(&chain, &k.public_key()).expect("kept").stake)
+        .collect();
+    assert_eq!(stakes, vec![units(50), units(60), units(70)]);
+    assert_eq!(registry.0.len(), 4);
+    assert_eq!(set.members.len(), 4);
+}
+
+/// Found by review: emptied records stayed forever and filled the registry.
+#[test]
+fn an_unbonded_validator_is_paid_after_the_unbonding_epochs_and_its_record_goes() {
+    let (op, v) = (key(1), key(2));
+    let mut chain = chain(&[&op]);
+    assert_eq!(register(&mut chain, &op, &v, 100).status, TxStatus::Success);
+    end_epoch(&mut chain);
+    assert_eq!(set_power(&chain, &v.public_key()), Some(100));
+    // What stays bonded must be 0 or at least the minimum.
+    let partial = ValidatorTx::Unbond {
+        key: v.public_key(),
+        amount: units(99),
+    };
+    assert!(matches!(
+        reason(&send(&mut chain, &op, partial)),
+        Some(RegistryError::BelowMinStake { .. })
+    ));
+    let before = chain.balance(&addr(&op));
+    let all = send(
+        &mut chain,
+        &op,
+        ValidatorTx::Unbond {
+            key: v.public_key(),
+            amount: units(100),
+        },
+    );
+    assert_eq!(all.status, TxStatus::Success);
+    let fees = U256::from(all.gas_used);
+    // Out of the set at the boundary; paid one unbonding epoch later; then gone.
+    end_epoch(&mut chain);
+    assert_eq!(set_power(&chain, &v.public_key()), None);
+    assert_eq!(chain.balance(&addr(&op)), before - fees, "paid too early");
+    end_epoch(&mut chain);
+    assert_eq!(chain.balance(&addr(&op)), before - fees + units(100));
+    assert!(record(&chain, &v.public_key()).is_none());
+    let registry = read_registry(&chain.store.latest_view()).expect("registry");
+    assert!(!registry.0.contains(&v.public_key()));
+}
+
+/// Found by review: a policy's caps and a session key's scope did not reach validator
+/// transactions.
+#[test]
+fn policies_bound_stake_and_session_keys_cannot_touch_validators() {
+    use keel_types::policy::{AccountPolicy, PolicyRule};
+    let (op, v, session) = (key(1), key(2), key(3));
+    let mut chain = chain(&[&op]);
+    assert_eq!(register(&mut chain, &op, &v, 100).status, TxStatus::Success);
+    let capped = TxBody::SetPolicy {
+        account: addr(&op),
+        policy: AccountPolicy {
+            max_value_per_tx: Some(units(5)),
+            ..AccountPolicy::default()
+        },
+    };
+    let gas = capped.policy_gas().expect("gas");
+    assert_eq!(chain.run(&op, gas, capped).status, TxStatus::Success);
+    let bond = send(
+        &mut chain,
+        &op,
+        ValidatorTx::Bond {
+            key: v.public_key(),
+            amount: units(6),
+        },
+    );
+    match &bond.error {
+        Some(TxError::PolicyDenied { denial }) => assert_eq!(denial.rule, PolicyRule::ValuePerTx),
+        other => panic!("not denied: {other:?}"),
+    }
+    let small = send(
+        &mut chain,
+        &op,
+        ValidatorTx::Bond {
+            key: v.public_key(),
+            amount: units(5),
+        },
+    );
+    assert_eq!(small.status, TxStatus::Success, "{small:?}");
+    // A session key of the operator, with no limits of its own, still may not.
+    let add = TxBody::AddSessionKey {
+        account: addr(&op),
+        key: session.public_key(),
+        policy: AccountPolicy::default(),
+        expires_at: 1_000,
+    };
+    let gas = add.policy_gas().expect("gas");
+    assert_eq!(chain.run(&op, gas, add).status, TxStatus::Success);
+    chain.resync_nonce(&op);
+    let leave = keel_types::Transaction {
+        chain_id: crate::common::CHAIN_ID,
+        sender: keel_types::Sender::Session {
+            account: addr(&op),
+            key: session.public_key(),
+        },
+        nonce: chain
+            .store
+            .latest_view()
+            .account(&addr(&op))
+            .expect("account")
+            .map_or(0, |a| a.nonce),
+        gas_limit: 80_000,
+        gas_price: chain.gas_price,
+        body: TxBody::Validator(ValidatorTx::Leave {
+            key: v.public_key(),
+        }),
+    }
+    .sign(&session);
+    chain.epoch_for_next();
+    let (out, _) = chain.block(vec![leave]);
+    match &out.receipts[0].error {
+        Some(TxError::PolicyDenied { denial }) => {
+            assert_eq!(denial.rule, PolicyRule::SessionKeyScope)
+        }
+        other => panic!("a session key changed a validator: {other:?}"),
+    }
+    // And nothing may be sent to the registry's address as a plain transfer.
+    let lost = chain.run(
+        &op,
+        21_000,
+        TxBody::Transfer {
+            to: REGISTRY_ADDRESS,
+            amount: U256::from(1u64),
+        },
+    );
+    assert_eq!(lost.status, TxStatus::Rejected, "{lost:?}");
+}
+
+fn vote(chain_id: u64, view: u64, kind: VoteKind, block: u8, k: &SecretKey) -> SignedVote {
+    let vote = Vote {
+        chain_id,
+        epoch: 0,
+        view,
+        kind,
+        block: keel_types::Hash([block; 32]),
+    };
+    SignedVote {
+        signature: k.sign(&vote.signing_hash().0),
+        vote,
+        signer: 0,
+    }
+}
+
+#[test]
+fn only_real_equivocations_jail_and_a_jailed_key_leaves_the_set_for_good() {
+    let (op, reporter, v) = (key(1), key(3), key(2));
+    let mut chain = chain(&[&op, &reporter]);
+    assert_eq!(register(&mut chain, &op, &v, 100).status, TxStatus::Success);
+    end_epoch(&mut chain);
+    assert_eq!(set_power(&chain, &v.public_key()), Some(100));
+    let id = crate::common::CHAIN_ID;
+    let report = |first, second| ValidatorTx::ReportEquivocation {
+        key: v.public_key(),
+        first,
+        second,
+    };
+    let cases = [
+        // Another chain's votes.
+        (
+            vote(id + 1, 5, VoteKind::Notarize, 1, &v),
+            vote(id + 1, 5, VoteKind::Notarize, 2, &v),
+        ),
+        // Not conflicting: the same block, or two views.
+        (
+            vote(id, 5, VoteKind::Notarize, 1, &v),
+            vote(id, 5, VoteKind::Notarize, 1, &v),
+        ),
+        (
+            vote(id, 5, VoteKind::Notarize, 1, &v),
+            vote(id, 6, VoteKind::Notarize, 2, &v),
+        ),
+        // Signed by someone else.
+        (
+            vote(id, 5, VoteKind::Notarize, 1, &v),
+            vote(id, 5, VoteKind::Notarize, 2, &op),
+        ),
+    ];
+    for (first, second) in cases {
+        let r = send(&mut chain, &reporter, report(first, second));
+        assert_eq!(reason(&r), Some(RegistryError::NotEquivocation), "{r:?}");
+    }
+    let real = report(
+        vote(id, 5, VoteKind::Finalize, 1, &v),
+        vote(id, 5, VoteKind::Nullify, 0, &v),
+    );
+    assert_eq!(
+        send(&mut chain, &reporter, real.clone()).status,
+        TxStatus::Success
+    );
+    assert_eq!(
+        reason(&send(&mut chain, &reporter, real)),
+        Some(RegistryError::Jailed)
+    );
+    end_epoch(&mut chain);
+    assert_eq!(set_power(&chain, &v.public_key()), None, "jailed, and out");
+    // Its stake can come back; the key stays a tombstone and may never register again.
+    let all = ValidatorTx::Unbond {
+        key: v.public_key(),
+        amount: units(100),
+    };
+    assert_eq!(send(&mut chain, &op, all).status, TxStatus::Success);
+    end_epoch(&mut chain);
+    end_epoch(&mut chain);
+    let tomb = record(&chain, &v.public_key()).expect("a tombstone");
+    assert_eq!(
+        (tomb.status, tomb.stake),
+        (ValidatorStatus::Jailed, U256::ZERO)
+    );
+    assert!(!read_registry(&chain.store.latest_view())
+        .expect("registry")
+        .0
+        .contains(&v.public_key()));
+    assert_eq!(
+        reason(&register(&mut chain, &op, &v, 100)),
+        Some(RegistryError::AlreadyRegistered)
+    );
+}
