@@ -1,8 +1,10 @@
-//! The validator lifecycle on a 4-validator devnet, through the `keel` CLI: an operator
+//! The validator lifecycle on a 4-validator devnet, through the `keel` CLI. First: an operator
 //! bonds more stake, a new key registers (its proof of possession signed by the key), both
 //! take effect at an epoch boundary as voting power, a stranger's bond is refused with a
 //! typed reason, the newcomer leaves and its stake comes back after the unbonding epochs;
-//! the chain stays live and every validator on the same roots throughout.
+//! the chain stays live and every validator on the same roots throughout. Second: a fifth
+//! node outside genesis registers, starts, block-syncs, and proposes and votes once the set
+//! includes it; then a genesis validator leaves and the chain goes on without it.
 
 use crate::common::{keel, serial, Cluster};
 use serde_json::Value;
@@ -210,4 +212,93 @@ fn created_address(path: &str) -> String {
     let file: Value =
         serde_json::from_str(&std::fs::read_to_string(path).expect("key")).expect("json");
     file["address"].as_str().expect("address").to_string()
+}
+
+#[test]
+fn a_node_outside_genesis_registers_syncs_and_votes_then_a_genesis_validator_leaves() {
+    let _guard = serial();
+    let mut cluster = Cluster::start_with_epochs(4, 28_800, 150, 2, 10, |_| {});
+    let rpc = cluster.rpc(0);
+    cluster.wait_height(&[0, 1, 2, 3], 12, Duration::from_secs(60));
+    let joiner = cluster.add_node(28_850);
+    let home = cluster.home(joiner);
+    let key_file = home.join("keys/validator.json");
+    let key = created_public_key(key_file.to_str().expect("utf8"));
+    let funder = cluster.dev_key(0);
+    let registered = send(&[
+        "tx",
+        "validator",
+        "register",
+        "--rpc",
+        &rpc,
+        "--key",
+        funder.to_str().expect("utf8"),
+        "--validator-key",
+        key_file.to_str().expect("utf8"),
+        "--p2p",
+        &cluster.p2p(joiner),
+        "--stake",
+        "600",
+        "--wait",
+    ]);
+    assert_eq!(registered["status"], "success", "{registered}");
+    // Started after the registration (the peers admit registered keys), from genesis: it
+    // syncs the chain, then votes from the first epoch whose set holds it.
+    cluster.spawn(joiner);
+    wait_for(&cluster, "the joiner never entered the set", |out| {
+        power_of(&out["set"], &key) == Some(600 * TOKEN_POWER)
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let proposed = loop {
+        let tip = cluster.height(0).unwrap_or(0);
+        let proposers: Vec<String> = (tip.saturating_sub(20)..=tip)
+            .filter_map(|h| cluster.call(0, "keel_getBlock", vec![h.into()]).ok())
+            .filter_map(|b| b["proposer"].as_str().map(str::to_string))
+            .collect();
+        if proposers.contains(&key) {
+            break tip;
+        }
+        if Instant::now() > deadline {
+            cluster.dump_logs();
+            panic!("the joiner never proposed a finalized block: {proposers:?}");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    cluster.wait_height(&[0, 1, 2, 3, joiner], proposed + 3, Duration::from_secs(60));
+    let votes = std::fs::metadata(home.join("data/votes.log")).map_or(0, |m| m.len());
+    assert!(votes > 0, "the joiner never voted");
+
+    // A genesis validator leaves: out of the set at a boundary, and the chain goes on
+    // with the other four.
+    let home3 = cluster.home(3);
+    let operator3 = home3.join("keys/operator.json");
+    let validator3 = home3.join("keys/validator.json");
+    let key3 = created_public_key(validator3.to_str().expect("utf8"));
+    let left = send(&[
+        "tx",
+        "validator",
+        "leave",
+        "--rpc",
+        &rpc,
+        "--key",
+        operator3.to_str().expect("utf8"),
+        "--validator",
+        &key3,
+        "--wait",
+    ]);
+    assert_eq!(left["status"], "success", "{left}");
+    wait_for(&cluster, "validator 3 never left the set", |out| {
+        power_of(&out["set"], &key3).is_none()
+    });
+    let height = cluster.height(0).expect("height");
+    cluster.wait_height(&[0, 1, 2, joiner], height + 12, Duration::from_secs(60));
+    assert!(cluster.check_roots() > 0);
+    assert!(cluster.equivocations().is_empty());
+}
+
+/// The public key in a key file.
+fn created_public_key(path: &str) -> String {
+    let file: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("key")).expect("json");
+    file["public_key"].as_str().expect("public key").to_string()
 }

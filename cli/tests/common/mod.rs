@@ -154,6 +154,29 @@ impl Cluster {
         self.dir.path().join(format!("node{i}"))
     }
 
+    /// A new home `node{n}` for a node outside genesis: node 0's genesis and config with
+    /// ports `p2p`, `p2p + 100`, `p2p + 200`, and a fresh validator key (not started).
+    /// Returns its index.
+    pub fn add_node(&mut self, p2p: u16) -> usize {
+        let i = self.n;
+        let home = self.home(i);
+        std::fs::create_dir_all(home.join("data")).expect("home");
+        std::fs::copy(self.home(0).join("genesis.json"), home.join("genesis.json"))
+            .expect("genesis");
+        let key = home.join("keys/validator.json");
+        let (ok, _, err) = keel(&["keys", "new", "--out", key.to_str().expect("utf8")]);
+        assert!(ok, "{err}");
+        let mut config = self.configs[0].clone();
+        config.p2p.listen = format!("127.0.0.1:{p2p}");
+        config.rpc.listen = format!("127.0.0.1:{}", p2p + 100);
+        config.metrics.listen = format!("127.0.0.1:{}", p2p + 200);
+        std::fs::write(home.join("config.toml"), config.to_toml()).expect("config");
+        self.configs.push(config);
+        self.children.push(None);
+        self.n += 1;
+        i
+    }
+
     pub fn spawn(&mut self, i: usize) {
         self.spawn_with_env(i, &[]);
     }
