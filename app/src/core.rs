@@ -37,6 +37,8 @@ const MIN_POOL_POLL_MS: u64 = 5;
 const PRUNED_WARNING_EVERY_MS: u64 = 30_000;
 /// Bytes of a block left for the header and framing.
 const BLOCK_BYTES_MARGIN: usize = 64 * 1024;
+/// Least time between two sync answers to one peer outside the set.
+const MIN_NON_MEMBER_SYNC_MS: u64 = 100;
 /// Views without a finalization after which the engine skips ahead on evidence.
 const SKIP_AFTER_VIEWS: u64 = 20;
 
@@ -221,6 +223,9 @@ pub struct App {
     requested: RequestedBlocks,
     /// The next epoch's consensus messages, replayed when this epoch ends (next_epoch.rs).
     next_epoch: NextEpoch,
+    /// When each peer outside the set was last answered a sync request (monotonic ms; at
+    /// most one entry per peer of the table).
+    sync_served: BTreeMap<u16, u64>,
     to_execute: Vec<Hash>,
     inputs: VecDeque<Input>,
     halted: Option<String>,
@@ -249,6 +254,7 @@ impl App {
             proposals: ProposalWindow::default(),
             requested: RequestedBlocks::default(),
             next_epoch: NextEpoch::default(),
+            sync_served: BTreeMap::new(),
             to_execute: Vec::new(),
             inputs: VecDeque::new(),
             halted: None,
@@ -327,14 +333,29 @@ impl App {
             // A peer outside this epoch's set (it left, or is not in yet) has no vote here;
             // it may still catch up from this node.
             match message {
-                Message::SyncRequest { from_height } => self.serve_sync(from, from_height, host),
+                Message::SyncRequest { from_height } => {
+                    // At most one answer per MIN_NON_MEMBER_SYNC_MS per peer: a request
+                    // costs this thread up to a full response's reads (found by review).
+                    let now_ms = host.now().mono_ms;
+                    let due = self
+                        .sync_served
+                        .get(&from)
+                        .is_none_or(|at| now_ms >= at.saturating_add(MIN_NON_MEMBER_SYNC_MS));
+                    if due {
+                        self.sync_served.insert(from, now_ms);
+                        self.serve_sync(from, from_height, host);
+                    } else {
+                        host.rejected(from, "sync_rate", None);
+                    }
+                }
                 m if message_epoch(&m) == Some(self.engine.epoch().saturating_add(1))
+                    && self.next_epoch.non_member_room()
                     && self.signed_by_peer(from, &m) =>
                 {
                     // Possibly a member of the next set.
                     let next = self.engine.epoch().saturating_add(1);
-                    self.next_epoch
-                        .hold(next, self.cfg.validators.len(), from, &m);
+                    let peers = self.cfg.validators.len();
+                    self.next_epoch.hold_from(next, (peers, from, false), &m);
                 }
                 _ => host.rejected(from, "not_in_set", None),
             }

@@ -29,6 +29,10 @@ pub const MAX_BYTES_PER_SENDER: usize = keel_types::limits::MAX_BLOCK_BYTES + 64
 /// Encoded bytes of next-epoch messages kept in all (the engine's own block cache is
 /// `keel_consensus::MAX_PENDING_BLOCK_BYTES`).
 pub const MAX_HELD_BYTES: usize = 4 * MAX_BYTES_PER_SENDER;
+/// Encoded bytes held from peers outside the current set (a newcomer of the next set among
+/// them), all together: however many registered keys send, members keep the rest (found by
+/// review: four registered non-members could fill the whole hold).
+pub const MAX_NON_MEMBER_BYTES: usize = MAX_BYTES_PER_SENDER;
 
 /// The epoch a consensus message belongs to, if it carries one (a proposal, vote or
 /// certificate; block and sync traffic is epoch-free).
@@ -48,6 +52,8 @@ pub struct NextEpoch {
     held: BTreeMap<u16, (Vec<Message>, usize)>,
     /// Encoded bytes held in all.
     bytes: usize,
+    /// Of which from peers outside the current set.
+    non_member_bytes: usize,
 }
 
 impl NextEpoch {
@@ -55,12 +61,24 @@ impl NextEpoch {
     /// node's current one) and there is room. Returns whether it was kept. Messages of an
     /// older `next` are dropped first.
     pub fn hold(&mut self, next: Epoch, peers: usize, from: u16, message: &Message) -> bool {
+        self.hold_from(next, (peers, from, true), message)
+    }
+
+    /// As [`NextEpoch::hold`]; a peer outside the current set (`member` false) shares
+    /// [`MAX_NON_MEMBER_BYTES`] with every other such peer.
+    pub fn hold_from(
+        &mut self,
+        next: Epoch,
+        (peers, from, member): (usize, u16, bool),
+        message: &Message,
+    ) -> bool {
         if message_epoch(message) != Some(next) || usize::from(from) >= peers {
             return false;
         }
         if self.epoch != next {
             self.held.clear();
             self.bytes = 0;
+            self.non_member_bytes = 0;
             self.epoch = next;
         }
         let (messages, bytes) = self.held.entry(from).or_default();
@@ -70,11 +88,15 @@ impl NextEpoch {
         let len = message.encode().len();
         if bytes.saturating_add(len) > MAX_BYTES_PER_SENDER
             || self.bytes.saturating_add(len) > MAX_HELD_BYTES
+            || (!member && self.non_member_bytes.saturating_add(len) > MAX_NON_MEMBER_BYTES)
         {
             return false;
         }
         *bytes += len;
         self.bytes += len;
+        if !member {
+            self.non_member_bytes += len;
+        }
         messages.push(message.clone());
         true
     }
@@ -83,12 +105,19 @@ impl NextEpoch {
     pub fn take(&mut self, epoch: Epoch) -> Vec<(u16, Message)> {
         let held = std::mem::take(&mut self.held);
         self.bytes = 0;
+        self.non_member_bytes = 0;
         if self.epoch != epoch {
             return Vec::new();
         }
         held.into_iter()
             .flat_map(|(from, (messages, _))| messages.into_iter().map(move |m| (from, m)))
             .collect()
+    }
+
+    /// Whether a peer outside the current set could have anything more held (checked
+    /// before its signature is: a full share costs no more work).
+    pub fn non_member_room(&self) -> bool {
+        self.non_member_bytes < MAX_NON_MEMBER_BYTES
     }
 
     /// Messages held (tests and metrics).
@@ -185,6 +214,24 @@ mod tests {
         assert_eq!(next.len(), MAX_MESSAGES_PER_SENDER + 1);
         let replay = next.take(1);
         assert!(replay.iter().any(|(from, _)| *from == 0));
+    }
+
+    /// Found by review: registered peers outside the set could fill the whole hold. They
+    /// share one sender's room; a member's message is still held.
+    #[test]
+    fn peers_outside_the_set_share_one_senders_room() {
+        let mut next = NextEpoch::default();
+        let mut kept = 0;
+        for peer in 4..40u16 {
+            for view in 0..64 {
+                if next.hold_from(1, (40, peer, false), &vote(1, view, peer)) {
+                    kept += 1;
+                }
+            }
+        }
+        let bytes = vote(1, 0, 4).encode().len();
+        assert!(kept * bytes <= MAX_NON_MEMBER_BYTES && kept > 0, "{kept}");
+        assert!(next.hold_from(1, (40, 0, true), &vote(1, 5, 0)));
     }
 
     /// Only what the sender would honestly send is replayed: its own votes, and proposals

@@ -85,12 +85,20 @@ fn init_lays_out_a_network_whose_genesis_every_node_shares() {
     let genesis = Genesis::load(&home.join("node0/genesis.json")).expect("genesis");
     assert_eq!(report["genesis_hash"], genesis.hash().to_hex());
     assert_eq!(genesis.validators.len(), 4);
-    // Three agent dev accounts and the prefunded Ethereum dev account.
-    assert_eq!(genesis.balances.len(), 4);
+    // Three agent dev accounts, each validator's operator, and the prefunded Ethereum dev
+    // account last.
+    assert_eq!(genesis.balances.len(), 3 + 4 + 1);
     assert_eq!(
-        genesis.balances[3].address.to_hex(),
+        genesis.balances[7].address.to_hex(),
         keel_cli::init::ETH_DEV_ADDRESS
     );
+    for (i, v) in genesis.validators.iter().enumerate() {
+        let operator = v.operator.expect("each validator has an operator");
+        assert_eq!(genesis.balances[3 + i].address, operator);
+        let file = home.join(format!("node{i}/keys/operator.json"));
+        let key = keys::read(&file).expect("the operator key file");
+        assert_eq!(Address::from_public_key(&key.public_key()), operator);
+    }
     assert!(home.join(keel_cli::init::ETH_DEV_ACCOUNT_FILE).exists());
     for i in 0..4 {
         let node = home.join(format!("node{i}"));

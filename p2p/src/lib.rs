@@ -5,7 +5,9 @@
 //! nodes of the same chain complete it. Each side then sends, encrypted, its validator
 //! ed25519 public key and a signature over the handshake hash: the hash is unique to this
 //! session and covers both Noise keys, so the signature binds the session to the validator
-//! key (a relay or replay cannot reuse it). A key outside the validator set is dropped.
+//! key (a relay or replay cannot reuse it). The responder shows its identity first; the
+//! dialer answers only if it reached the peer it meant to. A key outside the peer table (the
+//! genesis validators and every registered one: [`Network::add_peers`]) is dropped.
 //!
 //! After the handshake a message is `u32` length (checked against the configured maximum
 //! before anything is allocated) then the bytes, carried in Noise transport messages of at
@@ -153,6 +155,10 @@ struct Inner {
     key: SecretKey,
     /// The peer table: index → (key, address). Append-only, at most [`MAX_PEERS`].
     table: Mutex<Vec<(PublicKey, String)>>,
+    /// The runtime the network started on: dial loops for peers added later (from the
+    /// driver's thread) run there, not on the caller's (found by review: they ran on the
+    /// consensus thread's own runtime and starved during long calls).
+    runtime: tokio::runtime::Handle,
     /// Connected peers: index → (connection generation, outbound queue).
     peers: Mutex<BTreeMap<u16, Peer>>,
     next_generation: Mutex<u64>,
@@ -165,7 +171,7 @@ struct Inner {
 }
 
 impl Network {
-    /// Binds the listener, starts dialing every validator with a higher index (so each pair
+    /// Binds the listener, starts dialing the peers with a larger key (so each pair
     /// has one dialer) and returns the handle, the stream of inbound consensus messages and
     /// the stream of gossiped transactions (kept apart so a transaction flood never delays
     /// a vote).
@@ -187,6 +193,7 @@ impl Network {
                 config,
                 key,
                 table: Mutex::new(Vec::new()),
+                runtime: tokio::runtime::Handle::current(),
                 peers: Mutex::new(BTreeMap::new()),
                 next_generation: Mutex::new(0),
                 inbound_budgets: Mutex::new(BTreeMap::new()),
@@ -221,7 +228,7 @@ impl Network {
             table.iter().map(|(k, _)| *k).collect()
         };
         for index in dial {
-            tokio::spawn(self.clone().dial_loop(index));
+            self.inner.runtime.spawn(self.clone().dial_loop(index));
         }
         keys
     }
@@ -366,7 +373,7 @@ impl Network {
         }
     }
 
-    /// Noise XX, then the identity exchange; returns the peer's validator index.
+    /// Noise XX, then the identity exchange; returns the peer's index in the table.
     async fn handshake(
         &self,
         stream: TcpStream,
@@ -388,8 +395,14 @@ impl Network {
                 public_key: self.inner.key.public_key(),
                 signature: self.inner.key.sign(&signed),
             };
-            link.send(&borsh::to_vec(&mine).map_err(|e| WireError::Io(e.to_string()))?)
-                .await?;
+            let mine = borsh::to_vec(&mine).map_err(|e| WireError::Io(e.to_string()))?;
+            // The responder shows its identity first and the dialer answers only once it is
+            // the peer it meant to reach. Were the dialer's sent first, a registered address
+            // pointing at an honest validator would make every dialer's identity replace
+            // that validator's live link to it, then abort (found by review).
+            if !initiator {
+                link.send(&mine).await?;
+            }
             let theirs = link.recv().await?;
             let theirs = Identity::try_from_slice(&theirs)
                 .map_err(|e| WireError::Protocol(format!("identity: {e}")))?;
@@ -407,7 +420,7 @@ impl Network {
                 .and_then(|i| u16::try_from(i).ok())
                 .ok_or_else(|| {
                     WireError::Identity(format!(
-                        "{} is not a validator of this chain",
+                        "{} is not a registered validator of this chain",
                         theirs.public_key
                     ))
                 })?;
@@ -415,8 +428,11 @@ impl Network {
                 || expect.is_some_and(|e| e != index)
             {
                 return Err(WireError::Identity(format!(
-                    "peer is validator {index}, expected {expect:?}"
+                    "peer is peer {index}, expected {expect:?}"
                 )));
+            }
+            if initiator {
+                link.send(&mine).await?;
             }
             link.set_max_frame_bytes(config.max_frame_bytes);
             Ok((index, link))
@@ -630,6 +646,70 @@ mod tests {
             .expect("identity");
         link.recv().await.expect("their identity");
         link
+    }
+
+    /// Found by review: a registered key whose address points at an honest validator H made
+    /// every node that dials it hand H its identity, so H replaced its live link to that
+    /// node with the doomed one. The dialer now checks who answered before it says who it
+    /// is: H never registers it.
+    #[tokio::test]
+    async fn a_dialer_that_reaches_the_wrong_key_never_shows_its_identity() {
+        let h = SecretKey::from_seed([1; 32]);
+        let d = SecretKey::from_seed([2; 32]);
+        // A key larger than D's, so D is the one that dials it.
+        let a = (3..=255u8)
+            .map(|i| SecretKey::from_seed([i; 32]))
+            .find(|k| k.public_key() > d.public_key())
+            .expect("a larger key");
+        let h_addr = "127.0.0.1:28991";
+        let config = |listen: &str, validators: Vec<(PublicKey, String)>| NetConfig {
+            listen: listen.parse().expect("address"),
+            validators,
+            chain_id: CHAIN_ID,
+            genesis_hash: Hash::ZERO,
+            max_frame_bytes: 1024 * 1024,
+            peer_queue_len: 16,
+        };
+        // H knows D (at an address nobody listens on, so only D dials); D believes A is
+        // at H's address.
+        let h_net = Network::start(
+            config(
+                h_addr,
+                vec![
+                    (h.public_key(), h_addr.into()),
+                    (d.public_key(), "127.0.0.1:1".into()),
+                ],
+            ),
+            h.clone(),
+        )
+        .await
+        .expect("start H")
+        .0;
+        let _d_net = Network::start(
+            config(
+                "127.0.0.1:28992",
+                vec![
+                    (d.public_key(), "127.0.0.1:28992".into()),
+                    (a.public_key(), h_addr.into()),
+                ],
+            ),
+            d.clone(),
+        )
+        .await
+        .expect("start D")
+        .0;
+        // D dials every 100 ms at first. A connection H ever registered leaves its inbound
+        // budget behind (kept across connections), however briefly it lived.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        assert!(
+            h_net
+                .inner
+                .inbound_budgets
+                .lock()
+                .expect("budgets")
+                .is_empty(),
+            "H registered a connection from a dialer that wanted someone else"
+        );
     }
 
     #[tokio::test]

@@ -168,11 +168,13 @@ impl Host for Shell<'_> {
             receipts,
         } = committed;
         let height = info.height;
+        // Only a successful validator transaction or an epoch's end changes the table
+        // (found by review: refused ones triggered a registry read too).
         self.registry_touched |= height % self.epoch_length.max(1) == 0
-            || block
-                .transactions
-                .iter()
-                .any(|t| matches!(t.tx.body, keel_types::TxBody::Validator(_)));
+            || block.transactions.iter().zip(&receipts).any(|(t, r)| {
+                matches!(t.tx.body, keel_types::TxBody::Validator(_))
+                    && r.status == keel_types::TxStatus::Success
+            });
         let header = &block.header;
         self.shared
             .update_activity(|a| a.finalized(header.epoch, header.view, &header.proposer));

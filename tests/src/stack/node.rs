@@ -99,6 +99,8 @@ pub struct Validator {
     /// Safety rules this validator broke (a vote sent before its record was durable, two
     /// conflicting votes), for the report.
     pub violations: Vec<String>,
+    /// Peer messages the app dropped, by reason (`Host::rejected`).
+    pub rejections: BTreeMap<&'static str, u64>,
     /// Set on the Byzantine validator: what it does to its honest core's messages.
     pub adversary: Option<Adversary>,
     /// Keeps the store's directory for the validator's life.
@@ -176,6 +178,7 @@ impl Validator {
             sent_after_failure: 0,
             signed: BTreeMap::new(),
             violations: Vec::new(),
+            rejections: BTreeMap::new(),
             diverge_at: s.diverge.and_then(|(i, h)| (i == index).then_some(h)),
             adversary: (s.byzantine == Some(index))
                 .then(|| Adversary::new(s.seed, index, s.n, key.clone())),
@@ -239,6 +242,7 @@ impl Validator {
             committed: &mut self.committed,
             halted: &mut self.halted,
             adversary: self.adversary.as_mut(),
+            rejections: &mut self.rejections,
         };
         f(app, &mut host);
     }
@@ -282,6 +286,7 @@ struct SimHost<'a> {
     committed: &'a mut Vec<Committed>,
     halted: &'a mut Option<String>,
     adversary: Option<&'a mut Adversary>,
+    rejections: &'a mut BTreeMap<&'static str, u64>,
 }
 
 impl SimHost<'_> {
@@ -412,7 +417,9 @@ impl Host for SimHost<'_> {
         self.committed.push(committed);
     }
 
-    fn rejected(&mut self, _from: u16, _reason: &'static str, _detail: Option<&'static str>) {}
+    fn rejected(&mut self, _from: u16, reason: &'static str, _detail: Option<&'static str>) {
+        *self.rejections.entry(reason).or_default() += 1;
+    }
 
     fn epoch_started(&mut self, _epoch: u64) {}
 

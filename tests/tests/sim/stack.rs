@@ -245,6 +245,12 @@ fn stake_changes_and_a_jailed_validator_reconfigure_the_set() {
     }
 }
 
+#[test]
+fn a_peer_outside_the_set_is_answered_one_sync_request_per_interval() {
+    let (first, second) = keel_tests::stack::non_member_sync_bursts(50).expect("harness");
+    assert_eq!((first, second), (49, 49), "one answer per burst");
+}
+
 /// A validator that crashes and restarts catches up by sync, from peers one of which is
 /// Byzantine and answers with blocks whose bodies differ from their certified headers
 /// (and requested blocks likewise): the restarted validator must take none of them, and
