@@ -197,11 +197,11 @@ fn set_after(
              directory from before the validator registry: start from a fresh --home)"
         )))
     })?;
-    Ok(ValidatorSet {
+    Ok(ValidatorSet::weighted(
         epoch,
-        keys: stored.keys(),
-        powers: stored.powers(),
-    })
+        stored.keys(),
+        stored.powers(),
+    ))
 }
 
 /// One validator's application: the consensus engine and the chain it orders.
@@ -621,10 +621,9 @@ impl App {
                 self.deferred.clear();
                 host.epoch_started(epoch + 1);
                 self.push(Input::Start);
-                let validators = self.engine.validators().len();
                 for (from, message) in self.next_epoch.take(epoch + 1) {
                     let honest = self.member_of_peer(from).is_some_and(|member| {
-                        crate::next_epoch::sent_by(validators, member, &message)
+                        crate::next_epoch::sent_by(self.engine.validators(), member, &message)
                     });
                     if honest {
                         self.admit_message(from, message, host);

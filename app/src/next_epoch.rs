@@ -130,10 +130,10 @@ impl NextEpoch {
     }
 }
 
-/// Whether `message` is what member `from` of a set of `validators` would honestly send:
+/// Whether `message` is what member `from` of `set` would honestly send:
 /// its own votes, proposals for views it leads naming that view, and any certificate.
-pub fn sent_by(validators: usize, from: u16, message: &Message) -> bool {
-    if usize::from(from) >= validators {
+pub fn sent_by(set: &keel_consensus::ValidatorSet, from: u16, message: &Message) -> bool {
+    if usize::from(from) >= set.len() {
         return false;
     }
     match message {
@@ -141,7 +141,7 @@ pub fn sent_by(validators: usize, from: u16, message: &Message) -> bool {
             vote.signer == from
                 && block.header.epoch == vote.vote.epoch
                 && block.header.view == vote.vote.view
-                && keel_consensus::leader_of(vote.vote.view, validators) == from
+                && set.leader(vote.vote.view) == from
         }
         Message::Vote(vote) => vote.signer == from,
         _ => true,
@@ -234,17 +234,24 @@ mod tests {
         assert!(next.hold_from(1, (40, 0, true), &vote(1, 5, 0)));
     }
 
+    fn set4() -> keel_consensus::ValidatorSet {
+        let keys = (0..4u8)
+            .map(|i| SecretKey::from_seed([i + 1; 32]).public_key())
+            .collect();
+        keel_consensus::ValidatorSet::equal(1, keys)
+    }
+
     /// Only what the sender would honestly send is replayed: its own votes, and proposals
     /// for views it leads naming that view; nothing from an index outside the set.
     #[test]
     fn relayed_votes_and_other_leaders_proposals_are_not_replayed() {
         let mut next = NextEpoch::default();
         assert!(
-            !sent_by(4, 2, &vote(1, 9, 3)),
+            !sent_by(&set4(), 2, &vote(1, 9, 3)),
             "validator 3's vote sent by 2"
         );
         assert!(
-            !sent_by(4, 9, &vote(1, 9, 9)),
+            !sent_by(&set4(), 9, &vote(1, 9, 9)),
             "no validator 9 in a set of 4"
         );
         assert!(!next.hold(1, 4, 9, &vote(1, 9, 9)), "no peer 9 of 4");
@@ -284,14 +291,14 @@ mod tests {
         };
         // View 9's leader among 4 is 1.
         assert!(
-            !sent_by(4, 2, &propose(9, 2, 9)),
+            !sent_by(&set4(), 2, &propose(9, 2, 9)),
             "not the leader of view 9"
         );
         assert!(
-            !sent_by(4, 1, &propose(9, 1, 10)),
+            !sent_by(&set4(), 1, &propose(9, 1, 10)),
             "header names another view"
         );
-        assert!(sent_by(4, 1, &propose(9, 1, 9)));
+        assert!(sent_by(&set4(), 1, &propose(9, 1, 9)));
         assert!(next.hold(1, 4, 1, &propose(9, 1, 9)));
         assert_eq!(next.len(), 1);
     }

@@ -15,5 +15,7 @@ pub use engine::{
     MAX_RESEND_VIEWS, MAX_UNCERTIFIED_PARENTS_PER_VIEW,
 };
 pub use message::{Message, MAX_MESSAGE_BYTES, MAX_SYNC_BLOCKS, MAX_SYNC_HEADERS};
-pub use quorum::{leader_of, quorum_size, verify_certificate, CertificateError, ValidatorSet};
+pub use quorum::{
+    leader_of, leader_schedule, quorum_size, verify_certificate, CertificateError, ValidatorSet,
+};
 pub use votelog::{FileVoteLog, VoteLogError, VoteRecord};

@@ -25,17 +25,77 @@ pub struct ValidatorSet {
     pub keys: Vec<PublicKey>,
     /// `powers[i]` is the voting power of `keys[i]`; the same length.
     pub powers: Vec<u64>,
+    /// The leaders' turn order ([`leader_schedule`]); empty: round robin (equal powers).
+    pub schedule: Vec<u16>,
+}
+
+/// Turns per member in a leader schedule, on average: a member's share of the schedule's
+/// `LEADER_SLOTS_PER_MEMBER × n` turns is its share of the power (at least one turn).
+pub const LEADER_SLOTS_PER_MEMBER: u128 = 4;
+
+/// The turn order of leaders for `powers` (docs/consensus.md): each member gets
+/// `max(1, ⌊power × 4n / total⌋)` turns, spread by smooth weighted round robin — every
+/// step each member's credit grows by its turns, the largest credit (ties: the smaller
+/// index) leads and pays back the schedule's length — so a member's turns are evenly
+/// spaced and faulty members' turns never come in long runs. Empty when all powers are
+/// equal (plain round robin).
+pub fn leader_schedule(powers: &[u64]) -> Vec<u16> {
+    let equal = powers.windows(2).all(|w| w[0] == w[1]);
+    let total: u128 = powers.iter().map(|p| u128::from(*p)).sum();
+    if equal || total == 0 {
+        return Vec::new();
+    }
+    let slots = LEADER_SLOTS_PER_MEMBER * powers.len() as u128;
+    let turns: Vec<i128> = powers
+        .iter()
+        .map(|p| (u128::from(*p) * slots / total).max(1) as i128)
+        .collect();
+    let length: i128 = turns.iter().sum();
+    let mut credit = vec![0i128; powers.len()];
+    let mut schedule = Vec::with_capacity(length as usize);
+    for _ in 0..length {
+        for (c, t) in credit.iter_mut().zip(&turns) {
+            *c += t;
+        }
+        let mut best = 0;
+        for i in 1..credit.len() {
+            if credit[i] > credit[best] {
+                best = i;
+            }
+        }
+        credit[best] -= length;
+        schedule.push(u16::try_from(best).unwrap_or(u16::MAX));
+    }
+    schedule
 }
 
 impl ValidatorSet {
     /// A set where every validator has power 1 (counts are quorums).
     pub fn equal(epoch: Epoch, keys: Vec<PublicKey>) -> ValidatorSet {
         let powers = vec![1; keys.len()];
+        ValidatorSet::weighted(epoch, keys, powers)
+    }
+
+    /// A set with these powers (`powers[i]` of `keys[i]`) and its leader schedule.
+    pub fn weighted(epoch: Epoch, keys: Vec<PublicKey>, powers: Vec<u64>) -> ValidatorSet {
+        let schedule = leader_schedule(&powers);
         ValidatorSet {
             epoch,
             keys,
             powers,
+            schedule,
         }
+    }
+
+    /// The leader of `view`: round robin when powers are equal, else the view's turn in the
+    /// schedule (found by review: with round robin over unequal powers, many minimum-stake
+    /// members took as many turns as large ones and could lead — and stall — most views).
+    pub fn leader(&self, view: keel_types::View) -> u16 {
+        if self.schedule.is_empty() {
+            return leader_of(view, self.len());
+        }
+        let turn = view % self.schedule.len() as u64;
+        self.schedule[turn as usize]
     }
 
     pub fn len(&self) -> usize {

@@ -593,3 +593,40 @@ fn views_at_u64_max_never_panic_even_across_restarts() {
 mod bounds;
 #[path = "engine/lost_proposal.rs"]
 mod lost_proposal;
+
+/// Leaders: round robin when powers are equal; otherwise each member leads its share of the
+/// power, its turns evenly spaced (a flood of minimum-stake members cannot take most turns,
+/// and faulty members' turns do not come in runs).
+#[test]
+fn leaders_follow_voting_power() {
+    use keel_consensus::ValidatorSet;
+    let keys: Vec<_> = (1..=5u8)
+        .map(|i| SecretKey::from_seed([i; 32]).public_key())
+        .collect();
+    let equal = ValidatorSet::equal(3, keys.clone());
+    assert!((0..50u64).all(|v| equal.leader(v) == (v % 5) as u16));
+    // Four members with 1,000 and 250 with 1 (a registration flood): the small ones share
+    // one turn each in a schedule of 20 + 250... each at least one, so look at the large.
+    let weighted = ValidatorSet::weighted(3, keys.clone(), vec![600, 100, 100, 100, 100]);
+    let mut led = [0u64; 5];
+    let mut run = (0u16, 0u32, 0u32);
+    for v in 0..1_000u64 {
+        let l = weighted.leader(v);
+        led[usize::from(l)] += 1;
+        run = if l == run.0 {
+            (l, run.1 + 1, run.2.max(run.1 + 1))
+        } else {
+            (l, 1, run.2.max(1))
+        };
+    }
+    assert_eq!(led[0] * 100 / 1_000, 60, "{led:?}");
+    // The small members never lead two views in a row.
+    let small_runs = (0..1_000u64)
+        .map(|v| weighted.leader(v))
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0] == w[1] && w[0] != 0)
+        .count();
+    assert_eq!(small_runs, 0);
+    assert!(run.2 <= 3, "longest run {}", run.2);
+}

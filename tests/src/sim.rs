@@ -796,13 +796,13 @@ pub fn powers_for(s: &Scenario, epoch: u64) -> Vec<u64> {
 
 /// The validator set of `epoch`: its keys and voting powers.
 pub fn set_for(s: &Scenario, epoch: u64) -> ValidatorSet {
-    ValidatorSet {
+    ValidatorSet::weighted(
         epoch,
-        keys: (0..s.n)
+        (0..s.n)
             .map(|i| key_for(s, epoch, i).public_key())
             .collect(),
-        powers: powers_for(s, epoch),
-    }
+        powers_for(s, epoch),
+    )
 }
 
 /// The public key of validator `i` in epoch 0 (for tests that build messages).

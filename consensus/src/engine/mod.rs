@@ -11,7 +11,7 @@ pub use blocks::MAX_PENDING_BLOCK_BYTES;
 pub use retained::Retained;
 
 use crate::message::Message;
-use crate::quorum::{leader_of, verify_certificate, ValidatorSet};
+use crate::quorum::{verify_certificate, ValidatorSet};
 use crate::votelog::VoteRecord;
 use keel_types::{
     Block, Certificate, Hash, Header, Height, SecretKey, Signature, SignedVote, View, Vote,
@@ -322,7 +322,7 @@ impl Engine {
     }
 
     pub fn leader(&self, view: View) -> u16 {
-        leader_of(view, self.cfg.validators.len())
+        self.cfg.validators.leader(view)
     }
 
     /// The key the leader of `view` signs with, which its proposal's header must name.

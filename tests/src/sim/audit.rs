@@ -69,6 +69,33 @@ fn certifies(cert: &Certificate, hash: Hash, header: &Header, set: &ValidatorSet
         && signed_by_quorum(cert, set)
 }
 
+/// The leader of `view` for `powers`, written from docs/consensus.md, not from
+/// keel-consensus: `view mod n` when all powers are equal; else turn `view mod L` of the
+/// smooth weighted round robin over turns `max(1, ⌊power·4n/total⌋)` (L their sum).
+fn leader_by_definition(powers: &[u64], view: u64) -> usize {
+    let n = powers.len();
+    if powers.windows(2).all(|w| w[0] == w[1]) {
+        return (view % n.max(1) as u64) as usize;
+    }
+    let total: u128 = powers.iter().map(|p| u128::from(*p)).sum();
+    let turns: Vec<i128> = powers
+        .iter()
+        .map(|p| (u128::from(*p) * 4 * n as u128 / total).max(1) as i128)
+        .collect();
+    let length: i128 = turns.iter().sum();
+    let target = (u128::from(view) % length as u128) as usize;
+    let mut credit = vec![0i128; n];
+    let mut leader = 0;
+    for _ in 0..=target {
+        for i in 0..n {
+            credit[i] += turns[i];
+        }
+        leader = (0..n).fold(0, |best, i| if credit[i] > credit[best] { i } else { best });
+        credit[leader] -= length;
+    }
+    leader
+}
+
 impl Sim {
     fn epoch_keys(&self, cache: &mut BTreeMap<u64, ValidatorSet>, epoch: u64) -> ValidatorSet {
         cache
@@ -130,9 +157,9 @@ impl Sim {
             }
             // Rule PROPOSER: a finalized block names its view's leader (who is paid its fees).
             if let Some((b, _)) = node.chain.iter().find(|(b, _)| {
-                let leader = (b.header.view % self.s.n as u64) as usize;
-                self.epoch_keys(&mut keys, b.header.epoch).keys.get(leader)
-                    != Some(&b.header.proposer)
+                let set = self.epoch_keys(&mut keys, b.header.epoch);
+                let leader = leader_by_definition(&set.powers, b.header.view);
+                set.keys.get(leader) != Some(&b.header.proposer)
             }) {
                 self.report.violations.push(format!(
                     "PROPOSER: validator {i} finalized height {} naming a proposer other than the leader of view {}",

@@ -155,7 +155,7 @@ impl Adversary {
     }
 
     fn leader(&self, view: u64) -> u16 {
-        (view % self.s.n as u64) as u16
+        super::set_for(&self.s, self.epoch).leader(view)
     }
 
     fn extreme(&mut self) -> u64 {
