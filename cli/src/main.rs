@@ -242,6 +242,18 @@ enum TxCommand {
     Validator(ValidatorCommand),
 }
 
+/// A validator and an amount of stake (`bond`, `unbond`).
+#[derive(Args)]
+struct StakeArgs {
+    #[command(flatten)]
+    send: SendArgs,
+    /// The validator: its key file or 0x public key.
+    #[arg(long)]
+    validator: String,
+    #[arg(long)]
+    amount: String,
+}
+
 #[derive(Subcommand)]
 enum ValidatorCommand {
     /// Register the consensus key in `--validator-key` (its holder signs a proof of
@@ -259,24 +271,9 @@ enum ValidatorCommand {
         stake: String,
     },
     /// Add stake.
-    Bond {
-        #[command(flatten)]
-        send: SendArgs,
-        /// The validator: its key file or 0x public key.
-        #[arg(long)]
-        validator: String,
-        #[arg(long)]
-        amount: String,
-    },
+    Bond(StakeArgs),
     /// Start returning stake (paid after `unbonding_epochs`).
-    Unbond {
-        #[command(flatten)]
-        send: SendArgs,
-        #[arg(long)]
-        validator: String,
-        #[arg(long)]
-        amount: String,
-    },
+    Unbond(StakeArgs),
     /// Leave the set; the whole stake unbonds once out.
     Leave {
         #[command(flatten)]
@@ -521,8 +518,21 @@ async fn tx(command: TxCommand) -> Result<Value, ClientError> {
     }
 }
 
+/// A `Bond` (or with `bond` false an `Unbond`) of the validator and amount in `args`.
+fn stake_tx(args: StakeArgs, bond: bool) -> Result<(SendArgs, TxBody), ClientError> {
+    use keel_types::validator::ValidatorTx;
+    let key = keel_cli::validator::validator_key(&args.validator)?;
+    let amount = keel_cli::validator::parse_stake(&args.amount)?;
+    let op = if bond {
+        ValidatorTx::Bond { key, amount }
+    } else {
+        ValidatorTx::Unbond { key, amount }
+    };
+    Ok((args.send, TxBody::Validator(op)))
+}
+
 async fn validator_tx(command: ValidatorCommand) -> Result<Value, ClientError> {
-    use keel_cli::validator::{parse_stake, validator_key};
+    use keel_cli::validator::validator_key;
     use keel_types::validator::ValidatorTx;
     let (send, body) = match command {
         ValidatorCommand::Register {
@@ -541,28 +551,8 @@ async fn validator_tx(command: ValidatorCommand) -> Result<Value, ClientError> {
             .await?;
             (send, body)
         }
-        ValidatorCommand::Bond {
-            send,
-            validator,
-            amount,
-        } => {
-            let op = ValidatorTx::Bond {
-                key: validator_key(&validator)?,
-                amount: parse_stake(&amount)?,
-            };
-            (send, TxBody::Validator(op))
-        }
-        ValidatorCommand::Unbond {
-            send,
-            validator,
-            amount,
-        } => {
-            let op = ValidatorTx::Unbond {
-                key: validator_key(&validator)?,
-                amount: parse_stake(&amount)?,
-            };
-            (send, TxBody::Validator(op))
-        }
+        ValidatorCommand::Bond(args) => stake_tx(args, true)?,
+        ValidatorCommand::Unbond(args) => stake_tx(args, false)?,
         ValidatorCommand::Leave { send, validator } => {
             let op = ValidatorTx::Leave {
                 key: validator_key(&validator)?,

@@ -116,40 +116,28 @@ fn operators_bond_register_and_leave_through_the_cli() {
         .to_string();
     let funder = cluster.dev_key(0);
     let funder = funder.to_str().expect("utf8");
-    let registered = send(&[
-        "tx",
-        "validator",
-        "register",
-        "--rpc",
-        &rpc,
-        "--key",
-        funder,
-        "--validator-key",
-        newcomer_path,
-        "--p2p",
-        "127.0.0.1:28699",
-        "--stake",
-        "100",
-        "--wait",
-    ]);
+    let register = || {
+        send(&[
+            "tx",
+            "validator",
+            "register",
+            "--rpc",
+            &rpc,
+            "--key",
+            funder,
+            "--validator-key",
+            newcomer_path,
+            "--p2p",
+            "127.0.0.1:28699",
+            "--stake",
+            "100",
+            "--wait",
+        ])
+    };
+    let registered = register();
     assert_eq!(registered["status"], "success", "{registered}");
     // Registering it twice is refused.
-    let again = send(&[
-        "tx",
-        "validator",
-        "register",
-        "--rpc",
-        &rpc,
-        "--key",
-        funder,
-        "--validator-key",
-        newcomer_path,
-        "--p2p",
-        "127.0.0.1:28699",
-        "--stake",
-        "100",
-        "--wait",
-    ]);
+    let again = register();
     assert_eq!(again["error"]["reason"], "already_registered", "{again}");
 
     // Both take effect at a boundary: the set grows to five and node 0 has 1,500 tokens

@@ -181,3 +181,28 @@ proptest! {
         prop_assert_eq!(next.clone(), run(&current, &records, max));
     }
 }
+
+/// A hostile transaction's p2p address is bounded at decode: a long one is refused with a
+/// typed error before anything reads it.
+#[test]
+fn a_long_p2p_address_is_refused_at_decode() {
+    let tx = |p2p: String| crate::Transaction {
+        chain_id: 1,
+        sender: key(1).into(),
+        nonce: 0,
+        gas_limit: 80_000,
+        gas_price: 1,
+        body: crate::TxBody::Validator(ValidatorTx::Update {
+            key: key(2),
+            p2p: Some(p2p),
+            rotate: None,
+        }),
+    };
+    let ok = tx("x".repeat(MAX_P2P_ADDRESS_BYTES));
+    assert!(crate::Transaction::decode(&ok.encode()).is_ok());
+    let long = tx("x".repeat(MAX_P2P_ADDRESS_BYTES + 1));
+    assert!(matches!(
+        crate::Transaction::decode(&long.encode()),
+        Err(DecodeError::FieldTooLarge { field: "p2p", .. })
+    ));
+}
