@@ -591,12 +591,19 @@ impl App {
                 }
             }
             Action::EpochEnded { epoch, tip, suffix } => {
-                if let Some((headers, cert)) = suffix {
-                    if let Err(e) =
-                        sync::put_epoch_suffix(self.chain.store(), epoch, &headers, &cert)
+                if let Some((headers, cert)) = &suffix {
+                    if let Err(e) = sync::put_epoch_suffix(self.chain.store(), epoch, headers, cert)
                     {
                         tracing::warn!(error = %e, epoch, "cannot record the epoch's suffix proof");
                     }
+                }
+                // What a node without history trusts (keel_getEpochProof). A node that
+                // cannot build it still runs; it only cannot serve this epoch's change.
+                let store = self.chain.store();
+                if let Err(e) =
+                    crate::epoch_proof::record(store, epoch, self.cfg.epoch_length, suffix)
+                {
+                    tracing::warn!(error = %e, epoch, "cannot record the epoch change proof");
                 }
                 tracing::info!(epoch, height = tip.0, "epoch ended");
                 // The next set is in the state the epoch's last block committed. A live

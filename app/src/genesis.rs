@@ -12,6 +12,9 @@ use std::path::Path;
 
 /// Funded accounts a genesis may list (bounds the height-0 commit).
 pub const MAX_GENESIS_ACCOUNTS: usize = 100_000;
+/// The shortest epoch: its second-to-last block fixes the next epoch's set and its last
+/// block's header commits to it (docs/validators.md).
+pub const MIN_EPOCH_LENGTH: u64 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -185,8 +188,9 @@ impl Genesis {
         if self.chain_id == 0 {
             return invalid("chain_id must be non-zero".into());
         }
-        if self.epoch_length == 0 {
-            return invalid("epoch_length must be at least 1".into());
+        // The next set is fixed by an epoch's second-to-last block (docs/validators.md).
+        if self.epoch_length < MIN_EPOCH_LENGTH {
+            return invalid(format!("epoch_length must be at least {MIN_EPOCH_LENGTH}"));
         }
         if self.block_gas_limit < MAX_TX_GAS {
             return invalid(format!(
@@ -283,8 +287,12 @@ impl Genesis {
             };
             overlay.put_account(b.address, &record)?;
         }
-        let entries: Vec<GenesisEntry> = self
-            .validators
+        keel_runtime::validators::write_genesis(&mut overlay, &self.registry_entries())?;
+        Ok(overlay.into_diff())
+    }
+
+    fn registry_entries(&self) -> Vec<GenesisEntry> {
+        self.validators
             .iter()
             .map(|v| GenesisEntry {
                 key: v.public_key,
@@ -292,9 +300,12 @@ impl Genesis {
                 p2p: v.p2p.clone(),
                 stake: v.stake,
             })
-            .collect();
-        keel_runtime::validators::write_genesis(&mut overlay, &entries)?;
-        Ok(overlay.into_diff())
+            .collect()
+    }
+
+    /// The validator set of epoch 0 (what epoch-change proofs start from).
+    pub fn epoch_set(&self) -> keel_types::validator::EpochSet {
+        keel_runtime::validators::genesis_set(&self.registry_entries())
     }
 
     /// Commit the genesis state into a fresh store, or check that a used store was started
@@ -324,11 +335,38 @@ impl Genesis {
             receipts: &[],
             archive: &keel_state::ArchiveBatch::default(),
         })?;
-        let text = format!("{}\n{}\n", expected.to_hex(), info.state_root.to_hex());
+        self.write_marker(data_dir, info.state_root)?;
+        Ok(info.state_root)
+    }
+
+    fn write_marker(&self, data_dir: &Path, root: Hash) -> Result<(), GenesisError> {
+        let marker = data_dir.join("genesis.hash");
+        let text = format!("{}\n{}\n", self.hash().to_hex(), root.to_hex());
         std::fs::write(&marker, text).map_err(|e| GenesisError::Read {
             path: marker.display().to_string(),
             reason: e.to_string(),
-        })?;
-        Ok(info.state_root)
+        })
+    }
+
+    /// Marks a store restored from a snapshot (which never held height 0) as started from
+    /// this genesis, so [`Genesis::apply`] accepts it: the genesis root is computed in a
+    /// scratch store under `data_dir`, removed afterwards.
+    pub fn mark_restored(&self, data_dir: &Path) -> Result<Hash, GenesisError> {
+        let scratch = data_dir.join("genesis-scratch");
+        let _ = std::fs::remove_dir_all(&scratch);
+        let root = {
+            let store = Store::open(
+                &scratch,
+                keel_store::StoreOptions {
+                    sync_writes: false,
+                    ..keel_store::StoreOptions::default()
+                },
+            )?;
+            let diff = self.state_diff(&store)?;
+            store.preview_root(0, &diff)?
+        };
+        let _ = std::fs::remove_dir_all(&scratch);
+        self.write_marker(data_dir, root)?;
+        Ok(root)
     }
 }

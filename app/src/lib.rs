@@ -10,6 +10,7 @@ pub mod admit;
 pub mod chain;
 pub mod charge;
 pub mod core;
+pub mod epoch_proof;
 pub mod genesis;
 pub mod mempool;
 pub mod next_epoch;

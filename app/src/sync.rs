@@ -41,6 +41,14 @@ pub fn put_epoch_suffix(
     store.put_aux(&key(SUFFIX_PREFIX, epoch), &value)
 }
 
+/// The finalization certificate recorded for `height`, if it was finalized directly.
+pub fn certificate_of(store: &Store, height: Height) -> Result<Option<Certificate>, StateError> {
+    store
+        .get_aux(&key(CERT_PREFIX, height))?
+        .map(|v| Certificate::decode(&v).map_err(|e| StateError::Corrupt(e.to_string())))
+        .transpose()
+}
+
 fn certificate_at_or_after(
     store: &Store,
     height: Height,

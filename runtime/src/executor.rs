@@ -342,15 +342,19 @@ impl Runtime {
         })
     }
 
-    /// Whether `header` is its epoch's last block (epoch e orders heights e·L+1 ..= (e+1)·L),
-    /// after whose transactions the next epoch's validator set is fixed.
-    fn ends_epoch(&self, header: &keel_types::Header) -> bool {
+    /// Whether `header` is its epoch's second-to-last block (epoch e orders heights
+    /// e·L+1 ..= (e+1)·L, L ≥ 2), after whose transactions the next epoch's validator set is
+    /// fixed. Not the last block: the last block's header commits to the state after this
+    /// one (`parent_state_root`), so the epoch's own finalization certifies the next set and
+    /// an epoch-change proof needs nothing signed by the set it introduces (epoch_proof in
+    /// keel-app). At the last block itself nothing would certify it within the epoch.
+    fn fixes_next_set(&self, header: &keel_types::Header) -> bool {
         let length = self.config.registry.epoch_length;
         header
             .epoch
             .checked_add(1)
             .and_then(|e| e.checked_mul(length))
-            .is_some_and(|last| header.height == last)
+            .is_some_and(|last| header.height.checked_add(1) == Some(last))
     }
 
     /// Execute `block` over `parent` (the state after the parent block).
@@ -444,7 +448,7 @@ impl Runtime {
                 self.execute_serially(&mut overlay, hashes, &context, txs, trace)?
             }
         };
-        if matches!(run, Run::Block { .. }) && self.ends_epoch(header) {
+        if matches!(run, Run::Block { .. }) && self.fixes_next_set(header) {
             crate::validators::end_epoch(&mut overlay, header.epoch, &self.config.registry)?;
         }
         archive.folded_revivals = overlay.folded_revivals();

@@ -416,7 +416,6 @@ pub fn write_genesis(
     overlay: &mut Overlay<&dyn StateView>,
     entries: &[GenesisEntry],
 ) -> Result<(), StateError> {
-    let mut members = Vec::with_capacity(entries.len());
     let mut keys = Vec::with_capacity(entries.len());
     for e in entries {
         let record = ValidatorRecord {
@@ -432,15 +431,26 @@ pub fn write_genesis(
         };
         write_record(overlay, &e.key, Some(&record))?;
         keys.push(e.key);
-        members.push(EpochMember {
+    }
+    keys.sort();
+    write_registry(overlay, Registry(keys))?;
+    overlay.set(
+        StateKey::EpochValidators(0),
+        Some(genesis_set(entries).encode()),
+    )
+}
+
+/// The set of epoch 0: the genesis validators in genesis order, power by stake. What a node
+/// without history starts an epoch-change proof from.
+pub fn genesis_set(entries: &[GenesisEntry]) -> EpochSet {
+    let members = entries
+        .iter()
+        .map(|e| EpochMember {
             key: e.key,
             power: keel_types::validator::power_of_stake(e.stake),
             operator: e.operator,
             p2p: e.p2p.clone(),
-        });
-    }
-    keys.sort();
-    write_registry(overlay, Registry(keys))?;
-    let set = EpochSet { epoch: 0, members };
-    overlay.set(StateKey::EpochValidators(0), Some(set.encode()))
+        })
+        .collect();
+    EpochSet { epoch: 0, members }
 }

@@ -143,6 +143,37 @@ fn a_registration_enters_the_set_at_the_boundary_and_bad_ones_are_refused() {
     );
 }
 
+/// The next set is fixed by the epoch's second-to-last block (so the last header commits
+/// to it): a registration in the last block enters one boundary later.
+#[test]
+fn a_registration_in_an_epochs_last_block_waits_a_boundary() {
+    let (op, v) = (key(1), key(2));
+    let mut chain = chain(&[&op]);
+    end_epoch(&mut chain);
+    // Empty blocks up to the second-to-last of this epoch: the registration is the last.
+    while !(chain.height + 1).is_multiple_of(L) {
+        chain.epoch_for_next();
+        chain.block(Vec::new());
+    }
+    let ok = register(&mut chain, &op, &v, 100);
+    assert_eq!(ok.status, TxStatus::Success, "{ok:?}");
+    assert!(chain.height.is_multiple_of(L), "registered in the epoch's last block");
+    let view = chain.store.latest_view();
+    let next = read_epoch_set(&view, chain.height / L)
+        .expect("read")
+        .expect("the next set, fixed a block before");
+    assert!(
+        next.members.iter().all(|m| m.key != v.public_key()),
+        "not in the set that starts after this block"
+    );
+    end_epoch(&mut chain);
+    assert_eq!(
+        set_power(&chain, &v.public_key()),
+        Some(100),
+        "in the one after"
+    );
+}
+
 /// Found by review: a rotation onto a key registered meanwhile, or two rotations onto one
 /// key, wrote two records under one key — a stake lost and a registry no node could decode.
 #[test]

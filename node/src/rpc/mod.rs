@@ -433,6 +433,14 @@ impl RpcContext {
         validators::get_validator_set(&self.store.latest_view(), epoch).map_err(state_err)
     }
 
+    /// `keel_getEpochProof`: the recorded epoch changes from `from_epoch` (default 0).
+    fn epoch_proof(&self, from_epoch: Option<u64>) -> Result<Value, ErrorObjectOwned> {
+        let from = from_epoch.unwrap_or(0);
+        let max = keel_app::epoch_proof::MAX_EPOCH_CHANGES_PER_RESPONSE;
+        let changes = keel_app::epoch_proof::changes(&self.store, from, max).map_err(state_err)?;
+        Ok(validators::epoch_proof_json(from, &changes))
+    }
+
     fn policy(&self, address: &str) -> Result<Value, ErrorObjectOwned> {
         let address = parse_address(address)?;
         let header = self.next_header();
@@ -603,6 +611,13 @@ pub fn module(
             .optional_next()
             .map_err(|e| bad_params(e.message().to_string()))?;
         ctx.validator_set(epoch)
+    })?;
+    module.register_method("keel_getEpochProof", |params, ctx, _| {
+        let from: Option<u64> = params
+            .sequence()
+            .optional_next()
+            .map_err(|e| bad_params(e.message().to_string()))?;
+        ctx.epoch_proof(from)
     })?;
     module.register_method("keel_getPolicy", |params, ctx, _| {
         ctx.policy(&one_string(&params)?)

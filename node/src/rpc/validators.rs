@@ -1,5 +1,6 @@
 //! The validator registry over RPC: `keel_getValidatorSet` (an epoch's weighted set and every
-//! registered validator's stake and status; docs/validators.md, docs/rpc.md).
+//! registered validator's stake and status) and `keel_getEpochProof` (the chain of epoch
+//! changes a node without history verifies; docs/validators.md, docs/rpc.md).
 
 use super::json::qty256;
 use keel_runtime::validators::{read_epoch_set, read_record, read_registry};
@@ -58,4 +59,29 @@ pub fn get_validator_set(view: &dyn StateView, epoch: u64) -> Result<Value, Stat
         "next": next.as_ref().map(set_json),
         "registry": registry,
     }))
+}
+
+/// The epoch changes from `from`: a summary of each and its canonical bytes (what
+/// `keel_app::epoch_proof::verify_from_set` / `verify_from_checkpoint` take).
+pub fn epoch_proof_json(from: u64, changes: &[keel_app::epoch_proof::EpochChange]) -> Value {
+    use keel_types::Canonical;
+    let items: Vec<Value> = changes
+        .iter()
+        .map(|c| {
+            json!({
+                "epoch": c.epoch,
+                "height": c.last.height,
+                "hash": c.last.hash().to_string(),
+                "state_root": c.last.parent_state_root.to_string(),
+                "suffix_headers": c.suffix.len(),
+                "signers": c.certificate.signers.len(),
+                "encoded": format!("0x{}", hex::encode(c.encode())),
+            })
+        })
+        .collect();
+    json!({
+        "from_epoch": from,
+        "more": items.len() == keel_app::epoch_proof::MAX_EPOCH_CHANGES_PER_RESPONSE,
+        "changes": items,
+    })
 }

@@ -219,6 +219,10 @@ pub struct StackReport {
     pub set: Option<keel_types::validator::EpochSet>,
     /// Registered validators the highest validator's state has jailed.
     pub jailed: Vec<keel_types::PublicKey>,
+    /// The set of epoch 0 and the highest validator's recorded epoch changes (each running
+    /// validator's are verified from genesis into `violations`).
+    pub genesis_set: Option<keel_types::validator::EpochSet>,
+    pub epoch_changes: Vec<keel_app::epoch_proof::EpochChange>,
 }
 
 /// A message on its way.
@@ -439,6 +443,7 @@ pub fn run(s: &StackScenario) -> anyhow::Result<StackReport> {
         }
     }
     let mut r = report(s, &validators, &agents)?;
+    check_epoch_proofs(s, &validators, genesis.epoch_set(), &mut r)?;
     r.violations.extend(codec_errors);
     r.height_before_window = height_before_window;
     Ok(r)
@@ -601,6 +606,47 @@ fn report(
     r.expired_entries = counts.expired;
     r.fold_pages = keel_state::fold::fold_count(&top.store.latest_view())?;
     Ok(r)
+}
+
+/// Every running validator recorded one epoch change per epoch it ended, and they verify
+/// from the genesis set (what a node without history trusts, docs/validators.md).
+fn check_epoch_proofs(
+    s: &StackScenario,
+    validators: &[Validator],
+    genesis_set: keel_types::validator::EpochSet,
+    r: &mut StackReport,
+) -> anyhow::Result<()> {
+    use keel_app::epoch_proof;
+    let height = |v: &Validator| v.store.latest().map_or(0, |l| l.height);
+    let mut top: Option<(u64, Vec<epoch_proof::EpochChange>)> = None;
+    for v in validators.iter().filter(|v| s.silent != Some(v.index)) {
+        let ended = height(v) / s.epoch_length;
+        let changes = epoch_proof::changes(&v.store, 0, usize::MAX)?;
+        if (changes.len() as u64) < ended.min(epoch_proof::MAX_EPOCH_CHANGES_PER_RESPONSE as u64) {
+            r.violations.push(format!(
+                "validator {}: {} epoch changes recorded for {ended} ended epochs",
+                v.index,
+                changes.len()
+            ));
+        }
+        if !changes.is_empty() {
+            if let Err(e) = epoch_proof::verify_from_set(
+                CHAIN_ID,
+                s.epoch_length,
+                genesis_set.clone(),
+                &changes,
+            ) {
+                r.violations
+                    .push(format!("validator {}: epoch changes: {e}", v.index));
+            }
+        }
+        if top.as_ref().is_none_or(|(h, _)| height(v) > *h) {
+            top = Some((height(v), changes));
+        }
+    }
+    r.genesis_set = Some(genesis_set);
+    r.epoch_changes = top.map(|(_, c)| c).unwrap_or_default();
+    Ok(())
 }
 
 /// The end of a run in which something must be committed: the longest view timeout (a

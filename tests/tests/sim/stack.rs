@@ -242,7 +242,68 @@ fn stake_changes_and_a_jailed_validator_reconfigure_the_set() {
             Some(1),
             "seed {seed}"
         );
+        forged_epoch_changes_are_refused(&r, &s, &set);
     }
+}
+
+/// The recorded chain of epoch changes reaches the set in state; every forgery of it is
+/// refused with its typed error: a certificate with a signature changed, a next set that
+/// is not the certified one, a header swapped in, a checkpoint that is not on the chain.
+fn forged_epoch_changes_are_refused(
+    r: &keel_tests::stack::StackReport,
+    s: &keel_tests::stack::StackScenario,
+    set: &keel_types::validator::EpochSet,
+) {
+    use keel_app::epoch_proof::{verify_from_checkpoint, verify_from_set, EpochProofError};
+    let chain_id = keel_tests::stack::CHAIN_ID;
+    let genesis = r.genesis_set.clone().expect("genesis set");
+    let changes = &r.epoch_changes;
+    assert!(changes.len() >= 3, "{} epoch changes", changes.len());
+    let verify = |c: &[keel_app::epoch_proof::EpochChange]| {
+        verify_from_set(chain_id, s.epoch_length, genesis.clone(), c)
+    };
+    let trusted = verify(changes).expect("the honest chain verifies");
+    // The chain ends at the set the top validator runs (or the one after, announced).
+    assert!(trusted.set.epoch >= set.epoch, "{trusted:?} vs {set:?}");
+    if trusted.set.epoch == set.epoch {
+        assert_eq!(&trusted.set, set);
+    }
+    let last = changes.len() - 1;
+    let mut forged = changes.clone();
+    forged[last].certificate.signatures[0].0[7] ^= 1;
+    assert!(matches!(
+        verify(&forged),
+        Err(EpochProofError::Certificate { .. })
+    ));
+    let mut forged = changes.clone();
+    forged[1].next_set.value = Some(forged[0].next_set.value.clone().expect("value"));
+    assert!(matches!(
+        verify(&forged),
+        Err(EpochProofError::SetProof { .. })
+    ));
+    let mut forged = changes.clone();
+    forged[1].last.parent_state_root = keel_types::Hash([9; 32]);
+    assert!(matches!(
+        verify(&forged),
+        Err(EpochProofError::WrongCertificate { .. } | EpochProofError::BrokenChain { .. })
+    ));
+    let mut forged = changes.clone();
+    forged.remove(1);
+    assert!(matches!(
+        verify(&forged),
+        Err(EpochProofError::WrongEpoch { .. })
+    ));
+    // A checkpoint: the first change's block is trusted without a certificate, the rest
+    // chain on; a (height, hash) not on the chain is refused.
+    let at = (changes[1].last.height, changes[1].last.hash());
+    let from_checkpoint =
+        verify_from_checkpoint(chain_id, s.epoch_length, at, &changes[1..]).expect("checkpoint");
+    assert_eq!(from_checkpoint, trusted);
+    let off_chain = (at.0, keel_types::Hash([1; 32]));
+    assert!(matches!(
+        verify_from_checkpoint(chain_id, s.epoch_length, off_chain, &changes[1..]),
+        Err(EpochProofError::CheckpointNotOnChain { .. })
+    ));
 }
 
 #[test]
