@@ -199,7 +199,7 @@ impl BlockHashes for ChainHashes<'_> {
         if let Some(hash) = self.ancestry.get(&height) {
             return Some(*hash);
         }
-        self.store.block(height).ok().flatten().map(|b| b.hash())
+        self.store.block_hash_at(height).ok().flatten()
     }
 }
 

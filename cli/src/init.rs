@@ -254,3 +254,83 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, InitError> {
         accounts: accounts_file.display().to_string(),
     })
 }
+
+/// What `keel init --join` wrote.
+#[derive(Debug, Serialize)]
+pub struct JoinReport {
+    pub home: String,
+    /// The new validator's consensus key (what `keel tx validator register` registers).
+    pub public_key: String,
+    /// The new operator account (fund it, then register and bond from it).
+    pub operator: String,
+    pub p2p: String,
+    pub rpc: String,
+    pub metrics: String,
+}
+
+/// Lays out a home for a node that joins a running chain: the chain's genesis, a new
+/// validator key and operator account, and a config that restores a snapshot on first
+/// start (`sync.mode = "snapshot"`; docs/validators.md). Its peers are the genesis
+/// validators and, once restored, every registered validator.
+pub fn init_join(opts: &InitOptions, genesis_file: &Path) -> Result<JoinReport, InitError> {
+    let genesis = keel_node::genesis::Genesis::load(genesis_file)?;
+    genesis.validate()?;
+    if opts.hosts.len() > 1 {
+        return Err(InitError::HostCount {
+            hosts: opts.hosts.len(),
+            validators: 1,
+        });
+    }
+    if usize::from(opts.base_port) + 200 > usize::from(u16::MAX) {
+        return Err(InitError::BasePort {
+            base_port: opts.base_port,
+            validators: 1,
+        });
+    }
+    let host = match opts.hosts.first() {
+        Some(host) => {
+            host.parse::<std::net::IpAddr>()
+                .map_err(|error| InitError::Host {
+                    host: host.clone(),
+                    error,
+                })?;
+            host.as_str()
+        }
+        None => "127.0.0.1",
+    };
+    let home = &opts.home;
+    if home.join("config.toml").exists() {
+        return Err(InitError::Exists(home.join("config.toml")));
+    }
+    let port = |offset: u16| {
+        let port = opts.base_port + offset;
+        if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        }
+    };
+    let data = home.join("data");
+    std::fs::create_dir_all(&data).map_err(|error| InitError::Write { path: data, error })?;
+    let key = keys::generate();
+    keys::write(&home.join("keys/validator.json"), &key)?;
+    let operator = keys::write(&home.join("keys/operator.json"), &keys::generate())?;
+    let mut config = NodeConfig::default();
+    config.p2p.listen = port(0);
+    config.rpc.listen = port(100);
+    config.metrics.listen = port(200);
+    config.consensus.block_time_ms = opts.block_time_ms;
+    config.consensus.min_block_interval_ms = opts.min_block_interval_ms.min(opts.block_time_ms);
+    config.sync.mode = "snapshot".into();
+    config.validate()?;
+    write_file(&home.join("config.toml"), &config.to_toml())?;
+    write_file(&home.join("genesis.json"), &genesis.to_json())?;
+    Ok(JoinReport {
+        home: home.display().to_string(),
+        public_key: key.public_key().to_hex(),
+        operator: operator.address.to_hex(),
+        p2p: port(0),
+        rpc: format!("http://{}", port(100)),
+        metrics: format!("http://{}", port(200)),
+    })
+}

@@ -4,7 +4,7 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use keel_cli::client::{self, Client, ClientError, TxRequest};
 use keel_cli::devnet::{devnet, DevnetOptions};
-use keel_cli::init::{init, InitOptions};
+use keel_cli::init::{init, init_join, InitOptions};
 use keel_node::driver::now_ms;
 use keel_node::keys;
 use keel_types::{Address, Env, TxBody};
@@ -26,12 +26,21 @@ enum Command {
     /// Start a local multi-validator devnet (separate `keel run` processes on loopback).
     Devnet(DevnetArgs),
     /// Write keys, genesis and configs for N validators under --home (DIR/node0 … nodeN-1).
-    Init(GenesisArgs),
+    Init(InitArgs),
     /// Run one validator in the foreground from its home directory.
     Run {
         /// A validator home written by `keel init` (config.toml, genesis.json, keys/, data/).
         #[arg(long)]
         home: PathBuf,
+        /// How a node with no state catches up: "block" (from genesis) or "snapshot" (the
+        /// latest epoch boundary's state, verified; docs/validators.md). Overrides
+        /// config.toml's `sync.mode`.
+        #[arg(long)]
+        sync: Option<String>,
+        /// A trusted `HEIGHT:0xHASH` (an epoch's last block) to verify the epoch chain from
+        /// instead of genesis (`sync.checkpoint`).
+        #[arg(long)]
+        checkpoint: Option<String>,
     },
     /// Key management.
     #[command(subcommand)]
@@ -112,6 +121,20 @@ struct GenesisArgs {
     /// Genesis timestamp (ms since the Unix epoch); default: now.
     #[arg(long)]
     genesis_time_ms: Option<u64>,
+}
+
+#[derive(clap::Args)]
+struct InitArgs {
+    #[command(flatten)]
+    network: GenesisArgs,
+    /// `keel init --join --genesis FILE --home DIR`: a home for one node that joins the
+    /// running chain of FILE by snapshot sync (p2p on --base-port, RPC on +100, metrics on
+    /// +200, on the first of --hosts); prints its key and operator account.
+    #[arg(long, requires = "genesis")]
+    join: bool,
+    /// The chain's genesis.json (with --join).
+    #[arg(long, requires = "join")]
+    genesis: Option<PathBuf>,
 }
 
 impl GenesisArgs {
@@ -711,14 +734,27 @@ fn main() -> ExitCode {
                 }))
             })
             .map_err(|e| e.to_string()),
-        Command::Init(a) => init(&a.options())
-            .map_err(|e| e.to_string())
-            .and_then(|report| serde_json::to_value(report).map_err(|e| e.to_string()))
-            .map(Some),
-        Command::Run { home } => runtime().and_then(|rt| {
-            rt.block_on(keel_node::run::run(&home))
-                .map(|()| None)
-                .map_err(|e| format!("{e:#}"))
+        Command::Init(a) => match a.genesis.filter(|_| a.join) {
+            Some(genesis) => init_join(&a.network.options(), &genesis)
+                .map_err(|e| e.to_string())
+                .and_then(|report| serde_json::to_value(report).map_err(|e| e.to_string()))
+                .map(Some),
+            None => init(&a.network.options())
+                .map_err(|e| e.to_string())
+                .and_then(|report| serde_json::to_value(report).map_err(|e| e.to_string()))
+                .map(Some),
+        },
+        Command::Run {
+            home,
+            sync,
+            checkpoint,
+        } => runtime().and_then(|rt| {
+            rt.block_on(keel_node::run::run(
+                &home,
+                keel_node::run::RunOptions { sync, checkpoint },
+            ))
+            .map(|()| None)
+            .map_err(|e| format!("{e:#}"))
         }),
         Command::Devnet(a) => runtime().and_then(|rt| {
             rt.block_on(devnet(DevnetOptions {

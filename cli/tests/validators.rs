@@ -202,14 +202,41 @@ fn created_address(path: &str) -> String {
     file["address"].as_str().expect("address").to_string()
 }
 
+/// The join of issue 21 through real processes: the validators prune (the BLOCKHASH window
+/// of 256 heights), so block sync from genesis is impossible; a fifth node registers,
+/// restores the latest epoch boundary's state by snapshot sync (the epoch chain verified
+/// from genesis, chunks against the certified root), block-syncs to the tip, enters the set,
+/// proposes and votes; then a genesis validator leaves. Every node agrees on every root it
+/// holds.
 #[test]
-fn a_node_outside_genesis_registers_syncs_and_votes_then_a_genesis_validator_leaves() {
+fn a_node_outside_genesis_joins_by_snapshot_and_votes_then_a_genesis_validator_leaves() {
     let _guard = serial();
-    let mut cluster = Cluster::start_with_epochs(4, 28_800, 150, 2, 10, |_| {});
+    let mut cluster = Cluster::start_with_epochs(4, 28_800, 100, 2, 10, |config| {
+        config.storage.retain_heights = keel_node::config::MIN_RETAIN_HEIGHTS;
+        config.storage.prune_interval_ms = 200;
+    });
     let rpc = cluster.rpc(0);
-    cluster.wait_height(&[0, 1, 2, 3], 12, Duration::from_secs(60));
+    // Past the retention window, and pruned: height 1 is gone everywhere.
+    cluster.wait_height(
+        &[0, 1, 2, 3],
+        keel_node::config::MIN_RETAIN_HEIGHTS + 40,
+        Duration::from_secs(180),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (0..4).any(|i| {
+        cluster
+            .call(i, "keel_status", vec![])
+            .map_or(true, |s| s["oldest_retained"].as_u64().unwrap_or(0) == 0)
+    }) {
+        assert!(Instant::now() < deadline, "the validators never pruned");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let joiner = cluster.add_node(28_850);
     let home = cluster.home(joiner);
+    let mut config =
+        keel_node::config::NodeConfig::load(&home.join("config.toml")).expect("config");
+    config.sync.mode = "snapshot".into();
+    std::fs::write(home.join("config.toml"), config.to_toml()).expect("config");
     let key_file = home.join("keys/validator.json");
     let key = created_public_key(key_file.to_str().expect("utf8"));
     let funder = cluster.dev_key(0);
@@ -255,6 +282,24 @@ fn a_node_outside_genesis_registers_syncs_and_votes_then_a_genesis_validator_lea
     cluster.wait_height(&[0, 1, 2, 3, joiner], proposed + 3, Duration::from_secs(60));
     let votes = std::fs::metadata(home.join("data/votes.log")).map_or(0, |m| m.len());
     assert!(votes > 0, "the joiner never voted");
+    // It restored a snapshot: it never held the early heights, and said so.
+    let log = std::fs::read_to_string(home.join("node.log")).expect("log");
+    assert!(
+        log.contains("snapshot sync: state restored"),
+        "no restore in the log"
+    );
+    let status = cluster.call(joiner, "keel_status", vec![]).expect("status");
+    assert!(
+        status["oldest_retained"].as_u64().unwrap_or(0) > keel_node::config::MIN_RETAIN_HEIGHTS,
+        "{status}"
+    );
+    // The epoch chain it verified is served over RPC too.
+    let proof = cluster
+        .call(0, "keel_getEpochProof", vec![])
+        .expect("epoch proof");
+    let changes = proof["changes"].as_array().expect("changes");
+    assert!(changes.len() >= 25, "{proof}");
+    assert_eq!(changes[0]["epoch"], 0);
 
     // A genesis validator leaves: out of the set at a boundary, and the chain goes on
     // with the other four.

@@ -29,6 +29,13 @@ pub fn net_message(data: &[u8]) {
                 crate::agent_tx(&tx.encode());
             }
         }
+        // Snapshot answers are checked by the asker against what it trusts; here each
+        // decoded chunk's entries must be within their bounds (`validate`).
+        NetMessage::Snapshot(inner) => {
+            if let keel_p2p::SnapshotMessage::Chunk(chunk) = inner.as_ref() {
+                assert!(chunk.entries.len() <= keel_types::proof::MAX_SNAPSHOT_CHUNK_ENTRIES);
+            }
+        }
     }
 }
 

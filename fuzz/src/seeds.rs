@@ -568,10 +568,54 @@ pub fn for_target(name: &str) -> Vec<Vec<u8>> {
                 .map(|m| NetMessage::Consensus(Box::new(m)).encode())
                 .collect();
             out.push(NetMessage::Transactions(transactions()).encode());
+            out.extend(
+                snapshot_messages()
+                    .iter()
+                    .map(|m| NetMessage::Snapshot(Box::new(m.clone())).encode()),
+            );
             out
         }
         #[cfg(feature = "node")]
         "rpc_params" => rpc_calls(crate::node::RPC_METHODS),
         _ => Vec::new(),
     }
+}
+
+/// Snapshot sync requests and answers (one of each shape; a chunk with an empty range proof).
+#[cfg(feature = "node")]
+fn snapshot_messages() -> Vec<keel_p2p::SnapshotMessage> {
+    use keel_p2p::SnapshotMessage;
+    let proof: keel_types::proof::RangeProof =
+        borsh::from_slice(&[0u8; 4]).expect("an empty range proof decodes");
+    let key = keel_types::StateKey::Account(keel_types::Address([3; 20]));
+    let block = blocks().swap_remove(0);
+    let empty = keel_types::Block {
+        transactions: Vec::new(),
+        ..block
+    };
+    vec![
+        SnapshotMessage::EpochChangesRequest { from_epoch: 0 },
+        SnapshotMessage::EpochChanges {
+            from_epoch: 2,
+            changes: vec![vec![1, 0, 0, 0]],
+        },
+        SnapshotMessage::ChunkRequest {
+            height: 9,
+            after: Some(keel_types::Hash([7; 32])),
+            max_bytes: 4 << 20,
+        },
+        SnapshotMessage::Chunk(Box::new(keel_types::SnapshotChunk {
+            height: 9,
+            entries: vec![(key.to_bytes(), keel_state::encode_live(1, &[5; 8]))],
+            last: true,
+            proof,
+        })),
+        SnapshotMessage::TipRequest { height: 9 },
+        SnapshotMessage::Tip {
+            block: Box::new(empty.clone()),
+            receipts: Vec::new(),
+            ancestors: vec![empty.header],
+        },
+        SnapshotMessage::Unavailable,
+    ]
 }

@@ -22,6 +22,54 @@ pub struct NodeConfig {
     pub storage: StorageSection,
     pub execution: ExecutionSection,
     pub log: LogSection,
+    pub sync: SyncSection,
+}
+
+/// How a node with no state catches up (docs/validators.md, "Snapshot sync").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncSection {
+    /// "block": execute every block from genesis (peers must still hold them); "snapshot":
+    /// verify the epoch chain, restore the latest epoch boundary's state, then block-sync
+    /// from there. Only a node with an empty (or interrupted-restore) data directory
+    /// snapshots; one with state block-syncs whatever this says.
+    pub mode: String,
+    /// A trusted `HEIGHT:HASH` (an epoch's last block) to verify the epoch chain from
+    /// instead of genesis; empty for genesis.
+    pub checkpoint: String,
+}
+
+impl Default for SyncSection {
+    fn default() -> Self {
+        SyncSection {
+            mode: "block".into(),
+            checkpoint: String::new(),
+        }
+    }
+}
+
+impl SyncSection {
+    pub fn snapshot(&self) -> bool {
+        self.mode == "snapshot"
+    }
+
+    /// The checkpoint, if set: `HEIGHT:0xHASH`.
+    pub fn checkpoint(&self) -> Result<Option<(u64, keel_types::Hash)>, String> {
+        if self.checkpoint.is_empty() {
+            return Ok(None);
+        }
+        let (height, hash) = self
+            .checkpoint
+            .split_once(':')
+            .ok_or_else(|| format!("sync.checkpoint = {:?}: use HEIGHT:0xHASH", self.checkpoint))?;
+        let height = height
+            .trim()
+            .parse()
+            .map_err(|_| format!("sync.checkpoint height {height:?} is not a number"))?;
+        let hash = keel_types::Hash::from_hex(hash.trim())
+            .map_err(|_| format!("sync.checkpoint hash {hash:?} is not a 32-byte hex hash"))?;
+        Ok(Some((height, hash)))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -278,6 +326,13 @@ impl NodeConfig {
                 keel_runtime::MAX_EXEC_THREADS
             ));
         }
+        if !matches!(self.sync.mode.as_str(), "block" | "snapshot") {
+            return invalid(format!(
+                "sync.mode = {:?}: use \"block\" or \"snapshot\"",
+                self.sync.mode
+            ));
+        }
+        self.sync.checkpoint().map_err(ConfigError::Invalid)?;
         if self.storage.prune_batch_heights == 0 || self.storage.prune_interval_ms == 0 {
             return invalid(
                 "storage.prune_batch_heights and storage.prune_interval_ms must be at least 1"

@@ -11,6 +11,7 @@ pub mod pruner;
 pub mod rpc;
 pub mod run;
 pub mod shared;
+pub mod snapshot;
 pub mod status_page;
 
 pub use keel_app::mempool::{AdmitError, Mempool, MempoolConfig};

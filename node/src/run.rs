@@ -69,9 +69,25 @@ pub fn init_logging(config: &NodeConfig) {
     }
 }
 
-pub async fn run(home: &Path) -> anyhow::Result<()> {
+/// `keel run` flags that override config.toml.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// `sync.mode`: "block" or "snapshot".
+    pub sync: Option<String>,
+    /// `sync.checkpoint`: `HEIGHT:0xHASH`.
+    pub checkpoint: Option<String>,
+}
+
+pub async fn run(home: &Path, options: RunOptions) -> anyhow::Result<()> {
     let config_path = home.join("config.toml");
-    let config = NodeConfig::load(&config_path)?;
+    let mut config = NodeConfig::load(&config_path)?;
+    if let Some(mode) = options.sync {
+        config.sync.mode = mode;
+    }
+    if let Some(checkpoint) = options.checkpoint {
+        config.sync.checkpoint = checkpoint;
+    }
+    config.validate()?;
     init_logging(&config);
     let genesis = Genesis::load(&home.join("genesis.json"))?;
     let key = keys::read(&home.join("keys/validator.json"))?;
@@ -91,18 +107,44 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
     }
     let data = home.join("data");
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
-    let store = Arc::new(
-        Store::open(
-            &data.join("state"),
-            StoreOptions {
-                keep_archive: config.storage.keep_archive,
-                index_touches: genesis.expiry_epochs > 0,
-                ..StoreOptions::default()
-            },
-        )
-        .with_context(|| format!("opening the store in {}", data.display()))?,
+    let store_options = StoreOptions {
+        keep_archive: config.storage.keep_archive,
+        index_touches: genesis.expiry_epochs > 0,
+        ..StoreOptions::default()
+    };
+    let state_path = data.join("state");
+    let opened = Arc::new(
+        Store::open(&state_path, store_options.clone())
+            .with_context(|| format!("opening the store in {}", data.display()))?,
     );
-    genesis.apply(&store, &data)?;
+    // A node with no state restores a snapshot first if told to (docs/validators.md).
+    let snapshot = config.sync.snapshot() && opened.latest().is_none();
+    let store = if snapshot {
+        drop(opened);
+        // Marked before the restore: `apply` reads the mark only once the store has a
+        // latest height, and a crash right after the restore must not leave a store no
+        // genesis matches.
+        genesis.mark_restored(&data)?;
+        None
+    } else {
+        anyhow::ensure!(
+            !keel_store::SnapshotRestore::in_progress(&opened)?,
+            "{} holds an unfinished snapshot restore: start with --sync snapshot to finish \
+             it, or empty the directory to block-sync from genesis",
+            state_path.display()
+        );
+        genesis.apply(&opened, &data)?;
+        Some(opened)
+    };
+    let checkpoint = config.sync.checkpoint().map_err(anyhow::Error::msg)?;
+    if let Some((height, _)) = checkpoint {
+        anyhow::ensure!(
+            height > 0 && height % genesis.epoch_length == 0,
+            "sync.checkpoint height {height} is not an epoch's last block (a multiple of \
+             epoch_length {})",
+            genesis.epoch_length
+        );
+    }
     let genesis_hash = genesis.hash();
     let cache = Arc::new(
         ModuleCache::new(
@@ -138,24 +180,22 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
         .with_signature_cache(runtime.signature_cache().clone())
         .with_epoch_length(genesis.epoch_length),
     ));
-    mempool
-        .lock()
-        .expect("mempool lock")
-        .set_latest_height(store.latest().map_or(0, |l| l.height));
     let prometheus = m::install().context("installing the metrics recorder")?;
     let shared = Arc::new(Shared::default());
 
-    let (net, inbound, gossip_in) = Network::start(
+    let known_peers = match &store {
+        Some(store) => crate::driver::registry_peers(&store.latest_view())
+            .context("reading the validator registry")?,
+        None => Vec::new(),
+    };
+    let (net, mut inbound, gossip_in) = Network::start(
         NetConfig {
             listen: config.p2p.listen.parse()?,
             validators: genesis
                 .validators
                 .iter()
                 .map(|v| (v.public_key, v.p2p.clone()))
-                .chain(
-                    crate::driver::registry_peers(&store.latest_view())
-                        .context("reading the validator registry")?,
-                )
+                .chain(known_peers)
                 .collect(),
             chain_id: genesis.chain_id,
             genesis_hash,
@@ -166,6 +206,31 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
     )
     .await
     .with_context(|| format!("binding p2p on {}", config.p2p.listen))?;
+    let store = match store {
+        Some(store) => store,
+        None => {
+            let store = crate::snapshot::sync(
+                &net,
+                &mut inbound,
+                &genesis,
+                checkpoint,
+                &state_path,
+                store_options,
+            )
+            .await
+            .context("snapshot sync")?;
+            genesis.apply(&store, &data)?;
+            net.add_peers(
+                &crate::driver::registry_peers(&store.latest_view())
+                    .context("reading the restored validator registry")?,
+            );
+            store
+        }
+    };
+    mempool
+        .lock()
+        .expect("mempool lock")
+        .set_latest_height(store.latest().map_or(0, |l| l.height));
     tokio::spawn(admit_gossip(
         gossip_in,
         mempool.clone(),
@@ -248,6 +313,7 @@ pub async fn run(home: &Path) -> anyhow::Result<()> {
         keel_pruning::PrunePolicy {
             retain_heights: config.storage.retain_heights,
             batch_heights: config.storage.prune_batch_heights,
+            epoch_length: genesis.epoch_length,
         },
         std::time::Duration::from_millis(config.storage.prune_interval_ms),
     )

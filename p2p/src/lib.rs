@@ -25,7 +25,10 @@ mod wire;
 use borsh::{BorshDeserialize, BorshSerialize};
 use keel_consensus::Message;
 use keel_types::encoding::{check_len, Canonical, DecodeError};
-use keel_types::{Hash, PublicKey, SecretKey, Signature, SignedTransaction};
+use keel_types::{
+    Block, Hash, Header, Height, PublicKey, Receipt, SecretKey, Signature, SignedTransaction,
+    SnapshotChunk,
+};
 use limits::{inbound_permits, ByteBudget, HandshakeSlots};
 pub use limits::{
     MAX_PEER_INBOUND_BYTES, MAX_PEER_OUTBOUND_BYTES, MAX_PENDING_HANDSHAKES_PER_IP,
@@ -83,6 +86,78 @@ pub enum NetMessage {
     Consensus(Box<Message>),
     /// Transactions admitted by the sender's mempool (each is re-checked on arrival).
     Transactions(Vec<SignedTransaction>),
+    /// Snapshot state sync (docs/validators.md): what a node without history asks, and the
+    /// answers, each checked by the asker against what it already trusts.
+    Snapshot(Box<SnapshotMessage>),
+}
+
+/// Epoch changes one answer carries at most.
+pub const MAX_EPOCH_CHANGES_PER_MESSAGE: usize = 64;
+/// Bytes of epoch changes one answer carries at most (a change with a long suffix is large).
+pub const MAX_EPOCH_CHANGES_BYTES: usize = 8 * 1024 * 1024;
+/// Headers below a snapshot's tip one answer carries: the EVM's `BLOCKHASH` window.
+pub const MAX_TIP_ANCESTORS: usize = 256;
+
+/// Snapshot state sync requests and answers.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum SnapshotMessage {
+    /// The recorded epoch changes from `from_epoch` on.
+    EpochChangesRequest {
+        from_epoch: u64,
+    },
+    /// Canonical `EpochChange`s (keel-app's epoch_proof), consecutive from `from_epoch`.
+    EpochChanges {
+        from_epoch: u64,
+        changes: Vec<Vec<u8>>,
+    },
+    /// One chunk of `height`'s state after key hash `after`, at most `max_bytes`.
+    ChunkRequest {
+        height: Height,
+        after: Option<Hash>,
+        max_bytes: u32,
+    },
+    Chunk(Box<SnapshotChunk>),
+    /// The block at `height`, its receipts, and the headers of the (up to)
+    /// [`MAX_TIP_ANCESTORS`] blocks below it (the restored state's tip, and the hashes
+    /// `BLOCKHASH` reads after it).
+    TipRequest {
+        height: Height,
+    },
+    Tip {
+        block: Box<Block>,
+        receipts: Vec<Receipt>,
+        ancestors: Vec<Header>,
+    },
+    /// This node cannot serve what was asked (pruned, not recorded, busy).
+    Unavailable,
+}
+
+impl SnapshotMessage {
+    fn validate(&self) -> Result<(), DecodeError> {
+        const KIND: &str = "SnapshotMessage";
+        match self {
+            SnapshotMessage::EpochChanges { changes, .. } => check_len(
+                KIND,
+                "changes",
+                changes.len(),
+                MAX_EPOCH_CHANGES_PER_MESSAGE,
+            ),
+            SnapshotMessage::Chunk(chunk) => chunk.validate(),
+            SnapshotMessage::Tip {
+                block,
+                receipts,
+                ancestors,
+            } => {
+                check_len(KIND, "receipts", receipts.len(), block.transactions.len())?;
+                check_len(KIND, "ancestors", ancestors.len(), MAX_TIP_ANCESTORS)?;
+                block.validate()
+            }
+            SnapshotMessage::EpochChangesRequest { .. }
+            | SnapshotMessage::ChunkRequest { .. }
+            | SnapshotMessage::TipRequest { .. }
+            | SnapshotMessage::Unavailable => Ok(()),
+        }
+    }
 }
 
 impl Canonical for NetMessage {
@@ -97,6 +172,7 @@ impl Canonical for NetMessage {
                 check_len(Self::KIND, "transactions", txs.len(), MAX_GOSSIP_TXS)?;
                 txs.iter().try_for_each(Canonical::validate)
             }
+            NetMessage::Snapshot(message) => message.validate(),
         }
     }
 }

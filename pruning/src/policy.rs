@@ -12,8 +12,9 @@ use keel_types::Height;
 /// the hashes of the last 256 blocks from the store; a node that pruned one of them would
 /// read zero where its peers read the hash, and fork from them.
 pub const MIN_RETAIN_HEIGHTS: u64 = 256;
-/// Aux records keyed by height that go with pruned blocks (finality certificates).
-pub const PRUNED_AUX_PREFIXES: &[&[u8]] = &[b"cert/"];
+/// Aux records keyed by height that go with pruned blocks (finality certificates, and the
+/// block hashes a snapshot restore keeps below its height: keel-store's `ANCESTOR_PREFIX`).
+pub const PRUNED_AUX_PREFIXES: &[&[u8]] = &[b"cert/", b"ancestor/"];
 /// Compact when the bytes deleted since the last compaction reach this fraction (1/N) of the
 /// store, so a compaction rewrites at most N times what it frees.
 pub const COMPACT_FRACTION_DENOMINATOR: u64 = 4;
@@ -56,6 +57,24 @@ pub struct PrunePolicy {
     pub retain_heights: u64,
     /// Heights one atomic step drops at most (bounds a step's batch).
     pub batch_heights: u64,
+    /// The chain's epoch length, so the state before each of the last two epoch boundaries
+    /// stays for snapshot sync to serve ([`snapshot_floor`]); 0 keeps no such floor.
+    pub epoch_length: u64,
+}
+
+/// The lowest height a pruning pass may drop up to with the latest height `latest`: the
+/// state before the second-to-last epoch boundary (what a node restoring a snapshot is
+/// downloading while the next boundary passes) stays retained, and the `BLOCKHASH` window
+/// of blocks below it (whose headers the restoring node fetches with the tip).
+pub fn snapshot_floor(latest: u64, epoch_length: u64) -> u64 {
+    if epoch_length == 0 {
+        return u64::MAX;
+    }
+    let last_boundary = latest / epoch_length * epoch_length;
+    last_boundary
+        .saturating_sub(epoch_length)
+        .saturating_sub(1)
+        .saturating_sub(MIN_RETAIN_HEIGHTS)
 }
 
 /// Heights a pass keeps for `retain_heights` > 0: never fewer than the `BLOCKHASH` window
@@ -89,7 +108,9 @@ impl Pruner {
         let policy = self.policy;
         if policy.retain_heights > 0 {
             let latest = history.latest_height().unwrap_or(0);
-            let target = latest.saturating_sub(retained(policy.retain_heights));
+            let target = latest
+                .saturating_sub(retained(policy.retain_heights))
+                .min(snapshot_floor(latest, policy.epoch_length));
             // Each step drops ≥ 1 height or reports 0, and heights below `target` are finite.
             loop {
                 let step = history.prune_step(target, policy.batch_heights, PRUNED_AUX_PREFIXES)?;

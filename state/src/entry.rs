@@ -64,6 +64,24 @@ impl Entry {
         }
     }
 
+    /// What `raw` is — live (with its touch epoch) or a stub (with its expiry epoch) —
+    /// checked like [`Entry::decode`] but without copying the value.
+    pub fn kind(raw: &[u8]) -> Result<EntryKind, StateError> {
+        let corrupt = || StateError::Corrupt(format!("state entry of {} bytes", raw.len()));
+        let epoch = raw
+            .get(1..9)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(corrupt)?;
+        match raw.first() {
+            Some(&TAG_LIVE) => Ok(EntryKind::Live {
+                touched_epoch: epoch,
+            }),
+            Some(&TAG_EXPIRED) if raw.len() == STUB_BYTES => Ok(EntryKind::Expired { epoch }),
+            _ => Err(corrupt()),
+        }
+    }
+
     /// The touch epoch of a live entry.
     pub fn touched_epoch(raw: &[u8]) -> Option<Epoch> {
         match Entry::decode(raw) {
@@ -71,6 +89,13 @@ impl Entry {
             _ => None,
         }
     }
+}
+
+/// An entry's kind and epoch ([`Entry::kind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    Live { touched_epoch: Epoch },
+    Expired { epoch: Epoch },
 }
 
 pub fn encode_live(touched_epoch: Epoch, value: &[u8]) -> Vec<u8> {
@@ -102,6 +127,13 @@ mod tests {
             Entry::Expired { epoch: 3, leaf: 99 },
         ] {
             assert_eq!(Entry::decode(&e.encode()).expect("round trip"), e);
+            let kind = match &e {
+                Entry::Live { touched_epoch, .. } => EntryKind::Live {
+                    touched_epoch: *touched_epoch,
+                },
+                Entry::Expired { epoch, .. } => EntryKind::Expired { epoch: *epoch },
+            };
+            assert_eq!(Entry::kind(&e.encode()).expect("kind"), kind);
         }
         for raw in [
             &[][..],
@@ -111,6 +143,7 @@ mod tests {
             &[2; 20][..],
         ] {
             assert!(matches!(Entry::decode(raw), Err(StateError::Corrupt(_))));
+            assert!(matches!(Entry::kind(raw), Err(StateError::Corrupt(_))));
         }
     }
 }

@@ -3,9 +3,9 @@
 
 use crate::schema::*;
 use crate::tree::newest_record_at;
-use keel_state::Entry;
 use keel_state::StateError;
 use keel_state::{ArchiveBatch, StateDiff};
+use keel_state::{Entry, EntryKind};
 
 use keel_types::fold::{
     Absence, FoldedRevival, FoldedStub, PageLeafProof, UnflagProof, MAX_ABSENCES_PER_REVIVAL,
@@ -32,10 +32,10 @@ enum Kind {
 }
 
 fn kind(raw: Option<&[u8]>) -> Result<Kind, StateError> {
-    Ok(match raw.map(Entry::decode).transpose()? {
+    Ok(match raw.map(Entry::kind).transpose()? {
         None => Kind::Absent,
-        Some(Entry::Live { touched_epoch, .. }) => Kind::Live(touched_epoch),
-        Some(Entry::Expired { epoch, .. }) => Kind::Stub(epoch),
+        Some(EntryKind::Live { touched_epoch }) => Kind::Live(touched_epoch),
+        Some(EntryKind::Expired { epoch }) => Kind::Stub(epoch),
     })
 }
 

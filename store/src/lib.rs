@@ -10,11 +10,13 @@ mod expiry;
 mod latest_cache;
 mod prune;
 mod schema;
+mod snapshot;
 mod storage_count;
 mod store;
 mod tree;
 
 pub use expiry::{ExpiryCounts, ProofError, ProofUnavailable};
 pub use latest_cache::{LATEST_CACHE_BYTES, LATEST_CACHE_ENTRIES};
+pub use snapshot::{SnapshotError, SnapshotRestore, ANCESTOR_PREFIX};
 pub use store::{CommitInfo, CommitRequest, Store, StoreOptions, StoreView};
 pub use tree::{NODE_CACHE_BYTES, NODE_CACHE_ENTRIES, NODE_CACHE_LEVELS};

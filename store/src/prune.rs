@@ -73,10 +73,21 @@ impl Store {
         }
         let values = cf(db, CF_VALUES)?;
         let history = cf(db, CF_HISTORY)?;
+        // Deletes (each supersedes itself) whose key may now be absent from every retained
+        // height: their preimages are decided under the commit lock, below.
+        let mut deleted_keys: Vec<([u8; 32], Height)> = Vec::new();
         for history_key in collect_below(self, CF_HISTORY, &stale_end, <[u8]>::to_vec)? {
             // key_hash ‖ old height is exactly the value's key.
             bytes += history_key.len() as u64 + 40 + 40;
             batch.delete_cf(values, &history_key[8..48]);
+            if history_key[..8] == history_key[40..48] {
+                let key_hash: [u8; 32] = history_key[8..40]
+                    .try_into()
+                    .map_err(|_| StateError::Corrupt("history key length".into()))?;
+                let deleted_at = decode_height(&history_key[..8])
+                    .ok_or_else(|| StateError::Corrupt("history key height".into()))?;
+                deleted_keys.push((key_hash, deleted_at));
+            }
             batch.delete_cf(history, history_key);
         }
         let end = height_key(new_oldest);
@@ -113,6 +124,19 @@ impl Store {
         batch.put_cf(meta, META_PRUNED_BYTES, pruned_total.to_be_bytes());
         let mut write = WriteOptions::default();
         write.set_sync(self.options.sync_writes);
+        // A key whose newest record is still that delete is absent from every retained
+        // height on: its preimage goes too. Decided and written under the commit lock, so a
+        // commit that re-creates the key (and writes its preimage) cannot come in between.
+        let _commit = self.lock_commits();
+        let preimages = cf(db, CF_PREIMAGES)?;
+        let latest = self.latest().map_or(0, |l| l.height);
+        for (key_hash, deleted_at) in deleted_keys {
+            let newest = crate::tree::newest_record_at(db, &key_hash, latest)
+                .map_err(|e| StateError::Tree(format!("{e:#}")))?;
+            if newest.is_some_and(|(h, record)| record.is_none() && h == deleted_at) {
+                batch.delete_cf(preimages, key_hash);
+            }
+        }
         db.write_opt(batch, &write).map_err(StateError::db)?;
         Ok(PruneStep {
             oldest_retained: new_oldest,
@@ -206,14 +230,100 @@ mod tests {
                 })
                 .expect("commit");
         }
+        // With epochs of 300 heights, the state before the second-to-last boundary (the
+        // one a snapshot sync may be downloading) and the 256 blocks below it stay: at
+        // latest 306 the boundaries are 300 and 0, so nothing goes; at 606 they are 600 and
+        // 300, so heights from 299 - 256 = 43 on stay although the window alone keeps 350 on.
+        let mut with_epochs = Pruner::new(PrunePolicy {
+            retain_heights: 10,
+            batch_heights: 1_000,
+            epoch_length: 300,
+        });
+        with_epochs.pass(&store).expect("prune");
+        assert_eq!(store.oldest_retained().expect("oldest"), 0);
+        for height in latest + 1..=latest + 300 {
+            store
+                .commit(CommitRequest {
+                    height,
+                    diff: &StateDiff::new(),
+                    block: None,
+                    receipts: &[],
+                    archive: &ArchiveBatch::default(),
+                })
+                .expect("commit");
+        }
+        with_epochs.pass(&store).expect("prune");
+        assert_eq!(store.oldest_retained().expect("oldest"), 43);
+        assert_eq!(keel_pruning::snapshot_floor(606, 100), 499 - 256);
         let mut pruner = Pruner::new(PrunePolicy {
             retain_heights: 10,
             batch_heights: 1_000,
+            epoch_length: 0,
         });
         pruner.pass(&store).expect("prune");
         assert_eq!(
             store.oldest_retained().expect("oldest"),
-            latest - MIN_RETAIN_HEIGHTS
+            latest + 300 - MIN_RETAIN_HEIGHTS
         );
+    }
+
+    /// A deleted key keeps its preimage while a retained height may still hold it (a
+    /// snapshot of such a height names the key by it); once the delete is pruned the
+    /// preimage goes, unless the key came back.
+    #[test]
+    fn preimages_of_deleted_keys_go_with_the_delete() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
+        let (gone, back) = (
+            keel_types::StateKey::Account(keel_types::Address([1; 20])),
+            keel_types::StateKey::Account(keel_types::Address([2; 20])),
+        );
+        let live = Some(keel_state::encode_live(0, &[7]));
+        let preimage = |key: &keel_types::StateKey| {
+            store
+                .db
+                .get_cf(cf(&store.db, CF_PREIMAGES).expect("cf"), key.key_hash().0)
+                .expect("get")
+                .is_some()
+        };
+        let latest = MIN_RETAIN_HEIGHTS + 20;
+        for height in 0..=latest {
+            let mut diff = StateDiff::new();
+            match height {
+                0 => {
+                    diff.insert(gone.clone(), live.clone());
+                    diff.insert(back.clone(), live.clone());
+                }
+                1 => {
+                    diff.insert(gone.clone(), None);
+                    diff.insert(back.clone(), None);
+                }
+                5 => {
+                    diff.insert(back.clone(), live.clone());
+                }
+                _ => {}
+            }
+            store
+                .commit(CommitRequest {
+                    height,
+                    diff: &diff,
+                    block: None,
+                    receipts: &[],
+                    archive: &ArchiveBatch::default(),
+                })
+                .expect("commit");
+            if height == 1 {
+                assert!(preimage(&gone) && preimage(&back), "kept after the delete");
+            }
+        }
+        let mut pruner = Pruner::new(PrunePolicy {
+            retain_heights: MIN_RETAIN_HEIGHTS,
+            batch_heights: 1_000,
+            epoch_length: 0,
+        });
+        pruner.pass(&store).expect("prune");
+        assert!(store.oldest_retained().expect("oldest") > 5);
+        assert!(!preimage(&gone), "the pruned delete took its preimage");
+        assert!(preimage(&back), "a key that came back keeps it");
     }
 }

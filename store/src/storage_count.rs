@@ -5,7 +5,7 @@
 //! deterministic because it is a function of the committed state alone.
 
 use crate::schema::{CF_META, CF_PREIMAGES, CF_STORAGE_COUNTS, META_STORAGE_COUNTS};
-use keel_state::{holds_storage, Entry, StateError};
+use keel_state::{holds_storage, Entry, EntryKind, StateError, ENTRY_OVERHEAD_BYTES};
 use keel_types::{Address, StateKey};
 use rocksdb::{IteratorMode, WriteBatch, DB};
 use std::collections::BTreeMap;
@@ -29,8 +29,16 @@ impl Deltas {
         let StateKey::Storage(address, _) = key else {
             return Ok(());
         };
+        // `holds_storage` over the raw entry, without copying its value (a snapshot restore
+        // calls this for every slot): a stub, or a live slot with a value.
         let held = |raw: Option<&[u8]>| -> Result<bool, StateError> {
-            Ok(holds_storage(raw.map(Entry::decode).transpose()?.as_ref()))
+            Ok(match raw {
+                None => false,
+                Some(raw) => match Entry::kind(raw)? {
+                    EntryKind::Live { .. } => raw.len() > ENTRY_OVERHEAD_BYTES,
+                    EntryKind::Expired { .. } => true,
+                },
+            })
         };
         let delta = i64::from(held(new)?) - i64::from(held(old)?);
         if delta != 0 {

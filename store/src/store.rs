@@ -91,7 +91,7 @@ pub struct Store {
     /// Entries of the latest height (moved forward by each commit's diff).
     latest_cache: crate::latest_cache::LatestCache,
     /// Internal tree nodes (each commit adds the ones it wrote).
-    nodes: crate::tree::NodeCache,
+    pub(crate) nodes: crate::tree::NodeCache,
 }
 
 impl std::fmt::Debug for Store {
@@ -205,7 +205,7 @@ impl Store {
             .unwrap_or(0))
     }
 
-    fn check_readable(&self, height: Height) -> Result<(), StateError> {
+    pub(crate) fn check_readable(&self, height: Height) -> Result<(), StateError> {
         let latest = self.latest().map(|l| l.height);
         if latest.is_none_or(|l| height > l) {
             return Err(StateError::FutureHeight { height, latest });
@@ -296,11 +296,10 @@ impl Store {
         }
         let preimages = cf(db, CF_PREIMAGES)?;
         for (key, value) in request.diff {
-            // A deleted key needs no preimage (nothing reads one for an absent key), and
-            // keeping it would grow disk by one row per key ever folded or deleted.
-            match value {
-                Some(_) => batch.put_cf(preimages, key.key_hash().0, key.to_bytes()),
-                None => batch.delete_cf(preimages, key.key_hash().0),
+            // A deleted key keeps its preimage until the pruner drops the delete (prune.rs):
+            // a snapshot of a retained height before the delete serves the key by it.
+            if value.is_some() {
+                batch.put_cf(preimages, key.key_hash().0, key.to_bytes());
             }
         }
         let stale = cf(db, CF_STALE)?;
@@ -368,6 +367,17 @@ impl Store {
         self.latest_cache.advance(height, request.diff);
         tracing::debug!(height, root = %state_root, "committed");
         Ok(info)
+    }
+
+    /// Holds off commits (the pruner's decisions that depend on the latest state).
+    pub(crate) fn lock_commits(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.commit_lock.lock().expect("commit lock poisoned")
+    }
+
+    /// A snapshot restore wrote `info` as the latest commit (snapshot.rs).
+    pub(crate) fn restored(&self, info: CommitInfo) {
+        *self.latest.write().expect("latest lock poisoned") = Some(info);
+        self.latest_cache.advance(info.height, &StateDiff::new());
     }
 
     /// Writes a node record outside the state (not part of any root), durably.

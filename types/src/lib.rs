@@ -32,7 +32,7 @@ pub use consensus::{Certificate, SignedVote, Vote, VoteKind};
 pub use crypto::{CryptoError, PublicKey, SecretKey, Signature};
 pub use encoding::{Canonical, DecodeError};
 pub use hash::{Domain, Hash};
-pub use proof::{verify_state_proof, ProofError, StateProof};
+pub use proof::{verify_state_proof, ProofError, SnapshotChunk, StateProof};
 pub use receipt::{Log, Receipt, RegistryError, RevivalError, TxError, TxStatus};
 pub use state_key::{AccountRecord, CodeRef, Env, StateKey};
 pub use tx::{Authorization, Sender, SignedTransaction, Transaction, TxBody};

@@ -4,7 +4,7 @@
 use crate::encoding::{check_len, Canonical, DecodeError};
 use crate::hash::{Hash, JmtHasher};
 use crate::limits::{MAX_PROOF_BYTES, MAX_STATE_VALUE_BYTES};
-use crate::state_key::StateKey;
+use crate::state_key::{StateKey, MAX_STATE_KEY_BYTES};
 use crate::Height;
 use borsh::{BorshDeserialize, BorshSerialize};
 
@@ -59,4 +59,52 @@ pub fn verify_state_proof(
             root,
             reason: e.to_string(),
         })
+}
+
+/// A Jellyfish range proof over keel's hasher: the right siblings of the path to a chunk's
+/// last key, which with the keys before it recompute the root.
+pub type RangeProof = jmt::proof::SparseMerkleRangeProof<JmtHasher>;
+
+/// Bytes of one snapshot chunk at most (entries and proof; a response fits one p2p frame).
+pub const MAX_SNAPSHOT_CHUNK_BYTES: usize = 8 * 1024 * 1024;
+/// Entries of one snapshot chunk at most.
+pub const MAX_SNAPSHOT_CHUNK_ENTRIES: usize = 65_536;
+
+/// A run of one height's state in key-hash order — every stored entry (live values and
+/// stubs, exactly the tree's leaf bytes) with its canonical key — and the range proof that,
+/// with every chunk before it, recomputes the height's root (snapshot sync,
+/// docs/validators.md).
+#[derive(Debug, Clone, PartialEq, BorshSerialize, BorshDeserialize)]
+pub struct SnapshotChunk {
+    pub height: Height,
+    /// (canonical `StateKey` bytes, stored entry bytes), ascending by key hash.
+    pub entries: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The server says nothing follows its last key (a hint to stop asking: the restore
+    /// decides from the proof).
+    pub last: bool,
+    pub proof: RangeProof,
+}
+
+// jmt's proof compares by its siblings (a manual `PartialEq`) but derives `Eq` only for an
+// `Eq` hasher; the comparison is total all the same.
+impl Eq for SnapshotChunk {}
+
+impl Canonical for SnapshotChunk {
+    const KIND: &'static str = "SnapshotChunk";
+    const VERSION: u8 = 1;
+    const MAX_ENCODED_BYTES: usize = MAX_SNAPSHOT_CHUNK_BYTES;
+
+    fn validate(&self) -> Result<(), DecodeError> {
+        check_len(
+            Self::KIND,
+            "entries",
+            self.entries.len(),
+            MAX_SNAPSHOT_CHUNK_ENTRIES,
+        )?;
+        for (key, value) in &self.entries {
+            check_len(Self::KIND, "key", key.len(), MAX_STATE_KEY_BYTES)?;
+            check_len(Self::KIND, "value", value.len(), MAX_STATE_VALUE_BYTES)?;
+        }
+        Ok(())
+    }
 }

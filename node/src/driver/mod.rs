@@ -80,6 +80,8 @@ pub struct Driver {
     status_view: u64,
     status_at: Instant,
     epoch_length: u64,
+    /// Answers snapshot sync requests from the store, off this thread.
+    snapshots: crate::snapshot::SnapshotServer,
 }
 
 /// Every registered validator (docs/validators.md) by key, with its p2p address: the peers
@@ -258,6 +260,7 @@ impl Driver {
             .position(|k| *k == key.public_key())
             .and_then(|i| u16::try_from(i).ok())
             .unwrap_or(u16::MAX);
+        let snapshots = crate::snapshot::SnapshotServer::new(chain.store().clone(), net.clone());
         let app = App::new(cfg, key, chain, &restored)?;
         let start_view = app.engine().finalized_tip().2;
         shared.update_activity(|a| *a = crate::activity::Activity::new(keys, start_view));
@@ -275,6 +278,7 @@ impl Driver {
             status_view: start_view,
             status_at: Instant::now(),
             epoch_length,
+            snapshots,
         })
     }
 
@@ -337,6 +341,9 @@ impl Driver {
                     }
                     // Routed to the mempool task.
                     Some(Inbound { message: NetMessage::Transactions(_), .. }) => {}
+                    Some(Inbound { from, message: NetMessage::Snapshot(message), .. }) => {
+                        self.snapshots.handle(from, *message);
+                    }
                     None => return,
                 },
                 () = sleep => self.call(|app, host| app.on_deadline(host)),

@@ -49,7 +49,7 @@ fn from_wire(message: Message) -> Message {
     let bytes = NetMessage::Consensus(Box::new(message)).encode();
     match NetMessage::decode(&bytes).expect("decodes") {
         NetMessage::Consensus(message) => *message,
-        NetMessage::Transactions(_) => unreachable!(),
+        _ => unreachable!(),
     }
 }
 

@@ -1,0 +1,559 @@
+//! Snapshot state sync over p2p (docs/validators.md, "Snapshot sync"): serving epoch changes,
+//! state chunks and the tip block from the store, and — for a node started with
+//! `--sync snapshot` and no state — verifying the epoch chain from genesis (or a checkpoint),
+//! restoring the latest boundary's state chunk by chunk against its certified root, and
+//! handing the store to the normal start, which block-syncs to the tip.
+
+use keel_app::epoch_proof::{self, EpochChange, EpochProofError, Trusted};
+use keel_app::genesis::Genesis;
+use keel_p2p::{
+    Inbound, NetMessage, Network, SnapshotMessage, MAX_EPOCH_CHANGES_BYTES,
+    MAX_EPOCH_CHANGES_PER_MESSAGE, MAX_TIP_ANCESTORS,
+};
+use keel_store::{SnapshotRestore, Store, StoreOptions};
+use keel_types::{Block, Canonical, Hash, Header, Height, Receipt};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Bytes a syncing node asks per chunk (the protocol's cap is 8 MiB).
+pub const SNAPSHOT_CHUNK_REQUEST_BYTES: u32 = 4 * 1024 * 1024;
+/// Snapshot requests a node serves at once (each reads up to a chunk from the store on a
+/// blocking thread); more are answered `Unavailable`.
+pub const MAX_CONCURRENT_SNAPSHOT_SERVES: usize = 2;
+/// How long a syncing node waits for one answer before it asks another peer.
+pub const SNAPSHOT_REQUEST_TIMEOUT_MS: u64 = 30_000;
+/// Peers whose epoch chains a syncing node compares (it takes the longest that verifies).
+pub const SNAPSHOT_PROOF_PEERS: usize = 3;
+/// How long a syncing node waits for its first peer before it says so (and keeps waiting).
+const PEER_WAIT_LOG_MS: u64 = 5_000;
+/// Progress is logged at most this often.
+const PROGRESS_LOG_MS: u64 = 2_000;
+/// `Unavailable` answers (or silences) after which a peer rests until all have.
+const MAX_STRIKES: u32 = 3;
+/// Times every peer may rest before the sync gives up on the height.
+const MAX_ROUNDS: u32 = 30;
+/// The pause before every peer is asked again (a tenth of it after each `Unavailable`).
+const RETRY_PAUSE_MS: u64 = 1_000;
+
+/// Serves snapshot requests from the store, off the driver's thread.
+#[derive(Debug, Clone)]
+pub struct SnapshotServer {
+    store: Arc<Store>,
+    net: Network,
+    /// Peers with a request being served (one each), at most
+    /// [`MAX_CONCURRENT_SNAPSHOT_SERVES`].
+    serving: Arc<Mutex<BTreeSet<u16>>>,
+}
+
+impl SnapshotServer {
+    pub fn new(store: Arc<Store>, net: Network) -> SnapshotServer {
+        SnapshotServer {
+            store,
+            net,
+            serving: Arc::new(Mutex::new(BTreeSet::new())),
+        }
+    }
+
+    /// Answers `message` from `from` (answers and unsolicited replies are ignored).
+    pub fn handle(&self, from: u16, message: SnapshotMessage) {
+        if !matches!(
+            message,
+            SnapshotMessage::EpochChangesRequest { .. }
+                | SnapshotMessage::ChunkRequest { .. }
+                | SnapshotMessage::TipRequest { .. }
+        ) {
+            return;
+        }
+        {
+            let mut serving = self.serving.lock().unwrap_or_else(PoisonError::into_inner);
+            if serving.len() >= MAX_CONCURRENT_SNAPSHOT_SERVES || !serving.insert(from) {
+                drop(serving);
+                self.reply(from, SnapshotMessage::Unavailable);
+                return;
+            }
+        }
+        let server = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let answer = server.answer(message).unwrap_or_else(|e| {
+                tracing::debug!(peer = from, error = %e, "cannot serve a snapshot request");
+                SnapshotMessage::Unavailable
+            });
+            server
+                .serving
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&from);
+            server.reply(from, answer);
+        });
+    }
+
+    fn reply(&self, to: u16, message: SnapshotMessage) {
+        self.net.send(to, &NetMessage::Snapshot(Box::new(message)));
+    }
+
+    fn answer(&self, message: SnapshotMessage) -> Result<SnapshotMessage, keel_state::StateError> {
+        Ok(match message {
+            SnapshotMessage::EpochChangesRequest { from_epoch } => {
+                let changes =
+                    epoch_proof::changes(&self.store, from_epoch, MAX_EPOCH_CHANGES_PER_MESSAGE)?;
+                let mut encoded = Vec::with_capacity(changes.len());
+                let mut bytes = 0usize;
+                for change in &changes {
+                    let raw = change.encode();
+                    bytes += raw.len();
+                    if !encoded.is_empty() && bytes > MAX_EPOCH_CHANGES_BYTES {
+                        break;
+                    }
+                    encoded.push(raw);
+                }
+                SnapshotMessage::EpochChanges {
+                    from_epoch,
+                    changes: encoded,
+                }
+            }
+            SnapshotMessage::ChunkRequest {
+                height,
+                after,
+                max_bytes,
+            } => {
+                let max_bytes = (max_bytes as usize).max(64 * 1024);
+                match self
+                    .store
+                    .snapshot_chunk(height, after.map(|h| h.0), max_bytes)?
+                {
+                    Some(chunk) => SnapshotMessage::Chunk(Box::new(chunk)),
+                    None => SnapshotMessage::Unavailable,
+                }
+            }
+            SnapshotMessage::TipRequest { height } => {
+                let (Some(block), Some(receipts)) =
+                    (self.store.block(height)?, self.store.receipts(height)?)
+                else {
+                    return Ok(SnapshotMessage::Unavailable);
+                };
+                let mut ancestors = Vec::with_capacity(MAX_TIP_ANCESTORS);
+                for h in tip_ancestor_heights(height) {
+                    match self.store.block(h)? {
+                        Some(b) => ancestors.push(b.header),
+                        None => return Ok(SnapshotMessage::Unavailable),
+                    }
+                }
+                SnapshotMessage::Tip {
+                    block: Box::new(block),
+                    receipts,
+                    ancestors,
+                }
+            }
+            _ => SnapshotMessage::Unavailable,
+        })
+    }
+}
+
+/// The heights whose headers come with a snapshot's tip at `height`: the `BLOCKHASH` window
+/// below it (from height 1; height 0 has no block).
+fn tip_ancestor_heights(height: Height) -> std::ops::Range<Height> {
+    height.saturating_sub(MAX_TIP_ANCESTORS as u64).max(1)..height
+}
+
+/// The tip block, its receipts and the headers below it, checked against the certified
+/// boundary header above them: the tip's hash and receipts root are what the boundary
+/// commits to, its body is what its header commits to, and the headers link down by parent
+/// hash, one per height of the `BLOCKHASH` window.
+fn check_tip(
+    boundary: &Header,
+    block: &Block,
+    receipts: &[Receipt],
+    ancestors: &[Header],
+) -> Result<(), String> {
+    if block.hash() != boundary.parent_hash
+        || !keel_app::body_matches_header(block)
+        || receipts.len() != block.transactions.len()
+        || keel_types::receipt::receipts_root(receipts) != boundary.parent_receipts_root
+    {
+        return Err("a tip block or receipts the boundary header does not commit to".into());
+    }
+    let heights = tip_ancestor_heights(block.header.height);
+    if ancestors.len() as u64 != heights.end - heights.start {
+        return Err(format!("{} headers below the tip", ancestors.len()));
+    }
+    let mut above = &block.header;
+    for header in ancestors.iter().rev() {
+        if header.hash() != above.parent_hash || header.height.checked_add(1) != Some(above.height)
+        {
+            return Err(format!(
+                "a header at height {} off the tip's chain",
+                header.height
+            ));
+        }
+        above = header;
+    }
+    Ok(())
+}
+
+/// Why a snapshot sync could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotSyncError {
+    #[error("no peer served a verifiable epoch chain")]
+    NoEpochChain,
+    #[error("the network closed")]
+    Closed,
+    #[error("no peer could serve height {0}")]
+    NoServer(Height),
+    #[error("every peer was dropped for failing a proof")]
+    AllPeersDropped,
+    #[error("peers serve verified epoch chains that disagree at epoch {epoch} (a long-range fork): start with --checkpoint HEIGHT:HASH from a source you trust")]
+    ConflictingChains { epoch: u64 },
+    #[error("the served epoch chain ends in the future ({timestamp_ms} ms): not this network's")]
+    FutureChain { timestamp_ms: u64 },
+    #[error(transparent)]
+    Restore(#[from] keel_store::SnapshotError),
+}
+
+/// The client side: one request at a time to one peer; answers from others, and answers that
+/// are not to the request (a late reply to an earlier one), are ignored.
+struct Client<'a> {
+    net: &'a Network,
+    inbound: &'a mut mpsc::Receiver<Inbound>,
+    /// Peers that lied (a chain or chunk that failed its proof): never asked again.
+    dropped: BTreeSet<u16>,
+}
+
+/// Whether `answer` answers `request` (or says it cannot).
+fn answers(request: &SnapshotMessage, answer: &SnapshotMessage) -> bool {
+    match (request, answer) {
+        (_, SnapshotMessage::Unavailable) => true,
+        (
+            SnapshotMessage::EpochChangesRequest { from_epoch },
+            SnapshotMessage::EpochChanges { from_epoch: f, .. },
+        ) => f == from_epoch,
+        (SnapshotMessage::ChunkRequest { height, after, .. }, SnapshotMessage::Chunk(chunk)) => {
+            chunk.height == *height
+                && chunk.entries.first().is_some_and(|(key, _)| {
+                    keel_types::StateKey::from_bytes(key)
+                        .is_ok_and(|k| after.is_none_or(|a| k.key_hash().0 > a.0))
+                })
+        }
+        (SnapshotMessage::TipRequest { height }, SnapshotMessage::Tip { block, .. }) => {
+            block.header.height == *height
+        }
+        _ => false,
+    }
+}
+
+impl Client<'_> {
+    async fn ask(
+        &mut self,
+        peer: u16,
+        request: SnapshotMessage,
+    ) -> Result<Option<SnapshotMessage>, SnapshotSyncError> {
+        self.net
+            .send(peer, &NetMessage::Snapshot(Box::new(request.clone())));
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(SNAPSHOT_REQUEST_TIMEOUT_MS);
+        loop {
+            match tokio::time::timeout_at(deadline, self.inbound.recv()).await {
+                Err(_) => return Ok(None),
+                Ok(None) => return Err(SnapshotSyncError::Closed),
+                // Consensus traffic waits for the driver's start; it re-syncs anyway.
+                Ok(Some(Inbound {
+                    from,
+                    message: NetMessage::Snapshot(answer),
+                    ..
+                })) if from == peer && answers(&request, &answer) => return Ok(Some(*answer)),
+                Ok(Some(_)) => {}
+            }
+        }
+    }
+
+    fn drop_peer(&mut self, peer: u16, why: &dyn std::fmt::Display) {
+        tracing::warn!(peer, error = %why, "snapshot sync: peer dropped");
+        metrics::counter!(crate::metrics::SYNC_PEERS_DROPPED).increment(1);
+        self.dropped.insert(peer);
+    }
+
+    /// Connected peers not dropped, waiting for the first.
+    async fn peers(&mut self) -> Result<Vec<u16>, SnapshotSyncError> {
+        let started = Instant::now();
+        let mut logged = false;
+        loop {
+            let connected = self.net.connected();
+            let peers: Vec<u16> = connected
+                .iter()
+                .copied()
+                .filter(|p| !self.dropped.contains(p))
+                .collect();
+            if !peers.is_empty() {
+                return Ok(peers);
+            }
+            if !self.dropped.is_empty() && self.dropped.len() >= self.net.peer_count() {
+                return Err(SnapshotSyncError::AllPeersDropped);
+            }
+            if !logged && started.elapsed() > Duration::from_millis(PEER_WAIT_LOG_MS) {
+                tracing::warn!("snapshot sync: waiting for a peer (is this validator registered, so peers admit its key?)");
+                logged = true;
+            }
+            // Drain what arrives meanwhile, so peers' links do not back up.
+            let _ = tokio::time::timeout(Duration::from_millis(100), self.inbound.recv()).await;
+        }
+    }
+
+    /// The longest epoch chain a peer serves that verifies from genesis (or the
+    /// checkpoint). Two verified chains that disagree on an epoch's boundary are a long-range
+    /// fork (keys of a past set re-signing history): nothing is trusted, the operator must
+    /// give a checkpoint.
+    async fn epoch_chain(
+        &mut self,
+        genesis: &Genesis,
+        checkpoint: Option<(Height, Hash)>,
+    ) -> Result<(Trusted, Vec<EpochChange>), SnapshotSyncError> {
+        let mut best: Option<(Trusted, Vec<EpochChange>)> = None;
+        let peers = self.peers().await?;
+        for peer in peers.into_iter().take(SNAPSHOT_PROOF_PEERS) {
+            match self.chain_from(peer, genesis, checkpoint).await? {
+                Ok(Some(found)) => {
+                    if let Some((_, known)) = &best {
+                        if let Some(epoch) = first_disagreement(known, &found.1) {
+                            return Err(SnapshotSyncError::ConflictingChains { epoch });
+                        }
+                    }
+                    if best
+                        .as_ref()
+                        .is_none_or(|(b, _)| found.0.boundary.0 > b.boundary.0)
+                    {
+                        best = Some(found);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => self.drop_peer(peer, &e),
+            }
+        }
+        let best = best.ok_or(SnapshotSyncError::NoEpochChain)?;
+        // A chain whose last boundary is dated in the future was not made by this network's
+        // clock-bound validators.
+        let last = best.1.last().map_or(0, |c| c.last.timestamp_ms);
+        if last > crate::driver::now_ms().saturating_add(keel_app::MAX_FUTURE_DRIFT_MS) {
+            return Err(SnapshotSyncError::FutureChain { timestamp_ms: last });
+        }
+        Ok(best)
+    }
+
+    async fn chain_from(
+        &mut self,
+        peer: u16,
+        genesis: &Genesis,
+        checkpoint: Option<(Height, Hash)>,
+    ) -> Result<Result<Option<(Trusted, Vec<EpochChange>)>, EpochProofError>, SnapshotSyncError>
+    {
+        let (chain_id, length) = (genesis.chain_id, genesis.epoch_length);
+        let mut from_epoch = match checkpoint {
+            Some((height, _)) => (height / length).saturating_sub(1),
+            None => 0,
+        };
+        let mut trusted: Option<(Trusted, Vec<EpochChange>)> = None;
+        loop {
+            let request = SnapshotMessage::EpochChangesRequest { from_epoch };
+            let Some(SnapshotMessage::EpochChanges { changes: raw, .. }) =
+                self.ask(peer, request).await?
+            else {
+                return Ok(Ok(trusted));
+            };
+            let mut changes = Vec::with_capacity(raw.len());
+            for bytes in &raw {
+                match EpochChange::decode(bytes) {
+                    Ok(change) => changes.push(change),
+                    Err(e) => return Ok(Err(EpochProofError::Malformed(e.to_string()))),
+                }
+            }
+            if changes.is_empty() {
+                return Ok(Ok(trusted));
+            }
+            let verified = match &trusted {
+                None => match checkpoint {
+                    Some(at) => epoch_proof::verify_from_checkpoint(chain_id, length, at, &changes),
+                    None => epoch_proof::verify_from_set(
+                        chain_id,
+                        length,
+                        genesis.epoch_set(),
+                        &changes,
+                    ),
+                },
+                Some((t, _)) => {
+                    epoch_proof::verify_from_set(chain_id, length, t.set.clone(), &changes)
+                }
+            };
+            match verified {
+                Ok(t) => {
+                    let mut all = trusted.map(|(_, all)| all).unwrap_or_default();
+                    all.extend(changes);
+                    trusted = Some((t, all));
+                }
+                Err(e) => return Ok(Err(e)),
+            }
+            from_epoch += raw.len() as u64;
+        }
+    }
+}
+
+/// The first epoch two verified chains end differently, if any.
+fn first_disagreement(a: &[EpochChange], b: &[EpochChange]) -> Option<u64> {
+    let by_epoch: BTreeMap<u64, Hash> = a.iter().map(|c| (c.epoch, c.last.hash())).collect();
+    b.iter()
+        .find(|c| by_epoch.get(&c.epoch).is_some_and(|h| *h != c.last.hash()))
+        .map(|c| c.epoch)
+}
+
+/// Restores `path` (the store directory) to the latest epoch boundary the peers serve.
+/// Resumes an interrupted restore of the same boundary; one of an older boundary (its peers
+/// moved on and pruned it) is wiped and started again.
+pub async fn sync(
+    net: &Network,
+    inbound: &mut mpsc::Receiver<Inbound>,
+    genesis: &Genesis,
+    checkpoint: Option<(Height, Hash)>,
+    path: &Path,
+    options: StoreOptions,
+) -> Result<Arc<Store>, SnapshotSyncError> {
+    let mut client = Client {
+        net,
+        inbound,
+        dropped: BTreeSet::new(),
+    };
+    let (trusted, changes) = client.epoch_chain(genesis, checkpoint).await?;
+    let last = changes.last().ok_or(SnapshotSyncError::NoEpochChain)?;
+    let height = trusted.boundary.0 - 1;
+    tracing::info!(
+        epoch = trusted.set.epoch,
+        boundary = trusted.boundary.0,
+        height,
+        root = %trusted.state_root,
+        "snapshot sync: epoch chain verified; restoring the state before the boundary"
+    );
+    metrics::gauge!(crate::metrics::SYNC_TARGET_HEIGHT).set(height as f64);
+    let mut restore = match SnapshotRestore::open(path, options.clone(), height, trusted.state_root)
+    {
+        Err(keel_store::SnapshotError::OtherRestore { height: old, .. }) => {
+            tracing::warn!(
+                old,
+                height,
+                "snapshot sync: discarding an interrupted restore of an older boundary"
+            );
+            std::fs::remove_dir_all(path).map_err(|e| {
+                SnapshotSyncError::Restore(keel_store::SnapshotError::State(
+                    keel_state::StateError::Corrupt(format!("removing {}: {e}", path.display())),
+                ))
+            })?;
+            SnapshotRestore::open(path, options, height, trusted.state_root)?
+        }
+        other => other?,
+    };
+    let started = Instant::now();
+    let (mut logged_at, mut bytes) = (Instant::now(), 0u64);
+    // Answers of `Unavailable` (or none) per peer since its last chunk; a peer with
+    // MAX_STRIKES rests until every peer has, then all are asked again.
+    let mut strikes: BTreeMap<u16, u32> = BTreeMap::new();
+    let mut rounds = 0u32;
+    let mut turn = 0usize;
+    while !restore.is_complete() {
+        let peers: Vec<u16> = client
+            .peers()
+            .await?
+            .into_iter()
+            .filter(|p| strikes.get(p).copied().unwrap_or(0) < MAX_STRIKES)
+            .collect();
+        let Some(&peer) = peers.get(turn % peers.len().max(1)) else {
+            rounds += 1;
+            if rounds > MAX_ROUNDS {
+                return Err(SnapshotSyncError::NoServer(height));
+            }
+            strikes.clear();
+            tokio::time::sleep(Duration::from_millis(RETRY_PAUSE_MS)).await;
+            continue;
+        };
+        turn += 1;
+        let request = SnapshotMessage::ChunkRequest {
+            height,
+            after: restore.resume_after().map(Hash),
+            max_bytes: SNAPSHOT_CHUNK_REQUEST_BYTES,
+        };
+        match client.ask(peer, request).await? {
+            Some(SnapshotMessage::Chunk(chunk)) => {
+                let chunk_bytes: u64 = chunk
+                    .entries
+                    .iter()
+                    .map(|(k, v)| (k.len() + v.len()) as u64)
+                    .sum();
+                match restore.add(*chunk) {
+                    Ok(()) => {
+                        strikes.remove(&peer);
+                        bytes += chunk_bytes;
+                        metrics::counter!(crate::metrics::SYNC_BYTES).increment(chunk_bytes);
+                        metrics::gauge!(crate::metrics::SYNC_ENTRIES)
+                            .set(restore.entries_added as f64);
+                    }
+                    // This node's own database failed: not the peer's doing.
+                    Err(keel_store::SnapshotError::State(e)) => {
+                        return Err(keel_store::SnapshotError::State(e).into())
+                    }
+                    Err(e) => client.drop_peer(peer, &e),
+                }
+            }
+            Some(_) | None => {
+                *strikes.entry(peer).or_insert(0) += 1;
+                tokio::time::sleep(Duration::from_millis(RETRY_PAUSE_MS / 10)).await;
+            }
+        }
+        if logged_at.elapsed() > Duration::from_millis(PROGRESS_LOG_MS) || restore.is_complete() {
+            logged_at = Instant::now();
+            // Key hashes are uniform: the last one restored says how far through the key
+            // space (and so the state) the restore is.
+            let done = restore.resume_after().map_or(0, |k| {
+                u64::from_be_bytes(k[..8].try_into().unwrap_or([0; 8])) / (u64::MAX / 1000)
+            });
+            let permille = if restore.is_complete() { 1000 } else { done };
+            // Tenths of MB/s, in integers (floats stay out of the node's arithmetic).
+            let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let mb_per_s_tenths = bytes / elapsed_ms.max(1) / 100;
+            tracing::info!(
+                percent = format!("{}.{}", permille / 10, permille % 10),
+                entries = restore.entries_added,
+                mb_per_s = format!("{}.{}", mb_per_s_tenths / 10, mb_per_s_tenths % 10),
+                "snapshot sync: restoring"
+            );
+        }
+    }
+    // The tip block and its receipts, checked against the certified header above them.
+    let peers = client.peers().await?;
+    for peer in peers {
+        let request = SnapshotMessage::TipRequest { height };
+        let Some(SnapshotMessage::Tip {
+            block,
+            receipts,
+            ancestors,
+        }) = client.ask(peer, request).await?
+        else {
+            continue;
+        };
+        if let Err(why) = check_tip(&last.last, &block, &receipts, &ancestors) {
+            client.drop_peer(peer, &why);
+            continue;
+        }
+        // The verified chain is kept before the store is marked restored, so a crash
+        // after that cannot leave a node that serves no epoch changes.
+        for change in &changes {
+            epoch_proof::put(restore.store(), change).map_err(keel_store::SnapshotError::State)?;
+        }
+        let entries = restore.entries_added;
+        let store = restore.finish(&block, &receipts, &ancestors)?;
+        tracing::info!(
+            height,
+            entries,
+            seconds = started.elapsed().as_secs(),
+            "snapshot sync: state restored; block-syncing to the tip"
+        );
+        return Ok(store);
+    }
+    Err(SnapshotSyncError::NoServer(height))
+}
