@@ -157,7 +157,10 @@ fn a_registration_in_an_epochs_last_block_waits_a_boundary() {
     }
     let ok = register(&mut chain, &op, &v, 100);
     assert_eq!(ok.status, TxStatus::Success, "{ok:?}");
-    assert!(chain.height.is_multiple_of(L), "registered in the epoch's last block");
+    assert!(
+        chain.height.is_multiple_of(L),
+        "registered in the epoch's last block"
+    );
     let view = chain.store.latest_view();
     let next = read_epoch_set(&view, chain.height / L)
         .expect("read")
