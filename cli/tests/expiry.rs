@@ -486,7 +486,10 @@ fn kill_9_on_epoch_boundaries_while_expiring_and_pruning_keeps_roots_equal() {
 fn a_validator_behind_its_peers_retention_reports_it_cannot_catch_up() {
     let _guard = serial();
     const RETAIN: u64 = keel_node::config::MIN_RETAIN_HEIGHTS;
-    let mut cluster = Cluster::start_with_expiry(4, 25_000, 100, 1, 1_000, (0, 0), |c| {
+    // Epochs of 100 heights: pruning keeps the state before the last two epoch boundaries
+    // and 256 heights below (for snapshot sync), so with epochs of 1,000 nothing would be
+    // pruned for 2,256 heights.
+    let mut cluster = Cluster::start_with_expiry(4, 25_000, 100, 1, 100, (0, 0), |c| {
         c.storage.retain_heights = RETAIN;
         c.storage.prune_interval_ms = 50;
         c.consensus.timeout_base_ms = 500;
