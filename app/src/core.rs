@@ -229,6 +229,9 @@ pub struct App {
     to_execute: Vec<Hash>,
     inputs: VecDeque<Input>,
     halted: Option<String>,
+    /// Vote-log records of epochs after the engine's, handed to each epoch's engine as the
+    /// chain reaches it (see [`App::new`]).
+    later_votes: Vec<VoteRecord>,
 }
 
 impl App {
@@ -242,7 +245,16 @@ impl App {
         let tip = engine_tip(&chain)?;
         let set = set_after(&chain, cfg.epoch_length, tip.0)?;
         let engine = Engine::new(engine_config(&cfg, &key, tip, set), restored);
+        // Records of epochs after the tip's: this validator voted there before its state
+        // went back (a store re-synced, or a snapshot restored below its last votes). They
+        // bind it again when it replays those epochs.
+        let later_votes = restored
+            .iter()
+            .filter(|r| r.epoch() > engine.epoch())
+            .copied()
+            .collect();
         Ok(App {
+            later_votes,
             cfg,
             key,
             engine,
@@ -607,8 +619,9 @@ impl App {
                 }
                 tracing::info!(epoch, height = tip.0, "epoch ended");
                 // The next set is in the state the epoch's last block committed. A live
-                // transition has no vote records for the new epoch yet (a restart inside it
-                // restores them in `new`).
+                // transition has no vote records for the new epoch yet, but a validator
+                // replaying epochs it voted in before its state went back has (`new` kept
+                // them aside).
                 let set = match set_after(&self.chain, self.cfg.epoch_length, tip.0) {
                     Ok(set) => set,
                     Err(e) => {
@@ -623,7 +636,13 @@ impl App {
                     member = set.index_of(&self.key.public_key()).is_some(),
                     "validator set"
                 );
-                self.engine = Engine::new(engine_config(&self.cfg, &self.key, tip, set), &[]);
+                let (binding, later): (Vec<VoteRecord>, Vec<VoteRecord>) =
+                    std::mem::take(&mut self.later_votes)
+                        .into_iter()
+                        .filter(|r| r.epoch() > epoch)
+                        .partition(|r| r.epoch() == epoch + 1);
+                self.later_votes = later;
+                self.engine = Engine::new(engine_config(&self.cfg, &self.key, tip, set), &binding);
                 self.build = None;
                 self.deferred.clear();
                 host.epoch_started(epoch + 1);

@@ -168,6 +168,7 @@ fn kill_9_under_load_loses_nothing_and_roots_stay_equal() {
         duration_s: 24,
         settle_s: 60,
         seed: 7,
+        fresh_recipients: false,
     };
     let handle = cluster.rt.spawn(load::run(options));
     for (round, victim) in [3usize, 2, 3].into_iter().enumerate() {

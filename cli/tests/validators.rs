@@ -4,10 +4,13 @@
 //! typed reason, the newcomer leaves and its stake comes back after the unbonding epochs;
 //! the chain stays live and every validator on the same roots throughout. Second: a fifth
 //! node outside genesis registers, starts, block-syncs, and proposes and votes once the set
-//! includes it; then a genesis validator leaves and the chain goes on without it.
+//! includes it; then a genesis validator leaves and the chain goes on without it; then the
+//! fifth restores again, is killed with SIGKILL mid-restore, and resumes.
 
-use crate::common::{keel, serial, Cluster};
+use crate::common::{finish_load, keel, load_options, serial, start_load_with, Cluster};
 use serde_json::Value;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const TOKEN_POWER: u64 = 1_000_000_000;
@@ -206,15 +209,18 @@ fn created_address(path: &str) -> String {
 /// of 256 heights), so block sync from genesis is impossible; a fifth node registers,
 /// restores the latest epoch boundary's state by snapshot sync (the epoch chain verified
 /// from genesis, chunks against the certified root), block-syncs to the tip, enters the set,
-/// proposes and votes; then a genesis validator leaves. Every node agrees on every root it
-/// holds.
+/// proposes and votes; then a genesis validator leaves; then the fifth restores again from
+/// an empty state directory, is killed with SIGKILL mid-restore and resumes where it was.
+/// Throughout: a steady transfer load loses nothing, every node agrees on every root it
+/// holds, and no two consecutive blocks are more than two view timeouts apart.
 #[test]
 fn a_node_outside_genesis_joins_by_snapshot_and_votes_then_a_genesis_validator_leaves() {
     let _guard = serial();
-    let mut cluster = Cluster::start_with_epochs(4, 28_800, 100, 2, 10, |config| {
+    let mut cluster = Cluster::start_with_epochs(4, 28_800, 100, 3, 10, |config| {
         config.storage.retain_heights = keel_node::config::MIN_RETAIN_HEIGHTS;
         config.storage.prune_interval_ms = 200;
     });
+    let timeout_base_ms = cluster.configs[0].consensus.timeout_base_ms;
     let rpc = cluster.rpc(0);
     // Past the retention window, and pruned: height 1 is gone everywhere.
     cluster.wait_height(
@@ -231,11 +237,23 @@ fn a_node_outside_genesis_joins_by_snapshot_and_votes_then_a_genesis_validator_l
         assert!(Instant::now() < deadline, "the validators never pruned");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The load runs through the join, the leave and the second restore, every transfer to
+    // a new account: the state grows (thousands of entries, so the second restore takes
+    // many chunks).
+    let mut options = load_options(&cluster, &[0, 1, 2], 40, 21, &[1, 2]);
+    options.rate_per_s = 60;
+    options.fresh_recipients = true;
+    let load = start_load_with(&cluster, options);
+    let load_started = cluster.height(0).expect("height");
+    let stop = Arc::new(AtomicBool::new(false));
+    let stalls = watch_stalls(&cluster, 0, stop.clone());
     let joiner = cluster.add_node(28_850);
     let home = cluster.home(joiner);
     let mut config =
         keel_node::config::NodeConfig::load(&home.join("config.toml")).expect("config");
     config.sync.mode = "snapshot".into();
+    // Small chunks: the restore takes several, so the second run can be stopped mid-way.
+    config.sync.chunk_bytes = keel_types::proof::MIN_SNAPSHOT_CHUNK_BYTES as u32;
     std::fs::write(home.join("config.toml"), config.to_toml()).expect("config");
     let key_file = home.join("keys/validator.json");
     let key = created_public_key(key_file.to_str().expect("utf8"));
@@ -325,8 +343,154 @@ fn a_node_outside_genesis_joins_by_snapshot_and_votes_then_a_genesis_validator_l
     });
     let height = cluster.height(0).expect("height");
     cluster.wait_height(&[0, 1, 2, joiner], height + 12, Duration::from_secs(60));
+
+    // Second run: the fifth restores again from an empty state directory (its vote log
+    // kept), slowed by the fault hook, and is killed with SIGKILL once some chunks are in.
+    // By then the load has added about a thousand accounts: several chunks.
+    cluster.wait_height(&[0], load_started + 170, Duration::from_secs(60));
+    cluster.kill9(joiner);
+    std::fs::remove_dir_all(home.join("data/state")).expect("remove state");
+    let delay = (
+        keel_node::snapshot::FAULT_CHUNK_DELAY_ENV,
+        "1500".to_string(),
+    );
+    cluster.spawn_with_env(joiner, &[delay]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let before_kill = loop {
+        let snapshot = cluster
+            .call(joiner, "keel_status", vec![])
+            .map(|s| s["sync"]["snapshot"].clone())
+            .unwrap_or(Value::Null);
+        if snapshot["phase"] == "state" && snapshot["entries"].as_u64().unwrap_or(0) > 0 {
+            break snapshot;
+        }
+        if Instant::now() > deadline || snapshot["phase"] == "done" {
+            cluster.dump_logs();
+            panic!("never caught the restore mid-way: {snapshot}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    cluster.kill9(joiner);
+    assert!(
+        !load.is_finished(),
+        "the load ended before the second restore"
+    );
+    eprintln!("killed mid-restore at {before_kill}");
+    assert_eq!(
+        before_kill["permille"].as_u64().map(|p| p < 1000),
+        Some(true),
+        "{before_kill}"
+    );
+    cluster.spawn(joiner);
+    let height = cluster.height(0).expect("height");
+    cluster.wait_height(&[0, 1, 2, joiner], height + 12, Duration::from_secs(90));
+    // It resumed the same boundary from where it was stopped: nothing written before the
+    // kill was fetched again.
+    let status = cluster.call(joiner, "keel_status", vec![]).expect("status");
+    let snapshot = &status["sync"]["snapshot"];
+    eprintln!("resumed and finished: {snapshot}");
+    assert_eq!(snapshot["phase"], "done", "{status}");
+    assert_eq!(snapshot["resumed"], true, "{status}");
+    assert_eq!(
+        snapshot["target_height"], before_kill["target_height"],
+        "{status}"
+    );
+    let log = std::fs::read_to_string(home.join("node.log")).expect("log");
+    let resumed_at: u64 = strip_ansi(&log)
+        .lines()
+        .filter(|l| l.contains("resuming an interrupted restore"))
+        .find_map(|l| {
+            let percent: String = l
+                .split("percent=")
+                .nth(1)?
+                .trim_start_matches('"')
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .filter(char::is_ascii_digit)
+                .collect();
+            percent.parse().ok()
+        })
+        .expect("a resume line with its percent");
+    assert!(
+        resumed_at >= before_kill["permille"].as_u64().unwrap_or(u64::MAX),
+        "resumed at {resumed_at} permille, but {before_kill} was written before the kill"
+    );
+    assert_eq!(log.matches("snapshot sync: state restored").count(), 2);
+
+    finish_load(&cluster, load);
+    stop.store(true, Ordering::Relaxed);
+    let (worst_gap_ms, at, seen) = cluster.rt.block_on(stalls).expect("stall watch");
+    eprintln!("longest gap between blocks: {worst_gap_ms} ms at height {at} ({seen} blocks)");
+    assert!(seen > 200, "{seen} blocks watched");
+    assert!(
+        worst_gap_ms <= 2 * timeout_base_ms,
+        "the chain stalled {worst_gap_ms} ms before height {at} (bound: two view timeouts)"
+    );
     assert!(cluster.check_roots() > 0);
-    assert!(cluster.equivocations().is_empty());
+    let equivocations = cluster.equivocations();
+    assert!(equivocations.is_empty(), "{equivocations:?}");
+}
+
+/// `text` without terminal colour sequences (`ESC [ … m`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Watches node `i`'s finalized blocks as they come (its pruner drops old ones) and returns
+/// the longest gap between two consecutive blocks' timestamps, where it ended, and how many
+/// blocks were seen.
+fn watch_stalls(
+    cluster: &Cluster,
+    i: usize,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<(u64, u64, u64)> {
+    let client = cluster.client(i);
+    cluster.rt.spawn(async move {
+        let mut last: Option<(u64, u64)> = None;
+        let (mut worst, mut worst_at, mut seen) = (0u64, 0u64, 0u64);
+        while !stop.load(Ordering::Relaxed) {
+            let tip = client
+                .request("keel_status", vec![])
+                .await
+                .ok()
+                .and_then(|s| s["height"].as_u64())
+                .unwrap_or(0);
+            let from = last.map_or(tip, |(h, _)| h + 1);
+            for height in from..=tip {
+                let Some(timestamp) = client
+                    .request("keel_getBlock", vec![height.into()])
+                    .await
+                    .ok()
+                    .and_then(|b| b["timestamp_ms"].as_u64())
+                else {
+                    break;
+                };
+                if let Some((_, previous)) = last {
+                    let gap = timestamp.saturating_sub(previous);
+                    if gap > worst {
+                        (worst, worst_at) = (gap, height);
+                    }
+                }
+                last = Some((height, timestamp));
+                seen += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        (worst, worst_at, seen)
+    })
 }
 
 /// The public key in a key file.

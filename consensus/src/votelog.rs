@@ -33,6 +33,18 @@ pub enum VoteRecord {
     },
 }
 
+impl VoteRecord {
+    /// The epoch the record binds.
+    pub fn epoch(&self) -> Epoch {
+        match *self {
+            VoteRecord::EnteredView { epoch, .. }
+            | VoteRecord::Notarized { epoch, .. }
+            | VoteRecord::Nullified { epoch, .. }
+            | VoteRecord::Finalized { epoch, .. } => epoch,
+        }
+    }
+}
+
 /// Largest encoded record body (bounds what `open` will allocate per record).
 const MAX_RECORD_BYTES: usize = 64;
 const CHECKSUM_BYTES: usize = 8;

@@ -38,6 +38,9 @@ pub struct LoadOptions {
     pub settle_s: u64,
     /// Deterministic sender keys and recipients.
     pub seed: u64,
+    /// Send every transfer to a new account (the state grows by one account per
+    /// transaction) instead of one recipient per sender.
+    pub fresh_recipients: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -85,6 +88,19 @@ fn sender_key(seed: u64, i: usize) -> SecretKey {
     material.extend(seed.to_be_bytes());
     material.extend((i as u64).to_be_bytes());
     SecretKey::from_seed(*blake3::hash(&material).as_bytes())
+}
+
+/// The recipient of the `sent`-th transfer, from sender `i`.
+fn recipient(opts: &LoadOptions, i: usize, sent: u64) -> Address {
+    if !opts.fresh_recipients {
+        return Address::from_public_key(&sender_key(opts.seed ^ 0xdead, i).public_key());
+    }
+    let mut material = b"keel load recipient".to_vec();
+    material.extend(opts.seed.to_be_bytes());
+    material.extend(sent.to_be_bytes());
+    let mut address = [0u8; 20];
+    address.copy_from_slice(&blake3::hash(&material).as_bytes()[..20]);
+    Address(address)
 }
 
 /// Why a load run stopped, or why the validators disagree.
@@ -344,9 +360,7 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, LoadError> {
                     gas_limit: client::TRANSFER_GAS,
                     gas_price,
                     body: TxBody::Transfer {
-                        to: Address::from_public_key(
-                            &sender_key(opts.seed ^ 0xdead, i).public_key(),
-                        ),
+                        to: recipient(&opts, i, sent),
                         amount: U256::from(1u64),
                     },
                 }

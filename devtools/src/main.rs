@@ -32,6 +32,9 @@ struct Args {
     settle: u64,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Send every transfer to a new account, so the state grows with the load.
+    #[arg(long)]
+    fresh_recipients: bool,
 }
 
 fn options(args: &Args) -> anyhow::Result<LoadOptions> {
@@ -71,6 +74,7 @@ fn options(args: &Args) -> anyhow::Result<LoadOptions> {
         duration_s: args.duration,
         settle_s: args.settle,
         seed: args.seed,
+        fresh_recipients: args.fresh_recipients,
     })
 }
 

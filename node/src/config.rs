@@ -37,13 +37,20 @@ pub struct SyncSection {
     /// A trusted `HEIGHT:HASH` (an epoch's last block) to verify the epoch chain from
     /// instead of genesis; empty for genesis.
     pub checkpoint: String,
+    /// Bytes asked per snapshot chunk: larger costs fewer round trips and proofs, smaller
+    /// bounds the memory of the two chunks in flight.
+    pub chunk_bytes: u32,
 }
+
+/// Default `sync.chunk_bytes`.
+pub const DEFAULT_SNAPSHOT_CHUNK_BYTES: u32 = 4 * 1024 * 1024;
 
 impl Default for SyncSection {
     fn default() -> Self {
         SyncSection {
             mode: "block".into(),
             checkpoint: String::new(),
+            chunk_bytes: DEFAULT_SNAPSHOT_CHUNK_BYTES,
         }
     }
 }
@@ -333,6 +340,16 @@ impl NodeConfig {
             ));
         }
         self.sync.checkpoint().map_err(ConfigError::Invalid)?;
+        let chunk_bytes = self.sync.chunk_bytes as usize;
+        let (min, max) = (
+            keel_types::proof::MIN_SNAPSHOT_CHUNK_BYTES,
+            keel_types::proof::MAX_SNAPSHOT_CHUNK_BYTES,
+        );
+        if !(min..=max).contains(&chunk_bytes) {
+            return invalid(format!(
+                "sync.chunk_bytes = {chunk_bytes}: use {min} to {max}"
+            ));
+        }
         if self.storage.prune_batch_heights == 0 || self.storage.prune_interval_ms == 0 {
             return invalid(
                 "storage.prune_batch_heights and storage.prune_interval_ms must be at least 1"

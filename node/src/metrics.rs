@@ -47,6 +47,7 @@ pub const SYNC_TARGET_HEIGHT: &str = "keel_sync_target_height";
 pub const SYNC_ENTRIES: &str = "keel_sync_entries";
 pub const SYNC_BYTES: &str = "keel_sync_bytes_total";
 pub const SYNC_PEERS_DROPPED: &str = "keel_sync_peers_dropped_total";
+pub const SYNC_CHUNKS: &str = "keel_sync_chunks_total";
 
 /// The chain's executions and commits as metrics: execution time from this process's
 /// monotonic clock (the application core reads none), gas and transactions at commit.
@@ -221,6 +222,7 @@ mod dashboard_tests {
         SYNC_ENTRIES,
         SYNC_BYTES,
         SYNC_PEERS_DROPPED,
+        SYNC_CHUNKS,
     ];
 
     /// devnet/grafana/keel-devnet.json charts only metrics the node exports (a renamed

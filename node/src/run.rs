@@ -18,7 +18,7 @@ use keel_runtime::{Runtime, RuntimeConfig};
 use keel_store::{Store, StoreOptions};
 use keel_types::SignedTransaction;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -31,24 +31,33 @@ pub const GOSSIP_BATCH_MS: u64 = 20;
 
 struct NodeHealth {
     shared: Arc<Shared>,
-    store: Arc<Store>,
+    /// Set once the store exists (after a snapshot restore, on a node that restores one).
+    store: Arc<OnceLock<Arc<Store>>>,
 }
 
 impl Health for NodeHealth {
     fn health(&self) -> Result<String, String> {
         health_report(
             &self.shared.status(),
-            self.store.latest().map_or(0, |l| l.height),
+            self.store
+                .get()
+                .and_then(|s| s.latest())
+                .map_or(0, |l| l.height),
         )
     }
 }
 
 /// `/health`'s answer: unhealthy once the node halted, which includes a driver thread that
-/// stopped or panicked (see `Shared::driver_guard`).
+/// stopped or panicked (see `Shared::driver_guard`). A node restoring a snapshot is live
+/// (a probe must not restart it) and says how far it is.
 fn health_report(status: &Status, height: u64) -> Result<String, String> {
-    match &status.halted {
-        Some(reason) => Err(format!("halted: {reason}\n")),
-        None => Ok(format!(
+    match (&status.halted, &status.snapshot) {
+        (Some(reason), _) => Err(format!("halted: {reason}\n")),
+        (None, Some(p)) if p.phase != "done" => Ok(format!(
+            "syncing snapshot phase={} height={} permille={} entries={}\n",
+            p.phase, p.target_height, p.permille, p.entries
+        )),
+        (None, _) => Ok(format!(
             "ok height={height} view={} peers={}\n",
             status.view, status.peers
         )),
@@ -182,6 +191,26 @@ pub async fn run(home: &Path, options: RunOptions) -> anyhow::Result<()> {
     ));
     let prometheus = m::install().context("installing the metrics recorder")?;
     let shared = Arc::new(Shared::default());
+    let rpc_listen: std::net::SocketAddr = config.rpc.listen.parse()?;
+    let rpc_limits = RpcLimits {
+        max_request_bytes: config.rpc.max_request_bytes,
+        max_batch: config.rpc.max_batch,
+        max_connections: config.rpc.max_connections,
+    };
+    // Metrics and /health are up from the start: a snapshot restore is watched through
+    // them (`keel_sync_*`).
+    let store_cell = Arc::new(OnceLock::new());
+    m::serve(
+        config.metrics.listen.parse()?,
+        prometheus,
+        Arc::new(NodeHealth {
+            shared: shared.clone(),
+            store: store_cell.clone(),
+        }),
+        Arc::new(crate::status_page::StatusPage::new(rpc_listen)),
+    )
+    .await
+    .with_context(|| format!("binding metrics on {}", config.metrics.listen))?;
 
     let known_peers = match &store {
         Some(store) => crate::driver::registry_peers(&store.latest_view())
@@ -209,16 +238,39 @@ pub async fn run(home: &Path, options: RunOptions) -> anyhow::Result<()> {
     let store = match store {
         Some(store) => store,
         None => {
+            // While it restores, RPC answers `keel_status` (syncing, with the progress).
+            let syncing = rpc::serve(
+                rpc_listen,
+                &rpc_limits,
+                rpc::syncing_module(rpc::SyncingContext {
+                    shared: shared.clone(),
+                    net: net.clone(),
+                    chain_id: genesis.chain_id,
+                    genesis_hash,
+                    validators: genesis.validators.len(),
+                    min_gas_price: genesis.min_gas_price,
+                })
+                .map_err(anyhow::Error::msg)?,
+            )
+            .await
+            .with_context(|| format!("binding RPC on {}", config.rpc.listen))?;
+            let params = crate::snapshot::SyncParams {
+                checkpoint,
+                chunk_bytes: config.sync.chunk_bytes,
+                shared: shared.clone(),
+            };
             let store = crate::snapshot::sync(
                 &net,
                 &mut inbound,
                 &genesis,
-                checkpoint,
+                &params,
                 &state_path,
                 store_options,
             )
             .await
             .context("snapshot sync")?;
+            let _ = syncing.stop();
+            syncing.stopped().await;
             genesis.apply(&store, &data)?;
             net.add_peers(
                 &crate::driver::registry_peers(&store.latest_view())
@@ -227,6 +279,7 @@ pub async fn run(home: &Path, options: RunOptions) -> anyhow::Result<()> {
             store
         }
     };
+    let _ = store_cell.set(store.clone());
     mempool
         .lock()
         .expect("mempool lock")
@@ -255,26 +308,9 @@ pub async fn run(home: &Path, options: RunOptions) -> anyhow::Result<()> {
         epoch_length: genesis.epoch_length,
     })
     .map_err(anyhow::Error::msg)?;
-    let rpc_limits = RpcLimits {
-        max_request_bytes: config.rpc.max_request_bytes,
-        max_batch: config.rpc.max_batch,
-        max_connections: config.rpc.max_connections,
-    };
-    let rpc_listen: std::net::SocketAddr = config.rpc.listen.parse()?;
     let rpc_handle = rpc::serve(rpc_listen, &rpc_limits, module)
         .await
         .with_context(|| format!("binding RPC on {}", config.rpc.listen))?;
-    m::serve(
-        config.metrics.listen.parse()?,
-        prometheus,
-        Arc::new(NodeHealth {
-            shared: shared.clone(),
-            store: store.clone(),
-        }),
-        Arc::new(crate::status_page::StatusPage::new(rpc_listen)),
-    )
-    .await
-    .with_context(|| format!("binding metrics on {}", config.metrics.listen))?;
 
     let chain_metrics = crate::metrics::ChainMetrics::default()
         .with_parallel_stats(runtime.parallel_stats().clone());

@@ -28,6 +28,28 @@ pub struct Status {
     pub sync_target: Option<u64>,
     /// Set once, with the reason, when this node stops voting.
     pub halted: Option<String>,
+    /// A snapshot restore's progress (docs/validators.md, "Snapshot sync"): set while this
+    /// node restores and kept, as `done`, once it finished.
+    pub snapshot: Option<SnapshotProgress>,
+}
+
+/// Where a snapshot sync is, for `keel_status`, `/health` and the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SnapshotProgress {
+    /// `epoch_chain` (verifying the epoch chain), `state` (restoring chunks), `tip`
+    /// (fetching the boundary's block) or `done`.
+    pub phase: &'static str,
+    /// The epoch whose set the verified chain ends at.
+    pub epoch: u64,
+    /// The height being restored (the last block before the latest served boundary).
+    pub target_height: Height,
+    /// Tenths of a percent of the key space restored (key hashes are uniform).
+    pub permille: u64,
+    /// Entries and bytes restored by this run.
+    pub entries: u64,
+    pub bytes: u64,
+    /// Whether this run resumed an interrupted restore.
+    pub resumed: bool,
 }
 
 /// A finalized block as delivered to subscribers.

@@ -4,6 +4,7 @@
 //! restoring the latest boundary's state chunk by chunk against its certified root, and
 //! handing the store to the normal start, which block-syncs to the tip.
 
+use crate::shared::{Shared, SnapshotProgress};
 use keel_app::epoch_proof::{self, EpochChange, EpochProofError, Trusted};
 use keel_app::genesis::Genesis;
 use keel_p2p::{
@@ -11,15 +12,13 @@ use keel_p2p::{
     MAX_EPOCH_CHANGES_PER_MESSAGE, MAX_TIP_ANCESTORS,
 };
 use keel_store::{SnapshotRestore, Store, StoreOptions};
-use keel_types::{Block, Canonical, Hash, Header, Height, Receipt};
+use keel_types::{Block, Canonical, Hash, Header, Height, Receipt, SnapshotChunk};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// Bytes a syncing node asks per chunk (the protocol's cap is 8 MiB).
-pub const SNAPSHOT_CHUNK_REQUEST_BYTES: u32 = 4 * 1024 * 1024;
 /// Snapshot requests a node serves at once (each reads up to a chunk from the store on a
 /// blocking thread); more are answered `Unavailable`.
 pub const MAX_CONCURRENT_SNAPSHOT_SERVES: usize = 2;
@@ -119,7 +118,8 @@ impl SnapshotServer {
                 after,
                 max_bytes,
             } => {
-                let max_bytes = (max_bytes as usize).max(64 * 1024);
+                let max_bytes =
+                    (max_bytes as usize).max(keel_types::proof::MIN_SNAPSHOT_CHUNK_BYTES);
                 match self
                     .store
                     .snapshot_chunk(height, after.map(|h| h.0), max_bytes)?
@@ -249,8 +249,21 @@ impl Client<'_> {
         peer: u16,
         request: SnapshotMessage,
     ) -> Result<Option<SnapshotMessage>, SnapshotSyncError> {
+        self.send(peer, &request);
+        self.answer(peer, &request).await
+    }
+
+    fn send(&self, peer: u16, request: &SnapshotMessage) {
         self.net
             .send(peer, &NetMessage::Snapshot(Box::new(request.clone())));
+    }
+
+    /// `peer`'s answer to `request`, or `None` after [`SNAPSHOT_REQUEST_TIMEOUT_MS`].
+    async fn answer(
+        &mut self,
+        peer: u16,
+        request: &SnapshotMessage,
+    ) -> Result<Option<SnapshotMessage>, SnapshotSyncError> {
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(SNAPSHOT_REQUEST_TIMEOUT_MS);
         loop {
@@ -262,7 +275,7 @@ impl Client<'_> {
                     from,
                     message: NetMessage::Snapshot(answer),
                     ..
-                })) if from == peer && answers(&request, &answer) => return Ok(Some(*answer)),
+                })) if from == peer && answers(request, &answer) => return Ok(Some(*answer)),
                 Ok(Some(_)) => {}
             }
         }
@@ -405,52 +418,170 @@ fn first_disagreement(a: &[EpochChange], b: &[EpochChange]) -> Option<u64> {
         .map(|c| c.epoch)
 }
 
+/// What a snapshot sync is given besides the network and the genesis.
+#[derive(Debug, Clone)]
+pub struct SyncParams {
+    /// A trusted `(height, hash)` to verify the epoch chain from instead of genesis.
+    pub checkpoint: Option<(Height, Hash)>,
+    /// Bytes asked per chunk (`sync.chunk_bytes`).
+    pub chunk_bytes: u32,
+    /// Where progress is published for `keel_status` and `/health`.
+    pub shared: Arc<Shared>,
+}
+
+/// Fault injection for the kill -9 test: a pause in milliseconds after each chunk is
+/// written, so a test can stop the process mid-restore. Read only in builds with debug
+/// assertions, like [`crate::driver::FAULT_DIVERGE_ENV`].
+pub const FAULT_CHUNK_DELAY_ENV: &str = "KEEL_FAULT_SNAPSHOT_CHUNK_DELAY_MS";
+
+fn fault_chunk_delay() -> Option<Duration> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    let ms: u64 = std::env::var(FAULT_CHUNK_DELAY_ENV).ok()?.parse().ok()?;
+    tracing::warn!(
+        ms,
+        "{FAULT_CHUNK_DELAY_ENV} is set: the restore pauses after each chunk"
+    );
+    Some(Duration::from_millis(ms))
+}
+
+/// The key hash a chunk ends at, if its entries are keys at all (a chunk that fails to
+/// say is refused by the restore anyway).
+fn last_key_hash(chunk: &SnapshotChunk) -> Option<Hash> {
+    let (key, _) = chunk.entries.last()?;
+    keel_types::StateKey::from_bytes(key)
+        .ok()
+        .map(|k| k.key_hash())
+}
+
 /// Restores `path` (the store directory) to the latest epoch boundary the peers serve.
 /// Resumes an interrupted restore of the same boundary; one of an older boundary (its peers
 /// moved on and pruned it) is wiped and started again.
+///
+/// Two chunks are in flight: as soon as a chunk arrives, the one after it is asked of the
+/// next peer while this one is verified and written on a blocking thread. A chunk that fails
+/// its proof drops its peer and discards the one asked after it (it was asked from an
+/// unverified key), so a crash or a lie costs at most one chunk fetched twice.
 pub async fn sync(
     net: &Network,
     inbound: &mut mpsc::Receiver<Inbound>,
     genesis: &Genesis,
-    checkpoint: Option<(Height, Hash)>,
+    params: &SyncParams,
     path: &Path,
     options: StoreOptions,
 ) -> Result<Arc<Store>, SnapshotSyncError> {
+    let publish = |progress: &SnapshotProgress| {
+        params
+            .shared
+            .update(|s| s.snapshot = Some(progress.clone()));
+    };
+    let mut progress = SnapshotProgress {
+        phase: "epoch_chain",
+        ..SnapshotProgress::default()
+    };
+    publish(&progress);
     let mut client = Client {
         net,
         inbound,
         dropped: BTreeSet::new(),
     };
-    let (trusted, changes) = client.epoch_chain(genesis, checkpoint).await?;
-    let last = changes.last().ok_or(SnapshotSyncError::NoEpochChain)?;
-    let height = trusted.boundary.0 - 1;
-    tracing::info!(
-        epoch = trusted.set.epoch,
-        boundary = trusted.boundary.0,
+    let (_, changes) = client.epoch_chain(genesis, params.checkpoint).await?;
+    let latest = changes.last().ok_or(SnapshotSyncError::NoEpochChain)?;
+    let chunk_request = |height: Height, after: Option<Hash>| SnapshotMessage::ChunkRequest {
         height,
-        root = %trusted.state_root,
-        "snapshot sync: epoch chain verified; restoring the state before the boundary"
-    );
-    metrics::gauge!(crate::metrics::SYNC_TARGET_HEIGHT).set(height as f64);
-    let mut restore = match SnapshotRestore::open(path, options.clone(), height, trusted.state_root)
-    {
-        Err(keel_store::SnapshotError::OtherRestore { height: old, .. }) => {
-            tracing::warn!(
-                old,
-                height,
-                "snapshot sync: discarding an interrupted restore of an older boundary"
-            );
-            std::fs::remove_dir_all(path).map_err(|e| {
-                SnapshotSyncError::Restore(keel_store::SnapshotError::State(
-                    keel_state::StateError::Corrupt(format!("removing {}: {e}", path.display())),
-                ))
-            })?;
-            SnapshotRestore::open(path, options, height, trusted.state_root)?
+        after,
+        max_bytes: params.chunk_bytes,
+    };
+    // A chunk received and not yet written, with the peer that sent it.
+    let mut in_hand: Option<(u16, Box<SnapshotChunk>)> = None;
+    // The boundary restored: the latest the chain ends at, or the one an interrupted
+    // restore was of while a peer still serves it (epochs can be seconds long: a restart
+    // must not throw away what it had).
+    let mut last = latest;
+    let mut restore = match SnapshotRestore::open(
+        path,
+        options.clone(),
+        target_height(latest),
+        latest.last.parent_state_root,
+    ) {
+        Err(keel_store::SnapshotError::OtherRestore { height: old, root }) => {
+            let older = changes
+                .iter()
+                .find(|c| target_height(c) == old && c.last.parent_state_root == root);
+            let mut resumed = None;
+            if let Some(change) = older {
+                let restore = SnapshotRestore::open(path, options.clone(), old, root)?;
+                let request = chunk_request(old, restore.resume_after().map(Hash));
+                for peer in client.peers().await? {
+                    if let Some(SnapshotMessage::Chunk(chunk)) =
+                        client.ask(peer, request.clone()).await?
+                    {
+                        in_hand = Some((peer, chunk));
+                        break;
+                    }
+                }
+                if in_hand.is_some() {
+                    last = change;
+                    resumed = Some(restore);
+                }
+            }
+            match resumed {
+                Some(restore) => restore,
+                None => {
+                    tracing::warn!(
+                        old,
+                        height = target_height(latest),
+                        "snapshot sync: discarding an interrupted restore no peer serves any more"
+                    );
+                    std::fs::remove_dir_all(path).map_err(|e| {
+                        SnapshotSyncError::Restore(keel_store::SnapshotError::State(
+                            keel_state::StateError::Corrupt(format!(
+                                "removing {}: {e}",
+                                path.display()
+                            )),
+                        ))
+                    })?;
+                    SnapshotRestore::open(
+                        path,
+                        options,
+                        target_height(latest),
+                        latest.last.parent_state_root,
+                    )?
+                }
+            }
         }
         other => other?,
     };
+    let height = restore.height();
+    tracing::info!(
+        epoch = last.epoch,
+        boundary = last.last.height,
+        height,
+        root = %restore.root(),
+        "snapshot sync: epoch chain verified; restoring the state before the boundary"
+    );
+    metrics::gauge!(crate::metrics::SYNC_TARGET_HEIGHT).set(height as f64);
+    progress = SnapshotProgress {
+        phase: "state",
+        epoch: last.epoch + 1,
+        target_height: height,
+        resumed: restore.resume_after().is_some() || restore.is_complete(),
+        ..SnapshotProgress::default()
+    };
+    progress.permille = permille(&restore);
+    publish(&progress);
+    if progress.resumed {
+        tracing::info!(
+            height,
+            after = ?restore.resume_after().map(Hash),
+            percent = tenths(progress.permille),
+            "snapshot sync: resuming an interrupted restore"
+        );
+    }
+    let delay = fault_chunk_delay();
     let started = Instant::now();
-    let (mut logged_at, mut bytes) = (Instant::now(), 0u64);
+    let mut logged_at = Instant::now();
     // Answers of `Unavailable` (or none) per peer since its last chunk; a peer with
     // MAX_STRIKES rests until every peer has, then all are asked again.
     let mut strikes: BTreeMap<u16, u32> = BTreeMap::new();
@@ -463,67 +594,107 @@ pub async fn sync(
             .into_iter()
             .filter(|p| strikes.get(p).copied().unwrap_or(0) < MAX_STRIKES)
             .collect();
-        let Some(&peer) = peers.get(turn % peers.len().max(1)) else {
-            rounds += 1;
-            if rounds > MAX_ROUNDS {
-                return Err(SnapshotSyncError::NoServer(height));
-            }
-            strikes.clear();
-            tokio::time::sleep(Duration::from_millis(RETRY_PAUSE_MS)).await;
-            continue;
-        };
-        turn += 1;
-        let request = SnapshotMessage::ChunkRequest {
-            height,
-            after: restore.resume_after().map(Hash),
-            max_bytes: SNAPSHOT_CHUNK_REQUEST_BYTES,
-        };
-        match client.ask(peer, request).await? {
-            Some(SnapshotMessage::Chunk(chunk)) => {
-                let chunk_bytes: u64 = chunk
-                    .entries
-                    .iter()
-                    .map(|(k, v)| (k.len() + v.len()) as u64)
-                    .sum();
-                match restore.add(*chunk) {
-                    Ok(()) => {
-                        strikes.remove(&peer);
-                        bytes += chunk_bytes;
-                        metrics::counter!(crate::metrics::SYNC_BYTES).increment(chunk_bytes);
-                        metrics::gauge!(crate::metrics::SYNC_ENTRIES)
-                            .set(restore.entries_added as f64);
-                    }
-                    // This node's own database failed: not the peer's doing.
-                    Err(keel_store::SnapshotError::State(e)) => {
-                        return Err(keel_store::SnapshotError::State(e).into())
-                    }
-                    Err(e) => client.drop_peer(peer, &e),
+        let Some((peer, chunk)) = in_hand.take() else {
+            let Some(&peer) = peers.get(turn % peers.len().max(1)) else {
+                rounds += 1;
+                if rounds > MAX_ROUNDS {
+                    return Err(SnapshotSyncError::NoServer(height));
+                }
+                strikes.clear();
+                tokio::time::sleep(Duration::from_millis(RETRY_PAUSE_MS)).await;
+                continue;
+            };
+            turn += 1;
+            let request = chunk_request(height, restore.resume_after().map(Hash));
+            match client.ask(peer, request).await? {
+                Some(SnapshotMessage::Chunk(chunk)) => in_hand = Some((peer, chunk)),
+                Some(_) | None => {
+                    *strikes.entry(peer).or_insert(0) += 1;
+                    tokio::time::sleep(Duration::from_millis(RETRY_PAUSE_MS / 10)).await;
                 }
             }
-            Some(_) | None => {
-                *strikes.entry(peer).or_insert(0) += 1;
-                tokio::time::sleep(Duration::from_millis(RETRY_PAUSE_MS / 10)).await;
+            continue;
+        };
+        // The next chunk is asked of the next peer while this one is written (unless this
+        // one says it is the last).
+        let next = match (chunk.last, last_key_hash(&chunk)) {
+            (false, Some(after)) if !peers.is_empty() => {
+                let next_peer = peers[turn % peers.len()];
+                turn += 1;
+                Some((next_peer, chunk_request(height, Some(after))))
             }
+            _ => None,
+        };
+        let chunk_bytes: u64 = chunk
+            .entries
+            .iter()
+            .map(|(k, v)| (k.len() + v.len()) as u64)
+            .sum();
+        // The request goes out first; its answer waits in the inbound queue (the network
+        // runs on other threads) while this thread verifies and writes the chunk.
+        if let Some((next_peer, request)) = &next {
+            client.send(*next_peer, request);
         }
+        let result = tokio::task::block_in_place(|| {
+            let result = restore.add(*chunk);
+            if let Some(pause) = delay {
+                std::thread::sleep(pause);
+            }
+            result
+        });
+        // Awaited even when it will be discarded: a late answer must not be taken for the
+        // answer to a later request of that peer (it would fail its proof there and drop
+        // an honest peer).
+        let fetched = match &next {
+            Some((next_peer, request)) => {
+                Some((*next_peer, client.answer(*next_peer, request).await?))
+            }
+            None => None,
+        };
+        match result {
+            Ok(()) => {
+                strikes.remove(&peer);
+                progress.bytes += chunk_bytes;
+                progress.entries = restore.entries_added;
+                metrics::counter!(crate::metrics::SYNC_BYTES).increment(chunk_bytes);
+                metrics::counter!(crate::metrics::SYNC_CHUNKS).increment(1);
+                metrics::gauge!(crate::metrics::SYNC_ENTRIES).set(restore.entries_added as f64);
+                match fetched {
+                    Some((next_peer, Some(SnapshotMessage::Chunk(next_chunk)))) => {
+                        in_hand = Some((next_peer, next_chunk));
+                    }
+                    Some((next_peer, Some(SnapshotMessage::Unavailable) | None))
+                        if !restore.is_complete() =>
+                    {
+                        *strikes.entry(next_peer).or_insert(0) += 1;
+                    }
+                    _ => {}
+                }
+            }
+            // This node's own database failed: not the peer's doing.
+            Err(keel_store::SnapshotError::State(e)) => {
+                return Err(keel_store::SnapshotError::State(e).into())
+            }
+            // The chunk asked after this one started at an unverified key: discarded.
+            Err(e) => client.drop_peer(peer, &e),
+        }
+        progress.permille = permille(&restore);
+        publish(&progress);
         if logged_at.elapsed() > Duration::from_millis(PROGRESS_LOG_MS) || restore.is_complete() {
             logged_at = Instant::now();
-            // Key hashes are uniform: the last one restored says how far through the key
-            // space (and so the state) the restore is.
-            let done = restore.resume_after().map_or(0, |k| {
-                u64::from_be_bytes(k[..8].try_into().unwrap_or([0; 8])) / (u64::MAX / 1000)
-            });
-            let permille = if restore.is_complete() { 1000 } else { done };
             // Tenths of MB/s, in integers (floats stay out of the node's arithmetic).
             let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            let mb_per_s_tenths = bytes / elapsed_ms.max(1) / 100;
+            let mb_per_s_tenths = progress.bytes / elapsed_ms.max(1) / 100;
             tracing::info!(
-                percent = format!("{}.{}", permille / 10, permille % 10),
+                percent = tenths(progress.permille),
                 entries = restore.entries_added,
-                mb_per_s = format!("{}.{}", mb_per_s_tenths / 10, mb_per_s_tenths % 10),
+                mb_per_s = tenths(mb_per_s_tenths),
                 "snapshot sync: restoring"
             );
         }
     }
+    progress.phase = "tip";
+    publish(&progress);
     // The tip block and its receipts, checked against the certified header above them.
     let peers = client.peers().await?;
     for peer in peers {
@@ -547,6 +718,9 @@ pub async fn sync(
         }
         let entries = restore.entries_added;
         let store = restore.finish(&block, &receipts, &ancestors)?;
+        progress.phase = "done";
+        progress.permille = 1000;
+        publish(&progress);
         tracing::info!(
             height,
             entries,
@@ -556,4 +730,26 @@ pub async fn sync(
         return Ok(store);
     }
     Err(SnapshotSyncError::NoServer(height))
+}
+
+/// The height whose state an epoch change certifies: the one below its last block (whose
+/// header commits to it).
+fn target_height(change: &EpochChange) -> Height {
+    change.last.height.saturating_sub(1)
+}
+
+/// How far through the key space a restore is, in tenths of a percent: key hashes are
+/// uniform, so the last one restored says how much of the state is in.
+fn permille(restore: &SnapshotRestore) -> u64 {
+    if restore.is_complete() {
+        return 1000;
+    }
+    restore.resume_after().map_or(0, |k| {
+        u64::from_be_bytes(k[..8].try_into().unwrap_or([0; 8])) / (u64::MAX / 1000)
+    })
+}
+
+/// `n` tenths as a decimal string ("12.3").
+fn tenths(n: u64) -> String {
+    format!("{}.{}", n / 10, n % 10)
 }

@@ -67,6 +67,9 @@ pub type RangeProof = jmt::proof::SparseMerkleRangeProof<JmtHasher>;
 
 /// Bytes of one snapshot chunk at most (entries and proof; a response fits one p2p frame).
 pub const MAX_SNAPSHOT_CHUNK_BYTES: usize = 8 * 1024 * 1024;
+/// Bytes a server fills a chunk to at least, whatever it is asked (smaller requests would
+/// cost a proof and a round trip per few entries).
+pub const MIN_SNAPSHOT_CHUNK_BYTES: usize = 16 * 1024;
 /// Entries of one snapshot chunk at most.
 pub const MAX_SNAPSHOT_CHUNK_ENTRIES: usize = 65_536;
 

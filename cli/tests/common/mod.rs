@@ -4,6 +4,7 @@
 
 use keel_cli::client::Client;
 use keel_consensus::votelog::{parse, VoteRecord};
+use keel_devtools::load::{self, LoadError, LoadOptions, LoadReport};
 use keel_node::config::NodeConfig;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -689,4 +690,68 @@ pub fn run_js(script: &str, ctx: &serde_json::Value, min_checks: u64) {
     let mut command = Command::new("node");
     command.arg(dir.path().join(script));
     run_checked(command, script, ctx, min_checks);
+}
+
+/// Transfer load (40 tx/s from 16 senders, funded by the dev accounts `funders`) on the
+/// given validators for `seconds`.
+pub fn start_load(
+    cluster: &Cluster,
+    nodes: &[usize],
+    seconds: u64,
+    seed: u64,
+    funders: &[usize],
+) -> tokio::task::JoinHandle<Result<LoadReport, LoadError>> {
+    start_load_with(
+        cluster,
+        load_options(cluster, nodes, seconds, seed, funders),
+    )
+}
+
+/// `start_load`'s options, to change before [`start_load_with`].
+pub fn load_options(
+    cluster: &Cluster,
+    nodes: &[usize],
+    seconds: u64,
+    seed: u64,
+    funders: &[usize],
+) -> LoadOptions {
+    LoadOptions {
+        rpcs: nodes.iter().map(|&i| cluster.rpc(i)).collect(),
+        funders: funders
+            .iter()
+            .map(|&j| keel_node::keys::read(&cluster.dev_key(j)).expect("key"))
+            .collect(),
+        senders: 16,
+        rate_per_s: 40,
+        duration_s: seconds,
+        settle_s: 60,
+        seed,
+        fresh_recipients: false,
+    }
+}
+
+pub fn start_load_with(
+    cluster: &Cluster,
+    options: LoadOptions,
+) -> tokio::task::JoinHandle<Result<LoadReport, LoadError>> {
+    cluster.rt.spawn(load::run(options))
+}
+
+/// Waits for the load and asserts every accepted transaction finalized.
+pub fn finish_load(
+    cluster: &Cluster,
+    handle: tokio::task::JoinHandle<Result<LoadReport, LoadError>>,
+) {
+    let report = cluster
+        .rt
+        .block_on(handle)
+        .expect("load task")
+        .unwrap_or_else(|e| {
+            cluster.dump_logs();
+            panic!("load: {e}")
+        });
+    eprintln!("load: {}", serde_json::to_string(&report).expect("json"));
+    assert!(report.submitted > 0, "{report:?}");
+    assert_eq!(report.lost, 0, "accepted transactions lost: {report:?}");
+    assert_eq!(report.finalized, report.accepted, "{report:?}");
 }

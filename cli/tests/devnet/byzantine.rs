@@ -6,9 +6,8 @@
 //! agree on every root, have lost no accepted transaction, be healthy, hold none of the
 //! harness's forged blocks and have stayed under `HONEST_PEAK_RSS_KIB`.
 
-use crate::common::{metric_sum, serial, Cluster};
+use crate::common::{finish_load, metric_sum, serial, start_load, Cluster};
 use keel_consensus::Message;
-use keel_devtools::load::{self, LoadError, LoadOptions, LoadReport};
 use keel_p2p::{
     Inbound, NetConfig, NetMessage, Network, HANDSHAKE_TIMEOUT_MS, MAX_PENDING_HANDSHAKES,
     MAX_PENDING_HANDSHAKES_PER_IP, MAX_PREAUTH_FRAME_BYTES, NOISE_PARAMS,
@@ -390,43 +389,6 @@ fn devnet(base_port: u16) -> (Cluster, Harness) {
     (cluster, harness)
 }
 
-/// Load on the given honest validators for `seconds`.
-fn start_load(
-    cluster: &Cluster,
-    nodes: &[usize],
-    seconds: u64,
-    seed: u64,
-) -> tokio::task::JoinHandle<Result<LoadReport, LoadError>> {
-    let funders = (0..4)
-        .map(|j| keel_node::keys::read(&cluster.dev_key(j)).expect("key"))
-        .collect();
-    cluster.rt.spawn(load::run(LoadOptions {
-        rpcs: nodes.iter().map(|&i| cluster.rpc(i)).collect(),
-        funders,
-        senders: 16,
-        rate_per_s: 40,
-        duration_s: seconds,
-        settle_s: 60,
-        seed,
-    }))
-}
-
-/// Waits for the load and asserts every accepted transaction finalized.
-fn finish_load(cluster: &Cluster, handle: tokio::task::JoinHandle<Result<LoadReport, LoadError>>) {
-    let report = cluster
-        .rt
-        .block_on(handle)
-        .expect("load task")
-        .unwrap_or_else(|e| {
-            cluster.dump_logs();
-            panic!("load: {e}")
-        });
-    eprintln!("load: {}", serde_json::to_string(&report).expect("json"));
-    assert!(report.submitted > 0, "{report:?}");
-    assert_eq!(report.lost, 0, "accepted transactions lost: {report:?}");
-    assert_eq!(report.finalized, report.accepted, "{report:?}");
-}
-
 /// The honest nodes finalize `PROGRESS_HEIGHTS` more blocks within `PROGRESS_TIMEOUT`.
 fn keeps_finalizing(cluster: &Cluster, nodes: &[usize]) -> u64 {
     let deadline = Instant::now() + PROGRESS_TIMEOUT;
@@ -545,7 +507,7 @@ fn swapped_bodies(harness: &Harness, block: &Block, salt: u64) -> Vec<Block> {
 fn byzantine_swapped_bodies_are_dropped_and_the_chain_goes_on() {
     let _guard = serial();
     let (cluster, harness) = devnet(26_010);
-    let load = start_load(&cluster, &HONEST, 25, 12);
+    let load = start_load(&cluster, &HONEST, 25, 12, &[0, 1, 2, 3]);
     let before: Vec<u64> = HONEST
         .iter()
         .map(|&i| rejected(&cluster, i, "body_mismatch"))

@@ -196,6 +196,7 @@ impl RpcContext {
         let latest = self.store.latest();
         let status = self.shared.status();
         let height = latest.map_or(0, |l| l.height);
+        let sync = self.sync_state();
         Ok(json!({
             "chain_id": self.chain_id,
             "genesis_hash": self.genesis_hash.to_hex(),
@@ -213,7 +214,8 @@ impl RpcContext {
             "min_gas_price": self.min_gas_price.to_string(),
             "halted": status.halted,
             "expiry": self.expiry_figures()?,
-            "sync": self.sync_state(),
+            "syncing": sync["catching_up"],
+            "sync": sync,
         }))
     }
 
@@ -708,10 +710,10 @@ impl jsonrpsee::server::IdProvider for HexIdProvider {
 }
 
 /// Starts the server; it runs until the handle is stopped or dropped with the process.
-pub async fn serve(
+pub async fn serve<C: Send + Sync + 'static>(
     addr: SocketAddr,
     limits: &RpcLimits,
-    module: RpcModule<RpcContext>,
+    module: RpcModule<C>,
 ) -> std::io::Result<ServerHandle> {
     let config = ServerConfig::builder()
         .max_request_body_size(limits.max_request_bytes)
@@ -723,4 +725,48 @@ pub async fn serve(
         .build();
     let server = Server::builder().set_config(config).build(addr).await?;
     Ok(server.start(module))
+}
+
+/// What RPC serves while a snapshot restore runs and no store exists yet.
+#[derive(Clone, Debug)]
+pub struct SyncingContext {
+    pub shared: Arc<Shared>,
+    pub net: keel_p2p::Network,
+    pub chain_id: u64,
+    pub genesis_hash: Hash,
+    pub validators: usize,
+    pub min_gas_price: u128,
+}
+
+/// The RPC of a node restoring a snapshot: `keel_status` with `syncing: true` and the
+/// restore's progress under `sync.snapshot`; every other method is unknown until the store
+/// exists (the full module replaces this one on the same address).
+pub fn syncing_module(
+    ctx: SyncingContext,
+) -> Result<RpcModule<SyncingContext>, jsonrpsee::core::RegisterMethodError> {
+    let mut module = RpcModule::new(ctx);
+    module.register_method("keel_status", |_, ctx, _| {
+        metrics::counter!(m::RPC_REQUESTS, "method" => "keel_status").increment(1);
+        let status = ctx.shared.status();
+        Ok::<_, ErrorObjectOwned>(json!({
+            "chain_id": ctx.chain_id,
+            "genesis_hash": ctx.genesis_hash.to_hex(),
+            "height": 0,
+            "finalized_height": 0,
+            "oldest_retained": 0,
+            "epoch": status.epoch,
+            "view": status.view,
+            "state_root": null,
+            "block_hash": null,
+            "validators": ctx.validators,
+            "peers": ctx.net.connected().len(),
+            "mempool_size": 0,
+            "min_gas_price": ctx.min_gas_price.to_string(),
+            "halted": status.halted,
+            "expiry": null,
+            "syncing": true,
+            "sync": node_info::sync_state(&status),
+        }))
+    })?;
+    Ok(module)
 }

@@ -4,6 +4,7 @@
 
 use super::{node_err, state_err, RpcContext};
 use crate::driver::now_ms;
+use crate::shared::Status;
 use jsonrpsee::types::ErrorObjectOwned;
 use serde_json::{json, Value};
 
@@ -66,18 +67,25 @@ impl RpcContext {
         }))
     }
 
-    /// `{"catching_up", "view", "sync_target", "honest_view_heard"}` for `keel_status`:
-    /// catching up while a certified finalization above the tip cannot be connected yet, or
-    /// while f + 1 validators vote more than [`CATCHING_UP_VIEWS`] views ahead. Neither can
-    /// f Byzantine validators fake.
+    /// `keel_status`'s `sync`; see [`sync_state`].
     pub(super) fn sync_state(&self) -> Value {
-        let status = self.shared.status();
-        let behind = status.honest_view_heard > status.view.saturating_add(CATCHING_UP_VIEWS);
-        json!({
-            "catching_up": status.sync_target.is_some() || behind,
-            "view": status.view,
-            "sync_target": status.sync_target,
-            "honest_view_heard": status.honest_view_heard,
-        })
+        sync_state(&self.shared.status())
     }
+}
+
+/// `{"catching_up", "view", "sync_target", "honest_view_heard", "snapshot"}` for
+/// `keel_status`: catching up while a snapshot restore runs, while a certified finalization
+/// above the tip cannot be connected yet, or while f + 1 validators vote more than
+/// [`CATCHING_UP_VIEWS`] views ahead. None of these can f Byzantine validators fake.
+/// `snapshot` is the restore's progress (null on a node that never restored one).
+pub fn sync_state(status: &Status) -> Value {
+    let behind = status.honest_view_heard > status.view.saturating_add(CATCHING_UP_VIEWS);
+    let restoring = status.snapshot.as_ref().is_some_and(|p| p.phase != "done");
+    json!({
+        "catching_up": restoring || status.sync_target.is_some() || behind,
+        "view": status.view,
+        "sync_target": status.sync_target,
+        "honest_view_heard": status.honest_view_heard,
+        "snapshot": status.snapshot,
+    })
 }

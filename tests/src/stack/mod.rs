@@ -53,6 +53,10 @@ pub struct StackScenario {
     pub timeout_base_ms: u64,
     /// Validator `.0` crashes at `.1` ms and restarts `.2` ms later.
     pub crash: Option<(usize, u64, u64)>,
+    /// The crashed validator restarts with an empty store and its vote log (an operator
+    /// re-syncing, or a snapshot restore to a height below its last votes): it replays
+    /// epochs it already voted in.
+    pub wipe_on_restart: bool,
     /// A validator that never runs (f = 1 of 4 may be silent).
     pub silent: Option<usize>,
     /// A Byzantine validator (byzantine.rs): an honest core whose messages it corrupts.
@@ -108,6 +112,7 @@ impl StackScenario {
                 let i = rng.gen_range(0..n);
                 (i, rng.gen_range(500..2_000), rng.gen_range(100..800))
             }),
+            wipe_on_restart: false,
             silent: (fault == 2).then(|| rng.gen_range(0..n)),
             tx_gap_ms: (20, 120),
             diverge: None,
@@ -429,6 +434,9 @@ pub fn run(s: &StackScenario) -> anyhow::Result<StackReport> {
             Event::Crash(i) => validators[i].crash(),
             Event::Restart(i) => {
                 waking[i] = None;
+                if s.wipe_on_restart {
+                    validators[i].wipe_store(&genesis)?;
+                }
                 validators[i].start(now_at(i, now), &mut out)?;
             }
         }

@@ -204,6 +204,27 @@ impl Validator {
         Ok(())
     }
 
+    /// The store is emptied to genesis (the vote log stays): the next start syncs from
+    /// genesis through epochs this validator already voted in.
+    pub fn wipe_store(&mut self, genesis: &Genesis) -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = Arc::new(Store::open(
+            dir.path(),
+            StoreOptions {
+                sync_writes: false,
+                block_cache_bytes: SIM_BLOCK_CACHE_BYTES,
+                write_buffer_bytes: SIM_WRITE_BUFFER_BYTES,
+                index_touches: genesis.expiry_epochs > 0,
+                ..StoreOptions::default()
+            },
+        )?);
+        genesis.apply(&store, dir.path())?;
+        self.store = store;
+        self._dir = dir;
+        self.committed.clear();
+        Ok(())
+    }
+
     /// The process dies: everything in memory is lost (the unfinalized blocks, the
     /// engine, the mempool); the store and the vote log stay.
     pub fn crash(&mut self) {

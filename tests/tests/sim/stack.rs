@@ -388,6 +388,25 @@ fn a_vote_whose_log_write_failed_is_never_sent() {
     }
 }
 
+/// A validator that lost its state but kept its vote log (an operator re-syncing, or a
+/// snapshot restore to a height below its last votes) replays epochs it voted in: its log
+/// binds it in each of them, not only in the epoch it restarts in.
+#[test]
+fn a_validator_that_lost_its_state_never_votes_against_its_log() {
+    for seed in [41, 42, 43, 44] {
+        let mut s = calm(seed);
+        s.epoch_length = 4;
+        s.crash = Some((1, 2_000, 300));
+        s.wipe_on_restart = true;
+        // Long enough to sync from genesis and vote again; without expiry, so the agents'
+        // contracts outlive the short epochs.
+        s.duration_ms = 10_000;
+        s.expiry_epochs = 0;
+        let r = run(&s).expect("harness");
+        check(&r, &s).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    }
+}
+
 /// Issue 22, adaptive pacing: with the agents' transactions waiting, a leader proposes
 /// `min_block_interval_ms` after the parent instead of a fixed block time, so the same
 /// calm run commits many more blocks, all validators still agreeing.

@@ -26,7 +26,7 @@ const FLOOD_BURST: usize = 64;
 fn byzantine_proposal_flood_is_bounded_and_the_chain_goes_on() {
     let _guard = serial();
     let (cluster, harness) = devnet(26_020);
-    let load = start_load(&cluster, &HONEST, 25, 13);
+    let load = start_load(&cluster, &HONEST, 25, 13, &[0, 1, 2, 3]);
     cluster.wait_height(&HONEST, 3, PROGRESS_TIMEOUT);
     let template = harness
         .honest_proposal(0)

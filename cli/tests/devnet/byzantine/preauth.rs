@@ -113,7 +113,7 @@ fn byzantine_preauth_attacks_are_refused_and_cost_nothing() {
     let _guard = serial();
     let (mut cluster, harness) = devnet(26_030);
     harness.seen().echo = true;
-    let load = start_load(&cluster, &[0, 1], 35, 14);
+    let load = start_load(&cluster, &[0, 1], 35, 14, &[0, 1, 2, 3]);
     cluster.wait_height(&HONEST, 3, PROGRESS_TIMEOUT);
     let prologue = prologue(&harness);
     let target = cluster.p2p(0);

@@ -98,7 +98,7 @@ fn byzantine_forged_sync_responses_never_finalize_an_invented_block() {
     let _guard = serial();
     let (mut cluster, harness) = devnet(26_000);
     harness.seen().echo = true;
-    let load = start_load(&cluster, &[0, 1], 30, 11);
+    let load = start_load(&cluster, &[0, 1], 30, 11, &[0, 1, 2, 3]);
     cluster.wait_height(&HONEST, 3, PROGRESS_TIMEOUT);
     // Validator 2 falls behind: the chain goes on with 0, 1 and the harness's echoed votes.
     // That is two faulty validators of four (one down, one Byzantine), past what liveness is
