@@ -81,6 +81,12 @@ impl<'a> KeelDb<'a> {
         self
     }
 
+    /// The state view it reads (for keel's own precompiles, which read entries the EVM
+    /// has no opcode for).
+    pub fn view(&self) -> &'a dyn StateView {
+        self.view
+    }
+
     /// Whether `address` holds storage (EIP-7610: a creation there collides).
     pub fn has_storage(&self, address: &revm::primitives::Address) -> Result<bool, DbError> {
         Ok(self.view.storage_entries(&Address(address.0 .0))? > 0)

@@ -437,6 +437,19 @@ impl<'a> PrecompileProvider<KeelCtx<'a>> for KeelPrecompiles {
         if inputs.bytecode_address == WASM_DEPLOYER {
             return self.deploy(ctx, inputs).map(Some);
         }
+        if inputs.bytecode_address
+            == keel_exec_evm::to_revm(&keel_types::validator::REGISTRY_ADDRESS)
+        {
+            let input = inputs.input.bytes(ctx);
+            let view = ctx.db().view();
+            return crate::registry_read::run(
+                view,
+                &input,
+                !inputs.value.get().is_zero(),
+                inputs.gas_limit,
+            )
+            .map(Some);
+        }
         // `Bytecode` shares its bytes: this clone is a reference count, not a copy of the
         // module (which `run_wasm` needs only on a cache miss).
         let code = inputs.known_bytecode.1.clone();

@@ -7,6 +7,7 @@ pub mod executor;
 pub mod parallel;
 pub mod policy;
 pub mod precheck;
+pub mod registry_read;
 mod schedule;
 pub mod signatures;
 pub mod trace;

@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use common::{abi, addr, key, Chain, CHAIN_ID, FUNDS, GAS_PRICE};
+use common::{abi, addr, creation, key, Chain, CHAIN_ID, FUNDS, GAS_PRICE};
 use keel_types::{Address, Env, Transaction, TxBody, TxError, TxStatus, U256};
 
 fn tx(
@@ -140,14 +140,6 @@ const WRITER: &str = r#"(module
   (data (i32.const 32) "\01")
   (func (export "call") (param i32) (result i32)
     (call $store (i32.const 0) (i32.const 32)) (i32.const 0)))"#;
-
-/// EVM creation code returning `runtime`.
-fn creation(runtime: &[u8]) -> Vec<u8> {
-    let len = u8::try_from(runtime.len()).expect("short runtime");
-    let mut code = vec![0x60, len, 0x60, 12, 0x60, 0, 0x39, 0x60, len, 0x60, 0, 0xf3];
-    code.extend_from_slice(runtime);
-    code
-}
 
 /// EVM runtime: `slot0 = CALL or STATICCALL(target)` success flag.
 fn caller_of(target: &Address, is_static: bool) -> Vec<u8> {

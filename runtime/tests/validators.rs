@@ -3,15 +3,15 @@
 //! taken key, a registry filled with emptied records, a session key or a capped account
 //! moving stake, payouts of stake the set still counts, and evidence checks.
 
-use crate::common::{addr, key, Chain};
+use crate::common::{abi, addr, creation, key, Chain};
 use keel_runtime::validators::{read_epoch_set, read_record, read_registry, GenesisEntry};
 use keel_state::StateViewExt;
 use keel_types::validator::{
     possession_message, RegistryParams, ValidatorStatus, ValidatorTx, REGISTRY_ADDRESS,
 };
 use keel_types::{
-    PublicKey, Receipt, RegistryError, SecretKey, SignedVote, TxBody, TxError, TxStatus, Vote,
-    VoteKind, U256,
+    Address, Env, PublicKey, Receipt, RegistryError, SecretKey, SignedVote, TxBody, TxError,
+    TxStatus, Vote, VoteKind, U256,
 };
 
 const L: u64 = 4;
@@ -435,5 +435,145 @@ fn only_real_equivocations_jail_and_a_jailed_key_leaves_the_set_for_good() {
     assert_eq!(
         reason(&register(&mut chain, &op, &v, 100)),
         Some(RegistryError::AlreadyRegistered)
+    );
+}
+
+/// EVM runtime forwarding its calldata (and, unless `is_static`, its value) to `target` with
+/// CALL or STATICCALL, returning the callee's output or reverting with it.
+fn evm_proxy(target: &Address, is_static: bool) -> Vec<u8> {
+    let mut code = vec![0x36, 0x5f, 0x5f, 0x37]; // CALLDATACOPY(0, 0, CALLDATASIZE)
+    code.extend_from_slice(&[0x5f, 0x5f, 0x36, 0x5f]); // ret 0 0, args 0 CALLDATASIZE
+    if !is_static {
+        code.push(0x34); // CALLVALUE
+    }
+    code.push(0x73);
+    code.extend_from_slice(&target.0);
+    code.push(0x5a); // GAS
+    code.push(if is_static { 0xfa } else { 0xf1 });
+    code.extend_from_slice(&[0x3d, 0x5f, 0x5f, 0x3e]); // RETURNDATACOPY(0, 0, RETURNDATASIZE)
+    let ok = u8::try_from(code.len() + 6).expect("short");
+    code.extend_from_slice(&[0x60, ok, 0x57]); // JUMPI(ok, success)
+    code.extend_from_slice(&[0x3d, 0x5f, 0xfd]); // REVERT(0, RETURNDATASIZE)
+    code.extend_from_slice(&[0x5b, 0x3d, 0x5f, 0xf3]); // ok: RETURN(0, RETURNDATASIZE)
+    code
+}
+
+/// A WASM contract that `static_call`s the registry address with its input and returns the
+/// output (or reverts with it).
+const WASM_PROXY: &str = r#"(module
+  (import "keel" "read_input" (func $read_input (param i32)))
+  (import "keel" "static_call" (func $static_call (param i32 i32 i32 i64) (result i32)))
+  (import "keel" "return_data_size" (func $rds (result i32)))
+  (import "keel" "return_data_copy" (func $rdc (param i32 i32 i32)))
+  (import "keel" "return_data" (func $ret (param i32 i32)))
+  (import "keel" "revert" (func $revert (param i32 i32)))
+  (memory (export "memory") 1 1)
+  (data (i32.const 0) "\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\90\12")
+  (func (export "call") (param $len i32) (result i32)
+    (local $failed i32)
+    (call $read_input (i32.const 64))
+    (local.set $failed
+      (call $static_call (i32.const 0) (i32.const 64) (local.get $len) (i64.const 0)))
+    (call $rdc (i32.const 1024) (i32.const 0) (call $rds))
+    (if (local.get $failed) (then (call $revert (i32.const 1024) (call $rds))))
+    (call $ret (i32.const 1024) (call $rds))
+    (i32.const 0)))"#;
+
+/// Issue 21 item 1: contracts read the registry through the read-only precompile at
+/// `REGISTRY_ADDRESS` — from the EVM (STATICCALL, CALL) and from WASM (`static_call`) —
+/// and nothing they do can write it: a call that sends value reverts (the value stays with
+/// the caller), unknown selectors and indexes past the end revert.
+#[test]
+fn contracts_read_the_registry_and_cannot_write_it() {
+    let (op, v) = (key(1), key(2));
+    let mut chain = chain(&[&op]);
+    assert_eq!(register(&mut chain, &op, &v, 5).status, TxStatus::Success);
+    let proxies = [
+        chain.deploy(
+            &op,
+            Env::Evm,
+            creation(&evm_proxy(&REGISTRY_ADDRESS, true)),
+            Vec::new(),
+        ),
+        chain.deploy(
+            &op,
+            Env::Evm,
+            creation(&evm_proxy(&REGISTRY_ADDRESS, false)),
+            Vec::new(),
+        ),
+        chain.deploy(
+            &op,
+            Env::Wasm,
+            wat::parse_str(WASM_PROXY).expect("wat"),
+            Vec::new(),
+        ),
+    ];
+    let mut keys = [key(100).public_key().0, v.public_key().0];
+    keys.sort();
+    for proxy in proxies {
+        let read = |chain: &mut Chain, data: Vec<u8>| {
+            let r = chain.call(&op, proxy, data);
+            (r.status, r.output)
+        };
+        let (status, out) = read(
+            &mut chain,
+            abi::call("getValidator(bytes32)", &[v.public_key().0]),
+        );
+        assert_eq!(status, TxStatus::Success, "{proxy}");
+        assert_eq!(out.len(), 192);
+        assert_eq!(out[31], 1, "registered");
+        assert_eq!(&out[44..64], &addr(&op).0, "operator");
+        assert_eq!(U256::from_be_slice(&out[64..96]), units(5), "stake");
+        let stored = record(&chain, &v.public_key()).expect("record");
+        assert_eq!(out[127], stored.status as u8, "status");
+        assert_eq!(abi::word(&out[128..160]), U256::from(stored.changed_epoch));
+        assert_eq!(&out[160..192], &[0u8; 32], "no rotation");
+        let (_, genesis) = read(
+            &mut chain,
+            abi::call("getValidator(bytes32)", &[key(100).public_key().0]),
+        );
+        assert_eq!(genesis[127], ValidatorStatus::Active as u8);
+        assert_eq!(U256::from_be_slice(&genesis[64..96]), units(1_000));
+        let (_, stranger) = read(
+            &mut chain,
+            abi::call("getValidator(bytes32)", &[key(7).public_key().0]),
+        );
+        assert_eq!(stranger, vec![0u8; 192], "an unknown key reads as zeros");
+        let (_, count) = read(&mut chain, abi::call("validatorCount()", &[]));
+        assert_eq!(count, abi::u(2).to_vec());
+        for (i, k) in keys.iter().enumerate() {
+            let (status, at) = read(
+                &mut chain,
+                abi::call("validatorAt(uint256)", &[abi::u(i as u64)]),
+            );
+            assert_eq!((status, at), (TxStatus::Success, k.to_vec()));
+        }
+        for data in [
+            abi::call("validatorAt(uint256)", &[abi::u(2)]),
+            abi::call("setValidator(bytes32)", &[v.public_key().0]),
+            vec![1, 2],
+        ] {
+            assert_eq!(read(&mut chain, data).0, TxStatus::Revert, "{proxy}");
+        }
+    }
+    // Value sent on to the registry reverts, and stays with the sender.
+    let before = chain.balance(&addr(&op));
+    let r = chain.run(
+        &op,
+        200_000,
+        TxBody::Call {
+            to: proxies[1],
+            data: abi::call("validatorCount()", &[]),
+            value: U256::from(1_000u64),
+        },
+    );
+    assert_eq!(r.status, TxStatus::Revert, "{r:?}");
+    let fee = U256::from(r.gas_used) * U256::from(crate::common::GAS_PRICE);
+    assert_eq!(chain.balance(&addr(&op)), before - fee);
+    assert_eq!(chain.balance(&REGISTRY_ADDRESS), U256::ZERO);
+    // Reading changed nothing.
+    assert_eq!(
+        record(&chain, &v.public_key()).map(|r| r.stake),
+        Some(units(5))
     );
 }

@@ -57,6 +57,14 @@ pub struct Chain {
     pub parallel_counts: std::cell::Cell<(u64, u64, u64)>,
 }
 
+/// EVM creation code returning `runtime` (at most 255 bytes).
+pub fn creation(runtime: &[u8]) -> Vec<u8> {
+    let len = u8::try_from(runtime.len()).expect("short runtime");
+    let mut code = vec![0x60, len, 0x60, 12, 0x60, 0, 0x39, 0x60, len, 0x60, 0, 0xf3];
+    code.extend_from_slice(runtime);
+    code
+}
+
 /// ABI helpers for the Solidity-compatible test contracts.
 pub mod abi {
     use keel_types::{Address, U256};
