@@ -169,6 +169,7 @@ fn kill_9_under_load_loses_nothing_and_roots_stay_equal() {
         settle_s: 60,
         seed: 7,
         fresh_recipients: false,
+        stop: None,
     };
     let handle = cluster.rt.spawn(load::run(options));
     for (round, victim) in [3usize, 2, 3].into_iter().enumerate() {

@@ -41,6 +41,9 @@ pub struct LoadOptions {
     /// Send every transfer to a new account (the state grows by one account per
     /// transaction) instead of one recipient per sender.
     pub fresh_recipients: bool,
+    /// Sending stops early once this is set (a test that loads "throughout" something of
+    /// unknown length); settling and the checks run as after `duration_s`.
+    pub stop: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -344,6 +347,13 @@ pub async fn run(opts: LoadOptions) -> Result<LoadReport, LoadError> {
     let mut tick = 0u64;
     let mut tasks = Vec::new();
     while sent < total {
+        if opts
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+        {
+            break;
+        }
         tick += 1;
         let due = (opts.rate_per_s * tick / TICKS_PER_SECOND).min(total);
         while sent < due {

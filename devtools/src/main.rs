@@ -75,6 +75,7 @@ fn options(args: &Args) -> anyhow::Result<LoadOptions> {
         settle_s: args.settle,
         seed: args.seed,
         fresh_recipients: args.fresh_recipients,
+        stop: None,
     })
 }
 

@@ -511,17 +511,8 @@ pub async fn sync(
                 .find(|c| target_height(c) == old && c.last.parent_state_root == root);
             let mut resumed = None;
             if let Some(change) = older {
-                let restore = SnapshotRestore::open(path, options.clone(), old, root)?;
-                let request = chunk_request(old, restore.resume_after().map(Hash));
-                for peer in client.peers().await? {
-                    if let Some(SnapshotMessage::Chunk(chunk)) =
-                        client.ask(peer, request.clone()).await?
-                    {
-                        in_hand = Some((peer, chunk));
-                        break;
-                    }
-                }
-                if in_hand.is_some() {
+                let mut restore = SnapshotRestore::open(path, options.clone(), old, root)?;
+                if probe(&mut client, &mut restore, change, params).await? {
                     last = change;
                     resumed = Some(restore);
                 }
@@ -534,17 +525,10 @@ pub async fn sync(
                         height = target_height(latest),
                         "snapshot sync: discarding an interrupted restore no peer serves any more"
                     );
-                    std::fs::remove_dir_all(path).map_err(|e| {
-                        SnapshotSyncError::Restore(keel_store::SnapshotError::State(
-                            keel_state::StateError::Corrupt(format!(
-                                "removing {}: {e}",
-                                path.display()
-                            )),
-                        ))
-                    })?;
+                    wipe(path)?;
                     SnapshotRestore::open(
                         path,
-                        options,
+                        options.clone(),
                         target_height(latest),
                         latest.last.parent_state_root,
                     )?
@@ -553,7 +537,7 @@ pub async fn sync(
         }
         other => other?,
     };
-    let height = restore.height();
+    let mut height = restore.height();
     tracing::info!(
         epoch = last.epoch,
         boundary = last.last.height,
@@ -597,6 +581,29 @@ pub async fn sync(
         let Some((peer, chunk)) = in_hand.take() else {
             let Some(&peer) = peers.get(turn % peers.len().max(1)) else {
                 rounds += 1;
+                if rounds > MAX_ROUNDS && !std::ptr::eq(last, latest) {
+                    // The older boundary this restore resumed is no longer served: start
+                    // over at the newest.
+                    tracing::warn!(
+                        old = height,
+                        height = target_height(latest),
+                        "snapshot sync: the resumed boundary is no longer served; restoring the newest"
+                    );
+                    drop(restore);
+                    wipe(path)?;
+                    restore = SnapshotRestore::open(
+                        path,
+                        options.clone(),
+                        target_height(latest),
+                        latest.last.parent_state_root,
+                    )?;
+                    (last, height, rounds) = (latest, restore.height(), 0);
+                    strikes.clear();
+                    progress.target_height = height;
+                    progress.epoch = last.epoch + 1;
+                    progress.resumed = false;
+                    continue;
+                }
                 if rounds > MAX_ROUNDS {
                     return Err(SnapshotSyncError::NoServer(height));
                 }
@@ -654,6 +661,7 @@ pub async fn sync(
         match result {
             Ok(()) => {
                 strikes.remove(&peer);
+                rounds = 0;
                 progress.bytes += chunk_bytes;
                 progress.entries = restore.entries_added;
                 metrics::counter!(crate::metrics::SYNC_BYTES).increment(chunk_bytes);
@@ -730,6 +738,66 @@ pub async fn sync(
         return Ok(store);
     }
     Err(SnapshotSyncError::NoServer(height))
+}
+
+/// Whether a peer still serves the interrupted restore of `change`'s state: the next chunk
+/// (written if it verifies; a peer whose chunk fails is dropped and the next one asked) or,
+/// when every chunk is in, the tip block checked against the boundary header.
+async fn probe(
+    client: &mut Client<'_>,
+    restore: &mut SnapshotRestore,
+    change: &EpochChange,
+    params: &SyncParams,
+) -> Result<bool, SnapshotSyncError> {
+    let height = restore.height();
+    for peer in client.peers().await? {
+        if restore.is_complete() {
+            let request = SnapshotMessage::TipRequest { height };
+            if let Some(SnapshotMessage::Tip {
+                block,
+                receipts,
+                ancestors,
+            }) = client.ask(peer, request).await?
+            {
+                match check_tip(&change.last, &block, &receipts, &ancestors) {
+                    Ok(()) => return Ok(true),
+                    Err(why) => client.drop_peer(peer, &why),
+                }
+            }
+            continue;
+        }
+        let request = SnapshotMessage::ChunkRequest {
+            height,
+            after: restore.resume_after().map(Hash),
+            max_bytes: params.chunk_bytes,
+        };
+        if let Some(SnapshotMessage::Chunk(chunk)) = client.ask(peer, request).await? {
+            match tokio::task::block_in_place(|| restore.add(*chunk)) {
+                Ok(()) => return Ok(true),
+                Err(keel_store::SnapshotError::State(e)) => {
+                    return Err(keel_store::SnapshotError::State(e).into())
+                }
+                Err(e) => client.drop_peer(peer, &e),
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Empties the store directory: renamed first, so a crash mid-way leaves no half-deleted
+/// database at `path` (the renamed one is removed now or at the next wipe).
+fn wipe(path: &Path) -> Result<(), SnapshotSyncError> {
+    let trash = path.with_extension("discarded");
+    let failed = |e: std::io::Error| {
+        SnapshotSyncError::Restore(keel_store::SnapshotError::State(
+            keel_state::StateError::Corrupt(format!("removing {}: {e}", path.display())),
+        ))
+    };
+    if trash.exists() {
+        std::fs::remove_dir_all(&trash).map_err(failed)?;
+    }
+    std::fs::rename(path, &trash).map_err(failed)?;
+    std::fs::remove_dir_all(&trash).map_err(failed)
 }
 
 /// The height whose state an epoch change certifies: the one below its last block (whose

@@ -727,6 +727,7 @@ pub fn load_options(
         settle_s: 60,
         seed,
         fresh_recipients: false,
+        stop: None,
     }
 }
 
