@@ -5,7 +5,7 @@
 #[path = "devnet/byzantine.rs"]
 mod byzantine;
 #[path = "devnet/chaos.rs"]
-mod chaos;
+pub(crate) mod chaos;
 use crate::common;
 #[path = "devnet/partition.rs"]
 mod partition;

@@ -439,6 +439,63 @@ fn a_node_outside_genesis_joins_by_snapshot_and_votes_then_a_genesis_validator_l
     assert!(equivocations.is_empty(), "{equivocations:?}");
 }
 
+/// `devnet/join` and `devnet/leave` as an operator runs them, on a devnet younger than its
+/// first epoch (so the joiner finds no boundary to restore and block-syncs from genesis):
+/// the new validator registers, starts and catches up, then leaves and is stopped.
+#[test]
+fn devnet_join_adds_a_validator_and_devnet_leave_retires_it() {
+    let _guard = serial();
+    let home = tempfile::tempdir().expect("tempdir");
+    let devnet = crate::devnet::chaos::ScriptedDevnet {
+        dir: home.path().join("devnet"),
+        tag: String::new(),
+        subnet: String::new(),
+    };
+    let up = devnet.run("up", &["--fresh"]);
+    assert!(up.status.success(), "devnet/up failed");
+    let joined = devnet.run("join", &["--stake", "500"]);
+    assert!(joined.status.success(), "devnet/join failed");
+    let line: Value = serde_json::from_slice(&joined.stdout).expect("devnet/join's JSON line");
+    assert_eq!(line["validator"], 4, "{line}");
+    assert_eq!(line["joined"], true, "{line}");
+    let rpc = line["rpc"].as_str().expect("rpc").to_string();
+    let key = line["public_key"].as_str().expect("key").to_string();
+    let (ok, status, err) = keel(&["query", "status", "--rpc", &rpc]);
+    assert!(ok, "{err}");
+    assert!(status["height"].as_u64() > Some(0), "{status}");
+    let registry = |out: &Value| {
+        out["registry"]
+            .as_array()
+            .and_then(|r| r.iter().find(|v| v["public_key"] == key.as_str()).cloned())
+    };
+    let before = query_validators(&rpc);
+    assert_eq!(
+        registry(&before).expect("registered")["stake"]
+            .as_str()
+            .map(str::to_string),
+        Some(format!("{:#x}", 500u128 * 10u128.pow(18))),
+        "{before}"
+    );
+    let left = devnet.run("leave", &["4"]);
+    assert!(left.status.success(), "devnet/leave failed");
+    let line: Value = serde_json::from_slice(&left.stdout).expect("devnet/leave's JSON line");
+    assert_eq!(line["left"], true, "{line}");
+    let rpc0 = devnet_rpc(&devnet.dir, 0);
+    let after = query_validators(&rpc0);
+    assert_eq!(
+        registry(&after).expect("still registered while its stake unbonds")["status"],
+        "leaving",
+        "{after}"
+    );
+}
+
+/// Validator `i`'s RPC URL in a scripted devnet.
+fn devnet_rpc(dir: &std::path::Path, i: usize) -> String {
+    let config = keel_node::config::NodeConfig::load(&dir.join(format!("node{i}/config.toml")))
+        .expect("config");
+    format!("http://{}", config.rpc.listen)
+}
+
 /// `text` without terminal colour sequences (`ESC [ … m`).
 fn strip_ansi(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

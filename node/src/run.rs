@@ -259,16 +259,31 @@ pub async fn run(home: &Path, options: RunOptions) -> anyhow::Result<()> {
                 chunk_bytes: config.sync.chunk_bytes,
                 shared: shared.clone(),
             };
-            let store = crate::snapshot::sync(
+            let synced = crate::snapshot::sync(
                 &net,
                 &mut inbound,
                 &genesis,
                 &params,
                 &state_path,
-                store_options,
+                store_options.clone(),
             )
-            .await
-            .context("snapshot sync")?;
+            .await;
+            let store = match synced {
+                Ok(store) => store,
+                // A chain in its first epoch: nothing is pruned yet, so block sync from
+                // genesis works.
+                Err(crate::snapshot::SnapshotSyncError::NoBoundaryYet) => {
+                    tracing::info!(
+                        "snapshot sync: no epoch has ended yet; block-syncing from genesis"
+                    );
+                    shared.update(|s| s.snapshot = None);
+                    Arc::new(
+                        Store::open(&state_path, store_options)
+                            .with_context(|| format!("opening the store in {}", data.display()))?,
+                    )
+                }
+                Err(e) => return Err(e).context("snapshot sync"),
+            };
             let _ = syncing.stop();
             syncing.stopped().await;
             genesis.apply(&store, &data)?;

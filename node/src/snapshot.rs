@@ -198,6 +198,8 @@ fn check_tip(
 pub enum SnapshotSyncError {
     #[error("no peer served a verifiable epoch chain")]
     NoEpochChain,
+    #[error("no epoch has ended yet: nothing to restore")]
+    NoBoundaryYet,
     #[error("the network closed")]
     Closed,
     #[error("no peer could serve height {0}")]
@@ -219,6 +221,8 @@ struct Client<'a> {
     inbound: &'a mut mpsc::Receiver<Inbound>,
     /// Peers that lied (a chain or chunk that failed its proof): never asked again.
     dropped: BTreeSet<u16>,
+    /// Peers that answered that no epoch has ended yet.
+    no_boundary: usize,
 }
 
 /// Whether `answer` answers `request` (or says it cannot).
@@ -343,7 +347,13 @@ impl Client<'_> {
                 Err(e) => self.drop_peer(peer, &e),
             }
         }
-        let best = best.ok_or(SnapshotSyncError::NoEpochChain)?;
+        let best = match best {
+            Some(best) => best,
+            // A chain younger than its first epoch has no boundary to restore (and nothing
+            // pruned yet that block sync would need).
+            None if self.no_boundary > 0 => return Err(SnapshotSyncError::NoBoundaryYet),
+            None => return Err(SnapshotSyncError::NoEpochChain),
+        };
         // A chain whose last boundary is dated in the future was not made by this network's
         // clock-bound validators.
         let last = best.1.last().map_or(0, |c| c.last.timestamp_ms);
@@ -381,6 +391,9 @@ impl Client<'_> {
                 }
             }
             if changes.is_empty() {
+                if trusted.is_none() && checkpoint.is_none() {
+                    self.no_boundary += 1;
+                }
                 return Ok(Ok(trusted));
             }
             let verified = match &trusted {
@@ -485,6 +498,7 @@ pub async fn sync(
         net,
         inbound,
         dropped: BTreeSet::new(),
+        no_boundary: 0,
     };
     let (_, changes) = client.epoch_chain(genesis, params.checkpoint).await?;
     let latest = changes.last().ok_or(SnapshotSyncError::NoEpochChain)?;

@@ -34,14 +34,16 @@ const PROGRESS_BOUND: Duration = Duration::from_secs(60);
 
 /// A devnet under `dir` run by the devnet scripts with this test's binaries and namespaces;
 /// `devnet/down` on drop, so a failing test leaves no process or namespace behind.
-struct ScriptedDevnet {
-    dir: PathBuf,
-    tag: String,
-    subnet: String,
+/// A devnet run through the `devnet/*` scripts, as an operator runs them; stopped
+/// (`devnet/down`) when dropped.
+pub(crate) struct ScriptedDevnet {
+    pub dir: PathBuf,
+    pub tag: String,
+    pub subnet: String,
 }
 
 impl ScriptedDevnet {
-    fn script(&self, name: &str) -> Command {
+    pub fn script(&self, name: &str) -> Command {
         let keel = Path::new(KEEL);
         let profile_dir = keel.parent().expect("the keel binary's directory");
         let mut cmd = Command::new("bash");
@@ -62,7 +64,7 @@ impl ScriptedDevnet {
         cmd
     }
 
-    fn run(&self, name: &str, args: &[&str]) -> Output {
+    pub fn run(&self, name: &str, args: &[&str]) -> Output {
         let out = self
             .script(name)
             .args(args)
