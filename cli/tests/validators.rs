@@ -280,11 +280,18 @@ fn a_node_outside_genesis_joins_by_snapshot_and_votes_then_a_genesis_validator_l
     // Started after the registration (the peers admit registered keys), from genesis: it
     // syncs the chain, then votes from the first epoch whose set holds it.
     cluster.spawn(joiner);
+    let spawned = Instant::now();
+    let votes_log = home.join("data/votes.log");
+    let voted = || std::fs::metadata(&votes_log).map_or(0, |m| m.len()) > 0;
+    let mut first_vote: Option<Duration> = None;
     wait_for(&cluster, "the joiner never entered the set", |out| {
         power_of(&out["set"], &key) == Some(600 * TOKEN_POWER)
     });
     let deadline = Instant::now() + Duration::from_secs(90);
     let proposed = loop {
+        if first_vote.is_none() && voted() {
+            first_vote = Some(spawned.elapsed());
+        }
         let tip = cluster.height(0).unwrap_or(0);
         let proposers: Vec<String> = (tip.saturating_sub(20)..=tip)
             .filter_map(|h| cluster.call(0, "keel_getBlock", vec![h.into()]).ok())
@@ -300,8 +307,16 @@ fn a_node_outside_genesis_joins_by_snapshot_and_votes_then_a_genesis_validator_l
         std::thread::sleep(Duration::from_millis(300));
     };
     cluster.wait_height(&[0, 1, 2, 3, joiner], proposed + 3, Duration::from_secs(60));
-    let votes = std::fs::metadata(home.join("data/votes.log")).map_or(0, |m| m.len());
-    assert!(votes > 0, "the joiner never voted");
+    assert!(voted(), "the joiner never voted");
+    // From `keel run` to its first vote (sampled with each poll above) and its first
+    // finalized proposal: an operator votes within minutes of starting.
+    let first_vote = first_vote.unwrap_or_else(|| spawned.elapsed());
+    eprintln!(
+        "joiner: first vote by {} ms, first finalized proposal seen by {} ms after start",
+        first_vote.as_millis(),
+        spawned.elapsed().as_millis()
+    );
+    assert!(first_vote < Duration::from_secs(120), "{first_vote:?}");
     // It restored a snapshot: it never held the early heights, and said so.
     let log = std::fs::read_to_string(home.join("node.log")).expect("log");
     assert!(
