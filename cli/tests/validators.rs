@@ -7,7 +7,9 @@
 //! includes it; then a genesis validator leaves and the chain goes on without it; then the
 //! fifth restores again, is killed with SIGKILL mid-restore, and resumes.
 
-use crate::common::{finish_load, keel, load_options, serial, start_load_with, Cluster};
+use crate::common::{
+    finish_load, keel, load_options, serial, start_load_with, strip_ansi, Cluster,
+};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -509,24 +511,6 @@ fn devnet_rpc(dir: &std::path::Path, i: usize) -> String {
     let config = keel_node::config::NodeConfig::load(&dir.join(format!("node{i}/config.toml")))
         .expect("config");
     format!("http://{}", config.rpc.listen)
-}
-
-/// `text` without terminal colour sequences (`ESC [ … m`).
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Watches node `i`'s finalized blocks as they come (its pruner drops old ones) and returns

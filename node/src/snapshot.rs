@@ -24,8 +24,10 @@ use tokio::sync::mpsc;
 pub const MAX_CONCURRENT_SNAPSHOT_SERVES: usize = 2;
 /// How long a syncing node waits for one answer before it asks another peer.
 pub const SNAPSHOT_REQUEST_TIMEOUT_MS: u64 = 30_000;
-/// Peers whose epoch chains a syncing node compares (it takes the longest that verifies).
-pub const SNAPSHOT_PROOF_PEERS: usize = 3;
+/// Peers whose epoch chains a syncing node compares (it takes the longest that verifies;
+/// two verified chains that disagree stop it). All connected peers up to this many: any
+/// f + 1 of them include an honest one.
+pub const SNAPSHOT_PROOF_PEERS: usize = 16;
 /// How long a syncing node waits for its first peer before it says so (and keeps waiting).
 const PEER_WAIT_LOG_MS: u64 = 5_000;
 /// Progress is logged at most this often.

@@ -756,3 +756,21 @@ pub fn finish_load(
     assert_eq!(report.lost, 0, "accepted transactions lost: {report:?}");
     assert_eq!(report.finalized, report.accepted, "{report:?}");
 }
+
+/// `text` without terminal colour sequences (`ESC [ … m`).
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -9,8 +9,8 @@
 use crate::common::{finish_load, metric_sum, serial, start_load, Cluster};
 use keel_consensus::Message;
 use keel_p2p::{
-    Inbound, NetConfig, NetMessage, Network, HANDSHAKE_TIMEOUT_MS, MAX_PENDING_HANDSHAKES,
-    MAX_PENDING_HANDSHAKES_PER_IP, MAX_PREAUTH_FRAME_BYTES, NOISE_PARAMS,
+    Inbound, NetConfig, NetMessage, Network, SnapshotMessage, HANDSHAKE_TIMEOUT_MS,
+    MAX_PENDING_HANDSHAKES, MAX_PENDING_HANDSHAKES_PER_IP, MAX_PREAUTH_FRAME_BYTES, NOISE_PARAMS,
 };
 use keel_types::block::tx_root;
 use keel_types::limits::MAX_CALLDATA_BYTES;
@@ -30,6 +30,8 @@ use tokio::sync::mpsc;
 mod flood;
 #[path = "byzantine/preauth.rs"]
 mod preauth;
+#[path = "byzantine/snapshot.rs"]
+mod snapshot;
 #[path = "byzantine/sync.rs"]
 mod sync;
 
@@ -133,6 +135,9 @@ struct Harness {
     genesis_hash: Hash,
     seen: Arc<Mutex<Seen>>,
     responses: Mutex<mpsc::Receiver<(u16, Message)>>,
+    /// Snapshot-sync messages from any peer (requests of a syncing node, answers to the
+    /// harness's own requests), for a test that serves forgeries.
+    snapshots: Mutex<mpsc::Receiver<(u16, SnapshotMessage)>>,
 }
 
 /// A finalized chain segment as a sync response carries it.
@@ -168,9 +173,14 @@ impl Harness {
             .spawn(async move { while gossip.recv().await.is_some() {} });
         let seen: Arc<Mutex<Seen>> = Arc::default();
         let (tx, rx) = mpsc::channel(RESPONSE_QUEUE);
-        cluster
-            .rt
-            .spawn(receive(net.clone(), key.clone(), seen.clone(), inbound, tx));
+        let (snapshot_tx, snapshot_rx) = mpsc::channel(RESPONSE_QUEUE);
+        cluster.rt.spawn(receive(
+            net.clone(),
+            key.clone(),
+            seen.clone(),
+            inbound,
+            (tx, snapshot_tx),
+        ));
         let deadline = Instant::now() + Duration::from_secs(30);
         while net.peer_count() < HONEST.len() {
             assert!(
@@ -186,6 +196,7 @@ impl Harness {
             genesis_hash: genesis.hash(),
             seen,
             responses: Mutex::new(rx),
+            snapshots: Mutex::new(snapshot_rx),
         }
     }
 
@@ -325,6 +336,12 @@ fn sign(key: &SecretKey, vote: Vote) -> SignedVote {
     }
 }
 
+/// Where `receive` hands sync responses and snapshot-sync messages on.
+type Forwards = (
+    mpsc::Sender<(u16, Message)>,
+    mpsc::Sender<(u16, SnapshotMessage)>,
+);
+
 /// Everything the honest validators send the harness: it notes views, keeps honest
 /// proposals, echoes votes when asked to, records requests and hands sync responses on.
 async fn receive(
@@ -332,11 +349,16 @@ async fn receive(
     key: SecretKey,
     seen: Arc<Mutex<Seen>>,
     mut inbound: mpsc::Receiver<Inbound>,
-    responses: mpsc::Sender<(u16, Message)>,
+    (responses, snapshots): Forwards,
 ) {
     while let Some(Inbound { from, message, .. }) = inbound.recv().await {
-        let NetMessage::Consensus(message) = message else {
-            continue;
+        let message = match message {
+            NetMessage::Consensus(message) => message,
+            NetMessage::Snapshot(message) => {
+                let _ = snapshots.try_send((from, *message));
+                continue;
+            }
+            _ => continue,
         };
         let echo = {
             let mut seen = seen.lock().expect("seen");

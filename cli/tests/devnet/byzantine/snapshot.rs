@@ -1,0 +1,234 @@
+//! Issue 21: a Byzantine peer serving snapshot sync. The harness (validator 3, its process
+//! replaced) answers a joining node's snapshot requests with forgeries — first an epoch
+//! chain whose certificate it corrupted, then state chunks with a changed value — and a
+//! joiner given a checkpoint that is not on the chain refuses every peer. Each refusal is a
+//! typed error in the joiner's log with the peer dropped; with honest peers left, the
+//! restore completes and the joiner catches up.
+
+use super::*;
+use crate::common::{load_options, start_load_with, strip_ansi};
+use keel_app::epoch_proof::EpochChange;
+
+/// What the harness does to the joiner's snapshot answers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Forge {
+    /// The first epoch change of every chain it serves carries a flipped signature byte.
+    EpochChain,
+    /// Every chunk it serves has one value byte flipped.
+    Chunks,
+}
+
+impl Harness {
+    /// Answers peer `joiner`'s snapshot requests until `done` holds: each is asked of
+    /// honest validator 0 over the harness's own link and the answer, forged per `forge`,
+    /// goes to the joiner. Returns how many forgeries it sent.
+    fn serve_forgeries(
+        &self,
+        cluster: &Cluster,
+        joiner: u16,
+        forge: Forge,
+        done: impl Fn() -> bool,
+    ) -> u64 {
+        let mut rx = self.snapshots.lock().expect("snapshots");
+        let mut forged = 0;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let next = |rx: &mut mpsc::Receiver<(u16, SnapshotMessage)>, wait: Duration| {
+            cluster
+                .rt
+                .block_on(async { tokio::time::timeout(wait, rx.recv()).await })
+                .ok()
+                .flatten()
+        };
+        while !done() {
+            if Instant::now() > deadline {
+                cluster.dump_logs();
+                panic!("the joiner never finished its restore");
+            }
+            let Some((from, request)) = next(&mut rx, Duration::from_millis(200)) else {
+                continue;
+            };
+            if from != joiner {
+                continue;
+            }
+            self.net
+                .send(0, &NetMessage::Snapshot(Box::new(request.clone())));
+            // The joiner asks the harness one thing at a time: the next message from
+            // validator 0 is the answer.
+            let mut answer = loop {
+                match next(&mut rx, Duration::from_secs(10)) {
+                    Some((0, answer)) => break Some(answer),
+                    Some(_) => {}
+                    None => break None,
+                }
+            };
+            match (&mut answer, forge) {
+                (Some(SnapshotMessage::EpochChanges { changes, .. }), Forge::EpochChain)
+                    if !changes.is_empty() =>
+                {
+                    let mut change = EpochChange::decode(&changes[0]).expect("an epoch change");
+                    change.certificate.signatures[0].0[0] ^= 1;
+                    changes[0] = change.encode();
+                    forged += 1;
+                }
+                (Some(SnapshotMessage::Chunk(chunk)), Forge::Chunks) => {
+                    let value = &mut chunk.entries[0].1;
+                    let last = value.len() - 1;
+                    value[last] ^= 1;
+                    forged += 1;
+                }
+                _ => {}
+            }
+            if let Some(answer) = answer {
+                self.net
+                    .send(joiner, &NetMessage::Snapshot(Box::new(answer)));
+            }
+        }
+        forged
+    }
+}
+
+/// The joiner's log, without colours.
+fn joiner_log(cluster: &Cluster, i: usize) -> String {
+    strip_ansi(&std::fs::read_to_string(cluster.home(i).join("node.log")).unwrap_or_default())
+}
+
+/// Lines of `log` saying the harness (peer 3) was dropped.
+fn harness_drops(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("snapshot sync: peer dropped") && l.contains("peer=3"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_syncing_node_drops_a_peer_that_forges_chains_or_chunks_and_refuses_a_false_checkpoint() {
+    let _guard = serial();
+    let mut cluster = Cluster::start_with_epochs(VALIDATORS, 29_400, 100, 3, 10, |c| {
+        c.consensus.timeout_base_ms = TIMEOUT_BASE_MS;
+        c.consensus.timeout_max_ms = TIMEOUT_MAX_MS;
+    });
+    cluster.wait_height(&HONEST, 20, Duration::from_secs(60));
+    cluster.kill9(BYZ);
+    let harness = Harness::join(&cluster);
+    harness.seen().echo = true;
+    // State for several chunks: a thousand new accounts.
+    let stop_load = Arc::new(AtomicBool::new(false));
+    let mut options = load_options(&cluster, &HONEST, 600, 31, &[1, 2]);
+    options.rate_per_s = 80;
+    options.fresh_recipients = true;
+    options.stop = Some(stop_load.clone());
+    let load = start_load_with(&cluster, options);
+    let height = cluster.height(0).expect("height");
+    cluster.wait_height(&HONEST, height + 150, Duration::from_secs(90));
+    stop_load.store(true, Ordering::Relaxed);
+    finish_load(&cluster, load);
+
+    // The joiner registers; the harness admits its key.
+    let joiner = cluster.add_node(29_450);
+    let home = cluster.home(joiner);
+    let mut config =
+        keel_node::config::NodeConfig::load(&home.join("config.toml")).expect("config");
+    config.sync.mode = "snapshot".into();
+    config.sync.chunk_bytes = keel_types::proof::MIN_SNAPSHOT_CHUNK_BYTES as u32;
+    std::fs::write(home.join("config.toml"), config.to_toml()).expect("config");
+    let key_file = home.join("keys/validator.json");
+    let key = keel_node::keys::read(&key_file).expect("key").public_key();
+    let funder = cluster.dev_key(0);
+    let (ok, registered, err) = crate::common::keel(&[
+        "tx",
+        "validator",
+        "register",
+        "--rpc",
+        &cluster.rpc(0),
+        "--key",
+        funder.to_str().expect("utf8"),
+        "--validator-key",
+        key_file.to_str().expect("utf8"),
+        "--p2p",
+        &cluster.p2p(joiner),
+        "--stake",
+        "100",
+        "--wait",
+    ]);
+    assert!(
+        ok && registered["status"] == "success",
+        "{registered} {err}"
+    );
+    let peers = harness.net.add_peers(&[(key, cluster.p2p(joiner))]);
+    let joiner_peer =
+        u16::try_from(peers.iter().position(|k| *k == key).expect("added")).expect("index");
+    let restored = |n: usize| {
+        move |cluster: &Cluster| {
+            joiner_log(cluster, joiner)
+                .matches("snapshot sync: state restored")
+                .count()
+                >= n
+        }
+    };
+
+    // Run 1: the harness forges the epoch chain. Dropped with the typed certificate error.
+    cluster.spawn(joiner);
+    let done = restored(1);
+    let forged =
+        harness.serve_forgeries(&cluster, joiner_peer, Forge::EpochChain, || done(&cluster));
+    assert!(
+        forged > 0,
+        "the joiner never asked the harness for its chain"
+    );
+    let drops = harness_drops(&joiner_log(&cluster, joiner));
+    assert!(
+        drops.iter().any(|l| l.contains("certificate")),
+        "no typed certificate refusal of the harness: {drops:?}"
+    );
+    let metrics = cluster.http_get(joiner, "/metrics");
+    assert!(
+        crate::common::metric_sum(&metrics, "keel_sync_peers_dropped_total", "") >= 1,
+        "{metrics}"
+    );
+
+    // Run 2: honest chain, forged chunks. Dropped with the typed proof error; the chunk is
+    // fetched from an honest peer and the restore completes.
+    cluster.kill9(joiner);
+    std::fs::remove_dir_all(home.join("data/state")).expect("remove state");
+    cluster.spawn(joiner);
+    let done = restored(2);
+    let forged = harness.serve_forgeries(&cluster, joiner_peer, Forge::Chunks, || done(&cluster));
+    assert!(forged > 0, "the joiner never asked the harness for a chunk");
+    let drops = harness_drops(&joiner_log(&cluster, joiner));
+    assert!(
+        drops
+            .iter()
+            .any(|l| l.contains("does not verify against root")),
+        "no typed proof refusal of the harness: {drops:?}"
+    );
+    let tip = cluster.height(0).expect("height");
+    cluster.wait_height(&[0, joiner], tip + 5, Duration::from_secs(60));
+
+    // Run 3: a checkpoint that is not on the chain. Every peer's chain is refused with the
+    // typed error, and the node stops instead of trusting any.
+    cluster.kill9(joiner);
+    std::fs::remove_dir_all(home.join("data/state")).expect("remove state");
+    config.sync.checkpoint = format!("10:0x{}", "11".repeat(32));
+    std::fs::write(home.join("config.toml"), config.to_toml()).expect("config");
+    cluster.spawn(joiner);
+    // The harness passes the chain on unchanged this time: it is refused like the others.
+    let stopped = |cluster: &Cluster| joiner_log(cluster, joiner).contains("error: snapshot sync");
+    harness.serve_forgeries(&cluster, joiner_peer, Forge::Chunks, || stopped(&cluster));
+    let log = joiner_log(&cluster, joiner);
+    let refusals = log
+        .lines()
+        .filter(|l| {
+            l.contains("snapshot sync: peer dropped")
+                && l.contains("is not the last block of a served epoch change")
+        })
+        .count();
+    // Every honest peer (the harness too, when it was connected in time).
+    assert!(refusals >= HONEST.len(), "{refusals} refusals:\n{log}");
+    assert_eq!(
+        log.matches("snapshot sync: state restored").count(),
+        2,
+        "{log}"
+    );
+    cluster.kill9(joiner);
+    assert!(cluster.check_roots_of(&HONEST) > 0);
+}
