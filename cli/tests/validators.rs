@@ -506,6 +506,101 @@ fn devnet_join_adds_a_validator_and_devnet_leave_retires_it() {
     );
 }
 
+/// Issue 21's join benchmark (not in CI; `KEEL_JOIN_BENCH_ACCOUNTS`, default 99,000, under the
+/// genesis cap): a 4-validator devnet whose genesis funds that many accounts, a fifth node
+/// registered and started with `--sync snapshot`; prints the state's entries, the restore's
+/// duration and rate, the time from `keel run` to its first vote, and its peak RSS.
+/// `KEEL_JOIN_BENCH_ACCOUNTS=99000 scripts/test --test cli join_benchmark -- --ignored --nocapture`
+#[test]
+#[ignore = "a benchmark: run by hand"]
+fn join_benchmark() {
+    let _guard = serial();
+    let accounts: u64 = std::env::var("KEEL_JOIN_BENCH_ACCOUNTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(99_000);
+    let mut cluster = Cluster::start_with_genesis(
+        4,
+        29_700,
+        100,
+        2,
+        (20, 0, keel_node::genesis::DEFAULT_FOLD_EPOCHS),
+        |_| {},
+        |genesis| {
+            genesis
+                .balances
+                .extend((0..accounts).map(|i| keel_node::genesis::GenesisBalance {
+                    address: {
+                        let mut address = [0x77u8; 20];
+                        address[12..].copy_from_slice(&i.to_be_bytes());
+                        keel_types::Address(address)
+                    },
+                    balance: keel_types::U256::from(1u64),
+                }))
+        },
+    );
+    cluster.wait_height(&[0, 1, 2, 3], 25, Duration::from_secs(300));
+    let joiner = cluster.add_node(29_750);
+    let home = cluster.home(joiner);
+    let mut config =
+        keel_node::config::NodeConfig::load(&home.join("config.toml")).expect("config");
+    config.sync.mode = "snapshot".into();
+    std::fs::write(home.join("config.toml"), config.to_toml()).expect("config");
+    let key_file = home.join("keys/validator.json");
+    let funder = cluster.dev_key(0);
+    let registered = send(&[
+        "tx",
+        "validator",
+        "register",
+        "--rpc",
+        &cluster.rpc(0),
+        "--key",
+        funder.to_str().expect("utf8"),
+        "--validator-key",
+        key_file.to_str().expect("utf8"),
+        "--p2p",
+        &cluster.p2p(joiner),
+        "--stake",
+        "600",
+        "--wait",
+    ]);
+    assert_eq!(registered["status"], "success", "{registered}");
+    cluster.spawn(joiner);
+    let spawned = Instant::now();
+    let votes_log = home.join("data/votes.log");
+    let (mut restored, mut rss_kib) = (None, 0);
+    let first_vote = loop {
+        rss_kib = rss_kib.max(cluster.peak_rss_kib(joiner).unwrap_or(0));
+        if restored.is_none()
+            && std::fs::read_to_string(home.join("node.log"))
+                .is_ok_and(|l| l.contains("snapshot sync: state restored"))
+        {
+            restored = Some(spawned.elapsed());
+        }
+        if std::fs::metadata(&votes_log).map_or(0, |m| m.len()) > 0 {
+            break spawned.elapsed();
+        }
+        assert!(spawned.elapsed() < Duration::from_secs(600), "no vote");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let status = cluster.call(joiner, "keel_status", vec![]).expect("status");
+    let snapshot = &status["sync"]["snapshot"];
+    let entries = snapshot["entries"].as_u64().unwrap_or(0);
+    let restore_ms = restored.map_or(0, |d| d.as_millis());
+    eprintln!(
+        "{}",
+        serde_json::json!({
+            "genesis_accounts": accounts,
+            "entries_restored": entries,
+            "bytes_restored": snapshot["bytes"],
+            "restored_after_ms": restore_ms,
+            "first_vote_after_ms": first_vote.as_millis(),
+            "joiner_peak_rss_mib": rss_kib / 1024,
+        })
+    );
+    assert!(entries >= accounts, "{snapshot}");
+}
+
 /// Validator `i`'s RPC URL in a scripted devnet.
 fn devnet_rpc(dir: &std::path::Path, i: usize) -> String {
     let config = keel_node::config::NodeConfig::load(&dir.join(format!("node{i}/config.toml")))

@@ -101,6 +101,28 @@ impl Cluster {
         (expiry_epochs, fold_epochs): (u64, u64),
         tweak: impl Fn(&mut NodeConfig),
     ) -> Cluster {
+        Cluster::start_with_genesis(
+            n,
+            base_port,
+            block_time_ms,
+            dev_accounts,
+            (epoch_length, expiry_epochs, fold_epochs),
+            tweak,
+            |_| {},
+        )
+    }
+
+    /// As `start_with_expiry`, with `edit` applied to the genesis every validator starts
+    /// from.
+    pub fn start_with_genesis(
+        n: usize,
+        base_port: u16,
+        block_time_ms: u64,
+        dev_accounts: usize,
+        (epoch_length, expiry_epochs, fold_epochs): (u64, u64, u64),
+        tweak: impl Fn(&mut NodeConfig),
+        edit: impl Fn(&mut keel_node::genesis::Genesis),
+    ) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let home = dir.path().to_str().expect("utf8").to_string();
         let (ok, _, err) = keel(&[
@@ -123,6 +145,16 @@ impl Cluster {
             &fold_epochs.to_string(),
         ]);
         assert!(ok, "init: {err}");
+        let genesis_path = dir.path().join("node0/genesis.json");
+        let mut genesis = keel_node::genesis::Genesis::load(&genesis_path).expect("genesis");
+        edit(&mut genesis);
+        for i in 0..n {
+            std::fs::write(
+                dir.path().join(format!("node{i}/genesis.json")),
+                genesis.to_json(),
+            )
+            .expect("write genesis");
+        }
         let mut configs = Vec::new();
         for i in 0..n {
             let path = dir.path().join(format!("node{i}/config.toml"));
