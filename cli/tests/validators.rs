@@ -458,7 +458,8 @@ fn a_node_outside_genesis_joins_by_snapshot_and_votes_then_a_genesis_validator_l
 
 /// `devnet/join` and `devnet/leave` as an operator runs them, on a devnet younger than its
 /// first epoch (so the joiner finds no boundary to restore and block-syncs from genesis):
-/// the new validator registers, starts and catches up, then leaves and is stopped.
+/// the new validator registers, starts and catches up, then leaves — still a candidate,
+/// so out of the set at once — and is stopped.
 #[test]
 fn devnet_join_adds_a_validator_and_devnet_leave_retires_it() {
     let _guard = serial();
@@ -480,6 +481,9 @@ fn devnet_join_adds_a_validator_and_devnet_leave_retires_it() {
     let (ok, status, err) = keel(&["query", "status", "--rpc", &rpc]);
     assert!(ok, "{err}");
     assert!(status["height"].as_u64() > Some(0), "{status}");
+    // A chain in its first epoch has no boundary: the joiner said so and block-synced.
+    let log = std::fs::read_to_string(devnet.dir.join("node4/node.log")).expect("log");
+    assert!(log.contains("no epoch has ended yet"), "{log}");
     let registry = |out: &Value| {
         out["registry"]
             .as_array()

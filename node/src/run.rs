@@ -277,10 +277,17 @@ pub async fn run(home: &Path, options: RunOptions) -> anyhow::Result<()> {
                         "snapshot sync: no epoch has ended yet; block-syncing from genesis"
                     );
                     shared.update(|s| s.snapshot = None);
-                    Arc::new(
-                        Store::open(&state_path, store_options)
-                            .with_context(|| format!("opening the store in {}", data.display()))?,
-                    )
+                    let store = Store::open(&state_path, store_options)
+                        .with_context(|| format!("opening the store in {}", data.display()))?;
+                    // A restore once started here proves a boundary existed: peers that
+                    // say otherwise are not trusted with this directory.
+                    anyhow::ensure!(
+                        !keel_store::SnapshotRestore::in_progress(&store)?,
+                        "peers say no epoch has ended, but {} holds a snapshot restore: \
+                         start again when more peers are up, or empty the directory",
+                        state_path.display()
+                    );
+                    Arc::new(store)
                 }
                 Err(e) => return Err(e).context("snapshot sync"),
             };

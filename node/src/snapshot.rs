@@ -30,6 +30,9 @@ pub const SNAPSHOT_REQUEST_TIMEOUT_MS: u64 = 30_000;
 pub const SNAPSHOT_PROOF_PEERS: usize = 16;
 /// How long a syncing node waits for its first peer before it says so (and keeps waiting).
 const PEER_WAIT_LOG_MS: u64 = 5_000;
+/// How long a syncing node waits for the rest of its peers after the first connects,
+/// before it asks for epoch chains.
+const PEER_SETTLE_MS: u64 = 5_000;
 /// Progress is logged at most this often.
 const PROGRESS_LOG_MS: u64 = 2_000;
 /// `Unavailable` answers (or silences) after which a peer rests until all have.
@@ -223,8 +226,8 @@ struct Client<'a> {
     inbound: &'a mut mpsc::Receiver<Inbound>,
     /// Peers that lied (a chain or chunk that failed its proof): never asked again.
     dropped: BTreeSet<u16>,
-    /// Peers that answered that no epoch has ended yet.
-    no_boundary: usize,
+    /// The peer last asked answered that no epoch has ended yet.
+    answered_empty: bool,
 }
 
 /// Whether `answer` answers `request` (or says it cannot).
@@ -329,7 +332,17 @@ impl Client<'_> {
         checkpoint: Option<(Height, Hash)>,
     ) -> Result<(Trusted, Vec<EpochChange>), SnapshotSyncError> {
         let mut best: Option<(Trusted, Vec<EpochChange>)> = None;
+        self.peers().await?;
+        // Not only the first peer that connects: the others get a moment, so one fast
+        // Byzantine peer is not the only one asked.
+        let settle = Instant::now();
+        while self.net.connected().len() < self.net.peer_count().min(SNAPSHOT_PROOF_PEERS)
+            && settle.elapsed() < Duration::from_millis(PEER_SETTLE_MS)
+        {
+            let _ = tokio::time::timeout(Duration::from_millis(100), self.inbound.recv()).await;
+        }
         let peers = self.peers().await?;
+        let mut empty = Vec::new();
         for peer in peers.into_iter().take(SNAPSHOT_PROOF_PEERS) {
             match self.chain_from(peer, genesis, checkpoint).await? {
                 Ok(Some(found)) => {
@@ -345,7 +358,11 @@ impl Client<'_> {
                         best = Some(found);
                     }
                 }
-                Ok(None) => {}
+                Ok(None) => {
+                    if std::mem::take(&mut self.answered_empty) {
+                        empty.push(peer);
+                    }
+                }
                 Err(e) => self.drop_peer(peer, &e),
             }
         }
@@ -353,7 +370,11 @@ impl Client<'_> {
             Some(best) => best,
             // A chain younger than its first epoch has no boundary to restore (and nothing
             // pruned yet that block sync would need).
-            None if self.no_boundary > 0 => return Err(SnapshotSyncError::NoBoundaryYet),
+            // Believed only from more than a third of genesis' power: f Byzantine peers
+            // alone cannot send a node to block sync on a chain whose history is pruned.
+            None if empty_power_exceeds_a_third(genesis, &empty) => {
+                return Err(SnapshotSyncError::NoBoundaryYet)
+            }
             None => return Err(SnapshotSyncError::NoEpochChain),
         };
         // A chain whose last boundary is dated in the future was not made by this network's
@@ -394,7 +415,7 @@ impl Client<'_> {
             }
             if changes.is_empty() {
                 if trusted.is_none() && checkpoint.is_none() {
-                    self.no_boundary += 1;
+                    self.answered_empty = true;
                 }
                 return Ok(Ok(trusted));
             }
@@ -423,6 +444,20 @@ impl Client<'_> {
             from_epoch += raw.len() as u64;
         }
     }
+}
+
+/// Whether the genesis validators among `peers` (peer indices below genesis' count are
+/// genesis validators, in order) hold more than a third of genesis' stake.
+fn empty_power_exceeds_a_third(genesis: &Genesis, peers: &[u16]) -> bool {
+    let total = genesis
+        .validators
+        .iter()
+        .fold(keel_types::U256::ZERO, |sum, v| sum + v.stake);
+    let empty = peers
+        .iter()
+        .filter_map(|p| genesis.validators.get(usize::from(*p)))
+        .fold(keel_types::U256::ZERO, |sum, v| sum + v.stake);
+    empty * keel_types::U256::from(3u64) > total
 }
 
 /// The first epoch two verified chains end differently, if any.
@@ -491,6 +526,8 @@ pub async fn sync(
             .shared
             .update(|s| s.snapshot = Some(progress.clone()));
     };
+    // A wipe a crash interrupted after its rename.
+    let _ = std::fs::remove_dir_all(path.with_extension("discarded"));
     let mut progress = SnapshotProgress {
         phase: "epoch_chain",
         ..SnapshotProgress::default()
@@ -500,7 +537,7 @@ pub async fn sync(
         net,
         inbound,
         dropped: BTreeSet::new(),
-        no_boundary: 0,
+        answered_empty: false,
     };
     let (_, changes) = client.epoch_chain(genesis, params.checkpoint).await?;
     let latest = changes.last().ok_or(SnapshotSyncError::NoEpochChain)?;

@@ -445,7 +445,8 @@ impl<'a> PrecompileProvider<KeelCtx<'a>> for KeelPrecompiles {
             return crate::registry_read::run(
                 view,
                 &input,
-                !inputs.value.get().is_zero(),
+                // Only value actually sent (not DELEGATECALL's apparent value).
+                matches!(inputs.value, revm::interpreter::CallValue::Transfer(v) if !v.is_zero()),
                 inputs.gas_limit,
             )
             .map(Some);

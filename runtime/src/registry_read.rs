@@ -12,9 +12,12 @@ use keel_types::eth::keccak256;
 use keel_types::validator::ValidatorStatus;
 use keel_types::PublicKey;
 
-/// Gas of one registry read, whatever it reads (a cold account access: the registry is a
-/// few state entries, each bounded).
+/// Gas of one registry read (a cold account access), plus [`REGISTRY_KEY_GAS`] per
+/// registered key for the calls that decode the key list (up to 1,024 keys).
 pub const REGISTRY_READ_GAS: u64 = 2_600;
+/// Gas per registered key of `validatorCount` and `validatorAt` (a 32-byte word copied
+/// and decoded, as `CALLDATACOPY` prices a word).
+pub const REGISTRY_KEY_GAS: u64 = 3;
 
 /// `getValidator(bytes32 key)` → `(bool registered, address operator, uint256 stake,
 /// uint8 status, uint64 changedEpoch, bytes32 nextKey)`; status 0 candidate, 1 active,
@@ -37,11 +40,12 @@ fn word_u64(v: u64) -> [u8; 32] {
     w
 }
 
-/// What one call answers: `Ok(Some(output))`, `Ok(None)` for a revert (unknown selector,
-/// malformed input, an index past the end), `Err` when the node's state read failed.
-fn answer(view: &dyn StateView, input: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+/// What one call answers — `Some(output)`, or `None` for a revert (unknown selector,
+/// malformed input, an index past the end) — and the gas it costs beyond
+/// [`REGISTRY_READ_GAS`]; `Err` when the node's state read failed.
+fn answer(view: &dyn StateView, input: &[u8]) -> Result<(Option<Vec<u8>>, u64), StateError> {
     let Some((sel, args)) = input.split_first_chunk::<4>() else {
-        return Ok(None);
+        return Ok((None, 0));
     };
     if *sel == selector(GET_VALIDATOR) && args.len() == 32 {
         let mut key = [0u8; 32];
@@ -57,25 +61,28 @@ fn answer(view: &dyn StateView, input: &[u8]) -> Result<Option<Vec<u8>>, StateEr
                 out[160..192].copy_from_slice(&next.0);
             }
         }
-        return Ok(Some(out));
+        return Ok((Some(out), 0));
     }
     if *sel == selector(VALIDATOR_COUNT) && args.is_empty() {
         let registry = crate::validators::read_registry(view)?;
-        return Ok(Some(word_u64(registry.0.len() as u64).to_vec()));
+        let gas = REGISTRY_KEY_GAS * registry.0.len() as u64;
+        return Ok((Some(word_u64(registry.0.len() as u64).to_vec()), gas));
     }
     if *sel == selector(VALIDATOR_AT) && args.len() == 32 {
         // An index above u64 is past any registry's end.
         if args[..24].iter().any(|b| *b != 0) {
-            return Ok(None);
+            return Ok((None, 0));
         }
         let index = u64::from_be_bytes(args[24..].try_into().unwrap_or([0xff; 8]));
         let registry = crate::validators::read_registry(view)?;
-        return Ok(usize::try_from(index)
+        let gas = REGISTRY_KEY_GAS * registry.0.len() as u64;
+        let key = usize::try_from(index)
             .ok()
             .and_then(|i| registry.0.get(i))
-            .map(|k| k.0.to_vec()));
+            .map(|k| k.0.to_vec());
+        return Ok((key, gas));
     }
-    Ok(None)
+    Ok((None, 0))
 }
 
 /// Runs one call to the registry address. Value cannot be sent (it would be lost): such a
@@ -99,7 +106,16 @@ pub fn run(
     let answer = if sends_value {
         None
     } else {
-        answer(view, input).map_err(|e| e.to_string())?
+        let (answer, extra) = answer(view, input).map_err(|e| e.to_string())?;
+        if !gas.record_regular_cost(extra) {
+            gas.spend_all();
+            return Ok(InterpreterResult::new(
+                InstructionResult::OutOfGas,
+                Bytes::new(),
+                gas,
+            ));
+        }
+        answer
     };
     Ok(match answer {
         Some(out) => InterpreterResult::new(InstructionResult::Return, Bytes::from(out), gas),

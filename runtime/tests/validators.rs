@@ -576,4 +576,41 @@ fn contracts_read_the_registry_and_cannot_write_it() {
         record(&chain, &v.public_key()).map(|r| r.stake),
         Some(units(5))
     );
+    // A read is not free: answered, it costs at least the precompile's gas more than a call
+    // the precompile refuses at once (junk input, no key list read).
+    let paid = chain.call(&op, proxies[1], abi::call("validatorCount()", &[]));
+    let refused = chain.call(&op, proxies[1], vec![1, 2]);
+    assert_eq!(paid.status, TxStatus::Success);
+    assert!(
+        paid.gas_used >= refused.gas_used + 2 * keel_runtime::registry_read::REGISTRY_KEY_GAS,
+        "{} vs {}",
+        paid.gas_used,
+        refused.gas_used
+    );
+
+    // In one block, a registration and then a read that must see it: serial and parallel
+    // execution agree (`Chain::execute` runs the block at every thread count).
+    let v2 = key(3);
+    let message = possession_message(crate::common::CHAIN_ID, &addr(&op), &v2.public_key());
+    let register = ValidatorTx::Register {
+        key: v2.public_key(),
+        possession: v2.sign(&message.0),
+        p2p: "127.0.0.1:3".into(),
+        stake: units(4),
+    };
+    let txs = vec![
+        chain.tx(&op, 80_000, TxBody::Validator(register)),
+        chain.tx(
+            &op,
+            200_000,
+            TxBody::Call {
+                to: proxies[2],
+                data: abi::call("validatorCount()", &[]),
+                value: U256::ZERO,
+            },
+        ),
+    ];
+    let (output, _) = chain.block(txs);
+    assert_eq!(output.receipts[0].status, TxStatus::Success, "{output:?}");
+    assert_eq!(output.receipts[1].output, abi::u(3).to_vec(), "{output:?}");
 }
