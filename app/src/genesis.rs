@@ -116,6 +116,11 @@ pub struct Genesis {
         skip_serializing_if = "is_default_plugin_gas"
     )]
     pub plugin_gas: u64,
+    /// Accounts that may tag accounts with jurisdiction codes (docs/policies.md, at most
+    /// `keel_types::jurisdiction::MAX_ATTESTERS`, no repeats). Empty by default, and then
+    /// not written, so a genesis without attesters hashes as before the field existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attesters: Vec<keel_types::Address>,
     /// Least stake a validator may bond (docs/validators.md).
     #[serde(
         default = "default_min_stake",
@@ -202,6 +207,14 @@ impl Genesis {
             return invalid(format!(
                 "plugin_gas {} is outside {MIN_PLUGIN_GAS}..={MAX_TX_GAS}",
                 self.plugin_gas
+            ));
+        }
+        let max_attesters = keel_types::jurisdiction::MAX_ATTESTERS;
+        let distinct: std::collections::BTreeSet<_> = self.attesters.iter().collect();
+        if self.attesters.len() > max_attesters || distinct.len() != self.attesters.len() {
+            return invalid(format!(
+                "at most {max_attesters} attesters, none twice, got {}",
+                self.attesters.len()
             ));
         }
         if self.validators.is_empty() || self.validators.len() > MAX_VALIDATORS {

@@ -492,9 +492,13 @@ impl Mempool {
         }
         // The sender's policy, with its queued transactions that run first counted as if
         // each sent its value and paid its whole fee (execution, in the block, decides).
-        // (Most senders have no policy: one cached read, and nothing else to do.)
+        // (Most senders have no policy and no address declares jurisdiction rules: two
+        // cached reads, and nothing else to do.)
         let session = matches!(entry.tx.tx.sender, keel_types::Sender::Session { .. });
-        if session || policy::read_record(state, &sender)?.is_some() {
+        if session
+            || policy::read_record(state, &sender)?.is_some()
+            || keel_runtime::jurisdiction::any_rules(state)?
+        {
             let queued = self.queued_before(&sender, nonce, &entry);
             let decision = policy::evaluate(state, &entry.tx.tx, self.next_block, queued)?;
             if let Some(denial) = decision.denial {
@@ -637,7 +641,10 @@ impl Mempool {
         let session = queue
             .values()
             .any(|e| matches!(e.tx.tx.sender, keel_types::Sender::Session { .. }));
-        if !session && policy::read_record(state, sender)?.is_none() {
+        if !session
+            && policy::read_record(state, sender)?.is_none()
+            && !keel_runtime::jurisdiction::any_rules(state)?
+        {
             return Ok(());
         }
         let mut first_denied = None;

@@ -34,6 +34,8 @@ pub struct InitOptions {
     /// Execution threads of validator i: entry i mod the length (empty: 1).
     pub exec_threads: Vec<usize>,
     pub genesis_time_ms: u64,
+    /// Jurisdiction attesters (0x addresses).
+    pub attesters: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -93,6 +95,8 @@ pub enum InitError {
         path: PathBuf,
         error: std::io::Error,
     },
+    #[error("--attesters {0:?} is not a 0x address")]
+    Attester(String),
     #[error(transparent)]
     Key(#[from] keys::KeyError),
     #[error(transparent)]
@@ -221,6 +225,11 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, InitError> {
         block_gas_limit: keel_types::limits::BLOCK_GAS_LIMIT,
         min_gas_price: 1,
         plugin_gas: keel_types::policy::PLUGIN_GAS,
+        attesters: opts
+            .attesters
+            .iter()
+            .map(|a| Address::from_hex(a).map_err(|_| InitError::Attester(a.clone())))
+            .collect::<Result<_, _>>()?,
         min_stake: keel_types::validator::DEFAULT_MIN_STAKE,
         max_validators: keel_types::limits::MAX_VALIDATORS,
         unbonding_epochs: keel_types::validator::DEFAULT_UNBONDING_EPOCHS,

@@ -121,6 +121,10 @@ struct GenesisArgs {
     /// Genesis timestamp (ms since the Unix epoch); default: now.
     #[arg(long)]
     genesis_time_ms: Option<u64>,
+    /// Comma-separated jurisdiction attesters: accounts that may tag accounts with
+    /// jurisdiction codes (docs/policies.md); default: none.
+    #[arg(long, value_delimiter = ',')]
+    attesters: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -153,6 +157,7 @@ impl GenesisArgs {
             dev_accounts: self.dev_accounts,
             exec_threads: self.exec_threads,
             genesis_time_ms: self.genesis_time_ms.unwrap_or_else(now_ms),
+            attesters: self.attesters,
         }
     }
 }
@@ -345,6 +350,20 @@ enum PolicyCommand {
     /// Session keys: extra ed25519 keys that act as the account within a scope.
     #[command(subcommand)]
     SessionKey(SessionKeyCommand),
+    /// Tag an account with a jurisdiction code, or `--remove` the tag (genesis attesters).
+    Tag {
+        #[command(flatten)]
+        send: SendArgs,
+        #[command(flatten)]
+        tag: keel_cli::policy::TagArgs,
+    },
+    /// Declare which callers may call the sender (by jurisdiction tag); no flags clear it.
+    Rule {
+        #[command(flatten)]
+        send: SendArgs,
+        #[command(flatten)]
+        rule: keel_cli::policy::RuleArgs,
+    },
 }
 
 // Parsed once per process: the variants' sizes do not matter.
@@ -661,6 +680,8 @@ async fn policy_tx(command: PolicyCommand) -> Result<Value, ClientError> {
             let key = keel_cli::policy::public_key(&session_key)?;
             send_tx(send, TxBody::RevokeSessionKey { account, key }).await
         }
+        PolicyCommand::Tag { send, tag } => send_tx(send, tag.body()?).await,
+        PolicyCommand::Rule { send, rule } => send_tx(send, rule.body()?).await,
     }
 }
 

@@ -130,3 +130,92 @@ pub fn public_key(text: &str) -> Result<keel_types::PublicKey, ClientError> {
     })?;
     Ok(keel_types::PublicKey(bytes))
 }
+
+/// An ISO 3166-1 alpha-2 code (`US`, `DE`, …).
+fn code(text: &str) -> Result<keel_types::jurisdiction::Code, ClientError> {
+    keel_types::jurisdiction::Code::parse(text).ok_or_else(|| ClientError::BadPolicy {
+        detail: format!("{text:?} is not an assigned ISO 3166-1 alpha-2 code"),
+    })
+}
+
+fn codes(list: &[String]) -> Result<Vec<keel_types::jurisdiction::Code>, ClientError> {
+    if list.len() > keel_types::jurisdiction::MAX_RULE_CODES {
+        return Err(ClientError::BadPolicy {
+            detail: format!(
+                "at most {} codes per list",
+                keel_types::jurisdiction::MAX_RULE_CODES
+            ),
+        });
+    }
+    list.iter().map(|c| code(c)).collect()
+}
+
+/// `keel tx policy tag`: an attester's jurisdiction tag on an account.
+#[derive(Args, Debug, Clone)]
+pub struct TagArgs {
+    /// The account (or contract) to tag.
+    #[arg(long)]
+    pub account: String,
+    /// The ISO 3166-1 alpha-2 code.
+    #[arg(long)]
+    pub code: String,
+    /// The height from which the tag no longer counts (required unless `--remove`).
+    #[arg(long, required_unless_present = "remove")]
+    pub expires_at: Option<u64>,
+    /// Remove this attester's tag with this code instead.
+    #[arg(long, conflicts_with = "expires_at")]
+    pub remove: bool,
+}
+
+impl TagArgs {
+    /// The call to the jurisdiction contract.
+    pub fn body(&self) -> Result<keel_types::TxBody, ClientError> {
+        let account = parse_address(&self.account)?;
+        let code = code(&self.code)?;
+        let data = match self.expires_at {
+            Some(at) if !self.remove => keel_types::jurisdiction::tag_call(&account, code, at),
+            _ => keel_types::jurisdiction::untag_call(&account, code),
+        };
+        Ok(jurisdiction_call(data))
+    }
+}
+
+/// `keel tx policy rule`: the rules the sender declares about who may call it.
+#[derive(Args, Debug, Clone)]
+pub struct RuleArgs {
+    /// Callers tagged with any of these codes may not call (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub deny: Vec<String>,
+    /// Only callers tagged with one of these codes may call (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub allow_only: Vec<String>,
+    /// Most value an untagged caller may send per call (decimal or 0x-hex).
+    #[arg(long)]
+    pub untagged_max_value: Option<String>,
+}
+
+impl RuleArgs {
+    /// The call to the jurisdiction contract (no rule given: clears the sender's rules).
+    pub fn body(&self) -> Result<keel_types::TxBody, ClientError> {
+        let rules = keel_types::jurisdiction::Rules {
+            deny: codes(&self.deny)?,
+            allow_only: codes(&self.allow_only)?,
+            untagged_max_value: self
+                .untagged_max_value
+                .as_deref()
+                .map(parse_amount)
+                .transpose()?,
+        };
+        Ok(jurisdiction_call(keel_types::jurisdiction::set_rules_call(
+            &rules,
+        )))
+    }
+}
+
+fn jurisdiction_call(data: Vec<u8>) -> keel_types::TxBody {
+    keel_types::TxBody::Call {
+        to: keel_types::jurisdiction::JURISDICTION_ADDRESS,
+        data,
+        value: keel_types::U256::ZERO,
+    }
+}

@@ -278,3 +278,155 @@ fn simulate(
         .call(0, "keel_simulate", vec![json!(raw)])
         .expect("simulate")
 }
+
+/// Jurisdiction rules through the CLI (issue 20 item 3) on a 4-validator devnet whose genesis
+/// names one attester: a shop caps what untagged callers send it and denies KP; an untagged
+/// agent is refused at admission with the typed denial; the attester tags it US and it pays;
+/// tagged KP as well, it is refused again; `keel query policy` shows the tags and the rules;
+/// every validator ends on the same roots.
+#[test]
+fn jurisdiction_tags_and_rules_through_the_cli() {
+    let _guard = serial();
+    let keys = tempfile::tempdir().expect("tempdir");
+    let attester_file = keys.path().join("attester.json");
+    let attester_path = attester_file.to_str().expect("utf8");
+    let (ok, attester, err) = keel(&["keys", "new", "--out", attester_path]);
+    assert!(ok, "{err}");
+    let attester_address =
+        Address::from_hex(attester["address"].as_str().expect("address")).expect("address");
+    let cluster = Cluster::start_with_genesis(
+        4,
+        29_300,
+        200,
+        2,
+        (20, 0, 0),
+        |_| {},
+        |genesis| {
+            genesis.attesters = vec![attester_address];
+            genesis.balances.push(keel_node::genesis::GenesisBalance {
+                address: attester_address,
+                balance: U256::from(10u128.pow(21)),
+            });
+        },
+    );
+    let rpc = cluster.rpc(0);
+    let address_of = |path: &std::path::Path| -> String {
+        let file: Value =
+            serde_json::from_str(&std::fs::read_to_string(path).expect("key")).expect("json");
+        file["address"].as_str().expect("address").to_string()
+    };
+    let (shop_key, agent_key) = (cluster.dev_key(0), cluster.dev_key(1));
+    let (shop, agent) = (address_of(&shop_key), address_of(&agent_key));
+    let (shop_key, agent_key) = (
+        shop_key.to_str().expect("utf8").to_string(),
+        agent_key.to_str().expect("utf8").to_string(),
+    );
+
+    let (ok, set, err) = keel(&[
+        "tx",
+        "policy",
+        "rule",
+        "--rpc",
+        &rpc,
+        "--key",
+        &shop_key,
+        "--deny",
+        "KP,IR",
+        "--untagged-max-value",
+        "100",
+        "--wait",
+    ]);
+    assert!(ok && set["status"] == "success", "{set} {err}");
+    let pay = |amount: &str| {
+        keel(&[
+            "tx", "transfer", "--rpc", &rpc, "--key", &agent_key, "--to", &shop, "--amount",
+            amount, "--wait",
+        ])
+    };
+    // Untagged: 100 passes, 101 is refused at admission, and the agent hears why.
+    let (ok, receipt, err) = pay("100");
+    assert!(ok && receipt["status"] == "success", "{receipt} {err}");
+    let (ok, _, err) = pay("101");
+    assert!(!ok, "admitted over the untagged cap");
+    assert!(
+        err.contains("policy_denied") && err.contains("jurisdiction_untagged_value"),
+        "{err}"
+    );
+    let tag = |code: &str| {
+        keel(&[
+            "tx",
+            "policy",
+            "tag",
+            "--rpc",
+            &rpc,
+            "--key",
+            attester_path,
+            "--account",
+            &agent,
+            "--code",
+            code,
+            "--expires-at",
+            "1000000",
+            "--wait",
+        ])
+    };
+    // Only the attester tags: the agent tagging itself reverts.
+    let (ok, receipt, err) = keel(&[
+        "tx",
+        "policy",
+        "tag",
+        "--rpc",
+        &rpc,
+        "--key",
+        &agent_key,
+        "--account",
+        &agent,
+        "--code",
+        "US",
+        "--expires-at",
+        "1000000",
+        "--wait",
+    ]);
+    assert!(ok && receipt["status"] == "revert", "{receipt} {err}");
+    let (ok, receipt, err) = tag("US");
+    assert!(ok && receipt["status"] == "success", "{receipt} {err}");
+    let (ok, receipt, err) = pay("5000");
+    assert!(ok && receipt["status"] == "success", "{receipt} {err}");
+    let (ok, receipt, err) = tag("KP");
+    assert!(ok && receipt["status"] == "success", "{receipt} {err}");
+    let (ok, _, err) = pay("1");
+    assert!(!ok && err.contains("jurisdiction_denied"), "{err}");
+
+    let (ok, policy, err) = keel(&["query", "policy", &agent, "--rpc", &rpc]);
+    assert!(ok, "{err}");
+    let tags = policy["jurisdiction"]["tags"].as_array().expect("tags");
+    let codes: Vec<_> = tags.iter().map(|t| t["code"].clone()).collect();
+    assert_eq!(codes, vec![json!("US"), json!("KP")], "{policy}");
+    assert_eq!(tags[0]["attester"], json!(attester_address.to_hex()));
+    assert_eq!(tags[0]["live"], json!(true));
+    let (ok, policy, err) = keel(&["query", "policy", &shop, "--rpc", &rpc]);
+    assert!(ok, "{err}");
+    let rules = &policy["jurisdiction"]["rules"];
+    assert_eq!(rules["deny"], json!(["KP", "IR"]), "{policy}");
+    assert_eq!(rules["untagged_max_value"], json!("0x64"), "{policy}");
+    // Removing the KP tag lets the agent pay again.
+    let (ok, receipt, err) = keel(&[
+        "tx",
+        "policy",
+        "tag",
+        "--rpc",
+        &rpc,
+        "--key",
+        attester_path,
+        "--account",
+        &agent,
+        "--code",
+        "KP",
+        "--remove",
+        "--wait",
+    ]);
+    assert!(ok && receipt["status"] == "success", "{receipt} {err}");
+    let (ok, receipt, err) = pay("7");
+    assert!(ok && receipt["status"] == "success", "{receipt} {err}");
+    cluster.check_roots();
+}

@@ -34,7 +34,8 @@ fn code_of(account: &Account) -> Option<CodeBlob> {
 /// map is unordered; the overlay is a BTreeMap, so the result does not depend on it either).
 ///
 /// Self-destructed accounts (EIP-6780: only contracts created in the same transaction) and
-/// touched empty accounts (EIP-161) are deleted with the slots the transaction wrote.
+/// touched empty accounts (EIP-161) are deleted with the slots the transaction wrote — all
+/// but the jurisdiction contract, whose slots stay.
 pub fn apply_evm_state<V: StateView>(
     overlay: &mut Overlay<V>,
     state: EvmState,
@@ -47,8 +48,11 @@ pub fn apply_evm_state<V: StateView>(
         }
         let address = Address(address.0 .0);
         let code = code_of(&account);
-        let deleted = account.is_selfdestructed()
-            || (account.info.nonce == 0 && account.info.balance.is_zero() && code.is_none());
+        let empty = account.info.nonce == 0 && account.info.balance.is_zero() && code.is_none();
+        // The jurisdiction contract is a precompile: an empty account whose slots (tags and
+        // rules) are state all the same, and that never has a record.
+        let system = address == keel_types::jurisdiction::JURISDICTION_ADDRESS;
+        let deleted = !system && (account.is_selfdestructed() || empty);
         for (slot, value) in account.changed_storage_slots() {
             let value = if deleted {
                 [0u8; 32]
@@ -57,7 +61,7 @@ pub fn apply_evm_state<V: StateView>(
             };
             overlay.put_storage(address, slot.to_be_bytes::<32>(), value)?;
         }
-        if deleted {
+        if deleted || (system && empty) {
             overlay.set(StateKey::Account(address), None)?;
             continue;
         }

@@ -107,6 +107,7 @@ fn harness() -> &'static RpcHarness {
             block_gas_limit: BLOCK_GAS_LIMIT,
             min_gas_price: 1,
             plugin_gas: keel_types::policy::PLUGIN_GAS,
+            attesters: Vec::new(),
             min_stake: keel_types::validator::DEFAULT_MIN_STAKE,
             max_validators: keel_types::limits::MAX_VALIDATORS,
             unbonding_epochs: keel_types::validator::DEFAULT_UNBONDING_EPOCHS,

@@ -177,7 +177,8 @@ pub async fn run(home: &Path, options: RunOptions) -> anyhow::Result<()> {
             registry: genesis.registry_params(),
         },
         cache,
-    );
+    )
+    .with_attesters(&genesis.attesters);
     // Admission and execution share one signature cache: a transaction's signature is
     // verified once per node (issue 22).
     let mempool = Arc::new(Mutex::new(

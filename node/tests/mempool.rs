@@ -780,3 +780,49 @@ fn a_session_key_cannot_replace_what_its_account_signed() {
     let own = signed_by(alice.public_key().into(), &alice, 10);
     assert!(pool.admit(&view, vec![own])[0].is_ok());
 }
+
+/// Jurisdiction rules (issue 20 item 3) are the target's, not the sender's: a sender with no
+/// policy of its own is refused at admission once any address declares rules, and what it
+/// queued before the target declared them is dropped at revalidation (found running the CLI
+/// test: admitted, then left out of every block by the proposer, it held up its sender's
+/// later nonces).
+#[test]
+fn admission_and_revalidation_apply_the_targets_jurisdiction_rules() {
+    use keel_types::jurisdiction::{set_rules_call, Rules, JURISDICTION_ADDRESS};
+    use keel_types::policy::PolicyRule;
+    let (alice, shop) = (key(1), key(200));
+    let mut chain = Chain::new(&[&alice, &shop]);
+    let mut pool = pool_with_policies(chain.height);
+    let queued = vec![transfer(&alice, 0, 1, 5), transfer(&alice, 1, 1, 50)];
+    let view = chain.store.latest_view();
+    assert!(pool.admit(&view, queued).iter().all(Result::is_ok));
+    let rules = Rules {
+        untagged_max_value: Some(U256::from(10u64)),
+        ..Rules::default()
+    };
+    let declare = TxBody::Call {
+        to: JURISDICTION_ADDRESS,
+        data: set_rules_call(&rules),
+        value: U256::ZERO,
+    };
+    let r = chain.run(&shop, 200_000, declare);
+    assert_eq!(r.status, keel_types::TxStatus::Success, "{r:?}");
+    pool.set_latest_height(chain.height);
+    let view = chain.store.latest_view();
+    let dropped = pool.revalidate(&view).expect("revalidate");
+    assert_eq!((dropped, pool.len()), (1, 1), "50 > 10 leaves; 5 stays");
+    let over = pool.admit(&view, vec![transfer(&alice, 1, 1, 11)]);
+    match &over[0] {
+        Err(AdmitError::PolicyDenied(d)) => assert_eq!(
+            (d.rule, d.limit, d.used, d.source),
+            (
+                PolicyRule::JurisdictionUntaggedValue,
+                U256::from(10u64),
+                U256::from(11u64),
+                addr(&shop)
+            )
+        ),
+        other => panic!("admitted over the untagged cap: {other:?}"),
+    }
+    assert!(pool.admit(&view, vec![transfer(&alice, 1, 1, 10)])[0].is_ok());
+}

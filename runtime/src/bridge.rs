@@ -69,6 +69,8 @@ pub struct KeelPrecompiles {
     last_trap: Rc<RefCell<Option<TxError>>>,
     /// The call tracer of a traced transaction: WASM frames' nested calls record into it.
     tracer: Option<Tracer>,
+    /// Genesis jurisdiction attesters (`crate::jurisdiction`).
+    attesters: Arc<[keel_types::Address]>,
 }
 
 impl KeelPrecompiles {
@@ -83,7 +85,14 @@ impl KeelPrecompiles {
             tx_session_key: [0; 32],
             last_trap: Rc::new(RefCell::new(None)),
             tracer: None,
+            attesters: Arc::from(Vec::new()),
         }
+    }
+
+    /// The chain's jurisdiction attesters.
+    pub fn attesters(mut self, attesters: Arc<[keel_types::Address]>) -> KeelPrecompiles {
+        self.attesters = attesters;
+        self
     }
 
     /// For `debug_traceTransaction`: nested calls run under `tracer`.
@@ -434,6 +443,45 @@ impl<'a> PrecompileProvider<KeelCtx<'a>> for KeelPrecompiles {
         ctx: &mut KeelCtx<'a>,
         inputs: &CallInputs,
     ) -> Result<Option<InterpreterResult>, String> {
+        // Every call frame, in either environment, passes its target's jurisdiction rules
+        // first (the value is already moved: a denial reverts the frame and so the transfer).
+        let target = keel_exec_evm::from_revm(&inputs.target_address);
+        let caller = keel_exec_evm::from_revm(&inputs.caller);
+        let height = ctx.block.number.saturating_to::<u64>();
+        let value = match inputs.value {
+            CallValue::Transfer(v) => keel_exec_evm::u256_from_revm(&v),
+            CallValue::Apparent(_) => keel_types::U256::ZERO,
+        };
+        let verdict = crate::jurisdiction::check_frame(
+            &mut |s: &[u8; 32]| JurisdictionJournal(ctx).read(s),
+            (&target, &caller),
+            value,
+            height,
+        )?;
+        if let Some(verdict) = verdict {
+            return Ok(Some(crate::jurisdiction::denied_result(
+                &verdict,
+                (&target, &caller),
+                inputs.gas_limit,
+            )));
+        }
+        if inputs.bytecode_address == JURISDICTION {
+            let input = inputs.input.bytes(ctx);
+            let session_key_caller =
+                self.tx_session_key != [0; 32] && inputs.caller == ctx.tx.caller;
+            let call = crate::jurisdiction::Call {
+                input: &input,
+                caller,
+                sends_value: matches!(inputs.value, CallValue::Transfer(v) if !v.is_zero()),
+                is_static: inputs.is_static,
+                session_key_caller,
+                gas_limit: inputs.gas_limit,
+                height,
+                attesters: &self.attesters,
+                tx_session_key: self.tx_session_key,
+            };
+            return crate::jurisdiction::run(&mut JurisdictionJournal(ctx), &call).map(Some);
+        }
         if inputs.bytecode_address == WASM_DEPLOYER {
             return self.deploy(ctx, inputs).map(Some);
         }
@@ -466,6 +514,56 @@ impl<'a> PrecompileProvider<KeelCtx<'a>> for KeelPrecompiles {
 
     fn contains(&self, address: &Address) -> bool {
         self.eth.contains(address)
+    }
+}
+
+const JURISDICTION: Address = Address::new(keel_types::jurisdiction::JURISDICTION_ADDRESS.0);
+
+/// The jurisdiction contract's slots and logs in the transaction's journal.
+struct JurisdictionJournal<'c, 'a>(&'c mut KeelCtx<'a>);
+
+impl JurisdictionJournal<'_, '_> {
+    /// revm's journal reads and writes slots only of accounts it has loaded.
+    fn load_account(&mut self) -> Result<(), String> {
+        self.0
+            .journal_mut()
+            .load_account(JURISDICTION)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn read(&mut self, slot: &[u8; 32]) -> Result<[u8; 32], String> {
+        self.load_account()?;
+        self.0
+            .journal_mut()
+            .sload(JURISDICTION, U256::from_be_bytes(*slot))
+            .map(|load| load.data.to_be_bytes::<32>())
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl crate::jurisdiction::Journal for JurisdictionJournal<'_, '_> {
+    fn load(&mut self, slot: &[u8; 32]) -> Result<[u8; 32], String> {
+        self.read(slot)
+    }
+
+    fn store(&mut self, slot: &[u8; 32], value: [u8; 32]) -> Result<(), String> {
+        self.load_account()?;
+        self.0
+            .journal_mut()
+            .sstore(
+                JURISDICTION,
+                U256::from_be_bytes(*slot),
+                U256::from_be_bytes(value),
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn log(&mut self, topics: Vec<[u8; 32]>, data: Vec<u8>) {
+        self.0
+            .journal_mut()
+            .log(crate::jurisdiction::to_log(topics, data));
     }
 }
 

@@ -113,6 +113,8 @@ pub struct Runtime {
     parallel: Arc<crate::parallel::ParallelStats>,
     /// Analyzed EVM code by code hash (time only: a hit is what analysis would give).
     code_cache: Arc<keel_exec_evm::CodeCache>,
+    /// The genesis jurisdiction attesters, shared with every transaction's precompiles.
+    attesters: Arc<[Address]>,
 }
 
 /// How one transaction runs, besides its inputs.
@@ -256,6 +258,7 @@ fn convert_logs(logs: Vec<revm::primitives::Log>) -> Vec<Log> {
 impl Runtime {
     pub fn new(config: RuntimeConfig, wasm: Arc<ModuleCache>) -> Runtime {
         Runtime {
+            attesters: Arc::from(Vec::new()),
             config,
             wasm,
             speculative: false,
@@ -265,6 +268,16 @@ impl Runtime {
             parallel: Arc::default(),
             code_cache: Arc::default(),
         }
+    }
+
+    /// The genesis jurisdiction attesters (docs/policies.md; none by default).
+    pub fn with_attesters(mut self, attesters: &[Address]) -> Runtime {
+        self.attesters = Arc::from(attesters.to_vec());
+        self
+    }
+
+    pub fn attesters(&self) -> &[Address] {
+        &self.attesters
     }
 
     /// Shares `cache` (the mempool's, so what admission verified is not verified again).
@@ -1091,6 +1104,7 @@ impl Runtime {
         let mut deferred = None;
         let precompiles = KeelPrecompiles::new(self.wasm.clone(), block.epoch, block.timestamp_ms)
             .session_key(mode.session_key)
+            .attesters(self.attesters.clone())
             .speculative(self.speculative)
             .traced(tracer.cloned());
         let (result, state) = {

@@ -4,6 +4,7 @@
 
 pub mod bridge;
 pub mod executor;
+pub mod jurisdiction;
 pub mod parallel;
 pub mod policy;
 pub mod precheck;

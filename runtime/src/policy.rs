@@ -205,6 +205,25 @@ pub fn evaluate(
         decision.plugins.extend(&entry.policy.plugins);
         decision.session = Some((entry.key, used));
     }
+    // The target's jurisdiction rules, last: they are the target's, not the sender's, and
+    // every frame checks them again as it runs (this is the top frame's check, so that a
+    // denial is a refusal heard at admission).
+    if checks.denial.is_none() && t.body.as_policy_change().is_none() {
+        if let TxBody::Transfer { to, .. } | TxBody::Call { to, .. } = &t.body {
+            let verdict = crate::jurisdiction::check_frame(
+                &mut crate::jurisdiction::view_slots(view),
+                (to, &sender),
+                t.body.value(),
+                at.height,
+            )?;
+            if let Some(verdict) = verdict {
+                checks.scope = PolicyScope::Contract;
+                checks.source = *to;
+                checks.check(verdict.rule(), false, verdict.numbers());
+                return Ok(checks.into(decision));
+            }
+        }
+    }
     // Plugins check what a transaction sends or calls; changes, revivals and unflags have
     // nothing for them to judge. Each runs once even if both scopes attach it.
     let sends = matches!(

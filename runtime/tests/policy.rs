@@ -1168,3 +1168,6 @@ fn a_plugin_sees_the_transactions_session_key() {
         (PolicyRule::PluginDenied, U256::from(1u64))
     );
 }
+
+#[path = "jurisdiction.rs"]
+mod jurisdiction;

@@ -3,15 +3,15 @@
 //! taken key, a registry filled with emptied records, a session key or a capped account
 //! moving stake, payouts of stake the set still counts, and evidence checks.
 
-use crate::common::{abi, addr, creation, key, Chain};
+use crate::common::{abi, addr, creation, evm_proxy, key, Chain};
 use keel_runtime::validators::{read_epoch_set, read_record, read_registry, GenesisEntry};
 use keel_state::StateViewExt;
 use keel_types::validator::{
     possession_message, RegistryParams, ValidatorStatus, ValidatorTx, REGISTRY_ADDRESS,
 };
 use keel_types::{
-    Address, Env, PublicKey, Receipt, RegistryError, SecretKey, SignedVote, TxBody, TxError,
-    TxStatus, Vote, VoteKind, U256,
+    Env, PublicKey, Receipt, RegistryError, SecretKey, SignedVote, TxBody, TxError, TxStatus, Vote,
+    VoteKind, U256,
 };
 
 const L: u64 = 4;
@@ -436,26 +436,6 @@ fn only_real_equivocations_jail_and_a_jailed_key_leaves_the_set_for_good() {
         reason(&register(&mut chain, &op, &v, 100)),
         Some(RegistryError::AlreadyRegistered)
     );
-}
-
-/// EVM runtime forwarding its calldata (and, unless `is_static`, its value) to `target` with
-/// CALL or STATICCALL, returning the callee's output or reverting with it.
-fn evm_proxy(target: &Address, is_static: bool) -> Vec<u8> {
-    let mut code = vec![0x36, 0x5f, 0x5f, 0x37]; // CALLDATACOPY(0, 0, CALLDATASIZE)
-    code.extend_from_slice(&[0x5f, 0x5f, 0x36, 0x5f]); // ret 0 0, args 0 CALLDATASIZE
-    if !is_static {
-        code.push(0x34); // CALLVALUE
-    }
-    code.push(0x73);
-    code.extend_from_slice(&target.0);
-    code.push(0x5a); // GAS
-    code.push(if is_static { 0xfa } else { 0xf1 });
-    code.extend_from_slice(&[0x3d, 0x5f, 0x5f, 0x3e]); // RETURNDATACOPY(0, 0, RETURNDATASIZE)
-    let ok = u8::try_from(code.len() + 6).expect("short");
-    code.extend_from_slice(&[0x60, ok, 0x57]); // JUMPI(ok, success)
-    code.extend_from_slice(&[0x3d, 0x5f, 0xfd]); // REVERT(0, RETURNDATASIZE)
-    code.extend_from_slice(&[0x5b, 0x3d, 0x5f, 0xf3]); // ok: RETURN(0, RETURNDATASIZE)
-    code
 }
 
 /// A WASM contract that `static_call`s the registry address with its input and returns the

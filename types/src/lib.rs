@@ -17,6 +17,7 @@ pub mod eth;
 pub mod fold;
 pub mod hash;
 mod hex_bytes;
+pub mod jurisdiction;
 pub mod limits;
 pub mod policy;
 pub mod proof;

@@ -194,6 +194,13 @@ pub enum PolicyRule {
     /// A plugin's check reverted, trapped, ran out of its gas, read an expired entry or
     /// returned no code: denied.
     PluginFailed = 18,
+    /// The target's jurisdiction rules deny callers tagged with a code the caller holds
+    /// (`used` is the code's two bytes as a number; `source` the target).
+    JurisdictionDenied = 19,
+    /// The target admits only callers tagged with one of its codes, and the caller holds none.
+    JurisdictionNotAllowed = 20,
+    /// An untagged caller sends more value than the target admits from untagged callers.
+    JurisdictionUntaggedValue = 21,
 }
 
 impl PolicyRule {
@@ -219,6 +226,9 @@ impl PolicyRule {
             PolicyRule::TooManySessionKeys => "too_many_session_keys",
             PolicyRule::PluginDenied => "plugin_denied",
             PolicyRule::PluginFailed => "plugin_failed",
+            PolicyRule::JurisdictionDenied => "jurisdiction_denied",
+            PolicyRule::JurisdictionNotAllowed => "jurisdiction_not_allowed",
+            PolicyRule::JurisdictionUntaggedValue => "jurisdiction_untagged_value",
         }
     }
 }

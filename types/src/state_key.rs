@@ -127,11 +127,15 @@ impl StateKey {
     /// Whether the entry takes part in expiry: accounts, code and slots do; the archive's
     /// own bookkeeping does not (it is what makes revival possible), nor does the fee burn
     /// account (`Address::FEE_BURN`), the fallback that keeps fee payment infallible, nor do
-    /// account policies (see `StateKey::Policy`).
+    /// account policies (see `StateKey::Policy`), nor the jurisdiction contract's account and
+    /// storage (tags and rules: an expired rule must not read as no rule).
     pub fn expires(&self) -> bool {
         match self {
-            StateKey::Account(a) => *a != crate::Address::FEE_BURN,
-            StateKey::Code(_) | StateKey::Storage(..) => true,
+            StateKey::Account(a) => {
+                *a != crate::Address::FEE_BURN && *a != crate::jurisdiction::JURISDICTION_ADDRESS
+            }
+            StateKey::Storage(a, _) => *a != crate::jurisdiction::JURISDICTION_ADDRESS,
+            StateKey::Code(_) => true,
             StateKey::Policy(_)
             | StateKey::PolicySpend(_)
             | StateKey::SessionKeys(_)

@@ -52,6 +52,38 @@ pub fn get_policy(
         "remaining": record.as_ref().map(|r| remaining(&r.policy, &spend)),
         "resets_at_epoch": at.epoch.saturating_add(1),
         "session_keys": session_keys,
+        "jurisdiction": jurisdiction(view, account, at.height)?,
+    }))
+}
+
+/// The account's jurisdiction tags (live or not, by whom, until when) and the rules it
+/// declares about its callers (docs/policies.md).
+fn jurisdiction(
+    view: &dyn StateView,
+    account: &Address,
+    height: keel_types::Height,
+) -> Result<Value, keel_state::StateError> {
+    let mut load = keel_runtime::jurisdiction::view_slots(view);
+    let tags = keel_runtime::jurisdiction::read_tags(&mut load, account)?;
+    let rules = keel_runtime::jurisdiction::read_rules(&mut load, account)?;
+    let codes = |codes: &[keel_types::jurisdiction::Code]| {
+        codes
+            .iter()
+            .map(|c| c.as_str().to_owned())
+            .collect::<Vec<_>>()
+    };
+    Ok(json!({
+        "tags": tags.iter().map(|t| json!({
+            "code": t.code.as_str(),
+            "expires_at": t.expires_at,
+            "live": t.live_at(height),
+            "attester": t.attester.to_hex(),
+        })).collect::<Vec<_>>(),
+        "rules": (!rules.is_empty()).then(|| json!({
+            "deny": codes(&rules.deny),
+            "allow_only": codes(&rules.allow_only),
+            "untagged_max_value": rules.untagged_max_value.as_ref().map(qty256),
+        })),
     }))
 }
 

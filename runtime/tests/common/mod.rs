@@ -312,7 +312,8 @@ impl Chain {
         config.exec_threads = threads;
         // The signature cache is shared: what one execution verified, the next skips.
         let runtime = Runtime::new(config, self.runtime.module_cache().clone())
-            .with_signature_cache(self.runtime.signature_cache().clone());
+            .with_signature_cache(self.runtime.signature_cache().clone())
+            .with_attesters(self.runtime.attesters());
         let view = self.store.latest_view();
         let output = runtime
             .execute_block(&view, &NoBlockHashes, block)
@@ -452,4 +453,24 @@ pub fn refused(receipt: &Receipt) -> keel_types::RevivalError {
         Some(keel_types::TxError::InvalidRevival { reason }) => reason.clone(),
         other => panic!("expected an invalid revival, got {other:?}"),
     }
+}
+
+/// EVM runtime forwarding its calldata (and, unless `is_static`, its value) to `target` with
+/// CALL or STATICCALL, returning the callee's output or reverting with it.
+pub fn evm_proxy(target: &Address, is_static: bool) -> Vec<u8> {
+    let mut code = vec![0x36, 0x5f, 0x5f, 0x37]; // CALLDATACOPY(0, 0, CALLDATASIZE)
+    code.extend_from_slice(&[0x5f, 0x5f, 0x36, 0x5f]); // ret 0 0, args 0 CALLDATASIZE
+    if !is_static {
+        code.push(0x34); // CALLVALUE
+    }
+    code.push(0x73);
+    code.extend_from_slice(&target.0);
+    code.push(0x5a); // GAS
+    code.push(if is_static { 0xfa } else { 0xf1 });
+    code.extend_from_slice(&[0x3d, 0x5f, 0x5f, 0x3e]); // RETURNDATACOPY(0, 0, RETURNDATASIZE)
+    let ok = u8::try_from(code.len() + 6).expect("short");
+    code.extend_from_slice(&[0x60, ok, 0x57]); // JUMPI(ok, success)
+    code.extend_from_slice(&[0x3d, 0x5f, 0xfd]); // REVERT(0, RETURNDATASIZE)
+    code.extend_from_slice(&[0x5b, 0x3d, 0x5f, 0xf3]); // ok: RETURN(0, RETURNDATASIZE)
+    code
 }

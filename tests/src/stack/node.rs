@@ -38,6 +38,7 @@ pub fn genesis(s: &StackScenario, validators: &[PublicKey], funded: &[SecretKey]
         block_gas_limit: keel_types::limits::BLOCK_GAS_LIMIT,
         min_gas_price: GAS_PRICE,
         plugin_gas: keel_types::policy::PLUGIN_GAS,
+        attesters: Vec::new(),
         min_stake: keel_types::validator::DEFAULT_MIN_STAKE,
         max_validators: keel_types::limits::MAX_VALIDATORS,
         unbonding_epochs: keel_types::validator::DEFAULT_UNBONDING_EPOCHS,
@@ -145,7 +146,8 @@ impl Validator {
                 registry: genesis.registry_params(),
             },
             cache,
-        );
+        )
+        .with_attesters(&genesis.attesters);
         let cfg = AppConfig {
             chain_id: genesis.chain_id,
             epoch_length: genesis.epoch_length,

@@ -1,0 +1,489 @@
+//! Jurisdiction tags and rules (issue 20 item 3): genesis attesters tag accounts; accounts and
+//! contracts of both environments declare rules; every call frame of a transaction passes its
+//! target's rules, cross-environment frames included; the top frame's denial is a typed
+//! refusal that simulation gives too. The adversaries: a non-attester tagging, an attester
+//! removing another's tag, a session key or a static frame writing, value sent to the
+//! contract, a router laundering a denied caller, an expired tag, hostile code words.
+
+use super::{as_session, denial, nonce, run_change, session_run, simulated, transfer};
+use crate::common::{abi, addr, creation, evm_proxy, key, Chain};
+use keel_runtime::jurisdiction::{
+    selector, DENIED_ERROR, HAS_TAG, RULES_OF, SET_RULES, TAG, TAG_AT, TAG_COUNT, TX_SESSION_KEY,
+    UNTAG,
+};
+use keel_types::jurisdiction::{
+    pack_codes, rules_changed_topic, tag_changed_topic, Code, JURISDICTION_ADDRESS,
+    RULED_COUNT_SLOT,
+};
+use keel_types::policy::{AccountPolicy, PolicyRule, PolicyScope, TargetRule};
+use keel_types::{Address, Env, Receipt, SecretKey, TxBody, TxStatus, U256};
+
+const J: Address = JURISDICTION_ADDRESS;
+
+fn code(text: &str) -> Code {
+    Code::parse(text).expect("assigned code")
+}
+
+fn code_word(c: &str) -> [u8; 32] {
+    let mut w = [0u8; 32];
+    w[..2].copy_from_slice(c.as_bytes());
+    w
+}
+
+fn tag_data(account: &Address, c: &str, expires_at: u64) -> Vec<u8> {
+    abi::call(
+        TAG,
+        &[abi::address(account), code_word(c), abi::u(expires_at)],
+    )
+}
+
+fn rules_data(deny: &[&str], allow: &[&str], cap: Option<u64>) -> Vec<u8> {
+    let codes = |l: &[&str]| l.iter().map(|c| code(c)).collect::<Vec<_>>();
+    abi::call(
+        SET_RULES,
+        &[
+            pack_codes(&codes(deny)),
+            pack_codes(&codes(allow)),
+            cap.map_or(abi::uint(U256::MAX), abi::u),
+        ],
+    )
+}
+
+fn call_with(chain: &mut Chain, k: &SecretKey, to: Address, data: Vec<u8>, value: u64) -> Receipt {
+    chain.run(
+        k,
+        1_000_000,
+        TxBody::Call {
+            to,
+            data,
+            value: U256::from(value),
+        },
+    )
+}
+
+fn denied_as(r: &Receipt) -> Option<(PolicyRule, PolicyScope, U256, U256, Address)> {
+    denial(r).map(|d| (d.rule, d.scope, d.limit, d.used, d.source))
+}
+
+fn code_number(c: &str) -> U256 {
+    U256::from(u16::from_be_bytes(
+        c.as_bytes().try_into().expect("two bytes"),
+    ))
+}
+
+/// The revert data a nested frame's denial bubbles up as.
+fn nested_denial(rule: PolicyRule, target: &Address, caller: &Address) -> Vec<u8> {
+    let mut out = selector(DENIED_ERROR).to_vec();
+    out.extend_from_slice(&abi::u(rule as u64));
+    out.extend_from_slice(&abi::address(target));
+    out.extend_from_slice(&abi::address(caller));
+    out
+}
+
+fn chain_with_attester(funded: &[&SecretKey], attester: &SecretKey) -> Chain {
+    let mut chain = Chain::new(funded);
+    chain.runtime = chain.runtime.clone().with_attesters(&[addr(attester)]);
+    chain
+}
+
+#[test]
+fn attesters_tag_accounts_and_only_they_can() {
+    let (attester, alice, stranger) = (key(1), key(2), key(3));
+    let mut chain = chain_with_attester(&[&attester, &alice, &stranger], &attester);
+    let a = addr(&alice);
+    // A stranger's tag and an unassigned code revert; nothing is stored.
+    let r = call_with(&mut chain, &stranger, J, tag_data(&a, "US", 100), 0);
+    assert_eq!(r.status, TxStatus::Revert, "{r:?}");
+    for bad in ["UK", "XX", "us"] {
+        let r = call_with(&mut chain, &attester, J, tag_data(&a, bad, 100), 0);
+        assert_eq!(r.status, TxStatus::Revert, "{bad}");
+    }
+    // An expiry that is not in the future reverts.
+    let now = chain.height + 1;
+    let r = call_with(&mut chain, &attester, J, tag_data(&a, "US", now), 0);
+    assert_eq!(r.status, TxStatus::Revert);
+    let count = |chain: &mut Chain| {
+        let r = chain.call(&stranger, J, abi::call(TAG_COUNT, &[abi::address(&a)]));
+        abi::word(&r.output)
+    };
+    assert_eq!(count(&mut chain), U256::ZERO);
+
+    let r = call_with(&mut chain, &attester, J, tag_data(&a, "US", 1_000), 0);
+    assert_eq!(r.status, TxStatus::Success, "{r:?}");
+    let log = &r.logs[0];
+    assert_eq!(log.address, J);
+    assert_eq!(
+        log.topics,
+        vec![
+            tag_changed_topic(),
+            abi::address(&a),
+            abi::address(&addr(&attester))
+        ]
+    );
+    assert_eq!(&log.data[..2], b"US");
+    assert_eq!(abi::word(&log.data[32..64]), U256::from(1_000u64));
+    assert_eq!(log.data[95], 1, "tagged");
+    // Tagging again with the same code replaces; a second code adds.
+    let r = call_with(&mut chain, &attester, J, tag_data(&a, "US", 2_000), 0);
+    assert_eq!(r.status, TxStatus::Success);
+    let r = call_with(&mut chain, &attester, J, tag_data(&a, "CH", 2_000), 0);
+    assert_eq!(r.status, TxStatus::Success);
+    assert_eq!(count(&mut chain), U256::from(2u64));
+    let at = chain.call(
+        &stranger,
+        J,
+        abi::call(TAG_AT, &[abi::address(&a), abi::u(0)]),
+    );
+    assert_eq!(&at.output[..2], b"US");
+    assert_eq!(abi::word(&at.output[32..64]), U256::from(2_000u64));
+    assert_eq!(&at.output[76..96], &addr(&attester).0);
+    let past = chain.call(
+        &stranger,
+        J,
+        abi::call(TAG_AT, &[abi::address(&a), abi::u(2)]),
+    );
+    assert_eq!(past.status, TxStatus::Revert);
+    let has = |chain: &mut Chain, c: &str| {
+        let r = chain.call(
+            &stranger,
+            J,
+            abi::call(HAS_TAG, &[abi::address(&a), code_word(c)]),
+        );
+        assert_eq!(r.status, TxStatus::Success);
+        r.output[31] == 1
+    };
+    assert!(has(&mut chain, "CH") && !has(&mut chain, "DE"));
+    // Only the attester that set a tag removes it; removing twice reverts.
+    let r = call_with(
+        &mut chain,
+        &stranger,
+        J,
+        abi::call(UNTAG, &[abi::address(&a), code_word("CH")]),
+        0,
+    );
+    assert_eq!(r.status, TxStatus::Revert);
+    let untag = abi::call(UNTAG, &[abi::address(&a), code_word("CH")]);
+    let r = call_with(&mut chain, &attester, J, untag.clone(), 0);
+    assert_eq!(r.status, TxStatus::Success, "{r:?}");
+    assert_eq!(r.logs[0].data[95], 2, "untagged");
+    assert_eq!(
+        call_with(&mut chain, &attester, J, untag, 0).status,
+        TxStatus::Revert
+    );
+    assert_eq!(count(&mut chain), U256::ONE);
+    // Value sent to the contract reverts and stays with the sender; a static frame cannot
+    // write; junk input reverts.
+    let before = chain.balance(&addr(&attester));
+    let r = call_with(&mut chain, &attester, J, tag_data(&a, "DE", 2_000), 5);
+    assert_eq!(r.status, TxStatus::Revert);
+    let fee = U256::from(r.gas_used) * U256::from(crate::common::GAS_PRICE);
+    assert_eq!(chain.balance(&addr(&attester)), before - fee);
+    assert_eq!(chain.balance(&J), U256::ZERO);
+    let static_proxy = chain.deploy(&attester, Env::Evm, creation(&evm_proxy(&J, true)), vec![]);
+    let r = chain.call(&stranger, static_proxy, rules_data(&["KP"], &[], None));
+    assert_eq!(r.status, TxStatus::Revert);
+    assert_eq!(
+        chain.call(&stranger, J, vec![1, 2, 3]).status,
+        TxStatus::Revert
+    );
+    // A tag expires at its height: `hasTag` turns false without any write.
+    let soon = chain.height + 3;
+    let r = call_with(&mut chain, &attester, J, tag_data(&a, "SG", soon), 0);
+    assert_eq!(r.status, TxStatus::Success);
+    assert!(has(&mut chain, "SG"));
+    while chain.height + 1 < soon {
+        chain.run(&stranger, 21_000, transfer(Address([9; 20]), 1));
+    }
+    assert!(!has(&mut chain, "SG"), "expired at height {soon}");
+}
+
+#[test]
+fn rules_deny_at_the_top_frame_as_a_refusal_and_in_nested_frames_as_a_revert() {
+    let (attester, alice, bob, carol, owner) = (key(1), key(2), key(3), key(4), key(5));
+    let mut chain = chain_with_attester(&[&attester, &alice, &bob, &carol, &owner], &attester);
+    let (a, b, c) = (addr(&alice), addr(&bob), addr(&carol));
+    for (who, tag) in [(a, "KP"), (b, "US")] {
+        let r = call_with(&mut chain, &attester, J, tag_data(&who, tag, 10_000), 0);
+        assert_eq!(r.status, TxStatus::Success);
+    }
+    // A contract declares its rules itself: an EVM forwarder to the jurisdiction contract,
+    // so `setRules` through it sets the forwarder's own.
+    let ruled = chain.deploy(&owner, Env::Evm, creation(&evm_proxy(&J, false)), vec![]);
+    let r = chain.call(&owner, ruled, rules_data(&["KP", "IR"], &[], None));
+    assert_eq!(r.status, TxStatus::Success, "{r:?}");
+    assert_eq!(
+        r.logs[0].topics,
+        vec![rules_changed_topic(), abi::address(&ruled)]
+    );
+    let rules = chain.call(&carol, J, abi::call(RULES_OF, &[abi::address(&ruled)]));
+    assert_eq!(&rules.output[..4], b"KPIR");
+    assert_eq!(abi::word(&rules.output[64..96]), U256::MAX, "no cap");
+    assert_eq!(
+        chain.storage(&J, RULED_COUNT_SLOT)[31],
+        1,
+        "one ruled address"
+    );
+
+    // Alice, tagged KP, calling it directly: refused before it runs, nothing charged, with
+    // the code; simulation says the same.
+    let probe = abi::call(TAG_COUNT, &[abi::address(&a)]);
+    let before = chain.balance(&a);
+    let tx = chain.tx(
+        &alice,
+        1_000_000,
+        TxBody::Call {
+            to: ruled,
+            data: probe.clone(),
+            value: U256::ZERO,
+        },
+    );
+    let sim = simulated(&chain, &tx);
+    let (mut out, _) = chain.block(vec![tx]);
+    let r = out.receipts.remove(0);
+    chain.resync_nonce(&alice);
+    let expected = (
+        PolicyRule::JurisdictionDenied,
+        PolicyScope::Contract,
+        U256::ZERO,
+        code_number("KP"),
+        ruled,
+    );
+    assert_eq!(r.status, TxStatus::Rejected);
+    assert_eq!(denied_as(&r), Some(expected));
+    assert_eq!(denied_as(&sim), Some(expected));
+    assert_eq!(chain.balance(&a), before, "a refusal costs nothing");
+    // Bob (US) and Carol (untagged) pass.
+    assert_eq!(
+        chain.call(&bob, ruled, probe.clone()).status,
+        TxStatus::Success
+    );
+    assert_eq!(
+        chain.call(&carol, ruled, probe.clone()).status,
+        TxStatus::Success
+    );
+
+    // "Only callers tagged US": every frame checks its own caller. Bob passes directly; a
+    // router he calls is untagged, so the router's frame into `only_us` is denied and the
+    // router reverts with the typed error — in either environment.
+    let only_us = chain.deploy(&owner, Env::Evm, creation(&evm_proxy(&J, false)), vec![]);
+    let r = chain.call(&owner, only_us, rules_data(&[], &["US"], None));
+    assert_eq!(r.status, TxStatus::Success);
+    // The owner itself is untagged now: its own later calls are refused too.
+    let r = chain.call(&owner, only_us, probe.clone());
+    assert_eq!(
+        denied_as(&r).map(|d| d.0),
+        Some(PolicyRule::JurisdictionNotAllowed)
+    );
+    chain.resync_nonce(&owner);
+    assert_eq!(
+        chain.call(&bob, only_us, probe.clone()).status,
+        TxStatus::Success
+    );
+    let evm_router = chain.deploy(
+        &owner,
+        Env::Evm,
+        creation(&evm_proxy(&only_us, false)),
+        vec![],
+    );
+    let wasm_router = chain.deploy(&owner, Env::Wasm, wasm_forwarder(&only_us), vec![]);
+    for router in [evm_router, wasm_router] {
+        let r = chain.call(&bob, router, probe.clone());
+        assert_eq!(r.status, TxStatus::Revert, "{router}: {r:?}");
+        let expected = nested_denial(PolicyRule::JurisdictionNotAllowed, &only_us, &router);
+        assert_eq!(&r.output[..expected.len()], expected.as_slice());
+    }
+    // Tagged US by the attester (contracts can be tagged too), the EVM router passes.
+    let r = call_with(
+        &mut chain,
+        &attester,
+        J,
+        tag_data(&evm_router, "US", 10_000),
+        0,
+    );
+    assert_eq!(r.status, TxStatus::Success);
+    assert_eq!(
+        chain.call(&bob, evm_router, probe.clone()).status,
+        TxStatus::Success
+    );
+
+    // A WASM contract declares rules too (a WASM forwarder to the jurisdiction contract),
+    // and an EVM router's frame into it is checked: cross-environment.
+    let wasm_ruled = chain.deploy(&owner, Env::Wasm, wasm_forwarder(&J), vec![]);
+    // The owner is untagged and the rule is about KP: it may set and then call.
+    let r = chain.call(&owner, wasm_ruled, rules_data(&[], &["CH"], None));
+    assert_eq!(r.status, TxStatus::Success, "{r:?}");
+    let to_wasm = chain.deploy(
+        &owner,
+        Env::Evm,
+        creation(&evm_proxy(&wasm_ruled, false)),
+        vec![],
+    );
+    let r = chain.call(&bob, to_wasm, probe.clone());
+    assert_eq!(r.status, TxStatus::Revert);
+    let expected = nested_denial(PolicyRule::JurisdictionNotAllowed, &wasm_ruled, &to_wasm);
+    assert_eq!(&r.output[..expected.len()], expected.as_slice());
+    let r = call_with(
+        &mut chain,
+        &attester,
+        J,
+        tag_data(&to_wasm, "CH", 10_000),
+        0,
+    );
+    assert_eq!(r.status, TxStatus::Success);
+    assert_eq!(
+        chain.call(&bob, to_wasm, probe.clone()).status,
+        TxStatus::Success
+    );
+
+    // Clearing the rules lets Alice in again, and the count of ruled addresses drops.
+    let r = chain.call(&owner, ruled, rules_data(&[], &[], None));
+    assert_eq!(r.status, TxStatus::Success);
+    assert_eq!(r.logs[0].data[31], 2, "cleared");
+    assert_eq!(chain.call(&alice, ruled, probe).status, TxStatus::Success);
+    assert_eq!(chain.storage(&J, RULED_COUNT_SLOT)[31], 2);
+    let _ = c;
+}
+
+#[test]
+fn an_account_caps_what_untagged_callers_send_it_in_every_frame() {
+    let (attester, shop, carol, bob) = (key(1), key(2), key(3), key(4));
+    let mut chain = chain_with_attester(&[&attester, &shop, &carol, &bob], &attester);
+    let (s, c) = (addr(&shop), addr(&carol));
+    let r = call_with(
+        &mut chain,
+        &attester,
+        J,
+        tag_data(&addr(&bob), "DE", 10_000),
+        0,
+    );
+    assert_eq!(r.status, TxStatus::Success);
+    let r = call_with(&mut chain, &shop, J, rules_data(&[], &[], Some(100)), 0);
+    assert_eq!(r.status, TxStatus::Success, "{r:?}");
+    // Untagged Carol: 100 passes, 101 is refused with the numbers.
+    assert_eq!(
+        chain.run(&carol, 21_000, transfer(s, 100)).status,
+        TxStatus::Success
+    );
+    let r = chain.run(&carol, 21_000, transfer(s, 101));
+    assert_eq!(
+        denied_as(&r),
+        Some((
+            PolicyRule::JurisdictionUntaggedValue,
+            PolicyScope::Contract,
+            U256::from(100u64),
+            U256::from(101u64),
+            s
+        ))
+    );
+    // Tagged Bob sends any amount.
+    assert_eq!(
+        chain.run(&bob, 21_000, transfer(s, 5_000)).status,
+        TxStatus::Success
+    );
+    // Through a router (untagged) in either environment, 150 is denied in the nested frame:
+    // the transaction reverts and the value comes back.
+    let evm_router = chain.deploy(&carol, Env::Evm, creation(&evm_proxy(&s, false)), vec![]);
+    let wasm_router = chain.deploy(&carol, Env::Wasm, wasm_forwarder(&s), vec![]);
+    for router in [evm_router, wasm_router] {
+        let (shop_before, carol_before) = (chain.balance(&s), chain.balance(&c));
+        let r = call_with(&mut chain, &carol, router, vec![], 150);
+        assert_eq!(r.status, TxStatus::Revert, "{router}: {r:?}");
+        let expected = nested_denial(PolicyRule::JurisdictionUntaggedValue, &s, &router);
+        assert_eq!(&r.output[..expected.len()], expected.as_slice());
+        let fee = U256::from(r.gas_used) * U256::from(crate::common::GAS_PRICE);
+        assert_eq!(chain.balance(&s), shop_before);
+        assert_eq!(chain.balance(&c), carol_before - fee);
+        assert_eq!(
+            call_with(&mut chain, &carol, router, vec![], 90).status,
+            TxStatus::Success
+        );
+    }
+}
+
+#[test]
+fn a_session_key_never_writes_tags_or_rules_and_reads_its_own_key() {
+    let (attester, agent, session) = (key(1), key(2), key(5));
+    let mut chain = chain_with_attester(&[&attester, &agent], &attester);
+    let me = addr(&agent);
+    let reader = chain.deploy(&agent, Env::Evm, creation(&evm_proxy(&J, true)), vec![]);
+    let scope = AccountPolicy {
+        targets: Some(vec![
+            TargetRule {
+                to: J,
+                selectors: None,
+            },
+            TargetRule {
+                to: reader,
+                selectors: None,
+            },
+        ]),
+        ..AccountPolicy::default()
+    };
+    let add = TxBody::AddSessionKey {
+        account: me,
+        key: session.public_key(),
+        policy: scope,
+        expires_at: 1_000,
+    };
+    let r = run_change(&mut chain, &agent, add);
+    assert_eq!(r.status, TxStatus::Success, "{r:?}");
+    chain.resync_nonce(&agent);
+    let call = |to: Address, data: Vec<u8>| TxBody::Call {
+        to,
+        data,
+        value: U256::ZERO,
+    };
+    // The key acting as the account may not set the account's rules.
+    let r = session_run(
+        &mut chain,
+        &session,
+        me,
+        500_000,
+        call(J, rules_data(&["KP"], &[], None)),
+    );
+    assert_eq!(r.status, TxStatus::Revert, "{r:?}");
+    assert_eq!(chain.storage(&J, RULED_COUNT_SLOT), [0; 32]);
+    chain.resync_nonce(&agent);
+    // The account itself may.
+    let r = call_with(&mut chain, &agent, J, rules_data(&["KP"], &[], None), 0);
+    assert_eq!(r.status, TxStatus::Success, "{r:?}");
+    // Contracts read the transaction's session key (`txSessionKey`), as WASM's
+    // `tx_session_key` does: the key when one signed, zero otherwise.
+    let ask = abi::call(TX_SESSION_KEY, &[]);
+    let r = session_run(&mut chain, &session, me, 500_000, call(reader, ask.clone()));
+    assert_eq!(r.status, TxStatus::Success, "{r:?}");
+    assert_eq!(r.output, session.public_key().0.to_vec());
+    chain.resync_nonce(&agent);
+    let r = chain.call(&agent, reader, ask);
+    assert_eq!(r.output, vec![0u8; 32]);
+    let _ = (as_session, nonce);
+}
+
+/// A WASM contract that `call`s `target` with its input and the value it received, and
+/// returns the output (or reverts with it): a router in the other environment.
+fn wasm_forwarder(target: &Address) -> Vec<u8> {
+    let to: String = target.0.iter().map(|b| format!("\\{b:02x}")).collect();
+    let wat = format!(
+        r#"(module
+  (import "keel" "read_input" (func $read_input (param i32)))
+  (import "keel" "call_value" (func $call_value (param i32)))
+  (import "keel" "call" (func $call (param i32 i32 i32 i32 i64) (result i32)))
+  (import "keel" "return_data_size" (func $rds (result i32)))
+  (import "keel" "return_data_copy" (func $rdc (param i32 i32 i32)))
+  (import "keel" "return_data" (func $ret (param i32 i32)))
+  (import "keel" "revert" (func $revert (param i32 i32)))
+  (memory (export "memory") 1 1)
+  (data (i32.const 0) "{to}")
+  (func (export "call") (param $len i32) (result i32)
+    (local $failed i32)
+    (call $read_input (i32.const 64))
+    (call $call_value (i32.const 32))
+    (local.set $failed
+      (call $call (i32.const 0) (i32.const 32) (i32.const 64) (local.get $len) (i64.const 0)))
+    (call $rdc (i32.const 1024) (i32.const 0) (call $rds))
+    (if (local.get $failed) (then (call $revert (i32.const 1024) (call $rds))))
+    (call $ret (i32.const 1024) (call $rds))
+    (i32.const 0)))"#
+    );
+    wat::parse_str(wat).expect("wat")
+}
