@@ -487,3 +487,39 @@ fn wasm_forwarder(target: &Address) -> Vec<u8> {
     );
     wat::parse_str(wat).expect("wat")
 }
+
+/// The Solidity interface names exactly the functions (and the error) the contract answers:
+/// a signature drifting on either side would make every call from Solidity revert.
+#[test]
+fn the_solidity_interface_matches_the_contract() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../contracts/evm/interfaces/IKeelJurisdiction.sol"
+    );
+    let source = std::fs::read_to_string(path).expect("interface");
+    let signature = |decl: &str| {
+        let (name, rest) = decl.split_once('(').expect("(");
+        let params = rest.split_once(')').expect(")").0;
+        let types: Vec<&str> = params
+            .split(',')
+            .filter_map(|p| p.split_whitespace().next())
+            .collect();
+        format!("{}({})", name.trim(), types.join(","))
+    };
+    let mut functions: Vec<String> = source.split("function ").skip(1).map(signature).collect();
+    functions.sort();
+    let mut expected = vec![
+        TAG,
+        UNTAG,
+        SET_RULES,
+        TAG_COUNT,
+        TAG_AT,
+        HAS_TAG,
+        RULES_OF,
+        TX_SESSION_KEY,
+    ];
+    expected.sort();
+    assert_eq!(functions, expected);
+    let error = source.split("error ").nth(1).map(signature);
+    assert_eq!(error.as_deref(), Some(DENIED_ERROR));
+}
