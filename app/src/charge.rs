@@ -18,7 +18,10 @@ use std::collections::BTreeSet;
 /// Rounds of "execute the candidate, leave out what was refused" a proposer tries before it
 /// proposes an empty block. Leaving out a refused transaction cannot make another one
 /// refused in practice (a refusal changes no balance or nonce), so one round is the rule and
-/// the bound only guarantees that building a proposal ends.
+/// the bound only guarantees that building a proposal ends. Checks whose verdict another
+/// transaction of the block can change — plugins, a target's jurisdiction rules — are
+/// charged, not refusals, for this reason; a controller's freeze is the exception that
+/// remains (docs/policies.md).
 pub const MAX_PROPOSAL_FILTER_ROUNDS: usize = 4;
 
 /// What executing a block says about its transactions.

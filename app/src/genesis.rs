@@ -209,6 +209,15 @@ impl Genesis {
                 self.plugin_gas
             ));
         }
+        // The jurisdiction contract never has an account record (its account never expires,
+        // and value sent to it is lost).
+        if self
+            .balances
+            .iter()
+            .any(|b| b.address == keel_types::jurisdiction::JURISDICTION_ADDRESS)
+        {
+            return invalid("a balance at the jurisdiction contract's address".to_string());
+        }
         let max_attesters = keel_types::jurisdiction::MAX_ATTESTERS;
         let distinct: std::collections::BTreeSet<_> = self.attesters.iter().collect();
         if self.attesters.len() > max_attesters || distinct.len() != self.attesters.len() {

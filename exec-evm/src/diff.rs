@@ -61,7 +61,12 @@ pub fn apply_evm_state<V: StateView>(
             };
             overlay.put_storage(address, slot.to_be_bytes::<32>(), value)?;
         }
-        if deleted || (system && empty) {
+        if system && empty {
+            // It never has a record (and writing its absence for every transaction that
+            // touches it would make parallel speculations conflict on it).
+            continue;
+        }
+        if deleted {
             overlay.set(StateKey::Account(address), None)?;
             continue;
         }

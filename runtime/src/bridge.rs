@@ -71,6 +71,9 @@ pub struct KeelPrecompiles {
     tracer: Option<Tracer>,
     /// Genesis jurisdiction attesters (`crate::jurisdiction`).
     attesters: Arc<[keel_types::Address]>,
+    /// The transaction's top frame already passed its target's jurisdiction rules in the
+    /// policy decision (`policy::evaluate`, over the same state): not read again.
+    top_frame_checked: bool,
 }
 
 impl KeelPrecompiles {
@@ -86,7 +89,14 @@ impl KeelPrecompiles {
             last_trap: Rc::new(RefCell::new(None)),
             tracer: None,
             attesters: Arc::from(Vec::new()),
+            top_frame_checked: false,
         }
+    }
+
+    /// The policy decision already checked the top frame's jurisdiction rules.
+    pub fn top_frame_checked(mut self, checked: bool) -> KeelPrecompiles {
+        self.top_frame_checked = checked;
+        self
     }
 
     /// The chain's jurisdiction attesters.
@@ -452,12 +462,18 @@ impl<'a> PrecompileProvider<KeelCtx<'a>> for KeelPrecompiles {
             CallValue::Transfer(v) => keel_exec_evm::u256_from_revm(&v),
             CallValue::Apparent(_) => keel_types::U256::ZERO,
         };
-        let verdict = crate::jurisdiction::check_frame(
-            &mut |s: &[u8; 32]| JurisdictionJournal(ctx).read(s),
-            (&target, &caller),
-            value,
-            height,
-        )?;
+        // The top frame is at journal depth 1 (its checkpoint is taken before this runs).
+        let top = self.top_frame_checked && self.wasm_frames == 0 && ctx.journal().depth() == 1;
+        let verdict = if top {
+            None
+        } else {
+            crate::jurisdiction::check_frame(
+                &mut |s: &[u8; 32]| JurisdictionJournal(ctx).read(s),
+                (&target, &caller),
+                value,
+                height,
+            )?
+        };
         if let Some(verdict) = verdict {
             return Ok(Some(crate::jurisdiction::denied_result(
                 &verdict,
@@ -475,6 +491,8 @@ impl<'a> PrecompileProvider<KeelCtx<'a>> for KeelPrecompiles {
                 sends_value: matches!(inputs.value, CallValue::Transfer(v) if !v.is_zero()),
                 is_static: inputs.is_static,
                 session_key_caller,
+                direct: inputs.target_address == JURISDICTION
+                    && matches!(inputs.scheme, CallScheme::Call | CallScheme::StaticCall),
                 gas_limit: inputs.gas_limit,
                 height,
                 attesters: &self.attesters,

@@ -129,6 +129,8 @@ pub(crate) struct TxMode<'a> {
     pub reserved_gas: u64,
     /// The session key that signed the transaction (what WASM's `tx_session_key` returns).
     pub session_key: Option<[u8; 32]>,
+    /// `policy::evaluate` checked the top frame's jurisdiction rules before this ran.
+    pub top_frame_checked: bool,
 }
 
 /// What running a transaction in the EVM concluded.
@@ -572,10 +574,23 @@ impl Runtime {
         // transaction's (found by review: it turned revm's refusal of an unpayable
         // transaction into a charge).
         overlay.take_expired_hit();
-        if let Some(denial) = decision.denial {
-            return Ok(rejected(tx_hash, TxError::PolicyDenied { denial }));
-        }
-        let receipt = if decision.plugins.is_empty() {
+        let receipt = if let Some(denial) = decision.denial.clone() {
+            // The sender's own rules refuse (nothing charged). A target's jurisdiction rules
+            // are charged instead, as a plugin's denial is: whether they deny can change with
+            // a block's order (a call before or after the target declared them), and a
+            // refusal whose presence depends on order keeps a proposer's filter from settling
+            // (found by review: a few cheap transactions emptied blocks).
+            if denial.scope != keel_types::policy::PolicyScope::Contract {
+                return Ok(rejected(tx_hash, TxError::PolicyDenied { denial }));
+            }
+            match self.payable(overlay, t, tx_hash)? {
+                Err(refused) => return Ok(refused),
+                Ok(intrinsic) => {
+                    let error = TxError::PolicyDenied { denial };
+                    self.charge_failed(overlay, block, t, tx_hash, (intrinsic, error))?
+                }
+            }
+        } else if decision.plugins.is_empty() {
             self.execute_allowed(overlay, hashes, block, tx, tx_hash, mode)?
         } else {
             self.execute_with_plugins(overlay, hashes, block, tx, (tx_hash, &decision), mode)?
@@ -616,25 +631,9 @@ impl Runtime {
         mode: TxMode<'_>,
     ) -> Result<Receipt, RuntimeError> {
         let t = &tx.tx;
-        let account = overlay.account(&t.sender_address())?.unwrap_or_default();
-        if account.nonce != t.nonce {
-            let bad_nonce = TxError::BadNonce {
-                expected: account.nonce,
-                got: t.nonce,
-            };
-            return Ok(rejected(tx_hash, bad_nonce));
-        }
-        let needed = t.max_fee().saturating_add(t.body.value());
-        if account.balance < needed {
-            let short = TxError::InsufficientBalance {
-                needed,
-                available: account.balance,
-            };
-            return Ok(rejected(tx_hash, short));
-        }
-        let intrinsic = match crate::precheck::check_intrinsic_gas(t, self.config.chain_id) {
-            Ok(gas) => gas,
-            Err(error) => return Ok(rejected(tx_hash, error)),
+        let intrinsic = match self.payable(overlay, t, tx_hash)? {
+            Ok(intrinsic) => intrinsic,
+            Err(refused) => return Ok(refused),
         };
         let room = t.gas_limit.saturating_sub(intrinsic);
         let mut reserved = 0u64;
@@ -681,6 +680,36 @@ impl Runtime {
         Ok(receipt)
     }
 
+    /// Whether `t` can be charged as the EVM would check it (nonce, balance for the whole
+    /// transaction, intrinsic gas): its intrinsic gas, or the refusal.
+    fn payable(
+        &self,
+        overlay: &mut Overlay<&dyn StateView>,
+        t: &keel_types::Transaction,
+        tx_hash: Hash,
+    ) -> Result<Result<u64, Receipt>, RuntimeError> {
+        let account = overlay.account(&t.sender_address())?.unwrap_or_default();
+        if account.nonce != t.nonce {
+            let bad_nonce = TxError::BadNonce {
+                expected: account.nonce,
+                got: t.nonce,
+            };
+            return Ok(Err(rejected(tx_hash, bad_nonce)));
+        }
+        let needed = t.max_fee().saturating_add(t.body.value());
+        if account.balance < needed {
+            let short = TxError::InsufficientBalance {
+                needed,
+                available: account.balance,
+            };
+            return Ok(Err(rejected(tx_hash, short)));
+        }
+        Ok(
+            crate::precheck::check_intrinsic_gas(t, self.config.chain_id)
+                .map_err(|error| rejected(tx_hash, error)),
+        )
+    }
+
     /// [`Self::execute_tx`] of a transaction its sender's policy allows.
     fn execute_allowed(
         &self,
@@ -723,6 +752,9 @@ impl Runtime {
                 keel_types::Sender::Session { key, .. } => Some(key.0),
                 _ => None,
             },
+            // `execute_tx` ran `policy::evaluate`, which checks a transfer's or call's
+            // target's jurisdiction rules.
+            top_frame_checked: true,
             ..mode
         };
         let is_wasm_deploy = matches!(t.body, TxBody::Deploy { env: Env::Wasm, .. });
@@ -1105,6 +1137,7 @@ impl Runtime {
         let precompiles = KeelPrecompiles::new(self.wasm.clone(), block.epoch, block.timestamp_ms)
             .session_key(mode.session_key)
             .attesters(self.attesters.clone())
+            .top_frame_checked(mode.top_frame_checked)
             .speculative(self.speculative)
             .traced(tracer.cloned());
         let (result, state) = {

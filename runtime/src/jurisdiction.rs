@@ -25,8 +25,8 @@ pub const SLOT_READ_GAS: u64 = 2_100;
 /// Gas of a `tag` or `untag`: up to three slot writes (the tag, the count, a moved tag) at
 /// fresh-slot price, and its log. Tags never expire from state, so they pay permanent rates.
 pub const TAG_GAS: u64 = 3 * 20_000 + 2_000;
-/// Gas of a `setRules`: its three slots and the counter at fresh-slot price, and its log.
-pub const RULES_GAS: u64 = 4 * 20_000 + 2_000;
+/// Gas of a `setRules`: its four slots and the counter at fresh-slot price, and its log.
+pub const RULES_GAS: u64 = 5 * 20_000 + 2_000;
 
 pub use keel_types::jurisdiction::{
     selector, DENIED_ERROR, HAS_TAG, RULES_OF, SET_RULES, TAG, TAG_AT, TAG_COUNT, TX_SESSION_KEY,
@@ -65,12 +65,8 @@ pub fn read_rules<E>(
     load: &mut impl FnMut(&[u8; 32]) -> Result<[u8; 32], E>,
     address: &Address,
 ) -> Result<Rules, E> {
-    let words = [
-        load(&slot(RULES_KIND, address, 0))?,
-        load(&slot(RULES_KIND, address, 1))?,
-        load(&slot(RULES_KIND, address, 2))?,
-    ];
-    Ok(Rules::from_slots(&words))
+    let flags = load(&slot(RULES_KIND, address, 0))?[0];
+    Rules::load(flags, |i| load(&slot(RULES_KIND, address, i)))
 }
 
 /// Every stored tag of `address`, live or expired, in slot order.
@@ -174,6 +170,11 @@ pub struct Call<'a> {
     /// A session key signed the transaction and this frame's caller is its account: the
     /// key acts, and a key never changes tags or rules.
     pub session_key_caller: bool,
+    /// A `CALL` (or `STATICCALL`) of the contract itself. A `DELEGATECALL` or `CALLCODE`
+    /// reaches it with its caller's caller as `caller` — a contract an attester calls could
+    /// otherwise tag as the attester, or set rules for whoever called it (found by review) —
+    /// so those frames only read.
+    pub direct: bool,
     pub gas_limit: u64,
     pub height: Height,
     pub attesters: &'a [Address],
@@ -241,7 +242,15 @@ fn answer(journal: &mut dyn Journal, call: &Call<'_>) -> Result<Answer, String> 
     let Some((sel, args)) = call.input.split_first_chunk::<4>() else {
         return Ok((None, 0));
     };
-    let words: Vec<&[u8]> = args.chunks(32).collect();
+    // Whole words only: a short last word would reach the decoders below (found by review:
+    // `setRules` with a 1-byte third word panicked the executor, halting every node).
+    if args.len() % 32 != 0 {
+        return Ok((None, 0));
+    }
+    let words: Vec<&[u8; 32]> = args
+        .chunks_exact(32)
+        .filter_map(|w| w.try_into().ok())
+        .collect();
     let mut load = |s: &[u8; 32]| journal.load(s);
     let sel = *sel;
     if sel == selector(TX_SESSION_KEY) && args.is_empty() {
@@ -292,15 +301,17 @@ fn answer(journal: &mut dyn Journal, call: &Call<'_>) -> Result<Answer, String> 
                 .unwrap_or(U256::MAX)
                 .to_be_bytes::<32>(),
         );
-        return Ok((Some(out), 3 * SLOT_READ_GAS));
+        return Ok((Some(out), 4 * SLOT_READ_GAS));
     }
     // Writes from here: never in a static frame, never by a session key.
     let writes = [selector(TAG), selector(UNTAG), selector(SET_RULES)];
-    if !writes.contains(&sel) || call.is_static || call.session_key_caller {
+    if !writes.contains(&sel) || call.is_static || call.session_key_caller || !call.direct {
         return Ok((None, 0));
     }
-    if sel == selector(SET_RULES) && words.len() == 3 {
-        return set_rules(journal, call, &words);
+    if let [deny, allow, cap] = words[..] {
+        if sel == selector(SET_RULES) {
+            return set_rules(journal, call, [deny, allow, cap]);
+        }
     }
     if !call.attesters.contains(&call.caller) {
         return Ok((None, 0));
@@ -381,23 +392,17 @@ fn tag_account(
     Ok((Some(Vec::new()), TAG_GAS))
 }
 
-/// The caller's own rules: the three words, and the count of ruled addresses when it moves
+/// The caller's own rules: the four words, and the count of ruled addresses when it moves
 /// between none and some.
 fn set_rules(
     journal: &mut dyn Journal,
     call: &Call<'_>,
-    words: &[&[u8]],
+    [deny, allow, cap]: [&[u8; 32]; 3],
 ) -> Result<Answer, String> {
-    let mut deny = [0u8; 32];
-    deny.copy_from_slice(words[0]);
-    let mut allow = [0u8; 32];
-    allow.copy_from_slice(words[1]);
-    let (Some(deny), Some(allow_only)) = (unpack_codes(&deny), unpack_codes(&allow)) else {
+    let (Some(deny), Some(allow_only)) = (unpack_codes(deny), unpack_codes(allow)) else {
         return Ok((None, 0));
     };
-    let mut cap = [0u8; 32];
-    cap.copy_from_slice(words[2]);
-    let cap = U256::from_be_bytes(cap);
+    let cap = U256::from_be_bytes(*cap);
     let rules = Rules {
         deny,
         allow_only,

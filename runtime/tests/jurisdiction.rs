@@ -198,7 +198,7 @@ fn attesters_tag_accounts_and_only_they_can() {
 }
 
 #[test]
-fn rules_deny_at_the_top_frame_as_a_refusal_and_in_nested_frames_as_a_revert() {
+fn rules_deny_the_top_frame_with_a_typed_charge_and_nested_frames_with_a_revert() {
     let (attester, alice, bob, carol, owner) = (key(1), key(2), key(3), key(4), key(5));
     let mut chain = chain_with_attester(&[&attester, &alice, &bob, &carol, &owner], &attester);
     let (a, b, c) = (addr(&alice), addr(&bob), addr(&carol));
@@ -224,8 +224,9 @@ fn rules_deny_at_the_top_frame_as_a_refusal_and_in_nested_frames_as_a_revert() {
         "one ruled address"
     );
 
-    // Alice, tagged KP, calling it directly: refused before it runs, nothing charged, with
-    // the code; simulation says the same.
+    // Alice, tagged KP, calling it directly: denied before it runs with the code, charged
+    // only its intrinsic gas (a block may hold it: see `execute_tx`); simulation says the
+    // same. (Admission refuses it: node/tests/mempool.rs.)
     let probe = abi::call(TAG_COUNT, &[abi::address(&a)]);
     let before = chain.balance(&a);
     let tx = chain.tx(
@@ -238,6 +239,7 @@ fn rules_deny_at_the_top_frame_as_a_refusal_and_in_nested_frames_as_a_revert() {
         },
     );
     let sim = simulated(&chain, &tx);
+    let intrinsic_tx = tx.clone();
     let (mut out, _) = chain.block(vec![tx]);
     let r = out.receipts.remove(0);
     chain.resync_nonce(&alice);
@@ -248,10 +250,40 @@ fn rules_deny_at_the_top_frame_as_a_refusal_and_in_nested_frames_as_a_revert() {
         code_number("KP"),
         ruled,
     );
-    assert_eq!(r.status, TxStatus::Rejected);
+    assert_eq!(r.status, TxStatus::Revert);
     assert_eq!(denied_as(&r), Some(expected));
+    assert_eq!(sim.status, TxStatus::Revert);
     assert_eq!(denied_as(&sim), Some(expected));
-    assert_eq!(chain.balance(&a), before, "a refusal costs nothing");
+    let intrinsic =
+        keel_runtime::precheck::check_intrinsic_gas(&intrinsic_tx.tx, crate::common::CHAIN_ID)
+            .expect("intrinsic gas");
+    assert_eq!((r.gas_used, sim.gas_used), (intrinsic, intrinsic), "{r:?}");
+    let fee = U256::from(intrinsic) * U256::from(crate::common::GAS_PRICE);
+    assert_eq!(chain.balance(&a), before - fee);
+    assert!(r.logs.is_empty() && r.output.is_empty());
+    // A read-only call (`eth_call`, `keel_call`) runs no policy decision: the EVM checks
+    // the top frame itself, and the call reverts with the typed error.
+    let block = chain.make_block(vec![]);
+    let context = chain.runtime.context(&block.header);
+    let request = keel_runtime::CallRequest {
+        from: a,
+        to: Some(ruled),
+        data: probe.clone(),
+        value: U256::ZERO,
+        gas_limit: 1_000_000,
+    };
+    let called = chain
+        .runtime
+        .call(
+            &chain.store.latest_view(),
+            &keel_exec_evm::NoBlockHashes,
+            &context,
+            request,
+        )
+        .expect("call");
+    assert_eq!(called.status, TxStatus::Revert, "{called:?}");
+    let expected = nested_denial(PolicyRule::JurisdictionDenied, &ruled, &a);
+    assert_eq!(&called.output[..expected.len()], expected.as_slice());
     // Bob (US) and Carol (untagged) pass.
     assert_eq!(
         chain.call(&bob, ruled, probe.clone()).status,
@@ -375,6 +407,33 @@ fn an_account_caps_what_untagged_callers_send_it_in_every_frame() {
             s
         ))
     );
+    // In one block, the shop tightening its cap and then Carol paying over it: Carol's
+    // transfer was admissible when queued, and is charged in the block, not refused (a
+    // refusal that depends on order would keep a proposer's filter from settling).
+    let tighten = TxBody::Call {
+        to: J,
+        data: rules_data(&[], &[], Some(50)),
+        value: U256::ZERO,
+    };
+    let txs = vec![
+        chain.tx(&shop, 300_000, tighten),
+        chain.tx(&carol, 21_000, transfer(s, 60)),
+    ];
+    let (out, _) = chain.block(txs);
+    assert_eq!(out.receipts[0].status, TxStatus::Success);
+    let r = &out.receipts[1];
+    assert_eq!(r.status, TxStatus::Revert, "{r:?}");
+    assert_eq!(r.gas_used, 21_000);
+    assert_eq!(
+        denied_as(r).map(|d| (d.0, d.2, d.3)),
+        Some((
+            PolicyRule::JurisdictionUntaggedValue,
+            U256::from(50u64),
+            U256::from(60u64)
+        ))
+    );
+    let r = call_with(&mut chain, &shop, J, rules_data(&[], &[], Some(100)), 0);
+    assert_eq!(r.status, TxStatus::Success);
     // Tagged Bob sends any amount.
     assert_eq!(
         chain.run(&bob, 21_000, transfer(s, 5_000)).status,
@@ -522,4 +581,67 @@ fn the_solidity_interface_matches_the_contract() {
     assert_eq!(functions, expected);
     let error = source.split("error ").nth(1).map(signature);
     assert_eq!(error.as_deref(), Some(DENIED_ERROR));
+}
+
+/// Hostile calls to the contract itself: junk arguments (a short last word panicked the
+/// executor before review) revert and are charged in a block of several transactions (so
+/// the parallel path runs too); a contract that `DELEGATECALL`s the contract cannot tag as
+/// the attester that called it, nor set rules for its caller.
+#[test]
+fn junk_arguments_and_delegatecalls_change_nothing() {
+    let (attester, carol, victim) = (key(1), key(2), key(3));
+    let mut chain = chain_with_attester(&[&attester, &carol, &victim], &attester);
+    let v = addr(&victim);
+    let mut junk_rules = selector(SET_RULES).to_vec();
+    junk_rules.extend_from_slice(&[0u8; 65]);
+    let mut junk_tag = tag_data(&v, "US", 1_000);
+    junk_tag.push(7);
+    let short = selector(TAG).to_vec();
+    let mut txs = Vec::new();
+    for (k, data) in [
+        (&carol, junk_rules),
+        (&attester, junk_tag),
+        (&victim, short),
+        (&carol, vec![0xde, 0xad]),
+    ] {
+        let body = TxBody::Call {
+            to: J,
+            data,
+            value: U256::ZERO,
+        };
+        txs.push(chain.tx(k, 300_000, body));
+    }
+    let (out, _) = chain.block(txs);
+    for r in &out.receipts {
+        assert_eq!(r.status, TxStatus::Revert, "{r:?}");
+        assert!(r.gas_used > 21_000);
+    }
+    chain.resync_nonce(&carol);
+    assert_eq!(chain.storage(&J, RULED_COUNT_SLOT), [0; 32]);
+    let count = chain.call(&carol, J, abi::call(TAG_COUNT, &[abi::address(&v)]));
+    assert_eq!(abi::word(&count.output), U256::ZERO);
+
+    // DELEGATECALL(J, calldata), returning the success flag.
+    let mut code = vec![0x36, 0x5f, 0x5f, 0x37, 0x5f, 0x5f, 0x36, 0x5f, 0x73];
+    code.extend_from_slice(&J.0);
+    code.extend_from_slice(&[0x5a, 0xf4, 0x5f, 0x52, 0x60, 0x20, 0x5f, 0xf3]);
+    let delegator = chain.deploy(&carol, Env::Evm, creation(&code), vec![]);
+    let r = chain.call(&attester, delegator, tag_data(&v, "KP", 1_000_000));
+    assert_eq!(r.status, TxStatus::Success, "{r:?}");
+    assert_eq!(abi::word(&r.output), U256::ZERO, "the delegated tag failed");
+    let r = chain.call(&carol, delegator, rules_data(&[], &["AQ"], None));
+    assert_eq!(
+        abi::word(&r.output),
+        U256::ZERO,
+        "the delegated setRules failed"
+    );
+    let count = chain.call(&carol, J, abi::call(TAG_COUNT, &[abi::address(&v)]));
+    assert_eq!(abi::word(&count.output), U256::ZERO);
+    assert_eq!(chain.storage(&J, RULED_COUNT_SLOT), [0; 32]);
+    // A delegated read still answers.
+    let r = chain.call(&carol, delegator, abi::call(TAG_COUNT, &[abi::address(&v)]));
+    assert_eq!(abi::word(&r.output), U256::ONE, "success flag of a read");
+    // The attester calling the contract directly still tags.
+    let r = call_with(&mut chain, &attester, J, tag_data(&v, "KP", 1_000_000), 0);
+    assert_eq!(r.status, TxStatus::Success);
 }

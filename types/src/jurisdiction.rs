@@ -30,9 +30,14 @@ pub const MAX_ATTESTERS: usize = 64;
 
 /// Slot kind of an account's tags: index 0 holds the count, 1..=8 one packed [`Tag`] each.
 pub const TAGS_KIND: u8 = 1;
-/// Slot kind of an address's rules: index 0 the denied codes, 1 the allowed codes, 2 the
-/// untagged value cap stored bitwise inverted (so an empty slot is "no cap").
+/// Slot kind of an address's rules: index 0 a header whose first byte flags which parts
+/// exist ([`DENY_FLAG`], [`ALLOW_FLAG`], [`CAP_FLAG`]; zero: no rules, so a frame into an
+/// address without rules reads one slot), 1 the denied codes, 2 the allowed codes, 3 the
+/// untagged value cap.
 pub const RULES_KIND: u8 = 2;
+pub const DENY_FLAG: u8 = 1;
+pub const ALLOW_FLAG: u8 = 2;
+pub const CAP_FLAG: u8 = 4;
 /// How many addresses have rules (u64, big-endian in the last 8 bytes): while it is zero, no
 /// call frame needs to look further (the common case costs one cached read per frame).
 pub const RULED_COUNT_SLOT: [u8; 32] = {
@@ -71,11 +76,20 @@ pub struct Code(pub [u8; 2]);
 impl Code {
     /// The code, if `bytes` is an assigned ISO 3166-1 alpha-2 code.
     pub fn new(bytes: [u8; 2]) -> Option<Code> {
-        let assigned = bytes.iter().all(u8::is_ascii_uppercase)
-            && ISO_3166_ALPHA2
-                .split(' ')
-                .any(|c| c.as_bytes() == bytes.as_slice());
-        assigned.then_some(Code(bytes))
+        // The list is sorted, each code 2 letters and a space: a binary search over it (every
+        // rule word read in a call frame decodes its codes through here).
+        let list = ISO_3166_ALPHA2.as_bytes();
+        let count = list.len().div_ceil(3);
+        let (mut lo, mut hi) = (0, count);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match list[3 * mid..3 * mid + 2].cmp(bytes.as_slice()) {
+                std::cmp::Ordering::Equal => return Some(Code(bytes)),
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+            }
+        }
+        None
     }
 
     pub fn parse(text: &str) -> Option<Code> {
@@ -148,25 +162,57 @@ impl Rules {
         self.deny.is_empty() && self.allow_only.is_empty() && self.untagged_max_value.is_none()
     }
 
-    /// The three storage words: denied codes, allowed codes, inverted cap.
-    pub fn to_slots(&self) -> [[u8; 32]; 3] {
-        let cap = !self.untagged_max_value.unwrap_or(U256::MAX);
+    /// The header's flags: which parts exist (zero: none).
+    pub fn flags(&self) -> u8 {
+        let mut flags = 0;
+        if !self.deny.is_empty() {
+            flags |= DENY_FLAG;
+        }
+        if !self.allow_only.is_empty() {
+            flags |= ALLOW_FLAG;
+        }
+        if self.untagged_max_value.is_some() {
+            flags |= CAP_FLAG;
+        }
+        flags
+    }
+
+    /// The four storage words: header, denied codes, allowed codes, cap.
+    pub fn to_slots(&self) -> [[u8; 32]; 4] {
+        let mut header = [0u8; 32];
+        header[0] = self.flags();
         [
+            header,
             pack_codes(&self.deny),
             pack_codes(&self.allow_only),
-            cap.to_be_bytes::<32>(),
+            self.untagged_max_value
+                .unwrap_or(U256::ZERO)
+                .to_be_bytes::<32>(),
         ]
     }
 
-    /// Decodes the three words. Stored words were written by [`Rules::to_slots`] of checked
-    /// rules; a word that is not (no code can reach that) reads as its valid prefix.
-    pub fn from_slots(slots: &[[u8; 32]; 3]) -> Rules {
-        let cap = !U256::from_be_bytes(slots[2]);
-        Rules {
-            deny: unpack_codes(&slots[0]).unwrap_or_default(),
-            allow_only: unpack_codes(&slots[1]).unwrap_or_default(),
-            untagged_max_value: (cap != U256::MAX).then_some(cap),
-        }
+    /// Decodes the rules from the header's flags, loading only the words they name. Stored
+    /// words were written by [`Rules::to_slots`] of checked rules; a word that is not (no
+    /// call can write one) reads as no codes.
+    pub fn load<E>(flags: u8, mut word: impl FnMut(u8) -> Result<[u8; 32], E>) -> Result<Rules, E> {
+        let codes = |w: [u8; 32]| unpack_codes(&w).unwrap_or_default();
+        Ok(Rules {
+            deny: if flags & DENY_FLAG != 0 {
+                codes(word(1)?)
+            } else {
+                Vec::new()
+            },
+            allow_only: if flags & ALLOW_FLAG != 0 {
+                codes(word(2)?)
+            } else {
+                Vec::new()
+            },
+            untagged_max_value: if flags & CAP_FLAG != 0 {
+                Some(U256::from_be_bytes(word(3)?))
+            } else {
+                None
+            },
+        })
     }
 }
 
@@ -365,14 +411,18 @@ mod tests {
             allow_only: vec![],
             untagged_max_value: Some(U256::from(100)),
         };
-        assert_eq!(Rules::from_slots(&rules.to_slots()), rules);
-        assert_eq!(Rules::from_slots(&[[0; 32]; 3]), Rules::default());
-        assert_eq!(Rules::default().to_slots(), [[0; 32]; 3]);
+        let read = |r: &Rules| {
+            let words = r.to_slots();
+            Rules::load(words[0][0], |i| Ok::<_, ()>(words[usize::from(i)]))
+        };
+        assert_eq!(read(&rules), Ok(rules));
+        assert_eq!(Rules::default().to_slots(), [[0; 32]; 4]);
+        assert_eq!(read(&Rules::default()), Ok(Rules::default()));
         let zero_cap = Rules {
             untagged_max_value: Some(U256::ZERO),
             ..Rules::default()
         };
-        assert_eq!(Rules::from_slots(&zero_cap.to_slots()), zero_cap);
+        assert_eq!(read(&zero_cap), Ok(zero_cap));
     }
 
     #[test]

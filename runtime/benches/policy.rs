@@ -1,0 +1,286 @@
+//! What account policies, plugins and jurisdiction rules cost execution (issue 20's
+//! benchmark), each a ratio against plain transfers measured in the same run:
+//!
+//! - transfers from accounts whose policy lists 16 targets and caps value and fees per epoch
+//!   ÷ the same transfers from accounts without a policy (goal ≥ 0.9);
+//! - one plugin check (the allow-list plugin, WASM) ÷ one plain transfer;
+//! - plain transfers once some address declares jurisdiction rules (every frame then reads
+//!   the rules count and the target's rules), and to recipients that all declare rules (the
+//!   sender's tags read too).
+//!
+//! Each block holds `SENDERS` native transfers, one per sender, signatures verified
+//! beforehand (verify-once), executed serially over the same parent `REPEATS` times; the
+//! median is kept. Execution only: the commit is the same for every variant.
+//!
+//! Run: `scripts/bench` (or `cargo bench --profile ci -p keel-runtime --bench policy`).
+
+// Floats only format the measured rates; nothing here reaches state.
+#![allow(clippy::float_arithmetic)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{abi, addr, artifact, key, Chain};
+use keel_types::jurisdiction::{set_rules_call, Rules, JURISDICTION_ADDRESS};
+use keel_types::policy::{AccountPolicy, TargetRule};
+use keel_types::{Address, Env, SecretKey, SignedTransaction, TxBody, TxStatus, U256};
+use std::time::{Duration, Instant};
+
+const SENDERS: u16 = 500;
+const REPEATS: usize = 9;
+/// Targets in each sender's policy (the recipient is the last).
+const POLICY_TARGETS: u8 = 16;
+/// Gas limit of a transfer that runs a plugin first.
+const PLUGIN_TX_GAS: u64 = 300_000;
+
+fn group(tag: u8) -> Vec<SecretKey> {
+    (0..SENDERS)
+        .map(|i| {
+            let mut seed = [tag; 32];
+            seed[..2].copy_from_slice(&i.to_le_bytes());
+            SecretKey::from_seed(seed)
+        })
+        .collect()
+}
+
+fn recipient(tag: u8, i: usize) -> Address {
+    let mut a = [tag; 20];
+    a[..4].copy_from_slice(&(i as u32).to_le_bytes());
+    Address(a)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Sets up `txs` in as many blocks as their gas limits need, asserting each succeeded.
+fn setup(chain: &mut Chain, txs: Vec<SignedTransaction>) {
+    let limit = chain.runtime.config().block_gas_limit;
+    let mut blocks: Vec<Vec<SignedTransaction>> = vec![Vec::new()];
+    let mut gas = 0u64;
+    for tx in txs {
+        if gas + tx.tx.gas_limit > limit {
+            blocks.push(Vec::new());
+            gas = 0;
+        }
+        gas += tx.tx.gas_limit;
+        blocks.last_mut().expect("one block").push(tx);
+    }
+    for chunk in blocks {
+        let (out, _) = chain.block(chunk);
+        for r in &out.receipts {
+            assert_eq!(r.status, TxStatus::Success, "setup: {r:?}");
+        }
+    }
+}
+
+/// One transfer from each of `senders` to its recipient, verified beforehand; the block is
+/// measured over the chain's latest state (nonces are not advanced: nothing is committed).
+fn transfers(chain: &mut Chain, senders: &[SecretKey], tag: u8, gas: u64) -> keel_types::Block {
+    let txs: Vec<SignedTransaction> = senders
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let body = TxBody::Transfer {
+                to: recipient(tag, i),
+                amount: U256::from(1u64),
+            };
+            chain.tx(s, gas, body)
+        })
+        .collect();
+    for s in senders {
+        chain.resync_nonce(s);
+    }
+    let hashes: Vec<keel_types::Hash> = txs.iter().map(SignedTransaction::hash).collect();
+    let cache = chain.runtime.signature_cache().clone();
+    assert!(keel_runtime::signatures::bad_signatures(&txs, &hashes, 2, 1, Some(&cache)).is_empty());
+    chain.make_block(txs)
+}
+
+/// Median serial execution time of `block`, after checking every transfer succeeds.
+fn time(chain: &Chain, block: &keel_types::Block) -> (Duration, u64) {
+    let out = chain.execute_with_threads(block, 1);
+    for r in &out.receipts {
+        assert_eq!(r.status, TxStatus::Success, "{r:?}");
+    }
+    // `KEEL_BENCH_REPEATS` raises the count (for a profiler).
+    let repeats = std::env::var("KEEL_BENCH_REPEATS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(REPEATS);
+    let times = (0..repeats)
+        .map(|_| {
+            let t0 = Instant::now();
+            chain.execute_with_threads(block, 1);
+            t0.elapsed()
+        })
+        .collect();
+    (median(times), out.gas_used)
+}
+
+fn main() {
+    let (plain, policied, plugged) = (group(0xa1), group(0xb2), group(0xc3));
+    let ruled = group(0xd4);
+    let owner = key(1);
+    let mut funded: Vec<&SecretKey> = plain
+        .iter()
+        .chain(&policied)
+        .chain(&plugged)
+        .chain(&ruled)
+        .collect();
+    funded.push(&owner);
+    let mut chain = Chain::new(&funded);
+
+    // 16 targets and two caps per policied sender, the recipient listed last.
+    let changes: Vec<SignedTransaction> = policied
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut targets: Vec<TargetRule> = (1..POLICY_TARGETS)
+                .map(|t| TargetRule {
+                    to: Address([t; 20]),
+                    selectors: None,
+                })
+                .collect();
+            targets.push(TargetRule {
+                to: recipient(0xb2, i),
+                selectors: None,
+            });
+            let body = TxBody::SetPolicy {
+                account: addr(s),
+                policy: AccountPolicy {
+                    targets: Some(targets),
+                    max_value_per_epoch: Some(U256::from(10u64).pow(U256::from(24u64))),
+                    max_fee_per_epoch: Some(U256::from(10u64).pow(U256::from(24u64))),
+                    ..AccountPolicy::default()
+                },
+            };
+            let gas = body.policy_gas().expect("gas");
+            chain.tx(s, gas, body)
+        })
+        .collect();
+    setup(&mut chain, changes);
+
+    // The allow-list plugin, listing every recipient of the plugged group.
+    let allowlist = chain.deploy(&owner, Env::Wasm, artifact("allowlist.wasm"), Vec::new());
+    let lists: Vec<SignedTransaction> = (0..plugged.len())
+        .map(|i| {
+            let data = abi::call(
+                "allow(address,uint256)",
+                &[abi::address(&recipient(0xc3, i)), abi::u(1)],
+            );
+            let body = TxBody::Call {
+                to: allowlist,
+                data,
+                value: U256::ZERO,
+            };
+            chain.tx(&owner, 200_000, body)
+        })
+        .collect();
+    setup(&mut chain, lists);
+    let attach: Vec<SignedTransaction> = plugged
+        .iter()
+        .map(|s| {
+            let body = TxBody::SetPolicy {
+                account: addr(s),
+                policy: AccountPolicy {
+                    plugins: vec![allowlist],
+                    ..AccountPolicy::default()
+                },
+            };
+            let gas = body.policy_gas().expect("gas");
+            chain.tx(s, gas, body)
+        })
+        .collect();
+    setup(&mut chain, attach);
+
+    let block = transfers(&mut chain, &plain, 0xa1, 21_000);
+    let (t_plain, gas_plain) = time(&chain, &block);
+    let block = transfers(&mut chain, &policied, 0xb2, 21_000);
+    let (t_policy, gas_policy) = time(&chain, &block);
+    let block = transfers(&mut chain, &plugged, 0xc3, PLUGIN_TX_GAS);
+    let (t_plugin, gas_plugin) = time(&chain, &block);
+    // Some address declares rules: every frame now reads the target's rules.
+    let rules = Rules {
+        deny: vec![keel_types::jurisdiction::Code(*b"KP")],
+        ..Rules::default()
+    };
+    let declare = |chain: &mut Chain, k: &SecretKey| {
+        let body = TxBody::Call {
+            to: JURISDICTION_ADDRESS,
+            data: set_rules_call(&rules),
+            value: U256::ZERO,
+        };
+        chain.tx(k, 200_000, body)
+    };
+    let first = declare(&mut chain, &owner);
+    setup(&mut chain, vec![first]);
+    let block = transfers(&mut chain, &plain, 0xa1, 21_000);
+    let (t_ruled_elsewhere, _) = time(&chain, &block);
+    // Every recipient declares rules: the senders' tags are read too (the plain group pays
+    // a group of funded accounts that each declared).
+    let declares: Vec<SignedTransaction> = ruled.iter().map(|s| declare(&mut chain, s)).collect();
+    setup(&mut chain, declares);
+    let txs: Vec<SignedTransaction> = plain
+        .iter()
+        .zip(&ruled)
+        .map(|(s, to)| {
+            let body = TxBody::Transfer {
+                to: addr(to),
+                amount: U256::from(1u64),
+            };
+            chain.tx(s, 21_000, body)
+        })
+        .collect();
+    for s in &plain {
+        chain.resync_nonce(s);
+    }
+    let hashes: Vec<keel_types::Hash> = txs.iter().map(SignedTransaction::hash).collect();
+    let cache = chain.runtime.signature_cache().clone();
+    assert!(keel_runtime::signatures::bad_signatures(&txs, &hashes, 2, 1, Some(&cache)).is_empty());
+    let block = chain.make_block(txs);
+    let (t_ruled_targets, _) = time(&chain, &block);
+
+    let n = f64::from(SENDERS);
+    let rate = |t: Duration| n / t.as_secs_f64();
+    let mgas = |t: Duration, gas: u64| gas as f64 / t.as_secs_f64() / 1e6;
+    println!("\n## Policies, plugins and jurisdiction rules ({SENDERS} native transfers per block, serial execution only, median of {REPEATS})");
+    println!("| senders | time | transfers/s | Mgas/s | ratio to plain transfers |");
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| no policy (baseline) | {t_plain:.2?} | {:.0} | {:.1} | 1.000 |",
+        rate(t_plain),
+        mgas(t_plain, gas_plain)
+    );
+    println!(
+        "| policy: {POLICY_TARGETS} targets, value and fee caps per epoch | {t_policy:.2?} | {:.0} | {:.1} | {:.3} |",
+        rate(t_policy),
+        mgas(t_policy, gas_policy),
+        t_plain.as_secs_f64() / t_policy.as_secs_f64()
+    );
+    println!(
+        "| policy attaching the allow-list plugin (WASM) | {t_plugin:.2?} | {:.0} | {:.1} | {:.3} |",
+        rate(t_plugin),
+        mgas(t_plugin, gas_plugin),
+        t_plain.as_secs_f64() / t_plugin.as_secs_f64()
+    );
+    println!(
+        "| no policy, some address declares jurisdiction rules | {t_ruled_elsewhere:.2?} | {:.0} | | {:.3} |",
+        rate(t_ruled_elsewhere),
+        t_plain.as_secs_f64() / t_ruled_elsewhere.as_secs_f64()
+    );
+    println!(
+        "| no policy, every recipient declares jurisdiction rules | {t_ruled_targets:.2?} | {:.0} | | {:.3} |",
+        rate(t_ruled_targets),
+        t_plain.as_secs_f64() / t_ruled_targets.as_secs_f64()
+    );
+    let per_tx = |t: Duration| t.as_secs_f64() / n;
+    println!(
+        "\nOne plugin check costs {:.1} µs against {:.1} µs for one plain transfer: {:.2}× a transfer ({} gas of plugin per transaction).",
+        (per_tx(t_plugin) - per_tx(t_plain)) * 1e6,
+        per_tx(t_plain) * 1e6,
+        (per_tx(t_plugin) - per_tx(t_plain)) / per_tx(t_plain),
+        (gas_plugin - gas_plain) / u64::from(SENDERS)
+    );
+}
