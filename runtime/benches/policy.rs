@@ -199,6 +199,14 @@ fn main() {
     let (t_plain, gas_plain) = time(&chain, &block);
     let block = transfers(&mut chain, &policied, 0xb2, 21_000);
     let (t_policy, gas_policy) = time(&chain, &block);
+    if std::env::var("KEEL_BENCH_FOCUS").is_ok() {
+        // For a profiler: the policy block alone, many times.
+        let block = transfers(&mut chain, &policied, 0xb2, 21_000);
+        for _ in 0..2_000 {
+            chain.execute_with_threads(&block, 1);
+        }
+        return;
+    }
     let block = transfers(&mut chain, &plugged, 0xc3, PLUGIN_TX_GAS);
     let (t_plugin, gas_plugin) = time(&chain, &block);
     // Some address declares rules: every frame now reads the target's rules.

@@ -135,8 +135,31 @@ pub fn evaluate(
     at: At,
     queued: Queued,
 ) -> Result<Decision, StateError> {
+    decide(view, t, at, queued, false)
+}
+
+/// [`evaluate`] with the decision trail filled in: every rule checked, in order (what
+/// `keel_simulate` shows). Execution and admission do without it (it cost every policed
+/// transaction a few allocations).
+pub fn explain(
+    view: &dyn StateView,
+    t: &Transaction,
+    at: At,
+    queued: Queued,
+) -> Result<Decision, StateError> {
+    decide(view, t, at, queued, true)
+}
+
+fn decide(
+    view: &dyn StateView,
+    t: &Transaction,
+    at: At,
+    queued: Queued,
+    explain: bool,
+) -> Result<Decision, StateError> {
     let sender = t.sender_address();
     let mut checks = Checks {
+        explain,
         trail: Vec::new(),
         denial: None,
         scope: PolicyScope::SessionKey,
@@ -239,6 +262,8 @@ pub fn evaluate(
 }
 
 struct Checks {
+    /// Keep the trail (only `explain` does).
+    explain: bool,
     trail: Vec<RuleCheck>,
     denial: Option<PolicyDenial>,
     /// Whose rules are being checked, and who set them.
@@ -259,13 +284,15 @@ impl Checks {
     /// Records one rule; `false` once a rule denied (the caller stops there).
     fn check(&mut self, rule: PolicyRule, passed: bool, (limit, used): (U256, U256)) -> bool {
         let scope = self.scope;
-        self.trail.push(RuleCheck {
-            rule,
-            scope,
-            passed,
-            limit,
-            used,
-        });
+        if self.explain || !passed {
+            self.trail.push(RuleCheck {
+                rule,
+                scope,
+                passed,
+                limit,
+                used,
+            });
+        }
         if !passed {
             let per_epoch = matches!(
                 rule,

@@ -4,7 +4,7 @@
 
 use super::json::{bytes, qty256};
 use keel_runtime::policy::{
-    evaluate, read_record, read_session_key, read_session_keys, read_session_spend, read_spend, At,
+    explain, read_record, read_session_key, read_session_keys, read_session_spend, read_spend, At,
     Decision,
 };
 use keel_state::StateView;
@@ -135,8 +135,9 @@ pub fn trail(
         denial,
         session,
         plugins,
-    } = evaluate(view, t, at, Default::default())?;
-    if record.is_none() && session.is_none() {
+    } = explain(view, t, at, Default::default())?;
+    // A target's jurisdiction rules can deny a sender without a policy.
+    if record.is_none() && session.is_none() && denial.is_none() {
         return Ok(json!({"checked": false, "allowed": true, "trail": [], "remaining": null}));
     }
     let charged = receipt.status != TxStatus::Rejected;
