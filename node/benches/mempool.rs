@@ -119,4 +119,115 @@ fn main() {
     println!("| raw ed25519 batch verification, ed25519-dalek (cofactorless; the rule before issue 22) | {dalek_rate:.0} | {:.3} |", dalek_rate / raw_rate);
     println!("| keel mempool admission (decode, checks, signatures, state, queues) | {keel_rate:.0} | {:.3} |", keel_rate / raw_rate);
     println!("| keel mempool admission, {threads} verify threads (the node's setting) | {keel_threaded_rate:.0} | {:.3} |", keel_threaded_rate / raw_rate);
+    policed_admission(threads);
+}
+
+/// Issue 20's admission figure: transfers from senders whose policy lists 16 targets and caps
+/// value and fees per epoch ÷ the same transfers from senders without a policy, same run.
+fn policed_admission(threads: usize) {
+    use keel_types::policy::{AccountPolicy, TargetRule};
+    let plain: Vec<SecretKey> = (0..SENDERS).map(|i| key(i.wrapping_add(1))).collect();
+    let policed: Vec<SecretKey> = (0..SENDERS)
+        .map(|i| {
+            let mut seed = [0xa7; 32];
+            seed[0] = i;
+            seed[31] = 0x3c; // never all one byte: not a `key(n)`
+            SecretKey::from_seed(seed)
+        })
+        .collect();
+    let payee = addr(&key(250));
+    let mut chain = Chain::new(&plain.iter().chain(&policed).collect::<Vec<_>>());
+    let changes: Vec<_> = policed
+        .iter()
+        .map(|k| {
+            let mut targets: Vec<TargetRule> = (1..16u8)
+                .map(|t| TargetRule {
+                    to: keel_types::Address([t; 20]),
+                    selectors: None,
+                })
+                .collect();
+            targets.push(TargetRule {
+                to: payee,
+                selectors: None,
+            });
+            let cap = Some(U256::from(10u64).pow(U256::from(24u64)));
+            let body = TxBody::SetPolicy {
+                account: addr(k),
+                policy: AccountPolicy {
+                    targets: Some(targets),
+                    max_value_per_epoch: cap,
+                    max_fee_per_epoch: cap,
+                    ..AccountPolicy::default()
+                },
+            };
+            let gas = body.policy_gas().expect("gas");
+            chain.tx(k, gas, body)
+        })
+        .collect();
+    for chunk in changes.chunks(100) {
+        let (out, _) = chain.block(chunk.to_vec());
+        assert!(out
+            .receipts
+            .iter()
+            .all(|r| r.status == keel_types::TxStatus::Success));
+    }
+    let view = chain.store.latest_view();
+    let raw_of = |keys: &[SecretKey], first_nonce: u64| -> Vec<Vec<u8>> {
+        let mut raw = Vec::new();
+        for nonce in first_nonce..first_nonce + PER_SENDER {
+            for k in keys {
+                let tx = Transaction {
+                    chain_id: CHAIN_ID,
+                    sender: k.public_key().into(),
+                    nonce,
+                    gas_limit: 21_000,
+                    gas_price: 1,
+                    body: TxBody::Transfer {
+                        to: payee,
+                        amount: U256::from(1),
+                    },
+                }
+                .sign(k);
+                raw.push(tx.encode());
+            }
+        }
+        raw
+    };
+    let admit = |raw: &[Vec<u8>]| {
+        let mut pool = Mempool::new(
+            MempoolConfig {
+                max_txs: raw.len(),
+                max_per_sender: PER_SENDER as usize,
+                verify_threads: threads,
+                ..MempoolConfig::default()
+            },
+            CHAIN_ID,
+            1,
+        )
+        .with_epoch_length(1_000_000);
+        let start = Instant::now();
+        for chunk in raw.chunks(BATCH) {
+            for result in pool.admit_raw(&view, chunk) {
+                result.expect("admitted");
+            }
+        }
+        raw.len() as f64 / start.elapsed().as_secs_f64()
+    };
+    let (plain_raw, policed_raw) = (raw_of(&plain, 0), raw_of(&policed, 1));
+    // Alternate, best of three each: the machine's noise is larger than the difference.
+    let mut plain_rate = 0f64;
+    let mut policed_rate = 0f64;
+    for _ in 0..3 {
+        plain_rate = plain_rate.max(admit(&plain_raw));
+        policed_rate = policed_rate.max(admit(&policed_raw));
+    }
+    let n = plain_raw.len();
+    println!("\n## Mempool admission with account policies ({n} transfers from {SENDERS} senders, {threads} verify threads, best of 3)");
+    println!("| senders | tx/s | ratio to senders without a policy |");
+    println!("|---|---:|---:|");
+    println!("| no policy (baseline) | {plain_rate:.0} | 1.000 |");
+    println!(
+        "| policy: 16 targets, value and fee caps per epoch | {policed_rate:.0} | {:.3} |",
+        policed_rate / plain_rate
+    );
 }

@@ -53,7 +53,7 @@ pub fn read_record(
     account: &Address,
 ) -> Result<Option<PolicyRecord>, StateError> {
     view.get(&StateKey::Policy(*account))?
-        .map(|raw| PolicyRecord::decode(&raw).map_err(StateError::decode("policy")))
+        .map(|raw| PolicyRecord::decode_stored(&raw).map_err(StateError::decode("policy")))
         .transpose()
 }
 

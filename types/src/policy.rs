@@ -400,6 +400,45 @@ impl Canonical for AccountPolicy {
     }
 }
 
+impl PolicyRecord {
+    /// Decodes a record read from the state, without [`Canonical::decode`]'s no-repeats
+    /// check: a record is written only from a policy change whose transaction passed that
+    /// check when it was decoded, and the state is authenticated (a synced node verified it
+    /// against the root). The check was the largest part of what a policy costs each of the
+    /// account's transactions. Bounds, version and trailing bytes are still checked.
+    pub fn decode_stored(bytes: &[u8]) -> Result<PolicyRecord, DecodeError> {
+        let kind = <PolicyRecord as Canonical>::KIND;
+        if bytes.len() > <PolicyRecord as Canonical>::MAX_ENCODED_BYTES {
+            return Err(DecodeError::TooLarge {
+                kind,
+                len_bytes: bytes.len(),
+                max_bytes: <PolicyRecord as Canonical>::MAX_ENCODED_BYTES,
+            });
+        }
+        let (&version, mut body) = bytes.split_first().ok_or(DecodeError::Empty { kind })?;
+        if version != <PolicyRecord as Canonical>::VERSION {
+            return Err(DecodeError::UnknownVersion {
+                kind,
+                got: version,
+                known: <PolicyRecord as Canonical>::VERSION,
+            });
+        }
+        let value = <PolicyRecord as BorshDeserialize>::deserialize(&mut body).map_err(|e| {
+            DecodeError::Malformed {
+                kind,
+                reason: e.to_string(),
+            }
+        })?;
+        if !body.is_empty() {
+            return Err(DecodeError::TrailingBytes {
+                kind,
+                count: body.len(),
+            });
+        }
+        Ok(value)
+    }
+}
+
 impl Canonical for PolicyRecord {
     const KIND: &'static str = "PolicyRecord";
     const VERSION: u8 = 1;
@@ -455,6 +494,36 @@ pub fn policy_changed_topic() -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_record_decodes_as_canonical_decode_does() {
+        let record = PolicyRecord {
+            controller: Some(Address([3; 20])),
+            policy: AccountPolicy {
+                targets: Some(
+                    (1..=16u8)
+                        .map(|t| TargetRule {
+                            to: Address([t; 20]),
+                            selectors: (t % 2 == 0).then(|| vec![[t; 4]]),
+                        })
+                        .collect(),
+                ),
+                ..capped(100)
+            },
+            source: Address([4; 20]),
+            changed_at: 9,
+        };
+        let bytes = record.encode();
+        assert_eq!(PolicyRecord::decode_stored(&bytes), Ok(record.clone()));
+        assert_eq!(PolicyRecord::decode(&bytes), Ok(record));
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(PolicyRecord::decode_stored(&trailing).is_err());
+        let mut version = bytes;
+        version[0] = 9;
+        assert!(PolicyRecord::decode_stored(&version).is_err());
+        assert!(PolicyRecord::decode_stored(&[]).is_err());
+    }
 
     fn capped(value: u64) -> AccountPolicy {
         AccountPolicy {
