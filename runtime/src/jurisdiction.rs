@@ -25,13 +25,17 @@ pub const SLOT_READ_GAS: u64 = 2_100;
 /// Gas of a `tag` or `untag`: up to three slot writes (the tag, the count, a moved tag) at
 /// fresh-slot price, and its log. Tags never expire from state, so they pay permanent rates.
 pub const TAG_GAS: u64 = 3 * 20_000 + 2_000;
+/// Gas of a `setPlugins`: its five slots and the counter at fresh-slot price, and its log.
+pub const PLUGINS_GAS: u64 = 6 * 20_000 + 2_000;
 /// Gas of a `setRules`: its four slots and the counter at fresh-slot price, and its log.
 pub const RULES_GAS: u64 = 5 * 20_000 + 2_000;
 
+use keel_types::jurisdiction::{plugins_changed_topic, PLUGINS_KIND};
 pub use keel_types::jurisdiction::{
-    selector, DENIED_ERROR, HAS_TAG, RULES_OF, SET_RULES, TAG, TAG_AT, TAG_COUNT, TX_SESSION_KEY,
-    UNTAG,
+    selector, DENIED_ERROR, HAS_TAG, PLUGINS_OF, RULES_OF, SET_PLUGINS, SET_RULES, TAG, TAG_AT,
+    TAG_COUNT, TX_SESSION_KEY, UNTAG,
 };
+use keel_types::policy::MAX_POLICY_PLUGINS;
 
 /// Reads of the contract's storage through a state view (admission and `evaluate`).
 pub fn view_slots(
@@ -67,6 +71,52 @@ pub fn read_rules<E>(
 ) -> Result<Rules, E> {
     let flags = load(&slot(RULES_KIND, address, 0))?[0];
     Rules::load(flags, |i| load(&slot(RULES_KIND, address, i)))
+}
+
+/// The plugins `address` attaches to the transactions that call or pay it.
+pub fn read_plugins<E>(
+    load: &mut impl FnMut(&[u8; 32]) -> Result<[u8; 32], E>,
+    address: &Address,
+) -> Result<Vec<Address>, E> {
+    let count = word_u64(&load(&slot(PLUGINS_KIND, address, 0))?).min(MAX_POLICY_PLUGINS as u64);
+    let mut plugins = Vec::with_capacity(count as usize);
+    for i in 1..=count as u8 {
+        let word = load(&slot(PLUGINS_KIND, address, i))?;
+        let mut a = [0u8; 20];
+        a.copy_from_slice(&word[..20]);
+        plugins.push(Address(a));
+    }
+    Ok(plugins)
+}
+
+/// The plugins of a transaction's target (`to`), if any address attaches some at all.
+pub fn target_plugins<E>(
+    load: &mut impl FnMut(&[u8; 32]) -> Result<[u8; 32], E>,
+    to: &Address,
+) -> Result<Vec<Address>, E> {
+    if word_u64(&load(&RULED_COUNT_SLOT)?) == 0 {
+        return Ok(Vec::new());
+    }
+    read_plugins(load, to)
+}
+
+/// Whether `address` declares rules or attaches plugins (what the counter counts).
+fn declares(journal: &mut dyn Journal, address: &Address) -> Result<bool, String> {
+    let mut load = |s: &[u8; 32]| journal.load(s);
+    Ok(load(&slot(RULES_KIND, address, 0))?[0] != 0
+        || word_u64(&load(&slot(PLUGINS_KIND, address, 0))?) != 0)
+}
+
+/// Moves the counter by `address`'s change from `before` to now.
+fn recount(journal: &mut dyn Journal, address: &Address, before: bool) -> Result<(), String> {
+    let after = declares(journal, address)?;
+    let count = word_u64(&journal.load(&RULED_COUNT_SLOT)?);
+    let count = match (before, after) {
+        (false, true) => count.saturating_add(1),
+        (true, false) => count.saturating_sub(1),
+        _ => return Ok(()),
+    };
+    journal.store(&RULED_COUNT_SLOT, u64_word(count))
 }
 
 /// Every stored tag of `address`, live or expired, in slot order.
@@ -303,8 +353,24 @@ fn answer(journal: &mut dyn Journal, call: &Call<'_>) -> Result<Answer, String> 
         );
         return Ok((Some(out), 4 * SLOT_READ_GAS));
     }
+    if sel == selector(PLUGINS_OF) && words.len() == 1 {
+        let Some(account) = args_address(words[0]) else {
+            return Ok((None, 0));
+        };
+        let plugins = read_plugins(&mut load, &account)?;
+        let mut out = vec![0u8; 4 * 32];
+        for (i, p) in plugins.iter().enumerate() {
+            out[32 * i + 12..32 * i + 32].copy_from_slice(&p.0);
+        }
+        return Ok((Some(out), SLOT_READ_GAS * (1 + plugins.len() as u64)));
+    }
     // Writes from here: never in a static frame, never by a session key.
-    let writes = [selector(TAG), selector(UNTAG), selector(SET_RULES)];
+    let writes = [
+        selector(TAG),
+        selector(UNTAG),
+        selector(SET_RULES),
+        selector(SET_PLUGINS),
+    ];
     if !writes.contains(&sel) || call.is_static || call.session_key_caller || !call.direct {
         return Ok((None, 0));
     }
@@ -312,6 +378,9 @@ fn answer(journal: &mut dyn Journal, call: &Call<'_>) -> Result<Answer, String> 
         if sel == selector(SET_RULES) {
             return set_rules(journal, call, [deny, allow, cap]);
         }
+    }
+    if sel == selector(SET_PLUGINS) && words.len() == MAX_POLICY_PLUGINS {
+        return set_plugins(journal, call, &words);
     }
     if !call.attesters.contains(&call.caller) {
         return Ok((None, 0));
@@ -408,24 +477,57 @@ fn set_rules(
         allow_only,
         untagged_max_value: (cap != U256::MAX).then_some(cap),
     };
-    let mut load = |s: &[u8; 32]| journal.load(s);
-    let before = read_rules(&mut load, &call.caller)?;
-    let count = word_u64(&load(&RULED_COUNT_SLOT)?);
-    let count = match (before.is_empty(), rules.is_empty()) {
-        (true, false) => count.saturating_add(1),
-        (false, true) => count.saturating_sub(1),
-        _ => count,
-    };
+    let before = declares(journal, &call.caller)?;
     for (i, word) in rules.to_slots().into_iter().enumerate() {
         journal.store(&slot(RULES_KIND, &call.caller, i as u8), word)?;
     }
-    journal.store(&RULED_COUNT_SLOT, u64_word(count))?;
+    recount(journal, &call.caller, before)?;
     let reason = if rules.is_empty() { 2 } else { 1 };
     journal.log(
         vec![rules_changed_topic(), address_word(&call.caller)],
         u64_word(reason).to_vec(),
     );
     Ok((Some(Vec::new()), RULES_GAS))
+}
+
+/// The caller's own plugins: up to four distinct non-zero addresses (zero words are
+/// skipped), replacing the ones before.
+fn set_plugins(
+    journal: &mut dyn Journal,
+    call: &Call<'_>,
+    words: &[&[u8; 32]],
+) -> Result<Answer, String> {
+    let mut plugins: Vec<Address> = Vec::new();
+    for word in words {
+        let Some(a) = args_address(&word[..]) else {
+            return Ok((None, 0));
+        };
+        if a == Address::ZERO {
+            continue;
+        }
+        if plugins.contains(&a) || a == JURISDICTION_ADDRESS {
+            return Ok((None, 0));
+        }
+        plugins.push(a);
+    }
+    let before = declares(journal, &call.caller)?;
+    journal.store(
+        &slot(PLUGINS_KIND, &call.caller, 0),
+        u64_word(plugins.len() as u64),
+    )?;
+    for i in 0..MAX_POLICY_PLUGINS {
+        let mut word = [0u8; 32];
+        if let Some(p) = plugins.get(i) {
+            word[..20].copy_from_slice(&p.0);
+        }
+        journal.store(&slot(PLUGINS_KIND, &call.caller, i as u8 + 1), word)?;
+    }
+    recount(journal, &call.caller, before)?;
+    journal.log(
+        vec![plugins_changed_topic(), address_word(&call.caller)],
+        u64_word(plugins.len() as u64).to_vec(),
+    );
+    Ok((Some(Vec::new()), PLUGINS_GAS))
 }
 
 /// A log of the contract, as revm's journal takes it.

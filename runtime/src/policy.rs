@@ -245,6 +245,11 @@ fn decide(
                 checks.check(verdict.rule(), false, verdict.numbers());
                 return Ok(checks.into(decision));
             }
+            // The plugins the target attaches to what it receives run after the sender's.
+            decision.plugins.extend(crate::jurisdiction::target_plugins(
+                &mut crate::jurisdiction::view_slots(view),
+                to,
+            )?);
         }
     }
     // Plugins check what a transaction sends or calls; changes, revivals and unflags have

@@ -8,8 +8,8 @@
 use super::{as_session, denial, nonce, run_change, session_run, simulated, transfer};
 use crate::common::{abi, addr, creation, evm_proxy, key, Chain};
 use keel_runtime::jurisdiction::{
-    selector, DENIED_ERROR, HAS_TAG, RULES_OF, SET_RULES, TAG, TAG_AT, TAG_COUNT, TX_SESSION_KEY,
-    UNTAG,
+    selector, DENIED_ERROR, HAS_TAG, PLUGINS_OF, RULES_OF, SET_PLUGINS, SET_RULES, TAG, TAG_AT,
+    TAG_COUNT, TX_SESSION_KEY, UNTAG,
 };
 use keel_types::jurisdiction::{
     pack_codes, rules_changed_topic, tag_changed_topic, Code, JURISDICTION_ADDRESS,
@@ -571,6 +571,8 @@ fn the_solidity_interface_matches_the_contract() {
         TAG,
         UNTAG,
         SET_RULES,
+        SET_PLUGINS,
+        PLUGINS_OF,
         TAG_COUNT,
         TAG_AT,
         HAS_TAG,
@@ -644,4 +646,104 @@ fn junk_arguments_and_delegatecalls_change_nothing() {
     // The attester calling the contract directly still tags.
     let r = call_with(&mut chain, &attester, J, tag_data(&v, "KP", 1_000_000), 0);
     assert_eq!(r.status, TxStatus::Success);
+}
+
+/// A contract attaches a policy plugin to the transactions that call it (issue 20 item 4:
+/// "attached to an account or a contract"): the allow-list plugin, whose owner lists the
+/// contract, runs before every transaction calling it; unlisted, such a transaction is
+/// charged and denied by the plugin; detaching restores plain calls and the counter.
+#[test]
+fn a_contract_attaches_a_plugin_that_checks_every_transaction_calling_it() {
+    let (owner, carol) = (key(1), key(2));
+    let mut chain = Chain::new(&[&owner, &carol]);
+    let allowlist = chain.deploy(
+        &owner,
+        Env::Wasm,
+        crate::common::artifact("allowlist.wasm"),
+        vec![],
+    );
+    let guarded = chain.deploy(&owner, Env::Evm, creation(&evm_proxy(&J, false)), vec![]);
+    let attach = |plugins: [Address; 4]| abi::call(SET_PLUGINS, &plugins.map(|p| abi::address(&p)));
+    let zero = Address::ZERO;
+    let r = chain.call(&owner, guarded, attach([allowlist, zero, zero, zero]));
+    assert_eq!(r.status, TxStatus::Success, "{r:?}");
+    assert_eq!(chain.storage(&J, RULED_COUNT_SLOT)[31], 1);
+    let of = chain.call(&carol, J, abi::call(PLUGINS_OF, &[abi::address(&guarded)]));
+    assert_eq!(&of.output[12..32], &allowlist.0);
+    assert_eq!(&of.output[32..], &[0u8; 96]);
+    // A plugin listed twice is refused.
+    let r = chain.call(&owner, guarded, attach([allowlist, allowlist, zero, zero]));
+    assert_eq!(r.status, TxStatus::Revert);
+
+    // Not listed: the plugin denies, and the transaction is charged (as every plugin's is).
+    let probe = abi::call(TAG_COUNT, &[abi::address(&addr(&carol))]);
+    let tx = chain.tx(
+        &carol,
+        400_000,
+        TxBody::Call {
+            to: guarded,
+            data: probe.clone(),
+            value: U256::ZERO,
+        },
+    );
+    let sim = simulated(&chain, &tx);
+    let (out, _) = chain.block(vec![tx]);
+    let r = &out.receipts[0];
+    assert_eq!(r.status, TxStatus::Revert, "{r:?}");
+    let d = denial(r).expect("denied");
+    assert_eq!(
+        (d.rule, d.scope, d.source),
+        (PolicyRule::PluginDenied, PolicyScope::Plugin, allowlist)
+    );
+    assert_eq!(denial(&sim), Some(d));
+    // Listed by its owner: the call runs, the plugin's gas included.
+    let list = abi::call(
+        "allow(address,uint256)",
+        &[abi::address(&guarded), abi::u(1)],
+    );
+    assert_eq!(
+        chain.call(&owner, allowlist, list).status,
+        TxStatus::Success
+    );
+    let plain_gas = {
+        let r = chain.call(&carol, J, probe.clone());
+        r.gas_used
+    };
+    let r = chain.run(
+        &carol,
+        400_000,
+        TxBody::Call {
+            to: guarded,
+            data: probe.clone(),
+            value: U256::ZERO,
+        },
+    );
+    assert_eq!(r.status, TxStatus::Success, "{r:?}");
+    assert!(
+        r.gas_used > plain_gas + 10_000,
+        "{} vs {plain_gas}",
+        r.gas_used
+    );
+    // Detached: plain calls, and nothing counted.
+    let r = chain.call(&owner, guarded, attach([zero; 4]));
+    assert_eq!(r.status, TxStatus::Success);
+    assert_eq!(chain.storage(&J, RULED_COUNT_SLOT), [0; 32]);
+    let unlist = abi::call(
+        "allow(address,uint256)",
+        &[abi::address(&guarded), abi::u(0)],
+    );
+    assert_eq!(
+        chain.call(&owner, allowlist, unlist).status,
+        TxStatus::Success
+    );
+    let r = chain.run(
+        &carol,
+        400_000,
+        TxBody::Call {
+            to: guarded,
+            data: probe,
+            value: U256::ZERO,
+        },
+    );
+    assert_eq!(r.status, TxStatus::Success, "{r:?}");
 }

@@ -35,11 +35,15 @@ pub const TAGS_KIND: u8 = 1;
 /// address without rules reads one slot), 1 the denied codes, 2 the allowed codes, 3 the
 /// untagged value cap.
 pub const RULES_KIND: u8 = 2;
+/// Slot kind of the policy plugins an address attaches to the calls it receives: index 0
+/// the count, 1..=`MAX_POLICY_PLUGINS` one address each (left-aligned).
+pub const PLUGINS_KIND: u8 = 3;
 pub const DENY_FLAG: u8 = 1;
 pub const ALLOW_FLAG: u8 = 2;
 pub const CAP_FLAG: u8 = 4;
-/// How many addresses have rules (u64, big-endian in the last 8 bytes): while it is zero, no
-/// call frame needs to look further (the common case costs one cached read per frame).
+/// How many addresses declare rules or attach plugins (u64, big-endian in the last 8 bytes):
+/// while it is zero, no call frame or transaction needs to look further (the common case
+/// costs one cached read).
 pub const RULED_COUNT_SLOT: [u8; 32] = {
     let mut s = [0u8; 32];
     s[0] = 0xff;
@@ -310,6 +314,12 @@ pub const TAG_AT: &str = "tagAt(address,uint256)";
 pub const HAS_TAG: &str = "hasTag(address,bytes2)";
 /// `rulesOf(address)` → `(bytes32 deny, bytes32 allowOnly, uint256 untaggedMaxValue)`.
 pub const RULES_OF: &str = "rulesOf(address)";
+/// `setPlugins(address, address, address, address)`: the policy plugins (zero: none) that
+/// check every transaction calling or paying the caller, as a policy's plugins check the
+/// account's own transactions (docs/policies.md). All zero detaches them.
+pub const SET_PLUGINS: &str = "setPlugins(address,address,address,address)";
+/// `pluginsOf(address)` → `(address, address, address, address)`, zero-padded.
+pub const PLUGINS_OF: &str = "pluginsOf(address)";
 /// `txSessionKey()` → `bytes32`: the session key that signed the transaction, zero if none
 /// (the Solidity side of WASM's `tx_session_key`).
 pub const TX_SESSION_KEY: &str = "txSessionKey()";
@@ -372,6 +382,12 @@ fn code_word(c: Code) -> [u8; 32] {
 /// reason)`, account and attester indexed; reason 1 tagged, 2 untagged.
 pub fn tag_changed_topic() -> [u8; 32] {
     crate::eth::keccak256(b"TagChanged(address,address,bytes2,uint64,uint8)")
+}
+
+/// Topic 0 of the log every plugin change emits: `PluginsChanged(address account, uint8
+/// count)`, account indexed.
+pub fn plugins_changed_topic() -> [u8; 32] {
+    crate::eth::keccak256(b"PluginsChanged(address,uint8)")
 }
 
 /// Topic 0 of the log every rules change emits: `RulesChanged(address account, uint8

@@ -15,6 +15,8 @@ interface IKeelJurisdiction {
     event TagChanged(
         address indexed account, address indexed attester, bytes2 code, uint64 expiresAt, uint8 reason
     );
+    /// Every plugin change, with how many are attached now.
+    event PluginsChanged(address indexed account, uint8 count);
     /// Every rules change; reason 1 set, 2 cleared.
     event RulesChanged(address indexed account, uint8 reason);
 
@@ -28,6 +30,14 @@ interface IKeelJurisdiction {
     /// The caller's own rules: `deny` and `allowOnly` hold up to 16 codes, two bytes each,
     /// zero-padded; `untaggedMaxValue` = type(uint256).max means no cap. All empty clears.
     function setRules(bytes32 deny, bytes32 allowOnly, uint256 untaggedMaxValue) external;
+
+    /// The policy plugins (zero: none) that check every transaction calling or paying the
+    /// caller, before it runs, as an account policy's plugins check the account's own; all
+    /// zero detaches them.
+    function setPlugins(address p0, address p1, address p2, address p3) external;
+
+    /// The plugins `account` attaches, zero-padded.
+    function pluginsOf(address account) external view returns (address, address, address, address);
 
     /// Stored tags of `account`, live or expired.
     function tagCount(address account) external view returns (uint256);

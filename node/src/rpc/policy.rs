@@ -66,6 +66,7 @@ fn jurisdiction(
     let mut load = keel_runtime::jurisdiction::view_slots(view);
     let tags = keel_runtime::jurisdiction::read_tags(&mut load, account)?;
     let rules = keel_runtime::jurisdiction::read_rules(&mut load, account)?;
+    let plugins = keel_runtime::jurisdiction::read_plugins(&mut load, account)?;
     let codes = |codes: &[keel_types::jurisdiction::Code]| {
         codes
             .iter()
@@ -79,6 +80,7 @@ fn jurisdiction(
             "live": t.live_at(height),
             "attester": t.attester.to_hex(),
         })).collect::<Vec<_>>(),
+        "plugins": plugins.iter().map(|p| p.to_hex()).collect::<Vec<_>>(),
         "rules": (!rules.is_empty()).then(|| json!({
             "deny": codes(&rules.deny),
             "allow_only": codes(&rules.allow_only),
