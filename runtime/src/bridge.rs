@@ -465,6 +465,10 @@ impl<'a> PrecompileProvider<KeelCtx<'a>> for KeelPrecompiles {
         // The top frame is at journal depth 1 (its checkpoint is taken before this runs).
         let top = self.top_frame_checked && self.wasm_frames == 0 && ctx.journal().depth() == 1;
         let verdict = if top {
+            // Loaded all the same: the check loads the contract's account in every other
+            // frame and path (`eth_call` too), and a contract's first access to it must cost
+            // what an estimate said (found by review: cold here, warm in `eth_call`).
+            JurisdictionJournal(ctx).load_account()?;
             None
         } else {
             crate::jurisdiction::check_frame(
@@ -485,12 +489,28 @@ impl<'a> PrecompileProvider<KeelCtx<'a>> for KeelPrecompiles {
             let input = inputs.input.bytes(ctx);
             let session_key_caller =
                 self.tx_session_key != [0; 32] && inputs.caller == ctx.tx.caller;
+            // Who may declare rules or plugins: an account without code (a transaction's
+            // sender) or a contract in its constructor; later, only a contract that did so
+            // (`crate::jurisdiction::Declarer`).
+            let caller_account = ctx
+                .journal_mut()
+                .load_account_with_code(inputs.caller)
+                .map_err(|e| e.to_string())?;
+            let declarer = crate::jurisdiction::Declarer {
+                created: caller_account.is_created(),
+                codeless: caller_account
+                    .info
+                    .code
+                    .as_ref()
+                    .is_none_or(|code| code.is_empty()),
+            };
             let call = crate::jurisdiction::Call {
                 input: &input,
                 caller,
                 sends_value: matches!(inputs.value, CallValue::Transfer(v) if !v.is_zero()),
                 is_static: inputs.is_static,
                 session_key_caller,
+                declarer,
                 direct: inputs.target_address == JURISDICTION
                     && matches!(inputs.scheme, CallScheme::Call | CallScheme::StaticCall),
                 gas_limit: inputs.gas_limit,

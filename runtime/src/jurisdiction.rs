@@ -100,6 +100,17 @@ pub fn target_plugins<E>(
     read_plugins(load, to)
 }
 
+/// Whether the caller may declare rules or plugins ([`Declarer`]); a contract in its
+/// constructor is opted in by asking.
+fn may_declare(journal: &mut dyn Journal, call: &Call<'_>) -> Result<bool, String> {
+    let opted_in = slot(RULES_KIND, &call.caller, OPTED_IN);
+    if call.declarer.created {
+        journal.store(&opted_in, u64_word(1))?;
+        return Ok(true);
+    }
+    Ok(call.declarer.codeless || journal.load(&opted_in)? != [0; 32])
+}
+
 /// Whether `address` declares rules or attaches plugins (what the counter counts).
 fn declares(journal: &mut dyn Journal, address: &Address) -> Result<bool, String> {
     let mut load = |s: &[u8; 32]| journal.load(s);
@@ -209,6 +220,24 @@ pub trait Journal {
     fn log(&mut self, topics: Vec<[u8; 32]>, data: Vec<u8>);
 }
 
+/// What the caller of a `setRules` or `setPlugins` is: they are accepted from an account
+/// without code (a transaction's sender, in its top frame) and from a contract in its
+/// constructor, which opts the contract in; afterwards only from contracts that opted in.
+/// Otherwise any contract that forwards arbitrary calls (a multicall, a router, a relayer)
+/// could be made to declare rules or plugins for itself — an allow-list no caller holds
+/// would brick it (found by review).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Declarer {
+    /// Created in this transaction (its constructor is running).
+    pub created: bool,
+    /// No code: an account, not a contract.
+    pub codeless: bool,
+}
+
+/// Slot index, under the rules kind, of a contract's opt-in: it declared rules or plugins
+/// in its constructor, so it may change them later.
+const OPTED_IN: u8 = 4;
+
 /// One call to the contract, as the frame sees it.
 #[derive(Debug)]
 pub struct Call<'a> {
@@ -220,6 +249,7 @@ pub struct Call<'a> {
     /// A session key signed the transaction and this frame's caller is its account: the
     /// key acts, and a key never changes tags or rules.
     pub session_key_caller: bool,
+    pub declarer: Declarer,
     /// A `CALL` (or `STATICCALL`) of the contract itself. A `DELEGATECALL` or `CALLCODE`
     /// reaches it with its caller's caller as `caller` — a contract an attester calls could
     /// otherwise tag as the attester, or set rules for whoever called it (found by review) —
@@ -372,6 +402,10 @@ fn answer(journal: &mut dyn Journal, call: &Call<'_>) -> Result<Answer, String> 
         selector(SET_PLUGINS),
     ];
     if !writes.contains(&sel) || call.is_static || call.session_key_caller || !call.direct {
+        return Ok((None, 0));
+    }
+    let declaring = sel == selector(SET_RULES) || sel == selector(SET_PLUGINS);
+    if declaring && !may_declare(journal, call)? {
         return Ok((None, 0));
     }
     if let [deny, allow, cap] = words[..] {

@@ -80,6 +80,50 @@ fn nested_denial(rule: PolicyRule, target: &Address, caller: &Address) -> Vec<u8
     out
 }
 
+/// Deploys a contract that calls the jurisdiction contract with `data` in its constructor
+/// (rules or plugins for itself, which opts it in) and whose runtime forwards its calls
+/// there; its address and the deploy's receipt.
+fn declaring(chain: &mut Chain, owner: &SecretKey, env: Env, data: Vec<u8>) -> (Address, Receipt) {
+    let code = match env {
+        Env::Evm => declaring_initcode(&evm_proxy(&J, false)),
+        Env::Wasm => wasm_forwarder(&J),
+    };
+    let body = TxBody::Deploy {
+        env,
+        code,
+        args: data,
+        value: U256::ZERO,
+    };
+    let r = chain.run(owner, 10_000_000, body);
+    assert_eq!(r.status, TxStatus::Success, "{r:?}");
+    (r.contract_address.expect("address"), r)
+}
+
+/// EVM creation code that `CALL`s the jurisdiction contract with its constructor arguments
+/// (the bytes after the creation code) and then deploys `runtime`.
+fn declaring_initcode(runtime: &[u8]) -> Vec<u8> {
+    const PREFIX: usize = 51;
+    let at = u16::try_from(PREFIX + runtime.len()).expect("short");
+    let len = u16::try_from(runtime.len()).expect("short");
+    let mut code = vec![0x61];
+    code.extend_from_slice(&at.to_be_bytes()); // PUSH2 args offset
+                                               // DUP1 CODESIZE SUB (n = args length), DUP1 SWAP2 PUSH0 CODECOPY(0, offset, n)
+    code.extend_from_slice(&[0x80, 0x38, 0x03, 0x80, 0x91, 0x5f, 0x39]);
+    // CALL(gas, J, 0, 0, n, 0, 0)
+    code.extend_from_slice(&[0x5f, 0x5f, 0x82, 0x5f, 0x5f, 0x73]);
+    code.extend_from_slice(&J.0);
+    code.extend_from_slice(&[0x5a, 0xf1, 0x50, 0x50]);
+    // CODECOPY(0, PREFIX, len) RETURN(0, len)
+    code.push(0x61);
+    code.extend_from_slice(&len.to_be_bytes());
+    code.extend_from_slice(&[0x80, 0x61]);
+    code.extend_from_slice(&u16::try_from(PREFIX).expect("short").to_be_bytes());
+    code.extend_from_slice(&[0x5f, 0x39, 0x5f, 0xf3]);
+    assert_eq!(code.len(), PREFIX);
+    code.extend_from_slice(runtime);
+    code
+}
+
 fn chain_with_attester(funded: &[&SecretKey], attester: &SecretKey) -> Chain {
     let mut chain = Chain::new(funded);
     chain.runtime = chain.runtime.clone().with_attesters(&[addr(attester)]);
@@ -206,11 +250,14 @@ fn rules_deny_the_top_frame_with_a_typed_charge_and_nested_frames_with_a_revert(
         let r = call_with(&mut chain, &attester, J, tag_data(&who, tag, 10_000), 0);
         assert_eq!(r.status, TxStatus::Success);
     }
-    // A contract declares its rules itself: an EVM forwarder to the jurisdiction contract,
-    // so `setRules` through it sets the forwarder's own.
-    let ruled = chain.deploy(&owner, Env::Evm, creation(&evm_proxy(&J, false)), vec![]);
-    let r = chain.call(&owner, ruled, rules_data(&["KP", "IR"], &[], None));
-    assert_eq!(r.status, TxStatus::Success, "{r:?}");
+    // A contract declares its rules itself, in its constructor (which opts it in); its
+    // runtime forwards to the jurisdiction contract, so its owner can change them later.
+    let (ruled, r) = declaring(
+        &mut chain,
+        &owner,
+        Env::Evm,
+        rules_data(&["KP", "IR"], &[], None),
+    );
     assert_eq!(
         r.logs[0].topics,
         vec![rules_changed_topic(), abi::address(&ruled)]
@@ -297,9 +344,7 @@ fn rules_deny_the_top_frame_with_a_typed_charge_and_nested_frames_with_a_revert(
     // "Only callers tagged US": every frame checks its own caller. Bob passes directly; a
     // router he calls is untagged, so the router's frame into `only_us` is denied and the
     // router reverts with the typed error — in either environment.
-    let only_us = chain.deploy(&owner, Env::Evm, creation(&evm_proxy(&J, false)), vec![]);
-    let r = chain.call(&owner, only_us, rules_data(&[], &["US"], None));
-    assert_eq!(r.status, TxStatus::Success);
+    let (only_us, _) = declaring(&mut chain, &owner, Env::Evm, rules_data(&[], &["US"], None));
     // The owner itself is untagged now: its own later calls are refused too.
     let r = chain.call(&owner, only_us, probe.clone());
     assert_eq!(
@@ -340,10 +385,12 @@ fn rules_deny_the_top_frame_with_a_typed_charge_and_nested_frames_with_a_revert(
 
     // A WASM contract declares rules too (a WASM forwarder to the jurisdiction contract),
     // and an EVM router's frame into it is checked: cross-environment.
-    let wasm_ruled = chain.deploy(&owner, Env::Wasm, wasm_forwarder(&J), vec![]);
-    // The owner is untagged and the rule is about KP: it may set and then call.
-    let r = chain.call(&owner, wasm_ruled, rules_data(&[], &["CH"], None));
-    assert_eq!(r.status, TxStatus::Success, "{r:?}");
+    let (wasm_ruled, _) = declaring(
+        &mut chain,
+        &owner,
+        Env::Wasm,
+        rules_data(&[], &["CH"], None),
+    );
     let to_wasm = chain.deploy(
         &owner,
         Env::Evm,
@@ -519,7 +566,8 @@ fn a_session_key_never_writes_tags_or_rules_and_reads_its_own_key() {
 }
 
 /// A WASM contract that `call`s `target` with its input and the value it received, and
-/// returns the output (or reverts with it): a router in the other environment.
+/// returns the output (or reverts with it): a router in the other environment. Its
+/// constructor calls `target` with the constructor arguments, if any (no value).
 fn wasm_forwarder(target: &Address) -> Vec<u8> {
     let to: String = target.0.iter().map(|b| format!("\\{b:02x}")).collect();
     let wat = format!(
@@ -533,6 +581,11 @@ fn wasm_forwarder(target: &Address) -> Vec<u8> {
   (import "keel" "revert" (func $revert (param i32 i32)))
   (memory (export "memory") 1 1)
   (data (i32.const 0) "{to}")
+  (func (export "deploy") (param $len i32) (result i32)
+    (if (local.get $len) (then
+      (call $read_input (i32.const 64))
+      (drop (call $call (i32.const 0) (i32.const 32) (i32.const 64) (local.get $len) (i64.const 0)))))
+    (i32.const 0))
   (func (export "call") (param $len i32) (result i32)
     (local $failed i32)
     (call $read_input (i32.const 64))
@@ -643,6 +696,41 @@ fn junk_arguments_and_delegatecalls_change_nothing() {
     // A delegated read still answers.
     let r = chain.call(&carol, delegator, abi::call(TAG_COUNT, &[abi::address(&v)]));
     assert_eq!(abi::word(&r.output), U256::ONE, "success flag of a read");
+    // A contract whose first action reads the jurisdiction contract pays the same gas in a
+    // block as in `eth_call` (found by review: the block skipped the top frame's check and
+    // with it the load that warms the contract's account). Rules exist by now, and none.
+    for rules_exist in [false, true] {
+        if rules_exist {
+            let r = call_with(&mut chain, &carol, J, rules_data(&["KP"], &[], None), 0);
+            assert_eq!(r.status, TxStatus::Success);
+        }
+        let reader = chain.deploy(&carol, Env::Evm, creation(&evm_proxy(&J, true)), vec![]);
+        let data = abi::call(TAG_COUNT, &[abi::address(&v)]);
+        let in_block = chain.call(&victim, reader, data.clone());
+        let block = chain.make_block(vec![]);
+        let context = chain.runtime.context(&block.header);
+        let request = keel_runtime::CallRequest {
+            from: v,
+            to: Some(reader),
+            data,
+            value: U256::ZERO,
+            gas_limit: 5_000_000,
+        };
+        let called = chain
+            .runtime
+            .call(
+                &chain.store.latest_view(),
+                &keel_exec_evm::NoBlockHashes,
+                &context,
+                request,
+            )
+            .expect("call");
+        assert_eq!(in_block.status, TxStatus::Success);
+        assert_eq!(
+            in_block.gas_used, called.gas_used,
+            "rules exist: {rules_exist}"
+        );
+    }
     // The attester calling the contract directly still tags.
     let r = call_with(&mut chain, &attester, J, tag_data(&v, "KP", 1_000_000), 0);
     assert_eq!(r.status, TxStatus::Success);
@@ -662,11 +750,14 @@ fn a_contract_attaches_a_plugin_that_checks_every_transaction_calling_it() {
         crate::common::artifact("allowlist.wasm"),
         vec![],
     );
-    let guarded = chain.deploy(&owner, Env::Evm, creation(&evm_proxy(&J, false)), vec![]);
     let attach = |plugins: [Address; 4]| abi::call(SET_PLUGINS, &plugins.map(|p| abi::address(&p)));
     let zero = Address::ZERO;
-    let r = chain.call(&owner, guarded, attach([allowlist, zero, zero, zero]));
-    assert_eq!(r.status, TxStatus::Success, "{r:?}");
+    let (guarded, _) = declaring(
+        &mut chain,
+        &owner,
+        Env::Evm,
+        attach([allowlist, zero, zero, zero]),
+    );
     assert_eq!(chain.storage(&J, RULED_COUNT_SLOT)[31], 1);
     let of = chain.call(&carol, J, abi::call(PLUGINS_OF, &[abi::address(&guarded)]));
     assert_eq!(&of.output[12..32], &allowlist.0);
@@ -746,4 +837,53 @@ fn a_contract_attaches_a_plugin_that_checks_every_transaction_calling_it() {
         },
     );
     assert_eq!(r.status, TxStatus::Success, "{r:?}");
+}
+
+/// A contract that forwards arbitrary calls (a multicall, a router) and did not opt in at
+/// construction cannot be made to declare rules or plugins for itself by whoever calls it
+/// (found by review: an allow-list no caller holds would brick it); an account declares
+/// for itself at any time, and an opted-in contract changes its own later.
+#[test]
+fn only_accounts_and_opted_in_contracts_declare() {
+    let (mallory, owner) = (key(1), key(2));
+    let mut chain = Chain::new(&[&mallory, &owner]);
+    let zero = Address::ZERO;
+    let plugins = abi::call(
+        SET_PLUGINS,
+        &[zero, zero, zero, Address([7; 20])].map(|p| abi::address(&p)),
+    );
+    for env in [Env::Evm, Env::Wasm] {
+        let forwarder = match env {
+            Env::Evm => chain.deploy(&owner, env, creation(&evm_proxy(&J, false)), vec![]),
+            Env::Wasm => chain.deploy(&owner, env, wasm_forwarder(&J), vec![]),
+        };
+        for data in [rules_data(&[], &["AQ"], None), plugins.clone()] {
+            let r = chain.call(&mallory, forwarder, data);
+            assert_eq!(r.status, TxStatus::Revert, "{env:?}: {r:?}");
+        }
+        let rules = chain.call(
+            &mallory,
+            J,
+            abi::call(RULES_OF, &[abi::address(&forwarder)]),
+        );
+        assert_eq!(&rules.output[..64], &[0u8; 64]);
+        let of = chain.call(
+            &mallory,
+            J,
+            abi::call(PLUGINS_OF, &[abi::address(&forwarder)]),
+        );
+        assert_eq!(of.output, vec![0u8; 128]);
+        // Opted in at construction, the same forwarder changes its own rules later (its
+        // runtime forwards anyone's call: guarding that is the contract's business).
+        let (opted, _) = declaring(&mut chain, &owner, env, rules_data(&["KP"], &[], None));
+        let r = chain.call(&owner, opted, rules_data(&["IR"], &[], None));
+        assert_eq!(r.status, TxStatus::Success, "{env:?}: {r:?}");
+        let rules = chain.call(&mallory, J, abi::call(RULES_OF, &[abi::address(&opted)]));
+        assert_eq!(&rules.output[..2], b"IR");
+    }
+    assert_eq!(chain.storage(&J, RULED_COUNT_SLOT)[31], 2);
+    // An account declares for itself at any time.
+    let r = call_with(&mut chain, &owner, J, plugins, 0);
+    assert_eq!(r.status, TxStatus::Success, "{r:?}");
+    assert_eq!(chain.storage(&J, RULED_COUNT_SLOT)[31], 3);
 }

@@ -374,9 +374,28 @@ impl Canonical for AccountPolicy {
     /// execution must read a policy the same way (with a target listed twice, execution
     /// would apply the first rule and `within` accept either; found by review).
     fn validate(&self) -> Result<(), DecodeError> {
+        self.check_bounds()?;
+        if let Some(envs) = &self.envs {
+            distinct(envs.iter(), "envs")?;
+        }
+        distinct(self.plugins.iter(), "plugins")?;
+        if let Some(targets) = &self.targets {
+            distinct(targets.iter().map(|t| t.to), "targets")?;
+            for rule in targets {
+                if let Some(selectors) = &rule.selectors {
+                    distinct(selectors.iter(), "selectors")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AccountPolicy {
+    /// The length bounds alone (what a stored record is still checked for).
+    fn check_bounds(&self) -> Result<(), DecodeError> {
         if let Some(envs) = &self.envs {
             check_len(Self::KIND, "envs", envs.len(), 2)?;
-            distinct(envs.iter(), "envs")?;
         }
         check_len(
             Self::KIND,
@@ -384,15 +403,12 @@ impl Canonical for AccountPolicy {
             self.plugins.len(),
             MAX_POLICY_PLUGINS,
         )?;
-        distinct(self.plugins.iter(), "plugins")?;
         if let Some(targets) = &self.targets {
             check_len(Self::KIND, "targets", targets.len(), MAX_POLICY_TARGETS)?;
-            distinct(targets.iter().map(|t| t.to), "targets")?;
             for rule in targets {
                 if let Some(selectors) = &rule.selectors {
                     let n = selectors.len();
                     check_len(Self::KIND, "selectors", n, MAX_TARGET_SELECTORS)?;
-                    distinct(selectors.iter(), "selectors")?;
                 }
             }
         }
@@ -405,7 +421,7 @@ impl PolicyRecord {
     /// check: a record is written only from a policy change whose transaction passed that
     /// check when it was decoded, and the state is authenticated (a synced node verified it
     /// against the root). The check was the largest part of what a policy costs each of the
-    /// account's transactions. Bounds, version and trailing bytes are still checked.
+    /// account's transactions. Length bounds, version and trailing bytes are still checked.
     pub fn decode_stored(bytes: &[u8]) -> Result<PolicyRecord, DecodeError> {
         let kind = <PolicyRecord as Canonical>::KIND;
         if bytes.len() > <PolicyRecord as Canonical>::MAX_ENCODED_BYTES {
@@ -435,6 +451,7 @@ impl PolicyRecord {
                 count: body.len(),
             });
         }
+        value.policy.check_bounds()?;
         Ok(value)
     }
 }
@@ -523,6 +540,17 @@ mod tests {
         version[0] = 9;
         assert!(PolicyRecord::decode_stored(&version).is_err());
         assert!(PolicyRecord::decode_stored(&[]).is_err());
+        // Bounds are still checked (only the no-repeats check is skipped).
+        let too_many = PolicyRecord {
+            controller: None,
+            policy: AccountPolicy {
+                plugins: (0..5u8).map(|i| Address([i; 20])).collect(),
+                ..AccountPolicy::default()
+            },
+            source: Address([4; 20]),
+            changed_at: 1,
+        };
+        assert!(PolicyRecord::decode_stored(&too_many.encode()).is_err());
     }
 
     fn capped(value: u64) -> AccountPolicy {
