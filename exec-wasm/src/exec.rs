@@ -89,6 +89,13 @@ pub trait Host {
         request: CallRequest<'_>,
         gas_available: u64,
     ) -> Result<CallResult, HostError>;
+    /// The jurisdiction codes (ISO 3166-1 alpha-2, two ASCII bytes each) `caller` holds a
+    /// live tag for, at most [`crate::limits::MAX_CALLER_TAGS`], and the reads' cost in gas.
+    /// A host without jurisdiction tags has none.
+    fn caller_tags(&mut self, caller: &[u8; 20]) -> Result<(Vec<[u8; 2]>, u64), HostError> {
+        let _ = caller;
+        Ok((Vec::new(), 0))
+    }
 }
 
 /// Why a frame stopped abnormally.
@@ -354,6 +361,24 @@ fn tx_session_key(mut env: Ctx<'_>, ptr: i32) -> Result<i32, Abort> {
     charge(&mut env, gas::HOST_CALL_BASE + gas::copy(32))?;
     write(&mut env, ptr, &key)?;
     Ok(i32::from(key != [0; 32]))
+}
+
+/// The live jurisdiction codes of this frame's caller → `out` (2 bytes each, at most
+/// `MAX_CALLER_TAGS`, so `out` needs 16 bytes); returns how many.
+fn caller_tags(mut env: Ctx<'_>, ptr: i32) -> Result<i32, Abort> {
+    charge(&mut env, gas::HOST_CALL_BASE)?;
+    let caller = env.data().ctx.caller;
+    let (codes, cost) = host(&mut env).caller_tags(&caller).map_err(Abort::Host)?;
+    charge(
+        &mut env,
+        cost.saturating_add(gas::copy(2 * codes.len() as u64)),
+    )?;
+    let codes: Vec<[u8; 2]> = codes
+        .into_iter()
+        .take(crate::limits::MAX_CALLER_TAGS)
+        .collect();
+    write(&mut env, ptr, &codes.concat())?;
+    Ok(codes.len() as i32)
 }
 
 fn address(env: Ctx<'_>, ptr: i32) -> Result<(), Abort> {
@@ -663,6 +688,7 @@ pub fn execute(
             "blake3" => Function::new_typed_with_env(s, &env, blake3_fn),
             "keccak256" => Function::new_typed_with_env(s, &env, keccak_fn),
             "tx_session_key" => Function::new_typed_with_env(s, &env, tx_session_key),
+            "caller_tags" => Function::new_typed_with_env(s, &env, caller_tags),
         }
     };
     let instance = match Instance::new(&mut store, module, &imports) {

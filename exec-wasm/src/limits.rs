@@ -37,3 +37,6 @@ pub const MODULE_CACHE_ENTRIES: usize = 1_024;
 /// Nested frames that run WASM inside one transaction (each takes a native stack); an
 /// EVM-only call chain keeps the EVM's 1024.
 pub const MAX_WASM_FRAME_DEPTH: usize = 64;
+/// Most jurisdiction codes `caller_tags` returns: an account holds at most this many tags
+/// (`keel_types::jurisdiction::MAX_TAGS_PER_ACCOUNT`).
+pub const MAX_CALLER_TAGS: usize = keel_types::jurisdiction::MAX_TAGS_PER_ACCOUNT;

@@ -702,6 +702,41 @@ fn fatal(e: impl std::fmt::Display) -> HostError {
 }
 
 impl Host for RevmHost<'_, '_> {
+    fn caller_tags(&mut self, caller: &[u8; 20]) -> Result<(Vec<[u8; 2]>, u64), HostError> {
+        // Each slot read priced as the EVM prices an SLOAD (cold or warm), and the
+        // contract's account as an account access.
+        let account_cold = self
+            .ctx
+            .journal_mut()
+            .load_account(JURISDICTION)
+            .map_err(fatal)?
+            .is_cold;
+        let mut cost = if account_cold {
+            COLD_ACCOUNT_ACCESS
+        } else {
+            WARM_ACCESS
+        };
+        let height = self.ctx.block.number.saturating_to::<u64>();
+        let codes = crate::jurisdiction::live_codes(
+            &mut |slot: &[u8; 32]| -> Result<[u8; 32], HostError> {
+                let load = self
+                    .ctx
+                    .journal_mut()
+                    .sload(JURISDICTION, U256::from_be_bytes(*slot))
+                    .map_err(fatal)?;
+                cost += if load.is_cold {
+                    COLD_SLOAD
+                } else {
+                    WARM_ACCESS
+                };
+                Ok(load.data.to_be_bytes::<32>())
+            },
+            &keel_types::Address(*caller),
+            height,
+        )?;
+        Ok((codes.into_iter().map(|c| c.0).collect(), cost))
+    }
+
     fn storage_load(&mut self, slot: &[u8; 32]) -> Result<([u8; 32], u64), HostError> {
         let load = self
             .ctx

@@ -887,3 +887,45 @@ fn only_accounts_and_opted_in_contracts_declare() {
     assert_eq!(r.status, TxStatus::Success, "{r:?}");
     assert_eq!(chain.storage(&J, RULED_COUNT_SLOT)[31], 3);
 }
+
+/// WASM's `caller_tags` host call returns the live codes of the frame's caller (issue 20
+/// item 6): sorted, each once, expired ones left out; a router in between is the caller.
+#[test]
+fn wasm_reads_its_callers_tags_with_a_host_call() {
+    let (attester, alice) = (key(1), key(2));
+    let mut chain = chain_with_attester(&[&attester, &alice], &attester);
+    let a = addr(&alice);
+    // Three tags and a deploy take four blocks: SG is live for two more calls.
+    let soon = chain.height + 7;
+    for (code, until) in [("US", 1_000_000), ("CH", 1_000_000), ("SG", soon)] {
+        let r = call_with(&mut chain, &attester, J, tag_data(&a, code, until), 0);
+        assert_eq!(r.status, TxStatus::Success);
+    }
+    let wat = r#"(module
+  (import "keel" "caller_tags" (func $tags (param i32) (result i32)))
+  (import "keel" "return_data" (func $ret (param i32 i32)))
+  (memory (export "memory") 1 1)
+  (func (export "call") (param i32) (result i32)
+    (local $n i32)
+    (local.set $n (call $tags (i32.const 0)))
+    (call $ret (i32.const 0) (i32.mul (local.get $n) (i32.const 2)))
+    (i32.const 0)))"#;
+    let reader = chain.deploy(&alice, Env::Wasm, wat::parse_str(wat).expect("wat"), vec![]);
+    let r = chain.call(&alice, reader, vec![]);
+    assert_eq!(r.status, TxStatus::Success, "{r:?}");
+    assert_eq!(r.output, b"CHSGUS".to_vec());
+    while chain.height + 1 < soon {
+        chain.run(&attester, 21_000, transfer(Address([9; 20]), 1));
+    }
+    let r = chain.call(&alice, reader, vec![]);
+    assert_eq!(r.output, b"CHUS".to_vec(), "SG expired");
+    // Through a router, the router is the caller: untagged.
+    let router = chain.deploy(
+        &alice,
+        Env::Evm,
+        creation(&evm_proxy(&reader, false)),
+        vec![],
+    );
+    let r = chain.call(&alice, router, vec![]);
+    assert_eq!((r.status, r.output), (TxStatus::Success, Vec::new()));
+}
