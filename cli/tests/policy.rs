@@ -428,5 +428,66 @@ fn jurisdiction_tags_and_rules_through_the_cli() {
     assert!(ok && receipt["status"] == "success", "{receipt} {err}");
     let (ok, receipt, err) = pay("7");
     assert!(ok && receipt["status"] == "success", "{receipt} {err}");
+
+    // The shop attaches the allow-list plugin (owned by it, listing itself) to what it
+    // receives; a wallet's eth_estimateGas for paying it leaves the plugin its gas, and a
+    // transfer sent with that estimate succeeds.
+    let allowlist_path = crate::common::contract("allowlist.wasm");
+    let (ok, receipt, err) = crate::common::deploy(&rpc, &shop_key, "wasm", &allowlist_path, None);
+    assert!(ok && receipt["status"] == "success", "{receipt} {err}");
+    let allowlist = receipt["contract_address"]
+        .as_str()
+        .expect("plugin")
+        .to_string();
+    let list = format!("0x6c6f31f2{:0>64}{:064x}", shop.trim_start_matches("0x"), 1);
+    let plugins = {
+        let sel = keel_types::jurisdiction::selector(keel_types::jurisdiction::SET_PLUGINS);
+        format!(
+            "0x{}{:0>64}{}",
+            hex::encode(sel),
+            allowlist.trim_start_matches("0x"),
+            "0".repeat(64 * 3)
+        )
+    };
+    let jurisdiction = keel_types::jurisdiction::JURISDICTION_ADDRESS.to_hex();
+    for (to, data) in [(allowlist.as_str(), list), (jurisdiction.as_str(), plugins)] {
+        let (ok, receipt, err) = keel(&[
+            "tx", "call", "--rpc", &rpc, "--key", &shop_key, "--to", to, "--data", &data, "--wait",
+        ]);
+        assert!(ok && receipt["status"] == "success", "{receipt} {err}");
+    }
+    let estimate = cluster
+        .call(
+            0,
+            "eth_estimateGas",
+            vec![json!({"from": agent, "to": shop, "value": "0x5"})],
+        )
+        .expect("estimate");
+    let gas = u64::from_str_radix(estimate.as_str().expect("qty").trim_start_matches("0x"), 16)
+        .expect("hex");
+    assert_eq!(gas, 21_000 + keel_types::policy::PLUGIN_GAS, "{estimate}");
+    let (ok, receipt, err) = keel(&[
+        "tx",
+        "transfer",
+        "--rpc",
+        &rpc,
+        "--key",
+        &agent_key,
+        "--to",
+        &shop,
+        "--amount",
+        "5",
+        "--gas",
+        &gas.to_string(),
+        "--wait",
+    ]);
+    assert!(ok && receipt["status"] == "success", "{receipt} {err}");
+    let (ok, policy, err) = keel(&["query", "policy", &shop, "--rpc", &rpc]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        policy["jurisdiction"]["plugins"],
+        json!([allowlist]),
+        "{policy}"
+    );
     cluster.check_roots();
 }

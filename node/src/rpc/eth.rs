@@ -426,7 +426,29 @@ impl RpcContext {
                 lo = mid;
             }
         }
-        Ok(json!(qty(hi)))
+        Ok(json!(qty(hi.saturating_add(self.plugin_room(call, tag)?))))
+    }
+
+    /// Room for the policy plugins a transaction of this call runs before it (the sender's
+    /// policy's and the target's): `plugin_gas` each, the most a plugin may use. A call
+    /// runs no plugins, so without this an estimate leaves them no gas (found by review).
+    fn plugin_room(&self, call: &Value, tag: Option<&Value>) -> Result<u64, ErrorObjectOwned> {
+        let CallFields { from, to, .. } = call_fields(call)?;
+        let view = self.view_at(tag)?;
+        let mut plugins: Vec<keel_types::Address> = keel_runtime::policy::read_record(&view, &from)
+            .map_err(node_err)?
+            .map(|r| r.policy.plugins)
+            .unwrap_or_default();
+        if let Some(to) = to {
+            let mut load = keel_runtime::jurisdiction::view_slots(&view);
+            plugins.extend(
+                keel_runtime::jurisdiction::target_plugins(&mut load, &to).map_err(node_err)?,
+            );
+        }
+        plugins.sort();
+        plugins.dedup();
+        let each = self.runtime.config().plugin_gas;
+        Ok((plugins.len() as u64).saturating_mul(each).min(MAX_TX_GAS))
     }
 
     fn block_of(&self, height: Height) -> Result<Option<(Block, Vec<Receipt>)>, ErrorObjectOwned> {
