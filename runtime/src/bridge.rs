@@ -42,9 +42,9 @@ pub const WASM_DEPLOYER: Address = address!("00000000000000000000000000000000000
 pub(crate) type KeelEvm<'a> = keel_exec_evm::KeelEvm<'a, KeelPrecompiles>;
 
 // EIP-2929 access costs, used for the WASM host's account and slot accesses.
-const WARM_ACCESS: u64 = 100;
-const COLD_ACCOUNT_ACCESS: u64 = 2_600;
-const COLD_SLOAD: u64 = 2_100;
+pub(crate) const WARM_ACCESS: u64 = 100;
+pub(crate) const COLD_ACCOUNT_ACCESS: u64 = 2_600;
+pub(crate) const COLD_SLOAD: u64 = 2_100;
 const CALL_VALUE: u64 = 9_000;
 const NEW_ACCOUNT: u64 = 25_000;
 const CALL_STIPEND: u64 = 2_300;
@@ -468,11 +468,11 @@ impl<'a> PrecompileProvider<KeelCtx<'a>> for KeelPrecompiles {
             // Loaded all the same: the check loads the contract's account in every other
             // frame and path (`eth_call` too), and a contract's first access to it must cost
             // what an estimate said (found by review: cold here, warm in `eth_call`).
-            JurisdictionJournal(ctx).load_account()?;
+            crate::jurisdiction::JurisdictionJournal(ctx).load_account()?;
             None
         } else {
             crate::jurisdiction::check_frame(
-                &mut |s: &[u8; 32]| JurisdictionJournal(ctx).read(s),
+                &mut |s: &[u8; 32]| crate::jurisdiction::JurisdictionJournal(ctx).read(s),
                 (&target, &caller),
                 value,
                 height,
@@ -485,7 +485,7 @@ impl<'a> PrecompileProvider<KeelCtx<'a>> for KeelPrecompiles {
                 inputs.gas_limit,
             )));
         }
-        if inputs.bytecode_address == JURISDICTION {
+        if inputs.bytecode_address == crate::jurisdiction::JURISDICTION {
             let input = inputs.input.bytes(ctx);
             let session_key_caller =
                 self.tx_session_key != [0; 32] && inputs.caller == ctx.tx.caller;
@@ -511,14 +511,18 @@ impl<'a> PrecompileProvider<KeelCtx<'a>> for KeelPrecompiles {
                 is_static: inputs.is_static,
                 session_key_caller,
                 declarer,
-                direct: inputs.target_address == JURISDICTION
+                direct: inputs.target_address == crate::jurisdiction::JURISDICTION
                     && matches!(inputs.scheme, CallScheme::Call | CallScheme::StaticCall),
                 gas_limit: inputs.gas_limit,
                 height,
                 attesters: &self.attesters,
                 tx_session_key: self.tx_session_key,
             };
-            return crate::jurisdiction::run(&mut JurisdictionJournal(ctx), &call).map(Some);
+            return crate::jurisdiction::run(
+                &mut crate::jurisdiction::JurisdictionJournal(ctx),
+                &call,
+            )
+            .map(Some);
         }
         if inputs.bytecode_address == WASM_DEPLOYER {
             return self.deploy(ctx, inputs).map(Some);
@@ -552,56 +556,6 @@ impl<'a> PrecompileProvider<KeelCtx<'a>> for KeelPrecompiles {
 
     fn contains(&self, address: &Address) -> bool {
         self.eth.contains(address)
-    }
-}
-
-const JURISDICTION: Address = Address::new(keel_types::jurisdiction::JURISDICTION_ADDRESS.0);
-
-/// The jurisdiction contract's slots and logs in the transaction's journal.
-struct JurisdictionJournal<'c, 'a>(&'c mut KeelCtx<'a>);
-
-impl JurisdictionJournal<'_, '_> {
-    /// revm's journal reads and writes slots only of accounts it has loaded.
-    fn load_account(&mut self) -> Result<(), String> {
-        self.0
-            .journal_mut()
-            .load_account(JURISDICTION)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    }
-
-    fn read(&mut self, slot: &[u8; 32]) -> Result<[u8; 32], String> {
-        self.load_account()?;
-        self.0
-            .journal_mut()
-            .sload(JURISDICTION, U256::from_be_bytes(*slot))
-            .map(|load| load.data.to_be_bytes::<32>())
-            .map_err(|e| e.to_string())
-    }
-}
-
-impl crate::jurisdiction::Journal for JurisdictionJournal<'_, '_> {
-    fn load(&mut self, slot: &[u8; 32]) -> Result<[u8; 32], String> {
-        self.read(slot)
-    }
-
-    fn store(&mut self, slot: &[u8; 32], value: [u8; 32]) -> Result<(), String> {
-        self.load_account()?;
-        self.0
-            .journal_mut()
-            .sstore(
-                JURISDICTION,
-                U256::from_be_bytes(*slot),
-                U256::from_be_bytes(value),
-            )
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    }
-
-    fn log(&mut self, topics: Vec<[u8; 32]>, data: Vec<u8>) {
-        self.0
-            .journal_mut()
-            .log(crate::jurisdiction::to_log(topics, data));
     }
 }
 
@@ -703,38 +657,7 @@ fn fatal(e: impl std::fmt::Display) -> HostError {
 
 impl Host for RevmHost<'_, '_> {
     fn caller_tags(&mut self, caller: &[u8; 20]) -> Result<(Vec<[u8; 2]>, u64), HostError> {
-        // Each slot read priced as the EVM prices an SLOAD (cold or warm), and the
-        // contract's account as an account access.
-        let account_cold = self
-            .ctx
-            .journal_mut()
-            .load_account(JURISDICTION)
-            .map_err(fatal)?
-            .is_cold;
-        let mut cost = if account_cold {
-            COLD_ACCOUNT_ACCESS
-        } else {
-            WARM_ACCESS
-        };
-        let height = self.ctx.block.number.saturating_to::<u64>();
-        let codes = crate::jurisdiction::live_codes(
-            &mut |slot: &[u8; 32]| -> Result<[u8; 32], HostError> {
-                let load = self
-                    .ctx
-                    .journal_mut()
-                    .sload(JURISDICTION, U256::from_be_bytes(*slot))
-                    .map_err(fatal)?;
-                cost += if load.is_cold {
-                    COLD_SLOAD
-                } else {
-                    WARM_ACCESS
-                };
-                Ok(load.data.to_be_bytes::<32>())
-            },
-            &keel_types::Address(*caller),
-            height,
-        )?;
-        Ok((codes.into_iter().map(|c| c.0).collect(), cost))
+        crate::jurisdiction::caller_tags(self.ctx, &keel_types::Address(*caller)).map_err(HostError)
     }
 
     fn storage_load(&mut self, slot: &[u8; 32]) -> Result<([u8; 32], u64), HostError> {

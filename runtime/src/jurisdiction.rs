@@ -7,8 +7,12 @@
 //! in the same transaction counts, and a reverted one does not), or a state view at admission
 //! and in the policy decision (`policy::evaluate`). Both read the same slots the same way.
 
+use keel_exec_evm::revm::context_interface::{ContextTr, JournalTr};
 use keel_exec_evm::revm::interpreter::{Gas, InstructionResult, InterpreterResult};
-use keel_exec_evm::revm::primitives::{Bytes, Log, LogData, B256};
+use keel_exec_evm::revm::primitives::{
+    Address as RevmAddress, Bytes, Log, LogData, B256, U256 as RevmU256,
+};
+use keel_exec_evm::KeelCtx;
 use keel_state::{StateError, StateView, StateViewExt};
 use keel_types::jurisdiction::{
     judge, pack_codes, rules_changed_topic, slot, tag_changed_topic, unpack_codes, Code, Rules,
@@ -573,4 +577,90 @@ pub fn to_log(topics: Vec<[u8; 32]>, data: Vec<u8>) -> Log {
             Bytes::from(data),
         ),
     }
+}
+
+pub(crate) const JURISDICTION: RevmAddress =
+    RevmAddress::new(keel_types::jurisdiction::JURISDICTION_ADDRESS.0);
+
+/// The jurisdiction contract's slots and logs in the transaction's journal.
+pub(crate) struct JurisdictionJournal<'c, 'a>(pub(crate) &'c mut KeelCtx<'a>);
+
+impl JurisdictionJournal<'_, '_> {
+    /// revm's journal reads and writes slots only of accounts it has loaded.
+    pub(crate) fn load_account(&mut self) -> Result<(), String> {
+        self.0
+            .journal_mut()
+            .load_account(JURISDICTION)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    pub(crate) fn read(&mut self, slot: &[u8; 32]) -> Result<[u8; 32], String> {
+        self.load_account()?;
+        self.0
+            .journal_mut()
+            .sload(JURISDICTION, U256::from_be_bytes(*slot))
+            .map(|load| load.data.to_be_bytes::<32>())
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Journal for JurisdictionJournal<'_, '_> {
+    fn load(&mut self, slot: &[u8; 32]) -> Result<[u8; 32], String> {
+        self.read(slot)
+    }
+
+    fn store(&mut self, slot: &[u8; 32], value: [u8; 32]) -> Result<(), String> {
+        self.load_account()?;
+        self.0
+            .journal_mut()
+            .sstore(
+                JURISDICTION,
+                U256::from_be_bytes(*slot),
+                U256::from_be_bytes(value),
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn log(&mut self, topics: Vec<[u8; 32]>, data: Vec<u8>) {
+        self.0.journal_mut().log(to_log(topics, data));
+    }
+}
+
+/// The live codes of `caller` for WASM's `caller_tags`, and their price: each slot read as
+/// the EVM prices an `SLOAD` (cold or warm), the contract's account as an account access.
+pub(crate) fn caller_tags(
+    ctx: &mut KeelCtx<'_>,
+    caller: &Address,
+) -> Result<(Vec<[u8; 2]>, u64), String> {
+    use crate::bridge::{COLD_ACCOUNT_ACCESS, COLD_SLOAD, WARM_ACCESS};
+    let account_cold = ctx
+        .journal_mut()
+        .load_account(JURISDICTION)
+        .map_err(|e| e.to_string())?
+        .is_cold;
+    let mut cost = if account_cold {
+        COLD_ACCOUNT_ACCESS
+    } else {
+        WARM_ACCESS
+    };
+    let height = ctx.block.number.saturating_to::<u64>();
+    let codes = live_codes(
+        &mut |slot: &[u8; 32]| -> Result<[u8; 32], String> {
+            let load = ctx
+                .journal_mut()
+                .sload(JURISDICTION, RevmU256::from_be_bytes(*slot))
+                .map_err(|e| e.to_string())?;
+            cost += if load.is_cold {
+                COLD_SLOAD
+            } else {
+                WARM_ACCESS
+            };
+            Ok(load.data.to_be_bytes::<32>())
+        },
+        caller,
+        height,
+    )?;
+    Ok((codes.into_iter().map(|c| c.0).collect(), cost))
 }

@@ -124,6 +124,35 @@ fn declaring_initcode(runtime: &[u8]) -> Vec<u8> {
     code
 }
 
+/// `caller` calling `router`, which forwards to `ruled`: the router's frame into `ruled` is
+/// denied with `rule`, and the router reverts with the typed error.
+fn assert_nested_denial(
+    chain: &mut Chain,
+    caller: &SecretKey,
+    (router, ruled): (Address, Address),
+    rule: PolicyRule,
+    data: &[u8],
+) {
+    let r = chain.call(caller, router, data.to_vec());
+    assert_eq!(r.status, TxStatus::Revert, "{router}: {r:?}");
+    let expected = nested_denial(rule, &ruled, &router);
+    assert_eq!(&r.output[..expected.len()], expected.as_slice());
+}
+
+/// The attester tags `router` with `code`; then `caller`'s call through it passes.
+fn tag_and_pass(
+    chain: &mut Chain,
+    (attester, caller): (&SecretKey, &SecretKey),
+    router: Address,
+    code: &str,
+    data: &[u8],
+) {
+    let r = call_with(chain, attester, J, tag_data(&router, code, 10_000), 0);
+    assert_eq!(r.status, TxStatus::Success);
+    let r = chain.call(caller, router, data.to_vec());
+    assert_eq!(r.status, TxStatus::Success, "{r:?}");
+}
+
 fn chain_with_attester(funded: &[&SecretKey], attester: &SecretKey) -> Chain {
     let mut chain = Chain::new(funded);
     chain.runtime = chain.runtime.clone().with_attesters(&[addr(attester)]);
@@ -364,24 +393,11 @@ fn rules_deny_the_top_frame_with_a_typed_charge_and_nested_frames_with_a_revert(
     );
     let wasm_router = chain.deploy(&owner, Env::Wasm, wasm_forwarder(&only_us), vec![]);
     for router in [evm_router, wasm_router] {
-        let r = chain.call(&bob, router, probe.clone());
-        assert_eq!(r.status, TxStatus::Revert, "{router}: {r:?}");
-        let expected = nested_denial(PolicyRule::JurisdictionNotAllowed, &only_us, &router);
-        assert_eq!(&r.output[..expected.len()], expected.as_slice());
+        let denied = PolicyRule::JurisdictionNotAllowed;
+        assert_nested_denial(&mut chain, &bob, (router, only_us), denied, &probe);
     }
     // Tagged US by the attester (contracts can be tagged too), the EVM router passes.
-    let r = call_with(
-        &mut chain,
-        &attester,
-        J,
-        tag_data(&evm_router, "US", 10_000),
-        0,
-    );
-    assert_eq!(r.status, TxStatus::Success);
-    assert_eq!(
-        chain.call(&bob, evm_router, probe.clone()).status,
-        TxStatus::Success
-    );
+    tag_and_pass(&mut chain, (&attester, &bob), evm_router, "US", &probe);
 
     // A WASM contract declares rules too (a WASM forwarder to the jurisdiction contract),
     // and an EVM router's frame into it is checked: cross-environment.
@@ -397,22 +413,9 @@ fn rules_deny_the_top_frame_with_a_typed_charge_and_nested_frames_with_a_revert(
         creation(&evm_proxy(&wasm_ruled, false)),
         vec![],
     );
-    let r = chain.call(&bob, to_wasm, probe.clone());
-    assert_eq!(r.status, TxStatus::Revert);
-    let expected = nested_denial(PolicyRule::JurisdictionNotAllowed, &wasm_ruled, &to_wasm);
-    assert_eq!(&r.output[..expected.len()], expected.as_slice());
-    let r = call_with(
-        &mut chain,
-        &attester,
-        J,
-        tag_data(&to_wasm, "CH", 10_000),
-        0,
-    );
-    assert_eq!(r.status, TxStatus::Success);
-    assert_eq!(
-        chain.call(&bob, to_wasm, probe.clone()).status,
-        TxStatus::Success
-    );
+    let denied = PolicyRule::JurisdictionNotAllowed;
+    assert_nested_denial(&mut chain, &bob, (to_wasm, wasm_ruled), denied, &probe);
+    tag_and_pass(&mut chain, (&attester, &bob), to_wasm, "CH", &probe);
 
     // Clearing the rules lets Alice in again, and the count of ruled addresses drops.
     let r = chain.call(&owner, ruled, rules_data(&[], &[], None));
