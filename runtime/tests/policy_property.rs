@@ -19,6 +19,9 @@ const AGENTS: usize = USERS as usize + 1;
 const ETH: usize = USERS as usize;
 const OP_GAS: [u64; 3] = [300_000, 1_000_000, 2_000_000];
 const PAYEES: [Address; 2] = [Address([0x51; 20]), Address([0x52; 20])];
+/// The shop's jurisdiction rules: KP-tagged callers may not pay it, untagged ones at most
+/// this much per call (issue 20 item 3).
+const SHOP_CAP: u64 = 3_000;
 const LAYOUTS: [[Impl; 4]; 2] = [
     [Impl::C, Impl::Sol, Impl::C, Impl::Sol],
     [Impl::Sol, Impl::Rust, Impl::Sol, Impl::Rust],
@@ -64,6 +67,8 @@ enum Act {
 #[derive(Debug, Clone)]
 struct Step {
     next_epoch: bool,
+    /// The attester tags an agent: US or KP (`kp`), live this many blocks ahead.
+    tag: Option<(u8, bool, u64)>,
     controller: Option<(u8, Spec)>,
     /// The controller adds (with a scope and an expiry this many blocks ahead) or revokes an
     /// agent's session key.
@@ -137,6 +142,7 @@ fn act() -> impl Strategy<Value = Act> {
 fn step() -> impl Strategy<Value = Step> {
     (
         prop::bool::weighted(0.3),
+        prop::option::weighted(0.25, (0u8..AGENTS as u8, any::<bool>(), 0u64..8)),
         prop::option::weighted(0.3, (0u8..AGENTS as u8, spec())),
         prop::option::weighted(
             0.5,
@@ -147,8 +153,9 @@ fn step() -> impl Strategy<Value = Step> {
         ),
         prop::collection::vec((act(), prop::bool::weighted(0.5)), AGENTS),
     )
-        .prop_map(|(next_epoch, controller, session, acts)| Step {
+        .prop_map(|(next_epoch, tag, controller, session, acts)| Step {
             next_epoch,
+            tag,
             controller,
             session,
             acts,
@@ -170,6 +177,10 @@ struct World {
     session_keys: Vec<SecretKey>,
     sessions: Vec<Option<(AccountPolicy, u64)>>,
     session_spent: Vec<PolicySpend>,
+    /// The payee that declares jurisdiction rules, and each agent's tags (code, expiry) by
+    /// the attester (the controller).
+    shop: Address,
+    tags: Vec<Vec<(keel_types::jurisdiction::Code, u64)>>,
     /// How often each outcome was seen ("success", "revert", or the denying rule).
     seen: BTreeMap<&'static str, u64>,
 }
@@ -178,10 +189,27 @@ impl World {
     fn new(layout: [Impl; 4], cache: &std::sync::Arc<keel_exec_wasm::ModuleCache>) -> World {
         let users: Vec<SecretKey> = (0..USERS).map(|i| key(40 + i)).collect();
         let boss = key(90);
+        let shop = key(91);
         let mut funded: Vec<&SecretKey> = users.iter().collect();
         funded.push(&boss);
+        funded.push(&shop);
         let dir = tempfile::tempdir().expect("tempdir");
         let mut chain = Chain::with_cache(dir, &funded, cache.clone());
+        // The controller is also the chain's jurisdiction attester; the shop declares its
+        // rules.
+        chain.runtime = chain.runtime.clone().with_attesters(&[addr(&boss)]);
+        let rules = keel_types::jurisdiction::Rules {
+            deny: vec![keel_types::jurisdiction::Code(*b"KP")],
+            allow_only: Vec::new(),
+            untagged_max_value: Some(U256::from(SHOP_CAP)),
+        };
+        let declare = TxBody::Call {
+            to: keel_types::jurisdiction::JURISDICTION_ADDRESS,
+            data: keel_types::jurisdiction::set_rules_call(&rules),
+            value: U256::ZERO,
+        };
+        let r = chain.run(&shop, 300_000, declare);
+        assert_eq!(r.status, TxStatus::Success, "{r:?}");
         let mut at = BTreeMap::new();
         for (contract, imp) in CONTRACTS.into_iter().zip(layout) {
             let args = match contract {
@@ -256,6 +284,8 @@ impl World {
             session_keys: (0..AGENTS as u8).map(|i| key(60 + i)).collect(),
             sessions: vec![None; AGENTS],
             session_spent: vec![PolicySpend::default(); AGENTS],
+            shop: addr(&shop),
+            tags: vec![Vec::new(); AGENTS],
             seen: BTreeMap::new(),
         }
     }
@@ -335,7 +365,7 @@ impl World {
             Act::Pay { to, amount } => {
                 let to = match to {
                     0 | 1 => PAYEES[usize::from(*to)],
-                    _ => Address([0xee; 20]),
+                    _ => self.shop,
                 };
                 let body = TxBody::Transfer {
                     to,
@@ -482,6 +512,22 @@ fn expected_decision(
         }
         plugins.extend(&scope.plugins);
     }
+    // The target's jurisdiction rules: only the shop declares any.
+    if let TxBody::Transfer { to, .. } | TxBody::Call { to, .. } = &t.body {
+        if *to == world.shop && t.body.as_policy_change().is_none() {
+            let live: Vec<_> = world.tags[i]
+                .iter()
+                .filter(|(_, until)| height < *until)
+                .map(|(code, _)| *code)
+                .collect();
+            if live.contains(&keel_types::jurisdiction::Code(*b"KP")) {
+                return Some((PolicyRule::JurisdictionDenied, PolicyScope::Contract));
+            }
+            if live.is_empty() && t.body.value() > U256::from(SHOP_CAP) {
+                return Some((PolicyRule::JurisdictionUntaggedValue, PolicyScope::Contract));
+            }
+        }
+    }
     // The allow-list plugin judges what sends or calls: listed targets pass.
     let target = match &t.body {
         _ if t.body.as_policy_change().is_some() => return None,
@@ -561,6 +607,23 @@ fn expected_denial(
 /// One step: maybe a controller change in its own block, maybe a new epoch, then one block
 /// with each agent's transaction, checked against the model and the measured balances.
 fn run_step(world: &mut World, step: &Step) -> Result<(), TestCaseError> {
+    if let Some((agent, kp, ahead)) = step.tag {
+        let i = usize::from(agent);
+        let code = keel_types::jurisdiction::Code(if kp { *b"KP" } else { *b"US" });
+        let until = world.chain.height + 2 + ahead;
+        let body = TxBody::Call {
+            to: keel_types::jurisdiction::JURISDICTION_ADDRESS,
+            data: keel_types::jurisdiction::tag_call(&world.address(i), code, until),
+            value: U256::ZERO,
+        };
+        let boss = world.boss.clone();
+        let r = world.chain.run(&boss, 300_000, body);
+        prop_assert_eq!(r.status, TxStatus::Success, "{:?}", r);
+        // One tag per attester and code (replaced); expired ones make room.
+        let height = world.chain.height;
+        world.tags[i].retain(|(c, until)| *c != code && height < *until);
+        world.tags[i].push((code, until));
+    }
     if let Some((agent, spec)) = &step.controller {
         let i = usize::from(*agent);
         let policy = world.policy(spec);
@@ -656,8 +719,10 @@ fn run_step(world: &mut World, step: &Step) -> Result<(), TestCaseError> {
             );
             continue;
         }
-        // A plugin's denial is charged (plugin work is never free).
-        let by_plugin = expected.is_some_and(|(_, scope)| scope == PolicyScope::Plugin);
+        // A plugin's denial is charged (plugin work is never free), and so is a target's
+        // jurisdiction rule's (its verdict can depend on the block's order).
+        let by_plugin = expected
+            .is_some_and(|(_, scope)| matches!(scope, PolicyScope::Plugin | PolicyScope::Contract));
         if by_plugin {
             prop_assert_eq!(got, expected, "{:?}", receipt);
             prop_assert_eq!(receipt.status, TxStatus::Revert);
