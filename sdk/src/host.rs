@@ -29,6 +29,8 @@ mod sys {
         pub fn return_data_copy(out: *mut u8, offset: u32, len: u32);
         pub fn gas_left() -> i64;
         pub fn keccak256(ptr: *const u8, len: u32, out: *mut u8);
+        pub fn tx_session_key(out: *mut u8) -> i32;
+        pub fn caller_tags(out: *mut u8) -> i32;
     }
 }
 
@@ -137,6 +139,20 @@ mod imp {
         let mut out = [0u8; 32];
         unsafe { sys::keccak256(data.as_ptr(), data.len() as u32, out.as_mut_ptr()) };
         out
+    }
+    pub fn tx_session_key() -> Option<B256> {
+        let mut out = [0u8; 32];
+        let signed = unsafe { sys::tx_session_key(out.as_mut_ptr()) };
+        (signed != 0).then_some(out)
+    }
+    pub fn caller_tags() -> Vec<[u8; 2]> {
+        // The host writes at most 8 codes of 2 bytes.
+        let mut out = [0u8; 16];
+        let n = unsafe { sys::caller_tags(out.as_mut_ptr()) } as usize;
+        out[..2 * n.min(8)]
+            .chunks_exact(2)
+            .map(|c| [c[0], c[1]])
+            .collect()
     }
 }
 
@@ -263,4 +279,17 @@ pub fn gas_left() -> u64 {
 /// Keccak-256 through the host (cheaper than hashing in WASM).
 pub fn keccak256(data: &[u8]) -> B256 {
     imp::keccak256(data)
+}
+
+/// The session key that signed the transaction, if one did (docs/policies.md). Like
+/// `tx.origin`, it belongs to the transaction: it says something about `caller()` only when
+/// the caller is the transaction's account.
+pub fn tx_session_key() -> Option<B256> {
+    imp::tx_session_key()
+}
+
+/// The jurisdiction codes (ISO 3166-1 alpha-2, e.g. `*b"US"`) this frame's caller holds a
+/// live tag for, sorted (docs/policies.md, "Jurisdiction rules").
+pub fn caller_tags() -> Vec<[u8; 2]> {
+    imp::caller_tags()
 }

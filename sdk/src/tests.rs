@@ -219,6 +219,16 @@ crate::contract! {
             Ok(U256::from_u64(small[i.low_u64() as usize]))
         }
 
+        /// The caller's jurisdiction codes, concatenated.
+        pub fn whoTags(&mut self) -> Result<Bytes, Revert> {
+            Ok(Bytes(host::caller_tags().concat()))
+        }
+
+        /// The transaction's session key (zero when none signed).
+        pub fn session(&mut self) -> Result<B256, Revert> {
+            Ok(host::tx_session_key().unwrap_or([0; 32]))
+        }
+
         pub fn shrink(&mut self) -> Result<U256, Revert> {
             let popped = self.xs.pop().unwrap_or(U256::ZERO);
             self.b.set(b"tiny");
@@ -399,4 +409,44 @@ fn duplicate_selectors_are_caught() {
     crate::entry::assert_distinct_selectors(&[t, selector_of("approve(address,uint256)")]);
     let dup = std::panic::catch_unwind(|| crate::entry::assert_distinct_selectors(&[t, t]));
     assert!(dup.is_err());
+}
+
+/// `host::caller_tags` and `host::tx_session_key` on the test VM: what `set_tags` and
+/// `set_session_key` say, for the frame's caller (a contract in between is the caller).
+#[test]
+fn test_vm_reports_caller_tags_and_the_session_key() {
+    let vm = TestVm::new();
+    let c = vm.deploy::<Layouts>(ME, &[]).unwrap();
+    vm.set_tags(ME, vec![*b"US", *b"CH", *b"US"]);
+    let out = vm
+        .call(
+            ME,
+            c,
+            U256::ZERO,
+            &encode_call(selector_of("whoTags()"), &[]),
+        )
+        .expect("call");
+    assert_eq!(Bytes::decode_at(&out, 0).unwrap().0, b"CHUS".to_vec());
+    let other = Address([0x0b; 20]);
+    let out = vm
+        .call(
+            other,
+            c,
+            U256::ZERO,
+            &encode_call(selector_of("whoTags()"), &[]),
+        )
+        .expect("call");
+    assert!(Bytes::decode_at(&out, 0).unwrap().0.is_empty());
+    let session = |vm: &TestVm| {
+        vm.call(
+            ME,
+            c,
+            U256::ZERO,
+            &encode_call(selector_of("session()"), &[]),
+        )
+        .expect("call")
+    };
+    assert_eq!(session(&vm), vec![0u8; 32]);
+    vm.set_session_key(Some([7; 32]));
+    assert_eq!(session(&vm), vec![7u8; 32]);
 }

@@ -108,6 +108,10 @@ struct Vm {
     last_trapped: bool,
     /// Set by `run_frame` when a frame traps.
     trapped: bool,
+    /// What `host::tx_session_key` answers (`TestVm::set_session_key`).
+    session_key: Option<B256>,
+    /// Live jurisdiction codes per account (`TestVm::set_tags`).
+    tags: BTreeMap<Address, Vec<[u8; 2]>>,
 }
 
 std::thread_local! {
@@ -247,6 +251,8 @@ impl TestVm {
                 last_gas_used: 0,
                 last_trapped: false,
                 trapped: false,
+                session_key: None,
+                tags: BTreeMap::new(),
             })
         });
         TestVm {
@@ -470,6 +476,22 @@ impl TestVm {
 
     pub fn set_block(&self, block: BlockInfo) {
         with_vm(|vm| vm.block = block)
+    }
+
+    /// The session key later calls report as the transaction's (`None`: the account's own key).
+    pub fn set_session_key(&self, key: Option<B256>) {
+        with_vm(|vm| vm.session_key = key)
+    }
+
+    /// The live jurisdiction codes `who` holds (what `host::caller_tags` returns when `who`
+    /// calls); kept sorted and at most 8, as on chain.
+    pub fn set_tags(&self, who: Address, mut codes: Vec<[u8; 2]>) {
+        codes.sort();
+        codes.dedup();
+        codes.truncate(8);
+        with_vm(|vm| {
+            vm.tags.insert(who, codes);
+        })
     }
 }
 
@@ -729,6 +751,24 @@ pub(crate) mod host {
         top(|f| match offset.checked_add(len) {
             Some(end) if end <= f.last_return.len() => f.last_return[offset..end].to_vec(),
             _ => trap(),
+        })
+    }
+    pub fn tx_session_key() -> Option<B256> {
+        with_vm(|vm| {
+            charge(vm, HOST_CALL_BASE + COPY_WORD);
+            vm.session_key
+        })
+    }
+    pub fn caller_tags() -> Vec<[u8; 2]> {
+        let caller = top(|f| f.caller);
+        with_vm(|vm| {
+            // As on chain: the tag count and one slot per tag (cold), the account access.
+            let codes = vm.tags.get(&caller).cloned().unwrap_or_default();
+            charge(
+                vm,
+                HOST_CALL_BASE + COLD_ACCOUNT + COLD_SLOAD * (1 + codes.len() as u64) + COPY_WORD,
+            );
+            codes
         })
     }
     pub fn gas_left() -> u64 {
