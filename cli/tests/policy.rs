@@ -352,41 +352,28 @@ fn jurisdiction_tags_and_rules_through_the_cli() {
         err.contains("policy_denied") && err.contains("jurisdiction_untagged_value"),
         "{err}"
     );
-    let tag = |code: &str| {
-        keel(&[
+    // `keel tx policy tag` signed by `key`, with `until` (`--expires-at H` or `--remove`).
+    let tag_by = |key: &str, code: &str, until: &[&str]| {
+        let mut args = vec![
             "tx",
             "policy",
             "tag",
             "--rpc",
             &rpc,
             "--key",
-            attester_path,
+            key,
             "--account",
             &agent,
             "--code",
             code,
-            "--expires-at",
-            "1000000",
             "--wait",
-        ])
+        ];
+        args.extend_from_slice(until);
+        keel(&args)
     };
+    let tag = |code: &str| tag_by(attester_path, code, &["--expires-at", "1000000"]);
     // Only the attester tags: the agent tagging itself reverts.
-    let (ok, receipt, err) = keel(&[
-        "tx",
-        "policy",
-        "tag",
-        "--rpc",
-        &rpc,
-        "--key",
-        &agent_key,
-        "--account",
-        &agent,
-        "--code",
-        "US",
-        "--expires-at",
-        "1000000",
-        "--wait",
-    ]);
+    let (ok, receipt, err) = tag_by(&agent_key, "US", &["--expires-at", "1000000"]);
     assert!(ok && receipt["status"] == "revert", "{receipt} {err}");
     let (ok, receipt, err) = tag("US");
     assert!(ok && receipt["status"] == "success", "{receipt} {err}");
@@ -410,21 +397,7 @@ fn jurisdiction_tags_and_rules_through_the_cli() {
     assert_eq!(rules["deny"], json!(["KP", "IR"]), "{policy}");
     assert_eq!(rules["untagged_max_value"], json!("0x64"), "{policy}");
     // Removing the KP tag lets the agent pay again.
-    let (ok, receipt, err) = keel(&[
-        "tx",
-        "policy",
-        "tag",
-        "--rpc",
-        &rpc,
-        "--key",
-        attester_path,
-        "--account",
-        &agent,
-        "--code",
-        "KP",
-        "--remove",
-        "--wait",
-    ]);
+    let (ok, receipt, err) = tag_by(attester_path, "KP", &["--remove"]);
     assert!(ok && receipt["status"] == "success", "{receipt} {err}");
     let (ok, receipt, err) = pay("7");
     assert!(ok && receipt["status"] == "success", "{receipt} {err}");

@@ -19,13 +19,12 @@ const SENDERS: u8 = 200;
 const PER_SENDER: u64 = 50;
 const BATCH: usize = 500;
 
-fn main() {
-    let keys: Vec<SecretKey> = (0..SENDERS).map(|i| key(i.wrapping_add(1))).collect();
-    let chain = Chain::new(&keys.iter().collect::<Vec<_>>());
-    let view = chain.store.latest_view();
-    let mut raw: Vec<Vec<u8>> = Vec::new();
-    for nonce in 0..PER_SENDER {
-        for k in &keys {
+/// `PER_SENDER` encoded transfers of 1 to `to` from each of `keys`, nonces from
+/// `first_nonce`, in nonce-major order.
+fn transfers(keys: &[SecretKey], first_nonce: u64, to: keel_types::Address) -> Vec<Vec<u8>> {
+    let mut raw = Vec::new();
+    for nonce in first_nonce..first_nonce + PER_SENDER {
+        for k in keys {
             let tx = Transaction {
                 chain_id: CHAIN_ID,
                 sender: k.public_key().into(),
@@ -33,7 +32,7 @@ fn main() {
                 gas_limit: 21_000,
                 gas_price: 1,
                 body: TxBody::Transfer {
-                    to: addr(&key(250)),
+                    to,
                     amount: U256::from(1),
                 },
             }
@@ -41,6 +40,14 @@ fn main() {
             raw.push(tx.encode());
         }
     }
+    raw
+}
+
+fn main() {
+    let keys: Vec<SecretKey> = (0..SENDERS).map(|i| key(i.wrapping_add(1))).collect();
+    let chain = Chain::new(&keys.iter().collect::<Vec<_>>());
+    let view = chain.store.latest_view();
+    let raw = transfers(&keys, 0, addr(&key(250)));
     let n = raw.len();
 
     // Baseline: raw batch verification of the same (message, key, signature) triples.
@@ -172,27 +179,6 @@ fn policed_admission(threads: usize) {
             .all(|r| r.status == keel_types::TxStatus::Success));
     }
     let view = chain.store.latest_view();
-    let raw_of = |keys: &[SecretKey], first_nonce: u64| -> Vec<Vec<u8>> {
-        let mut raw = Vec::new();
-        for nonce in first_nonce..first_nonce + PER_SENDER {
-            for k in keys {
-                let tx = Transaction {
-                    chain_id: CHAIN_ID,
-                    sender: k.public_key().into(),
-                    nonce,
-                    gas_limit: 21_000,
-                    gas_price: 1,
-                    body: TxBody::Transfer {
-                        to: payee,
-                        amount: U256::from(1),
-                    },
-                }
-                .sign(k);
-                raw.push(tx.encode());
-            }
-        }
-        raw
-    };
     let admit = |raw: &[Vec<u8>]| {
         let mut pool = Mempool::new(
             MempoolConfig {
@@ -213,7 +199,7 @@ fn policed_admission(threads: usize) {
         }
         raw.len() as f64 / start.elapsed().as_secs_f64()
     };
-    let (plain_raw, policed_raw) = (raw_of(&plain, 0), raw_of(&policed, 1));
+    let (plain_raw, policed_raw) = (transfers(&plain, 0, payee), transfers(&policed, 1, payee));
     // Alternate, best of three each: the machine's noise is larger than the difference.
     let mut plain_rate = 0f64;
     let mut policed_rate = 0f64;

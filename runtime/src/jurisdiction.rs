@@ -176,6 +176,16 @@ pub fn check_frame<E>(
     if word_u64(&load(&RULED_COUNT_SLOT)?) == 0 {
         return Ok(None);
     }
+    judge_frame(load, (target, caller), value, height)
+}
+
+/// [`check_frame`] once the counter is known to be non-zero.
+pub fn judge_frame<E>(
+    load: &mut impl FnMut(&[u8; 32]) -> Result<[u8; 32], E>,
+    (target, caller): (&Address, &Address),
+    value: U256,
+    height: Height,
+) -> Result<Option<Verdict>, E> {
     let rules = read_rules(load, target)?;
     if rules.is_empty() {
         return Ok(None);

@@ -232,13 +232,16 @@ fn decide(
     // every frame checks them again as it runs (this is the top frame's check, so that a
     // denial is a refusal heard at admission).
     if checks.denial.is_none() && t.body.as_policy_change().is_none() {
-        if let TxBody::Transfer { to, .. } | TxBody::Call { to, .. } = &t.body {
-            let verdict = crate::jurisdiction::check_frame(
-                &mut crate::jurisdiction::view_slots(view),
-                (to, &sender),
-                t.body.value(),
-                at.height,
-            )?;
+        let target = match &t.body {
+            TxBody::Transfer { to, .. } | TxBody::Call { to, .. } => Some(to),
+            _ => None,
+        };
+        // One read of the counter for both: nothing more while no address declares.
+        let ruled = target.is_some() && crate::jurisdiction::any_rules(view)?;
+        if let Some(to) = target.filter(|_| ruled) {
+            let load = &mut crate::jurisdiction::view_slots(view);
+            let verdict =
+                crate::jurisdiction::judge_frame(load, (to, &sender), t.body.value(), at.height)?;
             if let Some(verdict) = verdict {
                 checks.scope = PolicyScope::Contract;
                 checks.source = *to;
@@ -246,10 +249,9 @@ fn decide(
                 return Ok(checks.into(decision));
             }
             // The plugins the target attaches to what it receives run after the sender's.
-            decision.plugins.extend(crate::jurisdiction::target_plugins(
-                &mut crate::jurisdiction::view_slots(view),
-                to,
-            )?);
+            decision
+                .plugins
+                .extend(crate::jurisdiction::read_plugins(load, to)?);
         }
     }
     // Plugins check what a transaction sends or calls; changes, revivals and unflags have

@@ -153,6 +153,24 @@ fn tag_and_pass(
     assert_eq!(r.status, TxStatus::Success, "{r:?}");
 }
 
+/// A read-only call (what `eth_call` runs) from `from` to `to` over the latest state.
+fn eth_call(chain: &Chain, from: Address, to: Address, data: Vec<u8>) -> Receipt {
+    let block = chain.make_block(vec![]);
+    let context = chain.runtime.context(&block.header);
+    let request = keel_runtime::CallRequest {
+        from,
+        to: Some(to),
+        data,
+        value: U256::ZERO,
+        gas_limit: 5_000_000,
+    };
+    let view = chain.store.latest_view();
+    chain
+        .runtime
+        .call(&view, &keel_exec_evm::NoBlockHashes, &context, request)
+        .expect("call")
+}
+
 fn chain_with_attester(funded: &[&SecretKey], attester: &SecretKey) -> Chain {
     let mut chain = Chain::new(funded);
     chain.runtime = chain.runtime.clone().with_attesters(&[addr(attester)]);
@@ -339,24 +357,7 @@ fn rules_deny_the_top_frame_with_a_typed_charge_and_nested_frames_with_a_revert(
     assert!(r.logs.is_empty() && r.output.is_empty());
     // A read-only call (`eth_call`, `keel_call`) runs no policy decision: the EVM checks
     // the top frame itself, and the call reverts with the typed error.
-    let block = chain.make_block(vec![]);
-    let context = chain.runtime.context(&block.header);
-    let request = keel_runtime::CallRequest {
-        from: a,
-        to: Some(ruled),
-        data: probe.clone(),
-        value: U256::ZERO,
-        gas_limit: 1_000_000,
-    };
-    let called = chain
-        .runtime
-        .call(
-            &chain.store.latest_view(),
-            &keel_exec_evm::NoBlockHashes,
-            &context,
-            request,
-        )
-        .expect("call");
+    let called = eth_call(&chain, a, ruled, probe.clone());
     assert_eq!(called.status, TxStatus::Revert, "{called:?}");
     let expected = nested_denial(PolicyRule::JurisdictionDenied, &ruled, &a);
     assert_eq!(&called.output[..expected.len()], expected.as_slice());
@@ -710,24 +711,7 @@ fn junk_arguments_and_delegatecalls_change_nothing() {
         let reader = chain.deploy(&carol, Env::Evm, creation(&evm_proxy(&J, true)), vec![]);
         let data = abi::call(TAG_COUNT, &[abi::address(&v)]);
         let in_block = chain.call(&victim, reader, data.clone());
-        let block = chain.make_block(vec![]);
-        let context = chain.runtime.context(&block.header);
-        let request = keel_runtime::CallRequest {
-            from: v,
-            to: Some(reader),
-            data,
-            value: U256::ZERO,
-            gas_limit: 5_000_000,
-        };
-        let called = chain
-            .runtime
-            .call(
-                &chain.store.latest_view(),
-                &keel_exec_evm::NoBlockHashes,
-                &context,
-                request,
-            )
-            .expect("call");
+        let called = eth_call(&chain, v, reader, data);
         assert_eq!(in_block.status, TxStatus::Success);
         assert_eq!(
             in_block.gas_used, called.gas_used,
