@@ -201,6 +201,9 @@ pub struct Mempool {
     /// Shared with the runtime: signatures admission verified are not verified again when a
     /// block carries them (issue 22).
     signatures: Option<std::sync::Arc<SignatureCache>>,
+    /// Decoded policy records of senders (time only: used for the same stored bytes): an
+    /// agent's queued transactions check the same record.
+    policies: policy::PolicyCache,
     epoch_length: u64,
     /// Where policies are checked at admission (`set_latest_height`).
     next_block: At,
@@ -217,6 +220,7 @@ impl Mempool {
             by_price: BTreeSet::new(),
             bytes: 0,
             signatures: None,
+            policies: Default::default(),
             epoch_length: u64::MAX,
             next_block: At {
                 height: 1,
@@ -474,15 +478,20 @@ impl Mempool {
                 max: self.config.max_per_sender,
             });
         }
+        // Whether the sender's policy (or a session key, or some address's jurisdiction
+        // rules) applies. Most senders have no policy and no address declares rules: two
+        // cached reads, and nothing else to do. (A read's error waits for the balance check,
+        // which comes first.)
+        let session = matches!(entry.tx.tx.sender, keel_types::Sender::Session { .. });
+        let policy_read = self.policies.read(state, &sender).and_then(|record| {
+            let policed =
+                session || record.is_some() || keel_runtime::jurisdiction::any_rules(state)?;
+            Ok((policed, record))
+        });
+        let policed = policy_read.as_ref().map_or(true, |(policed, _)| *policed);
         // The balance must cover this transaction and every queued one with a lower nonce
         // (they run first); higher ones are re-checked when their turn comes.
-        let ahead: U256 = queue
-            .map(|q| {
-                q.range(..nonce)
-                    .map(|(_, e)| e.max_cost())
-                    .fold(U256::ZERO, U256::saturating_add)
-            })
-            .unwrap_or(U256::ZERO);
+        let (ahead, queued) = self.queued_before(&sender, nonce, &entry, policed);
         let needed = ahead.saturating_add(entry.max_cost());
         if needed > account.balance {
             return Err(AdmitError::InsufficientBalance {
@@ -492,15 +501,10 @@ impl Mempool {
         }
         // The sender's policy, with its queued transactions that run first counted as if
         // each sent its value and paid its whole fee (execution, in the block, decides).
-        // (Most senders have no policy and no address declares jurisdiction rules: two
-        // cached reads, and nothing else to do.)
-        let session = matches!(entry.tx.tx.sender, keel_types::Sender::Session { .. });
-        if session
-            || policy::read_record(state, &sender)?.is_some()
-            || keel_runtime::jurisdiction::any_rules(state)?
-        {
-            let queued = self.queued_before(&sender, nonce, &entry);
-            let decision = policy::evaluate(state, &entry.tx.tx, self.next_block, queued)?;
+        let (policed, record) = policy_read?;
+        if policed {
+            let decision =
+                policy::evaluate_with(state, record, &entry.tx.tx, self.next_block, queued)?;
             if let Some(denial) = decision.denial {
                 return Err(AdmitError::PolicyDenied(denial));
             }
@@ -642,17 +646,23 @@ impl Mempool {
             .values()
             .any(|e| matches!(e.tx.tx.sender, keel_types::Sender::Session { .. }));
         if !session
-            && policy::read_record(state, sender)?.is_none()
+            && self.policies.read(state, sender)?.is_none()
             && !keel_runtime::jurisdiction::any_rules(state)?
         {
             return Ok(());
         }
         let mut first_denied = None;
         for (nonce, entry) in queue {
-            let queued = self.queued_before(sender, *nonce, entry);
-            if policy::evaluate(state, &entry.tx.tx, self.next_block, queued)?
-                .denial
-                .is_some()
+            let (_, queued) = self.queued_before(sender, *nonce, entry, true);
+            if policy::evaluate_cached(
+                state,
+                &self.policies,
+                &entry.tx.tx,
+                self.next_block,
+                queued,
+            )?
+            .denial
+            .is_some()
             {
                 first_denied = Some(*nonce);
                 break;
@@ -667,15 +677,23 @@ impl Mempool {
         Ok(())
     }
 
-    /// What the sender's transactions queued before `nonce` would use, for the policy
-    /// check of `entry` (its session key's share apart).
-    fn queued_before(&self, sender: &Address, nonce: u64, entry: &Entry) -> policy::Queued {
+    /// What the sender's transactions queued before `nonce` cost at most (for the balance
+    /// check) and, if `policed`, would use of the policy budgets (for the policy check of
+    /// `entry`, its session key's share apart): one pass over them.
+    fn queued_before(
+        &self,
+        sender: &Address,
+        nonce: u64,
+        entry: &Entry,
+        policed: bool,
+    ) -> (U256, policy::Queued) {
         let add = |used: PolicySpend, e: &Entry| PolicySpend {
             epoch: used.epoch,
             value: used.value.saturating_add(e.tx.tx.body.value()),
             fees: used.fees.saturating_add(e.tx.tx.max_fee()),
             txs: used.txs.saturating_add(1),
         };
+        let mut cost = U256::ZERO;
         let mut queued = policy::Queued::default();
         let earlier = self
             .senders
@@ -683,12 +701,15 @@ impl Mempool {
             .into_iter()
             .flat_map(|q| q.range(..nonce));
         for (_, e) in earlier {
-            queued.account = add(queued.account, e);
-            if e.tx.tx.sender == entry.tx.tx.sender {
-                queued.session = add(queued.session, e);
+            cost = cost.saturating_add(e.max_cost());
+            if policed {
+                queued.account = add(queued.account, e);
+                if e.tx.tx.sender == entry.tx.tx.sender {
+                    queued.session = add(queued.session, e);
+                }
             }
         }
-        queued
+        (cost, queued)
     }
 
     /// Transactions for a proposal: for each sender the run of consecutive nonces starting

@@ -9,8 +9,9 @@
 //!   sender's tags read too).
 //!
 //! Each block holds `SENDERS` native transfers, one per sender, signatures verified
-//! beforehand (verify-once), executed serially over the same parent `REPEATS` times; the
-//! median is kept. Execution only: the commit is the same for every variant.
+//! beforehand (verify-once), executed serially over the same parent `REPEATS` times by one
+//! runtime kept throughout (as a node keeps its caches), the blocks taking turns; the median
+//! is kept. Execution only: the commit is the same for every variant.
 //!
 //! Run: `scripts/bench` (or `cargo bench --profile ci -p keel-runtime --bench policy`).
 
@@ -21,13 +22,14 @@
 mod common;
 
 use common::{abi, addr, artifact, key, Chain};
+use keel_runtime::executor::Runtime;
 use keel_types::jurisdiction::{set_rules_call, Rules, JURISDICTION_ADDRESS};
 use keel_types::policy::{AccountPolicy, TargetRule};
 use keel_types::{Address, Env, SecretKey, SignedTransaction, TxBody, TxStatus, U256};
 use std::time::{Duration, Instant};
 
 const SENDERS: u16 = 500;
-const REPEATS: usize = 9;
+const REPEATS: usize = 21;
 /// Targets in each sender's policy (the recipient is the last).
 const POLICY_TARGETS: u8 = 16;
 /// Gas limit of a transfer that runs a plugin first.
@@ -75,6 +77,24 @@ fn setup(chain: &mut Chain, txs: Vec<SignedTransaction>) {
     }
 }
 
+/// Commits one transfer from each of `senders` to its recipient: the steady state of agents
+/// that pay the same counterparties again and again (the recipient exists, and so does the
+/// sender's spending entry of the epoch when it has a policy).
+fn warm(chain: &mut Chain, senders: &[SecretKey], tag: u8, gas: u64) {
+    let txs = senders
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let body = TxBody::Transfer {
+                to: recipient(tag, i),
+                amount: U256::from(1u64),
+            };
+            chain.tx(s, gas, body)
+        })
+        .collect();
+    setup(chain, txs);
+}
+
 /// One transfer from each of `senders` to its recipient, verified beforehand; the block is
 /// measured over the chain's latest state (nonces are not advanced: nothing is committed).
 fn transfers(chain: &mut Chain, senders: &[SecretKey], tag: u8, gas: u64) -> keel_types::Block {
@@ -98,25 +118,67 @@ fn transfers(chain: &mut Chain, senders: &[SecretKey], tag: u8, gas: u64) -> kee
     chain.make_block(txs)
 }
 
-/// Median serial execution time of `block`, after checking every transfer succeeds.
-fn time(chain: &Chain, block: &keel_types::Block) -> (Duration, u64) {
-    let out = chain.execute_with_threads(block, 1);
-    for r in &out.receipts {
-        assert_eq!(r.status, TxStatus::Success, "{r:?}");
-    }
+/// A block to time, with the chain whose latest state it runs over and the runtime that
+/// runs it (kept throughout, as a node keeps its own).
+type Run<'a> = (&'a Chain, &'a Runtime, &'a keel_types::Block);
+
+/// Median serial execution times of `runs` (and the gas each used), after checking every
+/// transfer succeeds. The blocks take turns, round after round, so the machine's drift (its
+/// speed changes by half from one minute to the next) falls on each alike.
+fn time(runs: &[Run]) -> Vec<(Duration, u64)> {
+    let gas: Vec<u64> = runs
+        .iter()
+        .map(|(chain, runtime, block)| {
+            let out = chain.execute_on(runtime, block);
+            for r in &out.receipts {
+                assert_eq!(r.status, TxStatus::Success, "{r:?}");
+            }
+            out.gas_used
+        })
+        .collect();
     // `KEEL_BENCH_REPEATS` raises the count (for a profiler).
     let repeats = std::env::var("KEEL_BENCH_REPEATS")
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(REPEATS);
-    let times = (0..repeats)
-        .map(|_| {
+    let mut times = vec![Vec::with_capacity(repeats); runs.len()];
+    for _ in 0..repeats {
+        for ((chain, runtime, block), times) in runs.iter().zip(&mut times) {
             let t0 = Instant::now();
-            chain.execute_with_threads(block, 1);
-            t0.elapsed()
+            chain.execute_on(runtime, block);
+            times.push(t0.elapsed());
+        }
+    }
+    times.into_iter().map(median).zip(gas).collect()
+}
+
+/// A chain where `owner` and every key of `ruled` declared jurisdiction rules (deny KP), and
+/// `plain` each paid their recipient once.
+fn ruled_chain(
+    funded: &[&SecretKey],
+    owner: &SecretKey,
+    plain: &[SecretKey],
+    ruled: &[SecretKey],
+) -> Chain {
+    let mut chain = Chain::new(funded);
+    warm(&mut chain, plain, 0xa1, 21_000);
+    let rules = Rules {
+        deny: vec![keel_types::jurisdiction::Code(*b"KP")],
+        ..Rules::default()
+    };
+    let declares = std::iter::once(owner)
+        .chain(ruled)
+        .map(|k| {
+            let body = TxBody::Call {
+                to: JURISDICTION_ADDRESS,
+                data: set_rules_call(&rules),
+                value: U256::ZERO,
+            };
+            chain.tx(k, 200_000, body)
         })
         .collect();
-    (median(times), out.gas_used)
+    setup(&mut chain, declares);
+    chain
 }
 
 fn main() {
@@ -195,41 +257,27 @@ fn main() {
         .collect();
     setup(&mut chain, attach);
 
-    let block = transfers(&mut chain, &plain, 0xa1, 21_000);
-    let (t_plain, gas_plain) = time(&chain, &block);
-    let block = transfers(&mut chain, &policied, 0xb2, 21_000);
-    let (t_policy, gas_policy) = time(&chain, &block);
+    let runtime = chain.runtime_with_threads(1);
+    warm(&mut chain, &plain, 0xa1, 21_000);
+    warm(&mut chain, &policied, 0xb2, 21_000);
+    warm(&mut chain, &plugged, 0xc3, PLUGIN_TX_GAS);
+    let plain_block = transfers(&mut chain, &plain, 0xa1, 21_000);
+    let policy_block = transfers(&mut chain, &policied, 0xb2, 21_000);
     if std::env::var("KEEL_BENCH_FOCUS").is_ok() {
         // For a profiler: the policy block alone, many times.
-        let block = transfers(&mut chain, &policied, 0xb2, 21_000);
         for _ in 0..2_000 {
-            chain.execute_with_threads(&block, 1);
+            chain.execute_on(&runtime, &policy_block);
         }
         return;
     }
-    let block = transfers(&mut chain, &plugged, 0xc3, PLUGIN_TX_GAS);
-    let (t_plugin, gas_plugin) = time(&chain, &block);
-    // Some address declares rules: every frame now reads the target's rules.
-    let rules = Rules {
-        deny: vec![keel_types::jurisdiction::Code(*b"KP")],
-        ..Rules::default()
-    };
-    let declare = |chain: &mut Chain, k: &SecretKey| {
-        let body = TxBody::Call {
-            to: JURISDICTION_ADDRESS,
-            data: set_rules_call(&rules),
-            value: U256::ZERO,
-        };
-        chain.tx(k, 200_000, body)
-    };
-    let first = declare(&mut chain, &owner);
-    setup(&mut chain, vec![first]);
-    let block = transfers(&mut chain, &plain, 0xa1, 21_000);
-    let (t_ruled_elsewhere, _) = time(&chain, &block);
-    // Every recipient declares rules: the senders' tags are read too (the plain group pays
-    // a group of funded accounts that each declared).
-    let declares: Vec<SignedTransaction> = ruled.iter().map(|s| declare(&mut chain, s)).collect();
-    setup(&mut chain, declares);
+    let plugin_block = transfers(&mut chain, &plugged, 0xc3, PLUGIN_TX_GAS);
+    // Jurisdiction rules on a second chain from the same genesis, its blocks taking turns
+    // with this chain's plain block: once some address declares rules, every frame reads
+    // the target's rules; when every recipient declares, the senders' tags are read too
+    // (the plain group pays a group of funded accounts that each declared).
+    let mut ruled_chain = ruled_chain(&funded, &owner, &plain, &ruled);
+    let ruled_runtime = ruled_chain.runtime_with_threads(1);
+    let elsewhere_block = transfers(&mut ruled_chain, &plain, 0xa1, 21_000);
     let txs: Vec<SignedTransaction> = plain
         .iter()
         .zip(&ruled)
@@ -238,17 +286,30 @@ fn main() {
                 to: addr(to),
                 amount: U256::from(1u64),
             };
-            chain.tx(s, 21_000, body)
+            ruled_chain.tx(s, 21_000, body)
         })
         .collect();
     for s in &plain {
-        chain.resync_nonce(s);
+        ruled_chain.resync_nonce(s);
     }
     let hashes: Vec<keel_types::Hash> = txs.iter().map(SignedTransaction::hash).collect();
-    let cache = chain.runtime.signature_cache().clone();
+    let cache = ruled_chain.runtime.signature_cache().clone();
     assert!(keel_runtime::signatures::bad_signatures(&txs, &hashes, 2, 1, Some(&cache)).is_empty());
-    let block = chain.make_block(txs);
-    let (t_ruled_targets, _) = time(&chain, &block);
+    let targets_block = ruled_chain.make_block(txs);
+    let [(t_plain, gas_plain), (t_policy, gas_policy), (t_ruled_elsewhere, _), (t_ruled_targets, _)] =
+        time(&[
+            (&chain, &runtime, &plain_block),
+            (&chain, &runtime, &policy_block),
+            (&ruled_chain, &ruled_runtime, &elsewhere_block),
+            (&ruled_chain, &ruled_runtime, &targets_block),
+        ])[..]
+    else {
+        unreachable!("four blocks")
+    };
+    // (Apart: between the others, its WASM made them slower.)
+    let [(t_plugin, gas_plugin)] = time(&[(&chain, &runtime, &plugin_block)])[..] else {
+        unreachable!("one block")
+    };
 
     let n = f64::from(SENDERS);
     let rate = |t: Duration| n / t.as_secs_f64();

@@ -113,6 +113,8 @@ pub struct Runtime {
     parallel: Arc<crate::parallel::ParallelStats>,
     /// Analyzed EVM code by code hash (time only: a hit is what analysis would give).
     code_cache: Arc<keel_exec_evm::CodeCache>,
+    /// Decoded policy records by account (time only: used for the same stored bytes).
+    policies: Arc<crate::policy::PolicyCache>,
     /// The genesis jurisdiction attesters, shared with every transaction's precompiles.
     attesters: Arc<[Address]>,
 }
@@ -269,6 +271,7 @@ impl Runtime {
             )),
             parallel: Arc::default(),
             code_cache: Arc::default(),
+            policies: Arc::default(),
         }
     }
 
@@ -562,7 +565,13 @@ impl Runtime {
             height: block.height,
             epoch: block.epoch,
         };
-        let decision = match crate::policy::evaluate(&*overlay, t, at, Default::default()) {
+        let decision = match crate::policy::evaluate_cached(
+            &*overlay,
+            &self.policies,
+            t,
+            at,
+            Default::default(),
+        ) {
             Ok(decision) => decision,
             Err(keel_state::StateError::Expired { key, epoch, .. }) => {
                 overlay.take_expired_hit();

@@ -7,6 +7,7 @@ pub mod executor;
 pub mod jurisdiction;
 pub mod parallel;
 pub mod policy;
+pub mod policy_cache;
 pub mod precheck;
 pub mod registry_read;
 mod schedule;

@@ -3,6 +3,7 @@
 //! themselves (docs/policies.md). Execution is authoritative; the mempool runs the same
 //! [`evaluate`] over the latest state so an agent hears "denied" before it waits for a block.
 
+pub use crate::policy_cache::PolicyCache;
 use keel_state::{Overlay, StateError, StateView, StateViewExt};
 use keel_types::policy::{
     policy_changed_topic, AccountPolicy, PolicyChange, PolicyDenial, PolicyRecord, PolicyRule,
@@ -11,6 +12,7 @@ use keel_types::policy::{
 use keel_types::{
     Address, Canonical, Epoch, Height, Log, PublicKey, Sender, StateKey, Transaction, TxBody, U256,
 };
+use std::sync::Arc;
 
 /// Where a transaction is checked: the height and epoch of the block it runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +36,7 @@ pub struct RuleCheck {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Decision {
     /// The policy in force (`None`: the account has none, so nothing is limited).
-    pub record: Option<PolicyRecord>,
+    pub record: Option<Arc<PolicyRecord>>,
     /// What the account used this epoch before the transaction (queued ones included at
     /// admission).
     pub spend: PolicySpend,
@@ -135,7 +137,34 @@ pub fn evaluate(
     at: At,
     queued: Queued,
 ) -> Result<Decision, StateError> {
-    decide(view, t, at, queued, false)
+    let record = read_record(view, &t.sender_address())?.map(Arc::new);
+    decide(view, record, t, at, queued, false)
+}
+
+/// [`evaluate`] with the sender's policy record decoded through `cache` (execution: the
+/// same decision, without decoding an unchanged record again).
+pub fn evaluate_cached(
+    view: &dyn StateView,
+    cache: &PolicyCache,
+    t: &Transaction,
+    at: At,
+    queued: Queued,
+) -> Result<Decision, StateError> {
+    let record = cache.read(view, &t.sender_address())?;
+    decide(view, record, t, at, queued, false)
+}
+
+/// [`evaluate`] given the sender's policy record as `view` holds it (`None`: it has none),
+/// read by the caller already (admission reads it first to skip everything else for the
+/// senders without one).
+pub fn evaluate_with(
+    view: &dyn StateView,
+    record: Option<Arc<PolicyRecord>>,
+    t: &Transaction,
+    at: At,
+    queued: Queued,
+) -> Result<Decision, StateError> {
+    decide(view, record, t, at, queued, false)
 }
 
 /// [`evaluate`] with the decision trail filled in: every rule checked, in order (what
@@ -147,11 +176,14 @@ pub fn explain(
     at: At,
     queued: Queued,
 ) -> Result<Decision, StateError> {
-    decide(view, t, at, queued, true)
+    let record = read_record(view, &t.sender_address())?.map(Arc::new);
+    decide(view, record, t, at, queued, true)
 }
 
+/// The decision, with `record` the sender's policy record in `view`.
 fn decide(
     view: &dyn StateView,
+    record: Option<Arc<PolicyRecord>>,
     t: &Transaction,
     at: At,
     queued: Queued,
@@ -167,7 +199,6 @@ fn decide(
         resets: at.epoch.saturating_add(1),
     };
     let mut decision = Decision::default();
-    let record = read_record(view, &sender)?;
     let session = match t.sender {
         Sender::Session { account, key } => {
             // A key counts only while whoever added it still may: the account, or its

@@ -308,12 +308,22 @@ impl Chain {
 
     /// Execute `block` over the latest state on `threads` threads.
     pub fn execute_with_threads(&self, block: &Block, threads: usize) -> BlockOutput {
+        self.execute_on(&self.runtime_with_threads(threads), block)
+    }
+
+    /// A runtime like the chain's that executes with `threads` (a bench keeps one, as a
+    /// node does, so its caches stay warm across blocks).
+    pub fn runtime_with_threads(&self, threads: usize) -> Runtime {
         let mut config = *self.runtime.config();
         config.exec_threads = threads;
         // The signature cache is shared: what one execution verified, the next skips.
-        let runtime = Runtime::new(config, self.runtime.module_cache().clone())
+        Runtime::new(config, self.runtime.module_cache().clone())
             .with_signature_cache(self.runtime.signature_cache().clone())
-            .with_attesters(self.runtime.attesters());
+            .with_attesters(self.runtime.attesters())
+    }
+
+    /// Executes `block` over the latest state with `runtime`, committing nothing.
+    pub fn execute_on(&self, runtime: &Runtime, block: &Block) -> BlockOutput {
         let view = self.store.latest_view();
         let output = runtime
             .execute_block(&view, &NoBlockHashes, block)

@@ -1,0 +1,174 @@
+//! Decoded policy records, kept between transactions so that an always-busy agent's policy is
+//! decoded once, not once per transaction (issue 20's "the check must be nearly free").
+//!
+//! The cache never decides anything: the stored bytes are read from the state on every use,
+//! as before, and a cached record is used only when they are the same bytes it was decoded
+//! from. So a policy changed by a block, a reorganized parent or another view is simply a
+//! miss, and what a check sees is always `PolicyRecord::decode_stored` of what the state
+//! holds. Time only, like the EVM code cache.
+
+use keel_state::{StateError, StateView};
+use keel_types::policy::PolicyRecord;
+use keel_types::{Address, StateKey};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// Accounts whose decoded record is kept. A policy record is at most a few KiB, so the
+/// cache holds at most a few tens of MiB; when full it starts over (a miss costs a decode).
+pub const MAX_CACHED_POLICIES: usize = 8_192;
+
+/// An account's stored record bytes and what they decode to.
+type Cached = (Vec<u8>, Arc<PolicyRecord>);
+
+/// Decoded records by account (see the module comment). Shared by the threads of a parallel
+/// block; the lock is held for a lookup or an insert, never for a read of the state.
+#[derive(Debug, Default)]
+pub struct PolicyCache {
+    records: Mutex<BTreeMap<Address, Cached>>,
+}
+
+impl PolicyCache {
+    /// `account`'s policy record in `view`, decoded, or `None` if it has none.
+    pub fn read(
+        &self,
+        view: &dyn StateView,
+        account: &Address,
+    ) -> Result<Option<Arc<PolicyRecord>>, StateError> {
+        let Some(raw) = view.get(&StateKey::Policy(*account))? else {
+            return Ok(None);
+        };
+        if let Some(hit) = self.lookup(account, &raw) {
+            return Ok(Some(hit));
+        }
+        let record =
+            Arc::new(PolicyRecord::decode_stored(&raw).map_err(StateError::decode("policy"))?);
+        let mut records = self.lock();
+        if records.len() >= MAX_CACHED_POLICIES && !records.contains_key(account) {
+            records.clear();
+        }
+        records.insert(*account, (raw, Arc::clone(&record)));
+        Ok(Some(record))
+    }
+
+    fn lookup(&self, account: &Address, raw: &[u8]) -> Option<Arc<PolicyRecord>> {
+        let records = self.lock();
+        let (bytes, record) = records.get(account)?;
+        (bytes.as_slice() == raw).then(|| Arc::clone(record))
+    }
+
+    /// Records held (for tests and metrics).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Address, Cached>> {
+        // A panic while holding the lock leaves a consistent map (each insert is whole), so
+        // a poisoned lock is still usable.
+        self.records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_state::Overlay;
+    use keel_types::policy::{AccountPolicy, TargetRule};
+    use keel_types::Canonical;
+
+    /// A state with nothing in it, under the overlay the test writes to.
+    struct Empty;
+    impl StateView for Empty {
+        fn entry(&self, _: &StateKey) -> Result<Option<keel_state::Entry>, StateError> {
+            Ok(None)
+        }
+        fn storage_entries(&self, _: &Address) -> Result<u64, StateError> {
+            Ok(0)
+        }
+    }
+
+    fn record(targets: u8) -> PolicyRecord {
+        PolicyRecord {
+            controller: None,
+            source: Address([7; 20]),
+            policy: AccountPolicy {
+                targets: Some(
+                    (1..=targets)
+                        .map(|t| TargetRule {
+                            to: Address([t; 20]),
+                            selectors: None,
+                        })
+                        .collect(),
+                ),
+                ..AccountPolicy::default()
+            },
+            changed_at: 1,
+        }
+    }
+
+    #[test]
+    fn a_cached_record_is_used_only_for_the_bytes_it_came_from() {
+        let mut state = Overlay::new(Empty);
+        let (a, b) = (Address([1; 20]), Address([2; 20]));
+        let cache = PolicyCache::default();
+        assert_eq!(cache.read(&state, &a).expect("read"), None);
+        state
+            .set(StateKey::Policy(a), Some(record(3).encode()))
+            .expect("set");
+        let first = cache.read(&state, &a).expect("read").expect("record");
+        assert_eq!(*first, record(3));
+        let again = cache.read(&state, &a).expect("read").expect("record");
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "a hit reuses the decoded record"
+        );
+        // The state changes under the cache: the new bytes are decoded, never the old record.
+        state
+            .set(StateKey::Policy(a), Some(record(5).encode()))
+            .expect("set");
+        assert_eq!(
+            *cache.read(&state, &a).expect("read").expect("record"),
+            record(5)
+        );
+        // Deleted: none, whatever is cached.
+        state.set(StateKey::Policy(a), None).expect("delete");
+        assert_eq!(cache.read(&state, &a).expect("read"), None);
+        // Another account's bytes never answer for this one.
+        state
+            .set(StateKey::Policy(b), Some(record(2).encode()))
+            .expect("set");
+        assert_eq!(cache.read(&state, &a).expect("read"), None);
+        assert_eq!(
+            *cache.read(&state, &b).expect("read").expect("record"),
+            record(2)
+        );
+        // Corrupt bytes are a typed error, and are not cached.
+        state
+            .set(StateKey::Policy(b), Some(vec![1, 2, 3]))
+            .expect("set");
+        assert!(cache.read(&state, &b).is_err());
+        assert!(cache.read(&state, &b).is_err());
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_bound() {
+        let mut state = Overlay::new(Empty);
+        let cache = PolicyCache::default();
+        let bytes = record(1).encode();
+        for i in 0..=MAX_CACHED_POLICIES as u32 {
+            let mut a = [0u8; 20];
+            a[..4].copy_from_slice(&i.to_le_bytes());
+            state
+                .set(StateKey::Policy(Address(a)), Some(bytes.clone()))
+                .expect("set");
+            assert!(cache.read(&state, &Address(a)).expect("read").is_some());
+            assert!(cache.len() <= MAX_CACHED_POLICIES);
+        }
+        assert_eq!(cache.len(), 1, "full: it started over");
+    }
+}
