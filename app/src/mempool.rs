@@ -656,7 +656,7 @@ impl Mempool {
             let (_, queued) = self.queued_before(sender, *nonce, entry, true);
             if policy::evaluate_cached(
                 state,
-                &self.policies,
+                (&self.policies, true),
                 &entry.tx.tx,
                 self.next_block,
                 queued,

@@ -567,7 +567,7 @@ impl Runtime {
         };
         let decision = match crate::policy::evaluate_cached(
             &*overlay,
-            &self.policies,
+            (&self.policies, !self.speculative),
             t,
             at,
             Default::default(),

@@ -142,15 +142,16 @@ pub fn evaluate(
 }
 
 /// [`evaluate`] with the sender's policy record decoded through `cache` (execution: the
-/// same decision, without decoding an unchanged record again).
+/// same decision, without decoding an unchanged record again); `keep`: remember what it
+/// decodes (not for speculative runs; [`PolicyCache::read_keeping`]).
 pub fn evaluate_cached(
     view: &dyn StateView,
-    cache: &PolicyCache,
+    (cache, keep): (&PolicyCache, bool),
     t: &Transaction,
     at: At,
     queued: Queued,
 ) -> Result<Decision, StateError> {
-    let record = cache.read(view, &t.sender_address())?;
+    let record = cache.read_keeping(view, &t.sender_address(), keep)?;
     decide(view, record, t, at, queued, false)
 }
 

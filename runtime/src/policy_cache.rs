@@ -13,9 +13,10 @@ use keel_types::{Address, StateKey};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-/// Accounts whose decoded record is kept. A policy record is at most a few KiB, so the
-/// cache holds at most a few tens of MiB; when full it starts over (a miss costs a decode).
-pub const MAX_CACHED_POLICIES: usize = 8_192;
+/// Accounts whose decoded record is kept. A record of the largest policy is about 3.4 KB
+/// stored and 4 KB decoded, so a full cache holds about 30 MiB (the runtime and the mempool
+/// keep one each); when full it starts over (a miss costs a decode).
+pub const MAX_CACHED_POLICIES: usize = 4_096;
 
 /// An account's stored record bytes and what they decode to.
 type Cached = (Vec<u8>, Arc<PolicyRecord>);
@@ -34,6 +35,18 @@ impl PolicyCache {
         view: &dyn StateView,
         account: &Address,
     ) -> Result<Option<Arc<PolicyRecord>>, StateError> {
+        self.read_keeping(view, account, true)
+    }
+
+    /// [`PolicyCache::read`]; a miss is remembered only if `keep` (speculative runs, RPC
+    /// simulations and traces of old blocks, use the cache but never fill it: a client
+    /// must not be able to replace what the validator's next block reads, or clear it).
+    pub fn read_keeping(
+        &self,
+        view: &dyn StateView,
+        account: &Address,
+        keep: bool,
+    ) -> Result<Option<Arc<PolicyRecord>>, StateError> {
         let Some(raw) = view.get(&StateKey::Policy(*account))? else {
             return Ok(None);
         };
@@ -42,6 +55,9 @@ impl PolicyCache {
         }
         let record =
             Arc::new(PolicyRecord::decode_stored(&raw).map_err(StateError::decode("policy"))?);
+        if !keep {
+            return Ok(Some(record));
+        }
         let mut records = self.lock();
         if records.len() >= MAX_CACHED_POLICIES && !records.contains_key(account) {
             records.clear();
@@ -153,6 +169,28 @@ mod tests {
             .expect("set");
         assert!(cache.read(&state, &b).is_err());
         assert!(cache.read(&state, &b).is_err());
+    }
+
+    #[test]
+    fn a_speculative_read_never_fills_the_cache() {
+        let mut state = Overlay::new(Empty);
+        let a = Address([1; 20]);
+        let cache = PolicyCache::default();
+        state
+            .set(StateKey::Policy(a), Some(record(3).encode()))
+            .expect("set");
+        let seen = cache.read_keeping(&state, &a, false).expect("read");
+        assert_eq!(seen.as_deref(), Some(&record(3)));
+        assert!(cache.is_empty());
+        let kept = cache.read(&state, &a).expect("read").expect("record");
+        let hit = cache
+            .read_keeping(&state, &a, false)
+            .expect("read")
+            .expect("record");
+        assert!(
+            Arc::ptr_eq(&kept, &hit),
+            "a speculative read still uses a hit"
+        );
     }
 
     #[test]

@@ -1171,3 +1171,59 @@ fn a_plugin_sees_the_transactions_session_key() {
 
 #[path = "jurisdiction.rs"]
 mod jurisdiction;
+
+/// One runtime executes sibling blocks over one parent, as a node does when a view changes
+/// its proposal: the policy it decoded in one (changed inside that block) never answers for
+/// the other, and its outputs are a fresh runtime's.
+#[test]
+fn a_runtime_that_ran_another_fork_decides_as_a_fresh_one() {
+    let (agent, payee) = (key(1), key(2));
+    let mut chain = Chain::new(&[&agent, &payee]);
+    let to = addr(&payee);
+    let only_payee = AccountPolicy {
+        targets: Some(vec![TargetRule {
+            to,
+            selectors: None,
+        }]),
+        ..AccountPolicy::default()
+    };
+    let r = run_change(
+        &mut chain,
+        &agent,
+        set_policy(addr(&agent), only_payee.clone()),
+    );
+    assert_eq!(r.status, TxStatus::Success, "{r:?}");
+    // Fork A freezes the account, then pays: refused.
+    let frozen = AccountPolicy {
+        frozen: true,
+        ..only_payee
+    };
+    let body = set_policy(addr(&agent), frozen);
+    let gas = gas_of(&body);
+    let txs = vec![
+        chain.tx(&agent, gas, body),
+        chain.tx(&agent, 21_000, transfer(to, 5)),
+    ];
+    let fork_a = chain.make_block(txs);
+    chain.resync_nonce(&agent);
+    // Fork B, on the same parent, only pays: allowed.
+    let txs = vec![chain.tx(&agent, 21_000, transfer(to, 5))];
+    let fork_b = chain.make_block(txs);
+    chain.resync_nonce(&agent);
+    let kept = chain.runtime_with_threads(1);
+    let out_a = chain.execute_on(&kept, &fork_a);
+    assert_eq!(
+        denial(&out_a.receipts[1]).map(|d| d.rule),
+        Some(PolicyRule::Frozen),
+        "{:?}",
+        out_a.receipts[1]
+    );
+    let out_b = chain.execute_on(&kept, &fork_b);
+    assert_eq!(out_b.receipts[0].status, TxStatus::Success, "{out_b:?}");
+    assert!(out_b == chain.execute_on(&chain.runtime_with_threads(1), &fork_b));
+    // And back: fork A again decides as a fresh runtime does.
+    assert!(
+        chain.execute_on(&kept, &fork_a)
+            == chain.execute_on(&chain.runtime_with_threads(1), &fork_a)
+    );
+}

@@ -56,6 +56,10 @@ pub fn flagging_pages<V: StateView + ?Sized>(
 /// The typed error for reading `key`, absent from the tree, if a fold page flags it: the
 /// entry may be archived, so it is not a zero (epoch: the newest flagging page's).
 pub fn folded_error(pages: &[(u64, FoldPage)], key: &StateKey) -> Option<StateError> {
+    // Most chains have no page yet: no key hash for every absent read then.
+    if pages.is_empty() {
+        return None;
+    }
     let probes = KeyProbes::new(&key.key_hash());
     pages
         .iter()

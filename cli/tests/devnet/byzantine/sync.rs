@@ -167,8 +167,8 @@ fn fall_behind(cluster: &mut Cluster) -> u64 {
 /// Validator 2 comes back and asks to catch up: the harness is usually the first peer it
 /// reaches (it dials the harness; the others' dial loops have backed off) and it answers
 /// every request, and pushes unasked, with the forgeries, racing the honest answers, until
-/// validator 2 stands at `target`. Returns the pushes, the requests answered and the pushes
-/// made while validator 2 was still `behind`.
+/// validator 2 stands at `target`. Returns the pushes, the requests validator 2 made from
+/// where it stood that were answered, and the pushes made while it was still `behind`.
 fn come_back(
     cluster: &mut Cluster,
     harness: &Harness,
@@ -177,6 +177,9 @@ fn come_back(
     target: u64,
 ) -> (u64, u64, u64) {
     let heard_before = harness.seen().heard.get(&2).copied().unwrap_or(0);
+    // Only validator 2's requests from now on count (found by review: older ones, or other
+    // validators', were answered before 2 was connected, and proved nothing).
+    harness.seen().sync_requests.clear();
     cluster.spawn(2);
     let deadline = Instant::now() + PROGRESS_TIMEOUT;
     let (mut pushes, mut answered, mut while_behind) = (0u64, 0u64, 0u64);
@@ -188,12 +191,16 @@ fn come_back(
         assert!(Instant::now() < deadline, "validator 2 never caught up");
         let connected = harness.seen().heard.get(&2).copied().unwrap_or(0) > heard_before;
         let requests: Vec<(u16, u64)> = std::mem::take(&mut harness.seen().sync_requests);
-        for (from, _) in &requests {
+        for (from, from_height) in &requests {
             for m in messages {
                 harness.send(usize::from(*from), m.clone());
             }
+            // Validator 2 asked the harness for what follows where it stood: the answer is
+            // the forgeries (it cannot have them from anyone else first).
+            if *from == 2 && *from_height <= behind + 1 {
+                answered += 1;
+            }
         }
-        answered += requests.len() as u64;
         if connected {
             for m in messages {
                 harness.send(2, m.clone());
