@@ -328,12 +328,16 @@ impl Chain {
     /// Executes `block` over the latest state with `runtime`, committing nothing.
     pub fn execute_on(&self, runtime: &Runtime, block: &Block) -> BlockOutput {
         let view = self.store.latest_view();
+        // The runtime's counts are cumulative (a kept runtime runs many blocks): this
+        // block's share is the difference.
+        let (kept0, redone0, direct0) = runtime.parallel_stats().get();
         let output = runtime
             .execute_block(&view, &NoBlockHashes, block)
             .expect("execute block");
         let (kept, redone, direct) = runtime.parallel_stats().get();
         let (k, r, d) = self.parallel_counts.get();
-        self.parallel_counts.set((k + kept, r + redone, d + direct));
+        self.parallel_counts
+            .set((k + kept - kept0, r + redone - redone0, d + direct - direct0));
         output
     }
 
