@@ -181,14 +181,18 @@ impl Target {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         let (mut active, mut expired) = (0u64, 0u64);
         let mut storage = crate::storage_count::Deltas::default();
-        for ((_, key_hash), value) in values {
+        // Whether each value was indexed already (a resumed restore's right edge), read in
+        // one batched lookup: a point read per entry was a tenth of the restore. (RocksDB
+        // sorts the keys itself; the results come back in the input's order.)
+        let seen: Vec<bool> = db
+            .batched_multi_get_cf(preimages, values.keys().map(|(_, k)| &k.0), false)
+            .into_iter()
+            .map(|found| found.map(|v| v.is_some()).map_err(StateError::db))
+            .collect::<Result<_, _>>()?;
+        for (((_, key_hash), value), seen) in values.iter().zip(seen) {
             let key = pending
                 .remove(&key_hash.0)
                 .ok_or_else(|| StateError::Corrupt("a restored value without its key".into()))?;
-            let seen = db
-                .get_pinned_cf(preimages, key_hash.0)
-                .map_err(StateError::db)?
-                .is_some();
             let raw_key = key.to_bytes();
             write.put_cf(preimages, key_hash.0, &raw_key);
             let Some(value) = value.as_deref().filter(|_| !seen) else {
