@@ -645,25 +645,22 @@ impl Mempool {
         let session = queue
             .values()
             .any(|e| matches!(e.tx.tx.sender, keel_types::Sender::Session { .. }));
-        if !session
-            && self.policies.read(state, sender)?.is_none()
-            && !keel_runtime::jurisdiction::any_rules(state)?
-        {
+        let record = self.policies.read(state, sender)?;
+        if !session && record.is_none() && !keel_runtime::jurisdiction::any_rules(state)? {
             return Ok(());
         }
         let mut first_denied = None;
         for (nonce, entry) in queue {
             let (_, queued) = self.queued_before(sender, *nonce, entry, true);
-            if policy::evaluate_cached(
+            // The same record for every queued transaction: read once, above.
+            let decision = policy::evaluate_with(
                 state,
-                (&self.policies, true),
+                record.clone(),
                 &entry.tx.tx,
                 self.next_block,
                 queued,
-            )?
-            .denial
-            .is_some()
-            {
+            )?;
+            if decision.denial.is_some() {
                 first_denied = Some(*nonce);
                 break;
             }

@@ -77,38 +77,42 @@ fn setup(chain: &mut Chain, txs: Vec<SignedTransaction>) {
     }
 }
 
+/// One transfer of 1 wei from each of `senders`, sender `i` paying `to(i)` (nonces advance).
+fn payments(
+    chain: &mut Chain,
+    senders: &[SecretKey],
+    to: impl Fn(usize) -> Address,
+    gas: u64,
+) -> Vec<SignedTransaction> {
+    senders
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let body = TxBody::Transfer {
+                to: to(i),
+                amount: U256::from(1u64),
+            };
+            chain.tx(s, gas, body)
+        })
+        .collect()
+}
+
 /// Commits one transfer from each of `senders` to its recipient: the steady state of agents
 /// that pay the same counterparties again and again (the recipient exists, and so does the
 /// sender's spending entry of the epoch when it has a policy).
 fn warm(chain: &mut Chain, senders: &[SecretKey], tag: u8, gas: u64) {
-    let txs = senders
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let body = TxBody::Transfer {
-                to: recipient(tag, i),
-                amount: U256::from(1u64),
-            };
-            chain.tx(s, gas, body)
-        })
-        .collect();
+    let txs = payments(chain, senders, |i| recipient(tag, i), gas);
     setup(chain, txs);
 }
 
-/// One transfer from each of `senders` to its recipient, verified beforehand; the block is
-/// measured over the chain's latest state (nonces are not advanced: nothing is committed).
-fn transfers(chain: &mut Chain, senders: &[SecretKey], tag: u8, gas: u64) -> keel_types::Block {
-    let txs: Vec<SignedTransaction> = senders
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let body = TxBody::Transfer {
-                to: recipient(tag, i),
-                amount: U256::from(1u64),
-            };
-            chain.tx(s, gas, body)
-        })
-        .collect();
+/// `txs` of `senders` as a block to measure over the chain's latest state, signatures
+/// verified beforehand (verify-once); the senders' nonces are put back, as nothing is
+/// committed.
+fn measured_block(
+    chain: &mut Chain,
+    senders: &[SecretKey],
+    txs: Vec<SignedTransaction>,
+) -> keel_types::Block {
     for s in senders {
         chain.resync_nonce(s);
     }
@@ -116,6 +120,12 @@ fn transfers(chain: &mut Chain, senders: &[SecretKey], tag: u8, gas: u64) -> kee
     let cache = chain.runtime.signature_cache().clone();
     assert!(keel_runtime::signatures::bad_signatures(&txs, &hashes, 2, 1, Some(&cache)).is_empty());
     chain.make_block(txs)
+}
+
+/// One transfer from each of `senders` to its recipient, as a block to measure.
+fn transfers(chain: &mut Chain, senders: &[SecretKey], tag: u8, gas: u64) -> keel_types::Block {
+    let txs = payments(chain, senders, |i| recipient(tag, i), gas);
+    measured_block(chain, senders, txs)
 }
 
 /// A block to time, with the chain whose latest state it runs over and the runtime that
@@ -278,24 +288,8 @@ fn main() {
     let mut ruled_chain = ruled_chain(&funded, &owner, &plain, &ruled);
     let ruled_runtime = ruled_chain.runtime_with_threads(1);
     let elsewhere_block = transfers(&mut ruled_chain, &plain, 0xa1, 21_000);
-    let txs: Vec<SignedTransaction> = plain
-        .iter()
-        .zip(&ruled)
-        .map(|(s, to)| {
-            let body = TxBody::Transfer {
-                to: addr(to),
-                amount: U256::from(1u64),
-            };
-            ruled_chain.tx(s, 21_000, body)
-        })
-        .collect();
-    for s in &plain {
-        ruled_chain.resync_nonce(s);
-    }
-    let hashes: Vec<keel_types::Hash> = txs.iter().map(SignedTransaction::hash).collect();
-    let cache = ruled_chain.runtime.signature_cache().clone();
-    assert!(keel_runtime::signatures::bad_signatures(&txs, &hashes, 2, 1, Some(&cache)).is_empty());
-    let targets_block = ruled_chain.make_block(txs);
+    let txs = payments(&mut ruled_chain, &plain, |i| addr(&ruled[i]), 21_000);
+    let targets_block = measured_block(&mut ruled_chain, &plain, txs);
     let [(t_plain, gas_plain), (t_policy, gas_policy), (t_ruled_elsewhere, _), (t_ruled_targets, _)] =
         time(&[
             (&chain, &runtime, &plain_block),
