@@ -516,7 +516,8 @@ fn last_key_hash(chunk: &SnapshotChunk) -> Option<Hash> {
 /// Two chunks are in flight: as soon as a chunk arrives, the one after it is asked of the
 /// next peer while this one is verified and written on a blocking thread. A chunk that fails
 /// its proof drops its peer and discards the one asked after it (it was asked from an
-/// unverified key), so a crash or a lie costs at most one chunk fetched twice.
+/// unverified key), so a lie costs at most one chunk fetched twice, and a crash the chunks
+/// in flight and the last one written (its flush may not have finished).
 pub async fn sync(
     net: &Network,
     inbound: &mut mpsc::Receiver<Inbound>,

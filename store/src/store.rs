@@ -115,6 +115,17 @@ impl Store {
     /// Opens (or creates) the store at `path` and checks that the latest commit's root is the
     /// root of the tree actually on disk.
     pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StateError> {
+        Self::open_with(path, options, false)
+    }
+
+    /// `atomic_flush`: flush every column family at one sequence number, so writes made
+    /// without the WAL (a snapshot restore's bulk writes) survive a crash as a consistent
+    /// prefix of batches, never as one column family's half of a batch.
+    pub(crate) fn open_with(
+        path: &Path,
+        options: StoreOptions,
+        atomic_flush: bool,
+    ) -> Result<Store, StateError> {
         let cache = Cache::new_lru_cache(options.block_cache_bytes);
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&cache);
@@ -124,6 +135,7 @@ impl Store {
         db_opts.create_missing_column_families(true);
         db_opts.set_max_open_files(options.max_open_files);
         db_opts.set_write_buffer_size(options.write_buffer_bytes);
+        db_opts.set_atomic_flush(atomic_flush);
         let descriptors = ALL_CFS.iter().map(|name| {
             let mut cf_opts = Options::default();
             cf_opts.set_block_based_table_factory(&table);

@@ -476,3 +476,117 @@ fn a_restore_killed_after_the_tree_was_whole_finishes_on_restart() {
         same_indexes(&src, &dst);
     }
 }
+
+/// Where the child process of `a_restore_killed_mid_way_resumes_from_whole_batches` finds
+/// the source and restore directories, and how many chunks it adds before it dies.
+const CHILD_ENV: &str = "KEEL_TEST_RESTORE_CHILD";
+const CHILD_CHUNK_BYTES: usize = 16 * 1024;
+
+/// The child half of `a_restore_killed_mid_way_resumes_from_whole_batches`: adds chunks,
+/// then aborts (no destructor runs, nothing is flushed on close: what a `kill -9` leaves).
+#[test]
+#[ignore = "run as a child process by a_restore_killed_mid_way_resumes_from_whole_batches"]
+fn restore_child_dies_mid_way() {
+    let Ok(args) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let mut parts = args.split('|');
+    let (Some(src), Some(dst), Some(count)) = (parts.next(), parts.next(), parts.next()) else {
+        panic!("{CHILD_ENV}: src|dst|chunks");
+    };
+    let count: usize = count.parse().expect("a chunk count");
+    let src = Store::open(Path::new(src), options()).expect("open source");
+    let top = src.latest().expect("a height").height;
+    let root = src.state_root(top).expect("root");
+    let mut restore = SnapshotRestore::open(Path::new(dst), options(), top, root).expect("open");
+    for chunk in chunks(&src, top, CHILD_CHUNK_BYTES).into_iter().take(count) {
+        restore.add(chunk).expect("an honest chunk");
+    }
+    std::process::abort();
+}
+
+/// A restore writes its bulk data without the WAL and flushes every column family at once
+/// after each batch. A process that dies without closing the database resumes from whole
+/// batches: the state and every index equal the source's, and at most the last batch
+/// before the death (whose flush may not have finished) and the trailing keys of the one
+/// before it are fetched again.
+#[test]
+fn a_restore_killed_mid_way_resumes_from_whole_batches() {
+    let (src_dir, dst_dir) = (
+        tempfile::tempdir().expect("test step"),
+        tempfile::tempdir().expect("test step"),
+    );
+    let (src, keys) = source(src_dir.path(), 11, 8, 600);
+    let top = src.latest().expect("test step").height;
+    let honest = chunks(&src, top, CHILD_CHUNK_BYTES);
+    let half = honest.len() / 2;
+    assert!(half >= 3, "{} chunks", honest.len());
+    drop(src);
+    let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "snapshot::tests::restore_child_dies_mid_way",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .env(
+            CHILD_ENV,
+            format!(
+                "{}|{}|{half}",
+                src_dir.path().display(),
+                dst_dir.path().display()
+            ),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run the child");
+    assert!(!status.success(), "the child must die mid-way");
+    let src = Store::open(src_dir.path(), options()).expect("reopen source");
+    let root = src.state_root(top).expect("test step");
+    let mut restore =
+        SnapshotRestore::open(dst_dir.path(), options(), top, root).expect("test step");
+    let resumed_at = restore.resume_after().expect("progress survived the death");
+    let before: std::collections::BTreeSet<[u8; 32]> = honest[..half]
+        .iter()
+        .flat_map(|c| &c.entries)
+        .map(|(k, _)| StateKey::from_bytes(k).expect("test step").key_hash().0)
+        .collect();
+    let mut refetched = 0usize;
+    let mut cursor = Some(resumed_at);
+    while let Some(chunk) = src
+        .snapshot_chunk(top, cursor, CHILD_CHUNK_BYTES)
+        .expect("test step")
+    {
+        let hashes: Vec<[u8; 32]> = chunk
+            .entries
+            .iter()
+            .map(|(k, _)| StateKey::from_bytes(k).expect("test step").key_hash().0)
+            .collect();
+        refetched += hashes.iter().filter(|h| before.contains(*h)).count();
+        cursor = hashes.last().copied();
+        restore.add(chunk).expect("test step");
+        if restore.is_complete() {
+            break;
+        }
+    }
+    let largest = honest
+        .iter()
+        .map(|c| c.entries.len())
+        .max()
+        .expect("test step");
+    assert!(
+        refetched <= 2 * largest,
+        "refetched {refetched} of {}, a chunk holds ≤ {largest}",
+        before.len()
+    );
+    let dst = restore
+        .finish(
+            &src.block(top).expect("test step").expect("a block"),
+            &[],
+            &[],
+        )
+        .expect("test step");
+    same_state(&src, &dst, top, &keys);
+    same_indexes(&src, &dst);
+}
