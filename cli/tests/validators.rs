@@ -10,7 +10,7 @@
 use crate::common::{
     finish_load, keel, load_options, serial, start_load_with, strip_ansi, Cluster,
 };
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -389,6 +389,28 @@ fn a_node_outside_genesis_joins_by_snapshot_and_votes_then_a_genesis_validator_l
         }
         std::thread::sleep(Duration::from_millis(50));
     };
+    // Mid-restore, the node is live but not ready, and its RPC says "syncing" (with the
+    // progress) for what it cannot answer yet, never "no such method".
+    assert!(cluster
+        .http_get(joiner, "/health")
+        .starts_with("HTTP/1.1 200"));
+    let ready = cluster.http_get(joiner, "/ready");
+    assert!(
+        ready.starts_with("HTTP/1.1 503") && ready.contains("restoring a snapshot"),
+        "{ready}"
+    );
+    let refused = cluster
+        .call(
+            joiner,
+            "keel_getAccount",
+            vec![json!(format!("0x{}", "11".repeat(20)))],
+        )
+        .expect_err("no state yet");
+    assert!(
+        refused.contains("(-32007)") && refused.contains(r#""reason":"syncing""#),
+        "{refused}"
+    );
+    assert!(cluster.call(joiner, "eth_chainId", vec![]).is_ok());
     cluster.kill9(joiner);
     assert!(
         !load.is_finished(),
@@ -435,6 +457,19 @@ fn a_node_outside_genesis_joins_by_snapshot_and_votes_then_a_genesis_validator_l
         "resumed at {resumed_at} permille, but {before_kill} was written before the kill"
     );
     assert_eq!(log.matches("snapshot sync: state restored").count(), 2);
+    // At the tip with its state: ready.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cluster
+        .http_get(joiner, "/ready")
+        .starts_with("HTTP/1.1 200")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            cluster.http_get(joiner, "/ready")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     stop_load.store(true, Ordering::Relaxed);
     finish_load(&cluster, load);

@@ -101,6 +101,9 @@ impl keel_app::ChainObserver for ChainMetrics {
 pub trait Health: Send + Sync + 'static {
     /// `Ok(summary)` when the node is live, `Err(reason)` when halted.
     fn health(&self) -> Result<String, String>;
+    /// `Ok(summary)` when the node serves its full RPC at the tip (`GET /ready`), `Err(why
+    /// not)` while it restores a snapshot, catches up, or has halted.
+    fn ready(&self) -> Result<String, String>;
 }
 
 /// Installs the global recorder (once per process) and returns its handle.
@@ -116,7 +119,7 @@ pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildE
         .install_recorder()
 }
 
-/// Serves `/metrics`, `/health` and the status page until the process ends.
+/// Serves `/metrics`, `/health`, `/ready` and the status page until the process ends.
 pub async fn serve(
     addr: SocketAddr,
     handle: PrometheusHandle,
@@ -162,7 +165,14 @@ pub(crate) fn respond(
             Ok(summary) => (StatusCode::OK, summary),
             Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason),
         },
-        _ => (StatusCode::NOT_FOUND, "try /, /metrics or /health\n".into()),
+        "/ready" => match health.ready() {
+            Ok(summary) => (StatusCode::OK, summary),
+            Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason),
+        },
+        _ => (
+            StatusCode::NOT_FOUND,
+            "try /, /metrics, /health or /ready\n".into(),
+        ),
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;

@@ -45,6 +45,37 @@ impl Health for NodeHealth {
                 .map_or(0, |l| l.height),
         )
     }
+
+    fn ready(&self) -> Result<String, String> {
+        ready_report(
+            &self.shared.status(),
+            self.store.get().and_then(|s| s.latest()).map(|l| l.height),
+        )
+    }
+}
+
+/// `/ready`'s answer: ready once the node has its state (`height`: `None` while a snapshot
+/// restore runs), has not halted and is not catching up (`keel_status`'s
+/// `sync.catching_up`), so a load balancer sends clients only to nodes at the tip.
+fn ready_report(status: &Status, height: Option<u64>) -> Result<String, String> {
+    health_report(status, height.unwrap_or(0))?;
+    let Some(height) = height else {
+        return Err(match &status.snapshot {
+            Some(p) => format!(
+                "not ready: restoring a snapshot phase={} permille={}\n",
+                p.phase, p.permille
+            ),
+            None => "not ready: opening the store\n".into(),
+        });
+    };
+    let sync = crate::rpc::node_sync_state(status);
+    if sync["catching_up"] == serde_json::Value::Bool(true) {
+        return Err(format!(
+            "not ready: catching up height={height} view={} sync_target={} honest_view_heard={}\n",
+            status.view, sync["sync_target"], status.honest_view_heard
+        ));
+    }
+    Ok(format!("ready height={height} view={}\n", status.view))
 }
 
 /// `/health`'s answer: unhealthy once the node halted, which includes a driver thread that
@@ -471,6 +502,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ready_only_with_state_at_the_tip() {
+        let mut status = Status::default();
+        assert!(ready_report(&status, Some(5)).is_ok());
+        status.snapshot = Some(crate::shared::SnapshotProgress {
+            phase: "state",
+            permille: 300,
+            ..Default::default()
+        });
+        let restoring = ready_report(&status, None).expect_err("restoring");
+        assert!(restoring.contains("permille=300"), "{restoring}");
+        // Live all the same: a probe must not restart a restoring node.
+        assert!(health_report(&status, 0).is_ok());
+        status.snapshot = None;
+        status.sync_target = Some(40);
+        let behind = ready_report(&status, Some(5)).expect_err("catching up");
+        assert!(behind.contains("catching up"), "{behind}");
+        status.sync_target = None;
+        status.honest_view_heard = status.view + crate::rpc::CATCHING_UP_VIEWS + 1;
+        assert!(ready_report(&status, Some(5)).is_err());
+        status.honest_view_heard = 0;
+        status.halted = Some("a bug".into());
+        assert!(ready_report(&status, Some(5)).is_err());
+    }
+
+    #[test]
     fn health_is_unavailable_once_the_driver_thread_died() {
         let shared = Arc::new(Shared::default());
         assert!(health_report(&shared.status(), 3).is_ok());
@@ -486,6 +542,9 @@ mod tests {
         impl Health for Dead {
             fn health(&self) -> Result<String, String> {
                 health_report(&self.0.status(), 3)
+            }
+            fn ready(&self) -> Result<String, String> {
+                ready_report(&self.0.status(), Some(3))
             }
         }
         let handle = metrics_exporter_prometheus::PrometheusBuilder::new()

@@ -8,8 +8,9 @@
 //! rebuilds the right edge from that leaf (jmt's recovery); the keys after it are fetched
 //! again. The batches skip the WAL and are made durable by an atomic flush of every column
 //! family, which runs while the next chunk is verified: a death loses whole batches only,
-//! at most the last one written (about two chunks are fetched again). A chunk that fails its proof writes nothing, and the
-//! restore rewinds to what is stored. The derived indexes (touch and stub indexes, entry
+//! at most the last two written (a batch's flush is waited for after the next batch is
+//! written), so about three chunks are fetched again. A chunk that fails its proof writes
+//! nothing, and the restore rewinds to what is stored. The derived indexes (touch and stub indexes, entry
 //! counters, per-address storage counts) are written with each key's value; a key fetched
 //! again (its preimage already stored) is not counted twice.
 
@@ -321,8 +322,8 @@ impl TreeWriter for Target {
         // Bulk data skips the WAL (writing every byte twice was a third of the restore)
         // and is made durable by flushing all column families at once (the store is
         // opened with atomic flush, so a crash keeps whole batches only). The flush runs
-        // while the next chunk is verified, and is waited for before the batch after it:
-        // a crash loses at most this batch and the chunk being added.
+        // while the next chunk is verified, and is waited for once the next batch is
+        // written: a crash loses at most this batch and the next.
         let mut options = WriteOptions::default();
         options.disable_wal(true);
         db.write_opt(write, &options)?;
@@ -478,9 +479,12 @@ impl SnapshotRestore {
                 Some(raw) => Some(<[u8; 32]>::try_from(raw.as_slice()).map_err(|_| {
                     StateError::Corrupt("restore values-through: not 32 bytes".into())
                 })?),
-                // A restore begun before this record existed: any key may be indexed already.
+                // A restore begun before this record existed: if it wrote any value, any
+                // key may be indexed already.
                 None if db
-                    .get_pinned_cf(meta, META_RESTORE_RIGHTMOST)
+                    .iterator_cf(cf(db, CF_PREIMAGES)?, rocksdb::IteratorMode::Start)
+                    .next()
+                    .transpose()
                     .map_err(StateError::db)?
                     .is_some() =>
                 {
@@ -592,6 +596,18 @@ impl SnapshotRestore {
             .unwrap_or_else(PoisonError::into_inner)
             .extend(preimages);
         if let Err(e) = restore.add_chunk(leaves, chunk.proof) {
+            // A failed write or flush is this node's disk, not the peer's proof: the sync
+            // stops with it instead of dropping every peer in turn.
+            let local = e.chain().find_map(|cause| {
+                let local = cause.is::<StateError>()
+                    || cause.is::<rocksdb::Error>()
+                    || cause.is::<std::io::Error>();
+                local.then(|| StateError::db(std::io::Error::other(format!("{e:#}"))))
+            });
+            if let Some(local) = local {
+                self.restore = None;
+                return Err(SnapshotError::State(local));
+            }
             // jmt has taken the chunk's keys into its right edge before checking the proof:
             // rebuild the edge from what is stored (if that fails, nothing more is added
             // until the restore is reopened).
@@ -660,7 +676,16 @@ impl SnapshotRestore {
             });
         }
         store.finish_restore(height, root, tip, receipts, ancestors)?;
-        Ok(store)
+        // Reopened as every other store is: atomic flush (every column family flushed
+        // whenever one memtable fills) only pays for itself while writes skip the WAL.
+        match Arc::try_unwrap(store) {
+            Ok(store) => {
+                let (path, options) = (store.db.path().to_path_buf(), store.options.clone());
+                drop(store);
+                Ok(Arc::new(Store::open(&path, options)?))
+            }
+            Err(shared) => Ok(shared),
+        }
     }
 }
 

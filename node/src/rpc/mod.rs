@@ -7,9 +7,11 @@ pub mod eth;
 pub mod json;
 mod node_info;
 mod policy;
+mod syncing;
 mod validators;
 
-pub use node_info::{CATCHING_UP_VIEWS, UP_IF_HEARD_WITHIN_MS};
+pub use node_info::{sync_state as node_sync_state, CATCHING_UP_VIEWS, UP_IF_HEARD_WITHIN_MS};
+pub use syncing::{syncing_module, SyncingContext, FULL_METHODS, SYNCING};
 
 use crate::driver::now_ms;
 use crate::mempool::{AdmitError, Mempool};
@@ -725,48 +727,4 @@ pub async fn serve<C: Send + Sync + 'static>(
         .build();
     let server = Server::builder().set_config(config).build(addr).await?;
     Ok(server.start(module))
-}
-
-/// What RPC serves while a snapshot restore runs and no store exists yet.
-#[derive(Clone, Debug)]
-pub struct SyncingContext {
-    pub shared: Arc<Shared>,
-    pub net: keel_p2p::Network,
-    pub chain_id: u64,
-    pub genesis_hash: Hash,
-    pub validators: usize,
-    pub min_gas_price: u128,
-}
-
-/// The RPC of a node restoring a snapshot: `keel_status` with `syncing: true` and the
-/// restore's progress under `sync.snapshot`; every other method is unknown until the store
-/// exists (the full module replaces this one on the same address).
-pub fn syncing_module(
-    ctx: SyncingContext,
-) -> Result<RpcModule<SyncingContext>, jsonrpsee::core::RegisterMethodError> {
-    let mut module = RpcModule::new(ctx);
-    module.register_method("keel_status", |_, ctx, _| {
-        metrics::counter!(m::RPC_REQUESTS, "method" => "keel_status").increment(1);
-        let status = ctx.shared.status();
-        Ok::<_, ErrorObjectOwned>(json!({
-            "chain_id": ctx.chain_id,
-            "genesis_hash": ctx.genesis_hash.to_hex(),
-            "height": 0,
-            "finalized_height": 0,
-            "oldest_retained": 0,
-            "epoch": status.epoch,
-            "view": status.view,
-            "state_root": null,
-            "block_hash": null,
-            "validators": ctx.validators,
-            "peers": ctx.net.connected().len(),
-            "mempool_size": 0,
-            "min_gas_price": ctx.min_gas_price.to_string(),
-            "halted": status.halted,
-            "expiry": null,
-            "syncing": true,
-            "sync": node_info::sync_state(&status),
-        }))
-    })?;
-    Ok(module)
 }
