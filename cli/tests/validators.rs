@@ -545,11 +545,79 @@ fn devnet_join_adds_a_validator_and_devnet_leave_retires_it() {
     );
 }
 
-/// Issue 21's join benchmark (not in CI; `KEEL_JOIN_BENCH_ACCOUNTS`, default 99,000, under the
-/// genesis cap): a 4-validator devnet whose genesis funds that many accounts, a fifth node
-/// registered and started with `--sync snapshot`; prints the state's entries, the restore's
-/// duration and rate, the time from `keel run` to its first vote, and its peak RSS.
-/// `KEEL_JOIN_BENCH_ACCOUNTS=99000 scripts/test --test cli join_benchmark -- --ignored --nocapture`
+/// EVM creation code of the join benchmark's filler: called with two 32-byte words
+/// `(start, n)`, it stores 1 in slots `start .. start + n` (a new state entry each).
+/// Runtime: `PUSH1 0 CALLDATALOAD PUSH1 32 CALLDATALOAD loop: JUMPDEST DUP1 ISZERO PUSH2 end
+/// JUMPI PUSH1 1 DUP3 SSTORE SWAP1 PUSH1 1 ADD SWAP1 PUSH1 1 SWAP1 SUB PUSH1 loop JUMP end:
+/// JUMPDEST STOP`, behind a constructor that returns it.
+const FILLER_CREATION_HEX: &str =
+    "601f600c600039601f6000f36000356020355b801561001d57600182559060010190600190036006565b00";
+/// Slots one filler call writes (≈ 22,100 gas each, under the per-transaction gas cap).
+const FILLER_SLOTS_PER_CALL: u64 = 600;
+
+/// Grows the state by `slots` storage entries: deploys the filler and calls it from every
+/// dev account at once, each call waited for.
+fn fill_storage(cluster: &Cluster, dev_accounts: usize, slots: u64) {
+    let code = cluster.dir.path().join("filler.hex");
+    std::fs::write(&code, FILLER_CREATION_HEX).expect("filler code");
+    let rpc = cluster.rpc(0);
+    let deployed = send(&[
+        "tx",
+        "deploy",
+        "--rpc",
+        &rpc,
+        "--key",
+        cluster.dev_key(0).to_str().expect("utf8"),
+        "--env",
+        "evm",
+        "--code",
+        code.to_str().expect("utf8"),
+        "--wait",
+    ]);
+    assert_eq!(deployed["status"], "success", "{deployed}");
+    let filler = deployed["contract_address"]
+        .as_str()
+        .expect("a contract address")
+        .to_string();
+    let calls = slots.div_ceil(FILLER_SLOTS_PER_CALL);
+    std::thread::scope(|scope| {
+        for j in 0..dev_accounts {
+            let (rpc, filler, key) = (&rpc, &filler, cluster.dev_key(j));
+            scope.spawn(move || {
+                for call in (j as u64..calls).step_by(dev_accounts) {
+                    let start = call * FILLER_SLOTS_PER_CALL;
+                    let n = FILLER_SLOTS_PER_CALL.min(slots - start);
+                    let data = format!("0x{start:064x}{n:064x}");
+                    let receipt = send(&[
+                        "tx",
+                        "call",
+                        "--rpc",
+                        rpc,
+                        "--key",
+                        key.to_str().expect("utf8"),
+                        "--to",
+                        filler,
+                        "--data",
+                        &data,
+                        "--gas",
+                        "16000000",
+                        "--wait",
+                    ]);
+                    assert_eq!(receipt["status"], "success", "{receipt}");
+                }
+            });
+        }
+    });
+}
+
+/// Issue 21's join benchmark (not in CI): a 4-validator devnet whose genesis funds
+/// `KEEL_JOIN_BENCH_ACCOUNTS` accounts (default 99,000, under the genesis cap) and whose
+/// state then grows by `KEEL_JOIN_BENCH_SLOTS` storage entries (default 0; written by
+/// transactions, a filler contract's calls), a fifth node registered and started with
+/// `--sync snapshot`; prints the state's entries, the restore's duration, the time from
+/// `keel run` to its first vote, and its peak RSS. A million entries:
+/// `KEEL_JOIN_BENCH_ACCOUNTS=99000 KEEL_JOIN_BENCH_SLOTS=910000 scripts/test --test cli
+/// join_benchmark -- --ignored --nocapture`
 #[test]
 #[ignore = "a benchmark: run by hand"]
 fn join_benchmark() {
@@ -558,11 +626,16 @@ fn join_benchmark() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(99_000);
+    let slots: u64 = std::env::var("KEEL_JOIN_BENCH_SLOTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let dev_accounts = 4;
     let mut cluster = Cluster::start_with_genesis(
         4,
         29_700,
         100,
-        2,
+        dev_accounts,
         (20, 0, keel_node::genesis::DEFAULT_FOLD_EPOCHS),
         |_| {},
         |genesis| {
@@ -579,6 +652,17 @@ fn join_benchmark() {
         },
     );
     cluster.wait_height(&[0, 1, 2, 3], 25, Duration::from_secs(300));
+    if slots > 0 {
+        let started = Instant::now();
+        fill_storage(&cluster, dev_accounts, slots);
+        eprintln!(
+            "filled {slots} storage slots in {} s",
+            started.elapsed().as_secs()
+        );
+        // Past the next epoch boundary: the restored state holds every slot.
+        let height = cluster.height(0).expect("height");
+        cluster.wait_height(&[0, 1, 2, 3], height + 45, Duration::from_secs(300));
+    }
     let joiner = cluster.add_node(29_750);
     let home = cluster.home(joiner);
     let mut config =
@@ -630,6 +714,7 @@ fn join_benchmark() {
         "{}",
         serde_json::json!({
             "genesis_accounts": accounts,
+            "storage_slots_filled": slots,
             "entries_restored": entries,
             "bytes_restored": snapshot["bytes"],
             "restored_after_ms": restore_ms,
@@ -637,7 +722,7 @@ fn join_benchmark() {
             "joiner_peak_rss_mib": rss_kib / 1024,
         })
     );
-    assert!(entries >= accounts, "{snapshot}");
+    assert!(entries >= accounts + slots, "{snapshot}");
 }
 
 /// Validator `i`'s RPC URL in a scripted devnet.

@@ -647,7 +647,8 @@ pub async fn sync(
                         height = target_height(latest),
                         "snapshot sync: the resumed boundary is no longer served; restoring the newest"
                     );
-                    drop(restore);
+                    // Dropping waits for the restore's last flush: off the async workers.
+                    tokio::task::block_in_place(|| drop(restore));
                     wipe(path)?;
                     restore = SnapshotRestore::open(
                         path,
@@ -783,7 +784,7 @@ pub async fn sync(
             epoch_proof::put(restore.store(), change).map_err(keel_store::SnapshotError::State)?;
         }
         let entries = restore.entries_added;
-        let store = restore.finish(&block, &receipts, &ancestors)?;
+        let store = tokio::task::block_in_place(|| restore.finish(&block, &receipts, &ancestors))?;
         progress.phase = "done";
         progress.permille = 1000;
         publish(&progress);
