@@ -6,7 +6,7 @@
  *   allowed(address target) -> uint256
  *   check(address sender, address account, bytes32 sessionKey, address target, bytes4 selector,
  *         uint256 value, uint8 env, uint64 epoch, uint256 spentValue, uint256 spentFees,
- *         uint64 txs) -> uint256   0 = allow, 1 = the target is not listed
+ *         uint64 txs, bytes2[] tags) -> uint256   0 = allow, 1 = the target is not listed
  *
  * The runtime calls check read-only with a fixed gas budget before the transaction runs. */
 #include "keel.h"
@@ -62,7 +62,7 @@ EXPORT(call) int call(u32 len) {
         load(&slot, &v);
         return_word(&v);
         return 0;
-    case 0xbe6962ec: { /* check(address,address,bytes32,address,bytes4,uint256,uint8,uint64,uint256,uint256,uint64) */
+    case 0xd30425a3: { /* check(address,address,bytes32,address,bytes4,uint256,uint8,uint64,uint256,uint256,uint64,bytes2[]) */
         if (args < 11) revert_empty();
         listed_slot(&slot, arg(input, 3));
         load(&slot, &v);

@@ -65,7 +65,7 @@ EXPORT(call) int call(u32 len) {
         load(&slot, &v);
         return_word(&v);
         return 0;
-    case 0xbe6962ec: { /* check(...) */
+    case 0xd30425a3: { /* check(...) */
         if (args < 11) revert_empty();
         word token, floor, balance, code;
         word_from_u64(&slot, 1);

@@ -986,7 +986,12 @@ impl Runtime {
             },
             _ => None,
         };
-        let input = crate::policy::plugin_input(t, env, block.epoch, decision.spend);
+        let tags = crate::jurisdiction::live_codes(
+            &mut crate::jurisdiction::view_slots(&*overlay),
+            &t.sender_address(),
+            block.height,
+        )?;
+        let input = crate::policy::plugin_input(t, env, block.epoch, decision.spend, &tags);
         let tx_env = TxEnv {
             caller: to_revm(&t.sender_address()),
             gas_limit,

@@ -647,12 +647,14 @@ fn change_log(account: Address, sender: Address, reason: PolicyChange) -> Log {
 
 /// The ABI-encoded context a plugin's `check` receives for `t` (docs/policies.md): sender
 /// (the signing key's address), account, session key, target, selector, value, environment
-/// of the target (`env`: 0 EVM, 1 WASM, 2 none), epoch, and the account's spending this epoch.
+/// of the target (`env`: 0 EVM, 1 WASM, 2 none), epoch, the account's spending this epoch,
+/// and the codes of the account's live jurisdiction tags (`tags`, ascending).
 pub fn plugin_input(
     t: &Transaction,
     env: Option<keel_types::Env>,
     epoch: Epoch,
     spend: PolicySpend,
+    tags: &[keel_types::jurisdiction::Code],
 ) -> Vec<u8> {
     let address = |a: &Address| {
         let mut w = [0u8; 32];
@@ -693,8 +695,17 @@ pub fn plugin_input(
         u(spend.value),
         u(spend.fees),
         u(U256::from(spend.txs)),
+        // The head's last word: where the tags array starts, after the 12 head words.
+        u(U256::from(12u64 * 32)),
+        u(U256::from(tags.len())),
     ] {
         out.extend_from_slice(&word);
+    }
+    for code in tags {
+        // A `bytes2` is left-aligned in its word.
+        let mut w = [0u8; 32];
+        w[..2].copy_from_slice(&code.0);
+        out.extend_from_slice(&w);
     }
     out
 }

@@ -18,7 +18,7 @@ use keel_types::jurisdiction::{
 use keel_types::policy::{AccountPolicy, PolicyRule, PolicyScope, TargetRule};
 use keel_types::{Address, Env, Receipt, SecretKey, TxBody, TxStatus, U256};
 
-const J: Address = JURISDICTION_ADDRESS;
+pub(super) const J: Address = JURISDICTION_ADDRESS;
 
 fn code(text: &str) -> Code {
     Code::parse(text).expect("assigned code")
@@ -30,7 +30,7 @@ fn code_word(c: &str) -> [u8; 32] {
     w
 }
 
-fn tag_data(account: &Address, c: &str, expires_at: u64) -> Vec<u8> {
+pub(super) fn tag_data(account: &Address, c: &str, expires_at: u64) -> Vec<u8> {
     abi::call(
         TAG,
         &[abi::address(account), code_word(c), abi::u(expires_at)],
@@ -49,7 +49,13 @@ fn rules_data(deny: &[&str], allow: &[&str], cap: Option<u64>) -> Vec<u8> {
     )
 }
 
-fn call_with(chain: &mut Chain, k: &SecretKey, to: Address, data: Vec<u8>, value: u64) -> Receipt {
+pub(super) fn call_with(
+    chain: &mut Chain,
+    k: &SecretKey,
+    to: Address,
+    data: Vec<u8>,
+    value: u64,
+) -> Receipt {
     chain.run(
         k,
         1_000_000,
@@ -171,7 +177,7 @@ fn eth_call(chain: &Chain, from: Address, to: Address, data: Vec<u8>) -> Receipt
         .expect("call")
 }
 
-fn chain_with_attester(funded: &[&SecretKey], attester: &SecretKey) -> Chain {
+pub(super) fn chain_with_attester(funded: &[&SecretKey], attester: &SecretKey) -> Chain {
     let mut chain = Chain::new(funded);
     chain.runtime = chain.runtime.clone().with_attesters(&[addr(attester)]);
     chain

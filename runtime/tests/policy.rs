@@ -1172,6 +1172,9 @@ fn a_plugin_sees_the_transactions_session_key() {
 #[path = "jurisdiction.rs"]
 mod jurisdiction;
 
+#[path = "plugin_context.rs"]
+mod plugin_context;
+
 /// One runtime executes sibling blocks over one parent, as a node does when a view changes
 /// its proposal: the policy it decoded in one (changed inside that block) never answers for
 /// the other, and its outputs are a fresh runtime's.

@@ -19,9 +19,9 @@ pub const MAX_POLICY_PLUGINS: usize = 4;
 pub const PLUGIN_GAS: u64 = 200_000;
 /// The plugin context's ABI signature: sender (the signing key's address), account, session
 /// key (zero if none), target (zero for a deploy), selector, value, environment (0 EVM, 1
-/// WASM, 2 none), epoch, and what the account spent this epoch (value, fees, transactions).
-pub const PLUGIN_CHECK_SIGNATURE: &str =
-    "check(address,address,bytes32,address,bytes4,uint256,uint8,uint64,uint256,uint256,uint64)";
+/// WASM, 2 none), epoch, what the account spent this epoch (value, fees, transactions), and
+/// the jurisdiction codes the account holds a live tag for (ISO 3166-1 alpha-2, ascending).
+pub const PLUGIN_CHECK_SIGNATURE: &str = "check(address,address,bytes32,address,bytes4,uint256,uint8,uint64,uint256,uint256,uint64,bytes2[])";
 
 /// The 4-byte selector of [`PLUGIN_CHECK_SIGNATURE`].
 pub fn plugin_check_selector() -> [u8; 4] {
@@ -707,5 +707,14 @@ mod tests {
             };
             assert!(crate::Canonical::validate(&t).is_err());
         }
+    }
+}
+
+#[cfg(test)]
+mod plugin_selector_tests {
+    #[test]
+    fn the_plugin_selector_is_the_documented_one() {
+        // docs/policies.md and the example plugins (contracts/wasm) name it.
+        assert_eq!(super::plugin_check_selector(), [0xd3, 0x04, 0x25, 0xa3]);
     }
 }
