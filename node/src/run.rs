@@ -47,36 +47,21 @@ impl Health for NodeHealth {
     }
 
     fn ready(&self) -> Result<String, String> {
-        ready_report(
-            &self.shared.status(),
-            self.store.get().and_then(|s| s.latest()).map(|l| l.height),
-        )
+        let tip = self.store.get().map(|store| {
+            store.latest().and_then(|l| {
+                let block = store.block(l.height).ok().flatten()?;
+                Some((l.height, block.header.timestamp_ms))
+            })
+        });
+        ready_report(&self.shared.status(), tip, crate::driver::now_ms())
     }
 }
 
-/// `/ready`'s answer: ready once the node has its state (`height`: `None` while a snapshot
-/// restore runs), has not halted and is not catching up (`keel_status`'s
-/// `sync.catching_up`), so a load balancer sends clients only to nodes at the tip.
-fn ready_report(status: &Status, height: Option<u64>) -> Result<String, String> {
-    health_report(status, height.unwrap_or(0))?;
-    let Some(height) = height else {
-        return Err(match &status.snapshot {
-            Some(p) => format!(
-                "not ready: restoring a snapshot phase={} permille={}\n",
-                p.phase, p.permille
-            ),
-            None => "not ready: opening the store\n".into(),
-        });
-    };
-    let sync = crate::rpc::node_sync_state(status);
-    if sync["catching_up"] == serde_json::Value::Bool(true) {
-        return Err(format!(
-            "not ready: catching up height={height} view={} sync_target={} honest_view_heard={}\n",
-            status.view, sync["sync_target"], status.honest_view_heard
-        ));
-    }
-    Ok(format!("ready height={height} view={}\n", status.view))
-}
+/// How old the node's newest block may be for `/ready` to say yes. Blocks come at least
+/// every heartbeat while the chain is live; a node whose tip is older is catching up (by
+/// sync responses, or from an epoch it has not verified yet), was just restarted on an old
+/// store, or sits on a stalled chain — none serves current state.
+pub const READY_MAX_TIP_AGE_MS: u64 = 30_000;
 
 /// `/health`'s answer: unhealthy once the node halted, which includes a driver thread that
 /// stopped or panicked (see `Shared::driver_guard`). A node restoring a snapshot is live
@@ -93,6 +78,46 @@ fn health_report(status: &Status, height: u64) -> Result<String, String> {
             status.view, status.peers
         )),
     }
+}
+
+/// `/ready`'s answer: ready once the node has its state (`tip`: `None` until the store is
+/// open and the full RPC listens; `Some(None)` if it holds no block), has not halted, is
+/// not fetching a quorum-certified finalization above its tip (`sync_target`), and its
+/// newest block is at most [`READY_MAX_TIP_AGE_MS`] old. It does not use the views peers
+/// vote in (`honest_view_heard`): validators are counted there by number, not stake, so a
+/// few minimum-stake validators voting far ahead could hold every node unready (found by
+/// review).
+fn ready_report(
+    status: &Status,
+    tip: Option<Option<(u64, u64)>>,
+    now_ms: u64,
+) -> Result<String, String> {
+    let height = tip.flatten().map_or(0, |(h, _)| h);
+    health_report(status, height)?;
+    let Some(tip) = tip else {
+        return Err(match &status.snapshot {
+            Some(p) => format!(
+                "not ready: restoring a snapshot phase={} permille={}\n",
+                p.phase, p.permille
+            ),
+            None => "not ready: opening the store\n".into(),
+        });
+    };
+    let Some((height, timestamp_ms)) = tip else {
+        return Err("not ready: no block yet\n".into());
+    };
+    if let Some(target) = status.sync_target {
+        return Err(format!(
+            "not ready: catching up height={height} sync_target={target}\n"
+        ));
+    }
+    let age_ms = now_ms.saturating_sub(timestamp_ms);
+    if age_ms > READY_MAX_TIP_AGE_MS {
+        return Err(format!(
+            "not ready: the newest block (height {height}) is {age_ms} ms old\n"
+        ));
+    }
+    Ok(format!("ready height={height} view={}\n", status.view))
 }
 
 /// Sets up tracing from config.toml (`log.format`, `log.level`; `RUST_LOG` overrides).
@@ -333,7 +358,6 @@ pub async fn run(home: &Path, options: RunOptions) -> anyhow::Result<()> {
             store
         }
     };
-    let _ = store_cell.set(store.clone());
     mempool
         .lock()
         .expect("mempool lock")
@@ -365,6 +389,8 @@ pub async fn run(home: &Path, options: RunOptions) -> anyhow::Result<()> {
     let rpc_handle = rpc::serve(rpc_listen, &rpc_limits, module)
         .await
         .with_context(|| format!("binding RPC on {}", config.rpc.listen))?;
+    // `/ready` can say yes only once the full RPC listens.
+    let _ = store_cell.set(store.clone());
 
     let chain_metrics = crate::metrics::ChainMetrics::default()
         .with_parallel_stats(runtime.parallel_stats().clone());
@@ -503,27 +529,34 @@ mod tests {
 
     #[test]
     fn ready_only_with_state_at_the_tip() {
+        let now = 1_000_000;
+        let fresh = Some(Some((5, now - 400)));
         let mut status = Status::default();
-        assert!(ready_report(&status, Some(5)).is_ok());
+        assert!(ready_report(&status, fresh, now).is_ok());
+        // Votes far ahead do not make a node unready (they count validators, not stake).
+        status.honest_view_heard = status.view + crate::rpc::CATCHING_UP_VIEWS + 1_000;
+        assert!(ready_report(&status, fresh, now).is_ok());
+        // An old tip does: catching up by sync, behind an epoch, restarted on an old store.
+        let stale = Some(Some((5, now - READY_MAX_TIP_AGE_MS - 1)));
+        let old = ready_report(&status, stale, now).expect_err("stale");
+        assert!(old.contains("ms old"), "{old}");
+        assert!(ready_report(&status, Some(None), now).is_err());
         status.snapshot = Some(crate::shared::SnapshotProgress {
             phase: "state",
             permille: 300,
             ..Default::default()
         });
-        let restoring = ready_report(&status, None).expect_err("restoring");
+        let restoring = ready_report(&status, None, now).expect_err("restoring");
         assert!(restoring.contains("permille=300"), "{restoring}");
         // Live all the same: a probe must not restart a restoring node.
         assert!(health_report(&status, 0).is_ok());
         status.snapshot = None;
         status.sync_target = Some(40);
-        let behind = ready_report(&status, Some(5)).expect_err("catching up");
+        let behind = ready_report(&status, fresh, now).expect_err("catching up");
         assert!(behind.contains("catching up"), "{behind}");
         status.sync_target = None;
-        status.honest_view_heard = status.view + crate::rpc::CATCHING_UP_VIEWS + 1;
-        assert!(ready_report(&status, Some(5)).is_err());
-        status.honest_view_heard = 0;
         status.halted = Some("a bug".into());
-        assert!(ready_report(&status, Some(5)).is_err());
+        assert!(ready_report(&status, fresh, now).is_err());
     }
 
     #[test]
@@ -544,7 +577,7 @@ mod tests {
                 health_report(&self.0.status(), 3)
             }
             fn ready(&self) -> Result<String, String> {
-                ready_report(&self.0.status(), Some(3))
+                ready_report(&self.0.status(), Some(Some((3, 0))), 0)
             }
         }
         let handle = metrics_exporter_prometheus::PrometheusBuilder::new()

@@ -84,7 +84,8 @@ fn progress(status: &Status) -> Value {
 fn syncing_error(status: &Status) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(
         SYNCING,
-        "the node is restoring a snapshot; only keel_status is served until it is done",
+        "the node is restoring a snapshot; until it is done only keel_status, eth_chainId, \
+         net_version and eth_syncing are served",
         Some(json!({ "reason": "syncing", "snapshot": progress(status) })),
     )
 }
