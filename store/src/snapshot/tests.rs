@@ -161,6 +161,56 @@ fn same_indexes(src: &Store, dst: &Store) {
     }
 }
 
+/// Adds `src`'s chunks from `after` (`chunk_bytes` each) until `restore` is complete, and
+/// returns how many of the keys it fetched were in `added_before` (fetched again).
+fn resume_to_the_end(
+    src: &Store,
+    restore: &mut SnapshotRestore,
+    (after, chunk_bytes): ([u8; 32], usize),
+    added_before: &[SnapshotChunk],
+) -> usize {
+    let hash = |k: &[u8]| StateKey::from_bytes(k).expect("key").key_hash().0;
+    let before: std::collections::BTreeSet<[u8; 32]> = added_before
+        .iter()
+        .flat_map(|c| &c.entries)
+        .map(|(k, _)| hash(k))
+        .collect();
+    let (mut refetched, mut cursor) = (0, Some(after));
+    while !restore.is_complete() {
+        let chunk = src
+            .snapshot_chunk(restore.height(), cursor, chunk_bytes)
+            .expect("serve")
+            .expect("a chunk before the end");
+        refetched += chunk
+            .entries
+            .iter()
+            .filter(|(k, _)| before.contains(&hash(k)))
+            .count();
+        cursor = chunk.entries.last().map(|(k, _)| hash(k));
+        restore.add(chunk).expect("an honest chunk");
+    }
+    refetched
+}
+
+fn largest_chunk(chunks: &[SnapshotChunk]) -> usize {
+    chunks
+        .iter()
+        .map(|c| c.entries.len())
+        .max()
+        .expect("a chunk")
+}
+
+/// Finishes a complete `restore` with `src`'s block at its height and checks the result
+/// against `src`: every key's entry and every index.
+fn finish_as_source(restore: SnapshotRestore, src: &Store, keys: &[StateKey]) -> Arc<Store> {
+    let top = restore.height();
+    let tip = src.block(top).expect("block").expect("a block");
+    let dst = restore.finish(&tip, &[], &[]).expect("finish");
+    same_state(src, &dst, top, keys);
+    same_indexes(src, &dst);
+    dst
+}
+
 #[test]
 fn a_restored_state_is_the_served_state_and_takes_the_next_commit() {
     let (src_dir, dst_dir) = (
@@ -368,51 +418,13 @@ fn an_interrupted_restore_resumes_and_refetches_at_most_a_chunk() {
     let mut restore =
         SnapshotRestore::open(dst_dir.path(), options(), top, root).expect("test step");
     let resumed_at = restore.resume_after().expect("progress kept");
-    let mut refetched = 0usize;
-    let mut cursor = Some(resumed_at);
-    while let Some(chunk) = src
-        .snapshot_chunk(top, cursor, 24 * 1024)
-        .expect("test step")
-    {
-        for (k, _) in &chunk.entries {
-            let h = StateKey::from_bytes(k).expect("test step").key_hash().0;
-            if honest[..half]
-                .iter()
-                .flat_map(|c| &c.entries)
-                .any(|(k2, _)| StateKey::from_bytes(k2).expect("test step").key_hash().0 == h)
-            {
-                refetched += 1;
-            }
-        }
-        cursor = Some(
-            StateKey::from_bytes(&chunk.entries.last().expect("test step").0)
-                .expect("test step")
-                .key_hash()
-                .0,
-        );
-        restore.add(chunk).expect("test step");
-        if restore.is_complete() {
-            break;
-        }
-    }
-    let largest = honest
-        .iter()
-        .map(|c| c.entries.len())
-        .max()
-        .expect("test step");
+    let refetched = resume_to_the_end(&src, &mut restore, (resumed_at, 24 * 1024), &honest[..half]);
+    let largest = largest_chunk(&honest);
     assert!(
         refetched <= largest,
         "refetched {refetched} of {added_before}, a chunk holds ≤ {largest}"
     );
-    let dst = restore
-        .finish(
-            &src.block(top).expect("test step").expect("test step"),
-            &[],
-            &[],
-        )
-        .expect("test step");
-    same_state(&src, &dst, top, &keys);
-    same_indexes(&src, &dst);
+    let dst = finish_as_source(restore, &src, &keys);
     assert!(!SnapshotRestore::in_progress(&dst).expect("read"));
     // A store with state cannot be restored into.
     drop(dst);
@@ -553,46 +565,16 @@ fn a_restore_killed_mid_way_resumes_from_whole_batches() {
     let mut restore =
         SnapshotRestore::open(dst_dir.path(), options(), top, root).expect("test step");
     let resumed_at = restore.resume_after().expect("progress survived the death");
-    let before: std::collections::BTreeSet<[u8; 32]> = honest[..half]
-        .iter()
-        .flat_map(|c| &c.entries)
-        .map(|(k, _)| StateKey::from_bytes(k).expect("test step").key_hash().0)
-        .collect();
-    let mut refetched = 0usize;
-    let mut cursor = Some(resumed_at);
-    while let Some(chunk) = src
-        .snapshot_chunk(top, cursor, CHILD_CHUNK_BYTES)
-        .expect("test step")
-    {
-        let hashes: Vec<[u8; 32]> = chunk
-            .entries
-            .iter()
-            .map(|(k, _)| StateKey::from_bytes(k).expect("test step").key_hash().0)
-            .collect();
-        refetched += hashes.iter().filter(|h| before.contains(*h)).count();
-        cursor = hashes.last().copied();
-        restore.add(chunk).expect("test step");
-        if restore.is_complete() {
-            break;
-        }
-    }
-    let largest = honest
-        .iter()
-        .map(|c| c.entries.len())
-        .max()
-        .expect("test step");
+    let refetched = resume_to_the_end(
+        &src,
+        &mut restore,
+        (resumed_at, CHILD_CHUNK_BYTES),
+        &honest[..half],
+    );
+    let largest = largest_chunk(&honest);
     assert!(
         refetched <= 2 * largest,
-        "refetched {refetched} of {}, a chunk holds ≤ {largest}",
-        before.len()
+        "refetched {refetched}, a chunk holds ≤ {largest}"
     );
-    let dst = restore
-        .finish(
-            &src.block(top).expect("test step").expect("a block"),
-            &[],
-            &[],
-        )
-        .expect("test step");
-    same_state(&src, &dst, top, &keys);
-    same_indexes(&src, &dst);
+    finish_as_source(restore, &src, &keys);
 }
