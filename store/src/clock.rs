@@ -2,8 +2,15 @@
 //! A read only sets an atomic flag, so readers can share a lock and never write the
 //! index; eviction goes through entries oldest first, giving each one read since its last
 //! pass a second chance at the back. Bounded in entries and in (caller-counted) bytes.
+//!
+//! The index is a hash map: a lookup is one or two cache misses, where a B-tree of 262,144
+//! state keys took about a dozen key comparisons (14 % of a transfer's execution in a
+//! profile). It is never iterated, so its order reaches nothing; eviction order comes from
+//! the tick map. The hasher's seed is random per process, so no one can choose keys that
+//! collide on every node.
 
 use std::collections::BTreeMap;
+use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Debug)]
@@ -14,9 +21,13 @@ struct Slot<V> {
     used: AtomicBool,
 }
 
+/// Looked up only, never iterated (see the module comment).
+#[allow(clippy::disallowed_types)]
+type Index<K, V> = std::collections::HashMap<K, Slot<V>, foldhash::fast::RandomState>;
+
 #[derive(Debug)]
 pub(crate) struct Clock<K, V> {
-    entries: BTreeMap<K, Slot<V>>,
+    entries: Index<K, V>,
     /// Insertion (or second-chance) order; ticks are unique.
     by_tick: BTreeMap<u64, K>,
     clock: u64,
@@ -25,10 +36,10 @@ pub(crate) struct Clock<K, V> {
     max_bytes: usize,
 }
 
-impl<K: Ord + Clone, V> Clock<K, V> {
+impl<K: Hash + Eq + Clone, V> Clock<K, V> {
     pub fn new(max_entries: usize, max_bytes: usize) -> Clock<K, V> {
         Clock {
-            entries: BTreeMap::new(),
+            entries: Index::default(),
             by_tick: BTreeMap::new(),
             clock: 0,
             bytes: 0,
