@@ -84,9 +84,8 @@ fn health_report(status: &Status, height: u64) -> Result<String, String> {
 /// open and the full RPC listens; `Some(None)` if it holds no block), has not halted, is
 /// not fetching a quorum-certified finalization above its tip (`sync_target`), and its
 /// newest block is at most [`READY_MAX_TIP_AGE_MS`] old. It does not use the views peers
-/// vote in (`honest_view_heard`): validators are counted there by number, not stake, so a
-/// few minimum-stake validators voting far ahead could hold every node unready (found by
-/// review).
+/// vote in (`honest_view_heard`): a node at a fresh tip can serve reads whatever views
+/// validators vote in, and readiness then needs no trust in what peers claim.
 fn ready_report(
     status: &Status,
     tip: Option<Option<(u64, u64)>>,

@@ -374,7 +374,7 @@ impl Driver {
     fn publish_status(&mut self, view: u64) {
         let engine = self.app.engine();
         let heard = engine.last_heard();
-        let honest_view = honest_view_heard(heard);
+        let honest_view = honest_view_heard(heard, engine.validators());
         let sync_target = engine.sync_target();
         // This validator's own votes never arrive over a link: the engine records them.
         if let Some(&mine) = heard.get(usize::from(self.me)) {
@@ -395,13 +395,26 @@ impl Driver {
     }
 }
 
-/// The highest view at least one honest validator was heard voting in: the (f + 1)-th
-/// highest of `heard`, so f Byzantine validators voting far ahead cannot raise it.
-fn honest_view_heard(heard: &[u64]) -> u64 {
-    let f = heard.len() - keel_consensus::quorum_size(heard.len());
-    let mut sorted = heard.to_vec();
-    sorted.sort_unstable_by(|a, b| b.cmp(a));
-    sorted.get(f).copied().unwrap_or(0)
+/// The highest view at least one honest validator was heard voting in: the highest view
+/// that validators holding more than 1/3 of `set`'s power (`is_backing`) were heard voting
+/// in or above — with equal powers, the (f + 1)-th highest of `heard`. Faulty validators
+/// hold less than 1/3 of the power, so however many of them vote far ahead, they cannot
+/// raise it.
+fn honest_view_heard(heard: &[u64], set: &keel_consensus::ValidatorSet) -> u64 {
+    let mut by_view: Vec<(u64, u64)> = heard
+        .iter()
+        .zip(0u16..)
+        .map(|(view, index)| (*view, set.power(index)))
+        .collect();
+    by_view.sort_unstable_by(|a, b| b.cmp(a));
+    let mut power = 0u128;
+    for (view, weight) in by_view {
+        power = power.saturating_add(u128::from(weight));
+        if set.is_backing(power) {
+            return view;
+        }
+    }
+    0
 }
 
 /// The view of a vote `from` signed itself (a vote, or the vote a proposal carries): what

@@ -109,14 +109,41 @@ fn the_fault_variable_is_read_only_with_debug_assertions() {
     }
 }
 
+fn set_of(powers: &[u64]) -> keel_consensus::ValidatorSet {
+    let keys = (0..powers.len())
+        .map(|i| SecretKey::from_seed([i as u8 + 1; 32]).public_key())
+        .collect();
+    keel_consensus::ValidatorSet::weighted(0, keys, powers.to_vec())
+}
+
+fn honest(heard: &[u64], powers: &[u64]) -> u64 {
+    super::honest_view_heard(heard, &set_of(powers))
+}
+
 /// The status page's "catching up" must not be raised by f Byzantine validators signing
-/// votes far ahead (found by review): the honest view is the (f + 1)-th highest heard.
+/// votes far ahead (found by review): the honest view is the highest view that validators
+/// holding more than 1/3 of the power were heard voting in — with equal powers, the
+/// (f + 1)-th highest.
 #[test]
 fn validators_voting_far_ahead_raise_the_honest_view_only_when_f_plus_one_do() {
-    assert_eq!(super::honest_view_heard(&[10, 11, 10, 300]), 11);
-    assert_eq!(super::honest_view_heard(&[10, 300, 11, 300]), 300);
-    assert_eq!(super::honest_view_heard(&[7]), 7);
-    assert_eq!(super::honest_view_heard(&[]), 0);
+    assert_eq!(honest(&[10, 11, 10, 300], &[1; 4]), 11);
+    assert_eq!(honest(&[10, 300, 11, 300], &[1; 4]), 300);
+    assert_eq!(honest(&[7], &[1]), 7);
     // Seven validators tolerate two.
-    assert_eq!(super::honest_view_heard(&[5, 900, 5, 6, 900, 5, 5]), 6);
+    assert_eq!(honest(&[5, 900, 5, 6, 900, 5, 5], &[1; 7]), 6);
+}
+
+/// Counted by stake, not by number (found by review): three minimum-stake validators of a
+/// set whose power sits with two large ones are more than f by number but hold far less
+/// than 1/3 of the power, so their votes far ahead must not raise the honest view.
+#[test]
+fn small_validators_voting_far_ahead_do_not_raise_the_honest_view() {
+    let powers = [100, 100, 1, 1, 1];
+    assert_eq!(honest(&[10, 10, 900, 900, 900], &powers), 10);
+    // One large validator ahead with them: 103 of 203 is more than 1/3.
+    assert_eq!(honest(&[10, 900, 900, 900, 900], &powers), 900);
+    // Votes from indexes the set does not have count for nothing.
+    assert_eq!(honest(&[10, 10, 900, 900, 900, 900, 900], &powers), 10);
+    // Nothing heard: 0.
+    assert_eq!(honest(&[], &powers), 0);
 }
