@@ -371,6 +371,16 @@ fn parallel() {
             chain.resync_nonce(s);
         }
     }
+    if let Ok(threads) = std::env::var("KEEL_BENCH_FOCUS") {
+        // For a profiler: the low-conflict block alone, many times, on that many threads.
+        let threads = threads.parse().unwrap_or(1);
+        if let Some((_, block)) = blocks.first() {
+            for _ in 0..2_000 {
+                chain.execute_with_threads(block, threads);
+            }
+        }
+        return;
+    }
     println!("\n## Parallel execution ({PARALLEL_SENDERS} ERC-20 transfers per block, execution only, median of {REPEATS})");
     println!("| block | threads | time | transfers/s | Mgas/s | parallel ÷ serial | kept / redone / direct |");
     println!("|---|---:|---:|---:|---:|---:|---|");

@@ -119,7 +119,7 @@ pub fn syncing_module(
         }))
     })?;
     module.register_method("eth_chainId", |_, ctx, _| {
-        Ok::<_, ErrorObjectOwned>(json!(format!("{:#x}", ctx.chain_id)))
+        Ok::<_, ErrorObjectOwned>(json!(super::json::qty(ctx.chain_id)))
     })?;
     module.register_method("net_version", |_, ctx, _| {
         Ok::<_, ErrorObjectOwned>(json!(ctx.chain_id.to_string()))
