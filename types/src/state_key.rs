@@ -31,8 +31,11 @@ impl Env {
     }
 }
 
-/// A key in the state.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize)]
+/// A key in the state. Ordered by variant (in declaration order), then field by field, each
+/// byte array lexicographically: the order `#[derive(Ord)]` would give (a property test
+/// checks it against that), written out because every overlay, diff and cache is a map of
+/// these keys and the derived order compared each array with a `memcmp` call.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, BorshSerialize, BorshDeserialize)]
 pub enum StateKey {
     /// The account record of an address.
     Account(Address),
@@ -74,6 +77,104 @@ pub enum StateKey {
     /// The validator set of an epoch (`validator::EpochSet`): written at the last block of
     /// the epoch before; the current and next epochs' are kept. Never expires.
     EpochValidators(u64),
+}
+
+/// `a` against `b` lexicographically, eight bytes at a time (big-endian words compare as the
+/// bytes do).
+#[inline]
+fn bytes_cmp<const N: usize>(a: &[u8; N], b: &[u8; N]) -> std::cmp::Ordering {
+    let mut x = a.chunks_exact(8);
+    let mut y = b.chunks_exact(8);
+    for (p, q) in (&mut x).zip(&mut y) {
+        let (p, q) = (word(p), word(q));
+        if p != q {
+            return p.cmp(&q);
+        }
+    }
+    x.remainder().cmp(y.remainder())
+}
+
+#[inline]
+fn word(bytes: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(bytes);
+    u64::from_be_bytes(w)
+}
+
+impl StateKey {
+    /// The variant's place in the declaration (what the derived order compares first).
+    fn rank(&self) -> u8 {
+        match self {
+            StateKey::Account(_) => 0,
+            StateKey::Code(_) => 1,
+            StateKey::Storage(..) => 2,
+            StateKey::ArchiveAccumulator => 3,
+            StateKey::ArchiveRoot(_) => 4,
+            StateKey::FoldCount => 5,
+            StateKey::FoldPage(_) => 6,
+            StateKey::Policy(_) => 7,
+            StateKey::PolicySpend(_) => 8,
+            StateKey::SessionKeys(_) => 9,
+            StateKey::SessionKey(..) => 10,
+            StateKey::SessionSpend(..) => 11,
+            StateKey::ValidatorRegistry => 12,
+            StateKey::Validator(_) => 13,
+            StateKey::EpochValidators(_) => 14,
+        }
+    }
+}
+
+impl Ord for StateKey {
+    fn cmp(&self, other: &StateKey) -> std::cmp::Ordering {
+        use std::cmp::Ordering::Equal;
+        use StateKey as K;
+        let by_variant = self.rank().cmp(&other.rank());
+        if by_variant != Equal {
+            return by_variant;
+        }
+        // The same variant. Matching on `self` alone, with no catch-all, makes a new variant
+        // a compile error here rather than keys that compare equal when they differ.
+        match (self, other) {
+            (K::Account(a), K::Account(b))
+            | (K::Policy(a), K::Policy(b))
+            | (K::PolicySpend(a), K::PolicySpend(b))
+            | (K::SessionKeys(a), K::SessionKeys(b)) => bytes_cmp(&a.0, &b.0),
+            (K::Code(a), K::Code(b)) => bytes_cmp(&a.0, &b.0),
+            (K::Storage(a, s), K::Storage(b, t)) => {
+                bytes_cmp(&a.0, &b.0).then_with(|| bytes_cmp(s, t))
+            }
+            (K::ArchiveRoot(a), K::ArchiveRoot(b))
+            | (K::FoldPage(a), K::FoldPage(b))
+            | (K::EpochValidators(a), K::EpochValidators(b)) => a.cmp(b),
+            (K::SessionKey(a, k), K::SessionKey(b, l))
+            | (K::SessionSpend(a, k), K::SessionSpend(b, l)) => {
+                bytes_cmp(&a.0, &b.0).then_with(|| bytes_cmp(&k.0, &l.0))
+            }
+            (K::Validator(k), K::Validator(l)) => bytes_cmp(&k.0, &l.0),
+            (K::ArchiveAccumulator | K::FoldCount | K::ValidatorRegistry, _) => Equal,
+            (
+                K::Account(_)
+                | K::Policy(_)
+                | K::PolicySpend(_)
+                | K::SessionKeys(_)
+                | K::Code(_)
+                | K::Storage(..)
+                | K::ArchiveRoot(_)
+                | K::FoldPage(_)
+                | K::EpochValidators(_)
+                | K::SessionKey(..)
+                | K::SessionSpend(..)
+                | K::Validator(_),
+                _,
+            ) => unreachable!("keys of the same rank are the same variant"),
+        }
+    }
+}
+
+impl PartialOrd for StateKey {
+    fn partial_cmp(&self, other: &StateKey) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl std::fmt::Display for StateKey {

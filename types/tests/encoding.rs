@@ -22,6 +22,88 @@ fn arb_address() -> impl Strategy<Value = Address> {
 fn arb_u256() -> impl Strategy<Value = U256> {
     any::<[u64; 4]>().prop_map(U256::from_limbs)
 }
+/// Byte arrays from {0, 1, 255}: keys that share long prefixes.
+fn arb_near<const N: usize>() -> impl Strategy<Value = [u8; N]> {
+    prop::collection::vec(prop::sample::select(vec![0u8, 1, 255]), N)
+        .prop_map(|v| v.try_into().unwrap_or([0; N]))
+}
+
+fn arb_key() -> impl Strategy<Value = StateKey> {
+    let a = || arb_near::<20>().prop_map(Address);
+    let k = || arb_near::<32>().prop_map(PublicKey);
+    let n = || prop::sample::select(vec![0u64, 1, 255, 256, u64::MAX]);
+    prop_oneof![
+        a().prop_map(StateKey::Account),
+        arb_near::<32>().prop_map(|h| StateKey::Code(Hash(h))),
+        (a(), arb_near::<32>()).prop_map(|(a, s)| StateKey::Storage(a, s)),
+        Just(StateKey::ArchiveAccumulator),
+        n().prop_map(StateKey::ArchiveRoot),
+        Just(StateKey::FoldCount),
+        n().prop_map(StateKey::FoldPage),
+        a().prop_map(StateKey::Policy),
+        a().prop_map(StateKey::PolicySpend),
+        a().prop_map(StateKey::SessionKeys),
+        (a(), k()).prop_map(|(a, k)| StateKey::SessionKey(a, k)),
+        (a(), k()).prop_map(|(a, k)| StateKey::SessionSpend(a, k)),
+        Just(StateKey::ValidatorRegistry),
+        k().prop_map(StateKey::Validator),
+        n().prop_map(StateKey::EpochValidators),
+    ]
+}
+
+/// One key of each variant, in declaration order, with fields that would sort the other
+/// way round: the variant decides first.
+#[test]
+fn state_key_variants_sort_in_declaration_order() {
+    let (a, k) = (Address([0xff; 20]), PublicKey([0xff; 32]));
+    let keys = [
+        StateKey::Account(a),
+        StateKey::Code(Hash([0; 32])),
+        StateKey::Storage(Address([0; 20]), [0; 32]),
+        StateKey::ArchiveAccumulator,
+        StateKey::ArchiveRoot(u64::MAX),
+        StateKey::FoldCount,
+        StateKey::FoldPage(0),
+        StateKey::Policy(a),
+        StateKey::PolicySpend(Address([0; 20])),
+        StateKey::SessionKeys(a),
+        StateKey::SessionKey(a, k),
+        StateKey::SessionSpend(Address([0; 20]), PublicKey([0; 32])),
+        StateKey::ValidatorRegistry,
+        StateKey::Validator(k),
+        StateKey::EpochValidators(0),
+    ];
+    for (i, x) in keys.iter().enumerate() {
+        assert_eq!(reference(x).0 as usize, i, "{x}");
+        for (j, y) in keys.iter().enumerate() {
+            assert_eq!(x.cmp(y), i.cmp(&j), "{x} vs {y}");
+        }
+    }
+}
+
+/// What `#[derive(Ord)]` compares: the variant's place in the declaration, then each field
+/// in turn (numbers as big-endian bytes compare as the numbers do).
+fn reference(key: &StateKey) -> (u8, Vec<Vec<u8>>) {
+    use StateKey as K;
+    match key {
+        K::Account(a) => (0, vec![a.0.to_vec()]),
+        K::Code(h) => (1, vec![h.0.to_vec()]),
+        K::Storage(a, s) => (2, vec![a.0.to_vec(), s.to_vec()]),
+        K::ArchiveAccumulator => (3, vec![]),
+        K::ArchiveRoot(n) => (4, vec![n.to_be_bytes().to_vec()]),
+        K::FoldCount => (5, vec![]),
+        K::FoldPage(n) => (6, vec![n.to_be_bytes().to_vec()]),
+        K::Policy(a) => (7, vec![a.0.to_vec()]),
+        K::PolicySpend(a) => (8, vec![a.0.to_vec()]),
+        K::SessionKeys(a) => (9, vec![a.0.to_vec()]),
+        K::SessionKey(a, k) => (10, vec![a.0.to_vec(), k.0.to_vec()]),
+        K::SessionSpend(a, k) => (11, vec![a.0.to_vec(), k.0.to_vec()]),
+        K::ValidatorRegistry => (12, vec![]),
+        K::Validator(k) => (13, vec![k.0.to_vec()]),
+        K::EpochValidators(n) => (14, vec![n.to_be_bytes().to_vec()]),
+    }
+}
+
 fn arb_env() -> impl Strategy<Value = Env> {
     prop_oneof![Just(Env::Evm), Just(Env::Wasm)]
 }
@@ -318,6 +400,16 @@ proptest! {
         for key in [StateKey::Account(a), StateKey::Storage(a, slot), StateKey::Code(h)] {
             prop_assert_eq!(StateKey::from_bytes(&key.to_bytes()), Ok(key.clone()));
         }
+    }
+
+    /// `StateKey`'s hand-written order is the derived one: variant by declaration, then
+    /// fields, byte arrays lexicographically (bytes drawn from three values, so keys share
+    /// long prefixes and tie often). Maps keyed by it fix the order of diffs and proofs.
+    #[test]
+    fn state_key_order_is_variant_then_fields(a in arb_key(), b in arb_key()) {
+        prop_assert_eq!(a.cmp(&b), reference(&a).cmp(&reference(&b)), "{} vs {}", a, b);
+        prop_assert_eq!(a.partial_cmp(&b), Some(a.cmp(&b)));
+        prop_assert_eq!(a.cmp(&b) == std::cmp::Ordering::Equal, a == b);
     }
 
     /// Arbitrary bytes never panic any decoder.
