@@ -1,6 +1,6 @@
 //! revm's post-transaction state → writes on a keel overlay.
 
-use keel_state::{Overlay, StateError, StateView};
+use keel_state::{Overlay, StateError, StateView, StateViewExt};
 use keel_types::state_key::WASM_CODE_PREFIX;
 use keel_types::state_key::{CodeBlob, CodeRef};
 use keel_types::{AccountRecord, Address, Env, StateKey};
@@ -10,6 +10,14 @@ use revm::state::{Account, EvmState};
 pub enum DiffError {
     #[error(transparent)]
     State(#[from] StateError),
+}
+
+fn has_code(account: &Account) -> bool {
+    account
+        .info
+        .code
+        .as_ref()
+        .is_some_and(|code| !code.original_byte_slice().is_empty())
 }
 
 fn code_of(account: &Account) -> Option<CodeBlob> {
@@ -47,8 +55,8 @@ pub fn apply_evm_state<V: StateView>(
             continue;
         }
         let address = Address(address.0 .0);
-        let code = code_of(&account);
-        let empty = account.info.nonce == 0 && account.info.balance.is_zero() && code.is_none();
+        let empty =
+            account.info.nonce == 0 && account.info.balance.is_zero() && !has_code(&account);
         // The jurisdiction contract is a precompile: an empty account whose slots (tags and
         // rules) are state all the same, and that never has a record.
         let system = address == keel_types::jurisdiction::JURISDICTION_ADDRESS;
@@ -70,19 +78,31 @@ pub fn apply_evm_state<V: StateView>(
             overlay.set(StateKey::Account(address), None)?;
             continue;
         }
-        let code = match code {
-            None => None,
-            Some(blob) => {
-                let code_hash = if account.is_created() {
-                    overlay.put_code(&blob)?
-                } else {
-                    blob.code_hash()
-                };
-                Some(CodeRef {
+        // Code is set only when an account is created, so any other account with code has it
+        // in its record already (written by an earlier transaction or block): reused, instead
+        // of copying and hashing the whole code for every transaction that calls a contract
+        // (found in a profile). Without a record to reuse, it is hashed as for a creation.
+        let kept = if account.is_created() || !has_code(&account) {
+            None
+        } else {
+            overlay
+                .account(&address)
+                .ok()
+                .flatten()
+                .and_then(|r| r.code)
+        };
+        let code = match (kept, account.is_created()) {
+            (Some(code), _) => Some(code),
+            (None, created) => match code_of(&account) {
+                None => None,
+                Some(blob) => Some(CodeRef {
                     env: blob.env,
-                    code_hash,
-                })
-            }
+                    code_hash: match created {
+                        true => overlay.put_code(&blob)?,
+                        false => blob.code_hash(),
+                    },
+                }),
+            },
         };
         let record = AccountRecord {
             nonce: account.info.nonce,
