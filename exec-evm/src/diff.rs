@@ -78,11 +78,15 @@ pub fn apply_evm_state<V: StateView>(
             overlay.set(StateKey::Account(address), None)?;
             continue;
         }
-        // Code is set only when an account is created, so any other account with code has it
-        // in its record already (written by an earlier transaction or block): reused, instead
-        // of copying and hashing the whole code for every transaction that calls a contract
-        // (found in a profile). Without a record to reuse, it is hashed as for a creation.
-        let kept = if account.is_created() || !has_code(&account) {
+        // An account that was not created here and whose code is the one it was loaded with
+        // (revm's code hash unchanged since `KeelDb::basic`) has that code in its record
+        // already: the record's reference is reused, instead of copying and hashing the whole
+        // code for every transaction that calls a contract (found in a profile). Code that
+        // changed without a creation (EIP-7702 delegations in the state-test runner; keel's
+        // transactions cannot carry them) is hashed, as is code without a record to reuse.
+        let loaded_code =
+            !account.is_created() && account.original_info().code_hash == account.info.code_hash;
+        let kept = if !loaded_code || !has_code(&account) {
             None
         } else {
             overlay
@@ -112,4 +116,72 @@ pub fn apply_evm_state<V: StateView>(
         overlay.put_account(address, &record)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_state::{Entry, StateViewExt};
+    use revm::bytecode::Bytecode;
+    use revm::primitives::{keccak256, Address as RevmAddress};
+    use revm::state::AccountInfo;
+    use std::collections::BTreeMap;
+
+    struct Mem(BTreeMap<StateKey, Entry>);
+
+    impl StateView for Mem {
+        fn entry(&self, key: &StateKey) -> Result<Option<Entry>, StateError> {
+            Ok(self.0.get(key).cloned())
+        }
+        fn storage_entries(&self, _: &Address) -> Result<u64, StateError> {
+            Ok(0)
+        }
+    }
+
+    fn info(code: &[u8]) -> AccountInfo {
+        AccountInfo {
+            nonce: 1,
+            code_hash: keccak256(code),
+            code: Some(Bytecode::new_raw(code.to_vec().into())),
+            ..Default::default()
+        }
+    }
+
+    /// The code reference written for a contract whose record holds code `a`, after a
+    /// transaction in which its code is `now` (loaded as `a`, not created).
+    fn written_code(a: &[u8], now: &[u8]) -> Option<CodeRef> {
+        let address = Address([7; 20]);
+        let stored = AccountRecord {
+            nonce: 1,
+            balance: keel_types::U256::ZERO,
+            code: Some(CodeRef {
+                env: Env::Evm,
+                code_hash: keel_types::state_key::code_hash(Env::Evm, a),
+            }),
+        };
+        let entry = Entry::Live {
+            touched_epoch: 0,
+            value: keel_types::Canonical::encode(&stored),
+        };
+        let base = Mem(BTreeMap::from([(StateKey::Account(address), entry)]));
+        let mut overlay = Overlay::new(&base);
+        let mut account = Account::from(info(a));
+        account.info = info(now);
+        account.mark_touch();
+        let mut state = EvmState::default();
+        state.insert(RevmAddress::from(address.0), account);
+        apply_evm_state(&mut overlay, state).expect("applied");
+        let record = overlay.account(&address).expect("read").expect("kept");
+        record.code
+    }
+
+    /// Code that changed without a creation (found by review: an EIP-7702 re-delegation in
+    /// the state-test runner) is written as the new code, not the record's.
+    #[test]
+    fn changed_code_is_hashed_and_unchanged_code_keeps_the_record() {
+        let (a, b) = (&[0x60, 0x00][..], &[0x60, 0x01, 0x00][..]);
+        let hash = |code| keel_types::state_key::code_hash(Env::Evm, code);
+        assert_eq!(written_code(a, b).map(|c| c.code_hash), Some(hash(b)));
+        assert_eq!(written_code(a, a).map(|c| c.code_hash), Some(hash(a)));
+    }
 }

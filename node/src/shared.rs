@@ -22,7 +22,7 @@ pub struct Status {
     /// Validator indices with an authenticated p2p link open to this node.
     pub connected: Vec<u16>,
     /// The highest view at least one honest validator was heard voting in (validators
-    /// holding more than 1/3 of the power reached it): well above `view`, this node is
+    /// holding at least 1/3 of the power reached it): well above `view`, this node is
     /// behind.
     pub honest_view_heard: u64,
     /// The view of a certified finalization this node is syncing toward, if any.

@@ -6,8 +6,10 @@
 //! The index is a hash map: a lookup is one or two cache misses, where a B-tree of 262,144
 //! state keys took about a dozen key comparisons (14 % of a transfer's execution in a
 //! profile). It is never iterated, so its order reaches nothing; eviction order comes from
-//! the tick map. The hasher's seed is random per process, so no one can choose keys that
-//! collide on every node.
+//! the tick map. The hasher is seeded per process (foldhash: from addresses and the clock,
+//! not a cryptographic secret), so keys cannot be chosen in advance to collide on every
+//! node; a peer that still made some collide would slow one node's lookups in a bounded
+//! cache, never change what they return.
 
 use std::collections::BTreeMap;
 use std::hash::Hash;

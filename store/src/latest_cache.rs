@@ -14,8 +14,9 @@ use std::sync::{PoisonError, RwLock};
 pub const LATEST_CACHE_ENTRIES: usize = 262_144;
 /// Bytes kept, counting keys, values and bookkeeping.
 pub const LATEST_CACHE_BYTES: usize = 64 * 1024 * 1024;
-/// Bookkeeping bytes charged per entry besides its key (kept twice: the map and the
-/// eviction order) and value: the slot, its tick and flag, and the two maps' node slack.
+/// Bookkeeping bytes charged per entry besides its key (kept twice: the index and the
+/// eviction order) and value: the slot, its tick and flag, the hash table's spare slots
+/// and the eviction tree's node slack.
 const ENTRY_OVERHEAD_BYTES: usize = 160;
 
 #[derive(Debug)]

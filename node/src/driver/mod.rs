@@ -396,10 +396,10 @@ impl Driver {
 }
 
 /// The highest view at least one honest validator was heard voting in: the highest view
-/// that validators holding more than 1/3 of `set`'s power (`is_backing`) were heard voting
-/// in or above — with equal powers, the (f + 1)-th highest of `heard`. Faulty validators
-/// hold less than 1/3 of the power, so however many of them vote far ahead, they cannot
-/// raise it.
+/// that validators holding at least 1/3 of `set`'s power were heard voting in or above —
+/// with equal powers, the (f + 1)-th highest of `heard` (⌈n/3⌉ = f + 1 for every n). Faulty
+/// validators hold less than 1/3 of the power, so however many of them vote far ahead,
+/// they cannot raise it.
 fn honest_view_heard(heard: &[u64], set: &keel_consensus::ValidatorSet) -> u64 {
     let mut by_view: Vec<(u64, u64)> = heard
         .iter()
@@ -410,7 +410,7 @@ fn honest_view_heard(heard: &[u64], set: &keel_consensus::ValidatorSet) -> u64 {
     let mut power = 0u128;
     for (view, weight) in by_view {
         power = power.saturating_add(u128::from(weight));
-        if set.is_backing(power) {
+        if power > 0 && power.saturating_mul(3) >= set.total_power() {
             return view;
         }
     }

@@ -131,6 +131,11 @@ fn validators_voting_far_ahead_raise_the_honest_view_only_when_f_plus_one_do() {
     assert_eq!(honest(&[7], &[1]), 7);
     // Seven validators tolerate two.
     assert_eq!(honest(&[5, 900, 5, 6, 900, 5, 5], &[1; 7]), 6);
+    // Sizes that are multiples of 3 (found by review: "more than 1/3" asked one more than
+    // f + 1 there): three tolerate none, six tolerate one.
+    assert_eq!(honest(&[10, 10, 900], &[1; 3]), 900);
+    assert_eq!(honest(&[10, 10, 10, 10, 900, 900], &[1; 6]), 900);
+    assert_eq!(honest(&[10, 10, 10, 10, 10, 900], &[1; 6]), 10);
 }
 
 /// Counted by stake, not by number (found by review): three minimum-stake validators of a

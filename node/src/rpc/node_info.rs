@@ -75,7 +75,7 @@ impl RpcContext {
 
 /// `{"catching_up", "view", "sync_target", "honest_view_heard", "snapshot"}` for
 /// `keel_status`: catching up while a snapshot restore runs, while a certified finalization
-/// above the tip cannot be connected yet, or while validators holding more than 1/3 of the
+/// above the tip cannot be connected yet, or while validators holding at least 1/3 of the
 /// power vote more than [`CATCHING_UP_VIEWS`] views ahead. None of these can faulty
 /// validators holding less than 1/3 of the power fake.
 /// `snapshot` is the restore's progress (null on a node that never restored one).
