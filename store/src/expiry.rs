@@ -2,7 +2,7 @@
 //! value-history index the pruner reads, the entry counters, and the archive (when kept).
 
 use crate::schema::*;
-use crate::tree::newest_record_at;
+use crate::tree::RecordReader;
 use keel_state::StateError;
 use keel_state::{ArchiveBatch, StateDiff};
 use keel_state::{Entry, EntryKind};
@@ -58,7 +58,7 @@ pub(crate) fn bookkeep(
     db: &DB,
     batch: &mut WriteBatch,
     height: Height,
-    diff: &StateDiff,
+    (diff, key_hashes): (&StateDiff, &[[u8; 32]]),
     folded_revivals: u64,
     index_touches: bool,
 ) -> Result<(), StateError> {
@@ -71,11 +71,17 @@ pub(crate) fn bookkeep(
         revived: read_counter(db, META_REVIVED)? + folded_revivals,
     };
     let mut storage = crate::storage_count::Deltas::default();
-    for (key, new) in diff {
-        let key_hash = key.key_hash().0;
+    if diff.len() != key_hashes.len() {
+        return Err(StateError::Corrupt("a key hash per written key".into()));
+    }
+    let mut previous_records =
+        RecordReader::new(db).map_err(|e| StateError::Tree(format!("{e:#}")))?;
+    for ((key, new), key_hash) in diff.iter().zip(key_hashes) {
+        let key_hash = *key_hash;
         let old = match height.checked_sub(1) {
             None => None,
-            Some(previous) => newest_record_at(db, &key_hash, previous)
+            Some(previous) => previous_records
+                .newest_at(&key_hash, previous)
                 .map_err(|e| StateError::Tree(format!("{e:#}")))?,
         };
         storage.record(

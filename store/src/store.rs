@@ -243,7 +243,7 @@ impl Store {
             nodes: Some(&self.nodes),
         };
         let tree = Jmt::new(&reader);
-        let (root, _) = update_tree(&tree, diff, height)?;
+        let (root, _) = update_tree(&tree, (diff, &key_hashes(diff)), height)?;
         Ok(root)
     }
 
@@ -275,7 +275,8 @@ impl Store {
             nodes: Some(&self.nodes),
         };
         let tree = Jmt::new(&reader);
-        let (state_root, update) = update_tree(&tree, request.diff, height)?;
+        let key_hashes = key_hashes(request.diff);
+        let (state_root, update) = update_tree(&tree, (request.diff, &key_hashes), height)?;
 
         let db = &self.db;
         let mut batch = WriteBatch::default();
@@ -283,7 +284,7 @@ impl Store {
             db,
             &mut batch,
             height,
-            request.diff,
+            (request.diff, &key_hashes),
             request.archive.folded_revivals,
             self.options.index_touches,
         )?;
@@ -307,11 +308,11 @@ impl Store {
             );
         }
         let preimages = cf(db, CF_PREIMAGES)?;
-        for (key, value) in request.diff {
+        for ((key, value), key_hash) in request.diff.iter().zip(&key_hashes) {
             // A deleted key keeps its preimage until the pruner drops the delete (prune.rs):
             // a snapshot of a retained height before the delete serves the key by it.
             if value.is_some() {
-                batch.put_cf(preimages, key.key_hash().0, key.to_bytes());
+                batch.put_cf(preimages, key_hash, key.to_bytes());
             }
         }
         let stale = cf(db, CF_STALE)?;
@@ -641,26 +642,35 @@ pub(crate) fn io_corrupt(e: std::io::Error) -> StateError {
 /// tree's shape depends only on its key set, so both paths give the same root; the store
 /// property tests check this (from-scratch roots take the batch path, mixed histories the
 /// other).
+/// Each written key's place in the tree (`StateKey::key_hash`, a keyed blake3), in the
+/// diff's order: computed once per commit for the tree update, the expiry bookkeeping and
+/// the preimages, which each hashed every key.
+fn key_hashes(diff: &StateDiff) -> Vec<[u8; 32]> {
+    diff.keys().map(|k| k.key_hash().0).collect()
+}
+
 fn update_tree(
     tree: &Jmt<'_>,
-    diff: &StateDiff,
+    (diff, key_hashes): (&StateDiff, &[[u8; 32]]),
     height: Height,
 ) -> Result<(Hash, jmt::storage::TreeUpdateBatch), StateError> {
+    if diff.len() != key_hashes.len() {
+        return Err(StateError::Corrupt("a key hash per written key".into()));
+    }
     let has_delete = diff.values().any(Option::is_none);
     let (roots, update) = if diff.is_empty() || has_delete {
         let updates: Vec<(jmt::KeyHash, Option<jmt::OwnedValue>)> = diff
-            .iter()
-            .map(|(k, v)| (jmt::KeyHash(k.key_hash().0), v.clone()))
+            .values()
+            .zip(key_hashes)
+            .map(|(v, h)| (jmt::KeyHash(*h), v.clone()))
             .collect();
         tree.put_value_sets(vec![updates], height)
             .map_err(tree_err)?
     } else {
         let updates: Vec<(jmt::KeyHash, jmt::OwnedValue)> = diff
-            .iter()
-            .filter_map(|(k, v)| {
-                v.as_ref()
-                    .map(|v| (jmt::KeyHash(k.key_hash().0), v.clone()))
-            })
+            .values()
+            .zip(key_hashes)
+            .filter_map(|(v, h)| v.as_ref().map(|v| (jmt::KeyHash(*h), v.clone())))
             .collect();
         tree.batch_put_value_sets(vec![updates], None, height)
             .map_err(tree_err)?

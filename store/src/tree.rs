@@ -79,6 +79,54 @@ pub(crate) fn newest_value_at(
     Ok(newest_record_at(db, key_hash, max_version)?.map(|(_, record)| record))
 }
 
+/// Newest stored value records of many keys through one RocksDB iterator: a commit looks up
+/// the previous record of every key it writes, and creating an iterator per key (it pins
+/// the column family's current files each time) cost more than the seek itself. Reads what
+/// the database held when it was made; keep it only while nothing is written.
+pub(crate) struct RecordReader<'a> {
+    iter: rocksdb::DBRawIteratorWithThreadMode<'a, DB>,
+}
+
+impl<'a> RecordReader<'a> {
+    pub fn new(db: &'a DB) -> anyhow::Result<RecordReader<'a>> {
+        let mut read = ReadOptions::default();
+        // As in `newest_record_at`: each seek stays within its key's 32-byte prefix.
+        read.set_prefix_same_as_start(true);
+        Ok(RecordReader {
+            iter: db.raw_iterator_cf_opt(cf(db, CF_VALUES)?, read),
+        })
+    }
+
+    /// What [`newest_record_at`] returns for `key_hash` at `max_version`.
+    pub fn newest_at(
+        &mut self,
+        key_hash: &[u8; 32],
+        max_version: Version,
+    ) -> anyhow::Result<Option<(Version, Option<OwnedValue>)>> {
+        self.iter.seek_for_prev(value_key(key_hash, max_version));
+        let (Some(key), Some(raw)) = (self.iter.key(), self.iter.value()) else {
+            self.iter.status()?;
+            return Ok(None);
+        };
+        record_of(key_hash, key, raw)
+    }
+}
+
+/// The record a value-column entry holds, if it is `key_hash`'s.
+fn record_of(
+    key_hash: &[u8; 32],
+    key: &[u8],
+    raw: &[u8],
+) -> anyhow::Result<Option<(Version, Option<OwnedValue>)>> {
+    if key.len() != KEY_HASH_BYTES + 8 || key[..KEY_HASH_BYTES] != key_hash[..] {
+        return Ok(None);
+    }
+    let record: Option<OwnedValue> = borsh::from_slice(raw)?;
+    let version = crate::schema::decode_height(&key[KEY_HASH_BYTES..])
+        .ok_or_else(|| anyhow::anyhow!("value key without a height"))?;
+    Ok(Some((version, record)))
+}
+
 /// Like [`newest_value_at`], with the version the record was written at.
 pub(crate) fn newest_record_at(
     db: &DB,
@@ -99,13 +147,7 @@ pub(crate) fn newest_record_at(
         None => Ok(None),
         Some(item) => {
             let (key, raw) = item?;
-            if key.len() != KEY_HASH_BYTES + 8 || key[..KEY_HASH_BYTES] != key_hash[..] {
-                return Ok(None);
-            }
-            let record: Option<OwnedValue> = borsh::from_slice(&raw)?;
-            let version = crate::schema::decode_height(&key[KEY_HASH_BYTES..])
-                .ok_or_else(|| anyhow::anyhow!("value key without a height"))?;
-            Ok(Some((version, record)))
+            record_of(key_hash, &key, &raw)
         }
     }
 }
