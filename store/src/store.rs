@@ -636,12 +636,6 @@ pub(crate) fn io_corrupt(e: std::io::Error) -> StateError {
     StateError::Corrupt(format!("encoding for storage: {e}"))
 }
 
-/// Applies `diff` as tree version `height`. jmt's batch insertion (sorted keys, subtrees
-/// built bottom-up) is several times faster than key-at-a-time insertion but cannot delete
-/// and rejects an empty set, so it is used for diffs of inserts and updates only. A Jellyfish
-/// tree's shape depends only on its key set, so both paths give the same root; the store
-/// property tests check this (from-scratch roots take the batch path, mixed histories the
-/// other).
 /// Each written key's place in the tree (`StateKey::key_hash`, a keyed blake3), in the
 /// diff's order: computed once per commit for the tree update, the expiry bookkeeping and
 /// the preimages, which each hashed every key.
@@ -649,6 +643,12 @@ fn key_hashes(diff: &StateDiff) -> Vec<[u8; 32]> {
     diff.keys().map(|k| k.key_hash().0).collect()
 }
 
+/// Applies `diff` as tree version `height`. jmt's batch insertion (sorted keys, subtrees
+/// built bottom-up) is several times faster than key-at-a-time insertion but cannot delete
+/// and rejects an empty set, so it is used for diffs of inserts and updates only. A Jellyfish
+/// tree's shape depends only on its key set, so both paths give the same root; the store
+/// property tests check this (from-scratch roots take the batch path, mixed histories the
+/// other).
 fn update_tree(
     tree: &Jmt<'_>,
     (diff, key_hashes): (&StateDiff, &[[u8; 32]]),
