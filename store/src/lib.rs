@@ -20,3 +20,17 @@ pub use latest_cache::{LATEST_CACHE_BYTES, LATEST_CACHE_ENTRIES};
 pub use snapshot::{SnapshotError, SnapshotRestore, ANCESTOR_PREFIX};
 pub use store::{CommitInfo, CommitRequest, Store, StoreOptions, StoreView};
 pub use tree::{NODE_CACHE_BYTES, NODE_CACHE_ENTRIES, NODE_CACHE_LEVELS};
+
+/// Commits `diff` as `height` with no block, receipts or archive (the crate's tests).
+#[cfg(test)]
+pub(crate) fn commit_diff(store: &Store, height: keel_types::Height, diff: &keel_state::StateDiff) {
+    store
+        .commit(CommitRequest {
+            height,
+            diff,
+            block: None,
+            receipts: &[],
+            archive: &keel_state::ArchiveBatch::default(),
+        })
+        .expect("commit");
+}

@@ -210,9 +210,9 @@ fn collect_below<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{CommitRequest, StoreOptions};
+    use crate::StoreOptions;
     use keel_pruning::{PrunePolicy, Pruner, MIN_RETAIN_HEIGHTS};
-    use keel_state::{ArchiveBatch, StateDiff};
+    use keel_state::StateDiff;
 
     #[test]
     fn a_pass_keeps_the_blockhash_window_whatever_the_config_says() {
@@ -220,15 +220,7 @@ mod tests {
         let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
         let latest = MIN_RETAIN_HEIGHTS + 50;
         for height in 0..=latest {
-            store
-                .commit(CommitRequest {
-                    height,
-                    diff: &StateDiff::new(),
-                    block: None,
-                    receipts: &[],
-                    archive: &ArchiveBatch::default(),
-                })
-                .expect("commit");
+            crate::commit_diff(&store, height, &StateDiff::new());
         }
         // With epochs of 300 heights, the state before the second-to-last boundary (the
         // one a snapshot sync may be downloading) and the 256 blocks below it stay: at
@@ -242,15 +234,7 @@ mod tests {
         with_epochs.pass(&store).expect("prune");
         assert_eq!(store.oldest_retained().expect("oldest"), 0);
         for height in latest + 1..=latest + 300 {
-            store
-                .commit(CommitRequest {
-                    height,
-                    diff: &StateDiff::new(),
-                    block: None,
-                    receipts: &[],
-                    archive: &ArchiveBatch::default(),
-                })
-                .expect("commit");
+            crate::commit_diff(&store, height, &StateDiff::new());
         }
         with_epochs.pass(&store).expect("prune");
         assert_eq!(store.oldest_retained().expect("oldest"), 43);
@@ -303,15 +287,7 @@ mod tests {
                 }
                 _ => {}
             }
-            store
-                .commit(CommitRequest {
-                    height,
-                    diff: &diff,
-                    block: None,
-                    receipts: &[],
-                    archive: &ArchiveBatch::default(),
-                })
-                .expect("commit");
+            crate::commit_diff(&store, height, &diff);
             if height == 1 {
                 assert!(preimage(&gone) && preimage(&back), "kept after the delete");
             }

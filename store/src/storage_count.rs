@@ -130,8 +130,8 @@ pub(crate) fn ensure(
 #[cfg(test)]
 mod tests {
     use crate::schema::{CF_META, CF_STORAGE_COUNTS, META_STORAGE_COUNTS};
-    use crate::{CommitRequest, Store, StoreOptions};
-    use keel_state::{encode_live, ArchiveBatch, Entry, StateDiff, StateView};
+    use crate::{Store, StoreOptions};
+    use keel_state::{encode_live, Entry, StateDiff, StateView};
     use keel_types::{Address, StateKey};
 
     fn slot(a: u8, s: u8) -> StateKey {
@@ -140,15 +140,7 @@ mod tests {
 
     fn commit(store: &Store, height: u64, writes: &[(StateKey, Option<Vec<u8>>)]) {
         let diff: StateDiff = writes.iter().cloned().collect();
-        store
-            .commit(CommitRequest {
-                height,
-                diff: &diff,
-                block: None,
-                receipts: &[],
-                archive: &ArchiveBatch::default(),
-            })
-            .expect("commit");
+        crate::commit_diff(store, height, &diff);
     }
 
     fn counts(store: &Store) -> [u64; 3] {

@@ -194,8 +194,8 @@ impl HasPreimage for DbTreeReader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{CommitRequest, Store, StoreOptions};
-    use keel_state::{encode_live, ArchiveBatch, StateDiff};
+    use crate::{Store, StoreOptions};
+    use keel_state::{encode_live, StateDiff};
     use keel_types::{Address, StateKey};
     use rand::{Rng, SeedableRng};
 
@@ -219,15 +219,7 @@ mod tests {
                 };
                 diff.insert(key(i), value);
             }
-            store
-                .commit(CommitRequest {
-                    height,
-                    diff: &diff,
-                    block: None,
-                    receipts: &[],
-                    archive: &ArchiveBatch::default(),
-                })
-                .expect("commit");
+            crate::commit_diff(&store, height, &diff);
             if height % 13 == 12 {
                 store.db.flush().expect("flush");
             }
