@@ -50,6 +50,11 @@ pub enum DecodeError {
     },
 }
 
+/// Values whose bound is at most this many bytes get their whole bound reserved by
+/// [`Canonical::encode`]; larger ones start at `ENCODE_START_BYTES` and grow.
+pub const ENCODE_CAPACITY_BYTES: usize = 1024;
+const ENCODE_START_BYTES: usize = 64;
+
 /// A type with one canonical, versioned binary form.
 pub trait Canonical: BorshSerialize + BorshDeserialize + Sized {
     /// Name used in errors and in hash domains.
@@ -66,7 +71,13 @@ pub trait Canonical: BorshSerialize + BorshDeserialize + Sized {
 
     /// The canonical bytes of this value.
     fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64);
+        // Room for the whole value up front when its bound is small (an account record with
+        // a policy's spending grew its buffer twice from 64 bytes: a profile's hot spot).
+        let capacity = match Self::MAX_ENCODED_BYTES <= ENCODE_CAPACITY_BYTES {
+            true => Self::MAX_ENCODED_BYTES,
+            false => ENCODE_START_BYTES,
+        };
+        let mut out = Vec::with_capacity(capacity);
         out.push(Self::VERSION);
         // Writing into a Vec cannot fail; borsh only errors on I/O.
         BorshSerialize::serialize(self, &mut out).expect("borsh into Vec<u8> is infallible");
