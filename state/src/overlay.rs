@@ -287,6 +287,41 @@ impl<V: StateView> Overlay<V> {
         Ok(())
     }
 
+    /// Rewrites, in place, the live value this overlay itself wrote for `key`: `f` gets the
+    /// value and returns the new one. One lookup instead of a read (a copy) and a write (a
+    /// second lookup): for a transaction's own account record, amended after it ran.
+    /// Journaled like [`Overlay::set`]. `Ok(false)`, changing nothing, if this overlay holds
+    /// no live value for `key` (never written here, or deleted).
+    pub fn rewrite_written(
+        &mut self,
+        key: &StateKey,
+        f: impl FnOnce(&[u8]) -> Result<Vec<u8>, StateError>,
+    ) -> Result<bool, StateError> {
+        let Some(Some(raw)) = self.writes.get_mut(key) else {
+            return Ok(false);
+        };
+        let crate::entry::EntryKind::Live { .. } = Entry::kind(raw)? else {
+            return Ok(false);
+        };
+        let value = f(&raw[crate::entry::ENTRY_OVERHEAD_BYTES..])?;
+        if value.len() > MAX_STATE_VALUE_BYTES {
+            return Err(StateError::ValueTooLarge {
+                key: format!("{key:?}"),
+                len_bytes: value.len(),
+                max_bytes: MAX_STATE_VALUE_BYTES,
+            });
+        }
+        let previous = std::mem::replace(raw, encode_live(self.epoch, &value));
+        if matches!(key, StateKey::FoldCount | StateKey::FoldPage(_)) {
+            *self.pages.get_mut() = None;
+        }
+        if let Some(log) = &mut self.write_log {
+            log.push(key.clone());
+        }
+        self.journal.push((key.clone(), Some(Some(previous))));
+        Ok(true)
+    }
+
     /// Records that a revival of a folded entry was applied (for the revived counter).
     pub fn count_folded_revival(&mut self) {
         self.folded_revivals += 1;
@@ -606,5 +641,35 @@ mod storage_entries_tests {
             layered_storage_entries(&base, &[&newer, &diff], &a).expect("count"),
             0
         );
+    }
+
+    /// `rewrite_written` changes only a live value this overlay wrote, as `set` would (the
+    /// same entry afterwards), and a checkpoint's revert undoes it.
+    #[test]
+    fn a_written_value_is_rewritten_in_place_and_reverted() {
+        let base = Mem([(slot(1, 1), Some(encode_live(0, &[1])))]
+            .into_iter()
+            .collect());
+        let mut overlay = Overlay::new(&base);
+        let double = |v: &[u8]| Ok(v.iter().map(|b| b * 2).collect());
+        assert!(!overlay
+            .rewrite_written(&slot(1, 1), double)
+            .expect("base only"));
+        assert_eq!(overlay.get(&slot(1, 1)).expect("read"), Some(vec![1]));
+        overlay.set(slot(1, 2), Some(vec![3, 4])).expect("write");
+        overlay.set(slot(1, 3), None).expect("delete");
+        assert!(!overlay
+            .rewrite_written(&slot(1, 3), double)
+            .expect("deleted"));
+        let checkpoint = overlay.checkpoint();
+        assert!(overlay
+            .rewrite_written(&slot(1, 2), double)
+            .expect("written"));
+        assert_eq!(overlay.get(&slot(1, 2)).expect("read"), Some(vec![6, 8]));
+        let mut set = Overlay::new(&base);
+        set.set(slot(1, 2), Some(vec![6, 8])).expect("write");
+        assert_eq!(overlay.written(&slot(1, 2)), set.written(&slot(1, 2)));
+        overlay.revert_to(checkpoint);
+        assert_eq!(overlay.get(&slot(1, 2)).expect("read"), Some(vec![3, 4]));
     }
 }
