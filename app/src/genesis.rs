@@ -306,6 +306,7 @@ impl Genesis {
                 nonce: 0,
                 balance: b.balance,
                 code: None,
+                policy_spend: None,
             };
             overlay.put_account(b.address, &record)?;
         }

@@ -68,6 +68,7 @@ impl StateView for View {
                 nonce: *nonce,
                 balance: U256::from(FUNDS),
                 code: None,
+                policy_spend: None,
             }
             .encode(),
         }))

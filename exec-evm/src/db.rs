@@ -1,11 +1,14 @@
 //! revm's `Database` over a keel `StateView`.
 
 use keel_state::{StateError, StateView, StateViewExt};
+use keel_types::policy::PolicySpend;
 use keel_types::{Address, Env, Hash};
 use revm::bytecode::Bytecode;
 use revm::database_interface::{DBErrorMarker, Database};
 use revm::primitives::{keccak256, B256, KECCAK_EMPTY, U256};
 use revm::state::AccountInfo;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use keel_types::state_key::WASM_CODE_PREFIX;
 
@@ -52,12 +55,41 @@ impl StateView for EmptyView {
 static EMPTY_VIEW: EmptyView = EmptyView;
 static NO_BLOCK_HASHES: NoBlockHashes = NoBlockHashes;
 
+/// The policy spendings (`AccountRecord::policy_spend`) of the account records one
+/// transaction's run loaded. revm's `AccountInfo` has no place for them, so `KeelDb::basic`
+/// keeps each here and `apply_evm_state` writes it back with the record: a payment to an
+/// account under a policy must never reset what it used (its budget would start over).
+/// Only accounts under a policy have one, so it is usually empty; it holds at most one entry
+/// per account the run loaded, which its gas bounds.
+#[derive(Debug, Default)]
+pub struct KeptSpends(Mutex<BTreeMap<Address, PolicySpend>>);
+
+impl KeptSpends {
+    fn keep(&self, address: Address, spend: PolicySpend) {
+        // The view does not change during a run, so a second load reads the same record.
+        self.lock().entry(address).or_insert(spend);
+    }
+
+    /// The spending `address`'s record had when the run loaded it.
+    pub fn of(&self, address: &Address) -> Option<PolicySpend> {
+        self.lock().get(address).copied()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Address, PolicySpend>> {
+        // The map is only inserted into and read; a poisoned lock still holds whole entries.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// revm's database: reads accounts, code and slots from a keel view.
 #[derive(Clone, Copy)]
 pub struct KeelDb<'a> {
     view: &'a dyn StateView,
     hashes: &'a dyn BlockHashes,
     code_cache: Option<&'a crate::CodeCache>,
+    kept: Option<&'a KeptSpends>,
 }
 
 impl std::fmt::Debug for KeelDb<'_> {
@@ -72,12 +104,20 @@ impl<'a> KeelDb<'a> {
             view,
             hashes,
             code_cache: None,
+            kept: None,
         }
     }
 
     /// Takes analyzed code from `cache` (and fills it) instead of analyzing on every load.
     pub fn with_code_cache(mut self, cache: &'a crate::CodeCache) -> KeelDb<'a> {
         self.code_cache = Some(cache);
+        self
+    }
+
+    /// Keeps the policy spendings of the records it loads in `kept`, for `apply_evm_state`
+    /// (every run whose state is applied needs it).
+    pub fn keeping_spends(mut self, kept: &'a KeptSpends) -> KeelDb<'a> {
+        self.kept = Some(kept);
         self
     }
 
@@ -99,6 +139,7 @@ impl<'a> KeelDb<'a> {
             view: &EMPTY_VIEW,
             hashes: &NO_BLOCK_HASHES,
             code_cache: None,
+            kept: None,
         }
     }
 }
@@ -121,6 +162,9 @@ impl Database for KeelDb<'_> {
         let Some(record) = self.view.account(&Address(address.0 .0))? else {
             return Ok(None);
         };
+        if let (Some(spend), Some(kept)) = (record.policy_spend, self.kept) {
+            kept.keep(Address(address.0 .0), spend);
+        }
         let (code_hash, code) = match record.code {
             None => (KECCAK_EMPTY, Bytecode::default()),
             Some(code_ref) => {

@@ -44,9 +44,13 @@ fn code_of(account: &Account) -> Option<CodeBlob> {
 /// Self-destructed accounts (EIP-6780: only contracts created in the same transaction) and
 /// touched empty accounts (EIP-161) are deleted with the slots the transaction wrote — all
 /// but the jurisdiction contract, whose slots stay.
+///
+/// Each record keeps the policy spending it had when the run loaded it (`kept`: the
+/// `KeelDb` the run read through kept them).
 pub fn apply_evm_state<V: StateView>(
     overlay: &mut Overlay<V>,
     state: EvmState,
+    kept: &crate::KeptSpends,
 ) -> Result<(), DiffError> {
     let mut accounts: Vec<_> = state.into_iter().collect();
     accounts.sort_by_key(|(address, _)| address.0 .0);
@@ -86,7 +90,7 @@ pub fn apply_evm_state<V: StateView>(
         // transactions cannot carry them) is hashed, as is code without a record to reuse.
         let loaded_code =
             !account.is_created() && account.original_info().code_hash == account.info.code_hash;
-        let kept = if !loaded_code || !has_code(&account) {
+        let kept_code = if !loaded_code || !has_code(&account) {
             None
         } else {
             overlay
@@ -95,7 +99,7 @@ pub fn apply_evm_state<V: StateView>(
                 .flatten()
                 .and_then(|r| r.code)
         };
-        let code = match (kept, account.is_created()) {
+        let code = match (kept_code, account.is_created()) {
             (Some(code), _) => Some(code),
             (None, created) => match code_of(&account) {
                 None => None,
@@ -112,6 +116,7 @@ pub fn apply_evm_state<V: StateView>(
             nonce: account.info.nonce,
             balance: crate::u256_from_revm(&account.info.balance),
             code,
+            policy_spend: kept.of(&address),
         };
         overlay.put_account(address, &record)?;
     }
@@ -158,6 +163,7 @@ mod tests {
                 env: Env::Evm,
                 code_hash: keel_types::state_key::code_hash(Env::Evm, a),
             }),
+            policy_spend: None,
         };
         let entry = Entry::Live {
             touched_epoch: 0,
@@ -170,7 +176,7 @@ mod tests {
         account.mark_touch();
         let mut state = EvmState::default();
         state.insert(RevmAddress::from(address.0), account);
-        apply_evm_state(&mut overlay, state).expect("applied");
+        apply_evm_state(&mut overlay, state, &crate::KeptSpends::default()).expect("applied");
         let record = overlay.account(&address).expect("read").expect("kept");
         record.code
     }
@@ -183,5 +189,49 @@ mod tests {
         let hash = |code| keel_types::state_key::code_hash(Env::Evm, code);
         assert_eq!(written_code(a, b).map(|c| c.code_hash), Some(hash(b)));
         assert_eq!(written_code(a, a).map(|c| c.code_hash), Some(hash(a)));
+    }
+
+    /// An account under a policy that receives value keeps what it used: the record the
+    /// diff writes carries the spending `KeelDb` loaded (were it dropped, a payment to the
+    /// account would reset its budgets).
+    #[test]
+    fn a_written_record_keeps_its_policy_spending() {
+        use revm::database_interface::Database;
+        let address = Address([9; 20]);
+        let spend = keel_types::policy::PolicySpend {
+            epoch: 4,
+            value: keel_types::U256::from(70u64),
+            fees: keel_types::U256::from(5u64),
+            txs: 2,
+        };
+        let stored = AccountRecord {
+            nonce: 2,
+            balance: keel_types::U256::from(1_000u64),
+            code: None,
+            policy_spend: Some(spend),
+        };
+        let entry = Entry::Live {
+            touched_epoch: 0,
+            value: keel_types::Canonical::encode(&stored),
+        };
+        let base = Mem(BTreeMap::from([(StateKey::Account(address), entry)]));
+        let paid = |kept: &crate::KeptSpends| {
+            let mut db = crate::KeelDb::new(&base, &crate::NoBlockHashes).keeping_spends(kept);
+            let info = db
+                .basic(RevmAddress::from(address.0))
+                .expect("read")
+                .expect("there");
+            let mut account = Account::from(info);
+            account.info.balance += revm::primitives::U256::from(1u64);
+            account.mark_touch();
+            let mut state = EvmState::default();
+            state.insert(RevmAddress::from(address.0), account);
+            let mut overlay = Overlay::new(&base);
+            apply_evm_state(&mut overlay, state, kept).expect("applied");
+            overlay.account(&address).expect("read").expect("kept")
+        };
+        let record = paid(&crate::KeptSpends::default());
+        assert_eq!(record.balance, keel_types::U256::from(1_001u64));
+        assert_eq!(record.policy_spend, Some(spend));
     }
 }

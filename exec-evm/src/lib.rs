@@ -16,7 +16,7 @@ mod env;
 mod evm;
 
 pub use code_cache::{CodeCache, CODE_CACHE_BYTES, CODE_CACHE_ENTRIES};
-pub use db::{evm_code_bytes, BlockHashes, DbError, KeelDb, NoBlockHashes};
+pub use db::{evm_code_bytes, BlockHashes, DbError, KeelDb, KeptSpends, NoBlockHashes};
 pub use diff::{apply_evm_state, DiffError};
 pub use env::{block_env, cfg_env, BlockContext, SPEC};
 pub use evm::{context, eth_evm, evm, evm_with_inspector, EvmOutcome, KeelCtx, KeelEvm};

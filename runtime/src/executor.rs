@@ -550,14 +550,14 @@ impl Runtime {
         let sender = t.sender_address();
         // An expired sender cannot be charged: refused (the block check keeps such a
         // transaction out of blocks). Any other expired entry is the transaction's to pay for.
-        match overlay.account(&sender) {
-            Ok(_) => {}
+        let sender_record = match overlay.account(&sender) {
+            Ok(record) => record,
             Err(keel_state::StateError::Expired { key, epoch, .. }) => {
                 overlay.take_expired_hit();
                 return Ok(rejected(tx_hash, expired_error(&key, epoch)));
             }
             Err(e) => return Err(e.into()),
-        }
+        };
         // The sender's policy, before anything runs: a denial is a refusal (nothing is
         // charged: a frozen account or a spent fee budget must not pay), and an expired
         // policy refuses too (fail closed), as an expired sender does.
@@ -569,7 +569,7 @@ impl Runtime {
             &*overlay,
             (&self.policies, !self.speculative),
             t,
-            at,
+            (at, sender_record.as_ref()),
             Default::default(),
         ) {
             Ok(decision) => decision,
@@ -1154,8 +1154,11 @@ impl Runtime {
             .top_frame_checked(mode.top_frame_checked)
             .speculative(self.speculative)
             .traced(tracer.cloned());
+        let kept = keel_exec_evm::KeptSpends::default();
         let (result, state) = {
-            let db = KeelDb::new(&*overlay, hashes).with_code_cache(&self.code_cache);
+            let db = KeelDb::new(&*overlay, hashes)
+                .with_code_cache(&self.code_cache)
+                .keeping_spends(&kept);
             let mut cfg = cfg_env(self.config.chain_id);
             cfg.disable_nonce_check = skip_nonce_check;
             let ctx = keel_exec_evm::context(db, cfg, block_env(block));
@@ -1189,7 +1192,7 @@ impl Runtime {
                 Err(e) => return Err(RuntimeError::Fatal(e.to_string())),
             }
         };
-        apply_evm_state(overlay, state).map_err(|e| RuntimeError::Fatal(e.to_string()))?;
+        apply_evm_state(overlay, state, &kept).map_err(|e| RuntimeError::Fatal(e.to_string()))?;
         // Owed only by a transaction that ran: an aborted one's credit is discarded with
         // the rest of what it did.
         if let Some(slot) = mode.deferred_fee {

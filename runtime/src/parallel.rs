@@ -103,7 +103,6 @@ impl CommittedWrites {
             StateKey::Storage(address, slot) => slot[31] ^ address.0[19],
             StateKey::Account(address)
             | StateKey::Policy(address)
-            | StateKey::PolicySpend(address)
             | StateKey::SessionKeys(address)
             | StateKey::SessionKey(address, _)
             | StateKey::SessionSpend(address, _) => address.0[19],

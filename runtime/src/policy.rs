@@ -10,7 +10,8 @@ use keel_types::policy::{
     PolicyScope, PolicySpend, SessionKey, SessionKeys, MAX_SESSION_KEYS, POLICY_ADDRESS,
 };
 use keel_types::{
-    Address, Canonical, Epoch, Height, Log, PublicKey, Sender, StateKey, Transaction, TxBody, U256,
+    AccountRecord, Address, Canonical, Epoch, Height, Log, PublicKey, Sender, StateKey,
+    Transaction, TxBody, U256,
 };
 use std::sync::Arc;
 
@@ -59,16 +60,14 @@ pub fn read_record(
         .transpose()
 }
 
-/// What `account` used in `epoch` (zero from an older epoch's entry).
+/// What `account` used in `epoch` (zero from an older epoch's spending), as its account
+/// record holds it (`AccountRecord::policy_spend`).
 pub fn read_spend(
     view: &dyn StateView,
     account: &Address,
     epoch: Epoch,
 ) -> Result<PolicySpend, StateError> {
-    let stored = view
-        .get(&StateKey::PolicySpend(*account))?
-        .map(|raw| PolicySpend::decode(&raw).map_err(StateError::decode("policy spending")))
-        .transpose()?;
+    let stored = view.account(account)?.and_then(|r| r.policy_spend);
     Ok(stored.unwrap_or_default().in_epoch(epoch))
 }
 
@@ -138,21 +137,24 @@ pub fn evaluate(
     queued: Queued,
 ) -> Result<Decision, StateError> {
     let record = read_record(view, &t.sender_address())?.map(Arc::new);
-    decide(view, record, t, at, queued, false)
+    decide(view, record, t, at, queued, false, None)
 }
 
 /// [`evaluate`] with the sender's policy record decoded through `cache` (execution: the
 /// same decision, without decoding an unchanged record again); `keep`: remember what it
-/// decodes (not for speculative runs; [`PolicyCache::read_keeping`]).
+/// decodes (not for speculative runs; [`PolicyCache::read_keeping`]). `sender` is the
+/// sender's account record as `view` holds it, which execution has read already (its
+/// spending is the account's).
 pub fn evaluate_cached(
     view: &dyn StateView,
     (cache, keep): (&PolicyCache, bool),
     t: &Transaction,
-    at: At,
+    (at, sender): (At, Option<&AccountRecord>),
     queued: Queued,
 ) -> Result<Decision, StateError> {
     let record = cache.read_keeping(view, &t.sender_address(), keep)?;
-    decide(view, record, t, at, queued, false)
+    let stored = Some(sender.and_then(|r| r.policy_spend));
+    decide(view, record, t, at, queued, false, stored)
 }
 
 /// [`evaluate`] given the sender's policy record as `view` holds it (`None`: it has none),
@@ -165,7 +167,7 @@ pub fn evaluate_with(
     at: At,
     queued: Queued,
 ) -> Result<Decision, StateError> {
-    decide(view, record, t, at, queued, false)
+    decide(view, record, t, at, queued, false, None)
 }
 
 /// [`evaluate`] with the decision trail filled in: every rule checked, in order (what
@@ -178,10 +180,11 @@ pub fn explain(
     queued: Queued,
 ) -> Result<Decision, StateError> {
     let record = read_record(view, &t.sender_address())?.map(Arc::new);
-    decide(view, record, t, at, queued, true)
+    decide(view, record, t, at, queued, true, None)
 }
 
-/// The decision, with `record` the sender's policy record in `view`.
+/// The decision, with `record` the sender's policy record in `view`, and `stored` the
+/// spending its account record holds if the caller read it already (`None`: read here).
 fn decide(
     view: &dyn StateView,
     record: Option<Arc<PolicyRecord>>,
@@ -189,6 +192,7 @@ fn decide(
     at: At,
     queued: Queued,
     explain: bool,
+    stored: Option<Option<PolicySpend>>,
 ) -> Result<Decision, StateError> {
     let sender = t.sender_address();
     let mut checks = Checks {
@@ -234,11 +238,11 @@ fn decide(
         _ => None,
     };
     if let Some(record) = record {
-        let used = plus(
-            read_spend(view, &sender, at.epoch)?,
-            queued.account,
-            at.epoch,
-        );
+        let spent = match stored {
+            Some(stored) => stored.unwrap_or_default().in_epoch(at.epoch),
+            None => read_spend(view, &sender, at.epoch)?,
+        };
+        let used = plus(spent, queued.account, at.epoch);
         checks.scope = PolicyScope::Account;
         // Whom to ask: the controller if there is one (every limit then is its, or tighter
         // than its), else the account itself.
@@ -484,10 +488,19 @@ pub fn record_outcome(
     let sender = t.sender_address();
     let still = t.body.as_policy_change().is_none() || read_record(&*overlay, &sender)?.is_some();
     if decision.record.is_some() && still {
-        overlay.set(
-            StateKey::PolicySpend(sender),
-            Some(add(decision.spend).encode()),
-        )?;
+        // The transaction wrote the sender's record already (its nonce), so this amends
+        // one of its own writes, in place: no entry more.
+        let spend = Some(add(decision.spend));
+        let amend = |raw: &[u8]| {
+            let mut account = AccountRecord::decode(raw).map_err(StateError::decode("account"))?;
+            account.policy_spend = spend;
+            Ok(account.encode())
+        };
+        if !overlay.rewrite_written(&StateKey::Account(sender), amend)? {
+            let mut account = overlay.account(&sender)?.unwrap_or_default();
+            account.policy_spend = spend;
+            overlay.put_account(sender, &account)?;
+        }
     }
     if let Some((key, spend)) = decision.session {
         overlay.set(
@@ -623,9 +636,32 @@ pub fn apply_change(
         overlay.set(StateKey::Policy(account), Some(next.encode()))?;
     } else {
         overlay.set(StateKey::Policy(account), None)?;
-        overlay.set(StateKey::PolicySpend(account), None)?;
+        forget_spend(overlay, &account)?;
     }
     Ok(Ok(change_log(account, sender, reason)))
+}
+
+/// Clears what `account` used (its policy is deleted: a new one starts from nothing). An
+/// expired record keeps its spending, which only a policy set again in the same epoch could
+/// see, as a stricter budget: the account must be revived before it can send.
+fn forget_spend(
+    overlay: &mut Overlay<&dyn StateView>,
+    account: &Address,
+) -> Result<(), StateError> {
+    let record = match overlay.account(account) {
+        Ok(record) => record,
+        Err(StateError::Expired { .. }) => {
+            // Not this transaction's read to pay for.
+            overlay.take_expired_hit();
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(mut record) = record.filter(|r| r.policy_spend.is_some()) {
+        record.policy_spend = None;
+        overlay.put_account(*account, &record)?;
+    }
+    Ok(())
 }
 
 /// The log of a policy change: topics (`PolicyChanged`, the account, who changed it), data

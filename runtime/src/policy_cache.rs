@@ -10,7 +10,6 @@
 use keel_state::{StateError, StateView};
 use keel_types::policy::PolicyRecord;
 use keel_types::{Address, StateKey};
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 /// Accounts whose decoded record is kept. A record of the largest policy is about 3.4 KB
@@ -21,11 +20,18 @@ pub const MAX_CACHED_POLICIES: usize = 4_096;
 /// An account's stored record bytes and what they decode to.
 type Cached = (Vec<u8>, Arc<PolicyRecord>);
 
+/// Looked up, inserted into and cleared, never iterated, so its order reaches nothing (a
+/// B-tree's key comparisons were a quarter of a policed transfer's cache lookup). Seeded per
+/// process, like the store's entry cache (`keel_store::clock`): a sender that made addresses
+/// collide would slow this node's lookups in a bounded map, never change what they return.
+#[allow(clippy::disallowed_types)]
+type Records = std::collections::HashMap<Address, Cached, foldhash::fast::RandomState>;
+
 /// Decoded records by account (see the module comment). Shared by the threads of a parallel
 /// block; the lock is held for a lookup or an insert, never for a read of the state.
 #[derive(Debug, Default)]
 pub struct PolicyCache {
-    records: Mutex<BTreeMap<Address, Cached>>,
+    records: Mutex<Records>,
 }
 
 impl PolicyCache {
@@ -81,7 +87,7 @@ impl PolicyCache {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Address, Cached>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Records> {
         // A panic while holding the lock leaves a consistent map (each insert is whole), so
         // a poisoned lock is still usable.
         self.records

@@ -22,6 +22,8 @@ mod hostile_wasm;
 mod parallel;
 #[path = "policy.rs"]
 mod policy;
+#[path = "policy_spend.rs"]
+mod policy_spend;
 #[path = "sdk_testvm.rs"]
 mod sdk_testvm;
 #[path = "semantics.rs"]

@@ -260,6 +260,13 @@ fn the_account_only_tightens_and_only_its_controller_loosens() {
     assert_eq!(denial(&r).map(|d| d.rule), Some(PolicyRule::Loosening));
     let handed = run_change(&mut chain, &boss, name(&stranger));
     assert_eq!(handed.logs[0].data[31], 4, "controller changed");
+    let spent = |chain: &Chain| {
+        let view = chain.store.latest_view();
+        view.account(&you)
+            .expect("read")
+            .and_then(|r| r.policy_spend)
+    };
+    assert!(spent(&chain).is_some(), "it sent under a policy");
     let r = run_change(&mut chain, &boss, set_policy(you, cap(1)));
     assert_eq!(denial(&r).map(|d| d.rule), Some(PolicyRule::NotController));
     let released = run_change(
@@ -277,8 +284,7 @@ fn the_account_only_tightens_and_only_its_controller_loosens() {
         keel_runtime::policy::read_record(&view, &you).expect("read"),
         None
     );
-    let spend = keel_state::StateView::get(&view, &keel_types::StateKey::PolicySpend(you));
-    assert_eq!(spend.expect("read"), None, "deleted with the policy");
+    assert_eq!(spent(&chain), None, "forgotten with the policy");
 }
 
 fn nonce(chain: &Chain, a: &Address) -> u64 {

@@ -94,6 +94,7 @@ fn pre_state(unit: &TestUnit) -> Result<MemView, StateError> {
             nonce: info.nonce,
             balance: keel_types::U256::from_be_bytes(info.balance.to_be_bytes::<32>()),
             code,
+            policy_spend: None,
         };
         overlay.put_account(address, &record)?;
         for (slot, value) in &info.storage {
@@ -206,7 +207,12 @@ fn run_case(unit: &TestUnit, spec: &SpecName, test: &Test) -> Result<(), String>
         (Ok(outcome), None) => outcome,
     };
     let logs = outcome.result.logs().to_vec();
-    apply_evm_state(&mut overlay, outcome.state).map_err(|e| e.to_string())?;
+    apply_evm_state(
+        &mut overlay,
+        outcome.state,
+        &keel_exec_evm::KeptSpends::default(),
+    )
+    .map_err(|e| e.to_string())?;
     let mut post = pre.0.clone();
     post.extend(overlay.into_diff());
     let root = ethereum_state_root(&post)?;

@@ -136,8 +136,9 @@ impl Canonical for SessionKeys {
     }
 }
 
-/// What is stored under `StateKey::PolicySpend(account)`: what the account used in `epoch`.
-/// An entry of an older epoch reads as all zero (the reset is lazy: no per-epoch sweep).
+/// What an account (in its `AccountRecord::policy_spend`) or a session key (under
+/// `StateKey::SessionSpend`) used in `epoch`. A spending of an older epoch reads as all zero
+/// (the reset is lazy: no per-epoch sweep).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, BorshSerialize, BorshDeserialize)]
 pub struct PolicySpend {
     pub epoch: Epoch,

@@ -58,9 +58,6 @@ pub enum StateKey {
     /// account that never had one would refuse all its transactions. Each record was paid
     /// for by a policy transaction, and a record that limits nothing is deleted.
     Policy(Address),
-    /// What an account with a policy used this epoch (`policy::PolicySpend`). Never expires;
-    /// deleted with its policy.
-    PolicySpend(Address),
     /// The list of an account's session keys (`policy::SessionKeys`). Never expires.
     SessionKeys(Address),
     /// One session key of an account and its scope (`policy::SessionKey`). Never expires;
@@ -113,13 +110,12 @@ impl StateKey {
             StateKey::FoldCount => 5,
             StateKey::FoldPage(_) => 6,
             StateKey::Policy(_) => 7,
-            StateKey::PolicySpend(_) => 8,
-            StateKey::SessionKeys(_) => 9,
-            StateKey::SessionKey(..) => 10,
-            StateKey::SessionSpend(..) => 11,
-            StateKey::ValidatorRegistry => 12,
-            StateKey::Validator(_) => 13,
-            StateKey::EpochValidators(_) => 14,
+            StateKey::SessionKeys(_) => 8,
+            StateKey::SessionKey(..) => 9,
+            StateKey::SessionSpend(..) => 10,
+            StateKey::ValidatorRegistry => 11,
+            StateKey::Validator(_) => 12,
+            StateKey::EpochValidators(_) => 13,
         }
     }
 }
@@ -137,7 +133,6 @@ impl Ord for StateKey {
         match (self, other) {
             (K::Account(a), K::Account(b))
             | (K::Policy(a), K::Policy(b))
-            | (K::PolicySpend(a), K::PolicySpend(b))
             | (K::SessionKeys(a), K::SessionKeys(b)) => bytes_cmp(&a.0, &b.0),
             (K::Code(a), K::Code(b)) => bytes_cmp(&a.0, &b.0),
             (K::Storage(a, s), K::Storage(b, t)) => {
@@ -155,7 +150,6 @@ impl Ord for StateKey {
             (
                 K::Account(_)
                 | K::Policy(_)
-                | K::PolicySpend(_)
                 | K::SessionKeys(_)
                 | K::Code(_)
                 | K::Storage(..)
@@ -188,7 +182,6 @@ impl std::fmt::Display for StateKey {
             StateKey::FoldCount => f.write_str("fold page count"),
             StateKey::FoldPage(n) => write!(f, "fold page {n}"),
             StateKey::Policy(a) => write!(f, "policy of {a}"),
-            StateKey::PolicySpend(a) => write!(f, "policy spending of {a}"),
             StateKey::SessionKeys(a) => write!(f, "session keys of {a}"),
             StateKey::SessionKey(a, k) => write!(f, "session key 0x{} of {a}", hex::encode(k.0)),
             StateKey::SessionSpend(a, k) => {
@@ -238,7 +231,6 @@ impl StateKey {
             StateKey::Storage(a, _) => *a != crate::jurisdiction::JURISDICTION_ADDRESS,
             StateKey::Code(_) => true,
             StateKey::Policy(_)
-            | StateKey::PolicySpend(_)
             | StateKey::SessionKeys(_)
             | StateKey::SessionKey(..)
             | StateKey::SessionSpend(..)
@@ -272,12 +264,24 @@ pub struct AccountRecord {
     pub balance: U256,
     /// `None` for externally owned (agent or Ethereum) accounts.
     pub code: Option<CodeRef>,
+    /// What the account used under its policy in the latest epoch it sent in
+    /// (`policy::PolicySpend`; docs/policies.md). It lives in the record that every one of
+    /// the account's transactions writes anyway, so a policy costs no entry of its own: no
+    /// read, no write and no tree leaf per transaction. `None` while the account never sent
+    /// under a policy. Everything that writes a record keeps it (read, modify, write; the
+    /// EVM's diff gets it from `KeelDb`), so receiving value never resets a budget.
+    pub policy_spend: Option<crate::policy::PolicySpend>,
 }
+
+/// Bytes of an encoded `Option<PolicySpend>`: presence tag, epoch, value, fees, transactions.
+const SPEND_BYTES: usize = 1 + 8 + 32 + 32 + 8;
 
 impl Canonical for AccountRecord {
     const KIND: &'static str = "AccountRecord";
-    const VERSION: u8 = 1;
-    const MAX_ENCODED_BYTES: usize = 1 + 8 + 32 + 1 + 1 + 32;
+    // 2: the policy spending (a state of version 1 needs a new genesis; so does the key
+    // tags' shift when `StateKey::PolicySpend` left).
+    const VERSION: u8 = 2;
+    const MAX_ENCODED_BYTES: usize = 1 + 8 + 32 + 1 + 1 + 32 + SPEND_BYTES;
 }
 
 /// Code blob stored under `StateKey::Code`.

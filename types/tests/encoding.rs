@@ -41,7 +41,6 @@ fn arb_key() -> impl Strategy<Value = StateKey> {
         Just(StateKey::FoldCount),
         n().prop_map(StateKey::FoldPage),
         a().prop_map(StateKey::Policy),
-        a().prop_map(StateKey::PolicySpend),
         a().prop_map(StateKey::SessionKeys),
         (a(), k()).prop_map(|(a, k)| StateKey::SessionKey(a, k)),
         (a(), k()).prop_map(|(a, k)| StateKey::SessionSpend(a, k)),
@@ -65,8 +64,7 @@ fn state_key_variants_sort_in_declaration_order() {
         StateKey::FoldCount,
         StateKey::FoldPage(0),
         StateKey::Policy(a),
-        StateKey::PolicySpend(Address([0; 20])),
-        StateKey::SessionKeys(a),
+        StateKey::SessionKeys(Address([0; 20])),
         StateKey::SessionKey(a, k),
         StateKey::SessionSpend(Address([0; 20]), PublicKey([0; 32])),
         StateKey::ValidatorRegistry,
@@ -94,13 +92,12 @@ fn reference(key: &StateKey) -> (u8, Vec<Vec<u8>>) {
         K::FoldCount => (5, vec![]),
         K::FoldPage(n) => (6, vec![n.to_be_bytes().to_vec()]),
         K::Policy(a) => (7, vec![a.0.to_vec()]),
-        K::PolicySpend(a) => (8, vec![a.0.to_vec()]),
-        K::SessionKeys(a) => (9, vec![a.0.to_vec()]),
-        K::SessionKey(a, k) => (10, vec![a.0.to_vec(), k.0.to_vec()]),
-        K::SessionSpend(a, k) => (11, vec![a.0.to_vec(), k.0.to_vec()]),
-        K::ValidatorRegistry => (12, vec![]),
-        K::Validator(k) => (13, vec![k.0.to_vec()]),
-        K::EpochValidators(n) => (14, vec![n.to_be_bytes().to_vec()]),
+        K::SessionKeys(a) => (8, vec![a.0.to_vec()]),
+        K::SessionKey(a, k) => (9, vec![a.0.to_vec(), k.0.to_vec()]),
+        K::SessionSpend(a, k) => (10, vec![a.0.to_vec(), k.0.to_vec()]),
+        K::ValidatorRegistry => (11, vec![]),
+        K::Validator(k) => (12, vec![k.0.to_vec()]),
+        K::EpochValidators(n) => (13, vec![n.to_be_bytes().to_vec()]),
     }
 }
 
@@ -390,8 +387,13 @@ proptest! {
     #[test]
     fn account_and_code_roundtrip(nonce in any::<u64>(), balance in arb_u256(), env in arb_env(),
                                   h in prop::option::of(arb_hash()), code in arb_bytes(300)) {
-        let record = AccountRecord { nonce, balance, code: h.map(|code_hash| CodeRef { env, code_hash }) };
+        let record = AccountRecord { nonce, balance, code: h.map(|code_hash| CodeRef { env, code_hash }), policy_spend: None };
         check_rejections(&record);
+        // With a policy's spending: the same record and the spending after it.
+        let spend = keel_types::policy::PolicySpend { epoch: nonce / 3, value: balance, fees: balance >> 7, txs: nonce / 5 };
+        let spent = AccountRecord { policy_spend: Some(spend), ..record.clone() };
+        check_rejections(&spent);
+        prop_assert_eq!(spent.encode().len(), record.encode().len() + 80);
         check_rejections(&CodeBlob { env, code });
     }
 

@@ -19,9 +19,18 @@ pub fn get_policy(
     at: At,
 ) -> Result<Value, keel_state::StateError> {
     let record = read_record(view, account)?;
-    let spend = match &record {
-        Some(_) => read_spend(view, account, at.epoch)?,
-        None => PolicySpend::default().in_epoch(at.epoch),
+    // The spending is in the account record, which can expire (policy entries cannot). An
+    // expired account sends nothing until it is revived, and a revival restores its record,
+    // spending included; until then the policy is shown with the account marked expired.
+    let (spend, account_expired) = match &record {
+        Some(_) => match read_spend(view, account, at.epoch) {
+            Ok(spend) => (spend, false),
+            Err(keel_state::StateError::Expired { .. }) => {
+                (PolicySpend::default().in_epoch(at.epoch), true)
+            }
+            Err(e) => return Err(e),
+        },
+        None => (PolicySpend::default().in_epoch(at.epoch), false),
     };
     let keys = read_session_keys(view, account)?;
     let mut session_keys = Vec::with_capacity(keys.0.len());
@@ -48,6 +57,7 @@ pub fn get_policy(
         "changed_at": record.as_ref().map(|r| r.changed_at),
         "policy": record.as_ref().map(|r| policy(&r.policy)),
         "epoch": at.epoch,
+        "account_expired": account_expired,
         "spent": spent(&spend),
         "remaining": record.as_ref().map(|r| remaining(&r.policy, &spend)),
         "resets_at_epoch": at.epoch.saturating_add(1),

@@ -174,6 +174,7 @@ impl Chain {
                     nonce: 0,
                     balance: U256::from(FUNDS),
                     code: None,
+                    policy_spend: None,
                 };
                 overlay.put_account(addr(k), &record).expect("genesis");
             }
