@@ -26,6 +26,9 @@ KEEL_IMPORT(return_data_size) u32 keel_return_data_size(void);
 KEEL_IMPORT(return_data_copy) void keel_return_data_copy(u8 *out, u32 offset, u32 len);
 KEEL_IMPORT(keccak256) void keel_keccak256(const u8 *ptr, u32 len, u8 *out32);
 KEEL_IMPORT(tx_session_key) int keel_tx_session_key(u8 *out32);
+/* The session key's scope: 11 ABI words (out: 352 bytes), as Solidity's txSessionScope();
+ * returns 1 if a session key signed the transaction, else 0 (docs/policies.md). */
+KEEL_IMPORT(tx_session_scope) int keel_tx_session_scope(u8 *out352);
 /* The live jurisdiction codes of this frame's caller, 2 bytes each, at most 8 (out: 16 bytes);
  * returns how many (docs/policies.md, "Jurisdiction rules"). */
 KEEL_IMPORT(caller_tags) int keel_caller_tags(u8 *out16);

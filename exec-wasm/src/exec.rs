@@ -6,6 +6,7 @@
 use crate::host_api::{gas, HOST_MODULE};
 use crate::limits::{MAX_CALL_DEPTH, MAX_IO_BYTES, MAX_LOG_TOPICS};
 use crate::meter::{DEPTH_GLOBAL_EXPORT, INK_PER_GAS};
+use keel_types::policy::SESSION_SCOPE_BYTES;
 use keel_types::receipt::{ExecError, HostArgument};
 use keel_types::TxError;
 use std::ptr::NonNull;
@@ -95,6 +96,12 @@ pub trait Host {
     fn caller_tags(&mut self, caller: &[u8; 20]) -> Result<(Vec<[u8; 2]>, u64), HostError> {
         let _ = caller;
         Ok((Vec::new(), 0))
+    }
+    /// The scope of the session key that signed the transaction, as ABI words
+    /// (`keel_types::policy::SessionScope::abi`; all zero if none signed). A host without
+    /// session keys has none.
+    fn tx_session_scope(&mut self) -> [u8; SESSION_SCOPE_BYTES] {
+        [0; SESSION_SCOPE_BYTES]
     }
 }
 
@@ -361,6 +368,19 @@ fn tx_session_key(mut env: Ctx<'_>, ptr: i32) -> Result<i32, Abort> {
     charge(&mut env, gas::HOST_CALL_BASE + gas::copy(32))?;
     write(&mut env, ptr, &key)?;
     Ok(i32::from(key != [0; 32]))
+}
+
+/// The scope of the transaction's session key → `out` (`SESSION_SCOPE_BYTES`: the ABI words
+/// of Solidity's `txSessionScope()`, all zero if the account's own key signed); returns 1 if
+/// a session key signed it, else 0.
+fn tx_session_scope(mut env: Ctx<'_>, ptr: i32) -> Result<i32, Abort> {
+    charge(
+        &mut env,
+        gas::HOST_CALL_BASE + gas::copy(SESSION_SCOPE_BYTES as u64),
+    )?;
+    let scope = host(&mut env).tx_session_scope();
+    write(&mut env, ptr, &scope)?;
+    Ok(i32::from(scope[..32] != [0; 32]))
 }
 
 /// The live jurisdiction codes of this frame's caller → `out` (2 bytes each, at most
@@ -688,6 +708,7 @@ pub fn execute(
             "blake3" => Function::new_typed_with_env(s, &env, blake3_fn),
             "keccak256" => Function::new_typed_with_env(s, &env, keccak_fn),
             "tx_session_key" => Function::new_typed_with_env(s, &env, tx_session_key),
+            "tx_session_scope" => Function::new_typed_with_env(s, &env, tx_session_scope),
             "caller_tags" => Function::new_typed_with_env(s, &env, caller_tags),
         }
     };

@@ -35,6 +35,7 @@ pub const HOST_FUNCTIONS: &[(&str, &[ValType], &[ValType])] = &[
     ("blake3", &[I32, I32, I32], &[]),
     ("keccak256", &[I32, I32, I32], &[]),
     ("tx_session_key", &[I32], &[I32]),
+    ("tx_session_scope", &[I32], &[I32]),
     ("caller_tags", &[I32], &[I32]),
 ];
 

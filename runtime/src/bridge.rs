@@ -63,6 +63,8 @@ pub struct KeelPrecompiles {
     /// The session key that signed the transaction, zero if none (the `tx_session_key` host
     /// call).
     tx_session_key: [u8; 32],
+    /// That key's scope (the `tx_session_scope` host call, `txSessionScope()`).
+    tx_session_scope: Option<keel_types::policy::SessionScope>,
     /// The typed reason the most recently finished WASM frame or deploy failed with, `None`
     /// if it did not fail that way (for the receipt: a top-level WASM call or deploy is the
     /// last one to finish). Never text: receipts are hashed.
@@ -86,6 +88,7 @@ impl KeelPrecompiles {
             timestamp_ms,
             wasm_frames: 0,
             tx_session_key: [0; 32],
+            tx_session_scope: None,
             last_trap: Rc::new(RefCell::new(None)),
             tracer: None,
             attesters: Arc::from(Vec::new()),
@@ -114,6 +117,15 @@ impl KeelPrecompiles {
     /// The session key that signed the transaction, if one did.
     pub fn session_key(mut self, key: Option<[u8; 32]>) -> KeelPrecompiles {
         self.tx_session_key = key.unwrap_or([0; 32]);
+        self
+    }
+
+    /// The scope of the session key that signed the transaction, if one did.
+    pub fn session_scope(
+        mut self,
+        scope: Option<keel_types::policy::SessionScope>,
+    ) -> KeelPrecompiles {
+        self.tx_session_scope = scope;
         self
     }
 
@@ -517,6 +529,7 @@ impl<'a> PrecompileProvider<KeelCtx<'a>> for KeelPrecompiles {
                 height,
                 attesters: &self.attesters,
                 tx_session_key: self.tx_session_key,
+                tx_session_scope: self.tx_session_scope,
             };
             return crate::jurisdiction::run(
                 &mut crate::jurisdiction::JurisdictionJournal(ctx),
@@ -656,6 +669,10 @@ fn fatal(e: impl std::fmt::Display) -> HostError {
 }
 
 impl Host for RevmHost<'_, '_> {
+    fn tx_session_scope(&mut self) -> [u8; keel_types::policy::SESSION_SCOPE_BYTES] {
+        keel_types::policy::SessionScope::abi(self.precompiles.tx_session_scope.as_ref())
+    }
+
     fn caller_tags(&mut self, caller: &[u8; 20]) -> Result<(Vec<[u8; 2]>, u64), HostError> {
         crate::jurisdiction::caller_tags(self.ctx, &keel_types::Address(*caller)).map_err(HostError)
     }

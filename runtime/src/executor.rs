@@ -131,6 +131,8 @@ pub(crate) struct TxMode<'a> {
     pub reserved_gas: u64,
     /// The session key that signed the transaction (what WASM's `tx_session_key` returns).
     pub session_key: Option<[u8; 32]>,
+    /// Its scope as the policy decision read it (what `tx_session_scope` returns).
+    pub session_scope: Option<keel_types::policy::SessionScope>,
     /// `policy::evaluate` checked the top frame's jurisdiction rules before this ran.
     pub top_frame_checked: bool,
 }
@@ -599,10 +601,22 @@ impl Runtime {
                     self.charge_failed(overlay, block, t, tx_hash, (intrinsic, error))?
                 }
             }
-        } else if decision.plugins.is_empty() {
-            self.execute_allowed(overlay, hashes, block, tx, tx_hash, mode)?
         } else {
-            self.execute_with_plugins(overlay, hashes, block, tx, (tx_hash, &decision), mode)?
+            let mode = TxMode {
+                session_scope: decision.session_scope,
+                ..mode
+            };
+            match decision.plugins.is_empty() {
+                true => self.execute_allowed(overlay, hashes, block, tx, tx_hash, mode)?,
+                false => self.execute_with_plugins(
+                    overlay,
+                    hashes,
+                    block,
+                    tx,
+                    (tx_hash, &decision),
+                    mode,
+                )?,
+            }
         };
         // What a charged transaction used counts against its budgets: the value it sent if
         // it succeeded (an account without code sends value only in its own frame), and its
@@ -1150,6 +1164,7 @@ impl Runtime {
         let mut deferred = None;
         let precompiles = KeelPrecompiles::new(self.wasm.clone(), block.epoch, block.timestamp_ms)
             .session_key(mode.session_key)
+            .session_scope(mode.session_scope)
             .attesters(self.attesters.clone())
             .top_frame_checked(mode.top_frame_checked)
             .speculative(self.speculative)

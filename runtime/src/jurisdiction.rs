@@ -37,7 +37,7 @@ pub const RULES_GAS: u64 = 5 * 20_000 + 2_000;
 use keel_types::jurisdiction::{plugins_changed_topic, PLUGINS_KIND};
 pub use keel_types::jurisdiction::{
     selector, DENIED_ERROR, HAS_TAG, PLUGINS_OF, RULES_OF, SET_PLUGINS, SET_RULES, TAG, TAG_AT,
-    TAG_COUNT, TX_SESSION_KEY, UNTAG,
+    TAG_COUNT, TX_SESSION_KEY, TX_SESSION_SCOPE, UNTAG,
 };
 use keel_types::policy::MAX_POLICY_PLUGINS;
 
@@ -273,6 +273,7 @@ pub struct Call<'a> {
     pub height: Height,
     pub attesters: &'a [Address],
     pub tx_session_key: [u8; 32],
+    pub tx_session_scope: Option<keel_types::policy::SessionScope>,
 }
 
 fn args_address(w: &[u8]) -> Option<Address> {
@@ -349,6 +350,10 @@ fn answer(journal: &mut dyn Journal, call: &Call<'_>) -> Result<Answer, String> 
     let sel = *sel;
     if sel == selector(TX_SESSION_KEY) && args.is_empty() {
         return Ok((Some(call.tx_session_key.to_vec()), 0));
+    }
+    if sel == selector(TX_SESSION_SCOPE) && args.is_empty() {
+        let scope = keel_types::policy::SessionScope::abi(call.tx_session_scope.as_ref());
+        return Ok((Some(scope.to_vec()), 0));
     }
     if sel == selector(TAG_COUNT) && words.len() == 1 {
         let Some(account) = args_address(words[0]) else {

@@ -7,7 +7,8 @@ pub use crate::policy_cache::PolicyCache;
 use keel_state::{Overlay, StateError, StateView, StateViewExt};
 use keel_types::policy::{
     policy_changed_topic, AccountPolicy, PolicyChange, PolicyDenial, PolicyRecord, PolicyRule,
-    PolicyScope, PolicySpend, SessionKey, SessionKeys, MAX_SESSION_KEYS, POLICY_ADDRESS,
+    PolicyScope, PolicySpend, SessionKey, SessionKeys, SessionScope, MAX_SESSION_KEYS,
+    POLICY_ADDRESS,
 };
 use keel_types::{
     AccountRecord, Address, Canonical, Epoch, Height, Log, PublicKey, Sender, StateKey,
@@ -43,6 +44,8 @@ pub struct Decision {
     pub spend: PolicySpend,
     /// The session key that signed it, and what that key used this epoch before it.
     pub session: Option<(PublicKey, PolicySpend)>,
+    /// That key's scope, for contracts to read (`txSessionScope`, `tx_session_scope`).
+    pub session_scope: Option<SessionScope>,
     /// The plugins to run before it if nothing denied it: the account's, then the session
     /// key's, each once (transfers, calls and deploys only).
     pub plugins: Vec<Address>,
@@ -263,6 +266,7 @@ fn decide(
         rules(view, t, at, &entry.policy, used, &mut checks)?;
         decision.plugins.extend(&entry.policy.plugins);
         decision.session = Some((entry.key, used));
+        decision.session_scope = Some(SessionScope::of(&entry, at.epoch, used));
     }
     // The target's jurisdiction rules, last: they are the target's, not the sender's, and
     // every frame checks them again as it runs (this is the top frame's check, so that a

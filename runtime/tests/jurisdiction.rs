@@ -9,7 +9,7 @@ use super::{as_session, denial, nonce, run_change, session_run, simulated, trans
 use crate::common::{abi, addr, creation, evm_proxy, key, Chain};
 use keel_runtime::jurisdiction::{
     selector, DENIED_ERROR, HAS_TAG, PLUGINS_OF, RULES_OF, SET_PLUGINS, SET_RULES, TAG, TAG_AT,
-    TAG_COUNT, TX_SESSION_KEY, UNTAG,
+    TAG_COUNT, TX_SESSION_KEY, TX_SESSION_SCOPE, UNTAG,
 };
 use keel_types::jurisdiction::{
     pack_codes, rules_changed_topic, tag_changed_topic, Code, JURISDICTION_ADDRESS,
@@ -641,6 +641,7 @@ fn the_solidity_interface_matches_the_contract() {
         HAS_TAG,
         RULES_OF,
         TX_SESSION_KEY,
+        TX_SESSION_SCOPE,
     ];
     expected.sort();
     assert_eq!(functions, expected);

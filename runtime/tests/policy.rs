@@ -1181,6 +1181,9 @@ mod jurisdiction;
 #[path = "plugin_context.rs"]
 mod plugin_context;
 
+#[path = "session_scope.rs"]
+mod session_scope;
+
 /// One runtime executes sibling blocks over one parent, as a node does when a view changes
 /// its proposal: the policy it decoded in one (changed inside that block) never answers for
 /// the other, and its outputs are a fresh runtime's.

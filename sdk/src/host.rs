@@ -30,6 +30,7 @@ mod sys {
         pub fn gas_left() -> i64;
         pub fn keccak256(ptr: *const u8, len: u32, out: *mut u8);
         pub fn tx_session_key(out: *mut u8) -> i32;
+        pub fn tx_session_scope(out: *mut u8) -> i32;
         pub fn caller_tags(out: *mut u8) -> i32;
     }
 }
@@ -143,6 +144,11 @@ mod imp {
     pub fn tx_session_key() -> Option<B256> {
         let mut out = [0u8; 32];
         let signed = unsafe { sys::tx_session_key(out.as_mut_ptr()) };
+        (signed != 0).then_some(out)
+    }
+    pub fn tx_session_scope() -> Option<[u8; super::SESSION_SCOPE_BYTES]> {
+        let mut out = [0u8; super::SESSION_SCOPE_BYTES];
+        let signed = unsafe { sys::tx_session_scope(out.as_mut_ptr()) };
         (signed != 0).then_some(out)
     }
     pub fn caller_tags() -> Vec<[u8; 2]> {
@@ -286,6 +292,18 @@ pub fn keccak256(data: &[u8]) -> B256 {
 /// the caller is the transaction's account.
 pub fn tx_session_key() -> Option<B256> {
     imp::tx_session_key()
+}
+
+/// Bytes of [`tx_session_scope`]'s answer: eleven ABI words.
+pub const SESSION_SCOPE_BYTES: usize = 11 * 32;
+
+/// The scope of the session key that signed the transaction, if one did: the eleven ABI
+/// words of Solidity's `txSessionScope()` — key, expiry height, epoch, the caps per
+/// transaction and per epoch (value, fees, transactions), what the key used this epoch
+/// before the transaction (value, fees, transactions), how many targets it may call; no
+/// limit is all ones (docs/policies.md).
+pub fn tx_session_scope() -> Option<[u8; SESSION_SCOPE_BYTES]> {
+    imp::tx_session_scope()
 }
 
 /// The jurisdiction codes (ISO 3166-1 alpha-2, e.g. `*b"US"`) this frame's caller holds a

@@ -229,6 +229,11 @@ crate::contract! {
             Ok(host::tx_session_key().unwrap_or([0; 32]))
         }
 
+        /// The session key's scope words (empty when none signed).
+        pub fn scope(&mut self) -> Result<Bytes, Revert> {
+            Ok(Bytes(host::tx_session_scope().map_or_else(Vec::new, |s| s.to_vec())))
+        }
+
         pub fn shrink(&mut self) -> Result<U256, Revert> {
             let popped = self.xs.pop().unwrap_or(U256::ZERO);
             self.b.set(b"tiny");
@@ -449,4 +454,16 @@ fn test_vm_reports_caller_tags_and_the_session_key() {
     assert_eq!(session(&vm), vec![0u8; 32]);
     vm.set_session_key(Some([7; 32]));
     assert_eq!(session(&vm), vec![7u8; 32]);
+    let scope = |vm: &TestVm| {
+        let out = vm
+            .call(ME, c, U256::ZERO, &encode_call(selector_of("scope()"), &[]))
+            .expect("call");
+        Bytes::decode_at(&out, 0).unwrap().0
+    };
+    assert!(scope(&vm).is_empty());
+    let words: Vec<u8> = (0..crate::host::SESSION_SCOPE_BYTES)
+        .map(|i| i as u8)
+        .collect();
+    vm.set_session_scope(Some(words.clone().try_into().unwrap()));
+    assert_eq!(scope(&vm), words);
 }

@@ -110,6 +110,8 @@ struct Vm {
     trapped: bool,
     /// What `host::tx_session_key` answers (`TestVm::set_session_key`).
     session_key: Option<B256>,
+    /// What `host::tx_session_scope` answers (`TestVm::set_session_scope`).
+    session_scope: Option<[u8; crate::host::SESSION_SCOPE_BYTES]>,
     /// Live jurisdiction codes per account (`TestVm::set_tags`).
     tags: BTreeMap<Address, Vec<[u8; 2]>>,
 }
@@ -252,6 +254,7 @@ impl TestVm {
                 last_trapped: false,
                 trapped: false,
                 session_key: None,
+                session_scope: None,
                 tags: BTreeMap::new(),
             })
         });
@@ -481,6 +484,12 @@ impl TestVm {
     /// The session key later calls report as the transaction's (`None`: the account's own key).
     pub fn set_session_key(&self, key: Option<B256>) {
         with_vm(|vm| vm.session_key = key)
+    }
+
+    /// The session key's scope later calls report (the words `host::tx_session_scope`
+    /// returns; `None`: the account's own key signed).
+    pub fn set_session_scope(&self, scope: Option<[u8; crate::host::SESSION_SCOPE_BYTES]>) {
+        with_vm(|vm| vm.session_scope = scope)
     }
 
     /// The live jurisdiction codes `who` holds (what `host::caller_tags` returns when `who`
@@ -757,6 +766,13 @@ pub(crate) mod host {
         with_vm(|vm| {
             charge(vm, HOST_CALL_BASE + COPY_WORD);
             vm.session_key
+        })
+    }
+    pub fn tx_session_scope() -> Option<[u8; crate::host::SESSION_SCOPE_BYTES]> {
+        with_vm(|vm| {
+            let words = crate::host::SESSION_SCOPE_BYTES as u64 / 32;
+            charge(vm, HOST_CALL_BASE + COPY_WORD * words);
+            vm.session_scope
         })
     }
     pub fn caller_tags() -> Vec<[u8; 2]> {

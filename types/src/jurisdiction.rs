@@ -323,6 +323,12 @@ pub const PLUGINS_OF: &str = "pluginsOf(address)";
 /// `txSessionKey()` → `bytes32`: the session key that signed the transaction, zero if none
 /// (the Solidity side of WASM's `tx_session_key`).
 pub const TX_SESSION_KEY: &str = "txSessionKey()";
+/// `txSessionScope()` → `(bytes32 key, uint64 expiresAt, uint64 epoch, uint256
+/// maxValuePerTx, uint256 maxValuePerEpoch, uint256 maxFeePerEpoch, uint256 maxTxsPerEpoch,
+/// uint256 valueUsed, uint256 feesUsed, uint256 txsUsed, uint256 targets)`: the scope of the
+/// session key that signed the transaction (`policy::SessionScope::abi`), all zero if none
+/// (the Solidity side of WASM's `tx_session_scope`).
+pub const TX_SESSION_SCOPE: &str = "txSessionScope()";
 
 /// The revert data of a call frame its target's rules deny:
 /// `JurisdictionDenied(uint8 rule, address target, address caller, uint256 limit, uint256

@@ -136,6 +136,76 @@ impl Canonical for SessionKeys {
     }
 }
 
+/// Bytes of [`SessionScope::abi`]: eleven ABI words.
+pub const SESSION_SCOPE_BYTES: usize = 11 * 32;
+
+/// The scope of the session key that signed a transaction, as the transaction's policy
+/// decision read it: what Solidity's `txSessionScope()` on the jurisdiction contract and
+/// WASM's `tx_session_scope` host call return, so a contract can see the limits an agent's
+/// key acts within (docs/policies.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionScope {
+    pub key: crate::PublicKey,
+    pub expires_at: Height,
+    /// The epoch the budgets and `used` are of (they reset at the next).
+    pub epoch: Epoch,
+    pub max_value_per_tx: Option<U256>,
+    pub max_value_per_epoch: Option<U256>,
+    pub max_fee_per_epoch: Option<U256>,
+    pub max_txs_per_epoch: Option<u64>,
+    /// What the key used this epoch before the transaction.
+    pub used: PolicySpend,
+    /// How many targets the key may send to or call (`None`: any).
+    pub targets: Option<u64>,
+}
+
+impl SessionScope {
+    /// `key`'s scope (its stored entry) in `epoch`, with `used` before the transaction.
+    pub fn of(key: &SessionKey, epoch: Epoch, used: PolicySpend) -> SessionScope {
+        let policy = &key.policy;
+        SessionScope {
+            key: key.key,
+            expires_at: key.expires_at,
+            epoch,
+            max_value_per_tx: policy.max_value_per_tx,
+            max_value_per_epoch: policy.max_value_per_epoch,
+            max_fee_per_epoch: policy.max_fee_per_epoch,
+            max_txs_per_epoch: policy.max_txs_per_epoch,
+            used: used.in_epoch(epoch),
+            targets: policy.targets.as_ref().map(|t| t.len() as u64),
+        }
+    }
+
+    /// The ABI words `(bytes32 key, uint64 expiresAt, uint64 epoch, uint256 maxValuePerTx,
+    /// uint256 maxValuePerEpoch, uint256 maxFeePerEpoch, uint256 maxTxsPerEpoch, uint256
+    /// valueUsed, uint256 feesUsed, uint256 txsUsed, uint256 targets)`; no limit (and any
+    /// target) is `type(uint256).max`. `None` (the account's own key signed): all zero.
+    pub fn abi(scope: Option<&SessionScope>) -> [u8; SESSION_SCOPE_BYTES] {
+        let mut out = [0u8; SESSION_SCOPE_BYTES];
+        let Some(s) = scope else {
+            return out;
+        };
+        let limit = |v: Option<U256>| v.unwrap_or(U256::MAX);
+        let words = [
+            U256::from_be_bytes(s.key.0),
+            U256::from(s.expires_at),
+            U256::from(s.epoch),
+            limit(s.max_value_per_tx),
+            limit(s.max_value_per_epoch),
+            limit(s.max_fee_per_epoch),
+            limit(s.max_txs_per_epoch.map(U256::from)),
+            s.used.value,
+            s.used.fees,
+            U256::from(s.used.txs),
+            limit(s.targets.map(U256::from)),
+        ];
+        for (chunk, word) in out.chunks_exact_mut(32).zip(words) {
+            chunk.copy_from_slice(&word.to_be_bytes::<32>());
+        }
+        out
+    }
+}
+
 /// What an account (in its `AccountRecord::policy_spend`) or a session key (under
 /// `StateKey::SessionSpend`) used in `epoch`. A spending of an older epoch reads as all zero
 /// (the reset is lazy: no per-epoch sweep).

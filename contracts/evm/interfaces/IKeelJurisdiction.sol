@@ -60,6 +60,27 @@ interface IKeelJurisdiction {
     /// The session key that signed the current transaction, zero if none (WASM:
     /// `tx_session_key`). Like tx.origin it belongs to the transaction, not to the caller.
     function txSessionKey() external view returns (bytes32);
+
+    /// The scope of that session key, as the transaction's policy decision read it (WASM:
+    /// `tx_session_scope`); all zero if the account's own key signed. `type(uint256).max`
+    /// is no limit (and, for `targets`, any target). The budgets and `*Used` are of `epoch`
+    /// and count what the key used before this transaction.
+    function txSessionScope()
+        external
+        view
+        returns (
+            bytes32 key,
+            uint64 expiresAt,
+            uint64 epoch,
+            uint256 maxValuePerTx,
+            uint256 maxValuePerEpoch,
+            uint256 maxFeePerEpoch,
+            uint256 maxTxsPerEpoch,
+            uint256 valueUsed,
+            uint256 feesUsed,
+            uint256 txsUsed,
+            uint256 targets
+        );
 }
 
 IKeelJurisdiction constant KEEL_JURISDICTION = IKeelJurisdiction(0x0000000000000000000000000000000000009013);

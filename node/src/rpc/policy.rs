@@ -147,6 +147,8 @@ pub fn trail(
         denial,
         session,
         plugins,
+        // What contracts read of the key (`txSessionScope`); `keel_getPolicy` lists it.
+        session_scope: _,
     } = explain(view, t, at, Default::default())?;
     // A target's jurisdiction rules can deny a sender without a policy.
     if record.is_none() && session.is_none() && denial.is_none() {
