@@ -1023,6 +1023,9 @@ impl Runtime {
                 keel_types::Sender::Session { key, .. } => Some(key.0),
                 _ => None,
             },
+            // And its scope, as the transaction's frames do (found by review: plugins saw a
+            // key with an all-zero scope, the answer for the account's own key).
+            session_scope: decision.session_scope,
             ..TxMode::default()
         };
         let outcome = {
