@@ -108,6 +108,20 @@ fn nonce_of(chain: &Chain, a: &Address) -> u64 {
     view.account(a).expect("read").map_or(0, |r| r.nonce)
 }
 
+/// `body` signed by `session` for `account` at its next nonce, alone in a block.
+fn run_as(
+    chain: &mut Chain,
+    session: &SecretKey,
+    account: Address,
+    gas: u64,
+    body: TxBody,
+) -> Receipt {
+    let n = nonce_of(chain, &account);
+    let tx = signed(chain, session, (account, n), gas, body);
+    let (mut out, _) = chain.block(vec![tx]);
+    out.receipts.remove(0)
+}
+
 fn fee(chain: &Chain, r: &Receipt) -> U256 {
     U256::from(r.gas_used) * U256::from(chain.gas_price)
 }
@@ -185,22 +199,11 @@ fn contracts_in_both_environments_read_the_session_keys_scope() {
     // A new epoch: the budgets start over.
     chain.epoch = 4;
     chain.resync_nonce(&agent);
-    let n = nonce_of(&chain, &me);
-    let (out, _) = chain.block(vec![signed(
-        &chain,
-        &session,
-        (me, n),
-        1_000_000,
-        call(probe),
-    )]);
-    assert_eq!(
-        out.receipts[0].output,
-        flagged(scope(4, (0, U256::ZERO, 0)))
-    );
+    let out = run_as(&mut chain, &session, me, 1_000_000, call(probe));
+    assert_eq!(out.output, flagged(scope(4, (0, U256::ZERO, 0))));
 
     // A key without limits: every cap and its targets read as all ones.
-    let n = nonce_of(&chain, &me);
-    let (out, _) = chain.block(vec![signed(&chain, &open, (me, n), 1_000_000, call(probe))]);
+    let out = run_as(&mut chain, &open, me, 1_000_000, call(probe));
     let max = U256::MAX.to_be_bytes::<32>();
     let unlimited = [
         open.public_key().0,
@@ -216,7 +219,7 @@ fn contracts_in_both_environments_read_the_session_keys_scope() {
         max,
     ]
     .concat();
-    assert_eq!(out.receipts[0].output, flagged(unlimited));
+    assert_eq!(out.output, flagged(unlimited));
 }
 
 /// A plugin the key's policy attaches sees the key's scope as the transaction's frames do:
@@ -235,29 +238,10 @@ fn a_plugin_reads_the_session_keys_scope() {
     };
     add_key(&mut chain, &agent, &session, policy);
     let payee = Address([0x67; 20]);
-    let n = nonce_of(&chain, &me);
-    let (out, _) = chain.block(vec![signed(
-        &chain,
-        &session,
-        (me, n),
-        300_000,
-        pay(payee, 30),
-    )]);
-    assert_eq!(
-        out.receipts[0].status,
-        TxStatus::Success,
-        "{:?}",
-        out.receipts[0]
-    );
-    let n = nonce_of(&chain, &me);
-    let (out, _) = chain.block(vec![signed(
-        &chain,
-        &session,
-        (me, n),
-        300_000,
-        pay(payee, 5),
-    )]);
-    let d = denial(&out.receipts[0]).expect("denied by the plugin");
+    let out = run_as(&mut chain, &session, me, 300_000, pay(payee, 30));
+    assert_eq!(out.status, TxStatus::Success, "{:?}", out);
+    let out = run_as(&mut chain, &session, me, 300_000, pay(payee, 5));
+    let d = denial(&out).expect("denied by the plugin");
     assert_eq!(
         (d.rule, d.used),
         (PolicyRule::PluginDenied, U256::from(30u64))
