@@ -243,7 +243,14 @@ fn decide(
     if let Some(record) = record {
         let spent = match stored {
             Some(stored) => stored.unwrap_or_default().in_epoch(at.epoch),
-            None => read_spend(view, &sender, at.epoch)?,
+            None => match read_spend(view, &sender, at.epoch) {
+                Ok(spent) => spent,
+                // An expired sender is refused where it sends (admission, execution); an
+                // explanation (`keel_simulate`) still shows its rules. Its record was last
+                // written epochs ago, so nothing it used counts in this one.
+                Err(StateError::Expired { .. }) => PolicySpend::default().in_epoch(at.epoch),
+                Err(e) => return Err(e),
+            },
         };
         let used = plus(spent, queued.account, at.epoch);
         checks.scope = PolicyScope::Account;

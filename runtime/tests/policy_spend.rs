@@ -123,3 +123,59 @@ fn a_payment_to_a_policed_account_does_not_reset_its_budget() {
         Some((PolicyRule::ValuePerEpoch, U256::from(101u64)))
     );
 }
+
+/// The spending now lives in an entry that expires. An expired account with a policy still
+/// gets its decision explained (what `keel_simulate` shows beside the refusal), with nothing
+/// used this epoch, where reading the spending itself says "expired" (`keel_getPolicy` marks
+/// the account so).
+#[test]
+fn an_expired_account_still_has_its_policy_explained() {
+    use keel_state::{Entry, StateError, StateView};
+    use keel_types::policy::PolicyRecord;
+    use keel_types::{Canonical, StateKey};
+    struct Expired(Address, Vec<u8>);
+    impl StateView for Expired {
+        fn entry(&self, key: &StateKey) -> Result<Option<Entry>, StateError> {
+            Ok(match key {
+                StateKey::Account(a) if *a == self.0 => Some(Entry::Expired { epoch: 1, leaf: 0 }),
+                StateKey::Policy(a) if *a == self.0 => Some(Entry::Live {
+                    touched_epoch: 0,
+                    value: self.1.clone(),
+                }),
+                _ => None,
+            })
+        }
+        fn storage_entries(&self, _: &Address) -> Result<u64, StateError> {
+            Ok(0)
+        }
+    }
+    let agent = key(1);
+    let mut chain = Chain::new(&[&agent]);
+    let me = addr(&agent);
+    let record = PolicyRecord {
+        controller: None,
+        policy: AccountPolicy {
+            max_value_per_epoch: Some(U256::from(100u64)),
+            ..AccountPolicy::default()
+        },
+        source: me,
+        changed_at: 1,
+    };
+    let view = Expired(me, record.encode());
+    let at = keel_runtime::policy::At {
+        height: 50,
+        epoch: 5,
+    };
+    let tx = chain.tx(&agent, 21_000, pay(Address([0x77; 20]), 150));
+    let decision =
+        keel_runtime::policy::explain(&view, &tx.tx, at, Default::default()).expect("explained");
+    assert_eq!(decision.spend.value, U256::ZERO);
+    assert_eq!(
+        decision.denial.map(|d| (d.rule, d.used)),
+        Some((PolicyRule::ValuePerEpoch, U256::from(150u64)))
+    );
+    assert!(matches!(
+        keel_runtime::policy::read_spend(&view, &me, 5),
+        Err(StateError::Expired { .. })
+    ));
+}
