@@ -118,13 +118,15 @@ impl Store {
         Self::open_with(path, options, false)
     }
 
-    /// `atomic_flush`: flush every column family at one sequence number, so writes made
-    /// without the WAL (a snapshot restore's bulk writes) survive a crash as a consistent
-    /// prefix of batches, never as one column family's half of a batch.
+    /// `restoring`: opened for a snapshot restore's bulk writes, which skip the WAL. Every
+    /// column family is flushed at one sequence number (atomic flush), so those writes
+    /// survive a crash as a consistent prefix of batches, never as one column family's half
+    /// of a batch; and automatic compactions wait until the restore is done (see
+    /// [`Store::end_bulk_load`]).
     pub(crate) fn open_with(
         path: &Path,
         options: StoreOptions,
-        atomic_flush: bool,
+        restoring: bool,
     ) -> Result<Store, StateError> {
         let cache = Cache::new_lru_cache(options.block_cache_bytes);
         let mut table = BlockBasedOptions::default();
@@ -135,11 +137,16 @@ impl Store {
         db_opts.create_missing_column_families(true);
         db_opts.set_max_open_files(options.max_open_files);
         db_opts.set_write_buffer_size(options.write_buffer_bytes);
-        db_opts.set_atomic_flush(atomic_flush);
+        db_opts.set_atomic_flush(restoring);
         let descriptors = ALL_CFS.iter().map(|name| {
             let mut cf_opts = Options::default();
             cf_opts.set_block_based_table_factory(&table);
             cf_opts.set_write_buffer_size(options.write_buffer_bytes);
+            // RocksDB's bulk-load advice: a restore flushes after every chunk, and compacting
+            // those files while more arrive took over half of the machine's CPU time during
+            // a restore (its flush and compaction threads beside the verifying thread). The
+            // files are compacted once the restore is done, while the node catches up.
+            cf_opts.set_disable_auto_compactions(restoring);
             if *name == CF_VALUES {
                 cf_opts.set_prefix_extractor(SliceTransform::create_fixed_prefix(KEY_HASH_BYTES));
             }
@@ -391,6 +398,21 @@ impl Store {
     pub(crate) fn restored(&self, info: CommitInfo) {
         *self.latest.write().expect("latest lock poisoned") = Some(info);
         self.latest_cache.advance(info.height, &StateDiff::new());
+    }
+
+    /// Turns automatic compactions back on after a restore's bulk writes (a store opened
+    /// `restoring` has them off): RocksDB then compacts the restore's files in the
+    /// background.
+    pub(crate) fn end_bulk_load(&self) -> Result<(), StateError> {
+        for name in ALL_CFS {
+            self.db
+                .set_options_cf(
+                    cf(&self.db, name)?,
+                    &[("disable_auto_compactions", "false")],
+                )
+                .map_err(StateError::db)?;
+        }
+        Ok(())
     }
 
     /// Writes a node record outside the state (not part of any root), durably.

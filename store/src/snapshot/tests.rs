@@ -578,3 +578,50 @@ fn a_restore_killed_mid_way_resumes_from_whole_batches() {
     );
     finish_as_source(restore, &src, &keys);
 }
+
+/// How many column families the newest OPTIONS file in `dir` (RocksDB rewrites it at open
+/// and at every option change) lists with automatic compactions off.
+fn compactions_off(dir: &Path) -> usize {
+    let newest = std::fs::read_dir(dir)
+        .expect("test step")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("OPTIONS-"))
+        .max_by_key(|n| n[8..].parse::<u64>().unwrap_or(0))
+        .expect("an OPTIONS file");
+    std::fs::read_to_string(dir.join(newest))
+        .expect("test step")
+        .lines()
+        .filter(|l| l.trim() == "disable_auto_compactions=true")
+        .count()
+}
+
+/// A restore writes with compactions off (the bulk-load recipe), and the restored store
+/// compacts again: reopened by `finish`, or switched back when it is still shared.
+#[test]
+fn a_restore_defers_compactions_and_the_restored_store_compacts() {
+    let (src_dir, dst_dir, shared_dir) = (
+        tempfile::tempdir().expect("test step"),
+        tempfile::tempdir().expect("test step"),
+        tempfile::tempdir().expect("test step"),
+    );
+    let (src, keys) = source(src_dir.path(), 3, 4, 60);
+    let top = src.latest().expect("latest").height;
+    let restore = SnapshotRestore::open(
+        dst_dir.path(),
+        options(),
+        top,
+        src.state_root(top).expect("root"),
+    )
+    .expect("open");
+    assert_eq!(compactions_off(dst_dir.path()), ALL_CFS.len());
+    drop(restore);
+    let dst = restore_all(dst_dir.path(), &src, top, 4 * 1024);
+    same_state(&src, &dst, top, &keys);
+    assert_eq!(compactions_off(dst_dir.path()), 0);
+    // The path for a store `finish` cannot reopen.
+    let shared = Store::open_with(shared_dir.path(), options(), true).expect("open");
+    assert_eq!(compactions_off(shared_dir.path()), ALL_CFS.len());
+    shared.end_bulk_load().expect("compactions on");
+    assert_eq!(compactions_off(shared_dir.path()), 0);
+}
