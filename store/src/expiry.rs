@@ -119,7 +119,9 @@ pub(crate) fn bookkeep(
         match new_kind {
             Kind::Live(epoch) => {
                 if index_touches {
-                    batch.put_cf(touch, touch_key(epoch, &key_hash), key.to_bytes());
+                    // No value: the key is its preimage, written beside it (an index
+                    // entry per touched key, rewritten by every commit that touches it).
+                    batch.put_cf(touch, touch_key(epoch, &key_hash), []);
                 }
                 counts.active += 1;
                 if matches!(old_kind, Kind::Stub(_)) {
@@ -128,7 +130,7 @@ pub(crate) fn bookkeep(
             }
             Kind::Stub(epoch) => {
                 if index_touches {
-                    batch.put_cf(stubs, touch_key(epoch, &key_hash), key.to_bytes());
+                    batch.put_cf(stubs, touch_key(epoch, &key_hash), []);
                 }
                 counts.expired += 1;
             }
@@ -173,33 +175,61 @@ pub(crate) fn write_archive(
     Ok(())
 }
 
-/// Up to `limit` keys of an (epoch ‖ key hash → key) index (`CF_TOUCH`: live entries last
-/// touched before `before_epoch`; `CF_STUBS`: stubs expired before it), oldest first.
+/// Up to `limit` keys of an (epoch ‖ key hash) index (`CF_TOUCH`: live entries last
+/// touched before `before_epoch`; `CF_STUBS`: stubs expired before it), oldest first. Each
+/// key is its hash's preimage (an indexed entry is in the state, so its preimage is kept),
+/// or the index value itself in a store written before the values were dropped.
 pub(crate) fn candidates(
     db: &DB,
     index: &str,
     before_epoch: u64,
     limit: usize,
 ) -> Result<Vec<StateKey>, StateError> {
-    let mut out = Vec::new();
+    let corrupt = |e: keel_types::DecodeError| StateError::Corrupt(format!("{index} key: {e}"));
+    // The keys, or for an empty value the hash whose preimage is the key.
+    let mut found: Vec<Result<StateKey, [u8; 32]>> = Vec::new();
     let end = touch_key(before_epoch, &[0; 32]);
     let mut iter = db.raw_iterator_cf(cf(db, index)?);
     iter.seek_to_first();
-    while out.len() < limit {
+    while found.len() < limit {
         let (Some(k), Some(v)) = (iter.key(), iter.value()) else {
             break;
         };
         if k >= &end[..] {
             break;
         }
-        out.push(
-            StateKey::from_bytes(v)
-                .map_err(|e| StateError::Corrupt(format!("{index} key: {e}")))?,
-        );
+        found.push(if v.is_empty() {
+            let hash = k
+                .get(8..)
+                .and_then(|h| <[u8; 32]>::try_from(h).ok())
+                .ok_or_else(|| StateError::Corrupt(format!("{index}: a short key")))?;
+            Err(hash)
+        } else {
+            Ok(StateKey::from_bytes(v).map_err(corrupt)?)
+        });
         iter.next();
     }
     iter.status().map_err(StateError::db)?;
-    Ok(out)
+    let hashes: Vec<[u8; 32]> = found
+        .iter()
+        .filter_map(|f| f.as_ref().err().copied())
+        .collect();
+    let mut preimages = db
+        .batched_multi_get_cf(cf(db, CF_PREIMAGES)?, &hashes, false)
+        .into_iter();
+    found
+        .into_iter()
+        .map(|f| match f {
+            Ok(key) => Ok(key),
+            Err(_) => match preimages.next() {
+                Some(Ok(Some(raw))) => StateKey::from_bytes(&raw).map_err(corrupt),
+                Some(Err(e)) => Err(StateError::db(e)),
+                Some(Ok(None)) | None => Err(StateError::Corrupt(format!(
+                    "{index}: an indexed key without its preimage"
+                ))),
+            },
+        })
+        .collect()
 }
 
 /// Why this node cannot build a revival proof.
@@ -414,5 +444,71 @@ impl crate::Store {
             other_peaks,
             folded,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CommitRequest, Store, StoreOptions};
+    use keel_types::Address;
+
+    fn slot(i: u8) -> StateKey {
+        StateKey::Storage(Address([i; 20]), [i; 32])
+    }
+
+    /// The index holds no key bytes: each candidate is read back from its preimage. A store
+    /// written before (the key bytes as the index value) reads the same, and an indexed key
+    /// without a preimage is corruption, not a silently shorter list.
+    #[test]
+    fn candidates_are_read_from_preimages_and_from_the_old_values() {
+        let dir = tempfile::tempdir().expect("test step");
+        let store = Store::open(dir.path(), StoreOptions::default()).expect("test step");
+        let keys: Vec<StateKey> = (0..6).map(slot).collect();
+        let diff: StateDiff = keys
+            .iter()
+            .map(|k| (k.clone(), Some(keel_state::encode_live(0, &[7]))))
+            .collect();
+        store
+            .commit(CommitRequest {
+                height: 0,
+                diff: &diff,
+                block: None,
+                receipts: &[],
+                archive: &ArchiveBatch::default(),
+            })
+            .expect("test step");
+        let db = &store.db;
+        let touch = cf(db, CF_TOUCH).expect("test step");
+        let mut by_hash = keys.clone();
+        by_hash.sort_by_key(|k| k.key_hash().0);
+        let index_value = |k: &StateKey| {
+            db.get_cf(touch, touch_key(0, &k.key_hash().0))
+                .expect("test step")
+        };
+        assert!(keys.iter().all(|k| index_value(k) == Some(Vec::new())));
+        // Two entries as an older store wrote them.
+        for k in &by_hash[1..3] {
+            db.put_cf(touch, touch_key(0, &k.key_hash().0), k.to_bytes())
+                .expect("test step");
+        }
+        assert_eq!(
+            candidates(db, CF_TOUCH, 1, 100).expect("test step"),
+            by_hash
+        );
+        assert_eq!(
+            candidates(db, CF_TOUCH, 1, 4).expect("test step"),
+            by_hash[..4]
+        );
+        assert!(candidates(db, CF_TOUCH, 0, 100)
+            .expect("test step")
+            .is_empty());
+        let preimages = cf(db, CF_PREIMAGES).expect("test step");
+        db.delete_cf(preimages, by_hash[4].key_hash().0)
+            .expect("test step");
+        assert!(matches!(
+            candidates(db, CF_TOUCH, 1, 100),
+            Err(StateError::Corrupt(_))
+        ));
     }
 }

@@ -27,11 +27,13 @@ pub const CF_TX_INDEX: &str = "tx_index";
 /// Node records that are not state (consensus certificates, epoch proofs): key → value.
 pub const CF_AUX: &str = "aux";
 
-/// touched_epoch (8, BE) ‖ key_hash → StateKey bytes: live expiring entries by last touch,
-/// so the expiry sweep finds the oldest without scanning state.
+/// touched_epoch (8, BE) ‖ key_hash → nothing: live expiring entries by last touch, so the
+/// expiry sweep finds the oldest without scanning state (the key is its preimage; stores
+/// written before 2026-12-06 hold the StateKey bytes as the value, still read).
 pub const CF_TOUCH: &str = "touch_index";
-/// expired_epoch (8, BE) ‖ key_hash → StateKey bytes: the stubs in the tree by the epoch
-/// they expired in, so a block folds the oldest without scanning state.
+/// expired_epoch (8, BE) ‖ key_hash → nothing (or, before 2026-12-06, the StateKey bytes):
+/// the stubs in the tree by the epoch they expired in, so a block folds the oldest without
+/// scanning state.
 pub const CF_STUBS: &str = "stub_index";
 /// superseded_at (8, BE) ‖ key_hash ‖ old_height (8, BE) → (): value versions the pruner may
 /// drop once `superseded_at` is below the retention window (a delete supersedes itself).

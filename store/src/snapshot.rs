@@ -277,13 +277,13 @@ impl Target {
                 EntryKind::Live { touched_epoch } => {
                     active += 1;
                     if index_touches {
-                        write.put_cf(touch, touch_key(touched_epoch, &key_hash.0), &raw_key);
+                        write.put_cf(touch, touch_key(touched_epoch, &key_hash.0), []);
                     }
                 }
                 EntryKind::Expired { epoch } => {
                     expired += 1;
                     if index_touches {
-                        write.put_cf(stubs, touch_key(epoch, &key_hash.0), &raw_key);
+                        write.put_cf(stubs, touch_key(epoch, &key_hash.0), []);
                     }
                 }
             }
