@@ -325,6 +325,37 @@ fn a_node_outside_genesis_joins_by_snapshot_and_votes_then_a_genesis_validator_l
         log.contains("snapshot sync: state restored"),
         "no restore in the log"
     );
+    // Its progress was visible: a log line with percent, entries and MB/s (the last at
+    // 100 %), and the sync metrics.
+    let log_text = strip_ansi(&log);
+    let progress = log_text
+        .lines()
+        .rfind(|l| l.contains("snapshot sync: restoring"))
+        .expect("a progress line");
+    assert!(
+        ["percent=", "entries=", "mb_per_s=", "100.0"]
+            .iter()
+            .all(|part| progress.contains(part)),
+        "{progress}"
+    );
+    let metrics = cluster.metrics_text(joiner);
+    for name in [
+        keel_node::metrics::SYNC_TARGET_HEIGHT,
+        keel_node::metrics::SYNC_ENTRIES,
+        keel_node::metrics::SYNC_BYTES,
+        keel_node::metrics::SYNC_CHUNKS,
+    ] {
+        let value = metrics
+            .lines()
+            .find(|l| l.split([' ', '{']).next() == Some(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+        assert!(value.is_some_and(|v| v > 0.0), "{name}: {value:?}");
+    }
+    // Every node counts the set the chain votes with now, not genesis's.
+    for i in [0, joiner] {
+        let status = cluster.call(i, "keel_status", vec![]).expect("status");
+        assert_eq!(status["validators"], 5, "{status}");
+    }
     let status = cluster.call(joiner, "keel_status", vec![]).expect("status");
     assert!(
         status["oldest_retained"].as_u64().unwrap_or(0) > keel_node::config::MIN_RETAIN_HEIGHTS,
@@ -362,6 +393,8 @@ fn a_node_outside_genesis_joins_by_snapshot_and_votes_then_a_genesis_validator_l
     });
     let height = cluster.height(0).expect("height");
     cluster.wait_height(&[0, 1, 2, joiner], height + 12, Duration::from_secs(60));
+    let status = cluster.call(0, "keel_status", vec![]).expect("status");
+    assert_eq!(status["validators"], 4, "{status}");
 
     // Second run: the fifth restores again from an empty state directory (its vote log
     // kept), slowed by the fault hook, and is killed with SIGKILL once some chunks are in.

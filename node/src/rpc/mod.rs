@@ -199,6 +199,14 @@ impl RpcContext {
         let status = self.shared.status();
         let height = latest.map_or(0, |l| l.height);
         let sync = self.sync_state();
+        // The set the next block is voted by (genesis's until state holds one: an empty
+        // store, or a snapshot restore in progress).
+        let set = keel_runtime::validators::read_epoch_set(
+            &self.store.latest_view(),
+            self.next_header().epoch,
+        )
+        .ok()
+        .flatten();
         Ok(json!({
             "chain_id": self.chain_id,
             "genesis_hash": self.genesis_hash.to_hex(),
@@ -210,7 +218,8 @@ impl RpcContext {
             "view": status.view,
             "state_root": latest.map(|l| l.state_root.to_hex()),
             "block_hash": latest.map(|l| l.block_hash.to_hex()),
-            "validators": self.validator_set.len(),
+            "validators": set.as_ref().map_or(self.validator_set.len(), |s| s.members.len()),
+            "voting_power": set.map(|s| s.total_power().to_string()),
             "peers": status.peers,
             "mempool_size": self.mempool.lock().expect("mempool lock").len(),
             "min_gas_price": self.min_gas_price.to_string(),
