@@ -1,7 +1,9 @@
 //! Issue 21: a Byzantine peer serving snapshot sync. The harness (validator 3, its process
 //! replaced) answers a joining node's snapshot requests with forgeries — first an epoch
-//! chain whose certificate it corrupted, then state chunks with a changed value — and a
-//! joiner given a checkpoint that is not on the chain refuses every peer. Each refusal is a
+//! chain whose certificate it corrupted, then state chunks with a changed value, then the
+//! chunks of another state (one epoch older: consistent, with valid proofs, under a root
+//! other than the certified one) — and a joiner given a checkpoint that is not on the
+//! chain refuses every peer. Each refusal is a
 //! typed error in the joiner's log with the peer dropped; with honest peers left, the
 //! restore completes and the joiner catches up.
 
@@ -16,7 +18,13 @@ enum Forge {
     EpochChain,
     /// Every chunk it serves has one value byte flipped.
     Chunks,
+    /// Every chunk it serves is of the state one epoch before the height asked (whole and
+    /// proven, but under that state's root), labelled with the height asked.
+    OtherState,
 }
+
+/// Heights per epoch of this test's chain.
+const EPOCH_HEIGHTS: u64 = 10;
 
 impl Harness {
     /// Answers peer `joiner`'s snapshot requests until `done` holds: each is asked of
@@ -50,8 +58,15 @@ impl Harness {
             if from != joiner {
                 continue;
             }
-            self.net
-                .send(0, &NetMessage::Snapshot(Box::new(request.clone())));
+            let mut asked = request.clone();
+            let mut relabel = None;
+            if let (SnapshotMessage::ChunkRequest { height, .. }, Forge::OtherState) =
+                (&mut asked, forge)
+            {
+                relabel = Some(*height);
+                *height -= EPOCH_HEIGHTS;
+            }
+            self.net.send(0, &NetMessage::Snapshot(Box::new(asked)));
             // The joiner asks the harness one thing at a time: the next message from
             // validator 0 is the answer.
             let mut answer = loop {
@@ -74,6 +89,10 @@ impl Harness {
                     let value = &mut chunk.entries[0].1;
                     let last = value.len() - 1;
                     value[last] ^= 1;
+                    forged += 1;
+                }
+                (Some(SnapshotMessage::Chunk(chunk)), Forge::OtherState) => {
+                    chunk.height = relabel.expect("a chunk request was relabelled");
                     forged += 1;
                 }
                 _ => {}
@@ -103,7 +122,7 @@ fn harness_drops(log: &str) -> Vec<String> {
 #[test]
 fn a_syncing_node_drops_a_peer_that_forges_chains_or_chunks_and_refuses_a_false_checkpoint() {
     let _guard = serial();
-    let mut cluster = Cluster::start_with_epochs(VALIDATORS, 29_400, 100, 3, 10, |c| {
+    let mut cluster = Cluster::start_with_epochs(VALIDATORS, 29_400, 100, 3, EPOCH_HEIGHTS, |c| {
         c.consensus.timeout_base_ms = TIMEOUT_BASE_MS;
         c.consensus.timeout_max_ms = TIMEOUT_MAX_MS;
     });
@@ -203,6 +222,31 @@ fn a_syncing_node_drops_a_peer_that_forges_chains_or_chunks_and_refuses_a_false_
     );
     let tip = cluster.height(0).expect("height");
     cluster.wait_height(&[0, joiner], tip + 5, Duration::from_secs(60));
+    let proof_refusals = |log: &str| {
+        harness_drops(log)
+            .iter()
+            .filter(|l| l.contains("does not verify against root"))
+            .count()
+    };
+    let before = proof_refusals(&joiner_log(&cluster, joiner));
+
+    // Run 2b: chunks of another, consistent state — a root other than the certified one.
+    // Refused by their proofs like a changed value; the restore completes from the others.
+    cluster.kill9(joiner);
+    std::fs::remove_dir_all(home.join("data/state")).expect("remove state");
+    cluster.spawn(joiner);
+    let done = restored(3);
+    let forged =
+        harness.serve_forgeries(&cluster, joiner_peer, Forge::OtherState, || done(&cluster));
+    assert!(forged > 0, "the joiner never asked the harness for a chunk");
+    let log = joiner_log(&cluster, joiner);
+    assert!(
+        proof_refusals(&log) > before,
+        "no typed proof refusal of the other state: {:?}",
+        harness_drops(&log)
+    );
+    let tip = cluster.height(0).expect("height");
+    cluster.wait_height(&[0, joiner], tip + 5, Duration::from_secs(60));
 
     // Run 3: a checkpoint that is not on the chain. Every peer's chain is refused with the
     // typed error, and the node stops instead of trusting any.
@@ -226,7 +270,7 @@ fn a_syncing_node_drops_a_peer_that_forges_chains_or_chunks_and_refuses_a_false_
     assert!(refusals >= 1, "{refusals} refusals:\n{log}");
     assert_eq!(
         log.matches("snapshot sync: state restored").count(),
-        2,
+        3,
         "{log}"
     );
     cluster.kill9(joiner);
