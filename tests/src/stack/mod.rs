@@ -15,7 +15,7 @@ mod node;
 mod workload;
 
 pub use byzantine::{Lie, ALL_LIES};
-pub use workload::{operator_key, Kind, OPERATOR_FUNDS};
+pub use workload::{newcomer_key, operator_key, Kind, OPERATOR_FUNDS};
 
 use keel_app::core::Now;
 use keel_consensus::Message;
@@ -75,6 +75,9 @@ pub struct StackScenario {
     pub reconfig: bool,
     /// At `.1` ms, a report that validator `.0` equivocated: it is jailed and leaves the set.
     pub jail: Option<(usize, u64)>,
+    /// From `.0` ms, a validator outside genesis registers with `.1` tokens of stake, joins
+    /// the set at a boundary (silent: no node runs its key) and then leaves it.
+    pub join: Option<(u64, u64)>,
 }
 
 impl StackScenario {
@@ -122,6 +125,7 @@ impl StackScenario {
             stakes: None,
             reconfig: false,
             jail: None,
+            join: None,
         }
         .maybe_byzantine()
         .maybe_fast_blocks()
@@ -168,6 +172,9 @@ impl StackScenario {
             );
             self.reconfig = true;
             self.jail = self.silent.map(|i| (i, rng.gen_range(300..1_500)));
+            // A silent newcomer of at most 200 beside a faulty 600: 800 against at least
+            // 3 × 700 of honest power, still under a third.
+            self.join = Some((rng.gen_range(0..1_500), rng.gen_range(50..=200)));
         }
         self
     }
@@ -297,6 +304,9 @@ pub fn non_member_sync_bursts(n: usize) -> anyhow::Result<(u64, u64)> {
 pub fn run(s: &StackScenario) -> anyhow::Result<StackReport> {
     let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
     let mut agents = Workload::new()?.with_operators(s.n);
+    if let Some((at_ms, tokens)) = s.join {
+        agents = agents.with_newcomer(at_ms, tokens);
+    }
     let keys: Vec<SecretKey> = (0..s.n).map(validator_key).collect();
     let public: Vec<_> = keys.iter().map(SecretKey::public_key).collect();
     let genesis = node::genesis(s, &public, &agents.funded());

@@ -64,7 +64,8 @@ pub fn genesis(s: &StackScenario, validators: &[PublicKey], funded: &[SecretKey]
                 address: keel_types::Address::from_public_key(&k.public_key()),
                 balance: keel_types::U256::from(super::FUNDS),
             })
-            .chain((0..validators.len()).map(|i| GenesisBalance {
+            // One operator more than validators: the newcomer's (workload.rs).
+            .chain((0..=validators.len()).map(|i| GenesisBalance {
                 address: keel_types::Address::from_public_key(&super::operator_key(i).public_key()),
                 balance: keel_types::U256::from(super::OPERATOR_FUNDS),
             }))

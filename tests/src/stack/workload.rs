@@ -37,6 +37,30 @@ pub enum Kind {
     Stake,
     /// An equivocation report.
     Report,
+    /// The newcomer's registration or its leave.
+    Membership,
+}
+
+/// A validator that joins a running chain and leaves it again: registered by its own
+/// operator with a stake, a member of the set from a boundary on, then leaving. No node
+/// runs its key, so while a member it is silent (its stake is kept small: with the one
+/// faulty genesis validator, under a third of the power).
+pub struct Newcomer {
+    operator: Agent,
+    key: SecretKey,
+    stake: U256,
+    /// Registers from this time (ms) on.
+    at_ms: u64,
+    /// Whether its record has been seen, as `active`, and gone from `active` after the
+    /// leave.
+    pub registered: bool,
+    pub active: bool,
+    pub left: bool,
+}
+
+/// The newcomer's consensus key (outside the genesis validators' keys).
+pub fn newcomer_key() -> SecretKey {
+    SecretKey::from_seed([0xc7; 32])
 }
 
 /// Gas of a validator transaction.
@@ -98,6 +122,8 @@ pub struct Workload {
     /// The equivocation report still to send: the validator and its consensus key (the
     /// report forges nothing: it carries two votes that key really signed).
     pending_report: Option<(usize, SecretKey)>,
+    /// A validator joining and leaving the running chain.
+    pub newcomer: Option<Newcomer>,
 }
 
 impl Workload {
@@ -115,6 +141,7 @@ impl Workload {
             turn: 0,
             operators: Vec::new(),
             pending_report: None,
+            newcomer: None,
         })
     }
 
@@ -127,6 +154,64 @@ impl Workload {
             })
             .collect();
         self
+    }
+
+    /// Adds a newcomer whose operator is `operator_key(operators)` (funded at genesis
+    /// beside the validators' operators): it registers `stake_tokens` from `at_ms` on,
+    /// then leaves once active.
+    pub fn with_newcomer(mut self, at_ms: u64, stake_tokens: u64) -> Workload {
+        self.newcomer = Some(Newcomer {
+            operator: Agent {
+                key: operator_key(self.operators.len()),
+                inflight: None,
+            },
+            key: newcomer_key(),
+            stake: U256::from(TOKEN) * U256::from(stake_tokens),
+            at_ms,
+            registered: false,
+            active: false,
+            left: false,
+        });
+        self
+    }
+
+    /// The newcomer's next step, if it is due: register, then (once active) leave.
+    fn newcomer_op(&mut self, state: &dyn StateView, now_ms: u64) -> Option<SignedTransaction> {
+        use keel_types::validator::{possession_message, ValidatorStatus, ValidatorTx};
+        let n = self.newcomer.as_mut().filter(|n| now_ms >= n.at_ms)?;
+        let key = n.key.public_key();
+        let record = keel_runtime::validators::read_record(state, &key)
+            .ok()
+            .flatten();
+        n.registered |= record.is_some();
+        let status = record.map(|r| r.status);
+        n.active |= status == Some(ValidatorStatus::Active);
+        n.left |= n.active && status != Some(ValidatorStatus::Active);
+        let body = match status {
+            None if !n.registered => {
+                let operator = Address::from_public_key(&n.operator.key.public_key());
+                let possession = n
+                    .key
+                    .sign(&possession_message(super::CHAIN_ID, &operator, &key).0);
+                ValidatorTx::Register {
+                    key,
+                    possession,
+                    p2p: "127.0.0.1:9".into(),
+                    stake: n.stake,
+                }
+            }
+            Some(ValidatorStatus::Active) => ValidatorTx::Leave { key },
+            _ => return None,
+        };
+        let tx = send(
+            &mut n.operator,
+            state,
+            now_ms,
+            VALIDATOR_GAS,
+            TxBody::Validator(body),
+        )?;
+        self.sent.insert(tx.hash(), Kind::Membership);
+        Some(tx)
     }
 
     /// Sends, at the next turn, a report that validator `index` (key `key`) signed two
@@ -189,6 +274,7 @@ impl Workload {
             }
             return out;
         }
+        out.extend(self.newcomer_op(state, now_ms));
         if !rng.gen_bool(0.3) {
             return out;
         }
