@@ -338,12 +338,12 @@ impl TreeWriter for Target {
         // Bulk data skips the WAL (writing every byte twice was a third of the restore)
         // and is made durable by flushing all column families at once (the store is
         // opened with atomic flush, so a crash keeps whole batches only). The flush runs
-        // while the next chunk is verified, and is waited for once the next batch is
-        // written: a crash loses at most this batch and the next.
+        // while the next chunk is verified, and is waited for before the next batch is
+        // written: a crash loses at most the last batch, one chunk's worth.
+        self.settle()?;
         let mut options = WriteOptions::default();
         options.disable_wal(true);
         db.write_opt(write, &options)?;
-        self.settle()?;
         let store = Arc::clone(&self.store);
         let flush = std::thread::Builder::new()
             .name("keel-restore-flush".into())

@@ -571,9 +571,11 @@ fn a_restore_killed_mid_way_resumes_from_whole_batches() {
         (resumed_at, CHILD_CHUNK_BYTES),
         &honest[..half],
     );
+    // The last batch written (a chunk, less its last leaf, which jmt writes with the next
+    // one, plus the chunk before's last) may be lost with the process: one chunk and a leaf.
     let largest = largest_chunk(&honest);
     assert!(
-        refetched <= 2 * largest,
+        refetched <= largest + 1,
         "refetched {refetched}, a chunk holds ≤ {largest}"
     );
     finish_as_source(restore, &src, &keys);
