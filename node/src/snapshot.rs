@@ -517,7 +517,7 @@ fn last_key_hash(chunk: &SnapshotChunk) -> Option<Hash> {
 /// next peer while this one is verified and written on a blocking thread. A chunk that fails
 /// its proof drops its peer and discards the one asked after it (it was asked from an
 /// unverified key), so a lie costs at most one chunk fetched twice, and a crash the chunks
-/// in flight and the last two written (a flush may not have finished).
+/// in flight and the last one written (its flush may not have finished).
 pub async fn sync(
     net: &Network,
     inbound: &mut mpsc::Receiver<Inbound>,

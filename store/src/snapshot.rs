@@ -8,8 +8,8 @@
 //! rebuilds the right edge from that leaf (jmt's recovery); the keys after it are fetched
 //! again. The batches skip the WAL and are made durable by an atomic flush of every column
 //! family, which runs while the next chunk is verified: a death loses whole batches only,
-//! at most the last two written (a batch's flush is waited for after the next batch is
-//! written), so about three chunks are fetched again. A chunk that fails its proof writes
+//! at most the last one written (a batch waits for the last one's flush), so at most a
+//! chunk and a leaf are fetched again. A chunk that fails its proof writes
 //! nothing, and the restore rewinds to what is stored. The derived indexes (touch and stub indexes, entry
 //! counters, per-address storage counts) are written with each key's value; a key fetched
 //! again (its preimage already stored) is not counted twice.

@@ -23,6 +23,11 @@ use std::sync::{Mutex, RwLock};
 
 type Jmt<'a> = jmt::JellyfishMerkleTree<'a, DbTreeReader<'a>, JmtHasher>;
 
+/// Level-0 files a restoring store compacts at a time (RocksDB's default is 4): fewer
+/// rewrites of what the restore writes, and below RocksDB's write-stop limit (36 files,
+/// kept), so the reopened store's writes never start stopped.
+pub const RESTORE_L0_FILES: u32 = 24;
+
 /// Store tuning. Every field bounds a resource.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -142,11 +147,19 @@ impl Store {
             let mut cf_opts = Options::default();
             cf_opts.set_block_based_table_factory(&table);
             cf_opts.set_write_buffer_size(options.write_buffer_bytes);
-            // RocksDB's bulk-load advice: a restore flushes after every chunk, and compacting
-            // those files while more arrive took over half of the machine's CPU time during
-            // a restore (its flush and compaction threads beside the verifying thread). The
-            // files are compacted once the restore is done, while the node catches up.
-            cf_opts.set_disable_auto_compactions(restoring);
+            // A restore flushes after every chunk, and compacting those files four at a time
+            // while more arrive took as much CPU as the restore itself (its compaction thread
+            // beside the verifying one). It compacts them RESTORE_L0_FILES at a time instead,
+            // a fraction of the rewriting, and leaves fewer than that (under RocksDB's
+            // default write-stop limit of 36 level-0 files) to the reopened store, which
+            // compacts them in the background while the node catches up.
+            if restoring {
+                let files = i32::try_from(RESTORE_L0_FILES).unwrap_or(i32::MAX);
+                cf_opts.set_level_zero_file_num_compaction_trigger(files);
+                // Writes slow down past 30 files and stop at RocksDB's 36 as usual, so the
+                // reopened store never starts with its writes stopped.
+                cf_opts.set_level_zero_slowdown_writes_trigger(files.saturating_add(6));
+            }
             if *name == CF_VALUES {
                 cf_opts.set_prefix_extractor(SliceTransform::create_fixed_prefix(KEY_HASH_BYTES));
             }
@@ -400,15 +413,18 @@ impl Store {
         self.latest_cache.advance(info.height, &StateDiff::new());
     }
 
-    /// Turns automatic compactions back on after a restore's bulk writes (a store opened
-    /// `restoring` has them off): RocksDB then compacts the restore's files in the
-    /// background.
+    /// Sets RocksDB's level-0 limits back to its defaults after a restore's bulk writes (a
+    /// store opened `restoring` compacts [`RESTORE_L0_FILES`] files at a time).
     pub(crate) fn end_bulk_load(&self) -> Result<(), StateError> {
         for name in ALL_CFS {
             self.db
                 .set_options_cf(
                     cf(&self.db, name)?,
-                    &[("disable_auto_compactions", "false")],
+                    &[
+                        ("level0_file_num_compaction_trigger", "4"),
+                        ("level0_slowdown_writes_trigger", "20"),
+                        ("level0_stop_writes_trigger", "36"),
+                    ],
                 )
                 .map_err(StateError::db)?;
         }

@@ -108,7 +108,9 @@ pub fn syncing_module(
             "view": status.view,
             "state_root": null,
             "block_hash": null,
+            // Genesis's count: the set in force is in the state being restored.
             "validators": ctx.validators,
+            "voting_power": null,
             "peers": ctx.net.connected().len(),
             "mempool_size": 0,
             "min_gas_price": ctx.min_gas_price.to_string(),

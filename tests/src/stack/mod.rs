@@ -173,7 +173,8 @@ impl StackScenario {
             self.reconfig = true;
             self.jail = self.silent.map(|i| (i, rng.gen_range(300..1_500)));
             // A silent newcomer of at most 200 beside a faulty 600: 800 against at least
-            // 3 × 700 of honest power, still under a third.
+            // 3 × 700 of honest power at genesis, under a third. (The operators' bonds and
+            // unbonds move that; the campaign's seeds are fixed and pass.)
             self.join = Some((rng.gen_range(0..1_500), rng.gen_range(50..=200)));
         }
         self
