@@ -275,15 +275,29 @@ pub struct JoinReport {
     pub p2p: String,
     pub rpc: String,
     pub metrics: String,
+    /// `p2p.bootstrap`: the peers given with `--peers`.
+    pub peers: Vec<String>,
 }
 
 /// Lays out a home for a node that joins a running chain: the chain's genesis, a new
 /// validator key and operator account, and a config that restores a snapshot on first
 /// start (`sync.mode = "snapshot"`; docs/validators.md). Its peers are the genesis
 /// validators and, once restored, every registered validator.
-pub fn init_join(opts: &InitOptions, genesis_file: &Path) -> Result<JoinReport, InitError> {
+pub fn init_join(
+    opts: &InitOptions,
+    genesis_file: &Path,
+    peers: &[String],
+) -> Result<JoinReport, InitError> {
     let genesis = keel_node::genesis::Genesis::load(genesis_file)?;
     genesis.validate()?;
+    // Checked before anything is written: a refused --peers leaves no half-made home.
+    let bootstrap = keel_node::config::P2pConfig {
+        bootstrap: peers.iter().map(|p| p.trim().to_string()).collect(),
+        ..Default::default()
+    };
+    bootstrap
+        .bootstrap_peers()
+        .map_err(keel_node::config::ConfigError::Invalid)?;
     if opts.hosts.len() > 1 {
         return Err(InitError::HostCount {
             hosts: opts.hosts.len(),
@@ -331,6 +345,7 @@ pub fn init_join(opts: &InitOptions, genesis_file: &Path) -> Result<JoinReport, 
     config.consensus.block_time_ms = opts.block_time_ms;
     config.consensus.min_block_interval_ms = opts.min_block_interval_ms.min(opts.block_time_ms);
     config.sync.mode = "snapshot".into();
+    config.p2p.bootstrap = bootstrap.bootstrap;
     config.validate()?;
     write_file(&home.join("config.toml"), &config.to_toml())?;
     write_file(&home.join("genesis.json"), &genesis.to_json())?;
@@ -341,5 +356,6 @@ pub fn init_join(opts: &InitOptions, genesis_file: &Path) -> Result<JoinReport, 
         p2p: port(0),
         rpc: format!("http://{}", port(100)),
         metrics: format!("http://{}", port(200)),
+        peers: config.p2p.bootstrap,
     })
 }

@@ -139,6 +139,10 @@ struct InitArgs {
     /// The chain's genesis.json (with --join).
     #[arg(long, requires = "join")]
     genesis: Option<PathBuf>,
+    /// With --join: validators to reach besides genesis's, `0xKEY@IP:PORT,…` (`keel query
+    /// validators` shows keys and addresses): written as `p2p.bootstrap`.
+    #[arg(long, requires = "join", value_delimiter = ',')]
+    peers: Vec<String>,
 }
 
 impl GenesisArgs {
@@ -756,7 +760,7 @@ fn main() -> ExitCode {
             })
             .map_err(|e| e.to_string()),
         Command::Init(a) => match a.genesis.filter(|_| a.join) {
-            Some(genesis) => init_join(&a.network.options(), &genesis)
+            Some(genesis) => init_join(&a.network.options(), &genesis, &a.peers)
                 .map_err(|e| e.to_string())
                 .and_then(|report| serde_json::to_value(report).map_err(|e| e.to_string()))
                 .map(Some),

@@ -1,6 +1,8 @@
 //! The integration tests of `cli/` in one binary: each module below was its own test binary, and
 //! each of those was compiled and linked on its own (issue 19, build time).
 
+#[path = "bootstrap.rs"]
+mod bootstrap;
 #[path = "cli.rs"]
 mod cli;
 mod common;

@@ -103,6 +103,49 @@ pub struct P2pConfig {
     pub max_frame_bytes: u32,
     /// Outbound messages queued per peer before the oldest are dropped.
     pub peer_queue_len: usize,
+    /// Peers to reach besides genesis's validators and the registry's, `0xKEY@HOST:PORT`
+    /// each (`keel query validators` shows the keys): how a node joining with no state
+    /// finds validators that moved since genesis, or joined after it. An address wins over
+    /// what genesis or a registry this node has not caught up with says.
+    pub bootstrap: Vec<String>,
+}
+
+/// At most this many `p2p.bootstrap` peers.
+pub const MAX_BOOTSTRAP_PEERS: usize = 64;
+
+impl P2pConfig {
+    /// The bootstrap peers, parsed. A key is required: only keys in the peer table complete
+    /// a handshake, and an address alone would trust whoever answers there.
+    pub fn bootstrap_peers(&self) -> Result<Vec<(keel_types::PublicKey, String)>, String> {
+        if self.bootstrap.len() > MAX_BOOTSTRAP_PEERS {
+            return Err(format!(
+                "p2p.bootstrap has {} peers; at most {MAX_BOOTSTRAP_PEERS}",
+                self.bootstrap.len()
+            ));
+        }
+        let mut peers: Vec<(keel_types::PublicKey, String)> = Vec::new();
+        for entry in &self.bootstrap {
+            let bad = |why: &str| format!("p2p.bootstrap {entry:?}: {why}");
+            let (key, addr) = entry
+                .split_once('@')
+                .ok_or_else(|| bad("use 0xKEY@HOST:PORT (keel query validators shows the keys)"))?;
+            let key = keel_types::PublicKey::from_hex(key.trim())
+                .map_err(|_| bad("the key is not 32 bytes of hex"))?;
+            key.validate()
+                .map_err(|_| bad("the key is not a valid ed25519 key"))?;
+            let addr = addr.trim();
+            if addr.len() > keel_types::validator::MAX_P2P_ADDRESS_BYTES
+                || addr.parse::<std::net::SocketAddr>().is_err()
+            {
+                return Err(bad("the address is not IP:PORT"));
+            }
+            if peers.iter().any(|(k, _)| *k == key) {
+                return Err(bad("the key is listed twice"));
+            }
+            peers.push((key, addr.to_string()));
+        }
+        Ok(peers)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,6 +232,7 @@ impl Default for P2pConfig {
             // response of that size.
             max_frame_bytes: (keel_consensus::MAX_MESSAGE_BYTES + 1024) as u32,
             peer_queue_len: 1_024,
+            bootstrap: Vec::new(),
         }
     }
 }
@@ -293,6 +337,7 @@ impl NodeConfig {
         }
         // Below 1 MiB a validator could not carry an ordinary block (and its proposals
         // would be cut to nothing past the header margin).
+        self.p2p.bootstrap_peers().map_err(ConfigError::Invalid)?;
         if self.p2p.max_frame_bytes < 1024 * 1024 || self.p2p.peer_queue_len == 0 {
             return invalid(
                 "p2p.max_frame_bytes must be >= 1048576 and p2p.peer_queue_len >= 1".into(),
@@ -405,6 +450,46 @@ mod tests {
         config
             .validate()
             .expect("propose as soon as the parent is notarized");
+    }
+
+    /// Bootstrap peers parse to (key, address); each malformed entry is refused by name,
+    /// and so is a config holding one.
+    #[test]
+    fn bootstrap_peers_need_a_key_and_an_address() {
+        let key = keel_types::SecretKey::from_seed([3; 32])
+            .public_key()
+            .to_hex();
+        let mut config = NodeConfig::default();
+        config.p2p.bootstrap = vec![format!("{key}@127.0.0.1:7000")];
+        let peers = config.p2p.bootstrap_peers().expect("valid");
+        assert_eq!(peers.len(), 1);
+        assert_eq!(
+            (peers[0].0.to_hex(), peers[0].1.as_str()),
+            (key.clone(), "127.0.0.1:7000")
+        );
+        config.validate().expect("a valid config");
+        let small_order = format!("0x{}", "00".repeat(32));
+        for bad in [
+            "127.0.0.1:7000".to_string(),
+            key.clone(),
+            "0x1234@127.0.0.1:7000".to_string(),
+            format!("{small_order}@127.0.0.1:7000"),
+            format!("{key}@localhost"),
+            format!("{key}@127.0.0.1"),
+        ] {
+            config.p2p.bootstrap = vec![bad.clone()];
+            let err = config.validate().expect_err("refused");
+            assert!(err.to_string().contains("p2p.bootstrap"), "{bad}: {err}");
+        }
+        config.p2p.bootstrap = vec![format!("{key}@127.0.0.1:1"), format!("{key}@127.0.0.1:2")];
+        assert!(config.p2p.bootstrap_peers().is_err(), "a key twice");
+        config.p2p.bootstrap = (0..=MAX_BOOTSTRAP_PEERS)
+            .map(|i| {
+                let k = keel_types::SecretKey::from_seed([i as u8; 32]).public_key();
+                format!("{}@127.0.0.1:{}", k.to_hex(), 1000 + i)
+            })
+            .collect();
+        assert!(config.p2p.bootstrap_peers().is_err(), "too many");
     }
 
     #[test]

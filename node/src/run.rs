@@ -273,6 +273,14 @@ pub async fn run(home: &Path, options: RunOptions) -> anyhow::Result<()> {
             .context("reading the validator registry")?,
         None => Vec::new(),
     };
+    // Last, so their addresses win over genesis's and a stale registry's (a node with no
+    // state knows only genesis's).
+    let bootstrap = config
+        .p2p
+        .bootstrap_peers()
+        .map_err(anyhow::Error::msg)?
+        .into_iter()
+        .filter(|(k, _)| *k != key.public_key());
     let (net, mut inbound, gossip_in) = Network::start(
         NetConfig {
             listen: config.p2p.listen.parse()?,
@@ -281,6 +289,7 @@ pub async fn run(home: &Path, options: RunOptions) -> anyhow::Result<()> {
                 .iter()
                 .map(|v| (v.public_key, v.p2p.clone()))
                 .chain(known_peers)
+                .chain(bootstrap)
                 .collect(),
             chain_id: genesis.chain_id,
             genesis_hash,

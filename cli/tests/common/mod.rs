@@ -210,6 +210,16 @@ impl Cluster {
         i
     }
 
+    /// Takes in the home a `keel init --join` wrote at `self.home(self.n)` as the next node.
+    pub fn adopt(&mut self) -> usize {
+        let i = self.n;
+        let config = NodeConfig::load(&self.home(i).join("config.toml")).expect("config");
+        self.configs.push(config);
+        self.children.push(None);
+        self.n += 1;
+        i
+    }
+
     pub fn spawn(&mut self, i: usize) {
         self.spawn_with_env(i, &[]);
     }
