@@ -7,10 +7,10 @@ use crate::common::{keel, serial, strip_ansi, Cluster};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
-const BASE_PORT: u16 = 29_700;
+const BASE_PORT: u16 = 30_000;
 /// Where the validator moves to.
-const MOVED_P2P_PORT: u16 = 29_750;
-const JOINER_BASE_PORT: u16 = 29_760;
+const MOVED_P2P_PORT: u16 = 30_050;
+const JOINER_BASE_PORT: u16 = 30_060;
 
 fn joiner_log(cluster: &Cluster, i: usize) -> String {
     strip_ansi(&std::fs::read_to_string(cluster.home(i).join("node.log")).unwrap_or_default())
@@ -73,8 +73,12 @@ fn a_joiner_finds_a_moved_validator_through_its_bootstrap_peer() {
     // smaller key dials), so no inbound link from the validator can stand in for the
     // bootstrap address.
     let key_file = home.join("keys/validator.json");
-    let key = (0u8..=255)
-        .map(|seed| keel_types::SecretKey::from_seed([seed; 32]))
+    let key = (0u64..)
+        .map(|n| {
+            let mut seed = [7u8; 32];
+            seed[..8].copy_from_slice(&n.to_le_bytes());
+            keel_types::SecretKey::from_seed(seed)
+        })
         .find(|k| k.public_key().0 < validator.public_key().0)
         .expect("a smaller key");
     std::fs::remove_file(&key_file).expect("replace the key");

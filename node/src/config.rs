@@ -106,7 +106,7 @@ pub struct P2pConfig {
     /// Peers to reach besides genesis's validators and the registry's, `0xKEY@HOST:PORT`
     /// each (`keel query validators` shows the keys): how a node joining with no state
     /// finds validators that moved since genesis, or joined after it. An address wins over
-    /// what genesis or a registry this node has not caught up with says.
+    /// genesis's; the registry's wins over it once this node has state.
     pub bootstrap: Vec<String>,
 }
 

@@ -273,8 +273,8 @@ pub async fn run(home: &Path, options: RunOptions) -> anyhow::Result<()> {
             .context("reading the validator registry")?,
         None => Vec::new(),
     };
-    // Last, so their addresses win over genesis's and a stale registry's (a node with no
-    // state knows only genesis's).
+    // After genesis's (a node with no state knows only those) and before the registry's,
+    // which are newer than any config once this node has state.
     let bootstrap = config
         .p2p
         .bootstrap_peers()
@@ -288,8 +288,8 @@ pub async fn run(home: &Path, options: RunOptions) -> anyhow::Result<()> {
                 .validators
                 .iter()
                 .map(|v| (v.public_key, v.p2p.clone()))
-                .chain(known_peers)
                 .chain(bootstrap)
+                .chain(known_peers)
                 .collect(),
             chain_id: genesis.chain_id,
             genesis_hash,
