@@ -335,9 +335,9 @@ impl NodeConfig {
                 self.log.format
             ));
         }
+        self.p2p.bootstrap_peers().map_err(ConfigError::Invalid)?;
         // Below 1 MiB a validator could not carry an ordinary block (and its proposals
         // would be cut to nothing past the header margin).
-        self.p2p.bootstrap_peers().map_err(ConfigError::Invalid)?;
         if self.p2p.max_frame_bytes < 1024 * 1024 || self.p2p.peer_queue_len == 0 {
             return invalid(
                 "p2p.max_frame_bytes must be >= 1048576 and p2p.peer_queue_len >= 1".into(),

@@ -696,8 +696,8 @@ impl SnapshotRestore {
         store.finish_restore(height, root, tip, receipts, ancestors)?;
         // Reopened as every other store is: atomic flush (every column family flushed
         // whenever one memtable fills) only pays for itself while writes skip the WAL. The
-        // restore's files are compacted in the background from the reopening on (closed
-        // before, the store has no compaction to wait for).
+        // reopened store has RocksDB's usual level-0 limits and compacts what the restore
+        // left in the background.
         match Arc::try_unwrap(store) {
             Ok(store) => {
                 let (path, options) = (store.db.path().to_path_buf(), store.options.clone());

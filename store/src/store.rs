@@ -126,8 +126,8 @@ impl Store {
     /// `restoring`: opened for a snapshot restore's bulk writes, which skip the WAL. Every
     /// column family is flushed at one sequence number (atomic flush), so those writes
     /// survive a crash as a consistent prefix of batches, never as one column family's half
-    /// of a batch; and automatic compactions wait until the restore is done (see
-    /// [`Store::end_bulk_load`]).
+    /// of a batch; and level-0 files are compacted [`RESTORE_L0_FILES`] at a time, not 4
+    /// (see [`Store::end_bulk_load`]).
     pub(crate) fn open_with(
         path: &Path,
         options: StoreOptions,
@@ -150,9 +150,9 @@ impl Store {
             // A restore flushes after every chunk, and compacting those files four at a time
             // while more arrive took as much CPU as the restore itself (its compaction thread
             // beside the verifying one). It compacts them RESTORE_L0_FILES at a time instead,
-            // a fraction of the rewriting, and leaves fewer than that (under RocksDB's
-            // default write-stop limit of 36 level-0 files) to the reopened store, which
-            // compacts them in the background while the node catches up.
+            // a fraction of the rewriting, and leaves fewer than RocksDB's write-stop limit
+            // of 36 level-0 files to the reopened store, which compacts them in the
+            // background while the node catches up.
             if restoring {
                 let files = i32::try_from(RESTORE_L0_FILES).unwrap_or(i32::MAX);
                 cf_opts.set_level_zero_file_num_compaction_trigger(files);
