@@ -1,5 +1,5 @@
-//! A state restored from chunks is the served state (root, every entry, the indexes) and
-//! takes the next commit like its source; every way a server can lie is refused and
+//! A state restored from chunks is the served state (root, every entry of every kind of
+//! key, the indexes) and takes the next commit like its source; every way a server can lie is refused and
 //! rewinds; an interrupted restore resumes without fetching more than a chunk again.
 
 use super::*;
@@ -16,12 +16,30 @@ fn options() -> StoreOptions {
     }
 }
 
+/// A key of any kind state holds: accounts, code, slots, fold pages and their count, the
+/// expiry archive's roots and accumulator, policies and session keys, the validator
+/// registry, its records and the epochs' sets (half of them slots, as in a real state).
 fn key(rng: &mut ChaCha8Rng) -> StateKey {
     let address = Address([rng.gen_range(0..40u8); 20]);
-    match rng.gen_range(0..6) {
-        0 => StateKey::Account(address),
-        1 => StateKey::Code(Hash([rng.gen(); 32])),
-        2 => StateKey::Policy(address),
+    let small = rng.gen_range(0..40u64);
+    let public = keel_types::PublicKey([rng.gen_range(0..40u8); 32]);
+    match rng.gen_range(0..24) {
+        0 | 1 => StateKey::Account(address),
+        2 => StateKey::Code(Hash([rng.gen(); 32])),
+        3 => StateKey::Policy(address),
+        4 => StateKey::FoldPage(small),
+        5 => StateKey::ArchiveRoot(small),
+        6 => [
+            StateKey::FoldCount,
+            StateKey::ArchiveAccumulator,
+            StateKey::ValidatorRegistry,
+        ][rng.gen_range(0..3)]
+        .clone(),
+        7 => StateKey::Validator(public),
+        8 => StateKey::EpochValidators(small),
+        9 => StateKey::SessionKeys(address),
+        10 => StateKey::SessionKey(address, public),
+        11 => StateKey::SessionSpend(address, public),
         _ => StateKey::Storage(address, [rng.gen_range(0..200u8); 32]),
     }
 }

@@ -313,3 +313,61 @@ fn forge_signature(tx: &mut SignedTransaction) {
         }
     }
 }
+
+/// Views an [`EvidenceWatch`] remembers while it has seen no conflict (the oldest go first).
+const MAX_WATCHED_VIEWS: usize = 256;
+/// Votes remembered per view: one of each kind is all an honest signer sends.
+const MAX_VOTES_PER_VIEW: usize = 4;
+
+/// Two conflicting votes one key signed, caught in what its validator sent (what any peer of
+/// an equivocator receives): the evidence an equivocation report carries, taken from the
+/// wire rather than signed by the harness.
+#[derive(Debug)]
+pub struct EvidenceWatch {
+    key: keel_types::PublicKey,
+    seen: BTreeMap<(u64, u64), Vec<SignedVote>>,
+    /// The first conflicting pair seen.
+    pub evidence: Option<(SignedVote, SignedVote)>,
+}
+
+impl EvidenceWatch {
+    pub fn new(key: keel_types::PublicKey) -> EvidenceWatch {
+        EvidenceWatch {
+            key,
+            seen: BTreeMap::new(),
+            evidence: None,
+        }
+    }
+
+    /// Looks at one message the validator sent: a vote (alone or a proposal's) its key
+    /// signed that conflicts with one it sent earlier is the evidence.
+    pub fn observe(&mut self, message: &Message) {
+        if self.evidence.is_some() {
+            return;
+        }
+        let vote = match message {
+            Message::Vote(vote) | Message::Propose { vote, .. } => vote,
+            _ => return,
+        };
+        if vote.verify(&self.key).is_err() {
+            return;
+        }
+        let votes = self
+            .seen
+            .entry((vote.vote.epoch, vote.vote.view))
+            .or_default();
+        if let Some(first) = votes
+            .iter()
+            .find(|f| keel_types::validator::conflicting(&f.vote, &vote.vote))
+        {
+            self.evidence = Some((*first, *vote));
+            return;
+        }
+        if votes.len() < MAX_VOTES_PER_VIEW && !votes.contains(vote) {
+            votes.push(*vote);
+        }
+        while self.seen.len() > MAX_WATCHED_VIEWS {
+            self.seen.pop_first();
+        }
+    }
+}

@@ -73,7 +73,8 @@ pub struct StackScenario {
     pub stakes: Option<Vec<keel_types::U256>>,
     /// Operators bond and unbond at random: each epoch's set has other powers.
     pub reconfig: bool,
-    /// At `.1` ms, a report that validator `.0` equivocated: it is jailed and leaves the set.
+    /// From `.1` ms, a report that validator `.0` equivocated: it is jailed and leaves the
+    /// set. A Byzantine `.0` is reported once it has sent two conflicting votes, with those.
     pub jail: Option<(usize, u64)>,
     /// From `.0` ms, a validator outside genesis registers with `.1` tokens of stake, joins
     /// the set at a boundary (silent: no node runs its key) and then leaves it.
@@ -149,7 +150,7 @@ impl StackScenario {
 
     /// For a third of the seeds (drawn apart, so the other settings stay as they were):
     /// unequal genesis stakes, operators bonding and unbonding every few blocks, and — when
-    /// a validator is silent — a report that jails it, so the set drops it.
+    /// a validator is silent or Byzantine — a report that jails it, so the set drops it.
     fn maybe_reconfigure(mut self) -> StackScenario {
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x00e9_0c4a);
         if rng.gen_ratio(1, 3) {
@@ -171,7 +172,12 @@ impl StackScenario {
                     .collect(),
             );
             self.reconfig = true;
-            self.jail = self.silent.map(|i| (i, rng.gen_range(300..1_500)));
+            // The silent validator (on votes the harness signs with its key) or the
+            // Byzantine one (on two conflicting votes it sent) is reported and jailed.
+            self.jail = self
+                .silent
+                .or(self.byzantine)
+                .map(|i| (i, rng.gen_range(300..1_500)));
             // A silent newcomer of at most 200 beside a faulty 600: 800 against at least
             // 3 × 700 of honest power at genesis, under a third. (The operators' bonds and
             // unbonds move that; the campaign's seeds are fixed and pass.)
@@ -344,6 +350,11 @@ pub fn run(s: &StackScenario) -> anyhow::Result<StackReport> {
     let mut waking: Vec<Option<u64>> = vec![None; s.n];
     let mut seen_receipts = 0usize;
     let mut jail_sent = false;
+    // What the Byzantine validator sends is watched for two conflicting votes: the
+    // evidence that jails it (when the scenario jails it).
+    let mut evidence = s
+        .byzantine
+        .map(|b| byzantine::EvidenceWatch::new(validator_key(b).public_key()));
     // The operators draw from their own stream, so a run's network (delays, losses) is the
     // same with and without them.
     let mut ops_rng = ChaCha8Rng::seed_from_u64(s.seed ^ 0x0a11_0b5e);
@@ -351,6 +362,9 @@ pub fn run(s: &StackScenario) -> anyhow::Result<StackReport> {
     loop {
         // Hand out what the last step sent.
         for o in out.drain(..) {
+            if let Some(watch) = evidence.as_mut().filter(|_| s.byzantine == Some(o.from)) {
+                watch.observe(&o.message);
+            }
             let targets: Vec<usize> = match o.to {
                 Some(to) => vec![to],
                 None => (0..s.n).filter(|&t| t != o.from).collect(),
@@ -422,10 +436,17 @@ pub fn run(s: &StackScenario) -> anyhow::Result<StackReport> {
             Event::Agents => {
                 if let Some(reference) = validators.iter().position(|v| v.app.is_some()) {
                     let view = validators[reference].store.latest_view();
-                    if let Some((j, at)) = s.jail {
-                        if now >= at && !jail_sent {
+                    if let Some((j, _)) = s.jail.filter(|&(_, at)| now >= at && !jail_sent) {
+                        // The Byzantine validator's own votes once it has double-signed;
+                        // a silent validator sent none, so the harness signs them.
+                        let pair = if s.byzantine == Some(j) {
+                            evidence.as_ref().and_then(|w| w.evidence)
+                        } else {
+                            Some(workload::signed_conflict(&validator_key(j)))
+                        };
+                        if let Some((first, second)) = pair {
                             jail_sent = true;
-                            agents.report(j, validator_key(j));
+                            agents.report(j, first, second);
                         }
                     }
                     let mut txs = agents.next(&mut rng, &view, now);

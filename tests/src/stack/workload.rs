@@ -7,7 +7,10 @@
 
 use super::{CHAIN_ID, GAS_PRICE};
 use keel_state::{StateView, StateViewExt};
-use keel_types::{Address, Env, Hash, SecretKey, SignedTransaction, Transaction, TxBody, U256};
+use keel_types::{
+    Address, Env, Hash, PublicKey, SecretKey, SignedTransaction, SignedVote, Transaction, TxBody,
+    U256,
+};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -119,9 +122,9 @@ pub struct Workload {
     turn: usize,
     /// Validator operators, by validator index.
     operators: Vec<Agent>,
-    /// The equivocation report still to send: the validator and its consensus key (the
-    /// report forges nothing: it carries two votes that key really signed).
-    pending_report: Option<(usize, SecretKey)>,
+    /// The equivocation report still to send: the validator, its consensus key, and two
+    /// conflicting votes that key really signed.
+    pending_report: Option<(usize, PublicKey, SignedVote, SignedVote)>,
     /// A validator joining and leaving the running chain.
     pub newcomer: Option<Newcomer>,
 }
@@ -214,10 +217,11 @@ impl Workload {
         Some(tx)
     }
 
-    /// Sends, at the next turn, a report that validator `index` (key `key`) signed two
-    /// conflicting votes.
-    pub fn report(&mut self, index: usize, key: SecretKey) {
-        self.pending_report = Some((index, key));
+    /// Sends, at the next turn (and again until the chain has jailed it), a report that
+    /// validator `index` signed the conflicting votes `first` and `second`.
+    pub fn report(&mut self, index: usize, first: SignedVote, second: SignedVote) {
+        let key = super::validator_key(index).public_key();
+        self.pending_report = Some((index, key, first, second));
     }
 
     /// With operators: one random operator bonds or unbonds a few tokens (keeping at least
@@ -234,8 +238,8 @@ impl Workload {
         if self.operators.is_empty() {
             return out;
         }
-        let reported = self.pending_report.as_ref().is_some_and(|(_, key)| {
-            keel_runtime::validators::read_record(state, &key.public_key())
+        let reported = self.pending_report.as_ref().is_some_and(|(_, key, ..)| {
+            keel_runtime::validators::read_record(state, key)
                 .ok()
                 .flatten()
                 .is_some_and(|r| r.status == keel_types::validator::ValidatorStatus::Jailed)
@@ -243,24 +247,8 @@ impl Workload {
         if reported {
             self.pending_report = None;
         }
-        if let Some((index, key)) = self.pending_report.clone() {
-            let vote = |kind, block| keel_types::Vote {
-                chain_id: CHAIN_ID,
-                epoch: 0,
-                view: 1,
-                kind,
-                block,
-            };
-            let signed = |v: keel_types::Vote| keel_types::SignedVote {
-                signature: key.sign(&v.signing_hash().0),
-                vote: v,
-                signer: 0,
-            };
-            let body = TxBody::Validator(ValidatorTx::ReportEquivocation {
-                key: key.public_key(),
-                first: signed(vote(keel_types::VoteKind::Notarize, Hash([1; 32]))),
-                second: signed(vote(keel_types::VoteKind::Notarize, Hash([2; 32]))),
-            });
+        if let Some((index, key, first, second)) = self.pending_report {
+            let body = TxBody::Validator(ValidatorTx::ReportEquivocation { key, first, second });
             let reporter = (index + 1) % self.operators.len();
             if let Some(tx) = send(
                 &mut self.operators[reporter],
@@ -422,4 +410,25 @@ fn send(
     .sign(&agent.key);
     agent.inflight = Some((nonce, tx.hash(), now_ms));
     Some(tx)
+}
+
+/// Two conflicting notarize votes signed with `key` for view 1 of epoch 0: the evidence
+/// against a validator that sends nothing (a silent one whose key leaked and signed
+/// elsewhere), where none can be caught on the wire.
+pub fn signed_conflict(key: &SecretKey) -> (SignedVote, SignedVote) {
+    let signed = |block: Hash| {
+        let vote = keel_types::Vote {
+            chain_id: CHAIN_ID,
+            epoch: 0,
+            view: 1,
+            kind: keel_types::VoteKind::Notarize,
+            block,
+        };
+        SignedVote {
+            signature: key.sign(&vote.signing_hash().0),
+            vote,
+            signer: 0,
+        }
+    };
+    (signed(Hash([1; 32])), signed(Hash([2; 32])))
 }

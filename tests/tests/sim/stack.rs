@@ -70,7 +70,7 @@ fn run_part(part: u64) {
     let seeds = (part * count / 4)..((part + 1) * count / 4);
     let mut totals: BTreeMap<Kind, u64> = BTreeMap::new();
     let mut lies: BTreeMap<Lie, u64> = BTreeMap::new();
-    let (mut expired, mut folded, mut byzantine) = (0u64, 0u64, 0u64);
+    let (mut expired, mut folded, mut byzantine, mut jailed) = (0u64, 0u64, 0u64, 0u64);
     for seed in seeds.clone() {
         let s = StackScenario::random(seed);
         let report = run(&s).unwrap_or_else(|e| panic!("seed {seed}: harness: {e:#}"));
@@ -83,6 +83,11 @@ fn run_part(part: u64) {
         expired += u64::from(report.expired_entries > 0);
         folded += u64::from(report.fold_pages > 0);
         byzantine += u64::from(s.byzantine.is_some());
+        // A Byzantine validator jailed on the conflicting votes it sent.
+        jailed +=
+            u64::from(s.byzantine.is_some_and(|b| {
+                report.jailed == [keel_tests::stack::validator_key(b).public_key()]
+            }));
         for (lie, n) in &report.lies {
             *lies.entry(*lie).or_default() += n;
         }
@@ -92,7 +97,7 @@ fn run_part(part: u64) {
     }
     // What the campaign exercised: both environments' contracts, native transfers, and
     // expiry and folding in some seeds (a harness that stopped sending would pass otherwise).
-    eprintln!("part {part}: seeds {seeds:?}: {totals:?}, expiring seeds {expired}, folding seeds {folded}, Byzantine seeds {byzantine}: {lies:?}");
+    eprintln!("part {part}: seeds {seeds:?}: {totals:?}, expiring seeds {expired}, folding seeds {folded}, Byzantine seeds {byzantine} ({jailed} jailed): {lies:?}");
     for kind in [
         Kind::Transfer,
         Kind::Deploy(Env::Evm),
@@ -105,8 +110,9 @@ fn run_part(part: u64) {
             "no {kind:?} executed in {seeds:?}"
         );
     }
-    // A third of the seeds reconfigure: stakes move, and a newcomer registers, joins the
-    // set and leaves it (a stretch of fewer than 40 seeds may hold none).
+    // A third of the seeds reconfigure: stakes move, a newcomer registers, joins the set
+    // and leaves it, and a Byzantine validator is jailed (a stretch of fewer than 40 seeds
+    // may hold none).
     if seeds.end - seeds.start >= 40 {
         for kind in [Kind::Stake, Kind::Membership] {
             assert!(
@@ -114,6 +120,7 @@ fn run_part(part: u64) {
                 "no {kind:?} executed in {seeds:?}"
             );
         }
+        assert!(jailed > 0, "no Byzantine validator jailed in {seeds:?}");
     }
     assert!(expired > 0, "no seed in {seeds:?} expired an entry");
     assert!(folded > 0, "no seed in {seeds:?} made a fold page");
@@ -258,17 +265,7 @@ fn stake_changes_and_a_jailed_validator_reconfigure_the_set() {
         // were certified by the members of each (epoch changes verified below).
         let newcomer = keel_tests::stack::newcomer_key().public_key();
         let sets_with = |c: &keel_app::epoch_proof::EpochChange| {
-            c.next_set
-                .value
-                .as_deref()
-                .and_then(|raw| match keel_state::Entry::decode(raw).ok()? {
-                    keel_state::Entry::Live { value, .. } => {
-                        <keel_types::validator::EpochSet as keel_types::Canonical>::decode(&value)
-                            .ok()
-                    }
-                    keel_state::Entry::Expired { .. } => None,
-                })
-                .is_some_and(|set| set.members.iter().any(|m| m.key == newcomer))
+            next_set(c).is_some_and(|set| set.members.iter().any(|m| m.key == newcomer))
         };
         let joined = r.epoch_changes.iter().position(sets_with);
         assert!(
@@ -287,6 +284,79 @@ fn stake_changes_and_a_jailed_validator_reconfigure_the_set() {
             "seed {seed}: a registration and a leave"
         );
         forged_epoch_changes_are_refused(&r, &s, &set);
+    }
+}
+
+/// A Byzantine validator that double-signs is jailed on the two conflicting votes it sent
+/// (caught in its traffic, not signed by the harness), dropped from the set at a boundary,
+/// and from then on its messages — still lies — move nothing: every honest validator agrees
+/// on every block, receipt and root, and the chain stays live without it.
+#[test]
+fn a_byzantine_double_signer_is_jailed_on_its_own_votes() {
+    let token = keel_types::U256::from(10u128.pow(18));
+    for seed in 70..72 {
+        let mut s = calm(seed);
+        s.stakes = Some(
+            [1_000u64, 900, 1_100, 600]
+                .iter()
+                .map(|t| token * keel_types::U256::from(*t))
+                .collect(),
+        );
+        s.reconfig = true;
+        s.byzantine = Some(3);
+        s.jail = Some((3, 300));
+        s.duration_ms = 8_000;
+        s.epoch_length = 8;
+        s.min_block_interval_ms = s.block_time_ms;
+        let r = run(&s).expect("harness");
+        check(&r, &s).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let jailed = keel_tests::stack::validator_key(3).public_key();
+        assert_eq!(r.jailed, vec![jailed], "seed {seed}: {r:#?}");
+        assert!(
+            r.lies.get(&Lie::ConflictingVote).copied().unwrap_or(0) > 0,
+            "seed {seed}: {:?}",
+            r.lies
+        );
+        assert_eq!(
+            r.succeeded.get(&Kind::Report).copied(),
+            Some(1),
+            "seed {seed}"
+        );
+        let set = r.set.clone().expect("a set in state");
+        assert!(
+            set.epoch >= 3,
+            "seed {seed}: only reached epoch {}",
+            set.epoch
+        );
+        assert!(
+            set.members.iter().all(|m| m.key != jailed),
+            "seed {seed}: the jailed validator is still in {set:?}"
+        );
+        // The chain went on after the set dropped it: blocks of later epochs, certified by
+        // the three left (the epoch changes verify).
+        let dropped = r
+            .epoch_changes
+            .iter()
+            .position(|c| {
+                next_set(c).is_some_and(|set| set.members.iter().all(|m| m.key != jailed))
+            })
+            .unwrap_or_else(|| panic!("seed {seed}: no epoch change dropped it"));
+        assert!(
+            r.epoch_changes.len() > dropped + 1,
+            "seed {seed}: no epoch ended without it"
+        );
+        forged_epoch_changes_are_refused(&r, &s, &set);
+    }
+}
+
+/// The set an epoch change commits to for the next epoch, decoded from its proven entry.
+fn next_set(c: &keel_app::epoch_proof::EpochChange) -> Option<keel_types::validator::EpochSet> {
+    let raw = c.next_set.value.as_deref()?;
+    match keel_state::Entry::decode(raw).ok()? {
+        keel_state::Entry::Live { value, .. } => {
+            <keel_types::validator::EpochSet as keel_types::Canonical>::decode(&value).ok()
+        }
+        keel_state::Entry::Expired { .. } => None,
     }
 }
 
