@@ -12,6 +12,8 @@ mod devnet;
 mod eth_rpc;
 #[path = "expiry.rs"]
 mod expiry;
+#[path = "join_bench.rs"]
+mod join_bench;
 #[path = "policy.rs"]
 mod policy;
 #[path = "sdk_tutorial.rs"]

@@ -1,12 +1,15 @@
 //! The validator lifecycle on a 4-validator devnet, through the `keel` CLI. First: an operator
 //! bonds more stake, a new key registers (its proof of possession signed by the key), both
 //! take effect at an epoch boundary as voting power, a stranger's bond is refused with a
-//! typed reason, the newcomer leaves and its stake comes back after the unbonding epochs;
-//! the chain stays live and every validator on the same roots throughout. Second: a fifth
-//! node outside genesis registers, starts, block-syncs, and proposes and votes once the set
-//! includes it; then a genesis validator leaves and the chain goes on without it; then the
+//! typed reason, an operator unbonds part of its stake (the power drops at a boundary, the
+//! stake comes back at its release epoch), the newcomer leaves and its stake comes back
+//! after the unbonding epochs; the chain stays live and every validator on the same roots
+//! throughout. Second: a fifth node outside genesis registers, restores a snapshot,
+//! block-syncs, and proposes and votes from the epoch its record announced; its operator
+//! bonds more; then a genesis validator leaves and the chain goes on without it; then the
 //! fifth restores again, is killed with SIGKILL mid-restore, and resumes.
 
+use crate::common::watch::watch_chain;
 use crate::common::{
     finish_load, keel, load_options, serial, start_load_with, strip_ansi, Cluster,
 };
@@ -47,7 +50,7 @@ fn power_of(set: &Value, key: &str) -> Option<u64> {
         .and_then(|m| m["power"].as_str()?.parse().ok())
 }
 
-fn send(args: &[&str]) -> Value {
+pub(crate) fn send(args: &[&str]) -> Value {
     let (ok, receipt, err) = keel(args);
     assert!(ok, "{args:?}: {err}");
     receipt
@@ -153,25 +156,66 @@ fn operators_bond_register_and_leave_through_the_cli() {
             && power_of(&out["set"], &key0) == Some(1_500 * TOKEN_POWER)
     });
     assert_eq!(grown["set"]["members"].as_array().map(Vec::len), Some(5));
-    let status = |out: &Value, key: &str| {
-        out["registry"]
-            .as_array()
-            .and_then(|r| r.iter().find(|v| v["public_key"] == key).cloned())
-    };
+    let status = registry_entry;
     assert_eq!(
         status(&grown, &newcomer).expect("registered")["status"],
         "active"
     );
     let height = cluster.height(0).expect("height");
     cluster.wait_height(&[0, 1, 2, 3], height + 12, Duration::from_secs(60));
-
-    // The newcomer leaves: out of the set at the next boundary, its stake back to the
-    // funder after the unbonding epochs, and its record gone.
     let balance = |who: &str| {
         let (ok, account, err) = keel(&["query", "account", who, "--rpc", &rpc]);
         assert!(ok, "{err}");
-        account["balance"].as_str().expect("balance").to_string()
+        let hex = account["balance"].as_str().expect("balance").to_string();
+        u128::from_str_radix(hex.trim_start_matches("0x"), 16).expect("hex")
     };
+
+    // Node 0's operator unbonds 200 tokens: the stake drops at once, the 200 wait for their
+    // release epoch, the power follows at a boundary. More than is bonded is refused.
+    let unbond = |amount: &str| {
+        send(&[
+            "tx",
+            "validator",
+            "unbond",
+            "--rpc",
+            &rpc,
+            "--key",
+            operator0,
+            "--validator",
+            validator0,
+            "--amount",
+            amount,
+            "--wait",
+        ])
+    };
+    let too_much = unbond("1501");
+    assert_eq!(
+        too_much["error"]["reason"], "not_enough_stake",
+        "{too_much}"
+    );
+    let unbonded = unbond("200");
+    assert_eq!(unbonded["status"], "success", "{unbonded}");
+    let operator0_address = created_address(operator0);
+    let operator0_before = balance(&operator0_address);
+    let token = 10u128.pow(18);
+    let record0 = status(&query_validators(&rpc), &key0).expect("registered");
+    assert_eq!(
+        record0["stake"],
+        format!("{:#x}", 1_300 * token),
+        "{record0}"
+    );
+    let pending = record0["unbonding"].as_array().expect("unbonding");
+    assert!(
+        pending.len() == 1 && pending[0]["amount"] == format!("{:#x}", 200 * token),
+        "{record0}"
+    );
+    let release_epoch = pending[0]["release_epoch"].as_u64().expect("release epoch");
+    wait_for(&cluster, "the unbond never lowered node 0's power", |out| {
+        power_of(&out["set"], &key0) == Some(1_300 * TOKEN_POWER)
+    });
+
+    // The newcomer leaves: out of the set at the next boundary, its stake back to the
+    // funder after the unbonding epochs, and its record gone.
     let funder_address = created_address(funder);
     let before = balance(&funder_address);
     let left = send(&[
@@ -193,9 +237,24 @@ fn operators_bond_register_and_leave_through_the_cli() {
         |out| power_of(&out["set"], &newcomer).is_none() && status(out, &newcomer).is_none(),
     );
     let after = balance(&funder_address);
-    let grew = u128::from_str_radix(after.trim_start_matches("0x"), 16).expect("hex")
-        > u128::from_str_radix(before.trim_start_matches("0x"), 16).expect("hex");
-    assert!(grew, "the stake never came back: {before} → {after}");
+    assert!(
+        after > before,
+        "the stake never came back: {before} → {after}"
+    );
+    // Node 0's 200 came back to its operator once their release epoch began.
+    let out = wait_for(&cluster, "node 0's unbonding was never paid", |out| {
+        out["set"]["epoch"].as_u64() >= Some(release_epoch)
+    });
+    assert_eq!(
+        status(&out, &key0).expect("registered")["unbonding"],
+        json!([]),
+        "{out}"
+    );
+    let operator0_after = balance(&operator0_address);
+    assert!(
+        operator0_after >= operator0_before + 200 * token,
+        "{operator0_before} → {operator0_after}"
+    );
     assert!(cluster.check_roots() > 0);
     assert!(cluster.equivocations().is_empty());
 }
@@ -249,9 +308,11 @@ fn a_node_outside_genesis_joins_by_snapshot_and_votes_then_a_genesis_validator_l
     options.stop = Some(stop_load.clone());
     let load = start_load_with(&cluster, options);
     let load_started = cluster.height(0).expect("height");
-    let stop = Arc::new(AtomicBool::new(false));
-    let stalls = watch_stalls(&cluster, 0, stop.clone());
     let joiner = cluster.add_node(28_850);
+    // From here to the end every node's blocks are compared with node 0's as they come,
+    // and the gaps between blocks measured.
+    let stop = Arc::new(AtomicBool::new(false));
+    let watch = watch_chain(&cluster, stop.clone());
     let home = cluster.home(joiner);
     let mut config =
         keel_node::config::NodeConfig::load(&home.join("config.toml")).expect("config");
@@ -286,9 +347,49 @@ fn a_node_outside_genesis_joins_by_snapshot_and_votes_then_a_genesis_validator_l
     let votes_log = home.join("data/votes.log");
     let voted = || std::fs::metadata(&votes_log).map_or(0, |m| m.len()) > 0;
     let mut first_vote: Option<Duration> = None;
-    wait_for(&cluster, "the joiner never entered the set", |out| {
+    let entered = wait_for(&cluster, "the joiner never entered the set", |out| {
         power_of(&out["set"], &key) == Some(600 * TOKEN_POWER)
     });
+    // The registry announced the epoch it becomes active at (the set of epoch N is fixed in
+    // epoch N - 1, and the record says `active` from N); the set holds it from that epoch.
+    let record = registry_entry(&entered, &key).expect("registered");
+    assert_eq!(record["status"], "active", "{record}");
+    let announced = record["changed_epoch"].as_u64().expect("changed_epoch");
+    let current = entered["set"]["epoch"].as_u64().expect("set epoch");
+    assert!(announced >= 1 && announced <= current, "{entered}");
+    // `--epoch` answers the set of that epoch while state holds it (the current and the
+    // next), and none for an epoch long gone.
+    let (ok, at_epoch, err) = keel(&[
+        "query",
+        "validators",
+        "--rpc",
+        &rpc,
+        "--epoch",
+        &current.to_string(),
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(at_epoch["epoch"], current, "{at_epoch}");
+    assert_eq!(power_of(&at_epoch["set"], &key), Some(600 * TOKEN_POWER));
+    let (ok, gone, err) = keel(&["query", "validators", "--rpc", &rpc, "--epoch", "0"]);
+    assert!(ok, "{err}");
+    assert!(gone["set"].is_null(), "{gone}");
+    // Its operator bonds 100 more tokens while it is active: 700 tokens of power from a
+    // later boundary.
+    let bonded = send(&[
+        "tx",
+        "validator",
+        "bond",
+        "--rpc",
+        &rpc,
+        "--key",
+        funder.to_str().expect("utf8"),
+        "--validator",
+        &key,
+        "--amount",
+        "100",
+        "--wait",
+    ]);
+    assert_eq!(bonded["status"], "success", "{bonded}");
     let deadline = Instant::now() + Duration::from_secs(90);
     let proposed = loop {
         if first_vote.is_none() && voted() {
@@ -310,6 +411,15 @@ fn a_node_outside_genesis_joins_by_snapshot_and_votes_then_a_genesis_validator_l
     };
     cluster.wait_height(&[0, 1, 2, 3, joiner], proposed + 3, Duration::from_secs(60));
     assert!(voted(), "the joiner never voted");
+    // It signed nothing before the announced epoch.
+    let first_signed = first_signed_epoch(&votes_log).expect("a signed vote");
+    assert!(
+        first_signed >= announced,
+        "signed a vote in epoch {first_signed}, active from {announced}"
+    );
+    wait_for(&cluster, "the bond never became power", |out| {
+        power_of(&out["set"], &key) == Some(700 * TOKEN_POWER)
+    });
     // From `keel run` to its first vote (sampled with each poll above) and its first
     // finalized proposal: an operator votes within minutes of starting.
     let first_vote = first_vote.unwrap_or_else(|| spawned.elapsed());
@@ -507,17 +617,27 @@ fn a_node_outside_genesis_joins_by_snapshot_and_votes_then_a_genesis_validator_l
     stop_load.store(true, Ordering::Relaxed);
     finish_load(&cluster, load);
     stop.store(true, Ordering::Relaxed);
-    let (worst_gap_ms, at, seen, skipped) = cluster.rt.block_on(stalls).expect("stall watch");
+    let watched = cluster.rt.block_on(watch).expect("chain watch");
     eprintln!(
-        "longest gap between blocks: {worst_gap_ms} ms at height {at} ({seen} blocks, {skipped} missed)"
+        "longest gap between blocks: {} ms at height {} ({} blocks, {} missed); heights compared with node 0 per node: {:?}",
+        watched.worst_gap_ms, watched.worst_gap_at, watched.seen, watched.skipped, watched.compared
+    );
+    assert!(watched.divergences.is_empty(), "{:#?}", watched.divergences);
+    assert!(watched.seen > 100 && watched.skipped == 0, "{watched:?}");
+    // Every node was compared at most of the heights it ran through: the genesis
+    // validators all along, the joiner between its restores and after.
+    assert!(
+        watched.compared[1..4]
+            .iter()
+            .all(|&c| c + 20 >= watched.seen)
+            && watched.compared[joiner] > 50,
+        "{watched:?}"
     );
     assert!(
-        seen > 100 && skipped == 0,
-        "{seen} blocks watched, {skipped} missed"
-    );
-    assert!(
-        worst_gap_ms <= 2 * timeout_base_ms,
-        "the chain stalled {worst_gap_ms} ms before height {at} (bound: two view timeouts)"
+        watched.worst_gap_ms <= 2 * timeout_base_ms,
+        "the chain stalled {} ms before height {} (bound: two view timeouts)",
+        watched.worst_gap_ms,
+        watched.worst_gap_at
     );
     assert!(cluster.check_roots() > 0);
     let equivocations = cluster.equivocations();
@@ -578,186 +698,6 @@ fn devnet_join_adds_a_validator_and_devnet_leave_retires_it() {
     );
 }
 
-/// EVM creation code of the join benchmark's filler: called with two 32-byte words
-/// `(start, n)`, it stores 1 in slots `start .. start + n` (a new state entry each).
-/// Runtime: `PUSH1 0 CALLDATALOAD PUSH1 32 CALLDATALOAD loop: JUMPDEST DUP1 ISZERO PUSH2 end
-/// JUMPI PUSH1 1 DUP3 SSTORE SWAP1 PUSH1 1 ADD SWAP1 PUSH1 1 SWAP1 SUB PUSH1 loop JUMP end:
-/// JUMPDEST STOP`, behind a constructor that returns it.
-const FILLER_CREATION_HEX: &str =
-    "601f600c600039601f6000f36000356020355b801561001d57600182559060010190600190036006565b00";
-/// Slots one filler call writes (≈ 22,100 gas each, under the per-transaction gas cap).
-const FILLER_SLOTS_PER_CALL: u64 = 600;
-
-/// Grows the state by `slots` storage entries: deploys the filler and calls it from every
-/// dev account at once, each call waited for.
-fn fill_storage(cluster: &Cluster, dev_accounts: usize, slots: u64) {
-    let code = cluster.dir.path().join("filler.hex");
-    std::fs::write(&code, FILLER_CREATION_HEX).expect("filler code");
-    let rpc = cluster.rpc(0);
-    let deployed = send(&[
-        "tx",
-        "deploy",
-        "--rpc",
-        &rpc,
-        "--key",
-        cluster.dev_key(0).to_str().expect("utf8"),
-        "--env",
-        "evm",
-        "--code",
-        code.to_str().expect("utf8"),
-        "--wait",
-    ]);
-    assert_eq!(deployed["status"], "success", "{deployed}");
-    let filler = deployed["contract_address"]
-        .as_str()
-        .expect("a contract address")
-        .to_string();
-    let calls = slots.div_ceil(FILLER_SLOTS_PER_CALL);
-    std::thread::scope(|scope| {
-        for j in 0..dev_accounts {
-            let (rpc, filler, key) = (&rpc, &filler, cluster.dev_key(j));
-            scope.spawn(move || {
-                for call in (j as u64..calls).step_by(dev_accounts) {
-                    let start = call * FILLER_SLOTS_PER_CALL;
-                    let n = FILLER_SLOTS_PER_CALL.min(slots - start);
-                    let data = format!("0x{start:064x}{n:064x}");
-                    let receipt = send(&[
-                        "tx",
-                        "call",
-                        "--rpc",
-                        rpc,
-                        "--key",
-                        key.to_str().expect("utf8"),
-                        "--to",
-                        filler,
-                        "--data",
-                        &data,
-                        "--gas",
-                        "16000000",
-                        "--wait",
-                    ]);
-                    assert_eq!(receipt["status"], "success", "{receipt}");
-                }
-            });
-        }
-    });
-}
-
-/// Issue 21's join benchmark (not in CI): a 4-validator devnet whose genesis funds
-/// `KEEL_JOIN_BENCH_ACCOUNTS` accounts (default 99,000, under the genesis cap) and whose
-/// state then grows by `KEEL_JOIN_BENCH_SLOTS` storage entries (default 0; written by
-/// transactions, a filler contract's calls), a fifth node registered and started with
-/// `--sync snapshot`; prints the state's entries, the restore's duration, the time from
-/// `keel run` to its first vote, and its peak RSS. A million entries:
-/// `KEEL_JOIN_BENCH_ACCOUNTS=99000 KEEL_JOIN_BENCH_SLOTS=910000 scripts/test --test cli
-/// join_benchmark -- --ignored --nocapture`
-#[test]
-#[ignore = "a benchmark: run by hand"]
-fn join_benchmark() {
-    let _guard = serial();
-    let accounts: u64 = std::env::var("KEEL_JOIN_BENCH_ACCOUNTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(99_000);
-    let slots: u64 = std::env::var("KEEL_JOIN_BENCH_SLOTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let dev_accounts = 4;
-    let mut cluster = Cluster::start_with_genesis(
-        4,
-        29_700,
-        100,
-        dev_accounts,
-        (20, 0, keel_node::genesis::DEFAULT_FOLD_EPOCHS),
-        |_| {},
-        |genesis| {
-            genesis
-                .balances
-                .extend((0..accounts).map(|i| keel_node::genesis::GenesisBalance {
-                    address: {
-                        let mut address = [0x77u8; 20];
-                        address[12..].copy_from_slice(&i.to_be_bytes());
-                        keel_types::Address(address)
-                    },
-                    balance: keel_types::U256::from(1u64),
-                }))
-        },
-    );
-    cluster.wait_height(&[0, 1, 2, 3], 25, Duration::from_secs(300));
-    if slots > 0 {
-        let started = Instant::now();
-        fill_storage(&cluster, dev_accounts, slots);
-        eprintln!(
-            "filled {slots} storage slots in {} s",
-            started.elapsed().as_secs()
-        );
-        // Past the next epoch boundary: the restored state holds every slot.
-        let height = cluster.height(0).expect("height");
-        cluster.wait_height(&[0, 1, 2, 3], height + 45, Duration::from_secs(300));
-    }
-    let joiner = cluster.add_node(29_750);
-    let home = cluster.home(joiner);
-    let mut config =
-        keel_node::config::NodeConfig::load(&home.join("config.toml")).expect("config");
-    config.sync.mode = "snapshot".into();
-    std::fs::write(home.join("config.toml"), config.to_toml()).expect("config");
-    let key_file = home.join("keys/validator.json");
-    let funder = cluster.dev_key(0);
-    let registered = send(&[
-        "tx",
-        "validator",
-        "register",
-        "--rpc",
-        &cluster.rpc(0),
-        "--key",
-        funder.to_str().expect("utf8"),
-        "--validator-key",
-        key_file.to_str().expect("utf8"),
-        "--p2p",
-        &cluster.p2p(joiner),
-        "--stake",
-        "600",
-        "--wait",
-    ]);
-    assert_eq!(registered["status"], "success", "{registered}");
-    cluster.spawn(joiner);
-    let spawned = Instant::now();
-    let votes_log = home.join("data/votes.log");
-    let (mut restored, mut rss_kib) = (None, 0);
-    let first_vote = loop {
-        rss_kib = rss_kib.max(cluster.peak_rss_kib(joiner).unwrap_or(0));
-        if restored.is_none()
-            && std::fs::read_to_string(home.join("node.log"))
-                .is_ok_and(|l| l.contains("snapshot sync: state restored"))
-        {
-            restored = Some(spawned.elapsed());
-        }
-        if std::fs::metadata(&votes_log).map_or(0, |m| m.len()) > 0 {
-            break spawned.elapsed();
-        }
-        assert!(spawned.elapsed() < Duration::from_secs(600), "no vote");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let status = cluster.call(joiner, "keel_status", vec![]).expect("status");
-    let snapshot = &status["sync"]["snapshot"];
-    let entries = snapshot["entries"].as_u64().unwrap_or(0);
-    let restore_ms = restored.map_or(0, |d| d.as_millis());
-    eprintln!(
-        "{}",
-        serde_json::json!({
-            "genesis_accounts": accounts,
-            "storage_slots_filled": slots,
-            "entries_restored": entries,
-            "bytes_restored": snapshot["bytes"],
-            "restored_after_ms": restore_ms,
-            "first_vote_after_ms": first_vote.as_millis(),
-            "joiner_peak_rss_mib": rss_kib / 1024,
-        })
-    );
-    assert!(entries >= accounts + slots, "{snapshot}");
-}
-
 /// Validator `i`'s RPC URL in a scripted devnet.
 fn devnet_rpc(dir: &std::path::Path, i: usize) -> String {
     let config = keel_node::config::NodeConfig::load(&dir.join(format!("node{i}/config.toml")))
@@ -765,47 +705,22 @@ fn devnet_rpc(dir: &std::path::Path, i: usize) -> String {
     format!("http://{}", config.rpc.listen)
 }
 
-/// Watches node `i`'s finalized blocks as they come (its pruner drops old ones) and returns
-/// the longest gap between two consecutive blocks' timestamps, where it ended, how many
-/// blocks were seen and how many could not be read (no gap is measured across those).
-fn watch_stalls(
-    cluster: &Cluster,
-    i: usize,
-    stop: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<(u64, u64, u64, u64)> {
-    let client = cluster.client(i);
-    cluster.rt.spawn(async move {
-        let mut next: Option<u64> = None;
-        let mut previous: Option<u64> = None;
-        let (mut worst, mut worst_at, mut seen, mut skipped) = (0u64, 0u64, 0u64, 0u64);
-        while !stop.load(Ordering::Relaxed) {
-            let tip = client
-                .request("keel_status", vec![])
-                .await
-                .ok()
-                .and_then(|s| s["height"].as_u64())
-                .unwrap_or(0);
-            for height in next.unwrap_or(tip)..=tip {
-                let timestamp = client
-                    .request("keel_getBlock", vec![height.into()])
-                    .await
-                    .ok()
-                    .and_then(|b| b["timestamp_ms"].as_u64());
-                match (timestamp, previous) {
-                    (Some(t), Some(p)) if t.saturating_sub(p) > worst => {
-                        (worst, worst_at) = (t.saturating_sub(p), height);
-                    }
-                    (None, _) => skipped += 1,
-                    _ => {}
-                }
-                previous = timestamp;
-                seen += u64::from(timestamp.is_some());
-                next = Some(height + 1);
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        (worst, worst_at, seen, skipped)
-    })
+/// The registry entry of `key` in a `keel query validators` answer.
+fn registry_entry(out: &Value, key: &str) -> Option<Value> {
+    out["registry"]
+        .as_array()
+        .and_then(|r| r.iter().find(|v| v["public_key"] == key).cloned())
+}
+
+/// The epoch of the first vote (notarize, nullify or finalize) in a node's vote log.
+fn first_signed_epoch(path: &std::path::Path) -> Option<u64> {
+    let bytes = std::fs::read(path).ok()?;
+    let (records, _) = keel_consensus::votelog::parse(&bytes);
+    records
+        .iter()
+        .filter(|r| !matches!(r, keel_consensus::votelog::VoteRecord::EnteredView { .. }))
+        .map(|r| r.epoch())
+        .min()
 }
 
 /// The public key in a key file.

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod watch;
+
 use keel_cli::client::Client;
 use keel_consensus::votelog::{parse, VoteRecord};
 use keel_devtools::load::{self, LoadError, LoadOptions, LoadReport};
