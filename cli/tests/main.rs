@@ -16,6 +16,8 @@ mod expiry;
 mod join_bench;
 #[path = "policy.rs"]
 mod policy;
+#[path = "rotation.rs"]
+mod rotation;
 #[path = "sdk_tutorial.rs"]
 mod sdk_tutorial;
 #[path = "status_page.rs"]

@@ -20,14 +20,14 @@ use std::time::{Duration, Instant};
 
 const TOKEN_POWER: u64 = 1_000_000_000;
 
-fn query_validators(rpc: &str) -> Value {
+pub(crate) fn query_validators(rpc: &str) -> Value {
     let (ok, out, err) = keel(&["query", "validators", "--rpc", rpc]);
     assert!(ok, "{err}");
     out
 }
 
 /// Polls `keel query validators` until `done` holds of its answer.
-fn wait_for(cluster: &Cluster, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) fn wait_for(cluster: &Cluster, what: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let out = query_validators(&cluster.rpc(1));
@@ -42,7 +42,7 @@ fn wait_for(cluster: &Cluster, what: &str, done: impl Fn(&Value) -> bool) -> Val
     }
 }
 
-fn power_of(set: &Value, key: &str) -> Option<u64> {
+pub(crate) fn power_of(set: &Value, key: &str) -> Option<u64> {
     set["members"]
         .as_array()?
         .iter()
@@ -706,7 +706,7 @@ fn devnet_rpc(dir: &std::path::Path, i: usize) -> String {
 }
 
 /// The registry entry of `key` in a `keel query validators` answer.
-fn registry_entry(out: &Value, key: &str) -> Option<Value> {
+pub(crate) fn registry_entry(out: &Value, key: &str) -> Option<Value> {
     out["registry"]
         .as_array()
         .and_then(|r| r.iter().find(|v| v["public_key"] == key).cloned())
@@ -724,7 +724,7 @@ fn first_signed_epoch(path: &std::path::Path) -> Option<u64> {
 }
 
 /// The public key in a key file.
-fn created_public_key(path: &str) -> String {
+pub(crate) fn created_public_key(path: &str) -> String {
     let file: Value =
         serde_json::from_str(&std::fs::read_to_string(path).expect("key")).expect("json");
     file["public_key"].as_str().expect("public key").to_string()
