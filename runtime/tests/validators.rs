@@ -594,3 +594,83 @@ fn contracts_read_the_registry_and_cannot_write_it() {
     assert_eq!(output.receipts[0].status, TxStatus::Success, "{output:?}");
     assert_eq!(output.receipts[1].output, abi::u(3).to_vec(), "{output:?}");
 }
+
+/// The registry holds at most `MAX_REGISTERED_VALIDATORS` keys: one more registration is
+/// refused with `registry_full` (charged, its stake kept by the operator), and a slot frees
+/// once a record is gone (left, unbonded, paid).
+#[test]
+fn a_full_registry_refuses_a_registration_until_a_record_goes() {
+    use keel_types::validator::MAX_REGISTERED_VALIDATORS;
+    // Four operators, as stake for a thousand registrations is more than one test account
+    // holds; `op` registers the first 128 (and the last).
+    let operators = [key(1), key(2), key(3), key(4)];
+    let op = operators[0].clone();
+    let mut chain = chain(&operators.iter().collect::<Vec<_>>());
+    let validator = |i: usize| {
+        let mut seed = [0x5a; 32];
+        seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        SecretKey::from_seed(seed)
+    };
+    let registration = |chain: &mut Chain, op: &SecretKey, v: &SecretKey| {
+        let message = possession_message(crate::common::CHAIN_ID, &addr(op), &v.public_key());
+        let body = TxBody::Validator(ValidatorTx::Register {
+            key: v.public_key(),
+            possession: v.sign(&message.0),
+            p2p: "127.0.0.1:2".into(),
+            stake: units(3),
+        });
+        chain.tx(op, 80_000, body)
+    };
+    // The genesis validator holds one slot; fill the rest, 128 registrations a block.
+    let keys: Vec<SecretKey> = (0..MAX_REGISTERED_VALIDATORS - 1).map(validator).collect();
+    for (i, batch) in keys.chunks(128).enumerate() {
+        let op = &operators[i % operators.len()];
+        let txs: Vec<_> = batch
+            .iter()
+            .map(|v| registration(&mut chain, op, v))
+            .collect();
+        chain.epoch_for_next();
+        let (output, _) = chain.block(txs);
+        assert!(
+            output
+                .receipts
+                .iter()
+                .all(|r| r.status == TxStatus::Success),
+            "{:?}",
+            output
+                .receipts
+                .iter()
+                .find(|r| r.status != TxStatus::Success)
+        );
+    }
+    let registry = read_registry(&chain.store.latest_view()).expect("registry");
+    assert_eq!(registry.0.len(), MAX_REGISTERED_VALIDATORS);
+    let one_more = validator(MAX_REGISTERED_VALIDATORS);
+    let before = chain.balance(&addr(&op));
+    let refused = register(&mut chain, &op, &one_more, 3);
+    assert_eq!(reason(&refused), Some(RegistryError::RegistryFull));
+    assert_eq!(refused.status, TxStatus::Revert, "charged");
+    assert_eq!(
+        chain.balance(&addr(&op)),
+        before - U256::from(refused.gas_used),
+        "the stake stays with the operator"
+    );
+    assert!(record(&chain, &one_more.public_key()).is_none());
+    // One candidate leaves: its stake unbonds, is paid, and its record goes — a free slot.
+    let left = send(
+        &mut chain,
+        &op,
+        ValidatorTx::Leave {
+            key: keys[0].public_key(),
+        },
+    );
+    assert_eq!(left.status, TxStatus::Success, "{left:?}");
+    for _ in 0..4 {
+        end_epoch(&mut chain);
+    }
+    assert!(record(&chain, &keys[0].public_key()).is_none());
+    let admitted = register(&mut chain, &op, &one_more, 3);
+    assert_eq!(admitted.status, TxStatus::Success, "{admitted:?}");
+    let registry = read_registry(&chain.store.latest_view()).expect("registry");
+    assert_eq!(registry.0.len(), MAX_REGISTERED_VALIDATORS);
+}
