@@ -2,7 +2,7 @@
 //! bonds more stake, a new key registers (its proof of possession signed by the key), both
 //! take effect at an epoch boundary as voting power, a stranger's bond is refused with a
 //! typed reason, an operator unbonds part of its stake (the power drops at a boundary, the
-//! stake comes back at its release epoch), the newcomer leaves and its stake comes back
+//! stake comes back when its release epoch begins, not before), the newcomer leaves and its stake comes back
 //! after the unbonding epochs; the chain stays live and every validator on the same roots
 //! throughout. Second: a fifth node outside genesis registers, restores a snapshot,
 //! block-syncs, and proposes and votes from the epoch its record announced; its operator
@@ -19,6 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const TOKEN_POWER: u64 = 1_000_000_000;
+/// Blocks per epoch of the first test's devnet.
+const EPOCH_LENGTH: u64 = 10;
 
 pub(crate) fn query_validators(rpc: &str) -> Value {
     let (ok, out, err) = keel(&["query", "validators", "--rpc", rpc]);
@@ -59,7 +61,7 @@ pub(crate) fn send(args: &[&str]) -> Value {
 #[test]
 fn operators_bond_register_and_leave_through_the_cli() {
     let _guard = serial();
-    let cluster = Cluster::start_with_epochs(4, 28_600, 150, 2, 10, |_| {});
+    let cluster = Cluster::start_with_epochs(4, 28_600, 150, 2, EPOCH_LENGTH, |_| {});
     let rpc = cluster.rpc(0);
     let home0 = cluster.home(0);
     let operator0 = home0.join("keys/operator.json");
@@ -193,26 +195,61 @@ fn operators_bond_register_and_leave_through_the_cli() {
         too_much["error"]["reason"], "not_enough_stake",
         "{too_much}"
     );
-    let unbonded = unbond("200");
-    assert_eq!(unbonded["status"], "success", "{unbonded}");
+    let token = 10u128.pow(18);
     let operator0_address = created_address(operator0);
     let operator0_before = balance(&operator0_address);
-    let token = 10u128.pow(18);
+    let unbonded = unbond("200");
+    assert_eq!(unbonded["status"], "success", "{unbonded}");
+    // Epoch e orders heights e·L + 1 ..= (e + 1)·L.
+    let unbond_epoch = (unbonded["block"].as_u64().expect("block") - 1) / EPOCH_LENGTH;
+    let release_epoch = unbond_epoch + 1 + keel_types::validator::DEFAULT_UNBONDING_EPOCHS;
     let record0 = status(&query_validators(&rpc), &key0).expect("registered");
     assert_eq!(
         record0["stake"],
         format!("{:#x}", 1_300 * token),
         "{record0}"
     );
-    let pending = record0["unbonding"].as_array().expect("unbonding");
     assert!(
-        pending.len() == 1 && pending[0]["amount"] == format!("{:#x}", 200 * token),
+        record0["unbonding"]
+            .as_array()
+            .expect("unbonding")
+            .iter()
+            .all(|u| u["amount"] == format!("{:#x}", 200 * token)
+                && u["release_epoch"] == release_epoch),
         "{record0}"
     );
-    let release_epoch = pending[0]["release_epoch"].as_u64().expect("release epoch");
-    wait_for(&cluster, "the unbond never lowered node 0's power", |out| {
-        power_of(&out["set"], &key0) == Some(1_300 * TOKEN_POWER)
-    });
+    // Paid, not before, when the release epoch begins (at the step that fixes its set, the
+    // second-to-last block of the epoch before: either answer during that epoch). The
+    // balance is read before the set, so a pending answer covers the balance read.
+    let paid = |balance: u128| balance + token > operator0_before + 200 * token;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let operator0_now = balance(&operator0_address);
+        let out = query_validators(&rpc);
+        let epoch = out["set"]["epoch"].as_u64().expect("epoch");
+        let pending = status(&out, &key0).expect("registered")["unbonding"] != json!([]);
+        if epoch + 1 < release_epoch {
+            assert!(
+                pending && !paid(operator0_now),
+                "paid before epoch {release_epoch}, in {epoch}: {out}"
+            );
+        }
+        if epoch >= release_epoch {
+            assert!(!pending, "not paid in epoch {epoch}: {out}");
+            assert_eq!(power_of(&out["set"], &key0), Some(1_300 * TOKEN_POWER));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never reached epoch {release_epoch}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let operator0_after = balance(&operator0_address);
+    assert!(
+        paid(operator0_after) && operator0_after <= operator0_before + 200 * token,
+        "{operator0_before} → {operator0_after}"
+    );
 
     // The newcomer leaves: out of the set at the next boundary, its stake back to the
     // funder after the unbonding epochs, and its record gone.
@@ -240,20 +277,6 @@ fn operators_bond_register_and_leave_through_the_cli() {
     assert!(
         after > before,
         "the stake never came back: {before} → {after}"
-    );
-    // Node 0's 200 came back to its operator once their release epoch began.
-    let out = wait_for(&cluster, "node 0's unbonding was never paid", |out| {
-        out["set"]["epoch"].as_u64() >= Some(release_epoch)
-    });
-    assert_eq!(
-        status(&out, &key0).expect("registered")["unbonding"],
-        json!([]),
-        "{out}"
-    );
-    let operator0_after = balance(&operator0_address);
-    assert!(
-        operator0_after >= operator0_before + 200 * token,
-        "{operator0_before} → {operator0_after}"
     );
     assert!(cluster.check_roots() > 0);
     assert!(cluster.equivocations().is_empty());
@@ -357,8 +380,37 @@ fn a_node_outside_genesis_joins_by_snapshot_and_votes_then_a_genesis_validator_l
     let announced = record["changed_epoch"].as_u64().expect("changed_epoch");
     let current = entered["set"]["epoch"].as_u64().expect("set epoch");
     assert!(announced >= 1 && announced <= current, "{entered}");
-    // `--epoch` answers the set of that epoch while state holds it (the current and the
-    // next), and none for an epoch long gone.
+    // The certified epoch chain agrees: the set epoch `announced - 1` committed to is the
+    // first that holds the joiner.
+    let holds_joiner = |epoch: u64| {
+        let proof = cluster
+            .call(0, "keel_getEpochProof", vec![json!(epoch)])
+            .expect("epoch proof");
+        let change = &proof["changes"][0];
+        assert_eq!(change["epoch"], epoch, "{proof}");
+        let encoded = change["encoded"].as_str().expect("encoded");
+        let bytes = hex::decode(encoded.trim_start_matches("0x")).expect("hex");
+        let change = <keel_app::epoch_proof::EpochChange as keel_types::Canonical>::decode(&bytes)
+            .expect("an epoch change");
+        let raw = change.next_set.value.expect("a next set");
+        let keel_state::Entry::Live { value, .. } = keel_state::Entry::decode(&raw).expect("entry")
+        else {
+            panic!("an expired set");
+        };
+        let set = <keel_types::validator::EpochSet as keel_types::Canonical>::decode(&value)
+            .expect("a set");
+        assert_eq!(set.epoch, epoch + 1);
+        set.members.iter().any(|m| m.key.to_hex() == key)
+    };
+    assert!(holds_joiner(announced - 1), "not in the set of {announced}");
+    assert!(
+        announced < 2 || !holds_joiner(announced - 2),
+        "in a set before {announced}"
+    );
+    // `--epoch` answers the set of that epoch while state holds it (the current one and the
+    // one before; the next only during the epoch's last block), and none for an epoch long
+    // gone.
+    let current = query_validators(&rpc)["epoch"].as_u64().expect("epoch");
     let (ok, at_epoch, err) = keel(&[
         "query",
         "validators",
@@ -369,6 +421,7 @@ fn a_node_outside_genesis_joins_by_snapshot_and_votes_then_a_genesis_validator_l
     ]);
     assert!(ok, "{err}");
     assert_eq!(at_epoch["epoch"], current, "{at_epoch}");
+    assert_eq!(at_epoch["set"]["epoch"], current, "{at_epoch}");
     assert_eq!(power_of(&at_epoch["set"], &key), Some(600 * TOKEN_POWER));
     let (ok, gone, err) = keel(&["query", "validators", "--rpc", &rpc, "--epoch", "0"]);
     assert!(ok, "{err}");
@@ -567,7 +620,7 @@ fn a_node_outside_genesis_joins_by_snapshot_and_votes_then_a_genesis_validator_l
     );
     cluster.spawn(joiner);
     let height = cluster.height(0).expect("height");
-    cluster.wait_height(&[0, 1, 2, joiner], height + 12, Duration::from_secs(90));
+    cluster.wait_height(&[0, 1, 2, 3, joiner], height + 12, Duration::from_secs(90));
     // It resumed the same boundary from where it was stopped: it starts after the last
     // key it had written (at least what it reported before the kill), not from the first.
     let status = cluster.call(joiner, "keel_status", vec![]).expect("status");

@@ -68,6 +68,11 @@ pub fn watch_chain(
                         None => continue,
                     }
                 };
+                // A node that restarted from an empty state (a new restore) is below where it
+                // was: compare again from its new tip.
+                if next[i].is_some_and(|n| tip + 1 < n) {
+                    next[i] = None;
+                }
                 let from = next[i].unwrap_or(upto);
                 for height in from..=upto.min(from + MAX_BLOCKS_PER_ROUND - 1) {
                     let block = client
@@ -100,7 +105,8 @@ pub fn watch_chain(
                             reference.pop_first();
                         }
                     } else if let Some(expected) = reference.get(&height) {
-                        if *expected == pair {
+                        // A field missing on both sides (a renamed field) is no match.
+                        if *expected == pair && !pair.0.is_empty() && !pair.1.is_empty() {
                             watch.compared[i] += 1;
                         } else {
                             watch.divergences.push(format!(

@@ -319,9 +319,9 @@ const MAX_WATCHED_VIEWS: usize = 256;
 /// Votes remembered per view: one of each kind is all an honest signer sends.
 const MAX_VOTES_PER_VIEW: usize = 4;
 
-/// Two conflicting votes one key signed, caught in what its validator sent (what any peer of
-/// an equivocator receives): the evidence an equivocation report carries, taken from the
-/// wire rather than signed by the harness.
+/// Two conflicting votes one key signed, caught in what one peer received from its
+/// validator: the evidence an equivocation report carries, taken from the wire rather than
+/// signed by the harness.
 #[derive(Debug)]
 pub struct EvidenceWatch {
     key: keel_types::PublicKey,
@@ -339,8 +339,8 @@ impl EvidenceWatch {
         }
     }
 
-    /// Looks at one message the validator sent: a vote (alone or a proposal's) its key
-    /// signed that conflicts with one it sent earlier is the evidence.
+    /// Looks at one message the peer received from the validator: a vote (alone or a
+    /// proposal's) its key signed that conflicts with one received earlier is the evidence.
     pub fn observe(&mut self, message: &Message) {
         if self.evidence.is_some() {
             return;

@@ -350,11 +350,15 @@ pub fn run(s: &StackScenario) -> anyhow::Result<StackReport> {
     let mut waking: Vec<Option<u64>> = vec![None; s.n];
     let mut seen_receipts = 0usize;
     let mut jail_sent = false;
-    // What the Byzantine validator sends is watched for two conflicting votes: the
-    // evidence that jails it (when the scenario jails it).
-    let mut evidence = s
-        .byzantine
-        .map(|b| byzantine::EvidenceWatch::new(validator_key(b).public_key()));
+    // What each validator receives from the Byzantine one is watched for two conflicting
+    // votes: the evidence that jails it (when the scenario jails it) is what one honest
+    // peer holds, both votes delivered to it.
+    let mut evidence: Vec<byzantine::EvidenceWatch> = match s.byzantine {
+        Some(b) => (0..s.n)
+            .map(|_| byzantine::EvidenceWatch::new(validator_key(b).public_key()))
+            .collect(),
+        None => Vec::new(),
+    };
     // The operators draw from their own stream, so a run's network (delays, losses) is the
     // same with and without them.
     let mut ops_rng = ChaCha8Rng::seed_from_u64(s.seed ^ 0x0a11_0b5e);
@@ -362,9 +366,6 @@ pub fn run(s: &StackScenario) -> anyhow::Result<StackReport> {
     loop {
         // Hand out what the last step sent.
         for o in out.drain(..) {
-            if let Some(watch) = evidence.as_mut().filter(|_| s.byzantine == Some(o.from)) {
-                watch.observe(&o.message);
-            }
             let targets: Vec<usize> = match o.to {
                 Some(to) => vec![to],
                 None => (0..s.n).filter(|&t| t != o.from).collect(),
@@ -422,6 +423,11 @@ pub fn run(s: &StackScenario) -> anyhow::Result<StackReport> {
         now = at;
         match event {
             Event::Deliver { to, from, message } => {
+                if s.byzantine == Some(from) {
+                    if let Some(watch) = evidence.get_mut(to) {
+                        watch.observe(&message);
+                    }
+                }
                 let from = u16::try_from(from)?;
                 validators[to].call(now_at(to, now), &mut out, |app, host| {
                     app.on_message(from, *message, host)
@@ -440,7 +446,7 @@ pub fn run(s: &StackScenario) -> anyhow::Result<StackReport> {
                         // The Byzantine validator's own votes once it has double-signed;
                         // a silent validator sent none, so the harness signs them.
                         let pair = if s.byzantine == Some(j) {
-                            evidence.as_ref().and_then(|w| w.evidence)
+                            evidence.iter().find_map(|w| w.evidence)
                         } else {
                             Some(workload::signed_conflict(&validator_key(j)))
                         };

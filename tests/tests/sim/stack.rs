@@ -110,9 +110,8 @@ fn run_part(part: u64) {
             "no {kind:?} executed in {seeds:?}"
         );
     }
-    // A third of the seeds reconfigure: stakes move, a newcomer registers, joins the set
-    // and leaves it, and a Byzantine validator is jailed (a stretch of fewer than 40 seeds
-    // may hold none).
+    // A third of the seeds reconfigure: stakes move, and a newcomer registers, joins the set
+    // and leaves it (a stretch of fewer than 40 seeds may hold none).
     if seeds.end - seeds.start >= 40 {
         for kind in [Kind::Stake, Kind::Membership] {
             assert!(
@@ -120,6 +119,11 @@ fn run_part(part: u64) {
                 "no {kind:?} executed in {seeds:?}"
             );
         }
+    }
+    // A Byzantine validator is jailed in about one seed in eleven (94 of 1,000: Byzantine,
+    // reconfiguring, and double-signed in time): 150 seeds hold one but for a chance under
+    // one in a million.
+    if seeds.end - seeds.start >= 150 {
         assert!(jailed > 0, "no Byzantine validator jailed in {seeds:?}");
     }
     assert!(expired > 0, "no seed in {seeds:?} expired an entry");
