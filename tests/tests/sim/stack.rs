@@ -213,33 +213,48 @@ fn calm(seed: u64) -> StackScenario {
     s
 }
 
+/// A calm run of 8 s in epochs of 8 blocks with genesis stakes `stakes` (tokens) and
+/// operators bonding and unbonding, in which validator 3 is reported from `jail_at_ms`.
+fn jailing(seed: u64, stakes: [u64; 4], jail_at_ms: u64) -> StackScenario {
+    let token = keel_types::U256::from(10u128.pow(18));
+    let mut s = calm(seed);
+    s.stakes = Some(
+        stakes
+            .iter()
+            .map(|t| token * keel_types::U256::from(*t))
+            .collect(),
+    );
+    s.reconfig = true;
+    s.jail = Some((3, jail_at_ms));
+    s.duration_ms = 8_000;
+    s.epoch_length = 8;
+    s.min_block_interval_ms = s.block_time_ms;
+    s
+}
+
+/// Runs a [`jailing`] scenario, checks it, and that validator 3 (whose key it returns)
+/// and only it was jailed.
+fn run_jailing(s: &StackScenario) -> (StackReport, keel_types::PublicKey) {
+    let seed = s.seed;
+    let r = run(s).expect("harness");
+    check(&r, s).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    let jailed = keel_tests::stack::validator_key(3).public_key();
+    assert_eq!(r.jailed, vec![jailed], "seed {seed}: {r:#?}");
+    (r, jailed)
+}
+
 /// The validator set follows the registry: operators bond and unbond every few blocks, so
 /// each epoch's powers differ from genesis'; a silent validator is reported for two
 /// conflicting votes its key signed, jailed, and dropped from the set — and all the while
 /// every validator agrees on every block, receipt and root, and the chain is live.
 #[test]
 fn stake_changes_and_a_jailed_validator_reconfigure_the_set() {
-    let token = keel_types::U256::from(10u128.pow(18));
     for seed in 60..63 {
-        let mut s = calm(seed);
         let stakes = [1_000u64, 700, 1_300, 600];
-        s.stakes = Some(
-            stakes
-                .iter()
-                .map(|t| token * keel_types::U256::from(*t))
-                .collect(),
-        );
-        s.reconfig = true;
+        let mut s = jailing(seed, stakes, 400);
         s.silent = Some(3);
-        s.jail = Some((3, 400));
         s.join = Some((200, 150));
-        s.duration_ms = 8_000;
-        s.epoch_length = 8;
-        s.min_block_interval_ms = s.block_time_ms;
-        let r = run(&s).expect("harness");
-        check(&r, &s).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
-        let jailed = keel_tests::stack::validator_key(3).public_key();
-        assert_eq!(r.jailed, vec![jailed], "seed {seed}: {r:#?}");
+        let (r, jailed) = run_jailing(&s);
         let set = r.set.clone().expect("a set in state");
         assert!(
             set.epoch >= 3,
@@ -297,25 +312,10 @@ fn stake_changes_and_a_jailed_validator_reconfigure_the_set() {
 /// on every block, receipt and root, and the chain stays live without it.
 #[test]
 fn a_byzantine_double_signer_is_jailed_on_its_own_votes() {
-    let token = keel_types::U256::from(10u128.pow(18));
     for seed in 70..72 {
-        let mut s = calm(seed);
-        s.stakes = Some(
-            [1_000u64, 900, 1_100, 600]
-                .iter()
-                .map(|t| token * keel_types::U256::from(*t))
-                .collect(),
-        );
-        s.reconfig = true;
+        let mut s = jailing(seed, [1_000, 900, 1_100, 600], 300);
         s.byzantine = Some(3);
-        s.jail = Some((3, 300));
-        s.duration_ms = 8_000;
-        s.epoch_length = 8;
-        s.min_block_interval_ms = s.block_time_ms;
-        let r = run(&s).expect("harness");
-        check(&r, &s).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
-        let jailed = keel_tests::stack::validator_key(3).public_key();
-        assert_eq!(r.jailed, vec![jailed], "seed {seed}: {r:#?}");
+        let (r, jailed) = run_jailing(&s);
         assert!(
             r.lies.get(&Lie::ConflictingVote).copied().unwrap_or(0) > 0,
             "seed {seed}: {:?}",
