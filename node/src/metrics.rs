@@ -30,7 +30,7 @@ pub const SIGNATURES_VERIFIED_IN_BLOCK: &str = "keel_signatures_verified_in_bloc
 pub const EXEC_PARALLEL_KEPT: &str = "keel_exec_parallel_kept_total";
 pub const EXEC_PARALLEL_REDONE: &str = "keel_exec_parallel_redone_total";
 pub const EXEC_PARALLEL_DIRECT: &str = "keel_exec_parallel_direct_total";
-pub use keel_p2p::metric::{P2P_DROPPED, P2P_REJECTED, PEERS};
+pub use keel_p2p::metric::{GUESTS, P2P_DROPPED, P2P_REJECTED, PEERS};
 pub const VOTELOG_FSYNC: &str = "keel_votelog_fsync_seconds";
 pub const HALTED: &str = "keel_halted";
 pub const BLOCK_EXECUTION: &str = "keel_block_execution_seconds";
@@ -218,6 +218,7 @@ mod dashboard_tests {
         P2P_DROPPED,
         P2P_REJECTED,
         PEERS,
+        GUESTS,
         VOTELOG_FSYNC,
         HALTED,
         BLOCK_EXECUTION,

@@ -7,7 +7,8 @@
 //! session and covers both Noise keys, so the signature binds the session to the validator
 //! key (a relay or replay cannot reuse it). The responder shows its identity first; the
 //! dialer answers only if it reached the peer it meant to. A key outside the peer table (the
-//! genesis validators and every registered one: [`Network::add_peers`]) is dropped.
+//! genesis validators and every registered one: [`Network::add_peers`]) gets one of
+//! [`MAX_GUEST_PEERS`] guest slots if one is free, and is dropped otherwise (guests.rs).
 //!
 //! After the handshake a message is `u32` length (checked against the configured maximum
 //! before anything is allocated) then the bytes, carried in Noise transport messages of at
@@ -19,10 +20,16 @@
 //! address may hold at most `MAX_PENDING_HANDSHAKES_PER_IP` handshakes; queues are bounded
 //! in bytes per peer in both directions (see limits.rs).
 
+mod guests;
 mod limits;
 mod wire;
 
 use borsh::{BorshDeserialize, BorshSerialize};
+use guests::Guests;
+pub use guests::{
+    is_guest, GUEST_BASE, MAX_GUEST_FRAME_BYTES, MAX_GUEST_INBOUND_BYTES, MAX_GUEST_OUTBOUND_BYTES,
+    MAX_GUEST_PEERS,
+};
 use keel_consensus::Message;
 use keel_types::encoding::{check_len, Canonical, DecodeError};
 use keel_types::{
@@ -46,6 +53,7 @@ pub use wire::WireError;
 /// The Prometheus metrics this crate emits (the node's `/metrics` describes them).
 pub mod metric {
     pub const PEERS: &str = "keel_peers";
+    pub const GUESTS: &str = "keel_p2p_guests";
     pub const P2P_REJECTED: &str = "keel_p2p_rejected_total";
     pub const P2P_DROPPED: &str = "keel_p2p_dropped_total";
 }
@@ -59,6 +67,11 @@ pub const MAX_PENDING_HANDSHAKES: usize = 64;
 /// Reconnect backoff: doubles from the minimum up to the maximum.
 pub const DIAL_BACKOFF_MIN_MS: u64 = 100;
 pub const DIAL_BACKOFF_MAX_MS: u64 = 5_000;
+/// How often a node outside its own peer table (a joiner not registered yet) checks its
+/// link to each peer with a smaller key, and dials it if there is none: such peers do not
+/// dial a key they do not know. A refused dial backs off as `dial_loop`'s do, up to
+/// `DIAL_BACKOFF_MAX_MS`, so peers whose guest slots are full are not asked every second.
+pub const GUEST_DIAL_INTERVAL_MS: u64 = 1_000;
 /// An established connection with nothing to send sends an empty message this often, so the
 /// peer can tell a quiet link from a dead one.
 pub const KEEPALIVE_INTERVAL_MS: u64 = 1_000;
@@ -205,9 +218,10 @@ pub struct NetConfig {
     pub peer_queue_len: usize,
 }
 
-/// An inbound message and the validator it came from.
+/// An inbound message and the peer it came from.
 #[derive(Debug)]
 pub struct Inbound {
+    /// The peer's table index, or a guest's index ([`is_guest`]).
     pub from: u16,
     pub message: NetMessage,
     /// The message's share of its peer's inbound byte budget; hold it until the message is
@@ -242,6 +256,8 @@ struct Inner {
     /// reconnects must not get a fresh [`MAX_PEER_INBOUND_BYTES`] while its earlier messages
     /// still wait in the shared inbound queue. At most one entry per validator.
     inbound_budgets: Mutex<BTreeMap<u16, Arc<Semaphore>>>,
+    /// Keys outside the table connected now. Lock order: table, peers, guests.
+    guests: Mutex<Guests>,
     inbound: mpsc::Sender<Inbound>,
     gossip: mpsc::Sender<(Vec<SignedTransaction>, InboundBudget)>,
 }
@@ -273,6 +289,7 @@ impl Network {
                 peers: Mutex::new(BTreeMap::new()),
                 next_generation: Mutex::new(0),
                 inbound_budgets: Mutex::new(BTreeMap::new()),
+                guests: Mutex::new(Guests::default()),
                 inbound,
                 gossip,
             }),
@@ -285,10 +302,13 @@ impl Network {
     /// Adds the peers not in the table yet (in order, up to [`MAX_PEERS`]) and updates the
     /// addresses of known ones; returns the whole table's keys (index order). Of each pair
     /// the node with the smaller key dials, so every pair has one dialer whatever order
-    /// their tables list them in.
+    /// their tables list them in; while this node's own key is not in its table (it is not
+    /// registered, as far as it knows), it also dials the others as their guest. A guest
+    /// whose key is in the table now loses its slot and its link: it reconnects under its
+    /// table index.
     pub fn add_peers(&self, peers: &[(PublicKey, String)]) -> Vec<PublicKey> {
         let me = self.inner.key.public_key();
-        let mut dial = Vec::new();
+        let (mut dial, mut guest_dial) = (Vec::new(), Vec::new());
         let keys = {
             let mut table = self.inner.table.lock().expect("table lock");
             for (key, addr) in peers {
@@ -296,17 +316,42 @@ impl Network {
                     entry.1.clone_from(addr);
                 } else if table.len() < MAX_PEERS {
                     table.push((*key, addr.clone()));
+                    let index = u16::try_from(table.len() - 1).unwrap_or(u16::MAX);
                     if me < *key {
-                        dial.push(u16::try_from(table.len() - 1).unwrap_or(u16::MAX));
+                        dial.push(index);
+                    } else if me != *key {
+                        guest_dial.push(index);
                     }
                 }
             }
+            // Under the table lock, so a handshake cannot make a table key a guest after
+            // this (the handshake looks the key up and takes a slot under the same lock).
+            let mut links = self.inner.peers.lock().expect("peers lock");
+            let mut guests = self.inner.guests.lock().expect("guests lock");
+            for (key, _) in table.iter() {
+                if let Some(index) = guests.promote(key) {
+                    links.remove(&index);
+                }
+            }
+            metrics::gauge!(metric::GUESTS).set(guests.count() as f64);
             table.iter().map(|(k, _)| *k).collect()
         };
         for index in dial {
             self.inner.runtime.spawn(self.clone().dial_loop(index));
         }
+        for index in guest_dial {
+            self.inner
+                .runtime
+                .spawn(self.clone().guest_dial_loop(index));
+        }
         keys
+    }
+
+    /// Whether this node's own key is in its table.
+    fn in_own_table(&self) -> bool {
+        let me = self.inner.key.public_key();
+        let table = self.inner.table.lock().expect("table lock");
+        table.iter().any(|(k, _)| *k == me)
     }
 
     /// The address of peer `index` now (it follows `add_peers` updates).
@@ -315,11 +360,17 @@ impl Network {
         table.get(usize::from(index)).map(|(_, a)| a.clone())
     }
 
+    /// Table peers with a link open now (guests not counted).
     pub fn peer_count(&self) -> usize {
-        self.inner.peers.lock().expect("peers lock").len()
+        self.connected().len()
     }
 
-    /// The validator indices with an authenticated link open now.
+    /// Guests with a slot now.
+    pub fn guest_count(&self) -> usize {
+        self.inner.guests.lock().expect("guests lock").count()
+    }
+
+    /// The table indices with an authenticated link open now (guests not included).
     pub fn connected(&self) -> Vec<u16> {
         self.inner
             .peers
@@ -327,6 +378,7 @@ impl Network {
             .expect("peers lock")
             .keys()
             .copied()
+            .filter(|p| !is_guest(*p))
             .collect()
     }
 
@@ -337,7 +389,7 @@ impl Network {
         self.send_bytes(to, bytes);
     }
 
-    /// Queues `message` for every connected peer (encoded once).
+    /// Queues `message` for every connected peer, guests included (encoded once).
     pub fn broadcast(&self, message: &NetMessage) {
         let bytes = Arc::new(message.encode());
         let peers: Vec<u16> = self
@@ -424,32 +476,72 @@ impl Network {
             let Some(addr) = self.address(peer) else {
                 return;
             };
-            // A dropped SYN (a partition) would otherwise hold the dial for TCP's ~2 minutes.
-            let connect = tokio::time::timeout(
-                Duration::from_millis(HANDSHAKE_TIMEOUT_MS),
-                TcpStream::connect(&addr),
-            )
-            .await
-            .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
-            match connect {
-                Ok(stream) => match self.handshake(stream, true, Some(peer)).await {
-                    Ok((peer, link)) => {
-                        backoff_ms = DIAL_BACKOFF_MIN_MS;
-                        self.run_connection(peer, link).await;
-                    }
-                    Err(e) => {
-                        metrics::counter!(metric::P2P_REJECTED, "reason" => e.label()).increment(1);
-                        tracing::debug!(peer, %addr, error = %e, "outbound handshake failed");
-                    }
-                },
-                Err(e) => tracing::trace!(peer, %addr, error = %e, "dial failed"),
+            if self.dial(peer, &addr).await {
+                backoff_ms = DIAL_BACKOFF_MIN_MS;
             }
             tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
             backoff_ms = (backoff_ms * 2).min(DIAL_BACKOFF_MAX_MS);
         }
     }
 
-    /// Noise XX, then the identity exchange; returns the peer's index in the table.
+    /// Dials `peer` (a smaller key, which does not dial this node) as its guest while this
+    /// node's own key is not in its table and no link to `peer` is open, every
+    /// [`GUEST_DIAL_INTERVAL_MS`]. Once the key is in the table (this node saw its own
+    /// registration) the peers that know it dial it, and this loop ends.
+    async fn guest_dial_loop(self, peer: u16) {
+        let mut backoff_ms = GUEST_DIAL_INTERVAL_MS;
+        loop {
+            if self.in_own_table() {
+                return;
+            }
+            let linked = self
+                .inner
+                .peers
+                .lock()
+                .expect("peers lock")
+                .contains_key(&peer);
+            if !linked {
+                let Some(addr) = self.address(peer) else {
+                    return;
+                };
+                backoff_ms = if self.dial(peer, &addr).await {
+                    GUEST_DIAL_INTERVAL_MS
+                } else {
+                    (backoff_ms * 2).min(DIAL_BACKOFF_MAX_MS)
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
+        }
+    }
+
+    /// Connects to `peer` at `addr` and runs the link until it fails; whether the handshake
+    /// succeeded.
+    async fn dial(&self, peer: u16, addr: &str) -> bool {
+        // A dropped SYN (a partition) would otherwise hold the dial for TCP's ~2 minutes.
+        let connect = tokio::time::timeout(
+            Duration::from_millis(HANDSHAKE_TIMEOUT_MS),
+            TcpStream::connect(addr),
+        )
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
+        match connect {
+            Ok(stream) => match self.handshake(stream, true, Some(peer)).await {
+                Ok((peer, link)) => {
+                    self.run_connection(peer, link).await;
+                    return true;
+                }
+                Err(e) => {
+                    metrics::counter!(metric::P2P_REJECTED, "reason" => e.label()).increment(1);
+                    tracing::debug!(peer, %addr, error = %e, "outbound handshake failed");
+                }
+            },
+            Err(e) => tracing::trace!(peer, %addr, error = %e, "dial failed"),
+        }
+        false
+    }
+
+    /// Noise XX, then the identity exchange; returns the peer's index in the table, or a
+    /// guest slot's for an inbound key outside it.
     async fn handshake(
         &self,
         stream: TcpStream,
@@ -486,23 +578,30 @@ impl Network {
                 .public_key
                 .verify(&signed, &theirs.signature)
                 .map_err(|_| WireError::Identity("identity signature does not verify".into()))?;
-            let index = self
-                .inner
-                .table
-                .lock()
-                .expect("table lock")
-                .iter()
-                .position(|(k, _)| *k == theirs.public_key)
-                .and_then(|i| u16::try_from(i).ok())
-                .ok_or_else(|| {
-                    WireError::Identity(format!(
-                        "{} is not a registered validator of this chain",
-                        theirs.public_key
-                    ))
-                })?;
-            if theirs.public_key == self.inner.key.public_key()
-                || expect.is_some_and(|e| e != index)
-            {
+            if theirs.public_key == self.inner.key.public_key() {
+                return Err(WireError::Identity("peer holds this node's own key".into()));
+            }
+            let index = {
+                let table = self.inner.table.lock().expect("table lock");
+                match table.iter().position(|(k, _)| *k == theirs.public_key) {
+                    Some(i) => u16::try_from(i).ok(),
+                    // Only a node that dialed us may be a guest: we dial table keys alone.
+                    None if !initiator => {
+                        let mut guests = self.inner.guests.lock().expect("guests lock");
+                        let index = guests.admit(theirs.public_key);
+                        metrics::gauge!(metric::GUESTS).set(guests.count() as f64);
+                        index
+                    }
+                    None => None,
+                }
+            }
+            .ok_or_else(|| {
+                WireError::Identity(format!(
+                    "{} is not a registered validator of this chain, and no guest slot is free",
+                    theirs.public_key
+                ))
+            })?;
+            if expect.is_some_and(|e| e != index) {
                 return Err(WireError::Identity(format!(
                     "peer is peer {index}, expected {expect:?}"
                 )));
@@ -510,7 +609,12 @@ impl Network {
             if initiator {
                 link.send(&mine).await?;
             }
-            link.set_max_frame_bytes(config.max_frame_bytes);
+            link.peer_key = Some(theirs.public_key);
+            link.set_max_frame_bytes(if is_guest(index) {
+                MAX_GUEST_FRAME_BYTES.min(config.max_frame_bytes)
+            } else {
+                config.max_frame_bytes
+            });
             Ok((index, link))
         };
         tokio::time::timeout(timeout, work)
@@ -518,14 +622,20 @@ impl Network {
             .map_err(|_| WireError::Timeout)?
     }
 
-    /// The validator's inbound byte budget, the same for all its connections.
+    /// The peer's inbound byte budget, the same for all its connections (a guest slot's is
+    /// the slot's, whichever key holds it, and smaller).
     fn inbound_budget(&self, peer: u16) -> Arc<Semaphore> {
+        let max = if is_guest(peer) {
+            MAX_GUEST_INBOUND_BYTES
+        } else {
+            MAX_PEER_INBOUND_BYTES
+        };
         self.inner
             .inbound_budgets
             .lock()
             .expect("budgets lock")
             .entry(peer)
-            .or_insert_with(|| Arc::new(Semaphore::new(MAX_PEER_INBOUND_BYTES)))
+            .or_insert_with(|| Arc::new(Semaphore::new(max)))
             .clone()
     }
 
@@ -533,20 +643,33 @@ impl Network {
     /// directions until either fails.
     async fn run_connection(&self, peer: u16, link: Link) {
         let (tx, mut rx) = mpsc::channel::<Arc<Vec<u8>>>(self.inner.config.peer_queue_len);
-        let outbound = Arc::new(ByteBudget::new(MAX_PEER_OUTBOUND_BYTES));
+        let outbound = Arc::new(ByteBudget::new(if is_guest(peer) {
+            MAX_GUEST_OUTBOUND_BYTES
+        } else {
+            MAX_PEER_OUTBOUND_BYTES
+        }));
         let inbound_budget = self.inbound_budget(peer);
         let generation = {
             let mut g = self.inner.next_generation.lock().expect("generation lock");
             *g += 1;
             *g
         };
-        self.inner
-            .peers
-            .lock()
-            .expect("peers lock")
-            .insert(peer, (generation, tx, outbound.clone()));
+        {
+            let mut peers = self.inner.peers.lock().expect("peers lock");
+            if is_guest(peer) {
+                let mut guests = self.inner.guests.lock().expect("guests lock");
+                let key = link.peer_key.unwrap_or(PublicKey([0; 32]));
+                if !guests.connected(peer, &key, generation) {
+                    // Its slot was freed since the handshake (its key entered the table):
+                    // drop the link; it redials and gets its table index.
+                    tracing::debug!(peer, "guest slot gone before its link registered");
+                    return;
+                }
+            }
+            peers.insert(peer, (generation, tx, outbound.clone()));
+        }
         metrics::gauge!(metric::PEERS).set(self.peer_count() as f64);
-        tracing::info!(peer, "p2p connected");
+        tracing::info!(peer, guest = is_guest(peer), "p2p connected");
         let (mut reader, mut writer) = link.split();
         let keepalive = Duration::from_millis(KEEPALIVE_INTERVAL_MS);
         let write = async {
@@ -596,6 +719,11 @@ impl Network {
                 };
                 let budget = InboundBudget(permit);
                 match NetMessage::decode(&bytes) {
+                    // Nobody vouches for a guest: it may sync, not fill the mempools.
+                    Ok(NetMessage::Transactions(_)) if is_guest(peer) => {
+                        metrics::counter!(metric::P2P_DROPPED, "reason" => "guest_gossip")
+                            .increment(1);
+                    }
                     Ok(NetMessage::Transactions(txs)) => {
                         if gossip.try_send((txs, budget)).is_err() {
                             metrics::counter!(metric::P2P_DROPPED, "reason" => "gossip_queue_full")
@@ -627,6 +755,11 @@ impl Network {
         let mut peers = self.inner.peers.lock().expect("peers lock");
         if peers.get(&peer).is_some_and(|(g, _, _)| *g == generation) {
             peers.remove(&peer);
+        }
+        if is_guest(peer) {
+            let mut guests = self.inner.guests.lock().expect("guests lock");
+            guests.disconnected(peer, generation);
+            metrics::gauge!(metric::GUESTS).set(guests.count() as f64);
         }
         drop(peers);
         metrics::gauge!(metric::PEERS).set(self.peer_count() as f64);
@@ -673,281 +806,4 @@ pub async fn probe(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const CHAIN_ID: u64 = 7;
-
-    fn prologue() -> Vec<u8> {
-        let mut prologue = b"keel p2p v1".to_vec();
-        prologue.extend(CHAIN_ID.to_be_bytes());
-        prologue.extend(Hash::ZERO.0);
-        prologue
-    }
-
-    /// A network for validator 0 of {server, client}; it dials nobody (validator 1 is
-    /// reached only through the test's own listener).
-    async fn server(server: &SecretKey, client: &SecretKey) -> Network {
-        let config = NetConfig {
-            listen: "127.0.0.1:0".parse().expect("address"),
-            validators: vec![
-                (server.public_key(), "127.0.0.1:0".into()),
-                (client.public_key(), "127.0.0.1:1".into()),
-            ],
-            chain_id: CHAIN_ID,
-            genesis_hash: Hash::ZERO,
-            max_frame_bytes: 1024 * 1024,
-            peer_queue_len: 16,
-        };
-        Network::start(config, server.clone())
-            .await
-            .expect("start")
-            .0
-    }
-
-    /// A client link to `addr` authenticated as `key`, the server's identity read.
-    async fn authenticated(addr: std::net::SocketAddr, key: &SecretKey) -> Link {
-        let stream = TcpStream::connect(addr).await.expect("connect");
-        let mut link = Link::handshake(stream, true, &prologue(), 1 << 20)
-            .await
-            .expect("noise");
-        let mut signed = IDENTITY_DOMAIN.to_vec();
-        signed.extend_from_slice(link.handshake_hash());
-        let identity = Identity {
-            public_key: key.public_key(),
-            signature: key.sign(&signed),
-        };
-        link.send(&borsh::to_vec(&identity).expect("encode"))
-            .await
-            .expect("identity");
-        link.recv().await.expect("their identity");
-        link
-    }
-
-    /// Found by review: a registered key whose address points at an honest validator H made
-    /// every node that dials it hand H its identity, so H replaced its live link to that
-    /// node with the doomed one. The dialer now checks who answered before it says who it
-    /// is: H never registers it.
-    #[tokio::test]
-    async fn a_dialer_that_reaches_the_wrong_key_never_shows_its_identity() {
-        let h = SecretKey::from_seed([1; 32]);
-        let d = SecretKey::from_seed([2; 32]);
-        // A key larger than D's, so D is the one that dials it.
-        let a = (3..=255u8)
-            .map(|i| SecretKey::from_seed([i; 32]))
-            .find(|k| k.public_key() > d.public_key())
-            .expect("a larger key");
-        let h_addr = "127.0.0.1:28991";
-        let config = |listen: &str, validators: Vec<(PublicKey, String)>| NetConfig {
-            listen: listen.parse().expect("address"),
-            validators,
-            chain_id: CHAIN_ID,
-            genesis_hash: Hash::ZERO,
-            max_frame_bytes: 1024 * 1024,
-            peer_queue_len: 16,
-        };
-        // H knows D (at an address nobody listens on, so only D dials); D believes A is
-        // at H's address.
-        let h_net = Network::start(
-            config(
-                h_addr,
-                vec![
-                    (h.public_key(), h_addr.into()),
-                    (d.public_key(), "127.0.0.1:1".into()),
-                ],
-            ),
-            h.clone(),
-        )
-        .await
-        .expect("start H")
-        .0;
-        let _d_net = Network::start(
-            config(
-                "127.0.0.1:28992",
-                vec![
-                    (d.public_key(), "127.0.0.1:28992".into()),
-                    (a.public_key(), h_addr.into()),
-                ],
-            ),
-            d.clone(),
-        )
-        .await
-        .expect("start D")
-        .0;
-        // D dials every 100 ms at first. A connection H ever registered leaves its inbound
-        // budget behind (kept across connections), however briefly it lived.
-        tokio::time::sleep(Duration::from_millis(1_500)).await;
-        assert!(
-            h_net
-                .inner
-                .inbound_budgets
-                .lock()
-                .expect("budgets")
-                .is_empty(),
-            "H registered a connection from a dialer that wanted someone else"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_large_frame_before_authentication_is_refused() {
-        let (server_key, client_key) =
-            (SecretKey::from_seed([1; 32]), SecretKey::from_seed([2; 32]));
-        let net = server(&server_key, &client_key).await;
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let client = async move {
-            let stream = TcpStream::connect(addr).await.expect("connect");
-            let mut link = Link::handshake(stream, true, &prologue(), 1 << 20)
-                .await
-                .expect("noise");
-            // An "identity" far larger than one: a stranger's attempt to make the node
-            // allocate before it knows who is talking.
-            let _ = link.send(&vec![0u8; MAX_PREAUTH_FRAME_BYTES + 1]).await;
-            link
-        };
-        let server = async {
-            let (stream, _) = listener.accept().await.expect("accept");
-            net.handshake(stream, false, None).await
-        };
-        let (result, _link) = tokio::join!(server, client);
-        match result {
-            Err(WireError::Oversized { len, max }) => {
-                assert_eq!(
-                    (len, max),
-                    (MAX_PREAUTH_FRAME_BYTES + 1, MAX_PREAUTH_FRAME_BYTES)
-                );
-            }
-            other => panic!("expected an oversized pre-auth frame, got {other:?}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn the_configured_frame_limit_applies_once_authenticated() {
-        let (server_key, client_key) =
-            (SecretKey::from_seed([1; 32]), SecretKey::from_seed([2; 32]));
-        let net = server(&server_key, &client_key).await;
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let big = vec![0xabu8; 100 * 1024];
-        let client = {
-            let big = big.clone();
-            async move {
-                let mut link = authenticated(addr, &client_key).await;
-                link.send(&big).await.expect("big frame");
-                link
-            }
-        };
-        let server = async {
-            let (stream, _) = listener.accept().await.expect("accept");
-            let (peer, mut link) = net.handshake(stream, false, None).await.expect("handshake");
-            (
-                peer,
-                link.recv().await.expect("a frame over the pre-auth bound"),
-            )
-        };
-        let ((peer, received), _link) = tokio::join!(server, client);
-        assert_eq!(peer, 1);
-        assert_eq!(received, big);
-    }
-
-    /// A validator that completes the handshake, then never sends anything (a partitioned
-    /// peer looks the same) hears keepalives, and is dropped once `PEER_IDLE_TIMEOUT_MS`
-    /// passes in silence, so the dialer can redial instead of waiting on TCP.
-    #[tokio::test]
-    async fn a_silent_peer_hears_keepalives_then_is_dropped() {
-        let (server_key, client_key) =
-            (SecretKey::from_seed([1; 32]), SecretKey::from_seed([2; 32]));
-        let net = server(&server_key, &client_key).await;
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let accept = {
-            let net = net.clone();
-            async move {
-                let (stream, _) = listener.accept().await.expect("accept");
-                let (peer, link) = net.handshake(stream, false, None).await.expect("handshake");
-                net.run_connection(peer, link).await;
-            }
-        };
-        let client = async move {
-            let mut link = authenticated(addr, &client_key).await;
-            let start = tokio::time::Instant::now();
-            let mut keepalives = 0;
-            let end = loop {
-                match link.recv().await {
-                    Ok(bytes) => {
-                        assert!(bytes.is_empty(), "only keepalives on an idle link");
-                        keepalives += 1;
-                    }
-                    Err(e) => break e,
-                }
-            };
-            (keepalives, start.elapsed(), end)
-        };
-        let ((), (keepalives, elapsed, end)) = tokio::join!(accept, client);
-        let idle = Duration::from_millis(PEER_IDLE_TIMEOUT_MS);
-        assert!(keepalives >= 3, "{keepalives} keepalives before the drop");
-        assert!(
-            elapsed >= idle - Duration::from_millis(500) && elapsed < idle * 2,
-            "dropped after {elapsed:?} of silence ({end})"
-        );
-        assert_eq!(net.peer_count(), 0);
-    }
-
-    /// A validator that reconnects keeps the inbound budget its queued messages hold: a new
-    /// connection does not hand it another `MAX_PEER_INBOUND_BYTES`.
-    #[tokio::test]
-    async fn a_reconnecting_peer_keeps_its_inbound_budget() {
-        let (server_key, client_key) =
-            (SecretKey::from_seed([1; 32]), SecretKey::from_seed([2; 32]));
-        let net = server(&server_key, &client_key).await;
-        let held = net
-            .inbound_budget(1)
-            .acquire_many_owned(inbound_permits(MAX_PEER_INBOUND_BYTES / 2))
-            .await
-            .expect("permits");
-        let again = net.inbound_budget(1);
-        let half = MAX_PEER_INBOUND_BYTES / 2;
-        assert_eq!(again.available_permits(), MAX_PEER_INBOUND_BYTES - half);
-        assert_eq!(
-            net.inbound_budget(0).available_permits(),
-            MAX_PEER_INBOUND_BYTES,
-            "another validator's budget is its own"
-        );
-        drop(held);
-        assert_eq!(again.available_permits(), MAX_PEER_INBOUND_BYTES);
-    }
-
-    /// Keepalives skip the inbound budget and queue: a validator that sends nothing but empty
-    /// messages, fast, is dropped instead of costing the node a core.
-    #[tokio::test]
-    async fn a_keepalive_flood_is_dropped() {
-        let (server_key, client_key) =
-            (SecretKey::from_seed([1; 32]), SecretKey::from_seed([2; 32]));
-        let net = server(&server_key, &client_key).await;
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let accept = {
-            let net = net.clone();
-            async move {
-                let (stream, _) = listener.accept().await.expect("accept");
-                let (peer, link) = net.handshake(stream, false, None).await.expect("handshake");
-                let started = tokio::time::Instant::now();
-                net.run_connection(peer, link).await;
-                started.elapsed()
-            }
-        };
-        let client = async move {
-            let mut link = authenticated(addr, &client_key).await;
-            let mut sent = 0;
-            while sent < 10_000 && link.send(&[]).await.is_ok() {
-                sent += 1;
-            }
-            link
-        };
-        let (lasted, _link) = tokio::join!(accept, client);
-        assert!(
-            lasted < Duration::from_millis(KEEPALIVE_INTERVAL_MS),
-            "a keepalive flood was served for {lasted:?}"
-        );
-    }
-}
+mod tests;

@@ -90,6 +90,8 @@ pub struct Link {
     reader: LinkReader,
     writer: LinkWriter,
     handshake_hash: Vec<u8>,
+    /// The key the peer proved it holds (set once its identity verified).
+    pub(crate) peer_key: Option<keel_types::PublicKey>,
 }
 
 impl Link {
@@ -143,6 +145,7 @@ impl Link {
                 transport,
                 nonce: 0,
             },
+            peer_key: None,
             handshake_hash,
         })
     }

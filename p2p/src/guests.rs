@@ -1,0 +1,149 @@
+//! Guests: nodes whose key is outside the peer table (a joiner not registered yet), admitted
+//! to a few slots so they can sync before their operator registers them.
+//!
+//! A guest completed the same Noise handshake and identity exchange as a validator, so its
+//! key is proven, but nobody vouches for it: it is served what any observer may ask (block
+//! sync, snapshot chunks, at the app's non-member rate) and hears broadcasts like a
+//! registered candidate, while its votes count nowhere (the app maps peers to set members by
+//! the table's keys, which never hold a guest's index) and its gossiped transactions are
+//! dropped. Its slot is freed when its connection ends, or when its key enters the table:
+//! the link is then closed and the pair reconnects under the key's table index.
+
+use keel_types::PublicKey;
+
+/// Guests connected at once. A stranger can hold a slot only with a live connection (an idle
+/// one is dropped after `PEER_IDLE_TIMEOUT_MS`), so strangers can crowd joiners out (until
+/// their operators register them) but hold at most this many slots' budgets below.
+pub const MAX_GUEST_PEERS: usize = 8;
+/// Largest message a guest may send: it only asks (sync and snapshot requests are a few
+/// bytes), so a stranger never makes the node buffer a validator-sized frame.
+pub const MAX_GUEST_FRAME_BYTES: usize = 64 * 1024;
+/// A guest's inbound byte budget (messages received and not yet handled).
+pub const MAX_GUEST_INBOUND_BYTES: usize = 1024 * 1024;
+/// Bytes queued for one guest. A message is always queued when nothing is, so the largest
+/// sync answer still goes; a guest that does not read holds at most this much more.
+pub const MAX_GUEST_OUTBOUND_BYTES: usize = 8 * 1024 * 1024;
+const _: () = assert!(MAX_GUEST_FRAME_BYTES + 1024 <= MAX_GUEST_INBOUND_BYTES);
+
+/// Guest slot `i`'s peer index: past every table index, so the app never takes a guest for
+/// a table peer.
+pub const GUEST_BASE: u16 = {
+    assert!(crate::MAX_PEERS + MAX_GUEST_PEERS <= u16::MAX as usize);
+    crate::MAX_PEERS as u16
+};
+
+/// Whether peer index `index` is a guest's.
+pub fn is_guest(index: u16) -> bool {
+    index >= GUEST_BASE
+}
+
+/// The guest slots: each holds a key and the generation of the connection that serves it
+/// (`None` between the handshake and the connection's registration).
+#[derive(Debug, Default)]
+pub(crate) struct Guests {
+    slots: [Option<(PublicKey, Option<u64>)>; MAX_GUEST_PEERS],
+}
+
+impl Guests {
+    /// The index for `key`: the slot it holds already (a reconnection, which then replaces
+    /// its older link), else a free one; `None` when every slot is taken. The slot waits for
+    /// its new connection: the older one's end no longer frees it.
+    pub(crate) fn admit(&mut self, key: PublicKey) -> Option<u16> {
+        let slot = self
+            .slots
+            .iter()
+            .position(|s| s.is_some_and(|(k, _)| k == key))
+            .or_else(|| self.slots.iter().position(Option::is_none))?;
+        self.slots[slot] = Some((key, None));
+        Some(GUEST_BASE + u16::try_from(slot).ok()?)
+    }
+
+    /// Connection `generation` of `key` now serves guest `index`, if the slot still holds
+    /// `key`; `false` when it was freed meanwhile (the key entered the table, or the slot
+    /// went to another key): the connection must then be dropped, never served under an
+    /// index that is not its key's.
+    pub(crate) fn connected(&mut self, index: u16, key: &PublicKey, generation: u64) -> bool {
+        match self.slot_mut(index) {
+            Some(Some((k, g))) if k == key => {
+                *g = Some(generation);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Guest `index`'s connection `generation` ended: its slot is freed unless a newer
+    /// connection of the same key took over.
+    pub(crate) fn disconnected(&mut self, index: u16, generation: u64) {
+        if let Some(slot) = self.slot_mut(index) {
+            if slot.is_some_and(|(_, g)| g == Some(generation)) {
+                *slot = None;
+            }
+        }
+    }
+
+    /// `key` is in the table now: frees its slot and returns the index it held.
+    pub(crate) fn promote(&mut self, key: &PublicKey) -> Option<u16> {
+        let slot = self
+            .slots
+            .iter()
+            .position(|s| s.is_some_and(|(k, _)| k == *key))?;
+        self.slots[slot] = None;
+        Some(GUEST_BASE + u16::try_from(slot).ok()?)
+    }
+
+    /// Guests holding a slot.
+    pub(crate) fn count(&self) -> usize {
+        self.slots.iter().filter(|s| s.is_some()).count()
+    }
+
+    fn slot_mut(&mut self, index: u16) -> Option<&mut Option<(PublicKey, Option<u64>)>> {
+        let slot = usize::from(index.checked_sub(GUEST_BASE)?);
+        self.slots.get_mut(slot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(i: u8) -> PublicKey {
+        PublicKey([i; 32])
+    }
+
+    #[test]
+    fn slots_are_bounded_reused_by_their_key_and_freed_by_the_latest_connection() {
+        let mut guests = Guests::default();
+        let indices: Vec<u16> = (0..MAX_GUEST_PEERS as u8)
+            .map(|i| guests.admit(key(i)).expect("a free slot"))
+            .collect();
+        assert!(indices.iter().all(|i| is_guest(*i)));
+        assert_eq!(guests.admit(key(200)), None, "every slot is taken");
+        // A reconnection of a known guest keeps its index.
+        assert!(guests.connected(indices[3], &key(3), 1));
+        assert_eq!(guests.admit(key(3)), Some(indices[3]));
+        // The older connection ends before the newer one registers (found by review: it
+        // freed the slot, orphaning the live link, and the next stranger shared its index).
+        guests.disconnected(indices[3], 1);
+        assert_eq!(
+            guests.admit(key(200)),
+            None,
+            "the slot waits for its new link"
+        );
+        assert!(guests.connected(indices[3], &key(3), 2));
+        guests.disconnected(indices[3], 2);
+        assert_eq!(guests.admit(key(200)), Some(indices[3]));
+        // A key that entered the table gives its slot back; a link of it registering after
+        // that is refused (found by review: it stayed a guest, its votes ignored).
+        assert_eq!(guests.promote(&key(5)), Some(indices[5]));
+        assert_eq!(guests.promote(&key(5)), None);
+        assert!(!guests.connected(indices[5], &key(5), 3));
+        // Nor may a link register under a slot another key holds now.
+        assert!(!guests.connected(indices[3], &key(3), 4));
+        assert_eq!(guests.count(), MAX_GUEST_PEERS - 1);
+        // Indices that are not a guest's are ignored.
+        guests.disconnected(0, 2);
+        assert!(!guests.connected(u16::MAX, &key(1), 2));
+        assert!(!is_guest(GUEST_BASE - 1));
+    }
+}

@@ -1,0 +1,559 @@
+//! The network's tests: handshakes, frame limits, keepalives, budgets and guests, over
+//! real loopback sockets.
+use super::*;
+
+const CHAIN_ID: u64 = 7;
+
+fn prologue() -> Vec<u8> {
+    let mut prologue = b"keel p2p v1".to_vec();
+    prologue.extend(CHAIN_ID.to_be_bytes());
+    prologue.extend(Hash::ZERO.0);
+    prologue
+}
+
+/// A network for validator 0 of {server, client}; it dials nobody (validator 1 is
+/// reached only through the test's own listener).
+async fn server(server: &SecretKey, client: &SecretKey) -> Network {
+    let config = NetConfig {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        validators: vec![
+            (server.public_key(), "127.0.0.1:0".into()),
+            (client.public_key(), "127.0.0.1:1".into()),
+        ],
+        chain_id: CHAIN_ID,
+        genesis_hash: Hash::ZERO,
+        max_frame_bytes: 1024 * 1024,
+        peer_queue_len: 16,
+    };
+    Network::start(config, server.clone())
+        .await
+        .expect("start")
+        .0
+}
+
+/// A client link to `addr` authenticated as `key`, the server's identity read.
+async fn authenticated(addr: std::net::SocketAddr, key: &SecretKey) -> Link {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let mut link = Link::handshake(stream, true, &prologue(), 1 << 20)
+        .await
+        .expect("noise");
+    let mut signed = IDENTITY_DOMAIN.to_vec();
+    signed.extend_from_slice(link.handshake_hash());
+    let identity = Identity {
+        public_key: key.public_key(),
+        signature: key.sign(&signed),
+    };
+    link.send(&borsh::to_vec(&identity).expect("encode"))
+        .await
+        .expect("identity");
+    link.recv().await.expect("their identity");
+    link
+}
+
+/// Found by review: a registered key whose address points at an honest validator H made
+/// every node that dials it hand H its identity, so H replaced its live link to that
+/// node with the doomed one. The dialer now checks who answered before it says who it
+/// is: H never registers it.
+#[tokio::test]
+async fn a_dialer_that_reaches_the_wrong_key_never_shows_its_identity() {
+    let h = SecretKey::from_seed([1; 32]);
+    let d = SecretKey::from_seed([2; 32]);
+    // A key larger than D's, so D is the one that dials it.
+    let a = (3..=255u8)
+        .map(|i| SecretKey::from_seed([i; 32]))
+        .find(|k| k.public_key() > d.public_key())
+        .expect("a larger key");
+    let h_addr = "127.0.0.1:28991";
+    let config = |listen: &str, validators: Vec<(PublicKey, String)>| NetConfig {
+        listen: listen.parse().expect("address"),
+        validators,
+        chain_id: CHAIN_ID,
+        genesis_hash: Hash::ZERO,
+        max_frame_bytes: 1024 * 1024,
+        peer_queue_len: 16,
+    };
+    // H knows D (at an address nobody listens on, so only D dials); D believes A is
+    // at H's address.
+    let h_net = Network::start(
+        config(
+            h_addr,
+            vec![
+                (h.public_key(), h_addr.into()),
+                (d.public_key(), "127.0.0.1:1".into()),
+            ],
+        ),
+        h.clone(),
+    )
+    .await
+    .expect("start H")
+    .0;
+    let _d_net = Network::start(
+        config(
+            "127.0.0.1:28992",
+            vec![
+                (d.public_key(), "127.0.0.1:28992".into()),
+                (a.public_key(), h_addr.into()),
+            ],
+        ),
+        d.clone(),
+    )
+    .await
+    .expect("start D")
+    .0;
+    // D dials every 100 ms at first. A connection H ever registered leaves its inbound
+    // budget behind (kept across connections), however briefly it lived.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(
+        h_net
+            .inner
+            .inbound_budgets
+            .lock()
+            .expect("budgets")
+            .is_empty(),
+        "H registered a connection from a dialer that wanted someone else"
+    );
+}
+
+#[tokio::test]
+async fn a_large_frame_before_authentication_is_refused() {
+    let (server_key, client_key) = (SecretKey::from_seed([1; 32]), SecretKey::from_seed([2; 32]));
+    let net = server(&server_key, &client_key).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let client = async move {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let mut link = Link::handshake(stream, true, &prologue(), 1 << 20)
+            .await
+            .expect("noise");
+        // An "identity" far larger than one: a stranger's attempt to make the node
+        // allocate before it knows who is talking.
+        let _ = link.send(&vec![0u8; MAX_PREAUTH_FRAME_BYTES + 1]).await;
+        link
+    };
+    let server = async {
+        let (stream, _) = listener.accept().await.expect("accept");
+        net.handshake(stream, false, None).await
+    };
+    let (result, _link) = tokio::join!(server, client);
+    match result {
+        Err(WireError::Oversized { len, max }) => {
+            assert_eq!(
+                (len, max),
+                (MAX_PREAUTH_FRAME_BYTES + 1, MAX_PREAUTH_FRAME_BYTES)
+            );
+        }
+        other => panic!("expected an oversized pre-auth frame, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_configured_frame_limit_applies_once_authenticated() {
+    let (server_key, client_key) = (SecretKey::from_seed([1; 32]), SecretKey::from_seed([2; 32]));
+    let net = server(&server_key, &client_key).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let big = vec![0xabu8; 100 * 1024];
+    let client = {
+        let big = big.clone();
+        async move {
+            let mut link = authenticated(addr, &client_key).await;
+            link.send(&big).await.expect("big frame");
+            link
+        }
+    };
+    let server = async {
+        let (stream, _) = listener.accept().await.expect("accept");
+        let (peer, mut link) = net.handshake(stream, false, None).await.expect("handshake");
+        (
+            peer,
+            link.recv().await.expect("a frame over the pre-auth bound"),
+        )
+    };
+    let ((peer, received), _link) = tokio::join!(server, client);
+    assert_eq!(peer, 1);
+    assert_eq!(received, big);
+}
+
+/// A validator that completes the handshake, then never sends anything (a partitioned
+/// peer looks the same) hears keepalives, and is dropped once `PEER_IDLE_TIMEOUT_MS`
+/// passes in silence, so the dialer can redial instead of waiting on TCP.
+#[tokio::test]
+async fn a_silent_peer_hears_keepalives_then_is_dropped() {
+    let (server_key, client_key) = (SecretKey::from_seed([1; 32]), SecretKey::from_seed([2; 32]));
+    let net = server(&server_key, &client_key).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accept = {
+        let net = net.clone();
+        async move {
+            let (stream, _) = listener.accept().await.expect("accept");
+            let (peer, link) = net.handshake(stream, false, None).await.expect("handshake");
+            net.run_connection(peer, link).await;
+        }
+    };
+    let client = async move {
+        let mut link = authenticated(addr, &client_key).await;
+        let start = tokio::time::Instant::now();
+        let mut keepalives = 0;
+        let end = loop {
+            match link.recv().await {
+                Ok(bytes) => {
+                    assert!(bytes.is_empty(), "only keepalives on an idle link");
+                    keepalives += 1;
+                }
+                Err(e) => break e,
+            }
+        };
+        (keepalives, start.elapsed(), end)
+    };
+    let ((), (keepalives, elapsed, end)) = tokio::join!(accept, client);
+    let idle = Duration::from_millis(PEER_IDLE_TIMEOUT_MS);
+    assert!(keepalives >= 3, "{keepalives} keepalives before the drop");
+    assert!(
+        elapsed >= idle - Duration::from_millis(500) && elapsed < idle * 2,
+        "dropped after {elapsed:?} of silence ({end})"
+    );
+    assert_eq!(net.peer_count(), 0);
+}
+
+/// A validator that reconnects keeps the inbound budget its queued messages hold: a new
+/// connection does not hand it another `MAX_PEER_INBOUND_BYTES`.
+#[tokio::test]
+async fn a_reconnecting_peer_keeps_its_inbound_budget() {
+    let (server_key, client_key) = (SecretKey::from_seed([1; 32]), SecretKey::from_seed([2; 32]));
+    let net = server(&server_key, &client_key).await;
+    let held = net
+        .inbound_budget(1)
+        .acquire_many_owned(inbound_permits(MAX_PEER_INBOUND_BYTES / 2))
+        .await
+        .expect("permits");
+    let again = net.inbound_budget(1);
+    let half = MAX_PEER_INBOUND_BYTES / 2;
+    assert_eq!(again.available_permits(), MAX_PEER_INBOUND_BYTES - half);
+    assert_eq!(
+        net.inbound_budget(0).available_permits(),
+        MAX_PEER_INBOUND_BYTES,
+        "another validator's budget is its own"
+    );
+    drop(held);
+    assert_eq!(again.available_permits(), MAX_PEER_INBOUND_BYTES);
+}
+
+/// Keepalives skip the inbound budget and queue: a validator that sends nothing but empty
+/// messages, fast, is dropped instead of costing the node a core.
+#[tokio::test]
+async fn a_keepalive_flood_is_dropped() {
+    let (server_key, client_key) = (SecretKey::from_seed([1; 32]), SecretKey::from_seed([2; 32]));
+    let net = server(&server_key, &client_key).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accept = {
+        let net = net.clone();
+        async move {
+            let (stream, _) = listener.accept().await.expect("accept");
+            let (peer, link) = net.handshake(stream, false, None).await.expect("handshake");
+            let started = tokio::time::Instant::now();
+            net.run_connection(peer, link).await;
+            started.elapsed()
+        }
+    };
+    let client = async move {
+        let mut link = authenticated(addr, &client_key).await;
+        let mut sent = 0;
+        while sent < 10_000 && link.send(&[]).await.is_ok() {
+            sent += 1;
+        }
+        link
+    };
+    let (lasted, _link) = tokio::join!(accept, client);
+    assert!(
+        lasted < Duration::from_millis(KEEPALIVE_INTERVAL_MS),
+        "a keepalive flood was served for {lasted:?}"
+    );
+}
+
+/// A network for `key` whose table is `table`, listening on `listen`, with its queues.
+async fn network(
+    key: &SecretKey,
+    listen: &str,
+    table: Vec<(PublicKey, String)>,
+) -> (
+    Network,
+    mpsc::Receiver<Inbound>,
+    mpsc::Receiver<(Vec<SignedTransaction>, InboundBudget)>,
+) {
+    let config = NetConfig {
+        listen: listen.parse().expect("address"),
+        validators: table,
+        chain_id: CHAIN_ID,
+        genesis_hash: Hash::ZERO,
+        max_frame_bytes: 1024 * 1024,
+        peer_queue_len: 16,
+    };
+    Network::start(config, key.clone()).await.expect("start")
+}
+
+/// The next message on `link` that is not a keepalive.
+async fn next_message(link: &mut Link) -> Result<NetMessage, WireError> {
+    loop {
+        let bytes = link.recv().await?;
+        if !bytes.is_empty() {
+            return Ok(NetMessage::decode(&bytes).expect("a message"));
+        }
+    }
+}
+
+/// Whether `link` is closed by the other side within `within` (keepalives and broadcasts
+/// skipped).
+async fn closed_within(link: &mut Link, within: Duration) -> bool {
+    tokio::time::timeout(within, async { while link.recv().await.is_ok() {} })
+        .await
+        .is_ok()
+}
+
+/// Polls `done` every 20 ms for up to 10 s.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Strangers (keys outside the table) that dial in take guest slots, at most
+/// `MAX_GUEST_PEERS`: each may ask for sync and hears what is sent to it and broadcast, its
+/// gossiped transactions go nowhere, it is not counted among the table's peers, and once
+/// its key enters the table its guest link is closed and it comes back as a table peer.
+#[tokio::test]
+async fn strangers_are_bounded_guests_until_their_key_is_registered() {
+    let (server_key, client_key) = (SecretKey::from_seed([1; 32]), SecretKey::from_seed([2; 32]));
+    let (net, mut inbound, mut gossip) = network(
+        &server_key,
+        "127.0.0.1:0",
+        vec![
+            (server_key.public_key(), "127.0.0.1:0".into()),
+            (client_key.public_key(), "127.0.0.1:1".into()),
+        ],
+    )
+    .await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (admitted_tx, mut admitted) = mpsc::channel(16);
+    {
+        let net = net.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.expect("accept");
+                let (net, admitted_tx) = (net.clone(), admitted_tx.clone());
+                tokio::spawn(async move {
+                    match net.handshake(stream, false, None).await {
+                        Ok((peer, link)) => {
+                            let _ = admitted_tx.send(Ok(peer)).await;
+                            net.run_connection(peer, link).await;
+                        }
+                        Err(e) => {
+                            let _ = admitted_tx.send(Err(e)).await;
+                        }
+                    }
+                });
+            }
+        });
+    }
+    let strangers: Vec<SecretKey> = (0..=MAX_GUEST_PEERS as u8)
+        .map(|i| SecretKey::from_seed([100 + i; 32]))
+        .collect();
+    let mut links = Vec::new();
+    let mut indices = Vec::new();
+    for stranger in &strangers[..MAX_GUEST_PEERS] {
+        links.push(authenticated(addr, stranger).await);
+        let index = admitted
+            .recv()
+            .await
+            .expect("verdict")
+            .expect("a guest slot");
+        assert!(is_guest(index), "stranger got table index {index}");
+        indices.push(index);
+    }
+    assert_eq!(net.guest_count(), MAX_GUEST_PEERS);
+    assert!(net.connected().is_empty(), "guests are not table peers");
+    // One stranger more: every slot is taken.
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let mut extra = Link::handshake(stream, true, &prologue(), 1 << 20)
+        .await
+        .expect("noise");
+    let mut signed = IDENTITY_DOMAIN.to_vec();
+    signed.extend_from_slice(extra.handshake_hash());
+    let identity = Identity {
+        public_key: strangers[MAX_GUEST_PEERS].public_key(),
+        signature: strangers[MAX_GUEST_PEERS].sign(&signed),
+    };
+    extra.recv().await.expect("their identity");
+    extra
+        .send(&borsh::to_vec(&identity).expect("encode"))
+        .await
+        .expect("identity");
+    let verdict = admitted.recv().await.expect("verdict");
+    assert!(
+        matches!(verdict, Err(WireError::Identity(_))),
+        "{verdict:?}"
+    );
+    // A guest is answered and hears broadcasts.
+    let answer = NetMessage::Snapshot(Box::new(SnapshotMessage::Unavailable));
+    net.send(indices[0], &answer);
+    assert_eq!(next_message(&mut links[0]).await.expect("answer"), answer);
+    let request = NetMessage::Snapshot(Box::new(SnapshotMessage::TipRequest { height: 3 }));
+    net.broadcast(&request);
+    for link in &mut links {
+        assert_eq!(next_message(link).await.expect("broadcast"), request);
+    }
+    // Its requests reach the node under its guest index; its transactions do not.
+    links[1].send(&request.encode()).await.expect("send");
+    let got = tokio::time::timeout(Duration::from_secs(5), inbound.recv())
+        .await
+        .expect("in time")
+        .expect("inbound");
+    assert_eq!((got.from, got.message), (indices[1], request));
+    let tx = keel_types::Transaction {
+        chain_id: CHAIN_ID,
+        sender: strangers[1].public_key().into(),
+        nonce: 0,
+        gas_limit: 21_000,
+        gas_price: 1,
+        body: keel_types::TxBody::Transfer {
+            to: keel_types::Address([9; 20]),
+            amount: keel_types::U256::from(1u64),
+        },
+    }
+    .sign(&strangers[1]);
+    links[1]
+        .send(&NetMessage::Transactions(vec![tx]).encode())
+        .await
+        .expect("send");
+    let gossiped = tokio::time::timeout(Duration::from_millis(500), gossip.recv()).await;
+    assert!(
+        gossiped.is_err(),
+        "a guest's transactions reached the mempool"
+    );
+    // Stranger 0 registers: its guest link is closed, its slot freed, and it comes back
+    // under its table index.
+    let keys = net.add_peers(&[(strangers[0].public_key(), "127.0.0.1:1".into())]);
+    assert_eq!(keys.len(), 3);
+    assert!(closed_within(&mut links[0], Duration::from_secs(5)).await);
+    assert_eq!(net.guest_count(), MAX_GUEST_PEERS - 1);
+    let _back = authenticated(addr, &strangers[0]).await;
+    assert_eq!(
+        admitted.recv().await.expect("verdict").expect("admitted"),
+        2
+    );
+    // A guest that hangs up gives its slot back.
+    drop(links.pop());
+    until("the slot is freed", || {
+        net.guest_count() == MAX_GUEST_PEERS - 2
+    })
+    .await;
+}
+
+/// A joiner whose key its own table lacks dials the peers with smaller keys (which would
+/// not dial a key they do not know) as their guest; once a peer registers the joiner's key
+/// it drops the guest link and dials the joiner itself, and the pair stays on that one
+/// link.
+#[tokio::test]
+async fn an_unregistered_joiner_dials_smaller_keys_as_a_guest_then_is_dialed() {
+    let keys: Vec<SecretKey> = (1..=20u8).map(|i| SecretKey::from_seed([i; 32])).collect();
+    let validator = keys.iter().min_by_key(|k| k.public_key()).expect("a key");
+    let joiner = keys.iter().max_by_key(|k| k.public_key()).expect("a key");
+    let (v_addr, j_addr) = ("127.0.0.1:28993", "127.0.0.1:28994");
+    let (v_net, _v_in, _v_gossip) = network(
+        validator,
+        v_addr,
+        vec![(validator.public_key(), v_addr.into())],
+    )
+    .await;
+    let (j_net, _j_in, _j_gossip) = network(
+        joiner,
+        j_addr,
+        vec![(validator.public_key(), v_addr.into())],
+    )
+    .await;
+    until("the joiner is the validator's guest", || {
+        v_net.guest_count() == 1 && j_net.connected() == vec![0]
+    })
+    .await;
+    assert!(v_net.connected().is_empty());
+    v_net.add_peers(&[(joiner.public_key(), j_addr.into())]);
+    until("the validator dials the registered joiner", || {
+        v_net.guest_count() == 0 && v_net.connected() == vec![1]
+    })
+    .await;
+    // Stable: the joiner's guest loop sees the link and does not dial again.
+    tokio::time::sleep(Duration::from_millis(2 * GUEST_DIAL_INTERVAL_MS)).await;
+    assert_eq!(v_net.connected(), vec![1]);
+    assert_eq!(v_net.guest_count(), 0);
+    assert_eq!(j_net.connected(), vec![0]);
+}
+
+/// Found by review: a key registered between its guest handshake and its link's
+/// registration stayed on the freed guest index for good (its votes counted nowhere). The
+/// link is now dropped, and the key comes back under its table index. A guest's frames are
+/// also capped at `MAX_GUEST_FRAME_BYTES`.
+#[tokio::test]
+async fn a_guest_registered_mid_handshake_is_dropped_and_guest_frames_are_small() {
+    let (server_key, client_key) = (SecretKey::from_seed([1; 32]), SecretKey::from_seed([2; 32]));
+    let stranger = SecretKey::from_seed([3; 32]);
+    let (net, _inbound, _gossip) = network(
+        &server_key,
+        "127.0.0.1:0",
+        vec![
+            (server_key.public_key(), "127.0.0.1:0".into()),
+            (client_key.public_key(), "127.0.0.1:1".into()),
+        ],
+    )
+    .await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = {
+        let net = net.clone();
+        let stranger = stranger.public_key();
+        async move {
+            let (stream, _) = listener.accept().await.expect("accept");
+            let (peer, link) = net.handshake(stream, false, None).await.expect("handshake");
+            assert!(is_guest(peer));
+            net.add_peers(&[(stranger, "127.0.0.1:1".into())]);
+            net.run_connection(peer, link).await;
+            let (stream, _) = listener.accept().await.expect("accept");
+            let (peer, link) = net.handshake(stream, false, None).await.expect("handshake");
+            assert_eq!(peer, 2, "back under its table index");
+            (net.guest_count(), net.connected().len(), listener, link)
+        }
+    };
+    let client = async move {
+        let mut first = authenticated(addr, &stranger).await;
+        let dropped = closed_within(&mut first, Duration::from_secs(5)).await;
+        let _second = authenticated(addr, &stranger).await;
+        dropped
+    };
+    let ((guests, _, listener, _link), dropped) = tokio::join!(server, client);
+    assert!(dropped, "the link under the freed guest index stayed open");
+    assert_eq!(guests, 0);
+    // A stranger's frame larger than a guest may send closes its link.
+    let other = SecretKey::from_seed([4; 32]);
+    let server = {
+        let net = net.clone();
+        async move {
+            let (stream, _) = listener.accept().await.expect("accept");
+            let (peer, link) = net.handshake(stream, false, None).await.expect("handshake");
+            net.run_connection(peer, link).await;
+        }
+    };
+    let client = async move {
+        let mut link = authenticated(addr, &other).await;
+        let big = NetMessage::Snapshot(Box::new(SnapshotMessage::EpochChanges {
+            from_epoch: 0,
+            changes: vec![vec![7; MAX_GUEST_FRAME_BYTES]],
+        }));
+        link.send(&big.encode()).await.expect("send");
+        closed_within(&mut link, Duration::from_secs(5)).await
+    };
+    let ((), closed) = tokio::join!(server, client);
+    assert!(closed, "a guest's oversized frame was read");
+}
