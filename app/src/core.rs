@@ -37,8 +37,18 @@ const MIN_POOL_POLL_MS: u64 = 5;
 const PRUNED_WARNING_EVERY_MS: u64 = 30_000;
 /// Bytes of a block left for the header and framing.
 const BLOCK_BYTES_MARGIN: usize = 64 * 1024;
-/// Least time between two sync answers to one peer outside the set.
-const MIN_NON_MEMBER_SYNC_MS: u64 = 100;
+/// Sync answers to one peer outside the set: at most `NON_MEMBER_SYNC_BURST` at once, then
+/// one per `MIN_NON_MEMBER_SYNC_MS` on average. The burst lets an observer ask again at once
+/// when a response ends an epoch or leaves more (an answer covers one epoch at most); a
+/// strict interval made it wait a view timeout per short epoch, slower than the chain grew.
+pub const MIN_NON_MEMBER_SYNC_MS: u64 = 100;
+pub const NON_MEMBER_SYNC_BURST: u64 = 8;
+/// Sync answers to all peers outside the set together: a burst of
+/// `NON_MEMBER_SYNC_BURST_ALL`, then one per `MIN_NON_MEMBER_SYNC_ALL_MS` (50 a second).
+/// Without it every registered key and guest had its own allowance (found by review).
+pub const MIN_NON_MEMBER_SYNC_ALL_MS: u64 = 20;
+pub const NON_MEMBER_SYNC_BURST_ALL: u64 = 16;
+
 /// Views without a finalization after which the engine skips ahead on evidence.
 const SKIP_AFTER_VIEWS: u64 = 20;
 
@@ -223,9 +233,12 @@ pub struct App {
     requested: RequestedBlocks,
     /// The next epoch's consensus messages, replayed when this epoch ends (next_epoch.rs).
     next_epoch: NextEpoch,
-    /// When each peer outside the set was last answered a sync request (monotonic ms; at
-    /// most one entry per peer of the table).
+    /// Per peer outside the set, when its sync answers are paid up: the last answer's
+    /// time plus `MIN_NON_MEMBER_SYNC_MS` per answer since (monotonic ms; a token bucket in
+    /// its GCRA form; at most one entry per peer index).
     sync_served: BTreeMap<u16, u64>,
+    /// The same for all peers outside the set together.
+    sync_served_all: Option<u64>,
     to_execute: Vec<Hash>,
     inputs: VecDeque<Input>,
     halted: Option<String>,
@@ -267,6 +280,7 @@ impl App {
             requested: RequestedBlocks::default(),
             next_epoch: NextEpoch::default(),
             sync_served: BTreeMap::new(),
+            sync_served_all: None,
             to_execute: Vec::new(),
             inputs: VecDeque::new(),
             halted: None,
@@ -346,15 +360,24 @@ impl App {
             // it may still catch up from this node.
             match message {
                 Message::SyncRequest { from_height } => {
-                    // At most one answer per MIN_NON_MEMBER_SYNC_MS per peer: a request
-                    // costs this thread up to a full response's reads (found by review).
+                    // A request costs this thread up to a full response's reads (found by
+                    // review): a burst, then one answer per MIN_NON_MEMBER_SYNC_MS.
                     let now_ms = host.now().mono_ms;
-                    let due = self
-                        .sync_served
-                        .get(&from)
-                        .is_none_or(|at| now_ms >= at.saturating_add(MIN_NON_MEMBER_SYNC_MS));
-                    if due {
-                        self.sync_served.insert(from, now_ms);
+                    let peer = crate::rate::within_rate(
+                        self.sync_served.get(&from).copied(),
+                        now_ms,
+                        MIN_NON_MEMBER_SYNC_MS,
+                        NON_MEMBER_SYNC_BURST,
+                    );
+                    let all = crate::rate::within_rate(
+                        self.sync_served_all,
+                        now_ms,
+                        MIN_NON_MEMBER_SYNC_ALL_MS,
+                        NON_MEMBER_SYNC_BURST_ALL,
+                    );
+                    if let (Some(peer), Some(all)) = (peer, all) {
+                        self.sync_served.insert(from, peer);
+                        self.sync_served_all = Some(all);
                         self.serve_sync(from, from_height, host);
                     } else {
                         host.rejected(from, "sync_rate", None);
@@ -642,11 +665,15 @@ impl App {
                         .filter(|r| r.epoch() > epoch)
                         .partition(|r| r.epoch() == epoch + 1);
                 self.later_votes = later;
+                let behind = self.engine.is_behind();
                 self.engine = Engine::new(engine_config(&self.cfg, &self.key, tip, set), &binding);
                 self.build = None;
                 self.deferred.clear();
                 host.epoch_started(epoch + 1);
                 self.push(Input::Start);
+                if behind {
+                    self.push(Input::CatchUp);
+                }
                 for (from, message) in self.next_epoch.take(epoch + 1) {
                     let honest = self.member_of_peer(from).is_some_and(|member| {
                         crate::next_epoch::sent_by(self.engine.validators(), member, &message)

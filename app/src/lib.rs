@@ -15,6 +15,7 @@ pub mod genesis;
 pub mod mempool;
 pub mod next_epoch;
 pub mod propose;
+mod rate;
 pub mod sync;
 pub mod validity;
 

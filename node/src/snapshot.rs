@@ -22,6 +22,14 @@ use tokio::sync::mpsc;
 /// Snapshot requests a node serves at once (each reads up to a chunk from the store on a
 /// blocking thread); more are answered `Unavailable`.
 pub const MAX_CONCURRENT_SNAPSHOT_SERVES: usize = 2;
+/// Takes a serve slot for `from` if one is free and `from` holds none. Guests share one of
+/// the slots, so strangers asking back to back can slow joiners that are not registered yet
+/// but never a registered node's restore (found by review).
+fn take_serve_slot(serving: &mut BTreeSet<u16>, from: u16) -> bool {
+    let guest_busy = keel_p2p::is_guest(from) && serving.iter().any(|p| keel_p2p::is_guest(*p));
+    serving.len() < MAX_CONCURRENT_SNAPSHOT_SERVES && !guest_busy && serving.insert(from)
+}
+
 /// How long a syncing node waits for one answer before it asks another peer.
 pub const SNAPSHOT_REQUEST_TIMEOUT_MS: u64 = 30_000;
 /// Peers whose epoch chains a syncing node compares (it takes the longest that verifies;
@@ -73,7 +81,7 @@ impl SnapshotServer {
         }
         {
             let mut serving = self.serving.lock().unwrap_or_else(PoisonError::into_inner);
-            if serving.len() >= MAX_CONCURRENT_SNAPSHOT_SERVES || !serving.insert(from) {
+            if !take_serve_slot(&mut serving, from) {
                 drop(serving);
                 self.reply(from, SnapshotMessage::Unavailable);
                 return;
@@ -314,7 +322,7 @@ impl Client<'_> {
                 return Err(SnapshotSyncError::AllPeersDropped);
             }
             if !logged && started.elapsed() > Duration::from_millis(PEER_WAIT_LOG_MS) {
-                tracing::warn!("snapshot sync: waiting for a peer (is this validator registered, so peers admit its key?)");
+                tracing::warn!("snapshot sync: waiting for a peer (peers admit an unregistered key only while one of their guest slots is free; are their addresses right?)");
                 logged = true;
             }
             // Drain what arrives meanwhile, so peers' links do not back up.
@@ -879,4 +887,31 @@ fn permille(restore: &SnapshotRestore) -> u64 {
 /// `n` tenths as a decimal string ("12.3").
 fn tenths(n: u64) -> String {
     format!("{}.{}", n / 10, n % 10)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_p2p::GUEST_BASE;
+
+    #[test]
+    fn guests_share_one_serve_slot_and_table_peers_keep_the_other() {
+        let mut serving = BTreeSet::new();
+        assert!(take_serve_slot(&mut serving, GUEST_BASE));
+        assert!(
+            !take_serve_slot(&mut serving, GUEST_BASE + 1),
+            "one guest at a time"
+        );
+        assert!(
+            !take_serve_slot(&mut serving, GUEST_BASE),
+            "one request per peer"
+        );
+        assert!(
+            take_serve_slot(&mut serving, 3),
+            "a table peer is still served"
+        );
+        assert!(!take_serve_slot(&mut serving, 4), "every slot taken");
+        serving.remove(&GUEST_BASE);
+        assert!(take_serve_slot(&mut serving, GUEST_BASE + 1));
+    }
 }

@@ -87,6 +87,11 @@ pub enum Input {
         block: Hash,
         valid: bool,
     },
+    /// The epoch before this engine's ended while its engine was behind
+    /// ([`Engine::is_behind`]): ask for the next blocks now, not at the first timeout. Without it a node that syncs across many short epochs (an observer, a
+    /// restored joiner) gained one epoch per view timeout and could fall behind for good.
+    /// One request per epoch change, which only a finalization certificate causes.
+    CatchUp,
 }
 
 /// What the driver must do, in order. A `Persist` must be durable before any later action
@@ -308,6 +313,13 @@ impl Engine {
         self.ended
     }
 
+    /// Whether the chain is likely past this engine's epoch: it heard a message of a later
+    /// epoch since it last asked for sync (an unverified hint), or its epoch ended through a
+    /// sync response (it was catching up when the epoch's last block came).
+    pub fn is_behind(&self) -> bool {
+        self.behind
+    }
+
     /// The highest view each validator (by index) was heard voting in, from votes whose
     /// signatures this engine verified; the finalized tip's view for one not heard since.
     pub fn last_heard(&self) -> &[View] {
@@ -380,6 +392,7 @@ impl Engine {
             Input::Timeout { view } => self.on_timeout(view),
             Input::Proposal { view, block } => self.on_built(view, block),
             Input::Verified { view, block, valid } => self.on_verified(view, block, valid),
+            Input::CatchUp => self.request_sync(None),
         }
         std::mem::take(&mut self.actions)
     }

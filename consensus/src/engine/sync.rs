@@ -186,6 +186,11 @@ impl Engine {
         if more && !self.ended {
             self.request_sync(Some(from));
         }
+        if self.ended {
+            // The epoch's last block came by sync: the next epoch has likely begun without
+            // this node, so the next engine asks at once (`Input::CatchUp`).
+            self.behind = true;
+        }
         self.enter_view(view.saturating_add(1), false);
         self.after_progress();
     }

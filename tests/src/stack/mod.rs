@@ -270,11 +270,11 @@ pub fn validator_key(i: usize) -> SecretKey {
     SecretKey::from_seed([0x40 + u8::try_from(i).unwrap_or(0); 32])
 }
 
-/// A peer outside the set (a registered key's node) sends validator 0 `n` sync requests at
-/// one instant, then `n` more 100 ms later: returns how many of each burst were refused as
-/// over the rate (found by review: every one was served, each up to a full response's
-/// reads on the consensus thread).
-pub fn non_member_sync_bursts(n: usize) -> anyhow::Result<(u64, u64)> {
+/// `outsiders` peers outside the set (registered keys' nodes) each send validator 0 `n`
+/// sync requests at one instant, then `n` more 100 ms later: returns how many of each burst
+/// were refused as over the rate, all outsiders together (found by review: every one was
+/// served, each up to a full response's reads on the consensus thread).
+pub fn non_member_sync_bursts(outsiders: usize, n: usize) -> anyhow::Result<(u64, u64)> {
     let s = StackScenario::random(1);
     let keys: Vec<SecretKey> = (0..s.n).map(validator_key).collect();
     let public: Vec<_> = keys.iter().map(SecretKey::public_key).collect();
@@ -286,20 +286,23 @@ pub fn non_member_sync_bursts(n: usize) -> anyhow::Result<(u64, u64)> {
         mono_ms: ms,
     };
     v.start(at(0), &mut out)?;
-    let outsider = SecretKey::from_seed([0x7f; 32]).public_key();
     let mut peers = public.clone();
-    peers.push(outsider);
+    for i in 0..outsiders {
+        peers.push(SecretKey::from_seed([0x7f ^ u8::try_from(i)?; 32]).public_key());
+    }
     if let Some(app) = v.app.as_mut() {
         app.set_peers(peers);
     }
-    let peer = u16::try_from(s.n)?;
     let mut refused = [0u64; 2];
     for (burst, ms) in [(0usize, 10u64), (1, 110)] {
         let before = v.rejections.get("sync_rate").copied().unwrap_or(0);
-        for _ in 0..n {
-            v.call(at(ms), &mut out, |app, host| {
-                app.on_message(peer, Message::SyncRequest { from_height: 1 }, host)
-            });
+        for i in 0..outsiders {
+            let peer = u16::try_from(s.n + i)?;
+            for _ in 0..n {
+                v.call(at(ms), &mut out, |app, host| {
+                    app.on_message(peer, Message::SyncRequest { from_height: 1 }, host)
+                });
+            }
         }
         refused[burst] = v.rejections.get("sync_rate").copied().unwrap_or(0) - before;
     }

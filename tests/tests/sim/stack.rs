@@ -425,9 +425,27 @@ fn forged_epoch_changes_are_refused(
 }
 
 #[test]
-fn a_peer_outside_the_set_is_answered_one_sync_request_per_interval() {
-    let (first, second) = keel_tests::stack::non_member_sync_bursts(50).expect("harness");
-    assert_eq!((first, second), (49, 49), "one answer per burst");
+fn a_peer_outside_the_set_is_answered_a_burst_then_one_sync_request_per_interval() {
+    use keel_app::core::{
+        MIN_NON_MEMBER_SYNC_ALL_MS, MIN_NON_MEMBER_SYNC_MS, NON_MEMBER_SYNC_BURST,
+        NON_MEMBER_SYNC_BURST_ALL,
+    };
+    assert_eq!(
+        MIN_NON_MEMBER_SYNC_MS, 100,
+        "the harness's bursts are 100 ms apart"
+    );
+    let (first, second) = keel_tests::stack::non_member_sync_bursts(1, 50).expect("harness");
+    assert_eq!(
+        (first, second),
+        (50 - NON_MEMBER_SYNC_BURST, 49),
+        "the burst at once, then one answer per interval"
+    );
+    // Many outsiders at once share one allowance (found by review: each had its own).
+    let (first, second) = keel_tests::stack::non_member_sync_bursts(6, 50).expect("harness");
+    let all = 6 * 50;
+    assert_eq!(first, all - NON_MEMBER_SYNC_BURST_ALL, "the shared burst");
+    // 100 ms later the shared bucket has 100 / 20 = 5 answers of room.
+    assert_eq!(second, all - 100 / MIN_NON_MEMBER_SYNC_ALL_MS);
 }
 
 /// A validator that crashes and restarts catches up by sync, from peers one of which is
