@@ -4,14 +4,14 @@
 //! typed reason, an operator unbonds part of its stake (the power drops at a boundary, the
 //! stake comes back when its release epoch begins, not before), the newcomer leaves and its stake comes back
 //! after the unbonding epochs; the chain stays live and every validator on the same roots
-//! throughout. Second: a fifth node outside genesis registers, restores a snapshot,
-//! block-syncs, and proposes and votes from the epoch its record announced; its operator
-//! bonds more; then a genesis validator leaves and the chain goes on without it; then the
+//! throughout. Second: a fifth node outside genesis, not registered yet, restores a snapshot
+//! and block-syncs as the validators' guest; then its operator registers it, and it
+//! proposes and votes from the epoch its record announced; its operator bonds more; then a genesis validator leaves and the chain goes on without it; then the
 //! fifth restores again, is killed with SIGKILL mid-restore, and resumes.
 
 use crate::common::watch::watch_chain;
 use crate::common::{
-    finish_load, keel, load_options, serial, start_load_with, strip_ansi, Cluster,
+    finish_load, keel, load_options, metric_sum, serial, start_load_with, strip_ansi, Cluster,
 };
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -345,6 +345,43 @@ fn a_node_outside_genesis_joins_by_snapshot_and_votes_then_a_genesis_validator_l
     std::fs::write(home.join("config.toml"), config.to_toml()).expect("config");
     let key_file = home.join("keys/validator.json");
     let key = created_public_key(key_file.to_str().expect("utf8"));
+    // Started before its operator registers it, from genesis: the peers admit its key as
+    // a guest (p2p guest slots), it restores the latest boundary's state, then follows the
+    // chain as an observer.
+    cluster.spawn(joiner);
+    let spawned = Instant::now();
+    let restored = home.join("node.log");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let log = std::fs::read_to_string(&restored).unwrap_or_default();
+        let following = cluster.height(joiner).zip(cluster.height(0));
+        if log.contains("snapshot sync: state restored")
+            && following.is_some_and(|(j, tip)| j + 5 >= tip)
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            cluster.dump_logs();
+            let sync_lines: Vec<&str> = log
+                .lines()
+                .filter(|l| !l.contains("finalized height") || l.contains("0 txs"))
+                .take(150)
+                .collect();
+            panic!(
+                "the unregistered joiner never restored and caught up: {following:?}\n{}",
+                sync_lines.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        !std::fs::metadata(home.join("data/votes.log")).is_ok_and(|m| m.len() > 0),
+        "an unregistered joiner signed a vote"
+    );
+    let guests: u64 = (0..4)
+        .map(|i| metric_sum(&cluster.metrics_text(i), "keel_p2p_guests", ""))
+        .sum();
+    assert!(guests >= 1, "the joiner synced as nobody's guest");
     let funder = cluster.dev_key(0);
     let registered = send(&[
         "tx",
@@ -363,10 +400,6 @@ fn a_node_outside_genesis_joins_by_snapshot_and_votes_then_a_genesis_validator_l
         "--wait",
     ]);
     assert_eq!(registered["status"], "success", "{registered}");
-    // Started after the registration (the peers admit registered keys), from genesis: it
-    // syncs the chain, then votes from the first epoch whose set holds it.
-    cluster.spawn(joiner);
-    let spawned = Instant::now();
     let votes_log = home.join("data/votes.log");
     let voted = || std::fs::metadata(&votes_log).map_or(0, |m| m.len()) > 0;
     let mut first_vote: Option<Duration> = None;
