@@ -48,6 +48,11 @@ pub const NON_MEMBER_SYNC_BURST: u64 = 8;
 /// Without it every registered key and guest had its own allowance (found by review).
 pub const MIN_NON_MEMBER_SYNC_ALL_MS: u64 = 20;
 pub const NON_MEMBER_SYNC_BURST_ALL: u64 = 16;
+/// Guests (peers the p2p table does not know: unregistered keys) draw on their own shared
+/// allowance instead: a burst of `NON_MEMBER_SYNC_BURST`, then one per
+/// `MIN_NON_MEMBER_SYNC_MS` for all of them together, so strangers cannot use up what
+/// registered non-members get (found by review).
+pub const MIN_GUEST_SYNC_ALL_MS: u64 = MIN_NON_MEMBER_SYNC_MS;
 
 /// Views without a finalization after which the engine skips ahead on evidence.
 const SKIP_AFTER_VIEWS: u64 = 20;
@@ -237,8 +242,9 @@ pub struct App {
     /// time plus `MIN_NON_MEMBER_SYNC_MS` per answer since (monotonic ms; a token bucket in
     /// its GCRA form; at most one entry per peer index).
     sync_served: BTreeMap<u16, u64>,
-    /// The same for all peers outside the set together.
+    /// The same for all table peers outside the set together, and for all guests.
     sync_served_all: Option<u64>,
+    sync_served_guests: Option<u64>,
     to_execute: Vec<Hash>,
     inputs: VecDeque<Input>,
     halted: Option<String>,
@@ -281,6 +287,7 @@ impl App {
             next_epoch: NextEpoch::default(),
             sync_served: BTreeMap::new(),
             sync_served_all: None,
+            sync_served_guests: None,
             to_execute: Vec::new(),
             inputs: VecDeque::new(),
             halted: None,
@@ -369,15 +376,24 @@ impl App {
                         MIN_NON_MEMBER_SYNC_MS,
                         NON_MEMBER_SYNC_BURST,
                     );
-                    let all = crate::rate::within_rate(
-                        self.sync_served_all,
-                        now_ms,
-                        MIN_NON_MEMBER_SYNC_ALL_MS,
-                        NON_MEMBER_SYNC_BURST_ALL,
-                    );
+                    let guest = usize::from(from) >= self.cfg.validators.len();
+                    let (shared, interval_ms, burst) = if guest {
+                        (
+                            &mut self.sync_served_guests,
+                            MIN_GUEST_SYNC_ALL_MS,
+                            NON_MEMBER_SYNC_BURST,
+                        )
+                    } else {
+                        (
+                            &mut self.sync_served_all,
+                            MIN_NON_MEMBER_SYNC_ALL_MS,
+                            NON_MEMBER_SYNC_BURST_ALL,
+                        )
+                    };
+                    let all = crate::rate::within_rate(*shared, now_ms, interval_ms, burst);
                     if let (Some(peer), Some(all)) = (peer, all) {
+                        *shared = Some(all);
                         self.sync_served.insert(from, peer);
-                        self.sync_served_all = Some(all);
                         self.serve_sync(from, from_height, host);
                     } else {
                         host.rejected(from, "sync_rate", None);

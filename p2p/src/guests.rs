@@ -16,10 +16,20 @@ use keel_types::PublicKey;
 /// their operators register them) but hold at most this many slots' budgets below.
 pub const MAX_GUEST_PEERS: usize = 8;
 /// Largest message a guest may send: it only asks (sync and snapshot requests are a few
-/// bytes), so a stranger never makes the node buffer a validator-sized frame.
+/// bytes), so a stranger never makes the node buffer a validator-sized frame. A node
+/// outside its own table sends no larger message (it may be a guest anywhere), and guests
+/// are broadcast only messages this small.
 pub const MAX_GUEST_FRAME_BYTES: usize = 64 * 1024;
 /// A guest's inbound byte budget (messages received and not yet handled).
 pub const MAX_GUEST_INBOUND_BYTES: usize = 1024 * 1024;
+/// What one message of a guest holds of its inbound budget at least: 256 small requests
+/// per guest, 2,048 for all, well below the inbound queue's 8,192 places that votes wait
+/// in too (found by review: per byte, one guest's tiny requests could fill it).
+pub const GUEST_MESSAGE_MIN_CHARGE_BYTES: usize = 4 * 1024;
+const _: () = assert!(
+    MAX_GUEST_PEERS * (MAX_GUEST_INBOUND_BYTES / GUEST_MESSAGE_MIN_CHARGE_BYTES)
+        <= crate::INBOUND_QUEUE_LEN / 4
+);
 /// Bytes queued for one guest. A message is always queued when nothing is, so the largest
 /// sync answer still goes; a guest that does not read holds at most this much more.
 pub const MAX_GUEST_OUTBOUND_BYTES: usize = 8 * 1024 * 1024;
@@ -31,6 +41,12 @@ pub const GUEST_BASE: u16 = {
     assert!(crate::MAX_PEERS + MAX_GUEST_PEERS <= u16::MAX as usize);
     crate::MAX_PEERS as u16
 };
+
+/// The permits a guest's message of `len` bytes holds against its inbound budget.
+pub(crate) fn guest_inbound_permits(len: usize) -> u32 {
+    u32::try_from(len.clamp(GUEST_MESSAGE_MIN_CHARGE_BYTES, MAX_GUEST_INBOUND_BYTES))
+        .unwrap_or(u32::MAX)
+}
 
 /// Whether peer index `index` is a guest's.
 pub fn is_guest(index: u16) -> bool {
@@ -145,5 +161,22 @@ mod tests {
         guests.disconnected(0, 2);
         assert!(!guests.connected(u16::MAX, &key(1), 2));
         assert!(!is_guest(GUEST_BASE - 1));
+    }
+
+    #[test]
+    fn a_guest_message_holds_at_least_its_minimum_and_at_most_the_budget() {
+        assert_eq!(
+            guest_inbound_permits(0) as usize,
+            GUEST_MESSAGE_MIN_CHARGE_BYTES
+        );
+        assert_eq!(
+            guest_inbound_permits(11) as usize,
+            GUEST_MESSAGE_MIN_CHARGE_BYTES
+        );
+        assert_eq!(guest_inbound_permits(10_000), 10_000);
+        assert_eq!(
+            guest_inbound_permits(usize::MAX) as usize,
+            MAX_GUEST_INBOUND_BYTES
+        );
     }
 }

@@ -25,7 +25,7 @@ mod limits;
 mod wire;
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use guests::Guests;
+use guests::{guest_inbound_permits, Guests};
 pub use guests::{
     is_guest, GUEST_BASE, MAX_GUEST_FRAME_BYTES, MAX_GUEST_INBOUND_BYTES, MAX_GUEST_OUTBOUND_BYTES,
     MAX_GUEST_PEERS,
@@ -210,7 +210,7 @@ pub struct NetConfig {
     pub listen: SocketAddr,
     /// The first peers (the genesis validators, then the registered ones) and where to dial
     /// them; a peer's index is its position in this table, which only grows
-    /// ([`Network::add_peers`]). Only keys in the table complete a handshake.
+    /// ([`Network::add_peers`]). Other keys that dial in are guests (guests.rs).
     pub validators: Vec<(PublicKey, String)>,
     pub chain_id: u64,
     pub genesis_hash: Hash,
@@ -258,6 +258,10 @@ struct Inner {
     inbound_budgets: Mutex<BTreeMap<u16, Arc<Semaphore>>>,
     /// Keys outside the table connected now. Lock order: table, peers, guests.
     guests: Mutex<Guests>,
+    /// Whether this node's own key is in its table (set by `add_peers`). While it is not,
+    /// this node is (as far as it knows) every peer's guest: it sends them nothing a guest
+    /// may not (no gossip, no frame over `MAX_GUEST_FRAME_BYTES`).
+    in_own_table: std::sync::atomic::AtomicBool,
     inbound: mpsc::Sender<Inbound>,
     gossip: mpsc::Sender<(Vec<SignedTransaction>, InboundBudget)>,
 }
@@ -290,6 +294,7 @@ impl Network {
                 next_generation: Mutex::new(0),
                 inbound_budgets: Mutex::new(BTreeMap::new()),
                 guests: Mutex::new(Guests::default()),
+                in_own_table: std::sync::atomic::AtomicBool::new(false),
                 inbound,
                 gossip,
             }),
@@ -334,6 +339,11 @@ impl Network {
                 }
             }
             metrics::gauge!(metric::GUESTS).set(guests.count() as f64);
+            if table.iter().any(|(k, _)| *k == me) {
+                self.inner
+                    .in_own_table
+                    .store(true, std::sync::atomic::Ordering::Release);
+            }
             table.iter().map(|(k, _)| *k).collect()
         };
         for index in dial {
@@ -347,11 +357,11 @@ impl Network {
         keys
     }
 
-    /// Whether this node's own key is in its table.
+    /// Whether this node's own key is in its table (it only ever enters it).
     fn in_own_table(&self) -> bool {
-        let me = self.inner.key.public_key();
-        let table = self.inner.table.lock().expect("table lock");
-        table.iter().any(|(k, _)| *k == me)
+        self.inner
+            .in_own_table
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The address of peer `index` now (it follows `add_peers` updates).
@@ -389,9 +399,18 @@ impl Network {
         self.send_bytes(to, bytes);
     }
 
-    /// Queues `message` for every connected peer, guests included (encoded once).
+    /// Queues `message` for every connected peer (encoded once). Guests get only messages
+    /// of at most `MAX_GUEST_FRAME_BYTES` (votes, certificates, requests): a proposal's
+    /// body they fetch by sync when a certificate names it, so eight strangers cannot make
+    /// a leader upload each proposal eight more times (found by review).
     pub fn broadcast(&self, message: &NetMessage) {
+        if !self.in_own_table() && matches!(message, NetMessage::Transactions(_)) {
+            // Its peers drop a guest's gossip: a node not registered relays nothing.
+            metrics::counter!(metric::P2P_DROPPED, "reason" => "unregistered_gossip").increment(1);
+            return;
+        }
         let bytes = Arc::new(message.encode());
+        let small = bytes.len() <= MAX_GUEST_FRAME_BYTES;
         let peers: Vec<u16> = self
             .inner
             .peers
@@ -399,6 +418,7 @@ impl Network {
             .expect("peers lock")
             .keys()
             .copied()
+            .filter(|p| small || !is_guest(*p))
             .collect();
         for peer in peers {
             self.send_bytes(peer, bytes.clone());
@@ -406,6 +426,13 @@ impl Network {
     }
 
     fn send_bytes(&self, to: u16, bytes: Arc<Vec<u8>>) {
+        // A guest's peers close its link on a larger frame and drop its gossip: a node
+        // outside its own table keeps to that (found by review: a joiner's sync answer or
+        // gossip batch cut its own links).
+        if !self.in_own_table() && bytes.len() > MAX_GUEST_FRAME_BYTES {
+            metrics::counter!(metric::P2P_DROPPED, "reason" => "guest_frame").increment(1);
+            return;
+        }
         let sender = self
             .inner
             .peers
@@ -514,8 +541,8 @@ impl Network {
         }
     }
 
-    /// Connects to `peer` at `addr` and runs the link until it fails; whether the handshake
-    /// succeeded.
+    /// Connects to `peer` at `addr` and runs the link until it fails; whether the link held
+    /// (it lasted at least a keepalive interval).
     async fn dial(&self, peer: u16, addr: &str) -> bool {
         // A dropped SYN (a partition) would otherwise hold the dial for TCP's ~2 minutes.
         let connect = tokio::time::timeout(
@@ -527,8 +554,12 @@ impl Network {
         match connect {
             Ok(stream) => match self.handshake(stream, true, Some(peer)).await {
                 Ok((peer, link)) => {
+                    let started = tokio::time::Instant::now();
                     self.run_connection(peer, link).await;
-                    return true;
+                    // A responder with no guest slot free refuses only after the identity
+                    // exchange: a link that closed at once is not a success to stop backing
+                    // off for (found by review).
+                    return started.elapsed() >= Duration::from_millis(KEEPALIVE_INTERVAL_MS);
                 }
                 Err(e) => {
                     metrics::counter!(metric::P2P_REJECTED, "reason" => e.label()).increment(1);
@@ -712,7 +743,11 @@ impl Network {
                 // are handled and the budget has room.
                 let Ok(permit) = inbound_budget
                     .clone()
-                    .acquire_many_owned(inbound_permits(bytes.len()))
+                    .acquire_many_owned(if is_guest(peer) {
+                        guest_inbound_permits(bytes.len())
+                    } else {
+                        inbound_permits(bytes.len())
+                    })
                     .await
                 else {
                     return WireError::Closed;

@@ -402,6 +402,12 @@ async fn strangers_are_bounded_guests_until_their_key_is_registered() {
     net.send(indices[0], &answer);
     assert_eq!(next_message(&mut links[0]).await.expect("answer"), answer);
     let request = NetMessage::Snapshot(Box::new(SnapshotMessage::TipRequest { height: 3 }));
+    // A broadcast larger than a guest's frame (a proposal) skips guests (found by review).
+    let big = NetMessage::Snapshot(Box::new(SnapshotMessage::EpochChanges {
+        from_epoch: 0,
+        changes: vec![vec![7; MAX_GUEST_FRAME_BYTES]],
+    }));
+    net.broadcast(&big);
     net.broadcast(&request);
     for link in &mut links {
         assert_eq!(next_message(link).await.expect("broadcast"), request);
@@ -463,7 +469,7 @@ async fn an_unregistered_joiner_dials_smaller_keys_as_a_guest_then_is_dialed() {
     let validator = keys.iter().min_by_key(|k| k.public_key()).expect("a key");
     let joiner = keys.iter().max_by_key(|k| k.public_key()).expect("a key");
     let (v_addr, j_addr) = ("127.0.0.1:28993", "127.0.0.1:28994");
-    let (v_net, _v_in, _v_gossip) = network(
+    let (v_net, mut v_in, _v_gossip) = network(
         validator,
         v_addr,
         vec![(validator.public_key(), v_addr.into())],
@@ -479,6 +485,18 @@ async fn an_unregistered_joiner_dials_smaller_keys_as_a_guest_then_is_dialed() {
         v_net.guest_count() == 1 && j_net.connected() == vec![0]
     })
     .await;
+    // Outside its own table the joiner sends nothing a guest may not: a frame the
+    // validator would close the link for is not sent (found by review: a joiner's sync
+    // answer cut its own link), and it gossips nothing.
+    let big = NetMessage::Snapshot(Box::new(SnapshotMessage::EpochChanges {
+        from_epoch: 0,
+        changes: vec![vec![7; MAX_GUEST_FRAME_BYTES]],
+    }));
+    j_net.send(0, &big);
+    j_net.broadcast(&NetMessage::Transactions(Vec::new()));
+    let heard = tokio::time::timeout(Duration::from_millis(500), v_in.recv()).await;
+    assert!(heard.is_err(), "the validator heard {heard:?}");
+    assert_eq!(j_net.connected(), vec![0], "the guest link was cut");
     assert!(v_net.connected().is_empty());
     v_net.add_peers(&[(joiner.public_key(), j_addr.into())]);
     until("the validator dials the registered joiner", || {

@@ -270,11 +270,17 @@ pub fn validator_key(i: usize) -> SecretKey {
     SecretKey::from_seed([0x40 + u8::try_from(i).unwrap_or(0); 32])
 }
 
-/// `outsiders` peers outside the set (registered keys' nodes) each send validator 0 `n`
-/// sync requests at one instant, then `n` more 100 ms later: returns how many of each burst
-/// were refused as over the rate, all outsiders together (found by review: every one was
-/// served, each up to a full response's reads on the consensus thread).
-pub fn non_member_sync_bursts(outsiders: usize, n: usize) -> anyhow::Result<(u64, u64)> {
+/// `outsiders` peers outside the set (registered keys' nodes), then `guests` peers the
+/// table does not know (unregistered keys on guest slots), each send validator 0 `n` sync
+/// requests at one instant, then `n` more 100 ms later: returns how many of each peer's
+/// two bursts were refused as over the rate, guests first, then outsiders (found by
+/// review: every one was served, each up to a full response's reads on the consensus
+/// thread).
+pub fn non_member_sync_bursts(
+    outsiders: usize,
+    guests: usize,
+    n: usize,
+) -> anyhow::Result<Vec<[u64; 2]>> {
     let s = StackScenario::random(1);
     let keys: Vec<SecretKey> = (0..s.n).map(validator_key).collect();
     let public: Vec<_> = keys.iter().map(SecretKey::public_key).collect();
@@ -291,22 +297,26 @@ pub fn non_member_sync_bursts(outsiders: usize, n: usize) -> anyhow::Result<(u64
         peers.push(SecretKey::from_seed([0x7f ^ u8::try_from(i)?; 32]).public_key());
     }
     if let Some(app) = v.app.as_mut() {
-        app.set_peers(peers);
+        app.set_peers(peers.clone());
     }
-    let mut refused = [0u64; 2];
+    // Guests first, so they would use up a shared allowance before the outsiders ask.
+    let askers: Vec<u16> = (0..guests)
+        .map(|i| u16::try_from(peers.len() + 100 + i))
+        .chain((0..outsiders).map(|i| u16::try_from(s.n + i)))
+        .collect::<Result<_, _>>()?;
+    let mut refused = vec![[0u64; 2]; askers.len()];
     for (burst, ms) in [(0usize, 10u64), (1, 110)] {
-        let before = v.rejections.get("sync_rate").copied().unwrap_or(0);
-        for i in 0..outsiders {
-            let peer = u16::try_from(s.n + i)?;
+        for (i, peer) in askers.iter().enumerate() {
+            let before = v.rejections.get("sync_rate").copied().unwrap_or(0);
             for _ in 0..n {
                 v.call(at(ms), &mut out, |app, host| {
-                    app.on_message(peer, Message::SyncRequest { from_height: 1 }, host)
+                    app.on_message(*peer, Message::SyncRequest { from_height: 1 }, host)
                 });
             }
+            refused[i][burst] = v.rejections.get("sync_rate").copied().unwrap_or(0) - before;
         }
-        refused[burst] = v.rejections.get("sync_rate").copied().unwrap_or(0) - before;
     }
-    Ok((refused[0], refused[1]))
+    Ok(refused)
 }
 
 /// Runs `s` and reports. Errors are the harness's own (a temp dir, a store that will not

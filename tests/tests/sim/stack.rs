@@ -430,22 +430,33 @@ fn a_peer_outside_the_set_is_answered_a_burst_then_one_sync_request_per_interval
         MIN_NON_MEMBER_SYNC_ALL_MS, MIN_NON_MEMBER_SYNC_MS, NON_MEMBER_SYNC_BURST,
         NON_MEMBER_SYNC_BURST_ALL,
     };
+    use keel_tests::stack::non_member_sync_bursts;
     assert_eq!(
         MIN_NON_MEMBER_SYNC_MS, 100,
         "the harness's bursts are 100 ms apart"
     );
-    let (first, second) = keel_tests::stack::non_member_sync_bursts(1, 50).expect("harness");
+    let burst = NON_MEMBER_SYNC_BURST;
     assert_eq!(
-        (first, second),
-        (50 - NON_MEMBER_SYNC_BURST, 49),
+        non_member_sync_bursts(1, 0, 50).expect("harness"),
+        vec![[50 - burst, 49]],
         "the burst at once, then one answer per interval"
     );
     // Many outsiders at once share one allowance (found by review: each had its own).
-    let (first, second) = keel_tests::stack::non_member_sync_bursts(6, 50).expect("harness");
-    let all = 6 * 50;
-    assert_eq!(first, all - NON_MEMBER_SYNC_BURST_ALL, "the shared burst");
-    // 100 ms later the shared bucket has 100 / 20 = 5 answers of room.
-    assert_eq!(second, all - 100 / MIN_NON_MEMBER_SYNC_ALL_MS);
+    let refused = non_member_sync_bursts(6, 0, 50).expect("harness");
+    let total = |i: usize| refused.iter().map(|r| r[i]).sum::<u64>();
+    assert_eq!(
+        total(0),
+        6 * 50 - NON_MEMBER_SYNC_BURST_ALL,
+        "the shared burst"
+    );
+    // 100 ms later the shared allowance has 100 / 20 = 5 answers of room.
+    assert_eq!(total(1), 6 * 50 - 100 / MIN_NON_MEMBER_SYNC_ALL_MS);
+    // Guests (unregistered keys) asking first share their own, smaller allowance and leave
+    // the outsiders theirs (found by review: strangers could use it all up).
+    let refused = non_member_sync_bursts(2, 6, 50).expect("harness");
+    let (guests, outsiders) = refused.split_at(6);
+    assert_eq!(guests.iter().map(|r| 50 - r[0]).sum::<u64>(), burst);
+    assert_eq!(outsiders, [[50 - burst, 49], [50 - burst, 49]]);
 }
 
 /// A validator that crashes and restarts catches up by sync, from peers one of which is
