@@ -50,6 +50,12 @@ async fn authenticated(addr: std::net::SocketAddr, key: &SecretKey) -> Link {
     link
 }
 
+/// The next connection on `listener`, through `net`'s responder handshake.
+async fn accept(listener: &TcpListener, net: &Network) -> (u16, Link) {
+    let (stream, _) = listener.accept().await.expect("accept");
+    net.handshake(stream, false, None).await.expect("handshake")
+}
+
 /// Found by review: a registered key whose address points at an honest validator H made
 /// every node that dials it hand H its identity, so H replaced its live link to that
 /// node with the doomed one. The dialer now checks who answered before it says who it
@@ -162,8 +168,7 @@ async fn the_configured_frame_limit_applies_once_authenticated() {
         }
     };
     let server = async {
-        let (stream, _) = listener.accept().await.expect("accept");
-        let (peer, mut link) = net.handshake(stream, false, None).await.expect("handshake");
+        let (peer, mut link) = accept(&listener, &net).await;
         (
             peer,
             link.recv().await.expect("a frame over the pre-auth bound"),
@@ -186,8 +191,7 @@ async fn a_silent_peer_hears_keepalives_then_is_dropped() {
     let accept = {
         let net = net.clone();
         async move {
-            let (stream, _) = listener.accept().await.expect("accept");
-            let (peer, link) = net.handshake(stream, false, None).await.expect("handshake");
+            let (peer, link) = accept(&listener, &net).await;
             net.run_connection(peer, link).await;
         }
     };
@@ -250,8 +254,7 @@ async fn a_keepalive_flood_is_dropped() {
     let accept = {
         let net = net.clone();
         async move {
-            let (stream, _) = listener.accept().await.expect("accept");
-            let (peer, link) = net.handshake(stream, false, None).await.expect("handshake");
+            let (peer, link) = accept(&listener, &net).await;
             let started = tokio::time::Instant::now();
             net.run_connection(peer, link).await;
             started.elapsed()
@@ -533,13 +536,11 @@ async fn a_guest_registered_mid_handshake_is_dropped_and_guest_frames_are_small(
         let net = net.clone();
         let stranger = stranger.public_key();
         async move {
-            let (stream, _) = listener.accept().await.expect("accept");
-            let (peer, link) = net.handshake(stream, false, None).await.expect("handshake");
+            let (peer, link) = accept(&listener, &net).await;
             assert!(is_guest(peer));
             net.add_peers(&[(stranger, "127.0.0.1:1".into())]);
             net.run_connection(peer, link).await;
-            let (stream, _) = listener.accept().await.expect("accept");
-            let (peer, link) = net.handshake(stream, false, None).await.expect("handshake");
+            let (peer, link) = accept(&listener, &net).await;
             assert_eq!(peer, 2, "back under its table index");
             (net.guest_count(), net.connected().len(), listener, link)
         }
@@ -558,8 +559,7 @@ async fn a_guest_registered_mid_handshake_is_dropped_and_guest_frames_are_small(
     let server = {
         let net = net.clone();
         async move {
-            let (stream, _) = listener.accept().await.expect("accept");
-            let (peer, link) = net.handshake(stream, false, None).await.expect("handshake");
+            let (peer, link) = accept(&listener, &net).await;
             net.run_connection(peer, link).await;
         }
     };

@@ -88,9 +88,10 @@ pub enum Input {
         valid: bool,
     },
     /// The epoch before this engine's ended while its engine was behind
-    /// ([`Engine::is_behind`]): ask for the next blocks now, not at the first timeout. Without it a node that syncs across many short epochs (an observer, a
-    /// restored joiner) gained one epoch per view timeout and could fall behind for good.
-    /// One request per epoch change, which only a finalization certificate causes.
+    /// ([`Engine::is_behind`]): ask for the next blocks now, not at the first timeout.
+    /// Without it a node that syncs across many short epochs (an observer, a restored
+    /// joiner) gained one epoch per view timeout and could fall behind for good. One
+    /// request per epoch change, which only a finalization certificate causes.
     CatchUp,
 }
 
