@@ -383,6 +383,24 @@ fn a_node_outside_genesis_joins_by_snapshot_and_votes_then_a_genesis_validator_l
         .sum();
     assert!(guests >= 1, "the joiner synced as nobody's guest");
     let funder = cluster.dev_key(0);
+    // Its peers drop a guest's gossip, so its own RPC refuses transactions, saying why,
+    // rather than keep them in a pool they never leave.
+    let (ok, _, err) = keel(&[
+        "tx",
+        "transfer",
+        "--rpc",
+        &cluster.rpc(joiner),
+        "--key",
+        funder.to_str().expect("utf8"),
+        "--to",
+        "0x00000000000000000000000000000000000000bb",
+        "--amount",
+        "1",
+    ]);
+    assert!(
+        !ok && err.contains("not_relayed"),
+        "an unregistered node admitted: {err}"
+    );
     let registered = send(&[
         "tx",
         "validator",

@@ -142,6 +142,7 @@ fn harness() -> &'static RpcHarness {
             runtime: Runtime::new(config, cache),
             shared: Arc::new(Shared::default()),
             gossip,
+            net: None,
             chain_id: FUZZ_CHAIN_ID,
             genesis_hash: genesis.hash(),
             validator_set: genesis.validators.clone(),

@@ -385,6 +385,7 @@ pub async fn run(home: &Path, options: RunOptions) -> anyhow::Result<()> {
         runtime: runtime.clone(),
         shared: shared.clone(),
         gossip: gossip_out,
+        net: Some(net.clone()),
         chain_id: genesis.chain_id,
         genesis_hash,
         validator_set: genesis.validators.clone(),

@@ -357,6 +357,13 @@ impl Network {
         keys
     }
 
+    /// Whether peers take the transactions this node gossips: only once its key is in its
+    /// own table (registered), since peers drop a guest's gossip. Until then an RPC that
+    /// admitted a transaction here would keep it from the chain without saying so.
+    pub fn relays_transactions(&self) -> bool {
+        self.in_own_table()
+    }
+
     /// Whether this node's own key is in its table (it only ever enters it).
     fn in_own_table(&self) -> bool {
         self.inner

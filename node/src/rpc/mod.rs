@@ -61,6 +61,9 @@ pub struct RpcContext {
     pub shared: Arc<Shared>,
     /// Admitted transactions and their encoded length, for the gossip task.
     pub gossip: mpsc::Sender<(SignedTransaction, usize)>,
+    /// The p2p network, asked whether peers take this node's gossip (`None` in harnesses
+    /// without one, which admit as a relaying node would).
+    pub net: Option<keel_p2p::Network>,
     pub chain_id: u64,
     pub genesis_hash: Hash,
     /// The validators, in index order, and this node's index among them.
@@ -161,6 +164,20 @@ fn admit_error(e: &AdmitError) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(code, e.to_string(), Some(data))
 }
 
+/// The refusal of a node whose key is not registered: its peers hold it as a guest and drop
+/// what it gossips, so a transaction admitted here would wait in its pool and never reach a
+/// block. Said at once, with the reason, instead (the agent submits to a validator).
+fn not_relayed() -> ErrorObjectOwned {
+    let reason = "not_relayed";
+    metrics::counter!(m::MEMPOOL_REJECTED, "reason" => reason).increment(1);
+    ErrorObjectOwned::owned(
+        TX_REJECTED,
+        "this node's key is not registered, so its peers do not take transactions from it; \
+         submit to a validator's RPC",
+        Some(json!({ "reason": reason })),
+    )
+}
+
 /// BLOCKHASH for read-only calls: finalized blocks from the store.
 struct StoreHashes<'a>(&'a Store);
 
@@ -250,6 +267,9 @@ impl RpcContext {
         tx: SignedTransaction,
         encoded_len: usize,
     ) -> Result<Hash, ErrorObjectOwned> {
+        if self.net.as_ref().is_some_and(|n| !n.relays_transactions()) {
+            return Err(not_relayed());
+        }
         if let Some(denial) = self.plugin_denial(&tx)? {
             return Err(admit_error(&AdmitError::PolicyDenied(denial)));
         }

@@ -30,6 +30,7 @@ fn full_module_names() -> BTreeSet<String> {
         runtime: Runtime::new(RuntimeConfig::new(7), cache),
         shared: Arc::new(Shared::default()),
         gossip,
+        net: None,
         chain_id: 7,
         genesis_hash: Hash::ZERO,
         validator_set: Vec::new(),
