@@ -168,6 +168,22 @@ pub struct Checked {
     txs: Vec<SignedTransaction>,
     hashes: Vec<Hash>,
     bad: Vec<usize>,
+    /// Transactions refused by a veto ([`admit_latest_vetted`]), by index, with why.
+    vetoed: BTreeMap<usize, AdmitError>,
+}
+
+impl Checked {
+    /// Asks `veto` about each transaction whose signature verified; what it refuses is
+    /// refused with its error.
+    fn veto(&mut self, mut veto: impl FnMut(&SignedTransaction) -> Option<AdmitError>) {
+        for (i, tx) in self.txs.iter().enumerate() {
+            if self.bad.binary_search(&i).is_err() {
+                if let Some(error) = veto(tx) {
+                    self.vetoed.insert(i, error);
+                }
+            }
+        }
+    }
 }
 
 impl SignatureChecker {
@@ -183,7 +199,12 @@ impl SignatureChecker {
             admission_chunk(txs.len(), self.threads),
             self.cache.as_deref(),
         );
-        Checked { txs, hashes, bad }
+        Checked {
+            txs,
+            hashes,
+            bad,
+            vetoed: BTreeMap::new(),
+        }
     }
 }
 
@@ -390,7 +411,12 @@ impl Mempool {
         checked: Checked,
         lens: Vec<usize>,
     ) -> Vec<Result<Hash, AdmitError>> {
-        let Checked { txs, hashes, bad } = checked;
+        let Checked {
+            txs,
+            hashes,
+            bad,
+            mut vetoed,
+        } = checked;
         assert_eq!(txs.len(), lens.len(), "one length per transaction");
         txs.into_iter()
             .zip(hashes)
@@ -399,6 +425,9 @@ impl Mempool {
             .map(|(i, ((tx, hash), bytes))| {
                 if bad.binary_search(&i).is_ok() {
                     return Err(AdmitError::BadSignature);
+                }
+                if let Some(error) = vetoed.remove(&i) {
+                    return Err(error);
                 }
                 // Remembered only once admitted: what the pool refuses (an unfunded fresh
                 // key, a stale nonce) never takes cache room.
@@ -797,9 +826,27 @@ where
     L: Lock<Mempool>,
     V: StateView,
 {
+    admit_latest_vetted(pool, latest, txs, |_| None)
+}
+
+/// [`admit_latest`], with `veto` asked about each transaction whose signature verified,
+/// before the pool lock is taken: what it refuses (`Some(error)`) is refused with that
+/// error. The node's veto runs policy plugins, which execute contracts: too slow to run
+/// under the lock the driver's block selection waits on.
+pub fn admit_latest_vetted<L, V>(
+    pool: &L,
+    latest: impl FnOnce() -> V,
+    txs: Vec<SignedTransaction>,
+    veto: impl FnMut(&SignedTransaction) -> Option<AdmitError>,
+) -> (Vec<Result<Hash, AdmitError>>, usize)
+where
+    L: Lock<Mempool>,
+    V: StateView,
+{
     let lens: Vec<usize> = txs.iter().map(|tx| tx.encode().len()).collect();
     let checker = lock_pool(pool).signature_checker();
-    let checked = checker.check(txs);
+    let mut checked = checker.check(txs);
+    checked.veto(veto);
     let mut pool = lock_pool(pool);
     let view = latest();
     let results = pool.admit_checked(&view, checked, lens);

@@ -3,6 +3,7 @@
 //! mempool, JSON-RPC, metrics and the pruner thread. The `keel` binary is keel-cli.
 
 pub mod activity;
+pub mod admission;
 pub mod config;
 pub mod driver;
 pub mod keys;

@@ -2,11 +2,12 @@
 //! keys/validator.json}, opens (or creates) HOME/data, and wires the store, runtime,
 //! mempool, network, driver, RPC and metrics together.
 
+use crate::admission::{plugin_veto, NextBlock};
 use crate::config::NodeConfig;
 use crate::driver::{Driver, DriverConfig};
 use crate::genesis::Genesis;
 use crate::keys;
-use crate::mempool::{admit_latest, Mempool};
+use crate::mempool::{admit_latest_vetted, Mempool};
 use crate::metrics::{self as m, Health};
 use crate::rpc::{self, RpcContext, RpcLimits};
 use crate::shared::{Shared, Status};
@@ -372,9 +373,13 @@ pub async fn run(home: &Path, options: RunOptions) -> anyhow::Result<()> {
         .set_latest_height(store.latest().map_or(0, |l| l.height));
     tokio::spawn(admit_gossip(
         gossip_in,
-        mempool.clone(),
-        store.clone(),
-        shared.clone(),
+        (mempool.clone(), store.clone(), shared.clone()),
+        runtime.clone(),
+        NextBlock {
+            chain_id: genesis.chain_id,
+            genesis_hash,
+            epoch_length: genesis.epoch_length,
+        },
     ));
     let (gossip_out, gossip_rx) = mpsc::channel(GOSSIP_OUT_QUEUE_LEN);
     tokio::spawn(send_gossip(gossip_rx, net.clone()));
@@ -485,22 +490,28 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Admits transactions gossiped by peers (signatures batch-verified per message). The
-/// latest view is read under the pool lock (`mempool::admit_latest`), never before it.
+/// Admits transactions gossiped by peers (signatures batch-verified per message, then
+/// policy plugins asked, as RPC does). The latest view is read under the pool lock
+/// (`mempool::admit_latest_vetted`), never before it.
 async fn admit_gossip(
     mut rx: mpsc::Receiver<(Vec<SignedTransaction>, InboundBudget)>,
-    mempool: Arc<Mutex<Mempool>>,
-    store: Arc<Store>,
-    shared: Arc<Shared>,
+    (mempool, store, shared): (Arc<Mutex<Mempool>>, Arc<Store>, Arc<Shared>),
+    runtime: Runtime,
+    next: NextBlock,
 ) {
     while let Some((txs, budget)) = rx.recv().await {
         let store = store.clone();
         let mempool = mempool.clone();
         let shared = shared.clone();
+        let runtime = runtime.clone();
         let _ = tokio::task::spawn_blocking(move || {
             // The peer's byte budget is returned once its batch is admitted.
             let _budget = budget;
-            let (admitted, pool_len) = admit_latest(&*mempool, || store.latest_view(), txs);
+            // Plugins judge what a peer relays as RPC has (one header for the batch).
+            let header = next.header(&store);
+            let veto = |tx: &SignedTransaction| plugin_veto(&store, &runtime, &header, tx);
+            let (admitted, pool_len) =
+                admit_latest_vetted(&*mempool, || store.latest_view(), txs, veto);
             metrics::gauge!(m::MEMPOOL_SIZE).set(pool_len as f64);
             shared.publish_pending(admitted.into_iter().filter_map(Result::ok));
         })

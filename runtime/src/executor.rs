@@ -20,6 +20,8 @@ use keel_types::{
 };
 use std::sync::Arc;
 
+mod plugins;
+
 /// A runtime-made state change: its logs, or the typed refusal the sender is charged for.
 type NativeChange<'a> =
     &'a mut dyn FnMut(
@@ -634,75 +636,6 @@ impl Runtime {
         Ok(receipt)
     }
 
-    /// A transaction whose policies attach plugins. The plugins run only once the sender
-    /// can pay for the whole transaction (nonce and balance as the EVM checks them), each
-    /// within what its gas limit leaves after the intrinsic gas (at most the genesis
-    /// `plugin_gas`, by default `PLUGIN_GAS`), and
-    /// from then on the transaction is charged whatever happens — a plugin's denial or
-    /// failure included, with its nonce used. Plugin work is never free: were a denial a
-    /// refusal, a proposer would execute any amount of it for transactions that then cost
-    /// nothing, and a verdict that depends on order could keep its block filter from
-    /// settling (found by review). What the plugins used is paid before the transaction runs
-    /// and comes out of its gas limit.
-    fn execute_with_plugins(
-        &self,
-        overlay: &mut Overlay<&dyn StateView>,
-        hashes: &dyn BlockHashes,
-        block: &BlockContext,
-        tx: &SignedTransaction,
-        (tx_hash, decision): (Hash, &crate::policy::Decision),
-        mode: TxMode<'_>,
-    ) -> Result<Receipt, RuntimeError> {
-        let t = &tx.tx;
-        let intrinsic = match self.payable(overlay, t, tx_hash)? {
-            Ok(intrinsic) => intrinsic,
-            Err(refused) => return Ok(refused),
-        };
-        let room = t.gas_limit.saturating_sub(intrinsic);
-        let mut reserved = 0u64;
-        for plugin in &decision.plugins {
-            let cap = self.config.plugin_gas.min(room - reserved);
-            let (code, gas) =
-                self.run_plugin(overlay, hashes, block, t, (*plugin, decision, cap))?;
-            reserved += gas.min(cap);
-            let (rule, used) = match code {
-                Some(code) if code.is_zero() => continue,
-                Some(code) => (keel_types::policy::PolicyRule::PluginDenied, code),
-                None => (keel_types::policy::PolicyRule::PluginFailed, U256::ZERO),
-            };
-            let denial = keel_types::policy::PolicyDenial {
-                rule,
-                scope: keel_types::policy::PolicyScope::Plugin,
-                limit: U256::ZERO,
-                used,
-                resets_at_epoch: None,
-                source: *plugin,
-            };
-            let error = TxError::PolicyDenied { denial };
-            return self.charge_failed(overlay, block, t, tx_hash, (reserved, error));
-        }
-        let checkpoint = overlay.checkpoint();
-        if let Some(refused) = self.prepay(overlay, block, t, tx_hash, reserved)? {
-            return Ok(refused);
-        }
-        let mode = TxMode {
-            reserved_gas: reserved,
-            ..mode
-        };
-        let mut receipt = self.execute_allowed(overlay, hashes, block, tx, tx_hash, mode)?;
-        if receipt.status == TxStatus::Rejected {
-            // Refused anyway, by a check of the EVM's own (the nonce and balance were
-            // checked above): only the plugins' gas is charged, with the nonce used.
-            overlay.revert_to(checkpoint);
-            let error = receipt.error.unwrap_or(TxError::Execution {
-                code: ExecError::InvalidTransaction,
-            });
-            return self.charge_failed(overlay, block, t, tx_hash, (reserved, error));
-        }
-        receipt.gas_used += reserved;
-        Ok(receipt)
-    }
-
     /// Whether `t` can be charged as the EVM would check it (nonce, balance for the whole
     /// transaction, intrinsic gas): its intrinsic gas, or the refusal.
     fn payable(
@@ -976,77 +909,6 @@ impl Runtime {
         }
         settle_fee(overlay, block, (sender, account), fee)?;
         Ok(None)
-    }
-
-    /// Runs `plugin`'s check of `t` read-only: a call from the account with the context
-    /// (`policy::plugin_input`) and at most `gas_limit`, on a scratch overlay that is dropped, so a
-    /// plugin can read any state and call any contract but change nothing. Returns the code it
-    /// returned (`None` if it reverted, trapped, ran out of gas, read an expired entry or
-    /// returned less than a word) and the gas it used.
-    fn run_plugin(
-        &self,
-        overlay: &mut Overlay<&dyn StateView>,
-        hashes: &dyn BlockHashes,
-        block: &BlockContext,
-        t: &keel_types::Transaction,
-        (plugin, decision, gas_limit): (Address, &crate::policy::Decision, u64),
-    ) -> Result<(Option<U256>, u64), RuntimeError> {
-        let env = match &t.body {
-            TxBody::Deploy { env, .. } => Some(*env),
-            TxBody::Transfer { to, .. } | TxBody::Call { to, .. } => match overlay.account(to) {
-                Ok(account) => account.and_then(|a| a.code).map(|c| c.env),
-                Err(keel_state::StateError::Expired { .. }) => None,
-                Err(e) => return Err(e.into()),
-            },
-            _ => None,
-        };
-        let tags = crate::jurisdiction::live_codes(
-            &mut crate::jurisdiction::view_slots(&*overlay),
-            &t.sender_address(),
-            block.height,
-        )?;
-        let input = crate::policy::plugin_input(t, env, block.epoch, decision.spend, &tags);
-        let tx_env = TxEnv {
-            caller: to_revm(&t.sender_address()),
-            gas_limit,
-            gas_price: 0,
-            kind: TxKind::Call(to_revm(&plugin)),
-            data: Bytes::from(input),
-            chain_id: Some(self.config.chain_id),
-            ..Default::default()
-        };
-        // The plugin's frames see the transaction's session key as the transaction's own
-        // frames do (a guard the plugin consults must not take a key's transaction for the
-        // account's; found by review).
-        let mode = TxMode {
-            session_key: match t.sender {
-                keel_types::Sender::Session { key, .. } => Some(key.0),
-                _ => None,
-            },
-            // And its scope, as the transaction's frames do (found by review: plugins saw a
-            // key with an all-zero scope, the answer for the account's own key).
-            session_scope: decision.session_scope,
-            ..TxMode::default()
-        };
-        let outcome = {
-            let base: &dyn StateView = &*overlay;
-            let mut scratch = self.overlay(base, block.epoch);
-            self.transact(&mut scratch, hashes, block, tx_env, (true, mode))?
-        };
-        // Its reads of expired entries are not the transaction's.
-        overlay.take_expired_hit();
-        Ok(match outcome {
-            Transacted::Ran(result, _) => {
-                let gas = result.tx_gas_used().min(gas_limit);
-                match result {
-                    ExecutionResult::Success { output, .. } if output.data().len() >= 32 => {
-                        (Some(U256::from_be_slice(&output.data()[..32])), gas)
-                    }
-                    _ => (None, gas),
-                }
-            }
-            Transacted::Expired(_) | Transacted::Invalid(_) => (None, gas_limit),
-        })
     }
 
     /// A policy change (`SetPolicy`, `SetController`; `policy::apply_change`).

@@ -28,6 +28,8 @@ use tokio::sync::mpsc;
 
 #[path = "byzantine/flood.rs"]
 mod flood;
+#[path = "byzantine/plugins.rs"]
+mod plugins;
 #[path = "byzantine/preauth.rs"]
 mod preauth;
 #[path = "byzantine/snapshot.rs"]

@@ -13,7 +13,7 @@ mod validators;
 pub use node_info::{sync_state as node_sync_state, CATCHING_UP_VIEWS, UP_IF_HEARD_WITHIN_MS};
 pub use syncing::{syncing_module, SyncingContext, FULL_METHODS, SYNCING};
 
-use crate::driver::now_ms;
+pub(crate) use crate::admission::StoreHashes;
 use crate::mempool::{AdmitError, Mempool};
 use crate::metrics as m;
 use crate::shared::Shared;
@@ -21,10 +21,10 @@ use jsonrpsee::server::{
     BatchRequestConfig, RpcModule, Server, ServerConfig, ServerHandle, SubscriptionMessage,
 };
 use jsonrpsee::types::{ErrorObjectOwned, Params};
-use keel_runtime::{BlockHashes, CallRequest, Runtime};
+use keel_runtime::{CallRequest, Runtime};
 use keel_state::StateViewExt;
 use keel_store::Store;
-use keel_types::{Address, Canonical, Hash, Header, PublicKey, SignedTransaction, StateKey};
+use keel_types::{Address, Canonical, Hash, Header, SignedTransaction, StateKey};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -178,15 +178,6 @@ fn not_relayed() -> ErrorObjectOwned {
     )
 }
 
-/// BLOCKHASH for read-only calls: finalized blocks from the store.
-struct StoreHashes<'a>(&'a Store);
-
-impl BlockHashes for StoreHashes<'_> {
-    fn block_hash(&self, height: u64) -> Option<Hash> {
-        self.0.block(height).ok().flatten().map(|b| b.hash())
-    }
-}
-
 impl RpcContext {
     fn latest_height(&self) -> u64 {
         self.store.latest().map_or(0, |l| l.height)
@@ -194,21 +185,12 @@ impl RpcContext {
 
     /// A header for "the next block" that read-only execution runs in.
     fn next_header(&self) -> Header {
-        let latest = self.store.latest();
-        let height = latest.map_or(0, |l| l.height) + 1;
-        Header {
+        crate::admission::NextBlock {
             chain_id: self.chain_id,
-            height,
-            epoch: (height - 1) / self.epoch_length,
-            view: 0,
-            parent_hash: latest.map_or(self.genesis_hash, |l| l.block_hash),
-            proposer: PublicKey([0; 32]),
-            timestamp_ms: now_ms(),
-            tx_root: Hash::ZERO,
-            parent_state_root: latest.map_or(Hash::ZERO, |l| l.state_root),
-            parent_receipts_root: Hash::ZERO,
-            archive_root: Hash::ZERO,
+            genesis_hash: self.genesis_hash,
+            epoch_length: self.epoch_length,
         }
+        .header(&self.store)
     }
 
     fn status(&self) -> Result<Value, ErrorObjectOwned> {
@@ -270,16 +252,19 @@ impl RpcContext {
         if self.net.as_ref().is_some_and(|n| !n.relays_transactions()) {
             return Err(not_relayed());
         }
-        if let Some(denial) = self.plugin_denial(&tx)? {
-            return Err(admit_error(&AdmitError::PolicyDenied(denial)));
-        }
         // Kept for gossip (no second decode).
         let copy = tx.clone();
         // The committed view is read under the pool lock: read before it, a block committed
         // in between would let a just-included transaction in again (loom model
         // `stale_view_leaves_a_used_nonce_in_the_pool`).
-        let (result, pool_len) =
-            crate::mempool::admit_latest(&*self.mempool, || self.store.latest_view(), vec![tx]);
+        // A policy plugin's denial is heard here, before the transaction waits for a block.
+        let header = self.next_header();
+        let (result, pool_len) = crate::mempool::admit_latest_vetted(
+            &*self.mempool,
+            || self.store.latest_view(),
+            vec![tx],
+            |tx| crate::admission::plugin_veto(&self.store, &self.runtime, &header, tx),
+        );
         metrics::gauge!(m::MEMPOOL_SIZE).set(pool_len as f64);
         match result.into_iter().next() {
             Some(Ok(hash)) => {
@@ -423,41 +408,6 @@ impl RpcContext {
         let mut out = json::receipt(&receipt, None);
         out["policy"] = policy::trail(&view, &tx.tx, at, &receipt).map_err(state_err)?;
         Ok(out)
-    }
-
-    /// The verdict of the sender's policy plugins on `tx` at the latest state, for a sender
-    /// whose policies attach plugins and allow it otherwise: the pool checks the rules, but
-    /// plugins need execution, so RPC runs the transaction as `keel_simulate` does and refuses
-    /// it if a plugin denies, and the agent hears it before its transaction waits for a block.
-    /// (Gossip does not execute; in a block the denial is charged.)
-    fn plugin_denial(
-        &self,
-        tx: &SignedTransaction,
-    ) -> Result<Option<keel_types::policy::PolicyDenial>, ErrorObjectOwned> {
-        let header = self.next_header();
-        let at = keel_runtime::policy::At {
-            height: header.height,
-            epoch: header.epoch,
-        };
-        let view = self.store.latest_view();
-        let decision = keel_runtime::policy::evaluate(&view, &tx.tx, at, Default::default())
-            .map_err(state_err)?;
-        if decision.plugins.is_empty() || decision.denial.is_some() {
-            return Ok(None);
-        }
-        let context = self.runtime.context(&header);
-        let receipt = self
-            .runtime
-            .simulate(&view, &StoreHashes(&self.store), &context, tx)
-            .map_err(node_err)?;
-        Ok(match receipt.error {
-            Some(keel_types::TxError::PolicyDenied { denial })
-                if denial.scope == keel_types::policy::PolicyScope::Plugin =>
-            {
-                Some(denial)
-            }
-            _ => None,
-        })
     }
 
     /// `keel_getValidatorSet`: `epoch` or the next block's.

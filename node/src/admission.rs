@@ -1,0 +1,69 @@
+//! What admission (RPC and gossip) asks beyond the pool's own checks: the verdict of a
+//! transaction's policy plugins at the latest state (`Runtime::plugin_denial`), so a sender
+//! hears a plugin's denial before its transaction waits for a block, and a transaction a
+//! plugin denies does not reach a block from this node's pool whichever way it came.
+
+use crate::driver::now_ms;
+use crate::mempool::AdmitError;
+use keel_runtime::{BlockHashes, Runtime};
+use keel_store::Store;
+use keel_types::{Hash, Header, PublicKey, SignedTransaction};
+
+/// BLOCKHASH for read-only runs: finalized blocks from the store.
+pub(crate) struct StoreHashes<'a>(pub &'a Store);
+
+impl BlockHashes for StoreHashes<'_> {
+    fn block_hash(&self, height: u64) -> Option<Hash> {
+        self.0.block(height).ok().flatten().map(|b| b.hash())
+    }
+}
+
+/// The chain constants a header for the next block needs.
+#[derive(Debug, Clone, Copy)]
+pub struct NextBlock {
+    pub chain_id: u64,
+    pub genesis_hash: Hash,
+    pub epoch_length: u64,
+}
+
+impl NextBlock {
+    /// A header for the block after the store's latest, as read-only runs (calls,
+    /// simulations, plugin checks) see it: no proposer, this node's clock.
+    pub fn header(&self, store: &Store) -> Header {
+        let latest = store.latest();
+        let height = latest.map_or(0, |l| l.height) + 1;
+        Header {
+            chain_id: self.chain_id,
+            height,
+            epoch: (height - 1) / self.epoch_length,
+            view: 0,
+            parent_hash: latest.map_or(self.genesis_hash, |l| l.block_hash),
+            proposer: PublicKey([0; 32]),
+            timestamp_ms: now_ms(),
+            tx_root: Hash::ZERO,
+            parent_state_root: latest.map_or(Hash::ZERO, |l| l.state_root),
+            parent_receipts_root: Hash::ZERO,
+            archive_root: Hash::ZERO,
+        }
+    }
+}
+
+/// The refusal of `tx` by its policy plugins at the store's latest state (`header`: the
+/// next block's), if one denies it. A state error refuses it too (the pool would fail on
+/// the same state). Called only for transactions whose signature verified
+/// (`mempool::admit_latest_vetted`): a peer cannot make this node run plugins for
+/// transactions nobody signed.
+pub(crate) fn plugin_veto(
+    store: &Store,
+    runtime: &Runtime,
+    header: &Header,
+    tx: &SignedTransaction,
+) -> Option<AdmitError> {
+    let view = store.latest_view();
+    let context = runtime.context(header);
+    match runtime.plugin_denial(&view, &StoreHashes(store), &context, tx) {
+        Ok(None) => None,
+        Ok(Some(denial)) => Some(AdmitError::PolicyDenied(denial)),
+        Err(e) => Some(AdmitError::State(e.to_string())),
+    }
+}
