@@ -10,7 +10,7 @@
 
 use keel_types::crypto::verify_batch;
 use keel_types::{Authorization, CryptoError, Hash, PublicKey, Signature, SignedTransaction};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -35,9 +35,17 @@ pub struct SignatureCache {
     misses: AtomicU64,
 }
 
+/// Looked up, inserted into and removed from, never iterated (eviction follows `order`),
+/// so its order reaches nothing; a B-tree's 32-byte comparisons down ~17 levels of cold
+/// nodes were a visible part of admission. Seeded per process, as the policy cache is: keys
+/// are blake3 outputs, and a sender grinding signatures to make them collide would only
+/// slow this node's lookups in a bounded set, never change what they return.
+#[allow(clippy::disallowed_types)]
+type Keys = std::collections::HashSet<[u8; 32], foldhash::fast::RandomState>;
+
 #[derive(Debug, Default)]
 struct CacheInner {
-    keys: BTreeSet<[u8; 32]>,
+    keys: Keys,
     order: VecDeque<[u8; 32]>,
 }
 
