@@ -170,6 +170,66 @@ impl Entry {
     }
 }
 
+/// One sender's pooled transactions by nonce, with what they may cost in all: the balance
+/// check of a transaction queued after all of them (the usual order) is one read, not a sum
+/// over the queue. Read through `Deref`; changed only by `insert` and `remove`, which keep
+/// the total.
+#[derive(Debug)]
+struct Queue {
+    entries: BTreeMap<u64, Entry>,
+    /// The entries' `max_cost` summed, or `None` once a sum overflowed (the queue is then
+    /// summed entry by entry; a sender's costs never come near 2^256 while balances are
+    /// what they are, but nothing here may assume it).
+    cost: Option<U256>,
+}
+
+impl Default for Queue {
+    fn default() -> Queue {
+        Queue {
+            entries: BTreeMap::new(),
+            cost: Some(U256::ZERO),
+        }
+    }
+}
+
+impl std::ops::Deref for Queue {
+    type Target = BTreeMap<u64, Entry>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.entries
+    }
+}
+
+impl Queue {
+    /// Inserts `entry` at `nonce`; returns the entry it replaced.
+    fn insert(&mut self, nonce: u64, entry: Entry) -> Option<Entry> {
+        self.cost = self.cost.and_then(|c| c.checked_add(entry.max_cost));
+        let replaced = self.entries.insert(nonce, entry);
+        if let Some(old) = &replaced {
+            self.cost = self.cost.and_then(|c| c.checked_sub(old.max_cost));
+        }
+        replaced
+    }
+
+    fn remove(&mut self, nonce: u64) -> Option<Entry> {
+        let removed = self.entries.remove(&nonce);
+        if let Some(old) = &removed {
+            self.cost = self.cost.and_then(|c| c.checked_sub(old.max_cost));
+        }
+        if self.entries.is_empty() {
+            self.cost = Some(U256::ZERO);
+        }
+        removed
+    }
+
+    /// What the entries before `nonce` may cost in all, when the total says it at once
+    /// (`nonce` after every entry).
+    fn cost_before(&self, nonce: u64) -> Option<U256> {
+        let (&last, _) = self.entries.last_key_value()?;
+        (last < nonce).then_some(self.cost).flatten()
+    }
+}
+
 /// Admission's signature check, detached from the pool so RPC and gossip run it before
 /// taking the pool lock (verification is most of admission's work, and block selection and
 /// pruning wait on that lock).
@@ -232,7 +292,7 @@ pub struct Mempool {
     config: MempoolConfig,
     chain_id: u64,
     min_gas_price: u128,
-    senders: BTreeMap<Address, BTreeMap<u64, Entry>>,
+    senders: BTreeMap<Address, Queue>,
     hashes: BTreeMap<Hash, (Address, u64)>,
     /// Every entry by (gas price, sender, nonce): the eviction order.
     by_price: BTreeSet<(u128, Address, u64)>,
@@ -608,7 +668,7 @@ impl Mempool {
         let Some(queue) = self.senders.get_mut(sender) else {
             return;
         };
-        if let Some(e) = queue.remove(&nonce) {
+        if let Some(e) = queue.remove(nonce) {
             self.hashes.remove(&e.hash);
             self.by_price.remove(&(e.tx.tx.gas_price, *sender, nonce));
             self.bytes -= e.bytes;
@@ -660,7 +720,7 @@ impl Mempool {
             };
             let mut drop = Vec::new();
             let mut spent = U256::ZERO;
-            for (nonce, entry) in queue {
+            for (nonce, entry) in queue.iter() {
                 spent = spent.saturating_add(entry.max_cost());
                 let stale = *nonce < account.nonce;
                 let unpayable = !stale && spent > account.balance;
@@ -697,7 +757,7 @@ impl Mempool {
             return Ok(());
         }
         let mut first_denied = None;
-        for (nonce, entry) in queue {
+        for (nonce, entry) in queue.iter() {
             let (_, queued) = self.queued_before(sender, *nonce, entry, true);
             // The same record for every queued transaction: read once, above.
             let decision = policy::evaluate_with(
@@ -739,6 +799,11 @@ impl Mempool {
         };
         let mut cost = U256::ZERO;
         let mut queued = policy::Queued::default();
+        if !policed {
+            if let Some(total) = self.senders.get(sender).and_then(|q| q.cost_before(nonce)) {
+                return (total, queued);
+            }
+        }
         let earlier = self
             .senders
             .get(sender)

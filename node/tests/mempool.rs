@@ -35,6 +35,35 @@ fn pool(max_txs: usize) -> Mempool {
     )
 }
 
+/// The balance check of a transaction queued after all of its sender's others reads the
+/// queue's running total: after a replacement and a removal, the boundary is still exact
+/// (the total is off by the replaced or removed cost if either is not kept).
+#[test]
+fn the_queue_total_follows_replacements_and_removals() {
+    let alice = key(1);
+    let chain = Chain::new(&[&alice]);
+    let view = chain.store.latest_view();
+    let mut pool = pool(100);
+    let fee = |price: u64| 21_000 * price;
+    let first = transfer(&alice, 0, 1, 1_000);
+    let first_hash = first.hash();
+    let results = pool.admit(&view, vec![first, transfer(&alice, 1, 1, 5_000)]);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    // Nonce 1 replaced, at twice the price and another amount; nonce 0 leaves (included).
+    let replacement = pool.admit(&view, vec![transfer(&alice, 1, 2, 7_000)]);
+    assert!(replacement[0].is_ok(), "{replacement:?}");
+    assert_eq!(pool.remove_included([&first_hash]), 1);
+    // Queued now: nonce 1 alone, costing fee(2) + 7,000. Nonce 2 may take the rest.
+    let room = FUNDS - (fee(2) + 7_000) - fee(1);
+    let over = pool.admit(&view, vec![transfer(&alice, 2, 1, room + 1)]);
+    assert!(
+        matches!(over[0], Err(AdmitError::InsufficientBalance { .. })),
+        "{over:?}"
+    );
+    let exact = pool.admit(&view, vec![transfer(&alice, 2, 1, room)]);
+    assert!(exact[0].is_ok(), "{exact:?}");
+}
+
 #[test]
 fn admission_errors_are_typed() {
     let (alice, poor) = (key(1), key(2));
