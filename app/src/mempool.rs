@@ -251,11 +251,15 @@ pub struct Checked {
 }
 
 impl Checked {
-    /// Asks `veto` about each transaction whose signature verified; what it refuses is
-    /// refused with its error.
-    fn veto(&mut self, mut veto: impl FnMut(&SignedTransaction) -> Option<AdmitError>) {
+    /// Asks `veto` about each transaction whose signature verified and that `worth` passes;
+    /// what it refuses is refused with its error.
+    fn veto(
+        &mut self,
+        worth: &[bool],
+        mut veto: impl FnMut(&SignedTransaction) -> Option<AdmitError>,
+    ) {
         for (i, tx) in self.txs.iter().enumerate() {
-            if self.bad.binary_search(&i).is_err() {
+            if worth[i] && self.bad.binary_search(&i).is_err() {
                 if let Some(error) = veto(tx) {
                     self.vetoed.insert(i, error);
                 }
@@ -535,17 +539,21 @@ impl Mempool {
             .map_err(AdmitError::from)
     }
 
-    /// Admit one transaction whose signature has been verified.
-    /// `bytes`: its encoded length.
-    fn insert(
-        &mut self,
+    /// The checks of [`Self::insert`] that read only the transaction, the pool's hashes and
+    /// the sender's account: size, chain id, gas bounds and price, already known, the nonce
+    /// window, and a balance covering at least this transaction's own cost. Admission's veto
+    /// (policy plugins) runs only for what passes them ([`admit_latest_vetted`]), so a
+    /// refusal that costs the sender nothing never buys a plugin run. Returns the sender, the
+    /// nonce and the sender's account.
+    fn precheck(
+        &self,
         state: &dyn StateView,
-        tx: SignedTransaction,
-        hash: Hash,
+        tx: &SignedTransaction,
+        hash: &Hash,
         bytes: usize,
-    ) -> Result<Hash, AdmitError> {
-        self.stateless_checks(&tx, bytes)?;
-        if self.hashes.contains_key(&hash) {
+    ) -> Result<(Address, u64, keel_types::AccountRecord), AdmitError> {
+        self.stateless_checks(tx, bytes)?;
+        if self.hashes.contains_key(hash) {
             return Err(AdmitError::AlreadyKnown);
         }
         let sender = tx.tx.sender_address();
@@ -564,6 +572,26 @@ impl Mempool {
                 window: self.config.nonce_window,
             });
         }
+        let own = tx.tx.max_fee().saturating_add(tx.tx.body.value());
+        if own > account.balance {
+            return Err(AdmitError::InsufficientBalance {
+                needed: own,
+                available: account.balance,
+            });
+        }
+        Ok((sender, nonce, account))
+    }
+
+    /// Admit one transaction whose signature has been verified.
+    /// `bytes`: its encoded length.
+    fn insert(
+        &mut self,
+        state: &dyn StateView,
+        tx: SignedTransaction,
+        hash: Hash,
+        bytes: usize,
+    ) -> Result<Hash, AdmitError> {
+        let (sender, nonce, account) = self.precheck(state, &tx, &hash, bytes)?;
         let entry = Entry::new(tx, hash, bytes);
         let queue = self.senders.get(&sender);
         let replaced = queue.and_then(|q| q.get(&nonce));
@@ -909,16 +937,22 @@ where
     L: Lock<Mempool>,
     V: StateView,
 {
-    admit_latest_vetted(pool, latest, txs, |_| None)
+    let lens: Vec<usize> = txs.iter().map(|tx| tx.encode().len()).collect();
+    let checker = lock_pool(pool).signature_checker();
+    let checked = checker.check(txs);
+    admit_under_lock(pool, latest, checked, lens)
 }
 
-/// [`admit_latest`], with `veto` asked about each transaction whose signature verified,
-/// before the pool lock is taken: what it refuses (`Some(error)`) is refused with that
+/// [`admit_latest`], with `veto` asked about each transaction whose signature verified and
+/// that passes the pool's cheap checks ([`Mempool::precheck`], under a short hold of the
+/// lock), with the lock released: what it refuses (`Some(error)`) is refused with that
 /// error. The node's veto runs policy plugins, which execute contracts: too slow to run
-/// under the lock the driver's block selection waits on.
+/// under the lock the driver's block selection waits on, and never to be run for a
+/// transaction the pool refuses anyway (an unfunded sender, a used nonce, one already held:
+/// a refusal costs its sender nothing, so each would be a free plugin run; found by review).
 pub fn admit_latest_vetted<L, V>(
     pool: &L,
-    latest: impl FnOnce() -> V,
+    latest: impl Fn() -> V,
     txs: Vec<SignedTransaction>,
     veto: impl FnMut(&SignedTransaction) -> Option<AdmitError>,
 ) -> (Vec<Result<Hash, AdmitError>>, usize)
@@ -929,7 +963,29 @@ where
     let lens: Vec<usize> = txs.iter().map(|tx| tx.encode().len()).collect();
     let checker = lock_pool(pool).signature_checker();
     let mut checked = checker.check(txs);
-    checked.veto(veto);
+    let worth: Vec<bool> = {
+        let pool = lock_pool(pool);
+        let view = latest();
+        (checked.txs.iter().zip(&checked.hashes).zip(&lens))
+            .map(|((tx, hash), len)| pool.precheck(&view, tx, hash, *len).is_ok())
+            .collect()
+    };
+    checked.veto(&worth, veto);
+    admit_under_lock(pool, latest, checked, lens)
+}
+
+/// The pool's admission of `checked` against the latest view, read under the lock (see
+/// [`admit_latest`]).
+fn admit_under_lock<L, V>(
+    pool: &L,
+    latest: impl FnOnce() -> V,
+    checked: Checked,
+    lens: Vec<usize>,
+) -> (Vec<Result<Hash, AdmitError>>, usize)
+where
+    L: Lock<Mempool>,
+    V: StateView,
+{
     let mut pool = lock_pool(pool);
     let view = latest();
     let results = pool.admit_checked(&view, checked, lens);

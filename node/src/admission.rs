@@ -6,6 +6,7 @@
 use crate::driver::now_ms;
 use crate::mempool::AdmitError;
 use keel_runtime::{BlockHashes, Runtime};
+use keel_state::StateView;
 use keel_store::Store;
 use keel_types::{Hash, Header, PublicKey, SignedTransaction};
 
@@ -48,20 +49,27 @@ impl NextBlock {
     }
 }
 
-/// The refusal of `tx` by its policy plugins at the store's latest state (`header`: the
-/// next block's), if one denies it. A state error refuses it too (the pool would fail on
-/// the same state). Called only for transactions whose signature verified
-/// (`mempool::admit_latest_vetted`): a peer cannot make this node run plugins for
-/// transactions nobody signed.
+/// Most plugin gas one gossiped batch may make this node spend at admission (ten plugin
+/// checks at the default `plugin_gas`). Past it, the batch's other transactions are admitted
+/// unjudged: their blocks judge them and charge their senders, so a peer relaying plugin
+/// work cannot make this node do more than this per message.
+pub const MAX_GOSSIP_PLUGIN_GAS: u64 = 10 * keel_types::policy::PLUGIN_GAS;
+
+/// The refusal of `tx` by its policy plugins at `view`, the store's latest state (`header`:
+/// the next block's), if one denies it, spending at most `budget_gas` of plugin gas
+/// (`Runtime::plugin_denial`). A state error refuses it too (the pool would fail on the
+/// same state). Called only for transactions whose signature verified and that pass the
+/// pool's cheap checks (`mempool::admit_latest_vetted`): nobody makes this node run plugins
+/// for a transaction nobody signed, or one its sender could not pay for.
 pub(crate) fn plugin_veto(
-    store: &Store,
+    (view, store): (&dyn StateView, &Store),
     runtime: &Runtime,
     header: &Header,
     tx: &SignedTransaction,
+    budget_gas: &mut u64,
 ) -> Option<AdmitError> {
-    let view = store.latest_view();
     let context = runtime.context(header);
-    match runtime.plugin_denial(&view, &StoreHashes(store), &context, tx) {
+    match runtime.plugin_denial(view, &StoreHashes(store), &context, tx, budget_gas) {
         Ok(None) => None,
         Ok(Some(denial)) => Some(AdmitError::PolicyDenied(denial)),
         Err(e) => Some(AdmitError::State(e.to_string())),

@@ -2,7 +2,7 @@
 //! keys/validator.json}, opens (or creates) HOME/data, and wires the store, runtime,
 //! mempool, network, driver, RPC and metrics together.
 
-use crate::admission::{plugin_veto, NextBlock};
+use crate::admission::{plugin_veto, NextBlock, MAX_GOSSIP_PLUGIN_GAS};
 use crate::config::NodeConfig;
 use crate::driver::{Driver, DriverConfig};
 use crate::genesis::Genesis;
@@ -507,9 +507,15 @@ async fn admit_gossip(
         let _ = tokio::task::spawn_blocking(move || {
             // The peer's byte budget is returned once its batch is admitted.
             let _budget = budget;
-            // Plugins judge what a peer relays as RPC has (one header for the batch).
+            // Plugins judge what a peer relays as RPC has (one header and state for the
+            // batch, and a bounded amount of plugin gas).
             let header = next.header(&store);
-            let veto = |tx: &SignedTransaction| plugin_veto(&store, &runtime, &header, tx);
+            let view = store.latest_view();
+            let mut budget = MAX_GOSSIP_PLUGIN_GAS;
+            let veto = |tx: &SignedTransaction| {
+                let at = (&view as &dyn keel_state::StateView, &*store);
+                plugin_veto(at, &runtime, &header, tx, &mut budget)
+            };
             let (admitted, pool_len) =
                 admit_latest_vetted(&*mempool, || store.latest_view(), txs, veto);
             metrics::gauge!(m::MEMPOOL_SIZE).set(pool_len as f64);

@@ -64,6 +64,61 @@ fn the_queue_total_follows_replacements_and_removals() {
     assert!(exact[0].is_ok(), "{exact:?}");
 }
 
+/// The veto (policy plugins at admission) is asked only about transactions the pool would
+/// otherwise take: a refusal costs its sender nothing, so a used nonce, an unfunded sender,
+/// a wrong chain or a transaction already held must never buy a plugin run; each keeps its
+/// own refusal (found by review: they were vetoed first).
+#[test]
+fn the_veto_is_asked_only_about_what_the_pool_would_take() {
+    let (alice, poor) = (key(1), SecretKey::from_seed([0x5e; 32]));
+    let mut chain = Chain::new(&[&alice]);
+    let (out, _) = chain.block(vec![transfer(&alice, 0, 1, 1)]);
+    assert!(out.receipts[0].error.is_none(), "{:?}", out.receipts[0]);
+    let pool = std::sync::Mutex::new(pool(100));
+    let held = transfer(&alice, 1, 1, 1);
+    let first =
+        keel_node::mempool::admit_latest(&pool, || chain.store.latest_view(), vec![held.clone()]);
+    assert!(first.0[0].is_ok(), "{first:?}");
+    let mut wrong_chain = transfer(&alice, 2, 1, 1).tx;
+    wrong_chain.chain_id += 1;
+    let batch = vec![
+        transfer(&alice, 0, 1, 1), // its nonce is used
+        transfer(&poor, 0, 1, 1),  // nothing to pay with
+        wrong_chain.sign(&alice),  // another chain
+        held,                      // already held
+        transfer(&alice, 2, 1, 1), // the pool would take it: the veto is asked
+    ];
+    let mut asked = Vec::new();
+    let (results, _) = keel_node::mempool::admit_latest_vetted(
+        &pool,
+        || chain.store.latest_view(),
+        batch,
+        |tx| {
+            asked.push(tx.tx.nonce);
+            Some(AdmitError::AlreadyKnown)
+        },
+    );
+    assert_eq!(asked, vec![2], "{results:?}");
+    assert!(
+        matches!(results[0], Err(AdmitError::NonceTooLow { .. })),
+        "{results:?}"
+    );
+    assert!(
+        matches!(results[1], Err(AdmitError::InsufficientBalance { .. })),
+        "{results:?}"
+    );
+    assert!(
+        matches!(results[2], Err(AdmitError::WrongChainId { .. })),
+        "{results:?}"
+    );
+    assert_eq!(results[3], Err(AdmitError::AlreadyKnown));
+    assert_eq!(
+        results[4],
+        Err(AdmitError::AlreadyKnown),
+        "the veto's refusal"
+    );
+}
+
 #[test]
 fn admission_errors_are_typed() {
     let (alice, poor) = (key(1), key(2));

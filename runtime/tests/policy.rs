@@ -1069,6 +1069,77 @@ fn the_plugin_gas_is_the_chains_parameter() {
     assert_eq!((d.rule, r.gas_used), (PolicyRule::PluginFailed, used - 1));
 }
 
+/// Admission's plugin check (`Runtime::plugin_denial`): the verdict execution reaches,
+/// from the plugins alone, and only within the caller's gas budget: a transaction whose
+/// plugins could use more than is left is not judged (its block judges it), and what they
+/// used is taken from the budget.
+#[test]
+fn admission_judges_by_the_plugins_alone_within_a_gas_budget() {
+    let (agent, boss) = (key(1), key(2));
+    let mut chain = Chain::new(&[&agent, &boss]);
+    let me = addr(&agent);
+    let allowlist = chain.deploy(
+        &boss,
+        Env::Wasm,
+        crate::common::artifact("allowlist.wasm"),
+        Vec::new(),
+    );
+    let router = Address([0x77; 20]);
+    let listed = abi::call(
+        "allow(address,uint256)",
+        &[abi::address(&router), abi::u(1)],
+    );
+    assert_eq!(
+        chain.call(&boss, allowlist, listed).status,
+        TxStatus::Success
+    );
+    let attach = set_policy(
+        me,
+        AccountPolicy {
+            plugins: vec![allowlist],
+            ..AccountPolicy::default()
+        },
+    );
+    assert_eq!(
+        run_change(&mut chain, &agent, attach).status,
+        TxStatus::Success
+    );
+    let judge = |chain: &Chain, tx: &SignedTransaction, budget: &mut u64| {
+        let block = chain.make_block(vec![tx.clone()]);
+        let context = chain.runtime.context(&block.header);
+        let view = chain.store.latest_view();
+        chain
+            .runtime
+            .plugin_denial(&view, &NoBlockHashes, &context, tx, budget)
+            .expect("judged")
+    };
+    let full = keel_types::policy::PLUGIN_GAS;
+    // Listed: allowed, and the plugin's gas is taken from the budget.
+    let allowed = chain.tx(&agent, 300_000, transfer(router, 1));
+    let mut budget = 10 * full;
+    assert_eq!(judge(&chain, &allowed, &mut budget), None);
+    let used = 10 * full - budget;
+    assert!(used > 0 && used <= full, "{used}");
+    // Not listed: denied, as its block would deny it (at the same nonce: nothing ran).
+    chain.resync_nonce(&agent);
+    let denied = chain.tx(&agent, 300_000, transfer(Address([8; 20]), 1));
+    let verdict = judge(&chain, &denied, &mut budget).expect("denied");
+    assert_eq!(denial(&simulated(&chain, &denied)), Some(&verdict));
+    assert_eq!(verdict.rule, PolicyRule::PluginDenied);
+    // A budget below what the plugin may use: not judged, and nothing spent.
+    let mut short = full - 1;
+    assert_eq!(judge(&chain, &denied, &mut short), None);
+    assert_eq!(short, full - 1);
+    // A gas limit past any transaction's is judged within the largest one's room, not more.
+    let huge = chain.tx(&agent, u64::MAX, transfer(Address([8; 20]), 1));
+    let mut budget = full;
+    assert!(judge(&chain, &huge, &mut budget).is_some());
+    // A sender without a policy, while no address declares rules: nothing runs.
+    let plain = chain.tx(&boss, 21_000, transfer(router, 1));
+    let mut none = 0;
+    assert_eq!(judge(&chain, &plain, &mut none), None);
+}
+
 /// A WASM contract sees whether a session key signed the transaction, and which one (the
 /// `tx_session_key` host call), so it can scope what it does for an agent's key.
 #[test]

@@ -259,11 +259,17 @@ impl RpcContext {
         // `stale_view_leaves_a_used_nonce_in_the_pool`).
         // A policy plugin's denial is heard here, before the transaction waits for a block.
         let header = self.next_header();
+        let view = self.store.latest_view();
+        // One transaction: its plugins' own bound (`plugin_gas` each) is the budget.
+        let mut budget = u64::MAX;
         let (result, pool_len) = crate::mempool::admit_latest_vetted(
             &*self.mempool,
             || self.store.latest_view(),
             vec![tx],
-            |tx| crate::admission::plugin_veto(&self.store, &self.runtime, &header, tx),
+            |tx| {
+                let at = (&view as &dyn keel_state::StateView, &*self.store);
+                crate::admission::plugin_veto(at, &self.runtime, &header, tx, &mut budget)
+            },
         );
         metrics::gauge!(m::MEMPOOL_SIZE).set(pool_len as f64);
         match result.into_iter().next() {

@@ -33,13 +33,19 @@ impl Runtime {
     /// applies: the sender has no policy and no session key and no address declares
     /// jurisdiction rules (two cached reads, for almost every transaction), or its rules
     /// refuse it already, or it cannot be judged yet (an expired entry, too little gas),
-    /// which admission's own checks say. The block decides: state can change before it.
+    /// which admission's own checks say. The block decides: state can change before it, and
+    /// this does not count the sender's queued transactions ahead of it.
+    ///
+    /// `budget_gas` bounds the plugin gas a caller spends over many transactions (a gossip
+    /// batch): a transaction whose plugins could use more than is left is not judged (`None`:
+    /// its block judges it, and charges it), and what its plugins used is taken from it.
     pub fn plugin_denial(
         &self,
         state: &dyn StateView,
         hashes: &dyn BlockHashes,
         block: &BlockContext,
         tx: &SignedTransaction,
+        budget_gas: &mut u64,
     ) -> Result<Option<PolicyDenial>, RuntimeError> {
         let t = &tx.tx;
         let session = matches!(t.sender, keel_types::Sender::Session { .. });
@@ -65,23 +71,35 @@ impl Runtime {
         let Ok(intrinsic) = crate::precheck::check_intrinsic_gas(t, self.config.chain_id) else {
             return Ok(None);
         };
+        // The most these plugins may use, as execution caps them (the room left by a gas
+        // limit past the largest a transaction may have is no more than that largest).
+        let room = t.gas_limit.min(MAX_TX_GAS).saturating_sub(intrinsic);
+        let most = (decision.plugins.len() as u64)
+            .saturating_mul(self.config.plugin_gas)
+            .min(room);
+        if most > *budget_gas {
+            return Ok(None);
+        }
         // Run speculatively, as `simulate` is: what the plugins compile is not kept.
-        self.as_speculative()
-            .admission_plugins(state, hashes, block, t, (&decision, intrinsic))
+        let (denial, used) =
+            self.as_speculative()
+                .admission_plugins(state, hashes, block, t, (&decision, room))?;
+        *budget_gas -= used.min(most);
+        Ok(denial)
     }
 
-    /// [`Self::plugin_denial`]'s run of `decision`'s plugins.
+    /// [`Self::plugin_denial`]'s run of `decision`'s plugins within `room`: the denial, and
+    /// the gas they used.
     fn admission_plugins(
         &self,
         state: &dyn StateView,
         hashes: &dyn BlockHashes,
         block: &BlockContext,
         t: &keel_types::Transaction,
-        (decision, intrinsic): (&crate::policy::Decision, u64),
-    ) -> Result<Option<PolicyDenial>, RuntimeError> {
+        (decision, room): (&crate::policy::Decision, u64),
+    ) -> Result<(Option<PolicyDenial>, u64), RuntimeError> {
         let mut overlay = self.overlay(state, block.epoch);
         let block = &self.paying_context(&mut overlay, block)?;
-        let room = t.gas_limit.saturating_sub(intrinsic);
         let mut reserved = 0u64;
         for plugin in &decision.plugins {
             let cap = self.config.plugin_gas.min(room - reserved);
@@ -89,10 +107,10 @@ impl Runtime {
                 self.run_plugin(&mut overlay, hashes, block, t, (*plugin, decision, cap))?;
             reserved += gas.min(cap);
             if let Some(denial) = verdict(*plugin, code) {
-                return Ok(Some(denial));
+                return Ok((Some(denial), reserved));
             }
         }
-        Ok(None)
+        Ok((None, reserved))
     }
 
     /// A transaction whose policies attach plugins. The plugins run only once the sender
