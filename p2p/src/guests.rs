@@ -10,11 +10,17 @@
 //! the link is then closed and the pair reconnects under the key's table index.
 
 use keel_types::PublicKey;
+use std::net::IpAddr;
 
 /// Guests connected at once. A stranger can hold a slot only with a live connection (an idle
 /// one is dropped after `PEER_IDLE_TIMEOUT_MS`), so strangers can crowd joiners out (until
 /// their operators register them) but hold at most this many slots' budgets below.
 pub const MAX_GUEST_PEERS: usize = 8;
+/// Guest slots one address prefix (an IPv4 /24, an IPv6 /64: `limits::handshake_prefix`)
+/// may hold at once: one host, or one subnet, cannot take every slot and crowd out the
+/// joiners they exist for; it takes this many hosts in different subnets.
+pub const MAX_GUESTS_PER_PREFIX: usize = 2;
+const _: () = assert!(MAX_GUESTS_PER_PREFIX < MAX_GUEST_PEERS);
 /// Largest message a guest may send: it only asks (sync and snapshot requests are a few
 /// bytes), so a stranger never makes the node buffer a validator-sized frame. A node
 /// outside its own table sends no larger message (it may be a guest anywhere), and guests
@@ -53,24 +59,42 @@ pub fn is_guest(index: u16) -> bool {
     index >= GUEST_BASE
 }
 
-/// The guest slots: each holds a key and the generation of the connection that serves it
-/// (`None` between the handshake and the connection's registration).
+/// One guest slot: the key, the address prefix it connected from, and the generation of the
+/// connection that serves it (`None` between the handshake and the connection's
+/// registration).
+type Slot = Option<(PublicKey, IpAddr, Option<u64>)>;
+
+/// The guest slots.
 #[derive(Debug, Default)]
 pub(crate) struct Guests {
-    slots: [Option<(PublicKey, Option<u64>)>; MAX_GUEST_PEERS],
+    slots: [Slot; MAX_GUEST_PEERS],
 }
 
 impl Guests {
-    /// The index for `key`: the slot it holds already (a reconnection, which then replaces
-    /// its older link), else a free one; `None` when every slot is taken. The slot waits for
-    /// its new connection: the older one's end no longer frees it.
-    pub(crate) fn admit(&mut self, key: PublicKey) -> Option<u16> {
-        let slot = self
+    /// The index for `key`, connecting from address prefix `prefix`: the slot it holds
+    /// already (a reconnection, which then replaces its older link), else a free one if its
+    /// prefix holds fewer than [`MAX_GUESTS_PER_PREFIX`]; `None` otherwise. The slot waits
+    /// for its new connection: the older one's end no longer frees it.
+    pub(crate) fn admit(&mut self, key: PublicKey, prefix: IpAddr) -> Option<u16> {
+        let held = self
             .slots
             .iter()
-            .position(|s| s.is_some_and(|(k, _)| k == key))
-            .or_else(|| self.slots.iter().position(Option::is_none))?;
-        self.slots[slot] = Some((key, None));
+            .position(|s| s.is_some_and(|(k, _, _)| k == key));
+        let slot = match held {
+            Some(slot) => slot,
+            None => {
+                let same = self
+                    .slots
+                    .iter()
+                    .filter(|s| s.is_some_and(|(_, p, _)| p == prefix))
+                    .count();
+                if same >= MAX_GUESTS_PER_PREFIX {
+                    return None;
+                }
+                self.slots.iter().position(Option::is_none)?
+            }
+        };
+        self.slots[slot] = Some((key, prefix, None));
         Some(GUEST_BASE + u16::try_from(slot).ok()?)
     }
 
@@ -80,7 +104,7 @@ impl Guests {
     /// index that is not its key's.
     pub(crate) fn connected(&mut self, index: u16, key: &PublicKey, generation: u64) -> bool {
         match self.slot_mut(index) {
-            Some(Some((k, g))) if k == key => {
+            Some(Some((k, _, g))) if k == key => {
                 *g = Some(generation);
                 true
             }
@@ -92,7 +116,7 @@ impl Guests {
     /// connection of the same key took over.
     pub(crate) fn disconnected(&mut self, index: u16, generation: u64) {
         if let Some(slot) = self.slot_mut(index) {
-            if slot.is_some_and(|(_, g)| g == Some(generation)) {
+            if slot.is_some_and(|(_, _, g)| g == Some(generation)) {
                 *slot = None;
             }
         }
@@ -103,7 +127,7 @@ impl Guests {
         let slot = self
             .slots
             .iter()
-            .position(|s| s.is_some_and(|(k, _)| k == *key))?;
+            .position(|s| s.is_some_and(|(k, _, _)| k == *key))?;
         self.slots[slot] = None;
         Some(GUEST_BASE + u16::try_from(slot).ok()?)
     }
@@ -113,7 +137,7 @@ impl Guests {
         self.slots.iter().filter(|s| s.is_some()).count()
     }
 
-    fn slot_mut(&mut self, index: u16) -> Option<&mut Option<(PublicKey, Option<u64>)>> {
+    fn slot_mut(&mut self, index: u16) -> Option<&mut Slot> {
         let slot = usize::from(index.checked_sub(GUEST_BASE)?);
         self.slots.get_mut(slot)
     }
@@ -127,28 +151,53 @@ mod tests {
         PublicKey([i; 32])
     }
 
+    /// A different address prefix per `i`.
+    fn prefix(i: u8) -> IpAddr {
+        IpAddr::from([10, i, 0, 0])
+    }
+
+    #[test]
+    fn one_prefix_holds_at_most_its_share_of_the_slots() {
+        let mut guests = Guests::default();
+        let home = prefix(1);
+        let first = guests.admit(key(1), home).expect("a slot");
+        assert!(guests.admit(key(2), home).is_some());
+        assert_eq!(guests.admit(key(3), home), None, "its prefix is full");
+        // Other prefixes still get slots, and a key already holding one keeps it.
+        assert!(guests.admit(key(3), prefix(2)).is_some());
+        assert_eq!(guests.admit(key(1), home), Some(first));
+        // A freed slot is the prefix's again.
+        assert!(guests.connected(first, &key(1), 7));
+        guests.disconnected(first, 7);
+        assert!(guests.admit(key(4), home).is_some());
+    }
+
     #[test]
     fn slots_are_bounded_reused_by_their_key_and_freed_by_the_latest_connection() {
         let mut guests = Guests::default();
         let indices: Vec<u16> = (0..MAX_GUEST_PEERS as u8)
-            .map(|i| guests.admit(key(i)).expect("a free slot"))
+            .map(|i| guests.admit(key(i), prefix(i)).expect("a free slot"))
             .collect();
         assert!(indices.iter().all(|i| is_guest(*i)));
-        assert_eq!(guests.admit(key(200)), None, "every slot is taken");
+        assert_eq!(
+            guests.admit(key(200), prefix(200)),
+            None,
+            "every slot is taken"
+        );
         // A reconnection of a known guest keeps its index.
         assert!(guests.connected(indices[3], &key(3), 1));
-        assert_eq!(guests.admit(key(3)), Some(indices[3]));
+        assert_eq!(guests.admit(key(3), prefix(3)), Some(indices[3]));
         // The older connection ends before the newer one registers (found by review: it
         // freed the slot, orphaning the live link, and the next stranger shared its index).
         guests.disconnected(indices[3], 1);
         assert_eq!(
-            guests.admit(key(200)),
+            guests.admit(key(200), prefix(200)),
             None,
             "the slot waits for its new link"
         );
         assert!(guests.connected(indices[3], &key(3), 2));
         guests.disconnected(indices[3], 2);
-        assert_eq!(guests.admit(key(200)), Some(indices[3]));
+        assert_eq!(guests.admit(key(200), prefix(200)), Some(indices[3]));
         // A key that entered the table gives its slot back; a link of it registering after
         // that is refused (found by review: it stayed a guest, its votes ignored).
         assert_eq!(guests.promote(&key(5)), Some(indices[5]));

@@ -27,8 +27,8 @@ mod wire;
 use borsh::{BorshDeserialize, BorshSerialize};
 use guests::{guest_inbound_permits, Guests};
 pub use guests::{
-    is_guest, GUEST_BASE, MAX_GUEST_FRAME_BYTES, MAX_GUEST_INBOUND_BYTES, MAX_GUEST_OUTBOUND_BYTES,
-    MAX_GUEST_PEERS,
+    is_guest, GUEST_BASE, MAX_GUESTS_PER_PREFIX, MAX_GUEST_FRAME_BYTES, MAX_GUEST_INBOUND_BYTES,
+    MAX_GUEST_OUTBOUND_BYTES, MAX_GUEST_PEERS,
 };
 use keel_consensus::Message;
 use keel_types::encoding::{check_len, Canonical, DecodeError};
@@ -591,6 +591,12 @@ impl Network {
         prologue.extend(config.chain_id.to_be_bytes());
         prologue.extend(config.genesis_hash.0);
         let timeout = Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
+        // Guest slots are shared out by the address prefix a stranger connects from.
+        let prefix = stream
+            .peer_addr()
+            .map_or(std::net::IpAddr::from([0u8, 0, 0, 0]), |a| {
+                limits::handshake_prefix(a.ip())
+            });
         let work = async {
             // Until the peer proves it is a validator, only the small identity frame.
             let mut link =
@@ -626,7 +632,7 @@ impl Network {
                     // Only a node that dialed us may be a guest: we dial table keys alone.
                     None if !initiator => {
                         let mut guests = self.inner.guests.lock().expect("guests lock");
-                        let index = guests.admit(theirs.public_key);
+                        let index = guests.admit(theirs.public_key, prefix);
                         metrics::gauge!(metric::GUESTS).set(guests.count() as f64);
                         index
                     }

@@ -33,7 +33,17 @@ async fn server(server: &SecretKey, client: &SecretKey) -> Network {
 
 /// A client link to `addr` authenticated as `key`, the server's identity read.
 async fn authenticated(addr: std::net::SocketAddr, key: &SecretKey) -> Link {
-    let stream = TcpStream::connect(addr).await.expect("connect");
+    authenticated_from(addr, key, [127, 0, 0, 1]).await
+}
+
+/// [`authenticated`] from source address `from` (all of 127.0.0.0/8 is loopback on Linux):
+/// guest slots are shared out by the dialer's address prefix.
+async fn authenticated_from(addr: std::net::SocketAddr, key: &SecretKey, from: [u8; 4]) -> Link {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(std::net::SocketAddr::from((from, 0)))
+        .expect("bind the source address");
+    let stream = socket.connect(addr).await.expect("connect");
     let mut link = Link::handshake(stream, true, &prologue(), 1 << 20)
         .await
         .expect("noise");
@@ -327,6 +337,75 @@ async fn until(what: &str, done: impl Fn() -> bool) {
 /// `MAX_GUEST_PEERS`: each may ask for sync and hears what is sent to it and broadcast, its
 /// gossiped transactions go nowhere, it is not counted among the table's peers, and once
 /// its key enters the table its guest link is closed and it comes back as a table peer.
+/// Accepts connections for `net` on a new listener and serves each it admits; returns the
+/// listener's address and each handshake's verdict (the peer index, or why it was refused).
+async fn serve_verdicts(
+    net: &Network,
+) -> (std::net::SocketAddr, mpsc::Receiver<Result<u16, WireError>>) {
+    let listener = TcpListener::bind("0.0.0.0:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (admitted_tx, admitted) = mpsc::channel(16);
+    let net = net.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.expect("accept");
+            let (net, admitted_tx) = (net.clone(), admitted_tx.clone());
+            tokio::spawn(async move {
+                match net.handshake(stream, false, None).await {
+                    Ok((peer, link)) => {
+                        let _ = admitted_tx.send(Ok(peer)).await;
+                        net.run_connection(peer, link).await;
+                    }
+                    Err(e) => {
+                        let _ = admitted_tx.send(Err(e)).await;
+                    }
+                }
+            });
+        }
+    });
+    (std::net::SocketAddr::from(([127, 0, 0, 1], port)), admitted)
+}
+
+/// One host (here one /24 of loopback) holds at most `MAX_GUESTS_PER_PREFIX` guest slots
+/// while others are free: it cannot crowd out the joiners the slots exist for.
+#[tokio::test]
+async fn one_address_prefix_holds_at_most_its_share_of_the_guest_slots() {
+    let server_key = SecretKey::from_seed([1; 32]);
+    let (net, _inbound, _gossip) = network(
+        &server_key,
+        "127.0.0.1:0",
+        vec![(server_key.public_key(), "127.0.0.1:0".into())],
+    )
+    .await;
+    let (addr, mut admitted) = serve_verdicts(&net).await;
+    let mut links = Vec::new();
+    for i in 0..MAX_GUESTS_PER_PREFIX as u8 {
+        let stranger = SecretKey::from_seed([120 + i; 32]);
+        links.push(authenticated_from(addr, &stranger, [127, 0, 9, 1 + i]).await);
+        let verdict = admitted.recv().await.expect("verdict");
+        assert!(verdict.is_ok_and(is_guest));
+    }
+    // A third key from the same /24 is refused, though most slots are free...
+    let third = SecretKey::from_seed([140; 32]);
+    let _refused = tokio::time::timeout(
+        Duration::from_secs(5),
+        authenticated_from(addr, &third, [127, 0, 9, 77]),
+    )
+    .await;
+    loop {
+        match admitted.recv().await.expect("verdict") {
+            Err(WireError::Identity(_)) => break,
+            Err(e) => panic!("refused before its identity: {e}"),
+            Ok(index) => panic!("admitted as {index}"),
+        }
+    }
+    assert_eq!(net.guest_count(), MAX_GUESTS_PER_PREFIX);
+    // ...and the same key from another prefix is admitted.
+    let _other = authenticated_from(addr, &third, [127, 0, 10, 1]).await;
+    assert!(admitted.recv().await.expect("verdict").is_ok_and(is_guest));
+    drop(links);
+}
+
 #[tokio::test]
 async fn strangers_are_bounded_guests_until_their_key_is_registered() {
     let (server_key, client_key) = (SecretKey::from_seed([1; 32]), SecretKey::from_seed([2; 32]));
@@ -339,36 +418,16 @@ async fn strangers_are_bounded_guests_until_their_key_is_registered() {
         ],
     )
     .await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (admitted_tx, mut admitted) = mpsc::channel(16);
-    {
-        let net = net.clone();
-        tokio::spawn(async move {
-            loop {
-                let (stream, _) = listener.accept().await.expect("accept");
-                let (net, admitted_tx) = (net.clone(), admitted_tx.clone());
-                tokio::spawn(async move {
-                    match net.handshake(stream, false, None).await {
-                        Ok((peer, link)) => {
-                            let _ = admitted_tx.send(Ok(peer)).await;
-                            net.run_connection(peer, link).await;
-                        }
-                        Err(e) => {
-                            let _ = admitted_tx.send(Err(e)).await;
-                        }
-                    }
-                });
-            }
-        });
-    }
+    let (addr, mut admitted) = serve_verdicts(&net).await;
     let strangers: Vec<SecretKey> = (0..=MAX_GUEST_PEERS as u8)
         .map(|i| SecretKey::from_seed([100 + i; 32]))
         .collect();
     let mut links = Vec::new();
     let mut indices = Vec::new();
-    for stranger in &strangers[..MAX_GUEST_PEERS] {
-        links.push(authenticated(addr, stranger).await);
+    // Each from its own /24: one prefix holds at most `MAX_GUESTS_PER_PREFIX` slots.
+    for (i, stranger) in strangers[..MAX_GUEST_PEERS].iter().enumerate() {
+        let from = [127, 0, 1 + i as u8, 1];
+        links.push(authenticated_from(addr, stranger, from).await);
         let index = admitted
             .recv()
             .await
