@@ -1028,36 +1028,34 @@ fn a_released_controllers_session_keys_die_with_its_control() {
 
 /// The plugin gas is the genesis' `plugin_gas` (the runtime's `plugin_gas`): a check that
 /// needs more fails.
-#[test]
-fn the_plugin_gas_is_the_chains_parameter() {
-    let (agent, boss) = (key(1), key(2));
-    let mut chain = Chain::new(&[&agent, &boss]);
-    let me = addr(&agent);
+/// `boss` deploys the allow-list plugin listing `listed`, and `agent` attaches it to itself.
+fn allowlisted_agent(chain: &mut Chain, (agent, boss): (&SecretKey, &SecretKey), listed: Address) {
     let allowlist = chain.deploy(
-        &boss,
+        boss,
         Env::Wasm,
         crate::common::artifact("allowlist.wasm"),
         Vec::new(),
     );
-    let listed = abi::call(
+    let list = abi::call(
         "allow(address,uint256)",
-        &[abi::address(&Address([0x77; 20])), abi::u(1)],
+        &[abi::address(&listed), abi::u(1)],
     );
-    assert_eq!(
-        chain.call(&boss, allowlist, listed).status,
-        TxStatus::Success
-    );
+    assert_eq!(chain.call(boss, allowlist, list).status, TxStatus::Success);
     let attach = set_policy(
-        me,
+        addr(agent),
         AccountPolicy {
             plugins: vec![allowlist],
             ..AccountPolicy::default()
         },
     );
-    assert_eq!(
-        run_change(&mut chain, &agent, attach).status,
-        TxStatus::Success
-    );
+    assert_eq!(run_change(chain, agent, attach).status, TxStatus::Success);
+}
+
+#[test]
+fn the_plugin_gas_is_the_chains_parameter() {
+    let (agent, boss) = (key(1), key(2));
+    let mut chain = Chain::new(&[&agent, &boss]);
+    allowlisted_agent(&mut chain, (&agent, &boss), Address([0x77; 20]));
     let r = chain.run(&agent, 300_000, transfer(Address([0x77; 20]), 1));
     assert_eq!(r.status, TxStatus::Success, "{r:?}");
     let used = r.gas_used - 21_000;
@@ -1077,33 +1075,8 @@ fn the_plugin_gas_is_the_chains_parameter() {
 fn admission_judges_by_the_plugins_alone_within_a_gas_budget() {
     let (agent, boss) = (key(1), key(2));
     let mut chain = Chain::new(&[&agent, &boss]);
-    let me = addr(&agent);
-    let allowlist = chain.deploy(
-        &boss,
-        Env::Wasm,
-        crate::common::artifact("allowlist.wasm"),
-        Vec::new(),
-    );
     let router = Address([0x77; 20]);
-    let listed = abi::call(
-        "allow(address,uint256)",
-        &[abi::address(&router), abi::u(1)],
-    );
-    assert_eq!(
-        chain.call(&boss, allowlist, listed).status,
-        TxStatus::Success
-    );
-    let attach = set_policy(
-        me,
-        AccountPolicy {
-            plugins: vec![allowlist],
-            ..AccountPolicy::default()
-        },
-    );
-    assert_eq!(
-        run_change(&mut chain, &agent, attach).status,
-        TxStatus::Success
-    );
+    allowlisted_agent(&mut chain, (&agent, &boss), router);
     let judge = |chain: &Chain, tx: &SignedTransaction, budget: &mut u64| {
         let block = chain.make_block(vec![tx.clone()]);
         let context = chain.runtime.context(&block.header);
