@@ -99,6 +99,11 @@ pub enum AdmitError {
     /// The sender's policy refuses it (with its queued transactions counted first).
     #[error("policy denied: {0}")]
     PolicyDenied(keel_types::policy::PolicyDenial),
+    /// Its policy plugins would run past what this node spends on plugins for one gossiped
+    /// batch: not taken unjudged (a peer could otherwise spend the budget on denials first
+    /// and slip a denied transaction in). The peer that relayed it keeps it.
+    #[error("this batch's plugin gas at admission is spent; the relaying peer keeps it")]
+    PluginBudget,
 }
 
 /// The runtime's stateless refusals, as admission errors.
@@ -251,18 +256,19 @@ pub struct Checked {
 }
 
 impl Checked {
-    /// Asks `veto` about each transaction whose signature verified and that `worth` passes;
-    /// what it refuses is refused with its error.
+    /// Refuses each transaction whose signature verified with its `prechecked` error, if it
+    /// has one, else asks `veto` about it; what `veto` refuses is refused with its error.
     fn veto(
         &mut self,
-        worth: &[bool],
+        prechecked: Vec<Option<AdmitError>>,
         mut veto: impl FnMut(&SignedTransaction) -> Option<AdmitError>,
     ) {
-        for (i, tx) in self.txs.iter().enumerate() {
-            if worth[i] && self.bad.binary_search(&i).is_err() {
-                if let Some(error) = veto(tx) {
-                    self.vetoed.insert(i, error);
-                }
+        for ((i, tx), early) in self.txs.iter().enumerate().zip(prechecked) {
+            if self.bad.binary_search(&i).is_ok() {
+                continue;
+            }
+            if let Some(error) = early.or_else(|| veto(tx)) {
+                self.vetoed.insert(i, error);
             }
         }
     }
@@ -539,9 +545,10 @@ impl Mempool {
             .map_err(AdmitError::from)
     }
 
-    /// The checks of [`Self::insert`] that read only the transaction, the pool's hashes and
-    /// the sender's account: size, chain id, gas bounds and price, already known, the nonce
-    /// window, and a balance covering at least this transaction's own cost. Admission's veto
+    /// The checks of [`Self::insert`] before the sender's policy, in its order: size, chain
+    /// id, gas bounds and price, already known, the nonce window, replacement and sender
+    /// limits, and a balance covering this transaction and its sender's queued ones ahead of
+    /// it. Admission's veto
     /// (policy plugins) runs only for what passes them ([`admit_latest_vetted`]), so a
     /// refusal that costs the sender nothing never buys a plugin run. Returns the sender, the
     /// nonce and the sender's account.
@@ -572,10 +579,32 @@ impl Mempool {
                 window: self.config.nonce_window,
             });
         }
-        let own = tx.tx.max_fee().saturating_add(tx.tx.body.value());
-        if own > account.balance {
+        let queue = self.senders.get(&sender);
+        if let Some(old) = queue.and_then(|q| q.get(&nonce)) {
+            let by_session = matches!(tx.tx.sender, keel_types::Sender::Session { .. });
+            if by_session && old.tx.tx.sender != tx.tx.sender {
+                return Err(AdmitError::ReplacementBySessionKey);
+            }
+            let queued = old.tx.tx.gas_price;
+            let required = queued
+                .saturating_mul(100 + self.config.replace_bump_percent)
+                .div_ceil(100)
+                .max(queued.saturating_add(1));
+            if tx.tx.gas_price < required {
+                return Err(AdmitError::ReplacementUnderpriced { queued, required });
+            }
+        } else if queue.is_some_and(|q| q.len() >= self.config.max_per_sender) {
+            return Err(AdmitError::SenderFull {
+                max: self.config.max_per_sender,
+            });
+        }
+        // The balance must cover this transaction and every queued one with a lower nonce
+        // (they run first); higher ones are re-checked when their turn comes.
+        let (ahead, _) = self.queued_before(&sender, nonce, &tx.tx.sender, false);
+        let needed = ahead.saturating_add(tx.tx.max_fee().saturating_add(tx.tx.body.value()));
+        if needed > account.balance {
             return Err(AdmitError::InsufficientBalance {
-                needed: own,
+                needed,
                 available: account.balance,
             });
         }
@@ -591,53 +620,22 @@ impl Mempool {
         hash: Hash,
         bytes: usize,
     ) -> Result<Hash, AdmitError> {
-        let (sender, nonce, account) = self.precheck(state, &tx, &hash, bytes)?;
+        let (sender, nonce, _) = self.precheck(state, &tx, &hash, bytes)?;
         let entry = Entry::new(tx, hash, bytes);
-        let queue = self.senders.get(&sender);
-        let replaced = queue.and_then(|q| q.get(&nonce));
-        if let Some(old) = replaced {
-            let by_session = matches!(entry.tx.tx.sender, keel_types::Sender::Session { .. });
-            if by_session && old.tx.tx.sender != entry.tx.tx.sender {
-                return Err(AdmitError::ReplacementBySessionKey);
-            }
-            let queued = old.tx.tx.gas_price;
-            let required = queued
-                .saturating_mul(100 + self.config.replace_bump_percent)
-                .div_ceil(100)
-                .max(queued.saturating_add(1));
-            if entry.tx.tx.gas_price < required {
-                return Err(AdmitError::ReplacementUnderpriced { queued, required });
-            }
-        } else if queue.is_some_and(|q| q.len() >= self.config.max_per_sender) {
-            return Err(AdmitError::SenderFull {
-                max: self.config.max_per_sender,
-            });
-        }
+        let replaced = self.senders.get(&sender).and_then(|q| q.get(&nonce));
         // Whether the sender's policy (or a session key, or some address's jurisdiction
         // rules) applies. Most senders have no policy and no address declares rules: two
-        // cached reads, and nothing else to do. (A read's error waits for the balance check,
-        // which comes first.)
+        // cached reads, and nothing else to do.
         let session = matches!(entry.tx.tx.sender, keel_types::Sender::Session { .. });
-        let policy_read = self.policies.read(state, &sender).and_then(|record| {
+        let (policed, record) = self.policies.read(state, &sender).and_then(|record| {
             let policed =
                 session || record.is_some() || keel_runtime::jurisdiction::any_rules(state)?;
             Ok((policed, record))
-        });
-        let policed = policy_read.as_ref().map_or(true, |(policed, _)| *policed);
-        // The balance must cover this transaction and every queued one with a lower nonce
-        // (they run first); higher ones are re-checked when their turn comes.
-        let (ahead, queued) = self.queued_before(&sender, nonce, &entry, policed);
-        let needed = ahead.saturating_add(entry.max_cost());
-        if needed > account.balance {
-            return Err(AdmitError::InsufficientBalance {
-                needed,
-                available: account.balance,
-            });
-        }
+        })?;
         // The sender's policy, with its queued transactions that run first counted as if
         // each sent its value and paid its whole fee (execution, in the block, decides).
-        let (policed, record) = policy_read?;
         if policed {
+            let (_, queued) = self.queued_before(&sender, nonce, &entry.tx.tx.sender, true);
             let decision =
                 policy::evaluate_with(state, record, &entry.tx.tx, self.next_block, queued)?;
             if let Some(denial) = decision.denial {
@@ -786,7 +784,7 @@ impl Mempool {
         }
         let mut first_denied = None;
         for (nonce, entry) in queue.iter() {
-            let (_, queued) = self.queued_before(sender, *nonce, entry, true);
+            let (_, queued) = self.queued_before(sender, *nonce, &entry.tx.tx.sender, true);
             // The same record for every queued transaction: read once, above.
             let decision = policy::evaluate_with(
                 state,
@@ -816,7 +814,7 @@ impl Mempool {
         &self,
         sender: &Address,
         nonce: u64,
-        entry: &Entry,
+        signer: &keel_types::Sender,
         policed: bool,
     ) -> (U256, policy::Queued) {
         let add = |used: PolicySpend, e: &Entry| PolicySpend {
@@ -841,7 +839,7 @@ impl Mempool {
             cost = cost.saturating_add(e.max_cost());
             if policed {
                 queued.account = add(queued.account, e);
-                if e.tx.tx.sender == entry.tx.tx.sender {
+                if e.tx.tx.sender == *signer {
                     queued.session = add(queued.session, e);
                 }
             }
@@ -963,14 +961,17 @@ where
     let lens: Vec<usize> = txs.iter().map(|tx| tx.encode().len()).collect();
     let checker = lock_pool(pool).signature_checker();
     let mut checked = checker.check(txs);
-    let worth: Vec<bool> = {
+    // A precheck's refusal stands: were it retried under the second hold of the lock, a
+    // block committed in between could let the transaction in without its veto (found by
+    // review).
+    let prechecked: Vec<Option<AdmitError>> = {
         let pool = lock_pool(pool);
         let view = latest();
         (checked.txs.iter().zip(&checked.hashes).zip(&lens))
-            .map(|((tx, hash), len)| pool.precheck(&view, tx, hash, *len).is_ok())
+            .map(|((tx, hash), len)| pool.precheck(&view, tx, hash, *len).err())
             .collect()
     };
-    checked.veto(&worth, veto);
+    checked.veto(prechecked, veto);
     admit_under_lock(pool, latest, checked, lens)
 }
 

@@ -5,6 +5,7 @@
 
 use crate::driver::now_ms;
 use crate::mempool::AdmitError;
+use keel_runtime::executor::PluginCheck;
 use keel_runtime::{BlockHashes, Runtime};
 use keel_state::StateView;
 use keel_store::Store;
@@ -50,9 +51,10 @@ impl NextBlock {
 }
 
 /// Most plugin gas one gossiped batch may make this node spend at admission (ten plugin
-/// checks at the default `plugin_gas`). Past it, the batch's other transactions are admitted
-/// unjudged: their blocks judge them and charge their senders, so a peer relaying plugin
-/// work cannot make this node do more than this per message.
+/// checks at the default `plugin_gas`). Past it, the batch's other transactions whose
+/// plugins would run are refused (`plugin_budget`), not taken unjudged: a peer could
+/// otherwise spend the budget on its own denied transactions first and slip in one a plugin
+/// denies (found by review). The relaying peer keeps them, and proposes them itself.
 pub const MAX_GOSSIP_PLUGIN_GAS: u64 = 10 * keel_types::policy::PLUGIN_GAS;
 
 /// The refusal of `tx` by its policy plugins at `view`, the store's latest state (`header`:
@@ -70,8 +72,9 @@ pub(crate) fn plugin_veto(
 ) -> Option<AdmitError> {
     let context = runtime.context(header);
     match runtime.plugin_denial(view, &StoreHashes(store), &context, tx, budget_gas) {
-        Ok(None) => None,
-        Ok(Some(denial)) => Some(AdmitError::PolicyDenied(denial)),
+        Ok(PluginCheck::Passed) => None,
+        Ok(PluginCheck::Denied(denial)) => Some(AdmitError::PolicyDenied(denial)),
+        Ok(PluginCheck::OverBudget) => Some(AdmitError::PluginBudget),
         Err(e) => Some(AdmitError::State(e.to_string())),
     }
 }

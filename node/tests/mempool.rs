@@ -86,6 +86,7 @@ fn the_veto_is_asked_only_about_what_the_pool_would_take() {
         transfer(&poor, 0, 1, 1),  // nothing to pay with
         wrong_chain.sign(&alice),  // another chain
         held,                      // already held
+        transfer(&alice, 1, 1, 2), // replaces it without paying more
         transfer(&alice, 2, 1, 1), // the pool would take it: the veto is asked
     ];
     let mut asked = Vec::new();
@@ -112,8 +113,12 @@ fn the_veto_is_asked_only_about_what_the_pool_would_take() {
         "{results:?}"
     );
     assert_eq!(results[3], Err(AdmitError::AlreadyKnown));
+    assert!(
+        matches!(results[4], Err(AdmitError::ReplacementUnderpriced { .. })),
+        "{results:?}"
+    );
     assert_eq!(
-        results[4],
+        results[5],
         Err(AdmitError::AlreadyKnown),
         "the veto's refusal"
     );

@@ -16,9 +16,9 @@ use std::net::IpAddr;
 /// one is dropped after `PEER_IDLE_TIMEOUT_MS`), so strangers can crowd joiners out (until
 /// their operators register them) but hold at most this many slots' budgets below.
 pub const MAX_GUEST_PEERS: usize = 8;
-/// Guest slots one address prefix (an IPv4 /24, an IPv6 /64: `limits::handshake_prefix`)
-/// may hold at once: one host, or one subnet, cannot take every slot and crowd out the
-/// joiners they exist for; it takes this many hosts in different subnets.
+/// Guest slots one address prefix ([`guest_prefix`]: an IPv4 /24, an IPv6 /48) may hold at
+/// once: one host, or one subnet, cannot take every slot and crowd out the joiners they exist
+/// for.
 pub const MAX_GUESTS_PER_PREFIX: usize = 2;
 const _: () = assert!(MAX_GUESTS_PER_PREFIX < MAX_GUEST_PEERS);
 /// Largest message a guest may send: it only asks (sync and snapshot requests are a few
@@ -47,6 +47,19 @@ pub const GUEST_BASE: u16 = {
     assert!(crate::MAX_PEERS + MAX_GUEST_PEERS <= u16::MAX as usize);
     crate::MAX_PEERS as u16
 };
+
+/// The prefix guest slots are shared out by: an IPv4 /24 (an IPv4-mapped IPv6 address counts
+/// as its IPv4 address), an IPv6 /48 — a site's usual allocation, which holds 65,536 /64s,
+/// so a /64 would cost a stranger nothing (found by review).
+pub fn guest_prefix(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            IpAddr::from([s[0], s[1], s[2], 0, 0, 0, 0, 0])
+        }
+        other => crate::limits::handshake_prefix(other),
+    }
+}
 
 /// The permits a guest's message of `len` bytes holds against its inbound budget.
 pub(crate) fn guest_inbound_permits(len: usize) -> u32 {
@@ -80,19 +93,21 @@ impl Guests {
             .slots
             .iter()
             .position(|s| s.is_some_and(|(k, _, _)| k == key));
+        // The prefix's other slots: a key reconnecting from another prefix counts there too
+        // (found by review: moving held slots onto one prefix freed their first prefix's
+        // share, so two subnets could hold every slot).
+        let same = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| Some(*i) != held && s.is_some_and(|(_, p, _)| p == prefix))
+            .count();
+        if same >= MAX_GUESTS_PER_PREFIX {
+            return None;
+        }
         let slot = match held {
             Some(slot) => slot,
-            None => {
-                let same = self
-                    .slots
-                    .iter()
-                    .filter(|s| s.is_some_and(|(_, p, _)| p == prefix))
-                    .count();
-                if same >= MAX_GUESTS_PER_PREFIX {
-                    return None;
-                }
-                self.slots.iter().position(Option::is_none)?
-            }
+            None => self.slots.iter().position(Option::is_none)?,
         };
         self.slots[slot] = Some((key, prefix, None));
         Some(GUEST_BASE + u16::try_from(slot).ok()?)
@@ -154,6 +169,31 @@ mod tests {
     /// A different address prefix per `i`.
     fn prefix(i: u8) -> IpAddr {
         IpAddr::from([10, i, 0, 0])
+    }
+
+    #[test]
+    fn ipv6_guests_share_a_48_and_ipv4_a_24() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().expect("v6");
+        let b: IpAddr = "2001:db8:1:ffff::9".parse().expect("v6");
+        let c: IpAddr = "2001:db8:2::1".parse().expect("v6");
+        assert_eq!(guest_prefix(a), guest_prefix(b));
+        assert_ne!(guest_prefix(a), guest_prefix(c));
+        let mapped: IpAddr = "::ffff:10.1.2.3".parse().expect("mapped");
+        assert_eq!(guest_prefix(mapped), IpAddr::from([10, 1, 2, 0]));
+    }
+
+    #[test]
+    fn a_reconnection_from_another_prefix_counts_there() {
+        let mut guests = Guests::default();
+        let (home, away) = (prefix(1), prefix(2));
+        assert!(guests.admit(key(1), home).is_some());
+        assert!(guests.admit(key(2), home).is_some());
+        let moving = guests.admit(key(3), away).expect("a slot");
+        assert_eq!(guests.admit(key(3), home), None, "home is full");
+        // Its slot stays where it was, counted there.
+        assert!(guests.admit(key(4), away).is_some());
+        assert_eq!(guests.admit(key(5), away), None);
+        assert_eq!(guests.admit(key(3), away), Some(moving));
     }
 
     #[test]

@@ -595,7 +595,7 @@ impl Network {
         let prefix = stream
             .peer_addr()
             .map_or(std::net::IpAddr::from([0u8, 0, 0, 0]), |a| {
-                limits::handshake_prefix(a.ip())
+                guests::guest_prefix(a.ip())
             });
         let work = async {
             // Until the peer proves it is a validator, only the small identity frame.

@@ -333,10 +333,6 @@ async fn until(what: &str, done: impl Fn() -> bool) {
     }
 }
 
-/// Strangers (keys outside the table) that dial in take guest slots, at most
-/// `MAX_GUEST_PEERS`: each may ask for sync and hears what is sent to it and broadcast, its
-/// gossiped transactions go nowhere, it is not counted among the table's peers, and once
-/// its key enters the table its guest link is closed and it comes back as a table peer.
 /// Accepts connections for `net` on a new listener and serves each it admits; returns the
 /// listener's address and each handshake's verdict (the peer index, or why it was refused).
 async fn serve_verdicts(
@@ -404,6 +400,10 @@ async fn one_address_prefix_holds_at_most_its_share_of_the_guest_slots() {
     drop(links);
 }
 
+/// Strangers (keys outside the table) that dial in take guest slots, at most
+/// `MAX_GUEST_PEERS`: each may ask for sync and hears what is sent to it and broadcast, its
+/// gossiped transactions go nowhere, it is not counted among the table's peers, and once
+/// its key enters the table its guest link is closed and it comes back as a table peer.
 #[tokio::test]
 async fn strangers_are_bounded_guests_until_their_key_is_registered() {
     let (server_key, client_key) = (SecretKey::from_seed([1; 32]), SecretKey::from_seed([2; 32]));

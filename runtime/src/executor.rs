@@ -21,6 +21,7 @@ use keel_types::{
 use std::sync::Arc;
 
 mod plugins;
+pub use plugins::PluginCheck;
 
 /// A runtime-made state change: its logs, or the typed refusal the sender is charged for.
 type NativeChange<'a> =

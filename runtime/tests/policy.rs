@@ -13,6 +13,7 @@
 use crate::common::{abi, addr, key, Chain, CHAIN_ID};
 use crate::differential::{self, Contract, Impl, SUPPLY};
 use keel_exec_evm::NoBlockHashes;
+use keel_runtime::executor::PluginCheck;
 use keel_state::StateViewExt;
 use keel_types::policy::{
     policy_changed_topic, AccountPolicy, PolicyDenial, PolicyRule, PolicyScope, PolicySpend,
@@ -1069,7 +1070,7 @@ fn the_plugin_gas_is_the_chains_parameter() {
 
 /// Admission's plugin check (`Runtime::plugin_denial`): the verdict execution reaches,
 /// from the plugins alone, and only within the caller's gas budget: a transaction whose
-/// plugins could use more than is left is not judged (its block judges it), and what they
+/// plugins could use more than is left is not run (admission refuses it), and what they
 /// used is taken from the budget.
 #[test]
 fn admission_judges_by_the_plugins_alone_within_a_gas_budget() {
@@ -1090,27 +1091,32 @@ fn admission_judges_by_the_plugins_alone_within_a_gas_budget() {
     // Listed: allowed, and the plugin's gas is taken from the budget.
     let allowed = chain.tx(&agent, 300_000, transfer(router, 1));
     let mut budget = 10 * full;
-    assert_eq!(judge(&chain, &allowed, &mut budget), None);
+    assert_eq!(judge(&chain, &allowed, &mut budget), PluginCheck::Passed);
     let used = 10 * full - budget;
     assert!(used > 0 && used <= full, "{used}");
     // Not listed: denied, as its block would deny it (at the same nonce: nothing ran).
     chain.resync_nonce(&agent);
     let denied = chain.tx(&agent, 300_000, transfer(Address([8; 20]), 1));
-    let verdict = judge(&chain, &denied, &mut budget).expect("denied");
+    let PluginCheck::Denied(verdict) = judge(&chain, &denied, &mut budget) else {
+        panic!("not denied");
+    };
     assert_eq!(denial(&simulated(&chain, &denied)), Some(&verdict));
     assert_eq!(verdict.rule, PolicyRule::PluginDenied);
-    // A budget below what the plugin may use: not judged, and nothing spent.
+    // A budget below what the plugin may use: not run, and nothing spent.
     let mut short = full - 1;
-    assert_eq!(judge(&chain, &denied, &mut short), None);
+    assert_eq!(judge(&chain, &denied, &mut short), PluginCheck::OverBudget);
     assert_eq!(short, full - 1);
     // A gas limit past any transaction's is judged within the largest one's room, not more.
     let huge = chain.tx(&agent, u64::MAX, transfer(Address([8; 20]), 1));
     let mut budget = full;
-    assert!(judge(&chain, &huge, &mut budget).is_some());
+    assert!(matches!(
+        judge(&chain, &huge, &mut budget),
+        PluginCheck::Denied(_)
+    ));
     // A sender without a policy, while no address declares rules: nothing runs.
     let plain = chain.tx(&boss, 21_000, transfer(router, 1));
     let mut none = 0;
-    assert_eq!(judge(&chain, &plain, &mut none), None);
+    assert_eq!(judge(&chain, &plain, &mut none), PluginCheck::Passed);
 }
 
 /// A WASM contract sees whether a session key signed the transaction, and which one (the

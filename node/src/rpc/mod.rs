@@ -155,6 +155,7 @@ fn admit_error(e: &AdmitError) -> ErrorObjectOwned {
         AdmitError::State(_) => (NODE_ERROR, "state"),
         AdmitError::PolicyDenied(_) => (TX_REJECTED, "policy_denied"),
         AdmitError::ReplacementBySessionKey => (TX_REJECTED, "replacement_by_session_key"),
+        AdmitError::PluginBudget => (TX_REJECTED, "plugin_budget"),
     };
     metrics::counter!(m::MEMPOOL_REJECTED, "reason" => reason).increment(1);
     let mut data = json!({ "reason": reason });

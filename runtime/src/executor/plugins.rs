@@ -23,6 +23,18 @@ fn verdict(plugin: Address, code: Option<U256>) -> Option<PolicyDenial> {
     })
 }
 
+/// What admission's plugin check ([`Runtime::plugin_denial`]) found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginCheck {
+    /// No plugin denies it: every plugin allowed it, none applies, or it cannot be judged
+    /// here (admission's own checks say why).
+    Passed,
+    /// A plugin denies it, as its block would.
+    Denied(PolicyDenial),
+    /// Its plugins could use more gas than the caller's budget has left: not run.
+    OverBudget,
+}
+
 impl Runtime {
     /// What `tx`'s policy plugins say about it at `state`, the state the next block (`block`)
     /// builds on: admission (RPC and gossip) asks, so a sender hears a plugin's denial
@@ -37,8 +49,8 @@ impl Runtime {
     /// this does not count the sender's queued transactions ahead of it.
     ///
     /// `budget_gas` bounds the plugin gas a caller spends over many transactions (a gossip
-    /// batch): a transaction whose plugins could use more than is left is not judged (`None`:
-    /// its block judges it, and charges it), and what its plugins used is taken from it.
+    /// batch): a transaction whose plugins could use more than is left is not run
+    /// ([`PluginCheck::OverBudget`]), and what its plugins used is taken from it.
     pub fn plugin_denial(
         &self,
         state: &dyn StateView,
@@ -46,14 +58,14 @@ impl Runtime {
         block: &BlockContext,
         tx: &SignedTransaction,
         budget_gas: &mut u64,
-    ) -> Result<Option<PolicyDenial>, RuntimeError> {
+    ) -> Result<PluginCheck, RuntimeError> {
         let t = &tx.tx;
         let session = matches!(t.sender, keel_types::Sender::Session { .. });
         let record = self
             .policies
             .read_keeping(state, &t.sender_address(), false)?;
         if !session && record.is_none() && !crate::jurisdiction::any_rules(state)? {
-            return Ok(None);
+            return Ok(PluginCheck::Passed);
         }
         let at = crate::policy::At {
             height: block.height,
@@ -62,14 +74,14 @@ impl Runtime {
         let decision = match crate::policy::evaluate_with(state, record, t, at, Default::default())
         {
             Ok(decision) => decision,
-            Err(keel_state::StateError::Expired { .. }) => return Ok(None),
+            Err(keel_state::StateError::Expired { .. }) => return Ok(PluginCheck::Passed),
             Err(e) => return Err(e.into()),
         };
         if decision.plugins.is_empty() || decision.denial.is_some() {
-            return Ok(None);
+            return Ok(PluginCheck::Passed);
         }
         let Ok(intrinsic) = crate::precheck::check_intrinsic_gas(t, self.config.chain_id) else {
-            return Ok(None);
+            return Ok(PluginCheck::Passed);
         };
         // The most these plugins may use, as execution caps them (the room left by a gas
         // limit past the largest a transaction may have is no more than that largest).
@@ -78,14 +90,14 @@ impl Runtime {
             .saturating_mul(self.config.plugin_gas)
             .min(room);
         if most > *budget_gas {
-            return Ok(None);
+            return Ok(PluginCheck::OverBudget);
         }
         // Run speculatively, as `simulate` is: what the plugins compile is not kept.
         let (denial, used) =
             self.as_speculative()
                 .admission_plugins(state, hashes, block, t, (&decision, room))?;
         *budget_gas -= used.min(most);
-        Ok(denial)
+        Ok(denial.map_or(PluginCheck::Passed, PluginCheck::Denied))
     }
 
     /// [`Self::plugin_denial`]'s run of `decision`'s plugins within `room`: the denial, and

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::common::{contract, deploy, keel};
+use keel_node::admission::MAX_GOSSIP_PLUGIN_GAS;
 use serde_json::{json, Value};
 
 /// A transfer of 1 unit from `key`'s account to `to` at `nonce`, with room for the plugin.
@@ -93,17 +94,33 @@ fn a_transaction_a_plugin_denies_is_refused_from_gossip_as_from_rpc() {
     assert_eq!(receipt(&cluster, 0, &allowed)["status"], "success");
     // ...and the denied one, relayed next, never reaches a block: every honest node asked
     // the plugin before admitting it (without that, the next honest proposer includes it
-    // and the agent pays for the plugin's denial).
+    // and the agent pays for the plugin's denial). It comes last in its message, after
+    // enough other denied transfers to spend the batch's plugin gas (found by review: past
+    // the budget, transactions were taken unjudged).
+    let burners = (MAX_GOSSIP_PLUGIN_GAS / 20_000) + 20;
+    let mut batch: Vec<SignedTransaction> = (0..burners)
+        .map(|i| {
+            transfer(
+                &cluster,
+                &agent_key,
+                &format!("0x{:040x}", 0xb000 + i),
+                nonce + 1,
+            )
+        })
+        .collect();
     let denied = transfer(&cluster, &agent_key, DENIED, nonce + 1);
+    batch.push(denied.clone());
     harness
         .net
-        .broadcast(&NetMessage::Transactions(vec![denied.clone()]));
+        .broadcast(&NetMessage::Transactions(batch.clone()));
     honest_nodes_unharmed(&cluster, &BTreeMap::new());
     for i in HONEST {
-        assert!(
-            receipt(&cluster, i, &denied).is_null(),
-            "node {i} included it"
-        );
+        for tx in &batch {
+            assert!(
+                receipt(&cluster, i, tx).is_null(),
+                "node {i} included {tx:?}"
+            );
+        }
     }
     let after = cluster
         .call(
