@@ -124,6 +124,41 @@ fn the_veto_is_asked_only_about_what_the_pool_would_take() {
     );
 }
 
+/// A precheck's refusal stands: the pool admits under a second hold of its lock, on the
+/// view it reads then, and a block committed in between must not let in a transaction the
+/// veto was never asked about (found by review).
+#[test]
+fn a_precheck_refusal_stands_when_the_state_changes_before_admission() {
+    let (alice, poor) = (key(1), key(2));
+    let unfunded = Chain::new(&[&alice]);
+    let funded = Chain::new(&[&alice, &poor]);
+    let pool = std::sync::Mutex::new(pool(100));
+    let calls = std::cell::Cell::new(0);
+    let latest = || {
+        calls.set(calls.get() + 1);
+        match calls.get() {
+            1 => unfunded.store.latest_view(),
+            _ => funded.store.latest_view(),
+        }
+    };
+    let mut asked = 0;
+    let (results, _) = keel_node::mempool::admit_latest_vetted(
+        &pool,
+        latest,
+        vec![transfer(&poor, 0, 1, 1)],
+        |_| {
+            asked += 1;
+            None
+        },
+    );
+    assert_eq!(calls.get(), 2, "one view per hold of the lock");
+    assert_eq!(asked, 0);
+    assert!(
+        matches!(results[0], Err(AdmitError::InsufficientBalance { .. })),
+        "{results:?}"
+    );
+}
+
 #[test]
 fn admission_errors_are_typed() {
     let (alice, poor) = (key(1), key(2));

@@ -84,9 +84,11 @@ pub(crate) struct Guests {
 }
 
 impl Guests {
-    /// The index for `key`, connecting from address prefix `prefix`: the slot it holds
-    /// already (a reconnection, which then replaces its older link), else a free one if its
-    /// prefix holds fewer than [`MAX_GUESTS_PER_PREFIX`]; `None` otherwise. The slot waits
+    /// The index for `key`, connecting from address prefix `prefix`, if that prefix's other
+    /// slots number fewer than [`MAX_GUESTS_PER_PREFIX`]: the slot it holds already (a
+    /// reconnection, which then replaces its older link), else a free one; `None` otherwise.
+    /// A key reconnecting into a full prefix is refused like a new one; its old slot stays
+    /// until its old link ends. The slot waits
     /// for its new connection: the older one's end no longer frees it.
     pub(crate) fn admit(&mut self, key: PublicKey, prefix: IpAddr) -> Option<u16> {
         let held = self

@@ -1030,7 +1030,11 @@ fn a_released_controllers_session_keys_die_with_its_control() {
 /// The plugin gas is the genesis' `plugin_gas` (the runtime's `plugin_gas`): a check that
 /// needs more fails.
 /// `boss` deploys the allow-list plugin listing `listed`, and `agent` attaches it to itself.
-fn allowlisted_agent(chain: &mut Chain, (agent, boss): (&SecretKey, &SecretKey), listed: Address) {
+fn allowlisted_agent(
+    chain: &mut Chain,
+    (agent, boss): (&SecretKey, &SecretKey),
+    listed: Address,
+) -> Address {
     let allowlist = chain.deploy(
         boss,
         Env::Wasm,
@@ -1050,6 +1054,7 @@ fn allowlisted_agent(chain: &mut Chain, (agent, boss): (&SecretKey, &SecretKey),
         },
     );
     assert_eq!(run_change(chain, agent, attach).status, TxStatus::Success);
+    allowlist
 }
 
 #[test]
@@ -1077,7 +1082,7 @@ fn admission_judges_by_the_plugins_alone_within_a_gas_budget() {
     let (agent, boss) = (key(1), key(2));
     let mut chain = Chain::new(&[&agent, &boss]);
     let router = Address([0x77; 20]);
-    allowlisted_agent(&mut chain, (&agent, &boss), router);
+    let allowlist = allowlisted_agent(&mut chain, (&agent, &boss), router);
     let judge = |chain: &Chain, tx: &SignedTransaction, budget: &mut u64| {
         let block = chain.make_block(vec![tx.clone()]);
         let context = chain.runtime.context(&block.header);
@@ -1092,8 +1097,8 @@ fn admission_judges_by_the_plugins_alone_within_a_gas_budget() {
     let allowed = chain.tx(&agent, 300_000, transfer(router, 1));
     let mut budget = 10 * full;
     assert_eq!(judge(&chain, &allowed, &mut budget), PluginCheck::Passed);
-    let used = 10 * full - budget;
-    assert!(used > 0 && used <= full, "{used}");
+    // The most it may use is charged (a module's load is not metered), not what it used.
+    assert_eq!(10 * full - budget, full);
     // Not listed: denied, as its block would deny it (at the same nonce: nothing ran).
     chain.resync_nonce(&agent);
     let denied = chain.tx(&agent, 300_000, transfer(Address([8; 20]), 1));
@@ -1117,6 +1122,27 @@ fn admission_judges_by_the_plugins_alone_within_a_gas_budget() {
     let plain = chain.tx(&boss, 21_000, transfer(router, 1));
     let mut none = 0;
     assert_eq!(judge(&chain, &plain, &mut none), PluginCheck::Passed);
+    // The sender's own rules deny it: `Denied`, so admission's refusal stands, and no plugin
+    // runs for it (found by review: `Passed` let a later pool check on a new epoch's view
+    // take it unjudged).
+    let frozen = set_policy(
+        addr(&agent),
+        AccountPolicy {
+            plugins: vec![allowlist],
+            frozen: true,
+            ..AccountPolicy::default()
+        },
+    );
+    chain.resync_nonce(&agent);
+    let changed = run_change(&mut chain, &agent, frozen);
+    assert_eq!(changed.status, TxStatus::Success, "{changed:?}");
+    chain.resync_nonce(&agent);
+    let listed = chain.tx(&agent, 300_000, transfer(router, 1));
+    let mut budget = full;
+    let PluginCheck::Denied(d) = judge(&chain, &listed, &mut budget) else {
+        panic!("a frozen account's transfer passed");
+    };
+    assert_eq!((d.rule, budget), (PolicyRule::Frozen, full));
 }
 
 /// A WASM contract sees whether a session key signed the transaction, and which one (the

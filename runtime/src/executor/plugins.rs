@@ -41,16 +41,17 @@ impl Runtime {
     /// before its transaction waits for a block, and a proposer does not fill blocks with
     /// transactions that will only be charged for their plugins. Each plugin runs as
     /// execution runs it: read-only, within `plugin_gas` and what the gas limit leaves after
-    /// the intrinsic gas, in the same order. `None` if every plugin allows it, or none
+    /// the intrinsic gas, in the same order. `Passed` if every plugin allows it, or none
     /// applies: the sender has no policy and no session key and no address declares
-    /// jurisdiction rules (two cached reads, for almost every transaction), or its rules
-    /// refuse it already, or it cannot be judged yet (an expired entry, too little gas),
-    /// which admission's own checks say. The block decides: state can change before it, and
-    /// this does not count the sender's queued transactions ahead of it.
+    /// jurisdiction rules (two cached reads, for almost every transaction), or it cannot be
+    /// judged yet (an expired entry, too little gas), which admission's own checks say. A
+    /// denial by the sender's (or the target's) rules is `Denied` too. The block decides:
+    /// state can change before it, and this does not count the sender's queued
+    /// transactions ahead of it.
     ///
     /// `budget_gas` bounds the plugin gas a caller spends over many transactions (a gossip
     /// batch): a transaction whose plugins could use more than is left is not run
-    /// ([`PluginCheck::OverBudget`]), and what its plugins used is taken from it.
+    /// ([`PluginCheck::OverBudget`]), and the most its plugins may use is taken from it.
     pub fn plugin_denial(
         &self,
         state: &dyn StateView,
@@ -77,7 +78,13 @@ impl Runtime {
             Err(keel_state::StateError::Expired { .. }) => return Ok(PluginCheck::Passed),
             Err(e) => return Err(e.into()),
         };
-        if decision.plugins.is_empty() || decision.denial.is_some() {
+        // The sender's own rules deny it: said here, so admission's refusal stands even if
+        // its pool check, a moment later, sees a new epoch's budgets (found by review: the
+        // plugins then never ran).
+        if let Some(denial) = &decision.denial {
+            return Ok(PluginCheck::Denied(denial.clone()));
+        }
+        if decision.plugins.is_empty() {
             return Ok(PluginCheck::Passed);
         }
         let Ok(intrinsic) = crate::precheck::check_intrinsic_gas(t, self.config.chain_id) else {
@@ -92,16 +99,18 @@ impl Runtime {
         if most > *budget_gas {
             return Ok(PluginCheck::OverBudget);
         }
-        // Run speculatively, as `simulate` is: what the plugins compile is not kept.
-        let (denial, used) =
+        // The budget is charged the most they may use, not what they used: a module's load
+        // or compile is not metered in gas, so a cheap check would otherwise buy many runs
+        // (found by review). Run speculatively, as `simulate` is: what they compile is not
+        // kept.
+        *budget_gas -= most;
+        let denial =
             self.as_speculative()
                 .admission_plugins(state, hashes, block, t, (&decision, room))?;
-        *budget_gas -= used.min(most);
         Ok(denial.map_or(PluginCheck::Passed, PluginCheck::Denied))
     }
 
-    /// [`Self::plugin_denial`]'s run of `decision`'s plugins within `room`: the denial, and
-    /// the gas they used.
+    /// [`Self::plugin_denial`]'s run of `decision`'s plugins within `room`: the denial.
     fn admission_plugins(
         &self,
         state: &dyn StateView,
@@ -109,7 +118,7 @@ impl Runtime {
         block: &BlockContext,
         t: &keel_types::Transaction,
         (decision, room): (&crate::policy::Decision, u64),
-    ) -> Result<(Option<PolicyDenial>, u64), RuntimeError> {
+    ) -> Result<Option<PolicyDenial>, RuntimeError> {
         let mut overlay = self.overlay(state, block.epoch);
         let block = &self.paying_context(&mut overlay, block)?;
         let mut reserved = 0u64;
@@ -119,10 +128,10 @@ impl Runtime {
                 self.run_plugin(&mut overlay, hashes, block, t, (*plugin, decision, cap))?;
             reserved += gas.min(cap);
             if let Some(denial) = verdict(*plugin, code) {
-                return Ok((Some(denial), reserved));
+                return Ok(Some(denial));
             }
         }
-        Ok((None, reserved))
+        Ok(None)
     }
 
     /// A transaction whose policies attach plugins. The plugins run only once the sender

@@ -97,6 +97,8 @@ fn a_transaction_a_plugin_denies_is_refused_from_gossip_as_from_rpc() {
     // and the agent pays for the plugin's denial). It comes last in its message, after
     // enough other denied transfers to spend the batch's plugin gas (found by review: past
     // the budget, transactions were taken unjudged).
+    // Each check is charged the most its plugin may use (`plugin_gas`), so this is several
+    // times the batch's share.
     let burners = (MAX_GOSSIP_PLUGIN_GAS / 20_000) + 20;
     let mut batch: Vec<SignedTransaction> = (0..burners)
         .map(|i| {
