@@ -942,8 +942,8 @@ where
 }
 
 /// [`admit_latest`], with `veto` asked about each transaction whose signature verified and
-/// that passes the pool's cheap checks ([`Mempool::precheck`], under a short hold of the
-/// lock), with the lock released: what it refuses (`Some(error)`) is refused with that
+/// that passes every pool check before the sender's policy ([`Mempool::precheck`], under a
+/// short hold of the lock; `insert` runs it again under the second), with the lock released: what it refuses (`Some(error)`) is refused with that
 /// error. The node's veto runs policy plugins, which execute contracts: too slow to run
 /// under the lock the driver's block selection waits on, and never to be run for a
 /// transaction the pool refuses anyway (an unfunded sender, a used nonce, one already held:
