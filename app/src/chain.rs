@@ -116,6 +116,14 @@ impl StateView for ChainView<'_> {
         self.base.entry(key)
     }
 
+    /// The store's answer unless an unfinalized ancestor wrote `key`.
+    fn get_stamped(&self, key: &StateKey) -> Result<keel_state::Stamped, StateError> {
+        if self.diffs.iter().any(|diff| diff.contains_key(key)) {
+            return self.get(key).map(keel_state::Stamped::Value);
+        }
+        self.base.get_stamped(key)
+    }
+
     /// The store's candidates (the tip's touch index) less those the unfinalized ancestors
     /// touched, expired or deleted. Ancestors write at their own, recent epoch, so they never
     /// add a candidate; asking the store for as many extra as they wrote keeps the first
@@ -625,6 +633,60 @@ mod tests {
             header: block.header.clone(),
             transactions: vec![tx(99, 8)],
         }
+    }
+
+    /// A value an unfinalized ancestor wrote is read from its diff, never named by the
+    /// store's stamp of the value below it (a policy cache would serve the old record).
+    #[test]
+    fn an_ancestors_write_is_read_not_stamped() {
+        let (_dir, chain) = chain();
+        let (a, b) = (
+            StateKey::Policy(Address([1; 20])),
+            StateKey::Policy(Address([2; 20])),
+        );
+        let stored: StateDiff = [
+            (a.clone(), Some(keel_state::encode_live(0, &[1]))),
+            (b.clone(), Some(keel_state::encode_live(0, &[2]))),
+        ]
+        .into_iter()
+        .collect();
+        let archive = keel_state::ArchiveBatch::default();
+        let request = |diff| CommitRequest {
+            height: 1,
+            diff,
+            block: None,
+            receipts: &[],
+            archive: &archive,
+        };
+        chain.store.commit(request(&stored)).expect("commit");
+        let base = || chain.store.view(1).expect("view");
+        // The first read takes the values into the store's cache; then they are stamped.
+        for key in [&a, &b] {
+            assert!(matches!(
+                base().get_stamped(key),
+                Ok(keel_state::Stamped::Value(Some(_)))
+            ));
+            assert!(matches!(
+                base().get_stamped(key),
+                Ok(keel_state::Stamped::Stamp(_))
+            ));
+        }
+        let ancestor: StateDiff = [(a.clone(), Some(keel_state::encode_live(0, &[3])))]
+            .into_iter()
+            .collect();
+        let view = ChainView {
+            base: base(),
+            diffs: vec![&ancestor],
+        };
+        assert_eq!(
+            view.get_stamped(&a).expect("read"),
+            keel_state::Stamped::Value(Some(vec![3]))
+        );
+        assert_eq!(
+            view.get_stamped(&b).expect("read"),
+            base().get_stamped(&b).expect("read"),
+            "a key no ancestor wrote is the store's"
+        );
     }
 
     #[test]

@@ -59,24 +59,49 @@ static NO_BLOCK_HASHES: NoBlockHashes = NoBlockHashes;
 /// transaction's run loaded. revm's `AccountInfo` has no place for them, so `KeelDb::basic`
 /// keeps each here and `apply_evm_state` writes it back with the record: a payment to an
 /// account under a policy must never reset what it used (its budget would start over).
-/// Only accounts under a policy have one, so it is usually empty; it holds at most one entry
-/// per account the run loaded, which its gas bounds.
+/// Only accounts under a policy have one, so it is usually empty or holds the sender alone;
+/// it holds at most one entry per account the run loaded, which its gas bounds.
 #[derive(Debug, Default)]
-pub struct KeptSpends(Mutex<BTreeMap<Address, PolicySpend>>);
+pub struct KeptSpends(Mutex<Kept>);
+
+/// A run keeps the spendings of the first [`FEW_KEPT_SPENDS`] accounts in a short list (a
+/// policed sender's transfer keeps one: a B-tree's first insert allocated a node of about
+/// 1 KiB per transaction, a profile's hot spot), any more in a map, so that a run loading
+/// thousands of policed accounts never searches a long list.
+#[derive(Debug, Default)]
+struct Kept {
+    few: Vec<(Address, PolicySpend)>,
+    many: BTreeMap<Address, PolicySpend>,
+}
+
+/// See [`Kept`].
+const FEW_KEPT_SPENDS: usize = 8;
 
 impl KeptSpends {
     fn keep(&self, address: Address, spend: PolicySpend) {
         // The view does not change during a run, so a second load reads the same record.
-        self.lock().entry(address).or_insert(spend);
+        let mut kept = self.lock();
+        if kept.few.iter().any(|(a, _)| *a == address) {
+            return;
+        }
+        if kept.few.len() < FEW_KEPT_SPENDS {
+            kept.few.push((address, spend));
+        } else {
+            kept.many.entry(address).or_insert(spend);
+        }
     }
 
     /// The spending `address`'s record had when the run loaded it.
     pub fn of(&self, address: &Address) -> Option<PolicySpend> {
-        self.lock().get(address).copied()
+        let kept = self.lock();
+        match kept.few.iter().find(|(a, _)| a == address) {
+            Some((_, spend)) => Some(*spend),
+            None => kept.many.get(address).copied(),
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Address, PolicySpend>> {
-        // The map is only inserted into and read; a poisoned lock still holds whole entries.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
+        // The lists are only added to and read; a poisoned lock still holds whole entries.
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -219,5 +244,37 @@ impl Database for KeelDb<'_> {
             .block_hash(number)
             .map(|h| B256::from(h.0))
             .unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_types::U256;
+
+    /// Past the short list the map takes over; either way the first load's spending is the
+    /// one kept, and an account never loaded has none.
+    #[test]
+    fn kept_spends_keep_each_accounts_first_load() {
+        let kept = KeptSpends::default();
+        let spend = |i: u64| PolicySpend {
+            epoch: i,
+            value: U256::from(i),
+            fees: U256::ZERO,
+            txs: i,
+        };
+        let address = |i: u64| {
+            let mut a = [0u8; 20];
+            a[..8].copy_from_slice(&i.to_be_bytes());
+            Address(a)
+        };
+        for i in 0..3 * FEW_KEPT_SPENDS as u64 {
+            kept.keep(address(i), spend(i));
+            kept.keep(address(i), spend(i + 100));
+        }
+        for i in 0..3 * FEW_KEPT_SPENDS as u64 {
+            assert_eq!(kept.of(&address(i)), Some(spend(i)), "account {i}");
+        }
+        assert_eq!(kept.of(&address(1_000)), None);
     }
 }

@@ -573,7 +573,7 @@ impl Runtime {
         let decision = match crate::policy::evaluate_cached(
             &*overlay,
             (&self.policies, !self.speculative),
-            t,
+            (t, sender),
             (at, sender_record.as_ref()),
             Default::default(),
         ) {
@@ -631,7 +631,7 @@ impl Runtime {
                 _ => U256::ZERO,
             };
             let fee = U256::from(receipt.gas_used) * U256::from(t.gas_price);
-            crate::policy::record_outcome(overlay, t, &decision, (value, fee))?;
+            crate::policy::record_outcome(overlay, (t, sender), &decision, (value, fee))?;
             overlay.discard_journal();
         }
         Ok(receipt)

@@ -139,25 +139,27 @@ pub fn evaluate(
     at: At,
     queued: Queued,
 ) -> Result<Decision, StateError> {
-    let record = read_record(view, &t.sender_address())?.map(Arc::new);
-    decide(view, record, t, at, queued, false, None)
+    let sender = t.sender_address();
+    let record = read_record(view, &sender)?.map(Arc::new);
+    decide(view, record, (t, sender), at, queued, false, None)
 }
 
 /// [`evaluate`] with the sender's policy record decoded through `cache` (execution: the
 /// same decision, without decoding an unchanged record again); `keep`: remember what it
 /// decodes (not for speculative runs; [`PolicyCache::read_keeping`]). `sender` is the
 /// sender's account record as `view` holds it, which execution has read already (its
-/// spending is the account's).
+/// spending is the account's), and `address` its address (`t.sender_address()`, which
+/// hashes a key: computed once per transaction).
 pub fn evaluate_cached(
     view: &dyn StateView,
     (cache, keep): (&PolicyCache, bool),
-    t: &Transaction,
+    (t, address): (&Transaction, Address),
     (at, sender): (At, Option<&AccountRecord>),
     queued: Queued,
 ) -> Result<Decision, StateError> {
-    let record = cache.read_keeping(view, &t.sender_address(), keep)?;
+    let record = cache.read_keeping(view, &address, keep)?;
     let stored = Some(sender.and_then(|r| r.policy_spend));
-    decide(view, record, t, at, queued, false, stored)
+    decide(view, record, (t, address), at, queued, false, stored)
 }
 
 /// [`evaluate`] given the sender's policy record as `view` holds it (`None`: it has none),
@@ -170,7 +172,15 @@ pub fn evaluate_with(
     at: At,
     queued: Queued,
 ) -> Result<Decision, StateError> {
-    decide(view, record, t, at, queued, false, None)
+    decide(
+        view,
+        record,
+        (t, t.sender_address()),
+        at,
+        queued,
+        false,
+        None,
+    )
 }
 
 /// [`evaluate`] with the decision trail filled in: every rule checked, in order (what
@@ -182,22 +192,23 @@ pub fn explain(
     at: At,
     queued: Queued,
 ) -> Result<Decision, StateError> {
-    let record = read_record(view, &t.sender_address())?.map(Arc::new);
-    decide(view, record, t, at, queued, true, None)
+    let sender = t.sender_address();
+    let record = read_record(view, &sender)?.map(Arc::new);
+    decide(view, record, (t, sender), at, queued, true, None)
 }
 
 /// The decision, with `record` the sender's policy record in `view`, and `stored` the
-/// spending its account record holds if the caller read it already (`None`: read here).
+/// spending its account record holds if the caller read it already (`None`: read here);
+/// `sender` is `t.sender_address()`.
 fn decide(
     view: &dyn StateView,
     record: Option<Arc<PolicyRecord>>,
-    t: &Transaction,
+    (t, sender): (&Transaction, Address),
     at: At,
     queued: Queued,
     explain: bool,
     stored: Option<Option<PolicySpend>>,
 ) -> Result<Decision, StateError> {
-    let sender = t.sender_address();
     let mut checks = Checks {
         explain,
         trail: Vec::new(),
@@ -483,10 +494,11 @@ fn rules(
 
 /// Counts a charged transaction against the budgets `decision` checked it with: `value` it
 /// sent (zero unless it succeeded) and `fee` it paid — the account's (unless the transaction
-/// deleted the account's own policy) and the session key's.
+/// deleted the account's own policy) and the session key's. `sender` is
+/// `t.sender_address()`.
 pub fn record_outcome(
     overlay: &mut Overlay<&dyn StateView>,
-    t: &Transaction,
+    (t, sender): (&Transaction, Address),
     decision: &Decision,
     (value, fee): (U256, U256),
 ) -> Result<(), StateError> {
@@ -496,16 +508,16 @@ pub fn record_outcome(
         fees: spend.fees.saturating_add(fee),
         txs: spend.txs.saturating_add(1),
     };
-    let sender = t.sender_address();
     let still = t.body.as_policy_change().is_none() || read_record(&*overlay, &sender)?.is_some();
     if decision.record.is_some() && still {
         // The transaction wrote the sender's record already (its nonce), so this amends
         // one of its own writes, in place: no entry more.
         let spend = Some(add(decision.spend));
-        let amend = |raw: &[u8]| {
+        let amend = |raw: &[u8], out: &mut Vec<u8>| {
             let mut account = AccountRecord::decode(raw).map_err(StateError::decode("account"))?;
             account.policy_spend = spend;
-            Ok(account.encode())
+            account.encode_into(out);
+            Ok(())
         };
         if !overlay.rewrite_written(&StateKey::Account(sender), amend)? {
             let mut account = overlay.account(&sender)?.unwrap_or_default();

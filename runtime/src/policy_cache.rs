@@ -1,13 +1,14 @@
 //! Decoded policy records, kept between transactions so that an always-busy agent's policy is
 //! decoded once, not once per transaction (issue 20's "the check must be nearly free").
 //!
-//! The cache never decides anything: the stored bytes are read from the state on every use,
-//! as before, and a cached record is used only when they are the same bytes it was decoded
-//! from. So a policy changed by a block, a reorganized parent or another view is simply a
-//! miss, and what a check sees is always `PolicyRecord::decode_stored` of what the state
-//! holds. Time only, like the EVM code cache.
+//! The cache never decides anything: a cached record is used only when the view holds the
+//! same bytes it was decoded from, either because the view names them with the stamp they
+//! were read under (`StateView::stamp`: the store's cache of the latest height, without
+//! reading them) or because the bytes read are equal. So a policy changed by a block, a
+//! reorganized parent or another view is simply a miss, and what a check sees is always
+//! `PolicyRecord::decode_stored` of what the state holds. Time only, like the EVM code cache.
 
-use keel_state::{StateError, StateView};
+use keel_state::{Stamped, StateError, StateView, ValueStamp};
 use keel_types::policy::PolicyRecord;
 use keel_types::{Address, StateKey};
 use std::sync::{Arc, Mutex};
@@ -17,8 +18,9 @@ use std::sync::{Arc, Mutex};
 /// keep one each); when full it starts over (a miss costs a decode).
 pub const MAX_CACHED_POLICIES: usize = 4_096;
 
-/// An account's stored record bytes and what they decode to.
-type Cached = (Vec<u8>, Arc<PolicyRecord>);
+/// An account's stored record bytes, what they decode to, and the stamp a view named them
+/// with when they were read (if it did).
+type Cached = (Vec<u8>, Arc<PolicyRecord>, Option<ValueStamp>);
 
 /// Looked up, inserted into and cleared, never iterated, so its order reaches nothing (a
 /// B-tree's key comparisons were a quarter of a policed transfer's cache lookup). Seeded per
@@ -53,10 +55,26 @@ impl PolicyCache {
         account: &Address,
         keep: bool,
     ) -> Result<Option<Arc<PolicyRecord>>, StateError> {
-        let Some(raw) = view.get(&StateKey::Policy(*account))? else {
-            return Ok(None);
+        let key = StateKey::Policy(*account);
+        let (raw, stamp) = match view.get_stamped(&key)? {
+            Stamped::Value(None) => return Ok(None),
+            Stamped::Value(Some(raw)) => (raw, None),
+            Stamped::Stamp(stamp) => {
+                if let Some((_, record, Some(cached))) = self.lock().get(account) {
+                    if *cached == stamp {
+                        return Ok(Some(Arc::clone(record)));
+                    }
+                }
+                // The stamp was taken first, so the bytes read now are the stamped ones.
+                let Some(raw) = view.get(&key)? else {
+                    return Err(StateError::Corrupt(
+                        "a stamped value reads as absent".into(),
+                    ));
+                };
+                (raw, Some(stamp))
+            }
         };
-        if let Some(hit) = self.lookup(account, &raw) {
+        if let Some(hit) = self.lookup(account, &raw, stamp.filter(|_| keep)) {
             return Ok(Some(hit));
         }
         let record =
@@ -68,14 +86,27 @@ impl PolicyCache {
         if records.len() >= MAX_CACHED_POLICIES && !records.contains_key(account) {
             records.clear();
         }
-        records.insert(*account, (raw, Arc::clone(&record)));
+        records.insert(*account, (raw, Arc::clone(&record), stamp));
         Ok(Some(record))
     }
 
-    fn lookup(&self, account: &Address, raw: &[u8]) -> Option<Arc<PolicyRecord>> {
-        let records = self.lock();
-        let (bytes, record) = records.get(account)?;
-        (bytes.as_slice() == raw).then(|| Arc::clone(record))
+    /// The cached record if it was decoded from `raw`; `restamp` (the stamp `raw` was read
+    /// under) is remembered with it, so the next read under that stamp skips the bytes.
+    fn lookup(
+        &self,
+        account: &Address,
+        raw: &[u8],
+        restamp: Option<ValueStamp>,
+    ) -> Option<Arc<PolicyRecord>> {
+        let mut records = self.lock();
+        let (bytes, record, stamp) = records.get_mut(account)?;
+        if bytes.as_slice() != raw {
+            return None;
+        }
+        if restamp.is_some() {
+            *stamp = restamp;
+        }
+        Some(Arc::clone(record))
     }
 
     /// Records held (for tests and metrics).
@@ -175,6 +206,93 @@ mod tests {
             .expect("set");
         assert!(cache.read(&state, &b).is_err());
         assert!(cache.read(&state, &b).is_err());
+    }
+
+    /// A base that stamps its values (as the store's latest-entry cache does) and counts the
+    /// reads of their bytes.
+    #[derive(Default)]
+    struct StampingBase {
+        values: std::collections::BTreeMap<StateKey, (Vec<u8>, ValueStamp)>,
+        byte_reads: std::cell::Cell<usize>,
+    }
+
+    impl StampingBase {
+        fn put(&mut self, key: StateKey, value: Vec<u8>) {
+            self.values.insert(key, (value, ValueStamp::fresh()));
+        }
+    }
+
+    impl StateView for StampingBase {
+        fn entry(&self, key: &StateKey) -> Result<Option<keel_state::Entry>, StateError> {
+            self.byte_reads.set(self.byte_reads.get() + 1);
+            Ok(self
+                .values
+                .get(key)
+                .map(|(value, _)| keel_state::Entry::Live {
+                    touched_epoch: 0,
+                    value: value.clone(),
+                }))
+        }
+        fn get_stamped(&self, key: &StateKey) -> Result<Stamped, StateError> {
+            Ok(match self.values.get(key) {
+                Some((_, stamp)) => Stamped::Stamp(*stamp),
+                None => Stamped::Value(None),
+            })
+        }
+        fn storage_entries(&self, _: &Address) -> Result<u64, StateError> {
+            Ok(0)
+        }
+    }
+
+    /// Under a stamp it decoded before, the cache answers without reading the bytes; a new
+    /// stamp, or an overlay that wrote the record, makes it read them (and never serve the
+    /// old record for new bytes).
+    #[test]
+    fn a_stamp_it_decoded_under_skips_the_bytes_and_nothing_else() {
+        let a = Address([1; 20]);
+        let mut base = StampingBase::default();
+        base.put(StateKey::Policy(a), record(3).encode());
+        let cache = PolicyCache::default();
+        let first = cache.read(&base, &a).expect("read").expect("record");
+        assert_eq!(((*first).clone(), base.byte_reads.get()), (record(3), 1));
+        let hit = cache.read(&base, &a).expect("read").expect("record");
+        assert!(Arc::ptr_eq(&first, &hit));
+        assert_eq!(base.byte_reads.get(), 1, "the stamp answered");
+        // Through an overlay that did not write it: still the stamp.
+        let mut overlay = Overlay::new(&base);
+        assert!(Arc::ptr_eq(
+            &first,
+            &cache.read(&overlay, &a).expect("read").expect("record")
+        ));
+        assert_eq!(base.byte_reads.get(), 1);
+        // The overlay writes it: its bytes are read, and they decide.
+        overlay
+            .set(StateKey::Policy(a), Some(record(5).encode()))
+            .expect("set");
+        let five = cache.read(&overlay, &a).expect("read").expect("record");
+        assert_eq!(*five, record(5));
+        drop(overlay);
+        // The same bytes under a new stamp: read once (the record decoded before answers),
+        // then the new stamp answers.
+        base.put(StateKey::Policy(a), record(5).encode());
+        let reads = base.byte_reads.get();
+        let restamped = cache.read(&base, &a).expect("read").expect("record");
+        assert!(Arc::ptr_eq(&five, &restamped));
+        assert_eq!(base.byte_reads.get(), reads + 1);
+        cache.read(&base, &a).expect("read").expect("record");
+        assert_eq!(base.byte_reads.get(), reads + 1, "restamped");
+        // New bytes under a new stamp: decoded, never the old record.
+        base.put(StateKey::Policy(a), record(7).encode());
+        assert_eq!(
+            *cache.read(&base, &a).expect("read").expect("record"),
+            record(7)
+        );
+        // A speculative read never restamps: the next read reads the bytes again.
+        base.put(StateKey::Policy(a), record(7).encode());
+        let reads = base.byte_reads.get();
+        cache.read_keeping(&base, &a, false).expect("read");
+        cache.read_keeping(&base, &a, false).expect("read");
+        assert_eq!(base.byte_reads.get(), reads + 2);
     }
 
     #[test]

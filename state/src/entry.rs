@@ -91,6 +91,23 @@ impl Entry {
     }
 }
 
+/// Names one stored value for caches of what values decode to ([`StateView::stamp`]): each
+/// is taken once from one counter of the process, so equal stamps, from any views of any
+/// store, name the same bytes.
+///
+/// [`StateView::stamp`]: crate::StateView::stamp
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValueStamp(u64);
+
+impl ValueStamp {
+    /// A stamp no value had before.
+    pub fn fresh() -> ValueStamp {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        // 2^64 stamps are never taken; Relaxed: only uniqueness matters, not order.
+        ValueStamp(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
 /// An entry's kind and epoch ([`Entry::kind`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {
@@ -99,10 +116,17 @@ pub enum EntryKind {
 }
 
 pub fn encode_live(touched_epoch: Epoch, value: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(LIVE_HEADER_BYTES + value.len());
+    let mut out = live_header(touched_epoch, value.len());
+    out.extend(value);
+    out
+}
+
+/// A live entry's header, with room for a value of `value_bytes` to be appended: an
+/// encoded live entry once the value is.
+pub fn live_header(touched_epoch: Epoch, value_bytes: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(LIVE_HEADER_BYTES + value_bytes);
     out.push(TAG_LIVE);
     out.extend(touched_epoch.to_be_bytes());
-    out.extend(value);
     out
 }
 

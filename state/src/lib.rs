@@ -11,9 +11,9 @@ pub mod fold;
 mod overlay;
 
 pub use archive::ArchiveBatch;
-pub use entry::{encode_live, Entry, EntryKind, ENTRY_OVERHEAD_BYTES};
+pub use entry::{encode_live, Entry, EntryKind, ValueStamp, ENTRY_OVERHEAD_BYTES};
 pub use error::StateError;
 pub use overlay::{
     decode_entry, holds_storage, layered_storage_entries, live_value, Checkpoint, Overlay,
-    OverlayParts, StateDiff, StateView, StateViewExt,
+    OverlayParts, Stamped, StateDiff, StateView, StateViewExt,
 };

@@ -2,7 +2,7 @@
 //! block's (or a call's) writes over any view, with checkpoints for nested-call rollback,
 //! and the touch tracking that keeps read entries from expiring.
 
-use crate::entry::{encode_live, Entry};
+use crate::entry::{encode_live, Entry, ValueStamp};
 use crate::error::StateError;
 use keel_types::fold::FoldPage;
 use keel_types::limits::MAX_STATE_VALUE_BYTES;
@@ -14,6 +14,15 @@ use std::collections::BTreeMap;
 /// The writes of a block: key → new encoded [`Entry`], `None` deletes. A BTreeMap so every
 /// iteration (tree update, write batch, hashing) is in key order on every node.
 pub type StateDiff = BTreeMap<StateKey, Option<Vec<u8>>>;
+
+/// What [`StateView::get_stamped`] answers: the value, or a stamp naming it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stamped {
+    /// A live value, named without reading it (read it with [`StateView::get`] if needed).
+    Stamp(ValueStamp),
+    /// What [`StateView::get`] returns.
+    Value(Option<Vec<u8>>),
+}
 
 /// Read access to state at one point (a committed height, or an overlay over one).
 pub trait StateView {
@@ -31,6 +40,16 @@ pub trait StateView {
             }
         }
         live_value(key, entry)
+    }
+
+    /// [`StateView::get`], or a stamp naming the live value instead of its bytes, for caches
+    /// of what values decode to (the policy cache): a cache that remembers what it decoded
+    /// under a stamp may use it whenever a view gives the same stamp again, without reading
+    /// the bytes. Views that cannot name a value without reading it (the default) read it.
+    /// Only keys that never expire are stamped, as a read of an expiring key can touch it or
+    /// meet a stub, which a cache that skipped the read would skip too.
+    fn get_stamped(&self, key: &StateKey) -> Result<Stamped, StateError> {
+        self.get(key).map(Stamped::Value)
     }
 
     /// Up to `limit` live entries that take part in expiry and were last touched before
@@ -145,6 +164,9 @@ impl<T: StateView + ?Sized> StateView for &T {
     }
     fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StateError> {
         (**self).get(key)
+    }
+    fn get_stamped(&self, key: &StateKey) -> Result<Stamped, StateError> {
+        (**self).get_stamped(key)
     }
     fn expiry_candidates(&self, before: Epoch, limit: usize) -> Result<Vec<StateKey>, StateError> {
         (**self).expiry_candidates(before, limit)
@@ -287,15 +309,20 @@ impl<V: StateView> Overlay<V> {
         Ok(())
     }
 
+    /// Room a rewritten value gets beyond the old one's length before its buffer grows (an
+    /// account record gains at most a policy spending, 81 bytes).
+    const REWRITE_ROOM_BYTES: usize = 96;
+
     /// Rewrites, in place, the live value this overlay itself wrote for `key`: `f` gets the
-    /// value and returns the new one. One lookup instead of a read (a copy) and a write (a
-    /// second lookup): for a transaction's own account record, amended after it ran.
-    /// Journaled like [`Overlay::set`]. `Ok(false)`, changing nothing, if this overlay holds
-    /// no live value for `key` (never written here, or deleted).
+    /// value and appends the new one to the buffer it is given. One lookup instead of a read
+    /// (a copy) and a write (a second lookup), and one buffer: for a transaction's own
+    /// account record, amended after it ran. Journaled like [`Overlay::set`]. `Ok(false)`,
+    /// changing nothing, if this overlay holds no live value for `key` (never written here,
+    /// or deleted).
     pub fn rewrite_written(
         &mut self,
         key: &StateKey,
-        f: impl FnOnce(&[u8]) -> Result<Vec<u8>, StateError>,
+        f: impl FnOnce(&[u8], &mut Vec<u8>) -> Result<(), StateError>,
     ) -> Result<bool, StateError> {
         let Some(Some(raw)) = self.writes.get_mut(key) else {
             return Ok(false);
@@ -303,15 +330,19 @@ impl<V: StateView> Overlay<V> {
         let crate::entry::EntryKind::Live { .. } = Entry::kind(raw)? else {
             return Ok(false);
         };
-        let value = f(&raw[crate::entry::ENTRY_OVERHEAD_BYTES..])?;
-        if value.len() > MAX_STATE_VALUE_BYTES {
+        let value = &raw[crate::entry::ENTRY_OVERHEAD_BYTES..];
+        let mut entry =
+            crate::entry::live_header(self.epoch, value.len() + Self::REWRITE_ROOM_BYTES);
+        f(value, &mut entry)?;
+        let len_bytes = entry.len() - crate::entry::ENTRY_OVERHEAD_BYTES;
+        if len_bytes > MAX_STATE_VALUE_BYTES {
             return Err(StateError::ValueTooLarge {
                 key: format!("{key:?}"),
-                len_bytes: value.len(),
+                len_bytes,
                 max_bytes: MAX_STATE_VALUE_BYTES,
             });
         }
-        let previous = std::mem::replace(raw, encode_live(self.epoch, &value));
+        let previous = std::mem::replace(raw, entry);
         if matches!(key, StateKey::FoldCount | StateKey::FoldPage(_)) {
             *self.pages.get_mut() = None;
         }
@@ -532,6 +563,15 @@ impl<V: StateView> StateView for Overlay<V> {
         result
     }
 
+    /// The base's answer unless this overlay wrote `key` (its bytes are not the base's): a
+    /// key that never expires and was not written here reads as the base reads it.
+    fn get_stamped(&self, key: &StateKey) -> Result<Stamped, StateError> {
+        if key.expires() || self.writes.contains_key(key) {
+            return self.get(key).map(Stamped::Value);
+        }
+        self.base.get_stamped(key)
+    }
+
     fn expiry_candidates(&self, before: Epoch, limit: usize) -> Result<Vec<StateKey>, StateError> {
         self.base.expiry_candidates(before, limit)
     }
@@ -651,7 +691,10 @@ mod storage_entries_tests {
             .into_iter()
             .collect());
         let mut overlay = Overlay::new(&base);
-        let double = |v: &[u8]| Ok(v.iter().map(|b| b * 2).collect());
+        let double = |v: &[u8], out: &mut Vec<u8>| {
+            out.extend(v.iter().map(|b| b * 2));
+            Ok(())
+        };
         assert!(!overlay
             .rewrite_written(&slot(1, 1), double)
             .expect("base only"));

@@ -6,7 +6,7 @@
 //! height bypass it.
 
 use crate::clock::Clock;
-use keel_state::{decode_entry, Entry, StateDiff};
+use keel_state::{decode_entry, Entry, StateDiff, ValueStamp};
 use keel_types::{Height, StateKey};
 use std::sync::{PoisonError, RwLock};
 
@@ -23,7 +23,8 @@ const ENTRY_OVERHEAD_BYTES: usize = 160;
 struct Inner {
     /// The height every cached entry describes; `None` before the first commit is known.
     height: Option<Height>,
-    entries: Clock<StateKey, Option<Entry>>,
+    /// Each entry with the stamp it was taken in under ([`LatestCache::stamp`]).
+    entries: Clock<StateKey, (Option<Entry>, ValueStamp)>,
 }
 
 fn size_of(key: &StateKey, entry: &Option<Entry>) -> usize {
@@ -37,7 +38,8 @@ fn size_of(key: &StateKey, entry: &Option<Entry>) -> usize {
 impl Inner {
     fn insert(&mut self, key: StateKey, entry: Option<Entry>) {
         let bytes = size_of(&key, &entry);
-        self.entries.insert(key, entry, bytes);
+        self.entries
+            .insert(key, (entry, ValueStamp::fresh()), bytes);
     }
 }
 
@@ -65,7 +67,26 @@ impl LatestCache {
         if inner.height != Some(height) {
             return None;
         }
-        inner.entries.get(key).cloned()
+        inner.entries.get(key).map(|(entry, _)| entry.clone())
+    }
+
+    /// The stamp of `key`'s live value at `height` (`Ok`), or the entry when it holds none
+    /// (`Err`: absent, expired or a deletion marker), if `height` is the cached one and `key`
+    /// is there. Every insert takes a fresh stamp, and an entry changes only by an insert,
+    /// so a stamp names one value for good.
+    pub fn get_stamped(
+        &self,
+        key: &StateKey,
+        height: Height,
+    ) -> Option<Result<ValueStamp, Option<Entry>>> {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        if inner.height != Some(height) {
+            return None;
+        }
+        Some(match inner.entries.get(key)? {
+            (Some(Entry::Live { value, .. }), stamp) if !value.is_empty() => Ok(*stamp),
+            (entry, _) => Err(entry.clone()),
+        })
     }
 
     /// Remembers `entry`, read from the store at `height`, if that is still the cached
@@ -173,6 +194,53 @@ mod tests {
         // A gap (a height the cache did not see) empties it.
         cache.advance(8, &StateDiff::new());
         assert_eq!(cache.len(), 0);
+    }
+
+    /// A stamp names one value: it stays while a commit leaves the entry alone, and a
+    /// write, or taking it in again after a gap, gives another; an absent, expired or
+    /// deleted entry is answered as itself, and another height not at all.
+    #[test]
+    fn a_stamp_names_one_value_for_good() {
+        let cache = LatestCache::new(Some(5));
+        let stamp = |k: u32, h: Height| match cache.get_stamped(&key(k), h) {
+            Some(Ok(stamp)) => Some(stamp),
+            _ => None,
+        };
+        assert_eq!(cache.get_stamped(&key(1), 5), None, "not cached");
+        cache.put(&key(1), 5, &live(1));
+        cache.put(&key(2), 5, &live(2));
+        cache.put(&key(3), 5, &None);
+        let expired = Some(Entry::Expired { epoch: 1, leaf: 0 });
+        cache.put(&key(4), 5, &expired);
+        let deleted = Some(Entry::Live {
+            touched_epoch: 1,
+            value: Vec::new(),
+        });
+        cache.put(&key(5), 5, &deleted);
+        let (one, two) = (stamp(1, 5), stamp(2, 5));
+        assert!(one.is_some() && two.is_some() && one != two);
+        assert_eq!(stamp(1, 5), one, "the same value, the same stamp");
+        assert_eq!(cache.get_stamped(&key(1), 4), None, "another height");
+        assert_eq!(cache.get_stamped(&key(3), 5), Some(Err(None)));
+        assert_eq!(cache.get_stamped(&key(4), 5), Some(Err(expired)));
+        assert_eq!(cache.get_stamped(&key(5), 5), Some(Err(deleted)));
+        let diff: StateDiff = [(key(1), Some(encode_live(6, &[1; 32])))]
+            .into_iter()
+            .collect();
+        cache.advance(6, &diff);
+        let rewritten = stamp(1, 6);
+        assert!(
+            rewritten.is_some() && rewritten != one,
+            "written (even with the same bytes)"
+        );
+        assert_eq!(stamp(2, 6), two, "left alone by the commit");
+        cache.advance(8, &StateDiff::new());
+        cache.put(&key(2), 8, &live(2));
+        let again = stamp(2, 8);
+        assert!(
+            again.is_some() && again != two,
+            "taken in again after a gap"
+        );
     }
 
     #[test]

@@ -754,6 +754,22 @@ impl StateView for StoreView<'_> {
         self.store.entry(key, self.height)
     }
 
+    /// Stamped while the latest-entry cache holds `key`'s live value at this height (each
+    /// value it takes in gets a fresh stamp, so a stamp names one value for good); anything
+    /// else the cache holds is answered from the same lookup.
+    fn get_stamped(&self, key: &StateKey) -> Result<keel_state::Stamped, StateError> {
+        if !key.expires() && self.store.latest().is_some() {
+            match self.store.latest_cache.get_stamped(key, self.height) {
+                Some(Ok(stamp)) => return Ok(keel_state::Stamped::Stamp(stamp)),
+                Some(Err(entry)) => {
+                    return keel_state::live_value(key, entry).map(keel_state::Stamped::Value)
+                }
+                None => {}
+            }
+        }
+        self.get(key).map(keel_state::Stamped::Value)
+    }
+
     fn expiry_candidates(
         &self,
         before_epoch: keel_types::Epoch,

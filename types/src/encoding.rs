@@ -78,10 +78,16 @@ pub trait Canonical: BorshSerialize + BorshDeserialize + Sized {
             false => ENCODE_START_BYTES,
         };
         let mut out = Vec::with_capacity(capacity);
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Appends the canonical bytes of this value to `out` (what [`Canonical::encode`]
+    /// returns), for a caller that puts them after bytes of its own without a second buffer.
+    fn encode_into(&self, out: &mut Vec<u8>) {
         out.push(Self::VERSION);
         // Writing into a Vec cannot fail; borsh only errors on I/O.
-        BorshSerialize::serialize(self, &mut out).expect("borsh into Vec<u8> is infallible");
-        out
+        BorshSerialize::serialize(self, out).expect("borsh into Vec<u8> is infallible");
     }
 
     /// Decodes canonical bytes, rejecting anything that is not exactly one valid value.
