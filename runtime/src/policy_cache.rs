@@ -3,7 +3,7 @@
 //!
 //! The cache never decides anything: a cached record is used only when the view holds the
 //! same bytes it was decoded from, either because the view names them with the stamp they
-//! were read under (`StateView::stamp`: the store's cache of the latest height, without
+//! were read under (`StateView::get_stamped`: the store's cache of the latest height, without
 //! reading them) or because the bytes read are equal. So a policy changed by a block, a
 //! reorganized parent or another view is simply a miss, and what a check sees is always
 //! `PolicyRecord::decode_stored` of what the state holds. Time only, like the EVM code cache.

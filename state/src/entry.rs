@@ -91,11 +91,11 @@ impl Entry {
     }
 }
 
-/// Names one stored value for caches of what values decode to ([`StateView::stamp`]): each
+/// Names one stored value for caches of what values decode to ([`StateView::get_stamped`]): each
 /// is taken once from one counter of the process, so equal stamps, from any views of any
 /// store, name the same bytes.
 ///
-/// [`StateView::stamp`]: crate::StateView::stamp
+/// [`StateView::get_stamped`]: crate::StateView::get_stamped
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ValueStamp(u64);
 

@@ -314,7 +314,8 @@ impl<V: StateView> Overlay<V> {
     const REWRITE_ROOM_BYTES: usize = 96;
 
     /// Rewrites, in place, the live value this overlay itself wrote for `key`: `f` gets the
-    /// value and appends the new one to the buffer it is given. One lookup instead of a read
+    /// value and appends the new one to the buffer it is given (which holds the entry's
+    /// header: anything but appending is a typed error, and changes nothing). One lookup instead of a read
     /// (a copy) and a write (a second lookup), and one buffer: for a transaction's own
     /// account record, amended after it ran. Journaled like [`Overlay::set`]. `Ok(false)`,
     /// changing nothing, if this overlay holds no live value for `key` (never written here,
@@ -334,6 +335,16 @@ impl<V: StateView> Overlay<V> {
         let mut entry =
             crate::entry::live_header(self.epoch, value.len() + Self::REWRITE_ROOM_BYTES);
         f(value, &mut entry)?;
+        // `f` may only append: the header it was given must still lead the entry.
+        let header_kept = matches!(
+            Entry::kind(&entry),
+            Ok(crate::entry::EntryKind::Live { touched_epoch }) if touched_epoch == self.epoch
+        );
+        if !header_kept {
+            return Err(StateError::Corrupt(format!(
+                "a rewrite of {key:?} replaced its header"
+            )));
+        }
         let len_bytes = entry.len() - crate::entry::ENTRY_OVERHEAD_BYTES;
         if len_bytes > MAX_STATE_VALUE_BYTES {
             return Err(StateError::ValueTooLarge {
@@ -704,6 +715,12 @@ mod storage_entries_tests {
         assert!(!overlay
             .rewrite_written(&slot(1, 3), double)
             .expect("deleted"));
+        let replaces = |v: &[u8], out: &mut Vec<u8>| {
+            *out = v.to_vec();
+            Ok(())
+        };
+        assert!(overlay.rewrite_written(&slot(1, 2), replaces).is_err());
+        assert_eq!(overlay.get(&slot(1, 2)).expect("read"), Some(vec![3, 4]));
         let checkpoint = overlay.checkpoint();
         assert!(overlay
             .rewrite_written(&slot(1, 2), double)

@@ -23,7 +23,7 @@ const ENTRY_OVERHEAD_BYTES: usize = 160;
 struct Inner {
     /// The height every cached entry describes; `None` before the first commit is known.
     height: Option<Height>,
-    /// Each entry with the stamp it was taken in under ([`LatestCache::stamp`]).
+    /// Each entry with the stamp it was taken in under ([`LatestCache::get_stamped`]).
     entries: Clock<StateKey, (Option<Entry>, ValueStamp)>,
 }
 
