@@ -11,6 +11,32 @@ use keel_state::StateView;
 use keel_store::Store;
 use keel_types::{Hash, Header, PublicKey, SignedTransaction};
 
+/// The stable reason of a refusal: RPC's error data (docs/rpc.md) and the `reason` label of
+/// the refusal counters.
+pub(crate) fn reason(e: &AdmitError) -> &'static str {
+    match e {
+        AdmitError::Full { .. } => "mempool_full",
+        AdmitError::TooLarge { .. } => "too_large",
+        AdmitError::Decode(_) => "malformed",
+        AdmitError::WrongChainId { .. } => "wrong_chain_id",
+        AdmitError::BadSignature => "bad_signature",
+        AdmitError::GasLimitTooHigh { .. } => "gas_limit_too_high",
+        AdmitError::GasPriceTooLow { .. } => "gas_price_too_low",
+        AdmitError::IntrinsicGasTooLow { .. } => "intrinsic_gas_too_low",
+        AdmitError::Refused(_) => "refused",
+        AdmitError::NonceTooLow { .. } => "nonce_too_low",
+        AdmitError::NonceTooFarAhead { .. } => "nonce_too_far_ahead",
+        AdmitError::InsufficientBalance { .. } => "insufficient_balance",
+        AdmitError::AlreadyKnown => "already_known",
+        AdmitError::ReplacementUnderpriced { .. } => "replacement_underpriced",
+        AdmitError::SenderFull { .. } => "sender_full",
+        AdmitError::State(_) => "state",
+        AdmitError::PolicyDenied(_) => "policy_denied",
+        AdmitError::ReplacementBySessionKey => "replacement_by_session_key",
+        AdmitError::PluginBudget => "plugin_budget",
+    }
+}
+
 /// BLOCKHASH for read-only runs: finalized blocks from the store.
 pub(crate) struct StoreHashes<'a>(pub &'a Store);
 

@@ -19,6 +19,8 @@ pub const FINALITY_LATENCY: &str = "keel_finality_latency_seconds";
 pub const MEMPOOL_SIZE: &str = "keel_mempool_size";
 pub const MEMPOOL_BYTES: &str = "keel_mempool_bytes";
 pub const MEMPOOL_REJECTED: &str = "keel_mempool_rejected_total";
+/// Transactions peers gossiped that admission refused, by the same reasons.
+pub const GOSSIP_REJECTED: &str = "keel_gossip_rejected_total";
 pub const EXECUTED_GAS: &str = "keel_executed_gas_total";
 pub const EXECUTED_TXS: &str = "keel_executed_txs_total";
 /// Block transactions whose signature this node had already verified (verify-once).
@@ -208,6 +210,7 @@ mod dashboard_tests {
         MEMPOOL_SIZE,
         MEMPOOL_BYTES,
         MEMPOOL_REJECTED,
+        GOSSIP_REJECTED,
         EXECUTED_GAS,
         EXECUTED_TXS,
         SIGNATURES_VERIFIED_ONCE,

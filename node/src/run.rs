@@ -519,6 +519,10 @@ async fn admit_gossip(
             let (admitted, pool_len) =
                 admit_latest_vetted(&*mempool, || store.latest_view(), txs, veto);
             metrics::gauge!(m::MEMPOOL_SIZE).set(pool_len as f64);
+            for refused in admitted.iter().filter_map(|r| r.as_ref().err()) {
+                let reason = crate::admission::reason(refused);
+                metrics::counter!(m::GOSSIP_REJECTED, "reason" => reason).increment(1);
+            }
             shared.publish_pending(admitted.into_iter().filter_map(Result::ok));
         })
         .await;

@@ -136,26 +136,12 @@ fn parse_slot(text: &str) -> Result<[u8; 32], ErrorObjectOwned> {
 }
 
 fn admit_error(e: &AdmitError) -> ErrorObjectOwned {
-    let (code, reason) = match e {
-        AdmitError::Full { .. } => (MEMPOOL_FULL, "mempool_full"),
-        AdmitError::TooLarge { .. } => (TX_REJECTED, "too_large"),
-        AdmitError::Decode(_) => (INVALID_PARAMS, "malformed"),
-        AdmitError::WrongChainId { .. } => (TX_REJECTED, "wrong_chain_id"),
-        AdmitError::BadSignature => (TX_REJECTED, "bad_signature"),
-        AdmitError::GasLimitTooHigh { .. } => (TX_REJECTED, "gas_limit_too_high"),
-        AdmitError::GasPriceTooLow { .. } => (TX_REJECTED, "gas_price_too_low"),
-        AdmitError::IntrinsicGasTooLow { .. } => (TX_REJECTED, "intrinsic_gas_too_low"),
-        AdmitError::Refused(_) => (TX_REJECTED, "refused"),
-        AdmitError::NonceTooLow { .. } => (TX_REJECTED, "nonce_too_low"),
-        AdmitError::NonceTooFarAhead { .. } => (TX_REJECTED, "nonce_too_far_ahead"),
-        AdmitError::InsufficientBalance { .. } => (TX_REJECTED, "insufficient_balance"),
-        AdmitError::AlreadyKnown => (TX_REJECTED, "already_known"),
-        AdmitError::ReplacementUnderpriced { .. } => (TX_REJECTED, "replacement_underpriced"),
-        AdmitError::SenderFull { .. } => (TX_REJECTED, "sender_full"),
-        AdmitError::State(_) => (NODE_ERROR, "state"),
-        AdmitError::PolicyDenied(_) => (TX_REJECTED, "policy_denied"),
-        AdmitError::ReplacementBySessionKey => (TX_REJECTED, "replacement_by_session_key"),
-        AdmitError::PluginBudget => (TX_REJECTED, "plugin_budget"),
+    let reason = crate::admission::reason(e);
+    let code = match e {
+        AdmitError::Full { .. } => MEMPOOL_FULL,
+        AdmitError::Decode(_) => INVALID_PARAMS,
+        AdmitError::State(_) => NODE_ERROR,
+        _ => TX_REJECTED,
     };
     metrics::counter!(m::MEMPOOL_REJECTED, "reason" => reason).increment(1);
     let mut data = json!({ "reason": reason });

@@ -134,4 +134,17 @@ fn a_transaction_a_plugin_denies_is_refused_from_gossip_as_from_rpc() {
         )
         .expect("account");
     assert_eq!(after["nonce"].as_u64(), Some(nonce + 1), "{after}");
+    // Operators see it: each honest node counted the batch's plugin denials and the rest
+    // refused past its plugin gas.
+    for i in HONEST {
+        let metrics = cluster.metrics_text(i);
+        for reason in ["policy_denied", "plugin_budget"] {
+            let refused = metric_sum(
+                &metrics,
+                "keel_gossip_rejected_total",
+                &format!("reason=\"{reason}\""),
+            );
+            assert!(refused > 0, "node {i} counted no {reason} refusal");
+        }
+    }
 }
