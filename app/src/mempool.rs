@@ -258,12 +258,17 @@ pub struct Checked {
 impl Checked {
     /// Refuses each transaction whose signature verified with its `prechecked` error, if it
     /// has one, else asks `veto` about it; what `veto` refuses is refused with its error.
+    /// `prechecked` is `None` for a transaction the veto is not asked about (left to the
+    /// pool's own checks).
     fn veto(
         &mut self,
-        prechecked: Vec<Option<AdmitError>>,
+        prechecked: Vec<Option<Option<AdmitError>>>,
         mut veto: impl FnMut(&SignedTransaction) -> Option<AdmitError>,
     ) {
         for ((i, tx), early) in self.txs.iter().enumerate().zip(prechecked) {
+            let Some(early) = early else {
+                continue;
+            };
             if self.bad.binary_search(&i).is_ok() {
                 continue;
             }
@@ -941,18 +946,24 @@ where
     admit_under_lock(pool, latest, checked, lens)
 }
 
-/// [`admit_latest`], with `veto` asked about each transaction whose signature verified and
-/// that passes every pool check before the sender's policy ([`Mempool::precheck`], under a
-/// short hold of the lock; `insert` runs it again under the second), with the lock released: what it refuses (`Some(error)`) is refused with that
-/// error. The node's veto runs policy plugins, which execute contracts: too slow to run
-/// under the lock the driver's block selection waits on, and never to be run for a
-/// transaction the pool refuses anyway (an unfunded sender, a used nonce, one already held:
-/// a refusal costs its sender nothing, so each would be a free plugin run; found by review).
+/// [`admit_latest`], with `veto` asked about each transaction whose signature verified,
+/// that `may_veto` names (the node: those whose policy plugins could run), and that passes
+/// every pool check before the sender's policy ([`Mempool::precheck`], under a short hold
+/// of the lock; `insert` runs it again under the second), with the lock released: what it
+/// refuses (`Some(error)`) is refused with that error. The node's veto runs policy
+/// plugins, which execute contracts: too slow to run under the lock the driver's block
+/// selection waits on, and never to be run for a transaction the pool refuses anyway (an
+/// unfunded sender, a used nonce, one already held: a refusal costs its sender nothing, so
+/// each would be a free plugin run; found by review). A batch `may_veto` names nothing in
+/// is admitted as [`admit_latest`] admits it: one hold of the lock.
 pub fn admit_latest_vetted<L, V>(
     pool: &L,
     latest: impl Fn() -> V,
     txs: Vec<SignedTransaction>,
-    veto: impl FnMut(&SignedTransaction) -> Option<AdmitError>,
+    (may_veto, veto): (
+        impl Fn(&SignedTransaction) -> bool,
+        impl FnMut(&SignedTransaction) -> Option<AdmitError>,
+    ),
 ) -> (Vec<Result<Hash, AdmitError>>, usize)
 where
     L: Lock<Mempool>,
@@ -961,15 +972,26 @@ where
     let lens: Vec<usize> = txs.iter().map(|tx| tx.encode().len()).collect();
     let checker = lock_pool(pool).signature_checker();
     let mut checked = checker.check(txs);
+    let asked: Vec<bool> = (checked.txs.iter().enumerate())
+        .map(|(i, tx)| checked.bad.binary_search(&i).is_err() && may_veto(tx))
+        .collect();
+    if !asked.contains(&true) {
+        return admit_under_lock(pool, latest, checked, lens);
+    }
     // A precheck's refusal stands: were it retried under the second hold of the lock, a
     // block committed in between could let the transaction in without its veto (found by
     // review).
-    let prechecked: Vec<Option<AdmitError>> = {
+    let prechecked: Vec<Option<Option<AdmitError>>> = {
         let pool = lock_pool(pool);
         let view = latest();
-        (checked.txs.iter().zip(&checked.hashes).zip(&lens))
-            .map(|((tx, hash), len)| pool.precheck(&view, tx, hash, *len).err())
-            .collect()
+        (checked
+            .txs
+            .iter()
+            .zip(&checked.hashes)
+            .zip(&lens)
+            .zip(&asked))
+        .map(|(((tx, hash), len), asked)| asked.then(|| pool.precheck(&view, tx, hash, *len).err()))
+        .collect()
     };
     checked.veto(prechecked, veto);
     admit_under_lock(pool, latest, checked, lens)

@@ -83,6 +83,17 @@ impl NextBlock {
 /// denies (found by review). The relaying peer keeps them, and proposes them itself.
 pub const MAX_GOSSIP_PLUGIN_GAS: u64 = 10 * keel_types::policy::PLUGIN_GAS;
 
+/// Whether `tx`'s policy plugins could run at `view` (`Runtime::plugins_may_run`): only
+/// then is the veto asked, after the pool's precheck. A state error says yes, so that the
+/// veto reports it.
+pub(crate) fn may_run_plugins(
+    runtime: &Runtime,
+    view: &dyn StateView,
+    tx: &SignedTransaction,
+) -> bool {
+    runtime.plugins_may_run(view, &tx.tx).unwrap_or(true)
+}
+
 /// The refusal of `tx` by its policy plugins at `view`, the store's latest state (`header`:
 /// the next block's), if one denies it, spending at most `budget_gas` of plugin gas
 /// (`Runtime::plugin_denial`). A state error refuses it too (the pool would fail on the

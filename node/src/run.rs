@@ -2,7 +2,7 @@
 //! keys/validator.json}, opens (or creates) HOME/data, and wires the store, runtime,
 //! mempool, network, driver, RPC and metrics together.
 
-use crate::admission::{plugin_veto, NextBlock, MAX_GOSSIP_PLUGIN_GAS};
+use crate::admission::{may_run_plugins, plugin_veto, NextBlock, MAX_GOSSIP_PLUGIN_GAS};
 use crate::config::NodeConfig;
 use crate::driver::{Driver, DriverConfig};
 use crate::genesis::Genesis;
@@ -516,8 +516,9 @@ async fn admit_gossip(
                 let at = (&view as &dyn keel_state::StateView, &*store);
                 plugin_veto(at, &runtime, &header, tx, &mut budget)
             };
+            let may_veto = |tx: &SignedTransaction| may_run_plugins(&runtime, &view, tx);
             let (admitted, pool_len) =
-                admit_latest_vetted(&*mempool, || store.latest_view(), txs, veto);
+                admit_latest_vetted(&*mempool, || store.latest_view(), txs, (may_veto, veto));
             metrics::gauge!(m::MEMPOOL_SIZE).set(pool_len as f64);
             for refused in admitted.iter().filter_map(|r| r.as_ref().err()) {
                 let reason = crate::admission::reason(refused);

@@ -94,10 +94,13 @@ fn the_veto_is_asked_only_about_what_the_pool_would_take() {
         &pool,
         || chain.store.latest_view(),
         batch,
-        |tx| {
-            asked.push(tx.tx.nonce);
-            Some(AdmitError::AlreadyKnown)
-        },
+        (
+            |_: &SignedTransaction| true,
+            |tx: &SignedTransaction| {
+                asked.push(tx.tx.nonce);
+                Some(AdmitError::AlreadyKnown)
+            },
+        ),
     );
     assert_eq!(asked, vec![2], "{results:?}");
     assert!(
@@ -146,10 +149,13 @@ fn a_precheck_refusal_stands_when_the_state_changes_before_admission() {
         &pool,
         latest,
         vec![transfer(&poor, 0, 1, 1)],
-        |_| {
-            asked += 1;
-            None
-        },
+        (
+            |_: &SignedTransaction| true,
+            |_: &SignedTransaction| {
+                asked += 1;
+                None
+            },
+        ),
     );
     assert_eq!(calls.get(), 2, "one view per hold of the lock");
     assert_eq!(asked, 0);
@@ -157,6 +163,50 @@ fn a_precheck_refusal_stands_when_the_state_changes_before_admission() {
         matches!(results[0], Err(AdmitError::InsufficientBalance { .. })),
         "{results:?}"
     );
+}
+
+/// What `may_veto` does not name skips the veto and its precheck: a batch of it is
+/// admitted in one hold of the lock (one view), and the pool's own checks still refuse
+/// what they refuse; what it names in the same batch is prechecked and vetoed.
+#[test]
+fn only_what_may_be_vetoed_is_prechecked_and_vetoed() {
+    let (alice, bob) = (key(1), key(2));
+    let chain = Chain::new(&[&alice, &bob]);
+    let pool = std::sync::Mutex::new(pool(100));
+    let views = std::cell::Cell::new(0);
+    let latest = || {
+        views.set(views.get() + 1);
+        chain.store.latest_view()
+    };
+    let alices = |tx: &SignedTransaction| tx.tx.sender_address() == addr(&alice);
+    let (results, _) = keel_node::mempool::admit_latest_vetted(
+        &pool,
+        latest,
+        vec![transfer(&bob, 0, 1, 1), transfer(&bob, 5_000, 1, 1)],
+        (alices, |_: &SignedTransaction| -> Option<AdmitError> {
+            panic!("nothing here may be vetoed")
+        }),
+    );
+    assert_eq!(views.get(), 1, "one hold of the lock");
+    assert!(results[0].is_ok(), "{results:?}");
+    assert!(
+        matches!(results[1], Err(AdmitError::NonceTooFarAhead { .. })),
+        "{results:?}"
+    );
+    let mut asked = Vec::new();
+    let (results, _) = keel_node::mempool::admit_latest_vetted(
+        &pool,
+        latest,
+        vec![transfer(&bob, 1, 1, 1), transfer(&alice, 0, 1, 1)],
+        (alices, |tx: &SignedTransaction| {
+            asked.push(tx.tx.sender_address());
+            Some(AdmitError::PluginBudget)
+        }),
+    );
+    assert_eq!(views.get(), 3, "a precheck, then the admission");
+    assert_eq!(asked, vec![addr(&alice)]);
+    assert!(results[0].is_ok(), "{results:?}");
+    assert_eq!(results[1], Err(AdmitError::PluginBudget));
 }
 
 #[test]

@@ -1122,6 +1122,14 @@ fn admission_judges_by_the_plugins_alone_within_a_gas_budget() {
     let plain = chain.tx(&boss, 21_000, transfer(router, 1));
     let mut none = 0;
     assert_eq!(judge(&chain, &plain, &mut none), PluginCheck::Passed);
+    // ... which admission asks first, so as not to ask the veto at all; a policed sender's
+    // plugins may run.
+    let may_run = |tx: &SignedTransaction| {
+        let view = chain.store.latest_view();
+        chain.runtime.plugins_may_run(&view, &tx.tx).expect("read")
+    };
+    assert!(!may_run(&plain));
+    assert!(may_run(&denied));
     // The sender's own rules deny it: `Denied`, so admission's refusal stands, and no plugin
     // runs for it (found by review: `Passed` let a later pool check on a new epoch's view
     // take it unjudged).

@@ -253,10 +253,15 @@ impl RpcContext {
             &*self.mempool,
             || self.store.latest_view(),
             vec![tx],
-            |tx| {
-                let at = (&view as &dyn keel_state::StateView, &*self.store);
-                crate::admission::plugin_veto(at, &self.runtime, &header, tx, &mut budget)
-            },
+            (
+                |tx: &SignedTransaction| {
+                    crate::admission::may_run_plugins(&self.runtime, &view, tx)
+                },
+                |tx: &SignedTransaction| {
+                    let at = (&view as &dyn keel_state::StateView, &*self.store);
+                    crate::admission::plugin_veto(at, &self.runtime, &header, tx, &mut budget)
+                },
+            ),
         );
         metrics::gauge!(m::MEMPOOL_SIZE).set(pool_len as f64);
         match result.into_iter().next() {

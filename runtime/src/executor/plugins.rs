@@ -36,6 +36,38 @@ pub enum PluginCheck {
 }
 
 impl Runtime {
+    /// Whether [`Runtime::plugin_denial`] could say anything but `Passed` about `t` at
+    /// `state`: its sender signs with a session key or has a policy, or some address
+    /// declares jurisdiction rules (a target's rules can attach plugins). Admission asks
+    /// first, so that a transaction none of this applies to costs no more than the pool's
+    /// own checks (`mempool::admit_latest_vetted`).
+    pub fn plugins_may_run(
+        &self,
+        state: &dyn StateView,
+        t: &keel_types::Transaction,
+    ) -> Result<bool, RuntimeError> {
+        Ok(self.plugin_scope(state, t)?.is_some())
+    }
+
+    /// The sender's policy record (if any) when plugins may run for `t` at `state`
+    /// ([`Runtime::plugins_may_run`]), `None` when none can.
+    #[allow(clippy::type_complexity)]
+    fn plugin_scope(
+        &self,
+        state: &dyn StateView,
+        t: &keel_types::Transaction,
+    ) -> Result<Option<Option<std::sync::Arc<keel_types::policy::PolicyRecord>>>, RuntimeError>
+    {
+        let session = matches!(t.sender, keel_types::Sender::Session { .. });
+        let record = self
+            .policies
+            .read_keeping(state, &t.sender_address(), false)?;
+        if !session && record.is_none() && !crate::jurisdiction::any_rules(state)? {
+            return Ok(None);
+        }
+        Ok(Some(record))
+    }
+
     /// What `tx`'s policy plugins say about it at `state`, the state the next block (`block`)
     /// builds on: admission (RPC and gossip) asks, so a sender hears a plugin's denial
     /// before its transaction waits for a block, and a proposer does not fill blocks with
@@ -61,13 +93,9 @@ impl Runtime {
         budget_gas: &mut u64,
     ) -> Result<PluginCheck, RuntimeError> {
         let t = &tx.tx;
-        let session = matches!(t.sender, keel_types::Sender::Session { .. });
-        let record = self
-            .policies
-            .read_keeping(state, &t.sender_address(), false)?;
-        if !session && record.is_none() && !crate::jurisdiction::any_rules(state)? {
+        let Some(record) = self.plugin_scope(state, t)? else {
             return Ok(PluginCheck::Passed);
-        }
+        };
         let at = crate::policy::At {
             height: block.height,
             epoch: block.epoch,
