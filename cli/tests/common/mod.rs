@@ -253,6 +253,17 @@ impl Cluster {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to node `i`: a stopped node keeps its sockets, so its
+    /// peers' connections stay up and its RPC answers once it is thawed.
+    pub fn signal(&self, i: usize, signal: &str) {
+        let pid = self.pid(i).expect("node running");
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     pub fn pid(&self, i: usize) -> Option<u32> {
         self.children[i].as_ref().map(Child::id)
     }

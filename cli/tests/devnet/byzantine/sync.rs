@@ -94,9 +94,17 @@ fn forged_syncs(
 }
 
 /// How many times validator 2 falls behind and comes back until a forgery reaches it while
-/// it is behind: it may catch up from an honest peer before the harness's connection is up
-/// (a CI run once saw that), and then the round proved nothing about the forgeries.
+/// it is behind. Its honest peers are frozen while it comes back (see [`come_back`]), so one
+/// round is expected to do; the rounds stay as a margin.
 const RETURN_ROUNDS: usize = 3;
+
+/// How long validator 2 hears only the harness once a forgery reached it while behind: long
+/// enough for several of its sync requests (and the pushes) to be answered with forgeries.
+const FROZEN_FOR: Duration = Duration::from_secs(2);
+
+/// The longest validator 0 and 1 stay frozen in one round (below the load client's 30 s
+/// request timeout, and short enough that the chain's stall is one view timeout or two).
+const FROZEN_AT_MOST: Duration = Duration::from_secs(8);
 
 #[test]
 fn byzantine_forged_sync_responses_never_finalize_an_invented_block() {
@@ -164,11 +172,14 @@ fn fall_behind(cluster: &mut Cluster) -> u64 {
     unreachable!("the last attempt returns or fails")
 }
 
-/// Validator 2 comes back and asks to catch up: the harness is usually the first peer it
-/// reaches (it dials the harness; the others' dial loops have backed off) and it answers
-/// every request, and pushes unasked, with the forgeries, racing the honest answers, until
-/// validator 2 stands at `target`. Returns the pushes, the requests validator 2 made from
-/// where it stood that were answered, and the pushes made while it was still `behind`.
+/// Validator 2 comes back and asks to catch up while its honest peers 0 and 1 are frozen
+/// (SIGSTOP), so the harness is the only peer that answers: it answers every request, and
+/// pushes unasked, with the forgeries. Two CI runs saw validator 2 catch up from an honest
+/// peer before the harness's connection was up when all raced, and the round proved
+/// nothing. Once forgeries have reached it while behind for [`FROZEN_FOR`] (or [`FROZEN_AT_MOST`]
+/// passed), 0 and 1 are thawed and validator 2 catches up to `target` from them, the harness
+/// still pushing. Returns the pushes, the requests validator 2 made from where it stood that
+/// were answered, and the pushes made while it was still `behind`.
 fn come_back(
     cluster: &mut Cluster,
     harness: &Harness,
@@ -180,12 +191,27 @@ fn come_back(
     // Only validator 2's requests from now on count (found by review: older ones, or other
     // validators', were answered before 2 was connected, and proved nothing).
     harness.seen().sync_requests.clear();
+    for i in [0, 1] {
+        cluster.signal(i, "STOP");
+    }
     cluster.spawn(2);
+    let frozen_at = Instant::now();
+    let mut reached_at: Option<Instant> = None;
+    let mut frozen = true;
     let deadline = Instant::now() + PROGRESS_TIMEOUT;
     let (mut pushes, mut answered, mut while_behind) = (0u64, 0u64, 0u64);
     loop {
+        if frozen
+            && (reached_at.is_some_and(|t| t.elapsed() >= FROZEN_FOR)
+                || frozen_at.elapsed() >= FROZEN_AT_MOST)
+        {
+            for i in [0, 1] {
+                cluster.signal(i, "CONT");
+            }
+            frozen = false;
+        }
         let height = cluster.height(2);
-        if height.is_some_and(|h| h >= target) {
+        if !frozen && height.is_some_and(|h| h >= target) {
             return (pushes, answered, while_behind);
         }
         assert!(Instant::now() < deadline, "validator 2 never caught up");
@@ -199,6 +225,7 @@ fn come_back(
             // the forgeries (it cannot have them from anyone else first).
             if *from == 2 && *from_height <= behind + 1 {
                 answered += 1;
+                reached_at.get_or_insert_with(Instant::now);
             }
         }
         if connected {
@@ -210,6 +237,7 @@ fn come_back(
             // before its RPC answered: the message waits for its driver, which starts there).
             if height.is_none_or(|h| h <= behind) {
                 while_behind += 1;
+                reached_at.get_or_insert_with(Instant::now);
             }
         }
         std::thread::sleep(Duration::from_millis(50));
