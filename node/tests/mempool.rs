@@ -861,6 +861,67 @@ fn admission_applies_the_policy_counting_queued_transactions() {
     assert!(pool.admit(&view, vec![transfer(&alice, 4, 1, 1)])[0].is_ok());
 }
 
+/// The policy check of a transaction queued after all of its sender's others reads the
+/// queue's running spending total: after a replacement and a removal the value and count
+/// budgets are still exact (the total is off by the replaced or removed entry if either is
+/// not kept), and it matches the walk a session key's check takes.
+#[test]
+fn the_queued_spending_total_follows_replacements_and_removals() {
+    use keel_types::policy::{AccountPolicy, PolicyRule};
+    let alice = key(1);
+    let mut chain = Chain::new(&[&alice]);
+    let body = TxBody::SetPolicy {
+        account: addr(&alice),
+        policy: AccountPolicy {
+            max_value_per_epoch: Some(U256::from(100u64)),
+            max_txs_per_epoch: Some(3),
+            ..AccountPolicy::default()
+        },
+    };
+    let gas = body.policy_gas().expect("gas");
+    assert_eq!(
+        chain.run(&alice, gas, body).status,
+        keel_types::TxStatus::Success
+    );
+    let mut pool = pool_with_policies(chain.height);
+    let view = chain.store.latest_view();
+    let denied = |result: &Result<Hash, AdmitError>| match result {
+        Err(AdmitError::PolicyDenied(d)) => Some((d.rule, d.used)),
+        _ => None,
+    };
+    let first = transfer(&alice, 1, 1, 40);
+    let first_hash = first.hash();
+    let results = pool.admit(&view, vec![first, transfer(&alice, 2, 1, 30)]);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    // Nonce 2 replaced at twice the price, sending 50: 90 queued. Nonce 1 leaves (included
+    // elsewhere): 50 and one transaction queued.
+    let replacement = pool.admit(&view, vec![transfer(&alice, 2, 2, 50)]);
+    assert!(replacement[0].is_ok(), "{replacement:?}");
+    let over = pool.admit(&view, vec![transfer(&alice, 3, 1, 11)]);
+    assert_eq!(
+        denied(&over[0]),
+        Some((PolicyRule::ValuePerEpoch, U256::from(101u64))),
+        "{over:?}"
+    );
+    assert_eq!(pool.remove_included([&first_hash]), 1);
+    let over = pool.admit(&view, vec![transfer(&alice, 3, 1, 51)]);
+    assert_eq!(
+        denied(&over[0]),
+        Some((PolicyRule::ValuePerEpoch, U256::from(101u64))),
+        "{over:?}"
+    );
+    assert!(pool.admit(&view, vec![transfer(&alice, 3, 1, 50)])[0].is_ok());
+    // Two queued (2, 3) and a third fits the count; a fourth does not, as
+    // `admission_applies_the_policy_counting_queued_transactions` has it with nothing left.
+    assert!(pool.admit(&view, vec![transfer(&alice, 4, 1, 0)])[0].is_ok());
+    let fourth = pool.admit(&view, vec![transfer(&alice, 5, 1, 0)]);
+    assert_eq!(
+        denied(&fourth[0]),
+        Some((PolicyRule::TxsPerEpoch, U256::from(4u64))),
+        "{fourth:?}"
+    );
+}
+
 fn pool_with_policies(latest_height: u64) -> Mempool {
     let mut pool = pool(100).with_epoch_length(10);
     pool.set_latest_height(latest_height);
