@@ -3,6 +3,7 @@
 //! themselves (docs/policies.md). Execution is authoritative; the mempool runs the same
 //! [`evaluate`] over the latest state so an agent hears "denied" before it waits for a block.
 
+use crate::policy_cache::IndexedRecord;
 pub use crate::policy_cache::PolicyCache;
 use keel_state::{Overlay, StateError, StateView, StateViewExt};
 use keel_types::policy::{
@@ -38,7 +39,7 @@ pub struct RuleCheck {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Decision {
     /// The policy in force (`None`: the account has none, so nothing is limited).
-    pub record: Option<Arc<PolicyRecord>>,
+    pub record: Option<Arc<IndexedRecord>>,
     /// What the account used this epoch before the transaction (queued ones included at
     /// admission).
     pub spend: PolicySpend,
@@ -140,7 +141,7 @@ pub fn evaluate(
     queued: Queued,
 ) -> Result<Decision, StateError> {
     let sender = t.sender_address();
-    let record = read_record(view, &sender)?.map(Arc::new);
+    let record = read_record(view, &sender)?.map(|r| Arc::new(IndexedRecord::new(r)));
     decide(view, record, (t, sender), at, queued, false, None)
 }
 
@@ -167,7 +168,7 @@ pub fn evaluate_cached(
 /// senders without one).
 pub fn evaluate_with(
     view: &dyn StateView,
-    record: Option<Arc<PolicyRecord>>,
+    record: Option<Arc<IndexedRecord>>,
     t: &Transaction,
     at: At,
     queued: Queued,
@@ -193,7 +194,7 @@ pub fn explain(
     queued: Queued,
 ) -> Result<Decision, StateError> {
     let sender = t.sender_address();
-    let record = read_record(view, &sender)?.map(Arc::new);
+    let record = read_record(view, &sender)?.map(|r| Arc::new(IndexedRecord::new(r)));
     decide(view, record, (t, sender), at, queued, true, None)
 }
 
@@ -202,7 +203,7 @@ pub fn explain(
 /// `sender` is `t.sender_address()`.
 fn decide(
     view: &dyn StateView,
-    record: Option<Arc<PolicyRecord>>,
+    record: Option<Arc<IndexedRecord>>,
     (t, sender): (&Transaction, Address),
     at: At,
     queued: Queued,
@@ -268,7 +269,14 @@ fn decide(
         // Whom to ask: the controller if there is one (every limit then is its, or tighter
         // than its), else the account itself.
         checks.source = record.controller.unwrap_or(record.source);
-        rules(view, t, at, &record.policy, used, &mut checks)?;
+        rules(
+            view,
+            t,
+            at,
+            (&record.policy, Some(&record)),
+            used,
+            &mut checks,
+        )?;
         decision.plugins.extend(&record.policy.plugins);
         decision.record = Some(record);
         decision.spend = used;
@@ -281,7 +289,7 @@ fn decide(
         let used = plus(stored, queued.session, at.epoch);
         checks.scope = PolicyScope::SessionKey;
         checks.source = entry.added_by;
-        rules(view, t, at, &entry.policy, used, &mut checks)?;
+        rules(view, t, at, (&entry.policy, None), used, &mut checks)?;
         decision.plugins.extend(&entry.policy.plugins);
         decision.session = Some((entry.key, used));
         decision.session_scope = Some(SessionScope::of(&entry, at.epoch, used));
@@ -388,14 +396,17 @@ fn flag(passed: bool) -> (U256, U256) {
     (U256::ZERO, U256::from(u8::from(!passed)))
 }
 
+/// `policy`'s rules for `t`; `index`, if given, is the record `policy` belongs to (its
+/// targets found through the record's index).
 fn rules(
     view: &dyn StateView,
     t: &Transaction,
     at: At,
-    policy: &AccountPolicy,
+    (policy, index): (&AccountPolicy, Option<&IndexedRecord>),
     used: PolicySpend,
     checks: &mut Checks,
 ) -> Result<(), StateError> {
+    debug_assert!(index.is_none_or(|r| std::ptr::eq(&r.policy, policy)));
     let h = U256::from(at.height);
     let ok = (!policy.frozen || checks.check(PolicyRule::Frozen, false, flag(false)))
         && policy.valid_from.is_none_or(|from| {
@@ -451,8 +462,15 @@ fn rules(
         | TxBody::RevokeSessionKey { .. } => return Ok(()),
     };
     let is_deploy = env.is_some();
-    if let (Some(targets), false) = (&policy.targets, is_deploy) {
-        let Some(rule) = targets.iter().find(|r| r.to == to) else {
+    let target = match index {
+        Some(record) => record.target(&to),
+        None => policy
+            .targets
+            .as_ref()
+            .map(|ts| ts.iter().find(|r| r.to == to)),
+    };
+    if let (Some(found), false) = (target, is_deploy) {
+        let Some(rule) = found else {
             checks.check(PolicyRule::Target, false, flag(false));
             return Ok(());
         };
@@ -513,13 +531,11 @@ pub fn record_outcome(
         // The transaction wrote the sender's record already (its nonce), so this amends
         // one of its own writes, in place: no entry more.
         let spend = Some(add(decision.spend));
-        let amend = |raw: &[u8], out: &mut Vec<u8>| {
-            let mut account = AccountRecord::decode(raw).map_err(StateError::decode("account"))?;
-            account.policy_spend = spend;
-            account.encode_into(out);
-            Ok(())
+        let amend = |entry: &mut Vec<u8>, at: usize| {
+            AccountRecord::set_spend_in(entry, at, spend).map_err(StateError::decode("account"))
         };
-        if !overlay.rewrite_written(&StateKey::Account(sender), amend)? {
+        // The transaction is over (its caller forgets the undo history after this too).
+        if !overlay.amend_written(&StateKey::Account(sender), amend)? {
             let mut account = overlay.account(&sender)?.unwrap_or_default();
             account.policy_spend = spend;
             overlay.put_account(sender, &account)?;

@@ -125,9 +125,15 @@ pub fn encode_live(touched_epoch: Epoch, value: &[u8]) -> Vec<u8> {
 /// encoded live entry once the value is.
 pub fn live_header(touched_epoch: Epoch, value_bytes: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(LIVE_HEADER_BYTES + value_bytes);
-    out.push(TAG_LIVE);
-    out.extend(touched_epoch.to_be_bytes());
+    out.extend(live_header_bytes(touched_epoch));
     out
+}
+
+/// A live entry's header bytes (what [`live_header`] starts a buffer with).
+pub fn live_header_bytes(touched_epoch: Epoch) -> [u8; LIVE_HEADER_BYTES] {
+    let mut header = [TAG_LIVE; LIVE_HEADER_BYTES];
+    header[1..].copy_from_slice(&touched_epoch.to_be_bytes());
+    header
 }
 
 /// Bytes an encoded live entry adds to its value.

@@ -309,43 +309,47 @@ impl<V: StateView> Overlay<V> {
         Ok(())
     }
 
-    /// Room a rewritten value gets beyond the old one's length before its buffer grows (an
-    /// account record gains at most a policy spending, 81 bytes).
-    const REWRITE_ROOM_BYTES: usize = 96;
-
-    /// Rewrites, in place, the live value this overlay itself wrote for `key`: `f` gets the
-    /// value and appends the new one to the buffer it is given (which holds the entry's
-    /// header: anything but appending is a typed error, and changes nothing). One lookup instead of a read
-    /// (a copy) and a write (a second lookup), and one buffer: for a transaction's own
-    /// account record, amended after it ran. Journaled like [`Overlay::set`]. `Ok(false)`,
-    /// changing nothing, if this overlay holds no live value for `key` (never written here,
-    /// or deleted).
-    pub fn rewrite_written(
+    /// Amends, in place, the live value this overlay itself wrote for `key`, as the last
+    /// write of a transaction that is over: the undo history is forgotten first (as
+    /// [`Overlay::discard_journal`]; no checkpoint taken before can be reverted to), so the
+    /// old value is neither copied nor kept. `f` gets the entry's buffer, whose first
+    /// `at` bytes are its header, and may change only what follows (changing the header is
+    /// a typed error); it must leave the buffer as it was if it fails. One lookup and no
+    /// allocation, where a read and a write took two lookups and two buffers: for a
+    /// transaction's own account record, amended with its policy spending after it ran.
+    /// `Ok(false)`, changing nothing, if this overlay holds no live value for `key` (never
+    /// written here, or deleted). After an `Err` for a value grown past
+    /// [`MAX_STATE_VALUE_BYTES`] the entry holds what `f` left: the run must stop, as
+    /// every caller's does on a state error.
+    pub fn amend_written(
         &mut self,
         key: &StateKey,
-        f: impl FnOnce(&[u8], &mut Vec<u8>) -> Result<(), StateError>,
+        f: impl FnOnce(&mut Vec<u8>, usize) -> Result<(), StateError>,
     ) -> Result<bool, StateError> {
+        self.journal.clear();
         let Some(Some(raw)) = self.writes.get_mut(key) else {
             return Ok(false);
         };
         let crate::entry::EntryKind::Live { .. } = Entry::kind(raw)? else {
             return Ok(false);
         };
-        let value = &raw[crate::entry::ENTRY_OVERHEAD_BYTES..];
-        let mut entry =
-            crate::entry::live_header(self.epoch, value.len() + Self::REWRITE_ROOM_BYTES);
-        f(value, &mut entry)?;
-        // `f` may only append: the header it was given must still lead the entry.
-        let header_kept = matches!(
-            Entry::kind(&entry),
-            Ok(crate::entry::EntryKind::Live { touched_epoch }) if touched_epoch == self.epoch
-        );
-        if !header_kept {
+        let at = crate::entry::ENTRY_OVERHEAD_BYTES;
+        let mut header = [0u8; crate::entry::ENTRY_OVERHEAD_BYTES];
+        header.copy_from_slice(&raw[..at]);
+        f(raw, at)?;
+        if raw.get(..at) != Some(&header[..]) {
+            // Put back what `f` changed of the header (the value is `f`'s to answer for).
+            if raw.len() < at {
+                raw.resize(at, 0);
+            }
+            raw[..at].copy_from_slice(&header);
             return Err(StateError::Corrupt(format!(
-                "a rewrite of {key:?} replaced its header"
+                "an amendment of {key:?} changed its header"
             )));
         }
-        let len_bytes = entry.len() - crate::entry::ENTRY_OVERHEAD_BYTES;
+        // Touched now, as a write now would have it.
+        raw[..at].copy_from_slice(&crate::entry::live_header_bytes(self.epoch));
+        let len_bytes = raw.len() - at;
         if len_bytes > MAX_STATE_VALUE_BYTES {
             return Err(StateError::ValueTooLarge {
                 key: format!("{key:?}"),
@@ -353,14 +357,12 @@ impl<V: StateView> Overlay<V> {
                 max_bytes: MAX_STATE_VALUE_BYTES,
             });
         }
-        let previous = std::mem::replace(raw, entry);
         if matches!(key, StateKey::FoldCount | StateKey::FoldPage(_)) {
             *self.pages.get_mut() = None;
         }
         if let Some(log) = &mut self.write_log {
             log.push(key.clone());
         }
-        self.journal.push((key.clone(), Some(Some(previous))));
         Ok(true)
     }
 
@@ -694,42 +696,42 @@ mod storage_entries_tests {
         );
     }
 
-    /// `rewrite_written` changes only a live value this overlay wrote, as `set` would (the
-    /// same entry afterwards), and a checkpoint's revert undoes it.
+    /// `amend_written` changes only a live value this overlay wrote, as `set` would (the
+    /// same entry afterwards, touched in the overlay's epoch), refuses a change of the
+    /// header, and forgets the undo history (a checkpoint taken before it reverts nothing
+    /// it did, nor what came before).
     #[test]
-    fn a_written_value_is_rewritten_in_place_and_reverted() {
+    fn a_written_value_is_amended_in_place_and_the_history_forgotten() {
         let base = Mem([(slot(1, 1), Some(encode_live(0, &[1])))]
             .into_iter()
             .collect());
-        let mut overlay = Overlay::new(&base);
-        let double = |v: &[u8], out: &mut Vec<u8>| {
-            out.extend(v.iter().map(|b| b * 2));
+        let mut overlay = Overlay::at_epoch(&base, 5);
+        let double = |entry: &mut Vec<u8>, at: usize| {
+            entry[at..].iter_mut().for_each(|b| *b *= 2);
             Ok(())
         };
         assert!(!overlay
-            .rewrite_written(&slot(1, 1), double)
+            .amend_written(&slot(1, 1), double)
             .expect("base only"));
         assert_eq!(overlay.get(&slot(1, 1)).expect("read"), Some(vec![1]));
         overlay.set(slot(1, 2), Some(vec![3, 4])).expect("write");
         overlay.set(slot(1, 3), None).expect("delete");
-        assert!(!overlay
-            .rewrite_written(&slot(1, 3), double)
-            .expect("deleted"));
-        let replaces = |v: &[u8], out: &mut Vec<u8>| {
-            *out = v.to_vec();
+        assert!(!overlay.amend_written(&slot(1, 3), double).expect("deleted"));
+        let header = |entry: &mut Vec<u8>, _: usize| {
+            entry[0] ^= 0xff;
             Ok(())
         };
-        assert!(overlay.rewrite_written(&slot(1, 2), replaces).is_err());
+        assert!(overlay.amend_written(&slot(1, 2), header).is_err());
         assert_eq!(overlay.get(&slot(1, 2)).expect("read"), Some(vec![3, 4]));
         let checkpoint = overlay.checkpoint();
-        assert!(overlay
-            .rewrite_written(&slot(1, 2), double)
-            .expect("written"));
+        overlay.set(slot(1, 4), Some(vec![1])).expect("write");
+        assert!(overlay.amend_written(&slot(1, 2), double).expect("written"));
         assert_eq!(overlay.get(&slot(1, 2)).expect("read"), Some(vec![6, 8]));
-        let mut set = Overlay::new(&base);
+        let mut set = Overlay::at_epoch(&base, 5);
         set.set(slot(1, 2), Some(vec![6, 8])).expect("write");
         assert_eq!(overlay.written(&slot(1, 2)), set.written(&slot(1, 2)));
         overlay.revert_to(checkpoint);
-        assert_eq!(overlay.get(&slot(1, 2)).expect("read"), Some(vec![3, 4]));
+        assert_eq!(overlay.get(&slot(1, 2)).expect("read"), Some(vec![6, 8]));
+        assert_eq!(overlay.get(&slot(1, 4)).expect("read"), Some(vec![1]));
     }
 }

@@ -284,6 +284,62 @@ impl Canonical for AccountRecord {
     const MAX_ENCODED_BYTES: usize = 1 + 8 + 32 + 1 + 1 + 32 + SPEND_BYTES;
 }
 
+impl AccountRecord {
+    /// Replaces, in place, the policy spending of the record whose canonical bytes are
+    /// `buf[at..]` with `spend`: `buf[at..]` becomes what decoding them, setting
+    /// `policy_spend` and [`Canonical::encode`] give, byte for byte, and bytes that do not
+    /// decode are the same error (and `buf` is unchanged). A policed transaction amends its
+    /// sender's record this way after it ran; only the fields before the spending are walked
+    /// (their shape, not their values), so nothing of 256 bits is decoded or encoded again
+    /// and nothing is allocated.
+    pub fn set_spend_in(
+        buf: &mut Vec<u8>,
+        at: usize,
+        spend: Option<crate::policy::PolicySpend>,
+    ) -> Result<(), crate::DecodeError> {
+        let raw = buf.get(at..).unwrap_or_default();
+        match Self::spend_offset(raw) {
+            Some(kept) => buf.truncate(at + kept),
+            None => {
+                // Not a shape this version writes: the full decode says why (or, for a
+                // record this walk does not know, amends it the slow way).
+                let mut record = Self::decode(raw)?;
+                record.policy_spend = spend;
+                buf.truncate(at);
+                record.encode_into(buf);
+                return Ok(());
+            }
+        }
+        // Writing into a Vec cannot fail; borsh only errors on I/O.
+        BorshSerialize::serialize(&spend, buf).expect("borsh into Vec<u8> is infallible");
+        Ok(())
+    }
+
+    /// Where `policy_spend` starts in `raw`, if `raw` is exactly a record of this version:
+    /// version, nonce, balance, a code reference (absent, or an environment this build knows
+    /// and a hash), then an absent spending or a whole one, and nothing after.
+    fn spend_offset(raw: &[u8]) -> Option<usize> {
+        const CODE_TAG: usize = 1 + 8 + 32;
+        if raw.first() != Some(&Self::VERSION) {
+            return None;
+        }
+        let spend_at = match raw.get(CODE_TAG)? {
+            0 => CODE_TAG + 1,
+            1 => {
+                Env::try_from_slice(raw.get(CODE_TAG + 1..CODE_TAG + 2)?).ok()?;
+                CODE_TAG + 1 + 1 + 32
+            }
+            _ => return None,
+        };
+        let len = match raw.get(spend_at)? {
+            0 => 1,
+            1 => SPEND_BYTES,
+            _ => return None,
+        };
+        (raw.len() == spend_at + len).then_some(spend_at)
+    }
+}
+
 /// Code blob stored under `StateKey::Code`.
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct CodeBlob {
@@ -314,5 +370,52 @@ impl Canonical for CodeBlob {
 
     fn validate(&self) -> Result<(), DecodeError> {
         check_len(Self::KIND, "code", self.code.len(), MAX_CODE_BYTES)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The walk finds the spending in every shape this version writes, so amending a record
+    /// never falls back to a full decode (`an_amended_spending_is_a_decode_set_and_encode`
+    /// checks the bytes are right either way; this that the fast way is the one taken).
+    #[test]
+    fn the_walk_finds_the_spending_of_every_record_this_version_writes() {
+        let spend = crate::policy::PolicySpend {
+            epoch: 3,
+            value: U256::from(5u64),
+            fees: U256::MAX,
+            txs: 9,
+        };
+        for env in [Env::Evm, Env::Wasm] {
+            for code in [
+                None,
+                Some(CodeRef {
+                    env,
+                    code_hash: Hash([7; 32]),
+                }),
+            ] {
+                for policy_spend in [None, Some(spend)] {
+                    let record = AccountRecord {
+                        nonce: u64::MAX,
+                        balance: U256::MAX,
+                        code,
+                        policy_spend,
+                    };
+                    let raw = record.encode();
+                    let tail = if policy_spend.is_some() {
+                        SPEND_BYTES
+                    } else {
+                        1
+                    };
+                    assert_eq!(
+                        AccountRecord::spend_offset(&raw),
+                        Some(raw.len() - tail),
+                        "{record:?}"
+                    );
+                }
+            }
+        }
     }
 }

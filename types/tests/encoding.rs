@@ -394,7 +394,43 @@ proptest! {
         let spent = AccountRecord { policy_spend: Some(spend), ..record.clone() };
         check_rejections(&spent);
         prop_assert_eq!(spent.encode().len(), record.encode().len() + 80);
+        // Amending the spending in place gives the bytes of decode, set, encode.
+        for (from, to) in [(&record, Some(spend)), (&spent, None), (&spent, Some(keel_types::policy::PolicySpend { txs: 1, ..spend })), (&record, None)] {
+            let mut amended = [vec![7], from.encode()].concat();
+            AccountRecord::set_spend_in(&mut amended, 1, to).expect("amend");
+            let full = AccountRecord { policy_spend: to, ..from.clone() };
+            prop_assert_eq!(&amended[1..], &full.encode()[..]);
+        }
         check_rejections(&CodeBlob { env, code });
+    }
+
+    /// Amending the spending of bytes that are not a record fails exactly when decoding them
+    /// does, and otherwise gives decode, set, encode: truncated, extended, a wrong version,
+    /// an unknown environment or tag, any byte flipped.
+    #[test]
+    fn an_amended_spending_is_a_decode_set_and_encode(nonce in any::<u64>(), balance in arb_u256(), env in arb_env(), h in prop::option::of(arb_hash()), spent in any::<bool>(), at in any::<prop::sample::Index>(), byte in any::<u8>(), cut in 0usize..3) {
+        let spend = keel_types::policy::PolicySpend { epoch: nonce, value: balance, fees: balance, txs: nonce };
+        let record = AccountRecord { nonce, balance, code: h.map(|code_hash| CodeRef { env, code_hash }), policy_spend: spent.then_some(spend) };
+        let good = record.encode();
+        let mut flipped = good.clone();
+        flipped[at.index(good.len())] = byte;
+        let mut extended = good.clone();
+        extended.push(byte);
+        let truncated = good[..good.len().saturating_sub(cut + 1)].to_vec();
+        for raw in [good, flipped, extended, truncated] {
+            let mut amended = [&[9, 9][..], &raw].concat();
+            let fast = AccountRecord::set_spend_in(&mut amended, 2, None);
+            match AccountRecord::decode(&raw) {
+                Ok(decoded) => {
+                    prop_assert!(fast.is_ok());
+                    prop_assert_eq!(&amended[2..], AccountRecord { policy_spend: None, ..decoded }.encode());
+                }
+                Err(e) => {
+                    prop_assert_eq!(fast, Err(e));
+                    prop_assert_eq!(&amended[2..], &raw[..], "a refusal changes nothing");
+                }
+            }
+        }
     }
 
     #[test]

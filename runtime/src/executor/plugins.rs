@@ -56,7 +56,7 @@ impl Runtime {
         &self,
         state: &dyn StateView,
         t: &keel_types::Transaction,
-    ) -> Result<Option<Option<std::sync::Arc<keel_types::policy::PolicyRecord>>>, RuntimeError>
+    ) -> Result<Option<Option<std::sync::Arc<crate::policy_cache::IndexedRecord>>>, RuntimeError>
     {
         let session = matches!(t.sender, keel_types::Sender::Session { .. });
         let record = self
