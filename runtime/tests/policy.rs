@@ -1153,6 +1153,69 @@ fn admission_judges_by_the_plugins_alone_within_a_gas_budget() {
     assert_eq!((d.rule, budget), (PolicyRule::Frozen, full));
 }
 
+/// A sender without an account policy that signs with a session key whose scope attaches a
+/// plugin: admission's `plugins_may_run` says its plugins may run (the node then asks the
+/// veto), and the veto runs the session key's plugin, denying what it denies; the account's
+/// own key still skips it.
+#[test]
+fn a_session_keys_plugin_is_asked_at_admission_without_an_account_policy() {
+    let (agent, boss, carol, session) = (key(1), key(2), key(3), key(9));
+    let mut chain = Chain::new(&[&agent, &boss, &carol]);
+    let router = Address([0x77; 20]);
+    let allowlist = allowlisted_agent(&mut chain, (&agent, &boss), router);
+    let add = TxBody::AddSessionKey {
+        account: addr(&carol),
+        key: session.public_key(),
+        policy: AccountPolicy {
+            plugins: vec![allowlist],
+            ..AccountPolicy::default()
+        },
+        expires_at: u64::MAX,
+    };
+    assert_eq!(
+        run_change(&mut chain, &carol, add).status,
+        TxStatus::Success
+    );
+    let view = chain.store.latest_view();
+    assert_eq!(
+        keel_runtime::policy::read_record(&view, &addr(&carol)).expect("read"),
+        None,
+        "carol has no account policy"
+    );
+    chain.resync_nonce(&carol);
+    let own = chain.tx(&carol, 21_000, transfer(Address([8; 20]), 1));
+    let listed = as_session(&chain, &session, addr(&carol), 300_000, transfer(router, 1));
+    let unlisted = as_session(
+        &chain,
+        &session,
+        addr(&carol),
+        300_000,
+        transfer(Address([8; 20]), 1),
+    );
+    let may_run = |tx: &SignedTransaction| {
+        let view = chain.store.latest_view();
+        chain.runtime.plugins_may_run(&view, &tx.tx).expect("read")
+    };
+    let judge = |tx: &SignedTransaction| {
+        let block = chain.make_block(vec![tx.clone()]);
+        let context = chain.runtime.context(&block.header);
+        let view = chain.store.latest_view();
+        let mut budget = 10 * keel_types::policy::PLUGIN_GAS;
+        chain
+            .runtime
+            .plugin_denial(&view, &NoBlockHashes, &context, tx, &mut budget)
+            .expect("judged")
+    };
+    assert!(!may_run(&own), "the account's own key, no policy, no rules");
+    assert!(may_run(&listed) && may_run(&unlisted));
+    assert_eq!(judge(&listed), PluginCheck::Passed);
+    let PluginCheck::Denied(verdict) = judge(&unlisted) else {
+        panic!("the session key's plugin did not deny");
+    };
+    assert_eq!(verdict.rule, PolicyRule::PluginDenied);
+    assert_eq!(verdict.scope, keel_types::policy::PolicyScope::Plugin);
+}
+
 /// A WASM contract sees whether a session key signed the transaction, and which one (the
 /// `tx_session_key` host call), so it can scope what it does for an agent's key.
 #[test]
