@@ -864,7 +864,8 @@ fn admission_applies_the_policy_counting_queued_transactions() {
 /// The policy check of a transaction queued after all of its sender's others reads the
 /// queue's running spending total: after a replacement and a removal the value and count
 /// budgets are still exact (the total is off by the replaced or removed entry if either is
-/// not kept), and it matches the walk a session key's check takes.
+/// not kept). (A session key's check walks the queue instead; its tests are
+/// `a_session_key_cannot_replace_what_its_account_signed` and the runtime's.)
 #[test]
 fn the_queued_spending_total_follows_replacements_and_removals() {
     use keel_types::policy::{AccountPolicy, PolicyRule};

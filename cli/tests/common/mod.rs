@@ -253,8 +253,9 @@ impl Cluster {
         }
     }
 
-    /// Sends `signal` (`STOP`, `CONT`) to node `i`: a stopped node keeps its sockets, so its
-    /// peers' connections stay up and its RPC answers once it is thawed.
+    /// Sends `signal` (`STOP`, `CONT`) to node `i`. A stopped node keeps its sockets, so its
+    /// RPC answers once it is thawed; its peers drop their links to it after
+    /// `PEER_IDLE_TIMEOUT_MS` of silence, and it redials them when thawed.
     pub fn signal(&self, i: usize, signal: &str) {
         let pid = self.pid(i).expect("node running");
         let status = Command::new("kill")
