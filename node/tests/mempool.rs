@@ -803,20 +803,9 @@ mod properties {
 /// the per-epoch budgets reset when the next block is in a new epoch.
 #[test]
 fn admission_applies_the_policy_counting_queued_transactions() {
-    use keel_types::policy::{AccountPolicy, PolicyRule};
+    use keel_types::policy::PolicyRule;
     let alice = key(1);
-    let mut chain = Chain::new(&[&alice]);
-    let body = TxBody::SetPolicy {
-        account: addr(&alice),
-        policy: AccountPolicy {
-            max_value_per_epoch: Some(U256::from(100u64)),
-            max_txs_per_epoch: Some(3),
-            ..AccountPolicy::default()
-        },
-    };
-    let gas = body.policy_gas().expect("gas");
-    let set = chain.run(&alice, gas, body);
-    assert_eq!(set.status, keel_types::TxStatus::Success, "{set:?}");
+    let mut chain = capped(&alice);
     let mut pool = pool_with_policies(chain.height);
     let view = chain.store.latest_view();
     let denied = |result: &Result<Hash, AdmitError>| match result {
@@ -868,22 +857,9 @@ fn admission_applies_the_policy_counting_queued_transactions() {
 /// `a_session_key_cannot_replace_what_its_account_signed` and the runtime's.)
 #[test]
 fn the_queued_spending_total_follows_replacements_and_removals() {
-    use keel_types::policy::{AccountPolicy, PolicyRule};
+    use keel_types::policy::PolicyRule;
     let alice = key(1);
-    let mut chain = Chain::new(&[&alice]);
-    let body = TxBody::SetPolicy {
-        account: addr(&alice),
-        policy: AccountPolicy {
-            max_value_per_epoch: Some(U256::from(100u64)),
-            max_txs_per_epoch: Some(3),
-            ..AccountPolicy::default()
-        },
-    };
-    let gas = body.policy_gas().expect("gas");
-    assert_eq!(
-        chain.run(&alice, gas, body).status,
-        keel_types::TxStatus::Success
-    );
+    let chain = capped(&alice);
     let mut pool = pool_with_policies(chain.height);
     let view = chain.store.latest_view();
     let denied = |result: &Result<Hash, AdmitError>| match result {
@@ -921,6 +897,25 @@ fn the_queued_spending_total_follows_replacements_and_removals() {
         Some((PolicyRule::TxsPerEpoch, U256::from(4u64))),
         "{fourth:?}"
     );
+}
+
+/// A chain where `alice` (its only account) has a policy of 100 in value and three
+/// transactions per epoch, set by her nonce 0.
+fn capped(alice: &SecretKey) -> Chain {
+    use keel_types::policy::AccountPolicy;
+    let mut chain = Chain::new(&[alice]);
+    let body = TxBody::SetPolicy {
+        account: addr(alice),
+        policy: AccountPolicy {
+            max_value_per_epoch: Some(U256::from(100u64)),
+            max_txs_per_epoch: Some(3),
+            ..AccountPolicy::default()
+        },
+    };
+    let gas = body.policy_gas().expect("gas");
+    let set = chain.run(alice, gas, body);
+    assert_eq!(set.status, keel_types::TxStatus::Success, "{set:?}");
+    chain
 }
 
 fn pool_with_policies(latest_height: u64) -> Mempool {
