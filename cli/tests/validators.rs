@@ -7,7 +7,9 @@
 //! throughout. Second: a fifth node outside genesis, not registered yet, restores a snapshot
 //! and block-syncs as the validators' guest; then its operator registers it, and it
 //! proposes and votes from the epoch its record announced; its operator bonds more; then a genesis validator leaves and the chain goes on without it; then the
-//! fifth restores again, is killed with SIGKILL mid-restore, and resumes.
+//! fifth restores again, is killed with SIGKILL mid-restore, and resumes. Then the devnet
+//! scripts: `devnet/join` and `devnet/leave` of a candidate, and `devnet/leave` of an active
+//! genesis member (out of the set at a boundary, stopped, the rest going on).
 
 use crate::common::watch::watch_chain;
 use crate::common::{
@@ -841,4 +843,86 @@ pub(crate) fn created_public_key(path: &str) -> String {
     let file: Value =
         serde_json::from_str(&std::fs::read_to_string(path).expect("key")).expect("json");
     file["public_key"].as_str().expect("public key").to_string()
+}
+
+/// `devnet/leave` of an active genesis member, as an operator runs it, on a devnet of
+/// 10-height epochs: its operator's leave takes it out of the set at a boundary, the script
+/// then stops its process, and the three left go on finalizing the same blocks.
+#[test]
+fn devnet_leave_retires_an_active_member_and_the_rest_go_on() {
+    let _guard = serial();
+    let home = tempfile::tempdir().expect("tempdir");
+    let devnet = crate::devnet::chaos::ScriptedDevnet {
+        dir: home.path().join("devnet"),
+        tag: String::new(),
+        subnet: String::new(),
+    };
+    let up = devnet.run("up", &["--fresh", "--epoch-length", "10"]);
+    assert!(up.status.success(), "devnet/up failed");
+    let key: Value = serde_json::from_slice(
+        &std::fs::read(devnet.dir.join("node3/keys/validator.json")).expect("validator key"),
+    )
+    .expect("key json");
+    let key = key["public_key"].as_str().expect("public key").to_string();
+    let rpcs: Vec<String> = (0..4).map(|i| devnet_rpc(&devnet.dir, i)).collect();
+    let members = |out: &Value| -> Vec<String> {
+        out["set"]["members"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .filter_map(|m| m["public_key"].as_str().map(str::to_string))
+            .collect()
+    };
+    let before = query_validators(&rpcs[0]);
+    assert!(members(&before).contains(&key), "{before}");
+    assert_eq!(members(&before).len(), 4, "{before}");
+    let left = devnet.run("leave", &["3"]);
+    assert!(left.status.success(), "devnet/leave failed");
+    let line: Value = serde_json::from_slice(&left.stdout).expect("devnet/leave's JSON line");
+    assert_eq!(
+        (line["validator"].clone(), line["left"].clone()),
+        (json!(3), json!(true))
+    );
+    let after = query_validators(&rpcs[0]);
+    assert_eq!(members(&after).len(), 3, "{after}");
+    assert!(!members(&after).contains(&key), "{after}");
+    assert_eq!(
+        registry_entry(&after, &key).expect("still registered while it unbonds")["status"],
+        "leaving",
+        "{after}"
+    );
+    // Stopped: its RPC goes quiet.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while keel(&["query", "status", "--rpc", &rpcs[3]]).0 {
+        assert!(
+            Instant::now() < deadline,
+            "validator 3 still answers after leaving"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The three go on past the next boundary, on the same blocks.
+    let height = |rpc: &str| {
+        let (ok, status, err) = keel(&["query", "status", "--rpc", rpc]);
+        assert!(ok, "{err}");
+        status["height"].as_u64().expect("height")
+    };
+    let target = height(&rpcs[0]) + 12;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rpcs[..3].iter().any(|rpc| height(rpc) < target) {
+        assert!(
+            Instant::now() < deadline,
+            "the three left stopped short of {target}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let hash = |rpc: &str| {
+        let (ok, block, err) = keel(&["query", "block", &target.to_string(), "--rpc", rpc]);
+        assert!(ok, "{err}");
+        (block["hash"].clone(), block["state_root"].clone())
+    };
+    let first = hash(&rpcs[0]);
+    assert!(first.0.is_string() && first.1.is_string(), "{first:?}");
+    for rpc in &rpcs[1..3] {
+        assert_eq!(hash(rpc), first, "validators disagree at {target}");
+    }
 }
