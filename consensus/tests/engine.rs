@@ -630,3 +630,76 @@ fn leaders_follow_voting_power() {
     assert_eq!(small_runs, 0);
     assert!(run.2 <= 3, "longest run {}", run.2);
 }
+
+/// An epoch that ends by a sync response names the peer that sent it
+/// (`Engine::epoch_ended_by`), and `Input::CatchUp` asks that one peer alone (a broadcast had
+/// every validator send the same blocks); without a peer it asks every validator. An epoch
+/// ended by certificates heard, not by sync, names nobody.
+#[test]
+fn an_epoch_ended_by_sync_names_its_sender_and_catch_up_asks_it_alone() {
+    let mut cfg = config(0);
+    cfg.epoch_length = 1;
+    let top = block(5, 1);
+    let cert = certificate(vote(5, VoteKind::Finalize, top.hash()), &[1, 2, 3]);
+    let mut engine = Engine::new(cfg.clone(), &[]);
+    engine.handle(Input::Start);
+    assert_eq!(engine.epoch_ended_by(), None);
+    let actions = send(
+        &mut engine,
+        2,
+        Message::SyncResponse {
+            blocks: vec![top.clone()],
+            headers: vec![],
+            finalization: cert.clone(),
+        },
+    );
+    assert_eq!(finalized(&actions), vec![top.hash()], "{actions:?}");
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::EpochEnded { .. })),
+        "{actions:?}"
+    );
+    assert_eq!(engine.epoch_ended_by(), Some(2));
+    assert!(engine.is_behind());
+    let requests = |actions: &[Action]| -> Vec<Option<u16>> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send {
+                    to,
+                    message: Message::SyncRequest { .. },
+                } => Some(Some(*to)),
+                Action::Broadcast(Message::SyncRequest { .. }) => Some(None),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut next = cfg.clone();
+    next.finalized_tip = (1, top.hash(), 5);
+    next.epoch_first_height = 2;
+    let mut fresh = Engine::new(next.clone(), &[]);
+    fresh.handle(Input::Start);
+    assert_eq!(
+        requests(&fresh.handle(Input::CatchUp { to: Some(2) })),
+        vec![Some(2)]
+    );
+    let mut fresh = Engine::new(next, &[]);
+    fresh.handle(Input::Start);
+    assert_eq!(
+        requests(&fresh.handle(Input::CatchUp { to: None })),
+        vec![None]
+    );
+    // Ended by the certificate heard and the block fetched: nobody to name.
+    let mut heard = Engine::new(cfg, &[]);
+    heard.handle(Input::Start);
+    let mut actions = send(&mut heard, 2, Message::Certificate(cert));
+    actions.extend(send(&mut heard, 2, Message::BlockResponse(top.clone())));
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::EpochEnded { .. })),
+        "{actions:?}"
+    );
+    assert_eq!(heard.epoch_ended_by(), None);
+}
