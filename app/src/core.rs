@@ -682,20 +682,13 @@ impl App {
                         .partition(|r| r.epoch() == epoch + 1);
                 self.later_votes = later;
                 let behind = self.engine.is_behind();
-                // Whom to ask first: the peer whose sync response ended the epoch, if it is
-                // in the new set too.
-                let ask = self
-                    .engine
-                    .epoch_ended_by()
-                    .and_then(|i| self.engine.validators().key(i).copied())
-                    .and_then(|key| set.index_of(&key));
                 self.engine = Engine::new(engine_config(&self.cfg, &self.key, tip, set), &binding);
                 self.build = None;
                 self.deferred.clear();
                 host.epoch_started(epoch + 1);
                 self.push(Input::Start);
                 if behind {
-                    self.push(Input::CatchUp { to: ask });
+                    self.push(Input::CatchUp);
                 }
                 for (from, message) in self.next_epoch.take(epoch + 1) {
                     let honest = self.member_of_peer(from).is_some_and(|member| {

@@ -91,15 +91,8 @@ pub enum Input {
     /// ([`Engine::is_behind`]): ask for the next blocks now, not at the first timeout.
     /// Without it a node that syncs across many short epochs (an observer, a restored
     /// joiner) gained one epoch per view timeout and could fall behind for good. One
-    /// request per epoch change, which only a finalization certificate causes. `to`: the
-    /// validator (in this epoch's set) whose sync response ended the epoch before
-    /// ([`Engine::epoch_ended_by`]), the one peer sure to hold what follows, asked alone (a
-    /// broadcast had every peer send the same blocks, so an observer syncing short epochs
-    /// downloaded each from every validator); `None` (it left the set): every validator.
-    /// A silent peer costs only the head start: the next certificate heard asks its sender.
-    CatchUp {
-        to: Option<u16>,
-    },
+    /// request per epoch change, which only a finalization certificate causes.
+    CatchUp,
 }
 
 /// What the driver must do, in order. A `Persist` must be durable before any later action
@@ -203,8 +196,6 @@ pub struct Engine {
     latest_finalization: Option<Certificate>,
     /// Heard traffic from a later epoch: this validator is behind and should sync.
     behind: bool,
-    /// The validator whose sync response delivered this epoch's last block, if one did.
-    ended_by: Option<u16>,
     /// The epoch's last block is finalized; only requests for data are still answered.
     ended: bool,
 }
@@ -231,7 +222,6 @@ impl Engine {
             signatures_verified: 0,
             latest_finalization: None,
             behind: false,
-            ended_by: None,
             ended: false,
             cfg,
         };
@@ -331,14 +321,6 @@ impl Engine {
         self.behind
     }
 
-    /// The validator (by index in this epoch's set) whose sync response delivered this
-    /// epoch's last block: the epoch ended while this engine was catching up, and that peer
-    /// holds what follows. `None` if the epoch has not ended, or ended by this engine's own
-    /// votes and the certificates it heard.
-    pub fn epoch_ended_by(&self) -> Option<u16> {
-        self.ended_by
-    }
-
     /// The highest view each validator (by index) was heard voting in, from votes whose
     /// signatures this engine verified; the finalized tip's view for one not heard since.
     pub fn last_heard(&self) -> &[View] {
@@ -411,7 +393,7 @@ impl Engine {
             Input::Timeout { view } => self.on_timeout(view),
             Input::Proposal { view, block } => self.on_built(view, block),
             Input::Verified { view, block, valid } => self.on_verified(view, block, valid),
-            Input::CatchUp { to } => self.request_sync(to),
+            Input::CatchUp => self.request_sync(None),
         }
         std::mem::take(&mut self.actions)
     }

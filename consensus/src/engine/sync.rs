@@ -188,10 +188,8 @@ impl Engine {
         }
         if self.ended {
             // The epoch's last block came by sync: the next epoch has likely begun without
-            // this node, so the next engine asks at once (`Input::CatchUp`), the peer that
-            // sent it first.
+            // this node, so the next engine asks at once (`Input::CatchUp`).
             self.behind = true;
-            self.ended_by = Some(from);
         }
         self.enter_view(view.saturating_add(1), false);
         self.after_progress();
