@@ -18,6 +18,7 @@ use crate::next_epoch::{message_epoch, NextEpoch};
 use crate::propose::ProposalSlot;
 use crate::sync;
 use crate::validity::{check, check_finalized, BlockRules, EpochBounds, Verdict};
+use crate::voted::VotedBlocks;
 use keel_consensus::{Action, Config, Engine, Input, Message, ValidatorSet, VoteRecord};
 use keel_state::StateView;
 use keel_store::CommitInfo;
@@ -248,6 +249,8 @@ pub struct App {
     to_execute: Vec<Hash>,
     inputs: VecDeque<Input>,
     halted: Option<String>,
+    /// The blocks this validator voted for above the finalized tip, on disk (voted.rs).
+    voted: VotedBlocks,
     /// Vote-log records of epochs after the engine's, handed to each epoch's engine as the
     /// chain reaches it (see [`App::new`]).
     later_votes: Vec<VoteRecord>,
@@ -258,12 +261,19 @@ impl App {
     pub fn new(
         cfg: AppConfig,
         key: SecretKey,
-        chain: Chain,
+        mut chain: Chain,
         restored: &[VoteRecord],
     ) -> Result<App, ChainError> {
         let tip = engine_tip(&chain)?;
         let set = set_after(&chain, cfg.epoch_length, tip.0)?;
-        let engine = Engine::new(engine_config(&cfg, &key, tip, set), restored);
+        let mut engine = Engine::new(engine_config(&cfg, &key, tip, set), restored);
+        let voted = VotedBlocks::restore(chain.store(), tip.0, &mut engine)?;
+        // Executable again as a parent: the next proposal may build on a restored block.
+        for hash in voted.hashes() {
+            if let Some(block) = engine.block(&hash) {
+                chain.remember_with(block, &|h| engine.holds(h), true);
+            }
+        }
         // Records of epochs after the tip's: this validator voted there before its state
         // went back (a store re-synced, or a snapshot restored below its last votes). They
         // bind it again when it replays those epochs.
@@ -291,6 +301,7 @@ impl App {
             to_execute: Vec::new(),
             inputs: VecDeque::new(),
             halted: None,
+            voted,
         })
     }
 
@@ -582,6 +593,11 @@ impl App {
     fn perform(&mut self, action: Action, host: &mut dyn Host) {
         match action {
             Action::Persist(record) => {
+                let store = self.chain.store();
+                if let Err(e) = self.voted.before_vote(store, &self.engine, &record) {
+                    // Without its block on disk, the vote could outlive what it names.
+                    return self.halt(format!("keeping a voted block: {e}"), host);
+                }
                 if let Err(e) = host.persist(&record) {
                     // Cannot make the vote durable: must not send it, nor any later vote.
                     self.halt(format!("vote log: {e}"), host);
@@ -930,6 +946,9 @@ impl App {
             Err(e) => return self.halt(format!("committing block {height}: {e}"), host),
         };
         self.proposals.prune(block.header.epoch, block.header.view);
+        if let Err(e) = self.voted.finalized(self.chain.store(), height) {
+            tracing::warn!(error = %e, height, "cannot drop the finalized voted blocks");
+        }
         if let Some(cert) = &certificate {
             if let Err(e) = sync::put_certificate(self.chain.store(), height, cert) {
                 tracing::warn!(error = %e, height, "cannot record the finalization certificate");

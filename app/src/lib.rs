@@ -1,8 +1,9 @@
 //! keel-app: the application core between consensus and the runtime — which blocks from
 //! peers may be stored before consensus judges them (admit), execution ahead of finality and
 //! the commit sequence (chain), block validity (validity, charge), proposal building
-//! (propose) and what is kept and served for catch-up (sync). No sockets, timers or clock:
-//! the node's driver feeds it and passes the time in.
+//! (propose), what is kept and served for catch-up (sync), and the blocks voted for that a
+//! restart needs (voted). No sockets, timers or clock: the node's driver feeds it and passes
+//! the time in.
 
 #![forbid(unsafe_code)]
 
@@ -18,6 +19,7 @@ pub mod propose;
 mod rate;
 pub mod sync;
 pub mod validity;
+pub mod voted;
 
 pub use chain::{
     body_matches_header, Chain, ChainError, ChainObserver, NoObserver, ParentInfo,

@@ -593,6 +593,8 @@ fn views_at_u64_max_never_panic_even_across_restarts() {
 mod bounds;
 #[path = "engine/lost_proposal.rs"]
 mod lost_proposal;
+#[path = "engine/restored_block.rs"]
+mod restored_block;
 
 /// Leaders: round robin when powers are equal; otherwise each member leads its share of the
 /// power, its turns evenly spaced (a flood of minimum-stake members cannot take most turns,

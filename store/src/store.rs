@@ -441,6 +441,15 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes a node record outside the state (absent is fine).
+    pub fn delete_aux(&self, key: &[u8]) -> Result<(), StateError> {
+        let mut write = WriteOptions::default();
+        write.set_sync(self.options.sync_writes);
+        self.db
+            .delete_cf_opt(cf(&self.db, CF_AUX)?, key, &write)
+            .map_err(StateError::db)
+    }
+
     pub fn get_aux(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         self.db
             .get_cf(cf(&self.db, CF_AUX)?, key)

@@ -75,6 +75,41 @@ impl Engine {
         Some((past, view, block.header.height, *hash))
     }
 
+    /// A block this validator voted for before a restart, read back from its store (the
+    /// app keeps each block on disk before logging a vote for it: app/src/voted.rs). Taken
+    /// only before `Input::Start`, only in this engine's epoch above the finalized tip, and
+    /// only if a restored vote of this validator names it in its own view: the votes say it
+    /// was verified then, and nothing else gets in this way. Returns whether it was taken.
+    pub fn restore_voted(&mut self, block: Block) -> bool {
+        let hash = block.hash();
+        let view = block.header.view;
+        let voted = self
+            .views
+            .get(&view)
+            .is_some_and(|s| s.my_notarize == Some(hash) || s.my_finalize == Some(hash));
+        if !voted
+            || block.header.epoch != self.cfg.validators.epoch
+            || block.header.height <= self.tip.0
+            || view <= self.tip.2
+        {
+            return false;
+        }
+        if !self.keep_block(hash, block) {
+            return false;
+        }
+        let state = self.view_mut(view);
+        if state.proposal.is_none() {
+            state.proposal = Some(hash);
+            state.proposals.push(hash);
+        }
+        true
+    }
+
+    /// An unfinalized block this engine holds.
+    pub fn block(&self, hash: &Hash) -> Option<&Block> {
+        self.blocks.get(hash)
+    }
+
     /// Whether this engine holds the block: the driver's block cache evicts first what the
     /// engine no longer holds.
     pub fn holds(&self, hash: &Hash) -> bool {

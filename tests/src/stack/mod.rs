@@ -67,6 +67,10 @@ pub struct StackScenario {
     pub diverge: Option<(usize, u64)>,
     /// Validator `.0`'s vote log fails on its `.1`-th write (0-based).
     pub votelog_fails: Option<(usize, usize)>,
+    /// Every validator dies right after it logs its first finalize vote for a view at or
+    /// past `.0` (before sending it or committing), and restarts `.1` ms later: the whole
+    /// network crashing between its votes and its commits (a power cut).
+    pub crash_after_finalize_vote: Option<(u64, u64)>,
     /// Each validator's wall clock minus the true time (ms): clocks disagree.
     pub skew_ms: Vec<i64>,
     /// Genesis stakes (wei) by validator; `None`: the default for all (equal power).
@@ -121,6 +125,7 @@ impl StackScenario {
             tx_gap_ms: (20, 120),
             diverge: None,
             votelog_fails: None,
+            crash_after_finalize_vote: None,
             skew_ms,
             byzantine: None,
             stakes: None,
@@ -242,6 +247,8 @@ pub struct StackReport {
     /// validator's are verified from genesis into `violations`).
     pub genesis_set: Option<keel_types::validator::EpochSet>,
     pub epoch_changes: Vec<keel_app::epoch_proof::EpochChange>,
+    /// (validator, view): the crashes right after a logged finalize vote.
+    pub finalize_vote_crashes: Vec<(usize, u64)>,
 }
 
 /// A message on its way.
@@ -376,6 +383,7 @@ pub fn run(s: &StackScenario) -> anyhow::Result<StackReport> {
     // same with and without them.
     let mut ops_rng = ChaCha8Rng::seed_from_u64(s.seed ^ 0x0a11_0b5e);
     let mut now = 0u64;
+    let mut finalize_vote_crashes = Vec::new();
     loop {
         // Hand out what the last step sent.
         for o in out.drain(..) {
@@ -483,12 +491,21 @@ pub fn run(s: &StackScenario) -> anyhow::Result<StackReport> {
                 );
             }
             Event::Crash(i) => validators[i].crash(),
+            Event::Restart(i) if validators[i].app.is_some() => {}
             Event::Restart(i) => {
                 waking[i] = None;
                 if s.wipe_on_restart {
                     validators[i].wipe_store(&genesis)?;
                 }
                 validators[i].start(now_at(i, now), &mut out)?;
+            }
+        }
+        if let Some((_, down)) = s.crash_after_finalize_vote {
+            for v in &mut validators {
+                if let Some(view) = v.crashed_after_finalize_vote.take() {
+                    finalize_vote_crashes.push((v.index, view));
+                    push(&mut queue, now + down, Event::Restart(v.index));
+                }
             }
         }
         // The agents learn contract addresses from what the first validator committed.
@@ -505,6 +522,7 @@ pub fn run(s: &StackScenario) -> anyhow::Result<StackReport> {
     check_epoch_proofs(s, &validators, genesis.epoch_set(), &mut r)?;
     r.violations.extend(codec_errors);
     r.height_before_window = height_before_window;
+    r.finalize_vote_crashes = finalize_vote_crashes;
     Ok(r)
 }
 

@@ -96,6 +96,12 @@ pub struct Validator {
     fail_persist_at: Option<usize>,
     /// Messages sent after a failed vote-log write.
     pub sent_after_failure: usize,
+    /// The process dies right after it logs its first finalize vote for a view at or past
+    /// this one: before sending that vote, before committing anything it finalizes.
+    crash_after_finalize_vote: Option<u64>,
+    /// The view whose finalize vote that crash came after (taken by the run loop, which
+    /// schedules the restart).
+    pub crashed_after_finalize_vote: Option<u64>,
     /// Every vote this validator's key signed, across restarts: (epoch, view, kind) → block.
     signed: BTreeMap<(u64, u64, u8), Hash>,
     /// Safety rules this validator broke (a vote sent before its record was durable, two
@@ -179,6 +185,8 @@ impl Validator {
             persists: 0,
             fail_persist_at: s.votelog_fails.and_then(|(i, n)| (i == index).then_some(n)),
             sent_after_failure: 0,
+            crash_after_finalize_vote: s.crash_after_finalize_vote.map(|c| c.0),
+            crashed_after_finalize_vote: None,
             signed: BTreeMap::new(),
             violations: Vec::new(),
             rejections: BTreeMap::new(),
@@ -259,6 +267,7 @@ impl Validator {
             votes: &mut self.votes,
             persists: &mut self.persists,
             fail_persist_at: self.fail_persist_at,
+            crash_after_finalize_vote: self.crash_after_finalize_vote,
             sent_after_failure: &mut self.sent_after_failure,
             out,
             mempool: &mut self.mempool,
@@ -268,7 +277,20 @@ impl Validator {
             adversary: self.adversary.as_mut(),
             rejections: &mut self.rejections,
         };
-        f(app, &mut host);
+        // A crash in the middle of the call unwinds out of the app (`SimHost::persist`):
+        // whatever the app would have done after it, in memory or in the store, never is.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(app, &mut host)));
+        match result {
+            Ok(()) => {}
+            Err(payload) => match payload.downcast::<CrashAfterFinalizeVote>() {
+                Ok(crash) => {
+                    self.crash_after_finalize_vote = None;
+                    self.crashed_after_finalize_vote = Some(crash.0);
+                    self.crash();
+                }
+                Err(other) => std::panic::resume_unwind(other),
+            },
+        }
     }
 
     /// Offers transactions to this validator's mempool, as gossip would.
@@ -295,6 +317,9 @@ impl Validator {
     }
 }
 
+/// The unwind payload of a simulated crash inside a call into the app.
+struct CrashAfterFinalizeVote(u64);
+
 struct SimHost<'a> {
     now: Now,
     from: usize,
@@ -303,6 +328,7 @@ struct SimHost<'a> {
     votes: &'a mut Vec<VoteRecord>,
     persists: &'a mut usize,
     fail_persist_at: Option<usize>,
+    crash_after_finalize_vote: Option<u64>,
     sent_after_failure: &'a mut usize,
     out: &'a mut Vec<Outgoing>,
     mempool: &'a mut Mempool,
@@ -403,6 +429,15 @@ impl Host for SimHost<'_> {
             return Err(PersistError("injected vote-log failure".into()));
         }
         self.votes.push(*record);
+        if let VoteRecord::Finalized { view, .. } = *record {
+            if self
+                .crash_after_finalize_vote
+                .is_some_and(|from| view >= from)
+            {
+                // The record is on disk; the process dies before its next instruction.
+                std::panic::resume_unwind(Box::new(CrashAfterFinalizeVote(view)));
+            }
+        }
         Ok(())
     }
 

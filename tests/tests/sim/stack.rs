@@ -12,7 +12,7 @@
 
 use keel_tests::stack::{run, token_calls, Kind, Lie, StackReport, StackScenario, ALL_LIES};
 use keel_types::Env;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Heights every running validator must have committed by the end of a seed's run.
 const MIN_COMMON_HEIGHTS: u64 = 5;
@@ -482,6 +482,32 @@ fn a_byzantine_validator_lies_to_a_syncing_peer() {
         assert!(
             told.get(&lie).copied().unwrap_or(0) > 0,
             "no {lie:?} told: {told:?}"
+        );
+    }
+}
+
+/// The whole network dies between its votes and its commits (a power cut): every validator
+/// crashes right after it logs its finalize vote for a view (before sending it), so after
+/// the restarts the finalization re-forms from logged votes alone, none of them may nullify
+/// that view, and no one holds the block in memory. Each kept it on disk before voting
+/// (app/src/voted.rs), so the chain goes on. Without that it halted for good — found by CI
+/// on a one-validator devnet killed with SIGKILL, the `n = 1` case here.
+#[test]
+fn a_network_that_crashes_between_its_finalize_votes_and_its_commits_goes_on() {
+    for (seed, n) in [(70, 4), (71, 4), (72, 1)] {
+        let mut s = calm(seed);
+        s.n = n;
+        s.skew_ms = vec![0; n];
+        s.crash_after_finalize_vote = Some((8, 300));
+        let r = run(&s).expect("harness");
+        check(&r, &s).unwrap_or_else(|e| panic!("seed {seed}, {n} validators: {e}"));
+        // Every validator crashed, each right after its finalize vote of one same view: no
+        // one sent it, no one committed the block.
+        let views: BTreeSet<u64> = r.finalize_vote_crashes.iter().map(|c| c.1).collect();
+        assert!(
+            r.finalize_vote_crashes.len() == n && views.len() == 1,
+            "seed {seed}: crashes {:?}",
+            r.finalize_vote_crashes
         );
     }
 }
