@@ -595,6 +595,8 @@ mod bounds;
 mod lost_proposal;
 #[path = "engine/restored_block.rs"]
 mod restored_block;
+#[path = "engine/sync_pace.rs"]
+mod sync_pace;
 
 /// Leaders: round robin when powers are equal; otherwise each member leads its share of the
 /// power, its turns evenly spaced (a flood of minimum-stake members cannot take most turns,

@@ -198,6 +198,9 @@ pub struct Engine {
     behind: bool,
     /// The epoch's last block is finalized; only requests for data are still answered.
     ended: bool,
+    /// The member last asked, in turn, to continue a partial sync response beside its
+    /// sender (see `on_sync`).
+    sync_turn: u16,
 }
 
 impl Engine {
@@ -223,6 +226,7 @@ impl Engine {
             latest_finalization: None,
             behind: false,
             ended: false,
+            sync_turn: 0,
             cfg,
         };
         let epoch = engine.cfg.validators.epoch;
