@@ -441,10 +441,10 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes a node record outside the state (absent is fine).
+    /// Deletes a node record outside the state (absent is fine). Not synced: a crash may
+    /// bring the record back, so callers delete only what they can sweep again.
     pub fn delete_aux(&self, key: &[u8]) -> Result<(), StateError> {
-        let mut write = WriteOptions::default();
-        write.set_sync(self.options.sync_writes);
+        let write = WriteOptions::default();
         self.db
             .delete_cf_opt(cf(&self.db, CF_AUX)?, key, &write)
             .map_err(StateError::db)
