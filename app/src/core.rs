@@ -268,6 +268,11 @@ impl App {
         let set = set_after(&chain, cfg.epoch_length, tip.0)?;
         let mut engine = Engine::new(engine_config(&cfg, &key, tip, set), restored);
         let voted = VotedBlocks::restore(chain.store(), tip.0, &mut engine)?;
+        let store = chain.store().clone();
+        if let Some(cert) = sync::finalization_of(&store, tip.0, cfg.epoch_length)? {
+            engine.seed_finalization(cert);
+        }
+        repair_epoch_change(&store, tip.0, cfg.epoch_length);
         // Executable again as a parent: the next proposal may build on a restored block.
         for hash in voted.hashes() {
             if let Some(block) = engine.block(&hash) {
@@ -567,6 +572,21 @@ impl App {
                         self.chain.remember_with(&block, &|h| engine.holds(h), true);
                     }
                 }
+                // An epoch's suffix proof before its last block's commit (a crash between
+                // them must not leave the block without the proof; see on_finalized).
+                for action in &actions {
+                    if let Action::EpochEnded {
+                        epoch,
+                        suffix: Some((headers, cert)),
+                        ..
+                    } = action
+                    {
+                        let store = self.chain.store();
+                        if let Err(e) = sync::put_epoch_suffix(store, *epoch, headers, cert) {
+                            tracing::warn!(error = %e, epoch, "cannot record the epoch's suffix proof");
+                        }
+                    }
+                }
                 // Stop at the first action after which the app halted: a vote the log could
                 // not make durable must not leave, nor anything after it.
                 for action in actions {
@@ -658,12 +678,6 @@ impl App {
                 }
             }
             Action::EpochEnded { epoch, tip, suffix } => {
-                if let Some((headers, cert)) = &suffix {
-                    if let Err(e) = sync::put_epoch_suffix(self.chain.store(), epoch, headers, cert)
-                    {
-                        tracing::warn!(error = %e, epoch, "cannot record the epoch's suffix proof");
-                    }
-                }
                 // What a node without history trusts (keel_getEpochProof). A node that
                 // cannot build it still runs; it only cannot serve this epoch's change.
                 let store = self.chain.store();
@@ -941,6 +955,14 @@ impl App {
         if let Err(e) = check_finalized(&mut self.chain, &block) {
             return self.halt(e.to_string(), host);
         }
+        // The certificate first: a crash after the commit must not leave the block without
+        // the proof a restarted node re-sends and serves (found by review). Written before
+        // the block, it is a valid certificate of a block still to come.
+        if let Some(cert) = &certificate {
+            if let Err(e) = sync::put_certificate(self.chain.store(), height, cert) {
+                tracing::warn!(error = %e, height, "cannot record the finalization certificate");
+            }
+        }
         let (info, receipts) = match self.chain.finalize(&block) {
             Ok(done) => done,
             Err(e) => return self.halt(format!("committing block {height}: {e}"), host),
@@ -948,11 +970,6 @@ impl App {
         self.proposals.prune(block.header.epoch, block.header.view);
         if let Err(e) = self.voted.finalized(self.chain.store(), height) {
             tracing::warn!(error = %e, height, "cannot drop the finalized voted blocks");
-        }
-        if let Some(cert) = &certificate {
-            if let Err(e) = sync::put_certificate(self.chain.store(), height, cert) {
-                tracing::warn!(error = %e, height, "cannot record the finalization certificate");
-            }
         }
         tracing::info!(height, txs = block.transactions.len(), root = %info.state_root, "finalized");
         host.committed(Committed {
@@ -975,6 +992,25 @@ impl App {
         self.timer = None;
         self.build = None;
         self.deferred.clear();
+    }
+}
+
+/// The change record of the epoch the tip ends, if the tip is an epoch's last block and a
+/// crash came between its commit and the record (`Action::EpochEnded`): the proof is
+/// rebuilt from the store, or the node would serve the epoch chain only up to the epoch
+/// before, for good (found by review). Best effort: a node that cannot still runs.
+fn repair_epoch_change(store: &keel_store::Store, tip: Height, epoch_length: u64) {
+    if tip == 0 || epoch_length == 0 || !tip.is_multiple_of(epoch_length) {
+        return;
+    }
+    let epoch = tip / epoch_length - 1;
+    if crate::epoch_proof::changes(store, epoch, 1).is_ok_and(|c| !c.is_empty()) {
+        return;
+    }
+    let suffix = sync::epoch_suffix(store, epoch).ok().flatten();
+    match crate::epoch_proof::record(store, epoch, epoch_length, suffix) {
+        Ok(_) => tracing::info!(epoch, "rebuilt the epoch change record a crash left out"),
+        Err(e) => tracing::warn!(error = %e, epoch, "cannot rebuild the epoch change record"),
     }
 }
 

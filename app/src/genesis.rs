@@ -351,6 +351,11 @@ impl Genesis {
             };
         }
         let diff = self.state_diff(store)?;
+        // The marker first, durably: a crash between the commit and the marker left a store
+        // that every later start refused as another genesis's (found by review). A marker
+        // without the commit is harmless: the store is empty, and the next start commits.
+        let root = store.preview_root(0, &diff)?;
+        self.write_marker(data_dir, root)?;
         let info = store.commit(CommitRequest {
             height: 0,
             diff: &diff,
@@ -358,17 +363,27 @@ impl Genesis {
             receipts: &[],
             archive: &keel_state::ArchiveBatch::default(),
         })?;
-        self.write_marker(data_dir, info.state_root)?;
+        debug_assert_eq!(info.state_root, root, "the previewed genesis root");
         Ok(info.state_root)
     }
 
     fn write_marker(&self, data_dir: &Path, root: Hash) -> Result<(), GenesisError> {
         let marker = data_dir.join("genesis.hash");
         let text = format!("{}\n{}\n", self.hash().to_hex(), root.to_hex());
-        std::fs::write(&marker, text).map_err(|e| GenesisError::Read {
+        let failed = |e: std::io::Error| GenesisError::Read {
             path: marker.display().to_string(),
             reason: e.to_string(),
-        })
+        };
+        // Written whole and synced, file and directory entry, before anything relies on it.
+        let partial = data_dir.join("genesis.hash.partial");
+        std::fs::write(&partial, text).map_err(failed)?;
+        std::fs::File::open(&partial)
+            .and_then(|f| f.sync_all())
+            .map_err(failed)?;
+        std::fs::rename(&partial, &marker).map_err(failed)?;
+        std::fs::File::open(data_dir)
+            .and_then(|d| d.sync_all())
+            .map_err(failed)
     }
 
     /// Marks a store restored from a snapshot (which never held height 0) as started from

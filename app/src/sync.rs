@@ -49,6 +49,22 @@ pub fn certificate_of(store: &Store, height: Height) -> Result<Option<Certificat
         .transpose()
 }
 
+/// The finalization that proves block `height`: its own certificate, or, for an epoch's
+/// last block finalized through its suffix, the suffix's certificate.
+pub fn finalization_of(
+    store: &Store,
+    height: Height,
+    epoch_length: u64,
+) -> Result<Option<Certificate>, StateError> {
+    if let Some(cert) = certificate_of(store, height)? {
+        return Ok(Some(cert));
+    }
+    if height == 0 || epoch_length == 0 || !height.is_multiple_of(epoch_length) {
+        return Ok(None);
+    }
+    Ok(epoch_suffix(store, height / epoch_length - 1)?.map(|(_, cert)| cert))
+}
+
 fn certificate_at_or_after(
     store: &Store,
     height: Height,
@@ -64,7 +80,9 @@ fn certificate_at_or_after(
     Ok(Some((h, cert)))
 }
 
-fn epoch_suffix(
+/// The suffix headers and certificate recorded for `epoch`, if its last block was finalized
+/// through descendants.
+pub fn epoch_suffix(
     store: &Store,
     epoch: u64,
 ) -> Result<Option<(Vec<Header>, Certificate)>, StateError> {

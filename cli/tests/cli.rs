@@ -151,6 +151,18 @@ fn init_lays_out_a_network_whose_genesis_every_node_shares() {
         ));
     }
     assert_eq!(roots[0], roots[1]);
+    // The marker is written (and synced) before the genesis commit: a crash between them
+    // leaves the marker over an empty store, which the next start commits into. (The other
+    // order left a committed store without a marker, refused at every start.)
+    let crashed = home.join("crashed/data");
+    std::fs::create_dir_all(&crashed).expect("dir");
+    std::fs::copy(
+        home.join("node0/data/genesis.hash"),
+        crashed.join("genesis.hash"),
+    )
+    .expect("marker");
+    let store = Store::open(&crashed.join("db"), StoreOptions::default()).expect("store");
+    assert_eq!(genesis.apply(&store, &crashed).expect("apply"), roots[0]);
 
     // A second init into the same home is refused.
     let (ok, _, err) = keel(&["init", "--home", h]);

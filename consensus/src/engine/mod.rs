@@ -198,9 +198,9 @@ pub struct Engine {
     behind: bool,
     /// The epoch's last block is finalized; only requests for data are still answered.
     ended: bool,
-    /// The member last asked, in turn, to continue a partial sync response beside its
-    /// sender (see `on_sync`).
-    sync_turn: u16,
+    /// Turns taken choosing the member asked to continue a sync beside its sender (see
+    /// `on_sync`).
+    sync_turn: u64,
 }
 
 impl Engine {

@@ -85,3 +85,71 @@ fn only_blocks_its_own_restored_votes_name_are_taken() {
     let mut settled = Engine::new(cfg, &log);
     assert!(!settled.restore_voted(a));
 }
+
+/// A power cut between commits: validators A committed X (and keep its certificate), the
+/// others B had only logged their finalize votes for X. A ignores votes at or below its tip
+/// and B may not nullify X's view, so they meet only through the certificate A re-sends on
+/// its timeouts: seeded from A's store after the restart (`seed_finalization`), it brings B
+/// to X. Without the seed A re-sends nothing B can use (found by review).
+#[test]
+fn a_validator_that_committed_before_the_crash_brings_the_others_to_its_tip() {
+    let x = block(1, 1);
+    let cert = certificate(vote(1, VoteKind::Finalize, x.hash()), &[0, 1, 2]);
+    for seed in [true, false] {
+        // A: validator 0, X committed before the crash.
+        let mut cfg = config(0);
+        cfg.finalized_tip = (1, x.hash(), 1);
+        let log = [
+            VoteRecord::Notarized {
+                epoch: 0,
+                view: 1,
+                block: x.hash(),
+            },
+            VoteRecord::Finalized {
+                epoch: 0,
+                view: 1,
+                block: x.hash(),
+            },
+        ];
+        let mut a = Engine::new(cfg, &log);
+        if seed {
+            assert!(a.seed_finalization(cert.clone()));
+        }
+        a.handle(Input::Start);
+        let resent = a.handle(Input::Timeout { view: a.view() });
+        let certificates: Vec<&Certificate> = resent
+            .iter()
+            .filter_map(|act| match act {
+                Action::Broadcast(Message::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if !seed {
+            assert!(certificates.is_empty(), "{resent:?}");
+            continue;
+        }
+        assert_eq!(certificates, vec![&cert], "{resent:?}");
+        // B: validator 2, its finalize vote for X logged, X back from its store.
+        let mut b = restarted(&x);
+        assert!(b.restore_voted(x.clone()));
+        b.handle(Input::Start);
+        let actions = send(&mut b, 0, Message::Certificate(cert.clone()));
+        assert_eq!(finalized(&actions), vec![x.hash()], "{actions:?}");
+    }
+}
+
+#[test]
+fn only_a_finalization_at_or_above_the_tip_seeds() {
+    let x = block(1, 1);
+    let mut cfg = config(0);
+    cfg.finalized_tip = (1, x.hash(), 3);
+    let mut engine = Engine::new(cfg, &[]);
+    let below = certificate(vote(2, VoteKind::Finalize, x.hash()), &[0, 1, 2]);
+    let notarization = certificate(vote(3, VoteKind::Notarize, x.hash()), &[0, 1, 2]);
+    assert!(!engine.seed_finalization(below));
+    assert!(!engine.seed_finalization(notarization));
+    assert!(engine.seed_finalization(certificate(
+        vote(3, VoteKind::Finalize, x.hash()),
+        &[0, 1, 2]
+    )));
+}

@@ -71,6 +71,9 @@ pub struct StackScenario {
     /// past `.0` (before sending it or committing), and restarts `.1` ms later: the whole
     /// network crashing between its votes and its commits (a power cut).
     pub crash_after_finalize_vote: Option<(u64, u64)>,
+    /// Validator `.0` dies right after it commits height `.1` (before the rest of that
+    /// call: an epoch's records, the next engine) and restarts `.2` ms later.
+    pub crash_in_commit: Option<(usize, u64, u64)>,
     /// Each validator's wall clock minus the true time (ms): clocks disagree.
     pub skew_ms: Vec<i64>,
     /// Genesis stakes (wei) by validator; `None`: the default for all (equal power).
@@ -126,6 +129,7 @@ impl StackScenario {
             diverge: None,
             votelog_fails: None,
             crash_after_finalize_vote: None,
+            crash_in_commit: None,
             skew_ms,
             byzantine: None,
             stakes: None,
@@ -249,6 +253,8 @@ pub struct StackReport {
     pub epoch_changes: Vec<keel_app::epoch_proof::EpochChange>,
     /// (validator, view): the crashes right after a logged finalize vote.
     pub finalize_vote_crashes: Vec<(usize, u64)>,
+    /// (validator, height): the crashes right after a commit.
+    pub commit_crashes: Vec<(usize, u64)>,
 }
 
 /// A message on its way.
@@ -384,6 +390,7 @@ pub fn run(s: &StackScenario) -> anyhow::Result<StackReport> {
     let mut ops_rng = ChaCha8Rng::seed_from_u64(s.seed ^ 0x0a11_0b5e);
     let mut now = 0u64;
     let mut finalize_vote_crashes = Vec::new();
+    let mut commit_crashes = Vec::new();
     loop {
         // Hand out what the last step sent.
         for o in out.drain(..) {
@@ -500,13 +507,19 @@ pub fn run(s: &StackScenario) -> anyhow::Result<StackReport> {
                 validators[i].start(now_at(i, now), &mut out)?;
             }
         }
-        if let Some((_, down)) = s.crash_after_finalize_vote {
-            for v in &mut validators {
-                if let Some(view) = v.crashed_after_finalize_vote.take() {
+        for v in &mut validators {
+            let down = match v.crashed_mid_call.take() {
+                Some(node::MidCallCrash::AfterFinalizeVote(view)) => {
                     finalize_vote_crashes.push((v.index, view));
-                    push(&mut queue, now + down, Event::Restart(v.index));
+                    s.crash_after_finalize_vote.map_or(0, |c| c.1)
                 }
-            }
+                Some(node::MidCallCrash::InCommit(height)) => {
+                    commit_crashes.push((v.index, height));
+                    s.crash_in_commit.map_or(0, |c| c.2)
+                }
+                None => continue,
+            };
+            push(&mut queue, now + down, Event::Restart(v.index));
         }
         // The agents learn contract addresses from what the first validator committed.
         if let Some(first) = validators.iter().find(|v| s.silent != Some(v.index)) {
@@ -523,6 +536,7 @@ pub fn run(s: &StackScenario) -> anyhow::Result<StackReport> {
     r.violations.extend(codec_errors);
     r.height_before_window = height_before_window;
     r.finalize_vote_crashes = finalize_vote_crashes;
+    r.commit_crashes = commit_crashes;
     Ok(r)
 }
 

@@ -99,9 +99,11 @@ pub struct Validator {
     /// The process dies right after it logs its first finalize vote for a view at or past
     /// this one: before sending that vote, before committing anything it finalizes.
     crash_after_finalize_vote: Option<u64>,
-    /// The view whose finalize vote that crash came after (taken by the run loop, which
-    /// schedules the restart).
-    pub crashed_after_finalize_vote: Option<u64>,
+    /// The process dies right after it commits this height (before the rest of the call:
+    /// an epoch's records, the next engine).
+    crash_in_commit_at: Option<u64>,
+    /// A crash inside a call (taken by the run loop, which schedules the restart).
+    pub crashed_mid_call: Option<MidCallCrash>,
     /// Every vote this validator's key signed, across restarts: (epoch, view, kind) → block.
     signed: BTreeMap<(u64, u64, u8), Hash>,
     /// Safety rules this validator broke (a vote sent before its record was durable, two
@@ -186,7 +188,10 @@ impl Validator {
             fail_persist_at: s.votelog_fails.and_then(|(i, n)| (i == index).then_some(n)),
             sent_after_failure: 0,
             crash_after_finalize_vote: s.crash_after_finalize_vote.map(|c| c.0),
-            crashed_after_finalize_vote: None,
+            crash_in_commit_at: s
+                .crash_in_commit
+                .and_then(|(i, height, _)| (i == index).then_some(height)),
+            crashed_mid_call: None,
             signed: BTreeMap::new(),
             violations: Vec::new(),
             rejections: BTreeMap::new(),
@@ -268,6 +273,7 @@ impl Validator {
             persists: &mut self.persists,
             fail_persist_at: self.fail_persist_at,
             crash_after_finalize_vote: self.crash_after_finalize_vote,
+            crash_in_commit_at: self.crash_in_commit_at,
             sent_after_failure: &mut self.sent_after_failure,
             out,
             mempool: &mut self.mempool,
@@ -282,10 +288,13 @@ impl Validator {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(app, &mut host)));
         match result {
             Ok(()) => {}
-            Err(payload) => match payload.downcast::<CrashAfterFinalizeVote>() {
+            Err(payload) => match payload.downcast::<MidCallCrash>() {
                 Ok(crash) => {
-                    self.crash_after_finalize_vote = None;
-                    self.crashed_after_finalize_vote = Some(crash.0);
+                    match *crash {
+                        MidCallCrash::AfterFinalizeVote(_) => self.crash_after_finalize_vote = None,
+                        MidCallCrash::InCommit(_) => self.crash_in_commit_at = None,
+                    }
+                    self.crashed_mid_call = Some(*crash);
                     self.crash();
                 }
                 Err(other) => std::panic::resume_unwind(other),
@@ -317,8 +326,14 @@ impl Validator {
     }
 }
 
-/// The unwind payload of a simulated crash inside a call into the app.
-struct CrashAfterFinalizeVote(u64);
+/// A simulated crash inside a call into the app (the unwind payload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MidCallCrash {
+    /// Right after logging a finalize vote of this view.
+    AfterFinalizeVote(u64),
+    /// Right after committing this height.
+    InCommit(u64),
+}
 
 struct SimHost<'a> {
     now: Now,
@@ -329,6 +344,7 @@ struct SimHost<'a> {
     persists: &'a mut usize,
     fail_persist_at: Option<usize>,
     crash_after_finalize_vote: Option<u64>,
+    crash_in_commit_at: Option<u64>,
     sent_after_failure: &'a mut usize,
     out: &'a mut Vec<Outgoing>,
     mempool: &'a mut Mempool,
@@ -435,7 +451,7 @@ impl Host for SimHost<'_> {
                 .is_some_and(|from| view >= from)
             {
                 // The record is on disk; the process dies before its next instruction.
-                std::panic::resume_unwind(Box::new(CrashAfterFinalizeVote(view)));
+                std::panic::resume_unwind(Box::new(MidCallCrash::AfterFinalizeVote(view)));
             }
         }
         Ok(())
@@ -473,7 +489,12 @@ impl Host for SimHost<'_> {
             .remove_included(committed.receipts.iter().map(|r| &r.tx_hash));
         // Revalidation can only fail on a store error, which the comparison then shows.
         let _ = self.mempool.revalidate(&self.store.latest_view());
+        let height = committed.info.height;
         self.committed.push(committed);
+        if self.crash_in_commit_at == Some(height) {
+            // The block is in the store; the process dies before its next instruction.
+            std::panic::resume_unwind(Box::new(MidCallCrash::InCommit(height)));
+        }
     }
 
     fn rejected(&mut self, _from: u16, reason: &'static str, _detail: Option<&'static str>) {

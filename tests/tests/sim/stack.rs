@@ -512,6 +512,22 @@ fn a_network_that_crashes_between_its_finalize_votes_and_its_commits_goes_on() {
     }
 }
 
+/// A validator that dies right after it commits an epoch's last block — before the epoch's
+/// change record and the next epoch's engine — rebuilds the record when it restarts: every
+/// validator's epoch chain stays whole and verifies from genesis (checked in every run), and
+/// it serves it. Without the repair its chain stopped at the epoch before, for good (found
+/// by review).
+#[test]
+fn a_crash_between_an_epochs_last_commit_and_its_records_is_repaired() {
+    for seed in [80, 81, 82] {
+        let mut s = calm(seed);
+        s.crash_in_commit = Some((1, s.epoch_length, 300));
+        let r = run(&s).expect("harness");
+        check(&r, &s).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert_eq!(r.commit_crashes, vec![(1, s.epoch_length)], "seed {seed}");
+    }
+}
+
 /// A validator whose execution diverges (a nondeterminism bug) halts rather than commit on
 /// top of a root the network did not finalize; the others agree and go on.
 #[test]
