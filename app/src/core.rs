@@ -269,8 +269,16 @@ impl App {
         let mut engine = Engine::new(engine_config(&cfg, &key, tip, set), restored);
         let voted = VotedBlocks::restore(chain.store(), tip.0, &mut engine)?;
         let store = chain.store().clone();
-        if let Some(cert) = sync::finalization_of(&store, tip.0, cfg.epoch_length)? {
-            engine.seed_finalization(cert);
+        match sync::finalization_of(&store, tip.0, cfg.epoch_length) {
+            Ok(Some(cert)) => {
+                engine.seed_finalization(cert);
+            }
+            Ok(None) => {}
+            // Only what this node re-sends on timeouts: a record it cannot read must not
+            // stop it from starting.
+            Err(e) => {
+                tracing::warn!(error = %e, height = tip.0, "cannot read the tip's finalization")
+            }
         }
         repair_epoch_change(&store, tip.0, cfg.epoch_length);
         // Executable again as a parent: the next proposal may build on a restored block.

@@ -194,6 +194,11 @@ pub struct Engine {
     /// The newest finalization certificate this engine formed, received or synced; re-sent
     /// on timeouts so lagging validators learn where the chain is and sync to it.
     latest_finalization: Option<Certificate>,
+    /// After a restart, the finalization of the tip from the store (`seed_finalization`):
+    /// re-sent on timeouts while this engine has heard no newer one and finalized nothing.
+    /// Kept apart from `latest_finalization`, which compares views only: at an epoch's start
+    /// it may be the previous epoch's and must not hide this epoch's (found by review).
+    restart_finalization: Option<Certificate>,
     /// Heard traffic from a later epoch: this validator is behind and should sync.
     behind: bool,
     /// The epoch's last block is finalized; only requests for data are still answered.
@@ -224,6 +229,7 @@ impl Engine {
             actions: Vec::new(),
             signatures_verified: 0,
             latest_finalization: None,
+            restart_finalization: None,
             behind: false,
             ended: false,
             sync_turn: 0,
@@ -582,7 +588,11 @@ impl Engine {
                 None => break,
             }
         }
-        justification.extend(self.latest_finalization.clone());
+        justification.extend(
+            self.latest_finalization
+                .clone()
+                .or_else(|| self.restart_finalization.clone()),
+        );
         for cert in justification {
             self.actions
                 .push(Action::Broadcast(Message::Certificate(cert)));

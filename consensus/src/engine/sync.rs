@@ -113,6 +113,9 @@ impl Engine {
         let mut extra: Vec<Header> = suffix.into_iter().map(|b| b.header).collect();
         extra.extend(trailing);
         let count = keep.len();
+        if count > 0 {
+            self.restart_finalization = None;
+        }
         for (i, block) in keep.into_iter().enumerate() {
             self.tip = (block.header.height, block.hash(), block.header.view);
             let cert = if i + 1 == count && extra.is_empty() {
@@ -148,19 +151,13 @@ impl Engine {
     /// others may not nullify the view they finalize-voted in, so with more than a third
     /// of the power on each side the chain halted for good (found by review). From this
     /// node's own store, so not verified here (peers verify what they receive); taken only
-    /// as a finalization at or above the tip's view.
+    /// as a finalization at or above the tip's view, and re-sent only until this engine
+    /// hears a newer finalization or finalizes a block.
     pub fn seed_finalization(&mut self, cert: Certificate) -> bool {
         if cert.vote.kind != VoteKind::Finalize || cert.vote.view < self.tip.2 {
             return false;
         }
-        if self
-            .latest_finalization
-            .as_ref()
-            .is_some_and(|c| c.vote.view >= cert.vote.view)
-        {
-            return false;
-        }
-        self.latest_finalization = Some(cert);
+        self.restart_finalization = Some(cert);
         true
     }
 

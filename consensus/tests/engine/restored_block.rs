@@ -153,3 +153,33 @@ fn only_a_finalization_at_or_above_the_tip_seeds() {
         &[0, 1, 2]
     )));
 }
+
+/// The seeded finalization is re-sent only until a newer one is heard: at an epoch's start
+/// it may be the previous epoch's, and must not hide the newest (found by review).
+#[test]
+fn a_newer_finalization_replaces_the_seeded_one_on_timeouts() {
+    let x = block(1, 1);
+    let mut cfg = config(0);
+    cfg.finalized_tip = (1, x.hash(), 1);
+    let mut engine = Engine::new(cfg, &[]);
+    // As an epoch's suffix certificate: a view above those the new epoch starts at.
+    let seeded = certificate(vote(9, VoteKind::Finalize, Hash([5; 32])), &[0, 1, 2]);
+    assert!(engine.seed_finalization(seeded.clone()));
+    engine.handle(Input::Start);
+    // A finalization of a later block this engine does not hold yet.
+    let y = child(3, 2, x.hash(), 7);
+    let newer = certificate(vote(3, VoteKind::Finalize, y.hash()), &[1, 2, 3]);
+    send(&mut engine, 1, Message::Certificate(newer.clone()));
+    let resent = engine.handle(Input::Timeout {
+        view: engine.view(),
+    });
+    let certificates: Vec<&Certificate> = resent
+        .iter()
+        .filter_map(|a| match a {
+            Action::Broadcast(Message::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert!(certificates.contains(&&newer), "{resent:?}");
+    assert!(!certificates.contains(&&seeded), "{resent:?}");
+}
