@@ -187,7 +187,8 @@ pub async fn devnet(opts: DevnetOptions) -> Result<(), DevnetError> {
         }
         println!();
     }
-    keel_node::run::shutdown_signal().await;
+    // One signal stops the devnet: waiting for a second one here left `keel devnet` running
+    // after `devnet/down`'s SIGTERM.
     eprintln!("stopping {} validators", nodes.len());
     stop(&mut nodes);
     Ok(())

@@ -183,4 +183,27 @@ fn devnet_chaos_with_load_keeps_finalizing_and_roots_agree() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+    // devnet/down stops all it started: `keel devnet` (which once waited for a second
+    // signal and outlived every devnet) and each validator.
+    assert!(
+        devnet.run("down", &[]).status.success(),
+        "devnet/down failed"
+    );
+    let dir = devnet.dir.display().to_string();
+    let stopped = Instant::now();
+    loop {
+        let left = Command::new("pgrep")
+            .args(["-af", &dir])
+            .output()
+            .expect("pgrep");
+        if left.stdout.is_empty() {
+            break;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(5),
+            "devnet/down left processes running:\n{}",
+            String::from_utf8_lossy(&left.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
