@@ -235,7 +235,52 @@ fn a_validator_down_for_many_blocks_rejoins_by_catching_up() {
     cluster.kill9(2);
     let h = cluster.height(0).expect("height");
     cluster.wait_height(&[0, 1, 3], h + 10, Duration::from_secs(60));
+    // Every quorum needs validator 3 now: with its vote log damaged it must not start (the
+    // chain waits); with the file back it starts and the chain goes on.
+    cluster.kill9(3);
+    refuses_a_damaged_vote_log(&cluster.home(3));
+    cluster.spawn(3);
+    let h = cluster.height(0).expect("height");
+    cluster.wait_height(&[0, 1, 3], h + 5, Duration::from_secs(60));
     assert!(cluster.equivocations().is_empty());
+}
+
+/// A vote log damaged before its last record is not the torn tail a crash leaves: the node
+/// refuses to start (it would forget the votes after the damage and could sign twice) and
+/// leaves the file as it was; with the file restored it starts.
+fn refuses_a_damaged_vote_log(home: &std::path::Path) {
+    let votes = home.join("data/votes.log");
+    let intact = std::fs::read(&votes).expect("votes.log");
+    assert!(intact.len() > 500, "only {} bytes of votes", intact.len());
+    let mut damaged = intact.clone();
+    damaged[10] ^= 0x40; // inside the first record's body
+    std::fs::write(&votes, &damaged).expect("damage votes.log");
+    let log = home.join("damaged-start.log");
+    let file = std::fs::File::create(&log).expect("log");
+    let mut child = std::process::Command::new(common::KEEL)
+        .args(["run", "--home", home.to_str().expect("utf8")])
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone().expect("log"))
+        .stderr(file)
+        .spawn()
+        .expect("keel run");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("a node with a damaged vote log kept running");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(!status.success(), "{text}");
+    assert!(text.contains("is damaged at byte 0"), "{text}");
+    assert_eq!(std::fs::read(&votes).expect("votes.log"), damaged);
+    std::fs::write(&votes, &intact).expect("restore votes.log");
 }
 
 #[test]

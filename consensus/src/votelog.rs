@@ -4,7 +4,9 @@
 //! Format: an append-only file of records, each `len (u32 LE) ‖ borsh(VoteRecord) ‖
 //! blake3(len ‖ body)[..8]`. A crash can tear only the last record; `open` detects it by
 //! length or checksum, truncates the tail, and returns the intact records. A torn record was
-//! never acknowledged, so the message that depended on it was never sent.
+//! never acknowledged, so the message that depended on it was never sent. Damage anywhere
+//! else (more bytes after the first bad record than one record can hold) is not a crash: the
+//! votes after it would be lost and the validator could sign twice, so `open` refuses.
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use keel_types::{Epoch, Hash, View};
@@ -48,6 +50,9 @@ impl VoteRecord {
 /// Largest encoded record body (bounds what `open` will allocate per record).
 const MAX_RECORD_BYTES: usize = 64;
 const CHECKSUM_BYTES: usize = 8;
+/// Largest framed record: what one interrupted append can leave after the intact prefix
+/// (appends are sequential and each is synced before the next begins).
+pub const MAX_FRAME_BYTES: usize = 4 + MAX_RECORD_BYTES + CHECKSUM_BYTES;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VoteLogError {
@@ -55,6 +60,19 @@ pub enum VoteLogError {
     Io {
         path: PathBuf,
         source: std::io::Error,
+    },
+    /// The log is damaged before its last record: not what a crash leaves. Starting would
+    /// forget the votes after the damage, so the node refuses until an operator restores
+    /// the file.
+    #[error(
+        "vote log {path} is damaged at byte {offset}: {trailing} bytes follow, more than one \
+         torn record ({MAX_FRAME_BYTES}); refusing to start, since the votes after it would \
+         be forgotten and this validator could sign twice (restore the file from a backup)"
+    )]
+    Damaged {
+        path: PathBuf,
+        offset: usize,
+        trailing: usize,
     },
 }
 
@@ -115,6 +133,7 @@ pub fn parse(bytes: &[u8]) -> (Vec<VoteRecord>, usize) {
 
 impl FileVoteLog {
     /// Opens (creating if absent) the log, drops a torn tail, and returns the intact records.
+    /// A log damaged before its last record is `VoteLogError::Damaged`, and left as it is.
     pub fn open(path: &Path) -> Result<(FileVoteLog, Vec<VoteRecord>), VoteLogError> {
         let io = |source| VoteLogError::Io {
             path: path.to_path_buf(),
@@ -129,7 +148,15 @@ impl FileVoteLog {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io)?;
         let (records, intact) = parse(&bytes);
-        if intact < bytes.len() {
+        let trailing = bytes.len() - intact;
+        if trailing > MAX_FRAME_BYTES {
+            return Err(VoteLogError::Damaged {
+                path: path.to_path_buf(),
+                offset: intact,
+                trailing,
+            });
+        }
+        if trailing > 0 {
             file.set_len(intact as u64).map_err(io)?;
             file.sync_all().map_err(io)?;
         }
@@ -201,6 +228,52 @@ mod tests {
             assert_eq!(again.len(), whole + 1);
             assert_eq!(again.last(), Some(&extra));
         }
+    }
+
+    #[test]
+    fn a_log_damaged_before_its_last_record_refuses_to_open_and_is_kept() {
+        let mut all: Vec<u8> = records().iter().flat_map(frame).collect();
+        // A flipped bit in the second record: two whole records follow it.
+        let second = frame(&records()[0]).len() + 6;
+        all[second] ^= 0x40;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("votes");
+        std::fs::write(&path, &all).expect("write");
+        match FileVoteLog::open(&path) {
+            Err(VoteLogError::Damaged {
+                offset, trailing, ..
+            }) => {
+                assert_eq!(offset, frame(&records()[0]).len());
+                assert_eq!(trailing, all.len() - offset);
+            }
+            other => panic!("a damaged log opened: {other:?}"),
+        }
+        // Nothing was cut: the operator can still restore or inspect every byte.
+        assert_eq!(std::fs::read(&path).expect("read"), all);
+    }
+
+    #[test]
+    fn any_tail_no_longer_than_one_record_is_a_torn_append() {
+        let whole: Vec<u8> = records().iter().flat_map(frame).collect();
+        for garbage in [1usize, 8, MAX_FRAME_BYTES] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("votes");
+            let mut bytes = whole.clone();
+            bytes.extend(std::iter::repeat_n(0xAB, garbage));
+            std::fs::write(&path, &bytes).expect("write");
+            let (_, recovered) = FileVoteLog::open(&path).expect("a torn tail opens");
+            assert_eq!(recovered, records(), "{garbage} bytes of garbage");
+            assert_eq!(std::fs::read(&path).expect("read"), whole);
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("votes");
+        let mut bytes = whole.clone();
+        bytes.extend(std::iter::repeat_n(0xAB, MAX_FRAME_BYTES + 1));
+        std::fs::write(&path, &bytes).expect("write");
+        assert!(matches!(
+            FileVoteLog::open(&path),
+            Err(VoteLogError::Damaged { .. })
+        ));
     }
 
     #[test]
