@@ -296,6 +296,7 @@ pub async fn run(home: &Path, options: RunOptions) -> anyhow::Result<()> {
             genesis_hash,
             max_frame_bytes: config.p2p.max_frame_bytes as usize,
             peer_queue_len: config.p2p.peer_queue_len,
+            guest_tenure_ms: keel_p2p::GUEST_TENURE_MS,
         },
         key.clone(),
     )

@@ -25,10 +25,10 @@ mod limits;
 mod wire;
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use guests::{guest_inbound_permits, Guests};
+use guests::{guest_inbound_permits, Admitted, Guests};
 pub use guests::{
-    is_guest, GUEST_BASE, MAX_GUESTS_PER_PREFIX, MAX_GUEST_FRAME_BYTES, MAX_GUEST_INBOUND_BYTES,
-    MAX_GUEST_OUTBOUND_BYTES, MAX_GUEST_PEERS,
+    is_guest, GUEST_BASE, GUEST_TENURE_MS, MAX_GUESTS_PER_PREFIX, MAX_GUEST_FRAME_BYTES,
+    MAX_GUEST_INBOUND_BYTES, MAX_GUEST_OUTBOUND_BYTES, MAX_GUEST_PEERS,
 };
 use keel_consensus::Message;
 use keel_types::encoding::{check_len, Canonical, DecodeError};
@@ -216,6 +216,9 @@ pub struct NetConfig {
     pub genesis_hash: Hash,
     pub max_frame_bytes: usize,
     pub peer_queue_len: usize,
+    /// How long a guest keeps its slot before a newcomer finding every slot taken may take
+    /// it ([`GUEST_TENURE_MS`] in a node; tests shorten it).
+    pub guest_tenure_ms: u64,
 }
 
 /// An inbound message and the peer it came from.
@@ -258,6 +261,8 @@ struct Inner {
     inbound_budgets: Mutex<BTreeMap<u16, Arc<Semaphore>>>,
     /// Keys outside the table connected now. Lock order: table, peers, guests.
     guests: Mutex<Guests>,
+    /// The clock guest tenures are measured on.
+    started: std::time::Instant,
     /// Whether this node's own key is in its table (set by `add_peers`). While it is not,
     /// this node is (as far as it knows) every peer's guest: it sends them nothing a guest
     /// may not (no gossip, no frame over `MAX_GUEST_FRAME_BYTES`).
@@ -284,6 +289,7 @@ impl Network {
         let (gossip, gossip_rx) = mpsc::channel(GOSSIP_QUEUE_LEN);
         let mut table = config.validators.clone();
         table.truncate(MAX_PEERS);
+        let guest_tenure_ms = config.guest_tenure_ms;
         let net = Network {
             inner: Arc::new(Inner {
                 config,
@@ -293,7 +299,8 @@ impl Network {
                 peers: Mutex::new(BTreeMap::new()),
                 next_generation: Mutex::new(0),
                 inbound_budgets: Mutex::new(BTreeMap::new()),
-                guests: Mutex::new(Guests::default()),
+                guests: Mutex::new(Guests::new(guest_tenure_ms)),
+                started: std::time::Instant::now(),
                 in_own_table: std::sync::atomic::AtomicBool::new(false),
                 inbound,
                 gossip,
@@ -631,10 +638,25 @@ impl Network {
                     Some(i) => u16::try_from(i).ok(),
                     // Only a node that dialed us may be a guest: we dial table keys alone.
                     None if !initiator => {
+                        let mut links = self.inner.peers.lock().expect("peers lock");
                         let mut guests = self.inner.guests.lock().expect("guests lock");
-                        let index = guests.admit(theirs.public_key, prefix);
+                        let now_ms = u64::try_from(self.inner.started.elapsed().as_millis())
+                            .unwrap_or(u64::MAX);
+                        let admitted = guests.admit(theirs.public_key, prefix, now_ms);
+                        if let Some(Admitted {
+                            index,
+                            evicted: Some(evicted),
+                        }) = admitted
+                        {
+                            // Its tenure is up: its link ends once its queue's sender is
+                            // gone, and its end no longer frees the slot (guests.rs).
+                            links.remove(&index);
+                            metrics::counter!(metric::P2P_DROPPED, "reason" => "guest_evicted")
+                                .increment(1);
+                            tracing::info!(index, %evicted, by = %theirs.public_key, "guest evicted: its tenure is up and every slot is taken");
+                        }
                         metrics::gauge!(metric::GUESTS).set(guests.count() as f64);
-                        index
+                        admitted.map(|a| a.index)
                     }
                     None => None,
                 }

@@ -24,6 +24,7 @@ async fn server(server: &SecretKey, client: &SecretKey) -> Network {
         genesis_hash: Hash::ZERO,
         max_frame_bytes: 1024 * 1024,
         peer_queue_len: 16,
+        guest_tenure_ms: GUEST_TENURE_MS,
     };
     Network::start(config, server.clone())
         .await
@@ -87,6 +88,7 @@ async fn a_dialer_that_reaches_the_wrong_key_never_shows_its_identity() {
         genesis_hash: Hash::ZERO,
         max_frame_bytes: 1024 * 1024,
         peer_queue_len: 16,
+        guest_tenure_ms: GUEST_TENURE_MS,
     };
     // H knows D (at an address nobody listens on, so only D dials); D believes A is
     // at H's address.
@@ -295,6 +297,20 @@ async fn network(
     mpsc::Receiver<Inbound>,
     mpsc::Receiver<(Vec<SignedTransaction>, InboundBudget)>,
 ) {
+    network_with_tenure(key, listen, table, GUEST_TENURE_MS).await
+}
+
+/// [`network`] whose guests hold their slots for `guest_tenure_ms`.
+async fn network_with_tenure(
+    key: &SecretKey,
+    listen: &str,
+    table: Vec<(PublicKey, String)>,
+    guest_tenure_ms: u64,
+) -> (
+    Network,
+    mpsc::Receiver<Inbound>,
+    mpsc::Receiver<(Vec<SignedTransaction>, InboundBudget)>,
+) {
     let config = NetConfig {
         listen: listen.parse().expect("address"),
         validators: table,
@@ -302,6 +318,7 @@ async fn network(
         genesis_hash: Hash::ZERO,
         max_frame_bytes: 1024 * 1024,
         peer_queue_len: 16,
+        guest_tenure_ms,
     };
     Network::start(config, key.clone()).await.expect("start")
 }
@@ -517,6 +534,68 @@ async fn strangers_are_bounded_guests_until_their_key_is_registered() {
         net.guest_count() == MAX_GUEST_PEERS - 2
     })
     .await;
+}
+
+/// Strangers that take every guest slot delay a joiner by a tenure, not keep it out: once the
+/// guest admitted longest ago has held its slot for the tenure, a newcomer takes that slot
+/// and the old guest's link is closed; the other guests keep theirs.
+#[tokio::test]
+async fn a_newcomer_takes_the_longest_served_guest_slot_once_its_tenure_is_up() {
+    const TENURE_MS: u64 = 1_500;
+    let server_key = SecretKey::from_seed([1; 32]);
+    let (net, _inbound, _gossip) = network_with_tenure(
+        &server_key,
+        "127.0.0.1:0",
+        vec![(server_key.public_key(), "127.0.0.1:0".into())],
+        TENURE_MS,
+    )
+    .await;
+    let (addr, mut admitted) = serve_verdicts(&net).await;
+    let strangers: Vec<SecretKey> = (0..=MAX_GUEST_PEERS as u8)
+        .map(|i| SecretKey::from_seed([150 + i; 32]))
+        .collect();
+    let first_admitted = tokio::time::Instant::now();
+    let mut links = Vec::new();
+    let mut indices = Vec::new();
+    for (i, stranger) in strangers[..MAX_GUEST_PEERS].iter().enumerate() {
+        links.push(authenticated_from(addr, stranger, [127, 0, 1 + i as u8, 1]).await);
+        indices.push(
+            admitted
+                .recv()
+                .await
+                .expect("verdict")
+                .expect("a guest slot"),
+        );
+    }
+    let joiner = &strangers[MAX_GUEST_PEERS];
+    let from = [127, 0, 100, 1];
+    // Within the tenure every slot is kept: the joiner is refused.
+    let _refused = authenticated_from(addr, joiner, from).await;
+    let verdict = admitted.recv().await.expect("verdict");
+    assert!(
+        matches!(verdict, Err(WireError::Identity(_))),
+        "{verdict:?}"
+    );
+    assert!(
+        first_admitted.elapsed() < Duration::from_millis(TENURE_MS),
+        "the slots filled too slowly for this test"
+    );
+    // Past the first guest's tenure the joiner takes its slot.
+    tokio::time::sleep_until(first_admitted + Duration::from_millis(TENURE_MS + 100)).await;
+    let _joined = authenticated_from(addr, joiner, from).await;
+    let verdict = admitted.recv().await.expect("verdict");
+    assert_eq!(verdict.expect("admitted"), indices[0]);
+    assert!(
+        closed_within(&mut links[0], Duration::from_secs(5)).await,
+        "the evicted guest's link stays open"
+    );
+    assert_eq!(net.guest_count(), MAX_GUEST_PEERS);
+    // The others keep their links: each hears a broadcast.
+    let request = NetMessage::Snapshot(Box::new(SnapshotMessage::TipRequest { height: 3 }));
+    net.broadcast(&request);
+    for link in &mut links[1..] {
+        assert_eq!(next_message(link).await.expect("broadcast"), request);
+    }
 }
 
 /// A joiner whose key its own table lacks dials the peers with smaller keys (which would

@@ -164,6 +164,7 @@ impl Harness {
             genesis_hash: genesis.hash(),
             max_frame_bytes: p2p.max_frame_bytes as usize,
             peer_queue_len: p2p.peer_queue_len,
+            guest_tenure_ms: keel_p2p::GUEST_TENURE_MS,
         };
         let (net, inbound, mut gossip) = cluster
             .rt

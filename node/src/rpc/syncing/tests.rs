@@ -79,6 +79,7 @@ async fn a_restoring_node_says_syncing_with_its_progress_and_unknown_methods_sta
             genesis_hash: Hash::ZERO,
             max_frame_bytes: 1 << 20,
             peer_queue_len: 16,
+            guest_tenure_ms: keel_p2p::GUEST_TENURE_MS,
         },
         key,
     )
