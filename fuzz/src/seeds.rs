@@ -606,6 +606,7 @@ fn snapshot_messages() -> Vec<keel_p2p::SnapshotMessage> {
         },
         SnapshotMessage::Chunk(Box::new(keel_types::SnapshotChunk {
             height: 9,
+            after: Some(keel_types::Hash([7; 32])),
             entries: vec![(key.to_bytes(), keel_state::encode_live(1, &[5; 8]))],
             last: true,
             proof,

@@ -246,8 +246,11 @@ fn answers(request: &SnapshotMessage, answer: &SnapshotMessage) -> bool {
             SnapshotMessage::EpochChangesRequest { from_epoch },
             SnapshotMessage::EpochChanges { from_epoch: f, .. },
         ) => f == from_epoch,
+        // The echoed `after` tells a late answer to another request from this one's; the
+        // first key is checked too, though only the proof settles whether the chunk is right.
         (SnapshotMessage::ChunkRequest { height, after, .. }, SnapshotMessage::Chunk(chunk)) => {
             chunk.height == *height
+                && chunk.after == *after
                 && chunk.entries.first().is_some_and(|(key, _)| {
                     keel_types::StateKey::from_bytes(key)
                         .is_ok_and(|k| after.is_none_or(|a| k.key_hash().0 > a.0))
@@ -893,6 +896,54 @@ fn tenths(n: u64) -> String {
 mod tests {
     use super::*;
     use keel_p2p::GUEST_BASE;
+
+    /// Found by reading (docs/validators.md listed it): a prefetch discarded after its
+    /// timeout (asked after key B of a chunk that then failed) could answer late, while the
+    /// same peer was asked again after key A < B; its keys lie above A, so it passed for the
+    /// answer, failed its proof and got that honest peer dropped. The echoed `after` tells
+    /// the two apart.
+    #[test]
+    fn a_late_chunk_for_another_request_is_not_taken_for_the_answer() {
+        let proof: keel_types::proof::RangeProof =
+            borsh::from_slice(&[0u8; 4]).expect("an empty range proof decodes");
+        let key = keel_types::StateKey::Account(keel_types::Address([3; 20]));
+        let hash = key.key_hash();
+        let below = Hash([0; 32]);
+        assert!(hash.0 > below.0);
+        let chunk = |after: Option<Hash>| {
+            SnapshotMessage::Chunk(Box::new(SnapshotChunk {
+                height: 9,
+                after,
+                entries: vec![(key.to_bytes(), keel_state::encode_live(1, &[5; 8]))],
+                last: false,
+                proof: proof.clone(),
+            }))
+        };
+        let request = |after: Option<Hash>| SnapshotMessage::ChunkRequest {
+            height: 9,
+            after,
+            max_bytes: 1 << 20,
+        };
+        // The answer to the request it echoes, and to no other one whose range holds its keys.
+        assert!(answers(&request(Some(below)), &chunk(Some(below))));
+        assert!(answers(&request(None), &chunk(None)));
+        let mut later = Hash([0; 32]);
+        later.0[31] = 1;
+        assert!(hash.0 > later.0, "the late chunk's keys lie above both");
+        assert!(!answers(&request(Some(below)), &chunk(Some(later))));
+        assert!(!answers(&request(None), &chunk(Some(below))));
+        // Keys at or below what was asked after are no answer, whatever the echo says.
+        assert!(!answers(&request(Some(hash)), &chunk(Some(hash))));
+        // Nor is a chunk of another height.
+        let SnapshotMessage::Chunk(mut other) = chunk(Some(below)) else {
+            unreachable!()
+        };
+        other.height = 10;
+        assert!(!answers(
+            &request(Some(below)),
+            &SnapshotMessage::Chunk(other)
+        ));
+    }
 
     #[test]
     fn guests_share_one_serve_slot_and_table_peers_keep_the_other() {

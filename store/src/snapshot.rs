@@ -128,6 +128,7 @@ impl Store {
         let proof = tree.get_range_proof(last_key, height).map_err(tree_err)?;
         Ok(Some(SnapshotChunk {
             height,
+            after: after.map(keel_types::Hash),
             entries,
             last,
             proof,

@@ -80,6 +80,11 @@ pub const MAX_SNAPSHOT_CHUNK_ENTRIES: usize = 65_536;
 #[derive(Debug, Clone, PartialEq, BorshSerialize, BorshDeserialize)]
 pub struct SnapshotChunk {
     pub height: Height,
+    /// The key hash the request named (the chunk holds keys after it), echoed: requests
+    /// carry no id, and a late answer to an earlier request of the same peer (a prefetch
+    /// discarded after its timeout) must not be taken for this one's, fail its proof and
+    /// get an honest peer dropped.
+    pub after: Option<crate::Hash>,
     /// (canonical `StateKey` bytes, stored entry bytes), ascending by key hash.
     pub entries: Vec<(Vec<u8>, Vec<u8>)>,
     /// The server says nothing follows its last key (a hint to stop asking: the restore
@@ -94,7 +99,8 @@ impl Eq for SnapshotChunk {}
 
 impl Canonical for SnapshotChunk {
     const KIND: &'static str = "SnapshotChunk";
-    const VERSION: u8 = 1;
+    // 2: `after` is echoed.
+    const VERSION: u8 = 2;
     const MAX_ENCODED_BYTES: usize = MAX_SNAPSHOT_CHUNK_BYTES;
 
     fn validate(&self) -> Result<(), DecodeError> {
