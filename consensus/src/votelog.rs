@@ -5,8 +5,9 @@
 //! blake3(len ‖ body)[..8]`. A crash can tear only the last record; `open` detects it by
 //! length or checksum, truncates the tail, and returns the intact records. A torn record was
 //! never acknowledged, so the message that depended on it was never sent. Damage anywhere
-//! else (more bytes after the first bad record than one record can hold) is not a crash: the
-//! votes after it would be lost and the validator could sign twice, so `open` refuses.
+//! else is not a crash: the votes after it would be lost and the validator could sign twice,
+//! so `open` refuses ([`torn_tail`] tells the two apart). One case stays ambiguous: a last
+//! record that is whole but fails its checksum looks like a torn append and is cut.
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use keel_types::{Epoch, Hash, View};
@@ -54,6 +55,21 @@ const CHECKSUM_BYTES: usize = 8;
 /// (appends are sequential and each is synced before the next begins).
 pub const MAX_FRAME_BYTES: usize = 4 + MAX_RECORD_BYTES + CHECKSUM_BYTES;
 
+/// Whether `tail` (the bytes after the intact prefix) is what one interrupted append leaves:
+/// a prefix of one frame (shorter than its length field, or within the frame that field
+/// declares), or zeros a filesystem extended the file with, no longer than one frame.
+/// Anything longer — two small records after a flipped bit, say — is damage.
+pub fn torn_tail(tail: &[u8]) -> bool {
+    if tail.len() < 4 {
+        return true;
+    }
+    if tail.len() <= MAX_FRAME_BYTES && tail.iter().all(|b| *b == 0) {
+        return true;
+    }
+    let len = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as usize;
+    len <= MAX_RECORD_BYTES && tail.len() <= 4 + len + CHECKSUM_BYTES
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum VoteLogError {
     #[error("vote log {path}: {source}")]
@@ -62,12 +78,13 @@ pub enum VoteLogError {
         source: std::io::Error,
     },
     /// The log is damaged before its last record: not what a crash leaves. Starting would
-    /// forget the votes after the damage, so the node refuses until an operator restores
-    /// the file.
+    /// forget the votes after the damage, so the node refuses and leaves the file as it is.
     #[error(
-        "vote log {path} is damaged at byte {offset}: {trailing} bytes follow, more than one \
-         torn record ({MAX_FRAME_BYTES}); refusing to start, since the votes after it would \
-         be forgotten and this validator could sign twice (restore the file from a backup)"
+        "vote log {path} is damaged at byte {offset}: the {trailing} bytes after it are not \
+         one torn record; refusing to start, since the votes after it would be forgotten and \
+         this validator could sign twice. Keep the file: repair the damaged record (each is \
+         length, body, checksum) or move to a new validator key; an older copy lacks the \
+         latest votes and is no safer"
     )]
     Damaged {
         path: PathBuf,
@@ -149,7 +166,7 @@ impl FileVoteLog {
         file.read_to_end(&mut bytes).map_err(io)?;
         let (records, intact) = parse(&bytes);
         let trailing = bytes.len() - intact;
-        if trailing > MAX_FRAME_BYTES {
+        if !torn_tail(&bytes[intact..]) {
             return Err(VoteLogError::Damaged {
                 path: path.to_path_buf(),
                 offset: intact,
@@ -252,28 +269,72 @@ mod tests {
         assert_eq!(std::fs::read(&path).expect("read"), all);
     }
 
+    /// Found by review: two small records fit in one maximal frame, so a flipped bit in
+    /// the second-to-last of a run of nullifies once cut both (synced) records silently.
     #[test]
-    fn any_tail_no_longer_than_one_record_is_a_torn_append() {
+    fn damage_to_a_record_before_the_last_is_refused_however_short_the_rest() {
+        let log = [
+            VoteRecord::Notarized {
+                epoch: 0,
+                view: 1,
+                block: Hash([1; 32]),
+            },
+            VoteRecord::Nullified { epoch: 0, view: 2 },
+            VoteRecord::Nullified { epoch: 0, view: 3 },
+        ];
+        let mut all: Vec<u8> = log.iter().flat_map(frame).collect();
+        let first = frame(&log[0]).len();
+        assert!(
+            all.len() - first <= MAX_FRAME_BYTES,
+            "the rest fits one frame"
+        );
+        for at in [first, first + 4, first + 10, first + 4 + 17] {
+            let mut damaged = all.clone();
+            damaged[at] ^= 0x40;
+            assert!(!torn_tail(&damaged[first..]), "byte {at}");
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("votes");
+            std::fs::write(&path, &damaged).expect("write");
+            assert!(
+                matches!(FileVoteLog::open(&path), Err(VoteLogError::Damaged { .. })),
+                "byte {at}"
+            );
+        }
+        // Damage in the last record alone is a torn append (the ambiguous case).
+        let last = all.len() - 3;
+        all[last] ^= 0x40;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("votes");
+        std::fs::write(&path, &all).expect("write");
+        let (_, recovered) = FileVoteLog::open(&path).expect("opens");
+        assert_eq!(recovered, log[..2].to_vec());
+    }
+
+    #[test]
+    fn a_torn_tail_is_a_prefix_of_one_frame_or_zeros() {
         let whole: Vec<u8> = records().iter().flat_map(frame).collect();
-        for garbage in [1usize, 8, MAX_FRAME_BYTES] {
+        let framed = frame(&records()[1]);
+        let mut tails: Vec<Vec<u8>> = (1..framed.len()).map(|k| framed[..k].to_vec()).collect();
+        tails.push(vec![0; MAX_FRAME_BYTES]);
+        tails.push(vec![0xAB; 3]);
+        for tail in tails {
+            assert!(torn_tail(&tail), "{tail:?}");
             let dir = tempfile::tempdir().expect("tempdir");
             let path = dir.path().join("votes");
             let mut bytes = whole.clone();
-            bytes.extend(std::iter::repeat_n(0xAB, garbage));
+            bytes.extend(&tail);
             std::fs::write(&path, &bytes).expect("write");
             let (_, recovered) = FileVoteLog::open(&path).expect("a torn tail opens");
-            assert_eq!(recovered, records(), "{garbage} bytes of garbage");
+            assert_eq!(recovered, records(), "{tail:?}");
             assert_eq!(std::fs::read(&path).expect("read"), whole);
         }
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("votes");
-        let mut bytes = whole.clone();
-        bytes.extend(std::iter::repeat_n(0xAB, MAX_FRAME_BYTES + 1));
-        std::fs::write(&path, &bytes).expect("write");
-        assert!(matches!(
-            FileVoteLog::open(&path),
-            Err(VoteLogError::Damaged { .. })
-        ));
+        // Not what an append leaves: more than its own frame, zeros past one frame, or a
+        // length no record has.
+        let mut long = framed.clone();
+        long.push(0);
+        assert!(!torn_tail(&long));
+        assert!(!torn_tail(&[0; MAX_FRAME_BYTES + 1]));
+        assert!(!torn_tail(&[0xAB; 8]));
     }
 
     #[test]

@@ -172,6 +172,9 @@ pub async fn run(home: &Path, options: RunOptions) -> anyhow::Result<()> {
     }
     let data = home.join("data");
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+    // A damaged vote log stops the start now, not after a snapshot restore (the driver
+    // opens it again when it starts; opening drops only a torn tail, so twice is harmless).
+    drop(keel_consensus::FileVoteLog::open(&data.join("votes.log"))?);
     let store_options = StoreOptions {
         keep_archive: config.storage.keep_archive,
         index_touches: genesis.expiry_epochs > 0,
