@@ -705,6 +705,12 @@ impl Network {
             .clone()
     }
 
+    /// Whether connection `generation` still serves `peer`.
+    fn holds(&self, peer: u16, generation: u64) -> bool {
+        let peers = self.inner.peers.lock().expect("peers lock");
+        peers.get(&peer).is_some_and(|(g, _, _)| *g == generation)
+    }
+
     /// Registers the connection (replacing an older one to the same peer), then pumps both
     /// directions until either fails.
     async fn run_connection(&self, peer: u16, link: Link) {
@@ -759,7 +765,15 @@ impl Network {
             let interval = Duration::from_millis(KEEPALIVE_INTERVAL_MS);
             let (mut window_start, mut keepalives) = (tokio::time::Instant::now(), 0u32);
             loop {
-                let bytes = match reader.recv_within(Some(idle)).await {
+                let received = reader.recv_within(Some(idle)).await;
+                // A guest index passes from key to key (an eviction, a promotion): a link
+                // that no longer holds its index ends at its next frame, before anything it
+                // sent is counted as the index's new holder's (found by review: an evicted
+                // guest whose writer blocked kept talking under its successor's index).
+                if is_guest(peer) && received.is_ok() && !self.holds(peer, generation) {
+                    return WireError::Closed;
+                }
+                let bytes = match received {
                     Ok(bytes) if bytes.is_empty() => {
                         let now = tokio::time::Instant::now();
                         if now.duration_since(window_start) >= interval {

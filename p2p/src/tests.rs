@@ -541,9 +541,9 @@ async fn strangers_are_bounded_guests_until_their_key_is_registered() {
 /// and the old guest's link is closed; the other guests keep theirs.
 #[tokio::test]
 async fn a_newcomer_takes_the_longest_served_guest_slot_once_its_tenure_is_up() {
-    const TENURE_MS: u64 = 1_500;
+    const TENURE_MS: u64 = 3_000;
     let server_key = SecretKey::from_seed([1; 32]);
-    let (net, _inbound, _gossip) = network_with_tenure(
+    let (net, mut inbound, _gossip) = network_with_tenure(
         &server_key,
         "127.0.0.1:0",
         vec![(server_key.public_key(), "127.0.0.1:0".into())],
@@ -581,17 +581,32 @@ async fn a_newcomer_takes_the_longest_served_guest_slot_once_its_tenure_is_up() 
         "the slots filled too slowly for this test"
     );
     // Past the first guest's tenure the joiner takes its slot.
-    tokio::time::sleep_until(first_admitted + Duration::from_millis(TENURE_MS + 100)).await;
-    let _joined = authenticated_from(addr, joiner, from).await;
+    tokio::time::sleep_until(first_admitted + Duration::from_millis(TENURE_MS + 1_000)).await;
+    let mut joined = authenticated_from(addr, joiner, from).await;
     let verdict = admitted.recv().await.expect("verdict");
     assert_eq!(verdict.expect("admitted"), indices[0]);
+    // The evicted guest's link ends at its next frame, whether or not its writer noticed:
+    // what it sends is never counted as the joiner's (found by review).
+    let request = NetMessage::Snapshot(Box::new(SnapshotMessage::TipRequest { height: 3 }));
+    let _ = links[0].send(&request.encode()).await;
     assert!(
         closed_within(&mut links[0], Duration::from_secs(5)).await,
         "the evicted guest's link stays open"
     );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), inbound.recv())
+            .await
+            .is_err(),
+        "a message of the evicted guest arrived under the joiner's index"
+    );
+    joined.send(&request.encode()).await.expect("send");
+    let got = tokio::time::timeout(Duration::from_secs(5), inbound.recv())
+        .await
+        .expect("in time")
+        .expect("inbound");
+    assert_eq!((got.from, got.message), (indices[0], request.clone()));
     assert_eq!(net.guest_count(), MAX_GUEST_PEERS);
     // The others keep their links: each hears a broadcast.
-    let request = NetMessage::Snapshot(Box::new(SnapshotMessage::TipRequest { height: 3 }));
     net.broadcast(&request);
     for link in &mut links[1..] {
         assert_eq!(next_message(link).await.expect("broadcast"), request);
