@@ -55,9 +55,15 @@ fn on_a_terminal_keel_devnet_prints_a_banner_and_a_live_status_line() {
         String::from_utf8_lossy(&seen).to_string()
     });
     let text = reader.join().expect("reader");
-    // Stop the devnet as Ctrl-C would: SIGTERM to `keel devnet` itself.
+    // Stop the devnet as `kill` would: one SIGTERM to `keel devnet` itself, not to `script`
+    // (whose command line holds the same words: killing it hung up the terminal, which
+    // stopped everything even while `keel devnet` waited for a second signal).
     let _ = Command::new("pkill")
-        .args(["-TERM", "-f", &format!("devnet --home {}", home.display())])
+        .args([
+            "-TERM",
+            "-f",
+            &format!("^{KEEL} devnet --home {}", home.display()),
+        ])
         .status();
     let stopped = Instant::now();
     while script.try_wait().expect("wait").is_none() {
