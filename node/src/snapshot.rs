@@ -32,6 +32,9 @@ fn take_serve_slot(serving: &mut BTreeSet<u16>, from: u16) -> bool {
 
 /// How long a syncing node waits for one answer before it asks another peer.
 pub const SNAPSHOT_REQUEST_TIMEOUT_MS: u64 = 30_000;
+/// How often a client waiting for an answer checks that the link its request went over is
+/// still up.
+const LINK_CHECK_MS: u64 = 200;
 /// Peers whose epoch chains a syncing node compares (it takes the longest that verifies;
 /// two verified chains that disagree stop it). All connected peers up to this many: any
 /// f + 1 of them include an honest one.
@@ -269,26 +272,46 @@ impl Client<'_> {
         peer: u16,
         request: SnapshotMessage,
     ) -> Result<Option<SnapshotMessage>, SnapshotSyncError> {
-        self.send(peer, &request);
-        self.answer(peer, &request).await
+        let link = self.send(peer, &request);
+        self.answer(peer, &request, link).await
     }
 
-    fn send(&self, peer: u16, request: &SnapshotMessage) {
+    /// Sends `request` to `peer`; returns the link it went over (read before sending: a
+    /// link replaced meanwhile only ends the wait early).
+    fn send(&self, peer: u16, request: &SnapshotMessage) -> Option<u64> {
+        let link = self.net.link_generation(peer);
         self.net
             .send(peer, &NetMessage::Snapshot(Box::new(request.clone())));
+        link
     }
 
-    /// `peer`'s answer to `request`, or `None` after [`SNAPSHOT_REQUEST_TIMEOUT_MS`].
+    /// `peer`'s answer to `request` sent over `link`, or `None` after
+    /// [`SNAPSHOT_REQUEST_TIMEOUT_MS`] or as soon as that link is gone (a peer that
+    /// registers this node closes its guest link, which took the request with it; the
+    /// join test's joiner, registered while it restored, sat out the whole timeout).
     async fn answer(
         &mut self,
         peer: u16,
         request: &SnapshotMessage,
+        link: Option<u64>,
     ) -> Result<Option<SnapshotMessage>, SnapshotSyncError> {
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(SNAPSHOT_REQUEST_TIMEOUT_MS);
+        let check = Duration::from_millis(LINK_CHECK_MS);
+        // Checked after the first wait, not before: an answer may be queued already.
+        let mut next_check = tokio::time::Instant::now() + check;
         loop {
-            match tokio::time::timeout_at(deadline, self.inbound.recv()).await {
-                Err(_) => return Ok(None),
+            if tokio::time::Instant::now() >= next_check {
+                if link.is_none() || self.net.link_generation(peer) != link {
+                    tracing::debug!(peer, "snapshot sync: the link a request went over is gone");
+                    return Ok(None);
+                }
+                next_check += check;
+            }
+            let wait = deadline.min(next_check);
+            match tokio::time::timeout_at(wait, self.inbound.recv()).await {
+                Err(_) if wait == deadline => return Ok(None),
+                Err(_) => {}
                 Ok(None) => return Err(SnapshotSyncError::Closed),
                 // Consensus traffic waits for the driver's start; it re-syncs anyway.
                 Ok(Some(Inbound {
@@ -709,9 +732,9 @@ pub async fn sync(
             .sum();
         // The request goes out first; its answer waits in the inbound queue (the network
         // runs on other threads) while this thread verifies and writes the chunk.
-        if let Some((next_peer, request)) = &next {
-            client.send(*next_peer, request);
-        }
+        let link = next
+            .as_ref()
+            .and_then(|(next_peer, request)| client.send(*next_peer, request));
         let result = tokio::task::block_in_place(|| {
             let result = restore.add(*chunk);
             if let Some(pause) = delay {
@@ -724,7 +747,7 @@ pub async fn sync(
         // an honest peer).
         let fetched = match &next {
             Some((next_peer, request)) => {
-                Some((*next_peer, client.answer(*next_peer, request).await?))
+                Some((*next_peer, client.answer(*next_peer, request, link).await?))
             }
             None => None,
         };

@@ -705,6 +705,14 @@ impl Network {
             .clone()
     }
 
+    /// The connection serving `peer` now (a number that changes with each new link), if
+    /// any: a request sent over one link is answered over that link or not at all, so a
+    /// client waiting for an answer stops when it changes.
+    pub fn link_generation(&self, peer: u16) -> Option<u64> {
+        let peers = self.inner.peers.lock().expect("peers lock");
+        peers.get(&peer).map(|(g, _, _)| *g)
+    }
+
     /// Whether connection `generation` still serves `peer`.
     fn holds(&self, peer: u16, generation: u64) -> bool {
         let peers = self.inner.peers.lock().expect("peers lock");

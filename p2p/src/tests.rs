@@ -519,15 +519,24 @@ async fn strangers_are_bounded_guests_until_their_key_is_registered() {
     );
     // Stranger 0 registers: its guest link is closed, its slot freed, and it comes back
     // under its table index.
+    let before = net.link_generation(indices[0]);
+    assert!(before.is_some(), "the guest's link is up");
     let keys = net.add_peers(&[(strangers[0].public_key(), "127.0.0.1:1".into())]);
     assert_eq!(keys.len(), 3);
     assert!(closed_within(&mut links[0], Duration::from_secs(5)).await);
     assert_eq!(net.guest_count(), MAX_GUEST_PEERS - 1);
+    // A request that went over the guest link will not be answered: a client waiting on
+    // it sees the link gone (snapshot sync stops waiting).
+    assert_eq!(net.link_generation(indices[0]), None);
     let _back = authenticated(addr, &strangers[0]).await;
     assert_eq!(
         admitted.recv().await.expect("verdict").expect("admitted"),
         2
     );
+    until("the table link is registered", || {
+        net.link_generation(2).is_some_and(|g| Some(g) != before)
+    })
+    .await;
     // A guest that hangs up gives its slot back.
     drop(links.pop());
     until("the slot is freed", || {
