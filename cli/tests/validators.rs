@@ -767,11 +767,7 @@ fn a_node_outside_genesis_joins_by_snapshot_and_votes_then_a_genesis_validator_l
 fn devnet_join_adds_a_validator_and_devnet_leave_retires_it() {
     let _guard = serial();
     let home = tempfile::tempdir().expect("tempdir");
-    let devnet = crate::devnet::chaos::ScriptedDevnet {
-        dir: home.path().join("devnet"),
-        tag: String::new(),
-        subnet: String::new(),
-    };
+    let devnet = crate::devnet::chaos::ScriptedDevnet::on_loopback(&home.path().join("devnet"));
     let up = devnet.run("up", &["--fresh"]);
     assert!(up.status.success(), "devnet/up failed");
     let joined = devnet.run("join", &["--stake", "500"]);
@@ -787,14 +783,9 @@ fn devnet_join_adds_a_validator_and_devnet_leave_retires_it() {
     // A chain in its first epoch has no boundary: the joiner said so and block-synced.
     let log = std::fs::read_to_string(devnet.dir.join("node4/node.log")).expect("log");
     assert!(log.contains("no epoch has ended yet"), "{log}");
-    let registry = |out: &Value| {
-        out["registry"]
-            .as_array()
-            .and_then(|r| r.iter().find(|v| v["public_key"] == key.as_str()).cloned())
-    };
     let before = query_validators(&rpc);
     assert_eq!(
-        registry(&before).expect("registered")["stake"]
+        registry_entry(&before, &key).expect("registered")["stake"]
             .as_str()
             .map(str::to_string),
         Some(format!("{:#x}", 500u128 * 10u128.pow(18))),
@@ -807,7 +798,7 @@ fn devnet_join_adds_a_validator_and_devnet_leave_retires_it() {
     let rpc0 = devnet_rpc(&devnet.dir, 0);
     let after = query_validators(&rpc0);
     assert_eq!(
-        registry(&after).expect("still registered while its stake unbonds")["status"],
+        registry_entry(&after, &key).expect("still registered while its stake unbonds")["status"],
         "leaving",
         "{after}"
     );
@@ -852,18 +843,16 @@ pub(crate) fn created_public_key(path: &str) -> String {
 fn devnet_leave_retires_an_active_member_and_the_rest_go_on() {
     let _guard = serial();
     let home = tempfile::tempdir().expect("tempdir");
-    let devnet = crate::devnet::chaos::ScriptedDevnet {
-        dir: home.path().join("devnet"),
-        tag: String::new(),
-        subnet: String::new(),
-    };
+    let devnet = crate::devnet::chaos::ScriptedDevnet::on_loopback(&home.path().join("devnet"));
     let up = devnet.run("up", &["--fresh", "--epoch-length", "10"]);
     assert!(up.status.success(), "devnet/up failed");
-    let key: Value = serde_json::from_slice(
-        &std::fs::read(devnet.dir.join("node3/keys/validator.json")).expect("validator key"),
-    )
-    .expect("key json");
-    let key = key["public_key"].as_str().expect("public key").to_string();
+    let key = created_public_key(
+        devnet
+            .dir
+            .join("node3/keys/validator.json")
+            .to_str()
+            .expect("utf-8 path"),
+    );
     let rpcs: Vec<String> = (0..4).map(|i| devnet_rpc(&devnet.dir, i)).collect();
     let members = |out: &Value| -> Vec<String> {
         out["set"]["members"]

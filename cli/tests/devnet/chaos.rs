@@ -32,10 +32,9 @@ const LOAD_ARGS: &[&str] = &[
 const MIN_PROGRESS_AFTER: u64 = 3;
 const PROGRESS_BOUND: Duration = Duration::from_secs(60);
 
-/// A devnet under `dir` run by the devnet scripts with this test's binaries and namespaces;
-/// `devnet/down` on drop, so a failing test leaves no process or namespace behind.
-/// A devnet run through the `devnet/*` scripts, as an operator runs them; stopped
-/// (`devnet/down`) when dropped.
+/// A devnet under `dir` run through the `devnet/*` scripts as an operator runs them, with
+/// this test's binaries (and namespaces, if `tag` is set); `devnet/down` on drop, so a
+/// failing test leaves no process or namespace behind.
 pub(crate) struct ScriptedDevnet {
     pub dir: PathBuf,
     pub tag: String,
@@ -43,6 +42,15 @@ pub(crate) struct ScriptedDevnet {
 }
 
 impl ScriptedDevnet {
+    /// A devnet under `dir` on loopback (no network namespaces).
+    pub fn on_loopback(dir: &Path) -> ScriptedDevnet {
+        ScriptedDevnet {
+            dir: dir.to_path_buf(),
+            tag: String::new(),
+            subnet: String::new(),
+        }
+    }
+
     pub fn script(&self, name: &str) -> Command {
         let keel = Path::new(KEEL);
         let profile_dir = keel.parent().expect("the keel binary's directory");
