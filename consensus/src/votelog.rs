@@ -55,19 +55,14 @@ const CHECKSUM_BYTES: usize = 8;
 /// (appends are sequential and each is synced before the next begins).
 pub const MAX_FRAME_BYTES: usize = 4 + MAX_RECORD_BYTES + CHECKSUM_BYTES;
 
-/// Whether `tail` (the bytes after the intact prefix) is what one interrupted append leaves:
-/// a prefix of one frame (shorter than its length field, or within the frame that field
-/// declares), or zeros a filesystem extended the file with, no longer than one frame.
-/// Anything longer — two small records after a flipped bit, say — is damage.
+/// Whether `tail` (the bytes after the intact prefix) can be what one interrupted append
+/// leaves: no longer than one frame, and holding no whole record. A torn append holds
+/// part of one frame, in any mix with zeros or old bytes a crash left in its pages, but
+/// never a record whose checksum holds; damage before the last record leaves that record
+/// whole after it (found by review: judging by the first length field, a flipped bit in it
+/// could declare a frame long enough to cover the next record, which was then cut).
 pub fn torn_tail(tail: &[u8]) -> bool {
-    if tail.len() < 4 {
-        return true;
-    }
-    if tail.len() <= MAX_FRAME_BYTES && tail.iter().all(|b| *b == 0) {
-        return true;
-    }
-    let len = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as usize;
-    len <= MAX_RECORD_BYTES && tail.len() <= 4 + len + CHECKSUM_BYTES
+    tail.len() <= MAX_FRAME_BYTES && (1..tail.len()).all(|at| parse(&tail[at..]).0.is_empty())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -288,9 +283,16 @@ mod tests {
             all.len() - first <= MAX_FRAME_BYTES,
             "the rest fits one frame"
         );
-        for at in [first, first + 4, first + 10, first + 4 + 17] {
+        // The length field's bit 0x20 makes 17 bytes declare 49, which covers the next record.
+        for (at, bit) in [
+            (first, 0x40),
+            (first, 0x20),
+            (first + 4, 0x40),
+            (first + 10, 0x40),
+            (first + 4 + 17, 0x40),
+        ] {
             let mut damaged = all.clone();
-            damaged[at] ^= 0x40;
+            damaged[at] ^= bit;
             assert!(!torn_tail(&damaged[first..]), "byte {at}");
             let dir = tempfile::tempdir().expect("tempdir");
             let path = dir.path().join("votes");
@@ -328,13 +330,17 @@ mod tests {
             assert_eq!(recovered, records(), "{tail:?}");
             assert_eq!(std::fs::read(&path).expect("read"), whole);
         }
-        // Not what an append leaves: more than its own frame, zeros past one frame, or a
-        // length no record has.
-        let mut long = framed.clone();
-        long.push(0);
-        assert!(!torn_tail(&long));
+        // Zeros where a page was lost, then the frame's end (found by review: the length
+        // field then reads 0, and a rule by length refused a real torn append).
+        let mut holed = framed.clone();
+        holed[..8].fill(0);
+        assert!(torn_tail(&holed));
+        assert!(torn_tail(&[0xAB; 8]));
+        // Not what an append leaves: more than one frame, or a whole record inside.
         assert!(!torn_tail(&[0; MAX_FRAME_BYTES + 1]));
-        assert!(!torn_tail(&[0xAB; 8]));
+        let mut hiding = vec![0xAB; 5];
+        hiding.extend(frame(&VoteRecord::Nullified { epoch: 0, view: 9 }));
+        assert!(!torn_tail(&hiding));
     }
 
     #[test]

@@ -172,9 +172,6 @@ pub async fn run(home: &Path, options: RunOptions) -> anyhow::Result<()> {
     }
     let data = home.join("data");
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
-    // A damaged vote log stops the start now, not after a snapshot restore (the driver
-    // opens it again when it starts; opening drops only a torn tail, so twice is harmless).
-    drop(keel_consensus::FileVoteLog::open(&data.join("votes.log"))?);
     let store_options = StoreOptions {
         keep_archive: config.storage.keep_archive,
         index_touches: genesis.expiry_epochs > 0,
@@ -185,6 +182,10 @@ pub async fn run(home: &Path, options: RunOptions) -> anyhow::Result<()> {
         Store::open(&state_path, store_options.clone())
             .with_context(|| format!("opening the store in {}", data.display()))?,
     );
+    // A damaged vote log stops the start now, not after a snapshot restore. Opened once the
+    // store holds its lock, so a second `keel run` on this home never trims a live log; the
+    // driver opens it again (opening drops only a torn tail, so twice is harmless).
+    drop(keel_consensus::FileVoteLog::open(&data.join("votes.log"))?);
     // A node with no state restores a snapshot first if told to (docs/validators.md).
     let snapshot = config.sync.snapshot() && opened.latest().is_none();
     let store = if snapshot {
