@@ -706,8 +706,9 @@ impl Network {
     }
 
     /// The connection serving `peer` now (a number that changes with each new link), if
-    /// any: a request sent over one link is answered over that link or not at all, so a
-    /// client waiting for an answer stops when it changes.
+    /// any. A request that went over a link that has since closed may never be answered
+    /// (the answer may also come over the newer link), so a client waiting for one stops
+    /// and asks again: at worst one request more.
     pub fn link_generation(&self, peer: u16) -> Option<u64> {
         let peers = self.inner.peers.lock().expect("peers lock");
         peers.get(&peer).map(|(g, _, _)| *g)
@@ -821,6 +822,10 @@ impl Network {
                             metrics::counter!(metric::P2P_DROPPED, "reason" => "gossip_queue_full")
                                 .increment(1);
                         }
+                    }
+                    // Read before an eviction, handled after it: not the new holder's.
+                    Ok(_) if is_guest(peer) && !self.holds(peer, generation) => {
+                        return WireError::Closed;
                     }
                     Ok(message) => {
                         let inbound_message = Inbound {
