@@ -8,7 +8,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 . "$ROOT/scripts/env.sh"
 KEEL="$CARGO_TARGET_DIR/$KEEL_PROFILE/keel"
 KEEL_LOAD="$CARGO_TARGET_DIR/$KEEL_PROFILE/keel-load"
-DIR="${KEEL_DEVNET:-./devnet-data}"
+# Absolute, so every script names a devnet's processes the same way however it was spelled.
+DIR="$(realpath -m "${KEEL_DEVNET:-./devnet-data}")"
 # Validator I's process: `keel run --home $DIR/nodeI` exactly as keel devnet and start_node
 # spell it (never another devnet's or a test cluster's validator on the same machine).
 node_pid() {

@@ -20,6 +20,16 @@ fn status_heights(text: &str) -> Vec<u64> {
         .collect()
 }
 
+/// `text` as a literal in pgrep's extended regular expressions.
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let special = "\\.+*?()[]{}|^$".contains(c);
+            special.then_some('\\').into_iter().chain([c])
+        })
+        .collect()
+}
+
 #[test]
 fn on_a_terminal_keel_devnet_prints_a_banner_and_a_live_status_line() {
     let _guard = serial();
@@ -62,7 +72,11 @@ fn on_a_terminal_keel_devnet_prints_a_banner_and_a_live_status_line() {
         .args([
             "-TERM",
             "-f",
-            &format!("^{KEEL} devnet --home {}", home.display()),
+            &format!(
+                "^{} devnet --home {}",
+                regex_escape(KEEL),
+                regex_escape(&home.display().to_string())
+            ),
         ])
         .status();
     let stopped = Instant::now();
