@@ -589,6 +589,21 @@ async fn a_newcomer_takes_the_longest_served_guest_slot_once_its_tenure_is_up() 
         first_admitted.elapsed() < Duration::from_millis(TENURE_MS),
         "the slots filled too slowly for this test"
     );
+    // Guest 0 stops reading: the node's writer to it blocks once the socket buffers are
+    // full, so it never sees its link closed; only its next frame can end it (found by
+    // review: that frame used to reach the node under the joiner's index).
+    let filler = NetMessage::Snapshot(Box::new(SnapshotMessage::EpochChanges {
+        from_epoch: 0,
+        changes: vec![vec![7; 60_000]],
+    }));
+    // More than the socket buffers and the link's outbound budget hold, sent as the writer
+    // drains.
+    for i in 0..600 {
+        net.send(indices[0], &filler);
+        if i % 20 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
     // Past the first guest's tenure the joiner takes its slot.
     tokio::time::sleep_until(first_admitted + Duration::from_millis(TENURE_MS + 1_000)).await;
     let mut joined = authenticated_from(addr, joiner, from).await;
