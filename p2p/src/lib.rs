@@ -823,19 +823,20 @@ impl Network {
                                 .increment(1);
                         }
                     }
-                    // Read before an eviction, handled after it: not the new holder's.
-                    Ok(_) if is_guest(peer) && !self.holds(peer, generation) => {
-                        return WireError::Closed;
-                    }
                     Ok(message) => {
-                        let inbound_message = Inbound {
+                        // A place in the queue first: a guest link evicted while it waited
+                        // for one hands nothing on under the index's new holder.
+                        let Ok(place) = inbound.reserve().await else {
+                            return WireError::Closed;
+                        };
+                        if is_guest(peer) && !self.holds(peer, generation) {
+                            return WireError::Closed;
+                        }
+                        place.send(Inbound {
                             from: peer,
                             message,
                             budget,
-                        };
-                        if inbound.send(inbound_message).await.is_err() {
-                            return WireError::Closed;
-                        }
+                        });
                     }
                     Err(e) => return WireError::Protocol(format!("message: {e}")),
                 }

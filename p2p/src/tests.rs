@@ -604,8 +604,15 @@ async fn a_newcomer_takes_the_longest_served_guest_slot_once_its_tenure_is_up() 
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
-    // Past the first guest's tenure the joiner takes its slot.
-    tokio::time::sleep_until(first_admitted + Duration::from_millis(TENURE_MS + 1_000)).await;
+    // Past the first guest's tenure the joiner takes its slot. Every guest sends keepalives
+    // meanwhile (the node drops a link silent for PEER_IDLE_TIMEOUT_MS).
+    let eviction_due = first_admitted + Duration::from_millis(TENURE_MS + 1_000);
+    while tokio::time::Instant::now() < eviction_due {
+        for link in &mut links {
+            link.send(&[]).await.expect("keepalive");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let mut joined = authenticated_from(addr, joiner, from).await;
     let verdict = admitted.recv().await.expect("verdict");
     assert_eq!(verdict.expect("admitted"), indices[0]);
@@ -623,6 +630,9 @@ async fn a_newcomer_takes_the_longest_served_guest_slot_once_its_tenure_is_up() 
             .is_err(),
         "a message of the evicted guest arrived under the joiner's index"
     );
+    for link in &mut links[1..] {
+        link.send(&[]).await.expect("keepalive");
+    }
     joined.send(&request.encode()).await.expect("send");
     let got = tokio::time::timeout(Duration::from_secs(5), inbound.recv())
         .await
