@@ -6,8 +6,10 @@
 //! length or checksum, truncates the tail, and returns the intact records. A torn record was
 //! never acknowledged, so the message that depended on it was never sent. Damage anywhere
 //! else is not a crash: the votes after it would be lost and the validator could sign twice,
-//! so `open` refuses ([`torn_tail`] tells the two apart). One case stays ambiguous: a last
-//! record that is whole but fails its checksum looks like a torn append and is cut.
+//! so `open` refuses ([`torn_tail`] tells the two apart). What stays ambiguous is damage
+//! that leaves no whole record after it within one frame's length: a damaged last record,
+//! or the last two short ones (29 bytes each) both damaged, say by a lost write at the end
+//! of the file. It looks like a torn append and is cut.
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use keel_types::{Epoch, Hash, View};
