@@ -1,5 +1,5 @@
 # Sourced by the devnet scripts: builds once, then knows where the binaries and the devnet
-# directory are (KEEL_DEVNET, default ./devnet).
+# directory are (KEEL_DEVNET, default ./devnet-data).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # KEEL_NO_BUILD=1: use the binaries already in the target dir (e.g. the tests just built
@@ -8,8 +8,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 . "$ROOT/scripts/env.sh"
 KEEL="$CARGO_TARGET_DIR/$KEEL_PROFILE/keel"
 KEEL_LOAD="$CARGO_TARGET_DIR/$KEEL_PROFILE/keel-load"
-# Absolute, so every script names a devnet's processes the same way however it was spelled.
-DIR="$(realpath -m "${KEEL_DEVNET:-./devnet-data}")"
+# Absolute (symlinks kept), so every script names a devnet's processes the same way however
+# it was spelled; scripts/devnet names its directory so too.
+DIR="$(realpath -ms "${KEEL_DEVNET:-./devnet-data}")"
 # Validator I's process: `keel run --home $DIR/nodeI` exactly as keel devnet and start_node
 # spell it (never another devnet's or a test cluster's validator on the same machine).
 node_pid() {
