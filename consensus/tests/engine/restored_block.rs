@@ -117,13 +117,7 @@ fn a_validator_that_committed_before_the_crash_brings_the_others_to_its_tip() {
         }
         a.handle(Input::Start);
         let resent = a.handle(Input::Timeout { view: a.view() });
-        let certificates: Vec<&Certificate> = resent
-            .iter()
-            .filter_map(|act| match act {
-                Action::Broadcast(Message::Certificate(c)) => Some(c),
-                _ => None,
-            })
-            .collect();
+        let certificates = broadcast_certificates(&resent);
         if !seed {
             assert!(certificates.is_empty(), "{resent:?}");
             continue;
@@ -173,13 +167,18 @@ fn a_newer_finalization_replaces_the_seeded_one_on_timeouts() {
     let resent = engine.handle(Input::Timeout {
         view: engine.view(),
     });
-    let certificates: Vec<&Certificate> = resent
+    let certificates = broadcast_certificates(&resent);
+    assert!(certificates.contains(&&newer), "{resent:?}");
+    assert!(!certificates.contains(&&seeded), "{resent:?}");
+}
+
+/// The certificates among `actions`' broadcasts (what a timeout re-sends).
+fn broadcast_certificates(actions: &[Action]) -> Vec<&Certificate> {
+    actions
         .iter()
         .filter_map(|a| match a {
             Action::Broadcast(Message::Certificate(c)) => Some(c),
             _ => None,
         })
-        .collect();
-    assert!(certificates.contains(&&newer), "{resent:?}");
-    assert!(!certificates.contains(&&seeded), "{resent:?}");
+        .collect()
 }
