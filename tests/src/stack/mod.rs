@@ -12,9 +12,12 @@
 
 mod byzantine;
 mod node;
+mod snapshot;
 mod workload;
 
 pub use byzantine::{Lie, ALL_LIES};
+pub use node::SnapshotRestored;
+pub use snapshot::{SnapshotLie, ALL_SNAPSHOT_LIES};
 pub use workload::{newcomer_key, operator_key, Kind, OPERATOR_FUNDS};
 
 use keel_app::core::Now;
@@ -57,6 +60,12 @@ pub struct StackScenario {
     /// re-syncing, or a snapshot restore to a height below its last votes): it replays
     /// epochs it already voted in.
     pub wipe_on_restart: bool,
+    /// With `wipe_on_restart`, the crashed validator restores its store by snapshot sync
+    /// (the node's client, served by the live validators' stores) instead of from genesis,
+    /// then block-syncs from the boundary.
+    pub snapshot_restart: bool,
+    /// What the Byzantine validator, if any, does to the snapshot answers it serves.
+    pub snapshot_lie: Option<SnapshotLie>,
     /// A validator that never runs (f = 1 of 4 may be silent).
     pub silent: Option<usize>,
     /// A Byzantine validator (byzantine.rs): an honest core whose messages it corrupts.
@@ -124,6 +133,8 @@ impl StackScenario {
                 (i, rng.gen_range(500..2_000), rng.gen_range(100..800))
             }),
             wipe_on_restart: false,
+            snapshot_restart: false,
+            snapshot_lie: None,
             silent: (fault == 2).then(|| rng.gen_range(0..n)),
             tx_gap_ms: (20, 120),
             diverge: None,
@@ -140,6 +151,20 @@ impl StackScenario {
         .maybe_byzantine()
         .maybe_fast_blocks()
         .maybe_reconfigure()
+        .maybe_snapshot_restart()
+    }
+
+    /// For half the seeds with a crash (drawn apart, so the other settings stay as they
+    /// were): the crashed validator restarts with an empty store (its vote log kept) and
+    /// restores it by snapshot sync from the live validators, then block-syncs from the
+    /// boundary.
+    fn maybe_snapshot_restart(mut self) -> StackScenario {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x05a9_5057);
+        if self.crash.is_some() && rng.gen_bool(0.5) {
+            self.wipe_on_restart = true;
+            self.snapshot_restart = true;
+        }
+        self
     }
 
     /// For half the seeds (drawn apart, so the other settings stay as they were): blocks as
@@ -255,6 +280,10 @@ pub struct StackReport {
     pub finalize_vote_crashes: Vec<(usize, u64)>,
     /// (validator, height): the crashes right after a commit.
     pub commit_crashes: Vec<(usize, u64)>,
+    /// The snapshot restores restarting validators ran.
+    pub snapshot_restores: Vec<SnapshotRestored>,
+    /// The latest (epoch, view) each validator's key signed a vote in.
+    pub last_signed: Vec<Option<(u64, u64)>>,
 }
 
 /// A message on its way.
@@ -391,6 +420,7 @@ pub fn run(s: &StackScenario) -> anyhow::Result<StackReport> {
     let mut now = 0u64;
     let mut finalize_vote_crashes = Vec::new();
     let mut commit_crashes = Vec::new();
+    let mut snapshot_restores = Vec::new();
     loop {
         // Hand out what the last step sent.
         for o in out.drain(..) {
@@ -501,7 +531,29 @@ pub fn run(s: &StackScenario) -> anyhow::Result<StackReport> {
             Event::Restart(i) if validators[i].app.is_some() => {}
             Event::Restart(i) => {
                 waking[i] = None;
-                if s.wipe_on_restart {
+                if s.wipe_on_restart && s.snapshot_restart {
+                    let servers = validators
+                        .iter()
+                        .filter(|v| v.index != i && v.app.is_some())
+                        .map(|v| Ok((u16::try_from(v.index)?, v.store.clone())))
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    let liar = match (s.byzantine, s.snapshot_lie) {
+                        (Some(b), Some(lie)) => Some((u16::try_from(b)?, lie)),
+                        _ => None,
+                    };
+                    let transport = snapshot::SimTransport::new(
+                        servers,
+                        liar,
+                        ChaCha8Rng::seed_from_u64(s.seed ^ 0x05a9_5407 ^ now),
+                        snapshot::SimLinks {
+                            delay_ms: s.delay_ms,
+                            loss: s.loss,
+                            duplicate: s.duplicate,
+                        },
+                        GENESIS_TIME_MS + now,
+                    );
+                    snapshot_restores.push(validators[i].restore_by_snapshot(&genesis, transport)?);
+                } else if s.wipe_on_restart {
                     validators[i].wipe_store(&genesis)?;
                 }
                 validators[i].start(now_at(i, now), &mut out)?;
@@ -537,6 +589,7 @@ pub fn run(s: &StackScenario) -> anyhow::Result<StackReport> {
     r.height_before_window = height_before_window;
     r.finalize_vote_crashes = finalize_vote_crashes;
     r.commit_crashes = commit_crashes;
+    r.snapshot_restores = snapshot_restores;
     Ok(r)
 }
 
@@ -560,6 +613,15 @@ fn report(
             })
             .collect(),
         sent_after_votelog_failure: validators.iter().map(|v| v.sent_after_failure).collect(),
+        last_signed: validators
+            .iter()
+            .map(|v| {
+                v.signed_votes()
+                    .keys()
+                    .map(|(epoch, view, _)| (*epoch, *view))
+                    .max()
+            })
+            .collect(),
         violations: validators
             .iter()
             .flat_map(|v| v.violations.clone())
@@ -601,13 +663,24 @@ fn report(
             r.jailed.push(key);
         }
     }
+    // A validator restored by snapshot holds nothing below the height it restored.
+    let holds = |v: &Validator, h: u64| {
+        s.silent != Some(v.index) && height(v) >= h && v.restored_at.is_none_or(|at| at <= h)
+    };
     for h in 0..=height(top) {
-        let block = top.store.block(h)?.map(|b| b.hash());
-        let receipts = top.store.receipts(h)?;
-        let root = top.store.state_root(h)?;
+        let Some(reference) = validators
+            .iter()
+            .filter(|v| holds(v, h))
+            .max_by_key(|v| (height(v), std::cmp::Reverse(v.index)))
+        else {
+            continue;
+        };
+        let block = reference.store.block(h)?.map(|b| b.hash());
+        let receipts = reference.store.receipts(h)?;
+        let root = reference.store.state_root(h)?;
         for v in validators
             .iter()
-            .filter(|v| v.index != top.index && s.silent != Some(v.index) && height(v) >= h)
+            .filter(|v| v.index != reference.index && holds(v, h))
         {
             if v.store.block(h)?.map(|b| b.hash()) != block {
                 r.mismatches.push(format!(
@@ -631,10 +704,25 @@ fn report(
                 ));
             }
         }
+        // The stores snapshot restores replaced: what those validators committed before.
+        for (index, old) in validators
+            .iter()
+            .flat_map(|v| v.retired.iter().map(move |(store, _)| (v.index, store)))
+            .filter(|(_, old)| old.latest().is_some_and(|l| l.height >= h))
+        {
+            if old.block(h)?.map(|b| b.hash()) != block
+                || old.receipts(h)? != receipts
+                || old.state_root(h)? != root
+            {
+                r.mismatches.push(format!(
+                    "height {h}: validator {index} had another block, receipts or root before its snapshot restore"
+                ));
+            }
+        }
         // Verify-once (issue 22): every validator skips signatures it verified at
         // admission, and the Byzantine proposer re-signs payloads they hold with forged
         // signatures; nothing it forged may ever run. Checked here without any cache.
-        if let (Some(b), Some(rs)) = (top.store.block(h)?, receipts.as_ref()) {
+        if let (Some(b), Some(rs)) = (reference.store.block(h)?, receipts.as_ref()) {
             for (tx, receipt) in b.transactions.iter().zip(rs) {
                 if receipt.status != TxStatus::Rejected && tx.verify_signature(GAS_PRICE).is_err() {
                     r.violations.push(format!(
@@ -656,10 +744,11 @@ fn report(
         }
     }
     // The commit stream each host saw (what the node publishes to RPC subscribers): one
-    // commit per height, in order from 1, each what the store holds.
+    // commit per height, in order from 1 (or from the height a snapshot restored), each
+    // what the store holds.
     for v in validators {
         for (k, c) in v.committed.iter().enumerate() {
-            let expected = k as u64 + 1;
+            let expected = v.restored_at.unwrap_or(0) + k as u64 + 1;
             if c.info.height != expected
                 || v.store.block(expected)?.map(|b| b.hash()) != Some(c.info.block_hash)
                 || v.store.state_root(expected)? != c.info.state_root

@@ -3,12 +3,14 @@
 //! does), and a [`Host`] that hands sends to the simulated network.
 
 use super::byzantine::Adversary;
+use super::snapshot::SimTransport;
 use super::{Outgoing, StackScenario, CHAIN_ID, GAS_PRICE, GENESIS_TIME_MS};
 use keel_app::core::{App, AppConfig, Committed, Host, Now, PersistError, SelectLimits};
 use keel_app::mempool::AdmitError;
 use keel_app::Chain;
 use keel_consensus::{Message, VoteRecord};
 use keel_node::genesis::{Genesis, GenesisBalance, GenesisValidator};
+use keel_node::snapshot::{sync_over, SnapshotSyncError, SyncParams};
 use keel_node::{Mempool, MempoolConfig};
 use keel_runtime::{Runtime, RuntimeConfig};
 use keel_state::StateView;
@@ -73,6 +75,34 @@ pub fn genesis(s: &StackScenario, validators: &[PublicKey], funded: &[SecretKey]
     }
 }
 
+/// A simulated validator's store settings.
+fn store_options(genesis: &Genesis) -> StoreOptions {
+    StoreOptions {
+        sync_writes: false,
+        block_cache_bytes: SIM_BLOCK_CACHE_BYTES,
+        write_buffer_bytes: SIM_WRITE_BUFFER_BYTES,
+        index_touches: genesis.expiry_epochs > 0,
+        ..StoreOptions::default()
+    }
+}
+
+/// A snapshot restore a restarting validator ran (the report's record of it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotRestored {
+    pub validator: usize,
+    /// The height restored, or `None` if the peers said no epoch had ended yet (it then
+    /// started from genesis, as the node does).
+    pub height: Option<u64>,
+    /// Peers the client dropped for failing a proof.
+    pub dropped: Vec<u16>,
+    /// Answers the Byzantine validator changed or withheld.
+    pub lies: u64,
+    /// Simulated time the restore took (the others waited for it).
+    pub took_ms: u64,
+    /// The latest (epoch, view) its key had signed a vote in before the restore.
+    pub signed_before: Option<(u64, u64)>,
+}
+
 /// A simulated validator process and what outlives its crashes.
 #[allow(missing_debug_implementations)] // holds an app and a store; the report is what is printed
 pub struct Validator {
@@ -83,6 +113,11 @@ pub struct Validator {
     runtime: Runtime,
     diverge_at: Option<u64>,
     pub store: Arc<Store>,
+    /// The height a snapshot restore put the store at: it holds nothing below.
+    pub restored_at: Option<u64>,
+    /// The stores a snapshot restore replaced (what it committed before), with their
+    /// directories: the report compares them too.
+    pub retired: Vec<(Arc<Store>, tempfile::TempDir)>,
     /// `None` while crashed (or never started: a silent validator).
     pub app: Option<App>,
     pub mempool: Mempool,
@@ -125,16 +160,7 @@ impl Validator {
         genesis: &Genesis,
     ) -> anyhow::Result<Validator> {
         let dir = tempfile::tempdir()?;
-        let store = Arc::new(Store::open(
-            dir.path(),
-            StoreOptions {
-                sync_writes: false,
-                block_cache_bytes: SIM_BLOCK_CACHE_BYTES,
-                write_buffer_bytes: SIM_WRITE_BUFFER_BYTES,
-                index_touches: genesis.expiry_epochs > 0,
-                ..StoreOptions::default()
-            },
-        )?);
+        let store = Arc::new(Store::open(dir.path(), store_options(genesis))?);
         genesis.apply(&store, dir.path())?;
         let cache = Arc::new(keel_exec_wasm::ModuleCache::new(
             None,
@@ -179,6 +205,8 @@ impl Validator {
             genesis_hash: genesis.hash(),
             runtime,
             store,
+            restored_at: None,
+            retired: Vec::new(),
             app: None,
             mempool,
             votes: Vec::new(),
@@ -224,21 +252,70 @@ impl Validator {
     /// genesis through epochs this validator already voted in.
     pub fn wipe_store(&mut self, genesis: &Genesis) -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
-        let store = Arc::new(Store::open(
-            dir.path(),
-            StoreOptions {
-                sync_writes: false,
-                block_cache_bytes: SIM_BLOCK_CACHE_BYTES,
-                write_buffer_bytes: SIM_WRITE_BUFFER_BYTES,
-                index_touches: genesis.expiry_epochs > 0,
-                ..StoreOptions::default()
-            },
-        )?);
+        let store = Arc::new(Store::open(dir.path(), store_options(genesis))?);
         genesis.apply(&store, dir.path())?;
         self.store = store;
         self._dir = dir;
         self.committed.clear();
+        self.restored_at = None;
         Ok(())
+    }
+
+    /// The store is emptied and restored by snapshot sync, the node's own client over
+    /// `transport` (the vote log stays): the next start block-syncs from the boundary.
+    pub fn restore_by_snapshot(
+        &mut self,
+        genesis: &Genesis,
+        mut transport: SimTransport,
+    ) -> anyhow::Result<SnapshotRestored> {
+        let dir = tempfile::tempdir()?;
+        let params = SyncParams {
+            checkpoint: None,
+            // The smallest chunks a server sends: a simulated state spans several.
+            chunk_bytes: keel_types::proof::MIN_SNAPSHOT_CHUNK_BYTES as u32,
+            shared: Arc::new(keel_node::shared::Shared::default()),
+        };
+        // As the node: marked before the restore, so `apply` accepts the restored store.
+        genesis.mark_restored(dir.path())?;
+        let path = dir.path().join("state");
+        let synced = sync_over(
+            &mut transport,
+            genesis,
+            &params,
+            &path,
+            store_options(genesis),
+        );
+        let mut restored = SnapshotRestored {
+            validator: self.index,
+            height: None,
+            dropped: Vec::new(),
+            lies: transport.lies,
+            took_ms: transport.elapsed_ms(),
+            signed_before: self
+                .signed
+                .keys()
+                .map(|(epoch, view, _)| (*epoch, *view))
+                .max(),
+        };
+        let synced = match synced {
+            Ok(synced) => synced,
+            Err(SnapshotSyncError::NoBoundaryYet) => {
+                self.wipe_store(genesis)?;
+                return Ok(restored);
+            }
+            Err(e) => anyhow::bail!("validator {}: snapshot restore: {e}", self.index),
+        };
+        genesis.apply(&synced.store, dir.path())?;
+        let height = synced.store.latest().map_or(0, |l| l.height);
+        restored.height = Some(height);
+        restored.dropped = synced.dropped.into_iter().collect();
+        // What it committed before it lost its state is still compared with the others.
+        let old_dir = std::mem::replace(&mut self._dir, dir);
+        let old_store = std::mem::replace(&mut self.store, synced.store);
+        self.retired.push((old_store, old_dir));
+        self.committed.clear();
+        self.restored_at = Some(height);
+        Ok(restored)
     }
 
     /// The process dies: everything in memory is lost (the unfinalized blocks, the

@@ -7,10 +7,17 @@
 //! its lies about blocks, bodies, votes and sync must leave the honest validators agreeing,
 //! live, and never voting for an invalid block.
 //!
+//! Half the seeds that crash a validator restart it with an empty store restored by snapshot
+//! sync (the node's own client, served by the live validators' stores): what it holds from the
+//! restored height on, and what it committed before, must agree with the others.
+//!
 //! `KEEL_STACK_SEEDS=n` sets the campaign's size (default 1,000); `KEEL_STACK_SEED=n`
 //! replays one seed and prints its report (`KEEL_STACK_DURATION_MS` runs it longer).
 
-use keel_tests::stack::{run, token_calls, Kind, Lie, StackReport, StackScenario, ALL_LIES};
+use keel_tests::stack::{
+    run, token_calls, Kind, Lie, SnapshotLie, StackReport, StackScenario, ALL_LIES,
+    ALL_SNAPSHOT_LIES,
+};
 use keel_types::Env;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -32,6 +39,19 @@ fn check(report: &StackReport, s: &StackScenario) -> Result<(), String> {
     }
     if let Some(h) = report.halted.first() {
         return Err(format!("HALTED: {h}; scenario {s:?}"));
+    }
+    // A snapshot restore drops only a peer that failed a proof: never an honest one.
+    for restore in &report.snapshot_restores {
+        if let Some(honest) = restore
+            .dropped
+            .iter()
+            .find(|p| s.byzantine != Some(usize::from(**p)))
+        {
+            return Err(format!(
+                "SAFETY: the snapshot restore of validator {} dropped honest peer {honest}; scenario {s:?}",
+                restore.validator
+            ));
+        }
     }
     let top = report.heights.iter().copied().max().unwrap_or(0);
     if report.compared < MIN_COMMON_HEIGHTS
@@ -71,6 +91,7 @@ fn run_part(part: u64) {
     let mut totals: BTreeMap<Kind, u64> = BTreeMap::new();
     let mut lies: BTreeMap<Lie, u64> = BTreeMap::new();
     let (mut expired, mut folded, mut byzantine, mut jailed) = (0u64, 0u64, 0u64, 0u64);
+    let mut restored = 0u64;
     for seed in seeds.clone() {
         let s = StackScenario::random(seed);
         let report = run(&s).unwrap_or_else(|e| panic!("seed {seed}: harness: {e:#}"));
@@ -83,6 +104,11 @@ fn run_part(part: u64) {
         expired += u64::from(report.expired_entries > 0);
         folded += u64::from(report.fold_pages > 0);
         byzantine += u64::from(s.byzantine.is_some());
+        restored += report
+            .snapshot_restores
+            .iter()
+            .filter(|r| r.height.is_some())
+            .count() as u64;
         // A Byzantine validator jailed on the conflicting votes it sent.
         jailed +=
             u64::from(s.byzantine.is_some_and(|b| {
@@ -97,7 +123,7 @@ fn run_part(part: u64) {
     }
     // What the campaign exercised: both environments' contracts, native transfers, and
     // expiry and folding in some seeds (a harness that stopped sending would pass otherwise).
-    eprintln!("part {part}: seeds {seeds:?}: {totals:?}, expiring seeds {expired}, folding seeds {folded}, Byzantine seeds {byzantine} ({jailed} jailed): {lies:?}");
+    eprintln!("part {part}: seeds {seeds:?}: {totals:?}, expiring seeds {expired}, folding seeds {folded}, Byzantine seeds {byzantine} ({jailed} jailed), snapshot restores {restored}: {lies:?}");
     for kind in [
         Kind::Transfer,
         Kind::Deploy(Env::Evm),
@@ -125,6 +151,10 @@ fn run_part(part: u64) {
     // one in a million.
     if seeds.end - seeds.start >= 150 {
         assert!(jailed > 0, "no Byzantine validator jailed in {seeds:?}");
+    }
+    // A third of the seeds crash a validator, half of those restart it by snapshot.
+    if seeds.end - seeds.start >= 150 {
+        assert!(restored > 0, "no snapshot restore in {seeds:?}");
     }
     assert!(expired > 0, "no seed in {seeds:?} expired an entry");
     assert!(folded > 0, "no seed in {seeds:?} made a fold page");
@@ -210,6 +240,8 @@ fn calm(seed: u64) -> StackScenario {
     s.reconfig = false;
     s.jail = None;
     s.join = None;
+    s.wipe_on_restart = false;
+    s.snapshot_restart = false;
     s
 }
 
@@ -593,6 +625,78 @@ fn a_validator_that_lost_its_state_never_votes_against_its_log() {
         s.expiry_epochs = 0;
         let r = run(&s).expect("harness");
         check(&r, &s).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    }
+}
+
+/// Issue 21: a validator that lost its state restores it by snapshot sync (the node's own
+/// client, served by the live validators' stores through the wire's encoding) to the latest
+/// epoch boundary, block-syncs from there and votes again; every height it holds agrees
+/// with the others, its commit stream starts above the restored height.
+#[test]
+fn a_validator_that_lost_its_state_restores_it_by_snapshot_and_votes_again() {
+    for seed in [51, 52, 53] {
+        let mut s = calm(seed);
+        s.crash = Some((1, 2_000, 300));
+        s.wipe_on_restart = true;
+        s.snapshot_restart = true;
+        s.duration_ms = 6_000;
+        let r = run(&s).expect("harness");
+        check(&r, &s).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let [restore] = r.snapshot_restores.as_slice() else {
+            panic!(
+                "seed {seed}: one restore expected: {:?}",
+                r.snapshot_restores
+            )
+        };
+        let at = restore
+            .height
+            .unwrap_or_else(|| panic!("seed {seed}: no epoch had ended by 2.3 s"));
+        assert_eq!(
+            (at + 1) % s.epoch_length,
+            0,
+            "seed {seed}: restored height {at} is not below a boundary"
+        );
+        assert!(restore.dropped.is_empty(), "seed {seed}: {restore:?}");
+        assert!(
+            r.last_signed[1] > restore.signed_before,
+            "seed {seed}: validator 1 signed nothing after its restore at height {at}: {restore:?}, {:?}",
+            r.last_signed
+        );
+    }
+}
+
+/// Issue 21: a Byzantine validator serving a restoring validator forged epoch changes,
+/// chunks that fail their proofs or a tip its boundary does not commit to is dropped (and
+/// only it), one that stays silent is asked no more; either way the restore finishes from
+/// the honest validators and the restored validator agrees with them at every height. The
+/// Byzantine validator is 0, the first peer the client asks for chunks and the tip.
+#[test]
+fn a_byzantine_server_cannot_spoil_a_snapshot_restore() {
+    for (k, lie) in ALL_SNAPSHOT_LIES.into_iter().enumerate() {
+        let seed = 61 + k as u64;
+        let mut s = calm(seed);
+        s.byzantine = Some(0);
+        s.snapshot_lie = Some(lie);
+        // Epochs of 8 blocks at a fixed 100 ms: several have ended by the crash, whatever
+        // the Byzantine leader's views cost.
+        s.epoch_length = 8;
+        s.min_block_interval_ms = s.block_time_ms;
+        s.crash = Some((1, 3_000, 300));
+        s.wipe_on_restart = true;
+        s.snapshot_restart = true;
+        s.duration_ms = 7_000;
+        let r = run(&s).expect("harness");
+        check(&r, &s).unwrap_or_else(|e| panic!("{lie:?}: {e}"));
+        let [restore] = r.snapshot_restores.as_slice() else {
+            panic!("{lie:?}: one restore expected: {:?}", r.snapshot_restores)
+        };
+        assert!(restore.height.is_some(), "{lie:?}: {restore:?}");
+        assert!(restore.lies > 0, "{lie:?} never told: {restore:?}");
+        let expected: Vec<u16> = match lie {
+            SnapshotLie::Silence => Vec::new(),
+            _ => vec![0],
+        };
+        assert_eq!(restore.dropped, expected, "{lie:?}: {restore:?}");
     }
 }
 
