@@ -628,6 +628,20 @@ fn a_validator_that_lost_its_state_never_votes_against_its_log() {
     }
 }
 
+/// `s` with validator 1 crashing at `crash_at_ms` and restarting 300 ms later with an empty
+/// store restored by snapshot sync (its vote log kept), the run lasting `duration_ms`.
+fn restarted_by_snapshot(
+    mut s: StackScenario,
+    crash_at_ms: u64,
+    duration_ms: u64,
+) -> StackScenario {
+    s.crash = Some((1, crash_at_ms, 300));
+    s.wipe_on_restart = true;
+    s.snapshot_restart = true;
+    s.duration_ms = duration_ms;
+    s
+}
+
 /// Issue 21: a validator that lost its state restores it by snapshot sync (the node's own
 /// client, served by the live validators' stores through the wire's encoding) to the latest
 /// epoch boundary, block-syncs from there and votes again; every height it holds agrees
@@ -635,11 +649,7 @@ fn a_validator_that_lost_its_state_never_votes_against_its_log() {
 #[test]
 fn a_validator_that_lost_its_state_restores_it_by_snapshot_and_votes_again() {
     for seed in [51, 52, 53] {
-        let mut s = calm(seed);
-        s.crash = Some((1, 2_000, 300));
-        s.wipe_on_restart = true;
-        s.snapshot_restart = true;
-        s.duration_ms = 6_000;
+        let s = restarted_by_snapshot(calm(seed), 2_000, 6_000);
         let r = run(&s).expect("harness");
         check(&r, &s).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         let [restore] = r.snapshot_restores.as_slice() else {
@@ -681,10 +691,7 @@ fn a_byzantine_server_cannot_spoil_a_snapshot_restore() {
         // the Byzantine leader's views cost.
         s.epoch_length = 8;
         s.min_block_interval_ms = s.block_time_ms;
-        s.crash = Some((1, 3_000, 300));
-        s.wipe_on_restart = true;
-        s.snapshot_restart = true;
-        s.duration_ms = 7_000;
+        let s = restarted_by_snapshot(s, 3_000, 7_000);
         let r = run(&s).expect("harness");
         check(&r, &s).unwrap_or_else(|e| panic!("{lie:?}: {e}"));
         let [restore] = r.snapshot_restores.as_slice() else {
