@@ -550,11 +550,21 @@ pub fn run(s: &StackScenario) -> anyhow::Result<StackReport> {
                             loss: s.loss,
                             duplicate: s.duplicate,
                         },
-                        GENESIS_TIME_MS + now,
+                        now_at(i, now).wall_ms,
                     );
                     snapshot_restores.push(validators[i].restore_by_snapshot(&genesis, transport)?);
                 } else if s.wipe_on_restart {
                     validators[i].wipe_store(&genesis)?;
+                }
+                // The agents read receipts from the first running validator's commit stream,
+                // which starts again with its new store.
+                if s.wipe_on_restart
+                    && validators
+                        .iter()
+                        .find(|v| s.silent != Some(v.index))
+                        .is_some_and(|v| v.index == i)
+                {
+                    seen_receipts = 0;
                 }
                 validators[i].start(now_at(i, now), &mut out)?;
             }
@@ -615,12 +625,7 @@ fn report(
         sent_after_votelog_failure: validators.iter().map(|v| v.sent_after_failure).collect(),
         last_signed: validators
             .iter()
-            .map(|v| {
-                v.signed_votes()
-                    .keys()
-                    .map(|(epoch, view, _)| (*epoch, *view))
-                    .max()
-            })
+            .map(|v| node::latest_vote(v.signed_votes()))
             .collect(),
         violations: validators
             .iter()
@@ -667,7 +672,13 @@ fn report(
     let holds = |v: &Validator, h: u64| {
         s.silent != Some(v.index) && height(v) >= h && v.restored_at.is_none_or(|at| at <= h)
     };
-    for h in 0..=height(top) {
+    // Up to the highest height any store holds, replaced ones included.
+    let last = validators
+        .iter()
+        .flat_map(|v| v.retired.iter().map(|old| &old.store))
+        .map(|store| store.latest().map_or(0, |l| l.height))
+        .fold(height(top), u64::max);
+    for h in 0..=last {
         let Some(reference) = validators
             .iter()
             .filter(|v| holds(v, h))
@@ -707,7 +718,7 @@ fn report(
         // The stores snapshot restores replaced: what those validators committed before.
         for (index, old) in validators
             .iter()
-            .flat_map(|v| v.retired.iter().map(move |(store, _)| (v.index, store)))
+            .flat_map(|v| v.retired.iter().map(move |old| (v.index, &old.store)))
             .filter(|(_, old)| old.latest().is_some_and(|l| l.height >= h))
         {
             if old.block(h)?.map(|b| b.hash()) != block
@@ -746,18 +757,26 @@ fn report(
     // The commit stream each host saw (what the node publishes to RPC subscribers): one
     // commit per height, in order from 1 (or from the height a snapshot restored), each
     // what the store holds.
+    // Also each store a wipe or restore replaced, with the stream it had then.
     for v in validators {
-        for (k, c) in v.committed.iter().enumerate() {
-            let expected = v.restored_at.unwrap_or(0) + k as u64 + 1;
-            if c.info.height != expected
-                || v.store.block(expected)?.map(|b| b.hash()) != Some(c.info.block_hash)
-                || v.store.state_root(expected)? != c.info.state_root
-            {
-                r.violations.push(format!(
-                    "validator {}: commit #{k} reported height {} {} that the store does not hold",
-                    v.index, c.info.height, c.info.block_hash
-                ));
-                break;
+        let streams = v
+            .retired
+            .iter()
+            .map(|old| (&old.store, &old.committed, old.restored_at))
+            .chain(std::iter::once((&v.store, &v.committed, v.restored_at)));
+        for (store, committed, restored_at) in streams {
+            for (k, c) in committed.iter().enumerate() {
+                let expected = restored_at.unwrap_or(0) + k as u64 + 1;
+                if c.info.height != expected
+                    || store.block(expected)?.map(|b| b.hash()) != Some(c.info.block_hash)
+                    || store.state_root(expected)? != c.info.state_root
+                {
+                    r.violations.push(format!(
+                        "validator {}: commit #{k} reported height {} {} that the store does not hold",
+                        v.index, c.info.height, c.info.block_hash
+                    ));
+                    break;
+                }
             }
         }
     }

@@ -99,8 +99,21 @@ pub struct SnapshotRestored {
     pub lies: u64,
     /// Simulated time the restore took (the others waited for it).
     pub took_ms: u64,
-    /// The latest (epoch, view) its key had signed a vote in before the restore.
+    /// The latest (epoch, view) its key had signed a notarize or finalize vote in before
+    /// the restore.
     pub signed_before: Option<(u64, u64)>,
+    /// Answers that did not decode (a codec bug: a lie changes only what decodes).
+    pub undecodable: u64,
+}
+
+/// A store a wipe or a snapshot restore replaced, with what its host was told it committed.
+#[allow(missing_debug_implementations)] // holds a store
+pub struct Retired {
+    pub store: Arc<Store>,
+    pub committed: Vec<Committed>,
+    /// The height its commit stream started above (a restored height), if not genesis.
+    pub restored_at: Option<u64>,
+    _dir: tempfile::TempDir,
 }
 
 /// A simulated validator process and what outlives its crashes.
@@ -115,9 +128,9 @@ pub struct Validator {
     pub store: Arc<Store>,
     /// The height a snapshot restore put the store at: it holds nothing below.
     pub restored_at: Option<u64>,
-    /// The stores a snapshot restore replaced (what it committed before), with their
-    /// directories: the report compares them too.
-    pub retired: Vec<(Arc<Store>, tempfile::TempDir)>,
+    /// The stores a wipe or a snapshot restore replaced (what it committed before): the
+    /// report compares them too.
+    pub retired: Vec<Retired>,
     /// `None` while crashed (or never started: a silent validator).
     pub app: Option<App>,
     pub mempool: Mempool,
@@ -254,11 +267,20 @@ impl Validator {
         let dir = tempfile::tempdir()?;
         let store = Arc::new(Store::open(dir.path(), store_options(genesis))?);
         genesis.apply(&store, dir.path())?;
-        self.store = store;
-        self._dir = dir;
-        self.committed.clear();
-        self.restored_at = None;
+        self.retire(store, dir, None);
         Ok(())
+    }
+
+    /// Puts `store` in place of the current one, which is kept for the report with what the
+    /// host was told it committed.
+    fn retire(&mut self, store: Arc<Store>, dir: tempfile::TempDir, restored_at: Option<u64>) {
+        let old = Retired {
+            store: std::mem::replace(&mut self.store, store),
+            committed: std::mem::take(&mut self.committed),
+            restored_at: std::mem::replace(&mut self.restored_at, restored_at),
+            _dir: std::mem::replace(&mut self._dir, dir),
+        };
+        self.retired.push(old);
     }
 
     /// The store is emptied and restored by snapshot sync, the node's own client over
@@ -291,11 +313,8 @@ impl Validator {
             dropped: Vec::new(),
             lies: transport.lies,
             took_ms: transport.elapsed_ms(),
-            signed_before: self
-                .signed
-                .keys()
-                .map(|(epoch, view, _)| (*epoch, *view))
-                .max(),
+            signed_before: latest_vote(&self.signed),
+            undecodable: 0,
         };
         let synced = match synced {
             Ok(synced) => synced,
@@ -309,12 +328,9 @@ impl Validator {
         let height = synced.store.latest().map_or(0, |l| l.height);
         restored.height = Some(height);
         restored.dropped = synced.dropped.into_iter().collect();
+        restored.undecodable = transport.undecodable;
         // What it committed before it lost its state is still compared with the others.
-        let old_dir = std::mem::replace(&mut self._dir, dir);
-        let old_store = std::mem::replace(&mut self.store, synced.store);
-        self.retired.push((old_store, old_dir));
-        self.committed.clear();
-        self.restored_at = Some(height);
+        self.retire(synced.store, dir, Some(height));
         Ok(restored)
     }
 
@@ -583,4 +599,14 @@ impl Host for SimHost<'_> {
     fn halted(&mut self, reason: &str) {
         *self.halted = Some(reason.to_string());
     }
+}
+
+/// The latest (epoch, view) of a notarize or finalize vote among `signed` (nullify votes,
+/// kind 1, are cast on timeouts alone).
+pub fn latest_vote(signed: &BTreeMap<(u64, u64, u8), Hash>) -> Option<(u64, u64)> {
+    signed
+        .keys()
+        .filter(|(_, _, kind)| *kind != 1)
+        .map(|(epoch, view, _)| (*epoch, *view))
+        .max()
 }

@@ -59,6 +59,8 @@ pub struct SimTransport {
     wall_start_ms: u64,
     /// Answers the Byzantine validator changed.
     pub lies: u64,
+    /// Answers that did not decode after encoding (the report fails on any).
+    pub undecodable: u64,
 }
 
 impl SimTransport {
@@ -79,6 +81,7 @@ impl SimTransport {
             clock_ms: 0,
             wall_start_ms,
             lies: 0,
+            undecodable: 0,
         }
     }
 
@@ -176,6 +179,7 @@ impl SnapshotTransport for SimTransport {
         // does not decode never reaches the client: the link is dropped).
         let wire = NetMessage::Snapshot(Box::new(answer)).encode();
         let Ok(NetMessage::Snapshot(answer)) = NetMessage::decode(&wire) else {
+            self.undecodable += 1;
             return;
         };
         // Delayed like the run's messages, sometimes twice: a copy that arrives after the
