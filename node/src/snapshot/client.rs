@@ -725,3 +725,7 @@ fn permille(restore: &SnapshotRestore) -> u64 {
 fn tenths(n: u64) -> String {
     format!("{}.{}", n / 10, n % 10)
 }
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod tests;

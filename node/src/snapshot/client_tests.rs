@@ -1,0 +1,178 @@
+//! The client's waits over a scripted transport: what it takes for an answer, when it stops
+//! waiting, and when it gives up on its peers. Time is the script's, not the machine's.
+
+use super::*;
+use std::collections::VecDeque;
+
+/// Answers delivered at set times; links that change at a set time.
+struct Scripted {
+    now_ms: u64,
+    connected: Vec<u16>,
+    /// (at, from, message), in delivery order.
+    arrivals: VecDeque<(u64, u16, SnapshotMessage)>,
+    /// Every peer's link is 1 until this time, 2 after (`None`: never changes).
+    relink_at_ms: Option<u64>,
+    sent: Vec<(u16, SnapshotMessage)>,
+    closed: bool,
+}
+
+impl Scripted {
+    fn new(connected: &[u16]) -> Scripted {
+        Scripted {
+            now_ms: 0,
+            connected: connected.to_vec(),
+            arrivals: VecDeque::new(),
+            relink_at_ms: None,
+            sent: Vec::new(),
+            closed: false,
+        }
+    }
+}
+
+impl SnapshotTransport for Scripted {
+    fn connected(&self) -> Vec<u16> {
+        self.connected.clone()
+    }
+
+    fn known(&self) -> usize {
+        self.connected.len()
+    }
+
+    fn link(&self, peer: u16) -> Option<u64> {
+        if !self.connected.contains(&peer) {
+            return None;
+        }
+        Some(match self.relink_at_ms {
+            Some(at) if self.now_ms >= at => 2,
+            _ => 1,
+        })
+    }
+
+    fn send(&mut self, peer: u16, message: &SnapshotMessage) {
+        self.sent.push((peer, message.clone()));
+    }
+
+    fn recv(
+        &mut self,
+        timeout_ms: u64,
+    ) -> Result<Option<(u16, SnapshotMessage)>, SnapshotSyncError> {
+        let until = self.now_ms + timeout_ms;
+        match self.arrivals.front() {
+            Some((at, _, _)) if *at <= until => {
+                let (at, from, message) = self.arrivals.pop_front().expect("front");
+                self.now_ms = self.now_ms.max(at);
+                Ok(Some((from, message)))
+            }
+            _ if self.closed => Err(SnapshotSyncError::Closed),
+            _ => {
+                self.now_ms = until;
+                Ok(None)
+            }
+        }
+    }
+
+    fn pause(&mut self, ms: u64) {
+        self.now_ms += ms;
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    fn wall_ms(&self) -> u64 {
+        self.now_ms
+    }
+}
+
+fn client(t: &mut Scripted) -> Client<'_> {
+    Client {
+        t,
+        dropped: BTreeSet::new(),
+        answered_empty: false,
+    }
+}
+
+fn changes(from_epoch: u64) -> SnapshotMessage {
+    SnapshotMessage::EpochChanges {
+        from_epoch,
+        changes: Vec::new(),
+    }
+}
+
+#[test]
+fn only_the_asked_peers_answer_to_this_request_is_taken() {
+    let mut t = Scripted::new(&[1, 2]);
+    t.arrivals.extend([
+        // Another peer's answer to the same request.
+        (10, 2, changes(3)),
+        // The peer's late answer to an earlier request.
+        (20, 1, changes(2)),
+        (30, 1, changes(3)),
+    ]);
+    let mut c = client(&mut t);
+    let got = c
+        .ask(1, SnapshotMessage::EpochChangesRequest { from_epoch: 3 })
+        .expect("open");
+    assert_eq!(got, Some(changes(3)));
+    assert_eq!(t.now_ms, 30);
+    assert_eq!(
+        t.sent,
+        vec![(1, SnapshotMessage::EpochChangesRequest { from_epoch: 3 })]
+    );
+}
+
+#[test]
+fn a_silent_peer_is_given_up_at_the_request_timeout() {
+    let mut t = Scripted::new(&[1]);
+    let mut c = client(&mut t);
+    let got = c
+        .ask(1, SnapshotMessage::EpochChangesRequest { from_epoch: 0 })
+        .expect("open");
+    assert_eq!(got, None);
+    assert_eq!(t.now_ms, SNAPSHOT_REQUEST_TIMEOUT_MS);
+}
+
+/// A request whose link closed (a guest link closed when the peer registered this node)
+/// is given up at the next link check, not at the request timeout — but an answer already
+/// queued is still taken.
+#[test]
+fn a_request_whose_link_is_gone_is_given_up_at_the_next_link_check() {
+    let mut t = Scripted::new(&[1]);
+    t.relink_at_ms = Some(50);
+    let mut c = client(&mut t);
+    let got = c
+        .ask(1, SnapshotMessage::EpochChangesRequest { from_epoch: 0 })
+        .expect("open");
+    assert_eq!(got, None);
+    assert!(
+        t.now_ms <= 2 * LINK_CHECK_MS,
+        "gave up after {} ms",
+        t.now_ms
+    );
+
+    let mut t = Scripted::new(&[1]);
+    t.relink_at_ms = Some(0);
+    t.arrivals.push_back((0, 1, changes(0)));
+    let mut c = client(&mut t);
+    let got = c
+        .ask(1, SnapshotMessage::EpochChangesRequest { from_epoch: 0 })
+        .expect("open");
+    assert_eq!(got, Some(changes(0)), "a queued answer is taken first");
+}
+
+#[test]
+fn waiting_for_peers_ends_when_all_are_dropped_or_the_network_closes() {
+    let mut t = Scripted::new(&[1, 2]);
+    let mut c = client(&mut t);
+    assert_eq!(c.peers().expect("peers"), vec![1, 2]);
+    c.drop_peer(1, &"a forged chunk");
+    assert_eq!(c.peers().expect("peers"), vec![2]);
+    c.drop_peer(2, &"a forged chain");
+    assert!(matches!(c.peers(), Err(SnapshotSyncError::AllPeersDropped)));
+
+    // No peer yet, and the network closes: an error, not a spin.
+    let mut t = Scripted::new(&[]);
+    t.closed = true;
+    let mut c = client(&mut t);
+    assert!(matches!(c.peers(), Err(SnapshotSyncError::Closed)));
+}
