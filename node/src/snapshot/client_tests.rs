@@ -2,6 +2,7 @@
 //! waiting, and when it gives up on its peers. Time is the script's, not the machine's.
 
 use super::*;
+use std::cell::Cell;
 use std::collections::VecDeque;
 
 /// Answers delivered at set times; links that change at a set time.
@@ -12,6 +13,9 @@ struct Scripted {
     arrivals: VecDeque<(u64, u16, SnapshotMessage)>,
     /// Every peer's link is 1 until this time, 2 after (`None`: never changes).
     relink_at_ms: Option<u64>,
+    /// Every peer's link is 1 for this many `link` calls, 2 after.
+    relink_after_calls: Option<usize>,
+    link_calls: Cell<usize>,
     sent: Vec<(u16, SnapshotMessage)>,
     closed: bool,
 }
@@ -23,6 +27,8 @@ impl Scripted {
             connected: connected.to_vec(),
             arrivals: VecDeque::new(),
             relink_at_ms: None,
+            relink_after_calls: None,
+            link_calls: Cell::new(0),
             sent: Vec::new(),
             closed: false,
         }
@@ -42,10 +48,11 @@ impl SnapshotTransport for Scripted {
         if !self.connected.contains(&peer) {
             return None;
         }
-        Some(match self.relink_at_ms {
-            Some(at) if self.now_ms >= at => 2,
-            _ => 1,
-        })
+        let calls = self.link_calls.get();
+        self.link_calls.set(calls + 1);
+        let relinked = self.relink_at_ms.is_some_and(|at| self.now_ms >= at)
+            || self.relink_after_calls.is_some_and(|n| calls >= n);
+        Some(if relinked { 2 } else { 1 })
     }
 
     fn send(&mut self, peer: u16, message: &SnapshotMessage) {
@@ -150,14 +157,24 @@ fn a_request_whose_link_is_gone_is_given_up_at_the_next_link_check() {
         t.now_ms
     );
 
+    // The link changes right after the request went out; its answer is queued already.
     let mut t = Scripted::new(&[1]);
-    t.relink_at_ms = Some(0);
+    t.relink_after_calls = Some(1);
     t.arrivals.push_back((0, 1, changes(0)));
     let mut c = client(&mut t);
     let got = c
         .ask(1, SnapshotMessage::EpochChangesRequest { from_epoch: 0 })
         .expect("open");
     assert_eq!(got, Some(changes(0)), "a queued answer is taken first");
+
+    // No link when the request went out: given up at the first check.
+    let mut t = Scripted::new(&[2]);
+    let mut c = client(&mut t);
+    let got = c
+        .ask(1, SnapshotMessage::EpochChangesRequest { from_epoch: 0 })
+        .expect("open");
+    assert_eq!(got, None);
+    assert_eq!(t.now_ms, LINK_CHECK_MS);
 }
 
 #[test]

@@ -314,7 +314,7 @@ impl Validator {
             lies: transport.lies,
             took_ms: transport.elapsed_ms(),
             signed_before: latest_vote(&self.signed),
-            undecodable: 0,
+            undecodable: transport.undecodable,
         };
         let synced = match synced {
             Ok(synced) => synced,
@@ -328,7 +328,6 @@ impl Validator {
         let height = synced.store.latest().map_or(0, |l| l.height);
         restored.height = Some(height);
         restored.dropped = synced.dropped.into_iter().collect();
-        restored.undecodable = transport.undecodable;
         // What it committed before it lost its state is still compared with the others.
         self.retire(synced.store, dir, Some(height));
         Ok(restored)

@@ -75,13 +75,7 @@ pub(super) fn report(
     let holds = |v: &Validator, h: u64| {
         s.silent != Some(v.index) && height(v) >= h && v.restored_at.is_none_or(|at| at <= h)
     };
-    // Up to the highest height any store holds, replaced ones included.
-    let last = validators
-        .iter()
-        .flat_map(|v| v.retired.iter().map(|old| &old.store))
-        .map(|store| store.latest().map_or(0, |l| l.height))
-        .fold(height(top), u64::max);
-    for h in 0..=last {
+    for h in 0..=height(top) {
         let Some(reference) = validators
             .iter()
             .filter(|v| holds(v, h))
@@ -118,18 +112,23 @@ pub(super) fn report(
                 ));
             }
         }
-        // The stores snapshot restores replaced: what those validators committed before.
+        // The stores a wipe or a snapshot restore replaced: what those validators committed
+        // before (each from the height it was itself restored at, if it was).
         for (index, old) in validators
             .iter()
-            .flat_map(|v| v.retired.iter().map(move |old| (v.index, &old.store)))
-            .filter(|(_, old)| old.latest().is_some_and(|l| l.height >= h))
+            .flat_map(|v| v.retired.iter().map(move |old| (v.index, old)))
+            .filter(|(_, old)| {
+                old.store.latest().is_some_and(|l| l.height >= h)
+                    && old.restored_at.is_none_or(|at| at <= h)
+            })
         {
+            let old = &old.store;
             if old.block(h)?.map(|b| b.hash()) != block
                 || old.receipts(h)? != receipts
                 || old.state_root(h)? != root
             {
                 r.mismatches.push(format!(
-                    "height {h}: validator {index} had another block, receipts or root before its snapshot restore"
+                    "height {h}: validator {index} had another block, receipts or root in the store it lost"
                 ));
             }
         }

@@ -243,6 +243,12 @@ fn a_seed_replays_exactly() {
         assert_eq!(a.chains, b.chains, "seed {seed}");
         assert_eq!(a.succeeded, b.succeeded, "seed {seed}");
         assert_eq!(a.snapshot_restores, b.snapshot_restores, "seed {seed}");
+        assert!(
+            !s.snapshot_restart || a.snapshot_restores.iter().any(|r| r.height.is_some()),
+            "seed {seed}: no snapshot restore: {:?}",
+            a.snapshot_restores
+        );
+        check(&a, &s).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         assert!(token_calls(&a, Env::Wasm) > 0 && token_calls(&a, Env::Evm) > 0);
     }
 }
