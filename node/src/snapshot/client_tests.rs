@@ -106,6 +106,13 @@ fn changes(from_epoch: u64) -> SnapshotMessage {
     }
 }
 
+/// A fresh client's answer from `peer` to a request for the epoch changes from `from_epoch`.
+fn ask_changes(t: &mut Scripted, peer: u16, from_epoch: u64) -> Option<SnapshotMessage> {
+    client(t)
+        .ask(peer, SnapshotMessage::EpochChangesRequest { from_epoch })
+        .expect("open")
+}
+
 #[test]
 fn only_the_asked_peers_answer_to_this_request_is_taken() {
     let mut t = Scripted::new(&[1, 2]);
@@ -116,10 +123,7 @@ fn only_the_asked_peers_answer_to_this_request_is_taken() {
         (20, 1, changes(2)),
         (30, 1, changes(3)),
     ]);
-    let mut c = client(&mut t);
-    let got = c
-        .ask(1, SnapshotMessage::EpochChangesRequest { from_epoch: 3 })
-        .expect("open");
+    let got = ask_changes(&mut t, 1, 3);
     assert_eq!(got, Some(changes(3)));
     assert_eq!(t.now_ms, 30);
     assert_eq!(
@@ -131,10 +135,7 @@ fn only_the_asked_peers_answer_to_this_request_is_taken() {
 #[test]
 fn a_silent_peer_is_given_up_at_the_request_timeout() {
     let mut t = Scripted::new(&[1]);
-    let mut c = client(&mut t);
-    let got = c
-        .ask(1, SnapshotMessage::EpochChangesRequest { from_epoch: 0 })
-        .expect("open");
+    let got = ask_changes(&mut t, 1, 0);
     assert_eq!(got, None);
     assert_eq!(t.now_ms, SNAPSHOT_REQUEST_TIMEOUT_MS);
 }
@@ -146,10 +147,7 @@ fn a_silent_peer_is_given_up_at_the_request_timeout() {
 fn a_request_whose_link_is_gone_is_given_up_at_the_next_link_check() {
     let mut t = Scripted::new(&[1]);
     t.relink_at_ms = Some(50);
-    let mut c = client(&mut t);
-    let got = c
-        .ask(1, SnapshotMessage::EpochChangesRequest { from_epoch: 0 })
-        .expect("open");
+    let got = ask_changes(&mut t, 1, 0);
     assert_eq!(got, None);
     assert!(
         t.now_ms <= 2 * LINK_CHECK_MS,
@@ -161,18 +159,12 @@ fn a_request_whose_link_is_gone_is_given_up_at_the_next_link_check() {
     let mut t = Scripted::new(&[1]);
     t.relink_after_calls = Some(1);
     t.arrivals.push_back((0, 1, changes(0)));
-    let mut c = client(&mut t);
-    let got = c
-        .ask(1, SnapshotMessage::EpochChangesRequest { from_epoch: 0 })
-        .expect("open");
+    let got = ask_changes(&mut t, 1, 0);
     assert_eq!(got, Some(changes(0)), "a queued answer is taken first");
 
     // No link when the request went out: given up at the first check.
     let mut t = Scripted::new(&[2]);
-    let mut c = client(&mut t);
-    let got = c
-        .ask(1, SnapshotMessage::EpochChangesRequest { from_epoch: 0 })
-        .expect("open");
+    let got = ask_changes(&mut t, 1, 0);
     assert_eq!(got, None);
     assert_eq!(t.now_ms, LINK_CHECK_MS);
 }
