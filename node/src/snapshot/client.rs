@@ -61,6 +61,16 @@ const PEER_WAIT_LOG_MS: u64 = 5_000;
 /// How long a syncing node waits for the rest of its peers after the first connects,
 /// before it asks for epoch chains.
 const PEER_SETTLE_MS: u64 = 5_000;
+/// Rounds of asking for epoch chains. A peer that did not finish its answer (a page lost,
+/// unanswered in time, or refused) is asked again while the peers that finished hold no more
+/// than a third of genesis' stake: a lost answer, or an honest peer too busy to answer in
+/// time, must not leave the sync with no chain, or with only an old one f Byzantine peers
+/// served. Peers that stay silent cost at most `CHAIN_ROUNDS` × their number ×
+/// [`SNAPSHOT_REQUEST_TIMEOUT_MS`], plus the pauses.
+const CHAIN_ROUNDS: u32 = 3;
+/// The pause before a round of [`CHAIN_ROUNDS`] after the first (a busy server refuses a
+/// guest's request for a while).
+const CHAIN_RETRY_PAUSE_MS: u64 = 5_000;
 /// Progress is logged at most this often.
 const PROGRESS_LOG_MS: u64 = 2_000;
 /// `Unavailable` answers (or silences) after which a peer rests until all have.
@@ -77,8 +87,6 @@ struct Client<'a> {
     t: &'a mut dyn SnapshotTransport,
     /// Peers that lied (a chain or chunk that failed its proof): never asked again.
     dropped: BTreeSet<u16>,
-    /// The peer last asked answered that no epoch has ended yet.
-    answered_empty: bool,
 }
 
 impl Client<'_> {
@@ -188,11 +196,42 @@ impl Client<'_> {
         {
             self.t.recv(PEER_POLL_MS)?;
         }
-        let peers = self.peers()?;
+        // Peers that said no epoch has ended; peers that finished their answer (a whole
+        // chain, no chain, or a lie): those are not asked again.
         let mut empty = Vec::new();
-        for peer in peers.into_iter().take(SNAPSHOT_PROOF_PEERS) {
-            match self.chain_from(peer, genesis, checkpoint)? {
-                Ok(Some(found)) => {
+        let mut finished = BTreeSet::new();
+        for round in 0..CHAIN_ROUNDS {
+            if round > 0 {
+                self.t.pause(CHAIN_RETRY_PAUSE_MS);
+            }
+            let left = SNAPSHOT_PROOF_PEERS.saturating_sub(finished.len());
+            let ask: Vec<u16> = self
+                .peers()?
+                .into_iter()
+                .filter(|p| !finished.contains(p))
+                .take(left)
+                .collect();
+            let mut unfinished = false;
+            for peer in ask {
+                let answer = match self.chain_from(peer, genesis, checkpoint)? {
+                    Ok(answer) => answer,
+                    Err(e) => {
+                        finished.insert(peer);
+                        self.drop_peer(peer, &e);
+                        continue;
+                    }
+                };
+                if answer.finished {
+                    finished.insert(peer);
+                } else {
+                    unfinished = true;
+                }
+                if answer.empty {
+                    empty.push(peer);
+                }
+                // A chain cut short (its next page lost, or refused) still counts: it
+                // verified as far as it goes.
+                if let Some(found) = answer.chain {
                     if let Some((_, known)) = &best {
                         if let Some(epoch) = first_disagreement(known, &found.1) {
                             return Err(SnapshotSyncError::ConflictingChains { epoch });
@@ -205,13 +244,24 @@ impl Client<'_> {
                         best = Some(found);
                     }
                 }
-                Ok(None) => {
-                    if std::mem::take(&mut self.answered_empty) {
-                        empty.push(peer);
-                    }
-                }
-                Err(e) => self.drop_peer(peer, &e),
             }
+            // Done once every peer asked finished its answer, or once peers holding more
+            // than a third of genesis' stake did (one of them is honest: no longer chain
+            // is being withheld from the longest one served) — f Byzantine peers that
+            // serve an old chain, or none, cannot end the asking while the honest peers'
+            // answers were lost.
+            let finished_peers: Vec<u16> = finished
+                .iter()
+                .copied()
+                .filter(|p| !self.dropped.contains(p))
+                .collect();
+            if !unfinished || power_exceeds_a_third(genesis, &finished_peers) {
+                break;
+            }
+            tracing::info!(
+                round,
+                "snapshot sync: peers holding a third of the stake have not finished serving their epoch chains; asking again"
+            );
         }
         let best = match best {
             Some(best) => best,
@@ -219,7 +269,7 @@ impl Client<'_> {
             // pruned yet that block sync would need).
             // Believed only from more than a third of genesis' power: f Byzantine peers
             // alone cannot send a node to block sync on a chain whose history is pruned.
-            None if empty_power_exceeds_a_third(genesis, &empty) => {
+            None if power_exceeds_a_third(genesis, &empty) => {
                 return Err(SnapshotSyncError::NoBoundaryYet)
             }
             None => return Err(SnapshotSyncError::NoEpochChain),
@@ -243,7 +293,7 @@ impl Client<'_> {
         peer: u16,
         genesis: &Genesis,
         checkpoint: Option<(Height, Hash)>,
-    ) -> Result<Result<Option<VerifiedChain>, EpochProofError>, SnapshotSyncError> {
+    ) -> Result<Result<PeerChain, EpochProofError>, SnapshotSyncError> {
         let (chain_id, length) = (genesis.chain_id, genesis.epoch_length);
         let mut from_epoch = match checkpoint {
             Some((height, _)) => (height / length).saturating_sub(1),
@@ -255,7 +305,12 @@ impl Client<'_> {
             let Some(SnapshotMessage::EpochChanges { changes: raw, .. }) =
                 self.ask(peer, request)?
             else {
-                return Ok(Ok(trusted));
+                // No answer in time, or a refusal: asked again in the next round.
+                return Ok(Ok(PeerChain {
+                    chain: trusted,
+                    finished: false,
+                    empty: false,
+                }));
             };
             let mut changes = Vec::with_capacity(raw.len());
             for bytes in &raw {
@@ -265,10 +320,11 @@ impl Client<'_> {
                 }
             }
             if changes.is_empty() {
-                if trusted.is_none() && checkpoint.is_none() {
-                    self.answered_empty = true;
-                }
-                return Ok(Ok(trusted));
+                return Ok(Ok(PeerChain {
+                    empty: trusted.is_none() && checkpoint.is_none(),
+                    chain: trusted,
+                    finished: true,
+                }));
             }
             let verified = match &trusted {
                 None => match checkpoint {
@@ -297,18 +353,29 @@ impl Client<'_> {
     }
 }
 
+/// What one peer served of its epoch chain.
+struct PeerChain {
+    /// The changes that verified, as far as they went.
+    chain: Option<VerifiedChain>,
+    /// It answered to the end (an empty page); otherwise a page went unanswered or was
+    /// refused, and the chain may be cut short.
+    finished: bool,
+    /// It said no epoch has ended (its first page was empty, with no checkpoint).
+    empty: bool,
+}
+
 /// Whether the genesis validators among `peers` (peer indices below genesis' count are
 /// genesis validators, in order) hold more than a third of genesis' stake.
-fn empty_power_exceeds_a_third(genesis: &Genesis, peers: &[u16]) -> bool {
+fn power_exceeds_a_third(genesis: &Genesis, peers: &[u16]) -> bool {
     let total = genesis
         .validators
         .iter()
         .fold(keel_types::U256::ZERO, |sum, v| sum + v.stake);
-    let empty = peers
+    let theirs = peers
         .iter()
         .filter_map(|p| genesis.validators.get(usize::from(*p)))
         .fold(keel_types::U256::ZERO, |sum, v| sum + v.stake);
-    empty * keel_types::U256::from(3u64) > total
+    theirs * keel_types::U256::from(3u64) > total
 }
 
 /// The first epoch two verified chains end differently, if any.
@@ -387,7 +454,6 @@ pub fn sync_over(
     let mut client = Client {
         t: transport,
         dropped: BTreeSet::new(),
-        answered_empty: false,
     };
     let (_, changes) = client.epoch_chain(genesis, params.checkpoint)?;
     let latest = changes.last().ok_or(SnapshotSyncError::NoEpochChain)?;

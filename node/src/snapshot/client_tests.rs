@@ -95,7 +95,6 @@ fn client(t: &mut Scripted) -> Client<'_> {
     Client {
         t,
         dropped: BTreeSet::new(),
-        answered_empty: false,
     }
 }
 
@@ -184,4 +183,89 @@ fn waiting_for_peers_ends_when_all_are_dropped_or_the_network_closes() {
     t.closed = true;
     let mut c = client(&mut t);
     assert!(matches!(c.peers(), Err(SnapshotSyncError::Closed)));
+}
+
+/// A genesis of four validators of equal stake (what `empty_power_exceeds_a_third` reads).
+fn four_validators() -> Genesis {
+    use keel_app::genesis::GenesisValidator;
+    Genesis {
+        chain_id: 7,
+        genesis_time_ms: 0,
+        epoch_length: 4,
+        expiry_epochs: 0,
+        fold_epochs: 0,
+        block_gas_limit: 30_000_000,
+        min_gas_price: 1,
+        plugin_gas: keel_types::policy::PLUGIN_GAS,
+        attesters: Vec::new(),
+        min_stake: keel_types::validator::DEFAULT_MIN_STAKE,
+        max_validators: keel_types::limits::MAX_VALIDATORS,
+        unbonding_epochs: keel_types::validator::DEFAULT_UNBONDING_EPOCHS,
+        validators: (0..4u8)
+            .map(|i| GenesisValidator {
+                public_key: keel_types::SecretKey::from_seed([i + 1; 32]).public_key(),
+                p2p: format!("127.0.0.1:{}", 1 + u16::from(i)),
+                stake: keel_types::validator::DEFAULT_GENESIS_STAKE,
+                operator: None,
+            })
+            .collect(),
+        balances: Vec::new(),
+    }
+}
+
+/// Three peers of four; peer 0 says no epoch has ended, peers 1 and 2 do not answer the
+/// first request (lost, or too busy). One empty answer is a quarter of the power, too little
+/// to believe; the client asks the silent peers again rather than give up (the sync ended
+/// here before), and peer 1's empty answer in the second round makes a half: no boundary
+/// yet.
+#[test]
+fn peers_that_did_not_answer_for_their_epoch_chain_are_asked_again() {
+    let genesis = four_validators();
+    let mut t = Scripted::new(&[0, 1, 2]);
+    let second_round = 10 + 2 * SNAPSHOT_REQUEST_TIMEOUT_MS + CHAIN_RETRY_PAUSE_MS;
+    t.arrivals
+        .extend([(10, 0, changes(0)), (second_round + 50, 1, changes(0))]);
+    let got = client(&mut t).epoch_chain(&genesis, None);
+    assert!(
+        matches!(got, Err(SnapshotSyncError::NoBoundaryYet)),
+        "{got:?}"
+    );
+    let asked: Vec<u16> = t.sent.iter().map(|(p, _)| *p).collect();
+    // Peer 2 is asked again too (a peer that serves a chain outweighs any number of
+    // empty answers); peer 0 answered, so it is not.
+    assert_eq!(asked, vec![0, 1, 2, 1, 2]);
+
+    // Nobody answers again: the client gives up after its rounds, not before, and never
+    // asks a peer that answered.
+    let mut t = Scripted::new(&[0, 1, 2]);
+    t.arrivals.push_back((10, 0, changes(0)));
+    let got = client(&mut t).epoch_chain(&genesis, None);
+    assert!(
+        matches!(got, Err(SnapshotSyncError::NoEpochChain)),
+        "{got:?}"
+    );
+    let asked: Vec<u16> = t.sent.iter().map(|(p, _)| *p).collect();
+    let mut expected = vec![0];
+    for _ in 0..CHAIN_ROUNDS {
+        expected.extend([1, 2]);
+    }
+    assert_eq!(asked, expected);
+    // The bound: each silent peer's timeout once a round, and the pauses between rounds.
+    let rounds = u64::from(CHAIN_ROUNDS);
+    assert_eq!(
+        t.now_ms,
+        10 + rounds * 2 * SNAPSHOT_REQUEST_TIMEOUT_MS + (rounds - 1) * CHAIN_RETRY_PAUSE_MS
+    );
+
+    // A refusal (`Unavailable`: a busy server) is not a finished answer either.
+    let mut t = Scripted::new(&[0, 1]);
+    t.arrivals
+        .extend([(10, 0, changes(0)), (20, 1, SnapshotMessage::Unavailable)]);
+    t.arrivals
+        .push_back((20 + CHAIN_RETRY_PAUSE_MS + 10, 1, changes(0)));
+    let got = client(&mut t).epoch_chain(&genesis, None);
+    assert!(
+        matches!(got, Err(SnapshotSyncError::NoBoundaryYet)),
+        "{got:?}"
+    );
 }
