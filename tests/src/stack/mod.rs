@@ -67,6 +67,9 @@ pub struct StackScenario {
     pub snapshot_restart: bool,
     /// What the Byzantine validator, if any, does to the snapshot answers it serves.
     pub snapshot_lie: Option<SnapshotLie>,
+    /// For this long (simulated ms) from its start, a snapshot restore's requests to the
+    /// honest validators are lost.
+    pub snapshot_honest_mute_ms: u64,
     /// A validator that never runs (f = 1 of 4 may be silent).
     pub silent: Option<usize>,
     /// A Byzantine validator (byzantine.rs): an honest core whose messages it corrupts.
@@ -136,6 +139,7 @@ impl StackScenario {
             wipe_on_restart: false,
             snapshot_restart: false,
             snapshot_lie: None,
+            snapshot_honest_mute_ms: 0,
             silent: (fault == 2).then(|| rng.gen_range(0..n)),
             tx_gap_ms: (20, 120),
             diverge: None,
@@ -153,6 +157,29 @@ impl StackScenario {
         .maybe_fast_blocks()
         .maybe_reconfigure()
         .maybe_snapshot_restart()
+        .maybe_lying_server()
+    }
+
+    /// For half the Byzantine seeds (drawn apart, so the other settings stay as they were):
+    /// an honest validator crashes, restarts with an empty store restored by snapshot sync,
+    /// and the Byzantine validator lies to it in one of the ways [`SnapshotLie`] lists (and,
+    /// while it block-syncs from the boundary, in the sync lies of byzantine.rs). The crash
+    /// comes late enough that epochs have ended, and the run is longer so the restored
+    /// validator has time to commit after it.
+    fn maybe_lying_server(mut self) -> StackScenario {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x0b5a_9115);
+        let Some(byzantine) = self.byzantine else {
+            return self;
+        };
+        if rng.gen_bool(0.5) {
+            let honest = (byzantine + rng.gen_range(1..self.n)) % self.n;
+            self.crash = Some((honest, rng.gen_range(2_000..3_000), rng.gen_range(100..400)));
+            self.wipe_on_restart = true;
+            self.snapshot_restart = true;
+            self.snapshot_lie = Some(ALL_SNAPSHOT_LIES[rng.gen_range(0..ALL_SNAPSHOT_LIES.len())]);
+            self.duration_ms = self.duration_ms.max(7_000);
+        }
+        self
     }
 
     /// For half the seeds with a crash (drawn apart, so the other settings stay as they
@@ -192,7 +219,9 @@ impl StackScenario {
             let token = keel_types::U256::from(10u128.pow(18));
             // The faulty validator (silent, crashing or Byzantine) holds less than a third
             // of the power (at most 600 against at least 3 × 700), or no quorum could form
-            // without it.
+            // without it. (A Byzantine seed that also crashes an honest validator,
+            // `maybe_lying_server`, has no quorum while that one is down, 100–400 ms: the
+            // chain stalls until it is back, which the run's checks allow.)
             let faulty = self.silent.or(self.byzantine).or(self.crash.map(|c| c.0));
             self.stakes = Some(
                 (0..self.n)
@@ -550,6 +579,7 @@ pub fn run(s: &StackScenario) -> anyhow::Result<StackReport> {
                             delay_ms: s.delay_ms,
                             loss: s.loss,
                             duplicate: s.duplicate,
+                            honest_mute_ms: s.snapshot_honest_mute_ms,
                         },
                         now_at(i, now).wall_ms,
                     );

@@ -27,13 +27,18 @@ pub enum SnapshotLie {
     Tip,
     /// No answer at all (not a lie the client can prove: it asks others).
     Silence,
+    /// Only its first epoch change, then "no more": a chain that verifies but ends long
+    /// ago (not provable either: an honest peer that is behind serves the same). The
+    /// client must take the longest chain its peers serve, whose state is still served.
+    OldChain,
 }
 
-pub const ALL_SNAPSHOT_LIES: [SnapshotLie; 4] = [
+pub const ALL_SNAPSHOT_LIES: [SnapshotLie; 5] = [
     SnapshotLie::EpochChain,
     SnapshotLie::Chunk,
     SnapshotLie::Tip,
     SnapshotLie::Silence,
+    SnapshotLie::OldChain,
 ];
 
 /// The run's link faults, as its consensus messages see them.
@@ -43,6 +48,9 @@ pub struct SimLinks {
     pub delay_ms: (u64, u64),
     pub loss: f64,
     pub duplicate: f64,
+    /// Requests to honest peers sent before this simulated ms of the restore are lost
+    /// (their answers late, or the peers too busy): the Byzantine peer alone answers.
+    pub honest_mute_ms: u64,
 }
 
 /// The restoring validator's view of the network.
@@ -107,6 +115,18 @@ impl SimTransport {
                 bytes[at] ^= 1 << self.rng.gen_range(0..8);
                 true
             }
+            (
+                SnapshotLie::OldChain,
+                SnapshotMessage::EpochChanges {
+                    from_epoch,
+                    changes,
+                },
+            ) if (*from_epoch == 0 && changes.len() > 1)
+                || (*from_epoch > 0 && !changes.is_empty()) =>
+            {
+                changes.truncate(if *from_epoch == 0 { 1 } else { 0 });
+                true
+            }
             (SnapshotLie::Chunk, SnapshotMessage::Chunk(chunk)) if !chunk.entries.is_empty() => {
                 let which = self.rng.gen_range(0..chunk.entries.len());
                 let value = &mut chunk.entries[which].1;
@@ -165,6 +185,10 @@ impl SnapshotTransport for SimTransport {
             return;
         };
         if self.net.loss > 0.0 && self.rng.gen_bool(self.net.loss) {
+            return;
+        }
+        let honest = self.byzantine.is_none_or(|(b, _)| b != peer);
+        if honest && self.clock_ms < self.net.honest_mute_ms {
             return;
         }
         let answer = serve(&store, message.clone()).unwrap_or(SnapshotMessage::Unavailable);
