@@ -47,8 +47,15 @@ pub struct Synced {
     pub dropped: BTreeSet<u16>,
 }
 
-/// How long a syncing node waits for one answer before it asks another peer.
+/// How long a syncing node waits for one answer before it asks another peer, at most (and
+/// until some peer has answered: see [`TIMEOUT_FACTOR`]).
 pub const SNAPSHOT_REQUEST_TIMEOUT_MS: u64 = 30_000;
+/// Once peers have answered requests of a kind, the next waits this many times the slowest
+/// recent answer of that kind...
+const TIMEOUT_FACTOR: u64 = 4;
+/// ...but never less than this (jitter, a server busy for a moment); a link too slow for it
+/// shows in the estimate, and each timeout doubles the next wait.
+const MIN_REQUEST_TIMEOUT_MS: u64 = 5_000;
 /// How often a client waiting for an answer checks that the link its request went over is
 /// still up.
 const LINK_CHECK_MS: u64 = 200;
@@ -73,7 +80,8 @@ const CHAIN_ROUNDS: u32 = 3;
 const CHAIN_RETRY_PAUSE_MS: u64 = 5_000;
 /// Progress is logged at most this often.
 const PROGRESS_LOG_MS: u64 = 2_000;
-/// `Unavailable` answers (or silences) after which a peer rests until all have.
+/// `Unavailable` answers after which a peer rests until all have (a request left
+/// unanswered until its timeout rests it at once).
 const MAX_STRIKES: u32 = 3;
 /// Times every peer may rest before the sync gives up on the height.
 const MAX_ROUNDS: u32 = 30;
@@ -87,43 +95,100 @@ struct Client<'a> {
     t: &'a mut dyn SnapshotTransport,
     /// Peers that lied (a chain or chunk that failed its proof): never asked again.
     dropped: BTreeSet<u16>,
+    /// Peers whose last request went unanswered until its timeout: asked last.
+    silent: BTreeSet<u16>,
+    /// Per kind of request ([`request_kind`]: epoch pages, chunks and tips differ in size
+    /// by orders): the slowest recent answer (ms from its request), decaying by an eighth
+    /// with each answer and raised by a timeout; `None` before the first.
+    slowest_ms: [Option<u64>; 3],
+}
+
+/// Which of [`Client::slowest_ms`] times `request`.
+fn request_kind(request: &SnapshotMessage) -> usize {
+    match request {
+        SnapshotMessage::EpochChangesRequest { .. } => 0,
+        SnapshotMessage::ChunkRequest { .. } => 1,
+        _ => 2,
+    }
+}
+
+/// A request sent: the link it went over (read before sending: a link replaced meanwhile
+/// only ends the wait early) and when.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    link: Option<u64>,
+    at_ms: u64,
 }
 
 impl Client<'_> {
+    fn new(t: &mut dyn SnapshotTransport) -> Client<'_> {
+        Client {
+            t,
+            dropped: BTreeSet::new(),
+            silent: BTreeSet::new(),
+            slowest_ms: [None; 3],
+        }
+    }
+
     fn ask(
         &mut self,
         peer: u16,
         request: SnapshotMessage,
     ) -> Result<Option<SnapshotMessage>, SnapshotSyncError> {
-        let link = self.send(peer, &request);
-        self.answer(peer, &request, link)
+        let sent = self.send(peer, &request);
+        self.answer(peer, &request, sent)
     }
 
-    /// Sends `request` to `peer`; returns the link it went over (read before sending: a
-    /// link replaced meanwhile only ends the wait early).
-    fn send(&mut self, peer: u16, request: &SnapshotMessage) -> Option<u64> {
-        let link = self.t.link(peer);
+    fn send(&mut self, peer: u16, request: &SnapshotMessage) -> Sent {
+        let sent = Sent {
+            link: self.t.link(peer),
+            at_ms: self.t.now_ms(),
+        };
         self.t.send(peer, request);
-        link
+        sent
     }
 
-    /// `peer`'s answer to `request` sent over `link`, or `None` after
-    /// [`SNAPSHOT_REQUEST_TIMEOUT_MS`] or as soon as that link is gone (a peer that
-    /// registers this node closes its guest link, which took the request with it; the
-    /// join test's joiner, registered while it restored, sat out the whole timeout).
+    /// How long to wait for an answer to `request`: [`SNAPSHOT_REQUEST_TIMEOUT_MS`] until
+    /// a peer has answered one of its kind, then [`TIMEOUT_FACTOR`] times the slowest recent
+    /// answer of that kind, at least [`MIN_REQUEST_TIMEOUT_MS`], at most the full timeout.
+    /// A silent peer (Byzantine, or gone) costs seconds per request instead of half a
+    /// minute; a slow link's answers set a wait to match, and each timeout doubles the next
+    /// wait, so answers slower than the estimate are soon waited for (a Byzantine peer's
+    /// fast answers cannot hold the wait below the honest peers' answers for long).
+    fn timeout_ms(&self, request: &SnapshotMessage) -> u64 {
+        self.slowest_ms[request_kind(request)].map_or(SNAPSHOT_REQUEST_TIMEOUT_MS, |slowest| {
+            slowest
+                .saturating_mul(TIMEOUT_FACTOR)
+                .clamp(MIN_REQUEST_TIMEOUT_MS, SNAPSHOT_REQUEST_TIMEOUT_MS)
+        })
+    }
+
+    /// `peer`'s answer to `request`, or `None` after [`Client::timeout_ms`] (the peer is
+    /// then `silent`) or as soon as the link it went over is gone (a peer that registers
+    /// this node closes its guest link, which took the request with it; the join test's
+    /// joiner, registered while it restored, sat out the whole timeout).
     fn answer(
         &mut self,
         peer: u16,
         request: &SnapshotMessage,
-        link: Option<u64>,
+        sent: Sent,
     ) -> Result<Option<SnapshotMessage>, SnapshotSyncError> {
+        let link = sent.link;
         let start = self.t.now_ms();
-        let deadline = start.saturating_add(SNAPSHOT_REQUEST_TIMEOUT_MS);
+        let timeout = self.timeout_ms(request);
+        let deadline = start.saturating_add(timeout);
         // Checked after the first wait, not before: an answer may be queued already.
         let mut next_check = start.saturating_add(LINK_CHECK_MS);
         loop {
             let now = self.t.now_ms();
             if now >= deadline {
+                tracing::debug!(peer, timeout, "snapshot sync: no answer in time");
+                self.silent.insert(peer);
+                // The next wait of this kind is twice this one (up to the full timeout).
+                let kind = request_kind(request);
+                let doubled = timeout.saturating_mul(2) / TIMEOUT_FACTOR;
+                self.slowest_ms[kind] =
+                    Some(self.slowest_ms[kind].map_or(doubled, |s| s.max(doubled)));
                 return Ok(None);
             }
             if now >= next_check {
@@ -135,11 +200,41 @@ impl Client<'_> {
             }
             match self.t.recv(deadline.min(next_check) - now)? {
                 Some((from, answer)) if from == peer && answers(request, &answer) => {
-                    return Ok(Some(answer))
+                    self.silent.remove(&peer);
+                    // A refusal says nothing of how long an answer takes (and a Byzantine
+                    // peer's instant ones would shorten the wait for honest answers).
+                    if !matches!(answer, SnapshotMessage::Unavailable) {
+                        // Timed from the request, so the time this node spent on a chunk
+                        // while the answer waited counts too: the estimate errs long.
+                        let took = self.t.now_ms().saturating_sub(sent.at_ms);
+                        let kind = request_kind(request);
+                        let decayed = self.slowest_ms[kind].map_or(0, |s| s - s / 8);
+                        self.slowest_ms[kind] = Some(took.max(decayed));
+                    }
+                    return Ok(Some(answer));
                 }
                 Some(_) | None => {}
             }
         }
+    }
+
+    /// A request `peer` refused or left unanswered: a refusal is one strike, silence until
+    /// the timeout all of them (it rests until every peer has: a silent peer is not
+    /// waited for again and again).
+    fn strike(&self, strikes: &mut BTreeMap<u16, u32>, peer: u16) {
+        let count = strikes.entry(peer).or_insert(0);
+        *count = if self.silent.contains(&peer) {
+            MAX_STRIKES
+        } else {
+            count.saturating_add(1)
+        };
+    }
+
+    /// Connected peers not dropped, those that answered their last request first.
+    fn peers_answering_first(&mut self) -> Result<Vec<u16>, SnapshotSyncError> {
+        let mut peers = self.peers()?;
+        peers.sort_by_key(|p| self.silent.contains(p));
+        Ok(peers)
     }
 
     fn drop_peer(&mut self, peer: u16, why: &dyn std::fmt::Display) {
@@ -451,10 +546,7 @@ pub fn sync_over(
         ..SnapshotProgress::default()
     };
     publish(&progress);
-    let mut client = Client {
-        t: transport,
-        dropped: BTreeSet::new(),
-    };
+    let mut client = Client::new(transport);
     let (_, changes) = client.epoch_chain(genesis, params.checkpoint)?;
     let latest = changes.last().ok_or(SnapshotSyncError::NoEpochChain)?;
     let chunk_request = |height: Height, after: Option<Hash>| SnapshotMessage::ChunkRequest {
@@ -537,7 +629,8 @@ pub fn sync_over(
     let mut logged_at = started;
     // Answers of `Unavailable` (or none) per peer since its last chunk; a peer with
     // MAX_STRIKES rests until every peer has, then all are asked again.
-    let mut strikes: BTreeMap<u16, u32> = BTreeMap::new();
+    // A peer that left a request unanswered so far starts resting.
+    let mut strikes: BTreeMap<u16, u32> = client.silent.iter().map(|p| (*p, MAX_STRIKES)).collect();
     let mut rounds = 0u32;
     let mut turn = 0usize;
     while !restore.is_complete() {
@@ -585,7 +678,7 @@ pub fn sync_over(
             match client.ask(peer, request)? {
                 Some(SnapshotMessage::Chunk(chunk)) => in_hand = Some((peer, chunk)),
                 Some(_) | None => {
-                    *strikes.entry(peer).or_insert(0) += 1;
+                    client.strike(&mut strikes, peer);
                     client.t.pause(RETRY_PAUSE_MS / 10);
                 }
             }
@@ -608,9 +701,9 @@ pub fn sync_over(
             .sum();
         // The request goes out first; its answer waits in the inbound queue (the network
         // runs on other threads) while this thread verifies and writes the chunk.
-        let link = next
+        let sent = next
             .as_ref()
-            .and_then(|(next_peer, request)| client.send(*next_peer, request));
+            .map(|(next_peer, request)| client.send(*next_peer, request));
         let result = restore.add(*chunk);
         if let Some(pause) = delay {
             client.t.pause(pause);
@@ -618,11 +711,11 @@ pub fn sync_over(
         // Awaited even when it will be discarded: a late answer must not be taken for the
         // answer to a later request of that peer (it would fail its proof there and drop
         // an honest peer).
-        let fetched = match &next {
-            Some((next_peer, request)) => {
-                Some((*next_peer, client.answer(*next_peer, request, link)?))
+        let fetched = match (&next, sent) {
+            (Some((next_peer, request)), Some(sent)) => {
+                Some((*next_peer, client.answer(*next_peer, request, sent)?))
             }
-            None => None,
+            _ => None,
         };
         match result {
             Ok(()) => {
@@ -640,7 +733,7 @@ pub fn sync_over(
                     Some((next_peer, Some(SnapshotMessage::Unavailable) | None))
                         if !restore.is_complete() =>
                     {
-                        *strikes.entry(next_peer).or_insert(0) += 1;
+                        client.strike(&mut strikes, next_peer);
                     }
                     _ => {}
                 }
@@ -671,7 +764,7 @@ pub fn sync_over(
     progress.phase = "tip";
     publish(&progress);
     // The tip block and its receipts, checked against the certified header above them.
-    let peers = client.peers()?;
+    let peers = client.peers_answering_first()?;
     for peer in peers {
         let request = SnapshotMessage::TipRequest { height };
         let Some(SnapshotMessage::Tip {
@@ -720,7 +813,7 @@ fn probe(
     params: &SyncParams,
 ) -> Result<bool, SnapshotSyncError> {
     let height = restore.height();
-    for peer in client.peers()? {
+    for peer in client.peers_answering_first()? {
         if restore.is_complete() {
             let request = SnapshotMessage::TipRequest { height };
             if let Some(SnapshotMessage::Tip {
