@@ -47,15 +47,8 @@ pub struct Synced {
     pub dropped: BTreeSet<u16>,
 }
 
-/// How long a syncing node waits for one answer before it asks another peer, at most (and
-/// until some peer has answered: see [`TIMEOUT_FACTOR`]).
+/// How long a syncing node waits for one answer before it asks another peer.
 pub const SNAPSHOT_REQUEST_TIMEOUT_MS: u64 = 30_000;
-/// Once peers have answered requests of a kind, the next waits this many times the slowest
-/// recent answer of that kind...
-const TIMEOUT_FACTOR: u64 = 4;
-/// ...but never less than this (jitter, a server busy for a moment); a link too slow for it
-/// shows in the estimate, and each timeout doubles the next wait.
-const MIN_REQUEST_TIMEOUT_MS: u64 = 5_000;
 /// How often a client waiting for an answer checks that the link its request went over is
 /// still up.
 const LINK_CHECK_MS: u64 = 200;
@@ -97,27 +90,6 @@ struct Client<'a> {
     dropped: BTreeSet<u16>,
     /// Peers whose last request went unanswered until its timeout: asked last.
     silent: BTreeSet<u16>,
-    /// Per kind of request ([`request_kind`]: epoch pages, chunks and tips differ in size
-    /// by orders): the slowest recent answer (ms from its request), decaying by an eighth
-    /// with each answer and raised by a timeout; `None` before the first.
-    slowest_ms: [Option<u64>; 3],
-}
-
-/// Which of [`Client::slowest_ms`] times `request`.
-fn request_kind(request: &SnapshotMessage) -> usize {
-    match request {
-        SnapshotMessage::EpochChangesRequest { .. } => 0,
-        SnapshotMessage::ChunkRequest { .. } => 1,
-        _ => 2,
-    }
-}
-
-/// A request sent: the link it went over (read before sending: a link replaced meanwhile
-/// only ends the wait early) and when.
-#[derive(Debug, Clone, Copy)]
-struct Sent {
-    link: Option<u64>,
-    at_ms: u64,
 }
 
 impl Client<'_> {
@@ -126,7 +98,6 @@ impl Client<'_> {
             t,
             dropped: BTreeSet::new(),
             silent: BTreeSet::new(),
-            slowest_ms: [None; 3],
         }
     }
 
@@ -135,60 +106,38 @@ impl Client<'_> {
         peer: u16,
         request: SnapshotMessage,
     ) -> Result<Option<SnapshotMessage>, SnapshotSyncError> {
-        let sent = self.send(peer, &request);
-        self.answer(peer, &request, sent)
+        let link = self.send(peer, &request);
+        self.answer(peer, &request, link)
     }
 
-    fn send(&mut self, peer: u16, request: &SnapshotMessage) -> Sent {
-        let sent = Sent {
-            link: self.t.link(peer),
-            at_ms: self.t.now_ms(),
-        };
+    /// Sends `request` to `peer`; returns the link it went over (read before sending: a
+    /// link replaced meanwhile only ends the wait early).
+    fn send(&mut self, peer: u16, request: &SnapshotMessage) -> Option<u64> {
+        let link = self.t.link(peer);
         self.t.send(peer, request);
-        sent
+        link
     }
 
-    /// How long to wait for an answer to `request`: [`SNAPSHOT_REQUEST_TIMEOUT_MS`] until
-    /// a peer has answered one of its kind, then [`TIMEOUT_FACTOR`] times the slowest recent
-    /// answer of that kind, at least [`MIN_REQUEST_TIMEOUT_MS`], at most the full timeout.
-    /// A silent peer (Byzantine, or gone) costs seconds per request instead of half a
-    /// minute; a slow link's answers set a wait to match, and each timeout doubles the next
-    /// wait, so answers slower than the estimate are soon waited for (a Byzantine peer's
-    /// fast answers cannot hold the wait below the honest peers' answers for long).
-    fn timeout_ms(&self, request: &SnapshotMessage) -> u64 {
-        self.slowest_ms[request_kind(request)].map_or(SNAPSHOT_REQUEST_TIMEOUT_MS, |slowest| {
-            slowest
-                .saturating_mul(TIMEOUT_FACTOR)
-                .clamp(MIN_REQUEST_TIMEOUT_MS, SNAPSHOT_REQUEST_TIMEOUT_MS)
-        })
-    }
-
-    /// `peer`'s answer to `request`, or `None` after [`Client::timeout_ms`] (the peer is
-    /// then `silent`) or as soon as the link it went over is gone (a peer that registers
-    /// this node closes its guest link, which took the request with it; the join test's
-    /// joiner, registered while it restored, sat out the whole timeout).
+    /// `peer`'s answer to `request` sent over `link`, or `None` after
+    /// [`SNAPSHOT_REQUEST_TIMEOUT_MS`] (the peer is then `silent`) or as soon as that link
+    /// is gone (a peer that
+    /// registers this node closes its guest link, which took the request with it; the
+    /// join test's joiner, registered while it restored, sat out the whole timeout).
     fn answer(
         &mut self,
         peer: u16,
         request: &SnapshotMessage,
-        sent: Sent,
+        link: Option<u64>,
     ) -> Result<Option<SnapshotMessage>, SnapshotSyncError> {
-        let link = sent.link;
         let start = self.t.now_ms();
-        let timeout = self.timeout_ms(request);
-        let deadline = start.saturating_add(timeout);
+        let deadline = start.saturating_add(SNAPSHOT_REQUEST_TIMEOUT_MS);
         // Checked after the first wait, not before: an answer may be queued already.
         let mut next_check = start.saturating_add(LINK_CHECK_MS);
         loop {
             let now = self.t.now_ms();
             if now >= deadline {
-                tracing::debug!(peer, timeout, "snapshot sync: no answer in time");
+                tracing::debug!(peer, "snapshot sync: no answer in time");
                 self.silent.insert(peer);
-                // The next wait of this kind is twice this one (up to the full timeout).
-                let kind = request_kind(request);
-                let doubled = timeout.saturating_mul(2) / TIMEOUT_FACTOR;
-                self.slowest_ms[kind] =
-                    Some(self.slowest_ms[kind].map_or(doubled, |s| s.max(doubled)));
                 return Ok(None);
             }
             if now >= next_check {
@@ -201,16 +150,6 @@ impl Client<'_> {
             match self.t.recv(deadline.min(next_check) - now)? {
                 Some((from, answer)) if from == peer && answers(request, &answer) => {
                     self.silent.remove(&peer);
-                    // A refusal says nothing of how long an answer takes (and a Byzantine
-                    // peer's instant ones would shorten the wait for honest answers).
-                    if !matches!(answer, SnapshotMessage::Unavailable) {
-                        // Timed from the request, so the time this node spent on a chunk
-                        // while the answer waited counts too: the estimate errs long.
-                        let took = self.t.now_ms().saturating_sub(sent.at_ms);
-                        let kind = request_kind(request);
-                        let decayed = self.slowest_ms[kind].map_or(0, |s| s - s / 8);
-                        self.slowest_ms[kind] = Some(took.max(decayed));
-                    }
                     return Ok(Some(answer));
                 }
                 Some(_) | None => {}
@@ -701,9 +640,9 @@ pub fn sync_over(
             .sum();
         // The request goes out first; its answer waits in the inbound queue (the network
         // runs on other threads) while this thread verifies and writes the chunk.
-        let sent = next
+        let link = next
             .as_ref()
-            .map(|(next_peer, request)| client.send(*next_peer, request));
+            .and_then(|(next_peer, request)| client.send(*next_peer, request));
         let result = restore.add(*chunk);
         if let Some(pause) = delay {
             client.t.pause(pause);
@@ -711,11 +650,11 @@ pub fn sync_over(
         // Awaited even when it will be discarded: a late answer must not be taken for the
         // answer to a later request of that peer (it would fail its proof there and drop
         // an honest peer).
-        let fetched = match (&next, sent) {
-            (Some((next_peer, request)), Some(sent)) => {
-                Some((*next_peer, client.answer(*next_peer, request, sent)?))
+        let fetched = match &next {
+            Some((next_peer, request)) => {
+                Some((*next_peer, client.answer(*next_peer, request, link)?))
             }
-            _ => None,
+            None => None,
         };
         match result {
             Ok(()) => {
