@@ -120,9 +120,9 @@ impl Client<'_> {
 
     /// `peer`'s answer to `request` sent over `link`, or `None` after
     /// [`SNAPSHOT_REQUEST_TIMEOUT_MS`] (the peer is then `silent`) or as soon as that link
-    /// is gone (a peer that
-    /// registers this node closes its guest link, which took the request with it; the
-    /// join test's joiner, registered while it restored, sat out the whole timeout).
+    /// is gone (a peer that registers this node closes its guest link, which took the
+    /// request with it; the join test's joiner, registered while it restored, sat out the
+    /// whole timeout). A link gone does not make the peer `silent`.
     fn answer(
         &mut self,
         peer: u16,
@@ -157,8 +157,8 @@ impl Client<'_> {
         }
     }
 
-    /// A request `peer` refused or left unanswered: a refusal is one strike, silence until
-    /// the timeout all of them (it rests until every peer has: a silent peer is not
+    /// A request `peer` refused or left unanswered: a refusal (or a lost link) is one
+    /// strike, silence until the timeout all of them (it rests until every peer has: a silent peer is not
     /// waited for again and again).
     fn strike(&self, strikes: &mut BTreeMap<u16, u32>, peer: u16) {
         let count = strikes.entry(peer).or_insert(0);
@@ -566,9 +566,9 @@ pub fn sync_over(
     let delay = fault_chunk_delay_ms();
     let started = client.t.now_ms();
     let mut logged_at = started;
-    // Answers of `Unavailable` (or none) per peer since its last chunk; a peer with
-    // MAX_STRIKES rests until every peer has, then all are asked again.
-    // A peer that left a request unanswered so far starts resting.
+    // Strikes per peer since its last chunk (`Client::strike`: a refusal or a lost link is
+    // one, a timeout all); a peer with MAX_STRIKES rests until every peer has, then all are
+    // asked again. A peer that let a request time out so far starts resting.
     let mut strikes: BTreeMap<u16, u32> = client.silent.iter().map(|p| (*p, MAX_STRIKES)).collect();
     let mut rounds = 0u32;
     let mut turn = 0usize;
