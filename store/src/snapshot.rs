@@ -22,7 +22,10 @@ use jmt::storage::{LeafNode, Node, NodeBatch, NodeKey, TreeReader, TreeWriter};
 use jmt::{KeyHash, OwnedValue, Version};
 use keel_state::{Entry, EntryKind, StateError};
 use keel_types::hash::{Domain, JmtHasher};
-use keel_types::proof::{MAX_SNAPSHOT_CHUNK_BYTES, MAX_SNAPSHOT_CHUNK_ENTRIES};
+use keel_types::proof::{
+    snapshot_entry_bytes, MAX_SNAPSHOT_CHUNK_BYTES, MAX_SNAPSHOT_CHUNK_ENTRIES,
+    SNAPSHOT_PROOF_RESERVE_BYTES,
+};
 use keel_types::receipt::BlockReceipts;
 use keel_types::{Block, Canonical, Hash, Header, Height, Receipt, SnapshotChunk, StateKey};
 use rocksdb::{FlushOptions, WriteBatch, WriteOptions};
@@ -39,9 +42,6 @@ const META_RESTORE_RIGHTMOST: &[u8] = b"restore_rightmost";
 /// its last leaves stay in the right edge), so after a restart the keys up to this one
 /// come again and are already indexed; keys after it cannot be.
 const META_RESTORE_VALUES_THROUGH: &[u8] = b"restore_values_through";
-/// Room a chunk at the size cap keeps for its proof (at most 256 siblings of a 65-byte
-/// node) and framing.
-const PROOF_RESERVE_BYTES: usize = 32 * 1024;
 
 /// Why a snapshot chunk or restore is refused.
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +92,7 @@ impl Store {
         let Some(start) = start else {
             return Ok(None);
         };
-        let budget = max_bytes.min(MAX_SNAPSHOT_CHUNK_BYTES - PROOF_RESERVE_BYTES);
+        let budget = max_bytes.min(MAX_SNAPSHOT_CHUNK_BYTES - SNAPSHOT_PROOF_RESERVE_BYTES);
         let mut entries = Vec::new();
         let mut bytes = 0usize;
         let iter = jmt::JellyfishMerkleIterator::new(Arc::clone(&reader), height, KeyHash(start))
@@ -108,7 +108,7 @@ impl Store {
                 .ok_or_else(|| {
                     StateError::Corrupt(format!("no preimage for key hash {}", Hash(key_hash.0)))
                 })?;
-            let size = preimage.len() + value.len() + 16;
+            let size = snapshot_entry_bytes(&preimage, &value);
             if !entries.is_empty()
                 && (bytes + size > budget || entries.len() == MAX_SNAPSHOT_CHUNK_ENTRIES)
             {

@@ -72,6 +72,40 @@ pub const MAX_SNAPSHOT_CHUNK_BYTES: usize = 8 * 1024 * 1024;
 pub const MIN_SNAPSHOT_CHUNK_BYTES: usize = 16 * 1024;
 /// Entries of one snapshot chunk at most.
 pub const MAX_SNAPSHOT_CHUNK_ENTRIES: usize = 65_536;
+/// Room a chunk at the size cap keeps for its proof (at most 256 siblings of a 65-byte
+/// node) and framing.
+pub const SNAPSHOT_PROOF_RESERVE_BYTES: usize = 32 * 1024;
+
+/// Bytes an entry counts toward a chunk's fill: its key, its value and a 16-byte allowance
+/// for their framing. A server fills to it and a client checks the fill with it.
+pub fn snapshot_entry_bytes(key: &[u8], value: &[u8]) -> usize {
+    key.len() + value.len() + 16
+}
+
+/// The fill a server owes a chunk request for `max_bytes`: at least
+/// [`MIN_SNAPSHOT_CHUNK_BYTES`], and room for the proof under [`MAX_SNAPSHOT_CHUNK_BYTES`].
+pub fn snapshot_chunk_budget(max_bytes: usize) -> usize {
+    max_bytes.clamp(
+        MIN_SNAPSHOT_CHUNK_BYTES,
+        MAX_SNAPSHOT_CHUNK_BYTES - SNAPSHOT_PROOF_RESERVE_BYTES,
+    )
+}
+
+/// Whether a chunk of `entries` entries filling `fill_bytes` (by [`snapshot_entry_bytes`])
+/// was filled as far as a request for `max_bytes` lets, given the size of the entry that
+/// follows it (the first of the next verified chunk: the proofs make it the true successor).
+/// A server takes entries in key order until the next would pass the budget or the entry
+/// cap is reached, so an honest chunk always passes; one that stopped earlier is a server
+/// starving the restore of entries (each chunk costs a round trip and a proof).
+pub fn snapshot_chunk_filled(
+    max_bytes: usize,
+    entries: usize,
+    fill_bytes: usize,
+    next_entry_bytes: usize,
+) -> bool {
+    entries >= MAX_SNAPSHOT_CHUNK_ENTRIES
+        || fill_bytes.saturating_add(next_entry_bytes) > snapshot_chunk_budget(max_bytes)
+}
 
 /// A run of one height's state in key-hash order — every stored entry (live values and
 /// stubs, exactly the tree's leaf bytes) with its canonical key — and the range proof that,

@@ -450,6 +450,52 @@ fn fault_chunk_delay_ms() -> Option<u64> {
 
 /// The key hash a chunk ends at, if its entries are keys at all (a chunk that fails to
 /// say is refused by the restore anyway).
+/// How far a written chunk was filled, kept until the next chunk's first entry shows
+/// whether its server stopped where it had to (`keel_types::proof::snapshot_chunk_filled`).
+struct Fill {
+    peer: u16,
+    /// The budget the request asked for (every chunk request of a sync asks the same).
+    max_bytes: usize,
+    entries: usize,
+    bytes: usize,
+    first_entry_bytes: usize,
+}
+
+impl Fill {
+    fn of(peer: u16, chunk: &SnapshotChunk, max_bytes: usize) -> Fill {
+        let size = |(k, v): &(Vec<u8>, Vec<u8>)| keel_types::proof::snapshot_entry_bytes(k, v);
+        Fill {
+            peer,
+            max_bytes,
+            entries: chunk.entries.len(),
+            bytes: chunk.entries.iter().map(size).sum(),
+            first_entry_bytes: chunk.entries.first().map(size).unwrap_or(0),
+        }
+    }
+
+    /// The server of this chunk and why, if `next` (the verified chunk after it) shows it
+    /// stopped short.
+    fn check(self, next: &Fill) -> Option<(u16, SnapshotSyncError)> {
+        let filled = keel_types::proof::snapshot_chunk_filled(
+            self.max_bytes,
+            self.entries,
+            self.bytes,
+            next.first_entry_bytes,
+        );
+        (!filled).then(|| {
+            (
+                self.peer,
+                SnapshotSyncError::UnderfilledChunk {
+                    entries: self.entries,
+                    bytes: self.bytes,
+                    next: next.first_entry_bytes,
+                    budget: keel_types::proof::snapshot_chunk_budget(self.max_bytes),
+                },
+            )
+        })
+    }
+}
+
 fn last_key_hash(chunk: &SnapshotChunk) -> Option<Hash> {
     let (key, _) = chunk.entries.last()?;
     keel_types::StateKey::from_bytes(key)
@@ -465,7 +511,9 @@ fn last_key_hash(chunk: &SnapshotChunk) -> Option<Hash> {
 /// next peer while this one is verified and written. A chunk that fails
 /// its proof drops its peer and discards the one asked after it (it was asked from an
 /// unverified key), so a lie costs at most one chunk fetched twice, and a crash the chunks
-/// in flight and the last one written (its flush may not have finished).
+/// in flight and the last one written (its flush may not have finished). A server whose
+/// chunk stopped before an entry that would have fit (the next chunk's first) is dropped
+/// too: it starves the restore of entries, one round trip and proof each.
 pub fn sync_over(
     transport: &mut dyn SnapshotTransport,
     genesis: &Genesis,
@@ -495,6 +543,8 @@ pub fn sync_over(
     };
     // A chunk received and not yet written, with the peer that sent it.
     let mut in_hand: Option<(u16, Box<SnapshotChunk>)> = None;
+    // The last chunk written, until the next one shows whether its server filled it.
+    let mut filling: Option<Fill> = None;
     // The boundary restored: the latest the chain ends at, or the one an interrupted
     // restore was of while a peer still serves it (epochs can be seconds long: a restart
     // must not throw away what it had).
@@ -600,6 +650,7 @@ pub fn sync_over(
                     )?;
                     (last, height, rounds) = (latest, restore.height(), 0);
                     strikes.clear();
+                    filling = None;
                     progress.target_height = height;
                     progress.epoch = last.epoch + 1;
                     progress.resumed = false;
@@ -638,6 +689,7 @@ pub fn sync_over(
             .iter()
             .map(|(k, v)| (k.len() + v.len()) as u64)
             .sum();
+        let fill = Fill::of(peer, &chunk, params.chunk_bytes as usize);
         // The request goes out first; its answer waits in the inbound queue (the network
         // runs on other threads) while this thread verifies and writes the chunk.
         let link = next
@@ -658,6 +710,12 @@ pub fn sync_over(
         };
         match result {
             Ok(()) => {
+                // This chunk's first entry is the one the chunk before it stopped short of:
+                // had it fit, that chunk's server starved the restore.
+                if let Some((underfilled, why)) = filling.take().and_then(|f| f.check(&fill)) {
+                    client.drop_peer(underfilled, &why);
+                }
+                filling = (!restore.is_complete()).then_some(fill);
                 strikes.remove(&peer);
                 rounds = 0;
                 progress.bytes += chunk_bytes;

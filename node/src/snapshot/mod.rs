@@ -124,7 +124,8 @@ pub fn serve(
             after,
             max_bytes,
         } => {
-            let max_bytes = (max_bytes as usize).max(keel_types::proof::MIN_SNAPSHOT_CHUNK_BYTES);
+            // The fill owed, which the client checks (`snapshot_chunk_filled`).
+            let max_bytes = keel_types::proof::snapshot_chunk_budget(max_bytes as usize);
             match store.snapshot_chunk(height, after.map(|h| h.0), max_bytes)? {
                 Some(chunk) => SnapshotMessage::Chunk(Box::new(chunk)),
                 None => SnapshotMessage::Unavailable,
@@ -206,6 +207,13 @@ pub enum SnapshotSyncError {
     NoServer(Height),
     #[error("every peer was dropped for failing a proof")]
     AllPeersDropped,
+    #[error("a chunk of {entries} entries and {bytes} bytes stopped short of the {budget} bytes owed: the entry after it ({next} bytes) would have fit")]
+    UnderfilledChunk {
+        entries: usize,
+        bytes: usize,
+        next: usize,
+        budget: usize,
+    },
     #[error("peers serve verified epoch chains that disagree at epoch {epoch} (a long-range fork): start with --checkpoint HEIGHT:HASH from a source you trust")]
     ConflictingChains { epoch: u64 },
     #[error("the served epoch chain ends in the future ({timestamp_ms} ms): not this network's")]

@@ -652,3 +652,54 @@ fn a_restore_defers_compactions_and_the_restored_store_compacts() {
     shared.end_bulk_load().expect("compactions on");
     assert_eq!(restore_compacting(shared_dir.path()), 0);
 }
+
+/// Issue 21: a server fills each chunk until the next entry would pass the budget, so every
+/// honest chunk passes the client's fill check against the chunk after it, whatever the
+/// budget asked; the same chunk cut short by one entry fails it (that entry would have
+/// fit), and so does a chunk of one entry where more fit.
+#[test]
+fn honest_chunks_are_filled_and_a_short_one_is_told_apart() {
+    use keel_types::proof::{
+        snapshot_chunk_budget, snapshot_chunk_filled, snapshot_entry_bytes,
+        MIN_SNAPSHOT_CHUNK_BYTES,
+    };
+    let size = |(k, v): &(Vec<u8>, Vec<u8>)| snapshot_entry_bytes(k, v);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, _) = source(dir.path(), 9, 4, 1_500);
+    let mut cut_short = 0;
+    for asked in [
+        1,
+        MIN_SNAPSHOT_CHUNK_BYTES,
+        MIN_SNAPSHOT_CHUNK_BYTES + 777,
+        3 * MIN_SNAPSHOT_CHUNK_BYTES,
+    ] {
+        // What `serve` asks of the store for a request of `asked`.
+        let all = chunks(&src, 3, snapshot_chunk_budget(asked));
+        assert!(all.len() > 2, "{asked}: {} chunks", all.len());
+        for pair in all.windows(2) {
+            let (chunk, next) = (&pair[0], &pair[1]);
+            let fill: usize = chunk.entries.iter().map(size).sum();
+            let next_entry = size(&next.entries[0]);
+            assert!(
+                snapshot_chunk_filled(asked, chunk.entries.len(), fill, next_entry),
+                "{asked}: an honest chunk of {} entries, {fill} bytes, failed",
+                chunk.entries.len()
+            );
+            let last = size(chunk.entries.last().expect("an entry"));
+            assert!(!snapshot_chunk_filled(
+                asked,
+                chunk.entries.len() - 1,
+                fill - last,
+                last
+            ));
+            assert!(!snapshot_chunk_filled(
+                asked,
+                1,
+                size(&chunk.entries[0]),
+                next_entry
+            ));
+            cut_short += 1;
+        }
+    }
+    assert!(cut_short > 10, "{cut_short}");
+}

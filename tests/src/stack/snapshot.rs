@@ -31,14 +31,18 @@ pub enum SnapshotLie {
     /// ago (not provable either: an honest peer that is behind serves the same). The
     /// client must take the longest chain its peers serve, whose state is still served.
     OldChain,
+    /// Chunks of one entry each, with valid proofs: a server starving the restore of entries
+    /// (each chunk a round trip). The chunk after one shows it would have fit.
+    TinyChunk,
 }
 
-pub const ALL_SNAPSHOT_LIES: [SnapshotLie; 5] = [
+pub const ALL_SNAPSHOT_LIES: [SnapshotLie; 6] = [
     SnapshotLie::EpochChain,
     SnapshotLie::Chunk,
     SnapshotLie::Tip,
     SnapshotLie::Silence,
     SnapshotLie::OldChain,
+    SnapshotLie::TinyChunk,
 ];
 
 /// The run's link faults, as its consensus messages see them.
@@ -96,6 +100,26 @@ impl SimTransport {
     /// Simulated milliseconds the restore took.
     pub fn elapsed_ms(&self) -> u64 {
         self.clock_ms
+    }
+
+    /// One entry of `height`'s state after `after`, with its valid proof (a lie when the
+    /// honest chunk would hold more).
+    fn tiny_chunk(
+        &mut self,
+        store: &Store,
+        height: keel_types::Height,
+        after: Option<keel_types::Hash>,
+    ) -> SnapshotMessage {
+        let chunk = |max_bytes| store.snapshot_chunk(height, after.map(|h| h.0), max_bytes);
+        match (chunk(1), chunk(keel_types::proof::MIN_SNAPSHOT_CHUNK_BYTES)) {
+            (Ok(Some(tiny)), Ok(Some(honest))) => {
+                if honest.entries.len() > tiny.entries.len() {
+                    self.lies += 1;
+                }
+                SnapshotMessage::Chunk(Box::new(tiny))
+            }
+            _ => SnapshotMessage::Unavailable,
+        }
     }
 
     /// `answer` as the Byzantine validator sends it (`None`: not at all).
@@ -191,7 +215,13 @@ impl SnapshotTransport for SimTransport {
         if honest && self.clock_ms < self.net.honest_mute_ms {
             return;
         }
-        let answer = serve(&store, message.clone()).unwrap_or(SnapshotMessage::Unavailable);
+        let answer = match (self.byzantine, message) {
+            (
+                Some((b, SnapshotLie::TinyChunk)),
+                SnapshotMessage::ChunkRequest { height, after, .. },
+            ) if b == peer => self.tiny_chunk(&store, *height, *after),
+            _ => serve(&store, message.clone()).unwrap_or(SnapshotMessage::Unavailable),
+        };
         let answer = match self.byzantine {
             Some((b, lie)) if b == peer => match self.lie(lie, answer) {
                 Some(a) => a,
