@@ -21,6 +21,9 @@ enum Forge {
     /// Every chunk it serves is of the state one epoch before the height asked (whole and
     /// proven, but under that state's root), labelled with the height asked.
     OtherState,
+    /// Its epoch chain verifies but ends at the first epoch change (an honest peer that is
+    /// behind serves the same: not provable), and it never answers for chunks or the tip.
+    OldChainThenSilence,
 }
 
 /// Heights per epoch of this test's chain.
@@ -76,6 +79,7 @@ impl Harness {
                     None => break None,
                 }
             };
+            let mut silent = false;
             match (&mut answer, forge) {
                 (Some(SnapshotMessage::EpochChanges { changes, .. }), Forge::EpochChain)
                     if !changes.is_empty() =>
@@ -95,7 +99,30 @@ impl Harness {
                     chunk.height = relabel.expect("a chunk request was relabelled");
                     forged += 1;
                 }
+                (
+                    Some(SnapshotMessage::EpochChanges {
+                        from_epoch,
+                        changes,
+                    }),
+                    Forge::OldChainThenSilence,
+                ) => {
+                    let keep = usize::from(*from_epoch == 0);
+                    if changes.len() > keep {
+                        changes.truncate(keep);
+                        forged += 1;
+                    }
+                }
+                (
+                    Some(SnapshotMessage::Chunk(_) | SnapshotMessage::Tip { .. }),
+                    Forge::OldChainThenSilence,
+                ) => {
+                    silent = true;
+                    forged += 1;
+                }
                 _ => {}
+            }
+            if silent {
+                continue;
             }
             if let Some(answer) = answer {
                 self.net
@@ -248,6 +275,54 @@ fn a_syncing_node_drops_a_peer_that_forges_chains_or_chunks_and_refuses_a_false_
     let tip = cluster.height(0).expect("height");
     cluster.wait_height(&[0, joiner], tip + 5, Duration::from_secs(60));
 
+    // Run 2c: an epoch chain that verifies but ends long ago, then silence for chunks and
+    // the tip. Neither is provable, so the harness is not dropped; the restore takes the
+    // newest boundary the honest peers serve, and the silence costs one request timeout
+    // (the request that found it silent: the harness then rests and is asked last).
+    cluster.kill9(joiner);
+    std::fs::remove_dir_all(home.join("data/state")).expect("remove state");
+    let drops_before = harness_drops(&joiner_log(&cluster, joiner)).len();
+    let tip_at_start = cluster.height(0).expect("height");
+    cluster.spawn(joiner);
+    let done = restored(4);
+    let forged = harness.serve_forgeries(&cluster, joiner_peer, Forge::OldChainThenSilence, || {
+        done(&cluster)
+    });
+    assert!(forged > 0, "the joiner never asked the harness");
+    let log = joiner_log(&cluster, joiner);
+    assert_eq!(
+        harness_drops(&log).len(),
+        drops_before,
+        "an unprovable lie dropped the harness: {:?}",
+        harness_drops(&log)
+    );
+    let line = log
+        .lines()
+        .rfind(|l| l.contains("snapshot sync: state restored"))
+        .expect("a restore")
+        .to_string();
+    let field = |name: &str| -> u64 {
+        let (_, rest) = line
+            .split_once(&format!(" {name}="))
+            .unwrap_or_else(|| panic!("no {name} in {line}"));
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {line}"))
+    };
+    assert!(
+        field("height") + 2 * EPOCH_HEIGHTS >= tip_at_start,
+        "restored an old boundary (the tip was {tip_at_start}): {line}"
+    );
+    eprintln!("old chain, then silence ({forged} answers changed or withheld): {line}");
+    let timeout_s = keel_node::snapshot::SNAPSHOT_REQUEST_TIMEOUT_MS / 1_000;
+    assert!(
+        field("seconds") < timeout_s + 20,
+        "a silent server cost more than one request timeout: {line}"
+    );
+    let tip = cluster.height(0).expect("height");
+    cluster.wait_height(&[0, joiner], tip + 5, Duration::from_secs(60));
+
     // Run 3: a checkpoint that is not on the chain. Every peer's chain is refused with the
     // typed error, and the node stops instead of trusting any.
     cluster.kill9(joiner);
@@ -270,7 +345,7 @@ fn a_syncing_node_drops_a_peer_that_forges_chains_or_chunks_and_refuses_a_false_
     assert!(refusals >= 1, "{refusals} refusals:\n{log}");
     assert_eq!(
         log.matches("snapshot sync: state restored").count(),
-        3,
+        4,
         "{log}"
     );
     cluster.kill9(joiner);
