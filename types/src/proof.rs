@@ -93,7 +93,9 @@ pub fn snapshot_chunk_budget(max_bytes: usize) -> usize {
 
 /// Whether a chunk of `entries` entries filling `fill_bytes` (by [`snapshot_entry_bytes`])
 /// was filled as far as a request for `max_bytes` lets, given the size of the entry that
-/// follows it (the first of the next verified chunk: the proofs make it the true successor).
+/// follows it: the first of a verified chunk asked right after its last key (the proofs
+/// make that the true successor; a chunk asked from an earlier key, after a restore
+/// rewound, says nothing).
 /// A server takes entries in key order until the next would pass the budget or the entry
 /// cap is reached, so an honest chunk always passes; one that stopped earlier is a server
 /// starving the restore of entries (each chunk costs a round trip and a proof).

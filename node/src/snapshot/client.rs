@@ -448,10 +448,8 @@ fn fault_chunk_delay_ms() -> Option<u64> {
     Some(ms)
 }
 
-/// The key hash a chunk ends at, if its entries are keys at all (a chunk that fails to
-/// say is refused by the restore anyway).
-/// How far a written chunk was filled, kept until the next chunk's first entry shows
-/// whether its server stopped where it had to (`keel_types::proof::snapshot_chunk_filled`).
+/// How far a written chunk was filled, kept until the chunk after it shows whether its
+/// server stopped where it had to (`keel_types::proof::snapshot_chunk_filled`).
 struct Fill {
     peer: u16,
     /// The budget the request asked for (every chunk request of a sync asks the same).
@@ -459,10 +457,15 @@ struct Fill {
     entries: usize,
     bytes: usize,
     first_entry_bytes: usize,
+    /// The key hash it ends at: only a chunk that starts right after it holds the entry
+    /// it stopped short of.
+    last_key: Option<[u8; 32]>,
 }
 
 impl Fill {
     fn of(peer: u16, chunk: &SnapshotChunk, max_bytes: usize) -> Fill {
+        // Key bytes as sent: a `StateKey` has one encoding (fixed-width fields, and
+        // `from_bytes` takes the whole slice), the one the server stored and counted.
         let size = |(k, v): &(Vec<u8>, Vec<u8>)| keel_types::proof::snapshot_entry_bytes(k, v);
         Fill {
             peer,
@@ -470,12 +473,20 @@ impl Fill {
             entries: chunk.entries.len(),
             bytes: chunk.entries.iter().map(size).sum(),
             first_entry_bytes: chunk.entries.first().map(size).unwrap_or(0),
+            last_key: last_key_hash(chunk).map(|h| h.0),
         }
     }
 
-    /// The server of this chunk and why, if `next` (the verified chunk after it) shows it
-    /// stopped short.
-    fn check(self, next: &Fill) -> Option<(u16, SnapshotSyncError)> {
+    /// The server of this chunk and why, if `next` — a verified chunk asked after
+    /// `next_after` — shows it stopped short. Only when `next_after` is this chunk's last
+    /// key: after a chunk that failed its proof the restore rewinds to its last stored
+    /// leaf (jmt keeps a chunk's last leaf open until the next key arrives), and the chunk
+    /// asked then starts with this chunk's own last entry, which says nothing of the
+    /// entry this chunk stopped before.
+    fn check(self, next_after: Option<[u8; 32]>, next: &Fill) -> Option<(u16, SnapshotSyncError)> {
+        if self.last_key.is_none() || next_after != self.last_key {
+            return None;
+        }
         let filled = keel_types::proof::snapshot_chunk_filled(
             self.max_bytes,
             self.entries,
@@ -496,6 +507,8 @@ impl Fill {
     }
 }
 
+/// The key hash a chunk ends at, if its entries are keys at all (a chunk that fails to
+/// say is refused by the restore anyway).
 fn last_key_hash(chunk: &SnapshotChunk) -> Option<Hash> {
     let (key, _) = chunk.entries.last()?;
     keel_types::StateKey::from_bytes(key)
@@ -695,6 +708,7 @@ pub fn sync_over(
         let link = next
             .as_ref()
             .and_then(|(next_peer, request)| client.send(*next_peer, request));
+        let asked_after = restore.resume_after();
         let result = restore.add(*chunk);
         if let Some(pause) = delay {
             client.t.pause(pause);
@@ -712,7 +726,9 @@ pub fn sync_over(
             Ok(()) => {
                 // This chunk's first entry is the one the chunk before it stopped short of:
                 // had it fit, that chunk's server starved the restore.
-                if let Some((underfilled, why)) = filling.take().and_then(|f| f.check(&fill)) {
+                if let Some((underfilled, why)) =
+                    filling.take().and_then(|f| f.check(asked_after, &fill))
+                {
                     client.drop_peer(underfilled, &why);
                 }
                 filling = (!restore.is_complete()).then_some(fill);
@@ -739,8 +755,12 @@ pub fn sync_over(
             Err(keel_store::SnapshotError::State(e)) => {
                 return Err(keel_store::SnapshotError::State(e).into())
             }
-            // The chunk asked after this one started at an unverified key: discarded.
-            Err(e) => client.drop_peer(peer, &e),
+            // The chunk asked after this one started at an unverified key: discarded. The
+            // restore rewound (`Fill::check`).
+            Err(e) => {
+                filling = None;
+                client.drop_peer(peer, &e);
+            }
         }
         progress.permille = permille(&restore);
         publish(&progress);

@@ -292,3 +292,68 @@ fn peers_that_did_not_answer_for_their_epoch_chain_are_asked_again() {
         "{got:?}"
     );
 }
+
+/// Found by review: after a chunk fails its proof the restore rewinds to its last stored
+/// leaf, so the chunk asked next starts with the previous chunk's own last entry, not with
+/// the entry that chunk stopped before. Checked against it, an honest chunk that stopped
+/// before a large entry read as cut short, and a Byzantine peer could time a bad chunk to
+/// get an honest server dropped with it. A fill is judged only by the chunk asked right
+/// after its last key.
+#[test]
+fn a_chunks_fill_is_judged_only_by_the_chunk_asked_right_after_it() {
+    use keel_types::proof::{snapshot_chunk_filled, MIN_SNAPSHOT_CHUNK_BYTES};
+    let budget = MIN_SNAPSHOT_CHUNK_BYTES;
+    // Honest: 300 bytes short of the budget, stopped before a 1,000-byte entry; its own
+    // last entry is 100 bytes.
+    let honest = || Fill {
+        peer: 1,
+        max_bytes: budget,
+        entries: 160,
+        bytes: budget - 300,
+        first_entry_bytes: 100,
+        last_key: Some([7; 32]),
+    };
+    let next = |first_entry_bytes| Fill {
+        peer: 3,
+        max_bytes: budget,
+        entries: 10,
+        bytes: budget,
+        first_entry_bytes,
+        last_key: Some([9; 32]),
+    };
+    // Asked right after it: the 1,000-byte entry would not have fit.
+    assert!(honest().check(Some([7; 32]), &next(1_000)).is_none());
+    // After a rewind the next chunk starts with the honest chunk's own last entry, which
+    // would read as fitting: no verdict.
+    assert!(!snapshot_chunk_filled(budget, 160, budget - 300, 100));
+    assert!(honest().check(Some([6; 32]), &next(100)).is_none());
+    assert!(honest().check(None, &next(100)).is_none());
+    // Cut short, asked right after it: the next entry would have fit; its server is named.
+    let short = Fill {
+        bytes: 2_000,
+        ..honest()
+    };
+    let (peer, why) = short
+        .check(Some([7; 32]), &next(1_000))
+        .expect("underfilled");
+    assert_eq!(peer, 1);
+    assert!(
+        matches!(
+            why,
+            SnapshotSyncError::UnderfilledChunk {
+                entries: 160,
+                bytes: 2_000,
+                next: 1_000,
+                ..
+            }
+        ),
+        "{why}"
+    );
+    // A chunk at the entry cap is full whatever its bytes.
+    let capped = Fill {
+        entries: keel_types::proof::MAX_SNAPSHOT_CHUNK_ENTRIES,
+        bytes: 2_000,
+        ..honest()
+    };
+    assert!(capped.check(Some([7; 32]), &next(1_000)).is_none());
+}

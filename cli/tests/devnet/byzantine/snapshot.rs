@@ -32,16 +32,17 @@ const EPOCH_HEIGHTS: u64 = 10;
 impl Harness {
     /// Answers peer `joiner`'s snapshot requests until `done` holds: each is asked of
     /// honest validator 0 over the harness's own link and the answer, forged per `forge`,
-    /// goes to the joiner. Returns how many forgeries it sent.
+    /// goes to the joiner. Returns how many answers it forged or withheld, and how many of
+    /// those it withheld.
     fn serve_forgeries(
         &self,
         cluster: &Cluster,
         joiner: u16,
         forge: Forge,
         done: impl Fn() -> bool,
-    ) -> u64 {
+    ) -> (u64, u64) {
         let mut rx = self.snapshots.lock().expect("snapshots");
-        let mut forged = 0;
+        let (mut forged, mut withheld) = (0, 0);
         let deadline = Instant::now() + Duration::from_secs(120);
         let next = |rx: &mut mpsc::Receiver<(u16, SnapshotMessage)>, wait: Duration| {
             cluster
@@ -118,6 +119,7 @@ impl Harness {
                 ) => {
                     silent = true;
                     forged += 1;
+                    withheld += 1;
                 }
                 _ => {}
             }
@@ -129,7 +131,7 @@ impl Harness {
                     .send(joiner, &NetMessage::Snapshot(Box::new(answer)));
             }
         }
-        forged
+        (forged, withheld)
     }
 }
 
@@ -215,7 +217,7 @@ fn a_syncing_node_drops_a_peer_that_forges_chains_or_chunks_and_refuses_a_false_
     // Run 1: the harness forges the epoch chain. Dropped with the typed certificate error.
     cluster.spawn(joiner);
     let done = restored(1);
-    let forged =
+    let (forged, _) =
         harness.serve_forgeries(&cluster, joiner_peer, Forge::EpochChain, || done(&cluster));
     assert!(
         forged > 0,
@@ -238,7 +240,8 @@ fn a_syncing_node_drops_a_peer_that_forges_chains_or_chunks_and_refuses_a_false_
     std::fs::remove_dir_all(home.join("data/state")).expect("remove state");
     cluster.spawn(joiner);
     let done = restored(2);
-    let forged = harness.serve_forgeries(&cluster, joiner_peer, Forge::Chunks, || done(&cluster));
+    let (forged, _) =
+        harness.serve_forgeries(&cluster, joiner_peer, Forge::Chunks, || done(&cluster));
     assert!(forged > 0, "the joiner never asked the harness for a chunk");
     let drops = harness_drops(&joiner_log(&cluster, joiner));
     assert!(
@@ -263,7 +266,7 @@ fn a_syncing_node_drops_a_peer_that_forges_chains_or_chunks_and_refuses_a_false_
     std::fs::remove_dir_all(home.join("data/state")).expect("remove state");
     cluster.spawn(joiner);
     let done = restored(3);
-    let forged =
+    let (forged, _) =
         harness.serve_forgeries(&cluster, joiner_peer, Forge::OtherState, || done(&cluster));
     assert!(forged > 0, "the joiner never asked the harness for a chunk");
     let log = joiner_log(&cluster, joiner);
@@ -285,10 +288,14 @@ fn a_syncing_node_drops_a_peer_that_forges_chains_or_chunks_and_refuses_a_false_
     let tip_at_start = cluster.height(0).expect("height");
     cluster.spawn(joiner);
     let done = restored(4);
-    let forged = harness.serve_forgeries(&cluster, joiner_peer, Forge::OldChainThenSilence, || {
-        done(&cluster)
-    });
-    assert!(forged > 0, "the joiner never asked the harness");
+    let (forged, withheld) =
+        harness.serve_forgeries(&cluster, joiner_peer, Forge::OldChainThenSilence, || {
+            done(&cluster)
+        });
+    assert!(
+        withheld > 0,
+        "the joiner never asked the harness for a chunk or the tip ({forged} chains cut)"
+    );
     let log = joiner_log(&cluster, joiner);
     assert_eq!(
         harness_drops(&log).len(),
@@ -314,12 +321,23 @@ fn a_syncing_node_drops_a_peer_that_forges_chains_or_chunks_and_refuses_a_false_
         field("height") + 2 * EPOCH_HEIGHTS >= tip_at_start,
         "restored an old boundary (the tip was {tip_at_start}): {line}"
     );
-    eprintln!("old chain, then silence ({forged} answers changed or withheld): {line}");
+    eprintln!(
+        "old chain, then silence ({forged} answers cut or withheld, {withheld} withheld): {line}"
+    );
+    // At least the one timeout that found the harness silent, and not a second: it rests
+    // (asked again only if every honest peer refused three times meanwhile).
     let timeout_s = keel_node::snapshot::SNAPSHOT_REQUEST_TIMEOUT_MS / 1_000;
     assert!(
-        field("seconds") < timeout_s + 20,
-        "a silent server cost more than one request timeout: {line}"
+        (timeout_s..timeout_s + 20).contains(&field("seconds")),
+        "a silent server should cost one request timeout: {line}"
     );
+    // In none of the runs so far was an honest peer dropped (a rewind after a forged
+    // chunk must not make the honest chunk before it read as cut short).
+    let honest_drops: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("snapshot sync: peer dropped") && !l.contains("peer=3"))
+        .collect();
+    assert!(honest_drops.is_empty(), "{honest_drops:?}");
     let tip = cluster.height(0).expect("height");
     cluster.wait_height(&[0, joiner], tip + 5, Duration::from_secs(60));
 
