@@ -2,6 +2,7 @@
 //! by chunk, the tip. Blocking: the node runs it where a thread may block (net.rs), the
 //! simulator on its own thread in simulated time.
 
+use super::judge::{Fill, Pace};
 use super::{answers, check_tip, SnapshotSyncError};
 use crate::shared::{Shared, SnapshotProgress};
 use keel_app::epoch_proof::{self, EpochChange, EpochProofError, Trusted};
@@ -448,68 +449,22 @@ fn fault_chunk_delay_ms() -> Option<u64> {
     Some(ms)
 }
 
-/// How far a written chunk was filled, kept until the chunk after it shows whether its
-/// server stopped where it had to (`keel_types::proof::snapshot_chunk_filled`).
-struct Fill {
-    peer: u16,
-    /// The budget the request asked for (every chunk request of a sync asks the same).
-    max_bytes: usize,
-    entries: usize,
-    bytes: usize,
-    first_entry_bytes: usize,
-    /// The key hash it ends at: only a chunk that starts right after it holds the entry
-    /// it stopped short of.
-    last_key: Option<[u8; 32]>,
-}
-
-impl Fill {
-    fn of(peer: u16, chunk: &SnapshotChunk, max_bytes: usize) -> Fill {
-        // Key bytes as sent: a `StateKey` has one encoding (fixed-width fields, and
-        // `from_bytes` takes the whole slice), the one the server stored and counted.
-        let size = |(k, v): &(Vec<u8>, Vec<u8>)| keel_types::proof::snapshot_entry_bytes(k, v);
-        Fill {
+/// Rests `peer` (until every peer has) if its chunk answer, which took `took_ms`, was far
+/// slower than the others' ([`Pace`]). The chunk is still used.
+fn rest_if_slow(pace: &mut Pace, strikes: &mut BTreeMap<u16, u32>, peer: u16, took_ms: u64) {
+    if pace.slow(took_ms) {
+        tracing::info!(
             peer,
-            max_bytes,
-            entries: chunk.entries.len(),
-            bytes: chunk.entries.iter().map(size).sum(),
-            first_entry_bytes: chunk.entries.first().map(size).unwrap_or(0),
-            last_key: last_key_hash(chunk).map(|h| h.0),
-        }
-    }
-
-    /// The server of this chunk and why, if `next` — a verified chunk asked after
-    /// `next_after` — shows it stopped short. Only when `next_after` is this chunk's last
-    /// key: after a chunk that failed its proof the restore rewinds to its last stored
-    /// leaf (jmt keeps a chunk's last leaf open until the next key arrives), and the chunk
-    /// asked then starts with this chunk's own last entry, which says nothing of the
-    /// entry this chunk stopped before.
-    fn check(self, next_after: Option<[u8; 32]>, next: &Fill) -> Option<(u16, SnapshotSyncError)> {
-        if self.last_key.is_none() || next_after != self.last_key {
-            return None;
-        }
-        let filled = keel_types::proof::snapshot_chunk_filled(
-            self.max_bytes,
-            self.entries,
-            self.bytes,
-            next.first_entry_bytes,
+            took_ms,
+            "snapshot sync: a chunk answer far slower than the others; the peer rests"
         );
-        (!filled).then(|| {
-            (
-                self.peer,
-                SnapshotSyncError::UnderfilledChunk {
-                    entries: self.entries,
-                    bytes: self.bytes,
-                    next: next.first_entry_bytes,
-                    budget: keel_types::proof::snapshot_chunk_budget(self.max_bytes),
-                },
-            )
-        })
+        strikes.insert(peer, MAX_STRIKES);
     }
 }
 
 /// The key hash a chunk ends at, if its entries are keys at all (a chunk that fails to
 /// say is refused by the restore anyway).
-fn last_key_hash(chunk: &SnapshotChunk) -> Option<Hash> {
+pub(super) fn last_key_hash(chunk: &SnapshotChunk) -> Option<Hash> {
     let (key, _) = chunk.entries.last()?;
     keel_types::StateKey::from_bytes(key)
         .ok()
@@ -555,9 +510,11 @@ pub fn sync_over(
         max_bytes: params.chunk_bytes,
     };
     // A chunk received and not yet written, with the peer that sent it.
-    let mut in_hand: Option<(u16, Box<SnapshotChunk>)> = None;
+    let mut in_hand: Option<(u16, Box<SnapshotChunk>, u64)> = None;
     // The last chunk written, until the next one shows whether its server filled it.
     let mut filling: Option<Fill> = None;
+    // How long chunk answers take (a server far slower than the others rests).
+    let mut pace = Pace::default();
     // The boundary restored: the latest the chain ends at, or the one an interrupted
     // restore was of while a peer still serves it (epochs can be seconds long: a restart
     // must not throw away what it had).
@@ -641,7 +598,7 @@ pub fn sync_over(
             .into_iter()
             .filter(|p| strikes.get(p).copied().unwrap_or(0) < MAX_STRIKES)
             .collect();
-        let Some((peer, chunk)) = in_hand.take() else {
+        let Some((peer, chunk, took_ms)) = in_hand.take() else {
             let Some(&peer) = peers.get(turn % peers.len().max(1)) else {
                 rounds += 1;
                 if rounds > MAX_ROUNDS && !std::ptr::eq(last, latest) {
@@ -678,8 +635,12 @@ pub fn sync_over(
             };
             turn += 1;
             let request = chunk_request(height, restore.resume_after().map(Hash));
+            let asked_at = client.t.now_ms();
             match client.ask(peer, request)? {
-                Some(SnapshotMessage::Chunk(chunk)) => in_hand = Some((peer, chunk)),
+                Some(SnapshotMessage::Chunk(chunk)) => {
+                    let took_ms = client.t.now_ms().saturating_sub(asked_at);
+                    in_hand = Some((peer, chunk, took_ms));
+                }
                 Some(_) | None => {
                     client.strike(&mut strikes, peer);
                     client.t.pause(RETRY_PAUSE_MS / 10);
@@ -715,7 +676,9 @@ pub fn sync_over(
         }
         // Awaited even when it will be discarded: a late answer must not be taken for the
         // answer to a later request of that peer (it would fail its proof there and drop
-        // an honest peer).
+        // an honest peer). Its time is the wait beyond this chunk's write (a slow write
+        // is this node's, not the server's).
+        let waited_from = client.t.now_ms();
         let fetched = match &next {
             Some((next_peer, request)) => {
                 Some((*next_peer, client.answer(*next_peer, request, link)?))
@@ -733,6 +696,8 @@ pub fn sync_over(
                 }
                 filling = (!restore.is_complete()).then_some(fill);
                 strikes.remove(&peer);
+                // Judged once its chunk verified: only a valid answer's time is a sample.
+                rest_if_slow(&mut pace, &mut strikes, peer, took_ms);
                 rounds = 0;
                 progress.bytes += chunk_bytes;
                 progress.entries = restore.entries_added;
@@ -741,7 +706,8 @@ pub fn sync_over(
                 metrics::gauge!(crate::metrics::SYNC_ENTRIES).set(restore.entries_added as f64);
                 match fetched {
                     Some((next_peer, Some(SnapshotMessage::Chunk(next_chunk)))) => {
-                        in_hand = Some((next_peer, next_chunk));
+                        let took_ms = client.t.now_ms().saturating_sub(waited_from);
+                        in_hand = Some((next_peer, next_chunk, took_ms));
                     }
                     Some((next_peer, Some(SnapshotMessage::Unavailable) | None))
                         if !restore.is_complete() =>

@@ -9,6 +9,7 @@
 //! lets its Byzantine validator lie in the answers.
 
 mod client;
+mod judge;
 mod net;
 
 pub use client::{

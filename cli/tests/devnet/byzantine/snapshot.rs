@@ -24,7 +24,13 @@ enum Forge {
     /// Its epoch chain verifies but ends at the first epoch change (an honest peer that is
     /// behind serves the same: not provable), and it never answers for chunks or the tip.
     OldChainThenSilence,
+    /// Every chunk it serves is whole and valid but sent [`SLOW_ANSWER`] late: inside the
+    /// request timeout, far slower than the honest peers.
+    SlowChunks,
 }
+
+/// How late [`Forge::SlowChunks`] sends each chunk.
+const SLOW_ANSWER: Duration = Duration::from_secs(10);
 
 /// Heights per epoch of this test's chain.
 const EPOCH_HEIGHTS: u64 = 10;
@@ -32,8 +38,8 @@ const EPOCH_HEIGHTS: u64 = 10;
 impl Harness {
     /// Answers peer `joiner`'s snapshot requests until `done` holds: each is asked of
     /// honest validator 0 over the harness's own link and the answer, forged per `forge`,
-    /// goes to the joiner. Returns how many answers it forged or withheld, and how many of
-    /// those it withheld.
+    /// goes to the joiner. Returns how many answers it forged, withheld or delayed, and how
+    /// many of those it withheld or delayed.
     fn serve_forgeries(
         &self,
         cluster: &Cluster,
@@ -113,6 +119,11 @@ impl Harness {
                         forged += 1;
                     }
                 }
+                (Some(SnapshotMessage::Chunk(_)), Forge::SlowChunks) => {
+                    std::thread::sleep(SLOW_ANSWER);
+                    forged += 1;
+                    withheld += 1;
+                }
                 (
                     Some(SnapshotMessage::Chunk(_) | SnapshotMessage::Tip { .. }),
                     Forge::OldChainThenSilence,
@@ -146,6 +157,25 @@ fn harness_drops(log: &str) -> Vec<String> {
         .filter(|l| l.contains("snapshot sync: peer dropped") && l.contains("peer=3"))
         .map(str::to_string)
         .collect()
+}
+
+/// The joiner's last "state restored" log line.
+fn last_restore(log: &str) -> String {
+    log.lines()
+        .rfind(|l| l.contains("snapshot sync: state restored"))
+        .expect("a restore")
+        .to_string()
+}
+
+/// The number a restore log line gives for `name`.
+fn restore_field(line: &str, name: &str) -> u64 {
+    let (_, rest) = line
+        .split_once(&format!(" {name}="))
+        .unwrap_or_else(|| panic!("no {name} in {line}"));
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{name} in {line}"))
 }
 
 #[test]
@@ -303,20 +333,8 @@ fn a_syncing_node_drops_a_peer_that_forges_chains_or_chunks_and_refuses_a_false_
         "an unprovable lie dropped the harness: {:?}",
         harness_drops(&log)
     );
-    let line = log
-        .lines()
-        .rfind(|l| l.contains("snapshot sync: state restored"))
-        .expect("a restore")
-        .to_string();
-    let field = |name: &str| -> u64 {
-        let (_, rest) = line
-            .split_once(&format!(" {name}="))
-            .unwrap_or_else(|| panic!("no {name} in {line}"));
-        rest.split(|c: char| !c.is_ascii_digit())
-            .next()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("{name} in {line}"))
-    };
+    let line = last_restore(&log);
+    let field = |name: &str| restore_field(&line, name);
     assert!(
         field("height") + 2 * EPOCH_HEIGHTS >= tip_at_start,
         "restored an old boundary (the tip was {tip_at_start}): {line}"
@@ -331,6 +349,37 @@ fn a_syncing_node_drops_a_peer_that_forges_chains_or_chunks_and_refuses_a_false_
         (timeout_s..timeout_s + 20).contains(&field("seconds")),
         "a silent server should cost one request timeout: {line}"
     );
+    let tip = cluster.height(0).expect("height");
+    cluster.wait_height(&[0, joiner], tip + 5, Duration::from_secs(60));
+
+    // Run 2d: whole, valid chunks, each sent 10 s late (inside the request timeout). Not
+    // dropped; once its answer is judged far slower than the others' it rests, so it is
+    // waited for at most twice (its first answer may come before there is a pace to judge
+    // by), not once per turn (a dozen turns of this state's chunks).
+    cluster.kill9(joiner);
+    std::fs::remove_dir_all(home.join("data/state")).expect("remove state");
+    cluster.spawn(joiner);
+    let done = restored(5);
+    let (_, delayed) =
+        harness.serve_forgeries(&cluster, joiner_peer, Forge::SlowChunks, || done(&cluster));
+    let log = joiner_log(&cluster, joiner);
+    let line = last_restore(&log);
+    eprintln!("slow chunks ({delayed} answers delayed): {line}");
+    assert!(
+        (1..=2).contains(&delayed),
+        "{delayed} chunks asked of a slow server: {line}"
+    );
+    assert!(
+        log.contains("a chunk answer far slower than the others; the peer rests"),
+        "the slow server never rested"
+    );
+    assert_eq!(
+        harness_drops(&log).len(),
+        drops_before,
+        "a slow server was dropped: {:?}",
+        harness_drops(&log)
+    );
+
     // In none of the runs so far was an honest peer dropped (a rewind after a forged
     // chunk must not make the honest chunk before it read as cut short).
     let honest_drops: Vec<&str> = log
@@ -363,7 +412,7 @@ fn a_syncing_node_drops_a_peer_that_forges_chains_or_chunks_and_refuses_a_false_
     assert!(refusals >= 1, "{refusals} refusals:\n{log}");
     assert_eq!(
         log.matches("snapshot sync: state restored").count(),
-        4,
+        5,
         "{log}"
     );
     cluster.kill9(joiner);
