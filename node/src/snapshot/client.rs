@@ -449,19 +449,6 @@ fn fault_chunk_delay_ms() -> Option<u64> {
     Some(ms)
 }
 
-/// Rests `peer` (until every peer has) if its chunk answer, which took `took_ms`, was far
-/// slower than the others' ([`Pace`]). The chunk is still used.
-fn rest_if_slow(pace: &mut Pace, strikes: &mut BTreeMap<u16, u32>, peer: u16, took_ms: u64) {
-    if pace.slow(took_ms) {
-        tracing::info!(
-            peer,
-            took_ms,
-            "snapshot sync: a chunk answer far slower than the others; the peer rests"
-        );
-        strikes.insert(peer, MAX_STRIKES);
-    }
-}
-
 /// The key hash a chunk ends at, if its entries are keys at all (a chunk that fails to
 /// say is refused by the restore anyway).
 pub(super) fn last_key_hash(chunk: &SnapshotChunk) -> Option<Hash> {
@@ -513,7 +500,7 @@ pub fn sync_over(
     let mut in_hand: Option<(u16, Box<SnapshotChunk>, u64)> = None;
     // The last chunk written, until the next one shows whether its server filled it.
     let mut filling: Option<Fill> = None;
-    // How long chunk answers take (a server far slower than the others rests).
+    // How long each peer's chunk answers take (a server far slower than the others rests).
     let mut pace = Pace::default();
     // The boundary restored: the latest the chain ends at, or the one an interrupted
     // restore was of while a peer still serves it (epochs can be seconds long: a restart
@@ -648,6 +635,10 @@ pub fn sync_over(
             }
             continue;
         };
+        // A server far slower than the others (`Pace`) is not asked the next chunk, and
+        // rests once this one verifies.
+        let slow = pace.slow(peer, took_ms);
+        let peers: Vec<u16> = peers.into_iter().filter(|p| !slow || *p != peer).collect();
         // The next chunk is asked of the next peer while this one is written (unless this
         // one says it is the last).
         let next = match (chunk.last, last_key_hash(&chunk)) {
@@ -696,8 +687,16 @@ pub fn sync_over(
                 }
                 filling = (!restore.is_complete()).then_some(fill);
                 strikes.remove(&peer);
-                // Judged once its chunk verified: only a valid answer's time is a sample.
-                rest_if_slow(&mut pace, &mut strikes, peer, took_ms);
+                // Only a valid answer's time is recorded.
+                pace.record(peer, took_ms);
+                if slow {
+                    tracing::info!(
+                        peer,
+                        took_ms,
+                        "snapshot sync: a chunk answer far slower than the others; the peer rests"
+                    );
+                    strikes.insert(peer, MAX_STRIKES);
+                }
                 rounds = 0;
                 progress.bytes += chunk_bytes;
                 progress.entries = restore.entries_added;

@@ -6,13 +6,10 @@
 use super::client::last_key_hash;
 use super::SnapshotSyncError;
 use keel_types::SnapshotChunk;
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
 
-/// Chunk answer times kept to judge the next one by.
-const PACE_SAMPLES: usize = 16;
-/// Answer times needed before any answer is judged slow.
-const PACE_MIN_SAMPLES: usize = 3;
-/// An answer is slow when it took more than this many times the median of the others...
+/// An answer is slow when it took more than this many times the other peers' (lower median
+/// of their latest)...
 const SLOW_FACTOR: u64 = 4;
 /// ...and more than this (answers of a few ms vary by more than the factor).
 const SLOW_FLOOR_MS: u64 = 5_000;
@@ -80,33 +77,42 @@ impl Fill {
     }
 }
 
-/// How long chunk answers take, to rest a server that answers each request just inside the
-/// request timeout: valid, full chunks, each costing the restore a timeout's wait (one in
-/// as many chunks as there are peers). A slow answer is still used; its server rests until
-/// every peer has, like one that let a request time out. The times are of answers judged
-/// not slow, so a slow server does not raise the bar it is judged by; a Byzantine server
-/// can lower it only by answering fast with full, valid chunks, which carries the restore.
+/// How long each peer's chunk answers keep the client waiting, to rest a server that
+/// answers each request just inside the request timeout: valid, full chunks, each costing
+/// the restore a timeout's wait (one in as many chunks as there are peers). A peer is
+/// judged by the other peers' latest times, never its own, so it cannot raise the bar it
+/// is judged by; the lower median of the others', so f Byzantine peers among them cannot
+/// raise it either. A slow answer is still used, and still recorded as its peer's latest
+/// (when every honest peer slows down at once, each rests once, then they are judged by
+/// their slower times). One entry per peer that answered a chunk: bounded by the peers the
+/// p2p layer admits.
 #[derive(Debug, Default)]
 pub(super) struct Pace {
-    samples_ms: VecDeque<u64>,
+    latest_ms: BTreeMap<u16, u64>,
 }
 
 impl Pace {
-    /// Whether an answer that took `took_ms` is slow; one that is not is kept as a sample.
-    pub(super) fn slow(&mut self, took_ms: u64) -> bool {
-        if self.samples_ms.len() >= PACE_MIN_SAMPLES {
-            let mut sorted: Vec<u64> = self.samples_ms.iter().copied().collect();
-            sorted.sort_unstable();
-            let median = sorted[sorted.len() / 2];
-            if took_ms > SLOW_FLOOR_MS && took_ms > median.saturating_mul(SLOW_FACTOR) {
-                return true;
-            }
+    /// Whether `peer`'s answer that kept the client waiting `took_ms` is slow: over
+    /// [`SLOW_FLOOR_MS`] and over [`SLOW_FACTOR`] times the lower median of the other
+    /// peers' latest times. Never before another peer has answered.
+    pub(super) fn slow(&self, peer: u16, took_ms: u64) -> bool {
+        let mut others: Vec<u64> = self
+            .latest_ms
+            .iter()
+            .filter(|(p, _)| **p != peer)
+            .map(|(_, ms)| *ms)
+            .collect();
+        if others.is_empty() {
+            return false;
         }
-        if self.samples_ms.len() == PACE_SAMPLES {
-            self.samples_ms.pop_front();
-        }
-        self.samples_ms.push_back(took_ms);
-        false
+        others.sort_unstable();
+        let median = others[(others.len() - 1) / 2];
+        took_ms > SLOW_FLOOR_MS && took_ms > median.saturating_mul(SLOW_FACTOR)
+    }
+
+    /// `peer`'s latest answer (one whose chunk verified) kept the client waiting `took_ms`.
+    pub(super) fn record(&mut self, peer: u16, took_ms: u64) {
+        self.latest_ms.insert(peer, took_ms);
     }
 }
 
@@ -115,28 +121,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_answer_far_slower_than_the_others_is_slow_and_not_a_sample() {
+    fn a_peer_far_slower_than_the_others_is_slow_and_cannot_set_its_own_bar() {
         let mut pace = Pace::default();
-        // Too few samples to judge by: a slow first answer passes (and is kept).
-        assert!(!pace.slow(20_000));
-        assert!(!pace.slow(40));
-        assert!(!pace.slow(60));
-        // Median 60 ms: 20 s is slow, and is not kept (the median stays).
-        assert!(pace.slow(20_000));
-        assert!(pace.slow(20_000));
-        // Under the floor is never slow, however many times the median.
-        assert!(!pace.slow(SLOW_FLOOR_MS));
-        // Honest answers that all slow down together raise the median with them.
+        // Found by review: with two peers, a Byzantine one answering every chunk in 29.9 s
+        // held half of a shared window and set the median; it is judged by the other alone.
+        assert!(!pace.slow(2, 29_900), "no other peer has answered yet");
+        pace.record(2, 29_900);
+        assert!(!pace.slow(1, 3));
+        pace.record(1, 3);
+        assert!(pace.slow(2, 29_900));
+        // Under the floor is never slow, however many times the others'.
+        assert!(!pace.slow(2, SLOW_FLOOR_MS));
+        // Left the only server, it cannot ratchet the bar up with its own answers.
+        for took_ms in [4_900, 19_500, 29_900] {
+            pace.record(2, took_ms);
+            assert_eq!(pace.slow(2, took_ms), took_ms > SLOW_FLOOR_MS, "{took_ms}");
+        }
+        // A Byzantine peer's slow times do not raise an honest peer's bar: the lower median.
+        pace.record(3, 2);
+        assert!(
+            pace.slow(4, 6_000),
+            "judged by 2 and 3 ms, not by peer 2's 29.9 s"
+        );
+        // Every honest peer slows down at once: each is slow at most once, against the
+        // others' old times (the third already by the first two's new ones), then judged
+        // by the new ones.
         let mut busy = Pace::default();
-        for took_ms in [6_000, 7_000, 8_000, 9_000, 10_000] {
-            assert!(!busy.slow(took_ms), "{took_ms}");
+        for peer in 1..=3 {
+            busy.record(peer, 40);
         }
-        assert!(!busy.slow(4 * 8_000));
-        assert!(busy.slow(4 * 8_000 + 1_000 * 10));
-        // The window is bounded.
-        for _ in 0..100 {
-            pace.slow(50);
+        for (peer, slow) in [(1, true), (2, true), (3, false)] {
+            assert_eq!(busy.slow(peer, 8_000), slow, "{peer}");
+            busy.record(peer, 8_000);
         }
-        assert_eq!(pace.samples_ms.len(), PACE_SAMPLES);
+        for peer in 1..=3 {
+            assert!(!busy.slow(peer, 9_000));
+        }
     }
 }
