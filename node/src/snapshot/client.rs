@@ -637,7 +637,8 @@ pub fn sync_over(
         };
         // A server far slower than the others (`Pace`) is not asked the next chunk, and
         // rests once this one verifies.
-        let slow = pace.slow(peer, took_ms);
+        // Judged by the peers still serving (`peers`: not resting, not dropped).
+        let slow = pace.slow(peer, took_ms, &peers);
         let peers: Vec<u16> = peers.into_iter().filter(|p| !slow || *p != peer).collect();
         // The next chunk is asked of the next peer while this one is written (unless this
         // one says it is the last).

@@ -82,10 +82,12 @@ impl Fill {
 /// the restore a timeout's wait (one in as many chunks as there are peers). A peer is
 /// judged by the other peers' latest times, never its own, so it cannot raise the bar it
 /// is judged by; the lower median of the others', so f Byzantine peers among them cannot
-/// raise it either. A slow answer is still used, and still recorded as its peer's latest
-/// (when every honest peer slows down at once, each rests once, then they are judged by
-/// their slower times). One entry per peer that answered a chunk: bounded by the peers the
-/// p2p layer admits.
+/// raise it either. Only the times of peers still serving count (not resting, not
+/// dropped): a rested peer's slow time must not set the bar for the server left serving.
+/// With no such time to compare with, the floor alone judges. A slow answer is still used,
+/// and still recorded as its peer's latest (when every honest peer slows down at once,
+/// each rests once, then they are judged by their slower times). One entry per peer that
+/// answered a chunk: bounded by the peer table (`connected` lists no guests).
 #[derive(Debug, Default)]
 pub(super) struct Pace {
     latest_ms: BTreeMap<u16, u64>,
@@ -93,17 +95,17 @@ pub(super) struct Pace {
 
 impl Pace {
     /// Whether `peer`'s answer that kept the client waiting `took_ms` is slow: over
-    /// [`SLOW_FLOOR_MS`] and over [`SLOW_FACTOR`] times the lower median of the other
-    /// peers' latest times. Never before another peer has answered.
-    pub(super) fn slow(&self, peer: u16, took_ms: u64) -> bool {
+    /// [`SLOW_FLOOR_MS`] and over [`SLOW_FACTOR`] times the lower median of the latest
+    /// times of the other peers in `serving` (the floor alone when none has one).
+    pub(super) fn slow(&self, peer: u16, took_ms: u64, serving: &[u16]) -> bool {
         let mut others: Vec<u64> = self
             .latest_ms
             .iter()
-            .filter(|(p, _)| **p != peer)
+            .filter(|(p, _)| **p != peer && serving.contains(p))
             .map(|(_, ms)| *ms)
             .collect();
         if others.is_empty() {
-            return false;
+            return took_ms > SLOW_FLOOR_MS;
         }
         others.sort_unstable();
         let median = others[(others.len() - 1) / 2];
@@ -122,27 +124,43 @@ mod tests {
 
     #[test]
     fn a_peer_far_slower_than_the_others_is_slow_and_cannot_set_its_own_bar() {
+        let all = [1, 2, 3, 4];
         let mut pace = Pace::default();
+        // With no other time, the floor alone.
+        assert!(pace.slow(2, 29_900, &all));
+        assert!(!pace.slow(2, 4_000, &all));
         // Found by review: with two peers, a Byzantine one answering every chunk in 29.9 s
         // held half of a shared window and set the median; it is judged by the other alone.
-        assert!(!pace.slow(2, 29_900), "no other peer has answered yet");
         pace.record(2, 29_900);
-        assert!(!pace.slow(1, 3));
+        assert!(!pace.slow(1, 3, &all));
         pace.record(1, 3);
-        assert!(pace.slow(2, 29_900));
+        assert!(pace.slow(2, 29_900, &all));
         // Under the floor is never slow, however many times the others'.
-        assert!(!pace.slow(2, SLOW_FLOOR_MS));
+        assert!(!pace.slow(2, SLOW_FLOOR_MS, &all));
         // Left the only server, it cannot ratchet the bar up with its own answers.
         for took_ms in [4_900, 19_500, 29_900] {
             pace.record(2, took_ms);
-            assert_eq!(pace.slow(2, took_ms), took_ms > SLOW_FLOOR_MS, "{took_ms}");
+            assert_eq!(
+                pace.slow(2, took_ms, &all),
+                took_ms > SLOW_FLOOR_MS,
+                "{took_ms}"
+            );
         }
         // A Byzantine peer's slow times do not raise an honest peer's bar: the lower median.
         pace.record(3, 2);
         assert!(
-            pace.slow(4, 6_000),
+            pace.slow(4, 6_000, &all),
             "judged by 2 and 3 ms, not by peer 2's 29.9 s"
         );
+        // Found by the second review: an honest peer rested after one 6 s answer must not
+        // set a 24 s bar for the Byzantine server left serving; nor do a dropped peer's
+        // times count.
+        let mut left = Pace::default();
+        left.record(1, 6_000);
+        left.record(2, 5);
+        assert!(!left.slow(2, 23_900, &[1, 2]), "judged by peer 1's 6 s");
+        assert!(left.slow(2, 23_900, &[2]), "peer 1 rests: the floor");
+        assert!(left.slow(1, 6_000, &[1]), "peer 2 dropped: the floor");
         // Every honest peer slows down at once: each is slow at most once, against the
         // others' old times (the third already by the first two's new ones), then judged
         // by the new ones.
@@ -151,11 +169,11 @@ mod tests {
             busy.record(peer, 40);
         }
         for (peer, slow) in [(1, true), (2, true), (3, false)] {
-            assert_eq!(busy.slow(peer, 8_000), slow, "{peer}");
+            assert_eq!(busy.slow(peer, 8_000, &all), slow, "{peer}");
             busy.record(peer, 8_000);
         }
         for peer in 1..=3 {
-            assert!(!busy.slow(peer, 9_000));
+            assert!(!busy.slow(peer, 9_000, &all));
         }
     }
 }
