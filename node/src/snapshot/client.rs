@@ -467,8 +467,9 @@ pub(super) fn last_key_hash(chunk: &SnapshotChunk) -> Option<Hash> {
 /// its proof drops its peer and discards the one asked after it (it was asked from an
 /// unverified key), so a lie costs at most one chunk fetched twice, and a crash the chunks
 /// in flight and the last one written (its flush may not have finished). A server whose
-/// chunk stopped before an entry that would have fit (the next chunk's first) is dropped
-/// too: it starves the restore of entries, one round trip and proof each.
+/// chunk stopped before an entry that would have fit (the first of the chunk asked right
+/// after it) is dropped too: it starves the restore of entries, one round trip and proof
+/// each. A server far slower than the others rests (`judge::Pace`).
 pub fn sync_over(
     transport: &mut dyn SnapshotTransport,
     genesis: &Genesis,
