@@ -43,13 +43,15 @@ pub const REVIVED_ENTRIES: &str = "keel_state_revived_entries_total";
 pub const PRUNED_BYTES: &str = "keel_pruned_bytes_total";
 pub const DISK_SIZE: &str = "keel_disk_size_bytes";
 pub const OLDEST_RETAINED: &str = "keel_oldest_retained_height";
-/// Snapshot state sync: the height being restored, entries and bytes restored so far, and
-/// peers dropped for a chain or chunk that failed its proof.
+/// Snapshot state sync: the height being restored, entries and bytes restored so far,
+/// peers dropped for a chain or chunk that failed its proof, and chunk answers far slower
+/// than the other peers' (their server rests: `snapshot::judge::Pace`).
 pub const SYNC_TARGET_HEIGHT: &str = "keel_sync_target_height";
 pub const SYNC_ENTRIES: &str = "keel_sync_entries";
 pub const SYNC_BYTES: &str = "keel_sync_bytes_total";
 pub const SYNC_PEERS_DROPPED: &str = "keel_sync_peers_dropped_total";
 pub const SYNC_CHUNKS: &str = "keel_sync_chunks_total";
+pub const SYNC_SLOW_ANSWERS: &str = "keel_sync_slow_answers_total";
 
 /// The chain's executions and commits as metrics: execution time from this process's
 /// monotonic clock (the application core reads none), gas and transactions at commit.
@@ -237,6 +239,7 @@ mod dashboard_tests {
         SYNC_BYTES,
         SYNC_PEERS_DROPPED,
         SYNC_CHUNKS,
+        SYNC_SLOW_ANSWERS,
     ];
 
     /// devnet/grafana/keel-devnet.json charts only metrics the node exports (a renamed

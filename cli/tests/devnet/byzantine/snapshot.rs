@@ -383,6 +383,13 @@ fn a_syncing_node_drops_a_peer_that_forges_chains_or_chunks_and_refuses_a_false_
         !rests.is_empty() && rests.iter().all(|l| l.contains("peer=3")),
         "the slow server should rest, and only it: {rests:?}"
     );
+    // The operator sees it: the joiner was restarted for this run, so its count is this run's.
+    let metrics = cluster.http_get(joiner, "/metrics");
+    assert_eq!(
+        crate::common::metric_sum(&metrics, "keel_sync_slow_answers_total", ""),
+        rests.len() as u64,
+        "{metrics}"
+    );
     assert_eq!(
         harness_drops(&log).len(),
         drops_before,
