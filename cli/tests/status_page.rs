@@ -51,7 +51,29 @@ fn the_status_page_shows_the_chain_live_and_finds_what_it_is_asked_for() {
     let list = before["validators"].as_array().expect("validators");
     assert_eq!(list.len(), 4, "{before}");
     assert!(list.iter().all(|v| v["up"] == true), "{before}");
-    assert_eq!(before["quorum"], 3, "{before}");
+    // Four genesis validators of equal stake: a quorum is more than 2/3 of their power.
+    assert_eq!(before["members"], 4, "{before}");
+    let power: Vec<u128> = list
+        .iter()
+        .map(|v| {
+            v["power"]
+                .as_str()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0)
+        })
+        .collect();
+    assert!(power.iter().all(|p| *p > 0 && *p == power[0]), "{before}");
+    let total: u128 = power.iter().sum();
+    assert_eq!(before["total_power"], total.to_string(), "{before}");
+    // The least power that is more than 2/3 of the total.
+    let quorum: u128 = before["quorum_power"]
+        .as_str()
+        .and_then(|q| q.parse().ok())
+        .expect("quorum_power");
+    assert!(
+        3 * quorum > 2 * total && 3 * (quorum - 1) <= 2 * total,
+        "{before}"
+    );
 
     // Stop one: node 0 sees its link drop, its votes stop, and its leader views pass with no
     // block of its own.
@@ -129,7 +151,10 @@ fn the_status_page_shows_the_chain_live_and_finds_what_it_is_asked_for() {
         .expect("validators")
         .iter()
         .enumerate()
-        .map(|(i, v)| json!({"index": i, "public_key": v["public_key"], "p2p": v["p2p"]}))
+        .map(|(i, v)| {
+            let power = &before["validators"][i]["power"];
+            json!({"index": i, "public_key": v["public_key"], "p2p": v["p2p"], "power": power})
+        })
         .collect();
     let sender = keel_node::keys::read(&cluster.dev_key(0)).expect("key");
     let sender = keel_types::Address::from_public_key(&sender.public_key()).to_hex();

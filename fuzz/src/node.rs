@@ -145,8 +145,11 @@ fn harness() -> &'static RpcHarness {
             net: None,
             chain_id: FUZZ_CHAIN_ID,
             genesis_hash: genesis.hash(),
-            validator_set: genesis.validators.clone(),
-            me: 0,
+            genesis_set: genesis.epoch_set(),
+            my_key: genesis.validators.first().map_or_else(
+                || keel_types::SecretKey::from_seed([1; 32]).public_key(),
+                |v| v.public_key,
+            ),
             expiry_epochs: genesis.expiry_epochs,
             min_gas_price: genesis.min_gas_price,
             epoch_length: genesis.epoch_length,

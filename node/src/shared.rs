@@ -1,7 +1,7 @@
 //! What the driver publishes for RPC, health and metrics: consensus status, the halt flag,
 //! and the stream of finalized blocks.
 
-use crate::activity::{Activity, Seen};
+use crate::activity::Activity;
 use keel_types::{Block, Hash, Height, Receipt};
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
@@ -37,8 +37,8 @@ pub struct Status {
 /// Where a snapshot sync is, for `keel_status`, `/health` and the log.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SnapshotProgress {
-    /// `epoch_chain` (verifying the epoch chain), `state` (restoring chunks), `tip`
-    /// (fetching the boundary's block) or `done`.
+    /// `epoch_chain` (verifying the epoch chain), `state` (fetching the boundary's tip
+    /// block, then restoring chunks), `tip` (finishing with the kept tip) or `done`.
     pub phase: &'static str,
     /// The epoch whose set the verified chain ends at.
     pub epoch: u64,
@@ -155,12 +155,11 @@ impl Shared {
     }
 
     /// A copy of what each validator was seen doing, by index, for readers.
-    pub fn validator_activity(&self) -> Vec<Seen> {
+    pub fn validator_activity(&self) -> Activity {
         self.activity
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .seen()
-            .to_vec()
+            .clone()
     }
 
     pub fn update_activity(&self, f: impl FnOnce(&mut Activity)) {

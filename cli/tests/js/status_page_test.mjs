@@ -41,11 +41,13 @@ try {
     key: tr.children[1].title, p2p: tr.children[2].textContent, lastVote: tr.children[4].textContent,
     self: tr.children[0].textContent.includes("this node"),
     proposed: Number(tr.children[5].textContent), missed: Number(tr.children[6].textContent),
+    power: tr.children[7].textContent,
   })));
   for (const v of ctx.validators) {
     const row = rows.find((r) => r.index === v.index);
     check(`validator ${v.index} key`, row && row.key === v.public_key, row);
     check(`validator ${v.index} p2p`, row.p2p === v.p2p, row);
+    check(`validator ${v.index} power`, row.power === v.power, row);
     check(`validator ${v.index} ${v.index === ctx.down ? "down" : "up"}`, row.up === (v.index !== ctx.down), row);
     if (v.index !== ctx.down) {
       check(`validator ${v.index} voted`, /^view \d+, /.test(row.lastVote), row);

@@ -73,13 +73,15 @@ pub struct Driver {
     shared: Arc<Shared>,
     /// The origin of the monotonic milliseconds the app's timers run on.
     origin: Instant,
-    /// This validator's index, and the highest view it has voted in (for the status page).
-    me: u16,
+    /// This validator's key, and the highest view it has voted in (for the status page).
+    my_key: keel_types::PublicKey,
     my_last_vote: u64,
     /// The view and time the status was last published (see [`STATUS_REFRESH_MS`]).
     status_view: u64,
     status_at: Instant,
     epoch_length: u64,
+    /// The epoch of the set the status page's activity charges missed views by.
+    activity_epoch: u64,
     /// Answers snapshot sync requests from the store, off this thread.
     snapshots: crate::snapshot::SnapshotServer,
 }
@@ -255,15 +257,16 @@ impl Driver {
         let keys = cfg.validators.clone();
         let epoch_length = cfg.epoch_length;
         // This node's peer index (the status page's row), whatever its set index.
-        let me = keys
-            .iter()
-            .position(|k| *k == key.public_key())
-            .and_then(|i| u16::try_from(i).ok())
-            .unwrap_or(u16::MAX);
+        let my_key = key.public_key();
         let snapshots = crate::snapshot::SnapshotServer::new(chain.store().clone(), net.clone());
         let app = App::new(cfg, key, chain, &restored)?;
         let start_view = app.engine().finalized_tip().2;
-        shared.update_activity(|a| *a = crate::activity::Activity::new(keys, start_view));
+        let set = app.engine().validators().clone();
+        let activity_epoch = set.epoch;
+        shared.update_activity(|a| {
+            *a = crate::activity::Activity::new(keys, start_view);
+            a.set_validators(set);
+        });
         shared.update(|s| s.epoch = app.engine().epoch());
         metrics::gauge!(m::EPOCH).set(app.engine().epoch() as f64);
         Ok(Driver {
@@ -273,11 +276,12 @@ impl Driver {
             net,
             shared,
             origin: Instant::now(),
-            me,
+            my_key,
             my_last_vote: start_view,
             status_view: start_view,
             status_at: Instant::now(),
             epoch_length,
+            activity_epoch,
             snapshots,
         })
     }
@@ -296,6 +300,13 @@ impl Driver {
             epoch_length: self.epoch_length,
         };
         f(&mut self.app, &mut shell);
+        // The status page charges missed views to the leaders of the set voting now.
+        let set = self.app.engine().validators();
+        if self.activity_epoch != set.epoch {
+            let set = set.clone();
+            self.activity_epoch = set.epoch;
+            self.shared.update_activity(|a| a.set_validators(set));
+        }
         if shell.registry_touched {
             self.refresh_peers();
         }
@@ -308,6 +319,7 @@ impl Driver {
         match registry_peers(&store.latest_view()) {
             Ok(peers) => {
                 let keys = self.net.add_peers(&peers);
+                self.shared.update_activity(|a| a.extend_table(&keys));
                 self.app.set_peers(keys);
             }
             Err(e) => tracing::warn!(error = %e, "cannot read the validator registry"),
@@ -377,11 +389,17 @@ impl Driver {
         let honest_view = honest_view_heard(heard, engine.validators());
         let sync_target = engine.sync_target();
         // This validator's own votes never arrive over a link: the engine records them.
-        if let Some(&mine) = heard.get(usize::from(self.me)) {
+        // `heard` is by index in the set voting now; the status page's rows by peer table.
+        let mine = engine
+            .validators()
+            .index_of(&self.my_key)
+            .and_then(|i| heard.get(usize::from(i)));
+        if let Some(&mine) = mine {
             if mine > self.my_last_vote {
                 self.my_last_vote = mine;
+                let key = self.my_key;
                 self.shared
-                    .update_activity(|a| a.voted(self.me, mine, now_ms()));
+                    .update_activity(|a| a.voted_by_key(&key, mine, now_ms()));
             }
         }
         let connected = self.net.connected();

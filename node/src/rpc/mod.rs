@@ -66,9 +66,10 @@ pub struct RpcContext {
     pub net: Option<keel_p2p::Network>,
     pub chain_id: u64,
     pub genesis_hash: Hash,
-    /// The validators, in index order, and this node's index among them.
-    pub validator_set: Vec<keel_app::genesis::GenesisValidator>,
-    pub me: u16,
+    /// Genesis's validator set (what votes until state holds an epoch's set), and this
+    /// node's key.
+    pub genesis_set: keel_types::validator::EpochSet,
+    pub my_key: keel_types::PublicKey,
     pub expiry_epochs: u64,
     pub min_gas_price: u128,
     pub epoch_length: u64,
@@ -204,7 +205,7 @@ impl RpcContext {
             "view": status.view,
             "state_root": latest.map(|l| l.state_root.to_hex()),
             "block_hash": latest.map(|l| l.block_hash.to_hex()),
-            "validators": set.as_ref().map_or(self.validator_set.len(), |s| s.members.len()),
+            "validators": set.as_ref().map_or(self.genesis_set.members.len(), |s| s.members.len()),
             "voting_power": set.map(|s| s.total_power().to_string()),
             "peers": status.peers,
             "mempool_size": self.mempool.lock().expect("mempool lock").len(),

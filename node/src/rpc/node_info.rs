@@ -16,25 +16,58 @@ pub const UP_IF_HEARD_WITHIN_MS: u64 = 5_000;
 pub const CATCHING_UP_VIEWS: u64 = 3;
 
 impl RpcContext {
+    /// Every validator in this node's peer table (the genesis ones, then the registered
+    /// ones as it learned them), with its power in the set voting now (genesis's until
+    /// state holds one) and what this node saw it do; the quorum is more than 2/3 of that
+    /// set's power.
     pub(super) fn validators(&self) -> Value {
         let status = self.shared.status();
         let activity = self.shared.validator_activity();
         let now = now_ms();
-        let validators: Vec<Value> = self
-            .validator_set
+        let view = self.store.latest_view();
+        let set = keel_runtime::validators::read_epoch_set(&view, status.epoch)
+            .ok()
+            .flatten()
+            .filter(|s| !s.members.is_empty())
+            .unwrap_or_else(|| self.genesis_set.clone());
+        let members: std::collections::BTreeMap<_, _> =
+            set.members.iter().map(|m| (m.key, m)).collect();
+        let validators: Vec<Value> = activity
+            .keys()
             .iter()
+            .zip(activity.seen())
             .enumerate()
-            .map(|(i, v)| {
+            .map(|(i, (key, seen))| {
                 let index = u16::try_from(i).unwrap_or(u16::MAX);
-                let me = index == self.me;
-                let seen = activity.get(i).cloned().unwrap_or_default();
+                let me = *key == self.my_key;
+                let member = members.get(key).copied();
+                // A member's address from the set; anyone else's from its registry record
+                // (a validator that left) or genesis.
+                let p2p = member
+                    .map(|m| m.p2p.clone())
+                    .or_else(|| {
+                        keel_runtime::validators::read_record(&view, key)
+                            .ok()
+                            .flatten()
+                            .map(|r| r.p2p)
+                    })
+                    .or_else(|| {
+                        let genesis = self.genesis_set.members.iter();
+                        genesis
+                            .clone()
+                            .find(|m| m.key == *key)
+                            .map(|m| m.p2p.clone())
+                    })
+                    .unwrap_or_default();
                 let age_ms = seen.last_vote_ms.map(|at| now.saturating_sub(at));
                 let linked = status.connected.contains(&index);
                 let up = me || linked || age_ms.is_some_and(|ms| ms <= UP_IF_HEARD_WITHIN_MS);
                 json!({
                     "index": index,
-                    "public_key": v.public_key.to_hex(),
-                    "p2p": v.p2p,
+                    "public_key": key.to_hex(),
+                    "p2p": p2p,
+                    "in_set": member.is_some(),
+                    "power": member.map_or(0, |m| m.power).to_string(),
                     "self": me,
                     "connected": linked,
                     "up": up,
@@ -45,10 +78,14 @@ impl RpcContext {
                 })
             })
             .collect();
+        let total = set.total_power();
         json!({
             "epoch": status.epoch,
             "view": status.view,
-            "quorum": keel_consensus::quorum_size(self.validator_set.len()),
+            "members": set.members.len(),
+            "total_power": total.to_string(),
+            // More than 2/3 of the power certifies: the least power that does.
+            "quorum_power": (total * 2 / 3 + 1).to_string(),
             "validators": validators,
         })
     }

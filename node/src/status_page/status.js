@@ -145,7 +145,7 @@ function renderStatus(s) {
 }
 
 function renderValidators(v) {
-  text("quorum", `epoch ${v.epoch}, quorum ${v.quorum} of ${v.validators.length}`);
+  text("quorum", `epoch ${v.epoch}, ${v.members} in the set, quorum more than 2/3 of ${v.total_power} power`);
   validatorKeys = v.validators.map((x) => x.public_key);
   const rows = v.validators.map((x) =>
     el("tr", { "data-index": x.index, "data-up": x.up },
@@ -155,7 +155,8 @@ function renderValidators(v) {
       el("td", {}, el("span", { class: `pill ${x.up ? "up" : "down"}` }, x.up ? "up" : "down")),
       el("td", {}, x.last_vote_age_ms === null ? "not heard" : `view ${x.last_vote_view}, ${ago(x.last_vote_age_ms)}`),
       el("td", {}, x.proposed),
-      el("td", {}, x.missed_proposals)));
+      el("td", {}, x.missed_proposals),
+      el("td", {}, x.in_set ? x.power : "not in the set")));
   $("validators").tBodies[0].replaceChildren(...rows);
 }
 

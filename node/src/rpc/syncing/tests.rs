@@ -33,8 +33,11 @@ fn full_module_names() -> BTreeSet<String> {
         net: None,
         chain_id: 7,
         genesis_hash: Hash::ZERO,
-        validator_set: Vec::new(),
-        me: 0,
+        genesis_set: keel_types::validator::EpochSet {
+            epoch: 0,
+            members: Vec::new(),
+        },
+        my_key: keel_types::SecretKey::from_seed([1; 32]).public_key(),
         expiry_epochs: 0,
         min_gas_price: 1,
         epoch_length: 100,
