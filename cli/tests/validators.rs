@@ -572,6 +572,23 @@ fn a_node_outside_genesis_joins_by_snapshot_and_votes_then_a_genesis_validator_l
         let status = cluster.call(i, "keel_status", vec![]).expect("status");
         assert_eq!(status["validators"], 5, "{status}");
     }
+    // The status page's validators are that set too: node 0 lists the joiner, in the set
+    // with its power, and saw it propose; the joiner knows its own row.
+    let row_of = |i: usize, key: &str| {
+        let list = cluster
+            .call(i, "keel_getValidators", vec![])
+            .expect("validators");
+        assert_eq!(list["members"], 5, "{list}");
+        list["validators"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["public_key"] == key).cloned())
+            .unwrap_or_else(|| panic!("{key} not listed: {list}"))
+    };
+    let row = row_of(0, &key);
+    assert_eq!(row["in_set"], true, "{row}");
+    assert!(row["power"].as_str().is_some_and(|p| p != "0"), "{row}");
+    assert!(row["proposed"].as_u64().unwrap_or(0) >= 1, "{row}");
+    assert_eq!(row_of(joiner, &key)["self"], true);
     let status = cluster.call(joiner, "keel_status", vec![]).expect("status");
     assert!(
         status["oldest_retained"].as_u64().unwrap_or(0) > keel_node::config::MIN_RETAIN_HEIGHTS,
@@ -611,6 +628,23 @@ fn a_node_outside_genesis_joins_by_snapshot_and_votes_then_a_genesis_validator_l
     cluster.wait_height(&[0, 1, 2, joiner], height + 12, Duration::from_secs(60));
     let status = cluster.call(0, "keel_status", vec![]).expect("status");
     assert_eq!(status["validators"], 4, "{status}");
+    let list = cluster
+        .call(0, "keel_getValidators", vec![])
+        .expect("validators");
+    assert_eq!(list["members"], 4, "{list}");
+    let gone = list["validators"]
+        .as_array()
+        .and_then(|rows| {
+            rows.iter()
+                .find(|r| r["public_key"] == key3.as_str())
+                .cloned()
+        })
+        .unwrap_or_else(|| panic!("the validator that left is not listed: {list}"));
+    assert_eq!(
+        (&gone["in_set"], &gone["power"]),
+        (&json!(false), &json!("0")),
+        "{gone}"
+    );
 
     // Second run: the fifth restores again from an empty state directory (its vote log
     // kept), slowed by the fault hook, and is killed with SIGKILL once some chunks are in.
@@ -620,17 +654,31 @@ fn a_node_outside_genesis_joins_by_snapshot_and_votes_then_a_genesis_validator_l
     std::fs::remove_dir_all(home.join("data/state")).expect("remove state");
     let delay = (
         keel_node::snapshot::FAULT_CHUNK_DELAY_ENV,
-        "1500".to_string(),
+        "3000".to_string(),
     );
     cluster.spawn_with_env(joiner, &[delay]);
     let deadline = Instant::now() + Duration::from_secs(60);
-    let before_kill = loop {
+    // Killed once a chunk is counted (each is counted after its 3 s pause, and the next,
+    // already fetched, is written at once; writing it waits for the first one's flush), so
+    // the resumed restore must start past the first chunk, and this state (four chunks in
+    // the runs measured) leaves it chunks of its own to fetch.
+    let (before_kill, chunks_before_kill) = loop {
+        // Its metrics port opens once the process is up.
+        let listening = std::net::TcpStream::connect(cluster.metrics_url(joiner)).is_ok();
+        let chunks = match listening {
+            true => crate::common::metric_sum(
+                &cluster.metrics_text(joiner),
+                keel_node::metrics::SYNC_CHUNKS,
+                "",
+            ),
+            false => 0,
+        };
         let snapshot = cluster
             .call(joiner, "keel_status", vec![])
             .map(|s| s["sync"]["snapshot"].clone())
             .unwrap_or(Value::Null);
-        if snapshot["phase"] == "state" && snapshot["entries"].as_u64().unwrap_or(0) > 0 {
-            break snapshot;
+        if snapshot["phase"] == "state" && chunks >= 1 {
+            break (snapshot, chunks);
         }
         if Instant::now() > deadline || snapshot["phase"] == "done" {
             cluster.dump_logs();
@@ -665,7 +713,7 @@ fn a_node_outside_genesis_joins_by_snapshot_and_votes_then_a_genesis_validator_l
         !load.is_finished(),
         "the load ended before the second restore"
     );
-    eprintln!("killed mid-restore at {before_kill}");
+    eprintln!("killed mid-restore at {before_kill} ({chunks_before_kill} chunks in)");
     assert_eq!(
         before_kill["permille"].as_u64().map(|p| p < 1000),
         Some(true),
@@ -704,15 +752,19 @@ fn a_node_outside_genesis_joins_by_snapshot_and_votes_then_a_genesis_validator_l
         .expect("a resume line with its percent");
     // The progress reported before the kill may include the last batch, whose flush a
     // SIGKILL can lose (docs/validators.md: at most one chunk and a leaf fetched again): it
-    // resumes no more than one chunk's share of the key space below it (a chunk of
-    // `chunk_bytes` out of the state's bytes; the key hashes spread evenly).
-    let state_bytes = snapshot["bytes"].as_u64().expect("bytes").max(1);
-    let chunk_permille =
-        (1000 * keel_types::proof::MIN_SNAPSHOT_CHUNK_BYTES as u64).div_ceil(state_bytes);
+    // resumes past the start, and no more than about a chunk's share of the key space below
+    // what it reported (twice the mean share of the chunks in by then: chunks of one
+    // budget differ in key-space share as the key hashes fall).
     let reported = before_kill["permille"].as_u64().expect("permille");
+    let chunk_permille = reported.div_ceil(chunks_before_kill.max(1));
+    eprintln!("resumed at {resumed_at} permille");
+    // Killed mid-way: the resumed run restored entries of its own, and started past the
+    // first chunk's.
+    assert!(snapshot["entries"].as_u64().unwrap_or(0) > 0, "{snapshot}");
+    assert!(resumed_at > 0, "resumed from the start: {before_kill}");
     assert!(
-        resumed_at + chunk_permille >= reported,
-        "resumed at {resumed_at} permille, more than a chunk ({chunk_permille}) below the {before_kill} reported before the kill"
+        resumed_at + 2 * chunk_permille >= reported,
+        "resumed at {resumed_at} permille, more than a chunk ({chunk_permille}) below the {before_kill} reported before the kill ({chunks_before_kill} chunks)"
     );
     assert_eq!(log.matches("snapshot sync: state restored").count(), 2);
     // At the tip with its state: ready.

@@ -12,7 +12,7 @@ pub mod revival;
 pub use expiry::{fee_recipient, sealed_archive, sweep, MAX_EXPIRIES_PER_BLOCK};
 pub use policy::{
     retained, snapshot_floor, History, PrunePolicy, PruneStep, Pruner, MIN_RETAIN_HEIGHTS,
-    PRUNED_AUX_PREFIXES,
+    PRUNED_AUX_PREFIXES, SNAPSHOT_TIP_AUX_PREFIX,
 };
 pub use revival::{
     apply_revival, check_revival, check_unflag, revival_gas, ProofCheck, Restore, REVIVAL_BASE_GAS,

@@ -12,9 +12,13 @@ use keel_types::Height;
 /// the hashes of the last 256 blocks from the store; a node that pruned one of them would
 /// read zero where its peers read the hash, and fork from them.
 pub const MIN_RETAIN_HEIGHTS: u64 = 256;
-/// Aux records keyed by height that go with pruned blocks (finality certificates, and the
-/// block hashes a snapshot restore keeps below its height: keel-store's `ANCESTOR_PREFIX`).
-pub const PRUNED_AUX_PREFIXES: &[&[u8]] = &[b"cert/", b"ancestor/"];
+/// Aux records keyed by height that go with pruned blocks (finality certificates, the
+/// block hashes a snapshot restore keeps below its height: keel-store's `ANCESTOR_PREFIX`,
+/// and a restore's kept tip, [`SNAPSHOT_TIP_AUX_PREFIX`], should a crash leave it).
+pub const PRUNED_AUX_PREFIXES: &[&[u8]] = &[b"cert/", b"ancestor/", SNAPSHOT_TIP_AUX_PREFIX];
+/// Where a restoring node keeps the tip of the height it restores (prefix + big-endian
+/// height, as every prefix above).
+pub const SNAPSHOT_TIP_AUX_PREFIX: &[u8] = b"snapshot_tip/";
 /// Compact when the bytes deleted since the last compaction reach this fraction (1/N) of the
 /// store, so a compaction rewrites at most N times what it frees.
 pub const COMPACT_FRACTION_DENOMINATOR: u64 = 4;

@@ -360,6 +360,34 @@ pub fn sync_over(
             "snapshot sync: resuming an interrupted restore"
         );
     }
+    // The tip first, while this boundary is the newest its peers serve: they keep the
+    // boundary's state for as long as their history window, but the `BLOCKHASH` window of
+    // headers below its tip only until the boundary after next (pruning's snapshot floor),
+    // which a long restore can outlive (found by the join test with its chunks slowed: the
+    // whole state in, no peer could serve the tip, and the node gave up).
+    let mut tip = client.tip_kept_or_fetched(&restore, &last.last)?;
+    if tip.is_none() && !std::ptr::eq(last, latest) {
+        tracing::warn!(
+            old = height,
+            height = target_height(latest),
+            "snapshot sync: the resumed boundary's tip is no longer served; restoring the newest"
+        );
+        drop(restore);
+        wipe(path)?;
+        restore = SnapshotRestore::open(
+            path,
+            options.clone(),
+            target_height(latest),
+            latest.last.parent_state_root,
+        )?;
+        (last, height) = (latest, restore.height());
+        metrics::gauge!(crate::metrics::SYNC_TARGET_HEIGHT).set(height as f64);
+        progress.target_height = height;
+        progress.epoch = last.epoch + 1;
+        (progress.resumed, progress.permille) = (false, 0);
+        tip = client.tip_kept_or_fetched(&restore, &last.last)?;
+    }
+    let mut tip = tip.ok_or(SnapshotSyncError::NoServer(height))?;
     let delay = fault_chunk_delay_ms();
     let started = client.t.now_ms();
     let mut logged_at = started;
@@ -396,6 +424,10 @@ pub fn sync_over(
                         latest.last.parent_state_root,
                     )?;
                     (last, height, rounds) = (latest, restore.height(), 0);
+                    metrics::gauge!(crate::metrics::SYNC_TARGET_HEIGHT).set(height as f64);
+                    tip = client
+                        .tip_kept_or_fetched(&restore, &last.last)?
+                        .ok_or(SnapshotSyncError::NoServer(height))?;
                     strikes.clear();
                     filling = None;
                     progress.target_height = height;
@@ -537,44 +569,29 @@ pub fn sync_over(
     }
     progress.phase = "tip";
     publish(&progress);
-    // The tip block and its receipts, checked against the certified header above them.
-    let peers = client.peers_answering_first()?;
-    for peer in peers {
-        let request = SnapshotMessage::TipRequest { height };
-        let Some(SnapshotMessage::Tip {
-            block,
-            receipts,
-            ancestors,
-        }) = client.ask(peer, request)?
-        else {
-            continue;
-        };
-        if let Err(why) = check_tip(&last.last, &block, &receipts, &ancestors) {
-            client.drop_peer(peer, &why);
-            continue;
-        }
-        // The verified chain is kept before the store is marked restored, so a crash
-        // after that cannot leave a node that serves no epoch changes.
-        for change in &changes {
-            epoch_proof::put(restore.store(), change).map_err(keel_store::SnapshotError::State)?;
-        }
-        let entries = restore.entries_added;
-        let store = restore.finish(&block, &receipts, &ancestors)?;
-        progress.phase = "done";
-        progress.permille = 1000;
-        publish(&progress);
-        tracing::info!(
-            height,
-            entries,
-            seconds = client.t.now_ms().saturating_sub(started) / 1000,
-            "snapshot sync: state restored; block-syncing to the tip"
-        );
-        return Ok(Synced {
-            store,
-            dropped: client.dropped,
-        });
+    // The tip kept before the chunks (checked against the certified header above it).
+    let (block, receipts, ancestors) = tip;
+    // The verified chain is kept before the store is marked restored, so a crash after
+    // that cannot leave a node that serves no epoch changes.
+    for change in &changes {
+        epoch_proof::put(restore.store(), change).map_err(keel_store::SnapshotError::State)?;
     }
-    Err(SnapshotSyncError::NoServer(height))
+    let entries = restore.entries_added;
+    let store = restore.finish(&block, &receipts, &ancestors)?;
+    forget_tip(&store, height);
+    progress.phase = "done";
+    progress.permille = 1000;
+    publish(&progress);
+    tracing::info!(
+        height,
+        entries,
+        seconds = client.t.now_ms().saturating_sub(started) / 1000,
+        "snapshot sync: state restored; block-syncing to the tip"
+    );
+    Ok(Synced {
+        store,
+        dropped: client.dropped,
+    })
 }
 
 /// Whether a peer still serves the interrupted restore of `change`'s state: the next chunk
@@ -597,7 +614,11 @@ fn probe(
             }) = client.ask(peer, request)?
             {
                 match check_tip(&change.last, &block, &receipts, &ancestors) {
-                    Ok(()) => return Ok(true),
+                    // Kept: the sync finishes with it without asking again.
+                    Ok(()) => {
+                        keep_tip(restore, &(*block, receipts, ancestors))?;
+                        return Ok(true);
+                    }
                     Err(why) => client.drop_peer(peer, &why),
                 }
             }
@@ -661,6 +682,9 @@ fn tenths(n: u64) -> String {
 
 #[path = "epoch_chain.rs"]
 mod epoch_chain;
+#[path = "tip.rs"]
+mod tip;
+use tip::{forget_tip, keep_tip};
 
 #[cfg(test)]
 #[path = "client_tests.rs"]

@@ -357,3 +357,123 @@ fn a_chunks_fill_is_judged_only_by_the_chunk_asked_right_after_it() {
     };
     assert!(capped.check(Some([7; 32]), &next(1_000)).is_none());
 }
+
+/// A tip block at height 1 (no headers below it) and the boundary header that commits to it.
+fn tip_and_boundary() -> (keel_types::Block, keel_types::Header) {
+    let header = |height: u64, parent_hash: Hash, parent_receipts_root: Hash| keel_types::Header {
+        chain_id: 7,
+        height,
+        epoch: 0,
+        view: height,
+        parent_hash,
+        proposer: keel_types::SecretKey::from_seed([3; 32]).public_key(),
+        timestamp_ms: 1_000 * height,
+        tx_root: keel_types::block::tx_root(&[]),
+        parent_state_root: Hash::ZERO,
+        parent_receipts_root,
+        archive_root: Hash::ZERO,
+    };
+    let tip = keel_types::Block {
+        header: header(1, Hash::ZERO, Hash::ZERO),
+        transactions: Vec::new(),
+    };
+    let boundary = header(2, tip.hash(), keel_types::receipt::receipts_root(&[]));
+    (tip, boundary)
+}
+
+fn tip_answer(block: &keel_types::Block) -> SnapshotMessage {
+    SnapshotMessage::Tip {
+        block: Box::new(block.clone()),
+        receipts: Vec::new(),
+        ancestors: Vec::new(),
+    }
+}
+
+/// Issue 21: one pass over the peers for the tip used to end the sync (the node exited)
+/// when every peer refused once. Refusals are asked again in rounds; a tip that does not
+/// check drops its peer; only when no peer serves it in `MAX_ROUNDS` rounds is it `None`
+/// (the sync's `NoServer`).
+#[test]
+fn a_tip_every_peer_refuses_at_first_is_asked_again_and_a_false_one_drops_its_peer() {
+    let (tip, boundary) = tip_and_boundary();
+    let mut wrong = tip.clone();
+    wrong.header.timestamp_ms += 1;
+    let mut t = Scripted::new(&[1, 2]);
+    t.arrivals.extend([
+        (1, 1, SnapshotMessage::Unavailable),
+        (2, 2, SnapshotMessage::Unavailable),
+        // Second round, after the pause: peer 1 sends a tip the boundary does not commit to,
+        // peer 2 the right one.
+        (RETRY_PAUSE_MS + 10, 1, tip_answer(&wrong)),
+        (RETRY_PAUSE_MS + 20, 2, tip_answer(&tip)),
+    ]);
+    let mut c = client(&mut t);
+    let got = c.tip(&boundary, 1).expect("open").expect("a tip");
+    assert_eq!(got.0, tip);
+    assert_eq!(c.dropped, BTreeSet::from([1]));
+    drop(c);
+    let asked = t
+        .sent
+        .iter()
+        .filter(|(_, m)| matches!(m, SnapshotMessage::TipRequest { height: 1 }))
+        .count();
+    assert_eq!(asked, 4, "{:?}", t.sent);
+
+    // Refused in every round: `None` after `MAX_ROUNDS` pauses, each peer asked each round.
+    let mut t = Scripted::new(&[1, 2]);
+    for round in 0..=u64::from(MAX_ROUNDS) {
+        let at = round * (RETRY_PAUSE_MS + 100);
+        t.arrivals.extend([
+            (at + 1, 1, SnapshotMessage::Unavailable),
+            (at + 2, 2, SnapshotMessage::Unavailable),
+        ]);
+    }
+    let got = client(&mut t).tip(&boundary, 1).expect("open");
+    assert!(got.is_none());
+    assert_eq!(t.sent.len(), 2 * (MAX_ROUNDS as usize + 1));
+    assert!(
+        t.now_ms >= u64::from(MAX_ROUNDS) * RETRY_PAUSE_MS,
+        "{}",
+        t.now_ms
+    );
+}
+
+/// Issue 21: the tip is kept in the restoring store once fetched, so a resumed restore
+/// finishes with it without asking (its peers may have pruned the headers below it by
+/// then); a kept tip that does not check against the boundary asked for is not used; the
+/// finished store forgets it.
+#[test]
+fn a_kept_tip_is_used_without_asking_and_one_for_another_boundary_is_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("state");
+    let restore =
+        SnapshotRestore::open(&path, StoreOptions::default(), 1, Hash([9; 32])).expect("open");
+    let (tip, boundary) = tip_and_boundary();
+    let mut t = Scripted::new(&[1]);
+    t.arrivals.push_back((1, 1, tip_answer(&tip)));
+    let got = client(&mut t)
+        .tip_kept_or_fetched(&restore, &boundary)
+        .expect("open")
+        .expect("served");
+    assert_eq!((got.0, t.sent.len()), (tip.clone(), 1));
+    // Kept: asked again (a resumed restore), no peer is asked.
+    let mut t = Scripted::new(&[1]);
+    let again = client(&mut t)
+        .tip_kept_or_fetched(&restore, &boundary)
+        .expect("open")
+        .expect("kept");
+    assert_eq!(again.0, tip);
+    assert!(t.sent.is_empty(), "{:?}", t.sent);
+    // Another boundary: the kept tip does not check, so it is asked for (nobody answers).
+    let mut other = boundary.clone();
+    other.parent_hash = Hash([1; 32]);
+    let mut t = Scripted::new(&[1]);
+    let none = client(&mut t)
+        .tip_kept_or_fetched(&restore, &other)
+        .expect("open");
+    assert!(none.is_none());
+    assert_eq!(t.sent.len(), MAX_ROUNDS as usize + 1);
+    // Finished: forgotten.
+    forget_tip(restore.store(), 1);
+    assert!(tip::kept_tip(&restore, &boundary).expect("read").is_none());
+}

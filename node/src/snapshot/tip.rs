@@ -6,11 +6,10 @@
 
 use super::*;
 
-/// Where a restoring store keeps the tip of the height it restores (aux column).
-const TIP_KEY_PREFIX: &[u8] = b"snapshot_tip/";
-
+/// Where a restoring store keeps the tip of the height it restores (aux column; pruned with
+/// its height should a crash leave it behind).
 fn tip_key(height: Height) -> Vec<u8> {
-    [TIP_KEY_PREFIX, &height.to_be_bytes()].concat()
+    [keel_pruning::SNAPSHOT_TIP_AUX_PREFIX, &height.to_be_bytes()].concat()
 }
 
 /// The tip block at `height`, its receipts and the headers below it.
@@ -60,37 +59,42 @@ impl Client<'_> {
 }
 
 impl Client<'_> {
-    /// The tip of `change`'s boundary for `restore`: the one kept in the restoring store (a
-    /// resumed restore), else fetched from the peers ([`Client::tip`]) and kept there.
-    /// `None`: not kept and no peer served it.
+    /// The tip of `boundary` (the certified header above the tip) for `restore`: the one
+    /// kept in the restoring store (a resumed restore), else fetched from the peers
+    /// ([`Client::tip`]) and kept there. `None`: not kept and no peer served it.
     pub(super) fn tip_kept_or_fetched(
         &mut self,
         restore: &SnapshotRestore,
-        change: &EpochChange,
+        boundary: &keel_types::Header,
     ) -> Result<Option<Tip>, SnapshotSyncError> {
-        if let Some(tip) = kept_tip(restore, change)? {
+        if let Some(tip) = kept_tip(restore, boundary)? {
             return Ok(Some(tip));
         }
-        let height = restore.height();
-        let Some(tip) = self.tip(&change.last, height)? else {
+        let Some(tip) = self.tip(boundary, restore.height())? else {
             return Ok(None);
         };
-        let raw = borsh::to_vec(&tip)
-            .map_err(|e| keel_state::StateError::Corrupt(format!("encoding a tip: {e}")))
-            .map_err(keel_store::SnapshotError::State)?;
-        restore
-            .store()
-            .put_aux(&tip_key(height), &raw)
-            .map_err(keel_store::SnapshotError::State)?;
+        keep_tip(restore, &tip)?;
         Ok(Some(tip))
     }
 }
 
+/// Keeps `tip` (checked) in `restore`'s store, under its height.
+pub(super) fn keep_tip(restore: &SnapshotRestore, tip: &Tip) -> Result<(), SnapshotSyncError> {
+    let raw = borsh::to_vec(tip)
+        .map_err(|e| keel_state::StateError::Corrupt(format!("encoding a tip: {e}")))
+        .map_err(keel_store::SnapshotError::State)?;
+    restore
+        .store()
+        .put_aux(&tip_key(restore.height()), &raw)
+        .map_err(keel_store::SnapshotError::State)?;
+    Ok(())
+}
+
 /// The tip kept in `restore`'s store for its height, if it is there and still checks
-/// against `change`'s boundary header (one that does not is fetched again).
+/// against `boundary` (one that does not is fetched again).
 pub(super) fn kept_tip(
     restore: &SnapshotRestore,
-    change: &EpochChange,
+    boundary: &keel_types::Header,
 ) -> Result<Option<Tip>, SnapshotSyncError> {
     let raw = restore
         .store()
@@ -99,7 +103,7 @@ pub(super) fn kept_tip(
     Ok(raw
         .and_then(|raw| borsh::from_slice::<Tip>(&raw).ok())
         .filter(|(block, receipts, ancestors)| {
-            check_tip(&change.last, block, receipts, ancestors).is_ok()
+            check_tip(boundary, block, receipts, ancestors).is_ok()
         }))
 }
 
