@@ -360,11 +360,11 @@ pub fn sync_over(
             "snapshot sync: resuming an interrupted restore"
         );
     }
-    // The tip first, while this boundary is the newest its peers serve: they keep the
-    // boundary's state for as long as their history window, but the `BLOCKHASH` window of
-    // headers below its tip only until the boundary after next (pruning's snapshot floor),
-    // which a long restore can outlive (found by the join test with its chunks slowed: the
-    // whole state in, no peer could serve the tip, and the node gave up).
+    // The tip first, while this boundary is the newest its peers serve: they prune every
+    // height below one target, and the `BLOCKHASH` window of headers below the tip reaches
+    // 256 heights further down than the state, so a long restore can outlive those headers
+    // (found by the join test with its chunks slowed: the whole state in, no peer could
+    // serve the tip, and the node gave up).
     let mut tip = client.tip_kept_or_fetched(&restore, &last.last)?;
     if tip.is_none() && !std::ptr::eq(last, latest) {
         tracing::warn!(
@@ -372,14 +372,7 @@ pub fn sync_over(
             height = target_height(latest),
             "snapshot sync: the resumed boundary's tip is no longer served; restoring the newest"
         );
-        drop(restore);
-        wipe(path)?;
-        restore = SnapshotRestore::open(
-            path,
-            options.clone(),
-            target_height(latest),
-            latest.last.parent_state_root,
-        )?;
+        restore = restore_newest(restore, path, &options, latest)?;
         (last, height) = (latest, restore.height());
         metrics::gauge!(crate::metrics::SYNC_TARGET_HEIGHT).set(height as f64);
         progress.target_height = height;
@@ -414,15 +407,7 @@ pub fn sync_over(
                         height = target_height(latest),
                         "snapshot sync: the resumed boundary is no longer served; restoring the newest"
                     );
-                    // Dropping waits for the restore's last flush.
-                    drop(restore);
-                    wipe(path)?;
-                    restore = SnapshotRestore::open(
-                        path,
-                        options.clone(),
-                        target_height(latest),
-                        latest.last.parent_state_root,
-                    )?;
+                    restore = restore_newest(restore, path, &options, latest)?;
                     (last, height, rounds) = (latest, restore.height(), 0);
                     metrics::gauge!(crate::metrics::SYNC_TARGET_HEIGHT).set(height as f64);
                     tip = client
@@ -640,6 +625,24 @@ fn probe(
         }
     }
     Ok(false)
+}
+
+/// Empties `path` and opens a restore of `latest`'s boundary there, in place of `restore`
+/// (dropping it first waits for its last flush).
+fn restore_newest(
+    restore: SnapshotRestore,
+    path: &Path,
+    options: &StoreOptions,
+    latest: &EpochChange,
+) -> Result<SnapshotRestore, SnapshotSyncError> {
+    drop(restore);
+    wipe(path)?;
+    Ok(SnapshotRestore::open(
+        path,
+        options.clone(),
+        target_height(latest),
+        latest.last.parent_state_root,
+    )?)
 }
 
 /// Empties the store directory: renamed first, so a crash mid-way leaves no half-deleted

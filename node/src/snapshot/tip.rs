@@ -1,8 +1,9 @@
 //! The tip a restore finishes with: the block at the restored height, its receipts and the
 //! `BLOCKHASH` window of headers below it, checked against the certified boundary header
 //! above it. Fetched before the chunks, while the boundary is the newest its peers serve
-//! (they keep those headers only until the boundary after next), and kept in the restoring
-//! store so a restore resumed after a `kill -9` has it too.
+//! (those headers reach 256 heights below the tip, so peers prune them before the
+//! boundary's state), and kept in the restoring store so a restore resumed after a
+//! `kill -9` has it too.
 
 use super::*;
 
